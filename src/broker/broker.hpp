@@ -1,0 +1,65 @@
+// The broker: sessions, subscriptions, routing, retained messages, wills,
+// QoS state. No sockets: it is driven by events (connection opened, bytes
+// arrived, connection closed, clock ticked, loop pass ended) and answers
+// through the Transport interface. Tests drive it with a fake transport.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "broker/config.hpp"
+#include "broker/persistence.hpp"
+
+namespace hato::broker {
+
+using ConnId = uint64_t;
+
+// What the broker needs from the network layer.
+class Transport {
+public:
+    virtual ~Transport() = default;
+    virtual void send(ConnId id, std::span<const uint8_t> bytes) = 0;
+    virtual size_t queued_bytes(ConnId id) const = 0;   // for back-pressure
+    virtual void close(ConnId id) = 0;                  // flush, then close
+};
+
+struct Stats {
+    uint64_t connections = 0;
+    uint64_t messages_in = 0;
+    uint64_t messages_out = 0;
+    uint64_t qos0_dropped = 0;      // output limit hit
+    uint64_t queued_dropped = 0;    // session queue limit hit
+};
+
+class Broker {
+public:
+    // `persist` may be a MemoryPersistence (nothing survives restart).
+    Broker(const Config& cfg, Transport& transport, Persistence& persist);
+    ~Broker();
+
+    // Rebuilds state from `persist` (retained, sessions, subscriptions,
+    // queued / in-flight messages) before any connection arrives.
+    void recover();
+
+    void on_open(ConnId id, int listener_index, const std::string& peer);
+    void on_data(ConnId id, std::span<const uint8_t> bytes);
+    void on_close(ConnId id);                  // transport gone (any reason)
+    void on_tick(uint64_t now_ms);             // keep alive, expiry, will delay
+    void on_pass_end();                        // group commit point
+    // Called by the wiring when persisted state up to `ticket` is durable:
+    // held PUBACK/PUBREC go out.
+    void on_durable(uint64_t ticket);
+
+    // Graceful shutdown: v5 clients get DISCONNECT 0x8B, all are closed.
+    void shutdown();
+
+    const Stats& stats() const;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace hato::broker

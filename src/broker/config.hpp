@@ -1,0 +1,34 @@
+// Broker knobs, filled by src/config from the TOML file. Defaults equal
+// conf/hato.toml.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace hato::broker {
+
+struct Config {
+    // [limits]
+    uint32_t max_connections = 10000;
+    uint32_t max_packet_size = 1048576;
+    uint16_t max_inflight = 32;            // our outbound window per client (and v5 Receive Maximum we announce)
+    uint32_t max_queued_messages = 1000;   // per offline/slow session
+    uint64_t max_queued_bytes = 0;         // 0 = no byte limit
+    uint64_t max_output_bytes = 1u << 20;  // per-connection output limit; beyond it QoS 0 is dropped
+
+    // [mqtt]
+    uint16_t server_keep_alive = 0;        // 0 = accept the client's
+    uint16_t receive_maximum = 32;         // announced in CONNACK (inbound QoS 1/2 window)
+    uint16_t topic_alias_maximum = 16;     // inbound aliases we accept (0 = none)
+    uint16_t max_outbound_topic_aliases = 16;  // aliases we assign per client (capped by client's max)
+    uint8_t maximum_qos = 2;
+    bool retain_available = true;
+    bool wildcard_subscriptions = true;
+    bool shared_subscriptions = true;
+    bool subscription_identifiers = true;
+    uint32_t max_message_expiry = 0;       // cap on message expiry interval, 0 = none
+    uint32_t max_session_expiry = 0;       // cap on session expiry interval, 0 = none
+    std::string response_information;      // answered to Request Response Information, empty = none
+};
+
+}  // namespace hato::broker

@@ -1,0 +1,119 @@
+// The one narrow interface between routing and durable state. The broker
+// calls it whenever state that must survive a restart changes; the durable
+// implementation (log_persistence) turns each call into an append-log
+// record, MemoryPersistence forgets everything.
+//
+// Every write returns a *ticket* (the log sequence number). A PUBACK/PUBREC
+// that depends on a write leaves only once durable_ticket() >= that ticket
+// (group commit: the wiring syncs once per loop pass, then calls
+// Broker::on_durable). Ticket 0 means "nothing to wait for".
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace hato::broker {
+
+// A message as stored: everything needed to deliver it again after a restart.
+struct StoredMessage {
+    std::string topic;
+    std::vector<uint8_t> payload;
+    std::vector<uint8_t> forwarded_props;  // mqtt::encode_forwarded_properties output
+    uint8_t qos = 0;
+    bool retain = false;
+    uint64_t expiry_wall_ms = 0;           // absolute (CLOCK_REALTIME ms), 0 = never
+};
+
+// Where a queued message stands in its session's outbound flow.
+enum class OutState : uint8_t {
+    Queued = 0,    // not sent yet
+    Inflight = 1,  // PUBLISH sent with packet_id, waiting PUBACK / PUBREC
+    Pubrel = 2,    // QoS 2: PUBREC received, PUBREL sent, waiting PUBCOMP
+};
+
+struct RecoveredSub {
+    std::string filter;        // as subscribed (may be $share/...)
+    uint8_t options = 0;       // SUBSCRIBE options byte (qos | nl<<2 | rap<<3 | rh<<4)
+    uint32_t sub_id = 0;       // 0 = none
+};
+
+struct RecoveredOut {
+    uint64_t seq = 0;          // per-session order
+    OutState state = OutState::Queued;
+    uint16_t packet_id = 0;
+    StoredMessage msg;
+};
+
+struct RecoveredSession {
+    std::string client_id;
+    uint32_t expiry_s = 0;             // session expiry interval
+    uint64_t offline_since_wall_ms = 0;
+    std::vector<RecoveredSub> subs;
+    std::vector<RecoveredOut> out;     // sorted by seq
+    std::vector<uint16_t> qos2_in;     // inbound QoS 2 ids with PUBREC sent, PUBREL not yet seen
+};
+
+struct RecoveredState {
+    std::vector<StoredMessage> retained;
+    std::vector<RecoveredSession> sessions;
+};
+
+class Persistence {
+public:
+    virtual ~Persistence() = default;
+
+    virtual void load(RecoveredState& out) = 0;  // once, at start
+
+    virtual uint64_t retained_set(const StoredMessage& m) = 0;
+    virtual uint64_t retained_clear(std::string_view topic) = 0;
+
+    // Creates or updates a persistent session (clean sessions with expiry 0
+    // are never written). offline_since 0 = connected.
+    virtual uint64_t session_put(std::string_view client_id, uint32_t expiry_s,
+                                 uint64_t offline_since_wall_ms) = 0;
+    virtual uint64_t session_remove(std::string_view client_id) = 0;  // and all it holds
+
+    virtual uint64_t sub_put(std::string_view client_id, std::string_view filter,
+                             uint8_t options, uint32_t sub_id) = 0;
+    virtual uint64_t sub_remove(std::string_view client_id, std::string_view filter) = 0;
+
+    // Outbound message flow of one session, keyed by the per-session seq.
+    virtual uint64_t out_enqueue(std::string_view client_id, uint64_t seq, const StoredMessage& m) = 0;
+    virtual uint64_t out_state(std::string_view client_id, uint64_t seq, OutState st,
+                               uint16_t packet_id) = 0;
+    virtual uint64_t out_done(std::string_view client_id, uint64_t seq) = 0;  // acked or dropped
+
+    // Inbound QoS 2: PUBREC sent (the message itself was routed and stored
+    // in the receivers' queues) / PUBREL received.
+    virtual uint64_t qos2_in_put(std::string_view client_id, uint16_t packet_id) = 0;
+    virtual uint64_t qos2_in_remove(std::string_view client_id, uint16_t packet_id) = 0;
+
+    // True when the store refuses new QoS 1/2 messages (max_bytes reached or
+    // disk full): the publisher gets quota exceeded.
+    virtual bool full() const = 0;
+
+    virtual uint64_t durable_ticket() const = 0;
+};
+
+// Keeps nothing; every ticket is 0 (immediately durable).
+class MemoryPersistence final : public Persistence {
+public:
+    void load(RecoveredState&) override {}
+    uint64_t retained_set(const StoredMessage&) override { return 0; }
+    uint64_t retained_clear(std::string_view) override { return 0; }
+    uint64_t session_put(std::string_view, uint32_t, uint64_t) override { return 0; }
+    uint64_t session_remove(std::string_view) override { return 0; }
+    uint64_t sub_put(std::string_view, std::string_view, uint8_t, uint32_t) override { return 0; }
+    uint64_t sub_remove(std::string_view, std::string_view) override { return 0; }
+    uint64_t out_enqueue(std::string_view, uint64_t, const StoredMessage&) override { return 0; }
+    uint64_t out_state(std::string_view, uint64_t, OutState, uint16_t) override { return 0; }
+    uint64_t out_done(std::string_view, uint64_t) override { return 0; }
+    uint64_t qos2_in_put(std::string_view, uint16_t) override { return 0; }
+    uint64_t qos2_in_remove(std::string_view, uint16_t) override { return 0; }
+    bool full() const override { return false; }
+    uint64_t durable_ticket() const override { return 0; }
+};
+
+}  // namespace hato::broker

@@ -1,0 +1,59 @@
+// The subscription index: a topic tree stored flat in open-addressing hash
+// tables. Topic levels are interned once; a node's children are found by
+// hashing (parent node, level id), so matching a PUBLISH walks its topic
+// levels (plus the + and # branches that exist) and never scans the list of
+// subscriptions. Cost grows with topic depth, not with subscription count.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string_view>
+
+namespace hato::broker {
+
+class SubIndex {
+public:
+    using SubscriberId = uint32_t;  // the broker's session slot
+
+    struct Entry {
+        SubscriberId who = 0;
+        uint8_t options = 0;   // SUBSCRIBE options byte: qos | no_local<<2 | rap<<3 | rh<<4
+        uint32_t sub_id = 0;   // v5 subscription identifier, 0 = none
+        uint32_t group = 0;    // shared subscription group id (interned), 0 = not shared
+    };
+
+    // Callback for match(): one call per matching entry. An entry is reported
+    // once per (filter, who, group); the broker merges overlaps per subscriber.
+    class Visitor {
+    public:
+        virtual ~Visitor() = default;
+        virtual void visit(const Entry& e, std::string_view filter) = 0;
+    };
+
+    SubIndex();
+    ~SubIndex();
+    SubIndex(const SubIndex&) = delete;
+    SubIndex& operator=(const SubIndex&) = delete;
+
+    // Adds or replaces the subscription of `who` to `filter` in `group`
+    // (filter is the inner filter for shared subscriptions). Returns true if
+    // it was new, false if it replaced an existing one.
+    bool add(std::string_view filter, const Entry& e);
+    // Removes it; returns true if it existed.
+    bool remove(std::string_view filter, SubscriberId who, uint32_t group);
+
+    // Visits every entry whose filter matches `topic` (a valid topic name).
+    // Leading + or # never match a topic starting with '$'.
+    void match(std::string_view topic, Visitor& v) const;
+
+    // Interns a shared-subscription group name (never returns 0).
+    uint32_t group_id(std::string_view name);
+
+    size_t size() const;  // number of subscriptions held
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace hato::broker

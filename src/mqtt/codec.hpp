@@ -1,0 +1,87 @@
+// Bytes <-> packets. Pure functions, no I/O, no state beyond the arguments.
+// In the style of picohttpparser: every decode answers "need more bytes",
+// "one packet, N bytes consumed", or "error, with the v5 reason code".
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "mqtt/packet.hpp"
+
+namespace hato::mqtt {
+
+enum class DecodeStatus : uint8_t { Ok, Incomplete, Error };
+
+struct DecodeResult {
+    DecodeStatus status = DecodeStatus::Incomplete;
+    size_t consumed = 0;           // Ok: bytes of the whole packet (fixed header included)
+    uint8_t reason = 0;            // Error: rc::MalformedPacket, rc::ProtocolError, rc::PacketTooLarge, ...
+    const char* what = "";         // Error: short human text for the log
+};
+
+struct FixedHeader {
+    uint8_t first_byte = 0;        // type << 4 | flags
+    uint32_t remaining = 0;        // remaining length
+    uint8_t header_len = 0;        // 2..5
+    PacketType type() const { return static_cast<PacketType>(first_byte >> 4); }
+    size_t total() const { return size_t(header_len) + remaining; }
+};
+
+// Reads only the fixed header, so that an oversized packet is refused before
+// its body is buffered: Error(PacketTooLarge) when total() > max_packet_size
+// (0 = no limit), Error(Malformed) for a remaining length over 4 bytes or
+// packet type 0. Ok means `hdr` is filled (consumed = header_len).
+DecodeResult peek_header(Bytes in, uint32_t max_packet_size, FixedHeader& hdr);
+
+// Decodes one whole packet from the front of `in`. `version` is the
+// connection's negotiated version (ignored for CONNECT, which carries its own).
+// Views in `out` point into `in`.
+DecodeResult decode(Bytes in, Version version, uint32_t max_packet_size, Packet& out);
+
+// Appends the encoding of `p` for a connection of `version` to `out`.
+// Properties are written only for V5. v3 CONNACK maps v5 reason codes to
+// v3 return codes (0x84->1, 0x85->2, 0x88/0x89->3, 0x86->4, 0x87->5, others->3).
+// v3 SUBACK maps any reason >= 0x80 to 0x80.
+void encode(const Packet& p, Version version, std::vector<uint8_t>& out);
+
+// Size of encode(p, version) without writing it (for Maximum Packet Size checks).
+size_t encoded_size(const Packet& p, Version version);
+
+// Hot path for the broker: the v5 properties a PUBLISH forwards unchanged
+// (payload format, content type, response topic, correlation data, user
+// properties in order), encoded once as property bytes without the length
+// prefix. Message expiry, topic alias and subscription ids are per-delivery.
+void encode_forwarded_properties(const Properties& props, std::vector<uint8_t>& out);
+
+// Encodes a PUBLISH from its parts. `forwarded` is the output of
+// encode_forwarded_properties (ignored for v3). topic may be empty when
+// topic_alias is set (v5). sub_ids may be empty.
+struct PublishParts {
+    uint8_t qos = 0;
+    bool retain = false;
+    bool dup = false;
+    std::string_view topic;
+    uint16_t packet_id = 0;
+    std::optional<uint16_t> topic_alias;
+    std::optional<uint32_t> message_expiry;
+    std::span<const uint32_t> sub_ids;
+    Bytes forwarded;
+    Bytes payload;
+};
+void encode_publish(const PublishParts& p, Version version, std::vector<uint8_t>& out);
+size_t publish_size(const PublishParts& p, Version version);
+
+// Strings (2.1 / 1.5.4): valid UTF-8, no U+0000, no surrogates.
+bool valid_utf8(std::string_view s);
+
+// Topic names and filters (4.7).
+bool valid_topic_name(std::string_view topic);    // non-empty, no + or #, valid utf8, <= 65535
+bool valid_topic_filter(std::string_view filter); // + whole level, # last level only
+// Does `topic` match `filter`? Leading wildcards do not match `$`-topics.
+bool topic_matches(std::string_view filter, std::string_view topic);
+
+// `$share/{group}/{filter}`: splits a shared subscription. Returns false if
+// `filter` is not shared; sets ok=false if it is shared but malformed.
+bool parse_shared(std::string_view filter, std::string_view& group, std::string_view& inner, bool& ok);
+
+}  // namespace hato::mqtt

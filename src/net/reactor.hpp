@@ -1,0 +1,92 @@
+// The reactor: one thread owns every socket. Two backends behind this one
+// small interface (like Redis's ae.c with ae_epoll.c / ae_kqueue.c):
+// io_uring (multishot accept + multishot recv into a provided buffer ring,
+// batched sends, fsync on the ring) and epoll (readiness + non-blocking I/O).
+// Protocol code never sees a socket: it gets bytes and hands bytes back.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+
+namespace hato::net {
+
+// Identifies one connection for its whole life; never reused (a generation
+// counter sits in the high bits), so a stale id is harmless.
+using ConnId = uint64_t;
+
+enum class Backend : uint8_t { Auto, IoUring, Epoll };
+
+// Implemented by the layer above (app wiring). All calls come from the
+// reactor thread, inside run().
+class Handler {
+public:
+    virtual ~Handler() = default;
+    // A new connection accepted on listener `listener_index` (order of listen()).
+    virtual void on_open(ConnId id, int listener_index, const std::string& peer) = 0;
+    // Bytes received. The span is valid only during the call (it may be a
+    // provided ring buffer that goes back to the kernel right after).
+    virtual void on_data(ConnId id, std::span<const uint8_t> data) = 0;
+    // The connection is gone: peer closed, error, or after close(). `error`
+    // is 0 for an orderly close (EOF or our own close), else an errno.
+    // No call for `id` follows.
+    virtual void on_close(ConnId id, int error) = 0;
+    // Periodic tick (see set_tick_interval), with a monotonic clock in ms.
+    virtual void on_tick(uint64_t now_ms) = 0;
+    // End of one loop pass, after all events of the pass were delivered and
+    // before sends are submitted: the place for group commit.
+    virtual void on_pass_end() = 0;
+};
+
+class Reactor {
+public:
+    virtual ~Reactor() = default;
+
+    // Builds the requested backend. Auto: io_uring if ring setup and an
+    // opcode probe succeed, else epoll. `note` explains a fallback (or is
+    // empty). Returns nullptr (with `note` set) only if nothing works, or if
+    // IoUring was demanded and is unavailable.
+    static std::unique_ptr<Reactor> create(Backend want, std::string& note);
+
+    virtual const char* name() const = 0;  // "io_uring" or "epoll"
+
+    // Binds and listens (SO_REUSEADDR, non-blocking). port 0 picks a free
+    // port; bound_port() tells which. Call before run().
+    virtual bool listen(const std::string& address, uint16_t port, std::string& err) = 0;
+    virtual uint16_t bound_port(int listener_index) const = 0;
+
+    // Queues bytes for `id` (copied). They leave at the end of the loop
+    // pass, one send per connection per pass where possible. Unknown id: ignored.
+    virtual void send(ConnId id, std::span<const uint8_t> data) = 0;
+    // Bytes queued for `id` and not yet accepted by the kernel (back-pressure).
+    virtual size_t queued_bytes(ConnId id) const = 0;
+    // Closes `id`; with flush=true after its queued bytes are sent (bounded
+    // by a short timeout). on_close follows (possibly in a later pass).
+    virtual void close(ConnId id, bool flush) = 0;
+
+    // Calls `fn` (on the reactor thread) when `fd` is readable; used for
+    // signalfd. Level-triggered semantics.
+    virtual void watch_readable(int fd, std::function<void()> fn) = 0;
+
+    // Flushes `fd` to disk (fdatasync semantics) without blocking the loop
+    // where the backend can (io_uring: IORING_OP_FSYNC with DATASYNC); epoll
+    // does it inline. `done(result)` runs on the reactor thread (0 or -errno).
+    virtual void fsync_async(int fd, std::function<void(int)> done) = 0;
+
+    virtual void set_tick_interval(uint32_t ms) = 0;  // default 100
+    virtual uint64_t now_ms() const = 0;              // CLOCK_MONOTONIC
+
+    // Stops accepting new connections (listeners closed); existing ones stay.
+    virtual void close_listeners() = 0;
+
+    // Runs until stop(). stop() may be called from a handler callback.
+    virtual void run(Handler& h) = 0;
+    virtual void stop() = 0;
+
+    // Counters for logs/tests.
+    virtual uint64_t connection_count() const = 0;
+};
+
+}  // namespace hato::net
