@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what hato needs on a Debian 12 machine, as root (no sudo needed).
+#   install-deps.sh build   compiler, meson and the libraries
+#   install-deps.sh test    the above plus the third-party clients the tests drive
+set -euo pipefail
+mode=${1:-build}
+export DEBIAN_FRONTEND=noninteractive
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+pkgs=(ca-certificates g++ meson ninja-build pkgconf
+      liburing-dev libwolfssl-dev libtomlplusplus-dev doctest-dev)
+if [ "$mode" = test ]; then
+  pkgs+=(mosquitto mosquitto-clients python3 python3-paho-mqtt python3-pytest openssl procps)
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  as_root apt-get update -q
+  as_root apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+# The Debian mosquitto package may start its own service on 1883; our tests use
+# free ports, but a stray broker on 1883 would confuse the README's smoke test.
+if [ "$mode" = test ] && command -v systemctl >/dev/null && systemctl is-active -q mosquitto 2>/dev/null; then
+  as_root systemctl stop mosquitto || true
+fi

@@ -1,0 +1,43 @@
+// Retained messages by topic, arranged as a topic tree so that a new
+// subscription's filter walks only the matching branches instead of scanning
+// every retained topic. Holds a broker-chosen handle per topic; the broker
+// keeps the messages themselves.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string_view>
+
+namespace hato::broker {
+
+class RetainedIndex {
+public:
+    using Handle = uint64_t;
+
+    RetainedIndex();
+    ~RetainedIndex();
+    RetainedIndex(const RetainedIndex&) = delete;
+    RetainedIndex& operator=(const RetainedIndex&) = delete;
+
+    // Sets the handle for `topic` (a valid topic name); returns the previous
+    // handle through `old` and true if there was one.
+    bool set(std::string_view topic, Handle h, Handle& old);
+    // Removes `topic`; returns its handle through `old` and true if it existed.
+    bool clear(std::string_view topic, Handle& old);
+    // Handle for an exact topic.
+    bool find(std::string_view topic, Handle& out) const;
+
+    // Calls fn(topic, handle) for every retained topic matched by `filter` (a
+    // valid filter; leading wildcards do not match $-topics).
+    void match(std::string_view filter,
+               const std::function<void(std::string_view topic, Handle h)>& fn) const;
+
+    size_t size() const;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace hato::broker
