@@ -1,0 +1,368 @@
+// hato-bench internals: a minimal MQTT client state machine (its own tiny
+// encoder/decoder, so the generator never shares a bug with the broker it
+// measures) and the loss / duplicate / order / latency accounting.
+#pragma once
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace hato::bench {
+
+// Payload stamp: publisher id (4) + sequence (8) + send time ns (8).
+constexpr int kStampSize = 20;
+
+struct Client {
+    int fd = -1;
+    bool is_pub = false;
+    int pub_index = -1, sub_index = -1;
+    bool connacked = false, subscribed = false;
+    std::vector<uint8_t> in, out;
+    uint16_t next_id = 1;
+    uint32_t inflight = 0;          // QoS 1/2 publishes not yet PUBACK/PUBCOMP
+    uint32_t server_receive_max = 65535;
+    uint64_t sent = 0;              // messages published
+    uint64_t rate_start = 0;
+    uint64_t stall_since = 0;
+};
+
+struct Totals {
+    uint64_t received = 0, expected = 0, lost = 0, duplicated = 0, out_of_order = 0;
+    double p50_us = 0, p99_us = 0, p999_us = 0, max_us = 0;
+};
+
+// Log-linear latency histogram in microseconds: 64 powers of two x 16 steps.
+class Histogram {
+public:
+    void add(uint64_t us) {
+        int e = us < 16 ? 0 : 63 - __builtin_clzll(us) - 3;
+        uint64_t idx = us < 16 ? us : uint64_t(e) * 8 + 8 + ((us >> e) & 7);
+        if (idx >= buckets_.size()) idx = buckets_.size() - 1;
+        ++buckets_[idx];
+        ++count_;
+        max_ = std::max(max_, us);
+    }
+    double percentile(double p) const {
+        if (count_ == 0) return 0;
+        uint64_t want = uint64_t(std::ceil(p * double(count_))), seen = 0;
+        for (size_t i = 0; i < buckets_.size(); ++i) {
+            seen += buckets_[i];
+            if (seen >= want) return double(lower_bound(i));
+        }
+        return double(max_);
+    }
+    double max() const { return double(max_); }
+
+private:
+    static uint64_t lower_bound(size_t idx) {
+        if (idx < 16) return idx;
+        uint64_t e = (idx - 8) / 8;
+        return (8 + (idx - 8) % 8) << e;
+    }
+    std::vector<uint64_t> buckets_ = std::vector<uint64_t>(16 + 8 * 64, 0);
+    uint64_t count_ = 0, max_ = 0;
+};
+
+class Run {
+public:
+    Run(int qos, int size, int version) : qos_(qos), size_(size), v5_(version == 5) {}
+
+    std::vector<Client> clients;
+    bool measuring = false;
+
+    Client& add_client(int fd) {
+        clients.emplace_back();
+        clients.back().fd = fd;
+        return clients.back();
+    }
+
+    void set_topology(int npub, int nsub, bool pairs) {
+        npub_ = npub;
+        nsub_ = nsub;
+        pairs_ = pairs;
+        fan_ = pairs ? 1 : uint64_t(nsub);
+        streams_.assign(pairs ? size_t(nsub) : size_t(nsub) * size_t(npub), Stream{});
+        received_from_.assign(size_t(npub), 0);
+        first_measured_.assign(size_t(npub), UINT64_MAX);
+    }
+
+    void start_measuring() {
+        measuring = true;
+        for (int p = 0; p < npub_; ++p) first_measured_[size_t(p)] = clients[size_t(p)].sent;
+    }
+
+    bool all_ready() const {
+        for (auto& c : clients)
+            if (!c.connacked || (!c.is_pub && npub_ > 0 && !c.subscribed)) return false;
+        return true;
+    }
+
+    void send_connect(Client& c, const std::string& id) {
+        std::vector<uint8_t> body = {0, 4, 'M', 'Q', 'T', 'T', uint8_t(v5_ ? 5 : 4), 0x02, 0, 60};
+        if (v5_) {  // properties: Receive Maximum 65535, so the broker may push freely
+            body.push_back(3);
+            body.insert(body.end(), {0x21, 0xFF, 0xFF});
+        }
+        put_str(body, id);
+        frame(c, 0x10, body);
+    }
+
+    void send_subscribe(Client& c, const std::string& topic) {
+        std::vector<uint8_t> body = {0, 1};
+        if (v5_) body.push_back(0);
+        put_str(body, topic);
+        body.push_back(uint8_t(qos_));
+        frame(c, 0x82, body);
+    }
+
+    bool can_publish(Client& c, int window, double per_pub_rate, uint64_t now) {
+        if (qos_ > 0 && c.inflight >= std::min<uint32_t>(uint32_t(window), c.server_receive_max)) return false;
+        if (per_pub_rate > 0) {
+            double due = double(now - c.rate_start) / 1e9 * per_pub_rate;
+            return double(c.sent) < due;
+        }
+        uint64_t unseen = c.sent * fan_ - received_from_[size_t(c.pub_index)];
+        if (unseen < uint64_t(window) * fan_) {
+            c.stall_since = 0;
+            return true;
+        }
+        // QoS 0 may be dropped by design: do not stall forever on a lost message.
+        if (c.stall_since == 0) c.stall_since = now;
+        return now - c.stall_since > 1'000'000'000ull;
+    }
+
+    void publish(Client& c, const std::string& topic, uint64_t now) {
+        std::vector<uint8_t>& o = scratch_;
+        o.clear();
+        put_str(o, topic);
+        if (qos_ > 0) {
+            uint16_t id = c.next_id++;
+            if (c.next_id == 0) c.next_id = 1;
+            o.push_back(uint8_t(id >> 8));
+            o.push_back(uint8_t(id));
+            ++c.inflight;
+        }
+        if (v5_) o.push_back(0);
+        uint8_t stamp[kStampSize];
+        uint32_t pid = uint32_t(c.pub_index);
+        uint64_t seq = c.sent;
+        std::memcpy(stamp, &pid, 4);
+        std::memcpy(stamp + 4, &seq, 8);
+        std::memcpy(stamp + 12, &now, 8);
+        o.insert(o.end(), stamp, stamp + kStampSize);
+        o.resize(o.size() + size_t(size_ - kStampSize), 'x');
+        frame(c, uint8_t(0x30 | (qos_ << 1)), o);
+        ++c.sent;
+    }
+
+    void flush_all() {
+        for (auto& c : clients) {
+            size_t off = 0;
+            while (off < c.out.size()) {
+                ssize_t n = ::send(c.fd, c.out.data() + off, c.out.size() - off, MSG_NOSIGNAL);
+                if (n <= 0) break;
+                off += size_t(n);
+            }
+            c.out.erase(c.out.begin(), c.out.begin() + long(off));
+        }
+    }
+
+    // Reads what is there and handles every whole packet. False: connection lost.
+    bool read_from(Client& c, uint64_t now) {
+        uint8_t buf[65536];
+        for (;;) {
+            ssize_t n = ::recv(c.fd, buf, sizeof buf, 0);
+            if (n > 0) {
+                c.in.insert(c.in.end(), buf, buf + n);
+                if (size_t(n) < sizeof buf) break;
+                continue;
+            }
+            if (n == 0) return false;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+            return false;
+        }
+        size_t pos = 0;
+        while (c.in.size() - pos >= 2) {
+            uint32_t rem = 0;
+            int shift = 0;
+            size_t i = pos + 1;
+            bool complete = false;
+            while (i < c.in.size() && i < pos + 5) {
+                rem |= uint32_t(c.in[i] & 0x7F) << shift;
+                shift += 7;
+                if (!(c.in[i++] & 0x80)) { complete = true; break; }
+            }
+            if (!complete || c.in.size() - i < rem) break;
+            if (!handle(c, c.in[pos], c.in.data() + i, rem, now)) return false;
+            pos = i + rem;
+        }
+        c.in.erase(c.in.begin(), c.in.begin() + long(pos));
+        return true;
+    }
+
+    bool drained() const {
+        for (int p = 0; p < npub_; ++p) {
+            const Client& c = clients[size_t(p)];
+            if (c.inflight || received_from_[size_t(p)] < c.sent * fan_) return false;
+        }
+        return true;
+    }
+
+    Totals totals() const {
+        Totals t;
+        for (int p = 0; p < npub_; ++p) {
+            uint64_t measured = clients[size_t(p)].sent - std::min(clients[size_t(p)].sent, first_measured_[size_t(p)]);
+            t.expected += measured * fan_;
+        }
+        t.received = received_;
+        t.duplicated = duplicated_;
+        t.out_of_order = out_of_order_;
+        t.lost = t.expected > received_ ? t.expected - received_ : 0;
+        t.p50_us = hist_.percentile(0.50);
+        t.p99_us = hist_.percentile(0.99);
+        t.p999_us = hist_.percentile(0.999);
+        t.max_us = hist_.max();
+        return t;
+    }
+
+private:
+    struct Stream {              // one (subscriber, publisher) pair
+        std::vector<bool> seen;
+        uint64_t max_seen = 0;
+        bool any = false;
+    };
+
+    static void put_str(std::vector<uint8_t>& o, const std::string& s) {
+        o.push_back(uint8_t(s.size() >> 8));
+        o.push_back(uint8_t(s.size()));
+        o.insert(o.end(), s.begin(), s.end());
+    }
+
+    static void frame(Client& c, uint8_t first, const std::vector<uint8_t>& body) {
+        c.out.push_back(first);
+        size_t len = body.size();
+        do {
+            uint8_t b = uint8_t(len & 0x7F);
+            len >>= 7;
+            c.out.push_back(len ? uint8_t(b | 0x80) : b);
+        } while (len);
+        c.out.insert(c.out.end(), body.begin(), body.end());
+    }
+
+    static void ack(Client& c, uint8_t first, uint16_t id) {
+        uint8_t b[4] = {first, 2, uint8_t(id >> 8), uint8_t(id)};
+        c.out.insert(c.out.end(), b, b + 4);
+    }
+
+    static size_t varint_len(const uint8_t* p, size_t n, uint32_t& v) {
+        v = 0;
+        for (size_t i = 0; i < n && i < 4; ++i) {
+            v |= uint32_t(p[i] & 0x7F) << (7 * i);
+            if (!(p[i] & 0x80)) return i + 1;
+        }
+        return 0;
+    }
+
+    bool handle(Client& c, uint8_t first, const uint8_t* p, uint32_t n, uint64_t now) {
+        switch (first >> 4) {
+        case 2:  // CONNACK
+            if (n < 2 || p[1] != 0) return false;
+            c.connacked = true;
+            if (v5_ && n > 2) read_connack_props(c, p + 2, n - 2);
+            return true;
+        case 9:  // SUBACK
+            c.subscribed = true;
+            return true;
+        case 3: return on_publish(c, first, p, n, now);
+        case 4:  // PUBACK
+        case 7:  // PUBCOMP
+            if (c.inflight) --c.inflight;
+            return true;
+        case 5:  // PUBREC -> PUBREL
+            if (n >= 2) ack(c, 0x62, uint16_t(p[0] << 8 | p[1]));
+            return true;
+        case 6:  // PUBREL -> PUBCOMP
+            if (n >= 2) ack(c, 0x70, uint16_t(p[0] << 8 | p[1]));
+            return true;
+        case 14: return false;  // DISCONNECT
+        default: return true;
+        }
+    }
+
+    void read_connack_props(Client& c, const uint8_t* p, uint32_t n) {
+        uint32_t len = 0;
+        size_t k = varint_len(p, n, len);
+        if (!k) return;
+        const uint8_t* q = p + k;
+        const uint8_t* end = q + std::min<uint32_t>(len, n - uint32_t(k));
+        while (q < end) {
+            uint8_t id = *q++;
+            if (id == 0x21 && end - q >= 2) { c.server_receive_max = uint32_t(q[0] << 8 | q[1]); q += 2; }
+            else if (id == 0x24 || id == 0x25 || id == 0x28 || id == 0x29 || id == 0x2A || id == 0x17 || id == 0x19) q += 1;
+            else if (id == 0x13 || id == 0x22) q += 2;
+            else if (id == 0x11 || id == 0x27) q += 4;
+            else break;  // strings etc.: nothing more we need
+        }
+    }
+
+    bool on_publish(Client& c, uint8_t first, const uint8_t* p, uint32_t n, uint64_t now) {
+        int q = (first >> 1) & 3;
+        if (n < 2) return false;
+        size_t tlen = size_t(p[0] << 8 | p[1]);
+        size_t off = 2 + tlen;
+        uint16_t id = 0;
+        if (q > 0) {
+            if (off + 2 > n) return false;
+            id = uint16_t(p[off] << 8 | p[off + 1]);
+            off += 2;
+        }
+        if (v5_) {
+            uint32_t plen = 0;
+            size_t k = varint_len(p + off, n - off, plen);
+            if (!k) return false;
+            off += k + plen;
+        }
+        if (q == 1) ack(c, 0x40, id);
+        if (q == 2) ack(c, 0x50, id);
+        if (off + kStampSize > n) return true;  // not ours
+        uint32_t pid;
+        uint64_t seq, sent_at;
+        std::memcpy(&pid, p + off, 4);
+        std::memcpy(&seq, p + off + 4, 8);
+        std::memcpy(&sent_at, p + off + 12, 8);
+        if (int(pid) >= npub_ || c.sub_index < 0) return true;
+        Stream& s = streams_[pairs_ ? size_t(c.sub_index) : size_t(c.sub_index) * size_t(npub_) + pid];
+        if (s.seen.size() <= seq) s.seen.resize(std::max<size_t>(size_t(seq) + 1, s.seen.size() * 2));
+        if (s.seen[seq]) { ++duplicated_; return true; }
+        s.seen[seq] = true;
+        ++received_from_[pid];
+        if (s.any && seq < s.max_seen) ++out_of_order_;
+        s.max_seen = std::max(s.max_seen, seq);
+        s.any = true;
+        if (measuring && seq >= first_measured_[pid]) {
+            ++received_;
+            hist_.add((now - sent_at) / 1000);
+        }
+        return true;
+    }
+
+    int qos_, size_;
+    bool v5_;
+    int npub_ = 0, nsub_ = 0;
+    bool pairs_ = false;
+    uint64_t fan_ = 1;
+    std::vector<Stream> streams_;
+    std::vector<uint64_t> received_from_, first_measured_;
+    uint64_t received_ = 0, duplicated_ = 0, out_of_order_ = 0;
+    Histogram hist_;
+    std::vector<uint8_t> scratch_;
+};
+
+}  // namespace hato::bench

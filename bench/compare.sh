@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Runs the same scenarios against Mosquitto (Debian package, no persistence)
+# and hato (durable store on, sync = "always") in one run, each broker pinned
+# to core 0 and hato-bench to core 1, and prints a table with hato/Mosquitto
+# ratios and each broker's CPU per message (from /proc/PID/stat).
+#   bench/compare.sh [BUILDDIR]      (default: build)
+# Not run by CI: shared machines are noisy; compare ratios within one run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build}
+hato=$build/src/app/hato
+bench=$build/bench/hato-bench
+DURATION=${DURATION:-5}
+for f in "$hato" "$bench"; do [ -x "$f" ] || { echo "missing $f: build first (meson setup $build && ninja -C $build)"; exit 1; }; done
+command -v mosquitto >/dev/null || { echo "mosquitto not installed: bash .ci/install-deps.sh test"; exit 1; }
+work=$(mktemp -d)
+pid=
+cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+ulimit -n 20000 2>/dev/null || true
+hz=$(getconf CLK_TCK)
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+start_broker() {  # $1 = mosquitto | hato; sets pid and port
+  port=$(( 20000 + RANDOM % 20000 ))
+  if [ "$1" = mosquitto ]; then
+    printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\nmax_inflight_messages 0\n' "$port" > "$work/mosq.conf"
+    taskset -c 0 mosquitto -c "$work/mosq.conf" 2>"$work/broker.log" &
+  else
+    rm -rf "$work/data"
+    cat > "$work/hato.toml" <<TOML
+[[listener]]
+address = "127.0.0.1"
+port = $port
+[limits]
+max_connections = 19000
+max_queued_messages = 100000
+[storage]
+dir = "$work/data"
+sync = "always"
+[log]
+level = "warn"
+TOML
+    taskset -c 0 "$hato" -c "$work/hato.toml" 2>"$work/broker.log" &
+  fi
+  pid=$!
+  for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && return 0; sleep 0.1; done
+  echo "$1 did not start"; cat "$work/broker.log"; exit 1
+}
+
+stop_broker() { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; pid=; }
+
+# name | hato-bench arguments
+scenarios=(
+  "qos0 pairs x10|--scenario pairs --clients 10 --qos 0"
+  "qos0 fanin 100->1|--scenario fanin --clients 100 --qos 0"
+  "qos0 fanout 1->100|--scenario fanout --clients 100 --qos 0"
+  "qos1 20k/s pairs x10|--scenario pairs --clients 10 --qos 1 --rate 20000"
+  "qos1 20k/s pairs x1000|--scenario pairs --clients 1000 --qos 1 --rate 20000"
+  "qos1 10k/s latency|--scenario pairs --clients 10 --qos 1 --rate 10000"
+  "idle conns 10000|--scenario conn --clients 10000"
+)
+
+declare -A rate cpu p99 kib
+for broker in mosquitto hato; do
+  for s in "${scenarios[@]}"; do
+    name=${s%%|*} args=${s#*|}
+    start_broker "$broker"
+    t0=$(cpu_ticks "$pid")
+    out=$(taskset -c 1 "$bench" --port "$port" $args --duration "$DURATION" --warmup 1 --broker-pid "$pid" 2>&1 | tail -1) || true
+    t1=$(cpu_ticks "$pid")
+    stop_broker
+    get() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$out"; }
+    key="$broker|$name"
+    rate[$key]=$(get rate); p99[$key]=$(get p99_us); kib[$key]=$(get kib_per_conn)
+    recv=$(get received)
+    if [ -n "$recv" ] && [ "$recv" != 0 ]; then
+      cpu[$key]=$(awk -v t=$(( t1 - t0 )) -v hz="$hz" -v n="$recv" 'BEGIN{printf "%.2f", t/hz*1e6/n}')
+    else cpu[$key]=; fi
+    echo "$broker / $name: $out" >&2
+  done
+done
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (a == "" || b == "" || b+0 == 0) print "-"; else printf "%.2f", a/b }'; }
+echo
+echo "hato/mosquitto, $(date -u +%Y-%m-%d), $(nproc) cores, $(uname -m), ${DURATION}s per scenario"
+printf '| %-24s | %12s | %12s | %6s | %10s | %10s | %6s | %8s | %8s | %8s | %8s |\n' scenario "mosq msg/s" "hato msg/s" ratio "mosq us/msg" "hato us/msg" "cpu r" "mosq p99" "hato p99" "mosq KiB" "hato KiB"
+for s in "${scenarios[@]}"; do
+  name=${s%%|*}; m="mosquitto|$name"; h="hato|$name"
+  printf '| %-24s | %12s | %12s | %6s | %10s | %10s | %6s | %8s | %8s | %8s | %8s |\n' "$name" \
+    "${rate[$m]:--}" "${rate[$h]:--}" "$(ratio "${rate[$h]}" "${rate[$m]}")" \
+    "${cpu[$m]:--}" "${cpu[$h]:--}" "$(ratio "${cpu[$h]}" "${cpu[$m]}")" \
+    "${p99[$m]:--}" "${p99[$h]:--}" "${kib[$m]:--}" "${kib[$h]:--}"
+done

@@ -1,0 +1,269 @@
+// hato-bench: a one-thread MQTT 3.1.1 / 5.0 load generator in the spirit of
+// emqtt-bench. Scenarios: pairs, fanin, fanout, conn. Every payload carries
+// (publisher id, sequence, send time) so the receiver side can count loss,
+// duplicates, reordering and latency. It batches its own writes (one write
+// per socket per loop pass) so that it is not the bottleneck, and says so
+// when its own CPU is near 100%.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "bench_wire.hpp"
+
+namespace {
+
+using namespace hato::bench;
+
+struct Options {
+    std::string host = "127.0.0.1";
+    int port = 1883;
+    std::string scenario = "pairs";
+    int clients = 10;
+    int qos = 0;
+    int size = 64;
+    double rate = 0;        // total msg/s across publishers; 0 = as fast as the broker takes it
+    double duration = 5;
+    double warmup = 1;
+    int window = 64;        // per publisher: messages sent but not yet seen by its subscribers (rate 0)
+    int version = 4;        // 4 = 3.1.1, 5 = 5.0
+    int broker_pid = 0;     // conn scenario: read this process's VmRSS
+};
+
+void usage() {
+    std::puts(
+        "usage: hato-bench [options]\n"
+        "  --scenario pairs|fanin|fanout|conn   (default pairs)\n"
+        "  --host H --port P                    broker address (127.0.0.1:1883)\n"
+        "  --clients N                          pairs: N publisher/subscriber pairs; fanin: N publishers;\n"
+        "                                       fanout: N subscribers; conn: N idle connections\n"
+        "  --qos 0|1|2  --size BYTES (>= 20)    message QoS and payload size (0, 64)\n"
+        "  --rate R                             total target msg/s, 0 = as fast as possible (0)\n"
+        "  --duration S --warmup S              measured seconds, warm-up seconds (5, 1)\n"
+        "  --window N                           in-flight messages per publisher at rate 0 (64)\n"
+        "  --mqtt 4|5                           protocol level (4)\n"
+        "  --broker-pid PID                     conn: report the broker's VmRSS per connection\n"
+        "The last line is machine-readable: RESULT key=value ...");
+}
+
+bool parse_args(int argc, char** argv, Options& o) {
+    for (int i = 1; i < argc; ++i) {
+        std::string a = argv[i];
+        auto next = [&](const char* what) -> const char* {
+            if (i + 1 >= argc) { std::fprintf(stderr, "hato-bench: %s needs a value\n", what); std::exit(2); }
+            return argv[++i];
+        };
+        if (a == "--host") o.host = next("--host");
+        else if (a == "--port") o.port = std::atoi(next("--port"));
+        else if (a == "--scenario") o.scenario = next("--scenario");
+        else if (a == "--clients") o.clients = std::atoi(next("--clients"));
+        else if (a == "--qos") o.qos = std::atoi(next("--qos"));
+        else if (a == "--size") o.size = std::atoi(next("--size"));
+        else if (a == "--rate") o.rate = std::atof(next("--rate"));
+        else if (a == "--duration") o.duration = std::atof(next("--duration"));
+        else if (a == "--warmup") o.warmup = std::atof(next("--warmup"));
+        else if (a == "--window") o.window = std::atoi(next("--window"));
+        else if (a == "--mqtt") o.version = std::atoi(next("--mqtt"));
+        else if (a == "--broker-pid") o.broker_pid = std::atoi(next("--broker-pid"));
+        else if (a == "-h" || a == "--help") { usage(); std::exit(0); }
+        else { std::fprintf(stderr, "hato-bench: unknown option %s\n", a.c_str()); usage(); return false; }
+    }
+    if (o.scenario != "pairs" && o.scenario != "fanin" && o.scenario != "fanout" && o.scenario != "conn") {
+        std::fprintf(stderr, "hato-bench: unknown scenario %s\n", o.scenario.c_str());
+        return false;
+    }
+    if (o.clients < 1 || o.qos < 0 || o.qos > 2 || o.size < kStampSize || o.window < 1 ||
+        (o.version != 4 && o.version != 5) || o.duration <= 0 || o.warmup < 0) {
+        std::fprintf(stderr, "hato-bench: bad option value\n");
+        return false;
+    }
+    return true;
+}
+
+uint64_t now_ns() {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
+}
+
+double cpu_seconds() {
+    rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return double(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           double(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+long vmrss_kib(int pid) {
+    std::ifstream f("/proc/" + std::to_string(pid) + "/status");
+    std::string line;
+    while (std::getline(f, line))
+        if (line.rfind("VmRSS:", 0) == 0) return std::atol(line.c_str() + 6);
+    return -1;
+}
+
+int connect_to(const Options& o) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return -1;
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(uint16_t(o.port));
+    if (inet_pton(AF_INET, o.host.c_str(), &sa.sin_addr) != 1 ||
+        connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+        close(fd);
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    return fd;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    Options o;
+    if (!parse_args(argc, argv, o)) return 2;
+
+    // Who publishes and who subscribes where.
+    int npub = 0, nsub = 0;
+    if (o.scenario == "pairs") { npub = o.clients; nsub = o.clients; }
+    else if (o.scenario == "fanin") { npub = o.clients; nsub = 1; }
+    else if (o.scenario == "fanout") { npub = 1; nsub = o.clients; }
+    else { npub = 0; nsub = 0; }
+    const int nconn = o.scenario == "conn" ? o.clients : npub + nsub;
+
+    Run run(o.qos, o.size, o.version);
+    int ep = epoll_create1(0);
+    long rss_before = o.broker_pid ? vmrss_kib(o.broker_pid) : -1;
+    for (int i = 0; i < nconn; ++i) {
+        int fd = connect_to(o);
+        if (fd < 0) {
+            std::fprintf(stderr, "hato-bench: connect %s:%d failed after %d connections: %s\n",
+                         o.host.c_str(), o.port, i, std::strerror(errno));
+            return 1;
+        }
+        Client& c = run.add_client(fd);
+        c.is_pub = i < npub;
+        c.pub_index = c.is_pub ? i : -1;
+        c.sub_index = c.is_pub ? -1 : i - npub;
+        epoll_event ev{};
+        ev.events = EPOLLIN;
+        ev.data.u32 = uint32_t(i);
+        epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+        std::string id = "bench-" + std::to_string(getpid()) + "-" + std::to_string(i);
+        run.send_connect(c, id);
+    }
+
+    // Topics: pairs -> bench/<i> per pair; fanin / fanout -> one topic.
+    auto pub_topic = [&](int p) { return o.scenario == "pairs" ? "bench/" + std::to_string(p) : std::string("bench/all"); };
+    for (auto& c : run.clients)
+        if (!c.is_pub && o.scenario != "conn") run.send_subscribe(c, pub_topic(o.scenario == "pairs" ? c.sub_index : 0));
+
+    // Every subscriber expects every message of the publishers it listens to.
+    run.set_topology(npub, nsub, o.scenario == "pairs");
+
+    std::vector<std::string> topics;
+    for (int p = 0; p < npub; ++p) topics.push_back(pub_topic(p));
+
+    const uint64_t t0 = now_ns();
+    bool ready = false;
+    uint64_t measure_start = 0, measure_end = 0, drain_deadline = 0;
+    double cpu_at_start = 0;
+    uint64_t published_total = 0;
+    const double per_pub_rate = o.rate > 0 && npub > 0 ? o.rate / npub : 0;
+    std::vector<epoll_event> evs(256);
+    int rr = 0;
+
+    for (;;) {
+        uint64_t now = now_ns();
+        if (!ready && run.all_ready()) {
+            ready = true;
+            measure_start = now + uint64_t(o.warmup * 1e9);
+            measure_end = measure_start + uint64_t(o.duration * 1e9);
+            for (auto& c : run.clients) c.rate_start = now;
+        }
+        if (!ready && now - t0 > 10'000'000'000ull) {
+            std::fprintf(stderr, "hato-bench: clients not connected/subscribed after 10 s\n");
+            return 1;
+        }
+        if (ready && !run.measuring && now >= measure_start) {
+            run.start_measuring();
+            cpu_at_start = cpu_seconds();
+        }
+        const bool publishing = ready && now < measure_end && o.scenario != "conn";
+        if (publishing) {
+            // Publish: at a fixed rate, or up to the window of unseen messages.
+            for (int k = 0; k < npub; ++k) {
+                Client& c = run.clients[size_t((rr + k) % npub)];
+                int budget = 256;  // per pass, keeps the loop fair
+                while (budget-- > 0 && run.can_publish(c, o.window, per_pub_rate, now)) {
+                    run.publish(c, topics[size_t(c.pub_index)], now);
+                    ++published_total;
+                }
+            }
+            rr = (rr + 1) % (npub ? npub : 1);
+        } else if (ready && o.scenario != "conn" && drain_deadline == 0 && now >= measure_end) {
+            drain_deadline = now + 10'000'000'000ull;  // drain: wait for what is in flight
+        }
+        if (o.scenario == "conn" && ready && now >= measure_start) break;
+        if (drain_deadline && (run.drained() || now >= drain_deadline)) break;
+
+        run.flush_all();
+        int timeout_ms = publishing && per_pub_rate == 0 ? 0 : 1;
+        int n = epoll_wait(ep, evs.data(), int(evs.size()), timeout_ms);
+        for (int i = 0; i < n; ++i) {
+            Client& c = run.clients[evs[i].data.u32];
+            if (!run.read_from(c, now_ns())) {
+                std::fprintf(stderr, "hato-bench: connection %u closed by broker\n", evs[i].data.u32);
+                return 1;
+            }
+        }
+    }
+    const uint64_t end = now_ns();
+    const double cpu_used = cpu_seconds() - cpu_at_start;
+
+    if (o.scenario == "conn") {
+        long rss_after = o.broker_pid ? vmrss_kib(o.broker_pid) : -1;
+        double per_conn = rss_after >= 0 && rss_before >= 0 ? double(rss_after - rss_before) / nconn : -1;
+        std::printf("conn: %d idle connections open", nconn);
+        if (per_conn >= 0) std::printf(", broker VmRSS %ld KiB -> %ld KiB, %.3f KiB per connection", rss_before, rss_after, per_conn);
+        std::printf("\nRESULT scenario=conn clients=%d rss_before_kib=%ld rss_after_kib=%ld kib_per_conn=%.3f\n",
+                    nconn, rss_before, rss_after, per_conn);
+        return 0;
+    }
+
+    const double secs = double(std::min(end, measure_end) - measure_start) / 1e9;
+    const Totals t = run.totals();
+    const double rate = secs > 0 ? double(t.received) / secs : 0;
+    const double bench_cpu = double(end - measure_start) > 0 ? cpu_used / (double(end - measure_start) / 1e9) : 0;
+    std::printf("%s: %d publishers, %d subscribers, qos %d, %d B, mqtt %d, %.1f s measured\n",
+                o.scenario.c_str(), npub, nsub, o.qos, o.size, o.version, secs);
+    std::printf("received %llu msgs (%.0f msg/s), expected %llu, lost %llu, duplicated %llu, out-of-order %llu\n",
+                (unsigned long long)t.received, rate, (unsigned long long)t.expected, (unsigned long long)t.lost,
+                (unsigned long long)t.duplicated, (unsigned long long)t.out_of_order);
+    std::printf("latency us: p50 %.0f  p99 %.0f  p99.9 %.0f  max %.0f\n", t.p50_us, t.p99_us, t.p999_us, t.max_us);
+    if (bench_cpu > 0.9)
+        std::printf("note: hato-bench used %.0f%% of its core: the generator may be the bottleneck\n", bench_cpu * 100);
+    std::printf("RESULT scenario=%s clients=%d qos=%d size=%d mqtt=%d seconds=%.2f received=%llu rate=%.0f "
+                "lost=%llu dup=%llu ooo=%llu p50_us=%.0f p99_us=%.0f p999_us=%.0f bench_cpu=%.2f\n",
+                o.scenario.c_str(), o.clients, o.qos, o.size, o.version, secs, (unsigned long long)t.received, rate,
+                (unsigned long long)t.lost, (unsigned long long)t.duplicated, (unsigned long long)t.out_of_order,
+                t.p50_us, t.p99_us, t.p999_us, bench_cpu);
+    (void)published_total;
+    return t.lost == 0 && t.duplicated == 0 ? 0 : 3;
+}
