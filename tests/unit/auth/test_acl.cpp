@@ -1,0 +1,95 @@
+#include <doctest/doctest.h>
+
+#include "auth/acl.hpp"
+
+using namespace hato::auth;
+
+namespace {
+const char* kAcl =
+    "# anonymous clients\n"
+    "topic read public/#\n"
+    "\n"
+    "user alice\n"
+    "topic readwrite plant/#\n"
+    "topic deny plant/secret/#\n"
+    "topic write cmd/+/set\n"
+    "\n"
+    "user bob\n"
+    "topic sensors/#\n"
+    "\n"
+    "pattern write devices/%c/status\n"
+    "pattern read users/%u/inbox/#\n";
+
+Acl load() {
+    Acl acl;
+    std::vector<std::string> errors;
+    REQUIRE(acl.parse(kAcl, "acl", errors));
+    return acl;
+}
+}  // namespace
+
+TEST_CASE("acl: anonymous rules come before any user line") {
+    Acl acl = load();
+    CHECK(acl.allowed(std::nullopt, "c1", "public/x", kRead));
+    CHECK_FALSE(acl.allowed(std::nullopt, "c1", "public/x", kWrite));
+    CHECK_FALSE(acl.allowed(std::nullopt, "c1", "plant/a", kRead));
+    CHECK_FALSE(acl.allowed("alice", "c1", "public/x", kRead));  // user rules replace anonymous ones
+}
+
+TEST_CASE("acl: user rules, deny wins, readwrite default") {
+    Acl acl = load();
+    CHECK(acl.allowed("alice", "c", "plant/line1/temp", kRead));
+    CHECK(acl.allowed("alice", "c", "plant/line1/temp", kWrite));
+    CHECK_FALSE(acl.allowed("alice", "c", "plant/secret/key", kRead));
+    CHECK_FALSE(acl.allowed("alice", "c", "plant/secret", kWrite));  // # matches the parent level
+    CHECK(acl.allowed("alice", "c", "cmd/valve/set", kWrite));
+    CHECK_FALSE(acl.allowed("alice", "c", "cmd/valve/set", kRead));
+    CHECK(acl.allowed("bob", "c", "sensors/a/b", kRead));
+    CHECK(acl.allowed("bob", "c", "sensors/a/b", kWrite));
+    CHECK_FALSE(acl.allowed("carol", "c", "sensors/a", kRead));
+}
+
+TEST_CASE("acl: patterns substitute %c and %u for every client") {
+    Acl acl = load();
+    CHECK(acl.allowed("bob", "dev7", "devices/dev7/status", kWrite));
+    CHECK_FALSE(acl.allowed("bob", "dev7", "devices/dev8/status", kWrite));
+    CHECK(acl.allowed(std::nullopt, "dev7", "devices/dev7/status", kWrite));
+    CHECK(acl.allowed("alice", "x", "users/alice/inbox/1", kRead));
+    CHECK_FALSE(acl.allowed("alice", "x", "users/bob/inbox/1", kRead));
+    CHECK_FALSE(acl.allowed(std::nullopt, "x", "users//inbox/1", kRead));  // %u needs a username
+    CHECK_FALSE(acl.allowed("bob", "+", "devices/+/status", kWrite));     // wildcard ids never widen a rule
+}
+
+TEST_CASE("acl: subscribe checks overlap; deny covering the filter refuses it") {
+    Acl acl = load();
+    CHECK(acl.subscribe_allowed("alice", "c", "#"));            // receives only what it may read
+    CHECK(acl.subscribe_allowed("alice", "c", "plant/+/temp"));
+    CHECK_FALSE(acl.subscribe_allowed("alice", "c", "plant/secret/#"));
+    CHECK_FALSE(acl.subscribe_allowed("alice", "c", "cmd/+/set"));  // write only
+    CHECK_FALSE(acl.subscribe_allowed(std::nullopt, "c", "plant/#"));
+    CHECK(acl.subscribe_allowed(std::nullopt, "c", "public/+"));
+}
+
+TEST_CASE("filter relations") {
+    CHECK(filters_overlap("a/#", "a"));
+    CHECK(filters_overlap("+/b", "a/+"));
+    CHECK_FALSE(filters_overlap("a/b", "a/c"));
+    CHECK_FALSE(filters_overlap("a/b/c", "a/b"));
+    CHECK(filter_covers("a/#", "a/b/+"));
+    CHECK(filter_covers("+/+", "a/b"));
+    CHECK_FALSE(filter_covers("a/+", "a/#"));
+    CHECK_FALSE(filter_covers("a/b", "a/+"));
+    CHECK(filter_matches_topic("#", "a/b"));
+    CHECK_FALSE(filter_matches_topic("#", "$SYS/x"));
+    CHECK(filter_matches_topic("$SYS/#", "$SYS/x"));
+}
+
+TEST_CASE("acl: syntax errors name file and line, old rules kept") {
+    Acl acl = load();
+    std::vector<std::string> errors;
+    CHECK_FALSE(acl.parse("topic read a\nbogus line\nuser\n", "acl2", errors));
+    REQUIRE(errors.size() == 2);
+    CHECK(errors[0].rfind("acl2:2: ", 0) == 0);
+    CHECK(errors[1].rfind("acl2:3: ", 0) == 0);
+    CHECK(acl.allowed("alice", "c", "plant/x", kRead));
+}
