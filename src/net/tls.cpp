@@ -1,0 +1,192 @@
+#include "net/tls.hpp"
+
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+#include <wolfssl/wolfio.h>
+
+#include <cstring>
+#include <mutex>
+
+namespace hato::net {
+
+namespace {
+
+void init_once() {
+    static std::once_flag once;
+    std::call_once(once, [] { wolfSSL_Init(); });
+}
+
+// TLS 1.3 suites first, then TLS 1.2 ECDHE with AEAD only: no CBC, no RSA
+// key exchange, no SHA1 MACs.
+constexpr const char* kCiphers =
+    "TLS13-AES128-GCM-SHA256:TLS13-AES256-GCM-SHA384:TLS13-CHACHA20-POLY1305-SHA256:"
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+
+std::string wolf_error(int code) {
+    char buf[WOLFSSL_MAX_ERROR_SZ];
+    wolfSSL_ERR_error_string_n(static_cast<unsigned long>(code), buf, sizeof buf);
+    return buf;
+}
+
+}  // namespace
+
+std::shared_ptr<TlsContext> TlsContext::create(const TlsSettings& s, std::string& err) {
+    init_once();
+    std::shared_ptr<TlsContext> c(new TlsContext());
+    c->settings_ = s;
+    c->ctx_ = wolfSSL_CTX_new(wolfSSLv23_server_method());
+    if (!c->ctx_) { err = "wolfSSL_CTX_new failed"; return nullptr; }
+    int minv = s.min_version == "1.3" ? WOLFSSL_TLSV1_3 : WOLFSSL_TLSV1_2;
+    if (s.min_version != "1.2" && s.min_version != "1.3") {
+        err = "tls min_version must be \"1.2\" or \"1.3\"";
+        return nullptr;
+    }
+    if (wolfSSL_CTX_SetMinVersion(c->ctx_, minv) != WOLFSSL_SUCCESS) { err = "cannot set TLS minimum version"; return nullptr; }
+    if (wolfSSL_CTX_set_cipher_list(c->ctx_, kCiphers) != WOLFSSL_SUCCESS) { err = "cannot set cipher list"; return nullptr; }
+    if (wolfSSL_CTX_use_certificate_chain_file(c->ctx_, s.cert.c_str()) != WOLFSSL_SUCCESS) {
+        err = "cannot load certificate " + s.cert;
+        return nullptr;
+    }
+    if (wolfSSL_CTX_use_PrivateKey_file(c->ctx_, s.key.c_str(), WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS) {
+        err = "cannot load private key " + s.key;
+        return nullptr;
+    }
+    if (wolfSSL_CTX_check_private_key(c->ctx_) != WOLFSSL_SUCCESS) {
+        err = "private key " + s.key + " does not match certificate " + s.cert;
+        return nullptr;
+    }
+    if (!s.ca.empty()) {
+        if (wolfSSL_CTX_load_verify_locations(c->ctx_, s.ca.c_str(), nullptr) != WOLFSSL_SUCCESS) {
+            err = "cannot load CA file " + s.ca;
+            return nullptr;
+        }
+    } else if (s.require_client_cert) {
+        err = "require_client_cert needs ca";
+        return nullptr;
+    }
+    int mode = WOLFSSL_VERIFY_NONE;
+    if (s.require_client_cert) mode = WOLFSSL_VERIFY_PEER | WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+    else if (!s.ca.empty()) mode = WOLFSSL_VERIFY_PEER;  // verify a certificate if one is offered
+    wolfSSL_CTX_set_verify(c->ctx_, mode, nullptr);
+    wolfSSL_CTX_SetIORecv(c->ctx_, nullptr);
+    wolfSSL_CTX_SetIOSend(c->ctx_, nullptr);
+    return c;
+}
+
+TlsContext::~TlsContext() {
+    if (ctx_) wolfSSL_CTX_free(ctx_);
+}
+
+TlsConn::TlsConn(std::shared_ptr<TlsContext> ctx) : ctx_(std::move(ctx)) {
+    ssl_ = wolfSSL_new(ctx_->raw());
+    if (!ssl_) {
+        failed_ = true;
+        error_ = "wolfSSL_new failed";
+        return;
+    }
+    wolfSSL_SSLSetIORecv(ssl_, &TlsConn::recv_cb);
+    wolfSSL_SSLSetIOSend(ssl_, &TlsConn::send_cb);
+    wolfSSL_SetIOReadCtx(ssl_, this);
+    wolfSSL_SetIOWriteCtx(ssl_, this);
+    char alpn[] = "mqtt";
+    wolfSSL_UseALPN(ssl_, alpn, sizeof alpn - 1, WOLFSSL_ALPN_CONTINUE_ON_MISMATCH);
+}
+
+TlsConn::~TlsConn() {
+    if (ssl_) wolfSSL_free(ssl_);
+}
+
+int TlsConn::recv_cb(WOLFSSL*, char* buf, int sz, void* ctx) {
+    auto* self = static_cast<TlsConn*>(ctx);
+    size_t avail = self->in_.size() - self->in_pos_;
+    if (avail == 0) return WOLFSSL_CBIO_ERR_WANT_READ;
+    size_t n = std::min(avail, size_t(sz));
+    std::memcpy(buf, self->in_.data() + self->in_pos_, n);
+    self->in_pos_ += n;
+    return int(n);
+}
+
+int TlsConn::send_cb(WOLFSSL*, char* buf, int sz, void* ctx) {
+    auto* self = static_cast<TlsConn*>(ctx);
+    self->out_.insert(self->out_.end(), buf, buf + sz);
+    return sz;
+}
+
+TlsConn::Status TlsConn::fail(int ret) {
+    int code = wolfSSL_get_error(ssl_, ret);
+    failed_ = true;
+    error_ = wolf_error(code);
+    return Status::Failed;
+}
+
+TlsConn::Status TlsConn::on_ciphertext(std::span<const uint8_t> in, std::vector<uint8_t>& plain) {
+    if (failed_) return Status::Failed;
+    if (in_pos_ == in_.size()) {
+        in_.clear();
+        in_pos_ = 0;
+    }
+    in_.insert(in_.end(), in.begin(), in.end());
+    return pump(plain);
+}
+
+TlsConn::Status TlsConn::pump(std::vector<uint8_t>& plain) {
+    if (!established_) {
+        int r = wolfSSL_accept(ssl_);
+        if (r != WOLFSSL_SUCCESS) {
+            int code = wolfSSL_get_error(ssl_, r);
+            if (code == WOLFSSL_ERROR_WANT_READ || code == WOLFSSL_ERROR_WANT_WRITE) return Status::Ok;
+            return fail(r);
+        }
+        established_ = true;
+        if (WOLFSSL_X509* cert = wolfSSL_get_peer_certificate(ssl_)) {
+            char cn[256] = {0};
+            if (WOLFSSL_X509_NAME* name = wolfSSL_X509_get_subject_name(cert))
+                if (wolfSSL_X509_NAME_get_text_by_NID(name, NID_commonName, cn, sizeof cn) > 0) peer_cn_ = cn;
+            wolfSSL_X509_free(cert);
+        }
+        if (!pending_plain_.empty()) {
+            std::vector<uint8_t> p;
+            p.swap(pending_plain_);
+            if (write(p) == Status::Failed) return Status::Failed;
+        }
+    }
+    uint8_t buf[16384];
+    for (;;) {
+        int n = wolfSSL_read(ssl_, buf, sizeof buf);
+        if (n > 0) {
+            plain.insert(plain.end(), buf, buf + n);
+            continue;
+        }
+        int code = wolfSSL_get_error(ssl_, n);
+        if (code == WOLFSSL_ERROR_WANT_READ || code == WOLFSSL_ERROR_WANT_WRITE) return Status::Ok;
+        if (code == WOLFSSL_ERROR_ZERO_RETURN) {  // close_notify from the peer
+            failed_ = true;
+            error_ = "peer closed the TLS session";
+            return Status::Failed;
+        }
+        return fail(n);
+    }
+}
+
+TlsConn::Status TlsConn::write(std::span<const uint8_t> plain) {
+    if (failed_) return Status::Failed;
+    if (!established_) {
+        pending_plain_.insert(pending_plain_.end(), plain.begin(), plain.end());
+        return Status::Ok;
+    }
+    size_t off = 0;
+    while (off < plain.size()) {
+        int n = wolfSSL_write(ssl_, plain.data() + off, int(std::min<size_t>(plain.size() - off, 1 << 20)));
+        if (n <= 0) return fail(n);
+        off += size_t(n);
+    }
+    return Status::Ok;
+}
+
+void TlsConn::shutdown() {
+    if (ssl_ && established_ && !failed_) wolfSSL_shutdown(ssl_);
+}
+
+}  // namespace hato::net

@@ -1,0 +1,86 @@
+// TLS as a byte transform over our own buffers: wolfSSL never touches a
+// socket (custom I/O callbacks), so TLS behaves the same on io_uring and
+// epoll and never blocks the reactor. Ciphertext in -> plaintext out, and
+// plaintext in -> ciphertext out; the wiring moves the bytes.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+struct WOLFSSL_CTX;
+struct WOLFSSL;
+
+namespace hato::net {
+
+struct TlsSettings {
+    std::string cert;                  // PEM certificate chain
+    std::string key;                   // PEM private key
+    std::string ca;                    // PEM CA bundle for client certificates (optional)
+    bool require_client_cert = false;
+    bool identity_as_username = false; // the client certificate's CN becomes the username
+    std::string min_version = "1.2";   // "1.2" or "1.3"
+};
+
+// One server context per listener. Shared by its connections (shared_ptr), so
+// a reload builds a new context while existing connections keep the old one.
+class TlsContext {
+public:
+    static std::shared_ptr<TlsContext> create(const TlsSettings& s, std::string& err);
+    ~TlsContext();
+    const TlsSettings& settings() const { return settings_; }
+    WOLFSSL_CTX* raw() const { return ctx_; }
+
+private:
+    TlsContext() = default;
+    WOLFSSL_CTX* ctx_ = nullptr;
+    TlsSettings settings_;
+};
+
+class TlsConn {
+public:
+    explicit TlsConn(std::shared_ptr<TlsContext> ctx);
+    ~TlsConn();
+    TlsConn(const TlsConn&) = delete;
+    TlsConn& operator=(const TlsConn&) = delete;
+
+    enum class Status : uint8_t { Ok, Failed };
+
+    // Feeds ciphertext received from the peer. Decrypted application bytes
+    // are appended to `plain`; handshake/alert bytes to send go to
+    // take_output(). Failed: the handshake or record layer failed (error()).
+    Status on_ciphertext(std::span<const uint8_t> in, std::vector<uint8_t>& plain);
+    // Encrypts application bytes (only after the handshake; before it they
+    // are buffered and flushed once it completes).
+    Status write(std::span<const uint8_t> plain);
+    // Ciphertext waiting to be sent; the caller sends and clears it.
+    std::vector<uint8_t>& output() { return out_; }
+
+    bool handshake_done() const { return established_; }
+    const std::string& error() const { return error_; }
+    // CN of the verified client certificate (empty if none).
+    const std::string& peer_common_name() const { return peer_cn_; }
+    // Sends close_notify into output().
+    void shutdown();
+
+private:
+    static int recv_cb(WOLFSSL*, char* buf, int sz, void* ctx);
+    static int send_cb(WOLFSSL*, char* buf, int sz, void* ctx);
+    Status pump(std::vector<uint8_t>& plain);
+    Status fail(int ret);
+
+    std::shared_ptr<TlsContext> ctx_;
+    WOLFSSL* ssl_ = nullptr;
+    std::vector<uint8_t> in_;           // ciphertext not yet consumed by wolfSSL
+    size_t in_pos_ = 0;
+    std::vector<uint8_t> out_;          // ciphertext to send
+    std::vector<uint8_t> pending_plain_;  // written before the handshake finished
+    bool established_ = false;
+    bool failed_ = false;
+    std::string error_;
+    std::string peer_cn_;
+};
+
+}  // namespace hato::net
