@@ -16,6 +16,8 @@ namespace hato::broker {
 
 using ConnId = uint64_t;
 
+class Authenticator;  // broker/auth.hpp
+
 // What the broker needs from the network layer.
 class Transport {
 public:
@@ -56,6 +58,10 @@ public:
     void shutdown();
 
     const Stats& stats() const;
+
+    // Replaces the default allow-all authenticator (not owned; must outlive
+    // the broker). nullptr restores the default.
+    void set_authenticator(Authenticator* auth);
 
 private:
     struct Impl;

@@ -34,6 +34,7 @@ public:
                const std::function<void(std::string_view topic, Handle h)>& fn) const;
 
     size_t size() const;
+    size_t node_count() const;  // topic tree nodes in use (tests check pruning)
 
 private:
     struct Impl;

@@ -50,6 +50,7 @@ public:
     uint32_t group_id(std::string_view name);
 
     size_t size() const;  // number of subscriptions held
+    size_t node_count() const;  // topic tree nodes in use (tests check pruning)
 
 private:
     struct Impl;

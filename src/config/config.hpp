@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -11,10 +12,30 @@
 
 namespace hato::config {
 
+// [[listener]] tls = { ... } (or a [listener.tls] sub-table).
+struct ListenerTls {
+    bool enabled = false;              // the key is present
+    std::string cert;                  // PEM certificate chain (required)
+    std::string key;                   // PEM private key (required)
+    std::string ca;                    // PEM CA bundle for client certificates
+    bool require_client_cert = false;  // needs ca
+    bool identity_as_username = false; // needs require_client_cert
+    std::string min_version = "1.2";   // "1.2" | "1.3"
+};
+
 struct Listener {
     std::string address = "127.0.0.1";
     uint16_t port = 1883;
-    // TLS keys arrive with the security issue.
+    ListenerTls tls;
+};
+
+// [auth]
+struct AuthConfig {
+    // Unset: anonymous clients are allowed on loopback listeners only.
+    // Set: applies to every listener.
+    std::optional<bool> allow_anonymous;
+    std::string password_file;  // empty: none
+    std::string acl_file;       // empty: no ACL (everything allowed)
 };
 
 enum class LogLevel : uint8_t { Error, Warn, Info, Debug };
@@ -27,7 +48,13 @@ struct AppConfig {
     store::Options storage;                 // [storage] dir, sync, ...
     uint32_t sync_interval_ms = 100;        // [storage] sync_interval_ms (sync = "interval")
     LogLevel log_level = LogLevel::Info;    // [log] level
+    AuthConfig auth;                        // [auth]
 };
+
+// True for 127.0.0.0/8, ::1 and "localhost".
+bool is_loopback_address(const std::string& address);
+// Whether clients without credentials may connect on listener `index`.
+bool anonymous_allowed(const AppConfig& cfg, size_t index);
 
 // The built-in defaults, equal to conf/hato.toml.
 AppConfig defaults();

@@ -36,12 +36,27 @@ DecodeResult peek_header(Bytes in, uint32_t max_packet_size, FixedHeader& hdr);
 // Decodes one whole packet from the front of `in`. `version` is the
 // connection's negotiated version (ignored for CONNECT, which carries its own).
 // Views in `out` point into `in`.
+//
+// Unsupported protocol: a CONNECT whose protocol name/level is not
+// ("MQIsdp",3), ("MQTT",4) or ("MQTT",5) gives Error(UnsupportedProtocolVersion)
+// with consumed = the packet's length and `out` holding a Connect whose
+// `version` is V5 if the level byte was 5, else V311, so the broker can answer
+// with a CONNACK (0x84 / v3 return code 1) in a form the client understands.
+//
+// Left to the caller (the codec cannot know direction or broker policy):
+// client id rules; a Subscription Identifier in a client's PUBLISH (several
+// are accepted in any PUBLISH); topic filter syntax in SUBSCRIBE/UNSUBSCRIBE
+// (v5 answers it per filter with 0x8F; use valid_topic_filter / parse_shared);
+// No Local on a shared subscription; topic alias range; payload format checks.
 DecodeResult decode(Bytes in, Version version, uint32_t max_packet_size, Packet& out);
 
 // Appends the encoding of `p` for a connection of `version` to `out`.
 // Properties are written only for V5. v3 CONNACK maps v5 reason codes to
-// v3 return codes (0x84->1, 0x85->2, 0x88/0x89->3, 0x86->4, 0x87->5, others->3).
-// v3 SUBACK maps any reason >= 0x80 to 0x80.
+// v3 return codes (0x84->1, 0x85->2, 0x88/0x89->3, 0x86->4, 0x87->5, others->3);
+// decode maps them back (3 -> 0x88).
+// v3 SUBACK maps any reason >= 0x80 to 0x80. v5 acks, DISCONNECT and AUTH
+// use the short form when reason is Success and there are no properties.
+// AUTH exists only in v5: for v3 nothing is written (encoded_size 0).
 void encode(const Packet& p, Version version, std::vector<uint8_t>& out);
 
 // Size of encode(p, version) without writing it (for Maximum Packet Size checks).

@@ -75,6 +75,22 @@ public:
 
     virtual uint64_t bytes_used() const = 0;
     virtual bool wants_compaction() const = 0;
+
+    // --- Added by the store layer (additive) ---------------------------------
+    // compact_step calls moved(old, new) right after live(rec) returned true
+    // for that same record, so the owner may remember what live() looked at.
+
+    // Like append, but not held to max_bytes: for records that let space be
+    // freed (removals) so a full store can still shrink. DiskFull still applies.
+    virtual AppendError append_exempt(uint8_t type, std::span<const uint8_t> body, uint64_t& lsn) = 0;
+
+    // The owner tells the log that the record `lsn` is no longer live (call
+    // once per record); wants_compaction() weighs these.
+    virtual void mark_dead(uint64_t lsn) = 0;
+
+    // Segment files currently in the directory (tests, `hato store`).
+    virtual uint64_t segment_count() const = 0;
+    virtual uint64_t max_bytes() const = 0;  // Options::max_bytes (0 = none)
 };
 
 }  // namespace hato::store

@@ -1,0 +1,447 @@
+#include "app/server.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <sys/signalfd.h>
+#include <unistd.h>
+#include <unordered_set>
+
+#include "app/log.hpp"
+#include "app/notify.hpp"
+#include "app/security.hpp"
+#include "app/tls_layer.hpp"
+#include "auth/authenticator.hpp"
+#include "broker/broker.hpp"
+#include "broker/log_persistence.hpp"
+#include "broker/persistence.hpp"
+#include "net/reactor.hpp"
+#include "store/log.hpp"
+
+namespace hato::app {
+
+namespace {
+
+// Compaction records copied per tick: small, so a tick never stalls the loop.
+constexpr size_t kCompactionBudget = 256;
+// How long a graceful shutdown waits for clients to receive their DISCONNECT.
+constexpr uint64_t kShutdownGraceMs = 2000;
+constexpr uint32_t kDefaultTickMs = 100;
+
+using unsigned_ll = unsigned long long;
+
+// The broker's view of the network: the reactor, minus everything else.
+// Connections of TLS listeners go through the TLS layer, which encrypts and
+// hands the ciphertext to the reactor at once (so queued_bytes counts it).
+class ReactorTransport final : public broker::Transport {
+public:
+    ReactorTransport(net::Reactor& reactor, TlsLayer& tls) : reactor_(reactor), tls_(tls) {}
+    void send(broker::ConnId id, std::span<const uint8_t> bytes) override {
+        if (tls_.owns(id)) tls_.send(id, bytes);
+        else reactor_.send(id, bytes);
+    }
+    size_t queued_bytes(broker::ConnId id) const override { return reactor_.queued_bytes(id); }
+    void close(broker::ConnId id) override {
+        if (tls_.owns(id)) tls_.close(id);
+        else reactor_.close(id, true);
+    }
+
+private:
+    net::Reactor& reactor_;
+    TlsLayer& tls_;
+};
+
+net::Backend backend_from_name(const std::string& name) {
+    if (name == "io_uring") return net::Backend::IoUring;
+    if (name == "epoll") return net::Backend::Epoll;
+    return net::Backend::Auto;
+}
+
+class Server final : public net::Handler {
+public:
+    explicit Server(const config::AppConfig& cfg) : cfg_(cfg) {}
+    ~Server() override {
+        if (signal_fd_ >= 0) ::close(signal_fd_);
+    }
+
+    // Everything before the loop; false (already logged) if start-up failed.
+    bool start() {
+        return open_reactor() && open_signals() && open_security() && open_store() && open_broker() &&
+               open_listeners();
+    }
+
+    void run() {
+        // Readiness: listeners are open and the store is recovered.
+        notifier_.send("READY=1");
+        log_info("ready");
+        reactor_->run(*this);
+        const broker::Stats& s = broker_->stats();
+        log_info("stopped: %llu messages in, %llu out, %llu QoS 0 dropped, %llu queued dropped",
+                 unsigned_ll(s.messages_in), unsigned_ll(s.messages_out),
+                 unsigned_ll(s.qos0_dropped), unsigned_ll(s.queued_dropped));
+    }
+
+    // net::Handler
+    void on_open(net::ConnId id, int listener_index, const std::string& peer) override {
+        if (stopping_ || open_connections_ >= cfg_.broker.max_connections) {
+            // Over the limit: closed at once, the broker never hears of it.
+            // At most one line per second: a connection flood must not flood the log.
+            uint64_t now = reactor_->now_ms();
+            ++refused_since_log_;
+            if (!refusal_logged_ || now - last_refusal_log_ms_ >= 1000) {
+                log_warn("refusing connection from %s: %s (%llu refused since the last report)", peer.c_str(),
+                         stopping_ ? "shutting down" : "max_connections reached",
+                         unsigned_ll(refused_since_log_));
+                refusal_logged_ = true;
+                last_refusal_log_ms_ = now;
+                refused_since_log_ = 0;
+            }
+            rejected_.insert(id);
+            reactor_->close(id, false);
+            return;
+        }
+        ++open_connections_;
+        log_debug("connection %llu from %s on listener %d", unsigned_ll(id), peer.c_str(), listener_index);
+        tls_->on_open(id, listener_index, peer);
+        broker_->on_open(id, listener_index, peer);
+    }
+
+    void on_data(net::ConnId id, std::span<const uint8_t> data) override {
+        if (rejected_.count(id)) return;
+        if (!tls_->owns(id)) return broker_->on_data(id, data);
+        plaintext_.clear();
+        if (!tls_->on_ciphertext(id, data, plaintext_) || plaintext_.empty()) return;
+        // The CONNECT (if these bytes hold one) is checked inside this call.
+        authenticator_.set_current_identity(tls_->identity(id));
+        broker_->on_data(id, plaintext_);
+        authenticator_.set_current_identity(std::nullopt);
+    }
+
+    void on_close(net::ConnId id, int error) override {
+        if (rejected_.erase(id)) return;
+        tls_->on_close(id);
+        --open_connections_;
+        if (error) log_debug("connection %llu closed: %s", unsigned_ll(id), std::strerror(error));
+        else log_debug("connection %llu closed", unsigned_ll(id));
+        broker_->on_close(id);
+        maybe_finish_shutdown(reactor_->now_ms());
+    }
+
+    void on_tick(uint64_t now_ms) override {
+        broker_->on_tick(now_ms);
+        tls_->on_tick(now_ms);
+        notifier_.watchdog_tick(now_ms);
+        if (log_ && cfg_.storage.sync == store::SyncMode::Interval &&
+            now_ms - last_interval_sync_ms_ >= cfg_.sync_interval_ms) {
+            last_interval_sync_ms_ = now_ms;
+            start_sync();
+        }
+        if (log_persistence_ && !stopping_) log_persistence_->maintenance(kCompactionBudget);
+        maybe_finish_shutdown(now_ms);
+    }
+
+    void on_pass_end() override {
+        broker_->on_pass_end();
+        if (log_) {
+            if (cfg_.storage.sync == store::SyncMode::Always) start_sync();
+            else publish_durable();
+        }
+        maybe_finish_shutdown(reactor_->now_ms());
+    }
+
+private:
+    bool open_reactor() {
+        std::string note;
+        reactor_ = net::Reactor::create(backend_from_name(cfg_.event_backend), note);
+        if (!reactor_) {
+            log_error("event backend %s: %s", cfg_.event_backend.c_str(), note.c_str());
+            return false;
+        }
+        if (std::string(reactor_->name()) == "epoll" && !note.empty())
+            log_info("event backend: epoll (io_uring unavailable: %s)", note.c_str());
+        else
+            log_info("event backend: %s", reactor_->name());
+
+        uint32_t tick_ms = kDefaultTickMs;
+        if (cfg_.storage_enabled && cfg_.storage.sync == store::SyncMode::Interval)
+            tick_ms = std::min(tick_ms, cfg_.sync_interval_ms);
+        if (notifier_.watchdog_interval_ms() > 0)
+            tick_ms = std::min<uint64_t>(tick_ms, notifier_.watchdog_interval_ms());
+        reactor_->set_tick_interval(std::max<uint32_t>(tick_ms, 1));
+        tls_ = std::make_unique<TlsLayer>(*reactor_);
+        transport_ = std::make_unique<ReactorTransport>(*reactor_, *tls_);
+        return true;
+    }
+
+    // SIGINT/SIGTERM/SIGHUP arrive as readable events on a signalfd, so their
+    // handling runs on the reactor thread like everything else.
+    bool open_signals() {
+        std::signal(SIGPIPE, SIG_IGN);
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGINT);
+        sigaddset(&set, SIGTERM);
+        sigaddset(&set, SIGHUP);
+        if (sigprocmask(SIG_BLOCK, &set, nullptr) != 0) {
+            log_error("sigprocmask: %s", std::strerror(errno));
+            return false;
+        }
+        signal_fd_ = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+        if (signal_fd_ < 0) {
+            log_error("signalfd: %s", std::strerror(errno));
+            return false;
+        }
+        reactor_->watch_readable(signal_fd_, [this] { on_signal(); });
+        return true;
+    }
+
+    // Password file, ACL file and TLS contexts: any error stops the start.
+    bool open_security() {
+        std::vector<std::string> errors;
+        std::vector<std::shared_ptr<net::TlsContext>> contexts;
+        bool ok = load_auth_files(cfg_.auth, auth_files_, errors);
+        ok &= load_tls_contexts(cfg_, contexts, errors);
+        for (const std::string& e : errors) log_error("%s", e.c_str());
+        if (!ok) return false;
+        tls_->set_contexts(std::move(contexts));
+
+        std::vector<bool> anonymous(cfg_.listeners.size());
+        for (size_t i = 0; i < cfg_.listeners.size(); ++i) {
+            const config::Listener& l = cfg_.listeners[i];
+            anonymous[i] = config::anonymous_allowed(cfg_, i);
+            if (anonymous[i] && !config::is_loopback_address(l.address))
+                log_warn("anonymous access is open on %s:%u, which is not a loopback address "
+                         "(set [auth] allow_anonymous = false and a password_file)",
+                         l.address.c_str(), unsigned(l.port));
+        }
+        authenticator_.set_anonymous_allowed(std::move(anonymous));
+        authenticator_.set_password_file(auth_files_.passwords);
+        if (auth_files_.passwords)
+            log_info("password file %s: %zu users", cfg_.auth.password_file.c_str(), auth_files_.passwords->size());
+        if (auth_files_.acl)
+            log_info("acl file %s: %zu rules", cfg_.auth.acl_file.c_str(), auth_files_.acl->rule_count());
+        return true;
+    }
+
+    // SIGHUP: password file, ACL file and certificates are read again. Each
+    // one that fails to load keeps its previous version (errors logged with
+    // file:line); connected clients stay, TLS ones on their old context.
+    void reload_security() {
+        log_info("reload requested (SIGHUP)");
+        std::vector<std::string> errors;
+        if (!cfg_.auth.password_file.empty()) {
+            std::shared_ptr<const auth::PasswordFile> passwords;
+            if (load_password_file(cfg_.auth.password_file, passwords, errors)) {
+                auth_files_.passwords = passwords;
+                authenticator_.set_password_file(passwords);
+                log_info("reloaded password file %s: %zu users", cfg_.auth.password_file.c_str(), passwords->size());
+            } else {
+                report_reload_errors(errors, "password file", cfg_.auth.password_file);
+            }
+        }
+        if (!cfg_.auth.acl_file.empty()) {
+            std::shared_ptr<const auth::Acl> acl;
+            if (load_acl_file(cfg_.auth.acl_file, acl, errors)) {
+                auth_files_.acl = acl;
+                log_info("reloaded acl file %s: %zu rules", cfg_.auth.acl_file.c_str(), acl->rule_count());
+            } else {
+                report_reload_errors(errors, "acl file", cfg_.auth.acl_file);
+            }
+        }
+        if (tls_->any()) {
+            std::vector<std::shared_ptr<net::TlsContext>> contexts;
+            if (load_tls_contexts(cfg_, contexts, errors)) {
+                tls_->set_contexts(std::move(contexts));
+                log_info("reloaded TLS certificates (new connections use them)");
+            } else {
+                report_reload_errors(errors, "TLS certificates", "");
+            }
+        }
+    }
+
+    static void report_reload_errors(std::vector<std::string>& errors, const char* what, const std::string& path) {
+        for (const std::string& e : errors) log_error("reload: %s", e.c_str());
+        log_error("reload of %s %s failed: keeping the previous one", what, path.c_str());
+        errors.clear();
+    }
+
+    bool open_store() {
+        if (!cfg_.storage_enabled) {
+            log_info("storage disabled: sessions and retained messages live in memory only");
+            persistence_ = std::make_unique<broker::MemoryPersistence>();
+            return true;
+        }
+        std::string err;
+        log_ = store::Log::open(cfg_.storage, err);
+        if (!log_) {
+            log_error("store %s: %s", cfg_.storage.dir.c_str(), err.c_str());
+            return false;
+        }
+        log_info("recovered %s", log_->recovery_summary().c_str());
+        auto durable = std::make_unique<broker::LogPersistence>(*log_, cfg_.storage.sync);
+        log_persistence_ = durable.get();
+        persistence_ = std::move(durable);
+        return true;
+    }
+
+    bool open_broker() {
+        broker_ = std::make_unique<broker::Broker>(cfg_.broker, *transport_, *persistence_);
+        broker_->set_authenticator(&authenticator_);
+        broker_->recover();
+        return true;
+    }
+
+    bool open_listeners() {
+        for (size_t i = 0; i < cfg_.listeners.size(); ++i) {
+            const config::Listener& l = cfg_.listeners[i];
+            std::string err;
+            if (!reactor_->listen(l.address, l.port, err)) {
+                log_error("listen on %s:%u: %s", l.address.c_str(), unsigned(l.port), err.c_str());
+                return false;
+            }
+            // With port 0 this is the port the kernel chose (tests parse it).
+            log_info("listening on %s:%u%s", l.address.c_str(),
+                     unsigned(reactor_->bound_port(static_cast<int>(i))), l.tls.enabled ? " (TLS)" : "");
+        }
+        return true;
+    }
+
+    // Group commit: one batch in flight at most; records appended while it
+    // runs go in the next one (started from a later on_pass_end / tick).
+    void start_sync() {
+        if (!log_ || sync_in_flight_ || log_->last_lsn() <= log_->durable_lsn()) return;
+        store::Log::SyncBatch batch = log_->begin_sync();
+        sync_in_flight_ = true;
+        sync_ok_ = true;
+        sync_lsn_ = batch.lsn;
+        sync_pending_fds_ = batch.fds.size();
+        if (batch.fds.empty()) return finish_sync();
+        // epoll completes inline, inside this loop: the counter is set first.
+        for (int fd : batch.fds) {
+            reactor_->fsync_async(fd, [this](int result) {
+                if (result < 0) {
+                    sync_ok_ = false;
+                    if (!sync_failing_) log_error("store sync: %s", std::strerror(-result));
+                }
+                if (--sync_pending_fds_ == 0) finish_sync();
+            });
+        }
+    }
+
+    void finish_sync() {
+        sync_in_flight_ = false;
+        log_->end_sync(sync_lsn_, sync_ok_);
+        if (!sync_ok_) {
+            sync_failing_ = true;  // retried on the next pass; logged once
+            return;
+        }
+        if (sync_failing_) log_info("store sync works again");
+        sync_failing_ = false;
+        // Held PUBACK/PUBREC waiting for this batch (sync = always; with
+        // interval, whatever persistence still reports as pending) go out.
+        broker_->on_durable(sync_lsn_);
+        last_durable_published_ = sync_lsn_;
+        maybe_finish_shutdown(reactor_->now_ms());
+    }
+
+    // sync = interval | off: acknowledgements should not wait for a sync.
+    // Whatever persistence reports as durable by now is announced at once.
+    void publish_durable() {
+        uint64_t ticket = persistence_->durable_ticket();
+        if (ticket == last_durable_published_) return;
+        last_durable_published_ = ticket;
+        broker_->on_durable(ticket);
+    }
+
+    void on_signal() {
+        signalfd_siginfo info;
+        while (read(signal_fd_, &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
+            switch (info.ssi_signo) {
+                case SIGINT: begin_shutdown("SIGINT"); break;
+                case SIGTERM: begin_shutdown("SIGTERM"); break;
+                case SIGHUP: reload_security(); break;
+                default: break;
+            }
+        }
+    }
+
+    void begin_shutdown(const char* why) {
+        if (stopping_) {
+            // A second signal: do not wait for slow clients any longer.
+            log_info("%s again: stopping now", why);
+            stop_deadline_ms_ = 0;
+            maybe_finish_shutdown(reactor_->now_ms());
+            return;
+        }
+        stopping_ = true;
+        log_info("shutting down (%s)", why);
+        notifier_.send("STOPPING=1");
+        reactor_->close_listeners();
+        broker_->shutdown();
+        stop_deadline_ms_ = reactor_->now_ms() + kShutdownGraceMs;
+        // The loop stops once every client is gone (or the deadline passes).
+    }
+
+    void maybe_finish_shutdown(uint64_t now_ms) {
+        if (!stopping_ || stopped_) return;
+        bool drained = reactor_->connection_count() == 0 && !sync_in_flight_;
+        if (!drained && now_ms < stop_deadline_ms_) return;
+        stopped_ = true;
+        if (log_) {
+            if (log_->sync_now())
+                log_info("store synced up to lsn %llu", unsigned_ll(log_->durable_lsn()));
+            else
+                log_error("final store sync failed");
+        }
+        reactor_->stop();
+    }
+
+    const config::AppConfig& cfg_;
+    Notifier notifier_;
+    // Declaration order is destruction order reversed: the broker goes first,
+    // then what it refers to (persistence, log, transport, reactor).
+    std::unique_ptr<net::Reactor> reactor_;
+    std::unique_ptr<TlsLayer> tls_;
+    std::unique_ptr<ReactorTransport> transport_;
+    std::unique_ptr<store::Log> log_;
+    std::unique_ptr<broker::Persistence> persistence_;
+    broker::LogPersistence* log_persistence_ = nullptr;  // == persistence_ when durable
+    AuthFiles auth_files_;
+    auth::PasswordAuthenticator authenticator_;   // used by broker_: declared before it
+    std::unique_ptr<broker::Broker> broker_;
+    std::vector<uint8_t> plaintext_;  // decrypted input of the current on_data, reused
+    int signal_fd_ = -1;
+
+    std::unordered_set<net::ConnId> rejected_;  // closed on accept; hidden from the broker
+    uint64_t open_connections_ = 0;             // connections the broker knows of
+    bool refusal_logged_ = false;
+    uint64_t last_refusal_log_ms_ = 0;
+    uint64_t refused_since_log_ = 0;
+
+    // Group commit state.
+    bool sync_in_flight_ = false;
+    bool sync_ok_ = true;
+    bool sync_failing_ = false;
+    size_t sync_pending_fds_ = 0;
+    uint64_t sync_lsn_ = 0;
+    uint64_t last_interval_sync_ms_ = 0;
+    uint64_t last_durable_published_ = 0;
+
+    bool stopping_ = false;
+    bool stopped_ = false;
+    uint64_t stop_deadline_ms_ = 0;
+};
+
+}  // namespace
+
+int run_server(const config::AppConfig& cfg) {
+    Server server(cfg);
+    if (!server.start()) return 1;
+    server.run();
+    return 0;
+}
+
+}  // namespace hato::app

@@ -1,0 +1,201 @@
+// Broker events: connection lifecycle, input framing, packet dispatch, timers,
+// group-commit points.
+#include "broker/broker_impl.hpp"
+
+#include <chrono>
+
+namespace hato::broker {
+
+using namespace hato::mqtt;
+
+Broker::Broker(const Config& cfg, Transport& transport, Persistence& persist)
+    : impl_(std::make_unique<Impl>(cfg, transport, persist)) {
+    impl_->random_state = static_cast<uint64_t>(
+        std::chrono::steady_clock::now().time_since_epoch().count()) | 1;
+}
+
+Broker::~Broker() = default;
+
+void Broker::recover() { impl_->recover(); }
+
+void Broker::set_authenticator(Authenticator* auth) {
+    impl_->auth = auth ? auth : &impl_->allow_all;
+}
+
+const Stats& Broker::stats() const { return impl_->stats; }
+
+void Broker::on_open(ConnId id, int listener_index, const std::string& peer) {
+    auto c = std::make_unique<Connection>();
+    c->id = id;
+    c->listener = listener_index;
+    c->peer = peer;
+    c->last_rx_ms = impl_->now_ms;
+    impl_->conns[id] = std::move(c);
+}
+
+void Broker::on_data(ConnId id, std::span<const uint8_t> bytes) {
+    Connection* c = impl_->conn(id);
+    if (c) impl_->process_input(*c, bytes);
+    impl_->bury();
+}
+
+void Broker::on_close(ConnId id) {
+    Connection* c = impl_->conn(id);
+    if (c) impl_->drop(*c, /*publish_will=*/true, /*close_transport=*/false);
+    impl_->bury();
+}
+
+void Broker::on_tick(uint64_t now_ms) {
+    if (!impl_->ticked) {
+        impl_->ticked = true;
+        impl_->tick_base = now_ms;
+    }
+    if (now_ms >= impl_->tick_base && now_ms - impl_->tick_base > impl_->now_ms)
+        impl_->now_ms = now_ms - impl_->tick_base;
+    impl_->run_timers();
+    impl_->check_blocked();
+    impl_->release_acks();
+    impl_->bury();
+}
+
+void Broker::on_pass_end() {
+    impl_->release_acks();
+    impl_->check_blocked();
+    impl_->bury();
+}
+
+void Broker::on_durable(uint64_t) {
+    // The ticket itself is read back from persist.durable_ticket(), the one
+    // source of truth; the argument only says "something became durable".
+    impl_->release_acks();
+    impl_->bury();
+}
+
+void Broker::shutdown() {
+    std::vector<ConnId> ids;
+    ids.reserve(impl_->conns.size());
+    for (auto& [id, c] : impl_->conns) ids.push_back(id);
+    for (ConnId id : ids) {
+        Connection* c = impl_->conn(id);
+        if (!c) continue;
+        if (c->connected && c->version == Version::V5)
+            impl_->send_packet(*c, Disconnect{rc::ServerShuttingDown, {}});
+        // Sessions stay persisted; a shutdown is not the client's fault, so no will.
+        impl_->drop(*c, /*publish_will=*/false, /*close_transport=*/true);
+    }
+    impl_->bury();
+}
+
+// ---------------------------------------------------------------------------
+
+Connection* Broker::Impl::conn(ConnId id) {
+    auto it = conns.find(id);
+    if (it == conns.end() || it->second->dead) return nullptr;
+    return it->second.get();
+}
+
+uint64_t Broker::Impl::wall_ms() const {
+    return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::system_clock::now().time_since_epoch()).count());
+}
+
+void Broker::Impl::bury() { graveyard.clear(); }
+
+void Broker::Impl::send_packet(Connection& c, const Packet& p) {
+    std::vector<uint8_t> out;
+    encode(p, c.version, out);
+    transport.send(c.id, out);
+}
+
+void Broker::Impl::protocol_error(Connection& c, uint8_t reason) {
+    if (c.connected && c.version == Version::V5) send_packet(c, Disconnect{reason, {}});
+    drop(c, /*publish_will=*/true, /*close_transport=*/true);
+}
+
+// Frames packets out of the byte stream. Bytes are copied into the
+// connection's buffer only when a packet is left incomplete, so an idle
+// connection holds no input buffer.
+void Broker::Impl::process_input(Connection& c, std::span<const uint8_t> bytes) {
+    std::vector<uint8_t> pending;
+    std::span<const uint8_t> in = bytes;
+    if (!c.inbuf.empty()) {
+        c.inbuf.insert(c.inbuf.end(), bytes.begin(), bytes.end());
+        pending.swap(c.inbuf);   // we own the bytes while parsing; views stay valid
+        in = pending;
+    }
+    c.last_rx_ms = now_ms;
+    size_t pos = 0;
+    while (pos < in.size() && !c.dead) {
+        Bytes rest = in.subspan(pos);
+        FixedHeader hdr;
+        DecodeResult r = peek_header(rest, cfg.max_packet_size, hdr);
+        if (r.status == DecodeStatus::Incomplete) break;
+        if (r.status == DecodeStatus::Error) {
+            protocol_error(c, r.reason);
+            return;
+        }
+        if (rest.size() < hdr.total()) break;   // body still to come
+        Packet p;
+        r = decode(rest.first(hdr.total()), c.version, cfg.max_packet_size, p);
+        if (r.status != DecodeStatus::Ok) {
+            if (!c.connected && r.reason == rc::UnsupportedProtocolVersion) {
+                // Answered in v3 form: a client of an unknown version understands that best.
+                send_packet(c, Connack{false, rc::UnsupportedProtocolVersion, {}});
+                drop(c, false, true);
+                return;
+            }
+            protocol_error(c, r.status == DecodeStatus::Incomplete ? rc::MalformedPacket : r.reason);
+            return;
+        }
+        pos += r.consumed;
+        handle_packet(c, p);
+    }
+    if (!c.dead && pos < in.size()) c.inbuf.assign(in.begin() + pos, in.end());
+}
+
+void Broker::Impl::handle_packet(Connection& c, Packet& p) {
+    if (!c.connected) {
+        // The first packet must be CONNECT; anything else closes silently.
+        if (auto* cp = std::get_if<Connect>(&p)) on_connect(c, *cp);
+        else drop(c, false, true);
+        return;
+    }
+    std::visit([&](auto& pkt) {
+        using T = std::decay_t<decltype(pkt)>;
+        if constexpr (std::is_same_v<T, Publish>) {
+            on_publish(c, pkt);
+        } else if constexpr (std::is_same_v<T, Ack>) {
+            if (pkt.type == PacketType::Pubrel) on_pubrel(c, pkt);
+            else on_client_ack(c, pkt);
+        } else if constexpr (std::is_same_v<T, Subscribe>) {
+            on_subscribe(c, pkt);
+        } else if constexpr (std::is_same_v<T, Unsubscribe>) {
+            on_unsubscribe(c, pkt);
+        } else if constexpr (std::is_same_v<T, Pingreq>) {
+            send_packet(c, Pingresp{});
+        } else if constexpr (std::is_same_v<T, Disconnect>) {
+            on_disconnect(c, pkt);
+        } else {
+            // A second CONNECT, AUTH (no method was agreed), or a server-only packet.
+            protocol_error(c, rc::ProtocolError);
+        }
+    }, p);
+}
+
+// Timers live in one min-heap; entries are never removed, a stale one is
+// recognised when it fires (connection gone, session generation changed,
+// activity since) and ignored or re-armed. Ticks cost O(fired * log n), not
+// a scan of every connection.
+void Broker::Impl::run_timers() {
+    while (!timers.empty() && timers.top().due_ms <= now_ms) {
+        Timer t = timers.top();
+        timers.pop();
+        switch (t.kind) {
+        case TimerKind::KeepAlive: on_keep_alive_timer(t.key); break;
+        case TimerKind::SessionExpiry: on_session_expiry_timer(static_cast<Slot>(t.key), t.generation); break;
+        case TimerKind::WillDelay: on_will_delay_timer(static_cast<Slot>(t.key), t.generation); break;
+        }
+    }
+}
+
+}  // namespace hato::broker

@@ -1,0 +1,249 @@
+// Outbound delivery: QoS 0 sends, the per-session QoS 1/2 queue and in-flight
+// window, acks from the client, resend on reconnect, back-pressure, and
+// handing a leaving shared-group member's messages to another member.
+#include <algorithm>
+
+#include "broker/broker_impl.hpp"
+
+namespace hato::broker {
+
+using namespace hato::mqtt;
+
+size_t Broker::Impl::window(const Session& s) {
+    size_t w = cfg.max_inflight;
+    auto it = conns.find(s.conn);
+    if (it != conns.end()) w = std::min<size_t>(w, it->second->client_receive_max);
+    return std::max<size_t>(w, 1);
+}
+
+bool Broker::Impl::output_over_limit(Connection& c) {
+    return cfg.max_output_bytes != 0 && transport.queued_bytes(c.id) > cfg.max_output_bytes;
+}
+
+void Broker::Impl::deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool retain,
+                           std::vector<uint32_t> sub_ids, uint64_t share) {
+    if (msg->expired(now_ms)) return;
+    Connection* c = s.conn ? conn(s.conn) : nullptr;
+    if (qos == 0) {
+        if (!c) return;   // QoS 0 is not queued for offline sessions
+        if (c->output_blocked || output_over_limit(*c)) {
+            ++stats.qos0_dropped;
+            return;
+        }
+        OutItem item;
+        item.msg = msg;
+        item.qos = 0;
+        item.retain = retain;
+        item.sub_ids = std::move(sub_ids);
+        send_publish(*c, item, false);
+        return;
+    }
+    bool full = (cfg.max_queued_messages != 0 && s.queue.size() >= cfg.max_queued_messages) ||
+                (cfg.max_queued_bytes != 0 && s.queue_bytes + msg->byte_size() > cfg.max_queued_bytes);
+    if (full) {
+        ++stats.queued_dropped;   // the newest is dropped: what is queued keeps its order
+        return;
+    }
+    OutItem item;
+    item.seq = s.next_seq++;
+    item.msg = msg;
+    item.qos = qos;
+    item.retain = retain;
+    item.sub_ids = std::move(sub_ids);
+    item.share_key = share;
+    if (s.persisted) note(persist.out_enqueue(s.client_id, item.seq, to_stored(*msg, qos, retain)));
+    s.queue_bytes += msg->byte_size();
+    s.queue.push_back(std::move(item));
+    pump(s);
+}
+
+// Moves queued messages into the in-flight window while the client has room
+// and its output is not backed up.
+void Broker::Impl::pump(Session& s) {
+    Connection* c = s.conn ? conn(s.conn) : nullptr;
+    if (!c || !c->connected) return;
+    const size_t win = window(s);
+    while (!s.queue.empty() && s.inflight.size() < win) {
+        if (c->output_blocked) return;
+        if (output_over_limit(*c)) {
+            c->output_blocked = true;
+            blocked_conns.insert(c->id);
+            return;
+        }
+        OutItem item = std::move(s.queue.front());
+        s.queue.pop_front();
+        s.queue_bytes -= std::min<uint64_t>(s.queue_bytes, item.msg->byte_size());
+        if (item.msg->expired(now_ms)) {
+            if (s.persisted) note(persist.out_done(s.client_id, item.seq));
+            continue;
+        }
+        // Packet ids are per session; one still in flight is never reused.
+        do {
+            item.packet_id = s.next_packet_id++;
+            if (s.next_packet_id == 0) s.next_packet_id = 1;
+        } while (item.packet_id == 0 || s.seq_by_packet_id.count(item.packet_id));
+        item.state = OutState::Inflight;
+        if (!send_publish(*c, item, false)) {
+            // Larger than the client's Maximum Packet Size: counts as delivered.
+            if (s.persisted) note(persist.out_done(s.client_id, item.seq));
+            continue;
+        }
+        if (s.persisted) note(persist.out_state(s.client_id, item.seq, OutState::Inflight, item.packet_id));
+        s.seq_by_packet_id[item.packet_id] = item.seq;
+        uint64_t seq = item.seq;
+        s.inflight.emplace(seq, std::move(item));
+    }
+}
+
+bool Broker::Impl::send_publish(Connection& c, const OutItem& item, bool dup) {
+    const Message& m = *item.msg;
+    const bool v5 = c.version == Version::V5;
+    PublishParts pp;
+    pp.qos = item.qos;
+    pp.retain = item.retain;
+    pp.dup = dup;
+    pp.topic = m.topic;
+    pp.packet_id = item.qos ? item.packet_id : 0;
+    if (v5) {
+        if (m.expiry_ms) pp.message_expiry = std::max<uint32_t>(m.remaining_s(now_ms), 1);
+        pp.sub_ids = item.sub_ids;
+        pp.forwarded = m.forwarded;
+    }
+    pp.payload = m.payload;
+    // Checked with the full topic, before an alias could shorten it: a
+    // conservative answer, and no alias is assigned for a message not sent.
+    if (c.client_max_packet != 0 && publish_size(pp, c.version) > c.client_max_packet) return false;
+    const size_t alias_limit = std::min<size_t>(c.client_alias_max, cfg.max_outbound_topic_aliases);
+    if (v5 && alias_limit > 0) {
+        auto it = c.alias_out.find(m.topic);
+        if (it != c.alias_out.end()) {
+            pp.topic = {};
+            pp.topic_alias = it->second;
+        } else if (c.alias_out.size() < alias_limit) {
+            uint16_t alias = static_cast<uint16_t>(c.alias_out.size() + 1);
+            c.alias_out.emplace(m.topic, alias);
+            pp.topic_alias = alias;   // first use: topic and alias together
+        }
+    }
+    std::vector<uint8_t> out;
+    encode_publish(pp, c.version, out);
+    transport.send(c.id, out);
+    ++stats.messages_out;
+    return true;
+}
+
+void Broker::Impl::resend_inflight(Session& s) {
+    Connection* c = s.conn ? conn(s.conn) : nullptr;
+    if (!c) return;
+    std::vector<uint64_t> too_large;
+    for (auto& [seq, item] : s.inflight) {
+        if (item.state == OutState::Pubrel) {
+            send_packet(*c, Ack{PacketType::Pubrel, item.packet_id, rc::Success, {}});
+        } else if (!send_publish(*c, item, /*dup=*/true)) {
+            too_large.push_back(seq);
+        }
+    }
+    for (uint64_t seq : too_large) finish_out(s, seq);
+}
+
+void Broker::Impl::finish_out(Session& s, uint64_t seq) {
+    auto it = s.inflight.find(seq);
+    if (it == s.inflight.end()) return;
+    s.seq_by_packet_id.erase(it->second.packet_id);
+    s.inflight.erase(it);
+    if (s.persisted) note(persist.out_done(s.client_id, seq));
+}
+
+void Broker::Impl::on_client_ack(Connection& c, const Ack& a) {
+    Session* s = session(c.slot);
+    if (!s) return;
+    auto pid = s->seq_by_packet_id.find(a.packet_id);
+    if (pid == s->seq_by_packet_id.end()) {
+        if (a.type == PacketType::Pubrec)   // 4.3.3: answer so the client can finish its flow
+            send_packet(c, Ack{PacketType::Pubrel, a.packet_id, rc::PacketIdentifierNotFound, {}});
+        return;
+    }
+    uint64_t seq = pid->second;
+    OutItem& item = s->inflight.at(seq);
+    switch (a.type) {
+    case PacketType::Puback:
+        if (item.qos == 1) finish_out(*s, seq);
+        break;
+    case PacketType::Pubrec:
+        if (item.qos != 2) break;
+        if (a.reason >= 0x80) {   // the receiver refused it: the flow ends here
+            finish_out(*s, seq);
+            break;
+        }
+        if (item.state == OutState::Inflight) {
+            item.state = OutState::Pubrel;
+            if (s->persisted) note(persist.out_state(s->client_id, seq, OutState::Pubrel, item.packet_id));
+        }
+        send_packet(c, Ack{PacketType::Pubrel, item.packet_id, rc::Success, {}});
+        break;
+    case PacketType::Pubcomp:
+        if (item.state == OutState::Pubrel) finish_out(*s, seq);
+        break;
+    default:
+        break;
+    }
+    pump(*s);
+}
+
+void Broker::Impl::check_blocked() {
+    if (blocked_conns.empty()) return;
+    std::vector<ConnId> ids(blocked_conns.begin(), blocked_conns.end());
+    for (ConnId id : ids) {
+        Connection* c = conn(id);
+        if (!c) {
+            blocked_conns.erase(id);
+            continue;
+        }
+        // Hysteresis: resume only once the output drained below half the limit.
+        if (transport.queued_bytes(id) > cfg.max_output_bytes / 2) continue;
+        c->output_blocked = false;
+        blocked_conns.erase(id);
+        if (Session* s = session(c->slot)) pump(*s);
+    }
+}
+
+// A member leaving its shared group hands its unacknowledged messages to
+// another online member of the same group (if there is one; else they stay).
+void Broker::Impl::redistribute_shared(Session& s) {
+    auto other_member = [&](uint64_t key) -> Session* {
+        auto it = share_members.find(key);
+        if (it == share_members.end()) return nullptr;
+        for (Slot who : it->second) {
+            Session* o = session(who);
+            if (o && o != &s && o->conn != 0) return o;
+        }
+        return nullptr;
+    };
+    std::vector<OutItem> moved;
+    for (auto it = s.inflight.begin(); it != s.inflight.end();) {
+        if (it->second.share_key && other_member(it->second.share_key)) {
+            moved.push_back(std::move(it->second));
+            s.seq_by_packet_id.erase(moved.back().packet_id);
+            if (s.persisted) note(persist.out_done(s.client_id, it->first));
+            it = s.inflight.erase(it);
+        } else {
+            ++it;
+        }
+    }
+    for (auto it = s.queue.begin(); it != s.queue.end();) {
+        if (it->share_key && other_member(it->share_key)) {
+            s.queue_bytes -= std::min<uint64_t>(s.queue_bytes, it->msg->byte_size());
+            if (s.persisted) note(persist.out_done(s.client_id, it->seq));
+            moved.push_back(std::move(*it));
+            it = s.queue.erase(it);
+        } else {
+            ++it;
+        }
+    }
+    for (OutItem& item : moved) {
+        if (Session* o = other_member(item.share_key))
+            deliver(*o, item.msg, item.qos, item.retain, std::move(item.sub_ids), item.share_key);
+    }
+}
+
+}  // namespace hato::broker

@@ -1,0 +1,562 @@
+#include "broker/log_persistence.hpp"
+
+#include <algorithm>
+#include <unordered_set>
+
+#include "store/state_records.hpp"
+
+namespace hato::broker {
+
+using store::BodyReader;
+using store::BodyWriter;
+using store::StateRecord;
+
+namespace {
+
+void write_message(BodyWriter& w, const StoredMessage& m) {
+    w.str(m.topic);
+    w.bytes(m.payload);
+    w.bytes(m.forwarded_props);
+    w.u8(m.qos);
+    w.u8(m.retain ? 1 : 0);
+    w.u64(m.expiry_wall_ms);
+}
+
+void read_message(BodyReader& r, StoredMessage& m) {
+    m.topic.assign(r.str());
+    const auto payload = r.bytes();
+    m.payload.assign(payload.begin(), payload.end());
+    const auto props = r.bytes();
+    m.forwarded_props.assign(props.begin(), props.end());
+    m.qos = r.u8();
+    m.retain = r.u8() != 0;
+    m.expiry_wall_ms = r.u64();
+}
+
+uint8_t tag(StateRecord t) { return static_cast<uint8_t>(t); }
+
+}  // namespace
+
+// What load() rebuilds; merged per key so that record order within a key
+// does not matter (compaction moves live records behind newer ones).
+struct LogPersistence::Replay {
+    struct Out {
+        bool has_msg = false;
+        RecoveredOut out;
+    };
+    struct Session {
+        bool has_put = false;
+        uint32_t expiry_s = 0;
+        uint64_t offline_since = 0;
+        StrMap<RecoveredSub> subs;
+        std::unordered_map<uint64_t, Out> out;
+        std::unordered_set<uint16_t> qos2_in;
+    };
+    // Retained messages in first-set order, one hash lookup per record:
+    // retained_ maps the topic to its index here.
+    std::vector<StoredMessage> retained;
+    std::vector<uint8_t> retained_live;
+    size_t retained_cleared = 0;
+    StrMap<Session> sessions;
+};
+
+// ---- writing ---------------------------------------------------------------
+
+uint64_t LogPersistence::append(uint8_t type, bool removal) {
+    uint64_t lsn = 0;
+    const store::AppendError e =
+        removal ? log_.append_exempt(type, body_, lsn) : log_.append(type, body_, lsn);
+    if (e == store::AppendError::None) {
+        if (!removal) failed_ = false;
+        return lsn;
+    }
+    failed_ = true;
+    bytes_at_failure_ = log_.bytes_used();
+    return 0;
+}
+
+void LogPersistence::kill(uint64_t& slot) {
+    if (slot) log_.mark_dead(slot);
+    slot = 0;
+}
+
+void LogPersistence::kill_session(SessionSlots& s) {
+    kill(s.put);
+    for (auto& [filter, lsn] : s.subs) kill(lsn);
+    for (auto& [seq, o] : s.out) {
+        kill(o.enqueue);
+        kill(o.state);
+    }
+    for (auto& [id, lsn] : s.qos2_in) kill(lsn);
+}
+
+LogPersistence::SessionSlots& LogPersistence::session(std::string_view client_id) {
+    auto it = sessions_.find(client_id);
+    if (it == sessions_.end()) it = sessions_.emplace(std::string(client_id), SessionSlots{}).first;
+    return it->second;
+}
+
+uint64_t LogPersistence::retained_set(const StoredMessage& m) {
+    BodyWriter w(body_);
+    write_message(w, m);
+    const uint64_t lsn = append(tag(StateRecord::RetainedSet), false);
+    if (lsn) {
+        RetainedSlot& slot = retained_[m.topic];
+        kill(slot.lsn);
+        slot.lsn = lsn;
+    }
+    return ticket(lsn);
+}
+
+uint64_t LogPersistence::retained_clear(std::string_view topic) {
+    BodyWriter w(body_);
+    w.str(topic);
+    const uint64_t lsn = append(tag(StateRecord::RetainedClear), true);
+    if (lsn) {
+        if (auto it = retained_.find(topic); it != retained_.end()) {
+            kill(it->second.lsn);
+            retained_.erase(it);
+        }
+        log_.mark_dead(lsn);  // a removal is needed only while what it removes exists
+    }
+    return ticket(lsn);
+}
+
+uint64_t LogPersistence::session_put(std::string_view client_id, uint32_t expiry_s,
+                                     uint64_t offline_since_wall_ms) {
+    BodyWriter w(body_);
+    w.str(client_id);
+    w.u32(expiry_s);
+    w.u64(offline_since_wall_ms);
+    const uint64_t lsn = append(tag(StateRecord::SessionPut), false);
+    if (lsn) {
+        SessionSlots& s = session(client_id);
+        kill(s.put);
+        s.put = lsn;
+    }
+    return ticket(lsn);
+}
+
+uint64_t LogPersistence::session_remove(std::string_view client_id) {
+    BodyWriter w(body_);
+    w.str(client_id);
+    const uint64_t lsn = append(tag(StateRecord::SessionRemove), true);
+    if (lsn) {
+        if (auto it = sessions_.find(client_id); it != sessions_.end()) {
+            kill_session(it->second);
+            sessions_.erase(it);
+        }
+        log_.mark_dead(lsn);
+    }
+    return ticket(lsn);
+}
+
+uint64_t LogPersistence::sub_put(std::string_view client_id, std::string_view filter, uint8_t options,
+                                 uint32_t sub_id) {
+    BodyWriter w(body_);
+    w.str(client_id);
+    w.str(filter);
+    w.u8(options);
+    w.u32(sub_id);
+    const uint64_t lsn = append(tag(StateRecord::SubPut), false);
+    if (lsn) {
+        auto& subs = session(client_id).subs;
+        auto it = subs.find(filter);
+        if (it == subs.end()) it = subs.emplace(std::string(filter), 0).first;
+        kill(it->second);
+        it->second = lsn;
+    }
+    return ticket(lsn);
+}
+
+uint64_t LogPersistence::sub_remove(std::string_view client_id, std::string_view filter) {
+    BodyWriter w(body_);
+    w.str(client_id);
+    w.str(filter);
+    const uint64_t lsn = append(tag(StateRecord::SubRemove), true);
+    if (lsn) {
+        if (auto s = sessions_.find(client_id); s != sessions_.end())
+            if (auto it = s->second.subs.find(filter); it != s->second.subs.end()) {
+                kill(it->second);
+                s->second.subs.erase(it);
+            }
+        log_.mark_dead(lsn);
+    }
+    return ticket(lsn);
+}
+
+uint64_t LogPersistence::out_enqueue(std::string_view client_id, uint64_t seq, const StoredMessage& m) {
+    BodyWriter w(body_);
+    w.str(client_id);
+    w.u64(seq);
+    write_message(w, m);
+    const uint64_t lsn = append(tag(StateRecord::OutEnqueue), false);
+    if (lsn) {
+        OutSlots& o = session(client_id).out[seq];
+        kill(o.enqueue);
+        o.enqueue = lsn;
+    }
+    return ticket(lsn);
+}
+
+uint64_t LogPersistence::out_state(std::string_view client_id, uint64_t seq, OutState st,
+                                   uint16_t packet_id) {
+    BodyWriter w(body_);
+    w.str(client_id);
+    w.u64(seq);
+    w.u8(static_cast<uint8_t>(st));
+    w.u16(packet_id);
+    // Exempt from the quota: it belongs to a message already stored, and
+    // refusing it would stall a delivery in flight.
+    const uint64_t lsn = append(tag(StateRecord::OutState), true);
+    if (lsn) {
+        OutSlots& o = session(client_id).out[seq];
+        kill(o.state);
+        o.state = lsn;
+    }
+    return ticket(lsn);
+}
+
+uint64_t LogPersistence::out_done(std::string_view client_id, uint64_t seq) {
+    BodyWriter w(body_);
+    w.str(client_id);
+    w.u64(seq);
+    const uint64_t lsn = append(tag(StateRecord::OutDone), true);
+    if (lsn) {
+        if (auto s = sessions_.find(client_id); s != sessions_.end())
+            if (auto it = s->second.out.find(seq); it != s->second.out.end()) {
+                kill(it->second.enqueue);
+                kill(it->second.state);
+                s->second.out.erase(it);
+            }
+        log_.mark_dead(lsn);
+    }
+    return ticket(lsn);
+}
+
+uint64_t LogPersistence::qos2_in_put(std::string_view client_id, uint16_t packet_id) {
+    BodyWriter w(body_);
+    w.str(client_id);
+    w.u16(packet_id);
+    const uint64_t lsn = append(tag(StateRecord::Qos2InPut), false);
+    if (lsn) {
+        uint64_t& slot = session(client_id).qos2_in[packet_id];
+        kill(slot);
+        slot = lsn;
+    }
+    return ticket(lsn);
+}
+
+uint64_t LogPersistence::qos2_in_remove(std::string_view client_id, uint16_t packet_id) {
+    BodyWriter w(body_);
+    w.str(client_id);
+    w.u16(packet_id);
+    const uint64_t lsn = append(tag(StateRecord::Qos2InRemove), true);
+    if (lsn) {
+        if (auto s = sessions_.find(client_id); s != sessions_.end())
+            if (auto it = s->second.qos2_in.find(packet_id); it != s->second.qos2_in.end()) {
+                kill(it->second);
+                s->second.qos2_in.erase(it);
+            }
+        log_.mark_dead(lsn);
+    }
+    return ticket(lsn);
+}
+
+bool LogPersistence::full() const {
+    // A refusal holds until compaction has freed some space.
+    if (failed_ && log_.bytes_used() >= bytes_at_failure_) return true;
+    const uint64_t max = log_.max_bytes();
+    return max && log_.bytes_used() >= max;
+}
+
+uint64_t LogPersistence::durable_ticket() const {
+    return sync_ == store::SyncMode::Always ? log_.durable_lsn() : log_.last_lsn();
+}
+
+uint64_t LogPersistence::live_records() const {
+    uint64_t n = retained_.size();  // every entry holds a live retained_set
+    for (const auto& [id, s] : sessions_) {
+        n += (s.put != 0) + s.subs.size() + s.qos2_in.size();
+        for (const auto& [seq, o] : s.out) n += (o.enqueue != 0) + (o.state != 0);
+    }
+    return n;
+}
+
+// ---- compaction ------------------------------------------------------------
+
+uint64_t* LogPersistence::slot_of(const store::RecordView& rec) {
+    BodyReader r(rec.body);
+    auto session_of = [&]() -> SessionSlots* {
+        auto it = sessions_.find(r.str());
+        return it == sessions_.end() ? nullptr : &it->second;
+    };
+    switch (static_cast<StateRecord>(rec.type)) {
+        case StateRecord::RetainedSet: {
+            auto it = retained_.find(r.str());
+            return it == retained_.end() ? nullptr : &it->second.lsn;
+        }
+        case StateRecord::SessionPut: {
+            SessionSlots* s = session_of();
+            return s ? &s->put : nullptr;
+        }
+        case StateRecord::SubPut: {
+            SessionSlots* s = session_of();
+            if (!s) return nullptr;
+            auto it = s->subs.find(r.str());
+            return it == s->subs.end() ? nullptr : &it->second;
+        }
+        case StateRecord::OutEnqueue:
+        case StateRecord::OutState: {
+            SessionSlots* s = session_of();
+            if (!s) return nullptr;
+            auto it = s->out.find(r.u64());
+            if (it == s->out.end()) return nullptr;
+            return rec.type == tag(StateRecord::OutEnqueue) ? &it->second.enqueue : &it->second.state;
+        }
+        case StateRecord::Qos2InPut: {
+            SessionSlots* s = session_of();
+            if (!s) return nullptr;
+            auto it = s->qos2_in.find(r.u16());
+            return it == s->qos2_in.end() ? nullptr : &it->second;
+        }
+        default: return nullptr;  // removals are never live (see docs/durability.md)
+    }
+}
+
+void LogPersistence::maintenance(size_t budget) {
+    if (!log_.wants_compaction()) return;
+    log_.compact_step(
+        [this](const store::RecordView& rec) {
+            uint64_t* slot = slot_of(rec);
+            compact_slot_ = slot && *slot == rec.lsn ? slot : nullptr;
+            return compact_slot_ != nullptr;
+        },
+        // Always called right after live() said yes for the same record.
+        [this](uint64_t, uint64_t new_lsn) {
+            if (compact_slot_) *compact_slot_ = new_lsn;
+            compact_slot_ = nullptr;
+        },
+        budget);
+}
+
+// ---- recovery --------------------------------------------------------------
+
+void LogPersistence::replay_record(const store::RecordView& rec, Replay& st) {
+    BodyReader r(rec.body);
+    const uint64_t lsn = rec.lsn;
+    // Decoding happens into locals first; a malformed body changes nothing.
+    switch (static_cast<StateRecord>(rec.type)) {
+        case StateRecord::RetainedSet: {
+            StoredMessage m;
+            read_message(r, m);
+            if (!r.ok()) break;
+            auto [it, inserted] = retained_.try_emplace(m.topic);
+            RetainedSlot& slot = it->second;
+            kill(slot.lsn);
+            slot.lsn = lsn;
+            if (inserted) {
+                slot.replay_index = static_cast<uint32_t>(st.retained.size());
+                st.retained.push_back(std::move(m));
+                st.retained_live.push_back(1);
+            } else {
+                st.retained[slot.replay_index] = std::move(m);
+            }
+            return;
+        }
+        case StateRecord::RetainedClear: {
+            const std::string_view topic = r.str();
+            if (!r.ok()) break;
+            if (auto it = retained_.find(topic); it != retained_.end()) {
+                kill(it->second.lsn);
+                st.retained_live[it->second.replay_index] = 0;
+                st.retained[it->second.replay_index] = StoredMessage{};
+                ++st.retained_cleared;
+                retained_.erase(it);
+            }
+            break;  // dead itself
+        }
+        case StateRecord::SessionPut: {
+            const std::string_view id = r.str();
+            const uint32_t expiry = r.u32();
+            const uint64_t offline = r.u64();
+            if (!r.ok()) break;
+            SessionSlots& s = session(id);
+            kill(s.put);
+            s.put = lsn;
+            auto it = st.sessions.find(id);
+            if (it == st.sessions.end()) it = st.sessions.emplace(std::string(id), Replay::Session{}).first;
+            it->second.has_put = true;
+            it->second.expiry_s = expiry;
+            it->second.offline_since = offline;
+            return;
+        }
+        case StateRecord::SessionRemove: {
+            const std::string_view id = r.str();
+            if (!r.ok()) break;
+            if (auto it = sessions_.find(id); it != sessions_.end()) {
+                kill_session(it->second);
+                sessions_.erase(it);
+            }
+            if (auto it = st.sessions.find(id); it != st.sessions.end()) st.sessions.erase(it);
+            break;
+        }
+        case StateRecord::SubPut: {
+            const std::string_view id = r.str();
+            const std::string_view filter = r.str();
+            RecoveredSub sub;
+            sub.options = r.u8();
+            sub.sub_id = r.u32();
+            if (!r.ok()) break;
+            sub.filter.assign(filter);
+            auto& slots = session(id).subs;
+            auto it = slots.find(filter);
+            if (it == slots.end()) it = slots.emplace(std::string(filter), 0).first;
+            kill(it->second);
+            it->second = lsn;
+            auto ss = st.sessions.find(id);
+            if (ss == st.sessions.end()) ss = st.sessions.emplace(std::string(id), Replay::Session{}).first;
+            ss->second.subs.insert_or_assign(sub.filter, std::move(sub));
+            return;
+        }
+        case StateRecord::SubRemove: {
+            const std::string_view id = r.str();
+            const std::string_view filter = r.str();
+            if (!r.ok()) break;
+            if (auto s = sessions_.find(id); s != sessions_.end())
+                if (auto it = s->second.subs.find(filter); it != s->second.subs.end()) {
+                    kill(it->second);
+                    s->second.subs.erase(it);
+                }
+            if (auto s = st.sessions.find(id); s != st.sessions.end())
+                if (auto it = s->second.subs.find(filter); it != s->second.subs.end())
+                    s->second.subs.erase(it);
+            break;
+        }
+        case StateRecord::OutEnqueue:
+        case StateRecord::OutState: {
+            const std::string_view id = r.str();
+            const uint64_t seq = r.u64();
+            const bool enqueue = rec.type == tag(StateRecord::OutEnqueue);
+            StoredMessage m;
+            uint8_t state = 0;
+            uint16_t packet_id = 0;
+            if (enqueue) {
+                read_message(r, m);
+            } else {
+                state = r.u8();
+                packet_id = r.u16();
+            }
+            if (!r.ok() || state > static_cast<uint8_t>(OutState::Pubrel)) break;
+            OutSlots& slots = session(id).out[seq];
+            uint64_t& slot = enqueue ? slots.enqueue : slots.state;
+            kill(slot);
+            slot = lsn;
+            auto ss = st.sessions.find(id);
+            if (ss == st.sessions.end()) ss = st.sessions.emplace(std::string(id), Replay::Session{}).first;
+            Replay::Out& o = ss->second.out[seq];
+            o.out.seq = seq;
+            if (enqueue) {
+                o.has_msg = true;
+                o.out.msg = std::move(m);
+            } else {
+                o.out.state = static_cast<OutState>(state);
+                o.out.packet_id = packet_id;
+            }
+            return;
+        }
+        case StateRecord::OutDone: {
+            const std::string_view id = r.str();
+            const uint64_t seq = r.u64();
+            if (!r.ok()) break;
+            if (auto s = sessions_.find(id); s != sessions_.end())
+                if (auto it = s->second.out.find(seq); it != s->second.out.end()) {
+                    kill(it->second.enqueue);
+                    kill(it->second.state);
+                    s->second.out.erase(it);
+                }
+            if (auto s = st.sessions.find(id); s != st.sessions.end()) s->second.out.erase(seq);
+            break;
+        }
+        case StateRecord::Qos2InPut: {
+            const std::string_view id = r.str();
+            const uint16_t packet_id = r.u16();
+            if (!r.ok()) break;
+            uint64_t& slot = session(id).qos2_in[packet_id];
+            kill(slot);
+            slot = lsn;
+            auto ss = st.sessions.find(id);
+            if (ss == st.sessions.end()) ss = st.sessions.emplace(std::string(id), Replay::Session{}).first;
+            ss->second.qos2_in.insert(packet_id);
+            return;
+        }
+        case StateRecord::Qos2InRemove: {
+            const std::string_view id = r.str();
+            const uint16_t packet_id = r.u16();
+            if (!r.ok()) break;
+            if (auto s = sessions_.find(id); s != sessions_.end())
+                if (auto it = s->second.qos2_in.find(packet_id); it != s->second.qos2_in.end()) {
+                    kill(it->second);
+                    s->second.qos2_in.erase(it);
+                }
+            if (auto s = st.sessions.find(id); s != st.sessions.end()) s->second.qos2_in.erase(packet_id);
+            break;
+        }
+    }
+    // Removals, and records that could not be decoded: nothing live here.
+    log_.mark_dead(lsn);
+}
+
+void LogPersistence::load(RecoveredState& out) {
+    Replay st;
+    // A first pass over the headers only (cheap, sequential) sizes the
+    // retained containers, so a million topics cost no rehashing.
+    size_t retained_sets = 0;
+    log_.replay([&](const store::RecordView& rec) {
+        retained_sets += rec.type == tag(StateRecord::RetainedSet);
+    });
+    retained_.reserve(retained_sets);
+    st.retained.reserve(retained_sets);
+    st.retained_live.reserve(retained_sets);
+    log_.replay([&](const store::RecordView& rec) { replay_record(rec, st); });
+
+    if (st.retained_cleared == 0) {
+        out.retained = std::move(st.retained);
+    } else {
+        out.retained.clear();
+        out.retained.reserve(st.retained.size() - st.retained_cleared);
+        for (size_t i = 0; i < st.retained.size(); ++i)
+            if (st.retained_live[i]) out.retained.push_back(std::move(st.retained[i]));
+    }
+
+    out.sessions.clear();
+    out.sessions.reserve(st.sessions.size());
+    for (auto& [id, rs] : st.sessions) {
+        // Touched but never written as a session, and holding nothing.
+        if (!rs.has_put && rs.subs.empty() && rs.out.empty() && rs.qos2_in.empty()) continue;
+        RecoveredSession s;
+        s.client_id = id;
+        s.expiry_s = rs.expiry_s;
+        s.offline_since_wall_ms = rs.offline_since;
+        for (auto& [filter, sub] : rs.subs) s.subs.push_back(std::move(sub));
+        SessionSlots& slots = sessions_.find(id)->second;
+        for (auto& [seq, o] : rs.out) {
+            if (!o.has_msg) {
+                // A state update whose message is gone (never happens with a
+                // well-behaved writer): nothing to deliver, so drop it.
+                OutSlots& os = slots.out[seq];
+                kill(os.state);
+                slots.out.erase(seq);
+                continue;
+            }
+            s.out.push_back(std::move(o.out));
+        }
+        std::sort(s.out.begin(), s.out.end(),
+                  [](const RecoveredOut& a, const RecoveredOut& b) { return a.seq < b.seq; });
+        s.qos2_in.assign(rs.qos2_in.begin(), rs.qos2_in.end());
+        std::sort(s.qos2_in.begin(), s.qos2_in.end());
+        out.sessions.push_back(std::move(s));
+    }
+}
+
+}  // namespace hato::broker

@@ -1,0 +1,103 @@
+// Persistence over the append log: every call becomes one record (formats in
+// store/state_records.hpp). It also keeps, per piece of state, the LSN of the
+// record that currently holds it, so it tells compaction which records are
+// still live and marks superseded ones dead as it goes.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "broker/persistence.hpp"
+#include "store/log.hpp"
+
+namespace hato::broker {
+
+class LogPersistence final : public Persistence {
+public:
+    // `sync` is the log's mode. With Always, tickets become durable when the
+    // log is synced; with Interval and Off every append counts as durable at
+    // once (acks are not held; Interval bounds the loss window instead).
+    LogPersistence(store::Log& log, store::SyncMode sync) : log_(log), sync_(sync) {}
+
+    void load(RecoveredState& out) override;
+
+    uint64_t retained_set(const StoredMessage& m) override;
+    uint64_t retained_clear(std::string_view topic) override;
+    uint64_t session_put(std::string_view client_id, uint32_t expiry_s,
+                         uint64_t offline_since_wall_ms) override;
+    uint64_t session_remove(std::string_view client_id) override;
+    uint64_t sub_put(std::string_view client_id, std::string_view filter, uint8_t options,
+                     uint32_t sub_id) override;
+    uint64_t sub_remove(std::string_view client_id, std::string_view filter) override;
+    uint64_t out_enqueue(std::string_view client_id, uint64_t seq, const StoredMessage& m) override;
+    uint64_t out_state(std::string_view client_id, uint64_t seq, OutState st,
+                       uint16_t packet_id) override;
+    uint64_t out_done(std::string_view client_id, uint64_t seq) override;
+    uint64_t qos2_in_put(std::string_view client_id, uint16_t packet_id) override;
+    uint64_t qos2_in_remove(std::string_view client_id, uint16_t packet_id) override;
+
+    // An append was refused (quota or disk full) and no space was freed since,
+    // or the log is at its max_bytes.
+    bool full() const override;
+    uint64_t durable_ticket() const override;
+
+    // Runs one compaction step of at most `budget` records when the log
+    // wants it. Call once per loop pass.
+    void maintenance(size_t budget);
+
+    // Records in the log that still hold state (tests, stats).
+    uint64_t live_records() const;
+
+    // Transparent hashing, so lookups by string_view allocate nothing.
+    struct Hash {
+        using is_transparent = void;
+        size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+    };
+    template <class V>
+    using StrMap = std::unordered_map<std::string, V, Hash, std::equal_to<>>;
+
+private:
+    // LSNs of the records holding one session's state (0 = none).
+    struct OutSlots {
+        uint64_t enqueue = 0;
+        uint64_t state = 0;
+    };
+    struct SessionSlots {
+        uint64_t put = 0;
+        StrMap<uint64_t> subs;                           // filter -> sub_put
+        std::unordered_map<uint64_t, OutSlots> out;      // seq -> its records
+        std::unordered_map<uint16_t, uint64_t> qos2_in;  // packet id -> qos2_in_put
+    };
+    // The retained_set holding a topic; `replay_index` only means something
+    // during load() (where its message sits in the replay's vector).
+    struct RetainedSlot {
+        uint64_t lsn = 0;
+        uint32_t replay_index = 0;
+    };
+    struct Replay;
+
+    // Appends body_ as `type`; removals are exempt from the quota. Returns the
+    // LSN, or 0 (and sets failed_) when refused.
+    uint64_t append(uint8_t type, bool removal);
+    uint64_t ticket(uint64_t lsn) const { return lsn ? lsn : log_.last_lsn(); }
+    void kill(uint64_t& slot);             // marks the slot's record dead, clears it
+    void kill_session(SessionSlots& s);    // every record of the session
+    SessionSlots& session(std::string_view client_id);
+    uint64_t* slot_of(const store::RecordView& rec);  // where a record's LSN is kept
+    void replay_record(const store::RecordView& rec, Replay& st);
+
+    store::Log& log_;
+    store::SyncMode sync_;
+    StrMap<RetainedSlot> retained_;  // topic -> its retained_set
+    StrMap<SessionSlots> sessions_;
+    std::vector<uint8_t> body_;  // scratch for encoding
+    bool failed_ = false;
+    uint64_t bytes_at_failure_ = 0;
+    uint64_t* compact_slot_ = nullptr;  // set by the live predicate, read by moved
+};
+
+}  // namespace hato::broker

@@ -1,0 +1,220 @@
+// Inbound PUBLISH / PUBREL, routing to subscribers, retained storage, and
+// the held-ack FIFO (PUBACK/PUBREC leave only once what they depend on is durable).
+#include <algorithm>
+
+#include "broker/broker_impl.hpp"
+
+namespace hato::broker {
+
+using namespace hato::mqtt;
+
+void Broker::Impl::apply_expiry(Message& m, std::optional<uint32_t> interval_s) {
+    if (!interval_s) return;
+    uint64_t secs = *interval_s;
+    if (cfg.max_message_expiry != 0 && secs > cfg.max_message_expiry) secs = cfg.max_message_expiry;
+    m.expiry_ms = std::max<uint64_t>(now_ms + secs * 1000, 1);   // 0 would mean "never"
+    m.expiry_wall_ms = wall_ms() + secs * 1000;
+}
+
+void Broker::Impl::on_publish(Connection& c, Publish& p) {
+    const bool v5 = c.version == Version::V5;
+    Session* s = session(c.slot);
+    if (!s) return protocol_error(c, rc::UnspecifiedError);
+    op_ticket = 0;
+
+    std::string_view topic = p.topic;
+    if (v5 && p.props.topic_alias) {
+        uint16_t alias = *p.props.topic_alias;
+        if (alias == 0 || alias > cfg.topic_alias_maximum) return protocol_error(c, rc::TopicAliasInvalid);
+        if (!topic.empty()) {
+            c.alias_in[alias] = std::string(topic);
+        } else {
+            auto it = c.alias_in.find(alias);
+            if (it == c.alias_in.end()) return protocol_error(c, rc::ProtocolError);
+            topic = it->second;
+        }
+    }
+    if (!valid_topic_name(topic)) return protocol_error(c, rc::TopicNameInvalid);
+    if (p.qos > cfg.maximum_qos) return protocol_error(c, rc::QoSNotSupported);
+    if (p.retain && !cfg.retain_available) return protocol_error(c, rc::RetainNotSupported);
+
+    const PacketType ack_type = p.qos == 2 ? PacketType::Pubrec : PacketType::Puback;
+    if (p.qos == 2 && s->qos2_in.count(p.packet_id)) {
+        // Retransmission of a message already routed: acknowledge again, do not route again.
+        send_ack(c, ack_type, p.packet_id, rc::Success, 0, false);
+        return;
+    }
+    if (p.qos > 0 && v5 && c.inbound_pending >= cfg.receive_maximum)
+        return protocol_error(c, rc::ReceiveMaximumExceeded);
+
+    if (v5 && p.props.payload_format.value_or(0) == 1 &&
+        !valid_utf8(std::string_view(reinterpret_cast<const char*>(p.payload.data()), p.payload.size()))) {
+        if (p.qos > 0) {
+            ++c.inbound_pending;
+            send_ack(c, ack_type, p.packet_id, rc::PayloadFormatInvalid, 0, true);
+        }
+        return;
+    }
+    if (p.qos > 0 && persist.full()) {
+        if (!v5) return protocol_error(c, rc::QuotaExceeded);
+        ++c.inbound_pending;
+        send_ack(c, ack_type, p.packet_id, rc::QuotaExceeded, 0, true);
+        return;
+    }
+
+    auto m = std::make_shared<Message>();
+    m->topic = std::string(topic);
+    m->payload.assign(p.payload.begin(), p.payload.end());
+    m->qos = p.qos;
+    m->retain = p.retain;
+    if (v5) {
+        encode_forwarded_properties(p.props, m->forwarded);
+        apply_expiry(*m, p.props.message_expiry);
+    }
+    size_t receivers = route(m, s->slot);
+    if (p.qos == 0) return;
+
+    ++c.inbound_pending;
+    if (p.qos == 1) {
+        uint8_t reason = (v5 && receivers == 0) ? rc::NoMatchingSubscribers : rc::Success;
+        send_ack(c, PacketType::Puback, p.packet_id, reason, op_ticket, true);
+    } else {
+        s->qos2_in.insert(p.packet_id);
+        if (s->persisted) note(persist.qos2_in_put(s->client_id, p.packet_id));
+        uint8_t reason = (v5 && receivers == 0) ? rc::NoMatchingSubscribers : rc::Success;
+        // The slot stays taken until PUBREL (counts_inbound=false).
+        send_ack(c, PacketType::Pubrec, p.packet_id, reason, op_ticket, false);
+    }
+}
+
+void Broker::Impl::on_pubrel(Connection& c, const Ack& a) {
+    Session* s = session(c.slot);
+    uint8_t reason = rc::PacketIdentifierNotFound;
+    if (s && s->qos2_in.erase(a.packet_id)) {
+        if (s->persisted) persist.qos2_in_remove(s->client_id, a.packet_id);
+        if (c.inbound_pending > 0) --c.inbound_pending;
+        reason = rc::Success;
+    }
+    // Through the FIFO (ticket 0) so it never overtakes a held PUBREC.
+    send_ack(c, PacketType::Pubcomp, a.packet_id, reason, 0, false);
+}
+
+void Broker::Impl::send_ack(Connection& c, PacketType type, uint16_t id, uint8_t reason,
+                            uint64_t ticket, bool counts_inbound) {
+    std::vector<uint8_t> bytes;
+    encode(Ack{type, id, reason, {}}, c.version, bytes);
+    if (c.held_acks == 0 && ticket <= persist.durable_ticket()) {
+        transport.send(c.id, bytes);
+        if (counts_inbound && c.inbound_pending > 0) --c.inbound_pending;
+        return;
+    }
+    held_acks.push_back({c.id, ticket, counts_inbound, std::move(bytes)});
+    ++c.held_acks;
+}
+
+void Broker::Impl::release_acks() {
+    const uint64_t durable = persist.durable_ticket();
+    // Tickets grow in the order acks were queued, so the FIFO front is the oldest.
+    while (!held_acks.empty() && held_acks.front().ticket <= durable) {
+        HeldAck& h = held_acks.front();
+        if (Connection* c = conn(h.conn)) {
+            transport.send(c->id, h.bytes);
+            --c->held_acks;
+            if (h.counts_inbound && c->inbound_pending > 0) --c->inbound_pending;
+        }
+        held_acks.pop_front();
+    }
+}
+
+void Broker::Impl::store_retained(const MsgPtr& msg) {
+    RetainedIndex::Handle old = 0;
+    if (msg->payload.empty()) {
+        if (retained_index.clear(msg->topic, old)) retained.erase(old);
+        note(persist.retained_clear(msg->topic));
+        return;
+    }
+    RetainedIndex::Handle h = next_retained_handle++;
+    if (retained_index.set(msg->topic, h, old)) retained.erase(old);
+    retained[h] = msg;
+    note(persist.retained_set(to_stored(*msg, msg->qos, true)));
+}
+
+namespace {
+
+// Collects the matches of one PUBLISH. Overlapping subscriptions of one
+// client are merged into ONE delivery at the highest granted QoS carrying
+// every matching subscription identifier (MQTT 5 allows either one copy or
+// one per subscription; one copy is what most clients expect and is cheaper).
+// Retain-as-published is honoured if any of the overlapping subscriptions asks.
+struct MatchCollector final : SubIndex::Visitor {
+    struct Merged {
+        uint8_t qos = 0;
+        bool retain_as_published = false;
+        std::vector<uint32_t> sub_ids;
+    };
+    struct SharedMember {
+        Slot who;
+        uint8_t options;
+        uint32_t sub_id;
+    };
+    Slot publisher = kNoSlot;
+    std::unordered_map<Slot, Merged> direct;
+    std::unordered_map<uint64_t, std::vector<SharedMember>> shared;   // by share key
+
+    void visit(const SubIndex::Entry& e, std::string_view filter) override {
+        if (e.group != 0) {
+            shared[share_key(e.group, filter)].push_back({e.who, e.options, e.sub_id});
+            return;
+        }
+        if ((e.options & 0x04) && e.who == publisher) return;   // No Local
+        Merged& m = direct[e.who];
+        m.qos = std::max<uint8_t>(m.qos, e.options & 0x03);
+        m.retain_as_published |= (e.options & 0x08) != 0;
+        if (e.sub_id) m.sub_ids.push_back(e.sub_id);
+    }
+};
+
+}  // namespace
+
+size_t Broker::Impl::route(const MsgPtr& msg, Slot publisher) {
+    ++stats.messages_in;
+    if (msg->retain) store_retained(msg);
+
+    MatchCollector found;
+    found.publisher = publisher;
+    subs.match(msg->topic, found);
+
+    size_t receivers = 0;
+    for (auto& [who, merged] : found.direct) {
+        Session* s = session(who);
+        if (!s) continue;
+        ++receivers;
+        deliver(*s, msg, std::min(msg->qos, merged.qos),
+                merged.retain_as_published && msg->retain, std::move(merged.sub_ids), 0);
+    }
+    // Shared groups: one member per message, round robin over the members in
+    // slot order, skipping offline ones while an online one exists.
+    for (auto& [key, members] : found.shared) {
+        std::sort(members.begin(), members.end(),
+                  [](const auto& a, const auto& b) { return a.who < b.who; });
+        uint32_t& turn = share_round_robin[key];
+        size_t pick = turn % members.size();
+        for (size_t i = 0; i < members.size(); ++i) {
+            size_t idx = (turn + i) % members.size();
+            Session* s = session(members[idx].who);
+            if (s && s->conn != 0) { pick = idx; break; }
+        }
+        turn = static_cast<uint32_t>(pick + 1);
+        auto& m = members[pick];
+        Session* s = session(m.who);
+        if (!s) continue;
+        ++receivers;
+        std::vector<uint32_t> ids;
+        if (m.sub_id) ids.push_back(m.sub_id);
+        deliver(*s, msg, std::min<uint8_t>(msg->qos, m.options & 0x03),
+                (m.options & 0x08) && msg->retain, std::move(ids), key);
+    }
+    return receivers;
+}
+
+}  // namespace hato::broker

@@ -1,0 +1,128 @@
+// SUBSCRIBE / UNSUBSCRIBE and retained delivery on subscribe.
+#include <algorithm>
+
+#include "broker/broker_impl.hpp"
+
+namespace hato::broker {
+
+using namespace hato::mqtt;
+
+namespace {
+
+bool has_wildcard(std::string_view filter) {
+    return filter.find_first_of("+#") != std::string_view::npos;
+}
+
+}  // namespace
+
+bool Broker::Impl::index_subscription(Session& s, const std::string& filter, uint8_t options,
+                                      uint32_t sub_id) {
+    std::string_view group_name, inner = filter;
+    bool ok = true;
+    uint32_t group = 0;
+    if (parse_shared(filter, group_name, inner, ok)) group = subs.group_id(group_name);
+    SubRecord rec{std::string(inner), options, sub_id, group};
+    bool is_new = !s.subs.count(filter);
+    subs.add(rec.inner, SubIndex::Entry{s.slot, options, sub_id, group});
+    if (group) share_members[share_key(group, rec.inner)].insert(s.slot);
+    s.subs[filter] = std::move(rec);
+    return is_new;
+}
+
+void Broker::Impl::unindex_subscription(Session& s, const SubRecord& rec) {
+    subs.remove(rec.inner, s.slot, rec.group);
+    if (rec.group == 0) return;
+    auto it = share_members.find(share_key(rec.group, rec.inner));
+    if (it == share_members.end()) return;
+    it->second.erase(s.slot);
+    if (it->second.empty()) {
+        share_round_robin.erase(it->first);
+        share_members.erase(it);
+    }
+}
+
+bool Broker::Impl::add_subscription(Session& s, const std::string& filter, uint8_t options,
+                                    uint32_t sub_id) {
+    bool is_new = index_subscription(s, filter, options, sub_id);
+    if (s.persisted) note(persist.sub_put(s.client_id, filter, options, sub_id));
+    return is_new;
+}
+
+void Broker::Impl::on_subscribe(Connection& c, const Subscribe& p) {
+    Session* s = session(c.slot);
+    if (!s) return protocol_error(c, rc::UnspecifiedError);
+    const uint32_t sub_id = p.props.subscription_ids.empty() ? 0 : p.props.subscription_ids.front();
+
+    struct RetainedWork {
+        std::string inner;
+        uint8_t qos;
+    };
+    std::vector<RetainedWork> retained_work;
+    Suback ack;
+    ack.packet_id = p.packet_id;
+    for (const SubscribeTopic& t : p.topics) {
+        std::string_view group, inner = t.filter;
+        bool ok = true;
+        bool shared = parse_shared(t.filter, group, inner, ok);
+        uint8_t reason;
+        if (!ok || !valid_topic_filter(inner)) {
+            reason = rc::TopicFilterInvalid;
+        } else if (shared && !cfg.shared_subscriptions) {
+            reason = rc::SharedSubscriptionsNotSupported;
+        } else if (shared && t.no_local) {
+            return protocol_error(c, rc::ProtocolError);   // 3.8.3.1
+        } else if (sub_id && !cfg.subscription_identifiers) {
+            reason = rc::SubscriptionIdentifiersNotSupported;
+        } else if (!cfg.wildcard_subscriptions && has_wildcard(inner)) {
+            reason = rc::WildcardSubscriptionsNotSupported;
+        } else {
+            uint8_t qos = std::min(t.qos, cfg.maximum_qos);
+            uint8_t options = static_cast<uint8_t>(qos | (t.no_local ? 0x04 : 0) |
+                                                   (t.retain_as_published ? 0x08 : 0) |
+                                                   (t.retain_handling << 4));
+            bool is_new = add_subscription(*s, std::string(t.filter), options, sub_id);
+            reason = qos;
+            if (!shared && (t.retain_handling == 0 || (t.retain_handling == 1 && is_new)))
+                retained_work.push_back({std::string(inner), qos});
+        }
+        ack.reasons.push_back(reason);
+    }
+    send_packet(c, ack);
+    // Retained messages follow the SUBACK.
+    for (const RetainedWork& w : retained_work) send_retained(*s, w.inner, w.qos, sub_id);
+}
+
+void Broker::Impl::send_retained(Session& s, const std::string& inner, uint8_t granted_qos,
+                                 uint32_t sub_id) {
+    std::vector<MsgPtr> found;
+    retained_index.match(inner, [&](std::string_view, RetainedIndex::Handle h) {
+        auto it = retained.find(h);
+        if (it != retained.end() && !it->second->expired(now_ms)) found.push_back(it->second);
+    });
+    for (const MsgPtr& m : found) {
+        std::vector<uint32_t> ids;
+        if (sub_id) ids.push_back(sub_id);
+        deliver(s, m, std::min(m->qos, granted_qos), /*retain=*/true, std::move(ids), 0);
+    }
+}
+
+void Broker::Impl::on_unsubscribe(Connection& c, const Unsubscribe& p) {
+    Session* s = session(c.slot);
+    if (!s) return protocol_error(c, rc::UnspecifiedError);
+    Unsuback ack;
+    ack.packet_id = p.packet_id;
+    for (std::string_view f : p.filters) {
+        auto it = s->subs.find(std::string(f));
+        if (it == s->subs.end()) {
+            ack.reasons.push_back(rc::NoSubscriptionExisted);
+            continue;
+        }
+        unindex_subscription(*s, it->second);
+        if (s->persisted) note(persist.sub_remove(s->client_id, f));
+        s->subs.erase(it);
+        ack.reasons.push_back(rc::Success);
+    }
+    send_packet(c, ack);
+}
+
+}  // namespace hato::broker

@@ -1,0 +1,171 @@
+#include "broker/topic_tree.hpp"
+
+namespace hato::broker::detail {
+
+namespace {
+constexpr size_t kMinSlots = 16;
+}  // namespace
+
+TopicTree::TopicTree(bool link_children) : link_children_(link_children) { reset_storage(); }
+
+void TopicTree::reset_storage() {
+    // A fresh level table drops the id records and arena of the old one.
+    // The wildcards are interned first (ids 0 and 1) and never released.
+    levels_ = LevelTable();
+    levels_.acquire("+", hash_level("+"));
+    levels_.acquire("#", hash_level("#"));
+    nodes_.assign(1, Node{});
+    nodes_.shrink_to_fit();
+    if (link_children_) {
+        links_.assign(1, Links{});
+        links_.shrink_to_fit();
+    }
+    std::vector<uint32_t>().swap(free_nodes_);
+    slots_.assign(kMinSlots, Slot{});
+    slots_.shrink_to_fit();
+}
+
+size_t TopicTree::probe_child(uint32_t parent, uint32_t level) const {
+    const size_t mask = slots_.size() - 1;
+    for (size_t pos = child_hash(parent, level) & mask;; pos = (pos + 1) & mask) {
+        const Slot& slot = slots_[pos];
+        if (slot.node == kNoId || (slot.parent == parent && slot.level == level)) return pos;
+    }
+}
+
+uint32_t TopicTree::child(uint32_t parent, uint32_t level) const {
+    return slots_[probe_child(parent, level)].node;
+}
+
+uint32_t TopicTree::find_path(std::string_view name) const {
+    uint32_t node = kRoot;
+    for_each_level(name, [&](std::string_view lvl) {
+        if (node == kNoId) return;
+        uint32_t id = levels_.find(lvl, hash_level(lvl));
+        node = id == kNoId ? kNoId : child(node, id);
+    });
+    return node;
+}
+
+uint32_t TopicTree::insert_path(std::string_view name) {
+    uint32_t node = kRoot;
+    for_each_level(name, [&](std::string_view lvl) {
+        uint32_t id = levels_.find(lvl, hash_level(lvl));
+        uint32_t next = id == kNoId ? kNoId : child(node, id);
+        node = next != kNoId ? next : add_child(node, lvl);
+    });
+    return node;
+}
+
+uint32_t TopicTree::add_child(uint32_t parent, std::string_view name) {
+    uint32_t level = levels_.acquire(name, hash_level(name));
+    uint32_t node;
+    if (!free_nodes_.empty()) {
+        node = free_nodes_.back();
+        free_nodes_.pop_back();
+    } else {
+        node = uint32_t(nodes_.size());
+        nodes_.emplace_back();
+        if (link_children_) links_.emplace_back();
+    }
+    nodes_[node] = Node{};
+    nodes_[node].parent = parent;
+    nodes_[node].level = level;
+    Node& p = nodes_[parent];
+    ++p.child_count;
+    if (level == kPlusLevel) p.has_plus = 1;
+    if (level == kHashLevel) p.has_hash = 1;
+    ++live_nodes_;
+    if (link_children_) {
+        Links& l = links_[node];
+        l = Links{};
+        l.next = links_[parent].first_child;
+        if (l.next != kNoId) links_[l.next].prev = node;
+        links_[parent].first_child = node;
+    }
+    // Load factor at most 3/4: slots hold the whole key, so walking a probe
+    // run is cheap, and a higher load keeps the table small.
+    if (live_nodes_ * 4 > slots_.size() * 3) rehash(slots_.size() * 2);
+    insert_slot(Slot{node, parent, level});
+    return node;
+}
+
+void TopicTree::prune(uint32_t node) {
+    while (node != kRoot && nodes_[node].child_count == 0 && nodes_[node].payload == kNoId) {
+        uint32_t parent = nodes_[node].parent;
+        remove_node(node);
+        node = parent;
+    }
+}
+
+void TopicTree::remove_node(uint32_t node) {
+    Node& n = nodes_[node];
+    erase_slot(probe_child(n.parent, n.level));
+    if (link_children_) {
+        Links& l = links_[node];
+        if (l.prev != kNoId) links_[l.prev].next = l.next;
+        else links_[n.parent].first_child = l.next;
+        if (l.next != kNoId) links_[l.next].prev = l.prev;
+        l = Links{};
+    }
+    Node& p = nodes_[n.parent];
+    --p.child_count;
+    if (n.level == kPlusLevel) p.has_plus = 0;
+    if (n.level == kHashLevel) p.has_hash = 0;
+    levels_.release(n.level);
+    n = Node{};
+    --live_nodes_;
+    if (live_nodes_ == 0) {
+        reset_storage();  // the tree is empty again: return all memory
+        return;
+    }
+    free_nodes_.push_back(node);
+    if (slots_.size() > kMinSlots && live_nodes_ * 8 < slots_.size()) rehash(slots_.size() / 2);
+}
+
+void TopicTree::build_name(uint32_t node, std::string& out) const {
+    out.clear();
+    // Length first, then fill from the back: one pass up the parent chain each.
+    size_t len = 0;
+    for (uint32_t n = node; n != kRoot; n = nodes_[n].parent)
+        len += levels_.view(nodes_[n].level).size() + (nodes_[n].parent != kRoot ? 1 : 0);
+    out.resize(len);
+    size_t end = len;
+    for (uint32_t n = node; n != kRoot; n = nodes_[n].parent) {
+        std::string_view lvl = levels_.view(nodes_[n].level);
+        end -= lvl.size();
+        lvl.copy(out.data() + end, lvl.size());
+        if (nodes_[n].parent != kRoot) out[--end] = '/';
+    }
+}
+
+void TopicTree::insert_slot(const Slot& slot) {
+    const size_t mask = slots_.size() - 1;
+    size_t pos = child_hash(slot.parent, slot.level) & mask;
+    while (slots_[pos].node != kNoId) pos = (pos + 1) & mask;
+    slots_[pos] = slot;
+}
+
+// Backward-shift deletion (see LevelTable::erase_slot).
+void TopicTree::erase_slot(size_t hole) {
+    const size_t mask = slots_.size() - 1;
+    size_t pos = (hole + 1) & mask;
+    while (slots_[pos].node != kNoId) {
+        size_t home = child_hash(slots_[pos].parent, slots_[pos].level) & mask;
+        if (((pos - home) & mask) >= ((pos - hole) & mask)) {
+            slots_[hole] = slots_[pos];
+            hole = pos;
+        }
+        pos = (pos + 1) & mask;
+    }
+    slots_[hole] = Slot{};
+}
+
+void TopicTree::rehash(size_t capacity) {
+    std::vector<Slot> old = std::move(slots_);
+    slots_.assign(capacity, Slot{});
+    for (const Slot& s : old)
+        if (s.node != kNoId) insert_slot(s);
+}
+
+}  // namespace hato::broker::detail

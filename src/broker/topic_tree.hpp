@@ -1,0 +1,154 @@
+// Private topic tree shared by SubIndex and RetainedIndex. Nodes live in one
+// vector addressed by 32-bit id; a node's children are not stored in the node
+// but found by hashing (parent id, level id) into one open-addressing table,
+// so a node costs 16 bytes (plus its 12-byte table slot) whatever its fan-out.
+// The table slots hold the whole key, so a probe never touches the node array. Optionally (RetainedIndex)
+// each node also links its children in a list so "+" and "#" can enumerate
+// them.
+#pragma once
+
+#include "broker/topic_tree_levels.hpp"
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace hato::broker::detail {
+
+// Calls f(level) for every '/'-separated level of a topic or filter; "a//b"
+// has the levels "a", "", "b".
+template <class F>
+void for_each_level(std::string_view name, F&& f) {
+    size_t start = 0;
+    for (;;) {
+        size_t slash = name.find('/', start);
+        if (slash == std::string_view::npos) {
+            f(name.substr(start));
+            return;
+        }
+        f(name.substr(start, slash - start));
+        start = slash + 1;
+    }
+}
+
+// Free-list pool of payloads addressed by 32-bit index; hands its memory back
+// once empty.
+template <class T>
+class SlotPool {
+public:
+    uint32_t alloc() {
+        ++live_;
+        if (!free_.empty()) {
+            uint32_t i = free_.back();
+            free_.pop_back();
+            return i;
+        }
+        items_.emplace_back();
+        return uint32_t(items_.size() - 1);
+    }
+    void release(uint32_t i) {
+        items_[i] = T{};
+        if (--live_ == 0) {
+            std::vector<T>().swap(items_);
+            std::vector<uint32_t>().swap(free_);
+        } else {
+            free_.push_back(i);
+        }
+    }
+    T& operator[](uint32_t i) { return items_[i]; }
+    const T& operator[](uint32_t i) const { return items_[i]; }
+
+private:
+    std::vector<T> items_;
+    std::vector<uint32_t> free_;
+    size_t live_ = 0;
+};
+
+class TopicTree {
+public:
+    static constexpr uint32_t kRoot = 0;
+    // Level ids of the wildcards, interned first and pinned for good.
+    static constexpr uint32_t kPlusLevel = 0;
+    static constexpr uint32_t kHashLevel = 1;
+
+    explicit TopicTree(bool link_children);
+
+    const LevelTable& levels() const { return levels_; }
+
+    // Child of `parent` at `level`, or kNoId.
+    uint32_t child(uint32_t parent, uint32_t level) const;
+    // Same for the + and # children, answered from the parent's flags
+    // without a table probe when there is none (the common case).
+    uint32_t plus_child(uint32_t parent) const {
+        return nodes_[parent].has_plus ? child(parent, kPlusLevel) : kNoId;
+    }
+    uint32_t hash_child(uint32_t parent) const {
+        return nodes_[parent].has_hash ? child(parent, kHashLevel) : kNoId;
+    }
+
+    // Node for a whole topic/filter: find_path returns kNoId if any level is
+    // missing; insert_path creates the missing nodes.
+    uint32_t find_path(std::string_view name) const;
+    uint32_t insert_path(std::string_view name);
+
+    // Removes `node` and then each ancestor while it has neither payload nor
+    // children. The root is never removed.
+    void prune(uint32_t node);
+
+    uint32_t payload(uint32_t node) const { return nodes_[node].payload; }
+    void set_payload(uint32_t node, uint32_t p) { nodes_[node].payload = p; }
+    uint32_t parent(uint32_t node) const { return nodes_[node].parent; }
+    uint32_t level(uint32_t node) const { return nodes_[node].level; }
+    std::string_view level_name(uint32_t node) const { return levels_.view(nodes_[node].level); }
+
+    // Writes the node's full name ("a/b/c") into `out`.
+    void build_name(uint32_t node, std::string& out) const;
+
+    // Child list, only when constructed with link_children.
+    uint32_t first_child(uint32_t node) const { return links_[node].first_child; }
+    uint32_t next_sibling(uint32_t node) const { return links_[node].next; }
+
+    size_t node_count() const { return live_nodes_; }  // excluding the root
+    size_t level_count() const { return levels_.live_count() - 2; }  // excluding + and #
+
+private:
+    struct Node {
+        uint32_t parent = kNoId;
+        uint32_t level = kNoId;
+        uint32_t child_count : 30 = 0;  // 2^30 children would need 16 GiB of nodes
+        uint32_t has_plus : 1 = 0;      // a child at level +
+        uint32_t has_hash : 1 = 0;      // a child at level #
+        uint32_t payload = kNoId;
+    };
+    struct Links {
+        uint32_t first_child = kNoId;
+        uint32_t next = kNoId;
+        uint32_t prev = kNoId;
+    };
+    struct Slot {
+        uint32_t node = kNoId;
+        uint32_t parent = 0;
+        uint32_t level = 0;
+    };
+
+    static uint32_t child_hash(uint32_t parent, uint32_t level) {
+        return uint32_t(mix64((uint64_t(parent) << 32) | level));
+    }
+    size_t probe_child(uint32_t parent, uint32_t level) const;
+    uint32_t add_child(uint32_t parent, std::string_view name);
+    void remove_node(uint32_t node);
+    void insert_slot(const Slot& slot);
+    void erase_slot(size_t pos);
+    void rehash(size_t capacity);
+    void reset_storage();
+
+    const bool link_children_;
+    LevelTable levels_;
+    std::vector<Node> nodes_;    // [0] is the root
+    std::vector<Links> links_;   // parallel to nodes_ when link_children_
+    std::vector<uint32_t> free_nodes_;
+    std::vector<Slot> slots_;    // (parent, level) -> child, power-of-two capacity
+    size_t live_nodes_ = 0;
+};
+
+}  // namespace hato::broker::detail

@@ -1,0 +1,148 @@
+#include "broker/topic_tree_levels.hpp"
+
+#include <cstring>
+
+namespace hato::broker::detail {
+
+namespace {
+constexpr size_t kMinSlots = 16;
+}  // namespace
+
+uint32_t hash_level(std::string_view s) {
+    // Eight bytes per step: levels are short, so this is a handful of
+    // multiplies, finished by mix64 for good low bits.
+    uint64_t h = 0x9e3779b97f4a7c15ULL ^ s.size();
+    const char* p = s.data();
+    size_t n = s.size();
+    while (n >= 8) {
+        uint64_t w;
+        std::memcpy(&w, p, 8);
+        h = (h ^ mix64(w)) * 0x100000001b3ULL;
+        p += 8;
+        n -= 8;
+    }
+    if (n > 0) {
+        uint64_t w = 0;
+        std::memcpy(&w, p, n);
+        h = (h ^ mix64(w ^ (uint64_t(n) << 56))) * 0x100000001b3ULL;
+    }
+    return uint32_t(mix64(h));
+}
+
+LevelTable::LevelTable() : slots_(kMinSlots) {}
+
+size_t LevelTable::probe_for(std::string_view s, uint32_t hash) const {
+    const size_t mask = slots_.size() - 1;
+    for (size_t pos = hash & mask;; pos = (pos + 1) & mask) {
+        const Slot& slot = slots_[pos];
+        if (slot.id == kNoId) return pos;
+        if (slot.hash != hash) continue;
+        const Level& l = levels_[slot.id];
+        if (l.len == s.size() && std::memcmp(arena_.data() + l.offset, s.data(), s.size()) == 0)
+            return pos;
+    }
+}
+
+uint32_t LevelTable::find(std::string_view s, uint32_t hash) const {
+    return slots_[probe_for(s, hash)].id;
+}
+
+uint32_t LevelTable::acquire(std::string_view s, uint32_t hash) {
+    size_t pos = probe_for(s, hash);
+    if (slots_[pos].id != kNoId) {
+        ++levels_[slots_[pos].id].refs;
+        return slots_[pos].id;
+    }
+    uint32_t id;
+    if (!free_ids_.empty()) {
+        id = free_ids_.back();
+        free_ids_.pop_back();
+    } else {
+        id = uint32_t(levels_.size());
+        levels_.emplace_back();
+    }
+    Level& l = levels_[id];
+    l.offset = uint32_t(arena_.size());
+    l.len = uint32_t(s.size());
+    l.hash = hash;
+    l.refs = 1;
+    arena_.insert(arena_.end(), s.begin(), s.end());
+    ++live_;
+    // Load factor at most 3/4: a probe compares the stored hash first, so
+    // longer runs rarely touch the strings.
+    if (live_ * 4 > slots_.size() * 3) {
+        rehash(slots_.size() * 2);
+        insert_slot(id, hash);
+    } else {
+        slots_[pos] = {id, hash};
+    }
+    return id;
+}
+
+void LevelTable::release(uint32_t id) {
+    Level& l = levels_[id];
+    if (--l.refs > 0) return;
+    std::string_view s = view(id);
+    erase_slot(probe_for(s, l.hash));
+    dead_bytes_ += l.len;
+    free_ids_.push_back(id);
+    --live_;
+    if (live_ == 0) {
+        // Everything released: hand all memory back.
+        std::vector<Level>().swap(levels_);
+        std::vector<uint32_t>().swap(free_ids_);
+        std::vector<char>().swap(arena_);
+        dead_bytes_ = 0;
+        slots_.assign(kMinSlots, Slot{});
+        slots_.shrink_to_fit();
+        return;
+    }
+    if (slots_.size() > kMinSlots && live_ * 8 < slots_.size()) rehash(slots_.size() / 2);
+    if (dead_bytes_ > 4096 && dead_bytes_ > arena_.size() / 2) compact_arena();
+}
+
+void LevelTable::insert_slot(uint32_t id, uint32_t hash) {
+    const size_t mask = slots_.size() - 1;
+    size_t pos = hash & mask;
+    while (slots_[pos].id != kNoId) pos = (pos + 1) & mask;
+    slots_[pos] = {id, hash};
+}
+
+// Backward-shift deletion: pull later members of the probe run into the hole
+// so lookups never need tombstones.
+void LevelTable::erase_slot(size_t hole) {
+    const size_t mask = slots_.size() - 1;
+    size_t pos = (hole + 1) & mask;
+    while (slots_[pos].id != kNoId) {
+        size_t home = slots_[pos].hash & mask;
+        // The entry may move into the hole only if its home is not in (hole, pos].
+        if (((pos - home) & mask) >= ((pos - hole) & mask)) {
+            slots_[hole] = slots_[pos];
+            hole = pos;
+        }
+        pos = (pos + 1) & mask;
+    }
+    slots_[hole] = Slot{};
+}
+
+void LevelTable::rehash(size_t capacity) {
+    std::vector<Slot> old = std::move(slots_);
+    slots_.assign(capacity, Slot{});
+    for (const Slot& s : old)
+        if (s.id != kNoId) insert_slot(s.id, s.hash);
+}
+
+void LevelTable::compact_arena() {
+    std::vector<char> fresh;
+    fresh.reserve(arena_.size() - dead_bytes_);
+    for (Level& l : levels_) {
+        if (l.refs == 0) continue;
+        uint32_t offset = uint32_t(fresh.size());
+        fresh.insert(fresh.end(), arena_.begin() + l.offset, arena_.begin() + l.offset + l.len);
+        l.offset = offset;
+    }
+    arena_ = std::move(fresh);
+    dead_bytes_ = 0;
+}
+
+}  // namespace hato::broker::detail

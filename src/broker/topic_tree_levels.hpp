@@ -1,0 +1,74 @@
+// Private helpers for the topic trees (SubIndex, RetainedIndex): hashing and
+// the level intern table. Not part of the broker's public API.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+namespace hato::broker::detail {
+
+inline constexpr uint32_t kNoId = UINT32_MAX;
+
+// Murmur3 finaliser: spreads every input bit over the whole word, so the low
+// bits used as a table position depend on all of the key.
+inline uint64_t mix64(uint64_t x) {
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
+    x ^= x >> 33;
+    return x;
+}
+
+// Hash of one topic level, 32 bits (tables never exceed 2^31 slots).
+uint32_t hash_level(std::string_view s);
+
+// Interns topic level strings to dense 32-bit ids. Open addressing with
+// linear probing and backward-shift deletion; the strings live in one byte
+// arena addressed by offset, compacted when more than half of it is dead.
+// Ids are reference counted: acquire() adds a reference (interning if new),
+// release() drops one and frees the id at zero.
+class LevelTable {
+public:
+    LevelTable();
+
+    // Id of `s` (whose hash_level is `hash`), or kNoId. Never allocates.
+    uint32_t find(std::string_view s, uint32_t hash) const;
+    uint32_t acquire(std::string_view s, uint32_t hash);
+    void release(uint32_t id);
+
+    std::string_view view(uint32_t id) const {
+        const Level& l = levels_[id];
+        return {arena_.data() + l.offset, l.len};
+    }
+    size_t live_count() const { return live_; }
+    size_t arena_bytes() const { return arena_.size(); }
+
+private:
+    struct Level {
+        uint32_t offset = 0;
+        uint32_t len = 0;
+        uint32_t hash = 0;
+        uint32_t refs = 0;  // 0 = free id
+    };
+    struct Slot {
+        uint32_t id = kNoId;
+        uint32_t hash = 0;
+    };
+
+    size_t probe_for(std::string_view s, uint32_t hash) const;  // slot index
+    void insert_slot(uint32_t id, uint32_t hash);
+    void erase_slot(size_t pos);
+    void rehash(size_t capacity);
+    void compact_arena();
+
+    std::vector<Slot> slots_;  // power-of-two capacity
+    std::vector<Level> levels_;
+    std::vector<uint32_t> free_ids_;
+    std::vector<char> arena_;
+    size_t live_ = 0;
+    size_t dead_bytes_ = 0;
+};
+
+}  // namespace hato::broker::detail

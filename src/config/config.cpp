@@ -1,0 +1,370 @@
+// TOML -> AppConfig. Every table is read by a TableReader that remembers which
+// keys it asked for, so whatever is left over is reported as unknown. Errors
+// are collected (never thrown) and sorted by position, so one run of
+// `hato --check-config` shows every problem in file order.
+#include "config/config.hpp"
+
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <initializer_list>
+#include <limits>
+#include <set>
+#include <sstream>
+#include <utility>
+
+namespace hato::config {
+
+AppConfig defaults() {
+    AppConfig c;
+    c.event_backend = "auto";
+    c.listeners = {Listener{"127.0.0.1", 1883, ListenerTls{}}};
+    c.broker = broker::Config{};
+    c.storage_enabled = true;
+    c.storage.dir = "/var/lib/hato";
+    c.storage.sync = store::SyncMode::Always;
+    c.storage.segment_bytes = 64ull << 20;
+    c.storage.max_bytes = 0;
+    c.sync_interval_ms = 100;
+    c.log_level = LogLevel::Info;
+    return c;
+}
+
+namespace {
+
+constexpr uint64_t kMiB = 1ull << 20;
+// MQTT's largest packet: 1 fixed header byte + 4 length bytes + 268435455.
+constexpr int64_t kMaxMqttPacket = 268435460;
+
+struct Error {
+    uint32_t line;
+    uint32_t column;
+    std::string text;
+};
+
+class Errors {
+public:
+    explicit Errors(std::string file) : file_(std::move(file)) {}
+
+    void add(const toml::source_region& where, const std::string& key, const std::string& msg) {
+        std::ostringstream s;
+        s << file_ << ':' << where.begin.line << ':' << where.begin.column << ": " << key << ": " << msg;
+        list_.push_back({where.begin.line, where.begin.column, s.str()});
+    }
+    void add_raw(uint32_t line, uint32_t column, const std::string& text) {
+        list_.push_back({line, column, text});
+    }
+    bool empty() const { return list_.empty(); }
+
+    // Appends the collected messages to `out`, in file order.
+    void flush_into(std::vector<std::string>& out) {
+        std::stable_sort(list_.begin(), list_.end(), [](const Error& a, const Error& b) {
+            return a.line != b.line ? a.line < b.line : a.column < b.column;
+        });
+        for (auto& e : list_) out.push_back(std::move(e.text));
+        list_.clear();
+    }
+
+private:
+    std::string file_;
+    std::vector<Error> list_;
+};
+
+std::string type_name(const toml::node& n) {
+    std::ostringstream s;
+    s << n.type();
+    return s.str();
+}
+
+// Reads the keys of one table into typed fields; each getter leaves the
+// field untouched (the default) when the key is absent or invalid.
+class TableReader {
+public:
+    TableReader(Errors& errors, const toml::table& table, std::string prefix)
+        : errors_(errors), table_(table), prefix_(std::move(prefix)) {}
+
+    template <typename T>
+    void integer(const char* key, int64_t min, int64_t max, T& out) {
+        const toml::node* n = lookup(key);
+        if (!n) return;
+        if (!n->is_integer()) return wrong_type(*n, key, "integer");
+        int64_t v = n->as_integer()->get();
+        if (v < min || v > max) {
+            std::ostringstream s;
+            s << "value " << v << " out of range " << min << ".." << max;
+            return errors_.add(n->source(), path(key), s.str());
+        }
+        out = static_cast<T>(v);
+    }
+
+    void boolean(const char* key, bool& out) {
+        const toml::node* n = lookup(key);
+        if (!n) return;
+        if (!n->is_boolean()) return wrong_type(*n, key, "boolean");
+        out = n->as_boolean()->get();
+    }
+
+    void string(const char* key, std::string& out, bool allow_empty) {
+        const toml::node* n = lookup(key);
+        if (!n) return;
+        if (!n->is_string()) return wrong_type(*n, key, "string");
+        const std::string& v = n->as_string()->get();
+        if (v.empty() && !allow_empty) return errors_.add(n->source(), path(key), "must not be empty");
+        out = v;
+    }
+
+    // A string restricted to a fixed set of words, mapped to `E`.
+    template <typename E>
+    void choice(const char* key, std::initializer_list<std::pair<const char*, E>> words, E& out) {
+        const toml::node* n = lookup(key);
+        if (!n) return;
+        if (!n->is_string()) return wrong_type(*n, key, "string");
+        const std::string& v = n->as_string()->get();
+        std::string allowed;
+        for (const auto& [word, value] : words) {
+            if (v == word) {
+                out = value;
+                return;
+            }
+            allowed += allowed.empty() ? "" : " | ";
+            allowed += word;
+        }
+        errors_.add(n->source(), path(key), "\"" + v + "\" is not one of " + allowed);
+    }
+
+    // Marks `key` as known and returns its node (or nullptr).
+    const toml::node* lookup(const char* key) {
+        known_.insert(key);
+        return table_.get(key);
+    }
+
+    std::string path(std::string_view key) const {
+        return prefix_.empty() ? std::string(key) : prefix_ + "." + std::string(key);
+    }
+
+    // Reports every key that no getter asked for.
+    void reject_unknown() {
+        for (const auto& [key, node] : table_) {
+            if (known_.count(std::string(key.str()))) continue;
+            errors_.add(key.source(), path(key.str()), node.is_table() ? "unknown table" : "unknown key");
+        }
+    }
+
+private:
+    void wrong_type(const toml::node& n, const char* key, const char* expected) {
+        errors_.add(n.source(), path(key), std::string("expected ") + expected + ", got " + type_name(n));
+    }
+
+    Errors& errors_;
+    const toml::table& table_;
+    std::string prefix_;
+    std::set<std::string> known_;
+};
+
+// Returns the sub-table `name` of `root` (marking it known), or nullptr if
+// absent or not a table (the latter reported).
+const toml::table* sub_table(TableReader& root, Errors& errors, const char* name) {
+    const toml::node* n = root.lookup(name);
+    if (!n) return nullptr;
+    if (!n->is_table()) {
+        errors.add(n->source(), name, "expected table, got " + type_name(*n));
+        return nullptr;
+    }
+    return n->as_table();
+}
+
+void read_broker(Errors& errors, const toml::table& t, AppConfig& c) {
+    TableReader r(errors, t, "broker");
+    std::string backend = c.event_backend;
+    r.choice<std::string>("event_backend",
+                          {{"auto", "auto"}, {"io_uring", "io_uring"}, {"epoll", "epoll"}}, backend);
+    c.event_backend = backend;
+    r.reject_unknown();
+}
+
+// tls = { cert, key, ca, require_client_cert, identity_as_username,
+// min_version }: an inline table or a [listener.tls] sub-table alike.
+void read_listener_tls(Errors& errors, const toml::node& n, const std::string& where, ListenerTls& tls) {
+    if (!n.is_table()) {
+        errors.add(n.source(), where, "expected table, got " + type_name(n));
+        return;
+    }
+    TableReader r(errors, *n.as_table(), where);
+    tls.enabled = true;
+    r.string("cert", tls.cert, false);
+    r.string("key", tls.key, false);
+    r.string("ca", tls.ca, true);
+    r.boolean("require_client_cert", tls.require_client_cert);
+    r.boolean("identity_as_username", tls.identity_as_username);
+    r.choice<std::string>("min_version", {{"1.2", "1.2"}, {"1.3", "1.3"}}, tls.min_version);
+    r.reject_unknown();
+    if (tls.cert.empty()) errors.add(n.source(), where + ".cert", "required with tls");
+    if (tls.key.empty()) errors.add(n.source(), where + ".key", "required with tls");
+    if (tls.require_client_cert && tls.ca.empty())
+        errors.add(n.source(), where + ".require_client_cert", "needs ca (the CA that signs client certificates)");
+    if (tls.identity_as_username && !tls.require_client_cert)
+        errors.add(n.source(), where + ".identity_as_username", "needs require_client_cert = true");
+}
+
+void read_listeners(Errors& errors, const toml::node& n, AppConfig& c) {
+    const toml::array* arr = n.as_array();
+    if (arr && arr->empty()) {
+        errors.add(n.source(), "listener", "at least one listener is required");
+        return;
+    }
+    if (!arr || !arr->is_array_of_tables()) {
+        errors.add(n.source(), "listener", "expected array of tables ([[listener]]), got " + type_name(n));
+        return;
+    }
+    // A [[listener]] list replaces the built-in default listener.
+    c.listeners.clear();
+    for (size_t i = 0; i < arr->size(); ++i) {
+        const toml::table& t = *arr->get(i)->as_table();
+        TableReader r(errors, t, "listener[" + std::to_string(i) + "]");
+        Listener l;
+        r.string("address", l.address, false);
+        r.integer("port", 0, 65535, l.port);  // 0: the kernel picks a free port
+        if (const toml::node* tls = r.lookup("tls")) read_listener_tls(errors, *tls, r.path("tls"), l.tls);
+        r.reject_unknown();
+        c.listeners.push_back(std::move(l));
+    }
+}
+
+void read_limits(Errors& errors, const toml::table& t, broker::Config& b) {
+    TableReader r(errors, t, "limits");
+    constexpr int64_t u32 = std::numeric_limits<uint32_t>::max();
+    r.integer("max_connections", 1, u32, b.max_connections);
+    r.integer("max_packet_size", 2, kMaxMqttPacket, b.max_packet_size);
+    r.integer("max_inflight", 1, 65535, b.max_inflight);
+    r.integer("max_queued_messages", 1, u32, b.max_queued_messages);
+    r.integer("max_queued_bytes", 0, std::numeric_limits<int64_t>::max(), b.max_queued_bytes);
+    r.integer("max_output_bytes", 1, std::numeric_limits<int64_t>::max(), b.max_output_bytes);
+    r.reject_unknown();
+}
+
+void read_mqtt(Errors& errors, const toml::table& t, broker::Config& b) {
+    TableReader r(errors, t, "mqtt");
+    constexpr int64_t u32 = std::numeric_limits<uint32_t>::max();
+    r.integer("server_keep_alive", 0, 65535, b.server_keep_alive);
+    r.integer("receive_maximum", 1, 65535, b.receive_maximum);
+    r.integer("topic_alias_maximum", 0, 65535, b.topic_alias_maximum);
+    r.integer("outbound_topic_alias_maximum", 0, 65535, b.max_outbound_topic_aliases);
+    r.integer("maximum_qos", 0, 2, b.maximum_qos);
+    r.boolean("retain_available", b.retain_available);
+    r.boolean("wildcard_subscriptions", b.wildcard_subscriptions);
+    r.boolean("shared_subscriptions", b.shared_subscriptions);
+    r.boolean("subscription_identifiers", b.subscription_identifiers);
+    r.integer("max_message_expiry", 0, u32, b.max_message_expiry);
+    r.integer("max_session_expiry", 0, u32, b.max_session_expiry);
+    r.string("response_information", b.response_information, true);
+    r.reject_unknown();
+}
+
+void read_storage(Errors& errors, const toml::table& t, AppConfig& c) {
+    TableReader r(errors, t, "storage");
+    r.boolean("enabled", c.storage_enabled);
+    r.string("dir", c.storage.dir, false);
+    r.choice<store::SyncMode>("sync",
+                              {{"always", store::SyncMode::Always},
+                               {"interval", store::SyncMode::Interval},
+                               {"off", store::SyncMode::Off}},
+                              c.storage.sync);
+    r.integer("sync_interval_ms", 1, 3600 * 1000, c.sync_interval_ms);
+    uint64_t segment_mb = c.storage.segment_bytes / kMiB;
+    r.integer("segment_size_mb", 1, 4096, segment_mb);
+    c.storage.segment_bytes = segment_mb * kMiB;
+    uint64_t max_mb = c.storage.max_bytes / kMiB;
+    r.integer("max_bytes_mb", 0, int64_t{1} << 40, max_mb);
+    c.storage.max_bytes = max_mb * kMiB;
+    r.reject_unknown();
+}
+
+void read_log(Errors& errors, const toml::table& t, AppConfig& c) {
+    TableReader r(errors, t, "log");
+    r.choice<LogLevel>("level",
+                       {{"error", LogLevel::Error},
+                        {"warn", LogLevel::Warn},
+                        {"info", LogLevel::Info},
+                        {"debug", LogLevel::Debug}},
+                       c.log_level);
+    r.reject_unknown();
+}
+
+void read_auth(Errors& errors, const toml::table& t, AppConfig& c) {
+    TableReader r(errors, t, "auth");
+    bool anonymous = false;
+    if (r.lookup("allow_anonymous")) {
+        r.boolean("allow_anonymous", anonymous);
+        c.auth.allow_anonymous = anonymous;
+    }
+    r.string("password_file", c.auth.password_file, false);
+    r.string("acl_file", c.auth.acl_file, false);
+    r.reject_unknown();
+}
+
+void read_root(Errors& errors, const toml::table& root, AppConfig& c) {
+    TableReader r(errors, root, "");
+    if (const toml::table* t = sub_table(r, errors, "broker")) read_broker(errors, *t, c);
+    if (const toml::node* n = r.lookup("listener")) read_listeners(errors, *n, c);
+    if (const toml::table* t = sub_table(r, errors, "limits")) read_limits(errors, *t, c.broker);
+    if (const toml::table* t = sub_table(r, errors, "mqtt")) read_mqtt(errors, *t, c.broker);
+    if (const toml::table* t = sub_table(r, errors, "storage")) read_storage(errors, *t, c);
+    if (const toml::table* t = sub_table(r, errors, "log")) read_log(errors, *t, c);
+    if (const toml::table* t = sub_table(r, errors, "auth")) read_auth(errors, *t, c);
+    r.reject_unknown();
+}
+
+}  // namespace
+
+bool is_loopback_address(const std::string& address) {
+    // 127.0.0.0/8 written as a dotted quad, the IPv6 loopback, or the name.
+    return address.rfind("127.", 0) == 0 || address == "::1" || address == "localhost";
+}
+
+bool anonymous_allowed(const AppConfig& cfg, size_t index) {
+    if (cfg.auth.allow_anonymous) return *cfg.auth.allow_anonymous;
+    return index < cfg.listeners.size() && is_loopback_address(cfg.listeners[index].address);
+}
+
+bool load_string(const std::string& text, const std::string& name, AppConfig& out,
+                 std::vector<std::string>& errors) {
+    Errors collected(name);
+    // Parse into a copy so a failed load leaves `out` as it was.
+    AppConfig parsed = out;
+    try {
+        toml::table root = toml::parse(text, name);
+        read_root(collected, root, parsed);
+    } catch (const toml::parse_error& e) {
+        // Syntax errors stop the parser, so there is at most one of these.
+        const auto& begin = e.source().begin;
+        std::ostringstream s;
+        s << name << ':' << begin.line << ':' << begin.column << ": syntax: " << e.description();
+        collected.add_raw(begin.line, begin.column, s.str());
+    }
+    if (!collected.empty()) {
+        collected.flush_into(errors);
+        return false;
+    }
+    out = std::move(parsed);
+    return true;
+}
+
+bool load_file(const std::string& path, AppConfig& out, std::vector<std::string>& errors) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+        errors.push_back(path + ": cannot open: " + std::strerror(errno));
+        return false;
+    }
+    std::ostringstream text;
+    text << in.rdbuf();
+    if (in.bad()) {
+        errors.push_back(path + ": read error: " + std::strerror(errno));
+        return false;
+    }
+    return load_string(text.str(), path, out, errors);
+}
+
+}  // namespace hato::config

@@ -1,0 +1,259 @@
+// Reactor::create (backend choice) and the parts both backends share.
+#include "net/reactor_core.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+
+#include "hato_build.h"
+
+namespace hato::net {
+
+std::unique_ptr<Reactor> Reactor::create(Backend want, std::string& note) {
+    note.clear();
+    std::string why;
+    if (want != Backend::Epoll) {
+        // Tests and qemu runs force the fallback path through the environment.
+        const char* force = std::getenv("HATO_FORCE_NO_URING");
+        if (force && *force && std::strcmp(force, "0") != 0) {
+            why = "HATO_FORCE_NO_URING set";
+        } else {
+#if HATO_HAVE_URING
+            if (auto r = make_uring_reactor(why)) return r;
+#else
+            why = "built without liburing";
+#endif
+        }
+        if (want == Backend::IoUring) {
+            note = "io_uring unavailable: " + why;
+            return nullptr;
+        }
+        note = why;
+    }
+    std::string epoll_why;
+    auto r = make_epoll_reactor(epoll_why);
+    if (!r) note = note.empty() ? epoll_why : note + "; " + epoll_why;
+    return r;
+}
+
+// ---- socket helpers ----
+
+uint64_t monotonic_ms() {
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return uint64_t(ts.tv_sec) * 1000 + uint64_t(ts.tv_nsec) / 1000000;
+}
+
+int open_listen_socket(const std::string& address, uint16_t port, uint16_t& bound, std::string& err) {
+    sockaddr_storage ss{};
+    socklen_t len = 0;
+    std::string host = address.empty() ? "0.0.0.0" : address;
+    if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    auto* v4 = reinterpret_cast<sockaddr_in*>(&ss);
+    auto* v6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons(port);
+        len = sizeof(sockaddr_in);
+    } else if (inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons(port);
+        len = sizeof(sockaddr_in6);
+    } else {
+        err = "not an IP address: " + address;
+        return -1;
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        err = std::string("socket: ") + std::strerror(errno);
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0 || ::listen(fd, 1024) != 0) {
+        err = "listen " + address + ":" + std::to_string(port) + ": " + std::strerror(errno);
+        ::close(fd);
+        return -1;
+    }
+    sockaddr_storage got{};
+    socklen_t got_len = sizeof got;
+    getsockname(fd, reinterpret_cast<sockaddr*>(&got), &got_len);
+    bound = got.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&got)->sin6_port)
+                                      : ntohs(reinterpret_cast<sockaddr_in*>(&got)->sin_port);
+    return fd;
+}
+
+std::string peer_address(int fd) {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    if (getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "?";
+    char buf[INET6_ADDRSTRLEN] = {};
+    if (ss.ss_family == AF_INET) {
+        auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+        inet_ntop(AF_INET, &a->sin_addr, buf, sizeof buf);
+        return std::string(buf) + ":" + std::to_string(ntohs(a->sin_port));
+    }
+    if (ss.ss_family == AF_INET6) {
+        auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+        uint16_t port = ntohs(a->sin6_port);
+        // An IPv4 client on a dual-stack "::" listener: show the plain IPv4 form.
+        if (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr)) {
+            inet_ntop(AF_INET, &a->sin6_addr.s6_addr[12], buf, sizeof buf);
+            return std::string(buf) + ":" + std::to_string(port);
+        }
+        inet_ntop(AF_INET6, &a->sin6_addr, buf, sizeof buf);
+        return "[" + std::string(buf) + "]:" + std::to_string(port);
+    }
+    return "?";
+}
+
+void set_nodelay(int fd) {
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+void drain_input(int fd) {
+    uint8_t scratch[4096];
+    // Bounded: a peer that keeps sending must not hold the loop here.
+    for (int i = 0; i < 64; ++i) {
+        ssize_t n = recv(fd, scratch, sizeof scratch, MSG_DONTWAIT);
+        if (n <= 0) break;
+    }
+}
+
+// ---- connection table ----
+
+ConnId ConnTable::add(int fd) {
+    uint32_t slot;
+    if (!free_.empty()) {
+        slot = free_.back();
+        free_.pop_back();
+    } else {
+        slot = uint32_t(slots_.size());
+        slots_.emplace_back();
+    }
+    Conn& c = slots_[slot];
+    c = Conn{};
+    c.fd = fd;
+    // Generation 0 is never handed out, so id 0 is never a live connection.
+    if (++next_gen_ == 0) ++next_gen_;
+    c.gen = next_gen_;
+    c.state = ConnState::Open;
+    ++live_;
+    return id_of(slot);
+}
+
+Conn* ConnTable::find(ConnId id) {
+    uint32_t slot = slot_of(id);
+    if (slot >= slots_.size()) return nullptr;
+    Conn& c = slots_[slot];
+    if (c.state == ConnState::Free || c.gen != gen_of(id)) return nullptr;
+    return &c;
+}
+
+const Conn* ConnTable::find(ConnId id) const {
+    return const_cast<ConnTable*>(this)->find(id);
+}
+
+void ConnTable::remove(uint32_t slot) {
+    Conn& c = slots_[slot];
+    uint32_t gen = c.gen;
+    c = Conn{};  // frees the buffers: a closed slot holds no memory
+    c.gen = gen;
+    free_.push_back(slot);
+    --live_;
+}
+
+// ---- ReactorBase ----
+
+void ReactorBase::send(ConnId id, std::span<const uint8_t> data) {
+    Conn* c = conns_.find(id);
+    // Output queued after close() would never be wanted; drop it.
+    if (!c || c->state != ConnState::Open || data.empty()) return;
+    c->pending.insert(c->pending.end(), data.begin(), data.end());
+    mark_dirty(ConnTable::slot_of(id));
+}
+
+size_t ReactorBase::queued_bytes(ConnId id) const {
+    const Conn* c = conns_.find(id);
+    return c ? c->queued() : 0;
+}
+
+uint16_t ReactorBase::bound_port(int listener_index) const {
+    if (listener_index < 0 || size_t(listener_index) >= listeners_.size()) return 0;
+    return listeners_[size_t(listener_index)].port;
+}
+
+void ReactorBase::set_tick_interval(uint32_t ms) {
+    tick_interval_ms_ = ms == 0 ? 1 : ms;
+    next_tick_ms_ = monotonic_ms() + tick_interval_ms_;
+}
+
+void ReactorBase::mark_dirty(uint32_t slot) {
+    Conn& c = conns_.at(slot);
+    if (c.on_dirty_list) return;
+    c.on_dirty_list = true;
+    dirty_.push_back(slot);
+}
+
+void ReactorBase::schedule_reap(uint32_t slot, int error) {
+    Conn& c = conns_.at(slot);
+    if (c.state != ConnState::Closing) c.close_error = error;
+    c.state = ConnState::Closing;
+    if (c.on_reap_list) return;
+    c.on_reap_list = true;
+    reap_.push_back(slot);
+}
+
+Conn* ReactorBase::begin_close(ConnId id, bool flush) {
+    Conn* c = conns_.find(id);
+    if (!c || c->state == ConnState::Closing) return nullptr;
+    uint32_t slot = ConnTable::slot_of(id);
+    if (flush && !c->output_empty()) {
+        if (c->state == ConnState::Open) {
+            c->state = ConnState::Draining;
+            c->flush_deadline_ms = monotonic_ms() + kFlushTimeoutMs;
+            mark_dirty(slot);
+        }
+        return c;
+    }
+    schedule_reap(slot, 0);
+    return c;
+}
+
+void ReactorBase::stage_output(Conn& c) {
+    if (c.inflight_off < c.inflight.size() || c.pending.empty()) return;
+    c.inflight.clear();
+    c.inflight_off = 0;
+    c.inflight.swap(c.pending);
+    // Keep a big burst's memory from lingering on an idle connection.
+    if (c.pending.capacity() > 256 * 1024) std::vector<uint8_t>().swap(c.pending);
+}
+
+uint64_t ReactorBase::ms_until_tick() const {
+    uint64_t now = monotonic_ms();
+    return next_tick_ms_ > now ? next_tick_ms_ - now : 0;
+}
+
+bool ReactorBase::run_tick_if_due(Handler& h) {
+    uint64_t now = monotonic_ms();
+    if (now < next_tick_ms_) return false;
+    // Skip missed ticks instead of firing a burst after a long stall.
+    next_tick_ms_ = now + tick_interval_ms_;
+    for (uint32_t slot = 0; slot < conns_.capacity(); ++slot) {
+        Conn& c = conns_.at(slot);
+        if (c.state == ConnState::Draining && now >= c.flush_deadline_ms) schedule_reap(slot, 0);
+    }
+    h.on_tick(now);
+    return true;
+}
+
+}  // namespace hato::net

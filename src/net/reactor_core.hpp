@@ -1,0 +1,148 @@
+// Private to src/net: what both backends share. The connection table (slot +
+// generation ids, output buffers), socket helpers and a base class that
+// implements the backend-independent parts of Reactor (send, queued_bytes,
+// tick bookkeeping, stop).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "net/reactor.hpp"
+
+namespace hato::net {
+
+// ---- socket helpers (reactor.cpp) ----
+
+uint64_t monotonic_ms();
+// Creates a non-blocking, close-on-exec listening socket (SO_REUSEADDR,
+// backlog 1024) for an IPv4 or IPv6 literal ("" means "0.0.0.0"). Returns the
+// fd and the bound port, or -1 with `err` set.
+int open_listen_socket(const std::string& address, uint16_t port, uint16_t& bound, std::string& err);
+// "ip:port" of the peer ("[v6]:port" for IPv6), "?" if unknown.
+std::string peer_address(int fd);
+void set_nodelay(int fd);
+// Reads and discards whatever is already received, without blocking. Done
+// before close() so unread input does not turn our FIN into an RST that
+// could destroy replies the peer has not read yet.
+void drain_input(int fd);
+
+// Backend factories (each in its own file). make_uring returns nullptr and
+// sets `why` if the kernel cannot do what the backend needs.
+std::unique_ptr<Reactor> make_epoll_reactor(std::string& why);
+std::unique_ptr<Reactor> make_uring_reactor(std::string& why);
+
+// Tags for epoll_event.data / io_uring user_data: what an event is about
+// (kind), which table index, and the generation of that index, so an event
+// for a slot that was since reused is recognised as stale.
+inline uint64_t make_tag(uint8_t kind, uint32_t gen, uint32_t index) {
+    return (uint64_t(kind) << 56) | (uint64_t(gen) << 24) | (index & 0xffffffu);
+}
+inline uint8_t tag_kind(uint64_t tag) { return uint8_t(tag >> 56); }
+inline uint32_t tag_gen(uint64_t tag) { return uint32_t(tag >> 24); }
+inline uint32_t tag_index(uint64_t tag) { return uint32_t(tag & 0xffffffu); }
+
+// ---- connection table ----
+
+// Open: normal. Draining: close(flush) requested, output still leaving.
+// Closing: teardown underway, waiting for the backend to let go of the fd.
+enum class ConnState : uint8_t { Free, Open, Draining, Closing };
+
+// Hard upper bound of close(id, flush=true).
+inline constexpr uint64_t kFlushTimeoutMs = 2000;
+
+struct Conn {
+    int fd = -1;
+    uint32_t gen = 0;
+    ConnState state = ConnState::Free;
+    int close_error = 0;             // reported by on_close
+    uint64_t flush_deadline_ms = 0;  // Draining only
+    // Output: `pending` collects send() calls; `inflight` is what the kernel
+    // is being handed (its memory must stay put while an io_uring send is in
+    // flight, so appends never go there).
+    std::vector<uint8_t> pending;
+    std::vector<uint8_t> inflight;
+    size_t inflight_off = 0;
+    bool on_dirty_list = false;  // listed for the pass-end flush
+    bool on_reap_list = false;   // listed for teardown
+    // Backend flags.
+    bool recv_armed = false;     // io_uring: multishot recv in flight
+    bool recv_rearm = false;     // io_uring: recv ended, arm again at pass end
+    bool send_busy = false;      // io_uring: send in flight
+    bool cancel_sent = false;    // io_uring: cancels submitted for teardown
+    bool want_write = false;     // epoll: EPOLLOUT registered
+
+    size_t queued() const { return pending.size() + inflight.size() - inflight_off; }
+    bool output_empty() const { return queued() == 0; }
+};
+
+class ConnTable {
+public:
+    // Takes a free slot (or a new one) for `fd`; returns its id.
+    ConnId add(int fd);
+    // The live connection for `id`, or nullptr for a stale/unknown id.
+    Conn* find(ConnId id);
+    const Conn* find(ConnId id) const;
+    Conn& at(uint32_t slot) { return slots_[slot]; }
+    ConnId id_of(uint32_t slot) const { return (uint64_t(slots_[slot].gen) << 32) | slot; }
+    // Returns the slot to the free list; buffers are released.
+    void remove(uint32_t slot);
+    size_t live() const { return live_; }
+    size_t capacity() const { return slots_.size(); }
+
+    static uint32_t slot_of(ConnId id) { return uint32_t(id & 0xffffffffu); }
+    static uint32_t gen_of(ConnId id) { return uint32_t(id >> 32); }
+
+private:
+    std::vector<Conn> slots_;
+    std::vector<uint32_t> free_;
+    uint32_t next_gen_ = 0;  // global, so an id is never handed out twice
+    size_t live_ = 0;
+};
+
+struct Listener {
+    int fd = -1;
+    uint16_t port = 0;
+    bool paused = false;   // accept backed off after EMFILE/ENFILE
+    bool closing = false;  // close_listeners() called
+};
+
+// ---- shared Reactor base ----
+
+class ReactorBase : public Reactor {
+public:
+    void send(ConnId id, std::span<const uint8_t> data) override;
+    size_t queued_bytes(ConnId id) const override;
+    uint16_t bound_port(int listener_index) const override;
+    void set_tick_interval(uint32_t ms) override;
+    uint64_t now_ms() const override { return monotonic_ms(); }
+    void stop() override { stop_requested_ = true; }
+    uint64_t connection_count() const override { return conns_.live(); }
+
+protected:
+    // Marks `c` for teardown with `error`; the backend's reap step finishes it.
+    void schedule_reap(uint32_t slot, int error);
+    // close(): the common state changes. Returns the conn if the backend must act.
+    Conn* begin_close(ConnId id, bool flush);
+    // Moves pending output to inflight when the previous batch is fully sent.
+    static void stage_output(Conn& c);
+    // Calls on_tick if due; also turns expired flush deadlines into hard closes.
+    // Returns true if a tick was delivered (backends unpause listeners then).
+    bool run_tick_if_due(Handler& h);
+    // Milliseconds until the next tick (0 if due).
+    uint64_t ms_until_tick() const;
+    // Records a pass-end flush candidate.
+    void mark_dirty(uint32_t slot);
+
+    ConnTable conns_;
+    std::vector<Listener> listeners_;
+    std::vector<uint32_t> dirty_;  // slots with output to flush
+    std::vector<uint32_t> reap_;   // slots to tear down
+    uint32_t tick_interval_ms_ = 100;
+    uint64_t next_tick_ms_ = 0;
+    std::atomic<bool> stop_requested_{false};
+};
+
+}  // namespace hato::net

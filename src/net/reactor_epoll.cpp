@@ -1,0 +1,279 @@
+// epoll backend: level-triggered readiness, non-blocking sockets, one shared
+// 64 KiB read buffer (an idle connection holds no buffer), output written at
+// pass end with EPOLLOUT registered only while output is pending.
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <functional>
+#include <utility>
+#include <vector>
+
+#include "net/reactor_core.hpp"
+
+namespace hato::net {
+namespace {
+
+enum Kind : uint8_t { kListener = 1, kConn = 2, kWatch = 3 };
+
+constexpr size_t kReadBufSize = 64 * 1024;
+// Fairness: one busy connection cannot starve the others within a pass.
+constexpr size_t kMaxReadPerPass = 256 * 1024;
+constexpr int kMaxAcceptPerPass = 64;
+constexpr int kMaxEvents = 256;
+
+class EpollReactor final : public ReactorBase {
+public:
+    explicit EpollReactor(int epfd) : epfd_(epfd), read_buf_(kReadBufSize) {}
+    ~EpollReactor() override;
+
+    const char* name() const override { return "epoll"; }
+    bool listen(const std::string& address, uint16_t port, std::string& err) override;
+    void close(ConnId id, bool flush) override { begin_close(id, flush); }
+    void watch_readable(int fd, std::function<void()> fn) override;
+    void fsync_async(int fd, std::function<void(int)> done) override;
+    void close_listeners() override;
+    void run(Handler& h) override;
+
+private:
+    void set_events(int fd, uint32_t events, uint64_t tag, int op = EPOLL_CTL_MOD);
+    void accept_from(Handler& h, uint32_t index);
+    void read_from(Handler& h, uint32_t slot);
+    void flush_output();
+    void write_conn(uint32_t slot);
+    void reap(Handler& h);
+
+    int epfd_;
+    std::vector<uint8_t> read_buf_;
+    std::vector<std::function<void()>> watches_;
+    // fdatasync already ran; `done` is delivered in the next pass like a completion.
+    std::vector<std::pair<std::function<void(int)>, int>> fsync_done_;
+};
+
+EpollReactor::~EpollReactor() {
+    for (uint32_t slot = 0; slot < conns_.capacity(); ++slot)
+        if (conns_.at(slot).fd >= 0) ::close(conns_.at(slot).fd);
+    for (auto& l : listeners_)
+        if (l.fd >= 0) ::close(l.fd);
+    ::close(epfd_);
+}
+
+void EpollReactor::set_events(int fd, uint32_t events, uint64_t tag, int op) {
+    epoll_event ev{};
+    ev.events = events;
+    ev.data.u64 = tag;
+    epoll_ctl(epfd_, op, fd, &ev);
+}
+
+bool EpollReactor::listen(const std::string& address, uint16_t port, std::string& err) {
+    Listener l;
+    l.fd = open_listen_socket(address, port, l.port, err);
+    if (l.fd < 0) return false;
+    set_events(l.fd, EPOLLIN, make_tag(kListener, 0, uint32_t(listeners_.size())), EPOLL_CTL_ADD);
+    listeners_.push_back(l);
+    return true;
+}
+
+void EpollReactor::watch_readable(int fd, std::function<void()> fn) {
+    set_events(fd, EPOLLIN, make_tag(kWatch, 0, uint32_t(watches_.size())), EPOLL_CTL_ADD);
+    watches_.push_back(std::move(fn));
+}
+
+void EpollReactor::fsync_async(int fd, std::function<void(int)> done) {
+    int r = fdatasync(fd) == 0 ? 0 : -errno;
+    fsync_done_.emplace_back(std::move(done), r);
+}
+
+void EpollReactor::close_listeners() {
+    for (auto& l : listeners_) {
+        if (l.fd < 0) continue;
+        epoll_ctl(epfd_, EPOLL_CTL_DEL, l.fd, nullptr);
+        ::close(l.fd);
+        l.fd = -1;
+        l.closing = true;
+    }
+}
+
+void EpollReactor::accept_from(Handler& h, uint32_t index) {
+    for (int i = 0; i < kMaxAcceptPerPass; ++i) {
+        Listener& l = listeners_[index];
+        if (l.fd < 0) return;
+        int fd = accept4(l.fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) continue;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                // Out of descriptors: the pending connection stays readable and
+                // level-triggered epoll would spin; stop listening until the tick.
+                l.paused = true;
+                set_events(l.fd, 0, make_tag(kListener, 0, index));
+            }
+            return;
+        }
+        set_nodelay(fd);
+        ConnId id = conns_.add(fd);
+        uint32_t slot = ConnTable::slot_of(id);
+        set_events(fd, EPOLLIN, make_tag(kConn, ConnTable::gen_of(id), slot), EPOLL_CTL_ADD);
+        h.on_open(id, int(index), peer_address(fd));
+    }
+}
+
+void EpollReactor::read_from(Handler& h, uint32_t slot) {
+    ConnId id = conns_.id_of(slot);
+    size_t total = 0;
+    while (total < kMaxReadPerPass) {
+        Conn& c = conns_.at(slot);  // re-fetched: callbacks may change the table
+        if (c.state == ConnState::Closing || c.state == ConnState::Free) return;
+        ssize_t n = recv(c.fd, read_buf_.data(), read_buf_.size(), 0);
+        if (n > 0) {
+            total += size_t(n);
+            // After close(flush) input is read only to be discarded.
+            if (c.state == ConnState::Open) h.on_data(id, {read_buf_.data(), size_t(n)});
+            continue;
+        }
+        if (n == 0) {
+            schedule_reap(slot, 0);
+        } else if (errno == EINTR) {
+            continue;
+        } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            schedule_reap(slot, errno);
+        }
+        return;
+    }
+}
+
+void EpollReactor::write_conn(uint32_t slot) {
+    Conn& c = conns_.at(slot);
+    // No stable-memory constraint here, so everything goes into one buffer.
+    if (!c.pending.empty()) {
+        if (c.inflight_off == c.inflight.size()) {
+            stage_output(c);
+        } else {
+            c.inflight.insert(c.inflight.end(), c.pending.begin(), c.pending.end());
+            c.pending.clear();
+        }
+    }
+    while (c.inflight_off < c.inflight.size()) {
+        ssize_t n = ::send(c.fd, c.inflight.data() + c.inflight_off, c.inflight.size() - c.inflight_off,
+                           MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            c.inflight_off += size_t(n);
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+            schedule_reap(slot, errno);
+            return;
+        }
+        break;
+    }
+    if (c.inflight_off == c.inflight.size()) {
+        c.inflight.clear();
+        c.inflight_off = 0;
+        if (c.inflight.capacity() > 256 * 1024) std::vector<uint8_t>().swap(c.inflight);
+    } else if (c.inflight_off > 1024 * 1024 && c.inflight_off > c.inflight.size() / 2) {
+        c.inflight.erase(c.inflight.begin(), c.inflight.begin() + std::ptrdiff_t(c.inflight_off));
+        c.inflight_off = 0;
+    }
+    bool pending_out = !c.output_empty();
+    if (pending_out != c.want_write) {
+        c.want_write = pending_out;
+        set_events(c.fd, pending_out ? EPOLLIN | EPOLLOUT : EPOLLIN, make_tag(kConn, c.gen, slot));
+    }
+    if (!pending_out && c.state == ConnState::Draining) schedule_reap(slot, 0);
+}
+
+void EpollReactor::flush_output() {
+    std::vector<uint32_t> slots;
+    slots.swap(dirty_);
+    for (uint32_t slot : slots) {
+        Conn& c = conns_.at(slot);
+        c.on_dirty_list = false;
+        if (c.state == ConnState::Open || c.state == ConnState::Draining) write_conn(slot);
+    }
+    slots.clear();
+    if (dirty_.empty()) dirty_.swap(slots);  // keep the capacity
+}
+
+void EpollReactor::reap(Handler& h) {
+    while (!reap_.empty()) {
+        std::vector<uint32_t> slots;
+        slots.swap(reap_);
+        for (uint32_t slot : slots) {
+            Conn& c = conns_.at(slot);
+            c.on_reap_list = false;
+            if (c.state != ConnState::Closing) continue;
+            epoll_ctl(epfd_, EPOLL_CTL_DEL, c.fd, nullptr);
+            if (c.close_error == 0) drain_input(c.fd);
+            ::close(c.fd);
+            ConnId id = conns_.id_of(slot);
+            int error = c.close_error;
+            conns_.remove(slot);
+            h.on_close(id, error);
+        }
+    }
+}
+
+void EpollReactor::run(Handler& h) {
+    stop_requested_ = false;
+    if (next_tick_ms_ == 0) next_tick_ms_ = monotonic_ms() + tick_interval_ms_;
+    epoll_event events[kMaxEvents];
+    while (!stop_requested_) {
+        bool busy = !reap_.empty() || !fsync_done_.empty() || !dirty_.empty();
+        int timeout = busy ? 0 : int(ms_until_tick());
+        int n = epoll_wait(epfd_, events, kMaxEvents, timeout);
+        if (n < 0) n = 0;  // EINTR: just run the pass
+
+        auto dones = std::move(fsync_done_);
+        fsync_done_.clear();
+        for (auto& [done, result] : dones) done(result);
+
+        for (int i = 0; i < n; ++i) {
+            uint64_t tag = events[i].data.u64;
+            uint32_t index = tag_index(tag);
+            switch (tag_kind(tag)) {
+            case kListener:
+                accept_from(h, index);
+                break;
+            case kWatch:
+                watches_[index]();
+                break;
+            case kConn: {
+                ConnId id = (uint64_t(tag_gen(tag)) << 32) | index;
+                if (!conns_.find(id)) break;  // closed earlier in this pass
+                if (events[i].events & EPOLLOUT) mark_dirty(index);
+                if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) read_from(h, index);
+                break;
+            }
+            default:
+                break;
+            }
+        }
+        reap(h);
+        if (run_tick_if_due(h)) {
+            for (uint32_t i = 0; i < listeners_.size(); ++i) {
+                Listener& l = listeners_[i];
+                if (!l.paused || l.fd < 0) continue;
+                l.paused = false;
+                set_events(l.fd, EPOLLIN, make_tag(kListener, 0, i));
+            }
+            reap(h);
+        }
+        h.on_pass_end();
+        flush_output();
+    }
+}
+
+}  // namespace
+
+std::unique_ptr<Reactor> make_epoll_reactor(std::string& why) {
+    int epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (epfd < 0) {
+        why = std::string("epoll_create1: ") + std::strerror(errno);
+        return nullptr;
+    }
+    return std::make_unique<EpollReactor>(epfd);
+}
+
+}  // namespace hato::net

@@ -1,0 +1,395 @@
+// io_uring backend. Multishot accept per listener; multishot recv per
+// connection selecting buffers from one provided buffer ring (an idle
+// connection holds no receive buffer); one send per connection per pass;
+// the tick is an IORING_OP_TIMEOUT; fsync is IORING_OP_FSYNC. Every SQE
+// prepared during a pass leaves in the single io_uring_submit_and_wait at
+// the top of the next loop iteration.
+#include <fcntl.h>
+#include <liburing.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <functional>
+#include <vector>
+
+#include "net/reactor_core.hpp"
+#include "net/uring_setup.hpp"
+
+namespace hato::net {
+namespace {
+
+enum Kind : uint8_t { kAccept = 1, kRecv, kSend, kTimeout, kPoll, kFsync, kCancel };
+
+constexpr unsigned kRingEntries = 1024;
+constexpr size_t kMaxCqesPerPass = 4096;
+
+struct Watch {
+    int fd;
+    std::function<void()> fn;
+    bool armed = false;
+};
+
+class UringReactor final : public ReactorBase {
+public:
+    UringReactor() = default;
+    ~UringReactor() override;
+    // Ring setup + probe; false with `why` if the kernel cannot do it.
+    bool init(std::string& why);
+
+    const char* name() const override { return "io_uring"; }
+    bool listen(const std::string& address, uint16_t port, std::string& err) override;
+    void close(ConnId id, bool flush) override { begin_close(id, flush); }
+    void watch_readable(int fd, std::function<void()> fn) override;
+    void fsync_async(int fd, std::function<void(int)> done) override;
+    void close_listeners() override;
+    void run(Handler& h) override;
+
+private:
+    io_uring_sqe* get_sqe();
+    void cancel(uint64_t tag);
+    void arm_accept(uint32_t index);
+    void arm_recv(uint32_t slot);
+    void process_cqe(Handler& h, uint64_t tag, int res, uint32_t flags);
+    void on_accept(Handler& h, uint32_t index, int res, bool more);
+    void on_recv(Handler& h, uint32_t slot, uint32_t gen, int res, uint32_t flags);
+    void on_send(uint32_t slot, uint32_t gen, int res);
+    void reap(Handler& h);
+    void prepare_pass_sqes();
+
+    io_uring ring_{};
+    bool ring_ok_ = false;
+    BufferRing bufs_;
+    std::vector<bool> accept_armed_;  // per listener
+    std::vector<Watch> watches_;
+    std::vector<std::function<void(int)>> fsyncs_;  // index = tag index
+    std::vector<uint32_t> fsync_free_;
+    __kernel_timespec tick_ts_{};  // read by the kernel at submit time
+    bool timeout_armed_ = false;
+};
+
+UringReactor::~UringReactor() {
+    if (ring_ok_) io_uring_queue_exit(&ring_);  // cancels everything in flight
+    for (uint32_t slot = 0; slot < conns_.capacity(); ++slot)
+        if (conns_.at(slot).fd >= 0) ::close(conns_.at(slot).fd);
+    for (auto& l : listeners_)
+        if (l.fd >= 0) ::close(l.fd);
+    bufs_.release();
+}
+
+bool UringReactor::init(std::string& why) {
+    if (!probe_uring(ring_, bufs_, kRingEntries, why)) return false;
+    ring_ok_ = true;
+    return true;
+}
+
+io_uring_sqe* UringReactor::get_sqe() {
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+    if (!sqe) {
+        // SQ full: an early submit is the only way on; rare with 1024 entries.
+        io_uring_submit(&ring_);
+        sqe = io_uring_get_sqe(&ring_);
+    }
+    return sqe;
+}
+
+void UringReactor::cancel(uint64_t tag) {
+    io_uring_sqe* sqe = get_sqe();
+    io_uring_prep_cancel64(sqe, tag, 0);
+    io_uring_sqe_set_data64(sqe, make_tag(kCancel, 0, 0));
+}
+
+void UringReactor::arm_accept(uint32_t index) {
+    io_uring_sqe* sqe = get_sqe();
+    // No address buffer: all shots would share it; getpeername() instead.
+    io_uring_prep_multishot_accept(sqe, listeners_[index].fd, nullptr, nullptr, SOCK_CLOEXEC);
+    io_uring_sqe_set_data64(sqe, make_tag(kAccept, 0, index));
+    accept_armed_[index] = true;
+}
+
+void UringReactor::arm_recv(uint32_t slot) {
+    Conn& c = conns_.at(slot);
+    io_uring_sqe* sqe = get_sqe();
+    io_uring_prep_recv_multishot(sqe, c.fd, nullptr, 0, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = BufferRing::kGroupId;
+    io_uring_sqe_set_data64(sqe, make_tag(kRecv, c.gen, slot));
+    c.recv_armed = true;
+    c.recv_rearm = false;
+}
+
+bool UringReactor::listen(const std::string& address, uint16_t port, std::string& err) {
+    Listener l;
+    l.fd = open_listen_socket(address, port, l.port, err);
+    if (l.fd < 0) return false;
+    // io_uring honours O_NONBLOCK: an accept armed on a non-blocking socket
+    // with an empty backlog ends at once (EAGAIN) instead of waiting.
+    fcntl(l.fd, F_SETFL, fcntl(l.fd, F_GETFL) & ~O_NONBLOCK);
+    listeners_.push_back(l);
+    accept_armed_.push_back(false);
+    arm_accept(uint32_t(listeners_.size() - 1));
+    return true;
+}
+
+void UringReactor::watch_readable(int fd, std::function<void()> fn) {
+    watches_.push_back(Watch{fd, std::move(fn)});  // armed at pass end
+}
+
+void UringReactor::fsync_async(int fd, std::function<void(int)> done) {
+    uint32_t index;
+    if (!fsync_free_.empty()) {
+        index = fsync_free_.back();
+        fsync_free_.pop_back();
+        fsyncs_[index] = std::move(done);
+    } else {
+        index = uint32_t(fsyncs_.size());
+        fsyncs_.push_back(std::move(done));
+    }
+    io_uring_sqe* sqe = get_sqe();
+    io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
+    io_uring_sqe_set_data64(sqe, make_tag(kFsync, 0, index));
+}
+
+void UringReactor::close_listeners() {
+    for (uint32_t i = 0; i < listeners_.size(); ++i) {
+        Listener& l = listeners_[i];
+        if (l.fd < 0 || l.closing) continue;
+        l.closing = true;
+        // The pending accept holds the socket open; its final CQE closes the fd.
+        if (accept_armed_[i]) {
+            cancel(make_tag(kAccept, 0, i));
+        } else {
+            ::close(l.fd);
+            l.fd = -1;
+        }
+    }
+}
+
+void UringReactor::on_accept(Handler& h, uint32_t index, int res, bool more) {
+    Listener& l = listeners_[index];
+    if (!more) accept_armed_[index] = false;
+    if (res >= 0) {
+        if (l.closing) {
+            ::close(res);
+        } else {
+            set_nodelay(res);
+            ConnId id = conns_.add(res);
+            arm_recv(ConnTable::slot_of(id));
+            h.on_open(id, int(index), peer_address(res));
+        }
+    } else if (res == -EMFILE || res == -ENFILE || res == -ENOBUFS || res == -ENOMEM) {
+        // Back off until the next tick instead of spinning on a full fd table.
+        l.paused = true;
+        if (more) cancel(make_tag(kAccept, 0, index));
+    }
+    if (l.closing && !accept_armed_[index] && l.fd >= 0) {
+        ::close(l.fd);
+        l.fd = -1;
+    }
+}
+
+void UringReactor::on_recv(Handler& h, uint32_t slot, uint32_t gen, int res, uint32_t flags) {
+    bool more = flags & IORING_CQE_F_MORE;
+    const uint8_t* data = nullptr;
+    uint16_t bid = 0;
+    if (flags & IORING_CQE_F_BUFFER) {
+        bid = uint16_t(flags >> IORING_CQE_BUFFER_SHIFT);
+        data = bufs_.data(bid);
+    }
+    ConnId id = (uint64_t(gen) << 32) | slot;
+    Conn* c = conns_.find(id);
+    if (c && !more) c->recv_armed = false;
+    if (c && res > 0 && data) {
+        if (c->state == ConnState::Open) h.on_data(id, {data, size_t(res)});
+        c = conns_.find(id);
+    }
+    if (data) bufs_.give_back(bid);  // only after on_data returned
+    if (!c) return;
+    if (c->state == ConnState::Closing) {
+        if (!c->recv_armed && !c->send_busy) schedule_reap(slot, c->close_error);
+        return;
+    }
+    if (res == 0) {
+        schedule_reap(slot, 0);
+    } else if (res < 0 && res != -ENOBUFS && res != -ECANCELED) {
+        schedule_reap(slot, -res);
+    } else if (!c->recv_armed) {
+        // Multishot ended (ENOBUFS: ring ran dry, buffers are back now).
+        c->recv_rearm = true;
+        mark_dirty(slot);
+    }
+}
+
+void UringReactor::on_send(uint32_t slot, uint32_t gen, int res) {
+    Conn* c = conns_.find((uint64_t(gen) << 32) | slot);
+    if (!c) return;
+    c->send_busy = false;
+    if (c->state == ConnState::Closing) {
+        if (!c->recv_armed) schedule_reap(slot, c->close_error);
+        return;
+    }
+    if (res < 0) {
+        schedule_reap(slot, -res);
+        return;
+    }
+    c->inflight_off += size_t(res);
+    if (c->inflight_off >= c->inflight.size()) {
+        c->inflight.clear();
+        c->inflight_off = 0;
+        if (c->inflight.capacity() > 256 * 1024) std::vector<uint8_t>().swap(c->inflight);
+    }
+    // More to send, or a drain to finish: both happen at pass end.
+    if (!c->output_empty() || c->state == ConnState::Draining) mark_dirty(slot);
+}
+
+void UringReactor::process_cqe(Handler& h, uint64_t tag, int res, uint32_t flags) {
+    uint32_t index = tag_index(tag);
+    switch (tag_kind(tag)) {
+    case kAccept:
+        on_accept(h, index, res, flags & IORING_CQE_F_MORE);
+        break;
+    case kRecv:
+        on_recv(h, index, tag_gen(tag), res, flags);
+        break;
+    case kSend:
+        on_send(index, tag_gen(tag), res);
+        break;
+    case kTimeout:
+        timeout_armed_ = false;
+        break;
+    case kPoll:
+        watches_[index].armed = false;
+        if (res > 0) watches_[index].fn();
+        break;
+    case kFsync: {
+        auto done = std::move(fsyncs_[index]);
+        fsyncs_[index] = nullptr;
+        fsync_free_.push_back(index);
+        if (done) done(res);
+        break;
+    }
+    default:  // kCancel: outcome does not matter, the target's own CQE does
+        break;
+    }
+}
+
+void UringReactor::reap(Handler& h) {
+    while (!reap_.empty()) {
+        std::vector<uint32_t> slots;
+        slots.swap(reap_);
+        for (uint32_t slot : slots) {
+            Conn& c = conns_.at(slot);
+            c.on_reap_list = false;
+            if (c.state != ConnState::Closing) continue;
+            if (!c.cancel_sent) {
+                c.cancel_sent = true;
+                if (c.close_error == 0) drain_input(c.fd);
+                // shutdown ends a pending recv/send at once; the cancels cover
+                // ops that are not yet waiting on the socket.
+                shutdown(c.fd, SHUT_RDWR);
+                if (c.recv_armed) cancel(make_tag(kRecv, c.gen, slot));
+                if (c.send_busy) cancel(make_tag(kSend, c.gen, slot));
+            }
+            // The fd may be closed only once no op references it; the last
+            // CQE schedules the reap again.
+            if (c.recv_armed || c.send_busy) continue;
+            ::close(c.fd);
+            ConnId id = conns_.id_of(slot);
+            int error = c.close_error;
+            conns_.remove(slot);
+            h.on_close(id, error);
+        }
+    }
+}
+
+void UringReactor::prepare_pass_sqes() {
+    std::vector<uint32_t> slots;
+    slots.swap(dirty_);
+    for (uint32_t slot : slots) {
+        Conn& c = conns_.at(slot);
+        c.on_dirty_list = false;
+        if (c.state != ConnState::Open && c.state != ConnState::Draining) continue;
+        if (c.recv_rearm && !c.recv_armed) arm_recv(slot);
+        if (c.send_busy) continue;  // its CQE re-lists the connection
+        stage_output(c);
+        if (c.inflight_off < c.inflight.size()) {
+            io_uring_sqe* sqe = get_sqe();
+            io_uring_prep_send(sqe, c.fd, c.inflight.data() + c.inflight_off, c.inflight.size() - c.inflight_off,
+                               MSG_NOSIGNAL);
+            io_uring_sqe_set_data64(sqe, make_tag(kSend, c.gen, slot));
+            c.send_busy = true;
+        } else if (c.state == ConnState::Draining) {
+            schedule_reap(slot, 0);
+        }
+    }
+    for (uint32_t i = 0; i < listeners_.size(); ++i) {
+        Listener& l = listeners_[i];
+        if (!accept_armed_[i] && !l.paused && !l.closing && l.fd >= 0) arm_accept(i);
+    }
+    for (uint32_t i = 0; i < watches_.size(); ++i) {
+        // One-shot poll, re-armed after each callback: fires again at once
+        // while the fd stays readable, which gives level-triggered semantics.
+        if (watches_[i].armed) continue;
+        io_uring_sqe* sqe = get_sqe();
+        io_uring_prep_poll_add(sqe, watches_[i].fd, POLLIN);
+        io_uring_sqe_set_data64(sqe, make_tag(kPoll, 0, i));
+        watches_[i].armed = true;
+    }
+    if (!timeout_armed_) {
+        uint64_t ms = ms_until_tick();
+        if (ms == 0) ms = 1;
+        tick_ts_.tv_sec = int64_t(ms / 1000);
+        tick_ts_.tv_nsec = int64_t(ms % 1000) * 1000000;
+        io_uring_sqe* sqe = get_sqe();
+        io_uring_prep_timeout(sqe, &tick_ts_, 0, 0);
+        io_uring_sqe_set_data64(sqe, make_tag(kTimeout, 0, 0));
+        timeout_armed_ = true;
+    }
+}
+
+void UringReactor::run(Handler& h) {
+    stop_requested_ = false;
+    if (next_tick_ms_ == 0) next_tick_ms_ = monotonic_ms() + tick_interval_ms_;
+    prepare_pass_sqes();
+    struct Completion {
+        uint64_t tag;
+        int res;
+        uint32_t flags;
+    };
+    std::vector<Completion> batch;
+    while (!stop_requested_) {
+        bool busy = !reap_.empty();
+        io_uring_submit_and_wait(&ring_, busy ? 0 : 1);
+
+        // Copy the CQEs out first: callbacks may prepare SQEs, and an early
+        // submit inside get_sqe() must find CQ space.
+        batch.clear();
+        io_uring_cqe* cqe;
+        while (batch.size() < kMaxCqesPerPass && io_uring_peek_cqe(&ring_, &cqe) == 0) {
+            batch.push_back({io_uring_cqe_get_data64(cqe), cqe->res, cqe->flags});
+            io_uring_cqe_seen(&ring_, cqe);
+        }
+        for (const auto& c : batch) process_cqe(h, c.tag, c.res, c.flags);
+
+        reap(h);
+        if (run_tick_if_due(h)) {
+            for (auto& l : listeners_) l.paused = false;  // retry accept after EMFILE
+            reap(h);
+        }
+        h.on_pass_end();
+        prepare_pass_sqes();
+    }
+    io_uring_submit(&ring_);  // what the last pass queued still leaves
+}
+
+}  // namespace
+
+std::unique_ptr<Reactor> make_uring_reactor(std::string& why) {
+    auto r = std::make_unique<UringReactor>();
+    if (!r->init(why)) return nullptr;
+    return r;
+}
+
+}  // namespace hato::net

@@ -1,0 +1,152 @@
+// io_uring setup and run-time probe: gateways run kernels older than the
+// build host, so every feature the backend uses is checked before use.
+#include "net/uring_setup.hpp"
+
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <cstdlib>
+
+namespace hato::net {
+
+int BufferRing::setup(io_uring& ring) {
+    ring_bytes_ = kCount * sizeof(io_uring_buf);
+    void* mem = mmap(nullptr, ring_bytes_, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    if (mem == MAP_FAILED) return -errno;
+    ring_ = static_cast<io_uring_buf_ring*>(mem);
+    buffers_ = static_cast<uint8_t*>(std::malloc(kCount * kSize));
+    if (!buffers_) return -ENOMEM;
+    io_uring_buf_reg reg{};
+    reg.ring_addr = reinterpret_cast<uint64_t>(ring_);
+    reg.ring_entries = kCount;
+    reg.bgid = kGroupId;
+    int r = io_uring_register_buf_ring(&ring, &reg, 0);
+    if (r < 0) return r;
+    io_uring_buf_ring_init(ring_);
+    for (unsigned i = 0; i < kCount; ++i)
+        io_uring_buf_ring_add(ring_, data(uint16_t(i)), kSize, uint16_t(i), io_uring_buf_ring_mask(kCount), int(i));
+    io_uring_buf_ring_advance(ring_, int(kCount));
+    return 0;
+}
+
+void BufferRing::release() {
+    if (ring_) munmap(ring_, ring_bytes_);
+    std::free(buffers_);
+    ring_ = nullptr;
+    buffers_ = nullptr;
+}
+
+void BufferRing::give_back(uint16_t bid) {
+    io_uring_buf_ring_add(ring_, data(bid), kSize, bid, io_uring_buf_ring_mask(kCount), 0);
+    io_uring_buf_ring_advance(ring_, 1);
+}
+
+namespace {
+
+std::string errstr(const char* what, int neg_errno) {
+    return std::string(what) + ": " + std::strerror(-neg_errno);
+}
+
+bool opcodes_supported(io_uring& ring, std::string& why) {
+    io_uring_probe* probe = io_uring_get_probe_ring(&ring);
+    if (!probe) {
+        why = "io_uring_get_probe failed";
+        return false;
+    }
+    struct Op {
+        int code;
+        const char* name;
+    };
+    static constexpr Op needed[] = {
+        {IORING_OP_ACCEPT, "ACCEPT"},   {IORING_OP_RECV, "RECV"},         {IORING_OP_SEND, "SEND"},
+        {IORING_OP_TIMEOUT, "TIMEOUT"}, {IORING_OP_FSYNC, "FSYNC"},       {IORING_OP_POLL_ADD, "POLL_ADD"},
+        {IORING_OP_ASYNC_CANCEL, "ASYNC_CANCEL"},
+    };
+    bool ok = true;
+    for (const Op& op : needed) {
+        if (!io_uring_opcode_supported(probe, op.code)) {
+            why = std::string("kernel lacks IORING_OP_") + op.name;
+            ok = false;
+            break;
+        }
+    }
+    io_uring_free_probe(probe);
+    return ok;
+}
+
+// Arms a multishot recv on a socketpair, feeds it one byte and expects a
+// buffer-ring CQE flagged MORE, then EOF to end it.
+bool multishot_recv_works(io_uring& ring, BufferRing& bufs, std::string& why) {
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+        why = errstr("socketpair", -errno);
+        return false;
+    }
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring);
+    io_uring_prep_recv_multishot(sqe, sv[0], nullptr, 0, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = BufferRing::kGroupId;
+    io_uring_sqe_set_data64(sqe, 1);
+    io_uring_submit(&ring);
+    bool ok = write(sv[1], "x", 1) == 1;
+    __kernel_timespec wait{1, 0};
+    io_uring_cqe* cqe = nullptr;
+    bool ended = false;
+    for (int step = 0; ok && !ended && step < 2; ++step) {
+        if (io_uring_wait_cqe_timeout(&ring, &cqe, &wait) != 0) {
+            why = "multishot recv self-test timed out";
+            ok = false;
+            break;
+        }
+        int res = cqe->res;
+        uint32_t flags = cqe->flags;
+        io_uring_cqe_seen(&ring, cqe);
+        if (flags & IORING_CQE_F_BUFFER) bufs.give_back(uint16_t(flags >> IORING_CQE_BUFFER_SHIFT));
+        ended = !(flags & IORING_CQE_F_MORE);
+        if (step == 0) {
+            if (res != 1 || !(flags & IORING_CQE_F_BUFFER) || ended) {
+                why = res < 0 ? errstr("multishot recv", res) : "multishot recv not supported";
+                ok = false;
+            }
+            ::close(sv[1]);  // EOF ends the multishot recv
+            sv[1] = -1;
+        }
+    }
+    if (sv[1] >= 0) ::close(sv[1]);
+    ::close(sv[0]);
+    if (ok && !ended) {
+        why = "multishot recv did not end on EOF";
+        ok = false;
+    }
+    return ok;
+}
+
+}  // namespace
+
+bool probe_uring(io_uring& ring, BufferRing& bufs, unsigned entries, std::string& why) {
+    int r = io_uring_queue_init(entries, &ring, 0);
+    if (r < 0) {
+        why = errstr("io_uring_queue_init", r);
+        return false;
+    }
+    bool ok = false;
+    if (!(ring.features & IORING_FEAT_FAST_POLL)) {
+        why = "kernel lacks IORING_FEAT_FAST_POLL";
+    } else if (!opcodes_supported(ring, why)) {
+        // `why` set
+    } else if ((r = bufs.setup(ring)) < 0) {
+        why = errstr("io_uring_register_buf_ring", r);
+    } else {
+        ok = multishot_recv_works(ring, bufs, why);
+    }
+    if (!ok) {
+        io_uring_queue_exit(&ring);
+        bufs.release();
+    }
+    return ok;
+}
+
+}  // namespace hato::net

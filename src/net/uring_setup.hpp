@@ -1,0 +1,40 @@
+// Private to src/net: io_uring ring setup, the run-time capability probe and
+// the provided buffer ring used by multishot recv.
+#pragma once
+
+#include <liburing.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace hato::net {
+
+// A provided buffer ring (liburing 2.3 has no io_uring_setup_buf_ring, so the
+// ring memory is mmap'ed here and registered by hand). The kernel picks a
+// buffer per received chunk; give_back() returns it once consumed.
+class BufferRing {
+public:
+    static constexpr uint16_t kGroupId = 0;
+    static constexpr unsigned kCount = 128;  // power of two
+    static constexpr size_t kSize = 16 * 1024;
+
+    // Allocates and registers with `ring`; -errno on failure.
+    int setup(io_uring& ring);
+    // Frees the memory; call after the ring is gone (the kernel may write until then).
+    void release();
+    uint8_t* data(uint16_t bid) { return buffers_ + size_t(bid) * kSize; }
+    void give_back(uint16_t bid);
+
+private:
+    io_uring_buf_ring* ring_ = nullptr;
+    size_t ring_bytes_ = 0;
+    uint8_t* buffers_ = nullptr;
+};
+
+// io_uring_queue_init + opcode probe + FAST_POLL + buffer ring registration +
+// a multishot-recv self-test on a socketpair (kernels before 6.0 lack it and
+// no opcode probe tells). On failure the ring is torn down and `why` says why.
+bool probe_uring(io_uring& ring, BufferRing& bufs, unsigned entries, std::string& why);
+
+}  // namespace hato::net

@@ -1,0 +1,123 @@
+#include "store/segment.hpp"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+namespace hato::store {
+
+Segment& Segment::operator=(Segment&& o) noexcept {
+    if (this != &o) {
+        close();
+        base_lsn = o.base_lsn;
+        path = std::move(o.path);
+        fd = std::exchange(o.fd, -1);
+        map = std::exchange(o.map, nullptr);
+        size = o.size;
+        end = o.end;
+        records = o.records;
+        dead = o.dead;
+        last_lsn = o.last_lsn;
+        dirty = o.dirty;
+        sealed = o.sealed;
+    }
+    return *this;
+}
+
+void Segment::close() {
+    if (map) munmap(map, size);
+    if (fd >= 0) ::close(fd);
+    map = nullptr;
+    fd = -1;
+}
+
+namespace {
+
+bool map_segment(Segment& seg, bool writable, std::string& err) {
+    const int prot = writable ? PROT_READ | PROT_WRITE : PROT_READ;
+    void* p = mmap(nullptr, seg.size, prot, MAP_SHARED, seg.fd, 0);
+    if (p == MAP_FAILED) {
+        err = seg.path + ": mmap: " + std::strerror(errno);
+        return false;
+    }
+    seg.map = static_cast<uint8_t*>(p);
+    return true;
+}
+
+}  // namespace
+
+SegmentError create_segment(Segment& seg, const std::string& path, uint64_t base_lsn, uint64_t size,
+                            std::string& err) {
+    seg = Segment{};
+    seg.path = path;
+    seg.base_lsn = base_lsn;
+    seg.size = size;
+    seg.fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+    if (seg.fd < 0) {
+        err = path + ": open: " + std::strerror(errno);
+        return errno == ENOSPC || errno == EDQUOT ? SegmentError::DiskFull : SegmentError::IoError;
+    }
+    // Reserve every block now: writing through the mapping into a hole on a
+    // full disk would be a SIGBUS, a failed fallocate is a clean error.
+    int rc = fallocate(seg.fd, 0, 0, static_cast<off_t>(size)) == 0 ? 0 : errno;
+    if (rc == EOPNOTSUPP) rc = posix_fallocate(seg.fd, 0, static_cast<off_t>(size));
+    if (rc != 0) {
+        err = path + ": fallocate: " + std::strerror(rc);
+        seg.close();
+        ::unlink(path.c_str());
+        return rc == ENOSPC || rc == EDQUOT || rc == EFBIG ? SegmentError::DiskFull : SegmentError::IoError;
+    }
+    if (!map_segment(seg, true, err)) {
+        seg.close();
+        ::unlink(path.c_str());
+        return SegmentError::IoError;
+    }
+    return SegmentError::None;
+}
+
+bool open_segment(Segment& seg, const std::string& path, uint64_t base_lsn, bool writable,
+                  std::string& err) {
+    seg = Segment{};
+    seg.path = path;
+    seg.base_lsn = base_lsn;
+    seg.fd = ::open(path.c_str(), (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+    if (seg.fd < 0) {
+        err = path + ": open: " + std::strerror(errno);
+        return false;
+    }
+    struct stat st{};
+    if (fstat(seg.fd, &st) != 0) {
+        err = path + ": fstat: " + std::strerror(errno);
+        return false;
+    }
+    // Only whole 8-byte units are used, so a record never straddles the end.
+    seg.size = static_cast<uint64_t>(st.st_size) & ~uint64_t(7);
+    if (seg.size == 0) return true;  // nothing to map; the caller drops it
+    return map_segment(seg, writable, err);
+}
+
+bool zero_segment_tail(Segment& seg, uint64_t from) {
+    if (from >= seg.size) return true;
+    // ZERO_RANGE keeps the blocks reserved and costs no data writes; where the
+    // file system lacks it, write the zeros through the mapping.
+    if (fallocate(seg.fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(from),
+                  static_cast<off_t>(seg.size - from)) != 0) {
+        std::memset(seg.map + from, 0, seg.size - from);
+    }
+    return fdatasync(seg.fd) == 0;
+}
+
+bool fsync_dir(const std::string& dir) {
+    const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return false;
+    const bool ok = fsync(fd) == 0;
+    ::close(fd);
+    return ok;
+}
+
+}  // namespace hato::store

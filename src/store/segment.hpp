@@ -1,0 +1,50 @@
+// One segment file of the log: created preallocated, mapped MAP_SHARED for
+// the life of the log, written with memcpy.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace hato::store {
+
+struct Segment {
+    uint64_t base_lsn = 0;   // from the file name: the LSN of its first record
+    std::string path;
+    int fd = -1;
+    uint8_t* map = nullptr;
+    uint64_t size = 0;       // file (and mapping) size
+    uint64_t end = 0;        // write offset: just past the last valid record
+    uint64_t records = 0;
+    uint64_t dead = 0;       // records the owner marked dead
+    uint64_t last_lsn = 0;   // 0 while empty
+    bool dirty = false;      // written since the last begin_sync
+    bool sealed = false;     // no more appends (full, or found corrupt)
+
+    Segment() = default;
+    Segment(const Segment&) = delete;
+    Segment& operator=(const Segment&) = delete;
+    Segment(Segment&& o) noexcept { *this = std::move(o); }
+    Segment& operator=(Segment&& o) noexcept;
+    ~Segment() { close(); }
+
+    void close();  // munmap + close
+};
+
+enum class SegmentError : uint8_t { None, DiskFull, IoError };
+
+// Creates `path` with `size` bytes reserved (fallocate, posix_fallocate
+// fallback) and maps it. On failure the file is removed and `err` says why.
+SegmentError create_segment(Segment& seg, const std::string& path, uint64_t base_lsn, uint64_t size,
+                            std::string& err);
+
+// Opens and maps an existing segment (read-write, or read-only for `hato store`).
+bool open_segment(Segment& seg, const std::string& path, uint64_t base_lsn, bool writable,
+                  std::string& err);
+
+// Makes [from, size) read as zeros and durable (ZERO_RANGE, or memset + sync).
+bool zero_segment_tail(Segment& seg, uint64_t from);
+
+// fsync of a directory, after creating or removing a file in it.
+bool fsync_dir(const std::string& dir);
+
+}  // namespace hato::store

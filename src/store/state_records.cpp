@@ -1,0 +1,85 @@
+#include "store/state_records.hpp"
+
+#include <sstream>
+
+namespace hato::store {
+
+const char* state_record_name(uint8_t type) {
+    switch (static_cast<StateRecord>(type)) {
+        case StateRecord::RetainedSet: return "retained_set";
+        case StateRecord::RetainedClear: return "retained_clear";
+        case StateRecord::SessionPut: return "session_put";
+        case StateRecord::SessionRemove: return "session_remove";
+        case StateRecord::SubPut: return "sub_put";
+        case StateRecord::SubRemove: return "sub_remove";
+        case StateRecord::OutEnqueue: return "out_enqueue";
+        case StateRecord::OutState: return "out_state";
+        case StateRecord::OutDone: return "out_done";
+        case StateRecord::Qos2InPut: return "qos2_in_put";
+        case StateRecord::Qos2InRemove: return "qos2_in_remove";
+    }
+    return "?";
+}
+
+namespace {
+
+void describe_message(BodyReader& r, std::ostream& os) {
+    os << " topic=\"" << r.str() << "\"";
+    os << " payload=" << r.bytes().size() << "B";
+    os << " props=" << r.bytes().size() << "B";
+    os << " qos=" << int(r.u8());
+    os << " retain=" << int(r.u8());
+    os << " expiry_wall_ms=" << r.u64();
+}
+
+}  // namespace
+
+std::string describe_state_record(uint8_t type, std::span<const uint8_t> body) {
+    BodyReader r(body);
+    std::ostringstream os;
+    switch (static_cast<StateRecord>(type)) {
+        case StateRecord::RetainedSet: describe_message(r, os); break;
+        case StateRecord::RetainedClear: os << " topic=\"" << r.str() << "\""; break;
+        case StateRecord::SessionPut:
+            os << " client=\"" << r.str() << "\"";
+            os << " expiry_s=" << r.u32();
+            os << " offline_since_wall_ms=" << r.u64();
+            break;
+        case StateRecord::SessionRemove: os << " client=\"" << r.str() << "\""; break;
+        case StateRecord::SubPut:
+            os << " client=\"" << r.str() << "\"";
+            os << " filter=\"" << r.str() << "\"";
+            os << " options=" << int(r.u8());
+            os << " sub_id=" << r.u32();
+            break;
+        case StateRecord::SubRemove:
+            os << " client=\"" << r.str() << "\"";
+            os << " filter=\"" << r.str() << "\"";
+            break;
+        case StateRecord::OutEnqueue:
+            os << " client=\"" << r.str() << "\"";
+            os << " seq=" << r.u64();
+            describe_message(r, os);
+            break;
+        case StateRecord::OutState:
+            os << " client=\"" << r.str() << "\"";
+            os << " seq=" << r.u64();
+            os << " state=" << int(r.u8());
+            os << " packet_id=" << r.u16();
+            break;
+        case StateRecord::OutDone:
+            os << " client=\"" << r.str() << "\"";
+            os << " seq=" << r.u64();
+            break;
+        case StateRecord::Qos2InPut:
+        case StateRecord::Qos2InRemove:
+            os << " client=\"" << r.str() << "\"";
+            os << " packet_id=" << r.u16();
+            break;
+        default: os << " body=" << body.size() << "B"; return os.str();
+    }
+    if (!r.ok() || !r.at_end()) os << " MALFORMED(" << body.size() << "B)";
+    return os.str();
+}
+
+}  // namespace hato::store

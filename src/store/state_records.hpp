@@ -1,0 +1,102 @@
+// Record bodies of the broker's durable state, as written by
+// broker::LogPersistence. The log itself does not look inside them; they live
+// in the store layer so that `hato store dump` can decode them without the
+// broker. Plain little-endian integers, strings and byte strings prefixed by
+// a u32 length.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace hato::store {
+
+enum class StateRecord : uint8_t {
+    RetainedSet = 1,   // message
+    RetainedClear = 2, // topic
+    SessionPut = 3,    // client, expiry_s u32, offline_since_wall_ms u64
+    SessionRemove = 4, // client
+    SubPut = 5,        // client, filter, options u8, sub_id u32
+    SubRemove = 6,     // client, filter
+    OutEnqueue = 7,    // client, seq u64, message
+    OutState = 8,      // client, seq u64, state u8, packet_id u16
+    OutDone = 9,       // client, seq u64
+    Qos2InPut = 10,    // client, packet_id u16
+    Qos2InRemove = 11, // client, packet_id u16
+};
+// A message: topic, payload (bytes), forwarded_props (bytes), qos u8,
+// retain u8, expiry_wall_ms u64.
+
+const char* state_record_name(uint8_t type);  // "?" for unknown types
+
+class BodyWriter {
+public:
+    explicit BodyWriter(std::vector<uint8_t>& out) : out_(out) { out_.clear(); }
+    void u8(uint8_t v) { out_.push_back(v); }
+    void u16(uint16_t v) { raw(&v, 2); }
+    void u32(uint32_t v) { raw(&v, 4); }
+    void u64(uint64_t v) { raw(&v, 8); }
+    void str(std::string_view s) {
+        u32(static_cast<uint32_t>(s.size()));
+        raw(s.data(), s.size());
+    }
+    void bytes(std::span<const uint8_t> b) {
+        u32(static_cast<uint32_t>(b.size()));
+        raw(b.data(), b.size());
+    }
+
+private:
+    void raw(const void* p, size_t n) {
+        const size_t at = out_.size();
+        out_.resize(at + n);
+        if (n) std::memcpy(out_.data() + at, p, n);
+    }
+    std::vector<uint8_t>& out_;
+};
+
+// Reads fields in order; any read past the end clears ok() and yields zeros.
+class BodyReader {
+public:
+    explicit BodyReader(std::span<const uint8_t> in) : in_(in) {}
+    bool ok() const { return ok_; }
+    bool at_end() const { return pos_ == in_.size(); }
+    uint8_t u8() { uint8_t v = 0; raw(&v, 1); return v; }
+    uint16_t u16() { uint16_t v = 0; raw(&v, 2); return v; }
+    uint32_t u32() { uint32_t v = 0; raw(&v, 4); return v; }
+    uint64_t u64() { uint64_t v = 0; raw(&v, 8); return v; }
+    std::string_view str() {
+        const auto b = bytes();
+        return {reinterpret_cast<const char*>(b.data()), b.size()};
+    }
+    std::span<const uint8_t> bytes() {
+        const uint32_t n = u32();
+        if (!ok_ || n > in_.size() - pos_) {
+            ok_ = false;
+            return {};
+        }
+        const auto b = in_.subspan(pos_, n);
+        pos_ += n;
+        return b;
+    }
+
+private:
+    void raw(void* p, size_t n) {
+        if (!ok_ || n > in_.size() - pos_) {
+            ok_ = false;
+            return;
+        }
+        std::memcpy(p, in_.data() + pos_, n);
+        pos_ += n;
+    }
+    std::span<const uint8_t> in_;
+    size_t pos_ = 0;
+    bool ok_ = true;
+};
+
+// One line of text for `hato store dump`: the decoded fields, payloads by length.
+std::string describe_state_record(uint8_t type, std::span<const uint8_t> body);
+
+}  // namespace hato::store

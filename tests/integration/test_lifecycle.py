@@ -1,0 +1,56 @@
+# Process lifecycle: clean shutdown on SIGTERM with clients connected, MQTT
+# 3.1 clients, many connections at once.
+
+import paho.mqtt.client as mqtt
+
+import raw_mqtt
+from paho_client import V5
+
+
+def test_sigterm_exits_cleanly_with_clients_connected(broker_factory, clients, raw):
+    b = broker_factory()
+    sub = clients("term-sub", broker=b, version=V5)
+    sub.subscribe("term/#", 1)
+    idle = raw(b)
+    idle.connect("term-raw")
+    code = b.stop(timeout=10)
+    assert code == 0, f"exit code {code} on SIGTERM\n{b.log()[-2000:]}"
+    idle.wait_closed(timeout=5)
+    sub.wait_disconnect()
+
+
+def test_mqtt31_client(clients):
+    sub = clients("v31-sub", version=mqtt.MQTTv31)
+    sub.subscribe("v31/t", 2)
+    pub = clients("v31-pub", version=mqtt.MQTTv31)
+    for qos in (0, 1, 2):
+        pub.publish("v31/t", f"q{qos}".encode(), qos=qos)
+    assert [(m.payload, m.qos) for m in sub.expect(3)] == [(b"q0", 0), (b"q1", 1), (b"q2", 2)]
+
+
+def test_mqtt31_client_id_longer_than_23_bytes_accepted_or_refused_cleanly(raw):
+    conn = raw()
+    conn.send(raw_mqtt.connect("x" * 30, version=3))
+    try:
+        ack = conn.read()
+    except EOFError:
+        return   # closing is allowed too
+    assert ack.type == raw_mqtt.CONNACK and ack.body[1] in (0, 2), ack
+
+
+def test_many_connections(clients, raw):
+    conns = []
+    for i in range(200):
+        c = raw()
+        c.send(raw_mqtt.connect(f"many-{i}", keepalive=60))
+        conns.append(c)
+    for c in conns:
+        ack = c.expect(raw_mqtt.CONNACK)
+        assert ack.body[1] == 0
+    # all still served
+    sub = clients("many-sub")
+    sub.subscribe("many/t", 0)
+    for c in conns[::50]:
+        c.send(raw_mqtt.publish("many/t", b"hello", qos=1, pid=1))
+        c.expect(raw_mqtt.PUBACK)
+    assert len(sub.expect_list(4)) == 4

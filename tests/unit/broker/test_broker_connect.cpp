@@ -1,0 +1,289 @@
+// CONNECT/CONNACK rules, keep alive, takeover, wills, bad input.
+#include "test_broker_harness.hpp"
+
+using namespace hato::broker;
+using namespace hato::broker::test;
+
+TEST_CASE("connack per version") {
+    Harness h;
+    TestClient a(h, Version::V31), b(h, Version::V311), c(h, Version::V5);
+    CHECK(a.connect("a").reason == rc::Success);
+    CHECK(b.connect("b").reason == rc::Success);
+    Connack ack = c.connect("c");
+    CHECK(ack.reason == rc::Success);
+    CHECK(ack.props.receive_maximum == h.cfg.receive_maximum);
+    CHECK(ack.props.topic_alias_maximum == h.cfg.topic_alias_maximum);
+    CHECK_FALSE(ack.props.assigned_client_id.has_value());
+    CHECK(h.broker->stats().connections == 3);
+}
+
+TEST_CASE("client identifier rules") {
+    Harness h;
+    SUBCASE("v3.1 needs 1..23 characters") {
+        TestClient a(h, Version::V31);
+        CHECK(a.connect("").reason != rc::Success);
+        CHECK(a.closed());
+        TestClient b(h, Version::V31);
+        CHECK(b.connect("abcdefghijklmnopqrstuvwxyz").reason != rc::Success);
+        CHECK(b.closed());
+    }
+    SUBCASE("v3.1.1 empty id only with clean session") {
+        TestClient a(h, Version::V311);
+        CHECK(a.connect("", true).reason == rc::Success);
+        TestClient b(h, Version::V311);
+        Connack nak = b.connect("", false);
+        CHECK(nak.reason == rc::ClientIdentifierNotValid);   // decoded back from v3 code 2
+        CHECK(b.closed());
+    }
+    SUBCASE("v5 empty id gets an assigned identifier") {
+        TestClient a(h, Version::V5);
+        Connack ack = a.connect("");
+        CHECK(ack.reason == rc::Success);
+        REQUIRE(ack.props.assigned_client_id.has_value());
+        CHECK(ack.props.assigned_client_id->rfind("hato-", 0) == 0);
+    }
+}
+
+TEST_CASE("first packet must be CONNECT; a second CONNECT is a protocol error") {
+    Harness h;
+    TestClient a(h, Version::V311);
+    a.send(Pingreq{});
+    CHECK(a.closed());
+
+    TestClient b(h, Version::V5);
+    b.connect("b");
+    Connect again;
+    again.version = Version::V5;
+    again.client_id = "b";
+    b.send(again);
+    auto d = b.take_one<Disconnect>();
+    CHECK(d.reason == rc::ProtocolError);
+    CHECK(b.closed());
+}
+
+TEST_CASE("unsupported protocol version gets CONNACK 0x84") {
+    Harness h;
+    TestClient a(h, Version::V311);
+    // CONNECT, protocol name MQTT, level 6.
+    a.send_raw({0x10, 0x0D, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x06, 0x02, 0x00, 0x3C, 0x00, 0x01, 'x'});
+    auto ack = a.take_one<Connack>();
+    CHECK(ack.reason != rc::Success);
+    CHECK(a.closed());
+}
+
+TEST_CASE("authentication method is refused, authenticator is consulted") {
+    Harness h;
+    TestClient a(h, Version::V5);
+    Properties p;
+    p.auth_method = "SCRAM-SHA-1";
+    CHECK(a.connect("a", true, 0, p).reason == rc::BadAuthenticationMethod);
+    CHECK(a.closed());
+
+    struct DenyBob final : Authenticator {
+        uint8_t check(std::optional<std::string_view>, std::optional<std::span<const uint8_t>>,
+                      std::string_view id, int) override {
+            return id == "bob" ? rc::NotAuthorized : rc::Success;
+        }
+    } deny;
+    h.broker->set_authenticator(&deny);
+    TestClient bob(h, Version::V5), eve(h, Version::V5);
+    CHECK(bob.connect("bob").reason == rc::NotAuthorized);
+    CHECK(bob.closed());
+    CHECK(eve.connect("eve").reason == rc::Success);
+}
+
+TEST_CASE("pingreq gets pingresp") {
+    Harness h;
+    TestClient a(h, Version::V311);
+    a.connect("a");
+    a.send(Pingreq{});
+    a.take_one<Pingresp>();
+}
+
+TEST_CASE("keep alive timeout closes after 1.5x and publishes the will") {
+    Harness h;
+    TestClient watcher(h, Version::V311);
+    watcher.connect("w");
+    watcher.subscribe("will/#", 0);
+
+    TestClient a(h, Version::V5);
+    Connect c;
+    c.client_id = "a";
+    c.keep_alive = 10;
+    c.will_flag = true;
+    c.will_topic = "will/a";
+    c.will_payload = Bytes(reinterpret_cast<const uint8_t*>("gone"), 4);
+    a.connect_with(c);
+
+    h.broker->on_tick(9000);
+    a.send(Pingreq{});   // activity at t=9s pushes the deadline to 24s
+    a.take_one<Pingresp>();
+    h.broker->on_tick(15000);
+    CHECK_FALSE(a.closed());
+    h.broker->on_tick(23900);
+    CHECK_FALSE(a.closed());
+    h.broker->on_tick(24000);
+    CHECK(a.closed());
+    CHECK(a.take_one<Disconnect>().reason == rc::KeepAliveTimeout);
+    auto wills = watcher.publishes();
+    REQUIRE(wills.size() == 1);
+    CHECK(wills[0].topic == "will/a");
+    CHECK(text(wills[0].payload) == "gone");
+}
+
+TEST_CASE("server keep alive overrides the client's") {
+    Config cfg;
+    cfg.server_keep_alive = 5;
+    Harness h(cfg);
+    TestClient a(h, Version::V5);
+    Connack ack = a.connect("a", true, 100);
+    CHECK(ack.props.server_keep_alive == 5);
+    h.broker->on_tick(7600);
+    CHECK(a.closed());
+}
+
+namespace {
+
+Connect with_will(const char* id, const char* topic, uint32_t delay = 0, bool clean = true,
+                  uint32_t expiry = 0) {
+    Connect c;
+    c.client_id = id;
+    c.clean_start = clean;
+    c.will_flag = true;
+    c.will_topic = topic;
+    c.will_qos = 1;
+    c.will_payload = Bytes(reinterpret_cast<const uint8_t*>("bye"), 3);
+    if (delay) c.will_props.will_delay = delay;
+    if (expiry) c.props.session_expiry = expiry;
+    return c;
+}
+
+}  // namespace
+
+TEST_CASE("will: abnormal close publishes, clean disconnect does not, 0x04 does") {
+    Harness h;
+    TestClient w(h, Version::V5);
+    w.connect("w");
+    w.subscribe("will/#", 1);
+
+    TestClient a(h, Version::V5);
+    a.connect_with(with_will("a", "will/a"));
+    a.transport_gone();
+    auto got = w.publishes();
+    REQUIRE(got.size() == 1);
+    CHECK(got[0].topic == "will/a");
+    CHECK(got[0].qos == 1);
+    w.ack(PacketType::Puback, got[0].packet_id);
+
+    TestClient b(h, Version::V5);
+    b.connect_with(with_will("b", "will/b"));
+    b.disconnect();
+    CHECK(b.closed());
+    CHECK(w.publishes().empty());
+
+    TestClient c(h, Version::V5);
+    c.connect_with(with_will("c", "will/c"));
+    c.disconnect(rc::DisconnectWithWill);
+    got = w.publishes();
+    REQUIRE(got.size() == 1);
+    CHECK(got[0].topic == "will/c");
+}
+
+TEST_CASE("will delay: cancelled by reconnect, else published when it elapses") {
+    Harness h;
+    TestClient w(h, Version::V5);
+    w.connect("w");
+    w.subscribe("will/#", 0);
+
+    TestClient a(h, Version::V5);
+    a.connect_with(with_will("a", "will/a", 10, true, 100));
+    a.transport_gone();
+    h.broker->on_tick(5000);
+    CHECK(w.publishes().empty());
+    TestClient a2(h, Version::V5);
+    CHECK(a2.connect("a", false, 0).session_present);
+    h.broker->on_tick(20000);
+    CHECK(w.publishes().empty());
+
+    TestClient b(h, Version::V5);
+    b.connect_with(with_will("b", "will/b", 10, true, 100));
+    b.transport_gone();
+    h.broker->on_tick(29000);
+    CHECK(w.publishes().empty());
+    h.broker->on_tick(30000);
+    CHECK(w.publishes().size() == 1);
+
+    // Session expiry shorter than the will delay: published at session end.
+    TestClient c(h, Version::V5);
+    c.connect_with(with_will("c", "will/c", 100, true, 2));
+    c.transport_gone();
+    h.broker->on_tick(32000);
+    CHECK(w.publishes().size() == 1);
+}
+
+TEST_CASE("takeover closes the older connection and publishes its will") {
+    Harness h;
+    TestClient w(h, Version::V311);
+    w.connect("w");
+    w.subscribe("will/#", 0);
+
+    TestClient old(h, Version::V5);
+    old.connect_with(with_will("same", "will/same"));
+    TestClient fresh(h, Version::V5);
+    CHECK(fresh.connect("same").reason == rc::Success);
+    CHECK(old.closed());
+    CHECK(old.take_one<Disconnect>().reason == rc::SessionTakenOver);
+    CHECK_FALSE(fresh.closed());
+    CHECK(w.publishes().size() == 1);
+    CHECK(h.broker->stats().connections == 2);
+
+    // The new connection is the one that works.
+    fresh.subscribe("t", 0);
+    w.publish("t", "x");
+    CHECK(fresh.publishes().size() == 1);
+}
+
+TEST_CASE("malformed input closes only that connection") {
+    Harness h;
+    TestClient bad(h, Version::V5), good(h, Version::V5);
+    bad.connect("bad");
+    good.connect("good");
+    good.subscribe("t", 0);
+    bad.send_raw({0x30, 0x02, 0x00, 0x05});   // PUBLISH whose topic length runs past the packet
+    CHECK(bad.closed());
+    auto d = bad.take_one<Disconnect>();
+    CHECK(d.reason >= 0x80);
+    good.publish("t", "still here");
+    CHECK(good.publishes().size() == 1);
+    CHECK_FALSE(good.closed());
+}
+
+TEST_CASE("oversized packet refused before buffering") {
+    Config cfg;
+    cfg.max_packet_size = 64;
+    Harness h(cfg);
+    TestClient v5(h, Version::V5), v3(h, Version::V311);
+    v5.connect("a");
+    v3.connect("b");
+    v5.send_raw({0x30, 0xC8, 0x01});   // announces 200 bytes, sends 3
+    CHECK(v5.take_one<Disconnect>().reason == rc::PacketTooLarge);
+    CHECK(v5.closed());
+    v3.send_raw({0x30, 0xC8, 0x01});
+    CHECK(v3.closed());
+}
+
+TEST_CASE("input split across reads is reassembled") {
+    Harness h;
+    TestClient sub(h, Version::V311), pub(h, Version::V311);
+    sub.connect("s");
+    sub.subscribe("a/b", 0);
+    pub.connect("p");
+    std::vector<uint8_t> bytes;
+    Publish p;
+    p.topic = "a/b";
+    p.payload = Bytes(reinterpret_cast<const uint8_t*>("hello"), 5);
+    encode(p, Version::V311, bytes);
+    encode(p, Version::V311, bytes);
+    for (uint8_t b : bytes) pub.send_raw({b});
+    CHECK(sub.publishes().size() == 2);
+}

@@ -1,0 +1,220 @@
+// Test doubles for the broker: a transport that collects bytes per
+// connection, a persistence that records calls and controls durability, and
+// a small client that encodes packets in and decodes what the broker sent.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <doctest/doctest.h>
+
+#include "broker/auth.hpp"
+#include "broker/broker.hpp"
+#include "mqtt/codec.hpp"
+
+namespace hato::broker::test {
+
+using namespace hato::mqtt;
+
+struct FakeTransport final : Transport {
+    std::map<ConnId, std::vector<uint8_t>> sent;   // not yet taken by a TestClient
+    std::map<ConnId, size_t> queued;               // what queued_bytes() reports
+    std::set<ConnId> closed;
+
+    void send(ConnId id, std::span<const uint8_t> bytes) override {
+        auto& v = sent[id];
+        v.insert(v.end(), bytes.begin(), bytes.end());
+    }
+    size_t queued_bytes(ConnId id) const override {
+        auto it = queued.find(id);
+        return it == queued.end() ? 0 : it->second;
+    }
+    void close(ConnId id) override { closed.insert(id); }
+};
+
+// Records each call as one line ("sub_put c1 a/b 1 0"); every write gets the
+// next ticket; durable_ticket() is `durable` (or the last ticket when
+// auto_durable).
+struct FakePersistence final : Persistence {
+    std::vector<std::string> calls;
+    uint64_t last_ticket = 0;
+    uint64_t durable = 0;
+    bool auto_durable = true;
+    bool is_full = false;
+    RecoveredState to_load;
+
+    uint64_t rec(std::string line) {
+        calls.push_back(std::move(line));
+        return ++last_ticket;
+    }
+    static std::string s(std::string_view v) { return std::string(v); }
+    size_t count(std::string_view prefix) const {
+        size_t n = 0;
+        for (auto& c : calls) n += c.rfind(prefix, 0) == 0;
+        return n;
+    }
+
+    void load(RecoveredState& out) override { out = to_load; }
+    uint64_t retained_set(const StoredMessage& m) override { return rec("retained_set " + m.topic); }
+    uint64_t retained_clear(std::string_view t) override { return rec("retained_clear " + s(t)); }
+    uint64_t session_put(std::string_view c, uint32_t e, uint64_t off) override {
+        return rec("session_put " + s(c) + " " + std::to_string(e) + (off ? " offline" : " online"));
+    }
+    uint64_t session_remove(std::string_view c) override { return rec("session_remove " + s(c)); }
+    uint64_t sub_put(std::string_view c, std::string_view f, uint8_t o, uint32_t id) override {
+        return rec("sub_put " + s(c) + " " + s(f) + " " + std::to_string(o) + " " + std::to_string(id));
+    }
+    uint64_t sub_remove(std::string_view c, std::string_view f) override {
+        return rec("sub_remove " + s(c) + " " + s(f));
+    }
+    uint64_t out_enqueue(std::string_view c, uint64_t seq, const StoredMessage& m) override {
+        return rec("out_enqueue " + s(c) + " " + std::to_string(seq) + " " + m.topic);
+    }
+    uint64_t out_state(std::string_view c, uint64_t seq, OutState st, uint16_t pid) override {
+        return rec("out_state " + s(c) + " " + std::to_string(seq) + " " +
+                   std::to_string(int(st)) + " " + std::to_string(pid));
+    }
+    uint64_t out_done(std::string_view c, uint64_t seq) override {
+        return rec("out_done " + s(c) + " " + std::to_string(seq));
+    }
+    uint64_t qos2_in_put(std::string_view c, uint16_t id) override {
+        return rec("qos2_in_put " + s(c) + " " + std::to_string(id));
+    }
+    uint64_t qos2_in_remove(std::string_view c, uint16_t id) override {
+        return rec("qos2_in_remove " + s(c) + " " + std::to_string(id));
+    }
+    bool full() const override { return is_full; }
+    uint64_t durable_ticket() const override { return auto_durable ? last_ticket : durable; }
+};
+
+struct Harness {
+    Config cfg;
+    FakeTransport transport;
+    FakePersistence persist;
+    std::unique_ptr<Broker> broker;
+    ConnId next_id = 1;
+
+    explicit Harness(Config c = Config{}) : cfg(c) {
+        broker = std::make_unique<Broker>(cfg, transport, persist);
+        broker->on_tick(0);
+    }
+};
+
+class TestClient {
+public:
+    TestClient(Harness& h, Version v) : h_(h), v_(v), id(h.next_id++) {
+        h_.broker->on_open(id, 0, "test");
+    }
+
+    void send(const Packet& p) {
+        std::vector<uint8_t> bytes;
+        encode(p, v_, bytes);
+        h_.broker->on_data(id, bytes);
+    }
+    void send_raw(std::vector<uint8_t> bytes) { h_.broker->on_data(id, bytes); }
+
+    // Everything the broker sent since the last call, decoded.
+    std::vector<Packet> take() {
+        auto& raw = h_.transport.sent[id];
+        buffers_.push_back(std::move(raw));
+        raw.clear();
+        std::span<const uint8_t> in = buffers_.back();
+        std::vector<Packet> out;
+        while (!in.empty()) {
+            Packet p;
+            DecodeResult r = decode(in, v_, 0, p);
+            REQUIRE(r.status == DecodeStatus::Ok);
+            out.push_back(p);
+            in = in.subspan(r.consumed);
+        }
+        return out;
+    }
+    template <class T>
+    std::vector<T> take_all() {
+        std::vector<T> out;
+        for (auto& p : take()) {
+            REQUIRE(std::holds_alternative<T>(p));
+            out.push_back(std::get<T>(p));
+        }
+        return out;
+    }
+    template <class T>
+    T take_one() {
+        auto all = take_all<T>();
+        REQUIRE(all.size() == 1);
+        return all.front();
+    }
+    std::vector<Publish> publishes() { return take_all<Publish>(); }
+
+    Connack connect(std::string_view client_id, bool clean = true, uint16_t keep_alive = 0,
+                    Properties props = {}) {
+        Connect c;
+        c.version = v_;
+        c.client_id = client_id;
+        c.clean_start = clean;
+        c.keep_alive = keep_alive;
+        c.props = std::move(props);
+        return connect_with(c);
+    }
+    Connack connect_with(Connect c) {
+        c.version = v_;
+        send(c);
+        auto packets = take();
+        REQUIRE(!packets.empty());
+        REQUIRE(std::holds_alternative<Connack>(packets.front()));
+        for (size_t i = 1; i < packets.size(); ++i) pending_.push_back(packets[i]);
+        return std::get<Connack>(packets.front());
+    }
+
+    Suback subscribe(std::string_view filter, uint8_t qos, uint16_t pid = 1, uint32_t sub_id = 0,
+                     uint8_t retain_handling = 0, bool no_local = false, bool rap = false) {
+        Subscribe s;
+        s.packet_id = pid;
+        if (sub_id) s.props.subscription_ids.push_back(sub_id);
+        s.topics.push_back({filter, qos, no_local, rap, retain_handling});
+        send(s);
+        auto packets = take();
+        REQUIRE(!packets.empty());
+        REQUIRE(std::holds_alternative<Suback>(packets.front()));
+        for (size_t i = 1; i < packets.size(); ++i) pending_.push_back(packets[i]);
+        return std::get<Suback>(packets.front());
+    }
+    // Packets that followed a CONNACK (resends) or SUBACK (retained messages).
+    std::vector<Packet> extra() { return std::exchange(pending_, {}); }
+
+    void publish(std::string_view topic, std::string_view payload, uint8_t qos = 0,
+                 bool retain = false, uint16_t pid = 0, Properties props = {}) {
+        Publish p;
+        p.topic = topic;
+        p.payload = Bytes(reinterpret_cast<const uint8_t*>(payload.data()), payload.size());
+        p.qos = qos;
+        p.retain = retain;
+        p.packet_id = qos ? (pid ? pid : next_pid_++) : 0;
+        p.props = std::move(props);
+        send(p);
+    }
+    void ack(PacketType t, uint16_t pid, uint8_t reason = 0) { send(Ack{t, pid, reason, {}}); }
+    void disconnect(uint8_t reason = 0, Properties props = {}) { send(Disconnect{reason, std::move(props)}); }
+
+    bool closed() const { return h_.transport.closed.count(id) != 0; }
+    void transport_gone() { h_.broker->on_close(id); }
+
+private:
+    Harness& h_;
+    Version v_;
+    std::deque<std::vector<uint8_t>> buffers_;   // decoded packets point into these
+    std::vector<Packet> pending_;
+    uint16_t next_pid_ = 1;
+
+public:
+    const ConnId id;
+};
+
+inline std::string text(Bytes b) { return std::string(b.begin(), b.end()); }
+
+}  // namespace hato::broker::test

@@ -1,0 +1,274 @@
+// Publish/subscribe: QoS flows both ways, matching, retained, held acks,
+// back-pressure.
+#include <algorithm>
+
+#include "test_broker_harness.hpp"
+
+using namespace hato::broker;
+using namespace hato::broker::test;
+
+TEST_CASE("QoS 0 publish reaches a subscriber, v3 and v5") {
+    Harness h;
+    TestClient s3(h, Version::V311), s5(h, Version::V5), p(h, Version::V31);
+    s3.connect("s3");
+    s5.connect("s5");
+    p.connect("p");
+    CHECK(s3.subscribe("a/b", 0).reasons == std::vector<uint8_t>{0});
+    CHECK(s5.subscribe("a/+", 2).reasons == std::vector<uint8_t>{2});
+    p.publish("a/b", "hi");
+    auto g3 = s3.publishes(), g5 = s5.publishes();
+    REQUIRE(g3.size() == 1);
+    REQUIRE(g5.size() == 1);
+    CHECK(g3[0].topic == "a/b");
+    CHECK(text(g5[0].payload) == "hi");
+    CHECK(g5[0].qos == 0);
+    CHECK(h.broker->stats().messages_in == 1);
+    CHECK(h.broker->stats().messages_out == 2);
+}
+
+TEST_CASE("QoS 1 both directions") {
+    Harness h;
+    TestClient s(h, Version::V311), p(h, Version::V311);
+    s.connect("s");
+    s.subscribe("q/1", 1);
+    p.connect("p");
+    p.publish("q/1", "m", 1, false, 7);
+    auto ack = p.take_one<Ack>();
+    CHECK(ack.type == PacketType::Puback);
+    CHECK(ack.packet_id == 7);
+    auto got = s.publishes();
+    REQUIRE(got.size() == 1);
+    CHECK(got[0].qos == 1);
+    CHECK(got[0].packet_id != 0);
+    s.ack(PacketType::Puback, got[0].packet_id);
+    // Delivered QoS is the minimum of published and granted.
+    p.publish("q/1", "m0", 0);
+    CHECK(s.publishes()[0].qos == 0);
+}
+
+TEST_CASE("QoS 2 exactly once inbound, full flow outbound") {
+    Harness h;
+    TestClient s(h, Version::V5), p(h, Version::V5);
+    s.connect("s");
+    s.subscribe("q/2", 2);
+    p.connect("p");
+    p.publish("q/2", "once", 2, false, 9);
+    CHECK(p.take_one<Ack>().type == PacketType::Pubrec);
+    // Duplicate before PUBREL: PUBREC again, not routed again.
+    Publish dup;
+    dup.topic = "q/2";
+    dup.qos = 2;
+    dup.dup = true;
+    dup.packet_id = 9;
+    p.send(dup);
+    CHECK(p.take_one<Ack>().type == PacketType::Pubrec);
+    p.ack(PacketType::Pubrel, 9);
+    auto comp = p.take_one<Ack>();
+    CHECK(comp.type == PacketType::Pubcomp);
+    CHECK(comp.reason == rc::Success);
+    p.ack(PacketType::Pubrel, 9);
+    CHECK(p.take_one<Ack>().reason == rc::PacketIdentifierNotFound);
+
+    auto got = s.publishes();
+    REQUIRE(got.size() == 1);
+    CHECK(got[0].qos == 2);
+    uint16_t id = got[0].packet_id;
+    s.ack(PacketType::Pubrec, id);
+    auto rel = s.take_one<Ack>();
+    CHECK(rel.type == PacketType::Pubrel);
+    CHECK(rel.packet_id == id);
+    s.ack(PacketType::Pubcomp, id);
+    CHECK(s.take().empty());
+}
+
+TEST_CASE("wildcards and $-topics") {
+    Harness h;
+    TestClient hash(h, Version::V311), plus(h, Version::V311), sys(h, Version::V311), p(h, Version::V311);
+    hash.connect("h");
+    plus.connect("pl");
+    sys.connect("sy");
+    p.connect("p");
+    hash.subscribe("#", 0);
+    plus.subscribe("+/x", 0);
+    sys.subscribe("$SYS/#", 0);
+    p.publish("$SYS/x", "1");
+    p.publish("a/x", "2");
+    CHECK(hash.publishes().size() == 1);   // only a/x
+    CHECK(plus.publishes().size() == 1);   // only a/x
+    auto s = sys.publishes();
+    REQUIRE(s.size() == 1);
+    CHECK(s[0].topic == "$SYS/x");
+}
+
+TEST_CASE("overlapping subscriptions: one copy at the highest QoS with all ids") {
+    Harness h;
+    TestClient s(h, Version::V5), p(h, Version::V5);
+    s.connect("s");
+    s.subscribe("a/#", 0, 1, 11);
+    s.subscribe("a/b", 1, 2, 22);
+    p.connect("p");
+    p.publish("a/b", "x", 2, false, 1);
+    auto got = s.publishes();
+    REQUIRE(got.size() == 1);
+    CHECK(got[0].qos == 1);
+    auto ids = got[0].props.subscription_ids;
+    std::sort(ids.begin(), ids.end());
+    CHECK(ids == std::vector<uint32_t>{11, 22});
+}
+
+TEST_CASE("invalid filters and unsubscribe") {
+    Harness h;
+    TestClient s5(h, Version::V5), s3(h, Version::V311), p(h, Version::V311);
+    s5.connect("s5");
+    s3.connect("s3");
+    p.connect("p");
+    CHECK(s5.subscribe("a/#/b", 0).reasons == std::vector<uint8_t>{rc::TopicFilterInvalid});
+    CHECK(s3.subscribe("a+", 0).reasons == std::vector<uint8_t>{0x80});
+    s5.subscribe("u/v", 0);
+    Unsubscribe u;
+    u.packet_id = 3;
+    u.filters = {"u/v", "never"};
+    s5.send(u);
+    auto ua = s5.take_one<Unsuback>();
+    CHECK(ua.reasons == std::vector<uint8_t>{rc::Success, rc::NoSubscriptionExisted});
+    p.publish("u/v", "x");
+    CHECK(s5.publishes().empty());
+}
+
+TEST_CASE("retained: set, replace, delete, deliver per retain handling") {
+    Harness h;
+    TestClient p(h, Version::V5);
+    p.connect("p");
+    p.publish("r/a", "one", 1, true);
+    p.publish("r/a", "two", 1, true);   // replaces
+    p.publish("r/b", "bee", 0, true);
+    p.publish("r/b", "", 0, true);      // deletes
+    CHECK(h.persist.count("retained_set r/a") == 2);
+    CHECK(h.persist.count("retained_clear r/b") == 1);
+
+    TestClient s(h, Version::V5);
+    s.connect("s");
+    s.subscribe("r/#", 1);
+    auto after = s.extra();
+    REQUIRE(after.size() == 1);
+    auto& m = std::get<Publish>(after[0]);
+    CHECK(m.topic == "r/a");
+    CHECK(text(m.payload) == "two");
+    CHECK(m.retain);
+    CHECK(m.qos == 1);
+    s.ack(PacketType::Puback, m.packet_id);
+
+    s.subscribe("r/#", 1, 2, 0, 1);   // rh=1, not new: nothing
+    CHECK(s.extra().empty());
+    s.subscribe("r/a", 1, 3, 0, 2);   // rh=2: never
+    CHECK(s.extra().empty());
+    s.subscribe("r/+", 0, 4, 0, 1);   // rh=1 and new
+    CHECK(s.extra().size() == 1);
+
+    // A live retained publish goes out with retain cleared unless retain-as-published.
+    TestClient rap(h, Version::V5);
+    rap.connect("rap");
+    rap.subscribe("r/c", 0, 1, 0, 0, false, true);
+    p.publish("r/c", "live", 0, true);
+    auto plain = s.publishes();
+    REQUIRE(plain.size() == 1);
+    CHECK_FALSE(plain[0].retain);
+    auto kept = rap.publishes();
+    REQUIRE(kept.size() == 1);
+    CHECK(kept[0].retain);
+}
+
+TEST_CASE("no local") {
+    Harness h;
+    TestClient a(h, Version::V5);
+    a.connect("a");
+    a.subscribe("t", 0, 1, 0, 0, /*no_local=*/true);
+    a.publish("t", "mine");
+    CHECK(a.publishes().empty());
+}
+
+TEST_CASE("PUBACK is held until the durable ticket covers the message") {
+    Harness h;
+    h.persist.auto_durable = false;
+    TestClient s(h, Version::V311), p(h, Version::V311);
+    s.connect("s", false);   // persistent: its queue writes out_enqueue
+    s.subscribe("d", 1);
+    p.connect("p");
+    h.persist.durable = h.persist.last_ticket;
+    p.publish("d", "x", 1, false, 5);
+    uint64_t needed = h.persist.last_ticket;
+    CHECK(needed > h.persist.durable);
+    CHECK(p.take().empty());
+    h.broker->on_pass_end();
+    CHECK(p.take().empty());   // not yet durable
+    h.persist.durable = needed - 1;
+    h.broker->on_durable(needed - 1);
+    CHECK(p.take().empty());
+    h.persist.durable = needed;
+    h.broker->on_durable(needed);
+    auto ack = p.take_one<Ack>();
+    CHECK(ack.packet_id == 5);
+    // The subscriber got the message immediately; only the publisher's ack waits.
+    CHECK(s.publishes().size() == 1);
+}
+
+TEST_CASE("back-pressure drops QoS 0 and holds QoS 1 until output drains") {
+    Config cfg;
+    cfg.max_output_bytes = 1000;
+    Harness h(cfg);
+    TestClient s(h, Version::V311), p(h, Version::V311);
+    s.connect("s");
+    s.subscribe("bp", 1);
+    p.connect("p");
+    h.transport.queued[s.id] = 5000;
+    p.publish("bp", "zero", 0);
+    CHECK(h.broker->stats().qos0_dropped == 1);
+    p.publish("bp", "one", 1);
+    p.take();
+    CHECK(s.publishes().empty());
+    h.transport.queued[s.id] = 600;   // below the limit but above half: still held
+    h.broker->on_pass_end();
+    CHECK(s.publishes().empty());
+    h.transport.queued[s.id] = 400;
+    h.broker->on_tick(100);
+    auto got = s.publishes();
+    REQUIRE(got.size() == 1);
+    CHECK(text(got[0].payload) == "one");
+}
+
+TEST_CASE("in-flight window and queue limit") {
+    Config cfg;
+    cfg.max_inflight = 2;
+    cfg.max_queued_messages = 2;
+    Harness h(cfg);
+    TestClient s(h, Version::V311), p(h, Version::V311);
+    s.connect("s");
+    s.subscribe("w", 1);
+    p.connect("p");
+    for (int i = 0; i < 5; ++i) p.publish("w", std::to_string(i), 1);
+    auto got = s.publishes();
+    REQUIRE(got.size() == 2);   // window
+    CHECK(h.broker->stats().queued_dropped == 1);   // 2 in flight + 2 queued, the 5th dropped
+    CHECK(got[0].packet_id != got[1].packet_id);
+    s.ack(PacketType::Puback, got[0].packet_id);
+    auto next = s.publishes();
+    REQUIRE(next.size() == 1);
+    CHECK(text(next[0].payload) == "2");
+    s.ack(PacketType::Puback, got[1].packet_id);
+    s.ack(PacketType::Puback, next[0].packet_id);
+    auto last = s.publishes();
+    REQUIRE(last.size() == 1);
+    CHECK(text(last[0].payload) == "3");
+}
+
+TEST_CASE("persistence full: v5 quota exceeded, v3 closed") {
+    Harness h;
+    TestClient v5(h, Version::V5), v3(h, Version::V311);
+    v5.connect("a");
+    v3.connect("b");
+    h.persist.is_full = true;
+    v5.publish("t", "x", 1);
+    CHECK(v5.take_one<Ack>().reason == rc::QuotaExceeded);
+    v3.publish("t", "x", 1);
+    CHECK(v3.closed());
+}

@@ -1,0 +1,321 @@
+// Reactor behaviour, run on every available backend: a real listener on
+// 127.0.0.1 (port 0) and blocking client sockets on the test thread.
+#include <fcntl.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include "net_test_util.hpp"
+
+using namespace nettest;
+
+TEST_CASE("echo over many connections") {
+    for (Backend b : backends()) {
+        CAPTURE(std::string(backend_name(b)));
+        Harness hs(b);
+        hs.start();
+        constexpr int kConns = 64;
+        std::vector<int> fds;
+        for (int i = 0; i < kConns; ++i) fds.push_back(connect_to(hs.port));
+        for (int i = 0; i < kConns; ++i) REQUIRE(send_all(fds[i], "hello " + std::to_string(i)));
+        for (int i = 0; i < kConns; ++i) {
+            std::string want = "hello " + std::to_string(i);
+            auto got = recv_exact(fds[i], want.size());
+            CHECK(std::string(got.begin(), got.end()) == want);
+        }
+        CHECK(wait_until([&] { return hs.reactor->connection_count() == kConns; }));
+        {
+            std::lock_guard lock(hs.handler.mu);
+            CHECK(hs.handler.opened.size() == kConns);
+            CHECK(hs.handler.peers[0].rfind("127.0.0.1:", 0) == 0);
+        }
+        for (int fd : fds) ::close(fd);
+        CHECK(wait_until([&] { return hs.handler.closed_count() == kConns; }));
+        CHECK(hs.reactor->connection_count() == 0);
+    }
+}
+
+TEST_CASE("large payload both ways, partial sends") {
+    for (Backend b : backends()) {
+        CAPTURE(std::string(backend_name(b)));
+        Harness hs(b);
+        hs.start();
+        int fd = connect_to(hs.port);
+        const auto payload = pattern(8 * 1024 * 1024, 7);
+        // Write from a second thread: the echo comes back while we still send.
+        std::thread writer([&] { CHECK(send_all(fd, payload.data(), payload.size())); });
+        auto got = recv_exact(fd, payload.size());
+        writer.join();
+        CHECK(got.size() == payload.size());
+        CHECK(got == payload);
+        ::close(fd);
+        CHECK(wait_until([&] { return hs.handler.closed_count() == 1; }));
+    }
+}
+
+TEST_CASE("queued_bytes reports output the kernel has not taken") {
+    for (Backend b : backends()) {
+        CAPTURE(std::string(backend_name(b)));
+        Harness hs(b);
+        std::atomic<size_t> queued_seen{0};
+        const auto blob = pattern(16 * 1024 * 1024, 3);
+        hs.handler.data_hook = [&](ConnId id, std::span<const uint8_t>) {
+            hs.reactor->send(id, blob);
+            queued_seen = hs.reactor->queued_bytes(id);
+        };
+        hs.start();
+        int fd = connect_to(hs.port);
+        REQUIRE(send_all(fd, "x"));
+        // The client does not read yet, so most of 16 MiB must stay queued.
+        CHECK(wait_until([&] { return queued_seen.load() == blob.size(); }));
+        auto got = recv_exact(fd, blob.size());
+        CHECK(got == blob);
+        ::close(fd);
+        CHECK(wait_until([&] { return hs.handler.closed_count() == 1; }));
+    }
+}
+
+TEST_CASE("close by peer calls on_close exactly once") {
+    for (Backend b : backends()) {
+        CAPTURE(std::string(backend_name(b)));
+        Harness hs(b);
+        hs.reactor->set_tick_interval(10);
+        hs.start();
+        int fd = connect_to(hs.port);
+        REQUIRE(send_all(fd, "ping"));
+        CHECK(recv_exact(fd, 4).size() == 4);
+        ::close(fd);
+        REQUIRE(wait_until([&] { return hs.handler.closed_count() == 1; }));
+        int ticks = hs.handler.ticks;
+        CHECK(wait_until([&] { return hs.handler.ticks > ticks + 3; }));  // let more passes run
+        std::lock_guard lock(hs.handler.mu);
+        REQUIRE(hs.handler.opened.size() == 1);
+        ConnId id = hs.handler.opened[0];
+        CHECK(hs.handler.close_calls[id] == 1);
+        CHECK(hs.handler.close_error[id] == 0);
+    }
+}
+
+TEST_CASE("close by server with flush delivers queued data before EOF") {
+    for (Backend b : backends()) {
+        CAPTURE(std::string(backend_name(b)));
+        Harness hs(b);
+        const auto reply = pattern(4 * 1024 * 1024, 11);
+        std::atomic<bool> closed_inside_send{false};
+        hs.handler.data_hook = [&](ConnId id, std::span<const uint8_t>) {
+            hs.reactor->send(id, reply);
+            hs.reactor->close(id, true);
+            // on_close must not have run inside close().
+            std::lock_guard lock(hs.handler.mu);
+            if (hs.handler.close_calls.count(id)) closed_inside_send = true;
+        };
+        hs.start();
+        int fd = connect_to(hs.port);
+        REQUIRE(send_all(fd, "bye"));
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));  // let the socket buffers fill
+        bool clean = false;
+        auto got = recv_until_eof(fd, clean);
+        CHECK(clean);
+        CHECK(got == reply);
+        ::close(fd);
+        CHECK(wait_until([&] { return hs.handler.closed_count() == 1; }));
+        CHECK_FALSE(closed_inside_send);
+    }
+}
+
+TEST_CASE("hard close by server drops output and closes now") {
+    for (Backend b : backends()) {
+        CAPTURE(std::string(backend_name(b)));
+        Harness hs(b);
+        hs.handler.data_hook = [&](ConnId id, std::span<const uint8_t>) {
+            hs.reactor->send(id, pattern(100, 1));
+            hs.reactor->close(id, false);
+            hs.reactor->send(id, pattern(100, 2));  // after close: ignored
+        };
+        hs.start();
+        int fd = connect_to(hs.port);
+        REQUIRE(send_all(fd, "x"));
+        bool clean = false;
+        auto got = recv_until_eof(fd, clean);
+        CHECK(got.empty());
+        CHECK(wait_until([&] { return hs.handler.closed_count() == 1; }));
+        std::lock_guard lock(hs.handler.mu);
+        CHECK(hs.handler.close_error.begin()->second == 0);
+        ::close(fd);
+    }
+}
+
+TEST_CASE("a stale ConnId is ignored") {
+    for (Backend b : backends()) {
+        CAPTURE(std::string(backend_name(b)));
+        Harness hs(b);
+        // Using the id inside on_close must be harmless too.
+        hs.handler.close_hook = [&](ConnId id) {
+            hs.reactor->send(id, pattern(10, 1));
+            hs.reactor->close(id, true);
+            CHECK(hs.reactor->queued_bytes(id) == 0);
+        };
+        hs.start();
+        int first = connect_to(hs.port);
+        REQUIRE(wait_until([&] { return hs.handler.open_count() == 1; }));
+        ::close(first);
+        REQUIRE(wait_until([&] { return hs.handler.closed_count() == 1; }));
+        int second = connect_to(hs.port);  // likely reuses the slot
+        REQUIRE(wait_until([&] { return hs.handler.open_count() == 2; }));
+        ConnId old_id, new_id;
+        {
+            std::lock_guard lock(hs.handler.mu);
+            old_id = hs.handler.opened[0];
+            new_id = hs.handler.opened[1];
+        }
+        CHECK(old_id != new_id);
+        // The stale id must reach neither the new connection nor close it.
+        hs.handler.data_hook = [&](ConnId id, std::span<const uint8_t> data) {
+            hs.reactor->send(old_id, pattern(5, 9));
+            hs.reactor->close(old_id, false);
+            hs.reactor->send(id, data);
+        };
+        REQUIRE(send_all(second, "abc"));
+        auto got = recv_exact(second, 3);
+        CHECK(std::string(got.begin(), got.end()) == "abc");
+        REQUIRE(send_all(second, "def"));
+        got = recv_exact(second, 3);
+        CHECK(std::string(got.begin(), got.end()) == "def");
+        CHECK(hs.reactor->connection_count() == 1);
+        ::close(second);
+        CHECK(wait_until([&] { return hs.handler.closed_count() == 2; }));
+    }
+}
+
+TEST_CASE("tick fires at the set interval") {
+    for (Backend b : backends()) {
+        CAPTURE(std::string(backend_name(b)));
+        Harness hs(b);
+        hs.reactor->set_tick_interval(20);
+        hs.start();
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        hs.stop();
+        CHECK(hs.handler.ticks >= 5);
+        CHECK(hs.handler.ticks <= 20);
+        CHECK(hs.handler.passes >= hs.handler.ticks);
+    }
+}
+
+TEST_CASE("watch_readable calls back while the fd is readable") {
+    for (Backend b : backends()) {
+        CAPTURE(std::string(backend_name(b)));
+        Harness hs(b);
+        int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        REQUIRE(efd >= 0);
+        std::atomic<int> calls{0};
+        std::atomic<uint64_t> total{0};
+        hs.reactor->watch_readable(efd, [&] {
+            uint64_t v = 0;
+            // Level-triggered: the first call leaves the counter unread, so
+            // the callback must come again.
+            if (calls++ > 0 && read(efd, &v, sizeof v) == sizeof v) total += v;
+        });
+        hs.start();
+        uint64_t one = 1;
+        REQUIRE(write(efd, &one, sizeof one) == sizeof one);
+        CHECK(wait_until([&] { return total.load() == 1; }));
+        CHECK(calls >= 2);
+        uint64_t two = 2;
+        REQUIRE(write(efd, &two, sizeof two) == sizeof two);
+        CHECK(wait_until([&] { return total.load() == 3; }));
+        hs.stop();
+        ::close(efd);
+    }
+}
+
+TEST_CASE("fsync_async on a temp file reports 0 and stop() works from a handler") {
+    for (Backend b : backends()) {
+        CAPTURE(std::string(backend_name(b)));
+        std::string note;
+        auto r = Reactor::create(b, note);
+        REQUIRE(r);
+        char path[] = "/tmp/hato_net_fsync_XXXXXX";
+        int fd = mkstemp(path);
+        REQUIRE(fd >= 0);
+        REQUIRE(write(fd, "data", 4) == 4);
+        int result = 1;
+        TestHandler h;
+        h.reactor = r.get();
+        r->fsync_async(fd, [&](int res) {
+            result = res;
+            r->stop();
+        });
+        r->run(h);  // returns only because the callback stopped it
+        CHECK(result == 0);
+        ::close(fd);
+        ::unlink(path);
+    }
+}
+
+TEST_CASE("stop() from a tick handler ends run() after the pass") {
+    for (Backend b : backends()) {
+        CAPTURE(std::string(backend_name(b)));
+        std::string note;
+        auto r = Reactor::create(b, note);
+        REQUIRE(r);
+        r->set_tick_interval(5);
+        TestHandler h;
+        h.reactor = r.get();
+        h.tick_hook = [&] {
+            if (h.ticks == 3) r->stop();
+        };
+        r->run(h);
+        CHECK(h.ticks == 3);
+    }
+}
+
+TEST_CASE("IPv6 listener and peer address") {
+    for (Backend b : backends()) {
+        CAPTURE(std::string(backend_name(b)));
+        std::string note, err;
+        auto probe = Reactor::create(b, note);
+        if (!probe->listen("::1", 0, err)) {
+            MESSAGE("no IPv6 loopback here: " << err);
+            return;
+        }
+        Harness hs(b, "::1");
+        hs.start();
+        int fd = connect_to(hs.port, "::1");
+        REQUIRE(send_all(fd, "v6"));
+        CHECK(recv_exact(fd, 2).size() == 2);
+        std::lock_guard lock(hs.handler.mu);
+        REQUIRE(hs.handler.peers.size() == 1);
+        CHECK(hs.handler.peers[0].rfind("[::1]:", 0) == 0);
+        ::close(fd);
+    }
+}
+
+TEST_CASE("listen rejects a bad address") {
+    for (Backend b : backends()) {
+        std::string note, err;
+        auto r = Reactor::create(b, note);
+        CHECK_FALSE(r->listen("not-an-ip", 0, err));
+        CHECK(!err.empty());
+    }
+}
+
+TEST_CASE("Auto falls back to epoll when HATO_FORCE_NO_URING is set") {
+    setenv("HATO_FORCE_NO_URING", "1", 1);
+    std::string note;
+    auto r = Reactor::create(Backend::Auto, note);
+    REQUIRE(r);
+    CHECK(std::string(r->name()) == "epoll");
+    CHECK(note.find("HATO_FORCE_NO_URING set") != std::string::npos);
+    auto demanded = Reactor::create(Backend::IoUring, note);
+    CHECK(demanded == nullptr);
+    CHECK(!note.empty());
+    unsetenv("HATO_FORCE_NO_URING");
+    auto plain = Reactor::create(Backend::Auto, note);
+    REQUIRE(plain);
+    if (backends().size() == 2) {
+        CHECK(std::string(plain->name()) == "io_uring");
+        CHECK(note.empty());
+    }
+}
