@@ -31,6 +31,8 @@ void Broker::on_open(ConnId id, int listener_index, const std::string& peer) {
     c->peer = peer;
     c->last_rx_ms = impl_->now_ms;
     impl_->conns[id] = std::move(c);
+    // A socket that never sends CONNECT must not hold a slot for ever.
+    impl_->timers.push({impl_->now_ms + impl_->cfg.connect_timeout_ms, TimerKind::ConnectTimeout, id, 0});
 }
 
 void Broker::on_data(ConnId id, std::span<const uint8_t> bytes) {
@@ -79,7 +81,7 @@ void Broker::shutdown() {
         Connection* c = impl_->conn(id);
         if (!c) continue;
         if (c->connected && c->version == Version::V5)
-            impl_->send_packet(*c, Disconnect{rc::ServerShuttingDown, {}});
+            impl_->send_disconnect(*c, rc::ServerShuttingDown);
         // Sessions stay persisted; a shutdown is not the client's fault, so no will.
         impl_->drop(*c, /*publish_will=*/false, /*close_transport=*/true);
     }
@@ -107,8 +109,35 @@ void Broker::Impl::send_packet(Connection& c, const Packet& p) {
     transport.send(c.id, out);
 }
 
+namespace {
+const char* disconnect_text(uint8_t reason) {
+    switch (reason) {
+    case rc::MalformedPacket: return "malformed packet";
+    case rc::ProtocolError: return "protocol error";
+    case rc::NotAuthorized: return "not authorized";
+    case rc::ServerShuttingDown: return "server shutting down";
+    case rc::KeepAliveTimeout: return "keep alive timeout";
+    case rc::SessionTakenOver: return "session taken over";
+    case rc::TopicAliasInvalid: return "topic alias invalid";
+    case rc::PacketTooLarge: return "packet too large";
+    case rc::ReceiveMaximumExceeded: return "receive maximum exceeded";
+    case rc::QuotaExceeded: return "quota exceeded";
+    case rc::PayloadFormatInvalid: return "payload format invalid";
+    case rc::RetainNotSupported: return "retain not supported";
+    case rc::QoSNotSupported: return "qos not supported";
+    default: return "disconnected by the server";
+    }
+}
+}  // namespace
+
+void Broker::Impl::send_disconnect(Connection& c, uint8_t reason) {
+    Disconnect d{reason, {}};
+    d.props.reason_string = disconnect_text(reason);
+    send_packet(c, d);
+}
+
 void Broker::Impl::protocol_error(Connection& c, uint8_t reason) {
-    if (c.connected && c.version == Version::V5) send_packet(c, Disconnect{reason, {}});
+    if (c.connected && c.version == Version::V5) send_disconnect(c, reason);
     drop(c, /*publish_will=*/true, /*close_transport=*/true);
 }
 
@@ -194,6 +223,7 @@ void Broker::Impl::run_timers() {
         case TimerKind::KeepAlive: on_keep_alive_timer(t.key); break;
         case TimerKind::SessionExpiry: on_session_expiry_timer(static_cast<Slot>(t.key), t.generation); break;
         case TimerKind::WillDelay: on_will_delay_timer(static_cast<Slot>(t.key), t.generation); break;
+        case TimerKind::ConnectTimeout: on_connect_timeout(t.key); break;
         }
     }
 }

@@ -100,7 +100,7 @@ inline uint64_t share_key(uint32_t group, std::string_view inner) {
     return (uint64_t(group) << 40) ^ std::hash<std::string_view>{}(inner) ^ 0x9E3779B97F4A7C15ull;
 }
 
-enum class TimerKind : uint8_t { KeepAlive, SessionExpiry, WillDelay };
+enum class TimerKind : uint8_t { KeepAlive, SessionExpiry, WillDelay, ConnectTimeout };
 
 struct Timer {
     uint64_t due_ms = 0;
@@ -157,6 +157,9 @@ struct Broker::Impl {
     void process_input(Connection& c, std::span<const uint8_t> bytes);
     void handle_packet(Connection& c, mqtt::Packet& p);
     void send_packet(Connection& c, const mqtt::Packet& p);
+    // v5 DISCONNECT from the server, with a Reason String: some clients (paho
+    // 1.6) read the reason code only when the packet carries a property.
+    void send_disconnect(Connection& c, uint8_t reason);
     void protocol_error(Connection& c, uint8_t reason);   // v5 DISCONNECT(reason), close; will published
     void run_timers();
     void bury();
@@ -171,6 +174,7 @@ struct Broker::Impl {
     void drop(Connection& c, bool publish_will, bool close_transport);
     void schedule_keep_alive(Connection& c);
     void on_keep_alive_timer(ConnId id);
+    void on_connect_timeout(ConnId id);
     void on_session_expiry_timer(Slot s, uint64_t gen);
     void on_will_delay_timer(Slot s, uint64_t gen);
     Session& create_session(const std::string& client_id);
@@ -194,6 +198,7 @@ struct Broker::Impl {
     void deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool retain,
                  std::vector<uint32_t> sub_ids, uint64_t share_key);
     void pump(Session& s);
+    void purge_expired(Session& s);   // drops expired messages from the queue
     void resend_inflight(Session& s);
     void on_client_ack(Connection& c, const mqtt::Ack& a);
     bool send_publish(Connection& c, const OutItem& item, bool dup);   // false: too large for the client

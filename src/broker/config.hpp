@@ -15,6 +15,7 @@ struct Config {
     uint32_t max_queued_messages = 1000;   // per offline/slow session
     uint64_t max_queued_bytes = 0;         // 0 = no byte limit
     uint64_t max_output_bytes = 1u << 20;  // per-connection output limit; beyond it QoS 0 is dropped
+    uint64_t connect_timeout_ms = 10000;   // a connection must send CONNECT within this time
 
     // [mqtt]
     uint16_t server_keep_alive = 0;        // 0 = accept the client's

@@ -81,7 +81,7 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
     // Takeover: the older connection goes first (its will per the usual rules).
     if (auto it = slot_by_client.find(client_id); it != slot_by_client.end()) {
         if (Connection* old = conn(sessions[it->second]->conn)) {
-            if (old->version == Version::V5) send_packet(*old, Disconnect{rc::SessionTakenOver, {}});
+            if (old->version == Version::V5) send_disconnect(*old, rc::SessionTakenOver);
             drop(*old, /*publish_will=*/true, /*close_transport=*/true);
         }
     }
@@ -214,8 +214,13 @@ void Broker::Impl::on_keep_alive_timer(ConnId id) {
         timers.push({deadline, TimerKind::KeepAlive, id, 0});   // activity since: re-arm
         return;
     }
-    if (c->version == Version::V5) send_packet(*c, Disconnect{rc::KeepAliveTimeout, {}});
+    if (c->version == Version::V5) send_disconnect(*c, rc::KeepAliveTimeout);
     drop(*c, true, true);
+}
+
+void Broker::Impl::on_connect_timeout(ConnId id) {
+    Connection* c = conn(id);
+    if (c && !c->connected) drop(*c, /*publish_will=*/false, /*close_transport=*/true);
 }
 
 void Broker::Impl::on_session_expiry_timer(Slot slot, uint64_t gen) {

@@ -38,9 +38,14 @@ void Broker::Impl::deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool reta
         send_publish(*c, item, false);
         return;
     }
-    bool full = (cfg.max_queued_messages != 0 && s.queue.size() >= cfg.max_queued_messages) ||
-                (cfg.max_queued_bytes != 0 && s.queue_bytes + msg->byte_size() > cfg.max_queued_bytes);
-    if (full) {
+    auto full = [&] {
+        return (cfg.max_queued_messages != 0 && s.queue.size() >= cfg.max_queued_messages) ||
+               (cfg.max_queued_bytes != 0 && s.queue_bytes + msg->byte_size() > cfg.max_queued_bytes);
+    };
+    // Expiry is otherwise checked lazily when a message leaves the queue;
+    // a full queue is swept first so expired messages do not take the room.
+    if (full()) purge_expired(s);
+    if (full()) {
         ++stats.queued_dropped;   // the newest is dropped: what is queued keeps its order
         return;
     }
@@ -55,6 +60,18 @@ void Broker::Impl::deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool reta
     s.queue_bytes += msg->byte_size();
     s.queue.push_back(std::move(item));
     pump(s);
+}
+
+void Broker::Impl::purge_expired(Session& s) {
+    for (auto it = s.queue.begin(); it != s.queue.end();) {
+        if (!it->msg->expired(now_ms)) {
+            ++it;
+            continue;
+        }
+        s.queue_bytes -= std::min<uint64_t>(s.queue_bytes, it->msg->byte_size());
+        if (s.persisted) note(persist.out_done(s.client_id, it->seq));
+        it = s.queue.erase(it);
+    }
 }
 
 // Moves queued messages into the in-flight window while the client has room

@@ -183,6 +183,12 @@ bool SegmentLog::recover(std::string& err) {
 }
 
 AppendError SegmentLog::add_segment() {
+    // An empty last segment too short for the record (a file cut short before
+    // a crash) has the very name the new one needs: replace it.
+    if (!segs_.empty() && segs_.back().records == 0 && segs_.back().base_lsn == next_lsn_) {
+        ::unlink(segs_.back().path.c_str());
+        segs_.pop_back();
+    }
     if (!segs_.empty()) segs_.back().sealed = true;
     Segment seg;
     std::string err;
@@ -208,7 +214,7 @@ AppendError SegmentLog::append_impl(uint8_t type, std::span<const uint8_t> body,
     const uint64_t span = record_span(body.size());
     if (body.size() > UINT32_MAX || span > opt_.segment_bytes) return AppendError::TooLarge;
     if (metered && opt_.max_bytes && bytes_used_ + span > opt_.max_bytes) return AppendError::QuotaExceeded;
-    if (segs_.back().sealed || segs_.back().end + span > segs_.back().size) {
+    if (segs_.empty() || segs_.back().sealed || segs_.back().end + span > segs_.back().size) {
         if (const AppendError e = add_segment(); e != AppendError::None) return e;
     }
     Segment& seg = segs_.back();

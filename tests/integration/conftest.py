@@ -233,8 +233,11 @@ def broker_factory(backend, request):
     """Returns start(settings=None) -> Broker; settings are TOML tables,
     e.g. {"limits": {"max_packet_size": 1000}}. Every broker is stopped at
     the end of the test, and its log printed if the test failed."""
-    if TARGET != "mosquitto" and not _find_hato():
-        pytest.skip("hato binary not found (set HATO_BIN)")
+    if TARGET != "mosquitto":
+        if HATO_BIN and not os.access(HATO_BIN, os.X_OK):
+            pytest.fail(f"HATO_BIN={HATO_BIN} is not an executable file")
+        if not _find_hato():
+            pytest.skip("hato binary not found (set HATO_BIN)")
     started = []
     workdirs = []
 
@@ -249,7 +252,10 @@ def broker_factory(backend, request):
     failed = []
     for b in started:
         try:
-            b.stop()
+            code = b.stop()
+            # a clean SIGTERM shutdown exits 0 (also catches sanitizer reports at exit)
+            if code not in (None, 0):
+                failed.append(f"broker exited with {code} on SIGTERM:\n{b.log()[-3000:]}")
         except AssertionError as e:
             failed.append(str(e))
         finally:

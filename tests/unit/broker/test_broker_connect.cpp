@@ -287,3 +287,27 @@ TEST_CASE("input split across reads is reassembled") {
     for (uint8_t b : bytes) pub.send_raw({b});
     CHECK(sub.publishes().size() == 2);
 }
+
+TEST_CASE("a connection that never sends CONNECT is closed after connect_timeout_ms") {
+    Harness h;  // connect_timeout_ms defaults to 10 s
+    TestClient silent(h, Version::V311);
+    TestClient ok(h, Version::V311);
+    ok.connect("ok");
+    h.broker->on_tick(9999);
+    CHECK_FALSE(silent.closed());
+    h.broker->on_tick(10000);
+    CHECK(silent.closed());
+    CHECK_FALSE(ok.closed());   // a connected client is not affected
+}
+
+TEST_CASE("server DISCONNECTs carry a reason string (clients read the code only then)") {
+    Harness h;
+    TestClient a(h, Version::V5);
+    a.connect("same");
+    TestClient b(h, Version::V5);
+    b.connect("same");
+    Disconnect d = a.take_one<Disconnect>();
+    CHECK(d.reason == rc::SessionTakenOver);
+    REQUIRE(d.props.reason_string);
+    CHECK(*d.props.reason_string == "session taken over");
+}

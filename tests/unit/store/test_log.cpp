@@ -151,6 +151,23 @@ TEST_CASE("recovery at every truncation offset keeps exactly the whole records")
     }
 }
 
+TEST_CASE("an empty segment file cut short is replaced by a full one") {
+    TempDir d;
+    // Holds no whole record and is too short for the next: the new segment
+    // needs its name.
+    t::write_file(d.sub(segment_file_name(1)), std::vector<uint8_t>(40, 0));
+    {
+        auto log = open_log(d.path());
+        uint64_t lsn = 0;
+        REQUIRE(log->append(1, body_of(1, 100), lsn) == AppendError::None);
+        CHECK(lsn == 1);
+        log->sync_now();
+    }
+    auto log = open_log(d.path());
+    CHECK(all_records(*log).size() == 1);
+    CHECK(log->segment_count() == 1);
+}
+
 TEST_CASE("garbage or zero pages over the tail are cut, the log stays appendable") {
     TempDir d;
     std::vector<Rec> written;

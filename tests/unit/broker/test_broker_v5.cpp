@@ -1,0 +1,265 @@
+// MQTT 5 features: flow control, topic aliases, shared subscriptions,
+// message expiry, property forwarding, feature limits.
+#include "test_broker_harness.hpp"
+
+using namespace hato::broker;
+using namespace hato::broker::test;
+
+namespace {
+
+Bytes bytes_of(std::string_view s) { return Bytes(reinterpret_cast<const uint8_t*>(s.data()), s.size()); }
+
+}  // namespace
+
+TEST_CASE("receive maximum exceeded: DISCONNECT 0x93") {
+    Config cfg;
+    cfg.receive_maximum = 2;
+    Harness h(cfg);
+    h.persist.auto_durable = false;   // acks stay held, so the window fills up
+    TestClient a(h, Version::V5);
+    CHECK(a.connect("a").props.receive_maximum == 2);
+    // Retained: the store write gives each ack a ticket to wait for.
+    a.publish("t", "1", 1, true);
+    a.publish("t", "2", 2, true);
+    CHECK_FALSE(a.closed());
+    a.publish("t", "3", 1, true);
+    CHECK(a.closed());
+    auto packets = a.take();
+    REQUIRE(!packets.empty());
+    CHECK(std::get<Disconnect>(packets.back()).reason == rc::ReceiveMaximumExceeded);
+}
+
+TEST_CASE("inbound topic alias") {
+    Harness h;
+    TestClient s(h, Version::V5), p(h, Version::V5);
+    s.connect("s");
+    s.subscribe("long/topic", 0);
+    p.connect("p");
+    Properties set;
+    set.topic_alias = 3;
+    p.publish("long/topic", "a", 0, false, 0, set);
+    Publish by_alias;
+    by_alias.props.topic_alias = 3;
+    by_alias.payload = bytes_of("b");
+    p.send(by_alias);
+    auto got = s.publishes();
+    REQUIRE(got.size() == 2);
+    CHECK(got[1].topic == "long/topic");
+    CHECK(text(got[1].payload) == "b");
+
+    Properties bad;
+    bad.topic_alias = static_cast<uint16_t>(h.cfg.topic_alias_maximum + 1);
+    p.publish("x", "c", 0, false, 0, bad);
+    CHECK(p.take_one<Disconnect>().reason == rc::TopicAliasInvalid);
+    CHECK(p.closed());
+}
+
+TEST_CASE("outbound topic aliases up to the client's maximum") {
+    Config cfg;
+    cfg.max_outbound_topic_aliases = 1;
+    Harness h(cfg);
+    TestClient s(h, Version::V5), p(h, Version::V5);
+    Properties want;
+    want.topic_alias_maximum = 5;
+    s.connect("s", true, 0, want);
+    s.subscribe("#", 0);
+    p.connect("p");
+    p.publish("a", "1");
+    p.publish("a", "2");
+    p.publish("b", "3");
+    auto got = s.publishes();
+    REQUIRE(got.size() == 3);
+    CHECK(got[0].topic == "a");
+    CHECK(got[0].props.topic_alias == 1);
+    CHECK(got[1].topic.empty());
+    CHECK(got[1].props.topic_alias == 1);
+    CHECK(got[2].topic == "b");                   // limit reached: full topic, no alias
+    CHECK_FALSE(got[2].props.topic_alias.has_value());
+}
+
+TEST_CASE("shared subscription: round robin, no retained, redistribution on leave") {
+    Harness h;
+    TestClient a(h, Version::V5), b(h, Version::V5), p(h, Version::V5);
+    a.connect("a");
+    b.connect("b");
+    p.connect("p");
+    p.publish("job/x", "retained", 0, true);
+    a.subscribe("$share/g/job/#", 1);
+    CHECK(a.extra().empty());   // no retained for shared subscriptions
+    b.subscribe("$share/g/job/#", 1);
+    for (int i = 0; i < 4; ++i) p.publish("job/x", std::to_string(i), 0);
+    CHECK(a.publishes().size() == 2);
+    CHECK(b.publishes().size() == 2);
+
+    // a holds an unacked QoS 1 message and leaves: b gets it.
+    p.publish("job/x", "q1", 1);
+    p.take();
+    auto ga = a.publishes(), gb = b.publishes();
+    REQUIRE(ga.size() + gb.size() == 1);
+    TestClient& holder = ga.empty() ? b : a;
+    TestClient& other = ga.empty() ? a : b;
+    holder.transport_gone();
+    auto moved = other.publishes();
+    REQUIRE(moved.size() == 1);
+    CHECK(text(moved[0].payload) == "q1");
+}
+
+TEST_CASE("message expiry: forwarded remaining, never delivered once expired") {
+    Harness h;
+    TestClient live(h, Version::V5), p(h, Version::V5);
+    live.connect("live");
+    live.subscribe("e", 1);
+    p.connect("p");
+    Properties exp;
+    exp.message_expiry = 10;
+    p.publish("e", "x", 1, true, 0, exp);
+    auto got = live.publishes();
+    REQUIRE(got.size() == 1);
+    CHECK(got[0].props.message_expiry == 10);
+    live.ack(PacketType::Puback, got[0].packet_id);
+
+    Properties persistent;
+    persistent.session_expiry = 1000;
+    TestClient off(h, Version::V5);
+    off.connect("off", true, 0, persistent);
+    off.subscribe("e", 1);
+    auto first = off.extra();
+    REQUIRE(first.size() == 1);
+    off.ack(PacketType::Puback, std::get<Publish>(first[0]).packet_id);
+    off.transport_gone();
+    p.publish("e", "y", 1, false, 0, exp);
+    h.broker->on_tick(4000);
+    TestClient late(h, Version::V5);
+    late.connect("late");
+    late.subscribe("e", 1);
+    auto ret = late.extra();
+    REQUIRE(ret.size() == 1);
+    CHECK(std::get<Publish>(ret[0]).props.message_expiry == 6);   // retained, 4 s later
+
+    h.broker->on_tick(11000);
+    TestClient off2(h, Version::V5);
+    CHECK(off2.connect("off", false, 0, persistent).session_present);
+    CHECK(off2.extra().empty());   // queued message expired
+    TestClient later(h, Version::V5);
+    later.connect("later");
+    later.subscribe("e", 1);
+    CHECK(later.extra().empty());  // retained message expired
+}
+
+TEST_CASE("request/response properties are forwarded unchanged") {
+    Harness h;
+    TestClient s(h, Version::V5), p(h, Version::V5);
+    s.connect("s");
+    s.subscribe("req", 0);
+    p.connect("p");
+    Properties pr;
+    pr.response_topic = "resp/1";
+    const uint8_t corr[] = {1, 2, 3};
+    pr.correlation_data = Bytes(corr, 3);
+    pr.user = {{"k1", "v1"}, {"k0", "v0"}};
+    pr.content_type = "text/plain";
+    pr.payload_format = 1;
+    p.publish("req", "body", 0, false, 0, pr);
+    auto got = s.publishes();
+    REQUIRE(got.size() == 1);
+    const Properties& g = got[0].props;
+    CHECK(g.response_topic == "resp/1");
+    REQUIRE(g.correlation_data.has_value());
+    CHECK(std::vector<uint8_t>(g.correlation_data->begin(), g.correlation_data->end()) ==
+          std::vector<uint8_t>{1, 2, 3});
+    REQUIRE(g.user.size() == 2);
+    CHECK(g.user[0].key == "k1");
+    CHECK(g.user[1].value == "v0");
+    CHECK(g.content_type == "text/plain");
+    CHECK(g.payload_format == 1);
+}
+
+TEST_CASE("v5 acks: no matching subscribers, invalid payload format") {
+    Harness h;
+    TestClient p(h, Version::V5);
+    p.connect("p");
+    p.publish("nobody", "x", 1);
+    CHECK(p.take_one<Ack>().reason == rc::NoMatchingSubscribers);
+    Properties utf;
+    utf.payload_format = 1;
+    p.publish("nobody", "\xff\xfe", 2, false, 0, utf);
+    auto a = p.take_one<Ack>();
+    CHECK(a.type == PacketType::Pubrec);
+    CHECK(a.reason == rc::PayloadFormatInvalid);
+}
+
+TEST_CASE("feature limits: maximum QoS, retain, wildcards, shared, sub ids") {
+    Config cfg;
+    cfg.maximum_qos = 1;
+    cfg.retain_available = false;
+    cfg.wildcard_subscriptions = false;
+    cfg.shared_subscriptions = false;
+    cfg.subscription_identifiers = false;
+    Harness h(cfg);
+    TestClient s(h, Version::V5);
+    Connack ack = s.connect("s");
+    CHECK(ack.props.maximum_qos == 1);
+    CHECK(ack.props.retain_available == 0);
+    CHECK(s.subscribe("a/+", 0).reasons[0] == rc::WildcardSubscriptionsNotSupported);
+    CHECK(s.subscribe("$share/g/a", 0).reasons[0] == rc::SharedSubscriptionsNotSupported);
+    CHECK(s.subscribe("a", 0, 1, 5).reasons[0] == rc::SubscriptionIdentifiersNotSupported);
+    CHECK(s.subscribe("a", 2).reasons[0] == 1);   // granted at most maximum QoS
+
+    TestClient q(h, Version::V5), r(h, Version::V5);
+    q.connect("q");
+    r.connect("r");
+    q.publish("a", "x", 2);
+    CHECK(q.take_one<Disconnect>().reason == rc::QoSNotSupported);
+    r.publish("a", "x", 0, true);
+    CHECK(r.take_one<Disconnect>().reason == rc::RetainNotSupported);
+}
+
+TEST_CASE("client maximum packet size: larger messages are skipped") {
+    Harness h;
+    TestClient s(h, Version::V5), p(h, Version::V5);
+    Properties small;
+    small.maximum_packet_size = 40;
+    s.connect("s", true, 0, small);
+    s.subscribe("m", 1);
+    p.connect("p");
+    p.publish("m", std::string(100, 'x'), 1);
+    p.publish("m", "fits", 1);
+    auto got = s.publishes();
+    REQUIRE(got.size() == 1);
+    CHECK(text(got[0].payload) == "fits");
+}
+
+TEST_CASE("response information on request") {
+    Config cfg;
+    cfg.response_information = "replies/";
+    Harness h(cfg);
+    TestClient a(h, Version::V5), b(h, Version::V5);
+    Properties ask;
+    ask.request_response_info = 1;
+    CHECK(a.connect("a", true, 0, ask).props.response_info == "replies/");
+    CHECK_FALSE(b.connect("b").props.response_info.has_value());
+}
+
+TEST_CASE("a full offline queue makes room by dropping expired messages first") {
+    Config cfg;
+    cfg.max_queued_messages = 1;
+    Harness h(cfg);
+    Properties persistent;
+    persistent.session_expiry = 1000;
+    TestClient s(h, Version::V5), p(h, Version::V5);
+    s.connect("s", true, 0, persistent);
+    s.subscribe("t", 1);
+    s.transport_gone();
+    p.connect("p");
+    Properties exp;
+    exp.message_expiry = 1;
+    p.publish("t", "short-lived", 1, false, 0, exp);
+    h.broker->on_tick(2000);
+    p.publish("t", "fresh", 1);
+    CHECK(h.broker->stats().queued_dropped == 0);
+    TestClient s2(h, Version::V5);
+    CHECK(s2.connect("s", false, 0, persistent).session_present);
+    auto got = s2.extra();
+    REQUIRE(got.size() == 1);
+    CHECK(text(std::get<Publish>(got[0]).payload) == "fresh");
+}
