@@ -21,6 +21,17 @@ if [ ${#missing[@]} -gt 0 ]; then
   as_root apt-get update -q
   as_root apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
+# MQTT.js for the MQTT 5 tests, from the npm registry, pinned by package-lock.json.
+if [ "$mode" = test ]; then
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    as_root apt-get update -q
+    as_root apt-get install -y -q --no-install-recommends nodejs npm
+  fi
+  js=$(cd "$(dirname "$0")/../tests/js" && pwd)
+  if [ ! -d "$js/node_modules/mqtt" ]; then
+    (cd "$js" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+fi
 # The Debian mosquitto package may start its own service on 1883; our tests use
 # free ports, but a stray broker on 1883 would confuse the README's smoke test.
 if [ "$mode" = test ] && command -v systemctl >/dev/null && systemctl is-active -q mosquitto 2>/dev/null; then

@@ -36,15 +36,21 @@ export async function startHato(toml = '') {
 }
 
 // Connects an MQTT 5 client and resolves with [client, connack].
+// Messages that arrive with the CONNACK (a persistent session's queue) are
+// kept in client.early until a test takes them.
 export function connect(url, opts = {}) {
   return new Promise((resolve, reject) => {
     const c = mqtt.connect(url, { protocolVersion: 5, reconnectPeriod: 0, connectTimeout: 5000, ...opts });
-    c.once('connect', (ack) => resolve([c, ack]));
+    c.early = [];
+    const keep = (topic, payload, packet) => c.early.push({ topic, payload, packet });
+    c.on('message', keep);
+    c.once('connect', (ack) => setImmediate(() => { c.off('message', keep); resolve([c, ack]); }));
     c.once('error', reject);
   });
 }
 
 export function nextMessage(client, ms = 5000) {
+  if (client.early?.length) return Promise.resolve(client.early.shift());
   return new Promise((resolve, reject) => {
     const t = setTimeout(() => reject(new Error('no message within ' + ms + ' ms')), ms);
     client.once('message', (topic, payload, packet) => { clearTimeout(t); resolve({ topic, payload, packet }); });

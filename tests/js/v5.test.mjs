@@ -41,7 +41,7 @@ test('user properties, content type, response topic and correlation data pass un
   assert.deepEqual([...packet.properties.correlationData], [1, 2, 3]);
   assert.equal(packet.properties.contentType, 'text/plain');
   assert.equal(packet.properties.payloadFormatIndicator, true);
-  assert.deepEqual(packet.properties.userProperties, { a: '1', b: ['2', '3'] });
+  assert.deepEqual({ ...packet.properties.userProperties }, { a: '1', b: ['2', '3'] });
   await end(sub); await end(pub);
 });
 
