@@ -21,6 +21,8 @@
 #include <cstring>
 #include <ctime>
 #include <fstream>
+#include <iterator>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -57,7 +59,8 @@ void usage() {
         "  --duration S --warmup S              measured seconds, warm-up seconds (5, 1)\n"
         "  --window N                           in-flight messages per publisher at rate 0 (64)\n"
         "  --mqtt 4|5                           protocol level (4)\n"
-        "  --broker-pid PID                     conn: report the broker's VmRSS per connection\n"
+        "  --broker-pid PID                     conn: report the broker's VmRSS per connection;\n"
+        "                                       others: its CPU time per received message\n"
         "The last line is machine-readable: RESULT key=value ...");
 }
 
@@ -114,6 +117,24 @@ long vmrss_kib(int pid) {
     while (std::getline(f, line))
         if (line.rfind("VmRSS:", 0) == 0) return std::atol(line.c_str() + 6);
     return -1;
+}
+
+// CPU seconds (user + system, all threads) the process `pid` has used so
+// far, from /proc/PID/stat; -1 if unreadable. Fields 14 and 15 count after
+// the command name, which may itself hold spaces, so parsing starts after ')'.
+double process_cpu_seconds(int pid) {
+    std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+    std::string stat((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    size_t close_paren = stat.rfind(')');
+    if (close_paren == std::string::npos) return -1;
+    std::istringstream rest(stat.substr(close_paren + 2));
+    std::string field;
+    unsigned long long utime = 0, stime = 0;
+    for (int i = 3; i <= 15 && rest >> field; ++i) {   // field 3 is the state
+        if (i == 14) utime = std::stoull(field);
+        if (i == 15) stime = std::stoull(field);
+    }
+    return double(utime + stime) / double(sysconf(_SC_CLK_TCK));
 }
 
 int connect_to(const Options& o) {
@@ -184,6 +205,7 @@ int main(int argc, char** argv) {
     bool ready = false;
     uint64_t measure_start = 0, measure_end = 0, drain_deadline = 0;
     double cpu_at_start = 0;
+    double broker_cpu_at_start = -1;   // broker CPU seconds when measuring began
     uint64_t published_total = 0;
     const double per_pub_rate = o.rate > 0 && npub > 0 ? o.rate / npub : 0;
     std::vector<epoll_event> evs(256);
@@ -204,6 +226,7 @@ int main(int argc, char** argv) {
         if (ready && !run.measuring && now >= measure_start) {
             run.start_measuring();
             cpu_at_start = cpu_seconds();
+            if (o.broker_pid) broker_cpu_at_start = process_cpu_seconds(o.broker_pid);
         }
         const bool publishing = ready && now < measure_end && o.scenario != "conn";
         if (publishing) {
@@ -236,6 +259,7 @@ int main(int argc, char** argv) {
     }
     const uint64_t end = now_ns();
     const double cpu_used = cpu_seconds() - cpu_at_start;
+    const double broker_cpu_end = o.broker_pid ? process_cpu_seconds(o.broker_pid) : -1;
 
     if (o.scenario == "conn") {
         long rss_after = o.broker_pid ? vmrss_kib(o.broker_pid) : -1;
@@ -251,6 +275,11 @@ int main(int argc, char** argv) {
     const Totals t = run.totals();
     const double rate = secs > 0 ? double(t.received) / secs : 0;
     const double bench_cpu = double(end - measure_start) > 0 ? cpu_used / (double(end - measure_start) / 1e9) : 0;
+    // Broker CPU per received message over the measured window and drain
+    // (connect and warm-up excluded); -1 without --broker-pid.
+    const double broker_us_per_msg = broker_cpu_at_start >= 0 && broker_cpu_end >= 0 && t.received > 0
+                                         ? (broker_cpu_end - broker_cpu_at_start) * 1e6 / double(t.received)
+                                         : -1;
     std::printf("%s: %d publishers, %d subscribers, qos %d, %d B, mqtt %d, %.1f s measured\n",
                 o.scenario.c_str(), npub, nsub, o.qos, o.size, o.version, secs);
     std::printf("received %llu msgs (%.0f msg/s), expected %llu, lost %llu, duplicated %llu, out-of-order %llu\n",
@@ -260,10 +289,11 @@ int main(int argc, char** argv) {
     if (bench_cpu > 0.9)
         std::printf("note: hato-bench used %.0f%% of its core: the generator may be the bottleneck\n", bench_cpu * 100);
     std::printf("RESULT scenario=%s clients=%d qos=%d size=%d mqtt=%d seconds=%.2f received=%llu rate=%.0f "
-                "lost=%llu dup=%llu ooo=%llu p50_us=%.0f p99_us=%.0f p999_us=%.0f bench_cpu=%.2f\n",
+                "lost=%llu dup=%llu ooo=%llu p50_us=%.0f p99_us=%.0f p999_us=%.0f bench_cpu=%.2f "
+                "broker_us_per_msg=%.2f\n",
                 o.scenario.c_str(), o.clients, o.qos, o.size, o.version, secs, (unsigned long long)t.received, rate,
                 (unsigned long long)t.lost, (unsigned long long)t.duplicated, (unsigned long long)t.out_of_order,
-                t.p50_us, t.p99_us, t.p999_us, bench_cpu);
+                t.p50_us, t.p99_us, t.p999_us, bench_cpu, broker_us_per_msg);
     (void)published_total;
     return t.lost == 0 && t.duplicated == 0 ? 0 : 3;
 }

@@ -68,19 +68,24 @@ check "systemd-analyze verify hato.service" verify_unit
 # The installed binary, as the hato user, on the packaged config with a free
 # port and a scratch state dir (the real service may hold 1883).
 smoke() {
+  # The packaged config refuses anonymous clients on its 0.0.0.0 listener, so
+  # the smoke run uses a password made with the packaged hato-passwd.
   local data port pid out
   data=$(mktemp -d); chown hato:hato "$data"
   port=$(( 20000 + RANDOM % 20000 ))
-  runuser -u hato -- /usr/sbin/hato --config /etc/hato/hato.toml --port "$port" --data "$data" \
-    > /tmp/hato-smoke.log 2>&1 & pid=$!
+  hato-passwd -c -b "$data/passwd" smoke s3cret && chown hato:hato "$data/passwd"
+  printf '[[listener]]\naddress = "127.0.0.1"\nport = %s\n[storage]\ndir = "%s/data"\n[auth]\nallow_anonymous = false\npassword_file = "%s/passwd"\n' \
+    "$port" "$data" "$data" > "$data/hato.toml"
+  runuser -u hato -- /usr/sbin/hato --config "$data/hato.toml" > /tmp/hato-smoke.log 2>&1 & pid=$!
   for _ in $(seq 50); do
-    mosquitto_pub -h 127.0.0.1 -p "$port" -t probe -m x >/dev/null 2>&1 && break; sleep 0.1
+    mosquitto_pub -h 127.0.0.1 -p "$port" -u smoke -P s3cret -t probe -m x >/dev/null 2>&1 && break; sleep 0.1
   done
-  mosquitto_pub -h 127.0.0.1 -p "$port" -t pkg/check -m ok -q 1 -r
-  out=$(timeout 5 mosquitto_sub -h 127.0.0.1 -p "$port" -t pkg/check -C 1)
+  mosquitto_pub -h 127.0.0.1 -p "$port" -u smoke -P s3cret -t pkg/check -m ok -q 1 -r
+  out=$(timeout 5 mosquitto_sub -h 127.0.0.1 -p "$port" -u smoke -P s3cret -t pkg/check -C 1)
+  if mosquitto_pub -h 127.0.0.1 -p "$port" -t pkg/anon -m x >/dev/null 2>&1; then out=anonymous-accepted; fi
   kill "$pid"; wait "$pid" 2>/dev/null
   rm -rf "$data"
-  [ "$out" = ok ] || { cat /tmp/hato-smoke.log; return 1; }
+  [ "$out" = ok ] || { echo "smoke: got '$out'"; cat /tmp/hato-smoke.log; return 1; }
 }
 if command -v mosquitto_pub >/dev/null; then
   check "installed hato serves a retained QoS 1 message as user hato" smoke

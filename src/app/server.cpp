@@ -14,6 +14,7 @@
 #include "app/notify.hpp"
 #include "app/security.hpp"
 #include "app/tls_layer.hpp"
+#include "auth/acl_authorizer.hpp"
 #include "auth/authenticator.hpp"
 #include "broker/broker.hpp"
 #include "broker/log_persistence.hpp"
@@ -115,7 +116,9 @@ public:
         plaintext_.clear();
         if (!tls_->on_ciphertext(id, data, plaintext_) || plaintext_.empty()) return;
         // The CONNECT (if these bytes hold one) is checked inside this call.
-        authenticator_.set_current_identity(tls_->identity(id));
+        std::optional<std::string> identity = tls_->identity(id);
+        if (identity && tls_->first_identity_use(id)) broker_->set_identity(id, *identity);
+        authenticator_.set_current_identity(std::move(identity));
         broker_->on_data(id, plaintext_);
         authenticator_.set_current_identity(std::nullopt);
     }
@@ -219,6 +222,7 @@ private:
         }
         authenticator_.set_anonymous_allowed(std::move(anonymous));
         authenticator_.set_password_file(auth_files_.passwords);
+        authorizer_.set_acl(auth_files_.acl);
         if (auth_files_.passwords)
             log_info("password file %s: %zu users", cfg_.auth.password_file.c_str(), auth_files_.passwords->size());
         if (auth_files_.acl)
@@ -246,6 +250,7 @@ private:
             std::shared_ptr<const auth::Acl> acl;
             if (load_acl_file(cfg_.auth.acl_file, acl, errors)) {
                 auth_files_.acl = acl;
+                authorizer_.set_acl(acl);   // every session's ACL memo refills lazily
                 log_info("reloaded acl file %s: %zu rules", cfg_.auth.acl_file.c_str(), acl->rule_count());
             } else {
                 report_reload_errors(errors, "acl file", cfg_.auth.acl_file);
@@ -290,6 +295,8 @@ private:
     bool open_broker() {
         broker_ = std::make_unique<broker::Broker>(cfg_.broker, *transport_, *persistence_);
         broker_->set_authenticator(&authenticator_);
+        // Without an acl_file the broker skips every ACL check.
+        if (auth_files_.acl) broker_->set_authorizer(&authorizer_);
         broker_->recover();
         return true;
     }
@@ -411,6 +418,7 @@ private:
     broker::LogPersistence* log_persistence_ = nullptr;  // == persistence_ when durable
     AuthFiles auth_files_;
     auth::PasswordAuthenticator authenticator_;   // used by broker_: declared before it
+    auth::AclAuthorizer authorizer_;               // likewise
     std::unique_ptr<broker::Broker> broker_;
     std::vector<uint8_t> plaintext_;  // decrypted input of the current on_data, reused
     int signal_fd_ = -1;

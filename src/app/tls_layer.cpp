@@ -113,6 +113,13 @@ std::optional<std::string> TlsLayer::identity(net::ConnId id) const {
     return it->second.conn->peer_common_name();
 }
 
+bool TlsLayer::first_identity_use(net::ConnId id) {
+    auto it = sessions_.find(id);
+    if (it == sessions_.end() || it->second.identity_given) return false;
+    it->second.identity_given = true;
+    return true;
+}
+
 void TlsLayer::log_failure(const std::string& peer, const std::string& error) {
     uint64_t now = reactor_.now_ms();
     LogState& st = failure_log_[error];

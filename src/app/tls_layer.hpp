@@ -45,6 +45,9 @@ public:
     // The verified client certificate's CN when the connection's listener
     // has identity_as_username; nullopt otherwise.
     std::optional<std::string> identity(net::ConnId id) const;
+    // True the first time it is asked for `id` (the identity goes to the
+    // broker once).
+    bool first_identity_use(net::ConnId id);
 
 private:
     struct Session {
@@ -52,6 +55,7 @@ private:
         std::string peer;
         bool identity_as_username = false;
         bool closing = false;
+        bool identity_given = false;
         uint64_t handshake_deadline_ms = 0;
     };
 

@@ -5,9 +5,12 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
+#include <string>
 #include <string_view>
+#include <unordered_map>
 
 #include "mqtt/packet.hpp"
 
@@ -30,6 +33,39 @@ public:
                   std::string_view, int) override {
         return mqtt::rc::Success;
     }
+};
+
+// --- Authorization (ACL) ---------------------------------------------------
+
+// Per-session memo of ACL answers: owned by the broker (one per session),
+// filled and invalidated by the Authorizer, so a topic costs one hash lookup
+// after its first message. The broker empties it when a client (re)connects.
+struct AclCache {
+    struct Hash {
+        using is_transparent = void;  // find() by string_view, no allocation
+        size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+    };
+    uint64_t generation = 0;  // the Authorizer's rules this memo was filled from
+    std::unordered_map<std::string, uint8_t, Hash, std::equal_to<>> topics;
+};
+
+// Who is asking: the user name the session logged in with (or the TLS
+// certificate identity) and the client id.
+struct ClientInfo {
+    std::optional<std::string_view> username;
+    std::string_view client_id;
+    AclCache* cache = nullptr;  // null: no memo
+};
+
+class Authorizer {
+public:
+    virtual ~Authorizer() = default;
+    // PUBLISH from the client (and its will) to topic name `topic`.
+    virtual bool can_publish(const ClientInfo& client, std::string_view topic) = 0;
+    // SUBSCRIBE to `filter` (delivery is still checked per message).
+    virtual bool can_subscribe(const ClientInfo& client, std::string_view filter) = 0;
+    // Delivery of a message published to `topic` to this client.
+    virtual bool can_receive(const ClientInfo& client, std::string_view topic) = 0;
 };
 
 }  // namespace hato::broker

@@ -22,6 +22,12 @@ void Broker::set_authenticator(Authenticator* auth) {
     impl_->auth = auth ? auth : &impl_->allow_all;
 }
 
+void Broker::set_authorizer(Authorizer* authz) { impl_->authz = authz; }
+
+void Broker::set_identity(ConnId id, std::string username) {
+    if (Connection* c = impl_->conn(id)) c->identity = std::move(username);
+}
+
 const Stats& Broker::stats() const { return impl_->stats; }
 
 void Broker::on_open(ConnId id, int listener_index, const std::string& peer) {

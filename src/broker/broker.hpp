@@ -17,6 +17,7 @@ namespace hato::broker {
 using ConnId = uint64_t;
 
 class Authenticator;  // broker/auth.hpp
+class Authorizer;     // broker/auth.hpp
 
 // What the broker needs from the network layer.
 class Transport {
@@ -62,6 +63,13 @@ public:
     // Replaces the default allow-all authenticator (not owned; must outlive
     // the broker). nullptr restores the default.
     void set_authenticator(Authenticator* auth);
+    // ACL hook checked on PUBLISH, SUBSCRIBE, delivery and wills (not owned;
+    // must outlive the broker). nullptr (the default): everything allowed.
+    void set_authorizer(Authorizer* authz);
+    // The verified identity of a connection (TLS client certificate CN with
+    // identity_as_username): used as its user name from its CONNECT on,
+    // whatever user name the CONNECT carries. Call before the CONNECT bytes.
+    void set_identity(ConnId id, std::string username);
 
 private:
     struct Impl;

@@ -70,6 +70,8 @@ struct Session {
     uint16_t next_packet_id = 1;
     std::set<uint16_t> qos2_in;              // inbound QoS 2 ids waiting PUBREL
     std::optional<Will> delayed_will;        // will waiting its delay after the connection left
+    std::optional<std::string> username;     // of the last CONNECT (ACL); unknown after a restart
+    AclCache acl_cache;                      // ACL answers by topic, emptied on CONNECT
 };
 
 struct Connection {
@@ -90,6 +92,7 @@ struct Connection {
     std::unordered_map<uint16_t, std::string> alias_in;
     std::unordered_map<std::string, uint16_t> alias_out;
     std::optional<Will> will;
+    std::optional<std::string> identity;   // set_identity(): replaces the CONNECT user name
     uint32_t inbound_pending = 0;    // QoS 1 acks not yet sent + QoS 2 ids waiting PUBREL
     uint32_t held_acks = 0;          // entries in the held-ack FIFO for this connection
     bool output_blocked = false;     // back-pressure: waiting for the transport to drain
@@ -126,6 +129,7 @@ struct Broker::Impl {
     Persistence& persist;
     AllowAll allow_all;
     Authenticator* auth = &allow_all;
+    Authorizer* authz = nullptr;     // null: no ACL
     Stats stats;
     uint64_t now_ms = 0;             // monotonic, from on_tick, relative to the first tick
     uint64_t tick_base = 0;          // first on_tick value: state built before it is at time 0
@@ -154,6 +158,10 @@ struct Broker::Impl {
     // --- broker.cpp
     Connection* conn(ConnId id);
     Session* session(Slot s) { return s < sessions.size() ? sessions[s].get() : nullptr; }
+    ClientInfo client_info(Session& s) {
+        return {s.username ? std::optional<std::string_view>(*s.username) : std::nullopt, s.client_id,
+                &s.acl_cache};
+    }
     void process_input(Connection& c, std::span<const uint8_t> bytes);
     void handle_packet(Connection& c, mqtt::Packet& p);
     void send_packet(Connection& c, const mqtt::Packet& p);

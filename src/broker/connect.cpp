@@ -73,6 +73,16 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
         }
         will = Will{std::move(m), v5 ? p.will_props.will_delay.value_or(0) : 0};
     }
+    // The user name ACLs see: the TLS identity when there is one.
+    std::optional<std::string> username;
+    if (c.identity) username = *c.identity;
+    else if (p.username) username = std::string(*p.username);
+    // A will to a topic this client may not write is dropped (never published).
+    if (will && authz &&
+        !authz->can_publish(ClientInfo{username ? std::optional<std::string_view>(*username) : std::nullopt,
+                                       client_id, nullptr},
+                            will->msg->topic))
+        will.reset();
 
     uint32_t asked_expiry = v5 ? p.props.session_expiry.value_or(0)
                                : (p.clean_start ? 0 : kNeverExpires);
@@ -114,6 +124,8 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
     }
     s->conn = c.id;
     s->generation = next_generation++;
+    s->username = std::move(username);
+    s->acl_cache.topics.clear();   // answers for the previous user name do not carry over
     s->expiry_s = expiry;
     ++stats.connections;
 

@@ -23,6 +23,9 @@ bool Broker::Impl::output_over_limit(Connection& c) {
 void Broker::Impl::deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool retain,
                            std::vector<uint32_t> sub_ids, uint64_t share) {
     if (msg->expired(now_ms)) return;
+    // Checked per message and receiver (memoised per session): a `#`
+    // subscriber receives only what it may read.
+    if (authz && !authz->can_receive(client_info(s), msg->topic)) return;
     Connection* c = s.conn ? conn(s.conn) : nullptr;
     if (qos == 0) {
         if (!c) return;   // QoS 0 is not queued for offline sessions
@@ -142,9 +145,35 @@ bool Broker::Impl::send_publish(Connection& c, const OutItem& item, bool dup) {
             pp.topic_alias = alias;   // first use: topic and alias together
         }
     }
-    std::vector<uint8_t> out;
-    encode_publish(pp, c.version, out);
-    transport.send(c.id, out);
+    // A QoS 0 PUBLISH without per-receiver parts (no packet id, alias, expiry
+    // or subscription ids) is the same bytes for every receiver of one
+    // version: fan-out encodes it once. The cache holds the message itself,
+    // so its address cannot be reused by another message while cached.
+    struct SharedEncoding {
+        MsgPtr msg;
+        Version version = Version::V311;
+        bool retain = false;
+        std::vector<uint8_t> bytes;
+    };
+    thread_local SharedEncoding shared;
+    const bool same_for_all = item.qos == 0 && !dup && !pp.topic_alias && !pp.message_expiry && pp.sub_ids.empty();
+    if (same_for_all && shared.msg == item.msg && shared.version == c.version && shared.retain == item.retain) {
+        transport.send(c.id, shared.bytes);
+        ++stats.messages_out;
+        return true;
+    }
+    // Otherwise one buffer for every send: the transport copies the bytes, so
+    // a fresh vector per PUBLISH would only add a malloc/free pair per delivery.
+    thread_local std::vector<uint8_t> out;
+    std::vector<uint8_t>& target = same_for_all ? shared.bytes : out;
+    target.clear();
+    encode_publish(pp, c.version, target);
+    if (same_for_all) {
+        shared.msg = item.msg;
+        shared.version = c.version;
+        shared.retain = item.retain;
+    }
+    transport.send(c.id, target);
     ++stats.messages_out;
     return true;
 }

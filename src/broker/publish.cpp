@@ -47,6 +47,15 @@ void Broker::Impl::on_publish(Connection& c, Publish& p) {
     if (p.qos > 0 && v5 && c.inbound_pending >= cfg.receive_maximum)
         return protocol_error(c, rc::ReceiveMaximumExceeded);
 
+    if (authz && !authz->can_publish(client_info(*s), topic)) {
+        // Not delivered. v5 says why; v3 has no way to, so it is acknowledged
+        // like a success (as Mosquitto does) and dropped.
+        if (p.qos == 0) return;
+        ++c.inbound_pending;
+        send_ack(c, ack_type, p.packet_id, v5 ? rc::NotAuthorized : rc::Success, 0, true);
+        return;
+    }
+
     if (v5 && p.props.payload_format.value_or(0) == 1 &&
         !valid_utf8(std::string_view(reinterpret_cast<const char*>(p.payload.data()), p.payload.size()))) {
         if (p.qos > 0) {
@@ -101,14 +110,16 @@ void Broker::Impl::on_pubrel(Connection& c, const Ack& a) {
 
 void Broker::Impl::send_ack(Connection& c, PacketType type, uint16_t id, uint8_t reason,
                             uint64_t ticket, bool counts_inbound) {
-    std::vector<uint8_t> bytes;
+    // Encoded into a reused buffer: only a held ack needs bytes of its own.
+    thread_local std::vector<uint8_t> bytes;
+    bytes.clear();
     encode(Ack{type, id, reason, {}}, c.version, bytes);
     if (c.held_acks == 0 && ticket <= persist.durable_ticket()) {
         transport.send(c.id, bytes);
         if (counts_inbound && c.inbound_pending > 0) --c.inbound_pending;
         return;
     }
-    held_acks.push_back({c.id, ticket, counts_inbound, std::move(bytes)});
+    held_acks.push_back({c.id, ticket, counts_inbound, std::vector<uint8_t>(bytes)});
     ++c.held_acks;
 }
 
@@ -148,6 +159,7 @@ namespace {
 // Retain-as-published is honoured if any of the overlapping subscriptions asks.
 struct MatchCollector final : SubIndex::Visitor {
     struct Merged {
+        Slot who = kNoSlot;
         uint8_t qos = 0;
         bool retain_as_published = false;
         std::vector<uint32_t> sub_ids;
@@ -158,7 +170,9 @@ struct MatchCollector final : SubIndex::Visitor {
         uint32_t sub_id;
     };
     Slot publisher = kNoSlot;
-    std::unordered_map<Slot, Merged> direct;
+    // One entry per matching subscription, merged per session by merge_direct():
+    // a flat vector costs no node allocation per receiver, unlike a hash map.
+    std::vector<Merged> direct;
     std::unordered_map<uint64_t, std::vector<SharedMember>> shared;   // by share key
 
     void visit(const SubIndex::Entry& e, std::string_view filter) override {
@@ -167,10 +181,32 @@ struct MatchCollector final : SubIndex::Visitor {
             return;
         }
         if ((e.options & 0x04) && e.who == publisher) return;   // No Local
-        Merged& m = direct[e.who];
-        m.qos = std::max<uint8_t>(m.qos, e.options & 0x03);
-        m.retain_as_published |= (e.options & 0x08) != 0;
+        Merged& m = direct.emplace_back();
+        m.who = e.who;
+        m.qos = e.options & 0x03;
+        m.retain_as_published = (e.options & 0x08) != 0;
         if (e.sub_id) m.sub_ids.push_back(e.sub_id);
+    }
+
+    // Folds the entries of one session into its first entry (stable order, so
+    // subscription ids keep the order they matched in) and drops the rest.
+    void merge_direct() {
+        if (direct.size() < 2) return;
+        std::stable_sort(direct.begin(), direct.end(),
+                         [](const Merged& a, const Merged& b) { return a.who < b.who; });
+        size_t out = 0;
+        for (size_t i = 1; i < direct.size(); ++i) {
+            Merged& keep = direct[out];
+            Merged& next = direct[i];
+            if (next.who != keep.who) {
+                if (++out != i) direct[out] = std::move(next);
+                continue;
+            }
+            keep.qos = std::max(keep.qos, next.qos);
+            keep.retain_as_published |= next.retain_as_published;
+            keep.sub_ids.insert(keep.sub_ids.end(), next.sub_ids.begin(), next.sub_ids.end());
+        }
+        direct.resize(out + 1);
     }
 };
 
@@ -183,10 +219,11 @@ size_t Broker::Impl::route(const MsgPtr& msg, Slot publisher) {
     MatchCollector found;
     found.publisher = publisher;
     subs.match(msg->topic, found);
+    found.merge_direct();
 
     size_t receivers = 0;
-    for (auto& [who, merged] : found.direct) {
-        Session* s = session(who);
+    for (auto& merged : found.direct) {
+        Session* s = session(merged.who);
         if (!s) continue;
         ++receivers;
         deliver(*s, msg, std::min(msg->qos, merged.qos),

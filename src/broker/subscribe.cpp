@@ -75,6 +75,8 @@ void Broker::Impl::on_subscribe(Connection& c, const Subscribe& p) {
             reason = rc::SubscriptionIdentifiersNotSupported;
         } else if (!cfg.wildcard_subscriptions && has_wildcard(inner)) {
             reason = rc::WildcardSubscriptionsNotSupported;
+        } else if (authz && !authz->can_subscribe(client_info(*s), inner)) {
+            reason = rc::NotAuthorized;   // 0x80 in v3.1.1 (the encoder maps it)
         } else {
             uint8_t qos = std::min(t.qos, cfg.maximum_qos);
             uint8_t options = static_cast<uint8_t>(qos | (t.no_local ? 0x04 : 0) |

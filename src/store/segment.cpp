@@ -38,9 +38,14 @@ void Segment::close() {
 
 namespace {
 
-bool map_segment(Segment& seg, bool writable, std::string& err) {
+// `populate`: an existing segment is about to be scanned end to end, so have
+// the kernel map every page up front (one call) instead of taking a page
+// fault per 64 KiB of the scan; under virtualization a fault is expensive,
+// and this turned a 150 MiB recovery scan from 0.7 s into a fraction of that.
+bool map_segment(Segment& seg, bool writable, bool populate, std::string& err) {
     const int prot = writable ? PROT_READ | PROT_WRITE : PROT_READ;
-    void* p = mmap(nullptr, seg.size, prot, MAP_SHARED, seg.fd, 0);
+    const int flags = MAP_SHARED | (populate ? MAP_POPULATE : 0);
+    void* p = mmap(nullptr, seg.size, prot, flags, seg.fd, 0);
     if (p == MAP_FAILED) {
         err = seg.path + ": mmap: " + std::strerror(errno);
         return false;
@@ -72,7 +77,7 @@ SegmentError create_segment(Segment& seg, const std::string& path, uint64_t base
         ::unlink(path.c_str());
         return rc == ENOSPC || rc == EDQUOT || rc == EFBIG ? SegmentError::DiskFull : SegmentError::IoError;
     }
-    if (!map_segment(seg, true, err)) {
+    if (!map_segment(seg, true, false, err)) {
         seg.close();
         ::unlink(path.c_str());
         return SegmentError::IoError;
@@ -98,7 +103,7 @@ bool open_segment(Segment& seg, const std::string& path, uint64_t base_lsn, bool
     // Only whole 8-byte units are used, so a record never straddles the end.
     seg.size = static_cast<uint64_t>(st.st_size) & ~uint64_t(7);
     if (seg.size == 0) return true;  // nothing to map; the caller drops it
-    return map_segment(seg, writable, err);
+    return map_segment(seg, writable, true, err);
 }
 
 bool zero_segment_tail(Segment& seg, uint64_t from) {

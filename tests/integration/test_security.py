@@ -457,7 +457,7 @@ def test_reload_acl_keeps_clients(acl_broker):
     alice.publish("feeds/2", b"marker", qos=1)
     _expect_only(bob, "feeds/2")
     # A broken ACL keeps the current rules.
-    write(b.acl_path, ACL + "topic frobnicate x\n")
+    write(b.acl_path, ACL + "frobnicate plant/#\n")
     b.reload("keeping the previous one")
     assert f"{b.acl_path}:" in b.log()
     alice.publish("feeds/3", b"marker", qos=1)
