@@ -2,7 +2,8 @@
 # Runs the same scenarios against Mosquitto (Debian package, no persistence)
 # and hato (durable store on, sync = "always") in one run, each broker pinned
 # to core 0 and hato-bench to core 1, and prints a table with hato/Mosquitto
-# ratios and each broker's CPU per message (from /proc/PID/stat).
+# ratios and each broker's CPU per message (hato-bench reads /proc/PID/stat
+# over the measured window). Both brokers get TCP_NODELAY, like for like.
 #   bench/compare.sh [BUILDDIR]      (default: build)
 # Not run by CI: shared machines are noisy; compare ratios within one run.
 set -euo pipefail
@@ -22,10 +23,12 @@ hz=$(getconf CLK_TCK)
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
-start_broker() {  # $1 = mosquitto | hato; sets pid and port
-  port=$(( 20000 + RANDOM % 20000 ))
+try_start_broker() {  # $1 = mosquitto | hato; sets pid and port; fails if it exits
+  # Below the ephemeral range (32768+): hato-bench's own client ports, some
+  # still closing after the 10000-connection scenario, cannot collide with it.
+  port=$(( 20000 + RANDOM % 12000 ))
   if [ "$1" = mosquitto ]; then
-    printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\nmax_inflight_messages 0\n' "$port" > "$work/mosq.conf"
+    printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\nmax_inflight_messages 0\nset_tcp_nodelay true\n' "$port" > "$work/mosq.conf"
     taskset -c 0 mosquitto -c "$work/mosq.conf" 2>"$work/broker.log" &
   else
     rm -rf "$work/data"
@@ -45,7 +48,18 @@ TOML
     taskset -c 0 "$hato" -c "$work/hato.toml" 2>"$work/broker.log" &
   fi
   pid=$!
-  for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && return 0; sleep 0.1; done
+  for _ in $(seq 50); do
+    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; pid=; return 1; }
+    # Connectable and still alive: ours, not another program on that port.
+    (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && kill -0 "$pid" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  stop_broker
+  return 1
+}
+
+start_broker() {  # a port taken by someone else only costs another try
+  for _ in 1 2 3 4 5; do try_start_broker "$1" && return 0; done
   echo "$1 did not start"; cat "$work/broker.log"; exit 1
 }
 
