@@ -1,9 +1,6 @@
 #include "auth/acl.hpp"
+#include "auth/text_file.hpp"
 
-#include <cerrno>
-#include <cstring>
-#include <fstream>
-#include <sstream>
 
 namespace hato::auth {
 
@@ -89,14 +86,8 @@ bool filter_covers(std::string_view outer, std::string_view inner) {
 }
 
 bool Acl::load(const std::string& path, std::vector<std::string>& errors) {
-    std::ifstream f(path, std::ios::binary);
-    if (!f) {
-        errors.push_back(path + ": cannot open: " + std::strerror(errno));
-        return false;
-    }
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return parse(ss.str(), path, errors);
+    std::string text;
+    return read_text_file(path, text, errors) && parse(text, path, errors);
 }
 
 bool Acl::parse(std::string_view text, const std::string& name, std::vector<std::string>& errors) {

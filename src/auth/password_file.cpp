@@ -1,4 +1,5 @@
 #include "auth/password_file.hpp"
+#include "auth/text_file.hpp"
 
 #include <sys/random.h>
 
@@ -8,8 +9,6 @@
 #include <wolfssl/wolfcrypt/sha512.h>
 
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 namespace hato::auth {
 
@@ -108,14 +107,8 @@ bool parse_hash(std::string_view text, PasswordEntry& out) {
 }
 
 bool PasswordFile::load(const std::string& path, std::vector<std::string>& errors) {
-    std::ifstream f(path, std::ios::binary);
-    if (!f) {
-        errors.push_back(path + ": cannot open: " + std::strerror(errno));
-        return false;
-    }
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return parse(ss.str(), path, errors);
+    std::string text;
+    return read_text_file(path, text, errors) && parse(text, path, errors);
 }
 
 bool PasswordFile::parse(std::string_view text, const std::string& name, std::vector<std::string>& errors) {
