@@ -74,6 +74,10 @@ class Run {
 public:
     Run(int qos, int size, int version) : qos_(qos), size_(size), v5_(version == 5) {}
 
+    // Persistent sessions (clean session 0; v5: clean start 0 and a session
+    // expiry of 300 s): the broker then stores every QoS 1/2 delivery.
+    bool persistent = false;
+
     std::vector<Client> clients;
     bool measuring = false;
 
@@ -105,10 +109,12 @@ public:
     }
 
     void send_connect(Client& c, const std::string& id) {
-        std::vector<uint8_t> body = {0, 4, 'M', 'Q', 'T', 'T', uint8_t(v5_ ? 5 : 4), 0x02, 0, 60};
+        const uint8_t flags = persistent ? 0x00 : 0x02;
+        std::vector<uint8_t> body = {0, 4, 'M', 'Q', 'T', 'T', uint8_t(v5_ ? 5 : 4), flags, 0, 60};
         if (v5_) {  // properties: Receive Maximum 65535, so the broker may push freely
-            body.push_back(3);
+            body.push_back(persistent ? 8 : 3);
             body.insert(body.end(), {0x21, 0xFF, 0xFF});
+            if (persistent) body.insert(body.end(), {0x11, 0, 0, 0x01, 0x2C});   // Session Expiry 300 s
         }
         put_str(body, id);
         frame(c, 0x10, body);

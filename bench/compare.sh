@@ -41,7 +41,7 @@ max_connections = 19000
 max_queued_messages = 100000
 [storage]
 dir = "$work/data"
-sync = "always"
+sync = "$hato_sync"
 [log]
 level = "warn"
 TOML
@@ -65,7 +65,10 @@ start_broker() {  # a port taken by someone else only costs another try
 
 stop_broker() { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; pid=; }
 
-# name | hato-bench arguments
+# name | hato-bench arguments [| hato's storage sync mode, default always]
+# The "persistent" rows use persistent sessions, so hato writes every QoS 1
+# delivery to its log (Mosquitto, with persistence off, keeps it in memory);
+# the pair of them with sync always / off is the cost of group commit.
 scenarios=(
   "qos0 pairs x10|--scenario pairs --clients 10 --qos 0"
   "qos0 fanin 100->1|--scenario fanin --clients 100 --qos 0"
@@ -73,16 +76,25 @@ scenarios=(
   "qos1 20k/s pairs x10|--scenario pairs --clients 10 --qos 1 --rate 20000"
   "qos1 20k/s pairs x1000|--scenario pairs --clients 1000 --qos 1 --rate 20000"
   "qos1 10k/s latency|--scenario pairs --clients 10 --qos 1 --rate 10000"
+  "qos1 10k/s lat sync=off|--scenario pairs --clients 10 --qos 1 --rate 10000|off"
+  "qos1 max persistent|--scenario pairs --clients 10 --qos 1 --persistent"
+  "qos1 max pers. sync=off|--scenario pairs --clients 10 --qos 1 --persistent|off"
   "idle conns 10000|--scenario conn --clients 10000"
 )
+ONLY=${ONLY:-}   # a substring: run only the scenarios whose name contains it
 
 declare -A rate cpu p99 kib
 bench_bound=()   # runs where hato-bench itself was near 100% CPU
 # Brokers alternate per scenario (not all Mosquitto runs, then all hato runs),
 # so a burst of load from elsewhere on a shared machine hits both sides alike.
+selected=()
+for s in "${scenarios[@]}"; do [[ -z "$ONLY" || "${s%%|*}" == *"$ONLY"* ]] && selected+=("$s"); done
+scenarios=("${selected[@]}")
 for s in "${scenarios[@]}"; do
   for broker in mosquitto hato; do
     name=${s%%|*} args=${s#*|}
+    hato_sync=always
+    if [[ "$args" == *"|"* ]]; then hato_sync=${args##*|}; args=${args%|*}; fi
     start_broker "$broker"
     t0=$(cpu_ticks "$pid")
     full=$(taskset -c 1 "$bench" --port "$port" $args --duration "$DURATION" --warmup 1 --broker-pid "$pid" 2>&1) || true

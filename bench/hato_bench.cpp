@@ -45,6 +45,7 @@ struct Options {
     int window = 64;        // per publisher: messages sent but not yet seen by its subscribers (rate 0)
     int version = 4;        // 4 = 3.1.1, 5 = 5.0
     int broker_pid = 0;     // conn scenario: read this process's VmRSS
+    bool persistent = false;  // persistent sessions: the broker stores each QoS 1/2 delivery
 };
 
 void usage() {
@@ -59,6 +60,7 @@ void usage() {
         "  --duration S --warmup S              measured seconds, warm-up seconds (5, 1)\n"
         "  --window N                           in-flight messages per publisher at rate 0 (64)\n"
         "  --mqtt 4|5                           protocol level (4)\n"
+        "  --persistent                         persistent sessions (clean session 0 / session expiry 300 s)\n"
         "  --broker-pid PID                     conn: report the broker's VmRSS per connection;\n"
         "                                       others: its CPU time per received message\n"
         "The last line is machine-readable: RESULT key=value ...");
@@ -82,6 +84,7 @@ bool parse_args(int argc, char** argv, Options& o) {
         else if (a == "--warmup") o.warmup = std::atof(next("--warmup"));
         else if (a == "--window") o.window = std::atoi(next("--window"));
         else if (a == "--mqtt") o.version = std::atoi(next("--mqtt"));
+        else if (a == "--persistent") o.persistent = true;
         else if (a == "--broker-pid") o.broker_pid = std::atoi(next("--broker-pid"));
         else if (a == "-h" || a == "--help") { usage(); std::exit(0); }
         else { std::fprintf(stderr, "hato-bench: unknown option %s\n", a.c_str()); usage(); return false; }
@@ -169,6 +172,7 @@ int main(int argc, char** argv) {
     const int nconn = o.scenario == "conn" ? o.clients : npub + nsub;
 
     Run run(o.qos, o.size, o.version);
+    run.persistent = o.persistent;
     int ep = epoll_create1(0);
     long rss_before = o.broker_pid ? vmrss_kib(o.broker_pid) : -1;
     for (int i = 0; i < nconn; ++i) {

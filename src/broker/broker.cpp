@@ -25,20 +25,21 @@ void Broker::set_authenticator(Authenticator* auth) {
 void Broker::set_authorizer(Authorizer* authz) { impl_->authz = authz; }
 
 void Broker::set_identity(ConnId id, std::string username) {
-    if (Connection* c = impl_->conn(id)) c->identity = std::move(username);
+    if (Connection* c = impl_->conn(id))
+        c->open_extras().identity = std::make_unique<std::string>(std::move(username));
 }
 
 const Stats& Broker::stats() const { return impl_->stats; }
 
-void Broker::on_open(ConnId id, int listener_index, const std::string& peer) {
-    auto c = std::make_unique<Connection>();
-    c->id = id;
-    c->listener = listener_index;
-    c->peer = peer;
-    c->last_rx_ms = impl_->now_ms;
-    impl_->conns[id] = std::move(c);
+// The peer address is for the wiring's logs; the broker does not keep it.
+void Broker::on_open(ConnId id, int listener_index, const std::string& /*peer*/) {
+    Connection& c = impl_->conns[id];
+    c = Connection{};
+    c.id = id;
+    c.listener = listener_index;
+    c.last_rx_ms = impl_->now_ms;
     // A socket that never sends CONNECT must not hold a slot for ever.
-    impl_->timers.push({impl_->now_ms + impl_->cfg.connect_timeout_ms, TimerKind::ConnectTimeout, id, 0});
+    impl_->arm_conn_timer(c, impl_->now_ms + impl_->cfg.connect_timeout_ms);
 }
 
 void Broker::on_data(ConnId id, std::span<const uint8_t> bytes) {
@@ -98,8 +99,8 @@ void Broker::shutdown() {
 
 Connection* Broker::Impl::conn(ConnId id) {
     auto it = conns.find(id);
-    if (it == conns.end() || it->second->dead) return nullptr;
-    return it->second.get();
+    if (it == conns.end() || it->second.dead) return nullptr;
+    return &it->second;
 }
 
 uint64_t Broker::Impl::wall_ms() const {
@@ -107,7 +108,10 @@ uint64_t Broker::Impl::wall_ms() const {
         std::chrono::system_clock::now().time_since_epoch()).count());
 }
 
-void Broker::Impl::bury() { graveyard.clear(); }
+void Broker::Impl::bury() {
+    for (ConnId id : graveyard) conns.erase(id);
+    graveyard.clear();
+}
 
 void Broker::Impl::send_packet(Connection& c, const Packet& p) {
     std::vector<uint8_t> out;
@@ -149,13 +153,14 @@ void Broker::Impl::protocol_error(Connection& c, uint8_t reason) {
 
 // Frames packets out of the byte stream. Bytes are copied into the
 // connection's buffer only when a packet is left incomplete, so an idle
-// connection holds no input buffer.
+// connection holds no input buffer (nor the extras that hold it).
 void Broker::Impl::process_input(Connection& c, std::span<const uint8_t> bytes) {
     std::vector<uint8_t> pending;
     std::span<const uint8_t> in = bytes;
-    if (!c.inbuf.empty()) {
-        c.inbuf.insert(c.inbuf.end(), bytes.begin(), bytes.end());
-        pending.swap(c.inbuf);   // we own the bytes while parsing; views stay valid
+    if (c.extras && !c.extras->inbuf.empty()) {
+        std::vector<uint8_t>& inbuf = c.extras->inbuf;
+        inbuf.insert(inbuf.end(), bytes.begin(), bytes.end());
+        pending.swap(inbuf);   // we own the bytes while parsing; views stay valid
         in = pending;
     }
     c.last_rx_ms = now_ms;
@@ -185,7 +190,9 @@ void Broker::Impl::process_input(Connection& c, std::span<const uint8_t> bytes) 
         pos += r.consumed;
         handle_packet(c, p);
     }
-    if (!c.dead && pos < in.size()) c.inbuf.assign(in.begin() + pos, in.end());
+    if (c.dead) return;
+    if (pos < in.size()) c.open_extras().inbuf.assign(in.begin() + pos, in.end());
+    else if (c.extras && c.extras->empty()) c.extras.reset();
 }
 
 void Broker::Impl::handle_packet(Connection& c, Packet& p) {
@@ -226,10 +233,9 @@ void Broker::Impl::run_timers() {
         Timer t = timers.top();
         timers.pop();
         switch (t.kind) {
-        case TimerKind::KeepAlive: on_keep_alive_timer(t.key); break;
-        case TimerKind::SessionExpiry: on_session_expiry_timer(static_cast<Slot>(t.key), t.generation); break;
-        case TimerKind::WillDelay: on_will_delay_timer(static_cast<Slot>(t.key), t.generation); break;
-        case TimerKind::ConnectTimeout: on_connect_timeout(t.key); break;
+        case TimerKind::ConnCheck: on_conn_timer(t.key, t.due_ms); break;
+        case TimerKind::SessionExpiry: on_session_expiry_timer(t.slot, t.key); break;
+        case TimerKind::WillDelay: on_will_delay_timer(t.slot, t.key); break;
         }
     }
 }

@@ -1,4 +1,5 @@
-// Internal state of the broker, shared by its translation units:
+// Internal state of the broker, shared by its translation units (per-client
+// state is in client_state.hpp):
 // broker.cpp (events, timers, input), connect.cpp (CONNECT, sessions, wills,
 // closing), publish.cpp (inbound PUBLISH, routing, held acks), delivery.cpp
 // (outbound QoS flows, back-pressure), subscribe.cpp (SUBSCRIBE, retained),
@@ -19,6 +20,8 @@
 
 #include "broker/auth.hpp"
 #include "broker/broker.hpp"
+#include "broker/client_index.hpp"
+#include "broker/client_state.hpp"
 #include "broker/message.hpp"
 #include "broker/retained_index.hpp"
 #include "broker/sub_index.hpp"
@@ -26,90 +29,19 @@
 
 namespace hato::broker {
 
-using Slot = SubIndex::SubscriberId;
-constexpr Slot kNoSlot = 0xFFFFFFFFu;
-constexpr uint32_t kNeverExpires = 0xFFFFFFFFu;
-
-// One message in a session's outbound flow (QoS 1/2 only; QoS 0 is never queued).
-struct OutItem {
-    uint64_t seq = 0;
-    MsgPtr msg;
-    uint8_t qos = 1;                 // delivered QoS = min(published, granted)
-    bool retain = false;             // retain flag as it goes out
-    OutState state = OutState::Queued;
-    uint16_t packet_id = 0;
-    std::vector<uint32_t> sub_ids;
-    uint64_t share_key = 0;          // != 0: came through this shared group (redistributed if the member leaves)
-};
-
-struct SubRecord {
-    std::string inner;               // filter without the $share/group/ prefix
-    uint8_t options = 0;
-    uint32_t sub_id = 0;
-    uint32_t group = 0;
-};
-
-struct Will {
-    MsgPtr msg;
-    uint32_t delay_s = 0;
-};
-
-struct Session {
-    Slot slot = kNoSlot;
-    uint64_t generation = 0;         // bumped on every attach/removal: stale timers compare it
-    std::string client_id;
-    ConnId conn = 0;                 // 0 = offline
-    uint32_t expiry_s = 0;
-    bool persisted = false;          // session_put was called (expiry > 0 at some point)
-    std::map<std::string, SubRecord> subs;   // full filter as subscribed -> record
-    std::map<uint64_t, OutItem> inflight;     // sent, waiting ack; by seq
-    std::unordered_map<uint16_t, uint64_t> seq_by_packet_id;
-    std::deque<OutItem> queue;               // not sent yet, in order
-    uint64_t queue_bytes = 0;
-    uint64_t next_seq = 1;
-    uint16_t next_packet_id = 1;
-    std::set<uint16_t> qos2_in;              // inbound QoS 2 ids waiting PUBREL
-    std::optional<Will> delayed_will;        // will waiting its delay after the connection left
-    std::optional<std::string> username;     // of the last CONNECT (ACL); unknown after a restart
-    AclCache acl_cache;                      // ACL answers by topic, emptied on CONNECT
-};
-
-struct Connection {
-    ConnId id = 0;
-    int listener = 0;
-    std::string peer;
-    bool connected = false;          // CONNECT accepted
-    bool dead = false;               // closed by us or by the transport; freed at the end of the event
-    mqtt::Version version = mqtt::Version::V311;
-    std::vector<uint8_t> inbuf;      // only while a partial packet remains
-    Slot slot = kNoSlot;
-    uint16_t keep_alive_s = 0;
-    uint64_t last_rx_ms = 0;
-    uint16_t client_receive_max = 65535;
-    uint32_t client_max_packet = 0;  // 0 = no limit
-    uint16_t client_alias_max = 0;
-    bool problem_info = true;        // Request Problem Information
-    std::unordered_map<uint16_t, std::string> alias_in;
-    std::unordered_map<std::string, uint16_t> alias_out;
-    std::optional<Will> will;
-    std::optional<std::string> identity;   // set_identity(): replaces the CONNECT user name
-    uint32_t inbound_pending = 0;    // QoS 1 acks not yet sent + QoS 2 ids waiting PUBREL
-    uint32_t held_acks = 0;          // entries in the held-ack FIFO for this connection
-    bool output_blocked = false;     // back-pressure: waiting for the transport to drain
-};
-
 // Identifies one shared group's filter ($share/group/inner) for round robin.
 inline uint64_t share_key(uint32_t group, std::string_view inner) {
     return (uint64_t(group) << 40) ^ std::hash<std::string_view>{}(inner) ^ 0x9E3779B97F4A7C15ull;
 }
 
-enum class TimerKind : uint8_t { KeepAlive, SessionExpiry, WillDelay, ConnectTimeout };
+// ConnCheck: a connection's CONNECT timeout or keep alive (Connection::timer_due_ms).
+enum class TimerKind : uint8_t { ConnCheck, SessionExpiry, WillDelay };
 
 struct Timer {
     uint64_t due_ms = 0;
-    TimerKind kind = TimerKind::KeepAlive;
-    uint64_t key = 0;                // ConnId, or session slot
-    uint64_t generation = 0;         // session generation (ignored for keep alive)
+    uint64_t key = 0;                // ConnId (ConnCheck), else the session generation
+    Slot slot = kNoSlot;             // session timers
+    TimerKind kind = TimerKind::ConnCheck;
     bool operator>(const Timer& o) const { return due_ms > o.due_ms; }
 };
 
@@ -135,17 +67,22 @@ struct Broker::Impl {
     uint64_t tick_base = 0;          // first on_tick value: state built before it is at time 0
     bool ticked = false;
 
-    std::unordered_map<ConnId, std::unique_ptr<Connection>> conns;
-    std::vector<std::unique_ptr<Connection>> graveyard;   // dead, freed after the current event
+    // By value: one allocation per connection. Nodes do not move, so a
+    // Connection& stays valid while others are added or removed.
+    std::unordered_map<ConnId, Connection> conns;
+    std::vector<ConnId> graveyard;   // dead, erased from `conns` after the current event
     std::vector<std::unique_ptr<Session>> sessions;       // by slot; nullptr = free
     std::vector<Slot> free_slots;
-    std::unordered_map<std::string, Slot> slot_by_client;
+    ClientIndex slot_by_client{[this](Slot s) { return std::string_view(sessions[s]->client_id); }};
     uint64_t next_generation = 1;
 
     SubIndex subs;
+    // Retained messages: the index maps a topic to a handle, which is the
+    // message's position in `retained` (a slot vector with a free list, so a
+    // million retained topics cost no hash nodes).
     RetainedIndex retained_index;
-    std::unordered_map<RetainedIndex::Handle, MsgPtr> retained;
-    RetainedIndex::Handle next_retained_handle = 1;
+    std::vector<MsgPtr> retained;
+    std::vector<RetainedIndex::Handle> free_retained;
     std::unordered_map<uint64_t, uint32_t> share_round_robin;   // share key -> counter
     std::unordered_map<uint64_t, std::set<Slot>> share_members; // share key -> member sessions
 
@@ -158,9 +95,11 @@ struct Broker::Impl {
     // --- broker.cpp
     Connection* conn(ConnId id);
     Session* session(Slot s) { return s < sessions.size() ? sessions[s].get() : nullptr; }
+    // Only for Authorizer calls: creates the session's ACL memo.
     ClientInfo client_info(Session& s) {
+        if (!s.acl_cache) s.acl_cache = std::make_unique<AclCache>();
         return {s.username ? std::optional<std::string_view>(*s.username) : std::nullopt, s.client_id,
-                &s.acl_cache};
+                s.acl_cache.get()};
     }
     void process_input(Connection& c, std::span<const uint8_t> bytes);
     void handle_packet(Connection& c, mqtt::Packet& p);
@@ -180,9 +119,11 @@ struct Broker::Impl {
     // Detaches the connection from its session and closes it. The will goes
     // out (now or after its delay) when `publish_will`.
     void drop(Connection& c, bool publish_will, bool close_transport);
+    // Makes sure the connection's timer entry fires no later than `due_ms`.
+    void arm_conn_timer(Connection& c, uint64_t due_ms);
     void schedule_keep_alive(Connection& c);
-    void on_keep_alive_timer(ConnId id);
-    void on_connect_timeout(ConnId id);
+    // CONNECT timeout before CONNECT, keep alive after; `due_ms` tells a stale entry.
+    void on_conn_timer(ConnId id, uint64_t due_ms);
     void on_session_expiry_timer(Slot s, uint64_t gen);
     void on_will_delay_timer(Slot s, uint64_t gen);
     Session& create_session(const std::string& client_id);
@@ -196,8 +137,15 @@ struct Broker::Impl {
     // Routes a message to every matching subscriber; returns the number of receivers.
     size_t route(const MsgPtr& msg, Slot publisher);
     void store_retained(const MsgPtr& msg);
+    // Puts `msg` in the retained table for its topic, replacing an older one.
+    void put_retained(MsgPtr msg);
     // Sets expiry_ms / expiry_wall_ms from a Message Expiry Interval (capped by config).
-    void apply_expiry(Message& m, std::optional<uint32_t> interval_s);
+    void apply_expiry(Message::Init& m, std::optional<uint32_t> interval_s);
+    // A message from an incoming PUBLISH or a will; `v5_props` (v5 only) gives
+    // the forwarded properties and the expiry.
+    MsgPtr make_message(std::string_view topic, std::span<const uint8_t> payload, uint8_t qos, bool retain,
+                        const mqtt::Properties* v5_props);
+    std::vector<uint8_t> forwarded_scratch;   // make_message's encoding buffer, reused
     void send_ack(Connection& c, mqtt::PacketType type, uint16_t id, uint8_t reason,
                   uint64_t ticket, bool counts_inbound);
     void release_acks();
@@ -206,6 +154,7 @@ struct Broker::Impl {
     void deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool retain,
                  std::vector<uint32_t> sub_ids, uint64_t share_key);
     void pump(Session& s);
+    void fill_window(Session& s);     // pump() without freeing the flow state
     void purge_expired(Session& s);   // drops expired messages from the queue
     void resend_inflight(Session& s);
     void on_client_ack(Connection& c, const mqtt::Ack& a);

@@ -42,7 +42,7 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
         if (client_id.empty() || client_id.size() > 23) return refuse(rc::ClientIdentifierNotValid);
     } else if (client_id.empty()) {
         if (!v5 && !p.clean_start) return refuse(rc::ClientIdentifierNotValid);
-        do client_id = random_client_id(); while (slot_by_client.count(client_id));
+        do client_id = random_client_id(); while (slot_by_client.contains(client_id));
         assigned = true;
     }
 
@@ -52,31 +52,24 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
 
     size_t connected_now = stats.connections;
     bool takes_over = false;
-    if (auto it = slot_by_client.find(client_id); it != slot_by_client.end())
-        takes_over = sessions[it->second]->conn != 0;
+    if (Slot slot = slot_by_client.find(client_id); slot != kNoSlot)
+        takes_over = sessions[slot]->conn != 0;
     if (!takes_over && connected_now >= cfg.max_connections) return refuse(rc::ServerBusy);
 
     // The will is checked against what we support before anything changes.
-    std::optional<Will> will;
+    std::unique_ptr<Will> will;
     if (p.will_flag) {
         if (!valid_topic_name(p.will_topic)) return refuse(rc::TopicNameInvalid);
         if (p.will_qos > cfg.maximum_qos) return refuse(rc::QoSNotSupported);
         if (p.will_retain && !cfg.retain_available) return refuse(rc::RetainNotSupported);
-        auto m = std::make_shared<Message>();
-        m->topic = std::string(p.will_topic);
-        m->payload.assign(p.will_payload.begin(), p.will_payload.end());
-        m->qos = p.will_qos;
-        m->retain = p.will_retain;
-        if (v5) {
-            encode_forwarded_properties(p.will_props, m->forwarded);
-            apply_expiry(*m, p.will_props.message_expiry);
-        }
-        will = Will{std::move(m), v5 ? p.will_props.will_delay.value_or(0) : 0};
+        MsgPtr m = make_message(p.will_topic, p.will_payload, p.will_qos, p.will_retain,
+                                v5 ? &p.will_props : nullptr);
+        will = std::make_unique<Will>(Will{std::move(m), v5 ? p.will_props.will_delay.value_or(0) : 0});
     }
     // The user name ACLs see: the TLS identity when there is one.
-    std::optional<std::string> username;
-    if (c.identity) username = *c.identity;
-    else if (p.username) username = std::string(*p.username);
+    std::unique_ptr<std::string> username;
+    if (c.extras && c.extras->identity) username = std::make_unique<std::string>(*c.extras->identity);
+    else if (p.username) username = std::make_unique<std::string>(*p.username);
     // A will to a topic this client may not write is dropped (never published).
     if (will && authz &&
         !authz->can_publish(ClientInfo{username ? std::optional<std::string_view>(*username) : std::nullopt,
@@ -89,15 +82,15 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
     uint32_t expiry = capped_expiry(asked_expiry, cfg.max_session_expiry);
 
     // Takeover: the older connection goes first (its will per the usual rules).
-    if (auto it = slot_by_client.find(client_id); it != slot_by_client.end()) {
-        if (Connection* old = conn(sessions[it->second]->conn)) {
+    if (Slot slot = slot_by_client.find(client_id); slot != kNoSlot) {
+        if (Connection* old = conn(sessions[slot]->conn)) {
             if (old->version == Version::V5) send_disconnect(*old, rc::SessionTakenOver);
             drop(*old, /*publish_will=*/true, /*close_transport=*/true);
         }
     }
     // Looked up again: drop() ends a session whose expiry is 0.
     Session* s = nullptr;
-    if (auto it = slot_by_client.find(client_id); it != slot_by_client.end()) s = sessions[it->second].get();
+    if (Slot slot = slot_by_client.find(client_id); slot != kNoSlot) s = sessions[slot].get();
 
     bool session_present = false;
     if (s && p.clean_start) {
@@ -125,7 +118,7 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
     s->conn = c.id;
     s->generation = next_generation++;
     s->username = std::move(username);
-    s->acl_cache.topics.clear();   // answers for the previous user name do not carry over
+    s->acl_cache.reset();   // answers for the previous user name do not carry over
     s->expiry_s = expiry;
     ++stats.connections;
 
@@ -178,7 +171,7 @@ void Broker::Impl::on_disconnect(Connection& c, const Disconnect& p) {
 void Broker::Impl::drop(Connection& c, bool publish_will_now, bool close_transport) {
     if (c.dead) return;
     c.dead = true;
-    c.inbuf = {};
+    if (c.extras) c.extras->inbuf = {};
     if (close_transport) transport.close(c.id);
     blocked_conns.erase(c.id);
 
@@ -191,8 +184,8 @@ void Broker::Impl::drop(Connection& c, bool publish_will_now, bool close_transpo
             if (c.will->delay_s > 0 && s->expiry_s > 0) {
                 // Published at the earlier of will delay and session end.
                 s->delayed_will = std::move(c.will);
-                timers.push({now_ms + uint64_t(s->delayed_will->delay_s) * 1000, TimerKind::WillDelay,
-                             s->slot, s->generation});
+                timers.push({now_ms + uint64_t(s->delayed_will->delay_s) * 1000, s->generation, s->slot,
+                             TimerKind::WillDelay});
             } else {
                 publish_will(*c.will);
             }
@@ -202,37 +195,42 @@ void Broker::Impl::drop(Connection& c, bool publish_will_now, bool close_transpo
         } else {
             if (s->persisted) note(persist.session_put(s->client_id, s->expiry_s, wall_ms()));
             if (s->expiry_s != kNeverExpires)
-                timers.push({now_ms + uint64_t(s->expiry_s) * 1000, TimerKind::SessionExpiry,
-                             s->slot, s->generation});
+                timers.push({now_ms + uint64_t(s->expiry_s) * 1000, s->generation, s->slot,
+                             TimerKind::SessionExpiry});
         }
     }
-    auto it = conns.find(c.id);
-    if (it != conns.end()) {
-        graveyard.push_back(std::move(it->second));
-        conns.erase(it);
-    }
+    graveyard.push_back(c.id);   // erased by bury(): callers still hold `c`
+}
+
+// Stale entries (superseded by an earlier one) are left in the heap and
+// recognised by their due time when they fire.
+void Broker::Impl::arm_conn_timer(Connection& c, uint64_t due_ms) {
+    if (c.timer_due_ms != 0 && c.timer_due_ms <= due_ms) return;   // that entry re-checks when it fires
+    c.timer_due_ms = due_ms;
+    timers.push({due_ms, c.id, kNoSlot, TimerKind::ConnCheck});
 }
 
 void Broker::Impl::schedule_keep_alive(Connection& c) {
     if (c.keep_alive_s == 0) return;
-    timers.push({c.last_rx_ms + uint64_t(c.keep_alive_s) * 1500, TimerKind::KeepAlive, c.id, 0});
+    arm_conn_timer(c, c.last_rx_ms + uint64_t(c.keep_alive_s) * 1500);
 }
 
-void Broker::Impl::on_keep_alive_timer(ConnId id) {
+void Broker::Impl::on_conn_timer(ConnId id, uint64_t due_ms) {
     Connection* c = conn(id);
-    if (!c || !c->connected || c->keep_alive_s == 0) return;
+    if (!c || c->timer_due_ms != due_ms) return;
+    c->timer_due_ms = 0;
+    if (!c->connected) {   // the CONNECT deadline (armed by on_open) passed
+        drop(*c, /*publish_will=*/false, /*close_transport=*/true);
+        return;
+    }
+    if (c->keep_alive_s == 0) return;
     uint64_t deadline = c->last_rx_ms + uint64_t(c->keep_alive_s) * 1500;
     if (now_ms < deadline) {
-        timers.push({deadline, TimerKind::KeepAlive, id, 0});   // activity since: re-arm
+        arm_conn_timer(*c, deadline);   // activity since: re-arm
         return;
     }
     if (c->version == Version::V5) send_disconnect(*c, rc::KeepAliveTimeout);
     drop(*c, true, true);
-}
-
-void Broker::Impl::on_connect_timeout(ConnId id) {
-    Connection* c = conn(id);
-    if (c && !c->connected) drop(*c, /*publish_will=*/false, /*close_transport=*/true);
 }
 
 void Broker::Impl::on_session_expiry_timer(Slot slot, uint64_t gen) {
@@ -263,7 +261,7 @@ Session& Broker::Impl::create_session(const std::string& client_id) {
     s->client_id = client_id;
     s->generation = next_generation++;
     sessions[slot] = std::move(s);
-    slot_by_client[client_id] = slot;
+    slot_by_client.put(client_id, slot);   // after: the index reads the id from the session
     return *sessions[slot];
 }
 

@@ -12,7 +12,7 @@ using namespace hato::mqtt;
 size_t Broker::Impl::window(const Session& s) {
     size_t w = cfg.max_inflight;
     auto it = conns.find(s.conn);
-    if (it != conns.end()) w = std::min<size_t>(w, it->second->client_receive_max);
+    if (it != conns.end()) w = std::min<size_t>(w, it->second.client_receive_max);
     return std::max<size_t>(w, 1);
 }
 
@@ -42,14 +42,17 @@ void Broker::Impl::deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool reta
         return;
     }
     auto full = [&] {
-        return (cfg.max_queued_messages != 0 && s.queue.size() >= cfg.max_queued_messages) ||
-               (cfg.max_queued_bytes != 0 && s.queue_bytes + msg->byte_size() > cfg.max_queued_bytes);
+        const size_t queued = s.flows ? s.flows->queue.size() : 0;
+        const uint64_t queued_bytes = s.flows ? s.flows->queue_bytes : 0;
+        return (cfg.max_queued_messages != 0 && queued >= cfg.max_queued_messages) ||
+               (cfg.max_queued_bytes != 0 && queued_bytes + msg->byte_size() > cfg.max_queued_bytes);
     };
     // Expiry is otherwise checked lazily when a message leaves the queue;
     // a full queue is swept first so expired messages do not take the room.
     if (full()) purge_expired(s);
     if (full()) {
         ++stats.queued_dropped;   // the newest is dropped: what is queued keeps its order
+        s.release_flows_if_empty();
         return;
     }
     OutItem item;
@@ -60,39 +63,49 @@ void Broker::Impl::deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool reta
     item.sub_ids = std::move(sub_ids);
     item.share_key = share;
     if (s.persisted) note(persist.out_enqueue(s.client_id, item.seq, to_stored(*msg, qos, retain)));
-    s.queue_bytes += msg->byte_size();
-    s.queue.push_back(std::move(item));
+    SessionFlows& f = s.open_flows();
+    f.queue_bytes += msg->byte_size();
+    f.queue.push_back(std::move(item));
     pump(s);
 }
 
 void Broker::Impl::purge_expired(Session& s) {
-    for (auto it = s.queue.begin(); it != s.queue.end();) {
+    if (!s.flows) return;
+    SessionFlows& f = *s.flows;
+    for (auto it = f.queue.begin(); it != f.queue.end();) {
         if (!it->msg->expired(now_ms)) {
             ++it;
             continue;
         }
-        s.queue_bytes -= std::min<uint64_t>(s.queue_bytes, it->msg->byte_size());
+        f.queue_bytes -= std::min<uint64_t>(f.queue_bytes, it->msg->byte_size());
         if (s.persisted) note(persist.out_done(s.client_id, it->seq));
-        it = s.queue.erase(it);
+        it = f.queue.erase(it);
     }
 }
 
 // Moves queued messages into the in-flight window while the client has room
-// and its output is not backed up.
+// and its output is not backed up; frees the session's flow state if that
+// leaves it empty.
 void Broker::Impl::pump(Session& s) {
+    fill_window(s);
+    s.release_flows_if_empty();
+}
+
+void Broker::Impl::fill_window(Session& s) {
     Connection* c = s.conn ? conn(s.conn) : nullptr;
-    if (!c || !c->connected) return;
+    if (!c || !c->connected || !s.flows) return;
+    SessionFlows& f = *s.flows;
     const size_t win = window(s);
-    while (!s.queue.empty() && s.inflight.size() < win) {
+    while (!f.queue.empty() && f.inflight.size() < win) {
         if (c->output_blocked) return;
         if (output_over_limit(*c)) {
             c->output_blocked = true;
             blocked_conns.insert(c->id);
             return;
         }
-        OutItem item = std::move(s.queue.front());
-        s.queue.pop_front();
-        s.queue_bytes -= std::min<uint64_t>(s.queue_bytes, item.msg->byte_size());
+        OutItem item = std::move(f.queue.front());
+        f.queue.pop_front();
+        f.queue_bytes -= std::min<uint64_t>(f.queue_bytes, item.msg->byte_size());
         if (item.msg->expired(now_ms)) {
             if (s.persisted) note(persist.out_done(s.client_id, item.seq));
             continue;
@@ -101,7 +114,7 @@ void Broker::Impl::pump(Session& s) {
         do {
             item.packet_id = s.next_packet_id++;
             if (s.next_packet_id == 0) s.next_packet_id = 1;
-        } while (item.packet_id == 0 || s.seq_by_packet_id.count(item.packet_id));
+        } while (item.packet_id == 0 || f.seq_by_packet_id.count(item.packet_id));
         item.state = OutState::Inflight;
         if (!send_publish(*c, item, false)) {
             // Larger than the client's Maximum Packet Size: counts as delivered.
@@ -109,9 +122,9 @@ void Broker::Impl::pump(Session& s) {
             continue;
         }
         if (s.persisted) note(persist.out_state(s.client_id, item.seq, OutState::Inflight, item.packet_id));
-        s.seq_by_packet_id[item.packet_id] = item.seq;
+        f.seq_by_packet_id[item.packet_id] = item.seq;
         uint64_t seq = item.seq;
-        s.inflight.emplace(seq, std::move(item));
+        f.inflight.emplace(seq, std::move(item));
     }
 }
 
@@ -135,13 +148,14 @@ bool Broker::Impl::send_publish(Connection& c, const OutItem& item, bool dup) {
     if (c.client_max_packet != 0 && publish_size(pp, c.version) > c.client_max_packet) return false;
     const size_t alias_limit = std::min<size_t>(c.client_alias_max, cfg.max_outbound_topic_aliases);
     if (v5 && alias_limit > 0) {
-        auto it = c.alias_out.find(m.topic);
-        if (it != c.alias_out.end()) {
+        auto& alias_out = c.open_extras().alias_out;
+        auto it = alias_out.find(m.topic);
+        if (it != alias_out.end()) {
             pp.topic = {};
             pp.topic_alias = it->second;
-        } else if (c.alias_out.size() < alias_limit) {
-            uint16_t alias = static_cast<uint16_t>(c.alias_out.size() + 1);
-            c.alias_out.emplace(m.topic, alias);
+        } else if (alias_out.size() < alias_limit) {
+            uint16_t alias = static_cast<uint16_t>(alias_out.size() + 1);
+            alias_out.emplace(m.topic, alias);
             pp.topic_alias = alias;   // first use: topic and alias together
         }
     }
@@ -180,9 +194,9 @@ bool Broker::Impl::send_publish(Connection& c, const OutItem& item, bool dup) {
 
 void Broker::Impl::resend_inflight(Session& s) {
     Connection* c = s.conn ? conn(s.conn) : nullptr;
-    if (!c) return;
+    if (!c || !s.flows) return;
     std::vector<uint64_t> too_large;
-    for (auto& [seq, item] : s.inflight) {
+    for (auto& [seq, item] : s.flows->inflight) {
         if (item.state == OutState::Pubrel) {
             send_packet(*c, Ack{PacketType::Pubrel, item.packet_id, rc::Success, {}});
         } else if (!send_publish(*c, item, /*dup=*/true)) {
@@ -193,24 +207,25 @@ void Broker::Impl::resend_inflight(Session& s) {
 }
 
 void Broker::Impl::finish_out(Session& s, uint64_t seq) {
-    auto it = s.inflight.find(seq);
-    if (it == s.inflight.end()) return;
-    s.seq_by_packet_id.erase(it->second.packet_id);
-    s.inflight.erase(it);
+    if (!s.flows) return;
+    SessionFlows& f = *s.flows;
+    auto it = f.inflight.find(seq);
+    if (it == f.inflight.end()) return;
+    f.seq_by_packet_id.erase(it->second.packet_id);
+    f.inflight.erase(it);
     if (s.persisted) note(persist.out_done(s.client_id, seq));
 }
 
 void Broker::Impl::on_client_ack(Connection& c, const Ack& a) {
     Session* s = session(c.slot);
     if (!s) return;
-    auto pid = s->seq_by_packet_id.find(a.packet_id);
-    if (pid == s->seq_by_packet_id.end()) {
+    const uint64_t seq = s->flows ? s->flows->seq_of(a.packet_id) : 0;
+    if (seq == 0) {
         if (a.type == PacketType::Pubrec)   // 4.3.3: answer so the client can finish its flow
             send_packet(c, Ack{PacketType::Pubrel, a.packet_id, rc::PacketIdentifierNotFound, {}});
         return;
     }
-    uint64_t seq = pid->second;
-    OutItem& item = s->inflight.at(seq);
+    OutItem& item = s->flows->inflight.at(seq);
     switch (a.type) {
     case PacketType::Puback:
         if (item.qos == 1) finish_out(*s, seq);
@@ -265,27 +280,30 @@ void Broker::Impl::redistribute_shared(Session& s) {
         }
         return nullptr;
     };
+    if (!s.flows) return;
+    SessionFlows& f = *s.flows;
     std::vector<OutItem> moved;
-    for (auto it = s.inflight.begin(); it != s.inflight.end();) {
+    for (auto it = f.inflight.begin(); it != f.inflight.end();) {
         if (it->second.share_key && other_member(it->second.share_key)) {
             moved.push_back(std::move(it->second));
-            s.seq_by_packet_id.erase(moved.back().packet_id);
+            f.seq_by_packet_id.erase(moved.back().packet_id);
             if (s.persisted) note(persist.out_done(s.client_id, it->first));
-            it = s.inflight.erase(it);
+            it = f.inflight.erase(it);
         } else {
             ++it;
         }
     }
-    for (auto it = s.queue.begin(); it != s.queue.end();) {
+    for (auto it = f.queue.begin(); it != f.queue.end();) {
         if (it->share_key && other_member(it->share_key)) {
-            s.queue_bytes -= std::min<uint64_t>(s.queue_bytes, it->msg->byte_size());
+            f.queue_bytes -= std::min<uint64_t>(f.queue_bytes, it->msg->byte_size());
             if (s.persisted) note(persist.out_done(s.client_id, it->seq));
             moved.push_back(std::move(*it));
-            it = s.queue.erase(it);
+            it = f.queue.erase(it);
         } else {
             ++it;
         }
     }
+    s.release_flows_if_empty();   // `f` is not used below
     for (OutItem& item : moved) {
         if (Session* o = other_member(item.share_key))
             deliver(*o, item.msg, item.qos, item.retain, std::move(item.sub_ids), item.share_key);

@@ -13,7 +13,7 @@ using store::StateRecord;
 
 namespace {
 
-void write_message(BodyWriter& w, const StoredMessage& m) {
+void write_message(BodyWriter& w, const StoredMessageView& m) {
     w.str(m.topic);
     w.bytes(m.payload);
     w.bytes(m.forwarded_props);
@@ -22,15 +22,16 @@ void write_message(BodyWriter& w, const StoredMessage& m) {
     w.u64(m.expiry_wall_ms);
 }
 
-void read_message(BodyReader& r, StoredMessage& m) {
-    m.topic.assign(r.str());
-    const auto payload = r.bytes();
-    m.payload.assign(payload.begin(), payload.end());
-    const auto props = r.bytes();
-    m.forwarded_props.assign(props.begin(), props.end());
+// A stored message's fields as views into the record (check r.ok()).
+StoredMessageView read_message(BodyReader& r) {
+    StoredMessageView m;
+    m.topic = r.str();
+    m.payload = r.bytes();
+    m.forwarded_props = r.bytes();
     m.qos = r.u8();
     m.retain = r.u8() != 0;
     m.expiry_wall_ms = r.u64();
+    return m;
 }
 
 uint8_t tag(StateRecord t) { return static_cast<uint8_t>(t); }
@@ -52,9 +53,10 @@ struct LogPersistence::Replay {
         std::unordered_map<uint64_t, Out> out;
         std::unordered_set<uint16_t> qos2_in;
     };
-    // Retained messages in first-set order, one hash lookup per record:
-    // retained_ maps the topic to its index here.
-    std::vector<StoredMessage> retained;
+    // The body of each topic's current retained_set (a view into the log,
+    // decoded only once the replay is over), in first-set order; retained_
+    // maps the topic to its index here.
+    std::vector<std::span<const uint8_t>> retained;
     std::vector<uint8_t> retained_live;
     size_t retained_cleared = 0;
     StrMap<Session> sessions;
@@ -96,14 +98,15 @@ LogPersistence::SessionSlots& LogPersistence::session(std::string_view client_id
     return it->second;
 }
 
-uint64_t LogPersistence::retained_set(const StoredMessage& m) {
+uint64_t LogPersistence::retained_set(const StoredMessageView& m) {
     BodyWriter w(body_);
     write_message(w, m);
     const uint64_t lsn = append(tag(StateRecord::RetainedSet), false);
     if (lsn) {
-        RetainedSlot& slot = retained_[m.topic];
-        kill(slot.lsn);
-        slot.lsn = lsn;
+        bool created;
+        TopicLsnTable::Entry& e = retained_.get(m.topic, created);
+        kill(e.lsn);
+        e.lsn = lsn;
     }
     return ticket(lsn);
 }
@@ -113,9 +116,9 @@ uint64_t LogPersistence::retained_clear(std::string_view topic) {
     w.str(topic);
     const uint64_t lsn = append(tag(StateRecord::RetainedClear), true);
     if (lsn) {
-        if (auto it = retained_.find(topic); it != retained_.end()) {
-            kill(it->second.lsn);
-            retained_.erase(it);
+        if (TopicLsnTable::Entry* e = retained_.find(topic)) {
+            kill(e->lsn);
+            retained_.erase(topic);
         }
         log_.mark_dead(lsn);  // a removal is needed only while what it removes exists
     }
@@ -185,7 +188,7 @@ uint64_t LogPersistence::sub_remove(std::string_view client_id, std::string_view
     return ticket(lsn);
 }
 
-uint64_t LogPersistence::out_enqueue(std::string_view client_id, uint64_t seq, const StoredMessage& m) {
+uint64_t LogPersistence::out_enqueue(std::string_view client_id, uint64_t seq, const StoredMessageView& m) {
     BodyWriter w(body_);
     w.str(client_id);
     w.u64(seq);
@@ -293,8 +296,8 @@ uint64_t* LogPersistence::slot_of(const store::RecordView& rec) {
     };
     switch (static_cast<StateRecord>(rec.type)) {
         case StateRecord::RetainedSet: {
-            auto it = retained_.find(r.str());
-            return it == retained_.end() ? nullptr : &it->second.lsn;
+            TopicLsnTable::Entry* e = retained_.find(r.str());
+            return e ? &e->lsn : nullptr;
         }
         case StateRecord::SessionPut: {
             SessionSlots* s = session_of();
@@ -348,31 +351,30 @@ void LogPersistence::replay_record(const store::RecordView& rec, Replay& st) {
     // Decoding happens into locals first; a malformed body changes nothing.
     switch (static_cast<StateRecord>(rec.type)) {
         case StateRecord::RetainedSet: {
-            StoredMessage m;
-            read_message(r, m);
+            const StoredMessageView f = read_message(r);
             if (!r.ok()) break;
-            auto [it, inserted] = retained_.try_emplace(m.topic);
-            RetainedSlot& slot = it->second;
-            kill(slot.lsn);
-            slot.lsn = lsn;
-            if (inserted) {
-                slot.replay_index = static_cast<uint32_t>(st.retained.size());
-                st.retained.push_back(std::move(m));
+            bool created;
+            TopicLsnTable::Entry& e = retained_.get(f.topic, created);
+            kill(e.lsn);
+            e.lsn = lsn;
+            if (created) {
+                e.aux = static_cast<uint32_t>(st.retained.size());
+                st.retained.push_back(rec.body);
                 st.retained_live.push_back(1);
             } else {
-                st.retained[slot.replay_index] = std::move(m);
+                st.retained[e.aux] = rec.body;
             }
             return;
         }
         case StateRecord::RetainedClear: {
             const std::string_view topic = r.str();
             if (!r.ok()) break;
-            if (auto it = retained_.find(topic); it != retained_.end()) {
-                kill(it->second.lsn);
-                st.retained_live[it->second.replay_index] = 0;
-                st.retained[it->second.replay_index] = StoredMessage{};
+            if (TopicLsnTable::Entry* e = retained_.find(topic)) {
+                kill(e->lsn);
+                st.retained_live[e->aux] = 0;
+                st.retained[e->aux] = {};
                 ++st.retained_cleared;
-                retained_.erase(it);
+                retained_.erase(topic);
             }
             break;  // dead itself
         }
@@ -438,11 +440,11 @@ void LogPersistence::replay_record(const store::RecordView& rec, Replay& st) {
             const std::string_view id = r.str();
             const uint64_t seq = r.u64();
             const bool enqueue = rec.type == tag(StateRecord::OutEnqueue);
-            StoredMessage m;
+            StoredMessageView m;
             uint8_t state = 0;
             uint16_t packet_id = 0;
             if (enqueue) {
-                read_message(r, m);
+                m = read_message(r);
             } else {
                 state = r.u8();
                 packet_id = r.u16();
@@ -458,7 +460,7 @@ void LogPersistence::replay_record(const store::RecordView& rec, Replay& st) {
             o.out.seq = seq;
             if (enqueue) {
                 o.has_msg = true;
-                o.out.msg = std::move(m);
+                o.out.msg = m.owned();
             } else {
                 o.out.state = static_cast<OutState>(state);
                 o.out.packet_id = packet_id;
@@ -520,13 +522,15 @@ void LogPersistence::load(RecoveredState& out) {
     st.retained_live.reserve(retained_sets);
     log_.replay([&](const store::RecordView& rec) { replay_record(rec, st); });
 
-    if (st.retained_cleared == 0) {
-        out.retained = std::move(st.retained);
-    } else {
-        out.retained.clear();
-        out.retained.reserve(st.retained.size() - st.retained_cleared);
-        for (size_t i = 0; i < st.retained.size(); ++i)
-            if (st.retained_live[i]) out.retained.push_back(std::move(st.retained[i]));
+    const size_t live_retained = st.retained.size() - st.retained_cleared;
+    if (out.retained_sink) out.retained_sink->expect(live_retained);
+    else out.retained.reserve(out.retained.size() + live_retained);
+    for (size_t i = 0; i < st.retained.size(); ++i) {
+        if (!st.retained_live[i]) continue;
+        BodyReader r(st.retained[i]);
+        const StoredMessageView m = read_message(r);   // checked when it was replayed
+        if (out.retained_sink) out.retained_sink->add(m);
+        else out.retained.push_back(m.owned());
     }
 
     out.sessions.clear();

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "broker/persistence.hpp"
+#include "broker/topic_lsn_table.hpp"
 #include "store/log.hpp"
 
 namespace hato::broker {
@@ -24,8 +25,9 @@ public:
     LogPersistence(store::Log& log, store::SyncMode sync) : log_(log), sync_(sync) {}
 
     void load(RecoveredState& out) override;
+    uint64_t stored_bytes() const override { return log_.bytes_used(); }
 
-    uint64_t retained_set(const StoredMessage& m) override;
+    uint64_t retained_set(const StoredMessageView& m) override;
     uint64_t retained_clear(std::string_view topic) override;
     uint64_t session_put(std::string_view client_id, uint32_t expiry_s,
                          uint64_t offline_since_wall_ms) override;
@@ -33,7 +35,7 @@ public:
     uint64_t sub_put(std::string_view client_id, std::string_view filter, uint8_t options,
                      uint32_t sub_id) override;
     uint64_t sub_remove(std::string_view client_id, std::string_view filter) override;
-    uint64_t out_enqueue(std::string_view client_id, uint64_t seq, const StoredMessage& m) override;
+    uint64_t out_enqueue(std::string_view client_id, uint64_t seq, const StoredMessageView& m) override;
     uint64_t out_state(std::string_view client_id, uint64_t seq, OutState st,
                        uint16_t packet_id) override;
     uint64_t out_done(std::string_view client_id, uint64_t seq) override;
@@ -72,12 +74,6 @@ private:
         std::unordered_map<uint64_t, OutSlots> out;      // seq -> its records
         std::unordered_map<uint16_t, uint64_t> qos2_in;  // packet id -> qos2_in_put
     };
-    // The retained_set holding a topic; `replay_index` only means something
-    // during load() (where its message sits in the replay's vector).
-    struct RetainedSlot {
-        uint64_t lsn = 0;
-        uint32_t replay_index = 0;
-    };
     struct Replay;
 
     // Appends body_ as `type`; removals are exempt from the quota. Returns the
@@ -92,7 +88,9 @@ private:
 
     store::Log& log_;
     store::SyncMode sync_;
-    StrMap<RetainedSlot> retained_;  // topic -> its retained_set
+    // Topic -> its retained_set; the entry's aux only means something during
+    // load() (where the message sits in the replay's vector).
+    TopicLsnTable retained_;
     StrMap<SessionSlots> sessions_;
     std::vector<uint8_t> body_;  // scratch for encoding
     bool failed_ = false;

@@ -1,21 +1,41 @@
-// One published message, immutable once built and shared (refcounted) by
-// every session queue, in-flight slot and the retained table: routing to N
+// One published message, immutable once built and shared (reference counted)
+// by every session queue, in-flight slot and the retained table: routing to N
 // subscribers costs N pointer copies, never N payload copies.
+//
+// Topic, payload and forwarded properties live in the same heap block as the
+// message itself: one allocation per message (a million retained messages
+// after a restart are a million blocks, not four million). The count is a
+// plain integer: the broker runs on one thread and messages never leave it.
 #pragma once
 
 #include <cstdint>
-#include <memory>
-#include <string>
-#include <vector>
+#include <span>
+#include <string_view>
+#include <utility>
 
 #include "broker/persistence.hpp"
 
 namespace hato::broker {
 
-struct Message {
-    std::string topic;
-    std::vector<uint8_t> payload;
-    std::vector<uint8_t> forwarded;   // mqtt::encode_forwarded_properties, encoded once
+class MsgPtr;
+
+class Message {
+public:
+    // What a message is built from; the bytes are copied into the message.
+    struct Init {
+        std::string_view topic;
+        std::span<const uint8_t> payload;
+        std::span<const uint8_t> forwarded;   // mqtt::encode_forwarded_properties output
+        uint8_t qos = 0;
+        bool retain = false;
+        uint64_t expiry_ms = 0;               // monotonic deadline, 0 = never
+        uint64_t expiry_wall_ms = 0;          // the same deadline on the wall clock
+    };
+    static MsgPtr make(const Init& init);
+
+    std::string_view topic;
+    std::span<const uint8_t> payload;
+    std::span<const uint8_t> forwarded;
     uint8_t qos = 0;                  // as published
     bool retain = false;              // as published
     uint64_t expiry_ms = 0;           // monotonic deadline, 0 = never
@@ -28,13 +48,50 @@ struct Message {
         return static_cast<uint32_t>((expiry_ms - now_ms + 999) / 1000);
     }
     size_t byte_size() const { return topic.size() + payload.size() + forwarded.size(); }
+
+private:
+    friend class MsgPtr;
+    Message() = default;
+    static void destroy(const Message* m);
+    mutable uint32_t refs_ = 0;
 };
 
-using MsgPtr = std::shared_ptr<const Message>;
+// Shared, counted reference to an immutable Message (like shared_ptr<const
+// Message>, without the atomic count and the separate control block).
+class MsgPtr {
+public:
+    MsgPtr() = default;
+    MsgPtr(std::nullptr_t) {}
+    MsgPtr(const MsgPtr& o) : p_(o.p_) { if (p_) ++p_->refs_; }
+    MsgPtr(MsgPtr&& o) noexcept : p_(std::exchange(o.p_, nullptr)) {}
+    MsgPtr& operator=(const MsgPtr& o) {
+        MsgPtr copy(o);
+        std::swap(p_, copy.p_);
+        return *this;
+    }
+    MsgPtr& operator=(MsgPtr&& o) noexcept {
+        MsgPtr old(std::move(*this));
+        p_ = std::exchange(o.p_, nullptr);
+        return *this;
+    }
+    ~MsgPtr() { if (p_ && --p_->refs_ == 0) Message::destroy(p_); }
 
-// Converts for persistence; `qos`/`retain` are the values this copy carries.
-inline StoredMessage to_stored(const Message& m, uint8_t qos, bool retain) {
-    StoredMessage s;
+    void reset() { MsgPtr old(std::move(*this)); }
+    const Message* get() const { return p_; }
+    const Message& operator*() const { return *p_; }
+    const Message* operator->() const { return p_; }
+    explicit operator bool() const { return p_ != nullptr; }
+    friend bool operator==(const MsgPtr& a, const MsgPtr& b) { return a.p_ == b.p_; }
+
+private:
+    friend class Message;
+    explicit MsgPtr(const Message* p) : p_(p) { ++p_->refs_; }
+    const Message* p_ = nullptr;
+};
+
+// Views of a message for persistence; `qos`/`retain` are the values this copy carries.
+inline StoredMessageView to_stored(const Message& m, uint8_t qos, bool retain) {
+    StoredMessageView s;
     s.topic = m.topic;
     s.payload = m.payload;
     s.forwarded_props = m.forwarded;
@@ -47,21 +104,6 @@ inline StoredMessage to_stored(const Message& m, uint8_t qos, bool retain) {
 // Rebuilds a message from storage; the monotonic deadline is derived from
 // the wall-clock one. Returns nullptr if it already expired, unless
 // `keep_expired` (a delivery already under way must still complete).
-inline MsgPtr from_stored(StoredMessage&& s, uint64_t now_ms, uint64_t wall_now_ms,
-                          bool keep_expired = false) {
-    auto m = std::make_shared<Message>();
-    m->topic = std::move(s.topic);
-    m->payload = std::move(s.payload);
-    m->forwarded = std::move(s.forwarded_props);
-    m->qos = s.qos;
-    m->retain = s.retain;
-    m->expiry_wall_ms = s.expiry_wall_ms;
-    if (s.expiry_wall_ms != 0) {
-        if (s.expiry_wall_ms > wall_now_ms) m->expiry_ms = now_ms + (s.expiry_wall_ms - wall_now_ms);
-        else if (keep_expired) m->expiry_ms = 0;   // no longer forwarded with an expiry
-        else return nullptr;
-    }
-    return m;
-}
+MsgPtr from_stored(const StoredMessageView& s, uint64_t now_ms, uint64_t wall_now_ms, bool keep_expired = false);
 
 }  // namespace hato::broker

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -24,6 +25,26 @@ struct StoredMessage {
     uint8_t qos = 0;
     bool retain = false;
     uint64_t expiry_wall_ms = 0;           // absolute (CLOCK_REALTIME ms), 0 = never
+};
+
+// The same as views (into a Message, or into the store's memory during
+// load()); valid only during the call that passes it.
+struct StoredMessageView {
+    std::string_view topic;
+    std::span<const uint8_t> payload;
+    std::span<const uint8_t> forwarded_props;
+    uint8_t qos = 0;
+    bool retain = false;
+    uint64_t expiry_wall_ms = 0;
+
+    StoredMessageView() = default;
+    StoredMessageView(const StoredMessage& m)   // NOLINT: implicit on purpose
+        : topic(m.topic), payload(m.payload), forwarded_props(m.forwarded_props), qos(m.qos),
+          retain(m.retain), expiry_wall_ms(m.expiry_wall_ms) {}
+    StoredMessage owned() const {
+        return {std::string(topic), {payload.begin(), payload.end()},
+                {forwarded_props.begin(), forwarded_props.end()}, qos, retain, expiry_wall_ms};
+    }
 };
 
 // Where a queued message stands in its session's outbound flow.
@@ -55,7 +76,19 @@ struct RecoveredSession {
     std::vector<uint16_t> qos2_in;     // inbound QoS 2 ids with PUBREC sent, PUBREL not yet seen
 };
 
+// Receives retained messages one by one during load(), so a million of them
+// are never held twice (once as StoredMessage, once as the broker's message).
+class RetainedSink {
+public:
+    virtual ~RetainedSink() = default;
+    virtual void expect(size_t count) = 0;    // called once, before the first add
+    virtual void add(const StoredMessageView& m) = 0;
+};
+
 struct RecoveredState {
+    // With a sink, load() hands retained messages to it; without one, it
+    // collects them in `retained`.
+    RetainedSink* retained_sink = nullptr;
     std::vector<StoredMessage> retained;
     std::vector<RecoveredSession> sessions;
 };
@@ -65,8 +98,10 @@ public:
     virtual ~Persistence() = default;
 
     virtual void load(RecoveredState& out) = 0;  // once, at start
+    // Bytes of stored state load() will read (a sizing hint; 0 = unknown).
+    virtual uint64_t stored_bytes() const { return 0; }
 
-    virtual uint64_t retained_set(const StoredMessage& m) = 0;
+    virtual uint64_t retained_set(const StoredMessageView& m) = 0;
     virtual uint64_t retained_clear(std::string_view topic) = 0;
 
     // Creates or updates a persistent session (clean sessions with expiry 0
@@ -80,7 +115,7 @@ public:
     virtual uint64_t sub_remove(std::string_view client_id, std::string_view filter) = 0;
 
     // Outbound message flow of one session, keyed by the per-session seq.
-    virtual uint64_t out_enqueue(std::string_view client_id, uint64_t seq, const StoredMessage& m) = 0;
+    virtual uint64_t out_enqueue(std::string_view client_id, uint64_t seq, const StoredMessageView& m) = 0;
     virtual uint64_t out_state(std::string_view client_id, uint64_t seq, OutState st,
                                uint16_t packet_id) = 0;
     virtual uint64_t out_done(std::string_view client_id, uint64_t seq) = 0;  // acked or dropped
@@ -101,13 +136,13 @@ public:
 class MemoryPersistence final : public Persistence {
 public:
     void load(RecoveredState&) override {}
-    uint64_t retained_set(const StoredMessage&) override { return 0; }
+    uint64_t retained_set(const StoredMessageView&) override { return 0; }
     uint64_t retained_clear(std::string_view) override { return 0; }
     uint64_t session_put(std::string_view, uint32_t, uint64_t) override { return 0; }
     uint64_t session_remove(std::string_view) override { return 0; }
     uint64_t sub_put(std::string_view, std::string_view, uint8_t, uint32_t) override { return 0; }
     uint64_t sub_remove(std::string_view, std::string_view) override { return 0; }
-    uint64_t out_enqueue(std::string_view, uint64_t, const StoredMessage&) override { return 0; }
+    uint64_t out_enqueue(std::string_view, uint64_t, const StoredMessageView&) override { return 0; }
     uint64_t out_state(std::string_view, uint64_t, OutState, uint16_t) override { return 0; }
     uint64_t out_done(std::string_view, uint64_t) override { return 0; }
     uint64_t qos2_in_put(std::string_view, uint16_t) override { return 0; }

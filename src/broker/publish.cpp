@@ -8,12 +8,28 @@ namespace hato::broker {
 
 using namespace hato::mqtt;
 
-void Broker::Impl::apply_expiry(Message& m, std::optional<uint32_t> interval_s) {
+void Broker::Impl::apply_expiry(Message::Init& m, std::optional<uint32_t> interval_s) {
     if (!interval_s) return;
     uint64_t secs = *interval_s;
     if (cfg.max_message_expiry != 0 && secs > cfg.max_message_expiry) secs = cfg.max_message_expiry;
     m.expiry_ms = std::max<uint64_t>(now_ms + secs * 1000, 1);   // 0 would mean "never"
     m.expiry_wall_ms = wall_ms() + secs * 1000;
+}
+
+MsgPtr Broker::Impl::make_message(std::string_view topic, std::span<const uint8_t> payload, uint8_t qos,
+                                  bool retain, const mqtt::Properties* v5_props) {
+    Message::Init in;
+    in.topic = topic;
+    in.payload = payload;
+    in.qos = qos;
+    in.retain = retain;
+    if (v5_props) {
+        forwarded_scratch.clear();
+        encode_forwarded_properties(*v5_props, forwarded_scratch);
+        in.forwarded = forwarded_scratch;
+        apply_expiry(in, v5_props->message_expiry);
+    }
+    return Message::make(in);
 }
 
 void Broker::Impl::on_publish(Connection& c, Publish& p) {
@@ -27,10 +43,11 @@ void Broker::Impl::on_publish(Connection& c, Publish& p) {
         uint16_t alias = *p.props.topic_alias;
         if (alias == 0 || alias > cfg.topic_alias_maximum) return protocol_error(c, rc::TopicAliasInvalid);
         if (!topic.empty()) {
-            c.alias_in[alias] = std::string(topic);
+            c.open_extras().alias_in[alias] = std::string(topic);
         } else {
-            auto it = c.alias_in.find(alias);
-            if (it == c.alias_in.end()) return protocol_error(c, rc::ProtocolError);
+            if (!c.extras) return protocol_error(c, rc::ProtocolError);
+            auto it = c.extras->alias_in.find(alias);
+            if (it == c.extras->alias_in.end()) return protocol_error(c, rc::ProtocolError);
             topic = it->second;
         }
     }
@@ -39,7 +56,7 @@ void Broker::Impl::on_publish(Connection& c, Publish& p) {
     if (p.retain && !cfg.retain_available) return protocol_error(c, rc::RetainNotSupported);
 
     const PacketType ack_type = p.qos == 2 ? PacketType::Pubrec : PacketType::Puback;
-    if (p.qos == 2 && s->qos2_in.count(p.packet_id)) {
+    if (p.qos == 2 && s->flows && s->flows->qos2_in.count(p.packet_id)) {
         // Retransmission of a message already routed: acknowledge again, do not route again.
         send_ack(c, ack_type, p.packet_id, rc::Success, 0, false);
         return;
@@ -71,15 +88,7 @@ void Broker::Impl::on_publish(Connection& c, Publish& p) {
         return;
     }
 
-    auto m = std::make_shared<Message>();
-    m->topic = std::string(topic);
-    m->payload.assign(p.payload.begin(), p.payload.end());
-    m->qos = p.qos;
-    m->retain = p.retain;
-    if (v5) {
-        encode_forwarded_properties(p.props, m->forwarded);
-        apply_expiry(*m, p.props.message_expiry);
-    }
+    const MsgPtr m = make_message(topic, p.payload, p.qos, p.retain, v5 ? &p.props : nullptr);
     size_t receivers = route(m, s->slot);
     if (p.qos == 0) return;
 
@@ -88,7 +97,7 @@ void Broker::Impl::on_publish(Connection& c, Publish& p) {
         uint8_t reason = (v5 && receivers == 0) ? rc::NoMatchingSubscribers : rc::Success;
         send_ack(c, PacketType::Puback, p.packet_id, reason, op_ticket, true);
     } else {
-        s->qos2_in.insert(p.packet_id);
+        s->open_flows().qos2_in.insert(p.packet_id);
         if (s->persisted) note(persist.qos2_in_put(s->client_id, p.packet_id));
         uint8_t reason = (v5 && receivers == 0) ? rc::NoMatchingSubscribers : rc::Success;
         // The slot stays taken until PUBREL (counts_inbound=false).
@@ -99,10 +108,11 @@ void Broker::Impl::on_publish(Connection& c, Publish& p) {
 void Broker::Impl::on_pubrel(Connection& c, const Ack& a) {
     Session* s = session(c.slot);
     uint8_t reason = rc::PacketIdentifierNotFound;
-    if (s && s->qos2_in.erase(a.packet_id)) {
+    if (s && s->flows && s->flows->qos2_in.erase(a.packet_id)) {
         if (s->persisted) persist.qos2_in_remove(s->client_id, a.packet_id);
         if (c.inbound_pending > 0) --c.inbound_pending;
         reason = rc::Success;
+        s->release_flows_if_empty();
     }
     // Through the FIFO (ticket 0) so it never overtakes a held PUBREC.
     send_ack(c, PacketType::Pubcomp, a.packet_id, reason, 0, false);
@@ -137,16 +147,34 @@ void Broker::Impl::release_acks() {
     }
 }
 
-void Broker::Impl::store_retained(const MsgPtr& msg) {
+void Broker::Impl::put_retained(MsgPtr msg) {
+    RetainedIndex::Handle h;
+    if (free_retained.empty()) {
+        h = retained.size();
+        retained.emplace_back();
+    } else {
+        h = free_retained.back();
+        free_retained.pop_back();
+    }
     RetainedIndex::Handle old = 0;
+    if (retained_index.set(msg->topic, h, old)) {
+        retained[old].reset();
+        free_retained.push_back(old);
+    }
+    retained[h] = std::move(msg);
+}
+
+void Broker::Impl::store_retained(const MsgPtr& msg) {
     if (msg->payload.empty()) {
-        if (retained_index.clear(msg->topic, old)) retained.erase(old);
+        RetainedIndex::Handle old = 0;
+        if (retained_index.clear(msg->topic, old)) {
+            retained[old].reset();
+            free_retained.push_back(old);
+        }
         note(persist.retained_clear(msg->topic));
         return;
     }
-    RetainedIndex::Handle h = next_retained_handle++;
-    if (retained_index.set(msg->topic, h, old)) retained.erase(old);
-    retained[h] = msg;
+    put_retained(msg);
     note(persist.retained_set(to_stored(*msg, msg->qos, true)));
 }
 

@@ -3,27 +3,40 @@
 #include <algorithm>
 
 #include "broker/broker_impl.hpp"
+#include "broker/bulk_heap.hpp"
 
 namespace hato::broker {
 
 void Broker::Impl::recover() {
-    RecoveredState state;
-    persist.load(state);
+    // The rebuilt state takes about twice the bytes of its records
+    // (messages, topic strings, index tables).
+    BulkHeap heap(4 * persist.stored_bytes());
     const uint64_t wall = wall_ms();
 
-    // One allocation for the whole table instead of ~20 rehashes on the way
-    // to a million retained messages.
-    retained.reserve(retained.size() + state.retained.size());
-    for (StoredMessage& sm : state.retained) {
-        MsgPtr m = from_stored(std::move(sm), now_ms, wall);
-        if (!m) continue;   // expired while we were down
-        RetainedIndex::Handle h = next_retained_handle++, old = 0;
-        if (retained_index.set(m->topic, h, old)) retained.erase(old);
-        retained[h] = std::move(m);
-    }
+    // Retained messages go straight into the broker's table as load() reads them.
+    struct Sink final : RetainedSink {
+        Impl& b;
+        uint64_t wall;
+        Sink(Impl& impl, uint64_t w) : b(impl), wall(w) {}
+        void expect(size_t count) override {
+            // One allocation for each table instead of ~20 regrowths on the
+            // way to a million retained messages.
+            b.retained.reserve(b.retained.size() + count);
+            b.retained_index.reserve(count);
+        }
+        void add(const StoredMessageView& sm) override {
+            MsgPtr m = from_stored(sm, b.now_ms, wall);
+            if (m) b.put_retained(std::move(m));   // else: expired while we were down
+        }
+    } sink(*this, wall);
+    RecoveredState state;
+    state.retained_sink = &sink;
+    persist.load(state);
+    // A Persistence may still collect them (tests).
+    for (const StoredMessage& sm : state.retained) sink.add(sm);
 
     for (RecoveredSession& rs : state.sessions) {
-        if (slot_by_client.count(rs.client_id)) continue;
+        if (slot_by_client.contains(rs.client_id)) continue;
         Session& s = create_session(rs.client_id);
         s.expiry_s = rs.expiry_s;
         s.persisted = true;
@@ -32,7 +45,7 @@ void Broker::Impl::recover() {
         for (RecoveredOut& ro : rs.out) {
             const bool started = ro.state != OutState::Queued;
             s.next_seq = std::max(s.next_seq, ro.seq + 1);
-            MsgPtr m = from_stored(std::move(ro.msg), now_ms, wall, started);
+            MsgPtr m = from_stored(ro.msg, now_ms, wall, started);
             if (!m) {
                 note(persist.out_done(s.client_id, ro.seq));
                 continue;
@@ -44,15 +57,16 @@ void Broker::Impl::recover() {
             item.msg = std::move(m);
             item.state = ro.state;
             item.packet_id = ro.packet_id;
+            SessionFlows& f = s.open_flows();
             if (started) {
-                s.seq_by_packet_id[item.packet_id] = item.seq;
-                s.inflight.emplace(item.seq, std::move(item));
+                f.seq_by_packet_id[item.packet_id] = item.seq;
+                f.inflight.emplace(item.seq, std::move(item));
             } else {
-                s.queue_bytes += item.msg->byte_size();
-                s.queue.push_back(std::move(item));
+                f.queue_bytes += item.msg->byte_size();
+                f.queue.push_back(std::move(item));
             }
         }
-        s.qos2_in.insert(rs.qos2_in.begin(), rs.qos2_in.end());
+        if (!rs.qos2_in.empty()) s.open_flows().qos2_in.insert(rs.qos2_in.begin(), rs.qos2_in.end());
 
         // Everyone is offline after a restart; a session that was connected
         // when we stopped counts as offline from now.
@@ -65,7 +79,7 @@ void Broker::Impl::recover() {
             continue;
         }
         if (rs.offline_since_wall_ms == 0) note(persist.session_put(s.client_id, s.expiry_s, wall));
-        timers.push({now_ms + (lifetime - offline_for), TimerKind::SessionExpiry, s.slot, s.generation});
+        timers.push({now_ms + (lifetime - offline_for), s.generation, s.slot, TimerKind::SessionExpiry});
     }
 }
 

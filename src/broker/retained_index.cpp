@@ -139,6 +139,14 @@ void RetainedIndex::match(std::string_view filter,
     }
 }
 
+void RetainedIndex::reserve(size_t topics) {
+    // Every topic has its own leaf node, and typically the level above the
+    // leaf is not shared much either (".../sensor17/value"): two nodes per
+    // topic. Too many costs only untouched address space for the node
+    // arrays; too few, one more regrowth.
+    impl_->tree.reserve(impl_->tree.node_count() + 2 * topics);
+}
+
 size_t RetainedIndex::size() const { return impl_->size; }
 size_t RetainedIndex::node_count() const { return impl_->tree.node_count(); }
 

@@ -33,6 +33,9 @@ public:
     void match(std::string_view filter,
                const std::function<void(std::string_view topic, Handle h)>& fn) const;
 
+    // Room for about `topics` more topics (recovery of a large retained set).
+    void reserve(size_t topics);
+
     size_t size() const;
     size_t node_count() const;  // topic tree nodes in use (tests check pruning)
 

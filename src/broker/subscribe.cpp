@@ -98,8 +98,8 @@ void Broker::Impl::send_retained(Session& s, const std::string& inner, uint8_t g
                                  uint32_t sub_id) {
     std::vector<MsgPtr> found;
     retained_index.match(inner, [&](std::string_view, RetainedIndex::Handle h) {
-        auto it = retained.find(h);
-        if (it != retained.end() && !it->second->expired(now_ms)) found.push_back(it->second);
+        const MsgPtr& m = retained[h];
+        if (m && !m->expired(now_ms)) found.push_back(m);
     });
     for (const MsgPtr& m : found) {
         std::vector<uint32_t> ids;

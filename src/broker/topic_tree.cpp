@@ -50,15 +50,24 @@ uint32_t TopicTree::find_path(std::string_view name) const {
 uint32_t TopicTree::insert_path(std::string_view name) {
     uint32_t node = kRoot;
     for_each_level(name, [&](std::string_view lvl) {
-        uint32_t id = levels_.find(lvl, hash_level(lvl));
-        uint32_t next = id == kNoId ? kNoId : child(node, id);
-        node = next != kNoId ? next : add_child(node, lvl);
+        const uint32_t hash = hash_level(lvl);   // once per level, for the lookup and the insert
+        const uint32_t id = levels_.find(lvl, hash);
+        const uint32_t next = id == kNoId ? kNoId : child(node, id);
+        node = next != kNoId ? next : add_child(node, lvl, hash, id);
     });
     return node;
 }
 
-uint32_t TopicTree::add_child(uint32_t parent, std::string_view name) {
-    uint32_t level = levels_.acquire(name, hash_level(name));
+void TopicTree::reserve(size_t nodes) {
+    nodes_.reserve(nodes + 1);
+    if (link_children_) links_.reserve(nodes + 1);
+    size_t capacity = slots_.size();
+    while (nodes * 4 > capacity * 3) capacity *= 2;
+    if (capacity != slots_.size()) rehash(capacity);
+}
+
+uint32_t TopicTree::add_child(uint32_t parent, std::string_view name, uint32_t hash, uint32_t known) {
+    const uint32_t level = known != kNoId ? levels_.add_ref(known) : levels_.acquire(name, hash);
     uint32_t node;
     if (!free_nodes_.empty()) {
         node = free_nodes_.back();

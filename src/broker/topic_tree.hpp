@@ -91,6 +91,9 @@ public:
     uint32_t find_path(std::string_view name) const;
     uint32_t insert_path(std::string_view name);
 
+    // Room for `nodes` nodes without regrowing the node and child tables.
+    void reserve(size_t nodes);
+
     // Removes `node` and then each ancestor while it has neither payload nor
     // children. The root is never removed.
     void prune(uint32_t node);
@@ -135,7 +138,8 @@ private:
         return uint32_t(mix64((uint64_t(parent) << 32) | level));
     }
     size_t probe_child(uint32_t parent, uint32_t level) const;
-    uint32_t add_child(uint32_t parent, std::string_view name);
+    // `level` is the interned id of `name` (hash `hash`), or kNoId if new.
+    uint32_t add_child(uint32_t parent, std::string_view name, uint32_t hash, uint32_t level);
     void remove_node(uint32_t node);
     void insert_slot(const Slot& slot);
     void erase_slot(size_t pos);

@@ -36,6 +36,11 @@ public:
     // Id of `s` (whose hash_level is `hash`), or kNoId. Never allocates.
     uint32_t find(std::string_view s, uint32_t hash) const;
     uint32_t acquire(std::string_view s, uint32_t hash);
+    // One more reference to an id that find() returned; returns it.
+    uint32_t add_ref(uint32_t id) {
+        ++levels_[id].refs;
+        return id;
+    }
     void release(uint32_t id);
 
     std::string_view view(uint32_t id) const {

@@ -110,7 +110,11 @@ std::string peer_address(int fd) {
             return std::string(buf) + ":" + std::to_string(port);
         }
         inet_ntop(AF_INET6, &a->sin6_addr, buf, sizeof buf);
-        return "[" + std::string(buf) + "]:" + std::to_string(port);
+        std::string out = "[";   // appended, not "[" + ...: GCC 12 -O3 flags that with a false -Wrestrict
+        out += buf;
+        out += "]:";
+        out += std::to_string(port);
+        return out;
     }
     return "?";
 }
@@ -130,6 +134,11 @@ void drain_input(int fd) {
 }
 
 // ---- connection table ----
+
+ConnOutput& Conn::output() {
+    if (!out) out = std::make_unique<ConnOutput>();
+    return *out;
+}
 
 ConnId ConnTable::add(int fd) {
     uint32_t slot;
@@ -178,7 +187,9 @@ void ReactorBase::send(ConnId id, std::span<const uint8_t> data) {
     Conn* c = conns_.find(id);
     // Output queued after close() would never be wanted; drop it.
     if (!c || c->state != ConnState::Open || data.empty()) return;
-    c->pending.insert(c->pending.end(), data.begin(), data.end());
+    ConnOutput& out = c->output();
+    out.pending.insert(out.pending.end(), data.begin(), data.end());
+    out.used = true;
     mark_dirty(ConnTable::slot_of(id));
 }
 
@@ -220,7 +231,7 @@ Conn* ReactorBase::begin_close(ConnId id, bool flush) {
     if (flush && !c->output_empty()) {
         if (c->state == ConnState::Open) {
             c->state = ConnState::Draining;
-            c->flush_deadline_ms = monotonic_ms() + kFlushTimeoutMs;
+            c->out->flush_deadline_ms = monotonic_ms() + kFlushTimeoutMs;  // `out` exists: output is not empty
             mark_dirty(slot);
         }
         return c;
@@ -229,13 +240,33 @@ Conn* ReactorBase::begin_close(ConnId id, bool flush) {
     return c;
 }
 
-void ReactorBase::stage_output(Conn& c) {
-    if (c.inflight_off < c.inflight.size() || c.pending.empty()) return;
-    c.inflight.clear();
-    c.inflight_off = 0;
-    c.inflight.swap(c.pending);
-    // Keep a big burst's memory from lingering on an idle connection.
-    if (c.pending.capacity() > 256 * 1024) std::vector<uint8_t>().swap(c.pending);
+void ReactorBase::stage_output(ConnOutput& out) {
+    if (out.inflight_off < out.inflight.size() || out.pending.empty()) return;
+    out.inflight.clear();
+    out.inflight_off = 0;
+    out.inflight.swap(out.pending);
+    // Keep a big burst's memory from lingering on a busy connection (an idle
+    // one gives all of it back: release_drained_output).
+    if (out.pending.capacity() > 256 * 1024) std::vector<uint8_t>().swap(out.pending);
+}
+
+void ReactorBase::note_drained(uint32_t slot) {
+    Conn& c = conns_.at(slot);
+    if (c.state != ConnState::Open || !c.out) return;
+    c.out->used = false;
+    if (c.on_drained_list) return;
+    c.on_drained_list = true;
+    drained_.push_back(slot);
+}
+
+void ReactorBase::release_drained_output() {
+    for (uint32_t slot : drained_) {
+        Conn& c = conns_.at(slot);  // may since be closed, or reused: checked below
+        c.on_drained_list = false;
+        if (c.state != ConnState::Open || !c.out || c.out->used || c.send_busy || c.out->queued() != 0) continue;
+        c.out.reset();
+    }
+    drained_.clear();
 }
 
 uint64_t ReactorBase::ms_until_tick() const {
@@ -250,7 +281,7 @@ bool ReactorBase::run_tick_if_due(Handler& h) {
     next_tick_ms_ = now + tick_interval_ms_;
     for (uint32_t slot = 0; slot < conns_.capacity(); ++slot) {
         Conn& c = conns_.at(slot);
-        if (c.state == ConnState::Draining && now >= c.flush_deadline_ms) schedule_reap(slot, 0);
+        if (c.state == ConnState::Draining && (!c.out || now >= c.out->flush_deadline_ms)) schedule_reap(slot, 0);
     }
     h.on_tick(now);
     return true;

@@ -53,29 +53,46 @@ enum class ConnState : uint8_t { Free, Open, Draining, Closing };
 // Hard upper bound of close(id, flush=true).
 inline constexpr uint64_t kFlushTimeoutMs = 2000;
 
-struct Conn {
-    int fd = -1;
-    uint32_t gen = 0;
-    ConnState state = ConnState::Free;
-    int close_error = 0;             // reported by on_close
-    uint64_t flush_deadline_ms = 0;  // Draining only
-    // Output: `pending` collects send() calls; `inflight` is what the kernel
-    // is being handed (its memory must stay put while an io_uring send is in
-    // flight, so appends never go there).
+// Output of one connection. Allocated by send() and freed once the
+// connection had nothing to send for a whole loop pass after its output
+// drained (ReactorBase::release_drained_output): an idle connection holds no
+// output memory, one that sends every pass keeps its buffers' capacity. Freed
+// that soon, not at a later tick: a burst of new connections would otherwise
+// leave a hole per connection (their CONNACK buffers) in the heap.
+struct ConnOutput {
+    // `pending` collects send() calls; `inflight` is what the kernel is being
+    // handed (its memory must stay put while an io_uring send is in flight,
+    // so appends never go there).
     std::vector<uint8_t> pending;
     std::vector<uint8_t> inflight;
     size_t inflight_off = 0;
+    uint64_t flush_deadline_ms = 0;  // Draining only
+    bool used = false;               // send() since the output last drained
+
+    size_t queued() const { return pending.size() + inflight.size() - inflight_off; }
+};
+
+// One slot of the connection table: kept small, every open socket has one.
+struct Conn {
+    int fd = -1;
+    uint32_t gen = 0;
+    int close_error = 0;             // reported by on_close
+    ConnState state = ConnState::Free;
     bool on_dirty_list = false;  // listed for the pass-end flush
     bool on_reap_list = false;   // listed for teardown
+    bool on_drained_list = false;  // listed for release_drained_output
     // Backend flags.
     bool recv_armed = false;     // io_uring: multishot recv in flight
     bool recv_rearm = false;     // io_uring: recv ended, arm again at pass end
     bool send_busy = false;      // io_uring: send in flight
     bool cancel_sent = false;    // io_uring: cancels submitted for teardown
     bool want_write = false;     // epoll: EPOLLOUT registered
+    std::unique_ptr<ConnOutput> out;  // null: nothing queued (see ConnOutput)
 
-    size_t queued() const { return pending.size() + inflight.size() - inflight_off; }
+    size_t queued() const { return out ? out->queued() : 0; }
     bool output_empty() const { return queued() == 0; }
+    // The output buffers, created on first use.
+    ConnOutput& output();
 };
 
 class ConnTable {
@@ -127,7 +144,12 @@ protected:
     // close(): the common state changes. Returns the conn if the backend must act.
     Conn* begin_close(ConnId id, bool flush);
     // Moves pending output to inflight when the previous batch is fully sent.
-    static void stage_output(Conn& c);
+    static void stage_output(ConnOutput& out);
+    // A backend calls this when the output of `slot` drained completely.
+    void note_drained(uint32_t slot);
+    // Frees the output of connections that drained and got nothing new to
+    // send since (call once per pass, before the pass-end flush).
+    void release_drained_output();
     // Calls on_tick if due; also turns expired flush deadlines into hard closes.
     // Returns true if a tick was delivered (backends unpause listeners then).
     bool run_tick_if_due(Handler& h);
@@ -140,6 +162,7 @@ protected:
     std::vector<Listener> listeners_;
     std::vector<uint32_t> dirty_;  // slots with output to flush
     std::vector<uint32_t> reap_;   // slots to tear down
+    std::vector<uint32_t> drained_;  // slots whose output drained (see note_drained)
     uint32_t tick_interval_ms_ = 100;
     uint64_t next_tick_ms_ = 0;
     std::atomic<bool> stop_requested_{false};

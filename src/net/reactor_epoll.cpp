@@ -145,20 +145,25 @@ void EpollReactor::read_from(Handler& h, uint32_t slot) {
 
 void EpollReactor::write_conn(uint32_t slot) {
     Conn& c = conns_.at(slot);
+    if (!c.out) {
+        if (c.state == ConnState::Draining) schedule_reap(slot, 0);
+        return;
+    }
+    ConnOutput& out = *c.out;
     // No stable-memory constraint here, so everything goes into one buffer.
-    if (!c.pending.empty()) {
-        if (c.inflight_off == c.inflight.size()) {
-            stage_output(c);
+    if (!out.pending.empty()) {
+        if (out.inflight_off == out.inflight.size()) {
+            stage_output(out);
         } else {
-            c.inflight.insert(c.inflight.end(), c.pending.begin(), c.pending.end());
-            c.pending.clear();
+            out.inflight.insert(out.inflight.end(), out.pending.begin(), out.pending.end());
+            out.pending.clear();
         }
     }
-    while (c.inflight_off < c.inflight.size()) {
-        ssize_t n = ::send(c.fd, c.inflight.data() + c.inflight_off, c.inflight.size() - c.inflight_off,
+    while (out.inflight_off < out.inflight.size()) {
+        ssize_t n = ::send(c.fd, out.inflight.data() + out.inflight_off, out.inflight.size() - out.inflight_off,
                            MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n > 0) {
-            c.inflight_off += size_t(n);
+            out.inflight_off += size_t(n);
             continue;
         }
         if (n < 0 && errno == EINTR) continue;
@@ -168,13 +173,14 @@ void EpollReactor::write_conn(uint32_t slot) {
         }
         break;
     }
-    if (c.inflight_off == c.inflight.size()) {
-        c.inflight.clear();
-        c.inflight_off = 0;
-        if (c.inflight.capacity() > 256 * 1024) std::vector<uint8_t>().swap(c.inflight);
-    } else if (c.inflight_off > 1024 * 1024 && c.inflight_off > c.inflight.size() / 2) {
-        c.inflight.erase(c.inflight.begin(), c.inflight.begin() + std::ptrdiff_t(c.inflight_off));
-        c.inflight_off = 0;
+    if (out.inflight_off == out.inflight.size()) {
+        out.inflight.clear();
+        out.inflight_off = 0;
+        if (out.inflight.capacity() > 256 * 1024) std::vector<uint8_t>().swap(out.inflight);
+        note_drained(slot);   // pending was moved into inflight above: all is sent
+    } else if (out.inflight_off > 1024 * 1024 && out.inflight_off > out.inflight.size() / 2) {
+        out.inflight.erase(out.inflight.begin(), out.inflight.begin() + std::ptrdiff_t(out.inflight_off));
+        out.inflight_off = 0;
     }
     bool pending_out = !c.output_empty();
     if (pending_out != c.want_write) {
@@ -261,6 +267,7 @@ void EpollReactor::run(Handler& h) {
             reap(h);
         }
         h.on_pass_end();
+        release_drained_output();
         flush_output();
     }
 }

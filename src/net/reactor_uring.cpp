@@ -234,11 +234,13 @@ void UringReactor::on_send(uint32_t slot, uint32_t gen, int res) {
         schedule_reap(slot, -res);
         return;
     }
-    c->inflight_off += size_t(res);
-    if (c->inflight_off >= c->inflight.size()) {
-        c->inflight.clear();
-        c->inflight_off = 0;
-        if (c->inflight.capacity() > 256 * 1024) std::vector<uint8_t>().swap(c->inflight);
+    ConnOutput& out = *c->out;  // a send was in flight, so its buffer exists
+    out.inflight_off += size_t(res);
+    if (out.inflight_off >= out.inflight.size()) {
+        out.inflight.clear();
+        out.inflight_off = 0;
+        if (out.inflight.capacity() > 256 * 1024) std::vector<uint8_t>().swap(out.inflight);
+        if (out.pending.empty()) note_drained(slot);
     }
     // More to send, or a drain to finish: both happen at pass end.
     if (!c->output_empty() || c->state == ConnState::Draining) mark_dirty(slot);
@@ -313,11 +315,12 @@ void UringReactor::prepare_pass_sqes() {
         if (c.state != ConnState::Open && c.state != ConnState::Draining) continue;
         if (c.recv_rearm && !c.recv_armed) arm_recv(slot);
         if (c.send_busy) continue;  // its CQE re-lists the connection
-        stage_output(c);
-        if (c.inflight_off < c.inflight.size()) {
+        if (c.out) stage_output(*c.out);
+        if (c.out && c.out->inflight_off < c.out->inflight.size()) {
+            ConnOutput& out = *c.out;
             io_uring_sqe* sqe = get_sqe();
-            io_uring_prep_send(sqe, c.fd, c.inflight.data() + c.inflight_off, c.inflight.size() - c.inflight_off,
-                               MSG_NOSIGNAL);
+            io_uring_prep_send(sqe, c.fd, out.inflight.data() + out.inflight_off,
+                               out.inflight.size() - out.inflight_off, MSG_NOSIGNAL);
             io_uring_sqe_set_data64(sqe, make_tag(kSend, c.gen, slot));
             c.send_busy = true;
         } else if (c.state == ConnState::Draining) {
@@ -351,6 +354,7 @@ void UringReactor::prepare_pass_sqes() {
 
 void UringReactor::run(Handler& h) {
     stop_requested_ = false;
+    start_ring(ring_);
     if (next_tick_ms_ == 0) next_tick_ms_ = monotonic_ms() + tick_interval_ms_;
     prepare_pass_sqes();
     struct Completion {
@@ -361,7 +365,10 @@ void UringReactor::run(Handler& h) {
     std::vector<Completion> batch;
     while (!stop_requested_) {
         bool busy = !reap_.empty();
-        io_uring_submit_and_wait(&ring_, busy ? 0 : 1);
+        // Not waiting still has to collect completions: with DEFER_TASKRUN
+        // they are only finished inside an enter that asks for events.
+        if (busy) io_uring_submit_and_get_events(&ring_);
+        else io_uring_submit_and_wait(&ring_, 1);
 
         // Copy the CQEs out first: callbacks may prepare SQEs, and an early
         // submit inside get_sqe() must find CQ space.
@@ -379,6 +386,7 @@ void UringReactor::run(Handler& h) {
             reap(h);
         }
         h.on_pass_end();
+        release_drained_output();
         prepare_pass_sqes();
     }
     io_uring_submit(&ring_);  // what the last pass queued still leaves

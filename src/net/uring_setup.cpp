@@ -4,6 +4,7 @@
 
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -124,14 +125,41 @@ bool multishot_recv_works(io_uring& ring, BufferRing& bufs, std::string& why) {
     return ok;
 }
 
-}  // namespace
+// Ring flags, best first. Completions of recv/send are finished by "task
+// work" in our own thread. By default the kernel interrupts the thread for it
+// (an IPI, then a signal-like detour) every time a peer's data arrives;
+// DEFER_TASKRUN (Linux 6.1) runs it only when we enter the ring to wait,
+// batched; COOP_TASKRUN (5.19) at least drops the IPI. Older kernels refuse
+// the flags with EINVAL, and we try the next set. DEFER_TASKRUN needs
+// SINGLE_ISSUER: one thread submits. That is our design, but the thread that
+// runs the loop need not be the one that built the reactor (tests do that), so
+// the ring starts disabled and start_ring() binds it to the loop's thread.
+constexpr unsigned kRingFlagSets[] = {
+    IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG |
+        IORING_SETUP_R_DISABLED,
+    IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
+    0,
+};
 
-bool probe_uring(io_uring& ring, BufferRing& bufs, unsigned entries, std::string& why) {
-    int r = io_uring_queue_init(entries, &ring, 0);
+int init_ring(io_uring& ring, unsigned entries) {
+    int r = -EINVAL;
+    for (unsigned flags : kRingFlagSets) {
+        r = io_uring_queue_init(entries, &ring, flags);
+        if (r != -EINVAL) break;
+    }
+    return r;
+}
+
+// What the backend needs from the kernel, checked on a throwaway ring (plain
+// flags, so the self-test can submit from this thread).
+bool kernel_supports_backend(std::string& why) {
+    io_uring ring;
+    int r = io_uring_queue_init(8, &ring, 0);
     if (r < 0) {
         why = errstr("io_uring_queue_init", r);
         return false;
     }
+    BufferRing bufs;
     bool ok = false;
     if (!(ring.features & IORING_FEAT_FAST_POLL)) {
         why = "kernel lacks IORING_FEAT_FAST_POLL";
@@ -142,11 +170,37 @@ bool probe_uring(io_uring& ring, BufferRing& bufs, unsigned entries, std::string
     } else {
         ok = multishot_recv_works(ring, bufs, why);
     }
-    if (!ok) {
+    io_uring_queue_exit(&ring);
+    bufs.release();
+    return ok;
+}
+
+}  // namespace
+
+bool probe_uring(io_uring& ring, BufferRing& bufs, unsigned entries, std::string& why) {
+    if (!kernel_supports_backend(why)) return false;
+    int r = init_ring(ring, entries);
+    if (r < 0) {
+        why = errstr("io_uring_queue_init", r);
+        return false;
+    }
+    if ((r = bufs.setup(ring)) < 0) {
+        why = errstr("io_uring_register_buf_ring", r);
         io_uring_queue_exit(&ring);
         bufs.release();
+        return false;
     }
-    return ok;
+    return true;
+}
+
+void start_ring(io_uring& ring) {
+    if (!(ring.flags & IORING_SETUP_R_DISABLED)) return;
+    // Enabling binds a SINGLE_ISSUER ring to the calling thread. The flag is
+    // cleared in our copy so a second run() does not try again (liburing only
+    // reads the SQPOLL/IOPOLL/SQE128/CQE32 bits of it).
+    // liburing 2.3 declares io_uring_enable_rings but does not export it.
+    ::syscall(__NR_io_uring_register, ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, nullptr, 0);
+    ring.flags &= ~IORING_SETUP_R_DISABLED;
 }
 
 }  // namespace hato::net

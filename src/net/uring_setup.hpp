@@ -16,8 +16,13 @@ namespace hato::net {
 class BufferRing {
 public:
     static constexpr uint16_t kGroupId = 0;
-    static constexpr unsigned kCount = 128;  // power of two
-    static constexpr size_t kSize = 16 * 1024;
+    // Every recv completion of one loop pass holds a buffer until the pass
+    // has handled it; when the ring runs dry, each connection that finds no
+    // buffer has its multishot recv ended (ENOBUFS) and re-armed, which costs
+    // a submission and a recv per connection. So: many small buffers (an
+    // MQTT packet is usually far below 4 KiB; a larger one spans several).
+    static constexpr unsigned kCount = 1024;  // power of two
+    static constexpr size_t kSize = 4 * 1024;
 
     // Allocates and registers with `ring`; -errno on failure.
     int setup(io_uring& ring);
@@ -32,9 +37,14 @@ private:
     uint8_t* buffers_ = nullptr;
 };
 
-// io_uring_queue_init + opcode probe + FAST_POLL + buffer ring registration +
-// a multishot-recv self-test on a socketpair (kernels before 6.0 lack it and
-// no opcode probe tells). On failure the ring is torn down and `why` says why.
+// Opcode probe + FAST_POLL + a multishot-recv self-test on a socketpair
+// (kernels before 6.0 lack it and no opcode probe tells), then the ring
+// itself (io_uring_queue_init with the best flags the kernel takes) and its
+// buffer ring. On failure nothing is left open and `why` says why.
 bool probe_uring(io_uring& ring, BufferRing& bufs, unsigned entries, std::string& why);
+
+// Call from the thread that runs the loop, before its first submission: the
+// ring may have been created disabled, to be bound to that thread.
+void start_ring(io_uring& ring);
 
 }  // namespace hato::net

@@ -60,7 +60,7 @@ struct FakePersistence final : Persistence {
     }
 
     void load(RecoveredState& out) override { out = to_load; }
-    uint64_t retained_set(const StoredMessage& m) override { return rec("retained_set " + m.topic); }
+    uint64_t retained_set(const StoredMessageView& m) override { return rec("retained_set " + s(m.topic)); }
     uint64_t retained_clear(std::string_view t) override { return rec("retained_clear " + s(t)); }
     uint64_t session_put(std::string_view c, uint32_t e, uint64_t off) override {
         return rec("session_put " + s(c) + " " + std::to_string(e) + (off ? " offline" : " online"));
@@ -72,8 +72,8 @@ struct FakePersistence final : Persistence {
     uint64_t sub_remove(std::string_view c, std::string_view f) override {
         return rec("sub_remove " + s(c) + " " + s(f));
     }
-    uint64_t out_enqueue(std::string_view c, uint64_t seq, const StoredMessage& m) override {
-        return rec("out_enqueue " + s(c) + " " + std::to_string(seq) + " " + m.topic);
+    uint64_t out_enqueue(std::string_view c, uint64_t seq, const StoredMessageView& m) override {
+        return rec("out_enqueue " + s(c) + " " + std::to_string(seq) + " " + s(m.topic));
     }
     uint64_t out_state(std::string_view c, uint64_t seq, OutState st, uint16_t pid) override {
         return rec("out_state " + s(c) + " " + std::to_string(seq) + " " +

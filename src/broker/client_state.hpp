@@ -1,0 +1,143 @@
+// What the broker keeps per client: its network connection (Connection) and
+// its MQTT session (Session). Both exist for every connected client, so they
+// hold only what an idle client needs; anything most clients never use, or
+// use only in bursts, sits behind a pointer that is null until first use.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "broker/auth.hpp"
+#include "broker/broker.hpp"
+#include "broker/message.hpp"
+#include "broker/sub_index.hpp"
+#include "mqtt/packet.hpp"
+
+namespace hato::broker {
+
+using Slot = SubIndex::SubscriberId;
+constexpr Slot kNoSlot = 0xFFFFFFFFu;
+constexpr uint32_t kNeverExpires = 0xFFFFFFFFu;
+
+// One message in a session's outbound flow (QoS 1/2 only; QoS 0 is never queued).
+struct OutItem {
+    uint64_t seq = 0;
+    MsgPtr msg;
+    uint8_t qos = 1;                 // delivered QoS = min(published, granted)
+    bool retain = false;             // retain flag as it goes out
+    OutState state = OutState::Queued;
+    uint16_t packet_id = 0;
+    std::vector<uint32_t> sub_ids;
+    uint64_t share_key = 0;          // != 0: came through this shared group (redistributed if the member leaves)
+};
+
+struct SubRecord {
+    std::string inner;               // filter without the $share/group/ prefix
+    uint8_t options = 0;
+    uint32_t sub_id = 0;
+    uint32_t group = 0;
+};
+
+struct Will {
+    MsgPtr msg;
+    uint32_t delay_s = 0;
+};
+
+// A session's QoS 1/2 state. Created by the first queued message (or inbound
+// QoS 2 id) and freed once empty again (Session::release_flows_if_empty): a
+// std::deque allocates ~600 bytes even when empty, and most sessions are idle
+// or QoS 0 only.
+struct SessionFlows {
+    std::deque<OutItem> queue;               // not sent yet, in order
+    uint64_t queue_bytes = 0;
+    std::map<uint64_t, OutItem> inflight;    // sent, waiting ack; by seq
+    std::unordered_map<uint16_t, uint64_t> seq_by_packet_id;
+    std::set<uint16_t> qos2_in;              // inbound QoS 2 ids waiting PUBREL
+
+    bool empty() const { return queue.empty() && inflight.empty() && qos2_in.empty(); }
+    // The seq of the in-flight message with this packet id; 0 if none (seqs start at 1).
+    uint64_t seq_of(uint16_t packet_id) const {
+        auto it = seq_by_packet_id.find(packet_id);
+        return it == seq_by_packet_id.end() ? 0 : it->second;
+    }
+};
+
+struct Session {
+    Slot slot = kNoSlot;
+    uint32_t expiry_s = 0;
+    uint64_t generation = 0;         // bumped on every attach/removal: stale timers compare it
+    ConnId conn = 0;                 // 0 = offline
+    uint64_t next_seq = 1;           // outlives `flows`: a seq is never reused
+    std::string client_id;
+    std::map<std::string, SubRecord> subs;   // full filter as subscribed -> record
+    std::unique_ptr<SessionFlows> flows;     // null: no QoS 1/2 state
+    std::unique_ptr<std::string> username;   // of the last CONNECT (ACL); null: none, or unknown after a restart
+    std::unique_ptr<Will> delayed_will;      // will waiting its delay after the connection left
+    std::unique_ptr<AclCache> acl_cache;     // ACL answers by topic; null until the first check, reset on CONNECT
+    uint16_t next_packet_id = 1;
+    bool persisted = false;          // session_put was called (expiry > 0 at some point)
+
+    SessionFlows& open_flows() {
+        if (!flows) flows = std::make_unique<SessionFlows>();
+        return *flows;
+    }
+    void release_flows_if_empty() {
+        if (flows && flows->empty()) flows.reset();
+    }
+};
+
+// Per-connection state only some connections need (a partial packet, v5
+// topic aliases, a TLS identity). Created on first use; process_input frees
+// it again once it holds nothing.
+struct ConnectionExtras {
+    std::vector<uint8_t> inbuf;      // only while a partial packet remains
+    std::unordered_map<uint16_t, std::string> alias_in;
+    // Transparent lookup: a message's topic (a string_view) finds its alias
+    // without building a std::string for every PUBLISH sent.
+    struct TopicHash {
+        using is_transparent = void;
+        size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+    };
+    std::unordered_map<std::string, uint16_t, TopicHash, std::equal_to<>> alias_out;
+    std::unique_ptr<std::string> identity;   // set_identity(): replaces the CONNECT user name
+
+    bool empty() const { return inbuf.empty() && alias_in.empty() && alias_out.empty() && !identity; }
+};
+
+struct Connection {
+    ConnId id = 0;
+    uint64_t last_rx_ms = 0;
+    // Due time of this connection's live entry in the timer heap (0: none):
+    // the CONNECT deadline until CONNECT is accepted, then the keep-alive
+    // deadline. One entry per connection; see Broker::Impl::arm_conn_timer.
+    uint64_t timer_due_ms = 0;
+    std::unique_ptr<Will> will;
+    std::unique_ptr<ConnectionExtras> extras;
+    Slot slot = kNoSlot;
+    uint32_t client_max_packet = 0;  // 0 = no limit
+    uint32_t inbound_pending = 0;    // QoS 1 acks not yet sent + QoS 2 ids waiting PUBREL
+    uint32_t held_acks = 0;          // entries in the held-ack FIFO for this connection
+    int listener = 0;
+    uint16_t keep_alive_s = 0;
+    uint16_t client_receive_max = 65535;
+    uint16_t client_alias_max = 0;
+    mqtt::Version version = mqtt::Version::V311;
+    bool connected = false;          // CONNECT accepted
+    bool dead = false;               // closed by us or by the transport; freed at the end of the event
+    bool problem_info = true;        // Request Problem Information
+    bool output_blocked = false;     // back-pressure: waiting for the transport to drain
+
+    ConnectionExtras& open_extras() {
+        if (!extras) extras = std::make_unique<ConnectionExtras>();
+        return *extras;
+    }
+};
+
+}  // namespace hato::broker
