@@ -146,6 +146,7 @@ struct Broker::Impl {
     MsgPtr make_message(std::string_view topic, std::span<const uint8_t> payload, uint8_t qos, bool retain,
                         const mqtt::Properties* v5_props);
     std::vector<uint8_t> forwarded_scratch;   // make_message's encoding buffer, reused
+    FlowsPool flows_pool;                     // emptied SessionFlows, for reuse
     void send_ack(Connection& c, mqtt::PacketType type, uint16_t id, uint8_t reason,
                   uint64_t ticket, bool counts_inbound);
     void release_acks();

@@ -69,6 +69,29 @@ struct SessionFlows {
     }
 };
 
+// Emptied SessionFlows kept for reuse, so a session that receives one QoS 1
+// message now and then does not allocate and free the whole structure (a
+// deque block among it) per message. Bounded: a fixed cost, not per session.
+class FlowsPool {
+public:
+    std::unique_ptr<SessionFlows> take() {
+        if (spare_.empty()) return std::make_unique<SessionFlows>();
+        std::unique_ptr<SessionFlows> f = std::move(spare_.back());
+        spare_.pop_back();
+        return f;
+    }
+    void give(std::unique_ptr<SessionFlows> f) {
+        if (spare_.size() >= kMaxSpare) return;
+        f->queue_bytes = 0;
+        f->seq_by_packet_id.clear();
+        spare_.push_back(std::move(f));
+    }
+
+private:
+    static constexpr size_t kMaxSpare = 1024;   // ~1000 sessions with a message in flight
+    std::vector<std::unique_ptr<SessionFlows>> spare_;
+};
+
 struct Session {
     Slot slot = kNoSlot;
     uint32_t expiry_s = 0;
@@ -84,12 +107,12 @@ struct Session {
     uint16_t next_packet_id = 1;
     bool persisted = false;          // session_put was called (expiry > 0 at some point)
 
-    SessionFlows& open_flows() {
-        if (!flows) flows = std::make_unique<SessionFlows>();
+    SessionFlows& open_flows(FlowsPool& pool) {
+        if (!flows) flows = pool.take();
         return *flows;
     }
-    void release_flows_if_empty() {
-        if (flows && flows->empty()) flows.reset();
+    void release_flows_if_empty(FlowsPool& pool) {
+        if (flows && flows->empty()) pool.give(std::move(flows));
     }
 };
 

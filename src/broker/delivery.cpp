@@ -52,7 +52,7 @@ void Broker::Impl::deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool reta
     if (full()) purge_expired(s);
     if (full()) {
         ++stats.queued_dropped;   // the newest is dropped: what is queued keeps its order
-        s.release_flows_if_empty();
+        s.release_flows_if_empty(flows_pool);
         return;
     }
     OutItem item;
@@ -63,7 +63,7 @@ void Broker::Impl::deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool reta
     item.sub_ids = std::move(sub_ids);
     item.share_key = share;
     if (s.persisted) note(persist.out_enqueue(s.client_id, item.seq, to_stored(*msg, qos, retain)));
-    SessionFlows& f = s.open_flows();
+    SessionFlows& f = s.open_flows(flows_pool);
     f.queue_bytes += msg->byte_size();
     f.queue.push_back(std::move(item));
     pump(s);
@@ -88,7 +88,7 @@ void Broker::Impl::purge_expired(Session& s) {
 // leaves it empty.
 void Broker::Impl::pump(Session& s) {
     fill_window(s);
-    s.release_flows_if_empty();
+    s.release_flows_if_empty(flows_pool);
 }
 
 void Broker::Impl::fill_window(Session& s) {
@@ -303,7 +303,7 @@ void Broker::Impl::redistribute_shared(Session& s) {
             ++it;
         }
     }
-    s.release_flows_if_empty();   // `f` is not used below
+    s.release_flows_if_empty(flows_pool);   // `f` is not used below
     for (OutItem& item : moved) {
         if (Session* o = other_member(item.share_key))
             deliver(*o, item.msg, item.qos, item.retain, std::move(item.sub_ids), item.share_key);

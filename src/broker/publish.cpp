@@ -97,7 +97,7 @@ void Broker::Impl::on_publish(Connection& c, Publish& p) {
         uint8_t reason = (v5 && receivers == 0) ? rc::NoMatchingSubscribers : rc::Success;
         send_ack(c, PacketType::Puback, p.packet_id, reason, op_ticket, true);
     } else {
-        s->open_flows().qos2_in.insert(p.packet_id);
+        s->open_flows(flows_pool).qos2_in.insert(p.packet_id);
         if (s->persisted) note(persist.qos2_in_put(s->client_id, p.packet_id));
         uint8_t reason = (v5 && receivers == 0) ? rc::NoMatchingSubscribers : rc::Success;
         // The slot stays taken until PUBREL (counts_inbound=false).
@@ -112,7 +112,7 @@ void Broker::Impl::on_pubrel(Connection& c, const Ack& a) {
         if (s->persisted) persist.qos2_in_remove(s->client_id, a.packet_id);
         if (c.inbound_pending > 0) --c.inbound_pending;
         reason = rc::Success;
-        s->release_flows_if_empty();
+        s->release_flows_if_empty(flows_pool);
     }
     // Through the FIFO (ticket 0) so it never overtakes a held PUBREC.
     send_ack(c, PacketType::Pubcomp, a.packet_id, reason, 0, false);

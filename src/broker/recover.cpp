@@ -57,7 +57,7 @@ void Broker::Impl::recover() {
             item.msg = std::move(m);
             item.state = ro.state;
             item.packet_id = ro.packet_id;
-            SessionFlows& f = s.open_flows();
+            SessionFlows& f = s.open_flows(flows_pool);
             if (started) {
                 f.seq_by_packet_id[item.packet_id] = item.seq;
                 f.inflight.emplace(item.seq, std::move(item));
@@ -66,7 +66,7 @@ void Broker::Impl::recover() {
                 f.queue.push_back(std::move(item));
             }
         }
-        if (!rs.qos2_in.empty()) s.open_flows().qos2_in.insert(rs.qos2_in.begin(), rs.qos2_in.end());
+        if (!rs.qos2_in.empty()) s.open_flows(flows_pool).qos2_in.insert(rs.qos2_in.begin(), rs.qos2_in.end());
 
         // Everyone is offline after a restart; a session that was connected
         // when we stopped counts as offline from now.

@@ -135,11 +135,6 @@ void drain_input(int fd) {
 
 // ---- connection table ----
 
-ConnOutput& Conn::output() {
-    if (!out) out = std::make_unique<ConnOutput>();
-    return *out;
-}
-
 ConnId ConnTable::add(int fd) {
     uint32_t slot;
     if (!free_.empty()) {
@@ -187,7 +182,8 @@ void ReactorBase::send(ConnId id, std::span<const uint8_t> data) {
     Conn* c = conns_.find(id);
     // Output queued after close() would never be wanted; drop it.
     if (!c || c->state != ConnState::Open || data.empty()) return;
-    ConnOutput& out = c->output();
+    if (!c->out) c->out = take_spare_output();
+    ConnOutput& out = *c->out;
     out.pending.insert(out.pending.end(), data.begin(), data.end());
     out.used = true;
     mark_dirty(ConnTable::slot_of(id));
@@ -264,9 +260,30 @@ void ReactorBase::release_drained_output() {
         Conn& c = conns_.at(slot);  // may since be closed, or reused: checked below
         c.on_drained_list = false;
         if (c.state != ConnState::Open || !c.out || c.out->used || c.send_busy || c.out->queued() != 0) continue;
-        c.out.reset();
+        keep_spare_output(std::move(c.out));
     }
     drained_.clear();
+}
+
+std::unique_ptr<ConnOutput> ReactorBase::take_spare_output() {
+    if (spare_outputs_.empty()) return std::make_unique<ConnOutput>();
+    std::unique_ptr<ConnOutput> out = std::move(spare_outputs_.back());
+    spare_outputs_.pop_back();
+    return out;
+}
+
+void ReactorBase::keep_spare_output(std::unique_ptr<ConnOutput> out) {
+    // Only a few, and only small ones: the pool is a fixed cost, never a
+    // per-connection one.
+    if (spare_outputs_.size() >= kSpareOutputs ||
+        out->pending.capacity() + out->inflight.capacity() > kSpareOutputBytes)
+        return;
+    out->pending.clear();
+    out->inflight.clear();
+    out->inflight_off = 0;
+    out->flush_deadline_ms = 0;
+    out->used = false;
+    spare_outputs_.push_back(std::move(out));
 }
 
 uint64_t ReactorBase::ms_until_tick() const {

@@ -307,7 +307,7 @@ void UringReactor::reap(Handler& h) {
 }
 
 void UringReactor::prepare_pass_sqes() {
-    std::vector<uint32_t> slots;
+    std::vector<uint32_t>& slots = dirty_scratch_;
     slots.swap(dirty_);
     for (uint32_t slot : slots) {
         Conn& c = conns_.at(slot);
@@ -327,6 +327,7 @@ void UringReactor::prepare_pass_sqes() {
             schedule_reap(slot, 0);
         }
     }
+    slots.clear();   // both lists keep their capacity: no allocation per pass
     for (uint32_t i = 0; i < listeners_.size(); ++i) {
         Listener& l = listeners_[i];
         if (!accept_armed_[i] && !l.paused && !l.closing && l.fd >= 0) arm_accept(i);
