@@ -86,6 +86,7 @@ struct Conn {
     bool recv_rearm = false;     // io_uring: recv ended, arm again at pass end
     bool send_busy = false;      // io_uring: send in flight
     bool cancel_sent = false;    // io_uring: cancels submitted for teardown
+    bool fixed_file = false;     // io_uring: in the fixed-file table at the slot's index
     bool want_write = false;     // epoll: EPOLLOUT registered
     std::unique_ptr<ConnOutput> out;  // null: nothing queued (see ConnOutput)
 

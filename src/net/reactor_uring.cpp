@@ -6,6 +6,7 @@
 // the top of the next loop iteration.
 #include <fcntl.h>
 #include <liburing.h>
+#include <sys/resource.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -59,6 +60,16 @@ private:
     void reap(Handler& h);
     void prepare_pass_sqes();
 
+    // Sockets in the ring's fixed-file table (index = connection slot), so
+    // a send or recv does not look the fd up and take a file reference each
+    // time. 0 = no table (kernel before 5.19): plain fds.
+    void use_fixed_file(io_uring_sqe* sqe, const Conn& c, uint32_t slot) const {
+        if (!c.fixed_file) return;
+        sqe->fd = int(slot);
+        sqe->flags |= IOSQE_FIXED_FILE;
+    }
+    unsigned fixed_files_ = 0;
+
     io_uring ring_{};
     bool ring_ok_ = false;
     BufferRing bufs_;
@@ -82,6 +93,11 @@ UringReactor::~UringReactor() {
 bool UringReactor::init(std::string& why) {
     if (!probe_uring(ring_, bufs_, kRingEntries, why)) return false;
     ring_ok_ = true;
+    // As many table entries as we may have descriptors (capped); a slot
+    // beyond it simply uses its plain fd.
+    rlimit rl{};
+    const rlim_t want = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? std::min<rlim_t>(rl.rlim_cur, 65536) : 1024;
+    if (io_uring_register_files_sparse(&ring_, unsigned(want)) == 0) fixed_files_ = unsigned(want);
     return true;
 }
 
@@ -113,6 +129,7 @@ void UringReactor::arm_recv(uint32_t slot) {
     Conn& c = conns_.at(slot);
     io_uring_sqe* sqe = get_sqe();
     io_uring_prep_recv_multishot(sqe, c.fd, nullptr, 0, 0);
+    use_fixed_file(sqe, c, slot);
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = BufferRing::kGroupId;
     io_uring_sqe_set_data64(sqe, make_tag(kRecv, c.gen, slot));
@@ -176,7 +193,10 @@ void UringReactor::on_accept(Handler& h, uint32_t index, int res, bool more) {
         } else {
             set_nodelay(res);
             ConnId id = conns_.add(res);
-            arm_recv(ConnTable::slot_of(id));
+            const uint32_t slot = ConnTable::slot_of(id);
+            if (slot < fixed_files_ && io_uring_register_files_update(&ring_, slot, &res, 1) == 1)
+                conns_.at(slot).fixed_file = true;
+            arm_recv(slot);
             h.on_open(id, int(index), peer_address(res));
         }
     } else if (res == -EMFILE || res == -ENFILE || res == -ENOBUFS || res == -ENOMEM) {
@@ -297,6 +317,10 @@ void UringReactor::reap(Handler& h) {
             // The fd may be closed only once no op references it; the last
             // CQE schedules the reap again.
             if (c.recv_armed || c.send_busy) continue;
+            if (c.fixed_file) {   // the table holds a reference of its own
+                int none = -1;
+                io_uring_register_files_update(&ring_, slot, &none, 1);
+            }
             ::close(c.fd);
             ConnId id = conns_.id_of(slot);
             int error = c.close_error;
@@ -321,6 +345,7 @@ void UringReactor::prepare_pass_sqes() {
             io_uring_sqe* sqe = get_sqe();
             io_uring_prep_send(sqe, c.fd, out.inflight.data() + out.inflight_off,
                                out.inflight.size() - out.inflight_off, MSG_NOSIGNAL);
+            use_fixed_file(sqe, c, slot);
             io_uring_sqe_set_data64(sqe, make_tag(kSend, c.gen, slot));
             c.send_busy = true;
         } else if (c.state == ConnState::Draining) {
