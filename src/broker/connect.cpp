@@ -74,7 +74,7 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
     if (will && authz &&
         !authz->can_publish(ClientInfo{username ? std::optional<std::string_view>(*username) : std::nullopt,
                                        client_id, nullptr},
-                            will->msg->topic))
+                            will->msg->topic()))
         will.reset();
 
     uint32_t asked_expiry = v5 ? p.props.session_expiry.value_or(0)

@@ -25,7 +25,7 @@ void Broker::Impl::deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool reta
     if (msg->expired(now_ms)) return;
     // Checked per message and receiver (memoised per session): a `#`
     // subscriber receives only what it may read.
-    if (authz && !authz->can_receive(client_info(s), msg->topic)) return;
+    if (authz && !authz->can_receive(client_info(s), msg->topic())) return;
     Connection* c = s.conn ? conn(s.conn) : nullptr;
     if (qos == 0) {
         if (!c) return;   // QoS 0 is not queued for offline sessions
@@ -135,27 +135,27 @@ bool Broker::Impl::send_publish(Connection& c, const OutItem& item, bool dup) {
     pp.qos = item.qos;
     pp.retain = item.retain;
     pp.dup = dup;
-    pp.topic = m.topic;
+    pp.topic = m.topic();
     pp.packet_id = item.qos ? item.packet_id : 0;
     if (v5) {
         if (m.expiry_ms) pp.message_expiry = std::max<uint32_t>(m.remaining_s(now_ms), 1);
         pp.sub_ids = item.sub_ids;
-        pp.forwarded = m.forwarded;
+        pp.forwarded = m.forwarded();
     }
-    pp.payload = m.payload;
+    pp.payload = m.payload();
     // Checked with the full topic, before an alias could shorten it: a
     // conservative answer, and no alias is assigned for a message not sent.
     if (c.client_max_packet != 0 && publish_size(pp, c.version) > c.client_max_packet) return false;
     const size_t alias_limit = std::min<size_t>(c.client_alias_max, cfg.max_outbound_topic_aliases);
     if (v5 && alias_limit > 0) {
         auto& alias_out = c.open_extras().alias_out;
-        auto it = alias_out.find(m.topic);
+        auto it = alias_out.find(m.topic());
         if (it != alias_out.end()) {
             pp.topic = {};
             pp.topic_alias = it->second;
         } else if (alias_out.size() < alias_limit) {
             uint16_t alias = static_cast<uint16_t>(alias_out.size() + 1);
-            alias_out.emplace(m.topic, alias);
+            alias_out.emplace(m.topic(), alias);
             pp.topic_alias = alias;   // first use: topic and alias together
         }
     }

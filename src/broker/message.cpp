@@ -13,13 +13,14 @@ MsgPtr Message::make(const Init& in) {
     uint8_t* bytes = reinterpret_cast<uint8_t*>(m + 1);
     auto place = [&bytes](const void* src, size_t n) {
         if (n) std::memcpy(bytes, src, n);
-        const uint8_t* at = bytes;
         bytes += n;
-        return at;
     };
-    m->topic = {reinterpret_cast<const char*>(place(in.topic.data(), in.topic.size())), in.topic.size()};
-    m->payload = {place(in.payload.data(), in.payload.size()), in.payload.size()};
-    m->forwarded = {place(in.forwarded.data(), in.forwarded.size()), in.forwarded.size()};
+    place(in.topic.data(), in.topic.size());
+    place(in.payload.data(), in.payload.size());
+    place(in.forwarded.data(), in.forwarded.size());
+    m->topic_len_ = static_cast<uint16_t>(in.topic.size());
+    m->payload_len_ = static_cast<uint32_t>(in.payload.size());
+    m->forwarded_len_ = static_cast<uint32_t>(in.forwarded.size());
     m->qos = in.qos;
     m->retain = in.retain;
     m->expiry_ms = in.expiry_ms;

@@ -33,13 +33,27 @@ public:
     };
     static MsgPtr make(const Init& init);
 
-    std::string_view topic;
-    std::span<const uint8_t> payload;
-    std::span<const uint8_t> forwarded;
-    uint8_t qos = 0;                  // as published
-    bool retain = false;              // as published
+    // Views of the bytes stored right behind this header.
+    std::string_view topic() const { return {reinterpret_cast<const char*>(this + 1), topic_len_}; }
+    std::span<const uint8_t> payload() const { return {bytes() + topic_len_, payload_len_}; }
+    std::span<const uint8_t> forwarded() const { return {bytes() + topic_len_ + payload_len_, forwarded_len_}; }
+
     uint64_t expiry_ms = 0;           // monotonic deadline, 0 = never
     uint64_t expiry_wall_ms = 0;      // the same deadline on the wall clock (for persistence)
+
+private:
+    // Lengths instead of views: with them the header is 32 bytes (a million
+    // retained messages are a lot of headers). Topics are < 64 KiB by the
+    // protocol; payloads and properties < 256 MiB. Declared here, between
+    // the public fields, so that nothing is padded.
+    mutable uint32_t refs_ = 0;
+    uint32_t payload_len_ = 0;
+    uint32_t forwarded_len_ = 0;
+    uint16_t topic_len_ = 0;
+
+public:
+    uint8_t qos = 0;                  // as published
+    bool retain = false;              // as published
 
     bool expired(uint64_t now_ms) const { return expiry_ms != 0 && now_ms >= expiry_ms; }
     // Remaining expiry interval in whole seconds, rounded up (forwarded to receivers).
@@ -47,14 +61,15 @@ public:
         if (expiry_ms == 0 || now_ms >= expiry_ms) return 0;
         return static_cast<uint32_t>((expiry_ms - now_ms + 999) / 1000);
     }
-    size_t byte_size() const { return topic.size() + payload.size() + forwarded.size(); }
+    size_t byte_size() const { return size_t(topic_len_) + payload_len_ + forwarded_len_; }
 
 private:
     friend class MsgPtr;
     Message() = default;
     static void destroy(const Message* m);
-    mutable uint32_t refs_ = 0;
+    const uint8_t* bytes() const { return reinterpret_cast<const uint8_t*>(this + 1); }
 };
+static_assert(sizeof(Message) == 32, "Message header grew: see the comment on its lengths");
 
 // Shared, counted reference to an immutable Message (like shared_ptr<const
 // Message>, without the atomic count and the separate control block).
@@ -92,9 +107,9 @@ private:
 // Views of a message for persistence; `qos`/`retain` are the values this copy carries.
 inline StoredMessageView to_stored(const Message& m, uint8_t qos, bool retain) {
     StoredMessageView s;
-    s.topic = m.topic;
-    s.payload = m.payload;
-    s.forwarded_props = m.forwarded;
+    s.topic = m.topic();
+    s.payload = m.payload();
+    s.forwarded_props = m.forwarded();
     s.qos = qos;
     s.retain = retain;
     s.expiry_wall_ms = m.expiry_wall_ms;

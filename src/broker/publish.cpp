@@ -157,7 +157,7 @@ void Broker::Impl::put_retained(MsgPtr msg) {
         free_retained.pop_back();
     }
     RetainedIndex::Handle old = 0;
-    if (retained_index.set(msg->topic, h, old)) {
+    if (retained_index.set(msg->topic(), h, old)) {
         retained[old].reset();
         free_retained.push_back(old);
     }
@@ -165,13 +165,13 @@ void Broker::Impl::put_retained(MsgPtr msg) {
 }
 
 void Broker::Impl::store_retained(const MsgPtr& msg) {
-    if (msg->payload.empty()) {
+    if (msg->payload().empty()) {
         RetainedIndex::Handle old = 0;
-        if (retained_index.clear(msg->topic, old)) {
+        if (retained_index.clear(msg->topic(), old)) {
             retained[old].reset();
             free_retained.push_back(old);
         }
-        note(persist.retained_clear(msg->topic));
+        note(persist.retained_clear(msg->topic()));
         return;
     }
     put_retained(msg);
@@ -246,7 +246,7 @@ size_t Broker::Impl::route(const MsgPtr& msg, Slot publisher) {
 
     MatchCollector found;
     found.publisher = publisher;
-    subs.match(msg->topic, found);
+    subs.match(msg->topic(), found);
     found.merge_direct();
 
     size_t receivers = 0;
