@@ -8,8 +8,8 @@
 namespace hato::broker {
 
 void Broker::Impl::recover() {
-    // The rebuilt state takes about twice the bytes of its records
-    // (messages, topic strings, index tables).
+    // The rebuilt state takes up to about four times the bytes of its
+    // records (messages, topic strings, index tables, transient vectors).
     BulkHeap heap(4 * persist.stored_bytes());
     const uint64_t wall = wall_ms();
 

@@ -142,8 +142,9 @@ void RetainedIndex::match(std::string_view filter,
 void RetainedIndex::reserve(size_t topics) {
     // Every topic has its own leaf node, and typically the level above the
     // leaf is not shared much either (".../sensor17/value"): two nodes per
-    // topic. Too many costs only untouched address space for the node
-    // arrays; too few, one more regrowth.
+    // topic. Too many costs untouched address space for the node arrays and
+    // a child table up to twice as large as needed; too few, one more
+    // regrowth.
     impl_->tree.reserve(impl_->tree.node_count() + 2 * topics);
 }
 
