@@ -175,6 +175,13 @@ void Broker::Impl::process_input(Connection& c, std::span<const uint8_t> bytes) 
             return;
         }
         if (rest.size() < hdr.total()) break;   // body still to come
+        if (c.connected && hdr.type() == PacketType::Connect) {
+            // A second CONNECT is a protocol error whatever it holds [MQTT-3.1.0-2];
+            // decoding it first could answer with a CONNECT-only reason
+            // (0x84 unsupported version), which a DISCONNECT may not carry.
+            protocol_error(c, rc::ProtocolError);
+            return;
+        }
         Packet p;
         r = decode(rest.first(hdr.total()), c.version, cfg.max_packet_size, p);
         if (r.status != DecodeStatus::Ok) {

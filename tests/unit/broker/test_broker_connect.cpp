@@ -59,6 +59,15 @@ TEST_CASE("first packet must be CONNECT; a second CONNECT is a protocol error") 
     auto d = b.take_one<Disconnect>();
     CHECK(d.reason == rc::ProtocolError);
     CHECK(b.closed());
+
+    // Found by the fuzzer: a second CONNECT with an unknown protocol level
+    // was answered with DISCONNECT 0x84, a code only CONNACK may carry.
+    TestClient c(h, Version::V5);
+    c.connect("c");
+    c.send_raw({0x10, 0x0D, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0xFF, 0x02, 0x00, 0x3C, 0x00, 0x01, 'x'});
+    auto d2 = c.take_one<Disconnect>();   // take() REQUIREs that it decodes
+    CHECK(d2.reason == rc::ProtocolError);
+    CHECK(c.closed());
 }
 
 TEST_CASE("unsupported protocol version gets CONNACK 0x84") {
