@@ -112,12 +112,27 @@ inline broker::Config fuzz_config() {
     return c;
 }
 
+// Where the broker's state goes: TicketEnv keeps nothing (a restart loses
+// everything); log_env.hpp's LogEnv writes the real append log and restarts
+// by crashing and recovering from it.
+class TicketEnv {
+public:
+    broker::Persistence& persistence() { return persist_; }
+    uint64_t make_durable() { return persist_.durable = persist_.last; }
+    void toggle_full() { persist_.is_full = !persist_.is_full; }
+    void restart(uint8_t /*damage*/) {}
+    void pass_end() {}
+
+private:
+    TicketPersistence persist_;
+};
+
 // The interpreter. Each step takes an opcode byte, then its operands.
-inline void run_broker_script(std::span<const uint8_t> script) {
-    TicketPersistence persist;
+template <class Env>
+void run_broker_script(std::span<const uint8_t> script, Env& env) {
     CheckingTransport transport;
     broker::Config cfg = fuzz_config();
-    auto b = std::make_unique<broker::Broker>(cfg, transport, persist);
+    auto b = std::make_unique<broker::Broker>(cfg, transport, env.persistence());
     b->recover();
     uint64_t now = 1000;
     b->on_tick(now);
@@ -176,17 +191,17 @@ inline void run_broker_script(std::span<const uint8_t> script) {
             break;
         case 5: {
             b->on_pass_end();
+            env.pass_end();
             std::vector<ConnId> closing;
             closing.swap(transport.close_requests);
             for (ConnId id : closing) gone(id);
             break;
         }
         case 6:
-            persist.durable = persist.last;
-            b->on_durable(persist.durable);
+            b->on_durable(env.make_durable());
             break;
         case 7:
-            persist.is_full = !persist.is_full;
+            env.toggle_full();
             break;
         case 8: {
             ConnId id = pick();
@@ -194,15 +209,24 @@ inline void run_broker_script(std::span<const uint8_t> script) {
             break;
         }
         default:
-            b->shutdown();
+            // A crash (no shutdown) and a restart on whatever the env kept,
+            // with the operand saying how the store's tail is damaged.
+            b.reset();
             live.clear();
-            b = std::make_unique<broker::Broker>(cfg, transport, persist);   // a restart, state lost (memory store)
+            transport.close_requests.clear();
+            env.restart(byte());
+            b = std::make_unique<broker::Broker>(cfg, transport, env.persistence());
             b->recover();
             b->on_tick(now);
             break;
         }
     }
     b->shutdown();
+}
+
+inline void run_broker_script(std::span<const uint8_t> script) {
+    TicketEnv env;
+    run_broker_script(script, env);
 }
 
 }  // namespace hato::fuzz

@@ -104,6 +104,12 @@ class Script:
         self.b += bytes([TICK, quarter_seconds])
         return self
 
+    def restart(self, damage=0):
+        """A crash and restart; damage (log env only): low 2 bits none /
+        truncate / zero 64 bytes / flip a byte, high 6 bits where (64ths)."""
+        self.b += bytes([RESTART, damage])
+        return self
+
     def close(self, conn):
         self.b += bytes([CLOSE, conn])
         return self
@@ -161,7 +167,7 @@ def seeds():
     sc.op(FULL).send(0, publish("x", b"q1", 1, pid=1)).op(PASS, FULL, CONGEST, 1)
     for k in range(6):
         sc.send(0, publish("x", b"y" * 200, 0))
-    sc.op(PASS, CONGEST, 1, PASS, RESTART).open().send(0, connect("f")).op(PASS)
+    sc.op(PASS, CONGEST, 1, PASS).restart().open().send(0, connect("f")).op(PASS)
     out["full_congested_restart"] = sc.b
     # Malformed and protocol errors: second CONNECT, bad flags, oversized, split packets.
     sc = Script().open().open().open().open()
@@ -172,6 +178,19 @@ def seeds():
     sc.send(3, big[:5]).op(PASS).send(3, big[5:]).op(PASS)
     sc.send(3, packet(0x33, s("a/#") + b"\x00\x01")).op(PASS)
     out["malformed"] = sc.b
+    # Crash with a durable persistent session, then with its log tail torn
+    # (truncated, zeroed, bit-flipped), reconnect and take the resends.
+    for name, damage in (("clean", 0), ("cut", 1 | 40 << 2), ("zeroed", 2 | 50 << 2), ("flipped", 3 | 60 << 2)):
+        sc = Script().open().open()
+        sc.send(0, connect("dur", 5, clean=False, v5props=b"\x11" + struct.pack(">I", 300)))
+        sc.send(0, subscribe(1, [("d/#", 2)], 5)).send(1, connect("src", 4)).op(PASS, DURABLE, PASS)
+        sc.send(1, publish("d/r", b"kept", 1, True, 1)).send(1, publish("d/1", b"q1", 1, pid=2))
+        sc.send(1, publish("d/2", b"q2", 2, pid=3)).op(PASS, DURABLE, PASS)
+        sc.send(1, publish("d/3", b"not synced", 1, pid=4)).op(PASS)
+        sc.restart(damage).open().send(0, connect("dur", 5, clean=False)).op(PASS, DURABLE, PASS)
+        sc.send(0, ack(0x40, 1)).send(0, ack(0x50, 2)).op(PASS, DURABLE, PASS).send(0, ack(0x70, 2))
+        sc.op(PASS).restart(damage).open().send(0, connect("dur", 5, clean=False)).op(PASS)
+        out["crash_" + name] = sc.b
     # A message larger than 255 bytes (the 16-bit data opcode).
     sc = Script().open().open()
     sc.send(0, connect("L", 5)).send(0, subscribe(1, [("big", 2)], 5)).send(1, connect("M", 5))

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Fuzzes the broker for a while (default 300 s) on one core, at low priority.
-#   tests/fuzz/run.sh [SECONDS]
+# Fuzzes the broker (TARGET fuzz_broker, or fuzz_broker_log over the real log) for a while (default 300 s) on one core, at low priority.
+#   tests/fuzz/run.sh [SECONDS] [TARGET]
 # Needs clang and libFuzzer (apt-get install clang libclang-rt-14-dev). Builds
 # build-fuzz with -Dfuzz=true, copies the committed corpus into a scratch
 # folder and mutates from there; a crash is written to build-fuzz/crashes/.
@@ -10,13 +10,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs=${1:-300}
+target=${2:-fuzz_broker}
 if [ ! -f build-fuzz/build.ninja ]; then
   CC=clang CXX=clang++ meson setup build-fuzz -Dfuzz=true -Dbuildtype=debugoptimized
 fi
-ninja -C build-fuzz tests/fuzz/fuzz_broker
+ninja -C build-fuzz "tests/fuzz/$target"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cp tests/fuzz/corpus/broker/* "$work/"
 mkdir -p build-fuzz/crashes
-nice -n 19 build-fuzz/tests/fuzz/fuzz_broker -max_len=4096 -max_total_time="$secs" \
+nice -n 19 "build-fuzz/tests/fuzz/$target" -max_len=4096 -max_total_time="$secs" \
   -artifact_prefix=build-fuzz/crashes/ -print_final_stats=1 "$work"

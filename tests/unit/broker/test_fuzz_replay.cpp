@@ -1,4 +1,5 @@
-// Replays every input in tests/fuzz/corpus/broker through the fuzz script
+// Replays every input in tests/fuzz/corpus/broker through the fuzz script,
+// in memory and over the real append log,
 // (seeds and whatever the fuzzer kept, crashes it found included), so they
 // keep running under CI's sanitizer build without clang or libFuzzer.
 #include <doctest/doctest.h>
@@ -8,6 +9,7 @@
 #include <iterator>
 
 #include "../../fuzz/broker_script.hpp"
+#include "../../fuzz/log_env.hpp"
 
 TEST_CASE("fuzz corpus replays cleanly") {
     namespace fs = std::filesystem;
@@ -20,6 +22,8 @@ TEST_CASE("fuzz corpus replays cleanly") {
         std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
         CAPTURE(e.path().filename().string());
         hato::fuzz::run_broker_script(bytes);
+        hato::fuzz::LogEnv env;   // the same script over the real log, with crash restarts
+        hato::fuzz::run_broker_script(bytes, env);
         ++files;
     }
     CHECK(files >= 10);   // the seeds at least
