@@ -81,7 +81,11 @@ public:
     // Stops accepting new connections (listeners closed); existing ones stay.
     virtual void close_listeners() = 0;
 
-    // Runs until stop(). stop() may be called from a handler callback.
+    // Runs until stop(). stop() may be called from a handler callback, or
+    // from another thread (seen within one tick interval; the loop is not
+    // woken), also before run() has started: run() then returns at once.
+    // Each stop() ends one run(); a later run() (on the same thread: the
+    // io_uring ring is bound to the first thread that runs it) runs again.
     virtual void run(Handler& h) = 0;
     virtual void stop() = 0;
 

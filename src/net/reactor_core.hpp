@@ -134,6 +134,10 @@ public:
     uint16_t bound_port(int listener_index) const override;
     void set_tick_interval(uint32_t ms) override;
     uint64_t now_ms() const override { return monotonic_ms(); }
+    // The request stays set until run() returns, which clears it. run() used
+    // to clear it on entry instead, and a stop() from another thread that
+    // came before the loop thread got there was lost: the test harness's
+    // join() then waited forever.
     void stop() override { stop_requested_ = true; }
     uint64_t connection_count() const override { return conns_.live(); }
 

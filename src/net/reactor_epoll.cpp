@@ -222,7 +222,6 @@ void EpollReactor::reap(Handler& h) {
 }
 
 void EpollReactor::run(Handler& h) {
-    stop_requested_ = false;
     if (next_tick_ms_ == 0) next_tick_ms_ = monotonic_ms() + tick_interval_ms_;
     epoll_event events[kMaxEvents];
     while (!stop_requested_) {
@@ -270,6 +269,7 @@ void EpollReactor::run(Handler& h) {
         release_drained_output();
         flush_output();
     }
+    stop_requested_ = false;  // consumed here, not at the start: see ReactorBase::stop
 }
 
 }  // namespace

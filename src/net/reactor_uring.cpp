@@ -379,7 +379,6 @@ void UringReactor::prepare_pass_sqes() {
 }
 
 void UringReactor::run(Handler& h) {
-    stop_requested_ = false;
     start_ring(ring_);
     if (next_tick_ms_ == 0) next_tick_ms_ = monotonic_ms() + tick_interval_ms_;
     prepare_pass_sqes();
@@ -416,6 +415,7 @@ void UringReactor::run(Handler& h) {
         prepare_pass_sqes();
     }
     io_uring_submit(&ring_);  // what the last pass queued still leaves
+    stop_requested_ = false;  // consumed here, not at the start: see ReactorBase::stop
 }
 
 }  // namespace

@@ -10,6 +10,8 @@
 #include <cerrno>
 #include <cstring>
 #include <cstdlib>
+#include <system_error>
+#include <thread>
 
 namespace hato::net {
 
@@ -181,9 +183,7 @@ bool kernel_supports_backend(std::string& why) {
     return ok;
 }
 
-}  // namespace
-
-bool probe_uring(io_uring& ring, BufferRing& bufs, unsigned entries, std::string& why) {
+bool probe_and_setup(io_uring& ring, BufferRing& bufs, unsigned entries, std::string& why) {
     if (!kernel_supports_backend(why)) return false;
     int r = init_ring(ring, entries);
     if (r < 0) {
@@ -197,6 +197,32 @@ bool probe_uring(io_uring& ring, BufferRing& bufs, unsigned entries, std::string
         return false;
     }
     return true;
+}
+
+}  // namespace
+
+// The rings are created on a short-lived thread, not on the caller's. The
+// kernel ties a ring to every thread that created it or submitted to it, and
+// when the ring is freed (asynchronously after its fd is closed: ~15 ms on an
+// idle machine, longer under load) it queues task work on each such thread
+// with TWA_SIGNAL. A thread that is inside a blocking call that is not
+// restarted at that moment gets EINTR from it: recv/connect/accept on a
+// socket with SO_RCVTIMEO/SO_SNDTIMEO, poll, epoll_wait, ... So the
+// throwaway self-test ring (closed right here), or a reactor built and
+// dropped again, used to break a blocking call of whoever had called
+// Reactor::create, well after create() returned. A thread that has exited
+// is no longer tied to any ring; the loop thread ties itself to the ring
+// when run() first submits, and only it is notified when the reactor goes.
+bool probe_uring(io_uring& ring, BufferRing& bufs, unsigned entries, std::string& why) {
+    bool ok = false;
+    try {
+        std::thread([&] { ok = probe_and_setup(ring, bufs, entries, why); }).join();
+    } catch (const std::system_error&) {
+        // No thread to be had (RLIMIT_NPROC): set up here, and accept the
+        // stray EINTR described above.
+        ok = probe_and_setup(ring, bufs, entries, why);
+    }
+    return ok;
 }
 
 void start_ring(io_uring& ring) {

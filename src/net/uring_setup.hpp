@@ -40,7 +40,10 @@ private:
 // Opcode probe + FAST_POLL + a multishot-recv self-test on a socketpair
 // (kernels before 6.0 lack it and no opcode probe tells), then the ring
 // itself (io_uring_queue_init with the best flags the kernel takes) and its
-// buffer ring. On failure nothing is left open and `why` says why.
+// buffer ring. On failure nothing is left open and `why` says why. Runs on a
+// helper thread that is joined before it returns, so that the calling thread
+// is not tied to the rings (see uring_setup.cpp: a ring's teardown interrupts
+// the blocking calls of every thread tied to it).
 bool probe_uring(io_uring& ring, BufferRing& bufs, unsigned entries, std::string& why);
 
 // Call from the thread that runs the loop, before its first submission: the

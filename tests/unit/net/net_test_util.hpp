@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <functional>
 #include <map>
@@ -130,6 +131,15 @@ struct Harness {
 };
 
 // ---- blocking client side ----
+//
+// The receive calls retry EINTR. With SO_RCVTIMEO set, recv() is not
+// restarted after an interruption, and this thread does get interrupted:
+// cases that call Reactor::run() on the test thread tie it to that io_uring
+// ring, and the kernel's teardown of the ring, some milliseconds after the
+// reactor is destroyed, interrupts the blocking call this thread is in then,
+// possibly in a later case (so do SIGSTOP/SIGCONT and a debugger attaching).
+// connect() and send() (no SO_SNDTIMEO) are restarted by the kernel;
+// send_all() checks anyway.
 
 inline int connect_to(uint16_t port, const char* ip = "127.0.0.1") {
     bool v6 = std::string(ip).find(':') != std::string::npos;
@@ -158,6 +168,7 @@ inline int connect_to(uint16_t port, const char* ip = "127.0.0.1") {
 inline bool send_all(int fd, const uint8_t* p, size_t n) {
     while (n > 0) {
         ssize_t w = ::send(fd, p, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR) continue;
         if (w <= 0) return false;
         p += w;
         n -= size_t(w);
@@ -175,6 +186,7 @@ inline std::vector<uint8_t> recv_exact(int fd, size_t n) {
     size_t got = 0;
     while (got < n) {
         ssize_t r = ::recv(fd, out.data() + got, n - got, 0);
+        if (r < 0 && errno == EINTR) continue;
         if (r <= 0) break;
         got += size_t(r);
     }
@@ -192,6 +204,7 @@ inline std::vector<uint8_t> recv_until_eof(int fd, bool& clean_eof) {
             out.insert(out.end(), buf, buf + r);
             continue;
         }
+        if (r < 0 && errno == EINTR) continue;
         clean_eof = r == 0;
         return out;
     }

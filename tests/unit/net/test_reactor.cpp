@@ -2,8 +2,10 @@
 // 127.0.0.1 (port 0) and blocking client sockets on the test thread.
 #include <fcntl.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 
@@ -35,6 +37,36 @@ TEST_CASE("echo over many connections") {
         CHECK(wait_until([&] { return hs.handler.closed_count() == kConns; }));
         CHECK(hs.reactor->connection_count() == 0);
     }
+}
+
+// Closing an io_uring makes the kernel interrupt (EINTR) a blocking call of
+// every thread tied to the ring, some milliseconds later. Reactor::create
+// must not leave its caller tied to the rings it made: the echo test above
+// failed now and then when that hit the test thread's recv().
+TEST_CASE("Reactor::create does not leave the caller open to EINTR from ring teardown") {
+    if (backends().size() < 2) return;  // no io_uring here
+    ssize_t got = 0;
+    int err = 0;
+    // A fresh thread: no ring an earlier case ran on the main thread can
+    // interfere with what is measured.
+    std::thread t([&] {
+        {
+            std::string note;
+            auto r = Reactor::create(Backend::IoUring, note);  // built and dropped
+        }
+        int sv[2];
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return;
+        timeval tv{0, 300 * 1000};  // ring teardown lands within ~15 ms on an idle machine
+        setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        char c;
+        got = ::recv(sv[0], &c, 1, 0);
+        err = errno;
+        ::close(sv[0]);
+        ::close(sv[1]);
+    });
+    t.join();
+    CHECK(got == -1);
+    CHECK_MESSAGE(err == EAGAIN, "recv ended with " << std::string(std::strerror(err)));
 }
 
 TEST_CASE("large payload both ways, partial sends") {
@@ -268,6 +300,36 @@ TEST_CASE("stop() from a tick handler ends run() after the pass") {
         };
         r->run(h);
         CHECK(h.ticks == 3);
+    }
+}
+
+// The harness starts run() on a thread and may call stop() before that
+// thread got into run() (a failed REQUIRE right after start() does). That
+// stop must not be lost, or join() waits forever.
+TEST_CASE("stop() before run() has started is not lost") {
+    for (Backend b : backends()) {
+        CAPTURE(std::string(backend_name(b)));
+        std::string note;
+        auto r = Reactor::create(b, note);
+        REQUIRE(r);
+        TestHandler h;
+        h.reactor = r.get();
+        r->stop();
+        std::atomic<bool> returned{false};
+        std::thread loop([&] {
+            r->run(h);
+            returned = true;
+            // The stop was consumed: the next run() (same thread: io_uring's
+            // ring is bound to it) runs until its own stop().
+            h.tick_hook = [&] { r->stop(); };
+            r->set_tick_interval(5);
+            r->run(h);
+        });
+        bool ok = wait_until([&] { return returned.load(); }, 2000);
+        if (!ok) r->stop();  // lost: stop again, so the case fails instead of hanging
+        loop.join();
+        CHECK(ok);
+        CHECK(h.ticks == 1);
     }
 }
 
