@@ -116,10 +116,7 @@ uint64_t LogPersistence::retained_clear(std::string_view topic) {
     w.str(topic);
     const uint64_t lsn = append(tag(StateRecord::RetainedClear), true);
     if (lsn) {
-        if (TopicLsnTable::Entry* e = retained_.find(topic)) {
-            kill(e->lsn);
-            retained_.erase(topic);
-        }
+        if (TopicLsnTable::Entry e; retained_.take(topic, e)) kill(e.lsn);
         log_.mark_dead(lsn);  // a removal is needed only while what it removes exists
     }
     return ticket(lsn);
@@ -369,12 +366,11 @@ void LogPersistence::replay_record(const store::RecordView& rec, Replay& st) {
         case StateRecord::RetainedClear: {
             const std::string_view topic = r.str();
             if (!r.ok()) break;
-            if (TopicLsnTable::Entry* e = retained_.find(topic)) {
-                kill(e->lsn);
-                st.retained_live[e->aux] = 0;
-                st.retained[e->aux] = {};
+            if (TopicLsnTable::Entry e; retained_.take(topic, e)) {
+                kill(e.lsn);
+                st.retained_live[e.aux] = 0;
+                st.retained[e.aux] = {};
                 ++st.retained_cleared;
-                retained_.erase(topic);
             }
             break;  // dead itself
         }
@@ -511,16 +507,37 @@ void LogPersistence::replay_record(const store::RecordView& rec, Replay& st) {
 
 void LogPersistence::load(RecoveredState& out) {
     Replay st;
-    // A first pass over the headers only (cheap, sequential) sizes the
-    // retained containers, so a million topics cost no rehashing.
-    size_t retained_sets = 0;
+    // A first pass over the headers and topic lengths only (cheap,
+    // sequential) sizes the retained containers, so a million topics cost no
+    // rehashing and no regrowth of the topic arena.
+    size_t retained_sets = 0, topic_bytes = 0;
     log_.replay([&](const store::RecordView& rec) {
-        retained_sets += rec.type == tag(StateRecord::RetainedSet);
+        if (rec.type != tag(StateRecord::RetainedSet)) return;
+        ++retained_sets;
+        BodyReader r(rec.body);
+        topic_bytes += r.str().size();
     });
-    retained_.reserve(retained_sets);
+    retained_.reserve(retained_sets, topic_bytes);
     st.retained.reserve(retained_sets);
     st.retained_live.reserve(retained_sets);
-    log_.replay([&](const store::RecordView& rec) { replay_record(rec, st); });
+    // The replay runs kAhead records behind the log: a retained_set's table
+    // slot is prefetched when the record is read and used kAhead records
+    // later, so the cache misses of consecutive topics overlap instead of
+    // queueing. Records are still applied strictly in log order.
+    constexpr size_t kAhead = 8;
+    store::RecordView window[kAhead];
+    size_t seen = 0;
+    log_.replay([&](const store::RecordView& rec) {
+        if (rec.type == tag(StateRecord::RetainedSet)) {
+            BodyReader r(rec.body);
+            const std::string_view topic = r.str();
+            if (r.ok()) retained_.prefetch(topic);
+        }
+        store::RecordView& slot = window[seen++ % kAhead];
+        if (seen > kAhead) replay_record(slot, st);
+        slot = rec;
+    });
+    for (size_t i = seen > kAhead ? seen - kAhead : 0; i < seen; ++i) replay_record(window[i % kAhead], st);
 
     const size_t live_retained = st.retained.size() - st.retained_cleared;
     if (out.retained_sink) out.retained_sink->expect(live_retained);

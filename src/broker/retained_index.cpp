@@ -141,11 +141,12 @@ void RetainedIndex::match(std::string_view filter,
 
 void RetainedIndex::reserve(size_t topics) {
     // Every topic has its own leaf node, and typically the level above the
-    // leaf is not shared much either (".../sensor17/value"): two nodes per
-    // topic. Too many costs untouched address space for the node arrays and
-    // a child table up to twice as large as needed; too few, one more
-    // regrowth.
-    impl_->tree.reserve(impl_->tree.node_count() + 2 * topics);
+    // leaf is not shared much either (".../sensor17/value"): two nodes and
+    // one new level name per topic, plus a margin for the shared upper
+    // levels. Falling just short would double the node arrays (copying
+    // them); too much costs untouched address space for the node arrays and
+    // a child table larger than needed.
+    impl_->tree.reserve(2 * topics + topics / 16 + 64, topics, 16 * topics);
 }
 
 size_t RetainedIndex::size() const { return impl_->size; }

@@ -2,9 +2,9 @@
 // vector addressed by 32-bit id; a node's children are not stored in the node
 // but found by hashing (parent id, level id) into one open-addressing table,
 // so a node costs 16 bytes (plus its 12-byte table slot) whatever its fan-out.
-// The table slots hold the whole key, so a probe never touches the node array. Optionally (RetainedIndex)
-// each node also links its children in a list so "+" and "#" can enumerate
-// them.
+// The table slots hold the whole key, so a probe never touches the node
+// array. Optionally (RetainedIndex) each node also links its children in a
+// list so "+" and "#" can enumerate them.
 #pragma once
 
 #include "broker/topic_tree_levels.hpp"
@@ -91,8 +91,9 @@ public:
     uint32_t find_path(std::string_view name) const;
     uint32_t insert_path(std::string_view name);
 
-    // Room for `nodes` nodes without regrowing the node and child tables.
-    void reserve(size_t nodes);
+    // Room for `nodes` more nodes, `levels` more distinct level names of
+    // `level_bytes` bytes in all, without regrowing the tables.
+    void reserve(size_t nodes, size_t levels, size_t level_bytes);
 
     // Removes `node` and then each ancestor while it has neither payload nor
     // children. The root is never removed.
@@ -128,22 +129,21 @@ private:
         uint32_t next = kNoId;
         uint32_t prev = kNoId;
     };
+    static uint32_t child_hash(uint32_t parent, uint32_t level) {
+        return uint32_t(mix64((uint64_t(parent) << 32) | level));
+    }
     struct Slot {
         uint32_t node = kNoId;
         uint32_t parent = 0;
         uint32_t level = 0;
+        static bool is_empty(const Slot& s) { return s.node == kNoId; }
+        static uint32_t hash_of(const Slot& s) { return child_hash(s.parent, s.level); }
     };
 
-    static uint32_t child_hash(uint32_t parent, uint32_t level) {
-        return uint32_t(mix64((uint64_t(parent) << 32) | level));
-    }
     size_t probe_child(uint32_t parent, uint32_t level) const;
     // `level` is the interned id of `name` (hash `hash`), or kNoId if new.
     uint32_t add_child(uint32_t parent, std::string_view name, uint32_t hash, uint32_t level);
     void remove_node(uint32_t node);
-    void insert_slot(const Slot& slot);
-    void erase_slot(size_t pos);
-    void rehash(size_t capacity);
     void reset_storage();
 
     const bool link_children_;
@@ -151,7 +151,7 @@ private:
     std::vector<Node> nodes_;    // [0] is the root
     std::vector<Links> links_;   // parallel to nodes_ when link_children_
     std::vector<uint32_t> free_nodes_;
-    std::vector<Slot> slots_;    // (parent, level) -> child, power-of-two capacity
+    std::vector<Slot> slots_;    // (parent, level) -> child, at least kMinTableSlots
     size_t live_nodes_ = 0;
 };
 

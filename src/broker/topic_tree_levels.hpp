@@ -25,7 +25,7 @@ inline uint64_t mix64(uint64_t x) {
 uint32_t hash_level(std::string_view s);
 
 // Interns topic level strings to dense 32-bit ids. Open addressing with
-// linear probing and backward-shift deletion; the strings live in one byte
+// linear probing and backward-shift deletion (open_table.hpp); the strings live in one byte
 // arena addressed by offset, compacted when more than half of it is dead.
 // Ids are reference counted: acquire() adds a reference (interning if new),
 // release() drops one and frees the id at zero.
@@ -42,6 +42,11 @@ public:
         return id;
     }
     void release(uint32_t id);
+
+    // Room for `n` more levels of `bytes` bytes in all without regrowing.
+    void reserve(size_t n, size_t bytes);
+    // Loads the home slot of a level hash into the cache (see TopicTree::prefetch).
+    void prefetch(uint32_t hash) const;
 
     std::string_view view(uint32_t id) const {
         const Level& l = levels_[id];
@@ -60,15 +65,14 @@ private:
     struct Slot {
         uint32_t id = kNoId;
         uint32_t hash = 0;
+        static bool is_empty(const Slot& s) { return s.id == kNoId; }
+        static uint32_t hash_of(const Slot& s) { return s.hash; }
     };
 
     size_t probe_for(std::string_view s, uint32_t hash) const;  // slot index
-    void insert_slot(uint32_t id, uint32_t hash);
-    void erase_slot(size_t pos);
-    void rehash(size_t capacity);
     void compact_arena();
 
-    std::vector<Slot> slots_;  // power-of-two capacity
+    std::vector<Slot> slots_;  // at least kMinTableSlots
     std::vector<Level> levels_;
     std::vector<uint32_t> free_ids_;
     std::vector<char> arena_;
