@@ -539,11 +539,22 @@ void LogPersistence::load(RecoveredState& out) {
     });
     for (size_t i = seen > kAhead ? seen - kAhead : 0; i < seen; ++i) replay_record(window[i % kAhead], st);
 
-    const size_t live_retained = st.retained.size() - st.retained_cleared;
-    if (out.retained_sink) out.retained_sink->expect(live_retained);
-    else out.retained.reserve(out.retained.size() + live_retained);
-    for (size_t i = 0; i < st.retained.size(); ++i) {
-        if (!st.retained_live[i]) continue;
+    // Keep the live entries only, in first-set order.
+    if (st.retained_cleared) {
+        size_t kept = 0;
+        for (size_t i = 0; i < st.retained.size(); ++i)
+            if (st.retained_live[i]) st.retained[kept++] = st.retained[i];
+        st.retained.resize(kept);
+    }
+    std::vector<uint8_t>().swap(st.retained_live);
+    const size_t n = st.retained.size();
+    if (out.retained_sink) out.retained_sink->expect(n);
+    else out.retained.reserve(out.retained.size() + n);
+    for (size_t i = 0; i < n; ++i) {
+        if (out.retained_sink && i + kAhead < n) {
+            BodyReader ahead(st.retained[i + kAhead]);
+            out.retained_sink->prefetch(ahead.str());
+        }
         BodyReader r(st.retained[i]);
         const StoredMessageView m = read_message(r);   // checked when it was replayed
         if (out.retained_sink) out.retained_sink->add(m);

@@ -7,7 +7,7 @@
 // known in advance (recovery) holds a million entries in 1.33 M slots at
 // load 3/4, where a power of two would take 2 M, and every slot is memory the
 // kernel has to zero and the cache has to miss on. Hashes must therefore be
-// good in their high bits (all of ours end with mix64).
+// good in their high bits (mix64 and hash_level are).
 #pragma once
 
 #include <cstddef>

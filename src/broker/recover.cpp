@@ -24,6 +24,7 @@ void Broker::Impl::recover() {
             b.retained.reserve(b.retained.size() + count);
             b.retained_index.reserve(count);
         }
+        void prefetch(std::string_view topic) override { b.retained_index.prefetch(topic); }
         void add(const StoredMessageView& sm) override {
             MsgPtr m = from_stored(sm, b.now_ms, wall);
             if (m) b.put_retained(std::move(m));   // else: expired while we were down

@@ -146,8 +146,12 @@ void RetainedIndex::reserve(size_t topics) {
     // levels. Falling just short would double the node arrays (copying
     // them); too much costs untouched address space for the node arrays and
     // a child table larger than needed.
-    impl_->tree.reserve(2 * topics + topics / 16 + 64, topics, 16 * topics);
+    const size_t margin = topics / 16 + 64;
+    impl_->tree.reserve(2 * topics + margin, topics + margin, 16 * topics);
+    impl_->handles.reserve(topics);
 }
+
+void RetainedIndex::prefetch(std::string_view topic) const { impl_->tree.prefetch_path(topic); }
 
 size_t RetainedIndex::size() const { return impl_->size; }
 size_t RetainedIndex::node_count() const { return impl_->tree.node_count(); }

@@ -56,6 +56,10 @@ uint32_t TopicTree::insert_path(std::string_view name) {
     return node;
 }
 
+void TopicTree::prefetch_path(std::string_view name) const {
+    for_each_level(name, [&](std::string_view lvl) { levels_.prefetch(hash_level(lvl)); });
+}
+
 void TopicTree::reserve(size_t nodes, size_t levels, size_t level_bytes) {
     const size_t total = live_nodes_ + nodes;
     nodes_.reserve(total + 1);   // + the root

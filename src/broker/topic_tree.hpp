@@ -55,6 +55,7 @@ public:
             free_.push_back(i);
         }
     }
+    void reserve(size_t n) { items_.reserve(items_.size() + n); }
     T& operator[](uint32_t i) { return items_[i]; }
     const T& operator[](uint32_t i) const { return items_[i]; }
 
@@ -90,6 +91,9 @@ public:
     // missing; insert_path creates the missing nodes.
     uint32_t find_path(std::string_view name) const;
     uint32_t insert_path(std::string_view name);
+    // Starts loading the table slots a find_path/insert_path of `name` will
+    // probe, without waiting for any of them.
+    void prefetch_path(std::string_view name) const;
 
     // Room for `nodes` more nodes, `levels` more distinct level names of
     // `level_bytes` bytes in all, without regrowing the tables.

@@ -6,27 +6,6 @@
 
 namespace hato::broker::detail {
 
-uint32_t hash_level(std::string_view s) {
-    // Eight bytes per step: levels are short, so this is a handful of
-    // multiplies, finished by mix64 for good low bits.
-    uint64_t h = 0x9e3779b97f4a7c15ULL ^ s.size();
-    const char* p = s.data();
-    size_t n = s.size();
-    while (n >= 8) {
-        uint64_t w;
-        std::memcpy(&w, p, 8);
-        h = (h ^ mix64(w)) * 0x100000001b3ULL;
-        p += 8;
-        n -= 8;
-    }
-    if (n > 0) {
-        uint64_t w = 0;
-        std::memcpy(&w, p, n);
-        h = (h ^ mix64(w ^ (uint64_t(n) << 56))) * 0x100000001b3ULL;
-    }
-    return uint32_t(mix64(h));
-}
-
 LevelTable::LevelTable() : slots_(kMinTableSlots) {}
 
 size_t LevelTable::probe_for(std::string_view s, uint32_t hash) const {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <string_view>
 #include <vector>
 
@@ -21,8 +22,43 @@ inline uint64_t mix64(uint64_t x) {
     return x;
 }
 
-// Hash of one topic level, 32 bits (tables never exceed 2^31 slots).
-uint32_t hash_level(std::string_view s);
+// The 128-bit product of a and b, folded to 64 bits: one multiply mixes
+// every bit of both inputs into the middle of the result.
+inline uint64_t fold_mul(uint64_t a, uint64_t b) {
+    const unsigned __int128 p = static_cast<unsigned __int128>(a) * b;
+    return uint64_t(p) ^ uint64_t(p >> 64);
+}
+
+// Hash of one topic level (also used for whole topics), 32 bits, good in
+// every bit. Inline and one multiply per 16 bytes: recovery hashes a few
+// million short strings, and the previous two-multiplies-per-8-bytes version
+// was 6-10 % of it. Strings of up to 16 bytes are read as two possibly
+// overlapping words that together cover every byte.
+inline uint32_t hash_level(std::string_view s) {
+    const char* p = s.data();
+    size_t n = s.size();
+    uint64_t h = 0x9e3779b97f4a7c15ULL ^ n;
+    auto load8 = [](const char* q) { uint64_t w; std::memcpy(&w, q, 8); return w; };
+    auto load4 = [](const char* q) { uint32_t w; std::memcpy(&w, q, 4); return uint64_t(w); };
+    while (n > 16) {
+        h = fold_mul(load8(p) ^ 0xa0761d6478bd642fULL, load8(p + 8) ^ h);
+        p += 16;
+        n -= 16;
+    }
+    uint64_t a = 0, b = 0;
+    if (n >= 8) {
+        a = load8(p);
+        b = load8(p + n - 8);
+    } else if (n >= 4) {
+        a = load4(p);
+        b = load4(p + n - 4);
+    } else if (n > 0) {
+        a = (uint64_t(uint8_t(p[0])) << 16) | (uint64_t(uint8_t(p[n / 2])) << 8) | uint8_t(p[n - 1]);
+    }
+    h = fold_mul(a ^ 0xe7037ed1a0b428dbULL, b ^ h ^ 0x8ebc6af09c88c6e3ULL);
+    h = fold_mul(h ^ 0x589965cc75374cc3ULL, 0x1d8e4e27c47d124fULL ^ n);
+    return uint32_t(h ^ (h >> 32));
+}
 
 // Interns topic level strings to dense 32-bit ids. Open addressing with
 // linear probing and backward-shift deletion (open_table.hpp); the strings live in one byte
