@@ -132,8 +132,9 @@ void RetainedIndex::match(std::string_view filter,
         } else if (lvl == "+") {
             im.push_children(f.node, f.filter_level + 1, len);
         } else {
-            uint32_t id = tree.levels().find(lvl, detail::hash_level(lvl));
-            uint32_t c = id == kNoId ? kNoId : tree.child(f.node, id);
+            const uint32_t level_hash = detail::hash_level(lvl);
+            const uint32_t id = tree.levels().find(lvl, level_hash);
+            const uint32_t c = id == kNoId ? kNoId : tree.child(f.node, id, level_hash);
             if (c != kNoId) im.stack.push_back({c, f.filter_level + 1, len});
         }
     }

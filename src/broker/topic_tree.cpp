@@ -10,8 +10,8 @@ void TopicTree::reset_storage() {
     // A fresh level table drops the id records and arena of the old one.
     // The wildcards are interned first (ids 0 and 1) and never released.
     levels_ = LevelTable();
-    levels_.acquire("+", hash_level("+"));
-    levels_.acquire("#", hash_level("#"));
+    levels_.acquire("+", plus_hash_);
+    levels_.acquire("#", hash_hash_);
     nodes_.assign(1, Node{});
     nodes_.shrink_to_fit();
     if (link_children_) {
@@ -23,41 +23,49 @@ void TopicTree::reset_storage() {
     slots_.shrink_to_fit();
 }
 
-size_t TopicTree::probe_child(uint32_t parent, uint32_t level) const {
+size_t TopicTree::probe_child(uint32_t parent, uint32_t level, uint32_t hash) const {
     const ProbeRange r(slots_.size());
-    for (size_t pos = r.home(child_hash(parent, level));; pos = r.next(pos)) {
+    for (size_t pos = r.home(hash);; pos = r.next(pos)) {
         const Slot& slot = slots_[pos];
         if (slot.node == kNoId || (slot.parent == parent && slot.level == level)) return pos;
     }
 }
 
-uint32_t TopicTree::child(uint32_t parent, uint32_t level) const {
-    return slots_[probe_child(parent, level)].node;
-}
-
 uint32_t TopicTree::find_path(std::string_view name) const {
     uint32_t node = kRoot;
+    uint32_t hash = kRootHash;
     for_each_level(name, [&](std::string_view lvl) {
         if (node == kNoId) return;
-        uint32_t id = levels_.find(lvl, hash_level(lvl));
-        node = id == kNoId ? kNoId : child(node, id);
+        const uint32_t level_hash = hash_level(lvl);
+        const uint32_t id = levels_.find(lvl, level_hash);
+        hash = path_hash(hash, level_hash);
+        node = id == kNoId ? kNoId : slots_[probe_child(node, id, hash)].node;
     });
     return node;
 }
 
 uint32_t TopicTree::insert_path(std::string_view name) {
     uint32_t node = kRoot;
+    uint32_t hash = kRootHash;
     for_each_level(name, [&](std::string_view lvl) {
-        const uint32_t hash = hash_level(lvl);   // once per level, for the lookup and the insert
-        const uint32_t id = levels_.find(lvl, hash);
-        const uint32_t next = id == kNoId ? kNoId : child(node, id);
-        node = next != kNoId ? next : add_child(node, lvl, hash, id);
+        const uint32_t level_hash = hash_level(lvl);   // once per level, for the lookup and the insert
+        const uint32_t id = levels_.find(lvl, level_hash);
+        hash = path_hash(hash, level_hash);
+        const uint32_t next = id == kNoId ? kNoId : slots_[probe_child(node, id, hash)].node;
+        node = next != kNoId ? next : add_child(node, lvl, level_hash, id, hash);
     });
     return node;
 }
 
 void TopicTree::prefetch_path(std::string_view name) const {
-    for_each_level(name, [&](std::string_view lvl) { levels_.prefetch(hash_level(lvl)); });
+    const ProbeRange r(slots_.size());
+    uint32_t hash = kRootHash;
+    for_each_level(name, [&](std::string_view lvl) {
+        const uint32_t level_hash = hash_level(lvl);
+        levels_.prefetch(level_hash);
+        hash = path_hash(hash, level_hash);
+        __builtin_prefetch(&slots_[r.home(hash)]);
+    });
 }
 
 void TopicTree::reserve(size_t nodes, size_t levels, size_t level_bytes) {
@@ -69,8 +77,9 @@ void TopicTree::reserve(size_t nodes, size_t levels, size_t level_bytes) {
     levels_.reserve(levels, level_bytes);
 }
 
-uint32_t TopicTree::add_child(uint32_t parent, std::string_view name, uint32_t hash, uint32_t known) {
-    const uint32_t level = known != kNoId ? levels_.add_ref(known) : levels_.acquire(name, hash);
+uint32_t TopicTree::add_child(uint32_t parent, std::string_view name, uint32_t level_hash, uint32_t known,
+                             uint32_t hash) {
+    const uint32_t level = known != kNoId ? levels_.add_ref(known) : levels_.acquire(name, level_hash);
     uint32_t node;
     if (!free_nodes_.empty()) {
         node = free_nodes_.back();
@@ -83,6 +92,7 @@ uint32_t TopicTree::add_child(uint32_t parent, std::string_view name, uint32_t h
     nodes_[node] = Node{};
     nodes_[node].parent = parent;
     nodes_[node].level = level;
+    nodes_[node].hash = hash;
     Node& p = nodes_[parent];
     ++p.child_count;
     if (level == kPlusLevel) p.has_plus = 1;
@@ -98,7 +108,7 @@ uint32_t TopicTree::add_child(uint32_t parent, std::string_view name, uint32_t h
     // Load factor at most 3/4: slots hold the whole key, so walking a probe
     // run is cheap, and a higher load keeps the table small.
     if (live_nodes_ * 4 > slots_.size() * 3) rehash_slots(slots_, slots_.size() * 2);
-    place_slot(slots_, Slot{node, parent, level});
+    place_slot(slots_, Slot{node, parent, level, hash});
     return node;
 }
 
@@ -112,7 +122,7 @@ void TopicTree::prune(uint32_t node) {
 
 void TopicTree::remove_node(uint32_t node) {
     Node& n = nodes_[node];
-    erase_slot(slots_, probe_child(n.parent, n.level));
+    erase_slot(slots_, probe_child(n.parent, n.level, n.hash));
     if (link_children_) {
         Links& l = links_[node];
         if (l.prev != kNoId) links_[l.prev].next = l.next;
