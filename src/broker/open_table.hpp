@@ -63,10 +63,20 @@ void erase_slot(std::vector<Slot>& slots, size_t hole) {
     slots[hole] = Slot{};
 }
 
+// Asks the kernel for transparent huge pages (when THP is in "madvise"
+// mode) for the whole 2 MiB pages inside [p, p + bytes), if there are any.
+// A big table is probed at random, so with 4 KiB pages nearly every probe
+// (and every prefetch) also misses the TLB, and a page walk in a VM is
+// expensive. Only the tables: recovery runs with the rest of its heap on
+// ordinary pages (see docs/durability.md, "Recovery time").
+void advise_huge_pages(const void* p, size_t bytes);
+
 // Moves every entry into a fresh array of `capacity` slots.
 template <class Slot>
 void rehash_slots(std::vector<Slot>& slots, size_t capacity) {
     std::vector<Slot> old = std::move(slots);
+    slots.reserve(capacity);   // allocated, not yet touched: advise first
+    advise_huge_pages(slots.data(), capacity * sizeof(Slot));
     slots.assign(capacity, Slot{});
     for (const Slot& s : old)
         if (!Slot::is_empty(s)) place_slot(slots, s);
