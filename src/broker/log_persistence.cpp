@@ -103,8 +103,9 @@ uint64_t LogPersistence::retained_set(const StoredMessageView& m) {
     write_message(w, m);
     const uint64_t lsn = append(tag(StateRecord::RetainedSet), false);
     if (lsn) {
+        // The entry keeps referring to its topic inside the record just written.
         bool created;
-        TopicLsnTable::Entry& e = retained_.get(m.topic, created);
+        TopicLsnTable::Entry& e = retained_.get(m.topic, log_.last_body().data(), created);
         kill(e.lsn);
         e.lsn = lsn;
     }
@@ -285,7 +286,7 @@ uint64_t LogPersistence::live_records() const {
 
 // ---- compaction ------------------------------------------------------------
 
-uint64_t* LogPersistence::slot_of(const store::RecordView& rec) {
+uint64_t* LogPersistence::slot_of(const store::RecordView& rec, TopicLsnTable::Entry** retained_entry) {
     BodyReader r(rec.body);
     auto session_of = [&]() -> SessionSlots* {
         auto it = sessions_.find(r.str());
@@ -294,6 +295,7 @@ uint64_t* LogPersistence::slot_of(const store::RecordView& rec) {
     switch (static_cast<StateRecord>(rec.type)) {
         case StateRecord::RetainedSet: {
             TopicLsnTable::Entry* e = retained_.find(r.str());
+            if (retained_entry) *retained_entry = e;
             return e ? &e->lsn : nullptr;
         }
         case StateRecord::SessionPut: {
@@ -328,14 +330,20 @@ void LogPersistence::maintenance(size_t budget) {
     if (!log_.wants_compaction()) return;
     log_.compact_step(
         [this](const store::RecordView& rec) {
-            uint64_t* slot = slot_of(rec);
+            TopicLsnTable::Entry* entry = nullptr;
+            uint64_t* slot = slot_of(rec, &entry);
             compact_slot_ = slot && *slot == rec.lsn ? slot : nullptr;
+            compact_entry_ = compact_slot_ ? entry : nullptr;
             return compact_slot_ != nullptr;
         },
-        // Always called right after live() said yes for the same record.
+        // Always called right after live() said yes for the same record, and
+        // right after the copy was appended: a retained topic's entry moves
+        // its key to the copy before the old segment can go.
         [this](uint64_t, uint64_t new_lsn) {
             if (compact_slot_) *compact_slot_ = new_lsn;
+            if (compact_entry_) retained_.rekey(*compact_entry_, log_.last_body().data());
             compact_slot_ = nullptr;
+            compact_entry_ = nullptr;
         },
         budget);
 }
@@ -350,8 +358,9 @@ void LogPersistence::replay_record(const store::RecordView& rec, Replay& st) {
         case StateRecord::RetainedSet: {
             const StoredMessageView f = read_message(r);
             if (!r.ok()) break;
+            // The entry refers to the topic inside this record from now on.
             bool created;
-            TopicLsnTable::Entry& e = retained_.get(f.topic, created);
+            TopicLsnTable::Entry& e = retained_.get(f.topic, rec.body.data(), created);
             kill(e.lsn);
             e.lsn = lsn;
             if (created) {
@@ -507,17 +516,13 @@ void LogPersistence::replay_record(const store::RecordView& rec, Replay& st) {
 
 void LogPersistence::load(RecoveredState& out) {
     Replay st;
-    // A first pass over the headers and topic lengths only (cheap,
-    // sequential) sizes the retained containers, so a million topics cost no
-    // rehashing and no regrowth of the topic arena.
-    size_t retained_sets = 0, topic_bytes = 0;
+    // A first pass over the headers only (cheap, sequential) sizes the
+    // retained containers, so a million topics cost no rehashing.
+    size_t retained_sets = 0;
     log_.replay([&](const store::RecordView& rec) {
-        if (rec.type != tag(StateRecord::RetainedSet)) return;
-        ++retained_sets;
-        BodyReader r(rec.body);
-        topic_bytes += r.str().size();
+        retained_sets += rec.type == tag(StateRecord::RetainedSet);
     });
-    retained_.reserve(retained_sets, topic_bytes);
+    retained_.reserve(retained_sets);
     st.retained.reserve(retained_sets);
     st.retained_live.reserve(retained_sets);
     // The replay runs kAhead records behind the log: a retained_set's table
