@@ -23,10 +23,16 @@ inline uint64_t mix64(uint64_t x) {
 }
 
 // The 128-bit product of a and b, folded to 64 bits: one multiply mixes
-// every bit of both inputs into the middle of the result.
+// every bit of both inputs into the middle of the result. 32-bit targets
+// (armhf) have no 128-bit integers; there two mix64 rounds do the same job,
+// only slower.
 inline uint64_t fold_mul(uint64_t a, uint64_t b) {
+#if defined(__SIZEOF_INT128__)
     const unsigned __int128 p = static_cast<unsigned __int128>(a) * b;
     return uint64_t(p) ^ uint64_t(p >> 64);
+#else
+    return mix64(a ^ mix64(b));
+#endif
 }
 
 // Hash of one topic level (also used for whole topics), 32 bits, good in
