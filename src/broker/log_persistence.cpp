@@ -514,6 +514,37 @@ void LogPersistence::replay_record(const store::RecordView& rec, Replay& st) {
     log_.mark_dead(lsn);
 }
 
+void LogPersistence::hand_over_retained(Replay& st, RecoveredState& out) {
+    // Keep the live entries only, in first-set order.
+    if (st.retained_cleared) {
+        size_t kept = 0;
+        for (size_t i = 0; i < st.retained.size(); ++i)
+            if (st.retained_live[i]) st.retained[kept++] = st.retained[i];
+        st.retained.resize(kept);
+    }
+    std::vector<uint8_t>().swap(st.retained_live);
+    const size_t n = st.retained.size();
+    RetainedSink* sink = out.retained_sink;
+    if (sink) sink->expect(n);
+    else out.retained.reserve(out.retained.size() + n);
+    // The sink hears of each topic kAhead messages before it gets it, so it
+    // can prefetch what the insert will touch (RetainedSink::prefetch).
+    constexpr size_t kAhead = 8;
+    auto hint = [&](size_t i) {
+        BodyReader r(st.retained[i]);
+        sink->prefetch(r.str());
+    };
+    if (sink)
+        for (size_t i = 0; i < kAhead && i < n; ++i) hint(i);
+    for (size_t i = 0; i < n; ++i) {
+        if (sink && i + kAhead < n) hint(i + kAhead);
+        BodyReader r(st.retained[i]);
+        const StoredMessageView m = read_message(r);   // checked when it was replayed
+        if (sink) sink->add(m);
+        else out.retained.push_back(m.owned());
+    }
+}
+
 void LogPersistence::load(RecoveredState& out) {
     Replay st;
     // A first pass over the headers only (cheap, sequential) sizes the
@@ -544,27 +575,7 @@ void LogPersistence::load(RecoveredState& out) {
     });
     for (size_t i = seen > kAhead ? seen - kAhead : 0; i < seen; ++i) replay_record(window[i % kAhead], st);
 
-    // Keep the live entries only, in first-set order.
-    if (st.retained_cleared) {
-        size_t kept = 0;
-        for (size_t i = 0; i < st.retained.size(); ++i)
-            if (st.retained_live[i]) st.retained[kept++] = st.retained[i];
-        st.retained.resize(kept);
-    }
-    std::vector<uint8_t>().swap(st.retained_live);
-    const size_t n = st.retained.size();
-    if (out.retained_sink) out.retained_sink->expect(n);
-    else out.retained.reserve(out.retained.size() + n);
-    for (size_t i = 0; i < n; ++i) {
-        if (out.retained_sink && i + kAhead < n) {
-            BodyReader ahead(st.retained[i + kAhead]);
-            out.retained_sink->prefetch(ahead.str());
-        }
-        BodyReader r(st.retained[i]);
-        const StoredMessageView m = read_message(r);   // checked when it was replayed
-        if (out.retained_sink) out.retained_sink->add(m);
-        else out.retained.push_back(m.owned());
-    }
+    hand_over_retained(st, out);
 
     out.sessions.clear();
     out.sessions.reserve(st.sessions.size());

@@ -86,6 +86,9 @@ private:
     // Where a record's LSN is kept; for a retained_set also its table entry.
     uint64_t* slot_of(const store::RecordView& rec, TopicLsnTable::Entry** retained_entry = nullptr);
     void replay_record(const store::RecordView& rec, Replay& st);
+    // After the replay: each topic's current message to out.retained_sink
+    // (or out.retained), in first-set order.
+    void hand_over_retained(Replay& st, RecoveredState& out);
 
     store::Log& log_;
     store::SyncMode sync_;
