@@ -9,8 +9,10 @@
 // built level by level from the level hashes, not from node or level ids.
 // So every slot a topic's insert will probe is known from the topic string
 // alone, before any of its levels or nodes exist, and recovery can prefetch
-// them all a few topics ahead (prefetch_path). Optionally (RetainedIndex) each node also links its children in a
-// list so "+" and "#" can enumerate them.
+// them all a few topics ahead (prefetch_path).
+//
+// Optionally (RetainedIndex) each node also links its children in a list so
+// "+" and "#" can enumerate them.
 #pragma once
 
 #include "broker/topic_tree_levels.hpp"

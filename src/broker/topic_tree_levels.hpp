@@ -39,7 +39,8 @@ inline uint64_t fold_mul(uint64_t a, uint64_t b) {
 // every bit. Inline and one multiply per 16 bytes: recovery hashes a few
 // million short strings, and the previous two-multiplies-per-8-bytes version
 // was 6-10 % of it. Strings of up to 16 bytes are read as two possibly
-// overlapping words that together cover every byte.
+// overlapping words that together cover every byte. The constants are just
+// arbitrary bits (hex digits of pi).
 inline uint32_t hash_level(std::string_view s) {
     const char* p = s.data();
     size_t n = s.size();
@@ -47,7 +48,7 @@ inline uint32_t hash_level(std::string_view s) {
     auto load8 = [](const char* q) { uint64_t w; std::memcpy(&w, q, 8); return w; };
     auto load4 = [](const char* q) { uint32_t w; std::memcpy(&w, q, 4); return uint64_t(w); };
     while (n > 16) {
-        h = fold_mul(load8(p) ^ 0xa0761d6478bd642fULL, load8(p + 8) ^ h);
+        h = fold_mul(load8(p) ^ 0x243f6a8885a308d3ULL, load8(p + 8) ^ h);
         p += 16;
         n -= 16;
     }
@@ -61,14 +62,15 @@ inline uint32_t hash_level(std::string_view s) {
     } else if (n > 0) {
         a = (uint64_t(uint8_t(p[0])) << 16) | (uint64_t(uint8_t(p[n / 2])) << 8) | uint8_t(p[n - 1]);
     }
-    h = fold_mul(a ^ 0xe7037ed1a0b428dbULL, b ^ h ^ 0x8ebc6af09c88c6e3ULL);
-    h = fold_mul(h ^ 0x589965cc75374cc3ULL, 0x1d8e4e27c47d124fULL ^ n);
+    h = fold_mul(a ^ 0x13198a2e03707344ULL, b ^ h ^ 0xa4093822299f31d0ULL);
+    h = fold_mul(h ^ 0x082efa98ec4e6c89ULL, 0x452821e638d01377ULL ^ n);
     return uint32_t(h ^ (h >> 32));
 }
 
 // Interns topic level strings to dense 32-bit ids. Open addressing with
-// linear probing and backward-shift deletion (open_table.hpp); the strings live in one byte
-// arena addressed by offset, compacted when more than half of it is dead.
+// linear probing and backward-shift deletion (open_table.hpp); the strings
+// live in one byte arena addressed by offset, compacted when more than half
+// of it is dead.
 // Ids are reference counted: acquire() adds a reference (interning if new),
 // release() drops one and frees the id at zero.
 class LevelTable {
