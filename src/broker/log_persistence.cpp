@@ -103,8 +103,9 @@ uint64_t LogPersistence::retained_set(const StoredMessageView& m) {
     write_message(w, m);
     const uint64_t lsn = append(tag(StateRecord::RetainedSet), false);
     if (lsn) {
+        // The entry keeps referring to its topic inside the record just written.
         bool created;
-        TopicLsnTable::Entry& e = retained_.get(m.topic, created);
+        TopicLsnTable::Entry& e = retained_.get(m.topic, log_.last_body().data(), created);
         kill(e.lsn);
         e.lsn = lsn;
     }
@@ -116,10 +117,7 @@ uint64_t LogPersistence::retained_clear(std::string_view topic) {
     w.str(topic);
     const uint64_t lsn = append(tag(StateRecord::RetainedClear), true);
     if (lsn) {
-        if (TopicLsnTable::Entry* e = retained_.find(topic)) {
-            kill(e->lsn);
-            retained_.erase(topic);
-        }
+        if (TopicLsnTable::Entry e; retained_.take(topic, e)) kill(e.lsn);
         log_.mark_dead(lsn);  // a removal is needed only while what it removes exists
     }
     return ticket(lsn);
@@ -288,7 +286,7 @@ uint64_t LogPersistence::live_records() const {
 
 // ---- compaction ------------------------------------------------------------
 
-uint64_t* LogPersistence::slot_of(const store::RecordView& rec) {
+uint64_t* LogPersistence::slot_of(const store::RecordView& rec, TopicLsnTable::Entry** retained_entry) {
     BodyReader r(rec.body);
     auto session_of = [&]() -> SessionSlots* {
         auto it = sessions_.find(r.str());
@@ -297,6 +295,7 @@ uint64_t* LogPersistence::slot_of(const store::RecordView& rec) {
     switch (static_cast<StateRecord>(rec.type)) {
         case StateRecord::RetainedSet: {
             TopicLsnTable::Entry* e = retained_.find(r.str());
+            if (retained_entry) *retained_entry = e;
             return e ? &e->lsn : nullptr;
         }
         case StateRecord::SessionPut: {
@@ -331,14 +330,20 @@ void LogPersistence::maintenance(size_t budget) {
     if (!log_.wants_compaction()) return;
     log_.compact_step(
         [this](const store::RecordView& rec) {
-            uint64_t* slot = slot_of(rec);
+            TopicLsnTable::Entry* entry = nullptr;
+            uint64_t* slot = slot_of(rec, &entry);
             compact_slot_ = slot && *slot == rec.lsn ? slot : nullptr;
+            compact_entry_ = compact_slot_ ? entry : nullptr;
             return compact_slot_ != nullptr;
         },
-        // Always called right after live() said yes for the same record.
+        // Always called right after live() said yes for the same record, and
+        // right after the copy was appended: a retained topic's entry moves
+        // its key to the copy before the old segment can go.
         [this](uint64_t, uint64_t new_lsn) {
             if (compact_slot_) *compact_slot_ = new_lsn;
+            if (compact_entry_) retained_.rekey(*compact_entry_, log_.last_body().data());
             compact_slot_ = nullptr;
+            compact_entry_ = nullptr;
         },
         budget);
 }
@@ -353,8 +358,9 @@ void LogPersistence::replay_record(const store::RecordView& rec, Replay& st) {
         case StateRecord::RetainedSet: {
             const StoredMessageView f = read_message(r);
             if (!r.ok()) break;
+            // The entry refers to the topic inside this record from now on.
             bool created;
-            TopicLsnTable::Entry& e = retained_.get(f.topic, created);
+            TopicLsnTable::Entry& e = retained_.get(f.topic, rec.body.data(), created);
             kill(e.lsn);
             e.lsn = lsn;
             if (created) {
@@ -369,12 +375,11 @@ void LogPersistence::replay_record(const store::RecordView& rec, Replay& st) {
         case StateRecord::RetainedClear: {
             const std::string_view topic = r.str();
             if (!r.ok()) break;
-            if (TopicLsnTable::Entry* e = retained_.find(topic)) {
-                kill(e->lsn);
-                st.retained_live[e->aux] = 0;
-                st.retained[e->aux] = {};
+            if (TopicLsnTable::Entry e; retained_.take(topic, e)) {
+                kill(e.lsn);
+                st.retained_live[e.aux] = 0;
+                st.retained[e.aux] = {};
                 ++st.retained_cleared;
-                retained_.erase(topic);
             }
             break;  // dead itself
         }
@@ -509,6 +514,37 @@ void LogPersistence::replay_record(const store::RecordView& rec, Replay& st) {
     log_.mark_dead(lsn);
 }
 
+void LogPersistence::hand_over_retained(Replay& st, RecoveredState& out) {
+    // Keep the live entries only, in first-set order.
+    if (st.retained_cleared) {
+        size_t kept = 0;
+        for (size_t i = 0; i < st.retained.size(); ++i)
+            if (st.retained_live[i]) st.retained[kept++] = st.retained[i];
+        st.retained.resize(kept);
+    }
+    std::vector<uint8_t>().swap(st.retained_live);
+    const size_t n = st.retained.size();
+    RetainedSink* sink = out.retained_sink;
+    if (sink) sink->expect(n);
+    else out.retained.reserve(out.retained.size() + n);
+    // The sink hears of each topic kAhead messages before it gets it, so it
+    // can prefetch what the insert will touch (RetainedSink::prefetch).
+    constexpr size_t kAhead = 8;
+    auto hint = [&](size_t i) {
+        BodyReader r(st.retained[i]);
+        sink->prefetch(r.str());
+    };
+    if (sink)
+        for (size_t i = 0; i < kAhead && i < n; ++i) hint(i);
+    for (size_t i = 0; i < n; ++i) {
+        if (sink && i + kAhead < n) hint(i + kAhead);
+        BodyReader r(st.retained[i]);
+        const StoredMessageView m = read_message(r);   // checked when it was replayed
+        if (sink) sink->add(m);
+        else out.retained.push_back(m.owned());
+    }
+}
+
 void LogPersistence::load(RecoveredState& out) {
     Replay st;
     // A first pass over the headers only (cheap, sequential) sizes the
@@ -520,18 +556,26 @@ void LogPersistence::load(RecoveredState& out) {
     retained_.reserve(retained_sets);
     st.retained.reserve(retained_sets);
     st.retained_live.reserve(retained_sets);
-    log_.replay([&](const store::RecordView& rec) { replay_record(rec, st); });
+    // The replay runs kAhead records behind the log: a retained_set's table
+    // slot is prefetched when the record is read and used kAhead records
+    // later, so the cache misses of consecutive topics overlap instead of
+    // queueing. Records are still applied strictly in log order.
+    constexpr size_t kAhead = 8;
+    store::RecordView window[kAhead];
+    size_t seen = 0;
+    log_.replay([&](const store::RecordView& rec) {
+        if (rec.type == tag(StateRecord::RetainedSet)) {
+            BodyReader r(rec.body);
+            const std::string_view topic = r.str();
+            if (r.ok()) retained_.prefetch(topic);
+        }
+        store::RecordView& slot = window[seen++ % kAhead];
+        if (seen > kAhead) replay_record(slot, st);
+        slot = rec;
+    });
+    for (size_t i = seen > kAhead ? seen - kAhead : 0; i < seen; ++i) replay_record(window[i % kAhead], st);
 
-    const size_t live_retained = st.retained.size() - st.retained_cleared;
-    if (out.retained_sink) out.retained_sink->expect(live_retained);
-    else out.retained.reserve(out.retained.size() + live_retained);
-    for (size_t i = 0; i < st.retained.size(); ++i) {
-        if (!st.retained_live[i]) continue;
-        BodyReader r(st.retained[i]);
-        const StoredMessageView m = read_message(r);   // checked when it was replayed
-        if (out.retained_sink) out.retained_sink->add(m);
-        else out.retained.push_back(m.owned());
-    }
+    hand_over_retained(st, out);
 
     out.sessions.clear();
     out.sessions.reserve(st.sessions.size());

@@ -83,19 +83,25 @@ private:
     void kill(uint64_t& slot);             // marks the slot's record dead, clears it
     void kill_session(SessionSlots& s);    // every record of the session
     SessionSlots& session(std::string_view client_id);
-    uint64_t* slot_of(const store::RecordView& rec);  // where a record's LSN is kept
+    // Where a record's LSN is kept; for a retained_set also its table entry.
+    uint64_t* slot_of(const store::RecordView& rec, TopicLsnTable::Entry** retained_entry = nullptr);
     void replay_record(const store::RecordView& rec, Replay& st);
+    // After the replay: each topic's current message to out.retained_sink
+    // (or out.retained), in first-set order.
+    void hand_over_retained(Replay& st, RecoveredState& out);
 
     store::Log& log_;
     store::SyncMode sync_;
-    // Topic -> its retained_set; the entry's aux only means something during
-    // load() (where the message sits in the replay's vector).
+    // Topic -> its retained_set; each entry's key is the topic inside that
+    // record in the log. The entry's aux only means something during load()
+    // (where the message sits in the replay's vector).
     TopicLsnTable retained_;
     StrMap<SessionSlots> sessions_;
     std::vector<uint8_t> body_;  // scratch for encoding
     bool failed_ = false;
     uint64_t bytes_at_failure_ = 0;
     uint64_t* compact_slot_ = nullptr;  // set by the live predicate, read by moved
+    TopicLsnTable::Entry* compact_entry_ = nullptr;  // the same, for a retained_set
 };
 
 }  // namespace hato::broker

@@ -83,6 +83,10 @@ public:
     virtual ~RetainedSink() = default;
     virtual void expect(size_t count) = 0;    // called once, before the first add
     virtual void add(const StoredMessageView& m) = 0;
+    // A hint: add() for `topic` follows a few calls later. A sink may start
+    // loading the memory that insert will touch, so the cache misses of
+    // consecutive topics overlap instead of queueing.
+    virtual void prefetch(std::string_view topic) { (void)topic; }
 };
 
 struct RecoveredState {

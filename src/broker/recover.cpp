@@ -3,14 +3,15 @@
 #include <algorithm>
 
 #include "broker/broker_impl.hpp"
-#include "broker/bulk_heap.hpp"
 
 namespace hato::broker {
 
 void Broker::Impl::recover() {
-    // The rebuilt state takes up to about four times the bytes of its
-    // records (messages, topic strings, index tables, transient vectors).
-    BulkHeap heap(4 * persist.stored_bytes());
+    // Plain 4 KiB pages: a huge-page heap for this (bulk_heap.*, removed)
+    // made the kernel zero cold 2 MiB pages, which on a VM cost more system
+    // time than it saved in TLB misses, and its mallopt() calls switched
+    // glibc's dynamic mmap threshold off for the rest of the process. See
+    // docs/durability.md, "Recovery time".
     const uint64_t wall = wall_ms();
 
     // Retained messages go straight into the broker's table as load() reads them.
@@ -24,6 +25,7 @@ void Broker::Impl::recover() {
             b.retained.reserve(b.retained.size() + count);
             b.retained_index.reserve(count);
         }
+        void prefetch(std::string_view topic) override { b.retained_index.prefetch(topic); }
         void add(const StoredMessageView& sm) override {
             MsgPtr m = from_stored(sm, b.now_ms, wall);
             if (m) b.put_retained(std::move(m));   // else: expired while we were down

@@ -132,8 +132,9 @@ void RetainedIndex::match(std::string_view filter,
         } else if (lvl == "+") {
             im.push_children(f.node, f.filter_level + 1, len);
         } else {
-            uint32_t id = tree.levels().find(lvl, detail::hash_level(lvl));
-            uint32_t c = id == kNoId ? kNoId : tree.child(f.node, id);
+            const uint32_t level_hash = detail::hash_level(lvl);
+            const uint32_t id = tree.levels().find(lvl, level_hash);
+            const uint32_t c = id == kNoId ? kNoId : tree.child(f.node, id, level_hash);
             if (c != kNoId) im.stack.push_back({c, f.filter_level + 1, len});
         }
     }
@@ -141,12 +142,17 @@ void RetainedIndex::match(std::string_view filter,
 
 void RetainedIndex::reserve(size_t topics) {
     // Every topic has its own leaf node, and typically the level above the
-    // leaf is not shared much either (".../sensor17/value"): two nodes per
-    // topic. Too many costs untouched address space for the node arrays and
-    // a child table up to twice as large as needed; too few, one more
-    // regrowth.
-    impl_->tree.reserve(impl_->tree.node_count() + 2 * topics);
+    // leaf is not shared much either (".../sensor17/value"): two nodes and
+    // one new level name per topic, plus a margin for the shared upper
+    // levels. Falling just short would double the node arrays (copying
+    // them); too much costs untouched address space for the node arrays and
+    // a child table larger than needed.
+    const size_t margin = topics / 16 + 64;
+    impl_->tree.reserve(2 * topics + margin, topics + margin, 16 * topics);
+    impl_->handles.reserve(topics);
 }
+
+void RetainedIndex::prefetch(std::string_view topic) const { impl_->tree.prefetch_path(topic); }
 
 size_t RetainedIndex::size() const { return impl_->size; }
 size_t RetainedIndex::node_count() const { return impl_->tree.node_count(); }

@@ -35,6 +35,9 @@ public:
 
     // Room for about `topics` more topics (recovery of a large retained set).
     void reserve(size_t topics);
+    // A hint that set(topic, ...) follows soon: starts loading the index
+    // memory it will probe (recovery overlaps the misses of many topics).
+    void prefetch(std::string_view topic) const;
 
     size_t size() const;
     size_t node_count() const;  // topic tree nodes in use (tests check pruning)

@@ -179,7 +179,8 @@ void SubIndex::match(std::string_view topic, Visitor& v) const {
     bool wildcards_allowed = topic.empty() || topic[0] != '$';
     detail::for_each_level(topic, [&](std::string_view lvl) {
         if (im.active.empty()) return;
-        uint32_t id = tree.levels().find(lvl, detail::hash_level(lvl));
+        const uint32_t level_hash = detail::hash_level(lvl);
+        const uint32_t id = tree.levels().find(lvl, level_hash);
         im.next.clear();
         for (uint32_t node : im.active) {
             if (wildcards_allowed) {
@@ -190,7 +191,7 @@ void SubIndex::match(std::string_view topic, Visitor& v) const {
                 if (plus_child != kNoId) im.next.push_back(plus_child);
             }
             if (id != kNoId) {
-                uint32_t exact = tree.child(node, id);
+                uint32_t exact = tree.child(node, id, level_hash);
                 if (exact != kNoId) im.next.push_back(exact);
             }
         }

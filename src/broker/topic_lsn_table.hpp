@@ -1,12 +1,19 @@
 // Topic -> (LSN, aux) for LogPersistence's retained messages: which
 // retained_set record currently holds each topic. A flat open-addressing
-// table whose keys live in one byte arena, so a million retained topics cost
-// two allocations instead of two per topic, and a lookup is one probe run
-// plus one string compare. Linear probing with backward-shift deletion (no
-// tombstones); the arena is compacted when more than half of it is dead.
+// table (linear probing, backward-shift deletion, see open_table.hpp) that
+// does not copy its keys: each entry refers to its topic where the caller
+// keeps it, as a length-prefixed string (u32 length, then the bytes: the
+// encoding of store::BodyWriter::str). LogPersistence points every entry at
+// the topic inside the very log record its LSN names (a retained_set body
+// starts with its topic) and re-points it whenever that record changes, so
+// a million retained topics cost no key copies (they were 38 MB).
+//
+// A lookup compares the stored 32-bit hash first and reads the key only on
+// a match, so a miss never touches the log.
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <string_view>
 #include <vector>
 
@@ -17,40 +24,54 @@ public:
     struct Entry {
         uint64_t lsn = 0;
         uint32_t aux = 0;   // owner's use (LogPersistence: index into the replay's vector)
+    private:
+        friend class TopicLsnTable;
+        uint32_t hash_ = 0;
+        const uint8_t* key_ = nullptr;   // length-prefixed topic; null = free slot
     };
 
-    // The entry for `topic`; a new one (lsn 0, aux 0) if absent, and then
-    // `created` is true. The reference is valid until the next insert or erase.
-    Entry& get(std::string_view topic, bool& created);
+    // The entry for `topic`, a new one (lsn 0, aux 0) if absent, and then
+    // `created` is true. Either way the entry now refers to `stored`: the
+    // same topic as a length-prefixed string that stays readable while the
+    // entry refers to it. The reference is valid until the next insert or
+    // erase.
+    Entry& get(std::string_view topic, const uint8_t* stored, bool& created);
     Entry* find(std::string_view topic);
-    bool erase(std::string_view topic);
-
-    size_t size() const { return live_; }
-    // Room for `n` topics without regrowing the slot array.
-    void reserve(size_t n);
-
-private:
-    static constexpr uint64_t kEmpty = UINT64_MAX;
-    struct Slot {
-        Entry entry;
-        uint32_t hash = 0;
-        uint64_t key = kEmpty;   // arena offset << 16 | length (MQTT topics are < 64 KiB)
-    };
-    static uint64_t key_offset(uint64_t key) { return key >> 16; }
-    static uint32_t key_length(uint64_t key) { return uint32_t(key & 0xFFFF); }
-    std::string_view key_view(uint64_t key) const {
-        return {arena_.data() + key_offset(key), key_length(key)};
+    // Points `e` (an entry of this table) at another stored copy of its topic.
+    void rekey(Entry& e, const uint8_t* stored) { e.key_ = stored; }
+    // Removes `topic`, copying its entry to `out` first; false if absent.
+    // One probe, where find() then erase() would take two.
+    bool take(std::string_view topic, Entry& out);
+    bool erase(std::string_view topic) {
+        Entry e;
+        return take(topic, e);
     }
 
-    size_t probe(std::string_view topic, uint32_t hash) const;   // its slot, or the empty one ending the run
-    void place(const Slot& s);                                   // into a free position (rehash)
-    void rehash(size_t capacity);
-    void compact_arena();
+    // Starts a lookup of `topic` by loading its home slot into the cache, so
+    // a caller walking many topics can overlap the misses (recovery).
+    void prefetch(std::string_view topic) const;
 
-    std::vector<Slot> slots_;   // power-of-two capacity, or empty
-    std::vector<char> arena_;
+    size_t size() const { return live_; }
+    // Room for `n` topics without regrowing.
+    void reserve(size_t n);
+
+    // The topic a length-prefixed string holds.
+    static std::string_view stored_view(const uint8_t* stored) {
+        uint32_t len;
+        std::memcpy(&len, stored, 4);
+        return {reinterpret_cast<const char*>(stored) + 4, len};
+    }
+
+private:
+    struct Slot : Entry {
+        static bool is_empty(const Slot& s) { return s.key_ == nullptr; }
+        static uint32_t hash_of(const Slot& s) { return s.hash_; }
+    };
+
+    size_t probe(std::string_view topic, uint32_t hash) const;   // its slot, or the empty one ending the run
+
+    std::vector<Slot> slots_;   // empty, or at least kMinTableSlots
     size_t live_ = 0;
-    size_t dead_bytes_ = 0;
 };
 
 }  // namespace hato::broker

@@ -1,10 +1,8 @@
 #include "broker/topic_tree.hpp"
 
-namespace hato::broker::detail {
+#include "broker/open_table.hpp"
 
-namespace {
-constexpr size_t kMinSlots = 16;
-}  // namespace
+namespace hato::broker::detail {
 
 TopicTree::TopicTree(bool link_children) : link_children_(link_children) { reset_storage(); }
 
@@ -12,8 +10,8 @@ void TopicTree::reset_storage() {
     // A fresh level table drops the id records and arena of the old one.
     // The wildcards are interned first (ids 0 and 1) and never released.
     levels_ = LevelTable();
-    levels_.acquire("+", hash_level("+"));
-    levels_.acquire("#", hash_level("#"));
+    levels_.acquire("+", plus_hash_);
+    levels_.acquire("#", hash_hash_);
     nodes_.assign(1, Node{});
     nodes_.shrink_to_fit();
     if (link_children_) {
@@ -21,53 +19,67 @@ void TopicTree::reset_storage() {
         links_.shrink_to_fit();
     }
     std::vector<uint32_t>().swap(free_nodes_);
-    slots_.assign(kMinSlots, Slot{});
+    slots_.assign(kMinTableSlots, Slot{});
     slots_.shrink_to_fit();
 }
 
-size_t TopicTree::probe_child(uint32_t parent, uint32_t level) const {
-    const size_t mask = slots_.size() - 1;
-    for (size_t pos = child_hash(parent, level) & mask;; pos = (pos + 1) & mask) {
+size_t TopicTree::probe_child(uint32_t parent, uint32_t level, uint32_t hash) const {
+    const ProbeRange r(slots_.size());
+    for (size_t pos = r.home(hash);; pos = r.next(pos)) {
         const Slot& slot = slots_[pos];
         if (slot.node == kNoId || (slot.parent == parent && slot.level == level)) return pos;
     }
 }
 
-uint32_t TopicTree::child(uint32_t parent, uint32_t level) const {
-    return slots_[probe_child(parent, level)].node;
-}
-
 uint32_t TopicTree::find_path(std::string_view name) const {
     uint32_t node = kRoot;
+    uint32_t hash = kRootHash;
     for_each_level(name, [&](std::string_view lvl) {
         if (node == kNoId) return;
-        uint32_t id = levels_.find(lvl, hash_level(lvl));
-        node = id == kNoId ? kNoId : child(node, id);
+        const uint32_t level_hash = hash_level(lvl);
+        const uint32_t id = levels_.find(lvl, level_hash);
+        hash = path_hash(hash, level_hash);
+        node = id == kNoId ? kNoId : slots_[probe_child(node, id, hash)].node;
     });
     return node;
 }
 
 uint32_t TopicTree::insert_path(std::string_view name) {
     uint32_t node = kRoot;
+    uint32_t hash = kRootHash;
     for_each_level(name, [&](std::string_view lvl) {
-        const uint32_t hash = hash_level(lvl);   // once per level, for the lookup and the insert
-        const uint32_t id = levels_.find(lvl, hash);
-        const uint32_t next = id == kNoId ? kNoId : child(node, id);
-        node = next != kNoId ? next : add_child(node, lvl, hash, id);
+        const uint32_t level_hash = hash_level(lvl);   // once per level, for the lookup and the insert
+        const uint32_t id = levels_.find(lvl, level_hash);
+        hash = path_hash(hash, level_hash);
+        const uint32_t next = id == kNoId ? kNoId : slots_[probe_child(node, id, hash)].node;
+        node = next != kNoId ? next : add_child(node, lvl, level_hash, id, hash);
     });
     return node;
 }
 
-void TopicTree::reserve(size_t nodes) {
-    nodes_.reserve(nodes + 1);
-    if (link_children_) links_.reserve(nodes + 1);
-    size_t capacity = slots_.size();
-    while (nodes * 4 > capacity * 3) capacity *= 2;
-    if (capacity != slots_.size()) rehash(capacity);
+void TopicTree::prefetch_path(std::string_view name) const {
+    const ProbeRange r(slots_.size());
+    uint32_t hash = kRootHash;
+    for_each_level(name, [&](std::string_view lvl) {
+        const uint32_t level_hash = hash_level(lvl);
+        levels_.prefetch(level_hash);
+        hash = path_hash(hash, level_hash);
+        __builtin_prefetch(&slots_[r.home(hash)]);
+    });
 }
 
-uint32_t TopicTree::add_child(uint32_t parent, std::string_view name, uint32_t hash, uint32_t known) {
-    const uint32_t level = known != kNoId ? levels_.add_ref(known) : levels_.acquire(name, hash);
+void TopicTree::reserve(size_t nodes, size_t levels, size_t level_bytes) {
+    const size_t total = live_nodes_ + nodes;
+    nodes_.reserve(total + 1);   // + the root
+    if (link_children_) links_.reserve(total + 1);
+    const size_t capacity = table_capacity_for(total);
+    if (capacity > slots_.size()) rehash_slots(slots_, capacity);
+    levels_.reserve(levels, level_bytes);
+}
+
+uint32_t TopicTree::add_child(uint32_t parent, std::string_view name, uint32_t level_hash, uint32_t known,
+                             uint32_t hash) {
+    const uint32_t level = known != kNoId ? levels_.add_ref(known) : levels_.acquire(name, level_hash);
     uint32_t node;
     if (!free_nodes_.empty()) {
         node = free_nodes_.back();
@@ -80,6 +92,7 @@ uint32_t TopicTree::add_child(uint32_t parent, std::string_view name, uint32_t h
     nodes_[node] = Node{};
     nodes_[node].parent = parent;
     nodes_[node].level = level;
+    nodes_[node].hash = hash;
     Node& p = nodes_[parent];
     ++p.child_count;
     if (level == kPlusLevel) p.has_plus = 1;
@@ -94,8 +107,8 @@ uint32_t TopicTree::add_child(uint32_t parent, std::string_view name, uint32_t h
     }
     // Load factor at most 3/4: slots hold the whole key, so walking a probe
     // run is cheap, and a higher load keeps the table small.
-    if (live_nodes_ * 4 > slots_.size() * 3) rehash(slots_.size() * 2);
-    insert_slot(Slot{node, parent, level});
+    if (live_nodes_ * 4 > slots_.size() * 3) rehash_slots(slots_, slots_.size() * 2);
+    place_slot(slots_, Slot{node, parent, level, hash});
     return node;
 }
 
@@ -109,7 +122,7 @@ void TopicTree::prune(uint32_t node) {
 
 void TopicTree::remove_node(uint32_t node) {
     Node& n = nodes_[node];
-    erase_slot(probe_child(n.parent, n.level));
+    erase_slot(slots_, probe_child(n.parent, n.level, n.hash));
     if (link_children_) {
         Links& l = links_[node];
         if (l.prev != kNoId) links_[l.prev].next = l.next;
@@ -129,7 +142,7 @@ void TopicTree::remove_node(uint32_t node) {
         return;
     }
     free_nodes_.push_back(node);
-    if (slots_.size() > kMinSlots && live_nodes_ * 8 < slots_.size()) rehash(slots_.size() / 2);
+    if (slots_.size() >= 2 * kMinTableSlots && live_nodes_ * 8 < slots_.size()) rehash_slots(slots_, slots_.size() / 2);
 }
 
 void TopicTree::build_name(uint32_t node, std::string& out) const {
@@ -146,35 +159,6 @@ void TopicTree::build_name(uint32_t node, std::string& out) const {
         lvl.copy(out.data() + end, lvl.size());
         if (nodes_[n].parent != kRoot) out[--end] = '/';
     }
-}
-
-void TopicTree::insert_slot(const Slot& slot) {
-    const size_t mask = slots_.size() - 1;
-    size_t pos = child_hash(slot.parent, slot.level) & mask;
-    while (slots_[pos].node != kNoId) pos = (pos + 1) & mask;
-    slots_[pos] = slot;
-}
-
-// Backward-shift deletion (see LevelTable::erase_slot).
-void TopicTree::erase_slot(size_t hole) {
-    const size_t mask = slots_.size() - 1;
-    size_t pos = (hole + 1) & mask;
-    while (slots_[pos].node != kNoId) {
-        size_t home = child_hash(slots_[pos].parent, slots_[pos].level) & mask;
-        if (((pos - home) & mask) >= ((pos - hole) & mask)) {
-            slots_[hole] = slots_[pos];
-            hole = pos;
-        }
-        pos = (pos + 1) & mask;
-    }
-    slots_[hole] = Slot{};
-}
-
-void TopicTree::rehash(size_t capacity) {
-    std::vector<Slot> old = std::move(slots_);
-    slots_.assign(capacity, Slot{});
-    for (const Slot& s : old)
-        if (s.node != kNoId) insert_slot(s);
 }
 
 }  // namespace hato::broker::detail

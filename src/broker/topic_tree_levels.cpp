@@ -2,38 +2,15 @@
 
 #include <cstring>
 
+#include "broker/open_table.hpp"
+
 namespace hato::broker::detail {
 
-namespace {
-constexpr size_t kMinSlots = 16;
-}  // namespace
-
-uint32_t hash_level(std::string_view s) {
-    // Eight bytes per step: levels are short, so this is a handful of
-    // multiplies, finished by mix64 for good low bits.
-    uint64_t h = 0x9e3779b97f4a7c15ULL ^ s.size();
-    const char* p = s.data();
-    size_t n = s.size();
-    while (n >= 8) {
-        uint64_t w;
-        std::memcpy(&w, p, 8);
-        h = (h ^ mix64(w)) * 0x100000001b3ULL;
-        p += 8;
-        n -= 8;
-    }
-    if (n > 0) {
-        uint64_t w = 0;
-        std::memcpy(&w, p, n);
-        h = (h ^ mix64(w ^ (uint64_t(n) << 56))) * 0x100000001b3ULL;
-    }
-    return uint32_t(mix64(h));
-}
-
-LevelTable::LevelTable() : slots_(kMinSlots) {}
+LevelTable::LevelTable() : slots_(kMinTableSlots) {}
 
 size_t LevelTable::probe_for(std::string_view s, uint32_t hash) const {
-    const size_t mask = slots_.size() - 1;
-    for (size_t pos = hash & mask;; pos = (pos + 1) & mask) {
+    const ProbeRange r(slots_.size());
+    for (size_t pos = r.home(hash);; pos = r.next(pos)) {
         const Slot& slot = slots_[pos];
         if (slot.id == kNoId) return pos;
         if (slot.hash != hash) continue;
@@ -71,8 +48,8 @@ uint32_t LevelTable::acquire(std::string_view s, uint32_t hash) {
     // Load factor at most 3/4: a probe compares the stored hash first, so
     // longer runs rarely touch the strings.
     if (live_ * 4 > slots_.size() * 3) {
-        rehash(slots_.size() * 2);
-        insert_slot(id, hash);
+        rehash_slots(slots_, slots_.size() * 2);
+        place_slot(slots_, Slot{id, hash});
     } else {
         slots_[pos] = {id, hash};
     }
@@ -83,7 +60,7 @@ void LevelTable::release(uint32_t id) {
     Level& l = levels_[id];
     if (--l.refs > 0) return;
     std::string_view s = view(id);
-    erase_slot(probe_for(s, l.hash));
+    erase_slot(slots_, probe_for(s, l.hash));
     dead_bytes_ += l.len;
     free_ids_.push_back(id);
     --live_;
@@ -93,43 +70,23 @@ void LevelTable::release(uint32_t id) {
         std::vector<uint32_t>().swap(free_ids_);
         std::vector<char>().swap(arena_);
         dead_bytes_ = 0;
-        slots_.assign(kMinSlots, Slot{});
+        slots_.assign(kMinTableSlots, Slot{});
         slots_.shrink_to_fit();
         return;
     }
-    if (slots_.size() > kMinSlots && live_ * 8 < slots_.size()) rehash(slots_.size() / 2);
+    if (slots_.size() >= 2 * kMinTableSlots && live_ * 8 < slots_.size()) rehash_slots(slots_, slots_.size() / 2);
     if (dead_bytes_ > 4096 && dead_bytes_ > arena_.size() / 2) compact_arena();
 }
 
-void LevelTable::insert_slot(uint32_t id, uint32_t hash) {
-    const size_t mask = slots_.size() - 1;
-    size_t pos = hash & mask;
-    while (slots_[pos].id != kNoId) pos = (pos + 1) & mask;
-    slots_[pos] = {id, hash};
+void LevelTable::reserve(size_t n, size_t bytes) {
+    const size_t want = table_capacity_for(live_ + n);
+    if (want > slots_.size()) rehash_slots(slots_, want);
+    levels_.reserve(levels_.size() + n);
+    arena_.reserve(arena_.size() + bytes);
 }
 
-// Backward-shift deletion: pull later members of the probe run into the hole
-// so lookups never need tombstones.
-void LevelTable::erase_slot(size_t hole) {
-    const size_t mask = slots_.size() - 1;
-    size_t pos = (hole + 1) & mask;
-    while (slots_[pos].id != kNoId) {
-        size_t home = slots_[pos].hash & mask;
-        // The entry may move into the hole only if its home is not in (hole, pos].
-        if (((pos - home) & mask) >= ((pos - hole) & mask)) {
-            slots_[hole] = slots_[pos];
-            hole = pos;
-        }
-        pos = (pos + 1) & mask;
-    }
-    slots_[hole] = Slot{};
-}
-
-void LevelTable::rehash(size_t capacity) {
-    std::vector<Slot> old = std::move(slots_);
-    slots_.assign(capacity, Slot{});
-    for (const Slot& s : old)
-        if (s.id != kNoId) insert_slot(s.id, s.hash);
+void LevelTable::prefetch(uint32_t hash) const {
+    __builtin_prefetch(&slots_[ProbeRange(slots_.size()).home(hash)]);
 }
 
 void LevelTable::compact_arena() {

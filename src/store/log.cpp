@@ -76,6 +76,7 @@ public:
     void mark_dead(uint64_t lsn) override;
     uint64_t segment_count() const override { return segs_.size(); }
     uint64_t max_bytes() const override { return opt_.max_bytes; }
+    std::span<const uint8_t> last_body() const override { return last_body_; }
 
 private:
     AppendError append_impl(uint8_t type, std::span<const uint8_t> body, uint64_t& lsn, bool metered);
@@ -90,6 +91,7 @@ private:
     uint64_t total_records_ = 0;
     uint64_t total_dead_ = 0;
     bool sync_in_flight_ = false;
+    std::span<const uint8_t> last_body_;  // of the record appended last
     std::string summary_;
 
     // Compaction of segs_.front(): scan position, and once scanned, the LSN
@@ -220,6 +222,7 @@ AppendError SegmentLog::append_impl(uint8_t type, std::span<const uint8_t> body,
     Segment& seg = segs_.back();
     lsn = next_lsn_++;
     write_record(seg.map + seg.end, lsn, type, body);
+    last_body_ = read_record(seg.map + seg.end).body;
     seg.end += span;
     seg.records++;
     seg.last_lsn = lsn;

@@ -88,6 +88,14 @@ public:
     // once per record); wants_compaction() weighs these.
     virtual void mark_dead(uint64_t lsn) = 0;
 
+    // The body of the record appended last (by append, append_exempt or a
+    // compaction copy), as a view into the log's mapping: no copy is needed
+    // to keep referring to it. It stays valid until that record's segment is
+    // deleted, which compaction does only after copying out every record
+    // live() kept; moved() runs while this still shows the copy just made.
+    // Empty before the first append.
+    virtual std::span<const uint8_t> last_body() const = 0;
+
     // Segment files currently in the directory (tests, `hato store`).
     virtual uint64_t segment_count() const = 0;
     virtual uint64_t max_bytes() const = 0;  // Options::max_bytes (0 = none)
