@@ -1,27 +1,30 @@
 #include "broker/client_index.hpp"
 
+#include "broker/open_table.hpp"
+#include "broker/topic_tree_levels.hpp"   // hash_level: keyed per process
+
 namespace hato::broker {
 
-uint32_t ClientIndex::hash_of(std::string_view id) {
-    uint64_t h = std::hash<std::string_view>{}(id);
-    return uint32_t(h ^ (h >> 32));
-}
+// Keyed, like the topic hashes: client ids are chosen by clients, and with
+// a known hash many ids could be made to share one probe run.
+uint32_t ClientIndex::hash_id(std::string_view id) { return detail::hash_level(id); }
 
 size_t ClientIndex::position(std::string_view id, uint32_t hash) const {
-    const size_t mask = table_.size() - 1;
-    size_t i = hash & mask;
-    while (table_[i].slot != kNone && (table_[i].hash != hash || id_of_(table_[i].slot) != id)) i = (i + 1) & mask;
+    const detail::ProbeRange r(table_.size());
+    size_t i = r.home(hash);
+    while (table_[i].slot != kNone && (table_[i].hash != hash || id_of_(table_[i].slot) != id)) i = r.next(i);
     return i;
 }
 
 ClientIndex::Slot ClientIndex::find(std::string_view id) const {
     if (size_ == 0) return kNone;
-    return table_[position(id, hash_of(id))].slot;
+    return table_[position(id, hash_id(id))].slot;
 }
 
 void ClientIndex::put(std::string_view id, Slot slot) {
-    if ((size_ + 1) * 4 > table_.size() * 3) grow();
-    uint32_t hash = hash_of(id);
+    // Grows to a load of about 3/8, so the next growth is far off.
+    if ((size_ + 1) * 4 > table_.size() * 3) detail::rehash_slots(table_, detail::table_capacity_for(2 * (size_ + 1)));
+    const uint32_t hash = hash_id(id);
     Entry& e = table_[position(id, hash)];
     if (e.slot == kNone) ++size_;
     e = {hash, slot};
@@ -29,33 +32,10 @@ void ClientIndex::put(std::string_view id, Slot slot) {
 
 void ClientIndex::erase(std::string_view id) {
     if (size_ == 0) return;
-    const size_t mask = table_.size() - 1;
-    size_t hole = position(id, hash_of(id));
+    const size_t hole = position(id, hash_id(id));
     if (table_[hole].slot == kNone) return;
     --size_;
-    // Backward shift: move later entries of the run into the hole when the
-    // hole lies between their home position and where they sit now.
-    for (size_t i = (hole + 1) & mask; table_[i].slot != kNone; i = (i + 1) & mask) {
-        size_t home = table_[i].hash & mask;
-        if (((i - home) & mask) >= ((i - hole) & mask)) {
-            table_[hole] = table_[i];
-            hole = i;
-        }
-    }
-    table_[hole] = Entry{};
-}
-
-void ClientIndex::grow() {
-    std::vector<Entry> old;
-    old.swap(table_);
-    table_.assign(old.empty() ? 16 : old.size() * 2, Entry{});
-    const size_t mask = table_.size() - 1;
-    for (const Entry& e : old) {
-        if (e.slot == kNone) continue;
-        size_t i = e.hash & mask;
-        while (table_[i].slot != kNone) i = (i + 1) & mask;
-        table_[i] = e;
-    }
+    detail::erase_slot(table_, hole);
 }
 
 }  // namespace hato::broker

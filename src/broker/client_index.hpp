@@ -31,16 +31,18 @@ public:
     size_t size() const { return size_; }
 
 private:
+    // A slot of the open-addressing table (open_table.hpp).
     struct Entry {
         uint32_t hash = 0;
         Slot slot = kNone;   // kNone: empty
+        static bool is_empty(const Entry& e) { return e.slot == kNone; }
+        static uint32_t hash_of(const Entry& e) { return e.hash; }
     };
-    static uint32_t hash_of(std::string_view id);
+    static uint32_t hash_id(std::string_view id);
     // Position of `id`, or of the empty entry that ends its probe sequence.
     size_t position(std::string_view id, uint32_t hash) const;
-    void grow();
 
-    std::vector<Entry> table_;   // size is a power of two (or 0)
+    std::vector<Entry> table_;   // empty until the first put
     size_t size_ = 0;
     IdOf id_of_;
 };

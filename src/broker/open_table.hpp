@@ -1,6 +1,7 @@
 // Probe arithmetic shared by the broker's open-addressing tables
-// (TopicLsnTable, LevelTable, TopicTree's child table): linear probing over a
-// slot array, with backward-shift deletion so lookups need no tombstones.
+// (TopicLsnTable, LevelTable, TopicTree's child table, ClientIndex): linear
+// probing over a slot array, with backward-shift deletion so lookups need no
+// tombstones.
 //
 // A slot's home position is (hash * capacity) >> 32 instead of hash & mask,
 // so the capacity need not be a power of two: a table sized from a count

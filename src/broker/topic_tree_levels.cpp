@@ -1,10 +1,30 @@
 #include "broker/topic_tree_levels.hpp"
 
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
 #include <cstring>
 
 #include "broker/open_table.hpp"
 
 namespace hato::broker::detail {
+
+HashKey make_hash_key() {
+    uint64_t r[6] = {};
+    if (getrandom(r, sizeof r, GRND_NONBLOCK) != ssize_t(sizeof r)) {
+        // No entropy yet (very early boot) or no getrandom: weaker, but still
+        // not known to a remote client.
+        timespec ts{};
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        uint64_t x = uint64_t(ts.tv_sec) * 1000000000ULL + uint64_t(ts.tv_nsec);
+        x ^= uint64_t(getpid()) << 32 ^ reinterpret_cast<uintptr_t>(&ts);
+        for (uint64_t& w : r) w = x = mix64(x + 0x9e3779b97f4a7c15ULL);
+    }
+    // Over arbitrary fixed bits (hex digits of pi), so a zero draw is no weaker.
+    return {0x9e3779b97f4a7c15ULL ^ r[0], 0x243f6a8885a308d3ULL ^ r[1], 0x13198a2e03707344ULL ^ r[2],
+            0xa4093822299f31d0ULL ^ r[3], 0x082efa98ec4e6c89ULL ^ r[4], 0x452821e638d01377ULL ^ r[5]};
+}
 
 LevelTable::LevelTable() : slots_(kMinTableSlots) {}
 

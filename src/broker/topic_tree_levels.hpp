@@ -22,33 +22,49 @@ inline uint64_t mix64(uint64_t x) {
     return x;
 }
 
+// What fold_mul does on 32-bit targets (armhf), which have no 128-bit
+// integers: two mix64 rounds, slower. Always compiled, so the unit tests
+// check it on every machine.
+inline uint64_t fold_mul_portable(uint64_t a, uint64_t b) { return mix64(a ^ mix64(b)); }
+
 // The 128-bit product of a and b, folded to 64 bits: one multiply mixes
-// every bit of both inputs into the middle of the result. 32-bit targets
-// (armhf) have no 128-bit integers; there two mix64 rounds do the same job,
-// only slower.
+// every bit of both inputs into the middle of the result.
 inline uint64_t fold_mul(uint64_t a, uint64_t b) {
 #if defined(__SIZEOF_INT128__)
     const unsigned __int128 p = static_cast<unsigned __int128>(a) * b;
     return uint64_t(p) ^ uint64_t(p >> 64);
 #else
-    return mix64(a ^ mix64(b));
+    return fold_mul_portable(a, b);
 #endif
 }
+
+// Per-process random key of hash_level. Topics come from clients: with a
+// fixed key anyone can compute many strings that share one hash (a 16-byte
+// block whose word equals a known constant zeroes the state), and every
+// probe of the level, child and topic -> LSN tables then walks one long run:
+// hash flooding. Random bits mixed into the start value and every constant
+// make the hashes unknowable from outside. Drawn once, before main() (the
+// tables are in-memory only, so a new key per process is harmless).
+struct HashKey {
+    uint64_t start, block, last_a, last_b, final_a, final_b;
+};
+HashKey make_hash_key();   // getrandom(), or clock and addresses without it
+inline const HashKey kHashKey = make_hash_key();
 
 // Hash of one topic level (also used for whole topics), 32 bits, good in
 // every bit. Inline and one multiply per 16 bytes: recovery hashes a few
 // million short strings, and the previous two-multiplies-per-8-bytes version
 // was 6-10 % of it. Strings of up to 16 bytes are read as two possibly
-// overlapping words that together cover every byte. The constants are just
-// arbitrary bits (hex digits of pi).
+// overlapping words that together cover every byte.
 inline uint32_t hash_level(std::string_view s) {
+    const HashKey& k = kHashKey;
     const char* p = s.data();
     size_t n = s.size();
-    uint64_t h = 0x9e3779b97f4a7c15ULL ^ n;
+    uint64_t h = k.start ^ n;
     auto load8 = [](const char* q) { uint64_t w; std::memcpy(&w, q, 8); return w; };
     auto load4 = [](const char* q) { uint32_t w; std::memcpy(&w, q, 4); return uint64_t(w); };
     while (n > 16) {
-        h = fold_mul(load8(p) ^ 0x243f6a8885a308d3ULL, load8(p + 8) ^ h);
+        h = fold_mul(load8(p) ^ k.block, load8(p + 8) ^ h);
         p += 16;
         n -= 16;
     }
@@ -62,8 +78,8 @@ inline uint32_t hash_level(std::string_view s) {
     } else if (n > 0) {
         a = (uint64_t(uint8_t(p[0])) << 16) | (uint64_t(uint8_t(p[n / 2])) << 8) | uint8_t(p[n - 1]);
     }
-    h = fold_mul(a ^ 0x13198a2e03707344ULL, b ^ h ^ 0xa4093822299f31d0ULL);
-    h = fold_mul(h ^ 0x082efa98ec4e6c89ULL, 0x452821e638d01377ULL ^ n);
+    h = fold_mul(a ^ k.last_a, b ^ h ^ k.last_b);
+    h = fold_mul(h ^ k.final_a, k.final_b ^ n);
     return uint32_t(h ^ (h >> 32));
 }
 

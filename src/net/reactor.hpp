@@ -84,8 +84,10 @@ public:
     // Runs until stop(). stop() may be called from a handler callback, or
     // from another thread (seen within one tick interval; the loop is not
     // woken), also before run() has started: run() then returns at once.
-    // Each stop() ends one run(); a later run() (on the same thread: the
-    // io_uring ring is bound to the first thread that runs it) runs again.
+    // A pending stop ends the current run(), or the next one if none is
+    // running; stops made during one run() are all cleared when it returns.
+    // A later run() (on the same thread: the io_uring ring is bound to the
+    // first thread that runs it) runs again.
     virtual void run(Handler& h) = 0;
     virtual void stop() = 0;
 

@@ -6,77 +6,81 @@ broker_script.hpp reads, for the fuzzer to mutate. Run it from anywhere:
 """
 import os
 import struct
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+import raw_mqtt as raw  # noqa: E402  (the integration tests' packet builders)
 
 OPEN, DATA, DATA16, CLOSE, TICK, PASS, DURABLE, FULL, CONGEST, RESTART = range(10)
 
 
-def varint(n):
-    out = bytearray()
-    while True:
-        b = n % 128
-        n //= 128
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def s(text):
-    b = text.encode() if isinstance(text, str) else text
-    return struct.pack(">H", len(b)) + b
-
-
-def packet(first, body):
-    return bytes([first]) + varint(len(body)) + body
-
-
-def props(*items):
-    b = b"".join(items)
-    return varint(len(b)) + b
-
-
 def connect(cid, level=4, clean=True, keep_alive=0, will=None, user=None, v5props=b""):
-    name = s("MQIsdp") if level == 3 else s("MQTT")
-    flags = 0x02 if clean else 0
-    payload = s(cid)
-    if will:
-        topic, msg, qos, retain = will
-        flags |= 0x04 | (qos << 3) | (0x20 if retain else 0)
-        payload += (props(b"\x18" + struct.pack(">I", 2)) if level == 5 else b"") + s(topic) + s(msg)
+    """raw_mqtt.connect plus user name and password; will = (topic, msg, qos, retain)."""
+    w = dict(topic=will[0], payload=will[1], qos=will[2], retain=will[3]) if will else None
+    p = raw.connect(cid, level, keep_alive, clean, w, will_props=[(0x18, 2)] if will else None)
+    if level == 5 and v5props:
+        p = rebuild_connect(p, v5props)
     if user:
-        flags |= 0xC0
-        payload += s(user[0]) + s(user[1])
-    vh = name + bytes([level, flags]) + struct.pack(">H", keep_alive)
-    if level == 5:
-        vh += props(v5props)
-    return packet(0x10, vh + payload)
+        p = add_user(p, user)
+    return p
+
+
+def rebuild_connect(p, v5props):
+    """Replaces the empty v5 CONNECT property list of `p` with `v5props`."""
+    _, hdr_end = raw.read_varint(p, 1)
+    body = p[hdr_end:]
+    at = 2 + 4 + 1 + 1 + 2   # "MQTT", level, flags, keep alive
+    assert body[at] == 0   # empty properties
+    body = body[:at] + raw.varint(len(v5props)) + v5props + body[at + 1:]
+    return raw.packet(raw.CONNECT, 0, body)
+
+
+def add_user(p, user):
+    """Sets the user name and password flags of `p` and appends both."""
+    _, hdr_end = raw.read_varint(p, 1)
+    body = bytearray(p[hdr_end:])
+    name_len = struct.unpack_from("!H", body, 0)[0]
+    body[2 + name_len + 1] |= 0xC0
+    return raw.packet(raw.CONNECT, 0, bytes(body) + raw.mstr(user[0]) + raw.mstr(user[1]))
 
 
 def subscribe(pid, filters, level=4, sub_id=0):
+    """Several filters in one SUBSCRIBE (raw_mqtt.subscribe takes one)."""
     body = struct.pack(">H", pid)
     if level == 5:
-        body += props(b"\x0b" + varint(sub_id)) if sub_id else props()
+        body += raw.encode_props([(0x0B, sub_id)] if sub_id else [])
     for f, opts in filters:
-        body += s(f) + bytes([opts])
-    return packet(0x82, body)
+        body += raw.mstr(f) + bytes([opts])
+    return raw.packet(raw.SUBSCRIBE, 2, body)
 
 
 def unsubscribe(pid, filters, level=4):
-    body = struct.pack(">H", pid) + (props() if level == 5 else b"")
-    return packet(0xA2, body + b"".join(s(f) for f in filters))
+    body = struct.pack(">H", pid) + (raw.encode_props([]) if level == 5 else b"")
+    return raw.packet(raw.UNSUBSCRIBE, 2, body + b"".join(raw.mstr(f) for f in filters))
 
 
 def publish(topic, msg, qos=0, retain=False, pid=1, level=4, v5props=b"", dup=False):
-    first = 0x30 | (qos << 1) | (1 if retain else 0) | (0x08 if dup else 0)
-    body = s(topic) + (struct.pack(">H", pid) if qos else b"")
-    if level == 5:
-        body += props(v5props)
-    return packet(first, body + msg)
+    """raw_mqtt.publish with pre-encoded v5 properties."""
+    p = raw.publish(topic, msg, qos, pid if qos else None, retain, dup, level)
+    if level == 5 and v5props:
+        _, hdr_end = raw.read_varint(p, 1)
+        body = p[hdr_end:]
+        at = 2 + len(topic.encode()) + (2 if qos else 0)
+        body = body[:at] + raw.varint(len(v5props)) + v5props + body[at + 1:]
+        p = raw.packet(raw.PUBLISH, p[0] & 0x0F, body)
+    return p
 
 
 def ack(kind, pid):   # PUBACK 0x40, PUBREC 0x50, PUBREL 0x62, PUBCOMP 0x70
-    return packet(kind, struct.pack(">H", pid))
+    return bytes([kind]) + raw.varint(2) + struct.pack(">H", pid)
 
 
+def packet(first, body):
+    return bytes([first]) + raw.varint(len(body)) + body
+
+
+varint = raw.varint
+s = raw.mstr
 PINGREQ = packet(0xC0, b"")
 DISCONNECT = packet(0xE0, b"")
 

@@ -21,6 +21,7 @@ PROP_TYPES = {
     0x11: "u32",     # session expiry interval
     0x12: "str",     # assigned client identifier
     0x13: "u16",     # server keep alive
+    0x18: "u32",     # will delay interval
     0x1F: "str",     # reason string
     0x21: "u16",     # receive maximum
     0x22: "u16",     # topic alias maximum

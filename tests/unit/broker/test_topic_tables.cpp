@@ -3,6 +3,7 @@
 // inserts and erases, growth and shrinking through many capacities (which
 // are not powers of two), reserve() ahead of a bulk load, keys kept by the
 // caller and re-pointed.
+#include "broker/retained_index.hpp"
 #include "broker/topic_lsn_table.hpp"
 #include "broker/topic_tree_levels.hpp"
 
@@ -161,4 +162,92 @@ TEST_CASE("LevelTable: acquire and release agree with a reference count model") 
     for (auto& [n, v] : model)
         while (v.second-- > 0) t.release(v.first);
     CHECK(t.live_count() == 0);
+}
+
+namespace {
+
+// Two different strings with the same hash_level. A 32-bit hash repeats
+// after about 82,000 strings on average (birthday bound), whatever the
+// process's random hash key; two million leave no realistic chance of none.
+std::pair<std::string, std::string> colliding_levels() {
+    std::unordered_map<uint32_t, std::string> seen;
+    for (uint32_t i = 0; i < 2000000; ++i) {
+        std::string s = "lvl" + std::to_string(i);
+        auto [it, fresh] = seen.emplace(hash_level(s), s);
+        if (!fresh) return {it->second, s};
+    }
+    FAIL("no hash_level collision in 2,000,000 strings");
+    return {};
+}
+
+}  // namespace
+
+TEST_CASE("tables tell apart keys whose hashes are equal") {
+    const auto [a, b] = colliding_levels();
+    REQUIRE(a != b);
+    REQUIRE(hash_level(a) == hash_level(b));
+
+    SUBCASE("TopicLsnTable") {
+        TopicLsnTable t;
+        KeyStore keys;
+        bool created = false;
+        t.get(a, keys.add(a), created).lsn = 1;
+        CHECK(created);
+        t.get(b, keys.add(b), created).lsn = 2;
+        CHECK(created);   // not taken for a's entry
+        REQUIRE(t.find(a));
+        REQUIRE(t.find(b));
+        CHECK(t.find(a)->lsn == 1);
+        CHECK(t.find(b)->lsn == 2);
+        CHECK(t.erase(a));
+        CHECK_FALSE(t.find(a));
+        REQUIRE(t.find(b));   // the backward shift kept b reachable
+        CHECK(t.find(b)->lsn == 2);
+    }
+    SUBCASE("LevelTable") {
+        LevelTable levels;
+        const uint32_t ia = levels.acquire(a, hash_level(a));
+        const uint32_t ib = levels.acquire(b, hash_level(b));
+        CHECK(ia != ib);
+        CHECK(levels.find(a, hash_level(a)) == ia);
+        CHECK(levels.find(b, hash_level(b)) == ib);
+        levels.release(ia);
+        CHECK(levels.find(a, hash_level(a)) == kNoId);
+        CHECK(levels.find(b, hash_level(b)) == ib);
+    }
+    SUBCASE("RetainedIndex: siblings with one path hash") {
+        // Same parent and same level hash: the tree's child table sees one
+        // path hash for both and must compare the levels themselves.
+        hato::broker::RetainedIndex idx;
+        hato::broker::RetainedIndex::Handle old = 0, out = 0;
+        CHECK_FALSE(idx.set("p/" + a, 1, old));
+        CHECK_FALSE(idx.set("p/" + b, 2, old));
+        CHECK(idx.size() == 2);
+        CHECK(idx.find("p/" + a, out));
+        CHECK(out == 1);
+        CHECK(idx.find("p/" + b, out));
+        CHECK(out == 2);
+        CHECK(idx.clear("p/" + a, old));
+        CHECK_FALSE(idx.find("p/" + a, out));
+        CHECK(idx.find("p/" + b, out));
+        CHECK(out == 2);
+    }
+}
+
+TEST_CASE("fold_mul_portable (the armhf path) spreads every input bit") {
+    // Flipping any one input bit changes about half of the output bits.
+    using hato::broker::detail::fold_mul_portable;
+    std::mt19937_64 rng(7);
+    for (int round = 0; round < 64; ++round) {
+        const uint64_t a = rng(), b = rng();
+        const uint64_t base = fold_mul_portable(a, b);
+        for (int bit = 0; bit < 64; ++bit) {
+            const int da = __builtin_popcountll(base ^ fold_mul_portable(a ^ (1ULL << bit), b));
+            const int db = __builtin_popcountll(base ^ fold_mul_portable(a, b ^ (1ULL << bit)));
+            CHECK(da >= 12);
+            CHECK(da <= 52);
+            CHECK(db >= 12);
+            CHECK(db <= 52);
+        }
+    }
 }
