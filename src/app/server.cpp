@@ -44,6 +44,10 @@ public:
         if (tls_.owns(id)) tls_.send(id, bytes);
         else reactor_.send(id, bytes);
     }
+    void send_low_priority(broker::ConnId id, std::span<const uint8_t> bytes) override {
+        if (tls_.owns(id)) tls_.send(id, bytes);
+        else reactor_.send_low_priority(id, bytes);
+    }
     size_t queued_bytes(broker::ConnId id) const override { return reactor_.queued_bytes(id); }
     void close(broker::ConnId id) override {
         if (tls_.owns(id)) tls_.close(id);

@@ -24,6 +24,10 @@ class Transport {
 public:
     virtual ~Transport() = default;
     virtual void send(ConnId id, std::span<const uint8_t> bytes) = 0;
+    // Acknowledgements to a publisher: may leave after the other output of
+    // the same loop pass (what subscribers wait for goes first); the order
+    // of one connection's bytes is kept.
+    virtual void send_low_priority(ConnId id, std::span<const uint8_t> bytes) { send(id, bytes); }
     virtual size_t queued_bytes(ConnId id) const = 0;   // for back-pressure
     virtual void close(ConnId id) = 0;                  // flush, then close
 };

@@ -125,7 +125,7 @@ void Broker::Impl::send_ack(Connection& c, PacketType type, uint16_t id, uint8_t
     bytes.clear();
     encode(Ack{type, id, reason, {}}, c.version, bytes);
     if (c.held_acks == 0 && ticket <= persist.durable_ticket()) {
-        transport.send(c.id, bytes);
+        transport.send_low_priority(c.id, bytes);
         if (counts_inbound && c.inbound_pending > 0) --c.inbound_pending;
         return;
     }
@@ -139,7 +139,7 @@ void Broker::Impl::release_acks() {
     while (!held_acks.empty() && held_acks.front().ticket <= durable) {
         HeldAck& h = held_acks.front();
         if (Connection* c = conn(h.conn)) {
-            transport.send(c->id, h.bytes);
+            transport.send_low_priority(c->id, h.bytes);
             --c->held_acks;
             if (h.counts_inbound && c->inbound_pending > 0) --c->inbound_pending;
         }

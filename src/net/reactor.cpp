@@ -178,7 +178,7 @@ void ConnTable::remove(uint32_t slot) {
 
 // ---- ReactorBase ----
 
-void ReactorBase::send(ConnId id, std::span<const uint8_t> data) {
+void ReactorBase::queue_output(ConnId id, std::span<const uint8_t> data, bool late) {
     Conn* c = conns_.find(id);
     // Output queued after close() would never be wanted; drop it.
     if (!c || c->state != ConnState::Open || data.empty()) return;
@@ -186,7 +186,7 @@ void ReactorBase::send(ConnId id, std::span<const uint8_t> data) {
     ConnOutput& out = *c->out;
     out.pending.insert(out.pending.end(), data.begin(), data.end());
     out.used = true;
-    mark_dirty(ConnTable::slot_of(id));
+    mark_dirty(ConnTable::slot_of(id), late);
 }
 
 size_t ReactorBase::queued_bytes(ConnId id) const {
@@ -204,11 +204,29 @@ void ReactorBase::set_tick_interval(uint32_t ms) {
     next_tick_ms_ = monotonic_ms() + tick_interval_ms_;
 }
 
-void ReactorBase::mark_dirty(uint32_t slot) {
+void ReactorBase::mark_dirty(uint32_t slot, bool late) {
     Conn& c = conns_.at(slot);
     if (c.on_dirty_list) return;
+    if (late) {
+        if (c.on_late_list) return;
+        c.on_late_list = true;
+        dirty_late_.push_back(slot);
+        return;
+    }
     c.on_dirty_list = true;
     dirty_.push_back(slot);
+}
+
+void ReactorBase::take_dirty(std::vector<uint32_t>& out) {
+    out.clear();
+    out.swap(dirty_);   // dirty_ keeps out's capacity for the next pass
+    out.insert(out.end(), dirty_late_.begin(), dirty_late_.end());
+    dirty_late_.clear();
+    for (uint32_t slot : out) {
+        Conn& c = conns_.at(slot);
+        c.on_dirty_list = false;
+        c.on_late_list = false;
+    }
 }
 
 void ReactorBase::schedule_reap(uint32_t slot, int error) {

@@ -60,6 +60,11 @@ public:
     // Queues bytes for `id` (copied). They leave at the end of the loop
     // pass, one send per connection per pass where possible. Unknown id: ignored.
     virtual void send(ConnId id, std::span<const uint8_t> data) = 0;
+    // Like send(), but in the pass-end flush this connection may go after
+    // every connection that got send(): for acknowledgements to publishers,
+    // so that what subscribers are waiting for leaves first. The bytes of
+    // one connection keep their order either way.
+    virtual void send_low_priority(ConnId id, std::span<const uint8_t> data) = 0;
     // Bytes queued for `id` and not yet accepted by the kernel (back-pressure).
     virtual size_t queued_bytes(ConnId id) const = 0;
     // Closes `id`; with flush=true after its queued bytes are sent (bounded

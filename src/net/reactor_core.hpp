@@ -79,6 +79,7 @@ struct Conn {
     int close_error = 0;             // reported by on_close
     ConnState state = ConnState::Free;
     bool on_dirty_list = false;  // listed for the pass-end flush
+    bool on_late_list = false;   // listed for it, after the others (send_low_priority)
     bool on_reap_list = false;   // listed for teardown
     bool on_drained_list = false;  // listed for release_drained_output
     // Backend flags.
@@ -129,7 +130,8 @@ struct Listener {
 
 class ReactorBase : public Reactor {
 public:
-    void send(ConnId id, std::span<const uint8_t> data) override;
+    void send(ConnId id, std::span<const uint8_t> data) override { queue_output(id, data, false); }
+    void send_low_priority(ConnId id, std::span<const uint8_t> data) override { queue_output(id, data, true); }
     size_t queued_bytes(ConnId id) const override;
     uint16_t bound_port(int listener_index) const override;
     void set_tick_interval(uint32_t ms) override;
@@ -169,12 +171,18 @@ protected:
     bool run_tick_if_due(Handler& h);
     // Milliseconds until the next tick (0 if due).
     uint64_t ms_until_tick() const;
-    // Records a pass-end flush candidate.
-    void mark_dirty(uint32_t slot);
+    // Records a pass-end flush candidate (`late`: after the others).
+    void mark_dirty(uint32_t slot, bool late = false);
+    // Moves the pass-end flush candidates into `out`, the late ones last, and
+    // clears their flags. A slot may appear twice (late, then sent to
+    // normally): its second turn finds its output already on the way.
+    void take_dirty(std::vector<uint32_t>& out);
+    void queue_output(ConnId id, std::span<const uint8_t> data, bool late);
 
     ConnTable conns_;
     std::vector<Listener> listeners_;
     std::vector<uint32_t> dirty_;  // slots with output to flush
+    std::vector<uint32_t> dirty_late_;  // the same, flushed after dirty_
     std::vector<uint32_t> dirty_scratch_;  // the list being flushed (swapped with dirty_)
     std::vector<uint32_t> reap_;   // slots to tear down
     std::vector<uint32_t> drained_;  // slots whose output drained (see note_drained)

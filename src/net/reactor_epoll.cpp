@@ -191,15 +191,13 @@ void EpollReactor::write_conn(uint32_t slot) {
 }
 
 void EpollReactor::flush_output() {
-    std::vector<uint32_t> slots;
-    slots.swap(dirty_);
+    std::vector<uint32_t>& slots = dirty_scratch_;
+    take_dirty(slots);
     for (uint32_t slot : slots) {
         Conn& c = conns_.at(slot);
-        c.on_dirty_list = false;
         if (c.state == ConnState::Open || c.state == ConnState::Draining) write_conn(slot);
     }
     slots.clear();
-    if (dirty_.empty()) dirty_.swap(slots);  // keep the capacity
 }
 
 void EpollReactor::reap(Handler& h) {
@@ -225,7 +223,7 @@ void EpollReactor::run(Handler& h) {
     if (next_tick_ms_ == 0) next_tick_ms_ = monotonic_ms() + tick_interval_ms_;
     epoll_event events[kMaxEvents];
     while (!stop_requested_) {
-        bool busy = !reap_.empty() || !fsync_done_.empty() || !dirty_.empty();
+        bool busy = !reap_.empty() || !fsync_done_.empty() || !dirty_.empty() || !dirty_late_.empty();
         int timeout = busy ? 0 : int(ms_until_tick());
         int n = epoll_wait(epfd_, events, kMaxEvents, timeout);
         if (n < 0) n = 0;  // EINTR: just run the pass

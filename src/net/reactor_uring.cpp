@@ -332,10 +332,9 @@ void UringReactor::reap(Handler& h) {
 
 void UringReactor::prepare_pass_sqes() {
     std::vector<uint32_t>& slots = dirty_scratch_;
-    slots.swap(dirty_);
+    take_dirty(slots);
     for (uint32_t slot : slots) {
         Conn& c = conns_.at(slot);
-        c.on_dirty_list = false;
         if (c.state != ConnState::Open && c.state != ConnState::Draining) continue;
         if (c.recv_rearm && !c.recv_armed) arm_recv(slot);
         if (c.send_busy) continue;  // its CQE re-lists the connection
@@ -352,7 +351,7 @@ void UringReactor::prepare_pass_sqes() {
             schedule_reap(slot, 0);
         }
     }
-    slots.clear();   // both lists keep their capacity: no allocation per pass
+    slots.clear();   // the lists keep their capacity: no allocation per pass
     for (uint32_t i = 0; i < listeners_.size(); ++i) {
         Listener& l = listeners_[i];
         if (!accept_armed_[i] && !l.paused && !l.closing && l.fd >= 0) arm_accept(i);

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "net/reactor_core.hpp"
 #include "net_test_util.hpp"
 
 using namespace nettest;
@@ -384,4 +385,47 @@ TEST_CASE("Auto falls back to epoll when HATO_FORCE_NO_URING is set") {
         CHECK(std::string(plain->name()) == "io_uring");
         CHECK(note.empty());
     }
+}
+
+namespace {
+// ReactorBase without a backend: only the output queueing and the pass-end
+// flush order, which both backends take from take_dirty().
+class FlushOrderProbe final : public hato::net::ReactorBase {
+public:
+    const char* name() const override { return "probe"; }
+    bool listen(const std::string&, uint16_t, std::string&) override { return false; }
+    void close(hato::net::ConnId, bool) override {}
+    void watch_readable(int, std::function<void()>) override {}
+    void fsync_async(int, std::function<void(int)>) override {}
+    void close_listeners() override {}
+    void run(hato::net::Handler&) override {}
+    hato::net::ConnId add() { return conns_.add(100); }   // never touched: no I/O here
+    std::vector<hato::net::ConnId> flush_order() {
+        std::vector<uint32_t> slots;
+        take_dirty(slots);
+        std::vector<hato::net::ConnId> ids;
+        for (uint32_t s : slots) ids.push_back(conns_.id_of(s));
+        return ids;
+    }
+};
+}  // namespace
+
+TEST_CASE("low-priority output is flushed after the other connections'") {
+    FlushOrderProbe r;
+    const auto a = r.add(), b = r.add(), c = r.add();
+    const uint8_t x[] = {1};
+    r.send_low_priority(a, x);   // an ack to a publisher
+    r.send(b, x);                // a message a subscriber waits for
+    r.send_low_priority(c, x);
+    r.send(b, x);
+    CHECK(r.flush_order() == std::vector<hato::net::ConnId>{b, a, c});
+    CHECK(r.flush_order().empty());   // flags cleared: the next pass starts empty
+
+    // Normal output to a connection already listed late moves it up; its
+    // late turn comes again and finds its output already on the way.
+    r.send_low_priority(a, x);
+    r.send(b, x);
+    r.send(a, x);
+    CHECK(r.flush_order() == std::vector<hato::net::ConnId>{b, a, a});
+    CHECK(r.queued_bytes(a) == 3);   // all in the one queue of `a`: nothing split or lost
 }
