@@ -183,7 +183,7 @@ protected:
     std::vector<Listener> listeners_;
     std::vector<uint32_t> dirty_;  // slots with output to flush
     std::vector<uint32_t> dirty_late_;  // the same, flushed after dirty_
-    std::vector<uint32_t> dirty_scratch_;  // the list being flushed (swapped with dirty_)
+    std::vector<uint32_t> dirty_scratch_;  // the list being flushed (filled by take_dirty)
     std::vector<uint32_t> reap_;   // slots to tear down
     std::vector<uint32_t> drained_;  // slots whose output drained (see note_drained)
     uint32_t tick_interval_ms_ = 100;
