@@ -4,6 +4,9 @@
 # to core 0 and hato-bench to core 1, and prints a table with hato/Mosquitto
 # ratios and each broker's CPU per message (hato-bench reads /proc/PID/stat
 # over the measured window). Both brokers get TCP_NODELAY, like for like.
+# The QoS 1 rows also run hato-floor, a forwarder on hato's reactor that does
+# no broker work: its CPU per message is the socket work alone, the floor
+# under any broker on this machine, printed in a second table.
 #   bench/compare.sh [BUILDDIR]      (default: build)
 # Not run by CI: shared machines are noisy; compare ratios within one run.
 set -euo pipefail
@@ -11,8 +14,9 @@ cd "$(dirname "$0")/.."
 build=${1:-build}
 hato=$build/src/app/hato
 bench=$build/bench/hato-bench
+floor=$build/bench/hato-floor
 DURATION=${DURATION:-5}
-for f in "$hato" "$bench"; do [ -x "$f" ] || { echo "missing $f: build first (meson setup $build && ninja -C $build)"; exit 1; }; done
+for f in "$hato" "$bench" "$floor"; do [ -x "$f" ] || { echo "missing $f: build first (meson setup $build && ninja -C $build)"; exit 1; }; done
 command -v mosquitto >/dev/null || { echo "mosquitto not installed: bash .ci/install-deps.sh test"; exit 1; }
 work=$(mktemp -d)
 pid=
@@ -23,13 +27,15 @@ hz=$(getconf CLK_TCK)
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
-try_start_broker() {  # $1 = mosquitto | hato; sets pid and port; fails if it exits
+try_start_broker() {  # $1 = mosquitto | hato | floor; sets pid and port; fails if it exits
   # Below the ephemeral range (32768+): hato-bench's own client ports, some
   # still closing after the 10000-connection scenario, cannot collide with it.
   port=$(( 20000 + RANDOM % 12000 ))
   if [ "$1" = mosquitto ]; then
     printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\nmax_inflight_messages 0\nset_tcp_nodelay true\n' "$port" > "$work/mosq.conf"
     taskset -c 0 mosquitto -c "$work/mosq.conf" 2>"$work/broker.log" &
+  elif [ "$1" = floor ]; then
+    taskset -c 0 "$floor" --port "$port" 2>"$work/broker.log" &
   else
     rm -rf "$work/data"
     cat > "$work/hato.toml" <<TOML
@@ -90,8 +96,11 @@ bench_bound=()   # runs where hato-bench itself was near 100% CPU
 selected=()
 for s in "${scenarios[@]}"; do [[ -z "$ONLY" || "${s%%|*}" == *"$ONLY"* ]] && selected+=("$s"); done
 scenarios=("${selected[@]}")
+has_floor() { [[ "$1" == "qos1 20k/s"* || "$1" == *"sync=off"* && "$1" == "qos1 10k/s"* ]]; }
 for s in "${scenarios[@]}"; do
-  for broker in mosquitto hato; do
+  peers=(mosquitto hato)
+  if has_floor "${s%%|*}"; then peers+=(floor); fi
+  for broker in "${peers[@]}"; do
     name=${s%%|*} args=${s#*|}
     hato_sync=always
     if [[ "$args" == *"|"* ]]; then hato_sync=${args##*|}; args=${args%|*}; fi
@@ -131,4 +140,18 @@ for s in "${scenarios[@]}"; do
     "${cpu[$m]:--}" "${cpu[$h]:--}" "$(ratio "${cpu[$h]}" "${cpu[$m]}")" \
     "${p99[$m]:--}" "${p99[$h]:--}" "${kib[$m]:--}" "${kib[$h]:--}"
 done
+# The floor: hato-floor's socket work per message against each broker.
+floor_rows=()
+for s in "${scenarios[@]}"; do has_floor "${s%%|*}" && floor_rows+=("${s%%|*}"); done
+if [ ${#floor_rows[@]} -gt 0 ]; then
+  echo
+  echo "floor: hato-floor (hato's reactor, no broker work) in the same run"
+  printf '| %-24s | %10s | %10s | %10s | %10s | %10s | %8s | %8s |\n' scenario "mosq us/msg" "floor us/msg" "hato us/msg" "floor/mosq" "hato/floor" "floor p99" "hato p99"
+  for name in "${floor_rows[@]}"; do
+    m="mosquitto|$name"; h="hato|$name"; f="floor|$name"
+    printf '| %-24s | %10s | %10s | %10s | %10s | %10s | %8s | %8s |\n' "$name" \
+      "${cpu[$m]:--}" "${cpu[$f]:--}" "${cpu[$h]:--}" "$(ratio "${cpu[$f]}" "${cpu[$m]}")" \
+      "$(ratio "${cpu[$h]}" "${cpu[$f]}")" "${p99[$f]:--}" "${p99[$h]:--}"
+  done
+fi
 for b in "${bench_bound[@]}"; do echo "note: hato-bench near 100% CPU in: $b (that rate is a lower bound)"; done
