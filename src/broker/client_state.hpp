@@ -16,6 +16,7 @@
 
 #include "broker/auth.hpp"
 #include "broker/broker.hpp"
+#include "broker/inflight_window.hpp"
 #include "broker/message.hpp"
 #include "broker/sub_index.hpp"
 #include "mqtt/packet.hpp"
@@ -25,18 +26,6 @@ namespace hato::broker {
 using Slot = SubIndex::SubscriberId;
 constexpr Slot kNoSlot = 0xFFFFFFFFu;
 constexpr uint32_t kNeverExpires = 0xFFFFFFFFu;
-
-// One message in a session's outbound flow (QoS 1/2 only; QoS 0 is never queued).
-struct OutItem {
-    uint64_t seq = 0;
-    MsgPtr msg;
-    uint8_t qos = 1;                 // delivered QoS = min(published, granted)
-    bool retain = false;             // retain flag as it goes out
-    OutState state = OutState::Queued;
-    uint16_t packet_id = 0;
-    std::vector<uint32_t> sub_ids;
-    uint64_t share_key = 0;          // != 0: came through this shared group (redistributed if the member leaves)
-};
 
 struct SubRecord {
     std::string inner;               // filter without the $share/group/ prefix
@@ -57,16 +46,10 @@ struct Will {
 struct SessionFlows {
     std::deque<OutItem> queue;               // not sent yet, in order
     uint64_t queue_bytes = 0;
-    std::map<uint64_t, OutItem> inflight;    // sent, waiting ack; by seq
-    std::unordered_map<uint16_t, uint64_t> seq_by_packet_id;
+    InflightWindow inflight;                 // sent, waiting ack; in seq order
     std::set<uint16_t> qos2_in;              // inbound QoS 2 ids waiting PUBREL
 
     bool empty() const { return queue.empty() && inflight.empty() && qos2_in.empty(); }
-    // The seq of the in-flight message with this packet id; 0 if none (seqs start at 1).
-    uint64_t seq_of(uint16_t packet_id) const {
-        auto it = seq_by_packet_id.find(packet_id);
-        return it == seq_by_packet_id.end() ? 0 : it->second;
-    }
 };
 
 // Emptied SessionFlows kept for reuse, so a session that receives one QoS 1
@@ -83,7 +66,7 @@ public:
     void give(std::unique_ptr<SessionFlows> f) {
         if (spare_.size() >= kMaxSpare) return;
         f->queue_bytes = 0;
-        f->seq_by_packet_id.clear();
+        f->inflight.trim();
         spare_.push_back(std::move(f));
     }
 

@@ -114,7 +114,7 @@ void Broker::Impl::fill_window(Session& s) {
         do {
             item.packet_id = s.next_packet_id++;
             if (s.next_packet_id == 0) s.next_packet_id = 1;
-        } while (item.packet_id == 0 || f.seq_by_packet_id.count(item.packet_id));
+        } while (item.packet_id == 0 || f.inflight.has_packet_id(item.packet_id));
         item.state = OutState::Inflight;
         if (!send_publish(*c, item, false)) {
             // Larger than the client's Maximum Packet Size: counts as delivered.
@@ -122,9 +122,7 @@ void Broker::Impl::fill_window(Session& s) {
             continue;
         }
         if (s.persisted) note(persist.out_state(s.client_id, item.seq, OutState::Inflight, item.packet_id));
-        f.seq_by_packet_id[item.packet_id] = item.seq;
-        uint64_t seq = item.seq;
-        f.inflight.emplace(seq, std::move(item));
+        f.inflight.insert(std::move(item));
     }
 }
 
@@ -196,36 +194,33 @@ void Broker::Impl::resend_inflight(Session& s) {
     Connection* c = s.conn ? conn(s.conn) : nullptr;
     if (!c || !s.flows) return;
     std::vector<uint64_t> too_large;
-    for (auto& [seq, item] : s.flows->inflight) {
+    s.flows->inflight.for_each([&](OutItem& item) {
         if (item.state == OutState::Pubrel) {
             send_packet(*c, Ack{PacketType::Pubrel, item.packet_id, rc::Success, {}});
         } else if (!send_publish(*c, item, /*dup=*/true)) {
-            too_large.push_back(seq);
+            too_large.push_back(item.seq);
         }
-    }
+    });
     for (uint64_t seq : too_large) finish_out(s, seq);
 }
 
 void Broker::Impl::finish_out(Session& s, uint64_t seq) {
     if (!s.flows) return;
     SessionFlows& f = *s.flows;
-    auto it = f.inflight.find(seq);
-    if (it == f.inflight.end()) return;
-    f.seq_by_packet_id.erase(it->second.packet_id);
-    f.inflight.erase(it);
+    if (!f.inflight.erase(seq)) return;
     if (s.persisted) note(persist.out_done(s.client_id, seq));
 }
 
 void Broker::Impl::on_client_ack(Connection& c, const Ack& a) {
     Session* s = session(c.slot);
     if (!s) return;
-    const uint64_t seq = s->flows ? s->flows->seq_of(a.packet_id) : 0;
+    const uint64_t seq = s->flows ? s->flows->inflight.seq_of(a.packet_id) : 0;
     if (seq == 0) {
         if (a.type == PacketType::Pubrec)   // 4.3.3: answer so the client can finish its flow
             send_packet(c, Ack{PacketType::Pubrel, a.packet_id, rc::PacketIdentifierNotFound, {}});
         return;
     }
-    OutItem& item = s->flows->inflight.at(seq);
+    OutItem& item = *s->flows->inflight.find(seq);
     switch (a.type) {
     case PacketType::Puback:
         if (item.qos == 1) finish_out(*s, seq);
@@ -283,16 +278,9 @@ void Broker::Impl::redistribute_shared(Session& s) {
     if (!s.flows) return;
     SessionFlows& f = *s.flows;
     std::vector<OutItem> moved;
-    for (auto it = f.inflight.begin(); it != f.inflight.end();) {
-        if (it->second.share_key && other_member(it->second.share_key)) {
-            moved.push_back(std::move(it->second));
-            f.seq_by_packet_id.erase(moved.back().packet_id);
-            if (s.persisted) note(persist.out_done(s.client_id, it->first));
-            it = f.inflight.erase(it);
-        } else {
-            ++it;
-        }
-    }
+    f.inflight.take_if([&](const OutItem& item) { return item.share_key && other_member(item.share_key); }, moved);
+    if (s.persisted)
+        for (const OutItem& item : moved) note(persist.out_done(s.client_id, item.seq));
     for (auto it = f.queue.begin(); it != f.queue.end();) {
         if (it->share_key && other_member(it->share_key)) {
             f.queue_bytes -= std::min<uint64_t>(f.queue_bytes, it->msg->byte_size());

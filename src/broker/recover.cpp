@@ -61,8 +61,7 @@ void Broker::Impl::recover() {
             item.packet_id = ro.packet_id;
             SessionFlows& f = s.open_flows(flows_pool);
             if (started) {
-                f.seq_by_packet_id[item.packet_id] = item.seq;
-                f.inflight.emplace(item.seq, std::move(item));
+                f.inflight.insert(std::move(item));
             } else {
                 f.queue_bytes += item.msg->byte_size();
                 f.queue.push_back(std::move(item));
