@@ -123,7 +123,7 @@ void Broker::Impl::send_ack(Connection& c, PacketType type, uint16_t id, uint8_t
     // Encoded into a reused buffer: only a held ack needs bytes of its own.
     thread_local std::vector<uint8_t> bytes;
     bytes.clear();
-    encode(Ack{type, id, reason, {}}, c.version, bytes);
+    encode_ack(type, id, reason, c.version, bytes);
     if (c.held_acks == 0 && ticket <= persist.durable_ticket()) {
         transport.send_low_priority(c.id, bytes);
         if (counts_inbound && c.inbound_pending > 0) --c.inbound_pending;
@@ -203,6 +203,7 @@ struct MatchCollector final : SubIndex::Visitor {
     std::vector<Merged> direct;
     std::unordered_map<uint64_t, std::vector<SharedMember>> shared;   // by share key
 
+    bool needs_filter() const override { return false; }   // only shared entries use it
     void visit(const SubIndex::Entry& e, std::string_view filter) override {
         if (e.group != 0) {
             shared[share_key(e.group, filter)].push_back({e.who, e.options, e.sub_id});
@@ -244,7 +245,21 @@ size_t Broker::Impl::route(const MsgPtr& msg, Slot publisher) {
     ++stats.messages_in;
     if (msg->retain) store_retained(msg);
 
-    MatchCollector found;
+    // One collector reused across messages, so its vector keeps its capacity
+    // (a malloc/free pair per PUBLISH otherwise); a nested route, should one
+    // ever happen, gets its own.
+    thread_local MatchCollector reused;
+    thread_local bool reused_busy = false;
+    MatchCollector nested;
+    MatchCollector& found = reused_busy ? nested : reused;
+    struct Release {
+        bool& busy;
+        bool was;
+        ~Release() { busy = was; }
+    } release{reused_busy, reused_busy};
+    reused_busy = true;
+    found.direct.clear();
+    if (!found.shared.empty()) found.shared.clear();
     found.publisher = publisher;
     subs.match(msg->topic(), found);
     found.merge_direct();

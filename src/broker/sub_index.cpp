@@ -122,8 +122,15 @@ struct SubIndex::Impl {
     void report(uint32_t node, Visitor& v) const {
         uint32_t p = tree.payload(node);
         if (p == kNoId) return;
-        tree.build_name(node, filter_text);
-        for (const Entry& e : lists[p]) v.visit(e, filter_text);
+        const bool always = v.needs_filter();
+        bool built = false;
+        for (const Entry& e : lists[p]) {
+            if (!built && (always || e.group != 0)) {
+                tree.build_name(node, filter_text);
+                built = true;
+            }
+            v.visit(e, built ? std::string_view(filter_text) : std::string_view());
+        }
     }
 };
 

@@ -28,6 +28,9 @@ public:
     public:
         virtual ~Visitor() = default;
         virtual void visit(const Entry& e, std::string_view filter) = 0;
+        // False: `filter` is only needed for shared entries (group != 0) and
+        // may be empty for the others, which saves rebuilding its text.
+        virtual bool needs_filter() const { return true; }
     };
 
     SubIndex();

@@ -59,6 +59,11 @@ DecodeResult decode(Bytes in, Version version, uint32_t max_packet_size, Packet&
 // AUTH exists only in v5: for v3 nothing is written (encoded_size 0).
 void encode(const Packet& p, Version version, std::vector<uint8_t>& out);
 
+// The hot-path form of encode(Ack{type, packet_id, reason, {}}, version, out)
+// (PUBACK / PUBREC / PUBREL / PUBCOMP without properties): the same bytes.
+void encode_ack(PacketType type, uint16_t packet_id, uint8_t reason, Version version,
+                std::vector<uint8_t>& out);
+
 // Size of encode(p, version) without writing it (for Maximum Packet Size checks).
 size_t encoded_size(const Packet& p, Version version);
 

@@ -199,6 +199,19 @@ void encode(const Packet& p, Version version, std::vector<uint8_t>& out) {
     body(w, p, version);
 }
 
+void encode_ack(PacketType type, uint16_t packet_id, uint8_t reason, Version version,
+                std::vector<uint8_t>& out) {
+    // The bytes encode(Ack{type, packet_id, reason, {}}) writes, without
+    // building a Packet: v5 omits a Success reason, and no properties follow.
+    const bool with_reason = version == Version::V5 && reason != rc::Success;
+    const uint8_t first = uint8_t(uint8_t(type) << 4 | (type == PacketType::Pubrel ? 0x02 : 0));
+    out.push_back(first);
+    out.push_back(with_reason ? 3 : 2);
+    out.push_back(uint8_t(packet_id >> 8));
+    out.push_back(uint8_t(packet_id));
+    if (with_reason) out.push_back(reason);
+}
+
 size_t encoded_size(const Packet& p, Version version) {
     if (std::holds_alternative<Auth>(p) && version != Version::V5) return 0;
     const size_t len = body_size(p, version);

@@ -306,4 +306,21 @@ TEST_CASE("encode_publish agrees byte for byte with encode(Publish) when only fo
 }
 
 }  // namespace
+TEST_CASE("wire: encode_ack writes what encode writes for every ack, version and reason") {
+    const PacketType types[] = {PacketType::Puback, PacketType::Pubrec, PacketType::Pubrel, PacketType::Pubcomp};
+    const uint8_t reasons[] = {rc::Success, 0x10, rc::PacketIdentifierNotFound, rc::UnspecifiedError, rc::QuotaExceeded};
+    for (Version v : {Version::V31, Version::V311, Version::V5}) {
+        for (PacketType t : types) {
+            for (uint8_t r : reasons) {
+                for (uint16_t id : {uint16_t(1), uint16_t(0x1234), uint16_t(0xFFFF)}) {
+                    Buf fast;
+                    encode_ack(t, id, r, v, fast);
+                    INFO("version " << int(v) << " type " << int(t) << " reason " << int(r));
+                    CHECK(hex(fast) == hex(encode_one(Ack{t, id, r, {}}, v)));
+                }
+            }
+        }
+    }
+}
+
 }  // namespace hato::mqtt::test
