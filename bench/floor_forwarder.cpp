@@ -34,7 +34,8 @@ public:
     void on_close(ConnId id, int) override {
         auto it = conns_.find(id);
         if (it == conns_.end()) return;
-        if (!it->second.topic.empty()) subs_.erase(it->second.topic);
+        auto sub = subs_.find(it->second.topic);
+        if (sub != subs_.end() && sub->second == id) subs_.erase(sub);   // unless taken over
         conns_.erase(it);
     }
     void on_tick(uint64_t) override {}
