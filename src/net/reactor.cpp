@@ -52,6 +52,12 @@ uint64_t monotonic_ms() {
     return uint64_t(ts.tv_sec) * 1000 + uint64_t(ts.tv_nsec) / 1000000;
 }
 
+uint64_t monotonic_us() {
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return uint64_t(ts.tv_sec) * 1000000 + uint64_t(ts.tv_nsec) / 1000;
+}
+
 int open_listen_socket(const std::string& address, uint16_t port, uint16_t& bound, std::string& err) {
     sockaddr_storage ss{};
     socklen_t len = 0;
@@ -210,6 +216,7 @@ void ReactorBase::mark_dirty(uint32_t slot, bool late) {
     if (late) {
         if (c.on_late_list) return;
         c.on_late_list = true;
+        if (dirty_late_.empty()) late_since_us_ = monotonic_us();
         dirty_late_.push_back(slot);
         return;
     }
@@ -220,13 +227,13 @@ void ReactorBase::mark_dirty(uint32_t slot, bool late) {
 void ReactorBase::take_dirty(std::vector<uint32_t>& out) {
     out.clear();
     out.swap(dirty_);   // dirty_ keeps out's capacity for the next pass
+    for (uint32_t slot : out) conns_.at(slot).on_dirty_list = false;
+    if (dirty_late_.empty()) return;
+    if (!out.empty() && monotonic_us() - late_since_us_ < late_hold_us_) return;   // held
+    const size_t first_late = out.size();
     out.insert(out.end(), dirty_late_.begin(), dirty_late_.end());
     dirty_late_.clear();
-    for (uint32_t slot : out) {
-        Conn& c = conns_.at(slot);
-        c.on_dirty_list = false;
-        c.on_late_list = false;
-    }
+    for (size_t i = first_late; i < out.size(); ++i) conns_.at(out[i]).on_late_list = false;
 }
 
 void ReactorBase::schedule_reap(uint32_t slot, int error) {

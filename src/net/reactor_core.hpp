@@ -17,6 +17,7 @@ namespace hato::net {
 // ---- socket helpers (reactor.cpp) ----
 
 uint64_t monotonic_ms();
+uint64_t monotonic_us();
 // Creates a non-blocking, close-on-exec listening socket (SO_REUSEADDR,
 // backlog 1024) for an IPv4 or IPv6 literal ("" means "0.0.0.0"). Returns the
 // fd and the bound port, or -1 with `err` set.
@@ -176,7 +177,16 @@ protected:
     // Moves the pass-end flush candidates into `out`, the late ones last, and
     // clears their flags. A slot may appear twice (late, then sent to
     // normally): its second turn finds its output already on the way.
+    // The late ones stay listed for a later pass while this pass has other
+    // output and the oldest of them has waited less than kLateHoldUs: a
+    // burst of PUBLISHes arriving over several passes then has all its
+    // forwards sent before its acknowledgements, instead of every pass's
+    // acks (a few us of loopback work each) delaying the next pass's
+    // forwards. The backends do not block while late ones are held.
     void take_dirty(std::vector<uint32_t>& out);
+    static constexpr uint64_t kLateHoldUs = 100;
+    uint64_t late_hold_us_ = kLateHoldUs;   // a member so tests can widen it
+    uint64_t late_since_us_ = 0;   // when dirty_late_ last became non-empty
     void queue_output(ConnId id, std::span<const uint8_t> data, bool late);
 
     ConnTable conns_;

@@ -388,7 +388,8 @@ void UringReactor::run(Handler& h) {
     };
     std::vector<Completion> batch;
     while (!stop_requested_) {
-        bool busy = !reap_.empty();
+        // Acks held back by take_dirty must not wait for the next event.
+        bool busy = !reap_.empty() || !dirty_late_.empty();
         // Not waiting still has to collect completions: with DEFER_TASKRUN
         // they are only finished inside an enter that asks for events.
         if (busy) io_uring_submit_and_get_events(&ring_);

@@ -8,6 +8,8 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <chrono>
+#include <thread>
 
 #include "net/reactor_core.hpp"
 #include "net_test_util.hpp"
@@ -400,6 +402,7 @@ public:
     void close_listeners() override {}
     void run(hato::net::Handler&) override {}
     hato::net::ConnId add() { return conns_.add(100); }   // never touched: no I/O here
+    void set_hold_us(uint64_t us) { late_hold_us_ = us; }
     std::vector<hato::net::ConnId> flush_order() {
         std::vector<uint32_t> slots;
         take_dirty(slots);
@@ -414,18 +417,41 @@ TEST_CASE("low-priority output is flushed after the other connections'") {
     FlushOrderProbe r;
     const auto a = r.add(), b = r.add(), c = r.add();
     const uint8_t x[] = {1};
+    using Ids = std::vector<hato::net::ConnId>;
+
+    // Alone, acks leave at the end of their pass.
+    r.send_low_priority(a, x);
+    CHECK(r.flush_order() == Ids{a});
+    CHECK(r.flush_order().empty());   // flags cleared: the next pass starts empty
+
+    // With other output in the pass they wait for a pass without any (a
+    // burst's forwards first), in the order they came. (A wide bound here,
+    // so a slow or preempted test run cannot reach it.)
+    r.set_hold_us(60'000'000);
     r.send_low_priority(a, x);   // an ack to a publisher
     r.send(b, x);                // a message a subscriber waits for
     r.send_low_priority(c, x);
     r.send(b, x);
-    CHECK(r.flush_order() == std::vector<hato::net::ConnId>{b, a, c});
-    CHECK(r.flush_order().empty());   // flags cleared: the next pass starts empty
+    CHECK(r.flush_order() == Ids{b});
+    r.send(b, x);                // the burst goes on
+    CHECK(r.flush_order() == Ids{b});
+    CHECK(r.flush_order() == Ids{a, c});
+    CHECK(r.flush_order().empty());
+
+    // ... but not longer than the bound, however busy the other connections.
+    r.set_hold_us(100);
+    r.send_low_priority(c, x);
+    std::this_thread::sleep_for(std::chrono::microseconds(300));
+    r.send(b, x);
+    CHECK(r.flush_order() == Ids{b, c});
+    r.set_hold_us(60'000'000);
 
     // Normal output to a connection already listed late moves it up; its
     // late turn comes again and finds its output already on the way.
     r.send_low_priority(a, x);
     r.send(b, x);
     r.send(a, x);
-    CHECK(r.flush_order() == std::vector<hato::net::ConnId>{b, a, a});
-    CHECK(r.queued_bytes(a) == 3);   // all in the one queue of `a`: nothing split or lost
+    CHECK(r.flush_order() == Ids{b, a});
+    CHECK(r.flush_order() == Ids{a});
+    CHECK(r.queued_bytes(a) == 4);   // all in the one queue of `a`: nothing split or lost
 }
