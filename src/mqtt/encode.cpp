@@ -26,6 +26,11 @@ uint8_t v3_connack_code(uint8_t reason) {
     }
 }
 
+// PUBREL carries the fixed flags 0b0010; the other acks none.
+uint8_t ack_first_byte(PacketType type) {
+    return uint8_t(uint8_t(type) << 4 | (type == PacketType::Pubrel ? 0x02 : 0));
+}
+
 uint8_t first_byte(const Packet& p) {
     return std::visit(Overloaded{
         [](const Connect&) -> uint8_t { return 0x10; },
@@ -33,10 +38,7 @@ uint8_t first_byte(const Packet& p) {
         [](const Publish& x) -> uint8_t {
             return uint8_t(0x30 | (x.dup ? 0x08 : 0) | (x.qos & 0x03) << 1 | (x.retain ? 1 : 0));
         },
-        [](const Ack& x) -> uint8_t {
-            const uint8_t type = uint8_t(x.type) << 4;
-            return x.type == PacketType::Pubrel ? uint8_t(type | 0x02) : type;
-        },
+        [](const Ack& x) -> uint8_t { return ack_first_byte(x.type); },
         [](const Subscribe&) -> uint8_t { return 0x82; },
         [](const Suback&) -> uint8_t { return 0x90; },
         [](const Unsubscribe&) -> uint8_t { return 0xA2; },
@@ -204,8 +206,7 @@ void encode_ack(PacketType type, uint16_t packet_id, uint8_t reason, Version ver
     // The bytes encode(Ack{type, packet_id, reason, {}}) writes, without
     // building a Packet: v5 omits a Success reason, and no properties follow.
     const bool with_reason = version == Version::V5 && reason != rc::Success;
-    const uint8_t first = uint8_t(uint8_t(type) << 4 | (type == PacketType::Pubrel ? 0x02 : 0));
-    out.push_back(first);
+    out.push_back(ack_first_byte(type));
     out.push_back(with_reason ? 3 : 2);
     out.push_back(uint8_t(packet_id >> 8));
     out.push_back(uint8_t(packet_id));
