@@ -10,10 +10,7 @@ namespace hato::broker {
 uint32_t ClientIndex::hash_id(std::string_view id) { return detail::hash_level(id); }
 
 size_t ClientIndex::position(std::string_view id, uint32_t hash) const {
-    const detail::ProbeRange r(table_.size());
-    size_t i = r.home(hash);
-    while (table_[i].slot != kNone && (table_[i].hash != hash || id_of_(table_[i].slot) != id)) i = r.next(i);
-    return i;
+    return detail::probe_slot(table_, hash, [&](const Entry& e) { return e.hash == hash && id_of_(e.slot) == id; });
 }
 
 ClientIndex::Slot ClientIndex::find(std::string_view id) const {

@@ -6,26 +6,22 @@
 
 namespace hato::broker {
 
-using detail::ProbeRange;
+size_t InflightWindow::id_position(uint16_t packet_id) const {
+    return detail::probe_slot(ids_, hash_id(packet_id), [&](const IdSlot& s) { return s.packet_id == packet_id; });
+}
 
 uint64_t InflightWindow::seq_of(uint16_t packet_id) const {
-    if (ids_.empty()) return 0;
-    const ProbeRange r(ids_.size());
-    for (size_t pos = r.home(hash_id(packet_id)); !IdSlot::is_empty(ids_[pos]); pos = r.next(pos))
-        if (ids_[pos].packet_id == packet_id) return ids_[pos].seq;
-    return 0;
+    return ids_.empty() ? 0 : ids_[id_position(packet_id)].seq;   // an empty slot's seq is 0
 }
 
 void InflightWindow::index_put(uint16_t packet_id, uint64_t seq) {
     // A packet id already indexed (only a damaged store could hold two in
     // flight) points at the newer item, as the map this replaced did.
     if (!ids_.empty()) {
-        const ProbeRange r(ids_.size());
-        for (size_t pos = r.home(hash_id(packet_id)); !IdSlot::is_empty(ids_[pos]); pos = r.next(pos)) {
-            if (ids_[pos].packet_id == packet_id) {
-                ids_[pos].seq = seq;
-                return;
-            }
+        IdSlot& s = ids_[id_position(packet_id)];
+        if (!IdSlot::is_empty(s)) {
+            s.seq = seq;
+            return;
         }
     }
     if ((live_ + 1) * 4 > ids_.size() * 3)
@@ -35,13 +31,8 @@ void InflightWindow::index_put(uint16_t packet_id, uint64_t seq) {
 
 void InflightWindow::index_erase(uint16_t packet_id) {
     if (ids_.empty()) return;
-    const ProbeRange r(ids_.size());
-    for (size_t pos = r.home(hash_id(packet_id)); !IdSlot::is_empty(ids_[pos]); pos = r.next(pos)) {
-        if (ids_[pos].packet_id == packet_id) {
-            detail::erase_slot(ids_, pos);
-            return;
-        }
-    }
+    const size_t pos = id_position(packet_id);
+    if (!IdSlot::is_empty(ids_[pos])) detail::erase_slot(ids_, pos);
 }
 
 // Seqs are sorted along the ring (holes keep theirs), so a binary search.

@@ -88,6 +88,7 @@ private:
     void drop(OutItem& hole, uint16_t packet_id);   // makes `hole` a hole, unindexes its id
     void pop_holes();                // drops holes at the front; squeezes if too many
     void grow();
+    size_t id_position(uint16_t packet_id) const;   // its slot in ids_ (not empty), or the empty one
     void index_put(uint16_t packet_id, uint64_t seq);
     void index_erase(uint16_t packet_id);
 

@@ -41,6 +41,16 @@ private:
 //   bool Slot::is_empty(const Slot&)   and   uint32_t Slot::hash_of(const Slot&)
 // and a default-constructed Slot is empty.
 
+// The position of the slot `matches` accepts in the probe run of `hash`, or
+// of the empty slot that ends the run. `slots` is not empty and never full.
+template <class Slot, class Match>
+size_t probe_slot(const std::vector<Slot>& slots, uint32_t hash, Match&& matches) {
+    const ProbeRange r(slots.size());
+    size_t pos = r.home(hash);
+    while (!Slot::is_empty(slots[pos]) && !matches(slots[pos])) pos = r.next(pos);
+    return pos;
+}
+
 // Puts `s` (not in the table) into the first free slot of its probe run.
 template <class Slot>
 void place_slot(std::vector<Slot>& slots, const Slot& s) {

@@ -8,12 +8,8 @@ namespace hato::broker {
 using detail::ProbeRange;
 
 size_t TopicLsnTable::probe(std::string_view topic, uint32_t hash) const {
-    const ProbeRange r(slots_.size());
-    for (size_t pos = r.home(hash);; pos = r.next(pos)) {
-        const Slot& s = slots_[pos];
-        if (s.key_ == nullptr) return pos;
-        if (s.hash_ == hash && stored_view(s.key_) == topic) return pos;
-    }
+    return detail::probe_slot(slots_, hash,
+                              [&](const Slot& s) { return s.hash_ == hash && stored_view(s.key_) == topic; });
 }
 
 void TopicLsnTable::prefetch(std::string_view topic) const {

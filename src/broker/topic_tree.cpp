@@ -24,11 +24,7 @@ void TopicTree::reset_storage() {
 }
 
 size_t TopicTree::probe_child(uint32_t parent, uint32_t level, uint32_t hash) const {
-    const ProbeRange r(slots_.size());
-    for (size_t pos = r.home(hash);; pos = r.next(pos)) {
-        const Slot& slot = slots_[pos];
-        if (slot.node == kNoId || (slot.parent == parent && slot.level == level)) return pos;
-    }
+    return probe_slot(slots_, hash, [&](const Slot& slot) { return slot.parent == parent && slot.level == level; });
 }
 
 uint32_t TopicTree::find_path(std::string_view name) const {

@@ -29,15 +29,11 @@ HashKey make_hash_key() {
 LevelTable::LevelTable() : slots_(kMinTableSlots) {}
 
 size_t LevelTable::probe_for(std::string_view s, uint32_t hash) const {
-    const ProbeRange r(slots_.size());
-    for (size_t pos = r.home(hash);; pos = r.next(pos)) {
-        const Slot& slot = slots_[pos];
-        if (slot.id == kNoId) return pos;
-        if (slot.hash != hash) continue;
+    return probe_slot(slots_, hash, [&](const Slot& slot) {
+        if (slot.hash != hash) return false;
         const Level& l = levels_[slot.id];
-        if (l.len == s.size() && std::memcmp(arena_.data() + l.offset, s.data(), s.size()) == 0)
-            return pos;
-    }
+        return l.len == s.size() && std::memcmp(arena_.data() + l.offset, s.data(), s.size()) == 0;
+    });
 }
 
 uint32_t LevelTable::find(std::string_view s, uint32_t hash) const {
