@@ -290,6 +290,7 @@ private:
             return false;
         }
         log_info("recovered %s", log_->recovery_summary().c_str());
+        for (const std::string& e : log_->recovery_errors()) log_error("store: %s", e.c_str());
         auto durable = std::make_unique<broker::LogPersistence>(*log_, cfg_.storage.sync);
         log_persistence_ = durable.get();
         persistence_ = std::move(durable);

@@ -52,39 +52,130 @@ RecordView read_record(const uint8_t* p) {
     return RecordView{load64(p + 8), p[16], std::span<const uint8_t>(p + kHeaderBytes, load32(p + 4))};
 }
 
+namespace {
+
+// Why the frame at `p` (with `room` bytes to the end of the segment) is not a
+// well-formed record, or nullptr; sets `len` to its body length when it is.
+const char* check_frame(const uint8_t* p, uint64_t room, uint64_t& len) {
+    if (load32(p) != kRecordMagic) return "bad magic";
+    len = load32(p + 4);
+    if (len > room - kHeaderBytes) return "length past end of segment";
+    if (p[17] || p[18] || p[19]) return "nonzero reserved bytes";
+    uint32_t crc = crc32c(0, p, 20);
+    crc = crc32c(crc, p + kHeaderBytes, len);
+    if (crc != load32(p + 20)) return "checksum mismatch";
+    return nullptr;
+}
+
+// Whether a well-formed frame at `off` carrying `lsn` fits the sequence: the
+// last valid record ended at `gap_start` and the next LSN is `expect_lsn`.
+// Records lost in [gap_start, off) each took at least a header's worth of
+// bytes, so the LSN may run ahead by at most (off - gap_start) / kHeaderBytes.
+// That bound is what keeps stale bytes, and a frame-shaped run inside a
+// damaged record's body (a payload can hold anything), from being taken for
+// a record unless it also carries an LSN right for its place.
+bool lsn_fits(uint64_t lsn, uint64_t expect_lsn, uint64_t off, uint64_t gap_start) {
+    return lsn >= expect_lsn && lsn - expect_lsn <= (off - gap_start) / kHeaderBytes;
+}
+
+// Resynchronisation after a bad frame or a zero header at `from`: the first
+// offset after it (at the record alignment) holding a well-formed frame
+// whose LSN fits and is past `expect_lsn` (that record was lost), or 0.
+uint64_t find_next_frame(const uint8_t* data, uint64_t size, uint64_t from, uint64_t gap_start,
+                         uint64_t expect_lsn) {
+    constexpr uint8_t kMagicFirstByte = kRecordMagic & 0xFF;
+    uint64_t q = from + kRecordAlign;
+    while (q + kHeaderBytes <= size) {
+        // memchr skips zeroed and preallocated space quickly.
+        const void* hit = std::memchr(data + q, kMagicFirstByte, size - kHeaderBytes + 1 - q);
+        if (!hit) return 0;
+        const uint64_t h = static_cast<uint64_t>(static_cast<const uint8_t*>(hit) - data);
+        if (h % kRecordAlign) {
+            q = (h + kRecordAlign) & ~uint64_t(kRecordAlign - 1);
+            continue;
+        }
+        uint64_t len = 0;
+        const uint64_t lsn = load64(data + h + 8);
+        if (lsn > expect_lsn && lsn_fits(lsn, expect_lsn, h, gap_start) && !check_frame(data + h, size - h, len))
+            return h;
+        q = h + kRecordAlign;
+    }
+    return 0;
+}
+
+}  // namespace
+
+void write_filler(uint8_t* dst, uint64_t span) {
+    // The body is zeroed in place (it is the damaged bytes, already copied
+    // to quarantine); the checksum covers it like any other body.
+    const uint64_t len = span - kHeaderBytes;
+    std::memset(dst + kHeaderBytes, 0, len);
+    uint8_t header[kHeaderBytes] = {};
+    const uint32_t magic = kRecordMagic;
+    const uint32_t len32 = static_cast<uint32_t>(len);
+    std::memcpy(header, &magic, 4);
+    std::memcpy(header + 4, &len32, 4);
+    header[16] = kFillerType;  // LSN (8..16) stays 0
+    uint32_t crc = crc32c(0, header, 20);
+    crc = crc32c(crc, dst + kHeaderBytes, len);
+    std::memcpy(header + 20, &crc, 4);
+    std::memcpy(dst, header, kHeaderBytes);
+}
+
 SegmentScan scan_segment(const uint8_t* data, uint64_t size, uint64_t base_lsn,
                          const std::function<void(const RecordView&, uint64_t offset)>& fn) {
     SegmentScan s;
     uint64_t off = 0;
     uint64_t expect_lsn = base_lsn;
+    uint64_t gap_start = 0;  // end of the last valid record
     while (size - off >= kHeaderBytes) {
         const uint8_t* p = data + off;
-        if (all_zero(p, kHeaderBytes)) break;  // preallocated zeros: end of the log
-        auto bad = [&](const char* why) {
-            s.corrupt = true;
-            s.reason = why;
-        };
-        if (load32(p) != kRecordMagic) { bad("bad magic"); break; }
-        const uint64_t len = load32(p + 4);
-        if (len > size - off - kHeaderBytes) { bad("length past end of segment"); break; }
-        if (p[17] || p[18] || p[19]) { bad("nonzero reserved bytes"); break; }
-        uint32_t crc = crc32c(0, p, 20);
-        crc = crc32c(crc, p + kHeaderBytes, len);
-        if (crc != load32(p + 20)) { bad("checksum mismatch"); break; }
-        // A record with a valid checksum but an unexpected LSN is stale data
-        // from before an earlier cut, never part of this log.
-        if (load64(p + 8) != expect_lsn) { bad("unexpected lsn"); break; }
+        const bool zero = all_zero(p, kHeaderBytes);  // preallocated zeros: the end, normally
+        uint64_t len = 0;
+        const char* why = zero ? nullptr : check_frame(p, size - off, len);
+        if (!zero && !why) {
+            const uint64_t lsn = load64(p + 8);
+            if (lsn == 0 && p[16] == kFillerType) {
+                s.fillers.push_back({off, record_span(len)});
+                off += record_span(len);
+                continue;
+            }
+            // A record with a valid checksum but an LSN that does not fit is
+            // stale data from before an earlier cut, never part of this log.
+            if (!lsn_fits(lsn, expect_lsn, off, gap_start)) why = "unexpected lsn";
+        }
+        if (zero || why) {
+            const uint64_t next = find_next_frame(data, size, off, gap_start, expect_lsn);
+            if (!next) {
+                // Nothing valid after it: the end of the log, or a torn tail.
+                s.corrupt = !zero;
+                if (why) s.reason = why;
+                break;
+            }
+            if (s.skipped.empty()) s.skip_reason = zero ? "zeroed bytes" : why;
+            s.skipped.push_back({off, next - off});
+            off = next;
+            continue;
+        }
         const RecordView rec = read_record(p);
         if (s.records == 0) s.first_lsn = rec.lsn;
         s.last_lsn = rec.lsn;
         ++s.records;
-        ++expect_lsn;
+        if (!s.skipped.empty()) ++s.kept_after_skip;
+        expect_lsn = rec.lsn + 1;
         if (fn) fn(rec, off);
         off += record_span(len);
         if (off > size) off = size;  // padding cut by the end of a file (never written so)
+        gap_start = off;
     }
     s.end = off;
     return s;
+}
+
+bool is_foreign_segment(const uint8_t* data, uint64_t size, const SegmentScan& scan) {
+    if (scan.records || !scan.fillers.empty() || !scan.skipped.empty()) return false;
+    if (size >= 4 && load32(data) == kRecordMagic) return false;  // a torn first record
+    return !all_zero(data, size);
 }
 
 std::string segment_file_name(uint64_t base_lsn) {

@@ -10,7 +10,13 @@
 //   24   n     body, then zero padding to a multiple of 8
 //
 // A header of 24 zero bytes marks the end of a segment (preallocated space
-// reads as zeros). Everything is little-endian.
+// reads as zeros), unless a valid record follows further on (see
+// scan_segment). Everything is little-endian.
+//
+// A filler frame (LSN 0, type 0, zero body) covers a damaged range that an
+// earlier recovery skipped, once the damaged bytes were copied to
+// quarantine: it makes the segment walkable record by record again, and
+// tells the scan that the LSNs after it may jump over the records lost.
 #pragma once
 
 #include <bit>
@@ -18,6 +24,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "store/log.hpp"
 
@@ -37,25 +44,50 @@ constexpr uint64_t record_span(uint64_t body_len) {
 // Writes header, body and padding at `dst` (record_span(body.size()) bytes).
 void write_record(uint8_t* dst, uint64_t lsn, uint8_t type, std::span<const uint8_t> body);
 
+constexpr uint8_t kFillerType = 0;
+// Overwrites [dst, dst + span) (span a multiple of 8, at least a header)
+// with one filler frame.
+void write_filler(uint8_t* dst, uint64_t span);
+inline bool is_filler(const RecordView& rec) { return rec.lsn == 0; }
+
 // The record at `p` (already validated by scan_segment).
 RecordView read_record(const uint8_t* p);
+
+// A byte range of a segment: [offset, offset + length).
+struct ByteRange {
+    uint64_t offset = 0;
+    uint64_t length = 0;
+};
 
 // What a scan of one segment found.
 struct SegmentScan {
     uint64_t end = 0;        // offset just past the last valid record
-    uint64_t records = 0;
+    uint64_t records = 0;    // valid records (fillers not counted)
     uint64_t first_lsn = 0;  // 0 when the segment holds no record
     uint64_t last_lsn = 0;
-    bool corrupt = false;    // stopped at a bad record (else: zero header or end of file)
+    bool corrupt = false;    // a bad frame after the last valid record (a torn
+                             // tail: nothing valid follows it)
     std::string reason;      // why, when corrupt
+    // Damage in the middle: bad bytes with a valid record after them, skipped.
+    std::vector<ByteRange> skipped;
+    std::string skip_reason;     // what the first skipped range started with
+    uint64_t kept_after_skip = 0;  // valid records after the first skipped range
+    std::vector<ByteRange> fillers;  // ranges an earlier recovery skipped
 };
 
 // Walks the records of a segment whose first record must carry `base_lsn`
-// (LSNs are consecutive inside a segment), verifying every checksum, and
-// stops at the first zero header or bad record. Calls `fn` for each valid one
-// when given.
+// (LSNs are consecutive inside a segment, except across a skipped range or a
+// filler), verifying every checksum. At a bad frame or a zero header it
+// looks further on for a valid record (resynchronises) and goes on from
+// there; it stops only when nothing valid follows. Calls `fn` for each valid
+// record (never for fillers) when given.
 SegmentScan scan_segment(const uint8_t* data, uint64_t size, uint64_t base_lsn,
                          const std::function<void(const RecordView&, uint64_t offset)>& fn = {});
+
+// A file named like a segment that holds no hato record: no valid frame, not
+// all zeros, and not starting with a record magic (which would be a torn
+// first record). Recovery moves such a file to quarantine untouched.
+bool is_foreign_segment(const uint8_t* data, uint64_t size, const SegmentScan& scan);
 
 // Segment file names: the base LSN as 16 hex digits, ".seg".
 std::string segment_file_name(uint64_t base_lsn);

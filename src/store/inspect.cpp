@@ -1,6 +1,7 @@
 #include "store/inspect.hpp"
 
 #include <dirent.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <vector>
@@ -47,6 +48,15 @@ int for_each_segment(const std::string& dir, std::ostream& out, PerSegment&& fn)
     return rc;
 }
 
+// Whether a file too short to map holds only zeros (an empty segment).
+bool short_file_is_zero(const Segment& seg) {
+    uint8_t buf[64];
+    const ssize_t n = pread(seg.fd, buf, sizeof buf, 0);
+    for (ssize_t i = 0; i < n; ++i)
+        if (buf[i]) return false;
+    return true;
+}
+
 }  // namespace
 
 int store_verify(const std::string& dir, std::ostream& out) {
@@ -56,10 +66,20 @@ int store_verify(const std::string& dir, std::ostream& out) {
         ++segments;
         out << segment_file_name(seg.base_lsn) << ": ";
         if (seg.size < kHeaderBytes) {
+            if (!short_file_is_zero(seg)) {
+                out << "NOT A HATO SEGMENT (too short to hold a record), moved to quarantine at next start\n";
+                bad = true;
+                return true;
+            }
             out << "empty file (" << seg.size << " bytes), removed at next start\n";
             return false;
         }
         const SegmentScan s = scan_segment(seg.map, seg.size, seg.base_lsn);
+        if (is_foreign_segment(seg.map, seg.size, s)) {
+            out << "NOT A HATO SEGMENT (no valid record), moved to quarantine at next start\n";
+            bad = true;
+            return true;
+        }
         total_records += s.records;
         out << s.records << " records, " << s.end << " of " << seg.size << " bytes";
         if (s.records) out << ", lsn " << s.first_lsn << ".." << s.last_lsn;
@@ -69,8 +89,21 @@ int store_verify(const std::string& dir, std::ostream& out) {
             out << ", CORRUPT at offset " << s.end << ": " << s.reason;
             bad = true;
         }
+        if (!s.skipped.empty()) {
+            out << ", DAMAGED: " << s.skipped.size() << " range(s) skipped (the first starts with "
+                << s.skip_reason << "), " << s.kept_after_skip << " record(s) after them";
+            bad = true;
+        }
         out << "\n";
-        return s.corrupt;
+        for (const ByteRange& r : s.skipped)
+            out << "  skipped: segment " << segment_file_name(seg.base_lsn) << " offset " << r.offset << " length "
+                << r.length << "\n";
+        // Ranges an earlier recovery skipped and filled, after copying the
+        // segment to quarantine: the log is consistent, so they are not errors.
+        for (const ByteRange& r : s.fillers)
+            out << "  repaired earlier (copy in quarantine/): segment " << segment_file_name(seg.base_lsn)
+                << " offset " << r.offset << " length " << r.length << "\n";
+        return s.corrupt || !s.skipped.empty();
     });
     out << segments << " segment(s), " << total_records << " record(s): " << (bad ? "CORRUPTION FOUND" : "ok")
         << "\n";
@@ -85,8 +118,10 @@ int store_dump(const std::string& dir, std::ostream& out) {
             out << rec.lsn << " " << state_record_name(rec.type) << describe_state_record(rec.type, rec.body)
                 << "\n";
         });
+        for (const ByteRange& r : s.skipped)
+            out << "# skipped damaged bytes at offset " << r.offset << ", length " << r.length << "\n";
         if (s.corrupt) out << "# stops at offset " << s.end << ": " << s.reason << "\n";
-        return s.corrupt;
+        return s.corrupt || !s.skipped.empty();
     });
 }
 

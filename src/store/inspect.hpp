@@ -8,13 +8,19 @@
 
 namespace hato::store {
 
-// Per segment: records, bytes, first/last LSN, and any bad record with its
-// offset. Returns 0 when every record checks out, 1 when corruption (or a
-// torn tail) was found, 2 when the directory cannot be read.
+// Per segment: records, bytes, first/last LSN, any bad record with its
+// offset, and every damaged range the scan skipped (segment, offset, length)
+// before the valid records after it. Returns 0 when every record checks out,
+// 1 when damage (a skipped range, a torn tail, or a file named like a
+// segment that is not one) was found, 2 when the directory cannot be read.
+// Ranges an earlier recovery already filled (after its quarantine copy) are
+// listed but are not errors.
 int store_verify(const std::string& dir, std::ostream& out);
 
 // One line per valid record: LSN, type name, decoded fields (payloads by
-// length). Returns 0, 1 if a segment stops at a bad record, 2 on I/O errors.
+// length), also those after a damaged range (listed as a comment). Returns
+// 0, 1 if a segment has a damaged range or stops at a bad record, 2 on I/O
+// errors.
 int store_dump(const std::string& dir, std::ostream& out);
 
 }  // namespace hato::store

@@ -12,12 +12,22 @@
 #include <sstream>
 
 #include "store/frame.hpp"
+#include "store/quarantine.hpp"
 #include "store/segment.hpp"
 
 namespace hato::store {
 namespace {
 
 constexpr uint64_t kMinSegmentBytes = 4096;
+
+// Whether the first bytes of a file too short to map are all zero.
+bool file_is_zero(int fd) {
+    uint8_t buf[64];
+    const ssize_t n = pread(fd, buf, sizeof buf, 0);
+    for (ssize_t i = 0; i < n; ++i)
+        if (buf[i]) return false;
+    return n >= 0;
+}
 
 bool make_dirs(const std::string& dir, std::string& err) {
     // mkdir -p: every prefix ending before a '/', then the whole path.
@@ -45,12 +55,13 @@ public:
         for (const Segment& seg : segs_)
             for (uint64_t off = 0; off < seg.end;) {
                 const RecordView rec = read_record(seg.map + off);
-                fn(rec);
+                if (!is_filler(rec)) fn(rec);
                 off += record_span(rec.body.size());
             }
     }
 
     std::string recovery_summary() const override { return summary_; }
+    const std::vector<std::string>& recovery_errors() const override { return errors_; }
 
     AppendError append(uint8_t type, std::span<const uint8_t> body, uint64_t& lsn) override {
         return append_impl(type, body, lsn, true);
@@ -81,6 +92,8 @@ public:
 private:
     AppendError append_impl(uint8_t type, std::span<const uint8_t> body, uint64_t& lsn, bool metered);
     AppendError add_segment();
+    bool repair_damaged(Segment& seg, const SegmentScan& scan, bool bad_tail, std::string& err);
+    bool quarantine_foreign(const std::string& path, const char* why, std::string& err);
     bool try_delete_compacted();
 
     Options opt_;
@@ -93,6 +106,7 @@ private:
     bool sync_in_flight_ = false;
     std::span<const uint8_t> last_body_;  // of the record appended last
     std::string summary_;
+    std::vector<std::string> errors_;  // damage found by recover(), for the error log
 
     // Compaction of segs_.front(): scan position, and once scanned, the LSN
     // that must be durable before the segment may go.
@@ -119,34 +133,58 @@ bool SegmentLog::recover(std::string& err) {
 
     std::ostringstream sum;
     uint64_t cut_bytes = 0;
-    for (size_t i = 0; i < bases.size(); ++i) {
-        const std::string path = opt_.dir + "/" + segment_file_name(bases[i]);
+    uint64_t skipped_bytes = 0;
+    // First every file is scanned and those that are no segment are set
+    // aside, so that which segment is the last one does not depend on them.
+    struct Found {
         Segment seg;
-        if (!open_segment(seg, path, bases[i], true, err)) return false;
+        SegmentScan scan;
+    };
+    std::vector<Found> found;
+    for (const uint64_t base : bases) {
+        const std::string path = opt_.dir + "/" + segment_file_name(base);
+        Segment seg;
+        if (!open_segment(seg, path, base, true, err)) return false;
         if (seg.size < kHeaderBytes) {
-            // A crash between creating a segment and reserving its space.
+            const bool empty = file_is_zero(seg.fd);
             seg.close();
-            ::unlink(path.c_str());
-            sum << "removed empty segment " << path << "; ";
+            if (empty) {
+                // A crash between creating a segment and reserving its space.
+                ::unlink(path.c_str());
+                sum << "removed empty segment " << path << "; ";
+            } else if (!quarantine_foreign(path, "too short to hold a record", err)) {
+                return false;
+            }
             continue;
         }
         const SegmentScan scan = scan_segment(seg.map, seg.size, seg.base_lsn);
+        if (is_foreign_segment(seg.map, seg.size, scan)) {
+            seg.close();
+            if (!quarantine_foreign(path, "no valid record, does not start like one", err)) return false;
+            continue;
+        }
+        found.push_back(Found{std::move(seg), scan});
+    }
+    for (size_t i = 0; i < found.size(); ++i) {
+        Segment& seg = found[i].seg;
+        const SegmentScan& scan = found[i].scan;
+        const std::string& path = seg.path;
         seg.end = scan.end;
         seg.records = scan.records;
         seg.last_lsn = scan.last_lsn;
-        const bool is_last = i + 1 == bases.size();
-        if (scan.corrupt) {
-            if (is_last) {
-                cut_bytes += seg.size - scan.end;
-                sum << "cut torn tail of " << path << " at offset " << scan.end << " (" << scan.reason
-                    << "); ";
-            } else {
-                // With one writer a later segment exists only once this one was
-                // complete: a bad record here is media corruption. Keep going.
-                sum << "MEDIA CORRUPTION in " << path << " at offset " << scan.end << " (" << scan.reason
-                    << "), rest of that segment dropped; ";
-                seg.sealed = true;
-            }
+        const bool is_last = i + 1 == found.size();
+        // With one writer a later segment exists only once this one was
+        // complete: a bad record at the end of an earlier one is damage too.
+        const bool bad_tail = scan.corrupt && !is_last;
+        if (!scan.skipped.empty() || bad_tail) {
+            if (!repair_damaged(seg, scan, bad_tail, err)) return false;
+            for (const ByteRange& r : scan.skipped) skipped_bytes += r.length;
+            if (bad_tail) cut_bytes += seg.size - scan.end;
+        }
+        if (scan.corrupt && is_last) {
+            // The normal power-cut case: cut below, as the log's end.
+            cut_bytes += seg.size - scan.end;
+            sum << "cut torn tail of " << path << " at offset " << scan.end << " (" << scan.reason << "); ";
         }
         if (!is_last) seg.sealed = true;
         // Records found may sit only in the page cache (the process died, the
@@ -180,7 +218,67 @@ bool SegmentLog::recover(std::string& err) {
     head << "store " << opt_.dir << ": " << segs_.size() << " segment(s), " << total_records_
          << " record(s), " << bytes_used_ << " bytes, next lsn " << next_lsn_;
     if (cut_bytes) head << ", " << cut_bytes << " bytes cut";
+    if (skipped_bytes) head << ", " << skipped_bytes << " damaged bytes skipped";
+    if (!errors_.empty()) head << ", " << errors_.size() << " file(s) damaged or foreign (see the errors)";
     summary_ = head.str() + (sum.str().empty() ? "" : "; " + sum.str());
+    return true;
+}
+
+// A segment with damage that valid records follow (or, in a sealed segment,
+// a bad tail): copy it to quarantine first, then repair it in place. Each
+// skipped range becomes one filler frame, so the segment can be walked
+// record by record again (replay, compaction and the next recovery need no
+// list of ranges, and the damage is reported once, not at every start). The
+// range is never reused for appends, which only go after `end`; a filler
+// rather than zeros there, because zeros read as the end of the data, and a
+// later recovery would have to resynchronise over them again. A bad tail of
+// a sealed segment is zeroed, as the last segment's torn tail is.
+bool SegmentLog::repair_damaged(Segment& seg, const SegmentScan& scan, bool bad_tail, std::string& err) {
+    std::string copy;
+    if (!quarantine_copy(opt_.dir, seg.path, seg.fd, copy, err)) {
+        err = "damaged segment " + seg.path + " left as it is, its copy to quarantine failed: " + err;
+        return false;
+    }
+    std::ostringstream line;
+    line << "damaged segment " << seg.path << ": ";
+    if (!scan.skipped.empty()) {
+        uint64_t bytes = 0;
+        for (const ByteRange& r : scan.skipped) {
+            bytes += r.length;
+            write_filler(seg.map + r.offset, r.length);
+        }
+        line << "skipped " << bytes << " bytes in " << scan.skipped.size() << " range(s) (";
+        for (size_t k = 0; k < scan.skipped.size(); ++k)
+            line << (k ? ", " : "") << "offset " << scan.skipped[k].offset << " length " << scan.skipped[k].length;
+        line << "; the first starts with " << scan.skip_reason << "), kept " << scan.kept_after_skip
+             << " record(s) after the damage; ";
+    }
+    if (bad_tail) {
+        line << "bad record at offset " << scan.end << " (" << scan.reason << ") and nothing valid after it, "
+             << seg.size - scan.end << " bytes dropped; ";
+        if (!zero_segment_tail(seg, scan.end)) {
+            err = seg.path + ": cannot clear the damaged tail: " + std::strerror(errno);
+            return false;
+        }
+    }
+    if (fdatasync(seg.fd) != 0) {
+        err = seg.path + ": fdatasync: " + std::strerror(errno);
+        return false;
+    }
+    line << scan.records << " record(s) kept in all; the damaged segment was copied to " << copy;
+    errors_.push_back(line.str());
+    return true;
+}
+
+// A file named like a segment that is not one: moved out of the way as it
+// is. Its name says nothing about LSNs, so it does not move next_lsn_.
+bool SegmentLog::quarantine_foreign(const std::string& path, const char* why, std::string& err) {
+    std::string moved;
+    if (!quarantine_move(opt_.dir, path, moved, err)) {
+        err = "cannot move " + path + " (not a hato segment) to quarantine: " + err;
+        return false;
+    }
+    errors_.push_back(path + " is not a hato segment (" + why + "): moved, unmodified, to " + moved);
     return true;
 }
 
@@ -312,7 +410,7 @@ bool SegmentLog::compact_step(const std::function<bool(const RecordView&)>& live
         Segment& old = segs_.front();  // stays valid: appends only push_back
         for (size_t n = 0; n < budget && compact_off_ < old.end; ++n) {
             const RecordView rec = read_record(old.map + compact_off_);
-            if (live(rec)) {
+            if (!is_filler(rec) && live(rec)) {
                 uint64_t new_lsn = 0;
                 // Copies are not held to the quota: they are what lets it shrink.
                 if (append_impl(rec.type, rec.body, new_lsn, false) != AppendError::None)

@@ -34,10 +34,16 @@ class Log {
 public:
     virtual ~Log() = default;
 
-    // Opens (creating `dir` if needed) and recovers: scans every segment,
-    // verifies checksums, cuts a torn or corrupt tail (logged with its
-    // offset). Never fails because of bad data; fails only on I/O errors
-    // (permissions, etc.) with `err` set.
+    // Opens (creating `dir` if needed) and recovers: scans every segment and
+    // verifies checksums. A torn tail of the last segment (a bad or partial
+    // record with nothing valid after it: the power-cut case) is cut. Damage
+    // with valid records after it is skipped by resynchronising on the next
+    // valid record, and every record after it is kept: the segment is first
+    // copied to DIR/quarantine/, then each skipped range is overwritten with
+    // a filler frame (frame.hpp). A file named like a segment that holds no
+    // record is moved to DIR/quarantine/ unmodified. Never fails because of
+    // bad data; fails only on I/O errors (permissions, a quarantine copy that
+    // cannot be written, etc.) with `err` set.
     static std::unique_ptr<Log> open(const Options& opt, std::string& err);
 
     // Every valid record, oldest first. Call once after open().
@@ -45,6 +51,10 @@ public:
 
     // What recovery found: records, bytes cut, etc., for the start-up log.
     virtual std::string recovery_summary() const = 0;
+    // Damage recovery found and handled, one line per file: bytes skipped,
+    // records kept after them, where the quarantine copy is. For the
+    // start-up log at error level; empty when every file was intact.
+    virtual const std::vector<std::string>& recovery_errors() const = 0;
 
     // Appends a record; sets `lsn`. Not durable until synced.
     virtual AppendError append(uint8_t type, std::span<const uint8_t> body, uint64_t& lsn) = 0;
