@@ -48,7 +48,7 @@ constexpr uint8_t kFillerType = 0;
 // Overwrites [dst, dst + span) (span a multiple of 8, at least a header)
 // with one filler frame.
 void write_filler(uint8_t* dst, uint64_t span);
-inline bool is_filler(const RecordView& rec) { return rec.lsn == 0; }
+inline bool is_filler(const RecordView& rec) { return rec.lsn == 0 && rec.type == kFillerType; }
 
 // The record at `p` (already validated by scan_segment).
 RecordView read_record(const uint8_t* p);
