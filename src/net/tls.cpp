@@ -92,14 +92,18 @@ bool check_peer_names(WOLFSSL_X509* cert, std::string& cn, std::string& why) {
     return ok;
 }
 
+// Why verify_peer_names refused, for the handshake failure message: the
+// callback runs inside wolfSSL_accept on this thread, which then fails.
+thread_local std::string name_refusal;
+
 // Runs for each certificate of the client's chain (ALWAYS_VERIFY_CB): the
 // client's own one is refused during the handshake when its names are not clean.
 int verify_peer_names(int preverify, WOLFSSL_X509_STORE_CTX* store) {
     if (!preverify) return 0;
     if (wolfSSL_X509_STORE_CTX_get_error_depth(store) != 0) return 1;
     WOLFSSL_X509* cert = wolfSSL_X509_STORE_CTX_get_current_cert(store);
-    std::string cn, why;
-    return !cert || check_peer_names(cert, cn, why) ? 1 : 0;
+    std::string cn;
+    return !cert || check_peer_names(cert, cn, name_refusal) ? 1 : 0;
 }
 
 }  // namespace
@@ -189,7 +193,8 @@ int TlsConn::send_cb(WOLFSSL*, char* buf, int sz, void* ctx) {
 TlsConn::Status TlsConn::fail(int ret) {
     int code = wolfSSL_get_error(ssl_, ret);
     failed_ = true;
-    error_ = wolf_error(code);
+    error_ = name_refusal.empty() ? wolf_error(code) : name_refusal;
+    name_refusal.clear();
     return Status::Failed;
 }
 
@@ -205,6 +210,7 @@ TlsConn::Status TlsConn::on_ciphertext(std::span<const uint8_t> in, std::vector<
 
 TlsConn::Status TlsConn::pump(std::vector<uint8_t>& plain) {
     if (!established_) {
+        name_refusal.clear();
         int r = wolfSSL_accept(ssl_);
         if (r != WOLFSSL_SUCCESS) {
             int code = wolfSSL_get_error(ssl_, r);
