@@ -31,13 +31,14 @@ std::string wolf_error(int code) {
     return buf;
 }
 
-// Well-formed UTF-8 (no overlongs, no surrogates, nothing above U+10FFFF)
-// without NUL: a name that C code would cut short, or that compares
-// differently byte-wise than it reads, must not name anyone.
-bool clean_utf8(const unsigned char* p, size_t n) {
+}  // namespace
+
+bool clean_cert_name(std::span<const uint8_t> name) {
+    const uint8_t* p = name.data();
+    const size_t n = name.size();
     size_t i = 0;
     while (i < n) {
-        unsigned char c = p[i];
+        uint8_t c = p[i];
         if (c == 0) return false;
         if (c < 0x80) { ++i; continue; }
         size_t len = (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
@@ -54,11 +55,13 @@ bool clean_utf8(const unsigned char* p, size_t n) {
     return true;
 }
 
+namespace {
+
 bool clean_string(WOLFSSL_ASN1_STRING* str) {
     if (!str) return true;
     int len = wolfSSL_ASN1_STRING_length(str);
     const unsigned char* data = wolfSSL_ASN1_STRING_get0_data(str);
-    return len <= 0 || (data && clean_utf8(data, size_t(len)));
+    return len <= 0 || (data && clean_cert_name({data, size_t(len)}));
 }
 
 // Checks every subject CN and every DNS / e-mail / URI subject alternative

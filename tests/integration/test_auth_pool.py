@@ -233,8 +233,19 @@ def test_unverified_user_name_gets_anonymous_rights(sec_broker, workdir, version
 
 # -- item 4: certificate names with a NUL --------------------------------------
 
-def _issue_client_cert(certs, name, cn, san=None):
-    """Writes NAME.crt / NAME.key into `certs`, signed by its test CA."""
+def _der(tag, content):
+    n = len(content)
+    size = bytes([n]) if n < 0x80 else bytes([0x80 | ((n.bit_length() + 7) // 8)]) + n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([tag]) + size + content
+
+
+ECDSA_WITH_SHA256 = bytes.fromhex("300a06082a8648ce3d040302")
+
+
+def _issue_client_cert(certs, name, cn, san=None, patch=None, cn_type=None):
+    """Writes NAME.crt / NAME.key into `certs`, signed by its test CA.
+    patch=(old, new): bytes of the signed part replaced (same length) and
+    signed again, for names no certificate library will write."""
     crypto = pytest.importorskip("cryptography", reason="python3-cryptography makes the crafted certificates")
     del crypto
     from cryptography import x509
@@ -247,9 +258,10 @@ def _issue_client_cert(certs, name, cn, san=None):
     with open(os.path.join(certs, "ca.crt"), "rb") as f:
         ca_cert = x509.load_pem_x509_certificate(f.read())
     key = ec.generate_private_key(ec.SECP256R1())
+    cn_kw = {"_type": cn_type} if cn_type is not None else {}
     now = datetime.datetime.now(datetime.timezone.utc)
     builder = (x509.CertificateBuilder()
-               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn, **cn_kw)]))
                .issuer_name(ca_cert.subject)
                .public_key(key.public_key())
                .serial_number(x509.random_serial_number())
@@ -259,11 +271,21 @@ def _issue_client_cert(certs, name, cn, san=None):
     if san:
         builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(san)]), critical=False)
     cert = builder.sign(ca_key, hashes.SHA256())
+    if patch:
+        old, new = patch
+        assert len(old) == len(new) and old in cert.tbs_certificate_bytes
+        tbs = cert.tbs_certificate_bytes.replace(old, new)
+        signature = ca_key.sign(tbs, ec.ECDSA(hashes.SHA256()))
+        der = _der(0x30, tbs + ECDSA_WITH_SHA256 + _der(0x03, b"\x00" + signature))
+        cert = x509.load_der_x509_certificate(der)
+        assert new in cert.public_bytes(serialization.Encoding.DER)
     with open(os.path.join(certs, name + ".crt"), "wb") as f:
         f.write(cert.public_bytes(serialization.Encoding.PEM))
     with open(os.path.join(certs, name + ".key"), "wb") as f:
         f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                   serialization.NoEncryption()))
+    if patch:
+        return
     # The CN really holds the NUL (the test must not pass on a truncated name).
     assert x509.load_pem_x509_certificate(cert.public_bytes(serialization.Encoding.PEM)).subject \
         .get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == cn
@@ -274,6 +296,11 @@ def test_certificate_name_with_nul_is_refused_at_handshake(sec_broker, workdir):
     _issue_client_cert(certs, "alice", "alice")
     _issue_client_cert(certs, "alice-nul", "alice\x00.evil")
     _issue_client_cert(certs, "san-nul", "carol", san="carol\x00.evil.example")
+    # alice followed by two bytes that are not UTF-8 (a T61String: OpenSSL,
+    # which the test client uses, refuses to load a UTF8String like that).
+    from cryptography.x509.name import _ASN1Type
+    _issue_client_cert(certs, "alice-bad-utf8", "aliceXX", patch=(b"aliceXX", b"alice\xff\xfe"),
+                       cn_type=_ASN1Type.T61String)
     acl = write(os.path.join(workdir, "acl"), "user alice\ntopic readwrite alice/#\n")
     tls = {"cert": os.path.join(certs, "server.crt"), "key": os.path.join(certs, "server.key"),
            "ca": os.path.join(certs, "ca.crt"), "require_client_cert": True, "identity_as_username": True}
@@ -283,8 +310,11 @@ def test_certificate_name_with_nul_is_refused_at_handshake(sec_broker, workdir):
     good = client(ep, certs, cert="alice", client_id="alice-dev")
     assert [getattr(q, "value", q) for q in good.subscribe("alice/#", qos=1)[0]] == [1]
     good.close()
-    # alice\0.evil is not alice: no CONNACK at all, the handshake fails.
+    # Not valid UTF-8: no CONNACK at all, the handshake fails (and says why).
+    assert connack_code(ep, certs, cert="alice-bad-utf8", client_id="evil3") is None
+    assert "client certificate CN holds a NUL or is not valid UTF-8" in b.log(), b.log()[-3000:]
+    # alice\0.evil is not alice (the log line above is not repeated within 10 s).
     assert connack_code(ep, certs, cert="alice-nul", client_id="evil") is None
     assert connack_code(ep, certs, cert="san-nul", client_id="evil2") is None
     log = b.log()
-    assert "NUL" in log, log[-3000:]
+    assert "client certificate subject alternative name holds a NUL" in log, log[-3000:]
