@@ -239,6 +239,8 @@ private:
 
     // Password checks run on worker threads; their verdicts come back through
     // an eventfd the reactor watches, and go to the broker on this thread.
+    // Started after open_signals: the workers inherit the blocked signal
+    // mask, so SIGINT/SIGTERM/SIGHUP still arrive only through the signalfd.
     bool open_hash_pool() {
         hash_pool_ = std::make_unique<auth::HashPool>(cfg_.auth.hash_workers);
         if (!hash_pool_->ok()) {

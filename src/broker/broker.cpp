@@ -168,9 +168,12 @@ void Broker::Impl::protocol_error(Connection& c, uint8_t reason) {
 // connection holds no input buffer (nor the extras that hold it).
 void Broker::Impl::process_input(Connection& c, std::span<const uint8_t> bytes) {
     if (auth_pending(c)) {
-        // Held until the CONNECT's verdict: at most one more packet's worth.
+        // Held until the CONNECT's verdict (which heads the buffer), with a
+        // bound: a client cannot park memory here while its check waits.
         std::vector<uint8_t>& held = c.extras->inbuf;
-        if (held.size() + bytes.size() > 2 * size_t(cfg.max_packet_size)) return drop(c, false, true);
+        FixedHeader connect_hdr;
+        peek_header(held, cfg.max_packet_size, connect_hdr);
+        if (held.size() + bytes.size() > connect_hdr.total() + kMaxHeldAfterConnect) return drop(c, false, true);
         held.insert(held.end(), bytes.begin(), bytes.end());
         return;
     }

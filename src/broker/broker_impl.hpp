@@ -92,6 +92,9 @@ struct Broker::Impl {
     uint64_t op_ticket = 0;          // highest persistence ticket of the current operation
     uint64_t random_state = 0;
     uint64_t next_auth_request = 1;
+    // Input a client may send after its CONNECT while the authenticator
+    // works on it; more closes the connection.
+    static constexpr size_t kMaxHeldAfterConnect = 64 * 1024;
 
     // --- broker.cpp
     Connection* conn(ConnId id);

@@ -147,17 +147,16 @@ TEST_CASE("the CONNECT deadline still applies while the check runs") {
 }
 
 TEST_CASE("input held for a pending CONNECT is bounded") {
-    Config cfg;
-    cfg.max_packet_size = 1024;
-    Harness h(cfg);
+    Harness h;
     DeferredAuth auth;
     h.broker->set_authenticator(&auth);
     TestClient a(h, Version::V311);
     a.send(connect_packet("a"));
-    a.send_raw(std::vector<uint8_t>(1500, 0xC0));
+    a.send_raw(std::vector<uint8_t>(40 * 1024, 0xC0));
     CHECK_FALSE(a.closed());
-    a.send_raw(std::vector<uint8_t>(1500, 0xC0));
+    a.send_raw(std::vector<uint8_t>(40 * 1024, 0xC0));
     CHECK(a.closed());
+    REQUIRE(auth.cancelled.size() == 1);
 }
 
 TEST_CASE("only a verified user name reaches the ACL; the certificate identity goes to the authenticator") {
