@@ -55,6 +55,16 @@ bool load_tls_contexts(const config::AppConfig& cfg, std::vector<std::shared_ptr
     return ok;
 }
 
+std::vector<std::string> unverifiable_acl_users(const config::AppConfig& cfg, const AuthFiles& files) {
+    std::vector<std::string> out;
+    if (!files.acl) return out;
+    for (const config::Listener& l : cfg.listeners)
+        if (l.tls.enabled && l.tls.identity_as_username) return out;   // any name may be a certificate's
+    for (std::string& name : files.acl->user_names())
+        if (!files.passwords || !files.passwords->has_user(name)) out.push_back(std::move(name));
+    return out;
+}
+
 bool check_security_files(const config::AppConfig& cfg, std::vector<std::string>& errors) {
     AuthFiles files;
     std::vector<std::shared_ptr<net::TlsContext>> contexts;

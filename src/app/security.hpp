@@ -33,6 +33,12 @@ net::TlsSettings tls_settings(const config::ListenerTls& tls);
 bool load_tls_contexts(const config::AppConfig& cfg, std::vector<std::shared_ptr<net::TlsContext>>& out,
                        std::vector<std::string>& errors);
 
+// The ACL `user` blocks no client can ever be verified as: with no
+// identity_as_username listener, every name missing from the password file
+// (all of them without one). Such blocks never apply: an unverified user
+// name gets the anonymous rules.
+std::vector<std::string> unverifiable_acl_users(const config::AppConfig& cfg, const AuthFiles& files);
+
 // --check-config: everything above, nothing kept.
 bool check_security_files(const config::AppConfig& cfg, std::vector<std::string>& errors);
 

@@ -16,6 +16,8 @@
 #include "app/tls_layer.hpp"
 #include "auth/acl_authorizer.hpp"
 #include "auth/authenticator.hpp"
+#include "auth/hash_pool.hpp"
+#include "broker/auth.hpp"
 #include "broker/broker.hpp"
 #include "broker/log_persistence.hpp"
 #include "broker/persistence.hpp"
@@ -111,6 +113,7 @@ public:
         ++open_connections_;
         log_debug("connection %llu from %s on listener %d", unsigned_ll(id), peer.c_str(), listener_index);
         tls_->on_open(id, listener_index, peer);
+        if (hash_pool_) authenticator_.note_peer(id, peer);
         broker_->on_open(id, listener_index, peer);
     }
 
@@ -119,17 +122,16 @@ public:
         if (!tls_->owns(id)) return broker_->on_data(id, data);
         plaintext_.clear();
         if (!tls_->on_ciphertext(id, data, plaintext_) || plaintext_.empty()) return;
-        // The CONNECT (if these bytes hold one) is checked inside this call.
+        // The broker hands the identity to the authenticator with the CONNECT.
         std::optional<std::string> identity = tls_->identity(id);
         if (identity && tls_->first_identity_use(id)) broker_->set_identity(id, *identity);
-        authenticator_.set_current_identity(std::move(identity));
         broker_->on_data(id, plaintext_);
-        authenticator_.set_current_identity(std::nullopt);
     }
 
     void on_close(net::ConnId id, int error) override {
         if (rejected_.erase(id)) return;
         tls_->on_close(id);
+        authenticator_.forget_peer(id);
         --open_connections_;
         if (error) log_debug("connection %llu closed: %s", unsigned_ll(id), std::strerror(error));
         else log_debug("connection %llu closed", unsigned_ll(id));
@@ -231,7 +233,44 @@ private:
             log_info("password file %s: %zu users", cfg_.auth.password_file.c_str(), auth_files_.passwords->size());
         if (auth_files_.acl)
             log_info("acl file %s: %zu rules", cfg_.auth.acl_file.c_str(), auth_files_.acl->rule_count());
+        warn_unverifiable_acl_users();
+        return !auth_files_.passwords || open_hash_pool();
+    }
+
+    // Password checks run on worker threads; their verdicts come back through
+    // an eventfd the reactor watches, and go to the broker on this thread.
+    // Started after open_signals: the workers inherit the blocked signal
+    // mask, so SIGINT/SIGTERM/SIGHUP still arrive only through the signalfd.
+    bool open_hash_pool() {
+        hash_pool_ = std::make_unique<auth::HashPool>(cfg_.auth.hash_workers);
+        if (!hash_pool_->ok()) {
+            log_error("password check workers: eventfd: %s", std::strerror(errno));
+            return false;
+        }
+        reactor_->watch_readable(hash_pool_->event_fd(), [this] { authenticator_.collect(); });
+        authenticator_.set_pool(hash_pool_.get(), [this](broker::ConnId id, uint64_t request,
+                                                         const broker::AuthVerdict& verdict) {
+            broker_->on_auth_result(id, request, verdict);
+        });
+        authenticator_.set_max_failed_per_minute(cfg_.auth.max_failed_per_minute);
+        authenticator_.set_refusal_log([](std::string_view address, uint32_t limit) {
+            log_warn("refusing logins from %.*s for the rest of the minute: %u failed in it (max_failed_per_minute)",
+                     int(address.size()), address.data(), unsigned(limit));
+        });
         return true;
+    }
+
+    // ACL rules for user names no client can prove are dead rules: say so once.
+    void warn_unverifiable_acl_users() {
+        std::vector<std::string> names = unverifiable_acl_users(cfg_, auth_files_);
+        if (names.empty()) return;
+        std::string list;
+        for (const std::string& n : names) list += (list.empty() ? "" : ", ") + n;
+        log_warn("acl file %s: user blocks that never apply (%s): no %s can verify these names, "
+                 "so clients giving them get the anonymous rules",
+                 cfg_.auth.acl_file.c_str(), list.c_str(),
+                 auth_files_.passwords ? "password file entry or identity_as_username listener"
+                                       : "password file or identity_as_username listener");
     }
 
     // SIGHUP: password file, ACL file and certificates are read again. Each
@@ -422,6 +461,7 @@ private:
     std::unique_ptr<broker::Persistence> persistence_;
     broker::LogPersistence* log_persistence_ = nullptr;  // == persistence_ when durable
     AuthFiles auth_files_;
+    std::unique_ptr<auth::HashPool> hash_pool_;   // null without a password file
     auth::PasswordAuthenticator authenticator_;   // used by broker_: declared before it
     auth::AclAuthorizer authorizer_;               // likewise
     std::unique_ptr<broker::Broker> broker_;

@@ -1,6 +1,7 @@
 #include "auth/acl.hpp"
 #include "auth/text_file.hpp"
 
+#include <algorithm>
 
 namespace hato::auth {
 
@@ -172,6 +173,14 @@ bool Acl::subscribe_allowed(std::optional<std::string_view> user, std::string_vi
         }
     });
     return granted && !denied;
+}
+
+std::vector<std::string> Acl::user_names() const {
+    std::vector<std::string> names;
+    names.reserve(users_.size());
+    for (const auto& [u, rules] : users_) names.push_back(u);
+    std::sort(names.begin(), names.end());
+    return names;
 }
 
 size_t Acl::rule_count() const {

@@ -40,6 +40,8 @@ public:
                            std::string_view filter) const;
 
     size_t rule_count() const;
+    // The names of the `user` blocks, sorted.
+    std::vector<std::string> user_names() const;
 
 private:
     // Calls fn(rule access, concrete filter) for each rule that applies.

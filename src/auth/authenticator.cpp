@@ -1,29 +1,134 @@
 #include "auth/authenticator.hpp"
 
+#include <chrono>
+
 #include "mqtt/packet.hpp"
 
 namespace hato::auth {
+
+using broker::AuthVerdict;
+
+PasswordAuthenticator::PasswordAuthenticator()
+    : now_ms_([] {
+          return uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::steady_clock::now().time_since_epoch())
+                              .count());
+      }),
+      limiter_(max_failed_per_minute_) {}
 
 bool PasswordAuthenticator::anonymous_allowed(int listener_index) const {
     return listener_index >= 0 && size_t(listener_index) < anonymous_.size() && anonymous_[size_t(listener_index)];
 }
 
+void PasswordAuthenticator::set_password_file(std::shared_ptr<const PasswordFile> file) {
+    passwords_ = std::move(file);
+    cache_.clear();   // a changed or removed password must not stay accepted
+}
+
+void PasswordAuthenticator::set_pool(HashPool* pool, ResultSink sink) {
+    pool_ = pool;
+    sink_ = std::move(sink);
+}
+
+void PasswordAuthenticator::set_max_failed_per_minute(uint32_t limit) {
+    max_failed_per_minute_ = limit;
+    limiter_.set_limit(limit);
+}
+
+void PasswordAuthenticator::note_peer(broker::ConnId id, std::string_view peer) {
+    peers_[id] = std::string(host_of(peer));
+}
+
+std::optional<AuthVerdict> PasswordAuthenticator::start(const broker::AuthRequest& req) {
+    // A certificate signed by the listener's CA already proved who this is.
+    if (req.identity)
+        return req.identity->empty() ? AuthVerdict{mqtt::rc::NotAuthorized, false} : AuthVerdict{mqtt::rc::Success, true};
+
+    // No user name, or one with no password file to check it against (as
+    // Mosquitto does): no credentials at all, so the anonymous rules apply.
+    if (!req.username || !passwords_) {
+        return anonymous_allowed(req.listener_index) ? AuthVerdict{mqtt::rc::Success, false}
+                                                     : AuthVerdict{mqtt::rc::NotAuthorized, false};
+    }
+
+    Pending p;
+    p.conn = req.conn;
+    p.request = req.id;
+    if (auto it = peers_.find(req.conn); it != peers_.end()) {
+        p.address = std::move(it->second);
+        peers_.erase(it);
+    }
+    // Before the cache: a guesser over the limit must not learn that a
+    // guess matched a recently used password.
+    bool first_refusal = false;
+    if (limiter_.blocked(p.address, now_ms_(), first_refusal)) {
+        if (first_refusal && refusal_log_) refusal_log_(p.address, max_failed_per_minute_);
+        return AuthVerdict{mqtt::rc::BadUserNameOrPassword, false};
+    }
+
+    std::string_view user = *req.username;
+    std::string_view pw;
+    if (req.password) pw = std::string_view(reinterpret_cast<const char*>(req.password->data()), req.password->size());
+    p.cache_key = cache_.key(user, pw);
+    if (cache_.contains(p.cache_key)) return AuthVerdict{mqtt::rc::Success, true};
+    p.cache_generation = cache_.generation();
+
+    if (!pool_) return conclude(p, passwords_->verify(user, pw));
+    // verify() costs the same for an unknown user as for a wrong password.
+    uint64_t ticket = pool_->submit([file = passwords_, u = std::string(user), w = std::string(pw)] {
+        return file->verify(u, w);
+    });
+    ticket_by_conn_[p.conn] = ticket;
+    pending_.emplace(ticket, std::move(p));
+    return std::nullopt;
+}
+
+AuthVerdict PasswordAuthenticator::conclude(const Pending& p, bool ok) {
+    if (!ok) {
+        limiter_.record_failure(p.address, now_ms_());
+        return AuthVerdict{mqtt::rc::BadUserNameOrPassword, false};
+    }
+    if (p.cache_generation == cache_.generation()) cache_.insert(p.cache_key);
+    return AuthVerdict{mqtt::rc::Success, true};
+}
+
+void PasswordAuthenticator::cancel(broker::ConnId conn, uint64_t request) {
+    auto t = ticket_by_conn_.find(conn);
+    if (t == ticket_by_conn_.end()) return;
+    auto it = pending_.find(t->second);
+    if (it == pending_.end() || it->second.request != request) return;
+    ticket_by_conn_.erase(t);
+    // Not started: no hash was spent, nothing to count. Running: its result
+    // still counts (closing early must not dodge the failure limit).
+    if (pool_ && pool_->cancel(it->first)) pending_.erase(it);
+    else it->second.wanted = false;
+}
+
+void PasswordAuthenticator::collect() {
+    if (!pool_) return;
+    pool_->drain([this](uint64_t ticket, bool ok) {
+        auto it = pending_.find(ticket);
+        if (it == pending_.end()) return;
+        Pending p = std::move(it->second);
+        pending_.erase(it);
+        if (p.wanted) ticket_by_conn_.erase(p.conn);
+        AuthVerdict v = conclude(p, ok);
+        if (p.wanted && sink_) sink_(p.conn, p.request, v);   // may re-enter start()/cancel()
+    });
+}
+
 uint8_t PasswordAuthenticator::check(std::optional<std::string_view> username,
                                      std::optional<std::span<const uint8_t>> password,
-                                     std::string_view /*client_id*/, int listener_index) {
-    // A certificate signed by the listener's CA already proved who this is.
-    if (identity_) return identity_->empty() ? mqtt::rc::NotAuthorized : mqtt::rc::Success;
-
-    if (!username) return anonymous_allowed(listener_index) ? mqtt::rc::Success : mqtt::rc::NotAuthorized;
-
-    // A user name with no password file to check it against (Mosquitto does
-    // the same): it counts as no credentials at all.
-    if (!passwords_) return anonymous_allowed(listener_index) ? mqtt::rc::Success : mqtt::rc::NotAuthorized;
-
-    std::string_view pw;
-    if (password) pw = std::string_view(reinterpret_cast<const char*>(password->data()), password->size());
-    // verify() costs the same for an unknown user as for a wrong password.
-    return passwords_->verify(*username, pw) ? mqtt::rc::Success : mqtt::rc::BadUserNameOrPassword;
+                                     std::string_view client_id, int listener_index,
+                                     std::optional<std::string_view> identity) {
+    broker::AuthRequest req;
+    req.username = username;
+    req.password = password;
+    req.client_id = client_id;
+    req.listener_index = listener_index;
+    req.identity = identity;
+    std::optional<AuthVerdict> v = start(req);
+    return v ? v->reason : mqtt::rc::ServerUnavailable;   // pending: only with a pool
 }
 
 }  // namespace hato::auth

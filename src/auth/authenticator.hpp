@@ -1,44 +1,98 @@
 // The broker's CONNECT check over a Mosquitto-style password file, with
 // anonymous access decided per listener and TLS client certificates standing
 // in for a password (identity_as_username).
+//
+// Password hashing (PBKDF2, ~90 ms) runs on a HashPool, never on the reactor:
+// start() answers at once when it can (certificate, anonymous, a cached
+// verified password, an address over its failure limit) and otherwise
+// queues the hash; collect() later sends the verdict to the result sink
+// (the wiring forwards it to Broker::on_auth_result).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
+#include "auth/hash_pool.hpp"
+#include "auth/login_limiter.hpp"
 #include "auth/password_file.hpp"
+#include "auth/verified_cache.hpp"
 #include "broker/auth.hpp"
 
 namespace hato::auth {
 
 class PasswordAuthenticator final : public broker::Authenticator {
 public:
+    using ResultSink = std::function<void(broker::ConnId, uint64_t request, const broker::AuthVerdict&)>;
+    // Called once per address and window when its failure limit starts refusing.
+    using RefusalLog = std::function<void(std::string_view address, uint32_t limit)>;
+
+    PasswordAuthenticator();
+
     // Index = listener index; a listener beyond the list refuses anonymous clients.
     void set_anonymous_allowed(std::vector<bool> by_listener) { anonymous_ = std::move(by_listener); }
     // nullptr: no password file. Swapped whole on reload; a check never sees
-    // a half-loaded file.
-    void set_password_file(std::shared_ptr<const PasswordFile> file) { passwords_ = std::move(file); }
+    // a half-loaded file. Empties the cache of verified passwords.
+    void set_password_file(std::shared_ptr<const PasswordFile> file);
+    // Hashes on `pool` and reports verdicts to `sink`. Without a pool (tests,
+    // tools) start() hashes on the calling thread.
+    void set_pool(HashPool* pool, ResultSink sink);
+    void set_max_failed_per_minute(uint32_t limit);   // 0 = no limit
+    void set_refusal_log(RefusalLog log) { refusal_log_ = std::move(log); }
+    void set_clock(std::function<uint64_t()> now_ms) { now_ms_ = std::move(now_ms); }   // tests
 
-    // The verified client-certificate CN of the connection whose bytes the
-    // wiring is about to hand to the broker, when its listener has
-    // identity_as_username; nullopt otherwise. CONNECT is processed inside
-    // that Broker::on_data call, on the same thread, so check() sees it.
-    void set_current_identity(std::optional<std::string> cn) { identity_ = std::move(cn); }
+    // The source address of a connection, for the failure limit; kept until
+    // its CONNECT is checked or it closes.
+    void note_peer(broker::ConnId id, std::string_view peer);
+    void forget_peer(broker::ConnId id) { peers_.erase(id); }
 
-    // Success, BadUserNameOrPassword (unknown user or wrong password: never
-    // which one) or NotAuthorized (anonymous client where that is refused).
-    uint8_t check(std::optional<std::string_view> username,
-                  std::optional<std::span<const uint8_t>> password,
-                  std::string_view client_id, int listener_index) override;
+    // The pool's eventfd is readable: hands finished verdicts to the sink.
+    void collect();
+
+    // Success (user_verified when a password or certificate proved the
+    // name), BadUserNameOrPassword (unknown user, wrong password, or the
+    // address over its failure limit: never which one) or NotAuthorized
+    // (anonymous client where that is refused).
+    std::optional<broker::AuthVerdict> start(const broker::AuthRequest& req) override;
+    void cancel(broker::ConnId conn, uint64_t request) override;
+
+    // start() on the calling thread, for tests (no pool set).
+    uint8_t check(std::optional<std::string_view> username, std::optional<std::span<const uint8_t>> password,
+                  std::string_view client_id, int listener_index,
+                  std::optional<std::string_view> identity = std::nullopt);
+
+    size_t cached() const { return cache_.size(); }
+    size_t pending() const { return pending_.size(); }
 
 private:
+    struct Pending {
+        broker::ConnId conn = 0;
+        uint64_t request = 0;
+        bool wanted = true;          // false: its connection left while the hash ran
+        std::string address;
+        std::string cache_key;
+        uint64_t cache_generation = 0;
+    };
+
     bool anonymous_allowed(int listener_index) const;
+    // Records the outcome (cache or failure count) and returns the verdict.
+    broker::AuthVerdict conclude(const Pending& p, bool ok);
 
     std::vector<bool> anonymous_;
     std::shared_ptr<const PasswordFile> passwords_;
-    std::optional<std::string> identity_;
+    HashPool* pool_ = nullptr;
+    ResultSink sink_;
+    RefusalLog refusal_log_;
+    std::function<uint64_t()> now_ms_;
+    uint32_t max_failed_per_minute_ = 30;
+    LoginLimiter limiter_;
+    VerifiedCache cache_;
+    std::unordered_map<broker::ConnId, std::string> peers_;       // host part only
+    std::unordered_map<uint64_t, Pending> pending_;               // by pool ticket
+    std::unordered_map<broker::ConnId, uint64_t> ticket_by_conn_;
 };
 
 }  // namespace hato::auth

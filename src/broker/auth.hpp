@@ -1,7 +1,9 @@
-// The authentication hook. The broker asks it once per CONNECT; the security
-// layer plugs in a real implementation later. An enhanced-authentication
-// (AUTH packet) exchange will be added beside check(); until then a CONNECT
-// that names an Authentication Method is refused with 0x8C by the broker.
+// The authentication hook. The broker asks it once per CONNECT. A check may
+// be slow (a password hash): the authenticator then answers later, through
+// Broker::on_auth_result, while the broker serves other clients and holds
+// the connection's input. An enhanced-authentication (AUTH packet) exchange
+// will be added beside start(); until then a CONNECT that names an
+// Authentication Method is refused with 0x8C by the broker.
 #pragma once
 
 #include <cstdint>
@@ -12,26 +14,47 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "broker/broker.hpp"
 #include "mqtt/packet.hpp"
 
 namespace hato::broker {
 
+// What a CONNECT offers as credentials. Views are valid only during start().
+struct AuthRequest {
+    ConnId conn = 0;
+    uint64_t id = 0;                               // echoed by Broker::on_auth_result
+    std::optional<std::string_view> username;      // as the CONNECT carries it
+    std::optional<std::span<const uint8_t>> password;
+    std::string_view client_id;
+    int listener_index = 0;
+    // The TLS client certificate's identity (identity_as_username listeners):
+    // already verified by the handshake.
+    std::optional<std::string_view> identity;
+};
+
+struct AuthVerdict {
+    uint8_t reason = mqtt::rc::Success;   // else the CONNACK reason code
+    // The user name was proven (a password checked, or a certificate):
+    // only then do the ACL's `user` rules apply to it.
+    bool user_verified = false;
+};
+
 class Authenticator {
 public:
     virtual ~Authenticator() = default;
-    // Returns mqtt::rc::Success to accept, else a CONNACK reason code
-    // (e.g. BadUserNameOrPassword, NotAuthorized).
-    virtual uint8_t check(std::optional<std::string_view> username,
-                          std::optional<std::span<const uint8_t>> password,
-                          std::string_view client_id, int listener_index) = 0;
+    // The verdict now, or nullopt when it comes later through
+    // Broker::on_auth_result(req.conn, req.id, verdict).
+    virtual std::optional<AuthVerdict> start(const AuthRequest& req) = 0;
+    // The connection of a pending request is gone: its verdict is not wanted.
+    virtual void cancel(ConnId /*conn*/, uint64_t /*id*/) {}
 };
 
-// The default: everyone may connect.
+// The default when nothing is configured (embedding, tests): everyone may
+// connect, and the user name is taken as given.
 class AllowAll final : public Authenticator {
 public:
-    uint8_t check(std::optional<std::string_view>, std::optional<std::span<const uint8_t>>,
-                  std::string_view, int) override {
-        return mqtt::rc::Success;
+    std::optional<AuthVerdict> start(const AuthRequest&) override {
+        return AuthVerdict{mqtt::rc::Success, true};
     }
 };
 

@@ -29,6 +29,18 @@ void Broker::set_identity(ConnId id, std::string username) {
         c->open_extras().identity = std::make_unique<std::string>(std::move(username));
 }
 
+void Broker::on_auth_result(ConnId id, uint64_t request, const AuthVerdict& verdict) {
+    Connection* c = impl_->conn(id);
+    if (c && request != 0 && c->extras && c->extras->auth_request == request) {
+        c->extras->auth_request = 0;
+        c->extras->auth_verdict = verdict;
+        std::vector<uint8_t> held;   // the CONNECT, then whatever came after it
+        held.swap(c->extras->inbuf);
+        impl_->process_input(*c, held);
+    }
+    impl_->bury();
+}
+
 const Stats& Broker::stats() const { return impl_->stats; }
 
 // The peer address is for the wiring's logs; the broker does not keep it.
@@ -155,6 +167,16 @@ void Broker::Impl::protocol_error(Connection& c, uint8_t reason) {
 // connection's buffer only when a packet is left incomplete, so an idle
 // connection holds no input buffer (nor the extras that hold it).
 void Broker::Impl::process_input(Connection& c, std::span<const uint8_t> bytes) {
+    if (auth_pending(c)) {
+        // Held until the CONNECT's verdict (which heads the buffer), with a
+        // bound: a client cannot park memory here while its check waits.
+        std::vector<uint8_t>& held = c.extras->inbuf;
+        FixedHeader connect_hdr;
+        peek_header(held, cfg.max_packet_size, connect_hdr);
+        if (held.size() + bytes.size() > connect_hdr.total() + kMaxHeldAfterConnect) return drop(c, false, true);
+        held.insert(held.end(), bytes.begin(), bytes.end());
+        return;
+    }
     std::vector<uint8_t> pending;
     std::span<const uint8_t> in = bytes;
     if (c.extras && !c.extras->inbuf.empty()) {
@@ -194,8 +216,13 @@ void Broker::Impl::process_input(Connection& c, std::span<const uint8_t> bytes) 
             protocol_error(c, r.status == DecodeStatus::Incomplete ? rc::MalformedPacket : r.reason);
             return;
         }
+        size_t start = pos;
         pos += r.consumed;
         handle_packet(c, p);
+        if (auth_pending(c)) {   // the CONNECT and what follows wait for the verdict
+            pos = start;
+            break;
+        }
     }
     if (c.dead) return;
     if (pos < in.size()) c.open_extras().inbuf.assign(in.begin() + pos, in.end());

@@ -18,6 +18,7 @@ using ConnId = uint64_t;
 
 class Authenticator;  // broker/auth.hpp
 class Authorizer;     // broker/auth.hpp
+struct AuthVerdict;   // broker/auth.hpp
 
 // What the broker needs from the network layer.
 class Transport {
@@ -74,6 +75,10 @@ public:
     // identity_as_username): used as its user name from its CONNECT on,
     // whatever user name the CONNECT carries. Call before the CONNECT bytes.
     void set_identity(ConnId id, std::string username);
+    // The answer to an Authenticator::start that returned no verdict. The
+    // CONNECT it belongs to continues, then the input held meanwhile. A
+    // connection that is gone, or a stale `request`, is ignored.
+    void on_auth_result(ConnId id, uint64_t request, const AuthVerdict& verdict);
 
 private:
     struct Impl;

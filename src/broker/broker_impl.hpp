@@ -91,6 +91,10 @@ struct Broker::Impl {
     std::unordered_set<ConnId> blocked_conns;
     uint64_t op_ticket = 0;          // highest persistence ticket of the current operation
     uint64_t random_state = 0;
+    uint64_t next_auth_request = 1;
+    // Input a client may send after its CONNECT while the authenticator
+    // works on it; more closes the connection.
+    static constexpr size_t kMaxHeldAfterConnect = 64 * 1024;
 
     // --- broker.cpp
     Connection* conn(ConnId id);
@@ -115,6 +119,10 @@ struct Broker::Impl {
 
     // --- connect.cpp
     void on_connect(Connection& c, mqtt::Connect& p);
+    // The authenticator's verdict on this CONNECT: true with `out` set, or
+    // false while it is pending (on_connect runs again when it arrives).
+    bool authenticate(Connection& c, const mqtt::Connect& p, std::string_view client_id, AuthVerdict& out);
+    bool auth_pending(const Connection& c) const { return c.extras && c.extras->auth_request != 0; }
     void on_disconnect(Connection& c, const mqtt::Disconnect& p);
     // Detaches the connection from its session and closes it. The will goes
     // out (now or after its delay) when `publish_will`.

@@ -8,6 +8,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -113,8 +114,16 @@ struct ConnectionExtras {
     };
     std::unordered_map<std::string, uint16_t, TopicHash, std::equal_to<>> alias_out;
     std::unique_ptr<std::string> identity;   // set_identity(): replaces the CONNECT user name
+    // While the authenticator works on the CONNECT: its request id (input,
+    // the CONNECT first, waits in inbuf), then its answer until the CONNECT
+    // runs again and takes it.
+    uint64_t auth_request = 0;
+    std::optional<AuthVerdict> auth_verdict;
 
-    bool empty() const { return inbuf.empty() && alias_in.empty() && alias_out.empty() && !identity; }
+    bool empty() const {
+        return inbuf.empty() && alias_in.empty() && alias_out.empty() && !identity && auth_request == 0 &&
+               !auth_verdict;
+    }
 };
 
 struct Connection {

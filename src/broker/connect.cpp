@@ -46,9 +46,9 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
         assigned = true;
     }
 
-    if (uint8_t verdict = auth->check(p.username, p.password, client_id, c.listener);
-        verdict != rc::Success)
-        return refuse(verdict);
+    AuthVerdict verdict;
+    if (!authenticate(c, p, client_id, verdict)) return;   // pending: runs again with the answer
+    if (verdict.reason != rc::Success) return refuse(verdict.reason);
 
     size_t connected_now = stats.connections;
     bool takes_over = false;
@@ -66,10 +66,12 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
                                 v5 ? &p.will_props : nullptr);
         will = std::make_unique<Will>(Will{std::move(m), v5 ? p.will_props.will_delay.value_or(0) : 0});
     }
-    // The user name ACLs see: the TLS identity when there is one.
+    // The user name ACLs see: the TLS identity when there is one, else the
+    // CONNECT's only when the authenticator verified it. An unverified name
+    // gets the anonymous rules (it would otherwise claim any user's rights).
     std::unique_ptr<std::string> username;
     if (c.extras && c.extras->identity) username = std::make_unique<std::string>(*c.extras->identity);
-    else if (p.username) username = std::make_unique<std::string>(*p.username);
+    else if (p.username && verdict.user_verified) username = std::make_unique<std::string>(*p.username);
     // A will to a topic this client may not write is dropped (never published).
     if (will && authz &&
         !authz->can_publish(ClientInfo{username ? std::optional<std::string_view>(*username) : std::nullopt,
@@ -156,6 +158,28 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
     pump(*s);
 }
 
+bool Broker::Impl::authenticate(Connection& c, const Connect& p, std::string_view client_id, AuthVerdict& out) {
+    if (c.extras && c.extras->auth_verdict) {   // the answer to this CONNECT's earlier request
+        out = *c.extras->auth_verdict;
+        c.extras->auth_verdict.reset();
+        return true;
+    }
+    AuthRequest req;
+    req.conn = c.id;
+    req.id = next_auth_request++;
+    req.username = p.username;
+    req.password = p.password;
+    req.client_id = client_id;
+    req.listener_index = c.listener;
+    if (c.extras && c.extras->identity) req.identity = *c.extras->identity;
+    if (std::optional<AuthVerdict> now = auth->start(req)) {
+        out = *now;
+        return true;
+    }
+    c.open_extras().auth_request = req.id;
+    return false;
+}
+
 void Broker::Impl::on_disconnect(Connection& c, const Disconnect& p) {
     Session* s = session(c.slot);
     if (c.version == Version::V5 && p.props.session_expiry && s) {
@@ -171,6 +195,7 @@ void Broker::Impl::on_disconnect(Connection& c, const Disconnect& p) {
 void Broker::Impl::drop(Connection& c, bool publish_will_now, bool close_transport) {
     if (c.dead) return;
     c.dead = true;
+    if (auth_pending(c)) auth->cancel(c.id, c.extras->auth_request);
     if (c.extras) c.extras->inbuf = {};
     if (close_transport) transport.close(c.id);
     blocked_conns.erase(c.id);

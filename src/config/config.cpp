@@ -302,6 +302,8 @@ void read_auth(Errors& errors, const toml::table& t, AppConfig& c) {
     }
     r.string("password_file", c.auth.password_file, false);
     r.string("acl_file", c.auth.acl_file, false);
+    r.integer("hash_workers", 1, 64, c.auth.hash_workers);
+    r.integer("max_failed_per_minute", 0, 1000000, c.auth.max_failed_per_minute);
     r.reject_unknown();
 }
 

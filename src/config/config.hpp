@@ -36,6 +36,8 @@ struct AuthConfig {
     std::optional<bool> allow_anonymous;
     std::string password_file;  // empty: none
     std::string acl_file;       // empty: no ACL (everything allowed)
+    uint32_t hash_workers = 1;            // threads that check passwords off the reactor
+    uint32_t max_failed_per_minute = 30;  // failed logins per source address; 0 = no limit
 };
 
 enum class LogLevel : uint8_t { Error, Warn, Info, Debug };

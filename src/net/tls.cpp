@@ -2,6 +2,7 @@
 
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
+#include <wolfssl/openssl/x509v3.h>
 #include <wolfssl/wolfio.h>
 
 #include <cstring>
@@ -28,6 +29,84 @@ std::string wolf_error(int code) {
     char buf[WOLFSSL_MAX_ERROR_SZ];
     wolfSSL_ERR_error_string_n(static_cast<unsigned long>(code), buf, sizeof buf);
     return buf;
+}
+
+}  // namespace
+
+bool clean_cert_name(std::span<const uint8_t> name) {
+    const uint8_t* p = name.data();
+    const size_t n = name.size();
+    size_t i = 0;
+    while (i < n) {
+        uint8_t c = p[i];
+        if (c == 0) return false;
+        if (c < 0x80) { ++i; continue; }
+        size_t len = (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+        if (len == 0 || i + len > n) return false;
+        uint32_t cp = c & (len == 2 ? 0x1F : len == 3 ? 0x0F : 0x07);
+        for (size_t k = 1; k < len; ++k) {
+            if ((p[i + k] & 0xC0) != 0x80) return false;
+            cp = (cp << 6) | (p[i + k] & 0x3F);
+        }
+        if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000)) return false;
+        if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+        i += len;
+    }
+    return true;
+}
+
+namespace {
+
+bool clean_string(WOLFSSL_ASN1_STRING* str) {
+    if (!str) return true;
+    int len = wolfSSL_ASN1_STRING_length(str);
+    const unsigned char* data = wolfSSL_ASN1_STRING_get0_data(str);
+    return len <= 0 || (data && clean_cert_name({data, size_t(len)}));
+}
+
+// Checks every subject CN and every DNS / e-mail / URI subject alternative
+// name of a client certificate, and gives the first CN as it is encoded
+// (not cut at a NUL). False with `why` when one is not clean UTF-8.
+bool check_peer_names(WOLFSSL_X509* cert, std::string& cn, std::string& why) {
+    cn.clear();
+    if (WOLFSSL_X509_NAME* name = wolfSSL_X509_get_subject_name(cert)) {
+        bool first = true;
+        for (int pos = -1; (pos = wolfSSL_X509_NAME_get_index_by_NID(name, NID_commonName, pos)) >= 0;) {
+            WOLFSSL_ASN1_STRING* str = wolfSSL_X509_NAME_ENTRY_get_data(wolfSSL_X509_NAME_get_entry(name, pos));
+            if (!clean_string(str)) {
+                why = "client certificate CN holds a NUL or is not valid UTF-8";
+                return false;
+            }
+            if (first && str && wolfSSL_ASN1_STRING_length(str) > 0)
+                cn.assign(reinterpret_cast<const char*>(wolfSSL_ASN1_STRING_get0_data(str)),
+                          size_t(wolfSSL_ASN1_STRING_length(str)));
+            first = false;
+        }
+    }
+    auto* names = static_cast<WOLFSSL_GENERAL_NAMES*>(
+        wolfSSL_X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
+    bool ok = true;
+    for (int i = 0; names && ok && i < wolfSSL_sk_GENERAL_NAME_num(names); ++i) {
+        WOLFSSL_GENERAL_NAME* g = wolfSSL_sk_GENERAL_NAME_value(names, i);
+        if (g && (g->type == GEN_DNS || g->type == GEN_EMAIL || g->type == GEN_URI)) ok = clean_string(g->d.ia5);
+    }
+    if (names) wolfSSL_GENERAL_NAMES_free(names);
+    if (!ok) why = "client certificate subject alternative name holds a NUL or is not valid UTF-8";
+    return ok;
+}
+
+// Why verify_peer_names refused, for the handshake failure message: the
+// callback runs inside wolfSSL_accept on this thread, which then fails.
+thread_local std::string name_refusal;
+
+// Runs for each certificate of the client's chain (ALWAYS_VERIFY_CB): the
+// client's own one is refused during the handshake when its names are not clean.
+int verify_peer_names(int preverify, WOLFSSL_X509_STORE_CTX* store) {
+    if (!preverify) return 0;
+    if (wolfSSL_X509_STORE_CTX_get_error_depth(store) != 0) return 1;
+    WOLFSSL_X509* cert = wolfSSL_X509_STORE_CTX_get_current_cert(store);
+    std::string cn;
+    return !cert || check_peer_names(cert, cn, name_refusal) ? 1 : 0;
 }
 
 }  // namespace
@@ -69,7 +148,7 @@ std::shared_ptr<TlsContext> TlsContext::create(const TlsSettings& s, std::string
     int mode = WOLFSSL_VERIFY_NONE;
     if (s.require_client_cert) mode = WOLFSSL_VERIFY_PEER | WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT;
     else if (!s.ca.empty()) mode = WOLFSSL_VERIFY_PEER;  // verify a certificate if one is offered
-    wolfSSL_CTX_set_verify(c->ctx_, mode, nullptr);
+    wolfSSL_CTX_set_verify(c->ctx_, mode, mode == WOLFSSL_VERIFY_NONE ? nullptr : verify_peer_names);
     wolfSSL_CTX_SetIORecv(c->ctx_, nullptr);
     wolfSSL_CTX_SetIOSend(c->ctx_, nullptr);
     return c;
@@ -117,7 +196,8 @@ int TlsConn::send_cb(WOLFSSL*, char* buf, int sz, void* ctx) {
 TlsConn::Status TlsConn::fail(int ret) {
     int code = wolfSSL_get_error(ssl_, ret);
     failed_ = true;
-    error_ = wolf_error(code);
+    error_ = name_refusal.empty() ? wolf_error(code) : name_refusal;
+    name_refusal.clear();
     return Status::Failed;
 }
 
@@ -133,6 +213,7 @@ TlsConn::Status TlsConn::on_ciphertext(std::span<const uint8_t> in, std::vector<
 
 TlsConn::Status TlsConn::pump(std::vector<uint8_t>& plain) {
     if (!established_) {
+        name_refusal.clear();
         int r = wolfSSL_accept(ssl_);
         if (r != WOLFSSL_SUCCESS) {
             int code = wolfSSL_get_error(ssl_, r);
@@ -141,10 +222,16 @@ TlsConn::Status TlsConn::pump(std::vector<uint8_t>& plain) {
         }
         established_ = true;
         if (WOLFSSL_X509* cert = wolfSSL_get_peer_certificate(ssl_)) {
-            char cn[256] = {0};
-            if (WOLFSSL_X509_NAME* name = wolfSSL_X509_get_subject_name(cert))
-                if (wolfSSL_X509_NAME_get_text_by_NID(name, NID_commonName, cn, sizeof cn) > 0) peer_cn_ = cn;
+            // Checked again here, whole: the CN is the identity ACLs trust.
+            std::string why;
+            bool clean = check_peer_names(cert, peer_cn_, why);
             wolfSSL_X509_free(cert);
+            if (!clean) {
+                peer_cn_.clear();
+                failed_ = true;
+                error_ = why;
+                return Status::Failed;
+            }
         }
         if (!pending_plain_.empty()) {
             std::vector<uint8_t> p;

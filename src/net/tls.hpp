@@ -24,6 +24,11 @@ struct TlsSettings {
     std::string min_version = "1.2";   // "1.2" or "1.3"
 };
 
+// A certificate name hato accepts: well-formed UTF-8 (no overlong forms, no
+// surrogates, nothing above U+10FFFF) without NUL. A name C code would cut
+// short, or that reads differently than it compares, must not name anyone.
+bool clean_cert_name(std::span<const uint8_t> name);
+
 // One server context per listener. Shared by its connections (shared_ptr), so
 // a reload builds a new context while existing connections keep the old one.
 class TlsContext {

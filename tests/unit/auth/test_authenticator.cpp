@@ -66,11 +66,9 @@ TEST_CASE("a verified certificate identity needs no password") {
     PasswordAuthenticator a;
     a.set_anonymous_allowed({false});
     a.set_password_file(file_with("alice", "secret"));
-    a.set_current_identity("sensor-1");
-    CHECK(a.check(std::nullopt, std::nullopt, "c", 0) == mqtt::rc::Success);
-    CHECK(a.check("whatever", bytes("wrong"), "c", 0) == mqtt::rc::Success);
-    a.set_current_identity(std::string());  // a certificate without a CN
-    CHECK(a.check(std::nullopt, std::nullopt, "c", 0) == mqtt::rc::NotAuthorized);
-    a.set_current_identity(std::nullopt);
+    CHECK(a.check(std::nullopt, std::nullopt, "c", 0, "sensor-1") == mqtt::rc::Success);
+    CHECK(a.check("whatever", bytes("wrong"), "c", 0, "sensor-1") == mqtt::rc::Success);
+    // a certificate without a CN
+    CHECK(a.check(std::nullopt, std::nullopt, "c", 0, "") == mqtt::rc::NotAuthorized);
     CHECK(a.check(std::nullopt, std::nullopt, "c", 0) == mqtt::rc::NotAuthorized);
 }

@@ -89,9 +89,8 @@ TEST_CASE("authentication method is refused, authenticator is consulted") {
     CHECK(a.closed());
 
     struct DenyBob final : Authenticator {
-        uint8_t check(std::optional<std::string_view>, std::optional<std::span<const uint8_t>>,
-                      std::string_view id, int) override {
-            return id == "bob" ? rc::NotAuthorized : rc::Success;
+        std::optional<AuthVerdict> start(const AuthRequest& req) override {
+            return AuthVerdict{req.client_id == "bob" ? rc::NotAuthorized : rc::Success, true};
         }
     } deny;
     h.broker->set_authenticator(&deny);

@@ -1,0 +1,51 @@
+#include "auth/login_limiter.hpp"
+
+namespace hato::auth {
+
+std::string_view host_of(std::string_view peer) {
+    size_t colon = peer.rfind(':');
+    return colon == std::string_view::npos ? peer : peer.substr(0, colon);
+}
+
+bool LoginLimiter::blocked(std::string_view address, uint64_t now_ms, bool& first_refusal) {
+    first_refusal = false;
+    if (max_failed_ == 0) return false;
+    auto it = windows_.find(std::string(address));
+    if (it == windows_.end()) return false;
+    Window& w = it->second;
+    if (now_ms - w.start_ms >= kWindowMs) {
+        windows_.erase(it);
+        return false;
+    }
+    if (w.failures < max_failed_) return false;
+    first_refusal = !w.refusal_reported;
+    w.refusal_reported = true;
+    return true;
+}
+
+void LoginLimiter::record_failure(std::string_view address, uint64_t now_ms) {
+    if (max_failed_ == 0) return;
+    std::string key(address);
+    auto it = windows_.find(key);
+    if (it != windows_.end() && now_ms - it->second.start_ms >= kWindowMs) {
+        it->second = Window{now_ms, 0, false};
+    } else if (it == windows_.end()) {
+        if (windows_.size() >= max_addresses_) make_room(now_ms);
+        it = windows_.emplace(std::move(key), Window{now_ms, 0, false}).first;
+    }
+    ++it->second.failures;
+}
+
+void LoginLimiter::make_room(uint64_t now_ms) {
+    for (auto it = windows_.begin(); it != windows_.end();) {
+        if (now_ms - it->second.start_ms >= kWindowMs) it = windows_.erase(it);
+        else ++it;
+    }
+    if (windows_.size() < max_addresses_) return;
+    auto oldest = windows_.begin();
+    for (auto it = windows_.begin(); it != windows_.end(); ++it)
+        if (it->second.start_ms < oldest->second.start_ms) oldest = it;
+    windows_.erase(oldest);
+}
+
+}  // namespace hato::auth
