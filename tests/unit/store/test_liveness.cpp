@@ -10,6 +10,7 @@
 #include <set>
 #include <sstream>
 
+#include "broker/broker.hpp"
 #include "broker/log_persistence.hpp"
 #include "store/frame.hpp"
 #include "store/log.hpp"
@@ -318,4 +319,48 @@ TEST_CASE("sustained deliveries with a few long-lived records: compaction keeps 
     }
     CHECK(p.live_records() == 4 + 10 + pending.size());
     CHECK(log->segment_count() <= 4);
+}
+
+namespace {
+struct NullTransport final : Transport {
+    void send(ConnId, std::span<const uint8_t>) override {}
+    size_t queued_bytes(ConnId) const override { return 0; }
+    void close(ConnId) override {}
+};
+}  // namespace
+
+TEST_CASE("retained messages that expired while the broker was down are cleared in the log") {
+    TempDir d("/dev/shm");
+    {
+        auto log = open_log(d.path());
+        LogPersistence p(*log, store::SyncMode::Always);
+        RecoveredState st;
+        p.load(st);
+        StoredMessage gone = msg("gone", 10, 1);
+        gone.retain = true;
+        gone.expiry_wall_ms = 1000;  // long past
+        (void)p.retained_set(gone);
+        StoredMessage kept = msg("kept", 10, 2);
+        kept.retain = true;
+        (void)p.retained_set(kept);
+        log->sync_now();
+    }
+    {
+        auto log = open_log(d.path());
+        LogPersistence p(*log, store::SyncMode::Always);
+        NullTransport transport;
+        Config cfg;
+        Broker broker(cfg, transport, p);
+        broker.recover();
+        CHECK(p.live_records() == 1);  // only "kept"
+        CHECK(log->record_count() - log->dead_records() == 1);
+        log->sync_now();
+    }
+    auto log = open_log(d.path());
+    LogPersistence p(*log, store::SyncMode::Always);
+    RecoveredState st;
+    p.load(st);
+    REQUIRE(st.retained.size() == 1);
+    CHECK(st.retained[0].topic == "kept");
+    CHECK(p.live_records() == 1);
 }
