@@ -28,8 +28,12 @@ namespace hato::app {
 
 namespace {
 
-// Compaction records copied per tick: small, so a tick never stalls the loop.
+// Compaction work per tick, so an idle log shrinks back after a burst: at
+// least this many records or bytes (dead records cost a header read, live
+// ones a copy; a few MiB is about a millisecond). Under load each loop pass
+// also compacts in proportion to what it appended (LogPersistence::maintenance).
 constexpr size_t kCompactionBudget = 256;
+constexpr uint64_t kIdleCompactionBytes = 4ull << 20;
 // How long a graceful shutdown waits for clients to receive their DISCONNECT.
 constexpr uint64_t kShutdownGraceMs = 2000;
 constexpr uint32_t kDefaultTickMs = 100;
@@ -148,12 +152,14 @@ public:
             last_interval_sync_ms_ = now_ms;
             start_sync();
         }
-        if (log_persistence_ && !stopping_) log_persistence_->maintenance(kCompactionBudget);
+        if (log_persistence_ && !stopping_) log_persistence_->maintenance(kCompactionBudget, kIdleCompactionBytes);
         maybe_finish_shutdown(now_ms);
     }
 
     void on_pass_end() override {
         broker_->on_pass_end();
+        // Paced to this pass's appends; before the sync, so copies ride along.
+        if (log_persistence_ && !stopping_) log_persistence_->maintenance(0);
         if (log_) {
             if (cfg_.storage.sync == store::SyncMode::Always) start_sync();
             else publish_durable();

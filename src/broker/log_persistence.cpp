@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <unordered_set>
 
+#include "store/frame.hpp"
 #include "store/state_records.hpp"
 
 namespace hato::broker {
@@ -70,6 +71,7 @@ uint64_t LogPersistence::append(uint8_t type, bool removal) {
         removal ? log_.append_exempt(type, body_, lsn) : log_.append(type, body_, lsn);
     if (e == store::AppendError::None) {
         if (!removal) failed_ = false;
+        appended_since_maintenance_ += store::record_span(body_.size());
         return lsn;
     }
     failed_ = true;
@@ -326,7 +328,9 @@ uint64_t* LogPersistence::slot_of(const store::RecordView& rec, TopicLsnTable::E
     }
 }
 
-void LogPersistence::maintenance(size_t budget) {
+void LogPersistence::maintenance(size_t budget, uint64_t min_bytes) {
+    const uint64_t paced = std::min(kCompactionPace * appended_since_maintenance_, kMaxPacedBytes);
+    appended_since_maintenance_ = 0;
     if (!log_.wants_compaction()) return;
     log_.compact_step(
         [this](const store::RecordView& rec) {
@@ -345,7 +349,7 @@ void LogPersistence::maintenance(size_t budget) {
             compact_slot_ = nullptr;
             compact_entry_ = nullptr;
         },
-        budget);
+        budget, std::max(min_bytes, paced));
 }
 
 // ---- recovery --------------------------------------------------------------

@@ -47,9 +47,14 @@ public:
     bool full() const override;
     uint64_t durable_ticket() const override;
 
-    // Runs one compaction step of at most `budget` records when the log
-    // wants it. Call once per loop pass.
-    void maintenance(size_t budget);
+    // Runs one compaction step when the log wants it: at least `budget`
+    // records or `min_bytes` bytes, and at least kCompactionPace times the
+    // bytes appended since the last call (up to kMaxPacedBytes), so
+    // compaction keeps up with any sustained append rate. Call once per loop
+    // pass (budget 0 there is fine) and on a timer, so an idle log shrinks too.
+    void maintenance(size_t budget, uint64_t min_bytes = 0);
+    static constexpr uint64_t kCompactionPace = 3;
+    static constexpr uint64_t kMaxPacedBytes = 8ull << 20;
 
     // Records in the log that still hold state (tests, stats).
     uint64_t live_records() const;
@@ -99,6 +104,7 @@ private:
     StrMap<SessionSlots> sessions_;
     std::vector<uint8_t> body_;  // scratch for encoding
     bool failed_ = false;
+    uint64_t appended_since_maintenance_ = 0;  // bytes, for compaction pacing
     uint64_t bytes_at_failure_ = 0;
     uint64_t* compact_slot_ = nullptr;  // set by the live predicate, read by moved
     TopicLsnTable::Entry* compact_entry_ = nullptr;  // the same, for a retained_set

@@ -1,6 +1,8 @@
 // Rebuilds retained messages and offline sessions (subscriptions, queued and
 // in-flight messages, inbound QoS 2 state) from Persistence at start.
 #include <algorithm>
+#include <string>
+#include <vector>
 
 #include "broker/broker_impl.hpp"
 
@@ -18,6 +20,9 @@ void Broker::Impl::recover() {
     struct Sink final : RetainedSink {
         Impl& b;
         uint64_t wall;
+        // Expired while we were down: cleared in the store once load() is
+        // over, or their records would stay live in the log forever.
+        std::vector<std::string> expired;
         Sink(Impl& impl, uint64_t w) : b(impl), wall(w) {}
         void expect(size_t count) override {
             // One allocation for each table instead of ~20 regrowths on the
@@ -28,7 +33,8 @@ void Broker::Impl::recover() {
         void prefetch(std::string_view topic) override { b.retained_index.prefetch(topic); }
         void add(const StoredMessageView& sm) override {
             MsgPtr m = from_stored(sm, b.now_ms, wall);
-            if (m) b.put_retained(std::move(m));   // else: expired while we were down
+            if (m) b.put_retained(std::move(m));
+            else expired.emplace_back(sm.topic);
         }
     } sink(*this, wall);
     RecoveredState state;
@@ -36,6 +42,8 @@ void Broker::Impl::recover() {
     persist.load(state);
     // A Persistence may still collect them (tests).
     for (const StoredMessage& sm : state.retained) sink.add(sm);
+    for (const std::string& topic : sink.expired) note(persist.retained_clear(topic));
+    std::vector<std::string>().swap(sink.expired);
 
     for (RecoveredSession& rs : state.sessions) {
         if (slot_by_client.contains(rs.client_id)) continue;

@@ -80,9 +80,13 @@ public:
     bool sync_now() override;
 
     bool compact_step(const std::function<bool(const RecordView&)>& live,
-                      const std::function<void(uint64_t, uint64_t)>& moved, size_t budget) override;
+                      const std::function<void(uint64_t, uint64_t)>& moved, size_t budget,
+                      uint64_t min_bytes) override;
 
     uint64_t bytes_used() const override { return bytes_used_; }
+    uint64_t dead_bytes() const override { return total_dead_bytes_; }
+    uint64_t dead_records() const override { return total_dead_; }
+    uint64_t record_count() const override { return total_records_; }
     bool wants_compaction() const override;
     void mark_dead(uint64_t lsn) override;
     uint64_t segment_count() const override { return segs_.size(); }
@@ -95,6 +99,8 @@ private:
     bool repair_damaged(Segment& seg, const SegmentScan& scan, bool bad_tail, std::string& err);
     bool quarantine_foreign(const std::string& path, const char* why, std::string& err);
     bool try_delete_compacted();
+    // Records `lsn` (of `span` bytes, in `seg`) as dead, once.
+    void set_dead(Segment& seg, uint64_t lsn, uint64_t span);
 
     Options opt_;
     std::deque<Segment> segs_;  // oldest first; the back one takes appends
@@ -103,6 +109,7 @@ private:
     uint64_t bytes_used_ = 0;   // sum of segment write offsets
     uint64_t total_records_ = 0;
     uint64_t total_dead_ = 0;
+    uint64_t total_dead_bytes_ = 0;
     bool sync_in_flight_ = false;
     std::span<const uint8_t> last_body_;  // of the record appended last
     std::string summary_;
@@ -185,6 +192,19 @@ bool SegmentLog::recover(std::string& err) {
             // The normal power-cut case: cut below, as the log's end.
             cut_bytes += seg.size - scan.end;
             sum << "cut torn tail of " << path << " at offset " << scan.end << " (" << scan.reason << "); ";
+        }
+        // After any repair the segment walks record by record; fillers hold
+        // no state, so their bytes count as dead from the start.
+        for (uint64_t off = 0; off < seg.end;) {
+            const RecordView rec = read_record(seg.map + off);
+            const uint64_t span = record_span(rec.body.size());
+            if (is_filler(rec)) {
+                seg.liveness.dead_bytes += span;
+                total_dead_bytes_ += span;
+            } else {
+                seg.liveness.note_record(seg.base_lsn, rec.lsn, off);
+            }
+            off += span;
         }
         if (!is_last) seg.sealed = true;
         // Records found may sit only in the page cache (the process died, the
@@ -320,6 +340,7 @@ AppendError SegmentLog::append_impl(uint8_t type, std::span<const uint8_t> body,
     Segment& seg = segs_.back();
     lsn = next_lsn_++;
     write_record(seg.map + seg.end, lsn, type, body);
+    seg.liveness.note_record(seg.base_lsn, lsn, seg.end);
     last_body_ = read_record(seg.map + seg.end).body;
     seg.end += span;
     seg.records++;
@@ -379,9 +400,25 @@ void SegmentLog::mark_dead(uint64_t lsn) {
                                [](uint64_t l, const Segment& s) { return l < s.base_lsn; });
     if (it == segs_.begin()) return;  // already compacted away
     --it;
-    if (lsn > it->last_lsn || it->dead >= it->records) return;
-    it->dead++;
+    Segment& seg = *it;
+    if (lsn > seg.last_lsn || seg.liveness.is_dead(seg.base_lsn, lsn)) return;
+    // Its size: walk the headers from the nearest index entry.
+    for (uint64_t off = seg.liveness.search_from(seg.base_lsn, lsn); off < seg.end;) {
+        const RecordView rec = read_record(seg.map + off);
+        if (rec.lsn > lsn) return;  // not in this segment (a gap)
+        const uint64_t span = record_span(rec.body.size());
+        if (rec.lsn == lsn) return set_dead(seg, lsn, span);
+        off += span;
+    }
+}
+
+void SegmentLog::set_dead(Segment& seg, uint64_t lsn, uint64_t span) {
+    if (seg.liveness.is_dead(seg.base_lsn, lsn)) return;
+    seg.liveness.set_dead(seg.base_lsn, lsn);
+    seg.liveness.dead_bytes += span;
+    seg.dead++;
     total_dead_++;
+    total_dead_bytes_ += span;
 }
 
 bool SegmentLog::wants_compaction() const {
@@ -389,17 +426,20 @@ bool SegmentLog::wants_compaction() const {
     if (segs_.size() < 2) return false;  // the active segment is never compacted
     const Segment& oldest = segs_.front();
     // Oldest segment mostly dead: compacting it frees much for little copying.
-    if (oldest.dead * 2 >= oldest.records) return true;
+    if (oldest.liveness.dead_bytes * 2 >= oldest.end) return true;
     // Half the whole log dead, with at least three segments: rotate through,
-    // copying live records forward, even if the oldest is busy.
-    if (segs_.size() > 2 && total_dead_ * 2 >= total_records_) return true;
+    // copying live records forward, even if the oldest is busy. Copying the
+    // live bytes once per rotation is paid for by at least as many dead ones,
+    // and the log stays within twice its live bytes plus a few segments.
+    if (segs_.size() > 2 && total_dead_bytes_ * 2 >= bytes_used_) return true;
     // Close to the quota: anything dead in the oldest segment is worth reclaiming.
     if (opt_.max_bytes && bytes_used_ * 10 >= opt_.max_bytes * 9 && oldest.dead > 0) return true;
     return false;
 }
 
 bool SegmentLog::compact_step(const std::function<bool(const RecordView&)>& live,
-                              const std::function<void(uint64_t, uint64_t)>& moved, size_t budget) {
+                              const std::function<void(uint64_t, uint64_t)>& moved, size_t budget,
+                              uint64_t min_bytes) {
     if (!compacting_) {
         if (segs_.size() < 2) return false;
         compacting_ = true;
@@ -408,16 +448,23 @@ bool SegmentLog::compact_step(const std::function<bool(const RecordView&)>& live
     }
     if (!scan_done_) {
         Segment& old = segs_.front();  // stays valid: appends only push_back
-        for (size_t n = 0; n < budget && compact_off_ < old.end; ++n) {
+        uint64_t scanned = 0;
+        for (size_t n = 0; (n < budget || scanned < min_bytes) && compact_off_ < old.end; ++n) {
             const RecordView rec = read_record(old.map + compact_off_);
-            if (!is_filler(rec) && live(rec)) {
-                uint64_t new_lsn = 0;
-                // Copies are not held to the quota: they are what lets it shrink.
-                if (append_impl(rec.type, rec.body, new_lsn, false) != AppendError::None)
-                    return true;  // disk full or I/O error: try again later
-                moved(rec.lsn, new_lsn);
+            const uint64_t span = record_span(rec.body.size());
+            if (!is_filler(rec) && !old.liveness.is_dead(old.base_lsn, rec.lsn)) {
+                if (live(rec)) {
+                    uint64_t new_lsn = 0;
+                    // Copies are not held to the quota: they are what lets it shrink.
+                    if (append_impl(rec.type, rec.body, new_lsn, false) != AppendError::None)
+                        return true;  // disk full or I/O error: try again later
+                    moved(rec.lsn, new_lsn);
+                }
+                // Either way this one is garbage now: the copy (if any) holds it.
+                set_dead(old, rec.lsn, span);
             }
-            compact_off_ += record_span(rec.body.size());
+            compact_off_ += span;
+            scanned += span;
         }
         if (compact_off_ < old.end) return true;
         scan_done_ = true;
@@ -435,6 +482,7 @@ bool SegmentLog::try_delete_compacted() {
     bytes_used_ -= old.end;
     total_records_ -= old.records;
     total_dead_ -= old.dead;
+    total_dead_bytes_ -= old.liveness.dead_bytes;
     segs_.pop_front();
     compacting_ = false;
     scan_done_ = false;

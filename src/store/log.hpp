@@ -75,15 +75,31 @@ public:
     virtual bool sync_now() = 0;
 
     // Incremental compaction of the oldest segment: `live(rec)` decides per
-    // record; live ones are re-appended (`moved(old_lsn, new_lsn)` lets the
-    // owner update its bookkeeping). The old segment is removed only after
-    // the copies are durable. Does at most `budget` records per call, so the
-    // reactor never pauses long. Returns true while work remains.
+    // record (records marked dead are skipped without asking); live ones are
+    // re-appended (`moved(old_lsn, new_lsn)` lets the owner update its
+    // bookkeeping). The old segment is removed only after the copies are
+    // durable. Scans until it has seen `budget` records and `min_bytes` bytes
+    // (whichever is more work), so the reactor never pauses long and the
+    // caller can pace compaction to its appends. Returns true while work remains.
+    //
+    // Always the oldest segment, never another: a removal record is marked
+    // dead as soon as it is written, which is safe only because everything
+    // it cancels is older and so is dropped with it or before it.
     virtual bool compact_step(const std::function<bool(const RecordView&)>& live,
                               const std::function<void(uint64_t, uint64_t)>& moved,
-                              size_t budget) = 0;
+                              size_t budget, uint64_t min_bytes = 0) = 0;
 
     virtual uint64_t bytes_used() const = 0;
+    // Bytes and records of the log the owner marked dead (or compaction
+    // copied away); bytes_used() - dead_bytes() is what the live set takes.
+    virtual uint64_t dead_bytes() const = 0;
+    virtual uint64_t dead_records() const = 0;
+    virtual uint64_t record_count() const = 0;
+    // True when compaction should run: the oldest segment is at least half
+    // dead bytes, or the whole log is (with three or more segments), or the
+    // log is near max_bytes with anything dead in the oldest segment. Under
+    // that policy the log stays within 2 x live bytes plus a few segments
+    // (docs/durability.md).
     virtual bool wants_compaction() const = 0;
 
     // --- Added by the store layer (additive) ---------------------------------
@@ -94,8 +110,9 @@ public:
     // freed (removals) so a full store can still shrink. DiskFull still applies.
     virtual AppendError append_exempt(uint8_t type, std::span<const uint8_t> body, uint64_t& lsn) = 0;
 
-    // The owner tells the log that the record `lsn` is no longer live (call
-    // once per record); wants_compaction() weighs these.
+    // The owner tells the log that the record `lsn` is no longer live;
+    // wants_compaction() weighs these by size. Marking twice, or an LSN no
+    // longer in the log, changes nothing.
     virtual void mark_dead(uint64_t lsn) = 0;
 
     // The body of the record appended last (by append, append_exempt or a

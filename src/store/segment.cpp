@@ -25,6 +25,7 @@ Segment& Segment::operator=(Segment&& o) noexcept {
         last_lsn = o.last_lsn;
         dirty = o.dirty;
         sealed = o.sealed;
+        liveness = std::move(o.liveness);
     }
     return *this;
 }

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <string>
 
+#include "store/segment_liveness.hpp"
+
 namespace hato::store {
 
 struct Segment {
@@ -19,6 +21,7 @@ struct Segment {
     uint64_t last_lsn = 0;   // 0 while empty
     bool dirty = false;      // written since the last begin_sync
     bool sealed = false;     // no more appends (full, or found corrupt)
+    SegmentLiveness liveness;  // dead map and bytes (kept by the log)
 
     Segment() = default;
     Segment(const Segment&) = delete;
