@@ -49,9 +49,11 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
 
     if (v5 && p.props.auth_method) return refuse(rc::BadAuthenticationMethod);
     if (!v5 && cfg.max_keep_alive != 0 && (p.keep_alive == 0 || p.keep_alive > cfg.max_keep_alive)) {
-        log_notice("refused MQTT 3.x client '%.*s': keep alive %u is outside 1..%u (max_keep_alive)",
-                   int(std::min<size_t>(p.client_id.size(), 64)), p.client_id.data(), unsigned(p.keep_alive),
-                   unsigned(cfg.max_keep_alive));
+        // The id is the client's text: shortened, control characters masked.
+        std::string shown(p.client_id.substr(0, 64));
+        std::replace_if(shown.begin(), shown.end(), [](char ch) { return uint8_t(ch) < 0x20 || ch == 0x7F; }, '?');
+        log_notice("refused MQTT 3.x client '%s': keep alive %u is outside 1..%u (max_keep_alive)", shown.c_str(),
+                   unsigned(p.keep_alive), unsigned(cfg.max_keep_alive));
         return refuse(rc::ClientIdentifierNotValid);   // v3 return code 2, as Mosquitto answers
     }
 
