@@ -20,6 +20,7 @@
 #include "broker/auth.hpp"
 #include "broker/broker.hpp"
 #include "broker/log_persistence.hpp"
+#include "broker/log_sink.hpp"
 #include "broker/persistence.hpp"
 #include "net/reactor.hpp"
 #include "store/log.hpp"
@@ -344,6 +345,7 @@ private:
 
     bool open_broker() {
         broker_ = std::make_unique<broker::Broker>(cfg_.broker, *transport_, *persistence_);
+        broker::set_log_sink([](const char* line) { log_info("%s", line); });
         broker_->set_authenticator(&authenticator_);
         // Without an acl_file the broker skips every ACL check.
         if (auth_files_.acl) broker_->set_authorizer(&authorizer_);

@@ -128,7 +128,27 @@ void Broker::Impl::bury() {
 void Broker::Impl::send_packet(Connection& c, const Packet& p) {
     std::vector<uint8_t> out;
     encode(p, c.version, out);
+    // MQTT-3.1.2-24: nothing larger than the client's Maximum Packet Size
+    // goes out (PUBLISH is checked, and skipped, in send_publish).
+    if (c.client_max_packet != 0 && out.size() > c.client_max_packet) return packet_too_large_for_client(c, p);
     transport.send(c.id, out);
+}
+
+// A reason string is optional (3.14.2.2.3): a DISCONNECT goes without it if
+// that makes it fit, else not at all (its caller closes anyway). Any other
+// packet the client cannot take closes the connection: a client that cannot
+// receive its CONNACK was never connected (no will), one that cannot receive
+// a SUBACK cannot follow the protocol. Acks and PINGRESP (at most 5 bytes)
+// always fit a limit that let the CONNACK through, so callers that hold
+// session references across them (resend_inflight) are not affected.
+void Broker::Impl::packet_too_large_for_client(Connection& c, const Packet& p) {
+    if (const auto* d = std::get_if<Disconnect>(&p)) {
+        if (d->props.reason_string) send_packet(c, Disconnect{d->reason, {}});
+        return;
+    }
+    const bool connack = std::holds_alternative<Connack>(p);
+    if (connack) c.will.reset();
+    drop(c, /*publish_will=*/!connack, /*close_transport=*/true);
 }
 
 namespace {

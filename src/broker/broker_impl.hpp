@@ -108,6 +108,7 @@ struct Broker::Impl {
     void process_input(Connection& c, std::span<const uint8_t> bytes);
     void handle_packet(Connection& c, mqtt::Packet& p);
     void send_packet(Connection& c, const mqtt::Packet& p);
+    void packet_too_large_for_client(Connection& c, const mqtt::Packet& p);   // closes (see broker.cpp)
     // v5 DISCONNECT from the server, with a Reason String: some clients (paho
     // 1.6) read the reason code only when the packet carries a property.
     void send_disconnect(Connection& c, uint8_t reason);

@@ -18,7 +18,8 @@ struct Config {
     uint64_t connect_timeout_ms = 10000;   // a connection must send CONNECT within this time
 
     // [mqtt]
-    uint16_t server_keep_alive = 0;        // 0 = accept the client's
+    uint16_t server_keep_alive = 0;        // imposed on v5 clients; 0 = accept the client's
+    uint16_t max_keep_alive = 0;           // upper bound on any client's keep alive; 0 = none
     uint16_t receive_maximum = 32;         // announced in CONNACK (inbound QoS 1/2 window)
     uint16_t topic_alias_maximum = 16;     // inbound aliases we accept (0 = none)
     uint16_t max_outbound_topic_aliases = 16;  // aliases we assign per client (capped by client's max)

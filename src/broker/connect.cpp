@@ -1,6 +1,9 @@
 // CONNECT / DISCONNECT, session lifecycle (create, attach, take over, expire)
 // and Last Will handling.
+#include <algorithm>
+
 #include "broker/broker_impl.hpp"
+#include "broker/log_sink.hpp"
 
 namespace hato::broker {
 
@@ -11,6 +14,16 @@ namespace {
 // Session expiry the client asked for, capped by config (0 = no cap).
 uint32_t capped_expiry(uint32_t asked, uint32_t cap) {
     return (cap != 0 && asked > cap) ? cap : asked;
+}
+
+// The keep alive a v5 client gets: server_keep_alive if set, else its own;
+// either way at most max_keep_alive, and "none" (0) counts as more than
+// any maximum. A v3 client cannot be told a value, so it keeps its own
+// (on_connect refuses one outside the maximum).
+uint16_t v5_keep_alive(uint16_t asked, const Config& cfg) {
+    uint16_t ka = cfg.server_keep_alive ? cfg.server_keep_alive : asked;
+    if (cfg.max_keep_alive != 0 && (ka == 0 || ka > cfg.max_keep_alive)) ka = cfg.max_keep_alive;
+    return ka;
 }
 
 }  // namespace
@@ -35,6 +48,14 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
     };
 
     if (v5 && p.props.auth_method) return refuse(rc::BadAuthenticationMethod);
+    if (!v5 && cfg.max_keep_alive != 0 && (p.keep_alive == 0 || p.keep_alive > cfg.max_keep_alive)) {
+        // The id is the client's text: shortened, control characters masked.
+        std::string shown(p.client_id.substr(0, 64));
+        std::replace_if(shown.begin(), shown.end(), [](char ch) { return uint8_t(ch) < 0x20 || ch == 0x7F; }, '?');
+        log_notice("refused MQTT 3.x client '%s': keep alive %u is outside 1..%u (max_keep_alive)", shown.c_str(),
+                   unsigned(p.keep_alive), unsigned(cfg.max_keep_alive));
+        return refuse(rc::ClientIdentifierNotValid);   // v3 return code 2, as Mosquitto answers
+    }
 
     std::string client_id(p.client_id);
     bool assigned = false;
@@ -109,7 +130,7 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
     c.connected = true;
     c.slot = s->slot;
     c.will = std::move(will);
-    c.keep_alive_s = cfg.server_keep_alive ? cfg.server_keep_alive : p.keep_alive;
+    c.keep_alive_s = v5 ? v5_keep_alive(p.keep_alive, cfg) : p.keep_alive;
     c.last_rx_ms = now_ms;
     if (v5) {
         c.client_receive_max = p.props.receive_maximum.value_or(65535);
@@ -139,7 +160,7 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
         Properties& pr = ack.props;
         if (expiry != asked_expiry) pr.session_expiry = expiry;
         if (assigned) pr.assigned_client_id = s->client_id;   // lives in the session
-        if (cfg.server_keep_alive) pr.server_keep_alive = cfg.server_keep_alive;
+        if (cfg.server_keep_alive || c.keep_alive_s != p.keep_alive) pr.server_keep_alive = c.keep_alive_s;
         pr.receive_maximum = cfg.receive_maximum;
         pr.topic_alias_maximum = cfg.topic_alias_maximum;
         if (cfg.maximum_qos < 2) pr.maximum_qos = cfg.maximum_qos;
@@ -152,6 +173,7 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
             pr.response_info = cfg.response_information;
     }
     send_packet(c, ack);
+    if (c.dead) return;   // the CONNACK did not fit the client's Maximum Packet Size
 
     schedule_keep_alive(c);
     resend_inflight(*s);

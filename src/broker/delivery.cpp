@@ -221,12 +221,18 @@ void Broker::Impl::on_client_ack(Connection& c, const Ack& a) {
         return;
     }
     OutItem& item = *s->flows->inflight.find(seq);
+    // The ack must be the one this flow expects next (MQTT-4.8.0-1): PUBACK
+    // for QoS 1; PUBREC, then PUBCOMP after our PUBREL, for QoS 2.
+    const bool expected = a.type == PacketType::Puback  ? item.qos == 1
+                          : a.type == PacketType::Pubrec  ? item.qos == 2
+                          : a.type == PacketType::Pubcomp ? item.qos == 2 && item.state == OutState::Pubrel
+                                                          : false;
+    if (!expected) return protocol_error(c, rc::ProtocolError);
     switch (a.type) {
     case PacketType::Puback:
-        if (item.qos == 1) finish_out(*s, seq);
+        finish_out(*s, seq);
         break;
     case PacketType::Pubrec:
-        if (item.qos != 2) break;
         if (a.reason >= 0x80) {   // the receiver refused it: the flow ends here
             finish_out(*s, seq);
             break;
@@ -238,7 +244,7 @@ void Broker::Impl::on_client_ack(Connection& c, const Ack& a) {
         send_packet(c, Ack{PacketType::Pubrel, item.packet_id, rc::Success, {}});
         break;
     case PacketType::Pubcomp:
-        if (item.state == OutState::Pubrel) finish_out(*s, seq);
+        finish_out(*s, seq);
         break;
     default:
         break;

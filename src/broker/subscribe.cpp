@@ -90,6 +90,7 @@ void Broker::Impl::on_subscribe(Connection& c, const Subscribe& p) {
         ack.reasons.push_back(reason);
     }
     send_packet(c, ack);
+    if (c.dead) return;   // the SUBACK did not fit the client's Maximum Packet Size
     // Retained messages follow the SUBACK.
     for (const RetainedWork& w : retained_work) send_retained(*s, w.inner, w.qos, sub_id);
 }

@@ -249,6 +249,10 @@ void read_mqtt(Errors& errors, const toml::table& t, broker::Config& b) {
     TableReader r(errors, t, "mqtt");
     constexpr int64_t u32 = std::numeric_limits<uint32_t>::max();
     r.integer("server_keep_alive", 0, 65535, b.server_keep_alive);
+    r.integer("max_keep_alive", 0, 65535, b.max_keep_alive);
+    if (b.max_keep_alive != 0 && b.server_keep_alive > b.max_keep_alive)
+        if (const toml::node* n = r.lookup("server_keep_alive"))
+            errors.add(n->source(), r.path("server_keep_alive"), "must not exceed max_keep_alive");
     r.integer("receive_maximum", 1, 65535, b.receive_maximum);
     r.integer("topic_alias_maximum", 0, 65535, b.topic_alias_maximum);
     r.integer("outbound_topic_alias_maximum", 0, 65535, b.max_outbound_topic_aliases);

@@ -220,10 +220,11 @@ Fail decode_reason_only(Reader& r, props::Where where, bool (*valid)(uint8_t), T
 }
 
 // Required fixed-header flag bits per packet type (2.1.3); PUBLISH is free.
-bool flags_ok(PacketType type, uint8_t flags) {
+// MQTT 3.1 gave PUBREL a DUP flag, set when it is re-sent after a reconnect.
+bool flags_ok(PacketType type, uint8_t flags, Version version) {
     switch (type) {
     case PacketType::Publish: return true;
-    case PacketType::Pubrel:
+    case PacketType::Pubrel: return flags == 0x02 || (version == Version::V31 && flags == 0x0A);
     case PacketType::Subscribe:
     case PacketType::Unsubscribe: return flags == 0x02;
     default: return flags == 0;
@@ -232,7 +233,7 @@ bool flags_ok(PacketType type, uint8_t flags) {
 
 Fail decode_body(PacketType type, uint8_t flags, Reader& r, Version version, Packet& out) {
     const bool v5 = version == Version::V5;
-    if (!flags_ok(type, flags)) return malformed("invalid fixed header flags");
+    if (!flags_ok(type, flags, version)) return malformed("invalid fixed header flags");
     switch (type) {
     case PacketType::Connect: return decode_connect(r, out.emplace<Connect>());
     case PacketType::Connack: return decode_connack(r, v5, out.emplace<Connack>());

@@ -28,6 +28,7 @@ void check_equal(const AppConfig& a, const AppConfig& b) {
     CHECK(x.max_queued_bytes == y.max_queued_bytes);
     CHECK(x.max_output_bytes == y.max_output_bytes);
     CHECK(x.server_keep_alive == y.server_keep_alive);
+    CHECK(x.max_keep_alive == y.max_keep_alive);
     CHECK(x.receive_maximum == y.receive_maximum);
     CHECK(x.topic_alias_maximum == y.topic_alias_maximum);
     CHECK(x.max_outbound_topic_aliases == y.max_outbound_topic_aliases);
