@@ -31,6 +31,14 @@ void Broker::set_identity(ConnId id, std::string username) {
 
 const Stats& Broker::stats() const { return impl_->stats; }
 
+Broker::Counts Broker::counts() const {
+    Counts n;
+    n.shared_group_names = impl_->subs.group_count();
+    n.timers = impl_->timers.size();
+    n.sessions = impl_->sessions.size() - impl_->free_slots.size();
+    return n;
+}
+
 // The peer address is for the wiring's logs; the broker does not keep it.
 void Broker::on_open(ConnId id, int listener_index, const std::string& /*peer*/) {
     Connection& c = impl_->conns[id];
@@ -44,7 +52,11 @@ void Broker::on_open(ConnId id, int listener_index, const std::string& /*peer*/)
 
 void Broker::on_data(ConnId id, std::span<const uint8_t> bytes) {
     Connection* c = impl_->conn(id);
-    if (c) impl_->process_input(*c, bytes);
+    if (c) {
+        impl_->process_input(*c, bytes);
+        // Replies count like forwards: over the limit, this client is not read any further.
+        if (!c->dead && impl_->output_over_limit(*c)) impl_->block_output(*c);
+    }
     impl_->bury();
 }
 
@@ -151,55 +163,114 @@ void Broker::Impl::protocol_error(Connection& c, uint8_t reason) {
     drop(c, /*publish_will=*/true, /*close_transport=*/true);
 }
 
-// Frames packets out of the byte stream. Bytes are copied into the
-// connection's buffer only when a packet is left incomplete, so an idle
-// connection holds no input buffer (nor the extras that hold it).
+// Frames packets out of the byte stream. Complete packets are decoded where
+// they arrived; only a packet left incomplete is copied, once, into a buffer
+// sized from its fixed header, which later receives fill up to its end. An
+// idle connection holds no input buffer (nor the extras that hold it).
 void Broker::Impl::process_input(Connection& c, std::span<const uint8_t> bytes) {
-    std::vector<uint8_t> pending;
     std::span<const uint8_t> in = bytes;
-    if (c.extras && !c.extras->inbuf.empty()) {
-        std::vector<uint8_t>& inbuf = c.extras->inbuf;
-        inbuf.insert(inbuf.end(), bytes.begin(), bytes.end());
-        pending.swap(inbuf);   // we own the bytes while parsing; views stay valid
-        in = pending;
-    }
     c.last_rx_ms = now_ms;
+    while (c.extras && !c.extras->inbuf.empty() && !in.empty()) {
+        bool ready = false, ok = true;
+        in = in.subspan(fill_partial(c, in, ready, ok));
+        if (!ok) return;
+        if (!ready) continue;
+        // We own the bytes while the packet is handled; views into them stay valid.
+        std::vector<uint8_t> packet;
+        packet.swap(c.extras->inbuf);
+        c.extras->inbuf_need = 0;
+        FixedHeader hdr;
+        peek_header(packet, 0, hdr);   // checked when the buffer was sized
+        if (!process_packet(c, packet, hdr)) return;
+    }
     size_t pos = 0;
     while (pos < in.size() && !c.dead) {
         Bytes rest = in.subspan(pos);
         FixedHeader hdr;
-        DecodeResult r = peek_header(rest, cfg.max_packet_size, hdr);
-        if (r.status == DecodeStatus::Incomplete) break;
+        DecodeResult r = peek_header(rest, input_limit(c), hdr);
         if (r.status == DecodeStatus::Error) {
             protocol_error(c, r.reason);
             return;
         }
-        if (rest.size() < hdr.total()) break;   // body still to come
-        if (c.connected && hdr.type() == PacketType::Connect) {
-            // A second CONNECT is a protocol error whatever it holds [MQTT-3.1.0-2];
-            // decoding it first could answer with a CONNECT-only reason
-            // (0x84 unsupported version), which a DISCONNECT may not carry.
-            protocol_error(c, rc::ProtocolError);
+        if (r.status == DecodeStatus::Incomplete || rest.size() < hdr.total()) {
+            // Left for the next receive: the header alone (at most 4 bytes),
+            // or the start of a packet whose whole size is known.
+            ConnectionExtras& x = c.open_extras();
+            x.inbuf_need = r.status == DecodeStatus::Ok ? hdr.total() : 0;
+            if (x.inbuf_need) x.inbuf.reserve(x.inbuf_need);
+            x.inbuf.assign(rest.begin(), rest.end());
+            ++stats.partial_buffers;
+            stats.partial_bytes_copied += rest.size();
             return;
         }
-        Packet p;
-        r = decode(rest.first(hdr.total()), c.version, cfg.max_packet_size, p);
-        if (r.status != DecodeStatus::Ok) {
-            if (!c.connected && r.reason == rc::UnsupportedProtocolVersion) {
-                // Answered in v3 form: a client of an unknown version understands that best.
-                send_packet(c, Connack{false, rc::UnsupportedProtocolVersion, {}});
-                drop(c, false, true);
-                return;
-            }
-            protocol_error(c, r.status == DecodeStatus::Incomplete ? rc::MalformedPacket : r.reason);
-            return;
-        }
-        pos += r.consumed;
-        handle_packet(c, p);
+        if (!process_packet(c, rest.first(hdr.total()), hdr)) return;
+        pos += hdr.total();
     }
-    if (c.dead) return;
-    if (pos < in.size()) c.open_extras().inbuf.assign(in.begin() + pos, in.end());
-    else if (c.extras && c.extras->empty()) c.extras.reset();
+    if (!c.dead && c.extras && c.extras->empty()) c.extras.reset();
+}
+
+uint32_t Broker::Impl::input_limit(const Connection& c) const {
+    // Before CONNECT is accepted nobody is known: a tighter bound.
+    if (c.connected || cfg.max_connect_packet_size == 0) return cfg.max_packet_size;
+    if (cfg.max_packet_size == 0) return cfg.max_connect_packet_size;
+    return std::min(cfg.max_packet_size, cfg.max_connect_packet_size);
+}
+
+size_t Broker::Impl::fill_partial(Connection& c, std::span<const uint8_t> in, bool& ready, bool& ok) {
+    ConnectionExtras& x = *c.extras;
+    size_t took = 0;
+    // The fixed header is at most 5 bytes: completed a byte at a time, so no
+    // byte of the next packet is taken.
+    while (x.inbuf_need == 0 && took < in.size()) {
+        x.inbuf.push_back(in[took++]);
+        ++stats.partial_bytes_copied;
+        FixedHeader hdr;
+        DecodeResult r = peek_header(x.inbuf, input_limit(c), hdr);
+        if (r.status == DecodeStatus::Error) {
+            protocol_error(c, r.reason);
+            ok = false;
+            return took;
+        }
+        if (r.status == DecodeStatus::Ok) {
+            x.inbuf_need = hdr.total();
+            if (x.inbuf.capacity() < x.inbuf_need) {
+                x.inbuf.reserve(x.inbuf_need);
+                ++stats.partial_buffers;
+            }
+        }
+    }
+    if (x.inbuf_need != 0) {
+        const size_t n = std::min(in.size() - took, x.inbuf_need - x.inbuf.size());
+        x.inbuf.insert(x.inbuf.end(), in.begin() + std::ptrdiff_t(took), in.begin() + std::ptrdiff_t(took + n));
+        stats.partial_bytes_copied += n;
+        took += n;
+        ready = x.inbuf.size() == x.inbuf_need;
+    }
+    return took;
+}
+
+bool Broker::Impl::process_packet(Connection& c, std::span<const uint8_t> packet, const FixedHeader& hdr) {
+    if (c.connected && hdr.type() == PacketType::Connect) {
+        // A second CONNECT is a protocol error whatever it holds [MQTT-3.1.0-2];
+        // decoding it first could answer with a CONNECT-only reason
+        // (0x84 unsupported version), which a DISCONNECT may not carry.
+        protocol_error(c, rc::ProtocolError);
+        return false;
+    }
+    Packet p;
+    DecodeResult r = decode(packet, c.version, 0, p);   // size checked by peek_header
+    if (r.status != DecodeStatus::Ok) {
+        if (!c.connected && r.reason == rc::UnsupportedProtocolVersion) {
+            // Answered in v3 form: a client of an unknown version understands that best.
+            send_packet(c, Connack{false, rc::UnsupportedProtocolVersion, {}});
+            drop(c, false, true);
+            return false;
+        }
+        protocol_error(c, r.status == DecodeStatus::Incomplete ? rc::MalformedPacket : r.reason);
+        return false;
+    }
+    handle_packet(c, p);
+    return !c.dead;
 }
 
 void Broker::Impl::handle_packet(Connection& c, Packet& p) {
@@ -231,10 +302,12 @@ void Broker::Impl::handle_packet(Connection& c, Packet& p) {
     }, p);
 }
 
-// Timers live in one min-heap; entries are never removed, a stale one is
-// recognised when it fires (connection gone, session generation changed,
-// activity since) and ignored or re-armed. Ticks cost O(fired * log n), not
-// a scan of every connection.
+// Timers live in one min-heap; entries are not removed when they go stale.
+// A stale one is recognised when it fires (connection gone, session
+// generation changed, activity since) and ignored or re-armed; once the
+// heap doubled since its last sweep it is swept (TimerHeap::compact), so
+// stale entries never outnumber live ones for long. Ticks cost
+// O(fired * log n), not a scan of every connection.
 void Broker::Impl::run_timers() {
     while (!timers.empty() && timers.top().due_ms <= now_ms) {
         Timer t = timers.top();
@@ -245,6 +318,17 @@ void Broker::Impl::run_timers() {
         case TimerKind::WillDelay: on_will_delay_timer(t.slot, t.key); break;
         }
     }
+    if (timers.wants_compaction()) timers.compact([this](const Timer& t) { return timer_live(t); });
+}
+
+bool Broker::Impl::timer_live(const Timer& t) {
+    if (t.kind == TimerKind::ConnCheck) {
+        Connection* c = conn(t.key);
+        return c && c->timer_due_ms == t.due_ms;
+    }
+    Session* s = session(t.slot);
+    if (!s || s->generation != t.key || s->conn != 0) return false;
+    return t.kind == TimerKind::SessionExpiry || s->delayed_will != nullptr;
 }
 
 }  // namespace hato::broker
