@@ -42,8 +42,8 @@ struct Stats {
     uint64_t qos0_dropped = 0;      // output limit hit
     uint64_t queued_dropped = 0;    // session queue limit hit
     uint64_t slow_clients_closed = 0;   // over max_output_bytes longer than slow_client_timeout_ms
-    // Input reassembly: bytes copied into partial-packet buffers and the
-    // buffers allocated for them (one per packet split across receives).
+    // Input reassembly: bytes copied into partial-packet buffers (appends
+    // and the moves of their growth) and the allocations made for them.
     uint64_t partial_bytes_copied = 0;
     uint64_t partial_buffers = 0;
 };

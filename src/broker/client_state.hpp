@@ -103,9 +103,9 @@ struct Session {
 // topic aliases, a TLS identity). Created on first use; process_input frees
 // it again once it holds nothing.
 struct ConnectionExtras {
-    // Only while a partial packet remains: sized once to the packet's total
-    // (from its fixed header, already checked against the size limit), so
-    // each receive appends its bytes and nothing is copied twice.
+    // Only while a partial packet remains: each receive appends its bytes,
+    // up to the packet's total from its fixed header (already checked
+    // against the size limit); see Broker::Impl::partial_append.
     std::vector<uint8_t> inbuf;
     size_t inbuf_need = 0;           // total size of that packet; 0 = its fixed header is incomplete
     std::unordered_map<uint16_t, std::string> alias_in;

@@ -283,6 +283,9 @@ void Broker::Impl::check_blocked() {
         if (c->reading_paused) {
             c->reading_paused = false;
             transport.set_reading(id, true);
+            // It read its output meanwhile, and its PINGREQs waited unread:
+            // keep alive counts from here.
+            c->last_rx_ms = now_ms;
         }
         if (Session* s = session(c->slot)) pump(*s);
     }
