@@ -327,6 +327,7 @@ void ReactorBase::start_lingering(Handler& h, uint32_t slot) {
     c.state = ConnState::Lingering;
     c.handler_closed = true;
     c.recv_paused = false;
+    if (c.out && !c.send_busy) keep_spare_output(std::move(c.out));   // nothing more is sent
     ++lingering_live_;
     const uint64_t now = monotonic_ms();
     lingering_.push_back({slot, c.gen, now + kLingerMs});
