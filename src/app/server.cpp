@@ -56,6 +56,8 @@ public:
         else reactor_.send_low_priority(id, bytes);
     }
     size_t queued_bytes(broker::ConnId id) const override { return reactor_.queued_bytes(id); }
+    // A TLS connection pauses with its socket: no ciphertext, no plaintext.
+    void set_reading(broker::ConnId id, bool on) override { reactor_.set_reading(id, on); }
     void close(broker::ConnId id) override {
         if (tls_.owns(id)) tls_.close(id);
         else reactor_.close(id, true);
@@ -187,6 +189,8 @@ private:
         if (notifier_.watchdog_interval_ms() > 0)
             tick_ms = std::min<uint64_t>(tick_ms, notifier_.watchdog_interval_ms());
         reactor_->set_tick_interval(std::max<uint32_t>(tick_ms, 1));
+        // Closed connections waiting for their peer's EOF: never more than live ones.
+        reactor_->set_max_lingering(cfg_.broker.max_connections);
         tls_ = std::make_unique<TlsLayer>(*reactor_);
         transport_ = std::make_unique<ReactorTransport>(*reactor_, *tls_);
         return true;

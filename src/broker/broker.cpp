@@ -43,6 +43,14 @@ void Broker::on_auth_result(ConnId id, uint64_t request, const AuthVerdict& verd
 
 const Stats& Broker::stats() const { return impl_->stats; }
 
+Broker::Counts Broker::counts() const {
+    Counts n;
+    n.shared_group_names = impl_->subs.group_count();
+    n.timers = impl_->timers.size();
+    n.sessions = impl_->sessions.size() - impl_->free_slots.size();
+    return n;
+}
+
 // The peer address is for the wiring's logs; the broker does not keep it.
 void Broker::on_open(ConnId id, int listener_index, const std::string& /*peer*/) {
     Connection& c = impl_->conns[id];
@@ -56,7 +64,11 @@ void Broker::on_open(ConnId id, int listener_index, const std::string& /*peer*/)
 
 void Broker::on_data(ConnId id, std::span<const uint8_t> bytes) {
     Connection* c = impl_->conn(id);
-    if (c) impl_->process_input(*c, bytes);
+    if (c) {
+        impl_->process_input(*c, bytes);
+        // Replies count like forwards: over the limit, this client is not read any further.
+        if (!c->dead && impl_->output_over_limit(*c)) impl_->block_output(*c);
+    }
     impl_->bury();
 }
 
@@ -183,9 +195,12 @@ void Broker::Impl::protocol_error(Connection& c, uint8_t reason) {
     drop(c, /*publish_will=*/true, /*close_transport=*/true);
 }
 
-// Frames packets out of the byte stream. Bytes are copied into the
-// connection's buffer only when a packet is left incomplete, so an idle
-// connection holds no input buffer (nor the extras that hold it).
+// Frames packets out of the byte stream. Complete packets are decoded where
+// they arrived; only a packet left incomplete is copied into the
+// connection's buffer, and later receives append to it up to the size its
+// fixed header announced (partial_append): no receive copies the bytes
+// before it again. An idle connection holds no input buffer (nor the extras
+// that hold it).
 void Broker::Impl::process_input(Connection& c, std::span<const uint8_t> bytes) {
     if (auth_pending(c)) {
         // Held until the CONNECT's verdict (which heads the buffer), with a
@@ -197,56 +212,132 @@ void Broker::Impl::process_input(Connection& c, std::span<const uint8_t> bytes) 
         held.insert(held.end(), bytes.begin(), bytes.end());
         return;
     }
-    std::vector<uint8_t> pending;
     std::span<const uint8_t> in = bytes;
-    if (c.extras && !c.extras->inbuf.empty()) {
-        std::vector<uint8_t>& inbuf = c.extras->inbuf;
-        inbuf.insert(inbuf.end(), bytes.begin(), bytes.end());
-        pending.swap(inbuf);   // we own the bytes while parsing; views stay valid
-        in = pending;
-    }
     c.last_rx_ms = now_ms;
+    while (c.extras && !c.extras->inbuf.empty() && !in.empty()) {
+        bool ready = false, ok = true;
+        in = in.subspan(fill_partial(c, in, ready, ok));
+        if (!ok) return;
+        if (!ready) continue;
+        // We own the bytes while the packet is handled; views into them stay valid.
+        std::vector<uint8_t> packet;
+        packet.swap(c.extras->inbuf);
+        c.extras->inbuf_need = 0;
+        FixedHeader hdr;
+        peek_header(packet, 0, hdr);   // checked when the buffer was sized
+        if (!process_packet(c, packet, hdr)) return;
+        if (auth_pending(c)) {
+            c.extras->inbuf.swap(packet);
+            return hold_for_verdict(c, in);
+        }
+    }
     size_t pos = 0;
     while (pos < in.size() && !c.dead) {
         Bytes rest = in.subspan(pos);
         FixedHeader hdr;
-        DecodeResult r = peek_header(rest, cfg.max_packet_size, hdr);
-        if (r.status == DecodeStatus::Incomplete) break;
+        DecodeResult r = peek_header(rest, input_limit(c), hdr);
         if (r.status == DecodeStatus::Error) {
             protocol_error(c, r.reason);
             return;
         }
-        if (rest.size() < hdr.total()) break;   // body still to come
-        if (c.connected && hdr.type() == PacketType::Connect) {
-            // A second CONNECT is a protocol error whatever it holds [MQTT-3.1.0-2];
-            // decoding it first could answer with a CONNECT-only reason
-            // (0x84 unsupported version), which a DISCONNECT may not carry.
-            protocol_error(c, rc::ProtocolError);
+        if (r.status == DecodeStatus::Incomplete || rest.size() < hdr.total()) {
+            // Left for the next receive: the header alone (at most 4 bytes),
+            // or the start of a packet whose whole size is known.
+            ConnectionExtras& x = c.open_extras();
+            x.inbuf_need = r.status == DecodeStatus::Ok ? hdr.total() : 0;
+            partial_append(x, rest);
             return;
         }
-        Packet p;
-        r = decode(rest.first(hdr.total()), c.version, cfg.max_packet_size, p);
-        if (r.status != DecodeStatus::Ok) {
-            if (!c.connected && r.reason == rc::UnsupportedProtocolVersion) {
-                // Answered in v3 form: a client of an unknown version understands that best.
-                send_packet(c, Connack{false, rc::UnsupportedProtocolVersion, {}});
-                drop(c, false, true);
-                return;
-            }
-            protocol_error(c, r.status == DecodeStatus::Incomplete ? rc::MalformedPacket : r.reason);
-            return;
-        }
-        size_t start = pos;
-        pos += r.consumed;
-        handle_packet(c, p);
-        if (auth_pending(c)) {   // the CONNECT and what follows wait for the verdict
-            pos = start;
-            break;
-        }
+        if (!process_packet(c, rest.first(hdr.total()), hdr)) return;
+        if (auth_pending(c)) return hold_for_verdict(c, rest);
+        pos += hdr.total();
     }
-    if (c.dead) return;
-    if (pos < in.size()) c.open_extras().inbuf.assign(in.begin() + pos, in.end());
-    else if (c.extras && c.extras->empty()) c.extras.reset();
+    if (!c.dead && c.extras && c.extras->empty()) c.extras.reset();
+}
+
+// The CONNECT went to the authenticator: it and everything after it wait in
+// the buffer (the CONNECT first, so the verdict replays it) until the verdict.
+void Broker::Impl::hold_for_verdict(Connection& c, std::span<const uint8_t> rest) {
+    ConnectionExtras& x = c.open_extras();
+    x.inbuf_need = 0;
+    x.inbuf.insert(x.inbuf.end(), rest.begin(), rest.end());
+}
+
+uint32_t Broker::Impl::input_limit(const Connection& c) const {
+    // Before CONNECT is accepted nobody is known: a tighter bound.
+    if (c.connected || cfg.max_connect_packet_size == 0) return cfg.max_packet_size;
+    if (cfg.max_packet_size == 0) return cfg.max_connect_packet_size;
+    return std::min(cfg.max_packet_size, cfg.max_connect_packet_size);
+}
+
+// The buffer grows geometrically up to the announced size rather than
+// being allocated at that size at once: its memory follows the bytes that
+// actually arrived (a 5-byte header announcing 1 MB costs no megabyte),
+// and each byte is still moved only a bounded number of times (about once
+// on average), never once per receive.
+void Broker::Impl::partial_append(ConnectionExtras& x, std::span<const uint8_t> bytes) {
+    constexpr size_t kMinPartial = 4096;
+    std::vector<uint8_t>& buf = x.inbuf;
+    const size_t want = buf.size() + bytes.size();
+    if (want > buf.capacity()) {
+        size_t cap = std::max(want, std::max(kMinPartial, 2 * buf.capacity()));
+        // Never more than the packet; straight to its size once past half of it.
+        if (x.inbuf_need != 0 && cap > x.inbuf_need / 2) cap = std::max(want, x.inbuf_need);
+        stats.partial_bytes_copied += buf.size();   // moved by the reallocation
+        ++stats.partial_buffers;
+        buf.reserve(cap);
+    }
+    buf.insert(buf.end(), bytes.begin(), bytes.end());
+    stats.partial_bytes_copied += bytes.size();
+}
+
+size_t Broker::Impl::fill_partial(Connection& c, std::span<const uint8_t> in, bool& ready, bool& ok) {
+    ConnectionExtras& x = *c.extras;
+    size_t took = 0;
+    // The fixed header is at most 5 bytes: completed a byte at a time, so no
+    // byte of the next packet is taken.
+    while (x.inbuf_need == 0 && took < in.size()) {
+        partial_append(x, in.subspan(took++, 1));
+        FixedHeader hdr;
+        DecodeResult r = peek_header(x.inbuf, input_limit(c), hdr);
+        if (r.status == DecodeStatus::Error) {
+            protocol_error(c, r.reason);
+            ok = false;
+            return took;
+        }
+        if (r.status == DecodeStatus::Ok) x.inbuf_need = hdr.total();
+    }
+    if (x.inbuf_need != 0) {
+        const size_t n = std::min(in.size() - took, x.inbuf_need - x.inbuf.size());
+        partial_append(x, in.subspan(took, n));
+        took += n;
+        ready = x.inbuf.size() == x.inbuf_need;
+    }
+    return took;
+}
+
+bool Broker::Impl::process_packet(Connection& c, std::span<const uint8_t> packet, const FixedHeader& hdr) {
+    if (c.connected && hdr.type() == PacketType::Connect) {
+        // A second CONNECT is a protocol error whatever it holds [MQTT-3.1.0-2];
+        // decoding it first could answer with a CONNECT-only reason
+        // (0x84 unsupported version), which a DISCONNECT may not carry.
+        protocol_error(c, rc::ProtocolError);
+        return false;
+    }
+    Packet p;
+    DecodeResult r = decode(packet, c.version, 0, p);   // size checked by peek_header
+    if (r.status != DecodeStatus::Ok) {
+        if (!c.connected && r.reason == rc::UnsupportedProtocolVersion) {
+            // Answered in v3 form: a client of an unknown version understands that best.
+            send_packet(c, Connack{false, rc::UnsupportedProtocolVersion, {}});
+            drop(c, false, true);
+            return false;
+        }
+        protocol_error(c, r.status == DecodeStatus::Incomplete ? rc::MalformedPacket : r.reason);
+        return false;
+    }
+    handle_packet(c, p);
+    return !c.dead;
 }
 
 void Broker::Impl::handle_packet(Connection& c, Packet& p) {
@@ -278,10 +369,12 @@ void Broker::Impl::handle_packet(Connection& c, Packet& p) {
     }, p);
 }
 
-// Timers live in one min-heap; entries are never removed, a stale one is
-// recognised when it fires (connection gone, session generation changed,
-// activity since) and ignored or re-armed. Ticks cost O(fired * log n), not
-// a scan of every connection.
+// Timers live in one min-heap; entries are not removed when they go stale.
+// A stale one is recognised when it fires (connection gone, session
+// generation changed, activity since) and ignored or re-armed; once the
+// heap doubled since its last sweep it is swept (TimerHeap::compact), so
+// stale entries never outnumber live ones for long. Ticks cost
+// O(fired * log n), not a scan of every connection.
 void Broker::Impl::run_timers() {
     while (!timers.empty() && timers.top().due_ms <= now_ms) {
         Timer t = timers.top();
@@ -292,6 +385,17 @@ void Broker::Impl::run_timers() {
         case TimerKind::WillDelay: on_will_delay_timer(t.slot, t.key); break;
         }
     }
+    if (timers.wants_compaction()) timers.compact([this](const Timer& t) { return timer_live(t); });
+}
+
+bool Broker::Impl::timer_live(const Timer& t) {
+    if (t.kind == TimerKind::ConnCheck) {
+        Connection* c = conn(t.key);
+        return c && c->timer_due_ms == t.due_ms;
+    }
+    Session* s = session(t.slot);
+    if (!s || s->generation != t.key || s->conn != 0) return false;
+    return t.kind == TimerKind::SessionExpiry || s->delayed_will != nullptr;
 }
 
 }  // namespace hato::broker

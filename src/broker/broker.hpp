@@ -30,6 +30,9 @@ public:
     // of one connection's bytes is kept.
     virtual void send_low_priority(ConnId id, std::span<const uint8_t> bytes) { send(id, bytes); }
     virtual size_t queued_bytes(ConnId id) const = 0;   // for back-pressure
+    // Stops (false) or resumes (true) reading from a client whose output is
+    // over max_output_bytes. Bytes already received may still arrive.
+    virtual void set_reading(ConnId /*id*/, bool /*on*/) {}
     virtual void close(ConnId id) = 0;                  // flush, then close
 };
 
@@ -39,6 +42,11 @@ struct Stats {
     uint64_t messages_out = 0;
     uint64_t qos0_dropped = 0;      // output limit hit
     uint64_t queued_dropped = 0;    // session queue limit hit
+    uint64_t slow_clients_closed = 0;   // over max_output_bytes longer than slow_client_timeout_ms
+    // Input reassembly: bytes copied into partial-packet buffers (appends
+    // and the moves of their growth) and the allocations made for them.
+    uint64_t partial_bytes_copied = 0;
+    uint64_t partial_buffers = 0;
 };
 
 class Broker {
@@ -64,6 +72,15 @@ public:
     void shutdown();
 
     const Stats& stats() const;
+
+    // Sizes of internal tables, for tests and logs: what must shrink again
+    // once the clients that caused it are gone.
+    struct Counts {
+        size_t shared_group_names = 0;   // interned $share group names
+        size_t timers = 0;               // timer heap entries, stale ones included
+        size_t sessions = 0;
+    };
+    Counts counts() const;
 
     // Replaces the default allow-all authenticator (not owned; must outlive
     // the broker). nullptr restores the default.

@@ -6,6 +6,7 @@
 // recover.cpp (rebuilding from Persistence).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -43,6 +44,40 @@ struct Timer {
     Slot slot = kNoSlot;             // session timers
     TimerKind kind = TimerKind::ConnCheck;
     bool operator>(const Timer& o) const { return due_ms > o.due_ms; }
+};
+
+// The timer min-heap. Entries are never removed when they go stale (a
+// session reconnected, a keep-alive deadline moved); compact() sweeps them
+// out when they outnumber the live ones, so a connect/disconnect storm with
+// a long session expiry cannot pile up entries that would fire in years.
+class TimerHeap {
+public:
+    bool empty() const { return heap_.empty(); }
+    size_t size() const { return heap_.size(); }
+    const Timer& top() const { return heap_.front(); }
+    void push(const Timer& t) {
+        heap_.push_back(t);
+        std::push_heap(heap_.begin(), heap_.end(), std::greater<Timer>());
+    }
+    void pop() {
+        std::pop_heap(heap_.begin(), heap_.end(), std::greater<Timer>());
+        heap_.pop_back();
+    }
+    // True when stale entries may outnumber live ones (size doubled since the last sweep).
+    bool wants_compaction() const { return heap_.size() > compact_at_; }
+    template <class Live>
+    void compact(Live live) {
+        heap_.erase(std::remove_if(heap_.begin(), heap_.end(), [&](const Timer& t) { return !live(t); }),
+                    heap_.end());
+        std::make_heap(heap_.begin(), heap_.end(), std::greater<Timer>());
+        if (heap_.capacity() > 2 * heap_.size() + kMinCompactAt) heap_.shrink_to_fit();
+        compact_at_ = std::max(kMinCompactAt, 2 * heap_.size());
+    }
+
+private:
+    static constexpr size_t kMinCompactAt = 1024;
+    std::vector<Timer> heap_;
+    size_t compact_at_ = kMinCompactAt;
 };
 
 // A PUBACK/PUBREC waiting for the persisted state it depends on.
@@ -86,7 +121,7 @@ struct Broker::Impl {
     std::unordered_map<uint64_t, uint32_t> share_round_robin;   // share key -> counter
     std::unordered_map<uint64_t, std::set<Slot>> share_members; // share key -> member sessions
 
-    std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> timers;
+    TimerHeap timers;
     std::deque<HeldAck> held_acks;
     std::unordered_set<ConnId> blocked_conns;
     uint64_t op_ticket = 0;          // highest persistence ticket of the current operation
@@ -106,6 +141,14 @@ struct Broker::Impl {
                 s.acl_cache.get()};
     }
     void process_input(Connection& c, std::span<const uint8_t> bytes);
+    // Adds bytes to the connection's partial packet; returns how many it took.
+    // `ready`: the partial packet is complete. False return of `ok`: closed.
+    size_t fill_partial(Connection& c, std::span<const uint8_t> in, bool& ready, bool& ok);
+    void partial_append(ConnectionExtras& x, std::span<const uint8_t> bytes);
+    // Decodes and handles one complete packet (`hdr.total()` bytes); false if the connection closed.
+    bool process_packet(Connection& c, std::span<const uint8_t> packet, const mqtt::FixedHeader& hdr);
+    uint32_t input_limit(const Connection& c) const;   // largest packet accepted now
+    void hold_for_verdict(Connection& c, std::span<const uint8_t> rest);
     void handle_packet(Connection& c, mqtt::Packet& p);
     void send_packet(Connection& c, const mqtt::Packet& p);
     void packet_too_large_for_client(Connection& c, const mqtt::Packet& p);   // closes (see broker.cpp)
@@ -114,6 +157,7 @@ struct Broker::Impl {
     void send_disconnect(Connection& c, uint8_t reason);
     void protocol_error(Connection& c, uint8_t reason);   // v5 DISCONNECT(reason), close; will published
     void run_timers();
+    bool timer_live(const Timer& t);   // false: the entry is stale and would be ignored when it fires
     void bury();
     uint64_t note(uint64_t ticket) { if (ticket > op_ticket) op_ticket = ticket; return ticket; }
     uint64_t wall_ms() const;
@@ -170,6 +214,9 @@ struct Broker::Impl {
     void on_client_ack(Connection& c, const mqtt::Ack& a);
     bool send_publish(Connection& c, const OutItem& item, bool dup);   // false: too large for the client
     bool output_over_limit(Connection& c);
+    // Output over max_output_bytes: stop forwarding and reading until it drains.
+    void block_output(Connection& c);
+    // Unblocks what drained below half the limit; drops clients blocked too long.
     void check_blocked();
     void redistribute_shared(Session& s);
     void finish_out(Session& s, uint64_t seq);

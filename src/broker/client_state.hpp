@@ -104,7 +104,11 @@ struct Session {
 // topic aliases, a TLS identity). Created on first use; process_input frees
 // it again once it holds nothing.
 struct ConnectionExtras {
-    std::vector<uint8_t> inbuf;      // only while a partial packet remains
+    // Only while a partial packet remains: each receive appends its bytes,
+    // up to the packet's total from its fixed header (already checked
+    // against the size limit); see Broker::Impl::partial_append.
+    std::vector<uint8_t> inbuf;
+    size_t inbuf_need = 0;           // total size of that packet; 0 = its fixed header is incomplete
     std::unordered_map<uint16_t, std::string> alias_in;
     // Transparent lookup: a message's topic (a string_view) finds its alias
     // without building a std::string for every PUBLISH sent.
@@ -148,6 +152,8 @@ struct Connection {
     bool dead = false;               // closed by us or by the transport; freed at the end of the event
     bool problem_info = true;        // Request Problem Information
     bool output_blocked = false;     // back-pressure: waiting for the transport to drain
+    bool reading_paused = false;     // output over max_output_bytes: the transport stopped reading
+    uint64_t blocked_since_ms = 0;   // when output_blocked was set (slow_client_timeout_ms)
 
     ConnectionExtras& open_extras() {
         if (!extras) extras = std::make_unique<ConnectionExtras>();

@@ -16,6 +16,8 @@ struct Config {
     uint64_t max_queued_bytes = 0;         // 0 = no byte limit
     uint64_t max_output_bytes = 1u << 20;  // per-connection output limit; beyond it QoS 0 is dropped
     uint64_t connect_timeout_ms = 10000;   // a connection must send CONNECT within this time
+    uint32_t max_connect_packet_size = 65536;  // largest packet accepted before CONNECT completes
+    uint64_t slow_client_timeout_ms = 30000;   // over max_output_bytes this long: disconnected (0 = never)
 
     // [mqtt]
     uint16_t server_keep_alive = 0;        // imposed on v5 clients; 0 = accept the client's

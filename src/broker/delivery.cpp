@@ -20,6 +20,21 @@ bool Broker::Impl::output_over_limit(Connection& c) {
     return cfg.max_output_bytes != 0 && transport.queued_bytes(c.id) > cfg.max_output_bytes;
 }
 
+// Forwards wait (QoS 0 ones are dropped) and the client's input is not read
+// until its output drained (check_blocked): a client that sends but never
+// reads cannot make the broker queue replies without limit.
+void Broker::Impl::block_output(Connection& c) {
+    if (!c.output_blocked) {
+        c.output_blocked = true;
+        c.blocked_since_ms = now_ms;
+        blocked_conns.insert(c.id);
+    }
+    if (!c.reading_paused) {
+        c.reading_paused = true;
+        transport.set_reading(c.id, false);
+    }
+}
+
 void Broker::Impl::deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool retain,
                            std::vector<uint32_t> sub_ids, uint64_t share) {
     if (msg->expired(now_ms)) return;
@@ -31,6 +46,7 @@ void Broker::Impl::deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool reta
         if (!c) return;   // QoS 0 is not queued for offline sessions
         if (c->output_blocked || output_over_limit(*c)) {
             ++stats.qos0_dropped;
+            block_output(*c);
             return;
         }
         OutItem item;
@@ -99,8 +115,7 @@ void Broker::Impl::fill_window(Session& s) {
     while (!f.queue.empty() && f.inflight.size() < win) {
         if (c->output_blocked) return;
         if (output_over_limit(*c)) {
-            c->output_blocked = true;
-            blocked_conns.insert(c->id);
+            block_output(*c);
             return;
         }
         OutItem item = std::move(f.queue.front());
@@ -262,9 +277,22 @@ void Broker::Impl::check_blocked() {
             continue;
         }
         // Hysteresis: resume only once the output drained below half the limit.
-        if (transport.queued_bytes(id) > cfg.max_output_bytes / 2) continue;
+        if (transport.queued_bytes(id) > cfg.max_output_bytes / 2) {
+            if (cfg.slow_client_timeout_ms != 0 && now_ms - c->blocked_since_ms > cfg.slow_client_timeout_ms) {
+                ++stats.slow_clients_closed;
+                drop(*c, /*publish_will=*/true, /*close_transport=*/true);   // leaves blocked_conns
+            }
+            continue;
+        }
         c->output_blocked = false;
         blocked_conns.erase(id);
+        if (c->reading_paused) {
+            c->reading_paused = false;
+            transport.set_reading(id, true);
+            // It read its output meanwhile, and its PINGREQs waited unread:
+            // keep alive counts from here.
+            c->last_rx_ms = now_ms;
+        }
         if (Session* s = session(c->slot)) pump(*s);
     }
 }

@@ -217,8 +217,15 @@ uint32_t SubIndex::group_id(std::string_view name) {
     uint32_t hash = detail::hash_level(name);
     uint32_t id = impl_->groups.find(name, hash);
     if (id == kNoId) id = impl_->groups.acquire(name, hash);
+    else impl_->groups.add_ref(id);
     return id + 1;
 }
+
+void SubIndex::release_group(uint32_t group) {
+    if (group != 0) impl_->groups.release(group - 1);
+}
+
+size_t SubIndex::group_count() const { return impl_->groups.live_count(); }
 
 size_t SubIndex::size() const { return impl_->size; }
 size_t SubIndex::node_count() const { return impl_->tree.node_count(); }

@@ -49,8 +49,13 @@ public:
     // Leading + or # never match a topic starting with '$'.
     void match(std::string_view topic, Visitor& v) const;
 
-    // Interns a shared-subscription group name (never returns 0).
+    // Interns a shared-subscription group name (never returns 0) and takes
+    // one reference to it: each subscription in the group holds one, and
+    // release_group() frees the name with the last of them, so group names
+    // cost memory only while some subscription uses them.
     uint32_t group_id(std::string_view name);
+    void release_group(uint32_t group);
+    size_t group_count() const;   // group names held (tests check they are freed)
 
     size_t size() const;  // number of subscriptions held
     size_t node_count() const;  // topic tree nodes in use (tests check pruning)

@@ -23,6 +23,8 @@ bool Broker::Impl::index_subscription(Session& s, const std::string& filter, uin
     if (parse_shared(filter, group_name, inner, ok)) group = subs.group_id(group_name);
     SubRecord rec{std::string(inner), options, sub_id, group};
     bool is_new = !s.subs.count(filter);
+    // A replaced subscription already holds a reference to its group name.
+    if (group && !is_new) subs.release_group(group);
     subs.add(rec.inner, SubIndex::Entry{s.slot, options, sub_id, group});
     if (group) share_members[share_key(group, rec.inner)].insert(s.slot);
     s.subs[filter] = std::move(rec);
@@ -32,6 +34,7 @@ bool Broker::Impl::index_subscription(Session& s, const std::string& filter, uin
 void Broker::Impl::unindex_subscription(Session& s, const SubRecord& rec) {
     subs.remove(rec.inner, s.slot, rec.group);
     if (rec.group == 0) return;
+    subs.release_group(rec.group);
     auto it = share_members.find(share_key(rec.group, rec.inner));
     if (it == share_members.end()) return;
     it->second.erase(s.slot);

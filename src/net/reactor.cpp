@@ -238,6 +238,7 @@ void ReactorBase::take_dirty(std::vector<uint32_t>& out) {
 
 void ReactorBase::schedule_reap(uint32_t slot, int error) {
     Conn& c = conns_.at(slot);
+    if (c.state == ConnState::Lingering) --lingering_live_;
     if (c.state != ConnState::Closing) c.close_error = error;
     c.state = ConnState::Closing;
     if (c.on_reap_list) return;
@@ -247,8 +248,9 @@ void ReactorBase::schedule_reap(uint32_t slot, int error) {
 
 Conn* ReactorBase::begin_close(ConnId id, bool flush) {
     Conn* c = conns_.find(id);
-    if (!c || c->state == ConnState::Closing) return nullptr;
+    if (!c || c->state == ConnState::Closing || c->state == ConnState::Lingering) return nullptr;
     uint32_t slot = ConnTable::slot_of(id);
+    c->linger = flush;
     if (flush && !c->output_empty()) {
         if (c->state == ConnState::Open) {
             c->state = ConnState::Draining;
@@ -311,6 +313,44 @@ void ReactorBase::keep_spare_output(std::unique_ptr<ConnOutput> out) {
     spare_outputs_.push_back(std::move(out));
 }
 
+void ReactorBase::set_reading(ConnId id, bool on) {
+    Conn* c = conns_.find(id);
+    if (!c || c->state != ConnState::Open || c->recv_paused == !on) return;
+    c->recv_paused = !on;
+    reading_changed(ConnTable::slot_of(id));
+}
+
+void ReactorBase::start_lingering(Handler& h, uint32_t slot) {
+    Conn& c = conns_.at(slot);
+    // Our FIN follows the output already sent; the peer may still be sending.
+    shutdown(c.fd, SHUT_WR);
+    c.state = ConnState::Lingering;
+    c.handler_closed = true;
+    c.recv_paused = false;
+    if (c.out && !c.send_busy) keep_spare_output(std::move(c.out));   // nothing more is sent
+    ++lingering_live_;
+    const uint64_t now = monotonic_ms();
+    lingering_.push_back({slot, c.gen, now + kLingerMs});
+    reading_changed(slot);
+    const ConnId id = conns_.id_of(slot);
+    expire_lingering(now, true);   // over max_lingering_: the oldest goes now
+    h.on_close(id, 0);
+}
+
+void ReactorBase::expire_lingering(uint64_t now, bool over_limit_only) {
+    while (!lingering_.empty()) {
+        const LingerEntry e = lingering_.front();
+        const Conn& c = conns_.at(e.slot);
+        if (c.gen != e.gen || c.state != ConnState::Lingering) {   // closed since
+            lingering_.pop_front();
+            continue;
+        }
+        if (lingering_live_ <= max_lingering_ && (over_limit_only || now < e.deadline_ms)) break;
+        lingering_.pop_front();
+        schedule_reap(e.slot, 0);
+    }
+}
+
 uint64_t ReactorBase::ms_until_tick() const {
     uint64_t now = monotonic_ms();
     return next_tick_ms_ > now ? next_tick_ms_ - now : 0;
@@ -323,8 +363,15 @@ bool ReactorBase::run_tick_if_due(Handler& h) {
     next_tick_ms_ = now + tick_interval_ms_;
     for (uint32_t slot = 0; slot < conns_.capacity(); ++slot) {
         Conn& c = conns_.at(slot);
-        if (c.state == ConnState::Draining && (!c.out || now >= c.out->flush_deadline_ms)) schedule_reap(slot, 0);
+        if (c.state != ConnState::Draining) continue;
+        if (c.out && now >= c.out->flush_deadline_ms) {
+            c.linger = false;   // the peer does not read: nothing to wait for
+            schedule_reap(slot, 0);
+        } else if (!c.out) {
+            schedule_reap(slot, 0);
+        }
     }
+    expire_lingering(now, false);
     h.on_tick(now);
     return true;
 }

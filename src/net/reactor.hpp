@@ -69,7 +69,20 @@ public:
     virtual size_t queued_bytes(ConnId id) const = 0;
     // Closes `id`; with flush=true after its queued bytes are sent (bounded
     // by a short timeout). on_close follows (possibly in a later pass).
+    // A flushed close is graceful: once the output is sent the write side is
+    // shut down (the peer reads EOF) and input is read and discarded until
+    // the peer closes or kLingerMs pass, so that unread input does not make
+    // the kernel answer with an RST that could destroy the last reply (a
+    // DISCONNECT's reason code) before the peer read it. on_close comes
+    // when that lingering starts; set_max_lingering bounds how many
+    // connections linger at once (the oldest is closed beyond it).
     virtual void close(ConnId id, bool flush) = 0;
+    virtual void set_max_lingering(size_t n) = 0;   // default 10000
+
+    // Stops (on=false) or resumes reading from `id`: back-pressure for a
+    // peer that sends but does not read what it is sent. Data the kernel
+    // already handed over may still be delivered after the call.
+    virtual void set_reading(ConnId id, bool on) = 0;
 
     // Calls `fn` (on the reactor thread) when `fd` is readable; used for
     // signalfd. Level-triggered semantics.

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
@@ -48,11 +49,15 @@ inline uint32_t tag_index(uint64_t tag) { return uint32_t(tag & 0xffffffu); }
 // ---- connection table ----
 
 // Open: normal. Draining: close(flush) requested, output still leaving.
+// Lingering: output sent, write side shut down, input read and discarded
+// until the peer closes (the handler already got on_close).
 // Closing: teardown underway, waiting for the backend to let go of the fd.
-enum class ConnState : uint8_t { Free, Open, Draining, Closing };
+enum class ConnState : uint8_t { Free, Open, Draining, Lingering, Closing };
 
 // Hard upper bound of close(id, flush=true).
 inline constexpr uint64_t kFlushTimeoutMs = 2000;
+// How long a gracefully closed connection waits for the peer's EOF.
+inline constexpr uint64_t kLingerMs = 2000;
 
 // Output of one connection. Allocated by send(); freed at the first pass end
 // after it drained, unless something new was queued by then
@@ -83,6 +88,9 @@ struct Conn {
     bool on_late_list = false;   // listed for it, after the others (send_low_priority)
     bool on_reap_list = false;   // listed for teardown
     bool on_drained_list = false;  // listed for release_drained_output
+    bool linger = false;         // close(flush): linger once the output is sent
+    bool handler_closed = false; // on_close delivered (lingering): none follows
+    bool recv_paused = false;    // set_reading(false)
     // Backend flags.
     bool recv_armed = false;     // io_uring: multishot recv in flight
     bool recv_rearm = false;     // io_uring: recv ended, arm again at pass end
@@ -143,8 +151,29 @@ public:
     // join() then waited forever.
     void stop() override { stop_requested_ = true; }
     uint64_t connection_count() const override { return conns_.live(); }
+    void set_max_lingering(size_t n) override { max_lingering_ = n == 0 ? 1 : n; }
+    void set_reading(ConnId id, bool on) override;
 
 protected:
+    // The backend applies Conn::recv_paused (stops or restarts its receive).
+    virtual void reading_changed(uint32_t /*slot*/) {}
+    // Reap step for a connection whose close(flush) completed: shuts down the
+    // write side, makes it Lingering and delivers on_close. The backend
+    // keeps receiving (and discarding) until EOF, error or the deadline.
+    void start_lingering(Handler& h, uint32_t slot);
+    // True if the reap of `slot` should start lingering instead of closing.
+    bool should_linger(const Conn& c) const {
+        return c.linger && !c.handler_closed && c.close_error == 0;
+    }
+    struct LingerEntry {
+        uint32_t slot;
+        uint32_t gen;
+        uint64_t deadline_ms;
+    };
+    std::deque<LingerEntry> lingering_;   // oldest first; entries of since-closed slots are skipped
+    size_t lingering_live_ = 0;
+    size_t max_lingering_ = 10000;
+    void expire_lingering(uint64_t now, bool over_limit_only);
     // Marks `c` for teardown with `error`; the backend's reap step finishes it.
     void schedule_reap(uint32_t slot, int error);
     // close(): the common state changes. Returns the conn if the backend must act.

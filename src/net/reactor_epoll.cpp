@@ -44,6 +44,10 @@ private:
     void flush_output();
     void write_conn(uint32_t slot);
     void reap(Handler& h);
+    void reading_changed(uint32_t slot) override;
+    uint32_t conn_events(const Conn& c) const {
+        return (c.recv_paused ? 0u : uint32_t(EPOLLIN)) | (c.want_write ? uint32_t(EPOLLOUT) : 0u);
+    }
 
     int epfd_;
     std::vector<uint8_t> read_buf_;
@@ -125,6 +129,7 @@ void EpollReactor::read_from(Handler& h, uint32_t slot) {
     while (total < kMaxReadPerPass) {
         Conn& c = conns_.at(slot);  // re-fetched: callbacks may change the table
         if (c.state == ConnState::Closing || c.state == ConnState::Free) return;
+        if (c.recv_paused && c.state == ConnState::Open) return;   // set_reading(false) meanwhile
         ssize_t n = recv(c.fd, read_buf_.data(), read_buf_.size(), 0);
         if (n > 0) {
             total += size_t(n);
@@ -185,9 +190,14 @@ void EpollReactor::write_conn(uint32_t slot) {
     bool pending_out = !c.output_empty();
     if (pending_out != c.want_write) {
         c.want_write = pending_out;
-        set_events(c.fd, pending_out ? EPOLLIN | EPOLLOUT : EPOLLIN, make_tag(kConn, c.gen, slot));
+        set_events(c.fd, conn_events(c), make_tag(kConn, c.gen, slot));
     }
     if (!pending_out && c.state == ConnState::Draining) schedule_reap(slot, 0);
+}
+
+void EpollReactor::reading_changed(uint32_t slot) {
+    Conn& c = conns_.at(slot);
+    set_events(c.fd, conn_events(c), make_tag(kConn, c.gen, slot));
 }
 
 void EpollReactor::flush_output() {
@@ -208,13 +218,18 @@ void EpollReactor::reap(Handler& h) {
             Conn& c = conns_.at(slot);
             c.on_reap_list = false;
             if (c.state != ConnState::Closing) continue;
+            if (should_linger(c)) {
+                start_lingering(h, slot);
+                continue;
+            }
             epoll_ctl(epfd_, EPOLL_CTL_DEL, c.fd, nullptr);
             if (c.close_error == 0) drain_input(c.fd);
             ::close(c.fd);
             ConnId id = conns_.id_of(slot);
             int error = c.close_error;
+            const bool told = c.handler_closed;
             conns_.remove(slot);
-            h.on_close(id, error);
+            if (!told) h.on_close(id, error);
         }
     }
 }
@@ -246,7 +261,14 @@ void EpollReactor::run(Handler& h) {
                 ConnId id = (uint64_t(tag_gen(tag)) << 32) | index;
                 if (!conns_.find(id)) break;  // closed earlier in this pass
                 if (events[i].events & EPOLLOUT) mark_dirty(index);
-                if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) read_from(h, index);
+                const Conn& c = conns_.at(index);
+                if (c.recv_paused && c.state == ConnState::Open) {
+                    // Not reading: a hang-up or error still ends the connection
+                    // (level-triggered, it would otherwise be reported forever).
+                    if (events[i].events & (EPOLLHUP | EPOLLERR)) schedule_reap(index, ECONNRESET);
+                } else if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+                    read_from(h, index);
+                }
                 break;
             }
             default:

@@ -59,6 +59,7 @@ private:
     void on_send(uint32_t slot, uint32_t gen, int res);
     void reap(Handler& h);
     void prepare_pass_sqes();
+    void reading_changed(uint32_t slot) override;
 
     // Sockets in the ring's fixed-file table (index = connection slot), so
     // a send or recv does not look the fd up and take a file reference each
@@ -235,9 +236,21 @@ void UringReactor::on_recv(Handler& h, uint32_t slot, uint32_t gen, int res, uin
         schedule_reap(slot, 0);
     } else if (res < 0 && res != -ENOBUFS && res != -ECANCELED) {
         schedule_reap(slot, -res);
-    } else if (!c->recv_armed) {
-        // Multishot ended (ENOBUFS: ring ran dry, buffers are back now).
+    } else if (!c->recv_armed && !c->recv_paused) {
+        // Multishot ended (ENOBUFS: ring ran dry, buffers are back now;
+        // ECANCELED: reading was paused and resumed since).
         c->recv_rearm = true;
+        mark_dirty(slot);
+    }
+}
+
+void UringReactor::reading_changed(uint32_t slot) {
+    Conn& c = conns_.at(slot);
+    if (c.recv_paused) {
+        // The recv's last CQE (ECANCELED) clears recv_armed; no new one is armed.
+        if (c.recv_armed) cancel(make_tag(kRecv, c.gen, slot));
+    } else if (!c.recv_armed) {
+        c.recv_rearm = true;
         mark_dirty(slot);
     }
 }
@@ -305,6 +318,10 @@ void UringReactor::reap(Handler& h) {
             Conn& c = conns_.at(slot);
             c.on_reap_list = false;
             if (c.state != ConnState::Closing) continue;
+            if (should_linger(c) && !c.send_busy && !c.cancel_sent) {
+                start_lingering(h, slot);   // the recv goes on, discarding
+                continue;
+            }
             if (!c.cancel_sent) {
                 c.cancel_sent = true;
                 if (c.close_error == 0) drain_input(c.fd);
@@ -324,8 +341,9 @@ void UringReactor::reap(Handler& h) {
             ::close(c.fd);
             ConnId id = conns_.id_of(slot);
             int error = c.close_error;
+            const bool told = c.handler_closed;
             conns_.remove(slot);
-            h.on_close(id, error);
+            if (!told) h.on_close(id, error);
         }
     }
 }
@@ -335,8 +353,9 @@ void UringReactor::prepare_pass_sqes() {
     take_dirty(slots);
     for (uint32_t slot : slots) {
         Conn& c = conns_.at(slot);
-        if (c.state != ConnState::Open && c.state != ConnState::Draining) continue;
-        if (c.recv_rearm && !c.recv_armed) arm_recv(slot);
+        if (c.state != ConnState::Open && c.state != ConnState::Draining && c.state != ConnState::Lingering)
+            continue;
+        if (c.recv_rearm && !c.recv_armed && !c.recv_paused) arm_recv(slot);
         if (c.send_busy) continue;  // its CQE re-lists the connection
         if (c.out) stage_output(*c.out);
         if (c.out && c.out->inflight_off < c.out->inflight.size()) {

@@ -25,7 +25,9 @@ struct FakeTransport final : Transport {
     std::map<ConnId, std::vector<uint8_t>> sent;   // not yet taken by a TestClient
     std::map<ConnId, size_t> queued;               // what queued_bytes() reports
     std::set<ConnId> closed;
+    std::map<ConnId, bool> reading;                // last set_reading() per connection
 
+    void set_reading(ConnId id, bool on) override { reading[id] = on; }
     void send(ConnId id, std::span<const uint8_t> bytes) override {
         auto& v = sent[id];
         v.insert(v.end(), bytes.begin(), bytes.end());

@@ -27,6 +27,9 @@ void check_equal(const AppConfig& a, const AppConfig& b) {
     CHECK(x.max_queued_messages == y.max_queued_messages);
     CHECK(x.max_queued_bytes == y.max_queued_bytes);
     CHECK(x.max_output_bytes == y.max_output_bytes);
+    CHECK(x.slow_client_timeout_ms == y.slow_client_timeout_ms);
+    CHECK(x.max_connect_packet_size == y.max_connect_packet_size);
+    CHECK(x.connect_timeout_ms == y.connect_timeout_ms);
     CHECK(x.server_keep_alive == y.server_keep_alive);
     CHECK(x.max_keep_alive == y.max_keep_alive);
     CHECK(x.receive_maximum == y.receive_maximum);

@@ -1,0 +1,231 @@
+// Per-client costs stay bounded: input reassembly is linear, shared-group
+// names and timers are freed with what owns them, a client that does not
+// read is paused and then dropped, and a connection that has not completed
+// CONNECT may buffer only max_connect_packet_size.
+#include "test_broker_harness.hpp"
+
+using namespace hato::broker;
+using namespace hato::broker::test;
+
+TEST_CASE("a 2 MB PUBLISH fed in 4 KiB pieces costs linear copying, not a copy per receive") {
+    Config cfg;
+    cfg.max_packet_size = 4 * 1024 * 1024;
+    Harness h(cfg);
+    TestClient sub(h, Version::V311);
+    sub.connect("sub");
+    sub.subscribe("big", 0);
+    TestClient pub(h, Version::V311);
+    pub.connect("pub");
+
+    const std::string payload(2 * 1024 * 1024, 'x');
+    Publish p;
+    p.topic = "big";
+    p.payload = Bytes(reinterpret_cast<const uint8_t*>(payload.data()), payload.size());
+    std::vector<uint8_t> wire;
+    encode(p, Version::V311, wire);
+    const Stats before = h.broker->stats();
+    for (size_t off = 0; off < wire.size(); off += 4096) {
+        const size_t n = std::min<size_t>(4096, wire.size() - off);
+        pub.send_raw(std::vector<uint8_t>(wire.begin() + std::ptrdiff_t(off), wire.begin() + std::ptrdiff_t(off + n)));
+    }
+    const Stats& after = h.broker->stats();
+    // Linear: each byte appended once and moved about once more on average
+    // by the geometric growth (a copy per receive would be ~512 MB), in a
+    // logarithmic number of allocations.
+    CHECK(after.partial_bytes_copied - before.partial_bytes_copied <= 3 * wire.size());
+    CHECK(after.partial_buffers - before.partial_buffers <= 12);
+    auto got = sub.publishes();
+    REQUIRE(got.size() == 1);
+    CHECK(got[0].payload.size() == payload.size());
+    CHECK(text(got[0].payload) == payload);
+}
+
+TEST_CASE("packets split inside their fixed header and back-to-back after a partial one") {
+    Harness h;
+    TestClient sub(h, Version::V311);
+    sub.connect("sub");
+    sub.subscribe("t", 0);
+    TestClient pub(h, Version::V311);
+    pub.connect("pub");
+    std::vector<uint8_t> wire;
+    for (int i = 0; i < 3; ++i) {
+        Publish p;
+        p.topic = "t";
+        const std::string body(200 + size_t(i), char('a' + i));   // remaining length needs 2 bytes
+        p.payload = Bytes(reinterpret_cast<const uint8_t*>(body.data()), body.size());
+        encode(p, Version::V311, wire);
+    }
+    // One byte, then the rest of the header and part of the body, then the remainder.
+    pub.send_raw({wire.begin(), wire.begin() + 1});
+    pub.send_raw({wire.begin() + 1, wire.begin() + 50});
+    pub.send_raw({wire.begin() + 50, wire.end()});
+    auto got = sub.publishes();
+    REQUIRE(got.size() == 3);
+    CHECK(got[0].payload.size() == 200);
+    CHECK(got[2].payload.size() == 202);
+    CHECK(text(got[2].payload) == std::string(202, 'c'));
+}
+
+TEST_CASE("before CONNECT a packet over max_connect_packet_size closes the connection") {
+    Config cfg;
+    cfg.max_connect_packet_size = 1024;
+    Harness h(cfg);
+    SUBCASE("announced by the fixed header alone") {
+        TestClient c(h, Version::V311);
+        c.send_raw({0x10, 0xD0, 0x0F});   // CONNECT, remaining length 2000
+        CHECK(c.closed());
+        CHECK(h.transport.sent[c.id].empty());
+    }
+    SUBCASE("a CONNECT with a large will") {
+        TestClient c(h, Version::V311);
+        Connect conn;
+        conn.version = Version::V311;
+        conn.client_id = "big";
+        conn.will_flag = true;
+        conn.will_topic = "w";
+        const std::string will(2000, 'w');
+        conn.will_payload = Bytes(reinterpret_cast<const uint8_t*>(will.data()), will.size());
+        c.send(conn);
+        CHECK(c.closed());
+    }
+    SUBCASE("after CONNECT max_packet_size applies") {
+        TestClient sub(h, Version::V311);
+        sub.connect("sub");
+        sub.subscribe("t", 0);
+        TestClient c(h, Version::V311);
+        c.connect("ok");
+        c.publish("t", std::string(4000, 'p'));
+        CHECK_FALSE(c.closed());
+        auto got = sub.publishes();
+        REQUIRE(got.size() == 1);
+        CHECK(got[0].payload.size() == 4000);
+    }
+}
+
+TEST_CASE("a header announcing a large packet costs memory only for the bytes that arrived") {
+    Config cfg;
+    cfg.max_packet_size = 4 * 1024 * 1024;
+    Harness h(cfg);
+    TestClient c(h, Version::V311);
+    c.connect("slow");
+    // PUBLISH announcing 3 MB, then only 10 bytes of it.
+    c.send_raw({0x30, 0x80, 0x80, 0xC0, 0x01, 0x00, 0x01, 't', 'x', 'x', 'x', 'x', 'x', 'x', 'x'});
+    CHECK(h.broker->stats().partial_buffers == 1);
+    CHECK(h.broker->stats().partial_bytes_copied == 15);
+    CHECK_FALSE(c.closed());
+}
+
+TEST_CASE("a connection that does not complete CONNECT within connect_timeout_ms is closed") {
+    Config cfg;
+    cfg.connect_timeout_ms = 500;
+    Harness h(cfg);
+    TestClient c(h, Version::V311);
+    c.send_raw({0x10, 0x20, 0x00});   // the start of a CONNECT, never finished
+    h.broker->on_tick(400);
+    CHECK_FALSE(c.closed());
+    h.broker->on_tick(600);
+    CHECK(c.closed());
+}
+
+TEST_CASE("shared-group names are freed with their last subscription") {
+    Harness h;
+    TestClient c(h, Version::V5);
+    c.connect("c");
+    const std::string big(60 * 1024, 'g');
+    for (int i = 0; i < 20; ++i) {
+        const std::string filter = "$share/" + big + std::to_string(i) + "/t";
+        c.subscribe(filter, 1, uint16_t(i + 1));
+        CHECK(h.broker->counts().shared_group_names == 1);
+        Unsubscribe u;
+        u.packet_id = uint16_t(i + 1);
+        u.filters.push_back(filter);
+        c.send(u);
+        c.take_one<Unsuback>();
+        CHECK(h.broker->counts().shared_group_names == 0);
+    }
+    // The same subscription twice (a replacement) still holds one reference.
+    c.subscribe("$share/g/t", 1, 1);
+    c.subscribe("$share/g/t", 1, 2);
+    c.subscribe("$share/g/u", 1, 3);
+    TestClient d(h, Version::V5);
+    d.connect("d");
+    d.subscribe("$share/g/t", 1, 1);
+    CHECK(h.broker->counts().shared_group_names == 1);
+    c.disconnect();   // session expiry 0: its subscriptions go
+    CHECK(h.broker->counts().shared_group_names == 1);
+    d.transport_gone();
+    CHECK(h.broker->counts().shared_group_names == 0);
+}
+
+TEST_CASE("session-expiry timers do not pile up over connect/disconnect cycles") {
+    Harness h;
+    Properties props;
+    props.session_expiry = 0xFFFFFFFEu;
+    uint64_t now = 0;
+    size_t most = 0;
+    for (int i = 0; i < 5000; ++i) {
+        TestClient c(h, Version::V5);
+        c.connect("cycler", false, 0, props);
+        c.disconnect();
+        if (i % 50 == 0) h.broker->on_tick(now += 100);
+        most = std::max(most, h.broker->counts().timers);
+    }
+    h.broker->on_tick(now += 100);
+    // One live expiry timer, plus stale ones never more than the sweep threshold.
+    CHECK(most <= 2100);
+    CHECK(h.broker->counts().sessions == 1);
+}
+
+TEST_CASE("replies to a client that does not read stop its input, and it is dropped after slow_client_timeout_ms") {
+    Config cfg;
+    cfg.max_output_bytes = 1000;
+    cfg.slow_client_timeout_ms = 1000;
+    Harness h(cfg);
+    TestClient c(h, Version::V5);
+    c.connect("slow");
+    c.ack(PacketType::Pubrec, 7);   // unknown id: answered with PUBREL 0x92
+    auto rel = c.take_one<Ack>();
+    CHECK(rel.type == PacketType::Pubrel);
+    CHECK(h.transport.reading.count(c.id) == 0);
+
+    // The client never reads: its output is over the limit.
+    h.transport.queued[c.id] = 1001;
+    c.ack(PacketType::Pubrec, 8);
+    REQUIRE(h.transport.reading.count(c.id) == 1);
+    CHECK(h.transport.reading[c.id] == false);
+
+    SUBCASE("it drains: reading resumes") {
+        h.transport.queued[c.id] = 400;
+        h.broker->on_pass_end();
+        CHECK(h.transport.reading[c.id] == true);
+        h.broker->on_tick(2000);
+        CHECK_FALSE(c.closed());
+    }
+    SUBCASE("it stays over the limit: disconnected") {
+        h.broker->on_tick(600);
+        CHECK_FALSE(c.closed());
+        h.transport.queued[c.id] = 700;   // under the limit but not drained below half
+        h.broker->on_tick(1100);
+        CHECK(c.closed());
+        CHECK(h.broker->stats().slow_clients_closed == 1);
+    }
+}
+
+TEST_CASE("a QoS 0 subscriber over max_output_bytes is paused and dropped when it stays there") {
+    Config cfg;
+    cfg.max_output_bytes = 1000;
+    cfg.slow_client_timeout_ms = 1000;
+    Harness h(cfg);
+    TestClient sub(h, Version::V311);
+    sub.connect("sub");
+    sub.subscribe("t", 0);
+    TestClient pub(h, Version::V311);
+    pub.connect("pub");
+    h.transport.queued[sub.id] = 5000;
+    pub.publish("t", "dropped");
+    CHECK(h.broker->stats().qos0_dropped == 1);
+    CHECK(h.transport.reading[sub.id] == false);
+    h.broker->on_tick(1500);
+    CHECK(sub.closed());
+    CHECK_FALSE(pub.closed());
+}
