@@ -38,6 +38,7 @@ struct Stats {
     uint64_t messages_out = 0;
     uint64_t qos0_dropped = 0;      // output limit hit
     uint64_t queued_dropped = 0;    // session queue limit hit
+    uint64_t unreadable_dropped = 0; // queued / in flight, but the session's owner may not read it (ACL)
 };
 
 class Broker {

@@ -101,6 +101,9 @@ struct Broker::Impl {
         return {s.username ? std::optional<std::string_view>(*s.username) : std::nullopt, s.client_id,
                 s.acl_cache.get()};
     }
+    static SessionOwner owner_of(const Session& s) {
+        return {s.owner_source, s.username ? std::string_view(*s.username) : std::string_view()};
+    }
     void process_input(Connection& c, std::span<const uint8_t> bytes);
     void handle_packet(Connection& c, mqtt::Packet& p);
     void send_packet(Connection& c, const mqtt::Packet& p);
@@ -165,6 +168,14 @@ struct Broker::Impl {
     void redistribute_shared(Session& s);
     void finish_out(Session& s, uint64_t seq);
     size_t window(const Session& s);
+    // May the session's owner read a message published to `topic`? Asked at
+    // routing and again at every send (the rules may have been reloaded, the
+    // queue may predate a restart). A session whose owner is not known yet
+    // (stored before owners were) keeps its messages until its client
+    // connects; they are judged when sent.
+    bool may_read(Session& s, std::string_view topic);
+    // The "$share/group/filter" of `s` that share key `key` came from; empty if none.
+    static std::string_view share_filter_of(const Session& s, uint64_t key);
 
     // --- subscribe.cpp
     void on_subscribe(Connection& c, const mqtt::Subscribe& p);

@@ -302,6 +302,7 @@ void read_auth(Errors& errors, const toml::table& t, AppConfig& c) {
     }
     r.string("password_file", c.auth.password_file, false);
     r.string("acl_file", c.auth.acl_file, false);
+    r.boolean("allow_session_takeover_by_other_user", c.broker.allow_session_takeover_by_other_user);
     r.reject_unknown();
 }
 
