@@ -306,3 +306,33 @@ TEST_CASE("rights: a leaving member's messages go only to a member that may read
     worker.transport_gone();                 // its message looks for another member
     CHECK(mallory.take().empty());
 }
+
+TEST_CASE("rights: a recovered shared delivery is handed on when its member leaves") {
+    RightsHarness h;
+    RecoveredSession rs;
+    rs.client_id = "w1";
+    rs.expiry_s = 0xFFFFFFFF;
+    rs.owner_source = OwnerSource::Password;
+    rs.username = "worker";
+    rs.subs.push_back({"$share/g/plant1/tasks", 1, 0});
+    RecoveredOut ro;
+    ro.seq = 1;
+    ro.msg.topic = "plant1/tasks";
+    ro.msg.payload = {'t'};
+    ro.msg.qos = 1;
+    ro.msg.share_filter = "$share/g/plant1/tasks";
+    rs.out.push_back(ro);
+    h.persist.to_load.sessions.push_back(rs);
+    h.broker->recover();
+
+    TestClient w2(h, Version::V5);
+    w2.connect_with(login("w2", "worker", true, 0));
+    w2.subscribe("$share/g/plant1/tasks", 1);
+    TestClient w1(h, Version::V5);
+    w1.connect_with(login("w1", "worker", false));
+    CHECK(w1.extra().size() == 1);   // sent, not acknowledged
+    w1.transport_gone();
+    auto got = w2.publishes();
+    REQUIRE(got.size() == 1);
+    CHECK(got[0].topic == "plant1/tasks");
+}
