@@ -336,3 +336,30 @@ TEST_CASE("rights: a recovered shared delivery is handed on when its member leav
     REQUIRE(got.size() == 1);
     CHECK(got[0].topic == "plant1/tasks");
 }
+
+TEST_CASE("rights: an in-flight delivery whose expiry passed during a restart goes out with 1 s left") {
+    RightsHarness h;
+    RecoveredSession rs;
+    rs.client_id = "alice-dev";
+    rs.expiry_s = 0xFFFFFFFF;
+    rs.owner_source = OwnerSource::Password;
+    rs.username = "alice";
+    RecoveredOut ro;
+    ro.seq = 1;
+    ro.state = OutState::Inflight;
+    ro.packet_id = 5;
+    ro.msg.topic = "secret/plan";
+    ro.msg.qos = 1;
+    ro.msg.expiry_wall_ms = 1;   // long past
+    rs.out.push_back(ro);
+    h.persist.to_load.sessions.push_back(rs);
+    h.broker->recover();
+    TestClient alice(h, Version::V5);
+    alice.connect_with(login("alice-dev", "alice", false));
+    auto got = alice.extra();
+    REQUIRE(got.size() == 1);
+    const Publish& p = std::get<Publish>(got[0]);
+    CHECK(p.dup);
+    CHECK(p.packet_id == 5);
+    CHECK(p.props.message_expiry == std::optional<uint32_t>(1));
+}
