@@ -85,6 +85,7 @@ struct Broker::Impl {
     std::vector<RetainedIndex::Handle> free_retained;
     std::unordered_map<uint64_t, uint32_t> share_round_robin;   // share key -> counter
     std::unordered_map<uint64_t, std::set<Slot>> share_members; // share key -> member sessions
+    std::unordered_map<uint64_t, std::string> share_filters;    // share key -> "$share/group/filter", while it has members
 
     std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> timers;
     std::deque<HeldAck> held_acks;
@@ -174,8 +175,8 @@ struct Broker::Impl {
     // (stored before owners were) keeps its messages until its client
     // connects; they are judged when sent.
     bool may_read(Session& s, std::string_view topic);
-    // The "$share/group/filter" of `s` that share key `key` came from; empty if none.
-    static std::string_view share_filter_of(const Session& s, uint64_t key);
+    // The "$share/group/filter" share key `key` stands for; empty if none.
+    std::string_view share_filter_of(uint64_t key) const;
 
     // --- subscribe.cpp
     void on_subscribe(Connection& c, const mqtt::Subscribe& p);

@@ -21,14 +21,10 @@ bool Broker::Impl::may_read(Session& s, std::string_view topic) {
     return authz->can_receive(client_info(s), topic);
 }
 
-std::string_view Broker::Impl::share_filter_of(const Session& s, uint64_t key) {
+std::string_view Broker::Impl::share_filter_of(uint64_t key) const {
     if (key == 0) return {};
-    // Shared filters sort together ("$share/..."): only they are looked at.
-    constexpr std::string_view kPrefix = "$share/";
-    for (auto it = s.subs.lower_bound(std::string(kPrefix));
-         it != s.subs.end() && std::string_view(it->first).substr(0, kPrefix.size()) == kPrefix; ++it)
-        if (it->second.group && share_key(it->second.group, it->second.inner) == key) return it->first;
-    return {};
+    auto it = share_filters.find(key);
+    return it == share_filters.end() ? std::string_view() : std::string_view(it->second);
 }
 
 bool Broker::Impl::output_over_limit(Connection& c) {
@@ -80,7 +76,7 @@ void Broker::Impl::deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool reta
     if (s.persisted) {
         StoredMessageView stored = to_stored(*msg, qos, retain);
         stored.sub_ids = item.sub_ids;
-        stored.share_filter = share_filter_of(s, share);
+        stored.share_filter = share_filter_of(share);
         note(persist.out_enqueue(s.client_id, item.seq, stored));
     }
     SessionFlows& f = s.open_flows(flows_pool);

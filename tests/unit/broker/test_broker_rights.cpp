@@ -3,6 +3,7 @@
 // belongs to the user that created it, shared groups pick a member that may
 // read the message, and a session's owner and its deliveries' subscription
 // identifiers come back after a restart.
+#include <chrono>
 #include <map>
 
 #include "test_broker_harness.hpp"
@@ -362,4 +363,29 @@ TEST_CASE("rights: an in-flight delivery whose expiry passed during a restart go
     CHECK(p.dup);
     CHECK(p.packet_id == 5);
     CHECK(p.props.message_expiry == std::optional<uint32_t>(1));
+}
+
+TEST_CASE("rights: a queued shared delivery finds its shared subscription without a scan") {
+    // One persistent session in many groups of the same topic: every
+    // delivery's shared filter is written with it. A look-up per delivery
+    // that walks the session's shared subscriptions makes this quadratic
+    // (minutes); by share key it is linear (well under a second).
+    constexpr int kGroups = 20000;
+    Config cfg;
+    cfg.max_queued_messages = kGroups;
+    Harness h(cfg);
+    TestClient a(h, Version::V5);
+    Properties persistent;
+    persistent.session_expiry = 3600;
+    a.connect("a", true, 0, persistent);
+    for (int i = 0; i < kGroups; ++i) a.subscribe("$share/g" + std::to_string(i) + "/t", 1, 1);
+    a.disconnect();
+    TestClient pub(h, Version::V5);
+    pub.connect("pub");
+    const auto start = std::chrono::steady_clock::now();
+    pub.publish("t", "x", 1);
+    const auto took = std::chrono::steady_clock::now() - start;
+    CHECK(h.persist.count("out_enqueue a ") == kGroups);
+    CHECK(h.persist.count("out_enqueue a 1 t ids= share=$share/g") == 1);
+    CHECK(took < std::chrono::seconds(5));
 }
