@@ -318,8 +318,17 @@ void Broker::Impl::redistribute_shared(Session& s) {
     }
     s.release_flows_if_empty(flows_pool);   // `f` is not used below
     for (OutItem& item : moved) {
-        if (Session* o = other_member(item))
-            deliver(*o, item.msg, item.qos, item.retain, std::move(item.sub_ids), item.share_key);
+        Session* o = other_member(item);
+        if (!o) continue;
+        // Granted QoS, retain as published and subscription identifier are
+        // the receiving member's own, as if the message had been routed to it.
+        auto sub = o->subs.find(std::string(share_filter_of(item.share_key)));
+        if (sub == o->subs.end()) continue;   // never: other_member() found it in the group
+        const uint8_t options = sub->second.options;
+        std::vector<uint32_t> ids;
+        if (sub->second.sub_id) ids.push_back(sub->second.sub_id);
+        deliver(*o, item.msg, std::min<uint8_t>(item.msg->qos, options & 0x03),
+                (options & 0x08) && item.msg->retain, std::move(ids), item.share_key);
     }
 }
 

@@ -389,3 +389,40 @@ TEST_CASE("rights: a queued shared delivery finds its shared subscription withou
     CHECK(h.persist.count("out_enqueue a 1 t ids= share=$share/g") == 1);
     CHECK(took < std::chrono::seconds(5));
 }
+
+TEST_CASE("rights: a message handed on in a shared group carries the new member's subscription id") {
+    Harness h;
+    TestClient a(h, Version::V5), b(h, Version::V5), p(h, Version::V5);
+    a.connect("a");
+    b.connect("b");
+    p.connect("p");
+    a.subscribe("$share/g/job", 1, 1, 5);
+    b.subscribe("$share/g/job", 1, 1, 9);
+    p.publish("job", "q1", 1);
+    p.take();
+    auto ga = a.publishes(), gb = b.publishes();
+    REQUIRE(ga.size() + gb.size() == 1);
+    const bool a_holds = !ga.empty();
+    CHECK((a_holds ? ga : gb)[0].props.subscription_ids == std::vector<uint32_t>{a_holds ? 5u : 9u});
+    (a_holds ? a : b).transport_gone();
+    auto moved = (a_holds ? b : a).publishes();
+    REQUIRE(moved.size() == 1);
+    CHECK(moved[0].props.subscription_ids == std::vector<uint32_t>{a_holds ? 9u : 5u});
+}
+
+TEST_CASE("rights: a message handed on in a shared group goes at the new member's granted QoS") {
+    Harness h;
+    TestClient a(h, Version::V5), b(h, Version::V5), p(h, Version::V5);
+    a.connect("a");
+    b.connect("b");
+    p.connect("p");
+    a.subscribe("$share/g/job", 1);
+    b.subscribe("$share/g/job", 0);
+    p.publish("job", "q1", 1);
+    p.take();
+    REQUIRE(a.publishes().size() == 1);   // first in slot order
+    a.transport_gone();
+    auto moved = b.publishes();
+    REQUIRE(moved.size() == 1);
+    CHECK(moved[0].qos == 0);
+}
