@@ -287,9 +287,9 @@ void Broker::Impl::check_blocked() {
     }
 }
 
-// A member leaving its shared group hands its unacknowledged messages to
-// another online member of the same group that may read them (if there is
-// one; else they stay).
+// A member leaving its shared group hands its unacknowledged messages (but
+// not QoS 2 ones it was sent) to another online member of the same group
+// that may read them (if there is one; else they stay).
 void Broker::Impl::redistribute_shared(Session& s) {
     auto other_member = [&](const OutItem& item) -> Session* {
         auto it = share_members.find(item.share_key);
@@ -303,7 +303,10 @@ void Broker::Impl::redistribute_shared(Session& s) {
     if (!s.flows) return;
     SessionFlows& f = *s.flows;
     std::vector<OutItem> moved;
-    f.inflight.take_if([&](const OutItem& item) { return item.share_key && other_member(item); }, moved);
+    // A QoS 2 message already sent stays: the member may have it, and it is
+    // completed with that member when it returns (MQTT-4.8.2-4/5).
+    f.inflight.take_if([&](const OutItem& item) { return item.share_key && item.qos < 2 && other_member(item); },
+                       moved);
     if (s.persisted)
         for (const OutItem& item : moved) note(persist.out_done(s.client_id, item.seq));
     for (auto it = f.queue.begin(); it != f.queue.end();) {

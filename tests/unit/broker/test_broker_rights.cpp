@@ -426,3 +426,35 @@ TEST_CASE("rights: a message handed on in a shared group goes at the new member'
     REQUIRE(moved.size() == 1);
     CHECK(moved[0].qos == 0);
 }
+
+TEST_CASE("rights: a QoS 2 message a shared member has started to receive is not handed on") {
+    // MQTT-4.8.2-4/5: completed with that member when it reconnects, never
+    // sent to another one (it may have it already: exactly once).
+    for (bool pubrec_sent : {false, true}) {
+        Harness h;
+        TestClient a(h, Version::V5), b(h, Version::V5), p(h, Version::V5);
+        Properties persistent;
+        persistent.session_expiry = 3600;
+        a.connect("a", true, 0, persistent);
+        b.connect("b");
+        p.connect("p");
+        a.subscribe("$share/g/job", 2);
+        b.subscribe("$share/g/job", 2);
+        p.publish("job", "q2", 2);
+        p.take();
+        auto got = a.publishes();   // first in slot order
+        REQUIRE(got.size() == 1);
+        if (pubrec_sent) {
+            a.ack(PacketType::Pubrec, got[0].packet_id);
+            CHECK(a.take_one<Ack>().type == PacketType::Pubrel);
+        }
+        a.transport_gone();
+        CHECK(b.take().empty());
+        TestClient back(h, Version::V5);
+        back.connect("a", false, 0, persistent);
+        auto resent = back.extra();
+        REQUIRE(resent.size() == 1);
+        if (pubrec_sent) CHECK(std::get<Ack>(resent[0]).type == PacketType::Pubrel);
+        else CHECK(std::get<Publish>(resent[0]).dup);
+    }
+}
