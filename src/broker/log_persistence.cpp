@@ -35,7 +35,10 @@ StoredMessageView read_message(BodyReader& r) {
 }
 
 // What a queued delivery carries besides the message (out_enqueue extension).
+// Left out when both are empty (most deliveries): the short form loads the
+// same, and the hot path writes no extra bytes.
 void write_delivery_ext(BodyWriter& w, const StoredMessageView& m) {
+    if (m.sub_ids.empty() && m.share_filter.empty()) return;
     w.u8(store::kExtensionV1);
     w.u32(static_cast<uint32_t>(m.sub_ids.size()));
     for (uint32_t id : m.sub_ids) w.u32(id);

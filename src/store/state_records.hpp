@@ -37,6 +37,7 @@ enum class StateRecord : uint8_t {
 // ignores what follows.
 //   session_put  v1: owner_source u8 (broker::OwnerSource), username
 //   out_enqueue  v1: sub_id count u32, sub_id u32 each, share_filter
+//                (left out when there are no sub_ids and no share_filter)
 constexpr uint8_t kExtensionV1 = 1;
 
 const char* state_record_name(uint8_t type);  // "?" for unknown types

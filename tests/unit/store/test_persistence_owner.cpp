@@ -198,3 +198,37 @@ TEST_CASE("store dump shows the owner and the delivery fields") {
     CHECK(s.find("owner_source=3 username=\"sensor-1\"") != std::string::npos);
     CHECK(s.find("MALFORMED") == std::string::npos);
 }
+
+TEST_CASE("a delivery with no subscription ids and no shared subscription is written in the short form") {
+    // The common case costs no bytes on the hot path: the body is the
+    // older format, which loads with both empty.
+    TempDir d;
+    auto log = open_log(d.path());
+    {
+        LogPersistence p(*log, store::SyncMode::Always);
+        p.out_enqueue("c", 1, delivery("t", {}));
+        CHECK(log->sync_now());
+    }
+    std::vector<uint8_t> want;
+    {
+        store::BodyWriter w(want);
+        w.str("c");
+        w.u64(1);
+        w.str("t");
+        const uint8_t payload[] = {1, 2, 3};
+        w.bytes(payload);
+        const uint8_t props[] = {0x01, 0x01};
+        w.bytes(props);
+        w.u8(2);
+        w.u8(1);
+        w.u64(1800000000123ull);
+    }
+    std::vector<std::vector<uint8_t>> bodies;
+    log->replay([&](const store::RecordView& rec) { bodies.emplace_back(rec.body.begin(), rec.body.end()); });
+    REQUIRE(bodies.size() == 1);
+    CHECK(bodies[0] == want);
+    const RecoveredState st = load(*log);
+    REQUIRE(st.sessions.size() == 1);
+    REQUIRE(st.sessions[0].out.size() == 1);
+    check_same(st.sessions[0].out[0].msg, delivery("t", {}));
+}
