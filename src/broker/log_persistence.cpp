@@ -53,9 +53,12 @@ void read_delivery_ext(BodyReader& r, StoredMessage& m) {
     m.share_filter.assign(r.str());
 }
 
-OwnerSource owner_source_from(uint8_t v) {
-    return v <= static_cast<uint8_t>(OwnerSource::Certificate) ? static_cast<OwnerSource>(v)
-                                                               : OwnerSource::Unknown;
+// A source this version does not know (written by a newer one) is judged by
+// the user name alone, never as Unknown: Unknown would let any client claim
+// the session and skip the ACL check of its queue.
+OwnerSource owner_source_from(uint8_t v, std::string_view username) {
+    if (v <= static_cast<uint8_t>(OwnerSource::Certificate)) return static_cast<OwnerSource>(v);
+    return username.empty() ? OwnerSource::Anonymous : OwnerSource::Password;
 }
 
 uint8_t tag(StateRecord t) { return static_cast<uint8_t>(t); }
@@ -432,7 +435,7 @@ void LogPersistence::replay_record(const store::RecordView& rec, Replay& st) {
             it->second.has_put = true;
             it->second.expiry_s = expiry;
             it->second.offline_since = offline;
-            it->second.owner_source = owner_source_from(owner);
+            it->second.owner_source = owner_source_from(owner, username);
             it->second.username.assign(username);
             return;
         }

@@ -232,3 +232,31 @@ TEST_CASE("a delivery with no subscription ids and no shared subscription is wri
     REQUIRE(st.sessions[0].out.size() == 1);
     check_same(st.sessions[0].out[0].msg, delivery("t", {}));
 }
+
+TEST_CASE("an owner source this version does not know is judged by the user name, not left unknown") {
+    TempDir d;
+    {
+        auto log = open_log(d.path());
+        uint64_t lsn = 0;
+        for (auto [id, user] : {std::pair{"named", "alice"}, std::pair{"nameless", ""}}) {
+            std::vector<uint8_t> body;
+            store::BodyWriter w(body);
+            w.str(id);
+            w.u32(3600);
+            w.u64(0);
+            w.u8(store::kExtensionV1);
+            w.u8(0x7F);   // a source from a later version
+            w.str(user);
+            REQUIRE(log->append(uint8_t(store::StateRecord::SessionPut), body, lsn) == store::AppendError::None);
+        }
+        CHECK(log->sync_now());
+    }
+    auto log = open_log(d.path());
+    const RecoveredState st = load(*log);
+    REQUIRE(st.sessions.size() == 2);
+    CHECK(st.sessions[0].client_id == "named");
+    CHECK(st.sessions[0].owner_source == OwnerSource::Password);
+    CHECK(st.sessions[0].username == "alice");
+    CHECK(st.sessions[1].client_id == "nameless");
+    CHECK(st.sessions[1].owner_source == OwnerSource::Anonymous);
+}
