@@ -57,7 +57,9 @@ struct TimedPersistence final : broker::Persistence {
     uint64_t stored_bytes() const override { return p.stored_bytes(); }
     uint64_t retained_set(const broker::StoredMessageView& m) override { return p.retained_set(m); }
     uint64_t retained_clear(std::string_view t) override { return p.retained_clear(t); }
-    uint64_t session_put(std::string_view c, uint32_t e, uint64_t o) override { return p.session_put(c, e, o); }
+    uint64_t session_put(std::string_view c, uint32_t e, uint64_t o, const broker::SessionOwner& w = {}) override {
+        return p.session_put(c, e, o, w);
+    }
     uint64_t session_remove(std::string_view c) override { return p.session_remove(c); }
     uint64_t sub_put(std::string_view c, std::string_view f, uint8_t o, uint32_t id) override {
         return p.sub_put(c, f, o, id);

@@ -47,6 +47,7 @@ struct Stats {
     // and the moves of their growth) and the allocations made for them.
     uint64_t partial_bytes_copied = 0;
     uint64_t partial_buffers = 0;
+    uint64_t unreadable_dropped = 0; // queued / in flight, but the session's owner may not read it (ACL)
 };
 
 class Broker {

@@ -120,6 +120,7 @@ struct Broker::Impl {
     std::vector<RetainedIndex::Handle> free_retained;
     std::unordered_map<uint64_t, uint32_t> share_round_robin;   // share key -> counter
     std::unordered_map<uint64_t, std::set<Slot>> share_members; // share key -> member sessions
+    std::unordered_map<uint64_t, std::string> share_filters;    // share key -> "$share/group/filter", while it has members
 
     TimerHeap timers;
     std::deque<HeldAck> held_acks;
@@ -139,6 +140,9 @@ struct Broker::Impl {
         if (!s.acl_cache) s.acl_cache = std::make_unique<AclCache>();
         return {s.username ? std::optional<std::string_view>(*s.username) : std::nullopt, s.client_id,
                 s.acl_cache.get()};
+    }
+    static SessionOwner owner_of(const Session& s) {
+        return {s.owner_source, s.username ? std::string_view(*s.username) : std::string_view()};
     }
     void process_input(Connection& c, std::span<const uint8_t> bytes);
     // Adds bytes to the connection's partial packet; returns how many it took.
@@ -221,6 +225,14 @@ struct Broker::Impl {
     void redistribute_shared(Session& s);
     void finish_out(Session& s, uint64_t seq);
     size_t window(const Session& s);
+    // May the session's owner read a message published to `topic`? Asked at
+    // routing and again at every send (the rules may have been reloaded, the
+    // queue may predate a restart). A session whose owner is not known yet
+    // (stored before owners were) keeps its messages until its client
+    // connects; they are judged when sent.
+    bool may_read(Session& s, std::string_view topic);
+    // The "$share/group/filter" share key `key` stands for; empty if none.
+    std::string_view share_filter_of(uint64_t key) const;
 
     // --- subscribe.cpp
     void on_subscribe(Connection& c, const mqtt::Subscribe& p);

@@ -85,11 +85,12 @@ struct Session {
     std::string client_id;
     std::map<std::string, SubRecord> subs;   // full filter as subscribed -> record
     std::unique_ptr<SessionFlows> flows;     // null: no QoS 1/2 state
-    std::unique_ptr<std::string> username;   // of the last CONNECT (ACL); null: none, or unknown after a restart
+    std::unique_ptr<std::string> username;   // the owner's (ACL); null: anonymous, or owner_source Unknown
     std::unique_ptr<Will> delayed_will;      // will waiting its delay after the connection left
     std::unique_ptr<AclCache> acl_cache;     // ACL answers by topic; null until the first check, reset on CONNECT
     uint16_t next_packet_id = 1;
     bool persisted = false;          // session_put was called (expiry > 0 at some point)
+    OwnerSource owner_source = OwnerSource::Unknown;   // set by CONNECT, or recovered with the session
 
     SessionFlows& open_flows(FlowsPool& pool) {
         if (!flows) flows = pool.take();

@@ -33,6 +33,12 @@ struct Config {
     uint32_t max_message_expiry = 0;       // cap on message expiry interval, 0 = none
     uint32_t max_session_expiry = 0;       // cap on session expiry interval, 0 = none
     std::string response_information;      // answered to Request Response Information, empty = none
+
+    // [auth]
+    // A CONNECT by another user for a persistent session's client id: false
+    // refuses it (Not authorized); true discards the old session and starts
+    // a new one for the new user (its queue is never handed over).
+    bool allow_session_takeover_by_other_user = false;
 };
 
 }  // namespace hato::broker

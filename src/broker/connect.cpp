@@ -26,6 +26,15 @@ uint16_t v5_keep_alive(uint16_t asked, const Config& cfg) {
     return ka;
 }
 
+// Whether the user `username` (null: anonymous) owns session `s`. A session
+// whose owner is not known (stored before owners were) goes to the first
+// client that resumes it.
+bool is_owner(const Session& s, const std::string* username) {
+    if (s.owner_source == OwnerSource::Unknown) return true;
+    if (!s.username || !username) return !s.username && !username;
+    return *s.username == *username;
+}
+
 }  // namespace
 
 std::string Broker::Impl::random_client_id() {
@@ -104,6 +113,21 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
                                : (p.clean_start ? 0 : kNeverExpires);
     uint32_t expiry = capped_expiry(asked_expiry, cfg.max_session_expiry);
 
+    // A persistent session belongs to the user that created it: another user
+    // neither resumes it nor ends it, unless the configuration lets it start
+    // afresh (the old session is discarded, its queue never handed over).
+    bool other_users_session = false;
+    if (Slot slot = slot_by_client.find(client_id); slot != kNoSlot) {
+        const Session& old = *sessions[slot];
+        if (old.expiry_s > 0 && !is_owner(old, username.get())) {
+            if (!cfg.allow_session_takeover_by_other_user) return refuse(rc::NotAuthorized);
+            other_users_session = true;
+        }
+    }
+    const OwnerSource owner_source = !username ? OwnerSource::Anonymous
+                                     : (c.extras && c.extras->identity) ? OwnerSource::Certificate
+                                                                       : OwnerSource::Password;
+
     // Takeover: the older connection goes first (its will per the usual rules).
     if (Slot slot = slot_by_client.find(client_id); slot != kNoSlot) {
         if (Connection* old = conn(sessions[slot]->conn)) {
@@ -116,7 +140,7 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
     if (Slot slot = slot_by_client.find(client_id); slot != kNoSlot) s = sessions[slot].get();
 
     bool session_present = false;
-    if (s && p.clean_start) {
+    if (s && (p.clean_start || other_users_session)) {
         remove_session(*s);   // publishes a will still waiting on its delay: the session ended
         s = nullptr;
     }
@@ -141,12 +165,13 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
     s->conn = c.id;
     s->generation = next_generation++;
     s->username = std::move(username);
+    s->owner_source = owner_source;
     s->acl_cache.reset();   // answers for the previous user name do not carry over
     s->expiry_s = expiry;
     ++stats.connections;
 
     if (expiry > 0) {
-        note(persist.session_put(client_id, expiry, 0));
+        note(persist.session_put(client_id, expiry, 0, owner_of(*s)));
         s->persisted = true;
     } else if (s->persisted) {
         // Resumed with expiry 0: the state lives only as long as this connection.
@@ -240,7 +265,7 @@ void Broker::Impl::drop(Connection& c, bool publish_will_now, bool close_transpo
         if (s->expiry_s == 0) {
             remove_session(*s);
         } else {
-            if (s->persisted) note(persist.session_put(s->client_id, s->expiry_s, wall_ms()));
+            if (s->persisted) note(persist.session_put(s->client_id, s->expiry_s, wall_ms(), owner_of(*s)));
             if (s->expiry_s != kNeverExpires)
                 timers.push({now_ms + uint64_t(s->expiry_s) * 1000, s->generation, s->slot,
                              TimerKind::SessionExpiry});

@@ -16,6 +16,17 @@ size_t Broker::Impl::window(const Session& s) {
     return std::max<size_t>(w, 1);
 }
 
+bool Broker::Impl::may_read(Session& s, std::string_view topic) {
+    if (!authz || s.owner_source == OwnerSource::Unknown) return true;
+    return authz->can_receive(client_info(s), topic);
+}
+
+std::string_view Broker::Impl::share_filter_of(uint64_t key) const {
+    if (key == 0) return {};
+    auto it = share_filters.find(key);
+    return it == share_filters.end() ? std::string_view() : std::string_view(it->second);
+}
+
 bool Broker::Impl::output_over_limit(Connection& c) {
     return cfg.max_output_bytes != 0 && transport.queued_bytes(c.id) > cfg.max_output_bytes;
 }
@@ -40,7 +51,7 @@ void Broker::Impl::deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool reta
     if (msg->expired(now_ms)) return;
     // Checked per message and receiver (memoised per session): a `#`
     // subscriber receives only what it may read.
-    if (authz && !authz->can_receive(client_info(s), msg->topic())) return;
+    if (!may_read(s, msg->topic())) return;
     Connection* c = s.conn ? conn(s.conn) : nullptr;
     if (qos == 0) {
         if (!c) return;   // QoS 0 is not queued for offline sessions
@@ -78,7 +89,12 @@ void Broker::Impl::deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool reta
     item.retain = retain;
     item.sub_ids = std::move(sub_ids);
     item.share_key = share;
-    if (s.persisted) note(persist.out_enqueue(s.client_id, item.seq, to_stored(*msg, qos, retain)));
+    if (s.persisted) {
+        StoredMessageView stored = to_stored(*msg, qos, retain);
+        stored.sub_ids = item.sub_ids;
+        stored.share_filter = share_filter_of(share);
+        note(persist.out_enqueue(s.client_id, item.seq, stored));
+    }
     SessionFlows& f = s.open_flows(flows_pool);
     f.queue_bytes += msg->byte_size();
     f.queue.push_back(std::move(item));
@@ -122,6 +138,11 @@ void Broker::Impl::fill_window(Session& s) {
         f.queue.pop_front();
         f.queue_bytes -= std::min<uint64_t>(f.queue_bytes, item.msg->byte_size());
         if (item.msg->expired(now_ms)) {
+            if (s.persisted) note(persist.out_done(s.client_id, item.seq));
+            continue;
+        }
+        if (!may_read(s, item.msg->topic())) {   // done: the owner will never get it
+            ++stats.unreadable_dropped;
             if (s.persisted) note(persist.out_done(s.client_id, item.seq));
             continue;
         }
@@ -208,15 +229,18 @@ bool Broker::Impl::send_publish(Connection& c, const OutItem& item, bool dup) {
 void Broker::Impl::resend_inflight(Session& s) {
     Connection* c = s.conn ? conn(s.conn) : nullptr;
     if (!c || !s.flows) return;
-    std::vector<uint64_t> too_large;
+    std::vector<uint64_t> done;   // too large for the client, or not for its owner
     s.flows->inflight.for_each([&](OutItem& item) {
-        if (item.state == OutState::Pubrel) {
+        if (item.state == OutState::Pubrel) {   // the message itself went through already
             send_packet(*c, Ack{PacketType::Pubrel, item.packet_id, rc::Success, {}});
+        } else if (!may_read(s, item.msg->topic())) {
+            ++stats.unreadable_dropped;
+            done.push_back(item.seq);
         } else if (!send_publish(*c, item, /*dup=*/true)) {
-            too_large.push_back(item.seq);
+            done.push_back(item.seq);
         }
     });
-    for (uint64_t seq : too_large) finish_out(s, seq);
+    for (uint64_t seq : done) finish_out(s, seq);
 }
 
 void Broker::Impl::finish_out(Session& s, uint64_t seq) {
@@ -297,26 +321,30 @@ void Broker::Impl::check_blocked() {
     }
 }
 
-// A member leaving its shared group hands its unacknowledged messages to
-// another online member of the same group (if there is one; else they stay).
+// A member leaving its shared group hands its unacknowledged messages (but
+// not QoS 2 ones it was sent) to another online member of the same group
+// that may read them (if there is one; else they stay).
 void Broker::Impl::redistribute_shared(Session& s) {
-    auto other_member = [&](uint64_t key) -> Session* {
-        auto it = share_members.find(key);
+    auto other_member = [&](const OutItem& item) -> Session* {
+        auto it = share_members.find(item.share_key);
         if (it == share_members.end()) return nullptr;
         for (Slot who : it->second) {
             Session* o = session(who);
-            if (o && o != &s && o->conn != 0) return o;
+            if (o && o != &s && o->conn != 0 && may_read(*o, item.msg->topic())) return o;
         }
         return nullptr;
     };
     if (!s.flows) return;
     SessionFlows& f = *s.flows;
     std::vector<OutItem> moved;
-    f.inflight.take_if([&](const OutItem& item) { return item.share_key && other_member(item.share_key); }, moved);
+    // A QoS 2 message already sent stays: the member may have it, and it is
+    // completed with that member when it returns (MQTT-4.8.2-4/5).
+    f.inflight.take_if([&](const OutItem& item) { return item.share_key && item.qos < 2 && other_member(item); },
+                       moved);
     if (s.persisted)
         for (const OutItem& item : moved) note(persist.out_done(s.client_id, item.seq));
     for (auto it = f.queue.begin(); it != f.queue.end();) {
-        if (it->share_key && other_member(it->share_key)) {
+        if (it->share_key && other_member(*it)) {
             f.queue_bytes -= std::min<uint64_t>(f.queue_bytes, it->msg->byte_size());
             if (s.persisted) note(persist.out_done(s.client_id, it->seq));
             moved.push_back(std::move(*it));
@@ -327,8 +355,17 @@ void Broker::Impl::redistribute_shared(Session& s) {
     }
     s.release_flows_if_empty(flows_pool);   // `f` is not used below
     for (OutItem& item : moved) {
-        if (Session* o = other_member(item.share_key))
-            deliver(*o, item.msg, item.qos, item.retain, std::move(item.sub_ids), item.share_key);
+        Session* o = other_member(item);
+        if (!o) continue;
+        // Granted QoS, retain as published and subscription identifier are
+        // the receiving member's own, as if the message had been routed to it.
+        auto sub = o->subs.find(std::string(share_filter_of(item.share_key)));
+        if (sub == o->subs.end()) continue;   // never: other_member() found it in the group
+        const uint8_t options = sub->second.options;
+        std::vector<uint32_t> ids;
+        if (sub->second.sub_id) ids.push_back(sub->second.sub_id);
+        deliver(*o, item.msg, std::min<uint8_t>(item.msg->qos, options & 0x03),
+                (options & 0x08) && item.msg->retain, std::move(ids), item.share_key);
     }
 }
 

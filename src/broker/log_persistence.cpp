@@ -35,6 +35,33 @@ StoredMessageView read_message(BodyReader& r) {
     return m;
 }
 
+// What a queued delivery carries besides the message (out_enqueue extension).
+// Left out when both are empty (most deliveries): the short form loads the
+// same, and the hot path writes no extra bytes.
+void write_delivery_ext(BodyWriter& w, const StoredMessageView& m) {
+    if (m.sub_ids.empty() && m.share_filter.empty()) return;
+    w.u8(store::kExtensionV1);
+    w.u32(static_cast<uint32_t>(m.sub_ids.size()));
+    for (uint32_t id : m.sub_ids) w.u32(id);
+    w.str(m.share_filter);
+}
+
+// Into `m`; a body without the extension (older format) leaves it as it is.
+void read_delivery_ext(BodyReader& r, StoredMessage& m) {
+    if (r.at_end() || r.u8() < store::kExtensionV1) return;
+    const uint32_t n = r.u32();
+    for (uint32_t i = 0; i < n && r.ok(); ++i) m.sub_ids.push_back(r.u32());
+    m.share_filter.assign(r.str());
+}
+
+// A source this version does not know (written by a newer one) is judged by
+// the user name alone, never as Unknown: Unknown would let any client claim
+// the session and skip the ACL check of its queue.
+OwnerSource owner_source_from(uint8_t v, std::string_view username) {
+    if (v <= static_cast<uint8_t>(OwnerSource::Certificate)) return static_cast<OwnerSource>(v);
+    return username.empty() ? OwnerSource::Anonymous : OwnerSource::Password;
+}
+
 uint8_t tag(StateRecord t) { return static_cast<uint8_t>(t); }
 
 }  // namespace
@@ -50,6 +77,8 @@ struct LogPersistence::Replay {
         bool has_put = false;
         uint32_t expiry_s = 0;
         uint64_t offline_since = 0;
+        OwnerSource owner_source = OwnerSource::Unknown;
+        std::string username;
         StrMap<RecoveredSub> subs;
         std::unordered_map<uint64_t, Out> out;
         std::unordered_set<uint16_t> qos2_in;
@@ -126,11 +155,14 @@ uint64_t LogPersistence::retained_clear(std::string_view topic) {
 }
 
 uint64_t LogPersistence::session_put(std::string_view client_id, uint32_t expiry_s,
-                                     uint64_t offline_since_wall_ms) {
+                                     uint64_t offline_since_wall_ms, const SessionOwner& owner) {
     BodyWriter w(body_);
     w.str(client_id);
     w.u32(expiry_s);
     w.u64(offline_since_wall_ms);
+    w.u8(store::kExtensionV1);
+    w.u8(static_cast<uint8_t>(owner.source));
+    w.str(owner.username);
     const uint64_t lsn = append(tag(StateRecord::SessionPut), false);
     if (lsn) {
         SessionSlots& s = session(client_id);
@@ -193,6 +225,7 @@ uint64_t LogPersistence::out_enqueue(std::string_view client_id, uint64_t seq, c
     w.str(client_id);
     w.u64(seq);
     write_message(w, m);
+    write_delivery_ext(w, m);
     const uint64_t lsn = append(tag(StateRecord::OutEnqueue), false);
     if (lsn) {
         OutSlots& o = session(client_id).out[seq];
@@ -391,6 +424,12 @@ void LogPersistence::replay_record(const store::RecordView& rec, Replay& st) {
             const std::string_view id = r.str();
             const uint32_t expiry = r.u32();
             const uint64_t offline = r.u64();
+            uint8_t owner = 0;
+            std::string_view username;
+            if (!r.at_end() && r.u8() >= store::kExtensionV1) {
+                owner = r.u8();
+                username = r.str();
+            }
             if (!r.ok()) break;
             SessionSlots& s = session(id);
             kill(s.put);
@@ -400,6 +439,8 @@ void LogPersistence::replay_record(const store::RecordView& rec, Replay& st) {
             it->second.has_put = true;
             it->second.expiry_s = expiry;
             it->second.offline_since = offline;
+            it->second.owner_source = owner_source_from(owner, username);
+            it->second.username.assign(username);
             return;
         }
         case StateRecord::SessionRemove: {
@@ -450,10 +491,12 @@ void LogPersistence::replay_record(const store::RecordView& rec, Replay& st) {
             const uint64_t seq = r.u64();
             const bool enqueue = rec.type == tag(StateRecord::OutEnqueue);
             StoredMessageView m;
+            StoredMessage ext;   // the delivery extension's fields
             uint8_t state = 0;
             uint16_t packet_id = 0;
             if (enqueue) {
                 m = read_message(r);
+                if (r.ok()) read_delivery_ext(r, ext);
             } else {
                 state = r.u8();
                 packet_id = r.u16();
@@ -470,6 +513,8 @@ void LogPersistence::replay_record(const store::RecordView& rec, Replay& st) {
             if (enqueue) {
                 o.has_msg = true;
                 o.out.msg = m.owned();
+                o.out.msg.sub_ids = std::move(ext.sub_ids);
+                o.out.msg.share_filter = std::move(ext.share_filter);
             } else {
                 o.out.state = static_cast<OutState>(state);
                 o.out.packet_id = packet_id;
@@ -590,6 +635,8 @@ void LogPersistence::load(RecoveredState& out) {
         s.client_id = id;
         s.expiry_s = rs.expiry_s;
         s.offline_since_wall_ms = rs.offline_since;
+        s.owner_source = rs.owner_source;
+        s.username = std::move(rs.username);
         for (auto& [filter, sub] : rs.subs) s.subs.push_back(std::move(sub));
         SessionSlots& slots = sessions_.find(id)->second;
         for (auto& [seq, o] : rs.out) {

@@ -30,7 +30,7 @@ public:
     uint64_t retained_set(const StoredMessageView& m) override;
     uint64_t retained_clear(std::string_view topic) override;
     uint64_t session_put(std::string_view client_id, uint32_t expiry_s,
-                         uint64_t offline_since_wall_ms) override;
+                         uint64_t offline_since_wall_ms, const SessionOwner& owner = {}) override;
     uint64_t session_remove(std::string_view client_id) override;
     uint64_t sub_put(std::string_view client_id, std::string_view filter, uint8_t options,
                      uint32_t sub_id) override;

@@ -1,5 +1,6 @@
 #include "broker/message.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <new>
 
@@ -43,7 +44,9 @@ MsgPtr from_stored(const StoredMessageView& s, uint64_t now_ms, uint64_t wall_no
     in.expiry_wall_ms = s.expiry_wall_ms;
     if (s.expiry_wall_ms != 0) {
         if (s.expiry_wall_ms > wall_now_ms) in.expiry_ms = now_ms + (s.expiry_wall_ms - wall_now_ms);
-        else if (keep_expired) in.expiry_ms = 0;   // no longer forwarded with an expiry
+        // Expired, but a delivery already under way completes: it goes out
+        // with 1 s left, as it would have without the restart.
+        else if (keep_expired) in.expiry_ms = std::max<uint64_t>(now_ms, 1);
         else return nullptr;
     }
     return Message::make(in);

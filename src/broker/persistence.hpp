@@ -18,6 +18,9 @@
 namespace hato::broker {
 
 // A message as stored: everything needed to deliver it again after a restart.
+// For a queued delivery (out_enqueue) qos and retain are the values this copy
+// goes out with, and it also carries its subscription identifiers and the
+// shared subscription it came through; retained messages leave both empty.
 struct StoredMessage {
     std::string topic;
     std::vector<uint8_t> payload;
@@ -25,6 +28,8 @@ struct StoredMessage {
     uint8_t qos = 0;
     bool retain = false;
     uint64_t expiry_wall_ms = 0;           // absolute (CLOCK_REALTIME ms), 0 = never
+    std::vector<uint32_t> sub_ids;         // in the order they go out
+    std::string share_filter;              // "$share/group/filter" it was routed through, empty = none
 };
 
 // The same as views (into a Message, or into the store's memory during
@@ -36,15 +41,34 @@ struct StoredMessageView {
     uint8_t qos = 0;
     bool retain = false;
     uint64_t expiry_wall_ms = 0;
+    std::span<const uint32_t> sub_ids;
+    std::string_view share_filter;
 
     StoredMessageView() = default;
     StoredMessageView(const StoredMessage& m)   // NOLINT: implicit on purpose
         : topic(m.topic), payload(m.payload), forwarded_props(m.forwarded_props), qos(m.qos),
-          retain(m.retain), expiry_wall_ms(m.expiry_wall_ms) {}
+          retain(m.retain), expiry_wall_ms(m.expiry_wall_ms), sub_ids(m.sub_ids),
+          share_filter(m.share_filter) {}
     StoredMessage owned() const {
         return {std::string(topic), {payload.begin(), payload.end()},
-                {forwarded_props.begin(), forwarded_props.end()}, qos, retain, expiry_wall_ms};
+                {forwarded_props.begin(), forwarded_props.end()}, qos, retain, expiry_wall_ms,
+                {sub_ids.begin(), sub_ids.end()}, std::string(share_filter)};
     }
+};
+
+// Whose access rights a session's deliveries are checked against: the user
+// that created it. Stored with the session, so a queue waiting for an
+// offline client is judged by its owner's rules after a restart too.
+enum class OwnerSource : uint8_t {
+    Unknown = 0,      // stored before owners were: the next CONNECT claims the session
+    Anonymous = 1,    // no user name
+    Password = 2,     // the CONNECT user name, as the authenticator accepted it
+    Certificate = 3,  // a TLS client certificate's identity (identity_as_username)
+};
+
+struct SessionOwner {
+    OwnerSource source = OwnerSource::Unknown;
+    std::string_view username;   // Password and Certificate only
 };
 
 // Where a queued message stands in its session's outbound flow.
@@ -71,6 +95,8 @@ struct RecoveredSession {
     std::string client_id;
     uint32_t expiry_s = 0;             // session expiry interval
     uint64_t offline_since_wall_ms = 0;
+    OwnerSource owner_source = OwnerSource::Unknown;
+    std::string username;              // Password and Certificate owners only
     std::vector<RecoveredSub> subs;
     std::vector<RecoveredOut> out;     // sorted by seq
     std::vector<uint16_t> qos2_in;     // inbound QoS 2 ids with PUBREC sent, PUBREL not yet seen
@@ -109,9 +135,10 @@ public:
     virtual uint64_t retained_clear(std::string_view topic) = 0;
 
     // Creates or updates a persistent session (clean sessions with expiry 0
-    // are never written). offline_since 0 = connected.
+    // are never written). offline_since 0 = connected. The default owner
+    // (Unknown) is for tests and tools that do not care whose it is.
     virtual uint64_t session_put(std::string_view client_id, uint32_t expiry_s,
-                                 uint64_t offline_since_wall_ms) = 0;
+                                 uint64_t offline_since_wall_ms, const SessionOwner& owner = {}) = 0;
     virtual uint64_t session_remove(std::string_view client_id) = 0;  // and all it holds
 
     virtual uint64_t sub_put(std::string_view client_id, std::string_view filter,
@@ -119,6 +146,7 @@ public:
     virtual uint64_t sub_remove(std::string_view client_id, std::string_view filter) = 0;
 
     // Outbound message flow of one session, keyed by the per-session seq.
+    // `m` carries the delivery's sub_ids and share_filter too.
     virtual uint64_t out_enqueue(std::string_view client_id, uint64_t seq, const StoredMessageView& m) = 0;
     virtual uint64_t out_state(std::string_view client_id, uint64_t seq, OutState st,
                                uint16_t packet_id) = 0;
@@ -142,7 +170,7 @@ public:
     void load(RecoveredState&) override {}
     uint64_t retained_set(const StoredMessageView&) override { return 0; }
     uint64_t retained_clear(std::string_view) override { return 0; }
-    uint64_t session_put(std::string_view, uint32_t, uint64_t) override { return 0; }
+    uint64_t session_put(std::string_view, uint32_t, uint64_t, const SessionOwner& = {}) override { return 0; }
     uint64_t session_remove(std::string_view) override { return 0; }
     uint64_t sub_put(std::string_view, std::string_view, uint8_t, uint32_t) override { return 0; }
     uint64_t sub_remove(std::string_view, std::string_view) override { return 0; }

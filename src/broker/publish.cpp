@@ -273,21 +273,26 @@ size_t Broker::Impl::route(const MsgPtr& msg, Slot publisher) {
                 merged.retain_as_published && msg->retain, std::move(merged.sub_ids), 0);
     }
     // Shared groups: one member per message, round robin over the members in
-    // slot order, skipping offline ones while an online one exists.
+    // slot order, skipping those that may not read the message, and offline
+    // ones while an online one exists. A group where nobody may read it does
+    // not count as a receiver.
     for (auto& [key, members] : found.shared) {
         std::sort(members.begin(), members.end(),
                   [](const auto& a, const auto& b) { return a.who < b.who; });
         uint32_t& turn = share_round_robin[key];
-        size_t pick = turn % members.size();
+        constexpr size_t kNone = ~size_t(0);
+        size_t pick = kNone;
         for (size_t i = 0; i < members.size(); ++i) {
             size_t idx = (turn + i) % members.size();
             Session* s = session(members[idx].who);
-            if (s && s->conn != 0) { pick = idx; break; }
+            if (!s || !may_read(*s, msg->topic())) continue;
+            if (s->conn != 0) { pick = idx; break; }
+            if (pick == kNone) pick = idx;   // offline: only if no online member may read it
         }
+        if (pick == kNone) continue;
         turn = static_cast<uint32_t>(pick + 1);
         auto& m = members[pick];
         Session* s = session(m.who);
-        if (!s) continue;
         ++receivers;
         std::vector<uint32_t> ids;
         if (m.sub_id) ids.push_back(m.sub_id);

@@ -50,8 +50,11 @@ void Broker::Impl::recover() {
         Session& s = create_session(rs.client_id);
         s.expiry_s = rs.expiry_s;
         s.persisted = true;
+        // Its queue is judged by its owner's rights, as before the restart.
+        s.owner_source = rs.owner_source;
+        if (rs.owner_source == OwnerSource::Password || rs.owner_source == OwnerSource::Certificate)
+            s.username = std::make_unique<std::string>(std::move(rs.username));
         for (const RecoveredSub& sub : rs.subs) index_subscription(s, sub.filter, sub.options, sub.sub_id);
-        // Subscription identifiers of stored deliveries are not persisted: they go out without.
         for (RecoveredOut& ro : rs.out) {
             const bool started = ro.state != OutState::Queued;
             s.next_seq = std::max(s.next_seq, ro.seq + 1);
@@ -67,6 +70,11 @@ void Broker::Impl::recover() {
             item.msg = std::move(m);
             item.state = ro.state;
             item.packet_id = ro.packet_id;
+            item.sub_ids = std::move(ro.msg.sub_ids);
+            // Redistributed again if this member leaves its group (while it
+            // still holds that subscription).
+            if (auto sub = s.subs.find(ro.msg.share_filter); sub != s.subs.end() && sub->second.group)
+                item.share_key = share_key(sub->second.group, sub->second.inner);
             SessionFlows& f = s.open_flows(flows_pool);
             if (started) {
                 f.inflight.insert(std::move(item));
@@ -87,7 +95,7 @@ void Broker::Impl::recover() {
             remove_session(s);
             continue;
         }
-        if (rs.offline_since_wall_ms == 0) note(persist.session_put(s.client_id, s.expiry_s, wall));
+        if (rs.offline_since_wall_ms == 0) note(persist.session_put(s.client_id, s.expiry_s, wall, owner_of(s)));
         timers.push({now_ms + (lifetime - offline_for), s.generation, s.slot, TimerKind::SessionExpiry});
     }
 }

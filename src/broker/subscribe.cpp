@@ -26,7 +26,11 @@ bool Broker::Impl::index_subscription(Session& s, const std::string& filter, uin
     // A replaced subscription already holds a reference to its group name.
     if (group && !is_new) subs.release_group(group);
     subs.add(rec.inner, SubIndex::Entry{s.slot, options, sub_id, group});
-    if (group) share_members[share_key(group, rec.inner)].insert(s.slot);
+    if (group) {
+        const uint64_t key = share_key(group, rec.inner);
+        share_members[key].insert(s.slot);
+        share_filters.try_emplace(key, filter);
+    }
     s.subs[filter] = std::move(rec);
     return is_new;
 }
@@ -40,6 +44,7 @@ void Broker::Impl::unindex_subscription(Session& s, const SubRecord& rec) {
     it->second.erase(s.slot);
     if (it->second.empty()) {
         share_round_robin.erase(it->first);
+        share_filters.erase(it->first);
         share_members.erase(it);
     }
 }

@@ -311,6 +311,7 @@ void read_auth(Errors& errors, const toml::table& t, AppConfig& c) {
     r.string("acl_file", c.auth.acl_file, false);
     r.integer("hash_workers", 1, 64, c.auth.hash_workers);
     r.integer("max_failed_per_minute", 0, 1000000, c.auth.max_failed_per_minute);
+    r.boolean("allow_session_takeover_by_other_user", c.broker.allow_session_takeover_by_other_user);
     r.reject_unknown();
 }
 

@@ -32,6 +32,29 @@ void describe_message(BodyReader& r, std::ostream& os) {
     os << " expiry_wall_ms=" << r.u64();
 }
 
+// The extension of session_put / out_enqueue, when the body has one.
+void describe_session_ext(BodyReader& r, std::ostream& os) {
+    if (r.at_end()) return;
+    if (r.u8() < kExtensionV1) return;
+    os << " owner_source=" << int(r.u8());
+    os << " username=\"" << r.str() << "\"";
+}
+
+void describe_delivery_ext(BodyReader& r, std::ostream& os) {
+    if (r.at_end()) return;
+    if (r.u8() < kExtensionV1) return;
+    const uint32_t n = r.u32();
+    os << " sub_ids=[";
+    for (uint32_t i = 0; i < n && r.ok(); ++i) os << (i ? "," : "") << r.u32();
+    os << "]";
+    os << " share=\"" << r.str() << "\"";
+}
+
+// Future extension versions append fields: a dump shows what it knows.
+void skip_rest(BodyReader& r) {
+    while (r.ok() && !r.at_end()) r.u8();
+}
+
 }  // namespace
 
 std::string describe_state_record(uint8_t type, std::span<const uint8_t> body) {
@@ -44,6 +67,8 @@ std::string describe_state_record(uint8_t type, std::span<const uint8_t> body) {
             os << " client=\"" << r.str() << "\"";
             os << " expiry_s=" << r.u32();
             os << " offline_since_wall_ms=" << r.u64();
+            describe_session_ext(r, os);
+            skip_rest(r);
             break;
         case StateRecord::SessionRemove: os << " client=\"" << r.str() << "\""; break;
         case StateRecord::SubPut:
@@ -60,6 +85,8 @@ std::string describe_state_record(uint8_t type, std::span<const uint8_t> body) {
             os << " client=\"" << r.str() << "\"";
             os << " seq=" << r.u64();
             describe_message(r, os);
+            describe_delivery_ext(r, os);
+            skip_rest(r);
             break;
         case StateRecord::OutState:
             os << " client=\"" << r.str() << "\"";

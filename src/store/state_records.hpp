@@ -17,11 +17,11 @@ namespace hato::store {
 enum class StateRecord : uint8_t {
     RetainedSet = 1,   // message
     RetainedClear = 2, // topic
-    SessionPut = 3,    // client, expiry_s u32, offline_since_wall_ms u64
+    SessionPut = 3,    // client, expiry_s u32, offline_since_wall_ms u64 [, owner extension]
     SessionRemove = 4, // client
     SubPut = 5,        // client, filter, options u8, sub_id u32
     SubRemove = 6,     // client, filter
-    OutEnqueue = 7,    // client, seq u64, message
+    OutEnqueue = 7,    // client, seq u64, message [, delivery extension]
     OutState = 8,      // client, seq u64, state u8, packet_id u16
     OutDone = 9,       // client, seq u64
     Qos2InPut = 10,    // client, packet_id u16
@@ -29,6 +29,16 @@ enum class StateRecord : uint8_t {
 };
 // A message: topic, payload (bytes), forwarded_props (bytes), qos u8,
 // retain u8, expiry_wall_ms u64.
+//
+// Extensions: fields a record type gained later are appended after its
+// original fields, behind one version byte. A body that ends before it is
+// the old format (the fields take their defaults); version N holds the
+// fields of every version up to N, so a reader takes what it knows and
+// ignores what follows.
+//   session_put  v1: owner_source u8 (broker::OwnerSource), username
+//   out_enqueue  v1: sub_id count u32, sub_id u32 each, share_filter
+//                (left out when there are no sub_ids and no share_filter)
+constexpr uint8_t kExtensionV1 = 1;
 
 const char* state_record_name(uint8_t type);  // "?" for unknown types
 

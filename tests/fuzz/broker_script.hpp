@@ -38,7 +38,9 @@ public:
     void load(broker::RecoveredState&) override {}
     uint64_t retained_set(const broker::StoredMessageView&) override { return ++last; }
     uint64_t retained_clear(std::string_view) override { return ++last; }
-    uint64_t session_put(std::string_view, uint32_t, uint64_t) override { return ++last; }
+    uint64_t session_put(std::string_view, uint32_t, uint64_t, const broker::SessionOwner& = {}) override {
+        return ++last;
+    }
     uint64_t session_remove(std::string_view) override { return ++last; }
     uint64_t sub_put(std::string_view, std::string_view, uint8_t, uint32_t) override { return ++last; }
     uint64_t sub_remove(std::string_view, std::string_view) override { return ++last; }

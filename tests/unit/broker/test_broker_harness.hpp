@@ -64,8 +64,9 @@ struct FakePersistence final : Persistence {
     void load(RecoveredState& out) override { out = to_load; }
     uint64_t retained_set(const StoredMessageView& m) override { return rec("retained_set " + s(m.topic)); }
     uint64_t retained_clear(std::string_view t) override { return rec("retained_clear " + s(t)); }
-    uint64_t session_put(std::string_view c, uint32_t e, uint64_t off) override {
-        return rec("session_put " + s(c) + " " + std::to_string(e) + (off ? " offline" : " online"));
+    uint64_t session_put(std::string_view c, uint32_t e, uint64_t off, const SessionOwner& o = {}) override {
+        return rec("session_put " + s(c) + " " + std::to_string(e) + (off ? " offline" : " online") +
+                   " owner=" + std::to_string(int(o.source)) + ":" + s(o.username));
     }
     uint64_t session_remove(std::string_view c) override { return rec("session_remove " + s(c)); }
     uint64_t sub_put(std::string_view c, std::string_view f, uint8_t o, uint32_t id) override {
@@ -75,7 +76,10 @@ struct FakePersistence final : Persistence {
         return rec("sub_remove " + s(c) + " " + s(f));
     }
     uint64_t out_enqueue(std::string_view c, uint64_t seq, const StoredMessageView& m) override {
-        return rec("out_enqueue " + s(c) + " " + std::to_string(seq) + " " + s(m.topic));
+        std::string ids;
+        for (uint32_t id : m.sub_ids) ids += (ids.empty() ? "" : ",") + std::to_string(id);
+        return rec("out_enqueue " + s(c) + " " + std::to_string(seq) + " " + s(m.topic) + " ids=" + ids +
+                   " share=" + s(m.share_filter));
     }
     uint64_t out_state(std::string_view c, uint64_t seq, OutState st, uint16_t pid) override {
         return rec("out_state " + s(c) + " " + std::to_string(seq) + " " +
