@@ -108,6 +108,24 @@ uint64_t Broker::Impl::wall_ms() const {
         std::chrono::system_clock::now().time_since_epoch()).count());
 }
 
+bool Broker::Impl::note(const Append& a) {
+    if (a.ok()) {
+        if (a.ticket > op_ticket) op_ticket = a.ticket;
+        return true;
+    }
+    ++stats.store_refusals;
+    switch (a.status) {
+    case AppendStatus::QuotaExceeded: ++stats.store_refused_quota; break;
+    case AppendStatus::DiskFull: ++stats.store_refused_disk_full; break;
+    case AppendStatus::TooLarge: ++stats.store_refused_too_large; break;
+    case AppendStatus::IoError: ++stats.store_refused_io; break;
+    case AppendStatus::Stored: break;
+    }
+    // "Can never fit" wins: retrying would not help.
+    if (op_refusal != AppendStatus::TooLarge) op_refusal = a.status;
+    return false;
+}
+
 void Broker::Impl::bury() {
     for (ConnId id : graveyard) conns.erase(id);
     graveyard.clear();

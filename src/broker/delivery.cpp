@@ -62,7 +62,11 @@ void Broker::Impl::deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool reta
     item.retain = retain;
     item.sub_ids = std::move(sub_ids);
     item.share_key = share;
-    if (s.persisted) note(persist.out_enqueue(s.client_id, item.seq, to_stored(*msg, qos, retain)));
+    if (s.persisted && !note(persist.out_enqueue(s.client_id, item.seq, to_stored(*msg, qos, retain)))) {
+        // Not stored, so not queued either: the publisher hears of the refusal.
+        s.release_flows_if_empty(flows_pool);
+        return;
+    }
     SessionFlows& f = s.open_flows(flows_pool);
     f.queue_bytes += msg->byte_size();
     f.queue.push_back(std::move(item));
