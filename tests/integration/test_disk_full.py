@@ -112,7 +112,10 @@ def _drain(broker, want, timeout=20):
     while not want.issubset(got):
         left = deadline - time.monotonic()
         assert left > 0, f"missing after the restart: {sorted(want - set(got))}"
-        p = c.read(timeout=left)
+        try:
+            p = c.read(timeout=left)
+        except TimeoutError:
+            raise AssertionError(f"missing after the restart: {sorted(want - set(got))}")
         if p.type == r.PUBLISH:
             _, pid, _, payload = r.parse_publish(p)
             got.append(_tag(payload))
@@ -149,7 +152,7 @@ def test_full_store_refuses_keeps_every_ack_and_drains(small_fs, broker_factory)
     _, _, _, payload = r.parse_publish(q0.expect(r.PUBLISH), version=5)
     assert payload == b"still here"
     q0.close()
-    assert "store refused" in broker.log()
+    log_before_kill = broker.log()
 
     broker.kill()
     broker.start()
@@ -177,6 +180,7 @@ def test_full_store_refuses_keeps_every_ack_and_drains(small_fs, broker_factory)
                 break
     pub.close()
     c.close()
+    assert "store refused" in log_before_kill
 
 
 def test_check_config_refuses_a_packet_size_that_cannot_fit_a_segment(tmp_path):
