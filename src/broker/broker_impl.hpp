@@ -91,6 +91,7 @@ struct Broker::Impl {
     std::unordered_set<ConnId> blocked_conns;
     uint64_t op_ticket = 0;          // highest persistence ticket of the current operation
     AppendStatus op_refusal = AppendStatus::Stored;   // a write of the current operation refused
+    bool keep_unstored = false;      // deliver() queues a message even if its record is refused
     uint64_t random_state = 0;
 
     // --- broker.cpp

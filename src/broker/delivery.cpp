@@ -62,7 +62,8 @@ void Broker::Impl::deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool reta
     item.retain = retain;
     item.sub_ids = std::move(sub_ids);
     item.share_key = share;
-    if (s.persisted && !note(persist.out_enqueue(s.client_id, item.seq, to_stored(*msg, qos, retain)))) {
+    if (s.persisted && !note(persist.out_enqueue(s.client_id, item.seq, to_stored(*msg, qos, retain))) &&
+        !keep_unstored) {
         // Not stored, so not queued either: the publisher hears of the refusal.
         s.release_flows_if_empty(flows_pool);
         return;
@@ -283,12 +284,9 @@ void Broker::Impl::redistribute_shared(Session& s) {
     SessionFlows& f = *s.flows;
     std::vector<OutItem> moved;
     f.inflight.take_if([&](const OutItem& item) { return item.share_key && other_member(item.share_key); }, moved);
-    if (s.persisted)
-        for (const OutItem& item : moved) note(persist.out_done(s.client_id, item.seq));
     for (auto it = f.queue.begin(); it != f.queue.end();) {
         if (it->share_key && other_member(it->share_key)) {
             f.queue_bytes -= std::min<uint64_t>(f.queue_bytes, it->msg->byte_size());
-            if (s.persisted) note(persist.out_done(s.client_id, it->seq));
             moved.push_back(std::move(*it));
             it = f.queue.erase(it);
         } else {
@@ -297,8 +295,19 @@ void Broker::Impl::redistribute_shared(Session& s) {
     }
     s.release_flows_if_empty(flows_pool);   // `f` is not used below
     for (OutItem& item : moved) {
-        if (Session* o = other_member(item.share_key))
+        // These were acknowledged to their publishers long ago: a copy the
+        // store refuses still goes out from memory, and the record in this
+        // session stays, so a restart finds the message in one queue at least.
+        const AppendStatus outer = op_refusal;
+        op_refusal = AppendStatus::Stored;
+        if (Session* o = other_member(item.share_key)) {
+            keep_unstored = true;
             deliver(*o, item.msg, item.qos, item.retain, std::move(item.sub_ids), item.share_key);
+            keep_unstored = false;
+        }
+        const bool copy_stored = op_refusal == AppendStatus::Stored;
+        op_refusal = outer;
+        if (s.persisted && copy_stored) note(persist.out_done(s.client_id, item.seq));
     }
 }
 

@@ -162,3 +162,28 @@ TEST_CASE("refused new session: CONNACK 0x97 (v5) / 0x03 (v3); an existing one s
     CHECK(c.session_present);
     CHECK_FALSE(back.closed());
 }
+
+TEST_CASE("a shared-group message handed to another member stays stored where the store refuses the copy") {
+    Harness h;
+    TestClient a(h, Version::V5), b(h, Version::V5), p(h, Version::V5);
+    a.connect("a", false, 0, persistent());
+    b.connect("b", false, 0, persistent());
+    p.connect("p");
+    a.subscribe("$share/g/job", 1);
+    b.subscribe("$share/g/job", 1);
+    p.publish("job", "q1", 1);
+    CHECK(p.take_one<Ack>().reason == rc::Success);
+    auto ga = a.publishes(), gb = b.publishes();
+    REQUIRE(ga.size() + gb.size() == 1);
+    TestClient& holder = ga.empty() ? b : a;
+    TestClient& other = ga.empty() ? a : b;
+    const std::string holder_id = ga.empty() ? "b" : "a";
+    const std::string other_id = ga.empty() ? "a" : "b";
+    h.persist.refuse = {"out_enqueue " + other_id};
+    holder.transport_gone();
+    auto moved = other.publishes();   // still delivered, from memory
+    REQUIRE(moved.size() == 1);
+    CHECK(text(moved[0].payload) == "q1");
+    CHECK(h.persist.count("refused out_enqueue " + other_id) == 1);
+    CHECK(h.persist.count("out_done " + holder_id) == 0);   // its record is kept
+}
