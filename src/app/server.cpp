@@ -84,9 +84,10 @@ public:
         log_info("ready");
         reactor_->run(*this);
         const broker::Stats& s = broker_->stats();
-        log_info("stopped: %llu messages in, %llu out, %llu QoS 0 dropped, %llu queued dropped",
+        log_info("stopped: %llu messages in, %llu out, %llu QoS 0 dropped, %llu queued dropped, "
+                 "%llu store refusals",
                  unsigned_ll(s.messages_in), unsigned_ll(s.messages_out),
-                 unsigned_ll(s.qos0_dropped), unsigned_ll(s.queued_dropped));
+                 unsigned_ll(s.qos0_dropped), unsigned_ll(s.queued_dropped), unsigned_ll(s.store_refusals));
     }
 
     // net::Handler
@@ -147,6 +148,7 @@ public:
             start_sync();
         }
         if (log_persistence_ && !stopping_) log_persistence_->maintenance(kCompactionBudget);
+        report_store_refusals(now_ms);   // what the last second suppressed
         maybe_finish_shutdown(now_ms);
     }
 
