@@ -192,8 +192,10 @@ void Broker::Impl::store_retained(const MsgPtr& msg) {
         note(persist.retained_clear(msg->topic()));
         return;
     }
+    // Stored first: one the store refuses does not replace the retained
+    // message that a restart would bring back.
+    if (!note(persist.retained_set(to_stored(*msg, msg->qos, true)))) return;
     put_retained(msg);
-    note(persist.retained_set(to_stored(*msg, msg->qos, true)));
 }
 
 namespace {

@@ -187,3 +187,20 @@ TEST_CASE("a shared-group message handed to another member stays stored where th
     CHECK(h.persist.count("refused out_enqueue " + other_id) == 1);
     CHECK(h.persist.count("out_done " + holder_id) == 0);   // its record is kept
 }
+
+TEST_CASE("a refused retained message does not replace the stored one") {
+    Harness h;
+    TestClient p(h, Version::V5);
+    p.connect("p");
+    p.publish("r", "old", 1, true);
+    CHECK(p.take_one<Ack>().reason == rc::NoMatchingSubscribers);
+    h.persist.refuse = {"retained_set"};
+    p.publish("r", "new", 1, true);
+    CHECK(p.take_one<Ack>().reason == rc::QuotaExceeded);
+    TestClient s(h, Version::V5);
+    s.connect("s");
+    s.subscribe("r", 1);
+    auto got = s.extra();
+    REQUIRE(got.size() == 1);
+    CHECK(text(std::get<Publish>(got[0]).payload) == "old");
+}
