@@ -2,6 +2,8 @@
 #include "store/log.hpp"
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -199,15 +201,15 @@ bool SegmentLog::recover(std::string& err) {
     }
     durable_lsn_ = last_lsn();  // everything found on disk is on disk
     // A spare left by the last run is reused as it is (never written to).
+    // Only its fd is kept: it is mapped when it is taken, so its pages cost
+    // no memory meanwhile.
     const std::string spare = spare_path();
     struct stat st{};
     if (::stat(spare.c_str(), &st) == 0) {
-        std::string spare_err;
-        if (uint64_t(st.st_size) != opt_.segment_bytes ||
-            !open_segment(spare_, spare, 0, true, spare_err)) {
-            spare_.close();
-            ::unlink(spare.c_str());
-        }
+        spare_.fd = uint64_t(st.st_size) == opt_.segment_bytes ? ::open(spare.c_str(), O_RDWR | O_CLOEXEC) : -1;
+        if (spare_.fd < 0) ::unlink(spare.c_str());
+        spare_.path = spare;
+        spare_.size = opt_.segment_bytes;
     }
     const bool reserved = ensure_spare();
     std::ostringstream head;
@@ -267,6 +269,11 @@ AppendError SegmentLog::take_spare() {
     if (!segs_.empty() && segs_.back().records == 0 && segs_.back().base_lsn == next_lsn_) {
         ::unlink(segs_.back().path.c_str());
         segs_.pop_back();
+    }
+    if (!spare_.map) {
+        void* p = mmap(nullptr, spare_.size, PROT_READ | PROT_WRITE, MAP_SHARED, spare_.fd, 0);
+        if (p == MAP_FAILED) return AppendError::IoError;
+        spare_.map = static_cast<uint8_t*>(p);
     }
     if (::rename(spare_.path.c_str(), path.c_str()) != 0) return AppendError::IoError;
     if (!fsync_dir(opt_.dir)) {

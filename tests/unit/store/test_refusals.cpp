@@ -185,6 +185,7 @@ TEST_CASE("disk full (ENOSPC from fallocate): removals use the spare segment, a 
         CHECK(p.out_state("c", s, OutState::Inflight, uint16_t(s)).ok());
         CHECK(p.out_done("c", s).ok());
     }
+    CHECK_FALSE(std::filesystem::exists(fs.dir() + "/reserve.spare"));   // the removals went there
     for (int i = 0; i < 50 && p.full(); ++i) {
         p.maintenance(1000);
         log->sync_now();
