@@ -70,13 +70,12 @@ Append LogPersistence::append(uint8_t type, bool removal, uint64_t& lsn) {
         removal ? log_.append_exempt(type, body_, lsn) : log_.append(type, body_, lsn);
     switch (e) {
     case store::AppendError::None: return Append::stored(lsn);
-    case store::AppendError::QuotaExceeded: break;
+    case store::AppendError::QuotaExceeded: return Append::refused(AppendStatus::QuotaExceeded);
     case store::AppendError::DiskFull: return Append::refused(AppendStatus::DiskFull);
     case store::AppendError::TooLarge: return Append::refused(AppendStatus::TooLarge);
-    case store::AppendError::IoError: return Append::refused(AppendStatus::IoError);
+    case store::AppendError::IoError: break;
     }
-    lsn = 0;
-    return Append::refused(AppendStatus::QuotaExceeded);
+    return Append::refused(AppendStatus::IoError);
 }
 
 void LogPersistence::kill(uint64_t& slot) {
