@@ -1,5 +1,6 @@
 # A full disk is a normal operating condition: on a small tmpfs the test
-# mounts itself, QoS 1/2 publishes go in until the store refuses them; every
+# mounts itself (ENOSPC from fallocate), and likewise with [storage]
+# max_bytes_mb reached, QoS 1/2 publishes go in until the store refuses them; every
 # refused one got the refusal (v5 PUBACK/PUBREC 0x97, v3.1.1 disconnect
 # without an ack), never a success. After a SIGKILL and a restart on the full
 # store, the persistent subscriber gets in (its session is stored), receives
@@ -9,6 +10,7 @@
 # refused by --check-config, naming both keys with their positions.
 
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -24,11 +26,19 @@ PAYLOAD = 100_000
 SETTINGS_LIMITS = {"max_packet_size": 150_000, "max_queued_messages": 1000}
 
 
-@pytest.fixture
-def small_fs():
-    """A 3 MiB tmpfs on a fresh directory: the first segment, the spare
-    segment (the reserve) and one more fit, so QoS 1 messages of 100 KB are
-    refused after about twenty."""
+@pytest.fixture(params=["enospc", "max_bytes"])
+def small_fs(request):
+    """Storage settings of a store that fills up after about twenty messages
+    of 100 KB. enospc: a 3 MiB tmpfs on a fresh directory, where the first
+    segment, the spare segment (the reserve) and one more fit. max_bytes:
+    [storage] max_bytes_mb = 2 on the ordinary file system."""
+    if request.param == "max_bytes":
+        base = tempfile.mkdtemp(prefix="hato-maxbytes-")
+        settings = _settings(base)
+        settings["storage"]["max_bytes_mb"] = 2
+        yield settings
+        shutil.rmtree(base, ignore_errors=True)
+        return
     base = tempfile.mkdtemp(prefix="hato-diskfull-")
     res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", base],
                          capture_output=True, text=True)
@@ -36,7 +46,7 @@ def small_fs():
         os.rmdir(base)
         pytest.skip(f"cannot mount a small tmpfs here (needs root): {res.stderr.strip()}")
     try:
-        yield base
+        yield _settings(base)
     finally:
         subprocess.run(["umount", "-l", base], capture_output=True)
         os.rmdir(base)
@@ -130,7 +140,7 @@ def _drain(broker, want, timeout=20):
 
 
 def test_full_store_refuses_keeps_every_ack_and_drains(small_fs, broker_factory):
-    broker = broker_factory(_settings(small_fs))
+    broker = broker_factory(small_fs)
     sub = r.RawClient(broker)
     sub.connect("sub", version=4, clean=False)
     sub.send(r.subscribe(1, "t/#", qos=2))
