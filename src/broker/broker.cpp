@@ -108,13 +108,9 @@ uint64_t Broker::Impl::wall_ms() const {
         std::chrono::system_clock::now().time_since_epoch()).count());
 }
 
-bool Broker::Impl::note(const Append& a) {
-    if (a.ok()) {
-        if (a.ticket > op_ticket) op_ticket = a.ticket;
-        return true;
-    }
+bool Broker::Impl::count_refusal(AppendStatus why) {
     ++stats.store_refusals;
-    switch (a.status) {
+    switch (why) {
     case AppendStatus::QuotaExceeded: ++stats.store_refused_quota; break;
     case AppendStatus::DiskFull: ++stats.store_refused_disk_full; break;
     case AppendStatus::TooLarge: ++stats.store_refused_too_large; break;
@@ -122,7 +118,7 @@ bool Broker::Impl::note(const Append& a) {
     case AppendStatus::Stored: break;
     }
     // "Can never fit" wins: retrying would not help.
-    if (op_refusal != AppendStatus::TooLarge) op_refusal = a.status;
+    if (op_refusal != AppendStatus::TooLarge) op_refusal = why;
     return false;
 }
 

@@ -114,7 +114,12 @@ struct Broker::Impl {
     void bury();
     // Every write goes through note(): it counts a refusal, and remembers the
     // ticket (and a refusal) for the operation's acknowledgement. True if stored.
-    bool note(const Append& a);
+    bool note(const Append& a) {
+        if (!a.ok()) return count_refusal(a.status);
+        if (a.ticket > op_ticket) op_ticket = a.ticket;
+        return true;
+    }
+    bool count_refusal(AppendStatus why);   // returns false
     uint64_t wall_ms() const;
 
     // --- connect.cpp
