@@ -55,25 +55,25 @@ struct TimedPersistence final : broker::Persistence {
         load_s = since(t);
     }
     uint64_t stored_bytes() const override { return p.stored_bytes(); }
-    uint64_t retained_set(const broker::StoredMessageView& m) override { return p.retained_set(m); }
-    uint64_t retained_clear(std::string_view t) override { return p.retained_clear(t); }
-    uint64_t session_put(std::string_view c, uint32_t e, uint64_t o, const broker::SessionOwner& w = {}) override {
+    broker::Append retained_set(const broker::StoredMessageView& m) override { return p.retained_set(m); }
+    broker::Append retained_clear(std::string_view t) override { return p.retained_clear(t); }
+    broker::Append session_put(std::string_view c, uint32_t e, uint64_t o, const broker::SessionOwner& w = {}) override {
         return p.session_put(c, e, o, w);
     }
-    uint64_t session_remove(std::string_view c) override { return p.session_remove(c); }
-    uint64_t sub_put(std::string_view c, std::string_view f, uint8_t o, uint32_t id) override {
+    broker::Append session_remove(std::string_view c) override { return p.session_remove(c); }
+    broker::Append sub_put(std::string_view c, std::string_view f, uint8_t o, uint32_t id) override {
         return p.sub_put(c, f, o, id);
     }
-    uint64_t sub_remove(std::string_view c, std::string_view f) override { return p.sub_remove(c, f); }
-    uint64_t out_enqueue(std::string_view c, uint64_t s, const broker::StoredMessageView& m) override {
+    broker::Append sub_remove(std::string_view c, std::string_view f) override { return p.sub_remove(c, f); }
+    broker::Append out_enqueue(std::string_view c, uint64_t s, const broker::StoredMessageView& m) override {
         return p.out_enqueue(c, s, m);
     }
-    uint64_t out_state(std::string_view c, uint64_t s, broker::OutState st, uint16_t id) override {
+    broker::Append out_state(std::string_view c, uint64_t s, broker::OutState st, uint16_t id) override {
         return p.out_state(c, s, st, id);
     }
-    uint64_t out_done(std::string_view c, uint64_t s) override { return p.out_done(c, s); }
-    uint64_t qos2_in_put(std::string_view c, uint16_t id) override { return p.qos2_in_put(c, id); }
-    uint64_t qos2_in_remove(std::string_view c, uint16_t id) override { return p.qos2_in_remove(c, id); }
+    broker::Append out_done(std::string_view c, uint64_t s) override { return p.out_done(c, s); }
+    broker::Append qos2_in_put(std::string_view c, uint16_t id) override { return p.qos2_in_put(c, id); }
+    broker::Append qos2_in_remove(std::string_view c, uint16_t id) override { return p.qos2_in_remove(c, id); }
     bool full() const override { return p.full(); }
     uint64_t durable_ticket() const override { return p.durable_ticket(); }
 
@@ -111,23 +111,29 @@ int main(int argc, char** argv) {
         broker::LogPersistence p(*log, o.sync);
         broker::RecoveredState st;
         p.load(st);
+        auto stored = [](const broker::Append& a) {
+            if (!a.ok()) {
+                std::fprintf(stderr, "store refused: %s\n", broker::append_status_name(a.status));
+                _exit(1);
+            }
+        };
         broker::StoredMessage m;
         m.payload.assign(64, 7);
         m.qos = 1;
         m.retain = true;
         for (long i = 0; i < retained; ++i) {
             m.topic = "plant/line" + std::to_string(i % 100) + "/sensor" + std::to_string(i) + "/value";
-            p.retained_set(m);
+            stored(p.retained_set(m));
         }
         m.retain = false;
         for (long c = 0; c < 1000; ++c) {
             std::string cid = "client" + std::to_string(c);
-            p.session_put(cid, 0xFFFFFFFF, 1);
-            p.sub_put(cid, "plant/#", 1, 0);
+            stored(p.session_put(cid, 0xFFFFFFFF, 1));
+            stored(p.sub_put(cid, "plant/#", 1, 0));
         }
         for (long i = 0; i < queued; ++i) {
             m.topic = "plant/q/" + std::to_string(i);
-            p.out_enqueue("client" + std::to_string(i % 1000), uint64_t(i / 1000 + 1), m);
+            stored(p.out_enqueue("client" + std::to_string(i % 1000), uint64_t(i / 1000 + 1), m));
         }
         log->sync_now();
         std::printf("wrote %ld retained + %ld queued: %.1f MiB in %llu segments (%.2f s)\n", retained, queued,

@@ -93,9 +93,10 @@ public:
         log_info("ready");
         reactor_->run(*this);
         const broker::Stats& s = broker_->stats();
-        log_info("stopped: %llu messages in, %llu out, %llu QoS 0 dropped, %llu queued dropped",
+        log_info("stopped: %llu messages in, %llu out, %llu QoS 0 dropped, %llu queued dropped, "
+                 "%llu store refusals",
                  unsigned_ll(s.messages_in), unsigned_ll(s.messages_out),
-                 unsigned_ll(s.qos0_dropped), unsigned_ll(s.queued_dropped));
+                 unsigned_ll(s.qos0_dropped), unsigned_ll(s.queued_dropped), unsigned_ll(s.store_refusals));
     }
 
     // net::Handler
@@ -156,6 +157,7 @@ public:
             start_sync();
         }
         if (log_persistence_ && !stopping_) log_persistence_->maintenance(kCompactionBudget, kIdleCompactionBytes);
+        report_store_refusals(now_ms);   // what the last second suppressed
         maybe_finish_shutdown(now_ms);
     }
 
@@ -163,6 +165,7 @@ public:
         broker_->on_pass_end();
         // Paced to this pass's appends; before the sync, so copies ride along.
         if (log_persistence_ && !stopping_) log_persistence_->maintenance(0);
+        report_store_refusals(reactor_->now_ms());
         if (log_) {
             if (cfg_.storage.sync == store::SyncMode::Always) start_sync();
             else publish_durable();
@@ -171,6 +174,26 @@ public:
     }
 
 private:
+    // One error line per second at most while the store refuses durable
+    // work, with what was refused since the last line, by reason.
+    void report_store_refusals(uint64_t now) {
+        const broker::Stats& s = broker_->stats();
+        broker::Stats& last = store_refusals_reported_;
+        if (s.store_refusals == last.store_refusals) return;
+        if (last.store_refusals != 0 && now - store_refusal_log_ms_ < 1000) return;
+        log_error("store refused %llu durable write(s) since the last report: %llu max_bytes reached, "
+                  "%llu disk full, %llu larger than a segment, %llu I/O error, %llu QoS 1/2 PUBLISH "
+                  "refused while full (refusal codes sent; nothing acknowledged was lost)",
+                  unsigned_ll(s.store_refusals - last.store_refusals),
+                  unsigned_ll(s.store_refused_quota - last.store_refused_quota),
+                  unsigned_ll(s.store_refused_disk_full - last.store_refused_disk_full),
+                  unsigned_ll(s.store_refused_too_large - last.store_refused_too_large),
+                  unsigned_ll(s.store_refused_io - last.store_refused_io),
+                  unsigned_ll(s.store_refused_full - last.store_refused_full));
+        last = s;
+        store_refusal_log_ms_ = now;
+    }
+
     bool open_reactor() {
         std::string note;
         reactor_ = net::Reactor::create(backend_from_name(cfg_.event_backend), note);
@@ -485,6 +508,8 @@ private:
     bool refusal_logged_ = false;
     uint64_t last_refusal_log_ms_ = 0;
     uint64_t refused_since_log_ = 0;
+    broker::Stats store_refusals_reported_;   // counters as of the last store refusal line
+    uint64_t store_refusal_log_ms_ = 0;
 
     // Group commit state.
     bool sync_in_flight_ = false;

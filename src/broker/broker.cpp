@@ -132,6 +132,20 @@ uint64_t Broker::Impl::wall_ms() const {
         std::chrono::system_clock::now().time_since_epoch()).count());
 }
 
+bool Broker::Impl::count_refusal(AppendStatus why) {
+    ++stats.store_refusals;
+    switch (why) {
+    case AppendStatus::QuotaExceeded: ++stats.store_refused_quota; break;
+    case AppendStatus::DiskFull: ++stats.store_refused_disk_full; break;
+    case AppendStatus::TooLarge: ++stats.store_refused_too_large; break;
+    case AppendStatus::IoError: ++stats.store_refused_io; break;
+    case AppendStatus::Stored: break;
+    }
+    // "Can never fit" wins: retrying would not help.
+    if (op_refusal != AppendStatus::TooLarge) op_refusal = why;
+    return false;
+}
+
 void Broker::Impl::bury() {
     for (ConnId id : graveyard) conns.erase(id);
     graveyard.clear();

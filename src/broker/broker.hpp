@@ -48,6 +48,14 @@ struct Stats {
     uint64_t partial_bytes_copied = 0;
     uint64_t partial_buffers = 0;
     uint64_t unreadable_dropped = 0; // queued / in flight, but the session's owner may not read it (ACL)
+    // Durable writes the store refused (Persistence::Append), in all and by
+    // reason. What depended on one was answered with a refusal code.
+    uint64_t store_refusals = 0;
+    uint64_t store_refused_quota = 0;       // [storage] max_bytes reached
+    uint64_t store_refused_disk_full = 0;
+    uint64_t store_refused_too_large = 0;   // larger than a segment
+    uint64_t store_refused_io = 0;          // read-only file system, EIO
+    uint64_t store_refused_full = 0;        // QoS 1/2 PUBLISH refused before writing (Persistence::full)
 };
 
 class Broker {

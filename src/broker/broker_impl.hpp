@@ -126,6 +126,8 @@ struct Broker::Impl {
     std::deque<HeldAck> held_acks;
     std::unordered_set<ConnId> blocked_conns;
     uint64_t op_ticket = 0;          // highest persistence ticket of the current operation
+    AppendStatus op_refusal = AppendStatus::Stored;   // a write of the current operation refused
+    bool keep_unstored = false;      // deliver() queues a message even if its record is refused
     uint64_t random_state = 0;
     uint64_t next_auth_request = 1;
     // Input a client may send after its CONNECT while the authenticator
@@ -163,7 +165,14 @@ struct Broker::Impl {
     void run_timers();
     bool timer_live(const Timer& t);   // false: the entry is stale and would be ignored when it fires
     void bury();
-    uint64_t note(uint64_t ticket) { if (ticket > op_ticket) op_ticket = ticket; return ticket; }
+    // Every write goes through note(): it counts a refusal, and remembers the
+    // ticket (and a refusal) for the operation's acknowledgement. True if stored.
+    bool note(const Append& a) {
+        if (!a.ok()) return count_refusal(a.status);
+        if (a.ticket > op_ticket) op_ticket = a.ticket;
+        return true;
+    }
+    bool count_refusal(AppendStatus why);   // returns false
     uint64_t wall_ms() const;
 
     // --- connect.cpp
@@ -238,7 +247,9 @@ struct Broker::Impl {
     void on_subscribe(Connection& c, const mqtt::Subscribe& p);
     void on_unsubscribe(Connection& c, const mqtt::Unsubscribe& p);
     // Adds a subscription to the session and index; returns true if new.
-    bool add_subscription(Session& s, const std::string& filter, uint8_t options, uint32_t sub_id);
+    // Nothing changes when the store refuses the subscription (returns false).
+    bool add_subscription(Session& s, const std::string& filter, uint8_t options, uint32_t sub_id,
+                          bool& is_new);
     void send_retained(Session& s, const std::string& inner, uint8_t granted_qos, uint32_t sub_id);
     // Puts a subscription in the session and the index (no persistence); true if new.
     bool index_subscription(Session& s, const std::string& filter, uint8_t options, uint32_t sub_id);

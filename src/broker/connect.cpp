@@ -150,6 +150,14 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
     } else {
         s = &create_session(client_id);
     }
+    // Stored before the client is told it exists. An update of a session
+    // already stored draws on the store's reserve, so its client can always
+    // come back to drain its queue; a new one may be refused.
+    const SessionOwner owner{owner_source, username ? std::string_view(*username) : std::string_view()};
+    if (expiry > 0 && !note(persist.session_put(client_id, expiry, 0, owner)) && !s->persisted) {
+        if (!session_present) remove_session(*s);
+        return refuse(rc::QuotaExceeded);   // v3.1.1: 0x03 server unavailable
+    }
 
     c.connected = true;
     c.slot = s->slot;
@@ -171,7 +179,6 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
     ++stats.connections;
 
     if (expiry > 0) {
-        note(persist.session_put(client_id, expiry, 0, owner_of(*s)));
         s->persisted = true;
     } else if (s->persisted) {
         // Resumed with expiry 0: the state lives only as long as this connection.

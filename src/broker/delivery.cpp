@@ -93,7 +93,11 @@ void Broker::Impl::deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool reta
         StoredMessageView stored = to_stored(*msg, qos, retain);
         stored.sub_ids = item.sub_ids;
         stored.share_filter = share_filter_of(share);
-        note(persist.out_enqueue(s.client_id, item.seq, stored));
+        if (!note(persist.out_enqueue(s.client_id, item.seq, stored)) && !keep_unstored) {
+            // Not stored, so not queued either: the publisher hears of the refusal.
+            s.release_flows_if_empty(flows_pool);
+            return;
+        }
     }
     SessionFlows& f = s.open_flows(flows_pool);
     f.queue_bytes += msg->byte_size();
@@ -341,12 +345,9 @@ void Broker::Impl::redistribute_shared(Session& s) {
     // completed with that member when it returns (MQTT-4.8.2-4/5).
     f.inflight.take_if([&](const OutItem& item) { return item.share_key && item.qos < 2 && other_member(item); },
                        moved);
-    if (s.persisted)
-        for (const OutItem& item : moved) note(persist.out_done(s.client_id, item.seq));
     for (auto it = f.queue.begin(); it != f.queue.end();) {
         if (it->share_key && other_member(*it)) {
             f.queue_bytes -= std::min<uint64_t>(f.queue_bytes, it->msg->byte_size());
-            if (s.persisted) note(persist.out_done(s.client_id, it->seq));
             moved.push_back(std::move(*it));
             it = f.queue.erase(it);
         } else {
@@ -355,17 +356,28 @@ void Broker::Impl::redistribute_shared(Session& s) {
     }
     s.release_flows_if_empty(flows_pool);   // `f` is not used below
     for (OutItem& item : moved) {
-        Session* o = other_member(item);
-        if (!o) continue;
-        // Granted QoS, retain as published and subscription identifier are
-        // the receiving member's own, as if the message had been routed to it.
-        auto sub = o->subs.find(std::string(share_filter_of(item.share_key)));
-        if (sub == o->subs.end()) continue;   // never: other_member() found it in the group
-        const uint8_t options = sub->second.options;
-        std::vector<uint32_t> ids;
-        if (sub->second.sub_id) ids.push_back(sub->second.sub_id);
-        deliver(*o, item.msg, std::min<uint8_t>(item.msg->qos, options & 0x03),
-                (options & 0x08) && item.msg->retain, std::move(ids), item.share_key);
+        // These were acknowledged to their publishers long ago: a copy the
+        // store refuses still goes out from memory, and the record in this
+        // session stays, so a restart finds the message in one queue at least.
+        const AppendStatus outer = op_refusal;
+        op_refusal = AppendStatus::Stored;
+        if (Session* o = other_member(item)) {
+            // Granted QoS, retain as published and subscription identifier are
+            // the receiving member's own, as if the message had been routed to it.
+            auto sub = o->subs.find(std::string(share_filter_of(item.share_key)));
+            if (sub != o->subs.end()) {   // always: other_member() found it in the group
+                const uint8_t options = sub->second.options;
+                std::vector<uint32_t> ids;
+                if (sub->second.sub_id) ids.push_back(sub->second.sub_id);
+                keep_unstored = true;
+                deliver(*o, item.msg, std::min<uint8_t>(item.msg->qos, options & 0x03),
+                        (options & 0x08) && item.msg->retain, std::move(ids), item.share_key);
+                keep_unstored = false;
+            }
+        }
+        const bool copy_stored = op_refusal == AppendStatus::Stored;
+        op_refusal = outer;
+        if (s.persisted && copy_stored) note(persist.out_done(s.client_id, item.seq));
     }
 }
 

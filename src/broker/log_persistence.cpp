@@ -94,18 +94,20 @@ struct LogPersistence::Replay {
 
 // ---- writing ---------------------------------------------------------------
 
-uint64_t LogPersistence::append(uint8_t type, bool removal) {
-    uint64_t lsn = 0;
+Append LogPersistence::append(uint8_t type, bool removal, uint64_t& lsn) {
+    lsn = 0;
     const store::AppendError e =
         removal ? log_.append_exempt(type, body_, lsn) : log_.append(type, body_, lsn);
-    if (e == store::AppendError::None) {
-        if (!removal) failed_ = false;
+    switch (e) {
+    case store::AppendError::None:
         appended_since_maintenance_ += store::record_span(body_.size());
-        return lsn;
+        return Append::stored(lsn);
+    case store::AppendError::QuotaExceeded: return Append::refused(AppendStatus::QuotaExceeded);
+    case store::AppendError::DiskFull: return Append::refused(AppendStatus::DiskFull);
+    case store::AppendError::TooLarge: return Append::refused(AppendStatus::TooLarge);
+    case store::AppendError::IoError: break;
     }
-    failed_ = true;
-    bytes_at_failure_ = log_.bytes_used();
-    return 0;
+    return Append::refused(AppendStatus::IoError);
 }
 
 void LogPersistence::kill(uint64_t& slot) {
@@ -129,10 +131,11 @@ LogPersistence::SessionSlots& LogPersistence::session(std::string_view client_id
     return it->second;
 }
 
-uint64_t LogPersistence::retained_set(const StoredMessageView& m) {
+Append LogPersistence::retained_set(const StoredMessageView& m) {
     BodyWriter w(body_);
     write_message(w, m);
-    const uint64_t lsn = append(tag(StateRecord::RetainedSet), false);
+    uint64_t lsn;
+    const Append res = append(tag(StateRecord::RetainedSet), false, lsn);
     if (lsn) {
         // The entry keeps referring to its topic inside the record just written.
         bool created;
@@ -140,22 +143,23 @@ uint64_t LogPersistence::retained_set(const StoredMessageView& m) {
         kill(e.lsn);
         e.lsn = lsn;
     }
-    return ticket(lsn);
+    return res;
 }
 
-uint64_t LogPersistence::retained_clear(std::string_view topic) {
+Append LogPersistence::retained_clear(std::string_view topic) {
     BodyWriter w(body_);
     w.str(topic);
-    const uint64_t lsn = append(tag(StateRecord::RetainedClear), true);
+    uint64_t lsn;
+    const Append res = append(tag(StateRecord::RetainedClear), true, lsn);
     if (lsn) {
         if (TopicLsnTable::Entry e; retained_.take(topic, e)) kill(e.lsn);
         log_.mark_dead(lsn);  // a removal is needed only while what it removes exists
     }
-    return ticket(lsn);
+    return res;
 }
 
-uint64_t LogPersistence::session_put(std::string_view client_id, uint32_t expiry_s,
-                                     uint64_t offline_since_wall_ms, const SessionOwner& owner) {
+Append LogPersistence::session_put(std::string_view client_id, uint32_t expiry_s,
+                                   uint64_t offline_since_wall_ms, const SessionOwner& owner) {
     BodyWriter w(body_);
     w.str(client_id);
     w.u32(expiry_s);
@@ -163,19 +167,25 @@ uint64_t LogPersistence::session_put(std::string_view client_id, uint32_t expiry
     w.u8(store::kExtensionV1);
     w.u8(static_cast<uint8_t>(owner.source));
     w.str(owner.username);
-    const uint64_t lsn = append(tag(StateRecord::SessionPut), false);
+    // Updating a session that is already stored draws on the reserve: after a
+    // restart on a full store, its client must get in to drain its queue.
+    const auto known = sessions_.find(client_id);
+    const bool update = known != sessions_.end() && known->second.put != 0;
+    uint64_t lsn;
+    const Append res = append(tag(StateRecord::SessionPut), update, lsn);
     if (lsn) {
         SessionSlots& s = session(client_id);
         kill(s.put);
         s.put = lsn;
     }
-    return ticket(lsn);
+    return res;
 }
 
-uint64_t LogPersistence::session_remove(std::string_view client_id) {
+Append LogPersistence::session_remove(std::string_view client_id) {
     BodyWriter w(body_);
     w.str(client_id);
-    const uint64_t lsn = append(tag(StateRecord::SessionRemove), true);
+    uint64_t lsn;
+    const Append res = append(tag(StateRecord::SessionRemove), true, lsn);
     if (lsn) {
         if (auto it = sessions_.find(client_id); it != sessions_.end()) {
             kill_session(it->second);
@@ -183,17 +193,18 @@ uint64_t LogPersistence::session_remove(std::string_view client_id) {
         }
         log_.mark_dead(lsn);
     }
-    return ticket(lsn);
+    return res;
 }
 
-uint64_t LogPersistence::sub_put(std::string_view client_id, std::string_view filter, uint8_t options,
-                                 uint32_t sub_id) {
+Append LogPersistence::sub_put(std::string_view client_id, std::string_view filter, uint8_t options,
+                               uint32_t sub_id) {
     BodyWriter w(body_);
     w.str(client_id);
     w.str(filter);
     w.u8(options);
     w.u32(sub_id);
-    const uint64_t lsn = append(tag(StateRecord::SubPut), false);
+    uint64_t lsn;
+    const Append res = append(tag(StateRecord::SubPut), false, lsn);
     if (lsn) {
         auto& subs = session(client_id).subs;
         auto it = subs.find(filter);
@@ -201,14 +212,15 @@ uint64_t LogPersistence::sub_put(std::string_view client_id, std::string_view fi
         kill(it->second);
         it->second = lsn;
     }
-    return ticket(lsn);
+    return res;
 }
 
-uint64_t LogPersistence::sub_remove(std::string_view client_id, std::string_view filter) {
+Append LogPersistence::sub_remove(std::string_view client_id, std::string_view filter) {
     BodyWriter w(body_);
     w.str(client_id);
     w.str(filter);
-    const uint64_t lsn = append(tag(StateRecord::SubRemove), true);
+    uint64_t lsn;
+    const Append res = append(tag(StateRecord::SubRemove), true, lsn);
     if (lsn) {
         if (auto s = sessions_.find(client_id); s != sessions_.end())
             if (auto it = s->second.subs.find(filter); it != s->second.subs.end()) {
@@ -217,26 +229,27 @@ uint64_t LogPersistence::sub_remove(std::string_view client_id, std::string_view
             }
         log_.mark_dead(lsn);
     }
-    return ticket(lsn);
+    return res;
 }
 
-uint64_t LogPersistence::out_enqueue(std::string_view client_id, uint64_t seq, const StoredMessageView& m) {
+Append LogPersistence::out_enqueue(std::string_view client_id, uint64_t seq, const StoredMessageView& m) {
     BodyWriter w(body_);
     w.str(client_id);
     w.u64(seq);
     write_message(w, m);
     write_delivery_ext(w, m);
-    const uint64_t lsn = append(tag(StateRecord::OutEnqueue), false);
+    uint64_t lsn;
+    const Append res = append(tag(StateRecord::OutEnqueue), false, lsn);
     if (lsn) {
         OutSlots& o = session(client_id).out[seq];
         kill(o.enqueue);
         o.enqueue = lsn;
     }
-    return ticket(lsn);
+    return res;
 }
 
-uint64_t LogPersistence::out_state(std::string_view client_id, uint64_t seq, OutState st,
-                                   uint16_t packet_id) {
+Append LogPersistence::out_state(std::string_view client_id, uint64_t seq, OutState st,
+                                 uint16_t packet_id) {
     BodyWriter w(body_);
     w.str(client_id);
     w.u64(seq);
@@ -244,20 +257,22 @@ uint64_t LogPersistence::out_state(std::string_view client_id, uint64_t seq, Out
     w.u16(packet_id);
     // Exempt from the quota: it belongs to a message already stored, and
     // refusing it would stall a delivery in flight.
-    const uint64_t lsn = append(tag(StateRecord::OutState), true);
+    uint64_t lsn;
+    const Append res = append(tag(StateRecord::OutState), true, lsn);
     if (lsn) {
         OutSlots& o = session(client_id).out[seq];
         kill(o.state);
         o.state = lsn;
     }
-    return ticket(lsn);
+    return res;
 }
 
-uint64_t LogPersistence::out_done(std::string_view client_id, uint64_t seq) {
+Append LogPersistence::out_done(std::string_view client_id, uint64_t seq) {
     BodyWriter w(body_);
     w.str(client_id);
     w.u64(seq);
-    const uint64_t lsn = append(tag(StateRecord::OutDone), true);
+    uint64_t lsn;
+    const Append res = append(tag(StateRecord::OutDone), true, lsn);
     if (lsn) {
         if (auto s = sessions_.find(client_id); s != sessions_.end())
             if (auto it = s->second.out.find(seq); it != s->second.out.end()) {
@@ -267,27 +282,29 @@ uint64_t LogPersistence::out_done(std::string_view client_id, uint64_t seq) {
             }
         log_.mark_dead(lsn);
     }
-    return ticket(lsn);
+    return res;
 }
 
-uint64_t LogPersistence::qos2_in_put(std::string_view client_id, uint16_t packet_id) {
+Append LogPersistence::qos2_in_put(std::string_view client_id, uint16_t packet_id) {
     BodyWriter w(body_);
     w.str(client_id);
     w.u16(packet_id);
-    const uint64_t lsn = append(tag(StateRecord::Qos2InPut), false);
+    uint64_t lsn;
+    const Append res = append(tag(StateRecord::Qos2InPut), false, lsn);
     if (lsn) {
         uint64_t& slot = session(client_id).qos2_in[packet_id];
         kill(slot);
         slot = lsn;
     }
-    return ticket(lsn);
+    return res;
 }
 
-uint64_t LogPersistence::qos2_in_remove(std::string_view client_id, uint16_t packet_id) {
+Append LogPersistence::qos2_in_remove(std::string_view client_id, uint16_t packet_id) {
     BodyWriter w(body_);
     w.str(client_id);
     w.u16(packet_id);
-    const uint64_t lsn = append(tag(StateRecord::Qos2InRemove), true);
+    uint64_t lsn;
+    const Append res = append(tag(StateRecord::Qos2InRemove), true, lsn);
     if (lsn) {
         if (auto s = sessions_.find(client_id); s != sessions_.end())
             if (auto it = s->second.qos2_in.find(packet_id); it != s->second.qos2_in.end()) {
@@ -296,15 +313,10 @@ uint64_t LogPersistence::qos2_in_remove(std::string_view client_id, uint16_t pac
             }
         log_.mark_dead(lsn);
     }
-    return ticket(lsn);
+    return res;
 }
 
-bool LogPersistence::full() const {
-    // A refusal holds until compaction has freed some space.
-    if (failed_ && log_.bytes_used() >= bytes_at_failure_) return true;
-    const uint64_t max = log_.max_bytes();
-    return max && log_.bytes_used() >= max;
-}
+bool LogPersistence::full() const { return log_.refusing(); }
 
 uint64_t LogPersistence::durable_ticket() const {
     return sync_ == store::SyncMode::Always ? log_.durable_lsn() : log_.last_lsn();

@@ -27,23 +27,22 @@ public:
     void load(RecoveredState& out) override;
     uint64_t stored_bytes() const override { return log_.bytes_used(); }
 
-    uint64_t retained_set(const StoredMessageView& m) override;
-    uint64_t retained_clear(std::string_view topic) override;
-    uint64_t session_put(std::string_view client_id, uint32_t expiry_s,
-                         uint64_t offline_since_wall_ms, const SessionOwner& owner = {}) override;
-    uint64_t session_remove(std::string_view client_id) override;
-    uint64_t sub_put(std::string_view client_id, std::string_view filter, uint8_t options,
-                     uint32_t sub_id) override;
-    uint64_t sub_remove(std::string_view client_id, std::string_view filter) override;
-    uint64_t out_enqueue(std::string_view client_id, uint64_t seq, const StoredMessageView& m) override;
-    uint64_t out_state(std::string_view client_id, uint64_t seq, OutState st,
-                       uint16_t packet_id) override;
-    uint64_t out_done(std::string_view client_id, uint64_t seq) override;
-    uint64_t qos2_in_put(std::string_view client_id, uint16_t packet_id) override;
-    uint64_t qos2_in_remove(std::string_view client_id, uint16_t packet_id) override;
+    Append retained_set(const StoredMessageView& m) override;
+    Append retained_clear(std::string_view topic) override;
+    Append session_put(std::string_view client_id, uint32_t expiry_s,
+                       uint64_t offline_since_wall_ms, const SessionOwner& owner = {}) override;
+    Append session_remove(std::string_view client_id) override;
+    Append sub_put(std::string_view client_id, std::string_view filter, uint8_t options,
+                   uint32_t sub_id) override;
+    Append sub_remove(std::string_view client_id, std::string_view filter) override;
+    Append out_enqueue(std::string_view client_id, uint64_t seq, const StoredMessageView& m) override;
+    Append out_state(std::string_view client_id, uint64_t seq, OutState st,
+                     uint16_t packet_id) override;
+    Append out_done(std::string_view client_id, uint64_t seq) override;
+    Append qos2_in_put(std::string_view client_id, uint16_t packet_id) override;
+    Append qos2_in_remove(std::string_view client_id, uint16_t packet_id) override;
 
-    // An append was refused (quota or disk full) and no space was freed since,
-    // or the log is at its max_bytes.
+    // The log refuses plain appends (store::Log::refusing).
     bool full() const override;
     uint64_t durable_ticket() const override;
 
@@ -81,10 +80,9 @@ private:
     };
     struct Replay;
 
-    // Appends body_ as `type`; removals are exempt from the quota. Returns the
-    // LSN, or 0 (and sets failed_) when refused.
-    uint64_t append(uint8_t type, bool removal);
-    uint64_t ticket(uint64_t lsn) const { return lsn ? lsn : log_.last_lsn(); }
+    // Appends body_ as `type`; removals draw on the log's reserve
+    // (append_exempt). Sets `lsn` (0 when refused).
+    Append append(uint8_t type, bool removal, uint64_t& lsn);
     void kill(uint64_t& slot);             // marks the slot's record dead, clears it
     void kill_session(SessionSlots& s);    // every record of the session
     SessionSlots& session(std::string_view client_id);
@@ -103,9 +101,7 @@ private:
     TopicLsnTable retained_;
     StrMap<SessionSlots> sessions_;
     std::vector<uint8_t> body_;  // scratch for encoding
-    bool failed_ = false;
     uint64_t appended_since_maintenance_ = 0;  // bytes, for compaction pacing
-    uint64_t bytes_at_failure_ = 0;
     uint64_t* compact_slot_ = nullptr;  // set by the live predicate, read by moved
     TopicLsnTable::Entry* compact_entry_ = nullptr;  // the same, for a retained_set
 };

@@ -3,10 +3,12 @@
 // implementation (log_persistence) turns each call into an append-log
 // record, MemoryPersistence forgets everything.
 //
-// Every write returns a *ticket* (the log sequence number). A PUBACK/PUBREC
-// that depends on a write leaves only once durable_ticket() >= that ticket
-// (group commit: the wiring syncs once per loop pass, then calls
-// Broker::on_durable). Ticket 0 means "nothing to wait for".
+// Every write returns an Append: either stored, with a *ticket* (the log
+// sequence number), or refused with the reason. A PUBACK/PUBREC that depends
+// on a write leaves only once durable_ticket() >= that ticket (group commit:
+// the wiring syncs once per loop pass, then calls Broker::on_durable).
+// Ticket 0 means "nothing to wait for". A refused write must never be
+// acknowledged as a success, hence [[nodiscard]].
 #pragma once
 
 #include <cstdint>
@@ -16,6 +18,42 @@
 #include <vector>
 
 namespace hato::broker {
+
+// Why a write was refused. Removals (acks, *_remove, retained_clear) and
+// updates of an existing session draw on a reserve, so they are refused only
+// on I/O errors; new durable work is refused when the store is full.
+enum class AppendStatus : uint8_t {
+    Stored,
+    QuotaExceeded,  // [storage] max_bytes reached
+    DiskFull,       // the file system is full (ENOSPC)
+    TooLarge,       // larger than a segment: can never be stored
+    IoError,        // read-only file system, EIO, failed sync
+};
+
+inline const char* append_status_name(AppendStatus s) {
+    switch (s) {
+    case AppendStatus::Stored: return "stored";
+    case AppendStatus::QuotaExceeded: return "max_bytes reached";
+    case AppendStatus::DiskFull: return "disk full";
+    case AppendStatus::TooLarge: return "record larger than a segment";
+    case AppendStatus::IoError: return "I/O error";
+    }
+    return "?";
+}
+
+struct [[nodiscard]] Append {
+    uint64_t ticket = 0;
+    AppendStatus status = AppendStatus::Stored;
+
+    static Append stored(uint64_t ticket) { return {ticket, AppendStatus::Stored}; }
+    static Append refused(AppendStatus why) { return {0, why}; }
+    bool ok() const { return status == AppendStatus::Stored; }
+};
+
+// Bytes a stored record may add to the MQTT packet it holds: the frame, the
+// client id and user name (MQTT strings, at most 64 KiB each) and the fixed
+// fields. [limits] max_packet_size plus this must fit in one segment.
+constexpr uint64_t kMaxRecordOverhead = 2 * (65535 + 4) + 4096;
 
 // A message as stored: everything needed to deliver it again after a restart.
 // For a queued delivery (out_enqueue) qos and retain are the values this copy
@@ -131,54 +169,55 @@ public:
     // Bytes of stored state load() will read (a sizing hint; 0 = unknown).
     virtual uint64_t stored_bytes() const { return 0; }
 
-    virtual uint64_t retained_set(const StoredMessageView& m) = 0;
-    virtual uint64_t retained_clear(std::string_view topic) = 0;
+    virtual Append retained_set(const StoredMessageView& m) = 0;
+    virtual Append retained_clear(std::string_view topic) = 0;
 
     // Creates or updates a persistent session (clean sessions with expiry 0
     // are never written). offline_since 0 = connected. The default owner
     // (Unknown) is for tests and tools that do not care whose it is.
-    virtual uint64_t session_put(std::string_view client_id, uint32_t expiry_s,
-                                 uint64_t offline_since_wall_ms, const SessionOwner& owner = {}) = 0;
-    virtual uint64_t session_remove(std::string_view client_id) = 0;  // and all it holds
+    virtual Append session_put(std::string_view client_id, uint32_t expiry_s,
+                               uint64_t offline_since_wall_ms, const SessionOwner& owner = {}) = 0;
+    virtual Append session_remove(std::string_view client_id) = 0;  // and all it holds
 
-    virtual uint64_t sub_put(std::string_view client_id, std::string_view filter,
-                             uint8_t options, uint32_t sub_id) = 0;
-    virtual uint64_t sub_remove(std::string_view client_id, std::string_view filter) = 0;
+    virtual Append sub_put(std::string_view client_id, std::string_view filter,
+                           uint8_t options, uint32_t sub_id) = 0;
+    virtual Append sub_remove(std::string_view client_id, std::string_view filter) = 0;
 
     // Outbound message flow of one session, keyed by the per-session seq.
     // `m` carries the delivery's sub_ids and share_filter too.
-    virtual uint64_t out_enqueue(std::string_view client_id, uint64_t seq, const StoredMessageView& m) = 0;
-    virtual uint64_t out_state(std::string_view client_id, uint64_t seq, OutState st,
-                               uint16_t packet_id) = 0;
-    virtual uint64_t out_done(std::string_view client_id, uint64_t seq) = 0;  // acked or dropped
+    virtual Append out_enqueue(std::string_view client_id, uint64_t seq, const StoredMessageView& m) = 0;
+    virtual Append out_state(std::string_view client_id, uint64_t seq, OutState st,
+                             uint16_t packet_id) = 0;
+    virtual Append out_done(std::string_view client_id, uint64_t seq) = 0;  // acked or dropped
 
     // Inbound QoS 2: PUBREC sent (the message itself was routed and stored
     // in the receivers' queues) / PUBREL received.
-    virtual uint64_t qos2_in_put(std::string_view client_id, uint16_t packet_id) = 0;
-    virtual uint64_t qos2_in_remove(std::string_view client_id, uint16_t packet_id) = 0;
+    virtual Append qos2_in_put(std::string_view client_id, uint16_t packet_id) = 0;
+    virtual Append qos2_in_remove(std::string_view client_id, uint16_t packet_id) = 0;
 
-    // True when the store refuses new QoS 1/2 messages (max_bytes reached or
-    // disk full): the publisher gets quota exceeded.
+    // True when the store refuses new QoS 1/2 messages (max_bytes reached,
+    // disk full, I/O error): the publisher gets quota exceeded. It turns
+    // false by itself once space returns.
     virtual bool full() const = 0;
 
     virtual uint64_t durable_ticket() const = 0;
 };
 
-// Keeps nothing; every ticket is 0 (immediately durable).
+// Keeps nothing; every write is stored with ticket 0 (immediately durable).
 class MemoryPersistence final : public Persistence {
 public:
     void load(RecoveredState&) override {}
-    uint64_t retained_set(const StoredMessageView&) override { return 0; }
-    uint64_t retained_clear(std::string_view) override { return 0; }
-    uint64_t session_put(std::string_view, uint32_t, uint64_t, const SessionOwner& = {}) override { return 0; }
-    uint64_t session_remove(std::string_view) override { return 0; }
-    uint64_t sub_put(std::string_view, std::string_view, uint8_t, uint32_t) override { return 0; }
-    uint64_t sub_remove(std::string_view, std::string_view) override { return 0; }
-    uint64_t out_enqueue(std::string_view, uint64_t, const StoredMessageView&) override { return 0; }
-    uint64_t out_state(std::string_view, uint64_t, OutState, uint16_t) override { return 0; }
-    uint64_t out_done(std::string_view, uint64_t) override { return 0; }
-    uint64_t qos2_in_put(std::string_view, uint16_t) override { return 0; }
-    uint64_t qos2_in_remove(std::string_view, uint16_t) override { return 0; }
+    Append retained_set(const StoredMessageView&) override { return Append::stored(0); }
+    Append retained_clear(std::string_view) override { return Append::stored(0); }
+    Append session_put(std::string_view, uint32_t, uint64_t, const SessionOwner& = {}) override { return Append::stored(0); }
+    Append session_remove(std::string_view) override { return Append::stored(0); }
+    Append sub_put(std::string_view, std::string_view, uint8_t, uint32_t) override { return Append::stored(0); }
+    Append sub_remove(std::string_view, std::string_view) override { return Append::stored(0); }
+    Append out_enqueue(std::string_view, uint64_t, const StoredMessageView&) override { return Append::stored(0); }
+    Append out_state(std::string_view, uint64_t, OutState, uint16_t) override { return Append::stored(0); }
+    Append out_done(std::string_view, uint64_t) override { return Append::stored(0); }
+    Append qos2_in_put(std::string_view, uint16_t) override { return Append::stored(0); }
+    Append qos2_in_remove(std::string_view, uint16_t) override { return Append::stored(0); }
     bool full() const override { return false; }
     uint64_t durable_ticket() const override { return 0; }
 };

@@ -37,6 +37,7 @@ void Broker::Impl::on_publish(Connection& c, Publish& p) {
     Session* s = session(c.slot);
     if (!s) return protocol_error(c, rc::UnspecifiedError);
     op_ticket = 0;
+    op_refusal = AppendStatus::Stored;
 
     std::string_view topic = p.topic;
     if (v5 && p.props.topic_alias) {
@@ -81,16 +82,29 @@ void Broker::Impl::on_publish(Connection& c, Publish& p) {
         }
         return;
     }
-    if (p.qos > 0 && persist.full()) {
-        if (!v5) return protocol_error(c, rc::QuotaExceeded);
+    // The store refuses new durable work (full, or failed): refused up front,
+    // and likewise when one of the writes below is refused.
+    auto refuse = [&](uint8_t reason) {
+        if (!v5) return protocol_error(c, reason);   // v3 has no refusal ack
         ++c.inbound_pending;
-        send_ack(c, ack_type, p.packet_id, rc::QuotaExceeded, 0, true);
-        return;
+        send_ack(c, ack_type, p.packet_id, reason, 0, true);
+    };
+    if (p.qos > 0 && persist.full()) {
+        ++stats.store_refusals;
+        ++stats.store_refused_full;
+        return refuse(rc::QuotaExceeded);
     }
 
     const MsgPtr m = make_message(topic, p.payload, p.qos, p.retain, v5 ? &p.props : nullptr);
     size_t receivers = route(m, s->slot);
     if (p.qos == 0) return;
+
+    if (p.qos == 2 && op_refusal == AppendStatus::Stored && s->persisted)
+        note(persist.qos2_in_put(s->client_id, p.packet_id));
+    // A message that can never be stored: 0x95 is no PUBACK/PUBREC reason
+    // code, so it is the DISCONNECT's (v5 3.14.2.1), and no ack.
+    if (op_refusal == AppendStatus::TooLarge) return protocol_error(c, rc::PacketTooLarge);
+    if (op_refusal != AppendStatus::Stored) return refuse(rc::QuotaExceeded);
 
     ++c.inbound_pending;
     if (p.qos == 1) {
@@ -98,7 +112,6 @@ void Broker::Impl::on_publish(Connection& c, Publish& p) {
         send_ack(c, PacketType::Puback, p.packet_id, reason, op_ticket, true);
     } else {
         s->open_flows(flows_pool).qos2_in.insert(p.packet_id);
-        if (s->persisted) note(persist.qos2_in_put(s->client_id, p.packet_id));
         uint8_t reason = (v5 && receivers == 0) ? rc::NoMatchingSubscribers : rc::Success;
         // The slot stays taken until PUBREL (counts_inbound=false).
         send_ack(c, PacketType::Pubrec, p.packet_id, reason, op_ticket, false);
@@ -109,7 +122,12 @@ void Broker::Impl::on_pubrel(Connection& c, const Ack& a) {
     Session* s = session(c.slot);
     uint8_t reason = rc::PacketIdentifierNotFound;
     if (s && s->flows && s->flows->qos2_in.erase(a.packet_id)) {
-        if (s->persisted) persist.qos2_in_remove(s->client_id, a.packet_id);
+        if (s->persisted) {
+            // Counted if refused; PUBCOMP never waits on it (see below).
+            const uint64_t ticket = op_ticket;
+            note(persist.qos2_in_remove(s->client_id, a.packet_id));
+            op_ticket = ticket;
+        }
         if (c.inbound_pending > 0) --c.inbound_pending;
         reason = rc::Success;
         s->release_flows_if_empty(flows_pool);
@@ -174,8 +192,10 @@ void Broker::Impl::store_retained(const MsgPtr& msg) {
         note(persist.retained_clear(msg->topic()));
         return;
     }
+    // Stored first: one the store refuses does not replace the retained
+    // message that a restart would bring back.
+    if (!note(persist.retained_set(to_stored(*msg, msg->qos, true)))) return;
     put_retained(msg);
-    note(persist.retained_set(to_stored(*msg, msg->qos, true)));
 }
 
 namespace {

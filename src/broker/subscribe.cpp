@@ -50,10 +50,11 @@ void Broker::Impl::unindex_subscription(Session& s, const SubRecord& rec) {
 }
 
 bool Broker::Impl::add_subscription(Session& s, const std::string& filter, uint8_t options,
-                                    uint32_t sub_id) {
-    bool is_new = index_subscription(s, filter, options, sub_id);
-    if (s.persisted) note(persist.sub_put(s.client_id, filter, options, sub_id));
-    return is_new;
+                                    uint32_t sub_id, bool& is_new) {
+    // Stored first: a subscription the store refused is not granted.
+    if (s.persisted && !note(persist.sub_put(s.client_id, filter, options, sub_id))) return false;
+    is_new = index_subscription(s, filter, options, sub_id);
+    return true;
 }
 
 void Broker::Impl::on_subscribe(Connection& c, const Subscribe& p) {
@@ -90,7 +91,11 @@ void Broker::Impl::on_subscribe(Connection& c, const Subscribe& p) {
             uint8_t options = static_cast<uint8_t>(qos | (t.no_local ? 0x04 : 0) |
                                                    (t.retain_as_published ? 0x08 : 0) |
                                                    (t.retain_handling << 4));
-            bool is_new = add_subscription(*s, std::string(t.filter), options, sub_id);
+            bool is_new = false;
+            if (!add_subscription(*s, std::string(t.filter), options, sub_id, is_new)) {
+                ack.reasons.push_back(rc::QuotaExceeded);   // 0x80 in v3.1.1 (the encoder maps it)
+                continue;
+            }
             reason = qos;
             if (!shared && (t.retain_handling == 0 || (t.retain_handling == 1 && is_new)))
                 retained_work.push_back({std::string(inner), qos});

@@ -6,6 +6,8 @@
 
 #include <toml++/toml.h>
 
+#include "broker/persistence.hpp"
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -315,6 +317,31 @@ void read_auth(Errors& errors, const toml::table& t, AppConfig& c) {
     r.reject_unknown();
 }
 
+// A queued message is stored as one record: its packet plus the record's own
+// fields. One larger than a segment could never be stored, so a message the
+// broker accepts must always fit.
+void check_record_fits(Errors& errors, const toml::table& root, const AppConfig& c) {
+    if (!c.storage_enabled) return;
+    const uint64_t need = uint64_t(c.broker.max_packet_size) + broker::kMaxRecordOverhead;
+    if (need <= c.storage.segment_bytes) return;
+    const toml::node* seg = root.at_path("storage.segment_size_mb").node();
+    const toml::node* pkt = root.at_path("limits.max_packet_size").node();
+    auto at = [](const toml::node* n) {
+        if (!n) return std::string(" (the default)");
+        std::ostringstream s;
+        s << " (line " << n->source().begin.line << ':' << n->source().begin.column << ')';
+        return s.str();
+    };
+    std::ostringstream s;
+    s << "a message of limits.max_packet_size = " << c.broker.max_packet_size << at(pkt) << " is stored as a record of up to "
+      << need << " bytes, more than one segment of storage.segment_size_mb = " << c.storage.segment_bytes / kMiB
+      << at(seg) << "; lower limits.max_packet_size to at most "
+      << (c.storage.segment_bytes > broker::kMaxRecordOverhead ? c.storage.segment_bytes - broker::kMaxRecordOverhead : 0)
+      << " or raise storage.segment_size_mb to at least " << (need + kMiB - 1) / kMiB;
+    if (seg) errors.add(seg->source(), "storage.segment_size_mb", s.str());
+    else errors.add(pkt->source(), "limits.max_packet_size", s.str());
+}
+
 void read_root(Errors& errors, const toml::table& root, AppConfig& c) {
     TableReader r(errors, root, "");
     if (const toml::table* t = sub_table(r, errors, "broker")) read_broker(errors, *t, c);
@@ -325,6 +352,7 @@ void read_root(Errors& errors, const toml::table& root, AppConfig& c) {
     if (const toml::table* t = sub_table(r, errors, "log")) read_log(errors, *t, c);
     if (const toml::table* t = sub_table(r, errors, "auth")) read_auth(errors, *t, c);
     r.reject_unknown();
+    check_record_fits(errors, root, c);
 }
 
 }  // namespace

@@ -2,7 +2,10 @@
 #include "store/log.hpp"
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -19,6 +22,16 @@ namespace hato::store {
 namespace {
 
 constexpr uint64_t kMinSegmentBytes = 4096;
+// After the disk was found full, plain appends that need new space are
+// refused for this long without asking the file system again.
+constexpr uint64_t kDiskFullRetryMs = 100;
+constexpr const char* kSpareName = "reserve.spare";
+
+uint64_t mono_ms() {
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return uint64_t(ts.tv_sec) * 1000 + uint64_t(ts.tv_nsec) / 1000000;
+}
 
 // Whether the first bytes of a file too short to map are all zero.
 bool file_is_zero(int fd) {
@@ -70,6 +83,8 @@ public:
         return append_impl(type, body, lsn, false);
     }
 
+    bool refusing() override;
+
     uint64_t last_lsn() const override { return next_lsn_ - 1; }
     uint64_t durable_lsn() const override {
         return opt_.sync == SyncMode::Off ? last_lsn() : durable_lsn_;
@@ -101,6 +116,12 @@ private:
     bool try_delete_compacted();
     // Records `lsn` (of `span` bytes, in `seg`) as dead, once.
     void set_dead(Segment& seg, uint64_t lsn, uint64_t span);
+    // The reserve: one preallocated segment that only exempt appends may
+    // move into once the disk is full.
+    std::string spare_path() const { return opt_.dir + "/" + kSpareName; }
+    bool ensure_spare();        // true if the spare exists (created if missing and possible)
+    AppendError take_spare();   // the spare becomes the next segment
+    bool disk_known_full() const { return full_until_ms_ != 0 && mono_ms() < full_until_ms_; }
 
     Options opt_;
     std::deque<Segment> segs_;  // oldest first; the back one takes appends
@@ -114,6 +135,9 @@ private:
     std::span<const uint8_t> last_body_;  // of the record appended last
     std::string summary_;
     std::vector<std::string> errors_;  // damage found by recover(), for the error log
+    Segment spare_;                  // fd < 0: none (used up, or no room for it)
+    uint64_t full_until_ms_ = 0;     // the disk was full; do not ask again before
+    bool io_failed_ = false;         // the last sync failed
 
     // Compaction of segs_.front(): scan position, and once scanned, the LSN
     // that must be durable before the segment may go.
@@ -234,12 +258,25 @@ bool SegmentLog::recover(std::string& err) {
         }
     }
     durable_lsn_ = last_lsn();  // everything found on disk is on disk
+    // A spare left by the last run is reused as it is (never written to).
+    // Only its fd is kept: it is mapped when it is taken, so its pages cost
+    // no memory meanwhile.
+    const std::string spare = spare_path();
+    struct stat st{};
+    if (::stat(spare.c_str(), &st) == 0) {
+        spare_.fd = uint64_t(st.st_size) == opt_.segment_bytes ? ::open(spare.c_str(), O_RDWR | O_CLOEXEC) : -1;
+        if (spare_.fd < 0) ::unlink(spare.c_str());
+        spare_.path = spare;
+        spare_.size = opt_.segment_bytes;
+    }
+    const bool reserved = ensure_spare();
     std::ostringstream head;
     head << "store " << opt_.dir << ": " << segs_.size() << " segment(s), " << total_records_
          << " record(s), " << bytes_used_ << " bytes, next lsn " << next_lsn_;
     if (cut_bytes) head << ", " << cut_bytes << " bytes cut";
     if (skipped_bytes) head << ", " << skipped_bytes << " damaged bytes skipped";
     if (!errors_.empty()) head << ", " << errors_.size() << " file(s) damaged or foreign (see the errors)";
+    if (!reserved) head << ", NO ROOM FOR THE RESERVE SEGMENT (new durable work refused until there is)";
     summary_ = head.str() + (sum.str().empty() ? "" : "; " + sum.str());
     return true;
 }
@@ -329,13 +366,69 @@ AppendError SegmentLog::add_segment() {
     return AppendError::None;
 }
 
+bool SegmentLog::ensure_spare() {
+    if (spare_.fd >= 0) return true;
+    if (disk_known_full()) return false;
+    const std::string path = spare_path();
+    ::unlink(path.c_str());  // a leftover of a creation cut short
+    std::string err;
+    if (create_segment(spare_, path, 0, opt_.segment_bytes, err) == SegmentError::None && fsync_dir(opt_.dir)) {
+        full_until_ms_ = 0;
+        return true;
+    }
+    spare_.close();
+    ::unlink(path.c_str());
+    full_until_ms_ = mono_ms() + kDiskFullRetryMs;
+    return false;
+}
+
+AppendError SegmentLog::take_spare() {
+    const std::string path = opt_.dir + "/" + segment_file_name(next_lsn_);
+    if (!segs_.empty() && segs_.back().records == 0 && segs_.back().base_lsn == next_lsn_) {
+        ::unlink(segs_.back().path.c_str());
+        segs_.pop_back();
+    }
+    if (!spare_.map) {
+        void* p = mmap(nullptr, spare_.size, PROT_READ | PROT_WRITE, MAP_SHARED, spare_.fd, 0);
+        if (p == MAP_FAILED) return AppendError::IoError;
+        spare_.map = static_cast<uint8_t*>(p);
+    }
+    if (::rename(spare_.path.c_str(), path.c_str()) != 0) return AppendError::IoError;
+    if (!fsync_dir(opt_.dir)) {
+        ::rename(path.c_str(), spare_.path.c_str());
+        return AppendError::IoError;
+    }
+    if (!segs_.empty()) segs_.back().sealed = true;
+    spare_.path = path;
+    spare_.base_lsn = next_lsn_;
+    segs_.push_back(std::move(spare_));
+    spare_ = Segment{};
+    return AppendError::None;
+}
+
+bool SegmentLog::refusing() {
+    if (io_failed_) return true;
+    if (opt_.max_bytes && bytes_used_ >= opt_.max_bytes) return true;
+    return !ensure_spare() || disk_known_full();
+}
+
 AppendError SegmentLog::append_impl(uint8_t type, std::span<const uint8_t> body, uint64_t& lsn,
                                     bool metered) {
     const uint64_t span = record_span(body.size());
     if (body.size() > UINT32_MAX || span > opt_.segment_bytes) return AppendError::TooLarge;
-    if (metered && opt_.max_bytes && bytes_used_ + span > opt_.max_bytes) return AppendError::QuotaExceeded;
+    if (metered) {
+        if (io_failed_) return AppendError::IoError;
+        if (opt_.max_bytes && bytes_used_ + span > opt_.max_bytes) return AppendError::QuotaExceeded;
+        if (!ensure_spare()) return AppendError::DiskFull;
+    }
     if (segs_.empty() || segs_.back().sealed || segs_.back().end + span > segs_.back().size) {
-        if (const AppendError e = add_segment(); e != AppendError::None) return e;
+        if (metered && disk_known_full()) return AppendError::DiskFull;
+        AppendError e = add_segment();
+        if (e == AppendError::DiskFull) {
+            if (!metered && spare_.fd >= 0) e = take_spare();
+            else full_until_ms_ = mono_ms() + kDiskFullRetryMs;
+        }
+        if (e != AppendError::None) return e;
     }
     Segment& seg = segs_.back();
     lsn = next_lsn_++;
@@ -372,10 +465,13 @@ void SegmentLog::end_sync(uint64_t lsn, bool ok) {
     sync_in_flight_ = false;
     if (!ok) {
         // Which pages failed is unknown: sync everything again next time, and
-        // never claim durability we did not get.
+        // never claim durability we did not get. Until a sync succeeds again
+        // (read-only file system, EIO), plain appends are refused.
         for (Segment& seg : segs_) seg.dirty = true;
+        io_failed_ = true;
         return;
     }
+    io_failed_ = false;
     durable_lsn_ = std::max(durable_lsn_, lsn);
     try_delete_compacted();
 }
@@ -484,6 +580,7 @@ bool SegmentLog::try_delete_compacted() {
     total_dead_ -= old.dead;
     total_dead_bytes_ -= old.liveness.dead_bytes;
     segs_.pop_front();
+    full_until_ms_ = 0;  // room again, perhaps
     compacting_ = false;
     scan_done_ = false;
     return true;

@@ -106,9 +106,18 @@ public:
     // compact_step calls moved(old, new) right after live(rec) returned true
     // for that same record, so the owner may remember what live() looked at.
 
-    // Like append, but not held to max_bytes: for records that let space be
-    // freed (removals) so a full store can still shrink. DiskFull still applies.
+    // Like append, but draws on the reserve: not held to max_bytes, and when
+    // the file system is full it moves into the spare segment the log keeps
+    // preallocated (DIR/reserve.spare). For records that let space be freed
+    // (removals, compaction copies) so a full store can always drain. Plain
+    // appends are refused while no spare exists (it is re-created as soon as
+    // there is room), so the spare is there whenever the disk fills.
     virtual AppendError append_exempt(uint8_t type, std::span<const uint8_t> body, uint64_t& lsn) = 0;
+
+    // True while plain appends would be refused: max_bytes reached, the disk
+    // full (re-tried at most every 100 ms, and at once when compaction frees
+    // a segment), or the last sync failed (read-only file system, EIO).
+    virtual bool refusing() = 0;
 
     // The owner tells the log that the record `lsn` is no longer live;
     // wants_compaction() weighs these by size. Marking twice, or an LSN no

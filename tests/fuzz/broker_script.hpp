@@ -36,19 +36,19 @@ public:
     bool is_full = false;
 
     void load(broker::RecoveredState&) override {}
-    uint64_t retained_set(const broker::StoredMessageView&) override { return ++last; }
-    uint64_t retained_clear(std::string_view) override { return ++last; }
-    uint64_t session_put(std::string_view, uint32_t, uint64_t, const broker::SessionOwner& = {}) override {
-        return ++last;
+    broker::Append retained_set(const broker::StoredMessageView&) override { return broker::Append::stored(++last); }
+    broker::Append retained_clear(std::string_view) override { return broker::Append::stored(++last); }
+    broker::Append session_put(std::string_view, uint32_t, uint64_t, const broker::SessionOwner& = {}) override {
+        return broker::Append::stored(++last);
     }
-    uint64_t session_remove(std::string_view) override { return ++last; }
-    uint64_t sub_put(std::string_view, std::string_view, uint8_t, uint32_t) override { return ++last; }
-    uint64_t sub_remove(std::string_view, std::string_view) override { return ++last; }
-    uint64_t out_enqueue(std::string_view, uint64_t, const broker::StoredMessageView&) override { return ++last; }
-    uint64_t out_state(std::string_view, uint64_t, broker::OutState, uint16_t) override { return ++last; }
-    uint64_t out_done(std::string_view, uint64_t) override { return ++last; }
-    uint64_t qos2_in_put(std::string_view, uint16_t) override { return ++last; }
-    uint64_t qos2_in_remove(std::string_view, uint16_t) override { return ++last; }
+    broker::Append session_remove(std::string_view) override { return broker::Append::stored(++last); }
+    broker::Append sub_put(std::string_view, std::string_view, uint8_t, uint32_t) override { return broker::Append::stored(++last); }
+    broker::Append sub_remove(std::string_view, std::string_view) override { return broker::Append::stored(++last); }
+    broker::Append out_enqueue(std::string_view, uint64_t, const broker::StoredMessageView&) override { return broker::Append::stored(++last); }
+    broker::Append out_state(std::string_view, uint64_t, broker::OutState, uint16_t) override { return broker::Append::stored(++last); }
+    broker::Append out_done(std::string_view, uint64_t) override { return broker::Append::stored(++last); }
+    broker::Append qos2_in_put(std::string_view, uint16_t) override { return broker::Append::stored(++last); }
+    broker::Append qos2_in_remove(std::string_view, uint16_t) override { return broker::Append::stored(++last); }
     bool full() const override { return is_full; }
     uint64_t durable_ticket() const override { return durable; }
 };

@@ -40,7 +40,7 @@ struct FakeTransport final : Transport {
 };
 
 // Records each call as one line ("sub_put c1 a/b 1 0"); every write gets the
-// next ticket; durable_ticket() is `durable` (or the last ticket when
+// next ticket unless it is to be refused; durable_ticket() is `durable` (or the last ticket when
 // auto_durable).
 struct FakePersistence final : Persistence {
     std::vector<std::string> calls;
@@ -50,9 +50,19 @@ struct FakePersistence final : Persistence {
     bool is_full = false;
     RecoveredState to_load;
 
-    uint64_t rec(std::string line) {
+    // Calls whose line starts with one of these are refused with `refuse_with`
+    // (and recorded with a "refused " prefix).
+    std::vector<std::string> refuse;
+    AppendStatus refuse_with = AppendStatus::QuotaExceeded;
+
+    Append rec(std::string line) {
+        for (const std::string& r : refuse)
+            if (line.rfind(r, 0) == 0) {
+                calls.push_back("refused " + line);
+                return Append::refused(refuse_with);
+            }
         calls.push_back(std::move(line));
-        return ++last_ticket;
+        return Append::stored(++last_ticket);
     }
     static std::string s(std::string_view v) { return std::string(v); }
     size_t count(std::string_view prefix) const {
@@ -62,36 +72,36 @@ struct FakePersistence final : Persistence {
     }
 
     void load(RecoveredState& out) override { out = to_load; }
-    uint64_t retained_set(const StoredMessageView& m) override { return rec("retained_set " + s(m.topic)); }
-    uint64_t retained_clear(std::string_view t) override { return rec("retained_clear " + s(t)); }
-    uint64_t session_put(std::string_view c, uint32_t e, uint64_t off, const SessionOwner& o = {}) override {
+    Append retained_set(const StoredMessageView& m) override { return rec("retained_set " + s(m.topic)); }
+    Append retained_clear(std::string_view t) override { return rec("retained_clear " + s(t)); }
+    Append session_put(std::string_view c, uint32_t e, uint64_t off, const SessionOwner& o = {}) override {
         return rec("session_put " + s(c) + " " + std::to_string(e) + (off ? " offline" : " online") +
                    " owner=" + std::to_string(int(o.source)) + ":" + s(o.username));
     }
-    uint64_t session_remove(std::string_view c) override { return rec("session_remove " + s(c)); }
-    uint64_t sub_put(std::string_view c, std::string_view f, uint8_t o, uint32_t id) override {
+    Append session_remove(std::string_view c) override { return rec("session_remove " + s(c)); }
+    Append sub_put(std::string_view c, std::string_view f, uint8_t o, uint32_t id) override {
         return rec("sub_put " + s(c) + " " + s(f) + " " + std::to_string(o) + " " + std::to_string(id));
     }
-    uint64_t sub_remove(std::string_view c, std::string_view f) override {
+    Append sub_remove(std::string_view c, std::string_view f) override {
         return rec("sub_remove " + s(c) + " " + s(f));
     }
-    uint64_t out_enqueue(std::string_view c, uint64_t seq, const StoredMessageView& m) override {
+    Append out_enqueue(std::string_view c, uint64_t seq, const StoredMessageView& m) override {
         std::string ids;
         for (uint32_t id : m.sub_ids) ids += (ids.empty() ? "" : ",") + std::to_string(id);
         return rec("out_enqueue " + s(c) + " " + std::to_string(seq) + " " + s(m.topic) + " ids=" + ids +
                    " share=" + s(m.share_filter));
     }
-    uint64_t out_state(std::string_view c, uint64_t seq, OutState st, uint16_t pid) override {
+    Append out_state(std::string_view c, uint64_t seq, OutState st, uint16_t pid) override {
         return rec("out_state " + s(c) + " " + std::to_string(seq) + " " +
                    std::to_string(int(st)) + " " + std::to_string(pid));
     }
-    uint64_t out_done(std::string_view c, uint64_t seq) override {
+    Append out_done(std::string_view c, uint64_t seq) override {
         return rec("out_done " + s(c) + " " + std::to_string(seq));
     }
-    uint64_t qos2_in_put(std::string_view c, uint16_t id) override {
+    Append qos2_in_put(std::string_view c, uint16_t id) override {
         return rec("qos2_in_put " + s(c) + " " + std::to_string(id));
     }
-    uint64_t qos2_in_remove(std::string_view c, uint16_t id) override {
+    Append qos2_in_remove(std::string_view c, uint16_t id) override {
         return rec("qos2_in_remove " + s(c) + " " + std::to_string(id));
     }
     bool full() const override { return is_full; }

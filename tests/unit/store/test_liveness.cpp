@@ -16,6 +16,10 @@
 #include "store/log.hpp"
 #include "temp_dir.hpp"
 
+// Calls here build up state; what a refusal returns is tested in
+// test_refusals.cpp.
+#pragma GCC diagnostic ignored "-Wunused-result"
+
 using namespace hato::broker;
 using hato::store::test::TempDir;
 namespace store = hato::store;

@@ -1,0 +1,213 @@
+// What the store answers when it cannot take a write, and the reserve that
+// lets removals through on a full store: the persistence result on every
+// append path, max_bytes, ENOSPC from fallocate (on a small tmpfs this test
+// mounts), records larger than a segment, failed syncs.
+#include <doctest/doctest.h>
+
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "broker/log_persistence.hpp"
+#include "store/log.hpp"
+#include "temp_dir.hpp"
+
+using namespace hato::broker;
+using hato::store::test::TempDir;
+namespace store = hato::store;
+
+namespace {
+
+std::unique_ptr<store::Log> open_log(const std::string& dir, uint64_t seg, uint64_t max = 0) {
+    store::Options o;
+    o.dir = dir;
+    o.segment_bytes = seg;
+    o.max_bytes = max;
+    std::string err;
+    auto log = store::Log::open(o, err);
+    REQUIRE_MESSAGE(log, err);
+    return log;
+}
+
+StoredMessage msg(size_t payload_bytes, uint8_t fill = 1) {
+    StoredMessage m;
+    m.topic = "t/x";
+    m.payload.assign(payload_bytes, fill);
+    m.qos = 1;
+    return m;
+}
+
+// A tmpfs of `size` mounted on a fresh directory, unmounted at the end;
+// mounted() is false where mounting is not allowed.
+class SmallFs {
+public:
+    explicit SmallFs(const char* size) : dir_(tmp_.sub("fs")) {
+        std::filesystem::create_directory(dir_);
+        const std::string opts = std::string("size=") + size;
+        mounted_ = ::mount("tmpfs", dir_.c_str(), "tmpfs", 0, opts.c_str()) == 0;
+    }
+    ~SmallFs() {
+        if (mounted_) ::umount2(dir_.c_str(), MNT_DETACH);
+    }
+    bool mounted() const { return mounted_; }
+    std::string dir() const { return dir_ + "/log"; }
+
+private:
+    TempDir tmp_;
+    std::string dir_;
+    bool mounted_ = false;
+};
+
+}  // namespace
+
+TEST_CASE("every append path returns Stored with the record's ticket") {
+    TempDir d;
+    auto log = open_log(d.path(), 64 * 1024);
+    LogPersistence p(*log, store::SyncMode::Always);
+    RecoveredState st;
+    p.load(st);
+    uint64_t last = 0;
+    auto stored = [&](const Append& a) {
+        CHECK(a.ok());
+        CHECK(a.ticket > last);   // a fresh LSN each time
+        last = a.ticket;
+    };
+    stored(p.retained_set(msg(10)));
+    stored(p.retained_clear("t/x"));
+    stored(p.session_put("c", 60, 0));
+    stored(p.sub_put("c", "t/#", 1, 0));
+    stored(p.out_enqueue("c", 1, msg(10)));
+    stored(p.out_state("c", 1, OutState::Inflight, 5));
+    stored(p.out_done("c", 1));
+    stored(p.qos2_in_put("c", 9));
+    stored(p.qos2_in_remove("c", 9));
+    stored(p.sub_remove("c", "t/#"));
+    stored(p.session_remove("c"));
+    CHECK(last == log->last_lsn());
+}
+
+TEST_CASE("a record larger than a segment is TooLarge on every path and poisons nothing") {
+    TempDir d;
+    auto log = open_log(d.path(), 8192);
+    LogPersistence p(*log, store::SyncMode::Always);
+    RecoveredState st;
+    p.load(st);
+    REQUIRE(p.session_put("c", 60, 0).ok());
+    StoredMessage big = msg(9000);
+    CHECK(p.out_enqueue("c", 1, big).status == AppendStatus::TooLarge);
+    CHECK(p.retained_set(big).status == AppendStatus::TooLarge);
+    CHECK(p.sub_put("c", std::string(9000, 'f'), 1, 0).status == AppendStatus::TooLarge);
+    CHECK_FALSE(p.full());
+    for (uint64_t seq = 2; seq < 40; ++seq) CHECK(p.out_enqueue("c", seq, msg(500)).ok());
+    CHECK(p.retained_set(msg(10)).ok());
+}
+
+TEST_CASE("max_bytes: new work refused, removals and session updates drain, accepted again after compaction") {
+    TempDir d;
+    auto log = open_log(d.path(), 8192, 4 * 8192);
+    LogPersistence p(*log, store::SyncMode::Always);
+    RecoveredState st;
+    p.load(st);
+    REQUIRE(p.session_put("c", 60, 0).ok());
+    REQUIRE(p.sub_put("c", "t/#", 1, 0).ok());
+    uint64_t seq = 1;
+    Append a;
+    while ((a = p.out_enqueue("c", seq, msg(700))).ok() && seq < 1000) ++seq;
+    REQUIRE(a.status == AppendStatus::QuotaExceeded);
+    const uint64_t stored = seq - 1;
+    CHECK(stored > 20);
+    // Small records fill what is left below max_bytes, then every kind is refused.
+    int n = 0;
+    while (p.qos2_in_put("c", uint16_t(100 + n)).ok() && n < 1000) ++n;   // the smallest record
+    CHECK(p.session_put("new", 60, 0).status == AppendStatus::QuotaExceeded);
+    CHECK(p.sub_put("c", "u/#", 1, 0).status == AppendStatus::QuotaExceeded);
+    CHECK(p.qos2_in_put("c", 1).status == AppendStatus::QuotaExceeded);
+    CHECK(p.retained_set(msg(10)).status == AppendStatus::QuotaExceeded);
+    // The reserve: what frees space, and the stored session's own updates.
+    CHECK(p.session_put("c", 60, 777).ok());
+    for (uint64_t s = 1; s <= stored; ++s) {
+        CHECK(p.out_state("c", s, OutState::Inflight, uint16_t(s)).ok());
+        CHECK(p.out_done("c", s).ok());
+    }
+    CHECK(p.retained_clear("nothing").ok());
+    CHECK(p.sub_remove("c", "none").ok());
+    for (int i = 0; i < 50 && p.full(); ++i) {
+        p.maintenance(1000);
+        log->sync_now();
+    }
+    CHECK_FALSE(p.full());
+    CHECK(p.out_enqueue("c", stored + 1, msg(700)).ok());
+}
+
+TEST_CASE("disk full (ENOSPC from fallocate): removals use the spare segment, a restart drains, space returns") {
+    SmallFs fs("96k");
+    if (!fs.mounted()) {
+        MESSAGE("skipped: cannot mount a tmpfs here (needs CAP_SYS_ADMIN)");
+        return;
+    }
+    const uint64_t seg = 8192;
+    uint64_t stored = 0;
+    {
+        auto log = open_log(fs.dir(), seg);
+        CHECK(std::filesystem::exists(fs.dir() + "/reserve.spare"));
+        LogPersistence p(*log, store::SyncMode::Always);
+        RecoveredState st;
+        p.load(st);
+        REQUIRE(p.session_put("c", 600, 0).ok());
+        REQUIRE(p.sub_put("c", "t/#", 1, 0).ok());
+        uint64_t seq = 1;
+        Append a;
+        while ((a = p.out_enqueue("c", seq, msg(900, uint8_t(seq)))).ok() && seq < 1000) ++seq;
+        REQUIRE(a.status == AppendStatus::DiskFull);
+        stored = seq - 1;
+        CHECK(stored > 20);
+        CHECK(p.full());
+        CHECK(std::filesystem::exists(fs.dir() + "/reserve.spare"));   // kept for removals
+        log->sync_now();
+        // Dropped without a shutdown, like kill -9 (the page cache keeps what was written).
+    }
+    auto log = open_log(fs.dir(), seg);
+    LogPersistence p(*log, store::SyncMode::Always);
+    RecoveredState st;
+    p.load(st);
+    REQUIRE(st.sessions.size() == 1);
+    CHECK(st.sessions[0].out.size() == stored);   // every stored message is there
+    CHECK(p.out_enqueue("c", stored + 1, msg(900)).status == AppendStatus::DiskFull);
+    CHECK(p.full());
+    // Small records fill the active segment, then a new session is refused.
+    int n = 0;
+    while (p.session_put("new" + std::to_string(n), 60, 0).ok() && n < 1000) ++n;
+    CHECK(p.session_put("new", 60, 0).status == AppendStatus::DiskFull);
+    // The subscriber gets in (its session is stored) and drains its queue.
+    CHECK(p.session_put("c", 600, 0).ok());
+    for (uint64_t s = 1; s <= stored; ++s) {
+        CHECK(p.out_state("c", s, OutState::Inflight, uint16_t(s)).ok());
+        CHECK(p.out_done("c", s).ok());
+    }
+    CHECK_FALSE(std::filesystem::exists(fs.dir() + "/reserve.spare"));   // the removals went there
+    for (int i = 0; i < 50 && p.full(); ++i) {
+        p.maintenance(1000);
+        log->sync_now();
+    }
+    CHECK_FALSE(p.full());
+    CHECK(std::filesystem::exists(fs.dir() + "/reserve.spare"));   // made again first
+    CHECK(p.out_enqueue("c", stored + 2, msg(900)).ok());
+}
+
+TEST_CASE("a failed sync refuses new work until a sync succeeds; removals still go in") {
+    TempDir d;
+    auto log = open_log(d.path(), 8192);
+    uint64_t lsn = 0;
+    const std::vector<uint8_t> body(40, 1);
+    REQUIRE(log->append(1, body, lsn) == store::AppendError::None);
+    auto b = log->begin_sync();
+    log->end_sync(b.lsn, false);
+    CHECK(log->refusing());
+    CHECK(log->append(1, body, lsn) == store::AppendError::IoError);
+    CHECK(log->append_exempt(2, body, lsn) == store::AppendError::None);
+    b = log->begin_sync();
+    log->end_sync(b.lsn, true);
+    CHECK_FALSE(log->refusing());
+    CHECK(log->append(1, body, lsn) == store::AppendError::None);
+}
