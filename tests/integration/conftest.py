@@ -35,7 +35,7 @@ def _find_hato():
         return HATO_BIN
     here = os.path.dirname(os.path.abspath(__file__))
     root = os.path.dirname(os.path.dirname(here))
-    for cand in ("/work/build-app/src/app/hato", os.path.join(root, "build/src/app/hato")):
+    for cand in (os.path.join(root, "build/src/app/hato"),):
         if os.access(cand, os.X_OK):
             return cand
     return shutil.which("hato") or ""
