@@ -318,9 +318,6 @@ def test_slowloris_connect_subscribe_publish(broker_factory):
 NEVER_READ_S = 6.0
 
 
-@pytest.mark.xfail(strict=False, reason="acks and replies to a client that never reads are queued outside "
-                   "max_output_bytes and reading does not pause (issue 20 item 7, output bounds: "
-                   "fixed on another branch)")
 def test_client_that_publishes_and_never_reads(broker_factory):
     sc = Scenario(broker_factory)
     s = socket.create_connection((sc.b.host, sc.b.port), timeout=10)
@@ -370,8 +367,6 @@ def _passwd_tool():
     return cand
 
 
-@pytest.mark.xfail(strict=False, reason="password hashing runs on the reactor: the well-behaved client waits "
-                   "behind queued CONNECTs (issue 20 item 5, worker pool: fixed on another branch)")
 def test_wrong_passwords(broker_factory, tmp_path):
     # A cheap iteration count keeps this bounded whether hashing runs on the
     # reactor or on a worker pool; the real default costs ~100x more each.

@@ -32,7 +32,7 @@ LIVE_BOUND = RETAINED_TOPICS * (PAYLOAD + 200) + 64 * 1024
 LIVE_BOUND_LOADED = 512 * 1024
 
 SETTINGS = {"storage": {"enabled": True, "sync": "always", "segment_size_mb": SEGMENT_MB},
-            "limits": {"max_queued_messages": 100000}}
+            "limits": {"max_queued_messages": 100000, "max_packet_size": 256 * 1024}}
 
 pytestmark = pytest.mark.hato_only("hato's segment files")
 

@@ -37,7 +37,7 @@ def _records(image):
 
 @pytest.mark.hato_only("hato's append log and `hato store verify`")
 def test_damage_in_the_middle_is_skipped_and_reported(broker_factory):
-    b = broker_factory({"storage": {"segment_size_mb": 1}})
+    b = broker_factory({"storage": {"segment_size_mb": 1}, "limits": {"max_packet_size": 256 * 1024}})
     pub = Client(b, "dmg-pub")
     for i in range(N):
         pub.publish(f"dmg/{i}", f"retained {i} ".encode() * (i + 1), qos=1, retain=True)
@@ -81,7 +81,7 @@ def test_damage_in_the_middle_is_skipped_and_reported(broker_factory):
 
 @pytest.mark.hato_only("hato's append log and `hato store verify`")
 def test_foreign_file_named_like_a_segment_is_quarantined(broker_factory):
-    b = broker_factory({"storage": {"segment_size_mb": 1}})
+    b = broker_factory({"storage": {"segment_size_mb": 1}, "limits": {"max_packet_size": 256 * 1024}})
     assert b.stop() == 0
     data = b.data_dir
     foreign = b"this is not a hato segment\n" * 400
