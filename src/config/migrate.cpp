@@ -93,7 +93,7 @@ const std::map<std::string, std::string> kGlobalUnmapped = {
     {"auth_plugin", "hato loads no plugins; it reads Mosquitto's password and ACL files itself"},
     {"plugin", "hato loads no plugins; it reads Mosquitto's password and ACL files itself"},
     {"global_plugin", "hato loads no plugins"},
-    {"allow_zero_length_clientid", "hato assigns an id to every client that sends an empty one (MQTT 3.1.1 clean session / MQTT 5)"},
+    {"allow_zero_length_clientid", "hato assigns an id to an MQTT 5 client or an MQTT 3.1.1 clean-session client that sends an empty one, as MQTT allows"},
     {"auto_id_prefix", "hato chooses the prefix of the ids it assigns"},
     {"clientid_prefixes", "hato does not restrict client ids by prefix"},
     {"persistent_client_expiration", "hato keeps an MQTT 3.x persistent session until it is cleaned; [mqtt] max_session_expiry bounds MQTT 5 sessions only"},
@@ -102,7 +102,7 @@ const std::map<std::string, std::string> kGlobalUnmapped = {
     {"check_retain_source", "hato checks the ACL when a message is published, not again when its retained copy is delivered"},
     {"memory_limit", "hato bounds memory with [limits] max_queued_messages / max_queued_bytes / max_output_bytes"},
     {"max_inflight_bytes", "hato bounds in-flight messages by count ([limits] max_inflight)"},
-    {"connection_messages", "hato always logs connections at info level"},
+    {"connection_messages", "hato logs connections and disconnections at [log] level debug"},
     {"log_facility", "hato writes to stderr; the syslog facility is the service manager's"},
     {"websockets_log_level", "hato has no WebSocket listeners yet"},
     {"psk_file", "hato has no TLS-PSK"},
@@ -121,8 +121,8 @@ const std::map<std::string, std::string> kGlobalNotes = {
      "not needed: hato's append log is durable per acknowledgement (a QoS 1/2 message is on disk "
      "before it is acknowledged, [storage] sync), so nothing waits for a periodic save"},
     {"persistence_file", "not needed: hato's log is a directory of segment files ([storage] dir)"},
-    {"log_timestamp", "hato's log lines carry no timestamp of their own; journald adds one"},
-    {"log_timestamp_format", "hato's log lines carry no timestamp of their own; journald adds one"},
+    {"log_timestamp", "hato's log lines always start with a UTC timestamp"},
+    {"log_timestamp_format", "hato's log lines always start with a UTC timestamp (ISO 8601)"},
     {"set_tcp_nodelay", "not needed: hato always sets TCP_NODELAY"},
 };
 
@@ -451,6 +451,11 @@ private:
             li.notes.push_back({s.where, key + " " + s.value, why, true});
             result_.unmapped.push_back(s.where + ": " + key + ": " + why);
         };
+        if (li.bind.set() && li.bind.value != "localhost" &&
+            li.bind.value.find_first_not_of("0123456789.") != std::string::npos &&
+            li.bind.value.find(':') == std::string::npos)
+            bad(li.bind, li.is_default ? "bind_address" : "listener",
+                "hato binds numeric addresses only; write the host's address instead of its name");
         const bool tls = li.certfile.set() || li.keyfile.set();
         if (tls && (!li.certfile.set() || !li.keyfile.set()))
             bad(li.certfile.set() ? li.certfile : li.keyfile, li.certfile.set() ? "certfile" : "keyfile",

@@ -300,8 +300,10 @@ TEST_CASE("migrate: TLS options hato cannot honour are NOT MAPPED") {
         "use_identity_as_username true\n"
         "ciphers HIGH\n"
         "listener 1883\n"
-        "cafile /ca.crt\n");
+        "cafile /ca.crt\n"
+        "listener 1884 gateway.local\n");
     load(r);
+    CHECK(has(unmapped_at(r, "mosquitto.conf:10"), "numeric addresses"));
     CHECK(has(unmapped_at(r, "mosquitto.conf:4"), "capath"));
     CHECK(has(unmapped_at(r, "mosquitto.conf:5"), "TLS 1.1"));
     CHECK(has(unmapped_at(r, "mosquitto.conf:6"), "require_certificate"));
