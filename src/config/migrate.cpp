@@ -379,6 +379,13 @@ private:
             result_.unmapped.push_back(where + ": protocol: hato has no WebSocket listeners yet");
             return false;
         }
+        if (auto port = to_int(li.port.set() ? li.port.value : "1883"); !port || *port < 0 || *port > 65535) {
+            const std::string where = li.port.set() ? li.port.where : li.where;
+            li.notes.insert(li.notes.begin(), {where, (li.is_default ? "port " : "listener ") + li.port.value,
+                                               "not a port number (0..65535); not converted", true});
+            result_.unmapped.push_back(where + ": " + (li.is_default ? "port" : "listener") + ": not a port number");
+            return false;
+        }
         if (li.port.set() && li.port.value == "0" && li.bind.set()) {
             li.notes.insert(li.notes.begin(), {li.where, "listener 0 " + li.bind.value,
                                                "hato has no Unix socket listeners; not converted", true});

@@ -238,6 +238,11 @@ TEST_CASE("migrate: bridge options attach to the last connection, across listene
     config::AppConfig cfg = load(r);
     CHECK(has(unmapped_at(r, "mosquitto.conf:4"), "part of bridge a"));
     CHECK(cfg.broker.maximum_qos == 1);  // the listener's, mapped (one listener)
+    MigrateResult bad_port = migrate("listener\nlistener 70000\nlistener 0 /run/mqtt.sock\n");
+    CHECK(load(bad_port).listeners.size() == 1);  // none converted: hato's default
+    CHECK(has(unmapped_at(bad_port, "mosquitto.conf:1"), "not a port number"));
+    CHECK(has(unmapped_at(bad_port, "mosquitto.conf:2"), "not a port number"));
+    CHECK(has(unmapped_at(bad_port, "mosquitto.conf:3"), "Unix socket"));
     MigrateResult outside = migrate("address b.example\n");
     CHECK(has(unmapped_at(outside, "mosquitto.conf:1"), "outside any connection"));
 }
