@@ -546,7 +546,7 @@ private:
         if (auto s = per_listener_value(served, &Listener::max_connections, "max_connections", "limits")) {
             from(*s, "max_connections");
             auto v = to_int(s->value);
-            out_ << "max_connections = " << (v && *v > 0 ? *v : int64_t{4294967295}) << "\n";
+            out_ << "max_connections = " << (v && *v > 0 ? std::min<int64_t>(*v, 4294967295) : int64_t{4294967295}) << "\n";
         }
         comments("limits");
         int64_t packet = 0;
@@ -554,14 +554,14 @@ private:
             const Setting& s = global_["max_packet_size"];
             from(s, "max_packet_size");
             auto v = to_int(s.value);
-            packet = v && *v > 0 ? std::min(*v, kMaxPacket) : kMaxPacket;
+            packet = v && *v > 0 ? std::min(*v, kMaxPacket) : 0;  // 0: Mosquitto's "no limit", its default
         } else if (global_["message_size_limit"].set()) {
             const Setting& s = global_["message_size_limit"];
             from(s, "message_size_limit");
             out_ << "# Mosquitto limits the payload, hato the whole packet: this lets a payload of\n"
                     "# message_size_limit bytes through with any topic (and the packet's fields)\n";
             auto v = to_int(s.value);
-            packet = v && *v > 0 ? std::min<int64_t>(*v + 65535 + 2 + 2 + 5 + 4096, kMaxPacket) : kMaxPacket;
+            packet = v && *v > 0 ? std::min<int64_t>(*v + 65535 + 2 + 2 + 5 + 4096, kMaxPacket) : 0;
         }
         if (packet > 0) {
             out_ << "max_packet_size = " << packet << "\n";

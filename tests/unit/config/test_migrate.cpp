@@ -293,6 +293,10 @@ TEST_CASE("migrate: limits, unlimited values and a large packet size") {
     CHECK_FALSE(cfg.broker.retain_available);
     CHECK(has(unmapped_at(r, "mosquitto.conf:11"), "frobnicate"));
     CHECK(r.unmapped.size() == 1);
+    // 0 is Mosquitto's "no limit" (its default): hato's default stays, said in a comment
+    MigrateResult zero = migrate("message_size_limit 0\n");
+    CHECK(load(zero).broker.max_packet_size == config::defaults().broker.max_packet_size);
+    CHECK(has(zero.toml, "Mosquitto accepts packets up to 256 MiB"));
 }
 
 TEST_CASE("migrate: TLS options hato cannot honour are NOT MAPPED") {
