@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "app/log.hpp"
+#include "app/migrate_command.hpp"
 #include "app/security.hpp"
 #include "app/server.hpp"
 #include "config/config.hpp"
@@ -22,6 +23,7 @@ const char kUsage[] =
     "       hato --check-config [--config FILE]\n"
     "       hato store verify DIR\n"
     "       hato store dump DIR\n"
+    "       hato migrate MOSQUITTO_CONF [-o HATO_TOML] [--strict]\n"
     "       hato --version | --help\n"
     "\n"
     "  -c, --config FILE   TOML configuration (default: built-in, see conf/hato.toml)\n"
@@ -30,7 +32,8 @@ const char kUsage[] =
     "      --port N        override the first listener's port (0: any free port)\n"
     "      --data DIR      override [storage] dir\n"
     "  store verify DIR    check every record of the append log in DIR\n"
-    "  store dump DIR      print every record of the append log in DIR\n";
+    "  store dump DIR      print every record of the append log in DIR\n"
+    "  migrate FILE        convert a mosquitto.conf to hato.toml (see hato migrate --help)\n";
 
 struct Options {
     std::string config_path;
@@ -105,6 +108,8 @@ int parse_args(int argc, char** argv, Options& opt) {
 
 int main(int argc, char** argv) {
     using namespace hato;
+    if (argc >= 2 && std::string(argv[1]) == "migrate")
+        return app::migrate_command(std::vector<std::string>(argv + 2, argv + argc));
     Options opt;
     if (int code = parse_args(argc, argv, opt); code >= 0) return code;
 

@@ -1,0 +1,781 @@
+#include "config/migrate.hpp"
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "broker/persistence.hpp"
+
+namespace hato::config {
+namespace {
+
+constexpr int64_t kMaxPacket = 268435460;  // the largest MQTT packet ([limits] max_packet_size)
+constexpr int64_t kMiB = 1024 * 1024;
+constexpr int64_t kDefaultSegmentMb = 64;
+
+// One option line: "key value", where it came from.
+struct Line {
+    std::string where;  // file:line
+    std::string key;
+    std::string value;
+    bool in_main = true;
+};
+
+// A value as Mosquitto last set it; an empty `where` means never set.
+struct Setting {
+    std::string value;
+    std::string where;
+    bool set() const { return !where.empty(); }
+};
+
+struct Note {
+    std::string where;
+    std::string line;  // "key value" as written (secrets hidden)
+    std::string text;
+    bool unmapped = false;
+};
+
+struct Listener {
+    std::string where;
+    bool is_default = false;
+    bool used = false;  // the default listener exists only if something set it
+    Setting port, bind, socket_domain, protocol;
+    Setting cafile, capath, certfile, keyfile, tls_version, require_certificate, use_identity;
+    Setting allow_anonymous, password_file, acl_file;  // per_listener_settings true
+    Setting max_connections, max_qos, max_topic_alias;
+    std::vector<Note> notes;
+};
+
+struct Bridge {
+    std::string where;
+    std::string name;
+    std::vector<Note> lines;
+};
+
+const std::set<std::string> kBridgeKeys = {
+    "address", "addresses", "topic", "remote_username", "remote_password", "remote_clientid",
+    "local_clientid", "local_username", "local_password", "cleansession", "local_cleansession",
+    "try_private", "restart_timeout", "notifications", "notifications_local_only", "notification_topic",
+    "keepalive_interval", "start_type", "round_robin", "idle_timeout", "threshold", "clientid",
+    "username", "password"};
+
+const std::set<std::string> kSecretKeys = {"remote_password", "local_password", "password", "bridge_psk"};
+
+// Listener options hato has no equivalent for, with the reason.
+const std::map<std::string, std::string> kListenerUnmapped = {
+    {"bind_interface", "hato binds to an address, not an interface; give the interface's address"},
+    {"http_dir", "hato serves no HTTP files"},
+    {"mount_point", "hato has no per-listener topic prefix"},
+    {"ciphers", "hato offers a fixed set of AEAD/ECDHE cipher suites"},
+    {"ciphers_tls1.3", "hato offers a fixed set of AEAD/ECDHE cipher suites"},
+    {"crlfile", "hato does not read certificate revocation lists"},
+    {"dhparamfile", "hato uses ECDHE only"},
+    {"psk_hint", "hato has no TLS-PSK"},
+    {"psk_file", "hato has no TLS-PSK"},
+    {"use_subject_as_username", "hato takes the certificate's CN only (identity_as_username)"},
+    {"use_username_as_clientid", "hato keeps the client id the client sends"},
+    {"websockets_headers_size", "hato has no WebSocket listeners yet"},
+    {"websockets_log_level", "hato has no WebSocket listeners yet"},
+    {"tls_engine", "hato has no TLS engine support"},
+    {"tls_engine_kpass_sha1", "hato has no TLS engine support"},
+    {"tls_keyform", "hato reads PEM keys only"},
+    {"require_certificate_ocsp", "hato does not check OCSP"},
+    {"accept_protocol_versions", "hato accepts MQTT 3.1, 3.1.1 and 5.0 on every listener"},
+    {"enable_proxy_protocol", "hato does not read the PROXY protocol"},
+};
+
+// Global options hato has no equivalent for, with the reason.
+const std::map<std::string, std::string> kGlobalUnmapped = {
+    {"sys_interval", "hato publishes no $SYS topics yet"},
+    {"auth_plugin", "hato loads no plugins; it reads Mosquitto's password and ACL files itself"},
+    {"plugin", "hato loads no plugins; it reads Mosquitto's password and ACL files itself"},
+    {"global_plugin", "hato loads no plugins"},
+    {"allow_zero_length_clientid", "hato assigns an id to an MQTT 5 client or an MQTT 3.1.1 clean-session client that sends an empty one, as MQTT allows"},
+    {"auto_id_prefix", "hato chooses the prefix of the ids it assigns"},
+    {"clientid_prefixes", "hato does not restrict client ids by prefix"},
+    {"persistent_client_expiration", "hato keeps an MQTT 3.x persistent session until it is cleaned; [mqtt] max_session_expiry bounds MQTT 5 sessions only"},
+    {"queue_qos0_messages", "hato queues only QoS 1/2 messages for offline clients"},
+    {"upgrade_outgoing_qos", "hato delivers at the lower of the published and subscribed QoS, as MQTT requires"},
+    {"check_retain_source", "hato checks the ACL when a message is published, not again when its retained copy is delivered"},
+    {"memory_limit", "hato bounds memory with [limits] max_queued_messages / max_queued_bytes / max_output_bytes"},
+    {"max_inflight_bytes", "hato bounds in-flight messages by count ([limits] max_inflight)"},
+    {"connection_messages", "hato logs connections and disconnections at [log] level debug"},
+    {"log_facility", "hato writes to stderr; the syslog facility is the service manager's"},
+    {"websockets_log_level", "hato has no WebSocket listeners yet"},
+    {"psk_file", "hato has no TLS-PSK"},
+    {"allow_duplicate_messages", "hato delivers one copy per matching subscription set as MQTT 5 requires"},
+};
+
+// Global options that need no setting in hato, with the reason (a comment
+// only, not counted as unmapped).
+const std::map<std::string, std::string> kGlobalNotes = {
+    {"pid_file", "not needed: systemd tracks hato (Type=notify)"},
+    {"user", "not needed: the hato service runs as user hato (see packaging)"},
+    {"autosave_interval",
+     "not needed: hato's append log is durable per acknowledgement (a QoS 1/2 message is on disk "
+     "before it is acknowledged, [storage] sync), so nothing waits for a periodic save"},
+    {"autosave_on_changes",
+     "not needed: hato's append log is durable per acknowledgement (a QoS 1/2 message is on disk "
+     "before it is acknowledged, [storage] sync), so nothing waits for a periodic save"},
+    {"persistence_file", "not needed: hato's log is a directory of segment files ([storage] dir)"},
+    {"log_timestamp", "hato's log lines always start with a UTC timestamp"},
+    {"log_timestamp_format", "hato's log lines always start with a UTC timestamp (ISO 8601)"},
+    {"set_tcp_nodelay", "not needed: hato always sets TCP_NODELAY"},
+};
+
+std::string trim(const std::string& s) {
+    size_t b = s.find_first_not_of(" \t\r\n");
+    if (b == std::string::npos) return "";
+    size_t e = s.find_last_not_of(" \t\r\n");
+    return s.substr(b, e - b + 1);
+}
+
+std::string quote(const std::string& s) {
+    std::string out = "\"";
+    for (char c : s) {
+        if (c == '"' || c == '\\') out += '\\';
+        out += c;
+    }
+    return out + "\"";
+}
+
+bool ends_with(const std::string& s, const std::string& tail) {
+    return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+
+std::optional<int64_t> to_int(const std::string& s) {
+    if (s.empty()) return std::nullopt;
+    char* end = nullptr;
+    long long v = std::strtoll(s.c_str(), &end, 10);
+    if (*end != '\0') return std::nullopt;
+    return v;
+}
+
+class Migrator {
+public:
+    explicit Migrator(const MigrateInput& in) : in_(in) { default_.is_default = true; }
+
+    MigrateResult run() {
+        collect(in_.name, in_.text, true);
+        for (const Line& l : lines_)
+            if (l.key == "per_listener_settings") per_listener_ = l.value == "true";
+        for (const Line& l : lines_) dispatch(l);
+        emit();
+        result_.toml = out_.str();
+        return std::move(result_);
+    }
+
+private:
+    const MigrateInput& in_;
+    MigrateResult result_;
+    std::vector<Line> lines_;
+    bool per_listener_ = false;
+    Listener default_;
+    std::vector<Listener> listeners_;
+    std::vector<Bridge> bridges_;
+    std::map<std::string, Setting> global_;
+    std::vector<Setting> log_dests_;
+    std::vector<Setting> log_types_;
+    std::map<std::string, std::vector<Note>> notes_;  // by section: auth, limits, mqtt, storage, log, other
+    std::ostringstream out_;
+
+    // Splits a file into option lines, reading include_dir files in place
+    // (Mosquitto reads them where the include_dir line stands).
+    void collect(const std::string& name, const std::string& text, bool main_file) {
+        std::istringstream s(text);
+        std::string raw;
+        int n = 0;
+        while (std::getline(s, raw)) {
+            ++n;
+            std::string t = trim(raw);
+            if (t.empty() || t[0] == '#') continue;
+            Line l;
+            l.where = name + ":" + std::to_string(n);
+            size_t sp = t.find_first_of(" \t");
+            l.key = t.substr(0, sp);
+            l.value = sp == std::string::npos ? "" : trim(t.substr(sp));
+            l.in_main = main_file;
+            if (l.key == "include_dir") {
+                include(l, main_file);
+                continue;
+            }
+            lines_.push_back(std::move(l));
+        }
+    }
+
+    void include(const Line& l, bool main_file) {
+        if (!main_file) {
+            unmapped("other", l, "Mosquitto reads include_dir in the main file only; not followed");
+            return;
+        }
+        std::optional<std::vector<std::string>> names = in_.list_dir ? in_.list_dir(l.value) : std::nullopt;
+        if (!names) {
+            unmapped("other", l, "cannot read the directory; its files are not converted");
+            return;
+        }
+        std::vector<std::string> confs;
+        for (const std::string& f : *names)
+            if (ends_with(f, ".conf")) confs.push_back(f);
+        std::sort(confs.begin(), confs.end());
+        std::string dir = l.value;
+        while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+        for (const std::string& f : confs) {
+            std::string path = dir + "/" + f;
+            std::optional<std::string> text = in_.read_file ? in_.read_file(path) : std::nullopt;
+            if (!text) {
+                unmapped("other", l, "cannot read " + path);
+                continue;
+            }
+            collect(path, *text, false);
+        }
+    }
+
+    static std::string shown(const Line& l) {
+        return l.key + (l.value.empty() ? "" : " " + (kSecretKeys.count(l.key) ? std::string("***") : l.value));
+    }
+
+    void note(const std::string& section, const Line& l, const std::string& text) {
+        notes_[section].push_back({l.where, shown(l), text, false});
+    }
+    void unmapped(const std::string& section, const Line& l, const std::string& text) {
+        notes_[section].push_back({l.where, shown(l), text, true});
+        result_.unmapped.push_back(l.where + ": " + l.key + ": " + text);
+    }
+    void listener_unmapped(Listener& li, const Line& l, const std::string& text) {
+        li.notes.push_back({l.where, shown(l), text, true});
+        result_.unmapped.push_back(l.where + ": " + l.key + ": " + text);
+    }
+
+    Listener& current() { return listeners_.empty() ? default_ : listeners_.back(); }
+
+    static void assign(Setting& s, const Line& l) { s = {l.value, l.where}; }
+
+    void dispatch(const Line& l) {
+        const std::string& k = l.key;
+        if (k == "per_listener_settings") return;
+        if (k == "listener") {
+            Listener li;
+            li.where = l.where;
+            std::istringstream v(l.value);
+            std::string port, bind;
+            v >> port >> bind;
+            li.port = {port, l.where};
+            if (!bind.empty()) li.bind = {bind, l.where};
+            listeners_.push_back(std::move(li));
+            return;
+        }
+        if (k == "connection") {
+            bridges_.push_back({l.where, l.value, {}});
+            return;
+        }
+        if (kBridgeKeys.count(k) || k.rfind("bridge_", 0) == 0) {
+            if (bridges_.empty()) {
+                unmapped("other", l, "a bridge option outside any connection block (Mosquitto refuses it)");
+                return;
+            }
+            bridges_.back().lines.push_back({l.where, shown(l), "", true});
+            return;
+        }
+        if (k == "port" || k == "bind_address") {
+            default_.used = true;
+            if (default_.where.empty()) default_.where = l.where;
+            assign(k == "port" ? default_.port : default_.bind, l);
+            return;
+        }
+        if (k == "allow_anonymous" || k == "password_file" || k == "acl_file") {
+            if (!per_listener_) {
+                assign(global_[k], l);
+                return;
+            }
+            Listener& li = current();
+            assign(k == "allow_anonymous" ? li.allow_anonymous : k == "password_file" ? li.password_file : li.acl_file, l);
+            return;
+        }
+        static const std::map<std::string, Setting Listener::*> kListenerKeys = {
+            {"socket_domain", &Listener::socket_domain},
+            {"protocol", &Listener::protocol},
+            {"cafile", &Listener::cafile},
+            {"capath", &Listener::capath},
+            {"certfile", &Listener::certfile},
+            {"keyfile", &Listener::keyfile},
+            {"tls_version", &Listener::tls_version},
+            {"require_certificate", &Listener::require_certificate},
+            {"use_identity_as_username", &Listener::use_identity},
+            {"max_connections", &Listener::max_connections},
+            {"max_qos", &Listener::max_qos},
+            {"max_topic_alias", &Listener::max_topic_alias},
+        };
+        if (auto it = kListenerKeys.find(k); it != kListenerKeys.end()) {
+            Listener& li = current();
+            if (li.is_default) {
+                li.used = true;
+                if (li.where.empty()) li.where = l.where;
+            }
+            assign(li.*(it->second), l);
+            return;
+        }
+        if (auto it = kListenerUnmapped.find(k); it != kListenerUnmapped.end()) {
+            Listener& li = current();
+            if (li.is_default && !li.used) {
+                unmapped("other", l, it->second);
+                return;
+            }
+            listener_unmapped(li, l, it->second);
+            return;
+        }
+        if (k == "log_dest") {
+            log_dests_.push_back({l.value, l.where});
+            return;
+        }
+        if (k == "log_type") {
+            log_types_.push_back({l.value, l.where});
+            return;
+        }
+        static const std::set<std::string> kGlobalMapped = {
+            "persistence", "persistence_location", "max_queued_messages", "max_queued_bytes",
+            "max_inflight_messages", "message_size_limit", "max_packet_size", "max_keepalive",
+            "retain_available"};
+        if (kGlobalMapped.count(k)) {
+            assign(global_[k], l);
+            return;
+        }
+        if (auto it = kGlobalNotes.find(k); it != kGlobalNotes.end()) {
+            note(k.rfind("autosave", 0) == 0 || k == "persistence_file" ? "storage"
+                 : k.rfind("log_", 0) == 0                              ? "log"
+                                                                        : "other",
+                 l, it->second);
+            return;
+        }
+        if (auto it = kGlobalUnmapped.find(k); it != kGlobalUnmapped.end()) {
+            unmapped("other", l, it->second);
+            return;
+        }
+        if (k.rfind("auth_opt_", 0) == 0 || k.rfind("plugin_opt_", 0) == 0) {
+            unmapped("other", l, "hato loads no plugins");
+            return;
+        }
+        unmapped("other", l, "not a Mosquitto option this translator knows");
+    }
+
+    // ---- output ---------------------------------------------------------
+
+    void comments(const std::string& section) {
+        for (const Note& n : notes_[section]) comment(n);
+    }
+    void comment(const Note& n) {
+        out_ << "# " << (n.unmapped ? "NOT MAPPED " : "") << n.where << ": " << n.line << ": " << n.text << "\n";
+    }
+    void from(const Setting& s, const std::string& key) { out_ << "# " << s.where << ": " << key << " " << s.value << "\n"; }
+
+    // A listener hato can serve, or why not (recorded as unmapped).
+    bool servable(Listener& li) {
+        if (li.protocol.set() && li.protocol.value == "websockets") {
+            std::string where = li.protocol.where;
+            li.notes.insert(li.notes.begin(), {where, "protocol websockets",
+                                               "hato has no WebSocket listeners yet; this listener is not converted", true});
+            result_.unmapped.push_back(where + ": protocol: hato has no WebSocket listeners yet");
+            return false;
+        }
+        if (auto port = to_int(li.port.set() ? li.port.value : "1883"); !port || *port < 0 || *port > 65535) {
+            const std::string where = li.port.set() ? li.port.where : li.where;
+            li.notes.insert(li.notes.begin(), {where, (li.is_default ? "port " : "listener ") + li.port.value,
+                                               "not a port number (0..65535); not converted", true});
+            result_.unmapped.push_back(where + ": " + (li.is_default ? "port" : "listener") + ": not a port number");
+            return false;
+        }
+        if (li.port.set() && li.port.value == "0" && li.bind.set()) {
+            li.notes.insert(li.notes.begin(), {li.where, "listener 0 " + li.bind.value,
+                                               "hato has no Unix socket listeners; not converted", true});
+            result_.unmapped.push_back(li.where + ": listener: hato has no Unix socket listeners");
+            return false;
+        }
+        return true;
+    }
+
+    struct Auth {
+        Setting allow_anonymous, password_file, acl_file;
+        bool operator==(const Auth& o) const {
+            return allow_anonymous.value == o.allow_anonymous.value && allow_anonymous.set() == o.allow_anonymous.set() &&
+                   password_file.value == o.password_file.value && acl_file.value == o.acl_file.value;
+        }
+    };
+
+    Auth auth_of(const Listener& li) {
+        if (!per_listener_) return {global_["allow_anonymous"], global_["password_file"], global_["acl_file"]};
+        return {li.allow_anonymous, li.password_file, li.acl_file};
+    }
+
+    void emit_listener(const Listener& li) {
+        out_ << "\n# " << li.where << ": " << (li.is_default ? "the default listener (port / bind_address)" : "listener " + li.port.value + (li.bind.set() ? " " + li.bind.value : "")) << "\n";
+        out_ << "[[listener]]\n";
+        std::string address;
+        if (li.bind.set()) {
+            address = li.bind.value;
+            if (address == "localhost") {
+                out_ << "# localhost: Mosquitto binds 127.0.0.1 and ::1; hato binds one address\n";
+                address = "127.0.0.1";
+            }
+        } else if (li.socket_domain.value == "ipv6") {
+            from(li.socket_domain, "socket_domain");
+            address = "::";
+        } else {
+            if (li.socket_domain.set()) from(li.socket_domain, "socket_domain");
+            else out_ << "# no bind address: Mosquitto listens on every IPv4 and IPv6 address; \"::\" does the same\n"
+                         "# where IPv6 is enabled, \"0.0.0.0\" is every IPv4 address only\n";
+            address = "0.0.0.0";
+        }
+        out_ << "address = " << quote(address) << "\n";
+        out_ << "port = " << (li.port.set() ? li.port.value : "1883") << "\n";
+
+        const bool tls = li.certfile.set() || li.keyfile.set();
+        if (tls) {
+            std::vector<std::string> kv;
+            kv.push_back("cert = " + quote(li.certfile.value));
+            kv.push_back("key = " + quote(li.keyfile.value));
+            if (li.cafile.set()) kv.push_back("ca = " + quote(li.cafile.value));
+            if (li.require_certificate.value == "true") kv.push_back("require_client_cert = true");
+            if (li.use_identity.value == "true" && li.require_certificate.value == "true")
+                kv.push_back("identity_as_username = true");
+            if (li.tls_version.value == "tlsv1.3") kv.push_back("min_version = \"1.3\"");
+            else if (li.tls_version.set()) kv.push_back("min_version = \"1.2\"");
+            for (auto [s, key] : {std::pair{&li.certfile, "certfile"}, {&li.keyfile, "keyfile"}, {&li.cafile, "cafile"},
+                                  {&li.require_certificate, "require_certificate"},
+                                  {&li.use_identity, "use_identity_as_username"}, {&li.tls_version, "tls_version"}})
+                if (s->set()) from(*s, key);
+            out_ << "tls = { ";
+            for (size_t i = 0; i < kv.size(); ++i) out_ << (i ? ", " : "") << kv[i];
+            out_ << " }\n";
+        }
+        for (const Note& n : li.notes) comment(n);
+    }
+
+    // Notes about a listener's TLS lines that do not map one to one.
+    void check_listener_tls(Listener& li) {
+        auto bad = [&](const Setting& s, const std::string& key, const std::string& why) {
+            li.notes.push_back({s.where, key + " " + s.value, why, true});
+            result_.unmapped.push_back(s.where + ": " + key + ": " + why);
+        };
+        if (li.bind.set() && li.bind.value != "localhost" &&
+            li.bind.value.find_first_not_of("0123456789.") != std::string::npos &&
+            li.bind.value.find(':') == std::string::npos)
+            bad(li.bind, li.is_default ? "bind_address" : "listener",
+                "hato binds numeric addresses only; write the host's address instead of its name");
+        const bool tls = li.certfile.set() || li.keyfile.set();
+        if (tls && (!li.certfile.set() || !li.keyfile.set()))
+            bad(li.certfile.set() ? li.certfile : li.keyfile, li.certfile.set() ? "certfile" : "keyfile",
+                "TLS needs both certfile and keyfile");
+        if (li.capath.set())
+            bad(li.capath, "capath",
+                "hato reads one CA bundle file (tls ca); concatenate the directory's certificates into one file");
+        if (!tls) {
+            for (auto [s, key] : {std::pair{&li.cafile, "cafile"}, {&li.require_certificate, "require_certificate"},
+                                  {&li.use_identity, "use_identity_as_username"}, {&li.tls_version, "tls_version"}})
+                if (s->set()) bad(*s, key, "a TLS option on a listener without certfile/keyfile");
+            return;
+        }
+        if (li.use_identity.value == "true" && li.require_certificate.value != "true")
+            bad(li.use_identity, "use_identity_as_username", "hato needs require_certificate true for it");
+        if (li.tls_version.set() && li.tls_version.value != "tlsv1.2" && li.tls_version.value != "tlsv1.3")
+            bad(li.tls_version, "tls_version", "hato refuses TLS 1.1 and older; the oldest it accepts is 1.2");
+    }
+
+    void emit() {
+        out_ << "# hato.toml converted by `hato migrate` from " << in_.name << ".\n"
+             << "# Each setting names the Mosquitto line it comes from. A line marked\n"
+             << "# NOT MAPPED has no hato equivalent (see docs/migrating-from-mosquitto.md);\n"
+             << "# `hato migrate --strict` fails while there is one. Settings not given here\n"
+             << "# keep hato's defaults (conf/hato.toml).\n";
+
+        std::vector<Listener*> all;
+        if (default_.used) all.push_back(&default_);
+        for (Listener& li : listeners_) all.push_back(&li);
+        std::vector<Listener*> served;
+        for (Listener* li : all) {
+            if (!servable(*li)) continue;
+            check_listener_tls(*li);
+            served.push_back(li);
+        }
+        const bool local_only = all.empty();
+        if (local_only)
+            out_ << "\n# No listener: like Mosquitto 2.x without one, hato listens on 127.0.0.1:1883\n"
+                    "# (its built-in default listener) and lets anonymous clients in there.\n";
+        else if (served.empty())
+            out_ << "\n# No listener hato can serve; hato's default listener (127.0.0.1:1883) applies.\n";
+        for (Listener* li : served) emit_listener(*li);
+        for (Listener* li : all)
+            if (std::find(served.begin(), served.end(), li) == served.end()) {
+                out_ << "\n# " << li->where << ": listener " << li->port.value << " (not converted)\n";
+                for (const Note& n : li->notes) comment(n);
+            }
+
+        emit_limits(served);
+        emit_mqtt(served);
+        emit_storage();
+        emit_log();
+        emit_auth(all, served, local_only);
+        emit_other();
+    }
+
+    // The value every served listener gives `field`, if they agree and all set it.
+    std::optional<Setting> uniform(const std::vector<Listener*>& served, Setting Listener::*field) {
+        if (served.empty() || !(served[0]->*field).set()) return std::nullopt;
+        for (Listener* li : served)
+            if (!(li->*field).set() || (li->*field).value != (served[0]->*field).value) return std::nullopt;
+        return served[0]->*field;
+    }
+
+    // A per-listener Mosquitto setting that hato has once: mapped when every
+    // listener agrees, else each one's line is a NOT MAPPED comment.
+    std::optional<Setting> per_listener_value(const std::vector<Listener*>& served, Setting Listener::*field,
+                                              const std::string& key, const std::string& section) {
+        if (auto u = uniform(served, field)) return u;
+        for (Listener* li : served)
+            if ((li->*field).set()) {
+                const Setting& s = li->*field;
+                Line l{s.where, key, s.value, true};
+                unmapped(section, l, "set per listener in Mosquitto, once for all listeners in hato; the listeners differ");
+            }
+        return std::nullopt;
+    }
+
+    void emit_limits(const std::vector<Listener*>& served) {
+        out_ << "\n[limits]\n";
+        if (auto s = per_listener_value(served, &Listener::max_connections, "max_connections", "limits")) {
+            from(*s, "max_connections");
+            auto v = to_int(s->value);
+            out_ << "max_connections = " << (v && *v > 0 ? std::min<int64_t>(*v, 4294967295) : int64_t{4294967295}) << "\n";
+        }
+        comments("limits");
+        int64_t packet = 0;
+        if (global_["max_packet_size"].set()) {
+            const Setting& s = global_["max_packet_size"];
+            from(s, "max_packet_size");
+            auto v = to_int(s.value);
+            packet = v && *v > 0 ? std::min(*v, kMaxPacket) : 0;  // 0: Mosquitto's "no limit", its default
+        } else if (global_["message_size_limit"].set()) {
+            const Setting& s = global_["message_size_limit"];
+            from(s, "message_size_limit");
+            out_ << "# Mosquitto limits the payload, hato the whole packet: this lets a payload of\n"
+                    "# message_size_limit bytes through with any topic (and the packet's fields)\n";
+            auto v = to_int(s.value);
+            packet = v && *v > 0 ? std::min<int64_t>(*v + 65535 + 2 + 2 + 5 + 4096, kMaxPacket) : 0;
+        }
+        if (packet > 0) {
+            out_ << "max_packet_size = " << packet << "\n";
+            needed_segment_mb_ = (packet + int64_t(broker::kMaxRecordOverhead) + kMiB - 1) / kMiB;
+        } else {
+            out_ << "# Mosquitto accepts packets up to 256 MiB unless max_packet_size or\n"
+                    "# message_size_limit says less; hato's default max_packet_size is 1 MiB\n";
+        }
+        if (global_["max_inflight_messages"].set()) {
+            const Setting& s = global_["max_inflight_messages"];
+            from(s, "max_inflight_messages");
+            auto v = to_int(s.value);
+            out_ << "max_inflight = " << (v && *v > 0 ? std::min<int64_t>(*v, 65535) : 65535) << "\n";
+        }
+        if (global_["max_queued_messages"].set()) {
+            const Setting& s = global_["max_queued_messages"];
+            from(s, "max_queued_messages");
+            auto v = to_int(s.value);
+            out_ << "max_queued_messages = " << (v && *v > 0 ? std::min<int64_t>(*v, 4294967295) : int64_t{4294967295}) << "\n";
+        }
+        if (global_["max_queued_bytes"].set()) {
+            const Setting& s = global_["max_queued_bytes"];
+            from(s, "max_queued_bytes");
+            auto v = to_int(s.value);
+            out_ << "max_queued_bytes = " << (v && *v > 0 ? *v : 0) << "\n";
+        }
+    }
+
+    void emit_mqtt(const std::vector<Listener*>& served) {
+        out_ << "\n[mqtt]\n";
+        if (global_["max_keepalive"].set()) {
+            const Setting& s = global_["max_keepalive"];
+            from(s, "max_keepalive");
+            auto v = to_int(s.value);
+            out_ << "max_keep_alive = " << (v ? std::clamp<int64_t>(*v, 0, 65535) : 65535) << "\n";
+        }
+        if (global_["retain_available"].set()) {
+            from(global_["retain_available"], "retain_available");
+            out_ << "retain_available = " << (global_["retain_available"].value == "false" ? "false" : "true") << "\n";
+        }
+        if (auto s = per_listener_value(served, &Listener::max_qos, "max_qos", "mqtt")) {
+            from(*s, "max_qos");
+            auto v = to_int(s->value);
+            out_ << "maximum_qos = " << (v ? std::clamp<int64_t>(*v, 0, 2) : 2) << "\n";
+        }
+        if (auto s = per_listener_value(served, &Listener::max_topic_alias, "max_topic_alias", "mqtt")) {
+            from(*s, "max_topic_alias");
+            auto v = to_int(s->value);
+            out_ << "topic_alias_maximum = " << (v ? std::clamp<int64_t>(*v, 0, 65535) : 10) << "\n";
+        }
+        comments("mqtt");
+    }
+
+    void emit_storage() {
+        out_ << "\n[storage]\n";
+        const Setting& p = global_["persistence"];
+        const Setting& loc = global_["persistence_location"];
+        if (p.value == "true") {
+            from(p, "persistence");
+            out_ << "enabled = true\n";
+            out_ << "# hato does not read mosquitto.db: retained messages and sessions start empty\n";
+            if (loc.set()) {
+                from(loc, "persistence_location");
+                out_ << "# hato writes its own log files here (the directory must be writable by hato)\n";
+                out_ << "dir = " << quote(loc.value) << "\n";
+            } else {
+                out_ << "# no persistence_location: Mosquitto saves in its working directory; hato uses\n"
+                        "# its default dir\n";
+            }
+        } else {
+            if (p.set()) from(p, "persistence");
+            else out_ << "# no `persistence true`: Mosquitto keeps nothing across a restart\n";
+            out_ << "# true keeps retained messages, sessions and queued messages across restarts\n";
+            out_ << "enabled = false\n";
+            if (loc.set()) out_ << "# " << loc.where << ": persistence_location " << loc.value << ": unused without persistence\n";
+        }
+        if (needed_segment_mb_ > kDefaultSegmentMb && p.value == "true") {
+            out_ << "# one segment must hold the largest message ([limits] max_packet_size)\n";
+            out_ << "segment_size_mb = " << needed_segment_mb_ << "\n";
+        }
+        comments("storage");
+    }
+
+    void emit_log() {
+        out_ << "\n[log]\n";
+        for (const Setting& d : log_dests_) {
+            std::string kind = d.value.substr(0, d.value.find(' '));
+            Line l{d.where, "log_dest", d.value, true};
+            if (kind == "stderr" || kind == "stdout")
+                note("log", l, "hato logs to stderr");
+            else if (kind == "syslog")
+                note("log", l, "hato logs to stderr, which systemd passes to the journal (and syslog)");
+            else if (kind == "file")
+                unmapped("log", l, "hato logs to stderr only; under systemd read it with journalctl -u hato");
+            else if (kind == "topic")
+                unmapped("log", l, "hato publishes no log messages on $SYS topics");
+            else
+                unmapped("log", l, "hato always logs to stderr");
+        }
+        // Mosquitto's log types are switches; hato has one threshold: the
+        // most verbose type given picks it.
+        static const std::map<std::string, int> kLevel = {
+            {"error", 0}, {"warning", 1}, {"notice", 2}, {"information", 2}, {"debug", 3}, {"all", 3}};
+        static const char* kNames[] = {"error", "warn", "info", "debug"};
+        int level = -1;
+        for (const Setting& t : log_types_) {
+            Line l{t.where, "log_type", t.value, true};
+            if (auto it = kLevel.find(t.value); it != kLevel.end()) level = std::max(level, it->second);
+            else if (t.value == "none") unmapped("log", l, "hato always logs errors");
+            else unmapped("log", l, "hato has no separate " + t.value + " messages; [log] level debug shows the most");
+        }
+        comments("log");
+        if (level >= 0) {
+            for (const Setting& t : log_types_) out_ << "# " << t.where << ": log_type " << t.value << "\n";
+            out_ << "level = " << quote(kNames[level]) << "\n";
+        }
+    }
+
+    void emit_auth(const std::vector<Listener*>& all, const std::vector<Listener*>& served, bool local_only) {
+        out_ << "\n[auth]\n";
+        if (per_listener_) out_ << "# per_listener_settings true: each listener had its own authentication\n";
+        Auth auth = per_listener_ && !served.empty() ? auth_of(*served[0])
+                    : per_listener_ && !all.empty() ? auth_of(*all[0])
+                    : auth_of(default_);
+        bool differ = false;
+        for (size_t i = 1; i < served.size(); ++i) differ |= !(auth_of(*served[i]) == auth);
+        if (differ) {
+            // hato has one [auth] for all listeners: take the strictest of
+            // them (fail closed), so no listener lets in more than before.
+            bool all_open = true;
+            Auth strict;
+            for (Listener* li : served) {
+                Auth a = auth_of(*li);
+                if (a.allow_anonymous.value != "true") {
+                    all_open = false;
+                    if (a.allow_anonymous.set() && !strict.allow_anonymous.set()) strict.allow_anonymous = a.allow_anonymous;
+                }
+                if (a.password_file.set() && !strict.password_file.set()) strict.password_file = a.password_file;
+                if (a.acl_file.set() && !strict.acl_file.set()) strict.acl_file = a.acl_file;
+            }
+            if (all_open) strict.allow_anonymous = auth.allow_anonymous;
+            auth = strict;
+            for (Listener* li : served) {
+                Auth a = auth_of(*li);
+                if (a == auth) continue;
+                for (auto [s, key] : {std::pair{&a.allow_anonymous, "allow_anonymous"},
+                                      {&a.password_file, "password_file"}, {&a.acl_file, "acl_file"}}) {
+                    const Setting& applied = key == std::string("allow_anonymous") ? auth.allow_anonymous
+                                             : key == std::string("password_file") ? auth.password_file
+                                                                                     : auth.acl_file;
+                    if (s->value == applied.value) continue;
+                    Line l{s->set() ? s->where : li->where, key, s->set() ? s->value : "(not set)", true};
+                    unmapped("auth", l,
+                             "listener " + li->port.value + " had its own; hato has one [auth] for every "
+                             "listener, so the strictest listener's settings apply to all (clients of this "
+                             "listener may now be refused)");
+                }
+            }
+        }
+        comments("auth");
+        if (auth.allow_anonymous.set()) {
+            from(auth.allow_anonymous, "allow_anonymous");
+            out_ << "allow_anonymous = " << (auth.allow_anonymous.value == "true" ? "true" : "false") << "\n";
+        } else if (!local_only) {
+            out_ << "# no allow_anonymous: Mosquitto 2.x refuses clients without a user name\n"
+                    "# (1.6 let them in; write true here to keep that)\n"
+                    "allow_anonymous = false\n";
+        }
+        if (auth.password_file.set()) {
+            from(auth.password_file, "password_file");
+            out_ << "password_file = " << quote(auth.password_file.value) << "\n";
+        }
+        if (auth.acl_file.set()) {
+            from(auth.acl_file, "acl_file");
+            out_ << "acl_file = " << quote(auth.acl_file.value) << "\n";
+        }
+    }
+
+    void emit_other() {
+        const bool any = !notes_["other"].empty() || !bridges_.empty();
+        if (!any) return;
+        out_ << "\n# ---- Mosquitto settings without a place above ----\n";
+        comments("other");
+        for (Bridge& b : bridges_) {
+            std::string why = "hato has no bridges yet; the connection block, for reference";
+            out_ << "# NOT MAPPED " << b.where << ": connection " << b.name << ": " << why << ":\n";
+            result_.unmapped.push_back(b.where + ": connection: hato has no bridges yet (" + b.name + ")");
+            for (const Note& n : b.lines) {
+                out_ << "#   " << n.where << ": " << n.line << describe_topic(n.line) << "\n";
+                result_.unmapped.push_back(n.where + ": " + n.line.substr(0, n.line.find(' ')) +
+                                           ": part of bridge " + b.name);
+            }
+        }
+    }
+
+    // "topic PATTERN [DIRECTION [QOS [LOCAL [REMOTE]]]]" spelled out.
+    static std::string describe_topic(const std::string& line) {
+        if (line.rfind("topic ", 0) != 0) return "";
+        std::istringstream s(line.substr(6));
+        std::string pattern, dir = "out", qos = "0", local, remote;
+        s >> pattern >> dir >> qos >> local >> remote;
+        std::string d = " (pattern " + pattern + ", direction " + dir + ", QoS " + qos;
+        if (!local.empty() && local != "\"\"") d += ", local prefix " + local;
+        if (!remote.empty() && remote != "\"\"") d += ", remote prefix " + remote;
+        return d + ")";
+    }
+
+    int64_t needed_segment_mb_ = 0;
+};
+
+}  // namespace
+
+MigrateResult migrate_mosquitto(const MigrateInput& input) {
+    return Migrator(input).run();
+}
+
+}  // namespace hato::config

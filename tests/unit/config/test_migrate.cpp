@@ -1,0 +1,321 @@
+// hato migrate: each configuration of the corpus in tests/migrate/ converts
+// to a hato.toml that the config loader accepts, with the expected values and
+// a NOT MAPPED comment for every line without an equivalent; then Mosquitto's
+// order-sensitive rules, one by one.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "config/config.hpp"
+#include "config/migrate.hpp"
+
+using namespace hato;
+using config::MigrateInput;
+using config::MigrateResult;
+
+namespace {
+
+const std::string kCorpus = std::string(HATO_SOURCE_ROOT) + "/tests/migrate/";
+
+std::string slurp(const std::string& path) {
+    std::ifstream f(path);
+    REQUIRE_MESSAGE(f.good(), path);
+    std::ostringstream s;
+    s << f.rdbuf();
+    return s.str();
+}
+
+// Files by path, for include_dir: "dir/name" -> contents.
+using Files = std::map<std::string, std::string>;
+
+MigrateResult migrate(const std::string& text, const Files& files = {}) {
+    MigrateInput in;
+    in.name = "mosquitto.conf";
+    in.text = text;
+    in.list_dir = [&files](const std::string& dir) -> std::optional<std::vector<std::string>> {
+        std::vector<std::string> names;
+        for (const auto& [path, _] : files)
+            if (path.rfind(dir + "/", 0) == 0) names.push_back(path.substr(dir.size() + 1));
+        if (names.empty()) return std::nullopt;
+        std::reverse(names.begin(), names.end());  // the reader's order must not matter
+        return names;
+    };
+    in.read_file = [&files](const std::string& path) -> std::optional<std::string> {
+        auto it = files.find(path);
+        if (it == files.end()) return std::nullopt;
+        return it->second;
+    };
+    return config::migrate_mosquitto(in);
+}
+
+// The corpus directory `name`: its mosquitto.conf, and conf.d/ (if any) as
+// the directory /etc/mosquitto/conf.d.
+MigrateResult migrate_corpus(const std::string& name) {
+    Files files;
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(kCorpus + name + "/conf.d", ec))
+        files["/etc/mosquitto/conf.d/" + e.path().filename().string()] = slurp(e.path().string());
+    return migrate(slurp(kCorpus + name + "/mosquitto.conf"), files);
+}
+
+config::AppConfig load(const MigrateResult& r) {
+    config::AppConfig cfg = config::defaults();
+    std::vector<std::string> errors;
+    bool ok = config::load_string(r.toml, "hato.toml", cfg, errors);
+    for (const auto& e : errors) MESSAGE(e);
+    INFO(r.toml);
+    REQUIRE(ok);
+    return cfg;
+}
+
+bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+// The unmapped entry for `where` ("mosquitto.conf:N"), or "".
+std::string unmapped_at(const MigrateResult& r, const std::string& where) {
+    for (const auto& u : r.unmapped)
+        if (u.rfind(where + ":", 0) == 0) return u;
+    return "";
+}
+
+}  // namespace
+
+TEST_CASE("migrate: Debian's default with include_dir conf.d") {
+    MigrateResult r = migrate_corpus("debian");
+    config::AppConfig cfg = load(r);
+    // conf.d/local.conf: listener 1883, allow_anonymous true
+    REQUIRE(cfg.listeners.size() == 1);
+    CHECK(cfg.listeners[0].address == "0.0.0.0");
+    CHECK(cfg.listeners[0].port == 1883);
+    CHECK(cfg.auth.allow_anonymous == true);
+    // conf.d/limits.conf
+    CHECK(cfg.broker.max_queued_messages == 5000);
+    CHECK(cfg.broker.max_keep_alive == 300);
+    CHECK(cfg.broker.max_packet_size >= 262144);
+    CHECK(has(r.toml, "# /etc/mosquitto/conf.d/limits.conf:2: message_size_limit 262144"));
+    // both .conf files are read, README (no .conf) not at all
+    CHECK(has(r.toml, "# /etc/mosquitto/conf.d/local.conf:2: listener 1883"));
+    CHECK_FALSE(has(r.toml, "README"));
+    CHECK(cfg.storage_enabled);
+    CHECK(cfg.storage.dir == "/var/lib/mosquitto/");
+    CHECK(has(r.toml, "pid_file /run/mosquitto/mosquitto.pid: not needed"));
+    // log_dest file is the one line without an equivalent
+    REQUIRE(r.unmapped.size() == 1);
+    CHECK(has(r.unmapped[0], "mosquitto.conf:11: log_dest"));
+    CHECK(has(r.toml, "# NOT MAPPED mosquitto.conf:11: log_dest file /var/log/mosquitto/mosquitto.log"));
+}
+
+TEST_CASE("migrate: Raspberry Pi tutorial, TLS + passwords + ACL") {
+    MigrateResult r = migrate_corpus("pi-tls");
+    config::AppConfig cfg = load(r);
+    REQUIRE(cfg.listeners.size() == 2);
+    CHECK(cfg.listeners[0].address == "127.0.0.1");  // listener 1883 localhost
+    CHECK(cfg.listeners[0].port == 1883);
+    CHECK_FALSE(cfg.listeners[0].tls.enabled);
+    CHECK(cfg.listeners[1].address == "0.0.0.0");
+    CHECK(cfg.listeners[1].port == 8883);
+    // cafile/certfile/keyfile/tls_version after `listener 8883` belong to it
+    CHECK(cfg.listeners[1].tls.enabled);
+    CHECK(cfg.listeners[1].tls.cert == "/etc/mosquitto/certs/server.crt");
+    CHECK(cfg.listeners[1].tls.key == "/etc/mosquitto/certs/server.key");
+    CHECK(cfg.listeners[1].tls.ca == "/etc/mosquitto/certs/ca.crt");
+    CHECK_FALSE(cfg.listeners[1].tls.require_client_cert);
+    CHECK(cfg.listeners[1].tls.min_version == "1.2");
+    CHECK(cfg.auth.allow_anonymous == false);
+    CHECK(cfg.auth.password_file == "/etc/mosquitto/passwd");
+    CHECK(cfg.auth.acl_file == "/etc/mosquitto/acl");
+    CHECK(cfg.log_level == config::LogLevel::Info);
+    // autosave is explained, not counted as unmapped
+    CHECK(has(r.toml, "autosave_interval 900: not needed: hato's append log is durable per acknowledgement"));
+    CHECK(unmapped_at(r, "mosquitto.conf:6").empty());
+    // max_connections on one of two listeners has no global equivalent
+    CHECK(has(unmapped_at(r, "mosquitto.conf:28"), "max_connections"));
+    CHECK(cfg.broker.max_connections == config::defaults().broker.max_connections);
+    CHECK(has(unmapped_at(r, "mosquitto.conf:7"), "log_dest"));
+    CHECK(r.unmapped.size() == 2);
+}
+
+TEST_CASE("migrate: a bridge to a cloud broker becomes comments") {
+    MigrateResult r = migrate_corpus("bridge");
+    config::AppConfig cfg = load(r);
+    REQUIRE(cfg.listeners.size() == 1);
+    CHECK(cfg.listeners[0].address == "127.0.0.1");
+    CHECK(cfg.auth.allow_anonymous == true);
+    CHECK(cfg.broker.max_inflight == 20);
+    CHECK(cfg.broker.max_queued_bytes == 10485760);
+    CHECK(has(unmapped_at(r, "mosquitto.conf:9"), "sys_interval"));
+    CHECK(has(unmapped_at(r, "mosquitto.conf:11"), "hato has no bridges yet (cloud)"));
+    for (int line = 12; line <= 25; ++line)  // every option of the block
+        CHECK_MESSAGE(has(unmapped_at(r, "mosquitto.conf:" + std::to_string(line)), "part of bridge cloud"), line);
+    CHECK(r.unmapped.size() == 16);
+    CHECK(has(r.toml, "mosquitto.conf:19: remote_password ***"));
+    CHECK_FALSE(has(r.toml, "s3cret"));
+    CHECK(has(r.toml, "(pattern commands/#, direction in, QoS 1, local prefix gateway/, remote prefix site17/gateway/)"));
+    CHECK(has(r.toml, "(pattern sensors/#, direction out, QoS 1, remote prefix site17/)"));
+}
+
+TEST_CASE("migrate: WebSockets + TLS") {
+    MigrateResult r = migrate_corpus("websockets-tls");
+    config::AppConfig cfg = load(r);
+    REQUIRE(cfg.listeners.size() == 1);  // the websockets listener is not converted
+    CHECK(cfg.listeners[0].port == 8883);
+    CHECK(cfg.listeners[0].tls.require_client_cert);
+    CHECK(cfg.listeners[0].tls.identity_as_username);
+    CHECK(cfg.listeners[0].tls.min_version == "1.3");
+    CHECK(has(unmapped_at(r, "mosquitto.conf:16"), "WebSocket"));
+    CHECK(has(unmapped_at(r, "mosquitto.conf:19"), "http_dir"));
+    CHECK(r.unmapped.size() == 2);
+    CHECK_FALSE(cfg.storage_enabled);  // no `persistence true`
+    CHECK(cfg.auth.allow_anonymous == false);
+}
+
+TEST_CASE("migrate: per_listener_settings true, listeners that differ fail closed") {
+    MigrateResult r = migrate_corpus("per-listener");
+    config::AppConfig cfg = load(r);
+    REQUIRE(cfg.listeners.size() == 2);
+    CHECK(cfg.listeners[0].address == "10.0.0.1");
+    CHECK(cfg.listeners[1].address == "192.168.1.10");
+    CHECK(cfg.listeners[1].port == 1884);
+    // the stricter listener's settings apply to both
+    CHECK(cfg.auth.allow_anonymous == false);
+    CHECK(cfg.auth.password_file == "/etc/mosquitto/passwd");
+    CHECK(cfg.auth.acl_file == "/etc/mosquitto/acl");
+    CHECK(has(unmapped_at(r, "mosquitto.conf:6"), "allow_anonymous"));
+    CHECK(has(unmapped_at(r, "mosquitto.conf:12"), "max_connections"));
+}
+
+TEST_CASE("migrate: per_listener_settings true with listeners that agree maps exactly") {
+    MigrateResult r = migrate(
+        "per_listener_settings true\n"
+        "listener 1883 127.0.0.1\n"
+        "password_file /p\n"
+        "listener 1884 127.0.0.2\n"
+        "password_file /p\n");
+    config::AppConfig cfg = load(r);
+    CHECK(r.unmapped.empty());
+    CHECK(cfg.auth.password_file == "/p");
+    CHECK(cfg.auth.allow_anonymous == false);  // Mosquitto 2.x default
+}
+
+TEST_CASE("migrate: without per_listener_settings, auth options are global wherever they stand") {
+    MigrateResult r = migrate(
+        "listener 1883 127.0.0.1\n"
+        "listener 1884 127.0.0.2\n"
+        "allow_anonymous true\n");
+    config::AppConfig cfg = load(r);
+    CHECK(r.unmapped.empty());
+    CHECK(cfg.auth.allow_anonymous == true);
+}
+
+TEST_CASE("migrate: options before any listener belong to the default listener") {
+    MigrateResult r = migrate(
+        "port 8883\n"
+        "certfile /c.crt\n"
+        "keyfile /c.key\n"
+        "listener 1883 127.0.0.1\n"
+        "max_qos 1\n");
+    config::AppConfig cfg = load(r);
+    REQUIRE(cfg.listeners.size() == 2);
+    CHECK(cfg.listeners[0].port == 8883);
+    CHECK(cfg.listeners[0].tls.cert == "/c.crt");
+    CHECK_FALSE(cfg.listeners[1].tls.enabled);
+    // max_qos on one listener only: not the same for all
+    CHECK(has(unmapped_at(r, "mosquitto.conf:5"), "max_qos"));
+}
+
+TEST_CASE("migrate: bridge options attach to the last connection, across listeners") {
+    MigrateResult r = migrate(
+        "connection a\n"
+        "address a.example:1883\n"
+        "listener 1883 127.0.0.1\n"
+        "topic x/# both 0\n"
+        "max_qos 1\n");
+    config::AppConfig cfg = load(r);
+    CHECK(has(unmapped_at(r, "mosquitto.conf:4"), "part of bridge a"));
+    CHECK(cfg.broker.maximum_qos == 1);  // the listener's, mapped (one listener)
+    MigrateResult bad_port = migrate("listener\nlistener 70000\nlistener 0 /run/mqtt.sock\n");
+    CHECK(load(bad_port).listeners.size() == 1);  // none converted: hato's default
+    CHECK(has(unmapped_at(bad_port, "mosquitto.conf:1"), "not a port number"));
+    CHECK(has(unmapped_at(bad_port, "mosquitto.conf:2"), "not a port number"));
+    CHECK(has(unmapped_at(bad_port, "mosquitto.conf:3"), "Unix socket"));
+    MigrateResult outside = migrate("address b.example\n");
+    CHECK(has(unmapped_at(outside, "mosquitto.conf:1"), "outside any connection"));
+}
+
+TEST_CASE("migrate: include_dir is followed in the main file only") {
+    Files files = {{"/d/a.conf", "include_dir /e\nmax_queued_messages 7\n"},
+                   {"/e/b.conf", "max_queued_messages 9\n"},
+                   {"/d/z.conf", "max_queued_messages 6\n"},
+                   {"/d/zz.txt", "max_queued_messages 8\n"}};
+    MigrateResult r = migrate("include_dir /d\n", files);
+    config::AppConfig cfg = load(r);
+    CHECK(cfg.broker.max_queued_messages == 6);  // read in name order: z.conf after a.conf, b.conf never
+    CHECK(has(unmapped_at(r, "/d/a.conf:1"), "main file only"));
+    MigrateResult missing = migrate("include_dir /nowhere\n");
+    CHECK(has(unmapped_at(missing, "mosquitto.conf:1"), "cannot read the directory"));
+}
+
+TEST_CASE("migrate: no listener keeps hato's loopback default and its anonymous rule") {
+    MigrateResult r = migrate("persistence false\n");
+    config::AppConfig cfg = load(r);
+    CHECK(r.unmapped.empty());
+    REQUIRE(cfg.listeners.size() == 1);
+    CHECK(cfg.listeners[0].address == "127.0.0.1");
+    CHECK_FALSE(cfg.auth.allow_anonymous.has_value());
+    CHECK_FALSE(cfg.storage_enabled);
+}
+
+TEST_CASE("migrate: limits, unlimited values and a large packet size") {
+    MigrateResult r = migrate(
+        "listener 1883\n"
+        "allow_anonymous true\n"
+        "persistence true\n"
+        "max_packet_size 100000000\n"
+        "max_queued_messages 0\n"
+        "max_inflight_messages 0\n"
+        "max_connections -1\n"
+        "socket_domain ipv6\n"
+        "log_type all\n"
+        "retain_available false\n"
+        "frobnicate 1\n");
+    config::AppConfig cfg = load(r);  // segment_size_mb is raised to hold the packet
+    CHECK(cfg.broker.max_packet_size == 100000000);
+    CHECK(cfg.broker.max_queued_messages == 4294967295u);
+    CHECK(cfg.broker.max_inflight == 65535);
+    CHECK(cfg.broker.max_connections == 4294967295u);
+    CHECK(cfg.listeners[0].address == "::");
+    CHECK(cfg.log_level == config::LogLevel::Debug);
+    CHECK_FALSE(cfg.broker.retain_available);
+    CHECK(has(unmapped_at(r, "mosquitto.conf:11"), "frobnicate"));
+    CHECK(r.unmapped.size() == 1);
+    // 0 is Mosquitto's "no limit" (its default): hato's default stays, said in a comment
+    MigrateResult zero = migrate("message_size_limit 0\n");
+    CHECK(load(zero).broker.max_packet_size == config::defaults().broker.max_packet_size);
+    CHECK(has(zero.toml, "Mosquitto accepts packets up to 256 MiB"));
+}
+
+TEST_CASE("migrate: TLS options hato cannot honour are NOT MAPPED") {
+    MigrateResult r = migrate(
+        "listener 8883\n"
+        "certfile /s.crt\n"
+        "keyfile /s.key\n"
+        "capath /etc/ssl/certs\n"
+        "tls_version tlsv1.1\n"
+        "use_identity_as_username true\n"
+        "ciphers HIGH\n"
+        "listener 1883\n"
+        "cafile /ca.crt\n"
+        "listener 1884 gateway.local\n");
+    load(r);
+    CHECK(has(unmapped_at(r, "mosquitto.conf:10"), "numeric addresses"));
+    CHECK(has(unmapped_at(r, "mosquitto.conf:4"), "capath"));
+    CHECK(has(unmapped_at(r, "mosquitto.conf:5"), "TLS 1.1"));
+    CHECK(has(unmapped_at(r, "mosquitto.conf:6"), "require_certificate"));
+    CHECK(has(unmapped_at(r, "mosquitto.conf:7"), "cipher"));
+    CHECK(has(unmapped_at(r, "mosquitto.conf:9"), "without certfile"));
+}
