@@ -39,7 +39,7 @@ namespace {
 
 std::string num(double v) {
     char buf[40];
-    std::snprintf(buf, sizeof buf, "%.6g", v);
+    std::snprintf(buf, sizeof buf, "%.10g", v);
     return buf;
 }
 
@@ -204,6 +204,10 @@ std::string render_prometheus(const StatusData& d) {
 bool healthy(const StatusData& d, std::string& reason) {
     if (!d.listeners_open) {
         reason = "listeners are closed (shutting down)";
+        return false;
+    }
+    if (d.storage_enabled && !d.store_refusing && d.recent_refusal) {
+        reason = std::string("store refused a write in the last 10 s: ") + d.recent_refusal;
         return false;
     }
     if (d.storage_enabled && d.store_refusing) {
@@ -460,6 +464,7 @@ void MetricsServer::on_data(net::ConnId id, std::span<const uint8_t> data) {
 }
 
 void MetricsServer::on_tick(uint64_t now_ms, const broker::Stats& stats) {
+    recent_refusal(now_ms, stats);
     // Ids first: a close may report on_close (and erase) at once.
     std::vector<net::ConnId> late;
     for (const auto& [id, c] : conns_)
@@ -482,6 +487,23 @@ void MetricsServer::on_tick(uint64_t now_ms, const broker::Stats& stats) {
         rate_in_ = stats.messages_in;
         rate_out_ = stats.messages_out;
     }
+}
+
+const char* MetricsServer::recent_refusal(uint64_t now_ms, const broker::Stats& s) {
+    broker::Stats& seen = refusals_seen_;
+    // A record larger than a segment says nothing about the store's health.
+    const char* why = s.store_refused_io != seen.store_refused_io             ? "I/O error"
+                      : s.store_refused_disk_full != seen.store_refused_disk_full ? "disk full"
+                      : s.store_refused_quota != seen.store_refused_quota     ? "max_bytes reached"
+                      : s.store_refused_full != seen.store_refused_full       ? "store full"
+                                                                              : nullptr;
+    if (why) {
+        last_refusal_ms_ = now_ms;
+        last_refusal_reason_ = why;
+    }
+    seen = s;
+    if (last_refusal_reason_ && now_ms - last_refusal_ms_ < kRefusalMemoryMs) return last_refusal_reason_;
+    return nullptr;
 }
 
 void MetricsServer::close_all() {

@@ -62,6 +62,10 @@ struct StatusData {
     uint64_t store_dead_bytes = 0;
     bool store_refusing = false;
     bool store_sync_failing = false;
+    // Why the store last refused a durable write, when that was less than
+    // MetricsServer::kRefusalMemoryMs ago (a write larger than the free space
+    // is refused before the log is full); null otherwise.
+    const char* recent_refusal = nullptr;
     double messages_in_per_s = 0;   // over the last sampling second
     double messages_out_per_s = 0;
     const Histogram* sync_latency = nullptr;  // null without storage
@@ -109,6 +113,11 @@ public:
     // Shutdown: every connection closed (answered ones are closing already).
     void close_all();
 
+    // How long /healthz stays 503 after the store refused a write.
+    static constexpr uint64_t kRefusalMemoryMs = 10000;
+    // The reason of a refusal in the last kRefusalMemoryMs, or null.
+    const char* recent_refusal(uint64_t now_ms, const broker::Stats& stats);
+
     double messages_in_per_s() const { return in_rate_; }
     double messages_out_per_s() const { return out_rate_; }
 
@@ -127,6 +136,9 @@ private:
     uint64_t rate_sample_ms_ = 0;
     uint64_t rate_in_ = 0, rate_out_ = 0;
     double in_rate_ = 0, out_rate_ = 0;
+    broker::Stats refusals_seen_;
+    uint64_t last_refusal_ms_ = 0;
+    const char* last_refusal_reason_ = nullptr;
 };
 
 // Monotonic microseconds, for the histograms.

@@ -242,6 +242,7 @@ private:
             d.store_dead_bytes = log_->dead_bytes();
             d.store_refusing = log_->refusing();
             d.store_sync_failing = sync_failing_;
+            d.recent_refusal = metrics_->recent_refusal(reactor_->now_ms(), d.stats);
             d.sync_latency = &sync_latency_;
         }
         d.messages_in_per_s = metrics_->messages_in_per_s();
