@@ -411,8 +411,18 @@ void ListenerCounts::closed(net::ConnId id) {
 // --- The HTTP side ----------------------------------------------------------------
 
 bool MetricsServer::on_open(net::ConnId id) {
-    // Scrapers open one connection at a time; a flood gets nothing.
-    if (conns_.size() >= kMaxConnections) return false;
+    if (conns_.size() >= kMaxConnections) {
+        // The oldest request still waiting for its bytes gives way (408), so
+        // idle connections cannot lock a scraper out; answered ones are
+        // already closing.
+        auto oldest = conns_.end();
+        for (auto it = conns_.begin(); it != conns_.end(); ++it)
+            if (!it->second.answered && (oldest == conns_.end() || it->second.deadline_ms < oldest->second.deadline_ms))
+                oldest = it;
+        if (oldest == conns_.end()) return false;
+        answer(oldest->first, oldest->second,
+               net::http::response(408, "text/plain; charset=utf-8", "request not complete in time\n"));
+    }
     conns_[id].deadline_ms = reactor_.now_ms() + timeout_ms_;
     return true;
 }

@@ -96,13 +96,14 @@ private:
 
 class MetricsServer {
 public:
-    // Open requests at once beyond which new connections are closed on accept.
+    // Requests open at once; beyond it a new connection replaces the oldest
+    // unanswered one (408), or is closed on accept if all are answered.
     static constexpr size_t kMaxConnections = 64;
 
     MetricsServer(net::Reactor& reactor, uint64_t request_timeout_ms, std::function<StatusData()> collect)
         : reactor_(reactor), timeout_ms_(request_timeout_ms), collect_(std::move(collect)) {}
 
-    // False when over kMaxConnections: the caller closes it unanswered.
+    // False when kMaxConnections are open and answered: the caller closes it.
     bool on_open(net::ConnId id);
     bool owns(net::ConnId id) const { return conns_.count(id) != 0; }
     void on_data(net::ConnId id, std::span<const uint8_t> data);

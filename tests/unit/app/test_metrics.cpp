@@ -192,10 +192,23 @@ TEST_CASE("metrics: one request per connection; routes, errors, timeout, connect
     m.on_tick(r.now + 500, {});
     CHECK(r.sent[5].rfind("HTTP/1.1 408 ", 0) == 0);
 
-    for (net::ConnId id = 100; id < 100 + MetricsServer::kMaxConnections; ++id) m.on_open(id);
+    for (net::ConnId id = 1; id <= 5; ++id) m.on_close(id);
+    for (net::ConnId id = 100; id < 100 + MetricsServer::kMaxConnections; ++id) {
+        r.now += 1;
+        REQUIRE(m.on_open(id));
+    }
+    // full: the oldest unanswered one gives way with a 408
+    REQUIRE(m.on_open(998));
+    CHECK(r.sent[100].rfind("HTTP/1.1 408 ", 0) == 0);
+    CHECK(r.sent.count(101) == 0);
+    m.on_data(998, bytes("GET /healthz HTTP/1.0\r\n\r\n"));
+    CHECK(r.sent[998].rfind("HTTP/1.1 200 ", 0) == 0);
+    // full of answered connections (still closing): a new one is refused
+    for (net::ConnId id = 101; id < 100 + MetricsServer::kMaxConnections; ++id)
+        m.on_data(id, bytes("GET /healthz HTTP/1.0\r\n\r\n"));
     CHECK_FALSE(m.on_open(999));
     m.close_all();
-    CHECK(r.closed[100] == false);
+    CHECK(r.closed.count(999) == 0);
 }
 
 TEST_CASE("metrics: a refused write is remembered for 10 s, a too-large one is not") {
