@@ -46,3 +46,15 @@ TEST_CASE("metrics: bad values and unknown keys name the key and position") {
     REQUIRE(errors.size() == 1);
     CHECK(errors[0] == "t.toml:2:8: metrics.port: expected integer, got string");
 }
+
+TEST_CASE("metrics: a port shared with a listener on an overlapping address is an error") {
+    AppConfig c;
+    auto errors = load("[metrics]\nport = 1883\n", c);   // the default listener is 127.0.0.1:1883
+    REQUIRE(errors.size() == 1);
+    CHECK(errors[0] == "t.toml:2:8: metrics.port: 1883 is also the port of listener[0] (127.0.0.1)");
+    errors = load("[[listener]]\naddress = \"0.0.0.0\"\nport = 9883\n[metrics]\nport = 9883\n", c);
+    REQUIRE(errors.size() == 1);
+    CHECK(errors[0].find("metrics.port: 9883 is also the port of listener[0] (0.0.0.0)") != std::string::npos);
+    CHECK(load("[[listener]]\naddress = \"10.0.0.1\"\nport = 9883\n[metrics]\nport = 9883\n", c).empty());
+    CHECK(load("[[listener]]\nport = 0\n[metrics]\nport = 0\n", c).empty());
+}
