@@ -148,7 +148,7 @@ std::string render_prometheus(const StatusData& d) {
     e.family("hato_build_info", "gauge", "Version of this hato and its event backend (always 1).");
     e.sample("hato_build_info", "version=\"" + label_escape(d.version) + "\",backend=\"" + label_escape(d.backend) + "\"",
              "1");
-    e.single("hato_uptime_seconds", "gauge", "Seconds since the broker started.", num(d.uptime_s));
+    e.single("hato_uptime_seconds", "gauge", "Seconds since the broker started serving (listeners open).", num(d.uptime_s));
     e.family("hato_connected_clients", "gauge", "Open client connections, by listener.");
     for (const ListenerStatus& l : d.listeners)
         e.sample("hato_connected_clients", "listener=\"" + label_escape(l.name) + "\"", num(l.connected));
