@@ -11,6 +11,8 @@ pkgs=(ca-certificates g++ meson ninja-build pkgconf
       liburing-dev libwolfssl-dev libtomlplusplus-dev doctest-dev)
 if [ "$mode" = test ]; then
   pkgs+=(mosquitto mosquitto-clients python3 python3-paho-mqtt python3-pytest openssl procps)
+  # promtool (checks /metrics) and headless chromium (status page screenshot)
+  pkgs+=(prometheus chromium)
 fi
 
 missing=()
@@ -36,4 +38,8 @@ fi
 # free ports, but a stray broker on 1883 would confuse the README's smoke test.
 if [ "$mode" = test ] && command -v systemctl >/dev/null && systemctl is-active -q mosquitto 2>/dev/null; then
   as_root systemctl stop mosquitto || true
+fi
+# Only promtool is wanted from the prometheus package, not its server.
+if [ "$mode" = test ] && command -v systemctl >/dev/null && systemctl is-active -q prometheus 2>/dev/null; then
+  as_root systemctl stop prometheus || true
 fi

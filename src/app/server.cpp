@@ -11,6 +11,7 @@
 #include <unordered_set>
 
 #include "app/log.hpp"
+#include "app/metrics.hpp"
 #include "app/notify.hpp"
 #include "app/security.hpp"
 #include "app/tls_layer.hpp"
@@ -24,6 +25,7 @@
 #include "broker/persistence.hpp"
 #include "net/reactor.hpp"
 #include "store/log.hpp"
+#include "hato_build.h"
 
 namespace hato::app {
 
@@ -84,7 +86,7 @@ public:
     // Everything before the loop; false (already logged) if start-up failed.
     bool start() {
         return open_reactor() && open_signals() && open_security() && open_store() && open_broker() &&
-               open_listeners();
+               open_listeners() && open_metrics();
     }
 
     void run() {
@@ -101,6 +103,8 @@ public:
 
     // net::Handler
     void on_open(net::ConnId id, int listener_index, const std::string& peer) override {
+        if (metrics_ && listener_index == metrics_listener_) return open_metrics_connection(id);
+        note_pass_activity();
         if (stopping_ || open_connections_ >= cfg_.broker.max_connections) {
             // Over the limit: closed at once, the broker never hears of it.
             // At most one line per second: a connection flood must not flood the log.
@@ -120,6 +124,7 @@ public:
         }
         ++open_connections_;
         log_debug("connection %llu from %s on listener %d", unsigned_ll(id), peer.c_str(), listener_index);
+        if (listener_counts_) listener_counts_->opened(id, listener_index);
         tls_->on_open(id, listener_index, peer);
         if (hash_pool_) authenticator_.note_peer(id, peer);
         broker_->on_open(id, listener_index, peer);
@@ -127,6 +132,8 @@ public:
 
     void on_data(net::ConnId id, std::span<const uint8_t> data) override {
         if (rejected_.count(id)) return;
+        note_pass_activity();
+        if (metrics_ && metrics_->owns(id)) return metrics_->on_data(id, data);
         if (!tls_->owns(id)) return broker_->on_data(id, data);
         plaintext_.clear();
         if (!tls_->on_ciphertext(id, data, plaintext_) || plaintext_.empty()) return;
@@ -138,6 +145,9 @@ public:
 
     void on_close(net::ConnId id, int error) override {
         if (rejected_.erase(id)) return;
+        if (metrics_ && metrics_->on_close(id)) return maybe_finish_shutdown(reactor_->now_ms());
+        note_pass_activity();
+        if (listener_counts_) listener_counts_->closed(id);
         tls_->on_close(id);
         authenticator_.forget_peer(id);
         --open_connections_;
@@ -148,7 +158,9 @@ public:
     }
 
     void on_tick(uint64_t now_ms) override {
+        note_pass_activity();
         broker_->on_tick(now_ms);
+        if (metrics_) metrics_->on_tick(now_ms, broker_->stats());
         tls_->on_tick(now_ms);
         notifier_.watchdog_tick(now_ms);
         if (log_ && cfg_.storage.sync == store::SyncMode::Interval &&
@@ -171,9 +183,74 @@ public:
             else publish_durable();
         }
         maybe_finish_shutdown(reactor_->now_ms());
+        if (pass_started_us_) {
+            loop_pass_.observe_us(monotonic_us() - pass_started_us_);
+            pass_started_us_ = 0;
+        }
     }
 
 private:
+    // --- Metrics endpoint ([metrics]) ----------------------------------------
+    // Loop-pass time: from the first event a pass hands over to its end
+    // (the wait for events is not part of it). Only timed with [metrics] on.
+    void note_pass_activity() {
+        if (metrics_ && !pass_started_us_) pass_started_us_ = monotonic_us();
+    }
+
+    void open_metrics_connection(net::ConnId id) {
+        if (!stopping_ && metrics_->on_open(id)) return;
+        rejected_.insert(id);   // its on_close must not reach the broker
+        reactor_->close(id, false);
+    }
+
+    bool open_metrics() {
+        if (cfg_.metrics.port == 0) return true;
+        std::string err;
+        if (!reactor_->listen(cfg_.metrics.address, cfg_.metrics.port, err)) {
+            log_error("metrics: listen on %s:%u: %s", cfg_.metrics.address.c_str(), unsigned(cfg_.metrics.port),
+                      err.c_str());
+            return false;
+        }
+        metrics_listener_ = static_cast<int>(cfg_.listeners.size());
+        listener_counts_ = std::make_unique<ListenerCounts>(cfg_.listeners.size());
+        metrics_ = std::make_unique<MetricsServer>(*reactor_, cfg_.broker.connect_timeout_ms,
+                                                   [this] { return metrics_status(); });
+        started_ms_ = reactor_->now_ms();
+        log_info("metrics on http://%s:%u/metrics", cfg_.metrics.address.c_str(),
+                 unsigned(reactor_->bound_port(metrics_listener_)));
+        return true;
+    }
+
+    StatusData metrics_status() {
+        StatusData d;
+        d.version = HATO_VERSION;
+        d.backend = reactor_->name();
+        d.uptime_s = double(reactor_->now_ms() - started_ms_) / 1000.0;
+        d.stats = broker_->stats();
+        for (size_t i = 0; i < cfg_.listeners.size(); ++i) {
+            const config::Listener& l = cfg_.listeners[i];
+            d.listeners.push_back({l.address + ":" + std::to_string(reactor_->bound_port(static_cast<int>(i))),
+                                   listener_counts_->connected(i), listener_counts_->accepted(i)});
+        }
+        d.listeners_open = !stopping_;
+        d.storage_enabled = log_ != nullptr;
+        if (log_) {
+            d.store_bytes = log_->bytes_used();
+            d.store_max_bytes = log_->max_bytes();
+            d.store_segments = log_->segment_count();
+            d.store_records = log_->record_count();
+            d.store_dead_bytes = log_->dead_bytes();
+            d.store_refusing = log_->refusing();
+            d.store_sync_failing = sync_failing_;
+            d.recent_refusal = metrics_->recent_refusal(reactor_->now_ms(), d.stats);
+            d.sync_latency = &sync_latency_;
+        }
+        d.messages_in_per_s = metrics_->messages_in_per_s();
+        d.messages_out_per_s = metrics_->messages_out_per_s();
+        d.loop_pass = &loop_pass_;
+        return d;
+    }
+
     // One error line per second at most while the store refuses durable
     // work, with what was refused since the last line, by reason.
     void report_store_refusals(uint64_t now) {
@@ -401,6 +478,7 @@ private:
         if (!log_ || sync_in_flight_ || log_->last_lsn() <= log_->durable_lsn()) return;
         store::Log::SyncBatch batch = log_->begin_sync();
         sync_in_flight_ = true;
+        sync_started_us_ = monotonic_us();
         sync_ok_ = true;
         sync_lsn_ = batch.lsn;
         sync_pending_fds_ = batch.fds.size();
@@ -420,6 +498,7 @@ private:
     void finish_sync() {
         sync_in_flight_ = false;
         log_->end_sync(sync_lsn_, sync_ok_);
+        sync_latency_.observe_us(monotonic_us() - sync_started_us_);
         if (!sync_ok_) {
             sync_failing_ = true;  // retried on the next pass; logged once
             return;
@@ -466,6 +545,7 @@ private:
         log_info("shutting down (%s)", why);
         notifier_.send("STOPPING=1");
         reactor_->close_listeners();
+        if (metrics_) metrics_->close_all();
         broker_->shutdown();
         stop_deadline_ms_ = reactor_->now_ms() + kShutdownGraceMs;
         // The loop stops once every client is gone (or the deadline passes).
@@ -523,6 +603,17 @@ private:
     bool stopping_ = false;
     bool stopped_ = false;
     uint64_t stop_deadline_ms_ = 0;
+
+    // [metrics]: null when off. Histogram bounds in seconds.
+    std::unique_ptr<MetricsServer> metrics_;
+    std::unique_ptr<ListenerCounts> listener_counts_;
+    int metrics_listener_ = -1;
+    uint64_t started_ms_ = 0;
+    uint64_t pass_started_us_ = 0;
+    uint64_t sync_started_us_ = 0;
+    Histogram sync_latency_{{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5}};
+    Histogram loop_pass_{{0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                          0.05, 0.1, 0.25}};
 };
 
 }  // namespace

@@ -317,6 +317,23 @@ void read_auth(Errors& errors, const toml::table& t, AppConfig& c) {
     r.reject_unknown();
 }
 
+void read_metrics(Errors& errors, const toml::table& t, AppConfig& c) {
+    TableReader r(errors, t, "metrics");
+    r.string("address", c.metrics.address, false);
+    r.integer("port", 0, 65535, c.metrics.port);  // 0: no metrics endpoint
+    r.reject_unknown();
+    // The same port as an MQTT listener on an overlapping address could not be bound.
+    auto wildcard = [](const std::string& a) { return a == "0.0.0.0" || a == "::"; };
+    const toml::node* port = t.get("port");
+    for (size_t i = 0; port && c.metrics.port != 0 && i < c.listeners.size(); ++i) {
+        const Listener& l = c.listeners[i];
+        if (l.port != c.metrics.port) continue;
+        if (l.address != c.metrics.address && !wildcard(l.address) && !wildcard(c.metrics.address)) continue;
+        errors.add(port->source(), "metrics.port",
+                   std::to_string(l.port) + " is also the port of listener[" + std::to_string(i) + "] (" + l.address + ")");
+    }
+}
+
 // A queued message is stored as one record: its packet plus the record's own
 // fields. One larger than a segment could never be stored, so a message the
 // broker accepts must always fit.
@@ -351,6 +368,7 @@ void read_root(Errors& errors, const toml::table& root, AppConfig& c) {
     if (const toml::table* t = sub_table(r, errors, "storage")) read_storage(errors, *t, c);
     if (const toml::table* t = sub_table(r, errors, "log")) read_log(errors, *t, c);
     if (const toml::table* t = sub_table(r, errors, "auth")) read_auth(errors, *t, c);
+    if (const toml::table* t = sub_table(r, errors, "metrics")) read_metrics(errors, *t, c);
     r.reject_unknown();
     check_record_fits(errors, root, c);
 }

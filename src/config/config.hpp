@@ -40,6 +40,12 @@ struct AuthConfig {
     uint32_t max_failed_per_minute = 30;  // failed logins per source address; 0 = no limit
 };
 
+// [metrics]: the HTTP endpoint for Prometheus, health checks and the status page.
+struct MetricsConfig {
+    std::string address = "127.0.0.1";
+    uint16_t port = 0;   // 0: off
+};
+
 enum class LogLevel : uint8_t { Error, Warn, Info, Debug };
 
 struct AppConfig {
@@ -51,6 +57,7 @@ struct AppConfig {
     uint32_t sync_interval_ms = 100;        // [storage] sync_interval_ms (sync = "interval")
     LogLevel log_level = LogLevel::Info;    // [log] level
     AuthConfig auth;                        // [auth]
+    MetricsConfig metrics;                  // [metrics]
 };
 
 // True for 127.0.0.0/8, ::1 and "localhost".

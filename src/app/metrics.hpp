@@ -1,0 +1,152 @@
+// The metrics and status endpoint: connections of the [metrics] listener are
+// read with the HTTP codec (net/http.hpp) and answered from a snapshot of the
+// broker's counters, on the reactor thread like everything else:
+//   GET /metrics      Prometheus text format 0.0.4
+//   GET /healthz      200 "ok", or 503 with a one-line reason
+//   GET /             a self-contained HTML status page
+//   GET /status.json  the data of that page
+// One request per connection, answered with Connection: close.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "broker/broker.hpp"
+#include "net/reactor.hpp"
+
+namespace hato::app {
+
+// A Prometheus histogram over durations, observed in microseconds.
+class Histogram {
+public:
+    explicit Histogram(std::vector<double> upper_bounds_s);
+    void observe_us(uint64_t us);
+    const std::vector<double>& bounds() const { return bounds_; }
+    const std::vector<uint64_t>& counts() const { return counts_; }  // per bucket, not cumulative; last = +Inf
+    uint64_t count() const { return count_; }
+    uint64_t sum_us() const { return sum_us_; }
+    // Estimate of quantile q (0..1) in seconds: the upper bound of the bucket
+    // it falls in (the largest finite bound for the +Inf bucket); 0 if empty.
+    double quantile_s(double q) const;
+
+private:
+    std::vector<double> bounds_;
+    std::vector<uint64_t> counts_;
+    uint64_t count_ = 0;
+    uint64_t sum_us_ = 0;
+};
+
+struct ListenerStatus {
+    std::string name;           // "address:port" (the bound port)
+    uint64_t connected = 0;     // open connections now
+    uint64_t accepted = 0;      // connections accepted since start
+};
+
+// Everything the endpoint reports, gathered by the wiring per request.
+struct StatusData {
+    std::string version;
+    std::string backend;
+    double uptime_s = 0;
+    broker::Stats stats;
+    std::vector<ListenerStatus> listeners;
+    bool listeners_open = true;
+    bool storage_enabled = false;
+    uint64_t store_bytes = 0;
+    uint64_t store_max_bytes = 0;   // 0: no limit
+    uint64_t store_segments = 0;
+    uint64_t store_records = 0;
+    uint64_t store_dead_bytes = 0;
+    bool store_refusing = false;
+    bool store_sync_failing = false;
+    // Why the store last refused a durable write, when that was less than
+    // MetricsServer::kRefusalMemoryMs ago (a write larger than the free space
+    // is refused before the log is full); null otherwise.
+    const char* recent_refusal = nullptr;
+    double messages_in_per_s = 0;   // over the last sampling second
+    double messages_out_per_s = 0;
+    const Histogram* sync_latency = nullptr;  // null without storage
+    const Histogram* loop_pass = nullptr;
+};
+
+// Renderers, pure (unit-testable).
+std::string render_prometheus(const StatusData& d);
+std::string render_status_json(const StatusData& d);
+std::string render_status_html(const StatusData& d);
+// True when healthy; otherwise `reason` says why, in one line.
+bool healthy(const StatusData& d, std::string& reason);
+
+// Connections per listener, counted by the wiring on open and close.
+class ListenerCounts {
+public:
+    explicit ListenerCounts(size_t listeners) : connected_(listeners, 0), accepted_(listeners, 0) {}
+    void opened(net::ConnId id, int listener);
+    void closed(net::ConnId id);
+    uint64_t connected(size_t listener) const { return connected_[listener]; }
+    uint64_t accepted(size_t listener) const { return accepted_[listener]; }
+
+private:
+    std::unordered_map<net::ConnId, int> listener_of_;
+    std::vector<uint64_t> connected_;
+    std::vector<uint64_t> accepted_;
+};
+
+class MetricsServer {
+public:
+    // Requests open at once; beyond it a new connection replaces the oldest
+    // unanswered one (408), or is closed on accept if all are answered.
+    static constexpr size_t kMaxConnections = 64;
+
+    MetricsServer(net::Reactor& reactor, uint64_t request_timeout_ms, std::function<StatusData()> collect)
+        : reactor_(reactor), timeout_ms_(request_timeout_ms), collect_(std::move(collect)) {}
+
+    // False when kMaxConnections are open and answered: the caller closes it.
+    bool on_open(net::ConnId id);
+    bool owns(net::ConnId id) const { return conns_.count(id) != 0; }
+    void on_data(net::ConnId id, std::span<const uint8_t> data);
+    // True when `id` was one of ours.
+    bool on_close(net::ConnId id) { return conns_.erase(id) != 0; }
+    // 408 for requests not complete within the timeout; rate sampling.
+    void on_tick(uint64_t now_ms, const broker::Stats& stats);
+    // Shutdown: every connection closed (answered ones are closing already).
+    void close_all();
+
+    // How long /healthz stays 503 after the store refused a write.
+    static constexpr uint64_t kRefusalMemoryMs = 10000;
+    // The reason of a refusal in the last kRefusalMemoryMs, or null.
+    const char* recent_refusal(uint64_t now_ms, const broker::Stats& stats);
+
+    double messages_in_per_s() const { return in_rate_; }
+    double messages_out_per_s() const { return out_rate_; }
+
+private:
+    struct Conn {
+        std::vector<uint8_t> buf;
+        uint64_t deadline_ms = 0;
+        bool answered = false;
+    };
+    void answer(net::ConnId id, Conn& c, const std::string& bytes);
+
+    net::Reactor& reactor_;
+    uint64_t timeout_ms_;
+    std::function<StatusData()> collect_;
+    std::unordered_map<net::ConnId, Conn> conns_;
+    uint64_t rate_sample_ms_ = 0;
+    uint64_t rate_in_ = 0, rate_out_ = 0;
+    double in_rate_ = 0, out_rate_ = 0;
+    broker::Stats refusals_seen_;
+    uint64_t last_refusal_ms_ = 0;
+    const char* last_refusal_reason_ = nullptr;
+};
+
+// Monotonic microseconds, for the histograms.
+inline uint64_t monotonic_us() {
+    return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                     std::chrono::steady_clock::now().time_since_epoch())
+                                     .count());
+}
+
+}  // namespace hato::app
