@@ -258,6 +258,7 @@ private:
             ws[i].enabled = l.protocol == config::ListenerProtocol::WebSockets;
             ws[i].rules.path = l.path;
             ws[i].rules.allowed_origins = l.allowed_origins;
+            ws[i].trusted_proxies = l.trusted_proxies;
         }
         ws_->configure(std::move(ws), cfg_.broker.connect_timeout_ms, cfg_.broker.max_packet_size);
     }

@@ -1,5 +1,7 @@
 #include "app/ws_layer.hpp"
 
+#include <algorithm>
+
 #include "app/log.hpp"
 
 namespace hato::app {
@@ -7,6 +9,20 @@ namespace hato::app {
 namespace {
 
 constexpr uint64_t kRefusalLogIntervalMs = 10000;
+
+// "1.2.3.4:5678" -> "1.2.3.4", "[::1]:5678" -> "::1".
+std::string address_of(const std::string& peer) {
+    if (!peer.empty() && peer[0] == '[') return peer.substr(1, peer.find(']') - 1);
+    return peer.substr(0, peer.rfind(':'));
+}
+
+// A header value for the log: at most 200 characters, control bytes as '?'.
+std::string printable(const std::string& s) {
+    std::string out = s.substr(0, 200);
+    for (char& ch : out)
+        if (static_cast<unsigned char>(ch) < 32 || ch == 127) ch = '?';
+    return out;
+}
 
 }  // namespace
 
@@ -23,7 +39,7 @@ void WsLayer::on_open(net::ConnId id, int listener_index, const std::string& pee
     const WsListener& l = listeners_[size_t(listener_index)];
     if (!l.enabled) return;
     Conn c(max_message_);
-    c.rules = &l.rules;
+    c.listener = &l;
     c.peer = peer;
     c.deadline_ms = reactor_.now_ms() + handshake_timeout_ms_;
     conns_.emplace(id, std::move(c));
@@ -42,7 +58,7 @@ bool WsLayer::on_request(net::ConnId id, Conn& c, std::span<const uint8_t> data,
     // Never more than the limit plus one byte is kept: enough to refuse.
     size_t take = std::min(data.size(), net::ws::kMaxHandshakeBytes + 1 - std::min(before, net::ws::kMaxHandshakeBytes));
     c.request.append(reinterpret_cast<const char*>(data.data()), take);
-    net::ws::Upgrade u = net::ws::parse_upgrade(c.request, *c.rules);
+    net::ws::Upgrade u = net::ws::parse_upgrade(c.request, c.listener->rules);
     if (u.status == net::ws::Upgrade::Status::Incomplete) return true;
     send_text(id, u.response);
     if (u.status == net::ws::Upgrade::Status::Rejected) {
@@ -50,7 +66,14 @@ bool WsLayer::on_request(net::ConnId id, Conn& c, std::span<const uint8_t> data,
         finish(id, c);
         return false;
     }
-    log_debug("WebSocket upgrade from %s (subprotocol %s)", c.peer.c_str(), u.subprotocol.c_str());
+    // A proxy's X-Forwarded-For names the real client; anyone else's is a
+    // claim, and not logged.
+    const std::vector<std::string>& proxies = c.listener->trusted_proxies;
+    if (!u.forwarded_for.empty() && std::find(proxies.begin(), proxies.end(), address_of(c.peer)) != proxies.end())
+        log_info("WebSocket connection %llu from %s for X-Forwarded-For: %s", static_cast<unsigned long long>(id),
+                 c.peer.c_str(), printable(u.forwarded_for).c_str());
+    else
+        log_debug("WebSocket upgrade from %s (subprotocol %s)", c.peer.c_str(), u.subprotocol.c_str());
     c.upgraded = true;
     // Frames the client sent right behind its request: from this read's
     // bytes (the earlier reads held only the request).

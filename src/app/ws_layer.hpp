@@ -21,6 +21,7 @@ namespace hato::app {
 struct WsListener {
     bool enabled = false;
     net::ws::UpgradeRules rules;
+    std::vector<std::string> trusted_proxies;  // peer addresses whose X-Forwarded-For is logged
 };
 
 class WsLayer {
@@ -57,7 +58,7 @@ private:
         bool closing = false;
         std::string request;  // the upgrade request so far
         net::ws::FrameReader frames;
-        const net::ws::UpgradeRules* rules = nullptr;
+        const WsListener* listener = nullptr;
         std::string peer;
         uint64_t deadline_ms = 0;
         explicit Conn(uint64_t max_message) : frames(max_message) {}

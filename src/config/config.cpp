@@ -211,7 +211,23 @@ void read_listener_tls(Errors& errors, const toml::node& n, const std::string& w
         errors.add(n.source(), where + ".identity_as_username", "needs require_client_cert = true");
 }
 
-// protocol, path, allowed_origins: the last two only with "websockets".
+// An array of non-empty strings (each kept in `out`), only with websockets.
+void read_ws_strings(Errors& errors, TableReader& r, const char* key, bool ws, const char* example,
+                     std::vector<std::string>& out) {
+    const toml::node* n = r.lookup(key);
+    if (!n) return;
+    if (!ws) errors.add(n->source(), r.path(key), "only with protocol = \"websockets\"");
+    const toml::array* arr = n->as_array();
+    if (!arr) return errors.add(n->source(), r.path(key), "expected array of strings, got " + type_name(*n));
+    for (const toml::node& o : *arr) {
+        if (!o.is_string() || o.as_string()->get().empty())
+            errors.add(o.source(), r.path(key), std::string("expected non-empty strings (such as \"") + example + "\")");
+        else
+            out.push_back(o.as_string()->get());
+    }
+}
+
+// protocol, and with "websockets" only: path, allowed_origins, trusted_proxies.
 void read_listener_websockets(Errors& errors, TableReader& r, Listener& l) {
     r.choice<ListenerProtocol>("protocol",
                                {{"mqtt", ListenerProtocol::Mqtt}, {"websockets", ListenerProtocol::WebSockets}},
@@ -223,17 +239,8 @@ void read_listener_websockets(Errors& errors, TableReader& r, Listener& l) {
         else if (n->is_string() && !l.path.empty() && (l.path[0] != '/' || l.path.find_first_of(" ?#") != std::string::npos))
             errors.add(n->source(), r.path("path"), "must start with / and hold no space, ? or # (or be empty: any path)");
     }
-    if (const toml::node* n = r.lookup("allowed_origins")) {
-        if (!ws) errors.add(n->source(), r.path("allowed_origins"), "only with protocol = \"websockets\"");
-        const toml::array* arr = n->as_array();
-        if (!arr) return errors.add(n->source(), r.path("allowed_origins"), "expected array of strings, got " + type_name(*n));
-        for (const toml::node& o : *arr) {
-            if (!o.is_string() || o.as_string()->get().empty())
-                errors.add(o.source(), r.path("allowed_origins"), "expected non-empty strings (such as \"https://hmi.example\")");
-            else
-                l.allowed_origins.push_back(o.as_string()->get());
-        }
-    }
+    read_ws_strings(errors, r, "allowed_origins", ws, "https://hmi.example", l.allowed_origins);
+    read_ws_strings(errors, r, "trusted_proxies", ws, "127.0.0.1", l.trusted_proxies);
 }
 
 void read_listeners(Errors& errors, const toml::node& n, AppConfig& c) {

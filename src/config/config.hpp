@@ -33,6 +33,7 @@ struct Listener {
     ListenerProtocol protocol = ListenerProtocol::Mqtt;
     std::string path = "/mqtt";                // the upgrade's path; "" accepts any
     std::vector<std::string> allowed_origins;  // empty: any Origin
+    std::vector<std::string> trusted_proxies;  // peers whose X-Forwarded-For is logged
 };
 
 // [auth]

@@ -40,21 +40,24 @@ class WsBroker(SecBroker):
             for k in ("protocol", "path"):
                 if k in l:
                     ours.append(f"{k} = {_toml_value(l[k])}")
-            if "allowed_origins" in l:
-                ours.append("allowed_origins = [" + ", ".join(_toml_value(o) for o in l["allowed_origins"]) + "]")
+            for k in ("allowed_origins", "trusted_proxies"):
+                if k in l:
+                    ours.append(f"{k} = [" + ", ".join(_toml_value(o) for o in l[k]) + "]")
         return base.replace(default, "\n".join(ours) + "\n")
 
 
 @pytest.fixture
 def ws_broker(backend, request):
-    """Listeners: 0 plain MQTT, 1 ws on /mqtt, 2 ws on any path with an origin list."""
+    """Listeners: 0 plain MQTT, 1 ws on /mqtt, 2 ws on any path with an origin
+    list, behind a trusted proxy at 127.0.0.1."""
     if not _find_hato():
         pytest.skip("hato binary not found (set HATO_BIN)")
     w = tempfile.mkdtemp(prefix="hato-it-")
     settings = {"storage": {"enabled": False},
                 "limits": {"connect_timeout_ms": CONNECT_TIMEOUT_MS, "max_packet_size": MAX_PACKET}}
     listeners = [{}, {"protocol": "websockets"},
-                 {"protocol": "websockets", "path": "", "allowed_origins": [ORIGIN]}]
+                 {"protocol": "websockets", "path": "", "allowed_origins": [ORIGIN],
+                  "trusted_proxies": ["127.0.0.1"]}]
     b = WsBroker(backend, w, settings, listeners)
     b.start()
     yield b
@@ -344,3 +347,13 @@ def test_allowed_origins_and_any_path(ws_broker, others):
     c.send_mqtt(rm.connect("origin-ok"))
     assert c.mqtt().type == rm.CONNACK
     others.check()
+
+
+def test_forwarded_for_logged_only_from_trusted_proxies(ws_broker):
+    untrusted = WsClient(ws_broker.ports[1]).upgrade(extra="X-Forwarded-For: 10.9.9.9\r\n")
+    trusted = WsClient(ws_broker.ports[2]).upgrade(origin=ORIGIN, extra="X-Forwarded-For: 10.1.2.3\r\n")
+    for c in (untrusted, trusted):
+        c.send_mqtt(rm.connect(""))
+        assert c.mqtt().type == rm.CONNACK
+    assert "X-Forwarded-For: 10.1.2.3" in ws_broker.log()
+    assert "10.9.9.9" not in ws_broker.log()
