@@ -11,6 +11,8 @@ pkgs=(ca-certificates g++ meson ninja-build pkgconf
       liburing-dev libwolfssl-dev libtomlplusplus-dev doctest-dev)
 if [ "$mode" = test ]; then
   pkgs+=(mosquitto mosquitto-clients python3 python3-paho-mqtt python3-pytest openssl procps)
+  # tests/js/browser.test.mjs: MQTT over WebSockets from a real (headless) browser.
+  pkgs+=(chromium)
 fi
 
 missing=()
