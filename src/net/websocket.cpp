@@ -269,7 +269,7 @@ void encode_close(uint16_t code, std::string_view reason, std::vector<uint8_t>& 
     body[0] = uint8_t(code >> 8);
     body[1] = uint8_t(code);
     size_t n = std::min<size_t>(reason.size(), sizeof body - 2);
-    std::memcpy(body + 2, reason.data(), n);
+    if (n) std::memcpy(body + 2, reason.data(), n);
     encode_frame(Opcode::Close, std::span<const uint8_t>(body, n + 2), out);
 }
 

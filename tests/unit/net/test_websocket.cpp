@@ -276,3 +276,32 @@ TEST_CASE("server frames are unmasked with minimal length encodings") {
     CHECK(close_code_of(out) == 1009);
     CHECK(out[1] == 9);
 }
+
+TEST_CASE("a 64-bit length with the top bit set is a protocol error") {
+    Bytes f = {0x82, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4};
+    CHECK(close_code_of(feed(f).reply) == 1002);
+}
+
+TEST_CASE("arbitrary bytes never crash, and any split gives the same result") {
+    uint32_t seed = 12345;
+    auto rnd = [&] { return seed = seed * 1103515245u + 12345u, uint8_t(seed >> 16); };
+    for (int round = 0; round < 300; ++round) {
+        Bytes in;
+        // Mostly well-formed masked binary frames, with random bytes mixed in.
+        for (int k = 0; k < 4; ++k) {
+            if (rnd() % 4 == 0) {
+                for (int j = rnd() % 20; j > 0; --j) in.push_back(rnd());
+            } else {
+                Bytes p(rnd() % 200);
+                for (uint8_t& b : p) b = rnd();
+                Bytes f = frame(uint8_t(rnd() % 3 == 0 ? 9 : 2), p.size() > 125 && rnd() % 2 ? Bytes(3, 1) : p);
+                in.insert(in.end(), f.begin(), f.end());
+            }
+        }
+        Run whole = feed(in, 300);
+        Run bytewise = feed(in, 300, 1);
+        CHECK(whole.status == bytewise.status);
+        CHECK(whole.payload == bytewise.payload);
+        CHECK(whole.reply == bytewise.reply);
+    }
+}
