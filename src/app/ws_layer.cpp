@@ -58,6 +58,11 @@ bool WsLayer::on_request(net::ConnId id, Conn& c, std::span<const uint8_t> data,
     // Never more than the limit plus one byte is kept: enough to refuse.
     size_t take = std::min(data.size(), net::ws::kMaxHandshakeBytes + 1 - std::min(before, net::ws::kMaxHandshakeBytes));
     c.request.append(reinterpret_cast<const char*>(data.data()), take);
+    // Parsed again only once the blank line may be there (or the limit is
+    // passed): a request dribbled in byte by byte costs no quadratic work.
+    if (before != 0 && c.request.size() <= net::ws::kMaxHandshakeBytes &&
+        c.request.find("\r\n\r\n", before >= 3 ? before - 3 : 0) == std::string::npos)
+        return true;
     net::ws::Upgrade u = net::ws::parse_upgrade(c.request, c.listener->rules);
     if (u.status == net::ws::Upgrade::Status::Incomplete) return true;
     send_text(id, u.response);
