@@ -11,7 +11,8 @@ pkgs=(ca-certificates g++ meson ninja-build pkgconf
       liburing-dev libwolfssl-dev libtomlplusplus-dev doctest-dev)
 if [ "$mode" = test ]; then
   pkgs+=(mosquitto mosquitto-clients python3 python3-paho-mqtt python3-pytest openssl procps)
-  # promtool (checks /metrics) and headless chromium (status page screenshot)
+  # promtool (checks /metrics); headless chromium (status page screenshot, and
+  # tests/js/browser.test.mjs: MQTT over WebSockets from a real browser)
   pkgs+=(prometheus chromium)
 fi
 

@@ -15,6 +15,7 @@
 #include "app/notify.hpp"
 #include "app/security.hpp"
 #include "app/tls_layer.hpp"
+#include "app/ws_layer.hpp"
 #include "auth/acl_authorizer.hpp"
 #include "auth/authenticator.hpp"
 #include "auth/hash_pool.hpp"
@@ -46,28 +47,41 @@ using unsigned_ll = unsigned long long;
 // The broker's view of the network: the reactor, minus everything else.
 // Connections of TLS listeners go through the TLS layer, which encrypts and
 // hands the ciphertext to the reactor at once (so queued_bytes counts it).
+// WebSocket connections go through the WebSocket layer first, which frames
+// the bytes and hands them on to TLS or the reactor likewise.
 class ReactorTransport final : public broker::Transport {
 public:
-    ReactorTransport(net::Reactor& reactor, TlsLayer& tls) : reactor_(reactor), tls_(tls) {}
+    ReactorTransport(net::Reactor& reactor, TlsLayer& tls, WsLayer& ws) : reactor_(reactor), tls_(tls), ws_(ws) {}
     void send(broker::ConnId id, std::span<const uint8_t> bytes) override {
-        if (tls_.owns(id)) tls_.send(id, bytes);
-        else reactor_.send(id, bytes);
+        if (ws_.owns(id)) ws_.send(id, bytes, false);
+        else send_below_ws(id, bytes, false);
     }
     void send_low_priority(broker::ConnId id, std::span<const uint8_t> bytes) override {
+        if (ws_.owns(id)) ws_.send(id, bytes, true);
+        else send_below_ws(id, bytes, true);
+    }
+    // What the WebSocket layer sends and closes goes here.
+    void send_below_ws(broker::ConnId id, std::span<const uint8_t> bytes, bool low_priority) {
         if (tls_.owns(id)) tls_.send(id, bytes);
-        else reactor_.send_low_priority(id, bytes);
+        else if (low_priority) reactor_.send_low_priority(id, bytes);
+        else reactor_.send(id, bytes);
+    }
+    void close_below_ws(broker::ConnId id) {
+        if (tls_.owns(id)) tls_.close(id);
+        else reactor_.close(id, true);
     }
     size_t queued_bytes(broker::ConnId id) const override { return reactor_.queued_bytes(id); }
     // A TLS connection pauses with its socket: no ciphertext, no plaintext.
     void set_reading(broker::ConnId id, bool on) override { reactor_.set_reading(id, on); }
     void close(broker::ConnId id) override {
-        if (tls_.owns(id)) tls_.close(id);
-        else reactor_.close(id, true);
+        if (ws_.owns(id)) ws_.close(id);
+        else close_below_ws(id);
     }
 
 private:
     net::Reactor& reactor_;
     TlsLayer& tls_;
+    WsLayer& ws_;
 };
 
 net::Backend backend_from_name(const std::string& name) {
@@ -126,6 +140,7 @@ public:
         log_debug("connection %llu from %s on listener %d", unsigned_ll(id), peer.c_str(), listener_index);
         if (listener_counts_) listener_counts_->opened(id, listener_index);
         tls_->on_open(id, listener_index, peer);
+        ws_->on_open(id, listener_index, peer);
         if (hash_pool_) authenticator_.note_peer(id, peer);
         broker_->on_open(id, listener_index, peer);
     }
@@ -134,13 +149,21 @@ public:
         if (rejected_.count(id)) return;
         note_pass_activity();
         if (metrics_ && metrics_->owns(id)) return metrics_->on_data(id, data);
-        if (!tls_->owns(id)) return broker_->on_data(id, data);
-        plaintext_.clear();
-        if (!tls_->on_ciphertext(id, data, plaintext_) || plaintext_.empty()) return;
-        // The broker hands the identity to the authenticator with the CONNECT.
-        std::optional<std::string> identity = tls_->identity(id);
-        if (identity && tls_->first_identity_use(id)) broker_->set_identity(id, *identity);
-        broker_->on_data(id, plaintext_);
+        if (tls_->owns(id)) {
+            plaintext_.clear();
+            if (!tls_->on_ciphertext(id, data, plaintext_) || plaintext_.empty()) return;
+            // The broker hands the identity to the authenticator with the CONNECT.
+            std::optional<std::string> identity = tls_->identity(id);
+            if (identity && tls_->first_identity_use(id)) broker_->set_identity(id, *identity);
+            data = plaintext_;
+        }
+        if (ws_->owns(id)) {
+            // WebSocket frames (over TLS for wss) in, the MQTT stream out.
+            ws_payload_.clear();
+            if (!ws_->on_bytes(id, data, ws_payload_) || ws_payload_.empty()) return;
+            data = ws_payload_;
+        }
+        broker_->on_data(id, data);
     }
 
     void on_close(net::ConnId id, int error) override {
@@ -149,6 +172,7 @@ public:
         note_pass_activity();
         if (listener_counts_) listener_counts_->closed(id);
         tls_->on_close(id);
+        ws_->on_close(id);
         authenticator_.forget_peer(id);
         --open_connections_;
         if (error) log_debug("connection %llu closed: %s", unsigned_ll(id), std::strerror(error));
@@ -162,6 +186,7 @@ public:
         broker_->on_tick(now_ms);
         if (metrics_) metrics_->on_tick(now_ms, broker_->stats());
         tls_->on_tick(now_ms);
+        ws_->on_tick(now_ms);
         notifier_.watchdog_tick(now_ms);
         if (log_ && cfg_.storage.sync == store::SyncMode::Interval &&
             now_ms - last_interval_sync_ms_ >= cfg_.sync_interval_ms) {
@@ -292,8 +317,27 @@ private:
         // Closed connections waiting for their peer's EOF: never more than live ones.
         reactor_->set_max_lingering(cfg_.broker.max_connections);
         tls_ = std::make_unique<TlsLayer>(*reactor_);
-        transport_ = std::make_unique<ReactorTransport>(*reactor_, *tls_);
+        open_ws_layer();
+        transport_ = std::make_unique<ReactorTransport>(*reactor_, *tls_, *ws_);
         return true;
+    }
+
+    // protocol = "websockets" listeners: the upgrade must complete within
+    // connect_timeout_ms, frames and messages within max_packet_size.
+    void open_ws_layer() {
+        ws_ = std::make_unique<WsLayer>(
+            *reactor_,
+            [this](net::ConnId id, std::span<const uint8_t> bytes, bool low) { transport_->send_below_ws(id, bytes, low); },
+            [this](net::ConnId id) { transport_->close_below_ws(id); });
+        std::vector<WsListener> ws(cfg_.listeners.size());
+        for (size_t i = 0; i < cfg_.listeners.size(); ++i) {
+            const config::Listener& l = cfg_.listeners[i];
+            ws[i].enabled = l.protocol == config::ListenerProtocol::WebSockets;
+            ws[i].rules.path = l.path;
+            ws[i].rules.allowed_origins = l.allowed_origins;
+            ws[i].trusted_proxies = l.trusted_proxies;
+        }
+        ws_->configure(std::move(ws), cfg_.broker.connect_timeout_ms, cfg_.broker.max_packet_size);
     }
 
     // SIGINT/SIGTERM/SIGHUP arrive as readable events on a signalfd, so their
@@ -466,8 +510,10 @@ private:
                 return false;
             }
             // With port 0 this is the port the kernel chose (tests parse it).
-            log_info("listening on %s:%u%s", l.address.c_str(),
-                     unsigned(reactor_->bound_port(static_cast<int>(i))), l.tls.enabled ? " (TLS)" : "");
+            bool ws = l.protocol == config::ListenerProtocol::WebSockets;
+            log_info("listening on %s:%u%s%s", l.address.c_str(),
+                     unsigned(reactor_->bound_port(static_cast<int>(i))), l.tls.enabled ? " (TLS)" : "",
+                     ws ? " (WebSockets)" : "");
         }
         return true;
     }
@@ -571,6 +617,7 @@ private:
     // then what it refers to (persistence, log, transport, reactor).
     std::unique_ptr<net::Reactor> reactor_;
     std::unique_ptr<TlsLayer> tls_;
+    std::unique_ptr<WsLayer> ws_;
     std::unique_ptr<ReactorTransport> transport_;
     std::unique_ptr<store::Log> log_;
     std::unique_ptr<broker::Persistence> persistence_;
@@ -581,6 +628,7 @@ private:
     auth::AclAuthorizer authorizer_;               // likewise
     std::unique_ptr<broker::Broker> broker_;
     std::vector<uint8_t> plaintext_;  // decrypted input of the current on_data, reused
+    std::vector<uint8_t> ws_payload_;  // MQTT bytes unwrapped from WebSocket frames, reused
     int signal_fd_ = -1;
 
     std::unordered_set<net::ConnId> rejected_;  // closed on accept; hidden from the broker

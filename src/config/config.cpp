@@ -23,7 +23,7 @@ namespace hato::config {
 AppConfig defaults() {
     AppConfig c;
     c.event_backend = "auto";
-    c.listeners = {Listener{"127.0.0.1", 1883, ListenerTls{}}};
+    c.listeners = {Listener{}};  // 127.0.0.1:1883, plain MQTT
     c.broker = broker::Config{};
     c.storage_enabled = true;
     c.storage.dir = "/var/lib/hato";
@@ -211,6 +211,38 @@ void read_listener_tls(Errors& errors, const toml::node& n, const std::string& w
         errors.add(n.source(), where + ".identity_as_username", "needs require_client_cert = true");
 }
 
+// An array of non-empty strings (each kept in `out`), only with websockets.
+void read_ws_strings(Errors& errors, TableReader& r, const char* key, bool ws, const char* example,
+                     std::vector<std::string>& out) {
+    const toml::node* n = r.lookup(key);
+    if (!n) return;
+    if (!ws) errors.add(n->source(), r.path(key), "only with protocol = \"websockets\"");
+    const toml::array* arr = n->as_array();
+    if (!arr) return errors.add(n->source(), r.path(key), "expected array of strings, got " + type_name(*n));
+    for (const toml::node& o : *arr) {
+        if (!o.is_string() || o.as_string()->get().empty())
+            errors.add(o.source(), r.path(key), std::string("expected non-empty strings (such as \"") + example + "\")");
+        else
+            out.push_back(o.as_string()->get());
+    }
+}
+
+// protocol, and with "websockets" only: path, allowed_origins, trusted_proxies.
+void read_listener_websockets(Errors& errors, TableReader& r, Listener& l) {
+    r.choice<ListenerProtocol>("protocol",
+                               {{"mqtt", ListenerProtocol::Mqtt}, {"websockets", ListenerProtocol::WebSockets}},
+                               l.protocol);
+    bool ws = l.protocol == ListenerProtocol::WebSockets;
+    if (const toml::node* n = r.lookup("path")) {
+        r.string("path", l.path, true);
+        if (!ws) errors.add(n->source(), r.path("path"), "only with protocol = \"websockets\"");
+        else if (n->is_string() && !l.path.empty() && (l.path[0] != '/' || l.path.find_first_of(" ?#") != std::string::npos))
+            errors.add(n->source(), r.path("path"), "must start with / and hold no space, ? or # (or be empty: any path)");
+    }
+    read_ws_strings(errors, r, "allowed_origins", ws, "https://hmi.example", l.allowed_origins);
+    read_ws_strings(errors, r, "trusted_proxies", ws, "127.0.0.1", l.trusted_proxies);
+}
+
 void read_listeners(Errors& errors, const toml::node& n, AppConfig& c) {
     const toml::array* arr = n.as_array();
     if (arr && arr->empty()) {
@@ -230,6 +262,7 @@ void read_listeners(Errors& errors, const toml::node& n, AppConfig& c) {
         r.string("address", l.address, false);
         r.integer("port", 0, 65535, l.port);  // 0: the kernel picks a free port
         if (const toml::node* tls = r.lookup("tls")) read_listener_tls(errors, *tls, r.path("tls"), l.tls);
+        read_listener_websockets(errors, r, l);
         r.reject_unknown();
         c.listeners.push_back(std::move(l));
     }

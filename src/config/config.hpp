@@ -23,10 +23,17 @@ struct ListenerTls {
     std::string min_version = "1.2";   // "1.2" | "1.3"
 };
 
+enum class ListenerProtocol : uint8_t { Mqtt, WebSockets };
+
 struct Listener {
     std::string address = "127.0.0.1";
     uint16_t port = 1883;
     ListenerTls tls;
+    // protocol = "websockets": MQTT over WebSockets (wss with tls).
+    ListenerProtocol protocol = ListenerProtocol::Mqtt;
+    std::string path = "/mqtt";                // the upgrade's path; "" accepts any
+    std::vector<std::string> allowed_origins;  // empty: any Origin
+    std::vector<std::string> trusted_proxies;  // peers whose X-Forwarded-For is logged
 };
 
 // [auth]
