@@ -5,6 +5,7 @@
 // Protocol code never sees a socket: it gets bytes and hands bytes back.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -18,6 +19,15 @@ namespace hato::net {
 using ConnId = uint64_t;
 
 enum class Backend : uint8_t { Auto, IoUring, Epoll };
+
+// Input one connection may have delivered per loop pass (io_uring delivers
+// whole receive buffers, so up to one buffer more). Past it the rest waits,
+// still in the kernel or in buffers already received, until the next pass,
+// which first serves the other connections, timers and the pass-end flush:
+// one client flooding small packets (32 KiB of 30-byte retained PUBLISHes is
+// about 1k packets, a few ms) cannot hold up everyone else's round trips,
+// while a busy publisher still moves its data in large batches.
+inline constexpr size_t kInputBudgetPerPass = 32 * 1024;
 
 // Implemented by the layer above (app wiring). All calls come from the
 // reactor thread, inside run().

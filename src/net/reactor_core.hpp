@@ -98,6 +98,10 @@ struct Conn {
     bool cancel_sent = false;    // io_uring: cancels submitted for teardown
     bool fixed_file = false;     // io_uring: in the fixed-file table at the slot's index
     bool want_write = false;     // epoll: EPOLLOUT registered
+    bool recv_held = false;      // io_uring: over its input budget, completions wait (recv stopped)
+    uint32_t input_pass = 0;     // io_uring: the pass input_bytes counts for
+    uint32_t input_bytes = 0;    // io_uring: input delivered in that pass
+    uint32_t held_pass = 0;      // io_uring: last pass that held completions of it
     std::unique_ptr<ConnOutput> out;  // null: nothing queued (see ConnOutput)
 
     size_t queued() const { return out ? out->queued() : 0; }

@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <functional>
@@ -19,8 +20,6 @@ namespace {
 enum Kind : uint8_t { kListener = 1, kConn = 2, kWatch = 3 };
 
 constexpr size_t kReadBufSize = 64 * 1024;
-// Fairness: one busy connection cannot starve the others within a pass.
-constexpr size_t kMaxReadPerPass = 256 * 1024;
 constexpr int kMaxAcceptPerPass = 64;
 constexpr int kMaxEvents = 256;
 
@@ -126,11 +125,12 @@ void EpollReactor::accept_from(Handler& h, uint32_t index) {
 void EpollReactor::read_from(Handler& h, uint32_t slot) {
     ConnId id = conns_.id_of(slot);
     size_t total = 0;
-    while (total < kMaxReadPerPass) {
+    // Fairness (kInputBudgetPerPass): what is left stays readable for the next pass.
+    while (total < kInputBudgetPerPass) {
         Conn& c = conns_.at(slot);  // re-fetched: callbacks may change the table
         if (c.state == ConnState::Closing || c.state == ConnState::Free) return;
         if (c.recv_paused && c.state == ConnState::Open) return;   // set_reading(false) meanwhile
-        ssize_t n = recv(c.fd, read_buf_.data(), read_buf_.size(), 0);
+        ssize_t n = recv(c.fd, read_buf_.data(), std::min(read_buf_.size(), kInputBudgetPerPass - total), 0);
         if (n > 0) {
             total += size_t(n);
             // After close(flush) input is read only to be discarded.

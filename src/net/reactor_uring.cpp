@@ -60,6 +60,23 @@ private:
     void reap(Handler& h);
     void prepare_pass_sqes();
     void reading_changed(uint32_t slot) override;
+    struct Completion {
+        uint64_t tag;
+        int res;
+        uint32_t flags;
+    };
+    // Fairness (kInputBudgetPerPass): true if `c` (a recv completion) must
+    // wait for the next pass; it then goes to held_.
+    bool over_budget(const Completion& c);
+    // Stops the recv of connections with held completions, restarts the
+    // others that had some in the previous pass.
+    void update_held_recvs();
+    uint32_t pass_ = 0;
+    // Recv completions of connections over their budget, in arrival order;
+    // they come first in the next pass (their buffers stay out meanwhile).
+    std::vector<Completion> held_;
+    std::vector<uint32_t> held_slots_;   // slots with recv_held set
+    std::vector<uint32_t> held_prev_;    // update_held_recvs' scratch
 
     // Sockets in the ring's fixed-file table (index = connection slot), so
     // a send or recv does not look the fd up and take a file reference each
@@ -236,7 +253,7 @@ void UringReactor::on_recv(Handler& h, uint32_t slot, uint32_t gen, int res, uin
         schedule_reap(slot, 0);
     } else if (res < 0 && res != -ENOBUFS && res != -ECANCELED) {
         schedule_reap(slot, -res);
-    } else if (!c->recv_armed && !c->recv_paused) {
+    } else if (!c->recv_armed && !c->recv_paused && !c->recv_held) {
         // Multishot ended (ENOBUFS: ring ran dry, buffers are back now;
         // ECANCELED: reading was paused and resumed since).
         c->recv_rearm = true;
@@ -246,7 +263,7 @@ void UringReactor::on_recv(Handler& h, uint32_t slot, uint32_t gen, int res, uin
 
 void UringReactor::reading_changed(uint32_t slot) {
     Conn& c = conns_.at(slot);
-    if (c.recv_paused) {
+    if (c.recv_paused || c.recv_held) {
         // The recv's last CQE (ECANCELED) clears recv_armed; no new one is armed.
         if (c.recv_armed) cancel(make_tag(kRecv, c.gen, slot));
     } else if (!c.recv_armed) {
@@ -277,6 +294,47 @@ void UringReactor::on_send(uint32_t slot, uint32_t gen, int res) {
     }
     // More to send, or a drain to finish: both happen at pass end.
     if (!c->output_empty() || c->state == ConnState::Draining) mark_dirty(slot);
+}
+
+bool UringReactor::over_budget(const Completion& cq) {
+    if (tag_kind(cq.tag) != kRecv) return false;
+    Conn& c = conns_.at(tag_index(cq.tag));
+    if (c.gen != tag_gen(cq.tag) || c.state == ConnState::Free) return false;   // stale: on_recv frees it
+    if (c.input_pass != pass_) {
+        c.input_pass = pass_;
+        c.input_bytes = 0;
+    }
+    // Once over, every later completion of this connection waits too: its
+    // input keeps its order.
+    if (c.input_bytes >= kInputBudgetPerPass) return true;
+    if (cq.res > 0) c.input_bytes += uint32_t(cq.res);
+    return false;
+}
+
+void UringReactor::update_held_recvs() {
+    held_prev_.swap(held_slots_);
+    held_slots_.clear();
+    for (const Completion& cq : held_) {
+        const uint32_t slot = tag_index(cq.tag);
+        Conn& c = conns_.at(slot);
+        if (c.gen != tag_gen(cq.tag) || c.held_pass == pass_) continue;
+        c.held_pass = pass_;
+        held_slots_.push_back(slot);
+        if (c.recv_held) continue;
+        c.recv_held = true;
+        // No more buffers for it meanwhile: the ring stays free for the others.
+        if (c.recv_armed) cancel(make_tag(kRecv, c.gen, slot));
+    }
+    // Those with nothing held any more read again.
+    for (uint32_t slot : held_prev_) {
+        Conn& c = conns_.at(slot);
+        if (!c.recv_held || c.held_pass == pass_) continue;   // reused since, or still held
+        c.recv_held = false;
+        if (!c.recv_armed && !c.recv_paused && c.state != ConnState::Closing) {
+            c.recv_rearm = true;
+            mark_dirty(slot);
+        }
+    }
 }
 
 void UringReactor::process_cqe(Handler& h, uint64_t tag, int res, uint32_t flags) {
@@ -355,7 +413,7 @@ void UringReactor::prepare_pass_sqes() {
         Conn& c = conns_.at(slot);
         if (c.state != ConnState::Open && c.state != ConnState::Draining && c.state != ConnState::Lingering)
             continue;
-        if (c.recv_rearm && !c.recv_armed && !c.recv_paused) arm_recv(slot);
+        if (c.recv_rearm && !c.recv_armed && !c.recv_paused && !c.recv_held) arm_recv(slot);
         if (c.send_busy) continue;  // its CQE re-lists the connection
         if (c.out) stage_output(*c.out);
         if (c.out && c.out->inflight_off < c.out->inflight.size()) {
@@ -400,15 +458,10 @@ void UringReactor::run(Handler& h) {
     start_ring(ring_);
     if (next_tick_ms_ == 0) next_tick_ms_ = monotonic_ms() + tick_interval_ms_;
     prepare_pass_sqes();
-    struct Completion {
-        uint64_t tag;
-        int res;
-        uint32_t flags;
-    };
     std::vector<Completion> batch;
     while (!stop_requested_) {
-        // Acks held back by take_dirty must not wait for the next event.
-        bool busy = !reap_.empty() || !dirty_late_.empty();
+        // Acks held back by take_dirty, and held input, must not wait for the next event.
+        bool busy = !reap_.empty() || !dirty_late_.empty() || !held_.empty();
         // Not waiting still has to collect completions: with DEFER_TASKRUN
         // they are only finished inside an enter that asks for events.
         if (busy) io_uring_submit_and_get_events(&ring_);
@@ -416,13 +469,21 @@ void UringReactor::run(Handler& h) {
 
         // Copy the CQEs out first: callbacks may prepare SQEs, and an early
         // submit inside get_sqe() must find CQ space.
+        // Held input first: it arrived before anything now in the ring.
         batch.clear();
+        batch.swap(held_);
+        const size_t limit = batch.size() + kMaxCqesPerPass;
         io_uring_cqe* cqe;
-        while (batch.size() < kMaxCqesPerPass && io_uring_peek_cqe(&ring_, &cqe) == 0) {
+        while (batch.size() < limit && io_uring_peek_cqe(&ring_, &cqe) == 0) {
             batch.push_back({io_uring_cqe_get_data64(cqe), cqe->res, cqe->flags});
             io_uring_cqe_seen(&ring_, cqe);
         }
-        for (const auto& c : batch) process_cqe(h, c.tag, c.res, c.flags);
+        if (++pass_ == 0) pass_ = 1;   // 0 is what a new Conn's stamps hold
+        for (const auto& c : batch) {
+            if (over_budget(c)) held_.push_back(c);
+            else process_cqe(h, c.tag, c.res, c.flags);
+        }
+        update_held_recvs();
 
         reap(h);
         if (run_tick_if_due(h)) {

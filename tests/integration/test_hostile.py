@@ -26,6 +26,11 @@ import raw_mqtt
 from raw_mqtt import RawClient
 
 P99_BOUND_S = 0.500
+# A flood of small PUBLISHes from one client: the reactor handles at most
+# kInputBudgetPerPass of one connection's input per pass, so the others wait
+# about a pass of it (a few ms). Measured on the shared 2-core VM at load ~15:
+# p99 90-190 ms (without the budget: 530-720 ms); idle, a few ms.
+RETAINED_FLOOD_P99_BOUND_S = 0.250
 MiB = 1 << 20
 KiB = 1 << 10
 
@@ -146,9 +151,7 @@ class Scenario:
         self.peak = max(self.peak, rss(self.b))
         return self.peak
 
-    def check_during(self, label, bound, slow_known=None):
-        """slow_known: the reason of a known latency defect (reported as an
-        expected failure at the end of the test, after the memory checks)."""
+    def check_during(self, label, bound, p99_bound=P99_BOUND_S):
         t1 = time.monotonic()
         time.sleep(0.3)                 # a few round trips after the load, too
         p99 = self.probe.p99(self.t0, t1 + 0.3, label)
@@ -156,14 +159,7 @@ class Scenario:
         print(f"[{label}] RSS baseline {self.base / MiB:.1f} MiB, peak {self.peak / MiB:.1f} MiB, "
               f"bound {bound / MiB:.1f} MiB")
         assert self.peak <= bound, f"{label}: RSS {self.peak / MiB:.1f} MiB over {bound / MiB:.1f} MiB"
-        if p99 >= P99_BOUND_S and slow_known:
-            self.known_slow = f"{label}: p99 {p99 * 1e3:.1f} ms: {slow_known}"
-            return
-        assert p99 < P99_BOUND_S, f"{label}: p99 {p99 * 1e3:.1f} ms"
-
-    def done(self):
-        if getattr(self, "known_slow", None):
-            pytest.xfail(self.known_slow)
+        assert p99 < p99_bound, f"{label}: p99 {p99 * 1e3:.1f} ms (bound {p99_bound * 1e3:.0f} ms)"
 
     def check_freed(self, label, again=None, settle=3.0):
         """What the scenario stored is gone: RSS back within a margin of the
@@ -505,8 +501,7 @@ def test_retained_flood(broker_factory):
     assert raw_mqtt.parse_publish(check.expect(raw_mqtt.PUBLISH))[3] == payload
     stored = RETAINED_TOPICS * (len(f"flood/{RETAINED_TOPICS}") + len(payload) + PER_RETAINED)
     sc.check_during(f"retained flood of {RETAINED_TOPICS} topics", sc.base + stored + SLACK,
-                    slow_known="one client's flood of small PUBLISHes can hold the reactor for "
-                               "hundreds of ms (seen with io_uring on a loaded machine)")
+                    p99_bound=RETAINED_FLOOD_P99_BOUND_S)
     _retained_flood(s, RETAINED_TOPICS, b"")   # empty retained payloads clear them
     check.close()
 
@@ -517,7 +512,6 @@ def test_retained_flood(broker_factory):
 
     sc.check_freed("retained flood", again=again)
     s.close()
-    sc.done()
 
 
 WILLS = 1000
