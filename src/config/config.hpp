@@ -51,6 +51,7 @@ struct AppConfig {
     uint32_t sync_interval_ms = 100;        // [storage] sync_interval_ms (sync = "interval")
     LogLevel log_level = LogLevel::Info;    // [log] level
     AuthConfig auth;                        // [auth]
+    uint32_t sys_interval_s = 10;           // [sys] interval: $SYS topics every N seconds, 0 = off
 };
 
 // True for 127.0.0.0/8, ::1 and "localhost".
