@@ -1,6 +1,7 @@
 #include "app/server.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -13,6 +14,7 @@
 #include "app/log.hpp"
 #include "app/notify.hpp"
 #include "app/security.hpp"
+#include "app/sys_publisher.hpp"
 #include "app/tls_layer.hpp"
 #include "auth/acl_authorizer.hpp"
 #include "auth/authenticator.hpp"
@@ -158,6 +160,7 @@ public:
         }
         if (log_persistence_ && !stopping_) log_persistence_->maintenance(kCompactionBudget, kIdleCompactionBytes);
         report_store_refusals(now_ms);   // what the last second suppressed
+        if (sys_ && !stopping_) sys_->on_tick(now_ms, *broker_);
         maybe_finish_shutdown(now_ms);
     }
 
@@ -377,6 +380,9 @@ private:
         // Without an acl_file the broker skips every ACL check.
         if (auth_files_.acl) broker_->set_authorizer(&authorizer_);
         broker_->recover();
+        if (cfg_.sys_interval_s > 0)
+            sys_ = std::make_unique<SysPublisher>(cfg_.sys_interval_s, reactor_->now_ms(), log_.get(),
+                                                  cfg_.storage.dir, sync_latency_);
         return true;
     }
 
@@ -404,6 +410,7 @@ private:
         sync_ok_ = true;
         sync_lsn_ = batch.lsn;
         sync_pending_fds_ = batch.fds.size();
+        sync_started_ = std::chrono::steady_clock::now();
         if (batch.fds.empty()) return finish_sync();
         // epoll completes inline, inside this loop: the counter is set first.
         for (int fd : batch.fds) {
@@ -419,6 +426,8 @@ private:
 
     void finish_sync() {
         sync_in_flight_ = false;
+        sync_latency_.record(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+            std::chrono::steady_clock::now() - sync_started_).count()));
         log_->end_sync(sync_lsn_, sync_ok_);
         if (!sync_ok_) {
             sync_failing_ = true;  // retried on the next pass; logged once
@@ -523,6 +532,12 @@ private:
     bool stopping_ = false;
     bool stopped_ = false;
     uint64_t stop_deadline_ms_ = 0;
+
+    // $SYS: sync latency (start_sync to finish_sync) and the publisher
+    // (null with [sys] interval = 0).
+    broker::LatencyHistogram sync_latency_;
+    std::chrono::steady_clock::time_point sync_started_;
+    std::unique_ptr<SysPublisher> sys_;
 };
 
 }  // namespace
