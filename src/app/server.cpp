@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <csignal>
 #include <cstring>
 #include <memory>
@@ -14,6 +15,7 @@
 #include "app/metrics.hpp"
 #include "app/notify.hpp"
 #include "app/security.hpp"
+#include "app/sys_publisher.hpp"
 #include "app/tls_layer.hpp"
 #include "app/ws_layer.hpp"
 #include "auth/acl_authorizer.hpp"
@@ -195,6 +197,7 @@ public:
         }
         if (log_persistence_ && !stopping_) log_persistence_->maintenance(kCompactionBudget, kIdleCompactionBytes);
         report_store_refusals(now_ms);   // what the last second suppressed
+        if (sys_ && !stopping_) sys_->on_tick(now_ms, *broker_);
         maybe_finish_shutdown(now_ms);
     }
 
@@ -498,6 +501,9 @@ private:
         // Without an acl_file the broker skips every ACL check.
         if (auth_files_.acl) broker_->set_authorizer(&authorizer_);
         broker_->recover();
+        if (cfg_.sys_interval_s > 0)
+            sys_ = std::make_unique<SysPublisher>(cfg_.sys_interval_s, reactor_->now_ms(), log_.get(),
+                                                  cfg_.storage.dir, sys_sync_latency_);
         return true;
     }
 
@@ -528,6 +534,7 @@ private:
         sync_ok_ = true;
         sync_lsn_ = batch.lsn;
         sync_pending_fds_ = batch.fds.size();
+        sync_started_ = std::chrono::steady_clock::now();
         if (batch.fds.empty()) return finish_sync();
         // epoll completes inline, inside this loop: the counter is set first.
         for (int fd : batch.fds) {
@@ -543,6 +550,8 @@ private:
 
     void finish_sync() {
         sync_in_flight_ = false;
+        sys_sync_latency_.record(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+            std::chrono::steady_clock::now() - sync_started_).count()));
         log_->end_sync(sync_lsn_, sync_ok_);
         sync_latency_.observe_us(monotonic_us() - sync_started_us_);
         if (!sync_ok_) {
@@ -662,6 +671,11 @@ private:
     Histogram sync_latency_{{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5}};
     Histogram loop_pass_{{0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                           0.05, 0.1, 0.25}};
+    // $SYS: sync latency (start_sync to finish_sync) and the publisher
+    // (null with [sys] interval = 0).
+    broker::LatencyHistogram sys_sync_latency_;
+    std::chrono::steady_clock::time_point sync_started_;
+    std::unique_ptr<SysPublisher> sys_;
 };
 
 }  // namespace

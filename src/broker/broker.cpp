@@ -63,6 +63,7 @@ void Broker::on_open(ConnId id, int listener_index, const std::string& /*peer*/)
 }
 
 void Broker::on_data(ConnId id, std::span<const uint8_t> bytes) {
+    impl_->stats.bytes_in += bytes.size();
     Connection* c = impl_->conn(id);
     if (c) {
         impl_->process_input(*c, bytes);
@@ -338,6 +339,7 @@ bool Broker::Impl::process_packet(Connection& c, std::span<const uint8_t> packet
         protocol_error(c, rc::ProtocolError);
         return false;
     }
+    ++stats.packets_in;
     Packet p;
     DecodeResult r = decode(packet, c.version, 0, p);   // size checked by peek_header
     if (r.status != DecodeStatus::Ok) {

@@ -8,6 +8,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 
 #include "broker/config.hpp"
 #include "broker/persistence.hpp"
@@ -56,7 +57,20 @@ struct Stats {
     uint64_t store_refused_too_large = 0;   // larger than a segment
     uint64_t store_refused_io = 0;          // read-only file system, EIO
     uint64_t store_refused_full = 0;        // QoS 1/2 PUBLISH refused before writing (Persistence::full)
+    // Traffic and clients, for $SYS (sys_topics.hpp). Packets and bytes are
+    // MQTT's, after TLS; payload bytes are those of PUBLISH packets.
+    uint64_t packets_in = 0;
+    uint64_t packets_out = 0;
+    uint64_t bytes_in = 0;
+    uint64_t bytes_out = 0;
+    uint64_t publish_bytes_in = 0;
+    uint64_t publish_bytes_out = 0;
+    uint64_t connects = 0;            // CONNECTs accepted
+    uint64_t connections_max = 0;     // most clients connected at once
+    uint64_t sessions_expired = 0;    // removed by their Session Expiry Interval
 };
+
+struct SysGauges;   // sys_topics.hpp
 
 class Broker {
 public:
@@ -90,6 +104,16 @@ public:
         size_t sessions = 0;
     };
     Counts counts() const;
+
+    // The broker's part of the $SYS values: Stats plus table sizes. Walks
+    // the sessions and retained messages (once per [sys] interval).
+    void fill_gauges(SysGauges& g) const;
+
+    // Routes a message like a PUBLISH from no client, at QoS 0 (ACLs apply
+    // to its receivers). A retained one replaces the topic's retained
+    // message in memory only: it is never written to the store, so state
+    // the broker regenerates ($SYS) costs no disk writes.
+    void publish_internal(std::string_view topic, std::span<const uint8_t> payload, bool retain);
 
     // Replaces the default allow-all authenticator (not owned; must outlive
     // the broker). nullptr restores the default.

@@ -23,6 +23,7 @@
 #include "broker/broker.hpp"
 #include "broker/client_index.hpp"
 #include "broker/client_state.hpp"
+#include "broker/counting_transport.hpp"
 #include "broker/message.hpp"
 #include "broker/retained_index.hpp"
 #include "broker/sub_index.hpp"
@@ -89,9 +90,11 @@ struct HeldAck {
 };
 
 struct Broker::Impl {
-    Impl(const Config& c, Transport& t, Persistence& p) : cfg(c), transport(t), persist(p) {}
+    Impl(const Config& c, Transport& t, Persistence& p)
+        : cfg(c), counted_transport(t, stats), transport(counted_transport), persist(p) {}
 
     Config cfg;
+    CountingTransport counted_transport;   // counts packets and bytes out into `stats`
     Transport& transport;
     Persistence& persist;
     AllowAll allow_all;
@@ -128,6 +131,9 @@ struct Broker::Impl {
     uint64_t op_ticket = 0;          // highest persistence ticket of the current operation
     AppendStatus op_refusal = AppendStatus::Stored;   // a write of the current operation refused
     bool keep_unstored = false;      // deliver() queues a message even if its record is refused
+    // publish_internal: a retained message goes to memory only (store_retained).
+    bool retain_in_memory = false;
+    std::unordered_set<std::string> memory_retained_topics;   // topics publish_internal retained
     uint64_t random_state = 0;
     uint64_t next_auth_request = 1;
     // Input a client may send after its CONNECT while the authenticator

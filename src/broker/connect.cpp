@@ -177,6 +177,8 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
     s->acl_cache.reset();   // answers for the previous user name do not carry over
     s->expiry_s = expiry;
     ++stats.connections;
+    ++stats.connects;
+    stats.connections_max = std::max(stats.connections_max, stats.connections);
 
     if (expiry > 0) {
         s->persisted = true;
@@ -315,6 +317,7 @@ void Broker::Impl::on_conn_timer(ConnId id, uint64_t due_ms) {
 void Broker::Impl::on_session_expiry_timer(Slot slot, uint64_t gen) {
     Session* s = session(slot);
     if (!s || s->generation != gen || s->conn != 0) return;
+    ++stats.sessions_expired;
     remove_session(*s);
 }
 

@@ -212,6 +212,7 @@ bool Broker::Impl::send_publish(Connection& c, const OutItem& item, bool dup) {
     if (same_for_all && shared.msg == item.msg && shared.version == c.version && shared.retain == item.retain) {
         transport.send(c.id, shared.bytes);
         ++stats.messages_out;
+        stats.publish_bytes_out += item.msg->payload().size();
         return true;
     }
     // Otherwise one buffer for every send: the transport copies the bytes, so
@@ -227,6 +228,7 @@ bool Broker::Impl::send_publish(Connection& c, const OutItem& item, bool dup) {
     }
     transport.send(c.id, target);
     ++stats.messages_out;
+    stats.publish_bytes_out += item.msg->payload().size();
     return true;
 }
 

@@ -92,6 +92,7 @@ void Broker::Impl::recover() {
                                    ? wall - rs.offline_since_wall_ms : 0;
         uint64_t lifetime = uint64_t(rs.expiry_s) * 1000;
         if (offline_for >= lifetime) {
+            ++stats.sessions_expired;   // expired while the broker was down
             remove_session(s);
             continue;
         }

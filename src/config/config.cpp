@@ -32,6 +32,7 @@ AppConfig defaults() {
     c.storage.max_bytes = 0;
     c.sync_interval_ms = 100;
     c.log_level = LogLevel::Info;
+    c.sys_interval_s = 10;
     return c;
 }
 
@@ -367,6 +368,12 @@ void read_metrics(Errors& errors, const toml::table& t, AppConfig& c) {
     }
 }
 
+void read_sys(Errors& errors, const toml::table& t, AppConfig& c) {
+    TableReader r(errors, t, "sys");
+    r.integer("interval", 0, 86400, c.sys_interval_s);
+    r.reject_unknown();
+}
+
 // A queued message is stored as one record: its packet plus the record's own
 // fields. One larger than a segment could never be stored, so a message the
 // broker accepts must always fit.
@@ -402,6 +409,7 @@ void read_root(Errors& errors, const toml::table& root, AppConfig& c) {
     if (const toml::table* t = sub_table(r, errors, "log")) read_log(errors, *t, c);
     if (const toml::table* t = sub_table(r, errors, "auth")) read_auth(errors, *t, c);
     if (const toml::table* t = sub_table(r, errors, "metrics")) read_metrics(errors, *t, c);
+    if (const toml::table* t = sub_table(r, errors, "sys")) read_sys(errors, *t, c);
     r.reject_unknown();
     check_record_fits(errors, root, c);
 }

@@ -65,6 +65,7 @@ struct AppConfig {
     LogLevel log_level = LogLevel::Info;    // [log] level
     AuthConfig auth;                        // [auth]
     MetricsConfig metrics;                  // [metrics]
+    uint32_t sys_interval_s = 10;           // [sys] interval: $SYS topics every N seconds, 0 = off
 };
 
 // True for 127.0.0.0/8, ::1 and "localhost".

@@ -1,0 +1,42 @@
+// Publishes the $SYS topics every [sys] interval seconds: gathers the
+// gauges (the broker's, the store's, the heap, sync latency), updates the
+// load averages, and hands each (topic, payload) to Broker::publish_internal
+// as a retained QoS 0 message. Those stay in memory only: publishing them
+// writes nothing to the store, so a short interval does not wear the disk.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "broker/broker.hpp"
+#include "broker/latency_histogram.hpp"
+#include "broker/sys_topics.hpp"
+#include "store/log.hpp"
+
+namespace hato::app {
+
+class SysPublisher {
+public:
+    // `log` (null without storage) lives in `dir`; `sync_latency` is the
+    // wiring's histogram of store syncs. Both must outlive this.
+    SysPublisher(uint32_t interval_s, uint64_t start_ms, const store::Log* log, std::string dir,
+                 const broker::LatencyHistogram& sync_latency);
+
+    // Publishes on the first call, then once `interval` passed since the last.
+    void on_tick(uint64_t now_ms, broker::Broker& broker);
+
+private:
+    void fill_store(broker::SysGauges& g);
+
+    uint64_t interval_ms_;
+    uint64_t start_ms_;
+    const store::Log* log_;
+    std::string dir_;
+    const broker::LatencyHistogram& sync_latency_;
+    broker::LatencyHistogram::Counts sync_seen_{};   // counts as of the last publication
+    broker::LoadAverages load_;
+    bool published_ = false;
+    uint64_t last_ms_ = 0;
+};
+
+}  // namespace hato::app

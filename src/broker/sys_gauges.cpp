@@ -1,0 +1,52 @@
+// The broker's side of $SYS: its counters and table sizes (fill_gauges) and
+// the messages the broker publishes itself (publish_internal).
+#include "broker/broker_impl.hpp"
+#include "broker/sys_topics.hpp"
+
+namespace hato::broker {
+
+void Broker::fill_gauges(SysGauges& g) const {
+    const Impl& m = *impl_;
+    g.stats = m.stats;
+    g.sessions = m.sessions.size() - m.free_slots.size();
+    g.subscriptions = m.subs.size();
+    g.shared_subscriptions = 0;
+    for (const auto& [key, members] : m.share_members) g.shared_subscriptions += members.size();
+
+    uint64_t retained = 0, held = 0, held_bytes = 0;
+    for (const MsgPtr& msg : m.retained) {
+        if (!msg) continue;
+        ++retained;
+        held_bytes += msg->byte_size();
+    }
+    held = retained;
+    // The broker's own retained topics are no client's messages.
+    for (const std::string& topic : m.memory_retained_topics) {
+        RetainedIndex::Handle h = 0;
+        if (m.retained_index.find(topic, h) && retained > 0) --retained;
+    }
+    for (const auto& s : m.sessions) {
+        if (!s || !s->flows) continue;
+        SessionFlows& f = *s->flows;
+        held += f.queue.size() + f.inflight.size();
+        held_bytes += f.queue_bytes;
+        f.inflight.for_each([&](OutItem& item) { held_bytes += item.msg->byte_size(); });
+    }
+    g.retained = retained;
+    g.held_messages = held;
+    g.held_bytes = held_bytes;
+}
+
+void Broker::publish_internal(std::string_view topic, std::span<const uint8_t> payload, bool retain) {
+    Impl& m = *impl_;
+    MsgPtr msg = m.make_message(topic, payload, /*qos=*/0, retain, nullptr);
+    // Not a message any client sent: publish/messages/received stays as it was.
+    const uint64_t received = m.stats.messages_in;
+    m.retain_in_memory = true;
+    m.route(msg, kNoSlot);
+    m.retain_in_memory = false;
+    m.stats.messages_in = received;
+    m.bury();
+}
+
+}  // namespace hato::broker
