@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include <unordered_set>
 
+#include "app/bridge_runner.hpp"
 #include "app/log.hpp"
 #include "app/notify.hpp"
 #include "app/security.hpp"
@@ -48,20 +49,30 @@ class ReactorTransport final : public broker::Transport {
 public:
     ReactorTransport(net::Reactor& reactor, TlsLayer& tls) : reactor_(reactor), tls_(tls) {}
     void send(broker::ConnId id, std::span<const uint8_t> bytes) override {
+        if (BridgeRunner::is_local_id(id)) return bridges->local_send(id, bytes);
         if (tls_.owns(id)) tls_.send(id, bytes);
         else reactor_.send(id, bytes);
     }
     void send_low_priority(broker::ConnId id, std::span<const uint8_t> bytes) override {
+        if (BridgeRunner::is_local_id(id)) return bridges->local_send(id, bytes);
         if (tls_.owns(id)) tls_.send(id, bytes);
         else reactor_.send_low_priority(id, bytes);
     }
-    size_t queued_bytes(broker::ConnId id) const override { return reactor_.queued_bytes(id); }
+    size_t queued_bytes(broker::ConnId id) const override {
+        return BridgeRunner::is_local_id(id) ? 0 : reactor_.queued_bytes(id);
+    }
     // A TLS connection pauses with its socket: no ciphertext, no plaintext.
-    void set_reading(broker::ConnId id, bool on) override { reactor_.set_reading(id, on); }
+    void set_reading(broker::ConnId id, bool on) override {
+        if (!BridgeRunner::is_local_id(id)) reactor_.set_reading(id, on);
+    }
     void close(broker::ConnId id) override {
+        if (BridgeRunner::is_local_id(id)) return bridges->local_close(id);
         if (tls_.owns(id)) tls_.close(id);
         else reactor_.close(id, true);
     }
+
+    // The bridges' virtual local connections (ids with BridgeRunner::kLocalBit).
+    BridgeRunner* bridges = nullptr;
 
 private:
     net::Reactor& reactor_;
@@ -127,6 +138,7 @@ public:
 
     void on_data(net::ConnId id, std::span<const uint8_t> data) override {
         if (rejected_.count(id)) return;
+        if (bridges_ && bridges_->owns_upstream(id)) return bridges_->on_upstream_data(id, data);
         if (!tls_->owns(id)) return broker_->on_data(id, data);
         plaintext_.clear();
         if (!tls_->on_ciphertext(id, data, plaintext_) || plaintext_.empty()) return;
@@ -138,6 +150,10 @@ public:
 
     void on_close(net::ConnId id, int error) override {
         if (rejected_.erase(id)) return;
+        if (bridges_ && bridges_->owns_upstream(id)) {
+            bridges_->on_upstream_close(id, error);
+            return maybe_finish_shutdown(reactor_->now_ms());
+        }
         tls_->on_close(id);
         authenticator_.forget_peer(id);
         --open_connections_;
@@ -149,6 +165,7 @@ public:
 
     void on_tick(uint64_t now_ms) override {
         broker_->on_tick(now_ms);
+        if (bridges_) bridges_->on_tick(now_ms);
         tls_->on_tick(now_ms);
         notifier_.watchdog_tick(now_ms);
         if (log_ && cfg_.storage.sync == store::SyncMode::Interval &&
@@ -162,6 +179,7 @@ public:
     }
 
     void on_pass_end() override {
+        if (bridges_) bridges_->flush();   // their acknowledgements join this pass's commit
         broker_->on_pass_end();
         // Paced to this pass's appends; before the sync, so copies ride along.
         if (log_persistence_ && !stopping_) log_persistence_->maintenance(0);
@@ -377,6 +395,25 @@ private:
         // Without an acl_file the broker skips every ACL check.
         if (auth_files_.acl) broker_->set_authorizer(&authorizer_);
         broker_->recover();
+        return open_bridges();
+    }
+
+    // The bridges' local sessions are internal: no credentials, no ACL.
+    bool open_bridges() {
+        if (cfg_.bridges.empty()) return true;
+        bridge_authn_ = std::make_unique<BridgeAuthenticator>(authenticator_);
+        broker_->set_authenticator(bridge_authn_.get());
+        if (auth_files_.acl) {
+            bridge_authz_ = std::make_unique<BridgeAuthorizer>(authorizer_);
+            broker_->set_authorizer(bridge_authz_.get());
+        }
+        bridges_ = std::make_unique<BridgeRunner>(cfg_.bridges, *reactor_);
+        transport_->bridges = bridges_.get();
+        std::string err;
+        if (!bridges_->start(*broker_, err)) {
+            log_error("%s", err.c_str());
+            return false;
+        }
         return true;
     }
 
@@ -466,6 +503,7 @@ private:
         log_info("shutting down (%s)", why);
         notifier_.send("STOPPING=1");
         reactor_->close_listeners();
+        if (bridges_) bridges_->stop();
         broker_->shutdown();
         stop_deadline_ms_ = reactor_->now_ms() + kShutdownGraceMs;
         // The loop stops once every client is gone (or the deadline passes).
@@ -499,7 +537,10 @@ private:
     std::unique_ptr<auth::HashPool> hash_pool_;   // null without a password file
     auth::PasswordAuthenticator authenticator_;   // used by broker_: declared before it
     auth::AclAuthorizer authorizer_;               // likewise
+    std::unique_ptr<BridgeAuthenticator> bridge_authn_;   // wrap the two above when bridges run
+    std::unique_ptr<BridgeAuthorizer> bridge_authz_;
     std::unique_ptr<broker::Broker> broker_;
+    std::unique_ptr<BridgeRunner> bridges_;   // refers to broker_: goes first
     std::vector<uint8_t> plaintext_;  // decrypted input of the current on_data, reused
     int signal_fd_ = -1;
 

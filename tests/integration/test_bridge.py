@@ -1,0 +1,176 @@
+# Bridge to an upstream broker (docs/bridge.md): local messages on "out"
+# rules reach the upstream, upstream messages on "in" rules reach local
+# subscribers, and the outbound queue is the durable session
+# "$bridge/<name>": messages acknowledged locally while the upstream is down
+# survive a SIGKILL of the gateway and arrive upstream, in order, once the
+# upstream is back. The upstream is a second hato on a fixed free port (so it
+# can be restarted where the gateway expects it).
+
+import os
+import re
+import struct
+import time
+
+import pytest
+
+from conftest import TARGET, Broker, _free_port
+from raw_mqtt import (PUBACK, PUBLISH, SUBACK, RawClient, parse_publish, publish, subscribe)
+
+pytestmark = pytest.mark.skipif(TARGET == "mosquitto", reason="hato's [[bridge]] configuration")
+
+CONNECTED = re.compile(r"bridge site: connected")
+
+
+class Upstream(Broker):
+    """A hato that listens on a fixed port across restarts."""
+
+    def __init__(self, backend, workdir, port):
+        super().__init__(backend, workdir, {})
+        self.fixed_port = port
+
+    def _hato_config(self):
+        return super()._hato_config().replace("port = 0", f"port = {self.fixed_port}", 1)
+
+
+class Gateway(Broker):
+    """A hato with one [[bridge]] named "site" to 127.0.0.1:`up_port`."""
+
+    def __init__(self, backend, workdir, up_port, protocol="mqttv311"):
+        super().__init__(backend, workdir, {})
+        self.bridge = f"""
+[[bridge]]
+name = "site"
+address = "127.0.0.1"
+port = {up_port}
+protocol = "{protocol}"
+client_id = "gw-test"
+keep_alive = 30
+try_private = false   # hato refuses Mosquitto's bridge protocol level
+reconnect_min_ms = 100
+reconnect_max_ms = 400
+
+[[bridge.topic]]
+pattern = "plant/#"
+direction = "out"
+qos = 1
+remote_prefix = "site/gw/"
+
+[[bridge.topic]]
+pattern = "cmd/#"
+direction = "in"
+qos = 1
+local_prefix = "remote/"
+"""
+
+    def _hato_config(self):
+        return super()._hato_config() + self.bridge
+
+    def connected_count(self):
+        return len(CONNECTED.findall(self.log()))
+
+
+def wait_for(pred, timeout=15.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def pair(backend, tmp_path):
+    made = []
+
+    def make(protocol="mqttv311"):
+        port = _free_port()
+        os.makedirs(tmp_path / "up")
+        os.makedirs(tmp_path / "gw")
+        up = Upstream(backend, str(tmp_path / "up"), port)
+        gw = Gateway(backend, str(tmp_path / "gw"), port, protocol)
+        made.extend([gw, up])
+        return up, gw
+
+    yield make
+    for b in made:
+        b.stop()
+
+
+def sub(broker, client_id, topic, clean=True, version=4):
+    c = RawClient(broker)
+    c.connect(client_id, version, clean=clean)
+    c.send(subscribe(1, topic, 1, version))
+    c.expect(SUBACK)
+    return c
+
+
+def pub_qos1(broker, topic, payloads, version=4):
+    c = RawClient(broker)
+    c.connect("", version)
+    for i, p in enumerate(payloads):
+        c.send(publish(topic, p, 1, pid=i + 1, version=version))
+        ack = c.expect(PUBACK)
+        assert struct.unpack_from("!H", ack.body, 0)[0] == i + 1
+    c.close()
+
+
+def receive(client, n, timeout=20.0):
+    """Payloads of the next PUBLISHes (acknowledged), first copies only, until n distinct."""
+    seen, order = set(), []
+    deadline = time.monotonic() + timeout
+    while len(order) < n:
+        p = client.read(max(deadline - time.monotonic(), 0.01))
+        if p.type != PUBLISH:
+            continue
+        topic, pid, _, payload = parse_publish(p)
+        if pid is not None:
+            client.send(bytes([PUBACK << 4, 2]) + struct.pack("!H", pid))
+        if payload not in seen:
+            seen.add(payload)
+            order.append((topic, payload))
+    return order
+
+
+@pytest.mark.parametrize("protocol", ["mqttv311", "mqttv5"])
+def test_bridge_out_and_in(pair, protocol):
+    up, gw = pair(protocol)
+    up.start()
+    gw.start()
+    wait_for(lambda: gw.connected_count() >= 1, what="bridge connected")
+    upstream_sub = sub(up, "up-sub", "site/gw/#")
+    pub_qos1(gw, "plant/line1/temp", [b"21.5", b"21.7"])
+    assert receive(upstream_sub, 2) == [("site/gw/plant/line1/temp", b"21.5"),
+                                         ("site/gw/plant/line1/temp", b"21.7")]
+    # Not matching an out rule: stays local.
+    pub_qos1(gw, "office/temp", [b"x"])
+
+    local_sub = sub(gw, "local-sub", "remote/#")
+    pub_qos1(up, "cmd/valve7", [b"open"])
+    assert receive(local_sub, 1) == [("remote/cmd/valve7", b"open")]
+    # What came in is not sent back out (the upstream subscriber sees only plant data).
+    with pytest.raises(TimeoutError):
+        upstream_sub.read(0.5)
+
+
+def test_bridge_store_and_forward_across_outage_and_kill(pair):
+    up, gw = pair()
+    up.start()
+    # The upstream's persistent subscriber keeps what arrives while it is away.
+    s = sub(up, "up-sub", "site/gw/#", clean=False)
+    s.close()
+    gw.start()
+    wait_for(lambda: gw.connected_count() >= 1, what="bridge connected")
+
+    up.stop()
+    wait_for(lambda: "bridge site: disconnected" in gw.log(), what="bridge disconnect noticed")
+    n = 50
+    payloads = [f"m{i:03d}".encode() for i in range(n)]
+    pub_qos1(gw, "plant/counter", payloads)   # every one acknowledged by the gateway
+    gw.kill()
+    gw.start()
+    up.start()
+    wait_for(lambda: gw.connected_count() >= 1, what="bridge reconnected after restart")
+    s = sub(up, "up-sub", "site/gw/#", clean=False)
+    got = receive(s, n)
+    assert [p for _, p in got] == payloads
+    assert all(t == "site/gw/plant/counter" for t, _ in got)
