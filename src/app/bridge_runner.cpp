@@ -177,8 +177,10 @@ bool BridgeRunner::start(broker::Broker& broker, std::string& err) {
         return false;
     }
     reactor_.watch_readable(event_fd_, [this] { collect(); });
-    const uint64_t now = reactor_.now_ms();
-    for (auto& e : entries_) attempt(*e, now);
+    // The local sessions first: what is published before the first
+    // upstream connection is queued. Connecting starts once they exist.
+    for (auto& e : entries_) e->link.prime();
+    flush();
     return true;
 }
 
@@ -316,7 +318,12 @@ void BridgeRunner::on_tick(uint64_t now_ms) {
     flush();
     for (auto& e : entries_) {
         e->link.on_tick(now_ms);
-        if (!stopping_ && !e->up && !e->connecting && now_ms >= e->next_attempt_ms) attempt(*e, now_ms);
+        if (stopping_ || e->up || e->connecting) continue;
+        if (!e->link.primed()) {
+            if (e->link.state() == bridge::Link::State::Down && !e->local) e->link.prime();
+            continue;
+        }
+        if (now_ms >= e->next_attempt_ms) attempt(*e, now_ms);
     }
 }
 

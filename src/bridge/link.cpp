@@ -46,6 +46,7 @@ void Link::send_local(const Packet& p) {
 void Link::fail(const std::string& why) {
     if (state_ == State::Down) return;
     last_error_ = why;
+    priming_ = false;
     out_.log(1, "bridge " + cfg_.name + ": disconnecting: " + why);
     const bool local_open = state_ >= State::LocalConnecting;
     state_ = State::Down;
@@ -54,6 +55,11 @@ void Link::fail(const std::string& why) {
     local_in_.clear();
     if (local_open) out_.local_close();
     out_.upstream_close();
+}
+
+void Link::prime() {
+    priming_ = true;
+    start_local();
 }
 
 void Link::on_upstream_open(uint64_t now_ms) {
@@ -233,13 +239,26 @@ bool Link::handle_local(const Packet& p) {
         subscribe_local();
         return true;
     }
-    if (const auto* sa = std::get_if<mqtt::Suback>(&p)) {
+    if (const auto* sa = std::get_if<mqtt::Suback>(&p); sa && !priming_) {
         if (state_ != State::LocalSubscribing || sa->packet_id != kSubscribeId) return true;
         for (size_t i = 0; i < sa->reasons.size(); ++i)
             if (sa->reasons[i] >= 0x80)
                 out_.log(1, "bridge " + cfg_.name + ": local subscription " + std::to_string(i + 1) +
                                 " refused (reason " + hex(sa->reasons[i]) + ")");
         become_ready();
+        return true;
+    }
+    if (priming_) {
+        // No upstream yet: deliveries stay in flight; the session ends here.
+        if (std::holds_alternative<mqtt::Suback>(p) && state_ == State::LocalSubscribing) {
+            priming_ = false;
+            primed_ = true;
+            state_ = State::Down;
+            send_local(Packet{mqtt::Disconnect{}});
+            local_in_.clear();
+            out_.local_close();
+            return false;
+        }
         return true;
     }
     if (const auto* pub = std::get_if<mqtt::Publish>(&p)) {
@@ -299,6 +318,16 @@ void Link::subscribe_local() {
 }
 
 void Link::become_ready() {
+    if (priming_) {
+        // Nothing to subscribe: the session exists once CONNACK came.
+        priming_ = false;
+        primed_ = true;
+        state_ = State::Down;
+        send_local(Packet{mqtt::Disconnect{}});
+        local_in_.clear();
+        out_.local_close();
+        return;
+    }
     state_ = State::Ready;
     out_.log(0, "bridge " + cfg_.name + ": connected");
     std::vector<std::vector<uint8_t>> held = std::move(held_);
@@ -323,6 +352,11 @@ void Link::on_upstream_closed() {
 
 void Link::on_local_closed() {
     if (state_ < State::LocalConnecting) return;
+    if (priming_) {
+        priming_ = false;
+        state_ = State::Down;
+        return;   // primed_ stays false: the wiring primes again
+    }
     // The local connection is already gone: only the upstream is closed.
     last_error_ = "local session closed";
     out_.log(1, "bridge " + cfg_.name + ": local session closed, disconnecting upstream");

@@ -62,6 +62,14 @@ public:
     // The local session's client id.
     static std::string local_client_id(const std::string& name) { return "$bridge/" + name; }
 
+    // Creates (or refreshes) the local session and its subscriptions before
+    // the first upstream connection, so that what is published meanwhile is
+    // queued: local CONNECT, SUBSCRIBE, then the local connection closes.
+    // Messages the session delivers meanwhile stay unacknowledged (in flight,
+    // resent on the next connection). primed() tells when it is done.
+    void prime();
+    bool primed() const { return primed_; }
+
     // Upstream transport connected: the CONNECT goes out.
     void on_upstream_open(uint64_t now_ms);
     // Bytes from the upstream. False: protocol error (the link closed itself).
@@ -103,6 +111,8 @@ private:
     LinkConfig cfg_;
     LinkOutput& out_;
     State state_ = State::Down;
+    bool priming_ = false;
+    bool primed_ = false;
     std::vector<uint8_t> up_in_;
     std::vector<uint8_t> local_in_;
     std::vector<std::vector<uint8_t>> held_;   // upstream packets received before ready
