@@ -316,6 +316,15 @@ void BridgeRunner::flush() {
 
 void BridgeRunner::on_tick(uint64_t now_ms) {
     flush();
+    // A full budget is reported once per episode, with its count, at most
+    // every 10 s while it lasts.
+    const uint64_t dropped = broker_->stats().budget_dropped;
+    if (dropped != dropped_reported_ && now_ms - dropped_log_ms_ >= 10000) {
+        log_warn("bridge queues at max_queued_bytes: %llu message(s) dropped (when_full) since the last report",
+                 static_cast<unsigned long long>(dropped - dropped_reported_));
+        dropped_reported_ = dropped;
+        dropped_log_ms_ = now_ms;
+    }
     for (auto& e : entries_) {
         e->link.on_tick(now_ms);
         if (stopping_ || e->up || e->connecting) continue;

@@ -63,6 +63,8 @@ private:
     int event_fd_ = -1;
     uint64_t next_local_ = 0;
     bool stopping_ = false;
+    uint64_t dropped_reported_ = 0;   // Stats::budget_dropped as last logged
+    uint64_t dropped_log_ms_ = 0;
 };
 
 // Lets the bridges' own local sessions in without credentials and ACL

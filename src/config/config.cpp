@@ -403,7 +403,10 @@ void read_bridges(Errors& errors, const toml::node& n, AppConfig& c) {
         r.integer("inflight", 1, 65535, b.inflight);
         r.integer("max_queued_bytes", 0, std::numeric_limits<int64_t>::max(), b.max_queued_bytes);
         r.choice<std::string>("when_full", {{"drop_oldest", "drop_oldest"}, {"drop_new", "drop_new"}}, b.when_full);
-        r.boolean("queue_qos0", b.queue_qos0);
+        if (const toml::node* q = r.lookup("queue_qos0")) {
+            r.boolean("queue_qos0", b.queue_qos0);
+            if (b.queue_qos0) errors.add(q->source(), r.path("queue_qos0"), "true is not supported yet");
+        }
         if (const toml::node* tls = r.lookup("tls"))
             errors.add(tls->source(), r.path("tls"), "TLS to a bridge upstream is not supported yet");
         if (const toml::node* topics = r.lookup("topic")) read_bridge_topics(errors, *topics, r.path("topic"), b);
@@ -418,6 +421,8 @@ void read_bridges(Errors& errors, const toml::node& n, AppConfig& c) {
         for (const Bridge& other : c.bridges)
             if (!b.name.empty() && other.name == b.name)
                 errors.add(t.source(), r.path("name"), "\"" + b.name + "\" is already used by another bridge");
+        // The bridge's outbound queue is its local session's queue.
+        c.broker.session_budgets.push_back({"$bridge/" + b.name, b.max_queued_bytes, b.when_full == "drop_oldest"});
         c.bridges.push_back(std::move(b));
     }
 }
