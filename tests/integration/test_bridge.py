@@ -8,12 +8,13 @@
 
 import os
 import re
+import subprocess
 import struct
 import time
 
 import pytest
 
-from conftest import TARGET, Broker, _free_port
+from conftest import TARGET, Broker, _can_connect, _free_port
 from raw_mqtt import (PUBACK, PUBLISH, SUBACK, RawClient, parse_publish, publish, subscribe)
 
 pytestmark = pytest.mark.skipif(TARGET == "mosquitto", reason="hato's [[bridge]] configuration")
@@ -35,7 +36,7 @@ class Upstream(Broker):
 class Gateway(Broker):
     """A hato with one [[bridge]] named "site" to 127.0.0.1:`up_port`."""
 
-    def __init__(self, backend, workdir, up_port, protocol="mqttv311"):
+    def __init__(self, backend, workdir, up_port, protocol="mqttv311", extra="try_private = false"):
         super().__init__(backend, workdir, {})
         self.bridge = f"""
 [[bridge]]
@@ -45,7 +46,7 @@ port = {up_port}
 protocol = "{protocol}"
 client_id = "gw-test"
 keep_alive = 30
-try_private = false   # hato refuses Mosquitto's bridge protocol level
+{extra}
 reconnect_min_ms = 100
 reconnect_max_ms = 400
 
@@ -82,12 +83,12 @@ def wait_for(pred, timeout=15.0, what="condition"):
 def pair(backend, tmp_path):
     made = []
 
-    def make(protocol="mqttv311"):
+    def make(protocol="mqttv311", extra="try_private = false"):   # hato refuses the bridge bit
         port = _free_port()
         os.makedirs(tmp_path / "up")
         os.makedirs(tmp_path / "gw")
         up = Upstream(backend, str(tmp_path / "up"), port)
-        gw = Gateway(backend, str(tmp_path / "gw"), port, protocol)
+        gw = Gateway(backend, str(tmp_path / "gw"), port, protocol, extra)
         made.extend([gw, up])
         return up, gw
 
@@ -175,3 +176,69 @@ def test_bridge_store_and_forward_across_outage_and_kill(pair):
     got = receive(s, n)
     assert [p for _, p in got] == payloads
     assert all(t == "site/gw/plant/counter" for t, _ in got)
+
+
+def receive_until_quiet(client, quiet=1.5, timeout=20.0):
+    got = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            got += receive(client, 1, quiet)
+        except TimeoutError:
+            break
+    return [p for _, p in got]
+
+
+@pytest.mark.parametrize("when_full", ["drop_oldest", "drop_new"])
+def test_bridge_queue_budget(pair, when_full):
+    up, gw = pair(extra=f'try_private = false\nmax_queued_bytes = 6000\nwhen_full = "{when_full}"')
+    up.start()
+    s = sub(up, "up-sub", "site/gw/#", clean=False)
+    s.close()
+    gw.start()
+    wait_for(lambda: gw.connected_count() >= 1, what="bridge connected")
+    up.stop()
+    wait_for(lambda: "bridge site: disconnected" in gw.log(), what="bridge disconnect noticed")
+    n = 20
+    payloads = [f"{i:03d}".encode() + b"x" * 1000 for i in range(n)]
+    pub_qos1(gw, "plant/big", payloads)   # local publishers are never refused
+    local = sub(gw, "local-sub", "plant/#")
+    pub_qos1(gw, "plant/big", [b"live"])
+    assert receive(local, 1) == [("plant/big", b"live")]   # local delivery unaffected
+    up.start()
+    s = RawClient(up)
+    s.connect("up-sub", clean=False)
+    got = receive_until_quiet(s)
+    assert 2 <= len(got) < n
+    if when_full == "drop_oldest":
+        assert got[-1] == b"live" and got[:-1] == payloads[n - len(got) + 1:]
+    else:
+        # The newest give way; "live" is small enough to fit what is left.
+        if got[-1] == b"live":
+            got = got[:-1]
+        assert got == payloads[:len(got)]
+    wait_for(lambda: "dropped (when_full)" in gw.log(), what="the drop report")
+
+
+@pytest.mark.skipif(not os.access("/usr/sbin/mosquitto", os.X_OK), reason="mosquitto not installed")
+def test_bridge_to_mosquitto_with_bridge_bit(backend, tmp_path):
+    port = _free_port()
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+    mosq = subprocess.Popen(["/usr/sbin/mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    os.makedirs(tmp_path / "gw")
+    gw = Gateway(backend, str(tmp_path / "gw"), port, "mqttv311", "try_private = true")
+    try:
+        up = Broker(backend, str(tmp_path), {})
+        up.port = port
+        wait_for(lambda: _can_connect("127.0.0.1", port), what="mosquitto listening")
+        gw.start()
+        wait_for(lambda: gw.connected_count() >= 1, what="bridge connected")
+        s = sub(up, "up-sub", "site/gw/#")
+        pub_qos1(gw, "plant/m", [b"1", b"2", b"3"])
+        assert [p for _, p in receive(s, 3)] == [b"1", b"2", b"3"]
+    finally:
+        gw.stop()
+        mosq.terminate()
+        mosq.wait(10)
