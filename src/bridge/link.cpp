@@ -48,12 +48,14 @@ void Link::fail(const std::string& why) {
     last_error_ = why;
     priming_ = false;
     out_.log(1, "bridge " + cfg_.name + ": disconnecting: " + why);
-    const bool local_open = state_ >= State::LocalConnecting;
+    const bool local_open = state_ >= State::LocalSubscribing;
+    const bool local_exists = state_ >= State::LocalConnecting;
+    if (local_open) publish_state(false);
     state_ = State::Down;
     held_.clear();
     up_in_.clear();
     local_in_.clear();
-    if (local_open) out_.local_close();
+    if (local_exists) out_.local_close();
     out_.upstream_close();
 }
 
@@ -236,6 +238,7 @@ bool Link::handle_local(const Packet& p) {
             fail("local broker refused the bridge session: reason " + hex(ack->reason));
             return false;
         }
+        if (priming_) publish_state(false);   // not connected yet
         subscribe_local();
         return true;
     }
@@ -317,6 +320,16 @@ void Link::subscribe_local() {
     send_local(Packet{s});
 }
 
+void Link::publish_state(bool up) {
+    const std::string topic = "$SYS/broker/connection/" + cfg_.name + "/state";
+    const uint8_t value = up ? '1' : '0';
+    mqtt::Publish p;
+    p.retain = true;
+    p.topic = topic;
+    p.payload = std::span<const uint8_t>(&value, 1);
+    send_local(Packet{p});
+}
+
 void Link::become_ready() {
     if (priming_) {
         // Nothing to subscribe: the session exists once CONNACK came.
@@ -329,6 +342,7 @@ void Link::become_ready() {
         return;
     }
     state_ = State::Ready;
+    publish_state(true);
     out_.log(0, "bridge " + cfg_.name + ": connected");
     std::vector<std::vector<uint8_t>> held = std::move(held_);
     held_.clear();
@@ -343,6 +357,7 @@ void Link::become_ready() {
 void Link::on_upstream_closed() {
     if (state_ == State::Down) return;
     const bool local_open = state_ >= State::LocalConnecting;
+    if (state_ >= State::LocalSubscribing) publish_state(false);
     state_ = State::Down;
     held_.clear();
     up_in_.clear();

@@ -10,7 +10,7 @@
 // Order of a connection: upstream CONNECT -> CONNACK -> upstream SUBSCRIBE
 // (in rules) -> SUBACK -> local CONNECT -> CONNACK (the local session resends
 // its in-flight messages, then its queue) -> local SUBSCRIBE (out rules) ->
-// SUBACK -> ready. Upstream packets that arrive before ready wait, so the
+// SUBACK -> ready (state "1" published locally). Upstream packets that arrive before ready wait, so the
 // packet identifiers of the SUBSCRIBEs never meet those of messages.
 #pragma once
 
@@ -103,6 +103,9 @@ private:
     void start_local();
     void subscribe_local();
     void become_ready();
+    // Retained "$SYS/broker/connection/<name>/state": "1" connected, "0" not
+    // (Mosquitto's convention), published through the local session.
+    void publish_state(bool up);
     void forward_in(const mqtt::Publish& pub);
     void forward_out(const mqtt::Publish& pub);
     // Splits `buf` into packets; calls fn for each. False on a decode error.

@@ -242,3 +242,17 @@ def test_bridge_to_mosquitto_with_bridge_bit(backend, tmp_path):
         gw.stop()
         mosq.terminate()
         mosq.wait(10)
+
+
+def test_bridge_connection_state_topic(pair):
+    up, gw = pair()
+    gw.start()   # upstream not there yet
+    state = "$SYS/broker/connection/site/state"
+    wait_for(lambda: "bridge site: connect to" in gw.log(), what="a failed attempt")
+    assert receive(sub(gw, "s0", state), 1) == [(state, b"0")]
+    up.start()
+    wait_for(lambda: gw.connected_count() >= 1, what="bridge connected")
+    assert receive(sub(gw, "s1", state), 1) == [(state, b"1")]
+    up.stop()
+    wait_for(lambda: "bridge site: disconnected" in gw.log(), what="bridge disconnect noticed")
+    assert receive(sub(gw, "s2", state), 1) == [(state, b"0")]

@@ -99,6 +99,12 @@ void connect(Link& link, Fake& f, Version v, std::vector<std::vector<uint8_t>>& 
     lsa.reasons = {1};
     link.on_local_data(enc(Packet{lsa}, Version::V5));
     CHECK(link.ready());
+    ps = take(f.local, Version::V5, store);
+    REQUIRE(ps.size() == 1);
+    const auto& state = std::get<mqtt::Publish>(ps[0]);
+    CHECK(state.topic == "$SYS/broker/connection/site/state");
+    CHECK(state.retain);
+    CHECK(std::string(state.payload.begin(), state.payload.end()) == "1");
 }
 
 }  // namespace
@@ -215,8 +221,8 @@ TEST_CASE("upstream messages before ready wait for the local session") {
     lsa.reasons = {1};
     link.on_local_data(enc(Packet{lsa}, Version::V5));
     ls = take(f.local, Version::V5, store);
-    REQUIRE(ls.size() == 1);
-    CHECK(std::get<mqtt::Publish>(ls[0]).topic == "plant/held");
+    REQUIRE(ls.size() == 2);   // the connection state, then what was held
+    CHECK(std::get<mqtt::Publish>(ls[1]).topic == "plant/held");
 }
 
 TEST_CASE("keep alive: PINGREQ when idle, closed when the upstream is silent") {
@@ -244,9 +250,10 @@ TEST_CASE("priming creates the local session and closes it") {
     take(f.local, Version::V5, store);
     link.on_local_data(enc(Packet{mqtt::Connack{}}, Version::V5));
     auto ls = take(f.local, Version::V5, store);
-    REQUIRE(ls.size() == 1);
+    REQUIRE(ls.size() == 2);   // state "0", SUBSCRIBE
+    CHECK(std::get<mqtt::Publish>(ls[0]).payload[0] == '0');
     mqtt::Suback lsa;
-    lsa.packet_id = std::get<mqtt::Subscribe>(ls[0]).packet_id;
+    lsa.packet_id = std::get<mqtt::Subscribe>(ls[1]).packet_id;
     lsa.reasons = {1};
     link.on_local_data(enc(Packet{lsa}, Version::V5));
     CHECK(link.primed());
