@@ -256,3 +256,23 @@ def test_bridge_connection_state_topic(pair):
     up.stop()
     wait_for(lambda: "bridge site: disconnected" in gw.log(), what="bridge disconnect noticed")
     assert receive(sub(gw, "s2", state), 1) == [(state, b"0")]
+
+
+def test_bridge_reconnect_backoff_bounds_attempts(backend, tmp_path):
+    # Nothing listens upstream: attempts follow the backoff (delays of at
+    # least reconnect_min_ms, growing to reconnect_max_ms), not a busy loop.
+    port = _free_port()
+    os.makedirs(tmp_path / "gw")
+    gw = Gateway(backend, str(tmp_path / "gw"), port, "mqttv311",
+                 "try_private = false\nreconnect_min_ms = 200\nreconnect_max_ms = 800")
+    gw.bridge = gw.bridge.replace("reconnect_min_ms = 100\nreconnect_max_ms = 400\n", "")
+    try:
+        gw.start()
+        time.sleep(4.0)
+        attempts = len(re.findall(r"bridge site: connect to .* failed", gw.log()))
+        # 4 s / 200 ms = 20 is the most any backoff allows; delays of up to
+        # 800 ms make at least 4 likely, 3 certain.
+        assert 3 <= attempts <= 21, gw.log()
+        assert "attempt 1)" in gw.log()
+    finally:
+        gw.stop()
