@@ -15,7 +15,8 @@ import time
 import pytest
 
 from conftest import TARGET, Broker, _can_connect, _free_port
-from raw_mqtt import (PUBACK, PUBLISH, SUBACK, RawClient, parse_publish, publish, subscribe)
+from raw_mqtt import (PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, SUBACK, RawClient, parse_publish, publish,
+                      pubrel, subscribe)
 
 pytestmark = pytest.mark.skipif(TARGET == "mosquitto", reason="hato's [[bridge]] configuration")
 
@@ -276,3 +277,47 @@ def test_bridge_reconnect_backoff_bounds_attempts(backend, tmp_path):
         assert "attempt 1)" in gw.log()
     finally:
         gw.stop()
+
+
+def test_bridge_qos2_exactly_once_across_kill(pair):
+    up, gw = pair()
+    gw.bridge += '\n[[bridge.topic]]\npattern = "q2/#"\ndirection = "out"\nqos = 2\nremote_prefix = "site/gw/"\n'
+    up.start()
+    s = RawClient(up)
+    s.connect("up-sub2", clean=False)
+    s.send(subscribe(1, "site/gw/q2/#", 2))
+    s.expect(SUBACK)
+    s.close()
+    gw.start()
+    wait_for(lambda: gw.connected_count() >= 1, what="bridge connected")
+    up.stop()
+    wait_for(lambda: "bridge site: disconnected" in gw.log(), what="bridge disconnect noticed")
+    n = 20
+    payloads = [f"q{i:03d}".encode() for i in range(n)]
+    c = RawClient(gw)
+    c.connect("pub2")
+    for i, p in enumerate(payloads):
+        c.send(publish("q2/x", p, 2, pid=i + 1))
+        c.expect(PUBREC)
+        c.send(pubrel(i + 1))
+        c.expect(PUBCOMP)
+    c.close()
+    gw.kill()
+    gw.start()
+    up.start()
+    s = RawClient(up)
+    s.connect("up-sub2", clean=False)
+    got = []
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            p = s.read(1.5 if len(got) >= n else 5.0)
+        except TimeoutError:
+            break
+        if p.type == PUBLISH:
+            _, pid, _, payload = parse_publish(p)
+            s.send(bytes([PUBREC << 4, 2]) + struct.pack("!H", pid))
+            got.append(payload)
+        elif p.type == PUBREL:
+            s.send(bytes([PUBCOMP << 4, 2]) + p.body[:2])
+    assert got == payloads   # each once, in order
