@@ -154,15 +154,16 @@ BridgeRunner::~BridgeRunner() {
     if (event_fd_ >= 0) ::close(event_fd_);
 }
 
-bool BridgeRunner::start(broker::Broker& broker, std::string& err) {
-    broker_ = &broker;
+bool BridgeRunner::load_passwords(std::string& err) {
+    bool ok = true;
     for (auto& e : entries_) {
-        e->broker = &broker;
         if (e->cfg.password_file.empty()) continue;
         std::ifstream in(e->cfg.password_file, std::ios::binary);
         if (!in) {
-            err = "bridge " + e->cfg.name + ": password_file " + e->cfg.password_file + ": " + std::strerror(errno);
-            return false;
+            if (!err.empty()) err += "; ";
+            err += "bridge " + e->cfg.name + ": password_file " + e->cfg.password_file + ": " + std::strerror(errno);
+            ok = false;
+            continue;   // the previous password stays
         }
         std::ostringstream s;
         s << in.rdbuf();
@@ -170,6 +171,18 @@ bool BridgeRunner::start(broker::Broker& broker, std::string& err) {
         while (!pw.empty() && (pw.back() == '\n' || pw.back() == '\r')) pw.pop_back();
         e->link.set_password(std::move(pw));
     }
+    return ok;
+}
+
+void BridgeRunner::reload_passwords() {
+    std::string err;
+    if (!load_passwords(err)) log_error("%s (the previous password stays in use)", err.c_str());
+}
+
+bool BridgeRunner::start(broker::Broker& broker, std::string& err) {
+    broker_ = &broker;
+    for (auto& e : entries_) e->broker = &broker;
+    if (!load_passwords(err)) return false;
     if (entries_.empty()) return true;
     event_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (event_fd_ < 0) {

@@ -27,6 +27,8 @@ public:
 
     // Reads the password files and starts connecting. False with `err` set.
     bool start(broker::Broker& broker, std::string& err);
+    // SIGHUP: the password files again; the next connection uses them.
+    void reload_passwords();
 
     // Connection ids of the virtual local connections: reactor ids never
     // have this bit (their generation counter would need 2^31 connections).
@@ -53,6 +55,7 @@ public:
     struct Entry;
 
 private:
+    bool load_passwords(std::string& err);
     void attempt(Entry& e, uint64_t now);
     void collect();
     void schedule_retry(Entry& e, uint64_t now, const std::string& why);

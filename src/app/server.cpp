@@ -330,6 +330,7 @@ private:
     // file:line); connected clients stay, TLS ones on their old context.
     void reload_security() {
         log_info("reload requested (SIGHUP)");
+        if (bridges_) bridges_->reload_passwords();
         std::vector<std::string> errors;
         if (!cfg_.auth.password_file.empty()) {
             std::shared_ptr<const auth::PasswordFile> passwords;

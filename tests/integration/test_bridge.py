@@ -8,6 +8,7 @@
 
 import os
 import re
+import signal
 import subprocess
 import struct
 import time
@@ -26,8 +27,8 @@ CONNECTED = re.compile(r"bridge site: connected$", re.M)
 class Upstream(Broker):
     """A hato that listens on a fixed port across restarts."""
 
-    def __init__(self, backend, workdir, port):
-        super().__init__(backend, workdir, {})
+    def __init__(self, backend, workdir, port, settings=None):
+        super().__init__(backend, workdir, settings or {})
         self.fixed_port = port
 
     def _hato_config(self):
@@ -321,3 +322,34 @@ def test_bridge_qos2_exactly_once_across_kill(pair):
         elif p.type == PUBREL:
             s.send(bytes([PUBCOMP << 4, 2]) + p.body[:2])
     assert got == payloads   # each once, in order
+
+
+def test_bridge_logs_in_with_password_file(backend, tmp_path):
+    port = _free_port()
+    os.makedirs(tmp_path / "up")
+    os.makedirs(tmp_path / "gw")
+    passwd = tmp_path / "up" / "passwd"
+    subprocess.run(["mosquitto_passwd", "-c", "-b", str(passwd), "gw-17", "s3cret"], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    secret = tmp_path / "gw" / "site.secret"
+    secret.write_text("s3cret\n")
+    up = Upstream(backend, str(tmp_path / "up"), port,
+                  {"auth": {"password_file": str(passwd), "allow_anonymous": False}})
+    gw = Gateway(backend, str(tmp_path / "gw"), port, "mqttv5",
+                 f'try_private = false\nusername = "gw-17"\npassword_file = "{secret}"')
+    try:
+        up.start()
+        gw.start()
+        wait_for(lambda: gw.connected_count() >= 1, what="bridge connected with its password")
+        assert "s3cret" not in gw.log()
+        # A wrong password, read on SIGHUP, is refused at the next connection.
+        secret.write_text("wrong\n")
+        gw.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "reload requested" in gw.log(), what="reload")
+        up.stop()
+        up.start()
+        wait_for(lambda: "upstream refused the connection: reason 0x86" in gw.log(), what="refusal logged")
+        assert "wrong" not in gw.log()
+    finally:
+        gw.stop()
+        up.stop()
