@@ -355,6 +355,26 @@ void BridgeRunner::stop() {
         if (e->up) reactor_.close(e->up, true);
 }
 
+bool check_bridge_files(const config::AppConfig& cfg, std::vector<std::string>& errors,
+                        std::vector<std::string>& warnings) {
+    bool ok = true;
+    uint64_t budgets = 0;
+    for (const config::Bridge& b : cfg.bridges) {
+        budgets += b.max_queued_bytes;
+        if (b.password_file.empty()) continue;
+        std::ifstream in(b.password_file, std::ios::binary);
+        if (!in) {
+            errors.push_back("bridge " + b.name + ": password_file " + b.password_file + ": " + std::strerror(errno));
+            ok = false;
+        }
+    }
+    if (cfg.storage_enabled && cfg.storage.max_bytes != 0 && budgets > cfg.storage.max_bytes)
+        warnings.push_back("the bridges' max_queued_bytes add up to " + std::to_string(budgets) +
+                           " bytes, more than [storage] max_bytes (" + std::to_string(cfg.storage.max_bytes) +
+                           "): the store fills before the bridge budgets do");
+    return ok;
+}
+
 std::optional<broker::AuthVerdict> BridgeAuthenticator::start(const broker::AuthRequest& req) {
     const bool claims = req.client_id.substr(0, kBridgePrefix.size()) == kBridgePrefix;
     if (BridgeRunner::is_local_id(req.conn))

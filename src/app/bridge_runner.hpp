@@ -70,6 +70,12 @@ private:
     uint64_t dropped_log_ms_ = 0;
 };
 
+// --check-config: unreadable password files are errors; budgets that add
+// up to more than [storage] max_bytes are a warning (the bridge queues live
+// in the same durable log).
+bool check_bridge_files(const config::AppConfig& cfg, std::vector<std::string>& errors,
+                        std::vector<std::string>& warnings);
+
 // Lets the bridges' own local sessions in without credentials and ACL
 // checks (they are internal), and refuses network clients that claim a
 // "$bridge/" client id.
