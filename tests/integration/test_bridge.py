@@ -371,3 +371,44 @@ def test_check_config_reports_bridge_problems(tmp_path):
     assert r.returncode == 1
     assert "bridge site: password_file" in r.stderr and "missing.secret" in r.stderr
     assert "more than [storage] max_bytes" in r.stderr
+
+
+def test_two_gateways_both_ways_do_not_loop(backend, tmp_path):
+    # Two gateways bridged "both" on "#" to one upstream (v5: No Local
+    # upstream, No Local on the local sessions): a message published on one
+    # reaches the upstream and the other gateway once, and nothing returns.
+    port = _free_port()
+    for d in ("up", "a", "b"):
+        os.makedirs(tmp_path / d)
+    up = Upstream(backend, str(tmp_path / "up"), port)
+    gws = []
+    for name in ("a", "b"):
+        g = Gateway(backend, str(tmp_path / name), port, "mqttv5", "try_private = false")
+        g.bridge = g.bridge.split("[[bridge.topic]]")[0].replace('client_id = "gw-test"', f'client_id = "gw-{name}"')
+        g.bridge += '[[bridge.topic]]\npattern = "#"\ndirection = "both"\nqos = 1\n'
+        gws.append(g)
+    try:
+        up.start()
+        for g in gws:
+            g.start()
+        for g in gws:
+            wait_for(lambda: g.connected_count() >= 1, what="bridge connected")
+        on_up = sub(up, "s-up", "data/#")
+        on_a = sub(gws[0], "s-a", "data/#")
+        on_b = sub(gws[1], "s-b", "data/#")
+        pub_qos1(gws[0], "data/x", [b"hello"])
+        for c in (on_up, on_a, on_b):
+            p = c.read(10)
+            while p.type != PUBLISH:
+                p = c.read(10)
+            topic, pid, _, payload = parse_publish(p)
+            assert (topic, payload) == ("data/x", b"hello")
+            c.send(bytes([PUBACK << 4, 2]) + struct.pack("!H", pid))
+        time.sleep(1.0)
+        for c in (on_up, on_a, on_b):
+            with pytest.raises(TimeoutError):
+                c.read(0.3)
+    finally:
+        for g in gws:
+            g.stop()
+        up.stop()
