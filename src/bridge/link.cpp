@@ -40,6 +40,7 @@ void Link::send_upstream(const Packet& p) {
 void Link::send_local(const Packet& p) {
     scratch_.clear();
     mqtt::encode(p, kLocalVersion, scratch_);
+    last_local_send_ms_ = now_ms_;
     out_.local_send(scratch_);
 }
 
@@ -238,6 +239,7 @@ bool Link::handle_local(const Packet& p) {
             fail("local broker refused the bridge session: reason " + hex(ack->reason));
             return false;
         }
+        local_keep_alive_ = ack->props.server_keep_alive.value_or(0);
         if (priming_) publish_state(false);   // not connected yet
         subscribe_local();
         return true;
@@ -384,6 +386,10 @@ void Link::on_local_closed() {
 
 void Link::on_tick(uint64_t now_ms) {
     now_ms_ = now_ms;
+    // A local broker with server_keep_alive would drop a silent local session.
+    if (state_ >= State::LocalSubscribing && local_keep_alive_ != 0 &&
+        now_ms - last_local_send_ms_ >= uint64_t(local_keep_alive_) * 500)
+        send_local(Packet{mqtt::Pingreq{}});
     if (state_ == State::Down || cfg_.keep_alive == 0) return;
     const uint64_t ka = uint64_t(cfg_.keep_alive) * 1000;
     if (now_ms - last_up_recv_ms_ > ka * 3 / 2) {

@@ -123,6 +123,8 @@ private:
     uint16_t up_receive_max_ = 65535;
     uint64_t last_up_send_ms_ = 0;
     uint64_t last_up_recv_ms_ = 0;
+    uint16_t local_keep_alive_ = 0;   // imposed by the local broker (server_keep_alive), seconds
+    uint64_t last_local_send_ms_ = 0;
     uint64_t now_ms_ = 0;
     uint64_t forwarded_out_ = 0;
     uint64_t forwarded_in_ = 0;

@@ -260,3 +260,30 @@ TEST_CASE("priming creates the local session and closes it") {
     CHECK(f.local_closes == 1);
     CHECK(f.up.empty());
 }
+
+TEST_CASE("a local server_keep_alive is honoured with local PINGREQs") {
+    Fake f;
+    std::vector<std::vector<uint8_t>> store;
+    LinkConfig cfg = config(Version::V5);
+    cfg.topics = {{"plant/#", Direction::Out, 1, "", ""}};
+    cfg.keep_alive = 0;
+    Link link(cfg, f);
+    link.on_upstream_open(0);
+    link.on_upstream_data(enc(Packet{mqtt::Connack{}}, Version::V5), 0);
+    mqtt::Connack lack;
+    lack.props.server_keep_alive = 4;
+    link.on_local_data(enc(Packet{lack}, Version::V5));
+    auto ls = take(f.local, Version::V5, store);   // CONNECT, SUBSCRIBE
+    mqtt::Suback lsa;
+    lsa.packet_id = std::get<mqtt::Subscribe>(ls.back()).packet_id;
+    lsa.reasons = {1};
+    link.on_local_data(enc(Packet{lsa}, Version::V5));
+    REQUIRE(link.ready());
+    take(f.local, Version::V5, store);
+    link.on_tick(1000);
+    CHECK(f.local.empty());
+    link.on_tick(2500);
+    ls = take(f.local, Version::V5, store);
+    REQUIRE(ls.size() == 1);
+    CHECK(std::holds_alternative<mqtt::Pingreq>(ls[0]));
+}
