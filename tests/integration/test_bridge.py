@@ -38,8 +38,8 @@ class Upstream(Broker):
 class Gateway(Broker):
     """A hato with one [[bridge]] named "site" to 127.0.0.1:`up_port`."""
 
-    def __init__(self, backend, workdir, up_port, protocol="mqttv311", extra="try_private = false"):
-        super().__init__(backend, workdir, {})
+    def __init__(self, backend, workdir, up_port, protocol="mqttv311", extra="try_private = false", settings=None):
+        super().__init__(backend, workdir, settings or {})
         self.bridge = f"""
 [[bridge]]
 name = "site"
@@ -85,12 +85,12 @@ def wait_for(pred, timeout=15.0, what="condition"):
 def pair(backend, tmp_path):
     made = []
 
-    def make(protocol="mqttv311", extra="try_private = false"):   # hato refuses the bridge bit
+    def make(protocol="mqttv311", extra="try_private = false", gw_settings=None):   # hato refuses the bridge bit
         port = _free_port()
         os.makedirs(tmp_path / "up")
         os.makedirs(tmp_path / "gw")
         up = Upstream(backend, str(tmp_path / "up"), port)
-        gw = Gateway(backend, str(tmp_path / "gw"), port, protocol, extra)
+        gw = Gateway(backend, str(tmp_path / "gw"), port, protocol, extra, gw_settings)
         made.extend([gw, up])
         return up, gw
 
@@ -156,7 +156,8 @@ def test_bridge_out_and_in(pair, protocol):
 
 
 def test_bridge_store_and_forward_across_outage_and_kill(pair):
-    up, gw = pair()
+    # max_session_expiry does not cut the bridge's queue short.
+    up, gw = pair(gw_settings={"mqtt": {"max_session_expiry": 1}})
     up.start()
     # The upstream's persistent subscriber keeps what arrives while it is away.
     s = sub(up, "up-sub", "site/gw/#", clean=False)
@@ -169,8 +170,10 @@ def test_bridge_store_and_forward_across_outage_and_kill(pair):
     n = 50
     payloads = [f"m{i:03d}".encode() for i in range(n)]
     pub_qos1(gw, "plant/counter", payloads)   # every one acknowledged by the gateway
+    time.sleep(2.5)
     gw.kill()
     gw.start()
+    time.sleep(1.5)
     up.start()
     wait_for(lambda: gw.connected_count() >= 1, what="bridge reconnected after restart")
     s = RawClient(up)
