@@ -293,7 +293,10 @@ void BridgeRunner::on_upstream_close(net::ConnId id, int error) {
 
 void BridgeRunner::local_send(uint64_t id, std::span<const uint8_t> bytes) {
     for (auto& e : entries_)
-        if (e->local == id) return e->local_out.insert(e->local_out.end(), bytes.begin(), bytes.end()), void();
+        if (e->local == id) {
+            e->local_out.insert(e->local_out.end(), bytes.begin(), bytes.end());
+            return;
+        }
 }
 
 void BridgeRunner::local_close(uint64_t id) {
@@ -311,7 +314,10 @@ void BridgeRunner::flush() {
                 std::vector<uint8_t> bytes;
                 bytes.swap(e.local_out);
                 e.link.on_local_data(bytes);
-                if (e.local_out.empty()) e.local_out.swap(bytes), e.local_out.clear();   // keeps the capacity
+                if (e.local_out.empty()) {
+                    bytes.clear();
+                    e.local_out.swap(bytes);   // keeps the capacity
+                }
             }
             if (e.local_close_requested && e.local_out.empty()) {
                 e.local_close_requested = false;
