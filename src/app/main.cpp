@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "app/bridge_runner.hpp"
 #include "app/log.hpp"
 #include "app/migrate_command.hpp"
 #include "app/security.hpp"
@@ -135,6 +136,13 @@ int main(int argc, char** argv) {
         // ACL file, certificates), so their errors show up here first.
         std::vector<std::string> errors;
         if (!app::check_security_files(cfg, errors)) {
+            for (const auto& e : errors) std::fprintf(stderr, "%s\n", e.c_str());
+            return 1;
+        }
+        std::vector<std::string> warnings;
+        bool bridges_ok = app::check_bridge_files(cfg, errors, warnings);
+        for (const auto& w : warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
+        if (!bridges_ok) {
             for (const auto& e : errors) std::fprintf(stderr, "%s\n", e.c_str());
             return 1;
         }

@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include <unordered_set>
 
+#include "app/bridge_runner.hpp"
 #include "app/log.hpp"
 #include "app/metrics.hpp"
 #include "app/notify.hpp"
@@ -55,10 +56,12 @@ class ReactorTransport final : public broker::Transport {
 public:
     ReactorTransport(net::Reactor& reactor, TlsLayer& tls, WsLayer& ws) : reactor_(reactor), tls_(tls), ws_(ws) {}
     void send(broker::ConnId id, std::span<const uint8_t> bytes) override {
+        if (BridgeRunner::is_local_id(id)) return bridges->local_send(id, bytes);
         if (ws_.owns(id)) ws_.send(id, bytes, false);
         else send_below_ws(id, bytes, false);
     }
     void send_low_priority(broker::ConnId id, std::span<const uint8_t> bytes) override {
+        if (BridgeRunner::is_local_id(id)) return bridges->local_send(id, bytes);
         if (ws_.owns(id)) ws_.send(id, bytes, true);
         else send_below_ws(id, bytes, true);
     }
@@ -72,13 +75,21 @@ public:
         if (tls_.owns(id)) tls_.close(id);
         else reactor_.close(id, true);
     }
-    size_t queued_bytes(broker::ConnId id) const override { return reactor_.queued_bytes(id); }
+    size_t queued_bytes(broker::ConnId id) const override {
+        return BridgeRunner::is_local_id(id) ? 0 : reactor_.queued_bytes(id);
+    }
     // A TLS connection pauses with its socket: no ciphertext, no plaintext.
-    void set_reading(broker::ConnId id, bool on) override { reactor_.set_reading(id, on); }
+    void set_reading(broker::ConnId id, bool on) override {
+        if (!BridgeRunner::is_local_id(id)) reactor_.set_reading(id, on);
+    }
     void close(broker::ConnId id) override {
+        if (BridgeRunner::is_local_id(id)) return bridges->local_close(id);
         if (ws_.owns(id)) ws_.close(id);
         else close_below_ws(id);
     }
+
+    // The bridges' virtual local connections (ids with BridgeRunner::kLocalBit).
+    BridgeRunner* bridges = nullptr;
 
 private:
     net::Reactor& reactor_;
@@ -151,6 +162,7 @@ public:
         if (rejected_.count(id)) return;
         note_pass_activity();
         if (metrics_ && metrics_->owns(id)) return metrics_->on_data(id, data);
+        if (bridges_ && bridges_->owns_upstream(id)) return bridges_->on_upstream_data(id, data);
         if (tls_->owns(id)) {
             plaintext_.clear();
             if (!tls_->on_ciphertext(id, data, plaintext_) || plaintext_.empty()) return;
@@ -172,6 +184,10 @@ public:
         if (rejected_.erase(id)) return;
         if (metrics_ && metrics_->on_close(id)) return maybe_finish_shutdown(reactor_->now_ms());
         note_pass_activity();
+        if (bridges_ && bridges_->owns_upstream(id)) {
+            bridges_->on_upstream_close(id, error);
+            return maybe_finish_shutdown(reactor_->now_ms());
+        }
         if (listener_counts_) listener_counts_->closed(id);
         tls_->on_close(id);
         ws_->on_close(id);
@@ -187,6 +203,7 @@ public:
         note_pass_activity();
         broker_->on_tick(now_ms);
         if (metrics_) metrics_->on_tick(now_ms, broker_->stats());
+        if (bridges_) bridges_->on_tick(now_ms);
         tls_->on_tick(now_ms);
         ws_->on_tick(now_ms);
         notifier_.watchdog_tick(now_ms);
@@ -202,6 +219,7 @@ public:
     }
 
     void on_pass_end() override {
+        if (bridges_) bridges_->flush();   // their acknowledgements join this pass's commit
         broker_->on_pass_end();
         // Paced to this pass's appends; before the sync, so copies ride along.
         if (log_persistence_ && !stopping_) log_persistence_->maintenance(0);
@@ -436,6 +454,7 @@ private:
     // file:line); connected clients stay, TLS ones on their old context.
     void reload_security() {
         log_info("reload requested (SIGHUP)");
+        if (bridges_) bridges_->reload_passwords();
         std::vector<std::string> errors;
         if (!cfg_.auth.password_file.empty()) {
             std::shared_ptr<const auth::PasswordFile> passwords;
@@ -504,6 +523,25 @@ private:
         if (cfg_.sys_interval_s > 0)
             sys_ = std::make_unique<SysPublisher>(cfg_.sys_interval_s, reactor_->now_ms(), log_.get(),
                                                   cfg_.storage.dir, sys_sync_latency_);
+        return open_bridges();
+    }
+
+    // The bridges' local sessions are internal: no credentials, no ACL.
+    bool open_bridges() {
+        if (cfg_.bridges.empty()) return true;
+        bridge_authn_ = std::make_unique<BridgeAuthenticator>(authenticator_);
+        broker_->set_authenticator(bridge_authn_.get());
+        if (auth_files_.acl) {
+            bridge_authz_ = std::make_unique<BridgeAuthorizer>(authorizer_);
+            broker_->set_authorizer(bridge_authz_.get());
+        }
+        bridges_ = std::make_unique<BridgeRunner>(cfg_.bridges, *reactor_);
+        transport_->bridges = bridges_.get();
+        std::string err;
+        if (!bridges_->start(*broker_, err)) {
+            log_error("%s", err.c_str());
+            return false;
+        }
         return true;
     }
 
@@ -601,6 +639,7 @@ private:
         notifier_.send("STOPPING=1");
         reactor_->close_listeners();
         if (metrics_) metrics_->close_all();
+        if (bridges_) bridges_->stop();
         broker_->shutdown();
         stop_deadline_ms_ = reactor_->now_ms() + kShutdownGraceMs;
         // The loop stops once every client is gone (or the deadline passes).
@@ -635,7 +674,10 @@ private:
     std::unique_ptr<auth::HashPool> hash_pool_;   // null without a password file
     auth::PasswordAuthenticator authenticator_;   // used by broker_: declared before it
     auth::AclAuthorizer authorizer_;               // likewise
+    std::unique_ptr<BridgeAuthenticator> bridge_authn_;   // wrap the two above when bridges run
+    std::unique_ptr<BridgeAuthorizer> bridge_authz_;
     std::unique_ptr<broker::Broker> broker_;
+    std::unique_ptr<BridgeRunner> bridges_;   // refers to broker_: goes first
     std::vector<uint8_t> plaintext_;  // decrypted input of the current on_data, reused
     std::vector<uint8_t> ws_payload_;  // MQTT bytes unwrapped from WebSocket frames, reused
     int signal_fd_ = -1;

@@ -43,6 +43,7 @@ struct Stats {
     uint64_t messages_out = 0;
     uint64_t qos0_dropped = 0;      // output limit hit
     uint64_t queued_dropped = 0;    // session queue limit hit
+    uint64_t budget_dropped = 0;    // a Config::session_budgets entry full (bridge queues)
     uint64_t slow_clients_closed = 0;   // over max_output_bytes longer than slow_client_timeout_ms
     // Input reassembly: bytes copied into partial-packet buffers (appends
     // and the moves of their growth) and the allocations made for them.

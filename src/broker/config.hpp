@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace hato::broker {
 
@@ -33,6 +34,16 @@ struct Config {
     uint32_t max_message_expiry = 0;       // cap on message expiry interval, 0 = none
     uint32_t max_session_expiry = 0;       // cap on session expiry interval, 0 = none
     std::string response_information;      // answered to Request Response Information, empty = none
+
+    // Queue budgets replacing max_queued_messages / max_queued_bytes for the
+    // sessions they name (the bridges' "$bridge/<name>" sessions): no count
+    // limit, `max_bytes` (0 = none), and which end gives way when it is hit.
+    struct SessionBudget {
+        std::string client_id;
+        uint64_t max_bytes = 0;
+        bool drop_oldest = true;
+    };
+    std::vector<SessionBudget> session_budgets;
 
     // [auth]
     // A CONNECT by another user for a persistent session's client id: false

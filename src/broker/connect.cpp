@@ -112,6 +112,10 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
     uint32_t asked_expiry = v5 ? p.props.session_expiry.value_or(0)
                                : (p.clean_start ? 0 : kNeverExpires);
     uint32_t expiry = capped_expiry(asked_expiry, cfg.max_session_expiry);
+    // A session with its own queue budget (a bridge's outbound queue) holds
+    // messages their publishers were told are safe: no cap cuts it short.
+    for (const Config::SessionBudget& b : cfg.session_budgets)
+        if (b.client_id == client_id) expiry = asked_expiry;
 
     // A persistent session belongs to the user that created it: another user
     // neither resumes it nor ends it, unless the configuration lets it start

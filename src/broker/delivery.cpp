@@ -68,16 +68,32 @@ void Broker::Impl::deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool reta
         send_publish(*c, item, false);
         return;
     }
+    const Config::SessionBudget* budget = nullptr;
+    for (const Config::SessionBudget& b : cfg.session_budgets)
+        if (b.client_id == s.client_id) budget = &b;
     auto full = [&] {
         const size_t queued = s.flows ? s.flows->queue.size() : 0;
         const uint64_t queued_bytes = s.flows ? s.flows->queue_bytes : 0;
+        if (budget) return budget->max_bytes != 0 && queued > 0 && queued_bytes + msg->byte_size() > budget->max_bytes;
         return (cfg.max_queued_messages != 0 && queued >= cfg.max_queued_messages) ||
                (cfg.max_queued_bytes != 0 && queued_bytes + msg->byte_size() > cfg.max_queued_bytes);
     };
     // Expiry is otherwise checked lazily when a message leaves the queue;
     // a full queue is swept first so expired messages do not take the room.
     if (full()) purge_expired(s);
+    if (budget && budget->drop_oldest) {
+        // The oldest queued (not in flight) give way, in order.
+        while (full()) {
+            SessionFlows& f = *s.flows;
+            OutItem& old = f.queue.front();
+            f.queue_bytes -= std::min<uint64_t>(f.queue_bytes, old.msg->byte_size());
+            if (s.persisted) note(persist.out_done(s.client_id, old.seq));
+            f.queue.pop_front();
+            ++stats.budget_dropped;
+        }
+    }
     if (full()) {
+        if (budget) ++stats.budget_dropped;
         ++stats.queued_dropped;   // the newest is dropped: what is queued keeps its order
         s.release_flows_if_empty(flows_pool);
         return;

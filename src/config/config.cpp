@@ -399,6 +399,91 @@ void check_record_fits(Errors& errors, const toml::table& root, const AppConfig&
     else errors.add(pkt->source(), "limits.max_packet_size", s.str());
 }
 
+// [[bridge]] with its [[bridge.topic]] rules.
+void read_bridge_topics(Errors& errors, const toml::node& n, const std::string& where, Bridge& b) {
+    const toml::array* arr = n.as_array();
+    if (!arr || !arr->is_array_of_tables()) {
+        errors.add(n.source(), where, "expected array of tables ([[bridge.topic]]), got " + type_name(n));
+        return;
+    }
+    for (size_t i = 0; i < arr->size(); ++i) {
+        const toml::table& t = *arr->get(i)->as_table();
+        TableReader r(errors, t, where + "[" + std::to_string(i) + "]");
+        BridgeTopic topic;
+        r.string("pattern", topic.pattern, false);
+        r.choice<std::string>("direction", {{"out", "out"}, {"in", "in"}, {"both", "both"}}, topic.direction);
+        r.integer("qos", 0, 2, topic.qos);
+        r.string("local_prefix", topic.local_prefix, true);
+        r.string("remote_prefix", topic.remote_prefix, true);
+        r.reject_unknown();
+        if (topic.pattern.empty()) errors.add(t.source(), r.path("pattern"), "required");
+        // Prefixes are glued to topics as they are: a wildcard in one would
+        // make every rewritten topic invalid.
+        for (const std::string* p : {&topic.local_prefix, &topic.remote_prefix})
+            if (p->find_first_of("+#") != std::string::npos)
+                errors.add(t.source(), r.path(p == &topic.local_prefix ? "local_prefix" : "remote_prefix"),
+                           "must not contain + or #");
+        // "both" with different prefixes would carry a message back over the
+        // bridge under another name, for ever: refused.
+        if (topic.direction == "both" && topic.local_prefix != topic.remote_prefix &&
+            (topic.local_prefix.empty() || topic.remote_prefix.empty()))
+            errors.add(t.source(), r.path("direction"),
+                       "\"both\" with only one of local_prefix / remote_prefix set would loop messages");
+        b.topics.push_back(std::move(topic));
+    }
+}
+
+void read_bridges(Errors& errors, const toml::node& n, AppConfig& c) {
+    const toml::array* arr = n.as_array();
+    if (!arr || !arr->is_array_of_tables()) {
+        errors.add(n.source(), "bridge", "expected array of tables ([[bridge]]), got " + type_name(n));
+        return;
+    }
+    constexpr int64_t u32 = std::numeric_limits<uint32_t>::max();
+    for (size_t i = 0; i < arr->size(); ++i) {
+        const toml::table& t = *arr->get(i)->as_table();
+        TableReader r(errors, t, "bridge[" + std::to_string(i) + "]");
+        Bridge b;
+        r.string("name", b.name, false);
+        r.string("address", b.address, false);
+        r.integer("port", 1, 65535, b.port);
+        r.choice<std::string>("protocol", {{"mqttv311", "mqttv311"}, {"mqttv5", "mqttv5"}}, b.protocol);
+        r.string("client_id", b.client_id, false);
+        r.string("username", b.username, false);
+        r.string("password_file", b.password_file, false);
+        r.integer("keep_alive", 0, 65535, b.keep_alive);
+        r.boolean("clean_start", b.clean_start);
+        r.integer("session_expiry", 0, u32, b.session_expiry);
+        r.integer("reconnect_min_ms", 1, u32, b.reconnect_min_ms);
+        r.integer("reconnect_max_ms", 1, u32, b.reconnect_max_ms);
+        r.boolean("try_private", b.try_private);
+        r.integer("inflight", 1, 65535, b.inflight);
+        r.integer("max_queued_bytes", 0, std::numeric_limits<int64_t>::max(), b.max_queued_bytes);
+        r.choice<std::string>("when_full", {{"drop_oldest", "drop_oldest"}, {"drop_new", "drop_new"}}, b.when_full);
+        if (const toml::node* q = r.lookup("queue_qos0")) {
+            r.boolean("queue_qos0", b.queue_qos0);
+            if (b.queue_qos0) errors.add(q->source(), r.path("queue_qos0"), "true is not supported yet");
+        }
+        if (const toml::node* tls = r.lookup("tls"))
+            errors.add(tls->source(), r.path("tls"), "TLS to a bridge upstream is not supported yet");
+        if (const toml::node* topics = r.lookup("topic")) read_bridge_topics(errors, *topics, r.path("topic"), b);
+        r.reject_unknown();
+        if (b.name.empty()) errors.add(t.source(), r.path("name"), "required");
+        else if (b.name.find_first_of("/+#") != std::string::npos)
+            errors.add(t.source(), r.path("name"), "must not contain / + or #");
+        if (b.address.empty()) errors.add(t.source(), r.path("address"), "required");
+        if (b.topics.empty()) errors.add(t.source(), r.path("topic"), "at least one [[bridge.topic]] is required");
+        if (b.reconnect_max_ms < b.reconnect_min_ms)
+            errors.add(t.source(), r.path("reconnect_max_ms"), "must not be below reconnect_min_ms");
+        for (const Bridge& other : c.bridges)
+            if (!b.name.empty() && other.name == b.name)
+                errors.add(t.source(), r.path("name"), "\"" + b.name + "\" is already used by another bridge");
+        // The bridge's outbound queue is its local session's queue.
+        c.broker.session_budgets.push_back({"$bridge/" + b.name, b.max_queued_bytes, b.when_full == "drop_oldest"});
+        c.bridges.push_back(std::move(b));
+    }
+}
+
 void read_root(Errors& errors, const toml::table& root, AppConfig& c) {
     TableReader r(errors, root, "");
     if (const toml::table* t = sub_table(r, errors, "broker")) read_broker(errors, *t, c);
@@ -410,6 +495,7 @@ void read_root(Errors& errors, const toml::table& root, AppConfig& c) {
     if (const toml::table* t = sub_table(r, errors, "auth")) read_auth(errors, *t, c);
     if (const toml::table* t = sub_table(r, errors, "metrics")) read_metrics(errors, *t, c);
     if (const toml::table* t = sub_table(r, errors, "sys")) read_sys(errors, *t, c);
+    if (const toml::node* n = r.lookup("bridge")) read_bridges(errors, *n, c);
     r.reject_unknown();
     check_record_fits(errors, root, c);
 }

@@ -53,6 +53,36 @@ struct MetricsConfig {
     uint16_t port = 0;   // 0: off
 };
 
+// [[bridge]] and its [[bridge.topic]] rules (docs/bridge.md).
+struct BridgeTopic {
+    std::string pattern;                 // local filter for out, remote filter for in
+    std::string direction = "out";       // "out" | "in" | "both"
+    uint8_t qos = 1;
+    std::string local_prefix;
+    std::string remote_prefix;
+};
+
+struct Bridge {
+    std::string name;
+    std::string address;
+    uint16_t port = 1883;
+    std::string protocol = "mqttv311";   // "mqttv311" | "mqttv5"
+    std::string client_id;               // empty: "<name>.<hostname>"
+    std::string username;                // empty: none
+    std::string password_file;           // empty: no password
+    uint16_t keep_alive = 60;
+    bool clean_start = false;
+    uint32_t session_expiry = 86400;
+    uint32_t reconnect_min_ms = 1000;
+    uint32_t reconnect_max_ms = 120000;
+    bool try_private = true;
+    uint16_t inflight = 100;
+    uint64_t max_queued_bytes = 1073741824;
+    std::string when_full = "drop_oldest";   // "drop_oldest" | "drop_new"
+    bool queue_qos0 = false;
+    std::vector<BridgeTopic> topics;
+};
+
 enum class LogLevel : uint8_t { Error, Warn, Info, Debug };
 
 struct AppConfig {
@@ -66,6 +96,7 @@ struct AppConfig {
     AuthConfig auth;                        // [auth]
     MetricsConfig metrics;                  // [metrics]
     uint32_t sys_interval_s = 10;           // [sys] interval: $SYS topics every N seconds, 0 = off
+    std::vector<Bridge> bridges;            // [[bridge]]
 };
 
 // True for 127.0.0.0/8, ::1 and "localhost".

@@ -130,6 +130,11 @@ void set_nodelay(int fd) {
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
+void set_nonblocking(int fd, bool on) {
+    int flags = fcntl(fd, F_GETFL);
+    if (flags >= 0) fcntl(fd, F_SETFL, on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK);
+}
+
 void drain_input(int fd) {
     uint8_t scratch[4096];
     // Bounded: a peer that keeps sending must not hold the loop here.

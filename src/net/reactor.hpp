@@ -94,6 +94,14 @@ public:
     // already handed over may still be delivered after the call.
     virtual void set_reading(ConnId id, bool on) = 0;
 
+    // Takes over a connected socket made elsewhere (the bridge's outbound
+    // connections, connected on a helper thread so DNS and connect never
+    // block the loop) as one of this reactor's connections: set non-blocking,
+    // its bytes arrive through on_data and its end through on_close, like an
+    // accepted one's (no on_open: the caller knows it). Returns its id, or
+    // 0 where unsupported (test doubles; the fd is then left to the caller).
+    virtual ConnId adopt(int /*fd*/) { return 0; }
+
     // Calls `fn` (on the reactor thread) when `fd` is readable; used for
     // signalfd. Level-triggered semantics.
     virtual void watch_readable(int fd, std::function<void()> fn) = 0;

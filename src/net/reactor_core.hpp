@@ -26,6 +26,9 @@ int open_listen_socket(const std::string& address, uint16_t port, uint16_t& boun
 // "ip:port" of the peer ("[v6]:port" for IPv6), "?" if unknown.
 std::string peer_address(int fd);
 void set_nodelay(int fd);
+// O_NONBLOCK on (epoll) or off (io_uring: a non-blocking socket's recv
+// would end with EAGAIN instead of waiting, as accepted sockets show).
+void set_nonblocking(int fd, bool on);
 // Reads and discards whatever is already received, without blocking. Done
 // before close() so unread input does not turn our FIN into an RST that
 // could destroy replies the peer has not read yet.

@@ -31,6 +31,7 @@ public:
     const char* name() const override { return "epoll"; }
     bool listen(const std::string& address, uint16_t port, std::string& err) override;
     void close(ConnId id, bool flush) override { begin_close(id, flush); }
+    ConnId adopt(int fd) override;
     void watch_readable(int fd, std::function<void()> fn) override;
     void fsync_async(int fd, std::function<void(int)> done) override;
     void close_listeners() override;
@@ -120,6 +121,14 @@ void EpollReactor::accept_from(Handler& h, uint32_t index) {
         set_events(fd, EPOLLIN, make_tag(kConn, ConnTable::gen_of(id), slot), EPOLL_CTL_ADD);
         h.on_open(id, int(index), peer_address(fd));
     }
+}
+
+ConnId EpollReactor::adopt(int fd) {
+    set_nonblocking(fd, true);
+    set_nodelay(fd);
+    ConnId id = conns_.add(fd);
+    set_events(fd, EPOLLIN, make_tag(kConn, ConnTable::gen_of(id), ConnTable::slot_of(id)), EPOLL_CTL_ADD);
+    return id;
 }
 
 void EpollReactor::read_from(Handler& h, uint32_t slot) {

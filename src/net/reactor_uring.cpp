@@ -43,6 +43,7 @@ public:
     const char* name() const override { return "io_uring"; }
     bool listen(const std::string& address, uint16_t port, std::string& err) override;
     void close(ConnId id, bool flush) override { begin_close(id, flush); }
+    ConnId adopt(int fd) override;
     void watch_readable(int fd, std::function<void()> fn) override;
     void fsync_async(int fd, std::function<void(int)> done) override;
     void close_listeners() override;
@@ -200,6 +201,17 @@ void UringReactor::close_listeners() {
             l.fd = -1;
         }
     }
+}
+
+ConnId UringReactor::adopt(int fd) {
+    set_nonblocking(fd, false);
+    set_nodelay(fd);
+    ConnId id = conns_.add(fd);
+    const uint32_t slot = ConnTable::slot_of(id);
+    if (slot < fixed_files_ && io_uring_register_files_update(&ring_, slot, &fd, 1) == 1)
+        conns_.at(slot).fixed_file = true;
+    arm_recv(slot);
+    return id;
 }
 
 void UringReactor::on_accept(Handler& h, uint32_t index, int res, bool more) {

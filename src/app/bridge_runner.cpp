@@ -1,0 +1,406 @@
+#include "app/bridge_runner.hpp"
+
+#include <netdb.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "app/log.hpp"
+#include "bridge/backoff.hpp"
+#include "bridge/link.hpp"
+
+namespace hato::app {
+
+namespace {
+
+constexpr int kConnectTimeoutS = 10;
+constexpr int kMaxFlushRounds = 8;
+constexpr std::string_view kBridgePrefix = "$bridge/";
+
+bridge::Direction direction_of(const std::string& d) {
+    if (d == "in") return bridge::Direction::In;
+    if (d == "both") return bridge::Direction::Both;
+    return bridge::Direction::Out;
+}
+
+std::string host_name() {
+    char buf[256] = {};
+    if (gethostname(buf, sizeof buf - 1) != 0 || buf[0] == 0) return "hato";
+    return buf;
+}
+
+// Name resolution and a blocking connect (bounded by SO_SNDTIMEO), on a
+// helper thread. Returns the fd, or -1 with `why`.
+int connect_blocking(const std::string& host, uint16_t port, std::string& why) {
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* res = nullptr;
+    const std::string service = std::to_string(port);
+    if (int rc = getaddrinfo(host.c_str(), service.c_str(), &hints, &res); rc != 0) {
+        why = std::string("cannot resolve ") + host + ": " + gai_strerror(rc);
+        return -1;
+    }
+    int fd = -1;
+    why = "no address";
+    for (addrinfo* a = res; a; a = a->ai_next) {
+        fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+        if (fd < 0) {
+            why = std::strerror(errno);
+            continue;
+        }
+        timeval tv{kConnectTimeoutS, 0};
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+        if (connect(fd, a->ai_addr, a->ai_addrlen) == 0) break;
+        why = std::strerror(errno);
+        ::close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    if (fd >= 0) {
+        timeval none{0, 0};
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &none, sizeof none);
+    }
+    return fd;
+}
+
+}  // namespace
+
+struct BridgeRunner::Entry final : bridge::LinkOutput {
+    Entry(const config::Bridge& c, bridge::LinkConfig lc, net::Reactor& r, uint64_t seed)
+        : cfg(c), link(std::move(lc), *this), backoff(c.reconnect_min_ms, c.reconnect_max_ms, seed), reactor(r) {}
+
+    const config::Bridge& cfg;
+    bridge::Link link;
+    bridge::Backoff backoff;
+    net::Reactor& reactor;
+    broker::Broker* broker = nullptr;
+    BridgeRunner* runner = nullptr;
+
+    net::ConnId up = 0;                 // upstream connection, 0: none
+    uint64_t local = 0;                 // virtual local connection, 0: none
+    std::vector<uint8_t> local_out;     // broker output not yet handed to the link
+    bool local_close_requested = false; // the broker closed the local connection
+    bool was_ready = false;
+    uint64_t next_attempt_ms = 0;
+
+    // The connect in progress on a helper thread.
+    std::thread worker;
+    bool connecting = false;
+    std::atomic<bool> connect_done{false};
+    int connect_fd = -1;
+    std::string connect_why;
+
+    void upstream_send(std::span<const uint8_t> bytes) override {
+        if (up) reactor.send(up, bytes);
+    }
+    void upstream_close() override {
+        if (up) reactor.close(up, true);
+    }
+    void local_open() override {
+        local = kLocalBit | ++runner->next_local_;
+        local_out.clear();
+        local_close_requested = false;
+        broker->on_open(local, 0, "bridge:" + cfg.name);
+    }
+    void local_send(std::span<const uint8_t> bytes) override {
+        if (local) broker->on_data(local, bytes);
+    }
+    void local_close() override {
+        if (!local) return;
+        uint64_t id = local;
+        local = 0;
+        local_out.clear();
+        broker->on_close(id);
+    }
+    void log(int level, const std::string& text) override {
+        if (level == 0) log_info("%s", text.c_str());
+        else log_warn("%s", text.c_str());
+    }
+};
+
+BridgeRunner::BridgeRunner(const std::vector<config::Bridge>& cfgs, net::Reactor& reactor) : reactor_(reactor) {
+    const std::string host = host_name();
+    uint64_t seed = uint64_t(getpid()) * 0x9E3779B97F4A7C15ull ^ reactor.now_ms();
+    for (const config::Bridge& c : cfgs) {
+        bridge::LinkConfig lc;
+        lc.name = c.name;
+        lc.version = c.protocol == "mqttv5" ? mqtt::Version::V5 : mqtt::Version::V311;
+        lc.client_id = c.client_id.empty() ? c.name + "." + host : c.client_id;
+        if (!c.username.empty()) lc.username = c.username;
+        lc.keep_alive = c.keep_alive;
+        lc.clean_start = c.clean_start;
+        lc.session_expiry = c.session_expiry;
+        lc.try_private = c.try_private;
+        lc.inflight = c.inflight;
+        for (const config::BridgeTopic& t : c.topics)
+            lc.topics.push_back({t.pattern, direction_of(t.direction), t.qos, t.local_prefix, t.remote_prefix});
+        entries_.push_back(std::make_unique<Entry>(c, std::move(lc), reactor, seed++));
+        entries_.back()->runner = this;
+    }
+}
+
+BridgeRunner::~BridgeRunner() {
+    for (auto& e : entries_) {
+        if (e->worker.joinable()) e->worker.join();
+        if (e->connect_fd >= 0) ::close(e->connect_fd);
+    }
+    if (event_fd_ >= 0) ::close(event_fd_);
+}
+
+bool BridgeRunner::load_passwords(std::string& err) {
+    bool ok = true;
+    for (auto& e : entries_) {
+        if (e->cfg.password_file.empty()) continue;
+        std::ifstream in(e->cfg.password_file, std::ios::binary);
+        if (!in) {
+            if (!err.empty()) err += "; ";
+            err += "bridge " + e->cfg.name + ": password_file " + e->cfg.password_file + ": " + std::strerror(errno);
+            ok = false;
+            continue;   // the previous password stays
+        }
+        std::ostringstream s;
+        s << in.rdbuf();
+        std::string pw = s.str();
+        while (!pw.empty() && (pw.back() == '\n' || pw.back() == '\r')) pw.pop_back();
+        e->link.set_password(std::move(pw));
+    }
+    return ok;
+}
+
+void BridgeRunner::reload_passwords() {
+    std::string err;
+    if (!load_passwords(err)) log_error("%s (the previous password stays in use)", err.c_str());
+}
+
+bool BridgeRunner::start(broker::Broker& broker, std::string& err) {
+    broker_ = &broker;
+    for (auto& e : entries_) e->broker = &broker;
+    if (!load_passwords(err)) return false;
+    if (entries_.empty()) return true;
+    event_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (event_fd_ < 0) {
+        err = std::string("bridge: eventfd: ") + std::strerror(errno);
+        return false;
+    }
+    reactor_.watch_readable(event_fd_, [this] { collect(); });
+    // The local sessions first: what is published before the first
+    // upstream connection is queued. Connecting starts once they exist.
+    for (auto& e : entries_) e->link.prime();
+    flush();
+    return true;
+}
+
+void BridgeRunner::attempt(Entry& e, uint64_t /*now*/) {
+    if (stopping_ || e.connecting || e.up) return;
+    e.connecting = true;
+    e.connect_done = false;
+    e.connect_fd = -1;
+    const int efd = event_fd_;
+    Entry* ep = &e;
+    std::string host = e.cfg.address;
+    uint16_t port = e.cfg.port;
+    e.worker = std::thread([ep, efd, host, port] {
+        std::string why;
+        int fd = connect_blocking(host, port, why);
+        ep->connect_fd = fd;
+        ep->connect_why = std::move(why);
+        ep->connect_done.store(true, std::memory_order_release);
+        uint64_t one = 1;
+        ssize_t n = write(efd, &one, sizeof one);
+        (void)n;
+    });
+}
+
+void BridgeRunner::collect() {
+    uint64_t count;
+    while (read(event_fd_, &count, sizeof count) == ssize_t(sizeof count)) {
+    }
+    const uint64_t now = reactor_.now_ms();
+    for (auto& ep : entries_) {
+        Entry& e = *ep;
+        if (!e.connecting || !e.connect_done.load(std::memory_order_acquire)) continue;
+        e.worker.join();
+        e.connecting = false;
+        int fd = e.connect_fd;
+        e.connect_fd = -1;
+        if (fd < 0) {
+            schedule_retry(e, now, "connect to " + e.cfg.address + ":" + std::to_string(e.cfg.port) + " failed: " +
+                                       e.connect_why);
+            continue;
+        }
+        if (stopping_) {
+            ::close(fd);
+            continue;
+        }
+        e.up = reactor_.adopt(fd);
+        if (!e.up) {
+            ::close(fd);
+            schedule_retry(e, now, "the event backend cannot take the connection");
+            continue;
+        }
+        log_info("bridge %s: connected to %s:%u, starting MQTT session", e.cfg.name.c_str(), e.cfg.address.c_str(),
+                 unsigned(e.cfg.port));
+        e.link.on_upstream_open(now);
+    }
+}
+
+void BridgeRunner::schedule_retry(Entry& e, uint64_t now, const std::string& why) {
+    if (stopping_) return;
+    const uint64_t delay = e.backoff.next_delay_ms();
+    e.next_attempt_ms = now + delay;
+    log_warn("bridge %s: %s; retrying in %llu ms (attempt %u)", e.cfg.name.c_str(), why.c_str(),
+             static_cast<unsigned long long>(delay), e.backoff.attempts());
+}
+
+bool BridgeRunner::owns_upstream(net::ConnId id) const {
+    for (const auto& e : entries_)
+        if (e->up == id) return true;
+    return false;
+}
+
+void BridgeRunner::on_upstream_data(net::ConnId id, std::span<const uint8_t> bytes) {
+    for (auto& e : entries_) {
+        if (e->up != id) continue;
+        e->link.on_upstream_data(bytes, reactor_.now_ms());
+        if (e->link.ready() && !e->was_ready) {
+            e->was_ready = true;
+            e->backoff.reset();
+        }
+        return;
+    }
+}
+
+void BridgeRunner::on_upstream_close(net::ConnId id, int error) {
+    for (auto& e : entries_) {
+        if (e->up != id) continue;
+        e->up = 0;
+        std::string why = !e->link.last_error().empty() ? e->link.last_error()
+                          : error                       ? std::string(std::strerror(error))
+                                                        : std::string("upstream closed the connection");
+        e->link.on_upstream_closed();
+        e->was_ready = false;
+        schedule_retry(*e, reactor_.now_ms(), "disconnected (" + why + ")");
+        return;
+    }
+}
+
+void BridgeRunner::local_send(uint64_t id, std::span<const uint8_t> bytes) {
+    for (auto& e : entries_)
+        if (e->local == id) {
+            e->local_out.insert(e->local_out.end(), bytes.begin(), bytes.end());
+            return;
+        }
+}
+
+void BridgeRunner::local_close(uint64_t id) {
+    for (auto& e : entries_)
+        if (e->local == id) e->local_close_requested = true;
+}
+
+void BridgeRunner::flush() {
+    for (int round = 0; round < kMaxFlushRounds; ++round) {
+        bool any = false;
+        for (auto& ep : entries_) {
+            Entry& e = *ep;
+            if (!e.local_out.empty()) {
+                any = true;
+                std::vector<uint8_t> bytes;
+                bytes.swap(e.local_out);
+                e.link.on_local_data(bytes);
+                if (e.local_out.empty()) {
+                    bytes.clear();
+                    e.local_out.swap(bytes);   // keeps the capacity
+                }
+            }
+            if (e.local_close_requested && e.local_out.empty()) {
+                e.local_close_requested = false;
+                if (e.local) {
+                    uint64_t id = e.local;
+                    e.local = 0;
+                    broker_->on_close(id);
+                    e.link.on_local_closed();
+                }
+            }
+        }
+        if (!any) break;
+    }
+}
+
+void BridgeRunner::on_tick(uint64_t now_ms) {
+    flush();
+    // A full budget is reported once per episode, with its count, at most
+    // every 10 s while it lasts.
+    const uint64_t dropped = broker_->stats().budget_dropped;
+    if (dropped != dropped_reported_ && now_ms - dropped_log_ms_ >= 10000) {
+        log_warn("bridge queues at max_queued_bytes: %llu message(s) dropped (when_full) since the last report",
+                 static_cast<unsigned long long>(dropped - dropped_reported_));
+        dropped_reported_ = dropped;
+        dropped_log_ms_ = now_ms;
+    }
+    for (auto& e : entries_) {
+        e->link.on_tick(now_ms);
+        if (stopping_ || e->up || e->connecting) continue;
+        if (!e->link.primed()) {
+            if (e->link.state() == bridge::Link::State::Down && !e->local) e->link.prime();
+            continue;
+        }
+        if (now_ms >= e->next_attempt_ms) attempt(*e, now_ms);
+    }
+}
+
+void BridgeRunner::stop() {
+    stopping_ = true;
+    for (auto& e : entries_)
+        if (e->up) reactor_.close(e->up, true);
+}
+
+bool check_bridge_files(const config::AppConfig& cfg, std::vector<std::string>& errors,
+                        std::vector<std::string>& warnings) {
+    bool ok = true;
+    uint64_t budgets = 0;
+    for (const config::Bridge& b : cfg.bridges) {
+        budgets += b.max_queued_bytes;
+        if (b.password_file.empty()) continue;
+        std::ifstream in(b.password_file, std::ios::binary);
+        if (!in) {
+            errors.push_back("bridge " + b.name + ": password_file " + b.password_file + ": " + std::strerror(errno));
+            ok = false;
+        }
+    }
+    if (cfg.storage_enabled && cfg.storage.max_bytes != 0 && budgets > cfg.storage.max_bytes)
+        warnings.push_back("the bridges' max_queued_bytes add up to " + std::to_string(budgets) +
+                           " bytes, more than [storage] max_bytes (" + std::to_string(cfg.storage.max_bytes) +
+                           "): the store fills before the bridge budgets do");
+    return ok;
+}
+
+std::optional<broker::AuthVerdict> BridgeAuthenticator::start(const broker::AuthRequest& req) {
+    const bool claims = req.client_id.substr(0, kBridgePrefix.size()) == kBridgePrefix;
+    if (BridgeRunner::is_local_id(req.conn))
+        return broker::AuthVerdict{claims ? mqtt::rc::Success : mqtt::rc::NotAuthorized, claims};
+    if (claims) return broker::AuthVerdict{mqtt::rc::NotAuthorized, false};
+    return inner_.start(req);
+}
+
+namespace {
+bool internal(const broker::ClientInfo& c) { return c.client_id.substr(0, kBridgePrefix.size()) == kBridgePrefix; }
+}  // namespace
+
+bool BridgeAuthorizer::can_publish(const broker::ClientInfo& c, std::string_view topic) {
+    return internal(c) || inner_.can_publish(c, topic);
+}
+bool BridgeAuthorizer::can_subscribe(const broker::ClientInfo& c, std::string_view filter) {
+    return internal(c) || inner_.can_subscribe(c, filter);
+}
+bool BridgeAuthorizer::can_receive(const broker::ClientInfo& c, std::string_view topic) {
+    return internal(c) || inner_.can_receive(c, topic);
+}
+
+}  // namespace hato::app

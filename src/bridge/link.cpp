@@ -1,0 +1,402 @@
+#include "bridge/link.hpp"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "mqtt/codec.hpp"
+
+namespace hato::bridge {
+
+using mqtt::Packet;
+using mqtt::PacketType;
+using mqtt::Version;
+
+namespace {
+
+// The local connection always speaks v5: No Local keeps what the bridge
+// publishes locally from coming back to it, and acknowledgements carry
+// reason codes.
+constexpr Version kLocalVersion = Version::V5;
+constexpr uint32_t kLocalMaxPacket = 0;   // the broker's own limit applies
+constexpr size_t kMaxHeld = 100000;       // upstream packets waiting for ready
+
+std::string hex(uint8_t v) {
+    char b[8];
+    std::snprintf(b, sizeof b, "0x%02X", unsigned(v));
+    return b;
+}
+
+}  // namespace
+
+Link::Link(LinkConfig cfg, LinkOutput& out) : cfg_(std::move(cfg)), out_(out) {}
+
+void Link::send_upstream(const Packet& p) {
+    scratch_.clear();
+    mqtt::encode(p, cfg_.version, scratch_);
+    out_.upstream_send(scratch_);
+    last_up_send_ms_ = now_ms_;
+}
+
+void Link::send_local(const Packet& p) {
+    scratch_.clear();
+    mqtt::encode(p, kLocalVersion, scratch_);
+    last_local_send_ms_ = now_ms_;
+    out_.local_send(scratch_);
+}
+
+void Link::fail(const std::string& why) {
+    if (state_ == State::Down) return;
+    last_error_ = why;
+    priming_ = false;
+    out_.log(1, "bridge " + cfg_.name + ": disconnecting: " + why);
+    const bool local_open = state_ >= State::LocalSubscribing;
+    const bool local_exists = state_ >= State::LocalConnecting;
+    if (local_open) publish_state(false);
+    state_ = State::Down;
+    held_.clear();
+    up_in_.clear();
+    local_in_.clear();
+    if (local_exists) out_.local_close();
+    out_.upstream_close();
+}
+
+void Link::prime() {
+    priming_ = true;
+    start_local();
+}
+
+void Link::on_upstream_open(uint64_t now_ms) {
+    now_ms_ = now_ms;
+    last_up_recv_ms_ = now_ms;
+    state_ = State::UpConnecting;
+    up_in_.clear();
+    local_in_.clear();
+    held_.clear();
+    up_receive_max_ = 65535;
+    last_error_.clear();
+
+    mqtt::Connect c;
+    c.version = cfg_.version;
+    c.clean_start = cfg_.clean_start;
+    c.keep_alive = cfg_.keep_alive;
+    c.client_id = cfg_.client_id;
+    if (cfg_.username) c.username = std::string_view(*cfg_.username);
+    if (cfg_.password)
+        c.password = std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(cfg_.password->data()),
+                                              cfg_.password->size());
+    if (cfg_.version == Version::V5 && cfg_.session_expiry > 0) c.props.session_expiry = cfg_.session_expiry;
+    scratch_.clear();
+    mqtt::encode(Packet{c}, cfg_.version, scratch_);
+    if (cfg_.try_private && cfg_.version != Version::V5) {
+        // The protocol level byte follows the fixed header and "\0\4MQTT".
+        mqtt::FixedHeader h;
+        if (mqtt::peek_header(scratch_, 0, h).status == mqtt::DecodeStatus::Ok &&
+            scratch_.size() > size_t(h.header_len) + 6)
+            scratch_[h.header_len + 6] |= 0x80;
+    }
+    out_.upstream_send(scratch_);
+    last_up_send_ms_ = now_ms;
+}
+
+bool Link::drain(std::vector<uint8_t>& buf, Version v,
+                 const std::function<bool(const Packet&, std::span<const uint8_t>)>& fn) {
+    size_t off = 0;
+    bool ok = true;
+    while (ok && off < buf.size() && state_ != State::Down) {
+        Packet p;
+        std::span<const uint8_t> rest(buf.data() + off, buf.size() - off);
+        mqtt::DecodeResult r = mqtt::decode(rest, v, kLocalMaxPacket, p);
+        if (r.status == mqtt::DecodeStatus::Incomplete) break;
+        if (r.status == mqtt::DecodeStatus::Error) {
+            fail(std::string("malformed packet: ") + r.what);
+            return false;
+        }
+        ok = fn(p, rest.first(r.consumed));
+        off += r.consumed;
+    }
+    if (state_ == State::Down) buf.clear();
+    else buf.erase(buf.begin(), buf.begin() + std::ptrdiff_t(off));
+    return ok;
+}
+
+bool Link::on_upstream_data(std::span<const uint8_t> bytes, uint64_t now_ms) {
+    if (state_ == State::Down) return false;
+    now_ms_ = now_ms;
+    last_up_recv_ms_ = now_ms;
+    up_in_.insert(up_in_.end(), bytes.begin(), bytes.end());
+    return drain(up_in_, cfg_.version, [this](const Packet& p, std::span<const uint8_t> raw) {
+        return handle_upstream(p, raw);
+    });
+}
+
+bool Link::handle_upstream(const Packet& p, std::span<const uint8_t> raw) {
+    if (const auto* ack = std::get_if<mqtt::Connack>(&p)) {
+        if (state_ != State::UpConnecting) return true;
+        if (ack->reason != mqtt::rc::Success) {
+            fail("upstream refused the connection: reason " + hex(ack->reason));
+            return false;
+        }
+        if (ack->props.receive_maximum) up_receive_max_ = *ack->props.receive_maximum;
+        std::vector<mqtt::SubscribeTopic> in;
+        for (const TopicRule& r : cfg_.topics) {
+            if (!r.in()) continue;
+            mqtt::SubscribeTopic t;
+            t.filter = r.pattern;
+            t.qos = r.qos;
+            // A rule that also sends out must not get its own messages back.
+            t.no_local = r.out();
+            t.retain_as_published = r.out();
+            in.push_back(t);
+        }
+        if (in.empty()) {
+            start_local();
+        } else {
+            state_ = State::UpSubscribing;
+            mqtt::Subscribe s;
+            s.packet_id = kSubscribeId;
+            s.topics = std::move(in);
+            send_upstream(Packet{s});
+        }
+        return true;
+    }
+    if (std::holds_alternative<mqtt::Pingresp>(p)) return true;
+    if (const auto* d = std::get_if<mqtt::Disconnect>(&p)) {
+        fail("upstream sent DISCONNECT " + hex(d->reason));
+        return false;
+    }
+    if (state_ == State::UpSubscribing) {
+        if (const auto* sa = std::get_if<mqtt::Suback>(&p); sa && sa->packet_id == kSubscribeId) {
+            for (size_t i = 0; i < sa->reasons.size(); ++i)
+                if (sa->reasons[i] >= 0x80)
+                    out_.log(1, "bridge " + cfg_.name + ": upstream refused subscription " + std::to_string(i + 1) +
+                                    " (reason " + hex(sa->reasons[i]) + ")");
+            start_local();
+            return true;
+        }
+    }
+    if (state_ != State::Ready) {
+        if (held_.size() >= kMaxHeld) {
+            fail("too many upstream packets before the local session was ready");
+            return false;
+        }
+        held_.emplace_back(raw.begin(), raw.end());
+        return true;
+    }
+    if (const auto* pub = std::get_if<mqtt::Publish>(&p)) {
+        forward_in(*pub);
+        return true;
+    }
+    if (const auto* ack = std::get_if<mqtt::Ack>(&p)) {
+        // PUBACK/PUBREC/PUBCOMP answer our outbound messages, PUBREL an
+        // inbound QoS 2 one: each goes to the local session as is.
+        send_local(Packet{*ack});
+        return true;
+    }
+    return true;   // SUBACK, UNSUBACK, AUTH: nothing to do
+}
+
+void Link::forward_in(const mqtt::Publish& pub) {
+    std::optional<std::string> topic = local_topic(cfg_.topics, pub.topic);
+    if (!topic) {
+        // Not ours (an upstream session's leftover subscription): accepted
+        // and dropped, so the upstream does not resend it for ever.
+        if (pub.qos == 1) send_upstream(Packet{mqtt::Ack{PacketType::Puback, pub.packet_id, 0, {}}});
+        if (pub.qos == 2) send_upstream(Packet{mqtt::Ack{PacketType::Pubrec, pub.packet_id, 0, {}}});
+        return;
+    }
+    mqtt::Publish local = pub;
+    local.topic = *topic;
+    local.props.topic_alias.reset();
+    local.props.subscription_ids.clear();
+    ++forwarded_in_;
+    send_local(Packet{local});
+}
+
+void Link::start_local() {
+    state_ = State::LocalConnecting;
+    out_.local_open();
+    mqtt::Connect c;
+    c.version = kLocalVersion;
+    c.clean_start = false;
+    c.keep_alive = 0;
+    std::string id = local_client_id(cfg_.name);
+    c.client_id = id;
+    c.props.session_expiry = 0xFFFFFFFFu;   // never expires
+    c.props.receive_maximum = std::max<uint16_t>(1, std::min(cfg_.inflight, up_receive_max_));
+    send_local(Packet{c});
+}
+
+void Link::on_local_data(std::span<const uint8_t> bytes) {
+    if (state_ < State::LocalConnecting) return;
+    local_in_.insert(local_in_.end(), bytes.begin(), bytes.end());
+    drain(local_in_, kLocalVersion, [this](const Packet& p, std::span<const uint8_t>) { return handle_local(p); });
+}
+
+bool Link::handle_local(const Packet& p) {
+    if (const auto* ack = std::get_if<mqtt::Connack>(&p)) {
+        if (state_ != State::LocalConnecting) return true;
+        if (ack->reason != mqtt::rc::Success) {
+            fail("local broker refused the bridge session: reason " + hex(ack->reason));
+            return false;
+        }
+        local_keep_alive_ = ack->props.server_keep_alive.value_or(0);
+        if (priming_) publish_state(false);   // not connected yet
+        subscribe_local();
+        return true;
+    }
+    if (const auto* sa = std::get_if<mqtt::Suback>(&p); sa && !priming_) {
+        if (state_ != State::LocalSubscribing || sa->packet_id != kSubscribeId) return true;
+        for (size_t i = 0; i < sa->reasons.size(); ++i)
+            if (sa->reasons[i] >= 0x80)
+                out_.log(1, "bridge " + cfg_.name + ": local subscription " + std::to_string(i + 1) +
+                                " refused (reason " + hex(sa->reasons[i]) + ")");
+        become_ready();
+        return true;
+    }
+    if (priming_) {
+        // No upstream yet: deliveries stay in flight; the session ends here.
+        if (std::holds_alternative<mqtt::Suback>(p) && state_ == State::LocalSubscribing) {
+            priming_ = false;
+            primed_ = true;
+            state_ = State::Down;
+            send_local(Packet{mqtt::Disconnect{}});
+            local_in_.clear();
+            out_.local_close();
+            return false;
+        }
+        return true;
+    }
+    if (const auto* pub = std::get_if<mqtt::Publish>(&p)) {
+        forward_out(*pub);
+        return true;
+    }
+    if (const auto* ack = std::get_if<mqtt::Ack>(&p)) {
+        if (ack->reason >= 0x80 && ack->type != PacketType::Pubrel) {
+            // The local copy could not be stored: no acknowledgement goes
+            // upstream, the upstream resends after the reconnect.
+            fail("local broker refused a bridged message: reason " + hex(ack->reason));
+            return false;
+        }
+        send_upstream(Packet{*ack});
+        return true;
+    }
+    if (const auto* d = std::get_if<mqtt::Disconnect>(&p)) {
+        fail("local broker closed the bridge session: reason " + hex(d->reason));
+        return false;
+    }
+    return true;
+}
+
+void Link::forward_out(const mqtt::Publish& pub) {
+    std::optional<std::string> topic = remote_topic(cfg_.topics, pub.topic);
+    if (!topic) {
+        // A leftover subscription of the local session (a rule removed from
+        // the configuration): completed and dropped.
+        if (pub.qos == 1) send_local(Packet{mqtt::Ack{PacketType::Puback, pub.packet_id, 0, {}}});
+        if (pub.qos == 2) send_local(Packet{mqtt::Ack{PacketType::Pubrec, pub.packet_id, 0, {}}});
+        return;
+    }
+    mqtt::Publish up = pub;
+    up.topic = *topic;
+    up.props.topic_alias.reset();
+    up.props.subscription_ids.clear();
+    ++forwarded_out_;
+    send_upstream(Packet{up});
+}
+
+void Link::subscribe_local() {
+    state_ = State::LocalSubscribing;
+    mqtt::Subscribe s;
+    s.packet_id = kSubscribeId;
+    for (const TopicRule& r : cfg_.topics) {
+        if (!r.out()) continue;
+        mqtt::SubscribeTopic t;
+        t.filter = r.pattern;
+        t.qos = r.qos;
+        t.no_local = true;              // what came in over this bridge never goes back
+        t.retain_as_published = true;
+        t.retain_handling = 1;          // retained messages once, not on every reconnect
+        s.topics.push_back(t);
+    }
+    if (s.topics.empty()) return become_ready();
+    send_local(Packet{s});
+}
+
+void Link::publish_state(bool up) {
+    const std::string topic = "$SYS/broker/connection/" + cfg_.name + "/state";
+    const uint8_t value = up ? '1' : '0';
+    mqtt::Publish p;
+    p.retain = true;
+    p.topic = topic;
+    p.payload = std::span<const uint8_t>(&value, 1);
+    send_local(Packet{p});
+}
+
+void Link::become_ready() {
+    if (priming_) {
+        // Nothing to subscribe: the session exists once CONNACK came.
+        priming_ = false;
+        primed_ = true;
+        state_ = State::Down;
+        send_local(Packet{mqtt::Disconnect{}});
+        local_in_.clear();
+        out_.local_close();
+        return;
+    }
+    state_ = State::Ready;
+    publish_state(true);
+    out_.log(0, "bridge " + cfg_.name + ": connected");
+    std::vector<std::vector<uint8_t>> held = std::move(held_);
+    held_.clear();
+    for (const auto& raw : held) {
+        if (state_ != State::Ready) break;
+        Packet p;
+        if (mqtt::decode(raw, cfg_.version, 0, p).status != mqtt::DecodeStatus::Ok) continue;
+        handle_upstream(p, raw);
+    }
+}
+
+void Link::on_upstream_closed() {
+    if (state_ == State::Down) return;
+    const bool local_open = state_ >= State::LocalConnecting;
+    if (state_ >= State::LocalSubscribing) publish_state(false);
+    state_ = State::Down;
+    held_.clear();
+    up_in_.clear();
+    local_in_.clear();
+    if (local_open) out_.local_close();
+}
+
+void Link::on_local_closed() {
+    if (state_ < State::LocalConnecting) return;
+    if (priming_) {
+        priming_ = false;
+        state_ = State::Down;
+        return;   // primed_ stays false: the wiring primes again
+    }
+    // The local connection is already gone: only the upstream is closed.
+    last_error_ = "local session closed";
+    out_.log(1, "bridge " + cfg_.name + ": local session closed, disconnecting upstream");
+    state_ = State::Down;
+    held_.clear();
+    up_in_.clear();
+    local_in_.clear();
+    out_.upstream_close();
+}
+
+void Link::on_tick(uint64_t now_ms) {
+    now_ms_ = now_ms;
+    // A local broker with server_keep_alive would drop a silent local session.
+    if (state_ >= State::LocalSubscribing && local_keep_alive_ != 0 &&
+        now_ms - last_local_send_ms_ >= uint64_t(local_keep_alive_) * 500)
+        send_local(Packet{mqtt::Pingreq{}});
+    if (state_ == State::Down || cfg_.keep_alive == 0) return;
+    const uint64_t ka = uint64_t(cfg_.keep_alive) * 1000;
+    if (now_ms - last_up_recv_ms_ > ka * 3 / 2) {
+        fail("upstream keep alive timeout");
+        return;
+    }
+    if (state_ != State::UpConnecting && now_ms - last_up_send_ms_ >= ka) send_upstream(Packet{mqtt::Pingreq{}});
+}
+
+}  // namespace hato::bridge

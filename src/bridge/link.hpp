@@ -1,0 +1,139 @@
+// One bridge's MQTT state machine, without sockets. It speaks MQTT on two
+// sides: as a client to the upstream broker, and as a client of the local
+// broker (a virtual connection whose persistent session "$bridge/<name>"
+// holds the durable outbound queue). Messages and acknowledgements pass
+// through with their packet identifiers unchanged, so an outbound message is
+// completed in the local store only when the upstream acknowledged it, and
+// an inbound one is acknowledged upstream only once the local broker
+// acknowledged it (after it is durable).
+//
+// Order of a connection: upstream CONNECT -> CONNACK -> upstream SUBSCRIBE
+// (in rules) -> SUBACK -> local CONNECT -> CONNACK (the local session resends
+// its in-flight messages, then its queue) -> local SUBSCRIBE (out rules) ->
+// SUBACK -> ready (state "1" published locally). Upstream packets that arrive before ready wait, so the
+// packet identifiers of the SUBSCRIBEs never meet those of messages.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "bridge/topic_map.hpp"
+#include "mqtt/packet.hpp"
+
+namespace hato::bridge {
+
+struct LinkConfig {
+    std::string name;
+    mqtt::Version version = mqtt::Version::V311;
+    std::string client_id;              // upstream client id
+    std::optional<std::string> username;
+    std::optional<std::string> password;
+    uint16_t keep_alive = 60;
+    bool clean_start = false;
+    uint32_t session_expiry = 0;        // v5 upstream session expiry
+    bool try_private = false;           // v3.1.1 bridge bit (protocol level 0x84)
+    uint16_t inflight = 100;            // outbound window (capped by the upstream's Receive Maximum)
+    std::vector<TopicRule> topics;
+};
+
+// What the link asks of its wiring.
+class LinkOutput {
+public:
+    virtual ~LinkOutput() = default;
+    virtual void upstream_send(std::span<const uint8_t> bytes) = 0;
+    virtual void upstream_close() = 0;           // protocol error or keep-alive timeout
+    virtual void local_open() = 0;               // open the virtual local connection
+    virtual void local_send(std::span<const uint8_t> bytes) = 0;   // bytes to the broker
+    virtual void local_close() = 0;
+    virtual void log(int level, const std::string& text) = 0;       // 0 info, 1 warn
+};
+
+class Link {
+public:
+    enum class State : uint8_t { Down, UpConnecting, UpSubscribing, LocalConnecting, LocalSubscribing, Ready };
+
+    Link(LinkConfig cfg, LinkOutput& out);
+
+    // The local session's client id.
+    static std::string local_client_id(const std::string& name) { return "$bridge/" + name; }
+
+    // Creates (or refreshes) the local session and its subscriptions before
+    // the first upstream connection, so that what is published meanwhile is
+    // queued: local CONNECT, SUBSCRIBE, then the local connection closes.
+    // Messages the session delivers meanwhile stay unacknowledged (in flight,
+    // resent on the next connection). primed() tells when it is done.
+    void prime();
+    bool primed() const { return primed_; }
+
+    // Upstream transport connected: the CONNECT goes out.
+    void on_upstream_open(uint64_t now_ms);
+    // Bytes from the upstream. False: protocol error (the link closed itself).
+    bool on_upstream_data(std::span<const uint8_t> bytes, uint64_t now_ms);
+    // Upstream transport gone: the local connection is closed too (the
+    // session keeps its queue and in-flight messages for the next time).
+    void on_upstream_closed();
+    // Bytes the broker sent to the local connection.
+    void on_local_data(std::span<const uint8_t> bytes);
+    // The broker closed the local connection (e.g. taken over, shutting down).
+    void on_local_closed();
+    // Keep alive towards the upstream.
+    void on_tick(uint64_t now_ms);
+
+    // The upstream password (read from password_file at start and on reload).
+    void set_password(std::string pw) { cfg_.password = std::move(pw); }
+
+    State state() const { return state_; }
+    bool ready() const { return state_ == State::Ready; }
+    uint64_t forwarded_out() const { return forwarded_out_; }
+    uint64_t forwarded_in() const { return forwarded_in_; }
+    // Why the upstream refused or dropped us, for the log.
+    const std::string& last_error() const { return last_error_; }
+
+private:
+    void fail(const std::string& why);
+    bool handle_upstream(const mqtt::Packet& p, std::span<const uint8_t> raw);
+    bool handle_local(const mqtt::Packet& p);
+    void send_upstream(const mqtt::Packet& p);
+    void send_local(const mqtt::Packet& p);
+    void start_local();
+    void subscribe_local();
+    void become_ready();
+    // Retained "$SYS/broker/connection/<name>/state": "1" connected, "0" not
+    // (Mosquitto's convention), published through the local session.
+    void publish_state(bool up);
+    void forward_in(const mqtt::Publish& pub);
+    void forward_out(const mqtt::Publish& pub);
+    // Splits `buf` into packets; calls fn for each. False on a decode error.
+    bool drain(std::vector<uint8_t>& buf, mqtt::Version v, const std::function<bool(const mqtt::Packet&, std::span<const uint8_t>)>& fn);
+
+    LinkConfig cfg_;
+    LinkOutput& out_;
+    State state_ = State::Down;
+    bool priming_ = false;
+    bool primed_ = false;
+    std::vector<uint8_t> up_in_;
+    std::vector<uint8_t> local_in_;
+    std::vector<std::vector<uint8_t>> held_;   // upstream packets received before ready
+    std::vector<uint8_t> scratch_;
+    uint16_t up_receive_max_ = 65535;
+    uint64_t last_up_send_ms_ = 0;
+    uint64_t last_up_recv_ms_ = 0;
+    uint16_t local_keep_alive_ = 0;   // imposed by the local broker (server_keep_alive), seconds
+    uint64_t last_local_send_ms_ = 0;
+    uint64_t now_ms_ = 0;
+    uint64_t forwarded_out_ = 0;
+    uint64_t forwarded_in_ = 0;
+    std::string last_error_;
+};
+
+// Identifiers of the bridge's own SUBSCRIBE packets: far from where packet
+// identifiers of messages start, so a persistent upstream session's leftover
+// state does not meet them.
+inline constexpr uint16_t kSubscribeId = 65535;
+
+}  // namespace hato::bridge

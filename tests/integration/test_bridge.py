@@ -1,0 +1,417 @@
+# Bridge to an upstream broker (docs/bridge.md): local messages on "out"
+# rules reach the upstream, upstream messages on "in" rules reach local
+# subscribers, and the outbound queue is the durable session
+# "$bridge/<name>": messages acknowledged locally while the upstream is down
+# survive a SIGKILL of the gateway and arrive upstream, in order, once the
+# upstream is back. The upstream is a second hato on a fixed free port (so it
+# can be restarted where the gateway expects it).
+
+import os
+import re
+import signal
+import subprocess
+import struct
+import time
+
+import pytest
+
+from conftest import TARGET, Broker, _can_connect, _free_port
+from raw_mqtt import (PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, SUBACK, RawClient, parse_publish, publish,
+                      pubrel, subscribe)
+
+pytestmark = pytest.mark.skipif(TARGET == "mosquitto", reason="hato's [[bridge]] configuration")
+
+CONNECTED = re.compile(r"bridge site: connected$", re.M)
+
+
+class Upstream(Broker):
+    """A hato that listens on a fixed port across restarts."""
+
+    def __init__(self, backend, workdir, port, settings=None):
+        super().__init__(backend, workdir, settings or {})
+        self.fixed_port = port
+
+    def _hato_config(self):
+        return super()._hato_config().replace("port = 0", f"port = {self.fixed_port}", 1)
+
+
+class Gateway(Broker):
+    """A hato with one [[bridge]] named "site" to 127.0.0.1:`up_port`."""
+
+    def __init__(self, backend, workdir, up_port, protocol="mqttv311", extra="try_private = false", settings=None):
+        super().__init__(backend, workdir, settings or {})
+        self.bridge = f"""
+[[bridge]]
+name = "site"
+address = "127.0.0.1"
+port = {up_port}
+protocol = "{protocol}"
+client_id = "gw-test"
+keep_alive = 30
+{extra}
+reconnect_min_ms = 100
+reconnect_max_ms = 400
+
+[[bridge.topic]]
+pattern = "plant/#"
+direction = "out"
+qos = 1
+remote_prefix = "site/gw/"
+
+[[bridge.topic]]
+pattern = "cmd/#"
+direction = "in"
+qos = 1
+local_prefix = "remote/"
+"""
+
+    def _hato_config(self):
+        return super()._hato_config() + self.bridge
+
+    def connected_count(self):
+        return len(CONNECTED.findall(self.log()))
+
+
+def wait_for(pred, timeout=15.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def pair(backend, tmp_path):
+    made = []
+
+    def make(protocol="mqttv311", extra="try_private = false", gw_settings=None):   # hato refuses the bridge bit
+        port = _free_port()
+        os.makedirs(tmp_path / "up")
+        os.makedirs(tmp_path / "gw")
+        up = Upstream(backend, str(tmp_path / "up"), port)
+        gw = Gateway(backend, str(tmp_path / "gw"), port, protocol, extra, gw_settings)
+        made.extend([gw, up])
+        return up, gw
+
+    yield make
+    for b in made:
+        b.stop()
+
+
+def sub(broker, client_id, topic, clean=True, version=4):
+    c = RawClient(broker)
+    c.connect(client_id, version, clean=clean)
+    c.send(subscribe(1, topic, 1, version))
+    c.expect(SUBACK)
+    return c
+
+
+def pub_qos1(broker, topic, payloads, version=4):
+    c = RawClient(broker)
+    c.connect("", version)
+    for i, p in enumerate(payloads):
+        c.send(publish(topic, p, 1, pid=i + 1, version=version))
+        ack = c.expect(PUBACK)
+        assert struct.unpack_from("!H", ack.body, 0)[0] == i + 1
+    c.close()
+
+
+def receive(client, n, timeout=20.0):
+    """Payloads of the next PUBLISHes (acknowledged), first copies only, until n distinct."""
+    seen, order = set(), []
+    deadline = time.monotonic() + timeout
+    while len(order) < n:
+        p = client.read(max(deadline - time.monotonic(), 0.01))
+        if p.type != PUBLISH:
+            continue
+        topic, pid, _, payload = parse_publish(p)
+        if pid is not None:
+            client.send(bytes([PUBACK << 4, 2]) + struct.pack("!H", pid))
+        if payload not in seen:
+            seen.add(payload)
+            order.append((topic, payload))
+    return order
+
+
+@pytest.mark.parametrize("protocol", ["mqttv311", "mqttv5"])
+def test_bridge_out_and_in(pair, protocol):
+    up, gw = pair(protocol)
+    up.start()
+    gw.start()
+    wait_for(lambda: gw.connected_count() >= 1, what="bridge connected")
+    upstream_sub = sub(up, "up-sub", "site/gw/#")
+    pub_qos1(gw, "plant/line1/temp", [b"21.5", b"21.7"])
+    assert receive(upstream_sub, 2) == [("site/gw/plant/line1/temp", b"21.5"),
+                                         ("site/gw/plant/line1/temp", b"21.7")]
+    # Not matching an out rule: stays local.
+    pub_qos1(gw, "office/temp", [b"x"])
+
+    local_sub = sub(gw, "local-sub", "remote/#")
+    pub_qos1(up, "cmd/valve7", [b"open"])
+    assert receive(local_sub, 1) == [("remote/cmd/valve7", b"open")]
+    # What came in is not sent back out (the upstream subscriber sees only plant data).
+    with pytest.raises(TimeoutError):
+        upstream_sub.read(0.5)
+
+
+def test_bridge_store_and_forward_across_outage_and_kill(pair):
+    # max_session_expiry does not cut the bridge's queue short.
+    up, gw = pair(gw_settings={"mqtt": {"max_session_expiry": 1}})
+    up.start()
+    # The upstream's persistent subscriber keeps what arrives while it is away.
+    s = sub(up, "up-sub", "site/gw/#", clean=False)
+    s.close()
+    gw.start()
+    wait_for(lambda: gw.connected_count() >= 1, what="bridge connected")
+
+    up.stop()
+    wait_for(lambda: "bridge site: disconnected" in gw.log(), what="bridge disconnect noticed")
+    n = 50
+    payloads = [f"m{i:03d}".encode() for i in range(n)]
+    pub_qos1(gw, "plant/counter", payloads)   # every one acknowledged by the gateway
+    time.sleep(2.5)
+    gw.kill()
+    gw.start()
+    time.sleep(1.5)
+    up.start()
+    wait_for(lambda: gw.connected_count() >= 1, what="bridge reconnected after restart")
+    s = RawClient(up)
+    s.connect("up-sub", clean=False)   # its subscription is kept upstream
+    got = receive(s, n)
+    assert [p for _, p in got] == payloads
+    assert all(t == "site/gw/plant/counter" for t, _ in got)
+
+
+def receive_until_quiet(client, quiet=1.5, timeout=20.0):
+    got = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            got += receive(client, 1, quiet)
+        except TimeoutError:
+            break
+    return [p for _, p in got]
+
+
+@pytest.mark.parametrize("when_full", ["drop_oldest", "drop_new"])
+def test_bridge_queue_budget(pair, when_full):
+    up, gw = pair(extra=f'try_private = false\nmax_queued_bytes = 6000\nwhen_full = "{when_full}"')
+    up.start()
+    s = sub(up, "up-sub", "site/gw/#", clean=False)
+    s.close()
+    gw.start()
+    wait_for(lambda: gw.connected_count() >= 1, what="bridge connected")
+    up.stop()
+    wait_for(lambda: "bridge site: disconnected" in gw.log(), what="bridge disconnect noticed")
+    n = 20
+    payloads = [f"{i:03d}".encode() + b"x" * 1000 for i in range(n)]
+    pub_qos1(gw, "plant/big", payloads)   # local publishers are never refused
+    local = sub(gw, "local-sub", "plant/#")
+    pub_qos1(gw, "plant/big", [b"live"])
+    assert receive(local, 1) == [("plant/big", b"live")]   # local delivery unaffected
+    up.start()
+    s = RawClient(up)
+    s.connect("up-sub", clean=False)
+    got = receive_until_quiet(s)
+    assert 2 <= len(got) < n
+    if when_full == "drop_oldest":
+        assert got[-1] == b"live" and got[:-1] == payloads[n - len(got) + 1:]
+    else:
+        # The newest give way; "live" is small enough to fit what is left.
+        if got[-1] == b"live":
+            got = got[:-1]
+        assert got == payloads[:len(got)]
+    wait_for(lambda: "dropped (when_full)" in gw.log(), what="the drop report")
+
+
+@pytest.mark.skipif(not os.access("/usr/sbin/mosquitto", os.X_OK), reason="mosquitto not installed")
+def test_bridge_to_mosquitto_with_bridge_bit(backend, tmp_path):
+    port = _free_port()
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+    mosq = subprocess.Popen(["/usr/sbin/mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    os.makedirs(tmp_path / "gw")
+    gw = Gateway(backend, str(tmp_path / "gw"), port, "mqttv311", "try_private = true")
+    try:
+        up = Broker(backend, str(tmp_path), {})
+        up.port = port
+        wait_for(lambda: _can_connect("127.0.0.1", port), what="mosquitto listening")
+        gw.start()
+        wait_for(lambda: gw.connected_count() >= 1, what="bridge connected")
+        s = sub(up, "up-sub", "site/gw/#")
+        pub_qos1(gw, "plant/m", [b"1", b"2", b"3"])
+        assert [p for _, p in receive(s, 3)] == [b"1", b"2", b"3"]
+    finally:
+        gw.stop()
+        mosq.terminate()
+        mosq.wait(10)
+
+
+def test_bridge_connection_state_topic(pair):
+    up, gw = pair()
+    gw.start()   # upstream not there yet
+    state = "$SYS/broker/connection/site/state"
+    wait_for(lambda: "bridge site: connect to" in gw.log(), what="a failed attempt")
+    assert receive(sub(gw, "s0", state), 1) == [(state, b"0")]
+    up.start()
+    wait_for(lambda: gw.connected_count() >= 1, what="bridge connected")
+    assert receive(sub(gw, "s1", state), 1) == [(state, b"1")]
+    up.stop()
+    wait_for(lambda: "bridge site: disconnected" in gw.log(), what="bridge disconnect noticed")
+    assert receive(sub(gw, "s2", state), 1) == [(state, b"0")]
+
+
+def test_bridge_reconnect_backoff_bounds_attempts(backend, tmp_path):
+    # Nothing listens upstream: attempts follow the backoff (delays of at
+    # least reconnect_min_ms, growing to reconnect_max_ms), not a busy loop.
+    port = _free_port()
+    os.makedirs(tmp_path / "gw")
+    gw = Gateway(backend, str(tmp_path / "gw"), port, "mqttv311",
+                 "try_private = false\nreconnect_min_ms = 200\nreconnect_max_ms = 800")
+    gw.bridge = gw.bridge.replace("reconnect_min_ms = 100\nreconnect_max_ms = 400\n", "")
+    try:
+        gw.start()
+        time.sleep(4.0)
+        attempts = len(re.findall(r"bridge site: connect to .* failed", gw.log()))
+        # 4 s / 200 ms = 20 is the most any backoff allows; delays of up to
+        # 800 ms make at least 4 likely, 3 certain.
+        assert 3 <= attempts <= 21, gw.log()
+        assert "attempt 1)" in gw.log()
+    finally:
+        gw.stop()
+
+
+def test_bridge_qos2_exactly_once_across_kill(pair):
+    up, gw = pair()
+    gw.bridge += '\n[[bridge.topic]]\npattern = "q2/#"\ndirection = "out"\nqos = 2\nremote_prefix = "site/gw/"\n'
+    up.start()
+    s = RawClient(up)
+    s.connect("up-sub2", clean=False)
+    s.send(subscribe(1, "site/gw/q2/#", 2))
+    s.expect(SUBACK)
+    s.close()
+    gw.start()
+    wait_for(lambda: gw.connected_count() >= 1, what="bridge connected")
+    up.stop()
+    wait_for(lambda: "bridge site: disconnected" in gw.log(), what="bridge disconnect noticed")
+    n = 20
+    payloads = [f"q{i:03d}".encode() for i in range(n)]
+    c = RawClient(gw)
+    c.connect("pub2")
+    for i, p in enumerate(payloads):
+        c.send(publish("q2/x", p, 2, pid=i + 1))
+        c.expect(PUBREC)
+        c.send(pubrel(i + 1))
+        c.expect(PUBCOMP)
+    c.close()
+    gw.kill()
+    gw.start()
+    up.start()
+    s = RawClient(up)
+    s.connect("up-sub2", clean=False)
+    got = []
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            p = s.read(1.5 if len(got) >= n else 5.0)
+        except TimeoutError:
+            break
+        if p.type == PUBLISH:
+            _, pid, _, payload = parse_publish(p)
+            s.send(bytes([PUBREC << 4, 2]) + struct.pack("!H", pid))
+            got.append(payload)
+        elif p.type == PUBREL:
+            s.send(bytes([PUBCOMP << 4, 2]) + p.body[:2])
+    assert got == payloads   # each once, in order
+
+
+def test_bridge_logs_in_with_password_file(backend, tmp_path):
+    port = _free_port()
+    os.makedirs(tmp_path / "up")
+    os.makedirs(tmp_path / "gw")
+    passwd = tmp_path / "up" / "passwd"
+    subprocess.run(["mosquitto_passwd", "-c", "-b", str(passwd), "gw-17", "s3cret"], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    secret = tmp_path / "gw" / "site.secret"
+    secret.write_text("s3cret\n")
+    up = Upstream(backend, str(tmp_path / "up"), port,
+                  {"auth": {"password_file": str(passwd), "allow_anonymous": False}})
+    gw = Gateway(backend, str(tmp_path / "gw"), port, "mqttv5",
+                 f'try_private = false\nusername = "gw-17"\npassword_file = "{secret}"')
+    try:
+        up.start()
+        gw.start()
+        wait_for(lambda: gw.connected_count() >= 1, what="bridge connected with its password")
+        assert "s3cret" not in gw.log()
+        # A wrong password, read on SIGHUP, is refused at the next connection.
+        secret.write_text("wrong\n")
+        gw.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "reload requested" in gw.log(), what="reload")
+        up.stop()
+        up.start()
+        wait_for(lambda: "upstream refused the connection: reason 0x86" in gw.log(), what="refusal logged")
+        assert "wrong" not in gw.log()
+    finally:
+        gw.stop()
+        up.stop()
+
+
+def test_check_config_reports_bridge_problems(tmp_path):
+    from conftest import _find_hato
+    conf = tmp_path / "c.toml"
+    conf.write_text('[storage]\nmax_bytes_mb = 1\n\n[[bridge]]\nname = "site"\naddress = "127.0.0.1"\n'
+                    f'password_file = "{tmp_path}/missing.secret"\ntls = {{ ca = "ca.pem" }}\n\n'
+                    '[[bridge.topic]]\npattern = "plant/#"\n')
+    r = subprocess.run([_find_hato(), "--check-config", "--config", str(conf)], capture_output=True, text=True,
+                       timeout=10)
+    assert r.returncode == 1
+    assert "c.toml:8:7: bridge[0].tls: TLS to a bridge upstream is not supported yet" in r.stderr
+    conf.write_text(conf.read_text().replace('tls = { ca = "ca.pem" }\n', ""))
+    r = subprocess.run([_find_hato(), "--check-config", "--config", str(conf)], capture_output=True, text=True,
+                       timeout=10)
+    assert r.returncode == 1
+    assert "bridge site: password_file" in r.stderr and "missing.secret" in r.stderr
+    assert "more than [storage] max_bytes" in r.stderr
+
+
+def test_two_gateways_both_ways_do_not_loop(backend, tmp_path):
+    # Two gateways bridged "both" on "#" to one upstream (v5: No Local
+    # upstream, No Local on the local sessions): a message published on one
+    # reaches the upstream and the other gateway once, and nothing returns.
+    port = _free_port()
+    for d in ("up", "a", "b"):
+        os.makedirs(tmp_path / d)
+    up = Upstream(backend, str(tmp_path / "up"), port)
+    gws = []
+    for name in ("a", "b"):
+        g = Gateway(backend, str(tmp_path / name), port, "mqttv5", "try_private = false")
+        g.bridge = g.bridge.split("[[bridge.topic]]")[0].replace('client_id = "gw-test"', f'client_id = "gw-{name}"')
+        g.bridge += '[[bridge.topic]]\npattern = "#"\ndirection = "both"\nqos = 1\n'
+        gws.append(g)
+    try:
+        up.start()
+        for g in gws:
+            g.start()
+        for g in gws:
+            wait_for(lambda: g.connected_count() >= 1, what="bridge connected")
+        on_up = sub(up, "s-up", "data/#")
+        on_a = sub(gws[0], "s-a", "data/#")
+        on_b = sub(gws[1], "s-b", "data/#")
+        pub_qos1(gws[0], "data/x", [b"hello"])
+        for c in (on_up, on_a, on_b):
+            p = c.read(10)
+            while p.type != PUBLISH:
+                p = c.read(10)
+            topic, pid, _, payload = parse_publish(p)
+            assert (topic, payload) == ("data/x", b"hello")
+            c.send(bytes([PUBACK << 4, 2]) + struct.pack("!H", pid))
+        time.sleep(1.0)
+        for c in (on_up, on_a, on_b):
+            with pytest.raises(TimeoutError):
+                c.read(0.3)
+    finally:
+        for g in gws:
+            g.stop()
+        up.stop()

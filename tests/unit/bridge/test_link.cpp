@@ -1,0 +1,289 @@
+// The bridge link state machine, driven with bytes: connection order,
+// pass-through of messages and acknowledgements with their packet ids,
+// no loops (No Local), keep alive.
+#include <doctest/doctest.h>
+
+#include <string>
+#include <vector>
+
+#include "bridge/link.hpp"
+#include "mqtt/codec.hpp"
+
+using namespace hato;
+using namespace hato::bridge;
+using mqtt::Packet;
+using mqtt::Version;
+
+namespace {
+
+struct Fake final : LinkOutput {
+    std::vector<uint8_t> up, local;
+    int up_closes = 0, local_opens = 0, local_closes = 0;
+    void upstream_send(std::span<const uint8_t> b) override { up.insert(up.end(), b.begin(), b.end()); }
+    void upstream_close() override { ++up_closes; }
+    void local_open() override { ++local_opens; }
+    void local_send(std::span<const uint8_t> b) override { local.insert(local.end(), b.begin(), b.end()); }
+    void local_close() override { ++local_closes; }
+    void log(int, const std::string&) override {}
+};
+
+// Decodes every packet in `buf` (copies kept alive in `store`) and clears it.
+std::vector<Packet> take(std::vector<uint8_t>& buf, Version v, std::vector<std::vector<uint8_t>>& store) {
+    std::vector<Packet> out;
+    store.push_back(buf);
+    buf.clear();
+    std::span<const uint8_t> rest = store.back();
+    while (!rest.empty()) {
+        Packet p;
+        mqtt::DecodeResult r = mqtt::decode(rest, v, 0, p);
+        REQUIRE(r.status == mqtt::DecodeStatus::Ok);
+        out.push_back(p);
+        rest = rest.subspan(r.consumed);
+    }
+    return out;
+}
+
+std::vector<uint8_t> enc(const Packet& p, Version v) {
+    std::vector<uint8_t> b;
+    mqtt::encode(p, v, b);
+    return b;
+}
+
+LinkConfig config(Version v) {
+    LinkConfig c;
+    c.name = "site";
+    c.version = v;
+    c.client_id = "gw-17";
+    c.keep_alive = 10;
+    c.try_private = true;
+    c.topics = {{"plant/#", Direction::Out, 1, "", "site/"}, {"cmd/#", Direction::In, 2, "remote/", ""}};
+    return c;
+}
+
+// Brings a link to Ready, checking the order of the handshake.
+void connect(Link& link, Fake& f, Version v, std::vector<std::vector<uint8_t>>& store) {
+    link.on_upstream_open(0);
+    auto ps = take(f.up, v, store);
+    REQUIRE(ps.size() == 1);
+    const auto& c = std::get<mqtt::Connect>(ps[0]);
+    CHECK(c.client_id == "gw-17");
+    CHECK_FALSE(c.clean_start);
+    CHECK(link.on_upstream_data(enc(Packet{mqtt::Connack{}}, v), 1));
+    ps = take(f.up, v, store);
+    REQUIRE(ps.size() == 1);
+    const auto& sub = std::get<mqtt::Subscribe>(ps[0]);
+    REQUIRE(sub.topics.size() == 1);
+    CHECK(sub.topics[0].filter == "cmd/#");
+    CHECK(sub.topics[0].qos == 2);
+    CHECK(f.local_opens == 0);   // local session waits for the upstream SUBACK
+    mqtt::Suback sa;
+    sa.packet_id = sub.packet_id;
+    sa.reasons = {2};
+    CHECK(link.on_upstream_data(enc(Packet{sa}, v), 2));
+    CHECK(f.local_opens == 1);
+    ps = take(f.local, Version::V5, store);
+    REQUIRE(ps.size() == 1);
+    const auto& lc = std::get<mqtt::Connect>(ps[0]);
+    CHECK(lc.client_id == "$bridge/site");
+    CHECK_FALSE(lc.clean_start);
+    CHECK(lc.props.session_expiry == 0xFFFFFFFFu);
+    link.on_local_data(enc(Packet{mqtt::Connack{}}, Version::V5));
+    ps = take(f.local, Version::V5, store);
+    REQUIRE(ps.size() == 1);
+    const auto& ls = std::get<mqtt::Subscribe>(ps[0]);
+    REQUIRE(ls.topics.size() == 1);
+    CHECK(ls.topics[0].filter == "plant/#");
+    CHECK(ls.topics[0].no_local);
+    mqtt::Suback lsa;
+    lsa.packet_id = ls.packet_id;
+    lsa.reasons = {1};
+    link.on_local_data(enc(Packet{lsa}, Version::V5));
+    CHECK(link.ready());
+    ps = take(f.local, Version::V5, store);
+    REQUIRE(ps.size() == 1);
+    const auto& state = std::get<mqtt::Publish>(ps[0]);
+    CHECK(state.topic == "$SYS/broker/connection/site/state");
+    CHECK(state.retain);
+    CHECK(std::string(state.payload.begin(), state.payload.end()) == "1");
+}
+
+}  // namespace
+
+TEST_CASE("try_private sets the bridge bit on the v3.1.1 protocol level") {
+    Fake f;
+    Link link(config(Version::V311), f);
+    link.on_upstream_open(0);
+    REQUIRE(f.up.size() > 9);
+    CHECK(f.up[8] == 0x84);   // 2 bytes fixed header, "\0\4MQTT", level
+}
+
+TEST_CASE("outbound messages pass through and complete only on the upstream acknowledgement") {
+    for (Version v : {Version::V311, Version::V5}) {
+        Fake f;
+        std::vector<std::vector<uint8_t>> store;
+        LinkConfig cfg = config(v);
+        cfg.try_private = false;
+        Link link(cfg, f);
+        connect(link, f, v, store);
+
+        mqtt::Publish p;
+        p.qos = 1;
+        p.topic = "plant/line1";
+        p.packet_id = 7;
+        std::vector<uint8_t> payload = {'4', '2'};
+        p.payload = payload;
+        link.on_local_data(enc(Packet{p}, Version::V5));
+        auto ups = take(f.up, v, store);
+        REQUIRE(ups.size() == 1);
+        const auto& fwd = std::get<mqtt::Publish>(ups[0]);
+        CHECK(fwd.topic == "site/plant/line1");
+        CHECK(fwd.packet_id == 7);
+        CHECK(fwd.qos == 1);
+        CHECK(f.local.empty());   // nothing acknowledged locally yet
+
+        CHECK(link.on_upstream_data(enc(Packet{mqtt::Ack{mqtt::PacketType::Puback, 7, 0, {}}}, v), 3));
+        auto ls = take(f.local, Version::V5, store);
+        REQUIRE(ls.size() == 1);
+        CHECK(std::get<mqtt::Ack>(ls[0]).type == mqtt::PacketType::Puback);
+        CHECK(std::get<mqtt::Ack>(ls[0]).packet_id == 7);
+    }
+}
+
+TEST_CASE("inbound messages are remapped and acknowledged upstream only after the local acknowledgement") {
+    Fake f;
+    std::vector<std::vector<uint8_t>> store;
+    Link link(config(Version::V5), f);
+    connect(link, f, Version::V5, store);
+    mqtt::Publish p;
+    p.qos = 2;
+    p.topic = "cmd/valve";
+    p.packet_id = 3;
+    link.on_upstream_data(enc(Packet{p}, Version::V5), 4);
+    CHECK(f.up.empty());
+    auto ls = take(f.local, Version::V5, store);
+    REQUIRE(ls.size() == 1);
+    CHECK(std::get<mqtt::Publish>(ls[0]).topic == "remote/cmd/valve");
+    CHECK(std::get<mqtt::Publish>(ls[0]).packet_id == 3);
+    link.on_local_data(enc(Packet{mqtt::Ack{mqtt::PacketType::Pubrec, 3, 0, {}}}, Version::V5));
+    auto ups = take(f.up, Version::V5, store);
+    REQUIRE(ups.size() == 1);
+    CHECK(std::get<mqtt::Ack>(ups[0]).type == mqtt::PacketType::Pubrec);
+}
+
+TEST_CASE("a local refusal closes the upstream instead of acknowledging") {
+    Fake f;
+    std::vector<std::vector<uint8_t>> store;
+    Link link(config(Version::V5), f);
+    connect(link, f, Version::V5, store);
+    mqtt::Publish p;
+    p.qos = 1;
+    p.topic = "cmd/x";
+    p.packet_id = 9;
+    link.on_upstream_data(enc(Packet{p}, Version::V5), 4);
+    take(f.local, Version::V5, store);
+    link.on_local_data(enc(Packet{mqtt::Ack{mqtt::PacketType::Puback, 9, 0x97, {}}}, Version::V5));
+    CHECK(f.up.empty());
+    CHECK(f.up_closes == 1);
+    CHECK(f.local_closes == 1);
+    CHECK_FALSE(link.ready());
+}
+
+TEST_CASE("upstream messages before ready wait for the local session") {
+    Fake f;
+    std::vector<std::vector<uint8_t>> store;
+    LinkConfig cfg = config(Version::V5);
+    cfg.topics = {{"plant/#", Direction::Both, 1, "", ""}};
+    Link link(cfg, f);
+    link.on_upstream_open(0);
+    take(f.up, Version::V5, store);
+    mqtt::Publish p;
+    p.qos = 1;
+    p.topic = "plant/held";
+    p.packet_id = 5;
+    std::vector<uint8_t> bytes = enc(Packet{mqtt::Connack{}}, Version::V5);
+    std::vector<uint8_t> pub = enc(Packet{p}, Version::V5);
+    bytes.insert(bytes.end(), pub.begin(), pub.end());
+    link.on_upstream_data(bytes, 1);
+    auto ups = take(f.up, Version::V5, store);
+    REQUIRE(ups.size() == 1);
+    auto sub = std::get<mqtt::Subscribe>(ups[0]);
+    CHECK(sub.topics[0].no_local);            // "both": not our own messages back
+    CHECK(sub.topics[0].retain_as_published);
+    mqtt::Suback sa;
+    sa.packet_id = sub.packet_id;
+    sa.reasons = {1};
+    link.on_upstream_data(enc(Packet{sa}, Version::V5), 2);
+    link.on_local_data(enc(Packet{mqtt::Connack{}}, Version::V5));
+    auto ls = take(f.local, Version::V5, store);
+    REQUIRE(ls.size() == 2);   // CONNECT, SUBSCRIBE: the held PUBLISH not yet
+    mqtt::Suback lsa;
+    lsa.packet_id = std::get<mqtt::Subscribe>(ls[1]).packet_id;
+    lsa.reasons = {1};
+    link.on_local_data(enc(Packet{lsa}, Version::V5));
+    ls = take(f.local, Version::V5, store);
+    REQUIRE(ls.size() == 2);   // the connection state, then what was held
+    CHECK(std::get<mqtt::Publish>(ls[1]).topic == "plant/held");
+}
+
+TEST_CASE("keep alive: PINGREQ when idle, closed when the upstream is silent") {
+    Fake f;
+    std::vector<std::vector<uint8_t>> store;
+    LinkConfig cfg = config(Version::V311);
+    cfg.try_private = false;
+    Link link(cfg, f);
+    connect(link, f, Version::V311, store);
+    link.on_tick(10500);
+    auto ups = take(f.up, Version::V311, store);
+    REQUIRE(ups.size() == 1);
+    CHECK(std::holds_alternative<mqtt::Pingreq>(ups[0]));
+    link.on_tick(16000);
+    CHECK(f.up_closes == 1);
+    CHECK(link.state() == Link::State::Down);
+}
+
+TEST_CASE("priming creates the local session and closes it") {
+    Fake f;
+    std::vector<std::vector<uint8_t>> store;
+    Link link(config(Version::V311), f);
+    link.prime();
+    CHECK(f.local_opens == 1);
+    take(f.local, Version::V5, store);
+    link.on_local_data(enc(Packet{mqtt::Connack{}}, Version::V5));
+    auto ls = take(f.local, Version::V5, store);
+    REQUIRE(ls.size() == 2);   // state "0", SUBSCRIBE
+    CHECK(std::get<mqtt::Publish>(ls[0]).payload[0] == '0');
+    mqtt::Suback lsa;
+    lsa.packet_id = std::get<mqtt::Subscribe>(ls[1]).packet_id;
+    lsa.reasons = {1};
+    link.on_local_data(enc(Packet{lsa}, Version::V5));
+    CHECK(link.primed());
+    CHECK(f.local_closes == 1);
+    CHECK(f.up.empty());
+}
+
+TEST_CASE("a local server_keep_alive is honoured with local PINGREQs") {
+    Fake f;
+    std::vector<std::vector<uint8_t>> store;
+    LinkConfig cfg = config(Version::V5);
+    cfg.topics = {{"plant/#", Direction::Out, 1, "", ""}};
+    cfg.keep_alive = 0;
+    Link link(cfg, f);
+    link.on_upstream_open(0);
+    link.on_upstream_data(enc(Packet{mqtt::Connack{}}, Version::V5), 0);
+    mqtt::Connack lack;
+    lack.props.server_keep_alive = 4;
+    link.on_local_data(enc(Packet{lack}, Version::V5));
+    auto ls = take(f.local, Version::V5, store);   // CONNECT, SUBSCRIBE
+    mqtt::Suback lsa;
+    lsa.packet_id = std::get<mqtt::Subscribe>(ls.back()).packet_id;
+    lsa.reasons = {1};
+    link.on_local_data(enc(Packet{lsa}, Version::V5));
+    REQUIRE(link.ready());
+    take(f.local, Version::V5, store);
+    link.on_tick(1000);
+    CHECK(f.local.empty());
+    link.on_tick(2500);
+    ls = take(f.local, Version::V5, store);
+    REQUIRE(ls.size() == 1);
+    CHECK(std::holds_alternative<mqtt::Pingreq>(ls[0]));
+}

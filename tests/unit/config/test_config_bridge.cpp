@@ -1,0 +1,115 @@
+// [[bridge]] and [[bridge.topic]]: values, defaults, and the refusals.
+#include <doctest/doctest.h>
+
+#include <string>
+#include <vector>
+
+#include "config/config.hpp"
+
+using namespace hato;
+
+namespace {
+
+bool load(const std::string& text, config::AppConfig& c, std::vector<std::string>& errors) {
+    c = config::defaults();
+    return config::load_string(text, "t.toml", c, errors);
+}
+
+bool mentions(const std::vector<std::string>& errors, const std::string& what) {
+    for (const auto& e : errors)
+        if (e.find(what) != std::string::npos) return true;
+    return false;
+}
+
+}  // namespace
+
+TEST_CASE("a bridge with its topics is read, and its session gets the queue budget") {
+    config::AppConfig c;
+    std::vector<std::string> errors;
+    REQUIRE(load(R"(
+[[bridge]]
+name = "site"
+address = "10.0.0.1"
+port = 8883
+protocol = "mqttv5"
+client_id = "gw-17"
+keep_alive = 30
+reconnect_min_ms = 500
+reconnect_max_ms = 60000
+try_private = false
+max_queued_bytes = 4096
+when_full = "drop_new"
+
+[[bridge.topic]]
+pattern = "plant/#"
+direction = "out"
+qos = 2
+remote_prefix = "site/gw17/"
+
+[[bridge.topic]]
+pattern = "cmd/#"
+direction = "in"
+local_prefix = "remote/"
+)", c, errors));
+    REQUIRE(c.bridges.size() == 1);
+    const config::Bridge& b = c.bridges[0];
+    CHECK(b.name == "site");
+    CHECK(b.port == 8883);
+    CHECK(b.protocol == "mqttv5");
+    CHECK(b.keep_alive == 30);
+    CHECK_FALSE(b.try_private);
+    CHECK(b.when_full == "drop_new");
+    REQUIRE(b.topics.size() == 2);
+    CHECK(b.topics[0].qos == 2);
+    CHECK(b.topics[0].remote_prefix == "site/gw17/");
+    CHECK(b.topics[1].direction == "in");
+    CHECK(b.topics[1].qos == 1);
+    REQUIRE(c.broker.session_budgets.size() == 1);
+    CHECK(c.broker.session_budgets[0].client_id == "$bridge/site");
+    CHECK(c.broker.session_budgets[0].max_bytes == 4096);
+    CHECK_FALSE(c.broker.session_budgets[0].drop_oldest);
+}
+
+TEST_CASE("bridge refusals name the key") {
+    config::AppConfig c;
+    std::vector<std::string> errors;
+    CHECK_FALSE(load(R"(
+[[bridge]]
+name = "a/b"
+address = "x"
+tls = { ca = "ca.pem" }
+queue_qos0 = true
+when_full = "drop_all"
+reconnect_min_ms = 5000
+reconnect_max_ms = 100
+
+[[bridge.topic]]
+pattern = "x/#"
+direction = "both"
+local_prefix = "l/"
+)", c, errors));
+    CHECK(mentions(errors, "bridge[0].name"));
+    CHECK(mentions(errors, "bridge[0].tls: TLS to a bridge upstream is not supported yet"));
+    CHECK(mentions(errors, "bridge[0].queue_qos0"));
+    CHECK(mentions(errors, "bridge[0].when_full"));
+    CHECK(mentions(errors, "bridge[0].reconnect_max_ms"));
+    CHECK(mentions(errors, "bridge[0].topic[0].direction"));
+    for (const auto& e : errors) CHECK(e.rfind("t.toml:", 0) == 0);
+}
+
+TEST_CASE("a bridge needs an address and a topic, and a unique name") {
+    config::AppConfig c;
+    std::vector<std::string> errors;
+    CHECK_FALSE(load(R"(
+[[bridge]]
+name = "a"
+[[bridge]]
+name = "a"
+address = "h"
+[[bridge.topic]]
+pattern = "#"
+)", c, errors));
+    CHECK(mentions(errors, "bridge[0].address"));
+    CHECK(mentions(errors, "bridge[0].topic"));
+    CHECK(mentions(errors, "already used"));
+}
