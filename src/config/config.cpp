@@ -317,6 +317,12 @@ void read_auth(Errors& errors, const toml::table& t, AppConfig& c) {
     r.reject_unknown();
 }
 
+void read_sparkplug(Errors& errors, const toml::table& t, broker::Config& b) {
+    TableReader r(errors, t, "sparkplug");
+    r.boolean("aware", b.sparkplug_aware);
+    r.reject_unknown();
+}
+
 // A queued message is stored as one record: its packet plus the record's own
 // fields. One larger than a segment could never be stored, so a message the
 // broker accepts must always fit.
@@ -351,6 +357,7 @@ void read_root(Errors& errors, const toml::table& root, AppConfig& c) {
     if (const toml::table* t = sub_table(r, errors, "storage")) read_storage(errors, *t, c);
     if (const toml::table* t = sub_table(r, errors, "log")) read_log(errors, *t, c);
     if (const toml::table* t = sub_table(r, errors, "auth")) read_auth(errors, *t, c);
+    if (const toml::table* t = sub_table(r, errors, "sparkplug")) read_sparkplug(errors, *t, c.broker);
     r.reject_unknown();
     check_record_fits(errors, root, c);
 }
