@@ -23,7 +23,7 @@ namespace hato::config {
 AppConfig defaults() {
     AppConfig c;
     c.event_backend = "auto";
-    c.listeners = {Listener{"127.0.0.1", 1883, ListenerTls{}}};
+    c.listeners = {Listener{}};   // 127.0.0.1:1883, plain TCP
     c.broker = broker::Config{};
     c.storage_enabled = true;
     c.storage.dir = "/var/lib/hato";
@@ -230,6 +230,11 @@ void read_listeners(Errors& errors, const toml::node& n, AppConfig& c) {
         r.string("address", l.address, false);
         r.integer("port", 0, 65535, l.port);  // 0: the kernel picks a free port
         if (const toml::node* tls = r.lookup("tls")) read_listener_tls(errors, *tls, r.path("tls"), l.tls);
+        if (r.lookup("allow_anonymous")) {
+            bool anonymous = false;
+            r.boolean("allow_anonymous", anonymous);
+            l.allow_anonymous = anonymous;
+        }
         r.reject_unknown();
         c.listeners.push_back(std::move(l));
     }
@@ -370,6 +375,8 @@ bool is_loopback_address(const std::string& address) {
 }
 
 bool anonymous_allowed(const AppConfig& cfg, size_t index) {
+    if (index < cfg.listeners.size() && cfg.listeners[index].allow_anonymous)
+        return *cfg.listeners[index].allow_anonymous;
     if (cfg.auth.allow_anonymous) return *cfg.auth.allow_anonymous;
     return index < cfg.listeners.size() && is_loopback_address(cfg.listeners[index].address);
 }

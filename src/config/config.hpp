@@ -27,12 +27,14 @@ struct Listener {
     std::string address = "127.0.0.1";
     uint16_t port = 1883;
     ListenerTls tls;
+    // Overrides [auth] allow_anonymous on this listener (unset: [auth] decides).
+    std::optional<bool> allow_anonymous;
 };
 
 // [auth]
 struct AuthConfig {
     // Unset: anonymous clients are allowed on loopback listeners only.
-    // Set: applies to every listener.
+    // Set: applies to every listener that does not set its own.
     std::optional<bool> allow_anonymous;
     std::string password_file;  // empty: none
     std::string acl_file;       // empty: no ACL (everything allowed)
@@ -55,7 +57,8 @@ struct AppConfig {
 
 // True for 127.0.0.0/8, ::1 and "localhost".
 bool is_loopback_address(const std::string& address);
-// Whether clients without credentials may connect on listener `index`.
+// Whether clients without credentials may connect on listener `index`:
+// the listener's allow_anonymous, else [auth]'s, else loopback only.
 bool anonymous_allowed(const AppConfig& cfg, size_t index);
 
 // The built-in defaults, equal to conf/hato.toml.

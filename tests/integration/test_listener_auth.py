@@ -1,0 +1,77 @@
+# Per-listener settings ([[listener]] allow_anonymous): one listener open to
+# anonymous clients (the PLC side), another closed (the LAN side), whatever
+# [auth] allow_anonymous says for the rest.
+
+import shutil
+import tempfile
+
+import pytest
+
+from conftest import _find_hato, _toml_value
+from paho_client import V311, V5
+from security_util import SecBroker, connack_code
+
+NOT_AUTHORIZED = {V311: 5, V5: 0x87}
+
+
+class ListenerAuthBroker(SecBroker):
+    """SecBroker whose listener dicts may also carry allow_anonymous."""
+
+    def _hato_config(self):
+        text = super()._hato_config()
+        blocks = text.split("[[listener]]\n")
+        for i, l in enumerate(self.listeners):
+            if "allow_anonymous" in l:
+                blocks[i + 1] = blocks[i + 1].replace(
+                    "port = 0\n", f"port = 0\nallow_anonymous = {_toml_value(l['allow_anonymous'])}\n", 1)
+        return "[[listener]]\n".join(blocks)
+
+
+@pytest.fixture
+def start_broker(backend, request):
+    if not _find_hato():
+        pytest.skip("hato binary not found (set HATO_BIN)")
+    started = []
+
+    def start(listeners, settings):
+        w = tempfile.mkdtemp(prefix="hato-it-")
+        s = {"storage": {"enabled": False}}
+        s.update(settings)
+        b = ListenerAuthBroker(backend, w, s, listeners)
+        started.append((b, w))
+        return b.start()
+
+    yield start
+    rep = getattr(request.node, "rep_call", None)
+    for b, w in started:
+        try:
+            assert b.stop() == 0
+        finally:
+            b.kill()
+            if rep is not None and rep.failed:
+                print(f"----- broker log ({b.log_path}) -----\n{b.log()[-6000:]}")
+            shutil.rmtree(w, ignore_errors=True)
+
+
+@pytest.mark.parametrize("version", [V311, V5], ids=["v311", "v5"])
+def test_listener_opens_anonymous_access_that_auth_closes(start_broker, version):
+    b = start_broker([{"allow_anonymous": True}, {}], {"auth": {"allow_anonymous": False}})
+    assert connack_code(b.endpoint(0), client_id="plc", version=version) == 0
+    assert connack_code(b.endpoint(1), client_id="lan", version=version) == NOT_AUTHORIZED[version]
+    # A user name alone (no password file) is still anonymous.
+    assert connack_code(b.endpoint(1), username="someone", client_id="lan2", version=version) == \
+        NOT_AUTHORIZED[version]
+
+
+@pytest.mark.parametrize("version", [V311, V5], ids=["v311", "v5"])
+def test_listener_closes_anonymous_access_that_auth_opens(start_broker, version):
+    b = start_broker([{}, {"allow_anonymous": False}], {"auth": {"allow_anonymous": True}})
+    assert connack_code(b.endpoint(0), client_id="open", version=version) == 0
+    assert connack_code(b.endpoint(1), client_id="closed", version=version) == NOT_AUTHORIZED[version]
+
+
+def test_listener_setting_overrides_the_loopback_default(start_broker):
+    # No [auth] allow_anonymous: loopback listeners would be open.
+    b = start_broker([{"allow_anonymous": False}, {}], {})
+    assert connack_code(b.endpoint(0), client_id="a") == NOT_AUTHORIZED[V5]
+    assert connack_code(b.endpoint(1), client_id="b") == 0

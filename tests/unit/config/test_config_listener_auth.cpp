@@ -1,0 +1,76 @@
+// [[listener]] allow_anonymous: overrides [auth] allow_anonymous and the
+// loopback default on its listener only.
+#include <doctest/doctest.h>
+
+#include "config/config.hpp"
+
+using namespace hato;
+using config::AppConfig;
+
+namespace {
+
+std::vector<std::string> load(const std::string& text, AppConfig& out) {
+    out = config::defaults();
+    std::vector<std::string> errors;
+    bool ok = config::load_string(text, "t.toml", out, errors);
+    CHECK(ok == errors.empty());
+    return errors;
+}
+
+}  // namespace
+
+TEST_CASE("listener allow_anonymous overrides the loopback default") {
+    AppConfig c;
+    auto errors = load(R"([[listener]]
+address = "127.0.0.1"
+allow_anonymous = false
+[[listener]]
+address = "0.0.0.0"
+allow_anonymous = true
+[[listener]]
+address = "0.0.0.0"
+)", c);
+    REQUIRE(errors.empty());
+    CHECK(c.listeners[0].allow_anonymous == false);
+    CHECK_FALSE(config::anonymous_allowed(c, 0));
+    CHECK(config::anonymous_allowed(c, 1));
+    CHECK_FALSE(config::anonymous_allowed(c, 2));   // unset: loopback only
+    CHECK_FALSE(config::anonymous_allowed(c, 3));   // no such listener
+}
+
+TEST_CASE("listener allow_anonymous overrides [auth] allow_anonymous, both ways") {
+    AppConfig c;
+    auto errors = load(R"([[listener]]
+address = "10.0.0.1"
+allow_anonymous = true
+[[listener]]
+address = "10.0.0.2"
+[auth]
+allow_anonymous = false
+)", c);
+    REQUIRE(errors.empty());
+    CHECK(config::anonymous_allowed(c, 0));
+    CHECK_FALSE(config::anonymous_allowed(c, 1));
+    errors = load(R"([[listener]]
+address = "127.0.0.1"
+allow_anonymous = false
+[[listener]]
+address = "10.0.0.2"
+[auth]
+allow_anonymous = true
+)", c);
+    REQUIRE(errors.empty());
+    CHECK_FALSE(config::anonymous_allowed(c, 0));
+    CHECK(config::anonymous_allowed(c, 1));
+}
+
+TEST_CASE("listener allow_anonymous must be a boolean") {
+    AppConfig c;
+    auto errors = load("[[listener]]\naddress = \"127.0.0.1\"\nallow_anonymous = 1\n", c);
+    REQUIRE(errors.size() == 1);
+    CHECK(errors[0] == "t.toml:3:19: listener[0].allow_anonymous: expected boolean, got integer");
+}
+
+TEST_CASE("the default listener leaves anonymous access to [auth]") {
+    CHECK_FALSE(config::defaults().listeners[0].allow_anonymous.has_value());
+}
