@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include <unordered_set>
 
+#include "app/listener_limits.hpp"
 #include "app/log.hpp"
 #include "app/notify.hpp"
 #include "app/security.hpp"
@@ -101,14 +102,17 @@ public:
 
     // net::Handler
     void on_open(net::ConnId id, int listener_index, const std::string& peer) override {
-        if (stopping_ || open_connections_ >= cfg_.broker.max_connections) {
+        const bool listener_full = listener_limits_.full(listener_index);
+        if (stopping_ || open_connections_ >= cfg_.broker.max_connections || listener_full) {
             // Over the limit: closed at once, the broker never hears of it.
             // At most one line per second: a connection flood must not flood the log.
             uint64_t now = reactor_->now_ms();
             ++refused_since_log_;
             if (!refusal_logged_ || now - last_refusal_log_ms_ >= 1000) {
                 log_warn("refusing connection from %s: %s (%llu refused since the last report)", peer.c_str(),
-                         stopping_ ? "shutting down" : "max_connections reached",
+                         stopping_ ? "shutting down"
+                         : listener_full ? "the listener's max_connections reached"
+                                         : "max_connections reached",
                          unsigned_ll(refused_since_log_));
                 refusal_logged_ = true;
                 last_refusal_log_ms_ = now;
@@ -119,6 +123,7 @@ public:
             return;
         }
         ++open_connections_;
+        listener_limits_.opened(id, listener_index);
         log_debug("connection %llu from %s on listener %d", unsigned_ll(id), peer.c_str(), listener_index);
         tls_->on_open(id, listener_index, peer);
         if (hash_pool_) authenticator_.note_peer(id, peer);
@@ -141,6 +146,7 @@ public:
         tls_->on_close(id);
         authenticator_.forget_peer(id);
         --open_connections_;
+        listener_limits_.closed(id);
         if (error) log_debug("connection %llu closed: %s", unsigned_ll(id), std::strerror(error));
         else log_debug("connection %llu closed", unsigned_ll(id));
         broker_->on_close(id);
@@ -381,6 +387,9 @@ private:
     }
 
     bool open_listeners() {
+        std::vector<uint32_t> limits;
+        for (const config::Listener& l : cfg_.listeners) limits.push_back(l.max_connections);
+        listener_limits_.configure(std::move(limits));
         for (size_t i = 0; i < cfg_.listeners.size(); ++i) {
             const config::Listener& l = cfg_.listeners[i];
             std::string err;
@@ -505,6 +514,7 @@ private:
 
     std::unordered_set<net::ConnId> rejected_;  // closed on accept; hidden from the broker
     uint64_t open_connections_ = 0;             // connections the broker knows of
+    ListenerLimits listener_limits_;            // [[listener]] max_connections
     bool refusal_logged_ = false;
     uint64_t last_refusal_log_ms_ = 0;
     uint64_t refused_since_log_ = 0;

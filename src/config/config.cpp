@@ -235,6 +235,7 @@ void read_listeners(Errors& errors, const toml::node& n, AppConfig& c) {
             r.boolean("allow_anonymous", anonymous);
             l.allow_anonymous = anonymous;
         }
+        r.integer("max_connections", 0, std::numeric_limits<uint32_t>::max(), l.max_connections);
         r.reject_unknown();
         c.listeners.push_back(std::move(l));
     }

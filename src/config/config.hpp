@@ -29,6 +29,8 @@ struct Listener {
     ListenerTls tls;
     // Overrides [auth] allow_anonymous on this listener (unset: [auth] decides).
     std::optional<bool> allow_anonymous;
+    // Connections this listener accepts at once; 0 = only [limits] max_connections.
+    uint32_t max_connections = 0;
 };
 
 // [auth]

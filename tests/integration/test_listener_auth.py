@@ -1,29 +1,32 @@
-# Per-listener settings ([[listener]] allow_anonymous): one listener open to
-# anonymous clients (the PLC side), another closed (the LAN side), whatever
-# [auth] allow_anonymous says for the rest.
+# Per-listener settings: [[listener]] allow_anonymous (one listener open to
+# anonymous clients, the PLC side, another closed, the LAN side, whatever
+# [auth] allow_anonymous says for the rest) and max_connections.
 
 import shutil
 import tempfile
+import time
 
 import pytest
 
 from conftest import _find_hato, _toml_value
 from paho_client import V311, V5
-from security_util import SecBroker, connack_code
+from security_util import SecBroker, client, connack_code
 
 NOT_AUTHORIZED = {V311: 5, V5: 0x87}
 
 
+PER_LISTENER = ("allow_anonymous", "max_connections")
+
+
 class ListenerAuthBroker(SecBroker):
-    """SecBroker whose listener dicts may also carry allow_anonymous."""
+    """SecBroker whose listener dicts may also carry per-listener settings."""
 
     def _hato_config(self):
         text = super()._hato_config()
         blocks = text.split("[[listener]]\n")
         for i, l in enumerate(self.listeners):
-            if "allow_anonymous" in l:
-                blocks[i + 1] = blocks[i + 1].replace(
-                    "port = 0\n", f"port = 0\nallow_anonymous = {_toml_value(l['allow_anonymous'])}\n", 1)
+            extra = "".join(f"{k} = {_toml_value(l[k])}\n" for k in PER_LISTENER if k in l)
+            blocks[i + 1] = blocks[i + 1].replace("port = 0\n", "port = 0\n" + extra, 1)
         return "[[listener]]\n".join(blocks)
 
 
@@ -75,3 +78,25 @@ def test_listener_setting_overrides_the_loopback_default(start_broker):
     b = start_broker([{"allow_anonymous": False}, {}], {})
     assert connack_code(b.endpoint(0), client_id="a") == NOT_AUTHORIZED[V5]
     assert connack_code(b.endpoint(1), client_id="b") == 0
+
+
+def test_listener_max_connections(start_broker):
+    b = start_broker([{"max_connections": 2}, {}], {"limits": {"max_connections": 10}})
+    held = [client(b.endpoint(0), client_id=f"held-{i}") for i in range(2)]
+    try:
+        # The third is closed at accept: no CONNACK.
+        assert connack_code(b.endpoint(0), client_id="third") is None
+        assert "the listener's max_connections reached" in b.log()
+        # The other listener has no limit of its own.
+        others = [client(b.endpoint(1), client_id=f"other-{i}") for i in range(3)]
+        for c in others:
+            c.disconnect()
+        # A closed connection frees its place.
+        held.pop().disconnect()
+        deadline = time.monotonic() + 5
+        while connack_code(b.endpoint(0), client_id="again") != 0:
+            assert time.monotonic() < deadline, "no place freed on listener 0"
+            time.sleep(0.05)
+    finally:
+        for c in held:
+            c.disconnect()

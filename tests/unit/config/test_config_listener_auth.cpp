@@ -1,5 +1,5 @@
-// [[listener]] allow_anonymous: overrides [auth] allow_anonymous and the
-// loopback default on its listener only.
+// [[listener]] allow_anonymous (overrides [auth] allow_anonymous and the
+// loopback default on its listener only) and max_connections.
 #include <doctest/doctest.h>
 
 #include "config/config.hpp"
@@ -73,4 +73,15 @@ TEST_CASE("listener allow_anonymous must be a boolean") {
 
 TEST_CASE("the default listener leaves anonymous access to [auth]") {
     CHECK_FALSE(config::defaults().listeners[0].allow_anonymous.has_value());
+}
+
+TEST_CASE("listener max_connections: 0 (none of its own) by default, read, range checked") {
+    CHECK(config::defaults().listeners[0].max_connections == 0);
+    AppConfig c;
+    REQUIRE(load("[[listener]]\nmax_connections = 5\n[[listener]]\nport = 1884\n", c).empty());
+    CHECK(c.listeners[0].max_connections == 5);
+    CHECK(c.listeners[1].max_connections == 0);
+    auto errors = load("[[listener]]\nmax_connections = -1\n", c);
+    REQUIRE(errors.size() == 1);
+    CHECK(errors[0] == "t.toml:2:19: listener[0].max_connections: value -1 out of range 0..4294967295");
 }
