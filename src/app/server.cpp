@@ -274,7 +274,30 @@ private:
         if (auth_files_.acl)
             log_info("acl file %s: %zu rules", cfg_.auth.acl_file.c_str(), auth_files_.acl->rule_count());
         warn_unverifiable_acl_users();
-        return !auth_files_.passwords || open_hash_pool();
+        if (!open_listener_password_files()) return false;
+        return (!auth_files_.passwords && !any_listener_password_file()) || open_hash_pool();
+    }
+
+    // [[listener]] password_file: loaded at start (an error stops it) and
+    // again on SIGHUP (an error keeps the previous ones).
+    bool open_listener_password_files() {
+        std::vector<std::string> errors;
+        std::vector<std::shared_ptr<const auth::PasswordFile>> files;
+        if (!load_listener_password_files(cfg_, files, errors)) {
+            for (const std::string& e : errors) log_error("%s", e.c_str());
+            return false;
+        }
+        for (size_t i = 0; i < files.size(); ++i)
+            if (files[i])
+                log_info("listener %s:%u password file %s: %zu users", cfg_.listeners[i].address.c_str(),
+                         unsigned(cfg_.listeners[i].port), cfg_.listeners[i].password_file.c_str(), files[i]->size());
+        authenticator_.set_listener_password_files(std::move(files));
+        return true;
+    }
+    bool any_listener_password_file() const {
+        for (const config::Listener& l : cfg_.listeners)
+            if (!l.password_file.empty()) return true;
+        return false;
     }
 
     // Password checks run on worker threads; their verdicts come back through
@@ -337,6 +360,15 @@ private:
                 log_info("reloaded acl file %s: %zu rules", cfg_.auth.acl_file.c_str(), acl->rule_count());
             } else {
                 report_reload_errors(errors, "acl file", cfg_.auth.acl_file);
+            }
+        }
+        if (any_listener_password_file()) {
+            std::vector<std::shared_ptr<const auth::PasswordFile>> files;
+            if (load_listener_password_files(cfg_, files, errors)) {
+                authenticator_.set_listener_password_files(std::move(files));
+                log_info("reloaded the listeners' password files");
+            } else {
+                report_reload_errors(errors, "listener password files", "");
             }
         }
         if (tls_->any()) {

@@ -31,6 +31,9 @@ struct Listener {
     std::optional<bool> allow_anonymous;
     // Connections this listener accepts at once; 0 = only [limits] max_connections.
     uint32_t max_connections = 0;
+    // A password file of this listener's own, used there instead of [auth]
+    // password_file; empty: [auth] decides.
+    std::string password_file;
 };
 
 // [auth]

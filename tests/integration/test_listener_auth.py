@@ -1,8 +1,13 @@
 # Per-listener settings: [[listener]] allow_anonymous (one listener open to
 # anonymous clients, the PLC side, another closed, the LAN side, whatever
-# [auth] allow_anonymous says for the rest) and max_connections.
+# [auth] allow_anonymous says for the rest), max_connections and
+# password_file.
 
+import base64
+import hashlib
+import os
 import shutil
+import subprocess
 import tempfile
 import time
 
@@ -10,12 +15,12 @@ import pytest
 
 from conftest import _find_hato, _toml_value
 from paho_client import V311, V5
-from security_util import SecBroker, client, connack_code
+from security_util import SecBroker, client, connack_code, write
 
 NOT_AUTHORIZED = {V311: 5, V5: 0x87}
 
 
-PER_LISTENER = ("allow_anonymous", "max_connections")
+PER_LISTENER = ("allow_anonymous", "max_connections", "password_file")
 
 
 class ListenerAuthBroker(SecBroker):
@@ -100,3 +105,51 @@ def test_listener_max_connections(start_broker):
     finally:
         for c in held:
             c.disconnect()
+
+
+def passwd_line(user, password, iterations=1000):
+    salt = os.urandom(12)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations, 64)
+    return f"{user}:$7${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}\n"
+
+
+BAD_CREDENTIALS = {V311: 4, V5: 0x86}
+
+
+@pytest.mark.parametrize("version", [V311, V5], ids=["v311", "v5"])
+def test_listener_password_file(start_broker, version):
+    w = tempfile.mkdtemp(prefix="hato-pw-")
+    try:
+        lan = write(os.path.join(w, "passwd-lan"), passwd_line("alice", "lan-pw"))
+        glob = write(os.path.join(w, "passwd"), passwd_line("alice", "global-pw"))
+        b = start_broker([{"allow_anonymous": True}, {"password_file": lan}],
+                         {"auth": {"allow_anonymous": False, "password_file": glob}})
+        plc, lan_ep = b.endpoint(0), b.endpoint(1)
+        assert connack_code(plc, client_id="plc", version=version) == 0
+        assert connack_code(plc, username="alice", password="global-pw", client_id="a0", version=version) == 0
+        assert connack_code(plc, username="alice", password="lan-pw", client_id="a1",
+                            version=version) == BAD_CREDENTIALS[version]
+        assert connack_code(lan_ep, username="alice", password="lan-pw", client_id="a2", version=version) == 0
+        assert connack_code(lan_ep, username="alice", password="global-pw", client_id="a3",
+                            version=version) == BAD_CREDENTIALS[version]
+        assert connack_code(lan_ep, client_id="anon", version=version) == NOT_AUTHORIZED[version]
+        # SIGHUP reads the listener's file again.
+        write(lan, passwd_line("alice", "new-lan-pw"))
+        b.reload("reloaded the listeners' password files")
+        assert connack_code(lan_ep, username="alice", password="new-lan-pw", client_id="a4", version=version) == 0
+        assert connack_code(lan_ep, username="alice", password="lan-pw", client_id="a5",
+                            version=version) == BAD_CREDENTIALS[version]
+    finally:
+        shutil.rmtree(w, ignore_errors=True)
+
+
+def test_listener_password_file_error_is_reported_by_check_config(backend):
+    w = tempfile.mkdtemp(prefix="hato-pw-")
+    try:
+        conf = write(os.path.join(w, "hato.toml"),
+                     '[[listener]]\naddress = "127.0.0.1"\npassword_file = "/nonexistent/passwd-missing"\n')
+        r = subprocess.run([_find_hato(), "--check-config", "-c", conf], capture_output=True, text=True, timeout=30)
+        assert r.returncode != 0
+        assert "/nonexistent/passwd-missing" in r.stdout + r.stderr
+    finally:
+        shutil.rmtree(w, ignore_errors=True)

@@ -85,3 +85,14 @@ TEST_CASE("listener max_connections: 0 (none of its own) by default, read, range
     REQUIRE(errors.size() == 1);
     CHECK(errors[0] == "t.toml:2:19: listener[0].max_connections: value -1 out of range 0..4294967295");
 }
+
+TEST_CASE("listener password_file: empty by default, read, must not be empty") {
+    CHECK(config::defaults().listeners[0].password_file.empty());
+    AppConfig c;
+    REQUIRE(load("[[listener]]\npassword_file = \"/etc/hato/passwd-lan\"\n", c).empty());
+    CHECK(c.listeners[0].password_file == "/etc/hato/passwd-lan");
+    auto errors = load("[[listener]]\npassword_file = \"\"\nacl_file = \"x\"\n", c);
+    REQUIRE(errors.size() == 2);
+    CHECK(errors[0] == "t.toml:2:17: listener[0].password_file: must not be empty");
+    CHECK(errors[1] == "t.toml:3:1: listener[0].acl_file: unknown key");
+}
