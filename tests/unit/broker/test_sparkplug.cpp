@@ -168,3 +168,18 @@ TEST_CASE("aware: a refused certificate write is handled like any retained write
     CHECK(v3.take().empty());
     CHECK(v3.closed());
 }
+
+TEST_CASE("aware: a v5 birth sent by topic alias gets its certificate too") {
+    Harness h(aware());
+    TestClient edge(h, Version::V5);
+    edge.connect("edge");
+    Properties first;
+    first.topic_alias = 1;
+    edge.publish("spBv1.0/G1/NBIRTH/E1", "one", 0, false, 0, first);
+    Properties again;
+    again.topic_alias = 1;
+    edge.publish("", "two", 0, false, 0, again);
+    CHECK_FALSE(edge.closed());
+    CHECK(retained_on(h, "$sparkplug/certificates/#") ==
+          std::vector<std::string>{"$sparkplug/certificates/spBv1.0/G1/NBIRTH/E1=two"});
+}
