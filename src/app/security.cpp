@@ -37,6 +37,16 @@ bool load_listener_password_files(const config::AppConfig& cfg,
     return ok;
 }
 
+bool load_listener_acl_files(const config::AppConfig& cfg, std::vector<std::shared_ptr<const auth::Acl>>& out,
+                             std::vector<std::string>& errors) {
+    std::vector<std::shared_ptr<const auth::Acl>> files(cfg.listeners.size());
+    bool ok = true;
+    for (size_t i = 0; i < cfg.listeners.size(); ++i)
+        if (!cfg.listeners[i].acl_file.empty()) ok &= load_acl_file(cfg.listeners[i].acl_file, files[i], errors);
+    if (ok) out = std::move(files);
+    return ok;
+}
+
 net::TlsSettings tls_settings(const config::ListenerTls& tls) {
     net::TlsSettings s;
     s.cert = tls.cert;
@@ -90,8 +100,10 @@ bool check_security_files(const config::AppConfig& cfg, std::vector<std::string>
     AuthFiles files;
     std::vector<std::shared_ptr<net::TlsContext>> contexts;
     std::vector<std::shared_ptr<const auth::PasswordFile>> listener_passwords;
+    std::vector<std::shared_ptr<const auth::Acl>> listener_acls;
     bool ok = load_auth_files(cfg.auth, files, errors);
     ok &= load_listener_password_files(cfg, listener_passwords, errors);
+    ok &= load_listener_acl_files(cfg, listener_acls, errors);
     ok &= load_tls_contexts(cfg, contexts, errors);
     return ok;
 }

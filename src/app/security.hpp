@@ -31,6 +31,9 @@ bool load_auth_files(const config::AuthConfig& cfg, AuthFiles& out, std::vector<
 bool load_listener_password_files(const config::AppConfig& cfg,
                                   std::vector<std::shared_ptr<const auth::PasswordFile>>& out,
                                   std::vector<std::string>& errors);
+// Likewise its own acl_file.
+bool load_listener_acl_files(const config::AppConfig& cfg, std::vector<std::shared_ptr<const auth::Acl>>& out,
+                             std::vector<std::string>& errors);
 
 net::TlsSettings tls_settings(const config::ListenerTls& tls);
 // One context per listener (null for plain listeners). Errors name the listener.

@@ -274,7 +274,7 @@ private:
         if (auth_files_.acl)
             log_info("acl file %s: %zu rules", cfg_.auth.acl_file.c_str(), auth_files_.acl->rule_count());
         warn_unverifiable_acl_users();
-        if (!open_listener_password_files()) return false;
+        if (!open_listener_password_files() || !open_listener_acl_files()) return false;
         return (!auth_files_.passwords && !any_listener_password_file()) || open_hash_pool();
     }
 
@@ -293,6 +293,25 @@ private:
                          unsigned(cfg_.listeners[i].port), cfg_.listeners[i].password_file.c_str(), files[i]->size());
         authenticator_.set_listener_password_files(std::move(files));
         return true;
+    }
+    bool open_listener_acl_files() {
+        std::vector<std::string> errors;
+        std::vector<std::shared_ptr<const auth::Acl>> acls;
+        if (!load_listener_acl_files(cfg_, acls, errors)) {
+            for (const std::string& e : errors) log_error("%s", e.c_str());
+            return false;
+        }
+        for (size_t i = 0; i < acls.size(); ++i)
+            if (acls[i])
+                log_info("listener %s:%u acl file %s: %zu rules", cfg_.listeners[i].address.c_str(),
+                         unsigned(cfg_.listeners[i].port), cfg_.listeners[i].acl_file.c_str(), acls[i]->rule_count());
+        authorizer_.set_listener_acls(std::move(acls));
+        return true;
+    }
+    bool any_listener_acl_file() const {
+        for (const config::Listener& l : cfg_.listeners)
+            if (!l.acl_file.empty()) return true;
+        return false;
     }
     bool any_listener_password_file() const {
         for (const config::Listener& l : cfg_.listeners)
@@ -371,6 +390,15 @@ private:
                 report_reload_errors(errors, "listener password files", "");
             }
         }
+        if (any_listener_acl_file()) {
+            std::vector<std::shared_ptr<const auth::Acl>> acls;
+            if (load_listener_acl_files(cfg_, acls, errors)) {
+                authorizer_.set_listener_acls(std::move(acls));   // memos refill lazily
+                log_info("reloaded the listeners' acl files");
+            } else {
+                report_reload_errors(errors, "listener acl files", "");
+            }
+        }
         if (tls_->any()) {
             std::vector<std::shared_ptr<net::TlsContext>> contexts;
             if (load_tls_contexts(cfg_, contexts, errors)) {
@@ -413,7 +441,7 @@ private:
         broker::set_log_sink([](const char* line) { log_info("%s", line); });
         broker_->set_authenticator(&authenticator_);
         // Without an acl_file the broker skips every ACL check.
-        if (auth_files_.acl) broker_->set_authorizer(&authorizer_);
+        if (auth_files_.acl || any_listener_acl_file()) broker_->set_authorizer(&authorizer_);
         broker_->recover();
         return true;
     }

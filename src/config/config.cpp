@@ -237,6 +237,7 @@ void read_listeners(Errors& errors, const toml::node& n, AppConfig& c) {
         }
         r.integer("max_connections", 0, std::numeric_limits<uint32_t>::max(), l.max_connections);
         r.string("password_file", l.password_file, false);
+        r.string("acl_file", l.acl_file, false);
         r.reject_unknown();
         c.listeners.push_back(std::move(l));
     }

@@ -34,6 +34,8 @@ struct Listener {
     // A password file of this listener's own, used there instead of [auth]
     // password_file; empty: [auth] decides.
     std::string password_file;
+    // Likewise an ACL file of its own, instead of [auth] acl_file.
+    std::string acl_file;
 };
 
 // [auth]

@@ -20,7 +20,7 @@ from security_util import SecBroker, client, connack_code, write
 NOT_AUTHORIZED = {V311: 5, V5: 0x87}
 
 
-PER_LISTENER = ("allow_anonymous", "max_connections", "password_file")
+PER_LISTENER = ("allow_anonymous", "max_connections", "password_file", "acl_file")
 
 
 class ListenerAuthBroker(SecBroker):
@@ -151,5 +151,34 @@ def test_listener_password_file_error_is_reported_by_check_config(backend):
         r = subprocess.run([_find_hato(), "--check-config", "-c", conf], capture_output=True, text=True, timeout=30)
         assert r.returncode != 0
         assert "/nonexistent/passwd-missing" in r.stdout + r.stderr
+    finally:
+        shutil.rmtree(w, ignore_errors=True)
+
+
+def test_listener_acl_file(start_broker):
+    w = tempfile.mkdtemp(prefix="hato-acl-")
+    try:
+        acl = write(os.path.join(w, "acl-plc"), "topic readwrite plc/#\n")
+        b = start_broker([{}, {"acl_file": acl}], {})
+        lan = client(b.endpoint(0), client_id="lan-watch", version=V311)   # no ACL on listener 0
+        lan.subscribe("plc/#", 1)
+        lan.subscribe("lan/#", 1)
+        plc = client(b.endpoint(1), client_id="plc-dev", version=V311)
+        assert plc.subscribe("plc/#", 1) == ((1,),)
+        assert plc.subscribe("lan/#", 1) == ((128,),)   # refused by listener 1's ACL
+        plc.publish("lan/1", b"denied", 1)   # v3: acknowledged, dropped
+        plc.publish("plc/1", b"allowed", 1)
+        m = lan.expect()
+        assert (m.topic, m.payload) == ("plc/1", b"allowed")
+        assert plc.expect().payload == b"allowed"
+        lan.expect_none(0.3)
+        # SIGHUP reads the listener's ACL again.
+        write(acl, "topic readwrite lan/#\n")
+        b.reload("reloaded the listeners' acl files")
+        plc.publish("lan/2", b"now allowed", 1)
+        m = lan.expect()
+        assert (m.topic, m.payload) == ("lan/2", b"now allowed")
+        for c in (lan, plc):
+            c.disconnect()
     finally:
         shutil.rmtree(w, ignore_errors=True)

@@ -91,8 +91,8 @@ TEST_CASE("listener password_file: empty by default, read, must not be empty") {
     AppConfig c;
     REQUIRE(load("[[listener]]\npassword_file = \"/etc/hato/passwd-lan\"\n", c).empty());
     CHECK(c.listeners[0].password_file == "/etc/hato/passwd-lan");
-    auto errors = load("[[listener]]\npassword_file = \"\"\nacl_file = \"x\"\n", c);
+    auto errors = load("[[listener]]\npassword_file = \"\"\nacl_file = \"\"\n", c);
     REQUIRE(errors.size() == 2);
     CHECK(errors[0] == "t.toml:2:17: listener[0].password_file: must not be empty");
-    CHECK(errors[1] == "t.toml:3:1: listener[0].acl_file: unknown key");
+    CHECK(errors[1] == "t.toml:3:12: listener[0].acl_file: must not be empty");
 }
