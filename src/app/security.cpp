@@ -25,6 +25,28 @@ bool load_auth_files(const config::AuthConfig& cfg, AuthFiles& out, std::vector<
     return ok;
 }
 
+bool load_listener_password_files(const config::AppConfig& cfg,
+                                  std::vector<std::shared_ptr<const auth::PasswordFile>>& out,
+                                  std::vector<std::string>& errors) {
+    std::vector<std::shared_ptr<const auth::PasswordFile>> files(cfg.listeners.size());
+    bool ok = true;
+    for (size_t i = 0; i < cfg.listeners.size(); ++i)
+        if (!cfg.listeners[i].password_file.empty())
+            ok &= load_password_file(cfg.listeners[i].password_file, files[i], errors);
+    if (ok) out = std::move(files);
+    return ok;
+}
+
+bool load_listener_acl_files(const config::AppConfig& cfg, std::vector<std::shared_ptr<const auth::Acl>>& out,
+                             std::vector<std::string>& errors) {
+    std::vector<std::shared_ptr<const auth::Acl>> files(cfg.listeners.size());
+    bool ok = true;
+    for (size_t i = 0; i < cfg.listeners.size(); ++i)
+        if (!cfg.listeners[i].acl_file.empty()) ok &= load_acl_file(cfg.listeners[i].acl_file, files[i], errors);
+    if (ok) out = std::move(files);
+    return ok;
+}
+
 net::TlsSettings tls_settings(const config::ListenerTls& tls) {
     net::TlsSettings s;
     s.cert = tls.cert;
@@ -60,15 +82,28 @@ std::vector<std::string> unverifiable_acl_users(const config::AppConfig& cfg, co
     if (!files.acl) return out;
     for (const config::Listener& l : cfg.listeners)
         if (l.tls.enabled && l.tls.identity_as_username) return out;   // any name may be a certificate's
+    std::vector<std::shared_ptr<const auth::PasswordFile>> own;
+    std::vector<std::string> ignored;
+    load_listener_password_files(cfg, own, ignored);   // a name any listener's file has is verifiable
+    auto known = [&](const std::string& name) {
+        if (files.passwords && files.passwords->has_user(name)) return true;
+        for (const auto& f : own)
+            if (f && f->has_user(name)) return true;
+        return false;
+    };
     for (std::string& name : files.acl->user_names())
-        if (!files.passwords || !files.passwords->has_user(name)) out.push_back(std::move(name));
+        if (!known(name)) out.push_back(std::move(name));
     return out;
 }
 
 bool check_security_files(const config::AppConfig& cfg, std::vector<std::string>& errors) {
     AuthFiles files;
     std::vector<std::shared_ptr<net::TlsContext>> contexts;
+    std::vector<std::shared_ptr<const auth::PasswordFile>> listener_passwords;
+    std::vector<std::shared_ptr<const auth::Acl>> listener_acls;
     bool ok = load_auth_files(cfg.auth, files, errors);
+    ok &= load_listener_password_files(cfg, listener_passwords, errors);
+    ok &= load_listener_acl_files(cfg, listener_acls, errors);
     ok &= load_tls_contexts(cfg, contexts, errors);
     return ok;
 }

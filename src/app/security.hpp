@@ -27,6 +27,13 @@ bool load_acl_file(const std::string& path, std::shared_ptr<const auth::Acl>& ou
                    std::vector<std::string>& errors);
 // Both files of cfg.auth (those that are set).
 bool load_auth_files(const config::AuthConfig& cfg, AuthFiles& out, std::vector<std::string>& errors);
+// One entry per listener: its own password_file, or null. Errors name the file.
+bool load_listener_password_files(const config::AppConfig& cfg,
+                                  std::vector<std::shared_ptr<const auth::PasswordFile>>& out,
+                                  std::vector<std::string>& errors);
+// Likewise its own acl_file.
+bool load_listener_acl_files(const config::AppConfig& cfg, std::vector<std::shared_ptr<const auth::Acl>>& out,
+                             std::vector<std::string>& errors);
 
 net::TlsSettings tls_settings(const config::ListenerTls& tls);
 // One context per listener (null for plain listeners). Errors name the listener.

@@ -12,6 +12,7 @@
 #include <unordered_set>
 
 #include "app/bridge_runner.hpp"
+#include "app/listener_limits.hpp"
 #include "app/log.hpp"
 #include "app/metrics.hpp"
 #include "app/notify.hpp"
@@ -132,14 +133,17 @@ public:
     void on_open(net::ConnId id, int listener_index, const std::string& peer) override {
         if (metrics_ && listener_index == metrics_listener_) return open_metrics_connection(id);
         note_pass_activity();
-        if (stopping_ || open_connections_ >= cfg_.broker.max_connections) {
+        const bool listener_full = listener_limits_.full(listener_index);
+        if (stopping_ || open_connections_ >= cfg_.broker.max_connections || listener_full) {
             // Over the limit: closed at once, the broker never hears of it.
             // At most one line per second: a connection flood must not flood the log.
             uint64_t now = reactor_->now_ms();
             ++refused_since_log_;
             if (!refusal_logged_ || now - last_refusal_log_ms_ >= 1000) {
                 log_warn("refusing connection from %s: %s (%llu refused since the last report)", peer.c_str(),
-                         stopping_ ? "shutting down" : "max_connections reached",
+                         stopping_ ? "shutting down"
+                         : listener_full ? "the listener's max_connections reached"
+                                         : "max_connections reached",
                          unsigned_ll(refused_since_log_));
                 refusal_logged_ = true;
                 last_refusal_log_ms_ = now;
@@ -150,6 +154,7 @@ public:
             return;
         }
         ++open_connections_;
+        listener_limits_.opened(id, listener_index);
         log_debug("connection %llu from %s on listener %d", unsigned_ll(id), peer.c_str(), listener_index);
         if (listener_counts_) listener_counts_->opened(id, listener_index);
         tls_->on_open(id, listener_index, peer);
@@ -193,6 +198,7 @@ public:
         ws_->on_close(id);
         authenticator_.forget_peer(id);
         --open_connections_;
+        listener_limits_.closed(id);
         if (error) log_debug("connection %llu closed: %s", unsigned_ll(id), std::strerror(error));
         else log_debug("connection %llu closed", unsigned_ll(id));
         broker_->on_close(id);
@@ -410,7 +416,49 @@ private:
         if (auth_files_.acl)
             log_info("acl file %s: %zu rules", cfg_.auth.acl_file.c_str(), auth_files_.acl->rule_count());
         warn_unverifiable_acl_users();
-        return !auth_files_.passwords || open_hash_pool();
+        if (!open_listener_password_files() || !open_listener_acl_files()) return false;
+        return (!auth_files_.passwords && !any_listener_password_file()) || open_hash_pool();
+    }
+
+    // [[listener]] password_file: loaded at start (an error stops it) and
+    // again on SIGHUP (an error keeps the previous ones).
+    bool open_listener_password_files() {
+        std::vector<std::string> errors;
+        std::vector<std::shared_ptr<const auth::PasswordFile>> files;
+        if (!load_listener_password_files(cfg_, files, errors)) {
+            for (const std::string& e : errors) log_error("%s", e.c_str());
+            return false;
+        }
+        for (size_t i = 0; i < files.size(); ++i)
+            if (files[i])
+                log_info("listener %s:%u password file %s: %zu users", cfg_.listeners[i].address.c_str(),
+                         unsigned(cfg_.listeners[i].port), cfg_.listeners[i].password_file.c_str(), files[i]->size());
+        authenticator_.set_listener_password_files(std::move(files));
+        return true;
+    }
+    bool open_listener_acl_files() {
+        std::vector<std::string> errors;
+        std::vector<std::shared_ptr<const auth::Acl>> acls;
+        if (!load_listener_acl_files(cfg_, acls, errors)) {
+            for (const std::string& e : errors) log_error("%s", e.c_str());
+            return false;
+        }
+        for (size_t i = 0; i < acls.size(); ++i)
+            if (acls[i])
+                log_info("listener %s:%u acl file %s: %zu rules", cfg_.listeners[i].address.c_str(),
+                         unsigned(cfg_.listeners[i].port), cfg_.listeners[i].acl_file.c_str(), acls[i]->rule_count());
+        authorizer_.set_listener_acls(std::move(acls));
+        return true;
+    }
+    bool any_listener_acl_file() const {
+        for (const config::Listener& l : cfg_.listeners)
+            if (!l.acl_file.empty()) return true;
+        return false;
+    }
+    bool any_listener_password_file() const {
+        for (const config::Listener& l : cfg_.listeners)
+            if (!l.password_file.empty()) return true;
+        return false;
     }
 
     // Password checks run on worker threads; their verdicts come back through
@@ -476,6 +524,24 @@ private:
                 report_reload_errors(errors, "acl file", cfg_.auth.acl_file);
             }
         }
+        if (any_listener_password_file()) {
+            std::vector<std::shared_ptr<const auth::PasswordFile>> files;
+            if (load_listener_password_files(cfg_, files, errors)) {
+                authenticator_.set_listener_password_files(std::move(files));
+                log_info("reloaded the listeners' password files");
+            } else {
+                report_reload_errors(errors, "listener password files", "");
+            }
+        }
+        if (any_listener_acl_file()) {
+            std::vector<std::shared_ptr<const auth::Acl>> acls;
+            if (load_listener_acl_files(cfg_, acls, errors)) {
+                authorizer_.set_listener_acls(std::move(acls));   // memos refill lazily
+                log_info("reloaded the listeners' acl files");
+            } else {
+                report_reload_errors(errors, "listener acl files", "");
+            }
+        }
         if (tls_->any()) {
             std::vector<std::shared_ptr<net::TlsContext>> contexts;
             if (load_tls_contexts(cfg_, contexts, errors)) {
@@ -518,7 +584,7 @@ private:
         broker::set_log_sink([](const char* line) { log_info("%s", line); });
         broker_->set_authenticator(&authenticator_);
         // Without an acl_file the broker skips every ACL check.
-        if (auth_files_.acl) broker_->set_authorizer(&authorizer_);
+        if (auth_files_.acl || any_listener_acl_file()) broker_->set_authorizer(&authorizer_);
         broker_->recover();
         if (cfg_.sys_interval_s > 0)
             sys_ = std::make_unique<SysPublisher>(cfg_.sys_interval_s, reactor_->now_ms(), log_.get(),
@@ -546,6 +612,9 @@ private:
     }
 
     bool open_listeners() {
+        std::vector<uint32_t> limits;
+        for (const config::Listener& l : cfg_.listeners) limits.push_back(l.max_connections);
+        listener_limits_.configure(std::move(limits));
         for (size_t i = 0; i < cfg_.listeners.size(); ++i) {
             const config::Listener& l = cfg_.listeners[i];
             std::string err;
@@ -684,6 +753,7 @@ private:
 
     std::unordered_set<net::ConnId> rejected_;  // closed on accept; hidden from the broker
     uint64_t open_connections_ = 0;             // connections the broker knows of
+    ListenerLimits listener_limits_;            // [[listener]] max_connections
     bool refusal_logged_ = false;
     uint64_t last_refusal_log_ms_ = 0;
     uint64_t refused_since_log_ = 0;

@@ -25,6 +25,18 @@ void PasswordAuthenticator::set_password_file(std::shared_ptr<const PasswordFile
     cache_.clear();   // a changed or removed password must not stay accepted
 }
 
+void PasswordAuthenticator::set_listener_password_files(std::vector<std::shared_ptr<const PasswordFile>> by_listener) {
+    listener_passwords_ = std::move(by_listener);
+    cache_.clear();
+}
+
+const std::shared_ptr<const PasswordFile>& PasswordAuthenticator::passwords_for(int listener_index) const {
+    if (listener_index >= 0 && size_t(listener_index) < listener_passwords_.size() &&
+        listener_passwords_[size_t(listener_index)])
+        return listener_passwords_[size_t(listener_index)];
+    return passwords_;
+}
+
 void PasswordAuthenticator::set_pool(HashPool* pool, ResultSink sink) {
     pool_ = pool;
     sink_ = std::move(sink);
@@ -46,7 +58,8 @@ std::optional<AuthVerdict> PasswordAuthenticator::start(const broker::AuthReques
 
     // No user name, or one with no password file to check it against (as
     // Mosquitto does): no credentials at all, so the anonymous rules apply.
-    if (!req.username || !passwords_) {
+    const std::shared_ptr<const PasswordFile>& passwords = passwords_for(req.listener_index);
+    if (!req.username || !passwords) {
         return anonymous_allowed(req.listener_index) ? AuthVerdict{mqtt::rc::Success, false}
                                                      : AuthVerdict{mqtt::rc::NotAuthorized, false};
     }
@@ -70,12 +83,14 @@ std::optional<AuthVerdict> PasswordAuthenticator::start(const broker::AuthReques
     std::string_view pw;
     if (req.password) pw = std::string_view(reinterpret_cast<const char*>(req.password->data()), req.password->size());
     p.cache_key = cache_.key(user, pw);
+    // A pair accepted by one listener's own file proves nothing on another.
+    if (passwords != passwords_) p.cache_key += "@" + std::to_string(req.listener_index);
     if (cache_.contains(p.cache_key)) return AuthVerdict{mqtt::rc::Success, true};
     p.cache_generation = cache_.generation();
 
-    if (!pool_) return conclude(p, passwords_->verify(user, pw));
+    if (!pool_) return conclude(p, passwords->verify(user, pw));
     // verify() costs the same for an unknown user as for a wrong password.
-    uint64_t ticket = pool_->submit([file = passwords_, u = std::string(user), w = std::string(pw)] {
+    uint64_t ticket = pool_->submit([file = passwords, u = std::string(user), w = std::string(pw)] {
         return file->verify(u, w);
     });
     ticket_by_conn_[p.conn] = ticket;

@@ -37,6 +37,10 @@ public:
     // nullptr: no password file. Swapped whole on reload; a check never sees
     // a half-loaded file. Empties the cache of verified passwords.
     void set_password_file(std::shared_ptr<const PasswordFile> file);
+    // Index = listener index: a password file of that listener's own, used
+    // there instead of the one above; null entries (and listeners beyond
+    // the list) use the one above. Empties the cache too.
+    void set_listener_password_files(std::vector<std::shared_ptr<const PasswordFile>> by_listener);
     // Hashes on `pool` and reports verdicts to `sink`. Without a pool (tests,
     // tools) start() hashes on the calling thread.
     void set_pool(HashPool* pool, ResultSink sink);
@@ -78,11 +82,13 @@ private:
     };
 
     bool anonymous_allowed(int listener_index) const;
+    const std::shared_ptr<const PasswordFile>& passwords_for(int listener_index) const;
     // Records the outcome (cache or failure count) and returns the verdict.
     broker::AuthVerdict conclude(const Pending& p, bool ok);
 
     std::vector<bool> anonymous_;
     std::shared_ptr<const PasswordFile> passwords_;
+    std::vector<std::shared_ptr<const PasswordFile>> listener_passwords_;
     HashPool* pool_ = nullptr;
     ResultSink sink_;
     RefusalLog refusal_log_;

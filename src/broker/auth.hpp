@@ -78,6 +78,9 @@ struct ClientInfo {
     std::optional<std::string_view> username;
     std::string_view client_id;
     AclCache* cache = nullptr;  // null: no memo
+    // The listener of the session's latest CONNECT (a listener may have an
+    // ACL of its own); -1 for a session not connected since the start.
+    int listener_index = -1;
 };
 
 class Authorizer {

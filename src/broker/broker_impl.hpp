@@ -147,7 +147,7 @@ struct Broker::Impl {
     ClientInfo client_info(Session& s) {
         if (!s.acl_cache) s.acl_cache = std::make_unique<AclCache>();
         return {s.username ? std::optional<std::string_view>(*s.username) : std::nullopt, s.client_id,
-                s.acl_cache.get()};
+                s.acl_cache.get(), s.listener};
     }
     static SessionOwner owner_of(const Session& s) {
         return {s.owner_source, s.username ? std::string_view(*s.username) : std::string_view()};

@@ -91,6 +91,7 @@ struct Session {
     uint16_t next_packet_id = 1;
     bool persisted = false;          // session_put was called (expiry > 0 at some point)
     OwnerSource owner_source = OwnerSource::Unknown;   // set by CONNECT, or recovered with the session
+    int listener = -1;               // of its latest CONNECT (per-listener ACL); -1: none since start
 
     SessionFlows& open_flows(FlowsPool& pool) {
         if (!flows) flows = pool.take();

@@ -50,6 +50,11 @@ struct Config {
     // refuses it (Not authorized); true discards the old session and starts
     // a new one for the new user (its queue is never handed over).
     bool allow_session_takeover_by_other_user = false;
+
+    // [sparkplug]
+    // Sparkplug Aware: each NBIRTH/DBIRTH is also kept retained on
+    // $sparkplug/certificates/<its topic> (see broker/sparkplug.hpp).
+    bool sparkplug_aware = false;
 };
 
 }  // namespace hato::broker

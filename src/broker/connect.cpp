@@ -105,7 +105,7 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
     // A will to a topic this client may not write is dropped (never published).
     if (will && authz &&
         !authz->can_publish(ClientInfo{username ? std::optional<std::string_view>(*username) : std::nullopt,
-                                       client_id, nullptr},
+                                       client_id, nullptr, c.listener},
                             will->msg->topic()))
         will.reset();
 
@@ -179,6 +179,7 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
     s->username = std::move(username);
     s->owner_source = owner_source;
     s->acl_cache.reset();   // answers for the previous user name do not carry over
+    s->listener = c.listener;   // and for the previous listener (its own ACL)
     s->expiry_s = expiry;
     ++stats.connections;
     ++stats.connects;

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "broker/broker_impl.hpp"
+#include "broker/sparkplug.hpp"
 
 namespace hato::broker {
 
@@ -98,6 +99,14 @@ void Broker::Impl::on_publish(Connection& c, Publish& p) {
     stats.publish_bytes_in += p.payload.size();
     const MsgPtr m = make_message(topic, p.payload, p.qos, p.retain, v5 ? &p.props : nullptr);
     size_t receivers = route(m, s->slot);
+    if (cfg.sparkplug_aware && !p.payload.empty()) {
+        // A birth is also kept as its certificate, retained (and stored like
+        // any retained message: a refusal refuses this PUBLISH below). The
+        // server publishes it, so No Local does not hide it from the edge
+        // node. An empty payload is no birth and leaves the certificate.
+        const std::string cert = sparkplug::certificate_topic(topic);
+        if (!cert.empty()) route(make_message(cert, p.payload, p.qos, true, v5 ? &p.props : nullptr), kNoSlot);
+    }
     if (p.qos == 0) return;
 
     if (p.qos == 2 && op_refusal == AppendStatus::Stored && s->persisted)

@@ -264,6 +264,14 @@ void read_listeners(Errors& errors, const toml::node& n, AppConfig& c) {
         r.integer("port", 0, 65535, l.port);  // 0: the kernel picks a free port
         if (const toml::node* tls = r.lookup("tls")) read_listener_tls(errors, *tls, r.path("tls"), l.tls);
         read_listener_websockets(errors, r, l);
+        if (r.lookup("allow_anonymous")) {
+            bool anonymous = false;
+            r.boolean("allow_anonymous", anonymous);
+            l.allow_anonymous = anonymous;
+        }
+        r.integer("max_connections", 0, std::numeric_limits<uint32_t>::max(), l.max_connections);
+        r.string("password_file", l.password_file, false);
+        r.string("acl_file", l.acl_file, false);
         r.reject_unknown();
         c.listeners.push_back(std::move(l));
     }
@@ -371,6 +379,12 @@ void read_metrics(Errors& errors, const toml::table& t, AppConfig& c) {
 void read_sys(Errors& errors, const toml::table& t, AppConfig& c) {
     TableReader r(errors, t, "sys");
     r.integer("interval", 0, 86400, c.sys_interval_s);
+    r.reject_unknown();
+}
+
+void read_sparkplug(Errors& errors, const toml::table& t, broker::Config& b) {
+    TableReader r(errors, t, "sparkplug");
+    r.boolean("aware", b.sparkplug_aware);
     r.reject_unknown();
 }
 
@@ -496,6 +510,7 @@ void read_root(Errors& errors, const toml::table& root, AppConfig& c) {
     if (const toml::table* t = sub_table(r, errors, "metrics")) read_metrics(errors, *t, c);
     if (const toml::table* t = sub_table(r, errors, "sys")) read_sys(errors, *t, c);
     if (const toml::node* n = r.lookup("bridge")) read_bridges(errors, *n, c);
+    if (const toml::table* t = sub_table(r, errors, "sparkplug")) read_sparkplug(errors, *t, c.broker);
     r.reject_unknown();
     check_record_fits(errors, root, c);
 }
@@ -508,6 +523,8 @@ bool is_loopback_address(const std::string& address) {
 }
 
 bool anonymous_allowed(const AppConfig& cfg, size_t index) {
+    if (index < cfg.listeners.size() && cfg.listeners[index].allow_anonymous)
+        return *cfg.listeners[index].allow_anonymous;
     if (cfg.auth.allow_anonymous) return *cfg.auth.allow_anonymous;
     return index < cfg.listeners.size() && is_loopback_address(cfg.listeners[index].address);
 }

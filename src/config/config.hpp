@@ -34,12 +34,21 @@ struct Listener {
     std::string path = "/mqtt";                // the upgrade's path; "" accepts any
     std::vector<std::string> allowed_origins;  // empty: any Origin
     std::vector<std::string> trusted_proxies;  // peers whose X-Forwarded-For is logged
+    // Overrides [auth] allow_anonymous on this listener (unset: [auth] decides).
+    std::optional<bool> allow_anonymous;
+    // Connections this listener accepts at once; 0 = only [limits] max_connections.
+    uint32_t max_connections = 0;
+    // A password file of this listener's own, used there instead of [auth]
+    // password_file; empty: [auth] decides.
+    std::string password_file;
+    // Likewise an ACL file of its own, instead of [auth] acl_file.
+    std::string acl_file;
 };
 
 // [auth]
 struct AuthConfig {
     // Unset: anonymous clients are allowed on loopback listeners only.
-    // Set: applies to every listener.
+    // Set: applies to every listener that does not set its own.
     std::optional<bool> allow_anonymous;
     std::string password_file;  // empty: none
     std::string acl_file;       // empty: no ACL (everything allowed)
@@ -101,7 +110,8 @@ struct AppConfig {
 
 // True for 127.0.0.0/8, ::1 and "localhost".
 bool is_loopback_address(const std::string& address);
-// Whether clients without credentials may connect on listener `index`.
+// Whether clients without credentials may connect on listener `index`:
+// the listener's allow_anonymous, else [auth]'s, else loopback only.
 bool anonymous_allowed(const AppConfig& cfg, size_t index);
 
 // The built-in defaults, equal to conf/hato.toml.

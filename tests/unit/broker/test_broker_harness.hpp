@@ -123,8 +123,8 @@ struct Harness {
 
 class TestClient {
 public:
-    TestClient(Harness& h, Version v) : h_(h), v_(v), id(h.next_id++) {
-        h_.broker->on_open(id, 0, "test");
+    TestClient(Harness& h, Version v, int listener = 0) : h_(h), v_(v), id(h.next_id++) {
+        h_.broker->on_open(id, listener, "test");
     }
 
     void send(const Packet& p) {
