@@ -33,6 +33,28 @@ double Histogram::quantile_s(double q) const {
     return bounds_.back();
 }
 
+std::optional<double> Histogram::quantile_ms(const Counts& now, const Counts& before, double q) const {
+    auto in_period = [&](size_t i) { return now[i] - (i < before.size() ? before[i] : 0); };
+    uint64_t total = 0;
+    for (size_t i = 0; i < now.size(); ++i) total += in_period(i);
+    if (total == 0) return std::nullopt;
+    const double rank = q * double(total);
+    uint64_t below = 0;
+    for (size_t i = 0; i < now.size(); ++i) {
+        const uint64_t n = in_period(i);
+        if (n == 0 || double(below + n) < rank) {
+            below += n;
+            continue;
+        }
+        const double lo = i == 0 ? 0.0 : bounds_[i - 1] * 1000.0;
+        if (i == bounds_.size()) return lo;
+        const double hi = bounds_[i] * 1000.0;
+        const double frac = (rank - double(below)) / double(n);
+        return lo + (hi - lo) * frac;
+    }
+    return bounds_.empty() ? 0.0 : bounds_.back() * 1000.0;
+}
+
 // --- Rendering ------------------------------------------------------------------
 
 namespace {

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -20,9 +21,13 @@
 
 namespace hato::app {
 
-// A Prometheus histogram over durations, observed in microseconds.
+// A Prometheus histogram over durations, observed in microseconds. Besides
+// the totals /metrics shows, quantiles over any period come from the
+// difference of two snapshots of counts() (the $SYS interval figures).
 class Histogram {
 public:
+    using Counts = std::vector<uint64_t>;
+
     explicit Histogram(std::vector<double> upper_bounds_s);
     void observe_us(uint64_t us);
     const std::vector<double>& bounds() const { return bounds_; }
@@ -32,6 +37,11 @@ public:
     // Estimate of quantile q (0..1) in seconds: the upper bound of the bucket
     // it falls in (the largest finite bound for the +Inf bucket); 0 if empty.
     double quantile_s(double q) const;
+    // The q-quantile (0..1) of what was observed between the snapshots
+    // `before` (empty: nothing) and `now`, in milliseconds, interpolated
+    // inside its bucket (the +Inf bucket answers its lower bound); none if
+    // nothing was observed in between.
+    std::optional<double> quantile_ms(const Counts& now, const Counts& before, double q) const;
 
 private:
     std::vector<double> bounds_;
@@ -39,6 +49,12 @@ private:
     uint64_t count_ = 0;
     uint64_t sum_us_ = 0;
 };
+
+// The store-sync histogram's bounds: 1-2.5-5 steps from 50 us to 10 s, fine
+// enough both for /metrics and for the interpolated $SYS p50/p99.
+inline const std::vector<double> kSyncLatencyBoundsS = {
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+    0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 
 struct ListenerStatus {
     std::string name;           // "address:port" (the bound port)

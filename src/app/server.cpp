@@ -588,7 +588,7 @@ private:
         broker_->recover();
         if (cfg_.sys_interval_s > 0)
             sys_ = std::make_unique<SysPublisher>(cfg_.sys_interval_s, reactor_->now_ms(), log_.get(),
-                                                  cfg_.storage.dir, sys_sync_latency_);
+                                                  cfg_.storage.dir, sync_latency_);
         return open_bridges();
     }
 
@@ -597,7 +597,7 @@ private:
         if (cfg_.bridges.empty()) return true;
         bridge_authn_ = std::make_unique<BridgeAuthenticator>(authenticator_);
         broker_->set_authenticator(bridge_authn_.get());
-        if (auth_files_.acl) {
+        if (auth_files_.acl || any_listener_acl_file()) {
             bridge_authz_ = std::make_unique<BridgeAuthorizer>(authorizer_);
             broker_->set_authorizer(bridge_authz_.get());
         }
@@ -641,7 +641,6 @@ private:
         sync_ok_ = true;
         sync_lsn_ = batch.lsn;
         sync_pending_fds_ = batch.fds.size();
-        sync_started_ = std::chrono::steady_clock::now();
         if (batch.fds.empty()) return finish_sync();
         // epoll completes inline, inside this loop: the counter is set first.
         for (int fd : batch.fds) {
@@ -657,10 +656,8 @@ private:
 
     void finish_sync() {
         sync_in_flight_ = false;
-        sys_sync_latency_.record(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
-            std::chrono::steady_clock::now() - sync_started_).count()));
-        log_->end_sync(sync_lsn_, sync_ok_);
         sync_latency_.observe_us(monotonic_us() - sync_started_us_);
+        log_->end_sync(sync_lsn_, sync_ok_);
         if (!sync_ok_) {
             sync_failing_ = true;  // retried on the next pass; logged once
             return;
@@ -780,13 +777,11 @@ private:
     uint64_t started_ms_ = 0;
     uint64_t pass_started_us_ = 0;
     uint64_t sync_started_us_ = 0;
-    Histogram sync_latency_{{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5}};
+    // Store syncs (start_sync to finish_sync), for /metrics and $SYS alike.
+    Histogram sync_latency_{kSyncLatencyBoundsS};
     Histogram loop_pass_{{0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                           0.05, 0.1, 0.25}};
-    // $SYS: sync latency (start_sync to finish_sync) and the publisher
-    // (null with [sys] interval = 0).
-    broker::LatencyHistogram sys_sync_latency_;
-    std::chrono::steady_clock::time_point sync_started_;
+    // $SYS publisher (null with [sys] interval = 0).
     std::unique_ptr<SysPublisher> sys_;
 };
 

@@ -25,7 +25,7 @@ std::optional<uint64_t> heap_in_use() {
 }  // namespace
 
 SysPublisher::SysPublisher(uint32_t interval_s, uint64_t start_ms, const store::Log* log, std::string dir,
-                           const broker::LatencyHistogram& sync_latency)
+                           const Histogram& sync_latency)
     : interval_ms_(uint64_t(interval_s) * 1000), start_ms_(start_ms), log_(log), dir_(std::move(dir)),
       sync_latency_(sync_latency), sync_seen_(sync_latency.counts()) {}
 
@@ -70,9 +70,9 @@ void SysPublisher::fill_store(broker::SysGauges& g) {
         const uint64_t room = g.store_bytes + fs_free;
         g.store_fill_percent = room ? 100.0 * double(g.store_bytes) / double(room) : 0.0;
     }
-    const broker::LatencyHistogram::Counts now = sync_latency_.counts();
-    g.sync_p50_ms = broker::LatencyHistogram::quantile_ms(now, sync_seen_, 0.50);
-    g.sync_p99_ms = broker::LatencyHistogram::quantile_ms(now, sync_seen_, 0.99);
+    const Histogram::Counts now = sync_latency_.counts();
+    g.sync_p50_ms = sync_latency_.quantile_ms(now, sync_seen_, 0.50);
+    g.sync_p99_ms = sync_latency_.quantile_ms(now, sync_seen_, 0.99);
     sync_seen_ = now;
 }
 

@@ -8,8 +8,8 @@
 #include <cstdint>
 #include <string>
 
+#include "app/metrics.hpp"
 #include "broker/broker.hpp"
-#include "broker/latency_histogram.hpp"
 #include "broker/sys_topics.hpp"
 #include "store/log.hpp"
 
@@ -20,7 +20,7 @@ public:
     // `log` (null without storage) lives in `dir`; `sync_latency` is the
     // wiring's histogram of store syncs. Both must outlive this.
     SysPublisher(uint32_t interval_s, uint64_t start_ms, const store::Log* log, std::string dir,
-                 const broker::LatencyHistogram& sync_latency);
+                 const Histogram& sync_latency);
 
     // Publishes on the first call, then once `interval` passed since the last.
     void on_tick(uint64_t now_ms, broker::Broker& broker);
@@ -32,8 +32,8 @@ private:
     uint64_t start_ms_;
     const store::Log* log_;
     std::string dir_;
-    const broker::LatencyHistogram& sync_latency_;
-    broker::LatencyHistogram::Counts sync_seen_{};   // counts as of the last publication
+    const Histogram& sync_latency_;
+    Histogram::Counts sync_seen_;   // counts as of the last publication
     broker::LoadAverages load_;
     bool published_ = false;
     uint64_t last_ms_ = 0;

@@ -57,7 +57,7 @@ bool normalise_target(std::string_view t, std::string& out) {
     return false;
 }
 
-ParseResult parse_request_line(std::string_view line, Request& out) {
+ParseResult parse_request_line(std::string_view line, Request& out, const RequestRules& rules) {
     size_t sp1 = line.find(' ');
     size_t sp2 = sp1 == std::string_view::npos ? sp1 : line.find(' ', sp1 + 1);
     if (sp2 == std::string_view::npos || line.find(' ', sp2 + 1) != std::string_view::npos)
@@ -72,8 +72,10 @@ ParseResult parse_request_line(std::string_view line, Request& out) {
     if (version.size() != 8 || version.substr(0, 5) != "HTTP/" || version[6] != '.' || version[5] < '0' ||
         version[5] > '9' || version[7] < '0' || version[7] > '9')
         return fail(400, "malformed HTTP version");
+    if (rules.http11_only && version != "HTTP/1.1") return fail(400, "HTTP/1.1 required");
     if (version[5] != '1') return fail(505, "only HTTP/1.x is served");
-    if (method != "GET" && method != "HEAD") return fail(405, "method not allowed");
+    if (method != "GET" && (method != "HEAD" || !rules.head)) return fail(405, "method not allowed");
+    if (rules.origin_form_only && target[0] != '/') return fail(400, "malformed request target");
     if (!normalise_target(target, out.target)) return fail(400, "unsupported request target form");
     out.method.assign(method);
     out.minor_version = version[7] - '0';
@@ -123,7 +125,7 @@ const std::string* Request::header(std::string_view name) const {
     return nullptr;
 }
 
-ParseResult parse_request(std::span<const uint8_t> in, Request& out, size_t max_head) {
+ParseResult parse_request(std::span<const uint8_t> in, Request& out, size_t max_head, const RequestRules& rules) {
     std::string_view text(reinterpret_cast<const char*>(in.data()), in.size());
     out = Request{};
     size_t pos = 0;
@@ -149,7 +151,7 @@ ParseResult parse_request(std::span<const uint8_t> in, Request& out, size_t max_
         pos = nl + 1;
         if (request_line) {
             if (line.empty()) continue;  // empty lines before a request are ignored
-            ParseResult r = parse_request_line(line, out);
+            ParseResult r = parse_request_line(line, out, rules);
             if (r.status == ParseStatus::Error) return r;
             request_line = false;
             continue;

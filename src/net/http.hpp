@@ -38,14 +38,24 @@ struct ParseResult {
     std::string error;     // Error: one line saying why
 };
 
-// Parses one request head from the start of `in`. Only GET and HEAD are
-// served: any other method is answered 405 as soon as the request line is
-// read. A request with a body (Content-Length other than 0, or any
-// Transfer-Encoding) is a 400, as is an HTTP/1.1 request without exactly one
-// Host header. Lines may end in CRLF or a bare LF; empty lines before the
-// request line are skipped. `max_head` bounds the head (431 beyond it, also
-// while still incomplete).
-ParseResult parse_request(std::span<const uint8_t> in, Request& out, size_t max_head = kMaxHeadBytes);
+// What a server built on the parser accepts in the request line. The
+// defaults serve pages; a WebSocket upgrade is stricter (RFC 6455 4.1: a GET
+// of HTTP/1.1 or later, to an origin-form target).
+struct RequestRules {
+    bool head = true;               // HEAD as well as GET
+    bool http11_only = false;       // any other version: 400, checked before the method
+    bool origin_form_only = false;  // an absolute-form target ("http://host/path"): 400
+};
+
+// Parses one request head from the start of `in`. Only GET (and HEAD, unless
+// `rules` say otherwise) are served: any other method is answered 405 as soon
+// as the request line is read. A request with a body (Content-Length other
+// than 0, or any Transfer-Encoding) is a 400, as is an HTTP/1.1 request
+// without exactly one Host header. Lines may end in CRLF or a bare LF; empty
+// lines before the request line are skipped. `max_head` bounds the head (431
+// beyond it, also while still incomplete).
+ParseResult parse_request(std::span<const uint8_t> in, Request& out, size_t max_head = kMaxHeadBytes,
+                          const RequestRules& rules = {});
 
 // "OK", "Not Found", ... for the codes the servers use ("" if unknown).
 const char* reason_phrase(int code);

@@ -1,5 +1,7 @@
 #include "net/websocket.hpp"
 
+#include "net/http.hpp"
+
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/coding.h>
 #include <wolfssl/wolfcrypt/hash.h>
@@ -12,6 +14,9 @@ namespace hato::net::ws {
 namespace {
 
 constexpr std::string_view kGuid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+// RFC 6455 4.1: the opening handshake is a GET of HTTP/1.1, origin-form.
+constexpr http::RequestRules kUpgradeRequest{.head = false, .http11_only = true, .origin_form_only = true};
 
 char lower(char c) { return (c >= 'A' && c <= 'Z') ? char(c - 'A' + 'a') : c; }
 
@@ -40,21 +45,17 @@ void for_each_token(std::string_view value, Fn fn) {
     }
 }
 
-struct Header {
-    std::string_view name;
-    std::string_view value;
-};
-
-std::vector<std::string_view> values_of(const std::vector<Header>& headers, std::string_view name) {
+// Every value of the header `name` (a header may come on several lines).
+std::vector<std::string_view> values_of(const http::Request& req, std::string_view name) {
     std::vector<std::string_view> out;
-    for (const Header& h : headers)
-        if (iequals(h.name, name)) out.push_back(h.value);
+    for (const auto& [n, v] : req.headers)
+        if (iequals(n, name)) out.push_back(v);
     return out;
 }
 
-bool has_token(const std::vector<Header>& headers, std::string_view name, std::string_view token) {
+bool has_token(const http::Request& req, std::string_view name, std::string_view token) {
     bool found = false;
-    for (std::string_view v : values_of(headers, name))
+    for (std::string_view v : values_of(req, name))
         for_each_token(v, [&](std::string_view t) { found |= iequals(t, token); });
     return found;
 }
@@ -70,21 +71,9 @@ bool valid_key(std::string_view k) {
     return true;
 }
 
-bool token_char(char c) {
-    return c > 32 && c < 127 && !std::strchr("()<>@,;:\\\"/[]?={}", c);
-}
-
 const char* reason_phrase(int status) {
-    switch (status) {
-        case 400: return "Bad Request";
-        case 403: return "Forbidden";
-        case 404: return "Not Found";
-        case 405: return "Method Not Allowed";
-        case 408: return "Request Timeout";
-        case 426: return "Upgrade Required";
-        case 431: return "Request Header Fields Too Large";
-        default: return "Error";
-    }
+    const char* phrase = http::reason_phrase(status);
+    return *phrase ? phrase : "Error";
 }
 
 Upgrade reject(int status, std::string why) {
@@ -171,56 +160,23 @@ Upgrade parse_upgrade(std::string_view input, const UpgradeRules& rules) {
     // Not even the start of an HTTP method (an MQTT CONNECT on the wrong port,
     // a TLS hello): refused at once rather than after the timeout.
     if (!input.empty() && !(input[0] >= 'A' && input[0] <= 'Z')) return reject(400, "not an HTTP request");
-    size_t end = input.find("\r\n\r\n");
-    if (end == std::string_view::npos) {
-        if (input.size() > kMaxHandshakeBytes) return reject(431, "request headers larger than 8 KiB");
-        return {};
-    }
-    if (end + 4 > kMaxHandshakeBytes) return reject(431, "request headers larger than 8 KiB");
-    std::string_view head = input.substr(0, end);
+    http::Request req;
+    http::ParseResult head = http::parse_request(
+        std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(input.data()), input.size()), req,
+        kMaxHandshakeBytes, kUpgradeRequest);
+    if (head.status == http::ParseStatus::Incomplete) return {};
+    if (head.status == http::ParseStatus::Error) return reject(head.error_code, head.error);
 
-    size_t eol = head.find("\r\n");
-    std::string_view request_line = head.substr(0, eol);
-    std::string_view rest = eol == std::string_view::npos ? std::string_view{} : head.substr(eol + 2);
-
-    size_t sp1 = request_line.find(' ');
-    size_t sp2 = sp1 == std::string_view::npos ? sp1 : request_line.find(' ', sp1 + 1);
-    if (sp2 == std::string_view::npos || request_line.find(' ', sp2 + 1) != std::string_view::npos)
-        return reject(400, "malformed request line");
-    std::string_view method = request_line.substr(0, sp1);
-    std::string_view target = request_line.substr(sp1 + 1, sp2 - sp1 - 1);
-    std::string_view version = request_line.substr(sp2 + 1);
-    if (method.empty() || !std::all_of(method.begin(), method.end(), token_char))
-        return reject(400, "malformed request line");
-    if (version != "HTTP/1.1") return reject(400, "HTTP/1.1 required");
-    if (method != "GET") return reject(405, "only GET upgrades to a WebSocket");
-    if (target.empty() || target[0] != '/') return reject(400, "malformed request target");
-
-    std::vector<Header> headers;
-    while (!rest.empty()) {
-        size_t e = rest.find("\r\n");
-        std::string_view line = rest.substr(0, e);
-        rest = e == std::string_view::npos ? std::string_view{} : rest.substr(e + 2);
-        if (line.empty() || line[0] == ' ' || line[0] == '\t') return reject(400, "malformed header line");
-        size_t colon = line.find(':');
-        if (colon == 0 || colon == std::string_view::npos) return reject(400, "malformed header line");
-        std::string_view name = line.substr(0, colon);
-        if (!std::all_of(name.begin(), name.end(), token_char)) return reject(400, "malformed header name");
-        headers.push_back({name, trim(line.substr(colon + 1))});
-    }
-
-    std::string_view path = target.substr(0, target.find('?'));
-    if (!rules.path.empty() && path != rules.path) return reject(404, "no WebSocket endpoint at this path");
-    if (values_of(headers, "Host").size() != 1) return reject(400, "exactly one Host header required");
-    if (!has_token(headers, "Upgrade", "websocket")) return reject(400, "Upgrade: websocket required");
-    if (!has_token(headers, "Connection", "upgrade")) return reject(400, "Connection: Upgrade required");
-    std::vector<std::string_view> versions = values_of(headers, "Sec-WebSocket-Version");
+    if (!rules.path.empty() && req.path() != rules.path) return reject(404, "no WebSocket endpoint at this path");
+    if (!has_token(req, "Upgrade", "websocket")) return reject(400, "Upgrade: websocket required");
+    if (!has_token(req, "Connection", "upgrade")) return reject(400, "Connection: Upgrade required");
+    std::vector<std::string_view> versions = values_of(req, "Sec-WebSocket-Version");
     if (versions.size() != 1 || versions[0] != "13") return reject(426, "Sec-WebSocket-Version 13 required");
-    std::vector<std::string_view> keys = values_of(headers, "Sec-WebSocket-Key");
+    std::vector<std::string_view> keys = values_of(req, "Sec-WebSocket-Key");
     if (keys.size() != 1 || !valid_key(keys[0])) return reject(400, "invalid Sec-WebSocket-Key");
 
     if (!rules.allowed_origins.empty()) {
-        std::vector<std::string_view> origins = values_of(headers, "Origin");
+        std::vector<std::string_view> origins = values_of(req, "Origin");
         bool allowed = origins.size() == 1 &&
                        std::any_of(rules.allowed_origins.begin(), rules.allowed_origins.end(),
                                    [&](const std::string& o) { return iequals(o, origins[0]); });
@@ -228,7 +184,7 @@ Upgrade parse_upgrade(std::string_view input, const UpgradeRules& rules) {
     }
 
     bool mqtt = false, mqtt31 = false;
-    for (std::string_view v : values_of(headers, "Sec-WebSocket-Protocol"))
+    for (std::string_view v : values_of(req, "Sec-WebSocket-Protocol"))
         for_each_token(v, [&](std::string_view t) {
             mqtt |= t == "mqtt";
             mqtt31 |= t == "mqttv3.1";
@@ -237,10 +193,10 @@ Upgrade parse_upgrade(std::string_view input, const UpgradeRules& rules) {
 
     Upgrade u;
     u.status = Upgrade::Status::Accepted;
-    u.consumed = end + 4;
+    u.consumed = head.consumed;
     u.http_status = 101;
     u.subprotocol = mqtt ? "mqtt" : "mqttv3.1";
-    std::vector<std::string_view> fwd = values_of(headers, "X-Forwarded-For");
+    std::vector<std::string_view> fwd = values_of(req, "X-Forwarded-For");
     for (std::string_view f : fwd) u.forwarded_for += (u.forwarded_for.empty() ? "" : ", ") + std::string(f);
     u.response = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                  "Sec-WebSocket-Accept: " + accept_key(keys[0]) +

@@ -1,7 +1,8 @@
 // MQTT over WebSockets (RFC 6455, MQTT 5.0 section 6) as a pure codec in
 // the style of src/mqtt: bytes in; consumed, incomplete or an error out; no
-// I/O. Two parts: the HTTP/1.1 upgrade request (parse_upgrade) and the frame
-// stream after it (FrameReader in, encode_frame out).
+// I/O. Two parts: the HTTP/1.1 upgrade request (parse_upgrade, whose request
+// line and headers are read by net/http's parser) and the frame stream after
+// it (FrameReader in, encode_frame out).
 //
 // Why our own codec and not a library: wslay (libwslay-dev) is in Debian but
 // meta-openembedded has no recipe for it, so it would mean a new recipe in

@@ -6,7 +6,6 @@
 #include <cmath>
 #include <map>
 
-#include "broker/latency_histogram.hpp"
 #include "broker/sys_topics.hpp"
 #include "test_broker_harness.hpp"
 
@@ -178,27 +177,6 @@ TEST_CASE("load averages: per-minute rates decaying like Mosquitto's") {
     CHECK(load.value(LoadAverages::PublishDropped, 0) == doctest::Approx(6 * (1 - std::exp(-1.0))));
     auto m = as_map(sys_topics(g, load));
     CHECK(m["$SYS/broker/load/connections/1min"] == "3.79");
-}
-
-TEST_CASE("latency histogram: quantiles of the period between two snapshots") {
-    LatencyHistogram h;
-    CHECK_FALSE(LatencyHistogram::quantile_ms(h.counts(), h.counts(), 0.5));
-    for (int i = 0; i < 98; ++i) h.record(800);   // (500, 1000] us
-    h.record(20000);                              // (10, 25] ms
-    h.record(20000);
-    const LatencyHistogram::Counts first = h.counts();
-    const LatencyHistogram::Counts zero{};
-    double p50 = *LatencyHistogram::quantile_ms(first, zero, 0.5);
-    CHECK(p50 > 0.5);
-    CHECK(p50 <= 1.0);
-    double p99 = *LatencyHistogram::quantile_ms(first, zero, 0.99);
-    CHECK(p99 > 10.0);
-    CHECK(p99 <= 25.0);
-    // Only what came after the snapshot counts.
-    h.record(30);
-    CHECK(*LatencyHistogram::quantile_ms(h.counts(), first, 0.99) <= 0.05);
-    h.record(60'000'000);   // beyond the last bound: its lower bound
-    CHECK(*LatencyHistogram::quantile_ms(h.counts(), first, 0.99) == doctest::Approx(10000.0));
 }
 
 TEST_CASE("publish_internal: retained in memory, never written to the store") {
