@@ -23,6 +23,7 @@ import time
 import pytest
 
 import raw_mqtt
+from build_info import sanitized
 from raw_mqtt import RawClient
 
 P99_BOUND_S = 0.500
@@ -158,7 +159,8 @@ class Scenario:
         self.sample()
         print(f"[{label}] RSS baseline {self.base / MiB:.1f} MiB, peak {self.peak / MiB:.1f} MiB, "
               f"bound {bound / MiB:.1f} MiB")
-        assert self.peak <= bound, f"{label}: RSS {self.peak / MiB:.1f} MiB over {bound / MiB:.1f} MiB"
+        if not sanitized(self.b):   # RSS bounds: asserted on the release build
+            assert self.peak <= bound, f"{label}: RSS {self.peak / MiB:.1f} MiB over {bound / MiB:.1f} MiB"
         assert p99 < p99_bound, f"{label}: p99 {p99 * 1e3:.1f} ms (bound {p99_bound * 1e3:.0f} ms)"
 
     def check_freed(self, label, again=None, settle=3.0):
@@ -188,7 +190,8 @@ class Scenario:
         allowed = first_peak + (first_peak - self.base) // 4 + 2 * MiB
         print(f"[{label}] second round: RSS {again_rss / MiB:.1f} MiB "
               f"(first peak {first_peak / MiB:.1f}, allowed {allowed / MiB:.1f})")
-        assert again_rss <= allowed, f"{label}: a second round grew RSS to {again_rss / MiB:.1f} MiB: not freed"
+        if not sanitized(self.b):   # ASan keeps freed memory in quarantine
+            assert again_rss <= allowed, f"{label}: a second round grew RSS to {again_rss / MiB:.1f} MiB: not freed"
 
 
 def connect_packet(cid, version=4, keepalive=60, user=None, password=None, will=None, clean=True):

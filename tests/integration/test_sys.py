@@ -13,6 +13,7 @@ import pytest
 from conftest import TARGET, _find_hato
 from paho_client import V311, V5, WAIT, Client
 from security_util import SecBroker, mosquitto_passwd, write
+from build_info import sanitized
 
 pytestmark = pytest.mark.hato_only("[sys] interval and hato's own values")
 
@@ -89,7 +90,8 @@ def test_sys_values_follow_a_known_scenario(broker_factory, clients):
     view.wait_for(B + "load/connections/1min", lambda v: float(v) > 0)
     for w in ("1min", "5min", "15min"):
         assert B + f"load/bytes/sent/{w}" in view.values
-    assert num(view.values[B + "heap/current"]) > 0
+    if not sanitized(b):   # ASan's allocator has no mallinfo2
+        assert num(view.values[B + "heap/current"]) > 0
     assert float(view.values[B + "hato/store/fill_percent"]) >= 0
     assert num(view.values[B + "hato/store/refused/total"]) == 0
     assert num(view.values[B + "hato/publish/dropped/qos0_slow_consumer"]) == 0
