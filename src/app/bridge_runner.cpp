@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -76,7 +77,7 @@ struct BridgeRunner::Entry final : bridge::LinkOutput {
     Entry(const config::Bridge& c, bridge::LinkConfig lc, net::Reactor& r, uint64_t seed)
         : cfg(c), link(std::move(lc), *this), backoff(c.reconnect_min_ms, c.reconnect_max_ms, seed), reactor(r) {}
 
-    const config::Bridge& cfg;
+    const config::Bridge cfg;
     bridge::Link link;
     bridge::Backoff backoff;
     net::Reactor& reactor;
@@ -88,6 +89,7 @@ struct BridgeRunner::Entry final : bridge::LinkOutput {
     std::vector<uint8_t> local_out;     // broker output not yet handed to the link
     bool local_close_requested = false; // the broker closed the local connection
     bool was_ready = false;
+    bool retired = false;               // removed by a reload; erased once its threads and sockets are gone
     uint64_t next_attempt_ms = 0;
 
     // The connect in progress on a helper thread.
@@ -125,25 +127,29 @@ struct BridgeRunner::Entry final : bridge::LinkOutput {
     }
 };
 
-BridgeRunner::BridgeRunner(const std::vector<config::Bridge>& cfgs, net::Reactor& reactor) : reactor_(reactor) {
-    const std::string host = host_name();
-    uint64_t seed = uint64_t(getpid()) * 0x9E3779B97F4A7C15ull ^ reactor.now_ms();
-    for (const config::Bridge& c : cfgs) {
-        bridge::LinkConfig lc;
-        lc.name = c.name;
-        lc.version = c.protocol == "mqttv5" ? mqtt::Version::V5 : mqtt::Version::V311;
-        lc.client_id = c.client_id.empty() ? c.name + "." + host : c.client_id;
-        if (!c.username.empty()) lc.username = c.username;
-        lc.keep_alive = c.keep_alive;
-        lc.clean_start = c.clean_start;
-        lc.session_expiry = c.session_expiry;
-        lc.try_private = c.try_private;
-        lc.inflight = c.inflight;
-        for (const config::BridgeTopic& t : c.topics)
-            lc.topics.push_back({t.pattern, direction_of(t.direction), t.qos, t.local_prefix, t.remote_prefix});
-        entries_.push_back(std::make_unique<Entry>(c, std::move(lc), reactor, seed++));
-        entries_.back()->runner = this;
-    }
+BridgeRunner::BridgeRunner(const std::vector<config::Bridge>& cfgs, net::Reactor& reactor)
+    : reactor_(reactor), host_(host_name()) {
+    seed_ = uint64_t(getpid()) * 0x9E3779B97F4A7C15ull ^ reactor.now_ms();
+    for (const config::Bridge& c : cfgs) add_entry(c);
+}
+
+BridgeRunner::Entry& BridgeRunner::add_entry(const config::Bridge& c) {
+    bridge::LinkConfig lc;
+    lc.name = c.name;
+    lc.version = c.protocol == "mqttv5" ? mqtt::Version::V5 : mqtt::Version::V311;
+    lc.client_id = c.client_id.empty() ? c.name + "." + host_ : c.client_id;
+    if (!c.username.empty()) lc.username = c.username;
+    lc.keep_alive = c.keep_alive;
+    lc.clean_start = c.clean_start;
+    lc.session_expiry = c.session_expiry;
+    lc.try_private = c.try_private;
+    lc.inflight = c.inflight;
+    for (const config::BridgeTopic& t : c.topics)
+        lc.topics.push_back({t.pattern, direction_of(t.direction), t.qos, t.local_prefix, t.remote_prefix});
+    entries_.push_back(std::make_unique<Entry>(c, std::move(lc), reactor_, seed_++));
+    entries_.back()->runner = this;
+    entries_.back()->broker = broker_;
+    return *entries_.back();
 }
 
 BridgeRunner::~BridgeRunner() {
@@ -154,24 +160,93 @@ BridgeRunner::~BridgeRunner() {
     if (event_fd_ >= 0) ::close(event_fd_);
 }
 
+bool BridgeRunner::read_password(const config::Bridge& c, std::string& out, std::string& err) {
+    std::ifstream in(c.password_file, std::ios::binary);
+    if (!in) {
+        if (!err.empty()) err += "; ";
+        err += "bridge " + c.name + ": password_file " + c.password_file + ": " + std::strerror(errno);
+        return false;
+    }
+    std::ostringstream s;
+    s << in.rdbuf();
+    out = s.str();
+    while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+    return true;
+}
+
 bool BridgeRunner::load_passwords(std::string& err) {
     bool ok = true;
     for (auto& e : entries_) {
-        if (e->cfg.password_file.empty()) continue;
-        std::ifstream in(e->cfg.password_file, std::ios::binary);
-        if (!in) {
-            if (!err.empty()) err += "; ";
-            err += "bridge " + e->cfg.name + ": password_file " + e->cfg.password_file + ": " + std::strerror(errno);
+        if (e->cfg.password_file.empty() || e->retired) continue;
+        std::string pw;
+        if (!read_password(e->cfg, pw, err)) {
             ok = false;
             continue;   // the previous password stays
         }
-        std::ostringstream s;
-        s << in.rdbuf();
-        std::string pw = s.str();
-        while (!pw.empty() && (pw.back() == '\n' || pw.back() == '\r')) pw.pop_back();
         e->link.set_password(std::move(pw));
     }
     return ok;
+}
+
+bool BridgeRunner::empty() const {
+    for (const auto& e : entries_)
+        if (!e->retired) return false;
+    return true;
+}
+
+bool BridgeRunner::ensure_event_fd(std::string& err) {
+    if (event_fd_ >= 0) return true;
+    event_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (event_fd_ < 0) {
+        err = std::string("bridge: eventfd: ") + std::strerror(errno);
+        return false;
+    }
+    reactor_.watch_readable(event_fd_, [this] { collect(); });
+    return true;
+}
+
+void BridgeRunner::retire(Entry& e) {
+    e.retired = true;
+    if (e.up) reactor_.close(e.up, true);   // on_upstream_close clears `up`
+    if (e.local) {
+        uint64_t id = e.local;
+        e.local = 0;
+        e.local_out.clear();
+        broker_->on_close(id);   // the persistent session keeps its queue
+    }
+}
+
+bool BridgeRunner::reconfigure(const std::vector<config::Bridge>& cfgs, std::string& err) {
+    auto live = [this](const std::string& name) -> Entry* {
+        for (auto& e : entries_)
+            if (!e->retired && e->cfg.name == name) return e.get();
+        return nullptr;
+    };
+    // Every new password first: a bad one changes nothing.
+    std::vector<std::string> passwords(cfgs.size());
+    bool ok = true;
+    for (size_t i = 0; i < cfgs.size(); ++i) {
+        Entry* e = live(cfgs[i].name);
+        if ((e && e->cfg == cfgs[i]) || cfgs[i].password_file.empty()) continue;
+        ok &= read_password(cfgs[i], passwords[i], err);
+    }
+    if (!ok || !ensure_event_fd(err)) return false;
+    for (auto& ep : entries_) {
+        Entry& e = *ep;
+        if (e.retired) continue;
+        auto it = std::find_if(cfgs.begin(), cfgs.end(), [&](const config::Bridge& c) { return c.name == e.cfg.name; });
+        if (it != cfgs.end() && *it == e.cfg) continue;
+        log_info("bridge %s: %s by the reload", e.cfg.name.c_str(), it == cfgs.end() ? "removed" : "changed, reconnecting");
+        retire(e);
+    }
+    for (size_t i = 0; i < cfgs.size(); ++i) {
+        if (live(cfgs[i].name)) continue;
+        Entry& e = add_entry(cfgs[i]);
+        if (!passwords[i].empty()) e.link.set_password(std::move(passwords[i]));
+        if (started_) e.link.prime();   // the local session first, as at start
+    }
+    flush();
+    return true;
 }
 
 void BridgeRunner::reload_passwords() {
@@ -181,15 +256,11 @@ void BridgeRunner::reload_passwords() {
 
 bool BridgeRunner::start(broker::Broker& broker, std::string& err) {
     broker_ = &broker;
+    started_ = true;
     for (auto& e : entries_) e->broker = &broker;
     if (!load_passwords(err)) return false;
     if (entries_.empty()) return true;
-    event_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (event_fd_ < 0) {
-        err = std::string("bridge: eventfd: ") + std::strerror(errno);
-        return false;
-    }
-    reactor_.watch_readable(event_fd_, [this] { collect(); });
+    if (!ensure_event_fd(err)) return false;
     // The local sessions first: what is published before the first
     // upstream connection is queued. Connecting starts once they exist.
     for (auto& e : entries_) e->link.prime();
@@ -230,6 +301,10 @@ void BridgeRunner::collect() {
         e.connecting = false;
         int fd = e.connect_fd;
         e.connect_fd = -1;
+        if (e.retired) {
+            if (fd >= 0) ::close(fd);
+            continue;
+        }
         if (fd < 0) {
             schedule_retry(e, now, "connect to " + e.cfg.address + ":" + std::to_string(e.cfg.port) + " failed: " +
                                        e.connect_why);
@@ -268,6 +343,7 @@ bool BridgeRunner::owns_upstream(net::ConnId id) const {
 void BridgeRunner::on_upstream_data(net::ConnId id, std::span<const uint8_t> bytes) {
     for (auto& e : entries_) {
         if (e->up != id) continue;
+        if (e->retired) return;
         e->link.on_upstream_data(bytes, reactor_.now_ms());
         if (e->link.ready() && !e->was_ready) {
             e->was_ready = true;
@@ -281,6 +357,7 @@ void BridgeRunner::on_upstream_close(net::ConnId id, int error) {
     for (auto& e : entries_) {
         if (e->up != id) continue;
         e->up = 0;
+        if (e->retired) return;
         std::string why = !e->link.last_error().empty() ? e->link.last_error()
                           : error                       ? std::string(std::strerror(error))
                                                         : std::string("upstream closed the connection");
@@ -309,6 +386,7 @@ void BridgeRunner::flush() {
         bool any = false;
         for (auto& ep : entries_) {
             Entry& e = *ep;
+            if (e.retired) continue;
             if (!e.local_out.empty()) {
                 any = true;
                 std::vector<uint8_t> bytes;
@@ -344,7 +422,10 @@ void BridgeRunner::on_tick(uint64_t now_ms) {
         dropped_reported_ = dropped;
         dropped_log_ms_ = now_ms;
     }
+    // Removed bridges go once their connect thread and socket are gone.
+    std::erase_if(entries_, [](const std::unique_ptr<Entry>& e) { return e->retired && !e->up && !e->connecting; });
     for (auto& e : entries_) {
+        if (e->retired) continue;
         e->link.on_tick(now_ms);
         if (stopping_ || e->up || e->connecting) continue;
         if (!e->link.primed()) {

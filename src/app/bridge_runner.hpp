@@ -29,6 +29,14 @@ public:
     bool start(broker::Broker& broker, std::string& err);
     // SIGHUP: the password files again; the next connection uses them.
     void reload_passwords();
+    // SIGHUP with a new configuration: bridges no longer listed, or listed
+    // differently, are stopped (upstream closed, local session detached; its
+    // queue stays in the store); new and changed ones start, a changed one
+    // on its old local session, so its queue is intact. Unchanged ones are
+    // left alone. False with `err` if a new password file cannot be read
+    // (nothing changed then).
+    bool reconfigure(const std::vector<config::Bridge>& cfgs, std::string& err);
+    bool empty() const;
 
     // Connection ids of the virtual local connections: reactor ids never
     // have this bit (their generation counter would need 2^31 connections).
@@ -56,6 +64,10 @@ public:
 
 private:
     bool load_passwords(std::string& err);
+    static bool read_password(const config::Bridge& c, std::string& out, std::string& err);
+    Entry& add_entry(const config::Bridge& c);
+    void retire(Entry& e);
+    bool ensure_event_fd(std::string& err);
     void attempt(Entry& e, uint64_t now);
     void collect();
     void schedule_retry(Entry& e, uint64_t now, const std::string& why);
@@ -66,6 +78,9 @@ private:
     int event_fd_ = -1;
     uint64_t next_local_ = 0;
     bool stopping_ = false;
+    bool started_ = false;
+    std::string host_;
+    uint64_t seed_ = 0;
     uint64_t dropped_reported_ = 0;   // Stats::budget_dropped as last logged
     uint64_t dropped_log_ms_ = 0;
 };

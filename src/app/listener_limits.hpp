@@ -18,6 +18,14 @@ public:
         max_ = std::move(max_by_listener);
         open_.assign(max_.size(), 0);
     }
+    // A reload: new limits, the counts of listeners that keep one stay
+    // (a listener that had none starts counting at 0).
+    void reconfigure(std::vector<uint32_t> max_by_listener) {
+        open_.resize(max_by_listener.size(), 0);
+        for (size_t i = 0; i < max_by_listener.size(); ++i)
+            if (i >= max_.size() || max_[i] == 0) open_[i] = 0;
+        max_ = std::move(max_by_listener);
+    }
     // Listener `index` has as many connections as it may.
     bool full(int index) const {
         return limited(index) && open_[size_t(index)] >= max_[size_t(index)];

@@ -153,5 +153,16 @@ int main(int argc, char** argv) {
     app::set_log_level(cfg.log_level);
     app::log_info("hato %s starting (config: %s)", HATO_VERSION,
                   opt.config_path.empty() ? "built-in defaults" : opt.config_path.c_str());
-    return app::run_server(cfg);
+    // SIGHUP: the same file and overrides again, checked like --check-config.
+    app::ConfigLoader loader = [opt](config::AppConfig& out, std::vector<std::string>& errors) {
+        out = config::defaults();
+        if (!opt.config_path.empty() && !config::load_file(opt.config_path, out, errors)) return false;
+        if (!opt.backend.empty()) out.event_backend = opt.backend;
+        if (opt.port >= 0) out.listeners.at(0).port = static_cast<uint16_t>(opt.port);
+        if (!opt.data_dir.empty()) out.storage.dir = opt.data_dir;
+        std::vector<std::string> warnings;
+        bool ok = app::check_security_files(out, errors);
+        return app::check_bridge_files(out, errors, warnings) && ok;
+    };
+    return app::run_server(cfg, std::move(loader));
 }

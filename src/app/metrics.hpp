@@ -99,6 +99,13 @@ bool healthy(const StatusData& d, std::string& reason);
 class ListenerCounts {
 public:
     explicit ListenerCounts(size_t listeners) : connected_(listeners, 0), accepted_(listeners, 0) {}
+    // A reload added listeners.
+    void grow(size_t listeners) {
+        if (listeners > connected_.size()) {
+            connected_.resize(listeners, 0);
+            accepted_.resize(listeners, 0);
+        }
+    }
     void opened(net::ConnId id, int listener);
     void closed(net::ConnId id);
     uint64_t connected(size_t listener) const { return connected_[listener]; }

@@ -9,6 +9,7 @@
 #include <string>
 #include <sys/signalfd.h>
 #include <unistd.h>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "app/bridge_runner.hpp"
@@ -16,6 +17,7 @@
 #include "app/log.hpp"
 #include "app/metrics.hpp"
 #include "app/notify.hpp"
+#include "app/reload_plan.hpp"
 #include "app/security.hpp"
 #include "app/sys_publisher.hpp"
 #include "app/tls_layer.hpp"
@@ -106,7 +108,7 @@ net::Backend backend_from_name(const std::string& name) {
 
 class Server final : public net::Handler {
 public:
-    explicit Server(const config::AppConfig& cfg) : cfg_(cfg) {}
+    Server(const config::AppConfig& cfg, ConfigLoader loader) : cfg_(cfg), loader_(std::move(loader)) {}
     ~Server() override {
         if (signal_fd_ >= 0) ::close(signal_fd_);
     }
@@ -130,9 +132,16 @@ public:
     }
 
     // net::Handler
-    void on_open(net::ConnId id, int listener_index, const std::string& peer) override {
-        if (metrics_ && listener_index == metrics_listener_) return open_metrics_connection(id);
+    void on_open(net::ConnId id, int reactor_listener, const std::string& peer) override {
+        if (metrics_ && reactor_listener == metrics_listener_) return open_metrics_connection(id);
         note_pass_activity();
+        // From here on a listener is its slot in cfg_.listeners.
+        const int listener_index = slot_of_reactor_listener(reactor_listener);
+        if (listener_index < 0) {   // a metrics listener a reload closed: its accept raced the close
+            rejected_.insert(id);
+            reactor_->close(id, false);
+            return;
+        }
         const bool listener_full = listener_limits_.full(listener_index);
         if (stopping_ || open_connections_ >= cfg_.broker.max_connections || listener_full) {
             // Over the limit: closed at once, the broker never hears of it.
@@ -155,6 +164,7 @@ public:
         }
         ++open_connections_;
         listener_limits_.opened(id, listener_index);
+        listener_of_conn_[id] = listener_index;
         log_debug("connection %llu from %s on listener %d", unsigned_ll(id), peer.c_str(), listener_index);
         if (listener_counts_) listener_counts_->opened(id, listener_index);
         tls_->on_open(id, listener_index, peer);
@@ -199,6 +209,7 @@ public:
         authenticator_.forget_peer(id);
         --open_connections_;
         listener_limits_.closed(id);
+        listener_of_conn_.erase(id);
         if (error) log_debug("connection %llu closed: %s", unsigned_ll(id), std::strerror(error));
         else log_debug("connection %llu closed", unsigned_ll(id));
         broker_->on_close(id);
@@ -255,6 +266,9 @@ private:
         reactor_->close(id, false);
     }
 
+    // The metrics listener takes the next reactor listener index; once
+    // created, the MetricsServer stays (a reload that turns the endpoint
+    // off closes its listener and connections only).
     bool open_metrics() {
         if (cfg_.metrics.port == 0) return true;
         std::string err;
@@ -263,11 +277,13 @@ private:
                       err.c_str());
             return false;
         }
-        metrics_listener_ = static_cast<int>(cfg_.listeners.size());
-        listener_counts_ = std::make_unique<ListenerCounts>(cfg_.listeners.size());
-        metrics_ = std::make_unique<MetricsServer>(*reactor_, cfg_.broker.connect_timeout_ms,
-                                                   [this] { return metrics_status(); });
-        started_ms_ = reactor_->now_ms();
+        metrics_listener_ = static_cast<int>(slot_of_reactor_.size());
+        slot_of_reactor_.push_back(-1);
+        if (!listener_counts_) listener_counts_ = std::make_unique<ListenerCounts>(cfg_.listeners.size());
+        if (!metrics_)
+            metrics_ = std::make_unique<MetricsServer>(*reactor_, cfg_.broker.connect_timeout_ms,
+                                                       [this] { return metrics_status(); });
+        if (started_ms_ == 0) started_ms_ = reactor_->now_ms();
         log_info("metrics on http://%s:%u/metrics", cfg_.metrics.address.c_str(),
                  unsigned(reactor_->bound_port(metrics_listener_)));
         return true;
@@ -281,7 +297,8 @@ private:
         d.stats = broker_->stats();
         for (size_t i = 0; i < cfg_.listeners.size(); ++i) {
             const config::Listener& l = cfg_.listeners[i];
-            d.listeners.push_back({l.address + ":" + std::to_string(reactor_->bound_port(static_cast<int>(i))),
+            if (!listener_open_[i]) continue;
+            d.listeners.push_back({l.address + ":" + std::to_string(reactor_->bound_port(reactor_listener_[i])),
                                    listener_counts_->connected(i), listener_counts_->accepted(i)});
         }
         d.listeners_open = !stopping_;
@@ -356,6 +373,10 @@ private:
             *reactor_,
             [this](net::ConnId id, std::span<const uint8_t> bytes, bool low) { transport_->send_below_ws(id, bytes, low); },
             [this](net::ConnId id) { transport_->close_below_ws(id); });
+        configure_ws();
+    }
+
+    void configure_ws() {
         std::vector<WsListener> ws(cfg_.listeners.size());
         for (size_t i = 0; i < cfg_.listeners.size(); ++i) {
             const config::Listener& l = cfg_.listeners[i];
@@ -497,14 +518,17 @@ private:
                                        : "password file or identity_as_username listener");
     }
 
-    // SIGHUP: password file, ACL file and certificates are read again. Each
-    // one that fails to load keeps its previous version (errors logged with
-    // file:line); connected clients stay, TLS ones on their old context.
+    // SIGHUP: password files, ACL files and certificates are read again, at
+    // the paths of cfg_ (a reload may have changed them). Each one that fails
+    // to load keeps its previous version (errors logged with file:line);
+    // connected clients stay, TLS ones on their old context.
     void reload_security() {
-        log_info("reload requested (SIGHUP)");
         if (bridges_) bridges_->reload_passwords();
         std::vector<std::string> errors;
-        if (!cfg_.auth.password_file.empty()) {
+        if (cfg_.auth.password_file.empty()) {
+            auth_files_.passwords = nullptr;
+            authenticator_.set_password_file(nullptr);
+        } else {
             std::shared_ptr<const auth::PasswordFile> passwords;
             if (load_password_file(cfg_.auth.password_file, passwords, errors)) {
                 auth_files_.passwords = passwords;
@@ -514,7 +538,10 @@ private:
                 report_reload_errors(errors, "password file", cfg_.auth.password_file);
             }
         }
-        if (!cfg_.auth.acl_file.empty()) {
+        if (cfg_.auth.acl_file.empty()) {
+            auth_files_.acl = nullptr;
+            authorizer_.set_acl(nullptr);
+        } else {
             std::shared_ptr<const auth::Acl> acl;
             if (load_acl_file(cfg_.auth.acl_file, acl, errors)) {
                 auth_files_.acl = acl;
@@ -524,33 +551,150 @@ private:
                 report_reload_errors(errors, "acl file", cfg_.auth.acl_file);
             }
         }
-        if (any_listener_password_file()) {
-            std::vector<std::shared_ptr<const auth::PasswordFile>> files;
-            if (load_listener_password_files(cfg_, files, errors)) {
-                authenticator_.set_listener_password_files(std::move(files));
-                log_info("reloaded the listeners' password files");
+        std::vector<std::shared_ptr<const auth::PasswordFile>> files;
+        if (load_listener_password_files(cfg_, files, errors)) {
+            authenticator_.set_listener_password_files(std::move(files));
+            if (any_listener_password_file()) log_info("reloaded the listeners' password files");
+        } else {
+            report_reload_errors(errors, "listener password files", "");
+        }
+        std::vector<std::shared_ptr<const auth::Acl>> acls;
+        if (load_listener_acl_files(cfg_, acls, errors)) {
+            authorizer_.set_listener_acls(std::move(acls));   // memos refill lazily
+            if (any_listener_acl_file()) log_info("reloaded the listeners' acl files");
+        } else {
+            report_reload_errors(errors, "listener acl files", "");
+        }
+        std::vector<std::shared_ptr<net::TlsContext>> contexts;
+        if (load_tls_contexts(cfg_, contexts, errors)) {
+            const bool any = std::any_of(contexts.begin(), contexts.end(), [](const auto& c) { return c != nullptr; });
+            tls_->set_contexts(std::move(contexts));
+            if (any) log_info("reloaded TLS certificates (new connections use them)");
+        } else {
+            report_reload_errors(errors, "TLS certificates", "");
+        }
+        std::vector<bool> anonymous(cfg_.listeners.size());
+        for (size_t i = 0; i < cfg_.listeners.size(); ++i) anonymous[i] = config::anonymous_allowed(cfg_, i);
+        authenticator_.set_anonymous_allowed(std::move(anonymous));
+        configure_ws();
+        if ((auth_files_.passwords || any_listener_password_file()) && !hash_pool_) open_hash_pool();
+        install_auth_hooks();
+    }
+
+    // Which authenticator and authorizer the broker asks: the bridges' wrappers
+    // once bridges exist; no authorizer at all without any ACL file.
+    void install_auth_hooks() {
+        if (bridges_ && !bridge_authn_) bridge_authn_ = std::make_unique<BridgeAuthenticator>(authenticator_);
+        if (bridges_ && !bridge_authz_) bridge_authz_ = std::make_unique<BridgeAuthorizer>(authorizer_);
+        broker_->set_authenticator(bridges_ ? static_cast<broker::Authenticator*>(bridge_authn_.get()) : &authenticator_);
+        const bool acl = auth_files_.acl || any_listener_acl_file();
+        broker::Authorizer* authz = nullptr;
+        if (acl) authz = bridges_ ? static_cast<broker::Authorizer*>(bridge_authz_.get()) : &authorizer_;
+        broker_->set_authorizer(authz);
+    }
+
+    // SIGHUP: the configuration file again. One with errors changes nothing.
+    // Otherwise listeners, security files, limits, log level, [sys],
+    // [metrics], [sparkplug] and bridges follow it; the restart-only keys
+    // keep their running values. Connections on unchanged listeners stay.
+    void reload() {
+        log_info("reload requested (SIGHUP)");
+        if (stopping_) return;
+        if (!loader_) return reload_security();
+        config::AppConfig next;
+        std::vector<std::string> errors;
+        if (!loader_(next, errors)) {
+            for (const std::string& e : errors) log_error("reload: %s", e.c_str());
+            log_error("reload refused: the configuration has errors; keeping the previous one in force");
+            return;
+        }
+        std::vector<std::string> kept = keep_restart_only(cfg_, next);
+        if (!kept.empty()) {
+            std::string list;
+            for (const std::string& k : kept) list += (list.empty() ? "" : ", ") + k;
+            log_warn("reload: %s changed, which needs a restart: keeping the running value", list.c_str());
+        }
+        const config::MetricsConfig old_metrics = cfg_.metrics;
+        const uint32_t old_sys = cfg_.sys_interval_s;
+
+        // The listener table: kept slots take their new settings, removed
+        // ones are closed, new ones appended (opened once security is set).
+        ListenerPlan plan = plan_listeners(cfg_.listeners, listener_open_, next.listeners);
+        std::vector<config::Listener> table = cfg_.listeners;
+        std::vector<size_t> added;
+        for (size_t n = 0; n < next.listeners.size(); ++n) {
+            if (plan.slot_of_new[n] >= 0) {
+                table[size_t(plan.slot_of_new[n])] = next.listeners[n];
             } else {
-                report_reload_errors(errors, "listener password files", "");
+                added.push_back(table.size());
+                table.push_back(next.listeners[n]);
             }
         }
-        if (any_listener_acl_file()) {
-            std::vector<std::shared_ptr<const auth::Acl>> acls;
-            if (load_listener_acl_files(cfg_, acls, errors)) {
-                authorizer_.set_listener_acls(std::move(acls));   // memos refill lazily
-                log_info("reloaded the listeners' acl files");
-            } else {
-                report_reload_errors(errors, "listener acl files", "");
-            }
+        for (size_t i : plan.removed) close_listener_slot(i);
+        for (size_t i : plan.removed) table[i] = config::Listener{};   // closed: no files, no TLS
+        next.listeners = std::move(table);
+        cfg_ = std::move(next);
+        listener_open_.resize(cfg_.listeners.size(), false);
+        reactor_listener_.resize(cfg_.listeners.size(), -1);
+        std::vector<uint32_t> limits;
+        for (size_t i = 0; i < cfg_.listeners.size(); ++i) limits.push_back(cfg_.listeners[i].max_connections);
+        listener_limits_.reconfigure(std::move(limits));
+        if (listener_counts_) listener_counts_->grow(cfg_.listeners.size());
+
+        set_log_level(cfg_.log_level);
+        broker_->reconfigure(cfg_.broker);
+        reactor_->set_max_lingering(cfg_.broker.max_connections);
+        reload_security();
+        for (size_t i : added) open_listener(i);   // a failure is logged; the slot stays closed
+
+        if (cfg_.sys_interval_s != old_sys) {
+            sys_.reset();
+            open_sys();
+            log_info("[sys] interval now %u s%s", unsigned(cfg_.sys_interval_s),
+                     cfg_.sys_interval_s == 0 ? " ($SYS off)" : "");
         }
-        if (tls_->any()) {
-            std::vector<std::shared_ptr<net::TlsContext>> contexts;
-            if (load_tls_contexts(cfg_, contexts, errors)) {
-                tls_->set_contexts(std::move(contexts));
-                log_info("reloaded TLS certificates (new connections use them)");
-            } else {
-                report_reload_errors(errors, "TLS certificates", "");
+        if (cfg_.metrics.address != old_metrics.address || cfg_.metrics.port != old_metrics.port) {
+            if (metrics_listener_ >= 0) {
+                reactor_->close_listener(metrics_listener_);
+                metrics_listener_ = -1;
+                if (metrics_) metrics_->close_all();
+                log_info("metrics endpoint on %s:%u closed", old_metrics.address.c_str(), unsigned(old_metrics.port));
             }
+            open_metrics();   // logs where it listens, or why it cannot
         }
+        reload_bridges();
+        log_info("reload done: %zu listener(s), %zu bridge(s)", size_t(std::count(listener_open_.begin(),
+                 listener_open_.end(), true)), cfg_.bridges.size());
+    }
+
+    // A listener the reload removed: no more accepts; its connections get
+    // DISCONNECT "server shutting down" (v5) and are closed.
+    void close_listener_slot(size_t i) {
+        const config::Listener& l = cfg_.listeners[i];
+        reactor_->close_listener(reactor_listener_[i]);
+        listener_open_[i] = false;
+        std::vector<net::ConnId> ids;
+        for (const auto& [id, slot] : listener_of_conn_)
+            if (slot == int(i)) ids.push_back(id);
+        log_info("listener %s:%u removed by the reload: closing its %zu connection(s)", l.address.c_str(),
+                 unsigned(reactor_->bound_port(reactor_listener_[i])), ids.size());
+        for (net::ConnId id : ids) broker_->shut_down_connection(id);
+    }
+
+    void reload_bridges() {
+        if (!bridges_) {
+            if (!cfg_.bridges.empty() && !open_bridges()) log_error("reload: the bridges could not start");
+            return;
+        }
+        std::string err;
+        if (!bridges_->reconfigure(cfg_.bridges, err))
+            log_error("reload of the bridges failed: %s (the running bridges stay)", err.c_str());
+    }
+
+    void open_sys() {
+        if (cfg_.sys_interval_s > 0)
+            sys_ = std::make_unique<SysPublisher>(cfg_.sys_interval_s, sys_started_ms_, log_.get(), cfg_.storage.dir,
+                                                  sync_latency_);
     }
 
     static void report_reload_errors(std::vector<std::string>& errors, const char* what, const std::string& path) {
@@ -586,23 +730,17 @@ private:
         // Without an acl_file the broker skips every ACL check.
         if (auth_files_.acl || any_listener_acl_file()) broker_->set_authorizer(&authorizer_);
         broker_->recover();
-        if (cfg_.sys_interval_s > 0)
-            sys_ = std::make_unique<SysPublisher>(cfg_.sys_interval_s, reactor_->now_ms(), log_.get(),
-                                                  cfg_.storage.dir, sync_latency_);
+        sys_started_ms_ = reactor_->now_ms();
+        open_sys();
         return open_bridges();
     }
 
     // The bridges' local sessions are internal: no credentials, no ACL.
     bool open_bridges() {
         if (cfg_.bridges.empty()) return true;
-        bridge_authn_ = std::make_unique<BridgeAuthenticator>(authenticator_);
-        broker_->set_authenticator(bridge_authn_.get());
-        if (auth_files_.acl || any_listener_acl_file()) {
-            bridge_authz_ = std::make_unique<BridgeAuthorizer>(authorizer_);
-            broker_->set_authorizer(bridge_authz_.get());
-        }
         bridges_ = std::make_unique<BridgeRunner>(cfg_.bridges, *reactor_);
         transport_->bridges = bridges_.get();
+        install_auth_hooks();
         std::string err;
         if (!bridges_->start(*broker_, err)) {
             log_error("%s", err.c_str());
@@ -615,20 +753,34 @@ private:
         std::vector<uint32_t> limits;
         for (const config::Listener& l : cfg_.listeners) limits.push_back(l.max_connections);
         listener_limits_.configure(std::move(limits));
-        for (size_t i = 0; i < cfg_.listeners.size(); ++i) {
-            const config::Listener& l = cfg_.listeners[i];
-            std::string err;
-            if (!reactor_->listen(l.address, l.port, err)) {
-                log_error("listen on %s:%u: %s", l.address.c_str(), unsigned(l.port), err.c_str());
-                return false;
-            }
-            // With port 0 this is the port the kernel chose (tests parse it).
-            bool ws = l.protocol == config::ListenerProtocol::WebSockets;
-            log_info("listening on %s:%u%s%s", l.address.c_str(),
-                     unsigned(reactor_->bound_port(static_cast<int>(i))), l.tls.enabled ? " (TLS)" : "",
-                     ws ? " (WebSockets)" : "");
-        }
+        for (size_t i = 0; i < cfg_.listeners.size(); ++i)
+            if (!open_listener(i)) return false;
         return true;
+    }
+
+    // Listens for slot `i` of cfg_.listeners (at start or added by a reload).
+    bool open_listener(size_t i) {
+        const config::Listener& l = cfg_.listeners[i];
+        listener_open_.resize(cfg_.listeners.size(), false);
+        reactor_listener_.resize(cfg_.listeners.size(), -1);
+        std::string err;
+        if (!reactor_->listen(l.address, l.port, err)) {
+            log_error("listen on %s:%u: %s", l.address.c_str(), unsigned(l.port), err.c_str());
+            return false;
+        }
+        const int r = static_cast<int>(slot_of_reactor_.size());
+        slot_of_reactor_.push_back(static_cast<int>(i));
+        reactor_listener_[i] = r;
+        listener_open_[i] = true;
+        // With port 0 this is the port the kernel chose (tests parse it).
+        bool ws = l.protocol == config::ListenerProtocol::WebSockets;
+        log_info("listening on %s:%u%s%s", l.address.c_str(), unsigned(reactor_->bound_port(r)),
+                 l.tls.enabled ? " (TLS)" : "", ws ? " (WebSockets)" : "");
+        return true;
+    }
+
+    int slot_of_reactor_listener(int r) const {
+        return r >= 0 && size_t(r) < slot_of_reactor_.size() ? slot_of_reactor_[size_t(r)] : -1;
     }
 
     // Group commit: one batch in flight at most; records appended while it
@@ -686,7 +838,7 @@ private:
             switch (info.ssi_signo) {
                 case SIGINT: begin_shutdown("SIGINT"); break;
                 case SIGTERM: begin_shutdown("SIGTERM"); break;
-                case SIGHUP: reload_security(); break;
+                case SIGHUP: reload(); break;
                 default: break;
             }
         }
@@ -725,7 +877,16 @@ private:
         reactor_->stop();
     }
 
-    const config::AppConfig& cfg_;
+    // The running configuration. Its listeners are a table: a reload appends
+    // new ones and leaves a removed one's slot closed (listener_open_), so
+    // the per-listener state of every layer keeps its indices.
+    config::AppConfig cfg_;
+    ConfigLoader loader_;
+    std::vector<bool> listener_open_;
+    std::vector<int> reactor_listener_;            // slot -> reactor listener index
+    std::vector<int> slot_of_reactor_;             // reactor listener index -> slot (-1: metrics)
+    std::unordered_map<net::ConnId, int> listener_of_conn_;   // client connections -> slot
+    uint64_t sys_started_ms_ = 0;
     Notifier notifier_;
     // Declaration order is destruction order reversed: the broker goes first,
     // then what it refers to (persistence, log, transport, reactor).
@@ -787,8 +948,8 @@ private:
 
 }  // namespace
 
-int run_server(const config::AppConfig& cfg) {
-    Server server(cfg);
+int run_server(const config::AppConfig& cfg, ConfigLoader loader) {
+    Server server(cfg, std::move(loader));
     if (!server.start()) return 1;
     server.run();
     return 0;

@@ -120,6 +120,16 @@ void Broker::shutdown() {
     impl_->bury();
 }
 
+void Broker::shut_down_connection(ConnId id) {
+    Connection* c = impl_->conn(id);
+    if (!c) return;
+    if (c->connected && c->version == Version::V5) impl_->send_disconnect(*c, rc::ServerShuttingDown);
+    impl_->drop(*c, /*publish_will=*/false, /*close_transport=*/true);
+    impl_->bury();
+}
+
+void Broker::reconfigure(const Config& cfg) { impl_->cfg = cfg; }
+
 // ---------------------------------------------------------------------------
 
 Connection* Broker::Impl::conn(ConnId id) {

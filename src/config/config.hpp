@@ -21,6 +21,7 @@ struct ListenerTls {
     bool require_client_cert = false;  // needs ca
     bool identity_as_username = false; // needs require_client_cert
     std::string min_version = "1.2";   // "1.2" | "1.3"
+    bool operator==(const ListenerTls&) const = default;
 };
 
 enum class ListenerProtocol : uint8_t { Mqtt, WebSockets };
@@ -43,6 +44,7 @@ struct Listener {
     std::string password_file;
     // Likewise an ACL file of its own, instead of [auth] acl_file.
     std::string acl_file;
+    bool operator==(const Listener&) const = default;
 };
 
 // [auth]
@@ -69,6 +71,7 @@ struct BridgeTopic {
     uint8_t qos = 1;
     std::string local_prefix;
     std::string remote_prefix;
+    bool operator==(const BridgeTopic&) const = default;
 };
 
 struct Bridge {
@@ -90,6 +93,7 @@ struct Bridge {
     std::string when_full = "drop_oldest";   // "drop_oldest" | "drop_new"
     bool queue_qos0 = false;
     std::vector<BridgeTopic> topics;
+    bool operator==(const Bridge&) const = default;
 };
 
 enum class LogLevel : uint8_t { Error, Warn, Info, Debug };

@@ -63,7 +63,8 @@ public:
     virtual const char* name() const = 0;  // "io_uring" or "epoll"
 
     // Binds and listens (SO_REUSEADDR, non-blocking). port 0 picks a free
-    // port; bound_port() tells which. Call before run().
+    // port; bound_port() tells which. Before run() or from a handler
+    // callback (a reload); indices are never reused.
     virtual bool listen(const std::string& address, uint16_t port, std::string& err) = 0;
     virtual uint16_t bound_port(int listener_index) const = 0;
 
@@ -116,6 +117,9 @@ public:
 
     // Stops accepting new connections (listeners closed); existing ones stay.
     virtual void close_listeners() = 0;
+    // Stops accepting on one listener (a reload removed it); its index stays
+    // taken and its connections stay. Unknown or closed index: ignored.
+    virtual void close_listener(int /*listener_index*/) {}
 
     // Runs until stop(). stop() may be called from a handler callback, or
     // from another thread (seen within one tick interval; the loop is not

@@ -35,6 +35,7 @@ public:
     void watch_readable(int fd, std::function<void()> fn) override;
     void fsync_async(int fd, std::function<void(int)> done) override;
     void close_listeners() override;
+    void close_listener(int listener_index) override;
     void run(Handler& h) override;
 
 private:
@@ -91,13 +92,17 @@ void EpollReactor::fsync_async(int fd, std::function<void(int)> done) {
 }
 
 void EpollReactor::close_listeners() {
-    for (auto& l : listeners_) {
-        if (l.fd < 0) continue;
-        epoll_ctl(epfd_, EPOLL_CTL_DEL, l.fd, nullptr);
-        ::close(l.fd);
-        l.fd = -1;
-        l.closing = true;
-    }
+    for (size_t i = 0; i < listeners_.size(); ++i) close_listener(int(i));
+}
+
+void EpollReactor::close_listener(int listener_index) {
+    if (listener_index < 0 || size_t(listener_index) >= listeners_.size()) return;
+    Listener& l = listeners_[size_t(listener_index)];
+    if (l.fd < 0) return;
+    epoll_ctl(epfd_, EPOLL_CTL_DEL, l.fd, nullptr);
+    ::close(l.fd);
+    l.fd = -1;
+    l.closing = true;
 }
 
 void EpollReactor::accept_from(Handler& h, uint32_t index) {

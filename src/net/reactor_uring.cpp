@@ -47,6 +47,7 @@ public:
     void watch_readable(int fd, std::function<void()> fn) override;
     void fsync_async(int fd, std::function<void(int)> done) override;
     void close_listeners() override;
+    void close_listener(int listener_index) override;
     void run(Handler& h) override;
 
 private:
@@ -189,17 +190,21 @@ void UringReactor::fsync_async(int fd, std::function<void(int)> done) {
 }
 
 void UringReactor::close_listeners() {
-    for (uint32_t i = 0; i < listeners_.size(); ++i) {
-        Listener& l = listeners_[i];
-        if (l.fd < 0 || l.closing) continue;
-        l.closing = true;
-        // The pending accept holds the socket open; its final CQE closes the fd.
-        if (accept_armed_[i]) {
-            cancel(make_tag(kAccept, 0, i));
-        } else {
-            ::close(l.fd);
-            l.fd = -1;
-        }
+    for (uint32_t i = 0; i < listeners_.size(); ++i) close_listener(int(i));
+}
+
+void UringReactor::close_listener(int listener_index) {
+    if (listener_index < 0 || size_t(listener_index) >= listeners_.size()) return;
+    const uint32_t i = uint32_t(listener_index);
+    Listener& l = listeners_[i];
+    if (l.fd < 0 || l.closing) return;
+    l.closing = true;
+    // The pending accept holds the socket open; its final CQE closes the fd.
+    if (accept_armed_[i]) {
+        cancel(make_tag(kAccept, 0, i));
+    } else {
+        ::close(l.fd);
+        l.fd = -1;
     }
 }
 

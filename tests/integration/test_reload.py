@@ -1,0 +1,189 @@
+# SIGHUP reloads the configuration file (docs/configuration.md, "Reload"):
+# listeners added and removed, [sys], [metrics] and bridges follow the file
+# while the clients on unchanged listeners keep their connections and their
+# messages; a file with errors changes nothing; keys that need a restart
+# keep their running value. hato only (Mosquitto's reload covers less).
+
+import os
+import signal
+import socket
+import time
+import urllib.request
+
+import pytest
+
+from conftest import TARGET, _free_port
+from paho_client import Client
+
+pytestmark = pytest.mark.skipif(TARGET == "mosquitto", reason="hato's configuration reload")
+
+WAIT = 10.0
+
+
+class Endpoint:
+    def __init__(self, port):
+        self.host = "127.0.0.1"
+        self.port = port
+
+
+def wait_for(cond, what, timeout=WAIT):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def reload(b, extra="", expect="reload done"):
+    """Writes the broker's configuration (its settings plus `extra` TOML),
+    sends SIGHUP and waits for the new `expect` log line."""
+    with open(os.path.join(b.workdir, "broker.conf"), "w") as f:
+        f.write(b._hato_config() + "\n" + extra)
+    before = b.log().count(expect)
+    b.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: b.log().count(expect) > before, f"{expect!r} in the log:\n{b.log()[-2000:]}")
+
+
+def refused(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return False
+    except OSError:
+        return True
+
+
+def listener(port):
+    return f'[[listener]]\naddress = "127.0.0.1"\nport = {port}\n\n'
+
+
+def drain(c, n):
+    return [m.payload for m in c.expect_list(n)]
+
+
+def test_listeners_added_and_removed_under_traffic(broker_factory):
+    b = broker_factory()
+    sub = Client(b, client_id="sub", clean=False)
+    sub.subscribe("r/#", qos=1)
+    pub = Client(b, client_id="pub")
+    sent = []
+
+    def send(n):
+        for _ in range(n):
+            payload = str(len(sent)).encode()
+            pub.publish("r/x", payload, qos=1, wait=False)
+            sent.append(payload)
+
+    send(50)
+    port2 = _free_port()
+    reload(b, listener(port2))
+    send(50)
+    assert f"listening on 127.0.0.1:{port2}" in b.log()
+    c2 = Client(Endpoint(port2), client_id="on-new")
+    c2.publish("r/x", b"from-new", qos=1)
+    sent.append(b"from-new")
+    send(50)
+
+    # Removing it closes its connections and its port; the first listener's stay.
+    reload(b)
+    send(50)
+    c2.wait_disconnect()
+    wait_for(lambda: refused(port2), f"port {port2} refused")
+    got = drain(sub, len(sent))
+    # Every message once, each publisher's in its order.
+    assert sorted(got) == sorted(sent)
+    assert [m for m in got if m != b"from-new"] == [m for m in sent if m != b"from-new"]
+    sub.expect_none(0.3)
+    for c in (sub, pub, c2):
+        c.close()
+
+
+def test_sys_interval_and_metrics_follow_the_file(broker_factory):
+    b = broker_factory({"sys": {"interval": 0}})
+    mon = Client(b, client_id="mon")
+    mon.subscribe("$SYS/broker/uptime", 0)
+    mon.expect_none(1.2)   # $SYS off
+    b.settings["sys"] = {"interval": 1}
+    reload(b)
+    assert mon.expect().topic == "$SYS/broker/uptime"
+
+    port = _free_port()
+    b.settings["metrics"] = {"address": "127.0.0.1", "port": port}
+    reload(b)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        assert resp.status == 200
+        assert b"hato_" in resp.read()
+    del b.settings["metrics"]
+    reload(b)
+    wait_for(lambda: refused(port), "the metrics port closed")
+    # The MQTT client was never disconnected.
+    b.settings["sys"] = {"interval": 0}
+    reload(b)
+    while not mon.messages.empty():
+        mon.messages.get()
+    mon.expect_none(1.5)
+    mon.publish("still/here", b"x", qos=1)
+    mon.close()
+
+
+def bridge(port):
+    return f"""
+[[bridge]]
+name = "site"
+address = "127.0.0.1"
+port = {port}
+client_id = "gw-reload"
+try_private = false
+reconnect_min_ms = 100
+reconnect_max_ms = 400
+
+[[bridge.topic]]
+pattern = "plant/#"
+direction = "out"
+qos = 1
+"""
+
+
+def test_bridge_added_then_removed(broker_factory):
+    up = broker_factory()
+    gw = broker_factory()
+    far = Client(up, client_id="far")
+    far.subscribe("plant/#", qos=1)
+    local = Client(gw, client_id="local")
+    reload(gw, bridge(up.port))
+    wait_for(lambda: "bridge site: connected" in gw.log(), "the bridge to connect")
+    local.publish("plant/1", b"one", qos=1)
+    assert far.expect().payload == b"one"
+
+    reload(gw)
+    assert "bridge site: removed by the reload" in gw.log()
+    local.publish("plant/2", b"queued", qos=1)
+    far.expect_none(0.7)
+    # Back again: the same local session, with what was queued meanwhile.
+    reload(gw, bridge(up.port))
+    assert far.expect().payload == b"queued"
+    for c in (far, local):
+        c.close()
+
+
+def test_broken_configuration_keeps_the_running_one(broker_factory):
+    b = broker_factory()
+    c = Client(b, client_id="stays")
+    c.subscribe("k/#", qos=1)
+    port2 = _free_port()
+    reload(b, listener(port2) + '[limits]\nmax_packet_size = "big"\n', expect="reload refused")
+    assert "broker.conf:" in b.log() and "max_packet_size" in b.log()
+    assert refused(port2)
+    c.publish("k/1", b"after", qos=1)
+    assert c.expect().payload == b"after"
+
+    # A key that needs a restart is named and keeps its running value.
+    b.settings["storage"] = {"dir": os.path.join(b.workdir, "elsewhere")}
+    reload(b, listener(port2))
+    assert "[storage] dir changed, which needs a restart" in b.log()
+    assert not os.path.exists(os.path.join(b.workdir, "elsewhere"))
+    c2 = Client(Endpoint(port2), client_id="new-port")
+    c.publish("k/2", b"still", qos=1)
+    assert c.expect().payload == b"still"
+    for x in (c, c2):
+        x.close()
