@@ -53,6 +53,7 @@ struct Bridge {
     std::string where;
     std::string name;
     std::vector<Note> lines;
+    std::vector<std::pair<std::string, std::string>> raw;   // key, value as written (secrets too)
 };
 
 const std::set<std::string> kBridgeKeys = {
@@ -77,8 +78,8 @@ const std::map<std::string, std::string> kListenerUnmapped = {
     {"psk_file", "hato has no TLS-PSK"},
     {"use_subject_as_username", "hato takes the certificate's CN only (identity_as_username)"},
     {"use_username_as_clientid", "hato keeps the client id the client sends"},
-    {"websockets_headers_size", "hato has no WebSocket listeners yet"},
-    {"websockets_log_level", "hato has no WebSocket listeners yet"},
+    {"websockets_headers_size", "hato bounds the WebSocket upgrade request itself"},
+    {"websockets_log_level", "hato logs WebSocket errors at its [log] level"},
     {"tls_engine", "hato has no TLS engine support"},
     {"tls_engine_kpass_sha1", "hato has no TLS engine support"},
     {"tls_keyform", "hato reads PEM keys only"},
@@ -89,7 +90,6 @@ const std::map<std::string, std::string> kListenerUnmapped = {
 
 // Global options hato has no equivalent for, with the reason.
 const std::map<std::string, std::string> kGlobalUnmapped = {
-    {"sys_interval", "hato publishes no $SYS topics yet"},
     {"auth_plugin", "hato loads no plugins; it reads Mosquitto's password and ACL files itself"},
     {"plugin", "hato loads no plugins; it reads Mosquitto's password and ACL files itself"},
     {"global_plugin", "hato loads no plugins"},
@@ -104,7 +104,7 @@ const std::map<std::string, std::string> kGlobalUnmapped = {
     {"max_inflight_bytes", "hato bounds in-flight messages by count ([limits] max_inflight)"},
     {"connection_messages", "hato logs connections and disconnections at [log] level debug"},
     {"log_facility", "hato writes to stderr; the syslog facility is the service manager's"},
-    {"websockets_log_level", "hato has no WebSocket listeners yet"},
+    {"websockets_log_level", "hato logs WebSocket errors at its [log] level"},
     {"psk_file", "hato has no TLS-PSK"},
     {"allow_duplicate_messages", "hato delivers one copy per matching subscription set as MQTT 5 requires"},
 };
@@ -268,7 +268,7 @@ private:
             return;
         }
         if (k == "connection") {
-            bridges_.push_back({l.where, l.value, {}});
+            bridges_.push_back({l.where, l.value, {}, {}});
             return;
         }
         if (kBridgeKeys.count(k) || k.rfind("bridge_", 0) == 0) {
@@ -277,6 +277,7 @@ private:
                 return;
             }
             bridges_.back().lines.push_back({l.where, shown(l), "", true});
+            bridges_.back().raw.push_back({l.key, l.value});
             return;
         }
         if (k == "port" || k == "bind_address") {
@@ -337,7 +338,7 @@ private:
         static const std::set<std::string> kGlobalMapped = {
             "persistence", "persistence_location", "max_queued_messages", "max_queued_bytes",
             "max_inflight_messages", "message_size_limit", "max_packet_size", "max_keepalive",
-            "retain_available"};
+            "retain_available", "sys_interval"};
         if (kGlobalMapped.count(k)) {
             assign(global_[k], l);
             return;
@@ -372,13 +373,6 @@ private:
 
     // A listener hato can serve, or why not (recorded as unmapped).
     bool servable(Listener& li) {
-        if (li.protocol.set() && li.protocol.value == "websockets") {
-            std::string where = li.protocol.where;
-            li.notes.insert(li.notes.begin(), {where, "protocol websockets",
-                                               "hato has no WebSocket listeners yet; this listener is not converted", true});
-            result_.unmapped.push_back(where + ": protocol: hato has no WebSocket listeners yet");
-            return false;
-        }
         if (auto port = to_int(li.port.set() ? li.port.value : "1883"); !port || *port < 0 || *port > 65535) {
             const std::string where = li.port.set() ? li.port.where : li.where;
             li.notes.insert(li.notes.begin(), {where, (li.is_default ? "port " : "listener ") + li.port.value,
@@ -429,6 +423,12 @@ private:
         }
         out_ << "address = " << quote(address) << "\n";
         out_ << "port = " << (li.port.set() ? li.port.value : "1883") << "\n";
+        if (li.protocol.value == "websockets") {
+            from(li.protocol, "protocol");
+            out_ << "protocol = \"websockets\"\n"
+                    "# Mosquitto accepts the WebSocket upgrade on any path; \"\" does the same\n"
+                    "path = \"\"\n";
+        }
 
         const bool tls = li.certfile.set() || li.keyfile.set();
         if (tls) {
@@ -516,7 +516,172 @@ private:
         emit_storage();
         emit_log();
         emit_auth(all, served, local_only);
+        emit_sys();
         emit_other();
+        emit_bridges();
+    }
+
+    void emit_sys() {
+        const Setting& s = global_["sys_interval"];
+        if (!s.set()) return;
+        out_ << "\n[sys]\n";
+        from(s, "sys_interval");
+        auto v = to_int(s.value);
+        out_ << "interval = " << (v && *v > 0 ? std::min<int64_t>(*v, 86400) : 0) << "\n";
+    }
+
+    // Mosquitto's "connection" blocks as [[bridge]] tables. One that talks
+    // TLS to its remote stays a comment: hato's bridges connect in plain TCP.
+    void emit_bridges() {
+        static const std::set<std::string> kTlsKeys = {
+            "bridge_cafile", "bridge_capath", "bridge_certfile", "bridge_keyfile", "bridge_insecure",
+            "bridge_identity", "bridge_psk", "bridge_tls_version", "bridge_alpn", "bridge_require_ocsp",
+            "bridge_ciphers", "bridge_ciphers_tls1.3"};
+        for (Bridge& b : bridges_) {
+            bool tls = false;
+            for (const auto& [k, v] : b.raw) tls |= kTlsKeys.count(k) != 0;
+            if (tls || b.name.empty()) {
+                std::string why = tls ? "hato's bridges connect without TLS; this bridge is not converted"
+                                      : "a connection without a name; not converted";
+                out_ << "\n# NOT MAPPED " << b.where << ": connection " << b.name << ": " << why << ":\n";
+                result_.unmapped.push_back(b.where + ": connection: " + why + " (" + b.name + ")");
+                for (const Note& n : b.lines) {
+                    out_ << "#   " << n.where << ": " << n.line << describe_topic(n.line) << "\n";
+                    result_.unmapped.push_back(n.where + ": " + n.line.substr(0, n.line.find(' ')) +
+                                               ": part of bridge " + b.name);
+                }
+                continue;
+            }
+            emit_bridge(b);
+        }
+    }
+
+    void emit_bridge(const Bridge& b) {
+        std::ostringstream body, topics;
+        std::string name = b.name;
+        std::replace_if(name.begin(), name.end(), [](char c) { return c == '/' || c == '+' || c == '#'; }, '_');
+        bool have_address = false;
+        for (size_t i = 0; i < b.raw.size(); ++i) {
+            const auto& [k, v] = b.raw[i];
+            const Note& n = b.lines[i];
+            Line l{n.where, k, v, true};
+            auto src = [&] { body << "# " << n.where << ": " << n.line << "\n"; };
+            if (k == "address" || k == "addresses") {
+                std::istringstream words(v);
+                std::string first, more;
+                words >> first;
+                if (have_address || first.empty()) {
+                    bridge_unmapped(body, n, "hato connects a bridge to one address");
+                    continue;
+                }
+                have_address = true;
+                std::string host = first, port = "1883";
+                if (size_t c = first.rfind(':'); c != std::string::npos && first.find(':') == c) {
+                    host = first.substr(0, c);
+                    port = first.substr(c + 1);
+                }
+                src();
+                body << "address = " << quote(host) << "\nport = " << port << "\n";
+                if (words >> more) bridge_unmapped(body, n, "hato connects a bridge to one address; the others are not used");
+            } else if (k == "remote_clientid" || k == "clientid") {
+                src();
+                body << "client_id = " << quote(v) << "\n";
+            } else if (k == "remote_username" || k == "username") {
+                src();
+                body << "username = " << quote(v) << "\n";
+            } else if (k == "remote_password" || k == "password") {
+                bridge_unmapped(body, n, "hato reads the password from a file: write it to the file below and "
+                                         "uncomment password_file");
+                body << "# password_file = " << quote("/etc/hato/bridge-" + name + ".secret") << "\n";
+            } else if (k == "cleansession") {
+                src();
+                body << "clean_start = " << (v == "true" ? "true" : "false") << "\n";
+            } else if (k == "try_private") {
+                src();
+                body << "try_private = " << (v == "false" ? "false" : "true") << "\n";
+            } else if (k == "keepalive_interval") {
+                auto ka = to_int(v);
+                if (!ka || *ka < 0 || *ka > 65535) {
+                    bridge_unmapped(body, n, "not a keep alive in seconds");
+                    continue;
+                }
+                src();
+                body << "keep_alive = " << *ka << "\n";
+            } else if (k == "restart_timeout") {
+                std::istringstream words(v);
+                std::string a, c;
+                words >> a >> c;
+                auto base = to_int(a);
+                auto cap = c.empty() ? base : to_int(c);
+                if (!base || !cap || *base < 1 || *cap < *base) {
+                    bridge_unmapped(body, n, "not a restart timeout in seconds");
+                    continue;
+                }
+                src();
+                body << "# hato backs off from the first value to the second, with jitter, like Mosquitto's\n"
+                        "# two-value form (one value: a fixed delay)\n";
+                body << "reconnect_min_ms = " << *base * 1000 << "\nreconnect_max_ms = " << *cap * 1000 << "\n";
+            } else if (k == "bridge_protocol_version") {
+                if (v != "mqttv311" && v != "mqttv50") {
+                    bridge_unmapped(body, n, "hato's bridges speak MQTT 3.1.1 or 5.0");
+                    continue;
+                }
+                src();
+                body << "protocol = " << quote(v == "mqttv50" ? "mqttv5" : "mqttv311") << "\n";
+            } else if (k == "notifications") {
+                if (v == "false") {
+                    body << "# " << n.where << ": " << n.line << ": hato publishes no bridge notifications\n";
+                    continue;
+                }
+                bridge_unmapped(body, n, "hato publishes no bridge state notifications; the bridge's state is "
+                                         "in the log and in /metrics");
+            } else if (k == "topic") {
+                emit_bridge_topic(topics, body, n, v);
+            } else {
+                bridge_unmapped(body, n, "no hato equivalent for this bridge option");
+            }
+        }
+        out_ << "\n# " << b.where << ": connection " << b.name << "\n[[bridge]]\nname = " << quote(name) << "\n";
+        if (!have_address) {
+            out_ << "# NOT MAPPED " << b.where << ": connection " << b.name << ": no address line\n";
+            result_.unmapped.push_back(b.where + ": connection: no address (" + b.name + ")");
+            out_ << "address = \"\"\n";
+        }
+        out_ << body.str() << topics.str();
+    }
+
+    void bridge_unmapped(std::ostringstream& os, const Note& n, const std::string& why) {
+        os << "# NOT MAPPED " << n.where << ": " << n.line << ": " << why << "\n";
+        result_.unmapped.push_back(n.where + ": " + n.line.substr(0, n.line.find(' ')) + ": " + why);
+    }
+
+    // "topic PATTERN [DIRECTION [QOS [LOCAL [REMOTE]]]]". hato matches a
+    // rule's pattern against the local topic (out) or the remote one (in),
+    // prefixes included; a "both" rule with two different prefixes becomes
+    // an out and an in rule.
+    void emit_bridge_topic(std::ostringstream& os, std::ostringstream& body, const Note& n, const std::string& v) {
+        std::vector<std::string> w;
+        std::istringstream words(v);
+        for (std::string t; words >> t;) w.push_back(t == "\"\"" ? "" : t);
+        std::string pattern = w.size() > 0 ? w[0] : "", dir = w.size() > 1 ? w[1] : "out",
+                    qos = w.size() > 2 ? w[2] : "0", local = w.size() > 3 ? w[3] : "", remote = w.size() > 4 ? w[4] : "";
+        if (pattern.empty() || (dir != "out" && dir != "in" && dir != "both") || (qos != "0" && qos != "1" && qos != "2")) {
+            bridge_unmapped(body, n, pattern.empty() ? "an empty pattern (the prefix is the topic) has no hato equivalent"
+                                                     : "not a topic line hato understands");
+            return;
+        }
+        auto rule = [&](const std::string& d, const std::string& p) {
+            os << "\n# " << n.where << ": " << n.line << "\n[[bridge.topic]]\npattern = " << quote(p)
+               << "\ndirection = " << quote(d) << "\nqos = " << qos << "\n";
+            if (!local.empty()) os << "local_prefix = " << quote(local) << "\n";
+            if (!remote.empty()) os << "remote_prefix = " << quote(remote) << "\n";
+        };
+        if (dir == "both" && local != remote) {
+            rule("out", local + pattern);
+            rule("in", remote + pattern);
+        } else {
+            rule(dir, (dir == "in" ? remote : local) + pattern);
+        }
     }
 
     // The value every served listener gives `field`, if they agree and all set it.
@@ -741,20 +906,9 @@ private:
     }
 
     void emit_other() {
-        const bool any = !notes_["other"].empty() || !bridges_.empty();
-        if (!any) return;
+        if (notes_["other"].empty()) return;
         out_ << "\n# ---- Mosquitto settings without a place above ----\n";
         comments("other");
-        for (Bridge& b : bridges_) {
-            std::string why = "hato has no bridges yet; the connection block, for reference";
-            out_ << "# NOT MAPPED " << b.where << ": connection " << b.name << ": " << why << ":\n";
-            result_.unmapped.push_back(b.where + ": connection: hato has no bridges yet (" + b.name + ")");
-            for (const Note& n : b.lines) {
-                out_ << "#   " << n.where << ": " << n.line << describe_topic(n.line) << "\n";
-                result_.unmapped.push_back(n.where + ": " + n.line.substr(0, n.line.find(' ')) +
-                                           ": part of bridge " + b.name);
-            }
-        }
     }
 
     // "topic PATTERN [DIRECTION [QOS [LOCAL [REMOTE]]]]" spelled out.

@@ -140,7 +140,7 @@ TEST_CASE("migrate: Raspberry Pi tutorial, TLS + passwords + ACL") {
     CHECK(r.unmapped.size() == 2);
 }
 
-TEST_CASE("migrate: a bridge to a cloud broker becomes comments") {
+TEST_CASE("migrate: a bridge over TLS to a cloud broker becomes comments") {
     MigrateResult r = migrate_corpus("bridge");
     config::AppConfig cfg = load(r);
     REQUIRE(cfg.listeners.size() == 1);
@@ -148,11 +148,12 @@ TEST_CASE("migrate: a bridge to a cloud broker becomes comments") {
     CHECK(cfg.auth.allow_anonymous == true);
     CHECK(cfg.broker.max_inflight == 20);
     CHECK(cfg.broker.max_queued_bytes == 10485760);
-    CHECK(has(unmapped_at(r, "mosquitto.conf:9"), "sys_interval"));
-    CHECK(has(unmapped_at(r, "mosquitto.conf:11"), "hato has no bridges yet (cloud)"));
+    CHECK(cfg.sys_interval_s == 10);
+    CHECK(cfg.bridges.empty());
+    CHECK(has(unmapped_at(r, "mosquitto.conf:11"), "hato's bridges connect without TLS; this bridge is not converted (cloud)"));
     for (int line = 12; line <= 25; ++line)  // every option of the block
         CHECK_MESSAGE(has(unmapped_at(r, "mosquitto.conf:" + std::to_string(line)), "part of bridge cloud"), line);
-    CHECK(r.unmapped.size() == 16);
+    CHECK(r.unmapped.size() == 15);
     CHECK(has(r.toml, "mosquitto.conf:19: remote_password ***"));
     CHECK_FALSE(has(r.toml, "s3cret"));
     CHECK(has(r.toml, "(pattern commands/#, direction in, QoS 1, local prefix gateway/, remote prefix site17/gateway/)"));
@@ -162,14 +163,17 @@ TEST_CASE("migrate: a bridge to a cloud broker becomes comments") {
 TEST_CASE("migrate: WebSockets + TLS") {
     MigrateResult r = migrate_corpus("websockets-tls");
     config::AppConfig cfg = load(r);
-    REQUIRE(cfg.listeners.size() == 1);  // the websockets listener is not converted
+    REQUIRE(cfg.listeners.size() == 2);
     CHECK(cfg.listeners[0].port == 8883);
+    CHECK(cfg.listeners[1].port == 8083);
+    CHECK(cfg.listeners[1].protocol == config::ListenerProtocol::WebSockets);
+    CHECK(cfg.listeners[1].path == "");
+    CHECK(cfg.listeners[1].tls.cert == "/etc/mosquitto/certs/server.crt");
     CHECK(cfg.listeners[0].tls.require_client_cert);
     CHECK(cfg.listeners[0].tls.identity_as_username);
     CHECK(cfg.listeners[0].tls.min_version == "1.3");
-    CHECK(has(unmapped_at(r, "mosquitto.conf:16"), "WebSocket"));
     CHECK(has(unmapped_at(r, "mosquitto.conf:19"), "http_dir"));
-    CHECK(r.unmapped.size() == 2);
+    CHECK(r.unmapped.size() == 1);
     CHECK_FALSE(cfg.storage_enabled);  // no `persistence true`
     CHECK(cfg.auth.allow_anonymous == false);
 }
@@ -236,7 +240,10 @@ TEST_CASE("migrate: bridge options attach to the last connection, across listene
         "topic x/# both 0\n"
         "max_qos 1\n");
     config::AppConfig cfg = load(r);
-    CHECK(has(unmapped_at(r, "mosquitto.conf:4"), "part of bridge a"));
+    REQUIRE(cfg.bridges.size() == 1);
+    REQUIRE(cfg.bridges[0].topics.size() == 1);   // the topic line belongs to bridge a
+    CHECK(cfg.bridges[0].topics[0].direction == "both");
+    CHECK(cfg.bridges[0].topics[0].qos == 0);
     CHECK(cfg.broker.maximum_qos == 1);  // the listener's, mapped (one listener)
     MigrateResult bad_port = migrate("listener\nlistener 70000\nlistener 0 /run/mqtt.sock\n");
     CHECK(load(bad_port).listeners.size() == 1);  // none converted: hato's default
@@ -318,4 +325,35 @@ TEST_CASE("migrate: TLS options hato cannot honour are NOT MAPPED") {
     CHECK(has(unmapped_at(r, "mosquitto.conf:6"), "require_certificate"));
     CHECK(has(unmapped_at(r, "mosquitto.conf:7"), "cipher"));
     CHECK(has(unmapped_at(r, "mosquitto.conf:9"), "without certfile"));
+}
+
+TEST_CASE("migrate: a plain bridge becomes [[bridge]] with its topic rules") {
+    MigrateResult r = migrate_corpus("bridge-plain");
+    config::AppConfig cfg = load(r);
+    CHECK(cfg.sys_interval_s == 30);
+    REQUIRE(cfg.bridges.size() == 1);
+    const config::Bridge& b = cfg.bridges[0];
+    CHECK(b.name == "site");
+    CHECK(b.address == "10.20.0.5");
+    CHECK(b.port == 1884);
+    CHECK(b.client_id == "gateway-17");
+    CHECK(b.username == "gateway-17");
+    CHECK(b.password_file.empty());   // a secret is never written into hato.toml
+    CHECK_FALSE(has(r.toml, "s3cret"));
+    CHECK(has(unmapped_at(r, "mosquitto.conf:10"), "password"));
+    CHECK_FALSE(b.clean_start);
+    CHECK_FALSE(b.try_private);
+    CHECK(b.keep_alive == 30);
+    CHECK(b.reconnect_min_ms == 5000);
+    CHECK(b.reconnect_max_ms == 60000);
+    CHECK(b.protocol == "mqttv5");
+    CHECK(has(unmapped_at(r, "mosquitto.conf:16"), "notifications"));
+    REQUIRE(b.topics.size() == 4);
+    // out: the local topic is matched; in: the remote one (prefixes included)
+    CHECK(b.topics[0] == config::BridgeTopic{"sensors/#", "out", 1, "", "site17/"});
+    CHECK(b.topics[1] == config::BridgeTopic{"site17/gateway/commands/#", "in", 2, "gateway/", "site17/gateway/"});
+    // both with two different prefixes: one rule each way
+    CHECK(b.topics[2] == config::BridgeTopic{"local/sync/#", "out", 1, "local/", "remote/"});
+    CHECK(b.topics[3] == config::BridgeTopic{"remote/sync/#", "in", 1, "local/", "remote/"});
+    CHECK(r.unmapped.size() == 2);
 }
