@@ -5,6 +5,12 @@
 # installed files, the hato user, the configuration (hato --check-config) and
 # the unit (systemd-analyze verify), starts the installed broker as the hato
 # user for a publish/subscribe round trip, then purges the package.
+# Installing over what is there: before the install, the packaged binary is
+# run from the .deb as root on /var/lib/hato (README's source run) and leaves
+# a retained message; the package must take the directory over and serve it.
+# Then an upgrade to the same package with a higher version (repacked, not
+# rebuilt) under a dpkg-statoverride, a remove that keeps config and data,
+# and the purge that deletes them.
 # --arm64 also cross-builds the arm64 package, runs its unit tests under qemu
 # and puts back the amd64 -dev packages (build-deb.sh does the swap back).
 # Installs everything it uses. Ends with "N passed, N failed".
@@ -34,13 +40,74 @@ apt-get install -y -q --no-install-recommends lintian man-db systemd mosquitto-c
 # lintian refuses nothing as root, but says so; errors fail the check.
 check "lintian: no errors" lintian --fail-on error --tag-display-limit 0 "$deb"
 
+# --- a broker run from source as root, before the package ---------------
+unpacked=$(mktemp -d)
+dpkg-deb -x "$deb" "$unpacked"
+wait_port() {  # wait_port PORT: up to 5 s for a broker to accept MQTT
+  for _ in $(seq 50); do
+    mosquitto_pub -h 127.0.0.1 -p "$1" -t probe -m x >/dev/null 2>&1 && return 0; sleep 0.1
+  done
+  return 1
+}
+# run_on_state USER BINARY: the broker on /var/lib/hato (built-in defaults:
+# 127.0.0.1, anonymous on loopback) on a free port: sets pid and port.
+run_on_state() {
+  port=$(( 20000 + RANDOM % 20000 ))
+  runuser -u "$1" -- "$2" --data /var/lib/hato --port "$port" > /tmp/hato-state.log 2>&1 &
+  pid=$!
+}
+source_run() {
+  local pid port
+  rm -rf /var/lib/hato
+  run_on_state root "$unpacked/usr/sbin/hato"
+  wait_port "$port" && mosquitto_pub -h 127.0.0.1 -p "$port" -t pkg/before -m kept -q 1 -r
+  kill "$pid"; wait "$pid" 2>/dev/null
+  if [ "$(stat -c %U /var/lib/hato)" != root ] || [ -z "$(ls -A /var/lib/hato)" ]; then
+    cat /tmp/hato-state.log; return 1
+  fi
+}
+# serves_state TOPIC...: the installed hato, as user hato, on /var/lib/hato
+# serves each TOPIC's retained message (nothing lost).
+serves_state() {
+  local pid port t out rc=0
+  run_on_state hato /usr/sbin/hato
+  wait_port "$port" || rc=1
+  for t in "$@"; do
+    out=$(timeout 5 mosquitto_sub -h 127.0.0.1 -p "$port" -t "$t" -C 1 -W 4 2>/dev/null)
+    [ -n "$out" ] || { echo "no retained message on $t"; rc=1; }
+  done
+  kill "$pid"; wait "$pid" 2>/dev/null
+  [ "$rc" = 0 ] || cat /tmp/hato-state.log
+  return "$rc"
+}
+retain() {  # retain TOPIC: as user hato on /var/lib/hato, publish a retained QoS 1 message
+  local pid port rc
+  run_on_state hato /usr/sbin/hato
+  wait_port "$port" && mosquitto_pub -h 127.0.0.1 -p "$port" -t "$1" -m kept -q 1 -r; rc=$?
+  kill "$pid"; wait "$pid" 2>/dev/null
+  return "$rc"
+}
+have_clients=0
+command -v mosquitto_pub >/dev/null && have_clients=1
+# The package's service must not hold the state directory while these run.
+stop_service() { systemctl stop hato >/dev/null 2>&1 || true; }
+if [ $have_clients = 1 ]; then
+  check "a source run as root leaves a store in /var/lib/hato" source_run
+fi
+
 check "install the package" apt-get install -y -q "./$deb"
+stop_service
 check "/usr/sbin/hato is installed" test -x /usr/sbin/hato
 check "/etc/hato/hato.toml is a conffile" grep -qx /etc/hato/hato.toml /var/lib/dpkg/info/hato.conffiles
 check "hato.service is installed" test -f /lib/systemd/system/hato.service
 check "man pages hato(8) and hato.toml(5)" test -f /usr/share/man/man8/hato.8.gz -a -f /usr/share/man/man5/hato.toml.5.gz
 check "system user hato" sh -c 'getent passwd hato | grep -q ":/var/lib/hato:"'
 check "/var/lib/hato owned by hato" sh -c '[ "$(stat -c %U:%G /var/lib/hato)" = hato:hato ]'
+check "every file in /var/lib/hato owned by hato" \
+  sh -c '[ -z "$(find /var/lib/hato \( ! -user hato -o ! -group hato \) -print -quit)" ]'
+if [ $have_clients = 1 ]; then
+  check "the installed hato serves the source run's store" serves_state pkg/before
+fi
 if [ -e build/src/auth/hato-passwd ] || grep -rqs "hato-passwd" src/*/meson.build; then
   check "/usr/bin/hato-passwd is installed" test -x /usr/bin/hato-passwd
 fi
@@ -90,6 +157,36 @@ smoke() {
 if command -v mosquitto_pub >/dev/null; then
   check "installed hato serves a retained QoS 1 message as user hato" smoke
 fi
+
+# --- upgrade, remove ----------------------------------------------------------
+upgrade_deb=/tmp/hato_${version}+ciupgrade1_amd64.deb
+repack_higher() {  # the same package, version +ciupgrade1: an upgrade without a rebuild
+  local d
+  d=$(mktemp -d)
+  dpkg-deb -R "$deb" "$d/pkg" && sed -i "s/^Version: .*/Version: ${version}+ciupgrade1/" "$d/pkg/DEBIAN/control" \
+    && dpkg-deb -b "$d/pkg" "$upgrade_deb" >/dev/null
+  local rc=$?; rm -rf "$d"; return "$rc"
+}
+if [ $have_clients = 1 ]; then
+  check "a retained message written by the packaged broker" retain pkg/v1
+fi
+check "repack $deb with a higher version" repack_higher
+# An admin's statoverride on the state directory survives the upgrade.
+dpkg-statoverride --remove /var/lib/hato >/dev/null 2>&1
+dpkg-statoverride --add root hato 0770 /var/lib/hato
+check "upgrade to ${version}+ciupgrade1" apt-get install -y -q "$upgrade_deb"
+stop_service
+check "the upgrade is installed" sh -c "dpkg-query -W -f='\${Version}' hato | grep -qx '${version}+ciupgrade1'"
+check "the upgrade applies the statoverride (root:hato 770)" \
+  sh -c '[ "$(stat -c %U:%G:%a /var/lib/hato)" = root:hato:770 ]'
+if [ $have_clients = 1 ]; then
+  check "after the upgrade nothing is lost" serves_state pkg/before pkg/v1
+fi
+dpkg-statoverride --remove /var/lib/hato
+check "remove the package" apt-get remove -y -q hato
+check "remove keeps /etc/hato/hato.toml and the store" \
+  sh -c '[ -f /etc/hato/hato.toml ] && [ -n "$(ls -A /var/lib/hato)" ]'
+rm -rf "$unpacked" "$upgrade_deb"
 
 check "purge the package" apt-get purge -y -q hato
 check "purge removed /var/lib/hato and /etc/hato" sh -c '[ ! -e /var/lib/hato ] && [ ! -e /etc/hato ]'
