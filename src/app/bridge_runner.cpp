@@ -236,7 +236,8 @@ bool BridgeRunner::reconfigure(const std::vector<config::Bridge>& cfgs, std::str
         if (e.retired) continue;
         auto it = std::find_if(cfgs.begin(), cfgs.end(), [&](const config::Bridge& c) { return c.name == e.cfg.name; });
         if (it != cfgs.end() && *it == e.cfg) continue;
-        log_info("bridge %s: %s by the reload", e.cfg.name.c_str(), it == cfgs.end() ? "removed" : "changed, reconnecting");
+        log_info("bridge %s: %s", e.cfg.name.c_str(),
+                 it == cfgs.end() ? "removed by the reload" : "changed by the reload, reconnecting");
         retire(e);
     }
     for (size_t i = 0; i < cfgs.size(); ++i) {

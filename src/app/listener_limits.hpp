@@ -38,7 +38,8 @@ public:
     void closed(net::ConnId id) {
         auto it = listener_of_.find(id);
         if (it == listener_of_.end()) return;
-        --open_[size_t(it->second)];
+        // A reload may have restarted this listener's count since it opened.
+        if (open_[size_t(it->second)] > 0) --open_[size_t(it->second)];
         listener_of_.erase(it);
     }
     uint32_t open(int index) const { return limited(index) ? open_[size_t(index)] : 0; }

@@ -126,7 +126,7 @@ def test_sys_interval_and_metrics_follow_the_file(broker_factory):
     mon.close()
 
 
-def bridge(port):
+def bridge(port, remote_prefix=""):
     return f"""
 [[bridge]]
 name = "site"
@@ -141,14 +141,15 @@ reconnect_max_ms = 400
 pattern = "plant/#"
 direction = "out"
 qos = 1
+remote_prefix = "{remote_prefix}"
 """
 
 
-def test_bridge_added_then_removed(broker_factory):
+def test_bridge_added_removed_and_changed(broker_factory):
     up = broker_factory()
     gw = broker_factory()
     far = Client(up, client_id="far")
-    far.subscribe("plant/#", qos=1)
+    far.subscribe("#", qos=1)
     local = Client(gw, client_id="local")
     reload(gw, bridge(up.port))
     wait_for(lambda: "bridge site: connected" in gw.log(), "the bridge to connect")
@@ -162,6 +163,13 @@ def test_bridge_added_then_removed(broker_factory):
     # Back again: the same local session, with what was queued meanwhile.
     reload(gw, bridge(up.port))
     assert far.expect().payload == b"queued"
+    # Changed: it reconnects on the same local session; what is published
+    # meanwhile waits in its queue and leaves under the new rule.
+    reload(gw, bridge(up.port, remote_prefix="site/"))
+    assert "bridge site: changed by the reload, reconnecting" in gw.log()
+    local.publish("plant/3", b"renamed", qos=1)
+    m = far.expect()
+    assert (m.topic, m.payload) == ("site/plant/3", b"renamed")
     for c in (far, local):
         c.close()
 
@@ -187,3 +195,25 @@ def test_broken_configuration_keeps_the_running_one(broker_factory):
     assert c.expect().payload == b"still"
     for x in (c, c2):
         x.close()
+
+
+def test_limits_and_sparkplug_follow_the_file(broker_factory):
+    b = broker_factory()
+    c = Client(b, client_id="big")
+    c.publish("t/1", b"x" * 5000, qos=1)   # under the default max_packet_size
+    late = Client(b, client_id="late")
+    late.subscribe("$sparkplug/certificates/#", 1)
+    c.publish("spBv1.0/g/NBIRTH/n1", b"birth-1", qos=0)
+    late.expect_none(0.5)   # not Sparkplug aware yet
+
+    b.settings["sparkplug"] = {"aware": True}
+    b.settings["limits"] = {"max_packet_size": 1000}
+    reload(b)
+    c.publish("spBv1.0/g/NBIRTH/n1", b"birth-2", qos=0)
+    m = late.expect()
+    assert (m.topic, m.payload) == ("$sparkplug/certificates/spBv1.0/g/NBIRTH/n1", b"birth-2")
+    # The new limit applies to connected clients: a larger packet closes the connection.
+    c.paho.publish("t/2", b"x" * 5000, qos=1)
+    c.wait_disconnect()
+    late.publish("t/3", b"small", qos=1)
+    late.close()
