@@ -645,7 +645,14 @@ private:
         broker_->reconfigure(cfg_.broker);
         reactor_->set_max_lingering(cfg_.broker.max_connections);
         reload_security();
-        for (size_t i : added) open_listener(i);   // a failure is logged; the slot stays closed
+        for (size_t i : added) {
+            if (!open_listener(i)) continue;   // logged; the slot stays closed
+            const config::Listener& l = cfg_.listeners[i];
+            if (config::anonymous_allowed(cfg_, i) && !config::is_loopback_address(l.address))
+                log_warn("anonymous access is open on %s:%u, which is not a loopback address "
+                         "(set [auth] allow_anonymous = false and a password_file)",
+                         l.address.c_str(), unsigned(l.port));
+        }
 
         if (cfg_.sys_interval_s != old_sys) {
             sys_.reset();
