@@ -36,3 +36,26 @@ TEST_CASE("restart-only keys keep their running value and are named") {
     CHECK(next.event_backend == running.event_backend);
     CHECK(next.sys_interval_s == 3);
 }
+
+#include "app/listener_limits.hpp"
+
+TEST_CASE("a reload keeps the open counts of listeners that keep a limit") {
+    app::ListenerLimits limits;
+    limits.configure({2, 0});
+    limits.opened(1, 0);
+    limits.opened(2, 0);
+    CHECK(limits.full(0));
+    limits.reconfigure({3, 1, 1});   // a third listener added
+    CHECK(limits.open(0) == 2);
+    CHECK_FALSE(limits.full(0));
+    limits.opened(3, 2);
+    CHECK(limits.full(2));
+    // Off and on again: the count restarts, and closes of older connections
+    // do not take it below zero.
+    limits.reconfigure({0, 1, 1});
+    limits.reconfigure({5, 1, 1});
+    CHECK(limits.open(0) == 0);
+    limits.closed(1);
+    limits.closed(2);
+    CHECK(limits.open(0) == 0);
+}
