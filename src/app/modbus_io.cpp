@@ -345,11 +345,10 @@ void Driver::fail(const std::string& why, uint64_t now) {
 
 void Driver::connected(uint64_t now) {
     d_.state = ModbusIo::Device::State::Ready;
-    // The next slot of the fixed schedule: the time spent down is no overrun.
-    if (d_.next_poll_us < now) {
-        const uint64_t k = (now - d_.base_us + d_.interval_us - 1) / d_.interval_us;
-        d_.next_poll_us = d_.base_us + k * d_.interval_us;
-    }
+    // A (re)connected device is polled at once, and the schedule starts
+    // afresh from there: the time spent down is no overrun.
+    d_.base_us = now;
+    d_.next_poll_us = now;
 }
 
 void Driver::open(uint64_t now) {

@@ -90,7 +90,7 @@ async def main():
         await server.serving
     else:
         server = await StartAsyncSerialServer(context=context, framer=ModbusRtuFramer, port=sys.argv[2],
-                                              baudrate=19200, bytesize=8, parity="E", stopbits=1,
+                                              baudrate=19200, bytesize=8, parity="N", stopbits=1,
                                               defer_start=True)
         await server.start()
     print("ready", flush=True)
