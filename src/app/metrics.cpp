@@ -239,7 +239,7 @@ std::string render_prometheus(const StatusData& d) {
              [](const ModbusStatus& m) { return num(m.requests); }},
             {"hato_modbus_errors_total", "counter", "Timeouts, exceptions and lost connections, by Modbus device.",
              [](const ModbusStatus& m) { return num(m.errors); }},
-            {"hato_modbus_request_seconds_sum", "counter", "Time from request to answer, summed over the requests.",
+            {"hato_modbus_request_seconds_total", "counter", "Time from request to answer, summed over the answered requests.",
              [](const ModbusStatus& m) { return num(m.latency_sum_s); }},
             {"hato_modbus_request_seconds_max", "gauge", "The slowest answer since start.",
              [](const ModbusStatus& m) { return num(m.latency_max_s); }},
