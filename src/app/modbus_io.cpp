@@ -164,6 +164,7 @@ struct ModbusIo::Device {
 
     std::deque<WriteJob> writes;
     size_t readback = kNone;
+    bool poll_on_connect = true;    // first connect, or after a fault
 };
 
 ModbusIo::ModbusIo(std::vector<DeviceSpec> devices) {
@@ -241,6 +242,7 @@ public:
 
     void fail(const std::string& why, uint64_t now);
     void connected(uint64_t now);
+    void reopen_quietly(uint64_t now);
     void open(uint64_t now);
     void service(uint64_t now, uint64_t& wake);
     void on_ready(short revents, uint64_t now);
@@ -336,6 +338,7 @@ void Driver::fail(const std::string& why, uint64_t now) {
     d_.tx_off = 0;
     d_.rx.clear();
     d_.next_connect_us = now + d_.backoff.next_delay_ms() * 1000;
+    d_.poll_on_connect = true;
     ModbusEvent e;
     e.device = d_.index;
     e.type = ModbusEvent::Type::Fault;
@@ -345,10 +348,20 @@ void Driver::fail(const std::string& why, uint64_t now) {
 
 void Driver::connected(uint64_t now) {
     d_.state = ModbusIo::Device::State::Ready;
-    // A (re)connected device is polled at once, and the schedule starts
-    // afresh from there: the time spent down is no overrun.
+    if (!d_.poll_on_connect) return;   // an idle connection the device closed: same schedule
+    // A device connected after a fault is polled at once, and the schedule
+    // starts afresh from there: the time spent down is no overrun.
+    d_.poll_on_connect = false;
     d_.base_us = now;
     d_.next_poll_us = now;
+}
+
+void Driver::reopen_quietly(uint64_t now) {
+    ::close(d_.fd);
+    d_.fd = -1;
+    d_.state = ModbusIo::Device::State::Down;
+    d_.rx.clear();
+    d_.next_connect_us = now + 100000;   // a device that closes every connection at once is not spun on
 }
 
 void Driver::open(uint64_t now) {
@@ -485,6 +498,9 @@ void Driver::on_ready(short revents, uint64_t now) {
             continue;
         }
         if (n == 0) {
+            // Many devices close a connection idle for a while: not a
+            // fault unless an answer was due.
+            if (d_.tcp && !d_.busy) return reopen_quietly(now);
             if (d_.tcp) return fail("the device closed the connection", now);
             break;
         }
