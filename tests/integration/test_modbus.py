@@ -417,3 +417,24 @@ def test_retained_value_survives_kill9(env):
     late.subscribe("plant/keep/a", 1)
     m = late.expect()
     assert m.retain and value(m.payload) == 4242
+
+
+def test_exception_answers(env):
+    # The simulator has 2000 registers: address 3000 is answered with
+    # exception 02. Only that read's point goes bad; a write there is
+    # answered with the exception.
+    points = ['name = "ok"\nkind = "holding"\naddress = 0',
+              'name = "missing"\nkind = "holding"\naddress = 3000\nwritable = true']
+    b, sim = env(device("exc", points, interval=100))
+    c = Client(b, "t-exc")
+    c.subscribe("plant/exc/#", 1)
+    got = collect(c, ["plant/exc/ok", "plant/exc/missing", "plant/exc/$status"])
+    assert value(got["plant/exc/ok"]) == 0
+    assert json.loads(got["plant/exc/missing"])["quality"] == "bad"
+    assert got["plant/exc/$status"] == "offline: Modbus exception 02 (illegal data address)"
+    time.sleep(0.5)
+    assert drain(c, 0.1) == []                 # once per episode, not per poll
+    c.publish("plant/exc/missing/set", "1", qos=1)
+    got = collect(c, ["plant/exc/missing/set/result"])
+    assert json.loads(got["plant/exc/missing/set/result"]) == {
+        "ok": False, "error": "Modbus exception 02 (illegal data address)"}
