@@ -1,5 +1,7 @@
 #include "app/modbus_runner.hpp"
 
+#include <cstdio>
+
 #include "app/log.hpp"
 
 namespace hato::app {
@@ -220,6 +222,28 @@ std::vector<ModbusStatus> ModbusRunner::status() const {
         out.push_back(std::move(m));
     }
     return out;
+}
+
+void ModbusRunner::publish_sys(uint64_t now_ms, uint32_t interval_s) {
+    if (!broker_ || stopping_ || interval_s == 0 || devices_.empty()) return;
+    if (sys_published_ && now_ms - sys_last_ms_ < uint64_t(interval_s) * 1000) return;
+    sys_published_ = true;
+    sys_last_ms_ = now_ms;
+    auto put = [&](const std::string& topic, const std::string& value) {
+        const auto* bytes = reinterpret_cast<const uint8_t*>(value.data());
+        broker_->publish_internal(topic, {bytes, value.size()}, /*retain=*/true);
+    };
+    for (const ModbusStatus& m : status()) {
+        const std::string base = "$SYS/broker/hato/modbus/" + m.device + "/";
+        put(base + "online", m.online ? "1" : "0");
+        put(base + "polls", std::to_string(m.polls));
+        put(base + "polls/skipped", std::to_string(m.skipped));
+        put(base + "requests", std::to_string(m.requests));
+        put(base + "errors", std::to_string(m.errors));
+        char avg[32];
+        snprintf(avg, sizeof avg, "%.2f", m.requests ? m.latency_sum_s * 1000.0 / double(m.requests) : 0.0);
+        put(base + "latency_ms/avg", avg);
+    }
 }
 
 }  // namespace hato::app

@@ -36,6 +36,9 @@ public:
     void on_client_publish(std::string_view topic, std::span<const uint8_t> payload) override;
 
     std::vector<ModbusStatus> status() const;
+    // $SYS/broker/hato/modbus/<device>/...: the status() counters, like the
+    // other $SYS topics (memory only), every `interval_s` (0: never).
+    void publish_sys(uint64_t now_ms, uint32_t interval_s);
 
 private:
     struct Point {
@@ -72,6 +75,8 @@ private:
     uint64_t next_token_ = 1;
     std::vector<ModbusEvent> events_;
     bool stopping_ = false;
+    uint64_t sys_last_ms_ = 0;
+    bool sys_published_ = false;
 };
 
 }  // namespace hato::app

@@ -222,6 +222,7 @@ public:
         if (log_persistence_ && !stopping_) log_persistence_->maintenance(kCompactionBudget, kIdleCompactionBytes);
         report_store_refusals(now_ms);   // what the last second suppressed
         if (sys_ && !stopping_) sys_->on_tick(now_ms, *broker_);
+        if (modbus_) modbus_->publish_sys(now_ms, cfg_.sys_interval_s);
         maybe_finish_shutdown(now_ms);
     }
 

@@ -342,7 +342,7 @@ def test_slow_device_overruns_are_counted(env):
     port = _free_port()
     b, sim = env(device("slow", ['name = "a"\nkind = "holding"\naddress = 0'], interval=100,
                         timeout=2000),
-                 settings={"metrics": {"port": port}})
+                 settings={"metrics": {"port": port}, "sys": {"interval": 1}})
     sim.cmd("delay 250")
     time.sleep(1.5)
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
@@ -354,6 +354,12 @@ def test_slow_device_overruns_are_counted(env):
     assert vals["hato_modbus_polls_total"] >= 3
     assert vals["hato_modbus_request_seconds_max"] >= 0.2
     assert vals["hato_modbus_online"] == 1
+    # The same counters in $SYS.
+    c = Client(b, "t-sys")
+    c.subscribe("$SYS/broker/hato/modbus/slow/#", 0)
+    got = collect(c, ["$SYS/broker/hato/modbus/slow/polls/skipped", "$SYS/broker/hato/modbus/slow/online"])
+    assert int(got["$SYS/broker/hato/modbus/slow/polls/skipped"]) >= 2
+    assert got["$SYS/broker/hato/modbus/slow/online"] == "1"
 
 
 def test_rtu_over_a_pseudo_terminal(env, tmp_path):
