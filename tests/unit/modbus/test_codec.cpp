@@ -150,3 +150,33 @@ TEST_CASE("RTU response: bits, CRC, unit, exception, write echo") {
     w.registers = {4};
     CHECK(decode_rtu(echo, w, 1, r).status == Status::Error);
 }
+
+TEST_CASE("arbitrary bytes: never more consumed than given, errors say why") {
+    // What a broken device or a noisy line may send.
+    uint64_t x = 0x9E3779B97F4A7C15ull;
+    auto next = [&] {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        return x;
+    };
+    const Request reqs[] = {read(fn::ReadCoils, 0, 13), read(fn::ReadHoldingRegisters, 0, 125),
+                            read(fn::ReadInputRegisters, 7, 2)};
+    Response r;
+    for (int i = 0; i < 20000; ++i) {
+        Bytes in(next() % 300);
+        for (auto& b : in) b = uint8_t(next());
+        if (!in.empty() && (i & 1)) in[0] = 1;   // RTU: the right unit now and then
+        for (const Request& req : reqs) {
+            Decoded t = decode_tcp(in, req, r);
+            if (t.status == Status::Consumed) CHECK(t.used <= in.size());
+            if (t.status == Status::Error) CHECK(!t.error.empty());
+            Decoded u = decode_rtu(in, req, 1, r);
+            if (u.status == Status::Consumed) {
+                CHECK(u.used <= in.size());
+                CHECK((r.exception != 0 || r.registers.size() == req.count || r.bits.size() == req.count));
+            }
+            if (u.status == Status::Error) CHECK(!u.error.empty());
+        }
+    }
+}
