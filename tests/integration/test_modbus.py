@@ -20,7 +20,7 @@ from conftest import TARGET, Broker, _free_port
 from paho_client import Client
 
 pytestmark = pytest.mark.skipif(TARGET == "mosquitto", reason="hato's [[modbus]] configuration")
-pytest.importorskip("pymodbus")
+pytest.importorskip("pymodbus.server")   # the serial server needs python3-serial-asyncio
 
 SIM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "modbus_sim.py")
 
