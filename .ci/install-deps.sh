@@ -14,6 +14,9 @@ if [ "$mode" = test ]; then
   # promtool (checks /metrics); headless chromium (status page screenshot, and
   # tests/js/browser.test.mjs: MQTT over WebSockets from a real browser)
   pkgs+=(prometheus chromium)
+  # the simulated PLC of tests/integration/test_modbus.py (its serial server
+  # needs python3-serial-asyncio), and the pseudo-terminal pair for RTU
+  pkgs+=(python3-pymodbus python3-serial-asyncio socat)
 fi
 
 missing=()

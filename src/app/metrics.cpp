@@ -220,6 +220,36 @@ std::string render_prometheus(const StatusData& d) {
     if (d.loop_pass)
         e.histogram("hato_loop_pass_seconds",
                     "Busy time of one event loop pass (first event handled to the end of the pass).", *d.loop_pass);
+    if (!d.modbus.empty()) {
+        struct Family {
+            const char* name;
+            const char* type;
+            const char* help;
+            std::string (*value)(const ModbusStatus&);
+        };
+        static const Family families[] = {
+            {"hato_modbus_online", "gauge", "1 while the Modbus device answers its polls.",
+             [](const ModbusStatus& m) { return std::string(m.online ? "1" : "0"); }},
+            {"hato_modbus_polls_total", "counter", "Poll cycles started, by Modbus device.",
+             [](const ModbusStatus& m) { return num(m.polls); }},
+            {"hato_modbus_skipped_polls_total", "counter",
+             "Polls skipped because the previous one still ran (device slower than poll_interval_ms).",
+             [](const ModbusStatus& m) { return num(m.skipped); }},
+            {"hato_modbus_requests_total", "counter", "Modbus requests answered, by device.",
+             [](const ModbusStatus& m) { return num(m.requests); }},
+            {"hato_modbus_errors_total", "counter", "Timeouts, exceptions and lost connections, by Modbus device.",
+             [](const ModbusStatus& m) { return num(m.errors); }},
+            {"hato_modbus_request_seconds_total", "counter", "Time from request to answer, summed over the answered requests.",
+             [](const ModbusStatus& m) { return num(m.latency_sum_s); }},
+            {"hato_modbus_request_seconds_max", "gauge", "The slowest answer since start.",
+             [](const ModbusStatus& m) { return num(m.latency_max_s); }},
+        };
+        for (const Family& f : families) {
+            e.family(f.name, f.type, f.help);
+            for (const ModbusStatus& m : d.modbus)
+                e.sample(f.name, "device=\"" + label_escape(m.device) + "\"", f.value(m));
+        }
+    }
     return e.take();
 }
 

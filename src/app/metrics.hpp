@@ -62,6 +62,14 @@ struct ListenerStatus {
     uint64_t accepted = 0;      // connections accepted since start
 };
 
+// A [[modbus]] device's counters and state.
+struct ModbusStatus {
+    std::string device;
+    bool online = false;
+    uint64_t polls = 0, skipped = 0, requests = 0, errors = 0;
+    double latency_sum_s = 0, latency_max_s = 0;
+};
+
 // Everything the endpoint reports, gathered by the wiring per request.
 struct StatusData {
     std::string version;
@@ -86,6 +94,7 @@ struct StatusData {
     double messages_out_per_s = 0;
     const Histogram* sync_latency = nullptr;  // null without storage
     const Histogram* loop_pass = nullptr;
+    std::vector<ModbusStatus> modbus;
 };
 
 // Renderers, pure (unit-testable).

@@ -16,6 +16,7 @@ std::vector<std::string> keep_restart_only(const config::AppConfig& running, con
     keep("[storage] max_bytes", next.storage.max_bytes, running.storage.max_bytes);
     keep("[storage] sync", next.storage.sync, running.storage.sync);
     keep("[storage] sync_interval_ms", next.sync_interval_ms, running.sync_interval_ms);
+    keep("[[modbus]]", next.modbus, running.modbus);   // the device thread is built once
     keep("[auth] hash_workers", next.auth.hash_workers, running.auth.hash_workers);
     return names;
 }

@@ -13,6 +13,7 @@
 #include <unordered_set>
 
 #include "app/bridge_runner.hpp"
+#include "app/modbus_runner.hpp"
 #include "app/listener_limits.hpp"
 #include "app/log.hpp"
 #include "app/metrics.hpp"
@@ -232,11 +233,13 @@ public:
         if (log_persistence_ && !stopping_) log_persistence_->maintenance(kCompactionBudget, kIdleCompactionBytes);
         report_store_refusals(now_ms);   // what the last second suppressed
         if (sys_ && !stopping_) sys_->on_tick(now_ms, *broker_);
+        if (modbus_) modbus_->publish_sys(now_ms, cfg_.sys_interval_s);
         maybe_finish_shutdown(now_ms);
     }
 
     void on_pass_end() override {
         if (bridges_) bridges_->flush();   // their acknowledgements join this pass's commit
+        if (modbus_) modbus_->flush();
         broker_->on_pass_end();
         // Paced to this pass's appends; before the sync, so copies ride along.
         if (log_persistence_ && !stopping_) log_persistence_->maintenance(0);
@@ -315,6 +318,7 @@ private:
             d.sync_latency = &sync_latency_;
         }
         d.messages_in_per_s = metrics_->messages_in_per_s();
+        if (modbus_) d.modbus = modbus_->status();
         d.messages_out_per_s = metrics_->messages_out_per_s();
         d.loop_pass = &loop_pass_;
         return d;
@@ -739,7 +743,18 @@ private:
         broker_->recover();
         sys_started_ms_ = reactor_->now_ms();
         open_sys();
-        return open_bridges();
+        return open_bridges() && open_modbus();
+    }
+
+    bool open_modbus() {
+        if (cfg_.modbus.empty()) return true;
+        modbus_ = std::make_unique<ModbusRunner>(cfg_.modbus, *reactor_);
+        std::string err;
+        if (!modbus_->start(*broker_, err)) {
+            log_error("%s", err.c_str());
+            return false;
+        }
+        return true;
     }
 
     // The bridges' local sessions are internal: no credentials, no ACL.
@@ -865,6 +880,7 @@ private:
         reactor_->close_listeners();
         if (metrics_) metrics_->close_all();
         if (bridges_) bridges_->stop();
+        if (modbus_) modbus_->stop();
         broker_->shutdown();
         stop_deadline_ms_ = reactor_->now_ms() + kShutdownGraceMs;
         // The loop stops once every client is gone (or the deadline passes).
@@ -912,6 +928,7 @@ private:
     std::unique_ptr<BridgeAuthorizer> bridge_authz_;
     std::unique_ptr<broker::Broker> broker_;
     std::unique_ptr<BridgeRunner> bridges_;   // refers to broker_: goes first
+    std::unique_ptr<ModbusRunner> modbus_;    // likewise
     std::vector<uint8_t> plaintext_;  // decrypted input of the current on_data, reused
     std::vector<uint8_t> ws_payload_;  // MQTT bytes unwrapped from WebSocket frames, reused
     int signal_fd_ = -1;

@@ -73,6 +73,15 @@ struct Stats {
 
 struct SysGauges;   // sys_topics.hpp
 
+// Sees every PUBLISH a client sends that the ACL let through, before it is
+// routed (a device adapter takes writes this way). Called from inside the
+// broker: it must not call back into it.
+class PublishObserver {
+public:
+    virtual ~PublishObserver() = default;
+    virtual void on_client_publish(std::string_view topic, std::span<const uint8_t> payload) = 0;
+};
+
 class Broker {
 public:
     // `persist` may be a MemoryPersistence (nothing survives restart).
@@ -121,6 +130,12 @@ public:
     // message in memory only: it is never written to the store, so state
     // the broker regenerates ($SYS) costs no disk writes.
     void publish_internal(std::string_view topic, std::span<const uint8_t> payload, bool retain);
+    // Routes a message like a PUBLISH from no client, stored like a
+    // client's: a retained one is written to the store, copies queued for
+    // persistent sessions at QoS 1/2 are durable. ACLs apply to receivers.
+    void publish_stored(std::string_view topic, std::span<const uint8_t> payload, uint8_t qos, bool retain);
+    // Not owned; must outlive the broker. nullptr: none.
+    void set_publish_observer(PublishObserver* observer);
 
     // Replaces the default allow-all authenticator (not owned; must outlive
     // the broker). nullptr restores the default.

@@ -100,6 +100,7 @@ struct Broker::Impl {
     AllowAll allow_all;
     Authenticator* auth = &allow_all;
     Authorizer* authz = nullptr;     // null: no ACL
+    PublishObserver* observer = nullptr;
     Stats stats;
     uint64_t now_ms = 0;             // monotonic, from on_tick, relative to the first tick
     uint64_t tick_base = 0;          // first on_tick value: state built before it is at time 0

@@ -96,6 +96,7 @@ void Broker::Impl::on_publish(Connection& c, Publish& p) {
         return refuse(rc::QuotaExceeded);
     }
 
+    if (observer) observer->on_client_publish(topic, p.payload);
     stats.publish_bytes_in += p.payload.size();
     const MsgPtr m = make_message(topic, p.payload, p.qos, p.retain, v5 ? &p.props : nullptr);
     size_t receivers = route(m, s->slot);

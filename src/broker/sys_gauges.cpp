@@ -1,5 +1,5 @@
 // The broker's side of $SYS: its counters and table sizes (fill_gauges) and
-// the messages the broker publishes itself (publish_internal).
+// the messages the broker publishes itself (publish_internal, publish_stored).
 #include "broker/broker_impl.hpp"
 #include "broker/sys_topics.hpp"
 
@@ -48,5 +48,18 @@ void Broker::publish_internal(std::string_view topic, std::span<const uint8_t> p
     m.stats.messages_in = received;
     m.bury();
 }
+
+void Broker::publish_stored(std::string_view topic, std::span<const uint8_t> payload, uint8_t qos, bool retain) {
+    Impl& m = *impl_;
+    MsgPtr msg = m.make_message(topic, payload, std::min<uint8_t>(qos, m.cfg.maximum_qos), retain, nullptr);
+    const uint64_t received = m.stats.messages_in;
+    m.op_ticket = 0;
+    m.op_refusal = AppendStatus::Stored;
+    m.route(msg, kNoSlot);
+    m.stats.messages_in = received;
+    m.bury();
+}
+
+void Broker::set_publish_observer(PublishObserver* observer) { impl_->observer = observer; }
 
 }  // namespace hato::broker

@@ -7,6 +7,7 @@
 #include <toml++/toml.h>
 
 #include "broker/persistence.hpp"
+#include "modbus/codec.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -101,6 +102,15 @@ public:
             return errors_.add(n->source(), path(key), s.str());
         }
         out = static_cast<T>(v);
+    }
+
+    // A float or an integer, as a double.
+    void number(const char* key, double& out) {
+        const toml::node* n = lookup(key);
+        if (!n) return;
+        if (n->is_floating_point()) out = n->as_floating_point()->get();
+        else if (n->is_integer()) out = double(n->as_integer()->get());
+        else wrong_type(*n, key, "number");
     }
 
     void boolean(const char* key, bool& out) {
@@ -498,6 +508,157 @@ void read_bridges(Errors& errors, const toml::node& n, AppConfig& c) {
     }
 }
 
+// [[modbus]] devices with their [[modbus.point]]s.
+void read_modbus_points(Errors& errors, const toml::node& n, const std::string& where, ModbusDevice& d) {
+    const toml::array* arr = n.as_array();
+    if (!arr || !arr->is_array_of_tables()) {
+        errors.add(n.source(), where, "expected array of tables ([[modbus.point]]), got " + type_name(n));
+        return;
+    }
+    using modbus::Kind;
+    using modbus::Type;
+    for (size_t i = 0; i < arr->size(); ++i) {
+        const toml::table& t = *arr->get(i)->as_table();
+        TableReader r(errors, t, where + "[" + std::to_string(i) + "]");
+        ModbusPoint p;
+        r.string("name", p.name, false);
+        const toml::node* kind = r.lookup("kind");
+        r.choice<Kind>("kind", {{"holding", Kind::Holding}, {"input", Kind::Input}, {"coil", Kind::Coil},
+                                {"discrete", Kind::Discrete}},
+                       p.kind);
+        const toml::node* address = r.lookup("address");
+        r.integer("address", 0, 65535, p.address);
+        const bool bits = modbus::is_bit_kind(p.kind);
+        p.format.type = bits ? Type::Bool : Type::U16;
+        const toml::node* type = r.lookup("type");
+        r.choice<Type>("type", {{"bool", Type::Bool}, {"u16", Type::U16}, {"i16", Type::I16}, {"u32", Type::U32},
+                                {"i32", Type::I32}, {"u64", Type::U64}, {"i64", Type::I64}, {"f32", Type::F32},
+                                {"f64", Type::F64}, {"string", Type::String}},
+                       p.format.type);
+        const toml::node* count = r.lookup("count");
+        r.integer("count", 1, modbus::kMaxReadRegisters, p.format.count);
+        r.choice<bool>("word_order", {{"big", true}, {"little", false}}, p.format.word_big);
+        r.choice<bool>("byte_order", {{"big", true}, {"little", false}}, p.format.byte_big);
+        const toml::node* scale = r.lookup("scale");
+        r.number("scale", p.format.scale);
+        r.number("offset", p.format.offset);
+        r.choice<bool>("publish", {{"on_change", false}, {"every_poll", true}}, p.every_poll);
+        const toml::node* deadband = r.lookup("deadband");
+        r.number("deadband", p.deadband);
+        r.integer("qos", 0, 2, p.qos);
+        r.boolean("retain", p.retain);
+        const toml::node* writable = r.lookup("writable");
+        r.boolean("writable", p.writable);
+        r.choice<bool>("payload", {{"json", false}, {"raw", true}}, p.raw);
+        r.reject_unknown();
+
+        if (p.name.empty()) errors.add(t.source(), r.path("name"), "required");
+        else if (p.name.find_first_of("+#") != std::string::npos)
+            errors.add(t.source(), r.path("name"), "must not contain + or #");
+        if (!kind) errors.add(t.source(), r.path("kind"), "required");
+        if (!address) errors.add(t.source(), r.path("address"), "required");
+        if (bits && p.format.type != Type::Bool)
+            errors.add(type ? type->source() : t.source(), r.path("type"), "coil and discrete points are \"bool\"");
+        if (p.format.type == Type::String && !count)
+            errors.add(type ? type->source() : t.source(), r.path("count"),
+                       "a \"string\" needs count (its registers)");
+        if (p.format.type != Type::String && count)
+            errors.add(count->source(), r.path("count"), "only for type = \"string\"");
+        if (scale && p.format.scale == 0.0) errors.add(scale->source(), r.path("scale"), "must not be 0");
+        if (deadband && p.deadband < 0) errors.add(deadband->source(), r.path("deadband"), "must not be negative");
+        if (p.writable && (p.kind == Kind::Input || p.kind == Kind::Discrete))
+            errors.add(writable->source(), r.path("writable"),
+                       std::string("a") + (p.kind == Kind::Input ? "n input register" : " discrete input") +
+                           " is read-only: only holding and coil points are writable");
+        const uint32_t w = modbus::width(p.kind, p.format);
+        const toml::source_region& at = address ? address->source() : t.source();
+        if (w > 0 && uint32_t(p.address) + w > 65536)
+            errors.add(at, r.path("address"),
+                       std::to_string(p.address) + " + " + std::to_string(w) + " registers ends past 65535");
+        // Two points on the same register or bit would publish it twice
+        // and a write to one would change the other.
+        for (const ModbusPoint& o : d.points) {
+            if (!p.name.empty() && o.name == p.name)
+                errors.add(t.source(), r.path("name"), "\"" + p.name + "\" is already used in this device");
+            const uint32_t ow = modbus::width(o.kind, o.format);
+            if (o.kind != p.kind || w == 0 || ow == 0) continue;
+            if (p.address < uint32_t(o.address) + ow && o.address < uint32_t(p.address) + w)
+                errors.add(at, r.path("address"),
+                           "overlaps point \"" + o.name + "\" (address " + std::to_string(o.address) + ", " +
+                               std::to_string(ow) + (modbus::is_bit_kind(o.kind) ? " bit)" : " register(s))"));
+        }
+        d.points.push_back(std::move(p));
+    }
+}
+
+void read_modbus(Errors& errors, const toml::node& n, AppConfig& c) {
+    const toml::array* arr = n.as_array();
+    if (!arr || !arr->is_array_of_tables()) {
+        errors.add(n.source(), "modbus", "expected array of tables ([[modbus]]), got " + type_name(n));
+        return;
+    }
+    constexpr int64_t u32 = std::numeric_limits<uint32_t>::max();
+    for (size_t i = 0; i < arr->size(); ++i) {
+        const toml::table& t = *arr->get(i)->as_table();
+        TableReader r(errors, t, "modbus[" + std::to_string(i) + "]");
+        ModbusDevice d;
+        r.string("name", d.name, false);
+        r.choice<std::string>("transport", {{"tcp", "tcp"}, {"rtu", "rtu"}}, d.transport);
+        const bool tcp = d.transport == "tcp";
+        // Keys of the other transport are a mistake, not something to ignore.
+        auto only = [&](const char* key, bool ok) {
+            const toml::node* k = r.lookup(key);
+            if (k && !ok)
+                errors.add(k->source(), r.path(key),
+                           std::string("only for transport = \"") + (tcp ? "rtu" : "tcp") + "\"");
+            return k != nullptr && ok;
+        };
+        if (only("host", tcp)) r.string("host", d.host, false);
+        if (only("port", tcp)) r.integer("port", 1, 65535, d.port);
+        if (only("serial", !tcp)) r.string("serial", d.serial, false);
+        if (only("baud", !tcp)) {
+            const toml::node* b = r.lookup("baud");
+            r.integer("baud", 1, u32, d.baud);
+            static constexpr uint32_t rates[] = {1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400};
+            if (b->is_integer() && std::find(std::begin(rates), std::end(rates), d.baud) == std::end(rates))
+                errors.add(b->source(), r.path("baud"),
+                           "not a supported rate (1200 2400 4800 9600 19200 38400 57600 115200 230400)");
+        }
+        if (only("parity", !tcp)) r.choice<char>("parity", {{"N", 'N'}, {"E", 'E'}, {"O", 'O'}}, d.parity);
+        if (only("data_bits", !tcp)) r.integer("data_bits", 7, 8, d.data_bits);
+        if (only("stop_bits", !tcp)) r.integer("stop_bits", 1, 2, d.stop_bits);
+        r.integer("unit_id", 0, 255, d.unit_id);
+        r.integer("poll_interval_ms", 10, u32, d.poll_interval_ms);
+        r.integer("timeout_ms", 1, 600000, d.timeout_ms);
+        r.integer("reconnect_max_ms", 100, u32, d.reconnect_max_ms);
+        r.integer("max_gap", 0, modbus::kMaxReadRegisters, d.max_gap);
+        r.string("topic_prefix", d.topic_prefix, false);
+        r.string("status_topic", d.status_topic, false);
+        const toml::node* points = r.lookup("point");
+        if (points) read_modbus_points(errors, *points, r.path("point"), d);
+        r.reject_unknown();
+
+        if (d.name.empty()) errors.add(t.source(), r.path("name"), "required");
+        else if (d.name.find_first_of("/+#") != std::string::npos)
+            errors.add(t.source(), r.path("name"), "must not contain / + or #");
+        for (const ModbusDevice& o : c.modbus)
+            if (!d.name.empty() && o.name == d.name)
+                errors.add(t.source(), r.path("name"), "\"" + d.name + "\" is already used by another device");
+        if (tcp && d.host.empty()) errors.add(t.source(), r.path("host"), "required for transport = \"tcp\"");
+        if (!tcp && d.serial.empty()) errors.add(t.source(), r.path("serial"), "required for transport = \"rtu\"");
+        if (!tcp && d.unit_id > 247) errors.add(t.source(), r.path("unit_id"), "RTU unit ids are 0..247");
+        if (!points) errors.add(t.source(), r.path("point"), "at least one [[modbus.point]] is required");
+        if (d.topic_prefix.empty()) d.topic_prefix = "modbus/" + d.name;
+        if (d.status_topic.empty()) d.status_topic = d.topic_prefix + "/$status";
+        for (const char* key : {"topic_prefix", "status_topic"}) {
+            const std::string& v = std::string_view(key) == "topic_prefix" ? d.topic_prefix : d.status_topic;
+            if (v.find_first_of("+#") != std::string::npos)
+                errors.add(t.source(), r.path(key), "must not contain + or #");
+        }
+        c.modbus.push_back(std::move(d));
+    }
+}
+
 void read_root(Errors& errors, const toml::table& root, AppConfig& c) {
     TableReader r(errors, root, "");
     if (const toml::table* t = sub_table(r, errors, "broker")) read_broker(errors, *t, c);
@@ -510,6 +671,7 @@ void read_root(Errors& errors, const toml::table& root, AppConfig& c) {
     if (const toml::table* t = sub_table(r, errors, "metrics")) read_metrics(errors, *t, c);
     if (const toml::table* t = sub_table(r, errors, "sys")) read_sys(errors, *t, c);
     if (const toml::node* n = r.lookup("bridge")) read_bridges(errors, *n, c);
+    if (const toml::node* n = r.lookup("modbus")) read_modbus(errors, *n, c);
     if (const toml::table* t = sub_table(r, errors, "sparkplug")) read_sparkplug(errors, *t, c.broker);
     r.reject_unknown();
     check_record_fits(errors, root, c);

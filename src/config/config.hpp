@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "broker/config.hpp"
+#include "modbus/value.hpp"
 #include "store/log.hpp"
 
 namespace hato::config {
@@ -96,6 +97,42 @@ struct Bridge {
     bool operator==(const Bridge&) const = default;
 };
 
+// [[modbus]] devices and their [[modbus.point]]s (docs/modbus.md).
+struct ModbusPoint {
+    std::string name;                    // topic: "<topic_prefix>/<name>"
+    modbus::Kind kind = modbus::Kind::Holding;
+    uint16_t address = 0;                // 0-based
+    modbus::Format format;               // type, word/byte order, scale, offset, count
+    bool every_poll = false;             // publish = "every_poll" (else "on_change")
+    double deadband = 0.0;
+    uint8_t qos = 1;
+    bool retain = true;
+    bool writable = false;               // "<topic>/set" writes it
+    bool raw = false;                    // payload = "raw": the bare value as text
+    bool operator==(const ModbusPoint&) const = default;
+};
+
+struct ModbusDevice {
+    std::string name;
+    std::string transport = "tcp";       // "tcp" | "rtu"
+    std::string host;                    // tcp
+    uint16_t port = 502;
+    std::string serial;                  // rtu
+    uint32_t baud = 19200;
+    char parity = 'E';                   // 'N' | 'E' | 'O'
+    uint8_t data_bits = 8;
+    uint8_t stop_bits = 1;
+    uint8_t unit_id = 1;
+    uint32_t poll_interval_ms = 1000;
+    uint32_t timeout_ms = 500;
+    uint32_t reconnect_max_ms = 30000;
+    uint16_t max_gap = 0;                // unused registers/bits one read may span to join points
+    std::string topic_prefix;            // default "modbus/<name>"
+    std::string status_topic;            // default "<topic_prefix>/$status"
+    std::vector<ModbusPoint> points;
+    bool operator==(const ModbusDevice&) const = default;
+};
+
 enum class LogLevel : uint8_t { Error, Warn, Info, Debug };
 
 struct AppConfig {
@@ -110,6 +147,7 @@ struct AppConfig {
     MetricsConfig metrics;                  // [metrics]
     uint32_t sys_interval_s = 10;           // [sys] interval: $SYS topics every N seconds, 0 = off
     std::vector<Bridge> bridges;            // [[bridge]]
+    std::vector<ModbusDevice> modbus;       // [[modbus]]
 };
 
 // True for 127.0.0.0/8, ::1 and "localhost".

@@ -1,0 +1,75 @@
+// Messages a device adapter publishes (publish_stored: stored like a
+// client's, at its QoS) and the PUBLISHes it observes (PublishObserver:
+// only those the ACL let through).
+#include <doctest/doctest.h>
+
+#include "test_broker_harness.hpp"
+
+using namespace hato;
+using namespace hato::broker;
+using namespace hato::broker::test;
+using namespace hato::mqtt;
+
+namespace {
+
+void publish_stored(Broker& b, std::string_view topic, std::string_view value, uint8_t qos, bool retain) {
+    b.publish_stored(topic, {reinterpret_cast<const uint8_t*>(value.data()), value.size()}, qos, retain);
+}
+
+struct Seen final : PublishObserver {
+    std::vector<std::pair<std::string, std::string>> got;
+    void on_client_publish(std::string_view topic, std::span<const uint8_t> payload) override {
+        got.emplace_back(std::string(topic), std::string(reinterpret_cast<const char*>(payload.data()), payload.size()));
+    }
+};
+
+// "viewer" may not publish anything; everyone may read.
+struct WriteAcl final : Authorizer {
+    bool can_publish(const ClientInfo& c, std::string_view) override { return c.client_id != "viewer"; }
+    bool can_subscribe(const ClientInfo&, std::string_view) override { return true; }
+    bool can_receive(const ClientInfo&, std::string_view) override { return true; }
+};
+
+}  // namespace
+
+TEST_CASE("publish_stored: retained value and queued QoS 1 copies are written to the store") {
+    Harness h;
+    TestClient sub(h, Version::V311);
+    sub.connect("keeper", /*clean=*/false);
+    sub.subscribe("plant/#", 1);
+    sub.transport_gone();   // offline: the copy is queued for it
+    h.persist.calls.clear();
+
+    publish_stored(*h.broker, "plant/press1/temp", "{\"value\": 1}", 1, true);
+    CHECK(h.persist.count("retained_set plant/press1/temp") == 1);
+    CHECK(h.persist.count("out_enqueue keeper") == 1);
+
+    TestClient late(h, Version::V311);
+    late.connect("late");
+    late.subscribe("plant/press1/temp", 1);
+    auto extra = late.extra();
+    REQUIRE(extra.size() == 1);
+    const auto& p = std::get<Publish>(extra[0]);
+    CHECK(p.retain);
+    CHECK(p.qos == 1);
+    CHECK(h.broker->stats().messages_in == 0);   // no client's message
+}
+
+TEST_CASE("PublishObserver sees what clients publish, after the ACL") {
+    Harness h;
+    WriteAcl acl;
+    Seen seen;
+    h.broker->set_authorizer(&acl);
+    h.broker->set_publish_observer(&seen);
+    TestClient op(h, Version::V311), viewer(h, Version::V5);
+    op.connect("op");
+    viewer.connect("viewer");
+    op.publish("plant/a/set", "5", 1);
+    viewer.publish("plant/a/set", "6", 1);
+    REQUIRE(seen.got.size() == 1);
+    CHECK(seen.got[0].first == "plant/a/set");
+    CHECK(seen.got[0].second == "5");
+    h.broker->set_publish_observer(nullptr);
+    op.publish("plant/a/set", "7", 0);
+    CHECK(seen.got.size() == 1);
+}

@@ -1,0 +1,155 @@
+// [[modbus]] devices and [[modbus.point]]s: defaults, and every refusal
+// with its line:column and key.
+#include <doctest/doctest.h>
+
+#include <string>
+#include <vector>
+
+#include "config/config.hpp"
+
+using namespace hato;
+
+namespace {
+
+std::vector<std::string> load(const std::string& text, config::AppConfig& out) {
+    out = config::defaults();
+    std::vector<std::string> errors;
+    bool ok = config::load_string(text, "t.toml", out, errors);
+    CHECK(ok == errors.empty());
+    return errors;
+}
+
+bool has(const std::vector<std::string>& errors, const std::string& part) {
+    for (const std::string& e : errors)
+        if (e.find(part) != std::string::npos) return true;
+    return false;
+}
+
+}  // namespace
+
+TEST_CASE("a device with defaults") {
+    config::AppConfig c;
+    auto errors = load(R"([[modbus]]
+name = "m"
+host = "10.0.0.2"
+[[modbus.point]]
+name = "a"
+kind = "coil"
+address = 7
+[[modbus.point]]
+name = "b"
+kind = "holding"
+address = 1
+type = "f32"
+word_order = "little"
+scale = 2
+)",
+                       c);
+    REQUIRE(errors.empty());
+    REQUIRE(c.modbus.size() == 1);
+    const config::ModbusDevice& d = c.modbus[0];
+    CHECK(d.transport == "tcp");
+    CHECK(d.port == 502);
+    CHECK(d.unit_id == 1);
+    CHECK(d.poll_interval_ms == 1000);
+    CHECK(d.topic_prefix == "modbus/m");
+    CHECK(d.status_topic == "modbus/m/$status");
+    REQUIRE(d.points.size() == 2);
+    CHECK(d.points[0].format.type == modbus::Type::Bool);
+    CHECK(d.points[0].qos == 1);
+    CHECK(d.points[0].retain);
+    CHECK_FALSE(d.points[0].every_poll);
+    CHECK(d.points[1].format.type == modbus::Type::F32);
+    CHECK_FALSE(d.points[1].format.word_big);
+    CHECK(d.points[1].format.scale == 2.0);
+}
+
+TEST_CASE("rtu settings") {
+    config::AppConfig c;
+    auto errors = load(R"([[modbus]]
+name = "r"
+transport = "rtu"
+serial = "/dev/ttyUSB0"
+baud = 9600
+parity = "N"
+stop_bits = 2
+[[modbus.point]]
+name = "a"
+kind = "input"
+address = 0
+)",
+                       c);
+    REQUIRE(errors.empty());
+    CHECK(c.modbus[0].baud == 9600);
+    CHECK(c.modbus[0].parity == 'N');
+    CHECK(c.modbus[0].stop_bits == 2);
+}
+
+TEST_CASE("impossible configurations are refused with line:column and key") {
+    config::AppConfig c;
+    auto errors = load(R"([[modbus]]
+name = "x"
+transport = "tcp"
+host = "h"
+baud = 9600
+[[modbus.point]]
+name = "a"
+kind = "input"
+address = 65535
+type = "u32"
+writable = true
+[[modbus.point]]
+name = "s"
+kind = "holding"
+address = 10
+type = "string"
+[[modbus.point]]
+name = "o1"
+kind = "holding"
+address = 20
+type = "u64"
+[[modbus.point]]
+name = "o2"
+kind = "holding"
+address = 23
+[[modbus.point]]
+name = "d"
+kind = "discrete"
+address = 1
+writable = true
+[[modbus.point]]
+name = "c"
+kind = "coil"
+address = 2
+type = "u16"
+[[modbus.point]]
+name = "o1"
+kind = "coil"
+address = 3
+count = 2
+[[modbus]]
+name = "y"
+transport = "serial"
+[[modbus]]
+name = "z"
+transport = "rtu"
+[[modbus.point]]
+name = "a"
+kind = "register"
+address = 0
+)",
+                       c);
+    CHECK(has(errors, "t.toml:5:8: modbus[0].baud: only for transport = \"rtu\""));
+    CHECK(has(errors, "t.toml:9:11: modbus[0].point[0].address: 65535 + 2 registers ends past 65535"));
+    CHECK(has(errors, "t.toml:11:12: modbus[0].point[0].writable: an input register is read-only"));
+    CHECK(has(errors, "modbus[0].point[1].count: a \"string\" needs count"));
+    CHECK(has(errors, "t.toml:25:11: modbus[0].point[3].address: overlaps point \"o1\" (address 20, 4 register(s))"));
+    CHECK(has(errors, "modbus[0].point[4].writable: a discrete input is read-only"));
+    CHECK(has(errors, "modbus[0].point[5].type: coil and discrete points are \"bool\""));
+    CHECK(has(errors, "modbus[0].point[6].name: \"o1\" is already used in this device"));
+    CHECK(has(errors, "modbus[0].point[6].count: only for type = \"string\""));
+    CHECK(has(errors, "modbus[1].transport: \"serial\" is not one of tcp | rtu"));
+    CHECK(has(errors, "modbus[1].point: at least one [[modbus.point]] is required"));
+    CHECK(has(errors, "modbus[2].serial: required for transport = \"rtu\""));
+    CHECK(has(errors, "modbus[2].point[0].kind: \"register\" is not one of holding | input | coil | discrete"));
+}

@@ -1,0 +1,149 @@
+// Points as values: every type, word and byte order, scale and offset,
+// deadband, and values written from MQTT converted back.
+#include <doctest/doctest.h>
+
+#include <bit>
+
+#include "modbus/value.hpp"
+
+using namespace hato::modbus;
+using Regs = std::vector<uint16_t>;
+
+namespace {
+Format fmt(Type t, bool word_big = true, bool byte_big = true) {
+    Format f;
+    f.type = t;
+    f.word_big = word_big;
+    f.byte_big = byte_big;
+    return f;
+}
+std::string text(const Regs& r, const Format& f) { return to_text(decode_registers(r, f)); }
+Regs write(std::string_view payload, const Format& f) {
+    Regs regs;
+    uint8_t bit = 0;
+    std::string err;
+    REQUIRE(encode_write(payload, Kind::Holding, f, regs, bit, err));
+    return regs;
+}
+}  // namespace
+
+TEST_CASE("16-bit types") {
+    CHECK(text({0xFFFF}, fmt(Type::U16)) == "65535");
+    CHECK(text({0xFFFF}, fmt(Type::I16)) == "-1");
+    CHECK(text({0x0102}, fmt(Type::U16, true, false)) == "513");
+    CHECK(text({0}, fmt(Type::Bool)) == "false");
+    CHECK(text({7}, fmt(Type::Bool)) == "true");
+}
+
+TEST_CASE("32 and 64-bit types in every order") {
+    // 0x12345678 = 305419896
+    CHECK(text({0x1234, 0x5678}, fmt(Type::U32)) == "305419896");
+    CHECK(text({0x5678, 0x1234}, fmt(Type::U32, false)) == "305419896");
+    CHECK(text({0x3412, 0x7856}, fmt(Type::U32, true, false)) == "305419896");
+    CHECK(text({0x7856, 0x3412}, fmt(Type::U32, false, false)) == "305419896");
+    CHECK(text({0xFFFF, 0xFFFE}, fmt(Type::I32)) == "-2");
+    CHECK(text({0x0001, 0x0002, 0x0003, 0x0004}, fmt(Type::U64)) == std::to_string(0x0001000200030004ull));
+    CHECK(text({0x0004, 0x0003, 0x0002, 0x0001}, fmt(Type::U64, false)) == std::to_string(0x0001000200030004ull));
+    CHECK(text({0xFFFF, 0xFFFF, 0xFFFF, 0xFFFD}, fmt(Type::I64)) == "-3");
+    CHECK(text({0xFFFF, 0xFFFF, 0xFFFF, 0xFFFF}, fmt(Type::U64)) == "18446744073709551615");
+    const uint32_t f = std::bit_cast<uint32_t>(21.5f);
+    CHECK(text({uint16_t(f >> 16), uint16_t(f)}, fmt(Type::F32)) == "21.5");
+    CHECK(text({uint16_t(f), uint16_t(f >> 16)}, fmt(Type::F32, false)) == "21.5");
+    const uint32_t g = std::bit_cast<uint32_t>(0.1f);
+    CHECK(text({uint16_t(g >> 16), uint16_t(g)}, fmt(Type::F32)) == "0.1");
+    const uint64_t d = std::bit_cast<uint64_t>(-1234.5678);
+    CHECK(text({uint16_t(d >> 48), uint16_t(d >> 32), uint16_t(d >> 16), uint16_t(d)}, fmt(Type::F64)) ==
+          "-1234.5678");
+}
+
+TEST_CASE("scale and offset") {
+    Format f = fmt(Type::I16);
+    f.scale = 0.1;
+    f.offset = -40;
+    CHECK(text({625}, f) == "22.5");
+    CHECK(write("22.5", f) == Regs{625});
+    CHECK(write("{\"value\": -40}", f) == Regs{0});
+}
+
+TEST_CASE("strings") {
+    Format f = fmt(Type::String);
+    f.count = 4;
+    CHECK(width(Kind::Holding, f) == 4);
+    CHECK(text({0x4142, 0x4300, 0x4444, 0}, f) == "ABC");
+    Format le = f;
+    le.byte_big = false;
+    CHECK(text({0x4241, 0x0043, 0, 0}, le) == "ABC");
+    CHECK(write("\"AB\\\"C\"", f) == Regs{0x4142, 0x2243, 0, 0});
+    CHECK(write("plain", f) == Regs{0x706C, 0x6169, 0x6E00, 0});
+    CHECK(to_json(decode_registers(Regs{0x4122, 0}, f)) == "\"A\\\"\"");
+    Regs regs;
+    uint8_t bit;
+    std::string err;
+    CHECK_FALSE(encode_write("\"123456789\"", Kind::Holding, f, regs, bit, err));
+    CHECK(err == "string longer than 8 bytes");
+}
+
+TEST_CASE("writes round-trip through every type and order") {
+    for (Type t : {Type::U16, Type::I16, Type::U32, Type::I32, Type::U64, Type::I64, Type::F32, Type::F64})
+        for (bool wb : {true, false})
+            for (bool bb : {true, false}) {
+                Format f = fmt(t, wb, bb);
+                const bool is_signed = t == Type::I16 || t == Type::I32 || t == Type::I64 || t == Type::F32 ||
+                                       t == Type::F64;
+                const std::string v = is_signed ? "-123" : "123";
+                CHECK(text(write(v, f), f) == v);
+            }
+    CHECK(text(write("18446744073709551615", fmt(Type::U64)), fmt(Type::U64)) == "18446744073709551615");
+    CHECK(text(write("-9223372036854775808", fmt(Type::I64)), fmt(Type::I64)) == "-9223372036854775808");
+}
+
+TEST_CASE("writes that do not fit are refused with a reason") {
+    Regs regs;
+    uint8_t bit = 0;
+    std::string err;
+    CHECK_FALSE(encode_write("65536", Kind::Holding, fmt(Type::U16), regs, bit, err));
+    CHECK(err == "value out of range for u16");
+    CHECK_FALSE(encode_write("-1", Kind::Holding, fmt(Type::U32), regs, bit, err));
+    CHECK_FALSE(encode_write("40000", Kind::Holding, fmt(Type::I16), regs, bit, err));
+    CHECK_FALSE(encode_write("abc", Kind::Holding, fmt(Type::U16), regs, bit, err));
+    CHECK(err == "expected a number");
+    CHECK_FALSE(encode_write("{\"other\": 1}", Kind::Holding, fmt(Type::U16), regs, bit, err));
+    CHECK_FALSE(encode_write("{\"value\": abc}", Kind::Holding, fmt(Type::U16), regs, bit, err));
+    CHECK_FALSE(encode_write("2", Kind::Coil, fmt(Type::Bool), regs, bit, err));
+}
+
+TEST_CASE("bits") {
+    Regs regs;
+    uint8_t bit = 0;
+    std::string err;
+    CHECK(encode_write("true", Kind::Coil, fmt(Type::Bool), regs, bit, err));
+    CHECK(bit == 1);
+    CHECK(regs.empty());
+    CHECK(encode_write("{\"value\": false}", Kind::Coil, fmt(Type::Bool), regs, bit, err));
+    CHECK(bit == 0);
+    CHECK(encode_write("1", Kind::Holding, fmt(Type::Bool), regs, bit, err));
+    CHECK(regs == Regs{1});
+    CHECK(to_text(decode_bit(1, fmt(Type::Bool))) == "true");
+}
+
+TEST_CASE("payloads and deadband") {
+    Value v = decode_registers(Regs{5}, fmt(Type::U16));
+    CHECK(json_payload(v, 1700000000000, true) == "{\"value\": 5, \"ts\": 1700000000000, \"quality\": \"good\"}");
+    CHECK(json_payload(Value{}, 1, false) == "{\"value\": null, \"ts\": 1, \"quality\": \"bad\"}");
+    Format f = fmt(Type::U16);
+    f.scale = 0.1;
+    Value a = decode_registers(Regs{100}, f), b = decode_registers(Regs{104}, f),
+          c = decode_registers(Regs{106}, f);
+    CHECK_FALSE(changed(a, b, 0.5));
+    CHECK(changed(a, c, 0.5));
+    CHECK(changed(a, b, 0));
+    CHECK_FALSE(changed(a, a, 0));
+    CHECK(changed(Value{}, a, 0.5));
+}
+
+TEST_CASE("names") {
+    CHECK(kind_from("holding") == Kind::Holding);
+    CHECK(!kind_from("register"));
+    CHECK(type_from("f64") == Type::F64);
+    CHECK(!type_from("float"));
+}
