@@ -266,6 +266,7 @@ void UringReactor::on_recv(Handler& h, uint32_t slot, uint32_t gen, int res, uin
         if (!c->recv_armed && !c->send_busy) schedule_reap(slot, c->close_error);
         return;
     }
+    if (res == -ENOBUFS) bufs_.grow();   // the ring ran dry: the load wants more buffers
     if (res == 0) {
         schedule_reap(slot, 0);
     } else if (res < 0 && res != -ENOBUFS && res != -ECANCELED) {
@@ -509,6 +510,9 @@ void UringReactor::run(Handler& h) {
             io_uring_cqe_seen(&ring_, cqe);
         }
         if (++pass_ == 0) pass_ = 1;   // 0 is what a new Conn's stamps hold
+        size_t buffers_held = 0;
+        for (const auto& c : batch) buffers_held += (c.flags & IORING_CQE_F_BUFFER) ? 1 : 0;
+        bufs_.grow_for_pass(buffers_held);
         for (const auto& c : batch) {
             if (over_budget(c)) held_.push_back(c);
             else process_cqe(h, c.tag, c.res, c.flags);
