@@ -12,6 +12,7 @@
 #                  fresh hato-wear.XXXX folder is made in it and removed after
 #     BUILDDIR:    default build
 #   WINDOWS="0 1000 5000" RATES="200 2000 20000" DURATION=5 (seconds per run)
+#   BATCH=bytes sets [storage] sync_batch_bytes (default: hato's default)
 # The device counts everything written to the disk: on a machine where
 # other programs write, run it more than once and take the lowest figures.
 # Not run by CI.
@@ -58,6 +59,7 @@ max_queued_messages = 100000
 dir = "$work/data"
 sync = "always"
 sync_window_us = $1
+${BATCH:+sync_batch_bytes = $BATCH}
 [log]
 level = "warn"
 TOML
@@ -77,7 +79,7 @@ stop_hato() { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; 
 
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
 
-echo "disk under test: $work on /dev/$dev ($(findmnt -n -o FSTYPE -T "$work" 2>/dev/null || echo '?')), ${DURATION}s per run, $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo "disk under test: $work on /dev/$dev ($(findmnt -n -o FSTYPE -T "$work" 2>/dev/null || echo '?')), ${DURATION}s per run, sync_batch_bytes ${BATCH:-default}, $(date -u '+%Y-%m-%d %H:%M UTC')"
 printf '| %9s | %7s | %9s | %12s | %13s | %7s | %7s | %8s | %12s |\n' \
   window_us rate msgs dev_B/msg proc_B/msg p50_us p99_us cpu_us/msg dev_GB/day
 for window in $WINDOWS; do

@@ -32,7 +32,7 @@ AppConfig defaults() {
     c.storage.max_bytes = 0;
     c.sync_interval_ms = 100;
     c.sync_window_us = 1000;
-    c.sync_batch_bytes = 4096;
+    c.sync_batch_bytes = 65536;
     c.log_level = LogLevel::Info;
     c.sys_interval_s = 10;
     return c;

@@ -18,14 +18,14 @@ std::vector<std::string> load(const std::string& text, AppConfig& out) {
 
 }  // namespace
 
-TEST_CASE("the group-commit window is 1000 us and a 4 KiB batch by default, as conf/hato.toml says") {
+TEST_CASE("the group-commit window is 1000 us and the batch 64 KiB by default, as conf/hato.toml says") {
     CHECK(config::defaults().sync_window_us == 1000);
-    CHECK(config::defaults().sync_batch_bytes == 4096);
+    CHECK(config::defaults().sync_batch_bytes == 65536);
     AppConfig c = config::defaults();
     std::vector<std::string> errors;
     REQUIRE(config::load_file(HATO_SOURCE_ROOT "/conf/hato.toml", c, errors));
     CHECK(c.sync_window_us == 1000);
-    CHECK(c.sync_batch_bytes == 4096);
+    CHECK(c.sync_batch_bytes == 65536);
 }
 
 TEST_CASE("sync_window_us and sync_batch_bytes are read; 0 is allowed for both") {
