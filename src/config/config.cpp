@@ -31,7 +31,7 @@ AppConfig defaults() {
     c.storage.segment_bytes = 64ull << 20;
     c.storage.max_bytes = 0;
     c.sync_interval_ms = 100;
-    c.sync_window_us = 1000;
+    c.sync_window_us = 2000;
     c.sync_batch_bytes = 65536;
     c.log_level = LogLevel::Info;
     c.sys_interval_s = 10;

@@ -18,13 +18,13 @@ std::vector<std::string> load(const std::string& text, AppConfig& out) {
 
 }  // namespace
 
-TEST_CASE("the group-commit window is 1000 us and the batch 64 KiB by default, as conf/hato.toml says") {
-    CHECK(config::defaults().sync_window_us == 1000);
+TEST_CASE("the group-commit window is 2000 us and the batch 64 KiB by default, as conf/hato.toml says") {
+    CHECK(config::defaults().sync_window_us == 2000);
     CHECK(config::defaults().sync_batch_bytes == 65536);
     AppConfig c = config::defaults();
     std::vector<std::string> errors;
     REQUIRE(config::load_file(HATO_SOURCE_ROOT "/conf/hato.toml", c, errors));
-    CHECK(c.sync_window_us == 1000);
+    CHECK(c.sync_window_us == 2000);
     CHECK(c.sync_batch_bytes == 65536);
 }
 
