@@ -76,3 +76,42 @@ def test_acknowledgements_wait_for_the_window_and_then_leave(broker_factory, win
         # ...and woken for: not left to the next idle event.
         assert max(waits) < window_us / 1e6 + 3.0
     c.close()
+
+
+def test_acknowledged_retained_messages_survive_sigkill_with_a_wide_window(broker_factory):
+    # A window of 20 ms holds many acknowledgements per sync; every one that
+    # left comes back after a SIGKILL right after it. (A process crash keeps
+    # the page cache, so this checks recovery with acknowledgements held;
+    # that none leaves before its sync is the window test above and
+    # tests/unit/app/test_group_commit.cpp.)
+    b = broker_factory({"storage": {"enabled": True, "sync": "always", "sync_window_us": 20000}})
+    c = m.RawClient(b)
+    c.connect("wide")
+    n = 300
+    # Pipelined: many records wait in one window.
+    c.send(b"".join(m.publish(f"wide/{i}", b"v%d" % i, qos=1, pid=i + 1, retain=True) for i in range(n)))
+    acked = set()
+    deadline = time.monotonic() + 20
+    while len(acked) < n // 2 and time.monotonic() < deadline:
+        p = c.expect(m.PUBACK)
+        acked.add(int.from_bytes(p.body[:2], "big") - 1)
+    b.kill()   # SIGKILL: whatever was acknowledged must come back
+    c.close()
+    assert len(acked) >= n // 2
+    b.start()
+    s = m.RawClient(b)
+    s.connect("reader")
+    s.send(m.subscribe(1, "wide/#", 0))
+    s.expect(m.SUBACK)
+    got = set()
+    try:
+        while True:
+            p = s.read(timeout=1.0)
+            if p.type == m.PUBLISH:
+                topic, _, _, payload = m.parse_publish(p)
+                got.add(int(topic.split("/")[1]))
+    except TimeoutError:
+        pass
+    s.close()
+    missing = acked - got
+    assert not missing, f"{len(missing)} acknowledged retained messages lost, e.g. {sorted(missing)[:5]}"
