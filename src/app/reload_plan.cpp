@@ -16,6 +16,8 @@ std::vector<std::string> keep_restart_only(const config::AppConfig& running, con
     keep("[storage] max_bytes", next.storage.max_bytes, running.storage.max_bytes);
     keep("[storage] sync", next.storage.sync, running.storage.sync);
     keep("[storage] sync_interval_ms", next.sync_interval_ms, running.sync_interval_ms);
+    keep("[storage] sync_window_us", next.sync_window_us, running.sync_window_us);
+    keep("[storage] sync_batch_bytes", next.sync_batch_bytes, running.sync_batch_bytes);
     keep("[[modbus]]", next.modbus, running.modbus);   // the device thread is built once
     keep("[auth] hash_workers", next.auth.hash_workers, running.auth.hash_workers);
     return names;

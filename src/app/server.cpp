@@ -13,6 +13,7 @@
 #include <unordered_set>
 
 #include "app/bridge_runner.hpp"
+#include "app/group_commit.hpp"
 #include "app/modbus_runner.hpp"
 #include "app/listener_limits.hpp"
 #include "app/log.hpp"
@@ -245,7 +246,7 @@ public:
         if (log_persistence_ && !stopping_) log_persistence_->maintenance(0);
         report_store_refusals(reactor_->now_ms());
         if (log_) {
-            if (cfg_.storage.sync == store::SyncMode::Always) start_sync();
+            if (cfg_.storage.sync == store::SyncMode::Always) commit_pass_end();
             else publish_durable();
         }
         maybe_finish_shutdown(reactor_->now_ms());
@@ -313,7 +314,7 @@ private:
             d.store_records = log_->record_count();
             d.store_dead_bytes = log_->dead_bytes();
             d.store_refusing = log_->refusing();
-            d.store_sync_failing = sync_failing_;
+            d.store_sync_failing = commit_.failing();
             d.recent_refusal = metrics_->recent_refusal(reactor_->now_ms(), d.stats);
             d.sync_latency = &sync_latency_;
         }
@@ -805,15 +806,23 @@ private:
         return r >= 0 && size_t(r) < slot_of_reactor_.size() ? slot_of_reactor_[size_t(r)] : -1;
     }
 
-    // Group commit: one batch in flight at most; records appended while it
-    // runs go in the next one (started from a later on_pass_end / tick).
+    // sync = always: group commit decides (app/group_commit.hpp) whether
+    // this pass end starts a sync, or when the loop must wake for the window.
+    void commit_pass_end() {
+        const uint64_t now = monotonic_us();
+        commit_.note_appended(now, log_->last_lsn(), log_->appended_bytes());
+        if (commit_.due(now)) start_sync();
+        reactor_->wake_at_us(commit_.wake_at_us());
+    }
+
+    // One batch in flight at most; records appended while it runs go in the
+    // next one (started from a later on_pass_end / tick).
     void start_sync() {
-        if (!log_ || sync_in_flight_ || log_->last_lsn() <= log_->durable_lsn()) return;
+        if (!log_ || commit_.in_flight() || log_->last_lsn() <= log_->durable_lsn()) return;
         store::Log::SyncBatch batch = log_->begin_sync();
-        sync_in_flight_ = true;
+        commit_.started(batch.lsn, log_->appended_bytes());
         sync_started_us_ = monotonic_us();
         sync_ok_ = true;
-        sync_lsn_ = batch.lsn;
         sync_pending_fds_ = batch.fds.size();
         if (batch.fds.empty()) return finish_sync();
         // epoll completes inline, inside this loop: the counter is set first.
@@ -821,7 +830,7 @@ private:
             reactor_->fsync_async(fd, [this](int result) {
                 if (result < 0) {
                     sync_ok_ = false;
-                    if (!sync_failing_) log_error("store sync: %s", std::strerror(-result));
+                    if (!commit_.failing()) log_error("store sync: %s", std::strerror(-result));
                 }
                 if (--sync_pending_fds_ == 0) finish_sync();
             });
@@ -829,19 +838,19 @@ private:
     }
 
     void finish_sync() {
-        sync_in_flight_ = false;
+        const uint64_t lsn = commit_.syncing_lsn();
         sync_latency_.observe_us(monotonic_us() - sync_started_us_);
-        log_->end_sync(sync_lsn_, sync_ok_);
-        if (!sync_ok_) {
-            sync_failing_ = true;  // retried on the next pass; logged once
-            return;
-        }
-        if (sync_failing_) log_info("store sync works again");
-        sync_failing_ = false;
+        log_->end_sync(lsn, sync_ok_);
+        // A failure is retried on the next pass (logged once, above).
+        const GroupCommit::Outcome done = commit_.finished(sync_ok_);
+        if (!sync_ok_) return;
+        if (done.recovered) log_info("store sync works again");
         // Held PUBACK/PUBREC waiting for this batch (sync = always; with
         // interval, whatever persistence still reports as pending) go out.
-        broker_->on_durable(sync_lsn_);
-        last_durable_published_ = sync_lsn_;
+        if (done.durable_lsn) {
+            broker_->on_durable(done.durable_lsn);
+            last_durable_published_ = done.durable_lsn;
+        }
         maybe_finish_shutdown(reactor_->now_ms());
     }
 
@@ -888,7 +897,7 @@ private:
 
     void maybe_finish_shutdown(uint64_t now_ms) {
         if (!stopping_ || stopped_) return;
-        bool drained = reactor_->connection_count() == 0 && !sync_in_flight_;
+        bool drained = reactor_->connection_count() == 0 && !commit_.in_flight();
         if (!drained && now_ms < stop_deadline_ms_) return;
         stopped_ = true;
         if (log_) {
@@ -942,12 +951,10 @@ private:
     broker::Stats store_refusals_reported_;   // counters as of the last store refusal line
     uint64_t store_refusal_log_ms_ = 0;
 
-    // Group commit state.
-    bool sync_in_flight_ = false;
+    // Group commit: its decisions, and the sync in flight.
+    GroupCommit commit_{GroupCommitPolicy{cfg_.sync_window_us, cfg_.sync_batch_bytes}};
     bool sync_ok_ = true;
-    bool sync_failing_ = false;
     size_t sync_pending_fds_ = 0;
-    uint64_t sync_lsn_ = 0;
     uint64_t last_interval_sync_ms_ = 0;
     uint64_t last_durable_published_ = 0;
 

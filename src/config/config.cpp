@@ -32,6 +32,8 @@ AppConfig defaults() {
     c.storage.segment_bytes = 64ull << 20;
     c.storage.max_bytes = 0;
     c.sync_interval_ms = 100;
+    c.sync_window_us = 2000;
+    c.sync_batch_bytes = 65536;
     c.log_level = LogLevel::Info;
     c.sys_interval_s = 10;
     return c;
@@ -334,6 +336,9 @@ void read_storage(Errors& errors, const toml::table& t, AppConfig& c) {
                                {"off", store::SyncMode::Off}},
                               c.storage.sync);
     r.integer("sync_interval_ms", 1, 3600 * 1000, c.sync_interval_ms);
+    // Beyond a second the held acknowledgements would meet clients' timeouts.
+    r.integer("sync_window_us", 0, 1000 * 1000, c.sync_window_us);
+    r.integer("sync_batch_bytes", 0, 64 * 1024 * 1024, c.sync_batch_bytes);
     uint64_t segment_mb = c.storage.segment_bytes / kMiB;
     r.integer("segment_size_mb", 1, 4096, segment_mb);
     c.storage.segment_bytes = segment_mb * kMiB;

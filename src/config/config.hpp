@@ -142,6 +142,8 @@ struct AppConfig {
     bool storage_enabled = true;            // [storage] enabled
     store::Options storage;                 // [storage] dir, sync, ...
     uint32_t sync_interval_ms = 100;        // [storage] sync_interval_ms (sync = "interval")
+    uint32_t sync_window_us = 2000;         // [storage] sync_window_us (sync = "always"; 0 = no window)
+    uint32_t sync_batch_bytes = 65536;      // [storage] sync_batch_bytes (0 = no size trigger)
     LogLevel log_level = LogLevel::Info;    // [log] level
     AuthConfig auth;                        // [auth]
     MetricsConfig metrics;                  // [metrics]

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -359,6 +360,17 @@ void ReactorBase::expire_lingering(uint64_t now, bool over_limit_only) {
 uint64_t ReactorBase::ms_until_tick() const {
     uint64_t now = monotonic_ms();
     return next_tick_ms_ > now ? next_tick_ms_ - now : 0;
+}
+
+uint64_t ReactorBase::us_until_wake() {
+    const uint64_t now = monotonic_us();
+    uint64_t wait = ms_until_tick() * 1000;
+    if (wake_at_us_ == 0) return wait;
+    if (wake_at_us_ <= now) {
+        wake_at_us_ = 0;
+        return 0;
+    }
+    return std::min(wait, wake_at_us_ - now);
 }
 
 bool ReactorBase::run_tick_if_due(Handler& h) {

@@ -115,6 +115,13 @@ public:
     virtual void set_tick_interval(uint32_t ms) = 0;  // default 100
     virtual uint64_t now_ms() const = 0;              // CLOCK_MONOTONIC
 
+    // The loop's next wait for events ends no later than `deadline_us`
+    // (CLOCK_MONOTONIC, microseconds), so that a pass, and its on_pass_end,
+    // runs then even if nothing happens: group commit's window. One
+    // deadline: a call replaces the previous one; 0 clears it; once passed
+    // it is cleared. Finer than the tick, and costs nothing while unset.
+    virtual void wake_at_us(uint64_t /*deadline_us*/) {}
+
     // Stops accepting new connections (listeners closed); existing ones stay.
     virtual void close_listeners() = 0;
     // Stops accepting on one listener (a reload removed it); its index stays

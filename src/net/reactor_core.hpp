@@ -159,6 +159,7 @@ public:
     void stop() override { stop_requested_ = true; }
     uint64_t connection_count() const override { return conns_.live(); }
     void set_max_lingering(size_t n) override { max_lingering_ = n == 0 ? 1 : n; }
+    void wake_at_us(uint64_t deadline_us) override { wake_at_us_ = deadline_us; }
     void set_reading(ConnId id, bool on) override;
 
 protected:
@@ -208,6 +209,11 @@ protected:
     bool run_tick_if_due(Handler& h);
     // Milliseconds until the next tick (0 if due).
     uint64_t ms_until_tick() const;
+    // Microseconds the loop may wait for events: until the tick or the
+    // wake_at_us deadline, whichever is first (0 if one is due; a deadline
+    // that passed is cleared: the pass about to run is its wake-up).
+    uint64_t us_until_wake();
+    uint64_t wake_at_us_ = 0;   // wake_at_us (0: none)
     // Records a pass-end flush candidate (`late`: after the others).
     void mark_dirty(uint32_t slot, bool late = false);
     // Moves the pass-end flush candidates into `out`, the late ones last, and

@@ -46,6 +46,10 @@ private:
     void write_conn(uint32_t slot);
     void reap(Handler& h);
     void reading_changed(uint32_t slot) override;
+    // epoll_pwait2 (Linux 5.11) for a timeout finer than a millisecond, the
+    // group-commit window's; before it, epoll_wait rounded up to whole ms.
+    int wait_events(epoll_event* events, uint64_t timeout_us);
+    bool have_pwait2_ = true;
     uint32_t conn_events(const Conn& c) const {
         return (c.recv_paused ? 0u : uint32_t(EPOLLIN)) | (c.want_write ? uint32_t(EPOLLOUT) : 0u);
     }
@@ -248,13 +252,22 @@ void EpollReactor::reap(Handler& h) {
     }
 }
 
+int EpollReactor::wait_events(epoll_event* events, uint64_t timeout_us) {
+    if (have_pwait2_ && timeout_us % 1000 != 0) {
+        const timespec ts{time_t(timeout_us / 1000000), long(timeout_us % 1000000) * 1000};
+        const int n = epoll_pwait2(epfd_, events, kMaxEvents, &ts, nullptr);
+        if (n >= 0 || errno != ENOSYS) return n;
+        have_pwait2_ = false;
+    }
+    return epoll_wait(epfd_, events, kMaxEvents, int((timeout_us + 999) / 1000));
+}
+
 void EpollReactor::run(Handler& h) {
     if (next_tick_ms_ == 0) next_tick_ms_ = monotonic_ms() + tick_interval_ms_;
     epoll_event events[kMaxEvents];
     while (!stop_requested_) {
         bool busy = !reap_.empty() || !fsync_done_.empty() || !dirty_.empty() || !dirty_late_.empty();
-        int timeout = busy ? 0 : int(ms_until_tick());
-        int n = epoll_wait(epfd_, events, kMaxEvents, timeout);
+        int n = wait_events(events, busy ? 0 : us_until_wake());
         if (n < 0) n = 0;  // EINTR: just run the pass
 
         auto dones = std::move(fsync_done_);

@@ -99,6 +99,11 @@ private:
     std::vector<uint32_t> fsync_free_;
     __kernel_timespec tick_ts_{};  // read by the kernel at submit time
     bool timeout_armed_ = false;
+    // wake_at_us: absolute timeouts (index 1), the earliest in flight first.
+    // A deadline that moved later only costs an early, empty pass.
+    void arm_wake();
+    __kernel_timespec wake_ts_{};
+    std::vector<uint64_t> wakes_armed_;   // deadlines of wake timeouts in flight, ascending
 };
 
 UringReactor::~UringReactor() {
@@ -266,6 +271,7 @@ void UringReactor::on_recv(Handler& h, uint32_t slot, uint32_t gen, int res, uin
         if (!c->recv_armed && !c->send_busy) schedule_reap(slot, c->close_error);
         return;
     }
+    if (res == -ENOBUFS) bufs_.grow();   // the ring ran dry: the load wants more buffers
     if (res == 0) {
         schedule_reap(slot, 0);
     } else if (res < 0 && res != -ENOBUFS && res != -ECANCELED) {
@@ -367,7 +373,8 @@ void UringReactor::process_cqe(Handler& h, uint64_t tag, int res, uint32_t flags
         on_send(index, tag_gen(tag), res);
         break;
     case kTimeout:
-        timeout_armed_ = false;
+        if (index == 0) timeout_armed_ = false;
+        else if (!wakes_armed_.empty()) wakes_armed_.erase(wakes_armed_.begin());
         break;
     case kPoll:
         watches_[index].armed = false;
@@ -423,6 +430,16 @@ void UringReactor::reap(Handler& h) {
     }
 }
 
+void UringReactor::arm_wake() {
+    if (wake_at_us_ == 0 || (!wakes_armed_.empty() && wakes_armed_.front() <= wake_at_us_)) return;
+    wake_ts_.tv_sec = int64_t(wake_at_us_ / 1000000);
+    wake_ts_.tv_nsec = int64_t(wake_at_us_ % 1000000) * 1000;
+    io_uring_sqe* sqe = get_sqe();
+    io_uring_prep_timeout(sqe, &wake_ts_, 0, IORING_TIMEOUT_ABS);   // CLOCK_MONOTONIC
+    io_uring_sqe_set_data64(sqe, make_tag(kTimeout, 0, 1));
+    wakes_armed_.insert(wakes_armed_.begin(), wake_at_us_);
+}
+
 void UringReactor::prepare_pass_sqes() {
     std::vector<uint32_t>& slots = dirty_scratch_;
     take_dirty(slots);
@@ -469,6 +486,7 @@ void UringReactor::prepare_pass_sqes() {
         io_uring_sqe_set_data64(sqe, make_tag(kTimeout, 0, 0));
         timeout_armed_ = true;
     }
+    arm_wake();
 }
 
 void UringReactor::run(Handler& h) {
@@ -478,7 +496,8 @@ void UringReactor::run(Handler& h) {
     std::vector<Completion> batch;
     while (!stop_requested_) {
         // Acks held back by take_dirty, and held input, must not wait for the next event.
-        bool busy = !reap_.empty() || !dirty_late_.empty() || !held_.empty();
+        bool busy = !reap_.empty() || !dirty_late_.empty() || !held_.empty() ||
+                    (wake_at_us_ != 0 && us_until_wake() == 0);
         // Not waiting still has to collect completions: with DEFER_TASKRUN
         // they are only finished inside an enter that asks for events.
         if (busy) io_uring_submit_and_get_events(&ring_);
@@ -496,6 +515,9 @@ void UringReactor::run(Handler& h) {
             io_uring_cqe_seen(&ring_, cqe);
         }
         if (++pass_ == 0) pass_ = 1;   // 0 is what a new Conn's stamps hold
+        size_t buffers_held = 0;
+        for (const auto& c : batch) buffers_held += (c.flags & IORING_CQE_F_BUFFER) ? 1 : 0;
+        bufs_.grow_for_pass(buffers_held);
         for (const auto& c : batch) {
             if (over_budget(c)) held_.push_back(c);
             else process_cqe(h, c.tag, c.res, c.flags);

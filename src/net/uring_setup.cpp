@@ -7,6 +7,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <cstdlib>
@@ -20,11 +21,9 @@ int BufferRing::setup(io_uring& ring) {
     void* mem = mmap(nullptr, ring_bytes_, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
     if (mem == MAP_FAILED) return -errno;
     ring_ = static_cast<io_uring_buf_ring*>(mem);
-    // Committed now (MAP_POPULATE), not page by page as the kernel first
-    // picks each buffer: the pool is a fixed cost of the process, and should
-    // show up as one at start, not as memory that grows with the first
-    // thousand connections.
-    void* pool = mmap(nullptr, kCount * kSize, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE | MAP_POPULATE,
+    // Address space for every buffer, memory only for those handed out
+    // (and received into): see kInitialCount.
+    void* pool = mmap(nullptr, kCount * kSize, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE | MAP_NORESERVE,
                       -1, 0);
     if (pool == MAP_FAILED) return -errno;
     buffers_ = static_cast<uint8_t*>(pool);
@@ -35,10 +34,21 @@ int BufferRing::setup(io_uring& ring) {
     int r = io_uring_register_buf_ring(&ring, &reg, 0);
     if (r < 0) return r;
     io_uring_buf_ring_init(ring_);
-    for (unsigned i = 0; i < kCount; ++i)
-        io_uring_buf_ring_add(ring_, data(uint16_t(i)), kSize, uint16_t(i), io_uring_buf_ring_mask(kCount), int(i));
-    io_uring_buf_ring_advance(ring_, int(kCount));
+    active_ = 0;
+    grow();
     return 0;
+}
+
+bool BufferRing::grow() {
+    const unsigned from = active_;
+    const unsigned to = from == 0 ? kInitialCount : std::min(kCount, from * 2);
+    if (to == from) return false;
+    for (unsigned i = from; i < to; ++i)
+        io_uring_buf_ring_add(ring_, data(uint16_t(i)), kSize, uint16_t(i), io_uring_buf_ring_mask(kCount),
+                              int(i - from));
+    io_uring_buf_ring_advance(ring_, int(to - from));
+    active_ = to;
+    return true;
 }
 
 void BufferRing::release() {

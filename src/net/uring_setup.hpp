@@ -21,8 +21,15 @@ public:
     // buffer has its multishot recv ended (ENOBUFS) and re-armed, which costs
     // a submission and a recv per connection. So: many small buffers (an
     // MQTT packet is usually far below 4 KiB; a larger one spans several).
-    static constexpr unsigned kCount = 1024;  // power of two
+    static constexpr unsigned kCount = 1024;  // power of two: the ring's entries, the most buffers
     static constexpr size_t kSize = 4 * 1024;
+    // Buffers handed to the kernel at start. An idle broker should cost
+    // little memory: the pool's address space is reserved for kCount
+    // buffers, but only those handed out are ever touched, and more are
+    // handed out (doubling, up to kCount) when the load asks for them: a
+    // recv that found the ring empty (ENOBUFS), or a loop pass whose
+    // completions held half the buffers handed out (grow_for_pass).
+    static constexpr unsigned kInitialCount = 32;
 
     // Allocates and registers with `ring`; -errno on failure.
     int setup(io_uring& ring);
@@ -30,8 +37,16 @@ public:
     void release();
     uint8_t* data(uint16_t bid) { return buffers_ + size_t(bid) * kSize; }
     void give_back(uint16_t bid);
+    // Hands out more buffers (twice as many, at most kCount). False at kCount.
+    bool grow();
+    // A loop pass's recv completions held `used` buffers at once.
+    void grow_for_pass(size_t used) {
+        if (used * 2 >= active_) grow();
+    }
+    unsigned active() const { return active_; }
 
 private:
+    unsigned active_ = 0;   // buffers handed out (bids 0 .. active_-1)
     io_uring_buf_ring* ring_ = nullptr;
     size_t ring_bytes_ = 0;
     uint8_t* buffers_ = nullptr;

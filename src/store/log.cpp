@@ -86,6 +86,7 @@ public:
     bool refusing() override;
 
     uint64_t last_lsn() const override { return next_lsn_ - 1; }
+    uint64_t appended_bytes() const override { return appended_bytes_; }
     uint64_t durable_lsn() const override {
         return opt_.sync == SyncMode::Off ? last_lsn() : durable_lsn_;
     }
@@ -128,6 +129,7 @@ private:
     uint64_t next_lsn_ = 1;
     uint64_t durable_lsn_ = 0;
     uint64_t bytes_used_ = 0;   // sum of segment write offsets
+    uint64_t appended_bytes_ = 0;   // appended since open
     uint64_t total_records_ = 0;
     uint64_t total_dead_ = 0;
     uint64_t total_dead_bytes_ = 0;
@@ -440,6 +442,7 @@ AppendError SegmentLog::append_impl(uint8_t type, std::span<const uint8_t> body,
     seg.last_lsn = lsn;
     seg.dirty = true;
     bytes_used_ += span;
+    appended_bytes_ += span;
     total_records_++;
     return AppendError::None;
 }

@@ -60,6 +60,9 @@ public:
     virtual AppendError append(uint8_t type, std::span<const uint8_t> body, uint64_t& lsn) = 0;
 
     virtual uint64_t last_lsn() const = 0;     // highest appended
+    // Bytes appended since open (records with their framing, compaction
+    // copies included); only grows. Group commit's batch size.
+    virtual uint64_t appended_bytes() const = 0;
     virtual uint64_t durable_lsn() const = 0;  // highest known durable
 
     // Group commit, split so the reactor can run the fsync asynchronously:
