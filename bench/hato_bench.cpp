@@ -32,6 +32,12 @@ namespace {
 
 using namespace hato::bench;
 
+// Blast mode: a publisher's next batch is made once what it has not written
+// yet is under kBlastLow, up to kBlastBatch bytes: large writes, and never
+// more than a batch held in the generator per socket.
+constexpr size_t kBlastLow = 32 * 1024;
+constexpr size_t kBlastBatch = 256 * 1024;
+
 struct Options {
     std::string host = "127.0.0.1";
     int port = 1883;
@@ -46,6 +52,8 @@ struct Options {
     int version = 4;        // 4 = 3.1.1, 5 = 5.0
     int broker_pid = 0;     // conn scenario: read this process's VmRSS
     bool persistent = false;  // persistent sessions: the broker stores each QoS 1/2 delivery
+    int metrics_port = 0;   // hato's [metrics] port: its own QoS 0 dropped count before and after
+    bool blast() const { return rate == 0 && window == 0; }
 };
 
 void usage() {
@@ -58,7 +66,10 @@ void usage() {
         "  --qos 0|1|2  --size BYTES (>= 20)    message QoS and payload size (0, 64)\n"
         "  --rate R                             total target msg/s, 0 = as fast as possible (0)\n"
         "  --duration S --warmup S              measured seconds, warm-up seconds (5, 1)\n"
-        "  --window N                           in-flight messages per publisher at rate 0 (64)\n"
+        "  --window N                           in-flight messages per publisher at rate 0 (64);\n"
+        "                                       --rate 0 --window 0 is blast mode (QoS 0): publishers\n"
+        "                                       write as fast as their sockets accept, many messages a write\n"
+        "  --metrics-port P                     hato's [metrics] port: report the broker's QoS 0 dropped count\n"
         "  --mqtt 4|5                           protocol level (4)\n"
         "  --persistent                         persistent sessions (clean session 0 / session expiry 300 s)\n"
         "  --broker-pid PID                     conn: report the broker's VmRSS per connection;\n"
@@ -86,6 +97,7 @@ bool parse_args(int argc, char** argv, Options& o) {
         else if (a == "--mqtt") o.version = std::atoi(next("--mqtt"));
         else if (a == "--persistent") o.persistent = true;
         else if (a == "--broker-pid") o.broker_pid = std::atoi(next("--broker-pid"));
+        else if (a == "--metrics-port") o.metrics_port = std::atoi(next("--metrics-port"));
         else if (a == "-h" || a == "--help") { usage(); std::exit(0); }
         else { std::fprintf(stderr, "hato-bench: unknown option %s\n", a.c_str()); usage(); return false; }
     }
@@ -93,7 +105,11 @@ bool parse_args(int argc, char** argv, Options& o) {
         std::fprintf(stderr, "hato-bench: unknown scenario %s\n", o.scenario.c_str());
         return false;
     }
-    if (o.clients < 1 || o.qos < 0 || o.qos > 2 || o.size < kStampSize || o.window < 1 ||
+    if (o.window == 0 && (o.rate != 0 || o.qos != 0)) {
+        std::fprintf(stderr, "hato-bench: --window 0 (blast) needs --rate 0 and --qos 0\n");
+        return false;
+    }
+    if (o.clients < 1 || o.qos < 0 || o.qos > 2 || o.size < kStampSize || o.window < 0 ||
         (o.version != 4 && o.version != 5) || o.duration <= 0 || o.warmup < 0) {
         std::fprintf(stderr, "hato-bench: bad option value\n");
         return false;
@@ -138,6 +154,31 @@ double process_cpu_seconds(int pid) {
         if (i == 15) stime = std::stoull(field);
     }
     return double(utime + stime) / double(sysconf(_SC_CLK_TCK));
+}
+
+// hato's counter `name` from its Prometheus endpoint on `port`; -1 if unreadable.
+long long read_metric(const std::string& host, int port, const char* name) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return -1;
+    timeval tv{2, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(uint16_t(port));
+    std::string text;
+    if (inet_pton(AF_INET, host.c_str(), &sa.sin_addr) == 1 &&
+        connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0) {
+        const char req[] = "GET /metrics HTTP/1.0\r\nConnection: close\r\n\r\n";
+        if (send(fd, req, sizeof req - 1, MSG_NOSIGNAL) == ssize_t(sizeof req - 1)) {
+            char buf[16384];
+            ssize_t n;
+            while ((n = recv(fd, buf, sizeof buf, 0)) > 0) text.append(buf, size_t(n));
+        }
+    }
+    close(fd);
+    const std::string key = std::string("\n") + name + " ";
+    size_t at = text.find(key);
+    return at == std::string::npos ? -1 : std::atoll(text.c_str() + at + key.size());
 }
 
 int connect_to(const Options& o) {
@@ -205,6 +246,8 @@ int main(int argc, char** argv) {
     std::vector<std::string> topics;
     for (int p = 0; p < npub; ++p) topics.push_back(pub_topic(p));
 
+    const long long dropped_before =
+        o.metrics_port ? read_metric(o.host, o.metrics_port, "hato_qos0_dropped_total") : -1;
     const uint64_t t0 = now_ns();
     bool ready = false;
     uint64_t measure_start = 0, measure_end = 0, drain_deadline = 0;
@@ -237,6 +280,10 @@ int main(int argc, char** argv) {
             // Publish: at a fixed rate, or up to the window of unseen messages.
             for (int k = 0; k < npub; ++k) {
                 Client& c = run.clients[size_t((rr + k) % npub)];
+                if (o.blast()) {   // what the socket did not take yet waits; then the next batch
+                    if (c.out.size() < kBlastLow) run.blast(c, topics[size_t(c.pub_index)], now, kBlastBatch);
+                    continue;
+                }
                 int budget = 256;  // per pass, keeps the loop fair
                 while (budget-- > 0 && run.can_publish(c, o.window, per_pub_rate, now)) {
                     run.publish(c, topics[size_t(c.pub_index)], now);
@@ -263,6 +310,9 @@ int main(int argc, char** argv) {
     }
     const uint64_t end = now_ns();
     const double cpu_used = cpu_seconds() - cpu_at_start;
+    const long long dropped_after =
+        o.metrics_port ? read_metric(o.host, o.metrics_port, "hato_qos0_dropped_total") : -1;
+    const long long broker_dropped = dropped_before >= 0 && dropped_after >= 0 ? dropped_after - dropped_before : -1;
     const double broker_cpu_end = o.broker_pid ? process_cpu_seconds(o.broker_pid) : -1;
 
     if (o.scenario == "conn") {
@@ -290,14 +340,15 @@ int main(int argc, char** argv) {
                 (unsigned long long)t.received, rate, (unsigned long long)t.expected, (unsigned long long)t.lost,
                 (unsigned long long)t.duplicated, (unsigned long long)t.out_of_order);
     std::printf("latency us: p50 %.0f  p99 %.0f  p99.9 %.0f  max %.0f\n", t.p50_us, t.p99_us, t.p999_us, t.max_us);
+    if (broker_dropped >= 0) std::printf("broker: %lld QoS 0 dropped during the run\n", broker_dropped);
     if (bench_cpu > 0.9)
         std::printf("note: hato-bench used %.0f%% of its core: the generator may be the bottleneck\n", bench_cpu * 100);
     std::printf("RESULT scenario=%s clients=%d qos=%d size=%d mqtt=%d seconds=%.2f received=%llu rate=%.0f "
                 "lost=%llu dup=%llu ooo=%llu p50_us=%.0f p99_us=%.0f p999_us=%.0f bench_cpu=%.2f "
-                "broker_us_per_msg=%.2f\n",
+                "broker_us_per_msg=%.2f broker_dropped=%lld blast=%d\n",
                 o.scenario.c_str(), o.clients, o.qos, o.size, o.version, secs, (unsigned long long)t.received, rate,
                 (unsigned long long)t.lost, (unsigned long long)t.duplicated, (unsigned long long)t.out_of_order,
-                t.p50_us, t.p99_us, t.p999_us, bench_cpu, broker_us_per_msg);
+                t.p50_us, t.p99_us, t.p999_us, bench_cpu, broker_us_per_msg, broker_dropped, o.blast() ? 1 : 0);
     (void)published_total;
     return t.lost == 0 && t.duplicated == 0 ? 0 : 3;
 }

@@ -325,6 +325,12 @@ void ReactorBase::set_reading(ConnId id, bool on) {
     reading_changed(ConnTable::slot_of(id));
 }
 
+void ReactorBase::set_intake(bool on) {
+    if (intake_paused_ == !on) return;
+    intake_paused_ = !on;
+    if (on) intake_resumed();
+}
+
 void ReactorBase::start_lingering(Handler& h, uint32_t slot) {
     Conn& c = conns_.at(slot);
     // Our FIN follows the output already sent; the peer may still be sending.

@@ -102,6 +102,7 @@ struct Conn {
     bool fixed_file = false;     // io_uring: in the fixed-file table at the slot's index
     bool want_write = false;     // epoll: EPOLLOUT registered
     bool recv_held = false;      // io_uring: over its input budget, completions wait (recv stopped)
+    bool intake_held = false;    // epoll: readable while intake was stopped; EPOLLIN off until it resumes
     uint32_t input_pass = 0;     // io_uring: the pass input_bytes counts for
     uint32_t input_bytes = 0;    // io_uring: input delivered in that pass
     uint32_t held_pass = 0;      // io_uring: last pass that held completions of it
@@ -160,8 +161,13 @@ public:
     uint64_t connection_count() const override { return conns_.live(); }
     void set_max_lingering(size_t n) override { max_lingering_ = n == 0 ? 1 : n; }
     void set_reading(ConnId id, bool on) override;
+    void set_intake(bool on) override;
 
 protected:
+    // set_intake(false) in force.
+    bool intake_paused_ = false;
+    // The backend restarts the input it held while intake was stopped.
+    virtual void intake_resumed() {}
     // The backend applies Conn::recv_paused (stops or restarts its receive).
     virtual void reading_changed(uint32_t /*slot*/) {}
     // Reap step for a connection whose close(flush) completed: shuts down the

@@ -69,6 +69,13 @@ private:
     // Fairness (kInputBudgetPerPass): true if `c` (a recv completion) must
     // wait for the next pass; it then goes to held_.
     bool over_budget(const Completion& c);
+    // set_intake(false): true if `c` is input of an open connection, which
+    // then waits in held_ like input over budget.
+    bool intake_stopped_for(const Completion& c) {
+        if (!intake_paused_ || tag_kind(c.tag) != kRecv) return false;
+        const Conn& conn = conns_.at(tag_index(c.tag));
+        return conn.gen == tag_gen(c.tag) && conn.state == ConnState::Open;
+    }
     // Stops the recv of connections with held completions, restarts the
     // others that had some in the previous pass.
     void update_held_recvs();
@@ -473,7 +480,9 @@ void UringReactor::run(Handler& h) {
     std::vector<Completion> batch;
     while (!stop_requested_) {
         // Acks held back by take_dirty, and held input, must not wait for the next event.
-        bool busy = !reap_.empty() || !dirty_late_.empty() || !held_.empty();
+        // Held input waits for the wake-up a send completion brings while
+        // intake is stopped.
+        bool busy = !reap_.empty() || !dirty_late_.empty() || (!held_.empty() && !intake_paused_);
         // Not waiting still has to collect completions: with DEFER_TASKRUN
         // they are only finished inside an enter that asks for events.
         if (busy) io_uring_submit_and_get_events(&ring_);
@@ -492,7 +501,7 @@ void UringReactor::run(Handler& h) {
         }
         if (++pass_ == 0) pass_ = 1;   // 0 is what a new Conn's stamps hold
         for (const auto& c : batch) {
-            if (over_budget(c)) held_.push_back(c);
+            if (intake_stopped_for(c) || over_budget(c)) held_.push_back(c);
             else process_cqe(h, c.tag, c.res, c.flags);
         }
         update_held_recvs();
