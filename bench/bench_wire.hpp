@@ -82,6 +82,12 @@ public:
 
     std::vector<Client> clients;
     bool measuring = false;
+    // Messages received inside the measured window, whenever they were
+    // sent: blast mode's rate (what it sent in the warm-up still drains
+    // from socket buffers during the window, so counting by send time
+    // would measure the wrong thing).
+    uint64_t window_end_ns = 0;
+    uint64_t received_in_window = 0;
 
     Client& add_client(int fd) {
         clients.emplace_back();
@@ -385,6 +391,7 @@ private:
         Stream& s = streams_[pairs_ ? size_t(c.sub_index) : size_t(c.sub_index) * size_t(npub_) + pid];
         if (s.seen.size() <= seq) s.seen.resize(std::max<size_t>(size_t(seq) + 1, s.seen.size() * 2));
         if (s.seen[seq]) { ++duplicated_; return true; }
+        if (measuring && now < window_end_ns) ++received_in_window;
         s.seen[seq] = true;
         ++received_from_[pid];
         if (s.any && seq < s.max_seen) ++out_of_order_;
