@@ -118,9 +118,10 @@ private:
             if (2 + tlen > len) return;
             auto sub = subs_.find(std::string_view(reinterpret_cast<const char*>(body + 2), tlen));
             if (sub != subs_.end()) {
+                // Header and body are contiguous in the input: one copy each.
+                const std::span<const uint8_t> whole{head, head_len + len};
                 for (ConnId to : sub->second) {
-                    r_.send(to, {head, head_len});
-                    r_.send(to, {body, len});
+                    r_.send(to, whole);
                     if (r_.queued_bytes(to) > kHighWater &&
                         std::find(backed_up_.begin(), backed_up_.end(), to) == backed_up_.end()) {
                         if (backed_up_.empty()) r_.set_intake(false);
