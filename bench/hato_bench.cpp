@@ -234,7 +234,10 @@ int main(int argc, char** argv) {
         c.pub_index = c.is_pub ? i : -1;
         c.sub_index = c.is_pub ? -1 : i - npub;
         epoll_event ev{};
-        ev.events = EPOLLIN;
+        // Blast: a publisher wakes the loop when its socket takes more, so
+        // the loop sleeps while the broker holds every publisher back and
+        // its CPU shows whether the generator is the limit.
+        ev.events = c.is_pub && o.blast() ? EPOLLIN | EPOLLOUT : EPOLLIN;
         ev.data.u32 = uint32_t(i);
         epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
         std::string id = "bench-" + std::to_string(getpid()) + "-" + std::to_string(i);
@@ -258,6 +261,7 @@ int main(int argc, char** argv) {
     bool ready = false;
     uint64_t measure_start = 0, measure_end = 0, drain_deadline = 0;
     double cpu_at_start = 0;
+    double cpu_at_window_end = -1;   // blast: the generator's own load is judged over the window
     double broker_cpu_at_start = -1;   // broker CPU seconds when measuring began
     uint64_t published_total = 0;
     const double per_pub_rate = o.rate > 0 && npub > 0 ? o.rate / npub : 0;
@@ -300,12 +304,13 @@ int main(int argc, char** argv) {
             rr = (rr + 1) % (npub ? npub : 1);
         } else if (ready && o.scenario != "conn" && drain_deadline == 0 && now >= measure_end) {
             drain_deadline = now + 10'000'000'000ull;  // drain: wait for what is in flight
+            cpu_at_window_end = cpu_seconds();
         }
         if (o.scenario == "conn" && ready && now >= measure_start) break;
         if (drain_deadline && (run.drained() || now >= drain_deadline)) break;
 
         run.flush_all();
-        int timeout_ms = publishing && per_pub_rate == 0 ? 0 : 1;
+        int timeout_ms = publishing && per_pub_rate == 0 && !o.blast() ? 0 : 1;
         int n = epoll_wait(ep, evs.data(), int(evs.size()), timeout_ms);
         for (int i = 0; i < n; ++i) {
             Client& c = run.clients[evs[i].data.u32];
@@ -335,7 +340,9 @@ int main(int argc, char** argv) {
     const double secs = double(std::min(end, measure_end) - measure_start) / 1e9;
     const Totals t = run.totals();
     const double rate = secs > 0 ? double(o.blast() ? run.received_in_window : t.received) / secs : 0;
-    const double bench_cpu = double(end - measure_start) > 0 ? cpu_used / (double(end - measure_start) / 1e9) : 0;
+    double bench_cpu = double(end - measure_start) > 0 ? cpu_used / (double(end - measure_start) / 1e9) : 0;
+    // Blast: while publishing, not diluted by the drain's waiting.
+    if (o.blast() && cpu_at_window_end >= 0 && secs > 0) bench_cpu = (cpu_at_window_end - cpu_at_start) / secs;
     // Broker CPU per received message over the measured window and drain
     // (connect and warm-up excluded); -1 without --broker-pid.
     const double broker_us_per_msg = broker_cpu_at_start >= 0 && broker_cpu_end >= 0 && t.received > 0
