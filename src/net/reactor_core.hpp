@@ -81,6 +81,13 @@ struct ConnOutput {
     size_t queued() const { return pending.size() + inflight.size() - inflight_off; }
 };
 
+// Output buffer capacity a busy connection keeps from pass to pass. Past it
+// the buffer is freed once it was handed over, so a single big burst's
+// memory does not linger; below it, a receiver under back-pressure (its
+// output near max_output_bytes, 1 MiB by default, every pass) does not
+// allocate, fault in and copy a fresh multi-MiB buffer each pass.
+inline constexpr size_t kKeptOutputCapacity = 4u << 20;
+
 // One slot of the connection table: kept small, every open socket has one.
 struct Conn {
     int fd = -1;
@@ -166,6 +173,7 @@ public:
 protected:
     // set_intake(false) in force.
     bool intake_paused_ = false;
+    bool release_deferred_ = false;   // release_drained_output skips the pass intake resumed in
     // The backend restarts the input it held while intake was stopped.
     virtual void intake_resumed() {}
     // The backend applies Conn::recv_paused (stops or restarts its receive).

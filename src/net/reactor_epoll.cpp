@@ -201,7 +201,7 @@ void EpollReactor::write_conn(uint32_t slot) {
     if (out.inflight_off == out.inflight.size()) {
         out.inflight.clear();
         out.inflight_off = 0;
-        if (out.inflight.capacity() > 256 * 1024) std::vector<uint8_t>().swap(out.inflight);
+        if (out.inflight.capacity() > kKeptOutputCapacity) std::vector<uint8_t>().swap(out.inflight);
         note_drained(slot);   // pending was moved into inflight above: all is sent
     } else if (out.inflight_off > 1024 * 1024 && out.inflight_off > out.inflight.size() / 2) {
         out.inflight.erase(out.inflight.begin(), out.inflight.begin() + std::ptrdiff_t(out.inflight_off));

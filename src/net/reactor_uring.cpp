@@ -308,7 +308,7 @@ void UringReactor::on_send(uint32_t slot, uint32_t gen, int res) {
     if (out.inflight_off >= out.inflight.size()) {
         out.inflight.clear();
         out.inflight_off = 0;
-        if (out.inflight.capacity() > 256 * 1024) std::vector<uint8_t>().swap(out.inflight);
+        if (out.inflight.capacity() > kKeptOutputCapacity) std::vector<uint8_t>().swap(out.inflight);
         if (out.pending.empty()) note_drained(slot);
     }
     // More to send, or a drain to finish: both happen at pass end.
