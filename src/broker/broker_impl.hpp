@@ -234,8 +234,9 @@ struct Broker::Impl {
     void on_client_ack(Connection& c, const mqtt::Ack& a);
     bool send_publish(Connection& c, const OutItem& item, bool dup);   // false: too large for the client
     bool output_over_limit(Connection& c);
-    // Output over max_output_bytes: stop forwarding and reading until it drains.
-    void block_output(Connection& c);
+    // Output over max_output_bytes: stop forwarding and reading until it
+    // drains; with `hold_intake`, everyone's input too (see delivery.cpp).
+    void block_output(Connection& c, bool hold_intake = true);
     // Unblocks what drained below half the limit; drops clients blocked too long.
     void check_blocked();
     // Ends c's hold on the intake; the last one resumes it.

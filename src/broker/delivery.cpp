@@ -40,16 +40,17 @@ bool Broker::Impl::output_over_limit(Connection& c) {
 // receiver is known only per message, and a stop costs nothing per message.
 // After slow_consumer_ms it is a slow consumer: its QoS 0 is dropped and
 // the others run at full speed.
-void Broker::Impl::block_output(Connection& c) {
+void Broker::Impl::block_output(Connection& c, bool hold_intake) {
     if (!c.output_blocked) {
         c.output_blocked = true;
         c.blocked_since_ms = now_ms;
         c.episode_dropped = 0;
         blocked_conns.insert(c.id);
-        if (cfg.slow_consumer_ms != 0) {
-            c.holds_intake = true;
-            if (intake_holders++ == 0) transport.set_intake(false);
-        }
+    }
+    if (hold_intake && cfg.slow_consumer_ms != 0 && !c.holds_intake && !c.slow_consumer) {
+        c.holds_intake = true;
+        c.held_since_ms = now_ms;
+        if (intake_holders++ == 0) transport.set_intake(false);
     }
     if (!c.reading_paused) {
         c.reading_paused = true;
@@ -70,7 +71,7 @@ void Broker::Impl::deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool reta
         // it is still queued (at most one receive's worth); twice the limit
         // is the hard bound. A slow consumer's QoS 0 is dropped.
         const uint64_t hard = cfg.slow_consumer_ms != 0 ? 2 * cfg.max_output_bytes : cfg.max_output_bytes;
-        if ((c->output_blocked && !c->holds_intake) ||
+        if (c->slow_consumer || (cfg.slow_consumer_ms == 0 && c->output_blocked) ||
             (cfg.max_output_bytes != 0 && transport.queued_bytes(c->id) > hard)) {
             ++stats.qos0_dropped;
             ++c->episode_dropped;
@@ -342,8 +343,9 @@ void Broker::Impl::check_blocked() {
         }
         // Hysteresis: resume only once the output drained below half the limit.
         if (transport.queued_bytes(id) > cfg.max_output_bytes / 2) {
-            if (c->holds_intake && now_ms - c->blocked_since_ms >= cfg.slow_consumer_ms) {
+            if (c->holds_intake && now_ms - c->held_since_ms >= cfg.slow_consumer_ms) {
                 release_intake(*c);   // a slow consumer from here on
+                c->slow_consumer = true;
                 transport.slow_consumer(id, session(c->slot) ? session(c->slot)->client_id : std::string_view(),
                                         true, c->episode_dropped);
             }
@@ -373,8 +375,9 @@ void Broker::Impl::release_intake(Connection& c) {
 
 void Broker::Impl::end_blocked(Connection& c) {
     if (!c.output_blocked) return;
-    const bool was_slow = !c.holds_intake && cfg.slow_consumer_ms != 0;
+    const bool was_slow = c.slow_consumer;
     release_intake(c);
+    c.slow_consumer = false;
     c.output_blocked = false;
     blocked_conns.erase(c.id);
     if (was_slow) {

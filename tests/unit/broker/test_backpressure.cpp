@@ -99,3 +99,15 @@ TEST_CASE("slow_consumer_ms 0: QoS 0 over the limit is dropped at once and intak
     CHECK(h.broker->stats().qos0_dropped == 1);
     CHECK(h.transport.intake == true);
 }
+
+TEST_CASE("a client over the limit with its own replies is not read, and nobody else is held for it") {
+    Config cfg;
+    cfg.max_output_bytes = 1000;
+    Harness h(cfg);
+    TestClient c(h, Version::V5);
+    c.connect("replies");
+    h.transport.queued[c.id] = 1001;
+    c.ack(PacketType::Pubrec, 8);   // unknown id: answered with PUBREL 0x92
+    CHECK(h.transport.reading[c.id] == false);
+    CHECK(h.transport.intake == true);
+}
