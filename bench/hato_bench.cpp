@@ -305,6 +305,13 @@ int main(int argc, char** argv) {
         } else if (ready && o.scenario != "conn" && drain_deadline == 0 && now >= measure_end) {
             drain_deadline = now + 10'000'000'000ull;  // drain: wait for what is in flight
             cpu_at_window_end = cpu_seconds();
+            if (o.blast())   // nothing more to write: writable publishers must not spin the drain
+                for (int k = 0; k < npub; ++k) {
+                    epoll_event ev{};
+                    ev.events = EPOLLIN;
+                    ev.data.u32 = uint32_t(k);
+                    epoll_ctl(ep, EPOLL_CTL_MOD, run.clients[size_t(k)].fd, &ev);
+                }
         }
         if (o.scenario == "conn" && ready && now >= measure_start) break;
         if (drain_deadline && (run.drained() || now >= drain_deadline)) break;
