@@ -31,6 +31,8 @@ struct Client {
     uint64_t sent = 0;              // messages published
     uint64_t rate_start = 0;
     uint64_t stall_since = 0;
+    std::vector<uint8_t> templ;     // blast: this publisher's PUBLISH, stamp patched per message
+    size_t stamp_off = 0;           // where the stamp sits in templ
 };
 
 struct Totals {
@@ -80,6 +82,12 @@ public:
 
     std::vector<Client> clients;
     bool measuring = false;
+    // Messages received inside the measured window, whenever they were
+    // sent: blast mode's rate (what it sent in the warm-up still drains
+    // from socket buffers during the window, so counting by send time
+    // would measure the wrong thing).
+    uint64_t window_end_ns = 0;
+    uint64_t received_in_window = 0;
 
     Client& add_client(int fd) {
         clients.emplace_back();
@@ -145,15 +153,24 @@ public:
     }
 
     void publish(Client& c, const std::string& topic, uint64_t now) {
+        uint16_t id = 0;
+        if (qos_ > 0) {
+            id = c.next_id++;
+            if (c.next_id == 0) c.next_id = 1;
+            ++c.inflight;
+        }
+        publish_into(c, topic, id, now);
+        ++c.sent;
+    }
+
+private:
+    void publish_into(Client& c, const std::string& topic, uint16_t id, uint64_t now) {
         std::vector<uint8_t>& o = scratch_;
         o.clear();
         put_str(o, topic);
         if (qos_ > 0) {
-            uint16_t id = c.next_id++;
-            if (c.next_id == 0) c.next_id = 1;
             o.push_back(uint8_t(id >> 8));
             o.push_back(uint8_t(id));
-            ++c.inflight;
         }
         if (v5_) o.push_back(0);
         uint8_t stamp[kStampSize];
@@ -165,9 +182,36 @@ public:
         o.insert(o.end(), stamp, stamp + kStampSize);
         o.resize(o.size() + size_t(size_ - kStampSize), 'x');
         frame(c, uint8_t(0x30 | (qos_ << 1)), o);
-        ++c.sent;
     }
 
+public:
+
+    // Blast mode: appends whole PUBLISHes to c.out until it holds `bytes`
+    // (one template per publisher, only the stamp changes), so a socket is
+    // written in large batches and never waits for a window.
+    void blast(Client& c, const std::string& topic, uint64_t now, size_t bytes) {
+        if (c.templ.empty()) {
+            Client t;
+            publish_into(t, topic, 0, 0);
+            c.templ = std::move(t.out);
+            c.stamp_off = c.templ.size() - size_t(size_);
+        }
+        if (c.out.size() >= bytes) return;
+        const size_t n = (bytes - c.out.size() + c.templ.size() - 1) / c.templ.size();
+        size_t at = c.out.size();
+        c.out.resize(at + n * c.templ.size());
+        const uint32_t pid = uint32_t(c.pub_index);
+        for (size_t i = 0; i < n; ++i, at += c.templ.size()) {
+            uint8_t* m = c.out.data() + at;
+            std::memcpy(m, c.templ.data(), c.templ.size());
+            const uint64_t seq = c.sent++;
+            std::memcpy(m + c.stamp_off, &pid, 4);
+            std::memcpy(m + c.stamp_off + 4, &seq, 8);
+            std::memcpy(m + c.stamp_off + 12, &now, 8);
+        }
+    }
+
+    // Writes what each client has queued, as much as its socket takes.
     void flush_all() {
         for (auto& c : clients) {
             size_t off = 0;
@@ -347,6 +391,7 @@ private:
         Stream& s = streams_[pairs_ ? size_t(c.sub_index) : size_t(c.sub_index) * size_t(npub_) + pid];
         if (s.seen.size() <= seq) s.seen.resize(std::max<size_t>(size_t(seq) + 1, s.seen.size() * 2));
         if (s.seen[seq]) { ++duplicated_; return true; }
+        if (measuring && now < window_end_ns) ++received_in_window;
         s.seen[seq] = true;
         ++received_from_[pid];
         if (s.any && seq < s.max_seen) ++out_of_order_;

@@ -6,7 +6,11 @@
 # over the measured window). Both brokers get TCP_NODELAY, like for like.
 # The QoS 1 rows also run hato-floor, a forwarder on hato's reactor that does
 # no broker work: its CPU per message is the socket work alone, the floor
-# under any broker on this machine, printed in a second table.
+# under any broker on this machine, printed in a second table. The QoS 0
+# blast rows (hato-bench --rate 0 --window 0: publishers write as fast as
+# their sockets accept) run hato-floor too, as the ceiling: a forwarder that
+# routes each message and batches writes with the same back-pressure; a
+# third table gives hato/floor in msg/s and what each side lost.
 #   bench/compare.sh [BUILDDIR]      (default: build)
 # Not run by CI: shared machines are noisy; compare ratios within one run.
 set -euo pipefail
@@ -79,6 +83,9 @@ scenarios=(
   "qos0 pairs x10|--scenario pairs --clients 10 --qos 0"
   "qos0 fanin 100->1|--scenario fanin --clients 100 --qos 0"
   "qos0 fanout 1->100|--scenario fanout --clients 100 --qos 0"
+  "qos0 blast pairs x10|--scenario pairs --clients 10 --qos 0 --rate 0 --window 0"
+  "qos0 blast fanin 100->1|--scenario fanin --clients 100 --qos 0 --rate 0 --window 0"
+  "qos0 blast fanout 1->100|--scenario fanout --clients 100 --qos 0 --rate 0 --window 0"
   "qos1 20k/s pairs x10|--scenario pairs --clients 10 --qos 1 --rate 20000"
   "qos1 20k/s pairs x1000|--scenario pairs --clients 1000 --qos 1 --rate 20000"
   "qos1 10k/s latency|--scenario pairs --clients 10 --qos 1 --rate 10000"
@@ -89,14 +96,14 @@ scenarios=(
 )
 ONLY=${ONLY:-}   # a substring: run only the scenarios whose name contains it
 
-declare -A rate cpu p99 kib
+declare -A rate cpu p99 kib lost
 bench_bound=()   # runs where hato-bench itself was near 100% CPU
 # Brokers alternate per scenario (not all Mosquitto runs, then all hato runs),
 # so a burst of load from elsewhere on a shared machine hits both sides alike.
 selected=()
 for s in "${scenarios[@]}"; do [[ -z "$ONLY" || "${s%%|*}" == *"$ONLY"* ]] && selected+=("$s"); done
 scenarios=("${selected[@]}")
-has_floor() { [[ "$1" == "qos1 20k/s"* || "$1" == *"sync=off"* && "$1" == "qos1 10k/s"* ]]; }
+has_floor() { [[ "$1" == "qos1 20k/s"* || "$1" == *"sync=off"* && "$1" == "qos1 10k/s"* || "$1" == *blast* ]]; }
 for s in "${scenarios[@]}"; do
   peers=(mosquitto hato)
   if has_floor "${s%%|*}"; then peers+=(floor); fi
@@ -115,7 +122,7 @@ for s in "${scenarios[@]}"; do
     if grep -q '^note:' <<<"$full"; then bench_bound+=("$broker / $name"); fi
     get() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$out"; }
     key="$broker|$name"
-    rate[$key]=$(get rate); p99[$key]=$(get p99_us); kib[$key]=$(get kib_per_conn)
+    rate[$key]=$(get rate); p99[$key]=$(get p99_us); kib[$key]=$(get kib_per_conn); lost[$key]=$(get lost)
     recv=$(get received)
     measured=$(get broker_us_per_msg)
     # hato-bench measures the broker's CPU over the measured window only; the
@@ -142,7 +149,10 @@ for s in "${scenarios[@]}"; do
 done
 # The floor: hato-floor's socket work per message against each broker.
 floor_rows=()
-for s in "${scenarios[@]}"; do has_floor "${s%%|*}" && floor_rows+=("${s%%|*}"); done
+for s in "${scenarios[@]}"; do
+  n=${s%%|*}
+  if has_floor "$n" && [[ "$n" != *blast* ]]; then floor_rows+=("$n"); fi
+done
 if [ ${#floor_rows[@]} -gt 0 ]; then
   echo
   echo "floor: hato-floor (hato's reactor, no broker work) in the same run"
@@ -152,6 +162,22 @@ if [ ${#floor_rows[@]} -gt 0 ]; then
     printf '| %-24s | %10s | %10s | %10s | %10s | %10s | %8s | %8s |\n' "$name" \
       "${cpu[$m]:--}" "${cpu[$f]:--}" "${cpu[$h]:--}" "$(ratio "${cpu[$f]}" "${cpu[$m]}")" \
       "$(ratio "${cpu[$h]}" "${cpu[$f]}")" "${p99[$f]:--}" "${p99[$h]:--}"
+  done
+fi
+# The ceiling: hato against hato-floor in msg/s under blast, and what was lost.
+ceiling_rows=()
+for s in "${scenarios[@]}"; do [[ "${s%%|*}" == *blast* ]] && ceiling_rows+=("${s%%|*}"); done
+if [ ${#ceiling_rows[@]} -gt 0 ]; then
+  echo
+  echo "ceiling: hato-floor (per-message routing, batched writes, back-pressure, no broker work), blast mode"
+  printf '| %-24s | %12s | %12s | %12s | %10s | %10s | %10s | %10s |
+' scenario "floor msg/s" "hato msg/s" "mosq msg/s" "hato/floor" "floor lost" "hato lost" "mosq lost"
+  for name in "${ceiling_rows[@]}"; do
+    m="mosquitto|$name"; h="hato|$name"; f="floor|$name"
+    printf '| %-24s | %12s | %12s | %12s | %10s | %10s | %10s | %10s |
+' "$name" \
+      "${rate[$f]:--}" "${rate[$h]:--}" "${rate[$m]:--}" "$(ratio "${rate[$h]}" "${rate[$f]}")" \
+      "${lost[$f]:--}" "${lost[$h]:--}" "${lost[$m]:--}"
   done
 fi
 for b in "${bench_bound[@]}"; do echo "note: hato-bench near 100% CPU in: $b (that rate is a lower bound)"; done

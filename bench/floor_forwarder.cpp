@@ -9,6 +9,12 @@
 // no packet-id mapping (a PUBLISH leaves with its publisher's packet id).
 // What it costs per message is what the socket work of a QoS 1 exchange
 // costs on this machine: the same segments any broker must send and receive.
+// QoS 0 pairs, fan-in and fan-out: every PUBLISH is routed on its own to
+// every subscriber of its topic (exact match), the reactor batches the
+// writes per socket per pass, and a subscriber whose output is over 1 MiB
+// stops all intake until it drained below half of that, as hato's
+// back-pressure does (without hato's slow-consumer drop: a bench never
+// stops reading). That is the ceiling row of bench/compare.sh.
 // Never a broker: it trusts its input and is only for bench/compare.sh.
 //   hato-floor --port P
 #include "net/reactor.hpp"
@@ -19,6 +25,7 @@
 #include <cstring>
 #include <string>
 #include <string_view>
+#include <algorithm>
 #include <unordered_map>
 #include <vector>
 
@@ -35,11 +42,21 @@ public:
         auto it = conns_.find(id);
         if (it == conns_.end()) return;
         auto sub = subs_.find(it->second.topic);
-        if (sub != subs_.end() && sub->second == id) subs_.erase(sub);   // unless taken over
+        if (sub != subs_.end()) {
+            std::erase(sub->second, id);
+            if (sub->second.empty()) subs_.erase(sub);
+        }
         conns_.erase(it);
+        std::erase(backed_up_, id);
+        if (backed_up_.empty()) r_.set_intake(true);
     }
-    void on_tick(uint64_t) override {}
-    void on_pass_end() override {}
+    void on_tick(uint64_t) override { on_pass_end(); }
+    // Intake resumes once every backed-up subscriber drained below half.
+    void on_pass_end() override {
+        if (backed_up_.empty()) return;
+        std::erase_if(backed_up_, [&](ConnId s) { return r_.queued_bytes(s) <= kHighWater / 2; });
+        if (backed_up_.empty()) r_.set_intake(true);
+    }
 
     void on_data(ConnId id, std::span<const uint8_t> data) override {
         auto it = conns_.find(id);
@@ -90,7 +107,7 @@ private:
             size_t tlen = size_t(body[2]) << 8 | body[3];
             if (4 + tlen + 1 > len) return;
             c.topic.assign(reinterpret_cast<const char*>(body + 4), tlen);
-            subs_[c.topic] = id;
+            subs_[c.topic].push_back(id);
             const uint8_t suback[] = {0x90, 0x03, body[0], body[1], uint8_t(body[4 + tlen] & 3)};
             r_.send(id, suback);
             break;
@@ -101,8 +118,16 @@ private:
             if (2 + tlen > len) return;
             auto sub = subs_.find(std::string_view(reinterpret_cast<const char*>(body + 2), tlen));
             if (sub != subs_.end()) {
-                r_.send(sub->second, {head, head_len});
-                r_.send(sub->second, {body, len});
+                // Header and body are contiguous in the input: one copy each.
+                const std::span<const uint8_t> whole{head, head_len + len};
+                for (ConnId to : sub->second) {
+                    r_.send(to, whole);
+                    if (r_.queued_bytes(to) > kHighWater &&
+                        std::find(backed_up_.begin(), backed_up_.end(), to) == backed_up_.end()) {
+                        if (backed_up_.empty()) r_.set_intake(false);
+                        backed_up_.push_back(to);
+                    }
+                }
             }
             if (((head[0] >> 1) & 3) == 1 && 2 + tlen + 2 <= len) {
                 const uint8_t puback[] = {0x40, 0x02, body[2 + tlen], body[3 + tlen]};
@@ -125,9 +150,11 @@ private:
         using is_transparent = void;
         size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
     };
+    static constexpr size_t kHighWater = 1 << 20;   // hato's default max_output_bytes
     hato::net::Reactor& r_;
     std::unordered_map<ConnId, Conn> conns_;
-    std::unordered_map<std::string, ConnId, Hash, std::equal_to<>> subs_;
+    std::unordered_map<std::string, std::vector<ConnId>, Hash, std::equal_to<>> subs_;
+    std::vector<ConnId> backed_up_;   // subscribers over kHighWater: intake stopped
 };
 
 hato::net::Reactor* g_reactor = nullptr;

@@ -32,6 +32,12 @@ namespace {
 
 using namespace hato::bench;
 
+// Blast mode: a publisher's next batch is made once what it has not written
+// yet is under kBlastLow, up to kBlastBatch bytes: large writes, and never
+// more than a batch held in the generator per socket.
+constexpr size_t kBlastLow = 32 * 1024;
+constexpr size_t kBlastBatch = 256 * 1024;
+
 struct Options {
     std::string host = "127.0.0.1";
     int port = 1883;
@@ -46,6 +52,8 @@ struct Options {
     int version = 4;        // 4 = 3.1.1, 5 = 5.0
     int broker_pid = 0;     // conn scenario: read this process's VmRSS
     bool persistent = false;  // persistent sessions: the broker stores each QoS 1/2 delivery
+    int metrics_port = 0;   // hato's [metrics] port: its own QoS 0 dropped count before and after
+    bool blast() const { return rate == 0 && window == 0; }
 };
 
 void usage() {
@@ -58,7 +66,10 @@ void usage() {
         "  --qos 0|1|2  --size BYTES (>= 20)    message QoS and payload size (0, 64)\n"
         "  --rate R                             total target msg/s, 0 = as fast as possible (0)\n"
         "  --duration S --warmup S              measured seconds, warm-up seconds (5, 1)\n"
-        "  --window N                           in-flight messages per publisher at rate 0 (64)\n"
+        "  --window N                           in-flight messages per publisher at rate 0 (64);\n"
+        "                                       --rate 0 --window 0 is blast mode (QoS 0): publishers\n"
+        "                                       write as fast as their sockets accept, many messages a write\n"
+        "  --metrics-port P                     hato's [metrics] port: report the broker's QoS 0 dropped count\n"
         "  --mqtt 4|5                           protocol level (4)\n"
         "  --persistent                         persistent sessions (clean session 0 / session expiry 300 s)\n"
         "  --broker-pid PID                     conn: report the broker's VmRSS per connection;\n"
@@ -86,6 +97,7 @@ bool parse_args(int argc, char** argv, Options& o) {
         else if (a == "--mqtt") o.version = std::atoi(next("--mqtt"));
         else if (a == "--persistent") o.persistent = true;
         else if (a == "--broker-pid") o.broker_pid = std::atoi(next("--broker-pid"));
+        else if (a == "--metrics-port") o.metrics_port = std::atoi(next("--metrics-port"));
         else if (a == "-h" || a == "--help") { usage(); std::exit(0); }
         else { std::fprintf(stderr, "hato-bench: unknown option %s\n", a.c_str()); usage(); return false; }
     }
@@ -93,7 +105,11 @@ bool parse_args(int argc, char** argv, Options& o) {
         std::fprintf(stderr, "hato-bench: unknown scenario %s\n", o.scenario.c_str());
         return false;
     }
-    if (o.clients < 1 || o.qos < 0 || o.qos > 2 || o.size < kStampSize || o.window < 1 ||
+    if (o.window == 0 && (o.rate != 0 || o.qos != 0)) {
+        std::fprintf(stderr, "hato-bench: --window 0 (blast) needs --rate 0 and --qos 0\n");
+        return false;
+    }
+    if (o.clients < 1 || o.qos < 0 || o.qos > 2 || o.size < kStampSize || o.window < 0 ||
         (o.version != 4 && o.version != 5) || o.duration <= 0 || o.warmup < 0) {
         std::fprintf(stderr, "hato-bench: bad option value\n");
         return false;
@@ -140,6 +156,31 @@ double process_cpu_seconds(int pid) {
     return double(utime + stime) / double(sysconf(_SC_CLK_TCK));
 }
 
+// hato's counter `name` from its Prometheus endpoint on `port`; -1 if unreadable.
+long long read_metric(const std::string& host, int port, const char* name) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return -1;
+    timeval tv{2, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(uint16_t(port));
+    std::string text;
+    if (inet_pton(AF_INET, host.c_str(), &sa.sin_addr) == 1 &&
+        connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0) {
+        const char req[] = "GET /metrics HTTP/1.0\r\nConnection: close\r\n\r\n";
+        if (send(fd, req, sizeof req - 1, MSG_NOSIGNAL) == ssize_t(sizeof req - 1)) {
+            char buf[16384];
+            ssize_t n;
+            while ((n = recv(fd, buf, sizeof buf, 0)) > 0) text.append(buf, size_t(n));
+        }
+    }
+    close(fd);
+    const std::string key = std::string("\n") + name + " ";
+    size_t at = text.find(key);
+    return at == std::string::npos ? -1 : std::atoll(text.c_str() + at + key.size());
+}
+
 int connect_to(const Options& o) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0) return -1;
@@ -184,10 +225,19 @@ int main(int argc, char** argv) {
         }
         Client& c = run.add_client(fd);
         c.is_pub = i < npub;
+        if (c.is_pub && o.blast()) {
+            // A plant's gateway socket, not an autotuned multi-MB one: what
+            // the broker does not take waits here, not seconds deep in the kernel.
+            int sndbuf = 64 * 1024;
+            setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+        }
         c.pub_index = c.is_pub ? i : -1;
         c.sub_index = c.is_pub ? -1 : i - npub;
         epoll_event ev{};
-        ev.events = EPOLLIN;
+        // Blast: a publisher wakes the loop when its socket takes more, so
+        // the loop sleeps while the broker holds every publisher back and
+        // its CPU shows whether the generator is the limit.
+        ev.events = c.is_pub && o.blast() ? EPOLLIN | EPOLLOUT : EPOLLIN;
         ev.data.u32 = uint32_t(i);
         epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
         std::string id = "bench-" + std::to_string(getpid()) + "-" + std::to_string(i);
@@ -205,10 +255,13 @@ int main(int argc, char** argv) {
     std::vector<std::string> topics;
     for (int p = 0; p < npub; ++p) topics.push_back(pub_topic(p));
 
+    const long long dropped_before =
+        o.metrics_port ? read_metric(o.host, o.metrics_port, "hato_qos0_dropped_total") : -1;
     const uint64_t t0 = now_ns();
     bool ready = false;
     uint64_t measure_start = 0, measure_end = 0, drain_deadline = 0;
     double cpu_at_start = 0;
+    double cpu_at_window_end = -1;   // blast: the generator's own load is judged over the window
     double broker_cpu_at_start = -1;   // broker CPU seconds when measuring began
     uint64_t published_total = 0;
     const double per_pub_rate = o.rate > 0 && npub > 0 ? o.rate / npub : 0;
@@ -228,6 +281,7 @@ int main(int argc, char** argv) {
             return 1;
         }
         if (ready && !run.measuring && now >= measure_start) {
+            run.window_end_ns = measure_end;
             run.start_measuring();
             cpu_at_start = cpu_seconds();
             if (o.broker_pid) broker_cpu_at_start = process_cpu_seconds(o.broker_pid);
@@ -237,6 +291,10 @@ int main(int argc, char** argv) {
             // Publish: at a fixed rate, or up to the window of unseen messages.
             for (int k = 0; k < npub; ++k) {
                 Client& c = run.clients[size_t((rr + k) % npub)];
+                if (o.blast()) {   // what the socket did not take yet waits; then the next batch
+                    if (c.out.size() < kBlastLow) run.blast(c, topics[size_t(c.pub_index)], now, kBlastBatch);
+                    continue;
+                }
                 int budget = 256;  // per pass, keeps the loop fair
                 while (budget-- > 0 && run.can_publish(c, o.window, per_pub_rate, now)) {
                     run.publish(c, topics[size_t(c.pub_index)], now);
@@ -246,12 +304,20 @@ int main(int argc, char** argv) {
             rr = (rr + 1) % (npub ? npub : 1);
         } else if (ready && o.scenario != "conn" && drain_deadline == 0 && now >= measure_end) {
             drain_deadline = now + 10'000'000'000ull;  // drain: wait for what is in flight
+            cpu_at_window_end = cpu_seconds();
+            if (o.blast())   // nothing more to write: writable publishers must not spin the drain
+                for (int k = 0; k < npub; ++k) {
+                    epoll_event ev{};
+                    ev.events = EPOLLIN;
+                    ev.data.u32 = uint32_t(k);
+                    epoll_ctl(ep, EPOLL_CTL_MOD, run.clients[size_t(k)].fd, &ev);
+                }
         }
         if (o.scenario == "conn" && ready && now >= measure_start) break;
         if (drain_deadline && (run.drained() || now >= drain_deadline)) break;
 
         run.flush_all();
-        int timeout_ms = publishing && per_pub_rate == 0 ? 0 : 1;
+        int timeout_ms = publishing && per_pub_rate == 0 && !o.blast() ? 0 : 1;
         int n = epoll_wait(ep, evs.data(), int(evs.size()), timeout_ms);
         for (int i = 0; i < n; ++i) {
             Client& c = run.clients[evs[i].data.u32];
@@ -263,6 +329,9 @@ int main(int argc, char** argv) {
     }
     const uint64_t end = now_ns();
     const double cpu_used = cpu_seconds() - cpu_at_start;
+    const long long dropped_after =
+        o.metrics_port ? read_metric(o.host, o.metrics_port, "hato_qos0_dropped_total") : -1;
+    const long long broker_dropped = dropped_before >= 0 && dropped_after >= 0 ? dropped_after - dropped_before : -1;
     const double broker_cpu_end = o.broker_pid ? process_cpu_seconds(o.broker_pid) : -1;
 
     if (o.scenario == "conn") {
@@ -277,8 +346,10 @@ int main(int argc, char** argv) {
 
     const double secs = double(std::min(end, measure_end) - measure_start) / 1e9;
     const Totals t = run.totals();
-    const double rate = secs > 0 ? double(t.received) / secs : 0;
-    const double bench_cpu = double(end - measure_start) > 0 ? cpu_used / (double(end - measure_start) / 1e9) : 0;
+    const double rate = secs > 0 ? double(o.blast() ? run.received_in_window : t.received) / secs : 0;
+    double bench_cpu = double(end - measure_start) > 0 ? cpu_used / (double(end - measure_start) / 1e9) : 0;
+    // Blast: while publishing, not diluted by the drain's waiting.
+    if (o.blast() && cpu_at_window_end >= 0 && secs > 0) bench_cpu = (cpu_at_window_end - cpu_at_start) / secs;
     // Broker CPU per received message over the measured window and drain
     // (connect and warm-up excluded); -1 without --broker-pid.
     const double broker_us_per_msg = broker_cpu_at_start >= 0 && broker_cpu_end >= 0 && t.received > 0
@@ -286,18 +357,21 @@ int main(int argc, char** argv) {
                                          : -1;
     std::printf("%s: %d publishers, %d subscribers, qos %d, %d B, mqtt %d, %.1f s measured\n",
                 o.scenario.c_str(), npub, nsub, o.qos, o.size, o.version, secs);
+    if (o.blast())
+        std::printf("blast: %llu msgs received inside the measured window\n", (unsigned long long)run.received_in_window);
     std::printf("received %llu msgs (%.0f msg/s), expected %llu, lost %llu, duplicated %llu, out-of-order %llu\n",
                 (unsigned long long)t.received, rate, (unsigned long long)t.expected, (unsigned long long)t.lost,
                 (unsigned long long)t.duplicated, (unsigned long long)t.out_of_order);
     std::printf("latency us: p50 %.0f  p99 %.0f  p99.9 %.0f  max %.0f\n", t.p50_us, t.p99_us, t.p999_us, t.max_us);
+    if (broker_dropped >= 0) std::printf("broker: %lld QoS 0 dropped during the run\n", broker_dropped);
     if (bench_cpu > 0.9)
         std::printf("note: hato-bench used %.0f%% of its core: the generator may be the bottleneck\n", bench_cpu * 100);
     std::printf("RESULT scenario=%s clients=%d qos=%d size=%d mqtt=%d seconds=%.2f received=%llu rate=%.0f "
                 "lost=%llu dup=%llu ooo=%llu p50_us=%.0f p99_us=%.0f p999_us=%.0f bench_cpu=%.2f "
-                "broker_us_per_msg=%.2f\n",
+                "broker_us_per_msg=%.2f broker_dropped=%lld blast=%d\n",
                 o.scenario.c_str(), o.clients, o.qos, o.size, o.version, secs, (unsigned long long)t.received, rate,
                 (unsigned long long)t.lost, (unsigned long long)t.duplicated, (unsigned long long)t.out_of_order,
-                t.p50_us, t.p99_us, t.p999_us, bench_cpu, broker_us_per_msg);
+                t.p50_us, t.p99_us, t.p999_us, bench_cpu, broker_us_per_msg, broker_dropped, o.blast() ? 1 : 0);
     (void)published_total;
     return t.lost == 0 && t.duplicated == 0 ? 0 : 3;
 }

@@ -87,6 +87,16 @@ public:
     void set_reading(broker::ConnId id, bool on) override {
         if (!BridgeRunner::is_local_id(id)) reactor_.set_reading(id, on);
     }
+    void set_intake(bool on) override { reactor_.set_intake(on); }
+    void slow_consumer(broker::ConnId, std::string_view client_id, bool started, uint64_t dropped) override {
+        const int n = int(std::min<size_t>(client_id.size(), 128));
+        if (started)
+            log_warn("client '%.*s' is a slow consumer: its QoS 0 messages are dropped until it catches up", n,
+                     client_id.data());
+        else
+            log_info("client '%.*s' caught up or left: %llu QoS 0 messages dropped for it", n, client_id.data(),
+                     unsigned_ll(dropped));
+    }
     void close(broker::ConnId id) override {
         if (BridgeRunner::is_local_id(id)) return bridges->local_close(id);
         if (ws_.owns(id)) ws_.close(id);

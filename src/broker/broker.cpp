@@ -67,8 +67,9 @@ void Broker::on_data(ConnId id, std::span<const uint8_t> bytes) {
     Connection* c = impl_->conn(id);
     if (c) {
         impl_->process_input(*c, bytes);
-        // Replies count like forwards: over the limit, this client is not read any further.
-        if (!c->dead && impl_->output_over_limit(*c)) impl_->block_output(*c);
+        // Replies count like forwards: over the limit, this client is not read
+        // any further. Only its own input made them, so nobody else's is held.
+        if (!c->dead && impl_->output_over_limit(*c)) impl_->block_output(*c, /*hold_intake=*/false);
     }
     impl_->bury();
 }

@@ -34,6 +34,14 @@ public:
     // Stops (false) or resumes (true) reading from a client whose output is
     // over max_output_bytes. Bytes already received may still arrive.
     virtual void set_reading(ConnId /*id*/, bool /*on*/) {}
+    // Stops (false) or resumes (true) reading from every client: a receiver
+    // is over max_output_bytes and the input would only pile up behind it.
+    virtual void set_intake(bool /*on*/) {}
+    // A receiver held intake back longer than slow_consumer_ms and its QoS 0
+    // messages are now dropped (`started`), or that episode ended (caught
+    // up or gone) after `dropped` messages: once each, for the log.
+    virtual void slow_consumer(ConnId /*id*/, std::string_view /*client_id*/, bool /*started*/,
+                               uint64_t /*dropped*/) {}
     virtual void close(ConnId id) = 0;                  // flush, then close
 };
 

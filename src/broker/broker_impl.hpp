@@ -129,6 +129,7 @@ struct Broker::Impl {
     TimerHeap timers;
     std::deque<HeldAck> held_acks;
     std::unordered_set<ConnId> blocked_conns;
+    size_t intake_holders = 0;       // blocked connections with holds_intake set
     uint64_t op_ticket = 0;          // highest persistence ticket of the current operation
     AppendStatus op_refusal = AppendStatus::Stored;   // a write of the current operation refused
     bool keep_unstored = false;      // deliver() queues a message even if its record is refused
@@ -234,10 +235,15 @@ struct Broker::Impl {
     void on_client_ack(Connection& c, const mqtt::Ack& a);
     bool send_publish(Connection& c, const OutItem& item, bool dup);   // false: too large for the client
     bool output_over_limit(Connection& c);
-    // Output over max_output_bytes: stop forwarding and reading until it drains.
-    void block_output(Connection& c);
+    // Output over max_output_bytes: stop forwarding and reading until it
+    // drains; with `hold_intake`, everyone's input too (see delivery.cpp).
+    void block_output(Connection& c, bool hold_intake = true);
     // Unblocks what drained below half the limit; drops clients blocked too long.
     void check_blocked();
+    // Ends c's hold on the intake; the last one resumes it.
+    void release_intake(Connection& c);
+    // Ends c's back-pressure episode (drained, or gone).
+    void end_blocked(Connection& c);
     void redistribute_shared(Session& s);
     void finish_out(Session& s, uint64_t seq);
     size_t window(const Session& s);

@@ -156,6 +156,11 @@ struct Connection {
     bool output_blocked = false;     // back-pressure: waiting for the transport to drain
     bool reading_paused = false;     // output over max_output_bytes: the transport stopped reading
     uint64_t blocked_since_ms = 0;   // when output_blocked was set (slow_client_timeout_ms)
+    // Blocked, and the broker's intake is stopped for it (at most slow_consumer_ms).
+    bool holds_intake = false;
+    bool slow_consumer = false;      // held it longer: its QoS 0 is dropped until it drained
+    uint64_t held_since_ms = 0;      // when holds_intake was set
+    uint64_t episode_dropped = 0;    // QoS 0 dropped for it since it was last blocked
 
     ConnectionExtras& open_extras() {
         if (!extras) extras = std::make_unique<ConnectionExtras>();

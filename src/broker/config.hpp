@@ -19,6 +19,9 @@ struct Config {
     uint64_t connect_timeout_ms = 10000;   // a connection must send CONNECT within this time
     uint32_t max_connect_packet_size = 65536;  // largest packet accepted before CONNECT completes
     uint64_t slow_client_timeout_ms = 30000;   // over max_output_bytes this long: disconnected (0 = never)
+    // Over max_output_bytes, a receiver stops the broker's intake (back-pressure)
+    // this long at most; after it, QoS 0 to it alone is dropped (0 = at once).
+    uint64_t slow_consumer_ms = 500;
 
     // [mqtt]
     uint16_t server_keep_alive = 0;        // imposed on v5 clients; 0 = accept the client's

@@ -259,7 +259,7 @@ void Broker::Impl::drop(Connection& c, bool publish_will_now, bool close_transpo
     if (auth_pending(c)) auth->cancel(c.id, c.extras->auth_request);
     if (c.extras) c.extras->inbuf = {};
     if (close_transport) transport.close(c.id);
-    blocked_conns.erase(c.id);
+    end_blocked(c);
 
     Session* s = session(c.slot);
     if (c.connected && stats.connections > 0) --stats.connections;

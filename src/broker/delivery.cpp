@@ -31,14 +31,26 @@ bool Broker::Impl::output_over_limit(Connection& c) {
     return cfg.max_output_bytes != 0 && transport.queued_bytes(c.id) > cfg.max_output_bytes;
 }
 
-// Forwards wait (QoS 0 ones are dropped) and the client's input is not read
-// until its output drained (check_blocked): a client that sends but never
-// reads cannot make the broker queue replies without limit.
-void Broker::Impl::block_output(Connection& c) {
+// Forwards wait and the client's input is not read until its output drained
+// (check_blocked): a client that sends but never reads cannot make the
+// broker queue replies without limit. Meanwhile nobody's input is read
+// either, for at most slow_consumer_ms: what would arrive is mostly more
+// output for it, and back-pressure loses nothing where dropping would. One
+// switch for everyone rather than per publisher: which publishers feed a
+// receiver is known only per message, and a stop costs nothing per message.
+// After slow_consumer_ms it is a slow consumer: its QoS 0 is dropped and
+// the others run at full speed.
+void Broker::Impl::block_output(Connection& c, bool hold_intake) {
     if (!c.output_blocked) {
         c.output_blocked = true;
         c.blocked_since_ms = now_ms;
+        c.episode_dropped = 0;
         blocked_conns.insert(c.id);
+    }
+    if (hold_intake && cfg.slow_consumer_ms != 0 && !c.holds_intake && !c.slow_consumer) {
+        c.holds_intake = true;
+        c.held_since_ms = now_ms;
+        if (intake_holders++ == 0) transport.set_intake(false);
     }
     if (!c.reading_paused) {
         c.reading_paused = true;
@@ -55,8 +67,14 @@ void Broker::Impl::deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool reta
     Connection* c = s.conn ? conn(s.conn) : nullptr;
     if (qos == 0) {
         if (!c) return;   // QoS 0 is not queued for offline sessions
-        if (c->output_blocked || output_over_limit(*c)) {
+        // While it holds the intake, what the input already taken routes to
+        // it is still queued (at most one receive's worth); twice the limit
+        // is the hard bound. A slow consumer's QoS 0 is dropped.
+        const uint64_t hard = cfg.slow_consumer_ms != 0 ? 2 * cfg.max_output_bytes : cfg.max_output_bytes;
+        if (c->slow_consumer || (cfg.slow_consumer_ms == 0 && c->output_blocked) ||
+            (cfg.max_output_bytes != 0 && transport.queued_bytes(c->id) > hard)) {
             ++stats.qos0_dropped;
+            ++c->episode_dropped;
             block_output(*c);
             return;
         }
@@ -66,6 +84,7 @@ void Broker::Impl::deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool reta
         item.retain = retain;
         item.sub_ids = std::move(sub_ids);
         send_publish(*c, item, false);
+        if (output_over_limit(*c)) block_output(*c);
         return;
     }
     const Config::SessionBudget* budget = nullptr;
@@ -324,14 +343,19 @@ void Broker::Impl::check_blocked() {
         }
         // Hysteresis: resume only once the output drained below half the limit.
         if (transport.queued_bytes(id) > cfg.max_output_bytes / 2) {
+            if (c->holds_intake && now_ms - c->held_since_ms >= cfg.slow_consumer_ms) {
+                release_intake(*c);   // a slow consumer from here on
+                c->slow_consumer = true;
+                transport.slow_consumer(id, session(c->slot) ? session(c->slot)->client_id : std::string_view(),
+                                        true, c->episode_dropped);
+            }
             if (cfg.slow_client_timeout_ms != 0 && now_ms - c->blocked_since_ms > cfg.slow_client_timeout_ms) {
                 ++stats.slow_clients_closed;
                 drop(*c, /*publish_will=*/true, /*close_transport=*/true);   // leaves blocked_conns
             }
             continue;
         }
-        c->output_blocked = false;
-        blocked_conns.erase(id);
+        end_blocked(*c);
         if (c->reading_paused) {
             c->reading_paused = false;
             transport.set_reading(id, true);
@@ -341,6 +365,27 @@ void Broker::Impl::check_blocked() {
         }
         if (Session* s = session(c->slot)) pump(*s);
     }
+}
+
+void Broker::Impl::release_intake(Connection& c) {
+    if (!c.holds_intake) return;
+    c.holds_intake = false;
+    if (intake_holders > 0 && --intake_holders == 0) transport.set_intake(true);
+}
+
+void Broker::Impl::end_blocked(Connection& c) {
+    if (!c.output_blocked) return;
+    const bool was_slow = c.slow_consumer;
+    release_intake(c);
+    c.slow_consumer = false;
+    c.output_blocked = false;
+    blocked_conns.erase(c.id);
+    if (was_slow) {
+        Session* s = session(c.slot);
+        transport.slow_consumer(c.id, s ? std::string_view(s->client_id) : std::string_view(), false,
+                                c.episode_dropped);
+    }
+    c.episode_dropped = 0;
 }
 
 // A member leaving its shared group hands its unacknowledged messages (but

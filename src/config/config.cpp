@@ -299,6 +299,7 @@ void read_limits(Errors& errors, const toml::table& t, broker::Config& b) {
     r.integer("max_queued_bytes", 0, std::numeric_limits<int64_t>::max(), b.max_queued_bytes);
     r.integer("max_output_bytes", 1, std::numeric_limits<int64_t>::max(), b.max_output_bytes);
     r.integer("slow_client_timeout_ms", 0, std::numeric_limits<int64_t>::max(), b.slow_client_timeout_ms);
+    r.integer("slow_consumer_ms", 0, std::numeric_limits<int64_t>::max(), b.slow_consumer_ms);
     r.integer("max_connect_packet_size", 2, kMaxMqttPacket, b.max_connect_packet_size);
     r.integer("connect_timeout_ms", 1, std::numeric_limits<int64_t>::max(), b.connect_timeout_ms);
     r.reject_unknown();

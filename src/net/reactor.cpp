@@ -276,7 +276,7 @@ void ReactorBase::stage_output(ConnOutput& out) {
     out.inflight.swap(out.pending);
     // Keep a big burst's memory from lingering on a busy connection (an idle
     // one gives all of it back: release_drained_output).
-    if (out.pending.capacity() > 256 * 1024) std::vector<uint8_t>().swap(out.pending);
+    if (out.pending.capacity() > kKeptOutputCapacity) std::vector<uint8_t>().swap(out.pending);
 }
 
 void ReactorBase::note_drained(uint32_t slot) {
@@ -289,6 +289,13 @@ void ReactorBase::note_drained(uint32_t slot) {
 }
 
 void ReactorBase::release_drained_output() {
+    // While intake is stopped, and in the pass it resumes, a drained
+    // receiver is only waiting for the input it is fed by: its buffers are
+    // kept (and judged again later), not freed and regrown every cycle.
+    if (intake_paused_ || release_deferred_) {
+        release_deferred_ = intake_paused_;
+        return;
+    }
     for (uint32_t slot : drained_) {
         Conn& c = conns_.at(slot);  // may since be closed, or reused: checked below
         c.on_drained_list = false;
@@ -324,6 +331,15 @@ void ReactorBase::set_reading(ConnId id, bool on) {
     if (!c || c->state != ConnState::Open || c->recv_paused == !on) return;
     c->recv_paused = !on;
     reading_changed(ConnTable::slot_of(id));
+}
+
+void ReactorBase::set_intake(bool on) {
+    if (intake_paused_ == !on) return;
+    intake_paused_ = !on;
+    if (on) {
+        release_deferred_ = true;
+        intake_resumed();
+    }
 }
 
 void ReactorBase::start_lingering(Handler& h, uint32_t slot) {

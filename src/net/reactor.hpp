@@ -95,6 +95,15 @@ public:
     // already handed over may still be delivered after the call.
     virtual void set_reading(ConnId id, bool on) = 0;
 
+    // Stops (on=false) or resumes taking input from every connection:
+    // back-pressure for a receiver whose output is over its high-water mark.
+    // Output keeps leaving meanwhile. Takes effect before the next on_data
+    // (epoll: the rest of a readable socket stays in the kernel; io_uring:
+    // completions already received wait, in order, and recvs are stopped),
+    // so how much input one pass takes follows from the output room, not
+    // from the size of the receive ring.
+    virtual void set_intake(bool /*on*/) {}
+
     // Takes over a connected socket made elsewhere (the bridge's outbound
     // connections, connected on a helper thread so DNS and connect never
     // block the loop) as one of this reactor's connections: set non-blocking,

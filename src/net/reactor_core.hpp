@@ -81,6 +81,13 @@ struct ConnOutput {
     size_t queued() const { return pending.size() + inflight.size() - inflight_off; }
 };
 
+// Output buffer capacity a busy connection keeps from pass to pass. Past it
+// the buffer is freed once it was handed over, so a single big burst's
+// memory does not linger; below it, a receiver under back-pressure (its
+// output near max_output_bytes, 1 MiB by default, every pass) does not
+// allocate, fault in and copy a fresh multi-MiB buffer each pass.
+inline constexpr size_t kKeptOutputCapacity = 4u << 20;
+
 // One slot of the connection table: kept small, every open socket has one.
 struct Conn {
     int fd = -1;
@@ -102,6 +109,7 @@ struct Conn {
     bool fixed_file = false;     // io_uring: in the fixed-file table at the slot's index
     bool want_write = false;     // epoll: EPOLLOUT registered
     bool recv_held = false;      // io_uring: over its input budget, completions wait (recv stopped)
+    bool intake_held = false;    // epoll: readable while intake was stopped; EPOLLIN off until it resumes
     uint32_t input_pass = 0;     // io_uring: the pass input_bytes counts for
     uint32_t input_bytes = 0;    // io_uring: input delivered in that pass
     uint32_t held_pass = 0;      // io_uring: last pass that held completions of it
@@ -161,8 +169,14 @@ public:
     void set_max_lingering(size_t n) override { max_lingering_ = n == 0 ? 1 : n; }
     void wake_at_us(uint64_t deadline_us) override { wake_at_us_ = deadline_us; }
     void set_reading(ConnId id, bool on) override;
+    void set_intake(bool on) override;
 
 protected:
+    // set_intake(false) in force.
+    bool intake_paused_ = false;
+    bool release_deferred_ = false;   // release_drained_output skips the pass intake resumed in
+    // The backend restarts the input it held while intake was stopped.
+    virtual void intake_resumed() {}
     // The backend applies Conn::recv_paused (stops or restarts its receive).
     virtual void reading_changed(uint32_t /*slot*/) {}
     // Reap step for a connection whose close(flush) completed: shuts down the

@@ -50,8 +50,12 @@ private:
     // group-commit window's; before it, epoll_wait rounded up to whole ms.
     int wait_events(epoll_event* events, uint64_t timeout_us);
     bool have_pwait2_ = true;
+    void intake_resumed() override;
+    // Intake stopped: `slot` is readable but not read; EPOLLIN goes off
+    // (level-triggered, it would wake every pass) until intake resumes.
+    void hold_intake(uint32_t slot);
     uint32_t conn_events(const Conn& c) const {
-        return (c.recv_paused ? 0u : uint32_t(EPOLLIN)) | (c.want_write ? uint32_t(EPOLLOUT) : 0u);
+        return (c.recv_paused || c.intake_held ? 0u : uint32_t(EPOLLIN)) | (c.want_write ? uint32_t(EPOLLOUT) : 0u);
     }
 
     int epfd_;
@@ -59,6 +63,11 @@ private:
     std::vector<std::function<void()>> watches_;
     // fdatasync already ran; `done` is delivered in the next pass like a completion.
     std::vector<std::pair<std::function<void(int)>, int>> fsync_done_;
+    std::vector<ConnId> intake_held_;   // connections with intake_held set
+    // Output left in the last flush: while intake is stopped the next pass
+    // runs at once, so the handler sees the room it made (its check runs
+    // before the flush) instead of waiting for the tick.
+    bool output_moved_ = false;
 };
 
 EpollReactor::~EpollReactor() {
@@ -148,6 +157,7 @@ void EpollReactor::read_from(Handler& h, uint32_t slot) {
         Conn& c = conns_.at(slot);  // re-fetched: callbacks may change the table
         if (c.state == ConnState::Closing || c.state == ConnState::Free) return;
         if (c.recv_paused && c.state == ConnState::Open) return;   // set_reading(false) meanwhile
+        if (intake_paused_ && c.state == ConnState::Open) return hold_intake(slot);
         ssize_t n = recv(c.fd, read_buf_.data(), std::min(read_buf_.size(), kInputBudgetPerPass - total), 0);
         if (n > 0) {
             total += size_t(n);
@@ -187,6 +197,7 @@ void EpollReactor::write_conn(uint32_t slot) {
                            MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n > 0) {
             out.inflight_off += size_t(n);
+            output_moved_ = true;
             continue;
         }
         if (n < 0 && errno == EINTR) continue;
@@ -199,7 +210,7 @@ void EpollReactor::write_conn(uint32_t slot) {
     if (out.inflight_off == out.inflight.size()) {
         out.inflight.clear();
         out.inflight_off = 0;
-        if (out.inflight.capacity() > 256 * 1024) std::vector<uint8_t>().swap(out.inflight);
+        if (out.inflight.capacity() > kKeptOutputCapacity) std::vector<uint8_t>().swap(out.inflight);
         note_drained(slot);   // pending was moved into inflight above: all is sent
     } else if (out.inflight_off > 1024 * 1024 && out.inflight_off > out.inflight.size() / 2) {
         out.inflight.erase(out.inflight.begin(), out.inflight.begin() + std::ptrdiff_t(out.inflight_off));
@@ -216,6 +227,24 @@ void EpollReactor::write_conn(uint32_t slot) {
 void EpollReactor::reading_changed(uint32_t slot) {
     Conn& c = conns_.at(slot);
     set_events(c.fd, conn_events(c), make_tag(kConn, c.gen, slot));
+}
+
+void EpollReactor::hold_intake(uint32_t slot) {
+    Conn& c = conns_.at(slot);
+    if (c.intake_held) return;
+    c.intake_held = true;
+    intake_held_.push_back(conns_.id_of(slot));
+    set_events(c.fd, conn_events(c), make_tag(kConn, c.gen, slot));
+}
+
+void EpollReactor::intake_resumed() {
+    for (ConnId id : intake_held_) {
+        Conn* c = conns_.find(id);
+        if (!c || !c->intake_held) continue;
+        c->intake_held = false;
+        if (c->state != ConnState::Closing) set_events(c->fd, conn_events(*c), make_tag(kConn, c->gen, ConnTable::slot_of(id)));
+    }
+    intake_held_.clear();
 }
 
 void EpollReactor::flush_output() {
@@ -266,7 +295,9 @@ void EpollReactor::run(Handler& h) {
     if (next_tick_ms_ == 0) next_tick_ms_ = monotonic_ms() + tick_interval_ms_;
     epoll_event events[kMaxEvents];
     while (!stop_requested_) {
-        bool busy = !reap_.empty() || !fsync_done_.empty() || !dirty_.empty() || !dirty_late_.empty();
+        bool busy = !reap_.empty() || !fsync_done_.empty() || !dirty_.empty() || !dirty_late_.empty() ||
+                    (intake_paused_ && output_moved_);
+        output_moved_ = false;
         int n = wait_events(events, busy ? 0 : us_until_wake());
         if (n < 0) n = 0;  // EINTR: just run the pass
 
@@ -289,7 +320,7 @@ void EpollReactor::run(Handler& h) {
                 if (!conns_.find(id)) break;  // closed earlier in this pass
                 if (events[i].events & EPOLLOUT) mark_dirty(index);
                 const Conn& c = conns_.at(index);
-                if (c.recv_paused && c.state == ConnState::Open) {
+                if ((c.recv_paused || c.intake_held) && c.state == ConnState::Open) {
                     // Not reading: a hang-up or error still ends the connection
                     // (level-triggered, it would otherwise be reported forever).
                     if (events[i].events & (EPOLLHUP | EPOLLERR)) schedule_reap(index, ECONNRESET);

@@ -70,6 +70,13 @@ private:
     // Fairness (kInputBudgetPerPass): true if `c` (a recv completion) must
     // wait for the next pass; it then goes to held_.
     bool over_budget(const Completion& c);
+    // set_intake(false): true if `c` is input of an open connection, which
+    // then waits in held_ like input over budget.
+    bool intake_stopped_for(const Completion& c) {
+        if (!intake_paused_ || tag_kind(c.tag) != kRecv) return false;
+        const Conn& conn = conns_.at(tag_index(c.tag));
+        return conn.gen == tag_gen(c.tag) && conn.state == ConnState::Open;
+    }
     // Stops the recv of connections with held completions, restarts the
     // others that had some in the previous pass.
     void update_held_recvs();
@@ -312,7 +319,7 @@ void UringReactor::on_send(uint32_t slot, uint32_t gen, int res) {
     if (out.inflight_off >= out.inflight.size()) {
         out.inflight.clear();
         out.inflight_off = 0;
-        if (out.inflight.capacity() > 256 * 1024) std::vector<uint8_t>().swap(out.inflight);
+        if (out.inflight.capacity() > kKeptOutputCapacity) std::vector<uint8_t>().swap(out.inflight);
         if (out.pending.empty()) note_drained(slot);
     }
     // More to send, or a drain to finish: both happen at pass end.
@@ -496,7 +503,9 @@ void UringReactor::run(Handler& h) {
     std::vector<Completion> batch;
     while (!stop_requested_) {
         // Acks held back by take_dirty, and held input, must not wait for the next event.
-        bool busy = !reap_.empty() || !dirty_late_.empty() || !held_.empty() ||
+        // Held input waits for the wake-up a send completion brings while
+        // intake is stopped.
+        bool busy = !reap_.empty() || !dirty_late_.empty() || (!held_.empty() && !intake_paused_) ||
                     (wake_at_us_ != 0 && us_until_wake() == 0);
         // Not waiting still has to collect completions: with DEFER_TASKRUN
         // they are only finished inside an enter that asks for events.
@@ -519,7 +528,7 @@ void UringReactor::run(Handler& h) {
         for (const auto& c : batch) buffers_held += (c.flags & IORING_CQE_F_BUFFER) ? 1 : 0;
         bufs_.grow_for_pass(buffers_held);
         for (const auto& c : batch) {
-            if (over_budget(c)) held_.push_back(c);
+            if (intake_stopped_for(c) || over_budget(c)) held_.push_back(c);
             else process_cqe(h, c.tag, c.res, c.flags);
         }
         update_held_recvs();

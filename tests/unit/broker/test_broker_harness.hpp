@@ -28,6 +28,12 @@ struct FakeTransport final : Transport {
     std::map<ConnId, bool> reading;                // last set_reading() per connection
 
     void set_reading(ConnId id, bool on) override { reading[id] = on; }
+    bool intake = true;                            // last set_intake()
+    std::vector<std::pair<bool, uint64_t>> slow;   // slow_consumer() calls: (started, dropped)
+    void set_intake(bool on) override { intake = on; }
+    void slow_consumer(ConnId, std::string_view, bool started, uint64_t dropped) override {
+        slow.emplace_back(started, dropped);
+    }
     void send(ConnId id, std::span<const uint8_t> bytes) override {
         auto& v = sent[id];
         v.insert(v.end(), bytes.begin(), bytes.end());

@@ -28,6 +28,7 @@ void check_equal(const AppConfig& a, const AppConfig& b) {
     CHECK(x.max_queued_bytes == y.max_queued_bytes);
     CHECK(x.max_output_bytes == y.max_output_bytes);
     CHECK(x.slow_client_timeout_ms == y.slow_client_timeout_ms);
+    CHECK(x.slow_consumer_ms == y.slow_consumer_ms);
     CHECK(x.max_connect_packet_size == y.max_connect_packet_size);
     CHECK(x.connect_timeout_ms == y.connect_timeout_ms);
     CHECK(x.server_keep_alive == y.server_keep_alive);

@@ -1,0 +1,113 @@
+// Back-pressure instead of loss: a receiver over max_output_bytes stops the
+// broker's intake (everyone's input) until it drained below half, for
+// slow_consumer_ms at most; after that only its own QoS 0 is dropped.
+#include "test_broker_harness.hpp"
+
+using namespace hato::broker;
+using namespace hato::broker::test;
+
+TEST_CASE("a QoS 0 receiver over max_output_bytes stops intake; it resumes once the output drained") {
+    Config cfg;
+    cfg.max_output_bytes = 1000;
+    cfg.slow_consumer_ms = 500;
+    Harness h(cfg);
+    TestClient sub(h, Version::V311);
+    sub.connect("sub");
+    sub.subscribe("t", 0);
+    TestClient pub(h, Version::V311);
+    pub.connect("pub");
+    h.transport.queued[sub.id] = 1500;   // over the limit, under the hard bound (twice it)
+    pub.publish("t", "kept");
+    CHECK(h.broker->stats().qos0_dropped == 0);
+    CHECK(sub.publishes().size() == 1);   // queued, not dropped
+    CHECK(h.transport.intake == false);
+    pub.publish("t", "kept too");         // what the input already taken routes to it still goes
+    CHECK(sub.publishes().size() == 1);
+    CHECK(h.broker->stats().qos0_dropped == 0);
+    h.broker->on_tick(300);
+    CHECK(h.transport.intake == false);   // not yet slow_consumer_ms
+    h.transport.queued[sub.id] = 400;     // drained below half
+    h.broker->on_pass_end();
+    CHECK(h.transport.intake == true);
+    CHECK(h.transport.slow.empty());      // never a slow consumer: nothing logged
+    pub.publish("t", "after");
+    CHECK(sub.publishes().size() == 1);
+    CHECK(h.broker->stats().qos0_dropped == 0);
+}
+
+TEST_CASE("after slow_consumer_ms a receiver alone drops, intake resumes for everyone else") {
+    Config cfg;
+    cfg.max_output_bytes = 1000;
+    cfg.slow_consumer_ms = 500;
+    cfg.slow_client_timeout_ms = 10000;
+    Harness h(cfg);
+    TestClient slow(h, Version::V311), fast(h, Version::V311), pub(h, Version::V311);
+    slow.connect("slow");
+    slow.subscribe("t", 0);
+    fast.connect("fast");
+    fast.subscribe("t", 0);
+    pub.connect("pub");
+    h.transport.queued[slow.id] = 1500;
+    pub.publish("t", "one");
+    CHECK(h.transport.intake == false);
+    h.broker->on_tick(600);               // held longer than slow_consumer_ms
+    CHECK(h.transport.intake == true);
+    REQUIRE(h.transport.slow.size() == 1);
+    CHECK(h.transport.slow[0].first == true);
+    CHECK(fast.publishes().size() == 1);
+    CHECK(slow.publishes().size() == 1);
+    for (int i = 0; i < 5; ++i) pub.publish("t", "more");
+    CHECK(fast.publishes().size() == 5);  // the others get everything
+    CHECK(slow.publishes().empty());      // the slow one's QoS 0 is dropped, counted
+    CHECK(h.broker->stats().qos0_dropped == 5);
+    CHECK(h.transport.intake == true);
+    h.transport.queued[slow.id] = 0;      // it caught up: one line with its count
+    h.broker->on_pass_end();
+    REQUIRE(h.transport.slow.size() == 2);
+    CHECK(h.transport.slow[1] == std::make_pair(false, uint64_t(5)));
+    pub.publish("t", "again");
+    CHECK(slow.publishes().size() == 1);
+    CHECK(fast.publishes().size() == 1);
+}
+
+TEST_CASE("a receiver that goes away releases the intake it held") {
+    Config cfg;
+    cfg.max_output_bytes = 1000;
+    Harness h(cfg);
+    TestClient sub(h, Version::V311), pub(h, Version::V311);
+    sub.connect("sub");
+    sub.subscribe("t", 0);
+    pub.connect("pub");
+    h.transport.queued[sub.id] = 1500;
+    pub.publish("t", "x");
+    CHECK(h.transport.intake == false);
+    h.broker->on_close(sub.id);
+    CHECK(h.transport.intake == true);
+}
+
+TEST_CASE("slow_consumer_ms 0: QoS 0 over the limit is dropped at once and intake never stops") {
+    Config cfg;
+    cfg.max_output_bytes = 1000;
+    cfg.slow_consumer_ms = 0;
+    Harness h(cfg);
+    TestClient sub(h, Version::V311), pub(h, Version::V311);
+    sub.connect("sub");
+    sub.subscribe("t", 0);
+    pub.connect("pub");
+    h.transport.queued[sub.id] = 1500;
+    pub.publish("t", "x");
+    CHECK(h.broker->stats().qos0_dropped == 1);
+    CHECK(h.transport.intake == true);
+}
+
+TEST_CASE("a client over the limit with its own replies is not read, and nobody else is held for it") {
+    Config cfg;
+    cfg.max_output_bytes = 1000;
+    Harness h(cfg);
+    TestClient c(h, Version::V5);
+    c.connect("replies");
+    h.transport.queued[c.id] = 1001;
+    c.ack(PacketType::Pubrec, 8);   // unknown id: answered with PUBREL 0x92
+    CHECK(h.transport.reading[c.id] == false);
+    CHECK(h.transport.intake == true);
+}
