@@ -14,6 +14,7 @@
 #include "app/log.hpp"
 #include "bridge/backoff.hpp"
 #include "bridge/link.hpp"
+#include "net/tls.hpp"
 
 namespace hato::app {
 
@@ -97,11 +98,36 @@ struct BridgeRunner::Entry final : bridge::LinkOutput {
     int connect_fd = -1;
     std::string connect_why;
 
+    // TLS to the upstream: the context is built once at start, a session
+    // per connection. The link speaks plaintext; the bytes are transformed here.
+    std::shared_ptr<net::TlsContext> tls_ctx;
+    std::unique_ptr<net::TlsConn> tls;
+    std::string tls_error;   // why the last TLS session failed, for the log
+
+    void send_tls_output() {
+        std::vector<uint8_t>& out = tls->output();
+        if (out.empty()) return;
+        reactor.send(up, out);
+        out.clear();
+    }
+    void tls_failed() {
+        tls_error = "TLS: " + tls->error();
+        send_tls_output();   // the alert, if any
+        reactor.close(up, true);
+    }
     void upstream_send(std::span<const uint8_t> bytes) override {
-        if (up) reactor.send(up, bytes);
+        if (!up) return;
+        if (!tls) return reactor.send(up, bytes);
+        if (tls->write(bytes) == net::TlsConn::Status::Failed) return tls_failed();
+        send_tls_output();
     }
     void upstream_close() override {
-        if (up) reactor.close(up, true);
+        if (!up) return;
+        if (tls) {
+            tls->shutdown();
+            send_tls_output();
+        }
+        reactor.close(up, true);
     }
     void local_open() override {
         local = kLocalBit | ++runner->next_local_;
@@ -139,6 +165,7 @@ BridgeRunner::BridgeRunner(const std::vector<config::Bridge>& cfgs, net::Reactor
         lc.session_expiry = c.session_expiry;
         lc.try_private = c.try_private;
         lc.inflight = c.inflight;
+        lc.notifications = c.notifications;
         for (const config::BridgeTopic& t : c.topics)
             lc.topics.push_back({t.pattern, direction_of(t.direction), t.qos, t.local_prefix, t.remote_prefix});
         entries_.push_back(std::make_unique<Entry>(c, std::move(lc), reactor, seed++));
@@ -179,10 +206,34 @@ void BridgeRunner::reload_passwords() {
     if (!load_passwords(err)) log_error("%s (the previous password stays in use)", err.c_str());
 }
 
+namespace {
+
+net::TlsClientSettings tls_settings(const config::BridgeTls& t) {
+    net::TlsClientSettings s;
+    s.ca = t.ca;
+    s.cert = t.cert;
+    s.key = t.key;
+    s.insecure = t.insecure;
+    return s;
+}
+
+}  // namespace
+
 bool BridgeRunner::start(broker::Broker& broker, std::string& err) {
     broker_ = &broker;
     for (auto& e : entries_) e->broker = &broker;
     if (!load_passwords(err)) return false;
+    for (auto& e : entries_) {
+        if (!e->cfg.tls.enabled) continue;
+        std::string why;
+        e->tls_ctx = net::TlsContext::create_client(tls_settings(e->cfg.tls), why);
+        if (!e->tls_ctx) {
+            err = "bridge " + e->cfg.name + ": tls: " + why;
+            return false;
+        }
+        if (e->cfg.tls.insecure)
+            log_warn("bridge %s: tls.insecure = true: the upstream's certificate is not verified", e->cfg.name.c_str());
+    }
     if (entries_.empty()) return true;
     event_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (event_fd_ < 0) {
@@ -245,8 +296,18 @@ void BridgeRunner::collect() {
             schedule_retry(e, now, "the event backend cannot take the connection");
             continue;
         }
-        log_info("bridge %s: connected to %s:%u, starting MQTT session", e.cfg.name.c_str(), e.cfg.address.c_str(),
-                 unsigned(e.cfg.port));
+        log_info("bridge %s: connected to %s:%u, starting %sMQTT session", e.cfg.name.c_str(), e.cfg.address.c_str(),
+                 unsigned(e.cfg.port), e.tls_ctx ? "TLS and " : "");
+        e.tls_error.clear();
+        if (e.tls_ctx) {
+            const std::string& sni = e.cfg.tls.server_name.empty() ? e.cfg.address : e.cfg.tls.server_name;
+            e.tls = std::make_unique<net::TlsConn>(e.tls_ctx, sni);
+            if (e.tls->start() == net::TlsConn::Status::Failed) {
+                e.tls_failed();
+                continue;
+            }
+            e.send_tls_output();
+        }
         e.link.on_upstream_open(now);
     }
 }
@@ -268,7 +329,15 @@ bool BridgeRunner::owns_upstream(net::ConnId id) const {
 void BridgeRunner::on_upstream_data(net::ConnId id, std::span<const uint8_t> bytes) {
     for (auto& e : entries_) {
         if (e->up != id) continue;
-        e->link.on_upstream_data(bytes, reactor_.now_ms());
+        if (e->tls) {
+            std::vector<uint8_t> plain;
+            const bool ok = e->tls->on_ciphertext(bytes, plain) == net::TlsConn::Status::Ok;
+            e->send_tls_output();
+            if (!plain.empty()) e->link.on_upstream_data(plain, reactor_.now_ms());
+            if (!ok && e->up == id) e->tls_failed();
+        } else {
+            e->link.on_upstream_data(bytes, reactor_.now_ms());
+        }
         if (e->link.ready() && !e->was_ready) {
             e->was_ready = true;
             e->backoff.reset();
@@ -281,7 +350,9 @@ void BridgeRunner::on_upstream_close(net::ConnId id, int error) {
     for (auto& e : entries_) {
         if (e->up != id) continue;
         e->up = 0;
-        std::string why = !e->link.last_error().empty() ? e->link.last_error()
+        e->tls.reset();
+        std::string why = !e->tls_error.empty()         ? e->tls_error
+                          : !e->link.last_error().empty() ? e->link.last_error()
                           : error                       ? std::string(std::strerror(error))
                                                         : std::string("upstream closed the connection");
         e->link.on_upstream_closed();
@@ -367,6 +438,13 @@ bool check_bridge_files(const config::AppConfig& cfg, std::vector<std::string>& 
     uint64_t budgets = 0;
     for (const config::Bridge& b : cfg.bridges) {
         budgets += b.max_queued_bytes;
+        if (b.tls.enabled) {
+            std::string why;
+            if (!net::TlsContext::create_client(tls_settings(b.tls), why)) {
+                errors.push_back("bridge " + b.name + ": tls: " + why);
+                ok = false;
+            }
+        }
         if (b.password_file.empty()) continue;
         std::ifstream in(b.password_file, std::ios::binary);
         if (!in) {
