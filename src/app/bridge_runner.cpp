@@ -426,6 +426,35 @@ void BridgeRunner::on_tick(uint64_t now_ms) {
     }
 }
 
+std::vector<BridgeStatus> BridgeRunner::status(uint64_t now_ms) const {
+    std::vector<BridgeStatus> out;
+    for (const auto& e : entries_) {
+        BridgeStatus b;
+        b.name = e->cfg.name;
+        b.connected = e->link.ready();
+        if (broker_) {
+            const broker::Broker::QueueInfo q = broker_->session_queue(bridge::Link::local_client_id(e->cfg.name));
+            b.backlog_messages = q.messages;
+            b.backlog_bytes = q.bytes;
+            if (q.oldest_ms && now_ms > q.oldest_ms) b.oldest_age_s = double(now_ms - q.oldest_ms) / 1000.0;
+        }
+        b.forwarded_out = e->link.forwarded_out();
+        b.forwarded_in = e->link.forwarded_in();
+        out.push_back(std::move(b));
+    }
+    return out;
+}
+
+void BridgeRunner::sys_topics(uint64_t now_ms, std::vector<broker::SysMessage>& out) const {
+    for (const BridgeStatus& b : status(now_ms)) {
+        const std::string base = "$SYS/broker/hato/bridge/" + b.name + "/";
+        out.push_back({base + "state", b.connected ? "1" : "0"});
+        out.push_back({base + "backlog/messages", std::to_string(b.backlog_messages)});
+        out.push_back({base + "backlog/bytes", std::to_string(b.backlog_bytes)});
+        out.push_back({base + "backlog/oldest_age_s", std::to_string(uint64_t(b.oldest_age_s))});
+    }
+}
+
 void BridgeRunner::stop() {
     stopping_ = true;
     for (auto& e : entries_)

@@ -62,6 +62,17 @@ struct ListenerStatus {
     uint64_t accepted = 0;      // connections accepted since start
 };
 
+// One bridge (docs/bridge.md): its state and store-and-forward backlog.
+struct BridgeStatus {
+    std::string name;
+    bool connected = false;         // upstream connected and ready
+    uint64_t backlog_messages = 0;  // queued + in flight upstream
+    uint64_t backlog_bytes = 0;
+    double oldest_age_s = 0;        // age of the oldest backlog message; 0 when empty
+    uint64_t forwarded_out = 0;     // messages sent upstream (this run)
+    uint64_t forwarded_in = 0;      // messages received from upstream (this run)
+};
+
 // Everything the endpoint reports, gathered by the wiring per request.
 struct StatusData {
     std::string version;
@@ -86,6 +97,7 @@ struct StatusData {
     double messages_out_per_s = 0;
     const Histogram* sync_latency = nullptr;  // null without storage
     const Histogram* loop_pass = nullptr;
+    std::vector<BridgeStatus> bridges;
 };
 
 // Renderers, pure (unit-testable).

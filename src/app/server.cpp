@@ -300,6 +300,7 @@ private:
         d.messages_in_per_s = metrics_->messages_in_per_s();
         d.messages_out_per_s = metrics_->messages_out_per_s();
         d.loop_pass = &loop_pass_;
+        if (bridges_) d.bridges = bridges_->status(reactor_->now_ms());
         return d;
     }
 
@@ -608,6 +609,10 @@ private:
             log_error("%s", err.c_str());
             return false;
         }
+        if (sys_)
+            sys_->set_extra([this](uint64_t now, std::vector<broker::SysMessage>& out) {
+                bridges_->sys_topics(now, out);
+            });
         return true;
     }
 

@@ -101,6 +101,7 @@ void Broker::Impl::deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool reta
     }
     OutItem item;
     item.seq = s.next_seq++;
+    item.queued_ms = now_ms;
     item.msg = msg;
     item.qos = qos;
     item.retain = retain;
