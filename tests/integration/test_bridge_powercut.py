@@ -9,6 +9,7 @@
 import glob
 import os
 import struct
+import subprocess
 
 from test_bridge import RawClient, pub_qos1, receive, sub, wait_for
 from test_bridge import pair  # noqa: F401  (fixture)
@@ -56,3 +57,30 @@ def test_bridge_store_and_forward_across_outage_and_power_cut(pair):  # noqa: F8
     s.connect("up-sub", clean=False)
     got = receive(s, n, 15)
     assert [p for _, p in got] == payloads   # acknowledged: all delivered, in order, none lost
+
+
+def _store(command, data_dir):
+    from conftest import _find_hato
+    r = subprocess.run([_find_hato(), "store", command, data_dir], capture_output=True, text=True, timeout=30)
+    return r.returncode, r.stdout + r.stderr
+
+
+def test_store_dump_and_verify_show_the_bridge_queue(pair):  # noqa: F811
+    up, gw = pair()
+    gw.start()   # the upstream is not there: everything waits in the queue
+    n = 7
+    pub_qos1(gw, "plant/q", [f"m{i}".encode() + b"y" * 10 for i in range(n)])
+    gw.stop()
+    rc, out = _store("dump", gw.data_dir)
+    assert rc == 0, out
+    assert f"# bridge site queue: {n} message(s), {n * (len('plant/q') + 12)} bytes, oldest at lsn " in out, out
+    rc, out = _store("verify", gw.data_dir)
+    assert rc == 0 and f"bridge site queue: {n} message(s)" in out and out.rstrip().endswith("ok"), out
+    up.start()
+    gw.start()
+    wait_for(lambda: gw.connected_count() >= 1, what="bridge connected")
+    # Delivered means acknowledged upstream: the queue empties.
+    wait_for(lambda: "0 message(s)" in _store("verify", gw.data_dir)[1], timeout=10, what="queue drained")
+    gw.stop()
+    rc, out = _store("verify", gw.data_dir)
+    assert rc == 0 and "bridge site queue: 0 message(s), 0 bytes" in out, out
