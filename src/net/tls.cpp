@@ -218,8 +218,12 @@ TlsConn::TlsConn(std::shared_ptr<TlsContext> ctx) : ctx_(std::move(ctx)) {
     wolfSSL_SSLSetIOSend(ssl_, &TlsConn::send_cb);
     wolfSSL_SetIOReadCtx(ssl_, this);
     wolfSSL_SetIOWriteCtx(ssl_, this);
-    char alpn[] = "mqtt";
-    wolfSSL_UseALPN(ssl_, alpn, sizeof alpn - 1, WOLFSSL_ALPN_CONTINUE_ON_MISMATCH);
+    // Server side only: a bridge offers no ALPN (cloud brokers on 8883
+    // expect none, and some give other names a meaning, e.g. AWS IoT on 443).
+    if (!ctx_->is_client()) {
+        char alpn[] = "mqtt";
+        wolfSSL_UseALPN(ssl_, alpn, sizeof alpn - 1, WOLFSSL_ALPN_CONTINUE_ON_MISMATCH);
+    }
 }
 
 TlsConn::TlsConn(std::shared_ptr<TlsContext> ctx, const std::string& server_name) : TlsConn(std::move(ctx)) {
