@@ -85,7 +85,7 @@ def wait_for(pred, timeout=15.0, what="condition"):
 def pair(backend, tmp_path):
     made = []
 
-    def make(protocol="mqttv311", extra="try_private = false", gw_settings=None):   # hato refuses the bridge bit
+    def make(protocol="mqttv311", extra="try_private = false", gw_settings=None):   # plain v3.1.1 unless asked
         port = _free_port()
         os.makedirs(tmp_path / "up")
         os.makedirs(tmp_path / "gw")
