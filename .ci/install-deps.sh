@@ -17,6 +17,9 @@ if [ "$mode" = test ]; then
   # the simulated PLC of tests/integration/test_modbus.py (its serial server
   # needs python3-serial-asyncio), and the pseudo-terminal pair for RTU
   pkgs+=(python3-pymodbus python3-serial-asyncio socat)
+  # a bridge upstream: tests/integration/test_bridge_rabbitmq.py starts its
+  # own one-off node (MQTT plugin) on free ports
+  pkgs+=(rabbitmq-server)
 fi
 
 missing=()
@@ -42,6 +45,10 @@ fi
 # free ports, but a stray broker on 1883 would confuse the README's smoke test.
 if [ "$mode" = test ] && command -v systemctl >/dev/null && systemctl is-active -q mosquitto 2>/dev/null; then
   as_root systemctl stop mosquitto || true
+fi
+# The tests start their own RabbitMQ nodes; the package's service is not wanted.
+if [ "$mode" = test ] && command -v systemctl >/dev/null && systemctl is-active -q rabbitmq-server 2>/dev/null; then
+  as_root systemctl stop rabbitmq-server || true
 fi
 # Only promtool is wanted from the prometheus package, not its server.
 if [ "$mode" = test ] && command -v systemctl >/dev/null && systemctl is-active -q prometheus 2>/dev/null; then

@@ -15,6 +15,7 @@
 #include "app/log.hpp"
 #include "bridge/backoff.hpp"
 #include "bridge/link.hpp"
+#include "net/tls.hpp"
 
 namespace hato::app {
 
@@ -99,11 +100,36 @@ struct BridgeRunner::Entry final : bridge::LinkOutput {
     int connect_fd = -1;
     std::string connect_why;
 
+    // TLS to the upstream: the context is built once at start, a session
+    // per connection. The link speaks plaintext; the bytes are transformed here.
+    std::shared_ptr<net::TlsContext> tls_ctx;
+    std::unique_ptr<net::TlsConn> tls;
+    std::string tls_error;   // why the last TLS session failed, for the log
+
+    void send_tls_output() {
+        std::vector<uint8_t>& out = tls->output();
+        if (out.empty()) return;
+        reactor.send(up, out);
+        out.clear();
+    }
+    void tls_failed() {
+        tls_error = "TLS: " + tls->error();
+        send_tls_output();   // the alert, if any
+        reactor.close(up, true);
+    }
     void upstream_send(std::span<const uint8_t> bytes) override {
-        if (up) reactor.send(up, bytes);
+        if (!up) return;
+        if (!tls) return reactor.send(up, bytes);
+        if (tls->write(bytes) == net::TlsConn::Status::Failed) return tls_failed();
+        send_tls_output();
     }
     void upstream_close() override {
-        if (up) reactor.close(up, true);
+        if (!up) return;
+        if (tls) {
+            tls->shutdown();
+            send_tls_output();
+        }
+        reactor.close(up, true);
     }
     void local_open() override {
         local = kLocalBit | ++runner->next_local_;
@@ -127,6 +153,36 @@ struct BridgeRunner::Entry final : bridge::LinkOutput {
     }
 };
 
+namespace {
+
+net::TlsClientSettings tls_settings(const config::BridgeTls& t) {
+    net::TlsClientSettings s;
+    s.ca = t.ca;
+    s.cert = t.cert;
+    s.key = t.key;
+    s.insecure = t.insecure;
+    return s;
+}
+
+// The client context of a bridge with `tls` (null without); false and `err`
+// when its files do not load.
+bool client_context(const config::Bridge& c, std::shared_ptr<net::TlsContext>& ctx, std::string& err) {
+    if (!c.tls.enabled) return true;
+    std::string why;
+    ctx = net::TlsContext::create_client(tls_settings(c.tls), why);
+    if (ctx) return true;
+    if (!err.empty()) err += "; ";
+    err += "bridge " + c.name + ": tls: " + why;
+    return false;
+}
+
+void warn_insecure(const config::Bridge& c) {
+    if (c.tls.enabled && c.tls.insecure)
+        log_warn("bridge %s: tls.insecure = true: the upstream's certificate is not verified", c.name.c_str());
+}
+
+}  // namespace
+
 BridgeRunner::BridgeRunner(const std::vector<config::Bridge>& cfgs, net::Reactor& reactor)
     : reactor_(reactor), host_(host_name()) {
     seed_ = uint64_t(getpid()) * 0x9E3779B97F4A7C15ull ^ reactor.now_ms();
@@ -144,6 +200,7 @@ BridgeRunner::Entry& BridgeRunner::add_entry(const config::Bridge& c) {
     lc.session_expiry = c.session_expiry;
     lc.try_private = c.try_private;
     lc.inflight = c.inflight;
+    lc.notifications = c.notifications;
     for (const config::BridgeTopic& t : c.topics)
         lc.topics.push_back({t.pattern, direction_of(t.direction), t.qos, t.local_prefix, t.remote_prefix});
     entries_.push_back(std::make_unique<Entry>(c, std::move(lc), reactor_, seed_++));
@@ -222,13 +279,15 @@ bool BridgeRunner::reconfigure(const std::vector<config::Bridge>& cfgs, std::str
             if (!e->retired && e->cfg.name == name) return e.get();
         return nullptr;
     };
-    // Every new password first: a bad one changes nothing.
+    // Every new password and TLS context first: a bad one changes nothing.
     std::vector<std::string> passwords(cfgs.size());
+    std::vector<std::shared_ptr<net::TlsContext>> contexts(cfgs.size());
     bool ok = true;
     for (size_t i = 0; i < cfgs.size(); ++i) {
         Entry* e = live(cfgs[i].name);
-        if ((e && e->cfg == cfgs[i]) || cfgs[i].password_file.empty()) continue;
-        ok &= read_password(cfgs[i], passwords[i], err);
+        if (e && e->cfg == cfgs[i]) continue;
+        if (!cfgs[i].password_file.empty()) ok &= read_password(cfgs[i], passwords[i], err);
+        ok &= client_context(cfgs[i], contexts[i], err);
     }
     if (!ok || !ensure_event_fd(err)) return false;
     for (auto& ep : entries_) {
@@ -244,6 +303,8 @@ bool BridgeRunner::reconfigure(const std::vector<config::Bridge>& cfgs, std::str
         if (live(cfgs[i].name)) continue;
         Entry& e = add_entry(cfgs[i]);
         if (!passwords[i].empty()) e.link.set_password(std::move(passwords[i]));
+        e.tls_ctx = std::move(contexts[i]);
+        warn_insecure(e.cfg);
         if (started_) e.link.prime();   // the local session first, as at start
     }
     flush();
@@ -260,6 +321,10 @@ bool BridgeRunner::start(broker::Broker& broker, std::string& err) {
     started_ = true;
     for (auto& e : entries_) e->broker = &broker;
     if (!load_passwords(err)) return false;
+    for (auto& e : entries_) {
+        if (!client_context(e->cfg, e->tls_ctx, err)) return false;
+        warn_insecure(e->cfg);
+    }
     if (entries_.empty()) return true;
     if (!ensure_event_fd(err)) return false;
     // The local sessions first: what is published before the first
@@ -321,8 +386,18 @@ void BridgeRunner::collect() {
             schedule_retry(e, now, "the event backend cannot take the connection");
             continue;
         }
-        log_info("bridge %s: connected to %s:%u, starting MQTT session", e.cfg.name.c_str(), e.cfg.address.c_str(),
-                 unsigned(e.cfg.port));
+        log_info("bridge %s: connected to %s:%u, starting %sMQTT session", e.cfg.name.c_str(), e.cfg.address.c_str(),
+                 unsigned(e.cfg.port), e.tls_ctx ? "TLS and " : "");
+        e.tls_error.clear();
+        if (e.tls_ctx) {
+            const std::string& sni = e.cfg.tls.server_name.empty() ? e.cfg.address : e.cfg.tls.server_name;
+            e.tls = std::make_unique<net::TlsConn>(e.tls_ctx, sni);
+            if (e.tls->start() == net::TlsConn::Status::Failed) {
+                e.tls_failed();
+                continue;
+            }
+            e.send_tls_output();
+        }
         e.link.on_upstream_open(now);
     }
 }
@@ -345,7 +420,15 @@ void BridgeRunner::on_upstream_data(net::ConnId id, std::span<const uint8_t> byt
     for (auto& e : entries_) {
         if (e->up != id) continue;
         if (e->retired) return;
-        e->link.on_upstream_data(bytes, reactor_.now_ms());
+        if (e->tls) {
+            std::vector<uint8_t> plain;
+            const bool ok = e->tls->on_ciphertext(bytes, plain) == net::TlsConn::Status::Ok;
+            e->send_tls_output();
+            if (!plain.empty()) e->link.on_upstream_data(plain, reactor_.now_ms());
+            if (!ok && e->up == id) e->tls_failed();
+        } else {
+            e->link.on_upstream_data(bytes, reactor_.now_ms());
+        }
         if (e->link.ready() && !e->was_ready) {
             e->was_ready = true;
             e->backoff.reset();
@@ -358,8 +441,10 @@ void BridgeRunner::on_upstream_close(net::ConnId id, int error) {
     for (auto& e : entries_) {
         if (e->up != id) continue;
         e->up = 0;
+        e->tls.reset();
         if (e->retired) return;
-        std::string why = !e->link.last_error().empty() ? e->link.last_error()
+        std::string why = !e->tls_error.empty()         ? e->tls_error
+                          : !e->link.last_error().empty() ? e->link.last_error()
                           : error                       ? std::string(std::strerror(error))
                                                         : std::string("upstream closed the connection");
         e->link.on_upstream_closed();
@@ -437,6 +522,36 @@ void BridgeRunner::on_tick(uint64_t now_ms) {
     }
 }
 
+std::vector<BridgeStatus> BridgeRunner::status(uint64_t now_ms) const {
+    std::vector<BridgeStatus> out;
+    for (const auto& e : entries_) {
+        if (e->retired) continue;
+        BridgeStatus b;
+        b.name = e->cfg.name;
+        b.connected = e->link.ready();
+        if (broker_) {
+            const broker::Broker::QueueInfo q = broker_->session_queue(bridge::Link::local_client_id(e->cfg.name));
+            b.backlog_messages = q.messages;
+            b.backlog_bytes = q.bytes;
+            if (q.oldest_ms && now_ms > q.oldest_ms) b.oldest_age_s = double(now_ms - q.oldest_ms) / 1000.0;
+        }
+        b.forwarded_out = e->link.forwarded_out();
+        b.forwarded_in = e->link.forwarded_in();
+        out.push_back(std::move(b));
+    }
+    return out;
+}
+
+void BridgeRunner::sys_topics(uint64_t now_ms, std::vector<broker::SysMessage>& out) const {
+    for (const BridgeStatus& b : status(now_ms)) {
+        const std::string base = "$SYS/broker/hato/bridge/" + b.name + "/";
+        out.push_back({base + "state", b.connected ? "1" : "0"});
+        out.push_back({base + "backlog/messages", std::to_string(b.backlog_messages)});
+        out.push_back({base + "backlog/bytes", std::to_string(b.backlog_bytes)});
+        out.push_back({base + "backlog/oldest_age_s", std::to_string(uint64_t(b.oldest_age_s))});
+    }
+}
+
 void BridgeRunner::stop() {
     stopping_ = true;
     for (auto& e : entries_)
@@ -449,6 +564,13 @@ bool check_bridge_files(const config::AppConfig& cfg, std::vector<std::string>& 
     uint64_t budgets = 0;
     for (const config::Bridge& b : cfg.bridges) {
         budgets += b.max_queued_bytes;
+        if (b.tls.enabled) {
+            std::string why;
+            if (!net::TlsContext::create_client(tls_settings(b.tls), why)) {
+                errors.push_back("bridge " + b.name + ": tls: " + why);
+                ok = false;
+            }
+        }
         if (b.password_file.empty()) continue;
         std::ifstream in(b.password_file, std::ios::binary);
         if (!in) {

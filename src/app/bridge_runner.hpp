@@ -13,8 +13,10 @@
 #include <thread>
 #include <vector>
 
+#include "app/metrics.hpp"
 #include "broker/auth.hpp"
 #include "broker/broker.hpp"
+#include "broker/sys_topics.hpp"
 #include "config/config.hpp"
 #include "net/reactor.hpp"
 
@@ -59,6 +61,11 @@ public:
     void flush();
     // Shutdown: no more reconnects, upstream connections closed.
     void stop();
+
+    // Each bridge's state and backlog (for /metrics, status.json and $SYS).
+    std::vector<BridgeStatus> status(uint64_t now_ms) const;
+    // $SYS/broker/hato/bridge/<name>/{state,backlog/messages,backlog/bytes,backlog/oldest_age_s}.
+    void sys_topics(uint64_t now_ms, std::vector<broker::SysMessage>& out) const;
 
     struct Entry;
 

@@ -214,6 +214,26 @@ std::string render_prometheus(const StatusData& d) {
                  "1 while the store refuses new durable writes (max_bytes, disk full, failed sync).",
                  d.store_refusing ? "1" : "0");
     }
+    if (!d.bridges.empty()) {
+        auto label = [](const BridgeStatus& b) { return "bridge=\"" + label_escape(b.name) + "\""; };
+        e.family("hato_bridge_connected", "gauge", "1 while the bridge is connected to its upstream, by bridge.");
+        for (const BridgeStatus& b : d.bridges) e.sample("hato_bridge_connected", label(b), b.connected ? "1" : "0");
+        e.family("hato_bridge_backlog_messages", "gauge",
+                 "Messages waiting for the upstream's acknowledgement (queued and in flight), by bridge.");
+        for (const BridgeStatus& b : d.bridges) e.sample("hato_bridge_backlog_messages", label(b), num(b.backlog_messages));
+        e.family("hato_bridge_backlog_bytes", "gauge", "Bytes of those messages, by bridge.");
+        for (const BridgeStatus& b : d.bridges) e.sample("hato_bridge_backlog_bytes", label(b), num(b.backlog_bytes));
+        e.family("hato_bridge_backlog_oldest_age_seconds", "gauge",
+                 "Age of the oldest backlog message (0 when empty), by bridge.");
+        for (const BridgeStatus& b : d.bridges)
+            e.sample("hato_bridge_backlog_oldest_age_seconds", label(b), num(b.oldest_age_s));
+        e.family("hato_bridge_forwarded_messages_total", "counter",
+                 "Messages carried over the bridge since start, by bridge and direction.");
+        for (const BridgeStatus& b : d.bridges) {
+            e.sample("hato_bridge_forwarded_messages_total", label(b) + ",direction=\"out\"", num(b.forwarded_out));
+            e.sample("hato_bridge_forwarded_messages_total", label(b) + ",direction=\"in\"", num(b.forwarded_in));
+        }
+    }
     if (d.sync_latency)
         e.histogram("hato_sync_latency_seconds", "Time from starting a group-commit sync to its completion.",
                     *d.sync_latency);
@@ -324,7 +344,16 @@ std::string render_status_json(const StatusData& d) {
          ",\"io_error\":" + num(s.store_refused_io) + ",\"refusing\":" + num(s.store_refused_full) + "}}";
     j += ",\"sync_latency_seconds\":" + histogram_json(d.sync_latency);
     j += ",\"loop_pass_seconds\":" + histogram_json(d.loop_pass);
-    j += "}\n";
+    j += ",\"bridges\":[";
+    for (size_t i = 0; i < d.bridges.size(); ++i) {
+        const BridgeStatus& b = d.bridges[i];
+        j += (i ? "," : "");
+        j += "{\"name\":" + json_string(b.name) + ",\"connected\":" + (b.connected ? "true" : "false") +
+             ",\"backlog_messages\":" + num(b.backlog_messages) + ",\"backlog_bytes\":" + num(b.backlog_bytes) +
+             ",\"oldest_age_seconds\":" + num(b.oldest_age_s) + ",\"forwarded_out\":" + num(b.forwarded_out) +
+             ",\"forwarded_in\":" + num(b.forwarded_in) + "}";
+    }
+    j += "]}\n";
     return j;
 }
 
@@ -366,6 +395,9 @@ function render(d){
   if(d.sync_latency_seconds)h+=row("sync p50",ms(d.sync_latency_seconds.p50))+row("sync p99",ms(d.sync_latency_seconds.p99));
  }else h+=row("storage","disabled");
  h+="</table></div><div class=card><h2>Refused and dropped</h2><table>"+row("store refusals",s.refusals.total)+row("QoS 0 dropped",d.dropped.qos0)+row("queue full dropped",d.dropped.queued)+row("ACL dropped",d.dropped.unreadable)+row("slow clients closed",d.dropped.slow_clients_closed)+row("loop pass p99",ms(d.loop_pass_seconds.p99))+"</table></div></div>";
+ if(d.bridges&&d.bridges.length){h+="<div class=card><h2>Bridges</h2><table><tr><th>bridge</th><th>state</th><th>backlog</th><th>bytes</th><th>oldest</th></tr>";
+  for(const b of d.bridges)h+="<tr><td>"+esc(b.name)+"</td><td class="+(b.connected?"ok":"bad")+">"+(b.connected?"connected":"down")+"</td><td class=n>"+b.backlog_messages+"</td><td class=n>"+bytes(b.backlog_bytes)+"</td><td class=n>"+esc(dur(b.oldest_age_seconds))+"</td></tr>";
+  h+="</table></div>";}
  document.getElementById("page").innerHTML=h;
 }
 async function refresh(){try{const r=await fetch("/status.json",{cache:"no-store"});if(r.ok)render(await r.json());}catch(e){}}
@@ -440,6 +472,15 @@ std::string render_status_html(const StatusData& d) {
          row("queue full dropped", num(s.queued_dropped)) + row("ACL dropped", num(s.unreadable_dropped)) +
          row("slow clients closed", num(s.slow_clients_closed)) +
          row("loop pass p99", ms(d.loop_pass ? d.loop_pass->quantile_s(0.99) : 0)) + "</table></div></div>";
+    if (!d.bridges.empty()) {
+        h += "<div class=card><h2>Bridges</h2><table><tr><th>bridge</th><th>state</th><th>backlog</th><th>bytes</th>"
+             "<th>oldest</th></tr>";
+        for (const BridgeStatus& b : d.bridges)
+            h += "<tr><td>" + html_escape(b.name) + "</td><td class=" + (b.connected ? "ok>connected" : "bad>down") +
+                 "</td><td class=n>" + num(b.backlog_messages) + "</td><td class=n>" + bytes(b.backlog_bytes) +
+                 "</td><td class=n>" + duration(b.oldest_age_s) + "</td></tr>";
+        h += "</table></div>";
+    }
     h += kHtmlTail;
     return h;
 }

@@ -70,6 +70,17 @@ struct ModbusStatus {
     double latency_sum_s = 0, latency_max_s = 0;
 };
 
+// One bridge (docs/bridge.md): its state and store-and-forward backlog.
+struct BridgeStatus {
+    std::string name;
+    bool connected = false;         // upstream connected and ready
+    uint64_t backlog_messages = 0;  // queued + in flight upstream
+    uint64_t backlog_bytes = 0;
+    double oldest_age_s = 0;        // age of the oldest backlog message; 0 when empty
+    uint64_t forwarded_out = 0;     // messages sent upstream (this run)
+    uint64_t forwarded_in = 0;      // messages received from upstream (this run)
+};
+
 // Everything the endpoint reports, gathered by the wiring per request.
 struct StatusData {
     std::string version;
@@ -95,6 +106,7 @@ struct StatusData {
     const Histogram* sync_latency = nullptr;  // null without storage
     const Histogram* loop_pass = nullptr;
     std::vector<ModbusStatus> modbus;
+    std::vector<BridgeStatus> bridges;
 };
 
 // Renderers, pure (unit-testable).

@@ -332,6 +332,7 @@ private:
         if (modbus_) d.modbus = modbus_->status();
         d.messages_out_per_s = metrics_->messages_out_per_s();
         d.loop_pass = &loop_pass_;
+        if (bridges_) d.bridges = bridges_->status(reactor_->now_ms());
         return d;
     }
 
@@ -779,6 +780,10 @@ private:
             log_error("%s", err.c_str());
             return false;
         }
+        if (sys_)
+            sys_->set_extra([this](uint64_t now, std::vector<broker::SysMessage>& out) {
+                bridges_->sys_topics(now, out);
+            });
         return true;
     }
 

@@ -41,7 +41,9 @@ void SysPublisher::on_tick(uint64_t now_ms, broker::Broker& broker) {
     load_.update(g, published_ ? double(now_ms - last_ms_) / 1000.0 : 0.0);
     published_ = true;
     last_ms_ = now_ms;
-    for (const broker::SysMessage& m : broker::sys_topics(g, load_)) {
+    std::vector<broker::SysMessage> topics = broker::sys_topics(g, load_);
+    if (extra_) extra_(now_ms, topics);
+    for (const broker::SysMessage& m : topics) {
         const auto* bytes = reinterpret_cast<const uint8_t*>(m.payload.data());
         broker.publish_internal(m.topic, {bytes, m.payload.size()}, /*retain=*/true);
     }

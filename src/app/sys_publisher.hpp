@@ -6,7 +6,9 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
+#include <vector>
 
 #include "app/metrics.hpp"
 #include "broker/broker.hpp"
@@ -24,6 +26,10 @@ public:
 
     // Publishes on the first call, then once `interval` passed since the last.
     void on_tick(uint64_t now_ms, broker::Broker& broker);
+    // Topics of other parts (the bridges), added to each publication.
+    void set_extra(std::function<void(uint64_t now_ms, std::vector<broker::SysMessage>&)> extra) {
+        extra_ = std::move(extra);
+    }
 
 private:
     void fill_store(broker::SysGauges& g);
@@ -35,6 +41,7 @@ private:
     const Histogram& sync_latency_;
     Histogram::Counts sync_seen_;   // counts as of the last publication
     broker::LoadAverages load_;
+    std::function<void(uint64_t, std::vector<broker::SysMessage>&)> extra_;
     bool published_ = false;
     uint64_t last_ms_ = 0;
 };

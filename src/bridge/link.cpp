@@ -85,6 +85,15 @@ void Link::on_upstream_open(uint64_t now_ms) {
         c.password = std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(cfg_.password->data()),
                                               cfg_.password->size());
     if (cfg_.version == Version::V5 && cfg_.session_expiry > 0) c.props.session_expiry = cfg_.session_expiry;
+    static constexpr uint8_t kDown[] = {'0'};
+    const std::string will_topic = upstream_state_topic();
+    if (cfg_.notifications) {
+        c.will_flag = true;
+        c.will_qos = 1;
+        c.will_retain = true;
+        c.will_topic = will_topic;
+        c.will_payload = mqtt::Bytes(kDown, sizeof kDown);
+    }
     scratch_.clear();
     mqtt::encode(Packet{c}, cfg_.version, scratch_);
     if (cfg_.try_private && cfg_.version != Version::V5) {
@@ -345,6 +354,15 @@ void Link::become_ready() {
     }
     state_ = State::Ready;
     publish_state(true);
+    if (cfg_.notifications) {
+        static constexpr uint8_t kUp[] = {'1'};
+        const std::string topic = upstream_state_topic();
+        mqtt::Publish pub;
+        pub.retain = true;
+        pub.topic = topic;
+        pub.payload = mqtt::Bytes(kUp, sizeof kUp);
+        send_upstream(Packet{pub});
+    }
     out_.log(0, "bridge " + cfg_.name + ": connected");
     std::vector<std::vector<uint8_t>> held = std::move(held_);
     held_.clear();

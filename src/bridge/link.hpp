@@ -38,6 +38,9 @@ struct LinkConfig {
     uint32_t session_expiry = 0;        // v5 upstream session expiry
     bool try_private = false;           // v3.1.1 bridge bit (protocol level 0x84)
     uint16_t inflight = 100;            // outbound window (capped by the upstream's Receive Maximum)
+    // Retained "$SYS/broker/connection/<client_id>/state" on the upstream:
+    // "1" once ready, "0" through the will when the connection is lost.
+    bool notifications = true;
     std::vector<TopicRule> topics;
 };
 
@@ -106,6 +109,9 @@ private:
     // Retained "$SYS/broker/connection/<name>/state": "1" connected, "0" not
     // (Mosquitto's convention), published through the local session.
     void publish_state(bool up);
+    // The upstream's copy of the state topic (named after our client id,
+    // as Mosquitto's bridge does, so gateways with one bridge name differ).
+    std::string upstream_state_topic() const { return "$SYS/broker/connection/" + cfg_.client_id + "/state"; }
     void forward_in(const mqtt::Publish& pub);
     void forward_out(const mqtt::Publish& pub);
     // Splits `buf` into packets; calls fn for each. False on a decode error.

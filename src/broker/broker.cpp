@@ -43,6 +43,29 @@ void Broker::on_auth_result(ConnId id, uint64_t request, const AuthVerdict& verd
 
 const Stats& Broker::stats() const { return impl_->stats; }
 
+Broker::QueueInfo Broker::session_queue(std::string_view client_id) const {
+    QueueInfo q;
+    Slot slot = impl_->slot_by_client.find(client_id);
+    if (slot == kNoSlot) return q;
+    Session& s = *impl_->sessions[slot];
+    if (!s.flows) return q;
+    SessionFlows& f = *s.flows;
+    auto oldest = [&q](uint64_t ms) {
+        if (q.oldest_ms == 0 || ms < q.oldest_ms) q.oldest_ms = std::max<uint64_t>(ms, 1);
+    };
+    // The window is small (walked); the queue keeps its byte count, and
+    // its front is its oldest: no walk over a long backlog.
+    f.inflight.for_each([&](const OutItem& it) {
+        ++q.messages;
+        q.bytes += it.msg->byte_size();
+        oldest(it.queued_ms);
+    });
+    q.messages += f.queue.size();
+    q.bytes += f.queue_bytes;
+    if (!f.queue.empty()) oldest(f.queue.front().queued_ms);
+    return q;
+}
+
 Broker::Counts Broker::counts() const {
     Counts n;
     n.shared_group_names = impl_->subs.group_count();

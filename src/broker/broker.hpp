@@ -129,6 +129,16 @@ public:
     };
     Counts counts() const;
 
+    // A session's outbound backlog (a bridge's store-and-forward queue):
+    // queued plus in-flight messages, their bytes, and when the oldest was
+    // queued (monotonic ms; recovered messages count from the recovery).
+    struct QueueInfo {
+        uint64_t messages = 0;
+        uint64_t bytes = 0;
+        uint64_t oldest_ms = 0;   // 0: empty
+    };
+    QueueInfo session_queue(std::string_view client_id) const;
+
     // The broker's part of the $SYS values: Stats plus table sizes. Walks
     // the sessions and retained messages (once per [sys] interval).
     void fill_gauges(SysGauges& g) const;

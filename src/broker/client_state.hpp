@@ -155,6 +155,7 @@ struct Connection {
     bool problem_info = true;        // Request Problem Information
     bool output_blocked = false;     // back-pressure: waiting for the transport to drain
     bool reading_paused = false;     // output over max_output_bytes: the transport stopped reading
+    bool bridge = false;             // Mosquitto's bridge bit: subscriptions are No Local + Retain As Published
     uint64_t blocked_since_ms = 0;   // when output_blocked was set (slow_client_timeout_ms)
     // Blocked, and the broker's intake is stopped for it (at most slow_consumer_ms).
     bool holds_intake = false;

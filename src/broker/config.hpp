@@ -45,6 +45,9 @@ struct Config {
         std::string client_id;
         uint64_t max_bytes = 0;
         bool drop_oldest = true;
+        // QoS 0 messages for this session are queued (durably) as QoS 1,
+        // so a bridge carries them across an outage too.
+        bool queue_qos0 = false;
     };
     std::vector<SessionBudget> session_budgets;
 

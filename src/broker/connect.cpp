@@ -50,6 +50,7 @@ std::string Broker::Impl::random_client_id() {
 
 void Broker::Impl::on_connect(Connection& c, Connect& p) {
     c.version = p.version;
+    c.bridge = p.bridge;
     const bool v5 = p.version == Version::V5;
     auto refuse = [&](uint8_t reason) {
         send_packet(c, Connack{false, reason, {}});

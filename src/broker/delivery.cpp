@@ -65,6 +65,10 @@ void Broker::Impl::deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool reta
     // subscriber receives only what it may read.
     if (!may_read(s, msg->topic())) return;
     Connection* c = s.conn ? conn(s.conn) : nullptr;
+    const Config::SessionBudget* budget = nullptr;
+    for (const Config::SessionBudget& b : cfg.session_budgets)
+        if (b.client_id == s.client_id) budget = &b;
+    if (qos == 0 && budget && budget->queue_qos0) qos = 1;
     if (qos == 0) {
         if (!c) return;   // QoS 0 is not queued for offline sessions
         // While it holds the intake, what the input already taken routes to
@@ -87,9 +91,6 @@ void Broker::Impl::deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool reta
         if (output_over_limit(*c)) block_output(*c);
         return;
     }
-    const Config::SessionBudget* budget = nullptr;
-    for (const Config::SessionBudget& b : cfg.session_budgets)
-        if (b.client_id == s.client_id) budget = &b;
     auto full = [&] {
         const size_t queued = s.flows ? s.flows->queue.size() : 0;
         const uint64_t queued_bytes = s.flows ? s.flows->queue_bytes : 0;
@@ -119,6 +120,7 @@ void Broker::Impl::deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool reta
     }
     OutItem item;
     item.seq = s.next_seq++;
+    item.queued_ms = now_ms;
     item.msg = msg;
     item.qos = qos;
     item.retain = retain;

@@ -65,6 +65,7 @@ void Broker::Impl::recover() {
             }
             OutItem item;
             item.seq = ro.seq;
+            item.queued_ms = now_ms;
             item.qos = m->qos;
             item.retain = m->retain;
             item.msg = std::move(m);

@@ -88,8 +88,11 @@ void Broker::Impl::on_subscribe(Connection& c, const Subscribe& p) {
             reason = rc::NotAuthorized;   // 0x80 in v3.1.1 (the encoder maps it)
         } else {
             uint8_t qos = std::min(t.qos, cfg.maximum_qos);
-            uint8_t options = static_cast<uint8_t>(qos | (t.no_local ? 0x04 : 0) |
-                                                   (t.retain_as_published ? 0x08 : 0) |
+            // A v3 bridge (bridge bit) gets v5's bridge options: what it
+            // publishes does not come back to it, retained flags pass as sent.
+            const bool bridge = c.bridge && !shared;
+            uint8_t options = static_cast<uint8_t>(qos | (t.no_local || bridge ? 0x04 : 0) |
+                                                   (t.retain_as_published || bridge ? 0x08 : 0) |
                                                    (t.retain_handling << 4));
             bool is_new = false;
             if (!add_subscription(*s, std::string(t.filter), options, sub_id, is_new)) {

@@ -463,6 +463,24 @@ void read_bridge_topics(Errors& errors, const toml::node& n, const std::string& 
     }
 }
 
+// tls = { ca, cert, key, server_name, insecure } of a bridge (client side).
+void read_bridge_tls(Errors& errors, const toml::node& n, const std::string& where, BridgeTls& tls) {
+    if (!n.is_table()) {
+        errors.add(n.source(), where, "expected table, got " + type_name(n));
+        return;
+    }
+    TableReader r(errors, *n.as_table(), where);
+    tls.enabled = true;
+    r.string("ca", tls.ca, true);
+    r.string("cert", tls.cert, true);
+    r.string("key", tls.key, true);
+    r.string("server_name", tls.server_name, true);
+    r.boolean("insecure", tls.insecure);
+    r.reject_unknown();
+    if (tls.cert.empty() != tls.key.empty())
+        errors.add(n.source(), where + (tls.cert.empty() ? ".cert" : ".key"), "cert and key go together");
+}
+
 void read_bridges(Errors& errors, const toml::node& n, AppConfig& c) {
     const toml::array* arr = n.as_array();
     if (!arr || !arr->is_array_of_tables()) {
@@ -490,12 +508,9 @@ void read_bridges(Errors& errors, const toml::node& n, AppConfig& c) {
         r.integer("inflight", 1, 65535, b.inflight);
         r.integer("max_queued_bytes", 0, std::numeric_limits<int64_t>::max(), b.max_queued_bytes);
         r.choice<std::string>("when_full", {{"drop_oldest", "drop_oldest"}, {"drop_new", "drop_new"}}, b.when_full);
-        if (const toml::node* q = r.lookup("queue_qos0")) {
-            r.boolean("queue_qos0", b.queue_qos0);
-            if (b.queue_qos0) errors.add(q->source(), r.path("queue_qos0"), "true is not supported yet");
-        }
-        if (const toml::node* tls = r.lookup("tls"))
-            errors.add(tls->source(), r.path("tls"), "TLS to a bridge upstream is not supported yet");
+        r.boolean("queue_qos0", b.queue_qos0);
+        r.boolean("notifications", b.notifications);
+        if (const toml::node* tls = r.lookup("tls")) read_bridge_tls(errors, *tls, r.path("tls"), b.tls);
         if (const toml::node* topics = r.lookup("topic")) read_bridge_topics(errors, *topics, r.path("topic"), b);
         r.reject_unknown();
         if (b.name.empty()) errors.add(t.source(), r.path("name"), "required");
@@ -509,7 +524,8 @@ void read_bridges(Errors& errors, const toml::node& n, AppConfig& c) {
             if (!b.name.empty() && other.name == b.name)
                 errors.add(t.source(), r.path("name"), "\"" + b.name + "\" is already used by another bridge");
         // The bridge's outbound queue is its local session's queue.
-        c.broker.session_budgets.push_back({"$bridge/" + b.name, b.max_queued_bytes, b.when_full == "drop_oldest"});
+        c.broker.session_budgets.push_back(
+            {"$bridge/" + b.name, b.max_queued_bytes, b.when_full == "drop_oldest", b.queue_qos0});
         c.bridges.push_back(std::move(b));
     }
 }

@@ -75,6 +75,17 @@ struct BridgeTopic {
     bool operator==(const BridgeTopic&) const = default;
 };
 
+// tls = { ca, cert, key, server_name, insecure } of a [[bridge]].
+struct BridgeTls {
+    bool enabled = false;
+    std::string ca;                      // empty: the system's CAs
+    std::string cert;                    // client certificate (mutual TLS)
+    std::string key;
+    std::string server_name;             // SNI and the name verified; empty: address
+    bool insecure = false;               // no verification of the upstream
+    bool operator==(const BridgeTls&) const = default;
+};
+
 struct Bridge {
     std::string name;
     std::string address;
@@ -93,6 +104,8 @@ struct Bridge {
     uint64_t max_queued_bytes = 1073741824;
     std::string when_full = "drop_oldest";   // "drop_oldest" | "drop_new"
     bool queue_qos0 = false;
+    bool notifications = true;           // the state topic on the upstream too (will)
+    BridgeTls tls;
     std::vector<BridgeTopic> topics;
     bool operator==(const Bridge&) const = default;
 };

@@ -29,11 +29,14 @@ Fail read_utf8(Reader& r, std::string_view& s, const char* what) {
 }
 
 // Reads the protocol name and level; Error(UnsupportedProtocolVersion) for
-// anything that is not one of the three supported pairs.
-Fail read_protocol(Reader& r, Version& version) {
+// anything that is not one of the three supported pairs. Mosquitto's bridges
+// set the level's top bit on v3.1 / v3.1.1 (0x83 / 0x84): `bridge`.
+Fail read_protocol(Reader& r, Version& version, bool& bridge) {
     std::string_view name;
     uint8_t level;
     if (!r.raw_string(name) || !r.u8(level)) return malformed("CONNECT header truncated");
+    bridge = level == 0x83 || level == 0x84;
+    if (bridge) level &= 0x7F;
     version = level == 5 ? Version::V5 : Version::V311;  // what to answer in, if unsupported
     if ((name == "MQTT" && (level == 4 || level == 5)) || (name == "MQIsdp" && level == 3)) {
         version = Version(level);
@@ -43,7 +46,7 @@ Fail read_protocol(Reader& r, Version& version) {
 }
 
 Fail decode_connect(Reader& r, Connect& c) {
-    if (Fail f = read_protocol(r, c.version)) return f;
+    if (Fail f = read_protocol(r, c.version, c.bridge)) return f;
     const bool v5 = c.version == Version::V5;
     uint8_t flags;
     if (!r.u8(flags) || !r.u16(c.keep_alive)) return malformed("CONNECT header truncated");

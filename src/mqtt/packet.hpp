@@ -95,6 +95,10 @@ struct Connect {
     Bytes will_payload;
     std::optional<std::string_view> username;
     std::optional<Bytes> password;
+    // v3.1/v3.1.1 with Mosquitto's bridge bit (protocol level 0x83/0x84):
+    // the peer is a broker's bridge (no local echo, retain as published).
+    // Decoded only; the encoder writes the plain level.
+    bool bridge = false;
 };
 
 struct Connack {

@@ -5,6 +5,8 @@
 #include <wolfssl/openssl/x509v3.h>
 #include <wolfssl/wolfio.h>
 
+#include <arpa/inet.h>
+
 #include <cstring>
 #include <mutex>
 
@@ -154,6 +156,53 @@ std::shared_ptr<TlsContext> TlsContext::create(const TlsSettings& s, std::string
     return c;
 }
 
+std::shared_ptr<TlsContext> TlsContext::create_client(const TlsClientSettings& s, std::string& err) {
+    init_once();
+    std::shared_ptr<TlsContext> c(new TlsContext());
+    c->client_ = true;
+    c->insecure_ = s.insecure;
+    c->settings_.cert = s.cert;
+    c->settings_.key = s.key;
+    c->settings_.ca = s.ca;
+    c->settings_.min_version = s.min_version;
+    c->ctx_ = wolfSSL_CTX_new(wolfSSLv23_client_method());
+    if (!c->ctx_) { err = "wolfSSL_CTX_new failed"; return nullptr; }
+    if (s.min_version != "1.2" && s.min_version != "1.3") {
+        err = "tls min_version must be \"1.2\" or \"1.3\"";
+        return nullptr;
+    }
+    int minv = s.min_version == "1.3" ? WOLFSSL_TLSV1_3 : WOLFSSL_TLSV1_2;
+    if (wolfSSL_CTX_SetMinVersion(c->ctx_, minv) != WOLFSSL_SUCCESS) { err = "cannot set TLS minimum version"; return nullptr; }
+    if (wolfSSL_CTX_set_cipher_list(c->ctx_, kCiphers) != WOLFSSL_SUCCESS) { err = "cannot set cipher list"; return nullptr; }
+    if (!s.cert.empty()) {
+        if (wolfSSL_CTX_use_certificate_chain_file(c->ctx_, s.cert.c_str()) != WOLFSSL_SUCCESS) {
+            err = "cannot load certificate " + s.cert;
+            return nullptr;
+        }
+        if (wolfSSL_CTX_use_PrivateKey_file(c->ctx_, s.key.c_str(), WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS) {
+            err = "cannot load private key " + s.key;
+            return nullptr;
+        }
+        if (wolfSSL_CTX_check_private_key(c->ctx_) != WOLFSSL_SUCCESS) {
+            err = "private key " + s.key + " does not match certificate " + s.cert;
+            return nullptr;
+        }
+    }
+    if (!s.ca.empty()) {
+        if (wolfSSL_CTX_load_verify_locations(c->ctx_, s.ca.c_str(), nullptr) != WOLFSSL_SUCCESS) {
+            err = "cannot load CA file " + s.ca;
+            return nullptr;
+        }
+    } else if (!s.insecure && wolfSSL_CTX_load_system_CA_certs(c->ctx_) != WOLFSSL_SUCCESS) {
+        err = "no ca given and the system's CA certificates cannot be loaded";
+        return nullptr;
+    }
+    wolfSSL_CTX_set_verify(c->ctx_, s.insecure ? WOLFSSL_VERIFY_NONE : WOLFSSL_VERIFY_PEER, nullptr);
+    wolfSSL_CTX_SetIORecv(c->ctx_, nullptr);
+    wolfSSL_CTX_SetIOSend(c->ctx_, nullptr);
+    return c;
+}
+
 TlsContext::~TlsContext() {
     if (ctx_) wolfSSL_CTX_free(ctx_);
 }
@@ -169,8 +218,37 @@ TlsConn::TlsConn(std::shared_ptr<TlsContext> ctx) : ctx_(std::move(ctx)) {
     wolfSSL_SSLSetIOSend(ssl_, &TlsConn::send_cb);
     wolfSSL_SetIOReadCtx(ssl_, this);
     wolfSSL_SetIOWriteCtx(ssl_, this);
-    char alpn[] = "mqtt";
-    wolfSSL_UseALPN(ssl_, alpn, sizeof alpn - 1, WOLFSSL_ALPN_CONTINUE_ON_MISMATCH);
+    // Server side only: a bridge offers no ALPN (cloud brokers on 8883
+    // expect none, and some give other names a meaning, e.g. AWS IoT on 443).
+    if (!ctx_->is_client()) {
+        char alpn[] = "mqtt";
+        wolfSSL_UseALPN(ssl_, alpn, sizeof alpn - 1, WOLFSSL_ALPN_CONTINUE_ON_MISMATCH);
+    }
+}
+
+TlsConn::TlsConn(std::shared_ptr<TlsContext> ctx, const std::string& server_name) : TlsConn(std::move(ctx)) {
+    if (!ssl_ || server_name.empty()) return;
+    in6_addr a6;
+    in_addr a4;
+    const bool is_ip = inet_pton(AF_INET, server_name.c_str(), &a4) == 1 ||
+                       inet_pton(AF_INET6, server_name.c_str(), &a6) == 1;
+    // SNI carries host names only (RFC 6066); an IP address is checked
+    // against the certificate's IP subject alternative names after the
+    // handshake instead.
+    if (is_ip) {
+        if (!ctx_->insecure()) server_ip_ = server_name;
+        return;
+    }
+    wolfSSL_UseSNI(ssl_, WOLFSSL_SNI_HOST_NAME, server_name.data(), static_cast<unsigned short>(server_name.size()));
+    if (!ctx_->insecure() && wolfSSL_check_domain_name(ssl_, server_name.c_str()) != WOLFSSL_SUCCESS) {
+        failed_ = true;
+        error_ = "cannot set the server name to verify";
+    }
+}
+
+TlsConn::Status TlsConn::start() {
+    std::vector<uint8_t> none;
+    return on_ciphertext({}, none);
 }
 
 TlsConn::~TlsConn() {
@@ -214,14 +292,27 @@ TlsConn::Status TlsConn::on_ciphertext(std::span<const uint8_t> in, std::vector<
 TlsConn::Status TlsConn::pump(std::vector<uint8_t>& plain) {
     if (!established_) {
         name_refusal.clear();
-        int r = wolfSSL_accept(ssl_);
+        int r = ctx_->is_client() ? wolfSSL_connect(ssl_) : wolfSSL_accept(ssl_);
         if (r != WOLFSSL_SUCCESS) {
             int code = wolfSSL_get_error(ssl_, r);
             if (code == WOLFSSL_ERROR_WANT_READ || code == WOLFSSL_ERROR_WANT_WRITE) return Status::Ok;
             return fail(r);
         }
         established_ = true;
-        if (WOLFSSL_X509* cert = wolfSSL_get_peer_certificate(ssl_)) {
+        // Client side, the upstream's host name was checked by wolfSSL
+        // (check_domain_name); an IP address is checked here.
+        if (!server_ip_.empty()) {
+            WOLFSSL_X509* cert = wolfSSL_get_peer_certificate(ssl_);
+            const bool named = cert && wolfSSL_X509_check_ip_asc(cert, server_ip_.c_str(), 0) == 1;
+            if (cert) wolfSSL_X509_free(cert);
+            if (!named) {
+                failed_ = true;
+                error_ = "the upstream's certificate does not name " + server_ip_;
+                return Status::Failed;
+            }
+        }
+        WOLFSSL_X509* cert = ctx_->is_client() ? nullptr : wolfSSL_get_peer_certificate(ssl_);
+        if (cert) {
             // Checked again here, whole: the CN is the identity ACLs trust.
             std::string why;
             bool clean = check_peer_names(cert, peer_cn_, why);

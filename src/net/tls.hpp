@@ -24,6 +24,17 @@ struct TlsSettings {
     std::string min_version = "1.2";   // "1.2" or "1.3"
 };
 
+// The client side (a bridge to an upstream broker). The upstream's
+// certificate is verified against `ca` (or the system's CA store when `ca`
+// is empty) and its name against the server name, unless `insecure`.
+struct TlsClientSettings {
+    std::string ca;                    // PEM CA bundle; empty: the system's CAs
+    std::string cert;                  // PEM client certificate (mutual TLS), optional
+    std::string key;                   // its private key (with cert)
+    bool insecure = false;             // no verification at all (test setups only)
+    std::string min_version = "1.2";
+};
+
 // A certificate name hato accepts: well-formed UTF-8 (no overlong forms, no
 // surrogates, nothing above U+10FFFF) without NUL. A name C code would cut
 // short, or that reads differently than it compares, must not name anyone.
@@ -34,7 +45,10 @@ bool clean_cert_name(std::span<const uint8_t> name);
 class TlsContext {
 public:
     static std::shared_ptr<TlsContext> create(const TlsSettings& s, std::string& err);
+    static std::shared_ptr<TlsContext> create_client(const TlsClientSettings& s, std::string& err);
     ~TlsContext();
+    bool is_client() const { return client_; }
+    bool insecure() const { return insecure_; }
     const TlsSettings& settings() const { return settings_; }
     WOLFSSL_CTX* raw() const { return ctx_; }
 
@@ -42,11 +56,17 @@ private:
     TlsContext() = default;
     WOLFSSL_CTX* ctx_ = nullptr;
     TlsSettings settings_;
+    bool client_ = false;
+    bool insecure_ = false;
 };
 
 class TlsConn {
 public:
     explicit TlsConn(std::shared_ptr<TlsContext> ctx);
+    // Client side: `server_name` goes out as SNI (unless it is an IP
+    // address) and the upstream's certificate must name it (DNS or IP
+    // subject alternative name, or CN), unless the context is insecure.
+    TlsConn(std::shared_ptr<TlsContext> ctx, const std::string& server_name);
     ~TlsConn();
     TlsConn(const TlsConn&) = delete;
     TlsConn& operator=(const TlsConn&) = delete;
@@ -57,6 +77,8 @@ public:
     // are appended to `plain`; handshake/alert bytes to send go to
     // take_output(). Failed: the handshake or record layer failed (error()).
     Status on_ciphertext(std::span<const uint8_t> in, std::vector<uint8_t>& plain);
+    // Client side: produces the ClientHello in output().
+    Status start();
     // Encrypts application bytes (only after the handshake; before it they
     // are buffered and flushed once it completes).
     Status write(std::span<const uint8_t> plain);
@@ -86,6 +108,7 @@ private:
     bool failed_ = false;
     std::string error_;
     std::string peer_cn_;
+    std::string server_ip_;             // client side: an IP literal to find in the upstream's certificate
 };
 
 }  // namespace hato::net

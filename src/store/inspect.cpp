@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "store/bridge_queues.hpp"
 #include "store/frame.hpp"
 #include "store/segment.hpp"
 #include "store/state_records.hpp"
@@ -62,6 +63,7 @@ bool short_file_is_zero(const Segment& seg) {
 int store_verify(const std::string& dir, std::ostream& out) {
     uint64_t total_records = 0, prev_last = 0, segments = 0;
     bool bad = false;
+    BridgeQueueTally bridges;
     const int rc = for_each_segment(dir, out, [&](const Segment& seg) {
         ++segments;
         out << segment_file_name(seg.base_lsn) << ": ";
@@ -74,7 +76,8 @@ int store_verify(const std::string& dir, std::ostream& out) {
             out << "empty file (" << seg.size << " bytes), removed at next start\n";
             return false;
         }
-        const SegmentScan s = scan_segment(seg.map, seg.size, seg.base_lsn);
+        const SegmentScan s =
+            scan_segment(seg.map, seg.size, seg.base_lsn, [&](const RecordView& rec, uint64_t) { bridges.add(rec); });
         if (is_foreign_segment(seg.map, seg.size, s)) {
             out << "NOT A HATO SEGMENT (no valid record), moved to quarantine at next start\n";
             bad = true;
@@ -105,24 +108,45 @@ int store_verify(const std::string& dir, std::ostream& out) {
                 << " offset " << r.offset << " length " << r.length << "\n";
         return s.corrupt || !s.skipped.empty();
     });
+    // The bridges' store-and-forward queues: what would be sent upstream.
+    bool bad_queue = false;
+    for (const BridgeQueue& b : bridges.result()) {
+        out << "bridge " << b.name << " queue: " << b.messages << " message(s), " << b.bytes << " bytes";
+        if (b.oldest_lsn) out << ", oldest at lsn " << b.oldest_lsn;
+        if (b.malformed) {
+            out << ", " << b.malformed << " MALFORMED record(s)";
+            bad_queue = true;
+        }
+        out << "\n";
+    }
+    bad |= bad_queue;
     out << segments << " segment(s), " << total_records << " record(s): " << (bad ? "CORRUPTION FOUND" : "ok")
         << "\n";
-    return rc;
+    return rc == 0 && bad_queue ? 1 : rc;
 }
 
 int store_dump(const std::string& dir, std::ostream& out) {
-    return for_each_segment(dir, out, [&](const Segment& seg) {
+    BridgeQueueTally bridges;
+    const int rc = for_each_segment(dir, out, [&](const Segment& seg) {
         out << "# segment " << segment_file_name(seg.base_lsn) << "\n";
         if (seg.size < kHeaderBytes) return false;
         const SegmentScan s = scan_segment(seg.map, seg.size, seg.base_lsn, [&](const RecordView& rec, uint64_t) {
             out << rec.lsn << " " << state_record_name(rec.type) << describe_state_record(rec.type, rec.body)
                 << "\n";
+            bridges.add(rec);
         });
         for (const ByteRange& r : s.skipped)
             out << "# skipped damaged bytes at offset " << r.offset << ", length " << r.length << "\n";
         if (s.corrupt) out << "# stops at offset " << s.end << ": " << s.reason << "\n";
         return s.corrupt || !s.skipped.empty();
     });
+    for (const BridgeQueue& b : bridges.result()) {
+        out << "# bridge " << b.name << " queue: " << b.messages << " message(s), " << b.bytes << " bytes";
+        if (b.oldest_lsn) out << ", oldest at lsn " << b.oldest_lsn;
+        if (b.malformed) out << ", " << b.malformed << " malformed record(s)";
+        out << "\n";
+    }
+    return rc;
 }
 
 }  // namespace hato::store

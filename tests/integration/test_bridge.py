@@ -85,7 +85,7 @@ def wait_for(pred, timeout=15.0, what="condition"):
 def pair(backend, tmp_path):
     made = []
 
-    def make(protocol="mqttv311", extra="try_private = false", gw_settings=None):   # hato refuses the bridge bit
+    def make(protocol="mqttv311", extra="try_private = false", gw_settings=None):   # plain v3.1.1 unless asked
         port = _free_port()
         os.makedirs(tmp_path / "up")
         os.makedirs(tmp_path / "gw")
@@ -362,13 +362,13 @@ def test_check_config_reports_bridge_problems(tmp_path):
     from conftest import _find_hato
     conf = tmp_path / "c.toml"
     conf.write_text('[storage]\nmax_bytes_mb = 1\n\n[[bridge]]\nname = "site"\naddress = "127.0.0.1"\n'
-                    f'password_file = "{tmp_path}/missing.secret"\ntls = {{ ca = "ca.pem" }}\n\n'
+                    f'password_file = "{tmp_path}/missing.secret"\ntls = {{ ca = "ca.pem", cert = "c.pem" }}\n\n'
                     '[[bridge.topic]]\npattern = "plant/#"\n')
     r = subprocess.run([_find_hato(), "--check-config", "--config", str(conf)], capture_output=True, text=True,
                        timeout=10)
     assert r.returncode == 1
-    assert "c.toml:8:7: bridge[0].tls: TLS to a bridge upstream is not supported yet" in r.stderr
-    conf.write_text(conf.read_text().replace('tls = { ca = "ca.pem" }\n', ""))
+    assert "c.toml:8:7: bridge[0].tls.key: cert and key go together" in r.stderr
+    conf.write_text(conf.read_text().replace('tls = { ca = "ca.pem", cert = "c.pem" }\n', ""))
     r = subprocess.run([_find_hato(), "--check-config", "--config", str(conf)], capture_output=True, text=True,
                        timeout=10)
     assert r.returncode == 1

@@ -68,6 +68,12 @@ void connect(Link& link, Fake& f, Version v, std::vector<std::vector<uint8_t>>& 
     const auto& c = std::get<mqtt::Connect>(ps[0]);
     CHECK(c.client_id == "gw-17");
     CHECK_FALSE(c.clean_start);
+    // The upstream's copy of the state: "0" by the will when we are lost.
+    CHECK(c.will_flag);
+    CHECK(c.will_retain);
+    CHECK(c.will_qos == 1);
+    CHECK(c.will_topic == "$SYS/broker/connection/gw-17/state");
+    CHECK(std::string(c.will_payload.begin(), c.will_payload.end()) == "0");
     CHECK(link.on_upstream_data(enc(Packet{mqtt::Connack{}}, v), 1));
     ps = take(f.up, v, store);
     REQUIRE(ps.size() == 1);
@@ -105,9 +111,42 @@ void connect(Link& link, Fake& f, Version v, std::vector<std::vector<uint8_t>>& 
     CHECK(state.topic == "$SYS/broker/connection/site/state");
     CHECK(state.retain);
     CHECK(std::string(state.payload.begin(), state.payload.end()) == "1");
+    // ... and "1" on the upstream once ready.
+    ps = take(f.up, v, store);
+    REQUIRE(ps.size() == 1);
+    const auto& up_state = std::get<mqtt::Publish>(ps[0]);
+    CHECK(up_state.topic == "$SYS/broker/connection/gw-17/state");
+    CHECK(up_state.retain);
+    CHECK(up_state.qos == 0);
+    CHECK(std::string(up_state.payload.begin(), up_state.payload.end()) == "1");
 }
 
 }  // namespace
+
+TEST_CASE("notifications = false: no will and no state topic upstream") {
+    Fake f;
+    LinkConfig cfg = config(Version::V5);
+    cfg.notifications = false;
+    cfg.topics = {{"plant/#", Direction::Out, 1, "", "site/"}};
+    Link link(cfg, f);
+    std::vector<std::vector<uint8_t>> store;
+    link.on_upstream_open(0);
+    auto ps = take(f.up, Version::V5, store);
+    REQUIRE(ps.size() == 1);
+    CHECK_FALSE(std::get<mqtt::Connect>(ps[0]).will_flag);
+    CHECK(link.on_upstream_data(enc(Packet{mqtt::Connack{}}, Version::V5), 1));
+    ps = take(f.local, Version::V5, store);
+    REQUIRE(ps.size() == 1);
+    link.on_local_data(enc(Packet{mqtt::Connack{}}, Version::V5));
+    ps = take(f.local, Version::V5, store);
+    REQUIRE(ps.size() == 1);
+    mqtt::Suback lsa;
+    lsa.packet_id = std::get<mqtt::Subscribe>(ps[0]).packet_id;
+    lsa.reasons = {1};
+    link.on_local_data(enc(Packet{lsa}, Version::V5));
+    CHECK(link.ready());
+    CHECK(f.up.empty());
+}
 
 TEST_CASE("try_private sets the bridge bit on the v3.1.1 protocol level") {
     Fake f;

@@ -39,6 +39,8 @@ reconnect_max_ms = 60000
 try_private = false
 max_queued_bytes = 4096
 when_full = "drop_new"
+queue_qos0 = true
+tls = { ca = "/etc/hato/ca.pem", cert = "/etc/hato/gw.crt", key = "/etc/hato/gw.key", server_name = "broker.site.lan" }
 
 [[bridge.topic]]
 pattern = "plant/#"
@@ -68,6 +70,13 @@ local_prefix = "remote/"
     CHECK(c.broker.session_budgets[0].client_id == "$bridge/site");
     CHECK(c.broker.session_budgets[0].max_bytes == 4096);
     CHECK_FALSE(c.broker.session_budgets[0].drop_oldest);
+    CHECK(c.broker.session_budgets[0].queue_qos0);
+    CHECK(b.tls.enabled);
+    CHECK(b.tls.ca == "/etc/hato/ca.pem");
+    CHECK(b.tls.cert == "/etc/hato/gw.crt");
+    CHECK(b.tls.key == "/etc/hato/gw.key");
+    CHECK(b.tls.server_name == "broker.site.lan");
+    CHECK_FALSE(b.tls.insecure);
 }
 
 TEST_CASE("bridge refusals name the key") {
@@ -77,8 +86,8 @@ TEST_CASE("bridge refusals name the key") {
 [[bridge]]
 name = "a/b"
 address = "x"
-tls = { ca = "ca.pem" }
-queue_qos0 = true
+tls = { ca = "ca.pem", cert = "c.pem", sni = "x" }
+queue_qos0 = 1
 when_full = "drop_all"
 reconnect_min_ms = 5000
 reconnect_max_ms = 100
@@ -89,8 +98,9 @@ direction = "both"
 local_prefix = "l/"
 )", c, errors));
     CHECK(mentions(errors, "bridge[0].name"));
-    CHECK(mentions(errors, "bridge[0].tls: TLS to a bridge upstream is not supported yet"));
-    CHECK(mentions(errors, "bridge[0].queue_qos0"));
+    CHECK(mentions(errors, "bridge[0].tls.key: cert and key go together"));
+    CHECK(mentions(errors, "bridge[0].tls.sni: unknown key"));
+    CHECK(mentions(errors, "bridge[0].queue_qos0: expected boolean"));
     CHECK(mentions(errors, "bridge[0].when_full"));
     CHECK(mentions(errors, "bridge[0].reconnect_max_ms"));
     CHECK(mentions(errors, "bridge[0].topic[0].direction"));

@@ -1,0 +1,40 @@
+// The bridges' outbound queues as the log holds them, for `hato store dump`
+// and `hato store verify`: the out_enqueue / out_done / session_remove
+// records of the "$bridge/<name>" sessions, replayed in log order.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "store/log.hpp"
+
+namespace hato::store {
+
+struct BridgeQueue {
+    std::string name;           // the bridge's name ("$bridge/" removed)
+    uint64_t messages = 0;      // queued or in flight, not yet acknowledged upstream
+    uint64_t bytes = 0;         // their topics and payloads
+    uint64_t oldest_lsn = 0;    // where the oldest is written (0: empty)
+    uint64_t malformed = 0;     // records of this queue that do not decode
+};
+
+class BridgeQueueTally {
+public:
+    void add(const RecordView& rec);
+    std::vector<BridgeQueue> result() const;
+
+private:
+    struct Item {
+        uint64_t lsn = 0;
+        uint64_t bytes = 0;
+    };
+    struct Queue {
+        std::map<uint64_t, Item> items;   // by seq
+        uint64_t malformed = 0;
+    };
+    std::map<std::string, Queue> queues_;
+};
+
+}  // namespace hato::store
