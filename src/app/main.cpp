@@ -11,6 +11,7 @@
 #include "app/migrate_command.hpp"
 #include "app/security.hpp"
 #include "app/server.hpp"
+#include "broker/state_records.hpp"
 #include "config/config.hpp"
 #include "hato_build.h"
 #include "store/inspect.hpp"
@@ -116,7 +117,9 @@ int main(int argc, char** argv) {
 
     if (!opt.store_command.empty()) {
         if (opt.store_command == "verify") return store::store_verify(opt.store_dir, std::cout);
-        return store::store_dump(opt.store_dir, std::cout);
+        return store::store_dump(opt.store_dir, std::cout, [](uint8_t type, std::span<const uint8_t> body) {
+            return broker::state_record_name(type) + broker::describe_state_record(type, body);
+        });
     }
 
     config::AppConfig cfg = config::defaults();

@@ -666,7 +666,7 @@ private:
         sync_failing_ = false;
         // Held PUBACK/PUBREC waiting for this batch (sync = always; with
         // interval, whatever persistence still reports as pending) go out.
-        broker_->on_durable(sync_lsn_);
+        broker_->on_durable();
         last_durable_published_ = sync_lsn_;
         maybe_finish_shutdown(reactor_->now_ms());
     }
@@ -677,7 +677,7 @@ private:
         uint64_t ticket = persistence_->durable_ticket();
         if (ticket == last_durable_published_) return;
         last_durable_published_ = ticket;
-        broker_->on_durable(ticket);
+        broker_->on_durable();
     }
 
     void on_signal() {

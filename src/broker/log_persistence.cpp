@@ -3,14 +3,10 @@
 #include <algorithm>
 #include <unordered_set>
 
+#include "broker/state_records.hpp"
 #include "store/frame.hpp"
-#include "store/state_records.hpp"
 
 namespace hato::broker {
-
-using store::BodyReader;
-using store::BodyWriter;
-using store::StateRecord;
 
 namespace {
 
@@ -40,7 +36,7 @@ StoredMessageView read_message(BodyReader& r) {
 // same, and the hot path writes no extra bytes.
 void write_delivery_ext(BodyWriter& w, const StoredMessageView& m) {
     if (m.sub_ids.empty() && m.share_filter.empty()) return;
-    w.u8(store::kExtensionV1);
+    w.u8(kExtensionV1);
     w.u32(static_cast<uint32_t>(m.sub_ids.size()));
     for (uint32_t id : m.sub_ids) w.u32(id);
     w.str(m.share_filter);
@@ -48,7 +44,7 @@ void write_delivery_ext(BodyWriter& w, const StoredMessageView& m) {
 
 // Into `m`; a body without the extension (older format) leaves it as it is.
 void read_delivery_ext(BodyReader& r, StoredMessage& m) {
-    if (r.at_end() || r.u8() < store::kExtensionV1) return;
+    if (r.at_end() || r.u8() < kExtensionV1) return;
     const uint32_t n = r.u32();
     for (uint32_t i = 0; i < n && r.ok(); ++i) m.sub_ids.push_back(r.u32());
     m.share_filter.assign(r.str());
@@ -164,7 +160,7 @@ Append LogPersistence::session_put(std::string_view client_id, uint32_t expiry_s
     w.str(client_id);
     w.u32(expiry_s);
     w.u64(offline_since_wall_ms);
-    w.u8(store::kExtensionV1);
+    w.u8(kExtensionV1);
     w.u8(static_cast<uint8_t>(owner.source));
     w.str(owner.username);
     // Updating a session that is already stored draws on the reserve: after a
@@ -438,7 +434,7 @@ void LogPersistence::replay_record(const store::RecordView& rec, Replay& st) {
             const uint64_t offline = r.u64();
             uint8_t owner = 0;
             std::string_view username;
-            if (!r.at_end() && r.u8() >= store::kExtensionV1) {
+            if (!r.at_end() && r.u8() >= kExtensionV1) {
                 owner = r.u8();
                 username = r.str();
             }

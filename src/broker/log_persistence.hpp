@@ -1,5 +1,5 @@
 // Persistence over the append log: every call becomes one record (formats in
-// store/state_records.hpp). It also keeps, per piece of state, the LSN of the
+// broker/state_records.hpp). It also keeps, per piece of state, the LSN of the
 // record that currently holds it, so it tells compaction which records are
 // still live and marks superseded ones dead as it goes.
 #pragma once
@@ -25,7 +25,6 @@ public:
     LogPersistence(store::Log& log, store::SyncMode sync) : log_(log), sync_(sync) {}
 
     void load(RecoveredState& out) override;
-    uint64_t stored_bytes() const override { return log_.bytes_used(); }
 
     Append retained_set(const StoredMessageView& m) override;
     Append retained_clear(std::string_view topic) override;

@@ -275,7 +275,14 @@ void ReactorBase::stage_output(ConnOutput& out) {
     out.inflight.swap(out.pending);
     // Keep a big burst's memory from lingering on a busy connection (an idle
     // one gives all of it back: release_drained_output).
-    if (out.pending.capacity() > 256 * 1024) std::vector<uint8_t>().swap(out.pending);
+    if (out.pending.capacity() > kKeptSendCapacity) std::vector<uint8_t>().swap(out.pending);
+}
+
+void ReactorBase::inflight_sent(uint32_t slot, ConnOutput& out) {
+    out.inflight.clear();
+    out.inflight_off = 0;
+    if (out.inflight.capacity() > kKeptSendCapacity) std::vector<uint8_t>().swap(out.inflight);
+    if (out.pending.empty()) note_drained(slot);
 }
 
 void ReactorBase::note_drained(uint32_t slot) {

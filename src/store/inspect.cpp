@@ -8,7 +8,6 @@
 
 #include "store/frame.hpp"
 #include "store/segment.hpp"
-#include "store/state_records.hpp"
 
 namespace hato::store {
 namespace {
@@ -110,13 +109,17 @@ int store_verify(const std::string& dir, std::ostream& out) {
     return rc;
 }
 
-int store_dump(const std::string& dir, std::ostream& out) {
+int store_dump(const std::string& dir, std::ostream& out, const RecordDescriber& describe) {
     return for_each_segment(dir, out, [&](const Segment& seg) {
         out << "# segment " << segment_file_name(seg.base_lsn) << "\n";
         if (seg.size < kHeaderBytes) return false;
         const SegmentScan s = scan_segment(seg.map, seg.size, seg.base_lsn, [&](const RecordView& rec, uint64_t) {
-            out << rec.lsn << " " << state_record_name(rec.type) << describe_state_record(rec.type, rec.body)
-                << "\n";
+            out << rec.lsn << " ";
+            if (describe)
+                out << describe(rec.type, rec.body);
+            else
+                out << "type " << unsigned(rec.type) << " (" << rec.body.size() << " bytes)";
+            out << "\n";
         });
         for (const ByteRange& r : s.skipped)
             out << "# skipped damaged bytes at offset " << r.offset << ", length " << r.length << "\n";

@@ -3,7 +3,10 @@
 // directory, though it may then see a record being written as torn).
 #pragma once
 
+#include <cstdint>
+#include <functional>
 #include <ostream>
+#include <span>
 #include <string>
 
 namespace hato::store {
@@ -17,10 +20,16 @@ namespace hato::store {
 // listed but are not errors.
 int store_verify(const std::string& dir, std::ostream& out);
 
-// One line per valid record: LSN, type name, decoded fields (payloads by
-// length), also those after a damaged range (listed as a comment). Returns
-// 0, 1 if a segment has a damaged range or stops at a bad record, 2 on I/O
-// errors.
-int store_dump(const std::string& dir, std::ostream& out);
+// The text after a record's LSN in a dump. The log does not know what its
+// owner's record types mean, so the owner supplies this (`hato store dump`
+// passes the broker's schema); without one a record shows as its type
+// number and body length.
+using RecordDescriber = std::function<std::string(uint8_t type, std::span<const uint8_t> body)>;
+
+// One line per valid record: LSN and the describer's text (type name,
+// decoded fields, payloads by length), also those after a damaged range
+// (listed as a comment). Returns 0, 1 if a segment has a damaged range or
+// stops at a bad record, 2 on I/O errors.
+int store_dump(const std::string& dir, std::ostream& out, const RecordDescriber& describe = {});
 
 }  // namespace hato::store
