@@ -14,6 +14,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 
 # layer: (a source file of its library, headers it may include, headers it may not)
 LAYERS = {
@@ -23,7 +24,7 @@ LAYERS = {
               ["mqtt/packet.hpp", "broker/state_records.hpp", "net/reactor.hpp"]),
     "net": ("src/net/reactor.cpp", ["net/reactor.hpp", "hato_build.h"],
             ["mqtt/codec.hpp", "store/log.hpp", "broker/broker.hpp", "src/broker/broker.hpp"]),
-    "broker": ("src/broker/broker.cpp", ["broker/broker_impl.hpp", "mqtt/codec.hpp", "store/log.hpp"],
+    "broker": ("src/broker/broker.cpp", ["broker/message.hpp", "mqtt/codec.hpp", "store/log.hpp"],
                ["net/reactor.hpp", "auth/acl.hpp", "config/config.hpp", "bridge/link.hpp", "app/server.hpp"]),
     "bridge": ("src/bridge/link.cpp", ["bridge/link.hpp", "mqtt/codec.hpp"],
                ["broker/broker.hpp", "net/reactor.hpp", "store/log.hpp"]),
@@ -31,7 +32,7 @@ LAYERS = {
              ["broker/broker_impl.hpp", "broker/client_state.hpp", "config/config.hpp", "net/tls.hpp"]),
     "config": ("src/config/config.cpp", ["config/config.hpp", "broker/config.hpp", "store/log.hpp"],
                ["broker/broker_impl.hpp", "net/reactor.hpp", "auth/acl.hpp", "app/server.hpp"]),
-    "app": ("src/app/main.cpp", ["app/server.hpp", "broker/broker.hpp", "net/reactor.hpp", "auth/acl.hpp",
+    "app": ("src/app/main.cpp", ["app/log.hpp", "broker/broker.hpp", "net/reactor.hpp", "auth/acl.hpp",
                                  "config/config.hpp", "bridge/link.hpp"],
             ["broker/broker_impl.hpp", "broker/client_state.hpp"]),
 }
@@ -65,18 +66,25 @@ def main():
     build = sys.argv[1]
     with open(os.path.join(build, "compile_commands.json")) as f:
         entries = json.load(f)
+    cases = []
     failures = []
+    for layer, (source, allowed, forbidden) in LAYERS.items():
+        cwd, argv = command_for(entries, source)
+        if argv is None:
+            failures.append(f"{layer}: no compile command for {source}")
+            continue
+        cases += [(layer, cwd, argv, h, True) for h in allowed] + [(layer, cwd, argv, h, False) for h in forbidden]
     with tempfile.TemporaryDirectory() as d:
-        tmp = os.path.join(d, "layering_probe.cpp")
-        for layer, (source, allowed, forbidden) in LAYERS.items():
-            cwd, argv = command_for(entries, source)
-            if argv is None:
-                failures.append(f"{layer}: no compile command for {source}")
-                continue
-            for header, want in [(h, True) for h in allowed] + [(h, False) for h in forbidden]:
-                with open(tmp, "w") as f:
-                    f.write(f'#include "{header}"\n')
-                r = subprocess.run(syntax_only(argv, tmp), cwd=cwd, capture_output=True, text=True)
+        def probe(i_case):
+            i, (layer, cwd, argv, header, want) = i_case
+            tmp = os.path.join(d, f"layering_probe_{i}.cpp")
+            with open(tmp, "w") as f:
+                f.write(f'#include "{header}"\n')
+            r = subprocess.run(syntax_only(argv, tmp), cwd=cwd, capture_output=True, text=True)
+            return layer, header, want, r
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            for layer, header, want, r in pool.map(probe, enumerate(cases)):
                 ok = r.returncode == 0
                 if not ok and want:
                     failures.append(f"{layer} cannot include {header}:\n{r.stderr[-600:]}")
