@@ -85,6 +85,18 @@ private:
     void kill(uint64_t& slot);             // marks the slot's record dead, clears it
     void kill_session(SessionSlots& s);    // every record of the session
     SessionSlots& session(std::string_view client_id);
+    // How each record changes the slots: the same for a record just written
+    // and for one replayed. A put makes `lsn` the slot's record (the one it
+    // replaces is dead); a removal kills the records of what it removes.
+    void put(uint64_t& slot, uint64_t lsn) {
+        kill(slot);
+        slot = lsn;
+    }
+    uint64_t& sub_slot(std::string_view client_id, std::string_view filter);
+    void remove_session(std::string_view client_id);
+    void remove_sub(std::string_view client_id, std::string_view filter);
+    void remove_out(std::string_view client_id, uint64_t seq);
+    void remove_qos2_in(std::string_view client_id, uint16_t packet_id);
     // Where a record's LSN is kept; for a retained_set also its table entry.
     uint64_t* slot_of(const store::RecordView& rec, TopicLsnTable::Entry** retained_entry = nullptr);
     void replay_record(const store::RecordView& rec, Replay& st);
