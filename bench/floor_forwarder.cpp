@@ -1,5 +1,5 @@
 // hato-floor: the cheapest forwarder hato-bench can talk to, to measure the
-// floor under the QoS 1 CPU targets of issue 6 in the same run as the brokers.
+// floor under hato's QoS 1 CPU cost in the same run as the brokers.
 //
 // It runs on hato's own reactor (io_uring where available: multishot recv,
 // provided buffers, one submission per pass, one send per socket per pass),

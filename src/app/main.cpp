@@ -11,6 +11,7 @@
 #include "app/migrate_command.hpp"
 #include "app/security.hpp"
 #include "app/server.hpp"
+#include "broker/state_inspector.hpp"
 #include "config/config.hpp"
 #include "hato_build.h"
 #include "store/inspect.hpp"
@@ -115,8 +116,9 @@ int main(int argc, char** argv) {
     if (int code = parse_args(argc, argv, opt); code >= 0) return code;
 
     if (!opt.store_command.empty()) {
-        if (opt.store_command == "verify") return store::store_verify(opt.store_dir, std::cout);
-        return store::store_dump(opt.store_dir, std::cout);
+        broker::StateInspector schema;   // the broker's records and bridge queues
+        if (opt.store_command == "verify") return store::store_verify(opt.store_dir, std::cout, &schema);
+        return store::store_dump(opt.store_dir, std::cout, &schema);
     }
 
     config::AppConfig cfg = config::defaults();

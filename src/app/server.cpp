@@ -863,7 +863,7 @@ private:
         // Held PUBACK/PUBREC waiting for this batch (sync = always; with
         // interval, whatever persistence still reports as pending) go out.
         if (done.durable_lsn) {
-            broker_->on_durable(done.durable_lsn);
+            broker_->on_durable();
             last_durable_published_ = done.durable_lsn;
         }
         maybe_finish_shutdown(reactor_->now_ms());
@@ -875,7 +875,7 @@ private:
         uint64_t ticket = persistence_->durable_ticket();
         if (ticket == last_durable_published_) return;
         last_durable_published_ = ticket;
-        broker_->on_durable(ticket);
+        broker_->on_durable();
     }
 
     void on_signal() {

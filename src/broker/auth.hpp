@@ -1,9 +1,11 @@
 // The authentication hook. The broker asks it once per CONNECT. A check may
 // be slow (a password hash): the authenticator then answers later, through
 // Broker::on_auth_result, while the broker serves other clients and holds
-// the connection's input. An enhanced-authentication (AUTH packet) exchange
-// will be added beside start(); until then a CONNECT that names an
-// Authentication Method is refused with 0x8C by the broker.
+// the connection's input. The implementations live in src/auth (password
+// file, ACL file); the broker owns these interfaces so that it depends on no
+// implementation. Enhanced authentication (the v5 AUTH exchange) has no hook
+// here: the broker refuses a CONNECT that names an Authentication Method
+// with 0x8C (bad authentication method).
 #pragma once
 
 #include <cstdint>

@@ -122,9 +122,9 @@ void Broker::on_pass_end() {
     impl_->bury();
 }
 
-void Broker::on_durable(uint64_t) {
-    // The ticket itself is read back from persist.durable_ticket(), the one
-    // source of truth; the argument only says "something became durable".
+void Broker::on_durable() {
+    // How far is durable is read from persist.durable_ticket(), the one
+    // source of truth, so a caller cannot pass a ticket that disagrees.
     impl_->release_acks();
     impl_->bury();
 }

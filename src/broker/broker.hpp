@@ -105,9 +105,9 @@ public:
     void on_close(ConnId id);                  // transport gone (any reason)
     void on_tick(uint64_t now_ms);             // keep alive, expiry, will delay
     void on_pass_end();                        // group commit point
-    // Called by the wiring when persisted state up to `ticket` is durable:
-    // held PUBACK/PUBREC go out.
-    void on_durable(uint64_t ticket);
+    // Called by the wiring when a sync completed: held PUBACK/PUBREC whose
+    // tickets Persistence::durable_ticket() now covers go out.
+    void on_durable();
 
     // Graceful shutdown: v5 clients get DISCONNECT 0x8B, all are closed.
     void shutdown();

@@ -24,17 +24,13 @@
 #include "broker/client_index.hpp"
 #include "broker/client_state.hpp"
 #include "broker/counting_transport.hpp"
+#include "broker/match_collector.hpp"
 #include "broker/message.hpp"
 #include "broker/retained_index.hpp"
 #include "broker/sub_index.hpp"
 #include "mqtt/codec.hpp"
 
 namespace hato::broker {
-
-// Identifies one shared group's filter ($share/group/inner) for round robin.
-inline uint64_t share_key(uint32_t group, std::string_view inner) {
-    return (uint64_t(group) << 40) ^ std::hash<std::string_view>{}(inner) ^ 0x9E3779B97F4A7C15ull;
-}
 
 // ConnCheck: a connection's CONNECT timeout or keep alive (Connection::timer_due_ms).
 enum class TimerKind : uint8_t { ConnCheck, SessionExpiry, WillDelay };
@@ -130,6 +126,28 @@ struct Broker::Impl {
     std::deque<HeldAck> held_acks;
     std::unordered_set<ConnId> blocked_conns;
     size_t intake_holders = 0;       // blocked connections with holds_intake set
+    // Scratch reused across operations so its vectors keep their capacity (a
+    // malloc/free pair per PUBLISH otherwise). Members, so that each Broker
+    // has its own and nothing outlives it.
+    MatchCollector route_matches;       // route()
+    bool route_matches_busy = false;    // a nested route() gets a collector of its own
+    std::vector<uint8_t> ack_bytes;     // send_ack(): only a held ack copies them
+    // A QoS 0 PUBLISH without per-receiver parts, encoded once per fan-out
+    // and version (send_publish). It holds the message itself, so another
+    // message cannot reuse the address while its bytes are cached.
+    struct SharedEncoding {
+        MsgPtr msg;
+        mqtt::Version version = mqtt::Version::V311;
+        bool retain = false;
+        std::vector<uint8_t> bytes;
+    };
+    SharedEncoding shared_publish;
+    std::vector<uint8_t> publish_bytes; // every other PUBLISH: the transport copies the bytes
+    // What the writes of the current operation came to, gathered by note()
+    // from wherever they happen (routing, queues, sessions) and read by the
+    // inbound PUBLISH/PUBREL handlers (publish.cpp), which reset them first:
+    // the publisher's ack waits for op_ticket to be durable, and is refused
+    // if op_refusal says a write was.
     uint64_t op_ticket = 0;          // highest persistence ticket of the current operation
     AppendStatus op_refusal = AppendStatus::Stored;   // a write of the current operation refused
     bool keep_unstored = false;      // deliver() queues a message even if its record is refused

@@ -236,15 +236,8 @@ bool Broker::Impl::send_publish(Connection& c, const OutItem& item, bool dup) {
     }
     // A QoS 0 PUBLISH without per-receiver parts (no packet id, alias, expiry
     // or subscription ids) is the same bytes for every receiver of one
-    // version: fan-out encodes it once. The cache holds the message itself,
-    // so its address cannot be reused by another message while cached.
-    struct SharedEncoding {
-        MsgPtr msg;
-        Version version = Version::V311;
-        bool retain = false;
-        std::vector<uint8_t> bytes;
-    };
-    thread_local SharedEncoding shared;
+    // version: fan-out encodes it once (shared_publish).
+    SharedEncoding& shared = shared_publish;
     const bool same_for_all = item.qos == 0 && !dup && !pp.topic_alias && !pp.message_expiry && pp.sub_ids.empty();
     if (same_for_all && shared.msg == item.msg && shared.version == c.version && shared.retain == item.retain) {
         transport.send(c.id, shared.bytes);
@@ -254,7 +247,7 @@ bool Broker::Impl::send_publish(Connection& c, const OutItem& item, bool dup) {
     }
     // Otherwise one buffer for every send: the transport copies the bytes, so
     // a fresh vector per PUBLISH would only add a malloc/free pair per delivery.
-    thread_local std::vector<uint8_t> out;
+    std::vector<uint8_t>& out = publish_bytes;
     std::vector<uint8_t>& target = same_for_all ? shared.bytes : out;
     target.clear();
     encode_publish(pp, c.version, target);

@@ -3,14 +3,10 @@
 #include <algorithm>
 #include <unordered_set>
 
+#include "broker/state_records.hpp"
 #include "store/frame.hpp"
-#include "store/state_records.hpp"
 
 namespace hato::broker {
-
-using store::BodyReader;
-using store::BodyWriter;
-using store::StateRecord;
 
 namespace {
 
@@ -40,7 +36,7 @@ StoredMessageView read_message(BodyReader& r) {
 // same, and the hot path writes no extra bytes.
 void write_delivery_ext(BodyWriter& w, const StoredMessageView& m) {
     if (m.sub_ids.empty() && m.share_filter.empty()) return;
-    w.u8(store::kExtensionV1);
+    w.u8(kExtensionV1);
     w.u32(static_cast<uint32_t>(m.sub_ids.size()));
     for (uint32_t id : m.sub_ids) w.u32(id);
     w.str(m.share_filter);
@@ -48,7 +44,7 @@ void write_delivery_ext(BodyWriter& w, const StoredMessageView& m) {
 
 // Into `m`; a body without the extension (older format) leaves it as it is.
 void read_delivery_ext(BodyReader& r, StoredMessage& m) {
-    if (r.at_end() || r.u8() < store::kExtensionV1) return;
+    if (r.at_end() || r.u8() < kExtensionV1) return;
     const uint32_t n = r.u32();
     for (uint32_t i = 0; i < n && r.ok(); ++i) m.sub_ids.push_back(r.u32());
     m.share_filter.assign(r.str());
@@ -90,6 +86,12 @@ struct LogPersistence::Replay {
     std::vector<uint8_t> retained_live;
     size_t retained_cleared = 0;
     StrMap<Session> sessions;
+
+    Session& session(std::string_view id) {
+        auto it = sessions.find(id);
+        if (it == sessions.end()) it = sessions.emplace(std::string(id), Session{}).first;
+        return it->second;
+    }
 };
 
 // ---- writing ---------------------------------------------------------------
@@ -131,6 +133,45 @@ LogPersistence::SessionSlots& LogPersistence::session(std::string_view client_id
     return it->second;
 }
 
+uint64_t& LogPersistence::sub_slot(std::string_view client_id, std::string_view filter) {
+    auto& subs = session(client_id).subs;
+    auto it = subs.find(filter);
+    if (it == subs.end()) it = subs.emplace(std::string(filter), 0).first;
+    return it->second;
+}
+
+void LogPersistence::remove_session(std::string_view client_id) {
+    if (auto it = sessions_.find(client_id); it != sessions_.end()) {
+        kill_session(it->second);
+        sessions_.erase(it);
+    }
+}
+
+void LogPersistence::remove_sub(std::string_view client_id, std::string_view filter) {
+    if (auto s = sessions_.find(client_id); s != sessions_.end())
+        if (auto it = s->second.subs.find(filter); it != s->second.subs.end()) {
+            kill(it->second);
+            s->second.subs.erase(it);
+        }
+}
+
+void LogPersistence::remove_out(std::string_view client_id, uint64_t seq) {
+    if (auto s = sessions_.find(client_id); s != sessions_.end())
+        if (auto it = s->second.out.find(seq); it != s->second.out.end()) {
+            kill(it->second.enqueue);
+            kill(it->second.state);
+            s->second.out.erase(it);
+        }
+}
+
+void LogPersistence::remove_qos2_in(std::string_view client_id, uint16_t packet_id) {
+    if (auto s = sessions_.find(client_id); s != sessions_.end())
+        if (auto it = s->second.qos2_in.find(packet_id); it != s->second.qos2_in.end()) {
+            kill(it->second);
+            s->second.qos2_in.erase(it);
+        }
+}
+
 Append LogPersistence::retained_set(const StoredMessageView& m) {
     BodyWriter w(body_);
     write_message(w, m);
@@ -140,8 +181,7 @@ Append LogPersistence::retained_set(const StoredMessageView& m) {
         // The entry keeps referring to its topic inside the record just written.
         bool created;
         TopicLsnTable::Entry& e = retained_.get(m.topic, log_.last_body().data(), created);
-        kill(e.lsn);
-        e.lsn = lsn;
+        put(e.lsn, lsn);
     }
     return res;
 }
@@ -164,7 +204,7 @@ Append LogPersistence::session_put(std::string_view client_id, uint32_t expiry_s
     w.str(client_id);
     w.u32(expiry_s);
     w.u64(offline_since_wall_ms);
-    w.u8(store::kExtensionV1);
+    w.u8(kExtensionV1);
     w.u8(static_cast<uint8_t>(owner.source));
     w.str(owner.username);
     // Updating a session that is already stored draws on the reserve: after a
@@ -173,11 +213,7 @@ Append LogPersistence::session_put(std::string_view client_id, uint32_t expiry_s
     const bool update = known != sessions_.end() && known->second.put != 0;
     uint64_t lsn;
     const Append res = append(tag(StateRecord::SessionPut), update, lsn);
-    if (lsn) {
-        SessionSlots& s = session(client_id);
-        kill(s.put);
-        s.put = lsn;
-    }
+    if (lsn) put(session(client_id).put, lsn);
     return res;
 }
 
@@ -187,10 +223,7 @@ Append LogPersistence::session_remove(std::string_view client_id) {
     uint64_t lsn;
     const Append res = append(tag(StateRecord::SessionRemove), true, lsn);
     if (lsn) {
-        if (auto it = sessions_.find(client_id); it != sessions_.end()) {
-            kill_session(it->second);
-            sessions_.erase(it);
-        }
+        remove_session(client_id);
         log_.mark_dead(lsn);
     }
     return res;
@@ -205,13 +238,7 @@ Append LogPersistence::sub_put(std::string_view client_id, std::string_view filt
     w.u32(sub_id);
     uint64_t lsn;
     const Append res = append(tag(StateRecord::SubPut), false, lsn);
-    if (lsn) {
-        auto& subs = session(client_id).subs;
-        auto it = subs.find(filter);
-        if (it == subs.end()) it = subs.emplace(std::string(filter), 0).first;
-        kill(it->second);
-        it->second = lsn;
-    }
+    if (lsn) put(sub_slot(client_id, filter), lsn);
     return res;
 }
 
@@ -222,11 +249,7 @@ Append LogPersistence::sub_remove(std::string_view client_id, std::string_view f
     uint64_t lsn;
     const Append res = append(tag(StateRecord::SubRemove), true, lsn);
     if (lsn) {
-        if (auto s = sessions_.find(client_id); s != sessions_.end())
-            if (auto it = s->second.subs.find(filter); it != s->second.subs.end()) {
-                kill(it->second);
-                s->second.subs.erase(it);
-            }
+        remove_sub(client_id, filter);
         log_.mark_dead(lsn);
     }
     return res;
@@ -240,11 +263,7 @@ Append LogPersistence::out_enqueue(std::string_view client_id, uint64_t seq, con
     write_delivery_ext(w, m);
     uint64_t lsn;
     const Append res = append(tag(StateRecord::OutEnqueue), false, lsn);
-    if (lsn) {
-        OutSlots& o = session(client_id).out[seq];
-        kill(o.enqueue);
-        o.enqueue = lsn;
-    }
+    if (lsn) put(session(client_id).out[seq].enqueue, lsn);
     return res;
 }
 
@@ -259,11 +278,7 @@ Append LogPersistence::out_state(std::string_view client_id, uint64_t seq, OutSt
     // refusing it would stall a delivery in flight.
     uint64_t lsn;
     const Append res = append(tag(StateRecord::OutState), true, lsn);
-    if (lsn) {
-        OutSlots& o = session(client_id).out[seq];
-        kill(o.state);
-        o.state = lsn;
-    }
+    if (lsn) put(session(client_id).out[seq].state, lsn);
     return res;
 }
 
@@ -274,12 +289,7 @@ Append LogPersistence::out_done(std::string_view client_id, uint64_t seq) {
     uint64_t lsn;
     const Append res = append(tag(StateRecord::OutDone), true, lsn);
     if (lsn) {
-        if (auto s = sessions_.find(client_id); s != sessions_.end())
-            if (auto it = s->second.out.find(seq); it != s->second.out.end()) {
-                kill(it->second.enqueue);
-                kill(it->second.state);
-                s->second.out.erase(it);
-            }
+        remove_out(client_id, seq);
         log_.mark_dead(lsn);
     }
     return res;
@@ -291,11 +301,7 @@ Append LogPersistence::qos2_in_put(std::string_view client_id, uint16_t packet_i
     w.u16(packet_id);
     uint64_t lsn;
     const Append res = append(tag(StateRecord::Qos2InPut), false, lsn);
-    if (lsn) {
-        uint64_t& slot = session(client_id).qos2_in[packet_id];
-        kill(slot);
-        slot = lsn;
-    }
+    if (lsn) put(session(client_id).qos2_in[packet_id], lsn);
     return res;
 }
 
@@ -306,11 +312,7 @@ Append LogPersistence::qos2_in_remove(std::string_view client_id, uint16_t packe
     uint64_t lsn;
     const Append res = append(tag(StateRecord::Qos2InRemove), true, lsn);
     if (lsn) {
-        if (auto s = sessions_.find(client_id); s != sessions_.end())
-            if (auto it = s->second.qos2_in.find(packet_id); it != s->second.qos2_in.end()) {
-                kill(it->second);
-                s->second.qos2_in.erase(it);
-            }
+        remove_qos2_in(client_id, packet_id);
         log_.mark_dead(lsn);
     }
     return res;
@@ -410,8 +412,7 @@ void LogPersistence::replay_record(const store::RecordView& rec, Replay& st) {
             // The entry refers to the topic inside this record from now on.
             bool created;
             TopicLsnTable::Entry& e = retained_.get(f.topic, rec.body.data(), created);
-            kill(e.lsn);
-            e.lsn = lsn;
+            put(e.lsn, lsn);
             if (created) {
                 e.aux = static_cast<uint32_t>(st.retained.size());
                 st.retained.push_back(rec.body);
@@ -438,30 +439,24 @@ void LogPersistence::replay_record(const store::RecordView& rec, Replay& st) {
             const uint64_t offline = r.u64();
             uint8_t owner = 0;
             std::string_view username;
-            if (!r.at_end() && r.u8() >= store::kExtensionV1) {
+            if (!r.at_end() && r.u8() >= kExtensionV1) {
                 owner = r.u8();
                 username = r.str();
             }
             if (!r.ok()) break;
-            SessionSlots& s = session(id);
-            kill(s.put);
-            s.put = lsn;
-            auto it = st.sessions.find(id);
-            if (it == st.sessions.end()) it = st.sessions.emplace(std::string(id), Replay::Session{}).first;
-            it->second.has_put = true;
-            it->second.expiry_s = expiry;
-            it->second.offline_since = offline;
-            it->second.owner_source = owner_source_from(owner, username);
-            it->second.username.assign(username);
+            put(session(id).put, lsn);
+            Replay::Session& rs = st.session(id);
+            rs.has_put = true;
+            rs.expiry_s = expiry;
+            rs.offline_since = offline;
+            rs.owner_source = owner_source_from(owner, username);
+            rs.username.assign(username);
             return;
         }
         case StateRecord::SessionRemove: {
             const std::string_view id = r.str();
             if (!r.ok()) break;
-            if (auto it = sessions_.find(id); it != sessions_.end()) {
-                kill_session(it->second);
-                sessions_.erase(it);
-            }
+            remove_session(id);
             if (auto it = st.sessions.find(id); it != st.sessions.end()) st.sessions.erase(it);
             break;
         }
@@ -473,25 +468,15 @@ void LogPersistence::replay_record(const store::RecordView& rec, Replay& st) {
             sub.sub_id = r.u32();
             if (!r.ok()) break;
             sub.filter.assign(filter);
-            auto& slots = session(id).subs;
-            auto it = slots.find(filter);
-            if (it == slots.end()) it = slots.emplace(std::string(filter), 0).first;
-            kill(it->second);
-            it->second = lsn;
-            auto ss = st.sessions.find(id);
-            if (ss == st.sessions.end()) ss = st.sessions.emplace(std::string(id), Replay::Session{}).first;
-            ss->second.subs.insert_or_assign(sub.filter, std::move(sub));
+            put(sub_slot(id, filter), lsn);
+            st.session(id).subs.insert_or_assign(sub.filter, std::move(sub));
             return;
         }
         case StateRecord::SubRemove: {
             const std::string_view id = r.str();
             const std::string_view filter = r.str();
             if (!r.ok()) break;
-            if (auto s = sessions_.find(id); s != sessions_.end())
-                if (auto it = s->second.subs.find(filter); it != s->second.subs.end()) {
-                    kill(it->second);
-                    s->second.subs.erase(it);
-                }
+            remove_sub(id, filter);
             if (auto s = st.sessions.find(id); s != st.sessions.end())
                 if (auto it = s->second.subs.find(filter); it != s->second.subs.end())
                     s->second.subs.erase(it);
@@ -515,12 +500,8 @@ void LogPersistence::replay_record(const store::RecordView& rec, Replay& st) {
             }
             if (!r.ok() || state > static_cast<uint8_t>(OutState::Pubrel)) break;
             OutSlots& slots = session(id).out[seq];
-            uint64_t& slot = enqueue ? slots.enqueue : slots.state;
-            kill(slot);
-            slot = lsn;
-            auto ss = st.sessions.find(id);
-            if (ss == st.sessions.end()) ss = st.sessions.emplace(std::string(id), Replay::Session{}).first;
-            Replay::Out& o = ss->second.out[seq];
+            put(enqueue ? slots.enqueue : slots.state, lsn);
+            Replay::Out& o = st.session(id).out[seq];
             o.out.seq = seq;
             if (enqueue) {
                 o.has_msg = true;
@@ -537,12 +518,7 @@ void LogPersistence::replay_record(const store::RecordView& rec, Replay& st) {
             const std::string_view id = r.str();
             const uint64_t seq = r.u64();
             if (!r.ok()) break;
-            if (auto s = sessions_.find(id); s != sessions_.end())
-                if (auto it = s->second.out.find(seq); it != s->second.out.end()) {
-                    kill(it->second.enqueue);
-                    kill(it->second.state);
-                    s->second.out.erase(it);
-                }
+            remove_out(id, seq);
             if (auto s = st.sessions.find(id); s != st.sessions.end()) s->second.out.erase(seq);
             break;
         }
@@ -550,23 +526,15 @@ void LogPersistence::replay_record(const store::RecordView& rec, Replay& st) {
             const std::string_view id = r.str();
             const uint16_t packet_id = r.u16();
             if (!r.ok()) break;
-            uint64_t& slot = session(id).qos2_in[packet_id];
-            kill(slot);
-            slot = lsn;
-            auto ss = st.sessions.find(id);
-            if (ss == st.sessions.end()) ss = st.sessions.emplace(std::string(id), Replay::Session{}).first;
-            ss->second.qos2_in.insert(packet_id);
+            put(session(id).qos2_in[packet_id], lsn);
+            st.session(id).qos2_in.insert(packet_id);
             return;
         }
         case StateRecord::Qos2InRemove: {
             const std::string_view id = r.str();
             const uint16_t packet_id = r.u16();
             if (!r.ok()) break;
-            if (auto s = sessions_.find(id); s != sessions_.end())
-                if (auto it = s->second.qos2_in.find(packet_id); it != s->second.qos2_in.end()) {
-                    kill(it->second);
-                    s->second.qos2_in.erase(it);
-                }
+            remove_qos2_in(id, packet_id);
             if (auto s = st.sessions.find(id); s != st.sessions.end()) s->second.qos2_in.erase(packet_id);
             break;
         }

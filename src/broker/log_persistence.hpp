@@ -1,5 +1,5 @@
 // Persistence over the append log: every call becomes one record (formats in
-// store/state_records.hpp). It also keeps, per piece of state, the LSN of the
+// broker/state_records.hpp). It also keeps, per piece of state, the LSN of the
 // record that currently holds it, so it tells compaction which records are
 // still live and marks superseded ones dead as it goes.
 #pragma once
@@ -25,7 +25,6 @@ public:
     LogPersistence(store::Log& log, store::SyncMode sync) : log_(log), sync_(sync) {}
 
     void load(RecoveredState& out) override;
-    uint64_t stored_bytes() const override { return log_.bytes_used(); }
 
     Append retained_set(const StoredMessageView& m) override;
     Append retained_clear(std::string_view topic) override;
@@ -86,6 +85,18 @@ private:
     void kill(uint64_t& slot);             // marks the slot's record dead, clears it
     void kill_session(SessionSlots& s);    // every record of the session
     SessionSlots& session(std::string_view client_id);
+    // How each record changes the slots: the same for a record just written
+    // and for one replayed. A put makes `lsn` the slot's record (the one it
+    // replaces is dead); a removal kills the records of what it removes.
+    void put(uint64_t& slot, uint64_t lsn) {
+        kill(slot);
+        slot = lsn;
+    }
+    uint64_t& sub_slot(std::string_view client_id, std::string_view filter);
+    void remove_session(std::string_view client_id);
+    void remove_sub(std::string_view client_id, std::string_view filter);
+    void remove_out(std::string_view client_id, uint64_t seq);
+    void remove_qos2_in(std::string_view client_id, uint16_t packet_id);
     // Where a record's LSN is kept; for a retained_set also its table entry.
     uint64_t* slot_of(const store::RecordView& rec, TopicLsnTable::Entry** retained_entry = nullptr);
     void replay_record(const store::RecordView& rec, Replay& st);

@@ -166,8 +166,6 @@ public:
     virtual ~Persistence() = default;
 
     virtual void load(RecoveredState& out) = 0;  // once, at start
-    // Bytes of stored state load() will read (a sizing hint; 0 = unknown).
-    virtual uint64_t stored_bytes() const { return 0; }
 
     virtual Append retained_set(const StoredMessageView& m) = 0;
     virtual Append retained_clear(std::string_view topic) = 0;

@@ -150,7 +150,7 @@ void Broker::Impl::on_pubrel(Connection& c, const Ack& a) {
 void Broker::Impl::send_ack(Connection& c, PacketType type, uint16_t id, uint8_t reason,
                             uint64_t ticket, bool counts_inbound) {
     // Encoded into a reused buffer: only a held ack needs bytes of its own.
-    thread_local std::vector<uint8_t> bytes;
+    std::vector<uint8_t>& bytes = ack_bytes;
     bytes.clear();
     encode_ack(type, id, reason, c.version, bytes);
     if (c.held_acks == 0 && ticket <= persist.durable_ticket()) {
@@ -224,69 +224,6 @@ void Broker::Impl::store_retained(const MsgPtr& msg) {
     put_retained(msg);
 }
 
-namespace {
-
-// Collects the matches of one PUBLISH. Overlapping subscriptions of one
-// client are merged into ONE delivery at the highest granted QoS carrying
-// every matching subscription identifier (MQTT 5 allows either one copy or
-// one per subscription; one copy is what most clients expect and is cheaper).
-// Retain-as-published is honoured if any of the overlapping subscriptions asks.
-struct MatchCollector final : SubIndex::Visitor {
-    struct Merged {
-        Slot who = kNoSlot;
-        uint8_t qos = 0;
-        bool retain_as_published = false;
-        std::vector<uint32_t> sub_ids;
-    };
-    struct SharedMember {
-        Slot who;
-        uint8_t options;
-        uint32_t sub_id;
-    };
-    Slot publisher = kNoSlot;
-    // One entry per matching subscription, merged per session by merge_direct():
-    // a flat vector costs no node allocation per receiver, unlike a hash map.
-    std::vector<Merged> direct;
-    std::unordered_map<uint64_t, std::vector<SharedMember>> shared;   // by share key
-
-    bool needs_filter() const override { return false; }   // only shared entries use it
-    void visit(const SubIndex::Entry& e, std::string_view filter) override {
-        if (e.group != 0) {
-            shared[share_key(e.group, filter)].push_back({e.who, e.options, e.sub_id});
-            return;
-        }
-        if ((e.options & 0x04) && e.who == publisher) return;   // No Local
-        Merged& m = direct.emplace_back();
-        m.who = e.who;
-        m.qos = e.options & 0x03;
-        m.retain_as_published = (e.options & 0x08) != 0;
-        if (e.sub_id) m.sub_ids.push_back(e.sub_id);
-    }
-
-    // Folds the entries of one session into its first entry (stable order, so
-    // subscription ids keep the order they matched in) and drops the rest.
-    void merge_direct() {
-        if (direct.size() < 2) return;
-        std::stable_sort(direct.begin(), direct.end(),
-                         [](const Merged& a, const Merged& b) { return a.who < b.who; });
-        size_t out = 0;
-        for (size_t i = 1; i < direct.size(); ++i) {
-            Merged& keep = direct[out];
-            Merged& next = direct[i];
-            if (next.who != keep.who) {
-                if (++out != i) direct[out] = std::move(next);
-                continue;
-            }
-            keep.qos = std::max(keep.qos, next.qos);
-            keep.retain_as_published |= next.retain_as_published;
-            keep.sub_ids.insert(keep.sub_ids.end(), next.sub_ids.begin(), next.sub_ids.end());
-        }
-        direct.resize(out + 1);
-    }
-};
-
-}  // namespace
-
 size_t Broker::Impl::route(const MsgPtr& msg, Slot publisher) {
     ++stats.messages_in;
     if (msg->retain) store_retained(msg);
@@ -294,16 +231,14 @@ size_t Broker::Impl::route(const MsgPtr& msg, Slot publisher) {
     // One collector reused across messages, so its vector keeps its capacity
     // (a malloc/free pair per PUBLISH otherwise); a nested route, should one
     // ever happen, gets its own.
-    thread_local MatchCollector reused;
-    thread_local bool reused_busy = false;
     MatchCollector nested;
-    MatchCollector& found = reused_busy ? nested : reused;
+    MatchCollector& found = route_matches_busy ? nested : route_matches;
     struct Release {
         bool& busy;
         bool was;
         ~Release() { busy = was; }
-    } release{reused_busy, reused_busy};
-    reused_busy = true;
+    } release{route_matches_busy, route_matches_busy};
+    route_matches_busy = true;
     found.direct.clear();
     if (!found.shared.empty()) found.shared.clear();
     found.publisher = publisher;

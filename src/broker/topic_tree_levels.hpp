@@ -113,7 +113,6 @@ public:
         return {arena_.data() + l.offset, l.len};
     }
     size_t live_count() const { return live_; }
-    size_t arena_bytes() const { return arena_.size(); }
 
 private:
     struct Level {

@@ -279,6 +279,13 @@ void ReactorBase::stage_output(ConnOutput& out) {
     if (out.pending.capacity() > kKeptOutputCapacity) std::vector<uint8_t>().swap(out.pending);
 }
 
+void ReactorBase::inflight_sent(uint32_t slot, ConnOutput& out) {
+    out.inflight.clear();
+    out.inflight_off = 0;
+    if (out.inflight.capacity() > kKeptOutputCapacity) std::vector<uint8_t>().swap(out.inflight);
+    if (out.pending.empty()) note_drained(slot);
+}
+
 void ReactorBase::note_drained(uint32_t slot) {
     Conn& c = conns_.at(slot);
     if (c.state != ConnState::Open || !c.out) return;

@@ -127,7 +127,10 @@ public:
     Conn* find(ConnId id);
     const Conn* find(ConnId id) const;
     Conn& at(uint32_t slot) { return slots_[slot]; }
-    ConnId id_of(uint32_t slot) const { return (uint64_t(slots_[slot].gen) << 32) | slot; }
+    ConnId id_of(uint32_t slot) const { return make_id(slot, slots_[slot].gen); }
+    // The id names the slot and its generation, so an id of a closed
+    // connection never finds the slot's next occupant.
+    static ConnId make_id(uint32_t slot, uint32_t gen) { return (uint64_t(gen) << 32) | slot; }
     // Returns the slot to the free list; buffers are released.
     void remove(uint32_t slot);
     size_t live() const { return live_; }
@@ -204,6 +207,9 @@ protected:
     static void stage_output(ConnOutput& out);
     // A backend calls this when the output of `slot` drained completely.
     void note_drained(uint32_t slot);
+    // The in-flight bytes of `slot` are all sent: empties that buffer (freed
+    // if a burst made it big) and notes the drain when nothing is pending.
+    void inflight_sent(uint32_t slot, ConnOutput& out);
     // Frees the output of connections that drained and got nothing new to
     // send since (call once per pass, before the pass-end flush).
     void release_drained_output();

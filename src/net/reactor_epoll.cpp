@@ -208,10 +208,7 @@ void EpollReactor::write_conn(uint32_t slot) {
         break;
     }
     if (out.inflight_off == out.inflight.size()) {
-        out.inflight.clear();
-        out.inflight_off = 0;
-        if (out.inflight.capacity() > kKeptOutputCapacity) std::vector<uint8_t>().swap(out.inflight);
-        note_drained(slot);   // pending was moved into inflight above: all is sent
+        inflight_sent(slot, out);   // pending was moved into inflight above: all is sent
     } else if (out.inflight_off > 1024 * 1024 && out.inflight_off > out.inflight.size() / 2) {
         out.inflight.erase(out.inflight.begin(), out.inflight.begin() + std::ptrdiff_t(out.inflight_off));
         out.inflight_off = 0;
@@ -316,7 +313,7 @@ void EpollReactor::run(Handler& h) {
                 watches_[index]();
                 break;
             case kConn: {
-                ConnId id = (uint64_t(tag_gen(tag)) << 32) | index;
+                ConnId id = ConnTable::make_id(index, tag_gen(tag));
                 if (!conns_.find(id)) break;  // closed earlier in this pass
                 if (events[i].events & EPOLLOUT) mark_dirty(index);
                 const Conn& c = conns_.at(index);

@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <vector>
@@ -140,6 +142,12 @@ io_uring_sqe* UringReactor::get_sqe() {
         io_uring_submit(&ring_);
         sqe = io_uring_get_sqe(&ring_);
     }
+    if (!sqe) {
+        // The submit took nothing (the kernel refused it): there is no way
+        // to queue the operation, and every caller's state assumes it was.
+        std::fprintf(stderr, "hato: io_uring submission queue stays full; cannot continue\n");
+        std::abort();
+    }
     return sqe;
 }
 
@@ -265,7 +273,7 @@ void UringReactor::on_recv(Handler& h, uint32_t slot, uint32_t gen, int res, uin
         bid = uint16_t(flags >> IORING_CQE_BUFFER_SHIFT);
         data = bufs_.data(bid);
     }
-    ConnId id = (uint64_t(gen) << 32) | slot;
+    ConnId id = ConnTable::make_id(slot, gen);
     Conn* c = conns_.find(id);
     if (c && !more) c->recv_armed = false;
     if (c && res > 0 && data) {
@@ -303,7 +311,7 @@ void UringReactor::reading_changed(uint32_t slot) {
 }
 
 void UringReactor::on_send(uint32_t slot, uint32_t gen, int res) {
-    Conn* c = conns_.find((uint64_t(gen) << 32) | slot);
+    Conn* c = conns_.find(ConnTable::make_id(slot, gen));
     if (!c) return;
     c->send_busy = false;
     if (c->state == ConnState::Closing) {
@@ -316,12 +324,7 @@ void UringReactor::on_send(uint32_t slot, uint32_t gen, int res) {
     }
     ConnOutput& out = *c->out;  // a send was in flight, so its buffer exists
     out.inflight_off += size_t(res);
-    if (out.inflight_off >= out.inflight.size()) {
-        out.inflight.clear();
-        out.inflight_off = 0;
-        if (out.inflight.capacity() > kKeptOutputCapacity) std::vector<uint8_t>().swap(out.inflight);
-        if (out.pending.empty()) note_drained(slot);
-    }
+    if (out.inflight_off >= out.inflight.size()) inflight_sent(slot, out);
     // More to send, or a drain to finish: both happen at pass end.
     if (!c->output_empty() || c->state == ConnState::Draining) mark_dirty(slot);
 }

@@ -105,6 +105,12 @@ bool multishot_recv_works(io_uring& ring, BufferRing& bufs, std::string& why) {
         return false;
     }
     io_uring_sqe* sqe = io_uring_get_sqe(&ring);
+    if (!sqe) {   // a fresh ring has room; checked all the same
+        ::close(sv[0]);
+        ::close(sv[1]);
+        why = "no submission queue entry";
+        return false;
+    }
     io_uring_prep_recv_multishot(sqe, sv[0], nullptr, 0, 0);
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = BufferRing::kGroupId;

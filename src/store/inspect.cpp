@@ -6,10 +6,8 @@
 #include <algorithm>
 #include <vector>
 
-#include "store/bridge_queues.hpp"
 #include "store/frame.hpp"
 #include "store/segment.hpp"
-#include "store/state_records.hpp"
 
 namespace hato::store {
 namespace {
@@ -60,10 +58,9 @@ bool short_file_is_zero(const Segment& seg) {
 
 }  // namespace
 
-int store_verify(const std::string& dir, std::ostream& out) {
+int store_verify(const std::string& dir, std::ostream& out, RecordInspector* owner) {
     uint64_t total_records = 0, prev_last = 0, segments = 0;
     bool bad = false;
-    BridgeQueueTally bridges;
     const int rc = for_each_segment(dir, out, [&](const Segment& seg) {
         ++segments;
         out << segment_file_name(seg.base_lsn) << ": ";
@@ -76,8 +73,9 @@ int store_verify(const std::string& dir, std::ostream& out) {
             out << "empty file (" << seg.size << " bytes), removed at next start\n";
             return false;
         }
-        const SegmentScan s =
-            scan_segment(seg.map, seg.size, seg.base_lsn, [&](const RecordView& rec, uint64_t) { bridges.add(rec); });
+        const SegmentScan s = scan_segment(seg.map, seg.size, seg.base_lsn, [&](const RecordView& rec, uint64_t) {
+            if (owner) owner->observe(rec);
+        });
         if (is_foreign_segment(seg.map, seg.size, s)) {
             out << "NOT A HATO SEGMENT (no valid record), moved to quarantine at next start\n";
             bad = true;
@@ -108,44 +106,33 @@ int store_verify(const std::string& dir, std::ostream& out) {
                 << " offset " << r.offset << " length " << r.length << "\n";
         return s.corrupt || !s.skipped.empty();
     });
-    // The bridges' store-and-forward queues: what would be sent upstream.
-    bool bad_queue = false;
-    for (const BridgeQueue& b : bridges.result()) {
-        out << "bridge " << b.name << " queue: " << b.messages << " message(s), " << b.bytes << " bytes";
-        if (b.oldest_lsn) out << ", oldest at lsn " << b.oldest_lsn;
-        if (b.malformed) {
-            out << ", " << b.malformed << " MALFORMED record(s)";
-            bad_queue = true;
-        }
-        out << "\n";
-    }
-    bad |= bad_queue;
+    const bool owner_bad = owner && owner->summarize(out, false);
+    bad |= owner_bad;
     out << segments << " segment(s), " << total_records << " record(s): " << (bad ? "CORRUPTION FOUND" : "ok")
         << "\n";
-    return rc == 0 && bad_queue ? 1 : rc;
+    return rc == 0 && owner_bad ? 1 : rc;
 }
 
-int store_dump(const std::string& dir, std::ostream& out) {
-    BridgeQueueTally bridges;
+int store_dump(const std::string& dir, std::ostream& out, RecordInspector* owner) {
     const int rc = for_each_segment(dir, out, [&](const Segment& seg) {
         out << "# segment " << segment_file_name(seg.base_lsn) << "\n";
         if (seg.size < kHeaderBytes) return false;
         const SegmentScan s = scan_segment(seg.map, seg.size, seg.base_lsn, [&](const RecordView& rec, uint64_t) {
-            out << rec.lsn << " " << state_record_name(rec.type) << describe_state_record(rec.type, rec.body)
-                << "\n";
-            bridges.add(rec);
+            out << rec.lsn << " ";
+            if (owner) {
+                out << owner->describe(rec.type, rec.body);
+                owner->observe(rec);
+            } else {
+                out << "type " << unsigned(rec.type) << " (" << rec.body.size() << " bytes)";
+            }
+            out << "\n";
         });
         for (const ByteRange& r : s.skipped)
             out << "# skipped damaged bytes at offset " << r.offset << ", length " << r.length << "\n";
         if (s.corrupt) out << "# stops at offset " << s.end << ": " << s.reason << "\n";
         return s.corrupt || !s.skipped.empty();
     });
-    for (const BridgeQueue& b : bridges.result()) {
-        out << "# bridge " << b.name << " queue: " << b.messages << " message(s), " << b.bytes << " bytes";
-        if (b.oldest_lsn) out << ", oldest at lsn " << b.oldest_lsn;
-        if (b.malformed) out << ", " << b.malformed << " malformed record(s)";
-        out << "\n";
-    }
+    if (owner) owner->summarize(out, true);
     return rc;
 }
 

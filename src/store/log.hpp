@@ -80,7 +80,8 @@ public:
     // Incremental compaction of the oldest segment: `live(rec)` decides per
     // record (records marked dead are skipped without asking); live ones are
     // re-appended (`moved(old_lsn, new_lsn)` lets the owner update its
-    // bookkeeping). The old segment is removed only after the copies are
+    // bookkeeping; it is called right after live() returned true for that
+    // same record, so the owner may remember what live() looked at). The old segment is removed only after the copies are
     // durable. Scans until it has seen `budget` records and `min_bytes` bytes
     // (whichever is more work), so the reactor never pauses long and the
     // caller can pace compaction to its appends. Returns true while work remains.
@@ -105,9 +106,9 @@ public:
     // (docs/durability.md).
     virtual bool wants_compaction() const = 0;
 
-    // --- Added by the store layer (additive) ---------------------------------
-    // compact_step calls moved(old, new) right after live(rec) returned true
-    // for that same record, so the owner may remember what live() looked at.
+    // --- Room: the reserve, refusal, liveness --------------------------------
+    // A full store must still be able to shrink: removals and compaction
+    // copies draw on a reserve that plain appends cannot use.
 
     // Like append, but draws on the reserve: not held to max_bytes, and when
     // the file system is full it moves into the spare segment the log keeps

@@ -200,7 +200,8 @@ void run_broker_script(std::span<const uint8_t> script, Env& env) {
             break;
         }
         case 6:
-            b->on_durable(env.make_durable());
+            env.make_durable();
+            b->on_durable();
             break;
         case 7:
             env.toggle_full();

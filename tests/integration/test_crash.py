@@ -1,4 +1,4 @@
-# Durability (issue 4): with [storage] sync = "always", every message the
+# Durability: with [storage] sync = "always", every message the
 # broker acknowledged (PUBACK / PUBCOMP received by the publisher) survives a
 # SIGKILL in the middle of a publishing burst, and acknowledged QoS 2
 # messages reach the persistent subscriber exactly once. Retained messages

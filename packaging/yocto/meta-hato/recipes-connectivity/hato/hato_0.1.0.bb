@@ -22,10 +22,8 @@ DEPENDS = "liburing wolfssl tomlplusplus"
 # The unit tests need doctest and run on the build host only; not in images.
 EXTRA_OEMESON = "-Dtests=false -Dio_uring=enabled"
 
-# sd_notify is spoken over the socket directly: no libsystemd is linked, the
-# option only decides whether hato looks for $NOTIFY_SOCKET.
-PACKAGECONFIG ??= "${@bb.utils.filter('DISTRO_FEATURES', 'systemd', d)}"
-PACKAGECONFIG[systemd] = "-Dsystemd=enabled,-Dsystemd=disabled"
+# sd_notify is spoken over the socket directly (no libsystemd, no build
+# option): hato notifies whenever $NOTIFY_SOCKET is set.
 
 SYSTEMD_SERVICE:${PN} = "hato.service"
 SYSTEMD_AUTO_ENABLE:${PN} = "enable"

@@ -9,7 +9,7 @@
 
 #include "broker/log_persistence.hpp"
 #include "store/log.hpp"
-#include "store/state_records.hpp"
+#include "broker/state_records.hpp"
 #include "temp_dir.hpp"
 
 // Calls here build up state; what a refusal returns is tested in
@@ -145,15 +145,15 @@ TEST_CASE("records in the old format (no owner, no delivery fields) still load")
         uint64_t lsn = 0;
         // session_put as older versions wrote it: client, expiry, offline_since.
         {
-            store::BodyWriter w(body);
+            BodyWriter w(body);
             w.str("old-dev");
             w.u32(3600);
             w.u64(77);
         }
-        REQUIRE(log->append(uint8_t(store::StateRecord::SessionPut), body, lsn) == store::AppendError::None);
+        REQUIRE(log->append(uint8_t(StateRecord::SessionPut), body, lsn) == store::AppendError::None);
         // out_enqueue: client, seq, message (topic, payload, props, qos, retain, expiry).
         {
-            store::BodyWriter w(body);
+            BodyWriter w(body);
             w.str("old-dev");
             w.u64(5);
             w.str("a/b");
@@ -164,8 +164,8 @@ TEST_CASE("records in the old format (no owner, no delivery fields) still load")
             w.u8(0);
             w.u64(0);
         }
-        REQUIRE(log->append(uint8_t(store::StateRecord::OutEnqueue), body, lsn) == store::AppendError::None);
-        CHECK(store::describe_state_record(uint8_t(store::StateRecord::OutEnqueue), body).find("MALFORMED") ==
+        REQUIRE(log->append(uint8_t(StateRecord::OutEnqueue), body, lsn) == store::AppendError::None);
+        CHECK(describe_state_record(uint8_t(StateRecord::OutEnqueue), body).find("MALFORMED") ==
               std::string::npos);
         CHECK(log->sync_now());
     }
@@ -189,16 +189,16 @@ TEST_CASE("records in the old format (no owner, no delivery fields) still load")
 TEST_CASE("store dump shows the owner and the delivery fields") {
     std::vector<uint8_t> body;
     {
-        store::BodyWriter w(body);
+        BodyWriter w(body);
         w.str("c");
         w.u32(60);
         w.u64(0);
-        w.u8(store::kExtensionV1);
+        w.u8(kExtensionV1);
         w.u8(uint8_t(OwnerSource::Certificate));
         w.str("sensor-1");
         w.u8(0xEE);   // a field of a later version: skipped
     }
-    const std::string s = store::describe_state_record(uint8_t(store::StateRecord::SessionPut), body);
+    const std::string s = describe_state_record(uint8_t(StateRecord::SessionPut), body);
     CHECK(s.find("owner_source=3 username=\"sensor-1\"") != std::string::npos);
     CHECK(s.find("MALFORMED") == std::string::npos);
 }
@@ -215,7 +215,7 @@ TEST_CASE("a delivery with no subscription ids and no shared subscription is wri
     }
     std::vector<uint8_t> want;
     {
-        store::BodyWriter w(want);
+        BodyWriter w(want);
         w.str("c");
         w.u64(1);
         w.str("t");
@@ -244,14 +244,14 @@ TEST_CASE("an owner source this version does not know is judged by the user name
         uint64_t lsn = 0;
         for (auto [id, user] : {std::pair{"named", "alice"}, std::pair{"nameless", ""}}) {
             std::vector<uint8_t> body;
-            store::BodyWriter w(body);
+            BodyWriter w(body);
             w.str(id);
             w.u32(3600);
             w.u64(0);
-            w.u8(store::kExtensionV1);
+            w.u8(kExtensionV1);
             w.u8(0x7F);   // a source from a later version
             w.str(user);
-            REQUIRE(log->append(uint8_t(store::StateRecord::SessionPut), body, lsn) == store::AppendError::None);
+            REQUIRE(log->append(uint8_t(StateRecord::SessionPut), body, lsn) == store::AppendError::None);
         }
         CHECK(log->sync_now());
     }

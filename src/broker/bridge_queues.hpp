@@ -10,7 +10,7 @@
 
 #include "store/log.hpp"
 
-namespace hato::store {
+namespace hato::broker {
 
 struct BridgeQueue {
     std::string name;           // the bridge's name ("$bridge/" removed)
@@ -22,7 +22,7 @@ struct BridgeQueue {
 
 class BridgeQueueTally {
 public:
-    void add(const RecordView& rec);
+    void add(const store::RecordView& rec);
     std::vector<BridgeQueue> result() const;
 
 private:
@@ -37,4 +37,4 @@ private:
     std::map<std::string, Queue> queues_;
 };
 
-}  // namespace hato::store
+}  // namespace hato::broker

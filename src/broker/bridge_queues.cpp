@@ -1,8 +1,8 @@
-#include "store/bridge_queues.hpp"
+#include "broker/bridge_queues.hpp"
 
-#include "store/state_records.hpp"
+#include "broker/state_records.hpp"
 
-namespace hato::store {
+namespace hato::broker {
 
 namespace {
 
@@ -10,7 +10,7 @@ constexpr std::string_view kBridgePrefix = "$bridge/";
 
 }  // namespace
 
-void BridgeQueueTally::add(const RecordView& rec) {
+void BridgeQueueTally::add(const store::RecordView& rec) {
     const auto type = static_cast<StateRecord>(rec.type);
     if (type != StateRecord::OutEnqueue && type != StateRecord::OutDone && type != StateRecord::SessionRemove &&
         type != StateRecord::SessionPut)
@@ -64,4 +64,4 @@ std::vector<BridgeQueue> BridgeQueueTally::result() const {
     return out;
 }
 
-}  // namespace hato::store
+}  // namespace hato::broker

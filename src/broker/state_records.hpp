@@ -1,8 +1,8 @@
-// Record bodies of the broker's durable state, as written by
-// broker::LogPersistence. The log itself does not look inside them; they live
-// in the store layer so that `hato store dump` can decode them without the
-// broker. Plain little-endian integers, strings and byte strings prefixed by
-// a u32 length.
+// Record bodies of the broker's durable state, as written and replayed by
+// LogPersistence. The log stores them as opaque (type, body) records; this
+// schema is the broker's, and `hato store dump` hands it to the store's dump
+// as the describer. Plain little-endian integers, strings and byte strings
+// prefixed by a u32 length.
 #pragma once
 
 #include <cstdint>
@@ -12,7 +12,7 @@
 #include <string_view>
 #include <vector>
 
-namespace hato::store {
+namespace hato::broker {
 
 enum class StateRecord : uint8_t {
     RetainedSet = 1,   // message
@@ -109,4 +109,4 @@ private:
 // One line of text for `hato store dump`: the decoded fields, payloads by length.
 std::string describe_state_record(uint8_t type, std::span<const uint8_t> body);
 
-}  // namespace hato::store
+}  // namespace hato::broker

@@ -1,8 +1,8 @@
-#include "store/state_records.hpp"
+#include "broker/state_records.hpp"
 
 #include <sstream>
 
-namespace hato::store {
+namespace hato::broker {
 
 const char* state_record_name(uint8_t type) {
     switch (static_cast<StateRecord>(type)) {
@@ -109,4 +109,4 @@ std::string describe_state_record(uint8_t type, std::span<const uint8_t> body) {
     return os.str();
 }
 
-}  // namespace hato::store
+}  // namespace hato::broker

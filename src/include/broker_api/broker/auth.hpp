@@ -1,0 +1,1 @@
+../../../broker/auth.hpp

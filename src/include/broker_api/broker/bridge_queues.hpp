@@ -1,0 +1,1 @@
+../../../broker/bridge_queues.hpp

@@ -1,0 +1,1 @@
+../../../broker/broker.hpp

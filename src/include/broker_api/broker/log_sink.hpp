@@ -1,0 +1,1 @@
+../../../broker/log_sink.hpp

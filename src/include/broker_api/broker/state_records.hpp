@@ -1,0 +1,1 @@
+../../../broker/state_records.hpp

@@ -1,0 +1,1 @@
+../../../broker/sys_topics.hpp

@@ -1,0 +1,1 @@
+../../../broker/topic_lsn_table.hpp
