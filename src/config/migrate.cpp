@@ -530,18 +530,16 @@ private:
         out_ << "interval = " << (v && *v > 0 ? std::min<int64_t>(*v, 86400) : 0) << "\n";
     }
 
-    // Mosquitto's "connection" blocks as [[bridge]] tables. One that talks
-    // TLS to its remote stays a comment: hato's bridges connect in plain TCP.
+    // Mosquitto's "connection" blocks as [[bridge]] tables. One that uses
+    // TLS-PSK stays a comment: converted, it would connect with certificates
+    // hato does not have, or in plain TCP.
     void emit_bridges() {
-        static const std::set<std::string> kTlsKeys = {
-            "bridge_cafile", "bridge_capath", "bridge_certfile", "bridge_keyfile", "bridge_insecure",
-            "bridge_identity", "bridge_psk", "bridge_tls_version", "bridge_alpn", "bridge_require_ocsp",
-            "bridge_ciphers", "bridge_ciphers_tls1.3"};
+        static const std::set<std::string> kPskKeys = {"bridge_identity", "bridge_psk"};
         for (Bridge& b : bridges_) {
-            bool tls = false;
-            for (const auto& [k, v] : b.raw) tls |= kTlsKeys.count(k) != 0;
-            if (tls || b.name.empty()) {
-                std::string why = tls ? "hato's bridges connect without TLS; this bridge is not converted"
+            bool psk = false;
+            for (const auto& [k, v] : b.raw) psk |= kPskKeys.count(k) != 0;
+            if (psk || b.name.empty()) {
+                std::string why = psk ? "hato's bridges have no TLS-PSK; this bridge is not converted"
                                       : "a connection without a name; not converted";
                 out_ << "\n# NOT MAPPED " << b.where << ": connection " << b.name << ": " << why << ":\n";
                 result_.unmapped.push_back(b.where + ": connection: " + why + " (" + b.name + ")");
@@ -556,17 +554,65 @@ private:
         }
     }
 
+    // The bridge_* TLS lines of a connection as the fields of its tls table.
+    // Mosquitto talks TLS to the remote once a CA file or directory is set.
+    struct BridgeTlsLines {
+        bool on = false;
+        std::vector<std::string> fields;   // "ca = ...", in the order written
+        bool has_cert = false, has_key = false;
+    };
+
+    // true: `k` is a bridge TLS key, handled (mapped, commented or NOT MAPPED).
+    bool bridge_tls_line(BridgeTlsLines& t, std::ostringstream& body, const Note& n, const std::string& k,
+                         const std::string& v) {
+        auto src = [&] { body << "# " << n.where << ": " << n.line << "\n"; };
+        if (k == "bridge_cafile") {
+            src();
+            t.on = true;
+            t.fields.push_back("ca = " + quote(v));
+        } else if (k == "bridge_capath") {
+            t.on = true;
+            bridge_unmapped(body, n, "hato reads one CA bundle file (tls.ca), or the system's CAs without it; "
+                                     "concatenate the directory's certificates into one file and set tls.ca");
+        } else if (k == "bridge_certfile" || k == "bridge_keyfile") {
+            src();
+            (k == "bridge_certfile" ? t.has_cert : t.has_key) = true;
+            t.fields.push_back((k == "bridge_certfile" ? "cert = " : "key = ") + quote(v));
+        } else if (k == "bridge_insecure") {
+            src();
+            if (v == "true") {
+                body << "# hato's insecure also skips the check of the certificate chain, not only of the name\n";
+                t.fields.push_back("insecure = true");
+            }
+        } else if (k == "bridge_tls_version") {
+            if (v != "tlsv1.2") {
+                bridge_unmapped(body, n, "hato's bridges negotiate TLS 1.2 or 1.3; the version is not set");
+                return true;
+            }
+            body << "# " << n.where << ": " << n.line << ": hato's bridges negotiate TLS 1.2 or 1.3\n";
+        } else if (k == "bridge_alpn" || k == "bridge_require_ocsp" || k == "bridge_ciphers" ||
+                   k == "bridge_ciphers_tls1.3") {
+            bridge_unmapped(body, n, "no hato equivalent for this bridge TLS option");
+        } else {
+            return false;
+        }
+        return true;
+    }
+
     void emit_bridge(const Bridge& b) {
         std::ostringstream body, topics;
         std::string name = b.name;
         std::replace_if(name.begin(), name.end(), [](char c) { return c == '/' || c == '+' || c == '#'; }, '_');
         bool have_address = false;
+        BridgeTlsLines tls;
         for (size_t i = 0; i < b.raw.size(); ++i) {
             const auto& [k, v] = b.raw[i];
             const Note& n = b.lines[i];
             Line l{n.where, k, v, true};
             auto src = [&] { body << "# " << n.where << ": " << n.line << "\n"; };
-            if (k == "address" || k == "addresses") {
+            if (bridge_tls_line(tls, body, n, k, v)) {
+                continue;
+            } else if (k == "address" || k == "addresses") {
                 std::istringstream words(v);
                 std::string first, more;
                 words >> first;
@@ -643,11 +689,35 @@ private:
         }
         out_ << "\n# " << b.where << ": connection " << b.name << "\n[[bridge]]\nname = " << quote(name) << "\n";
         if (!have_address) {
-            out_ << "# NOT MAPPED " << b.where << ": connection " << b.name << ": no address line\n";
-            result_.unmapped.push_back(b.where + ": connection: no address (" + b.name + ")");
+            connection_unmapped(b, "no address line");
             out_ << "address = \"\"\n";
         }
-        out_ << body.str() << topics.str();
+        out_ << body.str();
+        emit_bridge_tls(b, tls);
+        out_ << topics.str();
+    }
+
+    // hato wants a client certificate and its key together: one alone is
+    // left out (Mosquitto refuses that too).
+    void emit_bridge_tls(const Bridge& b, BridgeTlsLines& t) {
+        if (t.has_cert != t.has_key) {
+            std::erase_if(t.fields, [](const std::string& f) { return f.starts_with("cert =") || f.starts_with("key ="); });
+            connection_unmapped(b, "bridge_certfile and bridge_keyfile go together; neither is converted");
+        }
+        if (!t.on && t.fields.empty()) return;
+        if (!t.on) {
+            connection_unmapped(b, "TLS options without bridge_cafile or bridge_capath; Mosquitto would not use "
+                                   "TLS either");
+            return;
+        }
+        out_ << "tls = { ";
+        for (size_t i = 0; i < t.fields.size(); ++i) out_ << (i ? ", " : "") << t.fields[i];
+        out_ << (t.fields.empty() ? "}" : " }") << "\n";
+    }
+
+    void connection_unmapped(const Bridge& b, const std::string& why) {
+        out_ << "# NOT MAPPED " << b.where << ": connection " << b.name << ": " << why << "\n";
+        result_.unmapped.push_back(b.where + ": connection: " + why + " (" + b.name + ")");
     }
 
     void bridge_unmapped(std::ostringstream& os, const Note& n, const std::string& why) {
