@@ -4,8 +4,10 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "config_test_util.hpp"
 
 using namespace hato;
+using namespace hato::config_test;
 using config::AppConfig;
 
 namespace {
@@ -51,15 +53,6 @@ void check_equal(const AppConfig& a, const AppConfig& b) {
     CHECK(a.storage.sync == b.storage.sync);
     CHECK(a.sync_interval_ms == b.sync_interval_ms);
     CHECK(a.log_level == b.log_level);
-}
-
-// Loads `text` over defaults(); returns the errors (empty on success).
-std::vector<std::string> load(const std::string& text, AppConfig& out) {
-    out = config::defaults();
-    std::vector<std::string> errors;
-    bool ok = config::load_string(text, "t.toml", out, errors);
-    CHECK(ok == errors.empty());
-    return errors;
 }
 
 }  // namespace

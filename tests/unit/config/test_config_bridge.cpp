@@ -5,23 +5,10 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "config_test_util.hpp"
 
 using namespace hato;
-
-namespace {
-
-bool load(const std::string& text, config::AppConfig& c, std::vector<std::string>& errors) {
-    c = config::defaults();
-    return config::load_string(text, "t.toml", c, errors);
-}
-
-bool mentions(const std::vector<std::string>& errors, const std::string& what) {
-    for (const auto& e : errors)
-        if (e.find(what) != std::string::npos) return true;
-    return false;
-}
-
-}  // namespace
+using namespace hato::config_test;
 
 TEST_CASE("a bridge with its topics is read, and its session gets the queue budget") {
     config::AppConfig c;
@@ -97,13 +84,13 @@ pattern = "x/#"
 direction = "both"
 local_prefix = "l/"
 )", c, errors));
-    CHECK(mentions(errors, "bridge[0].name"));
-    CHECK(mentions(errors, "bridge[0].tls.key: cert and key go together"));
-    CHECK(mentions(errors, "bridge[0].tls.sni: unknown key"));
-    CHECK(mentions(errors, "bridge[0].queue_qos0: expected boolean"));
-    CHECK(mentions(errors, "bridge[0].when_full"));
-    CHECK(mentions(errors, "bridge[0].reconnect_max_ms"));
-    CHECK(mentions(errors, "bridge[0].topic[0].direction"));
+    CHECK(has(errors, "bridge[0].name"));
+    CHECK(has(errors, "bridge[0].tls.key: cert and key go together"));
+    CHECK(has(errors, "bridge[0].tls.sni: unknown key"));
+    CHECK(has(errors, "bridge[0].queue_qos0: expected boolean"));
+    CHECK(has(errors, "bridge[0].when_full"));
+    CHECK(has(errors, "bridge[0].reconnect_max_ms"));
+    CHECK(has(errors, "bridge[0].topic[0].direction"));
     for (const auto& e : errors) CHECK(e.rfind("t.toml:", 0) == 0);
 }
 
@@ -119,7 +106,7 @@ address = "h"
 [[bridge.topic]]
 pattern = "#"
 )", c, errors));
-    CHECK(mentions(errors, "bridge[0].address"));
-    CHECK(mentions(errors, "bridge[0].topic"));
-    CHECK(mentions(errors, "already used"));
+    CHECK(has(errors, "bridge[0].address"));
+    CHECK(has(errors, "bridge[0].topic"));
+    CHECK(has(errors, "already used"));
 }

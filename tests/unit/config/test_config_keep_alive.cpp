@@ -5,16 +5,14 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "config_test_util.hpp"
 
 using namespace hato;
 
 namespace {
 
 std::vector<std::string> load(const std::string& text, config::AppConfig& out) {
-    out = config::defaults();
-    std::vector<std::string> errors;
-    config::load_string(text, "k.toml", out, errors);
-    return errors;
+    return config_test::load(text, out, "k.toml");
 }
 
 }  // namespace

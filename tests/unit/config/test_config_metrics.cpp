@@ -2,21 +2,11 @@
 #include <doctest/doctest.h>
 
 #include "config/config.hpp"
+#include "config_test_util.hpp"
 
 using namespace hato;
+using namespace hato::config_test;
 using config::AppConfig;
-
-namespace {
-
-std::vector<std::string> load(const std::string& text, AppConfig& out) {
-    out = config::defaults();
-    std::vector<std::string> errors;
-    bool ok = config::load_string(text, "t.toml", out, errors);
-    CHECK(ok == errors.empty());
-    return errors;
-}
-
-}  // namespace
 
 TEST_CASE("metrics: off by default, in the built-in defaults and in conf/hato.toml") {
     CHECK(config::defaults().metrics.port == 0);

@@ -6,20 +6,10 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "config_test_util.hpp"
 
 using namespace hato;
-
-namespace {
-
-std::vector<std::string> load(const std::string& text) {
-    config::AppConfig c = config::defaults();
-    std::vector<std::string> errors;
-    const bool ok = config::load_string(text, "t.toml", c, errors);
-    CHECK(ok == errors.empty());
-    return errors;
-}
-
-}  // namespace
+using namespace hato::config_test;
 
 TEST_CASE("a packet size that cannot fit in a segment is refused, naming both keys") {
     auto errors = load("[limits]\nmax_packet_size = 1048576\n\n[storage]\nsegment_size_mb = 1\n");

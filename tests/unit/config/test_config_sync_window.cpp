@@ -2,21 +2,11 @@
 #include <doctest/doctest.h>
 
 #include "config/config.hpp"
+#include "config_test_util.hpp"
 
 using namespace hato;
+using namespace hato::config_test;
 using config::AppConfig;
-
-namespace {
-
-std::vector<std::string> load(const std::string& text, AppConfig& out) {
-    out = config::defaults();
-    std::vector<std::string> errors;
-    bool ok = config::load_string(text, "t.toml", out, errors);
-    CHECK(ok == errors.empty());
-    return errors;
-}
-
-}  // namespace
 
 TEST_CASE("the group-commit window is 2000 us and the batch 64 KiB by default, as conf/hato.toml says") {
     CHECK(config::defaults().sync_window_us == 2000);

@@ -2,21 +2,11 @@
 #include <doctest/doctest.h>
 
 #include "config/config.hpp"
+#include "config_test_util.hpp"
 
 using namespace hato;
+using namespace hato::config_test;
 using config::AppConfig;
-
-namespace {
-
-std::vector<std::string> load(const std::string& text, AppConfig& out) {
-    out = config::defaults();
-    std::vector<std::string> errors;
-    bool ok = config::load_string(text, "t.toml", out, errors);
-    CHECK(ok == errors.empty());
-    return errors;
-}
-
-}  // namespace
 
 TEST_CASE("allow_session_takeover_by_other_user is off by default") {
     CHECK_FALSE(config::defaults().broker.allow_session_takeover_by_other_user);

@@ -5,26 +5,10 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "config_test_util.hpp"
 
 using namespace hato;
-
-namespace {
-
-std::vector<std::string> load(const std::string& text, config::AppConfig& out) {
-    out = config::defaults();
-    std::vector<std::string> errors;
-    bool ok = config::load_string(text, "t.toml", out, errors);
-    CHECK(ok == errors.empty());
-    return errors;
-}
-
-bool has(const std::vector<std::string>& errors, const std::string& part) {
-    for (const std::string& e : errors)
-        if (e.find(part) != std::string::npos) return true;
-    return false;
-}
-
-}  // namespace
+using namespace hato::config_test;
 
 TEST_CASE("listeners default to plain MQTT; websockets listeners default to /mqtt, any origin") {
     config::AppConfig c = config::defaults();
