@@ -16,123 +16,11 @@ import time
 import pytest
 
 from conftest import TARGET, Broker, _can_connect, _free_port
-from raw_mqtt import (PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, SUBACK, RawClient, parse_publish, publish,
-                      pubrel, subscribe)
+from raw_mqtt import PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, SUBACK, RawClient, parse_publish, publish, pubrel, subscribe
+from bridge_util import Gateway, Upstream, pub_qos1, receive, sub, upstream_goes_away, wait_for
+from bridge_util import pair  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.skipif(TARGET == "mosquitto", reason="hato's [[bridge]] configuration")
-
-CONNECTED = re.compile(r"bridge site: connected$", re.M)
-
-
-class Upstream(Broker):
-    """A hato that listens on a fixed port across restarts."""
-
-    def __init__(self, backend, workdir, port, settings=None):
-        super().__init__(backend, workdir, settings or {})
-        self.fixed_port = port
-
-    def _hato_config(self):
-        return super()._hato_config().replace("port = 0", f"port = {self.fixed_port}", 1)
-
-
-class Gateway(Broker):
-    """A hato with one [[bridge]] named "site" to 127.0.0.1:`up_port`."""
-
-    def __init__(self, backend, workdir, up_port, protocol="mqttv311", extra="try_private = false", settings=None):
-        super().__init__(backend, workdir, settings or {})
-        self.bridge = f"""
-[[bridge]]
-name = "site"
-address = "127.0.0.1"
-port = {up_port}
-protocol = "{protocol}"
-client_id = "gw-test"
-keep_alive = 30
-{extra}
-reconnect_min_ms = 100
-reconnect_max_ms = 400
-
-[[bridge.topic]]
-pattern = "plant/#"
-direction = "out"
-qos = 1
-remote_prefix = "site/gw/"
-
-[[bridge.topic]]
-pattern = "cmd/#"
-direction = "in"
-qos = 1
-local_prefix = "remote/"
-"""
-
-    def _hato_config(self):
-        return super()._hato_config() + self.bridge
-
-    def connected_count(self):
-        return len(CONNECTED.findall(self.log()))
-
-
-def wait_for(pred, timeout=15.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-@pytest.fixture
-def pair(backend, tmp_path):
-    made = []
-
-    def make(protocol="mqttv311", extra="try_private = false", gw_settings=None):   # plain v3.1.1 unless asked
-        port = _free_port()
-        os.makedirs(tmp_path / "up")
-        os.makedirs(tmp_path / "gw")
-        up = Upstream(backend, str(tmp_path / "up"), port)
-        gw = Gateway(backend, str(tmp_path / "gw"), port, protocol, extra, gw_settings)
-        made.extend([gw, up])
-        return up, gw
-
-    yield make
-    for b in made:
-        b.stop()
-
-
-def sub(broker, client_id, topic, clean=True, version=4):
-    c = RawClient(broker)
-    c.connect(client_id, version, clean=clean)
-    c.send(subscribe(1, topic, 1, version))
-    c.expect(SUBACK)
-    return c
-
-
-def pub_qos1(broker, topic, payloads, version=4):
-    c = RawClient(broker)
-    c.connect("", version)
-    for i, p in enumerate(payloads):
-        c.send(publish(topic, p, 1, pid=i + 1, version=version))
-        ack = c.expect(PUBACK)
-        assert struct.unpack_from("!H", ack.body, 0)[0] == i + 1
-    c.close()
-
-
-def receive(client, n, timeout=20.0):
-    """Payloads of the next PUBLISHes (acknowledged), first copies only, until n distinct."""
-    seen, order = set(), []
-    deadline = time.monotonic() + timeout
-    while len(order) < n:
-        p = client.read(max(deadline - time.monotonic(), 0.01))
-        if p.type != PUBLISH:
-            continue
-        topic, pid, _, payload = parse_publish(p)
-        if pid is not None:
-            client.send(bytes([PUBACK << 4, 2]) + struct.pack("!H", pid))
-        if payload not in seen:
-            seen.add(payload)
-            order.append((topic, payload))
-    return order
-
 
 @pytest.mark.parametrize("protocol", ["mqttv311", "mqttv5"])
 def test_bridge_out_and_in(pair, protocol):
@@ -158,15 +46,7 @@ def test_bridge_out_and_in(pair, protocol):
 def test_bridge_store_and_forward_across_outage_and_kill(pair):
     # max_session_expiry does not cut the bridge's queue short.
     up, gw = pair(gw_settings={"mqtt": {"max_session_expiry": 1}})
-    up.start()
-    # The upstream's persistent subscriber keeps what arrives while it is away.
-    s = sub(up, "up-sub", "site/gw/#", clean=False)
-    s.close()
-    gw.start()
-    wait_for(lambda: gw.connected_count() >= 1, what="bridge connected")
-
-    up.stop()
-    wait_for(lambda: "bridge site: disconnected" in gw.log(), what="bridge disconnect noticed")
+    upstream_goes_away(up, gw)
     n = 50
     payloads = [f"m{i:03d}".encode() for i in range(n)]
     pub_qos1(gw, "plant/counter", payloads)   # every one acknowledged by the gateway
@@ -197,13 +77,7 @@ def receive_until_quiet(client, quiet=1.5, timeout=20.0):
 @pytest.mark.parametrize("when_full", ["drop_oldest", "drop_new"])
 def test_bridge_queue_budget(pair, when_full):
     up, gw = pair(extra=f'try_private = false\nmax_queued_bytes = 6000\nwhen_full = "{when_full}"')
-    up.start()
-    s = sub(up, "up-sub", "site/gw/#", clean=False)
-    s.close()
-    gw.start()
-    wait_for(lambda: gw.connected_count() >= 1, what="bridge connected")
-    up.stop()
-    wait_for(lambda: "bridge site: disconnected" in gw.log(), what="bridge disconnect noticed")
+    upstream_goes_away(up, gw)
     n = 20
     payloads = [f"{i:03d}".encode() + b"x" * 1000 for i in range(n)]
     pub_qos1(gw, "plant/big", payloads)   # local publishers are never refused

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import _free_port
 from raw_mqtt import SUBACK, RawClient, subscribe
-from test_bridge import pair, pub_qos1, receive, wait_for  # noqa: F401  (pair: fixture)
+from bridge_util import pair, pub_qos1, receive, wait_for  # noqa: F401  (pair: fixture)
 from test_metrics import METRICS_RE, _get, _samples
 
 N = 25

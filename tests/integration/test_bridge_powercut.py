@@ -11,8 +11,9 @@ import os
 import struct
 import subprocess
 
-from test_bridge import RawClient, pub_qos1, receive, sub, wait_for
-from test_bridge import pair  # noqa: F401  (fixture)
+from bridge_util import pub_qos1, receive, upstream_goes_away, wait_for
+from bridge_util import pair  # noqa: F401  (fixture)
+from raw_mqtt import RawClient
 from test_store_damage import MAGIC, _records
 
 
@@ -38,13 +39,7 @@ def cut_to_synced_with_torn_tail(data_dir):
 
 def test_bridge_store_and_forward_across_outage_and_power_cut(pair):  # noqa: F811
     up, gw = pair()
-    up.start()
-    s = sub(up, "up-sub", "site/gw/#", clean=False)
-    s.close()
-    gw.start()
-    wait_for(lambda: gw.connected_count() >= 1, what="bridge connected")
-    up.stop()
-    wait_for(lambda: "bridge site: disconnected" in gw.log(), what="bridge disconnect noticed")
+    upstream_goes_away(up, gw)
     n = 60
     payloads = [f"p{i:03d}".encode() for i in range(n)]
     pub_qos1(gw, "plant/line", payloads)   # every one acknowledged by the gateway

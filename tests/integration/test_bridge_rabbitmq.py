@@ -12,7 +12,7 @@ import pytest
 from conftest import TARGET, Broker
 from raw_mqtt import SUBACK, RawClient, subscribe
 from rabbitmq_node import RabbitNode, available
-from test_bridge import Gateway, pub_qos1, receive, wait_for
+from bridge_util import Gateway, pub_qos1, receive, wait_for
 
 pytestmark = [pytest.mark.skipif(TARGET == "mosquitto", reason="hato's [[bridge]] configuration"),
               pytest.mark.skipif(not available(), reason="rabbitmq-server (Debian package) not installed")]

@@ -13,7 +13,8 @@ import pytest
 from conftest import TARGET, Broker, _can_connect, _free_port
 from raw_mqtt import PUBACK, PUBLISH, RawClient, parse_publish, publish, subscribe
 from security_util import make_certs
-from test_bridge import Gateway, Upstream, pub_qos1, receive, sub, wait_for
+from bridge_util import Gateway, Upstream, pub_qos1, receive, sub, upstream_goes_away, wait_for
+from bridge_util import pair  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.skipif(TARGET == "mosquitto", reason="hato's [[bridge]] configuration")
 
@@ -59,21 +60,9 @@ def bridge_tls(**kv):
 
 
 @pytest.fixture
-def tls_pair(backend, tmp_path, certs):
-    made = []
-
-    def make(upstream_tls, gateway_tls):
-        port = _free_port()
-        os.makedirs(tmp_path / "up")
-        os.makedirs(tmp_path / "gw")
-        up = TlsUpstream(backend, str(tmp_path / "up"), port, upstream_tls)
-        gw = Gateway(backend, str(tmp_path / "gw"), port, "mqttv311", gateway_tls)
-        made.extend([gw, up])
-        return up, gw
-
-    yield make
-    for b in made:
-        b.stop()
+def tls_pair(pair, certs):   # noqa: F811
+    """make(upstream_tls, gateway_tls): a TlsUpstream and a gateway whose bridge has `gateway_tls`."""
+    return lambda upstream_tls, gateway_tls: pair(extra=gateway_tls, upstream=TlsUpstream, tls=upstream_tls)
 
 
 def carries(up, gw):
@@ -178,33 +167,9 @@ def test_check_config_reports_bridge_tls_files(tmp_path):
     assert "bridge site: tls: cannot load CA file" in r.stderr and "missing-ca.pem" in r.stderr
 
 
-@pytest.fixture
-def pair(backend, tmp_path):
-    made = []
-
-    def make(extra):
-        port = _free_port()
-        os.makedirs(tmp_path / "up")
-        os.makedirs(tmp_path / "gw")
-        up = Upstream(backend, str(tmp_path / "up"), port)
-        gw = Gateway(backend, str(tmp_path / "gw"), port, "mqttv311", extra)
-        made.extend([gw, up])
-        return up, gw
-
-    yield make
-    for b in made:
-        b.stop()
-
-
 def test_bridge_queue_qos0_across_outage_and_kill(pair):
-    up, gw = pair("try_private = false\nqueue_qos0 = true")
-    up.start()
-    s = sub(up, "up-sub", "site/gw/#", clean=False)
-    s.close()
-    gw.start()
-    wait_for(lambda: gw.connected_count() >= 1, what="bridge connected")
-    up.stop()
-    wait_for(lambda: "bridge site: disconnected" in gw.log(), what="bridge disconnect noticed")
+    up, gw = pair(extra="try_private = false\nqueue_qos0 = true")
+    upstream_goes_away(up, gw)
     n = 30
     payloads = [f"z{i:03d}".encode() for i in range(n)]
     c = RawClient(gw)
@@ -225,7 +190,7 @@ def test_bridge_queue_qos0_across_outage_and_kill(pair):
 
 
 def test_bridge_state_on_the_upstream_through_its_will(pair):
-    up, gw = pair("try_private = false")
+    up, gw = pair(extra="try_private = false")
     up.start()
     topic = "$SYS/broker/connection/gw-test/state"
     watcher = sub(up, "watch", topic)
@@ -241,7 +206,7 @@ def test_hato_upstream_takes_the_bridge_bit(pair):
     # try_private = true against hato: accepted, and the bridge's own
     # messages on a "both" rule are not echoed back to it (v3.1.1 has no
     # No Local; the bridge bit asks for it).
-    up, gw = pair("try_private = true")
+    up, gw = pair(extra="try_private = true")
     gw.bridge += '\n[[bridge.topic]]\npattern = "loop/#"\ndirection = "both"\nqos = 1\n'
     up.start()
     gw.start()

@@ -7,32 +7,21 @@
 import os
 import signal
 import socket
-import time
 import urllib.request
 
 import pytest
 
 from conftest import TARGET, _free_port
+from bridge_util import bridge_toml, wait_for
 from paho_client import Client
 
 pytestmark = pytest.mark.skipif(TARGET == "mosquitto", reason="hato's configuration reload")
-
-WAIT = 10.0
 
 
 class Endpoint:
     def __init__(self, port):
         self.host = "127.0.0.1"
         self.port = port
-
-
-def wait_for(cond, what, timeout=WAIT):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def reload(b, extra="", expect="reload done"):
@@ -127,22 +116,7 @@ def test_sys_interval_and_metrics_follow_the_file(broker_factory):
 
 
 def bridge(port, remote_prefix=""):
-    return f"""
-[[bridge]]
-name = "site"
-address = "127.0.0.1"
-port = {port}
-client_id = "gw-reload"
-try_private = false
-reconnect_min_ms = 100
-reconnect_max_ms = 400
-
-[[bridge.topic]]
-pattern = "plant/#"
-direction = "out"
-qos = 1
-remote_prefix = "{remote_prefix}"
-"""
+    return bridge_toml(port, "gw-reload", "try_private = false", remote_prefix, in_rule=False)
 
 
 def test_bridge_added_removed_and_changed(broker_factory):
