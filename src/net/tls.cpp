@@ -111,6 +111,41 @@ int verify_peer_names(int preverify, WOLFSSL_X509_STORE_CTX* store) {
     return !cert || check_peer_names(cert, cn, name_refusal) ? 1 : 0;
 }
 
+// The protocol floor and the cipher suites, alike for both sides.
+bool set_version_and_ciphers(WOLFSSL_CTX* ctx, const std::string& min_version, std::string& err) {
+    if (min_version != "1.2" && min_version != "1.3") {
+        err = "tls min_version must be \"1.2\" or \"1.3\"";
+        return false;
+    }
+    int minv = min_version == "1.3" ? WOLFSSL_TLSV1_3 : WOLFSSL_TLSV1_2;
+    if (wolfSSL_CTX_SetMinVersion(ctx, minv) != WOLFSSL_SUCCESS) { err = "cannot set TLS minimum version"; return false; }
+    if (wolfSSL_CTX_set_cipher_list(ctx, kCiphers) != WOLFSSL_SUCCESS) { err = "cannot set cipher list"; return false; }
+    return true;
+}
+
+// The certificate chain this side presents and its key, checked to match.
+bool use_cert_and_key(WOLFSSL_CTX* ctx, const std::string& cert, const std::string& key, std::string& err) {
+    if (wolfSSL_CTX_use_certificate_chain_file(ctx, cert.c_str()) != WOLFSSL_SUCCESS) {
+        err = "cannot load certificate " + cert;
+        return false;
+    }
+    if (wolfSSL_CTX_use_PrivateKey_file(ctx, key.c_str(), WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS) {
+        err = "cannot load private key " + key;
+        return false;
+    }
+    if (wolfSSL_CTX_check_private_key(ctx) != WOLFSSL_SUCCESS) {
+        err = "private key " + key + " does not match certificate " + cert;
+        return false;
+    }
+    return true;
+}
+
+bool load_ca_file(WOLFSSL_CTX* ctx, const std::string& ca, std::string& err) {
+    if (wolfSSL_CTX_load_verify_locations(ctx, ca.c_str(), nullptr) == WOLFSSL_SUCCESS) return true;
+    err = "cannot load CA file " + ca;
+    return false;
+}
+
 }  // namespace
 
 std::shared_ptr<TlsContext> TlsContext::create(const TlsSettings& s, std::string& err) {
@@ -119,30 +154,10 @@ std::shared_ptr<TlsContext> TlsContext::create(const TlsSettings& s, std::string
     c->settings_ = s;
     c->ctx_ = wolfSSL_CTX_new(wolfSSLv23_server_method());
     if (!c->ctx_) { err = "wolfSSL_CTX_new failed"; return nullptr; }
-    int minv = s.min_version == "1.3" ? WOLFSSL_TLSV1_3 : WOLFSSL_TLSV1_2;
-    if (s.min_version != "1.2" && s.min_version != "1.3") {
-        err = "tls min_version must be \"1.2\" or \"1.3\"";
-        return nullptr;
-    }
-    if (wolfSSL_CTX_SetMinVersion(c->ctx_, minv) != WOLFSSL_SUCCESS) { err = "cannot set TLS minimum version"; return nullptr; }
-    if (wolfSSL_CTX_set_cipher_list(c->ctx_, kCiphers) != WOLFSSL_SUCCESS) { err = "cannot set cipher list"; return nullptr; }
-    if (wolfSSL_CTX_use_certificate_chain_file(c->ctx_, s.cert.c_str()) != WOLFSSL_SUCCESS) {
-        err = "cannot load certificate " + s.cert;
-        return nullptr;
-    }
-    if (wolfSSL_CTX_use_PrivateKey_file(c->ctx_, s.key.c_str(), WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS) {
-        err = "cannot load private key " + s.key;
-        return nullptr;
-    }
-    if (wolfSSL_CTX_check_private_key(c->ctx_) != WOLFSSL_SUCCESS) {
-        err = "private key " + s.key + " does not match certificate " + s.cert;
-        return nullptr;
-    }
+    if (!set_version_and_ciphers(c->ctx_, s.min_version, err)) return nullptr;
+    if (!use_cert_and_key(c->ctx_, s.cert, s.key, err)) return nullptr;
     if (!s.ca.empty()) {
-        if (wolfSSL_CTX_load_verify_locations(c->ctx_, s.ca.c_str(), nullptr) != WOLFSSL_SUCCESS) {
-            err = "cannot load CA file " + s.ca;
-            return nullptr;
-        }
+        if (!load_ca_file(c->ctx_, s.ca, err)) return nullptr;
     } else if (s.require_client_cert) {
         err = "require_client_cert needs ca";
         return nullptr;
@@ -167,32 +182,10 @@ std::shared_ptr<TlsContext> TlsContext::create_client(const TlsClientSettings& s
     c->settings_.min_version = s.min_version;
     c->ctx_ = wolfSSL_CTX_new(wolfSSLv23_client_method());
     if (!c->ctx_) { err = "wolfSSL_CTX_new failed"; return nullptr; }
-    if (s.min_version != "1.2" && s.min_version != "1.3") {
-        err = "tls min_version must be \"1.2\" or \"1.3\"";
-        return nullptr;
-    }
-    int minv = s.min_version == "1.3" ? WOLFSSL_TLSV1_3 : WOLFSSL_TLSV1_2;
-    if (wolfSSL_CTX_SetMinVersion(c->ctx_, minv) != WOLFSSL_SUCCESS) { err = "cannot set TLS minimum version"; return nullptr; }
-    if (wolfSSL_CTX_set_cipher_list(c->ctx_, kCiphers) != WOLFSSL_SUCCESS) { err = "cannot set cipher list"; return nullptr; }
-    if (!s.cert.empty()) {
-        if (wolfSSL_CTX_use_certificate_chain_file(c->ctx_, s.cert.c_str()) != WOLFSSL_SUCCESS) {
-            err = "cannot load certificate " + s.cert;
-            return nullptr;
-        }
-        if (wolfSSL_CTX_use_PrivateKey_file(c->ctx_, s.key.c_str(), WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS) {
-            err = "cannot load private key " + s.key;
-            return nullptr;
-        }
-        if (wolfSSL_CTX_check_private_key(c->ctx_) != WOLFSSL_SUCCESS) {
-            err = "private key " + s.key + " does not match certificate " + s.cert;
-            return nullptr;
-        }
-    }
+    if (!set_version_and_ciphers(c->ctx_, s.min_version, err)) return nullptr;
+    if (!s.cert.empty() && !use_cert_and_key(c->ctx_, s.cert, s.key, err)) return nullptr;
     if (!s.ca.empty()) {
-        if (wolfSSL_CTX_load_verify_locations(c->ctx_, s.ca.c_str(), nullptr) != WOLFSSL_SUCCESS) {
-            err = "cannot load CA file " + s.ca;
-            return nullptr;
-        }
+        if (!load_ca_file(c->ctx_, s.ca, err)) return nullptr;
     } else if (!s.insecure && wolfSSL_CTX_load_system_CA_certs(c->ctx_) != WOLFSSL_SUCCESS) {
         err = "no ca given and the system's CA certificates cannot be loaded";
         return nullptr;
