@@ -257,6 +257,12 @@ public:
         return true;
     }
 
+    uint64_t received_count() const {
+        uint64_t n = 0;
+        for (uint64_t r : received_from_) n += r;
+        return n;
+    }
+
     bool drained() const {
         for (int p = 0; p < npub_; ++p) {
             const Client& c = clients[size_t(p)];

@@ -260,6 +260,11 @@ int main(int argc, char** argv) {
     const uint64_t t0 = now_ns();
     bool ready = false;
     uint64_t measure_start = 0, measure_end = 0, drain_deadline = 0;
+    // The drain waits while deliveries still arrive (a slow broker, e.g. a
+    // sanitized build, may hold seconds of backlog in socket buffers); what
+    // is missing after a pause with no progress is lost.
+    constexpr uint64_t kDrainStallNs = 3'000'000'000ull, kDrainCapNs = 120'000'000'000ull;
+    uint64_t drain_seen = 0, drain_progress_at = 0;
     double cpu_at_start = 0;
     double cpu_at_window_end = -1;   // blast: the generator's own load is judged over the window
     double broker_cpu_at_start = -1;   // broker CPU seconds when measuring began
@@ -303,7 +308,8 @@ int main(int argc, char** argv) {
             }
             rr = (rr + 1) % (npub ? npub : 1);
         } else if (ready && o.scenario != "conn" && drain_deadline == 0 && now >= measure_end) {
-            drain_deadline = now + 10'000'000'000ull;  // drain: wait for what is in flight
+            drain_deadline = now + kDrainCapNs;  // drain: wait for what is in flight
+            drain_progress_at = now;
             cpu_at_window_end = cpu_seconds();
             if (o.blast())   // nothing more to write: writable publishers must not spin the drain
                 for (int k = 0; k < npub; ++k) {
@@ -314,7 +320,14 @@ int main(int argc, char** argv) {
                 }
         }
         if (o.scenario == "conn" && ready && now >= measure_start) break;
-        if (drain_deadline && (run.drained() || now >= drain_deadline)) break;
+        if (drain_deadline) {
+            const uint64_t got = run.received_count();
+            if (got != drain_seen) {
+                drain_seen = got;
+                drain_progress_at = now;
+            }
+            if (run.drained() || now >= drain_deadline || now - drain_progress_at >= kDrainStallNs) break;
+        }
 
         run.flush_all();
         int timeout_ms = publishing && per_pub_rate == 0 && !o.blast() ? 0 : 1;

