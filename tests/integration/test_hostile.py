@@ -161,6 +161,10 @@ class Scenario:
               f"bound {bound / MiB:.1f} MiB")
         if not sanitized(self.b):   # RSS bounds: asserted on the release build
             assert self.peak <= bound, f"{label}: RSS {self.peak / MiB:.1f} MiB over {bound / MiB:.1f} MiB"
+        # A sanitized broker runs several times slower: a bound measured on
+        # the release build is doubled there (a stall of seconds still fails).
+        if sanitized(self.b):
+            p99_bound *= 2
         assert p99 < p99_bound, f"{label}: p99 {p99 * 1e3:.1f} ms (bound {p99_bound * 1e3:.0f} ms)"
 
     def check_freed(self, label, again=None, settle=3.0):
