@@ -564,17 +564,18 @@ bool check_bridge_files(const config::AppConfig& cfg, std::vector<std::string>& 
     uint64_t budgets = 0;
     for (const config::Bridge& b : cfg.bridges) {
         budgets += b.max_queued_bytes;
-        if (b.tls.enabled) {
-            std::string why;
-            if (!net::TlsContext::create_client(tls_settings(b.tls), why)) {
-                errors.push_back("bridge " + b.name + ": tls: " + why);
-                ok = false;
-            }
+        // The same loaders the running bridges use, so the check says what a start would.
+        std::shared_ptr<net::TlsContext> ctx;
+        std::string why;
+        if (!client_context(b, ctx, why)) {
+            errors.push_back(why);
+            ok = false;
         }
         if (b.password_file.empty()) continue;
-        std::ifstream in(b.password_file, std::ios::binary);
-        if (!in) {
-            errors.push_back("bridge " + b.name + ": password_file " + b.password_file + ": " + std::strerror(errno));
+        std::string password;
+        why.clear();
+        if (!BridgeRunner::read_password(b, password, why)) {
+            errors.push_back(why);
             ok = false;
         }
     }

@@ -69,9 +69,12 @@ public:
 
     struct Entry;
 
+    // A bridge's password_file (trailing newline removed); false and a line
+    // added to `err` when it cannot be read. --check-config uses it too.
+    static bool read_password(const config::Bridge& c, std::string& out, std::string& err);
+
 private:
     bool load_passwords(std::string& err);
-    static bool read_password(const config::Bridge& c, std::string& out, std::string& err);
     Entry& add_entry(const config::Bridge& c);
     void retire(Entry& e);
     bool ensure_event_fd(std::string& err);
