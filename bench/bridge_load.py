@@ -12,31 +12,17 @@ import struct
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
-
-def rl(n):
-    out = bytearray()
-    while True:
-        b = n % 128
-        n //= 128
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def s16(b):
-    return struct.pack("!H", len(b)) + b
-
-
-def connect_packet(cid):
-    body = s16(b"MQTT") + bytes([4, 0x02]) + struct.pack("!H", 60) + s16(cid.encode())
-    return bytes([0x10]) + rl(len(body)) + body
+# The packet builders are the integration tests' own, so the two never disagree.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "integration"))
+import raw_mqtt as mq  # noqa: E402
 
 
 def open_conn(port, cid):
     s = socket.create_connection(("127.0.0.1", port))
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    s.sendall(connect_packet(cid))
+    s.sendall(mq.connect(cid))
     hdr = s.recv(4)
     assert len(hdr) == 4 and hdr[0] == 0x20 and hdr[3] == 0, f"CONNACK {hdr!r}"
     return s
@@ -77,7 +63,6 @@ class Reader:
 def publish(port, topic, n, size=64):
     s = open_conn(port, "")
     r = Reader(s)
-    t = s16(topic.encode())
     payload = b"x" * size
     window, sent, acked = 1000, 0, 0
     t0 = time.monotonic()
@@ -85,8 +70,7 @@ def publish(port, topic, n, size=64):
         batch = []
         while sent < n and sent - acked < window:
             pid = sent % 65535 + 1
-            body = t + struct.pack("!H", pid) + payload
-            batch.append(bytes([0x32]) + rl(len(body)) + body)
+            batch.append(mq.publish(topic, payload, qos=1, pid=pid))
             sent += 1
         if batch:
             s.sendall(b"".join(batch))
@@ -125,8 +109,7 @@ def drain(mport, n, timeout=600):
 def count(port, filt, n, seconds):
     s = open_conn(port, "")
     r = Reader(s)
-    body = struct.pack("!H", 1) + s16(filt.encode()) + b"\x01"
-    s.sendall(bytes([0x82]) + rl(len(body)) + body)
+    s.sendall(mq.subscribe(1, filt, qos=1))
     got, deadline = 0, time.monotonic() + seconds
     s.settimeout(1.0)
     while got < n and time.monotonic() < deadline:
