@@ -147,6 +147,9 @@ struct BridgeRunner::Entry final : bridge::LinkOutput {
         local_out.clear();
         broker->on_close(id);
     }
+    std::vector<std::string> local_filters() override {
+        return broker->session_filters(bridge::Link::local_client_id(cfg.name));
+    }
     void log(int level, const std::string& text) override {
         if (level == 0) log_info("%s", text.c_str());
         else log_warn("%s", text.c_str());

@@ -315,6 +315,7 @@ void Link::forward_out(const mqtt::Publish& pub) {
 
 void Link::subscribe_local() {
     state_ = State::LocalSubscribing;
+    unsubscribe_stale_local();
     mqtt::Subscribe s;
     s.packet_id = kSubscribeId;
     for (const TopicRule& r : cfg_.topics) {
@@ -329,6 +330,21 @@ void Link::subscribe_local() {
     }
     if (s.topics.empty()) return become_ready();
     send_local(Packet{s});
+}
+
+void Link::unsubscribe_stale_local() {
+    std::vector<std::string> current = out_.local_filters();
+    mqtt::Unsubscribe u;
+    u.packet_id = kUnsubscribeId;
+    for (const std::string& f : current) {
+        bool wanted = std::any_of(cfg_.topics.begin(), cfg_.topics.end(),
+                                  [&f](const TopicRule& r) { return r.out() && r.pattern == f; });
+        if (!wanted) u.filters.push_back(f);
+    }
+    if (u.filters.empty()) return;
+    out_.log(0, "bridge " + cfg_.name + ": " + std::to_string(u.filters.size()) +
+                    " local subscription(s) no longer in the configuration removed");
+    send_local(Packet{u});   // its UNSUBACK is ignored; the broker answers before the SUBSCRIBE
 }
 
 void Link::publish_state(bool up) {

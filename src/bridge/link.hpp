@@ -54,6 +54,9 @@ public:
     virtual void local_send(std::span<const uint8_t> bytes) = 0;   // bytes to the broker
     virtual void local_close() = 0;
     virtual void log(int level, const std::string& text) = 0;       // 0 info, 1 warn
+    // The filters the local session is subscribed to now: those no rule
+    // sends out any more are unsubscribed, so they stop filling the queue.
+    virtual std::vector<std::string> local_filters() { return {}; }
 };
 
 class Link {
@@ -105,6 +108,7 @@ private:
     void send_local(const mqtt::Packet& p);
     void start_local();
     void subscribe_local();
+    void unsubscribe_stale_local();
     void become_ready();
     // Retained "$SYS/broker/connection/<name>/state": "1" connected, "0" not
     // (Mosquitto's convention), published through the local session.
@@ -141,5 +145,6 @@ private:
 // identifiers of messages start, so a persistent upstream session's leftover
 // state does not meet them.
 inline constexpr uint16_t kSubscribeId = 65535;
+inline constexpr uint16_t kUnsubscribeId = 65534;
 
 }  // namespace hato::bridge

@@ -66,6 +66,14 @@ Broker::QueueInfo Broker::session_queue(std::string_view client_id) const {
     return q;
 }
 
+std::vector<std::string> Broker::session_filters(std::string_view client_id) const {
+    std::vector<std::string> out;
+    Slot slot = impl_->slot_by_client.find(client_id);
+    if (slot == kNoSlot) return out;
+    for (const auto& [filter, rec] : impl_->sessions[slot]->subs) out.push_back(filter);
+    return out;
+}
+
 Broker::Counts Broker::counts() const {
     Counts n;
     n.shared_group_names = impl_->subs.group_count();

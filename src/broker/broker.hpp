@@ -8,6 +8,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 #include <string_view>
 
 #include "broker/config.hpp"
@@ -138,6 +139,8 @@ public:
         uint64_t oldest_ms = 0;   // 0: empty
     };
     QueueInfo session_queue(std::string_view client_id) const;
+    // The filters a session is subscribed to, as subscribed (empty if no such session).
+    std::vector<std::string> session_filters(std::string_view client_id) const;
 
     // The broker's part of the $SYS values: Stats plus table sizes. Walks
     // the sessions and retained messages (once per [sys] interval).

@@ -148,6 +148,31 @@ def test_bridge_added_removed_and_changed(broker_factory):
         c.close()
 
 
+def test_a_removed_out_rule_stops_queueing_for_the_bridge(broker_factory):
+    # The bridge's local session is persistent: a rule removed from the
+    # file must also leave the session, or its topic keeps filling the
+    # store-and-forward queue during every outage.
+    up = broker_factory()
+    gw = broker_factory()
+    far = Client(up, client_id="far")
+    far.subscribe("#", qos=1)
+    local = Client(gw, client_id="local")
+    old_rule = '\n[[bridge.topic]]\npattern = "old/#"\ndirection = "out"\nqos = 1\n'
+    reload(gw, bridge(up.port) + old_rule)
+    wait_for(lambda: "bridge site: connected" in gw.log(), "the bridge to connect")
+    local.publish("old/1", b"before", qos=1)
+    assert far.expect().payload == b"before"
+    reload(gw, bridge(up.port), expect="bridge site: connected")
+    assert "1 local subscription(s) no longer in the configuration removed" in gw.log()
+    local.publish("old/2", b"after", qos=1)
+    local.publish("plant/1", b"kept", qos=1)
+    m = far.expect()
+    assert (m.topic, m.payload) == ("plant/1", b"kept")
+    far.expect_none(0.5)
+    for c in (far, local):
+        c.close()
+
+
 def test_broken_configuration_keeps_the_running_one(broker_factory):
     b = broker_factory()
     c = Client(b, client_id="stays")

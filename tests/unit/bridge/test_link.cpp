@@ -25,6 +25,8 @@ struct Fake final : LinkOutput {
     void local_send(std::span<const uint8_t> b) override { local.insert(local.end(), b.begin(), b.end()); }
     void local_close() override { ++local_closes; }
     void log(int, const std::string&) override {}
+    std::vector<std::string> subscribed;   // what local_filters() reports
+    std::vector<std::string> local_filters() override { return subscribed; }
 };
 
 // Decodes every packet in `buf` (copies kept alive in `store`) and clears it.
@@ -325,4 +327,38 @@ TEST_CASE("a local server_keep_alive is honoured with local PINGREQs") {
     ls = take(f.local, Version::V5, store);
     REQUIRE(ls.size() == 1);
     CHECK(std::holds_alternative<mqtt::Pingreq>(ls[0]));
+}
+
+TEST_CASE("local subscriptions that no out rule wants any more are unsubscribed before the SUBSCRIBE") {
+    Fake f;
+    f.subscribed = {"plant/#", "old/#", "cmd/#"};   // cmd/# is an in rule: not a local subscription
+    std::vector<std::vector<uint8_t>> store;
+    LinkConfig cfg = config(Version::V5);
+    cfg.topics = {{"plant/#", Direction::Out, 1, "", ""}};
+    Link link(cfg, f);
+    link.on_upstream_open(0);
+    link.on_upstream_data(enc(Packet{mqtt::Connack{}}, Version::V5), 0);
+    take(f.local, Version::V5, store);   // local CONNECT
+    link.on_local_data(enc(Packet{mqtt::Connack{}}, Version::V5));
+    auto ls = take(f.local, Version::V5, store);
+    REQUIRE(ls.size() == 2);
+    const auto& u = std::get<mqtt::Unsubscribe>(ls[0]);
+    REQUIRE(u.filters.size() == 2);
+    CHECK(u.filters[0] == "old/#");
+    CHECK(u.filters[1] == "cmd/#");
+    const auto& s = std::get<mqtt::Subscribe>(ls[1]);
+    CHECK(s.packet_id != u.packet_id);
+    REQUIRE(s.topics.size() == 1);
+    CHECK(s.topics[0].filter == "plant/#");
+    // The UNSUBACK changes nothing; the SUBACK makes the link ready.
+    mqtt::Unsuback ua;
+    ua.packet_id = u.packet_id;
+    ua.reasons = {0, 0};
+    link.on_local_data(enc(Packet{ua}, Version::V5));
+    CHECK_FALSE(link.ready());
+    mqtt::Suback lsa;
+    lsa.packet_id = s.packet_id;
+    lsa.reasons = {1};
+    link.on_local_data(enc(Packet{lsa}, Version::V5));
+    CHECK(link.ready());
 }
