@@ -8,11 +8,11 @@
 #include "app/admission.hpp"
 #include "app/components.hpp"
 #include "app/log.hpp"
+#include "app/metrics_endpoint.hpp"
 #include "app/reload.hpp"
 #include "app/shutdown.hpp"
 #include "app/signals.hpp"
 #include "app/store_refusal_report.hpp"
-#include "hato_build.h"
 
 namespace hato::app {
 
@@ -37,7 +37,7 @@ public:
     bool start() {
         return open_reactor(cfg_, c_) && open_signals() && open_security(cfg_, c_) && open_store(cfg_, c_) &&
                open_broker(cfg_, c_, [this] { shutdown_.poll(c_.reactor->now_ms()); }) && open_listeners() &&
-               open_metrics();
+               metrics_.open();
     }
 
     void run() {
@@ -54,28 +54,26 @@ public:
 
     // net::Handler
     void on_open(net::ConnId id, int reactor_listener, const std::string& peer) override {
-        if (metrics_ && reactor_listener == metrics_listener_) return open_metrics_connection(id);
-        note_pass_activity();
-        // From here on a listener is its slot in cfg_.listeners.
-        const int listener_index = c_.listeners->slot_of(reactor_listener);
-        if (listener_index < 0) {   // a metrics listener a reload closed: its accept raced the close
-            admission_.refused(id);
-            c_.reactor->close(id, false);
+        if (metrics_.is_listener(reactor_listener)) {
+            if (!metrics_.accept(id)) refuse(id);
             return;
         }
-        const Admission::Verdict verdict = admission_.decide(listener_index, shutdown_.stopping(), cfg_.broker.max_connections);
+        metrics_.pass_activity();
+        // From here on a listener is its slot in cfg_.listeners.
+        const int listener_index = c_.listeners->slot_of(reactor_listener);
+        // A metrics listener a reload closed: its accept raced the close.
+        if (listener_index < 0) return refuse(id);
+        const Admission::Verdict verdict =
+            admission_.decide(listener_index, shutdown_.stopping(), cfg_.broker.max_connections);
         if (verdict != Admission::Verdict::Admit) {
-            // Closed at once, the broker never hears of it.
             if (std::optional<uint64_t> n = admission_.note_refusal(c_.reactor->now_ms()))
                 log_warn("refusing connection from %s: %s (%llu refused since the last report)", peer.c_str(),
                          Admission::reason(verdict), unsigned_ll(*n));
-            admission_.refused(id);
-            c_.reactor->close(id, false);
-            return;
+            return refuse(id);
         }
         admission_.admitted(id, listener_index);
         log_debug("connection %llu from %s on listener %d", unsigned_ll(id), peer.c_str(), listener_index);
-        if (listener_counts_) listener_counts_->opened(id, listener_index);
+        metrics_.opened(id, listener_index);
         c_.transports->on_open(id, listener_index, peer);
         c_.access->note_peer(id, peer);
         c_.broker->on_open(id, listener_index, peer);
@@ -83,8 +81,8 @@ public:
 
     void on_data(net::ConnId id, std::span<const uint8_t> data) override {
         if (admission_.is_refused(id)) return;
-        note_pass_activity();
-        if (metrics_ && metrics_->owns(id)) return metrics_->on_data(id, data);
+        metrics_.pass_activity();
+        if (metrics_.owns(id)) return metrics_.on_data(id, data);
         if (c_.bridges && c_.bridges->owns_upstream(id)) return c_.bridges->on_upstream_data(id, data);
         std::optional<std::string> identity;   // the TLS client's, with its first MQTT bytes
         const bool deliver = c_.transports->unwrap(id, data, identity);
@@ -95,13 +93,13 @@ public:
 
     void on_close(net::ConnId id, int error) override {
         if (admission_.forget_refused(id)) return;
-        if (metrics_ && metrics_->on_close(id)) return shutdown_.poll(c_.reactor->now_ms());
-        note_pass_activity();
+        if (metrics_.on_close(id)) return shutdown_.poll(c_.reactor->now_ms());
+        metrics_.pass_activity();
         if (c_.bridges && c_.bridges->owns_upstream(id)) {
             c_.bridges->on_upstream_close(id, error);
             return shutdown_.poll(c_.reactor->now_ms());
         }
-        if (listener_counts_) listener_counts_->closed(id);
+        metrics_.closed(id);
         c_.transports->on_close(id);
         c_.access->forget_peer(id);
         admission_.closed(id);
@@ -112,9 +110,9 @@ public:
     }
 
     void on_tick(uint64_t now_ms) override {
-        note_pass_activity();
+        metrics_.pass_activity();
         c_.broker->on_tick(now_ms);
-        if (metrics_) metrics_->on_tick(now_ms, c_.broker->stats());
+        metrics_.on_tick(now_ms);
         if (c_.bridges) c_.bridges->on_tick(now_ms);
         c_.transports->on_tick(now_ms);
         c_.notifier.watchdog_tick(now_ms);
@@ -135,80 +133,16 @@ public:
         report_store_refusals(c_.reactor->now_ms());
         if (c_.durable) c_.durable->on_pass_end();
         shutdown_.poll(c_.reactor->now_ms());
-        if (pass_started_us_) {
-            loop_pass_.observe_us(monotonic_us() - pass_started_us_);
-            pass_started_us_ = 0;
-        }
+        metrics_.pass_end();
     }
 
 private:
-    // --- Metrics endpoint ([metrics]) ----------------------------------------
-    // Loop-pass time: from the first event a pass hands over to its end
-    // (the wait for events is not part of it). Only timed with [metrics] on.
-    void note_pass_activity() {
-        if (metrics_ && !pass_started_us_) pass_started_us_ = monotonic_us();
-    }
-
-    void open_metrics_connection(net::ConnId id) {
-        if (!shutdown_.stopping() && metrics_->on_open(id)) return;
-        admission_.refused(id);   // its on_close must not reach the broker
+    // Closed at once: the broker never hears of it, nor of its close.
+    void refuse(net::ConnId id) {
+        admission_.refused(id);
         c_.reactor->close(id, false);
     }
 
-    // The metrics listener takes the next reactor listener index; once
-    // created, the MetricsServer stays (a reload that turns the endpoint
-    // off closes its listener and connections only).
-    bool open_metrics() {
-        if (cfg_.metrics.port == 0) return true;
-        std::string err;
-        metrics_listener_ = c_.listeners->open_unslotted(cfg_.metrics.address, cfg_.metrics.port, err);
-        if (metrics_listener_ < 0) {
-            log_error("metrics: listen on %s:%u: %s", cfg_.metrics.address.c_str(), unsigned(cfg_.metrics.port),
-                      err.c_str());
-            return false;
-        }
-        if (!listener_counts_) listener_counts_ = std::make_unique<ListenerCounts>(cfg_.listeners.size());
-        if (!metrics_)
-            metrics_ = std::make_unique<MetricsServer>(*c_.reactor, cfg_.broker.connect_timeout_ms,
-                                                       [this] { return metrics_status(); });
-        if (started_ms_ == 0) started_ms_ = c_.reactor->now_ms();
-        log_info("metrics on http://%s:%u/metrics", cfg_.metrics.address.c_str(),
-                 unsigned(c_.reactor->bound_port(metrics_listener_)));
-        return true;
-    }
-
-    StatusData metrics_status() {
-        StatusData d;
-        d.version = HATO_VERSION;
-        d.backend = c_.reactor->name();
-        d.uptime_s = double(c_.reactor->now_ms() - started_ms_) / 1000.0;
-        d.stats = c_.broker->stats();
-        for (size_t i = 0; i < cfg_.listeners.size(); ++i) {
-            const config::Listener& l = cfg_.listeners[i];
-            if (!c_.listeners->is_open(i)) continue;
-            d.listeners.push_back({l.address + ":" + std::to_string(c_.listeners->bound_port(i)),
-                                   listener_counts_->connected(i), listener_counts_->accepted(i)});
-        }
-        d.listeners_open = !shutdown_.stopping();
-        d.storage_enabled = c_.log != nullptr;
-        if (c_.log) {
-            d.store_bytes = c_.log->bytes_used();
-            d.store_max_bytes = c_.log->max_bytes();
-            d.store_segments = c_.log->segment_count();
-            d.store_records = c_.log->record_count();
-            d.store_dead_bytes = c_.log->dead_bytes();
-            d.store_refusing = c_.log->refusing();
-            d.store_sync_failing = c_.durable->failing();
-            d.recent_refusal = metrics_->recent_refusal(c_.reactor->now_ms(), d.stats);
-            d.sync_latency = &c_.sync_latency;
-        }
-        d.messages_in_per_s = metrics_->messages_in_per_s();
-        if (c_.modbus) d.modbus = c_.modbus->status();
-        d.messages_out_per_s = metrics_->messages_out_per_s();
-        d.loop_pass = &loop_pass_;
-        if (c_.bridges) d.bridges = c_.bridges->status(c_.reactor->now_ms());
-        return d;
-    }
 
     void report_store_refusals(uint64_t now_ms) {
         if (std::optional<std::string> line = store_refusals_.due(c_.broker->stats(), now_ms))
@@ -262,7 +196,7 @@ private:
         std::vector<uint32_t> limits;
         for (size_t i = 0; i < cfg_.listeners.size(); ++i) limits.push_back(cfg_.listeners[i].max_connections);
         admission_.limits().reconfigure(std::move(limits));
-        if (listener_counts_) listener_counts_->grow(cfg_.listeners.size());
+        metrics_.grow(cfg_.listeners.size());
         set_log_level(cfg_.log_level);
         c_.broker->reconfigure(cfg_.broker);
         c_.reactor->set_max_lingering(cfg_.broker.max_connections);
@@ -283,15 +217,7 @@ private:
         log_info("[sys] interval now %u s%s", unsigned(cfg_.sys_interval_s), cfg_.sys_interval_s == 0 ? " ($SYS off)" : "");
     }
 
-    void reopen_metrics(const config::MetricsConfig& old) override {
-        if (metrics_listener_ >= 0) {
-            c_.reactor->close_listener(metrics_listener_);
-            metrics_listener_ = -1;
-            if (metrics_) metrics_->close_all();
-            log_info("metrics endpoint on %s:%u closed", old.address.c_str(), unsigned(old.port));
-        }
-        open_metrics();   // logs where it listens, or why it cannot
-    }
+    void reopen_metrics(const config::MetricsConfig& old) override { metrics_.reopen(old); }
 
     // A listener the reload removed: no more accepts; its connections get
     // DISCONNECT "server shutting down" (v5) and are closed.
@@ -346,7 +272,7 @@ private:
     void announce() override { c_.notifier.send("STOPPING=1"); }
     void stop_accepting() override {
         c_.reactor->close_listeners();
-        if (metrics_) metrics_->close_all();
+        metrics_.close_all();
     }
     void stop_clients_of_ours() override {
         if (c_.bridges) c_.bridges->stop();
@@ -378,14 +304,7 @@ private:
     StoreRefusalReport store_refusals_;
     Shutdown shutdown_{*this, kShutdownGraceMs};
 
-    // [metrics]: null when off. Histogram bounds in seconds.
-    std::unique_ptr<MetricsServer> metrics_;
-    std::unique_ptr<ListenerCounts> listener_counts_;
-    int metrics_listener_ = -1;
-    uint64_t started_ms_ = 0;
-    uint64_t pass_started_us_ = 0;
-    Histogram loop_pass_{{0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-                          0.05, 0.1, 0.25}};
+    MetricsEndpoint metrics_{cfg_, c_, shutdown_};   // [metrics]
 };
 
 }  // namespace
