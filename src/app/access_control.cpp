@@ -139,6 +139,16 @@ void AccessControl::warn_unverifiable_acl_users(const config::AppConfig& cfg) {
 // connected clients stay, TLS ones on their old context.
 void AccessControl::reload(const config::AppConfig& cfg) {
     std::vector<std::string> errors;
+    reload_auth_files(cfg, errors);
+    reload_listener_files(cfg, errors);
+    std::vector<bool> anonymous(cfg.listeners.size());
+    for (size_t i = 0; i < cfg.listeners.size(); ++i) anonymous[i] = config::anonymous_allowed(cfg, i);
+    authenticator_.set_anonymous_allowed(std::move(anonymous));
+    if ((auth_files_.passwords || any_listener_password_file(cfg)) && !hash_pool_) open_hash_pool(cfg);
+}
+
+// [auth] password_file and acl_file.
+void AccessControl::reload_auth_files(const config::AppConfig& cfg, std::vector<std::string>& errors) {
     if (cfg.auth.password_file.empty()) {
         auth_files_.passwords = nullptr;
         authenticator_.set_password_file(nullptr);
@@ -165,6 +175,10 @@ void AccessControl::reload(const config::AppConfig& cfg) {
             report_reload_errors(errors, "acl file", cfg.auth.acl_file);
         }
     }
+}
+
+// The listeners' own password and acl files, and their TLS contexts.
+void AccessControl::reload_listener_files(const config::AppConfig& cfg, std::vector<std::string>& errors) {
     std::vector<std::shared_ptr<const auth::PasswordFile>> files;
     if (load_listener_password_files(cfg, files, errors)) {
         authenticator_.set_listener_password_files(std::move(files));
@@ -187,10 +201,6 @@ void AccessControl::reload(const config::AppConfig& cfg) {
     } else {
         report_reload_errors(errors, "TLS certificates", "");
     }
-    std::vector<bool> anonymous(cfg.listeners.size());
-    for (size_t i = 0; i < cfg.listeners.size(); ++i) anonymous[i] = config::anonymous_allowed(cfg, i);
-    authenticator_.set_anonymous_allowed(std::move(anonymous));
-    if ((auth_files_.passwords || any_listener_password_file(cfg)) && !hash_pool_) open_hash_pool(cfg);
 }
 
 // Which authenticator and authorizer the broker asks: the bridges' wrappers

@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "app/security.hpp"
 #include "app/tls_layer.hpp"
@@ -50,6 +51,8 @@ private:
     bool open_listener_password_files(const config::AppConfig& cfg);
     bool open_listener_acl_files(const config::AppConfig& cfg);
     bool open_hash_pool(const config::AppConfig& cfg);
+    void reload_auth_files(const config::AppConfig& cfg, std::vector<std::string>& errors);
+    void reload_listener_files(const config::AppConfig& cfg, std::vector<std::string>& errors);
     void warn_unverifiable_acl_users(const config::AppConfig& cfg);
 
     net::Reactor& reactor_;
