@@ -117,7 +117,8 @@ public:
         c_.transports->on_tick(now_ms);
         c_.notifier.watchdog_tick(now_ms);
         if (c_.durable) c_.durable->on_tick(now_ms);
-        if (c_.log_persistence && !shutdown_.stopping()) c_.log_persistence->maintenance(kCompactionBudget, kIdleCompactionBytes);
+        if (c_.log_persistence && !shutdown_.stopping())
+            c_.log_persistence->maintenance(kCompactionBudget, kIdleCompactionBytes);
         report_store_refusals(now_ms);   // what the last second suppressed
         if (c_.sys && !shutdown_.stopping()) c_.sys->on_tick(now_ms, *c_.broker);
         if (c_.modbus) c_.modbus->publish_sys(now_ms, cfg_.sys_interval_s);
@@ -143,12 +144,10 @@ private:
         c_.reactor->close(id, false);
     }
 
-
     void report_store_refusals(uint64_t now_ms) {
         if (std::optional<std::string> line = store_refusals_.due(c_.broker->stats(), now_ms))
             log_error("%s", line->c_str());
     }
-
 
     bool open_signals() {
         std::string err;
@@ -159,7 +158,6 @@ private:
         c_.reactor->watch_readable(signals_.fd(), [this] { on_signals(); });
         return true;
     }
-
 
     // SIGHUP: the security files and certificates at the paths of cfg_ (a
     // reload may have changed them), the WebSocket rules likewise.
@@ -214,7 +212,8 @@ private:
     void restart_sys() override {
         c_.sys.reset();
         open_sys(cfg_, c_);
-        log_info("[sys] interval now %u s%s", unsigned(cfg_.sys_interval_s), cfg_.sys_interval_s == 0 ? " ($SYS off)" : "");
+        log_info("[sys] interval now %u s%s", unsigned(cfg_.sys_interval_s),
+                 cfg_.sys_interval_s == 0 ? " ($SYS off)" : "");
     }
 
     void reopen_metrics(const config::MetricsConfig& old) override { metrics_.reopen(old); }
@@ -240,12 +239,6 @@ private:
             log_error("reload of the bridges failed: %s (the running bridges stay)", err.c_str());
     }
 
-
-
-
-
-
-
     bool open_listeners() {
         std::vector<uint32_t> limits;
         for (const config::Listener& l : cfg_.listeners) limits.push_back(l.max_connections);
@@ -254,7 +247,6 @@ private:
             if (!open_listener(cfg_, c_, i)) return false;
         return true;
     }
-
 
     void on_signals() {
         signals_.drain([this](int signo) {

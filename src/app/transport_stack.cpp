@@ -57,7 +57,9 @@ void ReactorTransport::close(broker::ConnId id) {
 TransportStack::TransportStack(net::Reactor& reactor)
     : tls_(reactor),
       ws_(reactor,
-          [this](net::ConnId id, std::span<const uint8_t> bytes, bool low) { transport_.send_below_ws(id, bytes, low); },
+          [this](net::ConnId id, std::span<const uint8_t> bytes, bool low) {
+              transport_.send_below_ws(id, bytes, low);
+          },
           [this](net::ConnId id) { transport_.close_below_ws(id); }),
       transport_(reactor, tls_, ws_) {}
 

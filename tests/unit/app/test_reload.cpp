@@ -72,7 +72,8 @@ TEST_CASE("[sys] and [metrics] restart only when their settings changed, after t
     next.listeners.push_back(listener(1890));
     Recorder changed;
     apply_reload(running, {true}, next, changed);
-    CHECK(changed.steps == std::vector<std::string>{"adopt", "security", "open 1", "sys", "metrics from 9100", "bridges"});
+    CHECK(changed.steps ==
+          std::vector<std::string>{"adopt", "security", "open 1", "sys", "metrics from 9100", "bridges"});
 }
 
 TEST_CASE("restart-only keys keep their running values in what is adopted") {

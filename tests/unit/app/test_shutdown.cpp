@@ -58,5 +58,6 @@ TEST_CASE("a second signal stops at once, without repeating the steps") {
     s.request("SIGINT", 1000);
     s.request("SIGINT", 1001);
     CHECK(s.stopped());
-    CHECK(r.steps == std::vector<std::string>{"announce", "stop accepting", "stop bridges", "disconnect clients", "finish"});
+    CHECK(r.steps ==
+          std::vector<std::string>{"announce", "stop accepting", "stop bridges", "disconnect clients", "finish"});
 }
