@@ -97,20 +97,6 @@ bool check_peer_names(WOLFSSL_X509* cert, std::string& cn, std::string& why) {
     return ok;
 }
 
-// Why verify_peer_names refused, for the handshake failure message: the
-// callback runs inside wolfSSL_accept on this thread, which then fails.
-thread_local std::string name_refusal;
-
-// Runs for each certificate of the client's chain (ALWAYS_VERIFY_CB): the
-// client's own one is refused during the handshake when its names are not clean.
-int verify_peer_names(int preverify, WOLFSSL_X509_STORE_CTX* store) {
-    if (!preverify) return 0;
-    if (wolfSSL_X509_STORE_CTX_get_error_depth(store) != 0) return 1;
-    WOLFSSL_X509* cert = wolfSSL_X509_STORE_CTX_get_current_cert(store);
-    std::string cn;
-    return !cert || check_peer_names(cert, cn, name_refusal) ? 1 : 0;
-}
-
 // The protocol floor and the cipher suites, alike for both sides.
 bool set_version_and_ciphers(WOLFSSL_CTX* ctx, const std::string& min_version, std::string& err) {
     if (min_version != "1.2" && min_version != "1.3") {
@@ -165,7 +151,7 @@ std::shared_ptr<TlsContext> TlsContext::create(const TlsSettings& s, std::string
     int mode = WOLFSSL_VERIFY_NONE;
     if (s.require_client_cert) mode = WOLFSSL_VERIFY_PEER | WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT;
     else if (!s.ca.empty()) mode = WOLFSSL_VERIFY_PEER;  // verify a certificate if one is offered
-    wolfSSL_CTX_set_verify(c->ctx_, mode, mode == WOLFSSL_VERIFY_NONE ? nullptr : verify_peer_names);
+    wolfSSL_CTX_set_verify(c->ctx_, mode, mode == WOLFSSL_VERIFY_NONE ? nullptr : TlsConn::verify_peer_names);
     wolfSSL_CTX_SetIORecv(c->ctx_, nullptr);
     wolfSSL_CTX_SetIOSend(c->ctx_, nullptr);
     return c;
@@ -194,6 +180,22 @@ std::shared_ptr<TlsContext> TlsContext::create_client(const TlsClientSettings& s
     wolfSSL_CTX_SetIORecv(c->ctx_, nullptr);
     wolfSSL_CTX_SetIOSend(c->ctx_, nullptr);
     return c;
+}
+
+// Runs for each certificate of the client's chain (ALWAYS_VERIFY_CB): the
+// client's own one is refused during the handshake when its names are not
+// clean, and the connection it verifies for keeps why (its I/O context).
+int TlsConn::verify_peer_names(int preverify, WOLFSSL_X509_STORE_CTX* store) {
+    if (!preverify) return 0;
+    if (wolfSSL_X509_STORE_CTX_get_error_depth(store) != 0) return 1;
+    WOLFSSL_X509* cert = wolfSSL_X509_STORE_CTX_get_current_cert(store);
+    auto* ssl = static_cast<WOLFSSL*>(
+        wolfSSL_X509_STORE_CTX_get_ex_data(store, wolfSSL_get_ex_data_X509_STORE_CTX_idx()));
+    auto* self = ssl ? static_cast<TlsConn*>(wolfSSL_GetIOReadCtx(ssl)) : nullptr;
+    std::string cn, why;
+    if (!cert || check_peer_names(cert, cn, why)) return 1;
+    if (self) self->name_refusal_ = std::move(why);
+    return 0;
 }
 
 TlsContext::~TlsContext() {
@@ -267,8 +269,8 @@ int TlsConn::send_cb(WOLFSSL*, char* buf, int sz, void* ctx) {
 TlsConn::Status TlsConn::fail(int ret) {
     int code = wolfSSL_get_error(ssl_, ret);
     failed_ = true;
-    error_ = name_refusal.empty() ? wolf_error(code) : name_refusal;
-    name_refusal.clear();
+    error_ = name_refusal_.empty() ? wolf_error(code) : name_refusal_;
+    name_refusal_.clear();
     return Status::Failed;
 }
 
@@ -284,7 +286,7 @@ TlsConn::Status TlsConn::on_ciphertext(std::span<const uint8_t> in, std::vector<
 
 TlsConn::Status TlsConn::pump(std::vector<uint8_t>& plain) {
     if (!established_) {
-        name_refusal.clear();
+        name_refusal_.clear();
         int r = ctx_->is_client() ? wolfSSL_connect(ssl_) : wolfSSL_accept(ssl_);
         if (r != WOLFSSL_SUCCESS) {
             int code = wolfSSL_get_error(ssl_, r);

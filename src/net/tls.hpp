@@ -12,6 +12,7 @@
 
 struct WOLFSSL_CTX;
 struct WOLFSSL;
+struct WOLFSSL_X509_STORE_CTX;
 
 namespace hato::net {
 
@@ -92,6 +93,9 @@ public:
     // Sends close_notify into output().
     void shutdown();
 
+    // The server context's certificate verify callback.
+    static int verify_peer_names(int preverify, WOLFSSL_X509_STORE_CTX* store);
+
 private:
     static int recv_cb(WOLFSSL*, char* buf, int sz, void* ctx);
     static int send_cb(WOLFSSL*, char* buf, int sz, void* ctx);
@@ -109,6 +113,7 @@ private:
     std::string error_;
     std::string peer_cn_;
     std::string server_ip_;             // client side: an IP literal to find in the upstream's certificate
+    std::string name_refusal_;          // why verify_peer_names refused, for the handshake's error
 };
 
 }  // namespace hato::net

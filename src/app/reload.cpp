@@ -1,0 +1,60 @@
+#include "app/reload.hpp"
+
+#include <string>
+
+#include "app/log.hpp"
+#include "app/reload_plan.hpp"
+
+namespace hato::app {
+
+namespace {
+
+void warn_restart_only(const std::vector<std::string>& kept) {
+    if (kept.empty()) return;
+    std::string list;
+    for (const std::string& k : kept) list += (list.empty() ? "" : ", ") + k;
+    log_warn("reload: %s changed, which needs a restart: keeping the running value", list.c_str());
+}
+
+// The new listener table: kept slots take their new settings, removed ones
+// are emptied (no files, no TLS), new ones appended. Returns the added slots.
+std::vector<size_t> build_table(const std::vector<config::Listener>& running, const ListenerPlan& plan,
+                                std::vector<config::Listener>& next) {
+    std::vector<config::Listener> table = running;
+    std::vector<size_t> added;
+    for (size_t n = 0; n < next.size(); ++n) {
+        if (plan.slot_of_new[n] >= 0) {
+            table[size_t(plan.slot_of_new[n])] = next[n];
+        } else {
+            added.push_back(table.size());
+            table.push_back(next[n]);
+        }
+    }
+    for (size_t i : plan.removed) table[i] = config::Listener{};
+    next = std::move(table);
+    return added;
+}
+
+}  // namespace
+
+void apply_reload(const config::AppConfig& running, const std::vector<bool>& open_slots, config::AppConfig next,
+                  ReloadSteps& steps) {
+    warn_restart_only(keep_restart_only(running, next));
+    const config::MetricsConfig old_metrics = running.metrics;
+    const uint32_t old_sys = running.sys_interval_s;
+    const ListenerPlan plan = plan_listeners(running.listeners, open_slots, next.listeners);
+    // Closed while `running` still describes them (the log names them).
+    for (size_t i : plan.removed) steps.close_listener(i);
+    const std::vector<size_t> added = build_table(running.listeners, plan, next.listeners);
+    const bool sys_changed = next.sys_interval_s != old_sys;
+    const bool metrics_moved = next.metrics.address != old_metrics.address || next.metrics.port != old_metrics.port;
+
+    steps.adopt(std::move(next));
+    steps.reload_security();
+    for (size_t i : added) steps.open_added_listener(i);
+    if (sys_changed) steps.restart_sys();
+    if (metrics_moved) steps.reopen_metrics(old_metrics);
+    steps.reload_bridges();
+}
+
+}  // namespace hato::app

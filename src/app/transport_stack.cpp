@@ -1,0 +1,110 @@
+#include "app/transport_stack.hpp"
+
+#include <algorithm>
+
+#include "app/bridge_runner.hpp"
+#include "app/log.hpp"
+
+namespace hato::app {
+
+void ReactorTransport::send(broker::ConnId id, std::span<const uint8_t> bytes) {
+    if (BridgeRunner::is_local_id(id)) return bridges.send(id, bytes);
+    if (ws_.owns(id)) ws_.send(id, bytes, false);
+    else send_below_ws(id, bytes, false);
+}
+
+void ReactorTransport::send_low_priority(broker::ConnId id, std::span<const uint8_t> bytes) {
+    if (BridgeRunner::is_local_id(id)) return bridges.send(id, bytes);
+    if (ws_.owns(id)) ws_.send(id, bytes, true);
+    else send_below_ws(id, bytes, true);
+}
+
+void ReactorTransport::send_below_ws(broker::ConnId id, std::span<const uint8_t> bytes, bool low_priority) {
+    if (tls_.owns(id)) tls_.send(id, bytes);
+    else if (low_priority) reactor_.send_low_priority(id, bytes);
+    else reactor_.send(id, bytes);
+}
+
+void ReactorTransport::close_below_ws(broker::ConnId id) {
+    if (tls_.owns(id)) tls_.close(id);
+    else reactor_.close(id, true);
+}
+
+size_t ReactorTransport::queued_bytes(broker::ConnId id) const {
+    return BridgeRunner::is_local_id(id) ? 0 : reactor_.queued_bytes(id);
+}
+
+void ReactorTransport::set_reading(broker::ConnId id, bool on) {
+    if (!BridgeRunner::is_local_id(id)) reactor_.set_reading(id, on);
+}
+
+void ReactorTransport::slow_consumer(broker::ConnId, std::string_view client_id, bool started, uint64_t dropped) {
+    const int n = int(std::min<size_t>(client_id.size(), 128));
+    if (started)
+        log_warn("client '%.*s' is a slow consumer: its QoS 0 messages are dropped until it catches up", n,
+                 client_id.data());
+    else
+        log_info("client '%.*s' caught up or left: %llu QoS 0 messages dropped for it", n, client_id.data(),
+                 static_cast<unsigned long long>(dropped));
+}
+
+void ReactorTransport::close(broker::ConnId id) {
+    if (BridgeRunner::is_local_id(id)) return bridges.close(id);
+    if (ws_.owns(id)) ws_.close(id);
+    else close_below_ws(id);
+}
+
+TransportStack::TransportStack(net::Reactor& reactor)
+    : tls_(reactor),
+      ws_(reactor,
+          [this](net::ConnId id, std::span<const uint8_t> bytes, bool low) {
+              transport_.send_below_ws(id, bytes, low);
+          },
+          [this](net::ConnId id) { transport_.close_below_ws(id); }),
+      transport_(reactor, tls_, ws_) {}
+
+void TransportStack::configure_ws(const config::AppConfig& cfg) {
+    std::vector<WsListener> ws(cfg.listeners.size());
+    for (size_t i = 0; i < cfg.listeners.size(); ++i) {
+        const config::Listener& l = cfg.listeners[i];
+        ws[i].enabled = l.protocol == config::ListenerProtocol::WebSockets;
+        ws[i].rules.path = l.path;
+        ws[i].rules.allowed_origins = l.allowed_origins;
+        ws[i].trusted_proxies = l.trusted_proxies;
+    }
+    ws_.configure(std::move(ws), cfg.broker.connect_timeout_ms, cfg.broker.max_packet_size);
+}
+
+void TransportStack::on_open(net::ConnId id, int listener_index, const std::string& peer) {
+    tls_.on_open(id, listener_index, peer);
+    ws_.on_open(id, listener_index, peer);
+}
+
+void TransportStack::on_close(net::ConnId id) {
+    tls_.on_close(id);
+    ws_.on_close(id);
+}
+
+void TransportStack::on_tick(uint64_t now_ms) {
+    tls_.on_tick(now_ms);
+    ws_.on_tick(now_ms);
+}
+
+bool TransportStack::unwrap(net::ConnId id, std::span<const uint8_t>& data, std::optional<std::string>& identity) {
+    if (tls_.owns(id)) {
+        plaintext_.clear();
+        if (!tls_.on_ciphertext(id, data, plaintext_) || plaintext_.empty()) return false;
+        std::optional<std::string> verified = tls_.identity(id);
+        if (verified && tls_.first_identity_use(id)) identity = std::move(verified);
+        data = plaintext_;
+    }
+    if (ws_.owns(id)) {
+        // WebSocket frames (over TLS for wss) in, the MQTT stream out.
+        ws_payload_.clear();
+        if (!ws_.on_bytes(id, data, ws_payload_) || ws_payload_.empty()) return false;
+        data = ws_payload_;
+    }
+    return true;
+}
+
+}  // namespace hato::app

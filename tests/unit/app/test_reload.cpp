@@ -1,0 +1,89 @@
+// The order a reload applies a new configuration in (app/reload.hpp), on a
+// recorder: removed listeners close first, security files load before any
+// new listener opens, [sys]/[metrics] restart only when changed.
+#include <doctest/doctest.h>
+
+#include <string>
+#include <vector>
+
+#include "app/reload.hpp"
+
+using namespace hato;
+using hato::app::apply_reload;
+
+namespace {
+
+struct Recorder final : app::ReloadSteps {
+    std::vector<std::string> steps;
+    config::AppConfig adopted;
+    void close_listener(size_t slot) override { steps.push_back("close " + std::to_string(slot)); }
+    void adopt(config::AppConfig next) override {
+        steps.push_back("adopt");
+        adopted = std::move(next);
+    }
+    void reload_security() override { steps.push_back("security"); }
+    void open_added_listener(size_t slot) override { steps.push_back("open " + std::to_string(slot)); }
+    void restart_sys() override { steps.push_back("sys"); }
+    void reopen_metrics(const config::MetricsConfig& old) override {
+        steps.push_back("metrics from " + std::to_string(old.port));
+    }
+    void reload_bridges() override { steps.push_back("bridges"); }
+};
+
+config::Listener listener(uint16_t port) {
+    config::Listener l;
+    l.address = "127.0.0.1";
+    l.port = port;
+    return l;
+}
+
+}  // namespace
+
+TEST_CASE("removed listeners close, then the config, security, new listeners, bridges") {
+    config::AppConfig running;
+    running.listeners = {listener(2883), listener(1884)};
+    running.listeners[0].password_file = "/etc/hato/old.passwd";
+    config::AppConfig next = running;
+    next.listeners = {listener(1884), listener(1885)};
+    next.listeners[0].max_connections = 7;
+    Recorder r;
+    apply_reload(running, {true, true}, next, r);
+    CHECK(r.steps == std::vector<std::string>{"close 0", "adopt", "security", "open 2", "bridges"});
+    // The table keeps slot indices: slot 0 emptied, 1884 kept in slot 1 with its new settings.
+    REQUIRE(r.adopted.listeners.size() == 3);
+    CHECK(r.adopted.listeners[0].port == config::Listener{}.port);   // emptied: no files, no TLS
+    CHECK(r.adopted.listeners[0].password_file.empty());
+    CHECK(r.adopted.listeners[1].port == 1884);
+    CHECK(r.adopted.listeners[1].max_connections == 7);
+    CHECK(r.adopted.listeners[2].port == 1885);
+}
+
+TEST_CASE("[sys] and [metrics] restart only when their settings changed, after the listeners") {
+    config::AppConfig running;
+    running.listeners = {listener(1883)};
+    running.metrics.port = 9100;
+    Recorder unchanged;
+    apply_reload(running, {true}, running, unchanged);
+    CHECK(unchanged.steps == std::vector<std::string>{"adopt", "security", "bridges"});
+
+    config::AppConfig next = running;
+    next.sys_interval_s = running.sys_interval_s + 5;
+    next.metrics.port = 9200;
+    next.listeners.push_back(listener(1890));
+    Recorder changed;
+    apply_reload(running, {true}, next, changed);
+    CHECK(changed.steps ==
+          std::vector<std::string>{"adopt", "security", "open 1", "sys", "metrics from 9100", "bridges"});
+}
+
+TEST_CASE("restart-only keys keep their running values in what is adopted") {
+    config::AppConfig running;
+    running.storage.dir = "/var/lib/hato";
+    config::AppConfig next = running;
+    next.storage.dir = "/elsewhere";
+    next.log_level = config::LogLevel::Debug;
+    Recorder r;
+    apply_reload(running, {}, next, r);
+    CHECK(r.adopted.storage.dir == "/var/lib/hato");
+    CHECK(r.adopted.log_level == config::LogLevel::Debug);
+}

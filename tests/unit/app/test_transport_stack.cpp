@@ -1,0 +1,123 @@
+// Transport routing (app/transport_stack.hpp) on a fake reactor: which layers
+// a connection's bytes pass through, both ways, per listener protocol.
+#include <doctest/doctest.h>
+
+#include <map>
+#include <string>
+
+#include "app/bridge_runner.hpp"
+#include "app/transport_stack.hpp"
+
+using namespace hato;
+using namespace hato::app;
+
+namespace {
+
+class FakeReactor final : public net::Reactor {
+public:
+    const char* name() const override { return "fake"; }
+    bool listen(const std::string&, uint16_t, std::string&) override { return true; }
+    uint16_t bound_port(int) const override { return 0; }
+    void send(net::ConnId id, std::span<const uint8_t> d) override { sent[id].append(d.begin(), d.end()); }
+    void send_low_priority(net::ConnId id, std::span<const uint8_t> d) override {
+        low[id].append(d.begin(), d.end());
+    }
+    size_t queued_bytes(net::ConnId) const override { return 42; }
+    void close(net::ConnId id, bool flush) override { closed[id] = flush; }
+    void set_max_lingering(size_t) override {}
+    void set_reading(net::ConnId id, bool on) override { reading[id] = on; }
+    void watch_readable(int, std::function<void()>) override {}
+    void fsync_async(int, std::function<void(int)> done) override { done(0); }
+    void set_tick_interval(uint32_t) override {}
+    uint64_t now_ms() const override { return 1000; }
+    void close_listeners() override {}
+    void run(net::Handler&) override {}
+    void stop() override {}
+    uint64_t connection_count() const override { return 0; }
+
+    std::map<net::ConnId, std::string> sent, low;
+    std::map<net::ConnId, bool> closed, reading;
+};
+
+std::span<const uint8_t> bytes(const std::string& s) {
+    return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+
+// Listener 0 plain MQTT, listener 1 WebSockets.
+config::AppConfig two_listeners() {
+    config::AppConfig cfg;
+    cfg.listeners.resize(2);
+    cfg.listeners[1].protocol = config::ListenerProtocol::WebSockets;
+    cfg.listeners[1].path = "/mqtt";
+    return cfg;
+}
+
+const std::string kUpgrade =
+    "GET /mqtt HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+    "Sec-WebSocket-Protocol: mqtt\r\n\r\n";
+
+}  // namespace
+
+TEST_CASE("a plain connection: bytes pass untouched both ways, closes flush") {
+    FakeReactor r;
+    TransportStack stack(r);
+    stack.configure_ws(two_listeners());
+    stack.on_open(1, 0, "127.0.0.1:5000");
+    std::span<const uint8_t> in = bytes("\xc0");
+    std::optional<std::string> identity;
+    CHECK(stack.unwrap(1, in, identity));
+    CHECK(in.size() == 1);
+    CHECK_FALSE(identity);
+    stack.transport().send(1, bytes("ab"));
+    stack.transport().send_low_priority(1, bytes("cd"));
+    CHECK(r.sent[1] == "ab");
+    CHECK(r.low[1] == "cd");
+    CHECK(stack.transport().queued_bytes(1) == 42);
+    stack.transport().set_reading(1, false);
+    CHECK(r.reading[1] == false);
+    stack.transport().close(1);
+    CHECK(r.closed[1] == true);
+}
+
+TEST_CASE("a WebSocket connection: the upgrade is answered, frames carry the MQTT bytes") {
+    FakeReactor r;
+    TransportStack stack(r);
+    stack.configure_ws(two_listeners());
+    stack.on_open(2, 1, "127.0.0.1:5001");
+    std::span<const uint8_t> in = bytes(kUpgrade);
+    std::optional<std::string> identity;
+    CHECK_FALSE(stack.unwrap(2, in, identity));   // the request carries no MQTT bytes
+    CHECK(r.sent[2].rfind("HTTP/1.1 101", 0) == 0);
+    // A masked binary frame holding PINGREQ (c0 00), mask 0.
+    const std::string frame("\x82\x82\x00\x00\x00\x00\xc0\x00", 8);
+    in = bytes(frame);
+    REQUIRE(stack.unwrap(2, in, identity));
+    CHECK(std::string(in.begin(), in.end()) == std::string("\xc0\x00", 2));
+    r.sent[2].clear();
+    stack.transport().send(2, bytes(std::string("\xd0\x00", 2)));   // PINGRESP as one binary frame
+    CHECK(r.sent[2] == std::string("\x82\x02\xd0\x00", 4));
+    stack.on_close(2);
+    r.sent[2].clear();
+    stack.transport().send(2, bytes("x"));   // no longer WebSocket: goes straight down
+    CHECK(r.sent[2] == "x");
+}
+
+TEST_CASE("the bridges' local connections never reach the reactor") {
+    FakeReactor r;
+    TransportStack stack(r);
+    const net::ConnId local = BridgeRunner::kLocalBit | 5;
+    std::string to_bridge;
+    bool bridge_closed = false;
+    stack.transport().bridges = {[&](net::ConnId, std::span<const uint8_t> b) { to_bridge.append(b.begin(), b.end()); },
+                                 [&](net::ConnId) { bridge_closed = true; }};
+    stack.transport().send(local, bytes("pub"));
+    stack.transport().close(local);
+    CHECK(to_bridge == "pub");
+    CHECK(bridge_closed);
+    CHECK(r.sent.empty());
+    CHECK(r.closed.empty());
+    CHECK(stack.transport().queued_bytes(local) == 0);
+    stack.transport().set_reading(local, false);
+    CHECK(r.reading.empty());
+}
