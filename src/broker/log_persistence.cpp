@@ -135,6 +135,9 @@ void LogPersistence::maintenance(size_t budget, uint64_t min_bytes) {
 // ---- recovery --------------------------------------------------------------
 
 // What load() rebuilds: the sessions, and the retained topics' records.
+// Each record's effect on it is a restore() overload: the retained ones
+// here (they keep views into the log until the hand-over), the sessions'
+// in SessionReplay.
 struct LogPersistence::Replay {
     // The body of each topic's current retained_set (a view into the log,
     // decoded only once the replay is over), in first-set order; each
