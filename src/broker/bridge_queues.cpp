@@ -1,6 +1,8 @@
 #include "broker/bridge_queues.hpp"
 
-#include "broker/state_records.hpp"
+#include <type_traits>
+
+#include "broker/record_schema.hpp"
 
 namespace hato::broker {
 
@@ -8,45 +10,46 @@ namespace {
 
 constexpr std::string_view kBridgePrefix = "$bridge/";
 
+// The records that change a bridge's queue: its session's and its messages'.
+template <class R>
+constexpr bool kQueueRecord = std::is_same_v<R, rec::OutEnqueue> || std::is_same_v<R, rec::OutDone> ||
+                              std::is_same_v<R, rec::SessionRemove> || std::is_same_v<R, rec::SessionPut>;
+
 }  // namespace
 
 void BridgeQueueTally::add(const store::RecordView& rec) {
-    const auto type = static_cast<StateRecord>(rec.type);
-    if (type != StateRecord::OutEnqueue && type != StateRecord::OutDone && type != StateRecord::SessionRemove &&
-        type != StateRecord::SessionPut)
-        return;
-    BodyReader r(rec.body);
-    const std::string_view client = r.str();
-    if (!r.ok() || client.substr(0, kBridgePrefix.size()) != kBridgePrefix) return;
-    Queue& q = queues_[std::string(client.substr(kBridgePrefix.size()))];
-    switch (type) {
-        case StateRecord::OutEnqueue: {
-            const uint64_t seq = r.u64();
-            const std::string_view topic = r.str();
-            const auto payload = r.bytes();
-            if (!r.ok()) {
-                ++q.malformed;
-                return;
-            }
-            q.items[seq] = Item{rec.lsn, topic.size() + payload.size()};
-            return;
+    rec::visit(rec.type, [&](auto& r) {
+        using R = std::remove_reference_t<decltype(r)>;
+        if constexpr (kQueueRecord<R>) {
+            BodyReader in(rec.body);
+            r.read_key(in);   // the client comes first: empty if it does not decode
+            if (r.client.substr(0, kBridgePrefix.size()) != kBridgePrefix) return;
+            Queue& q = queues_[std::string(r.client.substr(kBridgePrefix.size()))];
+            count(q, r, rec.lsn, in);
         }
-        case StateRecord::OutDone: {
-            const uint64_t seq = r.u64();
-            if (!r.ok()) {
-                ++q.malformed;
-                return;
-            }
-            q.items.erase(seq);
-            return;
-        }
-        case StateRecord::SessionRemove:
-            q.items.clear();
-            return;
-        default:
-            return;   // SessionPut: the queue exists (shown even while empty)
-    }
+    });
 }
+
+void BridgeQueueTally::count(Queue& q, rec::OutEnqueue& r, uint64_t lsn, BodyReader& in) {
+    if (!rec::decode_rest(r, in)) {
+        ++q.malformed;
+        return;
+    }
+    q.items[r.seq] = Item{lsn, r.msg.topic.size() + r.msg.payload.size()};
+}
+
+void BridgeQueueTally::count(Queue& q, rec::OutDone& r, uint64_t, BodyReader& in) {
+    if (!rec::decode_rest(r, in)) {
+        ++q.malformed;
+        return;
+    }
+    q.items.erase(r.seq);
+}
+
+void BridgeQueueTally::count(Queue& q, rec::SessionRemove&, uint64_t, BodyReader&) { q.items.clear(); }
+
+// The queue exists (shown even while empty).
+void BridgeQueueTally::count(Queue&, rec::SessionPut&, uint64_t, BodyReader&) {}
 
 std::vector<BridgeQueue> BridgeQueueTally::result() const {
     std::vector<BridgeQueue> out;

@@ -1,6 +1,7 @@
 // The bridges' outbound queues as the log holds them, for `hato store dump`
 // and `hato store verify`: the out_enqueue / out_done / session_remove
-// records of the "$bridge/<name>" sessions, replayed in log order.
+// records of the "$bridge/<name>" sessions, replayed in log order and
+// decoded by the same descriptors as recovery (record_schema.hpp).
 #pragma once
 
 #include <cstdint>
@@ -8,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "broker/record_schema.hpp"
 #include "store/log.hpp"
 
 namespace hato::broker {
@@ -34,6 +36,12 @@ private:
         std::map<uint64_t, Item> items;   // by seq
         uint64_t malformed = 0;
     };
+    // Each queue record's effect; `in` is past the record's key.
+    static void count(Queue& q, rec::OutEnqueue& r, uint64_t lsn, BodyReader& in);
+    static void count(Queue& q, rec::OutDone& r, uint64_t lsn, BodyReader& in);
+    static void count(Queue& q, rec::SessionRemove& r, uint64_t lsn, BodyReader& in);
+    static void count(Queue& q, rec::SessionPut& r, uint64_t lsn, BodyReader& in);
+
     std::map<std::string, Queue> queues_;
 };
 

@@ -1,105 +1,19 @@
 #include "broker/log_persistence.hpp"
 
 #include <algorithm>
-#include <unordered_set>
+#include <type_traits>
 
-#include "broker/state_records.hpp"
+#include "broker/record_schema.hpp"
+#include "broker/session_replay.hpp"
 #include "store/frame.hpp"
 
 namespace hato::broker {
 
-namespace {
-
-void write_message(BodyWriter& w, const StoredMessageView& m) {
-    w.str(m.topic);
-    w.bytes(m.payload);
-    w.bytes(m.forwarded_props);
-    w.u8(m.qos);
-    w.u8(m.retain ? 1 : 0);
-    w.u64(m.expiry_wall_ms);
-}
-
-// A stored message's fields as views into the record (check r.ok()).
-StoredMessageView read_message(BodyReader& r) {
-    StoredMessageView m;
-    m.topic = r.str();
-    m.payload = r.bytes();
-    m.forwarded_props = r.bytes();
-    m.qos = r.u8();
-    m.retain = r.u8() != 0;
-    m.expiry_wall_ms = r.u64();
-    return m;
-}
-
-// What a queued delivery carries besides the message (out_enqueue extension).
-// Left out when both are empty (most deliveries): the short form loads the
-// same, and the hot path writes no extra bytes.
-void write_delivery_ext(BodyWriter& w, const StoredMessageView& m) {
-    if (m.sub_ids.empty() && m.share_filter.empty()) return;
-    w.u8(kExtensionV1);
-    w.u32(static_cast<uint32_t>(m.sub_ids.size()));
-    for (uint32_t id : m.sub_ids) w.u32(id);
-    w.str(m.share_filter);
-}
-
-// Into `m`; a body without the extension (older format) leaves it as it is.
-void read_delivery_ext(BodyReader& r, StoredMessage& m) {
-    if (r.at_end() || r.u8() < kExtensionV1) return;
-    const uint32_t n = r.u32();
-    for (uint32_t i = 0; i < n && r.ok(); ++i) m.sub_ids.push_back(r.u32());
-    m.share_filter.assign(r.str());
-}
-
-// A source this version does not know (written by a newer one) is judged by
-// the user name alone, never as Unknown: Unknown would let any client claim
-// the session and skip the ACL check of its queue.
-OwnerSource owner_source_from(uint8_t v, std::string_view username) {
-    if (v <= static_cast<uint8_t>(OwnerSource::Certificate)) return static_cast<OwnerSource>(v);
-    return username.empty() ? OwnerSource::Anonymous : OwnerSource::Password;
-}
-
-uint8_t tag(StateRecord t) { return static_cast<uint8_t>(t); }
-
-}  // namespace
-
-// What load() rebuilds; merged per key so that record order within a key
-// does not matter (compaction moves live records behind newer ones).
-struct LogPersistence::Replay {
-    struct Out {
-        bool has_msg = false;
-        RecoveredOut out;
-    };
-    struct Session {
-        bool has_put = false;
-        uint32_t expiry_s = 0;
-        uint64_t offline_since = 0;
-        OwnerSource owner_source = OwnerSource::Unknown;
-        std::string username;
-        StrMap<RecoveredSub> subs;
-        std::unordered_map<uint64_t, Out> out;
-        std::unordered_set<uint16_t> qos2_in;
-    };
-    // The body of each topic's current retained_set (a view into the log,
-    // decoded only once the replay is over), in first-set order; retained_
-    // maps the topic to its index here.
-    std::vector<std::span<const uint8_t>> retained;
-    std::vector<uint8_t> retained_live;
-    size_t retained_cleared = 0;
-    StrMap<Session> sessions;
-
-    Session& session(std::string_view id) {
-        auto it = sessions.find(id);
-        if (it == sessions.end()) it = sessions.emplace(std::string(id), Session{}).first;
-        return it->second;
-    }
-};
-
 // ---- writing ---------------------------------------------------------------
 
-Append LogPersistence::append(uint8_t type, bool removal, uint64_t& lsn) {
+Append LogPersistence::append(uint8_t type, bool exempt, uint64_t& lsn) {
     lsn = 0;
-    const store::AppendError e =
-        removal ? log_.append_exempt(type, body_, lsn) : log_.append(type, body_, lsn);
+    const store::AppendError e = exempt ? log_.append_exempt(type, body_, lsn) : log_.append(type, body_, lsn);
     switch (e) {
     case store::AppendError::None:
         appended_since_maintenance_ += store::record_span(body_.size());
@@ -112,210 +26,79 @@ Append LogPersistence::append(uint8_t type, bool removal, uint64_t& lsn) {
     return Append::refused(AppendStatus::IoError);
 }
 
-void LogPersistence::kill(uint64_t& slot) {
-    if (slot) log_.mark_dead(slot);
-    slot = 0;
-}
-
-void LogPersistence::kill_session(SessionSlots& s) {
-    kill(s.put);
-    for (auto& [filter, lsn] : s.subs) kill(lsn);
-    for (auto& [seq, o] : s.out) {
-        kill(o.enqueue);
-        kill(o.state);
-    }
-    for (auto& [id, lsn] : s.qos2_in) kill(lsn);
-}
-
-LogPersistence::SessionSlots& LogPersistence::session(std::string_view client_id) {
-    auto it = sessions_.find(client_id);
-    if (it == sessions_.end()) it = sessions_.emplace(std::string(client_id), SessionSlots{}).first;
-    return it->second;
-}
-
-uint64_t& LogPersistence::sub_slot(std::string_view client_id, std::string_view filter) {
-    auto& subs = session(client_id).subs;
-    auto it = subs.find(filter);
-    if (it == subs.end()) it = subs.emplace(std::string(filter), 0).first;
-    return it->second;
-}
-
-void LogPersistence::remove_session(std::string_view client_id) {
-    if (auto it = sessions_.find(client_id); it != sessions_.end()) {
-        kill_session(it->second);
-        sessions_.erase(it);
+template <class R>
+bool LogPersistence::draws_on_reserve(const R& r) {
+    if constexpr (R::kReserve == rec::Reserve::IfStored) {
+        const uint64_t* slot = slots_.find(r);
+        return slot && *slot != 0;
+    } else {
+        return R::kReserve == rec::Reserve::Yes;
     }
 }
 
-void LogPersistence::remove_sub(std::string_view client_id, std::string_view filter) {
-    if (auto s = sessions_.find(client_id); s != sessions_.end())
-        if (auto it = s->second.subs.find(filter); it != s->second.subs.end()) {
-            kill(it->second);
-            s->second.subs.erase(it);
-        }
-}
-
-void LogPersistence::remove_out(std::string_view client_id, uint64_t seq) {
-    if (auto s = sessions_.find(client_id); s != sessions_.end())
-        if (auto it = s->second.out.find(seq); it != s->second.out.end()) {
-            kill(it->second.enqueue);
-            kill(it->second.state);
-            s->second.out.erase(it);
-        }
-}
-
-void LogPersistence::remove_qos2_in(std::string_view client_id, uint16_t packet_id) {
-    if (auto s = sessions_.find(client_id); s != sessions_.end())
-        if (auto it = s->second.qos2_in.find(packet_id); it != s->second.qos2_in.end()) {
-            kill(it->second);
-            s->second.qos2_in.erase(it);
-        }
-}
-
-Append LogPersistence::retained_set(const StoredMessageView& m) {
+template <class R>
+Append LogPersistence::write(const R& r) {
     BodyWriter w(body_);
-    write_message(w, m);
+    r.encode(w);
+    constexpr uint8_t type = static_cast<uint8_t>(R::kType);
     uint64_t lsn;
-    const Append res = append(tag(StateRecord::RetainedSet), false, lsn);
-    if (lsn) {
-        // The entry keeps referring to its topic inside the record just written.
-        bool created;
-        TopicLsnTable::Entry& e = retained_.get(m.topic, log_.last_body().data(), created);
-        put(e.lsn, lsn);
-    }
+    const Append res = append(type, draws_on_reserve(r), lsn);
+    // The record as the log now holds it: a retained topic's entry refers
+    // to the topic inside it.
+    if (res.ok()) (void)slots_.apply(r, store::RecordView{lsn, type, log_.last_body()});
     return res;
 }
 
-Append LogPersistence::retained_clear(std::string_view topic) {
-    BodyWriter w(body_);
-    w.str(topic);
-    uint64_t lsn;
-    const Append res = append(tag(StateRecord::RetainedClear), true, lsn);
-    if (lsn) {
-        if (TopicLsnTable::Entry e; retained_.take(topic, e)) kill(e.lsn);
-        log_.mark_dead(lsn);  // a removal is needed only while what it removes exists
-    }
-    return res;
-}
+Append LogPersistence::retained_set(const StoredMessageView& m) { return write(rec::RetainedSet{.msg = m}); }
+
+Append LogPersistence::retained_clear(std::string_view topic) { return write(rec::RetainedClear{.topic = topic}); }
 
 Append LogPersistence::session_put(std::string_view client_id, uint32_t expiry_s,
                                    uint64_t offline_since_wall_ms, const SessionOwner& owner) {
-    BodyWriter w(body_);
-    w.str(client_id);
-    w.u32(expiry_s);
-    w.u64(offline_since_wall_ms);
-    w.u8(kExtensionV1);
-    w.u8(static_cast<uint8_t>(owner.source));
-    w.str(owner.username);
-    // Updating a session that is already stored draws on the reserve: after a
-    // restart on a full store, its client must get in to drain its queue.
-    const auto known = sessions_.find(client_id);
-    const bool update = known != sessions_.end() && known->second.put != 0;
-    uint64_t lsn;
-    const Append res = append(tag(StateRecord::SessionPut), update, lsn);
-    if (lsn) put(session(client_id).put, lsn);
-    return res;
+    return write(rec::SessionPut{.client = client_id,
+                                 .expiry_s = expiry_s,
+                                 .offline_since_wall_ms = offline_since_wall_ms,
+                                 .owner_source = static_cast<uint8_t>(owner.source),
+                                 .username = owner.username});
 }
 
 Append LogPersistence::session_remove(std::string_view client_id) {
-    BodyWriter w(body_);
-    w.str(client_id);
-    uint64_t lsn;
-    const Append res = append(tag(StateRecord::SessionRemove), true, lsn);
-    if (lsn) {
-        remove_session(client_id);
-        log_.mark_dead(lsn);
-    }
-    return res;
+    return write(rec::SessionRemove{.client = client_id});
 }
 
 Append LogPersistence::sub_put(std::string_view client_id, std::string_view filter, uint8_t options,
                                uint32_t sub_id) {
-    BodyWriter w(body_);
-    w.str(client_id);
-    w.str(filter);
-    w.u8(options);
-    w.u32(sub_id);
-    uint64_t lsn;
-    const Append res = append(tag(StateRecord::SubPut), false, lsn);
-    if (lsn) put(sub_slot(client_id, filter), lsn);
-    return res;
+    return write(rec::SubPut{.client = client_id, .filter = filter, .options = options, .sub_id = sub_id});
 }
 
 Append LogPersistence::sub_remove(std::string_view client_id, std::string_view filter) {
-    BodyWriter w(body_);
-    w.str(client_id);
-    w.str(filter);
-    uint64_t lsn;
-    const Append res = append(tag(StateRecord::SubRemove), true, lsn);
-    if (lsn) {
-        remove_sub(client_id, filter);
-        log_.mark_dead(lsn);
-    }
-    return res;
+    return write(rec::SubRemove{.client = client_id, .filter = filter});
 }
 
 Append LogPersistence::out_enqueue(std::string_view client_id, uint64_t seq, const StoredMessageView& m) {
-    BodyWriter w(body_);
-    w.str(client_id);
-    w.u64(seq);
-    write_message(w, m);
-    write_delivery_ext(w, m);
-    uint64_t lsn;
-    const Append res = append(tag(StateRecord::OutEnqueue), false, lsn);
-    if (lsn) put(session(client_id).out[seq].enqueue, lsn);
-    return res;
+    rec::OutEnqueue r;
+    r.client = client_id;
+    r.seq = seq;
+    r.msg = m;
+    return write(r);
 }
 
 Append LogPersistence::out_state(std::string_view client_id, uint64_t seq, OutState st,
                                  uint16_t packet_id) {
-    BodyWriter w(body_);
-    w.str(client_id);
-    w.u64(seq);
-    w.u8(static_cast<uint8_t>(st));
-    w.u16(packet_id);
-    // Exempt from the quota: it belongs to a message already stored, and
-    // refusing it would stall a delivery in flight.
-    uint64_t lsn;
-    const Append res = append(tag(StateRecord::OutState), true, lsn);
-    if (lsn) put(session(client_id).out[seq].state, lsn);
-    return res;
+    return write(rec::OutStateSet{
+        .client = client_id, .seq = seq, .state = static_cast<uint8_t>(st), .packet_id = packet_id});
 }
 
 Append LogPersistence::out_done(std::string_view client_id, uint64_t seq) {
-    BodyWriter w(body_);
-    w.str(client_id);
-    w.u64(seq);
-    uint64_t lsn;
-    const Append res = append(tag(StateRecord::OutDone), true, lsn);
-    if (lsn) {
-        remove_out(client_id, seq);
-        log_.mark_dead(lsn);
-    }
-    return res;
+    return write(rec::OutDone{.client = client_id, .seq = seq});
 }
 
 Append LogPersistence::qos2_in_put(std::string_view client_id, uint16_t packet_id) {
-    BodyWriter w(body_);
-    w.str(client_id);
-    w.u16(packet_id);
-    uint64_t lsn;
-    const Append res = append(tag(StateRecord::Qos2InPut), false, lsn);
-    if (lsn) put(session(client_id).qos2_in[packet_id], lsn);
-    return res;
+    return write(rec::Qos2InPut{.client = client_id, .packet_id = packet_id});
 }
 
 Append LogPersistence::qos2_in_remove(std::string_view client_id, uint16_t packet_id) {
-    BodyWriter w(body_);
-    w.str(client_id);
-    w.u16(packet_id);
-    uint64_t lsn;
-    const Append res = append(tag(StateRecord::Qos2InRemove), true, lsn);
-    if (lsn) {
-        remove_qos2_in(client_id, packet_id);
-        log_.mark_dead(lsn);
-    }
-    return res;
+    return write(rec::Qos2InRemove{.client = client_id, .packet_id = packet_id});
 }
 
 bool LogPersistence::full() const { return log_.refusing(); }
@@ -324,56 +107,9 @@ uint64_t LogPersistence::durable_ticket() const {
     return sync_ == store::SyncMode::Always ? log_.durable_lsn() : log_.last_lsn();
 }
 
-uint64_t LogPersistence::live_records() const {
-    uint64_t n = retained_.size();  // every entry holds a live retained_set
-    for (const auto& [id, s] : sessions_) {
-        n += (s.put != 0) + s.subs.size() + s.qos2_in.size();
-        for (const auto& [seq, o] : s.out) n += (o.enqueue != 0) + (o.state != 0);
-    }
-    return n;
-}
+uint64_t LogPersistence::live_records() const { return slots_.live_records(); }
 
 // ---- compaction ------------------------------------------------------------
-
-uint64_t* LogPersistence::slot_of(const store::RecordView& rec, TopicLsnTable::Entry** retained_entry) {
-    BodyReader r(rec.body);
-    auto session_of = [&]() -> SessionSlots* {
-        auto it = sessions_.find(r.str());
-        return it == sessions_.end() ? nullptr : &it->second;
-    };
-    switch (static_cast<StateRecord>(rec.type)) {
-        case StateRecord::RetainedSet: {
-            TopicLsnTable::Entry* e = retained_.find(r.str());
-            if (retained_entry) *retained_entry = e;
-            return e ? &e->lsn : nullptr;
-        }
-        case StateRecord::SessionPut: {
-            SessionSlots* s = session_of();
-            return s ? &s->put : nullptr;
-        }
-        case StateRecord::SubPut: {
-            SessionSlots* s = session_of();
-            if (!s) return nullptr;
-            auto it = s->subs.find(r.str());
-            return it == s->subs.end() ? nullptr : &it->second;
-        }
-        case StateRecord::OutEnqueue:
-        case StateRecord::OutState: {
-            SessionSlots* s = session_of();
-            if (!s) return nullptr;
-            auto it = s->out.find(r.u64());
-            if (it == s->out.end()) return nullptr;
-            return rec.type == tag(StateRecord::OutEnqueue) ? &it->second.enqueue : &it->second.state;
-        }
-        case StateRecord::Qos2InPut: {
-            SessionSlots* s = session_of();
-            if (!s) return nullptr;
-            auto it = s->qos2_in.find(r.u16());
-            return it == s->qos2_in.end() ? nullptr : &it->second;
-        }
-        default: return nullptr;  // removals are never live (see docs/durability.md)
-    }
-}
 
 void LogPersistence::maintenance(size_t budget, uint64_t min_bytes) {
     const uint64_t paced = std::min(kCompactionPace * appended_since_maintenance_, kMaxPacedBytes);
@@ -381,10 +117,7 @@ void LogPersistence::maintenance(size_t budget, uint64_t min_bytes) {
     if (!log_.wants_compaction()) return;
     log_.compact_step(
         [this](const store::RecordView& rec) {
-            TopicLsnTable::Entry* entry = nullptr;
-            uint64_t* slot = slot_of(rec, &entry);
-            compact_slot_ = slot && *slot == rec.lsn ? slot : nullptr;
-            compact_entry_ = compact_slot_ ? entry : nullptr;
+            compact_slot_ = slots_.live_slot(rec, compact_entry_);
             return compact_slot_ != nullptr;
         },
         // Always called right after live() said yes for the same record, and
@@ -392,7 +125,7 @@ void LogPersistence::maintenance(size_t budget, uint64_t min_bytes) {
         // its key to the copy before the old segment can go.
         [this](uint64_t, uint64_t new_lsn) {
             if (compact_slot_) *compact_slot_ = new_lsn;
-            if (compact_entry_) retained_.rekey(*compact_entry_, log_.last_body().data());
+            if (compact_entry_) slots_.retained().rekey(*compact_entry_, log_.last_body().data());
             compact_slot_ = nullptr;
             compact_entry_ = nullptr;
         },
@@ -401,146 +134,51 @@ void LogPersistence::maintenance(size_t budget, uint64_t min_bytes) {
 
 // ---- recovery --------------------------------------------------------------
 
-void LogPersistence::replay_record(const store::RecordView& rec, Replay& st) {
-    BodyReader r(rec.body);
-    const uint64_t lsn = rec.lsn;
-    // Decoding happens into locals first; a malformed body changes nothing.
-    switch (static_cast<StateRecord>(rec.type)) {
-        case StateRecord::RetainedSet: {
-            const StoredMessageView f = read_message(r);
-            if (!r.ok()) break;
-            // The entry refers to the topic inside this record from now on.
-            bool created;
-            TopicLsnTable::Entry& e = retained_.get(f.topic, rec.body.data(), created);
-            put(e.lsn, lsn);
-            if (created) {
-                e.aux = static_cast<uint32_t>(st.retained.size());
-                st.retained.push_back(rec.body);
-                st.retained_live.push_back(1);
-            } else {
-                st.retained[e.aux] = rec.body;
-            }
-            return;
-        }
-        case StateRecord::RetainedClear: {
-            const std::string_view topic = r.str();
-            if (!r.ok()) break;
-            if (TopicLsnTable::Entry e; retained_.take(topic, e)) {
-                kill(e.lsn);
-                st.retained_live[e.aux] = 0;
-                st.retained[e.aux] = {};
-                ++st.retained_cleared;
-            }
-            break;  // dead itself
-        }
-        case StateRecord::SessionPut: {
-            const std::string_view id = r.str();
-            const uint32_t expiry = r.u32();
-            const uint64_t offline = r.u64();
-            uint8_t owner = 0;
-            std::string_view username;
-            if (!r.at_end() && r.u8() >= kExtensionV1) {
-                owner = r.u8();
-                username = r.str();
-            }
-            if (!r.ok()) break;
-            put(session(id).put, lsn);
-            Replay::Session& rs = st.session(id);
-            rs.has_put = true;
-            rs.expiry_s = expiry;
-            rs.offline_since = offline;
-            rs.owner_source = owner_source_from(owner, username);
-            rs.username.assign(username);
-            return;
-        }
-        case StateRecord::SessionRemove: {
-            const std::string_view id = r.str();
-            if (!r.ok()) break;
-            remove_session(id);
-            if (auto it = st.sessions.find(id); it != st.sessions.end()) st.sessions.erase(it);
-            break;
-        }
-        case StateRecord::SubPut: {
-            const std::string_view id = r.str();
-            const std::string_view filter = r.str();
-            RecoveredSub sub;
-            sub.options = r.u8();
-            sub.sub_id = r.u32();
-            if (!r.ok()) break;
-            sub.filter.assign(filter);
-            put(sub_slot(id, filter), lsn);
-            st.session(id).subs.insert_or_assign(sub.filter, std::move(sub));
-            return;
-        }
-        case StateRecord::SubRemove: {
-            const std::string_view id = r.str();
-            const std::string_view filter = r.str();
-            if (!r.ok()) break;
-            remove_sub(id, filter);
-            if (auto s = st.sessions.find(id); s != st.sessions.end())
-                if (auto it = s->second.subs.find(filter); it != s->second.subs.end())
-                    s->second.subs.erase(it);
-            break;
-        }
-        case StateRecord::OutEnqueue:
-        case StateRecord::OutState: {
-            const std::string_view id = r.str();
-            const uint64_t seq = r.u64();
-            const bool enqueue = rec.type == tag(StateRecord::OutEnqueue);
-            StoredMessageView m;
-            StoredMessage ext;   // the delivery extension's fields
-            uint8_t state = 0;
-            uint16_t packet_id = 0;
-            if (enqueue) {
-                m = read_message(r);
-                if (r.ok()) read_delivery_ext(r, ext);
-            } else {
-                state = r.u8();
-                packet_id = r.u16();
-            }
-            if (!r.ok() || state > static_cast<uint8_t>(OutState::Pubrel)) break;
-            OutSlots& slots = session(id).out[seq];
-            put(enqueue ? slots.enqueue : slots.state, lsn);
-            Replay::Out& o = st.session(id).out[seq];
-            o.out.seq = seq;
-            if (enqueue) {
-                o.has_msg = true;
-                o.out.msg = m.owned();
-                o.out.msg.sub_ids = std::move(ext.sub_ids);
-                o.out.msg.share_filter = std::move(ext.share_filter);
-            } else {
-                o.out.state = static_cast<OutState>(state);
-                o.out.packet_id = packet_id;
-            }
-            return;
-        }
-        case StateRecord::OutDone: {
-            const std::string_view id = r.str();
-            const uint64_t seq = r.u64();
-            if (!r.ok()) break;
-            remove_out(id, seq);
-            if (auto s = st.sessions.find(id); s != st.sessions.end()) s->second.out.erase(seq);
-            break;
-        }
-        case StateRecord::Qos2InPut: {
-            const std::string_view id = r.str();
-            const uint16_t packet_id = r.u16();
-            if (!r.ok()) break;
-            put(session(id).qos2_in[packet_id], lsn);
-            st.session(id).qos2_in.insert(packet_id);
-            return;
-        }
-        case StateRecord::Qos2InRemove: {
-            const std::string_view id = r.str();
-            const uint16_t packet_id = r.u16();
-            if (!r.ok()) break;
-            remove_qos2_in(id, packet_id);
-            if (auto s = st.sessions.find(id); s != st.sessions.end()) s->second.qos2_in.erase(packet_id);
-            break;
+// What load() rebuilds: the sessions, and the retained topics' records.
+// Each record's effect on it is a restore() overload: the retained ones
+// here (they keep views into the log until the hand-over), the sessions'
+// in SessionReplay.
+struct LogPersistence::Replay {
+    // The body of each topic's current retained_set (a view into the log,
+    // decoded only once the replay is over), in first-set order; each
+    // topic's TopicLsnTable entry holds its index here (aux).
+    std::vector<std::span<const uint8_t>> retained;
+    std::vector<uint8_t> retained_live;
+    size_t retained_cleared = 0;
+    SessionReplay sessions;
+
+    void restore(rec::RetainedSet&, const store::RecordView& rec, const LsnSlots::Touched& t) {
+        if (t.created) {
+            t.retained->aux = static_cast<uint32_t>(retained.size());
+            retained.push_back(rec.body);
+            retained_live.push_back(1);
+        } else {
+            retained[t.retained->aux] = rec.body;
         }
     }
-    // Removals, and records that could not be decoded: nothing live here.
-    log_.mark_dead(lsn);
+    void restore(rec::RetainedClear&, const store::RecordView&, const LsnSlots::Touched& t) {
+        if (!t.cleared_aux) return;
+        retained_live[*t.cleared_aux] = 0;
+        retained[*t.cleared_aux] = {};
+        ++retained_cleared;
+    }
+    template <class R>
+    void restore(R& r, const store::RecordView&, const LsnSlots::Touched&) {
+        sessions.restore(r);
+    }
+};
+
+void LogPersistence::replay_record(const store::RecordView& rec, Replay& st) {
+    bool applied = false;
+    rec::visit(rec.type, [&](auto& r) {
+        BodyReader in(rec.body);
+        if (!rec::decode(r, in)) return;
+        const LsnSlots::Touched t = slots_.apply(r, rec);
+        st.restore(r, rec, t);
+        applied = true;
+    });
+    // A removal is dead once applied; what did not decode holds nothing.
+    if (!applied) log_.mark_dead(rec.lsn);
 }
 
 void LogPersistence::hand_over_retained(Replay& st, RecoveredState& out) {
@@ -568,9 +206,10 @@ void LogPersistence::hand_over_retained(Replay& st, RecoveredState& out) {
     for (size_t i = 0; i < n; ++i) {
         if (sink && i + kAhead < n) hint(i + kAhead);
         BodyReader r(st.retained[i]);
-        const StoredMessageView m = read_message(r);   // checked when it was replayed
-        if (sink) sink->add(m);
-        else out.retained.push_back(m.owned());
+        rec::RetainedSet m;
+        (void)rec::decode(m, r);   // checked when it was replayed
+        if (sink) sink->add(m.msg);
+        else out.retained.push_back(m.msg.owned());
     }
 }
 
@@ -578,11 +217,10 @@ void LogPersistence::load(RecoveredState& out) {
     Replay st;
     // A first pass over the headers only (cheap, sequential) sizes the
     // retained containers, so a million topics cost no rehashing.
+    constexpr uint8_t kRetainedSet = static_cast<uint8_t>(StateRecord::RetainedSet);
     size_t retained_sets = 0;
-    log_.replay([&](const store::RecordView& rec) {
-        retained_sets += rec.type == tag(StateRecord::RetainedSet);
-    });
-    retained_.reserve(retained_sets);
+    log_.replay([&](const store::RecordView& rec) { retained_sets += rec.type == kRetainedSet; });
+    slots_.retained().reserve(retained_sets);
     st.retained.reserve(retained_sets);
     st.retained_live.reserve(retained_sets);
     // The replay runs kAhead records behind the log: a retained_set's table
@@ -593,10 +231,11 @@ void LogPersistence::load(RecoveredState& out) {
     store::RecordView window[kAhead];
     size_t seen = 0;
     log_.replay([&](const store::RecordView& rec) {
-        if (rec.type == tag(StateRecord::RetainedSet)) {
+        if (rec.type == kRetainedSet) {
             BodyReader r(rec.body);
-            const std::string_view topic = r.str();
-            if (r.ok()) retained_.prefetch(topic);
+            rec::RetainedSet key;
+            key.read_key(r);
+            if (r.ok()) slots_.retained().prefetch(key.msg.topic);
         }
         store::RecordView& slot = window[seen++ % kAhead];
         if (seen > kAhead) replay_record(slot, st);
@@ -605,37 +244,7 @@ void LogPersistence::load(RecoveredState& out) {
     for (size_t i = seen > kAhead ? seen - kAhead : 0; i < seen; ++i) replay_record(window[i % kAhead], st);
 
     hand_over_retained(st, out);
-
-    out.sessions.clear();
-    out.sessions.reserve(st.sessions.size());
-    for (auto& [id, rs] : st.sessions) {
-        // Touched but never written as a session, and holding nothing.
-        if (!rs.has_put && rs.subs.empty() && rs.out.empty() && rs.qos2_in.empty()) continue;
-        RecoveredSession s;
-        s.client_id = id;
-        s.expiry_s = rs.expiry_s;
-        s.offline_since_wall_ms = rs.offline_since;
-        s.owner_source = rs.owner_source;
-        s.username = std::move(rs.username);
-        for (auto& [filter, sub] : rs.subs) s.subs.push_back(std::move(sub));
-        SessionSlots& slots = sessions_.find(id)->second;
-        for (auto& [seq, o] : rs.out) {
-            if (!o.has_msg) {
-                // A state update whose message is gone (never happens with a
-                // well-behaved writer): nothing to deliver, so drop it.
-                OutSlots& os = slots.out[seq];
-                kill(os.state);
-                slots.out.erase(seq);
-                continue;
-            }
-            s.out.push_back(std::move(o.out));
-        }
-        std::sort(s.out.begin(), s.out.end(),
-                  [](const RecoveredOut& a, const RecoveredOut& b) { return a.seq < b.seq; });
-        s.qos2_in.assign(rs.qos2_in.begin(), rs.qos2_in.end());
-        std::sort(s.qos2_in.begin(), s.qos2_in.end());
-        out.sessions.push_back(std::move(s));
-    }
+    st.sessions.hand_over(out.sessions, slots_);
 }
 
 }  // namespace hato::broker

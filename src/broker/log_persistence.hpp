@@ -1,16 +1,15 @@
-// Persistence over the append log: every call becomes one record (formats in
-// broker/state_records.hpp). It also keeps, per piece of state, the LSN of the
-// record that currently holds it, so it tells compaction which records are
-// still live and marks superseded ones dead as it goes.
+// Persistence over the append log: every call becomes one record (each
+// type's descriptor in broker/record_schema.hpp). It also keeps, per piece of
+// state, the LSN of the record that currently holds it (LsnSlots), so it
+// tells compaction which records are still live and marks superseded ones
+// dead as it goes.
 #pragma once
 
 #include <cstdint>
-#include <functional>
-#include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
+#include "broker/lsn_slots.hpp"
 #include "broker/persistence.hpp"
 #include "broker/topic_lsn_table.hpp"
 #include "store/log.hpp"
@@ -22,7 +21,7 @@ public:
     // `sync` is the log's mode. With Always, tickets become durable when the
     // log is synced; with Interval and Off every append counts as durable at
     // once (acks are not held; Interval bounds the loss window instead).
-    LogPersistence(store::Log& log, store::SyncMode sync) : log_(log), sync_(sync) {}
+    LogPersistence(store::Log& log, store::SyncMode sync) : log_(log), sync_(sync), slots_(log) {}
 
     void load(RecoveredState& out) override;
 
@@ -57,48 +56,18 @@ public:
     // Records in the log that still hold state (tests, stats).
     uint64_t live_records() const;
 
-    // Transparent hashing, so lookups by string_view allocate nothing.
-    struct Hash {
-        using is_transparent = void;
-        size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-    };
-    template <class V>
-    using StrMap = std::unordered_map<std::string, V, Hash, std::equal_to<>>;
-
 private:
-    // LSNs of the records holding one session's state (0 = none).
-    struct OutSlots {
-        uint64_t enqueue = 0;
-        uint64_t state = 0;
-    };
-    struct SessionSlots {
-        uint64_t put = 0;
-        StrMap<uint64_t> subs;                           // filter -> sub_put
-        std::unordered_map<uint64_t, OutSlots> out;      // seq -> its records
-        std::unordered_map<uint16_t, uint64_t> qos2_in;  // packet id -> qos2_in_put
-    };
     struct Replay;
 
-    // Appends body_ as `type`; removals draw on the log's reserve
-    // (append_exempt). Sets `lsn` (0 when refused).
-    Append append(uint8_t type, bool removal, uint64_t& lsn);
-    void kill(uint64_t& slot);             // marks the slot's record dead, clears it
-    void kill_session(SessionSlots& s);    // every record of the session
-    SessionSlots& session(std::string_view client_id);
-    // How each record changes the slots: the same for a record just written
-    // and for one replayed. A put makes `lsn` the slot's record (the one it
-    // replaces is dead); a removal kills the records of what it removes.
-    void put(uint64_t& slot, uint64_t lsn) {
-        kill(slot);
-        slot = lsn;
-    }
-    uint64_t& sub_slot(std::string_view client_id, std::string_view filter);
-    void remove_session(std::string_view client_id);
-    void remove_sub(std::string_view client_id, std::string_view filter);
-    void remove_out(std::string_view client_id, uint64_t seq);
-    void remove_qos2_in(std::string_view client_id, uint16_t packet_id);
-    // Where a record's LSN is kept; for a retained_set also its table entry.
-    uint64_t* slot_of(const store::RecordView& rec, TopicLsnTable::Entry** retained_entry = nullptr);
+    // The one write path: encodes `r`, appends it (drawing on the log's
+    // reserve as its descriptor says) and applies it to the slots.
+    template <class R>
+    Append write(const R& r);
+    template <class R>
+    bool draws_on_reserve(const R& r);
+    Append append(uint8_t type, bool exempt, uint64_t& lsn);   // lsn: 0 when refused
+    // Decodes one record and applies it to the slots and to `st`; a record
+    // that does not decode (or of an unknown type) changes nothing.
     void replay_record(const store::RecordView& rec, Replay& st);
     // After the replay: each topic's current message to out.retained_sink
     // (or out.retained), in first-set order.
@@ -106,11 +75,7 @@ private:
 
     store::Log& log_;
     store::SyncMode sync_;
-    // Topic -> its retained_set; each entry's key is the topic inside that
-    // record in the log. The entry's aux only means something during load()
-    // (where the message sits in the replay's vector).
-    TopicLsnTable retained_;
-    StrMap<SessionSlots> sessions_;
+    LsnSlots slots_;
     std::vector<uint8_t> body_;  // scratch for encoding
     uint64_t appended_since_maintenance_ = 0;  // bytes, for compaction pacing
     uint64_t* compact_slot_ = nullptr;  // set by the live predicate, read by moved

@@ -8,10 +8,12 @@
 // on a write leaves only once durable_ticket() >= that ticket (group commit:
 // the wiring syncs once per loop pass, then calls Broker::on_durable).
 // Ticket 0 means "nothing to wait for". A refused write must never be
-// acknowledged as a success, hence [[nodiscard]].
+// acknowledged as a success: an Append cannot be ignored ([[nodiscard]])
+// and a refused one has no ticket to read (Ticket).
 #pragma once
 
 #include <cstdint>
+#include <cstdlib>
 #include <span>
 #include <string>
 #include <string_view>
@@ -41,12 +43,33 @@ inline const char* append_status_name(AppendStatus s) {
     return "?";
 }
 
-struct [[nodiscard]] Append {
-    uint64_t ticket = 0;
-    AppendStatus status = AppendStatus::Stored;
+// A stored write's LSN. A refused write has none, and any number read from
+// it would be a lie an ack could wait on (0 even means "durable now"), so
+// reading the ticket of a refused Append is a programming error that stops
+// the process instead of acknowledging a write that was never stored:
+// check ok() first.
+class Ticket {
+public:
+    Ticket() = default;
+    operator uint64_t() const {   // NOLINT: implicit, so a checked ticket reads as a number
+        if (lsn_ == kNone) std::abort();
+        return lsn_;
+    }
 
-    static Append stored(uint64_t ticket) { return {ticket, AppendStatus::Stored}; }
-    static Append refused(AppendStatus why) { return {0, why}; }
+private:
+    friend struct Append;
+    static constexpr uint64_t kNone = ~uint64_t(0);   // never an LSN
+    explicit Ticket(uint64_t lsn) : lsn_(lsn) {}
+    uint64_t lsn_ = kNone;
+};
+
+// Default-constructed: nothing stored yet.
+struct [[nodiscard]] Append {
+    Ticket ticket;
+    AppendStatus status = AppendStatus::IoError;
+
+    static Append stored(uint64_t lsn) { return {Ticket(lsn), AppendStatus::Stored}; }
+    static Append refused(AppendStatus why) { return {Ticket(), why}; }
     bool ok() const { return status == AppendStatus::Stored; }
 };
 

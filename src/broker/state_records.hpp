@@ -1,8 +1,8 @@
-// Record bodies of the broker's durable state, as written and replayed by
-// LogPersistence. The log stores them as opaque (type, body) records; this
-// schema is the broker's, and `hato store dump` hands it to the store's dump
-// as the describer. Plain little-endian integers, strings and byte strings
-// prefixed by a u32 length.
+// Record bodies of the broker's durable state: their types, layouts and the
+// plain encoding they use (little-endian integers, strings and byte strings
+// prefixed by a u32 length). The log stores them as opaque (type, body)
+// records; this schema is the broker's. Each type's fields, encoding and
+// effect are written once, in its descriptor (record_schema.hpp).
 #pragma once
 
 #include <cstdint>

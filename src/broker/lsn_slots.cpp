@@ -1,0 +1,64 @@
+#include "broker/lsn_slots.hpp"
+
+#include <type_traits>
+
+namespace hato::broker {
+
+uint64_t& LsnSlots::hold(const rec::RetainedSet& r, const store::RecordView& at, Touched& t) {
+    TopicLsnTable::Entry& e = retained_.get(r.msg.topic, at.body.data(), t.created);
+    t.retained = &e;
+    return e.lsn;
+}
+
+void LsnSlots::drop(const rec::RetainedClear& r, Touched& t) {
+    if (TopicLsnTable::Entry e; retained_.take(r.topic, e)) {
+        kill(e.lsn);
+        t.cleared_aux = e.aux;
+    }
+}
+
+void LsnSlots::drop(const rec::SessionRemove& r, Touched&) {
+    if (auto it = sessions_.find(r.client); it != sessions_.end()) {
+        kill(it->second);
+        sessions_.erase(it);
+    }
+}
+
+void LsnSlots::kill(SessionSlots& s) {
+    kill(s.put);
+    for (auto& [filter, lsn] : s.subs) kill(lsn);
+    for (auto& [seq, o] : s.out) kill(o);
+    for (auto& [id, lsn] : s.qos2_in) kill(lsn);
+}
+
+uint64_t* LsnSlots::live_slot(const store::RecordView& rec, TopicLsnTable::Entry*& retained) {
+    uint64_t* found = nullptr;
+    retained = nullptr;
+    rec::visit(rec.type, [&](auto& r) {
+        using R = std::remove_reference_t<decltype(r)>;
+        if constexpr (R::kEffect == rec::Effect::Put) {   // removals are never live
+            BodyReader in(rec.body);
+            r.read_key(in);
+            if constexpr (std::is_same_v<R, rec::RetainedSet>) {
+                retained = retained_.find(r.msg.topic);
+                found = retained ? &retained->lsn : nullptr;
+            } else {
+                found = slot<false>(r);
+            }
+        }
+    });
+    if (found && *found == rec.lsn) return found;
+    retained = nullptr;
+    return nullptr;
+}
+
+uint64_t LsnSlots::live_records() const {
+    uint64_t n = retained_.size();  // every entry holds a live retained_set
+    for (const auto& [id, s] : sessions_) {
+        n += (s.put != 0) + s.subs.size() + s.qos2_in.size();
+        for (const auto& [seq, o] : s.out) n += (o.enqueue != 0) + (o.state != 0);
+    }
+    return n;
+}
+
+}  // namespace hato::broker

@@ -1,0 +1,163 @@
+// Per piece of durable state (a retained topic, a session, one of its
+// subscriptions, queued messages, inbound QoS 2 ids), the LSN of the record
+// that currently holds it. That is what tells compaction which records are
+// still live, and what marks superseded ones dead as they are superseded.
+//
+// apply() is the one place a record changes these slots, for a record just
+// written and for one replayed alike; each record type's key is resolved in
+// one slot() (puts) or drop() (removals) overload below.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <unordered_map>
+
+#include "broker/record_schema.hpp"
+#include "broker/str_map.hpp"
+#include "broker/topic_lsn_table.hpp"
+#include "store/log.hpp"
+
+namespace hato::broker {
+
+class LsnSlots {
+public:
+    explicit LsnSlots(store::Log& log) : log_(log) {}
+
+    // What apply() did to a retained topic's entry, for the replay's own
+    // bookkeeping (the entry's aux), so it needs no second lookup.
+    struct Touched {
+        TopicLsnTable::Entry* retained = nullptr;   // retained_set: its topic's entry
+        bool created = false;                        //   new with this record
+        std::optional<uint32_t> cleared_aux;         // retained_clear: the removed entry's aux
+    };
+
+    // `at` is the record of `r` as the log holds it. A put makes it its
+    // key's record (the one it replaces is dead); a removal kills the
+    // records of what it removes, and is dead itself: it is needed only
+    // while what it removes exists (see docs/durability.md).
+    template <class R>
+    Touched apply(const R& r, const store::RecordView& at);
+
+    // Where the record holding a put's key is noted; null if nowhere.
+    template <class R>
+    const uint64_t* find(const R& r) { return slot<false>(r); }
+    // The slot noting `rec` if it still holds its key's state (compaction),
+    // and for a retained_set its topic's entry; null if dead.
+    uint64_t* live_slot(const store::RecordView& rec, TopicLsnTable::Entry*& retained);
+    // A queued message dropped without a record of it (an out_state whose
+    // message is gone: nothing to deliver).
+    void forget(const rec::OutDone& r) {
+        Touched t;
+        drop(r, t);
+    }
+
+    uint64_t live_records() const;
+    // Topic -> its retained_set; each entry's key is the topic inside that
+    // record in the log.
+    TopicLsnTable& retained() { return retained_; }
+
+private:
+    struct OutSlots {
+        uint64_t enqueue = 0;
+        uint64_t state = 0;
+    };
+    struct SessionSlots {
+        uint64_t put = 0;
+        StrMap<uint64_t> subs;                           // filter -> sub_put
+        std::unordered_map<uint64_t, OutSlots> out;      // seq -> its records
+        std::unordered_map<uint16_t, uint64_t> qos2_in;  // packet id -> qos2_in_put
+    };
+
+    // m's entry for `key`: created when kCreate, else null if absent.
+    template <bool kCreate, class Map, class K>
+    static typename Map::mapped_type* at(Map& m, const K& key) {
+        if constexpr (kCreate) {
+            return &find_or_emplace(m, key);
+        } else {
+            auto it = m.find(key);
+            return it == m.end() ? nullptr : &it->second;
+        }
+    }
+
+    // Each put's key: the slot noting its record.
+    template <bool kCreate>
+    uint64_t* slot(const rec::SessionPut& r) {
+        SessionSlots* s = at<kCreate>(sessions_, r.client);
+        return s ? &s->put : nullptr;
+    }
+    template <bool kCreate>
+    uint64_t* slot(const rec::SubPut& r) {
+        SessionSlots* s = at<kCreate>(sessions_, r.client);
+        return s ? at<kCreate>(s->subs, r.filter) : nullptr;
+    }
+    template <bool kCreate>
+    uint64_t* slot(const rec::OutEnqueue& r) {
+        SessionSlots* s = at<kCreate>(sessions_, r.client);
+        OutSlots* o = s ? at<kCreate>(s->out, r.seq) : nullptr;
+        return o ? &o->enqueue : nullptr;
+    }
+    template <bool kCreate>
+    uint64_t* slot(const rec::OutStateSet& r) {
+        SessionSlots* s = at<kCreate>(sessions_, r.client);
+        OutSlots* o = s ? at<kCreate>(s->out, r.seq) : nullptr;
+        return o ? &o->state : nullptr;
+    }
+    template <bool kCreate>
+    uint64_t* slot(const rec::Qos2InPut& r) {
+        SessionSlots* s = at<kCreate>(sessions_, r.client);
+        return s ? at<kCreate>(s->qos2_in, r.packet_id) : nullptr;
+    }
+    // The slot a put takes, created if new. A retained topic's entry refers
+    // to its topic inside `at` from now on.
+    template <class R>
+    uint64_t& hold(const R& r, const store::RecordView&, Touched&) { return *slot<true>(r); }
+    uint64_t& hold(const rec::RetainedSet& r, const store::RecordView& at, Touched& t);
+
+    // Each removal: kills and forgets the slots of what it removes.
+    void drop(const rec::RetainedClear& r, Touched& t);
+    void drop(const rec::SessionRemove& r, Touched&);
+    void drop(const rec::SubRemove& r, Touched&) { erase_in(r.client, &SessionSlots::subs, r.filter); }
+    void drop(const rec::OutDone& r, Touched&) { erase_in(r.client, &SessionSlots::out, r.seq); }
+    void drop(const rec::Qos2InRemove& r, Touched&) { erase_in(r.client, &SessionSlots::qos2_in, r.packet_id); }
+
+    template <class Map, class K>
+    void erase_in(std::string_view client, Map SessionSlots::*member, const K& key) {
+        SessionSlots* s = at<false>(sessions_, client);
+        if (!s) return;
+        Map& m = s->*member;
+        if (auto it = m.find(key); it != m.end()) {
+            kill(it->second);
+            m.erase(it);
+        }
+    }
+    // Marks the record(s) a slot notes dead, and clears it.
+    void kill(uint64_t& slot) {
+        if (slot) log_.mark_dead(slot);
+        slot = 0;
+    }
+    void kill(OutSlots& o) {
+        kill(o.enqueue);
+        kill(o.state);
+    }
+    void kill(SessionSlots& s);
+
+    store::Log& log_;
+    TopicLsnTable retained_;
+    StrMap<SessionSlots> sessions_;
+};
+
+template <class R>
+LsnSlots::Touched LsnSlots::apply(const R& r, const store::RecordView& at) {
+    Touched t;
+    if constexpr (R::kEffect == rec::Effect::Put) {
+        uint64_t& slot = hold(r, at, t);
+        kill(slot);
+        slot = at.lsn;
+    } else {
+        drop(r, t);
+        log_.mark_dead(at.lsn);
+    }
+    return t;
+}
+
+}  // namespace hato::broker

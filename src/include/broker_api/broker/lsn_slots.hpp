@@ -1,0 +1,1 @@
+../../../broker/lsn_slots.hpp

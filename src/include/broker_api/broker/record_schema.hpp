@@ -1,0 +1,1 @@
+../../../broker/record_schema.hpp

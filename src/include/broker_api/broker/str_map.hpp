@@ -1,0 +1,1 @@
+../../../broker/str_map.hpp

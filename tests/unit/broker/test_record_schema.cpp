@@ -1,0 +1,167 @@
+// The record descriptors (broker/record_schema.hpp): one per type the log
+// may hold, encodings that round-trip, one apply() that leaves the same
+// live records whether a record was just written or replayed, and a refused
+// Append that has no ticket to read.
+#include <doctest/doctest.h>
+
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <csignal>
+
+#include "broker/log_persistence.hpp"
+#include "broker/record_schema.hpp"
+#include "store/log.hpp"
+#include "temp_dir.hpp"
+
+using namespace hato::broker;
+using hato::store::test::TempDir;
+namespace store = hato::store;
+
+namespace {
+
+template <class R>
+std::vector<uint8_t> encoded(const R& r) {
+    std::vector<uint8_t> body;
+    BodyWriter w(body);
+    r.encode(w);
+    return body;
+}
+
+std::unique_ptr<store::Log> open_log(const std::string& dir) {
+    store::Options o;
+    o.dir = dir;
+    o.segment_bytes = 8192;
+    std::string err;
+    auto log = store::Log::open(o, err);
+    REQUIRE_MESSAGE(log, err);
+    return log;
+}
+
+}  // namespace
+
+TEST_CASE("every record type has one descriptor, named and typed as the log stores it") {
+    int known = 0;
+    for (int t = 0; t < 256; ++t) {
+        const bool has = rec::visit(uint8_t(t), [&](auto& r) { CHECK(uint8_t(r.kType) == t); });
+        known += has;
+        CHECK((std::string(state_record_name(uint8_t(t))) != "?") == has);
+    }
+    CHECK(known == 11);
+}
+
+TEST_CASE("encodings round-trip through decode") {
+    rec::SubPut sub{.client = "c", .filter = "a/#", .options = 5, .sub_id = 7};
+    std::vector<uint8_t> body = encoded(sub);
+    rec::SubPut sub2;
+    BodyReader in(body);
+    REQUIRE(rec::decode(sub2, in));
+    CHECK(sub2.client == "c");
+    CHECK(sub2.filter == "a/#");
+    CHECK(sub2.options == 5);
+    CHECK(sub2.sub_id == 7);
+
+    StoredMessage m;
+    m.topic = "t";
+    m.payload = {1, 2};
+    m.qos = 1;
+    m.sub_ids = {3, 9};
+    m.share_filter = "$share/g/t";
+    rec::OutEnqueue out;
+    out.client = "c";
+    out.seq = 42;
+    out.msg = m;
+    body = encoded(out);
+    rec::OutEnqueue out2;
+    BodyReader in2(body);
+    REQUIRE(rec::decode(out2, in2));
+    CHECK(out2.seq == 42);
+    CHECK(out2.msg.topic == "t");
+    CHECK(out2.msg.payload.size() == 2);
+    CHECK(out2.has_delivery);
+    CHECK(out2.sub_ids == std::vector<uint32_t>{3, 9});
+    CHECK(out2.msg.share_filter == "$share/g/t");
+
+    // A state this version does not know is malformed: it must not load.
+    body = encoded(rec::OutStateSet{.client = "c", .seq = 1, .state = 9, .packet_id = 1});
+    rec::OutStateSet st;
+    BodyReader in3(body);
+    CHECK_FALSE(rec::decode(st, in3));
+}
+
+TEST_CASE("a record changes the live set the same way when written and when replayed") {
+    TempDir d;
+    uint64_t live_written = 0;
+    {
+        auto log = open_log(d.path());
+        LogPersistence p(*log, store::SyncMode::Always);
+        StoredMessage m;
+        m.topic = "r/1";
+        m.qos = 1;
+        CHECK(p.retained_set(m).ok());
+        CHECK(p.retained_set(m).ok());   // replaces the first
+        m.topic = "r/2";
+        CHECK(p.retained_set(m).ok());
+        CHECK(p.retained_clear("r/2").ok());
+        CHECK(p.session_put("c", 60, 0).ok());
+        CHECK(p.session_put("c", 60, 5).ok());
+        CHECK(p.sub_put("c", "a/#", 1, 0).ok());
+        CHECK(p.sub_put("c", "b/#", 1, 0).ok());
+        CHECK(p.sub_remove("c", "b/#").ok());
+        m.topic = "a/x";
+        CHECK(p.out_enqueue("c", 1, m).ok());
+        CHECK(p.out_state("c", 1, OutState::Inflight, 7).ok());
+        CHECK(p.out_enqueue("c", 2, m).ok());
+        CHECK(p.out_done("c", 2).ok());
+        CHECK(p.qos2_in_put("c", 3).ok());
+        CHECK(p.qos2_in_put("c", 4).ok());
+        CHECK(p.qos2_in_remove("c", 4).ok());
+        CHECK(p.session_put("gone", 60, 0).ok());
+        CHECK(p.sub_put("gone", "x", 0, 0).ok());
+        CHECK(p.session_remove("gone").ok());
+        live_written = p.live_records();
+        CHECK(log->sync_now());
+    }
+    // r/1, session c, sub a/#, out 1 (enqueue + state), qos2 3
+    CHECK(live_written == 6);
+    auto log = open_log(d.path());
+    LogPersistence p(*log, store::SyncMode::Always);
+    RecoveredState st;
+    p.load(st);
+    CHECK(p.live_records() == live_written);
+    REQUIRE(st.retained.size() == 1);
+    CHECK(st.retained[0].topic == "r/1");
+    REQUIRE(st.sessions.size() == 1);
+    CHECK(st.sessions[0].offline_since_wall_ms == 5);
+    REQUIRE(st.sessions[0].subs.size() == 1);
+    REQUIRE(st.sessions[0].out.size() == 1);
+    CHECK(st.sessions[0].out[0].state == OutState::Inflight);
+    CHECK(st.sessions[0].out[0].packet_id == 7);
+    CHECK(st.sessions[0].qos2_in == std::vector<uint16_t>{3});
+}
+
+TEST_CASE("a refused Append has no ticket to read") {
+    const Append refused = Append::refused(AppendStatus::DiskFull);
+    CHECK_FALSE(refused.ok());
+    const Append nothing;
+    CHECK_FALSE(nothing.ok());   // nothing stored yet is not a success
+    const Append stored = Append::stored(5);
+    CHECK(stored.ok());
+    CHECK(stored.ticket == 5u);
+    CHECK(Append::stored(0).ticket == 0u);   // "nothing to wait for" is only ever a stored write's
+    // Reading it anyway stops the process rather than hand an ack a number.
+    const pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        const rlimit no_core{0, 0};
+        setrlimit(RLIMIT_CORE, &no_core);
+        std::signal(SIGABRT, SIG_DFL);
+        const uint64_t t = refused.ticket;
+        _exit(t == 0 ? 0 : 1);
+    }
+    int status = 0;
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFSIGNALED(status));
+    CHECK(WTERMSIG(status) == SIGABRT);
+}
