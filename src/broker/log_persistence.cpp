@@ -392,7 +392,10 @@ void LogPersistence::maintenance(size_t budget, uint64_t min_bytes) {
         // its key to the copy before the old segment can go.
         [this](uint64_t, uint64_t new_lsn) {
             if (compact_slot_) *compact_slot_ = new_lsn;
-            if (compact_entry_) retained_.rekey(*compact_entry_, log_.last_body().data());
+            if (compact_entry_) {
+                retained_.rekey(*compact_entry_, log_.last_body().data());
+                if (retained_moved_) retained_moved_(log_.last_body().data());
+            }
             compact_slot_ = nullptr;
             compact_entry_ = nullptr;
         },
@@ -569,7 +572,7 @@ void LogPersistence::hand_over_retained(Replay& st, RecoveredState& out) {
         if (sink && i + kAhead < n) hint(i + kAhead);
         BodyReader r(st.retained[i]);
         const StoredMessageView m = read_message(r);   // checked when it was replayed
-        if (sink) sink->add(m);
+        if (sink) sink->add_stored(m, st.retained[i].data());   // served from the mapping
         else out.retained.push_back(m.owned());
     }
 }
