@@ -5,6 +5,7 @@
 
 #include "broker/state_records.hpp"
 #include "store/frame.hpp"
+#include "store/log_pages.hpp"
 
 namespace hato::broker {
 
@@ -608,6 +609,8 @@ void LogPersistence::load(RecoveredState& out) {
     for (size_t i = seen > kAhead ? seen - kAhead : 0; i < seen; ++i) replay_record(window[i % kAhead], st);
 
     hand_over_retained(st, out);
+    // Everything is read; what is served later is faulted in when it is.
+    store::release_resident_pages(log_);
 
     out.sessions.clear();
     out.sessions.reserve(st.sessions.size());
