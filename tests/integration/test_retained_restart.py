@@ -10,7 +10,8 @@ from raw_mqtt import (CONNACK, PUBACK, PUBLISH, SUBACK, RawClient, parse_publish
                       publish, subscribe)
 
 N = 20000
-SETTINGS = {"storage": {"enabled": True, "sync": "always", "segment_size_mb": 1}}
+SETTINGS = {"storage": {"enabled": True, "sync": "always", "segment_size_mb": 1},
+            "limits": {"max_packet_size": 65536}}
 
 
 def payload(i, version):
