@@ -26,7 +26,7 @@
 #include "broker/counting_transport.hpp"
 #include "broker/match_collector.hpp"
 #include "broker/message.hpp"
-#include "broker/retained_index.hpp"
+#include "broker/retained_store.hpp"
 #include "broker/sub_index.hpp"
 #include "mqtt/codec.hpp"
 
@@ -112,12 +112,8 @@ struct Broker::Impl {
     uint64_t next_generation = 1;
 
     SubIndex subs;
-    // Retained messages: the index maps a topic to a handle, which is the
-    // message's position in `retained` (a slot vector with a free list, so a
-    // million retained topics cost no hash nodes).
-    RetainedIndex retained_index;
-    std::vector<MsgPtr> retained;
-    std::vector<RetainedIndex::Handle> free_retained;
+    // Retained messages, by topic; those the store holds are served from it.
+    RetainedStore retained{persist};
     std::unordered_map<uint64_t, uint32_t> share_round_robin;   // share key -> counter
     std::unordered_map<uint64_t, std::set<Slot>> share_members; // share key -> member sessions
     std::unordered_map<uint64_t, std::string> share_filters;    // share key -> "$share/group/filter", while it has members
@@ -229,8 +225,6 @@ struct Broker::Impl {
     // Routes a message to every matching subscriber; returns the number of receivers.
     size_t route(const MsgPtr& msg, Slot publisher);
     void store_retained(const MsgPtr& msg);
-    // Puts `msg` in the retained table for its topic, replacing an older one.
-    void put_retained(MsgPtr msg);
     // Sets expiry_ms / expiry_wall_ms from a Message Expiry Interval (capped by config).
     void apply_expiry(Message::Init& m, std::optional<uint32_t> interval_s);
     // A message from an incoming PUBLISH or a will; `v5_props` (v5 only) gives

@@ -6,6 +6,7 @@
 #include "broker/record_schema.hpp"
 #include "broker/session_replay.hpp"
 #include "store/frame.hpp"
+#include "store/log_pages.hpp"
 
 namespace hato::broker {
 
@@ -125,7 +126,10 @@ void LogPersistence::maintenance(size_t budget, uint64_t min_bytes) {
         // its key to the copy before the old segment can go.
         [this](uint64_t, uint64_t new_lsn) {
             if (compact_slot_) *compact_slot_ = new_lsn;
-            if (compact_entry_) slots_.retained().rekey(*compact_entry_, log_.last_body().data());
+            if (compact_entry_) {
+                slots_.retained().rekey(*compact_entry_, log_.last_body().data());
+                if (retained_moved_) retained_moved_(log_.last_body().data());
+            }
             compact_slot_ = nullptr;
             compact_entry_ = nullptr;
         },
@@ -208,7 +212,7 @@ void LogPersistence::hand_over_retained(Replay& st, RecoveredState& out) {
         BodyReader r(st.retained[i]);
         rec::RetainedSet m;
         (void)rec::decode(m, r);   // checked when it was replayed
-        if (sink) sink->add(m.msg);
+        if (sink) sink->add_stored(m.msg, st.retained[i].data());   // served from the mapping
         else out.retained.push_back(m.msg.owned());
     }
 }
@@ -245,6 +249,8 @@ void LogPersistence::load(RecoveredState& out) {
 
     hand_over_retained(st, out);
     st.sessions.hand_over(out.sessions, slots_);
+    // Everything is read; what is served later is faulted in when it is.
+    store::release_resident_pages(log_);
 }
 
 }  // namespace hato::broker

@@ -27,6 +27,10 @@ public:
 
     Append retained_set(const StoredMessageView& m) override;
     Append retained_clear(std::string_view topic) override;
+    // Retained messages are served from the log's mapping (log_retained.cpp).
+    const void* last_retained_ref() const override;
+    StoredMessageView retained_at(const void* ref) const override;
+    void on_retained_moved(std::function<void(const void* ref)> fn) override { retained_moved_ = std::move(fn); }
     Append session_put(std::string_view client_id, uint32_t expiry_s,
                        uint64_t offline_since_wall_ms, const SessionOwner& owner = {}) override;
     Append session_remove(std::string_view client_id) override;
@@ -80,6 +84,7 @@ private:
     uint64_t appended_since_maintenance_ = 0;  // bytes, for compaction pacing
     uint64_t* compact_slot_ = nullptr;  // set by the live predicate, read by moved
     TopicLsnTable::Entry* compact_entry_ = nullptr;  // the same, for a retained_set
+    std::function<void(const void* ref)> retained_moved_;  // told of each retained_set compaction copies
 };
 
 }  // namespace hato::broker

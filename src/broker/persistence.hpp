@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <functional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -174,6 +175,12 @@ public:
     // loading the memory that insert will touch, so the cache misses of
     // consecutive topics overlap instead of queueing.
     virtual void prefetch(std::string_view topic) { (void)topic; }
+    // Instead of add(m), from a persistence that serves stored records from
+    // memory: `ref` names m's record (Persistence::retained_at).
+    virtual void add_stored(const StoredMessageView& m, const void* ref) {
+        (void)ref;
+        add(m);
+    }
 };
 
 struct RecoveredState {
@@ -192,6 +199,22 @@ public:
 
     virtual Append retained_set(const StoredMessageView& m) = 0;
     virtual Append retained_clear(std::string_view topic) = 0;
+
+    // Retained messages served from storage: a persistence whose records
+    // stay readable in memory (the log's mapping) lets the broker keep a
+    // reference to a record instead of a copy of the message. A reference
+    // is valid while its record is the topic's live retained_set; when the
+    // persistence copies a live record elsewhere (compaction) it reports
+    // the copy's reference to the function given to on_retained_moved.
+    // The record the retained_set() just made (call right after it
+    // succeeded), or nullptr: the caller then keeps its own copy.
+    virtual const void* last_retained_ref() const { return nullptr; }
+    // The message at `ref`, as views into the storage.
+    virtual StoredMessageView retained_at(const void* ref) const {
+        (void)ref;
+        return {};
+    }
+    virtual void on_retained_moved(std::function<void(const void* ref)> fn) { (void)fn; }
 
     // Creates or updates a persistent session (clean sessions with expiry 0
     // are never written). offline_since 0 = connected. The default owner

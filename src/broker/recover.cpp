@@ -27,14 +27,18 @@ void Broker::Impl::recover() {
         void expect(size_t count) override {
             // One allocation for each table instead of ~20 regrowths on the
             // way to a million retained messages.
-            b.retained.reserve(b.retained.size() + count);
-            b.retained_index.reserve(count);
+            b.retained.reserve(count);
         }
-        void prefetch(std::string_view topic) override { b.retained_index.prefetch(topic); }
+        void prefetch(std::string_view topic) override { b.retained.prefetch(topic); }
         void add(const StoredMessageView& sm) override {
             MsgPtr m = from_stored(sm, b.now_ms, wall);
-            if (m) b.put_retained(std::move(m));
+            if (m) b.retained.put(std::move(m));
             else expired.emplace_back(sm.topic);
+        }
+        // Kept where the store holds it: only the index is built here.
+        void add_stored(const StoredMessageView& sm, const void* ref) override {
+            if (sm.expiry_wall_ms != 0 && sm.expiry_wall_ms <= wall) expired.emplace_back(sm.topic);
+            else b.retained.put_stored(sm, ref);
         }
     } sink(*this, wall);
     RecoveredState state;

@@ -94,6 +94,13 @@ bool RetainedIndex::find(std::string_view topic, Handle& out) const {
     return true;
 }
 
+RetainedIndex::Handle* RetainedIndex::handle(std::string_view topic) {
+    const TopicTree& tree = impl_->tree;
+    uint32_t node = tree.find_path(topic);
+    if (node == kNoId || tree.payload(node) == kNoId) return nullptr;
+    return &impl_->handles[tree.payload(node)];
+}
+
 void RetainedIndex::match(std::string_view filter,
                           const std::function<void(std::string_view topic, Handle h)>& fn) const {
     const Impl& im = *impl_;

@@ -27,6 +27,9 @@ public:
     bool clear(std::string_view topic, Handle& old);
     // Handle for an exact topic.
     bool find(std::string_view topic, Handle& out) const;
+    // The handle stored for an exact topic, to change in place; null if
+    // absent. Valid until the next set() or clear().
+    Handle* handle(std::string_view topic);
 
     // Calls fn(topic, handle) for every retained topic matched by `filter` (a
     // valid filter; leading wildcards do not match $-topics).

@@ -114,10 +114,7 @@ void Broker::Impl::on_subscribe(Connection& c, const Subscribe& p) {
 void Broker::Impl::send_retained(Session& s, const std::string& inner, uint8_t granted_qos,
                                  uint32_t sub_id) {
     std::vector<MsgPtr> found;
-    retained_index.match(inner, [&](std::string_view, RetainedIndex::Handle h) {
-        const MsgPtr& m = retained[h];
-        if (m && !m->expired(now_ms)) found.push_back(m);
-    });
+    retained.match(inner, now_ms, wall_ms(), found);
     for (const MsgPtr& m : found) {
         std::vector<uint32_t> ids;
         if (sub_id) ids.push_back(sub_id);

@@ -13,18 +13,11 @@ void Broker::fill_gauges(SysGauges& g) const {
     g.shared_subscriptions = 0;
     for (const auto& [key, members] : m.share_members) g.shared_subscriptions += members.size();
 
-    uint64_t retained = 0, held = 0, held_bytes = 0;
-    for (const MsgPtr& msg : m.retained) {
-        if (!msg) continue;
-        ++retained;
-        held_bytes += msg->byte_size();
-    }
+    uint64_t retained = m.retained.size(), held = 0, held_bytes = m.retained.bytes();
     held = retained;
     // The broker's own retained topics are no client's messages.
-    for (const std::string& topic : m.memory_retained_topics) {
-        RetainedIndex::Handle h = 0;
-        if (m.retained_index.find(topic, h) && retained > 0) --retained;
-    }
+    for (const std::string& topic : m.memory_retained_topics)
+        if (m.retained.contains(topic) && retained > 0) --retained;
     for (const auto& s : m.sessions) {
         if (!s || !s->flows) continue;
         SessionFlows& f = *s->flows;

@@ -1,5 +1,6 @@
 // The append log (see log.hpp and docs/durability.md).
 #include "store/log.hpp"
+#include "store/log_pages.hpp"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -63,6 +64,11 @@ public:
     }
 
     bool recover(std::string& err);
+
+    void release_resident_pages() {
+        for (const Segment& seg : segs_)
+            if (seg.map) madvise(seg.map, seg.size, MADV_DONTNEED);
+    }
 
     void replay(const std::function<void(const RecordView&)>& fn) override {
         for (const Segment& seg : segs_)
@@ -590,6 +596,10 @@ bool SegmentLog::try_delete_compacted() {
 }
 
 }  // namespace
+
+void release_resident_pages(Log& log) {
+    if (auto* l = dynamic_cast<SegmentLog*>(&log)) l->release_resident_pages();
+}
 
 std::unique_ptr<Log> Log::open(const Options& opt, std::string& err) {
     auto log = std::make_unique<SegmentLog>(opt);
