@@ -92,7 +92,8 @@ void Broker::on_data(ConnId id, std::span<const uint8_t> bytes) {
         impl_->process_input(*c, bytes);
         // Replies count like forwards: over the limit, this client is not read
         // any further. Only its own input made them, so nobody else's is held.
-        if (!c->dead && impl_->output_over_limit(*c)) impl_->block_output(*c, /*hold_intake=*/false);
+        if (!c->dead && impl_->pressure.over_limit(*c))
+            impl_->pressure.block(*c, impl_->now_ms, /*hold_intake=*/false);
     }
     impl_->bury();
 }
@@ -176,8 +177,6 @@ bool Broker::Impl::count_refusal(AppendStatus why) {
     case AppendStatus::IoError: ++stats.store_refused_io; break;
     case AppendStatus::Stored: break;
     }
-    // "Can never fit" wins: retrying would not help.
-    if (op_refusal != AppendStatus::TooLarge) op_refusal = why;
     return false;
 }
 

@@ -20,13 +20,17 @@
 #include <vector>
 
 #include "broker/auth.hpp"
+#include "broker/back_pressure.hpp"
 #include "broker/broker.hpp"
 #include "broker/client_index.hpp"
 #include "broker/client_state.hpp"
 #include "broker/counting_transport.hpp"
+#include "broker/held_acks.hpp"
 #include "broker/match_collector.hpp"
 #include "broker/message.hpp"
+#include "broker/op_writes.hpp"
 #include "broker/retained_index.hpp"
+#include "broker/shared_groups.hpp"
 #include "broker/sub_index.hpp"
 #include "mqtt/codec.hpp"
 
@@ -77,14 +81,6 @@ private:
     size_t compact_at_ = kMinCompactAt;
 };
 
-// A PUBACK/PUBREC waiting for the persisted state it depends on.
-struct HeldAck {
-    ConnId conn = 0;
-    uint64_t ticket = 0;
-    bool counts_inbound = false;     // QoS 1 ack: frees an inbound receive-maximum slot when sent
-    std::vector<uint8_t> bytes;
-};
-
 struct Broker::Impl {
     Impl(const Config& c, Transport& t, Persistence& p)
         : cfg(c), counted_transport(t, stats), transport(counted_transport), persist(p) {}
@@ -118,20 +114,16 @@ struct Broker::Impl {
     RetainedIndex retained_index;
     std::vector<MsgPtr> retained;
     std::vector<RetainedIndex::Handle> free_retained;
-    std::unordered_map<uint64_t, uint32_t> share_round_robin;   // share key -> counter
-    std::unordered_map<uint64_t, std::set<Slot>> share_members; // share key -> member sessions
-    std::unordered_map<uint64_t, std::string> share_filters;    // share key -> "$share/group/filter", while it has members
+    SharedGroups shared;   // shared subscription groups: members, filter, round robin
 
     TimerHeap timers;
-    std::deque<HeldAck> held_acks;
-    std::unordered_set<ConnId> blocked_conns;
-    size_t intake_holders = 0;       // blocked connections with holds_intake set
+    HeldAcks acks{transport, persist};   // PUBACK/PUBREC/PUBCOMP until durable, in order
+    BackPressure pressure{cfg, transport};   // connections over max_output_bytes, the intake hold
     // Scratch reused across operations so its vectors keep their capacity (a
     // malloc/free pair per PUBLISH otherwise). Members, so that each Broker
     // has its own and nothing outlives it.
     MatchCollector route_matches;       // route()
     bool route_matches_busy = false;    // a nested route() gets a collector of its own
-    std::vector<uint8_t> ack_bytes;     // send_ack(): only a held ack copies them
     // A QoS 0 PUBLISH without per-receiver parts, encoded once per fan-out
     // and version (send_publish). It holds the message itself, so another
     // message cannot reuse the address while its bytes are cached.
@@ -143,14 +135,6 @@ struct Broker::Impl {
     };
     SharedEncoding shared_publish;
     std::vector<uint8_t> publish_bytes; // every other PUBLISH: the transport copies the bytes
-    // What the writes of the current operation came to, gathered by note()
-    // from wherever they happen (routing, queues, sessions) and read by the
-    // inbound PUBLISH/PUBREL handlers (publish.cpp), which reset them first:
-    // the publisher's ack waits for op_ticket to be durable, and is refused
-    // if op_refusal says a write was.
-    uint64_t op_ticket = 0;          // highest persistence ticket of the current operation
-    AppendStatus op_refusal = AppendStatus::Stored;   // a write of the current operation refused
-    bool keep_unstored = false;      // deliver() queues a message even if its record is refused
     // publish_internal: a retained message goes to memory only (store_retained).
     bool retain_in_memory = false;
     std::unordered_set<std::string> memory_retained_topics;   // topics publish_internal retained
@@ -163,6 +147,10 @@ struct Broker::Impl {
     // --- broker.cpp
     Connection* conn(ConnId id);
     Session* session(Slot s) { return s < sessions.size() ? sessions[s].get() : nullptr; }
+    std::string_view client_id_of(const Connection& c) {
+        const Session* s = session(c.slot);
+        return s ? std::string_view(s->client_id) : std::string_view();
+    }
     // Only for Authorizer calls: creates the session's ACL memo.
     ClientInfo client_info(Session& s) {
         if (!s.acl_cache) s.acl_cache = std::make_unique<AclCache>();
@@ -191,12 +179,12 @@ struct Broker::Impl {
     void run_timers();
     bool timer_live(const Timer& t);   // false: the entry is stale and would be ignored when it fires
     void bury();
-    // Every write goes through note(): it counts a refusal, and remembers the
-    // ticket (and a refusal) for the operation's acknowledgement. True if stored.
-    bool note(const Append& a) {
-        if (!a.ok()) return count_refusal(a.status);
-        if (a.ticket > op_ticket) op_ticket = a.ticket;
-        return true;
+    // Every write's Append goes through written(): it counts a refusal; the
+    // second form also adds it to the operation's writes. True if stored.
+    bool written(const Append& a) { return a.ok() || count_refusal(a.status); }
+    bool written(const Append& a, OpWrites& w) {
+        w.add(a);
+        return written(a);
     }
     bool count_refusal(AppendStatus why);   // returns false
     uint64_t wall_ms() const;
@@ -227,8 +215,8 @@ struct Broker::Impl {
     void on_publish(Connection& c, mqtt::Publish& p);
     void on_pubrel(Connection& c, const mqtt::Ack& a);
     // Routes a message to every matching subscriber; returns the number of receivers.
-    size_t route(const MsgPtr& msg, Slot publisher);
-    void store_retained(const MsgPtr& msg);
+    size_t route(const MsgPtr& msg, Slot publisher, OpWrites& w);
+    void store_retained(const MsgPtr& msg, OpWrites& w);
     // Puts `msg` in the retained table for its topic, replacing an older one.
     void put_retained(MsgPtr msg);
     // Sets expiry_ms / expiry_wall_ms from a Message Expiry Interval (capped by config).
@@ -239,29 +227,25 @@ struct Broker::Impl {
                         const mqtt::Properties* v5_props);
     std::vector<uint8_t> forwarded_scratch;   // make_message's encoding buffer, reused
     FlowsPool flows_pool;                     // emptied SessionFlows, for reuse
-    void send_ack(Connection& c, mqtt::PacketType type, uint16_t id, uint8_t reason,
-                  uint64_t ticket, bool counts_inbound);
-    void release_acks();
+    void release_acks() {
+        acks.release([this](ConnId id) { return conn(id); });
+    }
 
     // --- delivery.cpp
-    void deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool retain,
-                 std::vector<uint32_t> sub_ids, uint64_t share_key);
-    void pump(Session& s);
-    void fill_window(Session& s);     // pump() without freeing the flow state
-    void purge_expired(Session& s);   // drops expired messages from the queue
+    void deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool retain, std::vector<uint32_t> sub_ids,
+                 uint64_t share_key, OpWrites& w, IfUnstored if_unstored = IfUnstored::Drop);
+    void pump(Session& s, OpWrites& w);
+    void pump(Session& s) {   // outside a PUBLISH: its writes are only counted
+        OpWrites ignored;
+        pump(s, ignored);
+    }
+    void fill_window(Session& s, OpWrites& w);     // pump() without freeing the flow state
+    void purge_expired(Session& s, OpWrites& w);   // drops expired messages from the queue
     void resend_inflight(Session& s);
     void on_client_ack(Connection& c, const mqtt::Ack& a);
     bool send_publish(Connection& c, const OutItem& item, bool dup);   // false: too large for the client
-    bool output_over_limit(Connection& c);
-    // Output over max_output_bytes: stop forwarding and reading until it
-    // drains; with `hold_intake`, everyone's input too (see delivery.cpp).
-    void block_output(Connection& c, bool hold_intake = true);
     // Unblocks what drained below half the limit; drops clients blocked too long.
     void check_blocked();
-    // Ends c's hold on the intake; the last one resumes it.
-    void release_intake(Connection& c);
-    // Ends c's back-pressure episode (drained, or gone).
-    void end_blocked(Connection& c);
     void redistribute_shared(Session& s);
     void finish_out(Session& s, uint64_t seq);
     size_t window(const Session& s);
@@ -271,8 +255,6 @@ struct Broker::Impl {
     // (stored before owners were) keeps its messages until its client
     // connects; they are judged when sent.
     bool may_read(Session& s, std::string_view topic);
-    // The "$share/group/filter" share key `key` stands for; empty if none.
-    std::string_view share_filter_of(uint64_t key) const;
 
     // --- subscribe.cpp
     void on_subscribe(Connection& c, const mqtt::Subscribe& p);

@@ -159,7 +159,7 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
     // already stored draws on the store's reserve, so its client can always
     // come back to drain its queue; a new one may be refused.
     const SessionOwner owner{owner_source, username ? std::string_view(*username) : std::string_view()};
-    if (expiry > 0 && !note(persist.session_put(client_id, expiry, 0, owner)) && !s->persisted) {
+    if (expiry > 0 && !written(persist.session_put(client_id, expiry, 0, owner)) && !s->persisted) {
         if (!session_present) remove_session(*s);
         return refuse(rc::QuotaExceeded);   // v3.1.1: 0x03 server unavailable
     }
@@ -190,7 +190,7 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
         s->persisted = true;
     } else if (s->persisted) {
         // Resumed with expiry 0: the state lives only as long as this connection.
-        note(persist.session_remove(client_id));
+        written(persist.session_remove(client_id));
         s->persisted = false;
     }
 
@@ -260,7 +260,7 @@ void Broker::Impl::drop(Connection& c, bool publish_will_now, bool close_transpo
     if (auth_pending(c)) auth->cancel(c.id, c.extras->auth_request);
     if (c.extras) c.extras->inbuf = {};
     if (close_transport) transport.close(c.id);
-    end_blocked(c);
+    pressure.end(c, client_id_of(c));
 
     Session* s = session(c.slot);
     if (c.connected && stats.connections > 0) --stats.connections;
@@ -280,7 +280,7 @@ void Broker::Impl::drop(Connection& c, bool publish_will_now, bool close_transpo
         if (s->expiry_s == 0) {
             remove_session(*s);
         } else {
-            if (s->persisted) note(persist.session_put(s->client_id, s->expiry_s, wall_ms(), owner_of(*s)));
+            if (s->persisted) written(persist.session_put(s->client_id, s->expiry_s, wall_ms(), owner_of(*s)));
             if (s->expiry_s != kNeverExpires)
                 timers.push({now_ms + uint64_t(s->expiry_s) * 1000, s->generation, s->slot,
                              TimerKind::SessionExpiry});
@@ -361,7 +361,7 @@ void Broker::Impl::remove_session(Session& s) {
     }
     redistribute_shared(s);
     for (auto& [filter, rec] : s.subs) unindex_subscription(s, rec);
-    if (s.persisted) note(persist.session_remove(s.client_id));
+    if (s.persisted) written(persist.session_remove(s.client_id));
     Slot slot = s.slot;
     slot_by_client.erase(s.client_id);
     sessions[slot].reset();   // `s` is gone from here on
@@ -370,7 +370,8 @@ void Broker::Impl::remove_session(Session& s) {
 
 void Broker::Impl::publish_will(const Will& w) {
     if (w.msg->expired(now_ms)) return;
-    route(w.msg, kNoSlot);
+    OpWrites writes;   // nobody acknowledges a will: refusals are only counted
+    route(w.msg, kNoSlot, writes);
 }
 
 }  // namespace hato::broker
