@@ -1,9 +1,13 @@
 // Internal state of the broker, shared by its translation units (per-client
-// state is in client_state.hpp):
-// broker.cpp (events, timers, input), connect.cpp (CONNECT, sessions, wills,
-// closing), publish.cpp (inbound PUBLISH, routing, held acks), delivery.cpp
-// (outbound QoS flows, back-pressure), subscribe.cpp (SUBSCRIBE, retained),
-// recover.cpp (rebuilding from Persistence).
+// state is in client_state.hpp): broker.cpp (events, timers, input),
+// connect.cpp (CONNECT, sessions, wills, closing), publish.cpp (inbound
+// PUBLISH, routing), delivery.cpp (outbound QoS flows), subscribe.cpp
+// (SUBSCRIBE, retained), recover.cpp (rebuilding from Persistence).
+// The state with rules of its own lives in parts that keep them: the
+// sessions by slot and client id (SessionTable), shared-subscription groups
+// (SharedGroups), acknowledgements held until durable (HeldAcks),
+// back-pressure (BackPressure) and the timer heap (TimerHeap). What the
+// store writes of one operation came to travels as an explicit OpWrites.
 #pragma once
 
 #include <algorithm>
@@ -22,7 +26,6 @@
 #include "broker/auth.hpp"
 #include "broker/back_pressure.hpp"
 #include "broker/broker.hpp"
-#include "broker/client_index.hpp"
 #include "broker/client_state.hpp"
 #include "broker/counting_transport.hpp"
 #include "broker/held_acks.hpp"
@@ -30,56 +33,13 @@
 #include "broker/message.hpp"
 #include "broker/op_writes.hpp"
 #include "broker/retained_index.hpp"
+#include "broker/session_table.hpp"
 #include "broker/shared_groups.hpp"
 #include "broker/sub_index.hpp"
+#include "broker/timers.hpp"
 #include "mqtt/codec.hpp"
 
 namespace hato::broker {
-
-// ConnCheck: a connection's CONNECT timeout or keep alive (Connection::timer_due_ms).
-enum class TimerKind : uint8_t { ConnCheck, SessionExpiry, WillDelay };
-
-struct Timer {
-    uint64_t due_ms = 0;
-    uint64_t key = 0;                // ConnId (ConnCheck), else the session generation
-    Slot slot = kNoSlot;             // session timers
-    TimerKind kind = TimerKind::ConnCheck;
-    bool operator>(const Timer& o) const { return due_ms > o.due_ms; }
-};
-
-// The timer min-heap. Entries are never removed when they go stale (a
-// session reconnected, a keep-alive deadline moved); compact() sweeps them
-// out when they outnumber the live ones, so a connect/disconnect storm with
-// a long session expiry cannot pile up entries that would fire in years.
-class TimerHeap {
-public:
-    bool empty() const { return heap_.empty(); }
-    size_t size() const { return heap_.size(); }
-    const Timer& top() const { return heap_.front(); }
-    void push(const Timer& t) {
-        heap_.push_back(t);
-        std::push_heap(heap_.begin(), heap_.end(), std::greater<Timer>());
-    }
-    void pop() {
-        std::pop_heap(heap_.begin(), heap_.end(), std::greater<Timer>());
-        heap_.pop_back();
-    }
-    // True when stale entries may outnumber live ones (size doubled since the last sweep).
-    bool wants_compaction() const { return heap_.size() > compact_at_; }
-    template <class Live>
-    void compact(Live live) {
-        heap_.erase(std::remove_if(heap_.begin(), heap_.end(), [&](const Timer& t) { return !live(t); }),
-                    heap_.end());
-        std::make_heap(heap_.begin(), heap_.end(), std::greater<Timer>());
-        if (heap_.capacity() > 2 * heap_.size() + kMinCompactAt) heap_.shrink_to_fit();
-        compact_at_ = std::max(kMinCompactAt, 2 * heap_.size());
-    }
-
-private:
-    static constexpr size_t kMinCompactAt = 1024;
-    std::vector<Timer> heap_;
-    size_t compact_at_ = kMinCompactAt;
-};
 
 struct Broker::Impl {
     Impl(const Config& c, Transport& t, Persistence& p)
@@ -102,10 +62,7 @@ struct Broker::Impl {
     // Connection& stays valid while others are added or removed.
     std::unordered_map<ConnId, Connection> conns;
     std::vector<ConnId> graveyard;   // dead, erased from `conns` after the current event
-    std::vector<std::unique_ptr<Session>> sessions;       // by slot; nullptr = free
-    std::vector<Slot> free_slots;
-    ClientIndex slot_by_client{[this](Slot s) { return std::string_view(sessions[s]->client_id); }};
-    uint64_t next_generation = 1;
+    SessionTable sessions;   // by slot and by client id
 
     SubIndex subs;
     // Retained messages: the index maps a topic to a handle, which is the
@@ -116,7 +73,7 @@ struct Broker::Impl {
     std::vector<RetainedIndex::Handle> free_retained;
     SharedGroups shared;   // shared subscription groups: members, filter, round robin
 
-    TimerHeap timers;
+    TimerHeap timers;   // connection checks, session expiries, delayed wills
     HeldAcks acks{transport, persist};   // PUBACK/PUBREC/PUBCOMP until durable, in order
     BackPressure pressure{cfg, transport};   // connections over max_output_bytes, the intake hold
     // Scratch reused across operations so its vectors keep their capacity (a
@@ -146,7 +103,7 @@ struct Broker::Impl {
 
     // --- broker.cpp
     Connection* conn(ConnId id);
-    Session* session(Slot s) { return s < sessions.size() ? sessions[s].get() : nullptr; }
+    Session* session(Slot s) { return sessions.get(s); }
     std::string_view client_id_of(const Connection& c) {
         const Session* s = session(c.slot);
         return s ? std::string_view(s->client_id) : std::string_view();
@@ -206,7 +163,7 @@ struct Broker::Impl {
     void on_conn_timer(ConnId id, uint64_t due_ms);
     void on_session_expiry_timer(Slot s, uint64_t gen);
     void on_will_delay_timer(Slot s, uint64_t gen);
-    Session& create_session(const std::string& client_id);
+    Session& create_session(const std::string& client_id) { return sessions.create(client_id); }
     void remove_session(Session& s);
     void publish_will(const Will& w);
     std::string random_client_id();

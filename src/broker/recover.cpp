@@ -46,7 +46,7 @@ void Broker::Impl::recover() {
     std::vector<std::string>().swap(sink.expired);
 
     for (RecoveredSession& rs : state.sessions) {
-        if (slot_by_client.contains(rs.client_id)) continue;
+        if (sessions.contains(rs.client_id)) continue;
         Session& s = create_session(rs.client_id);
         s.expiry_s = rs.expiry_s;
         s.persisted = true;

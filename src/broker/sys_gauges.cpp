@@ -8,7 +8,7 @@ namespace hato::broker {
 void Broker::fill_gauges(SysGauges& g) const {
     const Impl& m = *impl_;
     g.stats = m.stats;
-    g.sessions = m.sessions.size() - m.free_slots.size();
+    g.sessions = m.sessions.size();
     g.subscriptions = m.subs.size();
     g.shared_subscriptions = m.shared.member_count();
 
