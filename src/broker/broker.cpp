@@ -45,9 +45,9 @@ const Stats& Broker::stats() const { return impl_->stats; }
 
 Broker::QueueInfo Broker::session_queue(std::string_view client_id) const {
     QueueInfo q;
-    Slot slot = impl_->slot_by_client.find(client_id);
-    if (slot == kNoSlot) return q;
-    Session& s = *impl_->sessions[slot];
+    const Session* found = impl_->sessions.find(client_id);
+    if (!found) return q;
+    const Session& s = *found;
     if (!s.flows) return q;
     SessionFlows& f = *s.flows;
     auto oldest = [&q](uint64_t ms) {
@@ -68,9 +68,9 @@ Broker::QueueInfo Broker::session_queue(std::string_view client_id) const {
 
 std::vector<std::string> Broker::session_filters(std::string_view client_id) const {
     std::vector<std::string> out;
-    Slot slot = impl_->slot_by_client.find(client_id);
-    if (slot == kNoSlot) return out;
-    for (const auto& [filter, rec] : impl_->sessions[slot]->subs) out.push_back(filter);
+    const Session* s = impl_->sessions.find(client_id);
+    if (!s) return out;
+    for (const auto& [filter, rec] : s->subs) out.push_back(filter);
     return out;
 }
 
@@ -78,7 +78,7 @@ Broker::Counts Broker::counts() const {
     Counts n;
     n.shared_group_names = impl_->subs.group_count();
     n.timers = impl_->timers.size();
-    n.sessions = impl_->sessions.size() - impl_->free_slots.size();
+    n.sessions = impl_->sessions.size();
     return n;
 }
 
@@ -100,7 +100,8 @@ void Broker::on_data(ConnId id, std::span<const uint8_t> bytes) {
         impl_->process_input(*c, bytes);
         // Replies count like forwards: over the limit, this client is not read
         // any further. Only its own input made them, so nobody else's is held.
-        if (!c->dead && impl_->output_over_limit(*c)) impl_->block_output(*c, /*hold_intake=*/false);
+        if (!c->dead && impl_->pressure.over_limit(*c))
+            impl_->pressure.block(*c, impl_->now_ms, /*hold_intake=*/false);
     }
     impl_->bury();
 }
@@ -184,8 +185,6 @@ bool Broker::Impl::count_refusal(AppendStatus why) {
     case AppendStatus::IoError: ++stats.store_refused_io; break;
     case AppendStatus::Stored: break;
     }
-    // "Can never fit" wins: retrying would not help.
-    if (op_refusal != AppendStatus::TooLarge) op_refusal = why;
     return false;
 }
 
@@ -427,23 +426,19 @@ void Broker::Impl::handle_packet(Connection& c, Packet& p) {
     }, p);
 }
 
-// Timers live in one min-heap; entries are not removed when they go stale.
-// A stale one is recognised when it fires (connection gone, session
-// generation changed, activity since) and ignored or re-armed; once the
-// heap doubled since its last sweep it is swept (TimerHeap::compact), so
-// stale entries never outnumber live ones for long. Ticks cost
-// O(fired * log n), not a scan of every connection.
+// Fires what is due (stale entries are recognised by the handlers and by
+// timer_live when the heap sweeps them out; see timers.hpp).
 void Broker::Impl::run_timers() {
-    while (!timers.empty() && timers.top().due_ms <= now_ms) {
-        Timer t = timers.top();
-        timers.pop();
-        switch (t.kind) {
-        case TimerKind::ConnCheck: on_conn_timer(t.key, t.due_ms); break;
-        case TimerKind::SessionExpiry: on_session_expiry_timer(t.slot, t.key); break;
-        case TimerKind::WillDelay: on_will_delay_timer(t.slot, t.key); break;
-        }
-    }
-    if (timers.wants_compaction()) timers.compact([this](const Timer& t) { return timer_live(t); });
+    timers.run_due(
+        now_ms,
+        [this](const Timer& t) {
+            switch (t.kind) {
+            case TimerKind::ConnCheck: on_conn_timer(t.key, t.due_ms); break;
+            case TimerKind::SessionExpiry: on_session_expiry_timer(t.slot, t.key); break;
+            case TimerKind::WillDelay: on_will_delay_timer(t.slot, t.key); break;
+            }
+        },
+        [this](const Timer& t) { return timer_live(t); });
 }
 
 bool Broker::Impl::timer_live(const Timer& t) {

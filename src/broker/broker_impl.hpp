@@ -1,9 +1,13 @@
 // Internal state of the broker, shared by its translation units (per-client
-// state is in client_state.hpp):
-// broker.cpp (events, timers, input), connect.cpp (CONNECT, sessions, wills,
-// closing), publish.cpp (inbound PUBLISH, routing, held acks), delivery.cpp
-// (outbound QoS flows, back-pressure), subscribe.cpp (SUBSCRIBE, retained),
-// recover.cpp (rebuilding from Persistence).
+// state is in client_state.hpp): broker.cpp (events, timers, input),
+// connect.cpp (CONNECT, sessions, wills, closing), publish.cpp (inbound
+// PUBLISH, routing), delivery.cpp (outbound QoS flows), subscribe.cpp
+// (SUBSCRIBE, retained), recover.cpp (rebuilding from Persistence).
+// The state with rules of its own lives in parts that keep them: the
+// sessions by slot and client id (SessionTable), shared-subscription groups
+// (SharedGroups), acknowledgements held until durable (HeldAcks),
+// back-pressure (BackPressure) and the timer heap (TimerHeap). What the
+// store writes of one operation came to travels as an explicit OpWrites.
 #pragma once
 
 #include <algorithm>
@@ -20,70 +24,22 @@
 #include <vector>
 
 #include "broker/auth.hpp"
+#include "broker/back_pressure.hpp"
 #include "broker/broker.hpp"
-#include "broker/client_index.hpp"
 #include "broker/client_state.hpp"
 #include "broker/counting_transport.hpp"
+#include "broker/held_acks.hpp"
 #include "broker/match_collector.hpp"
 #include "broker/message.hpp"
+#include "broker/op_writes.hpp"
 #include "broker/retained_store.hpp"
+#include "broker/session_table.hpp"
+#include "broker/shared_groups.hpp"
 #include "broker/sub_index.hpp"
+#include "broker/timers.hpp"
 #include "mqtt/codec.hpp"
 
 namespace hato::broker {
-
-// ConnCheck: a connection's CONNECT timeout or keep alive (Connection::timer_due_ms).
-enum class TimerKind : uint8_t { ConnCheck, SessionExpiry, WillDelay };
-
-struct Timer {
-    uint64_t due_ms = 0;
-    uint64_t key = 0;                // ConnId (ConnCheck), else the session generation
-    Slot slot = kNoSlot;             // session timers
-    TimerKind kind = TimerKind::ConnCheck;
-    bool operator>(const Timer& o) const { return due_ms > o.due_ms; }
-};
-
-// The timer min-heap. Entries are never removed when they go stale (a
-// session reconnected, a keep-alive deadline moved); compact() sweeps them
-// out when they outnumber the live ones, so a connect/disconnect storm with
-// a long session expiry cannot pile up entries that would fire in years.
-class TimerHeap {
-public:
-    bool empty() const { return heap_.empty(); }
-    size_t size() const { return heap_.size(); }
-    const Timer& top() const { return heap_.front(); }
-    void push(const Timer& t) {
-        heap_.push_back(t);
-        std::push_heap(heap_.begin(), heap_.end(), std::greater<Timer>());
-    }
-    void pop() {
-        std::pop_heap(heap_.begin(), heap_.end(), std::greater<Timer>());
-        heap_.pop_back();
-    }
-    // True when stale entries may outnumber live ones (size doubled since the last sweep).
-    bool wants_compaction() const { return heap_.size() > compact_at_; }
-    template <class Live>
-    void compact(Live live) {
-        heap_.erase(std::remove_if(heap_.begin(), heap_.end(), [&](const Timer& t) { return !live(t); }),
-                    heap_.end());
-        std::make_heap(heap_.begin(), heap_.end(), std::greater<Timer>());
-        if (heap_.capacity() > 2 * heap_.size() + kMinCompactAt) heap_.shrink_to_fit();
-        compact_at_ = std::max(kMinCompactAt, 2 * heap_.size());
-    }
-
-private:
-    static constexpr size_t kMinCompactAt = 1024;
-    std::vector<Timer> heap_;
-    size_t compact_at_ = kMinCompactAt;
-};
-
-// A PUBACK/PUBREC waiting for the persisted state it depends on.
-struct HeldAck {
-    ConnId conn = 0;
-    uint64_t ticket = 0;
-    bool counts_inbound = false;     // QoS 1 ack: frees an inbound receive-maximum slot when sent
-    std::vector<uint8_t> bytes;
-};
 
 struct Broker::Impl {
     Impl(const Config& c, Transport& t, Persistence& p)
@@ -106,28 +62,21 @@ struct Broker::Impl {
     // Connection& stays valid while others are added or removed.
     std::unordered_map<ConnId, Connection> conns;
     std::vector<ConnId> graveyard;   // dead, erased from `conns` after the current event
-    std::vector<std::unique_ptr<Session>> sessions;       // by slot; nullptr = free
-    std::vector<Slot> free_slots;
-    ClientIndex slot_by_client{[this](Slot s) { return std::string_view(sessions[s]->client_id); }};
-    uint64_t next_generation = 1;
+    SessionTable sessions;   // by slot and by client id
 
     SubIndex subs;
     // Retained messages, by topic; those the store holds are served from it.
     RetainedStore retained{persist};
-    std::unordered_map<uint64_t, uint32_t> share_round_robin;   // share key -> counter
-    std::unordered_map<uint64_t, std::set<Slot>> share_members; // share key -> member sessions
-    std::unordered_map<uint64_t, std::string> share_filters;    // share key -> "$share/group/filter", while it has members
+    SharedGroups shared;   // shared subscription groups: members, filter, round robin
 
-    TimerHeap timers;
-    std::deque<HeldAck> held_acks;
-    std::unordered_set<ConnId> blocked_conns;
-    size_t intake_holders = 0;       // blocked connections with holds_intake set
+    TimerHeap timers;   // connection checks, session expiries, delayed wills
+    HeldAcks acks{transport, persist};   // PUBACK/PUBREC/PUBCOMP until durable, in order
+    BackPressure pressure{cfg, transport};   // connections over max_output_bytes, the intake hold
     // Scratch reused across operations so its vectors keep their capacity (a
     // malloc/free pair per PUBLISH otherwise). Members, so that each Broker
     // has its own and nothing outlives it.
     MatchCollector route_matches;       // route()
     bool route_matches_busy = false;    // a nested route() gets a collector of its own
-    std::vector<uint8_t> ack_bytes;     // send_ack(): only a held ack copies them
     // A QoS 0 PUBLISH without per-receiver parts, encoded once per fan-out
     // and version (send_publish). It holds the message itself, so another
     // message cannot reuse the address while its bytes are cached.
@@ -139,14 +88,6 @@ struct Broker::Impl {
     };
     SharedEncoding shared_publish;
     std::vector<uint8_t> publish_bytes; // every other PUBLISH: the transport copies the bytes
-    // What the writes of the current operation came to, gathered by note()
-    // from wherever they happen (routing, queues, sessions) and read by the
-    // inbound PUBLISH/PUBREL handlers (publish.cpp), which reset them first:
-    // the publisher's ack waits for op_ticket to be durable, and is refused
-    // if op_refusal says a write was.
-    uint64_t op_ticket = 0;          // highest persistence ticket of the current operation
-    AppendStatus op_refusal = AppendStatus::Stored;   // a write of the current operation refused
-    bool keep_unstored = false;      // deliver() queues a message even if its record is refused
     // publish_internal: a retained message goes to memory only (store_retained).
     bool retain_in_memory = false;
     std::unordered_set<std::string> memory_retained_topics;   // topics publish_internal retained
@@ -158,7 +99,11 @@ struct Broker::Impl {
 
     // --- broker.cpp
     Connection* conn(ConnId id);
-    Session* session(Slot s) { return s < sessions.size() ? sessions[s].get() : nullptr; }
+    Session* session(Slot s) { return sessions.get(s); }
+    std::string_view client_id_of(const Connection& c) {
+        const Session* s = session(c.slot);
+        return s ? std::string_view(s->client_id) : std::string_view();
+    }
     // Only for Authorizer calls: creates the session's ACL memo.
     ClientInfo client_info(Session& s) {
         if (!s.acl_cache) s.acl_cache = std::make_unique<AclCache>();
@@ -187,12 +132,12 @@ struct Broker::Impl {
     void run_timers();
     bool timer_live(const Timer& t);   // false: the entry is stale and would be ignored when it fires
     void bury();
-    // Every write goes through note(): it counts a refusal, and remembers the
-    // ticket (and a refusal) for the operation's acknowledgement. True if stored.
-    bool note(const Append& a) {
-        if (!a.ok()) return count_refusal(a.status);
-        if (a.ticket > op_ticket) op_ticket = a.ticket;
-        return true;
+    // Every write's Append goes through written(): it counts a refusal; the
+    // second form also adds it to the operation's writes. True if stored.
+    bool written(const Append& a) { return a.ok() || count_refusal(a.status); }
+    bool written(const Append& a, OpWrites& w) {
+        w.add(a);
+        return written(a);
     }
     bool count_refusal(AppendStatus why);   // returns false
     uint64_t wall_ms() const;
@@ -214,7 +159,7 @@ struct Broker::Impl {
     void on_conn_timer(ConnId id, uint64_t due_ms);
     void on_session_expiry_timer(Slot s, uint64_t gen);
     void on_will_delay_timer(Slot s, uint64_t gen);
-    Session& create_session(const std::string& client_id);
+    Session& create_session(const std::string& client_id) { return sessions.create(client_id); }
     void remove_session(Session& s);
     void publish_will(const Will& w);
     std::string random_client_id();
@@ -223,8 +168,8 @@ struct Broker::Impl {
     void on_publish(Connection& c, mqtt::Publish& p);
     void on_pubrel(Connection& c, const mqtt::Ack& a);
     // Routes a message to every matching subscriber; returns the number of receivers.
-    size_t route(const MsgPtr& msg, Slot publisher);
-    void store_retained(const MsgPtr& msg);
+    size_t route(const MsgPtr& msg, Slot publisher, OpWrites& w);
+    void store_retained(const MsgPtr& msg, OpWrites& w);
     // Sets expiry_ms / expiry_wall_ms from a Message Expiry Interval (capped by config).
     void apply_expiry(Message::Init& m, std::optional<uint32_t> interval_s);
     // A message from an incoming PUBLISH or a will; `v5_props` (v5 only) gives
@@ -233,29 +178,25 @@ struct Broker::Impl {
                         const mqtt::Properties* v5_props);
     std::vector<uint8_t> forwarded_scratch;   // make_message's encoding buffer, reused
     FlowsPool flows_pool;                     // emptied SessionFlows, for reuse
-    void send_ack(Connection& c, mqtt::PacketType type, uint16_t id, uint8_t reason,
-                  uint64_t ticket, bool counts_inbound);
-    void release_acks();
+    void release_acks() {
+        acks.release([this](ConnId id) { return conn(id); });
+    }
 
     // --- delivery.cpp
-    void deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool retain,
-                 std::vector<uint32_t> sub_ids, uint64_t share_key);
-    void pump(Session& s);
-    void fill_window(Session& s);     // pump() without freeing the flow state
-    void purge_expired(Session& s);   // drops expired messages from the queue
+    void deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool retain, std::vector<uint32_t> sub_ids,
+                 uint64_t share_key, OpWrites& w, IfUnstored if_unstored = IfUnstored::Drop);
+    void pump(Session& s, OpWrites& w);
+    void pump(Session& s) {   // outside a PUBLISH: its writes are only counted
+        OpWrites ignored;
+        pump(s, ignored);
+    }
+    void fill_window(Session& s, OpWrites& w);     // pump() without freeing the flow state
+    void purge_expired(Session& s, OpWrites& w);   // drops expired messages from the queue
     void resend_inflight(Session& s);
     void on_client_ack(Connection& c, const mqtt::Ack& a);
     bool send_publish(Connection& c, const OutItem& item, bool dup);   // false: too large for the client
-    bool output_over_limit(Connection& c);
-    // Output over max_output_bytes: stop forwarding and reading until it
-    // drains; with `hold_intake`, everyone's input too (see delivery.cpp).
-    void block_output(Connection& c, bool hold_intake = true);
     // Unblocks what drained below half the limit; drops clients blocked too long.
     void check_blocked();
-    // Ends c's hold on the intake; the last one resumes it.
-    void release_intake(Connection& c);
-    // Ends c's back-pressure episode (drained, or gone).
-    void end_blocked(Connection& c);
     void redistribute_shared(Session& s);
     void finish_out(Session& s, uint64_t seq);
     size_t window(const Session& s);
@@ -265,8 +206,6 @@ struct Broker::Impl {
     // (stored before owners were) keeps its messages until its client
     // connects; they are judged when sent.
     bool may_read(Session& s, std::string_view topic);
-    // The "$share/group/filter" share key `key` stands for; empty if none.
-    std::string_view share_filter_of(uint64_t key) const;
 
     // --- subscribe.cpp
     void on_subscribe(Connection& c, const mqtt::Subscribe& p);

@@ -73,7 +73,7 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
         if (client_id.empty() || client_id.size() > 23) return refuse(rc::ClientIdentifierNotValid);
     } else if (client_id.empty()) {
         if (!v5 && !p.clean_start) return refuse(rc::ClientIdentifierNotValid);
-        do client_id = random_client_id(); while (slot_by_client.contains(client_id));
+        do client_id = random_client_id(); while (sessions.contains(client_id));
         assigned = true;
     }
 
@@ -83,8 +83,7 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
 
     size_t connected_now = stats.connections;
     bool takes_over = false;
-    if (Slot slot = slot_by_client.find(client_id); slot != kNoSlot)
-        takes_over = sessions[slot]->conn != 0;
+    if (const Session* old = sessions.find(client_id)) takes_over = old->conn != 0;
     if (!takes_over && connected_now >= cfg.max_connections) return refuse(rc::ServerBusy);
 
     // The will is checked against what we support before anything changes.
@@ -122,9 +121,8 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
     // neither resumes it nor ends it, unless the configuration lets it start
     // afresh (the old session is discarded, its queue never handed over).
     bool other_users_session = false;
-    if (Slot slot = slot_by_client.find(client_id); slot != kNoSlot) {
-        const Session& old = *sessions[slot];
-        if (old.expiry_s > 0 && !is_owner(old, username.get())) {
+    if (const Session* old = sessions.find(client_id)) {
+        if (old->expiry_s > 0 && !is_owner(*old, username.get())) {
             if (!cfg.allow_session_takeover_by_other_user) return refuse(rc::NotAuthorized);
             other_users_session = true;
         }
@@ -134,15 +132,14 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
                                                                        : OwnerSource::Password;
 
     // Takeover: the older connection goes first (its will per the usual rules).
-    if (Slot slot = slot_by_client.find(client_id); slot != kNoSlot) {
-        if (Connection* old = conn(sessions[slot]->conn)) {
+    if (const Session* taken = sessions.find(client_id)) {
+        if (Connection* old = conn(taken->conn)) {
             if (old->version == Version::V5) send_disconnect(*old, rc::SessionTakenOver);
             drop(*old, /*publish_will=*/true, /*close_transport=*/true);
         }
     }
     // Looked up again: drop() ends a session whose expiry is 0.
-    Session* s = nullptr;
-    if (Slot slot = slot_by_client.find(client_id); slot != kNoSlot) s = sessions[slot].get();
+    Session* s = sessions.find(client_id);
 
     bool session_present = false;
     if (s && (p.clean_start || other_users_session)) {
@@ -159,7 +156,7 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
     // already stored draws on the store's reserve, so its client can always
     // come back to drain its queue; a new one may be refused.
     const SessionOwner owner{owner_source, username ? std::string_view(*username) : std::string_view()};
-    if (expiry > 0 && !note(persist.session_put(client_id, expiry, 0, owner)) && !s->persisted) {
+    if (expiry > 0 && !written(persist.session_put(client_id, expiry, 0, owner)) && !s->persisted) {
         if (!session_present) remove_session(*s);
         return refuse(rc::QuotaExceeded);   // v3.1.1: 0x03 server unavailable
     }
@@ -176,7 +173,7 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
         c.problem_info = p.props.request_problem_info.value_or(1) != 0;
     }
     s->conn = c.id;
-    s->generation = next_generation++;
+    s->generation = sessions.new_generation();
     s->username = std::move(username);
     s->owner_source = owner_source;
     s->acl_cache.reset();   // answers for the previous user name do not carry over
@@ -190,7 +187,7 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
         s->persisted = true;
     } else if (s->persisted) {
         // Resumed with expiry 0: the state lives only as long as this connection.
-        note(persist.session_remove(client_id));
+        written(persist.session_remove(client_id));
         s->persisted = false;
     }
 
@@ -260,7 +257,7 @@ void Broker::Impl::drop(Connection& c, bool publish_will_now, bool close_transpo
     if (auth_pending(c)) auth->cancel(c.id, c.extras->auth_request);
     if (c.extras) c.extras->inbuf = {};
     if (close_transport) transport.close(c.id);
-    end_blocked(c);
+    pressure.end(c, client_id_of(c));
 
     Session* s = session(c.slot);
     if (c.connected && stats.connections > 0) --stats.connections;
@@ -280,7 +277,7 @@ void Broker::Impl::drop(Connection& c, bool publish_will_now, bool close_transpo
         if (s->expiry_s == 0) {
             remove_session(*s);
         } else {
-            if (s->persisted) note(persist.session_put(s->client_id, s->expiry_s, wall_ms(), owner_of(*s)));
+            if (s->persisted) written(persist.session_put(s->client_id, s->expiry_s, wall_ms(), owner_of(*s)));
             if (s->expiry_s != kNeverExpires)
                 timers.push({now_ms + uint64_t(s->expiry_s) * 1000, s->generation, s->slot,
                              TimerKind::SessionExpiry});
@@ -335,24 +332,6 @@ void Broker::Impl::on_will_delay_timer(Slot slot, uint64_t gen) {
     publish_will(w);
 }
 
-Session& Broker::Impl::create_session(const std::string& client_id) {
-    Slot slot;
-    if (!free_slots.empty()) {
-        slot = free_slots.back();
-        free_slots.pop_back();
-    } else {
-        slot = static_cast<Slot>(sessions.size());
-        sessions.emplace_back();
-    }
-    auto s = std::make_unique<Session>();
-    s->slot = slot;
-    s->client_id = client_id;
-    s->generation = next_generation++;
-    sessions[slot] = std::move(s);
-    slot_by_client.put(client_id, slot);   // after: the index reads the id from the session
-    return *sessions[slot];
-}
-
 void Broker::Impl::remove_session(Session& s) {
     if (s.delayed_will) {
         Will w = std::move(*s.delayed_will);
@@ -361,16 +340,14 @@ void Broker::Impl::remove_session(Session& s) {
     }
     redistribute_shared(s);
     for (auto& [filter, rec] : s.subs) unindex_subscription(s, rec);
-    if (s.persisted) note(persist.session_remove(s.client_id));
-    Slot slot = s.slot;
-    slot_by_client.erase(s.client_id);
-    sessions[slot].reset();   // `s` is gone from here on
-    free_slots.push_back(slot);
+    if (s.persisted) written(persist.session_remove(s.client_id));
+    sessions.erase(s);   // `s` is gone from here on
 }
 
 void Broker::Impl::publish_will(const Will& w) {
     if (w.msg->expired(now_ms)) return;
-    route(w.msg, kNoSlot);
+    OpWrites writes;   // nobody acknowledges a will: refusals are only counted
+    route(w.msg, kNoSlot, writes);
 }
 
 }  // namespace hato::broker

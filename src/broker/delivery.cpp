@@ -1,5 +1,6 @@
 // Outbound delivery: QoS 0 sends, the per-session QoS 1/2 queue and in-flight
-// window, acks from the client, resend on reconnect, back-pressure, and
+// window, acks from the client, resend on reconnect, back-pressure (its
+// rules in back_pressure.hpp), and
 // handing a leaving shared-group member's messages to another member.
 #include <algorithm>
 
@@ -21,45 +22,8 @@ bool Broker::Impl::may_read(Session& s, std::string_view topic) {
     return authz->can_receive(client_info(s), topic);
 }
 
-std::string_view Broker::Impl::share_filter_of(uint64_t key) const {
-    if (key == 0) return {};
-    auto it = share_filters.find(key);
-    return it == share_filters.end() ? std::string_view() : std::string_view(it->second);
-}
-
-bool Broker::Impl::output_over_limit(Connection& c) {
-    return cfg.max_output_bytes != 0 && transport.queued_bytes(c.id) > cfg.max_output_bytes;
-}
-
-// Forwards wait and the client's input is not read until its output drained
-// (check_blocked): a client that sends but never reads cannot make the
-// broker queue replies without limit. Meanwhile nobody's input is read
-// either, for at most slow_consumer_ms: what would arrive is mostly more
-// output for it, and back-pressure loses nothing where dropping would. One
-// switch for everyone rather than per publisher: which publishers feed a
-// receiver is known only per message, and a stop costs nothing per message.
-// After slow_consumer_ms it is a slow consumer: its QoS 0 is dropped and
-// the others run at full speed.
-void Broker::Impl::block_output(Connection& c, bool hold_intake) {
-    if (!c.output_blocked) {
-        c.output_blocked = true;
-        c.blocked_since_ms = now_ms;
-        c.episode_dropped = 0;
-        blocked_conns.insert(c.id);
-    }
-    if (hold_intake && cfg.slow_consumer_ms != 0 && !c.holds_intake && !c.slow_consumer) {
-        c.holds_intake = true;
-        c.held_since_ms = now_ms;
-        if (intake_holders++ == 0) transport.set_intake(false);
-    }
-    if (!c.reading_paused) {
-        c.reading_paused = true;
-        transport.set_reading(c.id, false);
-    }
-}
-
 void Broker::Impl::deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool retain,
-                           std::vector<uint32_t> sub_ids, uint64_t share) {
+                           std::vector<uint32_t> sub_ids, uint64_t share, OpWrites& w, IfUnstored if_unstored) {
     if (msg->expired(now_ms)) return;
     // Checked per message and receiver (memoised per session): a `#`
     // subscriber receives only what it may read.
@@ -79,7 +43,7 @@ void Broker::Impl::deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool reta
             (cfg.max_output_bytes != 0 && transport.queued_bytes(c->id) > hard)) {
             ++stats.qos0_dropped;
             ++c->episode_dropped;
-            block_output(*c);
+            pressure.block(*c, now_ms, true);
             return;
         }
         OutItem item;
@@ -88,7 +52,7 @@ void Broker::Impl::deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool reta
         item.retain = retain;
         item.sub_ids = std::move(sub_ids);
         send_publish(*c, item, false);
-        if (output_over_limit(*c)) block_output(*c);
+        if (pressure.over_limit(*c)) pressure.block(*c, now_ms, true);
         return;
     }
     auto full = [&] {
@@ -100,14 +64,14 @@ void Broker::Impl::deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool reta
     };
     // Expiry is otherwise checked lazily when a message leaves the queue;
     // a full queue is swept first so expired messages do not take the room.
-    if (full()) purge_expired(s);
+    if (full()) purge_expired(s, w);
     if (budget && budget->drop_oldest) {
         // The oldest queued (not in flight) give way, in order.
         while (full()) {
             SessionFlows& f = *s.flows;
             OutItem& old = f.queue.front();
             f.queue_bytes -= std::min<uint64_t>(f.queue_bytes, old.msg->byte_size());
-            if (s.persisted) note(persist.out_done(s.client_id, old.seq));
+            if (s.persisted) written(persist.out_done(s.client_id, old.seq), w);
             f.queue.pop_front();
             ++stats.budget_dropped;
         }
@@ -129,8 +93,8 @@ void Broker::Impl::deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool reta
     if (s.persisted) {
         StoredMessageView stored = to_stored(*msg, qos, retain);
         stored.sub_ids = item.sub_ids;
-        stored.share_filter = share_filter_of(share);
-        if (!note(persist.out_enqueue(s.client_id, item.seq, stored)) && !keep_unstored) {
+        stored.share_filter = shared.filter_of(share);
+        if (!written(persist.out_enqueue(s.client_id, item.seq, stored), w) && if_unstored == IfUnstored::Drop) {
             // Not stored, so not queued either: the publisher hears of the refusal.
             s.release_flows_if_empty(flows_pool);
             return;
@@ -139,10 +103,10 @@ void Broker::Impl::deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool reta
     SessionFlows& f = s.open_flows(flows_pool);
     f.queue_bytes += msg->byte_size();
     f.queue.push_back(std::move(item));
-    pump(s);
+    pump(s, w);
 }
 
-void Broker::Impl::purge_expired(Session& s) {
+void Broker::Impl::purge_expired(Session& s, OpWrites& w) {
     if (!s.flows) return;
     SessionFlows& f = *s.flows;
     for (auto it = f.queue.begin(); it != f.queue.end();) {
@@ -151,7 +115,7 @@ void Broker::Impl::purge_expired(Session& s) {
             continue;
         }
         f.queue_bytes -= std::min<uint64_t>(f.queue_bytes, it->msg->byte_size());
-        if (s.persisted) note(persist.out_done(s.client_id, it->seq));
+        if (s.persisted) written(persist.out_done(s.client_id, it->seq), w);
         it = f.queue.erase(it);
     }
 }
@@ -159,32 +123,32 @@ void Broker::Impl::purge_expired(Session& s) {
 // Moves queued messages into the in-flight window while the client has room
 // and its output is not backed up; frees the session's flow state if that
 // leaves it empty.
-void Broker::Impl::pump(Session& s) {
-    fill_window(s);
+void Broker::Impl::pump(Session& s, OpWrites& w) {
+    fill_window(s, w);
     s.release_flows_if_empty(flows_pool);
 }
 
-void Broker::Impl::fill_window(Session& s) {
+void Broker::Impl::fill_window(Session& s, OpWrites& w) {
     Connection* c = s.conn ? conn(s.conn) : nullptr;
     if (!c || !c->connected || !s.flows) return;
     SessionFlows& f = *s.flows;
     const size_t win = window(s);
     while (!f.queue.empty() && f.inflight.size() < win) {
         if (c->output_blocked) return;
-        if (output_over_limit(*c)) {
-            block_output(*c);
+        if (pressure.over_limit(*c)) {
+            pressure.block(*c, now_ms, true);
             return;
         }
         OutItem item = std::move(f.queue.front());
         f.queue.pop_front();
         f.queue_bytes -= std::min<uint64_t>(f.queue_bytes, item.msg->byte_size());
         if (item.msg->expired(now_ms)) {
-            if (s.persisted) note(persist.out_done(s.client_id, item.seq));
+            if (s.persisted) written(persist.out_done(s.client_id, item.seq), w);
             continue;
         }
         if (!may_read(s, item.msg->topic())) {   // done: the owner will never get it
             ++stats.unreadable_dropped;
-            if (s.persisted) note(persist.out_done(s.client_id, item.seq));
+            if (s.persisted) written(persist.out_done(s.client_id, item.seq), w);
             continue;
         }
         // Packet ids are per session; one still in flight is never reused.
@@ -195,10 +159,10 @@ void Broker::Impl::fill_window(Session& s) {
         item.state = OutState::Inflight;
         if (!send_publish(*c, item, false)) {
             // Larger than the client's Maximum Packet Size: counts as delivered.
-            if (s.persisted) note(persist.out_done(s.client_id, item.seq));
+            if (s.persisted) written(persist.out_done(s.client_id, item.seq), w);
             continue;
         }
-        if (s.persisted) note(persist.out_state(s.client_id, item.seq, OutState::Inflight, item.packet_id));
+        if (s.persisted) written(persist.out_state(s.client_id, item.seq, OutState::Inflight, item.packet_id), w);
         f.inflight.insert(std::move(item));
     }
 }
@@ -283,7 +247,7 @@ void Broker::Impl::finish_out(Session& s, uint64_t seq) {
     if (!s.flows) return;
     SessionFlows& f = *s.flows;
     if (!f.inflight.erase(seq)) return;
-    if (s.persisted) note(persist.out_done(s.client_id, seq));
+    if (s.persisted) written(persist.out_done(s.client_id, seq));
 }
 
 void Broker::Impl::on_client_ack(Connection& c, const Ack& a) {
@@ -314,7 +278,7 @@ void Broker::Impl::on_client_ack(Connection& c, const Ack& a) {
         }
         if (item.state == OutState::Inflight) {
             item.state = OutState::Pubrel;
-            if (s->persisted) note(persist.out_state(s->client_id, seq, OutState::Pubrel, item.packet_id));
+            if (s->persisted) written(persist.out_state(s->client_id, seq, OutState::Pubrel, item.packet_id));
         }
         send_packet(c, Ack{PacketType::Pubrel, item.packet_id, rc::Success, {}});
         break;
@@ -328,29 +292,22 @@ void Broker::Impl::on_client_ack(Connection& c, const Ack& a) {
 }
 
 void Broker::Impl::check_blocked() {
-    if (blocked_conns.empty()) return;
-    std::vector<ConnId> ids(blocked_conns.begin(), blocked_conns.end());
-    for (ConnId id : ids) {
+    if (!pressure.any()) return;
+    for (ConnId id : pressure.blocked()) {
         Connection* c = conn(id);
         if (!c) {
-            blocked_conns.erase(id);
+            pressure.forget(id);
             continue;
         }
-        // Hysteresis: resume only once the output drained below half the limit.
-        if (transport.queued_bytes(id) > cfg.max_output_bytes / 2) {
-            if (c->holds_intake && now_ms - c->held_since_ms >= cfg.slow_consumer_ms) {
-                release_intake(*c);   // a slow consumer from here on
-                c->slow_consumer = true;
-                transport.slow_consumer(id, session(c->slot) ? session(c->slot)->client_id : std::string_view(),
-                                        true, c->episode_dropped);
-            }
+        if (!pressure.drained(*c)) {
+            if (pressure.held_too_long(*c, now_ms)) pressure.make_slow_consumer(*c, client_id_of(*c));
             if (cfg.slow_client_timeout_ms != 0 && now_ms - c->blocked_since_ms > cfg.slow_client_timeout_ms) {
                 ++stats.slow_clients_closed;
-                drop(*c, /*publish_will=*/true, /*close_transport=*/true);   // leaves blocked_conns
+                drop(*c, /*publish_will=*/true, /*close_transport=*/true);   // ends its back-pressure
             }
             continue;
         }
-        end_blocked(*c);
+        pressure.end(*c, client_id_of(*c));
         if (c->reading_paused) {
             c->reading_paused = false;
             transport.set_reading(id, true);
@@ -362,35 +319,14 @@ void Broker::Impl::check_blocked() {
     }
 }
 
-void Broker::Impl::release_intake(Connection& c) {
-    if (!c.holds_intake) return;
-    c.holds_intake = false;
-    if (intake_holders > 0 && --intake_holders == 0) transport.set_intake(true);
-}
-
-void Broker::Impl::end_blocked(Connection& c) {
-    if (!c.output_blocked) return;
-    const bool was_slow = c.slow_consumer;
-    release_intake(c);
-    c.slow_consumer = false;
-    c.output_blocked = false;
-    blocked_conns.erase(c.id);
-    if (was_slow) {
-        Session* s = session(c.slot);
-        transport.slow_consumer(c.id, s ? std::string_view(s->client_id) : std::string_view(), false,
-                                c.episode_dropped);
-    }
-    c.episode_dropped = 0;
-}
-
 // A member leaving its shared group hands its unacknowledged messages (but
 // not QoS 2 ones it was sent) to another online member of the same group
 // that may read them (if there is one; else they stay).
 void Broker::Impl::redistribute_shared(Session& s) {
     auto other_member = [&](const OutItem& item) -> Session* {
-        auto it = share_members.find(item.share_key);
-        if (it == share_members.end()) return nullptr;
-        for (Slot who : it->second) {
+        const std::set<Slot>* members = shared.members(item.share_key);
+        if (!members) return nullptr;
+        for (Slot who : *members) {
             Session* o = session(who);
             if (o && o != &s && o->conn != 0 && may_read(*o, item.msg->topic())) return o;
         }
@@ -417,25 +353,22 @@ void Broker::Impl::redistribute_shared(Session& s) {
         // These were acknowledged to their publishers long ago: a copy the
         // store refuses still goes out from memory, and the record in this
         // session stays, so a restart finds the message in one queue at least.
-        const AppendStatus outer = op_refusal;
-        op_refusal = AppendStatus::Stored;
+        OpWrites copy;
         if (Session* o = other_member(item)) {
             // Granted QoS, retain as published and subscription identifier are
             // the receiving member's own, as if the message had been routed to it.
-            auto sub = o->subs.find(std::string(share_filter_of(item.share_key)));
+            auto sub = o->subs.find(std::string(shared.filter_of(item.share_key)));
             if (sub != o->subs.end()) {   // always: other_member() found it in the group
                 const uint8_t options = sub->second.options;
                 std::vector<uint32_t> ids;
                 if (sub->second.sub_id) ids.push_back(sub->second.sub_id);
-                keep_unstored = true;
                 deliver(*o, item.msg, std::min<uint8_t>(item.msg->qos, options & 0x03),
-                        (options & 0x08) && item.msg->retain, std::move(ids), item.share_key);
-                keep_unstored = false;
+                        (options & 0x08) && item.msg->retain, std::move(ids), item.share_key, copy,
+                        IfUnstored::Queue);
             }
         }
-        const bool copy_stored = op_refusal == AppendStatus::Stored;
-        op_refusal = outer;
-        if (s.persisted && copy_stored) note(persist.out_done(s.client_id, item.seq));
+        const bool copy_stored = !copy.refused();
+        if (s.persisted && copy_stored) written(persist.out_done(s.client_id, item.seq));
     }
 }
 

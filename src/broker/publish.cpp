@@ -1,5 +1,5 @@
-// Inbound PUBLISH / PUBREL, routing to subscribers, retained storage, and
-// the held-ack FIFO (PUBACK/PUBREC leave only once what they depend on is durable).
+// Inbound PUBLISH / PUBREL, routing to subscribers, retained storage. Their
+// acks go through `acks` (held_acks.hpp): out only once what they depend on is durable.
 #include <algorithm>
 
 #include "broker/broker_impl.hpp"
@@ -37,8 +37,6 @@ void Broker::Impl::on_publish(Connection& c, Publish& p) {
     const bool v5 = c.version == Version::V5;
     Session* s = session(c.slot);
     if (!s) return protocol_error(c, rc::UnspecifiedError);
-    op_ticket = 0;
-    op_refusal = AppendStatus::Stored;
 
     std::string_view topic = p.topic;
     if (v5 && p.props.topic_alias) {
@@ -60,7 +58,7 @@ void Broker::Impl::on_publish(Connection& c, Publish& p) {
     const PacketType ack_type = p.qos == 2 ? PacketType::Pubrec : PacketType::Puback;
     if (p.qos == 2 && s->flows && s->flows->qos2_in.count(p.packet_id)) {
         // Retransmission of a message already routed: acknowledge again, do not route again.
-        send_ack(c, ack_type, p.packet_id, rc::Success, 0, false);
+        acks.send(c, ack_type, p.packet_id, rc::Success, 0, false);
         return;
     }
     if (p.qos > 0 && v5 && c.inbound_pending >= cfg.receive_maximum)
@@ -71,7 +69,7 @@ void Broker::Impl::on_publish(Connection& c, Publish& p) {
         // like a success (as Mosquitto does) and dropped.
         if (p.qos == 0) return;
         ++c.inbound_pending;
-        send_ack(c, ack_type, p.packet_id, v5 ? rc::NotAuthorized : rc::Success, 0, true);
+        acks.send(c, ack_type, p.packet_id, v5 ? rc::NotAuthorized : rc::Success, 0, true);
         return;
     }
 
@@ -79,7 +77,7 @@ void Broker::Impl::on_publish(Connection& c, Publish& p) {
         !valid_utf8(std::string_view(reinterpret_cast<const char*>(p.payload.data()), p.payload.size()))) {
         if (p.qos > 0) {
             ++c.inbound_pending;
-            send_ack(c, ack_type, p.packet_id, rc::PayloadFormatInvalid, 0, true);
+            acks.send(c, ack_type, p.packet_id, rc::PayloadFormatInvalid, 0, true);
         }
         return;
     }
@@ -88,7 +86,7 @@ void Broker::Impl::on_publish(Connection& c, Publish& p) {
     auto refuse = [&](uint8_t reason) {
         if (!v5) return protocol_error(c, reason);   // v3 has no refusal ack
         ++c.inbound_pending;
-        send_ack(c, ack_type, p.packet_id, reason, 0, true);
+        acks.send(c, ack_type, p.packet_id, reason, 0, true);
     };
     if (p.qos > 0 && persist.full()) {
         ++stats.store_refusals;
@@ -99,33 +97,33 @@ void Broker::Impl::on_publish(Connection& c, Publish& p) {
     if (observer) observer->on_client_publish(topic, p.payload);
     stats.publish_bytes_in += p.payload.size();
     const MsgPtr m = make_message(topic, p.payload, p.qos, p.retain, v5 ? &p.props : nullptr);
-    size_t receivers = route(m, s->slot);
+    OpWrites w;   // what this PUBLISH wrote: its ack waits for them
+    size_t receivers = route(m, s->slot, w);
     if (cfg.sparkplug_aware && !p.payload.empty()) {
         // A birth is also kept as its certificate, retained (and stored like
         // any retained message: a refusal refuses this PUBLISH below). The
         // server publishes it, so No Local does not hide it from the edge
         // node. An empty payload is no birth and leaves the certificate.
         const std::string cert = sparkplug::certificate_topic(topic);
-        if (!cert.empty()) route(make_message(cert, p.payload, p.qos, true, v5 ? &p.props : nullptr), kNoSlot);
+        if (!cert.empty()) route(make_message(cert, p.payload, p.qos, true, v5 ? &p.props : nullptr), kNoSlot, w);
     }
     if (p.qos == 0) return;
 
-    if (p.qos == 2 && op_refusal == AppendStatus::Stored && s->persisted)
-        note(persist.qos2_in_put(s->client_id, p.packet_id));
+    if (p.qos == 2 && !w.refused() && s->persisted) written(persist.qos2_in_put(s->client_id, p.packet_id), w);
     // A message that can never be stored: 0x95 is no PUBACK/PUBREC reason
     // code, so it is the DISCONNECT's (v5 3.14.2.1), and no ack.
-    if (op_refusal == AppendStatus::TooLarge) return protocol_error(c, rc::PacketTooLarge);
-    if (op_refusal != AppendStatus::Stored) return refuse(rc::QuotaExceeded);
+    if (w.refusal == AppendStatus::TooLarge) return protocol_error(c, rc::PacketTooLarge);
+    if (w.refused()) return refuse(rc::QuotaExceeded);
 
     ++c.inbound_pending;
     if (p.qos == 1) {
         uint8_t reason = (v5 && receivers == 0) ? rc::NoMatchingSubscribers : rc::Success;
-        send_ack(c, PacketType::Puback, p.packet_id, reason, op_ticket, true);
+        acks.send(c, PacketType::Puback, p.packet_id, reason, w.ticket, true);
     } else {
         s->open_flows(flows_pool).qos2_in.insert(p.packet_id);
         uint8_t reason = (v5 && receivers == 0) ? rc::NoMatchingSubscribers : rc::Success;
         // The slot stays taken until PUBREL (counts_inbound=false).
-        send_ack(c, PacketType::Pubrec, p.packet_id, reason, op_ticket, false);
+        acks.send(c, PacketType::Pubrec, p.packet_id, reason, w.ticket, false);
     }
 }
 
@@ -135,53 +133,22 @@ void Broker::Impl::on_pubrel(Connection& c, const Ack& a) {
     if (s && s->flows && s->flows->qos2_in.erase(a.packet_id)) {
         if (s->persisted) {
             // Counted if refused; PUBCOMP never waits on it (see below).
-            const uint64_t ticket = op_ticket;
-            note(persist.qos2_in_remove(s->client_id, a.packet_id));
-            op_ticket = ticket;
+            written(persist.qos2_in_remove(s->client_id, a.packet_id));
         }
         if (c.inbound_pending > 0) --c.inbound_pending;
         reason = rc::Success;
         s->release_flows_if_empty(flows_pool);
     }
     // Through the FIFO (ticket 0) so it never overtakes a held PUBREC.
-    send_ack(c, PacketType::Pubcomp, a.packet_id, reason, 0, false);
+    acks.send(c, PacketType::Pubcomp, a.packet_id, reason, 0, false);
 }
 
-void Broker::Impl::send_ack(Connection& c, PacketType type, uint16_t id, uint8_t reason,
-                            uint64_t ticket, bool counts_inbound) {
-    // Encoded into a reused buffer: only a held ack needs bytes of its own.
-    std::vector<uint8_t>& bytes = ack_bytes;
-    bytes.clear();
-    encode_ack(type, id, reason, c.version, bytes);
-    if (c.held_acks == 0 && ticket <= persist.durable_ticket()) {
-        transport.send_low_priority(c.id, bytes);
-        if (counts_inbound && c.inbound_pending > 0) --c.inbound_pending;
-        return;
-    }
-    held_acks.push_back({c.id, ticket, counts_inbound, std::vector<uint8_t>(bytes)});
-    ++c.held_acks;
-}
-
-void Broker::Impl::release_acks() {
-    const uint64_t durable = persist.durable_ticket();
-    // Tickets grow in the order acks were queued, so the FIFO front is the oldest.
-    while (!held_acks.empty() && held_acks.front().ticket <= durable) {
-        HeldAck& h = held_acks.front();
-        if (Connection* c = conn(h.conn)) {
-            transport.send_low_priority(c->id, h.bytes);
-            --c->held_acks;
-            if (h.counts_inbound && c->inbound_pending > 0) --c->inbound_pending;
-        }
-        held_acks.pop_front();
-    }
-}
-
-void Broker::Impl::store_retained(const MsgPtr& msg) {
+void Broker::Impl::store_retained(const MsgPtr& msg, OpWrites& w) {
     if (retain_in_memory) {
         // Regenerated by the broker (publish_internal): no record is written,
         // only a stale one a client stored under this topic is cleared, once.
         if (memory_retained_topics.insert(std::string(msg->topic())).second) {
-            if (retained.contains(msg->topic())) note(persist.retained_clear(msg->topic()));
+            if (retained.contains(msg->topic())) written(persist.retained_clear(msg->topic()), w);
         }
         if (!msg->payload().empty()) return retained.put(msg);
         retained.clear(msg->topic());
@@ -189,19 +156,19 @@ void Broker::Impl::store_retained(const MsgPtr& msg) {
     }
     if (msg->payload().empty()) {
         retained.clear(msg->topic());
-        note(persist.retained_clear(msg->topic()));
+        written(persist.retained_clear(msg->topic()), w);
         return;
     }
     // Stored first: one the store refuses does not replace the retained
     // message that a restart would bring back. Once stored, the record is
     // what the table holds, where the store can serve it.
-    if (!note(persist.retained_set(to_stored(*msg, msg->qos, true)))) return;
+    if (!written(persist.retained_set(to_stored(*msg, msg->qos, true)), w)) return;
     retained.put_written(msg);
 }
 
-size_t Broker::Impl::route(const MsgPtr& msg, Slot publisher) {
+size_t Broker::Impl::route(const MsgPtr& msg, Slot publisher, OpWrites& w) {
     ++stats.messages_in;
-    if (msg->retain) store_retained(msg);
+    if (msg->retain) store_retained(msg, w);
 
     // One collector reused across messages, so its vector keeps its capacity
     // (a malloc/free pair per PUBLISH otherwise); a nested route, should one
@@ -226,7 +193,7 @@ size_t Broker::Impl::route(const MsgPtr& msg, Slot publisher) {
         if (!s) continue;
         ++receivers;
         deliver(*s, msg, std::min(msg->qos, merged.qos),
-                merged.retain_as_published && msg->retain, std::move(merged.sub_ids), 0);
+                merged.retain_as_published && msg->retain, std::move(merged.sub_ids), 0, w);
     }
     // Shared groups: one member per message, round robin over the members in
     // slot order, skipping those that may not read the message, and offline
@@ -235,7 +202,7 @@ size_t Broker::Impl::route(const MsgPtr& msg, Slot publisher) {
     for (auto& [key, members] : found.shared) {
         std::sort(members.begin(), members.end(),
                   [](const auto& a, const auto& b) { return a.who < b.who; });
-        uint32_t& turn = share_round_robin[key];
+        uint32_t& turn = shared.turn(key);
         constexpr size_t kNone = ~size_t(0);
         size_t pick = kNone;
         for (size_t i = 0; i < members.size(); ++i) {
@@ -253,7 +220,7 @@ size_t Broker::Impl::route(const MsgPtr& msg, Slot publisher) {
         std::vector<uint32_t> ids;
         if (m.sub_id) ids.push_back(m.sub_id);
         deliver(*s, msg, std::min<uint8_t>(msg->qos, m.options & 0x03),
-                (m.options & 0x08) && msg->retain, std::move(ids), key);
+                (m.options & 0x08) && msg->retain, std::move(ids), key, w);
     }
     return receivers;
 }

@@ -46,11 +46,11 @@ void Broker::Impl::recover() {
     persist.load(state);
     // A Persistence may still collect them (tests).
     for (const StoredMessage& sm : state.retained) sink.add(sm);
-    for (const std::string& topic : sink.expired) note(persist.retained_clear(topic));
+    for (const std::string& topic : sink.expired) written(persist.retained_clear(topic));
     std::vector<std::string>().swap(sink.expired);
 
     for (RecoveredSession& rs : state.sessions) {
-        if (slot_by_client.contains(rs.client_id)) continue;
+        if (sessions.contains(rs.client_id)) continue;
         Session& s = create_session(rs.client_id);
         s.expiry_s = rs.expiry_s;
         s.persisted = true;
@@ -64,7 +64,7 @@ void Broker::Impl::recover() {
             s.next_seq = std::max(s.next_seq, ro.seq + 1);
             MsgPtr m = from_stored(ro.msg, now_ms, wall, started);
             if (!m) {
-                note(persist.out_done(s.client_id, ro.seq));
+                written(persist.out_done(s.client_id, ro.seq));
                 continue;
             }
             OutItem item;
@@ -101,7 +101,7 @@ void Broker::Impl::recover() {
             remove_session(s);
             continue;
         }
-        if (rs.offline_since_wall_ms == 0) note(persist.session_put(s.client_id, s.expiry_s, wall, owner_of(s)));
+        if (rs.offline_since_wall_ms == 0) written(persist.session_put(s.client_id, s.expiry_s, wall, owner_of(s)));
         timers.push({now_ms + (lifetime - offline_for), s.generation, s.slot, TimerKind::SessionExpiry});
     }
 }

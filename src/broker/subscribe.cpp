@@ -26,11 +26,7 @@ bool Broker::Impl::index_subscription(Session& s, const std::string& filter, uin
     // A replaced subscription already holds a reference to its group name.
     if (group && !is_new) subs.release_group(group);
     subs.add(rec.inner, SubIndex::Entry{s.slot, options, sub_id, group});
-    if (group) {
-        const uint64_t key = share_key(group, rec.inner);
-        share_members[key].insert(s.slot);
-        share_filters.try_emplace(key, filter);
-    }
+    if (group) shared.join(share_key(group, rec.inner), s.slot, filter);
     s.subs[filter] = std::move(rec);
     return is_new;
 }
@@ -39,20 +35,13 @@ void Broker::Impl::unindex_subscription(Session& s, const SubRecord& rec) {
     subs.remove(rec.inner, s.slot, rec.group);
     if (rec.group == 0) return;
     subs.release_group(rec.group);
-    auto it = share_members.find(share_key(rec.group, rec.inner));
-    if (it == share_members.end()) return;
-    it->second.erase(s.slot);
-    if (it->second.empty()) {
-        share_round_robin.erase(it->first);
-        share_filters.erase(it->first);
-        share_members.erase(it);
-    }
+    shared.leave(share_key(rec.group, rec.inner), s.slot);
 }
 
 bool Broker::Impl::add_subscription(Session& s, const std::string& filter, uint8_t options,
                                     uint32_t sub_id, bool& is_new) {
     // Stored first: a subscription the store refused is not granted.
-    if (s.persisted && !note(persist.sub_put(s.client_id, filter, options, sub_id))) return false;
+    if (s.persisted && !written(persist.sub_put(s.client_id, filter, options, sub_id))) return false;
     is_new = index_subscription(s, filter, options, sub_id);
     return true;
 }
@@ -115,10 +104,11 @@ void Broker::Impl::send_retained(Session& s, const std::string& inner, uint8_t g
                                  uint32_t sub_id) {
     std::vector<MsgPtr> found;
     retained.match(inner, now_ms, wall_ms(), found);
+    OpWrites w;   // no ack waits for these: refusals are only counted
     for (const MsgPtr& m : found) {
         std::vector<uint32_t> ids;
         if (sub_id) ids.push_back(sub_id);
-        deliver(s, m, std::min(m->qos, granted_qos), /*retain=*/true, std::move(ids), 0);
+        deliver(s, m, std::min(m->qos, granted_qos), /*retain=*/true, std::move(ids), 0, w);
     }
 }
 
@@ -134,7 +124,7 @@ void Broker::Impl::on_unsubscribe(Connection& c, const Unsubscribe& p) {
             continue;
         }
         unindex_subscription(*s, it->second);
-        if (s->persisted) note(persist.sub_remove(s->client_id, f));
+        if (s->persisted) written(persist.sub_remove(s->client_id, f));
         s->subs.erase(it);
         ack.reasons.push_back(rc::Success);
     }

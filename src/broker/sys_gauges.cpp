@@ -8,10 +8,9 @@ namespace hato::broker {
 void Broker::fill_gauges(SysGauges& g) const {
     const Impl& m = *impl_;
     g.stats = m.stats;
-    g.sessions = m.sessions.size() - m.free_slots.size();
+    g.sessions = m.sessions.size();
     g.subscriptions = m.subs.size();
-    g.shared_subscriptions = 0;
-    for (const auto& [key, members] : m.share_members) g.shared_subscriptions += members.size();
+    g.shared_subscriptions = m.shared.member_count();
 
     uint64_t retained = m.retained.size(), held = 0, held_bytes = m.retained.bytes();
     held = retained;
@@ -36,7 +35,8 @@ void Broker::publish_internal(std::string_view topic, std::span<const uint8_t> p
     // Not a message any client sent: publish/messages/received stays as it was.
     const uint64_t received = m.stats.messages_in;
     m.retain_in_memory = true;
-    m.route(msg, kNoSlot);
+    OpWrites w;
+    m.route(msg, kNoSlot, w);
     m.retain_in_memory = false;
     m.stats.messages_in = received;
     m.bury();
@@ -46,9 +46,8 @@ void Broker::publish_stored(std::string_view topic, std::span<const uint8_t> pay
     Impl& m = *impl_;
     MsgPtr msg = m.make_message(topic, payload, std::min<uint8_t>(qos, m.cfg.maximum_qos), retain, nullptr);
     const uint64_t received = m.stats.messages_in;
-    m.op_ticket = 0;
-    m.op_refusal = AppendStatus::Stored;
-    m.route(msg, kNoSlot);
+    OpWrites w;
+    m.route(msg, kNoSlot, w);
     m.stats.messages_in = received;
     m.bury();
 }

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# User-space instructions per message of hato's hot path, counted by
+# callgrind (valgrind), for QoS 0 and QoS 1: hato (release build, durable
+# store on, sync = "always", epoll backend) runs under callgrind while
+# hato-bench sends `pairs --clients 10` at a fixed rate. Instruction counts
+# repeat where CPU time does not, so this is the before/after measure for
+# changes on the hot path.
+# Start-up, connect, subscribe and shutdown cost the same in a short and a
+# long run, so each QoS runs twice (SHORT and LONG seconds of publishing)
+# and the result is
+#   (instructions(LONG) - instructions(SHORT)) / (messages(LONG) - messages(SHORT)).
+# Besides the whole process, it prints the part inside the broker's event
+# entry points (Broker::on_data, on_tick, on_pass_end, on_durable, ...,
+# inclusive): the reactor's per-pass cost depends on how many messages one
+# loop pass handles, which varies with the machine's load; the broker's
+# work per message hardly does.
+#   bench/callgrind.sh [BUILDDIR]     (default: build-rel; RATE, SHORT, LONG)
+# Needs valgrind (apt-get install valgrind). Not run by CI.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build-rel}
+hato=$build/src/app/hato
+bench=$build/bench/hato-bench
+RATE=${RATE:-500}   # msg/s over all 10 publishers: low, so that most loop passes handle one message
+SHORT=${SHORT:-1}
+LONG=${LONG:-5}
+for f in "$hato" "$bench"; do [ -x "$f" ] || { echo "missing $f: build first (meson setup $build --buildtype=release -Dtests=false && ninja -C $build)"; exit 1; }; done
+command -v valgrind >/dev/null || { echo "valgrind not installed: apt-get install valgrind"; exit 1; }
+work=$(mktemp -d)
+pid=
+cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+# Inclusive instructions of the broker's entry points (they do not call each other).
+broker_ir() {
+  callgrind_annotate --inclusive=yes --threshold=100 "$1" 2>/dev/null |
+    awk '/hato::broker::Broker::on_(open|data|close|tick|pass_end|durable|auth_result)\(/ { gsub(",", "", $1); n += $1 } END { print n + 0 }'
+}
+
+run() {  # $1 = qos, $2 = seconds; prints "instructions broker_instructions messages"
+  local port out
+  rm -rf "$work/data" "$work/cg.out"
+  port=$(( 20000 + RANDOM % 12000 ))
+  cat > "$work/hato.toml" <<TOML
+[broker]
+event_backend = "epoll"
+[[listener]]
+address = "127.0.0.1"
+port = $port
+[storage]
+dir = "$work/data"
+sync = "always"
+[log]
+level = "warn"
+TOML
+  valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" "$hato" -c "$work/hato.toml" 2>"$work/broker.log" &
+  pid=$!
+  for _ in $(seq 300); do
+    (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break
+    kill -0 "$pid" 2>/dev/null || { cat "$work/broker.log"; exit 1; }
+    sleep 0.1
+  done
+  out=$("$bench" --port "$port" --scenario pairs --clients 10 --qos "$1" --rate "$RATE" \
+        --duration "$2" --warmup 0 2>&1 | grep '^RESULT') || { echo "hato-bench failed: $out"; exit 1; }
+  kill -TERM "$pid"; wait "$pid" || true; pid=
+  [[ "$out" == *" lost=0 "* ]] || { echo "messages lost: $out"; exit 1; }
+  echo "$(sed -n 's/^summary: //p' "$work/cg.out") $(broker_ir "$work/cg.out") $(sed -n 's/.* received=\([0-9]*\).*/\1/p' <<<"$out")"
+}
+
+echo "callgrind, $(date -u '+%Y-%m-%d %H:%M'), pairs x10, ${RATE} msg/s, ${SHORT}s vs ${LONG}s, $build"
+for qos in 0 1; do
+  read -r i1 b1 m1 < <(run "$qos" "$SHORT")
+  read -r i2 b2 m2 < <(run "$qos" "$LONG")
+  awk -v q="$qos" -v i1="$i1" -v b1="$b1" -v m1="$m1" -v i2="$i2" -v b2="$b2" -v m2="$m2" \
+    'BEGIN{printf "qos%d: %.0f instructions/msg, %.0f of them in the broker  (%d msgs: %d Ir; %d msgs: %d Ir)\n", q, (i2-i1)/(m2-m1), (b2-b1)/(m2-m1), m1, i1, m2, i2}'
+done

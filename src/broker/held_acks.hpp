@@ -1,0 +1,57 @@
+// PUBACK/PUBREC/PUBCOMP that wait for the persisted state they depend on:
+// an ack goes out only once its ticket is durable, and never before an ack
+// held earlier for the same connection (a PUBCOMP must not overtake a PUBREC).
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <span>
+#include <vector>
+
+#include "broker/broker.hpp"
+#include "broker/client_state.hpp"
+#include "broker/persistence.hpp"
+#include "mqtt/packet.hpp"
+
+namespace hato::broker {
+
+class HeldAcks {
+public:
+    HeldAcks(Transport& t, Persistence& p) : transport_(t), persist_(p) {}
+
+    // Sends the ack now if nothing is held for `c` and `ticket` is durable,
+    // else holds it. `counts_inbound`: sending it frees a receive-maximum slot.
+    void send(Connection& c, mqtt::PacketType type, uint16_t id, uint8_t reason, uint64_t ticket,
+              bool counts_inbound);
+
+    // Sends the held acks whose tickets are durable, oldest first. `find`
+    // maps a ConnId to its live Connection, or nullptr once it is gone.
+    template <class Find>
+    void release(Find&& find) {
+        const uint64_t durable = persist_.durable_ticket();
+        // Tickets grow in the order acks were queued, so the front is the oldest.
+        while (!held_.empty() && held_.front().ticket <= durable) {
+            Held& h = held_.front();
+            if (Connection* c = find(h.conn)) sent(*c, h.bytes, h.counts_inbound);
+            held_.pop_front();
+        }
+    }
+
+    size_t size() const { return held_.size(); }
+
+private:
+    struct Held {
+        ConnId conn = 0;
+        uint64_t ticket = 0;
+        bool counts_inbound = false;
+        std::vector<uint8_t> bytes;
+    };
+    void sent(Connection& c, std::span<const uint8_t> bytes, bool counts_inbound, bool was_held = true);
+
+    Transport& transport_;
+    Persistence& persist_;
+    std::deque<Held> held_;
+    std::vector<uint8_t> scratch_;   // encoding buffer: only a held ack copies its bytes
+};
+
+}  // namespace hato::broker
