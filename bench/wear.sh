@@ -13,6 +13,8 @@
 #     BUILDDIR:    default build
 #   WINDOWS="0 1000 5000" RATES="200 2000 20000" DURATION=5 (seconds per run)
 #   BATCH=bytes sets [storage] sync_batch_bytes (default: hato's default)
+# syncs/s is hato's own count of group-commit syncs (its metrics endpoint,
+# hato_sync_latency_seconds_count), msg/sync the messages each one covered.
 # The device counts everything written to the disk: on a machine where
 # other programs write, run it more than once and take the lowest figures.
 # Not run by CI.
@@ -49,6 +51,7 @@ start_hato() {  # $1 = sync_window_us
   rm -rf "$work/data"
   for _ in 1 2 3 4 5; do
     port=$(( 20000 + RANDOM % 12000 ))
+    mport=$(( port + 1 ))
     cat > "$work/hato.toml" <<TOML
 [[listener]]
 address = "127.0.0.1"
@@ -60,6 +63,8 @@ dir = "$work/data"
 sync = "always"
 sync_window_us = $1
 ${BATCH:+sync_batch_bytes = $BATCH}
+[metrics]
+port = $mport
 [log]
 level = "warn"
 TOML
@@ -77,11 +82,18 @@ TOML
 
 stop_hato() { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; pid=; }
 
+# Syncs hato has completed so far (0 when the endpoint does not answer).
+syncs_done() {
+  local body
+  body=$(exec 3<>/dev/tcp/127.0.0.1/$mport && printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3 && cat <&3) 2>/dev/null || { echo 0; return; }
+  awk '/^hato_sync_latency_seconds_count/ {print $2; found=1} END {if (!found) print 0}' <<<"$body"
+}
+
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
 
 echo "disk under test: $work on /dev/$dev ($(findmnt -n -o FSTYPE -T "$work" 2>/dev/null || echo '?')), ${DURATION}s per run, sync_batch_bytes ${BATCH:-default}, $(date -u '+%Y-%m-%d %H:%M UTC')"
-printf '| %9s | %7s | %9s | %12s | %13s | %7s | %7s | %8s | %12s |\n' \
-  window_us rate msgs dev_B/msg proc_B/msg p50_us p99_us cpu_us/msg dev_GB/day
+printf '| %9s | %7s | %9s | %12s | %13s | %8s | %8s | %7s | %7s | %8s | %12s |\n' \
+  window_us rate msgs dev_B/msg proc_B/msg syncs/s msg/sync p50_us p99_us cpu_us/msg dev_GB/day
 for window in $WINDOWS; do
   for rate in $RATES; do
     start_hato "$window"
@@ -89,17 +101,19 @@ for window in $WINDOWS; do
     sleep 0.5
     dev0=$(sectors_written)
     io0=$(proc_write_bytes "$pid")
+    s0=$(syncs_done)
     out=$("$bench" --port "$port" --scenario pairs --clients 10 --qos 1 --persistent --rate "$rate" \
             --duration "$DURATION" --warmup 0 --broker-pid "$pid" 2>&1) || { echo "$out"; exit 1; }
     io1=$(proc_write_bytes "$pid")
+    s1=$(syncs_done)
     dev1=$(sectors_written)
     stop_hato
     result=$(grep '^RESULT' <<<"$out")
     msgs=$(field received "$result")
     [ "${msgs:-0}" -gt 0 ] || { echo "$out"; exit 1; }
-    awk -v w="$window" -v r="$rate" -v m="$msgs" -v d=$(( (dev1 - dev0) * 512 )) -v io=$(( io1 - io0 )) \
+    awk -v w="$window" -v r="$rate" -v m="$msgs" -v d=$(( (dev1 - dev0) * 512 )) -v io=$(( io1 - io0 )) -v syncs=$(( s1 - s0 )) -v secs="$DURATION" \
         -v p50="$(field p50_us "$result")" -v p99="$(field p99_us "$result")" -v cpu="$(field broker_us_per_msg "$result")" \
-        'BEGIN { printf "| %9s | %7s | %9d | %12.0f | %13.0f | %7s | %7s | %8s | %12.2f |\n",
-                 w, r, m, d / m, io / m, p50, p99, cpu, d / m * r * 86400 / 1e9 }'
+        'BEGIN { printf "| %9s | %7s | %9d | %12.0f | %13.0f | %8.0f | %8.1f | %7s | %7s | %8s | %12.2f |\n",
+                 w, r, m, d / m, io / m, syncs / secs, syncs ? m / syncs : 0, p50, p99, cpu, d / m * r * 86400 / 1e9 }'
   done
 done

@@ -264,6 +264,7 @@ bool SegmentLog::recover(std::string& err) {
             err = last.path + ": cannot clear the tail: " + std::strerror(errno);
             return false;
         }
+        prepare_appends(last, last.end);
     }
     durable_lsn_ = last_lsn();  // everything found on disk is on disk
     // A spare left by the last run is reused as it is (never written to).

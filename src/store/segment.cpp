@@ -83,7 +83,20 @@ SegmentError create_segment(Segment& seg, const std::string& path, uint64_t base
         ::unlink(path.c_str());
         return SegmentError::IoError;
     }
+    prepare_appends(seg, 0);
     return SegmentError::None;
+}
+
+void prepare_appends(Segment& seg, uint64_t from) {
+    if (!seg.map || from >= seg.size) return;
+    // Advice only: without it appends are as correct, just costlier to sync.
+    madvise(seg.map, seg.size, MADV_RANDOM);
+    constexpr uint64_t kLargestFolio = 2ull << 20;
+    const uint64_t at = from & ~(kLargestFolio - 1);
+    // Unmapping keeps any dirty page's data (a shared mapping hands it to the
+    // page cache); fadvise then drops the clean cached pages.
+    madvise(seg.map + at, seg.size - at, MADV_DONTNEED);
+    posix_fadvise(seg.fd, static_cast<off_t>(at), static_cast<off_t>(seg.size - at), POSIX_FADV_DONTNEED);
 }
 
 bool open_segment(Segment& seg, const std::string& path, uint64_t base_lsn, bool writable,

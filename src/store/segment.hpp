@@ -44,6 +44,15 @@ SegmentError create_segment(Segment& seg, const std::string& path, uint64_t base
 bool open_segment(Segment& seg, const std::string& path, uint64_t base_lsn, bool writable,
                   std::string& err);
 
+// Readies the mapping for appends at `from`: a sync writes back every dirty
+// folio whole, and fault readahead on a mapping builds large folios (ext4
+// with large-folio support: up to 2 MiB), so a sync of a few records would
+// rewrite all of that; measured about 1 MiB per sync. MADV_RANDOM turns
+// fault readahead off (each page an append touches is a folio of its own),
+// and what a recovery scan cached from `from` on (rounded down to 2 MiB, a
+// folio's largest alignment) is dropped so it is faulted in the same way.
+void prepare_appends(Segment& seg, uint64_t from);
+
 // Makes [from, size) read as zeros and durable (ZERO_RANGE, or memset + sync).
 bool zero_segment_tail(Segment& seg, uint64_t from);
 
