@@ -53,6 +53,7 @@ struct Options {
     int broker_pid = 0;     // conn scenario: read this process's VmRSS
     bool persistent = false;  // persistent sessions: the broker stores each QoS 1/2 delivery
     int metrics_port = 0;   // hato's [metrics] port: its own QoS 0 dropped count before and after
+    int sndbuf = 64 * 1024; // blast: each publisher's SO_SNDBUF; 0 = the kernel's autotuning
     bool blast() const { return rate == 0 && window == 0; }
 };
 
@@ -70,6 +71,7 @@ void usage() {
         "                                       --rate 0 --window 0 is blast mode (QoS 0): publishers\n"
         "                                       write as fast as their sockets accept, many messages a write\n"
         "  --metrics-port P                     hato's [metrics] port: report the broker's QoS 0 dropped count\n"
+        "  --sndbuf BYTES                       blast: each publisher's SO_SNDBUF, 0 = kernel autotuning (65536)\n"
         "  --mqtt 4|5                           protocol level (4)\n"
         "  --persistent                         persistent sessions (clean session 0 / session expiry 300 s)\n"
         "  --broker-pid PID                     conn: report the broker's VmRSS per connection;\n"
@@ -98,6 +100,7 @@ bool parse_args(int argc, char** argv, Options& o) {
         else if (a == "--persistent") o.persistent = true;
         else if (a == "--broker-pid") o.broker_pid = std::atoi(next("--broker-pid"));
         else if (a == "--metrics-port") o.metrics_port = std::atoi(next("--metrics-port"));
+        else if (a == "--sndbuf") o.sndbuf = std::atoi(next("--sndbuf"));
         else if (a == "-h" || a == "--help") { usage(); std::exit(0); }
         else { std::fprintf(stderr, "hato-bench: unknown option %s\n", a.c_str()); usage(); return false; }
     }
@@ -109,7 +112,7 @@ bool parse_args(int argc, char** argv, Options& o) {
         std::fprintf(stderr, "hato-bench: --window 0 (blast) needs --rate 0 and --qos 0\n");
         return false;
     }
-    if (o.clients < 1 || o.qos < 0 || o.qos > 2 || o.size < kStampSize || o.window < 0 ||
+    if (o.clients < 1 || o.qos < 0 || o.qos > 2 || o.size < kStampSize || o.window < 0 || o.sndbuf < 0 ||
         (o.version != 4 && o.version != 5) || o.duration <= 0 || o.warmup < 0) {
         std::fprintf(stderr, "hato-bench: bad option value\n");
         return false;
@@ -225,11 +228,10 @@ int main(int argc, char** argv) {
         }
         Client& c = run.add_client(fd);
         c.is_pub = i < npub;
-        if (c.is_pub && o.blast()) {
+        if (c.is_pub && o.blast() && o.sndbuf > 0) {
             // A plant's gateway socket, not an autotuned multi-MB one: what
             // the broker does not take waits here, not seconds deep in the kernel.
-            int sndbuf = 64 * 1024;
-            setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+            setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &o.sndbuf, sizeof o.sndbuf);
         }
         c.pub_index = c.is_pub ? i : -1;
         c.sub_index = c.is_pub ? -1 : i - npub;
@@ -297,7 +299,7 @@ int main(int argc, char** argv) {
             for (int k = 0; k < npub; ++k) {
                 Client& c = run.clients[size_t((rr + k) % npub)];
                 if (o.blast()) {   // what the socket did not take yet waits; then the next batch
-                    if (c.out.size() < kBlastLow) run.blast(c, topics[size_t(c.pub_index)], now, kBlastBatch);
+                    if (c.pending() < kBlastLow) run.blast(c, topics[size_t(c.pub_index)], now, kBlastBatch);
                     continue;
                 }
                 int budget = 256;  // per pass, keeps the loop fair
@@ -334,6 +336,8 @@ int main(int argc, char** argv) {
         int n = epoll_wait(ep, evs.data(), int(evs.size()), timeout_ms);
         for (int i = 0; i < n; ++i) {
             Client& c = run.clients[evs[i].data.u32];
+            // A blast publisher that is only writable has nothing to read.
+            if (!(evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP))) continue;
             if (!run.read_from(c, now_ns())) {
                 std::fprintf(stderr, "hato-bench: connection %u closed by broker\n", evs[i].data.u32);
                 return 1;
@@ -363,6 +367,11 @@ int main(int argc, char** argv) {
     double bench_cpu = double(end - measure_start) > 0 ? cpu_used / (double(end - measure_start) / 1e9) : 0;
     // Blast: while publishing, not diluted by the drain's waiting.
     if (o.blast() && cpu_at_window_end >= 0 && secs > 0) bench_cpu = (cpu_at_window_end - cpu_at_start) / secs;
+    // The generator's own CPU per message received in the window: 1 / this
+    // is the most it could carry with a core to itself, whatever else ran.
+    const double bench_us_per_msg = o.blast() && cpu_at_window_end >= 0 && run.received_in_window > 0
+                                        ? (cpu_at_window_end - cpu_at_start) * 1e6 / double(run.received_in_window)
+                                        : -1;
     // Broker CPU per received message over the measured window and drain
     // (connect and warm-up excluded); -1 without --broker-pid.
     const double broker_us_per_msg = broker_cpu_at_start >= 0 && broker_cpu_end >= 0 && t.received > 0
@@ -371,7 +380,10 @@ int main(int argc, char** argv) {
     std::printf("%s: %d publishers, %d subscribers, qos %d, %d B, mqtt %d, %.1f s measured\n",
                 o.scenario.c_str(), npub, nsub, o.qos, o.size, o.version, secs);
     if (o.blast())
-        std::printf("blast: %llu msgs received inside the measured window\n", (unsigned long long)run.received_in_window);
+        std::printf("blast: %llu msgs received inside the measured window; hato-bench %.3f us CPU a message "
+                    "(%.1f M msg/s on a core of its own)\n",
+                    (unsigned long long)run.received_in_window, bench_us_per_msg,
+                    bench_us_per_msg > 0 ? 1 / bench_us_per_msg : 0);
     std::printf("received %llu msgs (%.0f msg/s), expected %llu, lost %llu, duplicated %llu, out-of-order %llu\n",
                 (unsigned long long)t.received, rate, (unsigned long long)t.expected, (unsigned long long)t.lost,
                 (unsigned long long)t.duplicated, (unsigned long long)t.out_of_order);
@@ -381,10 +393,11 @@ int main(int argc, char** argv) {
         std::printf("note: hato-bench used %.0f%% of its core: the generator may be the bottleneck\n", bench_cpu * 100);
     std::printf("RESULT scenario=%s clients=%d qos=%d size=%d mqtt=%d seconds=%.2f received=%llu rate=%.0f "
                 "lost=%llu dup=%llu ooo=%llu p50_us=%.0f p99_us=%.0f p999_us=%.0f bench_cpu=%.2f "
-                "broker_us_per_msg=%.2f broker_dropped=%lld blast=%d\n",
+                "broker_us_per_msg=%.2f broker_dropped=%lld blast=%d bench_us_per_msg=%.3f\n",
                 o.scenario.c_str(), o.clients, o.qos, o.size, o.version, secs, (unsigned long long)t.received, rate,
                 (unsigned long long)t.lost, (unsigned long long)t.duplicated, (unsigned long long)t.out_of_order,
-                t.p50_us, t.p99_us, t.p999_us, bench_cpu, broker_us_per_msg, broker_dropped, o.blast() ? 1 : 0);
+                t.p50_us, t.p99_us, t.p999_us, bench_cpu, broker_us_per_msg, broker_dropped, o.blast() ? 1 : 0,
+                bench_us_per_msg);
     (void)published_total;
     return t.lost == 0 && t.duplicated == 0 ? 0 : 3;
 }
