@@ -30,6 +30,10 @@ struct Client {
     std::vector<uint8_t> in, out;
     size_t in_off = 0, in_end = 0, out_off = 0;
     size_t pending() const { return out.size() - out_off; }
+    // Blast publishers wait for EPOLLOUT: once a send found the socket full
+    // it is not tried again (one failing system call per socket per pass)
+    // until epoll says it takes more.
+    bool watch_out = false, blocked = false;
     uint16_t next_id = 1;
     uint32_t inflight = 0;          // QoS 1/2 publishes not yet PUBACK/PUBCOMP
     uint32_t server_receive_max = 65535;
@@ -220,9 +224,13 @@ public:
     // Writes what each client has queued, as much as its socket takes.
     void flush_all() {
         for (auto& c : clients) {
+            if (c.blocked) continue;
             while (c.out_off < c.out.size()) {
                 ssize_t n = ::send(c.fd, c.out.data() + c.out_off, c.out.size() - c.out_off, MSG_NOSIGNAL);
-                if (n <= 0) break;
+                if (n <= 0) {
+                    c.blocked = c.watch_out;
+                    break;
+                }
                 c.out_off += size_t(n);
             }
             if (c.out_off == c.out.size()) {

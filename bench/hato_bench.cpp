@@ -159,6 +159,17 @@ double process_cpu_seconds(int pid) {
     return double(utime + stime) / double(sysconf(_SC_CLK_TCK));
 }
 
+// Nanoseconds the main thread of `pid` (0: this process) has waited on a
+// run queue for a CPU so far, from /proc/PID/schedstat; -1 if unreadable.
+// On a shared machine a process may be idle for want of a CPU, which its
+// CPU time cannot show.
+double run_delay_seconds(int pid) {
+    std::ifstream f(pid ? "/proc/" + std::to_string(pid) + "/schedstat" : std::string("/proc/self/schedstat"));
+    unsigned long long on_cpu = 0, waited = 0;
+    if (!(f >> on_cpu >> waited)) return -1;
+    return double(waited) / 1e9;
+}
+
 // hato's counter `name` from its Prometheus endpoint on `port`; -1 if unreadable.
 long long read_metric(const std::string& host, int port, const char* name) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -240,6 +251,7 @@ int main(int argc, char** argv) {
         // the loop sleeps while the broker holds every publisher back and
         // its CPU shows whether the generator is the limit.
         ev.events = c.is_pub && o.blast() ? EPOLLIN | EPOLLOUT : EPOLLIN;
+        c.watch_out = c.is_pub && o.blast();
         ev.data.u32 = uint32_t(i);
         epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
         std::string id = "bench-" + std::to_string(getpid()) + "-" + std::to_string(i);
@@ -270,6 +282,7 @@ int main(int argc, char** argv) {
     double cpu_at_start = 0;
     double cpu_at_window_end = -1;   // blast: the generator's own load is judged over the window
     double broker_cpu_at_start = -1;   // broker CPU seconds when measuring began
+    double wait_at_start = -1, broker_wait_at_start = -1;   // run-queue waits when measuring began
     uint64_t published_total = 0;
     const double per_pub_rate = o.rate > 0 && npub > 0 ? o.rate / npub : 0;
     std::vector<epoll_event> evs(256);
@@ -292,6 +305,8 @@ int main(int argc, char** argv) {
             run.start_measuring();
             cpu_at_start = cpu_seconds();
             if (o.broker_pid) broker_cpu_at_start = process_cpu_seconds(o.broker_pid);
+            wait_at_start = run_delay_seconds(0);
+            if (o.broker_pid) broker_wait_at_start = run_delay_seconds(o.broker_pid);
         }
         const bool publishing = ready && now < measure_end && o.scenario != "conn";
         if (publishing) {
@@ -319,6 +334,8 @@ int main(int argc, char** argv) {
                     ev.events = EPOLLIN;
                     ev.data.u32 = uint32_t(k);
                     epoll_ctl(ep, EPOLL_CTL_MOD, run.clients[size_t(k)].fd, &ev);
+                    // What is still queued is tried every pass, as epoll no longer says when.
+                    run.clients[size_t(k)].watch_out = run.clients[size_t(k)].blocked = false;
                 }
         }
         if (o.scenario == "conn" && ready && now >= measure_start) break;
@@ -336,6 +353,7 @@ int main(int argc, char** argv) {
         int n = epoll_wait(ep, evs.data(), int(evs.size()), timeout_ms);
         for (int i = 0; i < n; ++i) {
             Client& c = run.clients[evs[i].data.u32];
+            if (evs[i].events & EPOLLOUT) c.blocked = false;
             // A blast publisher that is only writable has nothing to read.
             if (!(evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP))) continue;
             if (!run.read_from(c, now_ns())) {
@@ -350,6 +368,15 @@ int main(int argc, char** argv) {
         o.metrics_port ? read_metric(o.host, o.metrics_port, "hato_qos0_dropped_total") : -1;
     const long long broker_dropped = dropped_before >= 0 && dropped_after >= 0 ? dropped_after - dropped_before : -1;
     const double broker_cpu_end = o.broker_pid ? process_cpu_seconds(o.broker_pid) : -1;
+    // Share of the measured time spent waiting for a CPU (other load on the
+    // cores): then neither side ran when it could, and rates are lower bounds.
+    const double span_s = double(end - measure_start) / 1e9;
+    auto waited_share = [&](double at_start, int pid) {
+        const double now = run_delay_seconds(pid);
+        return at_start >= 0 && now >= 0 && span_s > 0 ? (now - at_start) / span_s : -1;
+    };
+    const double bench_wait = waited_share(wait_at_start, 0);
+    const double broker_wait = o.broker_pid ? waited_share(broker_wait_at_start, o.broker_pid) : -1;
 
     if (o.scenario == "conn") {
         long rss_after = o.broker_pid ? vmrss_kib(o.broker_pid) : -1;
@@ -389,15 +416,18 @@ int main(int argc, char** argv) {
                 (unsigned long long)t.duplicated, (unsigned long long)t.out_of_order);
     std::printf("latency us: p50 %.0f  p99 %.0f  p99.9 %.0f  max %.0f\n", t.p50_us, t.p99_us, t.p999_us, t.max_us);
     if (broker_dropped >= 0) std::printf("broker: %lld QoS 0 dropped during the run\n", broker_dropped);
+    if (bench_wait > 0.1 || broker_wait > 0.1)
+        std::printf("note: waited for a CPU (other load on the cores): hato-bench %.0f%%, broker %.0f%% of the time: "
+                    "rates are lower bounds\n", std::max(bench_wait, 0.0) * 100, std::max(broker_wait, 0.0) * 100);
     if (bench_cpu > 0.9)
         std::printf("note: hato-bench used %.0f%% of its core: the generator may be the bottleneck\n", bench_cpu * 100);
     std::printf("RESULT scenario=%s clients=%d qos=%d size=%d mqtt=%d seconds=%.2f received=%llu rate=%.0f "
                 "lost=%llu dup=%llu ooo=%llu p50_us=%.0f p99_us=%.0f p999_us=%.0f bench_cpu=%.2f "
-                "broker_us_per_msg=%.2f broker_dropped=%lld blast=%d bench_us_per_msg=%.3f\n",
+                "broker_us_per_msg=%.2f broker_dropped=%lld blast=%d bench_us_per_msg=%.3f bench_wait=%.2f broker_wait=%.2f\n",
                 o.scenario.c_str(), o.clients, o.qos, o.size, o.version, secs, (unsigned long long)t.received, rate,
                 (unsigned long long)t.lost, (unsigned long long)t.duplicated, (unsigned long long)t.out_of_order,
                 t.p50_us, t.p99_us, t.p999_us, bench_cpu, broker_us_per_msg, broker_dropped, o.blast() ? 1 : 0,
-                bench_us_per_msg);
+                bench_us_per_msg, bench_wait, broker_wait);
     (void)published_total;
     return t.lost == 0 && t.duplicated == 0 ? 0 : 3;
 }
