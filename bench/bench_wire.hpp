@@ -24,7 +24,17 @@ struct Client {
     bool is_pub = false;
     int pub_index = -1, sub_index = -1;
     bool connacked = false, subscribed = false;
+    // in[in_off, in_end) is received and not yet parsed; out[out_off, end)
+    // is queued and not yet written. Offsets, not erase-from-front: a large
+    // batch is not moved down after every partial write or recv.
     std::vector<uint8_t> in, out;
+    size_t in_off = 0, in_end = 0, out_off = 0;
+    size_t recv_room = 4096;        // free space a recv asks for; doubles while recvs fill it
+    size_t pending() const { return out.size() - out_off; }
+    // Blast publishers wait for EPOLLOUT: once a send found the socket full
+    // it is not tried again (one failing system call per socket per pass)
+    // until epoll says it takes more.
+    bool watch_out = false, blocked = false;
     uint16_t next_id = 1;
     uint32_t inflight = 0;          // QoS 1/2 publishes not yet PUBACK/PUBCOMP
     uint32_t server_receive_max = 65535;
@@ -196,8 +206,9 @@ public:
             c.templ = std::move(t.out);
             c.stamp_off = c.templ.size() - size_t(size_);
         }
-        if (c.out.size() >= bytes) return;
-        const size_t n = (bytes - c.out.size() + c.templ.size() - 1) / c.templ.size();
+        if (c.pending() >= bytes) return;
+        if (c.out_off == c.out.size()) c.out.clear(), c.out_off = 0;
+        const size_t n = (bytes - c.pending() + c.templ.size() - 1) / c.templ.size();
         size_t at = c.out.size();
         c.out.resize(at + n * c.templ.size());
         const uint32_t pid = uint32_t(c.pub_index);
@@ -214,46 +225,51 @@ public:
     // Writes what each client has queued, as much as its socket takes.
     void flush_all() {
         for (auto& c : clients) {
-            size_t off = 0;
-            while (off < c.out.size()) {
-                ssize_t n = ::send(c.fd, c.out.data() + off, c.out.size() - off, MSG_NOSIGNAL);
-                if (n <= 0) break;
-                off += size_t(n);
+            if (c.blocked) continue;
+            while (c.out_off < c.out.size()) {
+                ssize_t n = ::send(c.fd, c.out.data() + c.out_off, c.out.size() - c.out_off, MSG_NOSIGNAL);
+                if (n <= 0) {
+                    c.blocked = c.watch_out;
+                    break;
+                }
+                c.out_off += size_t(n);
             }
-            c.out.erase(c.out.begin(), c.out.begin() + long(off));
+            if (c.out_off == c.out.size()) {
+                c.out.clear();
+                c.out_off = 0;
+            } else if (c.out_off > c.out.size() / 2) {   // moved rarely, and only the smaller half
+                c.out.erase(c.out.begin(), c.out.begin() + long(c.out_off));
+                c.out_off = 0;
+            }
         }
     }
 
     // Reads what is there and handles every whole packet. False: connection lost.
+    // recv lands straight in c.in and packets are handled where they lie;
+    // only an incomplete packet's bytes are moved, to the front.
     bool read_from(Client& c, uint64_t now) {
-        uint8_t buf[65536];
         for (;;) {
-            ssize_t n = ::recv(c.fd, buf, sizeof buf, 0);
-            if (n > 0) {
-                c.in.insert(c.in.end(), buf, buf + n);
-                if (size_t(n) < sizeof buf) break;
-                continue;
+            if (c.in.size() - c.in_end < c.recv_room) {
+                const size_t left = c.in_end - c.in_off;
+                if (c.in_off > 0) std::memmove(c.in.data(), c.in.data() + c.in_off, left);
+                c.in_off = 0;
+                c.in_end = left;
+                if (c.in.size() - c.in_end < c.recv_room) c.in.resize(c.in_end + c.recv_room);
             }
+            const size_t room = c.in.size() - c.in_end;
+            ssize_t n = ::recv(c.fd, c.in.data() + c.in_end, room, 0);
+            // A recv that filled all the room asks for more next time: busy
+            // subscribers read large, 10 000 idle connections stay small.
+            if (size_t(n) == room && c.recv_room < kRecvChunk) c.recv_room *= 2;
             if (n == 0) return false;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-            return false;
-        }
-        size_t pos = 0;
-        while (c.in.size() - pos >= 2) {
-            uint32_t rem = 0;
-            int shift = 0;
-            size_t i = pos + 1;
-            bool complete = false;
-            while (i < c.in.size() && i < pos + 5) {
-                rem |= uint32_t(c.in[i] & 0x7F) << shift;
-                shift += 7;
-                if (!(c.in[i++] & 0x80)) { complete = true; break; }
+            if (n < 0) {
+                if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+                return false;
             }
-            if (!complete || c.in.size() - i < rem) break;
-            if (!handle(c, c.in[pos], c.in.data() + i, rem, now)) return false;
-            pos = i + rem;
+            c.in_end += size_t(n);
+            if (!parse(c, now)) return false;
+            if (size_t(n) < room) break;
         }
-        c.in.erase(c.in.begin(), c.in.begin() + long(pos));
         return true;
     }
 
@@ -289,11 +305,60 @@ public:
     }
 
 private:
-    struct Stream {              // one (subscriber, publisher) pair
+    static constexpr size_t kRecvChunk = 256 * 1024;
+
+    bool parse(Client& c, uint64_t now) {
+        const uint8_t* b = c.in.data();
+        size_t pos = c.in_off;
+        const size_t end = c.in_end;
+        while (end - pos >= 2) {
+            uint32_t rem = 0;
+            int shift = 0;
+            size_t i = pos + 1;
+            bool complete = false;
+            while (i < end && i < pos + 5) {
+                rem |= uint32_t(b[i] & 0x7F) << shift;
+                shift += 7;
+                if (!(b[i++] & 0x80)) { complete = true; break; }
+            }
+            if (!complete || end - i < rem) break;
+            if (!handle(c, b[pos], b + i, rem, now)) return false;
+            pos = i + rem;
+        }
+        c.in_off = pos;
+        if (pos == end) c.in_off = c.in_end = 0;
+        return true;
+    }
+
+    // One (subscriber, publisher) pair. Every sequence below `next` was
+    // seen; `seen` (by sequence) only holds those that arrived ahead of a
+    // gap, `ahead` counts them. In order, a message costs a compare and an
+    // increment, no bitmap.
+    struct Stream {
+        uint64_t next = 0;
+        uint64_t ahead = 0;
         std::vector<bool> seen;
         uint64_t max_seen = 0;
         bool any = false;
     };
+
+    // True if `seq` is new on `s`, false if it is a duplicate.
+    static bool mark_seen(Stream& s, uint64_t seq) {
+        if (seq < s.next) return false;
+        if (seq == s.next && s.ahead == 0) {
+            ++s.next;
+            return true;
+        }
+        if (s.seen.size() <= seq) s.seen.resize(std::max<size_t>(size_t(seq) + 1, s.seen.size() * 2));
+        if (s.seen[seq]) return false;
+        s.seen[seq] = true;
+        ++s.ahead;
+        while (s.ahead && s.next < s.seen.size() && s.seen[s.next]) {
+            s.seen[s.next++] = false;
+            --s.ahead;
+        }
+        return true;
+    }
 
     static void put_str(std::vector<uint8_t>& o, const std::string& s) {
         o.push_back(uint8_t(s.size() >> 8));
@@ -395,10 +460,8 @@ private:
         std::memcpy(&sent_at, p + off + 12, 8);
         if (int(pid) >= npub_ || c.sub_index < 0) return true;
         Stream& s = streams_[pairs_ ? size_t(c.sub_index) : size_t(c.sub_index) * size_t(npub_) + pid];
-        if (s.seen.size() <= seq) s.seen.resize(std::max<size_t>(size_t(seq) + 1, s.seen.size() * 2));
-        if (s.seen[seq]) { ++duplicated_; return true; }
+        if (!mark_seen(s, seq)) { ++duplicated_; return true; }
         if (measuring && now < window_end_ns) ++received_in_window;
-        s.seen[seq] = true;
         ++received_from_[pid];
         if (s.any && seq < s.max_seen) ++out_of_order_;
         s.max_seen = std::max(s.max_seen, seq);

@@ -46,6 +46,7 @@ public:
             std::erase(sub->second, id);
             if (sub->second.empty()) subs_.erase(sub);
         }
+        last_subs_ = nullptr;
         conns_.erase(it);
         std::erase(backed_up_, id);
         if (backed_up_.empty()) r_.set_intake(true);
@@ -108,6 +109,7 @@ private:
             if (4 + tlen + 1 > len) return;
             c.topic.assign(reinterpret_cast<const char*>(body + 4), tlen);
             subs_[c.topic].push_back(id);
+            last_subs_ = nullptr;
             const uint8_t suback[] = {0x90, 0x03, body[0], body[1], uint8_t(body[4 + tlen] & 3)};
             r_.send(id, suback);
             break;
@@ -116,11 +118,18 @@ private:
             if (len < 2) return;
             size_t tlen = size_t(body[0]) << 8 | body[1];
             if (2 + tlen > len) return;
-            auto sub = subs_.find(std::string_view(reinterpret_cast<const char*>(body + 2), tlen));
-            if (sub != subs_.end()) {
+            // A burst from one publisher repeats its topic: the last lookup
+            // is reused while the topic is the same (what any router caches).
+            const std::string_view topic(reinterpret_cast<const char*>(body + 2), tlen);
+            if (!last_subs_ || topic != last_topic_) {
+                auto sub = subs_.find(topic);
+                last_subs_ = sub == subs_.end() ? nullptr : &sub->second;
+                last_topic_.assign(topic);
+            }
+            if (last_subs_) {
                 // Header and body are contiguous in the input: one copy each.
                 const std::span<const uint8_t> whole{head, head_len + len};
-                for (ConnId to : sub->second) {
+                for (ConnId to : *last_subs_) {
                     r_.send(to, whole);
                     if (r_.queued_bytes(to) > kHighWater &&
                         std::find(backed_up_.begin(), backed_up_.end(), to) == backed_up_.end()) {
@@ -155,6 +164,8 @@ private:
     std::unordered_map<ConnId, Conn> conns_;
     std::unordered_map<std::string, std::vector<ConnId>, Hash, std::equal_to<>> subs_;
     std::vector<ConnId> backed_up_;   // subscribers over kHighWater: intake stopped
+    std::string last_topic_;                            // the last PUBLISH's topic ...
+    const std::vector<ConnId>* last_subs_ = nullptr;    // ... and its subscribers (null: look up)
 };
 
 hato::net::Reactor* g_reactor = nullptr;

@@ -53,6 +53,7 @@ struct Options {
     int broker_pid = 0;     // conn scenario: read this process's VmRSS
     bool persistent = false;  // persistent sessions: the broker stores each QoS 1/2 delivery
     int metrics_port = 0;   // hato's [metrics] port: its own QoS 0 dropped count before and after
+    int sndbuf = 64 * 1024; // blast: each publisher's SO_SNDBUF; 0 = the kernel's autotuning
     bool blast() const { return rate == 0 && window == 0; }
 };
 
@@ -70,6 +71,7 @@ void usage() {
         "                                       --rate 0 --window 0 is blast mode (QoS 0): publishers\n"
         "                                       write as fast as their sockets accept, many messages a write\n"
         "  --metrics-port P                     hato's [metrics] port: report the broker's QoS 0 dropped count\n"
+        "  --sndbuf BYTES                       blast: each publisher's SO_SNDBUF, 0 = kernel autotuning (65536)\n"
         "  --mqtt 4|5                           protocol level (4)\n"
         "  --persistent                         persistent sessions (clean session 0 / session expiry 300 s)\n"
         "  --broker-pid PID                     conn: report the broker's VmRSS per connection;\n"
@@ -98,6 +100,7 @@ bool parse_args(int argc, char** argv, Options& o) {
         else if (a == "--persistent") o.persistent = true;
         else if (a == "--broker-pid") o.broker_pid = std::atoi(next("--broker-pid"));
         else if (a == "--metrics-port") o.metrics_port = std::atoi(next("--metrics-port"));
+        else if (a == "--sndbuf") o.sndbuf = std::atoi(next("--sndbuf"));
         else if (a == "-h" || a == "--help") { usage(); std::exit(0); }
         else { std::fprintf(stderr, "hato-bench: unknown option %s\n", a.c_str()); usage(); return false; }
     }
@@ -109,7 +112,7 @@ bool parse_args(int argc, char** argv, Options& o) {
         std::fprintf(stderr, "hato-bench: --window 0 (blast) needs --rate 0 and --qos 0\n");
         return false;
     }
-    if (o.clients < 1 || o.qos < 0 || o.qos > 2 || o.size < kStampSize || o.window < 0 ||
+    if (o.clients < 1 || o.qos < 0 || o.qos > 2 || o.size < kStampSize || o.window < 0 || o.sndbuf < 0 ||
         (o.version != 4 && o.version != 5) || o.duration <= 0 || o.warmup < 0) {
         std::fprintf(stderr, "hato-bench: bad option value\n");
         return false;
@@ -154,6 +157,17 @@ double process_cpu_seconds(int pid) {
         if (i == 15) stime = std::stoull(field);
     }
     return double(utime + stime) / double(sysconf(_SC_CLK_TCK));
+}
+
+// Nanoseconds the main thread of `pid` (0: this process) has waited on a
+// run queue for a CPU so far, from /proc/PID/schedstat; -1 if unreadable.
+// On a shared machine a process may be idle for want of a CPU, which its
+// CPU time cannot show.
+double run_delay_seconds(int pid) {
+    std::ifstream f(pid ? "/proc/" + std::to_string(pid) + "/schedstat" : std::string("/proc/self/schedstat"));
+    unsigned long long on_cpu = 0, waited = 0;
+    if (!(f >> on_cpu >> waited)) return -1;
+    return double(waited) / 1e9;
 }
 
 // hato's counter `name` from its Prometheus endpoint on `port`; -1 if unreadable.
@@ -225,11 +239,10 @@ int main(int argc, char** argv) {
         }
         Client& c = run.add_client(fd);
         c.is_pub = i < npub;
-        if (c.is_pub && o.blast()) {
+        if (c.is_pub && o.blast() && o.sndbuf > 0) {
             // A plant's gateway socket, not an autotuned multi-MB one: what
             // the broker does not take waits here, not seconds deep in the kernel.
-            int sndbuf = 64 * 1024;
-            setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+            setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &o.sndbuf, sizeof o.sndbuf);
         }
         c.pub_index = c.is_pub ? i : -1;
         c.sub_index = c.is_pub ? -1 : i - npub;
@@ -238,6 +251,7 @@ int main(int argc, char** argv) {
         // the loop sleeps while the broker holds every publisher back and
         // its CPU shows whether the generator is the limit.
         ev.events = c.is_pub && o.blast() ? EPOLLIN | EPOLLOUT : EPOLLIN;
+        c.watch_out = c.is_pub && o.blast();
         ev.data.u32 = uint32_t(i);
         epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
         std::string id = "bench-" + std::to_string(getpid()) + "-" + std::to_string(i);
@@ -268,6 +282,7 @@ int main(int argc, char** argv) {
     double cpu_at_start = 0;
     double cpu_at_window_end = -1;   // blast: the generator's own load is judged over the window
     double broker_cpu_at_start = -1;   // broker CPU seconds when measuring began
+    double wait_at_start = -1, broker_wait_at_start = -1;   // run-queue waits when measuring began
     uint64_t published_total = 0;
     const double per_pub_rate = o.rate > 0 && npub > 0 ? o.rate / npub : 0;
     std::vector<epoll_event> evs(256);
@@ -290,6 +305,8 @@ int main(int argc, char** argv) {
             run.start_measuring();
             cpu_at_start = cpu_seconds();
             if (o.broker_pid) broker_cpu_at_start = process_cpu_seconds(o.broker_pid);
+            wait_at_start = run_delay_seconds(0);
+            if (o.broker_pid) broker_wait_at_start = run_delay_seconds(o.broker_pid);
         }
         const bool publishing = ready && now < measure_end && o.scenario != "conn";
         if (publishing) {
@@ -297,7 +314,7 @@ int main(int argc, char** argv) {
             for (int k = 0; k < npub; ++k) {
                 Client& c = run.clients[size_t((rr + k) % npub)];
                 if (o.blast()) {   // what the socket did not take yet waits; then the next batch
-                    if (c.out.size() < kBlastLow) run.blast(c, topics[size_t(c.pub_index)], now, kBlastBatch);
+                    if (c.pending() < kBlastLow) run.blast(c, topics[size_t(c.pub_index)], now, kBlastBatch);
                     continue;
                 }
                 int budget = 256;  // per pass, keeps the loop fair
@@ -317,6 +334,8 @@ int main(int argc, char** argv) {
                     ev.events = EPOLLIN;
                     ev.data.u32 = uint32_t(k);
                     epoll_ctl(ep, EPOLL_CTL_MOD, run.clients[size_t(k)].fd, &ev);
+                    // What is still queued is tried every pass, as epoll no longer says when.
+                    run.clients[size_t(k)].watch_out = run.clients[size_t(k)].blocked = false;
                 }
         }
         if (o.scenario == "conn" && ready && now >= measure_start) break;
@@ -334,6 +353,9 @@ int main(int argc, char** argv) {
         int n = epoll_wait(ep, evs.data(), int(evs.size()), timeout_ms);
         for (int i = 0; i < n; ++i) {
             Client& c = run.clients[evs[i].data.u32];
+            if (evs[i].events & EPOLLOUT) c.blocked = false;
+            // A blast publisher that is only writable has nothing to read.
+            if (!(evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP))) continue;
             if (!run.read_from(c, now_ns())) {
                 std::fprintf(stderr, "hato-bench: connection %u closed by broker\n", evs[i].data.u32);
                 return 1;
@@ -346,6 +368,15 @@ int main(int argc, char** argv) {
         o.metrics_port ? read_metric(o.host, o.metrics_port, "hato_qos0_dropped_total") : -1;
     const long long broker_dropped = dropped_before >= 0 && dropped_after >= 0 ? dropped_after - dropped_before : -1;
     const double broker_cpu_end = o.broker_pid ? process_cpu_seconds(o.broker_pid) : -1;
+    // Share of the measured time spent waiting for a CPU (other load on the
+    // cores): then neither side ran when it could, and rates are lower bounds.
+    const double span_s = double(end - measure_start) / 1e9;
+    auto waited_share = [&](double at_start, int pid) {
+        const double now = run_delay_seconds(pid);
+        return at_start >= 0 && now >= 0 && span_s > 0 ? (now - at_start) / span_s : -1;
+    };
+    const double bench_wait = waited_share(wait_at_start, 0);
+    const double broker_wait = o.broker_pid ? waited_share(broker_wait_at_start, o.broker_pid) : -1;
 
     if (o.scenario == "conn") {
         long rss_after = o.broker_pid ? vmrss_kib(o.broker_pid) : -1;
@@ -363,6 +394,11 @@ int main(int argc, char** argv) {
     double bench_cpu = double(end - measure_start) > 0 ? cpu_used / (double(end - measure_start) / 1e9) : 0;
     // Blast: while publishing, not diluted by the drain's waiting.
     if (o.blast() && cpu_at_window_end >= 0 && secs > 0) bench_cpu = (cpu_at_window_end - cpu_at_start) / secs;
+    // The generator's own CPU per message received in the window: 1 / this
+    // is the most it could carry with a core to itself, whatever else ran.
+    const double bench_us_per_msg = o.blast() && cpu_at_window_end >= 0 && run.received_in_window > 0
+                                        ? (cpu_at_window_end - cpu_at_start) * 1e6 / double(run.received_in_window)
+                                        : -1;
     // Broker CPU per received message over the measured window and drain
     // (connect and warm-up excluded); -1 without --broker-pid.
     const double broker_us_per_msg = broker_cpu_at_start >= 0 && broker_cpu_end >= 0 && t.received > 0
@@ -371,20 +407,27 @@ int main(int argc, char** argv) {
     std::printf("%s: %d publishers, %d subscribers, qos %d, %d B, mqtt %d, %.1f s measured\n",
                 o.scenario.c_str(), npub, nsub, o.qos, o.size, o.version, secs);
     if (o.blast())
-        std::printf("blast: %llu msgs received inside the measured window\n", (unsigned long long)run.received_in_window);
+        std::printf("blast: %llu msgs received inside the measured window; hato-bench %.3f us CPU a message "
+                    "(%.1f M msg/s on a core of its own)\n",
+                    (unsigned long long)run.received_in_window, bench_us_per_msg,
+                    bench_us_per_msg > 0 ? 1 / bench_us_per_msg : 0);
     std::printf("received %llu msgs (%.0f msg/s), expected %llu, lost %llu, duplicated %llu, out-of-order %llu\n",
                 (unsigned long long)t.received, rate, (unsigned long long)t.expected, (unsigned long long)t.lost,
                 (unsigned long long)t.duplicated, (unsigned long long)t.out_of_order);
     std::printf("latency us: p50 %.0f  p99 %.0f  p99.9 %.0f  max %.0f\n", t.p50_us, t.p99_us, t.p999_us, t.max_us);
     if (broker_dropped >= 0) std::printf("broker: %lld QoS 0 dropped during the run\n", broker_dropped);
+    if (bench_wait > 0.1 || broker_wait > 0.1)
+        std::printf("note: waited for a CPU (other load on the cores): hato-bench %.0f%%, broker %.0f%% of the time: "
+                    "rates are lower bounds\n", std::max(bench_wait, 0.0) * 100, std::max(broker_wait, 0.0) * 100);
     if (bench_cpu > 0.9)
         std::printf("note: hato-bench used %.0f%% of its core: the generator may be the bottleneck\n", bench_cpu * 100);
     std::printf("RESULT scenario=%s clients=%d qos=%d size=%d mqtt=%d seconds=%.2f received=%llu rate=%.0f "
                 "lost=%llu dup=%llu ooo=%llu p50_us=%.0f p99_us=%.0f p999_us=%.0f bench_cpu=%.2f "
-                "broker_us_per_msg=%.2f broker_dropped=%lld blast=%d\n",
+                "broker_us_per_msg=%.2f broker_dropped=%lld blast=%d bench_us_per_msg=%.3f bench_wait=%.2f broker_wait=%.2f\n",
                 o.scenario.c_str(), o.clients, o.qos, o.size, o.version, secs, (unsigned long long)t.received, rate,
                 (unsigned long long)t.lost, (unsigned long long)t.duplicated, (unsigned long long)t.out_of_order,
-                t.p50_us, t.p99_us, t.p999_us, bench_cpu, broker_us_per_msg, broker_dropped, o.blast() ? 1 : 0);
+                t.p50_us, t.p99_us, t.p999_us, bench_cpu, broker_us_per_msg, broker_dropped, o.blast() ? 1 : 0,
+                bench_us_per_msg, bench_wait, broker_wait);
     (void)published_total;
     return t.lost == 0 && t.duplicated == 0 ? 0 : 3;
 }
