@@ -25,14 +25,23 @@ struct Client {
     int pub_index = -1, sub_index = -1;
     bool connacked = false, subscribed = false;
     std::vector<uint8_t> in, out;
+    size_t out_off = 0;             // out[0, out_off) is written already
+    std::vector<uint8_t> templ;     // this publisher's PUBLISH, packet id and stamp patched per message
+    size_t stamp_off = 0;           // where the stamp sits in templ
+    size_t id_off = 0;              // where the packet id sits in templ (QoS > 0)
+    // A large PUBLISH being received: its first bytes (fixed header and up
+    // to kHeadKeep of the rest, which hold topic, id and stamp) are kept and
+    // the rest of its payload is skipped as it arrives, not buffered.
+    std::vector<uint8_t> head;
+    uint64_t skip = 0;              // payload bytes of that PUBLISH still to come
+    size_t unsent() const { return out.size() - out_off; }
     uint16_t next_id = 1;
     uint32_t inflight = 0;          // QoS 1/2 publishes not yet PUBACK/PUBCOMP
     uint32_t server_receive_max = 65535;
     uint64_t sent = 0;              // messages published
     uint64_t rate_start = 0;
     uint64_t stall_since = 0;
-    std::vector<uint8_t> templ;     // blast: this publisher's PUBLISH, stamp patched per message
-    size_t stamp_off = 0;           // where the stamp sits in templ
+    uint64_t written_off = 0;       // deliveries given up as lost after a stall (window mode)
 };
 
 struct Totals {
@@ -142,14 +151,21 @@ public:
             double due = double(now - c.rate_start) / 1e9 * per_pub_rate;
             return double(c.sent) < due;
         }
-        uint64_t unseen = c.sent * fan_ - received_from_[size_t(c.pub_index)];
+        // (Written off, then late after all: counted once, as seen.)
+        const uint64_t accounted = received_from_[size_t(c.pub_index)] + c.written_off;
+        const uint64_t unseen = c.sent * fan_ > accounted ? c.sent * fan_ - accounted : 0;
         if (unseen < uint64_t(window) * fan_) {
             c.stall_since = 0;
             return true;
         }
-        // QoS 0 may be dropped by design: do not stall forever on a lost message.
+        // QoS 0 may be dropped by design: do not stall forever on a lost
+        // message. What is still unseen is written off, so the window opens
+        // once (not without bound: 256 large messages a pass would be GiBs).
         if (c.stall_since == 0) c.stall_since = now;
-        return now - c.stall_since > 1'000'000'000ull;
+        if (now - c.stall_since <= 1'000'000'000ull) return false;
+        c.written_off += unseen;
+        c.stall_since = 0;
+        return true;
     }
 
     void publish(Client& c, const std::string& topic, uint64_t now) {
@@ -159,11 +175,37 @@ public:
             if (c.next_id == 0) c.next_id = 1;
             ++c.inflight;
         }
-        publish_into(c, topic, id, now);
+        make_template(c, topic);
+        const size_t at = c.out.size();
+        c.out.resize(at + c.templ.size());
+        uint8_t* m = c.out.data() + at;
+        std::memcpy(m, c.templ.data(), c.templ.size());
+        if (qos_ > 0) {
+            m[c.id_off] = uint8_t(id >> 8);
+            m[c.id_off + 1] = uint8_t(id);
+        }
+        stamp(m + c.stamp_off, uint32_t(c.pub_index), c.sent, now);
         ++c.sent;
     }
 
 private:
+    static void stamp(uint8_t* at, uint32_t pid, uint64_t seq, uint64_t now) {
+        std::memcpy(at, &pid, 4);
+        std::memcpy(at + 4, &seq, 8);
+        std::memcpy(at + 12, &now, 8);
+    }
+
+    // One whole PUBLISH per publisher, copied per message (a large payload
+    // is then one memcpy, not a fill and a copy).
+    void make_template(Client& c, const std::string& topic) {
+        if (!c.templ.empty()) return;
+        Client t;
+        publish_into(t, topic, 0, 0);
+        c.templ = std::move(t.out);
+        c.stamp_off = c.templ.size() - size_t(size_);
+        c.id_off = c.stamp_off - (v5_ ? 1 : 0) - 2;
+    }
+
     void publish_into(Client& c, const std::string& topic, uint16_t id, uint64_t now) {
         std::vector<uint8_t>& o = scratch_;
         o.clear();
@@ -190,12 +232,8 @@ public:
     // (one template per publisher, only the stamp changes), so a socket is
     // written in large batches and never waits for a window.
     void blast(Client& c, const std::string& topic, uint64_t now, size_t bytes) {
-        if (c.templ.empty()) {
-            Client t;
-            publish_into(t, topic, 0, 0);
-            c.templ = std::move(t.out);
-            c.stamp_off = c.templ.size() - size_t(size_);
-        }
+        make_template(c, topic);
+        compact(c);
         if (c.out.size() >= bytes) return;
         const size_t n = (bytes - c.out.size() + c.templ.size() - 1) / c.templ.size();
         size_t at = c.out.size();
@@ -204,40 +242,73 @@ public:
         for (size_t i = 0; i < n; ++i, at += c.templ.size()) {
             uint8_t* m = c.out.data() + at;
             std::memcpy(m, c.templ.data(), c.templ.size());
-            const uint64_t seq = c.sent++;
-            std::memcpy(m + c.stamp_off, &pid, 4);
-            std::memcpy(m + c.stamp_off + 4, &seq, 8);
-            std::memcpy(m + c.stamp_off + 12, &now, 8);
+            stamp(m + c.stamp_off, pid, c.sent++, now);
         }
+    }
+
+    // Drops what was written from the front of c.out.
+    static void compact(Client& c) {
+        if (c.out_off == 0) return;
+        c.out.erase(c.out.begin(), c.out.begin() + long(c.out_off));
+        c.out_off = 0;
     }
 
     // Writes what each client has queued, as much as its socket takes.
     void flush_all() {
         for (auto& c : clients) {
-            size_t off = 0;
-            while (off < c.out.size()) {
-                ssize_t n = ::send(c.fd, c.out.data() + off, c.out.size() - off, MSG_NOSIGNAL);
+            while (c.out_off < c.out.size()) {
+                ssize_t n = ::send(c.fd, c.out.data() + c.out_off, c.out.size() - c.out_off, MSG_NOSIGNAL);
                 if (n <= 0) break;
-                off += size_t(n);
+                c.out_off += size_t(n);
             }
-            c.out.erase(c.out.begin(), c.out.begin() + long(off));
+            // Written bytes leave the front only once they are most of the
+            // buffer: many MiB of large messages queued are not moved per send.
+            if (c.out_off == c.out.size()) {
+                c.out.clear();
+                c.out_off = 0;
+            } else if (c.out_off > c.out.size() / 2) {
+                compact(c);
+            }
         }
     }
 
     // Reads what is there and handles every whole packet. False: connection lost.
     bool read_from(Client& c, uint64_t now) {
-        uint8_t buf[65536];
+        if (rbuf_.empty()) rbuf_.resize(kReadSize);
         for (;;) {
-            ssize_t n = ::recv(c.fd, buf, sizeof buf, 0);
+            ssize_t n = ::recv(c.fd, rbuf_.data(), rbuf_.size(), 0);
             if (n > 0) {
-                c.in.insert(c.in.end(), buf, buf + n);
-                if (size_t(n) < sizeof buf) break;
+                if (!take(c, rbuf_.data(), size_t(n), now)) return false;
+                if (size_t(n) < rbuf_.size()) break;
                 continue;
             }
             if (n == 0) return false;
             if (errno == EAGAIN || errno == EWOULDBLOCK) break;
             return false;
         }
+        return true;
+    }
+
+private:
+    static constexpr size_t kReadSize = 256 * 1024;
+    // A PUBLISH larger than this is not buffered whole (see Client::head).
+    static constexpr uint32_t kSkipAbove = 64 * 1024;
+    static constexpr size_t kHeadKeep = 512;
+
+    bool take(Client& c, const uint8_t* p, size_t n, uint64_t now) {
+        if (c.skip) {
+            const size_t k = size_t(std::min<uint64_t>(c.skip, n));
+            c.skip -= k;
+            p += k;
+            n -= k;
+            if (c.skip == 0) {   // that large PUBLISH is complete: handled now, so its latency is its whole transfer
+                std::vector<uint8_t> head;
+                head.swap(c.head);
+                if (!handle(c, head[0], head.data() + 1, uint32_t(head.size() - 1), now)) return false;
+            }
+        }
+        if (n == 0) return true;
+        c.in.insert(c.in.end(), p, p + n);
         size_t pos = 0;
         while (c.in.size() - pos >= 2) {
             uint32_t rem = 0;
@@ -249,14 +320,28 @@ public:
                 shift += 7;
                 if (!(c.in[i++] & 0x80)) { complete = true; break; }
             }
-            if (!complete || c.in.size() - i < rem) break;
+            if (!complete) break;
+            const size_t have = c.in.size() - i;
+            if (have < rem) {
+                const size_t keep = std::min<size_t>(rem, kHeadKeep);
+                if ((c.in[pos] >> 4) == 3 && rem > kSkipAbove && have >= keep) {
+                    // head: the packet's first byte, then the first `keep` bytes after its length
+                    c.head.assign(1, c.in[pos]);
+                    c.head.insert(c.head.end(), c.in.begin() + long(i), c.in.begin() + long(i + keep));
+                    c.skip = rem - have;
+                    pos = c.in.size();
+                }
+                break;
+            }
             if (!handle(c, c.in[pos], c.in.data() + i, rem, now)) return false;
             pos = i + rem;
         }
-        c.in.erase(c.in.begin(), c.in.begin() + long(pos));
+        if (pos == c.in.size()) c.in.clear();
+        else c.in.erase(c.in.begin(), c.in.begin() + long(pos));
         return true;
     }
 
+public:
     uint64_t received_count() const {
         uint64_t n = 0;
         for (uint64_t r : received_from_) n += r;
@@ -420,6 +505,7 @@ private:
     uint64_t received_ = 0, duplicated_ = 0, out_of_order_ = 0;
     Histogram hist_;
     std::vector<uint8_t> scratch_;
+    std::vector<uint8_t> rbuf_;
 };
 
 }  // namespace hato::bench
