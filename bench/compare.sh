@@ -13,7 +13,7 @@
 # third table gives hato/floor in msg/s and what each side lost. The
 # "large" rows (64 KiB, 256 KiB, 1 MiB payloads, QoS 0 and 1, ten pairs,
 # a window of 4 MiB per publisher) compare payload MB/s and broker CPU
-# per MB (flat across sizes when no step copies per byte more than once),
+# per MB (flat across sizes when no step costs more than linear in bytes),
 # with hato-floor as the ceiling, in a fourth table; a fifth gives p50/p99
 # of the fixed-rate latency rows.
 #   bench/compare.sh [BUILDDIR]      (default: build; ONLY=substring runs some rows)
