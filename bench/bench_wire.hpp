@@ -41,8 +41,15 @@ struct Client {
     uint64_t sent = 0;              // messages published
     uint64_t rate_start = 0;
     uint64_t stall_since = 0;
-    std::vector<uint8_t> templ;     // blast: this publisher's PUBLISH, stamp patched per message
+    uint64_t written_off = 0;       // deliveries given up as lost after a stall (window mode)
+    std::vector<uint8_t> templ;     // this publisher's PUBLISH, packet id and stamp patched per message
     size_t stamp_off = 0;           // where the stamp sits in templ
+    size_t id_off = 0;              // where the packet id sits in templ (QoS > 0)
+    // A large PUBLISH being received: its first bytes (fixed header and up
+    // to kHeadKeep of the rest, which hold topic, id and stamp) are kept and
+    // the rest of its payload is skipped as it arrives, not buffered.
+    std::vector<uint8_t> head;
+    uint64_t skip = 0;              // payload bytes of that PUBLISH still to come
 };
 
 struct Totals {
@@ -152,14 +159,21 @@ public:
             double due = double(now - c.rate_start) / 1e9 * per_pub_rate;
             return double(c.sent) < due;
         }
-        uint64_t unseen = c.sent * fan_ - received_from_[size_t(c.pub_index)];
+        // (Written off, then late after all: counted once, as seen.)
+        const uint64_t accounted = received_from_[size_t(c.pub_index)] + c.written_off;
+        const uint64_t unseen = c.sent * fan_ > accounted ? c.sent * fan_ - accounted : 0;
         if (unseen < uint64_t(window) * fan_) {
             c.stall_since = 0;
             return true;
         }
-        // QoS 0 may be dropped by design: do not stall forever on a lost message.
+        // QoS 0 may be dropped by design: do not stall forever on a lost
+        // message. What is still unseen is written off, so the window opens
+        // once (not without bound: 256 large messages a pass would be GiBs).
         if (c.stall_since == 0) c.stall_since = now;
-        return now - c.stall_since > 1'000'000'000ull;
+        if (now - c.stall_since <= 1'000'000'000ull) return false;
+        c.written_off += unseen;
+        c.stall_since = 0;
+        return true;
     }
 
     void publish(Client& c, const std::string& topic, uint64_t now) {
@@ -169,11 +183,37 @@ public:
             if (c.next_id == 0) c.next_id = 1;
             ++c.inflight;
         }
-        publish_into(c, topic, id, now);
+        make_template(c, topic);
+        const size_t at = c.out.size();
+        c.out.resize(at + c.templ.size());
+        uint8_t* m = c.out.data() + at;
+        std::memcpy(m, c.templ.data(), c.templ.size());
+        if (qos_ > 0) {
+            m[c.id_off] = uint8_t(id >> 8);
+            m[c.id_off + 1] = uint8_t(id);
+        }
+        stamp(m + c.stamp_off, uint32_t(c.pub_index), c.sent, now);
         ++c.sent;
     }
 
 private:
+    static void stamp(uint8_t* at, uint32_t pid, uint64_t seq, uint64_t now) {
+        std::memcpy(at, &pid, 4);
+        std::memcpy(at + 4, &seq, 8);
+        std::memcpy(at + 12, &now, 8);
+    }
+
+    // One whole PUBLISH per publisher, copied per message (a large payload
+    // is then one memcpy, not a fill and a copy).
+    void make_template(Client& c, const std::string& topic) {
+        if (!c.templ.empty()) return;
+        Client t;
+        publish_into(t, topic, 0, 0);
+        c.templ = std::move(t.out);
+        c.stamp_off = c.templ.size() - size_t(size_);
+        c.id_off = c.stamp_off - (v5_ ? 1 : 0) - 2;
+    }
+
     void publish_into(Client& c, const std::string& topic, uint16_t id, uint64_t now) {
         std::vector<uint8_t>& o = scratch_;
         o.clear();
@@ -200,12 +240,7 @@ public:
     // (one template per publisher, only the stamp changes), so a socket is
     // written in large batches and never waits for a window.
     void blast(Client& c, const std::string& topic, uint64_t now, size_t bytes) {
-        if (c.templ.empty()) {
-            Client t;
-            publish_into(t, topic, 0, 0);
-            c.templ = std::move(t.out);
-            c.stamp_off = c.templ.size() - size_t(size_);
-        }
+        make_template(c, topic);
         if (c.pending() >= bytes) return;
         if (c.out_off == c.out.size()) c.out.clear(), c.out_off = 0;
         const size_t n = (bytes - c.pending() + c.templ.size() - 1) / c.templ.size();
@@ -215,10 +250,7 @@ public:
         for (size_t i = 0; i < n; ++i, at += c.templ.size()) {
             uint8_t* m = c.out.data() + at;
             std::memcpy(m, c.templ.data(), c.templ.size());
-            const uint64_t seq = c.sent++;
-            std::memcpy(m + c.stamp_off, &pid, 4);
-            std::memcpy(m + c.stamp_off + 4, &seq, 8);
-            std::memcpy(m + c.stamp_off + 12, &now, 8);
+            stamp(m + c.stamp_off, pid, c.sent++, now);
         }
     }
 
@@ -266,7 +298,9 @@ public:
                 if (errno == EAGAIN || errno == EWOULDBLOCK) break;
                 return false;
             }
-            c.in_end += size_t(n);
+            size_t got = size_t(n);
+            if (c.skip && !skip_payload(c, got, now)) return false;
+            c.in_end += got;
             if (!parse(c, now)) return false;
             if (size_t(n) < room) break;
         }
@@ -306,6 +340,24 @@ public:
 
 private:
     static constexpr size_t kRecvChunk = 256 * 1024;
+    // A PUBLISH larger than this is not buffered whole (see Client::head).
+    static constexpr uint32_t kSkipAbove = 64 * 1024;
+    static constexpr size_t kHeadKeep = 512;
+
+    // The `n` bytes just received at in_end, while a large PUBLISH's payload
+    // is skipped: its part is dropped (the rest moved down onto in_end), and
+    // once it is all there the PUBLISH is handled from its head, so its
+    // latency is its whole transfer. Leaves `n` as what remains to parse.
+    bool skip_payload(Client& c, size_t& n, uint64_t now) {
+        const size_t k = size_t(std::min<uint64_t>(c.skip, n));
+        c.skip -= k;
+        n -= k;
+        if (n) std::memmove(c.in.data() + c.in_end, c.in.data() + c.in_end + k, n);
+        if (c.skip) return true;
+        std::vector<uint8_t> head;
+        head.swap(c.head);
+        return handle(c, head[0], head.data() + 1, uint32_t(head.size() - 1), now);
+    }
 
     bool parse(Client& c, uint64_t now) {
         const uint8_t* b = c.in.data();
@@ -321,7 +373,19 @@ private:
                 shift += 7;
                 if (!(b[i++] & 0x80)) { complete = true; break; }
             }
-            if (!complete || end - i < rem) break;
+            if (!complete) break;
+            const size_t have = end - i;
+            if (have < rem) {
+                const size_t keep = std::min<size_t>(rem, kHeadKeep);
+                if ((b[pos] >> 4) == 3 && rem > kSkipAbove && have >= keep) {
+                    // head: the packet's first byte, then the first `keep` bytes after its length
+                    c.head.assign(1, b[pos]);
+                    c.head.insert(c.head.end(), b + i, b + i + keep);
+                    c.skip = rem - have;
+                    pos = end;
+                }
+                break;
+            }
             if (!handle(c, b[pos], b + i, rem, now)) return false;
             pos = i + rem;
         }

@@ -10,13 +10,18 @@
 # blast rows (hato-bench --rate 0 --window 0: publishers write as fast as
 # their sockets accept) run hato-floor too, as the ceiling: a forwarder that
 # routes each message and batches writes with the same back-pressure; a
-# third table gives hato/floor in msg/s and what each side lost.
-#   bench/compare.sh [BUILDDIR]      (default: build)
+# third table gives hato/floor in msg/s and what each side lost. The
+# "large" rows (64 KiB, 256 KiB, 1 MiB payloads, QoS 0 and 1, ten pairs,
+# a window of 4 MiB per publisher) compare payload MB/s and broker CPU
+# per MB (flat across sizes when no step costs more than linear in bytes),
+# with hato-floor as the ceiling, in a fourth table; a fifth gives p50/p99
+# of the fixed-rate latency rows.
+#   bench/compare.sh [BUILDDIR]      (default: build; ONLY=substring runs some rows)
 # Not run by CI: shared machines are noisy; compare ratios within one run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
-hato=$build/src/app/hato
+hato=${HATO:-$build/src/app/hato}   # HATO=path: another build of the broker, e.g. an older commit
 bench=$build/bench/hato-bench
 floor=$build/bench/hato-floor
 DURATION=${DURATION:-5}
@@ -49,6 +54,8 @@ port = $port
 [limits]
 max_connections = 19000
 max_queued_messages = 100000
+# The large rows' 1 MiB payloads plus topic and header.
+max_packet_size = 2097152
 [storage]
 dir = "$work/data"
 sync = "$hato_sync"
@@ -88,22 +95,30 @@ scenarios=(
   "qos0 blast fanout 1->100|--scenario fanout --clients 100 --qos 0 --rate 0 --window 0"
   "qos1 20k/s pairs x10|--scenario pairs --clients 10 --qos 1 --rate 20000"
   "qos1 20k/s pairs x1000|--scenario pairs --clients 1000 --qos 1 --rate 20000"
+  "qos0 10k/s latency|--scenario pairs --clients 10 --qos 0 --rate 10000"
+  "qos0 10k/s lat sync=off|--scenario pairs --clients 10 --qos 0 --rate 10000|off"
   "qos1 10k/s latency|--scenario pairs --clients 10 --qos 1 --rate 10000"
   "qos1 10k/s lat sync=off|--scenario pairs --clients 10 --qos 1 --rate 10000|off"
   "qos1 max persistent|--scenario pairs --clients 10 --qos 1 --persistent"
   "qos1 max pers. sync=off|--scenario pairs --clients 10 --qos 1 --persistent|off"
   "idle conns 10000|--scenario conn --clients 10000"
+  "large 64k qos0 pairs x10|--scenario pairs --clients 10 --qos 0 --size 65536 --window 64"
+  "large 256k qos0 pairs x10|--scenario pairs --clients 10 --qos 0 --size 262144 --window 16"
+  "large 1M qos0 pairs x10|--scenario pairs --clients 10 --qos 0 --size 1048576 --window 4"
+  "large 64k qos1 pairs x10|--scenario pairs --clients 10 --qos 1 --size 65536 --window 64"
+  "large 256k qos1 pairs x10|--scenario pairs --clients 10 --qos 1 --size 262144 --window 16"
+  "large 1M qos1 pairs x10|--scenario pairs --clients 10 --qos 1 --size 1048576 --window 4"
 )
 ONLY=${ONLY:-}   # a substring: run only the scenarios whose name contains it
 
-declare -A rate cpu p99 kib lost
+declare -A rate cpu p50 p99 kib lost mbs usmb
 bench_bound=()   # runs where hato-bench itself was near 100% CPU
 # Brokers alternate per scenario (not all Mosquitto runs, then all hato runs),
 # so a burst of load from elsewhere on a shared machine hits both sides alike.
 selected=()
 for s in "${scenarios[@]}"; do [[ -z "$ONLY" || "${s%%|*}" == *"$ONLY"* ]] && selected+=("$s"); done
 scenarios=("${selected[@]}")
-has_floor() { [[ "$1" == "qos1 20k/s"* || "$1" == *"sync=off"* && "$1" == "qos1 10k/s"* || "$1" == *blast* ]]; }
+has_floor() { [[ "$1" == "qos1 20k/s"* || "$1" == *"sync=off"* && "$1" == "qos1 10k/s"* || "$1" == *blast* || "$1" == large* ]]; }
 for s in "${scenarios[@]}"; do
   peers=(mosquitto hato)
   if has_floor "${s%%|*}"; then peers+=(floor); fi
@@ -122,7 +137,7 @@ for s in "${scenarios[@]}"; do
     if grep -q '^note:' <<<"$full"; then bench_bound+=("$broker / $name"); fi
     get() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$out"; }
     key="$broker|$name"
-    rate[$key]=$(get rate); p99[$key]=$(get p99_us); kib[$key]=$(get kib_per_conn); lost[$key]=$(get lost)
+    rate[$key]=$(get rate); p50[$key]=$(get p50_us); p99[$key]=$(get p99_us); mbs[$key]=$(get mb_per_s) kib[$key]=$(get kib_per_conn); lost[$key]=$(get lost)
     recv=$(get received)
     measured=$(get broker_us_per_msg)
     # hato-bench measures the broker's CPU over the measured window only; the
@@ -132,6 +147,10 @@ for s in "${scenarios[@]}"; do
     elif [ -n "$recv" ] && [ "$recv" != 0 ]; then
       cpu[$key]=$(awk -v t=$(( t1 - t0 )) -v hz="$hz" -v n="$recv" 'BEGIN{printf "%.2f", t/hz*1e6/n}')
     else cpu[$key]=; fi
+    usmb[$key]=
+    if [ -n "${cpu[$key]}" ] && [[ "$args" =~ --size\ ([0-9]+) ]]; then
+      usmb[$key]=$(awk -v c="${cpu[$key]}" -v b="${BASH_REMATCH[1]}" 'BEGIN{printf "%.0f", c*1e6/b}')
+    fi
     echo "$broker / $name: $out" >&2
   done
 done
@@ -151,7 +170,7 @@ done
 floor_rows=()
 for s in "${scenarios[@]}"; do
   n=${s%%|*}
-  if has_floor "$n" && [[ "$n" != *blast* ]]; then floor_rows+=("$n"); fi
+  if has_floor "$n" && [[ "$n" != *blast* && "$n" != large* ]]; then floor_rows+=("$n"); fi
 done
 if [ ${#floor_rows[@]} -gt 0 ]; then
   echo
@@ -178,6 +197,32 @@ if [ ${#ceiling_rows[@]} -gt 0 ]; then
 ' "$name" \
       "${rate[$f]:--}" "${rate[$h]:--}" "${rate[$m]:--}" "$(ratio "${rate[$h]}" "${rate[$f]}")" \
       "${lost[$f]:--}" "${lost[$h]:--}" "${lost[$m]:--}"
+  done
+fi
+# Large messages: payload MB/s (10^6 bytes) and broker CPU per MB.
+large_rows=()
+for s in "${scenarios[@]}"; do [[ "${s%%|*}" == large* ]] && large_rows+=("${s%%|*}"); done
+if [ ${#large_rows[@]} -gt 0 ]; then
+  echo
+  echo "large messages: payload MB/s and broker CPU us per MB (hato-floor: the ceiling)"
+  printf '| %-26s | %8s | %8s | %8s | %9s | %9s | %9s | %9s | %9s | %9s | %6s |\n' scenario "mosq MB/s" "hato MB/s" "floor MB/s" "hato/mosq" "hato/floor" "mosq us/MB" "hato us/MB" "floor us/MB" "cpu h/m" "lost h"
+  for name in "${large_rows[@]}"; do
+    m="mosquitto|$name"; h="hato|$name"; f="floor|$name"
+    printf '| %-26s | %8s | %8s | %8s | %9s | %9s | %9s | %9s | %9s | %9s | %6s |\n' "$name" \
+      "${mbs[$m]:--}" "${mbs[$h]:--}" "${mbs[$f]:--}" "$(ratio "${mbs[$h]}" "${mbs[$m]}")" "$(ratio "${mbs[$h]}" "${mbs[$f]}")" \
+      "${usmb[$m]:--}" "${usmb[$h]:--}" "${usmb[$f]:--}" "$(ratio "${usmb[$h]}" "${usmb[$m]}")" "${lost[$h]:--}"
+  done
+fi
+# Latency at a fixed rate: p50 and p99 in us.
+lat_rows=()
+for s in "${scenarios[@]}"; do [[ "${s%%|*}" == *"10k/s"* ]] && lat_rows+=("${s%%|*}"); done
+if [ ${#lat_rows[@]} -gt 0 ]; then
+  echo
+  echo "latency at a fixed rate (us)"
+  printf '| %-24s | %8s | %8s | %8s | %8s |\n' scenario "mosq p50" "hato p50" "mosq p99" "hato p99"
+  for name in "${lat_rows[@]}"; do
+    m="mosquitto|$name"; h="hato|$name"
+    printf '| %-24s | %8s | %8s | %8s | %8s |\n' "$name" "${p50[$m]:--}" "${p50[$h]:--}" "${p99[$m]:--}" "${p99[$h]:--}"
   done
 fi
 for b in "${bench_bound[@]}"; do echo "note: hato-bench near 100% CPU in: $b (that rate is a lower bound)"; done

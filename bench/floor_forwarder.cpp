@@ -19,6 +19,8 @@
 //   hato-floor --port P
 #include "net/reactor.hpp"
 
+#include <malloc.h>
+
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -173,6 +175,10 @@ hato::net::Reactor* g_reactor = nullptr;
 }  // namespace
 
 int main(int argc, char** argv) {
+    // As hato does (src/app/main.cpp): large blocks from the heap, reused,
+    // not mapped fresh per message (page faults cost more than copies on a VM).
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 64 << 20);
     uint16_t port = 0;
     for (int i = 1; i < argc; ++i) {
         if (std::strcmp(argv[i], "--port") == 0 && i + 1 < argc) port = uint16_t(std::atoi(argv[++i]));

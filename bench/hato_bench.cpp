@@ -404,6 +404,9 @@ int main(int argc, char** argv) {
     const double broker_us_per_msg = broker_cpu_at_start >= 0 && broker_cpu_end >= 0 && t.received > 0
                                          ? (broker_cpu_end - broker_cpu_at_start) * 1e6 / double(t.received)
                                          : -1;
+    // Payload bytes: what large-message runs compare (1 MB = 10^6 bytes).
+    const double mb_per_s = rate * double(o.size) / 1e6;
+    const double broker_us_per_mb = broker_us_per_msg >= 0 ? broker_us_per_msg * 1e6 / double(o.size) : -1;
     std::printf("%s: %d publishers, %d subscribers, qos %d, %d B, mqtt %d, %.1f s measured\n",
                 o.scenario.c_str(), npub, nsub, o.qos, o.size, o.version, secs);
     if (o.blast())
@@ -414,6 +417,9 @@ int main(int argc, char** argv) {
     std::printf("received %llu msgs (%.0f msg/s), expected %llu, lost %llu, duplicated %llu, out-of-order %llu\n",
                 (unsigned long long)t.received, rate, (unsigned long long)t.expected, (unsigned long long)t.lost,
                 (unsigned long long)t.duplicated, (unsigned long long)t.out_of_order);
+    std::printf("payload: %.1f MB/s", mb_per_s);
+    if (broker_us_per_mb >= 0) std::printf(", broker CPU %.0f us per MB", broker_us_per_mb);
+    std::printf("\n");
     std::printf("latency us: p50 %.0f  p99 %.0f  p99.9 %.0f  max %.0f\n", t.p50_us, t.p99_us, t.p999_us, t.max_us);
     if (broker_dropped >= 0) std::printf("broker: %lld QoS 0 dropped during the run\n", broker_dropped);
     if (bench_wait > 0.1 || broker_wait > 0.1)
@@ -423,11 +429,12 @@ int main(int argc, char** argv) {
         std::printf("note: hato-bench used %.0f%% of its core: the generator may be the bottleneck\n", bench_cpu * 100);
     std::printf("RESULT scenario=%s clients=%d qos=%d size=%d mqtt=%d seconds=%.2f received=%llu rate=%.0f "
                 "lost=%llu dup=%llu ooo=%llu p50_us=%.0f p99_us=%.0f p999_us=%.0f bench_cpu=%.2f "
-                "broker_us_per_msg=%.2f broker_dropped=%lld blast=%d bench_us_per_msg=%.3f bench_wait=%.2f broker_wait=%.2f\n",
+                "broker_us_per_msg=%.2f broker_dropped=%lld blast=%d bench_us_per_msg=%.3f bench_wait=%.2f broker_wait=%.2f "
+                "mb_per_s=%.1f broker_us_per_mb=%.0f\n",
                 o.scenario.c_str(), o.clients, o.qos, o.size, o.version, secs, (unsigned long long)t.received, rate,
                 (unsigned long long)t.lost, (unsigned long long)t.duplicated, (unsigned long long)t.out_of_order,
                 t.p50_us, t.p99_us, t.p999_us, bench_cpu, broker_us_per_msg, broker_dropped, o.blast() ? 1 : 0,
-                bench_us_per_msg, bench_wait, broker_wait);
+                bench_us_per_msg, bench_wait, broker_wait, mb_per_s, broker_us_per_mb);
     (void)published_total;
     return t.lost == 0 && t.duplicated == 0 ? 0 : 3;
 }

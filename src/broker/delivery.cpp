@@ -10,6 +10,12 @@ namespace hato::broker {
 
 using namespace hato::mqtt;
 
+namespace {
+// From this payload size on, a PUBLISH leaves as head + payload, two sends:
+// below it, one copy into the encoding costs less than a second send call.
+constexpr size_t kPayloadApartBytes = 4096;
+}  // namespace
+
 size_t Broker::Impl::window(const Session& s) {
     size_t w = cfg.max_inflight;
     auto it = conns.find(s.conn);
@@ -198,13 +204,23 @@ bool Broker::Impl::send_publish(Connection& c, const OutItem& item, bool dup) {
             pp.topic_alias = alias;   // first use: topic and alias together
         }
     }
+    // A large payload is sent from the message, behind an encoded head: the
+    // transport's copy is then its only one here. Both sends are one packet
+    // (the counting transport counts a packet per send).
+    const bool apart = pp.payload.size() >= kPayloadApartBytes;
+    auto send_encoded = [&](std::span<const uint8_t> bytes) {
+        transport.send(c.id, bytes);
+        if (!apart) return;
+        transport.send(c.id, m.payload());
+        --stats.packets_out;
+    };
     // A QoS 0 PUBLISH without per-receiver parts (no packet id, alias, expiry
     // or subscription ids) is the same bytes for every receiver of one
     // version: fan-out encodes it once (shared_publish).
     SharedEncoding& shared = shared_publish;
     const bool same_for_all = item.qos == 0 && !dup && !pp.topic_alias && !pp.message_expiry && pp.sub_ids.empty();
     if (same_for_all && shared.msg == item.msg && shared.version == c.version && shared.retain == item.retain) {
-        transport.send(c.id, shared.bytes);
+        send_encoded(shared.bytes);
         ++stats.messages_out;
         stats.publish_bytes_out += item.msg->payload().size();
         return true;
@@ -214,13 +230,14 @@ bool Broker::Impl::send_publish(Connection& c, const OutItem& item, bool dup) {
     std::vector<uint8_t>& out = publish_bytes;
     std::vector<uint8_t>& target = same_for_all ? shared.bytes : out;
     target.clear();
-    encode_publish(pp, c.version, target);
+    if (apart) encode_publish_head(pp, c.version, target);
+    else encode_publish(pp, c.version, target);
     if (same_for_all) {
         shared.msg = item.msg;
         shared.version = c.version;
         shared.retain = item.retain;
     }
-    transport.send(c.id, target);
+    send_encoded(target);
     ++stats.messages_out;
     stats.publish_bytes_out += item.msg->payload().size();
     return true;

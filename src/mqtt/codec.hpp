@@ -89,6 +89,9 @@ struct PublishParts {
     Bytes payload;
 };
 void encode_publish(const PublishParts& p, Version version, std::vector<uint8_t>& out);
+// The same PUBLISH without its payload: what precedes p.payload on the wire,
+// so that a large payload can be sent from where it is instead of copied.
+void encode_publish_head(const PublishParts& p, Version version, std::vector<uint8_t>& out);
 size_t publish_size(const PublishParts& p, Version version);
 
 // Strings (2.1 / 1.5.4): valid UTF-8, no U+0000, no surrogates.

@@ -246,11 +246,15 @@ size_t publish_size(const PublishParts& p, Version version) {
     return 1 + wire::varint_len(uint32_t(body)) + body;
 }
 
-void encode_publish(const PublishParts& p, Version version, std::vector<uint8_t>& out) {
+namespace {
+
+// The whole PUBLISH, or (with_payload false) all of it but the payload,
+// with the remaining length still counting the payload.
+void encode_publish_to(const PublishParts& p, Version version, std::vector<uint8_t>& out, bool with_payload) {
     const bool v5 = version == Version::V5;
     const size_t props_len = v5 ? publish_props_len(p) : 0;
     const size_t body = publish_body_size(p, v5, props_len);
-    const size_t total = 1 + wire::varint_len(uint32_t(body)) + body;
+    const size_t total = 1 + wire::varint_len(uint32_t(body)) + body - (with_payload ? 0 : p.payload.size());
     const size_t start = out.size();
     out.resize(start + total);
     uint8_t* d = out.data() + start;
@@ -277,7 +281,17 @@ void encode_publish(const PublishParts& p, Version version, std::vector<uint8_t>
         }
         d = putraw(d, p.forwarded.data(), p.forwarded.size());
     }
-    putraw(d, p.payload.data(), p.payload.size());
+    if (with_payload) putraw(d, p.payload.data(), p.payload.size());
+}
+
+}  // namespace
+
+void encode_publish(const PublishParts& p, Version version, std::vector<uint8_t>& out) {
+    encode_publish_to(p, version, out, true);
+}
+
+void encode_publish_head(const PublishParts& p, Version version, std::vector<uint8_t>& out) {
+    encode_publish_to(p, version, out, false);
 }
 
 }  // namespace hato::mqtt

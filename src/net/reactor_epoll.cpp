@@ -3,6 +3,7 @@
 // pass end with EPOLLOUT registered only while output is pending.
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -183,21 +184,27 @@ void EpollReactor::write_conn(uint32_t slot) {
         return;
     }
     ConnOutput& out = *c.out;
-    // No stable-memory constraint here, so everything goes into one buffer.
-    if (!out.pending.empty()) {
-        if (out.inflight_off == out.inflight.size()) {
-            stage_output(out);
-        } else {
-            out.inflight.insert(out.inflight.end(), out.pending.begin(), out.pending.end());
-            out.pending.clear();
-        }
-    }
-    while (out.inflight_off < out.inflight.size()) {
-        ssize_t n = ::send(c.fd, out.inflight.data() + out.inflight_off, out.inflight.size() - out.inflight_off,
-                           MSG_NOSIGNAL | MSG_DONTWAIT);
+    // The batch being written and what was queued since leave in one
+    // sendmsg, neither copied into the other: a large message queued while
+    // the socket's buffer is full is not moved again on every pass.
+    for (;;) {
+        stage_output(out);   // pending becomes the batch once the batch is sent
+        const size_t batch = out.inflight.size() - out.inflight_off;
+        if (batch == 0) break;   // (then pending is empty too)
+        iovec iov[2] = {{out.inflight.data() + out.inflight_off, batch}, {out.pending.data(), out.pending.size()}};
+        msghdr mh{};
+        mh.msg_iov = iov;
+        mh.msg_iovlen = out.pending.empty() ? 1 : 2;
+        ssize_t n = ::sendmsg(c.fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n > 0) {
-            out.inflight_off += size_t(n);
             output_moved_ = true;
+            if (size_t(n) <= batch) {
+                out.inflight_off += size_t(n);
+                continue;
+            }
+            out.inflight_off = out.inflight.size();
+            stage_output(out);
+            out.inflight_off = size_t(n) - batch;
             continue;
         }
         if (n < 0 && errno == EINTR) continue;
@@ -207,12 +214,7 @@ void EpollReactor::write_conn(uint32_t slot) {
         }
         break;
     }
-    if (out.inflight_off == out.inflight.size()) {
-        inflight_sent(slot, out);   // pending was moved into inflight above: all is sent
-    } else if (out.inflight_off > 1024 * 1024 && out.inflight_off > out.inflight.size() / 2) {
-        out.inflight.erase(out.inflight.begin(), out.inflight.begin() + std::ptrdiff_t(out.inflight_off));
-        out.inflight_off = 0;
-    }
+    if (out.inflight_off == out.inflight.size()) inflight_sent(slot, out);   // and pending is empty: all is sent
     bool pending_out = !c.output_empty();
     if (pending_out != c.want_write) {
         c.want_write = pending_out;
