@@ -115,6 +115,7 @@ int parse_args(int argc, char** argv, Options& opt) {
 // messages: about 6x the bytes/s at a sixth of the CPU per byte). These are
 // the values glibc's dynamic threshold reaches by itself once a 32 MiB block
 // was freed (it never lowers them again); set here, they hold from the start.
+// Free memory this keeps is given back once a second (Server::give_back_heap).
 void keep_large_blocks() {
     mallopt(M_MMAP_THRESHOLD, 32 << 20);
     mallopt(M_TRIM_THRESHOLD, 64 << 20);

@@ -1,5 +1,7 @@
 #include "app/server.hpp"
 
+#include <malloc.h>
+
 #include <csignal>
 #include <cstring>
 #include <optional>
@@ -122,7 +124,17 @@ public:
         report_store_refusals(now_ms);   // what the last second suppressed
         if (c_.sys && !shutdown_.stopping()) c_.sys->on_tick(now_ms, *c_.broker);
         if (c_.modbus) c_.modbus->publish_sys(now_ms, cfg_.sys_interval_s);
+        give_back_heap(now_ms);
         shutdown_.poll(now_ms);
+    }
+
+    // Large blocks come from the heap and are kept for reuse under load
+    // (keep_large_blocks, main.cpp); what a burst or a departed client freed
+    // is given back to the kernel once a second, so RSS follows what is in use.
+    void give_back_heap(uint64_t now_ms) {
+        if (now_ms < next_heap_trim_ms_) return;
+        next_heap_trim_ms_ = now_ms + kHeapTrimIntervalMs;
+        malloc_trim(0);
     }
 
     void on_pass_end() override {
@@ -297,6 +309,9 @@ private:
     Shutdown shutdown_{*this, kShutdownGraceMs};
 
     MetricsEndpoint metrics_{cfg_, c_, shutdown_};   // [metrics]
+
+    static constexpr uint64_t kHeapTrimIntervalMs = 1000;
+    uint64_t next_heap_trim_ms_ = 0;
 };
 
 }  // namespace
