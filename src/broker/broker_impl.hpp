@@ -77,6 +77,21 @@ struct Broker::Impl {
     // has its own and nothing outlives it.
     MatchCollector route_matches;       // route()
     bool route_matches_busy = false;    // a nested route() gets a collector of its own
+    // What route_matches holds: the matches of this topic from this publisher
+    // (No Local depends on it) at this subscription generation. A burst on
+    // one topic (a receive holds dozens of PUBLISHes of one client) is
+    // matched once.
+    struct PublishScratch {   // process_packet's decoded PUBLISH, reused
+        mqtt::Publish packet;
+        bool busy = false;
+        bool has_props = false;
+    } publish_scratch;
+    struct RouteCache {
+        std::string topic;
+        Slot publisher = kNoSlot;
+        uint64_t generation = 0;
+        bool valid = false;
+    } route_cache;
     // A QoS 0 PUBLISH without per-receiver parts, encoded once per fan-out
     // and version (send_publish). It holds the message itself, so another
     // message cannot reuse the address while its bytes are cached.
@@ -166,6 +181,8 @@ struct Broker::Impl {
 
     // --- publish.cpp
     void on_publish(Connection& c, mqtt::Publish& p);
+    bool decode_publish_and_handle(Connection& c, std::span<const uint8_t> packet, mqtt::Publish& pub);
+    bool publish_apart(Connection& c, std::span<const uint8_t> packet);
     void on_pubrel(Connection& c, const mqtt::Ack& a);
     // Routes a message to every matching subscriber; returns the number of receivers.
     size_t route(const MsgPtr& msg, Slot publisher, OpWrites& w);
@@ -194,7 +211,8 @@ struct Broker::Impl {
     void purge_expired(Session& s, OpWrites& w);   // drops expired messages from the queue
     void resend_inflight(Session& s);
     void on_client_ack(Connection& c, const mqtt::Ack& a);
-    bool send_publish(Connection& c, const OutItem& item, bool dup);   // false: too large for the client
+    // The bytes queued for the client; 0: too large for it, not sent.
+    size_t send_publish(Connection& c, const OutItem& item, bool dup);
     // Unblocks what drained below half the limit; drops clients blocked too long.
     void check_blocked();
     void redistribute_shared(Session& s);

@@ -45,8 +45,9 @@ void Broker::Impl::deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool reta
         // it is still queued (at most one receive's worth); twice the limit
         // is the hard bound. A slow consumer's QoS 0 is dropped.
         const uint64_t hard = cfg.slow_consumer_ms != 0 ? 2 * cfg.max_output_bytes : cfg.max_output_bytes;
+        const uint64_t queued = cfg.max_output_bytes != 0 ? transport.queued_bytes(c->id) : 0;
         if (c->slow_consumer || (cfg.slow_consumer_ms == 0 && c->output_blocked) ||
-            (cfg.max_output_bytes != 0 && transport.queued_bytes(c->id) > hard)) {
+            (cfg.max_output_bytes != 0 && queued > hard)) {
             ++stats.qos0_dropped;
             ++c->episode_dropped;
             pressure.block(*c, now_ms, true);
@@ -57,8 +58,10 @@ void Broker::Impl::deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool reta
         item.qos = 0;
         item.retain = retain;
         item.sub_ids = std::move(sub_ids);
-        send_publish(*c, item, false);
-        if (pressure.over_limit(*c)) pressure.block(*c, now_ms, true);
+        // pressure.over_limit, from what was queued and what was just added
+        // (one lookup of the transport's queue per delivery, not two).
+        const size_t sent = send_publish(*c, item, false);
+        if (cfg.max_output_bytes != 0 && queued + sent > cfg.max_output_bytes) pressure.block(*c, now_ms, true);
         return;
     }
     auto full = [&] {
@@ -173,7 +176,7 @@ void Broker::Impl::fill_window(Session& s, OpWrites& w) {
     }
 }
 
-bool Broker::Impl::send_publish(Connection& c, const OutItem& item, bool dup) {
+size_t Broker::Impl::send_publish(Connection& c, const OutItem& item, bool dup) {
     const Message& m = *item.msg;
     const bool v5 = c.version == Version::V5;
     PublishParts pp;
@@ -190,7 +193,7 @@ bool Broker::Impl::send_publish(Connection& c, const OutItem& item, bool dup) {
     pp.payload = m.payload();
     // Checked with the full topic, before an alias could shorten it: a
     // conservative answer, and no alias is assigned for a message not sent.
-    if (c.client_max_packet != 0 && publish_size(pp, c.version) > c.client_max_packet) return false;
+    if (c.client_max_packet != 0 && publish_size(pp, c.version) > c.client_max_packet) return 0;
     const size_t alias_limit = std::min<size_t>(c.client_alias_max, cfg.max_outbound_topic_aliases);
     if (v5 && alias_limit > 0) {
         auto& alias_out = c.open_extras().alias_out;
@@ -208,11 +211,12 @@ bool Broker::Impl::send_publish(Connection& c, const OutItem& item, bool dup) {
     // transport's copy is then its only one here. Both sends are one packet
     // (the counting transport counts a packet per send).
     const bool apart = pp.payload.size() >= kPayloadApartBytes;
-    auto send_encoded = [&](std::span<const uint8_t> bytes) {
+    auto send_encoded = [&](std::span<const uint8_t> bytes) -> size_t {
         transport.send(c.id, bytes);
-        if (!apart) return;
+        if (!apart) return bytes.size();
         transport.send(c.id, m.payload());
         --stats.packets_out;
+        return bytes.size() + m.payload().size();
     };
     // A QoS 0 PUBLISH without per-receiver parts (no packet id, alias, expiry
     // or subscription ids) is the same bytes for every receiver of one
@@ -220,10 +224,10 @@ bool Broker::Impl::send_publish(Connection& c, const OutItem& item, bool dup) {
     SharedEncoding& shared = shared_publish;
     const bool same_for_all = item.qos == 0 && !dup && !pp.topic_alias && !pp.message_expiry && pp.sub_ids.empty();
     if (same_for_all && shared.msg == item.msg && shared.version == c.version && shared.retain == item.retain) {
-        send_encoded(shared.bytes);
+        const size_t sent = send_encoded(shared.bytes);
         ++stats.messages_out;
         stats.publish_bytes_out += item.msg->payload().size();
-        return true;
+        return sent;
     }
     // Otherwise one buffer for every send: the transport copies the bytes, so
     // a fresh vector per PUBLISH would only add a malloc/free pair per delivery.
@@ -237,10 +241,10 @@ bool Broker::Impl::send_publish(Connection& c, const OutItem& item, bool dup) {
         shared.version = c.version;
         shared.retain = item.retain;
     }
-    send_encoded(target);
+    const size_t sent = send_encoded(target);
     ++stats.messages_out;
     stats.publish_bytes_out += item.msg->payload().size();
-    return true;
+    return sent;
 }
 
 void Broker::Impl::resend_inflight(Session& s) {

@@ -51,7 +51,9 @@ void Broker::Impl::on_publish(Connection& c, Publish& p) {
             topic = it->second;
         }
     }
-    if (!valid_topic_name(topic)) return protocol_error(c, rc::TopicNameInvalid);
+    // The decoder checked the topic (valid UTF-8, no wildcard), and an alias
+    // maps to a topic it checked: only an alias that names nothing is left.
+    if (topic.empty()) return protocol_error(c, rc::TopicNameInvalid);
     if (p.qos > cfg.maximum_qos) return protocol_error(c, rc::QoSNotSupported);
     if (p.retain && !cfg.retain_available) return protocol_error(c, rc::RetainNotSupported);
 
@@ -181,11 +183,21 @@ size_t Broker::Impl::route(const MsgPtr& msg, Slot publisher, OpWrites& w) {
         ~Release() { busy = was; }
     } release{route_matches_busy, route_matches_busy};
     route_matches_busy = true;
-    found.direct.clear();
-    if (!found.shared.empty()) found.shared.clear();
-    found.publisher = publisher;
-    subs.match(msg->topic(), found);
-    found.merge_direct();
+    const bool cached = &found == &route_matches && route_cache.valid && route_cache.publisher == publisher &&
+                        route_cache.generation == subs.generation() && route_cache.topic == msg->topic();
+    if (!cached) {
+        found.direct.clear();
+        if (!found.shared.empty()) found.shared.clear();
+        found.publisher = publisher;
+        subs.match(msg->topic(), found);
+        found.merge_direct();
+        if (&found == &route_matches) {
+            route_cache.topic.assign(msg->topic());
+            route_cache.publisher = publisher;
+            route_cache.generation = subs.generation();
+            route_cache.valid = true;
+        }
+    }
 
     size_t receivers = 0;
     for (auto& merged : found.direct) {
@@ -193,7 +205,7 @@ size_t Broker::Impl::route(const MsgPtr& msg, Slot publisher, OpWrites& w) {
         if (!s) continue;
         ++receivers;
         deliver(*s, msg, std::min(msg->qos, merged.qos),
-                merged.retain_as_published && msg->retain, std::move(merged.sub_ids), 0, w);
+                merged.retain_as_published && msg->retain, merged.sub_ids, 0, w);   // a copy: the matches are kept
     }
     // Shared groups: one member per message, round robin over the members in
     // slot order, skipping those that may not read the message, and offline

@@ -138,6 +138,7 @@ SubIndex::SubIndex() : impl_(std::make_unique<Impl>()) {}
 SubIndex::~SubIndex() = default;
 
 bool SubIndex::add(std::string_view filter, const Entry& e) {
+    ++generation_;
     TopicTree& tree = impl_->tree;
     uint32_t node = tree.insert_path(filter);
     uint32_t p = tree.payload(node);
@@ -158,6 +159,7 @@ bool SubIndex::add(std::string_view filter, const Entry& e) {
 }
 
 bool SubIndex::remove(std::string_view filter, SubscriberId who, uint32_t group) {
+    ++generation_;
     TopicTree& tree = impl_->tree;
     uint32_t node = tree.find_path(filter);
     if (node == kNoId) return false;

@@ -58,11 +58,15 @@ public:
     size_t group_count() const;   // group names held (tests check they are freed)
 
     size_t size() const;  // number of subscriptions held
+    // Changes with every add and remove: a match result kept with the
+    // generation it was taken at is still the answer while it is unchanged.
+    uint64_t generation() const { return generation_; }
     size_t node_count() const;  // topic tree nodes in use (tests check pruning)
 
 private:
     struct Impl;
     std::unique_ptr<Impl> impl_;
+    uint64_t generation_ = 0;
 };
 
 }  // namespace hato::broker

@@ -49,6 +49,9 @@ DecodeResult peek_header(Bytes in, uint32_t max_packet_size, FixedHeader& hdr);
 // (v5 answers it per filter with 0x8F; use valid_topic_filter / parse_shared);
 // No Local on a shared subscription; topic alias range; payload format checks.
 DecodeResult decode(Bytes in, Version version, uint32_t max_packet_size, Packet& out);
+// The same for a packet known to be a PUBLISH (Error otherwise): the hot
+// path decodes straight into a Publish, without the Packet variant.
+DecodeResult decode_publish(Bytes in, Version version, uint32_t max_packet_size, Publish& out);
 
 // Appends the encoding of `p` for a connection of `version` to `out`.
 // Properties are written only for V5. v3 CONNACK maps v5 reason codes to

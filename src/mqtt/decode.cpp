@@ -292,7 +292,12 @@ DecodeResult peek_header(Bytes in, uint32_t max_packet_size, FixedHeader& hdr) {
     return res;
 }
 
-DecodeResult decode(Bytes in, Version version, uint32_t max_packet_size, Packet& out) {
+namespace {
+
+// The steps every whole-packet decode shares: the fixed header, the body's
+// bounds, and the result; `body_fn(hdr, reader)` decodes the body.
+template <class BodyFn>
+DecodeResult decode_whole(Bytes in, uint32_t max_packet_size, BodyFn&& body_fn) {
     FixedHeader hdr;
     DecodeResult res = peek_header(in, max_packet_size, hdr);
     if (res.status != DecodeStatus::Ok) return res;
@@ -302,7 +307,7 @@ DecodeResult decode(Bytes in, Version version, uint32_t max_packet_size, Packet&
         return res;
     }
     Reader body(in.data() + hdr.header_len, in.data() + hdr.total());
-    const Fail f = decode_body(hdr.type(), hdr.first_byte & 0x0F, body, version, out);
+    const Fail f = body_fn(hdr, body);
     if (f) {
         res.status = DecodeStatus::Error;
         res.reason = f.reason;
@@ -314,6 +319,21 @@ DecodeResult decode(Bytes in, Version version, uint32_t max_packet_size, Packet&
     }
     res.consumed = hdr.total();
     return res;
+}
+
+}  // namespace
+
+DecodeResult decode(Bytes in, Version version, uint32_t max_packet_size, Packet& out) {
+    return decode_whole(in, max_packet_size, [&](const FixedHeader& hdr, Reader& body) {
+        return decode_body(hdr.type(), hdr.first_byte & 0x0F, body, version, out);
+    });
+}
+
+DecodeResult decode_publish(Bytes in, Version version, uint32_t max_packet_size, Publish& out) {
+    return decode_whole(in, max_packet_size, [&](const FixedHeader& hdr, Reader& body) {
+        if (hdr.type() != PacketType::Publish) return malformed("not a PUBLISH");
+        return decode_publish(body, hdr.first_byte & 0x0F, version == Version::V5, out);
+    });
 }
 
 }  // namespace hato::mqtt
