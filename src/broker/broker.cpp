@@ -381,21 +381,31 @@ bool Broker::Impl::process_packet(Connection& c, std::span<const uint8_t> packet
         return false;
     }
     ++stats.packets_in;
-    if (c.connected && hdr.type() == PacketType::Publish) {
-        // Most of the traffic: decoded and handled without the Packet
-        // variant. One Publish is reused: building one zeroes a few hundred
-        // bytes of properties, which costs more than decoding a small
-        // PUBLISH. Only a v5 PUBLISH has properties; they start empty when
-        // it or the one before it was v5.
-        if (publish_scratch.busy) return publish_apart(c, packet);
-        Publish& pub = publish_scratch.packet;
-        if (c.version == Version::V5 || publish_scratch.has_props) pub.props = Properties{};
-        publish_scratch.has_props = c.version == Version::V5;
+    // Most of the traffic is PUBLISH and its acks: decoded into a reused
+    // packet, without the Packet variant (building either zeroes a few
+    // hundred bytes of properties, which costs more than decoding a small
+    // packet). In use already (were routing ever to feed input back in):
+    // the general path below.
+    if (c.connected && hdr.type() == PacketType::Publish && !publish_scratch.busy) {
+        Publish& pub = publish_scratch.take(c.version);
         pub.packet_id = 0;   // decode sets it for QoS 1 and 2 only
-        publish_scratch.busy = true;
-        const bool ok = decode_publish_and_handle(c, packet, pub);
+        // A client repeats its topic: one equal to the last one routed
+        // (every routed topic passed these checks, or was made by the
+        // broker) is not checked for valid UTF-8 and wildcards again.
+        const DecodeResult r = decode_publish(packet, hdr, c.version, pub, route_cache.topic);
+        if (r.status == DecodeStatus::Ok) on_publish(c, pub);
         publish_scratch.busy = false;
-        return ok;
+        if (r.status != DecodeStatus::Ok) protocol_error(c, r.reason);
+        return !c.dead;
+    }
+    if (c.connected && is_ack(hdr.type()) && !ack_scratch.busy) {
+        Ack& a = ack_scratch.take(c.version);
+        a.reason = rc::Success;   // decode sets it only when the packet carries one
+        const DecodeResult r = decode_ack(packet, hdr, c.version, a);
+        if (r.status == DecodeStatus::Ok) on_ack(c, a);
+        ack_scratch.busy = false;
+        if (r.status != DecodeStatus::Ok) protocol_error(c, r.reason);
+        return !c.dead;
     }
     Packet p;
     DecodeResult r = decode(packet, c.version, 0, p);   // size checked by peek_header
@@ -413,23 +423,6 @@ bool Broker::Impl::process_packet(Connection& c, std::span<const uint8_t> packet
     return !c.dead;
 }
 
-bool Broker::Impl::decode_publish_and_handle(Connection& c, std::span<const uint8_t> packet, Publish& pub) {
-    DecodeResult r = decode_publish(packet, c.version, 0, pub);   // size checked by peek_header
-    if (r.status != DecodeStatus::Ok) {
-        protocol_error(c, r.status == DecodeStatus::Incomplete ? rc::MalformedPacket : r.reason);
-        return false;
-    }
-    on_publish(c, pub);
-    return !c.dead;
-}
-
-// A PUBLISH handled while another is (were routing ever to feed input back
-// in): a Publish of its own. Not inlined, so the hot path's frame holds none.
-[[gnu::noinline]] bool Broker::Impl::publish_apart(Connection& c, std::span<const uint8_t> packet) {
-    Publish pub;
-    return decode_publish_and_handle(c, packet, pub);
-}
-
 void Broker::Impl::handle_packet(Connection& c, Packet& p) {
     if (!c.connected) {
         // The first packet must be CONNECT; anything else closes silently.
@@ -442,8 +435,7 @@ void Broker::Impl::handle_packet(Connection& c, Packet& p) {
         if constexpr (std::is_same_v<T, Publish>) {
             on_publish(c, pkt);
         } else if constexpr (std::is_same_v<T, Ack>) {
-            if (pkt.type == PacketType::Pubrel) on_pubrel(c, pkt);
-            else on_client_ack(c, pkt);
+            on_ack(c, pkt);
         } else if constexpr (std::is_same_v<T, Subscribe>) {
             on_subscribe(c, pkt);
         } else if constexpr (std::is_same_v<T, Unsubscribe>) {
@@ -457,6 +449,11 @@ void Broker::Impl::handle_packet(Connection& c, Packet& p) {
             protocol_error(c, rc::ProtocolError);
         }
     }, p);
+}
+
+void Broker::Impl::on_ack(Connection& c, const Ack& a) {
+    if (a.type == PacketType::Pubrel) on_pubrel(c, a);
+    else on_client_ack(c, a);
 }
 
 // Fires what is due (stale entries are recognised by the handlers and by

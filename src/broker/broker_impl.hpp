@@ -81,11 +81,22 @@ struct Broker::Impl {
     // (No Local depends on it) at this subscription generation. A burst on
     // one topic (a receive holds dozens of PUBLISHes of one client) is
     // matched once.
-    struct PublishScratch {   // process_packet's decoded PUBLISH, reused
-        mqtt::Publish packet;
+    // A decoded packet process_packet reuses (see there).
+    template <class P>
+    struct ReusedPacket {
+        P packet;
         bool busy = false;
-        bool has_props = false;
-    } publish_scratch;
+        bool has_props = false;   // the last one was v5: its properties may be set
+        P& take(mqtt::Version v) {
+            busy = true;
+            // Only v5 packets have properties: they start empty.
+            if (v == mqtt::Version::V5 || has_props) packet.props = mqtt::Properties{};
+            has_props = v == mqtt::Version::V5;
+            return packet;
+        }
+    };
+    ReusedPacket<mqtt::Publish> publish_scratch;
+    ReusedPacket<mqtt::Ack> ack_scratch;
     struct RouteCache {
         std::string topic;
         Slot publisher = kNoSlot;
@@ -181,8 +192,7 @@ struct Broker::Impl {
 
     // --- publish.cpp
     void on_publish(Connection& c, mqtt::Publish& p);
-    bool decode_publish_and_handle(Connection& c, std::span<const uint8_t> packet, mqtt::Publish& pub);
-    bool publish_apart(Connection& c, std::span<const uint8_t> packet);
+    void on_ack(Connection& c, const mqtt::Ack& a);   // PUBACK, PUBREC, PUBREL, PUBCOMP
     void on_pubrel(Connection& c, const mqtt::Ack& a);
     // Routes a message to every matching subscriber; returns the number of receivers.
     size_t route(const MsgPtr& msg, Slot publisher, OpWrites& w);

@@ -175,8 +175,8 @@ size_t Broker::Impl::route(const MsgPtr& msg, Slot publisher, OpWrites& w) {
     // One collector reused across messages, so its vector keeps its capacity
     // (a malloc/free pair per PUBLISH otherwise); a nested route, should one
     // ever happen, gets its own.
-    MatchCollector nested;
-    MatchCollector& found = route_matches_busy ? nested : route_matches;
+    std::unique_ptr<MatchCollector> nested;   // null unless nested: nothing to build per message
+    MatchCollector& found = route_matches_busy ? *(nested = std::make_unique<MatchCollector>()) : route_matches;
     struct Release {
         bool& busy;
         bool was;

@@ -49,9 +49,18 @@ DecodeResult peek_header(Bytes in, uint32_t max_packet_size, FixedHeader& hdr);
 // (v5 answers it per filter with 0x8F; use valid_topic_filter / parse_shared);
 // No Local on a shared subscription; topic alias range; payload format checks.
 DecodeResult decode(Bytes in, Version version, uint32_t max_packet_size, Packet& out);
-// The same for a packet known to be a PUBLISH (Error otherwise): the hot
-// path decodes straight into a Publish, without the Packet variant.
-DecodeResult decode_publish(Bytes in, Version version, uint32_t max_packet_size, Publish& out);
+// The same for a PUBLISH whose fixed header `hdr` was read by peek_header
+// (Error if it is no PUBLISH or `packet` holds less than all of it): the
+// broker's hot path, without the Packet variant. A topic equal to
+// `checked_topic` (one the caller saw pass these checks before) is not
+// checked again for valid UTF-8 and wildcards.
+DecodeResult decode_publish(Bytes packet, const FixedHeader& hdr, Version version, Publish& out,
+                            std::string_view checked_topic = {});
+// The same for PUBACK, PUBREC, PUBREL and PUBCOMP (is_ack).
+DecodeResult decode_ack(Bytes packet, const FixedHeader& hdr, Version version, Ack& out);
+inline bool is_ack(PacketType t) {
+    return t == PacketType::Puback || t == PacketType::Pubrec || t == PacketType::Pubrel || t == PacketType::Pubcomp;
+}
 
 // Appends the encoding of `p` for a connection of `version` to `out`.
 // Properties are written only for V5. v3 CONNACK maps v5 reason codes to

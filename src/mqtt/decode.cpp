@@ -107,13 +107,16 @@ Fail decode_connack(Reader& r, bool v5, Connack& c) {
     return finish(r);
 }
 
-Fail decode_publish(Reader& r, uint8_t flags, bool v5, Publish& p) {
+Fail decode_publish(Reader& r, uint8_t flags, bool v5, Publish& p, std::string_view checked_topic = {}) {
     p.retain = flags & 0x01;
     p.qos = (flags >> 1) & 0x03;
     p.dup = flags & 0x08;
     if (p.qos == 3) return malformed("PUBLISH QoS 3");
     if (p.qos == 0 && p.dup) return malformed("QoS 0 PUBLISH with DUP set");
-    if (Fail f = read_utf8(r, p.topic, "topic truncated")) return f;
+    if (!r.raw_string(p.topic)) return malformed("topic truncated");
+    // The caller's topic passed the checks below before.
+    const bool checked = !p.topic.empty() && p.topic == checked_topic;
+    if (!checked && !valid_utf8(p.topic)) return malformed("string is not valid UTF-8");
     if (p.qos > 0)
         if (Fail f = read_packet_id(r, p.packet_id)) return f;
     if (v5)
@@ -122,7 +125,7 @@ Fail decode_publish(Reader& r, uint8_t flags, bool v5, Publish& p) {
         // v5 3.3.2.1: an empty topic is how a sender uses an established alias.
         if (!v5) return malformed("empty PUBLISH topic");
         if (!p.props.topic_alias) return protocol("empty topic without topic alias");
-    } else if (wire::has_wildcard(p.topic)) {
+    } else if (!checked && wire::has_wildcard(p.topic)) {
         return malformed("wildcard in PUBLISH topic");
     }
     p.payload = r.rest();
@@ -292,12 +295,7 @@ DecodeResult peek_header(Bytes in, uint32_t max_packet_size, FixedHeader& hdr) {
     return res;
 }
 
-namespace {
-
-// The steps every whole-packet decode shares: the fixed header, the body's
-// bounds, and the result; `body_fn(hdr, reader)` decodes the body.
-template <class BodyFn>
-DecodeResult decode_whole(Bytes in, uint32_t max_packet_size, BodyFn&& body_fn) {
+DecodeResult decode(Bytes in, Version version, uint32_t max_packet_size, Packet& out) {
     FixedHeader hdr;
     DecodeResult res = peek_header(in, max_packet_size, hdr);
     if (res.status != DecodeStatus::Ok) return res;
@@ -307,7 +305,7 @@ DecodeResult decode_whole(Bytes in, uint32_t max_packet_size, BodyFn&& body_fn) 
         return res;
     }
     Reader body(in.data() + hdr.header_len, in.data() + hdr.total());
-    const Fail f = body_fn(hdr, body);
+    const Fail f = decode_body(hdr.type(), hdr.first_byte & 0x0F, body, version, out);
     if (f) {
         res.status = DecodeStatus::Error;
         res.reason = f.reason;
@@ -321,19 +319,48 @@ DecodeResult decode_whole(Bytes in, uint32_t max_packet_size, BodyFn&& body_fn) 
     return res;
 }
 
-}  // namespace
-
-DecodeResult decode(Bytes in, Version version, uint32_t max_packet_size, Packet& out) {
-    return decode_whole(in, max_packet_size, [&](const FixedHeader& hdr, Reader& body) {
-        return decode_body(hdr.type(), hdr.first_byte & 0x0F, body, version, out);
-    });
+DecodeResult decode_publish(Bytes packet, const FixedHeader& hdr, Version version, Publish& out,
+                            std::string_view checked_topic) {
+    DecodeResult res;
+    if (hdr.type() != PacketType::Publish || packet.size() < hdr.total()) {
+        res.status = DecodeStatus::Error;
+        res.reason = rc::MalformedPacket;
+        res.what = "not a whole PUBLISH";
+        return res;
+    }
+    Reader body(packet.data() + hdr.header_len, packet.data() + hdr.total());
+    if (const Fail f = decode_publish(body, hdr.first_byte & 0x0F, version == Version::V5, out, checked_topic)) {
+        res.status = DecodeStatus::Error;
+        res.reason = f.reason;
+        res.what = f.what;
+        return res;
+    }
+    res.status = DecodeStatus::Ok;
+    res.consumed = hdr.total();
+    return res;
 }
 
-DecodeResult decode_publish(Bytes in, Version version, uint32_t max_packet_size, Publish& out) {
-    return decode_whole(in, max_packet_size, [&](const FixedHeader& hdr, Reader& body) {
-        if (hdr.type() != PacketType::Publish) return malformed("not a PUBLISH");
-        return decode_publish(body, hdr.first_byte & 0x0F, version == Version::V5, out);
-    });
+DecodeResult decode_ack(Bytes packet, const FixedHeader& hdr, Version version, Ack& out) {
+    DecodeResult res;
+    if (!is_ack(hdr.type()) || packet.size() < hdr.total()) {
+        res.status = DecodeStatus::Error;
+        res.reason = rc::MalformedPacket;
+        res.what = "not a whole acknowledgement";
+        return res;
+    }
+    Reader body(packet.data() + hdr.header_len, packet.data() + hdr.total());
+    Fail f;
+    if (!flags_ok(hdr.type(), hdr.first_byte & 0x0F, version)) f = malformed("invalid fixed header flags");
+    else f = decode_ack(body, hdr.type(), version == Version::V5, out);
+    if (f) {
+        res.status = DecodeStatus::Error;
+        res.reason = f.reason;
+        res.what = f.what;
+        return res;
+    }
+    res.status = DecodeStatus::Ok;
+    res.consumed = hdr.total();
+    return res;
 }
 
 }  // namespace hato::mqtt

@@ -1,0 +1,142 @@
+// The PUBLISH hot path keeps state from one message to the next (the
+// decoded PUBLISH is reused, a topic's matches are kept while the
+// subscriptions do not change): none of it may leak into the next message.
+#include "test_broker_harness.hpp"
+
+using namespace hato::broker;
+using namespace hato::broker::test;
+
+TEST_CASE("kept matches follow subscribe and unsubscribe on the same topic") {
+    Harness h;
+    TestClient s(h, Version::V311), p(h, Version::V311);
+    s.connect("s");
+    p.connect("p");
+    p.publish("t/1", "before");   // nobody subscribed: matched to nobody
+    CHECK(s.publishes().empty());
+    s.subscribe("t/1", 0);
+    p.publish("t/1", "after");
+    auto got = s.publishes();
+    REQUIRE(got.size() == 1);
+    CHECK(text(got[0].payload) == "after");
+    Unsubscribe u;
+    u.packet_id = 2;
+    u.filters.push_back("t/1");
+    s.send(u);
+    s.take();
+    p.publish("t/1", "gone");
+    CHECK(s.publishes().empty());
+}
+
+TEST_CASE("kept matches are per publisher: No Local") {
+    Harness h;
+    TestClient a(h, Version::V5), b(h, Version::V5);
+    a.connect("a");
+    b.connect("b");
+    a.subscribe("n", 0, 1, 0, 0, /*no_local=*/true);
+    b.subscribe("n", 0);
+    a.publish("n", "from a");
+    a.publish("n", "from a again");
+    CHECK(a.publishes().empty());
+    CHECK(b.publishes().size() == 2);
+    b.publish("n", "from b");
+    auto got = a.publishes();
+    REQUIRE(got.size() == 1);
+    CHECK(text(got[0].payload) == "from b");
+}
+
+TEST_CASE("kept matches do not outlive a session") {
+    Harness h;
+    TestClient p(h, Version::V311);
+    p.connect("p");
+    {
+        TestClient s(h, Version::V311);
+        s.connect("s");
+        s.subscribe("k", 0);
+        p.publish("k", "1");
+        CHECK(s.publishes().size() == 1);
+        s.disconnect();
+    }
+    p.publish("k", "2");   // the clean session is gone: its slot is no receiver
+    TestClient s2(h, Version::V311);
+    s2.connect("s2");
+    p.publish("k", "3");
+    CHECK(s2.publishes().empty());
+    CHECK(h.broker->stats().messages_out == 1);
+}
+
+TEST_CASE("shared group round robin with kept matches") {
+    Harness h;
+    TestClient m1(h, Version::V5), m2(h, Version::V5), p(h, Version::V5);
+    m1.connect("m1");
+    m2.connect("m2");
+    p.connect("p");
+    m1.subscribe("$share/g/w", 0);
+    m2.subscribe("$share/g/w", 0);
+    for (int i = 0; i < 6; ++i) p.publish("w", "x");
+    CHECK(m1.publishes().size() == 3);
+    CHECK(m2.publishes().size() == 3);
+}
+
+TEST_CASE("a reused PUBLISH carries nothing of the one before") {
+    Harness h;
+    TestClient s(h, Version::V5), p5(h, Version::V5), p3(h, Version::V311);
+    s.connect("s");
+    s.subscribe("r", 1);
+    p5.connect("p5");
+    p3.connect("p3");
+    Properties props;
+    props.message_expiry = 30;
+    props.user.push_back({"k", "v"});
+    p5.publish("r", "v5", 1, false, 0, props);
+    p5.take();
+    p3.publish("r", "v3", 0);   // QoS 0: no packet id of its own
+    p5.publish("r", "v5 plain", 0);
+    auto got = s.publishes();
+    REQUIRE(got.size() == 3);
+    CHECK(got[0].props.message_expiry == 30);
+    CHECK(got[0].props.user.size() == 1);
+    CHECK(text(got[1].payload) == "v3");
+    CHECK(!got[1].props.message_expiry);
+    CHECK(got[1].props.user.empty());
+    CHECK(got[1].qos == 0);
+    CHECK(!got[2].props.message_expiry);
+    CHECK(got[2].props.user.empty());
+}
+
+TEST_CASE("a repeated topic is still checked when it differs by a byte") {
+    Harness h;
+    TestClient s(h, Version::V311), p(h, Version::V311);
+    s.connect("s");
+    s.subscribe("#", 0);
+    p.connect("p");
+    p.publish("a/b", "ok");
+    CHECK(s.publishes().size() == 1);
+    // The same length as the topic just routed, but a wildcard: malformed.
+    p.publish("a/+", "bad");
+    CHECK(p.closed());
+    CHECK(s.publishes().empty());
+}
+
+TEST_CASE("a reused ack carries nothing of the one before") {
+    Harness h;
+    TestClient s(h, Version::V5), p(h, Version::V5);
+    s.connect("s");
+    s.subscribe("q", 2);
+    p.connect("p");
+    p.publish("q", "one", 2, false, 1);
+    p.take();
+    auto got = s.publishes();
+    REQUIRE(got.size() == 1);
+    // The receiver refuses it (PUBREC with 0x80 ends the flow) ...
+    s.ack(PacketType::Pubrec, got[0].packet_id, 0x80);
+    CHECK(s.take().empty());
+    p.publish("q", "two", 2, false, 2);
+    p.take();
+    got = s.publishes();
+    REQUIRE(got.size() == 1);
+    // ... and a short PUBREC after it is a success: the flow goes on to PUBREL.
+    s.send_raw({0x50, 0x02, uint8_t(got[0].packet_id >> 8), uint8_t(got[0].packet_id)});
+    auto rel = s.take_one<Ack>();
+    CHECK(rel.type == PacketType::Pubrel);
+    CHECK(rel.reason == 0);
+}
