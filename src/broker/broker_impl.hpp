@@ -191,7 +191,9 @@ struct Broker::Impl {
     std::string random_client_id();
 
     // --- publish.cpp
-    void on_publish(Connection& c, mqtt::Publish& p);
+    // `wire`: the PUBLISH as it arrived (see seed_shared_publish), or empty.
+    void on_publish(Connection& c, mqtt::Publish& p, std::span<const uint8_t> wire = {});
+    void seed_shared_publish(const MsgPtr& m, mqtt::Version v, std::span<const uint8_t> wire);
     void on_ack(Connection& c, const mqtt::Ack& a);   // PUBACK, PUBREC, PUBREL, PUBCOMP
     void on_pubrel(Connection& c, const mqtt::Ack& a);
     // Routes a message to every matching subscriber; returns the number of receivers.

@@ -247,6 +247,19 @@ size_t Broker::Impl::send_publish(Connection& c, const OutItem& item, bool dup) 
     return sent;
 }
 
+// A v3 QoS 0 PUBLISH without retain or dup is, byte for byte, what
+// send_publish would encode for a receiver of the same version at QoS 0
+// (v3 has no properties, and live messages go out with retain 0): its
+// receivers are sent the bytes that arrived, not a fresh encoding.
+void Broker::Impl::seed_shared_publish(const MsgPtr& m, Version v, std::span<const uint8_t> wire) {
+    if (v == Version::V5 || wire.empty() || wire[0] != 0x30 || m->payload().size() >= kPayloadApartBytes) return;
+    SharedEncoding& shared = shared_publish;
+    shared.msg = m;
+    shared.version = v;
+    shared.retain = false;
+    shared.bytes.assign(wire.begin(), wire.end());
+}
+
 void Broker::Impl::resend_inflight(Session& s) {
     Connection* c = s.conn ? conn(s.conn) : nullptr;
     if (!c || !s.flows) return;

@@ -33,7 +33,7 @@ MsgPtr Broker::Impl::make_message(std::string_view topic, std::span<const uint8_
     return Message::make(in);
 }
 
-void Broker::Impl::on_publish(Connection& c, Publish& p) {
+void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t> wire) {
     const bool v5 = c.version == Version::V5;
     Session* s = session(c.slot);
     if (!s) return protocol_error(c, rc::UnspecifiedError);
@@ -99,6 +99,7 @@ void Broker::Impl::on_publish(Connection& c, Publish& p) {
     if (observer) observer->on_client_publish(topic, p.payload);
     stats.publish_bytes_in += p.payload.size();
     const MsgPtr m = make_message(topic, p.payload, p.qos, p.retain, v5 ? &p.props : nullptr);
+    if (!wire.empty()) seed_shared_publish(m, c.version, wire);
     OpWrites w;   // what this PUBLISH wrote: its ack waits for them
     size_t receivers = route(m, s->slot, w);
     if (cfg.sparkplug_aware && !p.payload.empty()) {

@@ -140,3 +140,27 @@ TEST_CASE("a reused ack carries nothing of the one before") {
     CHECK(rel.type == PacketType::Pubrel);
     CHECK(rel.reason == 0);
 }
+
+TEST_CASE("a v3 QoS 0 PUBLISH forwarded as it arrived reads the same in every version") {
+    Harness h;
+    TestClient s31(h, Version::V31), s311(h, Version::V311), s5(h, Version::V5), p(h, Version::V311);
+    s31.connect("s31");
+    s311.connect("s311");
+    s5.connect("s5");
+    p.connect("p");
+    for (TestClient* s : {&s31, &s311, &s5}) s->subscribe("f/#", 0);
+    const std::string big(5000, 'x');   // sent as head + payload: not from the arrived bytes
+    p.publish("f/1", "small");
+    p.publish("f/2", big);
+    p.publish("f/3", "kept", 0, /*retain=*/true);   // live: retain 0 on the way out
+    for (TestClient* s : {&s31, &s311, &s5}) {
+        auto got = s->publishes();
+        REQUIRE(got.size() == 3);
+        CHECK(got[0].topic == "f/1");
+        CHECK(text(got[0].payload) == "small");
+        CHECK(got[1].payload.size() == big.size());
+        CHECK(got[2].topic == "f/3");
+        CHECK(!got[2].retain);
+        CHECK(s->take().empty());
+    }
+}
