@@ -266,7 +266,7 @@ Conn* ReactorBase::begin_close(ConnId id, bool flush) {
     if (flush && !c->output_empty()) {
         if (c->state == ConnState::Open) {
             c->state = ConnState::Draining;
-            c->flush_deadline_ms = monotonic_ms() + kFlushTimeoutMs;
+            draining_.push_back({slot, c->gen, monotonic_ms() + kFlushTimeoutMs});
             mark_dirty(slot);
         }
         return c;
@@ -411,16 +411,19 @@ bool ReactorBase::run_tick_if_due(Handler& h) {
     if (now < next_tick_ms_) return false;
     // Skip missed ticks instead of firing a burst after a long stall.
     next_tick_ms_ = now + tick_interval_ms_;
-    for (uint32_t slot = 0; slot < conns_.capacity(); ++slot) {
-        Conn& c = conns_.at(slot);
-        if (c.state != ConnState::Draining) continue;
+    std::erase_if(draining_, [&](const LingerEntry& e) {
+        Conn& c = conns_.at(e.slot);
+        if (c.gen != e.gen || c.state != ConnState::Draining) return true;   // closed since
         if (!c.holds_output_memory()) {
-            schedule_reap(slot, 0);
-        } else if (now >= c.flush_deadline_ms) {
+            schedule_reap(e.slot, 0);
+        } else if (now >= e.deadline_ms) {
             c.linger = false;   // the peer does not read: nothing to wait for
-            schedule_reap(slot, 0);
+            schedule_reap(e.slot, 0);
+        } else {
+            return false;
         }
-    }
+        return true;
+    });
     expire_lingering(now, false);
     h.on_tick(now);
     return true;

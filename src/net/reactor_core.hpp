@@ -109,7 +109,6 @@ struct alignas(64) Conn {
     uint32_t input_pass = 0;         // io_uring: the pass input_bytes counts for
     uint32_t input_bytes = 0;        // io_uring: input delivered in that pass
     uint32_t held_pass = 0;          // io_uring: last pass that held completions of it
-    uint64_t flush_deadline_ms = 0;  // Draining only
 
     size_t queued() const { return pending.size() + inflight.size() - inflight_off; }
     bool output_empty() const { return queued() == 0; }
@@ -193,6 +192,10 @@ protected:
         uint32_t gen;
         uint64_t deadline_ms;
     };
+    // Connections in close(flush), each with its deadline: the tick looks at
+    // these, not at every slot (a walk over the whole table each tick would
+    // evict the per-message state of thousands of connections from the cache).
+    std::vector<LingerEntry> draining_;
     std::deque<LingerEntry> lingering_;   // oldest first; entries of since-closed slots are skipped
     size_t lingering_live_ = 0;
     size_t max_lingering_ = 10000;
