@@ -12,6 +12,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <stdexcept>
 #include <unordered_map>
 #include <tuple>
 #include <utility>
@@ -91,6 +92,25 @@ public:
         }
         others_.emplace(id, n);
         return {at_node(n), true};
+    }
+
+    template <typename... Args>
+    std::pair<iterator, bool> emplace(Key id, Args&&... args) {
+        return try_emplace(id, std::forward<Args>(args)...);
+    }
+
+    T& at(Key id) {
+        Node* n = lookup(id);
+        if (!n) throw std::out_of_range("SlotMap::at");
+        return n->kv.second;
+    }
+
+    // Returns the iterator to the entry that took the erased one's place
+    // (the last one moves there), so `it = m.erase(it)` visits every entry.
+    iterator erase(iterator it) {
+        const size_t pos = size_t(it.pos_ - all_.data());
+        erase(it->first);
+        return at_pos(pos);
     }
 
     size_t erase(Key id) {

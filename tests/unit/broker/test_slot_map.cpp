@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <memory>
 #include <set>
+#include <stdexcept>
 #include <string>
 
 #include "broker/slot_map.hpp"
@@ -69,4 +70,21 @@ TEST_CASE("slot_map: entries stay put and every one is iterated once") {
     m.clear();
     CHECK(m.empty());
     CHECK(m.begin() == m.end());
+}
+
+TEST_CASE("slot_map: erasing while iterating visits every entry once") {
+    SlotMap<uint64_t, int> m;
+    for (uint32_t i = 0; i < 100; ++i) m[rid(i, 1)] = int(i);
+    m[rid(7, 2)] = 1001;   // one kept aside (odd: stays)
+    std::set<uint64_t> seen;
+    for (auto it = m.begin(); it != m.end();) {
+        CHECK(seen.insert(it->first).second);
+        it = it->second % 2 == 0 ? m.erase(it) : ++it;
+    }
+    CHECK(seen.size() == 101);
+    CHECK(m.size() == 51);
+    CHECK(m.at(rid(7, 2)) == 1001);
+    CHECK_THROWS_AS(m.at(rid(8, 1)), std::out_of_range);
+    CHECK(m.emplace(rid(8, 1), 8).second);
+    CHECK(m.count(rid(8, 1)) == 1);
 }
