@@ -35,6 +35,7 @@
 #include "broker/retained_store.hpp"
 #include "broker/session_table.hpp"
 #include "broker/shared_groups.hpp"
+#include "broker/slot_map.hpp"
 #include "broker/sub_index.hpp"
 #include "broker/timers.hpp"
 #include "mqtt/codec.hpp"
@@ -60,7 +61,7 @@ struct Broker::Impl {
 
     // By value: one allocation per connection. Nodes do not move, so a
     // Connection& stays valid while others are added or removed.
-    std::unordered_map<ConnId, Connection> conns;
+    SlotMap<ConnId, Connection> conns;   // by the reactor slot in the id: no hashing per lookup
     std::vector<ConnId> graveyard;   // dead, erased from `conns` after the current event
     SessionTable sessions;   // by slot and by client id
 

@@ -194,11 +194,17 @@ void ReactorBase::queue_output(ConnId id, std::span<const uint8_t> data, bool la
     Conn* c = conns_.find(id);
     // Output queued after close() would never be wanted; drop it.
     if (!c || c->state != ConnState::Open || data.empty()) return;
-    if (!c->out) c->out = take_spare_output();
-    ConnOutput& out = *c->out;
-    out.pending.insert(out.pending.end(), data.begin(), data.end());
-    out.used = true;
-    mark_dirty(ConnTable::slot_of(id), late);
+    const uint32_t slot = ConnTable::slot_of(id);
+    // A buffer stays below 4 GiB (Conn::inflight_off is 32 bits): a peer
+    // that lets that much pile up is not reading anyway.
+    if (data.size() >= UINT32_MAX - c->pending.size()) {
+        schedule_reap(slot, ENOBUFS);
+        return;
+    }
+    if (c->pending.capacity() == 0) take_spare_output(c->pending);
+    c->pending.insert(c->pending.end(), data.begin(), data.end());
+    c->out_used = true;
+    mark_dirty(slot, late);
 }
 
 size_t ReactorBase::queued_bytes(ConnId id) const {
@@ -260,7 +266,7 @@ Conn* ReactorBase::begin_close(ConnId id, bool flush) {
     if (flush && !c->output_empty()) {
         if (c->state == ConnState::Open) {
             c->state = ConnState::Draining;
-            c->out->flush_deadline_ms = monotonic_ms() + kFlushTimeoutMs;  // `out` exists: output is not empty
+            draining_.push_back({slot, c->gen, monotonic_ms() + kFlushTimeoutMs});
             mark_dirty(slot);
         }
         return c;
@@ -269,27 +275,27 @@ Conn* ReactorBase::begin_close(ConnId id, bool flush) {
     return c;
 }
 
-void ReactorBase::stage_output(ConnOutput& out) {
-    if (out.inflight_off < out.inflight.size() || out.pending.empty()) return;
-    out.inflight.clear();
-    out.inflight_off = 0;
-    out.inflight.swap(out.pending);
+void ReactorBase::stage_output(Conn& c) {
+    if (c.inflight_off < c.inflight.size() || c.pending.empty()) return;
+    c.inflight.clear();
+    c.inflight_off = 0;
+    c.inflight.swap(c.pending);
     // Keep a big burst's memory from lingering on a busy connection (an idle
     // one gives all of it back: release_drained_output).
-    if (out.pending.capacity() > kKeptOutputCapacity) std::vector<uint8_t>().swap(out.pending);
+    if (c.pending.capacity() > kKeptOutputCapacity) std::vector<uint8_t>().swap(c.pending);
 }
 
-void ReactorBase::inflight_sent(uint32_t slot, ConnOutput& out) {
-    out.inflight.clear();
-    out.inflight_off = 0;
-    if (out.inflight.capacity() > kKeptOutputCapacity) std::vector<uint8_t>().swap(out.inflight);
-    if (out.pending.empty()) note_drained(slot);
+void ReactorBase::inflight_sent(uint32_t slot, Conn& c) {
+    c.inflight.clear();
+    c.inflight_off = 0;
+    if (c.inflight.capacity() > kKeptOutputCapacity) std::vector<uint8_t>().swap(c.inflight);
+    if (c.pending.empty()) note_drained(slot);
 }
 
 void ReactorBase::note_drained(uint32_t slot) {
     Conn& c = conns_.at(slot);
-    if (c.state != ConnState::Open || !c.out) return;
-    c.out->used = false;
+    if (c.state != ConnState::Open || !c.holds_output_memory()) return;
+    c.out_used = false;
     if (c.on_drained_list) return;
     c.on_drained_list = true;
     drained_.push_back(slot);
@@ -306,31 +312,35 @@ void ReactorBase::release_drained_output() {
     for (uint32_t slot : drained_) {
         Conn& c = conns_.at(slot);  // may since be closed, or reused: checked below
         c.on_drained_list = false;
-        if (c.state != ConnState::Open || !c.out || c.out->used || c.send_busy || c.out->queued() != 0) continue;
-        keep_spare_output(std::move(c.out));
+        if (c.state != ConnState::Open || c.out_used || c.send_busy || c.queued() != 0) continue;
+        release_output(c);
     }
     drained_.clear();
 }
 
-std::unique_ptr<ConnOutput> ReactorBase::take_spare_output() {
-    if (spare_outputs_.empty()) return std::make_unique<ConnOutput>();
-    std::unique_ptr<ConnOutput> out = std::move(spare_outputs_.back());
-    spare_outputs_.pop_back();
-    return out;
+void ReactorBase::release_output(Conn& c) {
+    keep_spare_output(c.pending);
+    keep_spare_output(c.inflight);
+    c.inflight_off = 0;
+    c.out_used = false;
 }
 
-void ReactorBase::keep_spare_output(std::unique_ptr<ConnOutput> out) {
+void ReactorBase::take_spare_output(std::vector<uint8_t>& into) {
+    if (spare_outputs_.empty()) return;
+    into.swap(spare_outputs_.back());
+    spare_outputs_.pop_back();
+}
+
+void ReactorBase::keep_spare_output(std::vector<uint8_t>& buf) {
+    if (buf.capacity() == 0) return;
     // Only a few, and only small ones: the pool is a fixed cost, never a
     // per-connection one.
-    if (spare_outputs_.size() >= kSpareOutputs ||
-        out->pending.capacity() + out->inflight.capacity() > kSpareOutputBytes)
+    if (spare_outputs_.size() >= kSpareOutputs || buf.capacity() > kSpareOutputBytes) {
+        std::vector<uint8_t>().swap(buf);
         return;
-    out->pending.clear();
-    out->inflight.clear();
-    out->inflight_off = 0;
-    out->flush_deadline_ms = 0;
-    out->used = false;
-    spare_outputs_.push_back(std::move(out));
+    }
+    buf.clear();
+    spare_outputs_.emplace_back().swap(buf);
 }
 
 void ReactorBase::set_reading(ConnId id, bool on) {
@@ -356,7 +366,7 @@ void ReactorBase::start_lingering(Handler& h, uint32_t slot) {
     c.state = ConnState::Lingering;
     c.handler_closed = true;
     c.recv_paused = false;
-    if (c.out && !c.send_busy) keep_spare_output(std::move(c.out));   // nothing more is sent
+    if (!c.send_busy) release_output(c);   // nothing more is sent
     ++lingering_live_;
     const uint64_t now = monotonic_ms();
     lingering_.push_back({slot, c.gen, now + kLingerMs});
@@ -401,16 +411,19 @@ bool ReactorBase::run_tick_if_due(Handler& h) {
     if (now < next_tick_ms_) return false;
     // Skip missed ticks instead of firing a burst after a long stall.
     next_tick_ms_ = now + tick_interval_ms_;
-    for (uint32_t slot = 0; slot < conns_.capacity(); ++slot) {
-        Conn& c = conns_.at(slot);
-        if (c.state != ConnState::Draining) continue;
-        if (c.out && now >= c.out->flush_deadline_ms) {
+    std::erase_if(draining_, [&](const LingerEntry& e) {
+        Conn& c = conns_.at(e.slot);
+        if (c.gen != e.gen || c.state != ConnState::Draining) return true;   // closed since
+        if (!c.holds_output_memory()) {
+            schedule_reap(e.slot, 0);
+        } else if (now >= e.deadline_ms) {
             c.linger = false;   // the peer does not read: nothing to wait for
-            schedule_reap(slot, 0);
-        } else if (!c.out) {
-            schedule_reap(slot, 0);
+            schedule_reap(e.slot, 0);
+        } else {
+            return false;
         }
-    }
+        return true;
+    });
     expire_lingering(now, false);
     h.on_tick(now);
     return true;

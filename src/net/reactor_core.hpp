@@ -62,25 +62,6 @@ inline constexpr uint64_t kFlushTimeoutMs = 2000;
 // How long a gracefully closed connection waits for the peer's EOF.
 inline constexpr uint64_t kLingerMs = 2000;
 
-// Output of one connection. Allocated by send(); freed at the first pass end
-// after it drained, unless something new was queued by then
-// (ReactorBase::release_drained_output): an idle connection holds no output
-// memory, one that sends every pass keeps its buffers' capacity. Freed that
-// soon, not at a later tick: a burst of new connections would otherwise leave
-// a hole per connection (their CONNACK buffers) in the heap.
-struct ConnOutput {
-    // `pending` collects send() calls; `inflight` is what the kernel is being
-    // handed (its memory must stay put while an io_uring send is in flight,
-    // so appends never go there).
-    std::vector<uint8_t> pending;
-    std::vector<uint8_t> inflight;
-    size_t inflight_off = 0;
-    uint64_t flush_deadline_ms = 0;  // Draining only
-    bool used = false;               // send() since the output last drained
-
-    size_t queued() const { return pending.size() + inflight.size() - inflight_off; }
-};
-
 // Output buffer capacity a busy connection keeps from pass to pass. Past it
 // the buffer is freed once it was handed over, so a single big burst's
 // memory does not linger; below it, a receiver under back-pressure (its
@@ -88,36 +69,52 @@ struct ConnOutput {
 // allocate, fault in and copy a fresh multi-MiB buffer each pass.
 inline constexpr size_t kKeptOutputCapacity = 4u << 20;
 
-// One slot of the connection table: kept small, every open socket has one.
-struct Conn {
-    int fd = -1;
+// One slot of the connection table: every open socket has one. Its first
+// cache line holds what each message touches (the id check, the flags and
+// the output buffers), so queueing, counting and flushing one connection's
+// output costs one cold line, not a slot plus a separately allocated output
+// block; the second holds what only closes and the io_uring intake budget
+// use. An idle connection holds no output memory: its buffers are handed to
+// the spare pool once drained (ReactorBase::release_drained_output).
+struct alignas(64) Conn {
     uint32_t gen = 0;
-    int close_error = 0;             // reported by on_close
+    int fd = -1;
     ConnState state = ConnState::Free;
-    bool on_dirty_list = false;  // listed for the pass-end flush
-    bool on_late_list = false;   // listed for it, after the others (send_low_priority)
-    bool on_reap_list = false;   // listed for teardown
-    bool on_drained_list = false;  // listed for release_drained_output
-    bool linger = false;         // close(flush): linger once the output is sent
-    bool handler_closed = false; // on_close delivered (lingering): none follows
-    bool recv_paused = false;    // set_reading(false)
+    bool on_dirty_list : 1 = false;  // listed for the pass-end flush
+    bool on_late_list : 1 = false;   // listed for it, after the others (send_low_priority)
+    bool on_reap_list : 1 = false;   // listed for teardown
+    bool on_drained_list : 1 = false;  // listed for release_drained_output
+    bool linger : 1 = false;         // close(flush): linger once the output is sent
+    bool handler_closed : 1 = false; // on_close delivered (lingering): none follows
+    bool recv_paused : 1 = false;    // set_reading(false)
+    bool out_used : 1 = false;       // send() since the output last drained
     // Backend flags.
-    bool recv_armed = false;     // io_uring: multishot recv in flight
-    bool recv_rearm = false;     // io_uring: recv ended, arm again at pass end
-    bool send_busy = false;      // io_uring: send in flight
-    bool cancel_sent = false;    // io_uring: cancels submitted for teardown
-    bool fixed_file = false;     // io_uring: in the fixed-file table at the slot's index
-    bool want_write = false;     // epoll: EPOLLOUT registered
-    bool recv_held = false;      // io_uring: over its input budget, completions wait (recv stopped)
-    bool intake_held = false;    // epoll: readable while intake was stopped; EPOLLIN off until it resumes
-    uint32_t input_pass = 0;     // io_uring: the pass input_bytes counts for
-    uint32_t input_bytes = 0;    // io_uring: input delivered in that pass
-    uint32_t held_pass = 0;      // io_uring: last pass that held completions of it
-    std::unique_ptr<ConnOutput> out;  // null: nothing queued (see ConnOutput)
+    bool recv_armed : 1 = false;     // io_uring: multishot recv in flight
+    bool recv_rearm : 1 = false;     // io_uring: recv ended, arm again at pass end
+    bool send_busy : 1 = false;      // io_uring: send in flight
+    bool cancel_sent : 1 = false;    // io_uring: cancels submitted for teardown
+    bool fixed_file : 1 = false;     // io_uring: in the fixed-file table at the slot's index
+    bool want_write : 1 = false;     // epoll: EPOLLOUT registered
+    bool recv_held : 1 = false;      // io_uring: over its input budget, completions wait (recv stopped)
+    bool intake_held : 1 = false;    // epoll: readable while intake was stopped; EPOLLIN off until it resumes
+    // Output. `pending` collects send() calls; `inflight` is what the kernel
+    // is being handed (its memory must stay put while an io_uring send is in
+    // flight, so appends never go there). A buffer is below 4 GiB
+    // (queue_output refuses more), so the offset fits 32 bits.
+    uint32_t inflight_off = 0;
+    std::vector<uint8_t> pending;
+    std::vector<uint8_t> inflight;
+    // ---- second cache line ----
+    int close_error = 0;             // reported by on_close
+    uint32_t input_pass = 0;         // io_uring: the pass input_bytes counts for
+    uint32_t input_bytes = 0;        // io_uring: input delivered in that pass
+    uint32_t held_pass = 0;          // io_uring: last pass that held completions of it
 
-    size_t queued() const { return out ? out->queued() : 0; }
+    size_t queued() const { return pending.size() + inflight.size() - inflight_off; }
     bool output_empty() const { return queued() == 0; }
+    bool holds_output_memory() const { return pending.capacity() != 0 || inflight.capacity() != 0; }
 };
+static_assert(sizeof(Conn) == 128, "Conn: the per-message fields fill the first cache line");
 
 class ConnTable {
 public:
@@ -195,6 +192,10 @@ protected:
         uint32_t gen;
         uint64_t deadline_ms;
     };
+    // Connections in close(flush), each with its deadline: the tick looks at
+    // these, not at every slot (a walk over the whole table each tick would
+    // evict the per-message state of thousands of connections from the cache).
+    std::vector<LingerEntry> draining_;
     std::deque<LingerEntry> lingering_;   // oldest first; entries of since-closed slots are skipped
     size_t lingering_live_ = 0;
     size_t max_lingering_ = 10000;
@@ -204,26 +205,29 @@ protected:
     // close(): the common state changes. Returns the conn if the backend must act.
     Conn* begin_close(ConnId id, bool flush);
     // Moves pending output to inflight when the previous batch is fully sent.
-    static void stage_output(ConnOutput& out);
+    static void stage_output(Conn& c);
     // A backend calls this when the output of `slot` drained completely.
     void note_drained(uint32_t slot);
     // The in-flight bytes of `slot` are all sent: empties that buffer (freed
     // if a burst made it big) and notes the drain when nothing is pending.
-    void inflight_sent(uint32_t slot, ConnOutput& out);
+    void inflight_sent(uint32_t slot, Conn& c);
     // Frees the output of connections that drained and got nothing new to
     // send since (call once per pass, before the pass-end flush).
     void release_drained_output();
-    // Output blocks of drained connections are kept for reuse (up to
+    // Output buffers of drained connections are kept for reuse (up to
     // kSpareOutputs, each at most kSpareOutputBytes of capacity), so a
-    // connection that sends now and then does not cost two allocations and
-    // two frees per message. 1000 publisher/subscriber pairs at 20 msg/s
-    // each keep about 2000 in circulation; an idle broker's pool holds only
-    // what its last burst left (CONNACKs: ~100 bytes each).
+    // connection that sends now and then does not cost an allocation and a
+    // free per message; the last one given back is the first taken, so it is
+    // still in the cache. 1000 publisher/subscriber pairs at 20 msg/s each
+    // keep about 2000 in circulation; an idle broker's pool holds only what
+    // its last burst left (CONNACKs: ~100 bytes each).
     static constexpr size_t kSpareOutputs = 2048;
     static constexpr size_t kSpareOutputBytes = 16 * 1024;
-    std::unique_ptr<ConnOutput> take_spare_output();
-    void keep_spare_output(std::unique_ptr<ConnOutput> out);
-    std::vector<std::unique_ptr<ConnOutput>> spare_outputs_;
+    void take_spare_output(std::vector<uint8_t>& into);
+    void keep_spare_output(std::vector<uint8_t>& buf);
+    // Gives both output buffers of a connection with nothing queued to the pool.
+    void release_output(Conn& c);
+    std::vector<std::vector<uint8_t>> spare_outputs_;
     // Calls on_tick if due; also turns expired flush deadlines into hard closes.
     // Returns true if a tick was delivered (backends unpause listeners then).
     bool run_tick_if_due(Handler& h);

@@ -179,32 +179,31 @@ void EpollReactor::read_from(Handler& h, uint32_t slot) {
 
 void EpollReactor::write_conn(uint32_t slot) {
     Conn& c = conns_.at(slot);
-    if (!c.out) {
+    if (!c.holds_output_memory()) {
         if (c.state == ConnState::Draining) schedule_reap(slot, 0);
         return;
     }
-    ConnOutput& out = *c.out;
     // The batch being written and what was queued since leave in one
     // sendmsg, neither copied into the other: a large message queued while
     // the socket's buffer is full is not moved again on every pass.
     for (;;) {
-        stage_output(out);   // pending becomes the batch once the batch is sent
-        const size_t batch = out.inflight.size() - out.inflight_off;
+        stage_output(c);   // pending becomes the batch once the batch is sent
+        const size_t batch = c.inflight.size() - c.inflight_off;
         if (batch == 0) break;   // (then pending is empty too)
-        iovec iov[2] = {{out.inflight.data() + out.inflight_off, batch}, {out.pending.data(), out.pending.size()}};
+        iovec iov[2] = {{c.inflight.data() + c.inflight_off, batch}, {c.pending.data(), c.pending.size()}};
         msghdr mh{};
         mh.msg_iov = iov;
-        mh.msg_iovlen = out.pending.empty() ? 1 : 2;
+        mh.msg_iovlen = c.pending.empty() ? 1 : 2;
         ssize_t n = ::sendmsg(c.fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n > 0) {
             output_moved_ = true;
             if (size_t(n) <= batch) {
-                out.inflight_off += size_t(n);
+                c.inflight_off += uint32_t(n);
                 continue;
             }
-            out.inflight_off = out.inflight.size();
-            stage_output(out);
-            out.inflight_off = size_t(n) - batch;
+            c.inflight_off = uint32_t(c.inflight.size());
+            stage_output(c);
+            c.inflight_off = uint32_t(size_t(n) - batch);
             continue;
         }
         if (n < 0 && errno == EINTR) continue;
@@ -214,7 +213,7 @@ void EpollReactor::write_conn(uint32_t slot) {
         }
         break;
     }
-    if (out.inflight_off == out.inflight.size()) inflight_sent(slot, out);   // and pending is empty: all is sent
+    if (c.inflight_off == c.inflight.size()) inflight_sent(slot, c);   // and pending is empty: all is sent
     bool pending_out = !c.output_empty();
     if (pending_out != c.want_write) {
         c.want_write = pending_out;

@@ -322,9 +322,8 @@ void UringReactor::on_send(uint32_t slot, uint32_t gen, int res) {
         schedule_reap(slot, -res);
         return;
     }
-    ConnOutput& out = *c->out;  // a send was in flight, so its buffer exists
-    out.inflight_off += size_t(res);
-    if (out.inflight_off >= out.inflight.size()) inflight_sent(slot, out);
+    c->inflight_off += uint32_t(res);
+    if (c->inflight_off >= c->inflight.size()) inflight_sent(slot, *c);
     // More to send, or a drain to finish: both happen at pass end.
     if (!c->output_empty() || c->state == ConnState::Draining) mark_dirty(slot);
 }
@@ -459,12 +458,11 @@ void UringReactor::prepare_pass_sqes() {
             continue;
         if (c.recv_rearm && !c.recv_armed && !c.recv_paused && !c.recv_held) arm_recv(slot);
         if (c.send_busy) continue;  // its CQE re-lists the connection
-        if (c.out) stage_output(*c.out);
-        if (c.out && c.out->inflight_off < c.out->inflight.size()) {
-            ConnOutput& out = *c.out;
+        stage_output(c);
+        if (c.inflight_off < c.inflight.size()) {
             io_uring_sqe* sqe = get_sqe();
-            io_uring_prep_send(sqe, c.fd, out.inflight.data() + out.inflight_off,
-                               out.inflight.size() - out.inflight_off, MSG_NOSIGNAL);
+            io_uring_prep_send(sqe, c.fd, c.inflight.data() + c.inflight_off,
+                               c.inflight.size() - c.inflight_off, MSG_NOSIGNAL);
             use_fixed_file(sqe, c, slot);
             io_uring_sqe_set_data64(sqe, make_tag(kSend, c.gen, slot));
             c.send_busy = true;
