@@ -319,17 +319,21 @@ DecodeResult decode(Bytes in, Version version, uint32_t max_packet_size, Packet&
     return res;
 }
 
-DecodeResult decode_publish(Bytes packet, const FixedHeader& hdr, Version version, Publish& out,
-                            std::string_view checked_topic) {
+namespace {
+
+// decode_publish / decode_ack: the body of a packet whose header was peeked,
+// decoded by `body_fn(reader)` once `packet` is known to hold all of it.
+template <class BodyFn>
+DecodeResult decode_peeked(Bytes packet, const FixedHeader& hdr, bool type_ok, BodyFn&& body_fn) {
     DecodeResult res;
-    if (hdr.type() != PacketType::Publish || packet.size() < hdr.total()) {
-        res.status = DecodeStatus::Error;
-        res.reason = rc::MalformedPacket;
-        res.what = "not a whole PUBLISH";
-        return res;
+    Fail f;
+    if (!type_ok || packet.size() < hdr.total()) {
+        f = malformed("not a whole packet of the expected type");
+    } else {
+        Reader body(packet.data() + hdr.header_len, packet.data() + hdr.total());
+        f = body_fn(body);
     }
-    Reader body(packet.data() + hdr.header_len, packet.data() + hdr.total());
-    if (const Fail f = decode_publish(body, hdr.first_byte & 0x0F, version == Version::V5, out, checked_topic)) {
+    if (f) {
         res.status = DecodeStatus::Error;
         res.reason = f.reason;
         res.what = f.what;
@@ -340,27 +344,20 @@ DecodeResult decode_publish(Bytes packet, const FixedHeader& hdr, Version versio
     return res;
 }
 
+}  // namespace
+
+DecodeResult decode_publish(Bytes packet, const FixedHeader& hdr, Version version, Publish& out,
+                            std::string_view checked_topic) {
+    return decode_peeked(packet, hdr, hdr.type() == PacketType::Publish, [&](Reader& body) {
+        return decode_publish(body, hdr.first_byte & 0x0F, version == Version::V5, out, checked_topic);
+    });
+}
+
 DecodeResult decode_ack(Bytes packet, const FixedHeader& hdr, Version version, Ack& out) {
-    DecodeResult res;
-    if (!is_ack(hdr.type()) || packet.size() < hdr.total()) {
-        res.status = DecodeStatus::Error;
-        res.reason = rc::MalformedPacket;
-        res.what = "not a whole acknowledgement";
-        return res;
-    }
-    Reader body(packet.data() + hdr.header_len, packet.data() + hdr.total());
-    Fail f;
-    if (!flags_ok(hdr.type(), hdr.first_byte & 0x0F, version)) f = malformed("invalid fixed header flags");
-    else f = decode_ack(body, hdr.type(), version == Version::V5, out);
-    if (f) {
-        res.status = DecodeStatus::Error;
-        res.reason = f.reason;
-        res.what = f.what;
-        return res;
-    }
-    res.status = DecodeStatus::Ok;
-    res.consumed = hdr.total();
-    return res;
+    return decode_peeked(packet, hdr, is_ack(hdr.type()), [&](Reader& body) {
+        if (!flags_ok(hdr.type(), hdr.first_byte & 0x0F, version)) return malformed("invalid fixed header flags");
+        return decode_ack(body, hdr.type(), version == Version::V5, out);
+    });
 }
 
 }  // namespace hato::mqtt
