@@ -14,14 +14,15 @@
 # inclusive): the reactor's per-pass cost depends on how many messages one
 # loop pass handles, which varies with the machine's load; the broker's
 # work per message hardly does.
-#   bench/callgrind.sh [BUILDDIR]     (default: build-rel; RATE, SHORT, LONG)
+#   bench/callgrind.sh [BUILDDIR]     (default: build-rel; RATE, CLIENTS, SHORT, LONG)
 # Needs valgrind (apt-get install valgrind). Not run by CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build-rel}
 hato=$build/src/app/hato
 bench=$build/bench/hato-bench
-RATE=${RATE:-500}   # msg/s over all 10 publishers: low, so that most loop passes handle one message
+RATE=${RATE:-500}   # msg/s over all publishers: low, so that most loop passes handle one message
+CLIENTS=${CLIENTS:-10}   # pairs
 SHORT=${SHORT:-1}
 LONG=${LONG:-5}
 for f in "$hato" "$bench"; do [ -x "$f" ] || { echo "missing $f: build first (meson setup $build --buildtype=release -Dtests=false && ninja -C $build)"; exit 1; }; done
@@ -60,14 +61,14 @@ TOML
     kill -0 "$pid" 2>/dev/null || { cat "$work/broker.log"; exit 1; }
     sleep 0.1
   done
-  out=$("$bench" --port "$port" --scenario pairs --clients 10 --qos "$1" --rate "$RATE" \
+  out=$("$bench" --port "$port" --scenario pairs --clients "$CLIENTS" --qos "$1" --rate "$RATE" \
         --duration "$2" --warmup 0 2>&1 | grep '^RESULT') || { echo "hato-bench failed: $out"; exit 1; }
   kill -TERM "$pid"; wait "$pid" || true; pid=
   [[ "$out" == *" lost=0 "* ]] || { echo "messages lost: $out"; exit 1; }
   echo "$(sed -n 's/^summary: //p' "$work/cg.out") $(broker_ir "$work/cg.out") $(sed -n 's/.* received=\([0-9]*\).*/\1/p' <<<"$out")"
 }
 
-echo "callgrind, $(date -u '+%Y-%m-%d %H:%M'), pairs x10, ${RATE} msg/s, ${SHORT}s vs ${LONG}s, $build"
+echo "callgrind, $(date -u '+%Y-%m-%d %H:%M'), pairs x${CLIENTS}, ${RATE} msg/s, ${SHORT}s vs ${LONG}s, $build"
 for qos in 0 1; do
   read -r i1 b1 m1 < <(run "$qos" "$SHORT")
   read -r i2 b2 m2 < <(run "$qos" "$LONG")

@@ -392,7 +392,7 @@ bool Broker::Impl::process_packet(Connection& c, std::span<const uint8_t> packet
         // A client repeats its topic: one equal to the last one routed
         // (every routed topic passed these checks, or was made by the
         // broker) is not checked for valid UTF-8 and wildcards again.
-        const DecodeResult r = decode_publish(packet, hdr, c.version, pub, route_cache.topic);
+        const DecodeResult r = decode_publish(packet, hdr, c.version, pub, route_cache.last_topic());
         if (r.status == DecodeStatus::Ok) on_publish(c, pub, packet);
         publish_scratch.busy = false;
         if (r.status != DecodeStatus::Ok) protocol_error(c, r.reason);

@@ -33,6 +33,7 @@
 #include "broker/message.hpp"
 #include "broker/op_writes.hpp"
 #include "broker/retained_store.hpp"
+#include "broker/route_cache.hpp"
 #include "broker/session_table.hpp"
 #include "broker/shared_groups.hpp"
 #include "broker/slot_map.hpp"
@@ -76,12 +77,8 @@ struct Broker::Impl {
     // Scratch reused across operations so its vectors keep their capacity (a
     // malloc/free pair per PUBLISH otherwise). Members, so that each Broker
     // has its own and nothing outlives it.
-    MatchCollector route_matches;       // route()
-    bool route_matches_busy = false;    // a nested route() gets a collector of its own
-    // What route_matches holds: the matches of this topic from this publisher
-    // (No Local depends on it) at this subscription generation. A burst on
-    // one topic (a receive holds dozens of PUBLISHes of one client) is
-    // matched once.
+    RouteCache route_cache;   // route(): the matches per topic
+    bool route_busy = false;   // a nested route() gets a collector of its own
     // A decoded packet process_packet reuses (see there).
     template <class P>
     struct ReusedPacket {
@@ -98,12 +95,6 @@ struct Broker::Impl {
     };
     ReusedPacket<mqtt::Publish> publish_scratch;
     ReusedPacket<mqtt::Ack> ack_scratch;
-    struct RouteCache {
-        std::string topic;
-        Slot publisher = kNoSlot;
-        uint64_t generation = 0;
-        bool valid = false;
-    } route_cache;
     // A QoS 0 PUBLISH without per-receiver parts, encoded once per fan-out
     // and version (send_publish). It holds the message itself, so another
     // message cannot reuse the address while its bytes are cached.

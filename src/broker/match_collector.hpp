@@ -37,6 +37,7 @@ struct MatchCollector final : SubIndex::Visitor {
         uint32_t sub_id;
     };
     Slot publisher = kNoSlot;
+    bool saw_no_local = false;   // a No Local subscription matched: the result depends on the publisher
     // One entry per matching subscription, merged per session by merge_direct():
     // a flat vector costs no node allocation per receiver, unlike a hash map.
     std::vector<Merged> direct;
@@ -48,7 +49,10 @@ struct MatchCollector final : SubIndex::Visitor {
             shared[share_key(e.group, filter)].push_back({e.who, e.options, e.sub_id});
             return;
         }
-        if ((e.options & 0x04) && e.who == publisher) return;   // No Local
+        if (e.options & 0x04) {
+            saw_no_local = true;
+            if (e.who == publisher) return;   // No Local
+        }
         Merged& m = direct.emplace_back();
         m.who = e.who;
         m.qos = e.options & 0x03;

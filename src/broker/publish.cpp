@@ -173,31 +173,23 @@ size_t Broker::Impl::route(const MsgPtr& msg, Slot publisher, OpWrites& w) {
     ++stats.messages_in;
     if (msg->retain) store_retained(msg, w);
 
-    // One collector reused across messages, so its vector keeps its capacity
-    // (a malloc/free pair per PUBLISH otherwise); a nested route, should one
-    // ever happen, gets its own.
+    // The matches come from the route cache (route_cache.hpp), which keeps
+    // them per topic; a nested route, should one ever happen, gets a
+    // collector of its own and leaves the cache alone.
     std::unique_ptr<MatchCollector> nested;   // null unless nested: nothing to build per message
-    MatchCollector& found = route_matches_busy ? *(nested = std::make_unique<MatchCollector>()) : route_matches;
     struct Release {
         bool& busy;
         bool was;
         ~Release() { busy = was; }
-    } release{route_matches_busy, route_matches_busy};
-    route_matches_busy = true;
-    const bool cached = &found == &route_matches && route_cache.valid && route_cache.publisher == publisher &&
-                        route_cache.generation == subs.generation() && route_cache.topic == msg->topic();
-    if (!cached) {
-        found.direct.clear();
-        if (!found.shared.empty()) found.shared.clear();
+    } release{route_busy, route_busy};
+    bool fill = true;
+    MatchCollector& found = route_busy ? *(nested = std::make_unique<MatchCollector>())
+                                       : route_cache.lookup(msg->topic(), publisher, subs.generation(), fill);
+    route_busy = true;
+    if (fill) {
         found.publisher = publisher;
         subs.match(msg->topic(), found);
         found.merge_direct();
-        if (&found == &route_matches) {
-            route_cache.topic.assign(msg->topic());
-            route_cache.publisher = publisher;
-            route_cache.generation = subs.generation();
-            route_cache.valid = true;
-        }
     }
 
     size_t receivers = 0;

@@ -1,6 +1,7 @@
 // The PUBLISH hot path keeps state from one message to the next (the
 // decoded PUBLISH is reused, a topic's matches are kept while the
 // subscriptions do not change): none of it may leak into the next message.
+#include "broker/route_cache.hpp"
 #include "test_broker_harness.hpp"
 
 using namespace hato::broker;
@@ -75,6 +76,53 @@ TEST_CASE("shared group round robin with kept matches") {
     for (int i = 0; i < 6; ++i) p.publish("w", "x");
     CHECK(m1.publishes().size() == 3);
     CHECK(m2.publishes().size() == 3);
+}
+
+TEST_CASE("kept matches of many topics: interleaved, past the cache's bound, after a change") {
+    Harness h;
+    TestClient s(h, Version::V311), w(h, Version::V311), p(h, Version::V311);
+    s.connect("s");
+    w.connect("w");
+    p.connect("p");
+    s.subscribe("m/+", 1);
+    // Interleaved topics, more of them than the cache keeps: every one
+    // reaches the subscriber, in order, twice over.
+    const int topics = int(RouteCache::kMaxTopics) + 50;
+    for (int round = 0; round < 2; ++round)
+        for (int i = 0; i < topics; ++i) p.publish("m/" + std::to_string(i), std::to_string(i));
+    auto got = s.publishes();
+    REQUIRE(got.size() == size_t(2 * topics));
+    for (int i = 0; i < 2 * topics; ++i) {
+        CHECK(got[size_t(i)].topic == "m/" + std::to_string(i % topics));
+        CHECK(text(got[size_t(i)].payload) == std::to_string(i % topics));
+    }
+    // A new subscription changes what a kept topic (and one past the bound) matches.
+    w.subscribe("m/1", 0);
+    w.subscribe("m/" + std::to_string(topics - 1), 0);
+    p.publish("m/1", "a");
+    p.publish("m/" + std::to_string(topics - 1), "b");
+    CHECK(s.publishes().size() == 2);
+    auto extra = w.publishes();
+    REQUIRE(extra.size() == 2);
+    CHECK(text(extra[0].payload) == "a");
+    CHECK(text(extra[1].payload) == "b");
+}
+
+TEST_CASE("kept matches per topic with No Local from two publishers in turn") {
+    Harness h;
+    TestClient a(h, Version::V5), b(h, Version::V5);
+    a.connect("a");
+    b.connect("b");
+    a.subscribe("x/+", 0, 1, 0, 0, /*no_local=*/true);
+    for (int i = 0; i < 3; ++i) {
+        a.publish("x/1", "a1");
+        b.publish("x/2", "b2");
+        b.publish("x/1", "b1");
+        a.publish("x/2", "a2");
+    }
+    auto got = a.publishes();
+    REQUIRE(got.size() == 6);
+    for (auto& g : got) CHECK(text(g.payload)[0] == 'b');
 }
 
 TEST_CASE("a reused PUBLISH carries nothing of the one before") {

@@ -1,0 +1,69 @@
+// RouteCache: which lookups reuse kept matches and which must match again.
+#include <doctest/doctest.h>
+
+#include <string>
+
+#include "broker/route_cache.hpp"
+
+using namespace hato::broker;
+
+namespace {
+MatchCollector& fill_with(RouteCache& c, std::string_view topic, Slot publisher, uint64_t gen, Slot who,
+                          bool no_local = false) {
+    bool fill = false;
+    MatchCollector& m = c.lookup(topic, publisher, gen, fill);
+    REQUIRE(fill);
+    CHECK(m.direct.empty());
+    CHECK(m.publisher == publisher);
+    m.direct.push_back({who, 1, false, {}});
+    m.saw_no_local = no_local;
+    return m;
+}
+}  // namespace
+
+TEST_CASE("a kept topic is reused, by any publisher, until the generation changes") {
+    RouteCache c;
+    fill_with(c, "a", 1, 7, 10);
+    fill_with(c, "b", 1, 7, 11);
+    bool fill = true;
+    MatchCollector& a = c.lookup("a", 2, 7, fill);
+    CHECK_FALSE(fill);
+    REQUIRE(a.direct.size() == 1);
+    CHECK(a.direct[0].who == 10);
+    CHECK(c.last_topic() == "a");
+    CHECK(c.size() == 2);
+    c.lookup("a", 1, 8, fill);   // the subscriptions changed: everything goes
+    CHECK(fill);
+    CHECK(c.size() == 1);
+    c.lookup("b", 1, 8, fill);
+    CHECK(fill);
+}
+
+TEST_CASE("matches that saw No Local are kept for their publisher only") {
+    RouteCache c;
+    fill_with(c, "n", 1, 1, 5, /*no_local=*/true);
+    bool fill = true;
+    c.lookup("n", 1, 1, fill);
+    CHECK_FALSE(fill);
+    MatchCollector& other = c.lookup("n", 2, 1, fill);
+    CHECK(fill);   // matched again, for publisher 2
+    CHECK(other.direct.empty());
+    CHECK(other.publisher == 2);
+}
+
+TEST_CASE("past kMaxTopics a new topic is not kept, and the kept ones stay") {
+    RouteCache c;
+    for (size_t i = 0; i < RouteCache::kMaxTopics; ++i) fill_with(c, "t/" + std::to_string(i), 1, 1, Slot(i));
+    CHECK(c.size() == RouteCache::kMaxTopics);
+    MatchCollector& over = fill_with(c, "over", 1, 1, 99);
+    bool fill = true;
+    MatchCollector& again = c.lookup("over", 1, 1, fill);   // the last topic is still at hand
+    CHECK_FALSE(fill);
+    CHECK(&again == &over);
+    c.lookup("another", 1, 1, fill);
+    CHECK(fill);
+    CHECK(c.size() == RouteCache::kMaxTopics);
+    MatchCollector& first = c.lookup("t/0", 1, 1, fill);
+    CHECK_FALSE(fill);
+    CHECK(first.direct[0].who == 0);
+}
