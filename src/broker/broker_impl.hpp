@@ -212,6 +212,8 @@ struct Broker::Impl {
         pump(s, ignored);
     }
     void fill_window(Session& s, OpWrites& w);     // pump() without freeing the flow state
+    // Puts `item` in flight to `c`: a packet id, the PUBLISH, its state stored.
+    void start_flight(Session& s, Connection& c, SessionFlows& f, OutItem&& item, OpWrites& w);
     void purge_expired(Session& s, OpWrites& w);   // drops expired messages from the queue
     void resend_inflight(Session& s);
     void on_client_ack(Connection& c, const mqtt::Ack& a);
@@ -221,7 +223,7 @@ struct Broker::Impl {
     void check_blocked();
     void redistribute_shared(Session& s);
     void finish_out(Session& s, uint64_t seq);
-    size_t window(const Session& s);
+    size_t window(const Connection& c) const;   // the in-flight window towards this client
     // May the session's owner read a message published to `topic`? Asked at
     // routing and again at every send (the rules may have been reloaded, the
     // queue may predate a restart). A session whose owner is not known yet

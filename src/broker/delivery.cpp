@@ -16,11 +16,8 @@ namespace {
 constexpr size_t kPayloadApartBytes = 4096;
 }  // namespace
 
-size_t Broker::Impl::window(const Session& s) {
-    size_t w = cfg.max_inflight;
-    auto it = conns.find(s.conn);
-    if (it != conns.end()) w = std::min<size_t>(w, it->second.client_receive_max);
-    return std::max<size_t>(w, 1);
+size_t Broker::Impl::window(const Connection& c) const {
+    return std::max<size_t>(std::min<size_t>(cfg.max_inflight, c.client_receive_max), 1);
 }
 
 bool Broker::Impl::may_read(Session& s, std::string_view topic) {
@@ -110,6 +107,15 @@ void Broker::Impl::deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool reta
         }
     }
     SessionFlows& f = s.open_flows(flows_pool);
+    // Nothing waiting ahead of it and room to send: straight into flight,
+    // without a trip through the queue (the common case for an online,
+    // reading subscriber). The rest waits in the queue for fill_window.
+    if (c && c->connected && f.queue.empty() && f.inflight.size() < window(*c) && !c->output_blocked &&
+        !pressure.over_limit(*c)) {
+        start_flight(s, *c, f, std::move(item), w);
+        s.release_flows_if_empty(flows_pool);
+        return;
+    }
     f.queue_bytes += msg->byte_size();
     f.queue.push_back(std::move(item));
     pump(s, w);
@@ -138,10 +144,11 @@ void Broker::Impl::pump(Session& s, OpWrites& w) {
 }
 
 void Broker::Impl::fill_window(Session& s, OpWrites& w) {
-    Connection* c = s.conn ? conn(s.conn) : nullptr;
-    if (!c || !c->connected || !s.flows) return;
+    if (!s.flows || s.flows->queue.empty() || !s.conn) return;
+    Connection* c = conn(s.conn);
+    if (!c || !c->connected) return;
     SessionFlows& f = *s.flows;
-    const size_t win = window(s);
+    const size_t win = window(*c);
     while (!f.queue.empty() && f.inflight.size() < win) {
         if (c->output_blocked) return;
         if (pressure.over_limit(*c)) {
@@ -160,20 +167,24 @@ void Broker::Impl::fill_window(Session& s, OpWrites& w) {
             if (s.persisted) written(persist.out_done(s.client_id, item.seq), w);
             continue;
         }
-        // Packet ids are per session; one still in flight is never reused.
-        do {
-            item.packet_id = s.next_packet_id++;
-            if (s.next_packet_id == 0) s.next_packet_id = 1;
-        } while (item.packet_id == 0 || f.inflight.has_packet_id(item.packet_id));
-        item.state = OutState::Inflight;
-        if (!send_publish(*c, item, false)) {
-            // Larger than the client's Maximum Packet Size: counts as delivered.
-            if (s.persisted) written(persist.out_done(s.client_id, item.seq), w);
-            continue;
-        }
-        if (s.persisted) written(persist.out_state(s.client_id, item.seq, OutState::Inflight, item.packet_id), w);
-        f.inflight.insert(std::move(item));
+        start_flight(s, *c, f, std::move(item), w);
     }
+}
+
+void Broker::Impl::start_flight(Session& s, Connection& c, SessionFlows& f, OutItem&& item, OpWrites& w) {
+    // Packet ids are per session; one still in flight is never reused.
+    do {
+        item.packet_id = s.next_packet_id++;
+        if (s.next_packet_id == 0) s.next_packet_id = 1;
+    } while (item.packet_id == 0 || f.inflight.has_packet_id(item.packet_id));
+    item.state = OutState::Inflight;
+    if (!send_publish(c, item, false)) {
+        // Larger than the client's Maximum Packet Size: counts as delivered.
+        if (s.persisted) written(persist.out_done(s.client_id, item.seq), w);
+        return;
+    }
+    if (s.persisted) written(persist.out_state(s.client_id, item.seq, OutState::Inflight, item.packet_id), w);
+    f.inflight.insert(std::move(item));
 }
 
 size_t Broker::Impl::send_publish(Connection& c, const OutItem& item, bool dup) {
