@@ -102,6 +102,7 @@ void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t
     if (!wire.empty()) seed_shared_publish(m, c.version, wire);
     OpWrites w;   // what this PUBLISH wrote: its ack waits for them
     size_t receivers = route(m, s->slot, w);
+    shared_publish.wire = {};   // the input buffer: not valid after this PUBLISH
     if (cfg.sparkplug_aware && !p.payload.empty()) {
         // A birth is also kept as its certificate, retained (and stored like
         // any retained message: a refusal refuses this PUBLISH below). The
@@ -184,7 +185,7 @@ size_t Broker::Impl::route(const MsgPtr& msg, Slot publisher, OpWrites& w) {
         ~Release() { busy = was; }
     } release{route_matches_busy, route_matches_busy};
     route_matches_busy = true;
-    const bool cached = &found == &route_matches && route_cache.valid && route_cache.publisher == publisher &&
+    const bool cached = &found == &route_matches && !route_cache.topic.empty() && route_cache.publisher == publisher &&
                         route_cache.generation == subs.generation() && route_cache.topic == msg->topic();
     if (!cached) {
         found.direct.clear();
@@ -196,7 +197,6 @@ size_t Broker::Impl::route(const MsgPtr& msg, Slot publisher, OpWrites& w) {
             route_cache.topic.assign(msg->topic());
             route_cache.publisher = publisher;
             route_cache.generation = subs.generation();
-            route_cache.valid = true;
         }
     }
 
