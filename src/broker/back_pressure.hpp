@@ -25,8 +25,10 @@ public:
     BackPressure(const Config& cfg, Transport& t) : cfg_(cfg), transport_(t) {}
 
     bool over_limit(const Connection& c) const {
-        return cfg_.max_output_bytes != 0 && transport_.queued_bytes(c.id) > cfg_.max_output_bytes;
+        return cfg_.max_output_bytes != 0 && over_limit(transport_.queued_bytes(c.id));
     }
+    // The same for `queued` bytes of output, for a caller that has the count already.
+    bool over_limit(uint64_t queued) const { return cfg_.max_output_bytes != 0 && queued > cfg_.max_output_bytes; }
     // Hysteresis: a blocked connection resumes only below half the limit.
     bool drained(const Connection& c) const { return transport_.queued_bytes(c.id) <= cfg_.max_output_bytes / 2; }
     // Stops forwarding to `c` and reading from it; with `hold_intake`, everyone's input too.

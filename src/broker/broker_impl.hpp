@@ -18,6 +18,7 @@
 #include <optional>
 #include <queue>
 #include <set>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -103,6 +104,10 @@ struct Broker::Impl {
         mqtt::Version version = mqtt::Version::V311;
         bool retain = false;
         std::vector<uint8_t> bytes;
+        // The PUBLISH as it arrived, while on_publish routes it
+        // (seed_shared_publish): the first receiver copies it into `bytes`,
+        // so a message nobody receives is not copied. Empty otherwise.
+        std::span<const uint8_t> wire;
     };
     SharedEncoding shared_publish;
     std::vector<uint8_t> publish_bytes; // every other PUBLISH: the transport copies the bytes

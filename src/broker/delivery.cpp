@@ -55,10 +55,10 @@ void Broker::Impl::deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool reta
         item.qos = 0;
         item.retain = retain;
         item.sub_ids = std::move(sub_ids);
-        // pressure.over_limit, from what was queued and what was just added
-        // (one lookup of the transport's queue per delivery, not two).
+        // From what was queued and what was just added (one lookup of the
+        // transport's queue per delivery, not two).
         const size_t sent = send_publish(*c, item, false);
-        if (cfg.max_output_bytes != 0 && queued + sent > cfg.max_output_bytes) pressure.block(*c, now_ms, true);
+        if (pressure.over_limit(queued + sent)) pressure.block(*c, now_ms, true);
         return;
     }
     auto full = [&] {
@@ -234,7 +234,13 @@ size_t Broker::Impl::send_publish(Connection& c, const OutItem& item, bool dup) 
     // version: fan-out encodes it once (shared_publish).
     SharedEncoding& shared = shared_publish;
     const bool same_for_all = item.qos == 0 && !dup && !pp.topic_alias && !pp.message_expiry && pp.sub_ids.empty();
-    if (same_for_all && shared.msg == item.msg && shared.version == c.version && shared.retain == item.retain) {
+    const bool shared_fits =
+        same_for_all && shared.msg == item.msg && shared.version == c.version && shared.retain == item.retain;
+    if (shared_fits && !shared.wire.empty()) {   // the first receiver of a seeded message
+        shared.bytes.assign(shared.wire.begin(), shared.wire.end());
+        shared.wire = {};
+    }
+    if (shared_fits && !shared.bytes.empty()) {
         const size_t sent = send_encoded(shared.bytes);
         ++stats.messages_out;
         stats.publish_bytes_out += item.msg->payload().size();
@@ -251,6 +257,7 @@ size_t Broker::Impl::send_publish(Connection& c, const OutItem& item, bool dup) 
         shared.msg = item.msg;
         shared.version = c.version;
         shared.retain = item.retain;
+        shared.wire = {};   // another message's
     }
     const size_t sent = send_encoded(target);
     ++stats.messages_out;
@@ -261,14 +268,17 @@ size_t Broker::Impl::send_publish(Connection& c, const OutItem& item, bool dup) 
 // A v3 QoS 0 PUBLISH without retain or dup is, byte for byte, what
 // send_publish would encode for a receiver of the same version at QoS 0
 // (v3 has no properties, and live messages go out with retain 0): its
-// receivers are sent the bytes that arrived, not a fresh encoding.
+// receivers are sent the bytes that arrived, not a fresh encoding. They are
+// copied by the first receiver (send_publish): `wire` must stay valid until
+// the caller has routed `m` and cleared shared_publish.wire.
 void Broker::Impl::seed_shared_publish(const MsgPtr& m, Version v, std::span<const uint8_t> wire) {
     if (v == Version::V5 || wire.empty() || wire[0] != 0x30 || m->payload().size() >= kPayloadApartBytes) return;
     SharedEncoding& shared = shared_publish;
     shared.msg = m;
     shared.version = v;
     shared.retain = false;
-    shared.bytes.assign(wire.begin(), wire.end());
+    shared.bytes.clear();
+    shared.wire = wire;
 }
 
 void Broker::Impl::resend_inflight(Session& s) {

@@ -102,6 +102,7 @@ void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t
     if (!wire.empty()) seed_shared_publish(m, c.version, wire);
     OpWrites w;   // what this PUBLISH wrote: its ack waits for them
     size_t receivers = route(m, s->slot, w);
+    shared_publish.wire = {};   // the input buffer: not valid after this PUBLISH
     if (cfg.sparkplug_aware && !p.payload.empty()) {
         // A birth is also kept as its certificate, retained (and stored like
         // any retained message: a refusal refuses this PUBLISH below). The

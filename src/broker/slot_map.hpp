@@ -12,7 +12,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <stdexcept>
 #include <unordered_map>
 #include <tuple>
 #include <utility>
@@ -70,8 +69,6 @@ public:
         Node* n = lookup(id);
         return n ? at_node(n) : end();
     }
-    bool contains(Key id) const { return lookup(id) != nullptr; }
-    size_t count(Key id) const { return contains(id) ? 1 : 0; }
 
     T& operator[](Key id) { return try_emplace(id).first->second; }
 
@@ -92,25 +89,6 @@ public:
         }
         others_.emplace(id, n);
         return {at_node(n), true};
-    }
-
-    template <typename... Args>
-    std::pair<iterator, bool> emplace(Key id, Args&&... args) {
-        return try_emplace(id, std::forward<Args>(args)...);
-    }
-
-    T& at(Key id) {
-        Node* n = lookup(id);
-        if (!n) throw std::out_of_range("SlotMap::at");
-        return n->kv.second;
-    }
-
-    // Returns the iterator to the entry that took the erased one's place
-    // (the last one moves there), so `it = m.erase(it)` visits every entry.
-    iterator erase(iterator it) {
-        const size_t pos = size_t(it.pos_ - all_.data());
-        erase(it->first);
-        return at_pos(pos);
     }
 
     size_t erase(Key id) {

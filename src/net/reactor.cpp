@@ -414,14 +414,10 @@ bool ReactorBase::run_tick_if_due(Handler& h) {
     std::erase_if(draining_, [&](const LingerEntry& e) {
         Conn& c = conns_.at(e.slot);
         if (c.gen != e.gen || c.state != ConnState::Draining) return true;   // closed since
-        if (!c.holds_output_memory()) {
-            schedule_reap(e.slot, 0);
-        } else if (now >= e.deadline_ms) {
-            c.linger = false;   // the peer does not read: nothing to wait for
-            schedule_reap(e.slot, 0);
-        } else {
-            return false;
-        }
+        const bool flushed = !c.holds_output_memory();
+        if (!flushed && now < e.deadline_ms) return false;
+        if (!flushed) c.linger = false;   // the peer does not read: nothing to wait for
+        schedule_reap(e.slot, 0);
         return true;
     });
     expire_lingering(now, false);

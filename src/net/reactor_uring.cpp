@@ -82,6 +82,10 @@ private:
     // Stops the recv of connections with held completions, restarts the
     // others that had some in the previous pass.
     void update_held_recvs();
+    // At a tick: the receive buffers' pages go back to the kernel when the
+    // ring was nearly idle since the previous tick (BufferRing::discard_pages).
+    void discard_idle_buffers();
+    uint64_t buffers_used_at_tick_ = 0;   // bufs_.used() at the previous tick
     uint32_t pass_ = 0;
     // Recv completions of connections over their budget, in arrival order;
     // they come first in the next pass (their buffers stay out meanwhile).
@@ -497,6 +501,22 @@ void UringReactor::prepare_pass_sqes() {
     arm_wake();
 }
 
+void UringReactor::discard_idle_buffers() {
+    const uint64_t used = bufs_.used();
+    const uint64_t in_tick = used - buffers_used_at_tick_;
+    buffers_used_at_tick_ = used;
+    // Nothing touched since the last discard, or still busy: a ring in use
+    // would only fault its pages in again.
+    if (used == 0 || in_tick > bufs_.active() / 32) return;
+    // The kernel fills a buffer only inside our io_uring_enter with
+    // DEFER_TASKRUN (otherwise in task work at any return to user space), and
+    // every buffer it filled is out in a completion until given back: in the
+    // CQ ring, or held for the next pass.
+    if (!(ring_.flags & IORING_SETUP_DEFER_TASKRUN) || !held_.empty() || io_uring_cq_ready(&ring_) != 0) return;
+    bufs_.discard_pages();
+    buffers_used_at_tick_ = 0;
+}
+
 void UringReactor::run(Handler& h) {
     start_ring(ring_);
     if (next_tick_ms_ == 0) next_tick_ms_ = monotonic_ms() + tick_interval_ms_;
@@ -538,6 +558,7 @@ void UringReactor::run(Handler& h) {
         if (run_tick_if_due(h)) {
             for (auto& l : listeners_) l.paused = false;  // retry accept after EMFILE
             reap(h);
+            discard_idle_buffers();
         }
         h.on_pass_end();
         release_drained_output();

@@ -61,6 +61,12 @@ void BufferRing::release() {
 void BufferRing::give_back(uint16_t bid) {
     io_uring_buf_ring_add(ring_, data(bid), kSize, bid, io_uring_buf_ring_mask(kCount), 0);
     io_uring_buf_ring_advance(ring_, 1);
+    ++used_;
+}
+
+void BufferRing::discard_pages() {
+    if (buffers_ && active_ > 0) madvise(buffers_, size_t(active_) * kSize, MADV_DONTNEED);
+    used_ = 0;
 }
 
 namespace {
