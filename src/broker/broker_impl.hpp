@@ -194,7 +194,8 @@ struct Broker::Impl {
     void on_ack(Connection& c, const mqtt::Ack& a);   // PUBACK, PUBREC, PUBREL, PUBCOMP
     void on_pubrel(Connection& c, const mqtt::Ack& a);
     // Routes a message to every matching subscriber; returns the number of receivers.
-    size_t route(const MsgPtr& msg, Slot publisher, OpWrites& w);
+    // `memo`: the publishing connection's RouteMemo, if a client published it.
+    size_t route(const MsgPtr& msg, Slot publisher, OpWrites& w, RouteMemo* memo = nullptr);
     void store_retained(const MsgPtr& msg, OpWrites& w);
     // Sets expiry_ms / expiry_wall_ms from a Message Expiry Interval (capped by config).
     void apply_expiry(Message::Init& m, std::optional<uint32_t> interval_s);

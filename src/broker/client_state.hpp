@@ -132,6 +132,13 @@ struct ConnectionExtras {
     }
 };
 
+// Which RouteCache entry this connection's last PUBLISH used (route_cache.hpp):
+// a client repeats its topics, and its own line of state is at hand.
+struct RouteMemo {
+    uint64_t generation = ~uint64_t(0);   // the subscription generation it was taken at
+    const void* entry = nullptr;
+};
+
 struct Connection {
     ConnId id = 0;
     uint64_t last_rx_ms = 0;
@@ -162,6 +169,7 @@ struct Connection {
     bool slow_consumer = false;      // held it longer: its QoS 0 is dropped until it drained
     uint64_t held_since_ms = 0;      // when holds_intake was set
     uint64_t episode_dropped = 0;    // QoS 0 dropped for it since it was last blocked
+    RouteMemo route_memo;
 
     ConnectionExtras& open_extras() {
         if (!extras) extras = std::make_unique<ConnectionExtras>();

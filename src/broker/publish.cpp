@@ -101,7 +101,7 @@ void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t
     const MsgPtr m = make_message(topic, p.payload, p.qos, p.retain, v5 ? &p.props : nullptr);
     if (!wire.empty()) seed_shared_publish(m, c.version, wire);
     OpWrites w;   // what this PUBLISH wrote: its ack waits for them
-    size_t receivers = route(m, s->slot, w);
+    size_t receivers = route(m, s->slot, w, &c.route_memo);
     shared_publish.wire = {};   // the input buffer: not valid after this PUBLISH
     if (cfg.sparkplug_aware && !p.payload.empty()) {
         // A birth is also kept as its certificate, retained (and stored like
@@ -170,7 +170,7 @@ void Broker::Impl::store_retained(const MsgPtr& msg, OpWrites& w) {
     retained.put_written(msg);
 }
 
-size_t Broker::Impl::route(const MsgPtr& msg, Slot publisher, OpWrites& w) {
+size_t Broker::Impl::route(const MsgPtr& msg, Slot publisher, OpWrites& w, RouteMemo* memo) {
     ++stats.messages_in;
     if (msg->retain) store_retained(msg, w);
 
@@ -185,7 +185,7 @@ size_t Broker::Impl::route(const MsgPtr& msg, Slot publisher, OpWrites& w) {
     } release{route_busy, route_busy};
     bool fill = true;
     MatchCollector& found = route_busy ? *(nested = std::make_unique<MatchCollector>())
-                                       : route_cache.lookup(msg->topic(), publisher, subs.generation(), fill);
+                                       : route_cache.lookup(msg->topic(), publisher, subs.generation(), fill, memo);
     route_busy = true;
     if (fill) {
         found.publisher = publisher;

@@ -67,3 +67,26 @@ TEST_CASE("past kMaxTopics a new topic is not kept, and the kept ones stay") {
     CHECK_FALSE(fill);
     CHECK(first.direct[0].who == 0);
 }
+
+TEST_CASE("a publisher's memo finds its entry, and is not trusted past a change") {
+    RouteCache c;
+    RouteMemo memo;
+    bool fill = false;
+    MatchCollector& a = c.lookup("a", 1, 3, fill, &memo);
+    REQUIRE(fill);
+    a.direct.push_back({7, 1, false, {}});
+    CHECK(memo.entry != nullptr);
+    fill_with(c, "b", 2, 3, 8);   // another publisher, another topic: last_topic moves on
+    MatchCollector& again = c.lookup("a", 1, 3, fill, &memo);
+    CHECK_FALSE(fill);
+    CHECK(&again == &a);
+    MatchCollector& b = c.lookup("b", 1, 3, fill, &memo);   // the memo names "a": the table answers
+    CHECK_FALSE(fill);
+    REQUIRE(b.direct.size() == 1);
+    CHECK(b.direct[0].who == 8);
+    c.lookup("c", 2, 3, fill);
+    MatchCollector& fresh = c.lookup("b", 1, 4, fill, &memo);   // a new generation: matched again
+    CHECK(fill);
+    CHECK(fresh.direct.empty());
+    CHECK(memo.generation == 4);
+}
