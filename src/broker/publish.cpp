@@ -191,6 +191,7 @@ size_t Broker::Impl::route(const MsgPtr& msg, Slot publisher, OpWrites& w, Route
         found.publisher = publisher;
         subs.match(msg->topic(), found);
         found.merge_direct();
+        if (!nested) route_cache.filled();
     }
 
     size_t receivers = 0;

@@ -4,13 +4,16 @@
 // Why: a gateway's publishers repeat a stable set of topics (one per sensor
 // or tag) to a stable set of subscribers. Matching walks the topic tree one
 // level at a time, a cold cache line or more per level once there are many
-// sessions; one hash lookup here replaces it (about 700 instructions of the
-// 4 300 the broker spends on a QoS 1 message across 1000 topics).
+// sessions; one lookup here replaces it.
 //
-// Bounded: up to kMaxTopics topics are kept. Beyond that, a new topic is
-// not added (no eviction churn when the working set is larger); only the
-// last one is kept, in a collector of its own, which still serves a burst
-// on one topic. Any change to the subscriptions empties the cache.
+// Bounded in topics and in matches: up to kMaxTopics topics, up to
+// kMaxMatchesPerTopic matches each and kMaxMatches in all (about 0.5 MB of
+// matches at most, whatever the subscribers and publishers do). A topic
+// past either bound is matched every time, into a collector of its own
+// that holds only the last such topic (a burst on one topic is still
+// matched once); for a wide fan-out the deliveries cost more than the
+// match anyway. Nothing is evicted, so a working set larger than the cache
+// causes no churn. Any change to the subscriptions empties the cache.
 #pragma once
 
 #include <cstddef>
@@ -26,11 +29,13 @@ namespace hato::broker {
 class RouteCache {
 public:
     static constexpr size_t kMaxTopics = 1024;
+    static constexpr size_t kMaxMatchesPerTopic = 64;
+    static constexpr size_t kMaxMatches = 16 * 1024;
 
     // The collector holding the matches of `topic` published by `publisher`
     // at subscription `generation`. `fill` is set when the caller must match
-    // into it (it is then empty, with its publisher set). The reference stays
-    // valid until the next call.
+    // into it (it is then empty, with its publisher set), and then calls
+    // filled(). The reference stays valid until the next lookup.
     // `memo`, the publisher's own note of the entry its last PUBLISH used,
     // is tried before the table: a hit costs no hashing and no probe.
     MatchCollector& lookup(std::string_view topic, Slot publisher, uint64_t generation, bool& fill,
@@ -39,39 +44,67 @@ public:
             topics_.clear();
             last_topic_.clear();
             current_ = nullptr;
+            filling_ = nullptr;
+            kept_matches_ = 0;
             generation_ = generation;
         }
+        if (filling_ && filling_->too_large) release(*filling_);   // its last user is done with it
+        filling_ = nullptr;
         if (topic == last_topic_ && current_ && reusable(*current_, publisher)) {
             fill = false;
             return *current_;
         }
         last_topic_.assign(topic);
+        Entry* e = nullptr;
         if (memo && memo->generation == generation_) {
             // Taken at this generation, so the entry has not been freed since.
             auto* kept = static_cast<Entry*>(const_cast<void*>(memo->entry));
-            if (kept->first == topic) {
-                current_ = &kept->second;
-                fill = !reusable(*current_, publisher);
-                if (fill) reset(*current_, publisher);
-                return *current_;
-            }
+            if (kept->first == topic) e = kept;
         }
-        auto it = topics_.find(topic);
-        if (it != topics_.end()) {
-            current_ = &it->second;
-            fill = !reusable(*current_, publisher);
-            remember(memo, *it);
-        } else if (topics_.size() < kMaxTopics) {
-            it = topics_.try_emplace(std::string(topic)).first;
-            current_ = &it->second;
-            fill = true;
-            remember(memo, *it);
-        } else {
+        if (!e) {
+            auto it = topics_.find(topic);
+            if (it != topics_.end()) e = &*it;
+            else if (topics_.size() < kMaxTopics) e = &*topics_.try_emplace(std::string(topic)).first;
+        }
+        if (e && memo) {
+            memo->generation = generation_;
+            memo->entry = e;
+        }
+        if (!e || e->second.too_large) {
             current_ = &overflow_;
             fill = true;
+            reset(overflow_, publisher);
+            return overflow_;
         }
-        if (fill) reset(*current_, publisher);
-        return *current_;
+        Kept& k = e->second;
+        current_ = &k.found;
+        fill = !k.matched || !reusable(k.found, publisher);
+        if (fill) {
+            kept_matches_ -= k.counted;
+            k.counted = 0;
+            k.matched = false;
+            reset(k.found, publisher);
+            filling_ = &k;
+        }
+        return k.found;
+    }
+
+    // After the caller matched into what lookup() returned: counts what is
+    // kept, and gives up keeping a topic past the bounds (from the next
+    // lookup on; the caller still reads the matches now).
+    void filled() {
+        if (!filling_) return;
+        Kept& k = *filling_;
+        size_t n = k.found.direct.size();
+        for (const auto& group : k.found.shared) n += group.second.size();
+        if (n > kMaxMatchesPerTopic || kept_matches_ + n > kMaxMatches) {
+            k.too_large = true;   // released at the next lookup
+            current_ = nullptr;
+            return;
+        }
+        k.counted = n;
+        k.matched = true;
+        kept_matches_ += n;
     }
 
     // The last topic routed: it passed the decoder's checks (or the broker
@@ -79,14 +112,17 @@ public:
     const std::string& last_topic() const { return last_topic_; }
 
     size_t size() const { return topics_.size(); }
+    size_t kept_matches() const { return kept_matches_; }
 
 private:
-    using Entry = StrMap<MatchCollector>::value_type;
-    void remember(RouteMemo* memo, Entry& e) const {
-        if (!memo) return;
-        memo->generation = generation_;
-        memo->entry = &e;
-    }
+    struct Kept {
+        MatchCollector found;
+        size_t counted = 0;       // its part of kept_matches_
+        bool matched = false;     // `found` holds the topic's matches (filled() ran)
+        bool too_large = false;   // past a bound: matched every time, into overflow_
+    };
+    using Entry = StrMap<Kept>::value_type;
+
     // No Local makes the matches depend on who publishes: only then is the
     // publisher part of the key.
     static bool reusable(const MatchCollector& m, Slot publisher) {
@@ -98,11 +134,17 @@ private:
         m.saw_no_local = false;
         m.publisher = publisher;
     }
+    static void release(Kept& k) {
+        std::vector<MatchCollector::Merged>().swap(k.found.direct);
+        decltype(k.found.shared)().swap(k.found.shared);
+    }
 
     uint64_t generation_ = ~uint64_t(0);
-    StrMap<MatchCollector> topics_;    // nodes: a collector does not move when others are added
-    MatchCollector overflow_;          // a topic beyond kMaxTopics
+    StrMap<Kept> topics_;              // nodes: an entry does not move when others are added
+    MatchCollector overflow_;          // a topic past the bounds
     MatchCollector* current_ = nullptr;
+    Kept* filling_ = nullptr;          // the entry the caller is filling
+    size_t kept_matches_ = 0;
     std::string last_topic_;
 };
 

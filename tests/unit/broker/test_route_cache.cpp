@@ -17,6 +17,7 @@ MatchCollector& fill_with(RouteCache& c, std::string_view topic, Slot publisher,
     CHECK(m.publisher == publisher);
     m.direct.push_back({who, 1, false, {}});
     m.saw_no_local = no_local;
+    c.filled();
     return m;
 }
 }  // namespace
@@ -75,6 +76,7 @@ TEST_CASE("a publisher's memo finds its entry, and is not trusted past a change"
     MatchCollector& a = c.lookup("a", 1, 3, fill, &memo);
     REQUIRE(fill);
     a.direct.push_back({7, 1, false, {}});
+    c.filled();
     CHECK(memo.entry != nullptr);
     fill_with(c, "b", 2, 3, 8);   // another publisher, another topic: last_topic moves on
     MatchCollector& again = c.lookup("a", 1, 3, fill, &memo);
@@ -89,4 +91,47 @@ TEST_CASE("a publisher's memo finds its entry, and is not trusted past a change"
     CHECK(fill);
     CHECK(fresh.direct.empty());
     CHECK(memo.generation == 4);
+}
+
+namespace {
+// Fills the collector lookup() hands out with `n` matches.
+void fill_matches(RouteCache& c, std::string_view topic, size_t n) {
+    bool fill = false;
+    MatchCollector& m = c.lookup(topic, 1, 1, fill);
+    REQUIRE(fill);
+    for (size_t i = 0; i < n; ++i) m.direct.push_back({Slot(i), 0, false, {}});
+    c.filled();
+}
+}  // namespace
+
+TEST_CASE("a topic with more matches than kMaxMatchesPerTopic is matched every time") {
+    RouteCache c;
+    fill_matches(c, "wide", RouteCache::kMaxMatchesPerTopic + 1);
+    CHECK(c.kept_matches() == 0);
+    fill_matches(c, "narrow", 3);
+    CHECK(c.kept_matches() == 3);
+    fill_matches(c, "wide", RouteCache::kMaxMatchesPerTopic + 1);   // not kept: filled again
+    bool fill = false;
+    MatchCollector& again = c.lookup("wide", 1, 1, fill);   // the last topic, just filled: at hand
+    CHECK_FALSE(fill);
+    CHECK(again.direct.size() == RouteCache::kMaxMatchesPerTopic + 1);
+    c.lookup("narrow", 1, 1, fill);
+    CHECK_FALSE(fill);
+}
+
+TEST_CASE("kept matches stop at kMaxMatches over all topics") {
+    RouteCache c;
+    const size_t per = RouteCache::kMaxMatchesPerTopic;
+    const size_t topics = RouteCache::kMaxMatches / per;
+    for (size_t i = 0; i < topics; ++i) fill_matches(c, "t/" + std::to_string(i), per);
+    CHECK(c.kept_matches() == RouteCache::kMaxMatches);
+    fill_matches(c, "one more", 1);   // past the budget: not kept
+    CHECK(c.kept_matches() == RouteCache::kMaxMatches);
+    bool fill = false;
+    c.lookup("t/0", 1, 1, fill);
+    CHECK_FALSE(fill);
+    c.lookup("one more", 1, 1, fill);
+    CHECK(fill);
+    c.lookup("x", 1, 2, fill);   // a new generation: everything goes, the budget too
+    CHECK(c.kept_matches() == 0);
 }
