@@ -167,6 +167,19 @@ struct Broker::Impl {
 
     // --- connect.cpp
     void on_connect(Connection& c, mqtt::Connect& p);
+    // on_connect's steps; those returning uint8_t answer 0 or the reason to refuse.
+    uint8_t connect_precheck(const mqtt::Connect& p) const;
+    uint8_t choose_client_id(const mqtt::Connect& p, std::string& client_id, bool& assigned);
+    uint8_t make_will(const mqtt::Connect& p, std::unique_ptr<Will>& out);
+    uint32_t granted_expiry(std::string_view client_id, uint32_t asked) const;
+    Session& attach_session(const std::string& client_id, bool fresh, bool& session_present);
+    struct ConnackFacts {
+        uint32_t expiry, asked_expiry;
+        uint16_t keep_alive;
+        bool assigned;   // the broker chose the client id
+    };
+    void connack_properties(const mqtt::Connect& p, const Session& s, const ConnackFacts& f,
+                            mqtt::Properties& pr) const;
     // The authenticator's verdict on this CONNECT: true with `out` set, or
     // false while it is pending (on_connect runs again when it arrives).
     bool authenticate(Connection& c, const mqtt::Connect& p, std::string_view client_id, AuthVerdict& out);

@@ -48,6 +48,99 @@ std::string Broker::Impl::random_client_id() {
     return id;
 }
 
+// The checks of a CONNECT that need no session: 0 (Success) or the reason to refuse.
+uint8_t Broker::Impl::connect_precheck(const Connect& p) const {
+    const bool v5 = p.version == Version::V5;
+    if (v5 && p.props.auth_method) return rc::BadAuthenticationMethod;
+    if (!v5 && cfg.max_keep_alive != 0 && (p.keep_alive == 0 || p.keep_alive > cfg.max_keep_alive)) {
+        // The id is the client's text: shortened, control characters masked.
+        std::string shown(p.client_id.substr(0, 64));
+        std::replace_if(shown.begin(), shown.end(), [](char ch) { return uint8_t(ch) < 0x20 || ch == 0x7F; }, '?');
+        log_notice("refused MQTT 3.x client '%s': keep alive %u is outside 1..%u (max_keep_alive)", shown.c_str(),
+                   unsigned(p.keep_alive), unsigned(cfg.max_keep_alive));
+        return rc::ClientIdentifierNotValid;   // v3 return code 2, as Mosquitto answers
+    }
+    return rc::Success;
+}
+
+// The client id the session goes under: the client's, or one the broker
+// assigns to an empty id where the version allows it (`assigned` set).
+uint8_t Broker::Impl::choose_client_id(const Connect& p, std::string& client_id, bool& assigned) {
+    client_id = p.client_id;
+    assigned = false;
+    if (p.version == Version::V31) {
+        if (client_id.empty() || client_id.size() > 23) return rc::ClientIdentifierNotValid;
+    } else if (client_id.empty()) {
+        if (p.version != Version::V5 && !p.clean_start) return rc::ClientIdentifierNotValid;
+        do client_id = random_client_id(); while (sessions.contains(client_id));
+        assigned = true;
+    }
+    return rc::Success;
+}
+
+// The CONNECT's will, checked against what the broker supports before
+// anything changes; `out` stays null without a will flag.
+uint8_t Broker::Impl::make_will(const Connect& p, std::unique_ptr<Will>& out) {
+    if (!p.will_flag) return rc::Success;
+    if (!valid_topic_name(p.will_topic)) return rc::TopicNameInvalid;
+    if (p.will_qos > cfg.maximum_qos) return rc::QoSNotSupported;
+    if (p.will_retain && !cfg.retain_available) return rc::RetainNotSupported;
+    const bool v5 = p.version == Version::V5;
+    MsgPtr m = make_message(p.will_topic, p.will_payload, p.will_qos, p.will_retain, v5 ? &p.will_props : nullptr);
+    out = std::make_unique<Will>(Will{std::move(m), v5 ? p.will_props.will_delay.value_or(0) : 0});
+    return rc::Success;
+}
+
+// The session expiry granted to `client_id` for what it asked (`asked`).
+uint32_t Broker::Impl::granted_expiry(std::string_view client_id, uint32_t asked) const {
+    // A session with its own queue budget (a bridge's outbound queue) holds
+    // messages their publishers were told are safe: no cap cuts it short.
+    for (const Config::SessionBudget& b : cfg.session_budgets)
+        if (b.client_id == client_id) return asked;
+    return capped_expiry(asked, cfg.max_session_expiry);
+}
+
+// The session `client_id` connects to: an older connection on it goes
+// first (its will per the usual rules), and a clean start (or a session
+// that is another user's, `fresh`) replaces it.
+Session& Broker::Impl::attach_session(const std::string& client_id, bool fresh, bool& session_present) {
+    if (const Session* taken = sessions.find(client_id)) {
+        if (Connection* old = conn(taken->conn)) {
+            if (old->version == Version::V5) send_disconnect(*old, rc::SessionTakenOver);
+            drop(*old, /*publish_will=*/true, /*close_transport=*/true);
+        }
+    }
+    // Looked up again: drop() ends a session whose expiry is 0.
+    Session* s = sessions.find(client_id);
+    if (s && fresh) {
+        remove_session(*s);   // publishes a will still waiting on its delay: the session ended
+        s = nullptr;
+    }
+    session_present = s != nullptr;
+    if (!s) return create_session(client_id);
+    s->delayed_will.reset();   // reconnect within the will delay cancels it
+    return *s;
+}
+
+// The CONNACK's v5 properties: what the broker changed of the client's
+// request and the limits it works under.
+void Broker::Impl::connack_properties(const Connect& p, const Session& s, const ConnackFacts& f,
+                                      Properties& pr) const {
+    if (f.expiry != f.asked_expiry) pr.session_expiry = f.expiry;
+    if (f.assigned) pr.assigned_client_id = s.client_id;   // lives in the session
+    if (cfg.server_keep_alive || f.keep_alive != p.keep_alive) pr.server_keep_alive = f.keep_alive;
+    pr.receive_maximum = cfg.receive_maximum;
+    pr.topic_alias_maximum = cfg.topic_alias_maximum;
+    if (cfg.maximum_qos < 2) pr.maximum_qos = cfg.maximum_qos;
+    if (!cfg.retain_available) pr.retain_available = 0;
+    if (cfg.max_packet_size) pr.maximum_packet_size = cfg.max_packet_size;
+    if (!cfg.wildcard_subscriptions) pr.wildcard_sub_available = 0;
+    if (!cfg.subscription_identifiers) pr.sub_id_available = 0;
+    if (!cfg.shared_subscriptions) pr.shared_sub_available = 0;
+    if (p.props.request_response_info.value_or(0) && !cfg.response_information.empty())
+        pr.response_info = cfg.response_information;
+}
+
 void Broker::Impl::on_connect(Connection& c, Connect& p) {
     c.version = p.version;
     c.bridge = p.bridge;
@@ -57,45 +150,21 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
         drop(c, false, true);
     };
 
-    if (v5 && p.props.auth_method) return refuse(rc::BadAuthenticationMethod);
-    if (!v5 && cfg.max_keep_alive != 0 && (p.keep_alive == 0 || p.keep_alive > cfg.max_keep_alive)) {
-        // The id is the client's text: shortened, control characters masked.
-        std::string shown(p.client_id.substr(0, 64));
-        std::replace_if(shown.begin(), shown.end(), [](char ch) { return uint8_t(ch) < 0x20 || ch == 0x7F; }, '?');
-        log_notice("refused MQTT 3.x client '%s': keep alive %u is outside 1..%u (max_keep_alive)", shown.c_str(),
-                   unsigned(p.keep_alive), unsigned(cfg.max_keep_alive));
-        return refuse(rc::ClientIdentifierNotValid);   // v3 return code 2, as Mosquitto answers
-    }
-
-    std::string client_id(p.client_id);
+    if (uint8_t why = connect_precheck(p)) return refuse(why);
+    std::string client_id;
     bool assigned = false;
-    if (p.version == Version::V31) {
-        if (client_id.empty() || client_id.size() > 23) return refuse(rc::ClientIdentifierNotValid);
-    } else if (client_id.empty()) {
-        if (!v5 && !p.clean_start) return refuse(rc::ClientIdentifierNotValid);
-        do client_id = random_client_id(); while (sessions.contains(client_id));
-        assigned = true;
-    }
+    if (uint8_t why = choose_client_id(p, client_id, assigned)) return refuse(why);
 
     AuthVerdict verdict;
     if (!authenticate(c, p, client_id, verdict)) return;   // pending: runs again with the answer
     if (verdict.reason != rc::Success) return refuse(verdict.reason);
 
-    size_t connected_now = stats.connections;
-    bool takes_over = false;
-    if (const Session* old = sessions.find(client_id)) takes_over = old->conn != 0;
-    if (!takes_over && connected_now >= cfg.max_connections) return refuse(rc::ServerBusy);
+    const Session* old = sessions.find(client_id);
+    const bool takes_over = old && old->conn != 0;
+    if (!takes_over && stats.connections >= cfg.max_connections) return refuse(rc::ServerBusy);
 
-    // The will is checked against what we support before anything changes.
     std::unique_ptr<Will> will;
-    if (p.will_flag) {
-        if (!valid_topic_name(p.will_topic)) return refuse(rc::TopicNameInvalid);
-        if (p.will_qos > cfg.maximum_qos) return refuse(rc::QoSNotSupported);
-        if (p.will_retain && !cfg.retain_available) return refuse(rc::RetainNotSupported);
-        MsgPtr m = make_message(p.will_topic, p.will_payload, p.will_qos, p.will_retain,
-                                v5 ? &p.will_props : nullptr);
-        will = std::make_unique<Will>(Will{std::move(m), v5 ? p.will_props.will_delay.value_or(0) : 0});
-    }
+    if (uint8_t why = make_will(p, will)) return refuse(why);
     // The user name ACLs see: the TLS identity when there is one, else the
     // CONNECT's only when the authenticator verified it. An unverified name
     // gets the anonymous rules (it would otherwise claim any user's rights).
@@ -109,49 +178,23 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
                             will->msg->topic()))
         will.reset();
 
-    uint32_t asked_expiry = v5 ? p.props.session_expiry.value_or(0)
-                               : (p.clean_start ? 0 : kNeverExpires);
-    uint32_t expiry = capped_expiry(asked_expiry, cfg.max_session_expiry);
-    // A session with its own queue budget (a bridge's outbound queue) holds
-    // messages their publishers were told are safe: no cap cuts it short.
-    for (const Config::SessionBudget& b : cfg.session_budgets)
-        if (b.client_id == client_id) expiry = asked_expiry;
+    const uint32_t asked_expiry = v5 ? p.props.session_expiry.value_or(0) : (p.clean_start ? 0 : kNeverExpires);
+    const uint32_t expiry = granted_expiry(client_id, asked_expiry);
 
     // A persistent session belongs to the user that created it: another user
     // neither resumes it nor ends it, unless the configuration lets it start
     // afresh (the old session is discarded, its queue never handed over).
     bool other_users_session = false;
-    if (const Session* old = sessions.find(client_id)) {
-        if (old->expiry_s > 0 && !is_owner(*old, username.get())) {
-            if (!cfg.allow_session_takeover_by_other_user) return refuse(rc::NotAuthorized);
-            other_users_session = true;
-        }
+    if (old && old->expiry_s > 0 && !is_owner(*old, username.get())) {
+        if (!cfg.allow_session_takeover_by_other_user) return refuse(rc::NotAuthorized);
+        other_users_session = true;
     }
     const OwnerSource owner_source = !username ? OwnerSource::Anonymous
                                      : (c.extras && c.extras->identity) ? OwnerSource::Certificate
                                                                        : OwnerSource::Password;
 
-    // Takeover: the older connection goes first (its will per the usual rules).
-    if (const Session* taken = sessions.find(client_id)) {
-        if (Connection* old = conn(taken->conn)) {
-            if (old->version == Version::V5) send_disconnect(*old, rc::SessionTakenOver);
-            drop(*old, /*publish_will=*/true, /*close_transport=*/true);
-        }
-    }
-    // Looked up again: drop() ends a session whose expiry is 0.
-    Session* s = sessions.find(client_id);
-
     bool session_present = false;
-    if (s && (p.clean_start || other_users_session)) {
-        remove_session(*s);   // publishes a will still waiting on its delay: the session ended
-        s = nullptr;
-    }
-    if (s) {
-        session_present = true;
-        s->delayed_will.reset();   // reconnect within the will delay cancels it
-    } else {
-        s = &create_session(client_id);
-    }
+    Session* s = &attach_session(client_id, p.clean_start || other_users_session, session_present);
     // Stored before the client is told it exists. An update of a session
     // already stored draws on the store's reserve, so its client can always
     // come back to drain its queue; a new one may be refused.
@@ -193,22 +236,7 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
 
     Connack ack;
     ack.session_present = session_present && p.version != Version::V31;
-    if (v5) {
-        Properties& pr = ack.props;
-        if (expiry != asked_expiry) pr.session_expiry = expiry;
-        if (assigned) pr.assigned_client_id = s->client_id;   // lives in the session
-        if (cfg.server_keep_alive || c.keep_alive_s != p.keep_alive) pr.server_keep_alive = c.keep_alive_s;
-        pr.receive_maximum = cfg.receive_maximum;
-        pr.topic_alias_maximum = cfg.topic_alias_maximum;
-        if (cfg.maximum_qos < 2) pr.maximum_qos = cfg.maximum_qos;
-        if (!cfg.retain_available) pr.retain_available = 0;
-        if (cfg.max_packet_size) pr.maximum_packet_size = cfg.max_packet_size;
-        if (!cfg.wildcard_subscriptions) pr.wildcard_sub_available = 0;
-        if (!cfg.subscription_identifiers) pr.sub_id_available = 0;
-        if (!cfg.shared_subscriptions) pr.shared_sub_available = 0;
-        if (p.props.request_response_info.value_or(0) && !cfg.response_information.empty())
-            pr.response_info = cfg.response_information;
-    }
+    if (v5) connack_properties(p, *s, ConnackFacts{expiry, asked_expiry, c.keep_alive_s, assigned}, ack.props);
     send_packet(c, ack);
     if (c.dead) return;   // the CONNACK did not fit the client's Maximum Packet Size
 
