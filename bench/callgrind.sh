@@ -14,15 +14,21 @@
 # inclusive): the reactor's per-pass cost depends on how many messages one
 # loop pass handles, which varies with the machine's load; the broker's
 # work per message hardly does.
-#   bench/callgrind.sh [BUILDDIR]     (default: build-rel; RATE, CLIENTS, SHORT, LONG)
+#   bench/callgrind.sh [BUILDDIR]     (default: build-rel; RATE, CLIENTS, SHORT, LONG;
+#     HATO: another build's hato, driven by BUILDDIR's hato-bench)
+# CACHE_SIM=1 adds callgrind's simulated cache (this machine's sizes) and
+# prints its data misses per message too: first-level (D1) and last-level
+# (LL). With many connections a message's cost is mostly lines found cold,
+# which instruction counts do not see; the simulation repeats exactly too.
 # Needs valgrind (apt-get install valgrind). Not run by CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build-rel}
-hato=$build/src/app/hato
+hato=${HATO:-$build/src/app/hato}
 bench=$build/bench/hato-bench
 RATE=${RATE:-500}   # msg/s over all publishers: low, so that most loop passes handle one message
 CLIENTS=${CLIENTS:-10}   # pairs
+cache_sim=${CACHE_SIM:-}; [ "$cache_sim" = 0 ] && cache_sim=
 SHORT=${SHORT:-1}
 LONG=${LONG:-5}
 for f in "$hato" "$bench"; do [ -x "$f" ] || { echo "missing $f: build first (meson setup $build --buildtype=release -Dtests=false && ninja -C $build)"; exit 1; }; done
@@ -54,7 +60,7 @@ sync = "always"
 [log]
 level = "warn"
 TOML
-  valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" "$hato" -c "$work/hato.toml" 2>"$work/broker.log" &
+  valgrind --tool=callgrind ${cache_sim:+--cache-sim=yes} --callgrind-out-file="$work/cg.out" "$hato" -c "$work/hato.toml" 2>"$work/broker.log" &
   pid=$!
   for _ in $(seq 300); do
     (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break
@@ -65,13 +71,17 @@ TOML
         --duration "$2" --warmup 0 2>&1 | grep '^RESULT') || { echo "hato-bench failed: $out"; exit 1; }
   kill -TERM "$pid"; wait "$pid" || true; pid=
   [[ "$out" == *" lost=0 "* ]] || { echo "messages lost: $out"; exit 1; }
-  echo "$(sed -n 's/^summary: //p' "$work/cg.out") $(broker_ir "$work/cg.out") $(sed -n 's/.* received=\([0-9]*\).*/\1/p' <<<"$out")"
+  # summary: Ir [Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw]; prints Ir, D1 and LL data misses
+  echo "$(awk '/^summary:/ {print $2, $6 + $7, $9 + $10}' "$work/cg.out") $(broker_ir "$work/cg.out") $(sed -n 's/.* received=\([0-9]*\).*/\1/p' <<<"$out")"
 }
 
 echo "callgrind, $(date -u '+%Y-%m-%d %H:%M'), pairs x${CLIENTS}, ${RATE} msg/s, ${SHORT}s vs ${LONG}s, $build"
 for qos in 0 1; do
-  read -r i1 b1 m1 < <(run "$qos" "$SHORT")
-  read -r i2 b2 m2 < <(run "$qos" "$LONG")
+  read -r i1 d1 l1 b1 m1 < <(run "$qos" "$SHORT")
+  read -r i2 d2 l2 b2 m2 < <(run "$qos" "$LONG")
   awk -v q="$qos" -v i1="$i1" -v b1="$b1" -v m1="$m1" -v i2="$i2" -v b2="$b2" -v m2="$m2" \
-    'BEGIN{printf "qos%d: %.0f instructions/msg, %.0f of them in the broker  (%d msgs: %d Ir; %d msgs: %d Ir)\n", q, (i2-i1)/(m2-m1), (b2-b1)/(m2-m1), m1, i1, m2, i2}'
+      -v d1="$d1" -v d2="$d2" -v l1="$l1" -v l2="$l2" -v sim="$cache_sim" \
+    'BEGIN{printf "qos%d: %.0f instructions/msg, %.0f of them in the broker", q, (i2-i1)/(m2-m1), (b2-b1)/(m2-m1)
+           if (sim != "") printf ", %.1f D1 and %.1f LL data misses/msg", (d2-d1)/(m2-m1), (l2-l1)/(m2-m1)
+           printf "  (%d msgs: %d Ir; %d msgs: %d Ir)\n", m1, i1, m2, i2}'
 done
