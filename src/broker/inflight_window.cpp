@@ -11,22 +11,42 @@ size_t InflightWindow::id_position(uint16_t packet_id) const {
 }
 
 uint64_t InflightWindow::seq_of(uint16_t packet_id) const {
-    return ids_.empty() ? 0 : ids_[id_position(packet_id)].seq;   // an empty slot's seq is 0
+    if (!ids_.empty()) return ids_[id_position(packet_id)].seq;   // an empty slot's seq is 0
+    // From the newest: a packet id held twice (only a damaged store could)
+    // answers with the newer item, as the table does.
+    for (size_t i = count_; i-- > 0;) {
+        const OutItem& it = at(i);
+        if (it.packet_id == packet_id && it.msg) return it.seq;
+    }
+    return 0;
 }
 
 void InflightWindow::index_put(uint16_t packet_id, uint64_t seq) {
+    if (ids_.empty()) {
+        if (count_ < kScanned) return;
+        index_ring();
+    }
     // A packet id already indexed (only a damaged store could hold two in
     // flight) points at the newer item, as the map this replaced did.
-    if (!ids_.empty()) {
-        IdSlot& s = ids_[id_position(packet_id)];
-        if (!IdSlot::is_empty(s)) {
-            s.seq = seq;
-            return;
-        }
+    IdSlot& s = ids_[id_position(packet_id)];
+    if (!IdSlot::is_empty(s)) {
+        s.seq = seq;
+        return;
     }
     if ((live_ + 1) * 4 > ids_.size() * 3)
         detail::rehash_slots(ids_, detail::table_capacity_for((live_ + 1) * 2));
     detail::place_slot(ids_, IdSlot{packet_id, seq});
+}
+
+void InflightWindow::index_ring() {
+    ids_.assign(detail::table_capacity_for((live_ + 1) * 2), IdSlot{});
+    for (size_t i = 0; i < count_; ++i) {   // oldest first: a repeated id ends on the newer item
+        const OutItem& it = at(i);
+        if (!it.msg) continue;
+        IdSlot& s = ids_[id_position(it.packet_id)];
+        if (IdSlot::is_empty(s)) s = IdSlot{it.packet_id, it.seq};
+        else s.seq = it.seq;
+    }
 }
 
 void InflightWindow::index_erase(uint16_t packet_id) {
@@ -96,7 +116,10 @@ void InflightWindow::pop_holes() {
         head_ = (head_ + 1) & (ring_.size() - 1);
         --count_;
     }
-    if (count_ == 0) head_ = 0;
+    if (count_ == 0) {
+        head_ = 0;
+        ids_.clear();   // back to scanning; the capacity stays for the next burst
+    }
     // Holes behind an item that is never acknowledged: squeeze them out once
     // they outnumber the live items, so the ring stays within twice the window.
     const size_t holes = count_ - live_;
@@ -115,7 +138,7 @@ void InflightWindow::trim() {
     if (!empty()) return;
     count_ = head_ = 0;
     if (ring_.size() > 64) std::vector<OutItem>().swap(ring_);
-    if (ids_.size() > 128) std::vector<IdSlot>().swap(ids_);
+    if (ids_.capacity() > 128) std::vector<IdSlot>().swap(ids_);
 }
 
 }  // namespace hato::broker

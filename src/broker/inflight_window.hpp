@@ -9,6 +9,11 @@
 // maps packet id -> seq. An acknowledged item leaves a hole that is dropped
 // once it reaches the front; holes behind a stuck item are squeezed out when
 // they outnumber the live items, so memory stays bounded by the window.
+// A window of a few items (most of them: a subscriber acknowledges within a
+// round trip) is searched by scanning the ring, whose lines the delivery
+// touches anyway; the id table is built when the window grows past that and
+// forgotten when it empties. With many sessions in flight, each one's table
+// was a cold line twice per message.
 #pragma once
 
 #include <cstddef>
@@ -84,7 +89,9 @@ private:
     // Fibonacci hashing: good high bits, which is what ProbeRange::home uses.
     static uint32_t hash_id(uint16_t id) { return uint32_t(id) * 0x9E3779B1u; }
 
+    static constexpr size_t kScanned = 8;   // ring items searched without the id table
     OutItem& at(size_t i) { return ring_[(head_ + i) & (ring_.size() - 1)]; }
+    const OutItem& at(size_t i) const { return ring_[(head_ + i) & (ring_.size() - 1)]; }
     size_t index_of(uint64_t seq);   // position of `seq` among the count_ items, or count_
     void drop(OutItem& hole, uint16_t packet_id);   // makes `hole` a hole, unindexes its id
     void pop_holes();                // drops holes at the front; squeezes if too many
@@ -92,12 +99,13 @@ private:
     size_t id_position(uint16_t packet_id) const;   // its slot in ids_ (not empty), or the empty one
     void index_put(uint16_t packet_id, uint64_t seq);
     void index_erase(uint16_t packet_id);
+    void index_ring();               // builds the id table from the items in the ring
 
     std::vector<OutItem> ring_;      // power-of-two size; items [head_, head_ + count_)
     size_t head_ = 0;
     size_t count_ = 0;               // items in the ring, holes included
     size_t live_ = 0;                // items that are not holes
-    std::vector<IdSlot> ids_;        // open addressing (open_table.hpp), load <= 3/4
+    std::vector<IdSlot> ids_;        // open addressing (open_table.hpp), load <= 3/4; empty: scan the ring
 };
 
 }  // namespace hato::broker

@@ -109,3 +109,29 @@ TEST_CASE("inflight window: recovery inserts out of order; take_if moves in seq 
     check_same(w, model);
     CHECK(w.seq_of(21) == 0);
 }
+
+TEST_CASE("inflight window: scanned while small, indexed while large, scanned again once empty") {
+    std::mt19937 rng(11);
+    InflightWindow w;
+    uint64_t seq = 1;
+    for (int round = 0; round < 60; ++round) {
+        std::map<uint64_t, uint16_t> model;
+        const size_t n = 1 + size_t(round % 24);   // on both sides of the scanned size
+        for (size_t i = 0; i < n; ++i, ++seq) {
+            const uint16_t id = uint16_t(1 + (seq * 7) % 60000);
+            w.insert(item(seq, id));
+            model[seq] = id;
+        }
+        check_same(w, model);
+        while (!model.empty()) {
+            auto it = model.begin();
+            std::advance(it, long(rng() % model.size()));
+            CHECK(w.seq_of(it->second) == it->first);
+            CHECK(w.erase(it->first));
+            CHECK(w.seq_of(it->second) == 0);
+            model.erase(it);
+            check_same(w, model);
+        }
+        CHECK(w.empty());
+    }
+}
