@@ -122,6 +122,11 @@ public:
 
     size_t size() const { return topics_.size(); }
     size_t kept_matches() const { return kept_matches_; }
+    // The same for the subscriptions at `generation` (for gauges): after a
+    // change the cache holds nothing usable, though it empties only at its
+    // next lookup.
+    size_t topics_at(uint64_t generation) const { return generation == generation_ ? size() : 0; }
+    size_t matches_at(uint64_t generation) const { return generation == generation_ ? kept_matches_ : 0; }
 
 private:
     // No Local makes the matches depend on who publishes: only then is the
