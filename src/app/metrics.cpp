@@ -194,6 +194,11 @@ std::string render_prometheus(const StatusData& d) {
     e.single("hato_slow_clients_closed_total", "counter",
              "Clients closed for staying over max_output_bytes longer than slow_client_timeout_ms.",
              num(s.slow_clients_closed));
+    e.single("hato_route_cache_topics", "gauge",
+             "Topics whose subscription matches the route cache holds (emptied when subscriptions change).",
+             num(d.route_cache_topics));
+    e.single("hato_route_cache_matches", "gauge", "Subscription matches the route cache holds for those topics.",
+             num(d.route_cache_matches));
     e.family("hato_store_refusals_total", "counter", "Durable writes the store refused, by reason.");
     e.sample("hato_store_refusals_total", "reason=\"max_bytes\"", num(s.store_refused_quota));
     e.sample("hato_store_refusals_total", "reason=\"disk_full\"", num(s.store_refused_disk_full));

@@ -87,6 +87,8 @@ struct StatusData {
     std::string backend;
     double uptime_s = 0;
     broker::Stats stats;
+    uint64_t route_cache_topics = 0;    // Broker::Counts
+    uint64_t route_cache_matches = 0;
     std::vector<ListenerStatus> listeners;
     bool listeners_open = true;
     bool storage_enabled = false;

@@ -57,6 +57,9 @@ StatusData MetricsEndpoint::status() {
     d.backend = c_.reactor->name();
     d.uptime_s = double(c_.reactor->now_ms() - started_ms_) / 1000.0;
     d.stats = c_.broker->stats();
+    const broker::Broker::Counts counts = c_.broker->counts();
+    d.route_cache_topics = counts.route_cache_topics;
+    d.route_cache_matches = counts.route_cache_matches;
     for (size_t i = 0; i < cfg_.listeners.size(); ++i) {
         const config::Listener& l = cfg_.listeners[i];
         if (!c_.listeners->is_open(i)) continue;

@@ -79,6 +79,8 @@ Broker::Counts Broker::counts() const {
     n.shared_group_names = impl_->subs.group_count();
     n.timers = impl_->timers.size();
     n.sessions = impl_->sessions.size();
+    n.route_cache_topics = impl_->route_cache.topics_at(impl_->subs.generation());
+    n.route_cache_matches = impl_->route_cache.matches_at(impl_->subs.generation());
     return n;
 }
 

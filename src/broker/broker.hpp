@@ -127,6 +127,8 @@ public:
         size_t shared_group_names = 0;   // interned $share group names
         size_t timers = 0;               // timer heap entries, stale ones included
         size_t sessions = 0;
+        size_t route_cache_topics = 0;   // topics whose matches the route cache holds
+        size_t route_cache_matches = 0;  // the matches it holds for them
     };
     Counts counts() const;
 

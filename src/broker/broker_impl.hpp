@@ -243,6 +243,9 @@ struct Broker::Impl {
     void redistribute_shared(Session& s);
     void finish_out(Session& s, uint64_t seq);
     size_t window(const Connection& c) const;   // the in-flight window towards this client
+    // Whether one more message may go into flight towards `c` now, or what stops it.
+    enum class Room { Yes, WindowFull, OutputBlocked, OverLimit };
+    Room room_to_send(const Connection& c, const SessionFlows& f) const;
     // May the session's owner read a message published to `topic`? Asked at
     // routing and again at every send (the rules may have been reloaded, the
     // queue may predate a restart). A session whose owner is not known yet

@@ -13,6 +13,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "broker/auth.hpp"
@@ -132,11 +133,16 @@ struct ConnectionExtras {
     }
 };
 
+// One topic's entry in the RouteCache (route_cache.hpp), the value type of
+// its table: declared here so that a connection can point at one.
+struct RouteMatches;
+using RouteCacheEntry = std::pair<const std::string, RouteMatches>;
+
 // Which RouteCache entry this connection's last PUBLISH used (route_cache.hpp):
 // a client repeats its topics, and its own line of state is at hand.
 struct RouteMemo {
     uint64_t generation = ~uint64_t(0);   // the subscription generation it was taken at
-    const void* entry = nullptr;
+    RouteCacheEntry* entry = nullptr;
 };
 
 struct Connection {

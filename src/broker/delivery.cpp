@@ -20,6 +20,15 @@ size_t Broker::Impl::window(const Connection& c) const {
     return std::max<size_t>(std::min<size_t>(cfg.max_inflight, c.client_receive_max), 1);
 }
 
+// The order matters to fill_window: only an over-limit output starts
+// back-pressure, a full window or a blocked output just waits.
+Broker::Impl::Room Broker::Impl::room_to_send(const Connection& c, const SessionFlows& f) const {
+    if (f.inflight.size() >= window(c)) return Room::WindowFull;
+    if (c.output_blocked) return Room::OutputBlocked;
+    if (pressure.over_limit(c)) return Room::OverLimit;
+    return Room::Yes;
+}
+
 bool Broker::Impl::may_read(Session& s, std::string_view topic) {
     if (!authz || s.owner_source == OwnerSource::Unknown) return true;
     return authz->can_receive(client_info(s), topic);
@@ -110,8 +119,7 @@ void Broker::Impl::deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool reta
     // Nothing waiting ahead of it and room to send: straight into flight,
     // without a trip through the queue (the common case for an online,
     // reading subscriber). The rest waits in the queue for fill_window.
-    if (c && c->connected && f.queue.empty() && f.inflight.size() < window(*c) && !c->output_blocked &&
-        !pressure.over_limit(*c)) {
+    if (c && c->connected && f.queue.empty() && room_to_send(*c, f) == Room::Yes) {
         start_flight(s, *c, f, std::move(item), w);
         s.release_flows_if_empty(flows_pool);
         return;
@@ -148,13 +156,10 @@ void Broker::Impl::fill_window(Session& s, OpWrites& w) {
     Connection* c = conn(s.conn);
     if (!c || !c->connected) return;
     SessionFlows& f = *s.flows;
-    const size_t win = window(*c);
-    while (!f.queue.empty() && f.inflight.size() < win) {
-        if (c->output_blocked) return;
-        if (pressure.over_limit(*c)) {
-            pressure.block(*c, now_ms, true);
-            return;
-        }
+    while (!f.queue.empty()) {
+        const Room room = room_to_send(*c, f);
+        if (room == Room::OverLimit) pressure.block(*c, now_ms, true);
+        if (room != Room::Yes) return;
         OutItem item = std::move(f.queue.front());
         f.queue.pop_front();
         f.queue_bytes -= std::min<uint64_t>(f.queue_bytes, item.msg->byte_size());

@@ -186,9 +186,9 @@ size_t Broker::Impl::route(const MsgPtr& msg, Slot publisher, OpWrites& w, Route
     bool fill = true;
     MatchCollector& found = route_busy ? *(nested = std::make_unique<MatchCollector>())
                                        : route_cache.lookup(msg->topic(), publisher, subs.generation(), fill, memo);
+    if (nested) nested->publisher = publisher;   // what lookup() hands out to fill has it set
     route_busy = true;
     if (fill) {
-        found.publisher = publisher;
         subs.match(msg->topic(), found);
         found.merge_direct();
         if (!nested) route_cache.filled();

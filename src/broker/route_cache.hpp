@@ -20,11 +20,21 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 #include "broker/match_collector.hpp"
 #include "broker/str_map.hpp"
 
 namespace hato::broker {
+
+// What the cache keeps for one topic.
+struct RouteMatches {
+    MatchCollector found;
+    size_t counted = 0;       // its part of the cache's kept matches
+    bool matched = false;     // `found` holds the topic's matches (filled() ran)
+    bool too_large = false;   // past a bound: matched every time, into the overflow collector
+};
+static_assert(std::is_same_v<RouteCacheEntry, StrMap<RouteMatches>::value_type>);
 
 class RouteCache {
 public:
@@ -55,11 +65,10 @@ public:
             return *current_;
         }
         last_topic_.assign(topic);
-        Entry* e = nullptr;
+        RouteCacheEntry* e = nullptr;
         if (memo && memo->generation == generation_) {
             // Taken at this generation, so the entry has not been freed since.
-            auto* kept = static_cast<Entry*>(const_cast<void*>(memo->entry));
-            if (kept->first == topic) e = kept;
+            if (memo->entry->first == topic) e = memo->entry;
         }
         if (!e) {
             auto it = topics_.find(topic);
@@ -76,7 +85,7 @@ public:
             reset(overflow_, publisher);
             return overflow_;
         }
-        Kept& k = e->second;
+        RouteMatches& k = e->second;
         current_ = &k.found;
         fill = !k.matched || !reusable(k.found, publisher);
         if (fill) {
@@ -94,7 +103,7 @@ public:
     // lookup on; the caller still reads the matches now).
     void filled() {
         if (!filling_) return;
-        Kept& k = *filling_;
+        RouteMatches& k = *filling_;
         size_t n = k.found.direct.size();
         for (const auto& group : k.found.shared) n += group.second.size();
         if (n > kMaxMatchesPerTopic || kept_matches_ + n > kMaxMatches) {
@@ -113,16 +122,13 @@ public:
 
     size_t size() const { return topics_.size(); }
     size_t kept_matches() const { return kept_matches_; }
+    // The same for the subscriptions at `generation` (for gauges): after a
+    // change the cache holds nothing usable, though it empties only at its
+    // next lookup.
+    size_t topics_at(uint64_t generation) const { return generation == generation_ ? size() : 0; }
+    size_t matches_at(uint64_t generation) const { return generation == generation_ ? kept_matches_ : 0; }
 
 private:
-    struct Kept {
-        MatchCollector found;
-        size_t counted = 0;       // its part of kept_matches_
-        bool matched = false;     // `found` holds the topic's matches (filled() ran)
-        bool too_large = false;   // past a bound: matched every time, into overflow_
-    };
-    using Entry = StrMap<Kept>::value_type;
-
     // No Local makes the matches depend on who publishes: only then is the
     // publisher part of the key.
     static bool reusable(const MatchCollector& m, Slot publisher) {
@@ -134,16 +140,16 @@ private:
         m.saw_no_local = false;
         m.publisher = publisher;
     }
-    static void release(Kept& k) {
+    static void release(RouteMatches& k) {
         std::vector<MatchCollector::Merged>().swap(k.found.direct);
         decltype(k.found.shared)().swap(k.found.shared);
     }
 
     uint64_t generation_ = ~uint64_t(0);
-    StrMap<Kept> topics_;              // nodes: an entry does not move when others are added
+    StrMap<RouteMatches> topics_;              // nodes: an entry does not move when others are added
     MatchCollector overflow_;          // a topic past the bounds
     MatchCollector* current_ = nullptr;
-    Kept* filling_ = nullptr;          // the entry the caller is filling
+    RouteMatches* filling_ = nullptr;          // the entry the caller is filling
     size_t kept_matches_ = 0;
     std::string last_topic_;
 };

@@ -11,6 +11,8 @@ void Broker::fill_gauges(SysGauges& g) const {
     g.sessions = m.sessions.size();
     g.subscriptions = m.subs.size();
     g.shared_subscriptions = m.shared.member_count();
+    g.route_cache_topics = m.route_cache.topics_at(m.subs.generation());
+    g.route_cache_matches = m.route_cache.matches_at(m.subs.generation());
 
     uint64_t retained = m.retained.size(), held = 0, held_bytes = m.retained.bytes();
     held = retained;

@@ -24,6 +24,8 @@ struct SysGauges {
     uint64_t shared_subscriptions = 0;
     uint64_t held_messages = 0;          // retained + queued + in flight (one per session holding it)
     uint64_t held_bytes = 0;             // their topics, payloads and properties
+    uint64_t route_cache_topics = 0;     // Broker::Counts
+    uint64_t route_cache_matches = 0;
 
     // Filled by the wiring.
     std::string version;

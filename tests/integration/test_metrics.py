@@ -120,6 +120,10 @@ def test_metrics_values_after_a_known_scenario(broker_factory, clients):
     assert m['hato_sync_latency_seconds_bucket{le="+Inf"}'] == m["hato_sync_latency_seconds_count"]
     assert m["hato_loop_pass_seconds_count"] >= M_MESSAGES
     assert m["hato_uptime_seconds"] >= 0
+    # Each of the M topics is kept with its one match (m-sub); topics without
+    # a subscriber ($SYS ones) are kept with none.
+    assert M_MESSAGES <= m["hato_route_cache_topics"] <= 1024
+    assert m["hato_route_cache_matches"] == M_MESSAGES
     assert any(k.startswith("hato_build_info{") for k in m)
     for key in m:  # every counter ends in _total, every name is hato_
         assert key.startswith("hato_"), key

@@ -95,6 +95,10 @@ def test_sys_values_follow_a_known_scenario(broker_factory, clients):
     assert float(view.values[B + "hato/store/fill_percent"]) >= 0
     assert num(view.values[B + "hato/store/refused/total"]) == 0
     assert num(view.values[B + "hato/publish/dropped/qos0_slow_consumer"]) == 0
+    # app/data and the k retained topics are kept, each with its one match
+    # (sub); the $SYS topics too, each with the monitor.
+    view.wait_for(B + "hato/route_cache/topics", lambda v: 1 + k_retained <= num(v) <= 1024)
+    view.wait_for(B + "hato/route_cache/matches", lambda v: 1 + k_retained <= num(v) <= 16384)
 
     # Uptime grows from one publication to the next (every second).
     first = num(view.wait_for(B + "uptime", lambda v: v.endswith(" seconds")))

@@ -28,6 +28,8 @@ StatusData sample() {
     d.store_bytes = 600;
     d.store_max_bytes = 1000;
     d.store_segments = 2;
+    d.route_cache_topics = 5;
+    d.route_cache_matches = 6;
     return d;
 }
 
@@ -97,6 +99,8 @@ TEST_CASE("metrics: the exposition has HELP/TYPE, _total counters, escaped label
     CHECK(t.find("hato_sync_latency_seconds_sum 0.0055\n") != std::string::npos);
     CHECK(t.find("hato_loop_pass_seconds") == std::string::npos);  // not given: not shown
     CHECK(t.find("hato_uptime_seconds 12.5\n") != std::string::npos);
+    CHECK(t.find("# TYPE hato_route_cache_topics gauge\nhato_route_cache_topics 5\n") != std::string::npos);
+    CHECK(t.find("# TYPE hato_route_cache_matches gauge\nhato_route_cache_matches 6\n") != std::string::npos);
     // every counter family ends in _total
     size_t pos = 0;
     while ((pos = t.find("# TYPE ", pos)) != std::string::npos) {

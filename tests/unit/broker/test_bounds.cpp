@@ -157,6 +157,31 @@ TEST_CASE("shared-group names are freed with their last subscription") {
     CHECK(h.broker->counts().shared_group_names == 0);
 }
 
+TEST_CASE("the route cache's counts follow the topics routed and empty on a subscription change") {
+    Harness h;
+    TestClient sub(h, Version::V5);
+    sub.connect("sub");
+    sub.subscribe("t/#", 0);
+    sub.subscribe("t/1", 0, 2);   // overlapping: merged into one match
+    TestClient pub(h, Version::V5);
+    pub.connect("pub");
+    CHECK(h.broker->counts().route_cache_topics == 0);
+    pub.publish("t/1", "a");
+    pub.publish("t/2", "b");
+    pub.publish("t/1", "c");
+    pub.publish("u/1", "d");   // no subscriber: kept, with no match
+    CHECK(h.broker->counts().route_cache_topics == 3);
+    CHECK(h.broker->counts().route_cache_matches == 2);
+    TestClient other(h, Version::V5);
+    other.connect("other");
+    other.subscribe("t/1", 0);
+    CHECK(h.broker->counts().route_cache_topics == 0);
+    CHECK(h.broker->counts().route_cache_matches == 0);
+    pub.publish("t/1", "e");
+    CHECK(h.broker->counts().route_cache_topics == 1);
+    CHECK(h.broker->counts().route_cache_matches == 2);
+}
+
 TEST_CASE("session-expiry timers do not pile up over connect/disconnect cycles") {
     Harness h;
     Properties props;
