@@ -150,6 +150,27 @@ struct BridgeRunner::Entry final : bridge::LinkOutput {
     std::vector<std::string> local_filters() override {
         return broker->session_filters(bridge::Link::local_client_id(cfg.name));
     }
+    // Kept as a retained message in the log, one filter a line: durable
+    // like the bridge's queue, and in the same store.
+    std::vector<std::string> upstream_filters() override {
+        std::vector<std::string> out;
+        const std::string text = broker->retained_payload(bridge::Link::upstream_filters_topic(cfg.name));
+        size_t start = 0;
+        while (start < text.size()) {
+            size_t end = text.find('\n', start);
+            if (end == std::string::npos) end = text.size();
+            if (end > start) out.push_back(text.substr(start, end - start));
+            start = end + 1;
+        }
+        return out;
+    }
+    void remember_upstream_filters(const std::vector<std::string>& filters) override {
+        std::string text;
+        for (const std::string& f : filters) text += f + '\n';
+        // An empty retained payload removes the message: nothing is remembered.
+        broker->publish_stored(bridge::Link::upstream_filters_topic(cfg.name),
+                               {reinterpret_cast<const uint8_t*>(text.data()), text.size()}, 1, true);
+    }
     void log(int level, const std::string& text) override {
         if (level == 0) log_info("%s", text.c_str());
         else log_warn("%s", text.c_str());
@@ -602,6 +623,8 @@ bool internal(const broker::ClientInfo& c) { return c.client_id.substr(0, kBridg
 }  // namespace
 
 bool BridgeAuthorizer::can_publish(const broker::ClientInfo& c, std::string_view topic) {
+    // "$bridge/..." topics hold the bridges' own state (upstream_filters).
+    if (topic.substr(0, kBridgePrefix.size()) == kBridgePrefix) return internal(c);
     return internal(c) || inner_.can_publish(c, topic);
 }
 bool BridgeAuthorizer::can_subscribe(const broker::ClientInfo& c, std::string_view filter) {

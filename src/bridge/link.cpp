@@ -158,6 +158,7 @@ bool Link::handle_upstream(const Packet& p, std::span<const uint8_t> raw) {
             in.push_back(t);
         }
         if (in.empty()) {
+            unsubscribe_stale_upstream({});
             start_local();
         } else {
             state_ = State::UpSubscribing;
@@ -175,10 +176,20 @@ bool Link::handle_upstream(const Packet& p, std::span<const uint8_t> raw) {
     }
     if (state_ == State::UpSubscribing) {
         if (const auto* sa = std::get_if<mqtt::Suback>(&p); sa && sa->packet_id == kSubscribeId) {
-            for (size_t i = 0; i < sa->reasons.size(); ++i)
-                if (sa->reasons[i] >= 0x80)
-                    out_.log(1, "bridge " + cfg_.name + ": upstream refused subscription " + std::to_string(i + 1) +
-                                    " (reason " + hex(sa->reasons[i]) + ")");
+            std::vector<std::string> subscribed;
+            size_t i = 0;
+            for (const TopicRule& r : cfg_.topics) {   // the SUBSCRIBE listed the in rules in this order
+                if (!r.in()) continue;
+                const uint8_t reason = i < sa->reasons.size() ? sa->reasons[i] : 0x80;
+                ++i;
+                if (reason < 0x80) {
+                    subscribed.push_back(r.pattern);
+                    continue;
+                }
+                out_.log(1, "bridge " + cfg_.name + ": upstream refused subscription " + std::to_string(i) +
+                                " (reason " + hex(reason) + ")");
+            }
+            unsubscribe_stale_upstream(std::move(subscribed));
             start_local();
             return true;
         }
@@ -193,6 +204,11 @@ bool Link::handle_upstream(const Packet& p, std::span<const uint8_t> raw) {
     }
     if (const auto* pub = std::get_if<mqtt::Publish>(&p)) {
         forward_in(*pub);
+        return true;
+    }
+    if (const auto* ua = std::get_if<mqtt::Unsuback>(&p); ua && ua->packet_id == kUnsubscribeId) {
+        if (remember_after_unsuback_) out_.remember_upstream_filters(*remember_after_unsuback_);
+        remember_after_unsuback_.reset();
         return true;
     }
     if (const auto* ack = std::get_if<mqtt::Ack>(&p)) {
@@ -345,6 +361,37 @@ void Link::unsubscribe_stale_local() {
     out_.log(0, "bridge " + cfg_.name + ": " + std::to_string(u.filters.size()) +
                     " local subscription(s) no longer in the configuration removed");
     send_local(Packet{u});   // its UNSUBACK is ignored; the broker answers before the SUBSCRIBE
+}
+
+void Link::unsubscribe_stale_upstream(std::vector<std::string> subscribed) {
+    remember_after_unsuback_.reset();
+    const std::vector<std::string> remembered = out_.upstream_filters();
+    // A clean start leaves nothing subscribed upstream from before.
+    std::vector<std::string> stale;
+    if (!cfg_.clean_start)
+        for (const std::string& f : remembered) {
+            const bool wanted = std::any_of(cfg_.topics.begin(), cfg_.topics.end(),
+                                            [&f](const TopicRule& r) { return r.in() && r.pattern == f; });
+            if (!wanted && std::find(stale.begin(), stale.end(), f) == stale.end()) stale.push_back(f);
+        }
+    if (stale.empty()) {
+        if (subscribed != remembered) out_.remember_upstream_filters(subscribed);
+        return;
+    }
+    mqtt::Unsubscribe u;
+    u.packet_id = kUnsubscribeId;
+    for (const std::string& f : stale) {
+        out_.log(0, "bridge " + cfg_.name + ": upstream subscription '" + f +
+                        "' no longer in the configuration: unsubscribing");
+        u.filters.push_back(f);
+    }
+    // Remembered now with the stale ones, so a filter subscribed here is
+    // never forgotten while the upstream may still hold a stale one.
+    std::vector<std::string> both = subscribed;
+    both.insert(both.end(), stale.begin(), stale.end());
+    if (both != remembered) out_.remember_upstream_filters(both);
+    remember_after_unsuback_ = std::move(subscribed);
+    send_upstream(Packet{u});
 }
 
 void Link::publish_state(bool up) {

@@ -57,6 +57,11 @@ public:
     // The filters the local session is subscribed to now: those no rule
     // sends out any more are unsubscribed, so they stop filling the queue.
     virtual std::vector<std::string> local_filters() { return {}; }
+    // The in-rule filters this bridge's upstream session is subscribed to,
+    // as remembered durably (across reloads and restarts: MQTT cannot ask
+    // an upstream what a session holds), and the update of that memory.
+    virtual std::vector<std::string> upstream_filters() { return {}; }
+    virtual void remember_upstream_filters(const std::vector<std::string>& /*filters*/) {}
 };
 
 class Link {
@@ -67,6 +72,10 @@ public:
 
     // The local session's client id.
     static std::string local_client_id(const std::string& name) { return "$bridge/" + name; }
+    // Where the runner keeps the upstream filters it remembers (retained, local).
+    static std::string upstream_filters_topic(const std::string& name) {
+        return "$bridge/" + name + "/upstream_filters";
+    }
 
     // Creates (or refreshes) the local session and its subscriptions before
     // the first upstream connection, so that what is published meanwhile is
@@ -109,6 +118,11 @@ private:
     void start_local();
     void subscribe_local();
     void unsubscribe_stale_local();
+    // After the in rules' SUBACK (or at CONNACK with none): the remembered
+    // upstream filters no rule asks for any more are unsubscribed upstream,
+    // and `subscribed` (the in rules the upstream accepted) is remembered
+    // once nothing else is left there.
+    void unsubscribe_stale_upstream(std::vector<std::string> subscribed);
     void become_ready();
     // Retained "$SYS/broker/connection/<name>/state": "1" connected, "0" not
     // (Mosquitto's convention), published through the local session.
@@ -129,6 +143,9 @@ private:
     std::vector<uint8_t> up_in_;
     std::vector<uint8_t> local_in_;
     std::vector<std::vector<uint8_t>> held_;   // upstream packets received before ready
+    // While an upstream UNSUBSCRIBE of stale filters is unanswered: what to
+    // remember once its UNSUBACK comes (until then the stale ones count too).
+    std::optional<std::vector<std::string>> remember_after_unsuback_;
     std::vector<uint8_t> scratch_;
     uint16_t up_receive_max_ = 65535;
     uint64_t last_up_send_ms_ = 0;

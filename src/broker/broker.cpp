@@ -74,6 +74,14 @@ std::vector<std::string> Broker::session_filters(std::string_view client_id) con
     return out;
 }
 
+std::string Broker::retained_payload(std::string_view topic) const {
+    std::vector<MsgPtr> found;
+    impl_->retained.match(topic, impl_->now_ms, impl_->wall_ms(), found);
+    if (found.empty()) return {};
+    const auto payload = found.front()->payload();
+    return std::string(reinterpret_cast<const char*>(payload.data()), payload.size());
+}
+
 Broker::Counts Broker::counts() const {
     Counts n;
     n.shared_group_names = impl_->subs.group_count();

@@ -143,6 +143,9 @@ public:
     QueueInfo session_queue(std::string_view client_id) const;
     // The filters a session is subscribed to, as subscribed (empty if no such session).
     std::vector<std::string> session_filters(std::string_view client_id) const;
+    // The payload of the message retained on `topic` (no wildcards); empty
+    // if there is none.
+    std::string retained_payload(std::string_view topic) const;
 
     // The broker's part of the $SYS values: Stats plus table sizes. Walks
     // the sessions and retained messages (once per [sys] interval).

@@ -142,3 +142,25 @@ def upstream_goes_away(up, gw):
     wait_for(lambda: gw.connected_count() >= 1, what="bridge connected")
     up.stop()
     wait_for(lambda: "bridge site: disconnected" in gw.log(), what="bridge disconnect noticed")
+
+
+def wait_upstream_subscriptions(up, want, timeout=15.0):
+    """Waits until `up`'s $SYS subscriptions/count (its [sys] interval set)
+    reads `want`; the watching client's own subscription counts as one."""
+    from paho_client import Client
+    c = Client(up, client_id="sys-watch")
+    c.subscribe("$SYS/broker/subscriptions/count", qos=0)
+    last = None
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            try:
+                m = c.messages.get(timeout=0.2)
+            except Exception:
+                continue
+            last = int(m.payload.decode().split()[0])
+            if last == want:
+                return
+        raise AssertionError(f"upstream subscriptions/count is {last}, expected {want}")
+    finally:
+        c.close()

@@ -17,7 +17,7 @@ import pytest
 
 from conftest import TARGET, Broker, _can_connect, _free_port
 from raw_mqtt import PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, SUBACK, RawClient, parse_publish, publish, pubrel, subscribe
-from bridge_util import Gateway, Upstream, pub_qos1, receive, sub, upstream_goes_away, wait_for
+from bridge_util import Gateway, Upstream, pub_qos1, receive, sub, upstream_goes_away, wait_for, wait_upstream_subscriptions
 from bridge_util import pair  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.skipif(TARGET == "mosquitto", reason="hato's [[bridge]] configuration")
@@ -289,3 +289,27 @@ def test_two_gateways_both_ways_do_not_loop(backend, tmp_path):
         for g in gws:
             g.stop()
         up.stop()
+
+
+def test_an_in_rule_removed_while_stopped_is_unsubscribed_upstream(pair):
+    # What the upstream session holds is remembered in the gateway's log: a
+    # restart with the rule gone from the file still unsubscribes it.
+    up, gw = pair(settings={"sys": {"interval": 1}})
+    with_old = gw.bridge
+    gw.bridge = with_old + '\n[[bridge.topic]]\npattern = "old/#"\ndirection = "in"\nqos = 1\n'
+    up.start()
+    gw.start()
+    wait_for(lambda: gw.connected_count() >= 1, what="bridge connected")
+    wait_upstream_subscriptions(up, 3)   # cmd/#, old/# and the watcher's
+    gw.stop()
+    gw.bridge = with_old
+    gw.start()
+    wait_for(lambda: gw.connected_count() >= 1, what="bridge connected again")
+    wait_upstream_subscriptions(up, 2)
+    assert "upstream subscription 'old/#' no longer in the configuration: unsubscribing" in gw.log()
+    # Forgotten once done: the next start has nothing to unsubscribe.
+    gw.stop()
+    gw.start()
+    wait_for(lambda: gw.connected_count() >= 1, what="bridge connected a third time")
+    wait_upstream_subscriptions(up, 2)
+    assert "no longer in the configuration: unsubscribing" not in gw.log()

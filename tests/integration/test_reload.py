@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 from conftest import TARGET, _free_port
-from bridge_util import bridge_toml, wait_for
+from bridge_util import bridge_toml, wait_for, wait_upstream_subscriptions
 from paho_client import Client
 
 pytestmark = pytest.mark.skipif(TARGET == "mosquitto", reason="hato's configuration reload")
@@ -173,6 +173,30 @@ def test_a_removed_out_rule_stops_queueing_for_the_bridge(broker_factory):
     m = far.expect()
     assert (m.topic, m.payload) == ("plant/1", b"kept")
     far.expect_none(0.5)
+    for c in (far, local):
+        c.close()
+
+
+def test_a_removed_in_rule_is_unsubscribed_upstream(broker_factory):
+    # The upstream keeps the bridge's session (and its subscriptions) across
+    # reconnects: an in rule removed from the file must be unsubscribed
+    # there, or its traffic keeps crossing the WAN to be dropped on arrival.
+    up = broker_factory({"sys": {"interval": 1}})
+    gw = broker_factory()
+    in_cmd = '\n[[bridge.topic]]\npattern = "cmd/#"\ndirection = "in"\nqos = 1\nlocal_prefix = "remote/"\n'
+    in_old = '\n[[bridge.topic]]\npattern = "old/#"\ndirection = "in"\nqos = 1\n'
+    reload(gw, bridge(up.port) + in_cmd + in_old)
+    wait_for(lambda: "bridge site: connected" in gw.log(), "the bridge to connect")
+    wait_upstream_subscriptions(up, 3)   # cmd/#, old/# and the watcher's
+    reload(gw, bridge(up.port) + in_cmd, expect="bridge site: connected")
+    wait_upstream_subscriptions(up, 2)
+    assert "upstream subscription 'old/#' no longer in the configuration: unsubscribing" in gw.log()
+    # The rule left is still served.
+    far = Client(up, client_id="far")
+    local = Client(gw, client_id="local")
+    local.subscribe("remote/#", qos=1)
+    far.publish("cmd/1", b"still", qos=1)
+    assert local.expect().payload == b"still"
     for c in (far, local):
         c.close()
 

@@ -27,6 +27,13 @@ struct Fake final : LinkOutput {
     void log(int, const std::string&) override {}
     std::vector<std::string> subscribed;   // what local_filters() reports
     std::vector<std::string> local_filters() override { return subscribed; }
+    std::vector<std::string> remembered;   // the durable memory of upstream filters
+    int remember_calls = 0;
+    std::vector<std::string> upstream_filters() override { return remembered; }
+    void remember_upstream_filters(const std::vector<std::string>& filters) override {
+        remembered = filters;
+        ++remember_calls;
+    }
 };
 
 // Decodes every packet in `buf` (copies kept alive in `store`) and clears it.
@@ -361,4 +368,115 @@ TEST_CASE("local subscriptions that no out rule wants any more are unsubscribed 
     lsa.reasons = {1};
     link.on_local_data(enc(Packet{lsa}, Version::V5));
     CHECK(link.ready());
+}
+
+namespace {
+
+// Upstream CONNECT/CONNACK, then the in rules' SUBSCRIBE answered with `reasons`.
+void subscribe_upstream(Link& link, Fake& f, Version v, std::vector<std::vector<uint8_t>>& store,
+                        std::vector<uint8_t> reasons) {
+    link.on_upstream_open(0);
+    take(f.up, v, store);
+    REQUIRE(link.on_upstream_data(enc(Packet{mqtt::Connack{}}, v), 1));
+    auto ps = take(f.up, v, store);
+    REQUIRE(ps.size() == 1);
+    mqtt::Suback sa;
+    sa.packet_id = std::get<mqtt::Subscribe>(ps[0]).packet_id;
+    sa.reasons = std::move(reasons);
+    REQUIRE(link.on_upstream_data(enc(Packet{sa}, v), 2));
+}
+
+void local_ready(Link& link, Fake& f, std::vector<std::vector<uint8_t>>& store) {
+    take(f.local, Version::V5, store);
+    link.on_local_data(enc(Packet{mqtt::Connack{}}, Version::V5));
+    auto ps = take(f.local, Version::V5, store);
+    REQUIRE(ps.size() == 1);
+    mqtt::Suback lsa;
+    lsa.packet_id = std::get<mqtt::Subscribe>(ps[0]).packet_id;
+    lsa.reasons = {1};
+    link.on_local_data(enc(Packet{lsa}, Version::V5));
+    REQUIRE(link.ready());
+}
+
+}  // namespace
+
+TEST_CASE("in rules no longer configured are unsubscribed upstream, and forgotten once the upstream answers") {
+    const Version v = Version::V311;
+    Fake f;
+    f.remembered = {"cmd/#", "old/#", "gone/+/x"};
+    Link link(config(v), f);
+    std::vector<std::vector<uint8_t>> store;
+    subscribe_upstream(link, f, v, store, {1});
+    auto ps = take(f.up, v, store);
+    REQUIRE(ps.size() == 1);
+    const auto& u = std::get<mqtt::Unsubscribe>(ps[0]);
+    REQUIRE(u.filters.size() == 2);
+    CHECK(u.filters[0] == "old/#");
+    CHECK(u.filters[1] == "gone/+/x");
+    CHECK(f.local_opens == 1);   // the local side does not wait for the UNSUBACK
+    // Still remembered until the upstream confirms: a reconnect now retries.
+    CHECK(f.remember_calls == 0);
+    // The UNSUBACK arrives before the local session is ready: it waits too.
+    mqtt::Unsuback ua;
+    ua.packet_id = u.packet_id;
+    REQUIRE(link.on_upstream_data(enc(Packet{ua}, v), 3));
+    CHECK(f.remember_calls == 0);
+    local_ready(link, f, store);
+    CHECK(f.remember_calls == 1);
+    CHECK(f.remembered == std::vector<std::string>{"cmd/#"});
+
+    // The next connection has nothing stale: no UNSUBSCRIBE, nothing rewritten.
+    link.on_upstream_closed();
+    take(f.up, v, store);
+    take(f.local, Version::V5, store);
+    subscribe_upstream(link, f, v, store, {1});
+    ps = take(f.up, v, store);
+    CHECK(ps.empty());
+    CHECK(f.remember_calls == 1);
+}
+
+TEST_CASE("upstream filters: a refused in rule is not remembered; a clean start unsubscribes nothing") {
+    const Version v = Version::V311;
+    {
+        Fake f;
+        Link link(config(v), f);
+        std::vector<std::vector<uint8_t>> store;
+        subscribe_upstream(link, f, v, store, {0x80});
+        CHECK(take(f.up, v, store).empty());
+        CHECK(f.remembered.empty());
+        CHECK(f.remember_calls == 0);   // nothing then, nothing now
+    }
+    {
+        Fake f;
+        f.remembered = {"old/#"};
+        LinkConfig c = config(v);
+        c.clean_start = true;   // the upstream starts a new session: nothing of old/# is left
+        Link link(c, f);
+        std::vector<std::vector<uint8_t>> store;
+        subscribe_upstream(link, f, v, store, {1});
+        CHECK(take(f.up, v, store).empty());
+        CHECK(f.remembered == std::vector<std::string>{"cmd/#"});
+    }
+    {
+        Fake f;   // no in rule left at all: unsubscribed at the CONNACK
+        f.remembered = {"cmd/#"};
+        LinkConfig c = config(v);
+        c.topics.pop_back();
+        Link link(c, f);
+        std::vector<std::vector<uint8_t>> store;
+        link.on_upstream_open(0);
+        take(f.up, v, store);
+        REQUIRE(link.on_upstream_data(enc(Packet{mqtt::Connack{}}, v), 1));
+        auto ps = take(f.up, v, store);
+        REQUIRE(ps.size() == 1);
+        const auto& u = std::get<mqtt::Unsubscribe>(ps[0]);
+        REQUIRE(u.filters.size() == 1);
+        CHECK(u.filters[0] == "cmd/#");
+        CHECK(f.local_opens == 1);
+        local_ready(link, f, store);
+        mqtt::Unsuback ua;
+        ua.packet_id = u.packet_id;
+        REQUIRE(link.on_upstream_data(enc(Packet{ua}, v), 3));
+        CHECK(f.remembered.empty());
+    }
 }
