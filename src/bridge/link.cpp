@@ -372,6 +372,10 @@ void Link::unsubscribe_stale_upstream(std::vector<std::string> subscribed) {
         for (const std::string& f : remembered) {
             const bool wanted = std::any_of(cfg_.topics.begin(), cfg_.topics.end(),
                                             [&f](const TopicRule& r) { return r.in() && r.pattern == f; });
+            const bool listed = std::find(subscribed.begin(), subscribed.end(), f) != subscribed.end();
+            // A rule the upstream refused this time may still hold its
+            // earlier subscription there: it stays remembered.
+            if (wanted && !listed) subscribed.push_back(f);
             if (!wanted && std::find(stale.begin(), stale.end(), f) == stale.end()) stale.push_back(f);
         }
     if (stale.empty()) {

@@ -447,6 +447,16 @@ TEST_CASE("upstream filters: a refused in rule is not remembered; a clean start 
         CHECK(f.remember_calls == 0);   // nothing then, nothing now
     }
     {
+        Fake f;   // accepted before, refused now: the old subscription may remain upstream
+        f.remembered = {"cmd/#"};
+        Link link(config(v), f);
+        std::vector<std::vector<uint8_t>> store;
+        subscribe_upstream(link, f, v, store, {0x87});
+        CHECK(take(f.up, v, store).empty());
+        CHECK(f.remembered == std::vector<std::string>{"cmd/#"});
+        CHECK(f.remember_calls == 0);
+    }
+    {
         Fake f;
         f.remembered = {"old/#"};
         LinkConfig c = config(v);
