@@ -20,6 +20,14 @@
 # prints its data misses per message too: first-level (D1) and last-level
 # (LL). With many connections a message's cost is mostly lines found cold,
 # which instruction counts do not see; the simulation repeats exactly too.
+# LL=SIZE,ASSOC,LINE sets the simulated last level (e.g. LL=1048576,16,64):
+# with thousands of clients a message's state was last touched tens of
+# milliseconds earlier, and on a shared machine a line that old is mostly
+# gone from the real caches; a small last level counts those touches.
+# BACKEND=io_uring runs that backend (valgrind 3.19 passes io_uring through;
+# the kernel's side of it is not counted, as with epoll's syscalls).
+# KEEP=DIR keeps each run's callgrind output there (qos<Q>-<S>s.out), for
+# a per-function diff of the long and the short run (callgrind_annotate).
 # Needs valgrind (apt-get install valgrind). Not run by CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,7 +58,7 @@ run() {  # $1 = qos, $2 = seconds; prints "instructions broker_instructions mess
   port=$(( 20000 + RANDOM % 12000 ))
   cat > "$work/hato.toml" <<TOML
 [broker]
-event_backend = "epoll"
+event_backend = "${BACKEND:-epoll}"
 [[listener]]
 address = "127.0.0.1"
 port = $port
@@ -60,7 +68,7 @@ sync = "always"
 [log]
 level = "warn"
 TOML
-  valgrind --tool=callgrind ${cache_sim:+--cache-sim=yes} --callgrind-out-file="$work/cg.out" "$hato" -c "$work/hato.toml" 2>"$work/broker.log" &
+  valgrind --tool=callgrind ${cache_sim:+--cache-sim=yes} ${LL:+--LL=$LL} --callgrind-out-file="$work/cg.out" "$hato" -c "$work/hato.toml" 2>"$work/broker.log" &
   pid=$!
   for _ in $(seq 300); do
     (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break
@@ -70,6 +78,7 @@ TOML
   out=$("$bench" --port "$port" --scenario pairs --clients "$CLIENTS" --qos "$1" --rate "$RATE" \
         --duration "$2" --warmup 0 2>&1 | grep '^RESULT') || { echo "hato-bench failed: $out"; exit 1; }
   kill -TERM "$pid"; wait "$pid" || true; pid=
+  [ -n "${KEEP:-}" ] && mkdir -p "$KEEP" && cp "$work/cg.out" "$KEEP/qos$1-$2s.out"
   [[ "$out" == *" lost=0 "* ]] || { echo "messages lost: $out"; exit 1; }
   # summary: Ir [Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw]; prints Ir, D1 and LL data misses
   echo "$(awk '/^summary:/ {print $2, $6 + $7, $9 + $10}' "$work/cg.out") $(broker_ir "$work/cg.out") $(sed -n 's/.* received=\([0-9]*\).*/\1/p' <<<"$out")"

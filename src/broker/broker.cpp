@@ -176,9 +176,8 @@ void Broker::reconfigure(const Config& cfg) { impl_->cfg = cfg; }
 // ---------------------------------------------------------------------------
 
 Connection* Broker::Impl::conn(ConnId id) {
-    auto it = conns.find(id);
-    if (it == conns.end() || it->second.dead) return nullptr;
-    return &it->second;
+    Connection* c = conns.get(id);
+    return c && !c->dead ? c : nullptr;
 }
 
 uint64_t Broker::Impl::wall_ms() const {

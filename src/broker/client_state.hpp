@@ -45,14 +45,18 @@ struct Will {
 // QoS 2 id) and freed once empty again (Session::release_flows_if_empty): a
 // std::deque allocates ~600 bytes even when empty, and most sessions are idle
 // or QoS 0 only.
-struct SessionFlows {
-    std::deque<OutItem> queue;               // not sent yet, in order
-    uint64_t queue_bytes = 0;
+// Aligned, in this order, so that what one message reads and writes takes
+// three cache lines: the window, the inbound ids and byte count (read when
+// the flows are released), and the queue's two ends (deque::empty).
+struct alignas(64) SessionFlows {
     InflightWindow inflight;                 // sent, waiting ack; in seq order
     std::set<uint16_t> qos2_in;              // inbound QoS 2 ids waiting PUBREL
+    uint64_t queue_bytes = 0;
+    std::deque<OutItem> queue;               // not sent yet, in order
 
     bool empty() const { return queue.empty() && inflight.empty() && qos2_in.empty(); }
 };
+static_assert(sizeof(InflightWindow) == 64, "SessionFlows: the window is one cache line");
 
 // Emptied SessionFlows kept for reuse, so a session that receives one QoS 1
 // message now and then does not allocate and free the whole structure (a
@@ -77,22 +81,24 @@ private:
     std::vector<std::unique_ptr<SessionFlows>> spare_;
 };
 
+// What a delivery and an acknowledgement read comes first, within the first
+// 64 bytes: with thousands of sessions each further line is a cache miss.
 struct Session {
+    ConnId conn = 0;                 // 0 = offline
+    std::unique_ptr<SessionFlows> flows;     // null: no QoS 1/2 state
+    uint64_t next_seq = 1;           // outlives `flows`: a seq is never reused
+    uint64_t generation = 0;         // bumped on every attach/removal: stale timers compare it
     Slot slot = kNoSlot;
     uint32_t expiry_s = 0;
-    uint64_t generation = 0;         // bumped on every attach/removal: stale timers compare it
-    ConnId conn = 0;                 // 0 = offline
-    uint64_t next_seq = 1;           // outlives `flows`: a seq is never reused
-    std::string client_id;
-    std::map<std::string, SubRecord> subs;   // full filter as subscribed -> record
-    std::unique_ptr<SessionFlows> flows;     // null: no QoS 1/2 state
-    std::unique_ptr<std::string> username;   // the owner's (ACL); null: anonymous, or owner_source Unknown
-    std::unique_ptr<Will> delayed_will;      // will waiting its delay after the connection left
-    std::unique_ptr<AclCache> acl_cache;     // ACL answers by topic; null until the first check, reset on CONNECT
     uint16_t next_packet_id = 1;
     bool persisted = false;          // session_put was called (expiry > 0 at some point)
     OwnerSource owner_source = OwnerSource::Unknown;   // set by CONNECT, or recovered with the session
     int listener = -1;               // of its latest CONNECT (per-listener ACL); -1: none since start
+    std::unique_ptr<AclCache> acl_cache;     // ACL answers by topic; null until the first check, reset on CONNECT
+    std::unique_ptr<std::string> username;   // the owner's (ACL); null: anonymous, or owner_source Unknown
+    std::string client_id;
+    std::map<std::string, SubRecord> subs;   // full filter as subscribed -> record
+    std::unique_ptr<Will> delayed_will;      // will waiting its delay after the connection left
 
     SessionFlows& open_flows(FlowsPool& pool) {
         if (!flows) flows = pool.take();
@@ -145,42 +151,48 @@ struct RouteMemo {
     RouteCacheEntry* entry = nullptr;
 };
 
+// Field order matters: the first 56 bytes (with the connection map's 8-byte
+// key, one cache line) hold what every packet in and every delivery out
+// reads; the map keeps an entry in two aligned lines (SlotMap), and with
+// thousands of clients each line is a miss per message.
 struct Connection {
     ConnId id = 0;
+    RouteMemo route_memo;
+    std::unique_ptr<ConnectionExtras> extras;
+    Slot slot = kNoSlot;
+    uint32_t client_max_packet = 0;  // 0 = no limit
+    uint32_t inbound_pending = 0;    // QoS 1 acks not yet sent + QoS 2 ids waiting PUBREL
+    uint32_t held_acks = 0;          // entries in the held-ack FIFO for this connection
+    uint16_t client_receive_max = 65535;
+    uint16_t client_alias_max = 0;
+    mqtt::Version version = mqtt::Version::V311;
+    bool connected : 1 = false;          // CONNECT accepted
+    bool dead : 1 = false;               // closed by us or by the transport; freed at the end of the event
+    bool problem_info : 1 = true;        // Request Problem Information
+    bool output_blocked : 1 = false;     // back-pressure: waiting for the transport to drain
+    bool reading_paused : 1 = false;     // output over max_output_bytes: the transport stopped reading
+    bool bridge : 1 = false;             // Mosquitto's bridge bit: subscriptions are No Local + Retain As Published
+    // Blocked, and the broker's intake is stopped for it (at most slow_consumer_ms).
+    bool holds_intake : 1 = false;
+    bool slow_consumer : 1 = false;      // held it longer: its QoS 0 is dropped until it drained
+    // ---- second line ----
     uint64_t last_rx_ms = 0;
     // Due time of this connection's live entry in the timer heap (0: none):
     // the CONNECT deadline until CONNECT is accepted, then the keep-alive
     // deadline. One entry per connection; see Broker::Impl::arm_conn_timer.
     uint64_t timer_due_ms = 0;
     std::unique_ptr<Will> will;
-    std::unique_ptr<ConnectionExtras> extras;
-    Slot slot = kNoSlot;
-    uint32_t client_max_packet = 0;  // 0 = no limit
-    uint32_t inbound_pending = 0;    // QoS 1 acks not yet sent + QoS 2 ids waiting PUBREL
-    uint32_t held_acks = 0;          // entries in the held-ack FIFO for this connection
     int listener = 0;
     uint16_t keep_alive_s = 0;
-    uint16_t client_receive_max = 65535;
-    uint16_t client_alias_max = 0;
-    mqtt::Version version = mqtt::Version::V311;
-    bool connected = false;          // CONNECT accepted
-    bool dead = false;               // closed by us or by the transport; freed at the end of the event
-    bool problem_info = true;        // Request Problem Information
-    bool output_blocked = false;     // back-pressure: waiting for the transport to drain
-    bool reading_paused = false;     // output over max_output_bytes: the transport stopped reading
-    bool bridge = false;             // Mosquitto's bridge bit: subscriptions are No Local + Retain As Published
     uint64_t blocked_since_ms = 0;   // when output_blocked was set (slow_client_timeout_ms)
-    // Blocked, and the broker's intake is stopped for it (at most slow_consumer_ms).
-    bool holds_intake = false;
-    bool slow_consumer = false;      // held it longer: its QoS 0 is dropped until it drained
     uint64_t held_since_ms = 0;      // when holds_intake was set
     uint64_t episode_dropped = 0;    // QoS 0 dropped for it since it was last blocked
-    RouteMemo route_memo;
 
     ConnectionExtras& open_extras() {
         if (!extras) extras = std::make_unique<ConnectionExtras>();
         return *extras;
     }
 };
+static_assert(sizeof(Connection) <= 112, "Connection: with the map's key and position, two cache lines");
 
 }  // namespace hato::broker

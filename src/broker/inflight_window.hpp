@@ -101,10 +101,12 @@ private:
     void index_erase(uint16_t packet_id);
     void index_ring();               // builds the id table from the items in the ring
 
+    // 64 bytes in all, one cache line (a window is bounded by the receive
+    // maximum, 65 535, so 32-bit counts).
     std::vector<OutItem> ring_;      // power-of-two size; items [head_, head_ + count_)
-    size_t head_ = 0;
-    size_t count_ = 0;               // items in the ring, holes included
-    size_t live_ = 0;                // items that are not holes
+    uint32_t head_ = 0;
+    uint32_t count_ = 0;             // items in the ring, holes included
+    uint32_t live_ = 0;              // items that are not holes
     std::vector<IdSlot> ids_;        // open addressing (open_table.hpp), load <= 3/4; empty: scan the ring
 };
 
