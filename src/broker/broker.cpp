@@ -31,11 +31,11 @@ void Broker::set_identity(ConnId id, std::string username) {
 
 void Broker::on_auth_result(ConnId id, uint64_t request, const AuthVerdict& verdict) {
     Connection* c = impl_->conn(id);
-    if (c && request != 0 && c->extras && c->extras->auth_request == request) {
-        c->extras->auth_request = 0;
-        c->extras->auth_verdict = verdict;
+    if (c && request != 0 && c->extras() && c->extras()->auth_request == request) {
+        c->extras()->auth_request = 0;
+        c->extras()->auth_verdict = verdict;
         std::vector<uint8_t> held;   // the CONNECT, then whatever came after it
-        held.swap(c->extras->inbuf);
+        held.swap(c->extras()->inbuf);
         impl_->process_input(*c, held);
     }
     impl_->bury();
@@ -270,7 +270,7 @@ void Broker::Impl::process_input(Connection& c, std::span<const uint8_t> bytes) 
     if (auth_pending(c)) {
         // Held until the CONNECT's verdict (which heads the buffer), with a
         // bound: a client cannot park memory here while its check waits.
-        std::vector<uint8_t>& held = c.extras->inbuf;
+        std::vector<uint8_t>& held = c.extras()->inbuf;
         FixedHeader connect_hdr;
         peek_header(held, cfg.max_packet_size, connect_hdr);
         if (held.size() + bytes.size() > connect_hdr.total() + kMaxHeldAfterConnect) return drop(c, false, true);
@@ -279,20 +279,20 @@ void Broker::Impl::process_input(Connection& c, std::span<const uint8_t> bytes) 
     }
     std::span<const uint8_t> in = bytes;
     c.last_rx_ms = now_ms;
-    while (c.extras && !c.extras->inbuf.empty() && !in.empty()) {
+    while (c.extras() && !c.extras()->inbuf.empty() && !in.empty()) {
         bool ready = false, ok = true;
         in = in.subspan(fill_partial(c, in, ready, ok));
         if (!ok) return;
         if (!ready) continue;
         // We own the bytes while the packet is handled; views into them stay valid.
         std::vector<uint8_t> packet;
-        packet.swap(c.extras->inbuf);
-        c.extras->inbuf_need = 0;
+        packet.swap(c.extras()->inbuf);
+        c.extras()->inbuf_need = 0;
         FixedHeader hdr;
         peek_header(packet, 0, hdr);   // checked when the buffer was sized
         if (!process_packet(c, packet, hdr)) return;
         if (auth_pending(c)) {
-            c.extras->inbuf.swap(packet);
+            c.extras()->inbuf.swap(packet);
             return hold_for_verdict(c, in);
         }
     }
@@ -317,7 +317,7 @@ void Broker::Impl::process_input(Connection& c, std::span<const uint8_t> bytes) 
         if (auth_pending(c)) return hold_for_verdict(c, rest);
         pos += hdr.total();
     }
-    if (!c.dead && c.extras && c.extras->empty()) c.extras.reset();
+    if (!c.dead && c.extras() && c.extras()->empty()) c.close_extras();
 }
 
 // The CONNECT went to the authenticator: it and everything after it wait in
@@ -357,7 +357,7 @@ void Broker::Impl::partial_append(ConnectionExtras& x, std::span<const uint8_t> 
 }
 
 size_t Broker::Impl::fill_partial(Connection& c, std::span<const uint8_t> in, bool& ready, bool& ok) {
-    ConnectionExtras& x = *c.extras;
+    ConnectionExtras& x = *c.extras();
     size_t took = 0;
     // The fixed header is at most 5 bytes: completed a byte at a time, so no
     // byte of the next packet is taken.

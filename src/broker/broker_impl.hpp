@@ -183,7 +183,7 @@ struct Broker::Impl {
     // The authenticator's verdict on this CONNECT: true with `out` set, or
     // false while it is pending (on_connect runs again when it arrives).
     bool authenticate(Connection& c, const mqtt::Connect& p, std::string_view client_id, AuthVerdict& out);
-    bool auth_pending(const Connection& c) const { return c.extras && c.extras->auth_request != 0; }
+    bool auth_pending(const Connection& c) const { return c.extras() && c.extras()->auth_request != 0; }
     void on_disconnect(Connection& c, const mqtt::Disconnect& p);
     // Detaches the connection from its session and closes it. The will goes
     // out (now or after its delay) when `publish_will`.

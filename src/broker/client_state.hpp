@@ -158,11 +158,11 @@ struct RouteMemo {
 struct Connection {
     ConnId id = 0;
     RouteMemo route_memo;
-    std::unique_ptr<ConnectionExtras> extras;
     Slot slot = kNoSlot;
     uint32_t client_max_packet = 0;  // 0 = no limit
     uint32_t inbound_pending = 0;    // QoS 1 acks not yet sent + QoS 2 ids waiting PUBREL
     uint32_t held_acks = 0;          // entries in the held-ack FIFO for this connection
+    uint64_t last_rx_ms = 0;
     uint16_t client_receive_max = 65535;
     uint16_t client_alias_max = 0;
     mqtt::Version version = mqtt::Version::V311;
@@ -175,8 +175,8 @@ struct Connection {
     // Blocked, and the broker's intake is stopped for it (at most slow_consumer_ms).
     bool holds_intake : 1 = false;
     bool slow_consumer : 1 = false;      // held it longer: its QoS 0 is dropped until it drained
+    bool has_extras : 1 = false;         // extras_ is set: every packet asks, so the answer is on this line
     // ---- second line ----
-    uint64_t last_rx_ms = 0;
     // Due time of this connection's live entry in the timer heap (0: none):
     // the CONNECT deadline until CONNECT is accepted, then the keep-alive
     // deadline. One entry per connection; see Broker::Impl::arm_conn_timer.
@@ -188,10 +188,21 @@ struct Connection {
     uint64_t held_since_ms = 0;      // when holds_intake was set
     uint64_t episode_dropped = 0;    // QoS 0 dropped for it since it was last blocked
 
+    ConnectionExtras* extras() const { return has_extras ? extras_.get() : nullptr; }
     ConnectionExtras& open_extras() {
-        if (!extras) extras = std::make_unique<ConnectionExtras>();
-        return *extras;
+        if (!has_extras) {
+            extras_ = std::make_unique<ConnectionExtras>();
+            has_extras = true;
+        }
+        return *extras_;
     }
+    void close_extras() {
+        extras_.reset();
+        has_extras = false;
+    }
+
+private:
+    std::unique_ptr<ConnectionExtras> extras_;
 };
 static_assert(sizeof(Connection) <= 112, "Connection: with the map's key and position, two cache lines");
 

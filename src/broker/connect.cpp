@@ -169,7 +169,7 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
     // CONNECT's only when the authenticator verified it. An unverified name
     // gets the anonymous rules (it would otherwise claim any user's rights).
     std::unique_ptr<std::string> username;
-    if (c.extras && c.extras->identity) username = std::make_unique<std::string>(*c.extras->identity);
+    if (c.extras() && c.extras()->identity) username = std::make_unique<std::string>(*c.extras()->identity);
     else if (p.username && verdict.user_verified) username = std::make_unique<std::string>(*p.username);
     // A will to a topic this client may not write is dropped (never published).
     if (will && authz &&
@@ -190,7 +190,7 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
         other_users_session = true;
     }
     const OwnerSource owner_source = !username ? OwnerSource::Anonymous
-                                     : (c.extras && c.extras->identity) ? OwnerSource::Certificate
+                                     : (c.extras() && c.extras()->identity) ? OwnerSource::Certificate
                                                                        : OwnerSource::Password;
 
     bool session_present = false;
@@ -246,9 +246,9 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
 }
 
 bool Broker::Impl::authenticate(Connection& c, const Connect& p, std::string_view client_id, AuthVerdict& out) {
-    if (c.extras && c.extras->auth_verdict) {   // the answer to this CONNECT's earlier request
-        out = *c.extras->auth_verdict;
-        c.extras->auth_verdict.reset();
+    if (c.extras() && c.extras()->auth_verdict) {   // the answer to this CONNECT's earlier request
+        out = *c.extras()->auth_verdict;
+        c.extras()->auth_verdict.reset();
         return true;
     }
     AuthRequest req;
@@ -258,7 +258,7 @@ bool Broker::Impl::authenticate(Connection& c, const Connect& p, std::string_vie
     req.password = p.password;
     req.client_id = client_id;
     req.listener_index = c.listener;
-    if (c.extras && c.extras->identity) req.identity = *c.extras->identity;
+    if (c.extras() && c.extras()->identity) req.identity = *c.extras()->identity;
     if (std::optional<AuthVerdict> now = auth->start(req)) {
         out = *now;
         return true;
@@ -282,8 +282,8 @@ void Broker::Impl::on_disconnect(Connection& c, const Disconnect& p) {
 void Broker::Impl::drop(Connection& c, bool publish_will_now, bool close_transport) {
     if (c.dead) return;
     c.dead = true;
-    if (auth_pending(c)) auth->cancel(c.id, c.extras->auth_request);
-    if (c.extras) c.extras->inbuf = {};
+    if (auth_pending(c)) auth->cancel(c.id, c.extras()->auth_request);
+    if (c.extras()) c.extras()->inbuf = {};
     if (close_transport) transport.close(c.id);
     pressure.end(c, client_id_of(c));
 

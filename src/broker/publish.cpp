@@ -45,9 +45,9 @@ void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t
         if (!topic.empty()) {
             c.open_extras().alias_in[alias] = std::string(topic);
         } else {
-            if (!c.extras) return protocol_error(c, rc::ProtocolError);
-            auto it = c.extras->alias_in.find(alias);
-            if (it == c.extras->alias_in.end()) return protocol_error(c, rc::ProtocolError);
+            if (!c.extras()) return protocol_error(c, rc::ProtocolError);
+            auto it = c.extras()->alias_in.find(alias);
+            if (it == c.extras()->alias_in.end()) return protocol_error(c, rc::ProtocolError);
             topic = it->second;
         }
     }

@@ -545,11 +545,18 @@ void UringReactor::run(Handler& h) {
             io_uring_cqe_seen(&ring_, cqe);
         }
         if (++pass_ == 0) pass_ = 1;   // 0 is what a new Conn's stamps hold
-        size_t buffers_held = 0;
-        for (const auto& c : batch) buffers_held += (c.flags & IORING_CQE_F_BUFFER) ? 1 : 0;
-        bufs_.grow_for_pass(buffers_held);
+        size_t buffers_held = 0, input = 0;
         for (const auto& c : batch) {
-            if (intake_stopped_for(c) || over_budget(c)) held_.push_back(c);
+            buffers_held += (c.flags & IORING_CQE_F_BUFFER) ? 1 : 0;
+            if (tag_kind(c.tag) == kRecv && c.res > 0) input += size_t(c.res);
+        }
+        bufs_.grow_for_pass(buffers_held);
+        // A pass that takes in less than one connection's budget in all cannot
+        // put anyone over it: its connections' budget stamps (a line of their
+        // own) are not touched.
+        const bool budgeted = input >= kInputBudgetPerPass;
+        for (const auto& c : batch) {
+            if (intake_stopped_for(c) || (budgeted && over_budget(c))) held_.push_back(c);
             else process_cqe(h, c.tag, c.res, c.flags);
         }
         update_held_recvs();
