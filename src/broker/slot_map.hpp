@@ -180,7 +180,9 @@ private:
         free_.push_back(reinterpret_cast<Cell*>(n));   // the union's only member: same address
     }
 
-    std::vector<std::unique_ptr<Cell[]>> chunks_;   // cell storage; freed by clear() only
+    // Cell storage, kept at the peak number of entries (as the reactor keeps
+    // its connection table) and freed by clear() only.
+    std::vector<std::unique_ptr<Cell[]>> chunks_;
     std::vector<Cell*> free_;                      // unused cells, the last freed taken first
     std::vector<Node*> by_slot_;                 // by the id's low 32 bits
     std::unordered_map<Key, Node*> others_;      // ids whose slot another id holds, or too large
