@@ -205,6 +205,29 @@ void warn_insecure(const config::Bridge& c) {
         log_warn("bridge %s: tls.insecure = true: the upstream's certificate is not verified", c.name.c_str());
 }
 
+// A bridge gone from the configuration leaves its in rules subscribed in
+// its persistent upstream session, and nothing connects to unsubscribe
+// them: its remembered filters say so.
+void warn_unconfigured(const broker::Broker& broker, const std::vector<std::string>& configured) {
+    const std::string prefix = "$bridge/", suffix = "/upstream_filters";
+    for (const auto& [topic, payload] : broker.retained_matching("$bridge/+/upstream_filters")) {
+        const std::string name = topic.substr(prefix.size(), topic.size() - prefix.size() - suffix.size());
+        if (std::find(configured.begin(), configured.end(), name) != configured.end()) continue;
+        size_t filters = 0;
+        for (size_t start = 0; start < payload.size();) {
+            size_t end = payload.find('\n', start);
+            if (end == std::string::npos) end = payload.size();
+            if (end > start) ++filters;
+            start = end + 1;
+        }
+        if (filters == 0) continue;
+        log_warn("bridge %s is not configured but %zu filter(s) of its in rules may remain subscribed in its "
+                 "upstream session: to clear them, configure it once with clean_start = true, or with no in "
+                 "rules so it unsubscribes them",
+                 name.c_str(), filters);
+    }
+}
+
 }  // namespace
 
 BridgeRunner::BridgeRunner(const std::vector<config::Bridge>& cfgs, net::Reactor& reactor)
@@ -331,6 +354,11 @@ bool BridgeRunner::reconfigure(const std::vector<config::Bridge>& cfgs, std::str
         warn_insecure(e.cfg);
         if (started_) e.link.prime();   // the local session first, as at start
     }
+    if (broker_) {
+        std::vector<std::string> names;
+        for (const config::Bridge& c : cfgs) names.push_back(c.name);
+        warn_unconfigured(*broker_, names);
+    }
     flush();
     return true;
 }
@@ -349,6 +377,9 @@ bool BridgeRunner::start(broker::Broker& broker, std::string& err) {
         if (!client_context(e->cfg, e->tls_ctx, err)) return false;
         warn_insecure(e->cfg);
     }
+    std::vector<std::string> names;
+    for (auto& e : entries_) names.push_back(e->cfg.name);
+    warn_unconfigured(broker, names);
     if (entries_.empty()) return true;
     if (!ensure_event_fd(err)) return false;
     // The local sessions first: what is published before the first

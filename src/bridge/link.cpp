@@ -207,8 +207,20 @@ bool Link::handle_upstream(const Packet& p, std::span<const uint8_t> raw) {
         return true;
     }
     if (const auto* ua = std::get_if<mqtt::Unsuback>(&p); ua && ua->packet_id == kUnsubscribeId) {
-        if (remember_after_unsuback_) out_.remember_upstream_filters(*remember_after_unsuback_);
+        if (remember_after_unsuback_) {
+            std::vector<std::string> keep = std::move(*remember_after_unsuback_);
+            for (size_t i = 0; i < unsubscribing_.size(); ++i) {
+                // A v3.1.1 UNSUBACK has no reason codes: all succeeded.
+                const uint8_t reason = i < ua->reasons.size() ? ua->reasons[i] : 0;
+                if (reason < 0x80) continue;
+                out_.log(1, "bridge " + cfg_.name + ": upstream refused to unsubscribe '" + unsubscribing_[i] +
+                                "' (reason " + hex(reason) + "): retried on the next connect");
+                keep.push_back(unsubscribing_[i]);
+            }
+            out_.remember_upstream_filters(keep);
+        }
         remember_after_unsuback_.reset();
+        unsubscribing_.clear();
         return true;
     }
     if (const auto* ack = std::get_if<mqtt::Ack>(&p)) {
@@ -353,9 +365,7 @@ void Link::unsubscribe_stale_local() {
     mqtt::Unsubscribe u;
     u.packet_id = kUnsubscribeId;
     for (const std::string& f : current) {
-        bool wanted = std::any_of(cfg_.topics.begin(), cfg_.topics.end(),
-                                  [&f](const TopicRule& r) { return r.out() && r.pattern == f; });
-        if (!wanted) u.filters.push_back(f);
+        if (!has_rule(false, f)) u.filters.push_back(f);
     }
     if (u.filters.empty()) return;
     out_.log(0, "bridge " + cfg_.name + ": " + std::to_string(u.filters.size()) +
@@ -363,15 +373,21 @@ void Link::unsubscribe_stale_local() {
     send_local(Packet{u});   // its UNSUBACK is ignored; the broker answers before the SUBSCRIBE
 }
 
+bool Link::has_rule(bool in, const std::string& pattern) const {
+    return std::any_of(cfg_.topics.begin(), cfg_.topics.end(), [&](const TopicRule& r) {
+        return (in ? r.in() : r.out()) && r.pattern == pattern;
+    });
+}
+
 void Link::unsubscribe_stale_upstream(std::vector<std::string> subscribed) {
     remember_after_unsuback_.reset();
+    unsubscribing_.clear();
     const std::vector<std::string> remembered = out_.upstream_filters();
     // A clean start leaves nothing subscribed upstream from before.
     std::vector<std::string> stale;
     if (!cfg_.clean_start)
         for (const std::string& f : remembered) {
-            const bool wanted = std::any_of(cfg_.topics.begin(), cfg_.topics.end(),
-                                            [&f](const TopicRule& r) { return r.in() && r.pattern == f; });
+            const bool wanted = has_rule(true, f);
             const bool listed = std::find(subscribed.begin(), subscribed.end(), f) != subscribed.end();
             // A rule the upstream refused this time may still hold its
             // earlier subscription there: it stays remembered.
@@ -395,6 +411,7 @@ void Link::unsubscribe_stale_upstream(std::vector<std::string> subscribed) {
     both.insert(both.end(), stale.begin(), stale.end());
     if (both != remembered) out_.remember_upstream_filters(both);
     remember_after_unsuback_ = std::move(subscribed);
+    unsubscribing_ = stale;
     send_upstream(Packet{u});
 }
 

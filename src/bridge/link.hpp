@@ -118,6 +118,9 @@ private:
     void start_local();
     void subscribe_local();
     void unsubscribe_stale_local();
+    // Whether a rule sending in direction `in` (upstream to local) or out
+    // has exactly this pattern.
+    bool has_rule(bool in, const std::string& pattern) const;
     // After the in rules' SUBACK (or at CONNACK with none): the remembered
     // upstream filters no rule asks for any more are unsubscribed upstream,
     // and `subscribed` (the in rules the upstream accepted) is remembered
@@ -146,6 +149,9 @@ private:
     // While an upstream UNSUBSCRIBE of stale filters is unanswered: what to
     // remember once its UNSUBACK comes (until then the stale ones count too).
     std::optional<std::vector<std::string>> remember_after_unsuback_;
+    // The stale filters of that UNSUBSCRIBE, in its order: one the upstream
+    // refuses (v5 reason >= 0x80) stays remembered for the next connect.
+    std::vector<std::string> unsubscribing_;
     std::vector<uint8_t> scratch_;
     uint16_t up_receive_max_ = 65535;
     uint64_t last_up_send_ms_ = 0;

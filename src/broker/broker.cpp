@@ -82,6 +82,18 @@ std::string Broker::retained_payload(std::string_view topic) const {
     return std::string(reinterpret_cast<const char*>(payload.data()), payload.size());
 }
 
+std::vector<std::pair<std::string, std::string>> Broker::retained_matching(std::string_view filter) const {
+    std::vector<MsgPtr> found;
+    impl_->retained.match(filter, impl_->now_ms, impl_->wall_ms(), found);
+    std::vector<std::pair<std::string, std::string>> out;
+    out.reserve(found.size());
+    for (const MsgPtr& m : found) {
+        const auto payload = m->payload();
+        out.emplace_back(std::string(m->topic()), std::string(reinterpret_cast<const char*>(payload.data()), payload.size()));
+    }
+    return out;
+}
+
 Broker::Counts Broker::counts() const {
     Counts n;
     n.shared_group_names = impl_->subs.group_count();

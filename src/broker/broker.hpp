@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 #include <string_view>
+#include <utility>
 
 #include "broker/config.hpp"
 #include "broker/persistence.hpp"
@@ -146,6 +147,8 @@ public:
     // The payload of the message retained on `topic` (no wildcards); empty
     // if there is none.
     std::string retained_payload(std::string_view topic) const;
+    // The topic and payload of every retained message `filter` matches.
+    std::vector<std::pair<std::string, std::string>> retained_matching(std::string_view filter) const;
 
     // The broker's part of the $SYS values: Stats plus table sizes. Walks
     // the sessions and retained messages (once per [sys] interval).

@@ -244,3 +244,15 @@ def test_limits_and_sparkplug_follow_the_file(broker_factory):
     c.wait_disconnect()
     late.publish("t/3", b"small", qos=1)
     late.close()
+
+
+def test_a_removed_bridge_warns_its_upstream_subscriptions_remain(broker_factory):
+    # Nothing connects for a bridge gone from the file: its persistent
+    # upstream session keeps the in rules, and the operator is told how many.
+    up = broker_factory()
+    gw = broker_factory()
+    in_cmd = '\n[[bridge.topic]]\npattern = "cmd/#"\ndirection = "in"\nqos = 1\n'
+    reload(gw, bridge(up.port) + in_cmd)
+    wait_for(lambda: "bridge site: connected" in gw.log(), "the bridge to connect")
+    reload(gw, "", expect="bridge site is not configured")
+    assert "1 filter(s) of its in rules may remain subscribed" in gw.log()

@@ -3,6 +3,7 @@
 // no loops (No Local), keep alive.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -24,7 +25,8 @@ struct Fake final : LinkOutput {
     void local_open() override { ++local_opens; }
     void local_send(std::span<const uint8_t> b) override { local.insert(local.end(), b.begin(), b.end()); }
     void local_close() override { ++local_closes; }
-    void log(int, const std::string&) override {}
+    std::vector<std::string> logs;
+    void log(int, const std::string& line) override { logs.push_back(line); }
     std::vector<std::string> subscribed;   // what local_filters() reports
     std::vector<std::string> local_filters() override { return subscribed; }
     std::vector<std::string> remembered;   // the durable memory of upstream filters
@@ -433,6 +435,41 @@ TEST_CASE("in rules no longer configured are unsubscribed upstream, and forgotte
     ps = take(f.up, v, store);
     CHECK(ps.empty());
     CHECK(f.remember_calls == 1);
+}
+
+TEST_CASE("a filter a v5 upstream refuses to unsubscribe stays remembered; an accepted one is forgotten") {
+    const Version v = Version::V5;
+    Fake f;
+    f.remembered = {"cmd/#", "old/#", "gone/+/x"};
+    Link link(config(v), f);
+    std::vector<std::vector<uint8_t>> store;
+    subscribe_upstream(link, f, v, store, {1});
+    auto ps = take(f.up, v, store);
+    REQUIRE(ps.size() == 1);
+    const auto& u = std::get<mqtt::Unsubscribe>(ps[0]);
+    REQUIRE(u.filters.size() == 2);
+    CHECK(u.filters[0] == "old/#");
+    local_ready(link, f, store);
+    mqtt::Unsuback ua;
+    ua.packet_id = u.packet_id;
+    ua.reasons = {0x00, 0x87};   // old/# gone; gone/+/x refused (not authorized)
+    REQUIRE(link.on_upstream_data(enc(Packet{ua}, v), 3));
+    CHECK(f.remembered == std::vector<std::string>{"cmd/#", "gone/+/x"});
+    const auto refusals = std::count_if(f.logs.begin(), f.logs.end(), [](const std::string& l) {
+        return l.find("refused to unsubscribe 'gone/+/x'") != std::string::npos && l.find("0x87") != std::string::npos;
+    });
+    CHECK(refusals == 1);
+
+    // The next connection retries the refused one.
+    link.on_upstream_closed();
+    take(f.up, v, store);
+    take(f.local, Version::V5, store);
+    subscribe_upstream(link, f, v, store, {1});
+    ps = take(f.up, v, store);
+    REQUIRE(ps.size() == 1);
+    const auto& retry = std::get<mqtt::Unsubscribe>(ps[0]);
+    REQUIRE(retry.filters.size() == 1);
+    CHECK(retry.filters[0] == "gone/+/x");
 }
 
 TEST_CASE("upstream filters: a refused in rule is not remembered; a clean start unsubscribes nothing") {
