@@ -400,6 +400,19 @@ void local_ready(Link& link, Fake& f, std::vector<std::vector<uint8_t>>& store) 
     REQUIRE(link.ready());
 }
 
+// Connects `link`, whose Fake remembers "cmd/#", "old/#" and "gone/+/x"
+// while only cmd/# has a rule: returns the UNSUBSCRIBE of the other two.
+mqtt::Unsubscribe stale_unsubscribe(Link& link, Fake& f, Version v, std::vector<std::vector<uint8_t>>& store) {
+    subscribe_upstream(link, f, v, store, {1});
+    auto ps = take(f.up, v, store);
+    REQUIRE(ps.size() == 1);
+    mqtt::Unsubscribe u = std::get<mqtt::Unsubscribe>(ps[0]);
+    REQUIRE(u.filters.size() == 2);
+    CHECK(u.filters[0] == "old/#");
+    CHECK(u.filters[1] == "gone/+/x");
+    return u;
+}
+
 }  // namespace
 
 TEST_CASE("in rules no longer configured are unsubscribed upstream, and forgotten once the upstream answers") {
@@ -408,13 +421,7 @@ TEST_CASE("in rules no longer configured are unsubscribed upstream, and forgotte
     f.remembered = {"cmd/#", "old/#", "gone/+/x"};
     Link link(config(v), f);
     std::vector<std::vector<uint8_t>> store;
-    subscribe_upstream(link, f, v, store, {1});
-    auto ps = take(f.up, v, store);
-    REQUIRE(ps.size() == 1);
-    const auto& u = std::get<mqtt::Unsubscribe>(ps[0]);
-    REQUIRE(u.filters.size() == 2);
-    CHECK(u.filters[0] == "old/#");
-    CHECK(u.filters[1] == "gone/+/x");
+    const mqtt::Unsubscribe u = stale_unsubscribe(link, f, v, store);
     CHECK(f.local_opens == 1);   // the local side does not wait for the UNSUBACK
     // Still remembered until the upstream confirms: a reconnect now retries.
     CHECK(f.remember_calls == 0);
@@ -432,7 +439,7 @@ TEST_CASE("in rules no longer configured are unsubscribed upstream, and forgotte
     take(f.up, v, store);
     take(f.local, Version::V5, store);
     subscribe_upstream(link, f, v, store, {1});
-    ps = take(f.up, v, store);
+    auto ps = take(f.up, v, store);
     CHECK(ps.empty());
     CHECK(f.remember_calls == 1);
 }
@@ -443,12 +450,7 @@ TEST_CASE("a filter a v5 upstream refuses to unsubscribe stays remembered; an ac
     f.remembered = {"cmd/#", "old/#", "gone/+/x"};
     Link link(config(v), f);
     std::vector<std::vector<uint8_t>> store;
-    subscribe_upstream(link, f, v, store, {1});
-    auto ps = take(f.up, v, store);
-    REQUIRE(ps.size() == 1);
-    const auto& u = std::get<mqtt::Unsubscribe>(ps[0]);
-    REQUIRE(u.filters.size() == 2);
-    CHECK(u.filters[0] == "old/#");
+    const mqtt::Unsubscribe u = stale_unsubscribe(link, f, v, store);
     local_ready(link, f, store);
     mqtt::Unsuback ua;
     ua.packet_id = u.packet_id;
@@ -465,7 +467,7 @@ TEST_CASE("a filter a v5 upstream refuses to unsubscribe stays remembered; an ac
     take(f.up, v, store);
     take(f.local, Version::V5, store);
     subscribe_upstream(link, f, v, store, {1});
-    ps = take(f.up, v, store);
+    auto ps = take(f.up, v, store);
     REQUIRE(ps.size() == 1);
     const auto& retry = std::get<mqtt::Unsubscribe>(ps[0]);
     REQUIRE(retry.filters.size() == 1);
