@@ -39,13 +39,10 @@ void InflightWindow::index_put(uint16_t packet_id, uint64_t seq) {
 }
 
 void InflightWindow::index_ring() {
-    ids_.assign(detail::table_capacity_for((live_ + 1) * 2), IdSlot{});
+    ids_.assign(detail::table_capacity_for((live_ + 1) * 2), IdSlot{});   // sized: index_put does not grow it
     for (size_t i = 0; i < count_; ++i) {   // oldest first: a repeated id ends on the newer item
         const OutItem& it = at(i);
-        if (!it.msg) continue;
-        IdSlot& s = ids_[id_position(it.packet_id)];
-        if (IdSlot::is_empty(s)) s = IdSlot{it.packet_id, it.seq};
-        else s.seq = it.seq;
+        if (it.msg) index_put(it.packet_id, it.seq);
     }
 }
 
