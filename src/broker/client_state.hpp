@@ -190,10 +190,8 @@ struct Connection {
 
     ConnectionExtras* extras() const { return has_extras ? extras_.get() : nullptr; }
     ConnectionExtras& open_extras() {
-        if (!has_extras) {
-            extras_ = std::make_unique<ConnectionExtras>();
-            has_extras = true;
-        }
+        if (!extras_) extras_ = std::make_unique<ConnectionExtras>();
+        has_extras = true;
         return *extras_;
     }
     void close_extras() {
