@@ -253,6 +253,10 @@ def test_a_removed_bridge_warns_its_upstream_subscriptions_remain(broker_factory
     gw = broker_factory()
     in_cmd = '\n[[bridge.topic]]\npattern = "cmd/#"\ndirection = "in"\nqos = 1\n'
     reload(gw, bridge(up.port) + in_cmd)
-    wait_for(lambda: "bridge site: connected" in gw.log(), "the bridge to connect")
+    # Removed only once the bridge has remembered what the upstream accepted.
+    watch = Client(gw, client_id="filters-watch")
+    watch.subscribe("$bridge/site/upstream_filters", qos=1)
+    assert watch.expect().payload == b"cmd/#\n"
+    watch.close()
     reload(gw, "", expect="bridge site is not configured")
     assert "1 filter(s) of its in rules may remain subscribed" in gw.log()
