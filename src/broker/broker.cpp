@@ -307,6 +307,7 @@ void Broker::Impl::process_input(Connection& c, std::span<const uint8_t> bytes) 
             c.extras()->inbuf.swap(packet);
             return hold_for_verdict(c, in);
         }
+        keep_for_next_partial(c, packet, in);
     }
     size_t pos = 0;
     while (pos < in.size() && !c.dead) {
@@ -338,6 +339,28 @@ void Broker::Impl::hold_for_verdict(Connection& c, std::span<const uint8_t> rest
     ConnectionExtras& x = c.open_extras();
     x.inbuf_need = 0;
     x.inbuf.insert(x.inbuf.end(), rest.begin(), rest.end());
+}
+
+// A publisher streaming large packets completes one in the middle of a
+// receive and starts the next there, which the same receive cannot finish:
+// that one is assembled in the buffer just handled instead of one grown
+// afresh from 4 KiB (every growth moves what has arrived so far, about one
+// more copy of each byte). Kept only for a packet at least half the
+// buffer's size, so a large buffer never waits on a small packet.
+void Broker::Impl::keep_for_next_partial(Connection& c, std::vector<uint8_t>& packet, std::span<const uint8_t> rest) {
+    if (c.dead || !c.extras() || !c.extras()->inbuf.empty() || c.extras()->inbuf.capacity() >= packet.capacity())
+        return;
+    FixedHeader hdr;
+    if (peek_header(rest, input_limit(c), hdr).status != DecodeStatus::Ok) return;
+    if (hdr.total() <= rest.size() || hdr.total() < packet.capacity() / 2) return;
+    packet.clear();
+    // Grown now, while empty (nothing to move), but by one step at most:
+    // the rest still follows the bytes that arrive.
+    if (hdr.total() > packet.capacity()) {
+        packet.reserve(std::min(hdr.total(), 2 * packet.capacity()));
+        ++stats.partial_buffers;
+    }
+    c.extras()->inbuf.swap(packet);
 }
 
 uint32_t Broker::Impl::input_limit(const Connection& c) const {

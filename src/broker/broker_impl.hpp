@@ -141,6 +141,7 @@ struct Broker::Impl {
     // `ready`: the partial packet is complete. False return of `ok`: closed.
     size_t fill_partial(Connection& c, std::span<const uint8_t> in, bool& ready, bool& ok);
     void partial_append(ConnectionExtras& x, std::span<const uint8_t> bytes);
+    void keep_for_next_partial(Connection& c, std::vector<uint8_t>& packet, std::span<const uint8_t> rest);
     // Decodes and handles one complete packet (`hdr.total()` bytes); false if the connection closed.
     bool process_packet(Connection& c, std::span<const uint8_t> packet, const mqtt::FixedHeader& hdr);
     uint32_t input_limit(const Connection& c) const;   // largest packet accepted now

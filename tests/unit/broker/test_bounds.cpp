@@ -40,6 +40,59 @@ TEST_CASE("a 2 MB PUBLISH fed in 4 KiB pieces costs linear copying, not a copy p
     CHECK(text(got[0].payload) == payload);
 }
 
+TEST_CASE("a stream of large PUBLISHes reuses one reassembly buffer, a small packet after them does not") {
+    Config cfg;
+    cfg.max_packet_size = 4 * 1024 * 1024;
+    Harness h(cfg);
+    TestClient sub(h, Version::V311);
+    sub.connect("sub");
+    sub.subscribe("big", 0);
+    TestClient pub(h, Version::V311);
+    pub.connect("pub");
+
+    std::vector<uint8_t> wire;
+    for (int i = 0; i < 4; ++i) {
+        const std::string body(1024 * 1024 + size_t(i) * 1000, char('a' + i));
+        Publish p;
+        p.topic = "big";
+        p.payload = Bytes(reinterpret_cast<const uint8_t*>(body.data()), body.size());
+        encode(p, Version::V311, wire);
+    }
+    Publish small;
+    small.topic = "big";
+    const std::string small_body(100, 's');
+    small.payload = Bytes(reinterpret_cast<const uint8_t*>(small_body.data()), small_body.size());
+    encode(small, Version::V311, wire);
+    const size_t small_size = 2 + 2 + 3 + small_body.size();
+
+    const Stats before = h.broker->stats();
+    // 4 KiB receives: every packet ends inside one, with the next one's start.
+    const size_t large_end = wire.size() - small_size;
+    for (size_t off = 0; off < wire.size(); off += 4096) {
+        size_t n = std::min<size_t>(4096, wire.size() - off);
+        // The small packet arrives in two pieces, after the last large one.
+        if (off < large_end && off + n > large_end) n = large_end - off + 10;
+        pub.send_raw(std::vector<uint8_t>(wire.begin() + std::ptrdiff_t(off), wire.begin() + std::ptrdiff_t(off + n)));
+        if (off + n == large_end + 10) {
+            pub.send_raw(std::vector<uint8_t>(wire.begin() + std::ptrdiff_t(off + n), wire.end()));
+            break;
+        }
+    }
+    const Stats& after = h.broker->stats();
+    // The first large packet grows its buffer (about a dozen steps), the
+    // three after it take none and are copied once, the small one gets its own.
+    const size_t large_bytes = large_end;
+    CHECK(after.partial_buffers - before.partial_buffers <= 12 + 1);
+    CHECK(after.partial_bytes_copied - before.partial_bytes_copied <= large_bytes + 1024 * 1024 + 4096);
+    auto got = sub.publishes();
+    REQUIRE(got.size() == 5);
+    for (int i = 0; i < 4; ++i) {
+        CHECK(got[size_t(i)].payload.size() == 1024 * 1024 + size_t(i) * 1000);
+        CHECK(text(got[size_t(i)].payload) == std::string(1024 * 1024 + size_t(i) * 1000, char('a' + i)));
+    }
+    CHECK(text(got[4].payload) == small_body);
+}
+
 TEST_CASE("packets split inside their fixed header and back-to-back after a partial one") {
     Harness h;
     TestClient sub(h, Version::V311);
