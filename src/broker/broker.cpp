@@ -300,14 +300,15 @@ void Broker::Impl::process_input(Connection& c, std::span<const uint8_t> bytes) 
         std::vector<uint8_t> packet;
         packet.swap(c.extras()->inbuf);
         c.extras()->inbuf_need = 0;
+        const size_t capacity = packet.capacity();
         FixedHeader hdr;
         peek_header(packet, 0, hdr);   // checked when the buffer was sized
-        if (!process_packet(c, packet, hdr)) return;
+        if (!process_reassembled(c, packet, hdr)) return;
         if (auth_pending(c)) {
             c.extras()->inbuf.swap(packet);
             return hold_for_verdict(c, in);
         }
-        keep_for_next_partial(c, packet, in);
+        keep_for_next_partial(c, packet, capacity, in);
     }
     size_t pos = 0;
     while (pos < in.size() && !c.dead) {
@@ -347,20 +348,37 @@ void Broker::Impl::hold_for_verdict(Connection& c, std::span<const uint8_t> rest
 // afresh from 4 KiB (every growth moves what has arrived so far, about one
 // more copy of each byte). Kept only for a packet at least half the
 // buffer's size, so a large buffer never waits on a small packet.
-void Broker::Impl::keep_for_next_partial(Connection& c, std::vector<uint8_t>& packet, std::span<const uint8_t> rest) {
-    if (c.dead || !c.extras() || !c.extras()->inbuf.empty() || c.extras()->inbuf.capacity() >= packet.capacity())
-        return;
+void Broker::Impl::keep_for_next_partial(Connection& c, std::vector<uint8_t>& packet, size_t capacity,
+                                         std::span<const uint8_t> rest) {
+    if (c.dead || !c.extras() || !c.extras()->inbuf.empty() || c.extras()->inbuf.capacity() >= capacity) return;
     FixedHeader hdr;
     if (peek_header(rest, input_limit(c), hdr).status != DecodeStatus::Ok) return;
-    if (hdr.total() <= rest.size() || hdr.total() < packet.capacity() / 2) return;
+    if (hdr.total() <= rest.size() || hdr.total() < capacity / 2) return;
     packet.clear();
     // Grown now, while empty (nothing to move), but by one step at most:
-    // the rest still follows the bytes that arrive.
+    // the rest still follows the bytes that arrive. A buffer a message kept
+    // (its payload) is replaced by one of the size this client just filled.
     if (hdr.total() > packet.capacity()) {
-        packet.reserve(std::min(hdr.total(), 2 * packet.capacity()));
+        packet.reserve(std::min(hdr.total(), 2 * capacity));
         ++stats.partial_buffers;
     }
     c.extras()->inbuf.swap(packet);
+}
+
+// A large PUBLISH is handled from a ReceivedPacket, so that its message can
+// keep the payload where it is (make_message) instead of copying it. When
+// no message kept it, the bytes come back to `packet` for the next one.
+bool Broker::Impl::process_reassembled(Connection& c, std::vector<uint8_t>& packet, const FixedHeader& hdr) {
+    if (!c.connected || hdr.type() != PacketType::Publish || packet.size() < kSharedPayloadMin)
+        return process_packet(c, packet, hdr);
+    ReceivedPacket* held = ReceivedPacket::hold(std::move(packet));
+    receiving = held;
+    const bool open = process_packet(c, held->bytes, hdr);
+    receiving = nullptr;
+    packet.clear();
+    if (held->refs == 1) packet.swap(held->bytes);
+    held->release();
+    return open;
 }
 
 uint32_t Broker::Impl::input_limit(const Connection& c) const {

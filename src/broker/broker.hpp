@@ -59,6 +59,7 @@ struct Stats {
     // and the moves of their growth) and the allocations made for them.
     uint64_t partial_bytes_copied = 0;
     uint64_t partial_buffers = 0;
+    uint64_t payloads_shared = 0;   // large payloads a message kept in their receive buffer
     uint64_t unreadable_dropped = 0; // queued / in flight, but the session's owner may not read it (ACL)
     // Durable writes the store refused (Persistence::Append), in all and by
     // reason. What depended on one was answered with a refusal code.

@@ -119,6 +119,10 @@ struct Broker::Impl {
     // Input a client may send after its CONNECT while the authenticator
     // works on it; more closes the connection.
     static constexpr size_t kMaxHeldAfterConnect = 64 * 1024;
+    // From this payload size a message keeps its PUBLISH's buffer rather
+    // than a copy: below it the copy is cheap and the buffer's header bytes
+    // and spare capacity would be a larger share of what the message holds.
+    static constexpr size_t kSharedPayloadMin = 64 * 1024;
 
     // --- broker.cpp
     Connection* conn(ConnId id);
@@ -141,7 +145,9 @@ struct Broker::Impl {
     // `ready`: the partial packet is complete. False return of `ok`: closed.
     size_t fill_partial(Connection& c, std::span<const uint8_t> in, bool& ready, bool& ok);
     void partial_append(ConnectionExtras& x, std::span<const uint8_t> bytes);
-    void keep_for_next_partial(Connection& c, std::vector<uint8_t>& packet, std::span<const uint8_t> rest);
+    void keep_for_next_partial(Connection& c, std::vector<uint8_t>& packet, size_t capacity,
+                               std::span<const uint8_t> rest);
+    bool process_reassembled(Connection& c, std::vector<uint8_t>& packet, const mqtt::FixedHeader& hdr);
     // Decodes and handles one complete packet (`hdr.total()` bytes); false if the connection closed.
     bool process_packet(Connection& c, std::span<const uint8_t> packet, const mqtt::FixedHeader& hdr);
     uint32_t input_limit(const Connection& c) const;   // largest packet accepted now
@@ -218,6 +224,9 @@ struct Broker::Impl {
     MsgPtr make_message(std::string_view topic, std::span<const uint8_t> payload, uint8_t qos, bool retain,
                         const mqtt::Properties* v5_props);
     std::vector<uint8_t> forwarded_scratch;   // make_message's encoding buffer, reused
+    // The reassembled PUBLISH being handled, whose payload a message may
+    // keep in place (process_reassembled); null otherwise.
+    ReceivedPacket* receiving = nullptr;
     FlowsPool flows_pool;                     // emptied SessionFlows, for reuse
     void release_acks() {
         acks.release([this](ConnId id) { return conn(id); });

@@ -38,33 +38,58 @@ void give_block(void* block, size_t bytes) {
     }
     ::operator delete(block);
 }
+uint8_t* place(uint8_t* at, const void* src, size_t n) {
+    if (n) std::memcpy(at, src, n);
+    return at + n;
+}
+
+// Behind the topic and properties of a message that shares its payload:
+// where the payload is, and the packet that holds it.
+constexpr size_t kSharedTail = 2 * sizeof(void*);
 }  // namespace
 
 MsgPtr Message::make(const Init& in) {
     // [Message][topic][payload][forwarded]: the bytes need no alignment.
     const size_t extra = in.topic.size() + in.payload.size() + in.forwarded.size();
-    void* block = take_block(sizeof(Message) + extra);
-    Message* m = new (block) Message();
-    uint8_t* bytes = reinterpret_cast<uint8_t*>(m + 1);
-    auto place = [&bytes](const void* src, size_t n) {
-        if (n) std::memcpy(bytes, src, n);
-        bytes += n;
-    };
-    place(in.topic.data(), in.topic.size());
-    place(in.payload.data(), in.payload.size());
-    place(in.forwarded.data(), in.forwarded.size());
-    m->topic_len_ = static_cast<uint16_t>(in.topic.size());
-    m->payload_len_ = static_cast<uint32_t>(in.payload.size());
-    m->forwarded_len_ = static_cast<uint32_t>(in.forwarded.size());
-    m->qos = in.qos;
-    m->retain = in.retain;
-    m->expiry_ms = in.expiry_ms;
-    m->expiry_wall_ms = in.expiry_wall_ms;
+    Message* m = new (take_block(sizeof(Message) + extra)) Message();
+    uint8_t* at = place(reinterpret_cast<uint8_t*>(m + 1), in.topic.data(), in.topic.size());
+    at = place(at, in.payload.data(), in.payload.size());
+    place(at, in.forwarded.data(), in.forwarded.size());
+    m->set_fields(in);
     return MsgPtr(m);
 }
 
+MsgPtr Message::make_sharing(const Init& in, ReceivedPacket* packet) {
+    const size_t extra = in.topic.size() + in.forwarded.size() + kSharedTail;
+    Message* m = new (take_block(sizeof(Message) + extra)) Message();
+    uint8_t* at = place(reinterpret_cast<uint8_t*>(m + 1), in.topic.data(), in.topic.size());
+    at = place(at, in.forwarded.data(), in.forwarded.size());
+    const uint8_t* payload = in.payload.data();
+    at = place(at, &payload, sizeof payload);
+    place(at, &packet, sizeof packet);
+    ++packet->refs;
+    m->set_fields(in);
+    m->forwarded_len_ |= kSharedPayload;
+    return MsgPtr(m);
+}
+
+void Message::set_fields(const Init& in) {
+    topic_len_ = static_cast<uint16_t>(in.topic.size());
+    payload_len_ = static_cast<uint32_t>(in.payload.size());
+    forwarded_len_ = static_cast<uint32_t>(in.forwarded.size());
+    qos = in.qos;
+    retain = in.retain;
+    expiry_ms = in.expiry_ms;
+    expiry_wall_ms = in.expiry_wall_ms;
+}
+
+size_t Message::block_bytes() const {
+    return sizeof(Message) + topic_len_ + forwarded_len() + (shared() ? kSharedTail : payload_len_);
+}
+
 void Message::destroy(const Message* m) {
-    const size_t bytes = sizeof(Message) + m->topic_len_ + m->payload_len_ + m->forwarded_len_;
+    const size_t bytes = m->block_bytes();
+    if (m->shared()) load_pointer<ReceivedPacket>(m->shared_ptrs() + sizeof(void*))->release();
     m->~Message();
     give_block(const_cast<Message*>(m), bytes);
 }

@@ -6,18 +6,37 @@
 // message itself: one allocation per message (a million retained messages
 // after a restart are a million blocks, not four million). The count is a
 // plain integer: the broker runs on one thread and messages never leave it.
+// A large payload is the exception: it stays in the buffer its PUBLISH was
+// reassembled in (ReceivedPacket), which the message then shares, so the
+// broker copies its bytes once (into each receiver's output), not twice.
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <span>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "broker/persistence.hpp"
 
 namespace hato::broker {
 
 class MsgPtr;
+
+// A reassembled packet's bytes, shared by the code handling the packet and
+// the message that keeps its payload. Counted like messages (one thread).
+struct ReceivedPacket {
+    uint32_t refs = 1;
+    std::vector<uint8_t> bytes;
+    static ReceivedPacket* hold(std::vector<uint8_t>&& bytes) { return new ReceivedPacket{1, std::move(bytes)}; }
+    void release() {
+        if (--refs == 0) delete this;
+    }
+    bool holds(std::span<const uint8_t> span) const {
+        return !span.empty() && span.data() >= bytes.data() && span.data() + span.size() <= bytes.data() + bytes.size();
+    }
+};
 
 class Message {
 public:
@@ -32,11 +51,19 @@ public:
         uint64_t expiry_wall_ms = 0;          // the same deadline on the wall clock
     };
     static MsgPtr make(const Init& init);
+    // The same, keeping the payload where `packet` holds it (packet->holds(init.payload)).
+    static MsgPtr make_sharing(const Init& init, ReceivedPacket* packet);
 
-    // Views of the bytes stored right behind this header.
+    // Views of the bytes stored right behind this header: [topic][payload]
+    // [forwarded], or [topic][forwarded][payload pointer][packet pointer].
     std::string_view topic() const { return {reinterpret_cast<const char*>(this + 1), topic_len_}; }
-    std::span<const uint8_t> payload() const { return {bytes() + topic_len_, payload_len_}; }
-    std::span<const uint8_t> forwarded() const { return {bytes() + topic_len_ + payload_len_, forwarded_len_}; }
+    std::span<const uint8_t> payload() const {
+        if (shared()) return {load_pointer<const uint8_t>(shared_ptrs()), payload_len_};
+        return {bytes() + topic_len_, payload_len_};
+    }
+    std::span<const uint8_t> forwarded() const {
+        return {bytes() + topic_len_ + (shared() ? 0 : payload_len_), forwarded_len()};
+    }
 
     uint64_t expiry_ms = 0;           // monotonic deadline, 0 = never
     uint64_t expiry_wall_ms = 0;      // the same deadline on the wall clock (for persistence)
@@ -61,13 +88,26 @@ public:
         if (expiry_ms == 0 || now_ms >= expiry_ms) return 0;
         return static_cast<uint32_t>((expiry_ms - now_ms + 999) / 1000);
     }
-    size_t byte_size() const { return size_t(topic_len_) + payload_len_ + forwarded_len_; }
+    size_t byte_size() const { return size_t(topic_len_) + payload_len_ + forwarded_len(); }
 
 private:
     friend class MsgPtr;
     Message() = default;
     static void destroy(const Message* m);
+    void set_fields(const Init& in);
     const uint8_t* bytes() const { return reinterpret_cast<const uint8_t*>(this + 1); }
+    // Properties are < 256 MiB: the top bit of their length says the payload is shared.
+    static constexpr uint32_t kSharedPayload = 1u << 31;
+    bool shared() const { return (forwarded_len_ & kSharedPayload) != 0; }
+    uint32_t forwarded_len() const { return forwarded_len_ & ~kSharedPayload; }
+    const uint8_t* shared_ptrs() const { return bytes() + topic_len_ + forwarded_len(); }
+    size_t block_bytes() const;
+    template <class T>
+    static T* load_pointer(const uint8_t* at) {
+        T* p;
+        std::memcpy(&p, at, sizeof p);   // unaligned behind the topic
+        return p;
+    }
 };
 static_assert(sizeof(Message) == 32, "Message header grew: see the comment on its lengths");
 

@@ -30,6 +30,13 @@ MsgPtr Broker::Impl::make_message(std::string_view topic, std::span<const uint8_
         in.forwarded = forwarded_scratch;
         apply_expiry(in, v5_props->message_expiry);
     }
+    // Shared only when the buffer is about the payload's size: a queued or
+    // retained message must not hold much more memory than its bytes.
+    if (receiving && payload.size() >= kSharedPayloadMin && receiving->holds(payload) &&
+        receiving->bytes.capacity() - payload.size() <= payload.size() / 4) {
+        ++stats.payloads_shared;
+        return Message::make_sharing(in, receiving);
+    }
     return Message::make(in);
 }
 

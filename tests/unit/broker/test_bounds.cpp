@@ -93,6 +93,78 @@ TEST_CASE("a stream of large PUBLISHes reuses one reassembly buffer, a small pac
     CHECK(text(got[4].payload) == small_body);
 }
 
+// Large payloads stay in the buffer they were reassembled in, shared by the
+// message: a retained one and one queued for an offline session must come
+// out intact after their buffers were let go and later packets arrived.
+TEST_CASE("large payloads kept in their receive buffer outlive it, intact") {
+    Config cfg;
+    cfg.max_packet_size = 4 * 1024 * 1024;
+    Harness h(cfg);
+    {
+        TestClient sub(h, Version::V5);
+        sub.connect("offline-sub", /*clean=*/false, 0, [] {
+            Properties p;
+            p.session_expiry = 600;
+            return p;
+        }());
+        sub.subscribe("big/q", 1);
+        sub.disconnect();
+    }
+    TestClient pub(h, Version::V5);
+    pub.connect("pub");
+    auto body = [](size_t n, char c) {
+        std::string b(n, c);
+        for (size_t i = 0; i < n; i += 997) b[i] = char('0' + i % 10);   // not one repeated byte
+        return b;
+    };
+    const std::string retained = body(200 * 1024, 'r'), queued = body(300 * 1024, 'q'), later = body(1024 * 1024, 'l');
+    std::vector<uint8_t> wire;
+    auto add = [&wire](std::string_view topic, const std::string& payload, bool retain, uint16_t pid) {
+        Publish p;
+        p.topic = topic;
+        p.payload = Bytes(reinterpret_cast<const uint8_t*>(payload.data()), payload.size());
+        p.qos = 1;
+        p.packet_id = pid;
+        p.retain = retain;
+        p.props.content_type = "application/octet-stream";
+        encode(p, Version::V5, wire);
+    };
+    add("big/r", retained, true, 1);
+    add("big/q", queued, false, 2);
+    add("big/other", later, false, 3);   // reuses or replaces the buffers before it
+    add("big/other", later, false, 4);
+    for (size_t off = 0; off < wire.size(); off += 4096) {
+        const size_t n = std::min<size_t>(4096, wire.size() - off);
+        pub.send_raw(std::vector<uint8_t>(wire.begin() + std::ptrdiff_t(off), wire.begin() + std::ptrdiff_t(off + n)));
+    }
+    CHECK_FALSE(pub.closed());
+    CHECK(h.broker->stats().payloads_shared == 4);
+
+    TestClient back(h, Version::V5);
+    back.connect("offline-sub", /*clean=*/false);
+    std::vector<Publish> got;
+    for (const Packet& p : back.extra())
+        if (std::holds_alternative<Publish>(p)) got.push_back(std::get<Publish>(p));
+    for (const Publish& p : back.publishes()) got.push_back(p);
+    REQUIRE(got.size() == 1);
+    CHECK(got[0].topic == "big/q");
+    CHECK(text(got[0].payload) == queued);
+    REQUIRE(got[0].props.content_type);
+    CHECK(*got[0].props.content_type == "application/octet-stream");
+
+    TestClient fresh(h, Version::V5);
+    fresh.connect("fresh");
+    fresh.subscribe("big/r", 0);
+    std::vector<Publish> kept;
+    for (const Packet& p : fresh.extra())
+        if (std::holds_alternative<Publish>(p)) kept.push_back(std::get<Publish>(p));
+    REQUIRE(kept.size() == 1);
+    CHECK(kept[0].retain);
+    CHECK(text(kept[0].payload) == retained);
+    REQUIRE(kept[0].props.content_type);
+    CHECK(*kept[0].props.content_type == "application/octet-stream");
+}
+
 TEST_CASE("packets split inside their fixed header and back-to-back after a partial one") {
     Harness h;
     TestClient sub(h, Version::V311);
