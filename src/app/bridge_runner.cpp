@@ -577,7 +577,7 @@ void BridgeRunner::on_tick(uint64_t now_ms) {
     }
 }
 
-std::vector<BridgeStatus> BridgeRunner::status(uint64_t now_ms) const {
+std::vector<BridgeStatus> BridgeRunner::status() const {
     std::vector<BridgeStatus> out;
     for (const auto& e : entries_) {
         if (e->retired) continue;
@@ -588,7 +588,7 @@ std::vector<BridgeStatus> BridgeRunner::status(uint64_t now_ms) const {
             const broker::Broker::QueueInfo q = broker_->session_queue(bridge::Link::local_client_id(e->cfg.name));
             b.backlog_messages = q.messages;
             b.backlog_bytes = q.bytes;
-            if (q.oldest_ms && now_ms > q.oldest_ms) b.oldest_age_s = double(now_ms - q.oldest_ms) / 1000.0;
+            b.oldest_age_s = double(q.oldest_age_ms) / 1000.0;
         }
         b.forwarded_out = e->link.forwarded_out();
         b.forwarded_in = e->link.forwarded_in();
@@ -597,8 +597,8 @@ std::vector<BridgeStatus> BridgeRunner::status(uint64_t now_ms) const {
     return out;
 }
 
-void BridgeRunner::sys_topics(uint64_t now_ms, std::vector<broker::SysMessage>& out) const {
-    for (const BridgeStatus& b : status(now_ms)) {
+void BridgeRunner::sys_topics(std::vector<broker::SysMessage>& out) const {
+    for (const BridgeStatus& b : status()) {
         const std::string base = "$SYS/broker/hato/bridge/" + b.name + "/";
         out.push_back({base + "state", b.connected ? "1" : "0"});
         out.push_back({base + "backlog/messages", std::to_string(b.backlog_messages)});

@@ -63,9 +63,10 @@ public:
     void stop();
 
     // Each bridge's state and backlog (for /metrics, status.json and $SYS).
-    std::vector<BridgeStatus> status(uint64_t now_ms) const;
+    // The backlog's age is by the broker's clock, the one it stamps them with.
+    std::vector<BridgeStatus> status() const;
     // $SYS/broker/hato/bridge/<name>/{state,backlog/messages,backlog/bytes,backlog/oldest_age_s}.
-    void sys_topics(uint64_t now_ms, std::vector<broker::SysMessage>& out) const;
+    void sys_topics(std::vector<broker::SysMessage>& out) const;
 
     struct Entry;
 

@@ -83,7 +83,7 @@ StatusData MetricsEndpoint::status() {
     if (c_.modbus) d.modbus = c_.modbus->status();
     d.messages_out_per_s = server_->messages_out_per_s();
     d.loop_pass = &loop_pass_;
-    if (c_.bridges) d.bridges = c_.bridges->status(c_.reactor->now_ms());
+    if (c_.bridges) d.bridges = c_.bridges->status();
     return d;
 }
 

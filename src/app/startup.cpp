@@ -121,9 +121,7 @@ bool open_bridges(const config::AppConfig& cfg, Components& c) {
         return false;
     }
     if (c.sys)
-        c.sys->set_extra([&c](uint64_t now, std::vector<broker::SysMessage>& out) {
-            c.bridges->sys_topics(now, out);
-        });
+        c.sys->set_extra([&c](uint64_t, std::vector<broker::SysMessage>& out) { c.bridges->sys_topics(out); });
     return true;
 }
 

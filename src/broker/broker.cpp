@@ -50,9 +50,8 @@ Broker::QueueInfo Broker::session_queue(std::string_view client_id) const {
     const Session& s = *found;
     if (!s.flows) return q;
     SessionFlows& f = *s.flows;
-    auto oldest = [&q](uint64_t ms) {
-        if (q.oldest_ms == 0 || ms < q.oldest_ms) q.oldest_ms = std::max<uint64_t>(ms, 1);
-    };
+    uint64_t oldest_ms = UINT64_MAX;
+    auto oldest = [&oldest_ms](uint64_t ms) { oldest_ms = std::min(oldest_ms, ms); };
     // The window is small (walked); the queue keeps its byte count, and
     // its front is its oldest: no walk over a long backlog.
     f.inflight.for_each([&](const OutItem& it) {
@@ -63,6 +62,7 @@ Broker::QueueInfo Broker::session_queue(std::string_view client_id) const {
     q.messages += f.queue.size();
     q.bytes += f.queue_bytes;
     if (!f.queue.empty()) oldest(f.queue.front().queued_ms);
+    if (q.messages && impl_->now_ms > oldest_ms) q.oldest_age_ms = impl_->now_ms - oldest_ms;
     return q;
 }
 

@@ -140,7 +140,9 @@ public:
     struct QueueInfo {
         uint64_t messages = 0;
         uint64_t bytes = 0;
-        uint64_t oldest_ms = 0;   // 0: empty
+        // How long its oldest message has waited, by the broker's own clock
+        // (on_tick's time less the first tick's): 0 when empty.
+        uint64_t oldest_age_ms = 0;
     };
     QueueInfo session_queue(std::string_view client_id) const;
     // The filters a session is subscribed to, as subscribed (empty if no such session).

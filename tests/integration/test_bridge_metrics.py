@@ -52,7 +52,9 @@ def test_bridge_backlog_in_metrics_status_and_sys(pair):  # noqa: F811
     assert _metric(gw, "hato_bridge_connected") == 0
     assert _metric(gw, "hato_bridge_backlog_messages") == N
     assert _metric(gw, "hato_bridge_backlog_bytes") >= N * 100
-    assert _metric(gw, "hato_bridge_backlog_oldest_age_seconds") >= 1.0
+    age = _metric(gw, "hato_bridge_backlog_oldest_age_seconds")
+    # Counted from when the first message was queued, about 1.2 s ago.
+    assert 1.0 <= age < 30, age
     promtool = shutil.which("promtool")
     if promtool:
         text = _get(gw, "/metrics")[2]

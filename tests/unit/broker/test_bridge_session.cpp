@@ -30,7 +30,7 @@ TEST_CASE("queue_qos0: QoS 0 messages wait in a bridge session's queue, as QoS 1
     const Broker::QueueInfo q = h.broker->session_queue("$bridge/site");
     CHECK(q.messages == 2);
     CHECK(q.bytes > 0);
-    CHECK(q.oldest_ms == 1000);
+    CHECK(q.oldest_age_ms == 2000);   // queued at 1000, now 3000
     CHECK(h.broker->session_queue("$bridge/other").messages == 1);   // its QoS 0 one was not queued
     CHECK(h.broker->session_queue("nobody").messages == 0);
 
@@ -44,7 +44,7 @@ TEST_CASE("queue_qos0: QoS 0 messages wait in a bridge session's queue, as QoS 1
     b.ack(PacketType::Puback, first.packet_id);
     b.ack(PacketType::Puback, std::get<Publish>(got[1]).packet_id);
     CHECK(h.broker->session_queue("$bridge/site").messages == 0);
-    CHECK(h.broker->session_queue("$bridge/site").oldest_ms == 0);
+    CHECK(h.broker->session_queue("$bridge/site").oldest_age_ms == 0);
 }
 
 }  // namespace hato::broker::test
