@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "net/uring_setup.hpp"
 #include "net_test_util.hpp"
 
 using namespace nettest;
@@ -12,7 +13,7 @@ using hato::net::kInputBudgetPerPass;
 
 TEST_CASE("a flooding connection cannot starve another connection within a pass") {
     // io_uring hands over whole receive buffers: a pass may end one buffer past the budget.
-    constexpr size_t kPerPass = kInputBudgetPerPass + 4096;
+    constexpr size_t kPerPass = kInputBudgetPerPass + hato::net::BufferRing::kSize;
     constexpr size_t kFlood = 8 * 1024 * 1024;
     for (Backend b : backends()) {
         CAPTURE(std::string(backend_name(b)));
