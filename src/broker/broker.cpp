@@ -50,8 +50,11 @@ Broker::QueueInfo Broker::session_queue(std::string_view client_id) const {
     const Session& s = *found;
     if (!s.flows) return q;
     SessionFlows& f = *s.flows;
-    uint64_t oldest_ms = UINT64_MAX;
-    auto oldest = [&oldest_ms](uint64_t ms) { oldest_ms = std::min(oldest_ms, ms); };
+    // Ages, not times: a message recovered from before the start was queued
+    // before the broker's clock began (recovered_queue_time).
+    auto oldest = [&q, now = impl_->now_ms](uint64_t queued_ms) {
+        q.oldest_age_ms = std::max(q.oldest_age_ms, now - queued_ms);
+    };
     // The window is small (walked); the queue keeps its byte count, and
     // its front is its oldest: no walk over a long backlog.
     f.inflight.for_each([&](const OutItem& it) {
@@ -62,7 +65,6 @@ Broker::QueueInfo Broker::session_queue(std::string_view client_id) const {
     q.messages += f.queue.size();
     q.bytes += f.queue_bytes;
     if (!f.queue.empty()) oldest(f.queue.front().queued_ms);
-    if (q.messages && impl_->now_ms > oldest_ms) q.oldest_age_ms = impl_->now_ms - oldest_ms;
     return q;
 }
 

@@ -277,6 +277,7 @@ struct Broker::Impl {
 
     // --- recover.cpp
     void recover();
+    uint64_t recovered_queue_time(uint64_t queued_wall_ms, uint64_t wall) const;
 };
 
 }  // namespace hato::broker

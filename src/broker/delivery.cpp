@@ -109,6 +109,8 @@ void Broker::Impl::deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool reta
         StoredMessageView stored = to_stored(*msg, qos, retain);
         stored.sub_ids = item.sub_ids;
         stored.share_filter = shared.filter_of(share);
+        // A bridge's backlog age is reported: it must survive a restart.
+        if (budget) stored.queued_wall_ms = wall_ms();
         if (!written(persist.out_enqueue(s.client_id, item.seq, stored), w) && if_unstored == IfUnstored::Drop) {
             // Not stored, so not queued either: the publisher hears of the refusal.
             s.release_flows_if_empty(flows_pool);

@@ -35,7 +35,7 @@ struct OutItem {
     uint16_t packet_id = 0;
     std::vector<uint32_t> sub_ids;
     uint64_t share_key = 0;          // != 0: came through this shared group (redistributed if the member leaves)
-    uint64_t queued_ms = 0;          // monotonic time it was queued (recovered ones: the recovery's), for backlog age
+    uint64_t queued_ms = 0;          // broker time it was queued (may wrap below 0: recover.cpp), for backlog age
 };
 
 class InflightWindow {

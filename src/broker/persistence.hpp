@@ -92,6 +92,7 @@ struct StoredMessage {
     uint64_t expiry_wall_ms = 0;           // absolute (CLOCK_REALTIME ms), 0 = never
     std::vector<uint32_t> sub_ids;         // in the order they go out
     std::string share_filter;              // "$share/group/filter" it was routed through, empty = none
+    uint64_t queued_wall_ms = 0;           // when it was queued (CLOCK_REALTIME ms), 0 = not recorded
 };
 
 // The same as views (into a Message, or into the store's memory during
@@ -105,16 +106,17 @@ struct StoredMessageView {
     uint64_t expiry_wall_ms = 0;
     std::span<const uint32_t> sub_ids;
     std::string_view share_filter;
+    uint64_t queued_wall_ms = 0;
 
     StoredMessageView() = default;
     StoredMessageView(const StoredMessage& m)   // NOLINT: implicit on purpose
         : topic(m.topic), payload(m.payload), forwarded_props(m.forwarded_props), qos(m.qos),
           retain(m.retain), expiry_wall_ms(m.expiry_wall_ms), sub_ids(m.sub_ids),
-          share_filter(m.share_filter) {}
+          share_filter(m.share_filter), queued_wall_ms(m.queued_wall_ms) {}
     StoredMessage owned() const {
         return {std::string(topic), {payload.begin(), payload.end()},
                 {forwarded_props.begin(), forwarded_props.end()}, qos, retain, expiry_wall_ms,
-                {sub_ids.begin(), sub_ids.end()}, std::string(share_filter)};
+                {sub_ids.begin(), sub_ids.end()}, std::string(share_filter), queued_wall_ms};
     }
 };
 

@@ -35,9 +35,10 @@ void describe_message(const StoredMessageView& m, std::ostream& os) {
     os << " expiry_wall_ms=" << m.expiry_wall_ms;
 }
 
-// True when the body goes on with an extension this version can read (see
-// state_records.hpp); a body that ends here is the older format.
-bool has_extension(BodyReader& r) { return !r.at_end() && r.u8() >= kExtensionV1; }
+// The version of the extension the body goes on with (see
+// state_records.hpp); 0 when it ends here (the older format).
+uint8_t extension(BodyReader& r) { return r.at_end() ? 0 : r.u8(); }
+bool has_extension(BodyReader& r) { return extension(r) >= kExtensionV1; }
 
 // Later extension versions append fields: a reader takes what it knows.
 void skip_rest(BodyReader& r) {
@@ -154,11 +155,12 @@ void OutEnqueue::encode(BodyWriter& w) const {
     write_message(w, msg);
     // Left out when both are empty (most deliveries): the short form loads
     // the same, and the hot path writes no extra bytes.
-    if (msg.sub_ids.empty() && msg.share_filter.empty()) return;
-    w.u8(kExtensionV1);
+    if (msg.sub_ids.empty() && msg.share_filter.empty() && msg.queued_wall_ms == 0) return;
+    w.u8(msg.queued_wall_ms ? kExtensionV2 : kExtensionV1);
     w.u32(static_cast<uint32_t>(msg.sub_ids.size()));
     for (uint32_t id : msg.sub_ids) w.u32(id);
     w.str(msg.share_filter);
+    if (msg.queued_wall_ms) w.u64(msg.queued_wall_ms);
 }
 
 void OutEnqueue::read_key(BodyReader& r) {
@@ -170,12 +172,14 @@ void OutEnqueue::read_rest(BodyReader& r) {
     msg.topic = r.str();
     read_message_after_topic(r, msg);
     // A malformed message leaves the extension unread (it would not load).
-    has_delivery = r.ok() && has_extension(r);
+    const uint8_t version = r.ok() ? extension(r) : 0;
+    has_delivery = version >= kExtensionV1;
     if (has_delivery) {
         const uint32_t n = r.u32();
         for (uint32_t i = 0; i < n && r.ok(); ++i) sub_ids.push_back(r.u32());
         msg.share_filter = r.str();
     }
+    if (version >= kExtensionV2) msg.queued_wall_ms = r.u64();
     skip_rest(r);
 }
 
@@ -188,6 +192,7 @@ void OutEnqueue::describe(std::ostream& os) const {
     for (size_t i = 0; i < sub_ids.size(); ++i) os << (i ? "," : "") << sub_ids[i];
     os << "]";
     os << " share=\"" << msg.share_filter << "\"";
+    if (msg.queued_wall_ms) os << " queued_wall_ms=" << msg.queued_wall_ms;
 }
 
 void OutStateSet::encode(BodyWriter& w) const {

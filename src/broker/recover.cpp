@@ -8,6 +8,16 @@
 
 namespace hato::broker {
 
+// The broker-clock time a recovered message was queued at, from the wall-clock
+// time stored with it (bridge queues only); unknown, or in the future (the
+// clock was set back), it counts as queued now. The broker's clock starts at
+// 0, so an earlier time wraps below it: only differences of these times
+// (ages, Broker::session_queue) are used, and those come out right.
+uint64_t Broker::Impl::recovered_queue_time(uint64_t queued_wall_ms, uint64_t wall) const {
+    if (queued_wall_ms == 0 || queued_wall_ms >= wall) return now_ms;
+    return now_ms - (wall - queued_wall_ms);
+}
+
 void Broker::Impl::recover() {
     // Plain 4 KiB pages: a huge-page heap for this (bulk_heap.*, removed)
     // made the kernel zero cold 2 MiB pages, which on a VM cost more system
@@ -69,7 +79,7 @@ void Broker::Impl::recover() {
             }
             OutItem item;
             item.seq = ro.seq;
-            item.queued_ms = now_ms;
+            item.queued_ms = recovered_queue_time(ro.msg.queued_wall_ms, wall);
             item.qos = m->qos;
             item.retain = m->retain;
             item.msg = std::move(m);

@@ -37,8 +37,11 @@ enum class StateRecord : uint8_t {
 // ignores what follows.
 //   session_put  v1: owner_source u8 (broker::OwnerSource), username
 //   out_enqueue  v1: sub_id count u32, sub_id u32 each, share_filter
-//                (left out when there are no sub_ids and no share_filter)
+//                v2: queued_wall_ms u64 (written for the sessions whose
+//                backlog age is reported: the bridges' queues)
+//                (left out when none of them is set)
 constexpr uint8_t kExtensionV1 = 1;
+constexpr uint8_t kExtensionV2 = 2;
 
 const char* state_record_name(uint8_t type);  // "?" for unknown types
 

@@ -80,3 +80,32 @@ def test_bridge_backlog_in_metrics_status_and_sys(pair):  # noqa: F811
     wait_for(lambda: _sys(gw, "state") == "1" and _sys(gw, "backlog/messages") == "0", timeout=5,
              what="$SYS after the drain")
     assert json.loads(_get(gw, "/status.json")[2])["bridges"][0]["connected"] is True
+
+
+def test_bridge_backlog_age_survives_a_restart_and_a_crash(pair):  # noqa: F811
+    # A gateway whose WAN has been down for hours and which reboots must
+    # still report its backlog as hours old (an alert on the age fires).
+    up, gw = pair(gw_settings={"metrics": {"address": "127.0.0.1", "port": _free_port()}})
+    _start_gw(gw)   # the upstream is not there
+    wait_for(lambda: "bridge site: connect to" in gw.log(), what="a failed attempt")
+    pub_qos1(gw, "plant/backlog", [b"old"])
+    time.sleep(2.5)
+    pub_qos1(gw, "plant/backlog", [b"new"])
+    before = _metric(gw, "hato_bridge_backlog_oldest_age_seconds")
+    assert 2.0 <= before < 30, before
+
+    gw.stop()
+    _start_gw(gw)
+    assert _metric(gw, "hato_bridge_backlog_messages") == 2
+    after_stop = _metric(gw, "hato_bridge_backlog_oldest_age_seconds")
+    assert before <= after_stop < before + 30, (before, after_stop)
+
+    gw.kill()
+    _start_gw(gw)
+    assert _metric(gw, "hato_bridge_backlog_messages") == 2
+    after_crash = _metric(gw, "hato_bridge_backlog_oldest_age_seconds")
+    assert after_stop <= after_crash < before + 30, (after_stop, after_crash)
+
+    up.start()
+    wait_for(lambda: _metric(gw, "hato_bridge_backlog_messages") == 0, timeout=15, what="backlog drained")
+    assert _metric(gw, "hato_bridge_backlog_oldest_age_seconds") == 0

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <sstream>
 
 #include "broker/log_persistence.hpp"
 #include "broker/record_schema.hpp"
@@ -88,6 +89,63 @@ TEST_CASE("encodings round-trip through decode") {
     rec::OutStateSet st;
     BodyReader in3(body);
     CHECK_FALSE(rec::decode(st, in3));
+}
+
+// out_enqueue's queue time (extension v2): written only when set, read
+// back; the short form and v1 still read with no time, and a reader takes
+// v2's fields from a later version that appends more.
+TEST_CASE("out_enqueue: the queue time of a bridge's message, and the forms without it") {
+    StoredMessage m;
+    m.topic = "t";
+    m.payload = {7};
+    m.qos = 1;
+    auto decoded = [](const std::vector<uint8_t>& body) {
+        rec::OutEnqueue r;
+        BodyReader in(body);
+        REQUIRE(rec::decode(r, in));
+        return r;
+    };
+    auto record = [](const StoredMessage& msg) {
+        rec::OutEnqueue r;
+        r.client = "c";
+        r.seq = 1;
+        r.msg = msg;
+        return encoded(r);
+    };
+    const std::vector<uint8_t> short_form = record(m);
+    rec::OutEnqueue got = decoded(short_form);
+    CHECK_FALSE(got.has_delivery);
+    CHECK(got.msg.queued_wall_ms == 0);
+
+    m.queued_wall_ms = 1'764'000'000'123;
+    std::vector<uint8_t> v2 = record(m);
+    CHECK(v2.size() == short_form.size() + 1 + 4 + 4 + 8);   // version, no sub_ids, empty share, time
+    got = decoded(v2);
+    CHECK(got.has_delivery);
+    CHECK(got.sub_ids.empty());
+    CHECK(got.msg.queued_wall_ms == 1'764'000'000'123);
+
+    // A v1 body (sub_ids and share only): no time.
+    std::vector<uint8_t> v1 = short_form;
+    v1.push_back(kExtensionV1);
+    const uint32_t one = 1, id = 5, share_len = 0;
+    for (uint32_t x : {one, id, share_len})
+        for (int i = 0; i < 4; ++i) v1.push_back(uint8_t(x >> (8 * i)));
+    got = decoded(v1);
+    CHECK(got.sub_ids == std::vector<uint32_t>{5});
+    CHECK(got.msg.queued_wall_ms == 0);
+
+    // A later version: v2's fields, then bytes this version skips.
+    std::vector<uint8_t> v3 = v2;
+    v3[short_form.size()] = 3;
+    v3.insert(v3.end(), {0xAA, 0xBB});
+    got = decoded(v3);
+    CHECK(got.msg.queued_wall_ms == 1'764'000'000'123);
+
+    std::ostringstream dump;
+    rec::OutEnqueue shown = decoded(v2);
+    shown.describe(dump);
+    CHECK(dump.str().find("queued_wall_ms=1764000000123") != std::string::npos);
 }
 
 TEST_CASE("a record changes the live set the same way when written and when replayed") {
