@@ -7,10 +7,26 @@
 using namespace hato::broker;
 using namespace hato::broker::test;
 
-TEST_CASE("a 2 MB PUBLISH fed in 4 KiB pieces costs linear copying, not a copy per receive") {
+namespace {
+
+Config large_packets() {
     Config cfg;
     cfg.max_packet_size = 4 * 1024 * 1024;
-    Harness h(cfg);
+    return cfg;
+}
+
+// Hands `wire` to the broker as a socket would: in receives of 4 KiB.
+void send_in_receives(TestClient& c, std::span<const uint8_t> wire) {
+    for (size_t off = 0; off < wire.size(); off += 4096) {
+        const auto piece = wire.subspan(off, std::min<size_t>(4096, wire.size() - off));
+        c.send_raw(std::vector<uint8_t>(piece.begin(), piece.end()));
+    }
+}
+
+}  // namespace
+
+TEST_CASE("a 2 MB PUBLISH fed in 4 KiB pieces costs linear copying, not a copy per receive") {
+    Harness h(large_packets());
     TestClient sub(h, Version::V311);
     sub.connect("sub");
     sub.subscribe("big", 0);
@@ -24,10 +40,7 @@ TEST_CASE("a 2 MB PUBLISH fed in 4 KiB pieces costs linear copying, not a copy p
     std::vector<uint8_t> wire;
     encode(p, Version::V311, wire);
     const Stats before = h.broker->stats();
-    for (size_t off = 0; off < wire.size(); off += 4096) {
-        const size_t n = std::min<size_t>(4096, wire.size() - off);
-        pub.send_raw(std::vector<uint8_t>(wire.begin() + std::ptrdiff_t(off), wire.begin() + std::ptrdiff_t(off + n)));
-    }
+    send_in_receives(pub, wire);
     const Stats& after = h.broker->stats();
     // Linear: each byte appended once and moved about once more on average
     // by the geometric growth (a copy per receive would be ~512 MB), in a
@@ -41,9 +54,7 @@ TEST_CASE("a 2 MB PUBLISH fed in 4 KiB pieces costs linear copying, not a copy p
 }
 
 TEST_CASE("a stream of large PUBLISHes reuses one reassembly buffer, a small packet after them does not") {
-    Config cfg;
-    cfg.max_packet_size = 4 * 1024 * 1024;
-    Harness h(cfg);
+    Harness h(large_packets());
     TestClient sub(h, Version::V311);
     sub.connect("sub");
     sub.subscribe("big", 0);
@@ -66,18 +77,12 @@ TEST_CASE("a stream of large PUBLISHes reuses one reassembly buffer, a small pac
     const size_t small_size = 2 + 2 + 3 + small_body.size();
 
     const Stats before = h.broker->stats();
-    // 4 KiB receives: every packet ends inside one, with the next one's start.
+    // Every large packet ends inside a receive, with the next one's start;
+    // the small one arrives in two pieces, its first 10 bytes with the end
+    // of the last large one.
     const size_t large_end = wire.size() - small_size;
-    for (size_t off = 0; off < wire.size(); off += 4096) {
-        size_t n = std::min<size_t>(4096, wire.size() - off);
-        // The small packet arrives in two pieces, after the last large one.
-        if (off < large_end && off + n > large_end) n = large_end - off + 10;
-        pub.send_raw(std::vector<uint8_t>(wire.begin() + std::ptrdiff_t(off), wire.begin() + std::ptrdiff_t(off + n)));
-        if (off + n == large_end + 10) {
-            pub.send_raw(std::vector<uint8_t>(wire.begin() + std::ptrdiff_t(off + n), wire.end()));
-            break;
-        }
-    }
+    send_in_receives(pub, std::span(wire).first(large_end + 10));
+    pub.send_raw(std::vector<uint8_t>(wire.begin() + std::ptrdiff_t(large_end + 10), wire.end()));
     const Stats& after = h.broker->stats();
     // The first large packet grows its buffer (about a dozen steps), the
     // three after it take none and are copied once, the small one gets its own.
@@ -97,9 +102,7 @@ TEST_CASE("a stream of large PUBLISHes reuses one reassembly buffer, a small pac
 // message: a retained one and one queued for an offline session must come
 // out intact after their buffers were let go and later packets arrived.
 TEST_CASE("large payloads kept in their receive buffer outlive it, intact") {
-    Config cfg;
-    cfg.max_packet_size = 4 * 1024 * 1024;
-    Harness h(cfg);
+    Harness h(large_packets());
     {
         TestClient sub(h, Version::V5);
         sub.connect("offline-sub", /*clean=*/false, 0, [] {
@@ -133,10 +136,7 @@ TEST_CASE("large payloads kept in their receive buffer outlive it, intact") {
     add("big/q", queued, false, 2);
     add("big/other", later, false, 3);   // reuses or replaces the buffers before it
     add("big/other", later, false, 4);
-    for (size_t off = 0; off < wire.size(); off += 4096) {
-        const size_t n = std::min<size_t>(4096, wire.size() - off);
-        pub.send_raw(std::vector<uint8_t>(wire.begin() + std::ptrdiff_t(off), wire.begin() + std::ptrdiff_t(off + n)));
-    }
+    send_in_receives(pub, wire);
     CHECK_FALSE(pub.closed());
     CHECK(h.broker->stats().payloads_shared == 4);
 
@@ -228,9 +228,7 @@ TEST_CASE("before CONNECT a packet over max_connect_packet_size closes the conne
 }
 
 TEST_CASE("a header announcing a large packet costs memory only for the bytes that arrived") {
-    Config cfg;
-    cfg.max_packet_size = 4 * 1024 * 1024;
-    Harness h(cfg);
+    Harness h(large_packets());
     TestClient c(h, Version::V311);
     c.connect("slow");
     // PUBLISH announcing 3 MB, then only 10 bytes of it.
