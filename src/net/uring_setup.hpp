@@ -19,12 +19,10 @@ public:
     // Every recv completion of one loop pass holds a buffer until the pass
     // has handled it; when the ring runs dry, each connection that finds no
     // buffer has its multishot recv ended (ENOBUFS) and re-armed, which costs
-    // a submission and a recv per connection. So: many buffers. 16 KiB each:
-    // a recv costs the same whatever it carries, and a publisher streaming
-    // large packets made 4 KiB ones cost a third more CPU per MB; a small
-    // packet still touches (makes resident) only the page it lands in.
+    // a submission and a recv per connection. So: many small buffers (an
+    // MQTT packet is usually far below 4 KiB; a larger one spans several).
     static constexpr unsigned kCount = 1024;  // power of two: the ring's entries, the most buffers
-    static constexpr size_t kSize = 16 * 1024;
+    static constexpr size_t kSize = 4 * 1024;
     // Buffers handed to the kernel at start. An idle broker should cost
     // little memory: the pool's address space is reserved for kCount
     // buffers, but only those handed out are ever touched, and more are
@@ -48,8 +46,7 @@ public:
     unsigned active() const { return active_; }
     // The kernel takes buffers in ring order, so every buffer handed out is
     // written to in turn and stays resident: after a burst (10 000 CONNECTs
-    // grow the ring to kCount) that is 4 MiB (a page per buffer) to
-    // 16 MiB (bulk traffic fills them) of an idle broker.
+    // grow the ring to kCount) that is 4 MiB of an idle broker.
     // discard_pages() gives their pages back (a later recv into one faults a
     // fresh page in). Only while the kernel cannot be writing into one and
     // no completion holding one waits unprocessed: see
