@@ -93,6 +93,24 @@ public:
         c_.broker->on_data(id, data);
     }
 
+    // Only a plain MQTT client's own stream goes in place (receive_target);
+    // the broker's check comes first, as it is false for almost every call.
+    bool wants_in_place(net::ConnId id) override {
+        return c_.broker->wants_in_place(id) && in_place_allowed(id);
+    }
+    std::span<uint8_t> receive_target(net::ConnId id, size_t limit) override {
+        if (!c_.broker->wants_in_place(id) || !in_place_allowed(id)) return {};
+        return c_.broker->receive_target(id, limit);
+    }
+    void on_received_in_place(net::ConnId id, size_t n) override {
+        metrics_.pass_activity();
+        c_.broker->on_received_in_place(id, n);
+    }
+    bool in_place_allowed(net::ConnId id) const {
+        return !admission_.is_refused(id) && !metrics_.owns(id) && !(c_.bridges && c_.bridges->owns_upstream(id)) &&
+               c_.transports->plain(id);
+    }
+
     void on_close(net::ConnId id, int error) override {
         if (admission_.forget_refused(id)) return;
         if (metrics_.on_close(id)) return shutdown_.poll(c_.reactor->now_ms());

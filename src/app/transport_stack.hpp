@@ -74,6 +74,8 @@ public:
     // first MQTT bytes of a TLS connection whose client certificate names
     // the user (identity_as_username).
     bool unwrap(net::ConnId id, std::span<const uint8_t>& data, std::optional<std::string>& identity);
+    // No TLS or WebSocket layer: what the socket carries is the MQTT stream.
+    bool plain(net::ConnId id) const { return !tls_.owns(id) && !ws_.owns(id); }
 
 private:
     TlsLayer tls_;

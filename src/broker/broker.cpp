@@ -34,7 +34,7 @@ void Broker::on_auth_result(ConnId id, uint64_t request, const AuthVerdict& verd
     if (c && request != 0 && c->extras() && c->extras()->auth_request == request) {
         c->extras()->auth_request = 0;
         c->extras()->auth_verdict = verdict;
-        std::vector<uint8_t> held;   // the CONNECT, then whatever came after it
+        InputBytes held;// the CONNECT, then whatever came after it
         held.swap(c->extras()->inbuf);
         impl_->process_input(*c, held);
     }
@@ -127,6 +127,25 @@ void Broker::on_data(ConnId id, std::span<const uint8_t> bytes) {
         if (!c->dead && impl_->pressure.over_limit(*c))
             impl_->pressure.block(*c, impl_->now_ms, /*hold_intake=*/false);
     }
+    impl_->bury();
+}
+
+bool Broker::wants_in_place(ConnId id) const {
+    const Connection* c = impl_->conn(id);
+    return c && impl_->in_place_rest(*c) >= kInPlaceMin;
+}
+
+std::span<uint8_t> Broker::receive_target(ConnId id, size_t limit) {
+    Connection* c = impl_->conn(id);
+    return c ? impl_->receive_target(*c, limit) : std::span<uint8_t>{};
+}
+
+void Broker::on_received_in_place(ConnId id, size_t n) {
+    Connection* c = impl_->conn(id);
+    if (!c || impl_->in_place.conn != id) return;
+    impl_->stats.bytes_in += n;
+    impl_->received_in_place(*c, n);
+    if (!c->dead && impl_->pressure.over_limit(*c)) impl_->pressure.block(*c, impl_->now_ms, /*hold_intake=*/false);
     impl_->bury();
 }
 
@@ -284,7 +303,7 @@ void Broker::Impl::process_input(Connection& c, std::span<const uint8_t> bytes) 
     if (auth_pending(c)) {
         // Held until the CONNECT's verdict (which heads the buffer), with a
         // bound: a client cannot park memory here while its check waits.
-        std::vector<uint8_t>& held = c.extras()->inbuf;
+        InputBytes& held = c.extras()->inbuf;
         FixedHeader connect_hdr;
         peek_header(held, cfg.max_packet_size, connect_hdr);
         if (held.size() + bytes.size() > connect_hdr.total() + kMaxHeldAfterConnect) return drop(c, false, true);
@@ -297,20 +316,7 @@ void Broker::Impl::process_input(Connection& c, std::span<const uint8_t> bytes) 
         bool ready = false, ok = true;
         in = in.subspan(fill_partial(c, in, ready, ok));
         if (!ok) return;
-        if (!ready) continue;
-        // We own the bytes while the packet is handled; views into them stay valid.
-        std::vector<uint8_t> packet;
-        packet.swap(c.extras()->inbuf);
-        c.extras()->inbuf_need = 0;
-        const size_t capacity = packet.capacity();
-        FixedHeader hdr;
-        peek_header(packet, 0, hdr);   // checked when the buffer was sized
-        if (!process_reassembled(c, packet, hdr)) return;
-        if (auth_pending(c)) {
-            c.extras()->inbuf.swap(packet);
-            return hold_for_verdict(c, in);
-        }
-        keep_for_next_partial(c, packet, capacity, in);
+        if (ready && !complete_partial(c, in)) return;
     }
     size_t pos = 0;
     while (pos < in.size() && !c.dead) {
@@ -336,6 +342,61 @@ void Broker::Impl::process_input(Connection& c, std::span<const uint8_t> bytes) 
     if (!c.dead && c.extras() && c.extras()->empty()) c.close_extras();
 }
 
+// The partial packet is whole: handled, and its buffer kept for the next
+// one where that pays (`rest`: what followed it in the same receive).
+// False: stop reading this input (closed, or waiting for a verdict).
+bool Broker::Impl::complete_partial(Connection& c, std::span<const uint8_t> rest) {
+    // We own the bytes while the packet is handled; views into them stay valid.
+    InputBytes packet;
+    packet.swap(c.extras()->inbuf);
+    c.extras()->inbuf_need = 0;
+    const size_t capacity = packet.capacity();
+    FixedHeader hdr;
+    peek_header(packet, 0, hdr);   // checked when the buffer was sized
+    if (!process_reassembled(c, packet, hdr)) return false;
+    if (auth_pending(c)) {
+        c.extras()->inbuf.swap(packet);
+        hold_for_verdict(c, rest);
+        return false;
+    }
+    keep_for_next_partial(c, packet, capacity, rest);
+    return true;
+}
+
+size_t Broker::Impl::in_place_rest(const Connection& c) const {
+    if (c.dead || !c.connected || !c.extras() || auth_pending(c)) return 0;
+    const ConnectionExtras& x = *c.extras();
+    return x.inbuf_need == 0 || x.inbuf.empty() ? 0 : x.inbuf_need - x.inbuf.size();
+}
+
+// The rest of a large packet can be received straight into its buffer
+// (one copy, out of the kernel, in large receives) instead of through the
+// receive buffers and partial_append. `limit` is what the socket holds, so
+// the buffer still grows with bytes that arrived, not with sizes announced:
+// up to four times them, so that a packet is rarely moved while it grows
+// (the packet's own size once an eighth of it is here, see reserve_partial).
+std::span<uint8_t> Broker::Impl::receive_target(Connection& c, size_t limit) {
+    const size_t n = std::min(in_place_rest(c), limit);
+    if (n < Broker::kInPlaceMin) return {};
+    ConnectionExtras& x = *c.extras();
+    const size_t have = x.inbuf.size();
+    reserve_partial(x, std::min(x.inbuf_need, 4 * (have + n)));
+    x.inbuf.resize(have + n);
+    in_place = {c.id, have};
+    return {x.inbuf.data() + have, n};
+}
+
+void Broker::Impl::received_in_place(Connection& c, size_t n) {
+    ConnectionExtras& x = *c.extras();
+    x.inbuf.resize(in_place.size + n);
+    in_place = {};
+    stats.partial_bytes_in_place += n;
+    if (n == 0) return;
+    c.last_rx_ms = now_ms;
+    if (x.inbuf.size() == x.inbuf_need && !complete_partial(c, {})) return;
+    if (!c.dead && c.extras() && c.extras()->empty()) c.close_extras();
+}
+
 // The CONNECT went to the authenticator: it and everything after it wait in
 // the buffer (the CONNECT first, so the verdict replays it) until the verdict.
 void Broker::Impl::hold_for_verdict(Connection& c, std::span<const uint8_t> rest) {
@@ -350,7 +411,7 @@ void Broker::Impl::hold_for_verdict(Connection& c, std::span<const uint8_t> rest
 // afresh from 4 KiB (every growth moves what has arrived so far, about one
 // more copy of each byte). Kept only for a packet at least half the
 // buffer's size, so a large buffer never waits on a small packet.
-void Broker::Impl::keep_for_next_partial(Connection& c, std::vector<uint8_t>& packet, size_t capacity,
+void Broker::Impl::keep_for_next_partial(Connection& c, InputBytes& packet, size_t capacity,
                                          std::span<const uint8_t> rest) {
     if (c.dead || !c.extras() || !c.extras()->inbuf.empty() || c.extras()->inbuf.capacity() >= capacity) return;
     FixedHeader hdr;
@@ -370,7 +431,7 @@ void Broker::Impl::keep_for_next_partial(Connection& c, std::vector<uint8_t>& pa
 // A large PUBLISH is handled from a ReceivedPacket, so that its message can
 // keep the payload where it is (make_message) instead of copying it. When
 // no message kept it, the bytes come back to `packet` for the next one.
-bool Broker::Impl::process_reassembled(Connection& c, std::vector<uint8_t>& packet, const FixedHeader& hdr) {
+bool Broker::Impl::process_reassembled(Connection& c, InputBytes& packet, const FixedHeader& hdr) {
     if (!c.connected || hdr.type() != PacketType::Publish || packet.size() < kSharedPayloadMin)
         return process_packet(c, packet, hdr);
     ReceivedPacket* held = ReceivedPacket::hold(std::move(packet));
@@ -396,19 +457,21 @@ uint32_t Broker::Impl::input_limit(const Connection& c) const {
 // and each byte is still moved only a bounded number of times (about once
 // on average), never once per receive.
 void Broker::Impl::partial_append(ConnectionExtras& x, std::span<const uint8_t> bytes) {
-    constexpr size_t kMinPartial = 4096;
-    std::vector<uint8_t>& buf = x.inbuf;
-    const size_t want = buf.size() + bytes.size();
-    if (want > buf.capacity()) {
-        size_t cap = std::max(want, std::max(kMinPartial, 2 * buf.capacity()));
-        // Never more than the packet; straight to its size once past half of it.
-        if (x.inbuf_need != 0 && cap > x.inbuf_need / 2) cap = std::max(want, x.inbuf_need);
-        stats.partial_bytes_copied += buf.size();   // moved by the reallocation
-        ++stats.partial_buffers;
-        buf.reserve(cap);
-    }
-    buf.insert(buf.end(), bytes.begin(), bytes.end());
+    reserve_partial(x, x.inbuf.size() + bytes.size());
+    x.inbuf.insert(x.inbuf.end(), bytes.begin(), bytes.end());
     stats.partial_bytes_copied += bytes.size();
+}
+
+void Broker::Impl::reserve_partial(ConnectionExtras& x, size_t want) {
+    constexpr size_t kMinPartial = 4096;
+    InputBytes& buf = x.inbuf;
+    if (want <= buf.capacity()) return;
+    size_t cap = std::max(want, std::max(kMinPartial, 2 * buf.capacity()));
+    // Never more than the packet; straight to its size once past half of it.
+    if (x.inbuf_need != 0 && cap > x.inbuf_need / 2) cap = std::max(want, x.inbuf_need);
+    stats.partial_bytes_copied += buf.size();   // moved by the reallocation
+    ++stats.partial_buffers;
+    buf.reserve(cap);
 }
 
 size_t Broker::Impl::fill_partial(Connection& c, std::span<const uint8_t> in, bool& ready, bool& ok) {

@@ -60,6 +60,7 @@ struct Stats {
     uint64_t partial_bytes_copied = 0;
     uint64_t partial_buffers = 0;
     uint64_t payloads_shared = 0;   // large payloads a message kept in their receive buffer
+    uint64_t partial_bytes_in_place = 0;   // received straight into a partial packet (receive_target)
     uint64_t unreadable_dropped = 0; // queued / in flight, but the session's owner may not read it (ACL)
     // Durable writes the store refused (Persistence::Append), in all and by
     // reason. What depended on one was answered with a refusal code.
@@ -105,6 +106,15 @@ public:
 
     void on_open(ConnId id, int listener_index, const std::string& peer);
     void on_data(ConnId id, std::span<const uint8_t> bytes);
+    // Where up to `limit` next bytes of `id` may be received in place: the
+    // unfilled rest of a large packet being reassembled (at least
+    // kInPlaceMin bytes short of complete). Empty: use on_data. The span
+    // is valid until the next call into the broker, which must be
+    // on_received_in_place with how many bytes arrived in it (0 is fine).
+    bool wants_in_place(ConnId id) const;
+    std::span<uint8_t> receive_target(ConnId id, size_t limit);
+    void on_received_in_place(ConnId id, size_t n);
+    static constexpr size_t kInPlaceMin = 16 * 1024;
     void on_close(ConnId id);                  // transport gone (any reason)
     void on_tick(uint64_t now_ms);             // keep alive, expiry, will delay
     void on_pass_end();                        // group commit point

@@ -145,9 +145,19 @@ struct Broker::Impl {
     // `ready`: the partial packet is complete. False return of `ok`: closed.
     size_t fill_partial(Connection& c, std::span<const uint8_t> in, bool& ready, bool& ok);
     void partial_append(ConnectionExtras& x, std::span<const uint8_t> bytes);
-    void keep_for_next_partial(Connection& c, std::vector<uint8_t>& packet, size_t capacity,
+    void reserve_partial(ConnectionExtras& x, size_t want);   // grows inbuf's capacity to `want` or beyond
+    bool complete_partial(Connection& c, std::span<const uint8_t> rest);
+    size_t in_place_rest(const Connection& c) const;   // bytes a large partial packet still lacks, or 0
+    std::span<uint8_t> receive_target(Connection& c, size_t limit);
+    void received_in_place(Connection& c, size_t n);
+    // The span receive_target gave out: its connection and inbuf's size before it.
+    struct InPlace {
+        ConnId conn = 0;
+        size_t size = 0;
+    } in_place;
+    void keep_for_next_partial(Connection& c, InputBytes& packet, size_t capacity,
                                std::span<const uint8_t> rest);
-    bool process_reassembled(Connection& c, std::vector<uint8_t>& packet, const mqtt::FixedHeader& hdr);
+    bool process_reassembled(Connection& c, InputBytes& packet, const mqtt::FixedHeader& hdr);
     // Decodes and handles one complete packet (`hdr.total()` bytes); false if the connection closed.
     bool process_packet(Connection& c, std::span<const uint8_t> packet, const mqtt::FixedHeader& hdr);
     uint32_t input_limit(const Connection& c) const;   // largest packet accepted now

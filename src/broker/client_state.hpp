@@ -116,7 +116,7 @@ struct ConnectionExtras {
     // Only while a partial packet remains: each receive appends its bytes,
     // up to the packet's total from its fixed header (already checked
     // against the size limit); see Broker::Impl::partial_append.
-    std::vector<uint8_t> inbuf;
+    InputBytes inbuf;
     size_t inbuf_need = 0;           // total size of that packet; 0 = its fixed header is incomplete
     std::unordered_map<uint16_t, std::string> alias_in;
     // Transparent lookup: a message's topic (a string_view) finds its alias

@@ -13,6 +13,8 @@
 
 #include <cstdint>
 #include <cstring>
+#include <memory>
+#include <new>
 #include <span>
 #include <string_view>
 #include <utility>
@@ -24,12 +26,36 @@ namespace hato::broker {
 
 class MsgPtr;
 
+// An allocator whose resize() leaves new bytes as they are: a large packet
+// received in place (Broker::receive_target) is written by the kernel right
+// after, and zeroing it first would cost as much again as a copy.
+template <class T>
+struct UninitAllocator : std::allocator<T> {
+    template <class U>
+    struct rebind {
+        using other = UninitAllocator<U>;
+    };
+    UninitAllocator() = default;
+    template <class U>
+    UninitAllocator(const UninitAllocator<U>&) noexcept {}
+    template <class U>
+    void construct(U* p) noexcept {
+        ::new (static_cast<void*>(p)) U;
+    }
+    template <class U, class... Args>
+    void construct(U* p, Args&&... args) {
+        ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+    }
+};
+// A packet being reassembled from the input stream.
+using InputBytes = std::vector<uint8_t, UninitAllocator<uint8_t>>;
+
 // A reassembled packet's bytes, shared by the code handling the packet and
 // the message that keeps its payload. Counted like messages (one thread).
 struct ReceivedPacket {
     uint32_t refs = 1;
-    std::vector<uint8_t> bytes;
-    static ReceivedPacket* hold(std::vector<uint8_t>&& bytes) { return new ReceivedPacket{1, std::move(bytes)}; }
+    InputBytes bytes;
+    static ReceivedPacket* hold(InputBytes&& bytes) { return new ReceivedPacket{1, std::move(bytes)}; }
     void release() {
         if (--refs == 0) delete this;
     }

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -134,6 +135,13 @@ void set_nodelay(int fd) {
 void set_nonblocking(int fd, bool on) {
     int flags = fcntl(fd, F_GETFL);
     if (flags >= 0) fcntl(fd, F_SETFL, on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK);
+}
+
+std::span<uint8_t> in_place_target(Handler& h, ConnId id, int fd, size_t limit) {
+    if (!h.wants_in_place(id)) return {};
+    int waiting = 0;
+    if (ioctl(fd, FIONREAD, &waiting) != 0 || waiting <= 0) return {};
+    return h.receive_target(id, std::min(limit, size_t(waiting)));
 }
 
 void drain_input(int fd) {

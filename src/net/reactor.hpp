@@ -28,6 +28,10 @@ enum class Backend : uint8_t { Auto, IoUring, Epoll };
 // about 1k packets, a few ms) cannot hold up everyone else's round trips,
 // while a busy publisher still moves its data in large batches.
 inline constexpr size_t kInputBudgetPerPass = 32 * 1024;
+// Input received in place (Handler::receive_target) costs its copy out of
+// the kernel and nothing else until its packet is whole: a larger budget,
+// so that a large packet arrives in few, large receives.
+inline constexpr size_t kInPlaceBudgetPerPass = 256 * 1024;
 
 // Implemented by the layer above (app wiring). All calls come from the
 // reactor thread, inside run().
@@ -39,6 +43,16 @@ public:
     // Bytes received. The span is valid only during the call (it may be a
     // provided ring buffer that goes back to the kernel right after).
     virtual void on_data(ConnId id, std::span<const uint8_t> data) = 0;
+    // The rest of a large packet can be received in place, into the memory
+    // the layer above assembles it in, instead of through a receive buffer
+    // and a copy. wants_in_place: whether `id` now awaits such a rest (no
+    // side effects). receive_target: that memory, at most `limit` bytes
+    // (empty: receive as usual); on_received_in_place must follow, before
+    // any other call, with how many bytes the recv put there (0 on EAGAIN,
+    // EOF or error).
+    virtual bool wants_in_place(ConnId) { return false; }
+    virtual std::span<uint8_t> receive_target(ConnId, size_t /*limit*/) { return {}; }
+    virtual void on_received_in_place(ConnId, size_t /*n*/) {}
     // The connection is gone: peer closed, error, or after close(). `error`
     // is 0 for an orderly close (EOF or our own close), else an errno.
     // No call for `id` follows.

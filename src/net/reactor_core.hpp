@@ -33,6 +33,11 @@ void set_nonblocking(int fd, bool on);
 // before close() so unread input does not turn our FIN into an RST that
 // could destroy replies the peer has not read yet.
 void drain_input(int fd);
+// Where the next bytes of `id` go in place (Handler::receive_target), at
+// most `limit` and no more than the socket holds now (the handler reserves
+// memory for them: it follows bytes that arrived, not sizes announced);
+// empty when the handler wants none or nothing is waiting.
+std::span<uint8_t> in_place_target(Handler& h, ConnId id, int fd, size_t limit);
 
 // Backend factories (each in its own file). make_uring returns nullptr and
 // sets `why` if the kernel cannot do what the backend needs.
@@ -97,6 +102,9 @@ struct alignas(64) Conn {
     bool want_write : 1 = false;     // epoll: EPOLLOUT registered
     bool recv_held : 1 = false;      // io_uring: over its input budget, completions wait (recv stopped)
     bool intake_held : 1 = false;    // epoll: readable while intake was stopped; EPOLLIN off until it resumes
+    bool in_place : 1 = false;       // io_uring: a large packet's rest is read in place (no multishot recv)
+    bool in_place_listed : 1 = false;  // io_uring: listed for read_in_place
+    bool poll_armed : 1 = false;     // io_uring: waiting for input to read in place
     // Output. `pending` collects send() calls; `inflight` is what the kernel
     // is being handed (its memory must stay put while an io_uring send is in
     // flight, so appends never go there). A buffer is below 4 GiB

@@ -152,19 +152,35 @@ ConnId EpollReactor::adopt(int fd) {
 
 void EpollReactor::read_from(Handler& h, uint32_t slot) {
     ConnId id = conns_.id_of(slot);
-    size_t total = 0;
-    // Fairness (kInputBudgetPerPass): what is left stays readable for the next pass.
-    while (total < kInputBudgetPerPass) {
+    size_t total = 0, in_place = 0;
+    // Fairness (kInputBudgetPerPass, kInPlaceBudgetPerPass): what is left
+    // stays readable for the next pass.
+    while (total < kInputBudgetPerPass && in_place < kInPlaceBudgetPerPass) {
         Conn& c = conns_.at(slot);  // re-fetched: callbacks may change the table
         if (c.state == ConnState::Closing || c.state == ConnState::Free) return;
         if (c.recv_paused && c.state == ConnState::Open) return;   // set_reading(false) meanwhile
         if (intake_paused_ && c.state == ConnState::Open) return hold_intake(slot);
-        ssize_t n = recv(c.fd, read_buf_.data(), std::min(read_buf_.size(), kInputBudgetPerPass - total), 0);
-        if (n > 0) {
-            total += size_t(n);
-            // After close(flush) input is read only to be discarded.
-            if (c.state == ConnState::Open) h.on_data(id, {read_buf_.data(), size_t(n)});
-            continue;
+        // After close(flush) input is read only to be discarded.
+        const std::span<uint8_t> target = c.state == ConnState::Open
+                                              ? in_place_target(h, id, c.fd, kInPlaceBudgetPerPass - in_place)
+                                              : std::span<uint8_t>{};
+        ssize_t n;
+        if (!target.empty()) {
+            n = recv(c.fd, target.data(), target.size(), 0);
+            const int err = errno;
+            h.on_received_in_place(id, n > 0 ? size_t(n) : 0);
+            errno = err;
+            if (n > 0) {
+                in_place += size_t(n);
+                continue;
+            }
+        } else {
+            n = recv(c.fd, read_buf_.data(), std::min(read_buf_.size(), kInputBudgetPerPass - total), 0);
+            if (n > 0) {
+                total += size_t(n);
+                if (c.state == ConnState::Open) h.on_data(id, {read_buf_.data(), size_t(n)});
+                continue;
+            }
         }
         if (n == 0) {
             schedule_reap(slot, 0);

@@ -1,7 +1,8 @@
 // io_uring backend. Multishot accept per listener; multishot recv per
 // connection selecting buffers from one provided buffer ring (an idle
 // connection holds no receive buffer); one send per connection per pass;
-// the tick is an IORING_OP_TIMEOUT; fsync is IORING_OP_FSYNC. Every SQE
+// the tick is an IORING_OP_TIMEOUT; fsync is IORING_OP_FSYNC. The rest of
+// a large packet is read in place instead (read_in_place). Every SQE
 // prepared during a pass leaves in the single io_uring_submit_and_wait at
 // the top of the next loop iteration.
 #include <fcntl.h>
@@ -11,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -24,7 +26,7 @@
 namespace hato::net {
 namespace {
 
-enum Kind : uint8_t { kAccept = 1, kRecv, kSend, kTimeout, kPoll, kFsync, kCancel };
+enum Kind : uint8_t { kAccept = 1, kRecv, kSend, kTimeout, kPoll, kFsync, kCancel, kPollIn };
 
 constexpr unsigned kRingEntries = 1024;
 constexpr size_t kMaxCqesPerPass = 4096;
@@ -64,6 +66,21 @@ private:
     void reap(Handler& h);
     void prepare_pass_sqes();
     void reading_changed(uint32_t slot) override;
+    // Input flows again (after a pause, a hold, the multishot's end): the
+    // multishot recv is armed, or the connection listed for read_in_place.
+    void resume_recv(uint32_t slot);
+    // A large packet's rest (Handler::receive_target) is read with plain
+    // non-blocking recvs straight into the handler's memory, up to
+    // kInPlaceBudgetPerPass per pass, and a POLLIN waits for more. The
+    // multishot recv is stopped first (its last completion seen): input
+    // then has a single reader and stays in order.
+    void list_in_place(uint32_t slot);
+    void read_in_place(Handler& h);
+    void read_in_place(Handler& h, uint32_t slot);
+    void on_poll_in(uint32_t slot, uint32_t gen, int res);
+    std::vector<uint32_t> in_place_;         // slots listed for read_in_place
+    std::vector<uint32_t> in_place_scratch_;
+    std::array<uint8_t, 4096> between_{};   // read_in_place: the start of the next packet
     struct Completion {
         uint64_t tag;
         int res;
@@ -283,11 +300,15 @@ void UringReactor::on_recv(Handler& h, uint32_t slot, uint32_t gen, int res, uin
     if (c && res > 0 && data) {
         if (c->state == ConnState::Open) h.on_data(id, {data, size_t(res)});
         c = conns_.find(id);
+        if (c && c->state == ConnState::Open && !c->in_place && h.wants_in_place(id)) {
+            c->in_place = true;
+            if (c->recv_armed) cancel(make_tag(kRecv, c->gen, slot));
+        }
     }
     if (data) bufs_.give_back(bid);  // only after on_data returned
     if (!c) return;
     if (c->state == ConnState::Closing) {
-        if (!c->recv_armed && !c->send_busy) schedule_reap(slot, c->close_error);
+        if (!c->recv_armed && !c->send_busy && !c->poll_armed) schedule_reap(slot, c->close_error);
         return;
     }
     if (res == -ENOBUFS) bufs_.grow();   // the ring ran dry: the load wants more buffers
@@ -297,10 +318,97 @@ void UringReactor::on_recv(Handler& h, uint32_t slot, uint32_t gen, int res, uin
         schedule_reap(slot, -res);
     } else if (!c->recv_armed && !c->recv_paused && !c->recv_held) {
         // Multishot ended (ENOBUFS: ring ran dry, buffers are back now;
-        // ECANCELED: reading was paused and resumed since).
-        c->recv_rearm = true;
-        mark_dirty(slot);
+        // ECANCELED: reading was paused and resumed since, or is to go on in place).
+        resume_recv(slot);
     }
+}
+
+void UringReactor::resume_recv(uint32_t slot) {
+    Conn& c = conns_.at(slot);
+    if (c.in_place && c.state == ConnState::Open) return list_in_place(slot);
+    c.in_place = false;   // draining or lingering: what arrives is discarded
+    c.recv_rearm = true;
+    mark_dirty(slot);
+}
+
+void UringReactor::list_in_place(uint32_t slot) {
+    Conn& c = conns_.at(slot);
+    if (c.in_place_listed || c.poll_armed) return;
+    c.in_place_listed = true;
+    in_place_.push_back(slot);
+}
+
+void UringReactor::read_in_place(Handler& h) {
+    if (in_place_.empty() || intake_paused_) return;   // (the list waits for set_intake(true))
+    in_place_scratch_.clear();
+    in_place_scratch_.swap(in_place_);
+    for (uint32_t slot : in_place_scratch_) {
+        conns_.at(slot).in_place_listed = false;
+        read_in_place(h, slot);
+    }
+}
+
+void UringReactor::read_in_place(Handler& h, uint32_t slot) {
+    const ConnId id = conns_.id_of(slot);
+    size_t got = 0;
+    for (;;) {
+        Conn& c = conns_.at(slot);   // re-fetched: callbacks may change the table
+        // Paused or held: resuming lists it again. Closed: the close path
+        // has taken over (resume_recv re-arms the discarding recv).
+        if (c.state != ConnState::Open || !c.in_place || c.recv_paused || c.recv_held || c.recv_armed) return;
+        if (got >= kInPlaceBudgetPerPass) return list_in_place(slot);   // the rest next pass
+        const std::span<uint8_t> target = in_place_target(h, id, c.fd, kInPlaceBudgetPerPass - got);
+        ssize_t n;
+        int err = 0;
+        if (!target.empty()) {
+            n = ::recv(c.fd, target.data(), target.size(), MSG_DONTWAIT);
+            err = n < 0 ? errno : 0;
+            h.on_received_in_place(id, n > 0 ? size_t(n) : 0);
+        } else {
+            // Between packets: the next one's start comes through a small
+            // buffer. A stream of large packets stays here (the multishot
+            // recv would take the next one in 4 KiB pieces before it could
+            // be stopped again); anything else goes back to the multishot recv.
+            n = ::recv(c.fd, between_.data(), between_.size(), MSG_DONTWAIT);
+            err = n < 0 ? errno : 0;
+            if (n > 0) {
+                h.on_data(id, {between_.data(), size_t(n)});
+                Conn& now = conns_.at(slot);
+                if (now.state == ConnState::Open && now.in_place && !h.wants_in_place(id)) {
+                    now.in_place = false;
+                    return resume_recv(slot);
+                }
+            }
+        }
+        if (n > 0) {
+            got += size_t(n);
+            continue;
+        }
+        if (conns_.at(slot).state == ConnState::Free) return;
+        if (n == 0) schedule_reap(slot, 0);
+        else if (err == EAGAIN || err == EWOULDBLOCK) {
+            Conn& w = conns_.at(slot);
+            io_uring_sqe* sqe = get_sqe();
+            io_uring_prep_poll_add(sqe, w.fd, POLLIN);
+            use_fixed_file(sqe, w, slot);
+            io_uring_sqe_set_data64(sqe, make_tag(kPollIn, w.gen, slot));
+            w.poll_armed = true;
+        } else if (err == EINTR) list_in_place(slot);
+        else schedule_reap(slot, err);
+        return;
+    }
+}
+
+void UringReactor::on_poll_in(uint32_t slot, uint32_t gen, int res) {
+    Conn* c = conns_.find(ConnTable::make_id(slot, gen));
+    if (!c) return;
+    c->poll_armed = false;
+    if (c->state == ConnState::Closing) {
+        if (!c->recv_armed && !c->send_busy) schedule_reap(slot, c->close_error);
+        return;
+    }
+    (void)res;   // a poll error shows again in the recv that follows
+    if (c->in_place && !c->recv_paused && !c->recv_held) resume_recv(slot);
 }
 
 void UringReactor::reading_changed(uint32_t slot) {
@@ -309,8 +417,7 @@ void UringReactor::reading_changed(uint32_t slot) {
         // The recv's last CQE (ECANCELED) clears recv_armed; no new one is armed.
         if (c.recv_armed) cancel(make_tag(kRecv, c.gen, slot));
     } else if (!c.recv_armed) {
-        c.recv_rearm = true;
-        mark_dirty(slot);
+        resume_recv(slot);
     }
 }
 
@@ -319,7 +426,7 @@ void UringReactor::on_send(uint32_t slot, uint32_t gen, int res) {
     if (!c) return;
     c->send_busy = false;
     if (c->state == ConnState::Closing) {
-        if (!c->recv_armed) schedule_reap(slot, c->close_error);
+        if (!c->recv_armed && !c->poll_armed) schedule_reap(slot, c->close_error);
         return;
     }
     if (res < 0) {
@@ -366,10 +473,7 @@ void UringReactor::update_held_recvs() {
         Conn& c = conns_.at(slot);
         if (!c.recv_held || c.held_pass == pass_) continue;   // reused since, or still held
         c.recv_held = false;
-        if (!c.recv_armed && !c.recv_paused && c.state != ConnState::Closing) {
-            c.recv_rearm = true;
-            mark_dirty(slot);
-        }
+        if (!c.recv_armed && !c.recv_paused && c.state != ConnState::Closing) resume_recv(slot);
     }
 }
 
@@ -384,6 +488,9 @@ void UringReactor::process_cqe(Handler& h, uint64_t tag, int res, uint32_t flags
         break;
     case kSend:
         on_send(index, tag_gen(tag), res);
+        break;
+    case kPollIn:
+        on_poll_in(index, tag_gen(tag), res);
         break;
     case kTimeout:
         if (index == 0) timeout_armed_ = false;
@@ -425,10 +532,11 @@ void UringReactor::reap(Handler& h) {
                 shutdown(c.fd, SHUT_RDWR);
                 if (c.recv_armed) cancel(make_tag(kRecv, c.gen, slot));
                 if (c.send_busy) cancel(make_tag(kSend, c.gen, slot));
+                if (c.poll_armed) cancel(make_tag(kPollIn, c.gen, slot));
             }
             // The fd may be closed only once no op references it; the last
             // CQE schedules the reap again.
-            if (c.recv_armed || c.send_busy) continue;
+            if (c.recv_armed || c.send_busy || c.poll_armed) continue;
             if (c.fixed_file) {   // the table holds a reference of its own
                 int none = -1;
                 io_uring_register_files_update(&ring_, slot, &none, 1);
@@ -460,7 +568,7 @@ void UringReactor::prepare_pass_sqes() {
         Conn& c = conns_.at(slot);
         if (c.state != ConnState::Open && c.state != ConnState::Draining && c.state != ConnState::Lingering)
             continue;
-        if (c.recv_rearm && !c.recv_armed && !c.recv_paused && !c.recv_held) arm_recv(slot);
+        if (c.recv_rearm && !c.recv_armed && !c.recv_paused && !c.recv_held && !c.in_place) arm_recv(slot);
         if (c.send_busy) continue;  // its CQE re-lists the connection
         stage_output(c);
         if (c.inflight_off < c.inflight.size()) {
@@ -526,7 +634,8 @@ void UringReactor::run(Handler& h) {
         // Acks held back by take_dirty, and held input, must not wait for the next event.
         // Held input waits for the wake-up a send completion brings while
         // intake is stopped.
-        bool busy = !reap_.empty() || !dirty_late_.empty() || (!held_.empty() && !intake_paused_) ||
+        bool busy = !reap_.empty() || !dirty_late_.empty() ||
+                    ((!held_.empty() || !in_place_.empty()) && !intake_paused_) ||
                     (wake_at_us_ != 0 && us_until_wake() == 0);
         // Not waiting still has to collect completions: with DEFER_TASKRUN
         // they are only finished inside an enter that asks for events.
@@ -560,6 +669,7 @@ void UringReactor::run(Handler& h) {
             else process_cqe(h, c.tag, c.res, c.flags);
         }
         update_held_recvs();
+        read_in_place(h);
 
         reap(h);
         if (run_tick_if_due(h)) {

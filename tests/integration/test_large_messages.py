@@ -86,3 +86,51 @@ def test_1mib_messages_pass_intact(broker_factory, qos):
 @pytest.mark.parametrize("qos", [0, 1])
 def test_1mib_messages_reach_a_slow_reader_intact(broker_factory, qos):
     _run(broker_factory, qos, slow=True)
+
+
+def test_large_packets_trickled_mixed_and_cut_off(broker_factory):
+    # The rest of a large packet is received in place (straight into its
+    # buffer): a packet that arrives in small, slow pieces, small packets
+    # right behind large ones in the same writes, and a publisher that
+    # vanishes in the middle of one must all leave the broker serving.
+    b = broker_factory({"limits": LIMITS})
+    sub = RawClient(b, timeout=30)
+    sub.connect("mix-sub")
+    sub.send(raw_mqtt.subscribe(1, "mix/#", qos=1))
+    sub.expect(raw_mqtt.SUBACK)
+
+    big = os.urandom(64) * (MIB // 64)
+    trickled = raw_mqtt.publish("mix/trickled", big, qos=1, pid=1)
+    pub = RawClient(b, timeout=30)
+    pub.connect("mix-pub")
+    # 64 KiB, then pieces with pauses, so the broker waits mid-packet.
+    pub.send(trickled[:65536])
+    for off in range(65536, len(trickled), 200000):
+        time.sleep(0.05)
+        pub.send(trickled[off:off + 200000])
+    # A large packet with a small one right behind it, in one write each way.
+    pub.send(raw_mqtt.publish("mix/big", big[::-1], qos=1, pid=2) + raw_mqtt.publish("mix/small", b"tail", qos=1, pid=3))
+    for pid in (1, 2, 3):
+        ack = pub.expect(raw_mqtt.PUBACK, timeout=30)
+        assert ack.body[:2] == pid.to_bytes(2, "big")
+    got = {}
+    for _ in range(3):
+        p = sub.expect(raw_mqtt.PUBLISH, timeout=30)
+        topic, pid, _, payload = raw_mqtt.parse_publish(p)
+        sub.send(raw_mqtt.packet(raw_mqtt.PUBACK, 0, pid.to_bytes(2, "big")))
+        got[topic] = payload
+    assert got == {"mix/trickled": big, "mix/big": big[::-1], "mix/small": b"tail"}
+
+    # Gone half-way through a large packet: nothing of it is delivered.
+    cut = RawClient(b, timeout=30)
+    cut.connect("mix-cut")
+    cut.send(raw_mqtt.publish("mix/cut", big, qos=1, pid=4)[:MIB // 2])
+    time.sleep(0.2)
+    cut.sock.close()
+    pub.send(raw_mqtt.publish("mix/after", b"still here", qos=1, pid=5))
+    pub.expect(raw_mqtt.PUBACK)
+    p = sub.expect(raw_mqtt.PUBLISH, timeout=30)
+    topic, pid, _, payload = raw_mqtt.parse_publish(p)
+    assert (topic, payload) == ("mix/after", b"still here")
+    sub.close()
+    pub.close()

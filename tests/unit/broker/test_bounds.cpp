@@ -2,6 +2,8 @@
 // names and timers are freed with what owns them, a client that does not
 // read is paused and then dropped, and a connection that has not completed
 // CONNECT may buffer only max_connect_packet_size.
+#include <cstring>
+
 #include "test_broker_harness.hpp"
 
 using namespace hato::broker;
@@ -96,6 +98,83 @@ TEST_CASE("a stream of large PUBLISHes reuses one reassembly buffer, a small pac
         CHECK(text(got[size_t(i)].payload) == std::string(1024 * 1024 + size_t(i) * 1000, char('a' + i)));
     }
     CHECK(text(got[4].payload) == small_body);
+}
+
+// What a reactor does with Broker::receive_target: the rest of a large
+// packet is received straight into its buffer, `waiting` bytes at a time
+// (what the socket holds), and the rest of the stream as usual.
+TEST_CASE("the rest of a large PUBLISH is received in place, with memory that follows the bytes") {
+    Harness h(large_packets());
+    TestClient sub(h, Version::V5);
+    sub.connect("sub");
+    sub.subscribe("big", 1);
+    TestClient pub(h, Version::V5);
+    pub.connect("pub");
+
+    std::vector<uint8_t> wire;
+    std::vector<std::string> bodies;
+    for (int i = 0; i < 3; ++i) {
+        bodies.emplace_back(1024 * 1024 + size_t(i) * 777, char('a' + i));
+        Publish p;
+        p.topic = "big";
+        p.qos = 1;
+        p.packet_id = uint16_t(i + 1);
+        p.payload = Bytes(reinterpret_cast<const uint8_t*>(bodies.back().data()), bodies.back().size());
+        encode(p, Version::V5, wire);
+    }
+    const Stats before = h.broker->stats();
+    // Not while nothing of a packet has come, nor for a client not connected.
+    CHECK(!h.broker->wants_in_place(pub.id));
+    CHECK(h.broker->receive_target(pub.id, 1 << 20).empty());
+    h.broker->on_received_in_place(pub.id, 0);   // no target given: ignored
+
+    size_t off = 0, in_place = 0, largest_capacity_step = 0;
+    const size_t waiting = 100 * 1000;   // what the socket holds at each receive
+    while (off < wire.size()) {
+        std::span<uint8_t> target =
+            h.broker->wants_in_place(pub.id) ? h.broker->receive_target(pub.id, waiting) : std::span<uint8_t>{};
+        if (target.empty()) {   // between packets: a small receive starts the next one
+            const size_t n = std::min<size_t>(4096, wire.size() - off);
+            pub.send_raw(std::vector<uint8_t>(wire.begin() + std::ptrdiff_t(off), wire.begin() + std::ptrdiff_t(off + n)));
+            off += n;
+            continue;
+        }
+        CHECK(target.size() <= waiting);
+        largest_capacity_step = std::max(largest_capacity_step, target.size());
+        const size_t n = std::min(target.size(), wire.size() - off);
+        std::memcpy(target.data(), wire.data() + off, n);
+        h.broker->on_received_in_place(pub.id, n);
+        off += n;
+        in_place += n;
+    }
+    const Stats& after = h.broker->stats();
+    CHECK(in_place > 3 * 1000 * 1000);
+    CHECK(after.partial_bytes_in_place - before.partial_bytes_in_place == in_place);
+    // Only the 4 KiB receives that start each packet went through a copy
+    // (and the buffer's early growth moved little).
+    CHECK(after.partial_bytes_copied - before.partial_bytes_copied <= 3 * (4096 + 100 * 1000 * 4));
+    const auto acks = pub.take_all<Ack>();
+    REQUIRE(acks.size() == 3);
+    auto got = sub.publishes();
+    REQUIRE(got.size() == 3);
+    for (size_t i = 0; i < 3; ++i) CHECK(text(got[i].payload) == bodies[i]);
+
+    // A target given out and then filled only in part (the socket had less
+    // than it said, or EOF): the buffer keeps what came, nothing more.
+    Publish p;
+    p.topic = "big";
+    p.payload = Bytes(reinterpret_cast<const uint8_t*>(bodies[0].data()), bodies[0].size());
+    std::vector<uint8_t> one;
+    encode(p, Version::V5, one);
+    pub.send_raw(std::vector<uint8_t>(one.begin(), one.begin() + 4096));
+    std::span<uint8_t> target = h.broker->receive_target(pub.id, 64 * 1024);
+    REQUIRE(target.size() == 64 * 1024);
+    std::memcpy(target.data(), one.data() + 4096, 10);
+    h.broker->on_received_in_place(pub.id, 10);
+    pub.send_raw(std::vector<uint8_t>(one.begin() + 4106, one.end()));
+    got = sub.publishes();
+    REQUIRE(got.size() == 1);
+    CHECK(text(got[0].payload) == bodies[0]);
 }
 
 // Large payloads stay in the buffer they were reassembled in, shared by the
