@@ -98,9 +98,9 @@ public:
     bool wants_in_place(net::ConnId id) override {
         return c_.broker->wants_in_place(id) && in_place_allowed(id);
     }
+    // (The broker's receive_target checks what its wants_in_place does.)
     std::span<uint8_t> receive_target(net::ConnId id, size_t limit) override {
-        if (!c_.broker->wants_in_place(id) || !in_place_allowed(id)) return {};
-        return c_.broker->receive_target(id, limit);
+        return in_place_allowed(id) ? c_.broker->receive_target(id, limit) : std::span<uint8_t>{};
     }
     void on_received_in_place(net::ConnId id, size_t n) override {
         metrics_.pass_activity();

@@ -34,7 +34,7 @@ void Broker::on_auth_result(ConnId id, uint64_t request, const AuthVerdict& verd
     if (c && request != 0 && c->extras() && c->extras()->auth_request == request) {
         c->extras()->auth_request = 0;
         c->extras()->auth_verdict = verdict;
-        InputBytes held;// the CONNECT, then whatever came after it
+        InputBytes held;   // the CONNECT, then whatever came after it
         held.swap(c->extras()->inbuf);
         impl_->process_input(*c, held);
     }

@@ -28,6 +28,10 @@ namespace {
 
 enum Kind : uint8_t { kAccept = 1, kRecv, kSend, kTimeout, kPoll, kFsync, kCancel, kPollIn };
 
+// An operation in flight still references the connection's fd: it may be
+// closed (and the slot freed) only after the last one's completion.
+bool ops_in_flight(const Conn& c) { return c.recv_armed || c.send_busy || c.poll_armed; }
+
 constexpr unsigned kRingEntries = 1024;
 constexpr size_t kMaxCqesPerPass = 4096;
 
@@ -308,7 +312,7 @@ void UringReactor::on_recv(Handler& h, uint32_t slot, uint32_t gen, int res, uin
     if (data) bufs_.give_back(bid);  // only after on_data returned
     if (!c) return;
     if (c->state == ConnState::Closing) {
-        if (!c->recv_armed && !c->send_busy && !c->poll_armed) schedule_reap(slot, c->close_error);
+        if (!ops_in_flight(*c)) schedule_reap(slot, c->close_error);
         return;
     }
     if (res == -ENOBUFS) bufs_.grow();   // the ring ran dry: the load wants more buffers
@@ -404,7 +408,7 @@ void UringReactor::on_poll_in(uint32_t slot, uint32_t gen, int res) {
     if (!c) return;
     c->poll_armed = false;
     if (c->state == ConnState::Closing) {
-        if (!c->recv_armed && !c->send_busy) schedule_reap(slot, c->close_error);
+        if (!ops_in_flight(*c)) schedule_reap(slot, c->close_error);
         return;
     }
     (void)res;   // a poll error shows again in the recv that follows
@@ -426,7 +430,7 @@ void UringReactor::on_send(uint32_t slot, uint32_t gen, int res) {
     if (!c) return;
     c->send_busy = false;
     if (c->state == ConnState::Closing) {
-        if (!c->recv_armed && !c->poll_armed) schedule_reap(slot, c->close_error);
+        if (!ops_in_flight(*c)) schedule_reap(slot, c->close_error);
         return;
     }
     if (res < 0) {
@@ -536,7 +540,7 @@ void UringReactor::reap(Handler& h) {
             }
             // The fd may be closed only once no op references it; the last
             // CQE schedules the reap again.
-            if (c.recv_armed || c.send_busy || c.poll_armed) continue;
+            if (ops_in_flight(c)) continue;
             if (c.fixed_file) {   // the table holds a reference of its own
                 int none = -1;
                 io_uring_register_files_update(&ring_, slot, &none, 1);
