@@ -19,6 +19,15 @@ void ReactorTransport::send_low_priority(broker::ConnId id, std::span<const uint
     else send_below_ws(id, bytes, true);
 }
 
+void ReactorTransport::send_kept(broker::ConnId id, std::span<const uint8_t> bytes, void* obj,
+                                 void (*release)(void*)) {
+    if (BridgeRunner::is_local_id(id) || ws_.owns(id) || tls_.owns(id)) {
+        send(id, bytes);
+        return release(obj);
+    }
+    reactor_.send_kept(id, {bytes, obj, release});
+}
+
 void ReactorTransport::send_below_ws(broker::ConnId id, std::span<const uint8_t> bytes, bool low_priority) {
     if (tls_.owns(id)) tls_.send(id, bytes);
     else if (low_priority) reactor_.send_low_priority(id, bytes);

@@ -27,6 +27,8 @@ public:
     ReactorTransport(net::Reactor& reactor, TlsLayer& tls, WsLayer& ws) : reactor_(reactor), tls_(tls), ws_(ws) {}
     void send(broker::ConnId id, std::span<const uint8_t> bytes) override;
     void send_low_priority(broker::ConnId id, std::span<const uint8_t> bytes) override;
+    // Plain TCP only: TLS and WebSocket frames are made of copies anyway.
+    void send_kept(broker::ConnId id, std::span<const uint8_t> bytes, void* obj, void (*release)(void*)) override;
     // What the WebSocket layer sends and closes goes here.
     void send_below_ws(broker::ConnId id, std::span<const uint8_t> bytes, bool low_priority);
     void close_below_ws(broker::ConnId id);

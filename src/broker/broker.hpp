@@ -32,6 +32,14 @@ public:
     // the same loop pass (what subscribers wait for goes first); the order
     // of one connection's bytes is kept.
     virtual void send_low_priority(ConnId id, std::span<const uint8_t> bytes) { send(id, bytes); }
+    // Like send(), without copying: `bytes` stay valid and unchanged until
+    // release(obj) is called, once (sent, or the connection gone). Large
+    // payloads go out from their message this way (one per packet, like a
+    // second send of the same packet).
+    virtual void send_kept(ConnId id, std::span<const uint8_t> bytes, void* obj, void (*release)(void*)) {
+        send(id, bytes);
+        release(obj);
+    }
     virtual size_t queued_bytes(ConnId id) const = 0;   // for back-pressure
     // Stops (false) or resumes (true) reading from a client whose output is
     // over max_output_bytes. Bytes already received may still arrive.

@@ -19,6 +19,10 @@ public:
         count(bytes.size());
         inner_.send_low_priority(id, bytes);
     }
+    void send_kept(ConnId id, std::span<const uint8_t> bytes, void* obj, void (*release)(void*)) override {
+        stats_.bytes_out += bytes.size();   // the rest of a packet that send() counted
+        inner_.send_kept(id, bytes, obj, release);
+    }
     size_t queued_bytes(ConnId id) const override { return inner_.queued_bytes(id); }
     void set_reading(ConnId id, bool on) override { inner_.set_reading(id, on); }
     void set_intake(bool on) override { inner_.set_intake(on); }

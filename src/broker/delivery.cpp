@@ -14,6 +14,9 @@ namespace {
 // From this payload size on, a PUBLISH leaves as head + payload, two sends:
 // below it, one copy into the encoding costs less than a second send call.
 constexpr size_t kPayloadApartBytes = 4096;
+// Past this a payload is not copied into the output at all (send_kept): it
+// leaves from the message, which the connection's output holds until sent.
+constexpr size_t kPayloadKeptBytes = 16 * 1024;
 }  // namespace
 
 size_t Broker::Impl::window(const Connection& c) const {
@@ -232,8 +235,13 @@ size_t Broker::Impl::send_publish(Connection& c, const OutItem& item, bool dup) 
     auto send_encoded = [&](std::span<const uint8_t> bytes) -> size_t {
         transport.send(c.id, bytes);
         if (!apart) return bytes.size();
-        transport.send(c.id, m.payload());
-        --stats.packets_out;
+        // Large: not copied at all, the socket takes it from the message.
+        if (m.payload().size() >= kPayloadKeptBytes) {
+            transport.send_kept(c.id, m.payload(), Message::keep(m), &Message::let_go);
+        } else {
+            transport.send(c.id, m.payload());
+            --stats.packets_out;   // counted by the send just above
+        }
         return bytes.size() + m.payload().size();
     };
     // A QoS 0 PUBLISH without per-receiver parts (no packet id, alias, expiry

@@ -116,6 +116,17 @@ public:
     }
     size_t byte_size() const { return size_t(topic_len_) + payload_len_ + forwarded_len(); }
 
+    // One more reference, held as a plain pointer by code that must not know
+    // the type (Transport::send_kept); let_go(that pointer) drops it.
+    static void* keep(const Message& m) {
+        ++m.refs_;
+        return const_cast<Message*>(&m);
+    }
+    static void let_go(void* m) {
+        const Message* msg = static_cast<const Message*>(m);
+        if (--msg->refs_ == 0) destroy(msg);
+    }
+
 private:
     friend class MsgPtr;
     Message() = default;

@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <climits>
+#include <utility>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -205,7 +207,7 @@ void ReactorBase::queue_output(ConnId id, std::span<const uint8_t> data, bool la
     const uint32_t slot = ConnTable::slot_of(id);
     // A buffer stays below 4 GiB (Conn::inflight_off is 32 bits): a peer
     // that lets that much pile up is not reading anyway.
-    if (data.size() >= UINT32_MAX - c->pending.size()) {
+    if (data.size() >= UINT32_MAX - c->pending_total()) {
         schedule_reap(slot, ENOBUFS);
         return;
     }
@@ -213,6 +215,42 @@ void ReactorBase::queue_output(ConnId id, std::span<const uint8_t> data, bool la
     c->pending.insert(c->pending.end(), data.begin(), data.end());
     c->out_used = true;
     mark_dirty(slot, late);
+}
+
+void ReactorBase::send_kept(ConnId id, Kept kept) {
+    Conn* c = conns_.find(id);
+    if (!c || c->state != ConnState::Open || kept.bytes.empty() ||
+        kept.bytes.size() >= UINT32_MAX - c->pending_total()) {
+        if (c && c->state == ConnState::Open && !kept.bytes.empty()) schedule_reap(ConnTable::slot_of(id), ENOBUFS);
+        kept.release(kept.obj);
+        return;
+    }
+    if (!c->kept) c->kept = std::make_unique<KeptOutput>();
+    c->kept->pending.push_back({uint32_t(c->pending.size()), uint32_t(kept.bytes.size()), kept});
+    c->kept->pending_len += kept.bytes.size();
+    c->out_used = true;
+    mark_dirty(ConnTable::slot_of(id), false);
+}
+
+void Conn::unsent_iov(std::vector<iovec>& iov) const {
+    iov.clear();
+    size_t pos = 0;   // through the stream: inflight's bytes with the pieces between them
+    auto add = [&](const uint8_t* data, size_t len) {
+        if (pos + len > inflight_off && iov.size() < IOV_MAX) {
+            const size_t skip = inflight_off > pos ? inflight_off - pos : 0;
+            iov.push_back({const_cast<uint8_t*>(data) + skip, len - skip});
+        }
+        pos += len;
+    };
+    size_t at = 0;
+    if (kept) {
+        for (const KeptOutput::Piece& p : kept->inflight) {
+            add(inflight.data() + at, p.at - at);
+            add(p.kept.bytes.data(), p.len);
+            at = p.at;
+        }
+    }
+    add(inflight.data() + at, inflight.size() - at);
 }
 
 size_t ReactorBase::queued_bytes(ConnId id) const {
@@ -284,10 +322,16 @@ Conn* ReactorBase::begin_close(ConnId id, bool flush) {
 }
 
 void ReactorBase::stage_output(Conn& c) {
-    if (c.inflight_off < c.inflight.size() || c.pending.empty()) return;
+    if (c.inflight_off < c.inflight_total() || c.pending_total() == 0) return;
     c.inflight.clear();
     c.inflight_off = 0;
     c.inflight.swap(c.pending);
+    if (c.kept) {
+        KeptOutput& k = *c.kept;
+        KeptOutput::release(k.inflight);   // all sent
+        k.inflight.swap(k.pending);
+        k.inflight_len = std::exchange(k.pending_len, 0);
+    }
     // Keep a big burst's memory from lingering on a busy connection (an idle
     // one gives all of it back: release_drained_output).
     if (c.pending.capacity() > kKeptOutputCapacity) std::vector<uint8_t>().swap(c.pending);
@@ -297,7 +341,11 @@ void ReactorBase::inflight_sent(uint32_t slot, Conn& c) {
     c.inflight.clear();
     c.inflight_off = 0;
     if (c.inflight.capacity() > kKeptOutputCapacity) std::vector<uint8_t>().swap(c.inflight);
-    if (c.pending.empty()) note_drained(slot);
+    if (c.kept) {
+        KeptOutput::release(c.kept->inflight);
+        c.kept->inflight_len = 0;
+    }
+    if (c.pending_total() == 0) note_drained(slot);
 }
 
 void ReactorBase::note_drained(uint32_t slot) {
@@ -329,6 +377,7 @@ void ReactorBase::release_drained_output() {
 void ReactorBase::release_output(Conn& c) {
     keep_spare_output(c.pending);
     keep_spare_output(c.inflight);
+    c.kept.reset();
     c.inflight_off = 0;
     c.out_used = false;
 }

@@ -90,6 +90,21 @@ public:
     // so that what subscribers are waiting for leaves first. The bytes of
     // one connection keep their order either way.
     virtual void send_low_priority(ConnId id, std::span<const uint8_t> data) = 0;
+    // Like send(), without the copy: the bytes leave from where they are
+    // (one sendmsg with the connection's other output), so the layer above
+    // keeps them valid and unchanged until release(obj) runs, once, when
+    // they are sent or their connection is gone. For large payloads that
+    // several connections send, or that would otherwise be copied whole
+    // into each one's buffer.
+    struct Kept {
+        std::span<const uint8_t> bytes;
+        void* obj = nullptr;
+        void (*release)(void*) = nullptr;
+    };
+    virtual void send_kept(ConnId id, Kept kept) {
+        send(id, kept.bytes);
+        kept.release(kept.obj);
+    }
     // Bytes queued for `id` and not yet accepted by the kernel (back-pressure).
     virtual size_t queued_bytes(ConnId id) const = 0;
     // Closes `id`; with flush=true after its queued bytes are sent (bounded

@@ -11,6 +11,9 @@
 #include <string>
 #include <vector>
 
+#include <sys/socket.h>
+#include <sys/uio.h>
+
 #include "net/reactor.hpp"
 
 namespace hato::net {
@@ -74,6 +77,34 @@ inline constexpr uint64_t kLingerMs = 2000;
 // allocate, fault in and copy a fresh multi-MiB buffer each pass.
 inline constexpr size_t kKeptOutputCapacity = 4u << 20;
 
+// Output sent from memory the layer above keeps (Reactor::send_kept): each
+// piece sits in its buffer's byte stream at `at` (what that buffer held
+// when it was queued). Only connections that were sent such pieces have
+// one; its destructor gives back whatever was not sent.
+struct KeptOutput {
+    struct Piece {
+        uint32_t at;
+        uint32_t len;
+        Reactor::Kept kept;
+    };
+    std::vector<Piece> pending, inflight;   // beside Conn::pending, Conn::inflight
+    size_t pending_len = 0, inflight_len = 0;
+    std::vector<iovec> iov;   // io_uring: the sendmsg's, kept until its completion
+    msghdr mh{};
+
+    KeptOutput() = default;
+    KeptOutput(const KeptOutput&) = delete;
+    KeptOutput& operator=(const KeptOutput&) = delete;
+    ~KeptOutput() {
+        release(pending);
+        release(inflight);
+    }
+    static void release(std::vector<Piece>& pieces) {
+        for (Piece& p : pieces) p.kept.release(p.kept.obj);
+        pieces.clear();
+    }
+};
+
 // One slot of the connection table: every open socket has one. Its first
 // cache line holds what each message touches (the id check, the flags and
 // the output buffers), so queueing, counting and flushing one connection's
@@ -113,14 +144,21 @@ struct alignas(64) Conn {
     std::vector<uint8_t> pending;
     std::vector<uint8_t> inflight;
     // ---- second cache line ----
+    std::unique_ptr<KeptOutput> kept;   // send_kept's pieces, in the stream of the two above
     int close_error = 0;             // reported by on_close
     uint32_t input_pass = 0;         // io_uring: the pass input_bytes counts for
     uint32_t input_bytes = 0;        // io_uring: input delivered in that pass
     uint32_t held_pass = 0;          // io_uring: last pass that held completions of it
 
-    size_t queued() const { return pending.size() + inflight.size() - inflight_off; }
+    // inflight_off counts through inflight and its kept pieces together.
+    size_t inflight_total() const { return inflight.size() + (kept ? kept->inflight_len : 0); }
+    size_t pending_total() const { return pending.size() + (kept ? kept->pending_len : 0); }
+    size_t queued() const { return pending_total() + inflight_total() - inflight_off; }
     bool output_empty() const { return queued() == 0; }
-    bool holds_output_memory() const { return pending.capacity() != 0 || inflight.capacity() != 0; }
+    bool holds_output_memory() const { return pending.capacity() != 0 || inflight.capacity() != 0 || kept; }
+    // The unsent part of inflight and its kept pieces, in order (at most
+    // IOV_MAX entries: a sendmsg takes no more; the rest goes next time).
+    void unsent_iov(std::vector<iovec>& iov) const;
 };
 static_assert(sizeof(Conn) == 128, "Conn: the per-message fields fill the first cache line");
 
@@ -164,6 +202,7 @@ class ReactorBase : public Reactor {
 public:
     void send(ConnId id, std::span<const uint8_t> data) override { queue_output(id, data, false); }
     void send_low_priority(ConnId id, std::span<const uint8_t> data) override { queue_output(id, data, true); }
+    void send_kept(ConnId id, Kept kept) override;
     size_t queued_bytes(ConnId id) const override;
     uint16_t bound_port(int listener_index) const override;
     void set_tick_interval(uint32_t ms) override;

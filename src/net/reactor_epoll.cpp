@@ -55,6 +55,7 @@ private:
     // Intake stopped: `slot` is readable but not read; EPOLLIN goes off
     // (level-triggered, it would wake every pass) until intake resumes.
     void hold_intake(uint32_t slot);
+    std::vector<iovec> iov_;   // write_conn's, for output with kept pieces
     uint32_t conn_events(const Conn& c) const {
         return (c.recv_paused || c.intake_held ? 0u : uint32_t(EPOLLIN)) | (c.want_write ? uint32_t(EPOLLOUT) : 0u);
     }
@@ -204,12 +205,17 @@ void EpollReactor::write_conn(uint32_t slot) {
     // the socket's buffer is full is not moved again on every pass.
     for (;;) {
         stage_output(c);   // pending becomes the batch once the batch is sent
-        const size_t batch = c.inflight.size() - c.inflight_off;
+        const size_t batch = c.inflight_total() - c.inflight_off;
         if (batch == 0) break;   // (then pending is empty too)
         iovec iov[2] = {{c.inflight.data() + c.inflight_off, batch}, {c.pending.data(), c.pending.size()}};
         msghdr mh{};
         mh.msg_iov = iov;
         mh.msg_iovlen = c.pending.empty() ? 1 : 2;
+        if (c.kept) {   // kept pieces: the batch alone, pieces and all
+            c.unsent_iov(iov_);
+            mh.msg_iov = iov_.data();
+            mh.msg_iovlen = iov_.size();
+        }
         ssize_t n = ::sendmsg(c.fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n > 0) {
             output_moved_ = true;
@@ -229,7 +235,7 @@ void EpollReactor::write_conn(uint32_t slot) {
         }
         break;
     }
-    if (c.inflight_off == c.inflight.size()) inflight_sent(slot, c);   // and pending is empty: all is sent
+    if (c.inflight_off == c.inflight_total()) inflight_sent(slot, c);   // and pending is empty: all is sent
     bool pending_out = !c.output_empty();
     if (pending_out != c.want_write) {
         c.want_write = pending_out;

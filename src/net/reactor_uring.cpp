@@ -438,7 +438,7 @@ void UringReactor::on_send(uint32_t slot, uint32_t gen, int res) {
         return;
     }
     c->inflight_off += uint32_t(res);
-    if (c->inflight_off >= c->inflight.size()) inflight_sent(slot, *c);
+    if (c->inflight_off >= c->inflight_total()) inflight_sent(slot, *c);
     // More to send, or a drain to finish: both happen at pass end.
     if (!c->output_empty() || c->state == ConnState::Draining) mark_dirty(slot);
 }
@@ -575,10 +575,19 @@ void UringReactor::prepare_pass_sqes() {
         if (c.recv_rearm && !c.recv_armed && !c.recv_paused && !c.recv_held && !c.in_place) arm_recv(slot);
         if (c.send_busy) continue;  // its CQE re-lists the connection
         stage_output(c);
-        if (c.inflight_off < c.inflight.size()) {
+        if (c.inflight_off < c.inflight_total()) {
             io_uring_sqe* sqe = get_sqe();
-            io_uring_prep_send(sqe, c.fd, c.inflight.data() + c.inflight_off,
-                               c.inflight.size() - c.inflight_off, MSG_NOSIGNAL);
+            if (c.kept && !c.kept->inflight.empty()) {   // the pieces leave from where they are
+                KeptOutput& k = *c.kept;
+                c.unsent_iov(k.iov);
+                k.mh = msghdr{};
+                k.mh.msg_iov = k.iov.data();
+                k.mh.msg_iovlen = k.iov.size();
+                io_uring_prep_sendmsg(sqe, c.fd, &k.mh, MSG_NOSIGNAL);
+            } else {
+                io_uring_prep_send(sqe, c.fd, c.inflight.data() + c.inflight_off,
+                                   c.inflight.size() - c.inflight_off, MSG_NOSIGNAL);
+            }
             use_fixed_file(sqe, c, slot);
             io_uring_sqe_set_data64(sqe, make_tag(kSend, c.gen, slot));
             c.send_busy = true;

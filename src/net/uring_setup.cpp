@@ -88,7 +88,7 @@ bool opcodes_supported(io_uring& ring, std::string& why) {
     static constexpr Op needed[] = {
         {IORING_OP_ACCEPT, "ACCEPT"},   {IORING_OP_RECV, "RECV"},         {IORING_OP_SEND, "SEND"},
         {IORING_OP_TIMEOUT, "TIMEOUT"}, {IORING_OP_FSYNC, "FSYNC"},       {IORING_OP_POLL_ADD, "POLL_ADD"},
-        {IORING_OP_ASYNC_CANCEL, "ASYNC_CANCEL"},
+        {IORING_OP_ASYNC_CANCEL, "ASYNC_CANCEL"}, {IORING_OP_SENDMSG, "SENDMSG"},
     };
     bool ok = true;
     for (const Op& op : needed) {

@@ -57,6 +57,17 @@ struct TestHandler : hato::net::Handler {
     std::function<void(ConnId, std::span<const uint8_t>)> data_hook;  // replaces echo
     std::function<void(ConnId)> close_hook;
     std::function<void()> tick_hook;
+    // Receiving in place (Handler::receive_target), when set.
+    std::function<bool(ConnId)> wants_in_place_hook;
+    std::function<std::span<uint8_t>(ConnId, size_t)> target_hook;
+    std::function<void(ConnId, size_t)> in_place_hook;
+    bool wants_in_place(ConnId id) override { return wants_in_place_hook && wants_in_place_hook(id); }
+    std::span<uint8_t> receive_target(ConnId id, size_t limit) override {
+        return target_hook ? target_hook(id, limit) : std::span<uint8_t>{};
+    }
+    void on_received_in_place(ConnId id, size_t n) override {
+        if (in_place_hook) in_place_hook(id, n);
+    }
 
     void on_open(ConnId id, int, const std::string& peer) override {
         std::lock_guard lock(mu);
