@@ -49,9 +49,10 @@ public:
         c_.reactor->run(*this);
         const broker::Stats& s = c_.broker->stats();
         log_info("stopped: %llu messages in, %llu out, %llu QoS 0 dropped, %llu queued dropped, "
-                 "%llu store refusals",
+                 "%llu store refusals, %llu bytes received in place",
                  unsigned_ll(s.messages_in), unsigned_ll(s.messages_out),
-                 unsigned_ll(s.qos0_dropped), unsigned_ll(s.queued_dropped), unsigned_ll(s.store_refusals));
+                 unsigned_ll(s.qos0_dropped), unsigned_ll(s.queued_dropped), unsigned_ll(s.store_refusals),
+                 unsigned_ll(s.partial_bytes_in_place));
     }
 
     // net::Handler

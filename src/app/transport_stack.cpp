@@ -47,6 +47,11 @@ void ReactorTransport::set_reading(broker::ConnId id, bool on) {
     if (!BridgeRunner::is_local_id(id)) reactor_.set_reading(id, on);
 }
 
+void ReactorTransport::expect_in_place(broker::ConnId id) {
+    // TLS and WebSocket bytes are not the packet's: they cannot go in place.
+    if (!BridgeRunner::is_local_id(id) && !ws_.owns(id) && !tls_.owns(id)) reactor_.expect_in_place(id);
+}
+
 void ReactorTransport::slow_consumer(broker::ConnId, std::string_view client_id, bool started, uint64_t dropped) {
     const int n = int(std::min<size_t>(client_id.size(), 128));
     if (started)

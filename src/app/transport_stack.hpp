@@ -36,6 +36,7 @@ public:
     // A TLS connection pauses with its socket: no ciphertext, no plaintext.
     void set_reading(broker::ConnId id, bool on) override;
     void set_intake(bool on) override { reactor_.set_intake(on); }
+    void expect_in_place(broker::ConnId id) override;
     void slow_consumer(broker::ConnId, std::string_view client_id, bool started, uint64_t dropped) override;
     void close(broker::ConnId id) override;
 

@@ -37,6 +37,7 @@ void Broker::on_auth_result(ConnId id, uint64_t request, const AuthVerdict& verd
         InputBytes held;   // the CONNECT, then whatever came after it
         held.swap(c->extras()->inbuf);
         impl_->process_input(*c, held);
+        impl_->hint_in_place(*c);
     }
     impl_->bury();
 }
@@ -122,6 +123,7 @@ void Broker::on_data(ConnId id, std::span<const uint8_t> bytes) {
     Connection* c = impl_->conn(id);
     if (c) {
         impl_->process_input(*c, bytes);
+        impl_->hint_in_place(*c);
         // Replies count like forwards: over the limit, this client is not read
         // any further. Only its own input made them, so nobody else's is held.
         if (!c->dead && impl_->pressure.over_limit(*c))
@@ -361,6 +363,10 @@ bool Broker::Impl::complete_partial(Connection& c, std::span<const uint8_t> rest
     }
     keep_for_next_partial(c, packet, capacity, rest);
     return true;
+}
+
+void Broker::Impl::hint_in_place(const Connection& c) {
+    if (in_place_rest(c) >= Broker::kInPlaceMin) transport.expect_in_place(c.id);
 }
 
 size_t Broker::Impl::in_place_rest(const Connection& c) const {

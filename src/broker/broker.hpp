@@ -47,6 +47,10 @@ public:
     // Stops (false) or resumes (true) reading from every client: a receiver
     // is over max_output_bytes and the input would only pile up behind it.
     virtual void set_intake(bool /*on*/) {}
+    // A client's input now ends in the start of a large packet whose rest
+    // could be received in place (Broker::wants_in_place): the hint that
+    // makes the reactor ask.
+    virtual void expect_in_place(ConnId /*id*/) {}
     // A receiver held intake back longer than slow_consumer_ms and its QoS 0
     // messages are now dropped (`started`), or that episode ended (caught
     // up or gone) after `dropped` messages: once each, for the log.

@@ -26,6 +26,7 @@ public:
     size_t queued_bytes(ConnId id) const override { return inner_.queued_bytes(id); }
     void set_reading(ConnId id, bool on) override { inner_.set_reading(id, on); }
     void set_intake(bool on) override { inner_.set_intake(on); }
+    void expect_in_place(ConnId id) override { inner_.expect_in_place(id); }
     void slow_consumer(ConnId id, std::string_view client_id, bool started, uint64_t dropped) override {
         inner_.slow_consumer(id, client_id, started, dropped);
     }

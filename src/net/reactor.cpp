@@ -139,10 +139,17 @@ void set_nonblocking(int fd, bool on) {
     if (flags >= 0) fcntl(fd, F_SETFL, on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK);
 }
 
-std::span<uint8_t> in_place_target(Handler& h, ConnId id, int fd, size_t limit) {
-    if (!h.wants_in_place(id)) return {};
+bool wants_in_place(Handler& h, ConnId id, Conn& c) {
+    if (!c.in_place_hint) return false;
+    if (h.wants_in_place(id)) return true;
+    c.in_place_hint = false;
+    return false;
+}
+
+std::span<uint8_t> in_place_target(Handler& h, ConnId id, Conn& c, size_t limit) {
+    if (!wants_in_place(h, id, c)) return {};
     int waiting = 0;
-    if (ioctl(fd, FIONREAD, &waiting) != 0 || waiting <= 0) return {};
+    if (ioctl(c.fd, FIONREAD, &waiting) != 0 || waiting <= 0) return {};
     return h.receive_target(id, std::min(limit, size_t(waiting)));
 }
 
@@ -414,6 +421,10 @@ void ReactorBase::set_intake(bool on) {
         release_deferred_ = true;
         intake_resumed();
     }
+}
+
+void ReactorBase::expect_in_place(ConnId id) {
+    if (Conn* c = conns_.find(id); c && c->state == ConnState::Open) c->in_place_hint = true;
 }
 
 void ReactorBase::start_lingering(Handler& h, uint32_t slot) {

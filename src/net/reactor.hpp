@@ -46,7 +46,8 @@ public:
     // The rest of a large packet can be received in place, into the memory
     // the layer above assembles it in, instead of through a receive buffer
     // and a copy. wants_in_place: whether `id` now awaits such a rest (no
-    // side effects). receive_target: that memory, at most `limit` bytes
+    // side effects; asked only after Reactor::expect_in_place(id), until it
+    // answers false). receive_target: that memory, at most `limit` bytes
     // (empty: receive as usual); on_received_in_place must follow, before
     // any other call, with how many bytes the recv put there (0 on EAGAIN,
     // EOF or error).
@@ -132,6 +133,12 @@ public:
     // so how much input one pass takes follows from the output room, not
     // from the size of the receive ring.
     virtual void set_intake(bool /*on*/) {}
+
+    // The handler may now want the rest of a packet of `id` in place: the
+    // reactor asks Handler::wants_in_place before its receives from `id`
+    // until the answer is false. Called when a large packet's start was
+    // seen, so the ordinary receive path asks nothing per message.
+    virtual void expect_in_place(ConnId /*id*/) {}
 
     // Takes over a connected socket made elsewhere (the bridge's outbound
     // connections, connected on a helper thread so DNS and connect never

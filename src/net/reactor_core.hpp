@@ -40,7 +40,11 @@ void drain_input(int fd);
 // most `limit` and no more than the socket holds now (the handler reserves
 // memory for them: it follows bytes that arrived, not sizes announced);
 // empty when the handler wants none or nothing is waiting.
-std::span<uint8_t> in_place_target(Handler& h, ConnId id, int fd, size_t limit);
+struct Conn;
+std::span<uint8_t> in_place_target(Handler& h, ConnId id, Conn& c, size_t limit);
+// Handler::wants_in_place, asked only after expect_in_place set the hint
+// (which a "no" clears): most receives ask nothing.
+bool wants_in_place(Handler& h, ConnId id, Conn& c);
 
 // Backend factories (each in its own file). make_uring returns nullptr and
 // sets `why` if the kernel cannot do what the backend needs.
@@ -136,6 +140,7 @@ struct alignas(64) Conn {
     bool in_place : 1 = false;       // io_uring: a large packet's rest is read in place (no multishot recv)
     bool in_place_listed : 1 = false;  // io_uring: listed for read_in_place
     bool poll_armed : 1 = false;     // io_uring: waiting for input to read in place
+    bool in_place_hint : 1 = false;  // expect_in_place: ask wants_in_place before receiving
     // Output. `pending` collects send() calls; `inflight` is what the kernel
     // is being handed (its memory must stay put while an io_uring send is in
     // flight, so appends never go there). A buffer is below 4 GiB
@@ -217,6 +222,7 @@ public:
     void wake_at_us(uint64_t deadline_us) override { wake_at_us_ = deadline_us; }
     void set_reading(ConnId id, bool on) override;
     void set_intake(bool on) override;
+    void expect_in_place(ConnId id) override;
 
 protected:
     // set_intake(false) in force.

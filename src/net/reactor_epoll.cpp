@@ -163,7 +163,7 @@ void EpollReactor::read_from(Handler& h, uint32_t slot) {
         if (intake_paused_ && c.state == ConnState::Open) return hold_intake(slot);
         // After close(flush) input is read only to be discarded.
         const std::span<uint8_t> target = c.state == ConnState::Open
-                                              ? in_place_target(h, id, c.fd, kInPlaceBudgetPerPass - in_place)
+                                              ? in_place_target(h, id, c, kInPlaceBudgetPerPass - in_place)
                                               : std::span<uint8_t>{};
         ssize_t n;
         if (!target.empty()) {

@@ -304,7 +304,7 @@ void UringReactor::on_recv(Handler& h, uint32_t slot, uint32_t gen, int res, uin
     if (c && res > 0 && data) {
         if (c->state == ConnState::Open) h.on_data(id, {data, size_t(res)});
         c = conns_.find(id);
-        if (c && c->state == ConnState::Open && !c->in_place && h.wants_in_place(id)) {
+        if (c && c->state == ConnState::Open && !c->in_place && wants_in_place(h, id, *c)) {
             c->in_place = true;
             if (c->recv_armed) cancel(make_tag(kRecv, c->gen, slot));
         }
@@ -361,7 +361,7 @@ void UringReactor::read_in_place(Handler& h, uint32_t slot) {
         // has taken over (resume_recv re-arms the discarding recv).
         if (c.state != ConnState::Open || !c.in_place || c.recv_paused || c.recv_held || c.recv_armed) return;
         if (got >= kInPlaceBudgetPerPass) return list_in_place(slot);   // the rest next pass
-        const std::span<uint8_t> target = in_place_target(h, id, c.fd, kInPlaceBudgetPerPass - got);
+        const std::span<uint8_t> target = in_place_target(h, id, c, kInPlaceBudgetPerPass - got);
         ssize_t n;
         int err = 0;
         if (!target.empty()) {
@@ -378,7 +378,7 @@ void UringReactor::read_in_place(Handler& h, uint32_t slot) {
             if (n > 0) {
                 h.on_data(id, {between_.data(), size_t(n)});
                 Conn& now = conns_.at(slot);
-                if (now.state == ConnState::Open && now.in_place && !h.wants_in_place(id)) {
+                if (now.state == ConnState::Open && now.in_place && !wants_in_place(h, id, now)) {
                     now.in_place = false;
                     return resume_recv(slot);
                 }

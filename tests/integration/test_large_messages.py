@@ -3,6 +3,7 @@
 # is larger than max_output_bytes, so the broker holds its intake back while
 # that subscriber drains; with slow_consumer_ms long enough nothing is lost).
 import os
+import re
 import socket
 import threading
 import time
@@ -134,3 +135,7 @@ def test_large_packets_trickled_mixed_and_cut_off(broker_factory):
     assert (topic, payload) == ("mix/after", b"still here")
     sub.close()
     pub.close()
+    # The large packets' rests did go in place (the broker's stop line).
+    b.stop()
+    m = re.search(r"(\d+) bytes received in place", b.log())
+    assert m and int(m.group(1)) >= MIB, b.log()[-2000:]

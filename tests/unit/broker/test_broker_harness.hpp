@@ -31,6 +31,8 @@ struct FakeTransport final : Transport {
     bool intake = true;                            // last set_intake()
     std::vector<std::pair<bool, uint64_t>> slow;   // slow_consumer() calls: (started, dropped)
     void set_intake(bool on) override { intake = on; }
+    std::map<ConnId, int> in_place_hints;          // expect_in_place() calls per connection
+    void expect_in_place(ConnId id) override { ++in_place_hints[id]; }
     void slow_consumer(ConnId, std::string_view, bool started, uint64_t dropped) override {
         slow.emplace_back(started, dropped);
     }

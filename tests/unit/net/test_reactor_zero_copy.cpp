@@ -162,7 +162,10 @@ TEST_CASE("the rest of a large input frame is received in place, in order with t
         CAPTURE(std::string(backend_name(b)));
         Harness hs(b);
         Frames frames;
-        hs.handler.data_hook = [&](ConnId, std::span<const uint8_t> data) { frames.feed(data); };
+        hs.handler.data_hook = [&](ConnId id, std::span<const uint8_t> data) {
+            frames.feed(data);
+            if (frames.wants()) hs.reactor->expect_in_place(id);
+        };
         hs.handler.wants_in_place_hook = [&](ConnId) { return frames.wants(); };
         hs.handler.target_hook = [&](ConnId, size_t limit) { return frames.target(limit); };
         hs.handler.in_place_hook = [&](ConnId, size_t n) { frames.received(n); };
