@@ -232,7 +232,10 @@ void ReactorBase::send_kept(ConnId id, Kept kept) {
         kept.release(kept.obj);
         return;
     }
-    if (!c->kept) c->kept = std::make_unique<KeptOutput>();
+    if (!c->has_kept) {
+        c->kept = std::make_unique<KeptOutput>();
+        c->has_kept = true;
+    }
     c->kept->pending.push_back({uint32_t(c->pending.size()), uint32_t(kept.bytes.size()), kept});
     c->kept->pending_len += kept.bytes.size();
     c->out_used = true;
@@ -333,7 +336,7 @@ void ReactorBase::stage_output(Conn& c) {
     c.inflight.clear();
     c.inflight_off = 0;
     c.inflight.swap(c.pending);
-    if (c.kept) {
+    if (c.has_kept) {
         KeptOutput& k = *c.kept;
         KeptOutput::release(k.inflight);   // all sent
         k.inflight.swap(k.pending);
@@ -348,7 +351,7 @@ void ReactorBase::inflight_sent(uint32_t slot, Conn& c) {
     c.inflight.clear();
     c.inflight_off = 0;
     if (c.inflight.capacity() > kKeptOutputCapacity) std::vector<uint8_t>().swap(c.inflight);
-    if (c.kept) {
+    if (c.has_kept) {
         KeptOutput::release(c.kept->inflight);
         c.kept->inflight_len = 0;
     }
@@ -385,6 +388,7 @@ void ReactorBase::release_output(Conn& c) {
     keep_spare_output(c.pending);
     keep_spare_output(c.inflight);
     c.kept.reset();
+    c.has_kept = false;
     c.inflight_off = 0;
     c.out_used = false;
 }

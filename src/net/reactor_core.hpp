@@ -141,6 +141,7 @@ struct alignas(64) Conn {
     bool in_place_listed : 1 = false;  // io_uring: listed for read_in_place
     bool poll_armed : 1 = false;     // io_uring: waiting for input to read in place
     bool in_place_hint : 1 = false;  // expect_in_place: ask wants_in_place before receiving
+    bool has_kept : 1 = false;       // `kept` is set (read here, not on the second line, per message)
     // Output. `pending` collects send() calls; `inflight` is what the kernel
     // is being handed (its memory must stay put while an io_uring send is in
     // flight, so appends never go there). A buffer is below 4 GiB
@@ -156,11 +157,12 @@ struct alignas(64) Conn {
     uint32_t held_pass = 0;          // io_uring: last pass that held completions of it
 
     // inflight_off counts through inflight and its kept pieces together.
-    size_t inflight_total() const { return inflight.size() + (kept ? kept->inflight_len : 0); }
-    size_t pending_total() const { return pending.size() + (kept ? kept->pending_len : 0); }
+    size_t inflight_total() const { return inflight.size() + (has_kept ? kept->inflight_len : 0); }
+    size_t pending_total() const { return pending.size() + (has_kept ? kept->pending_len : 0); }
+    bool kept_inflight() const { return has_kept && !kept->inflight.empty(); }
     size_t queued() const { return pending_total() + inflight_total() - inflight_off; }
     bool output_empty() const { return queued() == 0; }
-    bool holds_output_memory() const { return pending.capacity() != 0 || inflight.capacity() != 0 || kept; }
+    bool holds_output_memory() const { return pending.capacity() != 0 || inflight.capacity() != 0 || has_kept; }
     // The unsent part of inflight and its kept pieces, in order (at most
     // IOV_MAX entries: a sendmsg takes no more; the rest goes next time).
     void unsent_iov(std::vector<iovec>& iov) const;

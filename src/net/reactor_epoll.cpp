@@ -207,14 +207,19 @@ void EpollReactor::write_conn(uint32_t slot) {
         stage_output(c);   // pending becomes the batch once the batch is sent
         const size_t batch = c.inflight_total() - c.inflight_off;
         if (batch == 0) break;   // (then pending is empty too)
-        iovec iov[2] = {{c.inflight.data() + c.inflight_off, batch}, {c.pending.data(), c.pending.size()}};
         msghdr mh{};
-        mh.msg_iov = iov;
-        mh.msg_iovlen = c.pending.empty() ? 1 : 2;
-        if (c.kept) {   // kept pieces: the batch alone, pieces and all
+        iovec iov[2];
+        if (c.has_kept && (!c.kept->inflight.empty() || !c.kept->pending.empty())) {
+            // Kept pieces: the batch alone, pieces and all (pending's bytes
+            // are not contiguous with what follows them in the stream).
             c.unsent_iov(iov_);
             mh.msg_iov = iov_.data();
             mh.msg_iovlen = iov_.size();
+        } else {
+            iov[0] = {c.inflight.data() + c.inflight_off, batch};
+            iov[1] = {c.pending.data(), c.pending.size()};
+            mh.msg_iov = iov;
+            mh.msg_iovlen = c.pending.empty() ? 1 : 2;
         }
         ssize_t n = ::sendmsg(c.fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n > 0) {

@@ -577,7 +577,7 @@ void UringReactor::prepare_pass_sqes() {
         stage_output(c);
         if (c.inflight_off < c.inflight_total()) {
             io_uring_sqe* sqe = get_sqe();
-            if (c.kept && !c.kept->inflight.empty()) {   // the pieces leave from where they are
+            if (c.kept_inflight()) {   // the pieces leave from where they are
                 KeptOutput& k = *c.kept;
                 c.unsent_iov(k.iov);
                 k.mh = msghdr{};
