@@ -365,10 +365,6 @@ bool Broker::Impl::complete_partial(Connection& c, std::span<const uint8_t> rest
     return true;
 }
 
-void Broker::Impl::hint_in_place(const Connection& c) {
-    if (in_place_rest(c) >= Broker::kInPlaceMin) transport.expect_in_place(c.id);
-}
-
 size_t Broker::Impl::in_place_rest(const Connection& c) const {
     if (c.dead || !c.connected || !c.extras() || auth_pending(c)) return 0;
     const ConnectionExtras& x = *c.extras();

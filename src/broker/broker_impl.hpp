@@ -148,7 +148,10 @@ struct Broker::Impl {
     void reserve_partial(ConnectionExtras& x, size_t want);   // grows inbuf's capacity to `want` or beyond
     bool complete_partial(Connection& c, std::span<const uint8_t> rest);
     size_t in_place_rest(const Connection& c) const;   // bytes a large partial packet still lacks, or 0
-    void hint_in_place(const Connection& c);          // transport.expect_in_place when that is worth it
+    // transport.expect_in_place when that is worth it (most input leaves no extras: one test).
+    void hint_in_place(const Connection& c) {
+        if (c.extras() && in_place_rest(c) >= Broker::kInPlaceMin) transport.expect_in_place(c.id);
+    }
     std::span<uint8_t> receive_target(Connection& c, size_t limit);
     void received_in_place(Connection& c, size_t n);
     // The span receive_target gave out: its connection and inbuf's size before it.

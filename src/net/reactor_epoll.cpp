@@ -162,7 +162,7 @@ void EpollReactor::read_from(Handler& h, uint32_t slot) {
         if (c.recv_paused && c.state == ConnState::Open) return;   // set_reading(false) meanwhile
         if (intake_paused_ && c.state == ConnState::Open) return hold_intake(slot);
         // After close(flush) input is read only to be discarded.
-        const std::span<uint8_t> target = c.state == ConnState::Open
+        const std::span<uint8_t> target = c.state == ConnState::Open && c.in_place_hint
                                               ? in_place_target(h, id, c, kInPlaceBudgetPerPass - in_place)
                                               : std::span<uint8_t>{};
         ssize_t n;
