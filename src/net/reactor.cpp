@@ -253,7 +253,7 @@ void Conn::unsent_iov(std::vector<iovec>& iov) const {
         pos += len;
     };
     size_t at = 0;
-    if (kept) {
+    if (has_kept) {
         for (const KeptOutput::Piece& p : kept->inflight) {
             add(inflight.data() + at, p.at - at);
             add(p.kept.bytes.data(), p.len);

@@ -11,6 +11,7 @@ import time
 import pytest
 
 import raw_mqtt
+from conftest import TARGET
 from raw_mqtt import RawClient
 
 MIB = 1024 * 1024
@@ -135,7 +136,9 @@ def test_large_packets_trickled_mixed_and_cut_off(broker_factory):
     assert (topic, payload) == ("mix/after", b"still here")
     sub.close()
     pub.close()
-    # The large packets' rests did go in place (the broker's stop line).
-    b.stop()
-    m = re.search(r"(\d+) bytes received in place", b.log())
-    assert m and int(m.group(1)) >= MIB, b.log()[-2000:]
+    # The large packets' rests did go in place (hato's stop line): both
+    # whole 1 MiB packets, less the receive that started each.
+    if TARGET == "hato":
+        b.stop()
+        m = re.search(r"(\d+) bytes received in place", b.log())
+        assert m and int(m.group(1)) >= 3 * MIB // 2, b.log()[-2000:]
