@@ -19,9 +19,13 @@ void ReactorTransport::send_low_priority(broker::ConnId id, std::span<const uint
     else send_below_ws(id, bytes, true);
 }
 
+bool ReactorTransport::plain_tcp(broker::ConnId id) const {
+    return !BridgeRunner::is_local_id(id) && !ws_.owns(id) && !tls_.owns(id);
+}
+
 void ReactorTransport::send_kept(broker::ConnId id, std::span<const uint8_t> bytes, void* obj,
                                  void (*release)(void*)) {
-    if (BridgeRunner::is_local_id(id) || ws_.owns(id) || tls_.owns(id)) {
+    if (!plain_tcp(id)) {
         send(id, bytes);
         return release(obj);
     }
@@ -49,7 +53,7 @@ void ReactorTransport::set_reading(broker::ConnId id, bool on) {
 
 void ReactorTransport::expect_in_place(broker::ConnId id) {
     // TLS and WebSocket bytes are not the packet's: they cannot go in place.
-    if (!BridgeRunner::is_local_id(id) && !ws_.owns(id) && !tls_.owns(id)) reactor_.expect_in_place(id);
+    if (plain_tcp(id)) reactor_.expect_in_place(id);
 }
 
 void ReactorTransport::slow_consumer(broker::ConnId, std::string_view client_id, bool started, uint64_t dropped) {

@@ -48,6 +48,9 @@ public:
     LocalRoutes bridges;
 
 private:
+    // A reactor socket whose bytes are the MQTT stream itself (not a
+    // bridge's local end, not TLS or WebSocket frames).
+    bool plain_tcp(broker::ConnId id) const;
     net::Reactor& reactor_;
     TlsLayer& tls_;
     WsLayer& ws_;

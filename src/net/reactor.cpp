@@ -207,31 +207,31 @@ void ConnTable::remove(uint32_t slot) {
 
 // ---- ReactorBase ----
 
-void ReactorBase::queue_output(ConnId id, std::span<const uint8_t> data, bool late) {
+Conn* ReactorBase::output_target(ConnId id, size_t n) {
     Conn* c = conns_.find(id);
     // Output queued after close() would never be wanted; drop it.
-    if (!c || c->state != ConnState::Open || data.empty()) return;
-    const uint32_t slot = ConnTable::slot_of(id);
+    if (!c || c->state != ConnState::Open || n == 0) return nullptr;
     // A buffer stays below 4 GiB (Conn::inflight_off is 32 bits): a peer
     // that lets that much pile up is not reading anyway.
-    if (data.size() >= UINT32_MAX - c->pending_total()) {
-        schedule_reap(slot, ENOBUFS);
-        return;
+    if (n >= UINT32_MAX - c->pending_total()) {
+        schedule_reap(ConnTable::slot_of(id), ENOBUFS);
+        return nullptr;
     }
+    return c;
+}
+
+void ReactorBase::queue_output(ConnId id, std::span<const uint8_t> data, bool late) {
+    Conn* c = output_target(id, data.size());
+    if (!c) return;
     if (c->pending.capacity() == 0) take_spare_output(c->pending);
     c->pending.insert(c->pending.end(), data.begin(), data.end());
     c->out_used = true;
-    mark_dirty(slot, late);
+    mark_dirty(ConnTable::slot_of(id), late);
 }
 
 void ReactorBase::send_kept(ConnId id, Kept kept) {
-    Conn* c = conns_.find(id);
-    if (!c || c->state != ConnState::Open || kept.bytes.empty() ||
-        kept.bytes.size() >= UINT32_MAX - c->pending_total()) {
-        if (c && c->state == ConnState::Open && !kept.bytes.empty()) schedule_reap(ConnTable::slot_of(id), ENOBUFS);
-        kept.release(kept.obj);
-        return;
-    }
+    Conn* c = output_target(id, kept.bytes.size());
+    if (!c) return kept.release(kept.obj);
     if (!c->has_kept) {
         c->kept = std::make_unique<KeptOutput>();
         c->has_kept = true;

@@ -160,6 +160,7 @@ struct alignas(64) Conn {
     size_t inflight_total() const { return inflight.size() + (has_kept ? kept->inflight_len : 0); }
     size_t pending_total() const { return pending.size() + (has_kept ? kept->pending_len : 0); }
     bool kept_inflight() const { return has_kept && !kept->inflight.empty(); }
+    bool kept_queued() const { return kept_inflight() || (has_kept && !kept->pending.empty()); }
     size_t queued() const { return pending_total() + inflight_total() - inflight_off; }
     bool output_empty() const { return queued() == 0; }
     bool holds_output_memory() const { return pending.capacity() != 0 || inflight.capacity() != 0 || has_kept; }
@@ -309,6 +310,9 @@ protected:
     uint64_t late_hold_us_ = kLateHoldUs;   // a member so tests can widen it
     uint64_t late_since_us_ = 0;   // when dirty_late_ last became non-empty
     void queue_output(ConnId id, std::span<const uint8_t> data, bool late);
+    // The connection `n` more bytes of output may be queued for, or null
+    // (gone, closing, nothing to send, or over the 4 GiB bound: then reaped).
+    Conn* output_target(ConnId id, size_t n);
 
     ConnTable conns_;
     std::vector<Listener> listeners_;

@@ -209,7 +209,7 @@ void EpollReactor::write_conn(uint32_t slot) {
         if (batch == 0) break;   // (then pending is empty too)
         msghdr mh{};
         iovec iov[2];
-        if (c.has_kept && (!c.kept->inflight.empty() || !c.kept->pending.empty())) {
+        if (c.kept_queued()) {
             // Kept pieces: the batch alone, pieces and all (pending's bytes
             // are not contiguous with what follows them in the stream).
             c.unsent_iov(iov_);
