@@ -360,7 +360,9 @@ void UringReactor::read_in_place(Handler& h, uint32_t slot) {
         // Paused or held: resuming lists it again. Closed: the close path
         // has taken over (resume_recv re-arms the discarding recv).
         if (c.state != ConnState::Open || !c.in_place || c.recv_paused || c.recv_held || c.recv_armed) return;
-        if (got >= kInPlaceBudgetPerPass) return list_in_place(slot);   // the rest next pass
+        // Stopped by a callback of this pass (set_intake(false)), or over
+        // the budget: the rest waits on the list, as epoll's input does.
+        if (intake_paused_ || got >= kInPlaceBudgetPerPass) return list_in_place(slot);
         const std::span<uint8_t> target = in_place_target(h, id, c, kInPlaceBudgetPerPass - got);
         ssize_t n;
         int err = 0;

@@ -253,3 +253,56 @@ TEST_CASE("the rest of a large input frame is received in place, in order with t
         CHECK(wait_until([&] { return hs.handler.closed_count() == 1; }));
     }
 }
+
+TEST_CASE("input stopped in the middle of a large frame: nothing more is received in place until it resumes") {
+    for (Backend b : backends()) {
+        CAPTURE(std::string(backend_name(b)));
+        Harness hs(b);
+        hs.reactor->set_tick_interval(20);
+        Frames frames;
+        bool paused = false;
+        int ticks_paused = 0;
+        size_t at_pause = 0;
+        std::atomic<long> while_paused{-1};
+        hs.handler.data_hook = [&](ConnId id, std::span<const uint8_t> data) {
+            frames.feed(data);
+            if (frames.wants()) hs.reactor->expect_in_place(id);
+        };
+        hs.handler.wants_in_place_hook = [&](ConnId) { return frames.wants(); };
+        // Small targets: many receives in one pass, with more data waiting
+        // in the socket when the pause comes.
+        hs.handler.target_hook = [&](ConnId, size_t limit) { return frames.target(std::min<size_t>(limit, 8192)); };
+        hs.handler.in_place_hook = [&](ConnId, size_t n) {
+            frames.received(n);
+            if (!paused && while_paused.load() < 0 && frames.in_place.load() >= 64 * 1024) {
+                hs.reactor->set_intake(false);   // as the broker does when a receiver is full
+                paused = true;
+                at_pause = frames.in_place.load();
+            }
+        };
+        hs.handler.tick_hook = [&] {
+            if (!paused || ++ticks_paused < 4) return;
+            while_paused = long(frames.in_place.load() - at_pause);
+            paused = false;
+            hs.reactor->set_intake(true);
+        };
+        hs.start();
+        const auto body = pattern(2 * 1024 * 1024, 9);
+        const auto wire = frame(body);
+        int fd = connect_to(hs.port);
+        std::thread writer([&] { CHECK(send_all(fd, wire.data(), wire.size())); });
+        writer.join();
+        CHECK(wait_until([&] {
+            std::lock_guard lock(frames.mu);
+            return frames.done.size() == 1;
+        }));
+        CHECK(while_paused.load() == 0);
+        {
+            std::lock_guard lock(frames.mu);
+            REQUIRE(frames.done.size() == 1);
+            CHECK(frames.done[0] == body);
+        }
+        ::close(fd);
+        CHECK(wait_until([&] { return hs.handler.closed_count() == 1; }));
+    }
+}
