@@ -34,9 +34,15 @@ public:
     void run(net::Handler&) override {}
     void stop() override {}
     uint64_t connection_count() const override { return 0; }
+    void send_kept(net::ConnId id, Kept k) override {
+        kept[id].append(k.bytes.begin(), k.bytes.end());
+        k.release(k.obj);
+    }
+    void expect_in_place(net::ConnId id) override { ++in_place_hints[id]; }
 
-    std::map<net::ConnId, std::string> sent, low;
+    std::map<net::ConnId, std::string> sent, low, kept;
     std::map<net::ConnId, bool> closed, reading;
+    std::map<net::ConnId, int> in_place_hints;
 };
 
 std::span<const uint8_t> bytes(const std::string& s) {
@@ -120,4 +126,32 @@ TEST_CASE("the bridges' local connections never reach the reactor") {
     CHECK(stack.transport().queued_bytes(local) == 0);
     stack.transport().set_reading(local, false);
     CHECK(r.reading.empty());
+}
+
+TEST_CASE("only a plain TCP connection's bytes go in place or leave from the message") {
+    FakeReactor r;
+    TransportStack stack(r);
+    stack.configure_ws(two_listeners());
+    stack.on_open(1, 0, "127.0.0.1:5000");   // plain
+    stack.on_open(2, 1, "127.0.0.1:5001");   // WebSocket
+    std::span<const uint8_t> in = bytes(kUpgrade);
+    std::optional<std::string> identity;
+    CHECK_FALSE(stack.unwrap(2, in, identity));
+    r.sent.clear();
+    const net::ConnId local = BridgeRunner::kLocalBit | 5;
+    std::string to_bridge;
+    stack.transport().bridges = {[&](net::ConnId, std::span<const uint8_t> b) { to_bridge.append(b.begin(), b.end()); },
+                                 [&](net::ConnId) {}};
+
+    for (net::ConnId id : {net::ConnId(1), net::ConnId(2), local}) stack.transport().expect_in_place(id);
+    CHECK(r.in_place_hints == std::map<net::ConnId, int>{{1, 1}});
+
+    int released = 0;
+    auto release = [](void* n) { ++*static_cast<int*>(n); };
+    for (net::ConnId id : {net::ConnId(1), net::ConnId(2), local})
+        stack.transport().send_kept(id, bytes("payload"), &released, release);
+    CHECK(released == 3);   // once each, whichever way the bytes went
+    CHECK(r.kept == std::map<net::ConnId, std::string>{{1, "payload"}});
+    CHECK(r.sent[2] == std::string("\x82\x07payload", 9));   // copied into a frame
+    CHECK(to_bridge == "payload");
 }

@@ -1,6 +1,8 @@
 // A CONNECT whose authenticator answers later: the client's input waits, the
 // verdict resumes it, a closed connection's verdict is dropped, and only a
 // verified user name reaches the ACL.
+#include <cstring>
+
 #include "test_broker_harness.hpp"
 
 using namespace hato::broker;
@@ -191,4 +193,46 @@ TEST_CASE("only a verified user name reaches the ACL; the certificate identity g
     CHECK_FALSE(authz.users[0].has_value());
     CHECK(authz.users[1] == std::optional<std::string>("admin"));
     CHECK(authz.users[2] == std::optional<std::string>("sensor-1"));
+}
+
+TEST_CASE("a large PUBLISH that began behind a pending CONNECT is hinted for in-place receive by the verdict") {
+    Config cfg;
+    cfg.max_packet_size = 4 * 1024 * 1024;
+    Harness h(cfg);
+    DeferredAuth auth;
+    h.broker->set_authenticator(&auth);
+    TestClient a(h, Version::V311);
+    // The CONNECT and the first 4 KiB of a 1 MiB PUBLISH in one read.
+    std::vector<uint8_t> wire = encoded(connect_packet("a"));
+    const std::string body(1024 * 1024, 'x');
+    Publish p;
+    p.topic = "big";
+    p.payload = Bytes(reinterpret_cast<const uint8_t*>(body.data()), body.size());
+    std::vector<uint8_t> publish = encoded(p);
+    wire.insert(wire.end(), publish.begin(), publish.begin() + 4096);
+    a.send_raw(wire);
+    REQUIRE(auth.asked.size() == 1);
+    // The input waits for the verdict: nothing to receive in place yet.
+    CHECK(h.transport.in_place_hints.count(a.id) == 0);
+    CHECK(!h.broker->wants_in_place(a.id));
+
+    h.broker->on_auth_result(a.id, auth.asked[0].id, AuthVerdict{rc::Success, false});
+    CHECK(a.take_one<Connack>().reason == rc::Success);
+    CHECK(h.transport.in_place_hints[a.id] == 1);
+    CHECK(h.broker->wants_in_place(a.id));
+    std::span<uint8_t> target = h.broker->receive_target(a.id, 2 * 1024 * 1024);
+    REQUIRE(target.size() == publish.size() - 4096);
+    std::memcpy(target.data(), publish.data() + 4096, target.size());
+    h.broker->on_received_in_place(a.id, target.size());
+    CHECK(!h.broker->wants_in_place(a.id));
+
+    // A refused CONNECT gives no hint, whatever followed it.
+    TestClient b(h, Version::V311);
+    std::vector<uint8_t> wire_b = encoded(connect_packet("b"));
+    wire_b.insert(wire_b.end(), publish.begin(), publish.begin() + 4096);
+    b.send_raw(wire_b);
+    REQUIRE(auth.asked.size() == 2);
+    h.broker->on_auth_result(b.id, auth.asked[1].id, AuthVerdict{rc::NotAuthorized, false});
+    CHECK(b.closed());
+    CHECK(h.transport.in_place_hints.count(b.id) == 0);
 }
