@@ -38,6 +38,7 @@ using namespace hato::bench;
 // more than a batch held in the generator per socket.
 constexpr size_t kBlastLow = 32 * 1024;
 constexpr size_t kBlastBatch = 256 * 1024;
+constexpr uint64_t kPaceTickNs = 1'000'000;   // --pace clock
 
 struct Options {
     std::string host = "127.0.0.1";
@@ -55,6 +56,13 @@ struct Options {
     bool persistent = false;  // persistent sessions: the broker stores each QoS 1/2 delivery
     int metrics_port = 0;   // hato's [metrics] port: its own QoS 0 dropped count before and after
     int sndbuf = 64 * 1024; // blast: each publisher's SO_SNDBUF; 0 = the kernel's autotuning
+    // At a fixed rate, when what is due is written: "wake", whenever the
+    // loop wakes (a reply from the broker wakes it too); "clock", only on
+    // ticks of kPaceTickNs, as sensors on a fixed cycle publish. With
+    // "wake" a slower broker wakes the generator at more moments, so each
+    // write carries fewer messages and the broker makes more sends per
+    // message: its extra CPU a message comes back about doubled (bench/README).
+    bool pace_clock = false;
     bool blast() const { return rate == 0 && window == 0; }
 };
 
@@ -73,6 +81,8 @@ void usage() {
         "                                       write as fast as their sockets accept, many messages a write\n"
         "  --metrics-port P                     hato's [metrics] port: report the broker's QoS 0 dropped count\n"
         "  --sndbuf BYTES                       blast: each publisher's SO_SNDBUF, 0 = kernel autotuning (65536)\n"
+        "  --pace wake|clock                    at --rate R: write what is due whenever the loop wakes\n"
+        "                                       (wake, the default) or only every 1 ms (clock)\n"
         "  --mqtt 4|5                           protocol level (4)\n"
         "  --persistent                         persistent sessions (clean session 0 / session expiry 300 s)\n"
         "  --broker-pid PID                     conn: report the broker's VmRSS per connection;\n"
@@ -102,11 +112,20 @@ bool parse_args(int argc, char** argv, Options& o) {
         else if (a == "--broker-pid") o.broker_pid = std::atoi(next("--broker-pid"));
         else if (a == "--metrics-port") o.metrics_port = std::atoi(next("--metrics-port"));
         else if (a == "--sndbuf") o.sndbuf = std::atoi(next("--sndbuf"));
+        else if (a == "--pace") {
+            const std::string v = next("--pace");
+            if (v != "wake" && v != "clock") { std::fprintf(stderr, "hato-bench: --pace is wake or clock\n"); return false; }
+            o.pace_clock = v == "clock";
+        }
         else if (a == "-h" || a == "--help") { usage(); std::exit(0); }
         else { std::fprintf(stderr, "hato-bench: unknown option %s\n", a.c_str()); usage(); return false; }
     }
     if (o.scenario != "pairs" && o.scenario != "fanin" && o.scenario != "fanout" && o.scenario != "conn") {
         std::fprintf(stderr, "hato-bench: unknown scenario %s\n", o.scenario.c_str());
+        return false;
+    }
+    if (o.pace_clock && o.rate <= 0) {
+        std::fprintf(stderr, "hato-bench: --pace clock needs --rate\n");
         return false;
     }
     if (o.window == 0 && (o.rate != 0 || o.qos != 0)) {
@@ -306,6 +325,7 @@ int main(int argc, char** argv) {
     const double per_pub_rate = o.rate > 0 && npub > 0 ? o.rate / npub : 0;
     std::vector<epoll_event> evs(256);
     int rr = 0;
+    uint64_t next_tick = 0;   // --pace clock: when the publishers write next
 
     for (;;) {
         uint64_t now = now_ns();
@@ -328,7 +348,11 @@ int main(int argc, char** argv) {
             if (o.broker_pid) broker_wait_at_start = run_delay_seconds(o.broker_pid);
         }
         const bool publishing = ready && now < measure_end && o.scenario != "conn";
-        if (publishing) {
+        const bool tick = !o.pace_clock || now >= next_tick;
+        if (publishing && !tick) {
+            // --pace clock: between ticks nothing is written.
+        } else if (publishing) {
+            if (o.pace_clock) next_tick = now + kPaceTickNs - (now - t0) % kPaceTickNs;
             // Publish: at a fixed rate, or up to the window of unseen messages.
             for (int k = 0; k < npub; ++k) {
                 Client& c = run.clients[size_t((rr + k) % npub)];
@@ -368,8 +392,15 @@ int main(int argc, char** argv) {
         }
 
         run.flush_all();
-        int timeout_ms = publishing && per_pub_rate == 0 && !o.blast() ? 0 : 1;
-        int n = epoll_wait(ep, evs.data(), int(evs.size()), timeout_ms);
+        int n;
+        if (publishing && o.pace_clock) {   // wakes at the tick, not up to 1 ms after it
+            const uint64_t left = next_tick > now_ns() ? next_tick - now_ns() : 0;
+            const timespec ts{time_t(left / 1'000'000'000ull), long(left % 1'000'000'000ull)};
+            n = epoll_pwait2(ep, evs.data(), int(evs.size()), &ts, nullptr);
+        } else {
+            const int timeout_ms = publishing && per_pub_rate == 0 && !o.blast() ? 0 : 1;
+            n = epoll_wait(ep, evs.data(), int(evs.size()), timeout_ms);
+        }
         for (int i = 0; i < n; ++i) {
             Client& c = run.clients[evs[i].data.u32];
             if (evs[i].events & EPOLLOUT) c.blocked = false;
