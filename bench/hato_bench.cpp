@@ -394,9 +394,14 @@ int main(int argc, char** argv) {
         run.flush_all();
         int n;
         if (publishing && o.pace_clock) {   // wakes at the tick, not up to 1 ms after it
-            const uint64_t left = next_tick > now_ns() ? next_tick - now_ns() : 0;
+            const uint64_t at = now_ns();
+            const uint64_t left = next_tick > at ? next_tick - at : 0;
             const timespec ts{time_t(left / 1'000'000'000ull), long(left % 1'000'000'000ull)};
             n = epoll_pwait2(ep, evs.data(), int(evs.size()), &ts, nullptr);
+            if (n < 0 && errno == ENOSYS) {   // before Linux 5.11
+                std::fprintf(stderr, "hato-bench: --pace clock needs epoll_pwait2 (Linux 5.11)\n");
+                return 2;
+            }
         } else {
             const int timeout_ms = publishing && per_pub_rate == 0 && !o.blast() ? 0 : 1;
             n = epoll_wait(ep, evs.data(), int(evs.size()), timeout_ms);
@@ -480,11 +485,11 @@ int main(int argc, char** argv) {
     std::printf("RESULT scenario=%s clients=%d qos=%d size=%d mqtt=%d seconds=%.2f received=%llu rate=%.0f "
                 "lost=%llu dup=%llu ooo=%llu p50_us=%.0f p99_us=%.0f p999_us=%.0f bench_cpu=%.2f "
                 "broker_us_per_msg=%.2f broker_dropped=%lld blast=%d bench_us_per_msg=%.3f bench_wait=%.2f broker_wait=%.2f "
-                "mb_per_s=%.1f broker_us_per_mb=%.0f\n",
+                "mb_per_s=%.1f broker_us_per_mb=%.0f pace=%s\n",
                 o.scenario.c_str(), o.clients, o.qos, o.size, o.version, secs, (unsigned long long)t.received, rate,
                 (unsigned long long)t.lost, (unsigned long long)t.duplicated, (unsigned long long)t.out_of_order,
                 t.p50_us, t.p99_us, t.p999_us, bench_cpu, broker_us_per_msg, broker_dropped, o.blast() ? 1 : 0,
-                bench_us_per_msg, bench_wait, broker_wait, mb_per_s, broker_us_per_mb);
+                bench_us_per_msg, bench_wait, broker_wait, mb_per_s, broker_us_per_mb, o.pace_clock ? "clock" : "wake");
     (void)published_total;
     return t.lost == 0 && t.duplicated == 0 ? 0 : 3;
 }

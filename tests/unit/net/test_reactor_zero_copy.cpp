@@ -291,11 +291,15 @@ TEST_CASE("input stopped in the middle of a large frame: nothing more is receive
         const auto wire = frame(body);
         int fd = connect_to(hs.port);
         std::thread writer([&] { CHECK(send_all(fd, wire.data(), wire.size())); });
-        writer.join();
-        CHECK(wait_until([&] {
+        // Bounded wait first: if the reactor never resumed, the writer stays
+        // blocked in send until the peer is closed below.
+        const bool whole = wait_until([&] {
             std::lock_guard lock(frames.mu);
             return frames.done.size() == 1;
-        }));
+        });
+        CHECK(whole);
+        if (!whole) ::shutdown(fd, SHUT_RDWR);
+        writer.join();
         CHECK(while_paused.load() == 0);
         {
             std::lock_guard lock(frames.mu);
