@@ -348,10 +348,9 @@ int main(int argc, char** argv) {
             if (o.broker_pid) broker_wait_at_start = run_delay_seconds(o.broker_pid);
         }
         const bool publishing = ready && now < measure_end && o.scenario != "conn";
+        // (--pace clock: between ticks nothing is written, and it is not the drain either.)
         const bool tick = !o.pace_clock || now >= next_tick;
-        if (publishing && !tick) {
-            // --pace clock: between ticks nothing is written.
-        } else if (publishing) {
+        if (publishing && tick) {
             if (o.pace_clock) next_tick = now + kPaceTickNs - (now - t0) % kPaceTickNs;
             // Publish: at a fixed rate, or up to the window of unseen messages.
             for (int k = 0; k < npub; ++k) {

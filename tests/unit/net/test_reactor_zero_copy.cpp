@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <cstring>
 #include <mutex>
 #include <thread>
@@ -199,6 +200,20 @@ std::vector<uint8_t> frame(const std::vector<uint8_t>& body) {
     return out;
 }
 
+// The handler's side of in-place receive, as the broker does it: hint once
+// a large frame has begun, targets of at most `max_target` bytes.
+void receive_frames(Harness& hs, Frames& frames, size_t max_target = SIZE_MAX) {
+    hs.handler.data_hook = [&hs, &frames](ConnId id, std::span<const uint8_t> data) {
+        frames.feed(data);
+        if (frames.wants()) hs.reactor->expect_in_place(id);
+    };
+    hs.handler.wants_in_place_hook = [&frames](ConnId) { return frames.wants(); };
+    hs.handler.target_hook = [&frames, max_target](ConnId, size_t limit) {
+        return frames.target(std::min(limit, max_target));
+    };
+    hs.handler.in_place_hook = [&frames](ConnId, size_t n) { frames.received(n); };
+}
+
 }  // namespace
 
 TEST_CASE("the rest of a large input frame is received in place, in order with the rest of the stream") {
@@ -206,13 +221,7 @@ TEST_CASE("the rest of a large input frame is received in place, in order with t
         CAPTURE(std::string(backend_name(b)));
         Harness hs(b);
         Frames frames;
-        hs.handler.data_hook = [&](ConnId id, std::span<const uint8_t> data) {
-            frames.feed(data);
-            if (frames.wants()) hs.reactor->expect_in_place(id);
-        };
-        hs.handler.wants_in_place_hook = [&](ConnId) { return frames.wants(); };
-        hs.handler.target_hook = [&](ConnId, size_t limit) { return frames.target(limit); };
-        hs.handler.in_place_hook = [&](ConnId, size_t n) { frames.received(n); };
+        receive_frames(hs, frames);
         hs.start();
         const std::vector<std::vector<uint8_t>> bodies = {pattern(3 * 1024 * 1024, 1), pattern(10, 2),
                                                           pattern(1024 * 1024, 3), pattern(1024 * 1024 + 1, 4),
@@ -264,14 +273,9 @@ TEST_CASE("input stopped in the middle of a large frame: nothing more is receive
         int ticks_paused = 0;
         size_t at_pause = 0;
         std::atomic<long> while_paused{-1};
-        hs.handler.data_hook = [&](ConnId id, std::span<const uint8_t> data) {
-            frames.feed(data);
-            if (frames.wants()) hs.reactor->expect_in_place(id);
-        };
-        hs.handler.wants_in_place_hook = [&](ConnId) { return frames.wants(); };
         // Small targets: many receives in one pass, with more data waiting
         // in the socket when the pause comes.
-        hs.handler.target_hook = [&](ConnId, size_t limit) { return frames.target(std::min<size_t>(limit, 8192)); };
+        receive_frames(hs, frames, 8192);
         hs.handler.in_place_hook = [&](ConnId, size_t n) {
             frames.received(n);
             if (!paused && while_paused.load() < 0 && frames.in_place.load() >= 64 * 1024) {
