@@ -7,7 +7,7 @@
 # ratios does. Pairs alternate their order (A B, B A, A B, ...) so that a
 # drift within a pair, or a cost to whichever runs second, cancels.
 #   bench/floor-ratio.sh [BUILDDIR] ["hato-bench arguments"]
-#     default: build, "--scenario pairs --clients 1000 --qos 1 --rate 20000"
+#     default: build, "--scenario pairs --clients 1000 --qos 1 --rate 20000 --pace clock"
 #     REPS (default 20), DURATION (seconds measured per run, default 3)
 #     PAIR="A B" (default "floor hato"): what is compared, B/A. Each is floor,
 #       hato ($HATO, default BUILDDIR's) or hato2 ($HATO2, another build, to
@@ -17,7 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
-args=${2:-"--scenario pairs --clients 1000 --qos 1 --rate 20000"}
+args=${2:-"--scenario pairs --clients 1000 --qos 1 --rate 20000 --pace clock"}
 hato=${HATO:-$build/src/app/hato}
 bench=$build/bench/hato-bench
 floor=$build/bench/hato-floor
