@@ -2,11 +2,15 @@
 // a connection's bytes pass through, both ways, per listener protocol.
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
+#include <cstdlib>
 #include <map>
 #include <string>
 
 #include "app/bridge_runner.hpp"
 #include "app/transport_stack.hpp"
+#include "net/tls.hpp"
 
 using namespace hato;
 using namespace hato::app;
@@ -62,6 +66,16 @@ const std::string kUpgrade =
     "GET /mqtt HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
     "Sec-WebSocket-Protocol: mqtt\r\n\r\n";
+
+std::string certs() {
+    static std::string dir = [] {
+        std::string d = "/tmp/hato-test-stack-certs-" + std::to_string(getpid());
+        std::string cmd = std::string("bash ") + HATO_SOURCE_ROOT + "/tests/certs/make-certs.sh " + d;
+        REQUIRE(std::system(cmd.c_str()) == 0);
+        return d;
+    }();
+    return dir;
+}
 
 }  // namespace
 
@@ -154,4 +168,54 @@ TEST_CASE("only a plain TCP connection's bytes go in place or leave from the mes
     CHECK(r.kept == std::map<net::ConnId, std::string>{{1, "payload"}});
     CHECK(r.sent[2] == std::string("\x82\x07payload", 9));   // copied into a frame
     CHECK(to_bridge == "payload");
+}
+
+TEST_CASE("a TLS connection's bytes never go in place or leave from the message unencrypted") {
+    FakeReactor r;
+    TransportStack stack(r);
+    std::string err;
+    net::TlsSettings server;
+    server.cert = certs() + "/server.crt";
+    server.key = certs() + "/server.key";
+    auto server_ctx = net::TlsContext::create(server, err);
+    REQUIRE_MESSAGE(server_ctx, err);
+    stack.tls().set_contexts({nullptr, server_ctx});   // listener 1 is TLS
+    stack.on_open(3, 1, "127.0.0.1:5002");
+    net::TlsClientSettings client_settings;
+    client_settings.ca = certs() + "/ca.crt";
+    auto client_ctx = net::TlsContext::create_client(client_settings, err);
+    REQUIRE_MESSAGE(client_ctx, err);
+    net::TlsConn client(client_ctx, "localhost");
+    REQUIRE(client.start() == net::TlsConn::Status::Ok);
+
+    // The handshake, through the stack: the server's records reach the fake
+    // reactor's send queue.
+    std::vector<uint8_t> from_server;
+    for (int round = 0; round < 20; ++round) {
+        std::vector<uint8_t> to_server;
+        to_server.swap(client.output());
+        if (!to_server.empty()) {
+            std::span<const uint8_t> in(to_server);
+            std::optional<std::string> identity;
+            stack.unwrap(3, in, identity);
+        }
+        std::string records;
+        records.swap(r.sent[3]);
+        if (!records.empty()) REQUIRE(client.on_ciphertext(bytes(records), from_server) == net::TlsConn::Status::Ok);
+        if (to_server.empty() && records.empty()) break;
+    }
+    REQUIRE(client.handshake_done());
+    CHECK(from_server.empty());
+
+    stack.transport().expect_in_place(3);
+    CHECK(r.in_place_hints.empty());
+    int released = 0;
+    stack.transport().send_kept(3, bytes("payload"), &released, [](void* n) { ++*static_cast<int*>(n); });
+    CHECK(released == 1);
+    CHECK(r.kept.empty());
+    const std::string wire = r.sent[3];
+    CHECK(wire.find("payload") == std::string::npos);   // encrypted before it reached the reactor
+    REQUIRE(client.on_ciphertext(bytes(wire), from_server) == net::TlsConn::Status::Ok);
+    CHECK(std::string(from_server.begin(), from_server.end()) == "payload");
+    CHECK(std::system(("rm -rf " + certs()).c_str()) == 0);
 }
