@@ -194,6 +194,9 @@ std::string render_prometheus(const StatusData& d) {
     e.single("hato_slow_clients_closed_total", "counter",
              "Clients closed for staying over max_output_bytes longer than slow_client_timeout_ms.",
              num(s.slow_clients_closed));
+    e.single("hato_input_alloc_failures_total", "counter",
+             "Clients closed because the buffer for their partly received packet could not be allocated.",
+             num(s.partial_alloc_failures));
     e.single("hato_route_cache_topics", "gauge",
              "Topics whose subscription matches the route cache holds (emptied when subscriptions change).",
              num(d.route_cache_topics));

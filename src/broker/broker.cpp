@@ -3,6 +3,7 @@
 #include "broker/broker_impl.hpp"
 
 #include <chrono>
+#include <new>
 
 namespace hato::broker {
 
@@ -334,7 +335,7 @@ void Broker::Impl::process_input(Connection& c, std::span<const uint8_t> bytes) 
             // or the start of a packet whose whole size is known.
             ConnectionExtras& x = c.open_extras();
             x.inbuf_need = r.status == DecodeStatus::Ok ? hdr.total() : 0;
-            partial_append(x, rest);
+            if (!partial_append(x, rest)) partial_alloc_failed(c);
             return;
         }
         if (!process_packet(c, rest.first(hdr.total()), hdr)) return;
@@ -382,7 +383,9 @@ std::span<uint8_t> Broker::Impl::receive_target(Connection& c, size_t limit) {
     if (n < Broker::kInPlaceMin) return {};
     ConnectionExtras& x = *c.extras();
     const size_t have = x.inbuf.size();
-    reserve_partial(x, std::min(x.inbuf_need, 4 * (have + n)));
+    // Refused: the bytes come through the receive buffers instead, where
+    // partial_append asks for less, or closes the client.
+    if (!reserve_partial(x, std::min(x.inbuf_need, 4 * (have + n)))) return {};
     x.inbuf.resize(have + n);
     in_place = {c.id, have};
     return {x.inbuf.data() + have, n};
@@ -424,7 +427,11 @@ void Broker::Impl::keep_for_next_partial(Connection& c, InputBytes& packet, size
     // the rest still follows the bytes that arrive. A buffer a message kept
     // (its payload) is replaced by one of the size this client just filled.
     if (hdr.total() > packet.capacity()) {
-        packet.reserve(std::min(hdr.total(), 2 * capacity));
+        try {
+            packet.reserve(std::min(hdr.total(), 2 * capacity));
+        } catch (const std::bad_alloc&) {
+            return;   // the next packet grows a buffer of its own, as without this
+        }
         ++stats.partial_buffers;
     }
     c.extras()->inbuf.swap(packet);
@@ -458,22 +465,40 @@ uint32_t Broker::Impl::input_limit(const Connection& c) const {
 // actually arrived (a 5-byte header announcing 1 MB costs no megabyte),
 // and each byte is still moved only a bounded number of times (about once
 // on average), never once per receive.
-void Broker::Impl::partial_append(ConnectionExtras& x, std::span<const uint8_t> bytes) {
-    reserve_partial(x, x.inbuf.size() + bytes.size());
+bool Broker::Impl::partial_append(ConnectionExtras& x, std::span<const uint8_t> bytes) {
+    if (!reserve_partial(x, x.inbuf.size() + bytes.size())) return false;
     x.inbuf.insert(x.inbuf.end(), bytes.begin(), bytes.end());
     stats.partial_bytes_copied += bytes.size();
+    return true;
 }
 
-void Broker::Impl::reserve_partial(ConnectionExtras& x, size_t want) {
+// A buffer reserves the packet's announced size before that has arrived
+// (resident memory still follows the bytes written into it). Where address
+// space is short (a 32-bit gateway) or overcommit is strict, many clients
+// announcing large packets can make that reservation fail: then this
+// client is closed, not the broker aborted for everyone.
+bool Broker::Impl::reserve_partial(ConnectionExtras& x, size_t want) {
     constexpr size_t kMinPartial = 4096;
     InputBytes& buf = x.inbuf;
-    if (want <= buf.capacity()) return;
+    if (want <= buf.capacity()) return true;
     size_t cap = std::max(want, std::max(kMinPartial, 2 * buf.capacity()));
     // Never more than the packet; straight to its size once past half of it.
     if (x.inbuf_need != 0 && cap > x.inbuf_need / 2) cap = std::max(want, x.inbuf_need);
+    // No retry with just `want`: growing by a receive at a time would move
+    // the whole buffer for every receive.
+    try {
+        buf.reserve(cap);
+    } catch (const std::bad_alloc&) {
+        return false;
+    }
     stats.partial_bytes_copied += buf.size();   // moved by the reallocation
     ++stats.partial_buffers;
-    buf.reserve(cap);
+    return true;
+}
+
+void Broker::Impl::partial_alloc_failed(Connection& c) {
+    ++stats.partial_alloc_failures;
+    protocol_error(c, rc::QuotaExceeded);
 }
 
 size_t Broker::Impl::fill_partial(Connection& c, std::span<const uint8_t> in, bool& ready, bool& ok) {
@@ -482,7 +507,11 @@ size_t Broker::Impl::fill_partial(Connection& c, std::span<const uint8_t> in, bo
     // The fixed header is at most 5 bytes: completed a byte at a time, so no
     // byte of the next packet is taken.
     while (x.inbuf_need == 0 && took < in.size()) {
-        partial_append(x, in.subspan(took++, 1));
+        if (!partial_append(x, in.subspan(took++, 1))) {
+            partial_alloc_failed(c);
+            ok = false;
+            return took;
+        }
         FixedHeader hdr;
         DecodeResult r = peek_header(x.inbuf, input_limit(c), hdr);
         if (r.status == DecodeStatus::Error) {
@@ -494,7 +523,11 @@ size_t Broker::Impl::fill_partial(Connection& c, std::span<const uint8_t> in, bo
     }
     if (x.inbuf_need != 0) {
         const size_t n = std::min(in.size() - took, x.inbuf_need - x.inbuf.size());
-        partial_append(x, in.subspan(took, n));
+        if (!partial_append(x, in.subspan(took, n))) {
+            partial_alloc_failed(c);
+            ok = false;
+            return took;
+        }
         took += n;
         ready = x.inbuf.size() == x.inbuf_need;
     }

@@ -71,6 +71,7 @@ struct Stats {
     // and the moves of their growth) and the allocations made for them.
     uint64_t partial_bytes_copied = 0;
     uint64_t partial_buffers = 0;
+    uint64_t partial_alloc_failures = 0;   // clients closed: their partial packet's buffer could not be allocated
     uint64_t payloads_shared = 0;   // large payloads a message kept in their receive buffer
     uint64_t partial_bytes_in_place = 0;   // received straight into a partial packet (receive_target)
     uint64_t unreadable_dropped = 0; // queued / in flight, but the session's owner may not read it (ACL)

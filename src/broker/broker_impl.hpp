@@ -144,8 +144,11 @@ struct Broker::Impl {
     // Adds bytes to the connection's partial packet; returns how many it took.
     // `ready`: the partial packet is complete. False return of `ok`: closed.
     size_t fill_partial(Connection& c, std::span<const uint8_t> in, bool& ready, bool& ok);
-    void partial_append(ConnectionExtras& x, std::span<const uint8_t> bytes);
-    void reserve_partial(ConnectionExtras& x, size_t want);   // grows inbuf's capacity to `want` or beyond
+    // Both false when the buffer could not be allocated (nothing appended):
+    // the caller closes the client with partial_alloc_failed.
+    [[nodiscard]] bool partial_append(ConnectionExtras& x, std::span<const uint8_t> bytes);
+    [[nodiscard]] bool reserve_partial(ConnectionExtras& x, size_t want);   // inbuf's capacity to `want` or beyond
+    void partial_alloc_failed(Connection& c);
     bool complete_partial(Connection& c, std::span<const uint8_t> rest);
     size_t in_place_rest(const Connection& c) const;   // bytes a large partial packet still lacks, or 0
     // transport.expect_in_place when that is worth it (most input leaves no extras: one test).
