@@ -357,9 +357,16 @@ void UringReactor::read_in_place(Handler& h, uint32_t slot) {
     size_t got = 0;
     for (;;) {
         Conn& c = conns_.at(slot);   // re-fetched: callbacks may change the table
-        // Paused or held: resuming lists it again. Closed: the close path
-        // has taken over (resume_recv re-arms the discarding recv).
-        if (c.state != ConnState::Open || !c.in_place || c.recv_paused || c.recv_held || c.recv_armed) return;
+        // Closed with output still to send while it waited here: what it
+        // sends is read and discarded from now on, as epoll does, so a peer
+        // blocked writing does not hold the flush until its timeout.
+        if (c.state == ConnState::Draining && c.in_place && !c.recv_armed && !c.poll_armed) return resume_recv(slot);
+        // Paused or held: resuming lists it again. Closed otherwise: the
+        // close path has taken over (resume_recv re-arms the discarding
+        // recv). A poll armed: a stale entry of the list (the slot closed
+        // and was taken again) must not arm a second one.
+        if (c.state != ConnState::Open || !c.in_place || c.recv_paused || c.recv_held || c.recv_armed || c.poll_armed)
+            return;
         // Stopped by a callback of this pass (set_intake(false)), or over
         // the budget: the rest waits on the list, as epoll's input does.
         if (intake_paused_ || got >= kInPlaceBudgetPerPass) return list_in_place(slot);

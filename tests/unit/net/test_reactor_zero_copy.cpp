@@ -314,3 +314,45 @@ TEST_CASE("input stopped in the middle of a large frame: nothing more is receive
         CHECK(wait_until([&] { return hs.handler.closed_count() == 1; }));
     }
 }
+
+TEST_CASE("closed with output pending while waiting to read in place: the peer's input is still read and discarded") {
+    for (Backend b : backends()) {
+        CAPTURE(std::string(backend_name(b)));
+        Harness hs(b);
+        hs.reactor->set_tick_interval(20);
+        Frames frames;
+        ConnId conn = 0;
+        int ticks = 0;
+        receive_frames(hs, frames);
+        hs.handler.in_place_hook = [&](ConnId id, size_t n) {
+            frames.received(n);
+            if (conn != 0 || frames.in_place.load() < 64 * 1024) return;
+            conn = id;
+            // More output than the peer, which never reads, lets leave: the
+            // close below stays in its flush.
+            const std::vector<uint8_t> out(8 * 1024 * 1024, 0x5a);
+            hs.reactor->send(id, out);
+            hs.reactor->set_intake(false);   // waits on the in-place list
+        };
+        hs.handler.tick_hook = [&] {
+            if (conn == 0) return;
+            ++ticks;
+            if (ticks == 2) hs.reactor->close(conn, /*flush=*/true);
+            if (ticks == 3) hs.reactor->set_intake(true);
+        };
+        hs.start();
+        // Far more than the socket buffers hold: the writer finishes only if
+        // the reactor keeps reading, well before the flush gives up.
+        const auto wire = frame(pattern(24 * 1024 * 1024, 11));
+        int fd = connect_to(hs.port);
+        const auto started = std::chrono::steady_clock::now();
+        bool sent = false;
+        std::thread writer([&] { sent = send_all(fd, wire.data(), wire.size()); });
+        writer.join();
+        const auto took = std::chrono::steady_clock::now() - started;
+        CHECK(sent);
+        CHECK(took < std::chrono::milliseconds(2000));   // the flush timeout (kFlushTimeoutMs)
+        ::close(fd);
+        CHECK(wait_until([&] { return hs.handler.closed_count() == 1; }));
+    }
+}
