@@ -2,12 +2,11 @@
 // a connection's bytes pass through, both ways, per listener protocol.
 #include <doctest/doctest.h>
 
-#include <unistd.h>
-
 #include <cstdlib>
 #include <map>
 #include <string>
 
+#include "../../certs/test_certs.hpp"
 #include "app/bridge_runner.hpp"
 #include "app/transport_stack.hpp"
 #include "net/tls.hpp"
@@ -66,16 +65,6 @@ const std::string kUpgrade =
     "GET /mqtt HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
     "Sec-WebSocket-Protocol: mqtt\r\n\r\n";
-
-std::string certs() {
-    static std::string dir = [] {
-        std::string d = "/tmp/hato-test-stack-certs-" + std::to_string(getpid());
-        std::string cmd = std::string("bash ") + HATO_SOURCE_ROOT + "/tests/certs/make-certs.sh " + d;
-        REQUIRE(std::system(cmd.c_str()) == 0);
-        return d;
-    }();
-    return dir;
-}
 
 }  // namespace
 
@@ -175,14 +164,14 @@ TEST_CASE("a TLS connection's bytes never go in place or leave from the message 
     TransportStack stack(r);
     std::string err;
     net::TlsSettings server;
-    server.cert = certs() + "/server.crt";
-    server.key = certs() + "/server.key";
+    server.cert = test_cert_dir() + "/server.crt";
+    server.key = test_cert_dir() + "/server.key";
     auto server_ctx = net::TlsContext::create(server, err);
     REQUIRE_MESSAGE(server_ctx, err);
     stack.tls().set_contexts({nullptr, server_ctx});   // listener 1 is TLS
     stack.on_open(3, 1, "127.0.0.1:5002");
     net::TlsClientSettings client_settings;
-    client_settings.ca = certs() + "/ca.crt";
+    client_settings.ca = test_cert_dir() + "/ca.crt";
     auto client_ctx = net::TlsContext::create_client(client_settings, err);
     REQUIRE_MESSAGE(client_ctx, err);
     net::TlsConn client(client_ctx, "localhost");
@@ -217,5 +206,5 @@ TEST_CASE("a TLS connection's bytes never go in place or leave from the message 
     CHECK(wire.find("payload") == std::string::npos);   // encrypted before it reached the reactor
     REQUIRE(client.on_ciphertext(bytes(wire), from_server) == net::TlsConn::Status::Ok);
     CHECK(std::string(from_server.begin(), from_server.end()) == "payload");
-    CHECK(std::system(("rm -rf " + certs()).c_str()) == 0);
+    CHECK(std::system(("rm -rf " + test_cert_dir()).c_str()) == 0);
 }

@@ -6,25 +6,15 @@
 #include <wolfssl/ssl.h>
 #include <wolfssl/wolfio.h>
 
-#include <cstdlib>
 #include <cstring>
 #include <string>
 
+#include "../../certs/test_certs.hpp"
 #include "net/tls.hpp"
 
 using namespace hato::net;
 
 namespace {
-
-std::string cert_dir() {
-    static std::string dir = [] {
-        std::string d = "/tmp/hato-test-certs-" + std::to_string(getpid());
-        std::string cmd = std::string("bash ") + HATO_SOURCE_ROOT + "/tests/certs/make-certs.sh " + d;
-        REQUIRE(std::system(cmd.c_str()) == 0);
-        return d;
-    }();
-    return dir;
-}
 
 struct MemClient {
     WOLFSSL_CTX* ctx = nullptr;
@@ -35,11 +25,11 @@ struct MemClient {
 
     MemClient(WOLFSSL_METHOD* method, const char* cert, const char* key) {
         ctx = wolfSSL_CTX_new(method);
-        wolfSSL_CTX_load_verify_locations(ctx, (cert_dir() + "/ca.crt").c_str(), nullptr);
+        wolfSSL_CTX_load_verify_locations(ctx, (test_cert_dir() + "/ca.crt").c_str(), nullptr);
         wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_PEER, nullptr);
         if (cert) {
-            wolfSSL_CTX_use_certificate_file(ctx, (cert_dir() + "/" + cert).c_str(), WOLFSSL_FILETYPE_PEM);
-            wolfSSL_CTX_use_PrivateKey_file(ctx, (cert_dir() + "/" + key).c_str(), WOLFSSL_FILETYPE_PEM);
+            wolfSSL_CTX_use_certificate_file(ctx, (test_cert_dir() + "/" + cert).c_str(), WOLFSSL_FILETYPE_PEM);
+            wolfSSL_CTX_use_PrivateKey_file(ctx, (test_cert_dir() + "/" + key).c_str(), WOLFSSL_FILETYPE_PEM);
         }
         ssl = wolfSSL_new(ctx);
         wolfSSL_SSLSetIORecv(ssl, [](WOLFSSL*, char* b, int sz, void* c) -> int {
@@ -89,9 +79,9 @@ bool handshake(MemClient& c, TlsConn& s, std::vector<uint8_t>& plain) {
 
 std::shared_ptr<TlsContext> server_ctx(bool require_cert, const std::string& minv = "1.2") {
     TlsSettings st;
-    st.cert = cert_dir() + "/server.crt";
-    st.key = cert_dir() + "/server.key";
-    st.ca = cert_dir() + "/ca.crt";
+    st.cert = test_cert_dir() + "/server.crt";
+    st.key = test_cert_dir() + "/server.key";
+    st.ca = test_cert_dir() + "/ca.crt";
     st.require_client_cert = require_cert;
     st.min_version = minv;
     std::string err;
@@ -177,8 +167,8 @@ TEST_CASE("tls: bad settings are reported") {
     std::string err;
     CHECK_FALSE(TlsContext::create(st, err));
     CHECK(err.find("/nonexistent.crt") != std::string::npos);
-    st.cert = cert_dir() + "/server.crt";
-    st.key = cert_dir() + "/server.key";
+    st.cert = test_cert_dir() + "/server.crt";
+    st.key = test_cert_dir() + "/server.key";
     st.require_client_cert = true;  // without a CA to check against
     CHECK_FALSE(TlsContext::create(st, err));
     CHECK(err.find("needs ca") != std::string::npos);

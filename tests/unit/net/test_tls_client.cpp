@@ -3,33 +3,21 @@
 // mutual TLS, and an IP address checked against the certificate's IP names.
 #include <doctest/doctest.h>
 
-#include <unistd.h>
-
-#include <cstdlib>
 #include <string>
 #include <vector>
 
+#include "../../certs/test_certs.hpp"
 #include "net/tls.hpp"
 
 using namespace hato::net;
 
 namespace {
 
-std::string certs() {
-    static std::string dir = [] {
-        std::string d = "/tmp/hato-test-client-certs-" + std::to_string(getpid());
-        std::string cmd = std::string("bash ") + HATO_SOURCE_ROOT + "/tests/certs/make-certs.sh " + d;
-        REQUIRE(std::system(cmd.c_str()) == 0);
-        return d;
-    }();
-    return dir;
-}
-
 std::shared_ptr<TlsContext> server(bool require_client_cert) {
     TlsSettings s;
-    s.cert = certs() + "/server.crt";
-    s.key = certs() + "/server.key";
-    s.ca = certs() + "/ca.crt";
+    s.cert = test_cert_dir() + "/server.crt";
+    s.key = test_cert_dir() + "/server.key";
+    s.ca = test_cert_dir() + "/ca.crt";
     s.require_client_cert = require_client_cert;
     std::string err;
     auto c = TlsContext::create(s, err);
@@ -39,11 +27,11 @@ std::shared_ptr<TlsContext> server(bool require_client_cert) {
 
 std::shared_ptr<TlsContext> client(const std::string& ca, bool insecure = false, bool with_cert = false) {
     TlsClientSettings s;
-    s.ca = ca.empty() ? "" : certs() + "/" + ca;
+    s.ca = ca.empty() ? "" : test_cert_dir() + "/" + ca;
     s.insecure = insecure;
     if (with_cert) {
-        s.cert = certs() + "/client.crt";
-        s.key = certs() + "/client.key";
+        s.cert = test_cert_dir() + "/client.crt";
+        s.key = test_cert_dir() + "/client.key";
     }
     std::string err;
     auto c = TlsContext::create_client(s, err);
@@ -133,7 +121,7 @@ TEST_CASE("bridge TLS: files that cannot be used are reported") {
     CHECK(err.find("cannot load CA file /nonexistent/ca.pem") != std::string::npos);
     s.ca.clear();
     s.cert = "/nonexistent/client.crt";
-    s.key = certs() + "/client.key";
+    s.key = test_cert_dir() + "/client.key";
     CHECK_FALSE(TlsContext::create_client(s, err));
     CHECK(err.find("cannot load certificate /nonexistent/client.crt") != std::string::npos);
 }
