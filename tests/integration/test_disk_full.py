@@ -101,12 +101,13 @@ def _fill_until_refused(broker, prefix, max_messages=80):
     return accepted, refused
 
 
-def _v3_refused(broker, tag, qos, accepted):
+def _v3_refused(broker, tag, qos, accepted, refused):
     """A v3.1.1 publisher on a full store is disconnected without an ack.
     Compaction on the broker's tick can free room after the store filled
     (the QoS 2 states and the session that ended leave dead records): a
     publish acknowledged then is one the store took, so it joins `accepted`
-    and the store is filled again first. Returns the tag that was refused."""
+    and the store is filled again first (what that refuses joins `refused`).
+    Returns the tag that was refused."""
     for attempt in range(4):
         t = f"{tag}-{attempt}"
         c = r.RawClient(broker)
@@ -123,8 +124,9 @@ def _v3_refused(broker, tag, qos, accepted):
             c.expect(r.PUBCOMP)
         c.close()
         accepted.append(t)
-        more, _ = _fill_until_refused(broker, f"{t}-fill")
+        more, more_refused = _fill_until_refused(broker, f"{t}-fill")
         accepted += more
+        refused += more_refused
     raise AssertionError(f"{tag}: the store kept taking messages")
 
 
@@ -167,7 +169,8 @@ def test_full_store_refuses_keeps_every_ack_and_drains(small_fs, broker_factory)
     accepted, refused = _fill_until_refused(broker, "a")
     assert accepted, "nothing was accepted before the store filled up"
     assert refused, "the store never refused"
-    refused += [_v3_refused(broker, "v3q1", 1, accepted), _v3_refused(broker, "v3q2", 2, accepted)]
+    for tag, qos in (("v3q1", 1), ("v3q2", 2)):
+        refused.append(_v3_refused(broker, tag, qos, accepted, refused))
 
     # QoS 0 still flows while the store is full.
     q0 = r.RawClient(broker)

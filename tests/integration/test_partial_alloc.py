@@ -76,13 +76,13 @@ def test_a_reservation_that_fails_closes_only_its_client(broker_factory):
     limit = _vm_size(b.proc.pid) + HEADROOM
     soft, hard = resource.prlimit(b.proc.pid, resource.RLIMIT_AS, (limit, resource.RLIM_INFINITY))
     held, endings = [], []
-    for n in range(5):
-        s, ending = _hostile(b, n)
-        held.append(s)
-        endings.append(ending)
-        if ending != "open":
-            break
     try:
+        for n in range(5):
+            s, ending = _hostile(b, n)
+            held.append(s)
+            endings.append(ending)
+            if ending != "open":
+                break
         assert b.proc.poll() is None, f"the broker died: {b.log()[-2000:]}"
         assert endings[-1] == "disconnect 0x97", endings
         assert endings.count("open") >= 1, endings   # the limit left room for one at least
@@ -100,4 +100,5 @@ def test_a_reservation_that_fails_closes_only_its_client(broker_factory):
         for s in held:
             s.close()
         sub.close()
-        resource.prlimit(b.proc.pid, resource.RLIMIT_AS, (soft, hard))   # a clean shutdown
+        if b.proc.poll() is None:
+            resource.prlimit(b.proc.pid, resource.RLIMIT_AS, (soft, hard))   # a clean shutdown
