@@ -15,11 +15,11 @@ import pytest
 import raw_mqtt
 from raw_mqtt import RawClient
 from build_info import sanitized
-from conftest import _find_hato, _free_port
+from conftest import _find_hato
+from metrics_util import metric, start_with_metrics
 
 pytestmark = pytest.mark.hato_only("hato-bench blast against hato's back-pressure and metrics")
 
-METRICS_RE = re.compile(r"metrics on http://(\S+):(\d+)/metrics")
 RESULT_RE = re.compile(r"^RESULT (.*)$", re.M)
 
 
@@ -42,17 +42,10 @@ def bench():
 
 
 def _start(broker_factory, limits=None):
-    settings = {"metrics": {"address": "127.0.0.1", "port": _free_port()},
-                "storage": {"sync": "off"}}
+    settings = {"storage": {"sync": "off"}}
     if limits:
         settings["limits"] = limits
-    b = broker_factory(settings)
-    deadline = time.monotonic() + 5
-    while not METRICS_RE.search(b.log()):
-        assert time.monotonic() < deadline, f"no metrics line in the log:\n{b.log()}"
-        time.sleep(0.02)
-    b.metrics_port = int(METRICS_RE.search(b.log()).group(2))
-    return b
+    return start_with_metrics(broker_factory, settings)
 
 
 def _blast(bench, b, scenario, clients, seconds=2.0):
@@ -87,20 +80,6 @@ def test_blast_qos0_loses_nothing(broker_factory, bench, scenario, clients):
     assert b.alive()
 
 
-def _metric(b, name):
-    with socket.create_connection(("127.0.0.1", b.metrics_port), timeout=5) as s:
-        s.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    m = re.search(rb"^" + name.encode() + rb" (\d+)", data, re.M)
-    assert m, data[-2000:]
-    return int(m.group(1))
-
-
 def test_a_subscriber_that_stops_reading_loses_only_its_own(broker_factory, bench):
     b = _start(broker_factory)
     stopped = RawClient(b)
@@ -118,7 +97,7 @@ def test_a_subscriber_that_stops_reading_loses_only_its_own(broker_factory, benc
     assert r["ooo"] == "0", r
     dropped = int(r["broker_dropped"])
     assert dropped > 0, r
-    assert _metric(b, "hato_qos0_dropped_total") >= dropped
+    assert metric(b, "hato_qos0_dropped_total") >= dropped
     assert "slow consumer" in b.log()
     stopped.close()
     deadline = time.monotonic() + 5

@@ -18,27 +18,19 @@ import urllib.request
 import pytest
 
 import raw_mqtt as r
-from conftest import _free_port
+from metrics_util import start_with_metrics
 
 pytestmark = pytest.mark.hato_only("the [metrics] endpoint is hato's")
 
-METRICS_RE = re.compile(r"metrics on http://(\S+):(\d+)/metrics")
 N_CLIENTS = 3
 M_MESSAGES = 5
 
 
 def _start(broker_factory, settings=None, connect_timeout_ms=None):
     s = {k: dict(v) for k, v in (settings or {}).items()}
-    s["metrics"] = {"address": "127.0.0.1", "port": _free_port()}
     if connect_timeout_ms:
         s.setdefault("limits", {})["connect_timeout_ms"] = connect_timeout_ms
-    b = broker_factory(s)
-    deadline = time.monotonic() + 5
-    while not METRICS_RE.search(b.log()):
-        assert time.monotonic() < deadline, f"no metrics line in the log:\n{b.log()}"
-        time.sleep(0.02)
-    b.metrics_port = int(METRICS_RE.search(b.log()).group(2))
-    return b
+    return start_with_metrics(broker_factory, s)
 
 
 def _get(b, path, timeout=10):

@@ -14,6 +14,7 @@ import pytest
 
 import raw_mqtt
 from build_info import sanitized
+from metrics_util import metric, start_with_metrics
 from raw_mqtt import RawClient
 
 MiB = 1 << 20
@@ -65,7 +66,7 @@ def _hostile(broker, n):
 
 
 def test_a_reservation_that_fails_closes_only_its_client(broker_factory):
-    b = broker_factory({"limits": {"max_packet_size": 256 * MiB}, "storage": {"enabled": False}})
+    b = start_with_metrics(broker_factory, {"limits": {"max_packet_size": 256 * MiB}, "storage": {"enabled": False}})
     if sanitized(b):
         pytest.skip("AddressSanitizer reserves terabytes of shadow memory: no address-space limit fits it")
     sub = RawClient(b, timeout=10)
@@ -86,6 +87,7 @@ def test_a_reservation_that_fails_closes_only_its_client(broker_factory):
         assert b.proc.poll() is None, f"the broker died: {b.log()[-2000:]}"
         assert endings[-1] == "disconnect 0x97", endings
         assert endings.count("open") >= 1, endings   # the limit left room for one at least
+        assert metric(b, "hato_input_alloc_failures_total") == 1
 
         # Everyone else is served: a QoS 1 round trip through the broker.
         pub = RawClient(b, timeout=10)
