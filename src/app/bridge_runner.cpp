@@ -247,6 +247,7 @@ BridgeRunner::Entry& BridgeRunner::add_entry(const config::Bridge& c) {
     lc.session_expiry = c.session_expiry;
     lc.try_private = c.try_private;
     lc.inflight = c.inflight;
+    lc.max_packet_size = c.max_packet_size;
     lc.notifications = c.notifications;
     for (const config::BridgeTopic& t : c.topics)
         lc.topics.push_back({t.pattern, direction_of(t.direction), t.qos, t.local_prefix, t.remote_prefix});
@@ -592,6 +593,8 @@ std::vector<BridgeStatus> BridgeRunner::status() const {
         }
         b.forwarded_out = e->link.forwarded_out();
         b.forwarded_in = e->link.forwarded_in();
+        b.too_large_out = e->link.too_large_out();
+        b.too_large_in = e->link.too_large_in();
         out.push_back(std::move(b));
     }
     return out;

@@ -241,6 +241,13 @@ std::string render_prometheus(const StatusData& d) {
             e.sample("hato_bridge_forwarded_messages_total", label(b) + ",direction=\"out\"", num(b.forwarded_out));
             e.sample("hato_bridge_forwarded_messages_total", label(b) + ",direction=\"in\"", num(b.forwarded_in));
         }
+        e.family("hato_bridge_too_large_dropped_total", "counter",
+                 "Messages dropped since start because the receiving side does not take a packet that large, "
+                 "by bridge and direction.");
+        for (const BridgeStatus& b : d.bridges) {
+            e.sample("hato_bridge_too_large_dropped_total", label(b) + ",direction=\"out\"", num(b.too_large_out));
+            e.sample("hato_bridge_too_large_dropped_total", label(b) + ",direction=\"in\"", num(b.too_large_in));
+        }
     }
     if (d.sync_latency)
         e.histogram("hato_sync_latency_seconds", "Time from starting a group-commit sync to its completion.",
@@ -359,7 +366,8 @@ std::string render_status_json(const StatusData& d) {
         j += "{\"name\":" + json_string(b.name) + ",\"connected\":" + (b.connected ? "true" : "false") +
              ",\"backlog_messages\":" + num(b.backlog_messages) + ",\"backlog_bytes\":" + num(b.backlog_bytes) +
              ",\"oldest_age_seconds\":" + num(b.oldest_age_s) + ",\"forwarded_out\":" + num(b.forwarded_out) +
-             ",\"forwarded_in\":" + num(b.forwarded_in) + "}";
+             ",\"forwarded_in\":" + num(b.forwarded_in) + ",\"too_large_dropped_out\":" + num(b.too_large_out) +
+             ",\"too_large_dropped_in\":" + num(b.too_large_in) + "}";
     }
     j += "]}\n";
     return j;

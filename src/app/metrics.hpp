@@ -79,6 +79,8 @@ struct BridgeStatus {
     double oldest_age_s = 0;        // age of the oldest backlog message; 0 when empty
     uint64_t forwarded_out = 0;     // messages sent upstream (this run)
     uint64_t forwarded_in = 0;      // messages received from upstream (this run)
+    uint64_t too_large_out = 0;     // dropped: larger than the upstream takes (this run)
+    uint64_t too_large_in = 0;      // dropped: larger than the local broker takes (this run)
 };
 
 // Everything the endpoint reports, gathered by the wiring per request.

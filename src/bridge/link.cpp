@@ -33,6 +33,10 @@ Link::Link(LinkConfig cfg, LinkOutput& out) : cfg_(std::move(cfg)), out_(out) {}
 void Link::send_upstream(const Packet& p) {
     scratch_.clear();
     mqtt::encode(p, cfg_.version, scratch_);
+    send_scratch_upstream();
+}
+
+void Link::send_scratch_upstream() {
     out_.upstream_send(scratch_);
     last_up_send_ms_ = now_ms_;
 }
@@ -40,6 +44,10 @@ void Link::send_upstream(const Packet& p) {
 void Link::send_local(const Packet& p) {
     scratch_.clear();
     mqtt::encode(p, kLocalVersion, scratch_);
+    send_scratch_local();
+}
+
+void Link::send_scratch_local() {
     last_local_send_ms_ = now_ms_;
     out_.local_send(scratch_);
 }
@@ -73,6 +81,9 @@ void Link::on_upstream_open(uint64_t now_ms) {
     local_in_.clear();
     held_.clear();
     up_receive_max_ = 65535;
+    up_max_packet_ = cfg_.max_packet_size;
+    local_max_packet_ = 0;
+    too_large_logged_ = false;
     last_error_.clear();
 
     mqtt::Connect c;
@@ -146,6 +157,8 @@ bool Link::handle_upstream(const Packet& p, std::span<const uint8_t> raw) {
             return false;
         }
         if (ack->props.receive_maximum) up_receive_max_ = *ack->props.receive_maximum;
+        if (uint32_t m = ack->props.maximum_packet_size.value_or(0); m != 0)
+            up_max_packet_ = up_max_packet_ == 0 ? m : std::min(up_max_packet_, m);
         std::vector<mqtt::SubscribeTopic> in;
         for (const TopicRule& r : cfg_.topics) {
             if (!r.in()) continue;
@@ -226,6 +239,7 @@ bool Link::handle_upstream(const Packet& p, std::span<const uint8_t> raw) {
     if (const auto* ack = std::get_if<mqtt::Ack>(&p)) {
         // PUBACK/PUBREC/PUBCOMP answer our outbound messages, PUBREL an
         // inbound QoS 2 one: each goes to the local session as is.
+        if (answer_dropped_pubrel(*ack, /*from_upstream=*/true)) return true;
         send_local(Packet{*ack});
         return true;
     }
@@ -245,8 +259,41 @@ void Link::forward_in(const mqtt::Publish& pub) {
     local.topic = *topic;
     local.props.topic_alias.reset();
     local.props.subscription_ids.clear();
+    scratch_.clear();
+    mqtt::encode(Packet{local}, kLocalVersion, scratch_);
+    if (local_max_packet_ != 0 && scratch_.size() > local_max_packet_)
+        return drop_too_large(pub, scratch_.size(), local_max_packet_, /*to_upstream=*/false);
     ++forwarded_in_;
-    send_local(Packet{local});
+    send_scratch_local();
+}
+
+void Link::drop_too_large(const mqtt::Publish& pub, size_t bytes, uint32_t limit, bool to_upstream) {
+    ++(to_upstream ? too_large_out_ : too_large_in_);
+    if (!too_large_logged_) {
+        too_large_logged_ = true;
+        out_.log(1, "bridge " + cfg_.name + ": a message on '" + std::string(pub.topic) + "' is " +
+                        std::to_string(bytes) + " bytes, more than the " + (to_upstream ? "upstream" : "local broker") +
+                        " takes (" + std::to_string(limit) + "): dropped (this connection's further ones are only counted)");
+    }
+    if (pub.qos == 0) return;
+    std::vector<uint16_t>& pending = to_upstream ? dropped_out_qos2_ : dropped_in_qos2_;
+    if (pub.qos == 2 && std::find(pending.begin(), pending.end(), pub.packet_id) == pending.end())
+        pending.push_back(pub.packet_id);
+    const Packet done{mqtt::Ack{pub.qos == 2 ? PacketType::Pubrec : PacketType::Puback, pub.packet_id, 0, {}}};
+    if (to_upstream) send_local(done);
+    else send_upstream(done);
+}
+
+bool Link::answer_dropped_pubrel(const mqtt::Ack& ack, bool from_upstream) {
+    if (ack.type != PacketType::Pubrel) return false;
+    std::vector<uint16_t>& pending = from_upstream ? dropped_in_qos2_ : dropped_out_qos2_;
+    auto it = std::find(pending.begin(), pending.end(), ack.packet_id);
+    if (it == pending.end()) return false;
+    pending.erase(it);
+    const Packet done{mqtt::Ack{PacketType::Pubcomp, ack.packet_id, 0, {}}};
+    if (from_upstream) send_upstream(done);
+    else send_local(done);
+    return true;
 }
 
 void Link::start_local() {
@@ -277,6 +324,7 @@ bool Link::handle_local(const Packet& p) {
             return false;
         }
         local_keep_alive_ = ack->props.server_keep_alive.value_or(0);
+        local_max_packet_ = ack->props.maximum_packet_size.value_or(0);
         if (priming_) publish_state(false);   // not connected yet
         subscribe_local();
         return true;
@@ -314,6 +362,7 @@ bool Link::handle_local(const Packet& p) {
             fail("local broker refused a bridged message: reason " + hex(ack->reason));
             return false;
         }
+        if (answer_dropped_pubrel(*ack, /*from_upstream=*/false)) return true;
         send_upstream(Packet{*ack});
         return true;
     }
@@ -337,8 +386,12 @@ void Link::forward_out(const mqtt::Publish& pub) {
     up.topic = *topic;
     up.props.topic_alias.reset();
     up.props.subscription_ids.clear();
+    scratch_.clear();
+    mqtt::encode(Packet{up}, cfg_.version, scratch_);
+    if (up_max_packet_ != 0 && scratch_.size() > up_max_packet_)
+        return drop_too_large(pub, scratch_.size(), up_max_packet_, /*to_upstream=*/true);
     ++forwarded_out_;
-    send_upstream(Packet{up});
+    send_scratch_upstream();
 }
 
 void Link::subscribe_local() {

@@ -38,6 +38,9 @@ struct LinkConfig {
     uint32_t session_expiry = 0;        // v5 upstream session expiry
     bool try_private = false;           // v3.1.1 bridge bit (protocol level 0x84)
     uint16_t inflight = 100;            // outbound window (capped by the upstream's Receive Maximum)
+    // Largest packet the upstream takes, 0 = unknown: a v5 upstream says it
+    // in its CONNACK (the smaller of the two applies), a v3.1.1 one cannot.
+    uint32_t max_packet_size = 0;
     // Retained "$SYS/broker/connection/<client_id>/state" on the upstream:
     // "1" once ready, "0" through the will when the connection is lost.
     bool notifications = true;
@@ -106,6 +109,10 @@ public:
     bool ready() const { return state_ == State::Ready; }
     uint64_t forwarded_out() const { return forwarded_out_; }
     uint64_t forwarded_in() const { return forwarded_in_; }
+    // Messages dropped because the other side does not take a packet that
+    // large (see forward_out / forward_in).
+    uint64_t too_large_out() const { return too_large_out_; }
+    uint64_t too_large_in() const { return too_large_in_; }
     // Why the upstream refused or dropped us, for the log.
     const std::string& last_error() const { return last_error_; }
 
@@ -115,6 +122,9 @@ private:
     bool handle_local(const mqtt::Packet& p);
     void send_upstream(const mqtt::Packet& p);
     void send_local(const mqtt::Packet& p);
+    // Send what scratch_ holds (encoded by the caller, who checked its size).
+    void send_scratch_upstream();
+    void send_scratch_local();
     void start_local();
     void subscribe_local();
     void unsubscribe_stale_local();
@@ -135,6 +145,15 @@ private:
     std::string upstream_state_topic() const { return "$SYS/broker/connection/" + cfg_.client_id + "/state"; }
     void forward_in(const mqtt::Publish& pub);
     void forward_out(const mqtt::Publish& pub);
+    // A message larger than the receiving side takes would close that
+    // connection on every resend, and nothing behind it would ever cross:
+    // it is dropped (counted, logged once per connection) and completed
+    // towards its sender as if delivered, as MQTT-3.1.2-25 has a server do.
+    // `to_upstream`: the direction it was going.
+    void drop_too_large(const mqtt::Publish& pub, size_t bytes, uint32_t limit, bool to_upstream);
+    // A PUBREL for a QoS 2 message dropped that way: answered here with the
+    // PUBCOMP (true), since the side it was meant for never saw the message.
+    bool answer_dropped_pubrel(const mqtt::Ack& ack, bool from_upstream);
     // Splits `buf` into packets; calls fn for each. False on a decode error.
     bool drain(std::vector<uint8_t>& buf, mqtt::Version v, const std::function<bool(const mqtt::Packet&, std::span<const uint8_t>)>& fn);
 
@@ -161,6 +180,15 @@ private:
     uint64_t now_ms_ = 0;
     uint64_t forwarded_out_ = 0;
     uint64_t forwarded_in_ = 0;
+    uint32_t up_max_packet_ = 0;      // what the upstream takes (config, CONNACK); 0 = no limit known
+    uint32_t local_max_packet_ = 0;   // what the local broker takes (its CONNACK)
+    uint64_t too_large_out_ = 0;
+    uint64_t too_large_in_ = 0;
+    bool too_large_logged_ = false;   // this connection's first drop was logged
+    // Packet ids of dropped QoS 2 messages whose PUBREL is still to come,
+    // kept across reconnects (the PUBREL is resent then).
+    std::vector<uint16_t> dropped_out_qos2_;
+    std::vector<uint16_t> dropped_in_qos2_;
     std::string last_error_;
 };
 

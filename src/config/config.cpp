@@ -506,6 +506,7 @@ void read_bridges(Errors& errors, const toml::node& n, AppConfig& c) {
         r.integer("reconnect_max_ms", 1, u32, b.reconnect_max_ms);
         r.boolean("try_private", b.try_private);
         r.integer("inflight", 1, 65535, b.inflight);
+        r.integer("max_packet_size", 0, u32, b.max_packet_size);
         r.integer("max_queued_bytes", 0, std::numeric_limits<int64_t>::max(), b.max_queued_bytes);
         r.choice<std::string>("when_full", {{"drop_oldest", "drop_oldest"}, {"drop_new", "drop_new"}}, b.when_full);
         r.boolean("queue_qos0", b.queue_qos0);

@@ -101,6 +101,7 @@ struct Bridge {
     uint32_t reconnect_max_ms = 120000;
     bool try_private = true;
     uint16_t inflight = 100;
+    uint32_t max_packet_size = 0;        // largest packet the upstream takes; 0 = what a v5 upstream says
     uint64_t max_queued_bytes = 1073741824;
     std::string when_full = "drop_oldest";   // "drop_oldest" | "drop_new"
     bool queue_qos0 = false;

@@ -13,8 +13,17 @@ def start_with_metrics(broker_factory, settings=None):
     """Starts a broker with `settings` plus [metrics] on a free port; sets
     b.metrics_port once the broker logged where it listens."""
     s = {k: dict(v) for k, v in (settings or {}).items()}
-    s["metrics"] = {"address": "127.0.0.1", "port": _free_port()}
-    b = broker_factory(s)
+    s["metrics"] = metrics_settings()
+    return find_metrics_port(broker_factory(s))
+
+
+def metrics_settings():
+    """The [metrics] table of a broker whose endpoint find_metrics_port finds."""
+    return {"address": "127.0.0.1", "port": _free_port()}
+
+
+def find_metrics_port(b):
+    """Sets b.metrics_port once the started broker `b` logged where it listens."""
     deadline = time.monotonic() + 5
     while not METRICS_RE.search(b.log()):
         assert time.monotonic() < deadline, f"no metrics line in the log:\n{b.log()}"
@@ -24,7 +33,7 @@ def start_with_metrics(broker_factory, settings=None):
 
 
 def metric(b, name):
-    """The value of the unlabelled sample `name` (an integer)."""
+    """The value of the sample `name` (an integer); `name` may carry labels."""
     with socket.create_connection(("127.0.0.1", b.metrics_port), timeout=5) as s:
         s.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
         data = b""
@@ -33,6 +42,6 @@ def metric(b, name):
             if not chunk:
                 break
             data += chunk
-    m = re.search(rb"^" + name.encode() + rb" (\d+)", data, re.M)
+    m = re.search(rb"^" + re.escape(name.encode()) + rb" (\d+)", data, re.M)
     assert m, data[-2000:]
     return int(m.group(1))

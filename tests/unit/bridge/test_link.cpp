@@ -72,7 +72,8 @@ LinkConfig config(Version v) {
 }
 
 // Brings a link to Ready, checking the order of the handshake.
-void connect(Link& link, Fake& f, Version v, std::vector<std::vector<uint8_t>>& store) {
+void connect(Link& link, Fake& f, Version v, std::vector<std::vector<uint8_t>>& store,
+             const mqtt::Connack& up_ack = {}, const mqtt::Connack& local_ack = {}) {
     link.on_upstream_open(0);
     auto ps = take(f.up, v, store);
     REQUIRE(ps.size() == 1);
@@ -85,7 +86,7 @@ void connect(Link& link, Fake& f, Version v, std::vector<std::vector<uint8_t>>& 
     CHECK(c.will_qos == 1);
     CHECK(c.will_topic == "$SYS/broker/connection/gw-17/state");
     CHECK(std::string(c.will_payload.begin(), c.will_payload.end()) == "0");
-    CHECK(link.on_upstream_data(enc(Packet{mqtt::Connack{}}, v), 1));
+    CHECK(link.on_upstream_data(enc(Packet{up_ack}, v), 1));
     ps = take(f.up, v, store);
     REQUIRE(ps.size() == 1);
     const auto& sub = std::get<mqtt::Subscribe>(ps[0]);
@@ -104,7 +105,7 @@ void connect(Link& link, Fake& f, Version v, std::vector<std::vector<uint8_t>>& 
     CHECK(lc.client_id == "$bridge/site");
     CHECK_FALSE(lc.clean_start);
     CHECK(lc.props.session_expiry == 0xFFFFFFFFu);
-    link.on_local_data(enc(Packet{mqtt::Connack{}}, Version::V5));
+    link.on_local_data(enc(Packet{local_ack}, Version::V5));
     ps = take(f.local, Version::V5, store);
     REQUIRE(ps.size() == 1);
     const auto& ls = std::get<mqtt::Subscribe>(ps[0]);
@@ -218,6 +219,110 @@ TEST_CASE("inbound messages are remapped and acknowledged upstream only after th
     auto ups = take(f.up, Version::V5, store);
     REQUIRE(ups.size() == 1);
     CHECK(std::get<mqtt::Ack>(ups[0]).type == mqtt::PacketType::Pubrec);
+}
+
+namespace {
+
+mqtt::Publish message(std::string_view topic, uint8_t qos, uint16_t id, const std::vector<uint8_t>& payload) {
+    mqtt::Publish p;
+    p.qos = qos;
+    p.topic = topic;
+    p.packet_id = id;
+    p.payload = payload;
+    return p;
+}
+
+mqtt::Ack ack_of(const Packet& p) {
+    REQUIRE(std::holds_alternative<mqtt::Ack>(p));
+    return std::get<mqtt::Ack>(p);
+}
+
+}  // namespace
+
+TEST_CASE("a message larger than the upstream takes is dropped, completed locally and counted; the next one flows") {
+    const std::vector<uint8_t> big(3000, 'x'), small = {'o', 'k'};
+    for (Version v : {Version::V311, Version::V5}) {
+        Fake f;
+        std::vector<std::vector<uint8_t>> store;
+        LinkConfig cfg = config(v);
+        mqtt::Connack up_ack;
+        // v3.1.1: the limit is configured; v5: the upstream announces a
+        // smaller one than the configuration's, and the smaller applies.
+        cfg.max_packet_size = v == Version::V5 ? 100000 : 2048;
+        if (v == Version::V5) up_ack.props.maximum_packet_size = 2048;
+        Link link(cfg, f);
+        connect(link, f, v, store, up_ack);
+
+        link.on_local_data(enc(Packet{message("plant/cam", 1, 7, big)}, Version::V5));
+        CHECK(f.up.empty());
+        auto ls = take(f.local, Version::V5, store);
+        REQUIRE(ls.size() == 1);
+        CHECK(ack_of(ls[0]).type == mqtt::PacketType::Puback);
+        CHECK(ack_of(ls[0]).packet_id == 7);
+        CHECK(ack_of(ls[0]).reason == 0);
+
+        // QoS 2: PUBREC now, and the PUBCOMP for its PUBREL, also when the
+        // PUBREL comes again (resent after a reconnect): never upstream.
+        link.on_local_data(enc(Packet{message("plant/cam", 2, 8, big)}, Version::V5));
+        ls = take(f.local, Version::V5, store);
+        REQUIRE(ls.size() == 1);
+        CHECK(ack_of(ls[0]).type == mqtt::PacketType::Pubrec);
+        link.on_local_data(enc(Packet{mqtt::Ack{mqtt::PacketType::Pubrel, 8, 0, {}}}, Version::V5));
+        ls = take(f.local, Version::V5, store);
+        REQUIRE(ls.size() == 1);
+        CHECK(ack_of(ls[0]).type == mqtt::PacketType::Pubcomp);
+        CHECK(ack_of(ls[0]).packet_id == 8);
+        CHECK(f.up.empty());
+
+        // A message that fits (the remapped topic counts) goes upstream as before.
+        link.on_local_data(enc(Packet{message("plant/t", 1, 9, small)}, Version::V5));
+        auto ups = take(f.up, v, store);
+        REQUIRE(ups.size() == 1);
+        CHECK(std::get<mqtt::Publish>(ups[0]).topic == "site/plant/t");
+        CHECK(f.local.empty());
+        // A PUBREL of a message that went upstream still goes there.
+        link.on_local_data(enc(Packet{mqtt::Ack{mqtt::PacketType::Pubrel, 8, 0, {}}}, Version::V5));
+        ups = take(f.up, v, store);
+        REQUIRE(ups.size() == 1);
+        CHECK(ack_of(ups[0]).type == mqtt::PacketType::Pubrel);
+
+        CHECK(link.too_large_out() == 2);
+        CHECK(link.forwarded_out() == 1);
+        CHECK(link.ready());
+        CHECK(f.up_closes == 0);
+        const auto logged = std::count_if(f.logs.begin(), f.logs.end(),
+                                          [](const std::string& l) { return l.find("dropped") != std::string::npos; });
+        CHECK(logged == 1);   // once per connection
+    }
+}
+
+TEST_CASE("an upstream message larger than the local broker takes is dropped and acknowledged upstream") {
+    Fake f;
+    std::vector<std::vector<uint8_t>> store;
+    Link link(config(Version::V5), f);
+    mqtt::Connack local_ack;
+    local_ack.props.maximum_packet_size = 1024;
+    connect(link, f, Version::V5, store, {}, local_ack);
+    const std::vector<uint8_t> big(2000, 'x'), small = {'o', 'k'};
+
+    link.on_upstream_data(enc(Packet{message("cmd/fw", 2, 5, big)}, Version::V5), 4);
+    CHECK(f.local.empty());
+    auto ups = take(f.up, Version::V5, store);
+    REQUIRE(ups.size() == 1);
+    CHECK(ack_of(ups[0]).type == mqtt::PacketType::Pubrec);
+    CHECK(ack_of(ups[0]).packet_id == 5);
+    link.on_upstream_data(enc(Packet{mqtt::Ack{mqtt::PacketType::Pubrel, 5, 0, {}}}, Version::V5), 5);
+    ups = take(f.up, Version::V5, store);
+    REQUIRE(ups.size() == 1);
+    CHECK(ack_of(ups[0]).type == mqtt::PacketType::Pubcomp);
+    CHECK(f.local.empty());
+
+    link.on_upstream_data(enc(Packet{message("cmd/valve", 1, 6, small)}, Version::V5), 6);
+    auto ls = take(f.local, Version::V5, store);
+    REQUIRE(ls.size() == 1);
+    CHECK(std::get<mqtt::Publish>(ls[0]).topic == "remote/cmd/valve");
+    CHECK(link.too_large_in() == 1);
+    CHECK(link.forwarded_in() == 1);
 }
 
 TEST_CASE("a local refusal closes the upstream instead of acknowledging") {

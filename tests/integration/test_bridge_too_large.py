@@ -1,0 +1,58 @@
+# A message larger than the other side of a bridge takes (docs/bridge.md,
+# "Messages too large for the other side") is dropped and counted instead
+# of closing the connection on every resend: what is queued behind it
+# still crosses, and the bridge stays connected.
+import time
+
+import pytest
+
+from conftest import TARGET
+from bridge_util import pub_qos1, receive, sub, wait_for
+from bridge_util import pair  # noqa: F401  (fixture)
+from metrics_util import find_metrics_port, metric, metrics_settings
+
+pytestmark = pytest.mark.skipif(TARGET == "mosquitto", reason="hato's [[bridge]] configuration")
+
+LIMIT = 2048
+BIG = b"x" * 4096
+
+
+@pytest.mark.parametrize("protocol", ["mqttv311", "mqttv5"])
+def test_a_message_too_large_for_the_upstream_does_not_block_the_queue(pair, protocol):
+    # v5: the upstream's CONNACK says its limit; v3.1.1 cannot, so the
+    # bridge is told.
+    extra = "try_private = false" + ("" if protocol == "mqttv5" else f"\nmax_packet_size = {LIMIT}")
+    up, gw = pair(protocol, extra, gw_settings={"metrics": metrics_settings()},
+                  settings={"limits": {"max_packet_size": LIMIT}})
+    up.start()
+    gw.start()
+    find_metrics_port(gw)
+    wait_for(lambda: gw.connected_count() >= 1, what="bridge connected")
+    upstream_sub = sub(up, "up-sub", "site/gw/#")
+    pub_qos1(gw, "plant/camera", [BIG])        # acknowledged locally, as any message
+    pub_qos1(gw, "plant/line1/temp", [b"21.5", b"21.7"])
+    assert receive(upstream_sub, 2) == [("site/gw/plant/line1/temp", b"21.5"),
+                                         ("site/gw/plant/line1/temp", b"21.7")]
+    with pytest.raises(TimeoutError):
+        upstream_sub.read(0.5)                 # the large one never comes
+    assert metric(gw, 'hato_bridge_too_large_dropped_total{bridge="site",direction="out"}') == 1
+    assert metric(gw, 'hato_bridge_backlog_messages{bridge="site"}') == 0
+    assert gw.connected_count() == 1, gw.log()[-2000:]
+    assert "more than the upstream takes (2048): dropped" in gw.log()
+
+
+def test_an_upstream_message_too_large_for_this_broker_is_dropped(pair):
+    up, gw = pair("mqttv5", gw_settings={"metrics": metrics_settings(), "limits": {"max_packet_size": LIMIT}})
+    up.start()
+    gw.start()
+    find_metrics_port(gw)
+    wait_for(lambda: gw.connected_count() >= 1, what="bridge connected")
+    local_sub = sub(gw, "local-sub", "remote/#")
+    pub_qos1(up, "cmd/firmware", [BIG])        # the upstream hears the bridge's PUBACK
+    pub_qos1(up, "cmd/valve7", [b"open"])
+    assert receive(local_sub, 1) == [("remote/cmd/valve7", b"open")]
+    with pytest.raises(TimeoutError):
+        local_sub.read(0.5)
+    assert metric(gw, 'hato_bridge_too_large_dropped_total{bridge="site",direction="in"}') == 1
+    time.sleep(0.3)
+    assert gw.connected_count() == 1, gw.log()[-2000:]
