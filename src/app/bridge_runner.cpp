@@ -595,6 +595,7 @@ std::vector<BridgeStatus> BridgeRunner::status() const {
         b.forwarded_in = e->link.forwarded_in();
         b.too_large_out = e->link.too_large_out();
         b.too_large_in = e->link.too_large_in();
+        b.refused_out = e->link.refused_out();
         out.push_back(std::move(b));
     }
     return out;

@@ -84,6 +84,7 @@ void Link::on_upstream_open(uint64_t now_ms) {
     up_max_packet_ = cfg_.max_packet_size;
     local_max_packet_ = 0;
     too_large_logged_ = false;
+    refused_logged_ = false;
     last_error_.clear();
 
     mqtt::Connect c;
@@ -240,6 +241,8 @@ bool Link::handle_upstream(const Packet& p, std::span<const uint8_t> raw) {
         // PUBACK/PUBREC/PUBCOMP answer our outbound messages, PUBREL an
         // inbound QoS 2 one: each goes to the local session as is.
         if (answer_dropped_pubrel(*ack, /*from_upstream=*/true)) return true;
+        if ((ack->type == PacketType::Puback || ack->type == PacketType::Pubrec) && ack->reason >= 0x80)
+            note_refused(*ack);
         send_local(Packet{*ack});
         return true;
     }
@@ -282,6 +285,14 @@ void Link::drop_too_large(const mqtt::Publish& pub, size_t bytes, uint32_t limit
     const Packet done{mqtt::Ack{pub.qos == 2 ? PacketType::Pubrec : PacketType::Puback, pub.packet_id, 0, {}}};
     if (to_upstream) send_local(done);
     else send_upstream(done);
+}
+
+void Link::note_refused(const mqtt::Ack& ack) {
+    ++refused_out_;
+    if (refused_logged_) return;
+    refused_logged_ = true;
+    out_.log(1, "bridge " + cfg_.name + ": the upstream refused a message (reason " + hex(ack.reason) +
+                    "): it ends there, as MQTT has it (this connection's further refusals are only counted)");
 }
 
 bool Link::answer_dropped_pubrel(const mqtt::Ack& ack, bool from_upstream) {

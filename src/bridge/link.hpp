@@ -113,6 +113,9 @@ public:
     // large (see forward_out / forward_in).
     uint64_t too_large_out() const { return too_large_out_; }
     uint64_t too_large_in() const { return too_large_in_; }
+    // Outbound messages the upstream refused (v5 PUBACK / PUBREC reason code
+    // 0x80 or above): the flow ends with that answer, so they are not resent.
+    uint64_t refused_out() const { return refused_out_; }
     // Why the upstream refused or dropped us, for the log.
     const std::string& last_error() const { return last_error_; }
 
@@ -154,6 +157,7 @@ private:
     // A PUBREL for a QoS 2 message dropped that way: answered here with the
     // PUBCOMP (true), since the side it was meant for never saw the message.
     bool answer_dropped_pubrel(const mqtt::Ack& ack, bool from_upstream);
+    void note_refused(const mqtt::Ack& ack);   // counted, the first of a connection logged
     // Splits `buf` into packets; calls fn for each. False on a decode error.
     bool drain(std::vector<uint8_t>& buf, mqtt::Version v, const std::function<bool(const mqtt::Packet&, std::span<const uint8_t>)>& fn);
 
@@ -185,6 +189,8 @@ private:
     uint64_t too_large_out_ = 0;
     uint64_t too_large_in_ = 0;
     bool too_large_logged_ = false;   // this connection's first drop was logged
+    uint64_t refused_out_ = 0;
+    bool refused_logged_ = false;     // this connection's first refusal was logged
     // Packet ids of dropped QoS 2 messages whose PUBREL is still to come,
     // kept across reconnects (the PUBREL is resent then).
     std::vector<uint16_t> dropped_out_qos2_;

@@ -325,6 +325,28 @@ TEST_CASE("an upstream message larger than the local broker takes is dropped and
     CHECK(link.forwarded_in() == 1);
 }
 
+TEST_CASE("an upstream refusal completes the local flow, is counted and logged once per connection") {
+    Fake f;
+    std::vector<std::vector<uint8_t>> store;
+    Link link(config(Version::V5), f);
+    connect(link, f, Version::V5, store);
+    const std::vector<uint8_t> payload = {'1'};
+    for (uint16_t id : {11, 12}) {
+        link.on_local_data(enc(Packet{message("plant/x", 1, id, payload)}, Version::V5));
+        take(f.up, Version::V5, store);
+        CHECK(link.on_upstream_data(enc(Packet{mqtt::Ack{mqtt::PacketType::Puback, id, 0x87, {}}}, Version::V5), 5));
+        auto ls = take(f.local, Version::V5, store);
+        REQUIRE(ls.size() == 1);
+        CHECK(ack_of(ls[0]).packet_id == id);
+        CHECK(ack_of(ls[0]).reason == 0x87);   // the local session ends the flow
+    }
+    CHECK(link.refused_out() == 2);
+    CHECK(link.ready());
+    const auto logged = std::count_if(f.logs.begin(), f.logs.end(),
+                                      [](const std::string& l) { return l.find("refused a message (reason 0x87)") != std::string::npos; });
+    CHECK(logged == 1);
+}
+
 TEST_CASE("a local refusal closes the upstream instead of acknowledging") {
     Fake f;
     std::vector<std::vector<uint8_t>> store;

@@ -1,7 +1,9 @@
-# A message larger than the other side of a bridge takes (docs/bridge.md,
-# "Messages too large for the other side") is dropped and counted instead
-# of closing the connection on every resend: what is queued behind it
-# still crosses, and the bridge stays connected.
+# Messages the other side of a bridge does not take. One larger than it
+# takes (docs/bridge.md, "Messages too large for the other side") is
+# dropped and counted instead of closing the connection on every resend:
+# what is queued behind it still crosses, and the bridge stays connected.
+# One a v5 upstream refuses (here: its ACL) ends there and is counted.
+import os
 import time
 
 import pytest
@@ -10,6 +12,7 @@ from conftest import TARGET
 from bridge_util import pub_qos1, receive, sub, wait_for
 from bridge_util import pair  # noqa: F401  (fixture)
 from metrics_util import find_metrics_port, metric, metrics_settings
+from security_util import write
 
 pytestmark = pytest.mark.skipif(TARGET == "mosquitto", reason="hato's [[bridge]] configuration")
 
@@ -56,3 +59,22 @@ def test_an_upstream_message_too_large_for_this_broker_is_dropped(pair):
     assert metric(gw, 'hato_bridge_too_large_dropped_total{bridge="site",direction="in"}') == 1
     time.sleep(0.3)
     assert gw.connected_count() == 1, gw.log()[-2000:]
+
+
+def test_a_message_the_upstream_refuses_is_counted_and_the_rest_flows(pair, tmp_path):
+    os.makedirs(tmp_path / "acl")
+    acl = write(str(tmp_path / "acl" / "acl"),
+                "topic readwrite $SYS/#\ntopic read site/gw/#\ntopic write site/gw/plant/line1/#\n")
+    up, gw = pair("mqttv5", gw_settings={"metrics": metrics_settings()}, settings={"auth": {"acl_file": acl}})
+    up.start()
+    gw.start()
+    find_metrics_port(gw)
+    wait_for(lambda: gw.connected_count() >= 1, what="bridge connected")
+    upstream_sub = sub(up, "up-sub", "site/gw/#")
+    pub_qos1(gw, "plant/secret/recipe", [b"r1", b"r2"])   # not writable upstream: PUBACK 0x87
+    pub_qos1(gw, "plant/line1/temp", [b"21.5"])
+    assert receive(upstream_sub, 1) == [("site/gw/plant/line1/temp", b"21.5")]
+    wait_for(lambda: metric(gw, 'hato_bridge_refused_total{bridge="site"}') == 2, what="two refusals counted")
+    assert metric(gw, 'hato_bridge_backlog_messages{bridge="site"}') == 0
+    assert gw.log().count("the upstream refused a message (reason 0x87)") == 1
+    assert gw.connected_count() == 1
