@@ -11,19 +11,17 @@ import time
 
 import pytest
 
-from conftest import _free_port
 from raw_mqtt import SUBACK, RawClient, subscribe
 from bridge_util import pair, pub_qos1, receive, wait_for  # noqa: F401  (pair: fixture)
-from test_metrics import METRICS_RE, _get, _samples
+from metrics_util import find_metrics_port, metrics_settings
+from test_metrics import _get, _samples
 
 N = 25
 LABEL = 'bridge="site"'
 
 
 def _start_gw(gw):
-    gw.start()
-    wait_for(lambda: METRICS_RE.search(gw.log()), what="metrics listening")
-    gw.metrics_port = int(METRICS_RE.search(gw.log()).group(2))
+    find_metrics_port(gw.start())
 
 
 def _metric(gw, name):
@@ -42,7 +40,7 @@ def _sys(gw, leaf):
 
 
 def test_bridge_backlog_in_metrics_status_and_sys(pair):  # noqa: F811
-    up, gw = pair(gw_settings={"metrics": {"address": "127.0.0.1", "port": _free_port()}, "sys": {"interval": 1}})
+    up, gw = pair(gw_settings={"metrics": metrics_settings(), "sys": {"interval": 1}})
     _start_gw(gw)   # the upstream is not there
     wait_for(lambda: "bridge site: connect to" in gw.log(), what="a failed attempt")
     payloads = [f"b{i:03d}".encode() + b"x" * 96 for i in range(N)]
@@ -85,7 +83,7 @@ def test_bridge_backlog_in_metrics_status_and_sys(pair):  # noqa: F811
 def test_bridge_backlog_age_survives_a_restart_and_a_crash(pair):  # noqa: F811
     # A gateway whose WAN has been down for hours and which reboots must
     # still report its backlog as hours old (an alert on the age fires).
-    up, gw = pair(gw_settings={"metrics": {"address": "127.0.0.1", "port": _free_port()}})
+    up, gw = pair(gw_settings={"metrics": metrics_settings()})
     _start_gw(gw)   # the upstream is not there
     wait_for(lambda: "bridge site: connect to" in gw.log(), what="a failed attempt")
     pub_qos1(gw, "plant/backlog", [b"old"])
