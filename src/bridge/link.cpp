@@ -160,6 +160,8 @@ bool Link::handle_upstream(const Packet& p, std::span<const uint8_t> raw) {
         if (ack->props.receive_maximum) up_receive_max_ = *ack->props.receive_maximum;
         if (uint32_t m = ack->props.maximum_packet_size.value_or(0); m != 0)
             up_max_packet_ = up_max_packet_ == 0 ? m : std::min(up_max_packet_, m);
+        // A fresh upstream session sends no PUBREL for what it sent before.
+        if (!ack->session_present) dropped_in_qos2_.clear();
         std::vector<mqtt::SubscribeTopic> in;
         for (const TopicRule& r : cfg_.topics) {
             if (!r.in()) continue;
@@ -258,6 +260,8 @@ void Link::forward_in(const mqtt::Publish& pub) {
         if (pub.qos == 2) send_upstream(Packet{mqtt::Ack{PacketType::Pubrec, pub.packet_id, 0, {}}});
         return;
     }
+    // A new flow under this id: a drop of an earlier one is over.
+    std::erase(dropped_in_qos2_, pub.packet_id);
     mqtt::Publish local = pub;
     local.topic = *topic;
     local.props.topic_alias.reset();
@@ -279,9 +283,7 @@ void Link::drop_too_large(const mqtt::Publish& pub, size_t bytes, uint32_t limit
                         " takes (" + std::to_string(limit) + "): dropped (this connection's further ones are only counted)");
     }
     if (pub.qos == 0) return;
-    std::vector<uint16_t>& pending = to_upstream ? dropped_out_qos2_ : dropped_in_qos2_;
-    if (pub.qos == 2 && std::find(pending.begin(), pending.end(), pub.packet_id) == pending.end())
-        pending.push_back(pub.packet_id);
+    if (pub.qos == 2) (to_upstream ? dropped_out_qos2_ : dropped_in_qos2_).push_back(pub.packet_id);
     const Packet done{mqtt::Ack{pub.qos == 2 ? PacketType::Pubrec : PacketType::Puback, pub.packet_id, 0, {}}};
     if (to_upstream) send_local(done);
     else send_upstream(done);
@@ -393,6 +395,7 @@ void Link::forward_out(const mqtt::Publish& pub) {
         if (pub.qos == 2) send_local(Packet{mqtt::Ack{PacketType::Pubrec, pub.packet_id, 0, {}}});
         return;
     }
+    std::erase(dropped_out_qos2_, pub.packet_id);   // as in forward_in
     mqtt::Publish up = pub;
     up.topic = *topic;
     up.props.topic_alias.reset();

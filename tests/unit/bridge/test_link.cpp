@@ -323,6 +323,20 @@ TEST_CASE("an upstream message larger than the local broker takes is dropped and
     CHECK(std::get<mqtt::Publish>(ls[0]).topic == "remote/cmd/valve");
     CHECK(link.too_large_in() == 1);
     CHECK(link.forwarded_in() == 1);
+
+    // A dropped QoS 2 message whose PUBREL never came (the upstream lost its
+    // session): a new flow under its id is the local broker's to finish.
+    link.on_upstream_data(enc(Packet{message("cmd/fw", 2, 21, big)}, Version::V5), 7);
+    take(f.up, Version::V5, store);   // PUBREC
+    link.on_upstream_data(enc(Packet{message("cmd/valve", 2, 21, small)}, Version::V5), 8);
+    ls = take(f.local, Version::V5, store);
+    REQUIRE(ls.size() == 1);
+    CHECK(std::get<mqtt::Publish>(ls[0]).packet_id == 21);
+    link.on_upstream_data(enc(Packet{mqtt::Ack{mqtt::PacketType::Pubrel, 21, 0, {}}}, Version::V5), 9);
+    ls = take(f.local, Version::V5, store);
+    REQUIRE(ls.size() == 1);
+    CHECK(ack_of(ls[0]).type == mqtt::PacketType::Pubrel);
+    CHECK(f.up.empty());
 }
 
 TEST_CASE("an upstream refusal completes the local flow, is counted and logged once per connection") {
