@@ -188,6 +188,16 @@ void Broker::Impl::start_flight(Session& s, Connection& c, SessionFlows& f, OutI
         if (s.next_packet_id == 0) s.next_packet_id = 1;
     } while (item.packet_id == 0 || f.inflight.has_packet_id(item.packet_id));
     item.state = OutState::Inflight;
+    if (s.persisted && item.qos == 2) {
+        const Append a = persist.out_state(s.client_id, item.seq, OutState::Inflight, item.packet_id);
+        if (written(a, w)) item.state_ticket = a.ticket;
+        if (!send_publish_durable(c, item, false)) {
+            written(persist.out_done(s.client_id, item.seq), w);   // too large for the client, as below
+            return;
+        }
+        f.inflight.insert(std::move(item));
+        return;
+    }
     if (!send_publish(c, item, false)) {
         // Larger than the client's Maximum Packet Size: counts as delivered.
         if (s.persisted) written(persist.out_done(s.client_id, item.seq), w);
@@ -197,7 +207,14 @@ void Broker::Impl::start_flight(Session& s, Connection& c, SessionFlows& f, OutI
     f.inflight.insert(std::move(item));
 }
 
-size_t Broker::Impl::send_publish(Connection& c, const OutItem& item, bool dup) {
+size_t Broker::Impl::send_publish_durable(Connection& c, const OutItem& item, bool dup) {
+    std::vector<uint8_t>& bytes = held_publish_bytes;
+    const size_t n = send_publish(c, item, dup, &bytes);
+    if (n) acks.send_bytes(c, bytes, item.state_ticket);
+    return n;
+}
+
+size_t Broker::Impl::send_publish(Connection& c, const OutItem& item, bool dup, std::vector<uint8_t>* held) {
     const Message& m = *item.msg;
     const bool v5 = c.version == Version::V5;
     PublishParts pp;
@@ -233,6 +250,11 @@ size_t Broker::Impl::send_publish(Connection& c, const OutItem& item, bool dup) 
     // (the counting transport counts a packet per send).
     const bool apart = pp.payload.size() >= kPayloadApartBytes;
     auto send_encoded = [&](std::span<const uint8_t> bytes) -> size_t {
+        if (held) {
+            held->assign(bytes.begin(), bytes.end());
+            if (apart) held->insert(held->end(), m.payload().begin(), m.payload().end());
+            return held->size();
+        }
         transport.send(c.id, bytes);
         if (!apart) return bytes.size();
         // Large: not copied at all, the socket takes it from the message.
@@ -301,12 +323,15 @@ void Broker::Impl::resend_inflight(Session& s) {
     if (!c || !s.flows) return;
     std::vector<uint64_t> done;   // too large for the client, or not for its owner
     s.flows->inflight.for_each([&](OutItem& item) {
+        // A reconnect within the sync window: the state may not be durable
+        // yet, so QoS 2 packets wait for it as when first sent.
         if (item.state == OutState::Pubrel) {   // the message itself went through already
-            send_packet(*c, Ack{PacketType::Pubrel, item.packet_id, rc::Success, {}});
+            acks.send(*c, PacketType::Pubrel, item.packet_id, rc::Success, item.state_ticket, false);
         } else if (!may_read(s, item.msg->topic())) {
             ++stats.unreadable_dropped;
             done.push_back(item.seq);
-        } else if (!send_publish(*c, item, /*dup=*/true)) {
+        } else if (!(s.persisted && item.qos == 2 ? send_publish_durable(*c, item, /*dup=*/true)
+                                                  : send_publish(*c, item, /*dup=*/true))) {
             done.push_back(item.seq);
         }
     });
@@ -346,11 +371,20 @@ void Broker::Impl::on_client_ack(Connection& c, const Ack& a) {
             finish_out(*s, seq);
             break;
         }
+        // PUBREL lets the receiver forget the packet id (its PUBCOMP ends
+        // the flow): if the Pubrel state were not durable by then, a power
+        // cut would bring the message back as in flight and resend the
+        // PUBLISH, which the receiver can only take for a new message (QoS 2
+        // delivered twice). So PUBREL waits for that record (a repeated
+        // PUBREC too), through the held acks (behind any held for `c`).
         if (item.state == OutState::Inflight) {
             item.state = OutState::Pubrel;
-            if (s->persisted) written(persist.out_state(s->client_id, seq, OutState::Pubrel, item.packet_id));
+            if (s->persisted) {
+                const Append r = persist.out_state(s->client_id, seq, OutState::Pubrel, item.packet_id);
+                if (written(r)) item.state_ticket = r.ticket;
+            }
         }
-        send_packet(c, Ack{PacketType::Pubrel, item.packet_id, rc::Success, {}});
+        acks.send(c, PacketType::Pubrel, item.packet_id, rc::Success, item.state_ticket, false);
         break;
     case PacketType::Pubcomp:
         finish_out(*s, seq);

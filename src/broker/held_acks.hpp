@@ -1,6 +1,8 @@
-// PUBACK/PUBREC/PUBCOMP that wait for the persisted state they depend on:
-// an ack goes out only once its ticket is durable, and never before an ack
-// held earlier for the same connection (a PUBCOMP must not overtake a PUBREC).
+// Packets that wait for the persisted state they depend on: PUBACK/PUBREC/
+// PUBCOMP/PUBREL, and a QoS 2 PUBLISH to a persistent session (its packet
+// id must be durable before the receiver holds it). A packet goes out only
+// once its ticket is durable, and never before one held earlier for the
+// same connection (a PUBCOMP must not overtake a PUBREC, a PUBREL its PUBLISH).
 #pragma once
 
 #include <cstdint>
@@ -23,6 +25,8 @@ public:
     // else holds it. `counts_inbound`: sending it frees a receive-maximum slot.
     void send(Connection& c, mqtt::PacketType type, uint16_t id, uint8_t reason, uint64_t ticket,
               bool counts_inbound);
+    // The same for an encoded packet (held: copied).
+    void send_bytes(Connection& c, std::span<const uint8_t> bytes, uint64_t ticket, bool counts_inbound = false);
 
     // Sends the held acks whose tickets are durable, oldest first. `find`
     // maps a ConnId to its live Connection, or nullptr once it is gone.

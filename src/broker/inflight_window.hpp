@@ -36,6 +36,7 @@ struct OutItem {
     std::vector<uint32_t> sub_ids;
     uint64_t share_key = 0;          // != 0: came through this shared group (redistributed if the member leaves)
     uint64_t queued_ms = 0;          // broker time it was queued (may wrap below 0: recover.cpp), for backlog age
+    uint64_t state_ticket = 0;       // ticket of its last state record; QoS 2 packets wait for it (0: durable)
 };
 
 class InflightWindow {

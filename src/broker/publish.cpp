@@ -149,17 +149,25 @@ void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t
 void Broker::Impl::on_pubrel(Connection& c, const Ack& a) {
     Session* s = session(c.slot);
     uint8_t reason = rc::PacketIdentifierNotFound;
-    if (s && s->flows && s->flows->qos2_in.erase(a.packet_id)) {
-        if (s->persisted) {
-            // Counted if refused; PUBCOMP never waits on it (see below).
-            written(persist.qos2_in_remove(s->client_id, a.packet_id));
-        }
+    OpWrites w;
+    if (s && s->flows && s->flows->qos2_in.count(a.packet_id)) {
+        // PUBCOMP frees the packet id: the client may send a new message
+        // with it at once. Were the removal not durable by then, a power
+        // cut would bring the id back as "PUBREC sent", and that new
+        // message would be taken for a retransmission: acknowledged, and
+        // dropped. So PUBCOMP waits for the removal's ticket, and a refused
+        // removal (I/O error only: removals use the reserve) gets no
+        // PUBCOMP; the id stays, and the client sends PUBREL again after
+        // it reconnects.
+        if (s->persisted && !written(persist.qos2_in_remove(s->client_id, a.packet_id), w))
+            return protocol_error(c, rc::UnspecifiedError);
+        s->flows->qos2_in.erase(a.packet_id);
         if (c.inbound_pending > 0) --c.inbound_pending;
         reason = rc::Success;
         s->release_flows_if_empty(flows_pool);
     }
-    // Through the FIFO (ticket 0) so it never overtakes a held PUBREC.
-    acks.send(c, PacketType::Pubcomp, a.packet_id, reason, 0, false);
+    // Through the FIFO so it never overtakes a held PUBREC.
+    acks.send(c, PacketType::Pubcomp, a.packet_id, reason, w.ticket, false);
 }
 
 void Broker::Impl::store_retained(const MsgPtr& msg, OpWrites& w) {

@@ -212,6 +212,85 @@ TEST_CASE("PUBACK is held until the durable ticket covers the message") {
     CHECK(s.publishes().size() == 1);
 }
 
+// A power cut loses what is not durable. Each QoS 2 packet that lets the
+// other side hold or free a packet id therefore waits for the record that
+// says so: the PUBLISH to a persistent subscriber for its in-flight state
+// (else it would come back queued and go out under another id), PUBREL for
+// the Pubrel state (else the PUBLISH would be resent after the receiver
+// freed the id), PUBCOMP for the removal of the inbound id (else a new
+// message under that id would be taken for a retransmission and dropped).
+TEST_CASE("QoS 2: PUBLISH, PUBREL and PUBCOMP wait for the records that make their packet ids safe") {
+    Harness h;
+    h.persist.auto_durable = false;
+    TestClient s(h, Version::V311), p(h, Version::V311);
+    s.connect("s", false);
+    s.subscribe("q2", 2);
+    p.connect("p", false);
+    h.persist.durable = h.persist.last_ticket;
+
+    p.publish("q2", "m", 2, false, 4);
+    CHECK(s.take().empty());   // its out_state(Inflight) is not durable yet
+    h.persist.durable = h.persist.last_ticket;
+    h.broker->on_durable();
+    CHECK(p.take_one<Ack>().type == PacketType::Pubrec);
+    auto got = s.publishes();
+    REQUIRE(got.size() == 1);
+    const uint16_t id = got[0].packet_id;
+    CHECK(h.persist.count("out_state s") == 1);
+
+    s.ack(PacketType::Pubrec, id);
+    CHECK(s.take().empty());   // PUBREL waits for out_state(Pubrel)
+    s.ack(PacketType::Pubrec, id);   // a repeated PUBREC waits for the same record
+    CHECK(s.take().empty());
+    h.persist.durable = h.persist.last_ticket;
+    h.broker->on_durable();
+    auto rels = s.take_all<Ack>();
+    REQUIRE(rels.size() == 2);
+    CHECK(rels[0].type == PacketType::Pubrel);
+    CHECK(rels[0].packet_id == id);
+
+    p.ack(PacketType::Pubrel, 4);
+    CHECK(p.take().empty());   // PUBCOMP waits for qos2_in_remove
+    h.persist.durable = h.persist.last_ticket;
+    h.broker->on_durable();
+    CHECK(p.take_one<Ack>().type == PacketType::Pubcomp);
+
+    // A reconnect before the Pubrel state is durable: the resent PUBREL waits too.
+    s.ack(PacketType::Pubcomp, id);
+    p.publish("q2", "n", 2, false, 5);
+    h.persist.durable = h.persist.last_ticket;
+    h.broker->on_durable();
+    p.take();
+    got = s.publishes();
+    REQUIRE(got.size() == 1);
+    s.ack(PacketType::Pubrec, got[0].packet_id);
+    CHECK(s.take().empty());
+    s.transport_gone();
+    TestClient s2(h, Version::V311);
+    s2.connect("s", false);
+    CHECK(s2.extra().empty());
+    h.persist.durable = h.persist.last_ticket;
+    h.broker->on_durable();
+    auto rel = s2.take_one<Ack>();
+    CHECK(rel.type == PacketType::Pubrel);
+    CHECK(rel.packet_id == got[0].packet_id);
+}
+
+TEST_CASE("QoS 2 to a session that keeps nothing, and QoS 1, go out at once") {
+    Harness h;
+    h.persist.auto_durable = false;
+    TestClient s(h, Version::V311), q(h, Version::V311), p(h, Version::V311);
+    s.connect("s");   // clean: nothing of its flows is stored
+    s.subscribe("q2", 2);
+    q.connect("q", false);   // persistent: QoS 1 is not held
+    q.subscribe("q1", 1);
+    p.connect("p");
+    p.publish("q2", "m", 2, false, 4);
+    p.publish("q1", "m", 1, false, 5);
+    CHECK(s.publishes().size() == 1);
+    CHECK(q.publishes().size() == 1);
+}
+
 TEST_CASE("back-pressure drops QoS 0 and holds QoS 1 until output drains") {
     Config cfg;
     cfg.max_output_bytes = 1000;
