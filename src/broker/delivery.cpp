@@ -232,7 +232,9 @@ size_t Broker::Impl::send_publish(Connection& c, const OutItem& item, bool dup, 
     // Checked with the full topic, before an alias could shorten it: a
     // conservative answer, and no alias is assigned for a message not sent.
     if (c.client_max_packet != 0 && publish_size(pp, c.version) > c.client_max_packet) return 0;
-    const size_t alias_limit = std::min<size_t>(c.client_alias_max, cfg.max_outbound_topic_aliases);
+    // A held packet carries its topic: packets sent meanwhile may not use an
+    // alias it would be the first to set.
+    const size_t alias_limit = held ? 0 : std::min<size_t>(c.client_alias_max, cfg.max_outbound_topic_aliases);
     if (v5 && alias_limit > 0) {
         auto& alias_out = c.open_extras().alias_out;
         auto it = alias_out.find(m.topic());

@@ -77,6 +77,31 @@ TEST_CASE("outbound topic aliases up to the client's maximum") {
     CHECK_FALSE(got[2].props.topic_alias.has_value());
 }
 
+TEST_CASE("a QoS 2 PUBLISH held for its record sets no alias that a PUBLISH sent before it would use") {
+    Harness h;
+    h.persist.auto_durable = false;
+    TestClient s(h, Version::V5), p(h, Version::V5);
+    Properties want;
+    want.topic_alias_maximum = 5;
+    want.session_expiry = 300;   // persistent: its QoS 2 deliveries wait for their records
+    s.connect("s", false, 0, want);
+    s.subscribe("a", 2);
+    p.connect("p");
+    h.persist.durable = h.persist.last_ticket;
+    p.publish("a", "held", 2, false, 1);
+    p.publish("a", "now", 0);
+    h.persist.durable = h.persist.last_ticket;
+    h.broker->on_durable();
+    auto got = s.publishes();
+    REQUIRE(got.size() == 2);
+    CHECK(got[0].qos == 0);   // not held: it overtook the QoS 2 one
+    CHECK(got[0].topic == "a");
+    CHECK(got[0].props.topic_alias == 1);   // and set the alias itself
+    CHECK(got[1].qos == 2);
+    CHECK(got[1].topic == "a");
+    CHECK_FALSE(got[1].props.topic_alias.has_value());
+}
+
 TEST_CASE("shared subscription: round robin, no retained, redistribution on leave") {
     Harness h;
     TestClient a(h, Version::V5), b(h, Version::V5), p(h, Version::V5);
