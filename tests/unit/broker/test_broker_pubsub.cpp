@@ -276,6 +276,29 @@ TEST_CASE("QoS 2: PUBLISH, PUBREL and PUBCOMP wait for the records that make the
     CHECK(rel.packet_id == got[0].packet_id);
 }
 
+TEST_CASE("QoS 2: a removal of the inbound id the store refuses gets no PUBCOMP; the PUBREL after the reconnect does") {
+    Harness h;
+    TestClient p(h, Version::V5);
+    Properties keep;
+    keep.session_expiry = 300;
+    p.connect("p", false, 0, keep);
+    p.publish("q2", "m", 2, false, 4);
+    CHECK(p.take_one<Ack>().type == PacketType::Pubrec);
+    h.persist.refuse = {"qos2_in_remove"};
+    h.persist.refuse_with = AppendStatus::IoError;
+    p.ack(PacketType::Pubrel, 4);
+    auto bye = p.take_one<Disconnect>();
+    CHECK(bye.reason == rc::UnspecifiedError);
+    CHECK(p.closed());
+    h.persist.refuse.clear();
+    TestClient again(h, Version::V5);
+    again.connect("p", false, 0, keep);
+    again.ack(PacketType::Pubrel, 4);
+    auto comp = again.take_one<Ack>();
+    CHECK(comp.type == PacketType::Pubcomp);
+    CHECK(comp.reason == rc::Success);   // the id was still held
+}
+
 TEST_CASE("QoS 2 to a session that keeps nothing, and QoS 1, go out at once") {
     Harness h;
     h.persist.auto_durable = false;
