@@ -26,12 +26,14 @@ std::string printable(const std::string& s) {
 
 }  // namespace
 
-void WsLayer::configure(std::vector<WsListener> listeners, uint64_t handshake_timeout_ms, uint64_t max_message) {
+void WsLayer::configure(std::vector<WsListener> listeners, uint64_t handshake_timeout_ms, uint64_t max_message,
+                        uint64_t max_output) {
     listeners_ = std::move(listeners);
     any_ = false;
     for (const WsListener& l : listeners_) any_ |= l.enabled;
     handshake_timeout_ms_ = handshake_timeout_ms;
     max_message_ = max_message;
+    max_output_ = max_output;
 }
 
 void WsLayer::on_open(net::ConnId id, int listener_index, const std::string& peer) {
@@ -91,6 +93,9 @@ bool WsLayer::on_request(net::ConnId id, Conn& c, std::span<const uint8_t> data,
 
 bool WsLayer::on_frames(net::ConnId id, Conn& c, std::span<const uint8_t> data, std::vector<uint8_t>& mqtt) {
     out_.clear();
+    // Pongs only while the client reads what it is sent: the broker's output
+    // limit does not see them (this input may carry no MQTT bytes at all).
+    c.frames.answer_pings(reactor_.queued_bytes(id) <= (max_output_ != 0 ? max_output_ : kPongBacklog));
     net::ws::FrameReader::Status st = c.frames.feed(data, mqtt, out_);
     if (!out_.empty()) send_raw(id, out_);
     if (st == net::ws::FrameReader::Status::Open) return true;

@@ -34,7 +34,8 @@ public:
 
     // Index = listener index. `handshake_timeout_ms`: the upgrade must be
     // complete this long after accept; `max_message`: max_packet_size.
-    void configure(std::vector<WsListener> listeners, uint64_t handshake_timeout_ms, uint64_t max_message);
+    void configure(std::vector<WsListener> listeners, uint64_t handshake_timeout_ms, uint64_t max_message,
+                   uint64_t max_output);
 
     void on_open(net::ConnId id, int listener_index, const std::string& peer);
     bool owns(net::ConnId id) const { return any_ && conns_.count(id) != 0; }
@@ -80,6 +81,8 @@ private:
     bool any_ = false;
     uint64_t handshake_timeout_ms_ = 10000;
     uint64_t max_message_ = 0;
+    uint64_t max_output_ = 0;   // [limits] max_output_bytes: above it, pings get no pong
+    static constexpr uint64_t kPongBacklog = 1 << 20;   // the same without max_output_bytes
     std::unordered_map<net::ConnId, Conn> conns_;
     std::vector<uint8_t> out_;  // one frame being built, reused
     struct LogState {

@@ -229,8 +229,8 @@ size_t Broker::Impl::send_publish(Connection& c, const OutItem& item, bool dup, 
         pp.forwarded = m.forwarded();
     }
     pp.payload = m.payload();
-    // Checked with the full topic, before an alias could shorten it: a
-    // conservative answer, and no alias is assigned for a message not sent.
+    // Checked with the full topic and no alias first: a message that does not
+    // fit that way is not sent, and no alias is assigned for it.
     if (c.client_max_packet != 0 && publish_size(pp, c.version) > c.client_max_packet) return 0;
     // A held packet carries its topic: packets sent meanwhile may not use an
     // alias it would be the first to set.
@@ -238,13 +238,20 @@ size_t Broker::Impl::send_publish(Connection& c, const OutItem& item, bool dup, 
     if (v5 && alias_limit > 0) {
         auto& alias_out = c.open_extras().alias_out;
         auto it = alias_out.find(m.topic());
+        PublishParts aliased = pp;
         if (it != alias_out.end()) {
-            pp.topic = {};
-            pp.topic_alias = it->second;
+            aliased.topic = {};
+            aliased.topic_alias = it->second;
         } else if (alias_out.size() < alias_limit) {
-            uint16_t alias = static_cast<uint16_t>(alias_out.size() + 1);
-            alias_out.emplace(m.topic(), alias);
-            pp.topic_alias = alias;   // first use: topic and alias together
+            aliased.topic_alias = static_cast<uint16_t>(alias_out.size() + 1);   // first use: topic and alias together
+        }
+        // The alias property adds 3 bytes (more than a short topic saves, and
+        // all of them on first use): it is used only where the packet still
+        // fits the client's Maximum Packet Size (MQTT-3.1.2-24).
+        if (aliased.topic_alias &&
+            (c.client_max_packet == 0 || publish_size(aliased, c.version) <= c.client_max_packet)) {
+            if (it == alias_out.end()) alias_out.emplace(m.topic(), *aliased.topic_alias);
+            pp = aliased;
         }
     }
     // A large payload is sent from the message, behind an encoded head: the

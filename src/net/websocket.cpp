@@ -268,7 +268,7 @@ FrameReader::Status FrameReader::start_frame(std::vector<uint8_t>& reply) {
 
 FrameReader::Status FrameReader::end_control(std::vector<uint8_t>& reply) {
     if (op_ == Opcode::Ping) {
-        encode_frame(Opcode::Pong, control_, reply);
+        if (answer_pings_) encode_frame(Opcode::Pong, control_, reply);
         return Status::Open;
     }
     if (op_ != Opcode::Close) return Status::Open;  // a pong: nothing to do

@@ -91,6 +91,12 @@ public:
     // and return the same status.
     Status feed(std::span<const uint8_t> in, std::vector<uint8_t>& payload, std::vector<uint8_t>& reply);
 
+    // Off: pings get no pong (RFC 6455 5.5.3 lets a pong answer only the
+    // latest ping). The caller turns it off while the client's output is
+    // backed up, so a client that sends pings and never reads cannot make
+    // the pongs pile up without bound.
+    void answer_pings(bool on) { answer_pings_ = on; }
+
     uint16_t close_code() const { return close_code_; }  // the code sent or received
     const std::string& error() const { return error_; }  // Failed: why
 
@@ -100,6 +106,7 @@ private:
     Status end_control(std::vector<uint8_t>& reply);
 
     uint64_t max_message_;
+    bool answer_pings_ = true;
     Status status_ = Status::Open;
     uint16_t close_code_ = 0;
     std::string error_;

@@ -357,3 +357,40 @@ def test_forwarded_for_logged_only_from_trusted_proxies(ws_broker):
         assert c.mqtt().type == rm.CONNACK
     assert "X-Forwarded-For: 10.1.2.3" in ws_broker.log()
     assert "10.9.9.9" not in ws_broker.log()
+
+
+def _rss(b):
+    with open(f"/proc/{b.proc.pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_a_ping_flood_that_never_reads_its_pongs_holds_no_memory(ws_broker, others):
+    # Pongs are not answered while the client's output is over max_output_bytes
+    # (RFC 6455 5.5.3 lets a pong answer only the latest ping): without that,
+    # each ping queued a pong the client never read, without bound.
+    c = WsClient(ws_broker.ports[1])
+    c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    c.upgrade()
+    c.send_mqtt(rm.connect("pinger"))
+    assert c.mqtt().type == rm.CONNACK
+    before = _rss(ws_broker)
+    pings = frame(9, b"P" * 125) * 512
+    c.sock.setblocking(False)
+    sent, off, deadline = 0, 0, time.monotonic() + 4
+    while time.monotonic() < deadline and sent < 256 << 20:
+        try:
+            n = c.sock.send(pings[off:])   # whole frames only: a partial send resumes where it stopped
+        except BlockingIOError:
+            time.sleep(0.005)
+            continue
+        sent += n
+        off = (off + n) % len(pings)
+    grown = _rss(ws_broker) - before
+    print(f"[ping flood] {sent >> 20} MiB of pings in {time.monotonic() - deadline + 4:.1f} s, broker RSS +{grown >> 20} MiB")
+    assert sent > 16 << 20, "the broker stopped reading the pings"
+    assert grown < 32 << 20
+    others.check()
+    c.close()

@@ -77,6 +77,32 @@ TEST_CASE("outbound topic aliases up to the client's maximum") {
     CHECK_FALSE(got[2].props.topic_alias.has_value());
 }
 
+TEST_CASE("an outbound alias is used only where the packet still fits the client's Maximum Packet Size") {
+    Harness h;
+    TestClient s(h, Version::V5), p(h, Version::V5);
+    Properties want;
+    want.topic_alias_maximum = 10;
+    want.maximum_packet_size = 40;
+    s.connect("s", true, 0, want);
+    s.subscribe("#", 0);
+    p.connect("p");
+    // 1 + 1 + (2 + 5) + 1 + 30 = 40 bytes without an alias; 43 with one.
+    p.publish("t/abc", std::string(30, 'x'));
+    p.publish("t/abc", std::string(30, 'x'));
+    p.publish("t/abc", "short");   // fits with the alias: assigned now
+    p.publish("t/abc", "short");
+    auto got = s.publishes();
+    REQUIRE(got.size() == 4);
+    for (int i = 0; i < 2; ++i) {
+        CHECK(got[i].topic == "t/abc");
+        CHECK_FALSE(got[i].props.topic_alias.has_value());
+    }
+    CHECK(got[2].topic == "t/abc");
+    CHECK(got[2].props.topic_alias == 1);
+    CHECK(got[3].topic.empty());
+    CHECK(got[3].props.topic_alias == 1);
+}
+
 TEST_CASE("a QoS 2 PUBLISH held for its record sets no alias that a PUBLISH sent before it would use") {
     Harness h;
     h.persist.auto_durable = false;

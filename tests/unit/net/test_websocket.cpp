@@ -190,6 +190,19 @@ TEST_CASE("lengths with 16 and 64 bit encodings") {
     CHECK(r.payload.back() == 0x5a);
 }
 
+TEST_CASE("with pongs off (the client's output backed up) pings are read and not answered; on again, answered") {
+    FrameReader r(1 << 20);
+    Bytes payload, reply;
+    r.answer_pings(false);
+    CHECK(r.feed(cat({frame(9, bytes("a")), frame(2, kPingreq), frame(9, bytes("b"))}), payload, reply) ==
+          FrameReader::Status::Open);
+    CHECK(payload == kPingreq);
+    CHECK(reply.empty());
+    r.answer_pings(true);
+    CHECK(r.feed(frame(9, bytes("c")), payload, reply) == FrameReader::Status::Open);
+    CHECK(reply == Bytes{0x8a, 1, 'c'});
+}
+
 TEST_CASE("ping is answered with a pong carrying its payload, also between fragments") {
     Bytes in = cat({frame(2, {1, 2}, false), frame(9, bytes("hi")), frame(10, bytes("x")), frame(0, {3}, true)});
     Run r = feed(in);
