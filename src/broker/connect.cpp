@@ -86,8 +86,16 @@ uint8_t Broker::Impl::make_will(const Connect& p, std::unique_ptr<Will>& out) {
     if (p.will_qos > cfg.maximum_qos) return rc::QoSNotSupported;
     if (p.will_retain && !cfg.retain_available) return rc::RetainNotSupported;
     const bool v5 = p.version == Version::V5;
-    MsgPtr m = make_message(p.will_topic, p.will_payload, p.will_qos, p.will_retain, v5 ? &p.will_props : nullptr);
-    out = std::make_unique<Will>(Will{std::move(m), v5 ? p.will_props.will_delay.value_or(0) : 0});
+    // The Message Expiry Interval is the will's lifetime once published
+    // (3.1.3.2.4), not from now: applied by publish_will.
+    Properties props;
+    if (v5) {
+        props = p.will_props;
+        props.message_expiry.reset();
+    }
+    MsgPtr m = make_message(p.will_topic, p.will_payload, p.will_qos, p.will_retain, v5 ? &props : nullptr);
+    out = std::make_unique<Will>(Will{std::move(m), v5 ? p.will_props.will_delay.value_or(0) : 0,
+                                      v5 ? p.will_props.message_expiry : std::nullopt});
     return rc::Success;
 }
 
@@ -373,9 +381,21 @@ void Broker::Impl::remove_session(Session& s) {
 }
 
 void Broker::Impl::publish_will(const Will& w) {
-    if (w.msg->expired(now_ms)) return;
+    MsgPtr msg = w.msg;
+    if (w.expiry_s) {
+        // Its lifetime starts now: the same message with the deadline set.
+        const Message& m = *w.msg;
+        Message::Init in;
+        in.topic = m.topic();
+        in.payload = m.payload();
+        in.forwarded = m.forwarded();
+        in.qos = m.qos;
+        in.retain = m.retain;
+        apply_expiry(in, w.expiry_s);
+        msg = Message::make(in);
+    }
     OpWrites writes;   // nobody acknowledges a will: refusals are only counted
-    route(w.msg, kNoSlot, writes);
+    route(msg, kNoSlot, writes);
 }
 
 }  // namespace hato::broker

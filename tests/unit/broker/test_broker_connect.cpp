@@ -229,6 +229,23 @@ TEST_CASE("will delay: cancelled by reconnect, else published when it elapses") 
     CHECK(w.publishes().size() == 1);
 }
 
+TEST_CASE("a will's Message Expiry Interval runs from its publication, not from the CONNECT") {
+    Harness h;
+    TestClient w(h, Version::V5);
+    w.connect("w");
+    w.subscribe("will/#", 1);
+    h.broker->on_tick(1000);
+    TestClient a(h, Version::V5);
+    Connect c = with_will("a", "will/a");
+    c.will_props.message_expiry = 2;
+    a.connect_with(c);
+    h.broker->on_tick(4000);   // connected longer than the interval
+    a.transport_gone();
+    auto got = w.publishes();
+    REQUIRE(got.size() == 1);
+    CHECK(got[0].props.message_expiry == 2);   // its whole lifetime still ahead
+}
+
 TEST_CASE("takeover closes the older connection and publishes its will") {
     Harness h;
     TestClient w(h, Version::V311);
