@@ -73,12 +73,13 @@ void Broker::Impl::deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool reta
         if (pressure.over_limit(queued + sent)) pressure.block(*c, now_ms, true);
         return;
     }
+    const uint64_t item_bytes = msg->byte_size() + sub_ids.size() * sizeof(uint32_t);   // OutItem::queued_bytes
     auto full = [&] {
         const size_t queued = s.flows ? s.flows->queue.size() : 0;
         const uint64_t queued_bytes = s.flows ? s.flows->queue_bytes : 0;
-        if (budget) return budget->max_bytes != 0 && queued > 0 && queued_bytes + msg->byte_size() > budget->max_bytes;
+        if (budget) return budget->max_bytes != 0 && queued > 0 && queued_bytes + item_bytes > budget->max_bytes;
         return (cfg.max_queued_messages != 0 && queued >= cfg.max_queued_messages) ||
-               (cfg.max_queued_bytes != 0 && queued_bytes + msg->byte_size() > cfg.max_queued_bytes);
+               (cfg.max_queued_bytes != 0 && queued_bytes + item_bytes > cfg.max_queued_bytes);
     };
     // Expiry is otherwise checked lazily when a message leaves the queue;
     // a full queue is swept first so expired messages do not take the room.
@@ -88,7 +89,7 @@ void Broker::Impl::deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool reta
         while (full()) {
             SessionFlows& f = *s.flows;
             OutItem& old = f.queue.front();
-            f.queue_bytes -= std::min<uint64_t>(f.queue_bytes, old.msg->byte_size());
+            f.queue_bytes -= std::min<uint64_t>(f.queue_bytes, old.queued_bytes());
             if (s.persisted) written(persist.out_done(s.client_id, old.seq), w);
             f.queue.pop_front();
             ++stats.budget_dropped;
@@ -129,7 +130,7 @@ void Broker::Impl::deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool reta
         s.release_flows_if_empty(flows_pool);
         return;
     }
-    f.queue_bytes += msg->byte_size();
+    f.queue_bytes += item.queued_bytes();
     f.queue.push_back(std::move(item));
     pump(s, w);
 }
@@ -142,7 +143,7 @@ void Broker::Impl::purge_expired(Session& s, OpWrites& w) {
             ++it;
             continue;
         }
-        f.queue_bytes -= std::min<uint64_t>(f.queue_bytes, it->msg->byte_size());
+        f.queue_bytes -= std::min<uint64_t>(f.queue_bytes, it->queued_bytes());
         if (s.persisted) written(persist.out_done(s.client_id, it->seq), w);
         it = f.queue.erase(it);
     }
@@ -167,7 +168,7 @@ void Broker::Impl::fill_window(Session& s, OpWrites& w) {
         if (room != Room::Yes) return;
         OutItem item = std::move(f.queue.front());
         f.queue.pop_front();
-        f.queue_bytes -= std::min<uint64_t>(f.queue_bytes, item.msg->byte_size());
+        f.queue_bytes -= std::min<uint64_t>(f.queue_bytes, item.queued_bytes());
         if (item.msg->expired(now_ms)) {
             if (s.persisted) written(persist.out_done(s.client_id, item.seq), w);
             continue;
@@ -454,7 +455,7 @@ void Broker::Impl::redistribute_shared(Session& s) {
                        moved);
     for (auto it = f.queue.begin(); it != f.queue.end();) {
         if (it->share_key && other_member(*it)) {
-            f.queue_bytes -= std::min<uint64_t>(f.queue_bytes, it->msg->byte_size());
+            f.queue_bytes -= std::min<uint64_t>(f.queue_bytes, it->queued_bytes());
             moved.push_back(std::move(*it));
             it = f.queue.erase(it);
         } else {

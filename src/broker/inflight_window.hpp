@@ -37,6 +37,11 @@ struct OutItem {
     uint64_t share_key = 0;          // != 0: came through this shared group (redistributed if the member leaves)
     uint64_t queued_ms = 0;          // broker time it was queued (may wrap below 0: recover.cpp), for backlog age
     uint64_t state_ticket = 0;       // ticket of its last state record; QoS 2 packets wait for it (0: durable)
+
+    // What it holds in a session's queue, for max_queued_bytes and the queue
+    // budgets: the message and its subscription identifiers (overlapping
+    // subscriptions can give one delivery thousands of them).
+    uint64_t queued_bytes() const { return msg->byte_size() + sub_ids.size() * sizeof(uint32_t); }
 };
 
 class InflightWindow {

@@ -94,7 +94,7 @@ void Broker::Impl::recover() {
             if (started) {
                 f.inflight.insert(std::move(item));
             } else {
-                f.queue_bytes += item.msg->byte_size();
+                f.queue_bytes += item.queued_bytes();
                 f.queue.push_back(std::move(item));
             }
         }

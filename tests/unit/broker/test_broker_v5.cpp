@@ -77,6 +77,32 @@ TEST_CASE("outbound topic aliases up to the client's maximum") {
     CHECK_FALSE(got[2].props.topic_alias.has_value());
 }
 
+TEST_CASE("subscription identifiers count in max_queued_bytes: overlapping subscriptions cannot multiply a queue") {
+    Config cfg;
+    cfg.max_queued_bytes = 4000;
+    cfg.max_queued_messages = 0;
+    Harness h(cfg);
+    TestClient s(h, Version::V5), p(h, Version::V5);
+    Properties keep;
+    keep.session_expiry = 300;
+    s.connect("s", false, 0, keep);
+    // 16 filters match "a/b/c/d" (each level itself or +), each with its own identifier.
+    for (uint32_t i = 0; i < 16; ++i) {
+        std::string f;
+        for (int level = 0; level < 4; ++level)
+            f += std::string(level ? "/" : "") + ((i >> level) & 1 ? "+" : std::string(1, char('a' + level)));
+        s.subscribe(f, 1, uint16_t(i + 1), i + 1);
+    }
+    s.disconnect();
+    p.connect("p");
+    for (int i = 0; i < 200; ++i) p.publish("a/b/c/d", "v", 1);
+    const Broker::QueueInfo q = h.broker->session_queue("s");
+    CHECK(q.bytes <= cfg.max_queued_bytes);
+    // Each queued delivery carries its 16 identifiers (64 bytes) besides the message.
+    CHECK(q.messages * 64 < q.bytes);
+    CHECK(q.messages <= cfg.max_queued_bytes / 64);
+}
+
 TEST_CASE("an outbound alias is used only where the packet still fits the client's Maximum Packet Size") {
     Harness h;
     TestClient s(h, Version::V5), p(h, Version::V5);
