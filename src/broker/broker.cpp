@@ -2,6 +2,7 @@
 // group-commit points.
 #include "broker/broker_impl.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <new>
 
@@ -207,7 +208,12 @@ void Broker::shut_down_connection(ConnId id) {
     impl_->bury();
 }
 
-void Broker::reconfigure(const Config& cfg) { impl_->cfg = cfg; }
+void Broker::reconfigure(const Config& cfg) {
+    impl_->cfg = cfg;
+    // What earlier CONNACKs granted stays in force for their connections.
+    impl_->granted_receive_max = std::max(impl_->granted_receive_max, cfg.receive_maximum);
+    impl_->granted_alias_max = std::max(impl_->granted_alias_max, cfg.topic_alias_maximum);
+}
 
 // ---------------------------------------------------------------------------
 

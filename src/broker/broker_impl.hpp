@@ -46,7 +46,8 @@ namespace hato::broker {
 
 struct Broker::Impl {
     Impl(const Config& c, Transport& t, Persistence& p)
-        : cfg(c), counted_transport(t, stats), transport(counted_transport), persist(p) {}
+        : cfg(c), counted_transport(t, stats), transport(counted_transport), persist(p),
+          granted_receive_max(c.receive_maximum), granted_alias_max(c.topic_alias_maximum) {}
 
     Config cfg;
     CountingTransport counted_transport;   // counts packets and bytes out into `stats`
@@ -57,6 +58,11 @@ struct Broker::Impl {
     Authorizer* authz = nullptr;     // null: no ACL
     PublishObserver* observer = nullptr;
     Stats stats;
+    // The largest Receive Maximum / Topic Alias Maximum any CONNACK announced
+    // (reconfigure may lower cfg's; a client connected before keeps what it
+    // was granted, so inbound limits are checked against these).
+    uint16_t granted_receive_max;
+    uint16_t granted_alias_max;
     uint64_t now_ms = 0;             // monotonic, from on_tick, relative to the first tick
     uint64_t tick_base = 0;          // first on_tick value: state built before it is at time 0
     bool ticked = false;

@@ -56,7 +56,7 @@ void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t
     std::string_view topic = p.topic;
     if (v5 && p.props.topic_alias) {
         uint16_t alias = *p.props.topic_alias;
-        if (alias == 0 || alias > cfg.topic_alias_maximum) return protocol_error(c, rc::TopicAliasInvalid);
+        if (alias == 0 || alias > granted_alias_max) return protocol_error(c, rc::TopicAliasInvalid);
         if (!topic.empty()) {
             c.open_extras().alias_in[alias] = std::string(topic);
         } else {
@@ -78,7 +78,7 @@ void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t
         acks.send(c, ack_type, p.packet_id, rc::Success, 0, false);
         return;
     }
-    if (p.qos > 0 && v5 && c.inbound_pending >= cfg.receive_maximum)
+    if (p.qos > 0 && v5 && c.inbound_pending >= granted_receive_max)
         return protocol_error(c, rc::ReceiveMaximumExceeded);
 
     if (authz && !authz->can_publish(client_info(*s), topic)) {

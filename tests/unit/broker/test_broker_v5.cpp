@@ -77,6 +77,29 @@ TEST_CASE("outbound topic aliases up to the client's maximum") {
     CHECK_FALSE(got[2].props.topic_alias.has_value());
 }
 
+TEST_CASE("a reload that lowers receive_maximum and topic_alias_maximum keeps what a CONNACK granted") {
+    Config cfg;
+    cfg.receive_maximum = 8;
+    cfg.topic_alias_maximum = 8;
+    Harness h(cfg);
+    TestClient p(h, Version::V5);
+    const Connack ack = p.connect("p");
+    CHECK(ack.props.receive_maximum == 8);
+    Config lower = cfg;
+    lower.receive_maximum = 2;
+    lower.topic_alias_maximum = 2;
+    h.broker->reconfigure(lower);
+    for (uint16_t id = 1; id <= 8; ++id) p.publish("t", "x", 2, false, id);   // 8 unreleased QoS 2 flows
+    Properties alias;
+    alias.topic_alias = 8;
+    p.publish("t", "x", 0, false, 0, alias);
+    for (auto& pk : p.take()) CHECK_FALSE(std::holds_alternative<Disconnect>(pk));
+    CHECK_FALSE(p.closed());
+    // A client that connects now is told the new limits.
+    TestClient q(h, Version::V5);
+    CHECK(q.connect("q").props.receive_maximum == 2);
+}
+
 TEST_CASE("subscription identifiers count in max_queued_bytes: overlapping subscriptions cannot multiply a queue") {
     Config cfg;
     cfg.max_queued_bytes = 4000;
