@@ -25,6 +25,7 @@ import pytest
 import raw_mqtt
 from build_info import sanitized
 from raw_mqtt import RawClient
+from proc_status import status_bytes
 
 P99_BOUND_S = 0.500
 # A flood of small PUBLISHes from one client: the reactor handles at most
@@ -61,11 +62,7 @@ pytestmark = pytest.mark.hato_only("reads the broker's RSS and runs scenarios si
 # --- measurements -------------------------------------------------------------
 
 def rss(b):
-    with open(f"/proc/{b.proc.pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * KiB
-    raise AssertionError("no VmRSS")
+    return status_bytes(b.proc.pid, "VmRSS")
 
 
 def _probe_main(host, port, conn, stop):

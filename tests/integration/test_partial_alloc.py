@@ -15,6 +15,7 @@ import pytest
 import raw_mqtt
 from build_info import sanitized
 from metrics_util import metric, start_with_metrics
+from proc_status import status_bytes
 from raw_mqtt import RawClient
 
 MiB = 1 << 20
@@ -23,14 +24,6 @@ SENT = 40 * MiB         # past half of it: its buffer is the whole packet
 HEADROOM = 192 * MiB    # address space allowed above the broker's at start:
                         # two such buffers (and a growth's old copy) fit, three do not
 TOPIC = b"big/hostile"
-
-
-def _vm_size(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmSize:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmSize")
 
 
 def _hostile(broker, n):
@@ -74,7 +67,7 @@ def test_a_reservation_that_fails_closes_only_its_client(broker_factory):
     sub.send(raw_mqtt.subscribe(1, "ok/t", qos=1))
     sub.expect(raw_mqtt.SUBACK)
 
-    limit = _vm_size(b.proc.pid) + HEADROOM
+    limit = status_bytes(b.proc.pid, "VmSize") + HEADROOM
     soft, hard = resource.prlimit(b.proc.pid, resource.RLIMIT_AS, (limit, resource.RLIM_INFINITY))
     held, endings = [], []
     try:

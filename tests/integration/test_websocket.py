@@ -17,6 +17,7 @@ import pytest
 import raw_mqtt as rm
 from conftest import TARGET, _find_hato, _toml_value
 from security_util import SecBroker
+from proc_status import status_bytes
 
 pytestmark = pytest.mark.skipif(TARGET == "mosquitto", reason="hato's listener configuration")
 
@@ -359,14 +360,6 @@ def test_forwarded_for_logged_only_from_trusted_proxies(ws_broker):
     assert "10.9.9.9" not in ws_broker.log()
 
 
-def _rss(b):
-    with open(f"/proc/{b.proc.pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
-
-
 def test_a_ping_flood_that_never_reads_its_pongs_holds_no_memory(ws_broker, others):
     # Pongs are not answered while the client's output is over max_output_bytes
     # (RFC 6455 5.5.3 lets a pong answer only the latest ping): without that,
@@ -376,7 +369,7 @@ def test_a_ping_flood_that_never_reads_its_pongs_holds_no_memory(ws_broker, othe
     c.upgrade()
     c.send_mqtt(rm.connect("pinger"))
     assert c.mqtt().type == rm.CONNACK
-    before = _rss(ws_broker)
+    before = status_bytes(ws_broker.proc.pid, "VmRSS")
     pings = frame(9, b"P" * 125) * 512
     c.sock.setblocking(False)
     sent, off, deadline = 0, 0, time.monotonic() + 4
@@ -388,7 +381,7 @@ def test_a_ping_flood_that_never_reads_its_pongs_holds_no_memory(ws_broker, othe
             continue
         sent += n
         off = (off + n) % len(pings)
-    grown = _rss(ws_broker) - before
+    grown = status_bytes(ws_broker.proc.pid, "VmRSS") - before
     print(f"[ping flood] {sent >> 20} MiB of pings in {time.monotonic() - deadline + 4:.1f} s, broker RSS +{grown >> 20} MiB")
     assert sent > 16 << 20, "the broker stopped reading the pings"
     assert grown < 32 << 20
