@@ -21,10 +21,13 @@ static bool ends_with(const char* s, const char* suffix) {
     return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
+// A path that does not fit is skipped (never truncated into another name).
+static bool fits(int n, size_t size) { return n >= 0 && size_t(n) < size; }
+
 // Through a temporary name, so the snapshot never holds half a copy.
 static void copy_file(const char* from, const char* to) {
     char tmp[PATH_MAX];
-    snprintf(tmp, sizeof tmp, "%s.tmp", to);
+    if (!fits(snprintf(tmp, sizeof tmp, "%s.tmp", to), sizeof tmp)) return;
     int in = open(from, O_RDONLY | O_CLOEXEC);
     if (in < 0) return;
     int out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -49,8 +52,9 @@ static void sync_names(const char* dir, const char* snap) {
         struct dirent* e;
         while ((e = readdir(d))) {
             if (!ends_with(e->d_name, ".seg")) continue;
-            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-            snprintf(q, sizeof q, "%s/%s", snap, e->d_name);
+            if (!fits(snprintf(p, sizeof p, "%s/%s", dir, e->d_name), sizeof p) ||
+                !fits(snprintf(q, sizeof q, "%s/%s", snap, e->d_name), sizeof q))
+                continue;
             if (access(p, F_OK) != 0) unlink(q);
         }
         closedir(d);
@@ -60,8 +64,9 @@ static void sync_names(const char* dir, const char* snap) {
         struct dirent* e;
         while ((e = readdir(d))) {
             if (!ends_with(e->d_name, ".seg")) continue;
-            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-            snprintf(q, sizeof q, "%s/%s", snap, e->d_name);
+            if (!fits(snprintf(p, sizeof p, "%s/%s", dir, e->d_name), sizeof p) ||
+                !fits(snprintf(q, sizeof q, "%s/%s", snap, e->d_name), sizeof q))
+                continue;
             if (access(q, F_OK) != 0) copy_file(p, q);
         }
         closedir(d);
@@ -72,7 +77,7 @@ static void record(int fd) {
     const char* snap = getenv("HATO_SNAPDIR");
     if (!snap) return;
     char freeze[PATH_MAX];
-    snprintf(freeze, sizeof freeze, "%s/FREEZE", snap);
+    if (!fits(snprintf(freeze, sizeof freeze, "%s/FREEZE", snap), sizeof freeze)) return;
     if (access(freeze, F_OK) == 0) return;
     char link[64], path[PATH_MAX];
     snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
@@ -85,7 +90,7 @@ static void record(int fd) {
     if (!ends_with(path, ".seg")) return;
     const char* base = strrchr(path, '/');
     char q[PATH_MAX];
-    snprintf(q, sizeof q, "%s/%s", snap, base ? base + 1 : path);
+    if (!fits(snprintf(q, sizeof q, "%s/%s", snap, base ? base + 1 : path), sizeof q)) return;
     copy_file(path, q);
 }
 
