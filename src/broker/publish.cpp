@@ -53,6 +53,9 @@ void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t
         return protocol_error(c, rc::UnspecifiedError);
     }
 
+    // Subscription Identifiers are the server's to add (MQTT-3.3.4-6); the
+    // codec allows them in PUBLISH because the bridge reads server PUBLISHes.
+    if (v5 && !p.props.subscription_ids.empty()) return protocol_error(c, rc::ProtocolError);
     std::string_view topic = p.topic;
     if (v5 && p.props.topic_alias) {
         uint16_t alias = *p.props.topic_alias;

@@ -54,6 +54,20 @@ TEST_CASE("inbound topic alias") {
     CHECK(p.closed());
 }
 
+TEST_CASE("a client PUBLISH carrying a Subscription Identifier is a protocol error") {
+    Harness h;
+    TestClient s(h, Version::V5), p(h, Version::V5);
+    s.connect("s");
+    s.subscribe("t", 1);
+    p.connect("p");
+    Properties with_id;
+    with_id.subscription_ids.push_back(7);
+    p.publish("t", "x", 1, false, 1, with_id);
+    CHECK(p.take_one<Disconnect>().reason == rc::ProtocolError);
+    CHECK(p.closed());
+    CHECK(s.publishes().empty());
+}
+
 TEST_CASE("outbound topic aliases up to the client's maximum") {
     Config cfg;
     cfg.max_outbound_topic_aliases = 1;
