@@ -194,6 +194,9 @@ std::string render_prometheus(const StatusData& d) {
     e.single("hato_slow_clients_closed_total", "counter",
              "Clients closed for staying over max_output_bytes longer than slow_client_timeout_ms.",
              num(s.slow_clients_closed));
+    e.single("hato_subscriptions_refused_limit_total", "counter",
+             "Subscriptions refused because the client held max_subscriptions_per_client.",
+             num(s.subscriptions_refused_limit));
     e.single("hato_input_alloc_failures_total", "counter",
              "Clients closed because the buffer for their partly received packet could not be allocated.",
              num(s.partial_alloc_failures));

@@ -67,6 +67,7 @@ struct Stats {
     uint64_t queued_dropped = 0;    // session queue limit hit
     uint64_t budget_dropped = 0;    // a Config::session_budgets entry full (bridge queues)
     uint64_t slow_clients_closed = 0;   // over max_output_bytes longer than slow_client_timeout_ms
+    uint64_t subscriptions_refused_limit = 0;   // filters refused: max_subscriptions_per_client reached
     // Input reassembly: bytes copied into partial-packet buffers (appends
     // and the moves of their growth) and the allocations made for them.
     uint64_t partial_bytes_copied = 0;

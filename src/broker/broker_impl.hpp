@@ -301,6 +301,8 @@ struct Broker::Impl {
     // Nothing changes when the store refuses the subscription (returns false).
     bool add_subscription(Session& s, const std::string& filter, uint8_t options, uint32_t sub_id,
                           bool& is_new);
+    // True when `filter` would be a new subscription past max_subscriptions_per_client.
+    bool at_subscription_limit(const Session& s, std::string_view filter) const;
     void send_retained(Session& s, const std::string& inner, uint8_t granted_qos, uint32_t sub_id);
     // Puts a subscription in the session and the index (no persistence); true if new.
     bool index_subscription(Session& s, const std::string& filter, uint8_t options, uint32_t sub_id);

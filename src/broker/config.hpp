@@ -22,6 +22,9 @@ struct Config {
     // Over max_output_bytes, a receiver stops the broker's intake (back-pressure)
     // this long at most; after it, QoS 0 to it alone is dropped (0 = at once).
     uint64_t slow_consumer_ms = 500;
+    // Subscriptions one session may hold; a SUBSCRIBE past it is refused
+    // filter by filter (0x97 / 0x80). 0 = no limit.
+    uint32_t max_subscriptions_per_client = 10000;
 
     // [mqtt]
     uint16_t server_keep_alive = 0;        // imposed on v5 clients; 0 = accept the client's

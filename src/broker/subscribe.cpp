@@ -38,6 +38,13 @@ void Broker::Impl::unindex_subscription(Session& s, const SubRecord& rec) {
     shared.leave(share_key(rec.group, rec.inner), s.slot);
 }
 
+// Each subscription costs memory in the index and a record in the store, so
+// one client cannot grow them without bound; replacing one costs nothing.
+bool Broker::Impl::at_subscription_limit(const Session& s, std::string_view filter) const {
+    const uint32_t cap = cfg.max_subscriptions_per_client;
+    return cap != 0 && s.subs.size() >= cap && !s.subs.count(std::string(filter));
+}
+
 bool Broker::Impl::add_subscription(Session& s, const std::string& filter, uint8_t options,
                                     uint32_t sub_id, bool& is_new) {
     // Stored first: a subscription the store refused is not granted.
@@ -75,6 +82,9 @@ void Broker::Impl::on_subscribe(Connection& c, const Subscribe& p) {
             reason = rc::WildcardSubscriptionsNotSupported;
         } else if (authz && !authz->can_subscribe(client_info(*s), inner)) {
             reason = rc::NotAuthorized;   // 0x80 in v3.1.1 (the encoder maps it)
+        } else if (at_subscription_limit(*s, t.filter)) {
+            ++stats.subscriptions_refused_limit;
+            reason = rc::QuotaExceeded;   // 0x80 in v3.1.1
         } else {
             uint8_t qos = std::min(t.qos, cfg.maximum_qos);
             // A v3 bridge (bridge bit) gets v5's bridge options: what it

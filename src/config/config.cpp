@@ -302,6 +302,7 @@ void read_limits(Errors& errors, const toml::table& t, broker::Config& b) {
     r.integer("slow_consumer_ms", 0, std::numeric_limits<int64_t>::max(), b.slow_consumer_ms);
     r.integer("max_connect_packet_size", 2, kMaxMqttPacket, b.max_connect_packet_size);
     r.integer("connect_timeout_ms", 1, std::numeric_limits<int64_t>::max(), b.connect_timeout_ms);
+    r.integer("max_subscriptions_per_client", 0, u32, b.max_subscriptions_per_client);
     r.reject_unknown();
 }
 

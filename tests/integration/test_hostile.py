@@ -428,7 +428,8 @@ def _leave(s):
 
 
 def test_64k_subscriptions_from_one_client(broker_factory):
-    sc = Scenario(broker_factory)
+    # What 64k subscriptions cost where the limit is lifted.
+    sc = Scenario(broker_factory, {"limits": {"max_subscriptions_per_client": 0}})
     s, filters_bytes = _many_subscriptions(sc, "many-subs")
     # one of them works
     pub = RawClient(sc.b)
@@ -441,6 +442,33 @@ def test_64k_subscriptions_from_one_client(broker_factory):
     _leave(s)
     pub.close()
     sc.check_freed("64k subscriptions", again=lambda: _leave(_many_subscriptions(sc, "many-subs-2")[0]))
+
+
+def test_subscriptions_past_the_default_limit_are_refused(broker_factory):
+    b = broker_factory(SETTINGS)
+    s = socket.create_connection((b.host, b.port), timeout=10)
+    s.sendall(connect_packet("sub-limit"))
+    read_one_packet(s)
+    per_packet = 1024
+    codes = []
+    for k in range(11):   # 11264 filters against the default 10000
+        s.sendall(sub_packet(k + 1, [f"lim/{k}/{i}" for i in range(per_packet)], 1))
+        ack = read_one_packet(s)
+        assert ack.type == raw_mqtt.SUBACK
+        codes += list(ack.body[2:])
+    assert codes[:10000] == [1] * 10000
+    assert codes[10000:] == [0x80] * (len(codes) - 10000)
+    # A subscription it holds still works, and may be replaced.
+    s.sendall(sub_packet(12, ["lim/0/0"], 0))
+    assert read_one_packet(s).body[2:] == b"\x00"
+    pub = RawClient(b)
+    pub.connect("sub-limit-pub")
+    pub.send(raw_mqtt.publish("lim/10/1023", b"refused"))
+    pub.send(raw_mqtt.publish("lim/0/0", b"held"))
+    p = read_one_packet(s)
+    assert p.type == raw_mqtt.PUBLISH and p.body.endswith(b"held")
+    _leave(s)
+    pub.close()
 
 
 def test_1000_level_topic(broker_factory):

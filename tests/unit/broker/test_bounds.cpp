@@ -338,6 +338,44 @@ TEST_CASE("a connection that does not complete CONNECT within connect_timeout_ms
     CHECK(c.closed());
 }
 
+TEST_CASE("max_subscriptions_per_client refuses new filters past it, never a replacement") {
+    Config cfg;
+    cfg.max_subscriptions_per_client = 2;
+    Harness h(cfg);
+    TestClient c5(h, Version::V5), c3(h, Version::V311), p(h, Version::V311);
+    c5.connect("c5");
+    c3.connect("c3");
+    p.connect("p");
+    CHECK(c5.subscribe("a", 1, 1).reasons == std::vector<uint8_t>{1});
+    CHECK(c5.subscribe("b", 1, 2).reasons == std::vector<uint8_t>{1});
+    CHECK(c5.subscribe("c", 1, 3).reasons == std::vector<uint8_t>{rc::QuotaExceeded});
+    CHECK(c5.subscribe("a", 0, 4).reasons == std::vector<uint8_t>{0});   // a replacement
+    CHECK(c3.subscribe("x", 0, 1).reasons == std::vector<uint8_t>{0});   // the cap is per client
+    CHECK(c3.subscribe("y", 0, 2).reasons == std::vector<uint8_t>{0});
+    CHECK(c3.subscribe("z", 0, 3).reasons == std::vector<uint8_t>{0x80});
+    CHECK(h.broker->stats().subscriptions_refused_limit == 2);
+    p.publish("c", "not for c5");
+    p.publish("a", "for c5");
+    auto got = c5.publishes();
+    REQUIRE(got.size() == 1);
+    CHECK(got[0].topic == "a");
+    CHECK_FALSE(c5.closed());   // a refusal is an answer, not a disconnect
+    // An unsubscribe makes room.
+    Unsubscribe u;
+    u.packet_id = 5;
+    u.filters.push_back("b");
+    c5.send(u);
+    c5.take_one<Unsuback>();
+    CHECK(c5.subscribe("c", 1, 6).reasons == std::vector<uint8_t>{1});
+    // A lower limit by a reload keeps what a session holds.
+    Config lower = cfg;
+    lower.max_subscriptions_per_client = 1;
+    h.broker->reconfigure(lower);
+    p.publish("c", "still for c5");
+    CHECK(c5.publishes().size() == 1);
+    CHECK(c5.subscribe("d", 1, 7).reasons == std::vector<uint8_t>{rc::QuotaExceeded});
+}
+
 TEST_CASE("shared-group names are freed with their last subscription") {
     Harness h;
     TestClient c(h, Version::V5);

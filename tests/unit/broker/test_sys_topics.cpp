@@ -69,6 +69,7 @@ TEST_CASE("sys_topics: Mosquitto's names with the gauges' values") {
     g.stats.store_refused_full = 2;
     g.stats.unreadable_dropped = 11;
     g.stats.slow_clients_closed = 12;
+    g.stats.subscriptions_refused_limit = 15;
     g.route_cache_topics = 13;
     g.route_cache_matches = 14;
     LoadAverages load;
@@ -108,6 +109,7 @@ TEST_CASE("sys_topics: Mosquitto's names with the gauges' values") {
     CHECK(m["$SYS/broker/hato/publish/dropped/queue_full"] == "1");
     CHECK(m["$SYS/broker/hato/publish/dropped/unreadable"] == "11");
     CHECK(m["$SYS/broker/hato/clients/slow_closed"] == "12");
+    CHECK(m["$SYS/broker/hato/subscriptions/refused_limit"] == "15");
     CHECK(m["$SYS/broker/hato/route_cache/topics"] == "13");
     CHECK(m["$SYS/broker/hato/route_cache/matches"] == "14");
     // Without the durable store (memory only) there is nothing to say about it.

@@ -31,6 +31,7 @@ void check_equal(const AppConfig& a, const AppConfig& b) {
     CHECK(x.max_output_bytes == y.max_output_bytes);
     CHECK(x.slow_client_timeout_ms == y.slow_client_timeout_ms);
     CHECK(x.slow_consumer_ms == y.slow_consumer_ms);
+    CHECK(x.max_subscriptions_per_client == y.max_subscriptions_per_client);
     CHECK(x.max_connect_packet_size == y.max_connect_packet_size);
     CHECK(x.connect_timeout_ms == y.connect_timeout_ms);
     CHECK(x.server_keep_alive == y.server_keep_alive);
@@ -99,6 +100,7 @@ port = 8883
 [limits]
 max_connections = 5
 max_queued_bytes = 4096
+max_subscriptions_per_client = 0
 [mqtt]
 maximum_qos = 1
 retain_available = false
@@ -124,6 +126,7 @@ level = "debug"
     CHECK(c.listeners[1].port == 8883);
     CHECK(c.broker.max_connections == 5);
     CHECK(c.broker.max_queued_bytes == 4096);
+    CHECK(c.broker.max_subscriptions_per_client == 0);
     CHECK(c.broker.maximum_qos == 1);
     CHECK_FALSE(c.broker.retain_available);
     CHECK(c.broker.response_information == "resp/");
