@@ -244,12 +244,13 @@ void Broker::Impl::bury() {
     graveyard.clear();
 }
 
-void Broker::Impl::send_packet(Connection& c, const Packet& p) {
+void Broker::Impl::send_packet(Connection& c, const Packet& p, uint64_t ticket) {
     std::vector<uint8_t> out;
     encode(p, c.version, out);
     // MQTT-3.1.2-24: nothing larger than the client's Maximum Packet Size
     // goes out (PUBLISH is checked, and skipped, in send_publish).
     if (c.client_max_packet != 0 && out.size() > c.client_max_packet) return packet_too_large_for_client(c, p);
+    if (ticket != 0 || (c.output_held && !std::holds_alternative<Disconnect>(p))) return acks.send_bytes(c, out, ticket);
     transport.send(c.id, out);
 }
 

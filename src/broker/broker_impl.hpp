@@ -177,7 +177,9 @@ struct Broker::Impl {
     uint32_t input_limit(const Connection& c) const;   // largest packet accepted now
     void hold_for_verdict(Connection& c, std::span<const uint8_t> rest);
     void handle_packet(Connection& c, mqtt::Packet& p);
-    void send_packet(Connection& c, const mqtt::Packet& p);
+    // `ticket`: the packet waits until it is durable (HeldAcks), as does
+    // anything behind a held SUBACK; a DISCONNECT never waits (it closes).
+    void send_packet(Connection& c, const mqtt::Packet& p, uint64_t ticket = 0);
     void packet_too_large_for_client(Connection& c, const mqtt::Packet& p);   // closes (see broker.cpp)
     // v5 DISCONNECT from the server, with a Reason String: some clients (paho
     // 1.6) read the reason code only when the packet carries a property.
@@ -300,7 +302,7 @@ struct Broker::Impl {
     // Adds a subscription to the session and index; returns true if new.
     // Nothing changes when the store refuses the subscription (returns false).
     bool add_subscription(Session& s, const std::string& filter, uint8_t options, uint32_t sub_id,
-                          bool& is_new);
+                          bool& is_new, OpWrites& w);
     // True when `filter` would be a new subscription past max_subscriptions_per_client.
     bool at_subscription_limit(const Session& s, std::string_view filter) const;
     void send_retained(Session& s, const std::string& inner, uint8_t granted_qos, uint32_t sub_id);

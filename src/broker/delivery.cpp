@@ -54,7 +54,8 @@ void Broker::Impl::deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool reta
         // it is still queued (at most one receive's worth); twice the limit
         // is the hard bound. A slow consumer's QoS 0 is dropped.
         const uint64_t hard = cfg.slow_consumer_ms != 0 ? 2 * cfg.max_output_bytes : cfg.max_output_bytes;
-        const uint64_t queued = cfg.max_output_bytes != 0 ? transport.queued_bytes(c->id) : 0;
+        uint64_t queued = cfg.max_output_bytes != 0 ? transport.queued_bytes(c->id) : 0;
+        if (c->output_held) queued += acks.held_output_bytes(c->id);
         if (c->slow_consumer || (cfg.slow_consumer_ms == 0 && c->output_blocked) ||
             (cfg.max_output_bytes != 0 && queued > hard)) {
             ++stats.qos0_dropped;
@@ -216,6 +217,12 @@ size_t Broker::Impl::send_publish_durable(Connection& c, const OutItem& item, bo
 }
 
 size_t Broker::Impl::send_publish(Connection& c, const OutItem& item, bool dup, std::vector<uint8_t>* held) {
+    if (!held && c.output_held) {   // behind a held SUBACK, in its turn
+        std::vector<uint8_t>& bytes = held_publish_bytes;
+        const size_t n = send_publish(c, item, dup, &bytes);
+        if (n) acks.send_bytes(c, bytes, 0);
+        return n;
+    }
     const Message& m = *item.msg;
     const bool v5 = c.version == Version::V5;
     PublishParts pp;

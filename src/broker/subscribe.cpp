@@ -46,9 +46,9 @@ bool Broker::Impl::at_subscription_limit(const Session& s, std::string_view filt
 }
 
 bool Broker::Impl::add_subscription(Session& s, const std::string& filter, uint8_t options,
-                                    uint32_t sub_id, bool& is_new) {
+                                    uint32_t sub_id, bool& is_new, OpWrites& w) {
     // Stored first: a subscription the store refused is not granted.
-    if (s.persisted && !written(persist.sub_put(s.client_id, filter, options, sub_id))) return false;
+    if (s.persisted && !written(persist.sub_put(s.client_id, filter, options, sub_id), w)) return false;
     is_new = index_subscription(s, filter, options, sub_id);
     return true;
 }
@@ -63,6 +63,7 @@ void Broker::Impl::on_subscribe(Connection& c, const Subscribe& p) {
         uint8_t qos;
     };
     std::vector<RetainedWork> retained_work;
+    OpWrites w;   // the SUBACK waits for them: a session that comes back has its subscriptions
     Suback ack;
     ack.packet_id = p.packet_id;
     for (const SubscribeTopic& t : p.topics) {
@@ -94,7 +95,7 @@ void Broker::Impl::on_subscribe(Connection& c, const Subscribe& p) {
                                                    (t.retain_as_published || bridge ? 0x08 : 0) |
                                                    (t.retain_handling << 4));
             bool is_new = false;
-            if (!add_subscription(*s, std::string(t.filter), options, sub_id, is_new)) {
+            if (!add_subscription(*s, std::string(t.filter), options, sub_id, is_new, w)) {
                 ack.reasons.push_back(rc::QuotaExceeded);   // 0x80 in v3.1.1 (the encoder maps it)
                 continue;
             }
@@ -104,8 +105,9 @@ void Broker::Impl::on_subscribe(Connection& c, const Subscribe& p) {
         }
         ack.reasons.push_back(reason);
     }
-    send_packet(c, ack);
+    send_packet(c, ack, w.ticket);
     if (c.dead) return;   // the SUBACK did not fit the client's Maximum Packet Size
+    acks.hold_output(c);
     // Retained messages follow the SUBACK.
     for (const RetainedWork& w : retained_work) send_retained(*s, w.inner, w.qos, sub_id);
 }
@@ -127,6 +129,7 @@ void Broker::Impl::on_unsubscribe(Connection& c, const Unsubscribe& p) {
     if (!s) return protocol_error(c, rc::UnspecifiedError);
     Unsuback ack;
     ack.packet_id = p.packet_id;
+    OpWrites w;   // the UNSUBACK waits for them: a removed subscription stays removed
     for (std::string_view f : p.filters) {
         auto it = s->subs.find(std::string(f));
         if (it == s->subs.end()) {
@@ -134,11 +137,11 @@ void Broker::Impl::on_unsubscribe(Connection& c, const Unsubscribe& p) {
             continue;
         }
         unindex_subscription(*s, it->second);
-        if (s->persisted) written(persist.sub_remove(s->client_id, f));
+        if (s->persisted) written(persist.sub_remove(s->client_id, f), w);
         s->subs.erase(it);
         ack.reasons.push_back(rc::Success);
     }
-    send_packet(c, ack);
+    send_packet(c, ack, w.ticket);
 }
 
 }  // namespace hato::broker

@@ -159,6 +159,11 @@ def subscribe(pid, topic, qos=0, version=4, options=None, props=None):
     return packet(SUBSCRIBE, 2, body + mstr(topic) + bytes([opts]))
 
 
+def unsubscribe(pid, topic, version=4):
+    body = struct.pack("!H", pid) + (encode_props([]) if version == 5 else b"")
+    return packet(UNSUBSCRIBE, 2, body + mstr(topic))
+
+
 def pubrel(pid):
     return packet(PUBREL, 2, struct.pack("!H", pid))
 

@@ -36,13 +36,6 @@ def rss_kb(broker):
     raise AssertionError("no VmRSS")
 
 
-def unsubscribe(pid, topic, version=4):
-    body = struct.pack("!H", pid)
-    if version == 5:
-        body += raw_mqtt.encode_props([])
-    return raw_mqtt.packet(raw_mqtt.UNSUBSCRIBE, 2, body + raw_mqtt.mstr(topic))
-
-
 def read_until_closed(sock, timeout):
     """Reads and discards until EOF or reset; returns (bytes read, closed)."""
     total = 0
@@ -99,7 +92,7 @@ def test_shared_group_names_are_freed(broker_factory, no_quarantine):
         pid = i % 60000 + 1
         c.send(raw_mqtt.subscribe(pid, topic, qos=1, version=5))
         c.expect(raw_mqtt.SUBACK)
-        c.send(unsubscribe(pid, topic, version=5))
+        c.send(raw_mqtt.unsubscribe(pid, topic, version=5))
         c.expect(raw_mqtt.UNSUBACK)
     c.send(raw_mqtt.disconnect(version=5))
     c.wait_closed()

@@ -16,8 +16,9 @@ import pytest
 
 from build_info import sanitized
 from conftest import TARGET
-from raw_mqtt import PUBCOMP, PUBLISH, PUBREC, PUBREL, SUBACK, RawClient, disconnect, packet, parse_publish
-from raw_mqtt import publish, pubrel, subscribe
+from raw_mqtt import PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, SUBACK, UNSUBACK, RawClient, disconnect, packet
+from raw_mqtt import parse_publish
+from raw_mqtt import publish, pubrel, subscribe, unsubscribe
 
 pytestmark = pytest.mark.skipif(TARGET == "mosquitto", reason="hato's store on a simulated power cut")
 
@@ -179,3 +180,52 @@ def test_a_qos2_delivery_is_not_repeated_under_another_packet_id(power):
     p.expect(PUBCOMP)
     r.read(s, 2.0)
     assert r.delivered == [b"Z", b"A"], r.delivered
+
+
+def _durable_session(b, cid):
+    """A persistent session whose record is synced: the PUBACK of a retained
+    message waits for a sync that covers it."""
+    c = RawClient(b)
+    c.connect(cid, clean=False)
+    c.send(publish("keep/" + cid, b"k", qos=1, pid=1, retain=True))
+    c.expect(PUBACK)
+    return c
+
+
+def test_a_subscription_acknowledged_before_the_cut_survives_it(power):
+    pc, b = power
+    s = _durable_session(b, "sub")
+    s.send(subscribe(2, "t", 1))
+    s.expect(SUBACK)
+    pc.cut(b)           # well within the sync window after the SUBACK
+    b.start()
+    s = RawClient(b)
+    ack = s.connect("sub", clean=False)
+    assert ack.body[0] & 1, "the session is present: the client will not subscribe again"
+    p = RawClient(b)
+    p.connect("pub")
+    p.send(publish("t", b"after", qos=1, pid=1))
+    p.expect(PUBACK)
+    got = s.expect(PUBLISH)
+    assert parse_publish(got)[3] == b"after"
+
+
+def test_a_subscription_removed_before_the_cut_stays_removed(power):
+    pc, b = power
+    s = _durable_session(b, "sub")
+    s.send(subscribe(2, "t", 1))
+    s.expect(SUBACK)
+    s.send(publish("keep/sub", b"k2", qos=1, pid=3, retain=True))
+    s.expect(PUBACK)    # synced: the subscription is on disk
+    s.send(unsubscribe(4, "t"))
+    s.expect(UNSUBACK)
+    pc.cut(b)
+    b.start()
+    s = RawClient(b)
+    s.connect("sub", clean=False)
+    p = RawClient(b)
+    p.connect("pub")
+    p.send(publish("t", b"after", qos=1, pid=1))
+    p.expect(PUBACK)
+    with pytest.raises(TimeoutError):
+        s.read(1.0)

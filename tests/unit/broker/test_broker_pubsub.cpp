@@ -299,6 +299,85 @@ TEST_CASE("QoS 2: a removal of the inbound id the store refuses gets no PUBCOMP;
     CHECK(comp.reason == rc::Success);   // the id was still held
 }
 
+// A power cut after a SUBACK whose record was not durable would bring the
+// session back (session present) without the subscription: the client
+// would not subscribe again and miss what follows. So the SUBACK waits for
+// it, and so does everything behind it: the retained messages (a client may
+// drop a PUBLISH for a subscription not yet acknowledged) and live ones.
+TEST_CASE("SUBACK and UNSUBACK wait for their records, and the output behind a held SUBACK waits its turn") {
+    Harness h;
+    TestClient p(h, Version::V311), s(h, Version::V311), c(h, Version::V311);
+    p.connect("p");
+    p.publish("r", "old", 1, true, 1);   // retained
+    p.take();
+    s.connect("s", false);
+    c.connect("c");   // clean: keeps nothing, waits for nothing
+    h.persist.auto_durable = false;
+    h.persist.durable = h.persist.last_ticket;
+
+    Subscribe sub;
+    sub.packet_id = 7;
+    sub.topics.push_back({"r", 1, false, false, 0});
+    s.send(sub);
+    const uint64_t needed = h.persist.last_ticket;
+    CHECK(needed > h.persist.durable);
+    p.publish("r", "live");          // QoS 0, matched by the new subscription
+    s.send(Pingreq{});               // a PINGRESP waits too
+    CHECK(s.take().empty());
+    h.broker->on_durable();   // nothing new is durable
+    CHECK(s.take().empty());
+    h.persist.durable = needed;
+    h.broker->on_durable();
+    auto got = s.take();
+    REQUIRE(got.size() == 4);
+    CHECK(std::get<Suback>(got[0]).packet_id == 7);
+    CHECK(text(std::get<Publish>(got[1]).payload) == "old");
+    CHECK(std::get<Publish>(got[1]).retain);
+    CHECK(text(std::get<Publish>(got[2]).payload) == "live");
+    CHECK(std::holds_alternative<Pingresp>(got[3]));
+    // Once the SUBACK is out, nothing is held any more.
+    p.publish("r", "after");
+    CHECK(s.publishes().size() == 1);
+
+    CHECK(c.subscribe("r", 0, 3).reasons == std::vector<uint8_t>{0});   // at once
+
+    Unsubscribe u;
+    u.packet_id = 8;
+    u.filters.push_back("r");
+    s.send(u);
+    CHECK(s.take().empty());
+    h.persist.durable = h.persist.last_ticket;
+    h.broker->on_durable();
+    CHECK(s.take_one<Unsuback>().packet_id == 8);
+}
+
+TEST_CASE("QoS 0 behind a held SUBACK is bounded like output: beyond twice max_output_bytes it is dropped") {
+    Config cfg;
+    cfg.max_output_bytes = 1000;
+    Harness h(cfg);
+    TestClient s(h, Version::V311), p(h, Version::V311);
+    s.connect("s", false);
+    s.subscribe("a", 0);
+    p.connect("p");
+    h.persist.auto_durable = false;
+    h.persist.durable = h.persist.last_ticket;
+    Subscribe sub;
+    sub.packet_id = 2;
+    sub.topics.push_back({"b", 0, false, false, 0});
+    s.send(sub);
+    const std::string payload(100, 'x');
+    for (int i = 0; i < 50; ++i) p.publish("a", payload);
+    CHECK(s.take().empty());
+    CHECK(h.broker->stats().qos0_dropped > 0);
+    h.persist.durable = h.persist.last_ticket;
+    h.broker->on_durable();
+    auto got = s.take();
+    REQUIRE(!got.empty());
+    CHECK(std::holds_alternative<Suback>(got[0]));
+    CHECK(got.size() - 1 + h.broker->stats().qos0_dropped == 50);
+    CHECK(got.size() - 1 <= 2 * 1000 / 100 + 1);
+}
+
 TEST_CASE("QoS 2 to a session that keeps nothing, and QoS 1, go out at once") {
     Harness h;
     h.persist.auto_durable = false;

@@ -373,6 +373,7 @@ TEST_CASE("rights: a queued shared delivery finds its shared subscription withou
     constexpr int kGroups = 20000;
     Config cfg;
     cfg.max_queued_messages = kGroups;
+    cfg.max_subscriptions_per_client = 0;
     Harness h(cfg);
     TestClient a(h, Version::V5);
     Properties persistent;
