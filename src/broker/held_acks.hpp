@@ -36,10 +36,8 @@ public:
     void send_bytes(Connection& c, std::span<const uint8_t> bytes, uint64_t ticket, bool counts_inbound = false);
 
     // From now until its held packets are out, everything sent to `c` waits
-    // behind them (Connection::output_held). Only if something is held.
-    void hold_output(Connection& c) {
-        if (c.held_acks > 0) c.output_held = true;
-    }
+    // behind them (Connection::output_held). Only while something is held.
+    void hold_output(Connection& c) { c.output_held = c.held_acks > 0; }
     // Bytes waiting behind a hold_output() for `c` (its output limit counts them).
     uint64_t held_output_bytes(ConnId id) const {
         auto it = output_bytes_.find(id);

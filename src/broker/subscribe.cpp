@@ -105,9 +105,10 @@ void Broker::Impl::on_subscribe(Connection& c, const Subscribe& p) {
         }
         ack.reasons.push_back(reason);
     }
+    const uint32_t held_before = c.held_acks;
     send_packet(c, ack, w.ticket);
     if (c.dead) return;   // the SUBACK did not fit the client's Maximum Packet Size
-    acks.hold_output(c);
+    if (c.held_acks > held_before) acks.hold_output(c);   // the SUBACK was held
     // Retained messages follow the SUBACK.
     for (const RetainedWork& w : retained_work) send_retained(*s, w.inner, w.qos, sub_id);
 }
