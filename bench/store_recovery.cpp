@@ -76,6 +76,7 @@ struct TimedPersistence final : broker::Persistence {
     broker::Append qos2_in_remove(std::string_view c, uint16_t id) override { return p.qos2_in_remove(c, id); }
     bool full() const override { return p.full(); }
     uint64_t durable_ticket() const override { return p.durable_ticket(); }
+    uint64_t latest_ticket() const override { return p.latest_ticket(); }
 
     broker::Persistence& p;
     double load_s = 0;

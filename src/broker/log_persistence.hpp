@@ -47,6 +47,7 @@ public:
     // The log refuses plain appends (store::Log::refusing).
     bool full() const override;
     uint64_t durable_ticket() const override;
+    uint64_t latest_ticket() const override { return log_.last_lsn(); }
 
     // Runs one compaction step when the log wants it: at least `budget`
     // records or `min_bytes` bytes, and at least kCompactionPace times the

@@ -247,6 +247,10 @@ public:
     virtual bool full() const = 0;
 
     virtual uint64_t durable_ticket() const = 0;
+    // The ticket of the latest write: a packet that waits for it waits for
+    // everything written so far (an answer whose records another connection
+    // of the same session wrote, and whose tickets it did not keep).
+    virtual uint64_t latest_ticket() const = 0;
 };
 
 // Keeps nothing; every write is stored with ticket 0 (immediately durable).
@@ -266,6 +270,7 @@ public:
     Append qos2_in_remove(std::string_view, uint16_t) override { return Append::stored(0); }
     bool full() const override { return false; }
     uint64_t durable_ticket() const override { return 0; }
+    uint64_t latest_ticket() const override { return 0; }
 };
 
 }  // namespace hato::broker

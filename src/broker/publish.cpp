@@ -77,8 +77,11 @@ void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t
 
     const PacketType ack_type = p.qos == 2 ? PacketType::Pubrec : PacketType::Puback;
     if (p.qos == 2 && s->flows && s->flows->qos2_in.count(p.packet_id)) {
-        // Retransmission of a message already routed: acknowledge again, do not route again.
-        acks.send(c, ack_type, p.packet_id, rc::Success, 0, false);
+        // Retransmission of a message already routed: acknowledge again, do
+        // not route again. Its records may be waiting for a sync still (it
+        // came first on a connection that was since replaced): this PUBREC
+        // waits for everything written so far.
+        acks.send(c, ack_type, p.packet_id, rc::Success, s->persisted ? persist.latest_ticket() : 0, false);
         return;
     }
     if (p.qos > 0 && v5 && c.inbound_pending >= granted_receive_max)
@@ -169,6 +172,9 @@ void Broker::Impl::on_pubrel(Connection& c, const Ack& a) {
         reason = rc::Success;
         s->release_flows_if_empty(flows_pool);
     }
+    // An id not held may be one whose removal a replaced connection wrote and
+    // that waits for a sync still: its PUBCOMP frees the id just the same.
+    if (reason != rc::Success && s && s->persisted) w.ticket = persist.latest_ticket();
     // Through the FIFO so it never overtakes a held PUBREC.
     acks.send(c, PacketType::Pubcomp, a.packet_id, reason, w.ticket, false);
 }

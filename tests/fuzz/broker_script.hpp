@@ -51,6 +51,7 @@ public:
     broker::Append qos2_in_remove(std::string_view, uint16_t) override { return broker::Append::stored(++last); }
     bool full() const override { return is_full; }
     uint64_t durable_ticket() const override { return durable; }
+    uint64_t latest_ticket() const override { return last; }
 };
 
 // Checks the broker's output per connection; the version is learnt from the

@@ -114,6 +114,7 @@ struct FakePersistence final : Persistence {
     }
     bool full() const override { return is_full; }
     uint64_t durable_ticket() const override { return auto_durable ? last_ticket : durable; }
+    uint64_t latest_ticket() const override { return last_ticket; }
 };
 
 struct Harness {

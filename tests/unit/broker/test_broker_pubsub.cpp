@@ -276,6 +276,38 @@ TEST_CASE("QoS 2: PUBLISH, PUBREL and PUBCOMP wait for the records that make the
     CHECK(rel.packet_id == got[0].packet_id);
 }
 
+// The same answers on a connection that replaced the one the records were
+// written for: nothing is held for the new connection, yet its PUBREC or
+// PUBCOMP still depends on those records.
+TEST_CASE("QoS 2: a PUBREC or PUBCOMP repeated on a new connection waits for the records of the first") {
+    Harness h;
+    h.persist.auto_durable = false;
+    TestClient p(h, Version::V311);
+    p.connect("p", false);
+    h.persist.durable = h.persist.last_ticket;
+    p.publish("q", "m", 2, false, 4);
+    CHECK(p.take().empty());   // the PUBREC waits for qos2_in_put
+    p.transport_gone();
+    TestClient p2(h, Version::V311);
+    p2.connect("p", false);
+    p2.publish("q", "m", 2, false, 4);   // the client's resend after the reconnect
+    CHECK(p2.take().empty());
+    h.persist.durable = h.persist.last_ticket;
+    h.broker->on_durable();
+    CHECK(p2.take_one<Ack>().type == PacketType::Pubrec);
+
+    p2.ack(PacketType::Pubrel, 4);
+    CHECK(p2.take().empty());   // the PUBCOMP waits for qos2_in_remove
+    p2.transport_gone();
+    TestClient p3(h, Version::V311);
+    p3.connect("p", false);
+    p3.ack(PacketType::Pubrel, 4);   // resent: the id is gone from memory already
+    CHECK(p3.take().empty());
+    h.persist.durable = h.persist.last_ticket;
+    h.broker->on_durable();
+    CHECK(p3.take_one<Ack>().type == PacketType::Pubcomp);
+}
+
 TEST_CASE("QoS 2: a removal of the inbound id the store refuses gets no PUBCOMP; the PUBREL after the reconnect does") {
     Harness h;
     TestClient p(h, Version::V5);
