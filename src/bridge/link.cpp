@@ -255,9 +255,14 @@ void Link::forward_in(const mqtt::Publish& pub) {
     std::optional<std::string> topic = local_topic(cfg_.topics, pub.topic);
     if (!topic) {
         // Not ours (an upstream session's leftover subscription): accepted
-        // and dropped, so the upstream does not resend it for ever.
+        // and dropped, so the upstream does not resend it for ever; its
+        // PUBREL is answered here, as the local session never saw the id.
         if (pub.qos == 1) send_upstream(Packet{mqtt::Ack{PacketType::Puback, pub.packet_id, 0, {}}});
-        if (pub.qos == 2) send_upstream(Packet{mqtt::Ack{PacketType::Pubrec, pub.packet_id, 0, {}}});
+        if (pub.qos == 2) {
+            std::erase(dropped_in_qos2_, pub.packet_id);
+            dropped_in_qos2_.push_back(pub.packet_id);
+            send_upstream(Packet{mqtt::Ack{PacketType::Pubrec, pub.packet_id, 0, {}}});
+        }
         return;
     }
     // A new flow under this id: a drop of an earlier one is over.
@@ -369,7 +374,10 @@ bool Link::handle_local(const Packet& p) {
         return true;
     }
     if (const auto* ack = std::get_if<mqtt::Ack>(&p)) {
-        if (ack->reason >= 0x80 && ack->type != PacketType::Pubrel) {
+        // PUBREL and PUBCOMP complete a flow whatever their reason (0x92:
+        // the other side had nothing under that id, after a restart or a
+        // reload of this bridge): they go on as they are.
+        if (ack->reason >= 0x80 && ack->type != PacketType::Pubrel && ack->type != PacketType::Pubcomp) {
             // The local copy could not be stored: no acknowledgement goes
             // upstream, the upstream resends after the reconnect.
             fail("local broker refused a bridged message: reason " + hex(ack->reason));
@@ -390,9 +398,13 @@ void Link::forward_out(const mqtt::Publish& pub) {
     std::optional<std::string> topic = remote_topic(cfg_.topics, pub.topic);
     if (!topic) {
         // A leftover subscription of the local session (a rule removed from
-        // the configuration): completed and dropped.
+        // the configuration): completed and dropped, its PUBREL answered here.
         if (pub.qos == 1) send_local(Packet{mqtt::Ack{PacketType::Puback, pub.packet_id, 0, {}}});
-        if (pub.qos == 2) send_local(Packet{mqtt::Ack{PacketType::Pubrec, pub.packet_id, 0, {}}});
+        if (pub.qos == 2) {
+            std::erase(dropped_out_qos2_, pub.packet_id);
+            dropped_out_qos2_.push_back(pub.packet_id);
+            send_local(Packet{mqtt::Ack{PacketType::Pubrec, pub.packet_id, 0, {}}});
+        }
         return;
     }
     std::erase(dropped_out_qos2_, pub.packet_id);   // as in forward_in

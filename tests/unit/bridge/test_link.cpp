@@ -670,3 +670,34 @@ TEST_CASE("upstream filters: a refused in rule is not remembered; a clean start 
         CHECK(f.remembered.empty());
     }
 }
+
+TEST_CASE("QoS 2 on a leftover upstream subscription is completed by the bridge; a PUBCOMP 0x92 from the local broker passes") {
+    Fake f;
+    std::vector<std::vector<uint8_t>> store;
+    Link link(config(Version::V5), f);
+    connect(link, f, Version::V5, store);
+    const std::vector<uint8_t> small = {'o', 'k'};
+    link.on_upstream_data(enc(Packet{message("old/x", 2, 9, small)}, Version::V5), 4);   // no rule matches
+    auto ups = take(f.up, Version::V5, store);
+    REQUIRE(ups.size() == 1);
+    CHECK(ack_of(ups[0]).type == mqtt::PacketType::Pubrec);
+    link.on_upstream_data(enc(Packet{mqtt::Ack{mqtt::PacketType::Pubrel, 9, 0, {}}}, Version::V5), 5);
+    CHECK(take(f.local, Version::V5, store).empty());   // the local session never saw id 9
+    ups = take(f.up, Version::V5, store);
+    REQUIRE(ups.size() == 1);
+    CHECK(ack_of(ups[0]).type == mqtt::PacketType::Pubcomp);
+
+    // A PUBREL the bridge no longer knows about (its drop list went with a
+    // restart or a reload): the local broker answers 0x92, which completes
+    // the flow upstream and does not fail the link.
+    link.on_upstream_data(enc(Packet{mqtt::Ack{mqtt::PacketType::Pubrel, 11, 0, {}}}, Version::V5), 6);
+    auto ls = take(f.local, Version::V5, store);
+    REQUIRE(ls.size() == 1);
+    CHECK(ack_of(ls[0]).type == mqtt::PacketType::Pubrel);
+    link.on_local_data(enc(Packet{mqtt::Ack{mqtt::PacketType::Pubcomp, 11, 0x92, {}}}, Version::V5));
+    CHECK(link.ready());
+    ups = take(f.up, Version::V5, store);
+    REQUIRE(ups.size() == 1);
+    CHECK(ack_of(ups[0]).type == mqtt::PacketType::Pubcomp);
+    CHECK(ack_of(ups[0]).reason == 0x92);
+}
