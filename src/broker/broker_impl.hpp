@@ -268,7 +268,8 @@ struct Broker::Impl {
     }
     void fill_window(Session& s, OpWrites& w);     // pump() without freeing the flow state
     // Puts `item` in flight to `c`: a packet id, the PUBLISH, its state stored.
-    void start_flight(Session& s, Connection& c, SessionFlows& f, OutItem&& item, OpWrites& w);
+    // False: not sent, back first in the queue (its state record was refused).
+    bool start_flight(Session& s, Connection& c, SessionFlows& f, OutItem&& item, OpWrites& w);
     void purge_expired(Session& s, OpWrites& w);   // drops expired messages from the queue
     void resend_inflight(Session& s);
     void on_client_ack(Connection& c, const mqtt::Ack& a);

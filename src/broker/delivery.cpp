@@ -179,11 +179,11 @@ void Broker::Impl::fill_window(Session& s, OpWrites& w) {
             if (s.persisted) written(persist.out_done(s.client_id, item.seq), w);
             continue;
         }
-        start_flight(s, *c, f, std::move(item), w);
+        if (!start_flight(s, *c, f, std::move(item), w)) return;
     }
 }
 
-void Broker::Impl::start_flight(Session& s, Connection& c, SessionFlows& f, OutItem&& item, OpWrites& w) {
+bool Broker::Impl::start_flight(Session& s, Connection& c, SessionFlows& f, OutItem&& item, OpWrites& w) {
     // Packet ids are per session; one still in flight is never reused.
     do {
         item.packet_id = s.next_packet_id++;
@@ -192,21 +192,33 @@ void Broker::Impl::start_flight(Session& s, Connection& c, SessionFlows& f, OutI
     item.state = OutState::Inflight;
     if (s.persisted && item.qos == 2) {
         const Append a = persist.out_state(s.client_id, item.seq, OutState::Inflight, item.packet_id);
-        if (written(a, w)) item.state_ticket = a.ticket;
+        if (!written(a)) {
+            // Refused (I/O error only: state records use the reserve). Sent
+            // without it, a power cut could bring it back queued, to go out
+            // again under another id: it stays first in the queue, tried
+            // again at the next pump.
+            item.state = OutState::Queued;
+            f.queue_bytes += item.queued_bytes();
+            f.queue.push_front(std::move(item));
+            return false;
+        }
+        item.state_ticket = a.ticket;
+        w.add(a);
         if (!send_publish_durable(c, item, false)) {
             written(persist.out_done(s.client_id, item.seq), w);   // too large for the client, as below
-            return;
+            return true;
         }
         f.inflight.insert(std::move(item));
-        return;
+        return true;
     }
     if (!send_publish(c, item, false)) {
         // Larger than the client's Maximum Packet Size: counts as delivered.
         if (s.persisted) written(persist.out_done(s.client_id, item.seq), w);
-        return;
+        return true;
     }
     if (s.persisted) written(persist.out_state(s.client_id, item.seq, OutState::Inflight, item.packet_id), w);
     f.inflight.insert(std::move(item));
+    return true;
 }
 
 size_t Broker::Impl::send_publish_durable(Connection& c, const OutItem& item, bool dup) {
@@ -395,11 +407,15 @@ void Broker::Impl::on_client_ack(Connection& c, const Ack& a) {
         // delivered twice). So PUBREL waits for that record (a repeated
         // PUBREC too), through the held acks (behind any held for `c`).
         if (item.state == OutState::Inflight) {
-            item.state = OutState::Pubrel;
             if (s->persisted) {
+                // Refused (I/O error only: state records use the reserve):
+                // no PUBREL without its record. The message stays in flight;
+                // after the reconnect it is resent, PUBREC'd and tried again.
                 const Append r = persist.out_state(s->client_id, seq, OutState::Pubrel, item.packet_id);
-                if (written(r)) item.state_ticket = r.ticket;
+                if (!written(r)) return protocol_error(c, rc::UnspecifiedError);
+                item.state_ticket = r.ticket;
             }
+            item.state = OutState::Pubrel;
         }
         acks.send(c, PacketType::Pubrel, item.packet_id, rc::Success, item.state_ticket, false);
         break;

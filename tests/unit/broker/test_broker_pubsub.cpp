@@ -410,6 +410,46 @@ TEST_CASE("QoS 0 behind a held SUBACK is bounded like output: beyond twice max_o
     CHECK(got.size() - 1 <= 2 * 1000 / 100 + 1);
 }
 
+// A state record the store refuses (I/O error: state records use the
+// reserve) must not let its packet out: a QoS 2 PUBLISH would come back
+// queued after a power cut and go out again under another id, a PUBREL's
+// message would be resent after the receiver freed the id.
+TEST_CASE("QoS 2: a refused in-flight or Pubrel state keeps its packet back") {
+    Harness h;
+    TestClient s(h, Version::V5), p(h, Version::V5);
+    Properties keep;
+    keep.session_expiry = 300;
+    s.connect("s", false, 0, keep);
+    s.subscribe("q2", 2);
+    p.connect("p");
+    h.persist.refuse = {"out_state s"};
+    h.persist.refuse_with = AppendStatus::IoError;
+    p.publish("q2", "a", 2, false, 1);
+    CHECK(s.take().empty());   // stays queued
+    CHECK(h.broker->session_queue("s").messages == 1);
+    h.persist.refuse.clear();
+    p.publish("q2", "b", 2, false, 2);   // the next pump sends both, in order
+    auto got = s.publishes();
+    REQUIRE(got.size() == 2);
+    CHECK(text(got[0].payload) == "a");
+    CHECK(text(got[1].payload) == "b");
+
+    h.persist.refuse = {"out_state s"};
+    s.ack(PacketType::Pubrec, got[0].packet_id);
+    CHECK(s.take_one<Disconnect>().reason == rc::UnspecifiedError);   // no PUBREL without its record
+    CHECK(s.closed());
+    h.persist.refuse.clear();
+    TestClient again(h, Version::V5);
+    again.connect("s", false, 0, keep);
+    std::vector<Publish> resent;   // both still in flight: sent again after the CONNACK
+    for (auto& pk : again.extra())
+        if (auto* pub = std::get_if<Publish>(&pk)) resent.push_back(*pub);
+    REQUIRE(resent.size() == 2);
+    CHECK(resent[0].dup);
+    again.ack(PacketType::Pubrec, resent[0].packet_id);
+    CHECK(again.take_one<Ack>().type == PacketType::Pubrel);
+}
+
 TEST_CASE("QoS 2 to a session that keeps nothing, and QoS 1, go out at once") {
     Harness h;
     h.persist.auto_durable = false;
