@@ -201,6 +201,11 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
                                      : (c.extras() && c.extras()->identity) ? OwnerSource::Certificate
                                                                        : OwnerSource::Password;
 
+    // What this CONNECT writes (the session, a discarded one's removal) is
+    // durable before the CONNACK says so: else a power cut could take back
+    // a session the client was told it has, or bring back one it was told
+    // is gone.
+    const uint64_t written_before = persist.latest_ticket();
     bool session_present = false;
     Session* s = &attach_session(client_id, p.clean_start || other_users_session, session_present);
     // Stored before the client is told it exists. An update of a session
@@ -245,8 +250,10 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
     Connack ack;
     ack.session_present = session_present && p.version != Version::V31;
     if (v5) connack_properties(p, *s, ConnackFacts{expiry, asked_expiry, c.keep_alive_s, assigned}, ack.props);
-    send_packet(c, ack);
+    const uint64_t written_now = persist.latest_ticket();
+    send_packet(c, ack, written_now != written_before ? written_now : 0);
     if (c.dead) return;   // the CONNACK did not fit the client's Maximum Packet Size
+    acks.hold_output(c);   // held: what follows (resends, replies) waits behind it
 
     schedule_keep_alive(c);
     resend_inflight(*s);

@@ -229,7 +229,7 @@ size_t Broker::Impl::send_publish_durable(Connection& c, const OutItem& item, bo
 }
 
 size_t Broker::Impl::send_publish(Connection& c, const OutItem& item, bool dup, std::vector<uint8_t>* held) {
-    if (!held && c.output_held) {   // behind a held SUBACK, in its turn
+    if (!held && c.output_held) {   // behind a held CONNACK/SUBACK, in its turn
         std::vector<uint8_t>& bytes = held_publish_bytes;
         const size_t n = send_publish(c, item, dup, &bytes);
         if (n) acks.send_bytes(c, bytes, 0);

@@ -1,14 +1,15 @@
 // Packets that wait for the persisted state they depend on: PUBACK/PUBREC/
-// PUBCOMP/PUBREL, SUBACK/UNSUBACK, and a QoS 2 PUBLISH to a persistent
+// PUBCOMP/PUBREL, CONNACK/SUBACK/UNSUBACK, and a QoS 2 PUBLISH to a persistent
 // session (its packet id must be durable before the receiver holds it). A
 // packet goes out only once its ticket is durable, and never before one held
 // earlier for the same connection (a PUBCOMP must not overtake a PUBREC, a
 // PUBREL its PUBLISH).
 //
-// Behind a held SUBACK a connection's whole output waits (hold_output): the
-// retained messages that follow a SUBACK must not overtake it (clients such
-// as Paho's embedded C one drop a PUBLISH for a subscription not yet
-// acknowledged), nor live messages the new subscription matched.
+// Behind a held CONNACK or SUBACK a connection's whole output waits
+// (hold_output): nothing may precede a CONNACK, and the retained messages
+// that follow a SUBACK must not overtake it (clients such as Paho's
+// embedded C one drop a PUBLISH for a subscription not yet acknowledged),
+// nor live messages the new subscription matched.
 #pragma once
 
 #include <cstdint>

@@ -229,3 +229,26 @@ def test_a_subscription_removed_before_the_cut_stays_removed(power):
     p.expect(PUBACK)
     with pytest.raises(TimeoutError):
         s.read(1.0)
+
+
+def test_a_session_discarded_before_the_cut_does_not_come_back(power):
+    pc, b = power
+    s = _durable_session(b, "sub")
+    s.send(subscribe(2, "t", 1))
+    s.expect(SUBACK)
+    s.send(disconnect())
+    s.close()
+    p = RawClient(b)
+    p.connect("pub")
+    p.send(publish("t", b"old", qos=1, pid=1))
+    p.expect(PUBACK)    # synced: queued for the offline session
+    s = RawClient(b)
+    ack = s.connect("sub", clean=True)
+    assert not ack.body[0] & 1   # the session and its queue are gone
+    pc.cut(b)
+    b.start()
+    s = RawClient(b)
+    ack = s.connect("sub", clean=False)
+    assert not ack.body[0] & 1, "a session the client was told is gone came back"
+    with pytest.raises(TimeoutError):
+        s.read(1.0)

@@ -186,10 +186,21 @@ public:
         c.props = std::move(props);
         return connect_with(c);
     }
+    // CONNACK and SUBACK wait for their records: tests that hold durability
+    // back for other packets let these through.
+    std::vector<Packet> take_held() {
+        auto packets = take();
+        if (packets.empty() && !h_.persist.auto_durable) {
+            h_.persist.durable = h_.persist.last_ticket;
+            h_.broker->on_durable();
+            packets = take();
+        }
+        return packets;
+    }
     Connack connect_with(Connect c) {
         c.version = v_;
         send(c);
-        auto packets = take();
+        auto packets = take_held();
         REQUIRE(!packets.empty());
         REQUIRE(std::holds_alternative<Connack>(packets.front()));
         for (size_t i = 1; i < packets.size(); ++i) pending_.push_back(packets[i]);
@@ -203,14 +214,7 @@ public:
         if (sub_id) s.props.subscription_ids.push_back(sub_id);
         s.topics.push_back({filter, qos, no_local, rap, retain_handling});
         send(s);
-        auto packets = take();
-        if (packets.empty() && !h_.persist.auto_durable) {
-            // A SUBACK waits for its records: tests that hold durability
-            // back for other packets let these through.
-            h_.persist.durable = h_.persist.last_ticket;
-            h_.broker->on_durable();
-            packets = take();
-        }
+        auto packets = take_held();
         REQUIRE(!packets.empty());
         REQUIRE(std::holds_alternative<Suback>(packets.front()));
         for (size_t i = 1; i < packets.size(); ++i) pending_.push_back(packets[i]);

@@ -7,6 +7,21 @@
 using namespace hato::broker;
 using namespace hato::broker::test;
 
+namespace {
+
+// A v3.1.1 CONNECT resuming `id`'s persistent session, for a test that reads
+// what follows it (the CONNACK may be held).
+Connect resume(std::string_view id) {
+    Connect c;
+    c.version = Version::V311;
+    c.client_id = id;
+    c.clean_start = false;
+    c.keep_alive = 0;
+    return c;
+}
+
+}  // namespace
+
 TEST_CASE("QoS 0 publish reaches a subscriber, v3 and v5") {
     Harness h;
     TestClient s3(h, Version::V311), s5(h, Version::V5), p(h, Version::V31);
@@ -267,18 +282,20 @@ TEST_CASE("QoS 2: PUBLISH, PUBREL and PUBCOMP wait for the records that make the
     CHECK(s.take().empty());
     s.transport_gone();
     TestClient s2(h, Version::V311);
-    s2.connect("s", false);
-    CHECK(s2.extra().empty());
+    s2.send(resume("s"));
+    CHECK(s2.take().empty());   // the CONNACK waits for the session's record, the PUBREL behind it
     h.persist.durable = h.persist.last_ticket;
     h.broker->on_durable();
-    auto rel = s2.take_one<Ack>();
-    CHECK(rel.type == PacketType::Pubrel);
-    CHECK(rel.packet_id == got[0].packet_id);
+    auto back = s2.take();
+    REQUIRE(back.size() == 2);
+    CHECK(std::holds_alternative<Connack>(back[0]));
+    CHECK(std::get<Ack>(back[1]).type == PacketType::Pubrel);
+    CHECK(std::get<Ack>(back[1]).packet_id == got[0].packet_id);
 }
 
 // The same answers on a connection that replaced the one the records were
 // written for: nothing is held for the new connection, yet its PUBREC or
-// PUBCOMP still depends on those records.
+// PUBCOMP still depends on those records (and the CONNACK, on its session's).
 TEST_CASE("QoS 2: a PUBREC or PUBCOMP repeated on a new connection waits for the records of the first") {
     Harness h;
     h.persist.auto_durable = false;
@@ -289,23 +306,29 @@ TEST_CASE("QoS 2: a PUBREC or PUBCOMP repeated on a new connection waits for the
     CHECK(p.take().empty());   // the PUBREC waits for qos2_in_put
     p.transport_gone();
     TestClient p2(h, Version::V311);
-    p2.connect("p", false);
-    p2.publish("q", "m", 2, false, 4);   // the client's resend after the reconnect
+    p2.send(resume("p"));
+    p2.publish("q", "m", 2, false, 4);   // the client's resend, before its CONNACK came
     CHECK(p2.take().empty());
     h.persist.durable = h.persist.last_ticket;
     h.broker->on_durable();
-    CHECK(p2.take_one<Ack>().type == PacketType::Pubrec);
+    auto back = p2.take();
+    REQUIRE(back.size() == 2);
+    CHECK(std::holds_alternative<Connack>(back[0]));
+    CHECK(std::get<Ack>(back[1]).type == PacketType::Pubrec);
 
     p2.ack(PacketType::Pubrel, 4);
     CHECK(p2.take().empty());   // the PUBCOMP waits for qos2_in_remove
     p2.transport_gone();
     TestClient p3(h, Version::V311);
-    p3.connect("p", false);
+    p3.send(resume("p"));
     p3.ack(PacketType::Pubrel, 4);   // resent: the id is gone from memory already
     CHECK(p3.take().empty());
     h.persist.durable = h.persist.last_ticket;
     h.broker->on_durable();
-    CHECK(p3.take_one<Ack>().type == PacketType::Pubcomp);
+    back = p3.take();
+    REQUIRE(back.size() == 2);
+    CHECK(std::holds_alternative<Connack>(back[0]));
+    CHECK(std::get<Ack>(back[1]).type == PacketType::Pubcomp);
 }
 
 TEST_CASE("QoS 2: a removal of the inbound id the store refuses gets no PUBCOMP; the PUBREL after the reconnect does") {
@@ -336,6 +359,39 @@ TEST_CASE("QoS 2: a removal of the inbound id the store refuses gets no PUBCOMP;
 // would not subscribe again and miss what follows. So the SUBACK waits for
 // it, and so does everything behind it: the retained messages (a client may
 // drop a PUBLISH for a subscription not yet acknowledged) and live ones.
+// The CONNACK says whether a session exists: a power cut must not take back
+// one it announced, nor bring back one it said was gone (with its queue).
+TEST_CASE("CONNACK waits for the records of its CONNECT; a CONNECT that writes nothing is answered at once") {
+    Harness h;
+    h.persist.auto_durable = false;
+    TestClient s(h, Version::V311);
+    s.send(resume("s"));
+    CHECK(s.take().empty());   // a new persistent session: session_put
+    h.persist.durable = h.persist.last_ticket;
+    h.broker->on_durable();
+    CHECK(std::holds_alternative<Connack>(s.take().at(0)));
+    s.transport_gone();
+
+    TestClient clean(h, Version::V311);
+    Connect fresh = resume("s");
+    fresh.clean_start = true;   // discards the stored session: session_remove
+    clean.send(fresh);
+    CHECK(clean.take().empty());
+    CHECK(h.persist.count("session_remove s") == 1);
+    h.persist.durable = h.persist.last_ticket;
+    h.broker->on_durable();
+    CHECK_FALSE(std::get<Connack>(clean.take().at(0)).session_present);
+    clean.disconnect();
+
+    TestClient other(h, Version::V311);
+    Connect plain = resume("other");
+    plain.clean_start = true;   // nothing stored, nothing to wait for
+    other.send(plain);
+    auto at_once = other.take();
+    REQUIRE(at_once.size() == 1);
+    CHECK(std::holds_alternative<Connack>(at_once[0]));
+}
+
 TEST_CASE("SUBACK and UNSUBACK wait for their records, and the output behind a held SUBACK waits its turn") {
     Harness h;
     TestClient p(h, Version::V311), s(h, Version::V311), c(h, Version::V311);
