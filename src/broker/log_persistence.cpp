@@ -91,7 +91,14 @@ Append LogPersistence::out_state(std::string_view client_id, uint64_t seq, OutSt
 }
 
 Append LogPersistence::out_done(std::string_view client_id, uint64_t seq) {
-    return write(rec::OutDone{.client = client_id, .seq = seq});
+    const rec::OutDone done{.client = client_id, .seq = seq};
+    const Append res = write(done);
+    // Refused (a full disk without its reserve): the broker has let the
+    // delivery go all the same. Its records are dead from here, so that
+    // compaction does not copy them for ever and can free the space a
+    // full store needs; only a crash before that brings them back.
+    if (!res.ok()) slots_.forget(done);
+    return res;
 }
 
 Append LogPersistence::qos2_in_put(std::string_view client_id, uint16_t packet_id) {

@@ -195,6 +195,33 @@ TEST_CASE("disk full (ENOSPC from fallocate): removals use the spare segment, a 
     CHECK(p.out_enqueue("c", stored + 2, msg(900)).ok());
 }
 
+TEST_CASE("disk full with the reserve used up: a delivery whose out_done was refused is not kept live") {
+    SmallFs fs("96k");
+    if (!fs.mounted()) {
+        MESSAGE("skipped: cannot mount a tmpfs here (needs CAP_SYS_ADMIN)");
+        return;
+    }
+    auto log = open_log(fs.dir(), 8192);
+    LogPersistence p(*log, store::SyncMode::Always);
+    RecoveredState st;
+    p.load(st);
+    REQUIRE(p.session_put("c", 600, 0).ok());
+    uint64_t seq = 1;
+    while (p.out_enqueue("c", seq, msg(900, uint8_t(seq))).ok() && seq < 1000) ++seq;
+    const uint64_t stored = seq - 1;
+    // Someone else takes the space the spare segment would come back to:
+    // state records fill the reserve, then removals are refused too.
+    uint64_t refused = 0;
+    for (uint64_t s = 1; s <= stored; ++s) {
+        for (int i = 0; i < 8; ++i) (void)p.out_state("c", s, OutState::Inflight, uint16_t(s));
+        if (!p.out_done("c", s).ok()) ++refused;
+    }
+    REQUIRE(refused > 0);
+    // The broker let every delivery go: compaction must not copy any of
+    // them (only the session and the last state records are live).
+    CHECK(p.live_records() <= 3);
+}
+
 TEST_CASE("a failed sync refuses new work until a sync succeeds; removals still go in") {
     TempDir d;
     auto log = open_log(d.path(), 8192);
