@@ -117,7 +117,7 @@ struct Broker::Impl {
     };
     SharedEncoding shared_publish;
     std::vector<uint8_t> publish_bytes; // every other PUBLISH: the transport copies the bytes
-    std::vector<uint8_t> held_publish_bytes;   // send_publish_durable: HeldAcks copies them if held
+    std::vector<uint8_t> held_publish_bytes;   // send_publish_held: HeldAcks copies them if held
     // publish_internal: a retained message goes to memory only (store_retained).
     bool retain_in_memory = false;
     std::unordered_set<std::string> memory_retained_topics;   // topics publish_internal retained
@@ -276,12 +276,14 @@ struct Broker::Impl {
     // The bytes queued for the client; 0: too large for it, not sent.
     // `held` set: the packet's bytes go there instead of to the transport.
     size_t send_publish(Connection& c, const OutItem& item, bool dup, std::vector<uint8_t>* held = nullptr);
-    // A QoS 2 PUBLISH to a persistent session: sent once item.state_ticket
-    // is durable (through `acks`), since the receiver holds its packet id
+    // The PUBLISH through `acks`: sent once `ticket` is durable and what was
+    // held for `c` before it is out. A QoS 2 PUBLISH to a persistent session
+    // waits for item.state_ticket, since the receiver holds its packet id
     // until PUBREL and a power cut must not bring the message back unsent
     // (it would go out again under another id: delivered twice, and the
-    // held id later reused, so the message sent on it would be swallowed).
-    size_t send_publish_durable(Connection& c, const OutItem& item, bool dup);
+    // held id later reused, so the message sent on it would be swallowed);
+    // any PUBLISH behind a held CONNACK/SUBACK goes this way with ticket 0.
+    size_t send_publish_held(Connection& c, const OutItem& item, bool dup, uint64_t ticket);
     // Unblocks what drained below half the limit; drops clients blocked too long.
     void check_blocked();
     void redistribute_shared(Session& s);

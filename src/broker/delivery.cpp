@@ -204,7 +204,7 @@ bool Broker::Impl::start_flight(Session& s, Connection& c, SessionFlows& f, OutI
         }
         item.state_ticket = a.ticket;
         w.add(a);
-        if (!send_publish_durable(c, item, false)) {
+        if (!send_publish_held(c, item, false, item.state_ticket)) {
             written(persist.out_done(s.client_id, item.seq), w);   // too large for the client, as below
             return true;
         }
@@ -221,20 +221,17 @@ bool Broker::Impl::start_flight(Session& s, Connection& c, SessionFlows& f, OutI
     return true;
 }
 
-size_t Broker::Impl::send_publish_durable(Connection& c, const OutItem& item, bool dup) {
+size_t Broker::Impl::send_publish_held(Connection& c, const OutItem& item, bool dup, uint64_t ticket) {
     std::vector<uint8_t>& bytes = held_publish_bytes;
     const size_t n = send_publish(c, item, dup, &bytes);
-    if (n) acks.send_bytes(c, bytes, item.state_ticket);
+    if (n) acks.send_bytes(c, bytes, ticket);
+    // One large message's bytes are not kept for the broker's lifetime.
+    if (bytes.capacity() > kPayloadKeptBytes) std::vector<uint8_t>().swap(bytes);
     return n;
 }
 
 size_t Broker::Impl::send_publish(Connection& c, const OutItem& item, bool dup, std::vector<uint8_t>* held) {
-    if (!held && c.output_held) {   // behind a held CONNACK/SUBACK, in its turn
-        std::vector<uint8_t>& bytes = held_publish_bytes;
-        const size_t n = send_publish(c, item, dup, &bytes);
-        if (n) acks.send_bytes(c, bytes, 0);
-        return n;
-    }
+    if (!held && c.output_held) return send_publish_held(c, item, dup, 0);   // behind a held CONNACK/SUBACK
     const Message& m = *item.msg;
     const bool v5 = c.version == Version::V5;
     PublishParts pp;
@@ -359,7 +356,7 @@ void Broker::Impl::resend_inflight(Session& s) {
         } else if (!may_read(s, item.msg->topic())) {
             ++stats.unreadable_dropped;
             done.push_back(item.seq);
-        } else if (!(s.persisted && item.qos == 2 ? send_publish_durable(*c, item, /*dup=*/true)
+        } else if (!(s.persisted && item.qos == 2 ? send_publish_held(*c, item, /*dup=*/true, item.state_ticket)
                                                   : send_publish(*c, item, /*dup=*/true))) {
             done.push_back(item.seq);
         }
