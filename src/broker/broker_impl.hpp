@@ -191,6 +191,12 @@ struct Broker::Impl {
     // Every write's Append goes through written(): it counts a refusal; the
     // second form also adds it to the operation's writes. True if stored.
     bool written(const Append& a) { return a.ok() || count_refusal(a.status); }
+    // The queue budget of a bridge's local session ("$bridge/<name>"), or null.
+    const Config::SessionBudget* budget_of(std::string_view client_id) const {
+        for (const Config::SessionBudget& b : cfg.session_budgets)
+            if (b.client_id == client_id) return &b;
+        return nullptr;
+    }
     bool written(const Append& a, OpWrites& w) {
         w.add(a);
         return written(a);

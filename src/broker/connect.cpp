@@ -103,8 +103,7 @@ uint8_t Broker::Impl::make_will(const Connect& p, std::unique_ptr<Will>& out) {
 uint32_t Broker::Impl::granted_expiry(std::string_view client_id, uint32_t asked) const {
     // A session with its own queue budget (a bridge's outbound queue) holds
     // messages their publishers were told are safe: no cap cuts it short.
-    for (const Config::SessionBudget& b : cfg.session_budgets)
-        if (b.client_id == client_id) return asked;
+    if (budget_of(client_id)) return asked;
     return capped_expiry(asked, cfg.max_session_expiry);
 }
 
@@ -204,7 +203,10 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
     // What this CONNECT writes (the session, a discarded one's removal) is
     // durable before the CONNACK says so: else a power cut could take back
     // a session the client was told it has, or bring back one it was told
-    // is gone.
+    // is gone. Not for a bridge's own session: its link subscribes again
+    // after every CONNACK, and must be subscribed before the gateway's
+    // publishers are (what they publish then goes into its queue).
+    const bool hold_connack = !budget_of(client_id);
     const uint64_t written_before = persist.latest_ticket();
     bool session_present = false;
     Session* s = &attach_session(client_id, p.clean_start || other_users_session, session_present);
@@ -251,7 +253,7 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
     ack.session_present = session_present && p.version != Version::V31;
     if (v5) connack_properties(p, *s, ConnackFacts{expiry, asked_expiry, c.keep_alive_s, assigned}, ack.props);
     const uint64_t written_now = persist.latest_ticket();
-    send_packet(c, ack, written_now != written_before ? written_now : 0);
+    send_packet(c, ack, hold_connack && written_now != written_before ? written_now : 0);
     if (c.dead) return;   // the CONNACK did not fit the client's Maximum Packet Size
     acks.hold_output(c);   // held: what follows (resends, replies) waits behind it
 

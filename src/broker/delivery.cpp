@@ -44,9 +44,7 @@ void Broker::Impl::deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool reta
     // subscriber receives only what it may read.
     if (!may_read(s, msg->topic())) return;
     Connection* c = s.conn ? conn(s.conn) : nullptr;
-    const Config::SessionBudget* budget = nullptr;
-    for (const Config::SessionBudget& b : cfg.session_budgets)
-        if (b.client_id == s.client_id) budget = &b;
+    const Config::SessionBudget* budget = budget_of(s.client_id);
     if (qos == 0 && budget && budget->queue_qos0) qos = 1;
     if (qos == 0) {
         if (!c) return;   // QoS 0 is not queued for offline sessions

@@ -106,7 +106,8 @@ void Broker::Impl::on_subscribe(Connection& c, const Subscribe& p) {
         ack.reasons.push_back(reason);
     }
     const uint32_t held_before = c.held_acks;
-    send_packet(c, ack, w.ticket);
+    // A bridge's link subscribes again after each CONNACK: nothing to hold.
+    send_packet(c, ack, budget_of(s->client_id) ? 0 : w.ticket);
     if (c.dead) return;   // the SUBACK did not fit the client's Maximum Packet Size
     if (c.held_acks > held_before) acks.hold_output(c);   // the SUBACK was held
     // Retained messages follow the SUBACK.
