@@ -244,14 +244,27 @@ void Broker::Impl::bury() {
     graveyard.clear();
 }
 
-void Broker::Impl::send_packet(Connection& c, const Packet& p, uint64_t ticket) {
+bool Broker::Impl::send_packet(Connection& c, const Packet& p, uint64_t ticket) {
     std::vector<uint8_t> out;
     encode(p, c.version, out);
     // MQTT-3.1.2-24: nothing larger than the client's Maximum Packet Size
     // goes out (PUBLISH is checked, and skipped, in send_publish).
-    if (c.client_max_packet != 0 && out.size() > c.client_max_packet) return packet_too_large_for_client(c, p);
-    if (ticket != 0 || (c.output_held && !std::holds_alternative<Disconnect>(p))) return acks.send_bytes(c, out, ticket);
-    transport.send(c.id, out);
+    if (c.client_max_packet != 0 && out.size() > c.client_max_packet) {
+        packet_too_large_for_client(c, p);
+        return false;
+    }
+    if (std::holds_alternative<Disconnect>(p)) {
+        // The connection closes after it. Behind a held CONNACK it is not
+        // sent at all: nothing may go before the CONNACK (MQTT-3.2.0-1).
+        if (!c.connack_held) transport.send(c.id, out);
+        return false;
+    }
+    if (ticket == 0 && !c.output_held) {
+        transport.send(c.id, out);
+        return false;
+    }
+    acks.send_bytes(c, out, ticket);
+    return c.held_acks > 0;
 }
 
 // A reason string is optional (3.14.2.2.3): a DISCONNECT goes without it if

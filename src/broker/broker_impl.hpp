@@ -178,8 +178,9 @@ struct Broker::Impl {
     void hold_for_verdict(Connection& c, std::span<const uint8_t> rest);
     void handle_packet(Connection& c, mqtt::Packet& p);
     // `ticket`: the packet waits until it is durable (HeldAcks), as does
-    // anything behind a held CONNACK/SUBACK; a DISCONNECT never waits (it closes).
-    void send_packet(Connection& c, const mqtt::Packet& p, uint64_t ticket = 0);
+    // anything behind a held CONNACK/SUBACK; a DISCONNECT never waits (it
+    // closes). True if the packet waits in the held queue.
+    bool send_packet(Connection& c, const mqtt::Packet& p, uint64_t ticket = 0);
     void packet_too_large_for_client(Connection& c, const mqtt::Packet& p);   // closes (see broker.cpp)
     // v5 DISCONNECT from the server, with a Reason String: some clients (paho
     // 1.6) read the reason code only when the packet carries a property.

@@ -253,9 +253,11 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
     ack.session_present = session_present && p.version != Version::V31;
     if (v5) connack_properties(p, *s, ConnackFacts{expiry, asked_expiry, c.keep_alive_s, assigned}, ack.props);
     const uint64_t written_now = persist.latest_ticket();
-    send_packet(c, ack, hold_connack && written_now != written_before ? written_now : 0);
+    if (send_packet(c, ack, hold_connack && written_now != written_before ? written_now : 0)) {
+        acks.hold_output(c);   // what follows (resends, replies) waits behind it
+        c.connack_held = true;
+    }
     if (c.dead) return;   // the CONNACK did not fit the client's Maximum Packet Size
-    acks.hold_output(c);   // held: what follows (resends, replies) waits behind it
 
     schedule_keep_alive(c);
     resend_inflight(*s);

@@ -52,8 +52,13 @@ void Broker::Impl::deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool reta
         // it is still queued (at most one receive's worth); twice the limit
         // is the hard bound. A slow consumer's QoS 0 is dropped.
         const uint64_t hard = cfg.slow_consumer_ms != 0 ? 2 * cfg.max_output_bytes : cfg.max_output_bytes;
-        uint64_t queued = cfg.max_output_bytes != 0 ? transport.queued_bytes(c->id) : 0;
-        if (c->output_held) queued += acks.held_output_bytes(c->id);
+        const uint64_t queued = cfg.max_output_bytes != 0 ? transport.queued_bytes(c->id) : 0;
+        // Behind a held CONNACK/SUBACK (one sync at most) the same hard bound
+        // applies, but it is no reason to hold everyone's intake.
+        if (c->output_held && cfg.max_output_bytes != 0 && queued + acks.held_output_bytes(c->id) > hard) {
+            ++stats.qos0_dropped;
+            return;
+        }
         if (c->slow_consumer || (cfg.slow_consumer_ms == 0 && c->output_blocked) ||
             (cfg.max_output_bytes != 0 && queued > hard)) {
             ++stats.qos0_dropped;

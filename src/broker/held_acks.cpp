@@ -14,24 +14,52 @@ void HeldAcks::send(Connection& c, mqtt::PacketType type, uint16_t id, uint8_t r
 }
 
 void HeldAcks::send_bytes(Connection& c, std::span<const uint8_t> bytes, uint64_t ticket, bool counts_inbound) {
-    if (c.held_acks == 0 && ticket <= persist_.durable_ticket()) return sent(c, bytes, counts_inbound, false);
-    held_.push_back({c.id, ticket, counts_inbound, c.output_held, {bytes.begin(), bytes.end()}});
-    if (c.output_held) output_bytes_[c.id] += bytes.size();
+    if (c.held_acks == 0 && ticket <= persist_.durable_ticket()) return put_out(c, bytes, counts_inbound);
+    PerConn& pc = conns_[c.id];
+    if (c.held_acks > 0 && ticket <= held_[pc.last_serial - front_serial_].ticket) {
+        // Nothing more to wait for than its last held packet: right behind it.
+        held_[pc.last_serial - front_serial_].followers.push_back({{bytes.begin(), bytes.end()}, counts_inbound});
+        pc.follower_bytes += bytes.size();
+        return;
+    }
+    held_.push_back({c.id, ticket, false, {{bytes.begin(), bytes.end()}, counts_inbound}, {}});
+    pc.last_serial = front_serial_ + held_.size() - 1;
     ++c.held_acks;
 }
 
-void HeldAcks::sent(Connection& c, std::span<const uint8_t> bytes, bool counts_inbound, bool was_held) {
+void HeldAcks::hold_output(Connection& c) {
+    auto it = conns_.find(c.id);
+    if (c.held_acks == 0 || it == conns_.end()) return;   // it went out: nothing to wait for
+    // The packet is the last held one or behind it: output waits for that one.
+    Held& last = held_[it->second.last_serial - front_serial_];
+    if (last.holds_output) return;
+    last.holds_output = true;
+    ++it->second.output_holds;
+    c.output_held = true;
+}
+
+void HeldAcks::put_out(Connection& c, std::span<const uint8_t> bytes, bool counts_inbound) {
     transport_.send_low_priority(c.id, bytes);
-    if (was_held && --c.held_acks == 0 && c.output_held) {
-        c.output_held = false;
-        output_bytes_.erase(c.id);
-    }
     if (counts_inbound && c.inbound_pending > 0) --c.inbound_pending;
 }
 
-void HeldAcks::uncount_output(const Held& h) {
-    auto it = output_bytes_.find(h.conn);
-    if (it != output_bytes_.end()) it->second -= std::min<uint64_t>(it->second, h.bytes.size());
+void HeldAcks::sent(Connection& c, const Held& h) {
+    put_out(c, h.packet.bytes, h.packet.counts_inbound);
+    --c.held_acks;
+    for (const Packet& f : h.followers) put_out(c, f.bytes, f.counts_inbound);
+    if (!h.holds_output) return;
+    c.connack_held = false;   // a CONNACK is the first packet that holds output
+    auto it = conns_.find(h.conn);
+    if (it != conns_.end() && it->second.output_holds > 0 && --it->second.output_holds == 0) c.output_held = false;
+}
+
+void HeldAcks::forget(const Held& h) {
+    auto it = conns_.find(h.conn);
+    if (it == conns_.end()) return;
+    uint64_t bytes = 0;
+    for (const Packet& f : h.followers) bytes += f.bytes.size();
+    it->second.follower_bytes -= std::min(it->second.follower_bytes, bytes);
+    if (it->second.last_serial == front_serial_) conns_.erase(it);   // its last held packet
 }
 
 }  // namespace hato::broker

@@ -33,50 +33,66 @@ public:
     // else holds it. `counts_inbound`: sending it frees a receive-maximum slot.
     void send(Connection& c, mqtt::PacketType type, uint16_t id, uint8_t reason, uint64_t ticket,
               bool counts_inbound);
-    // The same for an encoded packet (held: copied).
+    // The same for an encoded packet (held: copied). A packet with nothing
+    // to wait for (ticket 0) behind held ones goes out right after the last
+    // of them, not after what other connections hold.
     void send_bytes(Connection& c, std::span<const uint8_t> bytes, uint64_t ticket, bool counts_inbound = false);
 
-    // From now until its held packets are out, everything sent to `c` waits
-    // behind them (Connection::output_held). Only while something is held.
-    void hold_output(Connection& c) { c.output_held = c.held_acks > 0; }
-    // Bytes waiting behind a hold_output() for `c` (its output limit counts them).
+    // The packet just held for `c` (a CONNACK or SUBACK) holds back
+    // everything sent to `c` after it (Connection::output_held) until it
+    // goes out. Only right after send_bytes held it.
+    void hold_output(Connection& c);
+    // Bytes waiting behind held packets of `c` (its output limit counts them).
     uint64_t held_output_bytes(ConnId id) const {
-        auto it = output_bytes_.find(id);
-        return it == output_bytes_.end() ? 0 : it->second;
+        auto it = conns_.find(id);
+        return it == conns_.end() ? 0 : it->second.follower_bytes;
     }
 
-    // Sends the held acks whose tickets are durable, oldest first. `find`
+    // Sends the held packets whose tickets are durable, oldest first. `find`
     // maps a ConnId to its live Connection, or nullptr once it is gone.
     template <class Find>
     void release(Find&& find) {
         const uint64_t durable = persist_.durable_ticket();
-        // Tickets grow in the order acks were queued, so the front is the oldest.
+        // Tickets grow in the order packets were queued, so the front is the oldest.
         while (!held_.empty() && held_.front().ticket <= durable) {
             Held& h = held_.front();
-            if (h.output) uncount_output(h);
-            if (Connection* c = find(h.conn)) sent(*c, h.bytes, h.counts_inbound);
-            else output_bytes_.erase(h.conn);
+            if (Connection* c = find(h.conn)) sent(*c, h);
+            forget(h);
             held_.pop_front();
+            ++front_serial_;
         }
     }
 
     size_t size() const { return held_.size(); }
 
 private:
+    struct Packet {
+        std::vector<uint8_t> bytes;
+        bool counts_inbound = false;
+    };
     struct Held {
         ConnId conn = 0;
         uint64_t ticket = 0;
-        bool counts_inbound = false;
-        bool output = false;   // counted in output_bytes_ (held by hold_output)
-        std::vector<uint8_t> bytes;
+        bool holds_output = false;   // a CONNACK/SUBACK that output waits behind
+        Packet packet;
+        std::vector<Packet> followers;   // sent right after it, in order (nothing of their own to wait for)
     };
-    void sent(Connection& c, std::span<const uint8_t> bytes, bool counts_inbound, bool was_held = true);
-    void uncount_output(const Held& h);
+    // Per connection with held packets: where its last one is (serial), and
+    // the bytes queued behind its packets.
+    struct PerConn {
+        uint64_t last_serial = 0;
+        uint64_t follower_bytes = 0;
+        uint32_t output_holds = 0;   // held entries with holds_output
+    };
+    void sent(Connection& c, const Held& h);
+    void forget(const Held& h);
+    void put_out(Connection& c, std::span<const uint8_t> bytes, bool counts_inbound);
 
     Transport& transport_;
     Persistence& persist_;
     std::deque<Held> held_;
-    std::unordered_map<ConnId, uint64_t> output_bytes_;   // per connection with output_held
+    uint64_t front_serial_ = 0;   // held_.front()'s serial: entries are numbered in queue order
+    std::unordered_map<ConnId, PerConn> conns_;
     std::vector<uint8_t> scratch_;   // encoding buffer: only a held ack copies its bytes
 };
 

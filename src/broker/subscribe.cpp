@@ -105,11 +105,10 @@ void Broker::Impl::on_subscribe(Connection& c, const Subscribe& p) {
         }
         ack.reasons.push_back(reason);
     }
-    const uint32_t held_before = c.held_acks;
     // A bridge's link subscribes again after each CONNACK: nothing to hold.
-    send_packet(c, ack, budget_of(s->client_id) ? 0 : w.ticket);
+    const bool waits = send_packet(c, ack, budget_of(s->client_id) ? 0 : w.ticket);
     if (c.dead) return;   // the SUBACK did not fit the client's Maximum Packet Size
-    if (c.held_acks > held_before) acks.hold_output(c);   // the SUBACK was held
+    if (waits) acks.hold_output(c);   // the retained messages and the rest follow it
     // Retained messages follow the SUBACK.
     for (const RetainedWork& w : retained_work) send_retained(*s, w.inner, w.qos, sub_id);
 }

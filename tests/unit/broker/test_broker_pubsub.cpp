@@ -439,6 +439,60 @@ TEST_CASE("SUBACK and UNSUBACK wait for their records, and the output behind a h
     CHECK(s.take_one<Unsuback>().packet_id == 8);
 }
 
+// The hold ends with the packet that started it, whatever other clients
+// (or the client itself) hold after it: under a steady QoS 1 load there is
+// always a later PUBACK waiting, and output kept behind those would never
+// catch up.
+TEST_CASE("output held behind a CONNACK goes out with it, not after packets held later") {
+    Harness h;
+    TestClient b(h, Version::V311), first(h, Version::V311);
+    b.connect("b", false);
+    first.connect("a", false);
+    first.subscribe("live", 0);
+    first.transport_gone();
+    h.persist.auto_durable = false;
+    h.persist.durable = h.persist.last_ticket;
+    TestClient a(h, Version::V311);
+    a.send(resume("a"));
+    const uint64_t connack = h.persist.last_ticket;
+    b.publish("x", "1", 1, true, 1);   // a retained write: b's PUBACK is held after a's CONNACK
+    a.publish("y", "2", 1, true, 2);   // and a's own PUBACK
+    TestClient p(h, Version::V311);
+    p.connect("p");
+    CHECK(a.take().empty());
+    h.persist.durable = connack;
+    h.broker->on_durable();
+    auto got = a.take();
+    REQUIRE(got.size() == 1);
+    CHECK(std::holds_alternative<Connack>(got[0]));
+    CHECK(b.take().empty());   // still held
+    p.publish("live", "now");
+    CHECK(a.publishes().size() == 1);   // at once, though a's own PUBACK still waits
+    h.persist.durable = h.persist.last_ticket;
+    h.broker->on_durable();
+    CHECK(a.take_one<Ack>().packet_id == 2);
+    CHECK(b.take_one<Ack>().packet_id == 1);
+}
+
+TEST_CASE("a DISCONNECT is never sent before a held CONNACK") {
+    Harness h;
+    h.persist.auto_durable = false;
+    TestClient a(h, Version::V5);
+    Connect c;
+    c.version = Version::V5;
+    c.client_id = "a";
+    c.clean_start = false;
+    c.props.session_expiry = 60;
+    a.send(c);
+    Properties with_id;
+    with_id.subscription_ids.push_back(3);
+    a.publish("t", "x", 0, false, 0, with_id);   // a protocol error before the CONNACK went out
+    CHECK(a.closed());
+    h.persist.durable = h.persist.last_ticket;
+    h.broker->on_durable();
+    CHECK(a.take().empty());   // neither a DISCONNECT first nor a CONNACK after it
+}
+
 TEST_CASE("QoS 0 behind a held SUBACK is bounded like output: beyond twice max_output_bytes it is dropped") {
     Config cfg;
     cfg.max_output_bytes = 1000;
