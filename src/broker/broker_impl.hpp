@@ -118,6 +118,10 @@ struct Broker::Impl {
     SharedEncoding shared_publish;
     std::vector<uint8_t> publish_bytes; // every other PUBLISH: the transport copies the bytes
     std::vector<uint8_t> held_publish_bytes;   // send_publish_held: HeldAcks copies them if held
+    // Sessions whose next QoS 2 delivery waits because its state record was
+    // refused (start_flight): pumped again on a tick once the store takes
+    // writes, as an idle session would get no other pump.
+    std::unordered_set<std::string> flight_retry;
     // publish_internal: a retained message goes to memory only (store_retained).
     bool retain_in_memory = false;
     std::unordered_set<std::string> memory_retained_topics;   // topics publish_internal retained
@@ -269,6 +273,11 @@ struct Broker::Impl {
     void deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool retain, std::vector<uint32_t> sub_ids,
                  uint64_t share_key, OpWrites& w, IfUnstored if_unstored = IfUnstored::Drop);
     void pump(Session& s, OpWrites& w);
+    void retry_flights() {   // see flight_retry
+        if (flight_retry.empty() || persist.full()) return;
+        for (const std::string& id : std::exchange(flight_retry, {}))
+            if (Session* s = sessions.find(id)) pump(*s);
+    }
     void pump(Session& s) {   // outside a PUBLISH: its writes are only counted
         OpWrites ignored;
         pump(s, ignored);

@@ -203,6 +203,7 @@ bool Broker::Impl::start_flight(Session& s, Connection& c, SessionFlows& f, OutI
             item.state = OutState::Queued;
             f.queue_bytes += item.queued_bytes();
             f.queue.push_front(std::move(item));
+            flight_retry.insert(s.client_id);
             return false;
         }
         item.state_ticket = a.ticket;
