@@ -182,8 +182,9 @@ struct Broker::Impl {
     void hold_for_verdict(Connection& c, std::span<const uint8_t> rest);
     void handle_packet(Connection& c, mqtt::Packet& p);
     // `ticket`: the packet waits until it is durable (HeldAcks), as does
-    // anything behind a held CONNACK/SUBACK; a DISCONNECT never waits (it
-    // closes). True if the packet waits in the held queue.
+    // anything behind a held CONNACK/SUBACK. A DISCONNECT never waits (the
+    // connection closes after it), and behind a held CONNACK it is not sent.
+    // True if the packet waits in the held queue.
     bool send_packet(Connection& c, const mqtt::Packet& p, uint64_t ticket = 0);
     void packet_too_large_for_client(Connection& c, const mqtt::Packet& p);   // closes (see broker.cpp)
     // v5 DISCONNECT from the server, with a Reason String: some clients (paho
@@ -196,15 +197,15 @@ struct Broker::Impl {
     // Every write's Append goes through written(): it counts a refusal; the
     // second form also adds it to the operation's writes. True if stored.
     bool written(const Append& a) { return a.ok() || count_refusal(a.status); }
+    bool written(const Append& a, OpWrites& w) {
+        w.add(a);
+        return written(a);
+    }
     // The queue budget of a bridge's local session ("$bridge/<name>"), or null.
     const Config::SessionBudget* budget_of(std::string_view client_id) const {
         for (const Config::SessionBudget& b : cfg.session_budgets)
             if (b.client_id == client_id) return &b;
         return nullptr;
-    }
-    bool written(const Append& a, OpWrites& w) {
-        w.add(a);
-        return written(a);
     }
     bool count_refusal(AppendStatus why);   // returns false
     uint64_t wall_ms() const;

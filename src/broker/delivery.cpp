@@ -196,10 +196,10 @@ bool Broker::Impl::start_flight(Session& s, Connection& c, SessionFlows& f, OutI
     if (s.persisted && item.qos == 2) {
         const Append a = persist.out_state(s.client_id, item.seq, OutState::Inflight, item.packet_id);
         if (!written(a)) {
-            // Refused (I/O error only: state records use the reserve). Sent
-            // without it, a power cut could bring it back queued, to go out
-            // again under another id: it stays first in the queue, tried
-            // again at the next pump.
+            // Refused (an I/O error, or a full disk with the reserve used up).
+            // Sent without it, a power cut could bring it back queued, to go
+            // out again under another id: it stays first in the queue, tried
+            // again at the next pump or tick (flight_retry).
             item.state = OutState::Queued;
             f.queue_bytes += item.queued_bytes();
             f.queue.push_front(std::move(item));
@@ -409,8 +409,8 @@ void Broker::Impl::on_client_ack(Connection& c, const Ack& a) {
         // PUBREC too), through the held acks (behind any held for `c`).
         if (item.state == OutState::Inflight) {
             if (s->persisted) {
-                // Refused (I/O error only: state records use the reserve):
-                // no PUBREL without its record. The message stays in flight;
+                // Refused (an I/O error, or a full disk with the reserve used
+                // up): no PUBREL without its record. The message stays in flight;
                 // after the reconnect it is resent, PUBREC'd and tried again.
                 const Append r = persist.out_state(s->client_id, seq, OutState::Pubrel, item.packet_id);
                 if (!written(r)) return protocol_error(c, rc::UnspecifiedError);

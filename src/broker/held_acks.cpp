@@ -16,11 +16,13 @@ void HeldAcks::send(Connection& c, mqtt::PacketType type, uint16_t id, uint8_t r
 void HeldAcks::send_bytes(Connection& c, std::span<const uint8_t> bytes, uint64_t ticket, bool counts_inbound) {
     if (c.held_acks == 0 && ticket <= persist_.durable_ticket()) return put_out(c, bytes, counts_inbound);
     PerConn& pc = conns_[c.id];
-    if (c.held_acks > 0 && ticket <= held_[pc.last_serial - front_serial_].ticket) {
-        // Nothing more to wait for than its last held packet: right behind it.
-        held_[pc.last_serial - front_serial_].followers.push_back({{bytes.begin(), bytes.end()}, counts_inbound});
-        pc.follower_bytes += bytes.size();
-        return;
+    if (c.held_acks > 0) {
+        Held& last = held_[pc.last_serial - front_serial_];
+        if (ticket <= last.ticket) {   // nothing more to wait for than c's last held packet: right behind it
+            last.followers.push_back({{bytes.begin(), bytes.end()}, counts_inbound});
+            pc.follower_bytes += bytes.size();
+            return;
+        }
     }
     held_.push_back({c.id, ticket, false, {{bytes.begin(), bytes.end()}, counts_inbound}, {}});
     pc.last_serial = front_serial_ + held_.size() - 1;

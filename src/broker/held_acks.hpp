@@ -38,9 +38,9 @@ public:
     // of them, not after what other connections hold.
     void send_bytes(Connection& c, std::span<const uint8_t> bytes, uint64_t ticket, bool counts_inbound = false);
 
-    // The packet just held for `c` (a CONNACK or SUBACK) holds back
-    // everything sent to `c` after it (Connection::output_held) until it
-    // goes out. Only right after send_bytes held it.
+    // The packet just queued for `c` (a CONNACK or SUBACK, held itself or
+    // behind c's last held packet) holds back everything sent to `c` after
+    // it (Connection::output_held) until it goes out. Nothing if it went out.
     void hold_output(Connection& c);
     // Bytes waiting behind held packets of `c` (its output limit counts them).
     uint64_t held_output_bytes(ConnId id) const {
