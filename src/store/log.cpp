@@ -83,10 +83,10 @@ public:
     const std::vector<std::string>& recovery_errors() const override { return errors_; }
 
     AppendError append(uint8_t type, std::span<const uint8_t> body, uint64_t& lsn) override {
-        return append_impl(type, body, lsn, true);
+        return append_impl(type, body, lsn, Draw::Metered);
     }
     AppendError append_exempt(uint8_t type, std::span<const uint8_t> body, uint64_t& lsn) override {
-        return append_impl(type, body, lsn, false);
+        return append_impl(type, body, lsn, Draw::Reserve);
     }
 
     bool refusing() override;
@@ -116,7 +116,20 @@ public:
     std::span<const uint8_t> last_body() const override { return last_body_; }
 
 private:
-    AppendError append_impl(uint8_t type, std::span<const uint8_t> body, uint64_t& lsn, bool metered);
+    // Who may use which room: plain appends (Metered) only while the spare
+    // exists and under max_bytes; exempt ones (Reserve) past max_bytes and
+    // into the spare, but, once the spare is gone, not into the room
+    // compacting the oldest segment needs; compaction copies (Copy) into all.
+    enum class Draw : uint8_t { Metered, Reserve, Copy };
+    AppendError append_impl(uint8_t type, std::span<const uint8_t> body, uint64_t& lsn, Draw draw);
+    // Bytes the live records of the oldest segment take (what compacting it
+    // copies), at most half a segment: a segment compaction is asked to
+    // empty is at least half dead, so half a segment kept free lets it
+    // finish however full the disk is. 0 with a single segment.
+    uint64_t room_for_compaction() const;
+    uint64_t room_in_active() const {
+        return segs_.empty() || segs_.back().sealed ? 0 : segs_.back().size - segs_.back().end;
+    }
     AppendError add_segment();
     bool repair_damaged(Segment& seg, const SegmentScan& scan, bool bad_tail, std::string& err);
     bool quarantine_foreign(const std::string& path, const char* why, std::string& err);
@@ -421,20 +434,32 @@ bool SegmentLog::refusing() {
     return !ensure_spare() || disk_known_full();
 }
 
+uint64_t SegmentLog::room_for_compaction() const {
+    if (segs_.size() < 2) return 0;
+    const Segment& oldest = segs_.front();
+    return std::min(oldest.end - oldest.liveness.dead_bytes, opt_.segment_bytes / 2);
+}
+
 AppendError SegmentLog::append_impl(uint8_t type, std::span<const uint8_t> body, uint64_t& lsn,
-                                    bool metered) {
+                                    Draw draw) {
     const uint64_t span = record_span(body.size());
     if (body.size() > UINT32_MAX || span > opt_.segment_bytes) return AppendError::TooLarge;
-    if (metered) {
+    if (draw == Draw::Metered) {
         if (io_failed_) return AppendError::IoError;
         if (opt_.max_bytes && bytes_used_ + span > opt_.max_bytes) return AppendError::QuotaExceeded;
         if (!ensure_spare()) return AppendError::DiskFull;
+    } else if (draw == Draw::Reserve && !ensure_spare() &&
+               room_in_active() < span + room_for_compaction()) {
+        // The disk is full and the spare used: what is left is compaction's,
+        // or the store could stay full for good (removals filling the last
+        // segment while the oldest still holds a live record to copy).
+        return AppendError::DiskFull;
     }
-    if (segs_.empty() || segs_.back().sealed || segs_.back().end + span > segs_.back().size) {
-        if (metered && disk_known_full()) return AppendError::DiskFull;
+    if (room_in_active() < span) {
+        if (draw == Draw::Metered && disk_known_full()) return AppendError::DiskFull;
         AppendError e = add_segment();
         if (e == AppendError::DiskFull) {
-            if (!metered && spare_.fd >= 0) e = take_spare();
+            if (draw != Draw::Metered && spare_.fd >= 0) e = take_spare();
             else full_until_ms_ = mono_ms() + kDiskFullRetryMs;
         }
         if (e != AppendError::None) return e;
@@ -540,6 +565,10 @@ bool SegmentLog::wants_compaction() const {
     if (segs_.size() > 2 && total_dead_bytes_ * 2 >= bytes_used_) return true;
     // Close to the quota: anything dead in the oldest segment is worth reclaiming.
     if (opt_.max_bytes && bytes_used_ * 10 >= opt_.max_bytes * 9 && oldest.dead > 0) return true;
+    // The disk full and the spare used: the same, as soon as the oldest
+    // segment's live records fit in the room exempt appends leave for them.
+    if (spare_.fd < 0 && oldest.dead > 0 && oldest.end - oldest.liveness.dead_bytes <= room_in_active())
+        return true;
     return false;
 }
 
@@ -562,7 +591,7 @@ bool SegmentLog::compact_step(const std::function<bool(const RecordView&)>& live
                 if (live(rec)) {
                     uint64_t new_lsn = 0;
                     // Copies are not held to the quota: they are what lets it shrink.
-                    if (append_impl(rec.type, rec.body, new_lsn, false) != AppendError::None)
+                    if (append_impl(rec.type, rec.body, new_lsn, Draw::Copy) != AppendError::None)
                         return true;  // disk full or I/O error: try again later
                     moved(rec.lsn, new_lsn);
                 }

@@ -101,7 +101,9 @@ public:
     virtual uint64_t record_count() const = 0;
     // True when compaction should run: the oldest segment is at least half
     // dead bytes, or the whole log is (with three or more segments), or the
-    // log is near max_bytes with anything dead in the oldest segment. Under
+    // log is near max_bytes with anything dead in the oldest segment, or the
+    // disk is full without a spare, with anything dead in the oldest segment
+    // and room for its live records in the active one. Under
     // that policy the log stays within 2 x live bytes plus a few segments
     // (docs/durability.md).
     virtual bool wants_compaction() const = 0;
@@ -113,9 +115,13 @@ public:
     // Like append, but draws on the reserve: not held to max_bytes, and when
     // the file system is full it moves into the spare segment the log keeps
     // preallocated (DIR/reserve.spare). For records that let space be freed
-    // (removals, compaction copies) so a full store can always drain. Plain
+    // (removals, compaction copies) so a full store can drain. Plain
     // appends are refused while no spare exists (it is re-created as soon as
-    // there is room), so the spare is there whenever the disk fills.
+    // there is room), so the spare is there whenever the disk fills. Once the
+    // disk is full and the spare used, an exempt append is refused (DiskFull)
+    // rather than take the room compacting the oldest segment needs (its live
+    // bytes, at most half a segment): compaction copies alone may use that,
+    // so the store can always shrink again.
     virtual AppendError append_exempt(uint8_t type, std::span<const uint8_t> body, uint64_t& lsn) = 0;
 
     // True while plain appends would be refused: max_bytes reached, the disk
