@@ -14,7 +14,8 @@ namespace hato::broker {
 
 Append LogPersistence::append(uint8_t type, bool exempt, uint64_t& lsn) {
     lsn = 0;
-    const store::AppendError e = exempt ? log_.append_exempt(type, body_, lsn) : log_.append(type, body_, lsn);
+    const store::AppendError e =
+        exempt || admitted_ ? log_.append_exempt(type, body_, lsn) : log_.append(type, body_, lsn);
     switch (e) {
     case store::AppendError::None:
         appended_since_maintenance_ += store::record_span(body_.size());

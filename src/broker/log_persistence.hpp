@@ -46,6 +46,7 @@ public:
 
     // The log refuses plain appends (store::Log::refusing).
     bool full() const override;
+    void admit_whole(bool on) override { admitted_ = on; }
     uint64_t durable_ticket() const override;
     uint64_t latest_ticket() const override { return log_.last_lsn(); }
 
@@ -83,6 +84,7 @@ private:
     LsnSlots slots_;
     std::vector<uint8_t> body_;  // scratch for encoding
     uint64_t appended_since_maintenance_ = 0;  // bytes, for compaction pacing
+    bool admitted_ = false;   // admit_whole(): every write draws on the reserve
     uint64_t* compact_slot_ = nullptr;  // set by the live predicate, read by moved
     TopicLsnTable::Entry* compact_entry_ = nullptr;  // the same, for a retained_set
     std::function<void(const void* ref)> retained_moved_;  // told of each retained_set compaction copies

@@ -245,12 +245,34 @@ public:
     // disk full, I/O error): the publisher gets quota exceeded. It turns
     // false by itself once space returns.
     virtual bool full() const = 0;
+    // While on, every write draws on the reserve, past max_bytes too: they
+    // belong to one message the store admitted (full() was false), which is
+    // stored whole. A part stored would reach some receivers of a message
+    // whose publisher is told it was refused, and a QoS 2 publisher that
+    // sends it again would give them a duplicate. See AdmittedWrites.
+    virtual void admit_whole(bool on) { (void)on; }
 
     virtual uint64_t durable_ticket() const = 0;
     // The ticket of the latest write: a packet that waits for it waits for
     // everything written so far (an answer whose records another connection
     // of the same session wrote, and whose tickets it did not keep).
     virtual uint64_t latest_ticket() const = 0;
+};
+
+// The writes of one admitted message, for as long as this lives.
+class AdmittedWrites {
+public:
+    AdmittedWrites(Persistence& p, bool on) : p_(on ? &p : nullptr) {
+        if (p_) p_->admit_whole(true);
+    }
+    ~AdmittedWrites() {
+        if (p_) p_->admit_whole(false);
+    }
+    AdmittedWrites(const AdmittedWrites&) = delete;
+    AdmittedWrites& operator=(const AdmittedWrites&) = delete;
+
+private:
+    Persistence* p_;
 };
 
 // Keeps nothing; every write is stored with ticket 0 (immediately durable).

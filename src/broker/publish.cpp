@@ -117,6 +117,8 @@ void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t
         return refuse(rc::QuotaExceeded);
     }
 
+    // Admitted: stored whole from here (Persistence::admit_whole).
+    const AdmittedWrites admitted(persist, p.qos > 0);
     if (observer) observer->on_client_publish(topic, p.payload);
     stats.publish_bytes_in += p.payload.size();
     const MsgPtr m = make_message(topic, p.payload, p.qos, p.retain, v5 ? &p.props : nullptr);

@@ -63,7 +63,12 @@ struct FakePersistence final : Persistence {
     std::vector<std::string> refuse;
     AppendStatus refuse_with = AppendStatus::QuotaExceeded;
 
+    // Calls made while the broker had a message admitted (admit_whole).
+    bool admitted = false;
+    std::vector<std::string> admitted_calls;
+
     Append rec(std::string line) {
+        if (admitted) admitted_calls.push_back(line);
         for (const std::string& r : refuse)
             if (line.rfind(r, 0) == 0) {
                 calls.push_back("refused " + line);
@@ -113,6 +118,10 @@ struct FakePersistence final : Persistence {
         return rec("qos2_in_remove " + s(c) + " " + std::to_string(id));
     }
     bool full() const override { return is_full; }
+    void admit_whole(bool on) override {
+        REQUIRE(admitted != on);   // never nested
+        admitted = on;
+    }
     uint64_t durable_ticket() const override { return auto_durable ? last_ticket : durable; }
     uint64_t latest_ticket() const override { return last_ticket; }
 };

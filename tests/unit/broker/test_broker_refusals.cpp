@@ -54,6 +54,31 @@ TEST_CASE("refused enqueue: v5 PUBACK and PUBREC 0x97, nothing queued, counted")
     CHECK(got == std::vector<std::string>{"three"});
 }
 
+TEST_CASE("a QoS 1/2 message the store admits is written whole: every queue and its QoS 2 state") {
+    Harness h;
+    offline_subscriber(h, "t/#");
+    TestClient s2(h, Version::V311);
+    s2.connect("s2", false);
+    s2.subscribe("t/#", 2);
+    s2.transport_gone();
+    TestClient p(h, Version::V5);
+    p.connect("p", true, 0, persistent());
+    p.publish("t/0", "zero", 0);
+    CHECK(h.persist.admitted_calls.empty());   // QoS 0: nothing admitted, metered as ever
+    p.publish("t/2", "two", 2, true);
+    CHECK(p.take_one<Ack>().reason == rc::Success);
+    CHECK_FALSE(h.persist.admitted);
+    std::vector<std::string> want{"retained_set t/2", "out_enqueue s 1 t/2 ids= share=",
+                                  "out_enqueue s2 1 t/2 ids= share=", "qos2_in_put p 1"};
+    CHECK(h.persist.admitted_calls == want);
+    // Refused up front: nothing is admitted, nothing written.
+    h.persist.admitted_calls.clear();
+    h.persist.is_full = true;
+    p.publish("t/1", "one", 1);
+    CHECK(p.take_one<Ack>().reason == rc::QuotaExceeded);
+    CHECK(h.persist.admitted_calls.empty());
+}
+
 TEST_CASE("refused enqueue: a v3 publisher is disconnected without an ack") {
     Harness h;
     offline_subscriber(h, "t");

@@ -141,6 +141,33 @@ TEST_CASE("max_bytes: new work refused, removals and session updates drain, acce
     CHECK(p.out_enqueue("c", stored + 1, msg(700)).ok());
 }
 
+TEST_CASE("an admitted message is stored whole, past max_bytes; the next one is refused up front") {
+    TempDir d;
+    auto log = open_log(d.path(), 8192, 4 * 8192);
+    LogPersistence p(*log, store::SyncMode::Always);
+    RecoveredState st;
+    p.load(st);
+    for (const char* c : {"a", "b", "c", "d"}) REQUIRE(p.session_put(c, 60, 0).ok());
+    // Plain appends up to just below max_bytes: the next 700-byte record
+    // would pass it, so a fan-out to four sessions would be cut after none.
+    uint64_t seq = 1;
+    while (p.out_enqueue("a", seq, msg(700)).ok() && seq < 1000) ++seq;
+    REQUIRE_FALSE(p.full());
+    CHECK(p.out_enqueue("b", 1, msg(700)).status == AppendStatus::QuotaExceeded);
+    {
+        const AdmittedWrites whole(p, true);
+        for (const char* c : {"a", "b", "c", "d"}) CHECK(p.out_enqueue(c, 5000, msg(700)).ok());
+        CHECK(p.qos2_in_put("pub", 7).ok());
+    }
+    CHECK(log->bytes_used() > 4 * 8192);
+    CHECK(p.full());
+    CHECK(p.out_enqueue("b", 5001, msg(700)).status == AppendStatus::QuotaExceeded);
+    {
+        const AdmittedWrites not_admitted(p, false);   // QoS 0: metered as ever
+        CHECK(p.retained_set(msg(10)).status == AppendStatus::QuotaExceeded);
+    }
+}
+
 TEST_CASE("disk full (ENOSPC from fallocate): removals use the spare segment, a restart drains, space returns") {
     SmallFs fs("96k");
     if (!fs.mounted()) {
