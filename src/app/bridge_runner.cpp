@@ -596,6 +596,7 @@ std::vector<BridgeStatus> BridgeRunner::status() const {
         b.too_large_out = e->link.too_large_out();
         b.too_large_in = e->link.too_large_in();
         b.refused_out = e->link.refused_out();
+        b.closes_on_same = e->link.closes_on_same_message();
         out.push_back(std::move(b));
     }
     return out;

@@ -254,6 +254,11 @@ std::string render_prometheus(const StatusData& d) {
         e.family("hato_bridge_refused_total", "counter",
                  "Messages the upstream refused (v5 reason code 0x80 or above) since start, by bridge.");
         for (const BridgeStatus& b : d.bridges) e.sample("hato_bridge_refused_total", label(b), num(b.refused_out));
+        e.family("hato_bridge_upstream_closes_on_same_message", "gauge",
+                 "Connections in a row the upstream closed right after the same unanswered outbound message "
+                 "(3 or more: most likely it will not take it), by bridge.");
+        for (const BridgeStatus& b : d.bridges)
+            e.sample("hato_bridge_upstream_closes_on_same_message", label(b), num(b.closes_on_same));
     }
     if (d.sync_latency)
         e.histogram("hato_sync_latency_seconds", "Time from starting a group-commit sync to its completion.",
@@ -373,7 +378,8 @@ std::string render_status_json(const StatusData& d) {
              ",\"backlog_messages\":" + num(b.backlog_messages) + ",\"backlog_bytes\":" + num(b.backlog_bytes) +
              ",\"oldest_age_seconds\":" + num(b.oldest_age_s) + ",\"forwarded_out\":" + num(b.forwarded_out) +
              ",\"forwarded_in\":" + num(b.forwarded_in) + ",\"too_large_dropped_out\":" + num(b.too_large_out) +
-             ",\"too_large_dropped_in\":" + num(b.too_large_in) + ",\"refused\":" + num(b.refused_out) + "}";
+             ",\"too_large_dropped_in\":" + num(b.too_large_in) + ",\"refused\":" + num(b.refused_out) +
+             ",\"closes_on_same_message\":" + num(b.closes_on_same) + "}";
     }
     j += "]}\n";
     return j;

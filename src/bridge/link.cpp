@@ -86,6 +86,7 @@ void Link::on_upstream_open(uint64_t now_ms) {
     too_large_logged_ = false;
     refused_logged_ = false;
     last_error_.clear();
+    unanswered_out_.clear();
 
     mqtt::Connect c;
     c.version = cfg_.version;
@@ -187,6 +188,7 @@ bool Link::handle_upstream(const Packet& p, std::span<const uint8_t> raw) {
     }
     if (std::holds_alternative<mqtt::Pingresp>(p)) return true;
     if (const auto* d = std::get_if<mqtt::Disconnect>(&p)) {
+        note_upstream_close();
         fail("upstream sent DISCONNECT " + hex(d->reason));
         return false;
     }
@@ -243,6 +245,7 @@ bool Link::handle_upstream(const Packet& p, std::span<const uint8_t> raw) {
         // PUBACK/PUBREC/PUBCOMP answer our outbound messages, PUBREL an
         // inbound QoS 2 one: each goes to the local session as is.
         if (answer_dropped_pubrel(*ack, /*from_upstream=*/true)) return true;
+        if (ack->type == PacketType::Puback || ack->type == PacketType::Pubrec) note_answered_out(ack->packet_id);
         if ((ack->type == PacketType::Puback || ack->type == PacketType::Pubrec) && ack->reason >= 0x80)
             note_refused(*ack);
         send_local(Packet{*ack});
@@ -418,6 +421,39 @@ void Link::forward_out(const mqtt::Publish& pub) {
         return drop_too_large(pub, scratch_.size(), up_max_packet_, /*to_upstream=*/true);
     ++forwarded_out_;
     send_scratch_upstream();
+    if (pub.qos > 0) unanswered_out_.push_back({pub.packet_id, uint32_t(scratch_.size()), now_ms_, std::move(*topic)});
+}
+
+void Link::note_answered_out(uint16_t packet_id) {
+    // Answers come in order: the oldest is almost always the one.
+    auto it = std::find_if(unanswered_out_.begin(), unanswered_out_.end(),
+                           [&](const SentOut& o) { return o.packet_id == packet_id; });
+    if (it == unanswered_out_.end()) return;
+    if (closes_on_same_ != 0 && it->same(stuck_on_)) closes_on_same_ = 0;
+    unanswered_out_.erase(it);
+}
+
+void Link::note_upstream_close() {
+    // A network that fails drops a connection at any moment, mostly after a
+    // keep-alive timeout; an upstream that will not take a message closes
+    // as soon as it has read it, however often that message is resent.
+    if (unanswered_out_.empty() || now_ms_ - unanswered_out_.front().sent_ms > kStuckWindowMs) {
+        closes_on_same_ = 0;
+        return;
+    }
+    const SentOut& oldest = unanswered_out_.front();
+    if (closes_on_same_ != 0 && oldest.same(stuck_on_)) {
+        ++closes_on_same_;
+    } else {
+        stuck_on_ = oldest;
+        closes_on_same_ = 1;
+    }
+    if (closes_on_same_ != kStuckCloses) return;
+    out_.log(1, "bridge " + cfg_.name + ": the upstream closed the connection " + std::to_string(kStuckCloses) +
+                    " times in a row right after the message on '" + stuck_on_.topic + "' (" +
+                    std::to_string(stuck_on_.bytes) + " bytes), before answering it: it most likely will not take "
+                    "that message, and what is queued behind it waits. If it limits the packet size, set this "
+                    "bridge's max_packet_size (docs/bridge.md); else see the upstream's log");
 }
 
 void Link::subscribe_local() {
@@ -539,6 +575,7 @@ void Link::become_ready() {
 
 void Link::on_upstream_closed() {
     if (state_ == State::Down) return;
+    note_upstream_close();
     const bool local_open = state_ >= State::LocalConnecting;
     if (state_ >= State::LocalSubscribing) publish_state(false);
     state_ = State::Down;

@@ -116,6 +116,14 @@ public:
     // Outbound messages the upstream refused (v5 PUBACK / PUBREC reason code
     // 0x80 or above): the flow ends with that answer, so they are not resent.
     uint64_t refused_out() const { return refused_out_; }
+    // Connections in a row the upstream closed soon after the bridge sent
+    // the same outbound message, with that message unanswered: from
+    // kStuckCloses on, most likely the one message it will not take (a
+    // v3.1.1 upstream cannot say so), and nothing queued behind it crosses.
+    // 0 once it is answered, or a close finds another message first.
+    uint32_t closes_on_same_message() const { return closes_on_same_; }
+    static constexpr uint32_t kStuckCloses = 3;
+    static constexpr uint64_t kStuckWindowMs = 5000;   // "soon after"
     // Why the upstream refused or dropped us, for the log.
     const std::string& last_error() const { return last_error_; }
 
@@ -158,6 +166,10 @@ private:
     // PUBCOMP (true), since the side it was meant for never saw the message.
     bool answer_dropped_pubrel(const mqtt::Ack& ack, bool from_upstream);
     void note_refused(const mqtt::Ack& ack);   // counted, the first of a connection logged
+    // The upstream ended the connection (closed it, or sent DISCONNECT):
+    // counts a close on the same unanswered message (closes_on_same_message).
+    void note_upstream_close();
+    void note_answered_out(uint16_t packet_id);
     // Splits `buf` into packets; calls fn for each. False on a decode error.
     bool drain(std::vector<uint8_t>& buf, mqtt::Version v, const std::function<bool(const mqtt::Packet&, std::span<const uint8_t>)>& fn);
 
@@ -195,6 +207,19 @@ private:
     // kept across reconnects (the PUBREL is resent then).
     std::vector<uint16_t> dropped_out_qos2_;
     std::vector<uint16_t> dropped_in_qos2_;
+    // Outbound QoS 1/2 messages sent on this connection and not yet answered
+    // (PUBACK, PUBREC), oldest first; the oldest at a close, and how many
+    // closes in a row found that same one (note_upstream_close).
+    struct SentOut {
+        uint16_t packet_id = 0;
+        uint32_t bytes = 0;
+        uint64_t sent_ms = 0;
+        std::string topic;   // as sent upstream
+        bool same(const SentOut& o) const { return packet_id == o.packet_id && bytes == o.bytes && topic == o.topic; }
+    };
+    std::deque<SentOut> unanswered_out_;
+    SentOut stuck_on_;
+    uint32_t closes_on_same_ = 0;
     std::string last_error_;
 };
 

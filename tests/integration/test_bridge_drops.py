@@ -78,3 +78,22 @@ def test_a_message_the_upstream_refuses_is_counted_and_the_rest_flows(pair, tmp_
     assert metric(gw, 'hato_bridge_backlog_messages{bridge="site"}') == 0
     assert gw.log().count("the upstream refused a message (reason 0x87)") == 1
     assert gw.connected_count() == 1
+
+
+def test_a_v311_upstream_that_closes_on_a_message_is_reported_and_the_message_kept(pair):
+    # Without max_packet_size the bridge cannot know a v3.1.1 upstream's
+    # limit: the upstream closes the connection on each resend. The bridge
+    # keeps the message (acknowledged to its publisher) and says which one.
+    up, gw = pair("mqttv311", "try_private = false",
+                  gw_settings={"metrics": metrics_settings()}, settings={"limits": {"max_packet_size": LIMIT}})
+    up.start()
+    gw.start()
+    find_metrics_port(gw)
+    wait_for(lambda: gw.connected_count() >= 1, what="bridge connected")
+    pub_qos1(gw, "plant/camera", [BIG])
+    wait_for(lambda: metric(gw, 'hato_bridge_upstream_closes_on_same_message{bridge="site"}') >= 4,
+             what="four closes on the same message", timeout=30)
+    log = gw.log()
+    assert log.count("closed the connection 3 times in a row right after the message on 'site/gw/plant/camera'") == 1, \
+        log[-3000:]
+    assert metric(gw, 'hato_bridge_backlog_messages{bridge="site"}') == 1

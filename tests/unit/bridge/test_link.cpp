@@ -701,3 +701,48 @@ TEST_CASE("QoS 2 on a leftover upstream subscription is completed by the bridge;
     CHECK(ack_of(ups[0]).type == mqtt::PacketType::Pubcomp);
     CHECK(ack_of(ups[0]).reason == 0x92);
 }
+
+TEST_CASE("an upstream that closes right after the same message, again and again, is reported; an answer or a failing network is not") {
+    Fake f;
+    std::vector<std::vector<uint8_t>> store;
+    Link link(config(Version::V311), f);
+    const std::vector<uint8_t> big(1000, 'x');
+    auto stuck_logs = [&] {
+        return std::count_if(f.logs.begin(), f.logs.end(), [](const std::string& l) {
+            return l.find("closed the connection 3 times in a row right after the message on 'site/plant/big' (") !=
+                   std::string::npos;
+        });
+    };
+    // One connection: the local session (re)sends the message, the upstream
+    // answers it or not, then the connection ends.
+    auto round = [&](bool answered, uint64_t close_after_ms) {
+        f.local_opens = 0;
+        connect(link, f, Version::V311, store);
+        link.on_local_data(enc(Packet{message("plant/big", 1, 21, big)}, Version::V5));
+        take(f.up, Version::V311, store);
+        if (answered)
+            CHECK(link.on_upstream_data(enc(Packet{mqtt::Ack{mqtt::PacketType::Puback, 21, 0, {}}}, Version::V311), 3));
+        if (close_after_ms) link.on_tick(2 + close_after_ms);
+        link.on_upstream_closed();
+        take(f.local, Version::V5, store);
+        take(f.up, Version::V311, store);
+    };
+    round(false, 0);
+    CHECK(link.closes_on_same_message() == 1);
+    round(false, 0);
+    CHECK(link.closes_on_same_message() == 2);
+    CHECK(stuck_logs() == 0);
+    round(false, 0);
+    CHECK(link.closes_on_same_message() == 3);
+    CHECK(stuck_logs() == 1);
+    round(false, 0);
+    CHECK(link.closes_on_same_message() == 4);
+    CHECK(stuck_logs() == 1);   // once per message
+    round(true, 0);   // taken after all
+    CHECK(link.closes_on_same_message() == 0);
+    round(false, 0);
+    CHECK(link.closes_on_same_message() == 1);
+    // A connection a failing network drops, long after the message went out.
+    round(false, Link::kStuckWindowMs + 1000);
+    CHECK(link.closes_on_same_message() == 0);
+}
