@@ -245,9 +245,10 @@ bool Link::handle_upstream(const Packet& p, std::span<const uint8_t> raw) {
         // PUBACK/PUBREC/PUBCOMP answer our outbound messages, PUBREL an
         // inbound QoS 2 one: each goes to the local session as is.
         if (answer_dropped_pubrel(*ack, /*from_upstream=*/true)) return true;
-        if (ack->type == PacketType::Puback || ack->type == PacketType::Pubrec) note_answered_out(ack->packet_id);
-        if ((ack->type == PacketType::Puback || ack->type == PacketType::Pubrec) && ack->reason >= 0x80)
-            note_refused(*ack);
+        if (ack->type == PacketType::Puback || ack->type == PacketType::Pubrec) {
+            note_answered_out(ack->packet_id);
+            if (ack->reason >= 0x80) note_refused(*ack);
+        }
         send_local(Packet{*ack});
         return true;
     }

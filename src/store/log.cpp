@@ -127,6 +127,9 @@ private:
     // empty is at least half dead, so half a segment kept free lets it
     // finish however full the disk is. 0 with a single segment.
     uint64_t room_for_compaction() const;
+    uint64_t oldest_live_bytes() const {
+        return segs_.front().end - segs_.front().liveness.dead_bytes;
+    }
     uint64_t room_in_active() const {
         return segs_.empty() || segs_.back().sealed ? 0 : segs_.back().size - segs_.back().end;
     }
@@ -436,8 +439,7 @@ bool SegmentLog::refusing() {
 
 uint64_t SegmentLog::room_for_compaction() const {
     if (segs_.size() < 2) return 0;
-    const Segment& oldest = segs_.front();
-    return std::min(oldest.end - oldest.liveness.dead_bytes, opt_.segment_bytes / 2);
+    return std::min(oldest_live_bytes(), opt_.segment_bytes / 2);
 }
 
 AppendError SegmentLog::append_impl(uint8_t type, std::span<const uint8_t> body, uint64_t& lsn,
@@ -567,7 +569,7 @@ bool SegmentLog::wants_compaction() const {
     if (opt_.max_bytes && bytes_used_ * 10 >= opt_.max_bytes * 9 && oldest.dead > 0) return true;
     // The disk full and the spare used: the same, as soon as the oldest
     // segment's live records fit in the room exempt appends leave for them.
-    if (spare_.fd < 0 && oldest.dead > 0 && oldest.end - oldest.liveness.dead_bytes <= room_in_active())
+    if (spare_.fd < 0 && oldest.dead > 0 && oldest_live_bytes() <= room_in_active())
         return true;
     return false;
 }
