@@ -170,6 +170,7 @@ void Broker::on_tick(uint64_t now_ms) {
     impl_->check_blocked();
     impl_->retry_flights();
     impl_->release_acks();
+    impl_->acks.close_overdue(impl_->now_ms);
     impl_->bury();
 }
 
@@ -255,9 +256,11 @@ bool Broker::Impl::send_packet(Connection& c, const Packet& p, uint64_t ticket) 
         return false;
     }
     if (std::holds_alternative<Disconnect>(p)) {
-        // The connection closes after it. Behind a held CONNACK it is not
-        // sent at all: nothing may go before the CONNACK (MQTT-3.2.0-1).
-        if (!c.connack_held) transport.send(c.id, out);
+        // The connection closes after it: behind held packets it goes out
+        // after them (nothing may go before a CONNACK, MQTT-3.2.0-1), and
+        // the close waits for it (HeldAcks::close_when_sent).
+        if (c.held_acks > 0) acks.send_bytes(c, out, 0);
+        else transport.send(c.id, out);
         return false;
     }
     if (ticket == 0 && !c.output_held) {

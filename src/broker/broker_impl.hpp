@@ -134,6 +134,10 @@ struct Broker::Impl {
     // than a copy: below it the copy is cheap and the buffer's header bytes
     // and spare capacity would be a larger share of what the message holds.
     static constexpr size_t kSharedPayloadMin = 64 * 1024;
+    // How long a closed connection's transport stays open for the packets
+    // held for it (HeldAcks::close_when_sent): a group commit takes far
+    // less; only a sync that keeps failing reaches it.
+    static constexpr uint64_t kHeldCloseWaitMs = 5000;
 
     // --- broker.cpp
     Connection* conn(ConnId id);

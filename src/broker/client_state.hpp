@@ -178,7 +178,6 @@ struct Connection {
     bool slow_consumer : 1 = false;      // held it longer: its QoS 0 is dropped until it drained
     bool has_extras : 1 = false;         // extras_ is set: every packet asks, so the answer is on this line
     bool output_held : 1 = false;        // all output waits behind a held CONNACK/SUBACK (HeldAcks::hold_output)
-    bool connack_held : 1 = false;       // the CONNACK is not out yet: a DISCONNECT is not sent (MQTT-3.2.0-1)
     // ---- second line ----
     // Due time of this connection's live entry in the timer heap (0: none):
     // the CONNECT deadline until CONNECT is accepted, then the keep-alive

@@ -253,10 +253,8 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
     ack.session_present = session_present && p.version != Version::V31;
     if (v5) connack_properties(p, *s, ConnackFacts{expiry, asked_expiry, c.keep_alive_s, assigned}, ack.props);
     const uint64_t written_now = persist.latest_ticket();
-    if (send_packet(c, ack, hold_connack && written_now != written_before ? written_now : 0)) {
+    if (send_packet(c, ack, hold_connack && written_now != written_before ? written_now : 0))
         acks.hold_output(c);   // what follows (resends, replies) waits behind it
-        c.connack_held = true;
-    }
     if (c.dead) return;   // the CONNACK did not fit the client's Maximum Packet Size
 
     schedule_keep_alive(c);
@@ -303,7 +301,7 @@ void Broker::Impl::drop(Connection& c, bool publish_will_now, bool close_transpo
     c.dead = true;
     if (auth_pending(c)) auth->cancel(c.id, c.extras()->auth_request);
     if (c.extras()) c.extras()->inbuf = {};
-    if (close_transport) transport.close(c.id);
+    if (close_transport && !acks.close_when_sent(c, now_ms + kHeldCloseWaitMs)) transport.close(c.id);
     pressure.end(c, client_id_of(c));
 
     Session* s = session(c.slot);

@@ -50,9 +50,15 @@ void HeldAcks::sent(Connection& c, const Held& h) {
     --c.held_acks;
     for (const Packet& f : h.followers) put_out(c, f.bytes, f.counts_inbound);
     if (!h.holds_output) return;
-    c.connack_held = false;   // a CONNACK is the first packet that holds output
     auto it = conns_.find(h.conn);
     if (it != conns_.end() && it->second.output_holds > 0 && --it->second.output_holds == 0) c.output_held = false;
+}
+
+void HeldAcks::sent_to_closing(const Held& h) {
+    auto it = conns_.find(h.conn);
+    if (it == conns_.end() || it->second.close_due_ms == 0 || it->second.closed) return;
+    transport_.send_low_priority(h.conn, h.packet.bytes);
+    for (const Packet& f : h.followers) transport_.send_low_priority(h.conn, f.bytes);
 }
 
 void HeldAcks::forget(const Held& h) {
@@ -61,7 +67,29 @@ void HeldAcks::forget(const Held& h) {
     uint64_t bytes = 0;
     for (const Packet& f : h.followers) bytes += f.bytes.size();
     it->second.follower_bytes -= std::min(it->second.follower_bytes, bytes);
-    if (it->second.last_serial == front_serial_) conns_.erase(it);   // its last held packet
+    if (it->second.last_serial != front_serial_) return;
+    // Its last held packet: a closing connection has been sent all it was owed.
+    if (it->second.close_due_ms != 0 && !it->second.closed) transport_.close(h.conn);
+    conns_.erase(it);
+}
+
+bool HeldAcks::close_when_sent(const Connection& c, uint64_t due_ms) {
+    auto it = conns_.find(c.id);
+    if (c.held_acks == 0 || it == conns_.end()) return false;
+    it->second.close_due_ms = std::max<uint64_t>(due_ms, 1);
+    closing_.push_back(c.id);
+    return true;
+}
+
+void HeldAcks::close_overdue(uint64_t now_ms) {
+    std::erase_if(closing_, [&](ConnId id) {
+        auto it = conns_.find(id);
+        if (it == conns_.end() || it->second.closed) return true;   // sent and closed, or closed already
+        if (now_ms < it->second.close_due_ms) return false;
+        it->second.closed = true;   // what is still held for it is dropped when it comes due
+        transport_.close(id);
+        return true;
+    });
 }
 
 }  // namespace hato::broker

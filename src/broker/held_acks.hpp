@@ -48,6 +48,16 @@ public:
         return it == conns_.end() ? 0 : it->second.follower_bytes;
     }
 
+    // The broker is done with `c` and closes it: if packets are held for it
+    // (a CONNACK, PUBACKs, a DISCONNECT behind them), the transport is
+    // closed once the last of them is sent, or at `due_ms` if that has not
+    // happened by then (a sync that keeps failing). A client that pipelines
+    // CONNECT ... DISCONNECT gets its answers, as it would had nothing been
+    // held. False: nothing is held, the caller closes now.
+    bool close_when_sent(const Connection& c, uint64_t due_ms);
+    // Closes the connections whose close_when_sent deadline has passed.
+    void close_overdue(uint64_t now_ms);
+
     // Sends the held packets whose tickets are durable, oldest first. `find`
     // maps a ConnId to its live Connection, or nullptr once it is gone.
     template <class Find>
@@ -57,6 +67,7 @@ public:
         while (!held_.empty() && held_.front().ticket <= durable) {
             Held& h = held_.front();
             if (Connection* c = find(h.conn)) sent(*c, h);
+            else sent_to_closing(h);
             forget(h);
             held_.pop_front();
             ++front_serial_;
@@ -83,8 +94,11 @@ private:
         uint64_t last_serial = 0;
         uint64_t follower_bytes = 0;
         uint32_t output_holds = 0;   // held entries with holds_output
+        uint64_t close_due_ms = 0;   // close_when_sent: close by then (0: not closing)
+        bool closed = false;         // closing, and the transport closed already (overdue)
     };
     void sent(Connection& c, const Held& h);
+    void sent_to_closing(const Held& h);   // the broker dropped h.conn: the transport may still be open
     void forget(const Held& h);
     void put_out(Connection& c, std::span<const uint8_t> bytes, bool counts_inbound);
 
@@ -93,6 +107,7 @@ private:
     std::deque<Held> held_;
     uint64_t front_serial_ = 0;   // held_.front()'s serial: entries are numbered in queue order
     std::unordered_map<ConnId, PerConn> conns_;
+    std::vector<ConnId> closing_;   // conns_ with a close_due_ms (or since erased): what close_overdue looks at
     std::vector<uint8_t> scratch_;   // encoding buffer: only a held ack copies its bytes
 };
 

@@ -95,3 +95,32 @@ def test_v5_takeover_disconnect_packet(raw):
     second.connect("same-id-raw", version=5)
     seen = first.wait_closed()
     assert [(p.type, p.body[:1]) for p in seen] == [(raw_mqtt.DISCONNECT, b"\x8e")], seen
+
+
+# A client may write CONNECT ... DISCONNECT in one go. With a persistent
+# session the CONNACK (and the acks after it) wait for their records to be
+# durable; the DISCONNECT must not throw them away: the broker closes only
+# after sending what it owed, in order.
+@pytest.mark.parametrize("version", [4, 5], ids=["v311", "v5"])
+def test_pipelined_session_then_disconnect_gets_every_answer(raw, version):
+    props = [(raw_mqtt.SESSION_EXPIRY, 60)] if version == 5 else None
+    for i in range(3):
+        c = raw()
+        c.send(raw_mqtt.connect(f"piped-{version}-{i}", version, clean=False, props=props)
+               + raw_mqtt.subscribe(1, "piped/x", 1, version=version)
+               + raw_mqtt.publish("piped/x", b"x", qos=1, pid=2, version=version)
+               + raw_mqtt.packet(raw_mqtt.PINGREQ, 0, b"")
+               + raw_mqtt.unsubscribe(3, "piped/x", version=version)
+               + raw_mqtt.disconnect(version))
+        seen = [p.type for p in c.wait_closed()]
+        assert seen == [raw_mqtt.CONNACK, raw_mqtt.SUBACK, raw_mqtt.PUBLISH, raw_mqtt.PUBACK,
+                        raw_mqtt.PINGRESP, raw_mqtt.UNSUBACK], seen
+
+
+def test_v5_protocol_error_behind_a_held_connack_is_reported_after_it(raw):
+    c = raw()
+    c.send(raw_mqtt.connect("piped-error", 5, clean=False, props=[(raw_mqtt.SESSION_EXPIRY, 60)])
+           + raw_mqtt.publish("t", b"x", version=5, props=[(0x0B, 3)]))   # a subscription id from a client
+    seen = c.wait_closed()
+    assert [p.type for p in seen] == [raw_mqtt.CONNACK, raw_mqtt.DISCONNECT], seen
+    assert seen[1].body[:1] == b"\x82", seen   # protocol error

@@ -392,6 +392,84 @@ TEST_CASE("CONNACK waits for the records of its CONNECT; a CONNECT that writes n
     CHECK(std::holds_alternative<Connack>(at_once[0]));
 }
 
+// A client may write CONNECT ... DISCONNECT in one go. Its answers were
+// owed before the DISCONNECT arrived: the transport closes only after the
+// held ones went out, in order, and a DISCONNECT the broker sends (v5: a
+// protocol error) goes after them.
+TEST_CASE("a connection closed while its answers are held is sent them first, then closed") {
+    Harness h;
+    h.persist.auto_durable = false;
+    TestClient s(h, Version::V311);
+    std::vector<uint8_t> bytes;
+    encode(resume("s"), Version::V311, bytes);
+    Subscribe sub;
+    sub.packet_id = 1;
+    sub.topics.push_back({"q", 1, false, false, 0});
+    encode(sub, Version::V311, bytes);
+    Publish pub;
+    pub.topic = "q";
+    pub.qos = 1;
+    pub.packet_id = 2;
+    const uint8_t x = 'x';
+    pub.payload = {&x, 1};
+    encode(pub, Version::V311, bytes);
+    encode(Pingreq{}, Version::V311, bytes);
+    encode(Disconnect{}, Version::V311, bytes);
+    s.send_raw(bytes);
+    CHECK(s.take().empty());
+    CHECK_FALSE(h.transport.closed.contains(s.id));   // owed a CONNACK still
+    h.persist.durable = h.persist.last_ticket;
+    h.broker->on_durable();
+    auto got = s.take();
+    REQUIRE(got.size() == 5);
+    CHECK(std::holds_alternative<Connack>(got[0]));
+    CHECK(std::get<Suback>(got[1]).packet_id == 1);
+    CHECK(text(std::get<Publish>(got[2]).payload) == "x");   // its own message, matched by its subscription
+    CHECK(std::get<Ack>(got[3]).type == PacketType::Puback);
+    CHECK(std::get<Ack>(got[3]).packet_id == 2);
+    CHECK(std::holds_alternative<Pingresp>(got[4]));
+    CHECK(h.transport.closed.contains(s.id));
+
+    // v5, a protocol error behind the held CONNACK: never a DISCONNECT
+    // first (MQTT-3.2.0-1), but the CONNACK, then DISCONNECT with its reason.
+    TestClient e(h, Version::V5);
+    Connect c5 = resume("e");
+    c5.version = Version::V5;
+    c5.props.session_expiry = 60;
+    e.send(c5);
+    Properties with_id;
+    with_id.subscription_ids.push_back(3);
+    e.publish("t", "x", 0, false, 0, with_id);   // a protocol error before the CONNACK went out
+    CHECK(e.take().empty());
+    CHECK_FALSE(h.transport.closed.contains(e.id));
+    h.persist.durable = h.persist.last_ticket;
+    h.broker->on_durable();
+    got = e.take();
+    REQUIRE(got.size() == 2);
+    CHECK(std::holds_alternative<Connack>(got[0]));
+    CHECK(std::get<Disconnect>(got[1]).reason == rc::ProtocolError);
+    CHECK(h.transport.closed.contains(e.id));
+}
+
+// A sync that keeps failing never makes the held packets durable: the
+// connection is closed all the same, and they are never sent.
+TEST_CASE("a closed connection whose held answers never become durable is closed after a bound") {
+    Harness h;
+    h.persist.auto_durable = false;
+    TestClient s(h, Version::V311);
+    std::vector<uint8_t> bytes;
+    encode(resume("s"), Version::V311, bytes);
+    encode(Disconnect{}, Version::V311, bytes);
+    s.send_raw(bytes);
+    h.broker->on_tick(4000);
+    CHECK_FALSE(h.transport.closed.contains(s.id));
+    h.broker->on_tick(6000);
+    CHECK(h.transport.closed.contains(s.id));
+    h.persist.durable = h.persist.last_ticket;
+    h.broker->on_durable();
+    CHECK(s.take().empty());   // closed: too late for the CONNACK
+}
+
 TEST_CASE("SUBACK and UNSUBACK wait for their records, and the output behind a held SUBACK waits its turn") {
     Harness h;
     TestClient p(h, Version::V311), s(h, Version::V311), c(h, Version::V311);
@@ -472,25 +550,6 @@ TEST_CASE("output held behind a CONNACK goes out with it, not after packets held
     h.broker->on_durable();
     CHECK(a.take_one<Ack>().packet_id == 2);
     CHECK(b.take_one<Ack>().packet_id == 1);
-}
-
-TEST_CASE("a DISCONNECT is never sent before a held CONNACK") {
-    Harness h;
-    h.persist.auto_durable = false;
-    TestClient a(h, Version::V5);
-    Connect c;
-    c.version = Version::V5;
-    c.client_id = "a";
-    c.clean_start = false;
-    c.props.session_expiry = 60;
-    a.send(c);
-    Properties with_id;
-    with_id.subscription_ids.push_back(3);
-    a.publish("t", "x", 0, false, 0, with_id);   // a protocol error before the CONNACK went out
-    CHECK(a.closed());
-    h.persist.durable = h.persist.last_ticket;
-    h.broker->on_durable();
-    CHECK(a.take().empty());   // neither a DISCONNECT first nor a CONNACK after it
 }
 
 TEST_CASE("QoS 0 behind a held SUBACK is bounded like output: beyond twice max_output_bytes it is dropped") {
