@@ -184,18 +184,6 @@ ConnId ConnTable::add(int fd) {
     return id_of(slot);
 }
 
-Conn* ConnTable::find(ConnId id) {
-    uint32_t slot = slot_of(id);
-    if (slot >= slots_.size()) return nullptr;
-    Conn& c = slots_[slot];
-    if (c.state == ConnState::Free || c.gen != gen_of(id)) return nullptr;
-    return &c;
-}
-
-const Conn* ConnTable::find(ConnId id) const {
-    return const_cast<ConnTable*>(this)->find(id);
-}
-
 void ConnTable::remove(uint32_t slot) {
     Conn& c = slots_[slot];
     uint32_t gen = c.gen;

@@ -175,8 +175,15 @@ public:
     // Takes a free slot (or a new one) for `fd`; returns its id.
     ConnId add(int fd);
     // The live connection for `id`, or nullptr for a stale/unknown id.
-    Conn* find(ConnId id);
-    const Conn* find(ConnId id) const;
+    // Inline: the reactor and the output path look a connection up several
+    // times per message.
+    Conn* find(ConnId id) {
+        const uint32_t slot = slot_of(id);
+        if (slot >= slots_.size()) return nullptr;
+        Conn& c = slots_[slot];
+        return c.state == ConnState::Free || c.gen != gen_of(id) ? nullptr : &c;
+    }
+    const Conn* find(ConnId id) const { return const_cast<ConnTable*>(this)->find(id); }
     Conn& at(uint32_t slot) { return slots_[slot]; }
     ConnId id_of(uint32_t slot) const { return make_id(slot, slots_[slot].gen); }
     // The id names the slot and its generation, so an id of a closed
