@@ -23,6 +23,11 @@ namespace {
 
 constexpr int kConnectTimeoutS = 10;
 constexpr int kMaxFlushRounds = 8;
+// A connection resets the reconnect backoff only once it has stayed up this
+// long: an upstream that takes the session and drops it at once (overloaded,
+// or another gateway using the same client id) would otherwise be hit at
+// reconnect_min_ms for ever.
+constexpr uint64_t kStableLinkMs = 30000;
 constexpr std::string_view kBridgePrefix = "$bridge/";
 
 bridge::Direction direction_of(const std::string& d) {
@@ -89,7 +94,8 @@ struct BridgeRunner::Entry final : bridge::LinkOutput {
     uint64_t local = 0;                 // virtual local connection, 0: none
     std::vector<uint8_t> local_out;     // broker output not yet handed to the link
     bool local_close_requested = false; // the broker closed the local connection
-    bool was_ready = false;
+    bool was_ready = false;             // the link reached Ready on this connection
+    uint64_t ready_since_ms = 0;        // when it did (kStableLinkMs)
     bool retired = false;               // removed by a reload; erased once its threads and sockets are gone
     uint64_t next_attempt_ms = 0;
 
@@ -105,6 +111,12 @@ struct BridgeRunner::Entry final : bridge::LinkOutput {
     std::shared_ptr<net::TlsContext> tls_ctx;
     std::unique_ptr<net::TlsConn> tls;
     std::string tls_error;   // why the last TLS session failed, for the log
+
+    void note_ready() {
+        if (!link.ready() || was_ready) return;
+        was_ready = true;
+        ready_since_ms = reactor.now_ms();
+    }
 
     void send_tls_output() {
         std::vector<uint8_t>& out = tls->output();
@@ -485,10 +497,7 @@ void BridgeRunner::on_upstream_data(net::ConnId id, std::span<const uint8_t> byt
         } else {
             e->link.on_upstream_data(bytes, reactor_.now_ms());
         }
-        if (e->link.ready() && !e->was_ready) {
-            e->was_ready = true;
-            e->backoff.reset();
-        }
+        e->note_ready();
         return;
     }
 }
@@ -504,6 +513,7 @@ void BridgeRunner::on_upstream_close(net::ConnId id, int error) {
                           : error                       ? std::string(std::strerror(error))
                                                         : std::string("upstream closed the connection");
         e->link.on_upstream_closed();
+        if (e->was_ready && reactor_.now_ms() - e->ready_since_ms >= kStableLinkMs) e->backoff.reset();
         e->was_ready = false;
         schedule_retry(*e, reactor_.now_ms(), "disconnected (" + why + ")");
         return;
@@ -534,6 +544,7 @@ void BridgeRunner::flush() {
                 std::vector<uint8_t> bytes;
                 bytes.swap(e.local_out);
                 e.link.on_local_data(bytes);
+                e.note_ready();   // the local side's answers end the set-up
                 if (e.local_out.empty()) {
                     bytes.clear();
                     e.local_out.swap(bytes);   // keeps the capacity

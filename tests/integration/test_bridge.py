@@ -157,6 +157,108 @@ def test_bridge_reconnect_backoff_bounds_attempts(backend, tmp_path):
         gw.stop()
 
 
+def _upstream_that_drops_each_session(port, hold_s, stop):
+    """Takes each bridge session (CONNACK, SUBACK), sends a command on cmd/x
+    once it is set up, keeps it `hold_s`, then closes it: an overloaded
+    upstream, or one where another gateway with the same client id takes
+    the session over. Returns its accepting thread and a count of the
+    sessions taken; it stops once `stop` is set."""
+    import socket, threading
+    taken = [0]
+
+    def serve(s):
+        s.settimeout(0.05)
+        buf, until, command_at = b"", time.monotonic() + hold_s, None
+        try:
+            while time.monotonic() < until:
+                if command_at and time.monotonic() >= command_at:
+                    s.sendall(publish("cmd/x", b"c"))
+                    command_at = None
+                try:
+                    data = s.recv(4096)
+                except socket.timeout:
+                    continue
+                if not data:
+                    return
+                buf += data
+                while len(buf) >= 2:
+                    n, mul, i = 0, 1, 1
+                    while i < len(buf) and buf[i] & 0x80:
+                        n += (buf[i] & 0x7F) * mul
+                        mul *= 128
+                        i += 1
+                    if i >= len(buf):
+                        break
+                    n += buf[i] * mul
+                    if len(buf) < i + 1 + n:
+                        break
+                    kind, body, buf = buf[0] >> 4, buf[i + 1:i + 1 + n], buf[i + 1 + n:]
+                    if kind == 1:
+                        s.sendall(bytes([0x20, 2, 0, 0]))
+                        taken[0] += 1
+                    elif kind == 8:
+                        s.sendall(bytes([0x90, 3]) + body[:2] + bytes([1]))
+                        command_at = time.monotonic() + 0.1
+                    elif kind == 12:
+                        s.sendall(bytes([0xD0, 0]))
+        except OSError:
+            pass
+        finally:
+            s.close()
+
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(("127.0.0.1", port))
+    ls.listen(8)
+    ls.settimeout(0.1)
+    threads = []
+
+    def accept():
+        while not stop.is_set():
+            try:
+                s, _ = ls.accept()
+            except socket.timeout:
+                continue
+            t = threading.Thread(target=serve, args=(s,), daemon=True)
+            t.start()
+            threads.append(t)
+        ls.close()
+
+    acceptor = threading.Thread(target=accept, daemon=True)
+    acceptor.start()
+    return acceptor, taken
+
+
+def test_an_upstream_that_drops_each_session_at_once_is_retried_ever_more_slowly(backend, tmp_path):
+    # The backoff is reset only by a connection that stayed up (30 s): one
+    # the upstream drops right after the session is set up counts as a
+    # failed attempt, so the delays grow to reconnect_max_ms instead of
+    # hitting the upstream every reconnect_min_ms (docs/bridge.md).
+    import threading
+    port = _free_port()
+    os.makedirs(tmp_path / "gw")
+    stop = threading.Event()
+    acceptor, taken = _upstream_that_drops_each_session(port, 0.3, stop)
+    gw = Gateway(backend, str(tmp_path / "gw"), port, "mqttv311", "try_private = false\nnotifications = false")
+    gw.bridge = gw.bridge.replace("reconnect_max_ms = 400", "reconnect_max_ms = 3200")
+    try:
+        gw.start()
+        time.sleep(6.0)
+        log = gw.log()
+        attempts = [int(a) for a in re.findall(r"bridge site: disconnected .*\(attempt (\d+)\)", log)]
+        # Every session reached the ready state before it was dropped.
+        assert gw.connected_count() >= 3, log
+        assert len(attempts) >= 3, log
+        # Counted, not reset: 1, 2, 3, ... (before, every retry was attempt 1,
+        # about 15 sessions in these 6 s).
+        assert attempts[:3] == [1, 2, 3], log
+        assert taken[0] <= 10, (taken[0], log)
+    finally:
+        gw.stop()
+        stop.set()
+        acceptor.join(5)
+
+
 def test_bridge_qos2_exactly_once_across_kill(pair):
     up, gw = pair()
     gw.bridge += '\n[[bridge.topic]]\npattern = "q2/#"\ndirection = "out"\nqos = 2\nremote_prefix = "site/gw/"\n'
