@@ -76,6 +76,7 @@ void Link::prime() {
 void Link::on_upstream_open(uint64_t now_ms) {
     now_ms_ = now_ms;
     last_up_recv_ms_ = now_ms;
+    up_opened_ms_ = now_ms;
     state_ = State::UpConnecting;
     up_in_.clear();
     local_in_.clear();
@@ -609,6 +610,11 @@ void Link::on_tick(uint64_t now_ms) {
     if (state_ >= State::LocalSubscribing && local_keep_alive_ != 0 &&
         now_ms - last_local_send_ms_ >= uint64_t(local_keep_alive_) * 500)
         send_local(Packet{mqtt::Pingreq{}});
+    if ((state_ == State::UpConnecting || state_ == State::UpSubscribing) && now_ms - up_opened_ms_ > kSetupTimeoutMs) {
+        fail(state_ == State::UpConnecting ? "no CONNACK from the upstream within 30 s"
+                                           : "no SUBACK from the upstream within 30 s");
+        return;
+    }
     if (state_ == State::Down || cfg_.keep_alive == 0) return;
     const uint64_t ka = uint64_t(cfg_.keep_alive) * 1000;
     if (now_ms - last_up_recv_ms_ > ka * 3 / 2) {

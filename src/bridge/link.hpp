@@ -124,6 +124,11 @@ public:
     uint32_t closes_on_same_message() const { return closes_on_same_; }
     static constexpr uint32_t kStuckCloses = 3;
     static constexpr uint64_t kStuckWindowMs = 5000;   // "soon after"
+    // The upstream must answer CONNECT and the SUBSCRIBE within this, also
+    // with keep_alive = 0 (one that takes the connection and never answers
+    // would otherwise hold the bridge, and its queue, for good). Paho's
+    // connect timeout.
+    static constexpr uint64_t kSetupTimeoutMs = 30000;
     // Why the upstream refused or dropped us, for the log.
     const std::string& last_error() const { return last_error_; }
 
@@ -191,6 +196,7 @@ private:
     uint16_t up_receive_max_ = 65535;
     uint64_t last_up_send_ms_ = 0;
     uint64_t last_up_recv_ms_ = 0;
+    uint64_t up_opened_ms_ = 0;   // on_upstream_open: kSetupTimeoutMs runs from here
     uint16_t local_keep_alive_ = 0;   // imposed by the local broker (server_keep_alive), seconds
     uint64_t last_local_send_ms_ = 0;
     uint64_t now_ms_ = 0;

@@ -746,3 +746,26 @@ TEST_CASE("an upstream that closes right after the same message, again and again
     round(false, Link::kStuckWindowMs + 1000);
     CHECK(link.closes_on_same_message() == 0);
 }
+
+TEST_CASE("an upstream that never answers CONNECT or SUBSCRIBE is dropped, also with keep_alive = 0") {
+    for (const bool answers_connect : {false, true}) {
+        CAPTURE(answers_connect);
+        Fake f;
+        std::vector<std::vector<uint8_t>> store;
+        LinkConfig cfg = config(Version::V311);   // with an in rule: a SUBSCRIBE follows the CONNACK
+        cfg.try_private = false;
+        cfg.keep_alive = 0;
+        Link link(cfg, f);
+        link.on_upstream_open(1000);
+        if (answers_connect) {
+            link.on_upstream_data(enc(Packet{mqtt::Connack{}}, Version::V311), 1000);
+            REQUIRE(link.state() == Link::State::UpSubscribing);
+        }
+        link.on_tick(1000 + Link::kSetupTimeoutMs);
+        CHECK(f.up_closes == 0);
+        link.on_tick(1001 + Link::kSetupTimeoutMs);
+        CHECK(f.up_closes == 1);
+        CHECK(link.state() == Link::State::Down);
+        CHECK(link.last_error().find(answers_connect ? "SUBACK" : "CONNACK") != std::string::npos);
+    }
+}
