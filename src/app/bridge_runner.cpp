@@ -569,10 +569,17 @@ void BridgeRunner::on_tick(uint64_t now_ms) {
     // A full budget is reported once per episode, with its count, at most
     // every 10 s while it lasts.
     const uint64_t dropped = broker_->stats().budget_dropped;
-    if (dropped != dropped_reported_ && now_ms - dropped_log_ms_ >= 10000) {
-        log_warn("bridge queues at max_queued_bytes: %llu message(s) dropped (when_full) since the last report",
-                 static_cast<unsigned long long>(dropped - dropped_reported_));
+    const uint64_t room = broker_->stats().room_dropped;
+    if ((dropped != dropped_reported_ || room != room_reported_) && now_ms - dropped_log_ms_ >= 10000) {
+        if (dropped != dropped_reported_)
+            log_warn("bridge queues at max_queued_bytes: %llu message(s) dropped (when_full) since the last report",
+                     static_cast<unsigned long long>(dropped - dropped_reported_));
+        if (room != room_reported_)
+            log_warn("store full: the oldest %llu bridge message(s) dropped to make room (when_full = "
+                     "\"drop_oldest\") since the last report",
+                     static_cast<unsigned long long>(room - room_reported_));
         dropped_reported_ = dropped;
+        room_reported_ = room;
         dropped_log_ms_ = now_ms;
     }
     // Removed bridges go once their connect thread and socket are gone.

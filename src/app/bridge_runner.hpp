@@ -93,6 +93,7 @@ private:
     std::string host_;
     uint64_t seed_ = 0;
     uint64_t dropped_reported_ = 0;   // Stats::budget_dropped as last logged
+    uint64_t room_reported_ = 0;      // Stats::room_dropped as last logged
     uint64_t dropped_log_ms_ = 0;
 };
 

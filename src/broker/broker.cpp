@@ -168,6 +168,7 @@ void Broker::on_tick(uint64_t now_ms) {
         impl_->now_ms = now_ms - impl_->tick_base;
     impl_->run_timers();
     impl_->check_blocked();
+    impl_->make_room();
     impl_->retry_flights();
     impl_->release_acks();
     impl_->acks.close_overdue(impl_->now_ms);

@@ -66,6 +66,7 @@ struct Stats {
     uint64_t qos0_dropped = 0;      // output limit hit
     uint64_t queued_dropped = 0;    // session queue limit hit
     uint64_t budget_dropped = 0;    // a Config::session_budgets entry full (bridge queues)
+    uint64_t room_dropped = 0;      // oldest of a drop_oldest budget's queue, dropped for a full store
     uint64_t slow_clients_closed = 0;   // over max_output_bytes longer than slow_client_timeout_ms
     uint64_t subscriptions_refused_limit = 0;   // filters refused: max_subscriptions_per_client reached
     // Input reassembly: bytes copied into partial-packet buffers (appends

@@ -139,6 +139,41 @@ void Broker::Impl::deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool reta
     pump(s, w);
 }
 
+// A backlog whose budget says drop_oldest (a bridge's, across a long WAN
+// outage) must not stop the plant: when it has filled the store (the disk,
+// or max_bytes, before its own max_queued_bytes) every local QoS 1/2
+// publisher would be refused. So while the store is out of space and
+// compaction has nothing to reclaim, the largest such backlogs give up their
+// oldest queued (not in-flight) messages, half a segment's worth at a time:
+// they sit in the oldest segments, which compaction then frees. Budgets
+// with drop_new keep their backlog, and the store refuses new messages.
+void Broker::Impl::make_room() {
+    uint64_t want = 0;
+    if (cfg.session_budgets.empty() || !persist.needs_room(want)) return;
+    std::vector<Session*> backlogs;
+    for (const Config::SessionBudget& b : cfg.session_budgets) {
+        Session* s = b.drop_oldest ? sessions.find(b.client_id) : nullptr;
+        if (s && s->flows && !s->flows->queue.empty()) backlogs.push_back(s);
+    }
+    std::sort(backlogs.begin(), backlogs.end(),
+              [](const Session* a, const Session* b) { return a->flows->queue_bytes > b->flows->queue_bytes; });
+    OpWrites w;   // removals: nothing waits for them
+    uint64_t freed = 0;
+    for (Session* s : backlogs) {
+        SessionFlows& f = *s->flows;
+        while (freed < want && !f.queue.empty()) {
+            const OutItem& old = f.queue.front();
+            freed += old.queued_bytes();
+            f.queue_bytes -= std::min<uint64_t>(f.queue_bytes, old.queued_bytes());
+            if (s->persisted) written(persist.out_done(s->client_id, old.seq), w);
+            f.queue.pop_front();
+            ++stats.room_dropped;
+        }
+        s->release_flows_if_empty(flows_pool);
+        if (freed >= want) break;
+    }
+}
+
 void Broker::Impl::purge_expired(Session& s, OpWrites& w) {
     if (!s.flows) return;
     SessionFlows& f = *s.flows;

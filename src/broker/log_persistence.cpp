@@ -112,6 +112,12 @@ Append LogPersistence::qos2_in_remove(std::string_view client_id, uint16_t packe
 
 bool LogPersistence::full() const { return log_.refusing(); }
 
+bool LogPersistence::needs_room(uint64_t& bytes) const {
+    if (!log_.out_of_space() || log_.wants_compaction()) return false;
+    bytes = log_.segment_bytes() / 2;
+    return true;
+}
+
 uint64_t LogPersistence::durable_ticket() const {
     return sync_ == store::SyncMode::Always ? log_.durable_lsn() : log_.last_lsn();
 }

@@ -46,6 +46,7 @@ public:
 
     // The log refuses plain appends (store::Log::refusing).
     bool full() const override;
+    bool needs_room(uint64_t& bytes) const override;
     void admit_whole(bool on) override { admitted_ = on; }
     uint64_t durable_ticket() const override;
     uint64_t latest_ticket() const override { return log_.last_lsn(); }

@@ -245,6 +245,10 @@ public:
     // disk full, I/O error): the publisher gets quota exceeded. It turns
     // false by itself once space returns.
     virtual bool full() const = 0;
+    // True while full() is for lack of space and compaction has nothing to
+    // reclaim: only dropping something can free room. `bytes`: what to drop
+    // for compaction to gain a worthwhile amount (half a segment).
+    virtual bool needs_room(uint64_t& bytes) const { (void)bytes; return false; }
     // While on, every write draws on the reserve, past max_bytes too: they
     // belong to one message the store admitted (full() was false), which is
     // stored whole. A part stored would reach some receivers of a message

@@ -113,6 +113,8 @@ public:
     void mark_dead(uint64_t lsn) override;
     uint64_t segment_count() const override { return segs_.size(); }
     uint64_t max_bytes() const override { return opt_.max_bytes; }
+    uint64_t segment_bytes() const override { return opt_.segment_bytes; }
+    bool out_of_space() override { return !io_failed_ && refusing(); }
     std::span<const uint8_t> last_body() const override { return last_body_; }
 
 private:

@@ -128,6 +128,9 @@ public:
     // full (re-tried at most every 100 ms, and at once when compaction frees
     // a segment), or the last sync failed (read-only file system, EIO).
     virtual bool refusing() = 0;
+    // refusing() for lack of space (max_bytes reached or the disk full), not
+    // because a sync failed: dropping data frees room.
+    virtual bool out_of_space() = 0;
 
     // The owner tells the log that the record `lsn` is no longer live;
     // wants_compaction() weighs these by size. Marking twice, or an LSN no
@@ -145,6 +148,7 @@ public:
     // Segment files currently in the directory (tests, `hato store`).
     virtual uint64_t segment_count() const = 0;
     virtual uint64_t max_bytes() const = 0;  // Options::max_bytes (0 = none)
+    virtual uint64_t segment_bytes() const = 0;  // Options::segment_bytes
 };
 
 }  // namespace hato::store

@@ -228,3 +228,64 @@ def test_check_config_refuses_a_packet_size_that_cannot_fit_a_segment(tmp_path):
     res = subprocess.run([hato, "--check-config", "--config", str(conf)], capture_output=True, text=True,
                          timeout=10)
     assert res.returncode == 0, res.stderr
+
+
+def test_a_bridge_backlog_that_fills_the_store_gives_way_to_new_messages(small_fs, backend, tmp_path):
+    # A WAN outage long enough for a bridge's backlog to fill the store
+    # before its own max_queued_bytes: with when_full = "drop_oldest" the
+    # oldest queued messages give way (docs/bridge.md), so local publishers
+    # keep being accepted, and the newest messages reach the upstream once
+    # it is back. (Before, every QoS 1/2 publish was refused from then on.)
+    from bridge_util import Gateway, Upstream, sub, wait_for
+    from conftest import _free_port
+
+    port = _free_port()
+    os.makedirs(tmp_path / "gw")
+    os.makedirs(tmp_path / "up")
+    settings = {k: dict(v) for k, v in small_fs.items()}
+    gw = Gateway(backend, str(tmp_path / "gw"), port, "mqttv311",
+                 "try_private = false\nnotifications = false\nmax_queued_bytes = 0", settings)
+    up = Upstream(backend, str(tmp_path / "up"), port, {"limits": dict(SETTINGS_LIMITS)})
+    try:
+        gw.start()
+        pub = r.RawClient(gw)
+        pub.connect("plc", version=5)
+        accepted, refusals = [], 0
+        for i in range(60):
+            tag = f"m{i}"
+            for attempt in range(30):   # a refusal lasts until the broker's next tick at most, and compaction
+                if _publish_v5_topic(pub, i + 1, "plant/m", tag) == 0:
+                    accepted.append(tag)
+                    break
+                refusals += 1
+                time.sleep(0.1)
+            else:
+                pytest.fail(f"{tag} refused 30 times: the backlog never gave way\n{gw.log()}")
+        pub.close()
+        wait_for(lambda: "store full: the oldest" in gw.log(), "the drop report", 15)
+        up.start()
+        c = sub(up, "cloud", "site/gw/#")
+        newest, got = set(accepted[-10:]), []   # the newest are kept
+        deadline = time.monotonic() + 40
+        while not newest <= set(got) and time.monotonic() < deadline:
+            try:
+                p = c.read(1.0)
+            except TimeoutError:
+                continue
+            if p.type == r.PUBLISH:
+                _, pid, _, payload = r.parse_publish(p)
+                got.append(_tag(payload))
+                if pid is not None:
+                    c.send(r.packet(r.PUBACK, 0, pid.to_bytes(2, "big")))
+        assert newest <= set(got), (sorted(newest - set(got)), refusals)
+        assert "m0" not in got   # the oldest gave way
+        print(f"refusals {refusals}, upstream got {len(set(got))}")
+    finally:
+        gw.stop()
+        up.stop()
+
+
+def _publish_v5_topic(c, pid, topic, tag):
+    c.send(r.publish(topic, _payload(tag), qos=1, pid=pid, version=5))
+    ack = c.expect(r.PUBACK)
+    return ack.body[2] if len(ack.body) > 2 else 0
