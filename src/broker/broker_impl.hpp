@@ -293,6 +293,7 @@ struct Broker::Impl {
     bool start_flight(Session& s, Connection& c, SessionFlows& f, OutItem&& item, OpWrites& w);
     void purge_expired(Session& s, OpWrites& w);   // drops expired messages from the queue
     void make_room();   // a store out of space gets room from the drop_oldest bridge backlogs
+    uint64_t drop_oldest_queued(Session& s, OpWrites& w);   // the queue's front (not in flight); its bytes
     void resend_inflight(Session& s);
     void on_client_ack(Connection& c, const mqtt::Ack& a);
     // The bytes queued for the client; 0: too large for it, not sent.

@@ -91,11 +91,7 @@ void Broker::Impl::deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool reta
     if (budget && budget->drop_oldest) {
         // The oldest queued (not in flight) give way, in order.
         while (full()) {
-            SessionFlows& f = *s.flows;
-            OutItem& old = f.queue.front();
-            f.queue_bytes -= std::min<uint64_t>(f.queue_bytes, old.queued_bytes());
-            if (s.persisted) written(persist.out_done(s.client_id, old.seq), w);
-            f.queue.pop_front();
+            drop_oldest_queued(s, w);
             ++stats.budget_dropped;
         }
     }
@@ -160,18 +156,23 @@ void Broker::Impl::make_room() {
     OpWrites w;   // removals: nothing waits for them
     uint64_t freed = 0;
     for (Session* s : backlogs) {
-        SessionFlows& f = *s->flows;
-        while (freed < want && !f.queue.empty()) {
-            const OutItem& old = f.queue.front();
-            freed += old.queued_bytes();
-            f.queue_bytes -= std::min<uint64_t>(f.queue_bytes, old.queued_bytes());
-            if (s->persisted) written(persist.out_done(s->client_id, old.seq), w);
-            f.queue.pop_front();
+        while (freed < want && !s->flows->queue.empty()) {
+            freed += drop_oldest_queued(*s, w);
             ++stats.room_dropped;
         }
         s->release_flows_if_empty(flows_pool);
         if (freed >= want) break;
     }
+}
+
+uint64_t Broker::Impl::drop_oldest_queued(Session& s, OpWrites& w) {
+    SessionFlows& f = *s.flows;
+    const OutItem& old = f.queue.front();
+    const uint64_t bytes = old.queued_bytes();
+    f.queue_bytes -= std::min<uint64_t>(f.queue_bytes, bytes);
+    if (s.persisted) written(persist.out_done(s.client_id, old.seq), w);
+    f.queue.pop_front();
+    return bytes;
 }
 
 void Broker::Impl::purge_expired(Session& s, OpWrites& w) {
