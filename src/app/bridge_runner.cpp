@@ -44,6 +44,18 @@ std::string host_name() {
 
 // Name resolution and a blocking connect (bounded by SO_SNDTIMEO), on a
 // helper thread. Returns the fd, or -1 with `why`.
+// TCP lets a connect to a local port nobody listens on meet itself when the
+// kernel picks that same port as the source (simultaneous open): the bridge
+// would then talk MQTT to its own CONNECT until the set-up timeout.
+bool connected_to_itself(int fd) {
+    sockaddr_storage self{}, peer{};
+    socklen_t self_len = sizeof self, peer_len = sizeof peer;
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&self), &self_len) != 0 ||
+        getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peer_len) != 0)
+        return false;
+    return self_len == peer_len && std::memcmp(&self, &peer, self_len) == 0;
+}
+
 int connect_blocking(const std::string& host, uint16_t port, std::string& why) {
     addrinfo hints{};
     hints.ai_family = AF_UNSPEC;
@@ -64,7 +76,13 @@ int connect_blocking(const std::string& host, uint16_t port, std::string& why) {
         }
         timeval tv{kConnectTimeoutS, 0};
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-        if (connect(fd, a->ai_addr, a->ai_addrlen) == 0) break;
+        if (connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
+            if (!connected_to_itself(fd)) break;
+            why = "the connection reached itself (nothing listens on that local port)";
+            ::close(fd);
+            fd = -1;
+            continue;
+        }
         why = std::strerror(errno);
         ::close(fd);
         fd = -1;

@@ -4,6 +4,7 @@
 
 import os
 import re
+import socket
 import struct
 import time
 
@@ -46,6 +47,40 @@ class Upstream(Broker):
     def __init__(self, backend, workdir, port, settings=None):
         super().__init__(backend, workdir, settings or {})
         self.fixed_port = port
+        self._hold = None
+        self._reserve()
+
+    def _reserve(self):
+        # While this upstream is down, a socket bound to its port (not
+        # listening: connects are refused) keeps a broker of a test running
+        # in parallel from taking the port, and the gateway from reaching it.
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", self.fixed_port))
+        except OSError:
+            s.close()   # in TIME_WAIT after a stop: best effort only
+            return
+        self._hold = s
+
+    def start(self):
+        if self._hold is not None:
+            self._hold.close()
+            self._hold = None
+        return super().start()
+
+    def stop(self, timeout=10.0):
+        rc = super().stop(timeout)
+        self._reserve()
+        return rc
+
+    def kill(self):
+        super().kill()
+        self._reserve()
+
+    def release(self):
+        if self._hold is not None:
+            self._hold.close()
+            self._hold = None
 
     def _hato_config(self):
         return super()._hato_config().replace("port = 0", f"port = {self.fixed_port}", 1)
@@ -93,6 +128,8 @@ def pair(backend, tmp_path):
     yield make
     for b in made:
         b.stop()
+        if isinstance(b, Upstream):
+            b.release()
 
 
 def sub(broker, client_id, topic, clean=True, version=4):
