@@ -184,8 +184,9 @@ struct Connection {
     // deadline. One entry per connection; see Broker::Impl::arm_conn_timer.
     uint64_t timer_due_ms = 0;
     std::unique_ptr<Will> will;
-    int listener = 0;
+    uint16_t listener = 0;           // index into the listeners
     uint16_t keep_alive_s = 0;
+    uint32_t held_bytes = 0;         // its packets held by HeldAcks (and their bookkeeping): part of its output
     uint64_t blocked_since_ms = 0;   // when output_blocked was set (slow_client_timeout_ms)
     uint64_t held_since_ms = 0;      // when holds_intake was set
     uint64_t episode_dropped = 0;    // QoS 0 dropped for it since it was last blocked

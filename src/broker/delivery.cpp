@@ -28,7 +28,10 @@ size_t Broker::Impl::window(const Connection& c) const {
 Broker::Impl::Room Broker::Impl::room_to_send(const Connection& c, const SessionFlows& f) const {
     if (f.inflight.size() >= window(c)) return Room::WindowFull;
     if (c.output_blocked) return Room::OutputBlocked;
-    if (pressure.over_limit(c)) return Room::OverLimit;
+    // The transport's queue only: what is held behind a CONNACK/SUBACK goes
+    // out with the next sync, no reason to hold everyone's intake (the
+    // window bounds it).
+    if (pressure.over_limit(transport.queued_bytes(c.id))) return Room::OverLimit;
     return Room::Yes;
 }
 
@@ -55,7 +58,7 @@ void Broker::Impl::deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool reta
         const uint64_t queued = cfg.max_output_bytes != 0 ? transport.queued_bytes(c->id) : 0;
         // Behind a held CONNACK/SUBACK (one sync at most) the same hard bound
         // applies, but it is no reason to hold everyone's intake.
-        if (c->output_held && cfg.max_output_bytes != 0 && queued + acks.held_output_bytes(c->id) > hard) {
+        if (c->output_held && cfg.max_output_bytes != 0 && queued + c->held_bytes > hard) {
             ++stats.qos0_dropped;
             return;
         }

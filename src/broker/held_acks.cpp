@@ -14,19 +14,27 @@ void HeldAcks::send(Connection& c, mqtt::PacketType type, uint16_t id, uint8_t r
 }
 
 void HeldAcks::send_bytes(Connection& c, std::span<const uint8_t> bytes, uint64_t ticket, bool counts_inbound) {
-    if (c.held_acks == 0 && ticket <= persist_.durable_ticket()) return put_out(c, bytes, counts_inbound);
+    if (c.held_acks == 0 && ticket <= persist_.durable_ticket()) return put_out(c, bytes, counts_inbound ? 1 : 0);
     PerConn& pc = conns_[c.id];
+    add_held_bytes(c, bytes.size());
     if (c.held_acks > 0) {
         Held& last = held_[pc.last_serial - front_serial_];
         if (ticket <= last.ticket) {   // nothing more to wait for than c's last held packet: right behind it
-            last.followers.push_back({{bytes.begin(), bytes.end()}, counts_inbound});
-            pc.follower_bytes += bytes.size();
+            last.bytes.insert(last.bytes.end(), bytes.begin(), bytes.end());
+            last.inbound += counts_inbound ? 1 : 0;
+            pc.followed_end = pc.last_serial + 1;
             return;
         }
     }
-    held_.push_back({c.id, ticket, false, {{bytes.begin(), bytes.end()}, counts_inbound}, {}});
+    held_.push_back({c.id, ticket, false, counts_inbound ? 1u : 0u, {bytes.begin(), bytes.end()}});
+    add_held_bytes(c, kEntryCost);
     pc.last_serial = front_serial_ + held_.size() - 1;
     ++c.held_acks;
+}
+
+// Saturates: a connection with 4 GiB held is over any output limit anyway.
+void HeldAcks::add_held_bytes(Connection& c, uint64_t n) {
+    c.held_bytes = uint32_t(std::min<uint64_t>(UINT32_MAX, c.held_bytes + n));
 }
 
 void HeldAcks::hold_output(Connection& c) {
@@ -40,34 +48,42 @@ void HeldAcks::hold_output(Connection& c) {
     c.output_held = true;
 }
 
-void HeldAcks::put_out(Connection& c, std::span<const uint8_t> bytes, bool counts_inbound) {
+void HeldAcks::put_out(Connection& c, std::span<const uint8_t> bytes, uint32_t inbound) {
     transport_.send_low_priority(c.id, bytes);
-    if (counts_inbound && c.inbound_pending > 0) --c.inbound_pending;
+    c.inbound_pending -= std::min(c.inbound_pending, inbound);
 }
 
+// `h` is the front entry (serial front_serial_).
 void HeldAcks::sent(Connection& c, const Held& h) {
-    put_out(c, h.packet.bytes, h.packet.counts_inbound);
+    put_out(c, h.bytes, h.inbound);
     --c.held_acks;
-    for (const Packet& f : h.followers) put_out(c, f.bytes, f.counts_inbound);
+    c.held_bytes -= uint32_t(std::min<uint64_t>(c.held_bytes, h.bytes.size() + kEntryCost));
     if (!h.holds_output) return;
     auto it = conns_.find(h.conn);
-    if (it != conns_.end() && it->second.output_holds > 0 && --it->second.output_holds == 0) c.output_held = false;
+    if (it == conns_.end() || it->second.output_holds == 0) return;
+    PerConn& pc = it->second;
+    if (pc.followed_end > front_serial_ + 1) {
+        // Output went on queueing behind a later entry (a PUBACK held after
+        // the SUBACK): it stays held until that one goes out, or what is sent
+        // from now on would overtake what is queued there (MQTT-4.6.0-6).
+        Held& later = held_[pc.followed_end - 1 - front_serial_];
+        if (!later.holds_output) {
+            later.holds_output = true;
+            return;   // the hold moved: output_holds unchanged
+        }
+    }
+    if (--pc.output_holds == 0) c.output_held = false;
 }
 
 void HeldAcks::sent_to_closing(const Held& h) {
     auto it = conns_.find(h.conn);
     if (it == conns_.end() || it->second.close_due_ms == 0 || it->second.closed) return;
-    transport_.send_low_priority(h.conn, h.packet.bytes);
-    for (const Packet& f : h.followers) transport_.send_low_priority(h.conn, f.bytes);
+    transport_.send_low_priority(h.conn, h.bytes);
 }
 
 void HeldAcks::forget(const Held& h) {
     auto it = conns_.find(h.conn);
-    if (it == conns_.end()) return;
-    uint64_t bytes = 0;
-    for (const Packet& f : h.followers) bytes += f.bytes.size();
-    it->second.follower_bytes -= std::min(it->second.follower_bytes, bytes);
-    if (it->second.last_serial != front_serial_) return;
+    if (it == conns_.end() || it->second.last_serial != front_serial_) return;
     // Its last held packet: a closing connection has been sent all it was owed.
     if (it->second.close_due_ms != 0 && !it->second.closed) transport_.close(h.conn);
     conns_.erase(it);

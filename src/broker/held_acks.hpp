@@ -42,11 +42,6 @@ public:
     // behind c's last held packet) holds back everything sent to `c` after
     // it (Connection::output_held) until it goes out. Nothing if it went out.
     void hold_output(Connection& c);
-    // Bytes waiting behind held packets of `c` (its output limit counts them).
-    uint64_t held_output_bytes(ConnId id) const {
-        auto it = conns_.find(id);
-        return it == conns_.end() ? 0 : it->second.follower_bytes;
-    }
 
     // The broker is done with `c` and closes it: if packets are held for it
     // (a CONNACK, PUBACKs, a DISCONNECT behind them), the transport is
@@ -77,22 +72,23 @@ public:
     size_t size() const { return held_.size(); }
 
 private:
-    struct Packet {
-        std::vector<uint8_t> bytes;
-        bool counts_inbound = false;
-    };
+    // One held packet and those queued right behind it (nothing of their own
+    // to wait for), in order, in one buffer: a held PINGRESP costs 2 bytes.
     struct Held {
         ConnId conn = 0;
         uint64_t ticket = 0;
         bool holds_output = false;   // a CONNACK/SUBACK that output waits behind
-        Packet packet;
-        std::vector<Packet> followers;   // sent right after it, in order (nothing of their own to wait for)
+        uint32_t inbound = 0;        // of its packets, those that free a receive-maximum slot
+        std::vector<uint8_t> bytes;
     };
-    // Per connection with held packets: where its last one is (serial), and
-    // the bytes queued behind its packets.
+    // Connection::held_bytes counts an entry's bytes and this much more.
+    static constexpr uint64_t kEntryCost = sizeof(Held);
+    // Per connection with held packets: where its last one is, and the last
+    // one that has packets queued behind it (serials, entries are numbered
+    // in queue order).
     struct PerConn {
         uint64_t last_serial = 0;
-        uint64_t follower_bytes = 0;
+        uint64_t followed_end = 0;   // 1 + the serial of the last entry with followers (0: none)
         uint32_t output_holds = 0;   // held entries with holds_output
         uint64_t close_due_ms = 0;   // close_when_sent: close by then (0: not closing)
         bool closed = false;         // closing, and the transport closed already (overdue)
@@ -100,7 +96,8 @@ private:
     void sent(Connection& c, const Held& h);
     void sent_to_closing(const Held& h);   // the broker dropped h.conn: the transport may still be open
     void forget(const Held& h);
-    void put_out(Connection& c, std::span<const uint8_t> bytes, bool counts_inbound);
+    void put_out(Connection& c, std::span<const uint8_t> bytes, uint32_t inbound);
+    static void add_held_bytes(Connection& c, uint64_t n);
 
     Transport& transport_;
     Persistence& persist_;
