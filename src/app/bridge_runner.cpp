@@ -15,6 +15,7 @@
 #include "app/log.hpp"
 #include "bridge/backoff.hpp"
 #include "bridge/link.hpp"
+#include "mqtt/codec.hpp"
 #include "net/tls.hpp"
 
 namespace hato::app {
@@ -631,6 +632,8 @@ std::vector<BridgeStatus> BridgeRunner::status() const {
         b.forwarded_in = e->link.forwarded_in();
         b.too_large_out = e->link.too_large_out();
         b.too_large_in = e->link.too_large_in();
+        b.unmappable_out = e->link.unmappable_out();
+        b.unmappable_in = e->link.unmappable_in();
         b.refused_out = e->link.refused_out();
         b.closes_on_same = e->link.closes_on_same_message();
         out.push_back(std::move(b));
@@ -654,6 +657,35 @@ void BridgeRunner::stop() {
         if (e->up) reactor_.close(e->up, true);
 }
 
+namespace {
+
+// Rules that run but cannot do all they say: the bridge drops or changes
+// such messages (counted), so the check says it before they flow.
+void warn_about_rules(const config::Bridge& b, const broker::Config& local, std::vector<std::string>& warnings) {
+    const std::string where = "bridge \"" + b.name + "\": ";
+    for (const config::BridgeTopic& t : b.topics) {
+        const bridge::Direction d = direction_of(t.direction);
+        const bool in = d != bridge::Direction::Out, out = d != bridge::Direction::In;
+        // The prefix a rule strips is a whole topic it matches: that topic maps to "".
+        if (in && t.local_prefix.empty() && !t.remote_prefix.empty() && mqtt::topic_matches(t.pattern, t.remote_prefix))
+            warnings.push_back(where + "rule '" + t.pattern + "': an upstream message on '" + t.remote_prefix +
+                               "' maps to an empty local topic and is dropped (give it a local_prefix)");
+        if (out && t.remote_prefix.empty() && !t.local_prefix.empty() && mqtt::topic_matches(t.pattern, t.local_prefix))
+            warnings.push_back(where + "rule '" + t.pattern + "': a message on '" + t.local_prefix +
+                               "' maps to an empty upstream topic and is dropped (give it a remote_prefix)");
+        if (in && t.qos > local.maximum_qos)
+            warnings.push_back(where + "rule '" + t.pattern + "' asks for QoS " + std::to_string(t.qos) +
+                               ", more than [mqtt] maximum_qos = " + std::to_string(local.maximum_qos) +
+                               ": its messages cross at QoS " + std::to_string(local.maximum_qos) +
+                               (local.maximum_qos == 0 ? " (acknowledged upstream before they are durable here)" : ""));
+    }
+    if (!local.retain_available)
+        warnings.push_back(where + "[mqtt] retain_available = false: upstream retained messages arrive here without "
+                           "the retain flag, and $SYS/broker/connection/" + b.name + "/state is not retained");
+}
+
+}  // namespace
+
 bool check_bridge_files(const config::AppConfig& cfg, std::vector<std::string>& errors,
                         std::vector<std::string>& warnings) {
     bool ok = true;
@@ -667,6 +699,7 @@ bool check_bridge_files(const config::AppConfig& cfg, std::vector<std::string>& 
             errors.push_back(why);
             ok = false;
         }
+        warn_about_rules(b, cfg.broker, warnings);
         if (b.password_file.empty()) continue;
         std::string password;
         why.clear();

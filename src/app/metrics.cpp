@@ -251,6 +251,13 @@ std::string render_prometheus(const StatusData& d) {
             e.sample("hato_bridge_too_large_dropped_total", label(b) + ",direction=\"out\"", num(b.too_large_out));
             e.sample("hato_bridge_too_large_dropped_total", label(b) + ",direction=\"in\"", num(b.too_large_in));
         }
+        e.family("hato_bridge_unmappable_dropped_total", "counter",
+                 "Messages dropped since start because their rule maps the topic to one that is not a valid "
+                 "topic name (an empty one), by bridge and direction.");
+        for (const BridgeStatus& b : d.bridges) {
+            e.sample("hato_bridge_unmappable_dropped_total", label(b) + ",direction=\"out\"", num(b.unmappable_out));
+            e.sample("hato_bridge_unmappable_dropped_total", label(b) + ",direction=\"in\"", num(b.unmappable_in));
+        }
         e.family("hato_bridge_refused_total", "counter",
                  "Messages the upstream refused (v5 reason code 0x80 or above) since start, by bridge.");
         for (const BridgeStatus& b : d.bridges) e.sample("hato_bridge_refused_total", label(b), num(b.refused_out));
@@ -378,7 +385,9 @@ std::string render_status_json(const StatusData& d) {
              ",\"backlog_messages\":" + num(b.backlog_messages) + ",\"backlog_bytes\":" + num(b.backlog_bytes) +
              ",\"oldest_age_seconds\":" + num(b.oldest_age_s) + ",\"forwarded_out\":" + num(b.forwarded_out) +
              ",\"forwarded_in\":" + num(b.forwarded_in) + ",\"too_large_dropped_out\":" + num(b.too_large_out) +
-             ",\"too_large_dropped_in\":" + num(b.too_large_in) + ",\"refused\":" + num(b.refused_out) +
+             ",\"too_large_dropped_in\":" + num(b.too_large_in) +
+             ",\"unmappable_dropped_out\":" + num(b.unmappable_out) +
+             ",\"unmappable_dropped_in\":" + num(b.unmappable_in) + ",\"refused\":" + num(b.refused_out) +
              ",\"closes_on_same_message\":" + num(b.closes_on_same) + "}";
     }
     j += "]}\n";

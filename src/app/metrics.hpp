@@ -81,6 +81,8 @@ struct BridgeStatus {
     uint64_t forwarded_in = 0;      // messages received from upstream (this run)
     uint64_t too_large_out = 0;     // dropped: larger than the upstream takes (this run)
     uint64_t too_large_in = 0;      // dropped: larger than the local broker takes (this run)
+    uint64_t unmappable_out = 0;    // dropped: a rule maps the topic to an invalid one (this run)
+    uint64_t unmappable_in = 0;
     uint64_t refused_out = 0;       // refused by the upstream (v5 reason code >= 0x80, this run)
     uint64_t closes_on_same = 0;    // bridge::Link::closes_on_same_message
 };

@@ -20,6 +20,14 @@ constexpr Version kLocalVersion = Version::V5;
 constexpr uint32_t kLocalMaxPacket = 0;   // the broker's own limit applies
 constexpr size_t kMaxHeld = 100000;       // upstream packets waiting for ready
 
+// Removes `id` from `ids`; false if it was not there.
+bool take(std::vector<uint16_t>& ids, uint16_t id) {
+    auto it = std::find(ids.begin(), ids.end(), id);
+    if (it == ids.end()) return false;
+    ids.erase(it);
+    return true;
+}
+
 std::string hex(uint8_t v) {
     char b[8];
     std::snprintf(b, sizeof b, "0x%02X", unsigned(v));
@@ -88,6 +96,13 @@ void Link::on_upstream_open(uint64_t now_ms) {
     refused_logged_ = false;
     last_error_.clear();
     unanswered_out_.clear();
+    up_max_qos_ = 2;
+    up_retain_ = true;
+    unmappable_logged_ = false;
+    local_inflight_in_.clear();
+    waiting_in_.clear();
+    downgraded_in_.clear();
+    downgraded_out_.clear();
 
     mqtt::Connect c;
     c.version = cfg_.version;
@@ -99,6 +114,9 @@ void Link::on_upstream_open(uint64_t now_ms) {
         c.password = std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(cfg_.password->data()),
                                               cfg_.password->size());
     if (cfg_.version == Version::V5 && cfg_.session_expiry > 0) c.props.session_expiry = cfg_.session_expiry;
+    // Inbound messages beyond the local broker's window wait here: this
+    // bounds how many a v5 upstream sends before the first is answered.
+    if (cfg_.version == Version::V5) c.props.receive_maximum = cfg_.inflight;
     static constexpr uint8_t kDown[] = {'0'};
     const std::string will_topic = upstream_state_topic();
     if (cfg_.notifications) {
@@ -160,6 +178,8 @@ bool Link::handle_upstream(const Packet& p, std::span<const uint8_t> raw) {
             return false;
         }
         if (ack->props.receive_maximum) up_receive_max_ = *ack->props.receive_maximum;
+        up_max_qos_ = ack->props.maximum_qos.value_or(2);
+        up_retain_ = ack->props.retain_available.value_or(1) != 0;
         if (uint32_t m = ack->props.maximum_packet_size.value_or(0); m != 0)
             up_max_packet_ = up_max_packet_ == 0 ? m : std::min(up_max_packet_, m);
         // A fresh upstream session sends no PUBREL for what it sent before.
@@ -169,7 +189,9 @@ bool Link::handle_upstream(const Packet& p, std::span<const uint8_t> raw) {
             if (!r.in()) continue;
             mqtt::SubscribeTopic t;
             t.filter = r.pattern;
-            t.qos = r.qos;
+            // What the local broker takes (it would refuse a QoS 2 PUBLISH
+            // over its Maximum QoS, and the upstream resend it for ever).
+            t.qos = std::min(r.qos, local_max_qos_);
             // A rule that also sends out must not get its own messages back.
             t.no_local = r.out();
             t.retain_as_published = r.out();
@@ -222,7 +244,7 @@ bool Link::handle_upstream(const Packet& p, std::span<const uint8_t> raw) {
         return true;
     }
     if (const auto* pub = std::get_if<mqtt::Publish>(&p)) {
-        forward_in(*pub);
+        forward_in(*pub, raw);
         return true;
     }
     if (const auto* ua = std::get_if<mqtt::Unsuback>(&p); ua && ua->packet_id == kUnsubscribeId) {
@@ -250,38 +272,89 @@ bool Link::handle_upstream(const Packet& p, std::span<const uint8_t> raw) {
             note_answered_out(ack->packet_id);
             if (ack->reason >= 0x80) note_refused(*ack);
         }
+        if (ack->type == PacketType::Puback && take(downgraded_out_, ack->packet_id)) {
+            // Sent upstream at QoS 1: the local QoS 2 flow goes on here.
+            if (ack->reason < 0x80) dropped_out_qos2_.push_back(ack->packet_id);
+            send_local(Packet{mqtt::Ack{PacketType::Pubrec, ack->packet_id, ack->reason, {}}});
+            return true;
+        }
         send_local(Packet{*ack});
         return true;
     }
     return true;   // SUBACK, UNSUBACK, AUTH: nothing to do
 }
 
-void Link::forward_in(const mqtt::Publish& pub) {
-    std::optional<std::string> topic = local_topic(cfg_.topics, pub.topic);
-    if (!topic) {
-        // Not ours (an upstream session's leftover subscription): accepted
-        // and dropped, so the upstream does not resend it for ever; its
-        // PUBREL is answered here, as the local session never saw the id.
-        if (pub.qos == 1) send_upstream(Packet{mqtt::Ack{PacketType::Puback, pub.packet_id, 0, {}}});
-        if (pub.qos == 2) {
-            std::erase(dropped_in_qos2_, pub.packet_id);
-            dropped_in_qos2_.push_back(pub.packet_id);
-            send_upstream(Packet{mqtt::Ack{PacketType::Pubrec, pub.packet_id, 0, {}}});
-        }
+void Link::forward_in(const mqtt::Publish& pub, std::span<const uint8_t> raw) {
+    const bool full = pub.qos > 0 && local_inflight_in_.size() >= local_receive_max_;
+    if (!full && waiting_in_.empty()) return deliver_in(pub);
+    if (waiting_in_.size() >= kMaxHeld) {
+        fail("too many upstream messages waiting for the local broker");
         return;
     }
+    waiting_in_.emplace_back(raw.begin(), raw.end());
+}
+
+void Link::deliver_waiting_in() {
+    while (!waiting_in_.empty() && state_ == State::Ready) {
+        const std::vector<uint8_t> raw = std::move(waiting_in_.front());
+        Packet p;
+        mqtt::decode(raw, cfg_.version, kLocalMaxPacket, p);   // decoded once already
+        const auto& pub = std::get<mqtt::Publish>(p);
+        if (pub.qos > 0 && local_inflight_in_.size() >= local_receive_max_) {
+            waiting_in_.front() = std::move(raw);
+            return;
+        }
+        waiting_in_.pop_front();
+        deliver_in(pub);
+    }
+}
+
+void Link::deliver_in(const mqtt::Publish& pub) {
+    std::optional<std::string> topic = local_topic(cfg_.topics, pub.topic);
+    // Not ours (an upstream session's leftover subscription): accepted and
+    // dropped, so the upstream does not resend it for ever.
+    if (!topic) return complete_here(pub, /*to_upstream=*/false);
+    if (!mqtt::valid_topic_name(*topic)) return drop_unmappable(pub, *topic, /*to_upstream=*/false);
     // A new flow under this id: a drop of an earlier one is over.
     std::erase(dropped_in_qos2_, pub.packet_id);
     mqtt::Publish local = pub;
     local.topic = *topic;
     local.props.topic_alias.reset();
     local.props.subscription_ids.clear();
+    local.retain = pub.retain && local_retain_;
+    local.qos = std::min(pub.qos, local_max_qos_);
     scratch_.clear();
     mqtt::encode(Packet{local}, kLocalVersion, scratch_);
     if (local_max_packet_ != 0 && scratch_.size() > local_max_packet_)
         return drop_too_large(pub, scratch_.size(), local_max_packet_, /*to_upstream=*/false);
     ++forwarded_in_;
     send_scratch_local();
+    if (local.qos > 0) local_inflight_in_.push_back(pub.packet_id);
+    if (pub.qos == 2 && local.qos == 1) downgraded_in_.push_back(pub.packet_id);
+    if (pub.qos > 0 && local.qos == 0) complete_here(pub, /*to_upstream=*/false);   // [mqtt] maximum_qos = 0
+}
+
+void Link::complete_here(const mqtt::Publish& pub, bool to_upstream) {
+    if (pub.qos == 0) return;
+    if (pub.qos == 2) {
+        std::vector<uint16_t>& pending = to_upstream ? dropped_out_qos2_ : dropped_in_qos2_;
+        std::erase(pending, pub.packet_id);
+        pending.push_back(pub.packet_id);
+    }
+    const Packet done{mqtt::Ack{pub.qos == 2 ? PacketType::Pubrec : PacketType::Puback, pub.packet_id, 0, {}}};
+    if (to_upstream) send_local(done);
+    else send_upstream(done);
+}
+
+void Link::drop_unmappable(const mqtt::Publish& pub, const std::string& mapped, bool to_upstream) {
+    ++(to_upstream ? unmappable_out_ : unmappable_in_);
+    if (!unmappable_logged_) {
+        unmappable_logged_ = true;
+        out_.log(1, "bridge " + cfg_.name + ": a message on '" + std::string(pub.topic) + "' maps to '" + mapped +
+                        "', not a valid topic " + (to_upstream ? "upstream" : "here") +
+                        ": dropped (check the rule's prefixes; this connection's further ones are only counted)");
+    }
+    complete_here(pub, to_upstream);
 }
 
 void Link::drop_too_large(const mqtt::Publish& pub, size_t bytes, uint32_t limit, bool to_upstream) {
@@ -292,11 +365,7 @@ void Link::drop_too_large(const mqtt::Publish& pub, size_t bytes, uint32_t limit
                         std::to_string(bytes) + " bytes, more than the " + (to_upstream ? "upstream" : "local broker") +
                         " takes (" + std::to_string(limit) + "): dropped (this connection's further ones are only counted)");
     }
-    if (pub.qos == 0) return;
-    if (pub.qos == 2) (to_upstream ? dropped_out_qos2_ : dropped_in_qos2_).push_back(pub.packet_id);
-    const Packet done{mqtt::Ack{pub.qos == 2 ? PacketType::Pubrec : PacketType::Puback, pub.packet_id, 0, {}}};
-    if (to_upstream) send_local(done);
-    else send_upstream(done);
+    complete_here(pub, to_upstream);
 }
 
 void Link::note_refused(const mqtt::Ack& ack) {
@@ -348,6 +417,9 @@ bool Link::handle_local(const Packet& p) {
         }
         local_keep_alive_ = ack->props.server_keep_alive.value_or(0);
         local_max_packet_ = ack->props.maximum_packet_size.value_or(0);
+        local_receive_max_ = std::max<uint16_t>(1, ack->props.receive_maximum.value_or(65535));
+        local_max_qos_ = ack->props.maximum_qos.value_or(2);
+        local_retain_ = ack->props.retain_available.value_or(1) != 0;
         if (priming_) publish_state(false);   // not connected yet
         subscribe_local();
         return true;
@@ -389,7 +461,15 @@ bool Link::handle_local(const Packet& p) {
             return false;
         }
         if (answer_dropped_pubrel(*ack, /*from_upstream=*/false)) return true;
-        send_upstream(Packet{*ack});
+        if (ack->type == PacketType::Puback || ack->type == PacketType::Pubcomp) take(local_inflight_in_, ack->packet_id);
+        if (ack->type == PacketType::Puback && take(downgraded_in_, ack->packet_id)) {
+            // Published here at QoS 1: the upstream's QoS 2 flow goes on here.
+            dropped_in_qos2_.push_back(ack->packet_id);
+            send_upstream(Packet{mqtt::Ack{PacketType::Pubrec, ack->packet_id, 0, {}}});
+        } else {
+            send_upstream(Packet{*ack});
+        }
+        deliver_waiting_in();
         return true;
     }
     if (const auto* d = std::get_if<mqtt::Disconnect>(&p)) {
@@ -401,29 +481,27 @@ bool Link::handle_local(const Packet& p) {
 
 void Link::forward_out(const mqtt::Publish& pub) {
     std::optional<std::string> topic = remote_topic(cfg_.topics, pub.topic);
-    if (!topic) {
-        // A leftover subscription of the local session (a rule removed from
-        // the configuration): completed and dropped, its PUBREL answered here.
-        if (pub.qos == 1) send_local(Packet{mqtt::Ack{PacketType::Puback, pub.packet_id, 0, {}}});
-        if (pub.qos == 2) {
-            std::erase(dropped_out_qos2_, pub.packet_id);
-            dropped_out_qos2_.push_back(pub.packet_id);
-            send_local(Packet{mqtt::Ack{PacketType::Pubrec, pub.packet_id, 0, {}}});
-        }
-        return;
-    }
-    std::erase(dropped_out_qos2_, pub.packet_id);   // as in forward_in
+    // A leftover subscription of the local session (a rule removed from the
+    // configuration): completed and dropped.
+    if (!topic) return complete_here(pub, /*to_upstream=*/true);
+    if (!mqtt::valid_topic_name(*topic)) return drop_unmappable(pub, *topic, /*to_upstream=*/true);
+    std::erase(dropped_out_qos2_, pub.packet_id);   // as in deliver_in
     mqtt::Publish up = pub;
     up.topic = *topic;
     up.props.topic_alias.reset();
     up.props.subscription_ids.clear();
+    // Within what a v5 upstream said it takes (it closes the connection on more).
+    up.retain = pub.retain && up_retain_;
+    up.qos = std::min(pub.qos, up_max_qos_);
     scratch_.clear();
     mqtt::encode(Packet{up}, cfg_.version, scratch_);
     if (up_max_packet_ != 0 && scratch_.size() > up_max_packet_)
         return drop_too_large(pub, scratch_.size(), up_max_packet_, /*to_upstream=*/true);
     ++forwarded_out_;
     send_scratch_upstream();
-    if (pub.qos > 0) unanswered_out_.push_back({pub.packet_id, uint32_t(scratch_.size()), now_ms_, std::move(*topic)});
+    if (up.qos > 0) unanswered_out_.push_back({pub.packet_id, uint32_t(scratch_.size()), now_ms_, std::move(*topic)});
+    if (pub.qos == 2 && up.qos == 1) downgraded_out_.push_back(pub.packet_id);
+    if (pub.qos > 0 && up.qos == 0) complete_here(pub, /*to_upstream=*/true);
 }
 
 void Link::note_answered_out(uint16_t packet_id) {
@@ -536,7 +614,7 @@ void Link::publish_state(bool up) {
     const std::string topic = "$SYS/broker/connection/" + cfg_.name + "/state";
     const uint8_t value = up ? '1' : '0';
     mqtt::Publish p;
-    p.retain = true;
+    p.retain = local_retain_;   // [mqtt] retain_available = false: live subscribers only
     p.topic = topic;
     p.payload = std::span<const uint8_t>(&value, 1);
     send_local(Packet{p});
@@ -559,7 +637,7 @@ void Link::become_ready() {
         static constexpr uint8_t kUp[] = {'1'};
         const std::string topic = upstream_state_topic();
         mqtt::Publish pub;
-        pub.retain = true;
+        pub.retain = up_retain_;
         pub.topic = topic;
         pub.payload = mqtt::Bytes(kUp, sizeof kUp);
         send_upstream(Packet{pub});

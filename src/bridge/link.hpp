@@ -113,6 +113,11 @@ public:
     // large (see forward_out / forward_in).
     uint64_t too_large_out() const { return too_large_out_; }
     uint64_t too_large_in() const { return too_large_in_; }
+    // Messages dropped because a rule maps their topic to one that is not a
+    // valid topic name (empty: "cmd/" with remote_prefix "cmd/" and no
+    // local_prefix): the other side would close the connection on it.
+    uint64_t unmappable_out() const { return unmappable_out_; }
+    uint64_t unmappable_in() const { return unmappable_in_; }
     // Outbound messages the upstream refused (v5 PUBACK / PUBREC reason code
     // 0x80 or above): the flow ends with that answer, so they are not resent.
     uint64_t refused_out() const { return refused_out_; }
@@ -159,8 +164,17 @@ private:
     // The upstream's copy of the state topic (named after our client id,
     // as Mosquitto's bridge does, so gateways with one bridge name differ).
     std::string upstream_state_topic() const { return "$SYS/broker/connection/" + cfg_.client_id + "/state"; }
-    void forward_in(const mqtt::Publish& pub);
+    // Inbound messages wait (in waiting_in_, in order) while the local
+    // broker's Receive Maximum is reached: it would close the connection.
+    void forward_in(const mqtt::Publish& pub, std::span<const uint8_t> raw);
+    void deliver_in(const mqtt::Publish& pub);
+    void deliver_waiting_in();   // after a local answer freed a slot
     void forward_out(const mqtt::Publish& pub);
+    // Completes towards its sender a message that does not cross (no rule
+    // for it, too large, a topic the rule cannot map): PUBACK, or PUBREC
+    // with the PUBREL answered here later. `to_upstream`: where it was going.
+    void complete_here(const mqtt::Publish& pub, bool to_upstream);
+    void drop_unmappable(const mqtt::Publish& pub, const std::string& mapped, bool to_upstream);
     // A message larger than the receiving side takes would close that
     // connection on every resend, and nothing behind it would ever cross:
     // it is dropped (counted, logged once per connection) and completed
@@ -206,7 +220,26 @@ private:
     uint32_t local_max_packet_ = 0;   // what the local broker takes (its CONNACK)
     uint64_t too_large_out_ = 0;
     uint64_t too_large_in_ = 0;
+    uint64_t unmappable_out_ = 0;
+    uint64_t unmappable_in_ = 0;
+    // What the local broker's CONNACK (always v5) says it takes; learnt when
+    // the bridge primes its session, before the first upstream connection.
+    uint16_t local_receive_max_ = 65535;
+    uint8_t local_max_qos_ = 2;
+    bool local_retain_ = true;
+    // The same of the upstream (a v5 CONNACK; a v3.1.1 one takes all).
+    uint8_t up_max_qos_ = 2;
+    bool up_retain_ = true;
+    // Inbound QoS 1/2 messages published locally and not yet completed
+    // there (PUBACK, PUBCOMP): the local Receive Maximum counts them.
+    std::vector<uint16_t> local_inflight_in_;
+    std::deque<std::vector<uint8_t>> waiting_in_;   // upstream PUBLISHes waiting for a slot
+    // QoS 2 messages that cross at QoS 1 (the receiving side's Maximum
+    // QoS): its PUBACK becomes a PUBREC towards the sender.
+    std::vector<uint16_t> downgraded_in_;
+    std::vector<uint16_t> downgraded_out_;
     bool too_large_logged_ = false;   // this connection's first drop was logged
+    bool unmappable_logged_ = false;
     uint64_t refused_out_ = 0;
     bool refused_logged_ = false;     // this connection's first refusal was logged
     // Packet ids of dropped QoS 2 messages whose PUBREL is still to come,

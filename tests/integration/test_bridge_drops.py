@@ -1,14 +1,16 @@
 # Messages the other side of a bridge does not take. One larger than it
-# takes (docs/bridge.md, "Messages too large for the other side") is
+# takes (docs/bridge.md, "Messages the other side cannot take") is
 # dropped and counted instead of closing the connection on every resend:
 # what is queued behind it still crosses, and the bridge stays connected.
 # One a v5 upstream refuses (here: its ACL) ends there and is counted.
 import os
+import subprocess
 import time
 
 import pytest
 
-from conftest import TARGET
+from conftest import TARGET, _find_hato
+from raw_mqtt import PUBACK, PUBCOMP, PUBREC, RawClient, publish, pubrel
 from bridge_util import pub_qos1, receive, sub, wait_for
 from bridge_util import pair  # noqa: F401  (fixture)
 from metrics_util import find_metrics_port, metric, metrics_settings
@@ -97,3 +99,104 @@ def test_a_v311_upstream_that_closes_on_a_message_is_reported_and_the_message_ke
     assert log.count("closed the connection 3 times in a row right after the message on 'site/gw/plant/camera'") == 1, \
         log[-3000:]
     assert metric(gw, 'hato_bridge_backlog_messages{bridge="site"}') == 1
+
+
+def _rules(port, out_rule, in_rule, extra=""):
+    return f"""
+[[bridge]]
+name = "site"
+address = "127.0.0.1"
+port = {port}
+client_id = "gw-test"
+protocol = "mqttv311"
+try_private = false
+reconnect_min_ms = 100
+reconnect_max_ms = 400
+{extra}
+
+[[bridge.topic]]
+pattern = "plant/#"
+direction = "out"
+{out_rule}
+
+[[bridge.topic]]
+pattern = "cmd/#"
+direction = "in"
+{in_rule}
+"""
+
+
+def test_a_rule_that_maps_a_topic_to_an_empty_one_drops_that_message_and_the_rest_flows(pair):
+    # "cmd/" without remote_prefix "cmd/" is "", no topic at all: published
+    # locally, it would close the bridge's local session on every resend.
+    up, gw = pair(gw_settings={"metrics": metrics_settings()})
+    gw.bridge = _rules(up.fixed_port, 'qos = 1\nlocal_prefix = "plant/"', 'qos = 1\nremote_prefix = "cmd/"')
+    up.start()
+    gw.start()
+    find_metrics_port(gw)
+    wait_for(lambda: gw.connected_count() >= 1, what="bridge connected")
+    upstream_sub = sub(up, "up-sub", "line/#")
+    local_sub = sub(gw, "local-sub", "valve/#")
+    pub_qos1(up, "cmd/", [b"poison"])
+    pub_qos1(up, "cmd/valve/7", [b"open"])
+    assert receive(local_sub, 1) == [("valve/7", b"open")]
+    pub_qos1(gw, "plant/", [b"poison"])
+    pub_qos1(gw, "plant/line/1", [b"21.5"])
+    assert receive(upstream_sub, 1) == [("line/1", b"21.5")]
+    assert metric(gw, 'hato_bridge_unmappable_dropped_total{bridge="site",direction="in"}') == 1
+    assert metric(gw, 'hato_bridge_unmappable_dropped_total{bridge="site",direction="out"}') == 1
+    assert metric(gw, 'hato_bridge_backlog_messages{bridge="site"}') == 0
+    assert gw.connected_count() == 1, gw.log()[-2000:]
+
+
+@pytest.mark.parametrize("protocol", ["mqttv311", "mqttv5"])
+def test_an_inbound_burst_beyond_the_local_receive_maximum_waits_and_all_of_it_arrives(pair, protocol):
+    # The upstream sends up to 100 unanswered (its max_inflight); this
+    # broker takes 8 at once from the bridge's session (receive_maximum).
+    n = 200
+    up, gw = pair(protocol, gw_settings={"mqtt": {"receive_maximum": 8}},
+                  settings={"limits": {"max_inflight": 100}})
+    up.start()
+    gw.start()
+    wait_for(lambda: gw.connected_count() >= 1, what="bridge connected")
+    # Persistent: each message is stored before this broker answers the bridge.
+    local_sub = sub(gw, "local-sub", "remote/#", clean=False)
+    p = RawClient(up)
+    p.connect("burst")
+    p.send(b"".join(publish("cmd/x", f"c{i:03d}".encode(), 1, pid=i + 1) for i in range(n)))
+    for _ in range(n):
+        p.expect(PUBACK, 10)
+    p.close()
+    got = receive(local_sub, n, 30)
+    assert got == [("remote/cmd/x", f"c{i:03d}".encode()) for i in range(n)]
+    assert gw.connected_count() == 1 and "disconnecting" not in gw.log(), gw.log()[-2000:]
+
+
+def test_a_local_broker_without_retain_or_qos_2_still_bridges_both_ways(pair):
+    # The bridge's own retained state topic and a QoS 2 in rule were refused
+    # by such a broker: the bridge never got going, or looped.
+    up, gw = pair(gw_settings={"mqtt": {"retain_available": False, "maximum_qos": 1}})
+    gw.bridge = _rules(up.fixed_port, 'qos = 1\nremote_prefix = "site/"', 'qos = 2\nlocal_prefix = "remote/"')
+    conf = os.path.join(gw.workdir, "check.conf")
+    with open(conf, "w") as f:
+        f.write(gw._hato_config())
+    check = subprocess.run([_find_hato(), "--check-config", "-c", conf], capture_output=True, text=True, timeout=30)
+    assert "more than [mqtt] maximum_qos = 1" in check.stderr and "retain_available = false" in check.stderr
+    up.start()
+    gw.start()
+    wait_for(lambda: gw.connected_count() >= 1, what="bridge connected")
+    upstream_sub = sub(up, "up-sub", "site/#")
+    local_sub = sub(gw, "local-sub", "remote/#")
+    pub_qos1(gw, "plant/t", [b"m1", b"m2"])
+    assert receive(upstream_sub, 2) == [("site/plant/t", b"m1"), ("site/plant/t", b"m2")]
+    # QoS 2 and retained upstream: here QoS 1 and not retained.
+    p = RawClient(up)
+    p.connect("q2")
+    p.send(publish("cmd/valve", b"open", 2, pid=1, retain=True))
+    p.expect(PUBREC)
+    p.send(pubrel(1))
+    p.expect(PUBCOMP)
+    p.close()
+    assert receive(local_sub, 1) == [("remote/cmd/valve", b"open")]
+    time.sleep(0.5)
+    assert gw.connected_count() == 1 and "disconnecting" not in gw.log(), gw.log()[-2000:]

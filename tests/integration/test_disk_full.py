@@ -247,6 +247,11 @@ def test_a_bridge_backlog_that_fills_the_store_gives_way_to_new_messages(small_f
                  "try_private = false\nnotifications = false\nmax_queued_bytes = 0", settings)
     up = Upstream(backend, str(tmp_path / "up"), port, {"limits": dict(SETTINGS_LIMITS)})
     try:
+        # The cloud's session exists before the outage, so nothing the bridge
+        # sends once the upstream is back can come before it subscribed.
+        up.start()
+        sub(up, "cloud", "site/gw/#", clean=False).close()
+        up.stop()
         gw.start()
         pub = r.RawClient(gw)
         pub.connect("plc", version=5)
@@ -264,7 +269,8 @@ def test_a_bridge_backlog_that_fills_the_store_gives_way_to_new_messages(small_f
         pub.close()
         wait_for(lambda: "store full: the oldest" in gw.log(), "the drop report", 15)
         up.start()
-        c = sub(up, "cloud", "site/gw/#")
+        c = r.RawClient(up)
+        c.connect("cloud", clean=False)
         newest, got = set(accepted[-10:]), []   # the newest are kept
         deadline = time.monotonic() + 40
         while not newest <= set(got) and time.monotonic() < deadline:
