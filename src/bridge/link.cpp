@@ -68,10 +68,7 @@ void Link::fail(const std::string& why) {
     const bool local_open = state_ >= State::LocalSubscribing;
     const bool local_exists = state_ >= State::LocalConnecting;
     if (local_open) publish_state(false);
-    state_ = State::Down;
-    held_.clear();
-    up_in_.clear();
-    local_in_.clear();
+    forget_connection();
     if (local_exists) out_.local_close();
     out_.upstream_close();
 }
@@ -296,16 +293,12 @@ void Link::forward_in(const mqtt::Publish& pub, std::span<const uint8_t> raw) {
 
 void Link::deliver_waiting_in() {
     while (!waiting_in_.empty() && state_ == State::Ready) {
-        const std::vector<uint8_t> raw = std::move(waiting_in_.front());
         Packet p;
-        mqtt::decode(raw, cfg_.version, kLocalMaxPacket, p);   // decoded once already
-        const auto& pub = std::get<mqtt::Publish>(p);
-        if (pub.qos > 0 && local_inflight_in_.size() >= local_receive_max_) {
-            waiting_in_.front() = std::move(raw);
-            return;
-        }
+        mqtt::decode(waiting_in_.front(), cfg_.version, kLocalMaxPacket, p);   // decoded once already
+        if (std::get<mqtt::Publish>(p).qos > 0 && local_inflight_in_.size() >= local_receive_max_) return;
+        const std::vector<uint8_t> raw = std::move(waiting_in_.front());   // p points into these bytes
         waiting_in_.pop_front();
-        deliver_in(pub);
+        deliver_in(std::get<mqtt::Publish>(p));
     }
 }
 
@@ -658,11 +651,17 @@ void Link::on_upstream_closed() {
     note_upstream_close();
     const bool local_open = state_ >= State::LocalConnecting;
     if (state_ >= State::LocalSubscribing) publish_state(false);
+    forget_connection();
+    if (local_open) out_.local_close();
+}
+
+void Link::forget_connection() {
     state_ = State::Down;
     held_.clear();
+    waiting_in_.clear();   // unanswered upstream: resent on the next connection
+    local_inflight_in_.clear();
     up_in_.clear();
     local_in_.clear();
-    if (local_open) out_.local_close();
 }
 
 void Link::on_local_closed() {

@@ -139,6 +139,7 @@ public:
 
 private:
     void fail(const std::string& why);
+    void forget_connection();   // Down: what only this connection needed goes
     bool handle_upstream(const mqtt::Packet& p, std::span<const uint8_t> raw);
     bool handle_local(const mqtt::Packet& p);
     void send_upstream(const mqtt::Packet& p);
