@@ -41,6 +41,15 @@ remote_prefix = "{remote_prefix}"
     return text
 
 
+def closed_port():
+    """(port, socket): a port nothing listens on, kept so by the returned
+    socket (bound, not listening: connects are refused) until it is closed;
+    a broker of a test running in parallel cannot take it meanwhile."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1], s
+
+
 class Upstream(Broker):
     """A hato that listens on a fixed port across restarts."""
 

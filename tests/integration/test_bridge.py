@@ -17,7 +17,7 @@ import pytest
 
 from conftest import TARGET, Broker, _can_connect, _free_port
 from raw_mqtt import PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, SUBACK, RawClient, parse_publish, publish, pubrel, subscribe
-from bridge_util import Gateway, Upstream, pub_qos1, receive, sub, upstream_goes_away, wait_for, wait_upstream_subscriptions
+from bridge_util import Gateway, Upstream, closed_port, pub_qos1, receive, sub, upstream_goes_away, wait_for, wait_upstream_subscriptions
 from bridge_util import pair  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.skipif(TARGET == "mosquitto", reason="hato's [[bridge]] configuration")
@@ -140,7 +140,7 @@ def test_bridge_connection_state_topic(pair):
 def test_bridge_reconnect_backoff_bounds_attempts(backend, tmp_path):
     # Nothing listens upstream: attempts follow the backoff (delays of at
     # least reconnect_min_ms, growing to reconnect_max_ms), not a busy loop.
-    port = _free_port()
+    port, nobody = closed_port()
     os.makedirs(tmp_path / "gw")
     gw = Gateway(backend, str(tmp_path / "gw"), port, "mqttv311",
                  "try_private = false\nreconnect_min_ms = 200\nreconnect_max_ms = 800")
@@ -155,6 +155,7 @@ def test_bridge_reconnect_backoff_bounds_attempts(backend, tmp_path):
         assert "attempt 1)" in gw.log()
     finally:
         gw.stop()
+        nobody.close()
 
 
 def _upstream_that_drops_each_session(port, hold_s, stop):
