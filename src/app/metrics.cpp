@@ -238,26 +238,26 @@ std::string render_prometheus(const StatusData& d) {
                  "Age of the oldest backlog message (0 when empty), by bridge.");
         for (const BridgeStatus& b : d.bridges)
             e.sample("hato_bridge_backlog_oldest_age_seconds", label(b), num(b.oldest_age_s));
-        e.family("hato_bridge_forwarded_messages_total", "counter",
-                 "Messages carried over the bridge since start, by bridge and direction.");
-        for (const BridgeStatus& b : d.bridges) {
-            e.sample("hato_bridge_forwarded_messages_total", label(b) + ",direction=\"out\"", num(b.forwarded_out));
-            e.sample("hato_bridge_forwarded_messages_total", label(b) + ",direction=\"in\"", num(b.forwarded_in));
-        }
-        e.family("hato_bridge_too_large_dropped_total", "counter",
-                 "Messages dropped since start because the receiving side does not take a packet that large, "
-                 "by bridge and direction.");
-        for (const BridgeStatus& b : d.bridges) {
-            e.sample("hato_bridge_too_large_dropped_total", label(b) + ",direction=\"out\"", num(b.too_large_out));
-            e.sample("hato_bridge_too_large_dropped_total", label(b) + ",direction=\"in\"", num(b.too_large_in));
-        }
-        e.family("hato_bridge_unmappable_dropped_total", "counter",
-                 "Messages dropped since start because their rule maps the topic to one that is not a valid "
-                 "topic name (an empty one), by bridge and direction.");
-        for (const BridgeStatus& b : d.bridges) {
-            e.sample("hato_bridge_unmappable_dropped_total", label(b) + ",direction=\"out\"", num(b.unmappable_out));
-            e.sample("hato_bridge_unmappable_dropped_total", label(b) + ",direction=\"in\"", num(b.unmappable_in));
-        }
+        // A counter family with a sample per direction for each bridge.
+        auto per_direction = [&](const char* name, const char* help, uint64_t BridgeStatus::*out,
+                                 uint64_t BridgeStatus::*in) {
+            e.family(name, "counter", help);
+            for (const BridgeStatus& b : d.bridges) {
+                e.sample(name, label(b) + ",direction=\"out\"", num(b.*out));
+                e.sample(name, label(b) + ",direction=\"in\"", num(b.*in));
+            }
+        };
+        per_direction("hato_bridge_forwarded_messages_total",
+                      "Messages carried over the bridge since start, by bridge and direction.",
+                      &BridgeStatus::forwarded_out, &BridgeStatus::forwarded_in);
+        per_direction("hato_bridge_too_large_dropped_total",
+                      "Messages dropped since start because the receiving side does not take a packet that large, "
+                      "by bridge and direction.",
+                      &BridgeStatus::too_large_out, &BridgeStatus::too_large_in);
+        per_direction("hato_bridge_unmappable_dropped_total",
+                      "Messages dropped since start because their rule maps the topic to one that is not a valid "
+                      "topic name (an empty one), by bridge and direction.",
+                      &BridgeStatus::unmappable_out, &BridgeStatus::unmappable_in);
         e.family("hato_bridge_refused_total", "counter",
                  "Messages the upstream refused (v5 reason code 0x80 or above) since start, by bridge.");
         for (const BridgeStatus& b : d.bridges) e.sample("hato_bridge_refused_total", label(b), num(b.refused_out));
