@@ -20,6 +20,13 @@ constexpr Version kLocalVersion = Version::V5;
 constexpr uint32_t kLocalMaxPacket = 0;   // the broker's own limit applies
 constexpr size_t kMaxHeld = 100000;       // upstream packets waiting for ready
 
+bool has(const std::vector<uint16_t>& ids, uint16_t id) { return std::find(ids.begin(), ids.end(), id) != ids.end(); }
+
+// Adds `id` once: a resend under the same id is the same flow.
+void add(std::vector<uint16_t>& ids, uint16_t id) {
+    if (!has(ids, id)) ids.push_back(id);
+}
+
 // Removes `id` from `ids`; false if it was not there.
 bool take(std::vector<uint16_t>& ids, uint16_t id) {
     auto it = std::find(ids.begin(), ids.end(), id);
@@ -282,21 +289,29 @@ bool Link::handle_upstream(const Packet& p, std::span<const uint8_t> raw) {
 }
 
 void Link::forward_in(const mqtt::Publish& pub, std::span<const uint8_t> raw) {
+    if (pub.qos > 0) {
+        // A resend (DUP) under an id whose flow is still open here (an
+        // upstream with a retry timer): the answer to the first copy is the
+        // answer to it, so it is not published a second time.
+        if (has(local_inflight_in_, pub.packet_id)) return;
+        for (const WaitingIn& w : waiting_in_)
+            if (w.packet_id == pub.packet_id) return;
+    }
     const bool full = pub.qos > 0 && local_inflight_in_.size() >= local_receive_max_;
     if (!full && waiting_in_.empty()) return deliver_in(pub);
     if (waiting_in_.size() >= kMaxHeld) {
         fail("too many upstream messages waiting for the local broker");
         return;
     }
-    waiting_in_.emplace_back(raw.begin(), raw.end());
+    waiting_in_.push_back({pub.qos > 0 ? pub.packet_id : uint16_t(0), {raw.begin(), raw.end()}});
 }
 
 void Link::deliver_waiting_in() {
     while (!waiting_in_.empty() && state_ == State::Ready) {
         Packet p;
-        mqtt::decode(waiting_in_.front(), cfg_.version, kLocalMaxPacket, p);   // decoded once already
+        mqtt::decode(waiting_in_.front().raw, cfg_.version, kLocalMaxPacket, p);   // decoded once already
         if (std::get<mqtt::Publish>(p).qos > 0 && local_inflight_in_.size() >= local_receive_max_) return;
-        const std::vector<uint8_t> raw = std::move(waiting_in_.front());   // p points into these bytes
+        const std::vector<uint8_t> raw = std::move(waiting_in_.front().raw);   // p points into these bytes
         waiting_in_.pop_front();
         deliver_in(std::get<mqtt::Publish>(p));
     }
@@ -322,8 +337,8 @@ void Link::deliver_in(const mqtt::Publish& pub) {
         return drop_too_large(pub, scratch_.size(), local_max_packet_, /*to_upstream=*/false);
     ++forwarded_in_;
     send_scratch_local();
-    if (local.qos > 0) local_inflight_in_.push_back(pub.packet_id);
-    if (pub.qos == 2 && local.qos == 1) downgraded_in_.push_back(pub.packet_id);
+    if (local.qos > 0) add(local_inflight_in_, pub.packet_id);
+    if (pub.qos == 2 && local.qos == 1) add(downgraded_in_, pub.packet_id);
     if (pub.qos > 0 && local.qos == 0) complete_here(pub, /*to_upstream=*/false);   // [mqtt] maximum_qos = 0
 }
 
@@ -493,7 +508,7 @@ void Link::forward_out(const mqtt::Publish& pub) {
     ++forwarded_out_;
     send_scratch_upstream();
     if (up.qos > 0) unanswered_out_.push_back({pub.packet_id, uint32_t(scratch_.size()), now_ms_, std::move(*topic)});
-    if (pub.qos == 2 && up.qos == 1) downgraded_out_.push_back(pub.packet_id);
+    if (pub.qos == 2 && up.qos == 1) add(downgraded_out_, pub.packet_id);
     if (pub.qos > 0 && up.qos == 0) complete_here(pub, /*to_upstream=*/true);
 }
 

@@ -234,7 +234,11 @@ private:
     // Inbound QoS 1/2 messages published locally and not yet completed
     // there (PUBACK, PUBCOMP): the local Receive Maximum counts them.
     std::vector<uint16_t> local_inflight_in_;
-    std::deque<std::vector<uint8_t>> waiting_in_;   // upstream PUBLISHes waiting for a slot
+    struct WaitingIn {
+        uint16_t packet_id = 0;   // 0: QoS 0
+        std::vector<uint8_t> raw;
+    };
+    std::deque<WaitingIn> waiting_in_;   // upstream PUBLISHes waiting for a slot
     // QoS 2 messages that cross at QoS 1 (the receiving side's Maximum
     // QoS): its PUBACK becomes a PUBREC towards the sender.
     std::vector<uint16_t> downgraded_in_;

@@ -890,7 +890,8 @@ TEST_CASE("inbound messages cross within the local broker's Maximum QoS and Reta
     take(f.up, Version::V5, store);
     // An upstream that sends QoS 2 retained anyway: QoS 1, not retained, here;
     // the upstream's flow is completed by the bridge.
-    mqtt::Publish p = message("cmd/v", 2, 8, {'o'});
+    const std::vector<uint8_t> body{'o'};
+    mqtt::Publish p = message("cmd/v", 2, 8, body);
     p.retain = true;
     CHECK(link.on_upstream_data(enc(Packet{p}, Version::V5), 13));
     ls = take(f.local, Version::V5, store);
@@ -936,7 +937,8 @@ TEST_CASE("outbound messages cross within a v5 upstream's Maximum QoS and Retain
     link.on_local_data(enc(Packet{lsa}, Version::V5));
     REQUIRE(link.ready());
     take(f.local, Version::V5, store);
-    mqtt::Publish p = message("plant/t", 2, 4, {'1'});
+    const std::vector<uint8_t> body{'1'};
+    mqtt::Publish p = message("plant/t", 2, 4, body);
     p.retain = true;
     link.on_local_data(enc(Packet{p}, Version::V5));
     ups = take(f.up, Version::V5, store);
@@ -952,4 +954,48 @@ TEST_CASE("outbound messages cross within a v5 upstream's Maximum QoS and Retain
     REQUIRE(ls.size() == 1);
     CHECK(ack_of(ls[0]).type == mqtt::PacketType::Pubcomp);
     CHECK(f.up.empty());
+}
+
+TEST_CASE("an upstream resend under an id whose flow is open here is not published again nor counted twice") {
+    Fake f;
+    std::vector<std::vector<uint8_t>> store;
+    Link link(config(Version::V311), f);
+    mqtt::Connack local_ack;
+    local_ack.props.receive_maximum = 2;
+    connect(link, f, Version::V311, store, {}, local_ack);
+    const std::vector<uint8_t> body{'x'};
+    auto send = [&](uint8_t qos, uint16_t id, bool dup) {
+        mqtt::Publish p = message("cmd/x", qos, id, body);
+        p.dup = dup;
+        CHECK(link.on_upstream_data(enc(Packet{p}, Version::V311), 5));
+    };
+    send(2, 1, false);
+    send(2, 1, true);    // in flight locally
+    send(2, 2, false);
+    send(2, 3, false);   // waits: two in flight
+    send(2, 3, true);    // waiting already
+    auto ls = take(f.local, Version::V5, store);
+    REQUIRE(ls.size() == 2);
+    for (uint16_t id : {1, 2}) {
+        link.on_local_data(enc(Packet{mqtt::Ack{mqtt::PacketType::Pubrec, id, 0, {}}}, Version::V5));
+        link.on_upstream_data(enc(Packet{mqtt::Ack{mqtt::PacketType::Pubrel, id, 0, {}}}, Version::V311), 6);
+        link.on_local_data(enc(Packet{mqtt::Ack{mqtt::PacketType::Pubcomp, id, 0, {}}}, Version::V5));
+    }
+    ls = take(f.local, Version::V5, store);
+    // PUBREL 1, PUBREL 2 and, once a slot was free, 3: once.
+    REQUIRE(ls.size() == 3);
+    CHECK(std::get<mqtt::Publish>(ls[1]).packet_id == 3);
+    // 3 holds one slot, 4 takes the other, 5 waits for 3 to complete.
+    send(1, 4, false);
+    send(1, 5, false);
+    ls = take(f.local, Version::V5, store);
+    REQUIRE(ls.size() == 1);
+    CHECK(std::get<mqtt::Publish>(ls[0]).packet_id == 4);
+    link.on_local_data(enc(Packet{mqtt::Ack{mqtt::PacketType::Pubrec, 3, 0, {}}}, Version::V5));
+    link.on_upstream_data(enc(Packet{mqtt::Ack{mqtt::PacketType::Pubrel, 3, 0, {}}}, Version::V311), 7);
+    link.on_local_data(enc(Packet{mqtt::Ack{mqtt::PacketType::Pubcomp, 3, 0, {}}}, Version::V5));
+    ls = take(f.local, Version::V5, store);
+    REQUIRE(ls.size() == 2);   // PUBREL 3, then 5
+    CHECK(std::get<mqtt::Publish>(ls[1]).packet_id == 5);
+    CHECK(f.up_closes == 0);
 }
