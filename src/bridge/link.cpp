@@ -187,7 +187,10 @@ bool Link::handle_upstream(const Packet& p, std::span<const uint8_t> raw) {
         if (uint32_t m = ack->props.maximum_packet_size.value_or(0); m != 0)
             up_max_packet_ = up_max_packet_ == 0 ? m : std::min(up_max_packet_, m);
         // A fresh upstream session sends no PUBREL for what it sent before.
-        if (!ack->session_present) dropped_in_qos2_.clear();
+        if (!ack->session_present) {
+            dropped_in_qos2_.clear();
+            ids_released_.reset();   // ids the old session left open here are stale now
+        }
         std::vector<mqtt::SubscribeTopic> in;
         for (const TopicRule& r : cfg_.topics) {
             if (!r.in()) continue;
@@ -335,6 +338,17 @@ void Link::deliver_in(const mqtt::Publish& pub) {
     mqtt::encode(Packet{local}, kLocalVersion, scratch_);
     if (local_max_packet_ != 0 && scratch_.size() > local_max_packet_)
         return drop_too_large(pub, scratch_.size(), local_max_packet_, /*to_upstream=*/false);
+    if (local.qos == 2 && !pub.dup && !ids_released_.test(pub.packet_id)) {
+        // A new QoS 2 flow under an id the local session may still hold
+        // open from an upstream session that is gone (its PUBREL never
+        // comes): the local broker would take the message for a resend and
+        // drop it. A PUBREL first closes any such flow (its PUBCOMP stays here).
+        ids_released_.set(pub.packet_id);
+        add(releasing_, pub.packet_id);
+        std::vector<uint8_t> pubrel;
+        mqtt::encode(Packet{mqtt::Ack{PacketType::Pubrel, pub.packet_id, 0, {}}}, kLocalVersion, pubrel);
+        out_.local_send(pubrel);
+    }
     ++forwarded_in_;
     send_scratch_local();
     if (local.qos > 0) add(local_inflight_in_, pub.packet_id);
@@ -468,6 +482,7 @@ bool Link::handle_local(const Packet& p) {
             fail("local broker refused a bridged message: reason " + hex(ack->reason));
             return false;
         }
+        if (ack->type == PacketType::Pubcomp && take(releasing_, ack->packet_id)) return true;   // deliver_in's PUBREL
         if (answer_dropped_pubrel(*ack, /*from_upstream=*/false)) return true;
         if (ack->type == PacketType::Puback || ack->type == PacketType::Pubcomp) take(local_inflight_in_, ack->packet_id);
         if (ack->type == PacketType::Puback && take(downgraded_in_, ack->packet_id)) {
@@ -675,6 +690,7 @@ void Link::forget_connection() {
     held_.clear();
     waiting_in_.clear();   // unanswered upstream: resent on the next connection
     local_inflight_in_.clear();
+    releasing_.clear();
     up_in_.clear();
     local_in_.clear();
 }

@@ -14,6 +14,7 @@
 // packet identifiers of the SUBSCRIBEs never meet those of messages.
 #pragma once
 
+#include <bitset>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -242,6 +243,12 @@ private:
     // QoS 2 messages that cross at QoS 1 (the receiving side's Maximum
     // QoS): its PUBACK becomes a PUBREC towards the sender.
     std::vector<uint16_t> downgraded_in_;
+    // Ids a new inbound QoS 2 flow has used since the upstream's session
+    // last started afresh (or since start): the local session holds none of
+    // them open from before. The others get a local PUBREL first (deliver_in),
+    // whose PUBCOMP (releasing_) ends there.
+    std::bitset<65536> ids_released_;
+    std::vector<uint16_t> releasing_;
     std::vector<uint16_t> downgraded_out_;
     bool too_large_logged_ = false;   // this connection's first drop was logged
     bool unmappable_logged_ = false;

@@ -212,9 +212,16 @@ TEST_CASE("inbound messages are remapped and acknowledged upstream only after th
     link.on_upstream_data(enc(Packet{p}, Version::V5), 4);
     CHECK(f.up.empty());
     auto ls = take(f.local, Version::V5, store);
-    REQUIRE(ls.size() == 1);
-    CHECK(std::get<mqtt::Publish>(ls[0]).topic == "remote/cmd/valve");
-    CHECK(std::get<mqtt::Publish>(ls[0]).packet_id == 3);
+    REQUIRE(ls.size() == 2);
+    // The first use of an id: a PUBREL closes what the local session might
+    // hold open under it from an upstream session gone since; its PUBCOMP
+    // ends here.
+    CHECK(std::get<mqtt::Ack>(ls[0]).type == mqtt::PacketType::Pubrel);
+    CHECK(std::get<mqtt::Ack>(ls[0]).packet_id == 3);
+    CHECK(std::get<mqtt::Publish>(ls[1]).topic == "remote/cmd/valve");
+    CHECK(std::get<mqtt::Publish>(ls[1]).packet_id == 3);
+    link.on_local_data(enc(Packet{mqtt::Ack{mqtt::PacketType::Pubcomp, 3, 0x92, {}}}, Version::V5));
+    CHECK(f.up.empty());
     link.on_local_data(enc(Packet{mqtt::Ack{mqtt::PacketType::Pubrec, 3, 0, {}}}, Version::V5));
     auto ups = take(f.up, Version::V5, store);
     REQUIRE(ups.size() == 1);
@@ -330,8 +337,8 @@ TEST_CASE("an upstream message larger than the local broker takes is dropped and
     take(f.up, Version::V5, store);   // PUBREC
     link.on_upstream_data(enc(Packet{message("cmd/valve", 2, 21, small)}, Version::V5), 8);
     ls = take(f.local, Version::V5, store);
-    REQUIRE(ls.size() == 1);
-    CHECK(std::get<mqtt::Publish>(ls[0]).packet_id == 21);
+    REQUIRE(ls.size() == 2);   // PUBREL 21 first (the id's first use here)
+    CHECK(std::get<mqtt::Publish>(ls[1]).packet_id == 21);
     link.on_upstream_data(enc(Packet{mqtt::Ack{mqtt::PacketType::Pubrel, 21, 0, {}}}, Version::V5), 9);
     ls = take(f.local, Version::V5, store);
     REQUIRE(ls.size() == 1);
@@ -975,16 +982,19 @@ TEST_CASE("an upstream resend under an id whose flow is open here is not publish
     send(2, 3, false);   // waits: two in flight
     send(2, 3, true);    // waiting already
     auto ls = take(f.local, Version::V5, store);
-    REQUIRE(ls.size() == 2);
+    REQUIRE(ls.size() == 4);   // PUBREL and PUBLISH for 1 and 2 (first uses of the ids)
+    for (uint16_t id : {1, 2})   // the local broker answers those PUBRELs
+        link.on_local_data(enc(Packet{mqtt::Ack{mqtt::PacketType::Pubcomp, id, 0x92, {}}}, Version::V5));
     for (uint16_t id : {1, 2}) {
         link.on_local_data(enc(Packet{mqtt::Ack{mqtt::PacketType::Pubrec, id, 0, {}}}, Version::V5));
         link.on_upstream_data(enc(Packet{mqtt::Ack{mqtt::PacketType::Pubrel, id, 0, {}}}, Version::V311), 6);
         link.on_local_data(enc(Packet{mqtt::Ack{mqtt::PacketType::Pubcomp, id, 0, {}}}, Version::V5));
     }
     ls = take(f.local, Version::V5, store);
-    // PUBREL 1, PUBREL 2 and, once a slot was free, 3: once.
-    REQUIRE(ls.size() == 3);
-    CHECK(std::get<mqtt::Publish>(ls[1]).packet_id == 3);
+    // PUBREL 1, then 3 once (after its own first-use PUBREL), PUBREL 2.
+    REQUIRE(ls.size() == 4);
+    CHECK(std::get<mqtt::Publish>(ls[2]).packet_id == 3);
+    link.on_local_data(enc(Packet{mqtt::Ack{mqtt::PacketType::Pubcomp, 3, 0x92, {}}}, Version::V5));
     // 3 holds one slot, 4 takes the other, 5 waits for 3 to complete.
     send(1, 4, false);
     send(1, 5, false);
@@ -998,4 +1008,50 @@ TEST_CASE("an upstream resend under an id whose flow is open here is not publish
     REQUIRE(ls.size() == 2);   // PUBREL 3, then 5
     CHECK(std::get<mqtt::Publish>(ls[1]).packet_id == 5);
     CHECK(f.up_closes == 0);
+}
+
+TEST_CASE("a QoS 2 id the local session still holds open from an upstream session gone since is closed before reuse") {
+    Fake f;
+    std::vector<std::vector<uint8_t>> store;
+    Link link(config(Version::V5), f);
+    const std::vector<uint8_t> body{'a'};
+    auto local_types = [&] {
+        std::vector<mqtt::PacketType> t;
+        for (const Packet& p : take(f.local, Version::V5, store))
+            t.push_back(std::holds_alternative<mqtt::Publish>(p) ? mqtt::PacketType::Publish : ack_of(p).type);
+        return t;
+    };
+    using PT = mqtt::PacketType;
+    connect(link, f, Version::V5, store);
+    link.on_upstream_data(enc(Packet{message("cmd/a", 2, 1, body)}, Version::V5), 5);
+    CHECK(local_types() == std::vector<PT>{PT::Pubrel, PT::Publish});
+    link.on_local_data(enc(Packet{mqtt::Ack{PT::Pubcomp, 1, 0x92, {}}}, Version::V5));
+    link.on_local_data(enc(Packet{mqtt::Ack{PT::Pubrec, 1, 0, {}}}, Version::V5));
+    take(f.up, Version::V5, store);   // PUBREC upstream; the connection is lost before its PUBREL
+    link.on_upstream_closed();
+    // Back with the session kept: the upstream resends the PUBREL; a new flow
+    // under another id is checked once, id 1 is not touched.
+    f = Fake{};
+    mqtt::Connack kept;
+    kept.session_present = true;
+    connect(link, f, Version::V5, store, kept);
+    link.on_upstream_data(enc(Packet{mqtt::Ack{PT::Pubrel, 1, 0, {}}}, Version::V5), 6);
+    CHECK(local_types() == std::vector<PT>{PT::Pubrel});
+    link.on_local_data(enc(Packet{mqtt::Ack{PT::Pubcomp, 1, 0, {}}}, Version::V5));
+    CHECK(ack_of(take(f.up, Version::V5, store).at(0)).type == PT::Pubcomp);
+    link.on_upstream_closed();
+    // Back without it: id 1 may be open locally from before (here it is
+    // not), so its next new flow is closed first.
+    f = Fake{};
+    connect(link, f, Version::V5, store);
+    link.on_upstream_data(enc(Packet{message("cmd/b", 2, 1, body)}, Version::V5), 7);
+    CHECK(local_types() == std::vector<PT>{PT::Pubrel, PT::Publish});
+    // A resend (DUP) is never a new flow: no PUBREL before it.
+    link.on_upstream_closed();
+    f = Fake{};
+    connect(link, f, Version::V5, store, kept);
+    mqtt::Publish again = message("cmd/c", 2, 9, body);
+    again.dup = true;
+    link.on_upstream_data(enc(Packet{again}, Version::V5), 8);
+    CHECK(local_types() == std::vector<PT>{PT::Publish});
 }
