@@ -79,7 +79,7 @@ struct Broker::Impl {
     SharedGroups shared;   // shared subscription groups: members, filter, round robin
 
     TimerHeap timers;   // connection checks, session expiries, delayed wills
-    HeldAcks acks{transport, persist};   // PUBACK/PUBREC/PUBCOMP until durable, in order
+    HeldAcks acks{transport, persist, stats};   // PUBACK/PUBREC/PUBCOMP until durable, in order
     BackPressure pressure{cfg, transport};   // connections over max_output_bytes, the intake hold
     // Scratch reused across operations so its vectors keep their capacity (a
     // malloc/free pair per PUBLISH otherwise). Members, so that each Broker

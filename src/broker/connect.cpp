@@ -358,6 +358,12 @@ void Broker::Impl::on_conn_timer(ConnId id, uint64_t due_ms) {
         arm_conn_timer(*c, deadline);   // activity since: re-arm
         return;
     }
+    if (c->reading_paused && !pressure.over_limit(transport.queued_bytes(c->id))) {
+        // Not read because answers wait for the store (held), not because it
+        // does not read: its PINGREQs sit unread, through no fault of its own.
+        arm_conn_timer(*c, now_ms + uint64_t(c->keep_alive_s) * 1000);
+        return;
+    }
     if (c->version == Version::V5) send_disconnect(*c, rc::KeepAliveTimeout);
     drop(*c, true, true);
 }

@@ -22,11 +22,12 @@ void HeldAcks::send_bytes(Connection& c, std::span<const uint8_t> bytes, uint64_
         if (ticket <= last.ticket) {   // nothing more to wait for than c's last held packet: right behind it
             last.bytes.insert(last.bytes.end(), bytes.begin(), bytes.end());
             last.inbound += counts_inbound ? 1 : 0;
+            ++last.packets;
             pc.followed_end = pc.last_serial + 1;
             return;
         }
     }
-    held_.push_back({c.id, ticket, false, counts_inbound ? 1u : 0u, {bytes.begin(), bytes.end()}});
+    held_.push_back({c.id, ticket, false, counts_inbound ? 1u : 0u, 1, {bytes.begin(), bytes.end()}});
     add_held_bytes(c, kEntryCost);
     pc.last_serial = front_serial_ + held_.size() - 1;
     ++c.held_acks;
@@ -56,6 +57,7 @@ void HeldAcks::put_out(Connection& c, std::span<const uint8_t> bytes, uint32_t i
 // `h` is the front entry (serial front_serial_).
 void HeldAcks::sent(Connection& c, const Held& h) {
     put_out(c, h.bytes, h.inbound);
+    stats_.packets_out += h.packets - 1;
     --c.held_acks;
     c.held_bytes -= uint32_t(std::min<uint64_t>(c.held_bytes, h.bytes.size() + kEntryCost));
     if (!h.holds_output) return;
@@ -79,6 +81,7 @@ void HeldAcks::sent_to_closing(const Held& h) {
     auto it = conns_.find(h.conn);
     if (it == conns_.end() || it->second.close_due_ms == 0 || it->second.closed) return;
     transport_.send_low_priority(h.conn, h.bytes);
+    stats_.packets_out += h.packets - 1;
 }
 
 void HeldAcks::forget(const Held& h) {

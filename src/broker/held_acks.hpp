@@ -27,7 +27,8 @@ namespace hato::broker {
 
 class HeldAcks {
 public:
-    HeldAcks(Transport& t, Persistence& p) : transport_(t), persist_(p) {}
+    // `stats` may be a member not constructed yet: it is only written by sends.
+    HeldAcks(Transport& t, Persistence& p, Stats& stats) : transport_(t), persist_(p), stats_(stats) {}
 
     // Sends the ack now if nothing is held for `c` and `ticket` is durable,
     // else holds it. `counts_inbound`: sending it frees a receive-maximum slot.
@@ -79,6 +80,7 @@ private:
         uint64_t ticket = 0;
         bool holds_output = false;   // a CONNACK/SUBACK that output waits behind
         uint32_t inbound = 0;        // of its packets, those that free a receive-maximum slot
+        uint32_t packets = 1;        // in `bytes`: the transport counts one per send
         std::vector<uint8_t> bytes;
     };
     // Connection::held_bytes counts an entry's bytes and this much more.
@@ -101,6 +103,7 @@ private:
 
     Transport& transport_;
     Persistence& persist_;
+    Stats& stats_;
     std::deque<Held> held_;
     uint64_t front_serial_ = 0;   // held_.front()'s serial: entries are numbered in queue order
     std::unordered_map<ConnId, PerConn> conns_;

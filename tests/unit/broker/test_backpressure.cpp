@@ -111,3 +111,36 @@ TEST_CASE("a client over the limit with its own replies is not read, and nobody 
     CHECK(h.transport.reading[c.id] == false);
     CHECK(h.transport.intake == true);
 }
+
+TEST_CASE("answers held for a slow store stop reading a client, but neither keep alive nor the slow-client timeout drops it") {
+    Config cfg;
+    cfg.max_output_bytes = 100;
+    cfg.slow_client_timeout_ms = 1000;
+    Harness h(cfg);
+    TestClient c(h, Version::V311);
+    c.connect("held", /*clean=*/false, /*keep_alive=*/2);
+    h.persist.auto_durable = false;   // the store stalls (a failing or slow sync)
+    h.persist.durable = h.persist.last_ticket;
+    Subscribe s;
+    s.packet_id = 1;
+    s.topics.push_back({"t", 0, false, false, 0});
+    c.send(s);                        // its SUBACK waits for the subscription's record
+    const uint64_t packets_before = h.broker->stats().packets_out;
+    for (int i = 0; i < 100; ++i) c.send(Pingreq{});   // 200 bytes of PINGRESP behind it
+    CHECK(c.take().empty());
+    CHECK(h.transport.reading[c.id] == false);   // over the limit: not read further
+    h.broker->on_tick(5000);          // past 1.5 x keep alive, and slow_client_timeout_ms
+    h.broker->on_tick(10000);
+    CHECK(h.transport.closed.count(c.id) == 0);
+    CHECK(h.broker->stats().slow_clients_closed == 0);
+    // The store catches up: everything goes out, in order, each packet counted.
+    h.persist.durable = h.persist.last_ticket;
+    h.broker->on_durable();
+    h.broker->on_pass_end();
+    auto out = c.take();
+    REQUIRE(out.size() == 101);
+    CHECK(std::holds_alternative<Suback>(out.front()));
+    CHECK(std::holds_alternative<Pingresp>(out.back()));
+    CHECK(h.broker->stats().packets_out - packets_before == 101);
+    CHECK(h.transport.reading[c.id] == true);
+}
