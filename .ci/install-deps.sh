@@ -26,6 +26,11 @@ missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# packaging/build-deb.sh swaps libwolfssl-dev for the arm64 one while it
+# cross-builds (both cannot be installed); one stopped half-way leaves it so.
+arch=$(dpkg --print-architecture)
+dpkg-query -W -f='${Status}' "libwolfssl-dev:$arch" 2>/dev/null | grep -q "install ok installed" ||
+  missing+=("libwolfssl-dev:$arch")
 if [ ${#missing[@]} -gt 0 ]; then
   as_root apt-get update -q
   as_root apt-get install -y -q --no-install-recommends "${missing[@]}"
