@@ -43,8 +43,6 @@ std::string host_name() {
     return buf;
 }
 
-// Name resolution and a blocking connect (bounded by SO_SNDTIMEO), on a
-// helper thread. Returns the fd, or -1 with `why`.
 // TCP lets a connect to a local port nobody listens on meet itself when the
 // kernel picks that same port as the source (simultaneous open): the bridge
 // would then talk MQTT to its own CONNECT until the set-up timeout.
@@ -57,6 +55,8 @@ bool connected_to_itself(int fd) {
     return self_len == peer_len && std::memcmp(&self, &peer, self_len) == 0;
 }
 
+// Name resolution and a blocking connect (bounded by SO_SNDTIMEO), on a
+// helper thread. Returns the fd, or -1 with `why`.
 int connect_blocking(const std::string& host, uint16_t port, std::string& why) {
     addrinfo hints{};
     hints.ai_family = AF_UNSPEC;

@@ -31,9 +31,8 @@ public:
     // The same for `queued` bytes of output, for a caller that has the count already.
     bool over_limit(uint64_t queued) const { return cfg_.max_output_bytes != 0 && queued > cfg_.max_output_bytes; }
     // Hysteresis: a blocked connection resumes only below half the limit.
-    bool drained(const Connection& c) const {
-        return transport_.queued_bytes(c.id) + c.held_bytes <= cfg_.max_output_bytes / 2;
-    }
+    bool drained(const Connection& c) const { return drained(transport_.queued_bytes(c.id) + c.held_bytes); }
+    bool drained(uint64_t queued) const { return queued <= cfg_.max_output_bytes / 2; }
     // Stops forwarding to `c` and reading from it; with `hold_intake`, everyone's input too.
     void block(Connection& c, uint64_t now_ms, bool hold_intake);
     // Held the intake for slow_consumer_ms: a slow consumer from here on.

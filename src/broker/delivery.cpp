@@ -479,7 +479,7 @@ void Broker::Impl::check_blocked() {
         if (!pressure.drained(*c)) {
             // What waits for the store (held answers) is not the client's
             // doing: only a transport queue it does not read makes it slow.
-            if (transport.queued_bytes(c->id) <= cfg.max_output_bytes / 2) continue;
+            if (pressure.drained(transport.queued_bytes(c->id))) continue;
             if (pressure.held_too_long(*c, now_ms)) pressure.make_slow_consumer(*c, client_id_of(*c));
             if (cfg.slow_client_timeout_ms != 0 && now_ms - c->blocked_since_ms > cfg.slow_client_timeout_ms) {
                 ++stats.slow_clients_closed;
