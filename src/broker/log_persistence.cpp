@@ -147,7 +147,8 @@ void LogPersistence::maintenance(size_t budget, uint64_t min_bytes) {
             compact_slot_ = nullptr;
             compact_entry_ = nullptr;
         },
-        budget, std::max(min_bytes, paced));
+        budget, std::max(min_bytes, paced),
+        [this](const store::RecordView& rec) { return slots_.dead_record(rec); });
 }
 
 // ---- recovery --------------------------------------------------------------

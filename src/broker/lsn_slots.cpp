@@ -52,6 +52,20 @@ uint64_t* LsnSlots::live_slot(const store::RecordView& rec, TopicLsnTable::Entry
     return nullptr;
 }
 
+store::DeadRecord LsnSlots::dead_record(const store::RecordView& rec) {
+    store::DeadRecord fate = store::DeadRecord::Drop;
+    rec::visit(rec.type, [&](auto& r) {
+        using R = std::remove_reference_t<decltype(r)>;
+        if constexpr (R::kEffect == rec::Effect::Remove) {
+            BodyReader in(rec.body);
+            if (!rec::decode(r, in)) return;   // never applied: cancels nothing
+            if (!holds(r)) fate = store::DeadRecord::CopyForward;
+            else if constexpr (std::is_same_v<R, rec::SessionRemove>) fate = store::DeadRecord::Blocked;
+        }
+    });
+    return fate;
+}
+
 uint64_t LsnSlots::live_records() const {
     uint64_t n = retained_.size();  // every entry holds a live retained_set
     for (const auto& [id, s] : sessions_) {

@@ -8,8 +8,10 @@
 // one slot() (puts) or drop() (removals) overload below.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
+#include <type_traits>
 #include <unordered_map>
 
 #include "broker/record_schema.hpp"
@@ -50,6 +52,14 @@ public:
         Touched t;
         drop(r, t);
     }
+
+    // Compacting a segment newer than the oldest (store::DeadRecord): a
+    // dead removal goes when its key holds newer state, which supersedes
+    // what it cancelled; is copied forward when its key holds nothing, as
+    // older segments may still hold what it cancelled; and blocks when it
+    // cancels more than its key (a session's removal) and the key holds
+    // newer state. Dead puts go.
+    store::DeadRecord dead_record(const store::RecordView& rec);
 
     uint64_t live_records() const;
     // Topic -> its retained_set; each entry's key is the topic inside that
@@ -120,6 +130,18 @@ private:
     void drop(const rec::OutDone& r, Touched&) { erase_in(r.client, &SessionSlots::out, r.seq); }
     void drop(const rec::Qos2InRemove& r, Touched&) { erase_in(r.client, &SessionSlots::qos2_in, r.packet_id); }
 
+    // Whether a removal's key holds state now (dead_record).
+    bool holds(const rec::RetainedClear& r) { return retained_.find(r.topic) != nullptr; }
+    bool holds(const rec::SessionRemove& r) { return sessions_.find(r.client) != sessions_.end(); }
+    bool holds(const rec::SubRemove& r) { return has_in(r.client, &SessionSlots::subs, r.filter); }
+    bool holds(const rec::OutDone& r) { return has_in(r.client, &SessionSlots::out, r.seq); }
+    bool holds(const rec::Qos2InRemove& r) { return has_in(r.client, &SessionSlots::qos2_in, r.packet_id); }
+
+    template <class Map, class K>
+    bool has_in(std::string_view client, Map SessionSlots::*member, const K& key) {
+        SessionSlots* s = at<false>(sessions_, client);
+        return s && (s->*member).find(key) != (s->*member).end();
+    }
     template <class Map, class K>
     void erase_in(std::string_view client, Map SessionSlots::*member, const K& key) {
         SessionSlots* s = at<false>(sessions_, client);
@@ -133,15 +155,21 @@ private:
     // Marks the record(s) a slot notes dead, and clears it.
     void kill(uint64_t& slot) {
         if (slot) log_.mark_dead(slot);
+        killed_up_to_ = std::max(killed_up_to_, slot);
         slot = 0;
     }
     void kill(OutSlots& o) {
+        killed_message_ = o.enqueue;
         kill(o.enqueue);
         kill(o.state);
     }
     void kill(SessionSlots& s);
 
     store::Log& log_;
+    // Of the removal being applied: the newest record it killed, and for an
+    // out_done the queued message's record.
+    uint64_t killed_up_to_ = 0;
+    uint64_t killed_message_ = 0;
     TopicLsnTable retained_;
     StrMap<SessionSlots> sessions_;
 };
@@ -151,11 +179,21 @@ LsnSlots::Touched LsnSlots::apply(const R& r, const store::RecordView& at) {
     Touched t;
     if constexpr (R::kEffect == rec::Effect::Put) {
         uint64_t& slot = hold(r, at, t);
+        // A queued message is written once: a second record of it is a
+        // compaction's copy, found by a replay after a crash cut the
+        // compaction short (an out_done relies on knowing where originals are).
+        if (std::is_same_v<R, rec::OutEnqueue> && slot) log_.mark_original(slot);
         kill(slot);
         slot = at.lsn;
     } else {
+        killed_up_to_ = killed_message_ = 0;
         drop(r, t);
-        log_.mark_dead(at.lsn);
+        // An out_done's key is never used again, and of what it cancels
+        // only the message would come back in a replay (state records of a
+        // message that is gone are dropped there): it is needed exactly
+        // while that record, or an original of it, is in the log.
+        if constexpr (std::is_same_v<R, rec::OutDone>) log_.mark_removal(at.lsn, killed_message_, true);
+        else log_.mark_removal(at.lsn, killed_up_to_, false);
     }
     return t;
 }

@@ -53,6 +53,12 @@ void SessionReplay::hand_over(std::vector<RecoveredSession>& out, LsnSlots& slot
     out.clear();
     out.reserve(sessions_.size());
     for (auto& [id, rs] : sessions_) {
+        // State records of a message that is gone: nothing to deliver.
+        std::erase_if(rs.out, [&](const auto& entry) {
+            if (entry.second.has_msg) return false;
+            slots.forget(rec::OutDone{.client = id, .seq = entry.first});
+            return true;
+        });
         // Touched but never written as a session, and holding nothing.
         if (!rs.has_put && rs.subs.empty() && rs.out.empty() && rs.qos2_in.empty()) continue;
         RecoveredSession s;
@@ -62,13 +68,7 @@ void SessionReplay::hand_over(std::vector<RecoveredSession>& out, LsnSlots& slot
         s.owner_source = rs.owner_source;
         s.username = std::move(rs.username);
         for (auto& [filter, sub] : rs.subs) s.subs.push_back(std::move(sub));
-        for (auto& [seq, o] : rs.out) {
-            if (!o.has_msg) {
-                slots.forget(rec::OutDone{.client = id, .seq = seq});
-                continue;
-            }
-            s.out.push_back(std::move(o.out));
-        }
+        for (auto& [seq, o] : rs.out) s.out.push_back(std::move(o.out));
         std::sort(s.out.begin(), s.out.end(),
                   [](const RecoveredOut& a, const RecoveredOut& b) { return a.seq < b.seq; });
         s.qos2_in.assign(rs.qos2_in.begin(), rs.qos2_in.end());

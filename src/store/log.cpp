@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <cstring>
 #include <deque>
+#include <iterator>
 #include <sstream>
 
 #include "store/frame.hpp"
@@ -26,7 +27,10 @@ constexpr uint64_t kMinSegmentBytes = 4096;
 // After the disk was found full, plain appends that need new space are
 // refused for this long without asking the file system again.
 constexpr uint64_t kDiskFullRetryMs = 100;
-constexpr const char* kSpareName = "reserve.spare";
+// The reserve: two preallocated segments (see ensure_spare), the first
+// named as earlier versions named their one.
+constexpr const char* kSpareNames[] = {"reserve.spare", "reserve.spare2"};
+constexpr size_t kSpares = std::size(kSpareNames);
 
 uint64_t mono_ms() {
     timespec ts{};
@@ -103,14 +107,18 @@ public:
 
     bool compact_step(const std::function<bool(const RecordView&)>& live,
                       const std::function<void(uint64_t, uint64_t)>& moved, size_t budget,
-                      uint64_t min_bytes) override;
+                      uint64_t min_bytes,
+                      const std::function<DeadRecord(const RecordView&)>& dead) override;
+    using Log::compact_step;
 
     uint64_t bytes_used() const override { return bytes_used_; }
     uint64_t dead_bytes() const override { return total_dead_bytes_; }
     uint64_t dead_records() const override { return total_dead_; }
     uint64_t record_count() const override { return total_records_; }
     bool wants_compaction() const override;
-    void mark_dead(uint64_t lsn) override;
+    void mark_dead(uint64_t lsn) override { mark(lsn, false, 0, false); }
+    void mark_removal(uint64_t lsn, uint64_t cancels, bool exact) override { mark(lsn, true, cancels, exact); }
+    void mark_original(uint64_t lsn) override;
     uint64_t segment_count() const override { return segs_.size(); }
     uint64_t max_bytes() const override { return opt_.max_bytes; }
     uint64_t segment_bytes() const override { return opt_.segment_bytes; }
@@ -118,16 +126,18 @@ public:
     std::span<const uint8_t> last_body() const override { return last_body_; }
 
 private:
-    // Who may use which room: plain appends (Metered) only while the spare
-    // exists and under max_bytes; exempt ones (Reserve) past max_bytes and
-    // into the spare, but, once the spare is gone, not into the room
-    // compacting the oldest segment needs; compaction copies (Copy) into all.
+    // Who may use which room: plain appends (Metered) only while the spares
+    // exist and under max_bytes; exempt ones (Reserve) past max_bytes and
+    // into the spares, but, once they are gone, not into the room
+    // compaction needs; compaction copies (Copy) into all.
     enum class Draw : uint8_t { Metered, Reserve, Copy };
     AppendError append_impl(uint8_t type, std::span<const uint8_t> body, uint64_t& lsn, Draw draw);
-    // Bytes the live records of the oldest segment take (what compacting it
-    // copies), at most half a segment: a segment compaction is asked to
-    // empty is at least half dead, so half a segment kept free lets it
-    // finish however full the disk is. 0 with a single segment.
+    // What the compaction under way has still to copy, while it fits in the
+    // active segment, so that it finishes however full the disk is (on a
+    // full disk one starts only when it fits: oldest_compactable,
+    // newer_to_compact). Otherwise what compacting the oldest segment
+    // copies, at most half a segment: a segment compaction is asked to
+    // empty is mostly at least half dead. 0 with a single segment.
     uint64_t room_for_compaction() const;
     uint64_t oldest_live_bytes() const {
         return segs_.front().end - segs_.front().liveness.dead_bytes;
@@ -139,13 +149,40 @@ private:
     bool repair_damaged(Segment& seg, const SegmentScan& scan, bool bad_tail, std::string& err);
     bool quarantine_foreign(const std::string& path, const char* why, std::string& err);
     bool try_delete_compacted();
+    void mark(uint64_t lsn, bool removal, uint64_t cancels, bool exact);
+    // Bytes compacting segs_[i] while it is not the oldest copies, at most:
+    // its live records and the removals that may still cancel something.
+    uint64_t newer_copy_bytes(size_t i) const;
+    // Whether a dead removal of `seg` may still cancel a record in the log.
+    bool may_cancel(const Segment& seg, uint64_t lsn) const;
+    // Whether the record `lsn`, or an original compaction copied it from,
+    // may still be in a segment.
+    bool may_hold(uint64_t lsn) const;
     // Records `lsn` (of `span` bytes, in `seg`) as dead, once.
-    void set_dead(Segment& seg, uint64_t lsn, uint64_t span);
-    // The reserve: one preallocated segment that only exempt appends may
-    // move into once the disk is full.
-    std::string spare_path() const { return opt_.dir + "/" + kSpareName; }
-    bool ensure_spare();        // true if the spare exists (created if missing and possible)
-    AppendError take_spare();   // the spare becomes the next segment
+    void set_dead(Segment& seg, uint64_t lsn, uint64_t span, bool removal = false);
+    // The disk full, the spare used and the oldest segment not compactable:
+    // the sealed segment whose compaction frees the most, if one frees at
+    // least half of itself and what it copies fits in the active segment;
+    // 0 if none.
+    size_t newer_to_compact(bool have_dead_check = true) const;
+    bool oldest_compactable() const;
+    // One scan step over segs_[compact_idx_]; false once the scan is over
+    // or given up.
+    bool scan_step(const std::function<bool(const RecordView&)>& live,
+                   const std::function<void(uint64_t, uint64_t)>& moved, size_t budget,
+                   uint64_t min_bytes, const std::function<DeadRecord(const RecordView&)>& dead);
+    void give_up_newer();
+    bool probe_step(size_t budget, uint64_t min_bytes,
+                    const std::function<DeadRecord(const RecordView&)>& dead);
+    // The reserve: preallocated segments that only exempt appends and
+    // compaction copies may move into once the disk is full. Two, because a
+    // drain that writes more than it frees (QoS 2 state records over small
+    // messages) must be able to fill one with records that soon die, so
+    // compacting it (newer_to_compact) has the next one to copy into.
+    std::string spare_path(size_t i) const { return opt_.dir + "/" + kSpareNames[i]; }
+    bool ensure_spare();        // true if every spare exists (made where missing and possible)
+    size_t spares_left() const;
+    AppendError take_spare();   // a spare becomes the next segment
     bool disk_known_full() const { return full_until_ms_ != 0 && mono_ms() < full_until_ms_; }
 
     Options opt_;
@@ -161,16 +198,26 @@ private:
     std::span<const uint8_t> last_body_;  // of the record appended last
     std::string summary_;
     std::vector<std::string> errors_;  // damage found by recover(), for the error log
-    Segment spare_;                  // fd < 0: none (used up, or no room for it)
+    Segment spares_[kSpares];        // fd < 0: none (used up, or no room for it)
     uint64_t full_until_ms_ = 0;     // the disk was full; do not ask again before
     bool io_failed_ = false;         // the last sync failed
 
-    // Compaction of segs_.front(): scan position, and once scanned, the LSN
-    // that must be durable before the segment may go.
+    // Compaction of segs_[compact_idx_] (the oldest, but for newer_to_compact):
+    // scan position, and once scanned, the LSN that must be durable before
+    // the segment may go. Appends only push_back, so the index holds.
     bool compacting_ = false;
     bool scan_done_ = false;
+    size_t compact_idx_ = 0;
     uint64_t compact_off_ = 0;
     uint64_t delete_after_lsn_ = 0;
+    uint64_t newer_left_ = 0;   // a newer segment's compaction: bytes it may still copy
+    // Changes whenever what may_hold() answers may: a segment deleted, a
+    // compaction started, stopped or left half-way.
+    uint64_t layout_gen_ = 0;
+    // A newer segment is probed first (nothing copied): whether any record
+    // blocks it, and how much it copies; it is compacted only if that fits.
+    bool probing_ = false;
+    uint64_t probe_need_ = 0;
 };
 
 bool SegmentLog::recover(std::string& err) {
@@ -288,13 +335,15 @@ bool SegmentLog::recover(std::string& err) {
     // A spare left by the last run is reused as it is (never written to).
     // Only its fd is kept: it is mapped when it is taken, so its pages cost
     // no memory meanwhile.
-    const std::string spare = spare_path();
-    struct stat st{};
-    if (::stat(spare.c_str(), &st) == 0) {
-        spare_.fd = uint64_t(st.st_size) == opt_.segment_bytes ? ::open(spare.c_str(), O_RDWR | O_CLOEXEC) : -1;
-        if (spare_.fd < 0) ::unlink(spare.c_str());
-        spare_.path = spare;
-        spare_.size = opt_.segment_bytes;
+    for (size_t i = 0; i < kSpares; ++i) {
+        Segment& spare = spares_[i];
+        const std::string path = spare_path(i);
+        struct stat st{};
+        if (::stat(path.c_str(), &st) != 0) continue;
+        spare.fd = uint64_t(st.st_size) == opt_.segment_bytes ? ::open(path.c_str(), O_RDWR | O_CLOEXEC) : -1;
+        if (spare.fd < 0) ::unlink(path.c_str());
+        spare.path = path;
+        spare.size = opt_.segment_bytes;
     }
     const bool reserved = ensure_spare();
     std::ostringstream head;
@@ -394,42 +443,59 @@ AppendError SegmentLog::add_segment() {
 }
 
 bool SegmentLog::ensure_spare() {
-    if (spare_.fd >= 0) return true;
-    if (disk_known_full()) return false;
-    const std::string path = spare_path();
-    ::unlink(path.c_str());  // a leftover of a creation cut short
-    std::string err;
-    if (create_segment(spare_, path, 0, opt_.segment_bytes, err) == SegmentError::None && fsync_dir(opt_.dir)) {
-        full_until_ms_ = 0;
-        return true;
+    for (size_t i = 0; i < kSpares; ++i) {
+        Segment& spare = spares_[i];
+        if (spare.fd >= 0) continue;
+        if (disk_known_full()) return false;
+        const std::string path = spare_path(i);
+        ::unlink(path.c_str());  // a leftover of a creation cut short
+        std::string err;
+        if (create_segment(spare, path, 0, opt_.segment_bytes, err) == SegmentError::None &&
+            fsync_dir(opt_.dir)) {
+            full_until_ms_ = 0;
+            continue;
+        }
+        spare.close();
+        ::unlink(path.c_str());
+        full_until_ms_ = mono_ms() + kDiskFullRetryMs;
+        return false;
     }
-    spare_.close();
-    ::unlink(path.c_str());
-    full_until_ms_ = mono_ms() + kDiskFullRetryMs;
-    return false;
+    return true;
 }
 
+size_t SegmentLog::spares_left() const {
+    size_t n = 0;
+    for (const Segment& spare : spares_) n += spare.fd >= 0;
+    return n;
+}
+
+// The first spare left goes first, so ensure_spare() makes that name again first.
 AppendError SegmentLog::take_spare() {
+    Segment* found = nullptr;
+    for (Segment& spare : spares_)
+        if (!found && spare.fd >= 0) found = &spare;
+    if (!found) return AppendError::DiskFull;
+    Segment& spare = *found;
     const std::string path = opt_.dir + "/" + segment_file_name(next_lsn_);
     if (!segs_.empty() && segs_.back().records == 0 && segs_.back().base_lsn == next_lsn_) {
         ::unlink(segs_.back().path.c_str());
         segs_.pop_back();
     }
-    if (!spare_.map) {
-        void* p = mmap(nullptr, spare_.size, PROT_READ | PROT_WRITE, MAP_SHARED, spare_.fd, 0);
+    if (!spare.map) {
+        void* p = mmap(nullptr, spare.size, PROT_READ | PROT_WRITE, MAP_SHARED, spare.fd, 0);
         if (p == MAP_FAILED) return AppendError::IoError;
-        spare_.map = static_cast<uint8_t*>(p);
+        spare.map = static_cast<uint8_t*>(p);
     }
-    if (::rename(spare_.path.c_str(), path.c_str()) != 0) return AppendError::IoError;
+    if (::rename(spare.path.c_str(), path.c_str()) != 0) return AppendError::IoError;
     if (!fsync_dir(opt_.dir)) {
-        ::rename(path.c_str(), spare_.path.c_str());
+        ::rename(path.c_str(), spare.path.c_str());
         return AppendError::IoError;
     }
     if (!segs_.empty()) segs_.back().sealed = true;
-    spare_.path = path;
-    spare_.base_lsn = next_lsn_;
-    segs_.push_back(std::move(spare_));
-    spare_ = Segment{};
+    spare.path = path;
+    spare.base_lsn = next_lsn_;
+    segs_.push_back(std::move(spare));
+    spare = Segment{};
     return AppendError::None;
 }
 
@@ -441,6 +507,10 @@ bool SegmentLog::refusing() {
 
 uint64_t SegmentLog::room_for_compaction() const {
     if (segs_.size() < 2) return 0;
+    if (compacting_ && !scan_done_ && !probing_) {
+        const uint64_t left = compact_idx_ == 0 ? oldest_live_bytes() : newer_left_;
+        if (left <= room_in_active()) return left;
+    }
     return std::min(oldest_live_bytes(), opt_.segment_bytes / 2);
 }
 
@@ -452,9 +522,9 @@ AppendError SegmentLog::append_impl(uint8_t type, std::span<const uint8_t> body,
         if (io_failed_) return AppendError::IoError;
         if (opt_.max_bytes && bytes_used_ + span > opt_.max_bytes) return AppendError::QuotaExceeded;
         if (!ensure_spare()) return AppendError::DiskFull;
-    } else if (draw == Draw::Reserve && !ensure_spare() &&
+    } else if (draw == Draw::Reserve && !ensure_spare() && spares_left() == 0 &&
                room_in_active() < span + room_for_compaction()) {
-        // The disk is full and the spare used: what is left is compaction's,
+        // The disk is full and the spares used: what is left is compaction's,
         // or the store could stay full for good (removals filling the last
         // segment while the oldest still holds a live record to copy).
         return AppendError::DiskFull;
@@ -463,7 +533,7 @@ AppendError SegmentLog::append_impl(uint8_t type, std::span<const uint8_t> body,
         if (draw == Draw::Metered && disk_known_full()) return AppendError::DiskFull;
         AppendError e = add_segment();
         if (e == AppendError::DiskFull) {
-            if (draw != Draw::Metered && spare_.fd >= 0) e = take_spare();
+            if (draw != Draw::Metered && spares_left() > 0) e = take_spare();
             else full_until_ms_ = mono_ms() + kDiskFullRetryMs;
         }
         if (e != AppendError::None) return e;
@@ -529,7 +599,7 @@ bool SegmentLog::sync_now() {
     return ok;
 }
 
-void SegmentLog::mark_dead(uint64_t lsn) {
+void SegmentLog::mark(uint64_t lsn, bool removal, uint64_t cancels, bool exact) {
     // The segment holding `lsn`: the last one whose base is <= lsn.
     auto it = std::upper_bound(segs_.begin(), segs_.end(), lsn,
                                [](uint64_t l, const Segment& s) { return l < s.base_lsn; });
@@ -542,23 +612,48 @@ void SegmentLog::mark_dead(uint64_t lsn) {
         const RecordView rec = read_record(seg.map + off);
         if (rec.lsn > lsn) return;  // not in this segment (a gap)
         const uint64_t span = record_span(rec.body.size());
-        if (rec.lsn == lsn) return set_dead(seg, lsn, span);
-        off += span;
+        if (rec.lsn != lsn) {
+            off += span;
+            continue;
+        }
+        set_dead(seg, lsn, span, removal);
+        if (removal && spares_left() < kSpares) {
+            // Once, as a record is marked dead only once; in LSN order but
+            // for a replay's late marks.
+            SegmentLiveness& l = seg.liveness;
+            auto at = std::upper_bound(l.cancels.begin(), l.cancels.end(), lsn,
+                                       [](uint64_t x, const SegmentLiveness::Cancel& c) { return x < c.lsn; });
+            l.cancels.insert(at, SegmentLiveness::Cancel{lsn, cancels, span, exact});
+            l.cancel_bytes += span;
+            l.kept_gen = UINT64_MAX;
+        }
+        return;
     }
 }
 
-void SegmentLog::set_dead(Segment& seg, uint64_t lsn, uint64_t span) {
+void SegmentLog::set_dead(Segment& seg, uint64_t lsn, uint64_t span, bool removal) {
     if (seg.liveness.is_dead(seg.base_lsn, lsn)) return;
     seg.liveness.set_dead(seg.base_lsn, lsn);
     seg.liveness.dead_bytes += span;
+    if (removal) seg.liveness.removal_bytes += span;
     seg.dead++;
     total_dead_++;
     total_dead_bytes_ += span;
 }
 
-bool SegmentLog::wants_compaction() const {
-    if (compacting_) return true;
+void SegmentLog::mark_original(uint64_t lsn) {
+    mark(lsn, false, 0, false);
+    auto it = std::upper_bound(segs_.begin(), segs_.end(), lsn,
+                               [](uint64_t l, const Segment& s) { return l < s.base_lsn; });
+    if (it == segs_.begin()) return;
+    std::prev(it)->liveness.copied_from = true;
+    ++layout_gen_;
+}
+
+bool SegmentLog::oldest_compactable() const {
     if (segs_.size() < 2) return false;  // the active segment is never compacted
+    // The disk full and the spares used: only what can finish.
+    if (spares_left() == 0 && oldest_live_bytes() > room_in_active()) return false;
     const Segment& oldest = segs_.front();
     // Oldest segment mostly dead: compacting it frees much for little copying.
     if (oldest.liveness.dead_bytes * 2 >= oldest.end) return true;
@@ -569,60 +664,208 @@ bool SegmentLog::wants_compaction() const {
     if (segs_.size() > 2 && total_dead_bytes_ * 2 >= bytes_used_) return true;
     // Close to the quota: anything dead in the oldest segment is worth reclaiming.
     if (opt_.max_bytes && bytes_used_ * 10 >= opt_.max_bytes * 9 && oldest.dead > 0) return true;
-    // The disk full and the spare used: the same, as soon as the oldest
+    // The disk full and the spares used: the same, as soon as the oldest
     // segment's live records fit in the room exempt appends leave for them.
-    if (spare_.fd < 0 && oldest.dead > 0 && oldest_live_bytes() <= room_in_active())
-        return true;
+    if (spares_left() == 0 && oldest.dead > 0) return true;
     return false;
+}
+
+size_t SegmentLog::newer_to_compact(bool have_dead_check) const {
+    // Only where the oldest cannot go: the disk full, no spare for copies,
+    // and more of the oldest live than the active segment has room for.
+    if (!have_dead_check || spares_left() > 0 || segs_.size() < 3) return 0;
+    const uint64_t room = room_in_active();
+    if (oldest_live_bytes() <= room) return 0;
+    size_t best = 0;
+    uint64_t best_freed = 0;
+    for (size_t i = 1; i + 1 < segs_.size(); ++i) {
+        const Segment& seg = segs_[i];
+        const SegmentLiveness& l = seg.liveness;
+        const uint64_t copied = newer_copy_bytes(i);
+        const uint64_t freed = seg.end - copied;
+        if (copied > room || freed * 2 < seg.end || freed <= best_freed) continue;
+        if (l.probe_gen == layout_gen_ && l.probe_dead == l.dead_bytes && room <= l.probe_room) continue;
+        best = i;
+        best_freed = freed;
+    }
+    return best;
+}
+
+uint64_t SegmentLog::newer_copy_bytes(size_t i) const {
+    const Segment& seg = segs_[i];
+    const SegmentLiveness& l = seg.liveness;
+    // What may_cancel answers changes only with the layout (layout_gen_).
+    if (l.kept_gen != layout_gen_) {
+        l.kept_bytes = 0;
+        for (const SegmentLiveness::Cancel& c : l.cancels)
+            if (may_cancel(seg, c.lsn)) l.kept_bytes += c.span;
+        l.kept_gen = layout_gen_;
+    }
+    return seg.end - l.dead_bytes + l.removal_bytes - l.cancel_bytes + l.kept_bytes;
+}
+
+bool SegmentLog::may_cancel(const Segment& seg, uint64_t lsn) const {
+    // A removal that killed nothing (0) cancels nothing a replay would
+    // bring back; everything below the oldest segment's first LSN is gone.
+    const SegmentLiveness::Cancel* c = seg.liveness.cancel_of(lsn);
+    if (!c) return true;
+    if (c->up_to == 0) return false;
+    return c->exact ? may_hold(c->up_to) : c->up_to >= segs_.front().base_lsn;
+}
+
+bool SegmentLog::may_hold(uint64_t lsn) const {
+    auto it = std::upper_bound(segs_.begin(), segs_.end(), lsn,
+                               [](uint64_t l, const Segment& s) { return l < s.base_lsn; });
+    if (it != segs_.begin() && lsn <= std::prev(it)->last_lsn) return true;
+    // Originals are older than their copies.
+    for (auto s = segs_.begin(); s != it; ++s)
+        if (s->liveness.copied_from || (compacting_ && !probing_ && size_t(s - segs_.begin()) == compact_idx_))
+            return true;
+    return false;
+}
+
+bool SegmentLog::wants_compaction() const {
+    return compacting_ || oldest_compactable() || newer_to_compact() != 0;
 }
 
 bool SegmentLog::compact_step(const std::function<bool(const RecordView&)>& live,
                               const std::function<void(uint64_t, uint64_t)>& moved, size_t budget,
-                              uint64_t min_bytes) {
+                              uint64_t min_bytes,
+                              const std::function<DeadRecord(const RecordView&)>& dead) {
     if (!compacting_) {
         if (segs_.size() < 2) return false;
         compacting_ = true;
         scan_done_ = false;
+        // A newer segment only when the oldest would not fit (newer_to_compact).
+        compact_idx_ = newer_to_compact(bool(dead));
+        probing_ = compact_idx_ != 0;
+        probe_need_ = 0;
+        newer_left_ = 0;
+        if (!probing_) ++layout_gen_;
         compact_off_ = 0;
     }
+    if (probing_) return probe_step(budget, min_bytes, dead);
     if (!scan_done_) {
-        Segment& old = segs_.front();  // stays valid: appends only push_back
-        uint64_t scanned = 0;
-        for (size_t n = 0; (n < budget || scanned < min_bytes) && compact_off_ < old.end; ++n) {
-            const RecordView rec = read_record(old.map + compact_off_);
-            const uint64_t span = record_span(rec.body.size());
-            if (!is_filler(rec) && !old.liveness.is_dead(old.base_lsn, rec.lsn)) {
-                if (live(rec)) {
-                    uint64_t new_lsn = 0;
-                    // Copies are not held to the quota: they are what lets it shrink.
-                    if (append_impl(rec.type, rec.body, new_lsn, Draw::Copy) != AppendError::None)
-                        return true;  // disk full or I/O error: try again later
-                    moved(rec.lsn, new_lsn);
-                }
-                // Either way this one is garbage now: the copy (if any) holds it.
-                set_dead(old, rec.lsn, span);
-            }
-            compact_off_ += span;
-            scanned += span;
-        }
-        if (compact_off_ < old.end) return true;
+        if (scan_step(live, moved, budget, min_bytes, dead)) return true;
+        if (!compacting_) return false;   // given up
         scan_done_ = true;
         delete_after_lsn_ = last_lsn();
     }
     return !try_delete_compacted();
 }
 
+bool SegmentLog::scan_step(const std::function<bool(const RecordView&)>& live,
+                           const std::function<void(uint64_t, uint64_t)>& moved, size_t budget,
+                           uint64_t min_bytes,
+                           const std::function<DeadRecord(const RecordView&)>& dead) {
+    Segment& old = segs_[compact_idx_];  // stays valid: appends only push_back
+    const bool newer = compact_idx_ != 0;
+    // Copies are not held to the quota: they are what lets it shrink.
+    auto copy = [&](const RecordView& rec, uint64_t& new_lsn) {
+        newer_left_ -= std::min(newer_left_, record_span(rec.body.size()));
+        return append_impl(rec.type, rec.body, new_lsn, Draw::Copy) == AppendError::None;
+    };
+    uint64_t scanned = 0;
+    for (size_t n = 0; (n < budget || scanned < min_bytes) && compact_off_ < old.end; ++n) {
+        const RecordView rec = read_record(old.map + compact_off_);
+        const uint64_t span = record_span(rec.body.size());
+        uint64_t new_lsn = 0;
+        if (is_filler(rec)) {
+        } else if (!old.liveness.is_dead(old.base_lsn, rec.lsn)) {
+            if (live(rec)) {
+                if (!copy(rec, new_lsn)) {
+                    // Disk full or an I/O error. The oldest is tried again
+                    // later from here, unless a newer one can free room
+                    // first; a newer one is given up.
+                    if (newer) give_up_newer();
+                    else if (newer_to_compact(bool(dead)) != 0) compacting_ = false;
+                    if (!compacting_) old.liveness.copied_from = true, ++layout_gen_;
+                    return compacting_;
+                }
+                moved(rec.lsn, new_lsn);
+            }
+            // Either way this one is garbage now: the copy (if any) holds it.
+            set_dead(old, rec.lsn, span);
+        } else if (newer && may_cancel(old, rec.lsn)) {
+            switch (dead(rec)) {
+                case DeadRecord::Drop: break;
+                case DeadRecord::CopyForward: {
+                    if (!copy(rec, new_lsn)) {
+                        give_up_newer();
+                        return false;
+                    }
+                    const SegmentLiveness::Cancel* c = old.liveness.cancel_of(rec.lsn);
+                    if (c) mark(new_lsn, true, c->up_to, c->exact);
+                    else mark(new_lsn, true, UINT64_MAX, false);
+                    break;
+                }
+                case DeadRecord::Blocked: give_up_newer(); return false;
+            }
+        }
+        compact_off_ += span;
+        scanned += span;
+    }
+    return compact_off_ < old.end;
+}
+
+bool SegmentLog::probe_step(size_t budget, uint64_t min_bytes,
+                            const std::function<DeadRecord(const RecordView&)>& dead) {
+    Segment& seg = segs_[compact_idx_];
+    SegmentLiveness& l = seg.liveness;
+    bool blocked = false;
+    uint64_t scanned = 0;
+    for (size_t n = 0; (n < budget || scanned < min_bytes) && compact_off_ < seg.end && !blocked; ++n) {
+        const RecordView rec = read_record(seg.map + compact_off_);
+        const uint64_t span = record_span(rec.body.size());
+        if (is_filler(rec)) {
+        } else if (!l.is_dead(seg.base_lsn, rec.lsn)) {
+            probe_need_ += span;   // live, at most
+        } else if (may_cancel(seg, rec.lsn)) {
+            const DeadRecord d = dead(rec);
+            blocked = d == DeadRecord::Blocked;
+            if (d == DeadRecord::CopyForward) probe_need_ += span;
+        }
+        compact_off_ += span;
+        scanned += span;
+    }
+    if (!blocked && compact_off_ < seg.end) return true;
+    probing_ = false;
+    compact_off_ = 0;
+    if (blocked || probe_need_ > room_in_active()) {
+        l.probe_gen = layout_gen_;
+        l.probe_dead = l.dead_bytes;
+        l.probe_room = room_in_active();
+        compacting_ = false;
+        return false;
+    }
+    newer_left_ = probe_need_;
+    ++layout_gen_;   // records are copied from here on
+    return true;
+}
+
+// What was copied so far stays valid: live records moved (their originals
+// dead here), removals copied forward (harmless twice); the rest is as it was.
+void SegmentLog::give_up_newer() {
+    SegmentLiveness& l = segs_[compact_idx_].liveness;
+    l.copied_from = true;
+    l.probe_gen = ++layout_gen_;
+    l.probe_dead = l.dead_bytes;
+    l.probe_room = room_in_active();
+    compacting_ = false;
+}
+
 // Removes the compacted segment once every copy made from it is durable.
 bool SegmentLog::try_delete_compacted() {
     if (!compacting_ || !scan_done_ || sync_in_flight_ || durable_lsn() < delete_after_lsn_) return false;
-    Segment& old = segs_.front();
+    Segment& old = segs_[compact_idx_];
     ::unlink(old.path.c_str());
     fsync_dir(opt_.dir);
     bytes_used_ -= old.end;
     total_records_ -= old.records;
     total_dead_ -= old.dead;
     total_dead_bytes_ -= old.liveness.dead_bytes;
-    segs_.pop_front();
+    segs_.erase(segs_.begin() + ptrdiff_t(compact_idx_));
+    ++layout_gen_;
     full_until_ms_ = 0;  // room again, perhaps
     compacting_ = false;
     scan_done_ = false;

@@ -30,6 +30,17 @@ struct RecordView {
 
 enum class AppendError : uint8_t { None, QuotaExceeded, DiskFull, IoError, TooLarge };
 
+// What compacting a segment other than the oldest does with a record the
+// owner marked dead. A put is superseded by something newer and can go; a
+// removal cancels records that older segments may still hold, so it goes
+// only when its key holds newer state (which supersedes those records too).
+enum class DeadRecord : uint8_t {
+    Drop,
+    CopyForward,   // a removal whose key holds nothing now: copied to the end, dead again
+    Blocked,       // may neither go nor move (a removal that cancels more than its key,
+                   // which holds newer state): the segment is left as it is
+};
+
 class Log {
 public:
     virtual ~Log() = default;
@@ -86,12 +97,22 @@ public:
     // (whichever is more work), so the reactor never pauses long and the
     // caller can pace compaction to its appends. Returns true while work remains.
     //
-    // Always the oldest segment, never another: a removal record is marked
-    // dead as soon as it is written, which is safe only because everything
-    // it cancels is older and so is dropped with it or before it.
+    // The oldest segment as a rule: a removal record is marked dead as soon
+    // as it is written, which is safe only because everything it cancels is
+    // older and so is dropped with it or before it. Only when the disk is
+    // full, the spares used and the oldest segment cannot be compacted (a
+    // drain whose state records outweigh the messages they end) is a newer
+    // sealed segment compacted, and only when `dead` is given: it says of
+    // each dead record there whether older segments may still need it.
     virtual bool compact_step(const std::function<bool(const RecordView&)>& live,
                               const std::function<void(uint64_t, uint64_t)>& moved,
-                              size_t budget, uint64_t min_bytes = 0) = 0;
+                              size_t budget, uint64_t min_bytes,
+                              const std::function<DeadRecord(const RecordView&)>& dead) = 0;
+    bool compact_step(const std::function<bool(const RecordView&)>& live,
+                      const std::function<void(uint64_t, uint64_t)>& moved, size_t budget,
+                      uint64_t min_bytes = 0) {
+        return compact_step(live, moved, budget, min_bytes, {});
+    }
 
     virtual uint64_t bytes_used() const = 0;
     // Bytes and records of the log the owner marked dead (or compaction
@@ -136,6 +157,16 @@ public:
     // wants_compaction() weighs these by size. Marking twice, or an LSN no
     // longer in the log, changes nothing.
     virtual void mark_dead(uint64_t lsn) = 0;
+    // mark_dead() for a removal record the owner just wrote or replayed,
+    // which cancels records up to LSN `cancels` (0: none it must). With
+    // `exact`, the one at `cancels` (and the originals compaction copied it
+    // from) is all a replay could bring back without it. Compacting a newer
+    // segment copies a removal forward only while such a record may still
+    // be in the log (DeadRecord).
+    virtual void mark_removal(uint64_t lsn, uint64_t cancels, bool exact) = 0;
+    // mark_dead() for a record a replay found superseded by a copy of it
+    // (a compaction cut short by a crash): its segment may hold originals.
+    virtual void mark_original(uint64_t lsn) = 0;
 
     // The body of the record appended last (by append, append_exempt or a
     // compaction copy), as a view into the log's mapping: no copy is needed

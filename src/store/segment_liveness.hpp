@@ -4,6 +4,7 @@
 // records without asking the owner.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -16,6 +17,40 @@ struct SegmentLiveness {
     static constexpr uint64_t kStride = 32;
 
     uint64_t dead_bytes = 0;
+    // Of those, removal records (Log::mark_removal): compacting this segment
+    // while it is not the oldest may have to copy them forward.
+    uint64_t removal_bytes = 0;
+    // The removals marked while the log's reserve was in use (a full disk),
+    // with the newest LSN each cancels: one whose records are all gone need
+    // not be copied forward. Only then, to cost no memory otherwise; of the
+    // others it is not known, so they are kept.
+    struct Cancel {
+        uint64_t lsn = 0;
+        uint64_t up_to = 0;   // Log::mark_removal's `cancels`
+        uint64_t span = 0;
+        bool exact = false;
+    };
+    std::vector<Cancel> cancels;  // ascending lsn
+    uint64_t cancel_bytes = 0;    // their spans
+    // Of cancel_bytes, those compaction would copy forward, as counted at
+    // layout generation kept_gen (SegmentLog::newer_copy_bytes).
+    mutable uint64_t kept_bytes = 0;
+    mutable uint64_t kept_gen = UINT64_MAX;
+    // The last probe of this segment found its compaction blocked, or
+    // needing more room than there was: not probed again before something
+    // changed (SegmentLog::newer_to_compact).
+    uint64_t probe_gen = UINT64_MAX;
+    uint64_t probe_dead = 0;
+    uint64_t probe_room = 0;
+    // A compaction copied records out of this segment and stopped before
+    // deleting it: it may hold the originals of records copied since.
+    bool copied_from = false;
+
+    const Cancel* cancel_of(uint64_t lsn) const {
+        auto it = std::lower_bound(cancels.begin(), cancels.end(), lsn,
+                                   [](const Cancel& c, uint64_t l) { return c.lsn < l; });
+        return it != cancels.end() && it->lsn == lsn ? &*it : nullptr;
+    }
     std::vector<uint64_t> dead_bits;  // bit (lsn - base)
     // index[i]: offset of the first record whose LSN is >= base + i * kStride.
     std::vector<uint64_t> index;
