@@ -29,8 +29,8 @@ SETTINGS_LIMITS = {"max_packet_size": 150_000, "max_queued_messages": 1000}
 @pytest.fixture(params=["enospc", "max_bytes"])
 def small_fs(request):
     """Storage settings of a store that fills up after about twenty messages
-    of 100 KB. enospc: a 3 MiB tmpfs on a fresh directory, where the first
-    segment, the spare segment (the reserve) and one more fit. max_bytes:
+    of 100 KB. enospc: a 4 MiB tmpfs on a fresh directory, where the first
+    segment, the two spare segments (the reserve) and one more fit. max_bytes:
     [storage] max_bytes_mb = 2 on the ordinary file system."""
     if request.param == "max_bytes":
         base = tempfile.mkdtemp(prefix="hato-maxbytes-")
@@ -40,7 +40,7 @@ def small_fs(request):
         shutil.rmtree(base, ignore_errors=True)
         return
     base = tempfile.mkdtemp(prefix="hato-diskfull-")
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", base],
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", base],
                          capture_output=True, text=True)
     if res.returncode != 0:
         os.rmdir(base)

@@ -1,16 +1,16 @@
 # A persistent QoS 2 subscriber draining a large backlog of tiny messages
 # while the disk holding the store stays full (docs/durability.md, "Quota, a
-# full disk and the reserve", the "Still open" case).
+# full disk and the reserve").
 #
 # Each QoS 2 delivery writes three state records (PUBLISH sent, PUBREL,
 # done) that together outweigh the message of a few dozen bytes they end.
-# Once the reserve (reserve.spare) is used and no segment can be created,
-# compaction empties only the oldest segment, which stays more than half
-# live while the drain's own (soon dead) records fill the newest ones. A
-# QoS 2 delivery whose state record is refused is not sent, so the drain
-# stops and goes on only when space is freed outside the store. What it
-# should do: deliver the whole backlog, exactly once and in order, while
-# the disk stays full. (Before that is fixed this test fails, saying how many
+# Compacting only the oldest segment, which stays more than half live while
+# the drain's own (soon dead) records fill the newer ones, the store ran out
+# of room and, as a QoS 2 delivery whose state record is refused is not
+# sent, the drain stopped until space was freed outside the store. Now the
+# reserve is two segments and the segments of dead state records are
+# compacted: the whole backlog arrives, exactly once and in order, while
+# the disk stays full. (Should it stall again, the failure says how many
 # arrived, and whether the rest came once the hog was removed.)
 
 import errno
@@ -28,9 +28,9 @@ pytestmark = pytest.mark.hato_only("the append log's disk-full handling")
 
 # 1 MiB is the smallest segment_size_mb; a message of 8 bytes on "q/1" is a
 # record of about 72 bytes, some 14,500 to a segment. MESSAGES spans several
-# segments, far more than the one-segment reserve can take in state records
-# (three for each message), and leaves room on the tmpfs for the spare, so
-# the disk is full only once the hog took the rest.
+# segments, far more than the reserve can take in state records (three for
+# each message), and leaves room on the tmpfs for the spares, so the disk
+# is full only once the hog took the rest.
 TMPFS_SIZE = "8m"
 SEGMENT_MB = 1
 MESSAGES = 50_000
