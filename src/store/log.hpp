@@ -124,9 +124,9 @@ public:
     // dead bytes, or the whole log is (with three or more segments), or the
     // log is near max_bytes with anything dead in the oldest segment, or the
     // disk is full without a spare, with anything dead in the oldest segment
-    // and room for its live records in the active one. Under
-    // that policy the log stays within 2 x live bytes plus a few segments
-    // (docs/durability.md).
+    // and room for its live records in the active one, or else a newer
+    // segment to compact (see compact_step). Under that policy the log stays
+    // within 2 x live bytes plus a few segments (docs/durability.md).
     virtual bool wants_compaction() const = 0;
 
     // --- Room: the reserve, refusal, liveness --------------------------------
@@ -134,15 +134,16 @@ public:
     // copies draw on a reserve that plain appends cannot use.
 
     // Like append, but draws on the reserve: not held to max_bytes, and when
-    // the file system is full it moves into the spare segment the log keeps
-    // preallocated (DIR/reserve.spare). For records that let space be freed
-    // (removals, compaction copies) so a full store can drain. Plain
-    // appends are refused while no spare exists (it is re-created as soon as
-    // there is room), so the spare is there whenever the disk fills. Once the
-    // disk is full and the spare used, an exempt append is refused (DiskFull)
-    // rather than take the room compacting the oldest segment needs (its live
-    // bytes, at most half a segment): compaction copies alone may use that,
-    // so the store can always shrink again.
+    // the file system is full it moves into the spare segments the log keeps
+    // preallocated (DIR/reserve.spare, DIR/reserve.spare2). For records that
+    // let space be freed (removals, compaction copies) so a full store can
+    // drain. Plain appends are refused while a spare is missing (they are
+    // re-created as soon as there is room), so the spares are there whenever
+    // the disk fills. Once the disk is full and the spares used, an exempt
+    // append is refused (DiskFull) rather than take the room compaction
+    // needs (what the one under way has still to copy, or the oldest
+    // segment's live bytes, at most half a segment): compaction copies alone
+    // may use that, so the store can always shrink again.
     virtual AppendError append_exempt(uint8_t type, std::span<const uint8_t> body, uint64_t& lsn) = 0;
 
     // True while plain appends would be refused: max_bytes reached, the disk
