@@ -352,7 +352,7 @@ bool SegmentLog::recover(std::string& err) {
     if (cut_bytes) head << ", " << cut_bytes << " bytes cut";
     if (skipped_bytes) head << ", " << skipped_bytes << " damaged bytes skipped";
     if (!errors_.empty()) head << ", " << errors_.size() << " file(s) damaged or foreign (see the errors)";
-    if (!reserved) head << ", NO ROOM FOR THE RESERVE SEGMENT (new durable work refused until there is)";
+    if (!reserved) head << ", NO ROOM FOR THE RESERVE SEGMENTS (new durable work refused until there is)";
     summary_ = head.str() + (sum.str().empty() ? "" : "; " + sum.str());
     return true;
 }
