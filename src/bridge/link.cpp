@@ -104,7 +104,7 @@ void Link::on_upstream_open(uint64_t now_ms) {
     up_retain_ = true;
     unmappable_logged_ = false;
     local_inflight_in_.clear();
-    waiting_in_.clear();
+    clear_waiting_in();
     downgraded_in_.clear();
     downgraded_out_.clear();
 
@@ -296,9 +296,7 @@ void Link::forward_in(const mqtt::Publish& pub, std::span<const uint8_t> raw) {
         // A resend (DUP) under an id whose flow is still open here (an
         // upstream with a retry timer): the answer to the first copy is the
         // answer to it, so it is not published a second time.
-        if (has(local_inflight_in_, pub.packet_id)) return;
-        for (const WaitingIn& w : waiting_in_)
-            if (w.packet_id == pub.packet_id) return;
+        if (has(local_inflight_in_, pub.packet_id) || waiting_ids_.test(pub.packet_id)) return;
     }
     const bool full = pub.qos > 0 && local_inflight_in_.size() >= local_receive_max_;
     if (!full && waiting_in_.empty()) return deliver_in(pub);
@@ -306,15 +304,18 @@ void Link::forward_in(const mqtt::Publish& pub, std::span<const uint8_t> raw) {
         fail("too many upstream messages waiting for the local broker");
         return;
     }
-    waiting_in_.push_back({pub.qos > 0 ? pub.packet_id : uint16_t(0), {raw.begin(), raw.end()}});
+    waiting_in_.push_back({pub.qos > 0 ? pub.packet_id : uint16_t(0), pub.qos, {raw.begin(), raw.end()}});
+    if (pub.qos > 0) waiting_ids_.set(pub.packet_id);
 }
 
 void Link::deliver_waiting_in() {
     while (!waiting_in_.empty() && state_ == State::Ready) {
+        WaitingIn& front = waiting_in_.front();
+        if (front.qos > 0 && local_inflight_in_.size() >= local_receive_max_) return;
         Packet p;
-        mqtt::decode(waiting_in_.front().raw, cfg_.version, kLocalMaxPacket, p);   // decoded once already
-        if (std::get<mqtt::Publish>(p).qos > 0 && local_inflight_in_.size() >= local_receive_max_) return;
-        const std::vector<uint8_t> raw = std::move(waiting_in_.front().raw);   // p points into these bytes
+        mqtt::decode(front.raw, cfg_.version, kLocalMaxPacket, p);   // decoded once already
+        const std::vector<uint8_t> raw = std::move(front.raw);   // p points into these bytes
+        if (front.qos > 0) waiting_ids_.reset(front.packet_id);
         waiting_in_.pop_front();
         deliver_in(std::get<mqtt::Publish>(p));
     }
@@ -688,7 +689,7 @@ void Link::on_upstream_closed() {
 void Link::forget_connection() {
     state_ = State::Down;
     held_.clear();
-    waiting_in_.clear();   // unanswered upstream: resent on the next connection
+    clear_waiting_in();   // unanswered upstream: resent on the next connection
     local_inflight_in_.clear();
     releasing_.clear();
     up_in_.clear();

@@ -237,9 +237,17 @@ private:
     std::vector<uint16_t> local_inflight_in_;
     struct WaitingIn {
         uint16_t packet_id = 0;   // 0: QoS 0
+        uint8_t qos = 0;
         std::vector<uint8_t> raw;
     };
     std::deque<WaitingIn> waiting_in_;   // upstream PUBLISHes waiting for a slot
+    // The packet ids in waiting_in_: a resend is found without a walk of a
+    // queue a v3.1.1 upstream (no Receive Maximum) can make long.
+    std::bitset<65536> waiting_ids_;
+    void clear_waiting_in() {
+        waiting_in_.clear();
+        waiting_ids_.reset();
+    }
     // QoS 2 messages that cross at QoS 1 (the receiving side's Maximum
     // QoS): its PUBACK becomes a PUBREC towards the sender.
     std::vector<uint16_t> downgraded_in_;
