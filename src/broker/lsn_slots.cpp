@@ -25,6 +25,7 @@ void LsnSlots::drop(const rec::SessionRemove& r, Touched&) {
 }
 
 void LsnSlots::kill(SessionSlots& s) {
+    killed_up_to_ = std::max(killed_up_to_, s.forgotten);
     kill(s.put);
     for (auto& [filter, lsn] : s.subs) kill(lsn);
     for (auto& [seq, o] : s.out) kill(o);
@@ -60,7 +61,8 @@ store::DeadRecord LsnSlots::dead_record(const store::RecordView& rec) {
             BodyReader in(rec.body);
             if (!rec::decode(r, in)) return;   // never applied: cancels nothing
             if (!holds(r)) fate = store::DeadRecord::CopyForward;
-            else if constexpr (std::is_same_v<R, rec::SessionRemove>) fate = store::DeadRecord::Blocked;
+            else if constexpr (std::is_same_v<R, rec::SessionRemove> || std::is_same_v<R, rec::OutDone>)
+                fate = store::DeadRecord::Blocked;
         }
     });
     return fate;

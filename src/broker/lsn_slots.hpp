@@ -48,17 +48,23 @@ public:
     uint64_t* live_slot(const store::RecordView& rec, TopicLsnTable::Entry*& retained);
     // A queued message dropped without a record of it (an out_state whose
     // message is gone: nothing to deliver).
+    // What it killed stays in the log with nothing after it to cancel it:
+    // the session's removal, if one comes, must (SessionSlots::forgotten).
     void forget(const rec::OutDone& r) {
         Touched t;
+        killed_up_to_ = 0;
         drop(r, t);
+        if (SessionSlots* s = at<false>(sessions_, r.client)) s->forgotten = std::max(s->forgotten, killed_up_to_);
     }
 
     // Compacting a segment newer than the oldest (store::DeadRecord): a
     // dead removal goes when its key holds newer state, which supersedes
     // what it cancelled; is copied forward when its key holds nothing, as
-    // older segments may still hold what it cancelled; and blocks when it
-    // cancels more than its key (a session's removal) and the key holds
-    // newer state. Dead puts go.
+    // older segments may still hold what it cancelled; and blocks when the
+    // key holds newer state that does not supersede all it cancelled: a
+    // session's removal (the session's other records), an out_done (the
+    // key's state record; a session's seqs start again at 1 after a
+    // restart with an empty queue). Dead puts go.
     store::DeadRecord dead_record(const store::RecordView& rec);
 
     uint64_t live_records() const;
@@ -76,6 +82,7 @@ private:
         StrMap<uint64_t> subs;                           // filter -> sub_put
         std::unordered_map<uint64_t, OutSlots> out;      // seq -> its records
         std::unordered_map<uint16_t, uint64_t> qos2_in;  // packet id -> qos2_in_put
+        uint64_t forgotten = 0;   // the newest record forget() killed
     };
 
     // m's entry for `key`: created when kCreate, else null if absent.
@@ -159,17 +166,14 @@ private:
         slot = 0;
     }
     void kill(OutSlots& o) {
-        killed_message_ = o.enqueue;
         kill(o.enqueue);
         kill(o.state);
     }
     void kill(SessionSlots& s);
 
     store::Log& log_;
-    // Of the removal being applied: the newest record it killed, and for an
-    // out_done the queued message's record.
+    // The newest record the removal being applied killed.
     uint64_t killed_up_to_ = 0;
-    uint64_t killed_message_ = 0;
     TopicLsnTable retained_;
     StrMap<SessionSlots> sessions_;
 };
@@ -179,21 +183,12 @@ LsnSlots::Touched LsnSlots::apply(const R& r, const store::RecordView& at) {
     Touched t;
     if constexpr (R::kEffect == rec::Effect::Put) {
         uint64_t& slot = hold(r, at, t);
-        // A queued message is written once: a second record of it is a
-        // compaction's copy, found by a replay after a crash cut the
-        // compaction short (an out_done relies on knowing where originals are).
-        if (std::is_same_v<R, rec::OutEnqueue> && slot) log_.mark_original(slot);
         kill(slot);
         slot = at.lsn;
     } else {
-        killed_up_to_ = killed_message_ = 0;
+        killed_up_to_ = 0;
         drop(r, t);
-        // An out_done's key is never used again, and of what it cancels
-        // only the message would come back in a replay (state records of a
-        // message that is gone are dropped there): it is needed exactly
-        // while that record, or an original of it, is in the log.
-        if constexpr (std::is_same_v<R, rec::OutDone>) log_.mark_removal(at.lsn, killed_message_, true);
-        else log_.mark_removal(at.lsn, killed_up_to_, false);
+        log_.mark_removal(at.lsn, killed_up_to_);
     }
     return t;
 }

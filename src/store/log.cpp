@@ -116,9 +116,8 @@ public:
     uint64_t dead_records() const override { return total_dead_; }
     uint64_t record_count() const override { return total_records_; }
     bool wants_compaction() const override;
-    void mark_dead(uint64_t lsn) override { mark(lsn, false, 0, false); }
-    void mark_removal(uint64_t lsn, uint64_t cancels, bool exact) override { mark(lsn, true, cancels, exact); }
-    void mark_original(uint64_t lsn) override;
+    void mark_dead(uint64_t lsn) override { mark(lsn, false, 0); }
+    void mark_removal(uint64_t lsn, uint64_t cancels) override { mark(lsn, true, cancels); }
     uint64_t segment_count() const override { return segs_.size(); }
     uint64_t max_bytes() const override { return opt_.max_bytes; }
     uint64_t segment_bytes() const override { return opt_.segment_bytes; }
@@ -149,15 +148,12 @@ private:
     bool repair_damaged(Segment& seg, const SegmentScan& scan, bool bad_tail, std::string& err);
     bool quarantine_foreign(const std::string& path, const char* why, std::string& err);
     bool try_delete_compacted();
-    void mark(uint64_t lsn, bool removal, uint64_t cancels, bool exact);
+    void mark(uint64_t lsn, bool removal, uint64_t cancels);
     // Bytes compacting segs_[i] while it is not the oldest copies, at most:
     // its live records and the removals that may still cancel something.
     uint64_t newer_copy_bytes(size_t i) const;
     // Whether a dead removal of `seg` may still cancel a record in the log.
     bool may_cancel(const Segment& seg, uint64_t lsn) const;
-    // Whether the record `lsn`, or an original compaction copied it from,
-    // may still be in a segment.
-    bool may_hold(uint64_t lsn) const;
     // Records `lsn` (of `span` bytes, in `seg`) as dead, once.
     void set_dead(Segment& seg, uint64_t lsn, uint64_t span, bool removal = false);
     // The disk full, the spare used and the oldest segment not compactable:
@@ -211,8 +207,8 @@ private:
     uint64_t compact_off_ = 0;
     uint64_t delete_after_lsn_ = 0;
     uint64_t newer_left_ = 0;   // a newer segment's compaction: bytes it may still copy
-    // Changes whenever what may_hold() answers may: a segment deleted, a
-    // compaction started, stopped or left half-way.
+    // Changes whenever a segment is deleted or a compaction starts or stops:
+    // what may_cancel() answers, and the room, may have changed.
     uint64_t layout_gen_ = 0;
     // A newer segment is probed first (nothing copied): whether any record
     // blocks it, and how much it copies; it is compacted only if that fits.
@@ -599,7 +595,7 @@ bool SegmentLog::sync_now() {
     return ok;
 }
 
-void SegmentLog::mark(uint64_t lsn, bool removal, uint64_t cancels, bool exact) {
+void SegmentLog::mark(uint64_t lsn, bool removal, uint64_t cancels) {
     // The segment holding `lsn`: the last one whose base is <= lsn.
     auto it = std::upper_bound(segs_.begin(), segs_.end(), lsn,
                                [](uint64_t l, const Segment& s) { return l < s.base_lsn; });
@@ -623,7 +619,7 @@ void SegmentLog::mark(uint64_t lsn, bool removal, uint64_t cancels, bool exact) 
             SegmentLiveness& l = seg.liveness;
             auto at = std::upper_bound(l.cancels.begin(), l.cancels.end(), lsn,
                                        [](uint64_t x, const SegmentLiveness::Cancel& c) { return x < c.lsn; });
-            l.cancels.insert(at, SegmentLiveness::Cancel{lsn, cancels, span, exact});
+            l.cancels.insert(at, SegmentLiveness::Cancel{lsn, cancels, span});
             l.cancel_bytes += span;
             l.kept_gen = UINT64_MAX;
         }
@@ -639,15 +635,6 @@ void SegmentLog::set_dead(Segment& seg, uint64_t lsn, uint64_t span, bool remova
     seg.dead++;
     total_dead_++;
     total_dead_bytes_ += span;
-}
-
-void SegmentLog::mark_original(uint64_t lsn) {
-    mark(lsn, false, 0, false);
-    auto it = std::upper_bound(segs_.begin(), segs_.end(), lsn,
-                               [](uint64_t l, const Segment& s) { return l < s.base_lsn; });
-    if (it == segs_.begin()) return;
-    std::prev(it)->liveness.copied_from = true;
-    ++layout_gen_;
 }
 
 bool SegmentLog::oldest_compactable() const {
@@ -705,23 +692,11 @@ uint64_t SegmentLog::newer_copy_bytes(size_t i) const {
 }
 
 bool SegmentLog::may_cancel(const Segment& seg, uint64_t lsn) const {
-    // A removal that killed nothing (0) cancels nothing a replay would
-    // bring back; everything below the oldest segment's first LSN is gone.
+    // Everything below the oldest segment's first LSN is gone (a removal
+    // that killed nothing: 0). Of one marked while the spares were there,
+    // it is not known.
     const SegmentLiveness::Cancel* c = seg.liveness.cancel_of(lsn);
-    if (!c) return true;
-    if (c->up_to == 0) return false;
-    return c->exact ? may_hold(c->up_to) : c->up_to >= segs_.front().base_lsn;
-}
-
-bool SegmentLog::may_hold(uint64_t lsn) const {
-    auto it = std::upper_bound(segs_.begin(), segs_.end(), lsn,
-                               [](uint64_t l, const Segment& s) { return l < s.base_lsn; });
-    if (it != segs_.begin() && lsn <= std::prev(it)->last_lsn) return true;
-    // Originals are older than their copies.
-    for (auto s = segs_.begin(); s != it; ++s)
-        if (s->liveness.copied_from || (compacting_ && !probing_ && size_t(s - segs_.begin()) == compact_idx_))
-            return true;
-    return false;
+    return !c || c->up_to >= segs_.front().base_lsn;
 }
 
 bool SegmentLog::wants_compaction() const {
@@ -779,7 +754,7 @@ bool SegmentLog::scan_step(const std::function<bool(const RecordView&)>& live,
                     // first; a newer one is given up.
                     if (newer) give_up_newer();
                     else if (newer_to_compact(bool(dead)) != 0) compacting_ = false;
-                    if (!compacting_) old.liveness.copied_from = true, ++layout_gen_;
+                    if (!compacting_) ++layout_gen_;
                     return compacting_;
                 }
                 moved(rec.lsn, new_lsn);
@@ -795,8 +770,7 @@ bool SegmentLog::scan_step(const std::function<bool(const RecordView&)>& live,
                         return false;
                     }
                     const SegmentLiveness::Cancel* c = old.liveness.cancel_of(rec.lsn);
-                    if (c) mark(new_lsn, true, c->up_to, c->exact);
-                    else mark(new_lsn, true, UINT64_MAX, false);
+                    mark(new_lsn, true, c ? c->up_to : UINT64_MAX);
                     break;
                 }
                 case DeadRecord::Blocked: give_up_newer(); return false;
@@ -847,7 +821,6 @@ bool SegmentLog::probe_step(size_t budget, uint64_t min_bytes,
 // dead here), removals copied forward (harmless twice); the rest is as it was.
 void SegmentLog::give_up_newer() {
     SegmentLiveness& l = segs_[compact_idx_].liveness;
-    l.copied_from = true;
     l.probe_gen = ++layout_gen_;
     l.probe_dead = l.dead_bytes;
     l.probe_room = room_in_active();

@@ -159,15 +159,10 @@ public:
     // longer in the log, changes nothing.
     virtual void mark_dead(uint64_t lsn) = 0;
     // mark_dead() for a removal record the owner just wrote or replayed,
-    // which cancels records up to LSN `cancels` (0: none it must). With
-    // `exact`, the one at `cancels` (and the originals compaction copied it
-    // from) is all a replay could bring back without it. Compacting a newer
-    // segment copies a removal forward only while such a record may still
-    // be in the log (DeadRecord).
-    virtual void mark_removal(uint64_t lsn, uint64_t cancels, bool exact) = 0;
-    // mark_dead() for a record a replay found superseded by a copy of it
-    // (a compaction cut short by a crash): its segment may hold originals.
-    virtual void mark_original(uint64_t lsn) = 0;
+    // which cancels records up to LSN `cancels` (0: none a replay would
+    // bring back). Compacting a newer segment copies a removal forward only
+    // while a record up to that LSN may still be in the log (DeadRecord).
+    virtual void mark_removal(uint64_t lsn, uint64_t cancels) = 0;
 
     // The body of the record appended last (by append, append_exempt or a
     // compaction copy), as a view into the log's mapping: no copy is needed

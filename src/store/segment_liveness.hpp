@@ -28,7 +28,6 @@ struct SegmentLiveness {
         uint64_t lsn = 0;
         uint64_t up_to = 0;   // Log::mark_removal's `cancels`
         uint64_t span = 0;
-        bool exact = false;
     };
     std::vector<Cancel> cancels;  // ascending lsn
     uint64_t cancel_bytes = 0;    // their spans
@@ -42,9 +41,6 @@ struct SegmentLiveness {
     uint64_t probe_gen = UINT64_MAX;
     uint64_t probe_dead = 0;
     uint64_t probe_room = 0;
-    // A compaction copied records out of this segment and stopped before
-    // deleting it: it may hold the originals of records copied since.
-    bool copied_from = false;
 
     const Cancel* cancel_of(uint64_t lsn) const {
         auto it = std::lower_bound(cancels.begin(), cancels.end(), lsn,

@@ -7,7 +7,10 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <algorithm>
+#include <cstdio>
 #include <filesystem>
+#include <vector>
 
 #include "broker/log_persistence.hpp"
 #include "store/log.hpp"
@@ -355,6 +358,173 @@ TEST_CASE("disk full, the spare used: a QoS 2 drain of small messages finishes, 
         if (s.client_id == "c") {
             REQUIRE(s.out.size() == 1);
             CHECK(s.out[0].seq == stored + 1);
+        }
+    }
+}
+
+namespace {
+
+StoredMessage msg_on(const std::string& topic, size_t payload_bytes, uint8_t fill) {
+    StoredMessage m = msg(payload_bytes, fill);
+    m.topic = topic;
+    return m;
+}
+
+std::vector<std::string> files_in(const std::string& dir) {
+    std::vector<std::string> v;
+    for (const auto& e : std::filesystem::directory_iterator(dir)) v.push_back(e.path().filename().string());
+    std::sort(v.begin(), v.end());
+    return v;
+}
+
+bool has_file(const std::string& dir, const std::string& f) { return std::filesystem::exists(dir + "/" + f); }
+
+// The segment file holding `lsn`.
+std::string segment_of(const std::string& dir, uint64_t lsn) {
+    std::string best;
+    for (const auto& f : files_in(dir)) {
+        unsigned long long base;
+        if (f.size() == 20 && f.substr(16) == ".seg" && std::sscanf(f.c_str(), "%llx", &base) == 1 && base <= lsn)
+            best = f;
+    }
+    return best;
+}
+
+// Another process takes whatever is free, again (a new file each time).
+void hog_again(const std::string& dir) {
+    static int n = 0;
+    FILE* f = std::fopen((dir + "/../hog-" + std::to_string(n++)).c_str(), "w");
+    REQUIRE(f);
+    static const char block[512] = {};
+    while (std::fwrite(block, 1, sizeof block, f) == sizeof block && std::fflush(f) == 0) {
+    }
+    std::fclose(f);
+}
+
+}  // namespace
+
+// A session's seqs start again at 1 after a restart with its queue empty, so
+// an out_done's key can hold a new message while the old message's state
+// record is still in the log: compacting the out_done's segment must not
+// drop it (the old state would come back on the new message).
+TEST_CASE("disk full: a newer segment's out_done whose seq holds a new message is kept") {
+    SmallFs fs("96k");
+    if (!fs.mounted()) {
+        MESSAGE("skipped: cannot mount a tmpfs here (needs CAP_SYS_ADMIN)");
+        return;
+    }
+    const uint64_t seg = 8192;
+    {
+        auto log = open_log(fs.dir(), seg);
+        LogPersistence p(*log, store::SyncMode::Always);
+        RecoveredState st;
+        p.load(st);
+        REQUIRE(p.session_put("c", 600, 0).ok());
+        REQUIRE(p.out_enqueue("c", 1, msg(10, 1)).ok());
+        REQUIRE(p.out_state("c", 1, OutState::Pubrel, 7).ok());
+        // The oldest segment stays mostly live.
+        for (int i = 0; i < 13; ++i) REQUIRE(p.retained_set(msg_on("keep/" + std::to_string(i), 560, 2)).ok());
+        REQUIRE(p.out_done("c", 1).ok());
+        for (int i = 0; i < 24; ++i) REQUIRE(p.retained_set(msg_on("churn", 300, uint8_t(i))).ok());
+        for (int i = 0; i < 45; ++i) REQUIRE(p.retained_set(msg_on("more/" + std::to_string(i), 500, 3)).ok());
+        log->sync_now();
+    }
+    {
+        auto log = open_log(fs.dir(), seg);
+        LogPersistence p(*log, store::SyncMode::Always);
+        RecoveredState st;
+        p.load(st);
+        REQUIRE(st.sessions.size() == 1);
+        REQUIRE(st.sessions[0].out.empty());
+        REQUIRE(p.out_enqueue("c", 1, msg(10, 9)).ok());   // the broker's next seq is 1 again
+        log->sync_now();
+        fill_the_rest(fs.dir());
+        for (int i = 0; i < 3000; ++i) {
+            (void)p.retained_clear(std::string(1500, 'x') + std::to_string(i));
+            p.maintenance(64);
+            log->sync_now();
+        }
+    }
+    auto log = open_log(fs.dir(), seg);
+    LogPersistence p(*log, store::SyncMode::Always);
+    RecoveredState st;
+    p.load(st);
+    REQUIRE(st.sessions.size() == 1);
+    REQUIRE(st.sessions[0].out.size() == 1);
+    const RecoveredOut& o = st.sessions[0].out[0];
+    CHECK(o.msg.payload == std::vector<uint8_t>(10, 9));
+    CHECK(o.state == OutState::Queued);   // never sent: not waiting for a PUBCOMP
+    CHECK(o.packet_id == 0);
+}
+
+// A delivery whose out_done was refused is let go with no record of it; a
+// session removal stored later must keep cancelling its message for as long
+// as that is in the log, also once the removal's segment is compacted as a
+// newer one.
+TEST_CASE("disk full: a session removed after an out_done was refused stays removed") {
+    for (const bool recreate : {false, true}) {
+        CAPTURE(recreate);
+        SmallFs fs("96k");
+        if (!fs.mounted()) {
+            MESSAGE("skipped: cannot mount a tmpfs here (needs CAP_SYS_ADMIN)");
+            return;
+        }
+        const std::string dir = fs.dir();
+        const uint64_t seg = 8192;
+        {
+            auto log = open_log(dir, seg);
+            LogPersistence p(*log, store::SyncMode::Always);
+            RecoveredState st;
+            p.load(st);
+            auto tick = [&] {
+                p.maintenance(1000);
+                log->sync_now();
+            };
+            REQUIRE(p.session_put("c", 600, 0, SessionOwner{OwnerSource::Password, std::string(3000, 'u')}).ok());
+            const uint64_t put_lsn = log->last_lsn();
+            for (int i = 0; i < 9; ++i) REQUIRE(p.retained_set(msg_on("churnA", 340, uint8_t(i))).ok());
+            REQUIRE(p.retained_set(msg_on("keepA", 700, 1)).ok());
+            for (int i = 0; log->segment_count() < 2 && i < 100; ++i)
+                REQUIRE(p.retained_set(msg_on("padA/" + std::to_string(i), 100, 1)).ok());
+            REQUIRE(p.out_enqueue("c", 1, msg(10, 1)).ok());
+            const uint64_t msg_lsn = log->last_lsn();
+            for (int i = 0; log->segment_count() < 3; ++i)
+                REQUIRE(p.retained_set(msg_on("fill/" + std::to_string(i), 40, 3)).ok());
+            for (int i = 0; i < 70; ++i) REQUIRE(p.retained_set(msg_on("more/" + std::to_string(i), 500, 3)).ok());
+            log->sync_now();
+            const std::string msg_seg = segment_of(dir, msg_lsn);
+            REQUIRE(segment_of(dir, put_lsn) != msg_seg);
+            hog_again(dir);
+            int n = 0;
+            for (size_t len : {1000, 300, 100, 30, 10, 1})
+                while (p.retained_clear(std::string(len, 'x') + std::to_string(n)).ok()) ++n;
+            REQUIRE_FALSE(p.out_done("c", 1).ok());   // the broker lets the delivery go all the same
+            Append removed;
+            for (int i = 0; i < 300 && !(removed = p.session_remove("c")).ok(); ++i) tick();
+            REQUIRE(removed.ok());
+            const std::string removal_seg = segment_of(dir, removed.ticket);
+            for (int i = 0; i < 4000 && !(has_file(dir, msg_seg) && !has_file(dir, removal_seg)); ++i) {
+                if (!p.retained_set(msg_on("churn", 200, uint8_t(i))).ok())
+                    (void)p.retained_clear(std::string(200, 'z') + std::to_string(i));
+                tick();
+                if (has_file(dir, "reserve.spare") || has_file(dir, "reserve.spare2")) hog_again(dir);
+            }
+            if (recreate) {   // the client comes back with a clean start
+                for (const auto& f : files_in(dir + "/..")) if (f.rfind("hog", 0) == 0) std::filesystem::remove(dir + "/../" + f);
+                for (int i = 0; i < 50 && !p.session_put("c", 600, 0).ok(); ++i) tick();
+                REQUIRE(p.sub_put("c", "new/#", 1, 0).ok());
+                log->sync_now();
+            }
+        }
+        auto log = open_log(dir, seg);
+        LogPersistence p(*log, store::SyncMode::Always);
+        RecoveredState st;
+        p.load(st);
+        if (!recreate) {
+            CHECK(st.sessions.empty());
+        } else {
+            REQUIRE(st.sessions.size() == 1);
+            CHECK(st.sessions[0].out.empty());   // not the old session's message
         }
     }
 }
