@@ -475,11 +475,11 @@ void full_disk_workload(uint32_t seed) {
             compare("after a restart");
         }
     }
-    // Whether the drain finishes is not asserted here: amid this mix (many
-    // session removals of sessions that come back, whose segments may not
-    // be compacted) it still stalls in a few seeds of a hundred
-    // (docs/durability.md); the drain alone finishes
-    // (test_persistence_refusals.cpp, test_disk_full_qos2_drain.py).
+    // Whether the drain finishes is not asserted here: amid this mix it
+    // still stalls in a few seeds of a hundred, the active segment's room
+    // used up below what compaction needs (docs/durability.md, not yet
+    // understood); the drain alone finishes (test_persistence_refusals.cpp,
+    // test_disk_full_qos2_drain.py).
     MESSAGE(d.out.size() << " of the backlog left; " << s->log->segment_count() << " segments, "
                          << s->log->bytes_used() << " bytes used, " << s->log->dead_bytes() << " dead");
     MESSAGE("refused " << w.refused - refused_before << ", newer segments compacted " << newer_compacted
