@@ -278,6 +278,25 @@ def broker(broker_factory):
     return broker_factory()
 
 
+@pytest.fixture(autouse=True)
+def _free_store_files(request):
+    """Brokers a test starts under its tmp_path preallocate their segments
+    (64 MiB each by default, two spares besides): their files go once the
+    test is over (logs and everything else stay), or a run's tmp_paths,
+    which pytest keeps, would take tens of GB."""
+    yield
+    root = request.node.funcargs.get("tmp_path")
+    if root is None:
+        return
+    for dirpath, _, files in os.walk(root):
+        for f in files:
+            if f.endswith(".seg") or f.startswith("reserve.spare"):
+                try:
+                    os.unlink(os.path.join(dirpath, f))
+                except OSError:
+                    pass
+
+
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
