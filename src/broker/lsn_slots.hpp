@@ -11,7 +11,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <optional>
-#include <type_traits>
 #include <unordered_map>
 
 #include "broker/record_schema.hpp"

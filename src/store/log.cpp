@@ -168,6 +168,7 @@ private:
                    const std::function<void(uint64_t, uint64_t)>& moved, size_t budget,
                    uint64_t min_bytes, const std::function<DeadRecord(const RecordView&)>& dead);
     void give_up_newer();
+    void set_aside(SegmentLiveness& l);
     bool probe_step(size_t budget, uint64_t min_bytes,
                     const std::function<DeadRecord(const RecordView&)>& dead);
     // The reserve: preallocated segments that only exempt appends and
@@ -806,10 +807,7 @@ bool SegmentLog::probe_step(size_t budget, uint64_t min_bytes,
     probing_ = false;
     compact_off_ = 0;
     if (blocked || probe_need_ > room_in_active()) {
-        l.probe_gen = layout_gen_;
-        l.probe_dead = l.dead_bytes;
-        l.probe_room = room_in_active();
-        compacting_ = false;
+        set_aside(l);
         return false;
     }
     newer_left_ = probe_need_;
@@ -820,8 +818,13 @@ bool SegmentLog::probe_step(size_t budget, uint64_t min_bytes,
 // What was copied so far stays valid: live records moved (their originals
 // dead here), removals copied forward (harmless twice); the rest is as it was.
 void SegmentLog::give_up_newer() {
-    SegmentLiveness& l = segs_[compact_idx_].liveness;
-    l.probe_gen = ++layout_gen_;
+    ++layout_gen_;
+    set_aside(segs_[compact_idx_].liveness);
+}
+
+// Not probed again before something changes (newer_to_compact).
+void SegmentLog::set_aside(SegmentLiveness& l) {
+    l.probe_gen = layout_gen_;
     l.probe_dead = l.dead_bytes;
     l.probe_room = room_in_active();
     compacting_ = false;

@@ -36,9 +36,11 @@ private:
 };
 
 // Takes every byte left on the file system holding `dir`, so the store's
-// spare segments cannot come back by themselves.
+// spare segments cannot come back by themselves; again each time, in a new
+// file (hog-N) beside `dir`.
 inline void fill_the_rest(const std::string& dir) {
-    FILE* f = std::fopen((dir + "/../hog").c_str(), "w");
+    static int n = 0;
+    FILE* f = std::fopen((dir + "/../hog-" + std::to_string(n++)).c_str(), "w");
     REQUIRE(f);
     static const char block[512] = {};
     while (std::fwrite(block, 1, sizeof block, f) == sizeof block && std::fflush(f) == 0) {

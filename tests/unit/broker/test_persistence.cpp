@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <fstream>
 #include <map>
 #include <random>
 #include <set>
@@ -414,10 +413,6 @@ void full_disk_workload(uint32_t seed) {
         RecoveredState now;
         LogPersistence(*s->log, store::SyncMode::Always).load(now);
         const std::string got = canonical_but(now, w.either), want = canonical_but(m.state(), w.either);
-        if (got != want && std::getenv("HATO_DUMP")) {
-            std::ofstream("/tmp/got.txt") << got;
-            std::ofstream("/tmp/want.txt") << want;
-        }
         CHECK_MESSAGE(got == want, when << ": recovered but not in the model:\n"
                                        << lines_not_in(got, want) << "in the model, not recovered:\n"
                                        << lines_not_in(want, got));

@@ -390,17 +390,6 @@ std::string segment_of(const std::string& dir, uint64_t lsn) {
     return best;
 }
 
-// Another process takes whatever is free, again (a new file each time).
-void hog_again(const std::string& dir) {
-    static int n = 0;
-    FILE* f = std::fopen((dir + "/../hog-" + std::to_string(n++)).c_str(), "w");
-    REQUIRE(f);
-    static const char block[512] = {};
-    while (std::fwrite(block, 1, sizeof block, f) == sizeof block && std::fflush(f) == 0) {
-    }
-    std::fclose(f);
-}
-
 }  // namespace
 
 // A session's seqs start again at 1 after a restart with its queue empty, so
@@ -494,7 +483,7 @@ TEST_CASE("disk full: a session removed after an out_done was refused stays remo
             log->sync_now();
             const std::string msg_seg = segment_of(dir, msg_lsn);
             REQUIRE(segment_of(dir, put_lsn) != msg_seg);
-            hog_again(dir);
+            fill_the_rest(dir);
             int n = 0;
             for (size_t len : {1000, 300, 100, 30, 10, 1})
                 while (p.retained_clear(std::string(len, 'x') + std::to_string(n)).ok()) ++n;
@@ -507,7 +496,7 @@ TEST_CASE("disk full: a session removed after an out_done was refused stays remo
                 if (!p.retained_set(msg_on("churn", 200, uint8_t(i))).ok())
                     (void)p.retained_clear(std::string(200, 'z') + std::to_string(i));
                 tick();
-                if (has_file(dir, "reserve.spare") || has_file(dir, "reserve.spare2")) hog_again(dir);
+                if (has_file(dir, "reserve.spare") || has_file(dir, "reserve.spare2")) fill_the_rest(dir);
             }
             if (recreate) {   // the client comes back with a clean start
                 for (const auto& f : files_in(dir + "/..")) if (f.rfind("hog", 0) == 0) std::filesystem::remove(dir + "/../" + f);
