@@ -118,9 +118,12 @@ struct Broker::Impl {
     SharedEncoding shared_publish;
     std::vector<uint8_t> publish_bytes; // every other PUBLISH: the transport copies the bytes
     std::vector<uint8_t> held_publish_bytes;   // send_publish_held: HeldAcks copies them if held
-    // Sessions whose next QoS 2 delivery waits because its state record was
-    // refused (start_flight): pumped again on a tick once the store takes
-    // writes, as an idle session would get no other pump.
+    // Sessions with a QoS 2 step waiting because its state record was
+    // refused: the next delivery (start_flight), a PUBREL or a PUBCOMP
+    // (SessionFlows::pubrel_waiting, pubcomp_waiting). Tried again on every
+    // tick, as an idle session would get no other pump. Not only once the
+    // store takes new work (full() false): these records draw on the reserve,
+    // which compaction refills while the disk stays full.
     std::unordered_set<std::string> flight_retry;
     // publish_internal: a retained message goes to memory only (store_retained).
     bool retain_in_memory = false;
@@ -279,10 +282,21 @@ struct Broker::Impl {
                  uint64_t share_key, OpWrites& w, IfUnstored if_unstored = IfUnstored::Drop);
     void pump(Session& s, OpWrites& w);
     void retry_flights() {   // see flight_retry
-        if (flight_retry.empty() || persist.full()) return;
+        if (flight_retry.empty()) return;
         for (const std::string& id : std::exchange(flight_retry, {}))
-            if (Session* s = sessions.find(id)) pump(*s);
+            if (Session* s = sessions.find(id)) {
+                if (!send_waiting_answers(*s)) flight_retry.insert(id);
+                pump(*s);
+            }
     }
+    // The PUBRELs and PUBCOMPs that wait for their records, in order, up to
+    // the first the store refuses again. False: some still wait.
+    bool send_waiting_answers(Session& s);
+    // Stores the Pubrel state of `item` (its PUBREC came). False: refused.
+    bool store_pubrel(Session& s, OutItem& item);
+    // Removes an inbound QoS 2 id (its PUBREL came), stored first, and sends
+    // the PUBCOMP. False: the store refused the removal, nothing changed.
+    bool release_inbound(Session& s, Connection& c, uint16_t packet_id);
     void pump(Session& s) {   // outside a PUBLISH: its writes are only counted
         OpWrites ignored;
         pump(s, ignored);

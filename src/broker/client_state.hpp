@@ -54,6 +54,14 @@ struct alignas(64) SessionFlows {
     std::set<uint16_t> qos2_in;              // inbound QoS 2 ids waiting PUBREL
     uint64_t queue_bytes = 0;
     std::deque<OutItem> queue;               // not sent yet, in order
+    // Answers waiting for a state record the store refused (a full disk with
+    // the reserve used up, or an I/O error), in the order their acks came.
+    // Tried again on each tick while the connection lasts; closing it instead
+    // would have a client that reconnects at once sent everything again, in a
+    // loop, for as long as the disk stays full. A reconnect starts these
+    // flows again (resend_inflight), so they are cleared then.
+    std::vector<uint64_t> pubrel_waiting;    // seqs whose PUBREC came: PUBREL once their Pubrel state is in
+    std::vector<uint16_t> pubcomp_waiting;   // inbound ids whose PUBREL came: PUBCOMP once their removal is in
 
     bool empty() const { return queue.empty() && inflight.empty() && qos2_in.empty(); }
 };
@@ -74,6 +82,8 @@ public:
         if (spare_.size() >= kMaxSpare) return;
         f->queue_bytes = 0;
         f->inflight.trim();
+        f->pubrel_waiting.clear();
+        f->pubcomp_waiting.clear();
         spare_.push_back(std::move(f));
     }
 

@@ -390,6 +390,9 @@ void Broker::Impl::seed_shared_publish(const MsgPtr& m, Version v, std::span<con
 void Broker::Impl::resend_inflight(Session& s) {
     Connection* c = s.conn ? conn(s.conn) : nullptr;
     if (!c || !s.flows) return;
+    // The client sends its PUBRELs again, and PUBRECs for what is resent here.
+    s.flows->pubrel_waiting.clear();
+    s.flows->pubcomp_waiting.clear();
     std::vector<uint64_t> done;   // too large for the client, or not for its owner
     s.flows->inflight.for_each([&](OutItem& item) {
         // A reconnect within the sync window: the state may not be durable
@@ -447,15 +450,16 @@ void Broker::Impl::on_client_ack(Connection& c, const Ack& a) {
         // delivered twice). So PUBREL waits for that record (a repeated
         // PUBREC too), through the held acks (behind any held for `c`).
         if (item.state == OutState::Inflight) {
-            if (s->persisted) {
-                // Refused (an I/O error, or a full disk with the reserve used
-                // up): no PUBREL without its record. The message stays in flight;
-                // after the reconnect it is resent, PUBREC'd and tried again.
-                const Append r = persist.out_state(s->client_id, seq, OutState::Pubrel, item.packet_id);
-                if (!written(r)) return protocol_error(c, rc::UnspecifiedError);
-                item.state_ticket = r.ticket;
+            // Behind a PUBREL that waits already (PUBRELs leave in the order
+            // of their PUBRECs, MQTT-4.6.0-4), or refused: no PUBREL without
+            // its record. It waits (SessionFlows::pubrel_waiting), the
+            // message still in flight.
+            std::vector<uint64_t>& waiting = s->flows->pubrel_waiting;
+            if (!waiting.empty() || !store_pubrel(*s, item)) {
+                if (std::find(waiting.begin(), waiting.end(), seq) == waiting.end()) waiting.push_back(seq);
+                flight_retry.insert(s->client_id);
+                break;
             }
-            item.state = OutState::Pubrel;
         }
         acks.send(c, PacketType::Pubrel, item.packet_id, rc::Success, item.state_ticket, false);
         break;
@@ -466,6 +470,44 @@ void Broker::Impl::on_client_ack(Connection& c, const Ack& a) {
         break;
     }
     pump(*s);
+}
+
+bool Broker::Impl::store_pubrel(Session& s, OutItem& item) {
+    if (s.persisted) {
+        const Append r = persist.out_state(s.client_id, item.seq, OutState::Pubrel, item.packet_id);
+        if (!written(r)) return false;
+        item.state_ticket = r.ticket;
+    }
+    item.state = OutState::Pubrel;
+    return true;
+}
+
+bool Broker::Impl::send_waiting_answers(Session& s) {
+    if (!s.flows) return true;
+    SessionFlows& f = *s.flows;
+    Connection* c = s.conn ? conn(s.conn) : nullptr;
+    if (!c || !c->connected) {   // the reconnect starts these flows again
+        f.pubrel_waiting.clear();
+        f.pubcomp_waiting.clear();
+        return true;
+    }
+    size_t sent = 0;
+    for (; sent < f.pubrel_waiting.size(); ++sent) {
+        OutItem* item = f.inflight.find(f.pubrel_waiting[sent]);
+        if (!item || item->state != OutState::Inflight) continue;   // its flow ended meanwhile
+        if (!store_pubrel(s, *item)) break;
+        acks.send(*c, PacketType::Pubrel, item->packet_id, rc::Success, item->state_ticket, false);
+    }
+    f.pubrel_waiting.erase(f.pubrel_waiting.begin(), f.pubrel_waiting.begin() + ptrdiff_t(sent));
+    sent = 0;
+    for (; sent < f.pubcomp_waiting.size(); ++sent) {
+        const uint16_t id = f.pubcomp_waiting[sent];
+        if (f.qos2_in.count(id) && !release_inbound(s, *c, id)) break;
+    }
+    f.pubcomp_waiting.erase(f.pubcomp_waiting.begin(), f.pubcomp_waiting.begin() + ptrdiff_t(sent));
+    const bool all_sent = f.pubrel_waiting.empty() && f.pubcomp_waiting.empty();
+    s.release_flows_if_empty(flows_pool);
+    return all_sent;
 }
 
 void Broker::Impl::check_blocked() {

@@ -156,29 +156,34 @@ void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t
 
 void Broker::Impl::on_pubrel(Connection& c, const Ack& a) {
     Session* s = session(c.slot);
-    uint8_t reason = rc::PacketIdentifierNotFound;
-    OpWrites w;
     if (s && s->flows && s->flows->qos2_in.count(a.packet_id)) {
-        // PUBCOMP frees the packet id: the client may send a new message
-        // with it at once. Were the removal not durable by then, a power
-        // cut would bring the id back as "PUBREC sent", and that new
-        // message would be taken for a retransmission: acknowledged, and
-        // dropped. So PUBCOMP waits for the removal's ticket, and a refused
-        // removal (I/O error only: removals use the reserve) gets no
-        // PUBCOMP; the id stays, and the client sends PUBREL again after
-        // it reconnects.
-        if (s->persisted && !written(persist.qos2_in_remove(s->client_id, a.packet_id), w))
-            return protocol_error(c, rc::UnspecifiedError);
-        s->flows->qos2_in.erase(a.packet_id);
-        if (c.inbound_pending > 0) --c.inbound_pending;
-        reason = rc::Success;
-        s->release_flows_if_empty(flows_pool);
+        // Behind a PUBCOMP that waits already, or refused: this one waits too
+        // (SessionFlows::pubcomp_waiting). The id stays meanwhile.
+        std::vector<uint16_t>& waiting = s->flows->pubcomp_waiting;
+        if (waiting.empty() && release_inbound(*s, c, a.packet_id)) return s->release_flows_if_empty(flows_pool);
+        if (std::find(waiting.begin(), waiting.end(), a.packet_id) == waiting.end()) waiting.push_back(a.packet_id);
+        flight_retry.insert(s->client_id);
+        return;
     }
     // An id not held may be one whose removal a replaced connection wrote and
     // that waits for a sync still: its PUBCOMP frees the id just the same.
-    if (reason != rc::Success && s && s->persisted) w.ticket = persist.latest_ticket();
     // Through the FIFO so it never overtakes a held PUBREC.
-    acks.send(c, PacketType::Pubcomp, a.packet_id, reason, w.ticket, false);
+    const uint64_t ticket = s && s->persisted ? persist.latest_ticket() : 0;
+    acks.send(c, PacketType::Pubcomp, a.packet_id, rc::PacketIdentifierNotFound, ticket, false);
+}
+
+bool Broker::Impl::release_inbound(Session& s, Connection& c, uint16_t packet_id) {
+    // PUBCOMP frees the packet id: the client may send a new message with it
+    // at once. Were the removal not durable by then, a power cut would bring
+    // the id back as "PUBREC sent", and that new message would be taken for
+    // a retransmission: acknowledged, and dropped. So PUBCOMP waits for the
+    // removal's ticket, and a refused removal gets no PUBCOMP.
+    OpWrites w;
+    if (s.persisted && !written(persist.qos2_in_remove(s.client_id, packet_id), w)) return false;
+    s.flows->qos2_in.erase(packet_id);
+    if (c.inbound_pending > 0) --c.inbound_pending;
+    acks.send(c, PacketType::Pubcomp, packet_id, rc::Success, w.ticket, false);
+    return true;
 }
 
 void Broker::Impl::store_retained(const MsgPtr& msg, OpWrites& w) {

@@ -331,27 +331,65 @@ TEST_CASE("QoS 2: a PUBREC or PUBCOMP repeated on a new connection waits for the
     CHECK(std::get<Ack>(back[1]).type == PacketType::Pubcomp);
 }
 
-TEST_CASE("QoS 2: a removal of the inbound id the store refuses gets no PUBCOMP; the PUBREL after the reconnect does") {
-    Harness h;
-    TestClient p(h, Version::V5);
-    Properties keep;
-    keep.session_expiry = 300;
-    p.connect("p", false, 0, keep);
-    p.publish("q2", "m", 2, false, 4);
-    CHECK(p.take_one<Ack>().type == PacketType::Pubrec);
-    h.persist.refuse = {"qos2_in_remove"};
-    h.persist.refuse_with = AppendStatus::IoError;
-    p.ack(PacketType::Pubrel, 4);
-    auto bye = p.take_one<Disconnect>();
-    CHECK(bye.reason == rc::UnspecifiedError);
-    CHECK(p.closed());
-    h.persist.refuse.clear();
-    TestClient again(h, Version::V5);
-    again.connect("p", false, 0, keep);
-    again.ack(PacketType::Pubrel, 4);
-    auto comp = again.take_one<Ack>();
-    CHECK(comp.type == PacketType::Pubcomp);
-    CHECK(comp.reason == rc::Success);   // the id was still held
+// A refused removal must not free the id (see release_inbound), and closing
+// the client would have one that reconnects at once resend in a loop for as
+// long as the store refuses: the PUBCOMP waits, and goes once the removal is
+// stored, on a tick, even while the store refuses new work.
+TEST_CASE("QoS 2: a removal of the inbound id the store refuses holds the PUBCOMP until it is stored") {
+    for (const AppendStatus why : {AppendStatus::IoError, AppendStatus::DiskFull}) {
+        CAPTURE(int(why));
+        Harness h;
+        TestClient p(h, Version::V5);
+        Properties keep;
+        keep.session_expiry = 300;
+        p.connect("p", false, 0, keep);
+        p.publish("q2", "m", 2, false, 4);
+        p.publish("q2", "n", 2, false, 5);
+        p.publish("q2", "o", 2, false, 6);
+        for (auto& pk : p.take()) CHECK(std::get<Ack>(pk).type == PacketType::Pubrec);
+        h.persist.refuse = {"qos2_in_remove"};
+        h.persist.refuse_with = why;
+        h.persist.is_full = true;
+        p.ack(PacketType::Pubrel, 4);
+        p.ack(PacketType::Pubrel, 4);   // sent twice: still one PUBCOMP
+        h.persist.refuse = {"qos2_in_remove p 4"};
+        p.ack(PacketType::Pubrel, 5);   // its removal would go in, but it waits behind 4
+        h.broker->on_tick(100);
+        h.broker->on_tick(200);
+        CHECK(p.take().empty());
+        CHECK(!p.closed());
+        CHECK(h.persist.count("qos2_in_remove p 5") == 0);
+        h.persist.refuse.clear();   // the reserve has room again, the store still refuses new work
+        h.broker->on_tick(300);
+        auto back = p.take();
+        REQUIRE(back.size() == 2);
+        CHECK(std::get<Ack>(back[0]).packet_id == 4);
+        CHECK(std::get<Ack>(back[1]).packet_id == 5);
+        for (auto& pk : back) {
+            CHECK(std::get<Ack>(pk).type == PacketType::Pubcomp);
+            CHECK(std::get<Ack>(pk).reason == rc::Success);
+        }
+        CHECK(h.persist.count("qos2_in_remove p 4") == 1);
+        h.broker->on_tick(400);
+        CHECK(p.take().empty());
+
+        // Waiting when the connection goes: the client sends PUBREL again
+        // after it reconnects, and that one is answered.
+        h.persist.refuse = {"qos2_in_remove"};
+        p.ack(PacketType::Pubrel, 6);
+        CHECK(p.take().empty());
+        p.transport_gone();
+        h.broker->on_tick(500);
+        h.persist.refuse.clear();
+        TestClient again(h, Version::V5);
+        again.connect("p", false, 0, keep);
+        h.broker->on_tick(600);
+        CHECK(again.take().empty());   // nothing answered for the gone connection
+        again.ack(PacketType::Pubrel, 6);
+        auto comp = again.take_one<Ack>();
+        CHECK(comp.type == PacketType::Pubcomp);
+        CHECK(comp.reason == rc::Success);   // the id was still held
+    }
 }
 
 // A power cut after a SUBACK whose record was not durable would bring the
@@ -584,41 +622,76 @@ TEST_CASE("QoS 0 behind a held SUBACK is bounded like output: beyond twice max_o
 // queued after a power cut and go out again under another id, a PUBREL's
 // message would be resent after the receiver freed the id.
 TEST_CASE("QoS 2: a refused in-flight or Pubrel state keeps its packet back") {
-    Harness h;
-    TestClient s(h, Version::V5), p(h, Version::V5);
-    Properties keep;
-    keep.session_expiry = 300;
-    s.connect("s", false, 0, keep);
-    s.subscribe("q2", 2);
-    p.connect("p");
-    h.persist.refuse = {"out_state s"};
-    h.persist.refuse_with = AppendStatus::IoError;
-    p.publish("q2", "a", 2, false, 1);
-    CHECK(s.take().empty());   // stays queued
-    CHECK(h.broker->session_queue("s").messages == 1);
-    h.persist.refuse.clear();
-    h.broker->on_tick(1000);   // tried again though nothing else happens
-    auto got = s.publishes();
-    REQUIRE(got.size() == 1);
-    CHECK(text(got[0].payload) == "a");
-    p.publish("q2", "b", 2, false, 2);
-    got.push_back(s.publishes().at(0));
-    CHECK(text(got[1].payload) == "b");
+    for (const AppendStatus why : {AppendStatus::IoError, AppendStatus::DiskFull}) {
+        CAPTURE(int(why));
+        Harness h;
+        TestClient s(h, Version::V5), p(h, Version::V5);
+        Properties keep;
+        keep.session_expiry = 300;
+        s.connect("s", false, 0, keep);
+        s.subscribe("q2", 2);
+        p.connect("p");
+        h.persist.refuse = {"out_state s"};
+        h.persist.refuse_with = why;
+        p.publish("q2", "a", 2, false, 1);
+        CHECK(s.take().empty());   // stays queued
+        CHECK(h.broker->session_queue("s").messages == 1);
+        h.persist.refuse.clear();
+        h.persist.is_full = true;   // new work refused: the state records still draw on the reserve
+        h.broker->on_tick(1000);   // tried again though nothing else happens
+        auto got = s.publishes();
+        REQUIRE(got.size() == 1);
+        CHECK(text(got[0].payload) == "a");
+        h.persist.is_full = false;
+        p.publish("q2", "b", 2, false, 2);
+        got.push_back(s.publishes().at(0));
+        CHECK(text(got[1].payload) == "b");
 
-    h.persist.refuse = {"out_state s"};
-    s.ack(PacketType::Pubrec, got[0].packet_id);
-    CHECK(s.take_one<Disconnect>().reason == rc::UnspecifiedError);   // no PUBREL without its record
-    CHECK(s.closed());
-    h.persist.refuse.clear();
-    TestClient again(h, Version::V5);
-    again.connect("s", false, 0, keep);
-    std::vector<Publish> resent;   // both still in flight: sent again after the CONNACK
-    for (auto& pk : again.extra())
-        if (auto* pub = std::get_if<Publish>(&pk)) resent.push_back(*pub);
-    REQUIRE(resent.size() == 2);
-    CHECK(resent[0].dup);
-    again.ack(PacketType::Pubrec, resent[0].packet_id);
-    CHECK(again.take_one<Ack>().type == PacketType::Pubrel);
+        // No PUBREL without its record, and none overtakes one that waits:
+        // b's record would go in, but its PUBREL waits behind a's.
+        h.persist.refuse = {"out_state s 1 2"};
+        s.ack(PacketType::Pubrec, got[0].packet_id);
+        s.ack(PacketType::Pubrec, got[1].packet_id);
+        h.persist.is_full = true;
+        h.broker->on_tick(1100);
+        CHECK(s.take().empty());
+        CHECK(!s.closed());
+        CHECK(h.persist.count("out_state s 2 2") == 0);
+        h.persist.refuse.clear();
+        h.broker->on_tick(1200);
+        auto rel = s.take();
+        REQUIRE(rel.size() == 2);
+        CHECK(std::get<Ack>(rel[0]).type == PacketType::Pubrel);
+        CHECK(std::get<Ack>(rel[0]).packet_id == got[0].packet_id);
+        CHECK(std::get<Ack>(rel[1]).packet_id == got[1].packet_id);
+        s.ack(PacketType::Pubcomp, got[0].packet_id);
+        s.ack(PacketType::Pubcomp, got[1].packet_id);
+        CHECK(h.broker->session_queue("s").messages == 0);
+        h.persist.is_full = false;
+
+        // Waiting when the connection goes: the PUBLISH is sent again after
+        // the reconnect, and its new PUBREC gets the PUBREL.
+        p.publish("q2", "c", 2, false, 3);
+        const Publish c = s.publishes().at(0);
+        h.persist.refuse = {"out_state s"};
+        s.ack(PacketType::Pubrec, c.packet_id);
+        CHECK(s.take().empty());
+        s.transport_gone();
+        h.broker->on_tick(1300);
+        h.persist.refuse.clear();
+        TestClient again(h, Version::V5);
+        again.connect("s", false, 0, keep);
+        std::vector<Publish> resent;
+        for (auto& pk : again.extra())
+            if (auto* pub = std::get_if<Publish>(&pk)) resent.push_back(*pub);
+        REQUIRE(resent.size() == 1);
+        CHECK(resent[0].dup);
+        CHECK(text(resent[0].payload) == "c");
+        h.broker->on_tick(1400);
+        CHECK(again.take().empty());   // nothing answered for the gone connection
+        again.ack(PacketType::Pubrec, resent[0].packet_id);
+        CHECK(again.take_one<Ack>().type == PacketType::Pubrel);
+    }
 }
 
 TEST_CASE("QoS 2 to a session that keeps nothing, and QoS 1, go out at once") {
