@@ -471,9 +471,9 @@ void full_disk_workload(uint32_t seed) {
         }
     }
     // Whether the drain finishes is not asserted here: amid this mix it
-    // still stalls in a few seeds of a hundred, the active segment's room
-    // used up below what compaction needs (docs/durability.md, not yet
-    // understood); the drain alone finishes (test_persistence_refusals.cpp,
+    // still stalls in about one seed in ten, once kept removals fill the
+    // newer segments (docs/durability.md, "A drain that writes more than it
+    // frees"); the drain alone finishes (test_persistence_refusals.cpp,
     // test_disk_full_qos2_drain.py).
     MESSAGE(d.out.size() << " of the backlog left; " << s->log->segment_count() << " segments, "
                          << s->log->bytes_used() << " bytes used, " << s->log->dead_bytes() << " dead");
