@@ -56,11 +56,13 @@ struct alignas(64) SessionFlows {
     std::deque<OutItem> queue;               // not sent yet, in order
     // Answers waiting for a state record the store refused (a full disk with
     // the reserve used up, or an I/O error), in the order their acks came.
-    // Tried again on each tick while the connection lasts; closing it instead
-    // would have a client that reconnects at once sent everything again, in a
-    // loop, for as long as the disk stays full. A reconnect starts these
-    // flows again (resend_inflight), so they are cleared then.
+    // Tried again on each tick while connected; closing the connection
+    // instead would have a client that reconnects at once sent everything
+    // again, in a loop, for as long as the disk stays full.
+    // A reconnect sends the PUBLISH again, and the client its PUBREC: cleared then.
     std::vector<uint64_t> pubrel_waiting;    // seqs whose PUBREC came: PUBREL once their Pubrel state is in
+    // Kept across reconnects: the PUBREL came, so a PUBLISH under the id
+    // is a new message, not a retransmission (on_publish).
     std::vector<uint16_t> pubcomp_waiting;   // inbound ids whose PUBREL came: PUBCOMP once their removal is in
 
     bool empty() const { return queue.empty() && inflight.empty() && qos2_in.empty(); }

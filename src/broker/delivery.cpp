@@ -390,9 +390,10 @@ void Broker::Impl::seed_shared_publish(const MsgPtr& m, Version v, std::span<con
 void Broker::Impl::resend_inflight(Session& s) {
     Connection* c = s.conn ? conn(s.conn) : nullptr;
     if (!c || !s.flows) return;
-    // The client sends its PUBRELs again, and PUBRECs for what is resent here.
+    // The client sends PUBRECs again for what is resent here. The PUBRELs
+    // it sent stay received: a PUBCOMP that waits goes on this connection.
     s.flows->pubrel_waiting.clear();
-    s.flows->pubcomp_waiting.clear();
+    if (!s.flows->pubcomp_waiting.empty()) flight_retry.insert(s.client_id);
     std::vector<uint64_t> done;   // too large for the client, or not for its owner
     s.flows->inflight.for_each([&](OutItem& item) {
         // A reconnect within the sync window: the state may not be durable
@@ -486,9 +487,8 @@ bool Broker::Impl::send_waiting_answers(Session& s) {
     if (!s.flows) return true;
     SessionFlows& f = *s.flows;
     Connection* c = s.conn ? conn(s.conn) : nullptr;
-    if (!c || !c->connected) {   // the reconnect starts these flows again
-        f.pubrel_waiting.clear();
-        f.pubcomp_waiting.clear();
+    if (!c || !c->connected) {   // tried again once it is back (resend_inflight)
+        f.pubrel_waiting.clear();   // the PUBLISH goes again then
         return true;
     }
     size_t sent = 0;

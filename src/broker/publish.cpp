@@ -76,13 +76,30 @@ void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t
     if (p.retain && !cfg.retain_available) return protocol_error(c, rc::RetainNotSupported);
 
     const PacketType ack_type = p.qos == 2 ? PacketType::Pubrec : PacketType::Puback;
+    // The store refuses new durable work (full, or failed): refused up front,
+    // and likewise when one of the writes below is refused.
+    auto refuse = [&](uint8_t reason) {
+        if (!v5) return protocol_error(c, reason);   // v3 has no refusal ack
+        ++c.inbound_pending;
+        acks.send(c, ack_type, p.packet_id, reason, 0, true);
+    };
     if (p.qos == 2 && s->flows && s->flows->qos2_in.count(p.packet_id)) {
-        // Retransmission of a message already routed: acknowledge again, do
-        // not route again. Its records may be waiting for a sync still (it
-        // came first on a connection that was since replaced): this PUBREC
-        // waits for everything written so far.
-        acks.send(c, ack_type, p.packet_id, rc::Success, s->persisted ? persist.latest_ticket() : 0, false);
-        return;
+        const std::vector<uint16_t>& waiting = s->flows->pubcomp_waiting;
+        if (std::find(waiting.begin(), waiting.end(), p.packet_id) == waiting.end()) {
+            // Retransmission of a message already routed: acknowledge again,
+            // do not route again. Its records may be waiting for a sync still
+            // (it came first on a connection that was since replaced): this
+            // PUBREC waits for everything written so far.
+            acks.send(c, ack_type, p.packet_id, rc::Success, s->persisted ? persist.latest_ticket() : 0, false);
+            return;
+        }
+        // The flow under this id had its PUBREL (its removal waits for the
+        // store), so this is a new message, sent before our PUBCOMP (a
+        // bridge does that). The removal goes in first, as its record must
+        // come before the new flow's; while the store refuses it, so is
+        // this message.
+        send_waiting_answers(*s);
+        if (s->flows && s->flows->qos2_in.count(p.packet_id)) return refuse(rc::QuotaExceeded);   // counted as the removal's
     }
     if (p.qos > 0 && v5 && c.inbound_pending >= granted_receive_max)
         return protocol_error(c, rc::ReceiveMaximumExceeded);
@@ -104,13 +121,6 @@ void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t
         }
         return;
     }
-    // The store refuses new durable work (full, or failed): refused up front,
-    // and likewise when one of the writes below is refused.
-    auto refuse = [&](uint8_t reason) {
-        if (!v5) return protocol_error(c, reason);   // v3 has no refusal ack
-        ++c.inbound_pending;
-        acks.send(c, ack_type, p.packet_id, reason, 0, true);
-    };
     if (p.qos > 0 && persist.full()) {
         ++stats.store_refusals;
         ++stats.store_refused_full;

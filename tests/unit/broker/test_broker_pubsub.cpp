@@ -373,22 +373,81 @@ TEST_CASE("QoS 2: a removal of the inbound id the store refuses holds the PUBCOM
         h.broker->on_tick(400);
         CHECK(p.take().empty());
 
-        // Waiting when the connection goes: the client sends PUBREL again
-        // after it reconnects, and that one is answered.
+        // Waiting when the connection goes: the PUBREL stays received, the
+        // PUBCOMP goes on the next connection (the client's PUBREL sent
+        // again is the same one).
         h.persist.refuse = {"qos2_in_remove"};
         p.ack(PacketType::Pubrel, 6);
         CHECK(p.take().empty());
         p.transport_gone();
         h.broker->on_tick(500);
-        h.persist.refuse.clear();
         TestClient again(h, Version::V5);
         again.connect("p", false, 0, keep);
-        h.broker->on_tick(600);
-        CHECK(again.take().empty());   // nothing answered for the gone connection
         again.ack(PacketType::Pubrel, 6);
+        h.broker->on_tick(600);
+        CHECK(again.take().empty());
+        h.persist.refuse.clear();
+        h.broker->on_tick(700);
         auto comp = again.take_one<Ack>();
         CHECK(comp.type == PacketType::Pubcomp);
-        CHECK(comp.reason == rc::Success);   // the id was still held
+        CHECK(comp.packet_id == 6);
+        CHECK(comp.reason == rc::Success);
+        h.broker->on_tick(800);
+        CHECK(again.take().empty());
+    }
+}
+
+// A client may not reuse an id before its PUBCOMP, but a bridge does (its
+// PUBREL closes a flow the local session may hold open, and the new message
+// follows at once): a PUBLISH under an id whose PUBCOMP waits is a new
+// message, never taken for a retransmission (acknowledged and dropped).
+TEST_CASE("QoS 2: a PUBLISH under an id whose PUBCOMP waits is a new message, refused while the removal is") {
+    for (const AppendStatus why : {AppendStatus::IoError, AppendStatus::DiskFull}) {
+        CAPTURE(int(why));
+        Harness h;
+        TestClient s(h, Version::V5), b(h, Version::V5);
+        s.connect("s");
+        s.subscribe("t", 2);
+        Properties keep;
+        keep.session_expiry = 300;
+        b.connect("$bridge-x", false, 0, keep);
+        b.publish("t", "old", 2, false, 7);
+        CHECK(b.take_one<Ack>().type == PacketType::Pubrec);
+        CHECK(s.publishes().size() == 1);
+
+        h.persist.refuse = {"qos2_in_remove"};
+        h.persist.refuse_with = why;
+        b.ack(PacketType::Pubrel, 7);
+        b.publish("t", "new", 2, false, 7);
+        Ack a = b.take_one<Ack>();
+        CHECK(a.type == PacketType::Pubrec);
+        CHECK(a.packet_id == 7);
+        CHECK(a.reason == rc::QuotaExceeded);   // refused, not taken for a resend
+        CHECK(s.take().empty());
+
+        // After a reconnect too, and as a DUP with no PUBREL before it: once
+        // the removal goes in, the message is routed.
+        b.transport_gone();
+        TestClient b2(h, Version::V5);
+        b2.connect("$bridge-x", false, 0, keep);
+        h.persist.refuse.clear();
+        Publish dup;
+        dup.topic = "t";
+        const std::string_view body = "new";
+        dup.payload = Bytes(reinterpret_cast<const uint8_t*>(body.data()), body.size());
+        dup.qos = 2;
+        dup.dup = true;
+        dup.packet_id = 7;
+        b2.send(dup);
+        auto back = b2.take();
+        REQUIRE(back.size() == 2);
+        CHECK(std::get<Ack>(back[0]).type == PacketType::Pubcomp);   // the old flow's, first
+        CHECK(std::get<Ack>(back[1]).type == PacketType::Pubrec);
+        CHECK(std::get<Ack>(back[1]).reason == rc::Success);
+        auto got = s.publishes();
+        REQUIRE(got.size() == 1);
+        CHECK(text(got[0].payload) == "new");
+        CHECK(h.persist.count("qos2_in_put $bridge-x 7") == 2);
     }
 }
 
