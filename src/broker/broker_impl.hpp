@@ -295,8 +295,8 @@ struct Broker::Impl {
     // Stores the Pubrel state of `item` (its PUBREC came). False: refused.
     bool store_pubrel(Session& s, OutItem& item);
     // Removes an inbound QoS 2 id (its PUBREL came), stored first, and sends
-    // the PUBCOMP. False: the store refused the removal, nothing changed.
-    bool release_inbound(Session& s, Connection& c, uint16_t packet_id);
+    // the PUBCOMP if `answer`. False: the store refused the removal, nothing changed.
+    bool release_inbound(Session& s, Connection& c, uint16_t packet_id, bool answer);
     void pump(Session& s) {   // outside a PUBLISH: its writes are only counted
         OpWrites ignored;
         pump(s, ignored);

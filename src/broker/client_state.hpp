@@ -62,8 +62,20 @@ struct alignas(64) SessionFlows {
     // A reconnect sends the PUBLISH again, and the client its PUBREC: cleared then.
     std::vector<uint64_t> pubrel_waiting;    // seqs whose PUBREC came: PUBREL once their Pubrel state is in
     // Kept across reconnects: the PUBREL came, so a PUBLISH under the id
-    // is a new message, not a retransmission (on_publish).
-    std::vector<uint16_t> pubcomp_waiting;   // inbound ids whose PUBREL came: PUBCOMP once their removal is in
+    // is a new message, not a retransmission (on_publish). The PUBCOMP goes
+    // on the connection the PUBREL came on: after a reconnect it waits for
+    // the client to send that PUBREL again (MQTT-4.4.0-1), else the client
+    // would get a second PUBCOMP for it, perhaps once it reused the id.
+    struct WaitingPubcomp {
+        uint16_t packet_id;
+        bool asked;   // its PUBREL came on the current connection
+    };
+    std::vector<WaitingPubcomp> pubcomp_waiting;   // inbound ids whose PUBREL came: removal, then PUBCOMP
+    WaitingPubcomp* pubcomp_waiting_for(uint16_t id) {
+        for (WaitingPubcomp& w : pubcomp_waiting)
+            if (w.packet_id == id) return &w;
+        return nullptr;
+    }
 
     bool empty() const { return queue.empty() && inflight.empty() && qos2_in.empty(); }
 };

@@ -390,10 +390,10 @@ void Broker::Impl::seed_shared_publish(const MsgPtr& m, Version v, std::span<con
 void Broker::Impl::resend_inflight(Session& s) {
     Connection* c = s.conn ? conn(s.conn) : nullptr;
     if (!c || !s.flows) return;
-    // The client sends PUBRECs again for what is resent here. The PUBRELs
-    // it sent stay received: a PUBCOMP that waits goes on this connection.
+    // The client sends PUBRECs again for what is resent here, and its
+    // PUBRELs: those that wait stay received, answered once sent again.
     s.flows->pubrel_waiting.clear();
-    if (!s.flows->pubcomp_waiting.empty()) flight_retry.insert(s.client_id);
+    for (SessionFlows::WaitingPubcomp& w : s.flows->pubcomp_waiting) w.asked = false;
     std::vector<uint64_t> done;   // too large for the client, or not for its owner
     s.flows->inflight.for_each([&](OutItem& item) {
         // A reconnect within the sync window: the state may not be durable
@@ -499,13 +499,17 @@ bool Broker::Impl::send_waiting_answers(Session& s) {
         acks.send(*c, PacketType::Pubrel, item->packet_id, rc::Success, item->state_ticket, false);
     }
     f.pubrel_waiting.erase(f.pubrel_waiting.begin(), f.pubrel_waiting.begin() + ptrdiff_t(sent));
-    sent = 0;
-    for (; sent < f.pubcomp_waiting.size(); ++sent) {
-        const uint16_t id = f.pubcomp_waiting[sent];
-        if (f.qos2_in.count(id) && !release_inbound(s, *c, id)) break;
-    }
-    f.pubcomp_waiting.erase(f.pubcomp_waiting.begin(), f.pubcomp_waiting.begin() + ptrdiff_t(sent));
-    const bool all_sent = f.pubrel_waiting.empty() && f.pubcomp_waiting.empty();
+    // PUBCOMPs need no order: one not asked for again since a reconnect is
+    // passed over.
+    bool refused = false;
+    std::erase_if(f.pubcomp_waiting, [&](const SessionFlows::WaitingPubcomp& w) {
+        if (!f.qos2_in.count(w.packet_id)) return true;   // released meanwhile
+        if (refused || !w.asked) return false;
+        refused = !release_inbound(s, *c, w.packet_id, /*answer=*/true);
+        return !refused;
+    });
+    bool all_sent = f.pubrel_waiting.empty();
+    for (const SessionFlows::WaitingPubcomp& w : f.pubcomp_waiting) all_sent = all_sent && !w.asked;
     s.release_flows_if_empty(flows_pool);
     return all_sent;
 }

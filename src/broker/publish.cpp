@@ -84,8 +84,8 @@ void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t
         acks.send(c, ack_type, p.packet_id, reason, 0, true);
     };
     if (p.qos == 2 && s->flows && s->flows->qos2_in.count(p.packet_id)) {
-        const std::vector<uint16_t>& waiting = s->flows->pubcomp_waiting;
-        if (std::find(waiting.begin(), waiting.end(), p.packet_id) == waiting.end()) {
+        SessionFlows::WaitingPubcomp* waiting = s->flows->pubcomp_waiting_for(p.packet_id);
+        if (!waiting) {
             // Retransmission of a message already routed: acknowledge again,
             // do not route again. Its records may be waiting for a sync still
             // (it came first on a connection that was since replaced): this
@@ -97,9 +97,11 @@ void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t
         // store), so this is a new message, sent before our PUBCOMP (a
         // bridge does that). The removal goes in first, as its record must
         // come before the new flow's; while the store refuses it, so is
-        // this message.
-        send_waiting_answers(*s);
-        if (s->flows && s->flows->qos2_in.count(p.packet_id)) return refuse(rc::QuotaExceeded);   // counted as the removal's
+        // this message. A PUBREL that came on an earlier connection gets no
+        // PUBCOMP here: nobody waits for it on this one.
+        if (!release_inbound(*s, c, p.packet_id, waiting->asked)) return refuse(rc::QuotaExceeded);   // counted as the removal's
+        std::erase_if(s->flows->pubcomp_waiting,
+                      [&](const SessionFlows::WaitingPubcomp& w) { return w.packet_id == p.packet_id; });
     }
     if (p.qos > 0 && v5 && c.inbound_pending >= granted_receive_max)
         return protocol_error(c, rc::ReceiveMaximumExceeded);
@@ -169,10 +171,12 @@ void Broker::Impl::on_pubrel(Connection& c, const Ack& a) {
     if (s && s->flows && s->flows->qos2_in.count(a.packet_id)) {
         // Behind a PUBCOMP that waits already, or refused: this one waits too
         // (SessionFlows::pubcomp_waiting). The id stays meanwhile.
-        std::vector<uint16_t>& waiting = s->flows->pubcomp_waiting;
-        if (waiting.empty() && release_inbound(*s, c, a.packet_id)) return s->release_flows_if_empty(flows_pool);
-        if (std::find(waiting.begin(), waiting.end(), a.packet_id) == waiting.end()) waiting.push_back(a.packet_id);
-        flight_retry.insert(s->client_id);
+        SessionFlows& f = *s->flows;
+        if (f.pubcomp_waiting.empty() && release_inbound(*s, c, a.packet_id, /*answer=*/true))
+            return s->release_flows_if_empty(flows_pool);
+        if (SessionFlows::WaitingPubcomp* w = f.pubcomp_waiting_for(a.packet_id)) w->asked = true;
+        else f.pubcomp_waiting.push_back({a.packet_id, true});
+        if (!send_waiting_answers(*s)) flight_retry.insert(s->client_id);
         return;
     }
     // An id not held may be one whose removal a replaced connection wrote and
@@ -182,7 +186,7 @@ void Broker::Impl::on_pubrel(Connection& c, const Ack& a) {
     acks.send(c, PacketType::Pubcomp, a.packet_id, rc::PacketIdentifierNotFound, ticket, false);
 }
 
-bool Broker::Impl::release_inbound(Session& s, Connection& c, uint16_t packet_id) {
+bool Broker::Impl::release_inbound(Session& s, Connection& c, uint16_t packet_id, bool answer) {
     // PUBCOMP frees the packet id: the client may send a new message with it
     // at once. Were the removal not durable by then, a power cut would bring
     // the id back as "PUBREC sent", and that new message would be taken for
@@ -191,6 +195,7 @@ bool Broker::Impl::release_inbound(Session& s, Connection& c, uint16_t packet_id
     OpWrites w;
     if (s.persisted && !written(persist.qos2_in_remove(s.client_id, packet_id), w)) return false;
     s.flows->qos2_in.erase(packet_id);
+    if (!answer) return true;
     if (c.inbound_pending > 0) --c.inbound_pending;
     acks.send(c, PacketType::Pubcomp, packet_id, rc::Success, w.ticket, false);
     return true;

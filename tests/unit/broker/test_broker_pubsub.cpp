@@ -394,6 +394,28 @@ TEST_CASE("QoS 2: a removal of the inbound id the store refuses holds the PUBCOM
         CHECK(comp.reason == rc::Success);
         h.broker->on_tick(800);
         CHECK(again.take().empty());
+
+        // Room back before the client sends its PUBREL again: still one
+        // PUBCOMP, the answer to that PUBREL (one sent before it would free
+        // the id, and the second, 0x92, could land on a new flow under it).
+        h.persist.is_full = false;
+        again.publish("q2", "r", 2, false, 9);
+        CHECK(again.take_one<Ack>().reason < 0x80);   // held: 0x10, nobody subscribes
+        h.persist.refuse = {"qos2_in_remove"};
+        again.ack(PacketType::Pubrel, 9);
+        again.transport_gone();
+        h.persist.refuse.clear();
+        TestClient third(h, Version::V5);
+        third.connect("p", false, 0, keep);
+        h.broker->on_tick(900);
+        CHECK(third.take().empty());
+        third.ack(PacketType::Pubrel, 9);
+        comp = third.take_one<Ack>();
+        CHECK(comp.type == PacketType::Pubcomp);
+        CHECK(comp.packet_id == 9);
+        CHECK(comp.reason == rc::Success);
+        h.broker->on_tick(1000);
+        CHECK(third.take().empty());
     }
 }
 
@@ -439,11 +461,11 @@ TEST_CASE("QoS 2: a PUBLISH under an id whose PUBCOMP waits is a new message, re
         dup.dup = true;
         dup.packet_id = 7;
         b2.send(dup);
-        auto back = b2.take();
-        REQUIRE(back.size() == 2);
-        CHECK(std::get<Ack>(back[0]).type == PacketType::Pubcomp);   // the old flow's, first
-        CHECK(std::get<Ack>(back[1]).type == PacketType::Pubrec);
-        CHECK(std::get<Ack>(back[1]).reason == rc::Success);
+        // No PUBCOMP for the PUBREL of the earlier connection: nobody waits
+        // for it on this one (a bridge would pass it on upstream).
+        a = b2.take_one<Ack>();
+        CHECK(a.type == PacketType::Pubrec);
+        CHECK(a.reason == rc::Success);
         auto got = s.publishes();
         REQUIRE(got.size() == 1);
         CHECK(text(got[0].payload) == "new");

@@ -1,0 +1,169 @@
+// The bridge's Link wired to a real Broker (FakeTransport / FakePersistence):
+// its local connection is a broker connection, so what one side does with
+// the other's answers is tested together (the QoS 2 flows a bridge opens and
+// closes in its local session while the store refuses records).
+#include <doctest/doctest.h>
+
+#include "bridge/link.hpp"
+#include "test_broker_harness.hpp"
+
+using namespace hato;
+using namespace hato::broker;
+using namespace hato::broker::test;
+using mqtt::Packet;
+using mqtt::PacketType;
+using mqtt::Version;
+
+namespace {
+
+struct Wire final : bridge::LinkOutput {
+    Harness& h;
+    bridge::Link* link = nullptr;
+    ConnId local = 0;
+    ConnId next = 1000;
+    std::vector<uint8_t> up;
+    int up_closes = 0;
+    explicit Wire(Harness& hh) : h(hh) {}
+    void upstream_send(std::span<const uint8_t> b) override { up.insert(up.end(), b.begin(), b.end()); }
+    void upstream_close() override { ++up_closes; }
+    void local_open() override {
+        local = next++;
+        h.broker->on_open(local, 0, "bridge:site");
+    }
+    void local_send(std::span<const uint8_t> b) override {
+        if (local) h.broker->on_data(local, b);
+    }
+    void local_close() override {
+        if (!local) return;
+        ConnId id = local;
+        local = 0;
+        h.transport.sent.erase(id);   // as BridgeRunner: buffered local output is discarded
+        h.broker->on_close(id);
+    }
+    void log(int, const std::string&) override {}
+    // Broker output -> link, until quiet.
+    void pump() {
+        for (int i = 0; i < 20 && local; ++i) {
+            auto it = h.transport.sent.find(local);
+            if (it == h.transport.sent.end() || it->second.empty()) return;
+            std::vector<uint8_t> b = std::move(it->second);
+            it->second.clear();
+            link->on_local_data(b);
+        }
+    }
+    std::vector<std::vector<uint8_t>> store;   // decoded packets point into it
+    std::vector<Packet> take_up() {
+        store.push_back(std::move(up));
+        up.clear();
+        std::span<const uint8_t> rest = store.back();
+        std::vector<Packet> out;
+        while (!rest.empty()) {
+            Packet p;
+            auto r = mqtt::decode(rest, Version::V5, 0, p);
+            REQUIRE(r.status == mqtt::DecodeStatus::Ok);
+            out.push_back(p);
+            rest = rest.subspan(r.consumed);
+        }
+        return out;
+    }
+};
+
+std::vector<uint8_t> enc(const Packet& p) {
+    std::vector<uint8_t> b;
+    mqtt::encode(p, Version::V5, b);
+    return b;
+}
+
+mqtt::Publish msg(uint16_t id, const std::vector<uint8_t>& body, bool dup = false) {
+    mqtt::Publish p;
+    p.qos = 2;
+    p.topic = "cmd/a";
+    p.packet_id = id;
+    p.payload = body;
+    p.dup = dup;
+    return p;
+}
+
+// Upstream CONNECT .. ready; the SUBSCRIBE's SUBACK granted.
+void up_connect(bridge::Link& link, Wire& w, bool session_present, uint64_t now) {
+    link.on_upstream_open(now);
+    w.take_up();
+    mqtt::Connack ca;
+    ca.session_present = session_present;
+    link.on_upstream_data(enc(Packet{ca}), now);
+    auto ps = w.take_up();
+    REQUIRE(ps.size() == 1);
+    mqtt::Suback sa;
+    sa.packet_id = std::get<mqtt::Subscribe>(ps[0]).packet_id;
+    sa.reasons = {2};
+    link.on_upstream_data(enc(Packet{sa}), now);
+    w.pump();
+    REQUIRE(link.ready());
+    w.take_up();   // state "1"
+}
+
+std::vector<std::pair<PacketType, uint16_t>> acks_of(const std::vector<Packet>& ps) {
+    std::vector<std::pair<PacketType, uint16_t>> out;
+    for (const Packet& p : ps)
+        if (auto* a = std::get_if<mqtt::Ack>(&p)) out.emplace_back(a->type, a->packet_id);
+    return out;
+}
+
+}  // namespace
+
+// The bridge closes a stale local flow with a PUBREL and sends the new
+// message under that id at once. With the removal refused, the message is
+// refused (the link fails, the upstream resends after the reconnect); the
+// local PUBREL's answer must not then reach the upstream, which never sent
+// a PUBREL (hato and Mosquitto close the connection on it).
+TEST_CASE("bridge, full store: a message refused behind the bridge's own local PUBREL is routed once after the reconnect") {
+    Harness h;
+    TestClient sub(h, Version::V5);
+    sub.connect("s");
+    sub.subscribe("cmd/#", 2);
+    Wire w(h);
+    bridge::LinkConfig cfg;
+    cfg.name = "site";
+    cfg.version = Version::V5;
+    cfg.client_id = "gw";
+    cfg.keep_alive = 0;
+    cfg.notifications = false;
+    cfg.topics = {{"cmd/#", bridge::Direction::In, 2, "", ""}};
+    bridge::Link link(cfg, w);
+    w.link = &link;
+    const std::vector<uint8_t> body{'x'};
+
+    // A flow on id 7 the upstream never finishes (its session is lost): the
+    // local session keeps id 7.
+    up_connect(link, w, false, 1);
+    link.on_upstream_data(enc(Packet{msg(7, body)}), 2);
+    w.pump();
+    CHECK(acks_of(w.take_up()) == std::vector<std::pair<PacketType, uint16_t>>{{PacketType::Pubrec, 7}});
+    CHECK(sub.publishes().size() == 1);
+    link.on_upstream_closed();
+
+    // A fresh upstream session: its first message on 7 gets a local PUBREL
+    // first, whose removal the full store refuses.
+    up_connect(link, w, false, 3);
+    h.persist.refuse = {"qos2_in_remove"};
+    h.persist.refuse_with = AppendStatus::DiskFull;
+    link.on_upstream_data(enc(Packet{msg(7, body)}), 4);
+    w.pump();   // PUBREC 0x97: the link fails, both connections close
+    CHECK(link.state() == bridge::Link::State::Down);
+    CHECK(w.take_up().empty());
+    CHECK(sub.take().empty());
+
+    // The store takes the removal again; the upstream comes back with the
+    // session, and resends its PUBLISH (DUP).
+    h.persist.refuse.clear();
+    up_connect(link, w, true, 5);
+    h.broker->on_tick(1000);
+    w.pump();
+    link.on_upstream_data(enc(Packet{msg(7, body, true)}), 6);
+    w.pump();
+    // PUBREC 7 only: its PUBLISH is what is unanswered.
+    CHECK(acks_of(w.take_up()) == std::vector<std::pair<PacketType, uint16_t>>{{PacketType::Pubrec, 7}});
+    auto got = sub.publishes();
+    CHECK(got.size() == 1);
+    CHECK(h.persist.count("qos2_in_remove $bridge/site 7") == 1);
+}
