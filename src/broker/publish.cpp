@@ -172,8 +172,13 @@ void Broker::Impl::on_pubrel(Connection& c, const Ack& a) {
         // Behind a PUBCOMP that waits already, or refused: this one waits too
         // (SessionFlows::pubcomp_waiting). The id stays meanwhile.
         SessionFlows& f = *s->flows;
-        if (f.pubcomp_waiting.empty() && release_inbound(*s, c, a.packet_id, /*answer=*/true))
-            return s->release_flows_if_empty(flows_pool);
+        if (f.pubcomp_waiting.empty()) {
+            if (release_inbound(*s, c, a.packet_id, /*answer=*/true)) return s->release_flows_if_empty(flows_pool);
+            f.pubcomp_waiting.push_back({a.packet_id, true});   // refused: tried again on the next tick
+            flight_retry.insert(s->client_id);
+            return;
+        }
+        // Sent again after a reconnect, or behind one that waits.
         if (SessionFlows::WaitingPubcomp* w = f.pubcomp_waiting_for(a.packet_id)) w->asked = true;
         else f.pubcomp_waiting.push_back({a.packet_id, true});
         if (!send_waiting_answers(*s)) flight_retry.insert(s->client_id);
