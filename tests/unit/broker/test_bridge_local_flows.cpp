@@ -55,16 +55,7 @@ struct Wire final : bridge::LinkOutput {
     std::vector<Packet> take_up() {
         store.push_back(std::move(up));
         up.clear();
-        std::span<const uint8_t> rest = store.back();
-        std::vector<Packet> out;
-        while (!rest.empty()) {
-            Packet p;
-            auto r = mqtt::decode(rest, Version::V5, 0, p);
-            REQUIRE(r.status == mqtt::DecodeStatus::Ok);
-            out.push_back(p);
-            rest = rest.subspan(r.consumed);
-        }
-        return out;
+        return decode_all(store.back(), Version::V5);
     }
 };
 

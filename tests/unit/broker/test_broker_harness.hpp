@@ -139,6 +139,20 @@ struct Harness {
     }
 };
 
+// Every packet in `in`, which must hold whole packets only. They point into
+// `in`, which must outlive them.
+inline std::vector<Packet> decode_all(std::span<const uint8_t> in, Version v) {
+    std::vector<Packet> out;
+    while (!in.empty()) {
+        Packet p;
+        DecodeResult r = decode(in, v, 0, p);
+        REQUIRE(r.status == DecodeStatus::Ok);
+        out.push_back(p);
+        in = in.subspan(r.consumed);
+    }
+    return out;
+}
+
 class TestClient {
 public:
     TestClient(Harness& h, Version v, int listener = 0) : h_(h), v_(v), id(h.next_id++) {
@@ -157,16 +171,7 @@ public:
         auto& raw = h_.transport.sent[id];
         buffers_.push_back(std::move(raw));
         raw.clear();
-        std::span<const uint8_t> in = buffers_.back();
-        std::vector<Packet> out;
-        while (!in.empty()) {
-            Packet p;
-            DecodeResult r = decode(in, v_, 0, p);
-            REQUIRE(r.status == DecodeStatus::Ok);
-            out.push_back(p);
-            in = in.subspan(r.consumed);
-        }
-        return out;
+        return decode_all(buffers_.back(), v_);
     }
     template <class T>
     std::vector<T> take_all() {
