@@ -72,7 +72,9 @@ struct TimedPersistence final : broker::Persistence {
         return p.out_state(c, s, st, id);
     }
     broker::Append out_done(std::string_view c, uint64_t s) override { return p.out_done(c, s); }
-    broker::Append qos2_in_put(std::string_view c, uint16_t id) override { return p.qos2_in_put(c, id); }
+    broker::Append qos2_in_put(std::string_view c, uint16_t id, uint64_t digest) override {
+        return p.qos2_in_put(c, id, digest);
+    }
     broker::Append qos2_in_remove(std::string_view c, uint16_t id) override { return p.qos2_in_remove(c, id); }
     bool full() const override { return p.full(); }
     uint64_t durable_ticket() const override { return p.durable_ticket(); }

@@ -9,7 +9,6 @@
 #include <map>
 #include <memory>
 #include <optional>
-#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -51,7 +50,7 @@ struct Will {
 // the flows are released), and the queue's two ends (deque::empty).
 struct alignas(64) SessionFlows {
     InflightWindow inflight;                 // sent, waiting ack; in seq order
-    std::set<uint16_t> qos2_in;              // inbound QoS 2 ids waiting PUBREL
+    std::map<uint16_t, uint64_t> qos2_in;    // inbound QoS 2 ids waiting PUBREL -> message_digest
     uint64_t queue_bytes = 0;
     std::deque<OutItem> queue;               // not sent yet, in order
     // Answers waiting for a state record the store refused (a full disk with

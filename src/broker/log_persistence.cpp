@@ -102,8 +102,8 @@ Append LogPersistence::out_done(std::string_view client_id, uint64_t seq) {
     return res;
 }
 
-Append LogPersistence::qos2_in_put(std::string_view client_id, uint16_t packet_id) {
-    return write(rec::Qos2InPut{.client = client_id, .packet_id = packet_id});
+Append LogPersistence::qos2_in_put(std::string_view client_id, uint16_t packet_id, uint64_t digest) {
+    return write(rec::Qos2InPut{.client = client_id, .packet_id = packet_id, .digest = digest});
 }
 
 Append LogPersistence::qos2_in_remove(std::string_view client_id, uint16_t packet_id) {

@@ -41,7 +41,7 @@ public:
     Append out_state(std::string_view client_id, uint64_t seq, OutState st,
                      uint16_t packet_id) override;
     Append out_done(std::string_view client_id, uint64_t seq) override;
-    Append qos2_in_put(std::string_view client_id, uint16_t packet_id) override;
+    Append qos2_in_put(std::string_view client_id, uint16_t packet_id, uint64_t digest) override;
     Append qos2_in_remove(std::string_view client_id, uint16_t packet_id) override;
 
     // The log refuses plain appends (store::Log::refusing).

@@ -94,6 +94,36 @@ void Message::destroy(const Message* m) {
     give_block(const_cast<Message*>(m), bytes);
 }
 
+namespace {
+// Multiply-xor over 8-byte words (little-endian, as every target is), with
+// each field's length mixed in so that moving bytes between topic and
+// payload changes the result.
+uint64_t mix_words(uint64_t h, const uint8_t* p, size_t n) {
+    constexpr uint64_t kMul = 0x9E3779B97F4A7C15ull;
+    h = (h ^ n) * kMul;
+    for (; n >= 8; p += 8, n -= 8) {
+        uint64_t w;
+        std::memcpy(&w, p, 8);
+        h = (h ^ w) * kMul;
+        h ^= h >> 32;
+    }
+    uint64_t tail = 0;
+    if (n) std::memcpy(&tail, p, n);
+    h = (h ^ tail) * kMul;
+    return h ^ (h >> 29);
+}
+}  // namespace
+
+uint64_t message_digest(std::string_view topic, std::span<const uint8_t> payload, bool retain) {
+    uint64_t h = mix_words(retain ? 0x52 : 0x51, reinterpret_cast<const uint8_t*>(topic.data()), topic.size());
+    h = mix_words(h, payload.data(), payload.size());
+    // splitmix64's finalizer: every input bit reaches every output bit.
+    h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9ull;
+    h = (h ^ (h >> 27)) * 0x94D049BB133111EBull;
+    h ^= h >> 31;
+    return h ? h : 1;
+}
+
 MsgPtr from_stored(const StoredMessageView& s, uint64_t now_ms, uint64_t wall_now_ms, bool keep_expired) {
     Message::Init in;
     in.topic = s.topic;

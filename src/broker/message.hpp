@@ -193,6 +193,12 @@ inline StoredMessageView to_stored(const Message& m, uint8_t qos, bool retain) {
     return s;
 }
 
+// A 64-bit fingerprint of what a QoS 2 PUBLISH carries, kept with its
+// inbound packet id: a PUBLISH under an id still open is a retransmission
+// only if it carries the same. Never 0 (0 means "unknown"). Stored in the
+// log, so the function must never change.
+uint64_t message_digest(std::string_view topic, std::span<const uint8_t> payload, bool retain);
+
 // Rebuilds a message from storage; the monotonic deadline is derived from
 // the wall-clock one. Returns nullptr if it already expired, unless
 // `keep_expired` (a delivery already under way must still complete).

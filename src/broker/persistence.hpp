@@ -155,6 +155,15 @@ struct RecoveredOut {
     StoredMessage msg;
 };
 
+// An inbound QoS 2 id with PUBREC sent and PUBREL not yet seen, and the
+// digest (message_digest) of the message it carried: 0 when unknown (stored
+// by a hato that kept none).
+struct InboundQos2 {
+    uint16_t packet_id = 0;
+    uint64_t digest = 0;
+    friend bool operator==(const InboundQos2&, const InboundQos2&) = default;
+};
+
 struct RecoveredSession {
     std::string client_id;
     uint32_t expiry_s = 0;             // session expiry interval
@@ -163,7 +172,7 @@ struct RecoveredSession {
     std::string username;              // Password and Certificate owners only
     std::vector<RecoveredSub> subs;
     std::vector<RecoveredOut> out;     // sorted by seq
-    std::vector<uint16_t> qos2_in;     // inbound QoS 2 ids with PUBREC sent, PUBREL not yet seen
+    std::vector<InboundQos2> qos2_in;  // sorted by packet id
 };
 
 // Receives retained messages one by one during load(), so a million of them
@@ -238,7 +247,7 @@ public:
 
     // Inbound QoS 2: PUBREC sent (the message itself was routed and stored
     // in the receivers' queues) / PUBREL received.
-    virtual Append qos2_in_put(std::string_view client_id, uint16_t packet_id) = 0;
+    virtual Append qos2_in_put(std::string_view client_id, uint16_t packet_id, uint64_t digest) = 0;
     virtual Append qos2_in_remove(std::string_view client_id, uint16_t packet_id) = 0;
 
     // True when the store refuses new QoS 1/2 messages (max_bytes reached,
@@ -292,7 +301,7 @@ public:
     Append out_enqueue(std::string_view, uint64_t, const StoredMessageView&) override { return Append::stored(0); }
     Append out_state(std::string_view, uint64_t, OutState, uint16_t) override { return Append::stored(0); }
     Append out_done(std::string_view, uint64_t) override { return Append::stored(0); }
-    Append qos2_in_put(std::string_view, uint16_t) override { return Append::stored(0); }
+    Append qos2_in_put(std::string_view, uint16_t, uint64_t) override { return Append::stored(0); }
     Append qos2_in_remove(std::string_view, uint16_t) override { return Append::stored(0); }
     bool full() const override { return false; }
     uint64_t durable_ticket() const override { return 0; }

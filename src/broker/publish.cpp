@@ -83,9 +83,11 @@ void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t
         ++c.inbound_pending;
         acks.send(c, ack_type, p.packet_id, reason, 0, true);
     };
+    const uint64_t digest = p.qos == 2 ? message_digest(topic, p.payload, p.retain) : 0;
     if (p.qos == 2 && s->flows && s->flows->qos2_in.count(p.packet_id)) {
+        const uint64_t held = s->flows->qos2_in[p.packet_id];
         SessionFlows::WaitingPubcomp* waiting = s->flows->pubcomp_waiting_for(p.packet_id);
-        if (!waiting) {
+        if (!waiting && (held == digest || held == 0)) {
             // Retransmission of a message already routed: acknowledge again,
             // do not route again. Its records may be waiting for a sync still
             // (it came first on a connection that was since replaced): this
@@ -93,13 +95,20 @@ void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t
             acks.send(c, ack_type, p.packet_id, rc::Success, s->persisted ? persist.latest_ticket() : 0, false);
             return;
         }
-        // The flow under this id had its PUBREL (its removal waits for the
-        // store), so this is a new message, sent before our PUBCOMP (a
-        // bridge does that). The removal goes in first, as its record must
-        // come before the new flow's; while the store refuses it, so is
-        // this message. A PUBREL that came on an earlier connection gets no
-        // PUBCOMP here: nobody waits for it on this one.
-        if (!release_inbound(*s, c, p.packet_id, waiting->asked)) return refuse(rc::QuotaExceeded);   // counted as the removal's
+        // A new message under this id: either the flow had its PUBREL (its
+        // removal waits for the store) and this was sent before our PUBCOMP,
+        // or it carries another message than the one the id holds. The
+        // bridge sends both: a new message right behind its own local PUBREL,
+        // and, after a restart or a power cut lost that PUBREL, the upstream's
+        // resend of it with no PUBREL before it (docs/bridge.md). Taken for a
+        // retransmission it would be acknowledged and dropped. The removal
+        // goes in first, as its record must come before the new flow's; while
+        // the store refuses it, so is this message. A PUBREL that came on an
+        // earlier connection gets no PUBCOMP here: nobody waits for it on
+        // this one.
+        const bool answer = waiting && waiting->asked;
+        if (!release_inbound(*s, c, p.packet_id, answer)) return refuse(rc::QuotaExceeded);   // counted as the removal's
+        if (!waiting && c.inbound_pending > 0) --c.inbound_pending;   // the replaced flow's slot
         std::erase_if(s->flows->pubcomp_waiting,
                       [&](const SessionFlows::WaitingPubcomp& w) { return w.packet_id == p.packet_id; });
     }
@@ -148,7 +157,7 @@ void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t
     }
     if (p.qos == 0) return;
 
-    if (p.qos == 2 && !w.refused() && s->persisted) written(persist.qos2_in_put(s->client_id, p.packet_id), w);
+    if (p.qos == 2 && !w.refused() && s->persisted) written(persist.qos2_in_put(s->client_id, p.packet_id, digest), w);
     // A message that can never be stored: 0x95 is no PUBACK/PUBREC reason
     // code, so it is the DISCONNECT's (v5 3.14.2.1), and no ack.
     if (w.refusal == AppendStatus::TooLarge) return protocol_error(c, rc::PacketTooLarge);
@@ -159,7 +168,7 @@ void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t
         uint8_t reason = (v5 && receivers == 0) ? rc::NoMatchingSubscribers : rc::Success;
         acks.send(c, PacketType::Puback, p.packet_id, reason, w.ticket, true);
     } else {
-        s->open_flows(flows_pool).qos2_in.insert(p.packet_id);
+        s->open_flows(flows_pool).qos2_in[p.packet_id] = digest;
         uint8_t reason = (v5 && receivers == 0) ? rc::NoMatchingSubscribers : rc::Success;
         // The slot stays taken until PUBREL (counts_inbound=false).
         acks.send(c, PacketType::Pubrec, p.packet_id, reason, w.ticket, false);

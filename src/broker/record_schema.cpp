@@ -239,6 +239,9 @@ void OutDone::describe(std::ostream& os) const {
 void Qos2InPut::encode(BodyWriter& w) const {
     w.str(client);
     w.u16(packet_id);
+    if (digest == 0) return;
+    w.u8(kExtensionV1);
+    w.u64(digest);
 }
 
 void Qos2InPut::read_key(BodyReader& r) {
@@ -246,9 +249,15 @@ void Qos2InPut::read_key(BodyReader& r) {
     packet_id = r.u16();
 }
 
+void Qos2InPut::read_rest(BodyReader& r) {
+    digest = has_extension(r) ? r.u64() : 0;
+    skip_rest(r);
+}
+
 void Qos2InPut::describe(std::ostream& os) const {
     describe_client(client, os);
     os << " packet_id=" << packet_id;
+    if (digest) os << " digest=" << std::hex << digest << std::dec;
 }
 
 void Qos2InRemove::encode(BodyWriter& w) const {

@@ -187,10 +187,11 @@ struct Qos2InPut {
     static constexpr Reserve kReserve = Reserve::No;
     std::string_view client;
     uint16_t packet_id = 0;
+    uint64_t digest = 0;   // of the message (InboundQos2); 0: unknown
 
     void encode(BodyWriter& w) const;
     void read_key(BodyReader& r);
-    void read_rest(BodyReader&) {}
+    void read_rest(BodyReader& r);
     void describe(std::ostream& os) const;
 };
 

@@ -71,8 +71,9 @@ void SessionReplay::hand_over(std::vector<RecoveredSession>& out, LsnSlots& slot
         for (auto& [seq, o] : rs.out) s.out.push_back(std::move(o.out));
         std::sort(s.out.begin(), s.out.end(),
                   [](const RecoveredOut& a, const RecoveredOut& b) { return a.seq < b.seq; });
-        s.qos2_in.assign(rs.qos2_in.begin(), rs.qos2_in.end());
-        std::sort(s.qos2_in.begin(), s.qos2_in.end());
+        for (auto [id, digest] : rs.qos2_in) s.qos2_in.push_back({id, digest});
+        std::sort(s.qos2_in.begin(), s.qos2_in.end(),
+                  [](const InboundQos2& a, const InboundQos2& b) { return a.packet_id < b.packet_id; });
         out.push_back(std::move(s));
     }
 }

@@ -6,7 +6,6 @@
 
 #include <cstdint>
 #include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 #include "broker/lsn_slots.hpp"
@@ -28,7 +27,7 @@ public:
     void restore(rec::OutEnqueue& r);
     void restore(rec::OutStateSet& r);
     void restore(rec::OutDone& r);
-    void restore(rec::Qos2InPut& r) { find_or_emplace(sessions_, r.client).qos2_in.insert(r.packet_id); }
+    void restore(rec::Qos2InPut& r) { find_or_emplace(sessions_, r.client).qos2_in[r.packet_id] = r.digest; }
     void restore(rec::Qos2InRemove& r);
 
     // The recovered sessions, each one's queue sorted by seq. A state update
@@ -49,7 +48,7 @@ private:
         std::string username;
         StrMap<RecoveredSub> subs;
         std::unordered_map<uint64_t, Out> out;
-        std::unordered_set<uint16_t> qos2_in;
+        std::unordered_map<uint16_t, uint64_t> qos2_in;   // packet id -> digest
     };
     Session* find(std::string_view client) {
         auto it = sessions_.find(client);

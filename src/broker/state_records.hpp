@@ -24,7 +24,7 @@ enum class StateRecord : uint8_t {
     OutEnqueue = 7,    // client, seq u64, message [, delivery extension]
     OutState = 8,      // client, seq u64, state u8, packet_id u16
     OutDone = 9,       // client, seq u64
-    Qos2InPut = 10,    // client, packet_id u16
+    Qos2InPut = 10,    // client, packet_id u16 [, digest extension]
     Qos2InRemove = 11, // client, packet_id u16
 };
 // A message: topic, payload (bytes), forwarded_props (bytes), qos u8,
@@ -40,6 +40,7 @@ enum class StateRecord : uint8_t {
 //                v2: queued_wall_ms u64 (written for the sessions whose
 //                backlog age is reported: the bridges' queues)
 //                (left out when none of them is set)
+//   qos2_in_put  v1: digest u64 of the message (left out when 0)
 constexpr uint8_t kExtensionV1 = 1;
 constexpr uint8_t kExtensionV2 = 2;
 

@@ -47,7 +47,7 @@ public:
     broker::Append out_enqueue(std::string_view, uint64_t, const broker::StoredMessageView&) override { return broker::Append::stored(++last); }
     broker::Append out_state(std::string_view, uint64_t, broker::OutState, uint16_t) override { return broker::Append::stored(++last); }
     broker::Append out_done(std::string_view, uint64_t) override { return broker::Append::stored(++last); }
-    broker::Append qos2_in_put(std::string_view, uint16_t) override { return broker::Append::stored(++last); }
+    broker::Append qos2_in_put(std::string_view, uint16_t, uint64_t) override { return broker::Append::stored(++last); }
     broker::Append qos2_in_remove(std::string_view, uint16_t) override { return broker::Append::stored(++last); }
     bool full() const override { return is_full; }
     uint64_t durable_ticket() const override { return durable; }

@@ -25,6 +25,40 @@ def test_inbound_qos2_duplicate_delivered_once(clients, raw, version):
     sub.expect_none(0.5)
 
 
+@pytest.mark.hato_only("SIGKILL recovery of the inbound QoS 2 state")
+@pytest.mark.parametrize("version", [4, 5], ids=["v311", "v5"])
+def test_inbound_qos2_id_holding_another_message_after_kill(broker_factory, clients, raw, version):
+    """What a bridge sends after a crash lost the local PUBREL that closed a
+    stale flow: the new message's resend, under an id the session still
+    holds for an older message, with no PUBREL before it. It carries another
+    message, so it is delivered; the older message's own resend is not
+    delivered twice. Both across SIGKILL, so the id's record holds which
+    message it carried."""
+    b = broker_factory({"storage": {"enabled": True, "sync": "always"}})
+    sx = [(raw_mqtt.SESSION_EXPIRY, 600)] if version == 5 else None
+    pub = raw(b)
+    pub.connect("q2re-pub", version=version, clean=False, props=sx)
+    pub.send(raw_mqtt.publish("q2re/t", b"old", qos=2, pid=9, version=version))
+    assert pub.expect(raw_mqtt.PUBREC).body[:2] == b"\x00\x09"
+    b.kill()
+    b.start()
+
+    sub = clients("q2re-sub", broker=b)
+    sub.subscribe("q2re/t", 2)
+    again = raw(b)
+    ack = again.connect("q2re-pub", version=version, clean=False, props=sx)
+    assert ack.body[0] & 1, "session not present"
+    again.send(raw_mqtt.publish("q2re/t", b"old", qos=2, pid=9, dup=True, version=version))
+    assert again.expect(raw_mqtt.PUBREC).body[:2] == b"\x00\x09"
+    sub.expect_none(0.5)
+    again.send(raw_mqtt.publish("q2re/t", b"new", qos=2, pid=9, dup=True, version=version))
+    assert again.expect(raw_mqtt.PUBREC).body[:2] == b"\x00\x09"
+    assert sub.expect().payload == b"new"
+    again.send(raw_mqtt.pubrel(9))
+    assert again.expect(raw_mqtt.PUBCOMP).body[:2] == b"\x00\x09"
+    sub.expect_none(0.5)
+
+
 @pytest.mark.parametrize("version", [4, 5], ids=["v311", "v5"])
 def test_unacknowledged_qos1_redelivered_with_dup_after_reconnect(clients, raw, version):
     sx = [(raw_mqtt.SESSION_EXPIRY, 600)] if version == 5 else None

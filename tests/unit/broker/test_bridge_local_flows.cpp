@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include "bridge/link.hpp"
+#include "broker/message.hpp"
 #include "test_broker_harness.hpp"
 
 using namespace hato;
@@ -157,4 +158,52 @@ TEST_CASE("bridge, full store: a message refused behind the bridge's own local P
     auto got = sub.publishes();
     CHECK(got.size() == 1);
     CHECK(h.persist.count("qos2_in_remove $bridge/site 7") == 1);
+}
+
+// A restart (or a power cut) lost the removal the bridge's local PUBREL
+// wrote for a stale flow, and the new message with it: the local session
+// holds id 7 for the old message again, and the upstream resends the new
+// one (DUP) with no local PUBREL before it. It carries another message than
+// the one id 7 holds, so it is routed; the old message's own resend is not.
+TEST_CASE("bridge, after a restart: the upstream's resend under an id the local session holds for another message is routed") {
+    const std::vector<uint8_t> old_body{'o', 'l', 'd'}, new_body{'n', 'e', 'w'};
+    Harness h;
+    RecoveredSession rs;
+    rs.client_id = "$bridge/site";
+    rs.expiry_s = 0xFFFFFFFFu;
+    rs.qos2_in = {{7, message_digest("cmd/a", old_body, false)}, {8, message_digest("cmd/a", old_body, false)}};
+    h.persist.to_load.sessions.push_back(rs);
+    h.broker->recover();
+    TestClient sub(h, Version::V5);
+    sub.connect("s");
+    sub.subscribe("cmd/#", 2);
+    Wire w(h);
+    bridge::LinkConfig cfg;
+    cfg.name = "site";
+    cfg.version = Version::V5;
+    cfg.client_id = "gw";
+    cfg.keep_alive = 0;
+    cfg.notifications = false;
+    cfg.topics = {{"cmd/#", bridge::Direction::In, 2, "", ""}};
+    bridge::Link link(cfg, w);
+    w.link = &link;
+
+    up_connect(link, w, true, 1);
+    link.on_upstream_data(enc(Packet{msg(7, new_body, true)}), 2);
+    link.on_upstream_data(enc(Packet{msg(8, old_body, true)}), 2);   // the old flow's PUBREC was lost
+    w.pump();
+    CHECK(acks_of(w.take_up()) ==
+          std::vector<std::pair<PacketType, uint16_t>>{{PacketType::Pubrec, 7}, {PacketType::Pubrec, 8}});
+    auto got = sub.publishes();
+    REQUIRE(got.size() == 1);
+    CHECK(text(got[0].payload) == "new");
+
+    mqtt::Ack rel;
+    rel.type = PacketType::Pubrel;
+    rel.packet_id = 7;
+    link.on_upstream_data(enc(Packet{rel}), 3);
+    w.pump();
+    CHECK(acks_of(w.take_up()) == std::vector<std::pair<PacketType, uint16_t>>{{PacketType::Pubcomp, 7}});
+    CHECK(h.persist.count("qos2_in_remove $bridge/site 7") == 2);   // the stale flow's, the new one's
+    CHECK(sub.publishes().empty());
 }

@@ -111,7 +111,7 @@ struct FakePersistence final : Persistence {
     Append out_done(std::string_view c, uint64_t seq) override {
         return rec("out_done " + s(c) + " " + std::to_string(seq));
     }
-    Append qos2_in_put(std::string_view c, uint16_t id) override {
+    Append qos2_in_put(std::string_view c, uint16_t id, uint64_t) override {
         return rec("qos2_in_put " + s(c) + " " + std::to_string(id));
     }
     Append qos2_in_remove(std::string_view c, uint16_t id) override {

@@ -2,6 +2,7 @@
 // back-pressure.
 #include <algorithm>
 
+#include "broker/message.hpp"
 #include "test_broker_harness.hpp"
 
 using namespace hato::broker;
@@ -72,6 +73,8 @@ TEST_CASE("QoS 2 exactly once inbound, full flow outbound") {
     // Duplicate before PUBREL: PUBREC again, not routed again.
     Publish dup;
     dup.topic = "q/2";
+    const std::string_view once = "once";
+    dup.payload = Bytes(reinterpret_cast<const uint8_t*>(once.data()), once.size());
     dup.qos = 2;
     dup.dup = true;
     dup.packet_id = 9;
@@ -471,6 +474,84 @@ TEST_CASE("QoS 2: a PUBLISH under an id whose PUBCOMP waits is a new message, re
         CHECK(text(got[0].payload) == "new");
         CHECK(h.persist.count("qos2_in_put $bridge-x 7") == 2);
     }
+}
+
+// After a restart or a power cut lost the removal behind a bridge's own
+// local PUBREL, the upstream's resend of the new message comes with no
+// PUBREL before it, under an id the session still holds for the old one.
+// The id keeps a digest of its message: a PUBLISH that carries another is a
+// new message (routed), one that carries the same is a resend (not routed
+// again), and an id recovered without a digest (an older hato's) keeps the
+// old rule, a resend.
+TEST_CASE("QoS 2: a PUBLISH under an open id that carries another message is a new one") {
+    auto publish = [](TestClient& c, std::string_view body, uint16_t id) {
+        Publish p;
+        p.topic = "t";
+        p.payload = Bytes(reinterpret_cast<const uint8_t*>(body.data()), body.size());
+        p.qos = 2;
+        p.dup = true;
+        p.packet_id = id;
+        c.send(p);
+        Ack a = c.take_one<Ack>();
+        CHECK(a.type == PacketType::Pubrec);
+        CHECK(a.packet_id == id);
+        return a.reason;
+    };
+    auto bodies = [](TestClient& s) {
+        std::vector<std::string> out;
+        for (const Publish& p : s.publishes()) out.push_back(text(p.payload));
+        return out;
+    };
+    Harness h;
+    RecoveredSession rs;
+    rs.client_id = "dev";
+    rs.expiry_s = 300;
+    const std::string_view old_body = "old";
+    rs.qos2_in = {{5, message_digest("t", Bytes(reinterpret_cast<const uint8_t*>(old_body.data()), 3), false)},
+                  {6, 0}};
+    h.persist.to_load.sessions.push_back(rs);
+    h.broker->recover();
+    TestClient s(h, Version::V5), dev(h, Version::V5);
+    s.connect("s");
+    s.subscribe("t", 0);   // no flow of its own to hold deliveries back
+    Properties keep;
+    keep.session_expiry = 300;
+    CHECK(dev.connect("dev", false, 0, keep).session_present);
+
+    CHECK(publish(dev, "old", 5) == rc::Success);   // the resend of what id 5 holds
+    CHECK(bodies(s).empty());
+    CHECK(publish(dev, "new", 5) == rc::Success);
+    CHECK(bodies(s) == std::vector<std::string>{"new"});
+    CHECK(h.persist.count("qos2_in_remove dev 5") == 1);   // the old flow's, before the new one's put
+    CHECK(h.persist.count("qos2_in_put dev 5") == 1);
+    CHECK(publish(dev, "new", 5) == rc::Success);   // now the resend of "new"
+    CHECK(bodies(s).empty());
+    CHECK(publish(dev, "any", 6) == rc::Success);   // no digest: a resend, as before
+    CHECK(bodies(s).empty());
+
+    // Refused while the store refuses the old flow's removal; the id keeps
+    // the message it holds.
+    h.persist.refuse = {"qos2_in_remove"};
+    CHECK(publish(dev, "newer", 5) == rc::QuotaExceeded);
+    CHECK(bodies(s).empty());
+    h.persist.refuse.clear();
+    CHECK(publish(dev, "new", 5) == rc::Success);
+    CHECK(bodies(s).empty());
+    CHECK(publish(dev, "newer", 5) == rc::Success);
+    CHECK(bodies(s) == std::vector<std::string>{"newer"});
+
+    dev.ack(PacketType::Pubrel, 5);
+    Ack comp = dev.take_one<Ack>();
+    CHECK(comp.type == PacketType::Pubcomp);
+    CHECK(comp.reason == rc::Success);
+
+    // On one connection, as many ids reused as the receive maximum allows
+    // never count twice against it.
+    for (int round = 0; round < 3; ++round)
+        for (uint16_t id = 100; id < 100 + 20; ++id)
+            CHECK(publish(dev, "r" + std::to_string(round) + "/" + std::to_string(id), id) == rc::Success);
+    CHECK(bodies(s).size() == 60);
+    CHECK_FALSE(dev.closed());
 }
 
 // A power cut after a SUBACK whose record was not durable would bring the

@@ -127,7 +127,7 @@ TEST_CASE("recover rebuilds retained, sessions, subscriptions and queues") {
     queued.packet_id = 0;
     queued.msg.payload = {'2'};
     rs.out = {inflight, queued};
-    rs.qos2_in = {99};
+    rs.qos2_in = {{99, 0}};
     h.persist.to_load.sessions.push_back(rs);
     h.broker->recover();
 

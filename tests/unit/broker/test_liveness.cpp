@@ -58,7 +58,8 @@ std::string canonical(const RecoveredState& st) {
             lines.push_back("o " + s.client_id + " " + std::to_string(o.seq) + " " + std::to_string(int(o.state)) +
                             " " + std::to_string(o.packet_id) + " " + o.msg.topic + " " +
                             std::to_string(o.msg.payload.size()));
-        for (uint16_t id : s.qos2_in) lines.push_back("q " + s.client_id + " " + std::to_string(id));
+        for (const InboundQos2& in : s.qos2_in)
+            lines.push_back("q " + s.client_id + " " + std::to_string(in.packet_id) + " " + std::to_string(in.digest));
     }
     std::sort(lines.begin(), lines.end());
     std::string out;
@@ -78,7 +79,7 @@ struct Model {
         uint32_t expiry = 0;
         std::set<std::string> subs;
         std::map<uint64_t, Out> out;
-        std::set<uint16_t> qos2;
+        std::map<uint16_t, uint64_t> qos2;   // packet id -> digest
     };
     std::map<std::string, StoredMessage> retained;
     std::map<std::string, Session> sessions;
@@ -99,7 +100,7 @@ struct Model {
                 ro.packet_id = o.packet_id;
                 r.out.push_back(ro);
             }
-            r.qos2_in.assign(s.qos2.begin(), s.qos2.end());
+            for (auto [pid, digest] : s.qos2) r.qos2_in.push_back({pid, digest});
             st.sessions.push_back(r);
         }
         return canonical(st);
@@ -177,8 +178,9 @@ struct Workload {
         }
         if (op < 29) {
             const uint16_t pid = static_cast<uint16_t>(1 + rng() % 10);
-            (void)p.qos2_in_put(id, pid);
-            s->qos2.insert(pid);
+            const uint64_t digest = rng() % 3 ? rng() : 0;   // 0: the short (older) form
+            (void)p.qos2_in_put(id, pid, digest);
+            s->qos2[pid] = digest;
             return;
         }
         if (op < 33) {

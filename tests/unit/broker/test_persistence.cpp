@@ -77,7 +77,8 @@ std::string canonical(const RecoveredState& st) {
                             std::to_string(int(o.state)) + " " + std::to_string(o.packet_id) + " " +
                             describe(o.msg));
         }
-        for (uint16_t id : s.qos2_in) lines.push_back("q " + s.client_id + " " + std::to_string(id));
+        for (const InboundQos2& in : s.qos2_in)
+            lines.push_back("q " + s.client_id + " " + std::to_string(in.packet_id) + " " + std::to_string(in.digest));
     }
     std::sort(lines.begin(), lines.end());
     std::string out;
@@ -93,7 +94,7 @@ struct Model {
         uint64_t offline = 0;
         std::map<std::string, RecoveredSub> subs;
         std::map<uint64_t, RecoveredOut> out;
-        std::set<uint16_t> qos2;
+        std::map<uint16_t, uint64_t> qos2;   // packet id -> digest
     };
     std::map<std::string, StoredMessage> retained;
     std::map<std::string, Session> sessions;
@@ -108,7 +109,7 @@ struct Model {
             r.offline_since_wall_ms = s.offline;
             for (const auto& [f, sub] : s.subs) r.subs.push_back(sub);
             for (const auto& [seq, o] : s.out) r.out.push_back(o);
-            r.qos2_in.assign(s.qos2.begin(), s.qos2.end());
+            for (auto [pid, digest] : s.qos2) r.qos2_in.push_back({pid, digest});
             st.sessions.push_back(r);
         }
         return st;
@@ -205,7 +206,8 @@ struct Workload {
             case 11: {
                 const uint16_t id = static_cast<uint16_t>(1 + rng() % 8);
                 if (rng() % 2) {
-                    if (ok(p->qos2_in_put(c, id))) s.qos2.insert(id);
+                    const uint64_t digest = rng() % 3 ? rng() : 0;   // 0: the short (older) form
+                    if (ok(p->qos2_in_put(c, id, digest))) s.qos2[id] = digest;
                 } else {
                     if (ok(p->qos2_in_remove(c, id))) s.qos2.erase(id);
                 }
@@ -262,10 +264,10 @@ TEST_CASE("every call type round trips through load()") {
         p.out_state("dev-1", 3, OutState::Pubrel, 78);
         p.out_done("dev-1", 1);
         s.out.erase(1);
-        p.qos2_in_put("dev-1", 5);
-        p.qos2_in_put("dev-1", 6);
+        p.qos2_in_put("dev-1", 5, 11);
+        p.qos2_in_put("dev-1", 6, 0x8000000000000001ull);
         p.qos2_in_remove("dev-1", 5);
-        s.qos2.insert(6);
+        s.qos2[6] = 0x8000000000000001ull;
 
         CHECK(put_ticket > 0);
         CHECK(p.durable_ticket() < put_ticket);  // Always: durable only once synced
@@ -287,7 +289,7 @@ TEST_CASE("session_remove drops the session with its subs, queue and qos2 ids") 
         p.sub_put("c", "a", 1, 0);
         p.out_enqueue("c", 1, msg("a", 1));
         p.out_state("c", 1, OutState::Inflight, 1);
-        p.qos2_in_put("c", 4);
+        p.qos2_in_put("c", 4, 9);
         p.session_put("other", 5, 0);
         p.session_remove("c");
         CHECK(p.live_records() == 1);

@@ -65,7 +65,7 @@ TEST_CASE("every append path returns Stored with the record's ticket") {
     stored(p.out_enqueue("c", 1, msg(10)));
     stored(p.out_state("c", 1, OutState::Inflight, 5));
     stored(p.out_done("c", 1));
-    stored(p.qos2_in_put("c", 9));
+    stored(p.qos2_in_put("c", 9, 0));
     stored(p.qos2_in_remove("c", 9));
     stored(p.sub_remove("c", "t/#"));
     stored(p.session_remove("c"));
@@ -104,10 +104,10 @@ TEST_CASE("max_bytes: new work refused, removals and session updates drain, acce
     CHECK(stored > 20);
     // Small records fill what is left below max_bytes, then every kind is refused.
     int n = 0;
-    while (p.qos2_in_put("c", uint16_t(100 + n)).ok() && n < 1000) ++n;   // the smallest record
+    while (p.qos2_in_put("c", uint16_t(100 + n), 0).ok() && n < 1000) ++n;   // the smallest record
     CHECK(p.session_put("new", 60, 0).status == AppendStatus::QuotaExceeded);
     CHECK(p.sub_put("c", "u/#", 1, 0).status == AppendStatus::QuotaExceeded);
-    CHECK(p.qos2_in_put("c", 1).status == AppendStatus::QuotaExceeded);
+    CHECK(p.qos2_in_put("c", 1, 0).status == AppendStatus::QuotaExceeded);
     CHECK(p.retained_set(msg(10)).status == AppendStatus::QuotaExceeded);
     // The reserve: what frees space, and the stored session's own updates.
     CHECK(p.session_put("c", 60, 777).ok());
@@ -141,7 +141,7 @@ TEST_CASE("an admitted message is stored whole, past max_bytes; the next one is 
     {
         const AdmittedWrites whole(p, true);
         for (const char* c : {"a", "b", "c", "d"}) CHECK(p.out_enqueue(c, 5000, msg(700)).ok());
-        CHECK(p.qos2_in_put("pub", 7).ok());
+        CHECK(p.qos2_in_put("pub", 7, 0).ok());
     }
     CHECK(log->bytes_used() > 4 * 8192);
     CHECK(p.full());

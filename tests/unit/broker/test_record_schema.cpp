@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "broker/log_persistence.hpp"
+#include "broker/message.hpp"
 #include "broker/record_schema.hpp"
 #include "store/log.hpp"
 #include "temp_dir.hpp"
@@ -148,6 +149,55 @@ TEST_CASE("out_enqueue: the queue time of a bridge's message, and the forms with
     CHECK(dump.str().find("queued_wall_ms=1764000000123") != std::string::npos);
 }
 
+// qos2_in_put keeps the digest of the message an inbound id carried; a body
+// without it (an older hato's) reads as "unknown" (0), and the id, whose key
+// it is, reads the same in both forms.
+TEST_CASE("qos2_in_put: the message digest, and the short form without it") {
+    auto decoded = [](const std::vector<uint8_t>& body) {
+        rec::Qos2InPut r;
+        BodyReader in(body);
+        REQUIRE(rec::decode(r, in));
+        CHECK(in.at_end());
+        return r;
+    };
+    const std::vector<uint8_t> short_form = encoded(rec::Qos2InPut{.client = "c", .packet_id = 9});
+    rec::Qos2InPut got = decoded(short_form);
+    CHECK(got.packet_id == 9);
+    CHECK(got.digest == 0);
+
+    const uint64_t digest = message_digest("a/b", std::vector<uint8_t>{1, 2, 3}, false);
+    const std::vector<uint8_t> v1 = encoded(rec::Qos2InPut{.client = "c", .packet_id = 9, .digest = digest});
+    CHECK(v1.size() == short_form.size() + 1 + 8);
+    got = decoded(v1);
+    CHECK(got.client == "c");
+    CHECK(got.packet_id == 9);
+    CHECK(got.digest == digest);
+
+    std::vector<uint8_t> later = v1;   // a later version appends more: skipped
+    later[short_form.size()] = 2;
+    later.push_back(0xEE);
+    CHECK(decoded(later).digest == digest);
+}
+
+// The digest tells a resend (the same message) from a new message under the
+// same id; it is stored, so it must not change between versions.
+TEST_CASE("message_digest: what a QoS 2 message carries, never 0, and fixed") {
+    const std::vector<uint8_t> p1{'2', '1', '.', '5'}, p2{'2', '1', '.', '6'}, none;
+    const uint64_t d = message_digest("plant/line1/temp", p1, false);
+    CHECK(d == message_digest("plant/line1/temp", p1, false));
+    CHECK(d != message_digest("plant/line1/temp", p2, false));
+    CHECK(d != message_digest("plant/line1/temp", p1, true));
+    CHECK(d != message_digest("plant/line1/tem", std::vector<uint8_t>{'p', '2', '1', '.', '5'}, false));
+    CHECK(message_digest("t", none, false) != 0);
+    CHECK(message_digest("", none, false) != message_digest("", std::vector<uint8_t>{0}, false));
+    std::vector<uint8_t> big(70'000, 0x5A);
+    const uint64_t b = message_digest("t", big, false);
+    big[69'999] ^= 1;
+    CHECK(b != message_digest("t", big, false));
+    // Pinned: records written by this version carry it.
+    CHECK(message_digest("plant/line1/temp", p1, false) == 11331144853818757434ull);
+}
+
 TEST_CASE("a record changes the live set the same way when written and when replayed") {
     TempDir d;
     uint64_t live_written = 0;
@@ -172,8 +222,8 @@ TEST_CASE("a record changes the live set the same way when written and when repl
         CHECK(p.out_state("c", 1, OutState::Inflight, 7).ok());
         CHECK(p.out_enqueue("c", 2, m).ok());
         CHECK(p.out_done("c", 2).ok());
-        CHECK(p.qos2_in_put("c", 3).ok());
-        CHECK(p.qos2_in_put("c", 4).ok());
+        CHECK(p.qos2_in_put("c", 3, 0xABCD).ok());
+        CHECK(p.qos2_in_put("c", 4, 0).ok());
         CHECK(p.qos2_in_remove("c", 4).ok());
         CHECK(p.session_put("gone", 60, 0).ok());
         CHECK(p.sub_put("gone", "x", 0, 0).ok());
@@ -196,7 +246,7 @@ TEST_CASE("a record changes the live set the same way when written and when repl
     REQUIRE(st.sessions[0].out.size() == 1);
     CHECK(st.sessions[0].out[0].state == OutState::Inflight);
     CHECK(st.sessions[0].out[0].packet_id == 7);
-    CHECK(st.sessions[0].qos2_in == std::vector<uint16_t>{3});
+    CHECK(st.sessions[0].qos2_in == std::vector<InboundQos2>{{3, 0xABCD}});
 }
 
 TEST_CASE("a refused Append has no ticket to read") {
