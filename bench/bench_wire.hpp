@@ -4,6 +4,7 @@
 #pragma once
 
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -30,7 +31,17 @@ struct Client {
     std::vector<uint8_t> in, out;
     size_t in_off = 0, in_end = 0, out_off = 0;
     size_t recv_room = 4096;        // free space a recv asks for; doubles while recvs fill it
-    size_t pending() const { return out.size() - out_off; }
+    // A large PUBLISH is queued as its head only (in `out`, id and stamp
+    // patched), and its payload's constant rest is written with sendmsg
+    // straight from `templ`: each payload byte is copied once, into the
+    // kernel, where a broker copies it twice (in and out), so the generator
+    // can go faster than the broker it feeds.
+    std::vector<size_t> tails;      // positions in `out` where templ's tail is sent, ascending
+    size_t tails_done = 0;          // tails[0, tails_done) written
+    size_t tail_off = 0;            // bytes of tails[tails_done] written
+    size_t tail_from = 0;           // the tail is templ[tail_from, end); 0: none (small messages)
+    size_t tail_len() const { return tail_from ? templ.size() - tail_from : 0; }
+    size_t pending() const { return out.size() - out_off + (tails.size() - tails_done) * tail_len() - tail_off; }
     // Blast publishers wait for EPOLLOUT: once a send found the socket full
     // it is not tried again (one failing system call per socket per pass)
     // until epoll says it takes more.
@@ -184,10 +195,7 @@ public:
             ++c.inflight;
         }
         make_template(c, topic);
-        const size_t at = c.out.size();
-        c.out.resize(at + c.templ.size());
-        uint8_t* m = c.out.data() + at;
-        std::memcpy(m, c.templ.data(), c.templ.size());
+        uint8_t* m = queue_message(c);
         if (qos_ > 0) {
             m[c.id_off] = uint8_t(id >> 8);
             m[c.id_off + 1] = uint8_t(id);
@@ -204,7 +212,8 @@ private:
     }
 
     // One whole PUBLISH per publisher, copied per message (a large payload
-    // is then one memcpy, not a fill and a copy).
+    // is then one memcpy, not a fill and a copy), or only up to its stamp
+    // when it is large (Client::tails).
     void make_template(Client& c, const std::string& topic) {
         if (!c.templ.empty()) return;
         Client t;
@@ -212,6 +221,71 @@ private:
         c.templ = std::move(t.out);
         c.stamp_off = c.templ.size() - size_t(size_);
         c.id_off = c.stamp_off - (v5_ ? 1 : 0) - 2;
+        if (c.templ.size() > kTailAbove) c.tail_from = c.stamp_off + kStampSize;
+    }
+
+    // Appends the template's copied part to c.out (and its tail's place):
+    // returns where it starts, for the id and stamp.
+    static uint8_t* queue_message(Client& c) {
+        const size_t head = c.tail_from ? c.tail_from : c.templ.size();
+        const size_t at = c.out.size();
+        c.out.resize(at + head);
+        std::memcpy(c.out.data() + at, c.templ.data(), head);
+        if (c.tail_from) c.tails.push_back(c.out.size());
+        return c.out.data() + at;
+    }
+
+    static void forget_written(Client& c) {
+        if (c.pending() == 0) {
+            c.out.clear();
+            c.out_off = 0;
+            c.tails.clear();
+            c.tails_done = 0;
+            c.tail_off = 0;
+        } else if (c.out_off > c.out.size() / 2) {   // moved rarely, and only the smaller half
+            c.out.erase(c.out.begin(), c.out.begin() + long(c.out_off));
+            c.tails.erase(c.tails.begin(), c.tails.begin() + long(c.tails_done));
+            for (size_t& t : c.tails) t -= c.out_off;
+            c.tails_done = 0;
+            c.out_off = 0;
+        }
+    }
+
+    // One sendmsg of what c has queued, tails included. Returns its result.
+    static ssize_t send_queued(Client& c) {
+        constexpr int kMaxIov = 64;
+        iovec iov[kMaxIov];
+        int k = 0;
+        size_t pos = c.out_off, done = c.tail_off;
+        for (size_t t = c.tails_done; k + 2 <= kMaxIov; ++t) {
+            const size_t mark = t < c.tails.size() ? c.tails[t] : c.out.size();
+            if (pos < mark) iov[k++] = {c.out.data() + pos, mark - pos};
+            pos = mark;
+            if (t == c.tails.size()) break;
+            iov[k++] = {c.templ.data() + c.tail_from + done, c.tail_len() - done};
+            done = 0;
+        }
+        msghdr mh{};
+        mh.msg_iov = iov;
+        mh.msg_iovlen = size_t(k);
+        const ssize_t n = ::sendmsg(c.fd, &mh, MSG_NOSIGNAL);
+        for (size_t left = n > 0 ? size_t(n) : 0; left;) {
+            const size_t mark = c.tails_done < c.tails.size() ? c.tails[c.tails_done] : c.out.size();
+            if (c.out_off < mark) {
+                const size_t step = std::min(left, mark - c.out_off);
+                c.out_off += step;
+                left -= step;
+                continue;
+            }
+            const size_t step = std::min(left, c.tail_len() - c.tail_off);
+            c.tail_off += step;
+            left -= step;
+            if (c.tail_off == c.tail_len()) {
+                c.tail_off = 0;
+                ++c.tails_done;
+            }
+        }
+        return n;
     }
 
     void publish_into(Client& c, const std::string& topic, uint16_t id, uint64_t now) {
@@ -242,37 +316,31 @@ public:
     void blast(Client& c, const std::string& topic, uint64_t now, size_t bytes) {
         make_template(c, topic);
         if (c.pending() >= bytes) return;
-        if (c.out_off == c.out.size()) c.out.clear(), c.out_off = 0;
+        forget_written(c);
         const size_t n = (bytes - c.pending() + c.templ.size() - 1) / c.templ.size();
-        size_t at = c.out.size();
-        c.out.resize(at + n * c.templ.size());
+        c.out.reserve(c.out.size() + n * (c.tail_from ? c.tail_from : c.templ.size()));
         const uint32_t pid = uint32_t(c.pub_index);
-        for (size_t i = 0; i < n; ++i, at += c.templ.size()) {
-            uint8_t* m = c.out.data() + at;
-            std::memcpy(m, c.templ.data(), c.templ.size());
-            stamp(m + c.stamp_off, pid, c.sent++, now);
-        }
+        for (size_t i = 0; i < n; ++i) stamp(queue_message(c) + c.stamp_off, pid, c.sent++, now);
     }
 
     // Writes what each client has queued, as much as its socket takes.
     void flush_all() {
         for (auto& c : clients) {
             if (c.blocked) continue;
-            while (c.out_off < c.out.size()) {
-                ssize_t n = ::send(c.fd, c.out.data() + c.out_off, c.out.size() - c.out_off, MSG_NOSIGNAL);
+            while (c.pending()) {
+                ssize_t n;
+                if (c.tails_done < c.tails.size()) {
+                    n = send_queued(c);   // moves the offsets itself
+                } else {
+                    n = ::send(c.fd, c.out.data() + c.out_off, c.out.size() - c.out_off, MSG_NOSIGNAL);
+                    if (n > 0) c.out_off += size_t(n);
+                }
                 if (n <= 0) {
                     c.blocked = c.watch_out;
                     break;
                 }
-                c.out_off += size_t(n);
             }
-            if (c.out_off == c.out.size()) {
-                c.out.clear();
-                c.out_off = 0;
-            } else if (c.out_off > c.out.size() / 2) {   // moved rarely, and only the smaller half
-                c.out.erase(c.out.begin(), c.out.begin() + long(c.out_off));
-                c.out_off = 0;
-            }
+            forget_written(c);
         }
     }
 
@@ -281,6 +349,22 @@ public:
     // only an incomplete packet's bytes are moved, to the front.
     bool read_from(Client& c, uint64_t now) {
         for (;;) {
+            if (c.skip) {
+                // The rest of a large payload: MSG_TRUNC discards it in the
+                // kernel (TCP), copying nothing, so receiving costs the
+                // generator next to nothing per byte.
+                const size_t want = size_t(std::min<uint64_t>(c.skip, kSkipChunk));
+                const ssize_t n = ::recv(c.fd, nullptr, want, MSG_TRUNC);
+                if (n == 0) return false;
+                if (n < 0) {
+                    if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+                    return false;
+                }
+                c.skip -= uint64_t(n);
+                if (c.skip == 0 && !handle_skipped(c, now)) return false;
+                if (size_t(n) < want && c.skip) break;   // nothing more there now
+                continue;
+            }
             if (c.in.size() - c.in_end < c.recv_room) {
                 const size_t left = c.in_end - c.in_off;
                 if (c.in_off > 0) std::memmove(c.in.data(), c.in.data() + c.in_off, left);
@@ -298,9 +382,7 @@ public:
                 if (errno == EAGAIN || errno == EWOULDBLOCK) break;
                 return false;
             }
-            size_t got = size_t(n);
-            if (c.skip && !skip_payload(c, got, now)) return false;
-            c.in_end += got;
+            c.in_end += size_t(n);
             if (!parse(c, now)) return false;
             if (size_t(n) < room) break;
         }
@@ -344,16 +426,13 @@ private:
     static constexpr uint32_t kSkipAbove = 64 * 1024;
     static constexpr size_t kHeadKeep = 512;
 
-    // The `n` bytes just received at in_end, while a large PUBLISH's payload
-    // is skipped: its part is dropped (the rest moved down onto in_end), and
-    // once it is all there the PUBLISH is handled from its head, so its
-    // latency is its whole transfer. Leaves `n` as what remains to parse.
-    bool skip_payload(Client& c, size_t& n, uint64_t now) {
-        const size_t k = size_t(std::min<uint64_t>(c.skip, n));
-        c.skip -= k;
-        n -= k;
-        if (n) std::memmove(c.in.data() + c.in_end, c.in.data() + c.in_end + k, n);
-        if (c.skip) return true;
+    static constexpr size_t kSkipChunk = size_t(1) << 30;
+    // Above this a PUBLISH is sent as a copied head and a shared tail (Client::tails).
+    static constexpr size_t kTailAbove = 16 * 1024;
+
+    // A large PUBLISH whose payload was all skipped is handled from its
+    // head, so its latency is its whole transfer.
+    bool handle_skipped(Client& c, uint64_t now) {
         std::vector<uint8_t> head;
         head.swap(c.head);
         return handle(c, head[0], head.data() + 1, uint32_t(head.size() - 1), now);

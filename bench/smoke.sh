@@ -2,7 +2,8 @@
 # CI smoke of hato-bench (2 seconds, not a measurement): starts hato on a free
 # port, runs one short scenario per QoS, and fails if anything is lost; then
 # the same against hato-floor (when given), so compare.sh's floor keeps working;
-# checks that --pace clock keeps the rate asked for.
+# checks that --pace clock keeps the rate asked for, and that large
+# payloads arrive whole and in order.
 #   smoke.sh HATO HATO-BENCH [HATO-FLOOR]      (BACKEND=io_uring|epoll, default epoll)
 set -euo pipefail
 hato=$1 bench=$2 floor=${3:-} backend=${BACKEND:-epoll}
@@ -30,6 +31,9 @@ start() {
 start hato 's/.*listening on [^ ]*:\([0-9]\+\).*/\1/p' "$hato" --backend "$backend" --port 0 --data "$dir/data"
 "$bench" --port "$port" --scenario pairs --clients 4 --qos 0 --duration 1 --warmup 0.2 | tail -1
 "$bench" --port "$port" --scenario fanout --clients 8 --qos 1 --duration 1 --warmup 0.2 | tail -1
+# Large payloads: sent as a copied head and a shared tail, skipped on receipt.
+"$bench" --port "$port" --scenario pairs --clients 2 --qos 1 --size 100000 --window 4 --duration 1 --warmup 0.2 | tail -1
+"$bench" --port "$port" --scenario pairs --clients 2 --qos 0 --size 100000 --window 4 --duration 1 --warmup 0.2 | tail -1
 # Paced by the generator's 1 ms clock: the rate asked for is the rate sent.
 out=$("$bench" --port "$port" --scenario pairs --clients 4 --qos 1 --rate 2000 --pace clock --duration 1 --warmup 0.2 | tail -1)
 echo "$out"
