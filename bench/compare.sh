@@ -143,7 +143,7 @@ for s in "${scenarios[@]}"; do
     if grep -q '^note:' <<<"$full"; then bench_bound+=("$broker / $name"); fi
     get() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$out"; }
     key="$broker|$name"
-    rate[$key]=$(get rate); p50[$key]=$(get p50_us); p99[$key]=$(get p99_us); mbs[$key]=$(get mb_per_s) kib[$key]=$(get kib_per_conn); lost[$key]=$(get lost)
+    rate[$key]=$(get rate); p50[$key]=$(get p50_us); p99[$key]=$(get p99_us); mbs[$key]=$(get mb_per_s) kib[$key]=$(get kib_per_conn); lost[$key]=$(get lost); gcpu[$key]=$(get bench_cpu)
     recv=$(get received)
     measured=$(get broker_us_per_msg)
     # hato-bench measures the broker's CPU over the measured window only; the
@@ -211,12 +211,15 @@ for s in "${scenarios[@]}"; do [[ "${s%%|*}" == large* ]] && large_rows+=("${s%%
 if [ ${#large_rows[@]} -gt 0 ]; then
   echo
   echo "large messages: payload MB/s and broker CPU us per MB (hato-floor: the ceiling)"
-  printf '| %-26s | %8s | %8s | %8s | %9s | %9s | %9s | %9s | %9s | %9s | %6s |\n' scenario "mosq MB/s" "hato MB/s" "floor MB/s" "hato/mosq" "hato/floor" "mosq us/MB" "hato us/MB" "floor us/MB" "cpu h/m" "lost h"
+  # gen m/h/f: hato-bench's share of its core against each broker (near
+  # 1.00 it, not the broker, limited the row).
+  printf '| %-26s | %8s | %8s | %8s | %9s | %9s | %9s | %9s | %9s | %9s | %6s | %14s |\n' scenario "mosq MB/s" "hato MB/s" "floor MB/s" "hato/mosq" "hato/floor" "mosq us/MB" "hato us/MB" "floor us/MB" "cpu h/m" "lost h" "gen m/h/f"
   for name in "${large_rows[@]}"; do
     m="mosquitto|$name"; h="hato|$name"; f="floor|$name"
-    printf '| %-26s | %8s | %8s | %8s | %9s | %9s | %9s | %9s | %9s | %9s | %6s |\n' "$name" \
+    printf '| %-26s | %8s | %8s | %8s | %9s | %9s | %9s | %9s | %9s | %9s | %6s | %14s |\n' "$name" \
       "${mbs[$m]:--}" "${mbs[$h]:--}" "${mbs[$f]:--}" "$(ratio "${mbs[$h]}" "${mbs[$m]}")" "$(ratio "${mbs[$h]}" "${mbs[$f]}")" \
-      "${usmb[$m]:--}" "${usmb[$h]:--}" "${usmb[$f]:--}" "$(ratio "${usmb[$h]}" "${usmb[$m]}")" "${lost[$h]:--}"
+      "${usmb[$m]:--}" "${usmb[$h]:--}" "${usmb[$f]:--}" "$(ratio "${usmb[$h]}" "${usmb[$m]}")" "${lost[$h]:--}" \
+      "${gcpu[$m]:--}/${gcpu[$h]:--}/${gcpu[$f]:--}"
   done
 fi
 # Latency at a fixed rate: p50 and p99 in us.

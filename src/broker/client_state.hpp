@@ -50,7 +50,14 @@ struct Will {
 // the flows are released), and the queue's two ends (deque::empty).
 struct alignas(64) SessionFlows {
     InflightWindow inflight;                 // sent, waiting ack; in seq order
-    std::map<uint16_t, uint64_t> qos2_in;    // inbound QoS 2 ids waiting PUBREL -> message_digest
+    struct InboundId {
+        uint64_t digest;   // message_digest of what it carried; 0: unknown
+        // Its slot is in this connection's inbound_pending (Receive
+        // Maximum): not for an id held from an earlier connection until
+        // the client sends its PUBLISH again on this one.
+        bool counted;
+    };
+    std::map<uint16_t, InboundId> qos2_in;   // inbound QoS 2 ids waiting PUBREL
     uint64_t queue_bytes = 0;
     std::deque<OutItem> queue;               // not sent yet, in order
     // Answers waiting for a state record the store refused (a full disk with

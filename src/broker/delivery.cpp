@@ -394,6 +394,7 @@ void Broker::Impl::resend_inflight(Session& s) {
     // PUBRELs: those that wait stay received, answered once sent again.
     s.flows->pubrel_waiting.clear();
     for (SessionFlows::WaitingPubcomp& w : s.flows->pubcomp_waiting) w.asked = false;
+    for (auto& [id, in] : s.flows->qos2_in) in.counted = false;   // a new connection counts from 0
     std::vector<uint64_t> done;   // too large for the client, or not for its owner
     s.flows->inflight.for_each([&](OutItem& item) {
         // A reconnect within the sync window: the state may not be durable

@@ -85,13 +85,19 @@ void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t
     };
     const uint64_t digest = p.qos == 2 ? message_digest(topic, p.payload, p.retain) : 0;
     if (p.qos == 2 && s->flows && s->flows->qos2_in.count(p.packet_id)) {
-        const uint64_t held = s->flows->qos2_in[p.packet_id];
+        SessionFlows::InboundId& held = s->flows->qos2_in[p.packet_id];
         SessionFlows::WaitingPubcomp* waiting = s->flows->pubcomp_waiting_for(p.packet_id);
-        if (!waiting && (held == digest || held == 0)) {
+        if (!waiting && (held.digest == digest || held.digest == 0)) {
             // Retransmission of a message already routed: acknowledge again,
             // do not route again. Its records may be waiting for a sync still
             // (it came first on a connection that was since replaced): this
-            // PUBREC waits for everything written so far.
+            // PUBREC waits for everything written so far. Sent again on a new
+            // connection it takes a slot of this one's, as in the client's
+            // send quota.
+            if (!held.counted) {
+                held.counted = true;
+                ++c.inbound_pending;
+            }
             acks.send(c, ack_type, p.packet_id, rc::Success, s->persisted ? persist.latest_ticket() : 0, false);
             return;
         }
@@ -108,7 +114,6 @@ void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t
         // this one.
         const bool answer = waiting && waiting->asked;
         if (!release_inbound(*s, c, p.packet_id, answer)) return refuse(rc::QuotaExceeded);   // counted as the removal's
-        if (!waiting && c.inbound_pending > 0) --c.inbound_pending;   // the replaced flow's slot
         std::erase_if(s->flows->pubcomp_waiting,
                       [&](const SessionFlows::WaitingPubcomp& w) { return w.packet_id == p.packet_id; });
     }
@@ -168,7 +173,7 @@ void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t
         uint8_t reason = (v5 && receivers == 0) ? rc::NoMatchingSubscribers : rc::Success;
         acks.send(c, PacketType::Puback, p.packet_id, reason, w.ticket, true);
     } else {
-        s->open_flows(flows_pool).qos2_in[p.packet_id] = digest;
+        s->open_flows(flows_pool).qos2_in[p.packet_id] = {digest, true};
         uint8_t reason = (v5 && receivers == 0) ? rc::NoMatchingSubscribers : rc::Success;
         // The slot stays taken until PUBREL (counts_inbound=false).
         acks.send(c, PacketType::Pubrec, p.packet_id, reason, w.ticket, false);
@@ -208,9 +213,10 @@ bool Broker::Impl::release_inbound(Session& s, Connection& c, uint16_t packet_id
     // removal's ticket, and a refused removal gets no PUBCOMP.
     OpWrites w;
     if (s.persisted && !written(persist.qos2_in_remove(s.client_id, packet_id), w)) return false;
-    s.flows->qos2_in.erase(packet_id);
+    auto it = s.flows->qos2_in.find(packet_id);
+    if (it->second.counted && c.inbound_pending > 0) --c.inbound_pending;   // its slot, on this connection
+    s.flows->qos2_in.erase(it);
     if (!answer) return true;
-    if (c.inbound_pending > 0) --c.inbound_pending;
     acks.send(c, PacketType::Pubcomp, packet_id, rc::Success, w.ticket, false);
     return true;
 }

@@ -98,7 +98,7 @@ void Broker::Impl::recover() {
                 f.queue.push_back(std::move(item));
             }
         }
-        for (const InboundQos2& in : rs.qos2_in) s.open_flows(flows_pool).qos2_in[in.packet_id] = in.digest;
+        for (const InboundQos2& in : rs.qos2_in) s.open_flows(flows_pool).qos2_in[in.packet_id] = {in.digest, false};
 
         // Everyone is offline after a restart; a session that was connected
         // when we stopped counts as offline from now.

@@ -111,8 +111,8 @@ struct FakePersistence final : Persistence {
     Append out_done(std::string_view c, uint64_t seq) override {
         return rec("out_done " + s(c) + " " + std::to_string(seq));
     }
-    Append qos2_in_put(std::string_view c, uint16_t id, uint64_t) override {
-        return rec("qos2_in_put " + s(c) + " " + std::to_string(id));
+    Append qos2_in_put(std::string_view c, uint16_t id, uint64_t digest) override {
+        return rec("qos2_in_put " + s(c) + " " + std::to_string(id) + " digest=" + std::to_string(digest));
     }
     Append qos2_in_remove(std::string_view c, uint16_t id) override {
         return rec("qos2_in_remove " + s(c) + " " + std::to_string(id));
@@ -266,5 +266,7 @@ public:
 };
 
 inline std::string text(Bytes b) { return std::string(b.begin(), b.end()); }
+// The bytes of `s`, which must outlive them.
+inline Bytes bytes_of(std::string_view s) { return Bytes(reinterpret_cast<const uint8_t*>(s.data()), s.size()); }
 
 }  // namespace hato::broker::test

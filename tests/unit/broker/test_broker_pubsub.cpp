@@ -73,8 +73,7 @@ TEST_CASE("QoS 2 exactly once inbound, full flow outbound") {
     // Duplicate before PUBREL: PUBREC again, not routed again.
     Publish dup;
     dup.topic = "q/2";
-    const std::string_view once = "once";
-    dup.payload = Bytes(reinterpret_cast<const uint8_t*>(once.data()), once.size());
+    dup.payload = bytes_of("once");
     dup.qos = 2;
     dup.dup = true;
     dup.packet_id = 9;
@@ -459,7 +458,7 @@ TEST_CASE("QoS 2: a PUBLISH under an id whose PUBCOMP waits is a new message, re
         Publish dup;
         dup.topic = "t";
         const std::string_view body = "new";
-        dup.payload = Bytes(reinterpret_cast<const uint8_t*>(body.data()), body.size());
+        dup.payload = bytes_of(body);
         dup.qos = 2;
         dup.dup = true;
         dup.packet_id = 7;
@@ -487,7 +486,7 @@ TEST_CASE("QoS 2: a PUBLISH under an open id that carries another message is a n
     auto publish = [](TestClient& c, std::string_view body, uint16_t id) {
         Publish p;
         p.topic = "t";
-        p.payload = Bytes(reinterpret_cast<const uint8_t*>(body.data()), body.size());
+        p.payload = bytes_of(body);
         p.qos = 2;
         p.dup = true;
         p.packet_id = id;
@@ -506,8 +505,7 @@ TEST_CASE("QoS 2: a PUBLISH under an open id that carries another message is a n
     RecoveredSession rs;
     rs.client_id = "dev";
     rs.expiry_s = 300;
-    const std::string_view old_body = "old";
-    rs.qos2_in = {{5, message_digest("t", Bytes(reinterpret_cast<const uint8_t*>(old_body.data()), 3), false)},
+    rs.qos2_in = {{5, message_digest("t", bytes_of("old"), false)},
                   {6, 0}};
     h.persist.to_load.sessions.push_back(rs);
     h.broker->recover();
@@ -523,7 +521,8 @@ TEST_CASE("QoS 2: a PUBLISH under an open id that carries another message is a n
     CHECK(publish(dev, "new", 5) == rc::Success);
     CHECK(bodies(s) == std::vector<std::string>{"new"});
     CHECK(h.persist.count("qos2_in_remove dev 5") == 1);   // the old flow's, before the new one's put
-    CHECK(h.persist.count("qos2_in_put dev 5") == 1);
+    CHECK(h.persist.count("qos2_in_put dev 5 digest=" + std::to_string(message_digest("t", bytes_of("new"), false))) ==
+          1);
     CHECK(publish(dev, "new", 5) == rc::Success);   // now the resend of "new"
     CHECK(bodies(s).empty());
     CHECK(publish(dev, "any", 6) == rc::Success);   // no digest: a resend, as before
@@ -552,6 +551,45 @@ TEST_CASE("QoS 2: a PUBLISH under an open id that carries another message is a n
             CHECK(publish(dev, "r" + std::to_string(round) + "/" + std::to_string(id), id) == rc::Success);
     CHECK(bodies(s).size() == 60);
     CHECK_FALSE(dev.closed());
+}
+
+// Receive Maximum counts the QoS 2 flows the client opened on this
+// connection: an id held from an earlier one takes a slot once its PUBLISH
+// is sent again here, and frees one (PUBREL, or a new message under it) only
+// if it took one.
+TEST_CASE("QoS 2: ids held from an earlier connection count against Receive Maximum once sent again") {
+    auto publish = [](TestClient& c, std::string_view body, uint16_t id) {
+        Publish p;
+        p.topic = "t";
+        p.payload = bytes_of(body);
+        p.qos = 2;
+        p.packet_id = id;
+        c.send(p);
+    };
+    Config cfg;
+    cfg.receive_maximum = 2;
+    Harness h(cfg);
+    RecoveredSession rs;
+    rs.client_id = "dev";
+    rs.expiry_s = 300;
+    const uint64_t old_digest = message_digest("t", bytes_of("old"), false);
+    rs.qos2_in = {{5, old_digest}, {6, old_digest}, {7, old_digest}};
+    h.persist.to_load.sessions.push_back(rs);
+    h.broker->recover();
+    TestClient dev(h, Version::V5);
+    Properties keep;
+    keep.session_expiry = 300;
+    CHECK(dev.connect("dev", false, 0, keep).session_present);
+
+    dev.ack(PacketType::Pubrel, 6);   // took no slot here: frees none
+    CHECK(dev.take_one<Ack>().type == PacketType::Pubcomp);
+    publish(dev, "old", 7);           // sent again: one slot
+    CHECK(dev.take_one<Ack>().type == PacketType::Pubrec);
+    publish(dev, "new", 5);           // a new message: one slot (the old flow under 5 took none)
+    CHECK(dev.take_one<Ack>().type == PacketType::Pubrec);
+    CHECK_FALSE(dev.closed());
+    publish(dev, "b", 2);             // a third: over the maximum of 2
+    CHECK(dev.closed());
 }
 
 // A power cut after a SUBACK whose record was not durable would bring the

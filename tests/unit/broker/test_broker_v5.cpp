@@ -5,12 +5,6 @@
 using namespace hato::broker;
 using namespace hato::broker::test;
 
-namespace {
-
-Bytes bytes_of(std::string_view s) { return Bytes(reinterpret_cast<const uint8_t*>(s.data()), s.size()); }
-
-}  // namespace
-
 TEST_CASE("receive maximum exceeded: DISCONNECT 0x93") {
     Config cfg;
     cfg.receive_maximum = 2;
