@@ -94,6 +94,18 @@ void up_connect(bridge::Link& link, Wire& w, bool session_present, uint64_t now)
     w.take_up();   // state "1"
 }
 
+// Bridge "site": cmd/# in at QoS 2 over v5, no keep-alive or notifications.
+bridge::LinkConfig site_config() {
+    bridge::LinkConfig cfg;
+    cfg.name = "site";
+    cfg.version = Version::V5;
+    cfg.client_id = "gw";
+    cfg.keep_alive = 0;
+    cfg.notifications = false;
+    cfg.topics = {{"cmd/#", bridge::Direction::In, 2, "", ""}};
+    return cfg;
+}
+
 std::vector<std::pair<PacketType, uint16_t>> acks_of(const std::vector<Packet>& ps) {
     std::vector<std::pair<PacketType, uint16_t>> out;
     for (const Packet& p : ps)
@@ -114,14 +126,7 @@ TEST_CASE("bridge, full store: a message refused behind the bridge's own local P
     sub.connect("s");
     sub.subscribe("cmd/#", 2);
     Wire w(h);
-    bridge::LinkConfig cfg;
-    cfg.name = "site";
-    cfg.version = Version::V5;
-    cfg.client_id = "gw";
-    cfg.keep_alive = 0;
-    cfg.notifications = false;
-    cfg.topics = {{"cmd/#", bridge::Direction::In, 2, "", ""}};
-    bridge::Link link(cfg, w);
+    bridge::Link link(site_config(), w);
     w.link = &link;
     const std::vector<uint8_t> body{'x'};
 
@@ -178,14 +183,7 @@ TEST_CASE("bridge, after a restart: the upstream's resend under an id the local 
     sub.connect("s");
     sub.subscribe("cmd/#", 2);
     Wire w(h);
-    bridge::LinkConfig cfg;
-    cfg.name = "site";
-    cfg.version = Version::V5;
-    cfg.client_id = "gw";
-    cfg.keep_alive = 0;
-    cfg.notifications = false;
-    cfg.topics = {{"cmd/#", bridge::Direction::In, 2, "", ""}};
-    bridge::Link link(cfg, w);
+    bridge::Link link(site_config(), w);
     w.link = &link;
 
     up_connect(link, w, true, 1);

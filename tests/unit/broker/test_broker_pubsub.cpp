@@ -482,15 +482,21 @@ TEST_CASE("QoS 2: a PUBLISH under an id whose PUBCOMP waits is a new message, re
 // new message (routed), one that carries the same is a resend (not routed
 // again), and an id recovered without a digest (an older hato's) keeps the
 // old rule, a resend.
+namespace {
+void send_qos2(TestClient& c, std::string_view body, uint16_t id, bool dup) {
+    Publish p;
+    p.topic = "t";
+    p.payload = bytes_of(body);
+    p.qos = 2;
+    p.dup = dup;
+    p.packet_id = id;
+    c.send(p);
+}
+}  // namespace
+
 TEST_CASE("QoS 2: a PUBLISH under an open id that carries another message is a new one") {
     auto publish = [](TestClient& c, std::string_view body, uint16_t id) {
-        Publish p;
-        p.topic = "t";
-        p.payload = bytes_of(body);
-        p.qos = 2;
-        p.dup = true;
-        p.packet_id = id;
-        c.send(p);
+        send_qos2(c, body, id, true);
         Ack a = c.take_one<Ack>();
         CHECK(a.type == PacketType::Pubrec);
         CHECK(a.packet_id == id);
@@ -558,14 +564,7 @@ TEST_CASE("QoS 2: a PUBLISH under an open id that carries another message is a n
 // is sent again here, and frees one (PUBREL, or a new message under it) only
 // if it took one.
 TEST_CASE("QoS 2: ids held from an earlier connection count against Receive Maximum once sent again") {
-    auto publish = [](TestClient& c, std::string_view body, uint16_t id) {
-        Publish p;
-        p.topic = "t";
-        p.payload = bytes_of(body);
-        p.qos = 2;
-        p.packet_id = id;
-        c.send(p);
-    };
+    auto publish = [](TestClient& c, std::string_view body, uint16_t id) { send_qos2(c, body, id, false); };
     Config cfg;
     cfg.receive_maximum = 2;
     Harness h(cfg);
