@@ -117,7 +117,7 @@ scenarios=(
 )
 ONLY=${ONLY:-}   # a substring: run only the scenarios whose name contains it
 
-declare -A rate cpu p50 p99 kib lost mbs usmb
+declare -A rate cpu p50 p99 kib lost mbs usmb gcpu
 bench_bound=()   # runs where hato-bench itself was near 100% CPU
 # Brokers alternate per scenario (not all Mosquitto runs, then all hato runs),
 # so a burst of load from elsewhere on a shared machine hits both sides alike.
