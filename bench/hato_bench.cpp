@@ -321,6 +321,9 @@ int main(int argc, char** argv) {
     double cpu_at_start = 0;
     double cpu_at_window_end = -1;   // blast: the generator's own load is judged over the window
     double broker_cpu_at_start = -1;   // broker CPU seconds when measuring began
+    // Measured time spent in polls that found nothing (window mode, small
+    // messages): CPU burnt waiting, not work, so bench_cpu leaves it out.
+    uint64_t empty_poll_ns = 0;
     double wait_at_start = -1, broker_wait_at_start = -1;   // run-queue waits when measuring began
     uint64_t published_total = 0;
     const double per_pub_rate = o.rate > 0 && npub > 0 ? o.rate / npub : 0;
@@ -409,7 +412,9 @@ int main(int argc, char** argv) {
             // leaves bench_cpu the generator's work, not its polling.
             const bool poll = publishing && per_pub_rate == 0 && !o.blast() && o.size <= kPollUpTo;
             const int timeout_ms = poll ? 0 : 1;
+            const uint64_t poll_start = poll && run.measuring ? now_ns() : 0;
             n = epoll_wait(ep, evs.data(), int(evs.size()), timeout_ms);
+            if (poll_start && n == 0) empty_poll_ns += now_ns() - poll_start;
         }
         for (int i = 0; i < n; ++i) {
             Client& c = run.clients[evs[i].data.u32];
@@ -451,7 +456,9 @@ int main(int argc, char** argv) {
     const double secs = double(std::min(end, measure_end) - measure_start) / 1e9;
     const Totals t = run.totals();
     const double rate = secs > 0 ? double(o.blast() ? run.received_in_window : t.received) / secs : 0;
-    double bench_cpu = double(end - measure_start) > 0 ? cpu_used / (double(end - measure_start) / 1e9) : 0;
+    double bench_cpu = double(end - measure_start) > 0
+                           ? std::max(0.0, cpu_used - double(empty_poll_ns) / 1e9) / (double(end - measure_start) / 1e9)
+                           : 0;
     // Blast: while publishing, not diluted by the drain's waiting.
     if (o.blast() && cpu_at_window_end >= 0 && secs > 0) bench_cpu = (cpu_at_window_end - cpu_at_start) / secs;
     // The generator's own CPU per message received in the window: 1 / this
