@@ -84,8 +84,13 @@ void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t
         acks.send(c, ack_type, p.packet_id, reason, 0, true);
     };
     const uint64_t digest = p.qos == 2 ? message_digest(topic, p.payload, p.retain) : 0;
-    if (p.qos == 2 && s->flows && s->flows->qos2_in.count(p.packet_id)) {
-        SessionFlows::InboundId& held = s->flows->qos2_in[p.packet_id];
+    SessionFlows::InboundId* held_id = nullptr;
+    if (p.qos == 2 && s->flows) {
+        auto it = s->flows->qos2_in.find(p.packet_id);
+        if (it != s->flows->qos2_in.end()) held_id = &it->second;
+    }
+    if (held_id) {
+        SessionFlows::InboundId& held = *held_id;
         SessionFlows::WaitingPubcomp* waiting = s->flows->pubcomp_waiting_for(p.packet_id);
         if (!waiting && (held.digest == digest || held.digest == 0)) {
             // Retransmission of a message already routed: acknowledge again,

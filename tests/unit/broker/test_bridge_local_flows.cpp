@@ -106,6 +106,18 @@ bridge::LinkConfig site_config() {
     return cfg;
 }
 
+// A local subscriber on cmd/# at QoS 2, and the bridge "site" on the same broker.
+struct SiteRig {
+    TestClient sub;
+    Wire w;
+    bridge::Link link;
+    explicit SiteRig(Harness& h) : sub(h, Version::V5), w(h), link(site_config(), w) {
+        sub.connect("s");
+        sub.subscribe("cmd/#", 2);
+        w.link = &link;
+    }
+};
+
 std::vector<std::pair<PacketType, uint16_t>> acks_of(const std::vector<Packet>& ps) {
     std::vector<std::pair<PacketType, uint16_t>> out;
     for (const Packet& p : ps)
@@ -122,12 +134,8 @@ std::vector<std::pair<PacketType, uint16_t>> acks_of(const std::vector<Packet>& 
 // a PUBREL (hato and Mosquitto close the connection on it).
 TEST_CASE("bridge, full store: a message refused behind the bridge's own local PUBREL is routed once after the reconnect") {
     Harness h;
-    TestClient sub(h, Version::V5);
-    sub.connect("s");
-    sub.subscribe("cmd/#", 2);
-    Wire w(h);
-    bridge::Link link(site_config(), w);
-    w.link = &link;
+    SiteRig rig(h);
+    auto& [sub, w, link] = rig;
     const std::vector<uint8_t> body{'x'};
 
     // A flow on id 7 the upstream never finishes (its session is lost): the
@@ -179,12 +187,8 @@ TEST_CASE("bridge, after a restart: the upstream's resend under an id the local 
     rs.qos2_in = {{7, message_digest("cmd/a", old_body, false)}, {8, message_digest("cmd/a", old_body, false)}};
     h.persist.to_load.sessions.push_back(rs);
     h.broker->recover();
-    TestClient sub(h, Version::V5);
-    sub.connect("s");
-    sub.subscribe("cmd/#", 2);
-    Wire w(h);
-    bridge::Link link(site_config(), w);
-    w.link = &link;
+    SiteRig rig(h);
+    auto& [sub, w, link] = rig;
 
     up_connect(link, w, true, 1);
     link.on_upstream_data(enc(Packet{msg(7, new_body, true)}), 2);
