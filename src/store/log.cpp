@@ -144,7 +144,8 @@ private:
     uint64_t room_in_active() const {
         return segs_.empty() || segs_.back().sealed ? 0 : segs_.back().size - segs_.back().end;
     }
-    AppendError add_segment();
+    // `why`, if given: what failed (the path and the errno).
+    AppendError add_segment(std::string* why = nullptr);
     bool repair_damaged(Segment& seg, const SegmentScan& scan, bool bad_tail, std::string& err);
     bool quarantine_foreign(const std::string& path, const char* why, std::string& err);
     bool try_delete_compacted();
@@ -313,8 +314,9 @@ bool SegmentLog::recover(std::string& err) {
         segs_.push_back(std::move(seg));
     }
     if (segs_.empty()) {
-        if (const AppendError e = add_segment(); e != AppendError::None) {
-            err = "cannot create the first segment in " + opt_.dir;
+        std::string why;
+        if (const AppendError e = add_segment(&why); e != AppendError::None) {
+            err = "cannot create the first segment in " + opt_.dir + ": " + why;
             return false;
         }
     } else {
@@ -329,7 +331,10 @@ bool SegmentLog::recover(std::string& err) {
         prepare_appends(last, last.end);
     }
     durable_lsn_ = last_lsn();  // everything found on disk is on disk
-    // A spare left by the last run is reused as it is (never written to).
+    // A spare left by the last run is reused as it is (never written to),
+    // once every block of it is allocated: a spare copied sparse would be a
+    // SIGBUS at the first record written into it, on a disk that is full by
+    // then. Without room for its blocks it goes, and ensure_spare says so.
     // Only its fd is kept: it is mapped when it is taken, so its pages cost
     // no memory meanwhile.
     for (size_t i = 0; i < kSpares; ++i) {
@@ -338,6 +343,10 @@ bool SegmentLog::recover(std::string& err) {
         struct stat st{};
         if (::stat(path.c_str(), &st) != 0) continue;
         spare.fd = uint64_t(st.st_size) == opt_.segment_bytes ? ::open(path.c_str(), O_RDWR | O_CLOEXEC) : -1;
+        if (spare.fd >= 0 && allocate_holes(spare.fd, opt_.segment_bytes) != 0) {
+            ::close(spare.fd);
+            spare.fd = -1;
+        }
         if (spare.fd < 0) ::unlink(path.c_str());
         spare.path = path;
         spare.size = opt_.segment_bytes;
@@ -412,7 +421,7 @@ bool SegmentLog::quarantine_foreign(const std::string& path, const char* why, st
     return true;
 }
 
-AppendError SegmentLog::add_segment() {
+AppendError SegmentLog::add_segment(std::string* why) {
     // An empty last segment too short for the record (a file cut short before
     // a crash) has the very name the new one needs: replace it.
     if (!segs_.empty() && segs_.back().records == 0 && segs_.back().base_lsn == next_lsn_) {
@@ -425,11 +434,13 @@ AppendError SegmentLog::add_segment() {
     const std::string path = opt_.dir + "/" + segment_file_name(next_lsn_);
     const SegmentError e = create_segment(seg, path, next_lsn_, opt_.segment_bytes, err);
     if (e != SegmentError::None) {
+        if (why) *why = err;
         if (!segs_.empty()) segs_.back().sealed = false;  // keep using it if it has room
         return e == SegmentError::DiskFull ? AppendError::DiskFull : AppendError::IoError;
     }
     // The new name must survive a crash before records in it are called durable.
     if (!fsync_dir(opt_.dir)) {
+        if (why) *why = opt_.dir + ": fsync: " + std::strerror(errno);
         seg.close();
         ::unlink(path.c_str());
         if (!segs_.empty()) segs_.back().sealed = false;

@@ -55,7 +55,25 @@ bool map_segment(Segment& seg, bool writable, bool populate, std::string& err) {
     return true;
 }
 
+// 0, or the errno of the allocation that failed.
+int reserve_blocks(int fd, uint64_t size) {
+    int rc = fallocate(fd, 0, 0, static_cast<off_t>(size)) == 0 ? 0 : errno;
+    if (rc == EOPNOTSUPP) rc = posix_fallocate(fd, 0, static_cast<off_t>(size));
+    return rc;
+}
+
 }  // namespace
+
+uint64_t unallocated_bytes(int fd, uint64_t size) {
+    struct stat st{};
+    if (fstat(fd, &st) != 0) return 0;   // unknown: the mapping will tell
+    const uint64_t allocated = uint64_t(st.st_blocks) * 512;   // preallocated blocks included
+    return allocated >= size ? 0 : size - allocated;
+}
+
+int allocate_holes(int fd, uint64_t size) {
+    return unallocated_bytes(fd, size) == 0 ? 0 : reserve_blocks(fd, size);
+}
 
 SegmentError create_segment(Segment& seg, const std::string& path, uint64_t base_lsn, uint64_t size,
                             std::string& err) {
@@ -70,9 +88,7 @@ SegmentError create_segment(Segment& seg, const std::string& path, uint64_t base
     }
     // Reserve every block now: writing through the mapping into a hole on a
     // full disk would be a SIGBUS, a failed fallocate is a clean error.
-    int rc = fallocate(seg.fd, 0, 0, static_cast<off_t>(size)) == 0 ? 0 : errno;
-    if (rc == EOPNOTSUPP) rc = posix_fallocate(seg.fd, 0, static_cast<off_t>(size));
-    if (rc != 0) {
+    if (const int rc = reserve_blocks(seg.fd, size); rc != 0) {
         err = path + ": fallocate: " + std::strerror(rc);
         seg.close();
         ::unlink(path.c_str());
@@ -117,6 +133,15 @@ bool open_segment(Segment& seg, const std::string& path, uint64_t base_lsn, bool
     // Only whole 8-byte units are used, so a record never straddles the end.
     seg.size = static_cast<uint64_t>(st.st_size) & ~uint64_t(7);
     if (seg.size == 0) return true;  // nothing to map; the caller drops it
+    const uint64_t holes = writable ? unallocated_bytes(seg.fd, seg.size) : 0;
+    if (holes != 0) {
+        if (const int rc = reserve_blocks(seg.fd, seg.size); rc != 0) {
+            err = path + ": " + std::to_string(holes) + " bytes of it are not allocated on disk (a copy made sparse?), " +
+                  "and allocating them failed: " + std::strerror(rc) +
+                  "; free space on that disk, or copy the data directory without making files sparse";
+            return false;
+        }
+    }
     return map_segment(seg, writable, true, err);
 }
 

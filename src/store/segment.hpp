@@ -41,8 +41,16 @@ SegmentError create_segment(Segment& seg, const std::string& path, uint64_t base
                             std::string& err);
 
 // Opens and maps an existing segment (read-write, or read-only for `hato store`).
+// Read-write, blocks not allocated (a copy made sparse: cp, rsync -S, tar -S)
+// are allocated first: a store into a hole on a full disk would be a SIGBUS
+// (on tmpfs even a read), a failed allocation is a clean error.
 bool open_segment(Segment& seg, const std::string& path, uint64_t base_lsn, bool writable,
                   std::string& err);
+
+// Bytes of the first `size` of `fd` with no block allocated (0 if unknown).
+uint64_t unallocated_bytes(int fd, uint64_t size);
+// Allocates those bytes' blocks: 0, or the errno of the allocation.
+int allocate_holes(int fd, uint64_t size);
 
 // Readies the mapping for appends at `from`: a sync writes back every dirty
 // folio whole, and fault readahead on a mapping builds large folios (ext4
