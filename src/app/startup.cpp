@@ -101,6 +101,11 @@ bool open_broker(const config::AppConfig& cfg, Components& c, std::function<void
     broker::set_log_sink([](const char* line) { log_info("%s", line); });
     c.access->install(cfg, *c.broker, false);
     c.broker->recover();
+    if (const size_t unread = c.log_persistence ? c.log_persistence->unread_records() : 0) {
+        log_error("store: %zu record(s) this version cannot read (a type it does not know, or a body that does "
+                  "not decode: written by a newer hato?) are kept as they are; what they hold is not served "
+                  "until a version that reads them runs ('hato store dump' shows them)", unread);
+    }
     open_durable_acks(cfg, c, std::move(settled));
     c.sys_started_ms = c.reactor->now_ms();
     open_sys(cfg, c);

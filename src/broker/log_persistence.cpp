@@ -138,8 +138,9 @@ void LogPersistence::maintenance(size_t budget, uint64_t min_bytes) {
         // Always called right after live() said yes for the same record, and
         // right after the copy was appended: a retained topic's entry moves
         // its key to the copy before the old segment can go.
-        [this](uint64_t, uint64_t new_lsn) {
+        [this](uint64_t old_lsn, uint64_t new_lsn) {
             if (compact_slot_) *compact_slot_ = new_lsn;
+            slots_.moved(old_lsn, new_lsn);
             if (compact_entry_) {
                 slots_.retained().rekey(*compact_entry_, log_.last_body().data());
                 if (retained_moved_) retained_moved_(log_.last_body().data());
@@ -196,8 +197,7 @@ void LogPersistence::replay_record(const store::RecordView& rec, Replay& st) {
         st.restore(r, rec, t);
         applied = true;
     });
-    // A removal is dead once applied; what did not decode holds nothing.
-    if (!applied) log_.mark_dead(rec.lsn);
+    if (!applied) slots_.keep_unread(rec.lsn);
 }
 
 void LogPersistence::hand_over_retained(Replay& st, RecoveredState& out) {

@@ -62,6 +62,9 @@ public:
 
     // Records in the log that still hold state (tests, stats).
     uint64_t live_records() const;
+    // Of those, records load() could not read (an unknown type, or a body
+    // that does not decode: written by a newer hato), kept as they are.
+    size_t unread_records() const { return slots_.unread_records(); }
 
 private:
     struct Replay;

@@ -35,6 +35,10 @@ void LsnSlots::kill(SessionSlots& s) {
 uint64_t* LsnSlots::live_slot(const store::RecordView& rec, TopicLsnTable::Entry*& retained) {
     uint64_t* found = nullptr;
     retained = nullptr;
+    if (!unread_.empty() && unread_.count(rec.lsn)) {
+        unread_slot_ = rec.lsn;
+        return &unread_slot_;
+    }
     rec::visit(rec.type, [&](auto& r) {
         using R = std::remove_reference_t<decltype(r)>;
         if constexpr (R::kEffect == rec::Effect::Put) {   // removals are never live
@@ -69,7 +73,7 @@ store::DeadRecord LsnSlots::dead_record(const store::RecordView& rec) {
 }
 
 uint64_t LsnSlots::live_records() const {
-    uint64_t n = retained_.size();  // every entry holds a live retained_set
+    uint64_t n = retained_.size() + unread_.size();  // every entry holds a live retained_set
     for (const auto& [id, s] : sessions_) {
         n += (s.put != 0) + s.subs.size() + s.qos2_in.size();
         for (const auto& [seq, o] : s.out) n += (o.enqueue != 0) + (o.state != 0);

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <optional>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "broker/record_schema.hpp"
 #include "broker/str_map.hpp"
@@ -67,11 +68,26 @@ public:
     store::DeadRecord dead_record(const store::RecordView& rec);
 
     uint64_t live_records() const;
+
+    // Records this version cannot read (a type it does not know, or a body
+    // that does not decode): written by a newer hato, before a downgrade.
+    // Kept as they are and live, so that going back to that version loses
+    // nothing; what they hold is not served meanwhile.
+    void keep_unread(uint64_t lsn) { unread_.insert(lsn); }
+    // Compaction copied one of them (or any record: then nothing happens).
+    void moved(uint64_t from, uint64_t to) {
+        if (!unread_.empty() && unread_.erase(from)) unread_.insert(to);
+    }
+    size_t unread_records() const { return unread_.size(); }
+
     // Topic -> its retained_set; each entry's key is the topic inside that
     // record in the log.
     TopicLsnTable& retained() { return retained_; }
 
 private:
+    std::unordered_set<uint64_t> unread_;   // their LSNs
+    uint64_t unread_slot_ = 0;              // live_slot's answer for one of them
+
     struct OutSlots {
         uint64_t enqueue = 0;
         uint64_t state = 0;

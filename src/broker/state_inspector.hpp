@@ -11,11 +11,12 @@ namespace hato::broker {
 class StateInspector final : public store::RecordInspector {
 public:
     std::string describe(uint8_t type, std::span<const uint8_t> body) const override;
-    void observe(const store::RecordView& rec) override { bridges_.add(rec); }
+    void observe(const store::RecordView& rec) override;
     bool summarize(std::ostream& out, bool dump) const override;
 
 private:
     BridgeQueueTally bridges_;
+    uint64_t unread_ = 0;   // records this version cannot read (kept by the broker, not served)
 };
 
 }  // namespace hato::broker

@@ -12,6 +12,15 @@ const char* state_record_name(uint8_t type) {
     return name;
 }
 
+bool readable_state_record(uint8_t type, std::span<const uint8_t> body) {
+    bool decoded = false;
+    rec::visit(type, [&](auto& r) {
+        BodyReader in(body);
+        decoded = rec::decode(r, in);
+    });
+    return decoded;
+}
+
 std::string describe_state_record(uint8_t type, std::span<const uint8_t> body) {
     std::ostringstream os;
     BodyReader in(body);

@@ -110,6 +110,9 @@ private:
     bool ok_ = true;
 };
 
+// Whether this version can read the record: its type is known and its body decodes.
+bool readable_state_record(uint8_t type, std::span<const uint8_t> body);
+
 // One line of text for `hato store dump`: the decoded fields, payloads by length.
 std::string describe_state_record(uint8_t type, std::span<const uint8_t> body);
 
