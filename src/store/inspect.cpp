@@ -84,7 +84,10 @@ int store_verify(const std::string& dir, std::ostream& out, RecordInspector* own
         total_records += s.records;
         out << s.records << " records, " << s.end << " of " << seg.size << " bytes";
         if (s.records) out << ", lsn " << s.first_lsn << ".." << s.last_lsn;
-        if (prev_last && seg.base_lsn <= prev_last) out << ", OVERLAPS the previous segment";
+        if (prev_last && s.records && seg.base_lsn <= prev_last) {
+            out << ", OVERLAPS the previous segment";
+            bad = true;
+        }
         if (s.records) prev_last = s.last_lsn;
         if (s.corrupt) {
             out << ", CORRUPT at offset " << s.end << ": " << s.reason;
@@ -104,7 +107,7 @@ int store_verify(const std::string& dir, std::ostream& out, RecordInspector* own
         for (const ByteRange& r : s.fillers)
             out << "  repaired earlier (copy in quarantine/): segment " << segment_file_name(seg.base_lsn)
                 << " offset " << r.offset << " length " << r.length << "\n";
-        return s.corrupt || !s.skipped.empty();
+        return bad;
     });
     const bool owner_bad = owner && owner->summarize(out, false);
     bad |= owner_bad;

@@ -147,6 +147,7 @@ private:
     // `why`, if given: what failed (the path and the errno).
     AppendError add_segment(std::string* why = nullptr);
     bool repair_damaged(Segment& seg, const SegmentScan& scan, bool bad_tail, std::string& err);
+    void note_misfit(const Segment& seg, const SegmentScan& scan, bool is_last, uint64_t prev_last_lsn);
     bool quarantine_foreign(const std::string& path, const char* why, std::string& err);
     bool try_delete_compacted();
     void mark(uint64_t lsn, bool removal, uint64_t cancels);
@@ -267,6 +268,7 @@ bool SegmentLog::recover(std::string& err) {
         }
         found.push_back(Found{std::move(seg), scan});
     }
+    uint64_t prev_last_lsn = 0;
     for (size_t i = 0; i < found.size(); ++i) {
         Segment& seg = found[i].seg;
         const SegmentScan& scan = found[i].scan;
@@ -275,6 +277,8 @@ bool SegmentLog::recover(std::string& err) {
         seg.records = scan.records;
         seg.last_lsn = scan.last_lsn;
         const bool is_last = i + 1 == found.size();
+        note_misfit(seg, scan, is_last, prev_last_lsn);
+        if (scan.records) prev_last_lsn = scan.last_lsn;
         // With one writer a later segment exists only once this one was
         // complete: a bad record at the end of an earlier one is damage too.
         const bool bad_tail = scan.corrupt && !is_last;
@@ -407,6 +411,28 @@ bool SegmentLog::repair_damaged(Segment& seg, const SegmentScan& scan, bool bad_
     line << scan.records << " record(s) kept in all; the damaged segment was copied to " << copy;
     errors_.push_back(line.str());
     return true;
+}
+
+// What no single segment's scan sees, reported (the start goes on): a
+// segment whose LSNs overlap the one before it holds a second history (an
+// old copy restored beside the live files?), and the later file's records
+// win where they collide; a sealed segment that is not whole pages was cut
+// short (segments are created at whole pages), and whatever followed its
+// last record is gone.
+void SegmentLog::note_misfit(const Segment& seg, const SegmentScan& scan, bool is_last, uint64_t prev_last_lsn) {
+    if (prev_last_lsn != 0 && scan.records != 0 && seg.base_lsn <= prev_last_lsn) {
+        errors_.push_back(seg.path + " overlaps the segment before it (its LSNs start at " +
+                          std::to_string(seg.base_lsn) + ", that one's end at " + std::to_string(prev_last_lsn) +
+                          "): two histories in one directory (a copy restored beside the live files?); where "
+                          "they collide this file's records win. Move the one that does not belong out of " +
+                          opt_.dir);
+    }
+    struct stat st{};
+    if (!is_last && fstat(seg.fd, &st) == 0 && st.st_size % 4096 != 0) {
+        errors_.push_back(seg.path + " is " + std::to_string(st.st_size) +
+                          " bytes, not whole pages: it was cut short (a partial copy?), and whatever followed "
+                          "its last record (lsn " + std::to_string(scan.last_lsn) + ") is lost");
+    }
 }
 
 // A file named like a segment that is not one: moved out of the way as it

@@ -484,3 +484,58 @@ TEST_CASE("a segment or spare copied sparse is allocated before use: a full disk
         CHECK(log->append(1, body, lsn) != AppendError::None);
     }
 }
+
+// What no single segment's scan sees: a second history (an old copy restored
+// beside the live files), and a sealed segment cut short. Both reported at
+// start-up; the overlap by store verify too.
+TEST_CASE("overlapping segments and a sealed segment cut short are reported") {
+    TempDir d;
+    std::vector<Rec> recs;
+    {
+        auto log = open_log(d.path());
+        recs = fill(*log, 80);
+        REQUIRE(log->segment_count() >= 3);
+    }
+    std::vector<std::string> segs;
+    for (const auto& e : fs::directory_iterator(d.path()))
+        if (e.path().extension() == ".seg") segs.push_back(e.path().string());
+    std::sort(segs.begin(), segs.end());
+    SUBCASE("overlap") {
+        // Another log's second segment: its records start at an LSN inside
+        // one of this log's segments, and its name is none of theirs.
+        TempDir other;
+        {
+            auto log = open_log(other.path());
+            fill(*log, 80, 5);
+        }
+        std::string stray;
+        for (const auto& e : fs::directory_iterator(other.path())) {
+            const std::string name = e.path().filename().string();
+            if (e.path().extension() == ".seg" && name != segment_file_name(1) && !fs::exists(d.path() + "/" + name))
+                stray = name;
+        }
+        REQUIRE(!stray.empty());
+        fs::copy_file(other.path() + "/" + stray, d.path() + "/" + stray);
+        std::ostringstream out;
+        CHECK(store_verify(d.path(), out) == 1);
+        CHECK(out.str().find("OVERLAPS the previous segment") != std::string::npos);
+        auto log = open_log(d.path());
+        const auto& errors = log->recovery_errors();
+        // It overlaps the segment before it, and the one after it overlaps it.
+        REQUIRE(!errors.empty());
+        CHECK(errors[0].find(stray + " overlaps the segment before it") != std::string::npos);
+        for (const std::string& e : errors) CHECK(e.find(" overlaps the segment before it") != std::string::npos);
+    }
+    SUBCASE("a sealed segment cut short") {
+        fs::resize_file(segs[0], kSegBytes - 8);
+        auto log = open_log(d.path());
+        const auto& errors = log->recovery_errors();
+        REQUIRE(errors.size() == 1);
+        CHECK(errors[0].find("not whole pages: it was cut short") != std::string::npos);
+    }
+    SUBCASE("the last segment cut short: a torn tail, no error") {
+        fs::resize_file(segs.back(), kSegBytes - 8);
+        auto log = open_log(d.path());
+        CHECK(log->recovery_errors().empty());
+    }
+}
