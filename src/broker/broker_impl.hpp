@@ -308,7 +308,16 @@ struct Broker::Impl {
     void purge_expired(Session& s, OpWrites& w);   // drops expired messages from the queue
     void make_room();   // a store out of space gets room from the drop_oldest bridge backlogs
     uint64_t drop_oldest_queued(Session& s, OpWrites& w);   // the queue's front (not in flight); its bytes
+    // A resumed session's in-flight messages: PUBRELs again, PUBLISHes again
+    // (DUP) as far as the new connection's window allows (the rest await
+    // room, ahead of the queue).
     void resend_inflight(Session& s);
+    // Sends the in-flight PUBLISHes awaiting their resend, oldest first, while
+    // there is room; `with_pubrels`: the PUBRELs among them too, in order.
+    void resend_awaiting(Session& s, Connection& c, bool with_pubrels);
+    // Sends `item` again with DUP. False: it is done instead (not for its
+    // owner any more, or too large for the client), for finish_out.
+    bool resend_publish(Session& s, Connection& c, OutItem& item);
     void on_client_ack(Connection& c, const mqtt::Ack& a);
     // The bytes queued for the client; 0: too large for it, not sent.
     // `held` set: the packet's bytes go there instead of to the transport.

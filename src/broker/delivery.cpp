@@ -26,7 +26,9 @@ size_t Broker::Impl::window(const Connection& c) const {
 // The order matters to fill_window: only an over-limit output starts
 // back-pressure, a full window or a blocked output just waits.
 Broker::Impl::Room Broker::Impl::room_to_send(const Connection& c, const SessionFlows& f) const {
-    if (f.inflight.size() >= window(c)) return Room::WindowFull;
+    // What the client holds: sent on this connection, or a PUBREL's (a QoS 2
+    // flow takes its slot until PUBCOMP, 4.9), not what awaits its resend.
+    if (f.inflight.outstanding() >= window(c)) return Room::WindowFull;
     if (c.output_blocked) return Room::OutputBlocked;
     // The transport's queue only: what is held behind a CONNACK/SUBACK goes
     // out with the next sync, no reason to hold everyone's intake (the
@@ -125,10 +127,12 @@ void Broker::Impl::deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool reta
         }
     }
     SessionFlows& f = s.open_flows(flows_pool);
-    // Nothing waiting ahead of it and room to send: straight into flight,
-    // without a trip through the queue (the common case for an online,
-    // reading subscriber). The rest waits in the queue for fill_window.
-    if (c && c->connected && f.queue.empty() && room_to_send(*c, f) == Room::Yes) {
+    // Nothing waiting ahead of it (queued, or awaiting its resend) and room
+    // to send: straight into flight, without a trip through the queue (the
+    // common case for an online, reading subscriber). The rest waits in the
+    // queue for fill_window.
+    if (c && c->connected && f.queue.empty() && f.inflight.awaiting_resend() == 0 &&
+        room_to_send(*c, f) == Room::Yes) {
         start_flight(s, *c, f, std::move(item), w);
         s.release_flows_if_empty(flows_pool);
         return;
@@ -201,11 +205,14 @@ void Broker::Impl::pump(Session& s, OpWrites& w) {
 }
 
 void Broker::Impl::fill_window(Session& s, OpWrites& w) {
-    if (!s.flows || s.flows->queue.empty() || !s.conn) return;
+    if (!s.flows || !s.conn || (s.flows->queue.empty() && s.flows->inflight.awaiting_resend() == 0)) return;
     Connection* c = conn(s.conn);
     if (!c || !c->connected) return;
     SessionFlows& f = *s.flows;
-    while (!f.queue.empty()) {
+    // Messages already in flight go again before any queued one (in the
+    // order they were first sent, MQTT-4.6.0-1).
+    if (f.inflight.awaiting_resend() != 0) resend_awaiting(s, *c, /*with_pubrels=*/false);
+    while (!f.queue.empty() && f.inflight.awaiting_resend() == 0) {
         const Room room = room_to_send(*c, f);
         if (room == Room::OverLimit) pressure.block(*c, now_ms, true);
         if (room != Room::Yes) return;
@@ -395,21 +402,44 @@ void Broker::Impl::resend_inflight(Session& s) {
     s.flows->pubrel_waiting.clear();
     for (SessionFlows::WaitingPubcomp& w : s.flows->pubcomp_waiting) w.asked = false;
     for (auto& [id, in] : s.flows->qos2_in) in.counted = false;   // a new connection counts from 0
+    // The send quota starts again at this connection's Receive Maximum
+    // (4.9): each PUBLISH in flight awaits its resend until it fits.
+    InflightWindow& inflight = s.flows->inflight;
+    inflight.for_each([&](OutItem& item) { inflight.set_awaiting_resend(item, item.state != OutState::Pubrel); });
+    resend_awaiting(s, *c, /*with_pubrels=*/true);
+}
+
+void Broker::Impl::resend_awaiting(Session& s, Connection& c, bool with_pubrels) {
+    SessionFlows& f = *s.flows;
     std::vector<uint64_t> done;   // too large for the client, or not for its owner
-    s.flows->inflight.for_each([&](OutItem& item) {
-        // A reconnect within the sync window: the state may not be durable
-        // yet, so QoS 2 packets wait for it as when first sent.
-        if (item.state == OutState::Pubrel) {   // the message itself went through already
-            acks.send(*c, PacketType::Pubrel, item.packet_id, rc::Success, item.state_ticket, false);
-        } else if (!may_read(s, item.msg->topic())) {
-            ++stats.unreadable_dropped;
-            done.push_back(item.seq);
-        } else if (!(s.persisted && item.qos == 2 ? send_publish_held(*c, item, /*dup=*/true, item.state_ticket)
-                                                  : send_publish(*c, item, /*dup=*/true))) {
-            done.push_back(item.seq);
+    Room room = Room::Yes;
+    f.inflight.for_each_while([&](OutItem& item) {
+        // The message itself went through already. Its PUBREL waits for the
+        // Pubrel record, as when first sent (a reconnect within the sync window).
+        if (item.state == OutState::Pubrel) {
+            if (with_pubrels) acks.send(c, PacketType::Pubrel, item.packet_id, rc::Success, item.state_ticket, false);
+        } else if (item.awaiting_resend && room == Room::Yes) {
+            room = room_to_send(c, f);
+            if (room == Room::Yes && !resend_publish(s, c, item)) done.push_back(item.seq);
         }
+        return room == Room::Yes || with_pubrels;   // the PUBRELs all go, room or not
     });
+    if (room == Room::OverLimit) pressure.block(c, now_ms, true);
     for (uint64_t seq : done) finish_out(s, seq);
+}
+
+bool Broker::Impl::resend_publish(Session& s, Connection& c, OutItem& item) {
+    if (!may_read(s, item.msg->topic())) {
+        ++stats.unreadable_dropped;
+        return false;
+    }
+    // A reconnect within the sync window: the state may not be durable yet,
+    // so a QoS 2 PUBLISH waits for it as when first sent.
+    const bool sent = s.persisted && item.qos == 2 ? send_publish_held(c, item, /*dup=*/true, item.state_ticket)
+                                                   : send_publish(c, item, /*dup=*/true);
+    // Left awaiting if not sent, so that it takes no room until finished.
+    if (sent) s.flows->inflight.set_awaiting_resend(item, false);
+    return sent;
 }
 
 void Broker::Impl::finish_out(Session& s, uint64_t seq) {
@@ -441,6 +471,9 @@ void Broker::Impl::on_client_ack(Connection& c, const Ack& a) {
         finish_out(*s, seq);
         break;
     case PacketType::Pubrec:
+        // For one awaiting its resend, the client had it from an earlier
+        // connection: not sent again, its slot taken until PUBCOMP.
+        s->flows->inflight.set_awaiting_resend(item, false);
         if (a.reason >= 0x80) {   // the receiver refused it: the flow ends here
             finish_out(*s, seq);
             break;

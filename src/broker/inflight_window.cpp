@@ -79,6 +79,7 @@ void InflightWindow::insert(OutItem&& item) {
     if (count_ == ring_.size()) grow();
     index_put(item.packet_id, item.seq);
     ++live_;
+    awaiting_ += item.awaiting_resend;
     if (count_ == 0 || at(count_ - 1).seq < item.seq) {
         at(count_++) = std::move(item);
         return;
@@ -98,6 +99,15 @@ void InflightWindow::drop(OutItem& hole, uint16_t packet_id) {
     hole.msg = MsgPtr();
     hole.sub_ids.clear();
     --live_;
+    awaiting_ -= hole.awaiting_resend;
+    hole.awaiting_resend = false;
+}
+
+void InflightWindow::set_awaiting_resend(OutItem& item, bool awaiting) {
+    if (item.awaiting_resend == awaiting) return;
+    item.awaiting_resend = awaiting;
+    if (awaiting) ++awaiting_;
+    else --awaiting_;
 }
 
 bool InflightWindow::erase(uint64_t seq) {

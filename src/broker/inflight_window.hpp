@@ -33,6 +33,10 @@ struct OutItem {
     bool retain = false;             // retain flag as it goes out
     OutState state = OutState::Queued;
     uint16_t packet_id = 0;
+    // In flight from an earlier connection and not sent again on this one:
+    // it waits for room in the client's Receive Maximum (set and cleared
+    // through InflightWindow, which counts them).
+    bool awaiting_resend = false;
     std::vector<uint32_t> sub_ids;
     uint64_t share_key = 0;          // != 0: came through this shared group (redistributed if the member leaves)
     uint64_t queued_ms = 0;          // broker time it was queued (may wrap below 0: recover.cpp), for backlog age
@@ -48,6 +52,11 @@ class InflightWindow {
 public:
     size_t size() const { return live_; }
     bool empty() const { return live_ == 0; }
+    // Items awaiting their resend on this connection, and the rest: those
+    // the client holds (the send quota counts these only).
+    size_t awaiting_resend() const { return awaiting_; }
+    size_t outstanding() const { return live_ - awaiting_; }
+    void set_awaiting_resend(OutItem& item, bool awaiting);
 
     // The seq of the in-flight item with this packet id; 0 if none (seqs start at 1).
     uint64_t seq_of(uint16_t packet_id) const;
@@ -66,6 +75,14 @@ public:
         for (size_t i = 0; i < count_; ++i) {
             OutItem& it = at(i);
             if (it.msg) f(it);
+        }
+    }
+    // The same, until `f` returns false.
+    template <class F>
+    void for_each_while(F&& f) {
+        for (size_t i = 0; i < count_; ++i) {
+            OutItem& it = at(i);
+            if (it.msg && !f(it)) return;
         }
     }
     // Moves the items `pred` accepts out, in seq order, and removes them.
@@ -113,6 +130,7 @@ private:
     uint32_t head_ = 0;
     uint32_t count_ = 0;             // items in the ring, holes included
     uint32_t live_ = 0;              // items that are not holes
+    uint32_t awaiting_ = 0;          // live items with awaiting_resend set
     std::vector<IdSlot> ids_;        // open addressing (open_table.hpp), load <= 3/4; empty: scan the ring
 };
 

@@ -1,5 +1,7 @@
 # Persistent sessions and session takeover.
 
+import struct
+
 import pytest
 
 import raw_mqtt
@@ -124,3 +126,58 @@ def test_v5_protocol_error_behind_a_held_connack_is_reported_after_it(raw):
     seen = c.wait_closed()
     assert [p.type for p in seen] == [raw_mqtt.CONNACK, raw_mqtt.DISCONNECT], seen
     assert seen[1].body[:1] == b"\x82", seen   # protocol error
+
+
+# MQTT-3.3.4-9, 4.9: the send quota starts again at the Receive Maximum of
+# each new connection. Unacknowledged messages from the earlier connection go
+# again (DUP, same packet id) only as far as it allows, each further one as
+# an acknowledgement frees a slot, and then what was queued meanwhile.
+def test_v5_resume_resends_within_the_new_receive_maximum(raw):
+    def props(receive_maximum):
+        return [(raw_mqtt.SESSION_EXPIRY, 300), (raw_mqtt.RECEIVE_MAXIMUM, receive_maximum)]
+
+    def publish_parts(p):
+        _, pid, _, payload = raw_mqtt.parse_publish(p, 5)
+        return payload, pid, bool(p.flags & 0x08)
+
+    # Its window full with the first 6: what follows queues, even before the
+    # broker sees this connection close.
+    sub = raw()
+    sub.connect("rm-resume", version=5, props=props(6))
+    sub.send(raw_mqtt.subscribe(1, "rm-resume/t", 1, version=5))
+    sub.expect(raw_mqtt.SUBACK)
+    pub = raw()
+    pub.connect("rm-resume-pub", version=5)
+    sent = [f"m{i}".encode() for i in range(6)]
+    for i, payload in enumerate(sent):
+        pub.send(raw_mqtt.publish("rm-resume/t", payload, qos=1, pid=i + 1, version=5))
+        pub.expect(raw_mqtt.PUBACK)
+    first_ids = {}
+    for _ in sent:   # none acknowledged
+        payload, pid, _ = publish_parts(sub.expect(raw_mqtt.PUBLISH, timeout=3))
+        first_ids[payload] = pid
+    sub.close()
+    queued = [b"q0", b"q1"]
+    for i, payload in enumerate(queued):
+        pub.send(raw_mqtt.publish("rm-resume/t", payload, qos=1, pid=10 + i, version=5))
+        pub.expect(raw_mqtt.PUBACK)
+
+    sub = raw()
+    sub.connect("rm-resume", version=5, clean=False, props=props(2))
+    outstanding = [publish_parts(sub.expect(raw_mqtt.PUBLISH, timeout=3)) for _ in range(2)]
+    with pytest.raises(TimeoutError):
+        sub.read(timeout=0.5)   # never more than 2 unacknowledged
+    got = []
+    while outstanding:
+        payload, pid, dup = outstanding.pop(0)
+        got.append(payload)
+        resent = payload in first_ids
+        assert dup == resent, (payload, dup)
+        if resent:
+            assert pid == first_ids[payload], payload
+        sub.send(raw_mqtt.packet(raw_mqtt.PUBACK, 0, struct.pack("!H", pid)))
+        if len(got) + len(outstanding) < len(sent) + len(queued):
+            outstanding.append(publish_parts(sub.expect(raw_mqtt.PUBLISH, timeout=3)))
+        with pytest.raises(TimeoutError):
+            sub.read(timeout=0.05)   # one acknowledged, at most one more
+    assert got == sent + queued

@@ -42,6 +42,142 @@ TEST_CASE("persistent session queues QoS 1/2 offline and resends in flight with 
     CHECK(h.persist.count("session_put s 4294967295 offline") == 1);
 }
 
+namespace {
+
+Properties resume_props(uint16_t receive_maximum) {
+    Properties pr;
+    pr.session_expiry = 300;
+    pr.receive_maximum = receive_maximum;
+    return pr;
+}
+
+// The one packet `c` was sent since the last look: a PUBLISH.
+Publish only_publish(TestClient& c) {
+    auto got = c.publishes();
+    REQUIRE(got.size() == 1);
+    return got[0];
+}
+
+}  // namespace
+
+// MQTT-3.3.4-9 and 4.9: the send quota starts again at the Receive Maximum
+// of each new connection; a QoS 2 flow past PUBREC holds its slot until
+// PUBCOMP. What does not fit waits, with its packet id, ahead of the queue.
+TEST_CASE("v5 resume: in-flight messages are resent within the new connection's Receive Maximum") {
+    Harness h;
+    TestClient p(h, Version::V311);
+    p.connect("p");
+    std::map<std::string, uint16_t> first_ids;   // payload -> packet id it was first sent under
+    {
+        TestClient s(h, Version::V5);
+        s.connect("s", false, 0, resume_props(10));
+        s.subscribe("t", 2);
+        const std::pair<const char*, uint8_t> sent[] = {{"m0", 1}, {"m1", 2}, {"m2", 1},
+                                                        {"m3", 2}, {"m4", 2}, {"m5", 1}};
+        for (auto [payload, qos] : sent) p.publish("t", payload, qos);
+        p.take();
+        auto got = s.publishes();
+        REQUIRE(got.size() == 6);
+        for (const Publish& m : got) first_ids[text(m.payload)] = m.packet_id;
+        s.ack(PacketType::Pubrec, first_ids["m1"]);   // m1 and m3 go on to PUBREL
+        s.ack(PacketType::Pubrec, first_ids["m3"]);
+        CHECK(s.take_all<Ack>().size() == 2);
+        s.transport_gone();
+    }
+    p.publish("t", "q0", 1);   // queued while offline
+    p.publish("t", "q1", 2);
+    p.take();
+
+    TestClient s(h, Version::V5);
+    CHECK(s.connect("s", false, 0, resume_props(4)).session_present);
+    // In the order first sent: two PUBLISHes and the two PUBRELs fill the 4 slots.
+    auto resumed = s.extra();
+    REQUIRE(resumed.size() == 4);
+    CHECK(text(std::get<Publish>(resumed[0]).payload) == "m0");
+    CHECK(std::get<Publish>(resumed[0]).dup);
+    CHECK(std::get<Ack>(resumed[1]).type == PacketType::Pubrel);
+    CHECK(std::get<Ack>(resumed[1]).packet_id == first_ids["m1"]);
+    CHECK(text(std::get<Publish>(resumed[2]).payload) == "m2");
+    CHECK(std::get<Publish>(resumed[2]).dup);
+    CHECK(std::get<Ack>(resumed[3]).packet_id == first_ids["m3"]);
+
+    // Each acknowledgement lets exactly the next one go: the rest of the
+    // resends under their own ids, then the queue.
+    s.ack(PacketType::Puback, first_ids["m0"]);
+    Publish m4 = only_publish(s);
+    CHECK(text(m4.payload) == "m4");
+    CHECK(m4.dup);
+    CHECK(m4.packet_id == first_ids["m4"]);
+    s.ack(PacketType::Pubcomp, first_ids["m1"]);
+    Publish m5 = only_publish(s);
+    CHECK(text(m5.payload) == "m5");
+    CHECK(m5.dup);
+    CHECK(m5.packet_id == first_ids["m5"]);
+    s.ack(PacketType::Puback, first_ids["m2"]);
+    Publish q0 = only_publish(s);
+    CHECK(text(q0.payload) == "q0");
+    CHECK_FALSE(q0.dup);
+    s.ack(PacketType::Pubcomp, first_ids["m3"]);
+    Publish q1 = only_publish(s);
+    CHECK(text(q1.payload) == "q1");
+    CHECK_FALSE(q1.dup);
+    for (const auto& [payload, id] : first_ids) {   // ids still held are not handed out again
+        CHECK(q0.packet_id != id);
+        CHECK(q1.packet_id != id);
+    }
+
+    // m4 completes once (QoS 2); nothing else is left to send.
+    s.ack(PacketType::Pubrec, m4.packet_id);
+    CHECK(s.take_one<Ack>().type == PacketType::Pubrel);
+    s.ack(PacketType::Pubcomp, m4.packet_id);
+    s.ack(PacketType::Puback, m5.packet_id);
+    s.ack(PacketType::Puback, q0.packet_id);
+    s.ack(PacketType::Pubrec, q1.packet_id);
+    CHECK(s.take_one<Ack>().type == PacketType::Pubrel);
+    s.ack(PacketType::Pubcomp, q1.packet_id);
+    CHECK(s.take().empty());
+    CHECK(h.broker->session_queue("s").messages == 0);
+    // The store saw each message go in flight once, under its first id.
+    CHECK(h.persist.count("out_state s 5 1 " + std::to_string(first_ids["m4"])) == 1);
+    CHECK(h.persist.count("out_state s 5 1") == 1);
+    CHECK(h.persist.count("out_state s 6 1") == 1);
+}
+
+TEST_CASE("v5 resume: a PUBREC for a message still awaiting its resend ends the resend") {
+    Harness h;
+    TestClient p(h, Version::V311);
+    p.connect("p");
+    std::vector<uint16_t> ids;
+    {
+        TestClient s(h, Version::V5);
+        s.connect("s", false, 0, resume_props(10));
+        s.subscribe("t", 2);
+        p.publish("t", "a", 2);
+        p.publish("t", "b", 2);
+        p.take();
+        for (const Publish& m : s.publishes()) ids.push_back(m.packet_id);
+        REQUIRE(ids.size() == 2);
+        s.transport_gone();
+    }
+    TestClient s(h, Version::V5);
+    s.connect("s", false, 0, resume_props(1));
+    auto resumed = s.extra();
+    REQUIRE(resumed.size() == 1);
+    CHECK(text(std::get<Publish>(resumed[0]).payload) == "a");
+    // The client had b from the first connection: it gets its PUBREL, and b
+    // is not sent again.
+    s.ack(PacketType::Pubrec, ids[1]);
+    auto rel = s.take_one<Ack>();
+    CHECK(rel.type == PacketType::Pubrel);
+    CHECK(rel.packet_id == ids[1]);
+    s.ack(PacketType::Pubrec, ids[0]);
+    CHECK(s.take_one<Ack>().packet_id == ids[0]);
+    s.ack(PacketType::Pubcomp, ids[0]);
+    s.ack(PacketType::Pubcomp, ids[1]);
+    CHECK(s.take().empty());
+    CHECK(h.broker->session_queue("s").messages == 0);
+}
+
 TEST_CASE("clean session discards state; clean sessions write nothing") {
     Harness h;
     TestClient a(h, Version::V311);
@@ -158,6 +294,66 @@ TEST_CASE("recover rebuilds retained, sessions, subscriptions and queues") {
     auto ret = s.extra();
     REQUIRE(ret.size() == 1);
     CHECK(std::get<Publish>(ret[0]).retain);
+}
+
+// After a restart too: what the store held in flight goes out again within
+// the window (a v5 client's Receive Maximum, or max_inflight for any
+// client), under its stored packet ids, ahead of the queue.
+TEST_CASE("recovered in-flight messages are resent within the window, ahead of the queue") {
+    Config cfg;
+    Version version = Version::V5;
+    Properties props = resume_props(2);
+    SUBCASE("v5 Receive Maximum") {}
+    SUBCASE("v3.1.1, max_inflight") {
+        cfg.max_inflight = 2;
+        version = Version::V311;
+        props = {};
+    }
+    Harness h(cfg);
+    RecoveredSession rs;
+    rs.client_id = "dev";
+    rs.expiry_s = 3600;
+    rs.subs.push_back({"cmd/#", 2, 0});
+    auto out = [](uint64_t seq, OutState state, uint16_t pid, uint8_t qos) {
+        RecoveredOut o;
+        o.seq = seq;
+        o.state = state;
+        o.packet_id = pid;
+        o.msg.topic = "cmd/" + std::to_string(seq);
+        o.msg.qos = qos;
+        return o;
+    };
+    rs.out = {out(1, OutState::Inflight, 11, 1), out(2, OutState::Pubrel, 12, 2), out(3, OutState::Inflight, 13, 2),
+              out(4, OutState::Inflight, 14, 1), out(5, OutState::Queued, 0, 1)};
+    h.persist.to_load.sessions.push_back(rs);
+    h.broker->recover();
+
+    TestClient dev(h, version);
+    CHECK(dev.connect("dev", false, 0, props).session_present);
+    auto resumed = dev.extra();
+    REQUIRE(resumed.size() == 2);
+    CHECK(std::get<Publish>(resumed[0]).packet_id == 11);
+    CHECK(std::get<Publish>(resumed[0]).dup);
+    CHECK(std::get<Ack>(resumed[1]).type == PacketType::Pubrel);
+    CHECK(std::get<Ack>(resumed[1]).packet_id == 12);
+
+    dev.ack(PacketType::Puback, 11);
+    Publish third = only_publish(dev);
+    CHECK(third.topic == "cmd/3");
+    CHECK(third.packet_id == 13);
+    CHECK(third.dup);
+    dev.ack(PacketType::Pubcomp, 12);
+    Publish fourth = only_publish(dev);
+    CHECK(fourth.topic == "cmd/4");
+    CHECK(fourth.packet_id == 14);
+    CHECK(fourth.dup);
+    dev.ack(PacketType::Puback, 14);
+    Publish queued = only_publish(dev);
+    CHECK(queued.topic == "cmd/5");
+    CHECK_FALSE(queued.dup);
+    CHECK(queued.packet_id != 13);   // still in flight
+    dev.ack(PacketType::Puback, queued.packet_id);
+    CHECK(dev.take().empty());
 }
 
 TEST_CASE("shutdown disconnects everyone, v5 with 0x8B") {

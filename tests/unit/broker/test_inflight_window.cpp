@@ -135,3 +135,26 @@ TEST_CASE("inflight window: scanned while small, indexed while large, scanned ag
         CHECK(w.empty());
     }
 }
+
+TEST_CASE("inflight window: items awaiting their resend are counted apart, however they leave") {
+    InflightWindow w;
+    for (uint64_t seq = 1; seq <= 6; ++seq) w.insert(item(seq, uint16_t(seq), seq % 2 ? 0 : 7));
+    w.for_each([&](OutItem& it) { w.set_awaiting_resend(it, true); });
+    w.set_awaiting_resend(*w.find(1), true);   // again: counted once
+    CHECK(w.awaiting_resend() == 6);
+    CHECK(w.outstanding() == 0);
+    w.set_awaiting_resend(*w.find(1), false);   // resent
+    CHECK(w.awaiting_resend() == 5);
+    CHECK(w.outstanding() == 1);
+    CHECK(w.erase(3));   // acknowledged before its resend
+    CHECK(w.awaiting_resend() == 4);
+    std::vector<OutItem> moved;   // 2, 4, 6: to another member of the group
+    w.take_if([](const OutItem& it) { return it.share_key != 0; }, moved);
+    CHECK(moved.size() == 3);
+    CHECK(w.awaiting_resend() == 1);
+    CHECK(w.outstanding() == 1);
+    CHECK(w.erase(5));
+    CHECK(w.erase(1));
+    CHECK(w.awaiting_resend() == 0);
+    CHECK(w.empty());
+}
