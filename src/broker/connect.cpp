@@ -291,7 +291,11 @@ void Broker::Impl::on_disconnect(Connection& c, const Disconnect& p) {
         if (s->expiry_s == 0 && *p.props.session_expiry != 0) return protocol_error(c, rc::ProtocolError);
         s->expiry_s = capped_expiry(*p.props.session_expiry, cfg.max_session_expiry);
     }
-    bool with_will = c.version == Version::V5 && p.reason == rc::DisconnectWithWill;
+    // Only a normal disconnection (0x00, and v3's DISCONNECT, which carries
+    // no reason) discards the will (MQTT-3.14.4-3): with 0x04 the client
+    // asks for it, and any error code counts as closing without a normal
+    // DISCONNECT (3.1.2.5).
+    const bool with_will = c.version == Version::V5 && p.reason != rc::NormalDisconnection;
     if (!with_will) c.will.reset();
     drop(c, with_will, true);
 }

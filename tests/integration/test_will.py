@@ -1,6 +1,7 @@
 # Last Will and keep alive: an abrupt close publishes the will, a normal
-# DISCONNECT does not; the will retain flag is honoured; a silent client is
-# closed after 1.5 x its keep alive and its will goes out.
+# DISCONNECT does not (a v5 one with any reason but 0x00 does); the will
+# retain flag is honoured; a silent client is closed after 1.5 x its keep
+# alive and its will goes out.
 
 import time
 
@@ -29,6 +30,28 @@ def test_no_will_on_normal_disconnect(clients, version):
                      will={"topic": "will/polite", "payload": b"should not", "qos": 1})
     polite.disconnect()
     watcher.expect_none(1.0)
+
+
+# MQTT-3.1.2-10, MQTT-3.14.4-3: only reason 0x00 discards the will; 0x04
+# asks for it, and an error reason is no normal disconnection (3.1.2.5).
+@pytest.mark.parametrize("reason", [
+    0x00, 0x04,
+    *(pytest.param(r, marks=pytest.mark.mosquitto_fails("2.0 discards the will unless the reason is 0x04"))
+      for r in (0x80, 0x83)),
+], ids=["0x00", "0x04", "0x80", "0x83"])
+def test_v5_disconnect_reason_decides_the_will(clients, raw, reason):
+    watcher = clients(f"will-watch-{reason:x}", version=V5)
+    watcher.subscribe("will/reason", 1)
+    conn = raw()
+    conn.connect(f"will-reason-{reason:x}", version=5,
+                 will={"topic": "will/reason", "payload": b"reason %d" % reason, "qos": 1})
+    conn.send(raw_mqtt.disconnect(version=5, reason=reason))
+    assert conn.wait_closed(timeout=3) == []
+    if reason == 0x00:
+        watcher.expect_none(1.0)
+    else:
+        m = watcher.expect(timeout=3)
+        assert (m.topic, m.payload) == ("will/reason", b"reason %d" % reason)
 
 
 @pytest.mark.parametrize("version", [4, 5], ids=["v311", "v5"])

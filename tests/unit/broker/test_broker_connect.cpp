@@ -197,6 +197,52 @@ TEST_CASE("will: abnormal close publishes, clean disconnect does not, 0x04 does"
     CHECK(got[0].topic == "will/c");
 }
 
+// MQTT-3.1.2-10, MQTT-3.14.4-3: only DISCONNECT 0x00 discards the will; one
+// with any other reason is not a normal disconnection (3.1.2.5), so the will
+// goes, under its Will Delay Interval, as with 0x04.
+TEST_CASE("will: a v5 DISCONNECT with an error reason publishes it; only 0x00 discards it") {
+    Harness h;
+    TestClient w(h, Version::V5);
+    w.connect("w");
+    w.subscribe("will/#", 0);
+
+    for (uint8_t reason : {rc::NormalDisconnection, rc::DisconnectWithWill, rc::UnspecifiedError,
+                           rc::ImplementationSpecificError, rc::ProtocolError}) {
+        CAPTURE(int(reason));
+        TestClient a(h, Version::V5);
+        a.connect_with(with_will("a", "will/a"));
+        a.disconnect(reason);
+        CHECK(a.closed());
+        CHECK(w.publishes().size() == (reason == rc::NormalDisconnection ? 0 : 1));
+    }
+
+    // A v3.1.1 DISCONNECT carries no reason: a normal disconnection.
+    TestClient v3(h, Version::V311);
+    Connect c = with_will("v3", "will/v3");
+    c.will_qos = 0;
+    v3.connect_with(c);
+    v3.disconnect();
+    CHECK(w.publishes().empty());
+
+    // The Will Delay Interval applies: published once it elapses, or never
+    // if the session is resumed first.
+    TestClient d(h, Version::V5);
+    d.connect_with(with_will("d", "will/d", 10, true, 100));
+    d.disconnect(rc::UnspecifiedError);
+    h.broker->on_tick(5000);
+    CHECK(w.publishes().empty());
+    h.broker->on_tick(10000);
+    CHECK(w.publishes().size() == 1);
+
+    TestClient e(h, Version::V5);
+    e.connect_with(with_will("e", "will/e", 10, true, 100));
+    e.disconnect(rc::ImplementationSpecificError);
+    TestClient e2(h, Version::V5);
+    CHECK(e2.connect("e", false).session_present);
+    h.broker->on_tick(30000);
+    CHECK(w.publishes().empty());
+}
+
 TEST_CASE("will delay: cancelled by reconnect, else published when it elapses") {
     Harness h;
     TestClient w(h, Version::V5);
