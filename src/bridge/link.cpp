@@ -130,15 +130,9 @@ void Link::on_upstream_open(uint64_t now_ms) {
         c.will_topic = will_topic;
         c.will_payload = mqtt::Bytes(kDown, sizeof kDown);
     }
+    c.bridge = cfg_.try_private && cfg_.version != Version::V5;
     scratch_.clear();
     mqtt::encode(Packet{c}, cfg_.version, scratch_);
-    if (cfg_.try_private && cfg_.version != Version::V5) {
-        // The protocol level byte follows the fixed header and "\0\4MQTT".
-        mqtt::FixedHeader h;
-        if (mqtt::peek_header(scratch_, 0, h).status == mqtt::DecodeStatus::Ok &&
-            scratch_.size() > size_t(h.header_len) + 6)
-            scratch_[h.header_len + 6] |= 0x80;
-    }
     out_.upstream_send(scratch_);
     last_up_send_ms_ = now_ms;
 }

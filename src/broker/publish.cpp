@@ -40,6 +40,23 @@ MsgPtr Broker::Impl::make_message(std::string_view topic, std::span<const uint8_
     return Message::make(in);
 }
 
+// $SYS is the broker's (MQTT 4.7.2: a server SHOULD keep clients from
+// using such topics to exchange messages): a client that wrote there could
+// fake the broker's figures and the bridges' state for everyone who
+// monitors them. Bridges may (the bridge bit a Mosquitto-style bridge sets,
+// hato's own bridges' local sessions), and any client may write its own
+// connection state, $SYS/broker/connection/<its client id>/state, which is
+// where a bridge without the bit (v5) puts its notifications.
+bool Broker::Impl::may_publish_sys(const Connection& c, std::string_view topic) {
+    if (c.bridge) return true;
+    const Session* s = session(c.slot);
+    if (!s) return false;
+    if (s->client_id.starts_with(kBridgeIdPrefix)) return true;
+    constexpr std::string_view head = "$SYS/broker/connection/", tail = "/state";
+    return topic.size() == head.size() + s->client_id.size() + tail.size() && topic.starts_with(head) &&
+           topic.ends_with(tail) && topic.substr(head.size(), s->client_id.size()) == s->client_id;
+}
+
 void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t> wire) {
     const bool v5 = c.version == Version::V5;
     // A connected client always has its session. It is read only where it
@@ -125,7 +142,7 @@ void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t
     if (p.qos > 0 && v5 && c.inbound_pending >= granted_receive_max)
         return protocol_error(c, rc::ReceiveMaximumExceeded);
 
-    if (authz && !authz->can_publish(client_info(*s), topic)) {
+    if ((topic.starts_with("$SYS") && !may_publish_sys(c, topic)) || (authz && !authz->can_publish(client_info(*s), topic))) {
         // Not delivered. v5 says why; v3 has no way to, so it is acknowledged
         // like a success (as Mosquitto does) and dropped.
         if (p.qos == 0) return;

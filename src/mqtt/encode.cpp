@@ -54,7 +54,8 @@ template <class W>
 void connect_body(W& w, const Connect& c, Version version) {
     const bool v5 = version == Version::V5;
     put_string(w, version == Version::V31 ? std::string_view("MQIsdp") : std::string_view("MQTT"));
-    w.u8(uint8_t(version));
+    // Mosquitto's bridge bit: the level's top bit, on v3.1 and v3.1.1 only.
+    w.u8(uint8_t(version) | (c.bridge && !v5 ? 0x80 : 0));
     uint8_t flags = 0;
     if (c.clean_start) flags |= 0x02;
     if (c.will_flag) flags |= uint8_t(0x04 | (c.will_qos & 0x03) << 3 | (c.will_retain ? 0x20 : 0));

@@ -107,14 +107,14 @@ TEST_CASE("wildcards and $-topics") {
     p.connect("p");
     hash.subscribe("#", 0);
     plus.subscribe("+/x", 0);
-    sys.subscribe("$SYS/#", 0);
-    p.publish("$SYS/x", "1");
+    sys.subscribe("$data/#", 0);
+    p.publish("$data/x", "1");
     p.publish("a/x", "2");
     CHECK(hash.publishes().size() == 1);   // only a/x
     CHECK(plus.publishes().size() == 1);   // only a/x
     auto s = sys.publishes();
     REQUIRE(s.size() == 1);
-    CHECK(s[0].topic == "$SYS/x");
+    CHECK(s[0].topic == "$data/x");
 }
 
 TEST_CASE("overlapping subscriptions: one copy at the highest QoS with all ids") {

@@ -249,7 +249,10 @@ TEST_CASE("publish_internal: not matched by # or +, not counted as received, not
 TEST_CASE("publish_internal: a $SYS topic a client stored is cleared from the store once") {
     Harness h;
     TestClient pub(h, Version::V311);
-    pub.connect("pub");
+    Connect c;
+    c.client_id = "pub";
+    c.bridge = true;   // as an older version let any client do
+    pub.connect_with(c);
     pub.publish("$SYS/broker/version", "fake", 0, true);
     CHECK(h.persist.count("retained_set $SYS/broker/version") == 1);
     h.persist.calls.clear();
@@ -317,4 +320,44 @@ TEST_CASE("fill_gauges: traffic, clients maximum and expired sessions") {
     h.broker->fill_gauges(g);
     CHECK(g.stats.sessions_expired == 1);
     CHECK(g.sessions == 1);
+}
+
+// MQTT 4.7.2: a server SHOULD keep clients from using $ topics to exchange
+// messages. A client that wrote $SYS could fake the broker's figures and a
+// bridge's connection state for everyone who monitors them.
+TEST_CASE("$SYS: clients may not publish there, bridges may") {
+    Harness h;
+    TestClient mon(h, Version::V5), v5(h, Version::V5), v3(h, Version::V311), peer(h, Version::V311);
+    mon.connect("mon");
+    mon.subscribe("$SYS/#", 1);
+    v5.connect("v5");
+    v3.connect("v3");
+    Connect c;
+    c.client_id = "gw-site";
+    c.bridge = true;   // a Mosquitto-style bridge's notifications
+    peer.connect_with(c);
+
+    v5.publish("$SYS/broker/connection/site/state", "1", 1, true);
+    auto acks = v5.take();
+    REQUIRE(acks.size() == 1);
+    CHECK(std::get<Ack>(acks[0]).reason == rc::NotAuthorized);
+    v3.publish("$SYS/chat", "hello", 1);   // v3 has no refusal: acknowledged, dropped
+    REQUIRE(v3.take().size() == 1);
+    v3.publish("$SYSTEM/x", "not $SYS", 0);
+    CHECK(mon.publishes().empty());
+    CHECK(h.persist.count("retained_set $SYS/broker/connection/site/state") == 0);
+
+    peer.publish("$SYS/broker/version", "1", 1, true);
+    auto got = mon.publishes();
+    REQUIRE(got.size() == 1);
+    CHECK(got[0].topic == "$SYS/broker/version");
+
+    // Its own connection state, where a v5 bridge (no bridge bit) notifies.
+    v5.publish("$SYS/broker/connection/v5/state", "1", 1, true);
+    CHECK(std::get<Ack>(v5.take().at(0)).reason == rc::Success);
+    v5.publish("$SYS/broker/connection/v3/state", "0", 1, true);
+    CHECK(std::get<Ack>(v5.take().at(0)).reason == rc::NotAuthorized);
+    got = mon.publishes();
+    REQUIRE(got.size() == 1);
+    CHECK(got[0].topic == "$SYS/broker/connection/v5/state");
 }
