@@ -199,6 +199,23 @@ bool parse_input(std::string_view payload, Input& in, std::string& err) {
     return false;
 }
 
+// A device asked for a number is never sent inf or NaN; for f32 the value
+// must also round to a finite float (converting one that does not is
+// undefined behaviour in C++).
+bool fits_float_type(double x, Type t, std::string& err) {
+    if (!std::isfinite(x)) {
+        err = "value is not a finite number";
+        return false;
+    }
+    // Past FLT_MAX plus half its ulp (2^104) round-to-nearest gives inf.
+    const double f32_limit = std::ldexp(1.0, 128) - std::ldexp(1.0, 103);
+    if (t == Type::F32 && !(std::fabs(x) < f32_limit)) {
+        err = "value out of range for f32";
+        return false;
+    }
+    return true;
+}
+
 }  // namespace
 
 std::optional<Kind> kind_from(std::string_view s) {
@@ -408,6 +425,7 @@ bool encode_write(std::string_view payload, Kind k, const Format& f, std::vector
         double x = 0;
         std::from_chars(s, e, x);
         x = (x - f.offset) / f.scale;
+        if (!fits_float_type(x, f.type, err)) return false;
         raw = f.type == Type::F32 ? std::bit_cast<uint32_t>(float(x)) : std::bit_cast<uint64_t>(x);
     } else {
         const bool is_signed = f.type == Type::I16 || f.type == Type::I32 || f.type == Type::I64;

@@ -112,6 +112,39 @@ TEST_CASE("writes that do not fit are refused with a reason") {
     CHECK_FALSE(encode_write("2", Kind::Coil, fmt(Type::Bool), regs, bit, err));
 }
 
+TEST_CASE("float writes must be finite and fit the register type") {
+    Regs regs;
+    uint8_t bit = 0;
+    std::string err;
+    for (Type t : {Type::F32, Type::F64})
+        for (const char* p : {"inf", "-inf", "nan", "{\"value\": NaN}", "{\"value\": -Infinity}"}) {
+            CAPTURE(p);
+            err.clear();
+            CHECK_FALSE(encode_write(p, Kind::Holding, fmt(t), regs, bit, err));
+            CHECK(err == "value is not a finite number");
+        }
+    for (const char* p : {"1e39", "{\"value\": 3.5e38}", "-3.5e38"}) {
+        CAPTURE(p);
+        err.clear();
+        CHECK_FALSE(encode_write(p, Kind::Holding, fmt(Type::F32), regs, bit, err));
+        CHECK(err == "value out of range for f32");
+    }
+    // Out of range only once scaled to the register.
+    Format scaled = fmt(Type::F32);
+    scaled.scale = 1e-30;
+    CHECK_FALSE(encode_write("1e10", Kind::Holding, scaled, regs, bit, err));
+    CHECK(err == "value out of range for f32");
+    // A value that rounds to FLT_MAX fits; f64 keeps its whole range.
+    CHECK(write("3.4028235e38", fmt(Type::F32)) == Regs{0x7F7F, 0xFFFF});
+    CHECK(write("-3.4028235e38", fmt(Type::F32)) == Regs{0xFF7F, 0xFFFF});
+    CHECK(text(write("1e39", fmt(Type::F64)), fmt(Type::F64)) == "1e+39");
+    // Integer types keep refusing them.
+    for (const char* p : {"inf", "nan", "1e39"}) {
+        CAPTURE(p);
+        CHECK_FALSE(encode_write(p, Kind::Holding, fmt(Type::I32), regs, bit, err));
+    }
+}
+
 TEST_CASE("bits") {
     Regs regs;
     uint8_t bit = 0;
