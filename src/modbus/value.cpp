@@ -1,11 +1,13 @@
 #include "modbus/value.hpp"
 
 #include <bit>
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
+#include <optional>
 
 #include "modbus/codec.hpp"
 
@@ -163,40 +165,96 @@ bool parse_scalar(std::string_view s, bool json, Input& in, std::string& err) {
     return true;
 }
 
-// {"value": x} (other members ignored) or a bare value.
+bool is_json_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+void skip_space(std::string_view s, size_t& i) {
+    while (i < s.size() && is_json_space(s[i])) ++i;
+}
+
+// Moves `i` past the JSON value at s[i]: a string, an object or array (with
+// all they nest), or a number/true/false/null token. Only the shape is
+// checked, enough to find where the value ends.
+bool skip_json_value(std::string_view s, size_t& i) {
+    std::string ignored;
+    size_t end = 0;
+    if (i >= s.size()) return false;
+    if (s[i] == '"') {
+        if (!parse_json_string(s.substr(i), end, ignored)) return false;
+        i += end;
+        return true;
+    }
+    if (s[i] != '{' && s[i] != '[') {
+        const size_t start = i;
+        while (i < s.size() && (std::isalnum(static_cast<unsigned char>(s[i])) || s[i] == '+' || s[i] == '-' ||
+                                s[i] == '.'))
+            ++i;
+        return i > start;
+    }
+    std::string open;   // the brackets not yet closed, innermost last
+    while (i < s.size()) {
+        const char c = s[i];
+        if (c == '"') {
+            if (!parse_json_string(s.substr(i), end, ignored)) return false;
+            i += end;
+            continue;
+        }
+        ++i;
+        if (c == '{' || c == '[') open.push_back(c == '{' ? '}' : ']');
+        else if (c == '}' || c == ']') {
+            if (open.empty() || open.back() != c) return false;
+            open.pop_back();
+            if (open.empty()) return true;
+        }
+    }
+    return false;
+}
+
+// {"value": x} (other members ignored) or a bare value. Only a member of
+// the outer object counts: a "value" nested inside another member does not.
 bool parse_input(std::string_view payload, Input& in, std::string& err) {
     std::string_view s = trim(payload);
     if (s.empty() || s.front() != '{') return parse_scalar(s, false, in, err);
-    if (s.back() != '}') {
+    std::optional<std::string_view> value;
+    size_t i = 1;
+    bool closed = false;
+    skip_space(s, i);
+    if (i < s.size() && s[i] == '}') {
+        closed = true;
+        ++i;
+    }
+    while (!closed) {
+        skip_space(s, i);
+        std::string key;
+        size_t end = 0;
+        if (i >= s.size() || s[i] != '"' || !parse_json_string(s.substr(i), end, key)) break;
+        i += end;
+        skip_space(s, i);
+        if (i >= s.size() || s[i] != ':') break;
+        ++i;
+        skip_space(s, i);
+        const size_t start = i;
+        if (!skip_json_value(s, i)) break;
+        if (key == "value" && !value) value = s.substr(start, i - start);
+        skip_space(s, i);
+        if (i < s.size() && s[i] == ',') {
+            ++i;
+            continue;
+        }
+        if (i < s.size() && s[i] == '}') {
+            closed = true;
+            ++i;
+        }
+        break;
+    }
+    if (!closed || i != s.size()) {
         err = "malformed JSON object";
         return false;
     }
-    // Members are scanned for "value"; values are scalars.
-    size_t i = 1;
-    while (i < s.size()) {
-        while (i < s.size() && (s[i] == ' ' || s[i] == ',' || s[i] == '\n' || s[i] == '\t' || s[i] == '\r')) ++i;
-        if (i >= s.size() || s[i] == '}') break;
-        if (s[i] != '"') break;
-        std::string key;
-        size_t end = 0;
-        if (!parse_json_string(s.substr(i), end, key)) break;
-        i += end;
-        while (i < s.size() && s[i] == ' ') ++i;
-        if (i >= s.size() || s[i] != ':') break;
-        ++i;
-        while (i < s.size() && s[i] == ' ') ++i;
-        size_t start = i;
-        if (i < s.size() && s[i] == '"') {
-            std::string ignored;
-            if (!parse_json_string(s.substr(i), end, ignored)) break;
-            i += end;
-        } else {
-            while (i < s.size() && s[i] != ',' && s[i] != '}') ++i;
-        }
-        if (key == "value") return parse_scalar(s.substr(start, i - start), true, in, err);
+    if (!value) {
+        err = "JSON object without a \"value\"";
+        return false;
     }
-    err = "JSON object without a \"value\"";
-    return false;
+    return parse_scalar(*value, true, in, err);
 }
 
 // A device asked for a number is never sent inf or NaN; for f32 the value

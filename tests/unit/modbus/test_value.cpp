@@ -145,6 +145,28 @@ TEST_CASE("float writes must be finite and fit the register type") {
     }
 }
 
+TEST_CASE("only a top-level \"value\" member is written") {
+    const Format f = fmt(Type::U16);
+    CHECK(text(write("{\"a\": {\"b\": 1, \"value\": 9}, \"value\": 7}", f), f) == "7");
+    CHECK(text(write("{\"a\": [1, {\"value\": 9}, [2]], \"value\": 7}", f), f) == "7");
+    CHECK(text(write("{\"a\": \"x,\\\"value\\\": 9}\", \"value\": 7}", f), f) == "7");
+    CHECK(text(write("{\"a\": true, \"b\": null, \"c\": -1.5e3, \"value\": 7, \"d\": {}}", f), f) == "7");
+    CHECK(text(write(" {\n\"value\"\t:\r 7 } ", f), f) == "7");
+    Regs regs;
+    uint8_t bit = 0;
+    std::string err;
+    CHECK_FALSE(encode_write("{\"a\": {\"value\": 9}}", Kind::Holding, f, regs, bit, err));
+    CHECK(err == "JSON object without a \"value\"");
+    for (const char* p : {"{\"a\": {\"b\": 1, \"value\": 7}", "{\"a\": [1}, \"value\": 7}", "{\"value\": 7,}",
+                          "{\"value\": 7} x", "{\"value\" 7}", "{\"value\": 7 \"b\": 1}", "{value: 7}",
+                          "{\"a\": \"unterminated, \"value\": 7}"}) {
+        CAPTURE(p);
+        err.clear();
+        CHECK_FALSE(encode_write(p, Kind::Holding, f, regs, bit, err));
+        CHECK_FALSE(err.empty());
+    }
+}
+
 TEST_CASE("bits") {
     Regs regs;
     uint8_t bit = 0;
