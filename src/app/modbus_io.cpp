@@ -16,6 +16,7 @@
 #include <cstring>
 
 #include "bridge/backoff.hpp"
+#include "modbus/schedule.hpp"
 
 namespace hato::app {
 
@@ -163,6 +164,7 @@ struct ModbusIo::Device {
     modbus::Response resp;
 
     std::deque<WriteJob> writes;
+    size_t writes_in_row = 0;       // since the last poll read: polls are not starved
     size_t readback = kNone;
     bool poll_on_connect = true;    // first connect, or after a fault
 };
@@ -411,23 +413,31 @@ void Driver::service(uint64_t now, uint64_t& wake) {
         wake = std::min(wake, d_.quiet_until_us);
         return;
     }
-    if (!d_.writes.empty()) {
+    modbus::DeviceTurn turn;
+    turn.write_queued = !d_.writes.empty();
+    turn.readback_due = d_.readback != kNone;
+    turn.poll_due = d_.cycle_next != kNone || now >= d_.next_poll_us;
+    turn.writes_in_row = d_.writes_in_row;
+    switch (modbus::next_request(turn)) {
+    case modbus::NextRequest::Write: {
+        ++d_.writes_in_row;
         d_.cur_token = d_.writes.front().token;
         d_.cur_read = d_.writes.front().readback;
         modbus::Request req = std::move(d_.writes.front().req);
         d_.writes.pop_front();
         return send(What::Write, req, now);
     }
-    if (d_.readback != kNone) {
+    case modbus::NextRequest::Readback:
         d_.cur_read = d_.readback;
         d_.readback = kNone;
         return send(What::Readback, d_.reads[d_.cur_read], now);
+    case modbus::NextRequest::Wait:
+        wake = std::min(wake, d_.next_poll_us);
+        return;
+    case modbus::NextRequest::Poll: break;
     }
+    d_.writes_in_row = 0;
     if (d_.cycle_next == kNone) {
-        if (now < d_.next_poll_us) {
-            wake = std::min(wake, d_.next_poll_us);
-            return;
-        }
         ++d_.stats.polls;
         d_.cycle_next = 0;
         d_.cycle_failed = false;

@@ -120,6 +120,7 @@ void ModbusRunner::collect() {
             }
             break;
         case ModbusEvent::Type::WriteDone: {
+            d.writes.done();
             auto it = pending_.find(e.token);
             if (it == pending_.end()) break;
             publish(it->second, result_json(e.error), 1, false);
@@ -188,6 +189,11 @@ void ModbusRunner::on_client_publish(std::string_view topic, std::span<const uin
         answers_.emplace_back(result_topic, result_json(err));
         return;
     }
+    if (!d.writes.admit()) {
+        answers_.emplace_back(result_topic, result_json("write queue full: " + std::to_string(d.writes.limit()) +
+                                                        " writes to " + d.cfg->name + " wait already"));
+        return;
+    }
     modbus::Request req;
     req.address = c.address;
     if (c.kind == modbus::Kind::Coil) {
@@ -233,13 +239,16 @@ void ModbusRunner::publish_sys(uint64_t now_ms, uint32_t interval_s) {
         const auto* bytes = reinterpret_cast<const uint8_t*>(value.data());
         broker_->publish_internal(topic, {bytes, value.size()}, /*retain=*/true);
     };
-    for (const ModbusStatus& m : status()) {
+    const std::vector<ModbusStatus> all = status();
+    for (size_t i = 0; i < all.size(); ++i) {
+        const ModbusStatus& m = all[i];
         const std::string base = "$SYS/broker/hato/modbus/" + m.device + "/";
         put(base + "online", m.online ? "1" : "0");
         put(base + "polls", std::to_string(m.polls));
         put(base + "polls/skipped", std::to_string(m.skipped));
         put(base + "requests", std::to_string(m.requests));
         put(base + "errors", std::to_string(m.errors));
+        put(base + "writes/refused", std::to_string(devices_[i].writes.refused()));
         char avg[32];
         snprintf(avg, sizeof avg, "%.2f", m.requests ? m.latency_sum_s * 1000.0 / double(m.requests) : 0.0);
         put(base + "latency_ms/avg", avg);

@@ -17,6 +17,7 @@
 #include "broker/broker.hpp"
 #include "config/config.hpp"
 #include "modbus/plan.hpp"
+#include "modbus/schedule.hpp"
 #include "modbus/value.hpp"
 #include "net/reactor.hpp"
 
@@ -56,6 +57,7 @@ private:
         std::vector<modbus::PlannedRead> plan;
         bool online = false;
         bool status_known = false;
+        modbus::WriteQueueBound writes;   // accepted writes not yet answered
     };
 
     void collect();
