@@ -125,15 +125,18 @@ bool open_bridges(const config::AppConfig& cfg, Components& c) {
         log_error("%s", err.c_str());
         return false;
     }
-    if (c.sys)
-        c.sys->set_extra([&c](uint64_t, std::vector<broker::SysMessage>& out) { c.bridges->sys_topics(out); });
     return true;
 }
 
+// Also what a reload that changes [sys] calls: the bridges' topics are
+// asked for at each publication, whenever the bridges were opened.
 void open_sys(const config::AppConfig& cfg, Components& c) {
-    if (cfg.sys_interval_s > 0)
-        c.sys = std::make_unique<SysPublisher>(cfg.sys_interval_s, c.sys_started_ms, c.log.get(), cfg.storage.dir,
-                                              c.sync_latency);
+    if (cfg.sys_interval_s == 0) return;
+    c.sys = std::make_unique<SysPublisher>(cfg.sys_interval_s, c.sys_started_ms, c.log.get(), cfg.storage.dir,
+                                          c.sync_latency);
+    c.sys->set_extra([&c](uint64_t, std::vector<broker::SysMessage>& out) {
+        if (c.bridges) c.bridges->sys_topics(out);
+    });
 }
 
 bool open_listener(const config::AppConfig& cfg, Components& c, size_t i) {

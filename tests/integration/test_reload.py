@@ -260,3 +260,25 @@ def test_a_removed_bridge_warns_its_upstream_subscriptions_remain(broker_factory
     watch.close()
     reload(gw, "", expect="bridge site is not configured")
     assert "1 filter(s) of its in rules may remain subscribed" in gw.log()
+
+
+def test_bridge_sys_topics_go_on_after_sys_is_reloaded(broker_factory):
+    # The $SYS publisher is rebuilt when [sys] changes: the bridges' topics
+    # must come with it, or monitoring keeps showing a dead bridge as up.
+    up = broker_factory()
+    gw = broker_factory({"sys": {"interval": 1}})
+    reload(gw, bridge(up.port))
+    wait_for(lambda: "bridge site: connected" in gw.log(), "the bridge to connect")
+    gw.settings["sys"] = {"interval": 2}
+    reload(gw, bridge(up.port))
+    mon = Client(gw, client_id="mon")
+    mon.subscribe("$SYS/broker/hato/bridge/site/state", 0)
+    m = mon.expect(timeout=6)
+    while m.payload != b"1":   # the retained copy may predate the connection
+        m = mon.expect(timeout=6)
+    up.stop()
+    m = mon.expect(timeout=6)
+    while m.payload == b"1":   # a publication before the upstream went
+        m = mon.expect(timeout=6)
+    assert m.payload == b"0"
+    mon.close()
