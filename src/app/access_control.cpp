@@ -204,15 +204,15 @@ void AccessControl::reload_listener_files(const config::AppConfig& cfg, std::vec
 }
 
 // Which authenticator and authorizer the broker asks: the bridges' wrappers
-// once bridges exist; no authorizer at all without any ACL file.
-void AccessControl::install(const config::AppConfig& cfg, broker::Broker& broker, bool bridges) {
-    if (bridges && !bridge_authn_) bridge_authn_ = std::make_unique<BridgeAuthenticator>(authenticator_);
-    if (bridges && !bridge_authz_) bridge_authz_ = std::make_unique<BridgeAuthorizer>(authorizer_);
-    broker.set_authenticator(bridges ? static_cast<broker::Authenticator*>(bridge_authn_.get()) : &authenticator_);
+// always, so that "$bridge/" client ids are the bridges' alone whether or
+// not any is configured yet (one added later takes over such a session);
+// no authorizer at all without any ACL file.
+void AccessControl::install(const config::AppConfig& cfg, broker::Broker& broker) {
+    if (!bridge_authn_) bridge_authn_ = std::make_unique<BridgeAuthenticator>(authenticator_);
+    if (!bridge_authz_) bridge_authz_ = std::make_unique<BridgeAuthorizer>(authorizer_);
+    broker.set_authenticator(bridge_authn_.get());
     const bool acl = auth_files_.acl || any_listener_acl_file(cfg);
-    broker::Authorizer* authz = nullptr;
-    if (acl) authz = bridges ? static_cast<broker::Authorizer*>(bridge_authz_.get()) : &authorizer_;
-    broker.set_authorizer(authz);
+    broker.set_authorizer(acl ? bridge_authz_.get() : nullptr);
 }
 
 }  // namespace hato::app

@@ -39,7 +39,7 @@ public:
     void reload(const config::AppConfig& cfg);
     // Which authenticator and authorizer `broker` asks; no authorizer at
     // all without any ACL file (the broker then skips every ACL check).
-    void install(const config::AppConfig& cfg, broker::Broker& broker, bool bridges);
+    void install(const config::AppConfig& cfg, broker::Broker& broker);
 
     // The peer address of a connection, for max_failed_per_minute.
     void note_peer(broker::ConnId id, const std::string& peer) {

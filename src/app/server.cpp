@@ -196,7 +196,7 @@ private:
         if (c_.bridges) c_.bridges->reload_passwords();
         c_.access->reload(cfg_);
         c_.transports->configure_ws(cfg_);
-        c_.access->install(cfg_, *c_.broker, c_.bridges != nullptr);
+        c_.access->install(cfg_, *c_.broker);
     }
 
     // SIGHUP: the configuration file again. One with errors changes nothing.

@@ -99,7 +99,7 @@ bool open_modbus(const config::AppConfig& cfg, Components& c) {
 bool open_broker(const config::AppConfig& cfg, Components& c, std::function<void()> settled) {
     c.broker = std::make_unique<broker::Broker>(cfg.broker, c.transports->transport(), *c.persistence);
     broker::set_log_sink([](const char* line) { log_info("%s", line); });
-    c.access->install(cfg, *c.broker, false);
+    c.access->install(cfg, *c.broker);
     c.broker->recover();
     if (const size_t unread = c.log_persistence ? c.log_persistence->unread_records() : 0) {
         log_error("store: %zu record(s) this version cannot read (a type it does not know, or a body that does "
@@ -119,7 +119,6 @@ bool open_bridges(const config::AppConfig& cfg, Components& c) {
     c.transports->transport().bridges = {
         [&c](net::ConnId id, std::span<const uint8_t> bytes) { c.bridges->local_send(id, bytes); },
         [&c](net::ConnId id) { c.bridges->local_close(id); }};
-    c.access->install(cfg, *c.broker, true);
     std::string err;
     if (!c.bridges->start(*c.broker, err)) {
         log_error("%s", err.c_str());

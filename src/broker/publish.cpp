@@ -47,11 +47,17 @@ MsgPtr Broker::Impl::make_message(std::string_view topic, std::span<const uint8_
 // hato's own bridges' local sessions), and any client may write its own
 // connection state, $SYS/broker/connection/<its client id>/state, which is
 // where a bridge without the bit (v5) puts its notifications.
-bool Broker::Impl::may_publish_sys(const Connection& c, std::string_view topic) {
-    if (c.bridge) return true;
+//
+// "$bridge/..." holds hato's bridges' own state (what each one subscribed
+// upstream): theirs alone, with or without an ACL.
+bool Broker::Impl::may_publish_reserved(const Connection& c, std::string_view topic) {
+    const bool sys = topic.starts_with("$SYS");
+    if (!sys && !topic.starts_with(kBridgeIdPrefix)) return true;
+    if (sys && c.bridge) return true;
     const Session* s = session(c.slot);
     if (!s) return false;
     if (s->client_id.starts_with(kBridgeIdPrefix)) return true;
+    if (!sys) return false;
     constexpr std::string_view head = "$SYS/broker/connection/", tail = "/state";
     return topic.size() == head.size() + s->client_id.size() + tail.size() && topic.starts_with(head) &&
            topic.ends_with(tail) && topic.substr(head.size(), s->client_id.size()) == s->client_id;
@@ -142,7 +148,7 @@ void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t
     if (p.qos > 0 && v5 && c.inbound_pending >= granted_receive_max)
         return protocol_error(c, rc::ReceiveMaximumExceeded);
 
-    if ((topic.starts_with("$SYS") && !may_publish_sys(c, topic)) || (authz && !authz->can_publish(client_info(*s), topic))) {
+    if ((topic.starts_with('$') && !may_publish_reserved(c, topic)) || (authz && !authz->can_publish(client_info(*s), topic))) {
         // Not delivered. v5 says why; v3 has no way to, so it is acknowledged
         // like a success (as Mosquitto does) and dropped.
         if (p.qos == 0) return;

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import TARGET, _free_port
 from bridge_util import bridge_toml, wait_for, wait_upstream_subscriptions
-from paho_client import Client
+from paho_client import V311, V5, Client
 
 pytestmark = pytest.mark.skipif(TARGET == "mosquitto", reason="hato's configuration reload")
 
@@ -282,3 +282,21 @@ def test_bridge_sys_topics_go_on_after_sys_is_reloaded(broker_factory):
         m = mon.expect(timeout=6)
     assert m.payload == b"0"
     mon.close()
+
+
+@pytest.mark.parametrize("version", [V311, V5])
+def test_bridge_ids_and_topics_are_the_bridges_even_before_one_is_configured(broker_factory, version):
+    # A client that took "$bridge/site" (or wrote its filters) before a bridge
+    # of that name is added would hand the bridge its session and filters.
+    gw = broker_factory()
+    c = Client(gw, client_id="$bridge/site", version=version, auto_connect=False)
+    with pytest.raises(AssertionError, match="connection refused"):
+        c.connect()
+    assert c.connack[1] == (0x87 if version == V5 else 5)
+    other = Client(gw, client_id="other", version=version)
+    other.publish("$bridge/site/upstream_filters", b"cmd/#\n", qos=1, retain=True)
+    watch = Client(gw, client_id="watch", version=version)
+    watch.subscribe("$bridge/#", qos=1)
+    watch.expect_none(0.5)
+    for x in (other, watch):
+        x.close()

@@ -325,7 +325,7 @@ TEST_CASE("fill_gauges: traffic, clients maximum and expired sessions") {
 // MQTT 4.7.2: a server SHOULD keep clients from using $ topics to exchange
 // messages. A client that wrote $SYS could fake the broker's figures and a
 // bridge's connection state for everyone who monitors them.
-TEST_CASE("$SYS: clients may not publish there, bridges may") {
+TEST_CASE("$SYS and $bridge/: clients may not publish there, bridges may") {
     Harness h;
     TestClient mon(h, Version::V5), v5(h, Version::V5), v3(h, Version::V311), peer(h, Version::V311);
     mon.connect("mon");
@@ -360,4 +360,14 @@ TEST_CASE("$SYS: clients may not publish there, bridges may") {
     got = mon.publishes();
     REQUIRE(got.size() == 1);
     CHECK(got[0].topic == "$SYS/broker/connection/v5/state");
+
+    // "$bridge/..." is hato's bridges' own state, with or without an ACL.
+    v5.publish("$bridge/site/upstream_filters", "cmd/#\n", 1, true);
+    CHECK(std::get<Ack>(v5.take().at(0)).reason == rc::NotAuthorized);
+    CHECK(h.persist.count("retained_set $bridge/site/upstream_filters") == 0);
+    TestClient bridge(h, Version::V5);
+    bridge.connect("$bridge/site");   // the authenticator keeps such ids to the bridges
+    bridge.publish("$bridge/site/upstream_filters", "cmd/#\n", 1, true);
+    CHECK(std::get<Ack>(bridge.take().at(0)).reason < 0x80);   // 0x10: nobody subscribed
+    CHECK(h.persist.count("retained_set $bridge/site/upstream_filters") == 1);
 }
