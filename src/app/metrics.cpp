@@ -571,8 +571,12 @@ void MetricsServer::on_data(net::ConnId id, std::span<const uint8_t> data) {
     Conn& c = it->second;
     std::span<const uint8_t> in = data;
     if (!c.buf.empty()) {
+        const size_t before = c.buf.size();
         c.buf.insert(c.buf.end(), data.begin(), data.end());
         in = c.buf;
+        // Parsed again only once the head may be whole (or too long).
+        const std::string_view text(reinterpret_cast<const char*>(c.buf.data()), c.buf.size());
+        if (c.buf.size() <= net::http::kMaxHeadBytes && !net::http::head_may_end(text, before)) return;
     }
     net::http::Request req;
     net::http::ParseResult p = net::http::parse_request(in, req);

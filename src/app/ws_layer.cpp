@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "app/log.hpp"
+#include "net/http.hpp"
 
 namespace hato::app {
 
@@ -62,8 +63,7 @@ bool WsLayer::on_request(net::ConnId id, Conn& c, std::span<const uint8_t> data,
     c.request.append(reinterpret_cast<const char*>(data.data()), take);
     // Parsed again only once the blank line may be there (or the limit is
     // passed): a request dribbled in byte by byte costs no quadratic work.
-    if (before != 0 && c.request.size() <= net::ws::kMaxHandshakeBytes &&
-        c.request.find("\r\n\r\n", before >= 3 ? before - 3 : 0) == std::string::npos)
+    if (before != 0 && c.request.size() <= net::ws::kMaxHandshakeBytes && !net::http::head_may_end(c.request, before))
         return true;
     net::ws::Upgrade u = net::ws::parse_upgrade(c.request, c.listener->rules);
     if (u.status == net::ws::Upgrade::Status::Incomplete) return true;

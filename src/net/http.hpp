@@ -57,6 +57,15 @@ struct RequestRules {
 ParseResult parse_request(std::span<const uint8_t> in, Request& out, size_t max_head = kMaxHeadBytes,
                           const RequestRules& rules = {});
 
+// Whether the blank line that ends a head may be in `buf`, none having been
+// in its first `before` bytes (CRLF or bare LF line ends). A server that
+// parses only then spends no quadratic work on a request dribbled in byte
+// by byte, however it is split.
+inline bool head_may_end(std::string_view buf, size_t before) {
+    const size_t from = before >= 2 ? before - 2 : 0;
+    return buf.find("\n\n", from) != std::string_view::npos || buf.find("\n\r\n", from) != std::string_view::npos;
+}
+
 // "OK", "Not Found", ... for the codes the servers use ("" if unknown).
 const char* reason_phrase(int code);
 

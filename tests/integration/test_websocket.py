@@ -387,3 +387,19 @@ def test_a_ping_flood_that_never_reads_its_pongs_holds_no_memory(ws_broker, othe
     assert grown < 32 << 20
     others.check()
     c.close()
+
+
+@pytest.mark.parametrize("line_end", [b"\r\n", b"\n"], ids=["crlf", "bare-lf"])
+def test_an_upgrade_split_anywhere_is_answered_the_same(ws_broker, others, line_end):
+    # The head is parsed again only once its end may have arrived: that
+    # check must see a bare-LF end too, wherever the request is split.
+    req = request().replace(b"\r\n", line_end)
+    for cut in (len(req) - 1, len(req) - len(line_end), len(req) // 2):
+        c = WsClient(ws_broker.ports[1])
+        c.sock.sendall(req[:cut])
+        time.sleep(0.05)
+        c.sock.sendall(req[cut:])
+        status, headers = c.http_response()
+        assert status == 101, (cut, status, headers)
+        c.sock.close()
+    others.check()

@@ -138,3 +138,18 @@ TEST_CASE("http: responses carry length and close; HEAD leaves the body out") {
     CHECK(head.substr(head.size() - 4) == "\r\n\r\n");
     CHECK(std::string(reason_phrase(431)) == "Request Header Fields Too Large");
 }
+
+// Every split of a request whose head ends in CRLF or bare LF: the end is
+// seen by the check that arrives with the bytes that complete it.
+TEST_CASE("http: head_may_end finds the head's end however the bytes arrive") {
+    for (const std::string& req : {std::string("GET / HTTP/1.1\r\nHost: a\r\n\r\n"),
+                                  std::string("GET / HTTP/1.1\nHost: a\n\n"),
+                                  std::string("GET / HTTP/1.1\nHost: a\n\r\n")}) {
+        CAPTURE(req);
+        for (size_t cut = 1; cut < req.size(); ++cut) {
+            CHECK_FALSE(head_may_end(req.substr(0, cut - 1), 0));   // never before the end
+            CHECK(head_may_end(req, cut));   // the bytes from `cut` on complete it
+        }
+    }
+    CHECK_FALSE(head_may_end("GET / HTTP/1.1\r\nHost: a\r\n", 3));
+}
