@@ -67,6 +67,7 @@ struct ModbusStatus {
     std::string device;
     bool online = false;
     uint64_t polls = 0, skipped = 0, requests = 0, errors = 0;
+    uint64_t writes_refused = 0;   // the device's write queue was full
     double latency_sum_s = 0, latency_max_s = 0;
 };
 

@@ -223,6 +223,7 @@ std::vector<ModbusStatus> ModbusRunner::status() const {
         m.skipped = s.skipped;
         m.requests = s.requests;
         m.errors = s.errors;
+        m.writes_refused = devices_[i].writes.refused();
         m.latency_sum_s = double(s.latency_us_sum) / 1e6;
         m.latency_max_s = double(s.latency_us_max) / 1e6;
         out.push_back(std::move(m));
@@ -248,7 +249,7 @@ void ModbusRunner::publish_sys(uint64_t now_ms, uint32_t interval_s) {
         put(base + "polls/skipped", std::to_string(m.skipped));
         put(base + "requests", std::to_string(m.requests));
         put(base + "errors", std::to_string(m.errors));
-        put(base + "writes/refused", std::to_string(devices_[i].writes.refused()));
+        put(base + "writes/refused", std::to_string(m.writes_refused));
         char avg[32];
         snprintf(avg, sizeof avg, "%.2f", m.requests ? m.latency_sum_s * 1000.0 / double(m.requests) : 0.0);
         put(base + "latency_ms/avg", avg);

@@ -18,6 +18,7 @@ TEST_CASE("modbus families: per device, only when devices exist") {
     a.skipped = 2;
     a.requests = 30;
     a.errors = 1;
+    a.writes_refused = 7;
     a.latency_sum_s = 0.5;
     a.latency_max_s = 0.125;
     ModbusStatus b;
@@ -31,6 +32,7 @@ TEST_CASE("modbus families: per device, only when devices exist") {
     CHECK(out.find("hato_modbus_skipped_polls_total{device=\"press1\"} 2\n") != std::string::npos);
     CHECK(out.find("hato_modbus_requests_total{device=\"press1\"} 30\n") != std::string::npos);
     CHECK(out.find("hato_modbus_errors_total{device=\"press1\"} 1\n") != std::string::npos);
+    CHECK(out.find("hato_modbus_writes_refused_total{device=\"press1\"} 7\n") != std::string::npos);
     CHECK(out.find("hato_modbus_request_seconds_total{device=\"press1\"} 0.5\n") != std::string::npos);
     CHECK(out.find("hato_modbus_request_seconds_max{device=\"press1\"} 0.125\n") != std::string::npos);
 }
