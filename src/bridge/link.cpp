@@ -98,6 +98,7 @@ void Link::on_upstream_open(uint64_t now_ms) {
     local_max_packet_ = 0;
     too_large_logged_ = false;
     refused_logged_ = false;
+    refused_in_logged_ = false;
     last_error_.clear();
     unanswered_out_.clear();
     up_max_qos_ = 2;
@@ -196,6 +197,11 @@ bool Link::handle_upstream(const Packet& p, std::span<const uint8_t> raw) {
             // A rule that also sends out must not get its own messages back.
             t.no_local = r.out();
             t.retain_as_published = r.out();
+            // A persistent upstream session keeps the subscription: its
+            // retained messages came when it was new, and again on every
+            // reconnect they would look like fresh commands here. v3.1.1
+            // has no Retain Handling (docs/bridge.md).
+            if (cfg_.version == Version::V5 && !cfg_.clean_start) t.retain_handling = 1;
             in.push_back(t);
         }
         if (in.empty()) {
@@ -393,6 +399,28 @@ void Link::note_refused(const mqtt::Ack& ack) {
                     "): it ends there, as MQTT has it (this connection's further refusals are only counted)");
 }
 
+void Link::drop_refused_in(const mqtt::Ack& ack) {
+    take(local_inflight_in_, ack.packet_id);
+    // A PUBREC, or a PUBACK of a QoS 2 message published here at QoS 1.
+    const bool qos2 = ack.type == PacketType::Pubrec || take(downgraded_in_, ack.packet_id);
+    const bool v5 = cfg_.version == Version::V5;
+    // A v5 PUBREC with a refusal ends the QoS 2 flow; a v3.1.1 one cannot
+    // say so, its PUBREL comes and is answered here.
+    if (qos2 && !v5) {
+        std::erase(dropped_in_qos2_, ack.packet_id);
+        dropped_in_qos2_.push_back(ack.packet_id);
+    }
+    ++refused_in_;
+    if (!refused_in_logged_) {
+        refused_in_logged_ = true;
+        out_.log(1, "bridge " + cfg_.name + ": the local broker refused an upstream message (reason " +
+                        hex(ack.reason) + "): dropped, and answered upstream so it is not resent "
+                        "(this connection's further refusals are only counted)");
+    }
+    send_upstream(Packet{mqtt::Ack{qos2 ? PacketType::Pubrec : PacketType::Puback, ack.packet_id,
+                                   v5 ? ack.reason : uint8_t(0), {}}});
+}
+
 bool Link::answer_dropped_pubrel(const mqtt::Ack& ack, bool from_upstream) {
     if (ack.type != PacketType::Pubrel) return false;
     std::vector<uint16_t>& pending = from_upstream ? dropped_in_qos2_ : dropped_out_qos2_;
@@ -472,10 +500,17 @@ bool Link::handle_local(const Packet& p) {
         // the other side had nothing under that id, after a restart or a
         // reload of this bridge): they go on as they are.
         if (ack->reason >= 0x80 && ack->type != PacketType::Pubrel && ack->type != PacketType::Pubcomp) {
-            // The local copy could not be stored: no acknowledgement goes
-            // upstream, the upstream resends after the reconnect.
-            fail("local broker refused a bridged message: reason " + hex(ack->reason));
-            return false;
+            if (ack->reason == mqtt::rc::QuotaExceeded) {
+                // The store is full for now: no acknowledgement goes
+                // upstream, the upstream resends after the reconnect.
+                fail("local broker refused a bridged message: reason " + hex(ack->reason));
+                return false;
+            }
+            // Refused for good (invalid payload format, not authorized):
+            // a resend would be refused again, so the flow ends here.
+            drop_refused_in(*ack);
+            deliver_waiting_in();
+            return true;
         }
         if (ack->type == PacketType::Pubcomp && take(releasing_, ack->packet_id)) return true;   // deliver_in's PUBREL
         if (answer_dropped_pubrel(*ack, /*from_upstream=*/false)) return true;

@@ -122,6 +122,10 @@ public:
     // Outbound messages the upstream refused (v5 PUBACK / PUBREC reason code
     // 0x80 or above): the flow ends with that answer, so they are not resent.
     uint64_t refused_out() const { return refused_out_; }
+    // Inbound messages the local broker refused for good (a reason other
+    // than 0x97, e.g. 0x99 payload format invalid): dropped, and answered
+    // upstream so they are not resent.
+    uint64_t refused_in() const { return refused_in_; }
     // Connections in a row the upstream closed soon after the bridge sent
     // the same outbound message, with that message unanswered: from
     // kStuckCloses on, most likely the one message it will not take (a
@@ -182,6 +186,7 @@ private:
     // it is dropped (counted, logged once per connection) and completed
     // towards its sender as if delivered, as MQTT-3.1.2-25 has a server do.
     // `to_upstream`: the direction it was going.
+    void drop_refused_in(const mqtt::Ack& ack);
     void drop_too_large(const mqtt::Publish& pub, size_t bytes, uint32_t limit, bool to_upstream);
     // A PUBREL for a QoS 2 message dropped that way: answered here with the
     // PUBCOMP (true), since the side it was meant for never saw the message.
@@ -262,6 +267,8 @@ private:
     bool unmappable_logged_ = false;
     uint64_t refused_out_ = 0;
     bool refused_logged_ = false;     // this connection's first refusal was logged
+    uint64_t refused_in_ = 0;
+    bool refused_in_logged_ = false;
     // Packet ids of dropped QoS 2 messages whose PUBREL is still to come,
     // kept across reconnects (the PUBREL is resent then).
     std::vector<uint16_t> dropped_out_qos2_;

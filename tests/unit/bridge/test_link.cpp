@@ -386,6 +386,83 @@ TEST_CASE("a local refusal closes the upstream instead of acknowledging") {
     CHECK_FALSE(link.ready());
 }
 
+TEST_CASE("a local refusal for good is answered upstream with its reason, counted, logged once; the next message flows") {
+    Fake f;
+    std::vector<std::vector<uint8_t>> store;
+    Link link(config(Version::V5), f);
+    connect(link, f, Version::V5, store);
+    const std::vector<uint8_t> payload = {0xFF};
+    for (uint16_t id : {9, 10}) {
+        link.on_upstream_data(enc(Packet{message("cmd/x", 1, id, payload)}, Version::V5), 4);
+        take(f.local, Version::V5, store);
+        link.on_local_data(enc(Packet{mqtt::Ack{mqtt::PacketType::Puback, id, 0x99, {}}}, Version::V5));
+        auto ups = take(f.up, Version::V5, store);
+        REQUIRE(ups.size() == 1);
+        CHECK(ack_of(ups[0]).type == mqtt::PacketType::Puback);
+        CHECK(ack_of(ups[0]).packet_id == id);
+        CHECK(ack_of(ups[0]).reason == 0x99);   // the upstream does not resend it
+    }
+    CHECK(f.up_closes == 0);
+    CHECK(link.ready());
+    CHECK(link.refused_in() == 2);
+    const auto logged = std::count_if(f.logs.begin(), f.logs.end(), [](const std::string& l) {
+        return l.find("local broker refused an upstream message (reason 0x99)") != std::string::npos;
+    });
+    CHECK(logged == 1);
+    link.on_upstream_data(enc(Packet{message("cmd/y", 1, 11, {'1'})}, Version::V5), 5);
+    auto ls = take(f.local, Version::V5, store);
+    REQUIRE(ls.size() == 1);
+    link.on_local_data(enc(Packet{mqtt::Ack{mqtt::PacketType::Puback, 11, 0, {}}}, Version::V5));
+    auto ups = take(f.up, Version::V5, store);
+    REQUIRE(ups.size() == 1);
+    CHECK(ack_of(ups[0]).reason == 0);
+}
+
+TEST_CASE("a local QoS 2 refusal for good: v5 passes the PUBREC reason on; v3.1.1 gets a PUBREC and its PUBREL is answered here") {
+    for (Version v : {Version::V5, Version::V311}) {
+        CAPTURE(int(v));
+        Fake f;
+        std::vector<std::vector<uint8_t>> store;
+        Link link(config(v), f);
+        connect(link, f, v, store);
+        link.on_upstream_data(enc(Packet{message("cmd/x", 2, 4, {0xFF})}, v), 4);
+        take(f.local, Version::V5, store);
+        link.on_local_data(enc(Packet{mqtt::Ack{mqtt::PacketType::Pubrec, 4, 0x87, {}}}, Version::V5));
+        auto ups = take(f.up, v, store);
+        REQUIRE(ups.size() == 1);
+        CHECK(ack_of(ups[0]).type == mqtt::PacketType::Pubrec);
+        CHECK(ack_of(ups[0]).reason == (v == Version::V5 ? 0x87 : 0));
+        CHECK(f.up_closes == 0);
+        CHECK(link.refused_in() == 1);
+        if (v == Version::V311) {
+            link.on_upstream_data(enc(Packet{mqtt::Ack{mqtt::PacketType::Pubrel, 4, 0, {}}}, v), 5);
+            ups = take(f.up, v, store);
+            REQUIRE(ups.size() == 1);
+            CHECK(ack_of(ups[0]).type == mqtt::PacketType::Pubcomp);
+            CHECK(f.local.empty());   // the local broker holds no flow under that id
+        }
+    }
+}
+
+TEST_CASE("in rules: Retain Handling 1 with a persistent v5 upstream session, 0 with a clean start") {
+    for (bool clean : {false, true}) {
+        CAPTURE(clean);
+        Fake f;
+        std::vector<std::vector<uint8_t>> store;
+        LinkConfig c = config(Version::V5);
+        c.clean_start = clean;
+        Link link(c, f);
+        link.on_upstream_open(0);
+        take(f.up, Version::V5, store);
+        link.on_upstream_data(enc(Packet{mqtt::Connack{}}, Version::V5), 1);
+        auto ps = take(f.up, Version::V5, store);
+        REQUIRE(ps.size() == 1);
+        const auto& sub = std::get<mqtt::Subscribe>(ps[0]);
+        REQUIRE(sub.topics.size() == 1);
+        CHECK(sub.topics[0].retain_handling == (clean ? 0 : 1));
+    }
+}
+
 TEST_CASE("upstream messages before ready wait for the local session") {
     Fake f;
     std::vector<std::vector<uint8_t>> store;
