@@ -678,6 +678,12 @@ void warn_about_rules(const config::Bridge& b, const broker::Config& local, std:
                                ", more than [mqtt] maximum_qos = " + std::to_string(local.maximum_qos) +
                                ": its messages cross at QoS " + std::to_string(local.maximum_qos) +
                                (local.maximum_qos == 0 ? " (acknowledged upstream before they are durable here)" : ""));
+        // Without No Local (v5) or the bridge bit the upstream sends each
+        // message this rule publishes there back, and it is published here again.
+        if (in && out && b.protocol != "mqttv5" && !b.try_private)
+            warnings.push_back(where + "rule '" + t.pattern + "' is \"both\" over v3.1.1 with try_private = false: "
+                               "the upstream echoes every message it sends, and each arrives here twice (use "
+                               "separate in and out rules with different topics or prefixes, or protocol = \"mqttv5\")");
     }
     if (!local.retain_available)
         warnings.push_back(where + "[mqtt] retain_available = false: upstream retained messages arrive here without "

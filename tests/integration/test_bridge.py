@@ -416,3 +416,18 @@ def test_an_in_rule_removed_while_stopped_is_unsubscribed_upstream(pair):
     wait_for(lambda: gw.connected_count() >= 1, what="bridge connected a third time")
     wait_upstream_subscriptions(up, 2)
     assert "no longer in the configuration: unsubscribing" not in gw.log()
+
+
+def test_check_config_warns_of_a_both_rule_over_v311_without_try_private(tmp_path):
+    # The upstream sends each message back (no No Local, no bridge bit): every
+    # local message would be published here twice.
+    from conftest import _find_hato
+    conf = tmp_path / "c.toml"
+    rule = '[[bridge]]\nname = "site"\naddress = "127.0.0.1"\n{}\n\n[[bridge.topic]]\npattern = "plant/#"\ndirection = "both"\n'
+    for extra, warned in (("try_private = false", True), ("try_private = true", False),
+                          ('try_private = false\nprotocol = "mqttv5"', False)):
+        conf.write_text(rule.format(extra))
+        r = subprocess.run([_find_hato(), "--check-config", "--config", str(conf)], capture_output=True, text=True,
+                           timeout=10)
+        assert r.returncode == 0, r.stderr
+        assert ("each arrives here twice" in r.stdout + r.stderr) == warned, (extra, r.stdout, r.stderr)
