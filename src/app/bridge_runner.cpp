@@ -668,6 +668,7 @@ std::vector<BridgeStatus> BridgeRunner::status() const {
         b.unmappable_out = e->link.unmappable_out();
         b.unmappable_in = e->link.unmappable_in();
         b.refused_out = e->link.refused_out();
+        b.refused_in = e->link.refused_in();
         b.closes_on_same = e->link.closes_on_same_message();
         out.push_back(std::move(b));
     }

@@ -261,6 +261,11 @@ std::string render_prometheus(const StatusData& d) {
         e.family("hato_bridge_refused_total", "counter",
                  "Messages the upstream refused (v5 reason code 0x80 or above) since start, by bridge.");
         for (const BridgeStatus& b : d.bridges) e.sample("hato_bridge_refused_total", label(b), num(b.refused_out));
+        e.family("hato_bridge_refused_locally_total", "counter",
+                 "Inbound messages the local broker refused for good (a reason code other than 0x97, e.g. 0x99 "
+                 "payload format invalid) since start, dropped, by bridge.");
+        for (const BridgeStatus& b : d.bridges)
+            e.sample("hato_bridge_refused_locally_total", label(b), num(b.refused_in));
         e.family("hato_bridge_upstream_closes_on_same_message", "gauge",
                  "Connections in a row the upstream closed right after the same unanswered outbound message "
                  "(3 or more: most likely it will not take it), by bridge.");
@@ -391,6 +396,7 @@ std::string render_status_json(const StatusData& d) {
              ",\"too_large_dropped_in\":" + num(b.too_large_in) +
              ",\"unmappable_dropped_out\":" + num(b.unmappable_out) +
              ",\"unmappable_dropped_in\":" + num(b.unmappable_in) + ",\"refused\":" + num(b.refused_out) +
+             ",\"refused_locally\":" + num(b.refused_in) +
              ",\"closes_on_same_message\":" + num(b.closes_on_same) + "}";
     }
     j += "]}\n";

@@ -85,6 +85,7 @@ struct BridgeStatus {
     uint64_t unmappable_out = 0;    // dropped: a rule maps the topic to an invalid one (this run)
     uint64_t unmappable_in = 0;
     uint64_t refused_out = 0;       // refused by the upstream (v5 reason code >= 0x80, this run)
+    uint64_t refused_in = 0;        // refused for good by the local broker, dropped (this run)
     uint64_t closes_on_same = 0;    // bridge::Link::closes_on_same_message
 };
 

@@ -29,6 +29,7 @@ TEST_CASE("metrics: each bridge's state and backlog, labelled by bridge") {
     b.too_large_out = 2;
     b.unmappable_in = 5;
     b.refused_out = 4;
+    b.refused_in = 6;
     b.closes_on_same = 3;
     d.bridges = {b};
     const std::string m = render_prometheus(d);
@@ -46,13 +47,14 @@ TEST_CASE("metrics: each bridge's state and backlog, labelled by bridge") {
     CHECK(has(m, "hato_bridge_unmappable_dropped_total{bridge=\"si\\\"te\",direction=\"out\"} 0\n"));
     CHECK(has(m, "hato_bridge_unmappable_dropped_total{bridge=\"si\\\"te\",direction=\"in\"} 5\n"));
     CHECK(has(m, "hato_bridge_refused_total{bridge=\"si\\\"te\"} 4\n"));
+    CHECK(has(m, "hato_bridge_refused_locally_total{bridge=\"si\\\"te\"} 6\n"));
     CHECK(has(m, "# TYPE hato_bridge_upstream_closes_on_same_message gauge\n"));
     CHECK(has(m, "hato_bridge_upstream_closes_on_same_message{bridge=\"si\\\"te\"} 3\n"));
     const std::string j = render_status_json(d);
     CHECK(has(j, "\"bridges\":[{\"name\":\"si\\\"te\",\"connected\":false,\"backlog_messages\":12,"
                  "\"backlog_bytes\":3400,\"oldest_age_seconds\":7.5,\"forwarded_out\":100,\"forwarded_in\":3,"
                  "\"too_large_dropped_out\":2,\"too_large_dropped_in\":0,\"unmappable_dropped_out\":0,"
-                 "\"unmappable_dropped_in\":5,\"refused\":4,"
+                 "\"unmappable_dropped_in\":5,\"refused\":4,\"refused_locally\":6,"
                  "\"closes_on_same_message\":3}]"));
     const std::string h = render_status_html(d);
     CHECK(has(h, "<tr><td>si&quot;te</td><td class=bad>down</td><td class=n>12</td>"));
