@@ -440,11 +440,6 @@ bool BridgeRunner::start(broker::Broker& broker, std::string& err) {
     std::vector<std::string> names;
     for (auto& e : entries_) names.push_back(e->cfg.name);
     warn_unconfigured(broker, names);
-    // Removed while hato was stopped: recovered with its subscriptions.
-    for (const std::string& id : broker.session_ids_with_prefix(kBridgePrefix)) {
-        const std::string name = id.substr(kBridgePrefix.size());
-        if (std::find(names.begin(), names.end(), name) == names.end()) unsubscribe_removed(name);
-    }
     if (entries_.empty()) return true;
     if (!ensure_event_fd(err)) return false;
     // The local sessions first: what is published before the first

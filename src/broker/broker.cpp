@@ -79,13 +79,6 @@ std::vector<std::string> Broker::session_filters(std::string_view client_id) con
     return out;
 }
 
-std::vector<std::string> Broker::session_ids_with_prefix(std::string_view prefix) const {
-    std::vector<std::string> out;
-    for (const auto& s : impl_->sessions)
-        if (s && std::string_view(s->client_id).substr(0, prefix.size()) == prefix) out.push_back(s->client_id);
-    return out;
-}
-
 std::string Broker::retained_payload(std::string_view topic) const {
     std::vector<MsgPtr> found;
     impl_->retained.match(topic, impl_->now_ms, impl_->wall_ms(), found);

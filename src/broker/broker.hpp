@@ -172,8 +172,6 @@ public:
     QueueInfo session_queue(std::string_view client_id) const;
     // The filters a session is subscribed to, as subscribed (empty if no such session).
     std::vector<std::string> session_filters(std::string_view client_id) const;
-    // The client ids of the sessions whose id starts with `prefix`.
-    std::vector<std::string> session_ids_with_prefix(std::string_view prefix) const;
     // The payload of the message retained on `topic` (no wildcards); empty
     // if there is none.
     std::string retained_payload(std::string_view topic) const;

@@ -460,29 +460,3 @@ def test_a_bridge_removed_by_reload_keeps_its_backlog_but_queues_nothing_more(pa
         receive(s, 1, timeout=1.5)
     pub_qos1(gw, "plant/a", [b"live"])   # subscribed again
     assert receive(s, 1) == [("site/gw/plant/a", b"live")]
-
-
-def test_a_bridge_removed_while_stopped_keeps_its_backlog_but_queues_nothing_more(pair):
-    # The same for a $bridge/<name> session recovered from the store with
-    # no [[bridge]] of that name (among others: with no bridge configured
-    # at all the bridges are not started).
-    up, gw = pair()
-    upstream_goes_away(up, gw)
-    pub_qos1(gw, "plant/a", [b"before-1", b"before-2"])
-    gw.stop()
-    dead_port, dead = closed_port()
-    other = '\n[[bridge]]\nname = "other"\naddress = "127.0.0.1"\nport = %d\n' % dead_port
-    other += '\n[[bridge.topic]]\npattern = "elsewhere/#"\ndirection = "out"\n'
-    configured, gw.bridge = gw.bridge, other
-    gw.start()
-    wait_for(lambda: "bridge site: removed: its 1 local subscription(s) are removed" in gw.log(), what="unsubscribed")
-    pub_qos1(gw, "plant/a", [b"after-1", b"after-2"])
-    gw.stop()
-    up.start()
-    s = sub(up, "up-sub", "site/gw/#", clean=False)
-    gw.bridge = configured
-    gw.start()
-    assert receive(s, 2) == [("site/gw/plant/a", b"before-1"), ("site/gw/plant/a", b"before-2")]
-    with pytest.raises(Exception):   # nothing queued while it was removed
-        receive(s, 1, timeout=1.5)
-    dead.close()
