@@ -352,33 +352,6 @@ void BridgeRunner::retire(Entry& e) {
     }
 }
 
-void BridgeRunner::unsubscribe_removed(const std::string& name) {
-    const std::string client_id = bridge::Link::local_client_id(name);
-    mqtt::Unsubscribe u;
-    u.packet_id = 1;
-    const std::vector<std::string> filters = broker_ ? broker_->session_filters(client_id) : std::vector<std::string>{};
-    for (const std::string& f : filters) u.filters.push_back(f);
-    if (u.filters.empty()) return;
-    // Through the broker's own session handling, as the bridge's local
-    // connection does; the answers have no entry to go to and are dropped.
-    mqtt::Connect c;
-    c.version = mqtt::Version::V5;
-    c.clean_start = false;
-    c.client_id = client_id;
-    c.props.session_expiry = 0xFFFFFFFFu;   // the session and its queue stay
-    std::vector<uint8_t> bytes;
-    mqtt::encode(mqtt::Packet{c}, mqtt::Version::V5, bytes);
-    mqtt::encode(mqtt::Packet{u}, mqtt::Version::V5, bytes);
-    mqtt::encode(mqtt::Packet{mqtt::Disconnect{}}, mqtt::Version::V5, bytes);
-    const uint64_t id = kLocalBit | ++next_local_;
-    broker_->on_open(id, 0, "bridge:" + name);
-    broker_->on_data(id, bytes);
-    broker_->on_close(id);
-    log_info("bridge %s: removed: its %zu local subscription(s) are removed, so nothing more is queued for it; "
-             "what is queued stays in the store and is sent if it is configured again",
-             name.c_str(), filters.size());
-}
-
 bool BridgeRunner::reconfigure(const std::vector<config::Bridge>& cfgs, std::string& err) {
     auto live = [this](const std::string& name) -> Entry* {
         for (auto& e : entries_)
@@ -404,7 +377,6 @@ bool BridgeRunner::reconfigure(const std::vector<config::Bridge>& cfgs, std::str
         log_info("bridge %s: %s", e.cfg.name.c_str(),
                  it == cfgs.end() ? "removed by the reload" : "changed by the reload, reconnecting");
         retire(e);
-        if (it == cfgs.end()) unsubscribe_removed(e.cfg.name);
     }
     for (size_t i = 0; i < cfgs.size(); ++i) {
         if (live(cfgs[i].name)) continue;

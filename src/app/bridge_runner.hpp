@@ -77,10 +77,6 @@ public:
 private:
     bool load_passwords(std::string& err);
     Entry& add_entry(const config::Bridge& c);
-    // A bridge removed from the configuration: its local session's
-    // subscriptions go, durably, so its queue stops growing; the queue
-    // stays for when the bridge is configured again.
-    void unsubscribe_removed(const std::string& name);
     void retire(Entry& e);
     bool ensure_event_fd(std::string& err);
     void attempt(Entry& e, uint64_t now);

@@ -431,32 +431,3 @@ def test_check_config_warns_of_a_both_rule_over_v311_without_try_private(tmp_pat
                            timeout=10)
         assert r.returncode == 0, r.stderr
         assert ("each arrives here twice" in r.stdout + r.stderr) == warned, (extra, r.stdout, r.stderr)
-
-
-def test_a_bridge_removed_by_reload_keeps_its_backlog_but_queues_nothing_more(pair):
-    # Its local session would otherwise keep its subscriptions and queue
-    # every matching message for ever; configured again, it sends the backlog.
-    up, gw = pair()
-    upstream_goes_away(up, gw)
-    pub_qos1(gw, "plant/a", [b"before-1", b"before-2"])
-    conf = os.path.join(gw.workdir, "broker.conf")
-
-    def reload(bridge, n):
-        gw.bridge = bridge
-        with open(conf, "w") as f:
-            f.write(gw._hato_config())
-        gw.proc.send_signal(signal.SIGHUP)
-        wait_for(lambda: gw.log().count("reload done") >= n, what="reload")
-
-    configured = gw.bridge
-    reload("", 1)
-    assert "bridge site: removed: its 1 local subscription(s) are removed" in gw.log()
-    pub_qos1(gw, "plant/a", [b"after-1", b"after-2"])
-    up.start()
-    s = sub(up, "up-sub", "site/gw/#", clean=False)
-    reload(configured, 2)
-    assert receive(s, 2) == [("site/gw/plant/a", b"before-1"), ("site/gw/plant/a", b"before-2")]
-    with pytest.raises(Exception):   # nothing queued while it was removed
-        receive(s, 1, timeout=1.5)
-    pub_qos1(gw, "plant/a", [b"live"])   # subscribed again
-    assert receive(s, 1) == [("site/gw/plant/a", b"live")]
