@@ -1,5 +1,6 @@
 #include "app/metrics.hpp"
 
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 
@@ -580,12 +581,16 @@ void MetricsServer::on_data(net::ConnId id, std::span<const uint8_t> data) {
     Conn& c = it->second;
     std::span<const uint8_t> in = data;
     if (!c.buf.empty()) {
-        const size_t before = c.buf.size();
         c.buf.insert(c.buf.end(), data.begin(), data.end());
         in = c.buf;
-        // Parsed again only once the head may be whole (or too long).
-        const std::string_view text(reinterpret_cast<const char*>(c.buf.data()), c.buf.size());
-        if (c.buf.size() <= net::http::kMaxHeadBytes && !net::http::head_may_end(text, before)) return;
+        // Parsed again only when a line ends (the head may be whole, or a
+        // bad line is answered at once), a byte no head may hold arrives,
+        // or the head is too long: a request dribbled in byte by byte is
+        // not parsed again from the start for every byte.
+        const bool news = std::any_of(data.begin(), data.end(), [](uint8_t b) {
+            return b == '\n' || (b < 0x20 && b != '\r' && b != '\t') || b == 0x7f;
+        });
+        if (!news && c.buf.size() <= net::http::kMaxHeadBytes) return;
     }
     net::http::Request req;
     net::http::ParseResult p = net::http::parse_request(in, req);

@@ -44,23 +44,24 @@ MsgPtr Broker::Impl::make_message(std::string_view topic, std::span<const uint8_
 // using such topics to exchange messages): a client that wrote there could
 // fake the broker's figures and the bridges' state for everyone who
 // monitors them. Bridges may (the bridge bit a Mosquitto-style bridge sets,
-// hato's own bridges' local sessions), and any client may write its own
+// hato's own bridges' local sessions), and a client may write its own
 // connection state, $SYS/broker/connection/<its client id>/state, which is
-// where a bridge without the bit (v5) puts its notifications.
+// where a bridge without the bit (v5) puts its notifications; not where
+// hato's bridge of that name reports its own state.
 //
 // "$bridge/..." holds hato's bridges' own state (what each one subscribed
-// upstream): theirs alone, with or without an ACL.
-bool Broker::Impl::may_publish_reserved(const Connection& c, std::string_view topic) {
-    const bool sys = topic.starts_with("$SYS");
+// upstream): theirs alone, with or without an ACL. The same rules hold for
+// a will (checked at CONNECT).
+bool Broker::Impl::may_publish_reserved(bool bridge_bit, std::string_view client_id, std::string_view topic) const {
+    const bool sys = topic == "$SYS" || topic.starts_with("$SYS/");
     if (!sys && !topic.starts_with(kBridgeIdPrefix)) return true;
-    if (sys && c.bridge) return true;
-    const Session* s = session(c.slot);
-    if (!s) return false;
-    if (s->client_id.starts_with(kBridgeIdPrefix)) return true;
+    if (client_id.starts_with(kBridgeIdPrefix)) return true;
     if (!sys) return false;
+    if (bridge_bit) return true;
     constexpr std::string_view head = "$SYS/broker/connection/", tail = "/state";
-    return topic.size() == head.size() + s->client_id.size() + tail.size() && topic.starts_with(head) &&
-           topic.ends_with(tail) && topic.substr(head.size(), s->client_id.size()) == s->client_id;
+    const bool own_state = topic.size() == head.size() + client_id.size() + tail.size() && topic.starts_with(head) &&
+                           topic.ends_with(tail) && topic.substr(head.size(), client_id.size()) == client_id;
+    return own_state && !budget_of(std::string(kBridgeIdPrefix) + std::string(client_id));
 }
 
 void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t> wire) {
@@ -148,7 +149,12 @@ void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t
     if (p.qos > 0 && v5 && c.inbound_pending >= granted_receive_max)
         return protocol_error(c, rc::ReceiveMaximumExceeded);
 
-    if ((topic.starts_with('$') && !may_publish_reserved(c, topic)) || (authz && !authz->can_publish(client_info(*s), topic))) {
+    bool reserved = false;
+    if (topic.starts_with('$')) {
+        const Session* owner = s ? s : session(c.slot);
+        reserved = !may_publish_reserved(c.bridge, owner ? std::string_view(owner->client_id) : "", topic);
+    }
+    if (reserved || (authz && !authz->can_publish(client_info(*s), topic))) {
         // Not delivered. v5 says why; v3 has no way to, so it is acknowledged
         // like a success (as Mosquitto does) and dropped.
         if (p.qos == 0) return;

@@ -135,7 +135,10 @@ bool open_segment(Segment& seg, const std::string& path, uint64_t base_lsn, bool
     if (seg.size == 0) return true;  // nothing to map; the caller drops it
     const uint64_t holes = writable ? unallocated_bytes(seg.fd, seg.size) : 0;
     if (holes != 0) {
-        if (const int rc = reserve_blocks(seg.fd, seg.size); rc != 0) {
+        // Fewer blocks than bytes is also a compressed file (btrfs, ZFS),
+        // which has no hole to fill: only a real hole refuses the start.
+        const int rc = reserve_blocks(seg.fd, seg.size);
+        if (rc != 0 && lseek(seg.fd, 0, SEEK_HOLE) < static_cast<off_t>(seg.size)) {
             err = path + ": " + std::to_string(holes) + " bytes of it are not allocated on disk (a copy made sparse?), " +
                   "and allocating them failed: " + std::strerror(rc) +
                   "; free space on that disk, or copy the data directory without making files sparse";

@@ -218,6 +218,7 @@ def test_bad_http_gets_its_code_and_a_close_while_mqtt_is_served(broker_factory,
         # the head in single bytes (well within the timeout)
         ([bytes([c]) for c in b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n"], 200),
         ([bytes([c]) for c in b"GET /healthz HTTP/1.1\nHost: a\n\n"], 200),   # bare LF line ends
+        ([b"G", b"ET / HTTP/2.0\r\nHost: a\r\n"], 505),   # a bad line in a later piece: answered at once
     ]
     for chunks, want in cases:
         code, took, got = _raw_http(b, chunks)

@@ -371,3 +371,41 @@ TEST_CASE("$SYS and $bridge/: clients may not publish there, bridges may") {
     CHECK(std::get<Ack>(bridge.take().at(0)).reason < 0x80);   // 0x10: nobody subscribed
     CHECK(h.persist.count("retained_set $bridge/site/upstream_filters") == 1);
 }
+
+// The same rules for a will, which the broker publishes for the client; and
+// the own-state exception does not reach where hato's bridge of that name
+// reports its state.
+TEST_CASE("$SYS and $bridge/: a will there is dropped; a bridge's name is not a client's own state") {
+    Config cfg;
+    cfg.session_budgets.push_back({"$bridge/site", 0, true, false});
+    Harness h(cfg);
+    TestClient mon(h, Version::V5);
+    mon.connect("mon");
+    mon.subscribe("$SYS/#", 0);
+    mon.subscribe("$bridge/#", 0);
+    for (const char* topic : {"$SYS/broker/version", "$bridge/site/upstream_filters", "$SYS/broker/connection/site/state"}) {
+        CAPTURE(topic);
+        TestClient dying(h, Version::V5);
+        Connect c;
+        c.client_id = "site";
+        c.will_flag = true;
+        c.will_topic = topic;
+        c.will_retain = true;
+        const uint8_t zero = '0';
+        c.will_payload = std::span<const uint8_t>(&zero, 1);
+        dying.connect_with(c);
+        dying.transport_gone();
+        CHECK(mon.publishes().empty());
+    }
+    TestClient own(h, Version::V5);
+    own.connect("gw");
+    own.publish("$SYS/broker/connection/gw/state", "1", 1, true);
+    CHECK(std::get<Ack>(own.take().at(0)).reason < 0x80);
+    TestClient named(h, Version::V5);
+    named.connect("site");
+    named.publish("$SYS/broker/connection/site/state", "1", 1, true);
+    CHECK(std::get<Ack>(named.take().at(0)).reason == rc::NotAuthorized);
+    auto got = mon.publishes();
+    REQUIRE(got.size() == 1);
+    CHECK(got[0].topic == "$SYS/broker/connection/gw/state");
+}
