@@ -29,7 +29,6 @@ constexpr int kMaxFlushRounds = 8;
 // or another gateway using the same client id) would otherwise be hit at
 // reconnect_min_ms for ever.
 constexpr uint64_t kStableLinkMs = 30000;
-constexpr std::string_view kBridgePrefix = "$bridge/";
 
 bridge::Direction direction_of(const std::string& d) {
     if (d == "in") return bridge::Direction::In;
@@ -240,7 +239,7 @@ void warn_insecure(const config::Bridge& c) {
 // its persistent upstream session, and nothing connects to unsubscribe
 // them: its remembered filters say so.
 void warn_unconfigured(const broker::Broker& broker, const std::vector<std::string>& configured) {
-    const std::string prefix = "$bridge/", suffix = "/upstream_filters";
+    const std::string_view prefix = broker::Config::kBridgeClientIdPrefix, suffix = "/upstream_filters";
     for (const auto& [topic, payload] : broker.retained_matching("$bridge/+/upstream_filters")) {
         const std::string name = topic.substr(prefix.size(), topic.size() - prefix.size() - suffix.size());
         if (std::find(configured.begin(), configured.end(), name) != configured.end()) continue;
@@ -723,7 +722,7 @@ bool check_bridge_files(const config::AppConfig& cfg, std::vector<std::string>& 
 }
 
 std::optional<broker::AuthVerdict> BridgeAuthenticator::start(const broker::AuthRequest& req) {
-    const bool claims = req.client_id.substr(0, kBridgePrefix.size()) == kBridgePrefix;
+    const bool claims = req.client_id.starts_with(broker::Config::kBridgeClientIdPrefix);
     if (BridgeRunner::is_local_id(req.conn))
         return broker::AuthVerdict{claims ? mqtt::rc::Success : mqtt::rc::NotAuthorized, claims};
     if (claims) return broker::AuthVerdict{mqtt::rc::NotAuthorized, false};
@@ -731,12 +730,12 @@ std::optional<broker::AuthVerdict> BridgeAuthenticator::start(const broker::Auth
 }
 
 namespace {
-bool internal(const broker::ClientInfo& c) { return c.client_id.substr(0, kBridgePrefix.size()) == kBridgePrefix; }
+bool internal(const broker::ClientInfo& c) { return c.client_id.starts_with(broker::Config::kBridgeClientIdPrefix); }
 }  // namespace
 
+// "$bridge/..." topics (the bridges' own state) are kept to the bridges by the
+// broker itself (Broker::Impl::may_publish_reserved), ACL or not.
 bool BridgeAuthorizer::can_publish(const broker::ClientInfo& c, std::string_view topic) {
-    // "$bridge/..." topics hold the bridges' own state (upstream_filters).
-    if (topic.substr(0, kBridgePrefix.size()) == kBridgePrefix) return internal(c);
     return internal(c) || inner_.can_publish(c, topic);
 }
 bool BridgeAuthorizer::can_subscribe(const broker::ClientInfo& c, std::string_view filter) {

@@ -2,13 +2,12 @@
 
 #include <type_traits>
 
+#include "broker/config.hpp"
 #include "broker/record_schema.hpp"
 
 namespace hato::broker {
 
 namespace {
-
-constexpr std::string_view kBridgePrefix = "$bridge/";
 
 // The records that change a bridge's queue: its session's and its messages'.
 template <class R>
@@ -23,8 +22,8 @@ void BridgeQueueTally::add(const store::RecordView& rec) {
         if constexpr (kQueueRecord<R>) {
             BodyReader in(rec.body);
             r.read_key(in);   // the client comes first: empty if it does not decode
-            if (r.client.substr(0, kBridgePrefix.size()) != kBridgePrefix) return;
-            Queue& q = queues_[std::string(r.client.substr(kBridgePrefix.size()))];
+            if (!r.client.starts_with(Config::kBridgeClientIdPrefix)) return;
+            Queue& q = queues_[std::string(r.client.substr(Config::kBridgeClientIdPrefix.size()))];
             count(q, r, rec.lsn, in);
         }
     });

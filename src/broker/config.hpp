@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace hato::broker {
@@ -40,6 +41,10 @@ struct Config {
     uint32_t max_message_expiry = 0;       // cap on message expiry interval, 0 = none
     uint32_t max_session_expiry = 0;       // cap on session expiry interval, 0 = none
     std::string response_information;      // answered to Request Response Information, empty = none
+
+    // The client ids of hato's own bridges' local sessions begin with this;
+    // the broker keeps it and "$bridge/..." topics to them.
+    static constexpr std::string_view kBridgeClientIdPrefix = "$bridge/";
 
     // Queue budgets replacing max_queued_messages / max_queued_bytes for the
     // sessions they name (the bridges' "$bridge/<name>" sessions): no count

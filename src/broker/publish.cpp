@@ -54,14 +54,14 @@ MsgPtr Broker::Impl::make_message(std::string_view topic, std::span<const uint8_
 // a will (checked at CONNECT).
 bool Broker::Impl::may_publish_reserved(bool bridge_bit, std::string_view client_id, std::string_view topic) const {
     const bool sys = topic == "$SYS" || topic.starts_with("$SYS/");
-    if (!sys && !topic.starts_with(kBridgeIdPrefix)) return true;
-    if (client_id.starts_with(kBridgeIdPrefix)) return true;
+    if (!sys && !topic.starts_with(Config::kBridgeClientIdPrefix)) return true;
+    if (client_id.starts_with(Config::kBridgeClientIdPrefix)) return true;
     if (!sys) return false;
     if (bridge_bit) return true;
     constexpr std::string_view head = "$SYS/broker/connection/", tail = "/state";
     const bool own_state = topic.size() == head.size() + client_id.size() + tail.size() && topic.starts_with(head) &&
                            topic.ends_with(tail) && topic.substr(head.size(), client_id.size()) == client_id;
-    return own_state && !budget_of(std::string(kBridgeIdPrefix) + std::string(client_id));
+    return own_state && !budget_of(std::string(Config::kBridgeClientIdPrefix) + std::string(client_id));
 }
 
 void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t> wire) {

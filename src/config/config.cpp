@@ -527,7 +527,7 @@ void read_bridges(Errors& errors, const toml::node& n, AppConfig& c) {
                 errors.add(t.source(), r.path("name"), "\"" + b.name + "\" is already used by another bridge");
         // The bridge's outbound queue is its local session's queue.
         c.broker.session_budgets.push_back(
-            {"$bridge/" + b.name, b.max_queued_bytes, b.when_full == "drop_oldest", b.queue_qos0});
+            {std::string(broker::Config::kBridgeClientIdPrefix) + b.name, b.max_queued_bytes, b.when_full == "drop_oldest", b.queue_qos0});
         c.bridges.push_back(std::move(b));
     }
 }
