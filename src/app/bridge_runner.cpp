@@ -238,7 +238,7 @@ void warn_insecure(const config::Bridge& c) {
 // A bridge gone from the configuration leaves its in rules subscribed in
 // its persistent upstream session, and nothing connects to unsubscribe
 // them: its remembered filters say so.
-void warn_unconfigured(const broker::Broker& broker, const std::vector<std::string>& configured) {
+void warn_upstream_filters(const broker::Broker& broker, const std::vector<std::string>& configured) {
     const std::string_view prefix = broker::Config::kBridgeClientIdPrefix, suffix = "/upstream_filters";
     for (const auto& [topic, payload] : broker.retained_matching("$bridge/+/upstream_filters")) {
         const std::string name = topic.substr(prefix.size(), topic.size() - prefix.size() - suffix.size());
@@ -340,6 +340,22 @@ bool BridgeRunner::ensure_event_fd(std::string& err) {
     return true;
 }
 
+void BridgeRunner::settle_unconfigured(broker::Broker& broker, const std::vector<config::Bridge>& cfgs) {
+    std::vector<std::string> names;
+    for (const config::Bridge& c : cfgs) names.push_back(c.name);
+    const std::string_view prefix = broker::Config::kBridgeClientIdPrefix;
+    for (const std::string& id : broker.session_ids_with_prefix(prefix)) {
+        const std::string name = id.substr(prefix.size());
+        if (std::find(names.begin(), names.end(), name) != names.end()) continue;
+        if (const size_t removed = broker.remove_session_subscriptions(id))
+            log_info("bridge %s is not configured: its %zu local subscription(s) are removed, so nothing more is "
+                     "queued for it; its %zu queued message(s) stay in the store and are sent if it is "
+                     "configured again",
+                     name.c_str(), removed, size_t(broker.session_queue(id).messages));
+    }
+    warn_upstream_filters(broker, names);
+}
+
 void BridgeRunner::retire(Entry& e) {
     e.retired = true;
     if (e.up) reactor_.close(e.up, true);   // on_upstream_close clears `up`
@@ -385,11 +401,6 @@ bool BridgeRunner::reconfigure(const std::vector<config::Bridge>& cfgs, std::str
         warn_insecure(e.cfg);
         if (started_) e.link.prime();   // the local session first, as at start
     }
-    if (broker_) {
-        std::vector<std::string> names;
-        for (const config::Bridge& c : cfgs) names.push_back(c.name);
-        warn_unconfigured(*broker_, names);
-    }
     flush();
     return true;
 }
@@ -408,9 +419,6 @@ bool BridgeRunner::start(broker::Broker& broker, std::string& err) {
         if (!client_context(e->cfg, e->tls_ctx, err)) return false;
         warn_insecure(e->cfg);
     }
-    std::vector<std::string> names;
-    for (auto& e : entries_) names.push_back(e->cfg.name);
-    warn_unconfigured(broker, names);
     if (entries_.empty()) return true;
     if (!ensure_event_fd(err)) return false;
     // The local sessions first: what is published before the first

@@ -74,6 +74,13 @@ public:
     // added to `err` when it cannot be read. --check-config uses it too.
     static bool read_password(const config::Bridge& c, std::string& out, std::string& err);
 
+    // The $bridge/<name> sessions of bridges not in `cfgs` (removed by a
+    // reload, or while hato was stopped): their local subscriptions are
+    // removed, so nothing more is queued for them; what is queued stays for
+    // when the bridge is configured again. At start and at each reload,
+    // with or without bridges configured.
+    static void settle_unconfigured(broker::Broker& broker, const std::vector<config::Bridge>& cfgs);
+
 private:
     bool load_passwords(std::string& err);
     Entry& add_entry(const config::Bridge& c);

@@ -262,12 +262,15 @@ private:
 
     void reload_bridges() override {
         if (!c_.bridges) {
-            if (!cfg_.bridges.empty() && !open_bridges(cfg_, c_)) log_error("reload: the bridges could not start");
+            if (!open_bridges(cfg_, c_)) log_error("reload: the bridges could not start");
             return;
         }
         std::string err;
-        if (!c_.bridges->reconfigure(cfg_.bridges, err))
+        if (!c_.bridges->reconfigure(cfg_.bridges, err)) {
             log_error("reload of the bridges failed: %s (the running bridges stay)", err.c_str());
+            return;
+        }
+        BridgeRunner::settle_unconfigured(*c_.broker, cfg_.bridges);
     }
 
     bool open_listeners() {

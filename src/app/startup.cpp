@@ -114,6 +114,7 @@ bool open_broker(const config::AppConfig& cfg, Components& c, std::function<void
 
 // The bridges' local sessions are internal: no credentials, no ACL.
 bool open_bridges(const config::AppConfig& cfg, Components& c) {
+    BridgeRunner::settle_unconfigured(*c.broker, cfg.bridges);
     if (cfg.bridges.empty()) return true;
     c.bridges = std::make_unique<BridgeRunner>(cfg.bridges, *c.reactor);
     c.transports->transport().bridges = {

@@ -79,6 +79,27 @@ std::vector<std::string> Broker::session_filters(std::string_view client_id) con
     return out;
 }
 
+std::vector<std::string> Broker::session_ids_with_prefix(std::string_view prefix) const {
+    std::vector<std::string> out;
+    for (const auto& s : impl_->sessions)
+        if (s && s->client_id.starts_with(prefix)) out.push_back(s->client_id);
+    return out;
+}
+
+size_t Broker::remove_session_subscriptions(std::string_view client_id) {
+    Session* s = impl_->sessions.find(client_id);
+    if (!s) return 0;
+    const size_t removed = s->subs.size();
+    // Not waited on: a removal lost to a crash brings the subscription back,
+    // and the caller removes it again at the next start.
+    for (const auto& [filter, rec] : s->subs) {
+        impl_->unindex_subscription(*s, rec);
+        if (s->persisted) impl_->written(impl_->persist.sub_remove(s->client_id, filter));
+    }
+    s->subs.clear();
+    return removed;
+}
+
 std::string Broker::retained_payload(std::string_view topic) const {
     std::vector<MsgPtr> found;
     impl_->retained.match(topic, impl_->now_ms, impl_->wall_ms(), found);

@@ -172,6 +172,13 @@ public:
     QueueInfo session_queue(std::string_view client_id) const;
     // The filters a session is subscribed to, as subscribed (empty if no such session).
     std::vector<std::string> session_filters(std::string_view client_id) const;
+    // The client ids of the sessions whose id starts with `prefix`.
+    std::vector<std::string> session_ids_with_prefix(std::string_view prefix) const;
+    // Removes every subscription of the session `client_id`, connected or
+    // not, durably; its queue and its expiry stay as they are. For the local
+    // session of a bridge no longer configured: nothing connects to
+    // unsubscribe it, and a CONNECT would give it an expiry. Returns how many.
+    size_t remove_session_subscriptions(std::string_view client_id);
     // The payload of the message retained on `topic` (no wildcards); empty
     // if there is none.
     std::string retained_payload(std::string_view topic) const;

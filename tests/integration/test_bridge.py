@@ -431,3 +431,55 @@ def test_check_config_warns_of_a_both_rule_over_v311_without_try_private(tmp_pat
                            timeout=10)
         assert r.returncode == 0, r.stderr
         assert ("each arrives here twice" in r.stdout + r.stderr) == warned, (extra, r.stdout, r.stderr)
+
+
+def _reload(gw, bridge, n):
+    gw.bridge = bridge
+    with open(os.path.join(gw.workdir, "broker.conf"), "w") as f:
+        f.write(gw._hato_config())
+    gw.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: gw.log().count("reload done") >= n, what="reload")
+
+
+def test_a_bridge_removed_by_reload_keeps_its_backlog_but_queues_nothing_more(pair):
+    # Its local session would otherwise keep its subscriptions and queue
+    # every matching message for ever. A session expiry cap must not reach
+    # the kept backlog either (a transient local CONNECT would give it one).
+    up, gw = pair(gw_settings={"mqtt": {"max_session_expiry": 1}})
+    upstream_goes_away(up, gw)
+    pub_qos1(gw, "plant/a", [b"before-1", b"before-2"])
+    configured = gw.bridge
+    _reload(gw, "", 1)
+    assert ("bridge site is not configured: its 1 local subscription(s) are removed, so nothing more is "
+            "queued for it; its 2 queued message(s) stay") in gw.log()
+    pub_qos1(gw, "plant/a", [b"after-1", b"after-2"])
+    time.sleep(2.5)   # past the expiry cap
+    up.start()
+    s = sub(up, "up-sub", "site/gw/#", clean=False)
+    _reload(gw, configured, 2)
+    assert receive(s, 2) == [("site/gw/plant/a", b"before-1"), ("site/gw/plant/a", b"before-2")]
+    with pytest.raises(Exception):   # nothing queued while it was removed
+        receive(s, 1, timeout=1.5)
+    pub_qos1(gw, "plant/a", [b"live"])   # subscribed again
+    assert receive(s, 1) == [("site/gw/plant/a", b"live")]
+
+
+def test_a_bridge_removed_while_stopped_keeps_its_backlog_but_queues_nothing_more(pair):
+    # The same for a $bridge/<name> session recovered from the store with
+    # no [[bridge]] at all configured.
+    up, gw = pair()
+    upstream_goes_away(up, gw)
+    pub_qos1(gw, "plant/a", [b"before-1", b"before-2"])
+    gw.stop()
+    configured, gw.bridge = gw.bridge, ""
+    gw.start()
+    assert "bridge site is not configured: its 1 local subscription(s) are removed" in gw.log()
+    pub_qos1(gw, "plant/a", [b"after-1", b"after-2"])
+    gw.stop()
+    up.start()
+    s = sub(up, "up-sub", "site/gw/#", clean=False)
+    gw.bridge = configured
+    gw.start()
+    assert receive(s, 2) == [("site/gw/plant/a", b"before-1"), ("site/gw/plant/a", b"before-2")]
+    with pytest.raises(Exception):   # nothing queued while it was removed
+        receive(s, 1, timeout=1.5)
