@@ -35,9 +35,10 @@ bool take(std::vector<uint16_t>& ids, uint16_t id) {
     return true;
 }
 
+// "0x87, not authorized".
 std::string hex(uint8_t v) {
-    char b[8];
-    std::snprintf(b, sizeof b, "0x%02X", unsigned(v));
+    char b[64];
+    std::snprintf(b, sizeof b, "0x%02X, %s", unsigned(v), mqtt::reason_name(v));
     return b;
 }
 
@@ -173,7 +174,12 @@ bool Link::handle_upstream(const Packet& p, std::span<const uint8_t> raw) {
     if (const auto* ack = std::get_if<mqtt::Connack>(&p)) {
         if (state_ != State::UpConnecting) return true;
         if (ack->reason != mqtt::rc::Success) {
-            fail("upstream refused the connection: reason " + hex(ack->reason));
+            // A v3.1.1 upstream's log and documentation speak of its return code.
+            fail(cfg_.version == mqtt::Version::V5
+                     ? "upstream refused the connection: reason " + hex(ack->reason)
+                     : "upstream refused the connection: return code " +
+                           std::to_string(mqtt::v3_connack_code(ack->reason)) + ", " +
+                           mqtt::reason_name(ack->reason));
             return false;
         }
         if (ack->props.receive_maximum) up_receive_max_ = *ack->props.receive_maximum;

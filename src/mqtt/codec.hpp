@@ -70,6 +70,10 @@ inline bool is_ack(PacketType t) {
 // use the short form when reason is Success and there are no properties.
 // AUTH exists only in v5: for v3 nothing is written (encoded_size 0).
 void encode(const Packet& p, Version version, std::vector<uint8_t>& out);
+// The v3 CONNACK return code `encode` writes for a v5 reason.
+uint8_t v3_connack_code(uint8_t reason);
+// A reason code's name in MQTT 5.0 (2.4), lower case, for log lines.
+const char* reason_name(uint8_t reason);
 
 // The hot-path form of encode(Ack{type, packet_id, reason, {}}, version, out)
 // (PUBACK / PUBREC / PUBREL / PUBCOMP without properties): the same bytes.

@@ -14,18 +14,6 @@ struct Overloaded : F... { using F::operator()...; };
 template <class... F>
 Overloaded(F...) -> Overloaded<F...>;
 
-// v5 CONNACK reason -> v3 return code (see codec.hpp).
-uint8_t v3_connack_code(uint8_t reason) {
-    switch (reason) {
-    case rc::Success: return 0;
-    case rc::UnsupportedProtocolVersion: return 1;
-    case rc::ClientIdentifierNotValid: return 2;
-    case rc::BadUserNameOrPassword: return 4;
-    case rc::NotAuthorized: return 5;
-    default: return 3;  // 0x88 / 0x89 and everything else: server unavailable
-    }
-}
-
 // PUBREL carries the fixed flags 0b0010; the other acks none.
 uint8_t ack_first_byte(PacketType type) {
     return uint8_t(uint8_t(type) << 4 | (type == PacketType::Pubrel ? 0x02 : 0));
@@ -293,6 +281,18 @@ void encode_publish(const PublishParts& p, Version version, std::vector<uint8_t>
 
 void encode_publish_head(const PublishParts& p, Version version, std::vector<uint8_t>& out) {
     encode_publish_to(p, version, out, false);
+}
+
+// v5 CONNACK reason -> v3 return code (see codec.hpp).
+uint8_t v3_connack_code(uint8_t reason) {
+    switch (reason) {
+    case rc::Success: return 0;
+    case rc::UnsupportedProtocolVersion: return 1;
+    case rc::ClientIdentifierNotValid: return 2;
+    case rc::BadUserNameOrPassword: return 4;
+    case rc::NotAuthorized: return 5;
+    default: return 3;  // 0x88 / 0x89 and everything else: server unavailable
+    }
 }
 
 }  // namespace hato::mqtt

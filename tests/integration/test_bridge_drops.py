@@ -78,7 +78,7 @@ def test_a_message_the_upstream_refuses_is_counted_and_the_rest_flows(pair, tmp_
     assert receive(upstream_sub, 1) == [("site/gw/plant/line1/temp", b"21.5")]
     wait_for(lambda: metric(gw, 'hato_bridge_refused_total{bridge="site"}') == 2, what="two refusals counted")
     assert metric(gw, 'hato_bridge_backlog_messages{bridge="site"}') == 0
-    assert gw.log().count("the upstream refused a message (reason 0x87)") == 1
+    assert gw.log().count("the upstream refused a message (reason 0x87, not authorized)") == 1
     assert gw.connected_count() == 1
 
 

@@ -364,7 +364,7 @@ TEST_CASE("an upstream refusal completes the local flow, is counted and logged o
     CHECK(link.refused_out() == 2);
     CHECK(link.ready());
     const auto logged = std::count_if(f.logs.begin(), f.logs.end(),
-                                      [](const std::string& l) { return l.find("refused a message (reason 0x87)") != std::string::npos; });
+                                      [](const std::string& l) { return l.find("refused a message (reason 0x87, not authorized)") != std::string::npos; });
     CHECK(logged == 1);
 }
 
@@ -406,7 +406,7 @@ TEST_CASE("a local refusal for good is answered upstream with its reason, counte
     CHECK(link.ready());
     CHECK(link.refused_in() == 2);
     const auto logged = std::count_if(f.logs.begin(), f.logs.end(), [](const std::string& l) {
-        return l.find("local broker refused an upstream message (reason 0x99)") != std::string::npos;
+        return l.find("local broker refused an upstream message (reason 0x99, payload format invalid)") != std::string::npos;
     });
     CHECK(logged == 1);
     link.on_upstream_data(enc(Packet{message("cmd/y", 1, 11, {'1'})}, Version::V5), 5);
@@ -441,6 +441,25 @@ TEST_CASE("a local QoS 2 refusal for good: v5 passes the PUBREC reason on; v3.1.
             CHECK(ack_of(ups[0]).type == mqtt::PacketType::Pubcomp);
             CHECK(f.local.empty());   // the local broker holds no flow under that id
         }
+    }
+}
+
+TEST_CASE("an upstream's refusal is logged in its protocol's words: v5 reason, v3.1.1 return code") {
+    const std::pair<Version, std::string> cases[] = {
+        {Version::V5, "upstream refused the connection: reason 0x86, bad user name or password"},
+        {Version::V311, "upstream refused the connection: return code 4, bad user name or password"}};
+    for (const auto& [v, line] : cases) {
+        CAPTURE(line);
+        Fake f;
+        std::vector<std::vector<uint8_t>> store;
+        Link link(config(v), f);
+        link.on_upstream_open(0);
+        take(f.up, v, store);
+        mqtt::Connack refused;
+        refused.reason = mqtt::rc::BadUserNameOrPassword;
+        CHECK_FALSE(link.on_upstream_data(enc(Packet{refused}, v), 1));
+        CHECK(std::any_of(f.logs.begin(), f.logs.end(),
+                          [&](const std::string& l) { return l.find(line) != std::string::npos; }));
     }
 }
 
