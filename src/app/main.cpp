@@ -171,6 +171,13 @@ int main(int argc, char** argv) {
     app::set_log_level(cfg.log_level);
     app::log_info("hato %s starting (config: %s)", HATO_VERSION,
                   opt.config_path.empty() ? "built-in defaults" : opt.config_path.c_str());
+    // What --check-config warns of reaches the log too: a service is
+    // started and reloaded without it. (Errors stop the start further on.)
+    {
+        std::vector<std::string> errors, warnings;
+        app::check_bridge_files(cfg, errors, warnings);
+        for (const auto& w : warnings) app::log_warn("%s", w.c_str());
+    }
     // SIGHUP: the same file and overrides again, checked like --check-config.
     app::ConfigLoader loader = [opt](config::AppConfig& out, std::vector<std::string>& errors) {
         out = config::defaults();
@@ -180,7 +187,9 @@ int main(int argc, char** argv) {
         if (!opt.data_dir.empty()) out.storage.dir = opt.data_dir;
         std::vector<std::string> warnings;
         bool ok = app::check_security_files(out, errors);
-        return app::check_bridge_files(out, errors, warnings) && ok;
+        ok = app::check_bridge_files(out, errors, warnings) && ok;
+        for (const auto& w : warnings) app::log_warn("reload: %s", w.c_str());
+        return ok;
     };
     return app::run_server(cfg, std::move(loader));
 }

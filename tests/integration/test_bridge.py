@@ -483,3 +483,15 @@ def test_a_bridge_removed_while_stopped_keeps_its_backlog_but_queues_nothing_mor
     assert receive(s, 2) == [("site/gw/plant/a", b"before-1"), ("site/gw/plant/a", b"before-2")]
     with pytest.raises(Exception):   # nothing queued while it was removed
         receive(s, 1, timeout=1.5)
+
+
+def test_bridge_warnings_reach_the_log_at_start_and_at_reload(pair):
+    # A service is started and reloaded without --check-config: what it
+    # would have warned of is logged instead.
+    up, gw = pair(gw_settings={"mqtt": {"retain_available": False}})
+    gw.start()
+    wait_for(lambda: "[mqtt] retain_available = false: upstream retained messages arrive here" in gw.log(),
+             what="start-up warning")
+    both = gw.bridge + '\n[[bridge.topic]]\npattern = "sync/#"\ndirection = "both"\n'
+    _reload(gw, both, 1)
+    assert "reload: bridge \"site\": rule 'sync/#' is \"both\" over v3.1.1 with try_private = false" in gw.log()
