@@ -335,6 +335,10 @@ struct Broker::Impl {
     // held id later reused, so the message sent on it would be swallowed);
     // any PUBLISH behind a held CONNACK/SUBACK goes this way with ticket 0.
     size_t send_publish_held(Connection& c, const OutItem& item, bool dup, uint64_t ticket);
+    void count_publish(const OutItem& item) {
+        ++stats.messages_out;
+        stats.publish_bytes_out += item.msg->payload().size();
+    }
     // Unblocks what drained below half the limit; drops clients blocked too long.
     void check_blocked();
     void redistribute_shared(Session& s);

@@ -274,7 +274,7 @@ bool Broker::Impl::start_flight(Session& s, Connection& c, SessionFlows& f, OutI
 size_t Broker::Impl::send_publish_held(Connection& c, const OutItem& item, bool dup, uint64_t ticket) {
     std::vector<uint8_t>& bytes = held_publish_bytes;
     const size_t n = send_publish(c, item, dup, &bytes);
-    if (n) acks.send_bytes(c, bytes, ticket);
+    if (n) acks.send_bytes(c, bytes, ticket, false, item.msg->payload().size());
     // One large message's bytes are not kept for the broker's lifetime.
     if (bytes.capacity() > kPayloadKeptBytes) std::vector<uint8_t>().swap(bytes);
     return n;
@@ -355,8 +355,7 @@ size_t Broker::Impl::send_publish(Connection& c, const OutItem& item, bool dup, 
     }
     if (shared_fits && !shared.bytes.empty()) {
         const size_t sent = send_encoded(shared.bytes);
-        ++stats.messages_out;
-        stats.publish_bytes_out += item.msg->payload().size();
+        if (!held) count_publish(item);
         return sent;
     }
     // Otherwise one buffer for every send: the transport copies the bytes, so
@@ -373,8 +372,7 @@ size_t Broker::Impl::send_publish(Connection& c, const OutItem& item, bool dup, 
         shared.wire = {};   // another message's
     }
     const size_t sent = send_encoded(target);
-    ++stats.messages_out;
-    stats.publish_bytes_out += item.msg->payload().size();
+    if (!held) count_publish(item);   // held: when it goes out (HeldAcks)
     return sent;
 }
 

@@ -13,8 +13,16 @@ void HeldAcks::send(Connection& c, mqtt::PacketType type, uint16_t id, uint8_t r
     send_bytes(c, scratch_, ticket, counts_inbound);
 }
 
-void HeldAcks::send_bytes(Connection& c, std::span<const uint8_t> bytes, uint64_t ticket, bool counts_inbound) {
-    if (c.held_acks == 0 && ticket <= persist_.durable_ticket()) return put_out(c, bytes, counts_inbound ? 1 : 0);
+void HeldAcks::send_bytes(Connection& c, std::span<const uint8_t> bytes, uint64_t ticket, bool counts_inbound,
+                          std::optional<uint64_t> publish_payload) {
+    const uint32_t publishes = publish_payload ? 1 : 0;
+    const uint64_t payload = publish_payload.value_or(0);
+    if (c.held_acks == 0 && ticket <= persist_.durable_ticket()) {
+        put_out(c, bytes, counts_inbound ? 1 : 0);
+        stats_.messages_out += publishes;
+        stats_.publish_bytes_out += payload;
+        return;
+    }
     PerConn& pc = conns_[c.id];
     add_held_bytes(c, bytes.size());
     if (c.held_acks > 0) {
@@ -23,11 +31,14 @@ void HeldAcks::send_bytes(Connection& c, std::span<const uint8_t> bytes, uint64_
             last.bytes.insert(last.bytes.end(), bytes.begin(), bytes.end());
             last.inbound += counts_inbound ? 1 : 0;
             ++last.packets;
+            last.publishes += publishes;
+            last.publish_payload += payload;
             pc.followed_end = pc.last_serial + 1;
             return;
         }
     }
-    held_.push_back({c.id, ticket, false, counts_inbound ? 1u : 0u, 1, {bytes.begin(), bytes.end()}});
+    held_.push_back({c.id, ticket, false, counts_inbound ? 1u : 0u, 1, {bytes.begin(), bytes.end()}, publishes,
+                     payload});
     add_held_bytes(c, kEntryCost);
     pc.last_serial = front_serial_ + held_.size() - 1;
     ++c.held_acks;
@@ -54,10 +65,16 @@ void HeldAcks::put_out(Connection& c, std::span<const uint8_t> bytes, uint32_t i
     c.inbound_pending -= std::min(c.inbound_pending, inbound);
 }
 
+void HeldAcks::count_publishes(const Held& h) {
+    stats_.packets_out += h.packets - 1;
+    stats_.messages_out += h.publishes;
+    stats_.publish_bytes_out += h.publish_payload;
+}
+
 // `h` is the front entry (serial front_serial_).
 void HeldAcks::sent(Connection& c, const Held& h) {
     put_out(c, h.bytes, h.inbound);
-    stats_.packets_out += h.packets - 1;
+    count_publishes(h);
     --c.held_acks;
     c.held_bytes -= uint32_t(std::min<uint64_t>(c.held_bytes, h.bytes.size() + kEntryCost));
     if (!h.holds_output) return;
@@ -81,7 +98,7 @@ void HeldAcks::sent_to_closing(const Held& h) {
     auto it = conns_.find(h.conn);
     if (it == conns_.end() || it->second.close_due_ms == 0 || it->second.closed) return;
     transport_.send_low_priority(h.conn, h.bytes);
-    stats_.packets_out += h.packets - 1;
+    count_publishes(h);
 }
 
 void HeldAcks::forget(const Held& h) {

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <optional>
 #include <span>
 #include <unordered_map>
 #include <vector>
@@ -36,8 +37,11 @@ public:
               bool counts_inbound);
     // The same for an encoded packet (held: copied). A packet with nothing
     // to wait for (ticket 0) behind held ones goes out right after the last
-    // of them, not after what other connections hold.
-    void send_bytes(Connection& c, std::span<const uint8_t> bytes, uint64_t ticket, bool counts_inbound = false);
+    // of them, not after what other connections hold. `publish_payload`: it
+    // is a PUBLISH with that many payload bytes, counted in Stats when it
+    // goes out (never, if its connection goes first).
+    void send_bytes(Connection& c, std::span<const uint8_t> bytes, uint64_t ticket, bool counts_inbound = false,
+                    std::optional<uint64_t> publish_payload = std::nullopt);
 
     // The packet just queued for `c` (a CONNACK or SUBACK, held itself or
     // behind c's last held packet) holds back everything sent to `c` after
@@ -82,6 +86,8 @@ private:
         uint32_t inbound = 0;        // of its packets, those that free a receive-maximum slot
         uint32_t packets = 1;        // in `bytes`: the transport counts one per send
         std::vector<uint8_t> bytes;
+        uint32_t publishes = 0;      // of its packets, PUBLISHes (Stats::messages_out)
+        uint64_t publish_payload = 0;
     };
     // Connection::held_bytes counts an entry's bytes and this much more.
     static constexpr uint64_t kEntryCost = sizeof(Held);
@@ -99,6 +105,7 @@ private:
     void sent_to_closing(const Held& h);   // the broker dropped h.conn: the transport may still be open
     void forget(const Held& h);
     void put_out(Connection& c, std::span<const uint8_t> bytes, uint32_t inbound);
+    void count_publishes(const Held& h);
     static void add_held_bytes(Connection& c, uint64_t n);
 
     Transport& transport_;

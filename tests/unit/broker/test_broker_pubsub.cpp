@@ -295,6 +295,37 @@ TEST_CASE("QoS 2: PUBLISH, PUBREL and PUBCOMP wait for the records that make the
     CHECK(std::get<Ack>(back[1]).packet_id == got[0].packet_id);
 }
 
+TEST_CASE("a held QoS 2 PUBLISH counts as sent when it goes out, not if its connection goes first") {
+    Harness h;
+    h.persist.auto_durable = false;
+    TestClient s(h, Version::V311), p(h, Version::V311);
+    s.connect("s", false);
+    s.subscribe("q2", 2);
+    p.connect("p");
+    h.persist.durable = h.persist.last_ticket;
+    h.broker->on_durable();
+    s.take();
+    const uint64_t before = h.broker->stats().messages_out, bytes_before = h.broker->stats().publish_bytes_out;
+    p.publish("q2", "held", 2, false, 4);
+    CHECK(s.take().empty());   // held for its out_state(Inflight)
+    CHECK(h.broker->stats().messages_out == before);
+    s.transport_gone();        // gone before it went out: never sent on that connection
+    h.persist.durable = h.persist.last_ticket;
+    h.broker->on_durable();
+    CHECK(h.broker->stats().messages_out == before);
+    CHECK(h.broker->stats().publish_bytes_out == bytes_before);
+
+    TestClient s2(h, Version::V311);
+    s2.send(resume("s"));
+    h.persist.durable = h.persist.last_ticket;
+    h.broker->on_durable();
+    auto back = s2.take();   // CONNACK, then the PUBLISH: sent now, once
+    REQUIRE(back.size() == 2);
+    CHECK(std::holds_alternative<Publish>(back[1]));
+    CHECK(h.broker->stats().messages_out == before + 1);
+    CHECK(h.broker->stats().publish_bytes_out == bytes_before + 4);
+}
+
 // The same answers on a connection that replaced the one the records were
 // written for: nothing is held for the new connection, yet its PUBREC or
 // PUBCOMP still depends on those records (and the CONNACK, on its session's).
