@@ -341,6 +341,7 @@ void Link::deliver_in(const mqtt::Publish& pub) {
     local.props.subscription_ids.clear();
     local.retain = pub.retain && local_retain_;
     local.qos = std::min(pub.qos, local_max_qos_);
+    if (local.qos == 0) local.dup = false;   // an upstream resend, taken down to QoS 0: DUP there is malformed
     scratch_.clear();
     mqtt::encode(Packet{local}, kLocalVersion, scratch_);
     if (local_max_packet_ != 0 && scratch_.size() > local_max_packet_)
@@ -552,6 +553,7 @@ void Link::forward_out(const mqtt::Publish& pub) {
     // Within what a v5 upstream said it takes (it closes the connection on more).
     up.retain = pub.retain && up_retain_;
     up.qos = std::min(pub.qos, up_max_qos_);
+    if (up.qos == 0) up.dup = false;   // as in deliver_in
     scratch_.clear();
     mqtt::encode(Packet{up}, cfg_.version, scratch_);
     if (up_max_packet_ != 0 && scratch_.size() > up_max_packet_)

@@ -208,6 +208,10 @@ struct Connection {
     bool slow_consumer : 1 = false;      // held it longer: its QoS 0 is dropped until it drained
     bool has_extras : 1 = false;         // extras_ is set: every packet asks, so the answer is on this line
     bool output_held : 1 = false;        // all output waits behind a held CONNACK/SUBACK (HeldAcks::hold_output)
+    // What its CONNACK allowed ([mqtt] maximum_qos, retain_available when it
+    // connected): a reload that lowers them refuses nothing it was promised.
+    uint8_t granted_qos : 2 = 2;
+    bool granted_retain : 1 = true;
     // ---- second line ----
     // Due time of this connection's live entry in the timer heap (0: none):
     // the CONNECT deadline until CONNECT is accepted, then the keep-alive

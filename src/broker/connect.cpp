@@ -225,6 +225,8 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
     c.will = std::move(will);
     c.keep_alive_s = v5 ? v5_keep_alive(p.keep_alive, cfg) : p.keep_alive;
     c.last_rx_ms = now_ms;
+    c.granted_qos = cfg.maximum_qos & 3;
+    c.granted_retain = cfg.retain_available;
     if (v5) {
         c.client_receive_max = p.props.receive_maximum.value_or(65535);
         c.client_max_packet = p.props.maximum_packet_size.value_or(0);

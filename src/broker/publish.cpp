@@ -96,8 +96,12 @@ void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t
     // The decoder checked the topic (valid UTF-8, no wildcard), and an alias
     // maps to a topic it checked: only an alias that names nothing is left.
     if (topic.empty()) return protocol_error(c, rc::TopicNameInvalid);
-    if (p.qos > cfg.maximum_qos) return protocol_error(c, rc::QoSNotSupported);
-    if (p.retain && !cfg.retain_available) return protocol_error(c, rc::RetainNotSupported);
+    // Against what this connection's CONNACK allowed: a reload that lowered
+    // the limits since applies to connections made after it. Retained
+    // messages switched off meanwhile: the message goes on, not retained.
+    if (p.qos > c.granted_qos) return protocol_error(c, rc::QoSNotSupported);
+    if (p.retain && !c.granted_retain) return protocol_error(c, rc::RetainNotSupported);
+    if (p.retain && !cfg.retain_available) p.retain = false;
 
     const PacketType ack_type = p.qos == 2 ? PacketType::Pubrec : PacketType::Puback;
     // The store refuses new durable work (full, or failed): refused up front,
@@ -280,7 +284,9 @@ void Broker::Impl::store_retained(const MsgPtr& msg, OpWrites& w) {
 
 size_t Broker::Impl::route(const MsgPtr& msg, Slot publisher, OpWrites& w, RouteMemo* memo) {
     ++stats.messages_in;
-    if (msg->retain) store_retained(msg, w);
+    // Retained messages off (by a reload, for the broker's own publishes):
+    // what is kept stays, for when they are on again, and nothing is added.
+    if (msg->retain && cfg.retain_available) store_retained(msg, w);
 
     // The matches come from the route cache (route_cache.hpp), which keeps
     // them per topic; a nested route, should one ever happen, gets a

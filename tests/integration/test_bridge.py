@@ -495,3 +495,25 @@ def test_bridge_warnings_reach_the_log_at_start_and_at_reload(pair):
     both = gw.bridge + '\n[[bridge.topic]]\npattern = "sync/#"\ndirection = "both"\n'
     _reload(gw, both, 1)
     assert "reload: bridge \"site\": rule 'sync/#' is \"both\" over v3.1.1 with try_private = false" in gw.log()
+
+
+def test_a_reload_lowering_maximum_qos_and_turning_retain_off_keeps_the_bridge_flowing(pair):
+    # The bridge's local session was allowed QoS 1 and retain by its CONNACK:
+    # the reload applies to connections made after it, so nothing it sends is
+    # refused (once, the refusal dropped the session and lost the message).
+    up, gw = pair(gw_settings={"mqtt": {}})
+    up.start()
+    gw.start()
+    wait_for(lambda: gw.connected_count() >= 1, what="bridge connected")
+    local = sub(gw, "local-sub", "remote/#")
+    state = sub(gw, "state-sub", "$SYS/broker/connection/site/state")
+    pub_qos1(up, "cmd/x", [b"before"])
+    assert receive(local, 1) == [("remote/cmd/x", b"before")]
+    gw.settings["mqtt"].update({"maximum_qos": 0, "retain_available": False})
+    _reload(gw, gw.bridge, 1)
+    pub_qos1(up, "cmd/x", [b"after-1", b"after-2"])
+    assert receive(local, 2) == [("remote/cmd/x", b"after-1"), ("remote/cmd/x", b"after-2")]
+    assert "local broker closed" not in gw.log()
+    receive(state, 1)   # "1", retained from before the reload
+    up.stop()
+    assert receive(state, 1) == [("$SYS/broker/connection/site/state", b"0")]

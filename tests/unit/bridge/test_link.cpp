@@ -953,6 +953,23 @@ TEST_CASE("a rule that maps a topic to an empty one drops that message, complete
           }) == 1);
 }
 
+TEST_CASE("a resend (DUP) taken down to QoS 0 crosses without DUP, which QoS 0 may not carry") {
+    Fake f;
+    std::vector<std::vector<uint8_t>> store;
+    Link link(config(Version::V5), f);
+    mqtt::Connack local_ack;
+    local_ack.props.maximum_qos = 0;
+    connect(link, f, Version::V5, store, {}, local_ack);
+    mqtt::Publish resend = message("cmd/valve", 1, 6, {'o', 'n'});
+    resend.dup = true;
+    link.on_upstream_data(enc(Packet{resend}, Version::V5), 6);
+    auto ls = take(f.local, Version::V5, store);
+    REQUIRE(ls.size() == 1);
+    const auto& local = std::get<mqtt::Publish>(ls[0]);
+    CHECK(local.qos == 0);
+    CHECK_FALSE(local.dup);
+}
+
 TEST_CASE("inbound messages cross within the local broker's Maximum QoS and Retain Available") {
     Fake f;
     std::vector<std::vector<uint8_t>> store;

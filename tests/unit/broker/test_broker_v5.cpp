@@ -113,6 +113,40 @@ TEST_CASE("a reload that lowers receive_maximum and topic_alias_maximum keeps wh
     CHECK(q.connect("q").props.receive_maximum == 2);
 }
 
+TEST_CASE("a reload that lowers maximum_qos or turns retain off refuses nothing a CONNACK allowed") {
+    Harness h;
+    TestClient s(h, Version::V5), early(h, Version::V5);
+    s.connect("s");
+    s.subscribe("t", 2);
+    early.connect("early");
+    early.publish("t", "kept", 0, true);   // retained while retain is on
+    s.take();
+    Config lower;
+    lower.maximum_qos = 1;
+    lower.retain_available = false;
+    h.broker->reconfigure(lower);
+    // Connected before: QoS 2 goes on; a retained message goes on, not retained.
+    early.publish("t", "q2", 2, false, 7);
+    CHECK(early.take_one<Ack>().type == PacketType::Pubrec);
+    early.publish("t", "r", 1, true, 8);
+    CHECK(early.take_one<Ack>().reason == rc::Success);
+    CHECK_FALSE(early.closed());
+    auto got = s.publishes();
+    REQUIRE(got.size() == 2);
+    CHECK(got[0].qos == 2);   // its subscription was granted QoS 2 before the reload
+    CHECK_FALSE(got[1].retain);
+    CHECK(h.broker->retained_payload("t") == "kept");   // kept, not replaced
+    // Connected after: told the new limits, and held to them.
+    TestClient late(h, Version::V5);
+    const Connack ack = late.connect("late");
+    CHECK(ack.props.maximum_qos == 1);
+    CHECK(ack.props.retain_available == 0);
+    CHECK(late.subscribe("t", 1).reasons[0] == 1);
+    CHECK(late.take().empty());   // no retained message while they are off
+    late.publish("t", "x", 2, false, 9);
+    CHECK(late.take_one<Disconnect>().reason == rc::QoSNotSupported);
+}
+
 TEST_CASE("subscription identifiers count in max_queued_bytes: overlapping subscriptions cannot multiply a queue") {
     Config cfg;
     cfg.max_queued_bytes = 4000;
