@@ -185,7 +185,9 @@ def test_healthz_is_503_while_the_store_refuses(broker_factory):
         assert m["hato_store_max_bytes"] == 1 << 20
         assert m["hato_store_used_bytes"] > (1 << 20) // 2
         j = json.loads(_get(b, "/status.json")[2])
-        assert j["healthy"] is False and j["health"] == body.strip() and j["store"]["fill"] > 0.5
+        # The same reason; the byte counts in it move as compaction runs.
+        assert j["healthy"] is False and j["store"]["fill"] > 0.5
+        assert j["health"].split(" (")[0] == body.strip().split(" (")[0], (j["health"], body)
         assert j["store"]["refusals"]["total"] >= 1
         assert _get(b, "/")[2].count("store refuses") + _get(b, "/")[2].count("store refused") >= 1
     finally:
