@@ -960,7 +960,8 @@ TEST_CASE("a resend (DUP) taken down to QoS 0 crosses without DUP, which QoS 0 m
     mqtt::Connack local_ack;
     local_ack.props.maximum_qos = 0;
     connect(link, f, Version::V5, store, {}, local_ack);
-    mqtt::Publish resend = message("cmd/valve", 1, 6, {'o', 'n'});
+    const std::vector<uint8_t> on = {'o', 'n'};   // the message's payload is a view of it
+    mqtt::Publish resend = message("cmd/valve", 1, 6, on);
     resend.dup = true;
     link.on_upstream_data(enc(Packet{resend}, Version::V5), 6);
     auto ls = take(f.local, Version::V5, store);
