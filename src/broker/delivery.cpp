@@ -42,6 +42,14 @@ bool Broker::Impl::may_read(Session& s, std::string_view topic) {
     return authz->can_receive(client_info(s), topic);
 }
 
+bool Broker::Impl::queue_full(const Session& s, const Config::SessionBudget* budget, uint64_t item_bytes) const {
+    const size_t queued = s.flows ? s.flows->queue.size() : 0;
+    const uint64_t queued_bytes = s.flows ? s.flows->queue_bytes : 0;
+    if (budget) return budget->max_bytes != 0 && queued > 0 && queued_bytes + item_bytes > budget->max_bytes;
+    return (cfg.max_queued_messages != 0 && queued >= cfg.max_queued_messages) ||
+           (cfg.max_queued_bytes != 0 && queued_bytes + item_bytes > cfg.max_queued_bytes);
+}
+
 void Broker::Impl::deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool retain,
                            std::vector<uint32_t> sub_ids, uint64_t share, OpWrites& w, IfUnstored if_unstored) {
     if (msg->expired(now_ms)) return;
@@ -83,13 +91,7 @@ void Broker::Impl::deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool reta
         return;
     }
     const uint64_t item_bytes = msg->byte_size() + sub_ids.size() * sizeof(uint32_t);   // OutItem::queued_bytes
-    auto full = [&] {
-        const size_t queued = s.flows ? s.flows->queue.size() : 0;
-        const uint64_t queued_bytes = s.flows ? s.flows->queue_bytes : 0;
-        if (budget) return budget->max_bytes != 0 && queued > 0 && queued_bytes + item_bytes > budget->max_bytes;
-        return (cfg.max_queued_messages != 0 && queued >= cfg.max_queued_messages) ||
-               (cfg.max_queued_bytes != 0 && queued_bytes + item_bytes > cfg.max_queued_bytes);
-    };
+    auto full = [&] { return queue_full(s, budget, item_bytes); };
     // Expiry is otherwise checked lazily when a message leaves the queue;
     // a full queue is swept first so expired messages do not take the room.
     if (full()) purge_expired(s, w);

@@ -317,21 +317,30 @@ size_t Broker::Impl::route(const MsgPtr& msg, Slot publisher, OpWrites& w, Route
                 merged.retain_as_published && msg->retain, merged.sub_ids, 0, w);   // a copy: the matches are kept
     }
     // Shared groups: one member per message, round robin over the members in
-    // slot order, skipping those that may not read the message, and offline
-    // ones while an online one exists. A group where nobody may read it does
-    // not count as a receiver.
+    // slot order, skipping those that may not read the message. First an
+    // online member with room in its queue, then an offline one with room,
+    // then one without (the message is dropped there, counted): a member
+    // that stopped acknowledging does not take every other message to a
+    // full queue while the others idle. A group where nobody may read it
+    // does not count as a receiver.
     for (auto& [key, members] : found.shared) {
         std::sort(members.begin(), members.end(),
                   [](const auto& a, const auto& b) { return a.who < b.who; });
         uint32_t& turn = shared.turn(key);
         constexpr size_t kNone = ~size_t(0);
         size_t pick = kNone;
-        for (size_t i = 0; i < members.size(); ++i) {
+        int pick_rank = 4;   // 0 online with room, 1 offline with room, 2 online, 3 offline
+        for (size_t i = 0; i < members.size() && pick_rank > 0; ++i) {
             size_t idx = (turn + i) % members.size();
             Session* s = session(members[idx].who);
             if (!s || !may_read(*s, msg->topic())) continue;
-            if (s->conn != 0) { pick = idx; break; }
-            if (pick == kNone) pick = idx;   // offline: only if no online member may read it
+            const bool queued = std::min<uint8_t>(msg->qos, members[idx].options & 0x03) > 0;
+            const bool room = !queued || !queue_full(*s, budget_of(s->client_id), msg->byte_size());
+            const int rank = (room ? 0 : 2) + (s->conn != 0 ? 0 : 1);
+            if (rank < pick_rank) {
+                pick = idx;
+                pick_rank = rank;
+            }
         }
         if (pick == kNone) continue;
         turn = static_cast<uint32_t>(pick + 1);

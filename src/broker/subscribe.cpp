@@ -1,5 +1,6 @@
 // SUBSCRIBE / UNSUBSCRIBE and retained delivery on subscribe.
 #include <algorithm>
+#include <unordered_map>
 
 #include "broker/broker_impl.hpp"
 
@@ -63,6 +64,15 @@ void Broker::Impl::on_subscribe(Connection& c, const Subscribe& p) {
         uint8_t qos;
     };
     std::vector<RetainedWork> retained_work;
+    // A filter repeated in one SUBSCRIBE is sent its retained messages once,
+    // at the last one's QoS: a packet listing "#" 200 000 times would
+    // otherwise send every retained message 200 000 times in one event.
+    std::unordered_map<std::string, size_t> work_of_filter;
+    auto add_retained_work = [&](RetainedWork work) {
+        auto [it, added] = work_of_filter.try_emplace(work.inner, retained_work.size());
+        if (added) retained_work.push_back(std::move(work));
+        else retained_work[it->second].qos = work.qos;
+    };
     OpWrites w;   // the SUBACK waits for them: a session that comes back has its subscriptions
     Suback ack;
     ack.packet_id = p.packet_id;
@@ -101,7 +111,7 @@ void Broker::Impl::on_subscribe(Connection& c, const Subscribe& p) {
             }
             reason = qos;
             if (!shared && cfg.retain_available && (t.retain_handling == 0 || (t.retain_handling == 1 && is_new)))
-                retained_work.push_back({std::string(inner), qos});
+                add_retained_work({std::string(inner), qos});
         }
         ack.reasons.push_back(reason);
     }

@@ -152,6 +152,22 @@ TEST_CASE("invalid filters and unsubscribe") {
     CHECK(s5.publishes().empty());
 }
 
+TEST_CASE("a filter repeated in one SUBSCRIBE is sent its retained messages once, at the last one's QoS") {
+    Harness h;
+    TestClient p(h, Version::V5), s(h, Version::V5);
+    p.connect("p");
+    for (int i = 0; i < 20; ++i) p.publish("r/" + std::to_string(i), "x", 1, true);
+    s.connect("s");
+    Subscribe sub;
+    sub.packet_id = 3;
+    for (int i = 0; i < 500; ++i) sub.topics.push_back({"r/#", uint8_t(i == 499 ? 0 : 1), false, false, 0});
+    s.send(sub);
+    auto got = s.take();
+    REQUIRE(got.size() == 1 + 20);   // the SUBACK, then each retained message once
+    CHECK(std::get<Suback>(got[0]).reasons.size() == 500);
+    for (size_t i = 1; i < got.size(); ++i) CHECK(std::get<Publish>(got[i]).qos == 0);
+}
+
 TEST_CASE("retained: set, replace, delete, deliver per retain handling") {
     Harness h;
     TestClient p(h, Version::V5);

@@ -251,6 +251,30 @@ TEST_CASE("shared subscription: round robin, no retained, redistribution on leav
     CHECK(text(moved[0].payload) == "q1");
 }
 
+TEST_CASE("shared subscription: a member that stopped acknowledging does not make the group drop messages") {
+    Config cfg;
+    cfg.max_inflight = 2;
+    cfg.max_queued_messages = 3;
+    Harness h(cfg);
+    TestClient stuck(h, Version::V5), worker(h, Version::V5), p(h, Version::V5);
+    stuck.connect("stuck");
+    worker.connect("worker");
+    p.connect("p");
+    stuck.subscribe("$share/g/job", 1);
+    worker.subscribe("$share/g/job", 1);
+    size_t done = 0;
+    for (int i = 0; i < 40; ++i) {
+        p.publish("job", std::to_string(i), 1, false, uint16_t(i + 1));
+        for (const Publish& m : worker.publishes()) {   // the worker acknowledges all it gets
+            worker.ack(PacketType::Puback, m.packet_id);
+            ++done;
+        }
+    }
+    stuck.take();   // it holds its window and queue, and acknowledges nothing
+    CHECK(h.broker->stats().queued_dropped == 0);
+    CHECK(done == 40 - 2 - 3);   // the rest went to the worker
+}
+
 TEST_CASE("message expiry: forwarded remaining, never delivered once expired") {
     Harness h;
     TestClient live(h, Version::V5), p(h, Version::V5);
