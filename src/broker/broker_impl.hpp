@@ -284,8 +284,10 @@ struct Broker::Impl {
 
     // --- delivery.cpp
     // Whether a message of `item_bytes` would be dropped for room in the
-    // session's queue ([limits] max_queued_*, or its budget).
-    bool queue_full(const Session& s, const Config::SessionBudget* budget, uint64_t item_bytes) const;
+    // session's queue ([limits] max_queued_*, or its budget), with `more_*`
+    // about to be queued before it.
+    bool queue_full(const Session& s, const Config::SessionBudget* budget, uint64_t item_bytes,
+                    size_t more_queued = 0, uint64_t more_bytes = 0) const;
     void deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool retain, std::vector<uint32_t> sub_ids,
                  uint64_t share_key, OpWrites& w, IfUnstored if_unstored = IfUnstored::Drop);
     void pump(Session& s, OpWrites& w);

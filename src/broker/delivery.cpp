@@ -3,6 +3,7 @@
 // rules in back_pressure.hpp), and
 // handing a leaving shared-group member's messages to another member.
 #include <algorithm>
+#include <unordered_map>
 
 #include "broker/broker_impl.hpp"
 
@@ -42,9 +43,10 @@ bool Broker::Impl::may_read(Session& s, std::string_view topic) {
     return authz->can_receive(client_info(s), topic);
 }
 
-bool Broker::Impl::queue_full(const Session& s, const Config::SessionBudget* budget, uint64_t item_bytes) const {
-    const size_t queued = s.flows ? s.flows->queue.size() : 0;
-    const uint64_t queued_bytes = s.flows ? s.flows->queue_bytes : 0;
+bool Broker::Impl::queue_full(const Session& s, const Config::SessionBudget* budget, uint64_t item_bytes,
+                              size_t more_queued, uint64_t more_bytes) const {
+    const size_t queued = (s.flows ? s.flows->queue.size() : 0) + more_queued;
+    const uint64_t queued_bytes = (s.flows ? s.flows->queue_bytes : 0) + more_bytes;
     if (budget) return budget->max_bytes != 0 && queued > 0 && queued_bytes + item_bytes > budget->max_bytes;
     return (cfg.max_queued_messages != 0 && queued >= cfg.max_queued_messages) ||
            (cfg.max_queued_bytes != 0 && queued_bytes + item_bytes > cfg.max_queued_bytes);
@@ -581,40 +583,58 @@ void Broker::Impl::check_blocked() {
 
 // A member leaving its shared group hands its unacknowledged messages (but
 // not QoS 2 ones it was sent) to another online member of the same group
-// that may read them (if there is one; else they stay).
+// that may read them and has room to queue them (if there is one; else they
+// stay: a member's full queue would drop them, and they would be gone from
+// both sessions).
 void Broker::Impl::redistribute_shared(Session& s) {
-    auto other_member = [&](const OutItem& item) -> Session* {
+    // What each receiving member is given here, counted as queued (a
+    // conservative bound: some go straight into its in-flight window).
+    std::unordered_map<const Session*, std::pair<size_t, uint64_t>> given;
+    auto taker = [&](const OutItem& item) -> Session* {
         const std::set<Slot>* members = shared.members(item.share_key);
         if (!members) return nullptr;
         for (Slot who : *members) {
             Session* o = session(who);
-            if (o && o != &s && o->conn != 0 && may_read(*o, item.msg->topic())) return o;
+            if (!o || o == &s || o->conn == 0 || !may_read(*o, item.msg->topic())) continue;
+            auto& [count, bytes] = given[o];
+            if (queue_full(*o, budget_of(o->client_id), item.queued_bytes(), count, bytes)) continue;
+            ++count;
+            bytes += item.queued_bytes();
+            return o;
         }
         return nullptr;
     };
     if (!s.flows) return;
     SessionFlows& f = *s.flows;
     std::vector<OutItem> moved;
+    std::vector<Session*> takers;   // moved[i] goes to takers[i]
     // A QoS 2 message already sent stays: the member may have it, and it is
     // completed with that member when it returns (MQTT-4.8.2-4/5).
-    f.inflight.take_if([&](const OutItem& item) { return item.share_key && item.qos < 2 && other_member(item); },
-                       moved);
+    f.inflight.take_if([&](const OutItem& item) {
+        if (!item.share_key || item.qos >= 2) return false;
+        Session* o = taker(item);
+        if (o) takers.push_back(o);
+        return o != nullptr;
+    }, moved);
     for (auto it = f.queue.begin(); it != f.queue.end();) {
-        if (it->share_key && other_member(*it)) {
+        Session* o = it->share_key ? taker(*it) : nullptr;
+        if (o) {
             f.queue_bytes -= std::min<uint64_t>(f.queue_bytes, it->queued_bytes());
             moved.push_back(std::move(*it));
+            takers.push_back(o);
             it = f.queue.erase(it);
         } else {
             ++it;
         }
     }
     s.release_flows_if_empty(flows_pool);   // `f` is not used below
-    for (OutItem& item : moved) {
+    for (size_t i = 0; i < moved.size(); ++i) {
+        OutItem& item = moved[i];
         // These were acknowledged to their publishers long ago: a copy the
         // store refuses still goes out from memory, and the record in this
         // session stays, so a restart finds the message in one queue at least.
         OpWrites copy;
-        if (Session* o = other_member(item)) {
+        if (Session* o = takers[i]) {
             // Granted QoS, retain as published and subscription identifier are
             // the receiving member's own, as if the message had been routed to it.
             auto sub = o->subs.find(std::string(shared.filter_of(item.share_key)));

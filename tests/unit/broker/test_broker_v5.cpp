@@ -275,6 +275,26 @@ TEST_CASE("shared subscription: a member that stopped acknowledging does not mak
     CHECK(done == 40 - 2 - 3);   // the rest went to the worker
 }
 
+TEST_CASE("shared subscription: a leaving member keeps what no other member has room for") {
+    Config cfg;
+    cfg.max_inflight = 2;
+    cfg.max_queued_messages = 3;
+    Harness h(cfg);
+    TestClient a(h, Version::V311), b(h, Version::V311), p(h, Version::V311);
+    a.connect("a", false);   // persistent: what it keeps waits for its return
+    b.connect("b");
+    p.connect("p");
+    a.subscribe("$share/g/job", 1);
+    b.subscribe("$share/g/job", 1);
+    for (int i = 0; i < 10; ++i) p.publish("job", std::to_string(i), 1, false, uint16_t(i + 1));
+    CHECK(a.publishes().size() == 2);   // each: 2 in flight, 3 queued, nothing acknowledged
+    CHECK(b.publishes().size() == 2);
+    a.transport_gone();   // b's queue is full: moving them there would drop them
+    CHECK(h.broker->stats().queued_dropped == 0);
+    CHECK(h.broker->session_queue("a").messages == 5);
+    CHECK(b.publishes().empty());
+}
+
 TEST_CASE("message expiry: forwarded remaining, never delivered once expired") {
     Harness h;
     TestClient live(h, Version::V5), p(h, Version::V5);
