@@ -596,10 +596,13 @@ void Broker::Impl::redistribute_shared(Session& s) {
         for (Slot who : *members) {
             Session* o = session(who);
             if (!o || o == &s || o->conn == 0 || !may_read(*o, item.msg->topic())) continue;
+            // As deliver() counts it there: with the receiver's own subscription
+            // identifier (at most one), not the leaving member's.
+            const uint64_t item_bytes = item.msg->byte_size() + sizeof(uint32_t);
             auto& [count, bytes] = given[o];
-            if (queue_full(*o, budget_of(o->client_id), item.queued_bytes(), count, bytes)) continue;
+            if (queue_full(*o, budget_of(o->client_id), item_bytes, count, bytes)) continue;
             ++count;
-            bytes += item.queued_bytes();
+            bytes += item_bytes;
             return o;
         }
         return nullptr;

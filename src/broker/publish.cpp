@@ -101,6 +101,7 @@ void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t
     // messages switched off meanwhile: the message goes on, not retained.
     if (p.qos > c.granted_qos) return protocol_error(c, rc::QoSNotSupported);
     if (p.retain && !c.granted_retain) return protocol_error(c, rc::RetainNotSupported);
+    const bool retain_as_sent = p.retain;   // a resend's QoS 2 digest must match, whatever a reload did since
     if (p.retain && !cfg.retain_available) p.retain = false;
 
     const PacketType ack_type = p.qos == 2 ? PacketType::Pubrec : PacketType::Puback;
@@ -111,7 +112,7 @@ void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t
         ++c.inbound_pending;
         acks.send(c, ack_type, p.packet_id, reason, 0, true);
     };
-    const uint64_t digest = p.qos == 2 ? message_digest(topic, p.payload, p.retain) : 0;
+    const uint64_t digest = p.qos == 2 ? message_digest(topic, p.payload, retain_as_sent) : 0;
     SessionFlows::InboundId* held_id = nullptr;
     if (p.qos == 2 && s->flows) {
         auto it = s->flows->qos2_in.find(p.packet_id);
@@ -284,9 +285,7 @@ void Broker::Impl::store_retained(const MsgPtr& msg, OpWrites& w) {
 
 size_t Broker::Impl::route(const MsgPtr& msg, Slot publisher, OpWrites& w, RouteMemo* memo) {
     ++stats.messages_in;
-    // Retained messages off (by a reload, for the broker's own publishes):
-    // what is kept stays, for when they are on again, and nothing is added.
-    if (msg->retain && cfg.retain_available) store_retained(msg, w);
+    if (msg->retain) store_retained(msg, w);
 
     // The matches come from the route cache (route_cache.hpp), which keeps
     // them per topic; a nested route, should one ever happen, gets a
@@ -334,8 +333,10 @@ size_t Broker::Impl::route(const MsgPtr& msg, Slot publisher, OpWrites& w, Route
             size_t idx = (turn + i) % members.size();
             Session* s = session(members[idx].who);
             if (!s || !may_read(*s, msg->topic())) continue;
+            // QoS 0 is not queued for an offline member: no room there.
             const bool queued = std::min<uint8_t>(msg->qos, members[idx].options & 0x03) > 0;
-            const bool room = !queued || !queue_full(*s, budget_of(s->client_id), msg->byte_size());
+            const bool room = queued ? !queue_full(*s, budget_of(s->client_id), msg->byte_size() + sizeof(uint32_t))
+                                     : s->conn != 0;
             const int rank = (room ? 0 : 2) + (s->conn != 0 ? 0 : 1);
             if (rank < pick_rank) {
                 pick = idx;

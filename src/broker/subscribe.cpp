@@ -110,7 +110,7 @@ void Broker::Impl::on_subscribe(Connection& c, const Subscribe& p) {
                 continue;
             }
             reason = qos;
-            if (!shared && cfg.retain_available && (t.retain_handling == 0 || (t.retain_handling == 1 && is_new)))
+            if (!shared && (t.retain_handling == 0 || (t.retain_handling == 1 && is_new)))
                 add_retained_work({std::string(inner), qos});
         }
         ack.reasons.push_back(reason);

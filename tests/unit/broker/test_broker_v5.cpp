@@ -142,9 +142,33 @@ TEST_CASE("a reload that lowers maximum_qos or turns retain off refuses nothing 
     CHECK(ack.props.maximum_qos == 1);
     CHECK(ack.props.retain_available == 0);
     CHECK(late.subscribe("t", 1).reasons[0] == 1);
-    CHECK(late.take().empty());   // no retained message while they are off
+    late.extra();   // what was retained before is still served
     late.publish("t", "x", 2, false, 9);
     CHECK(late.take_one<Disconnect>().reason == rc::QoSNotSupported);
+}
+
+TEST_CASE("a QoS 2 resend after a reload turned retain off is the same message, not a new one") {
+    Harness h;
+    TestClient s(h, Version::V311), p(h, Version::V311);
+    s.connect("s");
+    s.subscribe("t", 0);
+    p.connect("p");
+    p.publish("t", "once", 2, true, 5);
+    CHECK(p.take_one<Ack>().type == PacketType::Pubrec);
+    CHECK(s.publishes().size() == 1);
+    Config off;
+    off.retain_available = false;
+    h.broker->reconfigure(off);
+    Publish again;   // its PUBREC was lost: the same PUBLISH, DUP
+    again.topic = "t";
+    again.payload = Bytes(reinterpret_cast<const uint8_t*>("once"), 4);
+    again.qos = 2;
+    again.retain = true;
+    again.dup = true;
+    again.packet_id = 5;
+    p.send(again);
+    CHECK(p.take_one<Ack>().type == PacketType::Pubrec);
+    CHECK(s.publishes().empty());   // not routed a second time
 }
 
 TEST_CASE("subscription identifiers count in max_queued_bytes: overlapping subscriptions cannot multiply a queue") {
