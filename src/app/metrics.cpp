@@ -198,6 +198,12 @@ std::string render_prometheus(const StatusData& d) {
     e.single("hato_subscriptions_refused_limit_total", "counter",
              "Subscriptions refused because the client held max_subscriptions_per_client.",
              num(s.subscriptions_refused_limit));
+    e.single("hato_sessions_refused_limit_total", "counter",
+             "CONNECTs refused because they would add a persistent session past max_sessions.",
+             num(s.sessions_refused_limit));
+    e.single("hato_topics_refused_levels_total", "counter",
+             "PUBLISH topics, subscription filters and will topics refused for having more than max_topic_levels levels.",
+             num(s.topics_refused_levels));
     e.single("hato_input_alloc_failures_total", "counter",
              "Clients closed because the buffer for their partly received packet could not be allocated.",
              num(s.partial_alloc_failures));

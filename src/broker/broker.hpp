@@ -69,6 +69,8 @@ struct Stats {
     uint64_t room_dropped = 0;      // oldest of a drop_oldest budget's queue, dropped for a full store
     uint64_t slow_clients_closed = 0;   // over max_output_bytes longer than slow_client_timeout_ms
     uint64_t subscriptions_refused_limit = 0;   // filters refused: max_subscriptions_per_client reached
+    uint64_t sessions_refused_limit = 0;        // CONNECTs refused: max_sessions reached
+    uint64_t topics_refused_levels = 0;         // topics, filters, wills refused: over max_topic_levels
     // Input reassembly: bytes copied into partial-packet buffers (appends
     // and the moves of their growth) and the allocations made for them.
     uint64_t partial_bytes_copied = 0;

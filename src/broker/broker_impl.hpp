@@ -222,6 +222,8 @@ struct Broker::Impl {
     // on_connect's steps; those returning uint8_t answer 0 or the reason to refuse.
     uint8_t connect_precheck(const mqtt::Connect& p) const;
     uint8_t choose_client_id(const mqtt::Connect& p, std::string& client_id, bool& assigned);
+    bool at_session_limit(std::string_view client_id);
+    bool session_limit_noted = false;   // the refusal is logged once per time the limit is reached
     uint8_t make_will(const mqtt::Connect& p, std::unique_ptr<Will>& out);
     uint32_t granted_expiry(std::string_view client_id, uint32_t asked) const;
     Session& attach_session(const std::string& client_id, bool fresh, bool& session_present);
@@ -288,6 +290,9 @@ struct Broker::Impl {
     // about to be queued before it.
     bool queue_full(const Session& s, const Config::SessionBudget* budget, uint64_t item_bytes,
                     size_t more_queued = 0, uint64_t more_bytes = 0) const;
+    // The queue bytes of a shared delivery, as deliver() counts it: with
+    // the receiving member's subscription identifier (at most one).
+    static uint64_t shared_item_bytes(const Message& m) { return m.byte_size() + sizeof(uint32_t); }
     void deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool retain, std::vector<uint32_t> sub_ids,
                  uint64_t share_key, OpWrites& w, IfUnstored if_unstored = IfUnstored::Drop);
     void pump(Session& s, OpWrites& w);

@@ -26,6 +26,19 @@ struct Config {
     // Subscriptions one session may hold; a SUBSCRIBE past it is refused
     // filter by filter (0x97 / 0x80). 0 = no limit.
     uint32_t max_subscriptions_per_client = 10000;
+    // Levels of a topic name or filter (a/b/c: 3). Each level is a node of
+    // the topic tree and a probe of every match that reaches it, so depth is
+    // memory and loop time a client would otherwise choose. Deeper PUBLISH
+    // topics are refused (0x90), deeper filters too (0x8F / 0x80).
+    uint32_t max_topic_levels = 64;
+    // Client ids longer than this are refused (0x85 / return code 2): the
+    // id is kept several times per session (index, store, log lines).
+    uint32_t max_client_id_length = 256;
+    // Sessions held, connected or not. A CONNECT that would add one that
+    // outlives its connection is refused past it (0x97 / return code 3):
+    // nothing else bounds sessions nobody ends. Clean sessions are bounded
+    // by max_connections; configured bridges' sessions are exempt. 0 = none.
+    uint32_t max_sessions = 10000;
 
     // [mqtt]
     uint16_t server_keep_alive = 0;        // imposed on v5 clients; 0 = accept the client's

@@ -68,6 +68,7 @@ uint8_t Broker::Impl::connect_precheck(const Connect& p) const {
 uint8_t Broker::Impl::choose_client_id(const Connect& p, std::string& client_id, bool& assigned) {
     client_id = p.client_id;
     assigned = false;
+    if (client_id.size() > cfg.max_client_id_length) return rc::ClientIdentifierNotValid;
     if (p.version == Version::V31) {
         if (client_id.empty() || client_id.size() > 23) return rc::ClientIdentifierNotValid;
     } else if (client_id.empty()) {
@@ -83,6 +84,10 @@ uint8_t Broker::Impl::choose_client_id(const Connect& p, std::string& client_id,
 uint8_t Broker::Impl::make_will(const Connect& p, std::unique_ptr<Will>& out) {
     if (!p.will_flag) return rc::Success;
     if (!valid_topic_name(p.will_topic)) return rc::TopicNameInvalid;
+    if (!within_levels(p.will_topic, cfg.max_topic_levels)) {
+        ++stats.topics_refused_levels;
+        return rc::TopicNameInvalid;
+    }
     if (p.will_qos > cfg.maximum_qos) return rc::QoSNotSupported;
     if (p.will_retain && !cfg.retain_available) return rc::RetainNotSupported;
     const bool v5 = p.version == Version::V5;
@@ -105,6 +110,21 @@ uint32_t Broker::Impl::granted_expiry(std::string_view client_id, uint32_t asked
     // messages their publishers were told are safe: no cap cuts it short.
     if (budget_of(client_id)) return asked;
     return capped_expiry(asked, cfg.max_session_expiry);
+}
+
+// Whether a new session for `client_id` that outlives its connection would
+// pass max_sessions: sessions nobody ends would otherwise grow memory and
+// the store without bound. Logged once each time the limit is reached.
+bool Broker::Impl::at_session_limit(std::string_view client_id) {
+    const bool at = cfg.max_sessions != 0 && sessions.size() >= cfg.max_sessions && !budget_of(client_id);
+    if (at) {
+        ++stats.sessions_refused_limit;
+        if (!session_limit_noted)
+            log_notice("refusing new persistent sessions: %zu held, max_sessions is %u", sessions.size(),
+                        unsigned(cfg.max_sessions));
+    }
+    session_limit_noted = at;
+    return at;
 }
 
 // The session `client_id` connects to: an older connection on it goes
@@ -197,6 +217,7 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
         if (!cfg.allow_session_takeover_by_other_user) return refuse(rc::NotAuthorized);
         other_users_session = true;
     }
+    if (!old && expiry > 0 && at_session_limit(client_id)) return refuse(rc::QuotaExceeded);
     const OwnerSource owner_source = !username ? OwnerSource::Anonymous
                                      : (c.extras() && c.extras()->identity) ? OwnerSource::Certificate
                                                                        : OwnerSource::Password;

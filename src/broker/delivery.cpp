@@ -596,9 +596,8 @@ void Broker::Impl::redistribute_shared(Session& s) {
         for (Slot who : *members) {
             Session* o = session(who);
             if (!o || o == &s || o->conn == 0 || !may_read(*o, item.msg->topic())) continue;
-            // As deliver() counts it there: with the receiver's own subscription
-            // identifier (at most one), not the leaving member's.
-            const uint64_t item_bytes = item.msg->byte_size() + sizeof(uint32_t);
+            // The receiver's subscription identifier, not the leaving member's.
+            const uint64_t item_bytes = shared_item_bytes(*item.msg);
             auto& [count, bytes] = given[o];
             if (queue_full(*o, budget_of(o->client_id), item_bytes, count, bytes)) continue;
             ++count;
@@ -637,18 +636,17 @@ void Broker::Impl::redistribute_shared(Session& s) {
         // store refuses still goes out from memory, and the record in this
         // session stays, so a restart finds the message in one queue at least.
         OpWrites copy;
-        if (Session* o = takers[i]) {
-            // Granted QoS, retain as published and subscription identifier are
-            // the receiving member's own, as if the message had been routed to it.
-            auto sub = o->subs.find(std::string(shared.filter_of(item.share_key)));
-            if (sub != o->subs.end()) {   // always: other_member() found it in the group
-                const uint8_t options = sub->second.options;
-                std::vector<uint32_t> ids;
-                if (sub->second.sub_id) ids.push_back(sub->second.sub_id);
-                deliver(*o, item.msg, std::min<uint8_t>(item.msg->qos, options & 0x03),
-                        (options & 0x08) && item.msg->retain, std::move(ids), item.share_key, copy,
-                        IfUnstored::Queue);
-            }
+        // Granted QoS, retain as published and subscription identifier are
+        // the receiving member's own, as if the message had been routed to it.
+        Session& o = *takers[i];
+        auto sub = o.subs.find(std::string(shared.filter_of(item.share_key)));
+        if (sub != o.subs.end()) {   // always: taker() found it in the group
+            const uint8_t options = sub->second.options;
+            std::vector<uint32_t> ids;
+            if (sub->second.sub_id) ids.push_back(sub->second.sub_id);
+            deliver(o, item.msg, std::min<uint8_t>(item.msg->qos, options & 0x03),
+                    (options & 0x08) && item.msg->retain, std::move(ids), item.share_key, copy,
+                    IfUnstored::Queue);
         }
         const bool copy_stored = !copy.refused();
         if (s.persisted && copy_stored) written(persist.out_done(s.client_id, item.seq));

@@ -153,6 +153,15 @@ void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t
     }
     if (p.qos > 0 && v5 && c.inbound_pending >= granted_receive_max)
         return protocol_error(c, rc::ReceiveMaximumExceeded);
+    // A deeper topic would cost the trees and every match: refused, with the
+    // reason where the client can hear it (v5 QoS 1/2), else disconnected.
+    if (!within_levels(topic, cfg.max_topic_levels)) {
+        ++stats.topics_refused_levels;
+        if (!v5 || p.qos == 0) return protocol_error(c, rc::TopicNameInvalid);
+        ++c.inbound_pending;
+        acks.send(c, ack_type, p.packet_id, rc::TopicNameInvalid, 0, true);
+        return;
+    }
 
     bool reserved = false;
     if (topic.starts_with('$')) {
@@ -335,7 +344,7 @@ size_t Broker::Impl::route(const MsgPtr& msg, Slot publisher, OpWrites& w, Route
             if (!s || !may_read(*s, msg->topic())) continue;
             // QoS 0 is not queued for an offline member: no room there.
             const bool queued = std::min<uint8_t>(msg->qos, members[idx].options & 0x03) > 0;
-            const bool room = queued ? !queue_full(*s, budget_of(s->client_id), msg->byte_size() + sizeof(uint32_t))
+            const bool room = queued ? !queue_full(*s, budget_of(s->client_id), shared_item_bytes(*msg))
                                      : s->conn != 0;
             const int rank = (room ? 0 : 2) + (s->conn != 0 ? 0 : 1);
             if (rank < pick_rank) {

@@ -115,6 +115,8 @@ std::vector<SysMessage> sys_topics(const SysGauges& g, const LoadAverages& load)
     put("hato/publish/dropped/unreadable", num(st.unreadable_dropped));
     put("hato/clients/slow_closed", num(st.slow_clients_closed));
     put("hato/subscriptions/refused_limit", num(st.subscriptions_refused_limit));
+    put("hato/sessions/refused_limit", num(st.sessions_refused_limit));
+    put("hato/topics/refused_levels", num(st.topics_refused_levels));
     put("hato/route_cache/topics", num(g.route_cache_topics));
     put("hato/route_cache/matches", num(g.route_cache_matches));
     return out;

@@ -303,6 +303,10 @@ void read_limits(Errors& errors, const toml::table& t, broker::Config& b) {
     r.integer("max_connect_packet_size", 2, kMaxMqttPacket, b.max_connect_packet_size);
     r.integer("connect_timeout_ms", 1, std::numeric_limits<int64_t>::max(), b.connect_timeout_ms);
     r.integer("max_subscriptions_per_client", 0, u32, b.max_subscriptions_per_client);
+    // Deeper than 1024 the tree's path hashes and a match's probes stop being cheap.
+    r.integer("max_topic_levels", 1, 1024, b.max_topic_levels);
+    r.integer("max_client_id_length", 23, 65535, b.max_client_id_length);   // 23: what MQTT requires
+    r.integer("max_sessions", 0, u32, b.max_sessions);
     r.reject_unknown();
 }
 

@@ -116,6 +116,8 @@ bool valid_utf8(std::string_view s);
 // Topic names and filters (4.7).
 bool valid_topic_name(std::string_view topic);    // non-empty, no + or #, valid utf8, <= 65535
 bool valid_topic_filter(std::string_view filter); // + whole level, # last level only
+// At most `max_levels` '/'-separated levels ("a//b" has 3).
+bool within_levels(std::string_view name, uint32_t max_levels);
 // Does `topic` match `filter`? Leading wildcards do not match `$`-topics.
 bool topic_matches(std::string_view filter, std::string_view topic);
 

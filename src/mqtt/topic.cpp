@@ -69,6 +69,13 @@ bool valid_topic_filter(std::string_view filter) {
     return valid_utf8(filter);
 }
 
+bool within_levels(std::string_view name, uint32_t max_levels) {
+    // n bytes hold at most n + 1 levels ("/" has 2): short names need no
+    // count, the common case on the publish path.
+    if (name.size() < max_levels) return true;
+    return size_t(std::count(name.begin(), name.end(), '/')) < max_levels;
+}
+
 bool topic_matches(std::string_view filter, std::string_view topic) {
     // 4.7.2: a filter starting with a wildcard does not match topics starting with '$'.
     if (!topic.empty() && topic[0] == '$' && !filter.empty() &&

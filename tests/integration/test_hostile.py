@@ -471,35 +471,72 @@ def test_subscriptions_past_the_default_limit_are_refused(broker_factory):
     pub.close()
 
 
-def test_1000_level_topic(broker_factory):
+def test_deep_topics_and_filters_are_refused(broker_factory):
+    """Depth is memory per level and a probe per level of every match:
+    past [limits] max_topic_levels (64 by default) topics and filters are
+    refused. At the limit, filters that branch near the root (the costly
+    shape for matching) leave the broker answering others promptly."""
     sc = Scenario(broker_factory)
-    levels = "/".join(["l"] * 1000)
-    plus = "/".join(["+"] * 1000)
     sub = RawClient(sc.b)
     sub.connect("deep-sub")
-    for pid, f in enumerate((levels, plus, "l/#"), start=1):
+    refused = ["/".join(["l"] * 1000), "/".join(["+"] * 1000), "d" + "/" * 60000, "/".join(["l"] * 65)]
+    for pid, f in enumerate(refused, start=1):
+        sub.send(raw_mqtt.subscribe(pid, f, 1))
+        assert sub.expect(raw_mqtt.SUBACK).body[-1] == 0x80
+    at_limit = "/".join(["l"] * 64)
+    for pid, f in enumerate((at_limit, "l/#"), start=10):
         sub.send(raw_mqtt.subscribe(pid, f, 1))
         assert sub.expect(raw_mqtt.SUBACK).body[-1] == 1
+
+    # 1024 filters whose first 10 levels are every mix of "a" and "+", then
+    # "+" to the limit: a match probes each of them at every level.
+    bulk = RawClient(sc.b)
+    bulk.connect("deep-bulk")
+    filters = ["/".join("a" if k >> i & 1 else "+" for i in range(10)) + "/+" * 54 for k in range(1024)]
+    for chunk in range(0, 1024, 256):
+        bulk.send(sub_packet(100 + chunk, filters[chunk:chunk + 256], 0))
+        assert list(bulk.expect(raw_mqtt.SUBACK).body[2:]) == [0] * 256
     pub = RawClient(sc.b)
     pub.connect("deep-pub")
-    for i in range(200):
-        pub.send(raw_mqtt.publish(levels, b"deep", qos=1, pid=i + 1, retain=(i == 0)))
+    # 63 levels: walked to the end by every filter, matched by none; a new
+    # last level each time, so no route cache answers.
+    for i in range(100):
+        pub.send(raw_mqtt.publish("a/" * 62 + f"u{i}", b"x", qos=1, pid=i + 1))
         pub.expect(raw_mqtt.PUBACK)
-    got = 0
-    try:
-        while True:
-            p = sub.read(timeout=1.0)
-            if p.type == raw_mqtt.PUBLISH:
-                got += 1
-                sub.send(raw_mqtt.packet(raw_mqtt.PUBACK, 0, raw_mqtt.parse_publish(p)[1].to_bytes(2, "big")))
-    except TimeoutError:
-        pass
-    assert got >= 200   # once per message, or once per matching subscription
-    sc.check_during("1000-level topic", sc.base + SLACK)
-    pub.send(raw_mqtt.publish(levels, b"", qos=0, retain=True))   # clear the retained one
-    sub.send(raw_mqtt.disconnect())
-    pub.send(raw_mqtt.disconnect())
-    sc.check_freed("1000-level topic")
+    # At the limit a message is delivered; past it the v3.1.1 publisher is
+    # disconnected unacknowledged (it has no refusal code).
+    pub.send(raw_mqtt.publish(at_limit, b"deep", qos=1, pid=200))
+    pub.expect(raw_mqtt.PUBACK)
+    assert sub.expect(raw_mqtt.PUBLISH).body.endswith(b"deep")   # once per client (v3.1.1), two filters match
+    pub.send(raw_mqtt.publish(at_limit + "/l", b"deeper", qos=1, pid=201))
+    assert not any(p.type == raw_mqtt.PUBACK for p in pub.wait_closed())
+    sc.check_during("deep topics", sc.base + SLACK)
+    for c in (sub, bulk):
+        c.send(raw_mqtt.disconnect())
+    sc.check_freed("deep topics")
+
+
+def test_sessions_nobody_ends_are_bounded(broker_factory):
+    """A client reconnecting under new ids leaves a persistent session each
+    time: past [limits] max_sessions the CONNECT is refused (return code 3)
+    and logged, resuming one still works; an overlong id is refused too."""
+    sc = Scenario(broker_factory, {"limits": {"max_sessions": 50}})
+    codes = []
+    for i in range(60):
+        c = RawClient(sc.b)
+        c.send(raw_mqtt.connect(f"left-behind-{i}", clean=False))
+        codes.append(c.expect(raw_mqtt.CONNACK).body[1])
+        c.close()
+    held = codes.index(3)   # the probe's clean session counts too
+    assert 45 <= held < 50 and codes == [0] * held + [3] * (60 - held)
+    again = RawClient(sc.b)
+    again.connect("left-behind-7", clean=False)
+    again.close()
+    long_id = RawClient(sc.b)
+    long_id.send(raw_mqtt.connect("x" * 60000, clean=True))
+    assert long_id.expect(raw_mqtt.CONNACK).body[1] == 2
+    assert sc.b.log().count("refusing new persistent sessions: 50 held, max_sessions is 50") == 1
+    sc.check_during("sessions", sc.base + SLACK)
 
 
 RETAINED_TOPICS = 100_000

@@ -503,3 +503,107 @@ TEST_CASE("a QoS 0 subscriber over max_output_bytes is paused and dropped when i
     CHECK(sub.closed());
     CHECK_FALSE(pub.closed());
 }
+
+TEST_CASE("max_topic_levels refuses deeper topics, filters and wills, by version and QoS") {
+    Config cfg;
+    cfg.max_topic_levels = 4;
+    Harness h(cfg);
+    TestClient sub(h, Version::V5);
+    sub.connect("sub");
+    // "a/b/c/" has 4 levels (the last one empty), "a/b/c/d/e" 5.
+    CHECK(sub.subscribe("a/b/c/", 1, 1).reasons == std::vector<uint8_t>{1});
+    CHECK(sub.subscribe("a/+/c/#", 1, 2).reasons == std::vector<uint8_t>{1});
+    CHECK(sub.subscribe("a/+/c/d/#", 1, 3).reasons == std::vector<uint8_t>{rc::TopicFilterInvalid});
+    // A shared subscription's levels are its filter's, the $share/group prefix aside.
+    CHECK(sub.subscribe("$share/g/a/b/c/d", 1, 4).reasons == std::vector<uint8_t>{1});
+    CHECK(sub.subscribe("$share/g/a/b/c/d/e", 1, 5).reasons == std::vector<uint8_t>{rc::TopicFilterInvalid});
+    TestClient sub3(h, Version::V311);
+    sub3.connect("sub3");
+    CHECK(sub3.subscribe("////", 0, 1).reasons == std::vector<uint8_t>{0x80});
+
+    // v5 QoS 1 and 2: refused with 0x90, the connection stays.
+    TestClient pub(h, Version::V5);
+    pub.connect("pub");
+    pub.publish("a/b/c/d/e", "deep", 1, false, 7);
+    Ack a = pub.take_one<Ack>();
+    CHECK(a.type == PacketType::Puback);
+    CHECK(a.reason == rc::TopicNameInvalid);
+    pub.publish("a/b/c/d/e", "deep", 2, false, 8);
+    a = pub.take_one<Ack>();
+    CHECK(a.type == PacketType::Pubrec);
+    CHECK(a.reason == rc::TopicNameInvalid);
+    pub.publish("a/b/c/", "at the limit", 1, false, 9);
+    CHECK(pub.take_one<Ack>().reason == rc::Success);
+    CHECK_FALSE(pub.closed());
+    auto got = sub.publishes();
+    REQUIRE(got.size() == 1);
+    CHECK(text(got[0].payload) == "at the limit");
+    // v5 QoS 0: no ack to carry the reason, so the DISCONNECT does.
+    pub.publish("a/b/c/d/e", "deep", 0);
+    CHECK(pub.take_one<Disconnect>().reason == rc::TopicNameInvalid);
+    CHECK(pub.closed());
+    // v3.1.1: no refusal ack, so disconnected, never acknowledged.
+    TestClient pub3(h, Version::V311);
+    pub3.connect("pub3");
+    pub3.publish("a/b/c/d/e", "deep", 1);
+    CHECK(pub3.take().empty());
+    CHECK(pub3.closed());
+    CHECK(sub.publishes().empty());
+
+    // A will to a deeper topic refuses the CONNECT.
+    TestClient w(h, Version::V5);
+    Connect c;
+    c.client_id = "w";
+    c.will_flag = true;
+    c.will_topic = "a/b/c/d/e";
+    CHECK(w.connect_with(c).reason == rc::TopicNameInvalid);
+    CHECK(h.broker->stats().topics_refused_levels == 2 + 2 + 1 + 1 + 1 + 1);
+}
+
+TEST_CASE("max_client_id_length refuses longer client ids") {
+    Config cfg;
+    cfg.max_client_id_length = 30;
+    Harness h(cfg);
+    TestClient ok(h, Version::V5), no5(h, Version::V5), no3(h, Version::V311);
+    CHECK(ok.connect(std::string(30, 'a')).reason == rc::Success);
+    CHECK(no5.connect(std::string(31, 'b')).reason == rc::ClientIdentifierNotValid);
+    CHECK(no3.connect(std::string(31, 'c')).reason == rc::ClientIdentifierNotValid);   // return code 2
+    CHECK(no5.closed());
+    CHECK(no3.closed());
+}
+
+TEST_CASE("max_sessions refuses a new persistent session past it, never a resume or a clean session") {
+    Config cfg;
+    cfg.max_sessions = 2;
+    cfg.session_budgets.push_back({"$bridge/up", 0, true, false});
+    Harness h(cfg);
+    Properties keep;
+    keep.session_expiry = 300;
+    TestClient a(h, Version::V5), b(h, Version::V311);
+    CHECK(a.connect("a", true, 0, keep).reason == rc::Success);
+    CHECK(b.connect("b", false).reason == 0);
+    a.transport_gone();
+    b.transport_gone();
+    // Two sessions held, nobody connected: a third persistent one is refused
+    // (v5 0x97, v3 return code 3), a clean one is not.
+    TestClient c5(h, Version::V5), c3(h, Version::V311), clean(h, Version::V5);
+    CHECK(c5.connect("c5", true, 0, keep).reason == rc::QuotaExceeded);
+    CHECK(c3.connect("c3", false).reason == rc::ServerUnavailable);   // return code 3, as decoded
+    CHECK(clean.connect("clean").reason == rc::Success);
+    CHECK(h.broker->stats().sessions_refused_limit == 2);
+    // Resuming a held session, or starting it afresh, adds none.
+    TestClient a2(h, Version::V5), b2(h, Version::V311);
+    CHECK(a2.connect("a", false, 0, keep).session_present);
+    CHECK(b2.connect("b", false).reason == 0);
+    // A configured bridge's session is exempt.
+    TestClient bridge(h, Version::V5);
+    CHECK(bridge.connect("$bridge/up", false, 0, keep).reason == rc::Success);
+    // Room again once sessions end (bridge sessions count, though exempt).
+    Properties end;
+    end.session_expiry = 0;
+    a2.disconnect(0, end);
+    bridge.disconnect(0, end);
+    clean.disconnect();
+    TestClient c5b(h, Version::V5);
+    CHECK(c5b.connect("c5", true, 0, keep).reason == rc::Success);
+}

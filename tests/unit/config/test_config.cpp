@@ -32,6 +32,9 @@ void check_equal(const AppConfig& a, const AppConfig& b) {
     CHECK(x.slow_client_timeout_ms == y.slow_client_timeout_ms);
     CHECK(x.slow_consumer_ms == y.slow_consumer_ms);
     CHECK(x.max_subscriptions_per_client == y.max_subscriptions_per_client);
+    CHECK(x.max_topic_levels == y.max_topic_levels);
+    CHECK(x.max_client_id_length == y.max_client_id_length);
+    CHECK(x.max_sessions == y.max_sessions);
     CHECK(x.max_connect_packet_size == y.max_connect_packet_size);
     CHECK(x.connect_timeout_ms == y.connect_timeout_ms);
     CHECK(x.server_keep_alive == y.server_keep_alive);
@@ -101,6 +104,9 @@ port = 8883
 max_connections = 5
 max_queued_bytes = 4096
 max_subscriptions_per_client = 0
+max_topic_levels = 8
+max_client_id_length = 100
+max_sessions = 0
 [mqtt]
 maximum_qos = 1
 retain_available = false
@@ -127,6 +133,9 @@ level = "debug"
     CHECK(c.broker.max_connections == 5);
     CHECK(c.broker.max_queued_bytes == 4096);
     CHECK(c.broker.max_subscriptions_per_client == 0);
+    CHECK(c.broker.max_topic_levels == 8);
+    CHECK(c.broker.max_client_id_length == 100);
+    CHECK(c.broker.max_sessions == 0);
     CHECK(c.broker.maximum_qos == 1);
     CHECK_FALSE(c.broker.retain_available);
     CHECK(c.broker.response_information == "resp/");
