@@ -99,8 +99,12 @@ void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t
     // Against what this connection's CONNACK allowed: a reload that lowered
     // the limits since applies to connections made after it. Retained
     // messages switched off meanwhile: the message goes on, not retained.
-    if (p.qos > c.granted_qos) return protocol_error(c, rc::QoSNotSupported);
-    if (p.retain && !c.granted_retain) return protocol_error(c, rc::RetainNotSupported);
+    // A v3.x CONNACK announces no limits, so what the configuration allows
+    // now counts for those connections too (a reload raised it).
+    const uint8_t qos_allowed = v5 ? c.granted_qos : std::max<uint8_t>(c.granted_qos, cfg.maximum_qos);
+    const bool retain_allowed = c.granted_retain || (!v5 && cfg.retain_available);
+    if (p.qos > qos_allowed) return protocol_error(c, rc::QoSNotSupported);
+    if (p.retain && !retain_allowed) return protocol_error(c, rc::RetainNotSupported);
     const bool retain_as_sent = p.retain;   // a resend's QoS 2 digest must match, whatever a reload did since
     if (p.retain && !cfg.retain_available) p.retain = false;
 

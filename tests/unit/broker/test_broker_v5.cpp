@@ -147,6 +147,25 @@ TEST_CASE("a reload that lowers maximum_qos or turns retain off refuses nothing 
     CHECK(late.take_one<Disconnect>().reason == rc::QoSNotSupported);
 }
 
+TEST_CASE("a reload that raises maximum_qos or turns retain on applies to v3.1.1 connections made before it") {
+    Config low;
+    low.maximum_qos = 1;
+    low.retain_available = false;
+    Harness h(low);
+    TestClient v3(h, Version::V311), v5(h, Version::V5);
+    v3.connect("v3");
+    v5.connect("v5");
+    h.broker->reconfigure(Config{});
+    // v3.1.1 was told no limits: it may use what the broker now allows.
+    v3.publish("t", "q2", 2, true, 3);
+    CHECK(v3.take_one<Ack>().type == PacketType::Pubrec);
+    CHECK_FALSE(v3.closed());
+    CHECK(h.broker->retained_payload("t") == "q2");
+    // v5 was told maximum QoS 1 in its CONNACK and is held to it.
+    v5.publish("t", "q2", 2, false, 4);
+    CHECK(v5.take_one<Disconnect>().reason == rc::QoSNotSupported);
+}
+
 TEST_CASE("a QoS 2 resend after a reload turned retain off is the same message, not a new one") {
     Harness h;
     TestClient s(h, Version::V311), p(h, Version::V311);
