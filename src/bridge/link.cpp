@@ -240,8 +240,9 @@ bool Link::handle_upstream(const Packet& p, std::span<const uint8_t> raw) {
                     subscribed.push_back(r.pattern);
                     continue;
                 }
+                // A v3.1.1 SUBACK has one failure code, no reason.
                 out_.log(1, "bridge " + cfg_.name + ": upstream refused subscription " + std::to_string(i) +
-                                " (reason " + hex(reason) + ")");
+                                (cfg_.version == Version::V5 ? " (reason " + hex(reason) + ")" : " (return code 0x80)"));
             }
             unsubscribe_stale_upstream(std::move(subscribed));
             start_local();

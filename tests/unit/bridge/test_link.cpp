@@ -1169,3 +1169,17 @@ TEST_CASE("a QoS 2 id the local session still holds open from an upstream sessio
     link.on_upstream_data(enc(Packet{again}, Version::V5), 8);
     CHECK(local_types() == std::vector<PT>{PT::Publish});
 }
+
+TEST_CASE("a refused upstream subscription is logged with its v5 reason, or v3.1.1's failure code") {
+    for (Version v : {Version::V5, Version::V311}) {
+        Fake f;
+        Link link(config(v), f);
+        std::vector<std::vector<uint8_t>> store;
+        subscribe_upstream(link, f, v, store, {v == Version::V5 ? uint8_t(0x87) : uint8_t(0x80)});
+        const std::string want = v == Version::V5 ? "refused subscription 1 (reason 0x87, not authorized)"
+                                                  : "refused subscription 1 (return code 0x80)";
+        const auto logged = std::count_if(f.logs.begin(), f.logs.end(),
+                                          [&](const std::string& l) { return l.find(want) != std::string::npos; });
+        CHECK(logged == 1);
+    }
+}
