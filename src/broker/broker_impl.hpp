@@ -293,6 +293,14 @@ struct Broker::Impl {
     // The queue bytes of a shared delivery, as deliver() counts it: with
     // the receiving member's subscription identifier (at most one).
     static uint64_t shared_item_bytes(const Message& m) { return m.byte_size() + sizeof(uint32_t); }
+    // Whether a QoS 0 message to `c`, with `queued` bytes in its output, is
+    // sent, or dropped: behind a held CONNACK/SUBACK, or for a slow consumer
+    // (or past the hard bound).
+    enum class Qos0Room { Send, DropHeld, DropSlow };
+    Qos0Room qos0_room(const Connection& c, uint64_t queued) const;
+    // Whether every retained message at `qos` would now be dropped for `s`
+    // (no room in its output or queue): a SUBSCRIBE's retained work stops.
+    bool takes_no_retained(Session& s, uint8_t qos);
     void deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool retain, std::vector<uint32_t> sub_ids,
                  uint64_t share_key, OpWrites& w, IfUnstored if_unstored = IfUnstored::Drop);
     void pump(Session& s, OpWrites& w);

@@ -52,6 +52,35 @@ bool Broker::Impl::queue_full(const Session& s, const Config::SessionBudget* bud
            (cfg.max_queued_bytes != 0 && queued_bytes + item_bytes > cfg.max_queued_bytes);
 }
 
+Broker::Impl::Qos0Room Broker::Impl::qos0_room(const Connection& c, uint64_t queued) const {
+    // While it holds the intake, what the input already taken routes to it
+    // is still queued (at most one receive's worth); twice the limit is the
+    // hard bound. A slow consumer's QoS 0 is dropped.
+    const uint64_t hard = cfg.slow_consumer_ms != 0 ? 2 * cfg.max_output_bytes : cfg.max_output_bytes;
+    // Behind a held CONNACK/SUBACK (one sync at most) the same hard bound applies.
+    if (c.output_held && cfg.max_output_bytes != 0 && queued + c.held_bytes > hard) return Qos0Room::DropHeld;
+    if (c.slow_consumer || (cfg.slow_consumer_ms == 0 && c.output_blocked) ||
+        (cfg.max_output_bytes != 0 && queued > hard))
+        return Qos0Room::DropSlow;
+    return Qos0Room::Send;
+}
+
+bool Broker::Impl::takes_no_retained(Session& s, uint8_t qos) {
+    const Config::SessionBudget* budget = budget_of(s.client_id);
+    if (qos == 0 && !(budget && budget->queue_qos0)) {
+        const Connection* c = s.conn ? conn(s.conn) : nullptr;
+        if (!c) return true;
+        const uint64_t queued = cfg.max_output_bytes != 0 ? transport.queued_bytes(c->id) : 0;
+        return qos0_room(*c, queued) != Qos0Room::Send;
+    }
+    // A budget that drops its oldest always makes room.
+    if (budget && budget->drop_oldest) return false;
+    if (!queue_full(s, budget, 0)) return false;
+    OpWrites w;   // as deliver() does: expired messages do not take the room
+    purge_expired(s, w);
+    return queue_full(s, budget, 0);
+}
+
 void Broker::Impl::deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool retain,
                            std::vector<uint32_t> sub_ids, uint64_t share, OpWrites& w, IfUnstored if_unstored) {
     if (msg->expired(now_ms)) return;
@@ -63,20 +92,11 @@ void Broker::Impl::deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool reta
     if (qos == 0 && budget && budget->queue_qos0) qos = 1;
     if (qos == 0) {
         if (!c) return;   // QoS 0 is not queued for offline sessions
-        // While it holds the intake, what the input already taken routes to
-        // it is still queued (at most one receive's worth); twice the limit
-        // is the hard bound. A slow consumer's QoS 0 is dropped.
-        const uint64_t hard = cfg.slow_consumer_ms != 0 ? 2 * cfg.max_output_bytes : cfg.max_output_bytes;
         const uint64_t queued = cfg.max_output_bytes != 0 ? transport.queued_bytes(c->id) : 0;
-        // Behind a held CONNACK/SUBACK (one sync at most) the same hard bound
-        // applies, but it is no reason to hold everyone's intake.
-        if (c->output_held && cfg.max_output_bytes != 0 && queued + c->held_bytes > hard) {
+        const Qos0Room room = qos0_room(*c, queued);
+        if (room != Qos0Room::Send) {
             ++stats.qos0_dropped;
-            return;
-        }
-        if (c->slow_consumer || (cfg.slow_consumer_ms == 0 && c->output_blocked) ||
-            (cfg.max_output_bytes != 0 && queued > hard)) {
-            ++stats.qos0_dropped;
+            if (room == Qos0Room::DropHeld) return;   // no reason to hold everyone's intake
             ++c->episode_dropped;
             pressure.block(*c, now_ms, true);
             return;

@@ -122,8 +122,12 @@ void Broker::Impl::on_subscribe(Connection& c, const Subscribe& p) {
     const bool waits = send_packet(c, ack, budget_of(s->client_id) ? 0 : w.ticket);
     if (c.dead) return;   // the SUBACK did not fit the client's Maximum Packet Size
     if (waits) acks.hold_output(c);   // the retained messages and the rest follow it
-    // Retained messages follow the SUBACK.
-    for (const RetainedWork& w : retained_work) send_retained(*s, w.inner, w.qos, sub_id);
+    // Retained messages follow the SUBACK. A filter's are not matched once
+    // every one would be dropped (they stay retained): thousands of filters
+    // that each match thousands of retained messages then cost the room the
+    // client has, not filters x messages.
+    for (const RetainedWork& w : retained_work)
+        if (!takes_no_retained(*s, w.qos)) send_retained(*s, w.inner, w.qos, sub_id);
 }
 
 void Broker::Impl::send_retained(Session& s, const std::string& inner, uint8_t granted_qos,

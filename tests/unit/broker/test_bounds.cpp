@@ -607,3 +607,43 @@ TEST_CASE("max_sessions refuses a new persistent session past it, never a resume
     TestClient c5b(h, Version::V5);
     CHECK(c5b.connect("c5", true, 0, keep).reason == rc::Success);
 }
+
+TEST_CASE("a SUBSCRIBE's retained messages stop once the subscriber has no room for any") {
+    Config cfg;
+    cfg.max_inflight = 2;
+    cfg.max_queued_messages = 3;
+    Harness h(cfg);
+    TestClient pub(h, Version::V311);
+    pub.connect("pub");
+    for (int i = 0; i < 10; ++i) pub.publish("r/" + std::to_string(i), "v", 1, true);
+    pub.take();
+    // QoS 1: the first filter fills the window and the queue (5 dropped);
+    // the other two, matching the same 10, are not even matched.
+    TestClient sub(h, Version::V5);
+    sub.connect("sub");
+    Subscribe s;
+    s.packet_id = 1;
+    for (const char* f : {"r/#", "r/+", "+/+"}) s.topics.push_back({f, 1, false, false, 0});
+    sub.send(s);
+    auto got = sub.take();
+    REQUIRE(got.size() == 3);   // SUBACK and the two in flight
+    CHECK(std::get<Suback>(got[0]).reasons == std::vector<uint8_t>{1, 1, 1});
+    CHECK(h.broker->stats().queued_dropped == 5);
+    // QoS 0 to a client past its output's hard bound: nothing matched, nothing sent.
+    TestClient slow(h, Version::V5);
+    slow.connect("slow");
+    h.transport.queued[slow.id] = 3 * cfg.max_output_bytes;
+    s.topics.clear();
+    for (const char* f : {"r/#", "r/+", "+/+"}) s.topics.push_back({f, 0, false, false, 0});
+    slow.send(s);
+    got = slow.take();
+    REQUIRE(got.size() == 1);
+    CHECK(std::get<Suback>(got[0]).reasons == std::vector<uint8_t>{0, 0, 0});
+    CHECK(h.broker->stats().qos0_dropped == 0);
+    // With room again, a new SUBSCRIBE gets them all.
+    h.transport.queued[slow.id] = 0;
+    s.packet_id = 2;
+    s.topics.resize(1);
+    slow.send(s);
+    CHECK(slow.take().size() == 1 + 10);
+}
