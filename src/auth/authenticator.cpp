@@ -72,9 +72,13 @@ std::optional<AuthVerdict> PasswordAuthenticator::start(const broker::AuthReques
         peers_.erase(it);
     }
     // Before the cache: a guesser over the limit must not learn that a
-    // guess matched a recently used password.
+    // guess matched a recently used password. Its checks still pending count
+    // as failures (most of a guesser's are), so a burst cannot queue past
+    // the limit before the first of them has finished.
+    const uint64_t now = now_ms_();
+    const uint32_t in_flight = pending_from(p.address);
     bool first_refusal = false;
-    if (limiter_.blocked(p.address, now_ms_(), first_refusal)) {
+    if (limiter_.blocked(p.address, now, first_refusal, in_flight)) {
         if (first_refusal && refusal_log_) refusal_log_(p.address, max_failed_per_minute_);
         return AuthVerdict{mqtt::rc::BadUserNameOrPassword, false};
     }
@@ -89,13 +93,47 @@ std::optional<AuthVerdict> PasswordAuthenticator::start(const broker::AuthReques
     p.cache_generation = cache_.generation();
 
     if (!pool_) return conclude(p, passwords->verify(user, pw));
+    // The first lane only for an address with a clean record: one that
+    // failed this minute or already waits for a check goes behind it (see
+    // the header for why this holds against a flood that changes address).
+    const bool clean = in_flight == 0 && limiter_.failures(p.address, now) == 0;
     // verify() costs the same for an unknown user as for a wrong password.
-    uint64_t ticket = pool_->submit([file = passwords, u = std::string(user), w = std::string(pw)] {
-        return file->verify(u, w);
-    });
+    uint64_t ticket = pool_->submit(
+        [file = passwords, u = std::string(user), w = std::string(pw)] { return file->verify(u, w); },
+        clean ? HashPool::Lane::First : HashPool::Lane::Second);
+    if (ticket == 0) return refuse_busy(p.address);
     ticket_by_conn_[p.conn] = ticket;
+    ++pending_by_address_[p.address];
     pending_.emplace(ticket, std::move(p));
     return std::nullopt;
+}
+
+uint32_t PasswordAuthenticator::pending_from(std::string_view address) const {
+    auto it = pending_by_address_.find(std::string(address));
+    return it == pending_by_address_.end() ? 0 : it->second;
+}
+
+PasswordAuthenticator::Pending PasswordAuthenticator::release(PendingMap::iterator it) {
+    Pending p = std::move(it->second);
+    pending_.erase(it);
+    auto n = pending_by_address_.find(p.address);
+    if (n != pending_by_address_.end() && --n->second == 0) pending_by_address_.erase(n);
+    return p;
+}
+
+// Not a failure: nothing was checked. A client retries later (v3.1.1 gets
+// code 3, server unavailable).
+AuthVerdict PasswordAuthenticator::refuse_busy(std::string_view address) {
+    if (busy_refused_++ == 0 && busy_log_) busy_log_(true, address, 0);
+    return AuthVerdict{mqtt::rc::ServerBusy, false};
+}
+
+// An episode of refusals ends when the queue is empty again: one line for
+// its start and one for its end, however long a flood keeps it full.
+void PasswordAuthenticator::end_busy_episode_if_drained() {
+    if (busy_refused_ == 0 || !pool_ || pool_->queued() != 0) return;
+    if (busy_log_) busy_log_(false, {}, busy_refused_);
+    busy_refused_ = 0;
 }
 
 AuthVerdict PasswordAuthenticator::conclude(const Pending& p, bool ok) {
@@ -114,9 +152,14 @@ void PasswordAuthenticator::cancel(broker::ConnId conn, uint64_t request) {
     if (it == pending_.end() || it->second.request != request) return;
     ticket_by_conn_.erase(t);
     // Not started: no hash was spent, nothing to count. Running: its result
-    // still counts (closing early must not dodge the failure limit).
-    if (pool_ && pool_->cancel(it->first)) pending_.erase(it);
-    else it->second.wanted = false;
+    // still counts (closing early must not dodge the failure limit), and
+    // it stays pending for the address until then.
+    if (pool_ && pool_->cancel(it->first)) {
+        release(it);
+        end_busy_episode_if_drained();
+    } else {
+        it->second.wanted = false;
+    }
 }
 
 void PasswordAuthenticator::collect() {
@@ -124,12 +167,12 @@ void PasswordAuthenticator::collect() {
     pool_->drain([this](uint64_t ticket, bool ok) {
         auto it = pending_.find(ticket);
         if (it == pending_.end()) return;
-        Pending p = std::move(it->second);
-        pending_.erase(it);
+        Pending p = release(it);
         if (p.wanted) ticket_by_conn_.erase(p.conn);
         AuthVerdict v = conclude(p, ok);
         if (p.wanted && sink_) sink_(p.conn, p.request, v);   // may re-enter start()/cancel()
     });
+    end_busy_episode_if_drained();
 }
 
 uint8_t PasswordAuthenticator::check(std::optional<std::string_view> username,

@@ -4,9 +4,18 @@
 //
 // Password hashing (PBKDF2, ~90 ms) runs on a HashPool, never on the reactor:
 // start() answers at once when it can (certificate, anonymous, a cached
-// verified password, an address over its failure limit) and otherwise
-// queues the hash; collect() later sends the verdict to the result sink
-// (the wiring forwards it to Broker::on_auth_result).
+// verified password, an address over its failure limit, a full queue) and
+// otherwise queues the hash; collect() later sends the verdict to the result
+// sink (the wiring forwards it to Broker::on_auth_result).
+//
+// Against a flood of wrong passwords: an address's checks still pending
+// count against its failure limit, the pool's queue is bounded (a CONNECT
+// beyond it is refused as server busy), and a check from an address with no
+// failure in the window and nothing pending goes to the pool's first lane,
+// ahead of every other. A flooding address has its own checks pending, so
+// all but its first CONNECT wait in the second lane, even when it moves to
+// a new address every few seconds: a device logging in from elsewhere waits
+// behind at most one check per flooding address, not behind the flood.
 #pragma once
 
 #include <functional>
@@ -29,6 +38,10 @@ public:
     using ResultSink = std::function<void(broker::ConnId, uint64_t request, const broker::AuthVerdict&)>;
     // Called once per address and window when its failure limit starts refusing.
     using RefusalLog = std::function<void(std::string_view address, uint32_t limit)>;
+    // The pool's queue is full: called once when it starts refusing (with the
+    // first refused address) and once when the queue has drained (with how
+    // many were refused meanwhile), not per CONNECT.
+    using BusyLog = std::function<void(bool begins, std::string_view address, uint64_t refused)>;
 
     PasswordAuthenticator();
 
@@ -46,6 +59,7 @@ public:
     void set_pool(HashPool* pool, ResultSink sink);
     void set_max_failed_per_minute(uint32_t limit);   // 0 = no limit
     void set_refusal_log(RefusalLog log) { refusal_log_ = std::move(log); }
+    void set_busy_log(BusyLog log) { busy_log_ = std::move(log); }
     void set_clock(std::function<uint64_t()> now_ms) { now_ms_ = std::move(now_ms); }   // tests
 
     // The source address of a connection, for the failure limit; kept until
@@ -59,7 +73,8 @@ public:
     // Success (user_verified when a password or certificate proved the
     // name), BadUserNameOrPassword (unknown user, wrong password, or the
     // address over its failure limit: never which one) or NotAuthorized
-    // (anonymous client where that is refused).
+    // (anonymous client where that is refused), or ServerBusy (the pool's
+    // queue is full: nothing was checked or counted, the client may retry).
     std::optional<broker::AuthVerdict> start(const broker::AuthRequest& req) override;
     void cancel(broker::ConnId conn, uint64_t request) override;
 
@@ -70,6 +85,7 @@ public:
 
     size_t cached() const { return cache_.size(); }
     size_t pending() const { return pending_.size(); }
+    uint32_t pending_from(std::string_view address) const;   // host part
 
 private:
     struct Pending {
@@ -83,8 +99,13 @@ private:
 
     bool anonymous_allowed(int listener_index) const;
     const std::shared_ptr<const PasswordFile>& passwords_for(int listener_index) const;
+    using PendingMap = std::unordered_map<uint64_t, Pending>;   // by pool ticket
     // Records the outcome (cache or failure count) and returns the verdict.
     broker::AuthVerdict conclude(const Pending& p, bool ok);
+    // The only way out of pending_: keeps pending_by_address_ in step.
+    Pending release(PendingMap::iterator it);
+    broker::AuthVerdict refuse_busy(std::string_view address);
+    void end_busy_episode_if_drained();
 
     std::vector<bool> anonymous_;
     std::shared_ptr<const PasswordFile> passwords_;
@@ -92,13 +113,18 @@ private:
     HashPool* pool_ = nullptr;
     ResultSink sink_;
     RefusalLog refusal_log_;
+    BusyLog busy_log_;
     std::function<uint64_t()> now_ms_;
     uint32_t max_failed_per_minute_ = 30;
     LoginLimiter limiter_;
     VerifiedCache cache_;
     std::unordered_map<broker::ConnId, std::string> peers_;       // host part only
-    std::unordered_map<uint64_t, Pending> pending_;               // by pool ticket
+    PendingMap pending_;
     std::unordered_map<broker::ConnId, uint64_t> ticket_by_conn_;
+    // Checks in pending_ per address; an address leaves at 0 (bounded by the
+    // queue bound plus the workers).
+    std::unordered_map<std::string, uint32_t> pending_by_address_;
+    uint64_t busy_refused_ = 0;   // refused as server busy since the queue filled; 0: not full
 };
 
 }  // namespace hato::auth

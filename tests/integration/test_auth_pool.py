@@ -10,9 +10,11 @@ import hashlib
 import os
 import select
 import shutil
+import socket
 import statistics
 import struct
 import tempfile
+import threading
 import time
 
 import pytest
@@ -210,6 +212,81 @@ def test_client_closing_while_its_password_is_checked(sec_broker, workdir):
     c.expect(PINGRESP)
     c.close()
     assert b.alive()
+
+
+class SourceClient(RawClient):
+    """A RawClient whose connection comes from `source` (any 127.0.0.0/8
+    address reaches a loopback listener): each is another address for the
+    broker's per-address failure limit."""
+
+    def __init__(self, ep, source, timeout=30):
+        self.sock = socket.create_connection((ep.host, ep.port), timeout=timeout, source_address=(source, 0))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = b""
+
+
+def test_login_is_answered_promptly_during_a_flood_that_changes_address(sec_broker, workdir):
+    # Wrong passwords at ~60/s on the default single worker (which checks
+    # ~11/s), the source address changing every 1.5 s. The flood's checks
+    # used to queue in order, the failure limit counting only finished ones:
+    # a device logging in meanwhile waited 5-10 s, then hit the CONNECT
+    # deadline. Now a flooding address's checks wait behind the device's,
+    # and what does not fit the bounded queue is refused as server busy.
+    users = {f"dev{i}": f"pw{i}" for i in range(3)}
+    b = password_broker(sec_broker, workdir, users, hash_workers=1)
+    ep = b.endpoint(0)
+    stop = threading.Event()
+    flood = []
+
+    def attacker():
+        t0, i = time.monotonic(), 0
+        while not stop.is_set():
+            source = f"127.0.0.{2 + int((time.monotonic() - t0) // 1.5)}"
+            for _ in range(6):
+                try:
+                    c = SourceClient(ep, source)
+                    c.send(connect_pw(f"guess-{i}", "dev0", f"wrong-{i}"))
+                    flood.append(c)
+                except OSError:
+                    pass
+                i += 1
+            time.sleep(0.1)
+
+    thread = threading.Thread(target=attacker, daemon=True)
+    thread.start()
+    waits = []
+    try:
+        for i in range(3):
+            time.sleep(1.2)
+            c = SourceClient(ep, "127.0.0.1")
+            start = time.monotonic()
+            c.send(connect_pw(f"device-{i}", f"dev{i}", f"pw{i}"))
+            try:
+                code = c.expect(CONNACK, timeout=15).body[1]
+            except EOFError:
+                code = None   # closed at the CONNECT deadline
+            waits.append((code, time.monotonic() - start))
+            c.close()
+    finally:
+        stop.set()
+        thread.join()
+    codes = {}
+    for c in flood:
+        try:
+            code = c.expect(CONNACK, timeout=0.01).body[1]
+        except (EOFError, TimeoutError):
+            code = None   # still waiting for its check
+        codes[code] = codes.get(code, 0) + 1
+        c.close()
+    log = b.log()
+    episodes = log.count("password checks: the queue is full")
+    print(f"\ndevice logins (code, s): {[(code, round(w, 2)) for code, w in waits]}; "
+          f"flood answers {codes} of {len(flood)}; busy episodes logged: {episodes}")
+    for code, waited in waits:
+        assert code == 0
+        assert waited < 3, waits
+    assert codes.get(3, 0) > 10, codes           # server busy (3.1.1 code 3), not queued
+    assert 1 <= episodes <= 4, log[-3000:]        # once per episode, not per CONNECT
 
 
 # -- item 3: a user name nobody verified ---------------------------------------
