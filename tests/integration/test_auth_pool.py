@@ -126,19 +126,23 @@ def test_bogus_logins_do_not_stall_a_logged_in_client(sec_broker, workdir):
     readable, _, _ = select.select([c.sock for c in bogus], [], [], 0)
     answered_during_probes = len(readable)
 
-    # Each is refused (bad user name or password); on a loaded machine the
-    # last ones may instead reach the 10 s CONNECT deadline and be closed.
-    refused = closed = 0
+    # Each is refused: bad user name or password, or server busy (3) for
+    # those beyond the bounded queue (one worker: 16 may wait behind the
+    # first); on a loaded machine the last ones may instead reach the 10 s
+    # CONNECT deadline and be closed.
+    refused = busy = closed = 0
     for c in bogus:
         try:
-            assert c.expect(CONNACK, timeout=60).body[1] == 4
-            refused += 1
+            code = c.expect(CONNACK, timeout=60).body[1]
+            assert code in (3, 4)
+            refused += code == 4
+            busy += code == 3
         except EOFError:
             closed += 1
     all_refused = time.monotonic() - started
     print(f"\nPINGRESP worst {max(pings) * 1000:.1f} ms, QoS 1 round trip worst {max(round_trips) * 1000:.1f} ms; "
           f"{answered_during_probes}/20 bogus answered when the probes ended "
-          f"({(probes_done - started) * 1000:.0f} ms); {refused} refused, {closed} timed out, "
+          f"({(probes_done - started) * 1000:.0f} ms); {refused} refused, {busy} busy, {closed} timed out, "
           f"after {all_refused * 1000:.0f} ms")
     assert refused > 0
     assert answered_during_probes < 20
