@@ -16,6 +16,8 @@
 // all but its first CONNECT wait in the second lane, even when it moves to
 // a new address every few seconds: a device logging in from elsewhere waits
 // behind at most one check per flooding address, not behind the flood.
+// A flood from many addresses at once (one CONNECT each) can fill the first
+// lane too; being bounded, logins are then refused as busy, but promptly.
 #pragma once
 
 #include <functional>

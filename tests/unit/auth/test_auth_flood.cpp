@@ -17,6 +17,7 @@
 
 #include "auth/authenticator.hpp"
 #include "auth/hash_pool.hpp"
+#include "auth/login_limiter.hpp"
 #include "mqtt/packet.hpp"
 
 using namespace hato;
@@ -138,6 +139,26 @@ TEST_CASE("hash pool: the first lane is served before the second; each lane is b
     CHECK(results == 5);   // the gate and four jobs
     CHECK(order == std::vector<uint64_t>{11, 14, 21, 22});
     CHECK(HashPool(3).max_queued() == 3 * HashPool::kQueuedPerWorker);
+}
+
+TEST_CASE("login limiter: pending checks count toward the limit; only finished failures are logged") {
+    auth::LoginLimiter lim(3);
+    bool first = false;
+    CHECK_FALSE(lim.blocked("10.0.0.1", 1000, first, 2));
+    CHECK(lim.blocked("10.0.0.1", 1000, first, 3));
+    CHECK_FALSE(first);
+    lim.record_failure("10.0.0.1", 1000);
+    CHECK(lim.failures("10.0.0.1", 1000) == 1);
+    CHECK_FALSE(lim.blocked("10.0.0.1", 1000, first, 1));
+    CHECK(lim.blocked("10.0.0.1", 1000, first, 2));
+    CHECK_FALSE(first);
+    lim.record_failure("10.0.0.1", 1001);
+    lim.record_failure("10.0.0.1", 1002);
+    CHECK(lim.blocked("10.0.0.1", 1003, first, 0));
+    CHECK(first);
+    CHECK(lim.failures("10.0.0.1", 1000 + auth::LoginLimiter::kWindowMs) == 0);
+    auth::LoginLimiter none(0);
+    CHECK_FALSE(none.blocked("10.0.0.1", 1000, first, 100));
 }
 
 TEST_CASE("authenticator: checks still pending count against the failure limit") {
