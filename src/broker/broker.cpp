@@ -237,6 +237,14 @@ void Broker::reconfigure(const Config& cfg) {
     // What earlier CONNACKs granted stays in force for their connections.
     impl_->granted_receive_max = std::max(impl_->granted_receive_max, cfg.receive_maximum);
     impl_->granted_alias_max = std::max(impl_->granted_alias_max, cfg.topic_alias_maximum);
+    // A v3.x CONNACK announces no limits: a raised maximum QoS or retain
+    // applies to those connections too, and stays theirs through a later
+    // lowering (which applies to connections made after it).
+    for (auto& [id, c] : impl_->conns) {
+        if (c.version == Version::V5) continue;
+        c.granted_qos = std::max<uint8_t>(c.granted_qos, cfg.maximum_qos & 3);
+        c.granted_retain = c.granted_retain || cfg.retain_available;
+    }
 }
 
 // ---------------------------------------------------------------------------

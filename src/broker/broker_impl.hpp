@@ -223,6 +223,8 @@ struct Broker::Impl {
     uint8_t connect_precheck(const mqtt::Connect& p) const;
     uint8_t choose_client_id(const mqtt::Connect& p, std::string& client_id, bool& assigned);
     bool at_session_limit(std::string_view client_id);
+    void note_deep_topic(std::string_view client_id);
+    uint64_t deep_topic_logged_ms = 0;
     bool session_limit_noted = false;   // the refusal is logged once per time the limit is reached
     uint8_t make_will(const mqtt::Connect& p, std::unique_ptr<Will>& out);
     uint32_t granted_expiry(std::string_view client_id, uint32_t asked) const;
@@ -301,6 +303,9 @@ struct Broker::Impl {
     // Whether every retained message at `qos` would now be dropped for `s`
     // (no room in its output or queue): a SUBSCRIBE's retained work stops.
     bool takes_no_retained(Session& s, uint8_t qos);
+    // Whether every message deliver() would queue for `s` is now dropped (a
+    // full queue, expired ones swept first; never with a drop_oldest budget).
+    bool queue_closed(Session& s);
     void deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool retain, std::vector<uint32_t> sub_ids,
                  uint64_t share_key, OpWrites& w, IfUnstored if_unstored = IfUnstored::Drop);
     void pump(Session& s, OpWrites& w);

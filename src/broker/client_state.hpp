@@ -60,6 +60,10 @@ struct alignas(64) SessionFlows {
     std::map<uint16_t, InboundId> qos2_in;   // inbound QoS 2 ids waiting PUBREL
     uint64_t queue_bytes = 0;
     std::deque<OutItem> queue;               // not sent yet, in order
+    // now_ms of the last sweep for expired messages: none expires again
+    // within the same millisecond, so a flood into a full queue scans it
+    // once, not once a message.
+    uint64_t expiry_swept_ms = ~uint64_t(0);
     // Answers waiting for a state record the store refused (a full disk with
     // the reserve used up, or an I/O error), in the order their acks came.
     // Tried again on each tick while connected; closing the connection
@@ -101,6 +105,7 @@ public:
     void give(std::unique_ptr<SessionFlows> f) {
         if (spare_.size() >= kMaxSpare) return;
         f->queue_bytes = 0;
+        f->expiry_swept_ms = ~uint64_t(0);
         f->inflight.trim();
         f->pubrel_waiting.clear();
         f->pubcomp_waiting.clear();

@@ -116,15 +116,16 @@ uint32_t Broker::Impl::granted_expiry(std::string_view client_id, uint32_t asked
 // pass max_sessions: sessions nobody ends would otherwise grow memory and
 // the store without bound. Logged once each time the limit is reached.
 bool Broker::Impl::at_session_limit(std::string_view client_id) {
-    const bool at = cfg.max_sessions != 0 && sessions.size() >= cfg.max_sessions && !budget_of(client_id);
-    if (at) {
+    const bool full = cfg.max_sessions != 0 && sessions.size() >= cfg.max_sessions;
+    if (full && budget_of(client_id)) return false;   // a configured bridge: exempt, and no new episode
+    if (full) {
         ++stats.sessions_refused_limit;
         if (!session_limit_noted)
             log_notice("refusing new persistent sessions: %zu held, max_sessions is %u", sessions.size(),
-                        unsigned(cfg.max_sessions));
+                       unsigned(cfg.max_sessions));
     }
-    session_limit_noted = at;
-    return at;
+    session_limit_noted = full;
+    return full;
 }
 
 // The session `client_id` connects to: an older connection on it goes
@@ -217,7 +218,10 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
         if (!cfg.allow_session_takeover_by_other_user) return refuse(rc::NotAuthorized);
         other_users_session = true;
     }
-    if (!old && expiry > 0 && at_session_limit(client_id)) return refuse(rc::QuotaExceeded);
+    // A clean session (expiry 0) taken over by a persistent one ends with its
+    // connection, so that adds a session too.
+    const bool adds_session = expiry > 0 && (!old || old->expiry_s == 0);
+    if (adds_session && at_session_limit(client_id)) return refuse(rc::QuotaExceeded);
     const OwnerSource owner_source = !username ? OwnerSource::Anonymous
                                      : (c.extras() && c.extras()->identity) ? OwnerSource::Certificate
                                                                        : OwnerSource::Password;

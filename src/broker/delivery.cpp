@@ -65,20 +65,26 @@ Broker::Impl::Qos0Room Broker::Impl::qos0_room(const Connection& c, uint64_t que
     return Qos0Room::Send;
 }
 
-bool Broker::Impl::takes_no_retained(Session& s, uint8_t qos) {
+bool Broker::Impl::queue_closed(Session& s) {
     const Config::SessionBudget* budget = budget_of(s.client_id);
-    if (qos == 0 && !(budget && budget->queue_qos0)) {
-        const Connection* c = s.conn ? conn(s.conn) : nullptr;
-        if (!c) return true;
-        const uint64_t queued = cfg.max_output_bytes != 0 ? transport.queued_bytes(c->id) : 0;
-        return qos0_room(*c, queued) != Qos0Room::Send;
-    }
-    // A budget that drops its oldest always makes room.
-    if (budget && budget->drop_oldest) return false;
+    if (budget && budget->drop_oldest) return false;   // always makes room
     if (!queue_full(s, budget, 0)) return false;
     OpWrites w;   // as deliver() does: expired messages do not take the room
     purge_expired(s, w);
     return queue_full(s, budget, 0);
+}
+
+bool Broker::Impl::takes_no_retained(Session& s, uint8_t qos) {
+    const Config::SessionBudget* budget = budget_of(s.client_id);
+    // A QoS 0 retained message goes out at QoS 0 whatever was granted, past
+    // the queue, unless a budget queues QoS 0 too.
+    if (!(budget && budget->queue_qos0)) {
+        const Connection* c = s.conn ? conn(s.conn) : nullptr;
+        const uint64_t queued = c && cfg.max_output_bytes != 0 ? transport.queued_bytes(c->id) : 0;
+        if (c && qos0_room(*c, queued) == Qos0Room::Send) return false;
+        if (qos == 0) return true;
+    }
+    return queue_closed(s);
 }
 
 void Broker::Impl::deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool retain,
@@ -207,8 +213,9 @@ uint64_t Broker::Impl::drop_oldest_queued(Session& s, OpWrites& w) {
 }
 
 void Broker::Impl::purge_expired(Session& s, OpWrites& w) {
-    if (!s.flows) return;
+    if (!s.flows || s.flows->expiry_swept_ms == now_ms) return;
     SessionFlows& f = *s.flows;
+    f.expiry_swept_ms = now_ms;
     for (auto it = f.queue.begin(); it != f.queue.end();) {
         if (!it->msg->expired(now_ms)) {
             ++it;

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "broker/broker_impl.hpp"
+#include "broker/log_sink.hpp"
 #include "broker/sparkplug.hpp"
 
 namespace hato::broker {
@@ -64,6 +65,17 @@ bool Broker::Impl::may_publish_reserved(bool bridge_bit, std::string_view client
     return own_state && !budget_of(std::string(Config::kBridgeClientIdPrefix) + std::string(client_id));
 }
 
+// At most one line a minute: a client that keeps sending them must not
+// fill the log.
+void Broker::Impl::note_deep_topic(std::string_view client_id) {
+    if (deep_topic_logged_ms != 0 && now_ms - deep_topic_logged_ms < 60000) return;
+    deep_topic_logged_ms = now_ms == 0 ? 1 : now_ms;
+    const int n = int(std::min<size_t>(client_id.size(), 64));
+    log_notice("refused a PUBLISH from '%.*s': its topic has more than %u levels (max_topic_levels; "
+               "counted in topics_refused_levels, logged at most once a minute)",
+               n, client_id.data(), unsigned(cfg.max_topic_levels));
+}
+
 void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t> wire) {
     const bool v5 = c.version == Version::V5;
     // A connected client always has its session. It is read only where it
@@ -99,12 +111,8 @@ void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t
     // Against what this connection's CONNACK allowed: a reload that lowered
     // the limits since applies to connections made after it. Retained
     // messages switched off meanwhile: the message goes on, not retained.
-    // A v3.x CONNACK announces no limits, so what the configuration allows
-    // now counts for those connections too (a reload raised it).
-    const uint8_t qos_allowed = v5 ? c.granted_qos : std::max<uint8_t>(c.granted_qos, cfg.maximum_qos);
-    const bool retain_allowed = c.granted_retain || (!v5 && cfg.retain_available);
-    if (p.qos > qos_allowed) return protocol_error(c, rc::QoSNotSupported);
-    if (p.retain && !retain_allowed) return protocol_error(c, rc::RetainNotSupported);
+    if (p.qos > c.granted_qos) return protocol_error(c, rc::QoSNotSupported);
+    if (p.retain && !c.granted_retain) return protocol_error(c, rc::RetainNotSupported);
     const bool retain_as_sent = p.retain;   // a resend's QoS 2 digest must match, whatever a reload did since
     if (p.retain && !cfg.retain_available) p.retain = false;
 
@@ -158,12 +166,19 @@ void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t
     if (p.qos > 0 && v5 && c.inbound_pending >= granted_receive_max)
         return protocol_error(c, rc::ReceiveMaximumExceeded);
     // A deeper topic would cost the trees and every match: refused, with the
-    // reason where the client can hear it (v5 QoS 1/2), else disconnected.
+    // reason where the client can hear it (v5: the ack, or at QoS 0 the
+    // DISCONNECT). A v3.x client has no refusal code, and disconnected it
+    // would resend the same message for ever; a configured bridge would
+    // reconnect for ever: like a topic the ACL denies, acknowledged and dropped.
     if (!within_levels(topic, cfg.max_topic_levels)) {
         ++stats.topics_refused_levels;
-        if (!v5 || p.qos == 0) return protocol_error(c, rc::TopicNameInvalid);
+        const Session* owner = s ? s : session(c.slot);
+        note_deep_topic(owner ? std::string_view(owner->client_id) : "");
+        if (v5 && p.qos == 0 && !(owner && budget_of(owner->client_id)))
+            return protocol_error(c, rc::TopicNameInvalid);
+        if (p.qos == 0) return;
         ++c.inbound_pending;
-        acks.send(c, ack_type, p.packet_id, rc::TopicNameInvalid, 0, true);
+        acks.send(c, ack_type, p.packet_id, v5 ? rc::TopicNameInvalid : rc::Success, 0, true);
         return;
     }
 

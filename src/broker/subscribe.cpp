@@ -135,7 +135,18 @@ void Broker::Impl::send_retained(Session& s, const std::string& inner, uint8_t g
     std::vector<MsgPtr> found;
     retained.match(inner, now_ms, wall_ms(), found);
     OpWrites w;   // no ack waits for these: refusals are only counted
+    // Into a full queue (it stays full here), each would be dropped: counted
+    // as deliver() would, without its work per message.
+    const Config::SessionBudget* budget = budget_of(s.client_id);
+    const bool queues_qos0 = budget && budget->queue_qos0;
+    const bool queue_shut = (granted_qos > 0 || queues_qos0) && queue_closed(s);
     for (const MsgPtr& m : found) {
+        if (queue_shut && (std::min(m->qos, granted_qos) > 0 || queues_qos0)) {
+            if (m->expired(now_ms) || !may_read(s, m->topic())) continue;
+            ++stats.queued_dropped;
+            if (budget) ++stats.budget_dropped;
+            continue;
+        }
         std::vector<uint32_t> ids;
         if (sub_id) ids.push_back(sub_id);
         deliver(s, m, std::min(m->qos, granted_qos), /*retain=*/true, std::move(ids), 0, w);

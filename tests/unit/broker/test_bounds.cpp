@@ -542,12 +542,15 @@ TEST_CASE("max_topic_levels refuses deeper topics, filters and wills, by version
     pub.publish("a/b/c/d/e", "deep", 0);
     CHECK(pub.take_one<Disconnect>().reason == rc::TopicNameInvalid);
     CHECK(pub.closed());
-    // v3.1.1: no refusal ack, so disconnected, never acknowledged.
+    // v3.1.1 has no refusal code, and disconnected it would resend for
+    // ever: acknowledged and dropped, like a topic the ACL denies.
     TestClient pub3(h, Version::V311);
     pub3.connect("pub3");
     pub3.publish("a/b/c/d/e", "deep", 1);
+    CHECK(pub3.take_one<Ack>().reason == 0);
+    pub3.publish("a/b/c/d/e", "deep", 0);
     CHECK(pub3.take().empty());
-    CHECK(pub3.closed());
+    CHECK_FALSE(pub3.closed());
     CHECK(sub.publishes().empty());
 
     // A will to a deeper topic refuses the CONNECT.
@@ -557,7 +560,24 @@ TEST_CASE("max_topic_levels refuses deeper topics, filters and wills, by version
     c.will_flag = true;
     c.will_topic = "a/b/c/d/e";
     CHECK(w.connect_with(c).reason == rc::TopicNameInvalid);
-    CHECK(h.broker->stats().topics_refused_levels == 2 + 2 + 1 + 1 + 1 + 1);
+    CHECK(h.broker->stats().topics_refused_levels == 3 + 3 + 2 + 1);   // filters, v5 and v3 PUBLISHes, will
+}
+
+TEST_CASE("a configured bridge's deep QoS 0 message is dropped, not answered with a DISCONNECT it would reconnect on") {
+    Config cfg;
+    cfg.max_topic_levels = 4;
+    cfg.session_budgets.push_back({"$bridge/up", 0, true, false});
+    Harness h(cfg);
+    TestClient bridge(h, Version::V5);
+    Properties keep;
+    keep.session_expiry = 300;
+    bridge.connect("$bridge/up", false, 0, keep);
+    bridge.publish("a/b/c/d/e", "deep", 0);
+    CHECK(bridge.take().empty());
+    CHECK_FALSE(bridge.closed());
+    bridge.publish("a/b/c/d/e", "deep", 1, false, 3);
+    CHECK(bridge.take_one<Ack>().reason == rc::TopicNameInvalid);   // the link drops it as refused for good
+    CHECK(h.broker->stats().topics_refused_levels == 2);
 }
 
 TEST_CASE("max_client_id_length refuses longer client ids") {
@@ -595,6 +615,10 @@ TEST_CASE("max_sessions refuses a new persistent session past it, never a resume
     TestClient a2(h, Version::V5), b2(h, Version::V311);
     CHECK(a2.connect("a", false, 0, keep).session_present);
     CHECK(b2.connect("b", false).reason == 0);
+    // A clean session taken over by a persistent one adds a session.
+    TestClient clean2(h, Version::V5);
+    CHECK(clean2.connect("clean", true, 0, keep).reason == rc::QuotaExceeded);
+    CHECK_FALSE(clean.closed());
     // A configured bridge's session is exempt.
     TestClient bridge(h, Version::V5);
     CHECK(bridge.connect("$bridge/up", false, 0, keep).reason == rc::Success);
@@ -617,18 +641,22 @@ TEST_CASE("a SUBSCRIBE's retained messages stop once the subscriber has no room 
     pub.connect("pub");
     for (int i = 0; i < 10; ++i) pub.publish("r/" + std::to_string(i), "v", 1, true);
     pub.take();
-    // QoS 1: the first filter fills the window and the queue (5 dropped);
-    // the other two, matching the same 10, are not even matched.
+    // QoS 1 to a client whose output is past its hard bound (so a QoS 0
+    // retained message would be dropped too): the first filter fills the
+    // window and the queue (5 dropped); the other two, matching the same
+    // 10, are not even matched.
     TestClient sub(h, Version::V5);
     sub.connect("sub");
+    h.transport.queued[sub.id] = 3 * cfg.max_output_bytes;
     Subscribe s;
     s.packet_id = 1;
     for (const char* f : {"r/#", "r/+", "+/+"}) s.topics.push_back({f, 1, false, false, 0});
     sub.send(s);
     auto got = sub.take();
-    REQUIRE(got.size() == 3);   // SUBACK and the two in flight
+    REQUIRE(!got.empty());
     CHECK(std::get<Suback>(got[0]).reasons == std::vector<uint8_t>{1, 1, 1});
-    CHECK(h.broker->stats().queued_dropped == 5);
+    CHECK(h.broker->stats().queued_dropped == 7);   // 3 queued: its output takes none in flight
+    h.transport.queued[sub.id] = 0;
     // QoS 0 to a client past its output's hard bound: nothing matched, nothing sent.
     TestClient slow(h, Version::V5);
     slow.connect("slow");
@@ -640,10 +668,24 @@ TEST_CASE("a SUBSCRIBE's retained messages stop once the subscriber has no room 
     REQUIRE(got.size() == 1);
     CHECK(std::get<Suback>(got[0]).reasons == std::vector<uint8_t>{0, 0, 0});
     CHECK(h.broker->stats().qos0_dropped == 0);
+    // A QoS 0 retained message goes past a full queue: a filter granted
+    // QoS 1 still delivers those.
+    pub.publish("q/0/s", "status", 0, true);   // matched by none of the filters above
+    pub.take();
+    s.packet_id = 3;
+    s.topics.clear();
+    s.topics.push_back({"q/+/s", 1, false, false, 0});
+    sub.send(s);
+    got = sub.take();
+    const auto status = std::count_if(got.begin(), got.end(), [](const Packet& pk) {
+        return std::holds_alternative<Publish>(pk) && text(std::get<Publish>(pk).payload) == "status";
+    });
+    CHECK(status == 1);
     // With room again, a new SUBSCRIBE gets them all.
     h.transport.queued[slow.id] = 0;
     s.packet_id = 2;
-    s.topics.resize(1);
+    s.topics.clear();
+    s.topics.push_back({"r/#", 0, false, false, 0});
     slow.send(s);
     CHECK(slow.take().size() == 1 + 10);
 }

@@ -164,6 +164,11 @@ TEST_CASE("a reload that raises maximum_qos or turns retain on applies to v3.1.1
     // v5 was told maximum QoS 1 in its CONNACK and is held to it.
     v5.publish("t", "q2", 2, false, 4);
     CHECK(v5.take_one<Disconnect>().reason == rc::QoSNotSupported);
+    // What a raise gave a v3.1.1 connection stays through a later lowering.
+    h.broker->reconfigure(low);
+    v3.publish("t", "again", 2, false, 5);
+    CHECK(v3.take_one<Ack>().type == PacketType::Pubrec);
+    CHECK_FALSE(v3.closed());
 }
 
 TEST_CASE("a QoS 2 resend after a reload turned retain off is the same message, not a new one") {
