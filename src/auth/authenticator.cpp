@@ -73,12 +73,15 @@ std::optional<AuthVerdict> PasswordAuthenticator::start(const broker::AuthReques
     }
     // Before the cache: a guesser over the limit must not learn that a
     // guess matched a recently used password. Its checks still pending count
-    // as failures (most of a guesser's are), so a burst cannot queue past
-    // the limit before the first of them has finished.
+    // too, so a burst cannot queue past the limit before the first of them
+    // has finished; refused for those alone, it is told to come back (busy),
+    // not that its password is wrong: devices behind one NAT address with
+    // the right one would otherwise hear that and stop trying.
     const uint64_t now = now_ms_();
     const uint32_t in_flight = pending_from(p.address);
     bool first_refusal = false;
     if (limiter_.blocked(p.address, now, first_refusal, in_flight)) {
+        if (limiter_.failures(p.address, now) < max_failed_per_minute_) return refuse_busy(p.address);
         if (first_refusal && refusal_log_) refusal_log_(p.address, max_failed_per_minute_);
         return AuthVerdict{mqtt::rc::BadUserNameOrPassword, false};
     }

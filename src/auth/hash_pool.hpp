@@ -25,9 +25,10 @@ class HashPool {
 public:
     using Job = std::function<bool()>;   // runs on a worker; must not touch reactor state
     enum class Lane { First, Second };
-    // Jobs that may wait in one lane, per worker: at ~90 ms a check, 16 are
-    // ~1.5 s of work, well inside the 10 s CONNECT deadline.
-    static constexpr size_t kQueuedPerWorker = 16;
+    // Jobs that may wait in one lane, per worker: at ~90 ms a check, 64 are
+    // ~6 s of work, inside the 10 s CONNECT deadline, so a restart storm of
+    // devices is admitted at hashing speed and only the rest retry.
+    static constexpr size_t kQueuedPerWorker = 64;
 
     // max_queued: jobs waiting (not running) per lane; 0 = kQueuedPerWorker per worker.
     explicit HashPool(unsigned workers, size_t max_queued = 0);

@@ -224,6 +224,7 @@ struct Broker::Impl {
     uint8_t choose_client_id(const mqtt::Connect& p, std::string& client_id, bool& assigned);
     bool at_session_limit(std::string_view client_id);
     void note_deep_topic(std::string_view client_id);
+    bool deep_topic_logged = false;
     uint64_t deep_topic_logged_ms = 0;
     bool session_limit_noted = false;   // the refusal is logged once per time the limit is reached
     uint8_t make_will(const mqtt::Connect& p, std::unique_ptr<Will>& out);

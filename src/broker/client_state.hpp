@@ -60,9 +60,9 @@ struct alignas(64) SessionFlows {
     std::map<uint16_t, InboundId> qos2_in;   // inbound QoS 2 ids waiting PUBREL
     uint64_t queue_bytes = 0;
     std::deque<OutItem> queue;               // not sent yet, in order
-    // now_ms of the last sweep for expired messages: none expires again
-    // within the same millisecond, so a flood into a full queue scans it
-    // once, not once a message.
+    // now_ms of the last sweep for expired messages: expiry follows the
+    // broker's clock, which moves on each tick, so until then none expires
+    // again and a flood into a full queue scans it once, not once a message.
     uint64_t expiry_swept_ms = ~uint64_t(0);
     // Answers waiting for a state record the store refused (a full disk with
     // the reserve used up, or an I/O error), in the order their acks came.

@@ -68,12 +68,15 @@ bool Broker::Impl::may_publish_reserved(bool bridge_bit, std::string_view client
 // At most one line a minute: a client that keeps sending them must not
 // fill the log.
 void Broker::Impl::note_deep_topic(std::string_view client_id) {
-    if (deep_topic_logged_ms != 0 && now_ms - deep_topic_logged_ms < 60000) return;
-    deep_topic_logged_ms = now_ms == 0 ? 1 : now_ms;
-    const int n = int(std::min<size_t>(client_id.size(), 64));
-    log_notice("refused a PUBLISH from '%.*s': its topic has more than %u levels (max_topic_levels; "
+    if (deep_topic_logged && now_ms - deep_topic_logged_ms < 60000) return;
+    deep_topic_logged = true;
+    deep_topic_logged_ms = now_ms;
+    // The id is the client's text: shortened, control characters masked.
+    std::string shown(client_id.substr(0, 64));
+    std::replace_if(shown.begin(), shown.end(), [](char ch) { return uint8_t(ch) < 0x20 || ch == 0x7F; }, '?');
+    log_notice("refused a PUBLISH from '%s': its topic has more than %u levels (max_topic_levels; "
                "counted in topics_refused_levels, logged at most once a minute)",
-               n, client_id.data(), unsigned(cfg.max_topic_levels));
+               shown.c_str(), unsigned(cfg.max_topic_levels));
 }
 
 void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t> wire) {

@@ -166,9 +166,9 @@ TEST_CASE("authenticator: checks still pending count against the failure limit")
     for (broker::ConnId c = 1; c <= 3; ++c) CHECK_FALSE(r.login(c, "192.0.2.7", "wrong").has_value());
     CHECK(r.a.pending_from("192.0.2.7") == 3);
     // None has finished, yet the address is at its limit: refused at once,
-    // the right password too, and not logged (nothing has failed yet).
-    CHECK(reason(r.login(4, "192.0.2.7", "wrong")) == mqtt::rc::BadUserNameOrPassword);
-    CHECK(reason(r.login(5, "192.0.2.7", "secret")) == mqtt::rc::BadUserNameOrPassword);
+    // the right password too, as busy (nothing has failed yet: come back).
+    CHECK(reason(r.login(4, "192.0.2.7", "wrong")) == mqtt::rc::ServerBusy);
+    CHECK(reason(r.login(5, "192.0.2.7", "secret")) == mqtt::rc::ServerBusy);
     CHECK(r.refusals.empty());
     CHECK_FALSE(r.login(6, "192.0.2.8", "secret").has_value());   // another address is served
     r.gate.open();
