@@ -689,3 +689,27 @@ TEST_CASE("a SUBSCRIBE's retained messages stop once the subscriber has no room 
     slow.send(s);
     CHECK(slow.take().size() == 1 + 10);
 }
+
+TEST_CASE("retained messages a SUBSCRIBE would queue into a full queue are counted as dropped; QoS 0 ones still go") {
+    Config cfg;
+    cfg.max_inflight = 1;
+    cfg.max_queued_messages = 2;
+    Harness h(cfg);
+    TestClient pub(h, Version::V311);
+    pub.connect("pub");
+    for (int i = 0; i < 5; ++i) pub.publish("r/" + std::to_string(i), "q1", 1, true);
+    pub.publish("r/z", "q0", 0, true);
+    pub.take();
+    TestClient sub(h, Version::V5);
+    sub.connect("sub");
+    sub.subscribe("r/#", 1, 1);
+    sub.extra();
+    CHECK(h.broker->stats().queued_dropped == 2);   // 1 in flight, 2 queued
+    // Into the full queue: all five QoS 1 counted, as deliver() would; the
+    // QoS 0 one goes out at once.
+    CHECK(sub.subscribe("r/+", 1, 2).reasons == std::vector<uint8_t>{1});
+    auto more = sub.extra();
+    REQUIRE(more.size() == 1);
+    CHECK(text(std::get<Publish>(more[0]).payload) == "q0");
+    CHECK(h.broker->stats().queued_dropped == 2 + 5);
+}
