@@ -204,6 +204,9 @@ std::string render_prometheus(const StatusData& d) {
     e.single("hato_topics_refused_levels_total", "counter",
              "PUBLISH topics, subscription filters and will topics refused for having more than max_topic_levels levels.",
              num(s.topics_refused_levels));
+    e.single("hato_inputs_deferred_total", "counter",
+             "Times a connection's input waited for a later loop pass because its matching work for the pass ran out.",
+             num(s.inputs_deferred));
     e.single("hato_input_alloc_failures_total", "counter",
              "Clients closed because the buffer for their partly received packet could not be allocated.",
              num(s.partial_alloc_failures));

@@ -37,6 +37,7 @@ public:
     void set_reading(broker::ConnId id, bool on) override;
     void set_intake(bool on) override { reactor_.set_intake(on); }
     void expect_in_place(broker::ConnId id) override;
+    void pass_again() override { reactor_.pass_again(); }
     void slow_consumer(broker::ConnId, std::string_view client_id, bool started, uint64_t dropped) override;
     void close(broker::ConnId id) override;
 

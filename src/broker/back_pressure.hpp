@@ -44,6 +44,7 @@ public:
     void end(Connection& c, std::string_view client_id);
 
     bool any() const { return !blocked_.empty(); }
+    bool intake_held() const { return intake_holders_ != 0; }   // everyone's input stopped
     // The blocked connections (a copy: handling one may end others).
     std::vector<ConnId> blocked() const { return {blocked_.begin(), blocked_.end()}; }
     void forget(ConnId id) { blocked_.erase(id); }   // one that is gone

@@ -197,9 +197,13 @@ void Broker::on_tick(uint64_t now_ms) {
 }
 
 void Broker::on_pass_end() {
+    impl_->resume_deferred_input();
     impl_->release_acks();
     impl_->check_blocked();
     impl_->bury();
+    impl_->match_budget.pass_ended();
+    // While intake is held, deferred input waits like the reactor's does.
+    if (impl_->match_budget.any_deferred() && !impl_->pressure.intake_held()) impl_->transport.pass_again();
 }
 
 void Broker::on_durable() {
@@ -367,6 +371,18 @@ void Broker::Impl::process_input(Connection& c, std::span<const uint8_t> bytes) 
         held.insert(held.end(), bytes.begin(), bytes.end());
         return;
     }
+    if (input_deferred(c)) {   // behind what waits already (bytes received before reading stopped)
+        c.extras()->inbuf.insert(c.extras()->inbuf.end(), bytes.begin(), bytes.end());
+        return;
+    }
+    if (cfg.match_work_per_pass == 0) return frame_input(c, bytes, ~uint64_t(0));
+    const ConnId id = c.id;
+    const uint64_t before = match_work();
+    frame_input(c, bytes, before + match_budget.left(id, cfg.match_work_per_pass));
+    match_budget.charge(id, match_work() - before);
+}
+
+void Broker::Impl::frame_input(Connection& c, std::span<const uint8_t> bytes, uint64_t work_limit) {
     std::span<const uint8_t> in = bytes;
     c.last_rx_ms = now_ms;
     while (c.extras() && !c.extras()->inbuf.empty() && !in.empty()) {
@@ -378,6 +394,10 @@ void Broker::Impl::process_input(Connection& c, std::span<const uint8_t> bytes) 
     size_t pos = 0;
     while (pos < in.size() && !c.dead) {
         Bytes rest = in.subspan(pos);
+        if (match_work() >= work_limit) {
+            if (!exempt_from_match_budget(c)) return defer_input(c, rest);
+            work_limit = ~uint64_t(0);
+        }
         FixedHeader hdr;
         DecodeResult r = peek_header(rest, input_limit(c), hdr);
         if (r.status == DecodeStatus::Error) {

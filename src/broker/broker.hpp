@@ -51,6 +51,9 @@ public:
     // could be received in place (Broker::wants_in_place): the hint that
     // makes the reactor ask.
     virtual void expect_in_place(ConnId /*id*/) {}
+    // The broker deferred input to the next loop pass (MatchBudget): that
+    // pass must come without waiting for an event.
+    virtual void pass_again() {}
     // A receiver held intake back longer than slow_consumer_ms and its QoS 0
     // messages are now dropped (`started`), or that episode ended (caught
     // up or gone) after `dropped` messages: once each, for the log.
@@ -71,6 +74,7 @@ struct Stats {
     uint64_t subscriptions_refused_limit = 0;   // filters refused: max_subscriptions_per_client reached
     uint64_t sessions_refused_limit = 0;        // CONNECTs refused: max_sessions reached
     uint64_t topics_refused_levels = 0;         // topics, filters, wills refused: over max_topic_levels
+    uint64_t inputs_deferred = 0;   // a connection's input left for a later pass: its matching work ran out
     // Input reassembly: bytes copied into partial-packet buffers (appends
     // and the moves of their growth) and the allocations made for them.
     uint64_t partial_bytes_copied = 0;

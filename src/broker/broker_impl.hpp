@@ -30,6 +30,7 @@
 #include "broker/client_state.hpp"
 #include "broker/counting_transport.hpp"
 #include "broker/held_acks.hpp"
+#include "broker/match_budget.hpp"
 #include "broker/match_collector.hpp"
 #include "broker/message.hpp"
 #include "broker/op_writes.hpp"
@@ -81,6 +82,7 @@ struct Broker::Impl {
     TimerHeap timers;   // connection checks, session expiries, delayed wills
     HeldAcks acks{transport, persist, stats};   // PUBACK/PUBREC/PUBCOMP until durable, in order
     BackPressure pressure{cfg, transport};   // connections over max_output_bytes, the intake hold
+    MatchBudget match_budget;   // matching work per connection and pass; input deferred past it
     // Scratch reused across operations so its vectors keep their capacity (a
     // malloc/free pair per PUBLISH otherwise). Members, so that each Broker
     // has its own and nothing outlives it.
@@ -187,6 +189,15 @@ struct Broker::Impl {
     bool process_packet(Connection& c, std::span<const uint8_t> packet, const mqtt::FixedHeader& hdr);
     uint32_t input_limit(const Connection& c) const;   // largest packet accepted now
     void hold_for_verdict(Connection& c, std::span<const uint8_t> rest);
+    // Frames and handles `bytes` until the matching work done reaches
+    // `work_limit` (a match_work() value); the rest is deferred.
+    void frame_input(Connection& c, std::span<const uint8_t> bytes, uint64_t work_limit);
+    // match_budget.cpp: topic tree nodes all matching has stepped through so far.
+    uint64_t match_work() const { return subs.nodes_visited() + retained.nodes_visited(); }
+    bool input_deferred(const Connection& c) const { return c.extras() && c.extras()->input_deferred; }
+    bool exempt_from_match_budget(const Connection& c) const;
+    void defer_input(Connection& c, std::span<const uint8_t> rest);
+    void resume_deferred_input();   // at a pass end: what earlier passes deferred
     void handle_packet(Connection& c, mqtt::Packet& p);
     // `ticket`: the packet waits until it is durable (HeldAcks), as does
     // anything behind a held CONNACK/SUBACK. A DISCONNECT never waits (the

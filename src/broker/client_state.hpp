@@ -168,10 +168,14 @@ struct ConnectionExtras {
     // runs again and takes it.
     uint64_t auth_request = 0;
     std::optional<AuthVerdict> auth_verdict;
+    // Its matching work for this loop pass ran out (MatchBudget): inbuf
+    // holds the rest of its input, unread, for a later pass, and the
+    // transport stopped reading from it meanwhile.
+    bool input_deferred = false;
 
     bool empty() const {
         return inbuf.empty() && alias_in.empty() && alias_out.empty() && !identity && auth_request == 0 &&
-               !auth_verdict;
+               !auth_verdict && !input_deferred;
     }
 };
 

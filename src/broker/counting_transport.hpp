@@ -27,6 +27,7 @@ public:
     void set_reading(ConnId id, bool on) override { inner_.set_reading(id, on); }
     void set_intake(bool on) override { inner_.set_intake(on); }
     void expect_in_place(ConnId id) override { inner_.expect_in_place(id); }
+    void pass_again() override { inner_.pass_again(); }
     void slow_consumer(ConnId id, std::string_view client_id, bool started, uint64_t dropped) override {
         inner_.slow_consumer(id, client_id, started, dropped);
     }

@@ -599,7 +599,7 @@ void Broker::Impl::check_blocked() {
         pressure.end(*c, client_id_of(*c));
         if (c->reading_paused) {
             c->reading_paused = false;
-            transport.set_reading(id, true);
+            if (!input_deferred(*c)) transport.set_reading(id, true);   // else resume_deferred_input does
             // It read its output meanwhile, and its PINGREQs waited unread:
             // keep alive counts from here.
             c->last_rx_ms = now_ms;

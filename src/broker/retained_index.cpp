@@ -113,6 +113,7 @@ void RetainedIndex::match(std::string_view filter,
     while (!im.stack.empty()) {
         const Frame f = im.stack.back();
         im.stack.pop_back();
+        ++nodes_visited_;
         // Rebuild this node's topic on top of its parent's prefix.
         im.path.resize(f.prefix_len);
         if (f.node != TopicTree::kRoot) {

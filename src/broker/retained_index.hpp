@@ -44,10 +44,13 @@ public:
 
     size_t size() const;
     size_t node_count() const;  // topic tree nodes in use (tests check pruning)
+    // Tree nodes match() has stepped through so far (see SubIndex::nodes_visited).
+    uint64_t nodes_visited() const { return nodes_visited_; }
 
 private:
     struct Impl;
     std::unique_ptr<Impl> impl_;
+    mutable uint64_t nodes_visited_ = 0;
 };
 
 }  // namespace hato::broker

@@ -57,6 +57,7 @@ public:
     void prefetch(std::string_view topic) const { index_.prefetch(topic); }
 
     size_t size() const { return index_.size(); }
+    uint64_t nodes_visited() const { return index_.nodes_visited(); }   // the work of match()
     size_t stored_count() const { return stored_; }   // held as references
     uint64_t bytes() const { return bytes_; }          // topics, payloads, properties
     const RetainedIndex& index() const { return index_; }

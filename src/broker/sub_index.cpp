@@ -191,6 +191,7 @@ void SubIndex::match(std::string_view topic, Visitor& v) const {
         const uint32_t level_hash = detail::hash_level(lvl);
         const uint32_t id = tree.levels().find(lvl, level_hash);
         im.next.clear();
+        nodes_visited_ += im.active.size();
         for (uint32_t node : im.active) {
             if (wildcards_allowed) {
                 // "x/#" matches everything below x: report now, never descend.
@@ -207,6 +208,7 @@ void SubIndex::match(std::string_view topic, Visitor& v) const {
         im.active.swap(im.next);
         wildcards_allowed = true;
     });
+    nodes_visited_ += im.active.size();
     for (uint32_t node : im.active) {
         im.report(node, v);
         // "x/#" also matches x itself.

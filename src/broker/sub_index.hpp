@@ -62,11 +62,15 @@ public:
     // generation it was taken at is still the answer while it is unchanged.
     uint64_t generation() const { return generation_; }
     size_t node_count() const;  // topic tree nodes in use (tests check pruning)
+    // Tree nodes match() has stepped through so far: the work of matching,
+    // which the broker budgets per connection and loop pass.
+    uint64_t nodes_visited() const { return nodes_visited_; }
 
 private:
     struct Impl;
     std::unique_ptr<Impl> impl_;
     uint64_t generation_ = 0;
+    mutable uint64_t nodes_visited_ = 0;
 };
 
 }  // namespace hato::broker

@@ -166,6 +166,9 @@ public:
     // deadline: a call replaces the previous one; 0 clears it; once passed
     // it is cleared. Finer than the tick, and costs nothing while unset.
     virtual void wake_at_us(uint64_t /*deadline_us*/) {}
+    // The next pass runs without waiting for an event: the handler left
+    // work of its own for it (input it deferred). Once per call.
+    virtual void pass_again() {}
 
     // Stops accepting new connections (listeners closed); existing ones stay.
     virtual void close_listeners() = 0;

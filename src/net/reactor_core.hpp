@@ -230,6 +230,7 @@ public:
     uint64_t connection_count() const override { return conns_.live(); }
     void set_max_lingering(size_t n) override { max_lingering_ = n == 0 ? 1 : n; }
     void wake_at_us(uint64_t deadline_us) override { wake_at_us_ = deadline_us; }
+    void pass_again() override { pass_again_ = true; }
     void set_reading(ConnId id, bool on) override;
     void set_intake(bool on) override;
     void expect_in_place(ConnId id) override;
@@ -301,6 +302,7 @@ protected:
     // that passed is cleared: the pass about to run is its wake-up).
     uint64_t us_until_wake();
     uint64_t wake_at_us_ = 0;   // wake_at_us (0: none)
+    bool pass_again_ = false;   // pass_again(): the next wait for events does not block
     // Records a pass-end flush candidate (`late`: after the others).
     void mark_dirty(uint32_t slot, bool late = false);
     // Moves the pass-end flush candidates into `out`, the late ones last, and

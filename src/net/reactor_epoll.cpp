@@ -320,7 +320,8 @@ void EpollReactor::run(Handler& h) {
     if (next_tick_ms_ == 0) next_tick_ms_ = monotonic_ms() + tick_interval_ms_;
     epoll_event events[kMaxEvents];
     while (!stop_requested_) {
-        bool busy = !reap_.empty() || !fsync_done_.empty() || !dirty_.empty() || !dirty_late_.empty() ||
+        bool busy = std::exchange(pass_again_, false) || !reap_.empty() || !fsync_done_.empty() ||
+                    !dirty_.empty() || !dirty_late_.empty() ||
                     (intake_paused_ && output_moved_);
         output_moved_ = false;
         int n = wait_events(events, busy ? 0 : us_until_wake());

@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <utility>
 #include <vector>
 
 #include "net/reactor_core.hpp"
@@ -656,7 +657,7 @@ void UringReactor::run(Handler& h) {
         // Acks held back by take_dirty, and held input, must not wait for the next event.
         // Held input waits for the wake-up a send completion brings while
         // intake is stopped.
-        bool busy = !reap_.empty() || !dirty_late_.empty() ||
+        bool busy = std::exchange(pass_again_, false) || !reap_.empty() || !dirty_late_.empty() ||
                     ((!held_.empty() || !in_place_.empty()) && !intake_paused_) ||
                     (wake_at_us_ != 0 && us_until_wake() == 0);
         // Not waiting still has to collect completions: with DEFER_TASKRUN

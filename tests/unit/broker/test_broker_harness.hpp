@@ -33,6 +33,8 @@ struct FakeTransport final : Transport {
     void set_intake(bool on) override { intake = on; }
     std::map<ConnId, int> in_place_hints;          // expect_in_place() calls per connection
     void expect_in_place(ConnId id) override { ++in_place_hints[id]; }
+    int passes_asked = 0;                          // pass_again() calls
+    void pass_again() override { ++passes_asked; }
     void slow_consumer(ConnId, std::string_view, bool started, uint64_t dropped) override {
         slow.emplace_back(started, dropped);
     }

@@ -1,0 +1,44 @@
+// The input of a connection whose matching work for this pass ran out
+// (match_budget.hpp): kept unread in its input buffer, and handled from
+// the next pass end on, one budget a pass, after everyone else's input.
+#include "broker/broker_impl.hpp"
+
+namespace hato::broker {
+
+// A configured bridge's local end carries what the site broker sends, and
+// the transport cannot stop it (no socket): deferring it would only pile
+// its input up here.
+bool Broker::Impl::exempt_from_match_budget(const Connection& c) const {
+    const Session* s = sessions.get(c.slot);
+    return s && budget_of(s->client_id);
+}
+
+void Broker::Impl::defer_input(Connection& c, std::span<const uint8_t> rest) {
+    ConnectionExtras& x = c.open_extras();
+    x.inbuf_need = 0;
+    x.input_deferred = true;
+    x.inbuf.insert(x.inbuf.end(), rest.begin(), rest.end());
+    match_budget.defer(c.id);
+    ++stats.inputs_deferred;
+    // Reading resumes once the deferred input is handled: until then what
+    // arrives would only queue behind it, unbounded.
+    if (!c.reading_paused) transport.set_reading(c.id, false);
+}
+
+void Broker::Impl::resume_deferred_input() {
+    if (pressure.intake_held()) return;   // the intake is stopped: no input is handled
+    for (ConnId id : match_budget.take_due()) {
+        Connection* c = conn(id);
+        if (!c || c->dead || !input_deferred(*c)) continue;
+        InputBytes waiting;
+        waiting.swap(c->extras()->inbuf);
+        c->extras()->input_deferred = false;
+        process_input(*c, waiting);
+        if (c->dead) continue;
+        hint_in_place(*c);
+        if (!input_deferred(*c) && !c->reading_paused) transport.set_reading(id, true);
+        if (pressure.over_limit(*c)) pressure.block(*c, now_ms, /*hold_intake=*/false);
+    }
+}
+
+}  // namespace hato::broker

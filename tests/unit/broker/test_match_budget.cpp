@@ -1,0 +1,165 @@
+// A connection's matching work is budgeted per loop pass (match_budget.hpp):
+// past it the rest of its input waits, unread and in order, for later
+// passes, while everyone else is served; nothing it sent is lost.
+#include <string>
+
+#include "test_broker_harness.hpp"
+
+using namespace hato::broker;
+using namespace hato::broker::test;
+
+namespace {
+
+// Each PUBLISH to a new ten-level topic steps through eleven nodes of the
+// subscriber's "+/+/.../+" chain: twenty budgets' worth in 200 messages.
+Config small_budget() {
+    Config cfg;
+    cfg.match_work_per_pass = 100;
+    return cfg;
+}
+constexpr const char* kChain = "+/+/+/+/+/+/+/+/+/+";
+
+// `count` QoS 0 PUBLISHes to topics no one published to before, in one buffer.
+std::vector<uint8_t> new_topics(int first, int count) {
+    std::vector<uint8_t> wire;
+    for (int i = first; i < first + count; ++i) {
+        const std::string topic = "p/1/2/3/4/5/6/7/8/" + std::to_string(i);
+        const std::string payload = std::to_string(i);
+        Publish p;
+        p.topic = topic;
+        p.payload = bytes_of(payload);
+        encode(p, Version::V311, wire);
+    }
+    return wire;
+}
+
+// Runs loop passes until `pub` is read from again; returns how many it took.
+int passes_until_reading(Harness& h, ConnId pub) {
+    int passes = 0;
+    while (!h.transport.reading[pub] && passes < 1000) {
+        h.broker->on_pass_end();
+        ++passes;
+    }
+    return passes;
+}
+
+}  // namespace
+
+TEST_CASE("input past a pass's matching work waits for later passes, in order, while others are served") {
+    Harness h(small_budget());
+    TestClient sub(h, Version::V311);
+    sub.connect("sub");
+    sub.subscribe(kChain, 0);
+    TestClient pub(h, Version::V311);
+    pub.connect("pub");
+    TestClient other(h, Version::V311);
+    other.connect("other");
+
+    pub.send_raw(new_topics(0, 200));
+    std::vector<Publish> got = sub.publishes();
+    CHECK(got.size() >= 5);
+    CHECK(got.size() <= 12);   // about a budget's worth: 100 nodes, 11 a message
+    CHECK(h.transport.reading[pub.id] == false);
+    CHECK(h.broker->stats().inputs_deferred == 1);
+
+    // Another client in the same pass has a budget of its own.
+    other.send(Pingreq{});
+    other.take_one<Pingresp>();
+
+    // What arrives before reading stopped queues behind the rest.
+    pub.send_raw(new_topics(200, 20));
+    CHECK(sub.publishes().empty());
+
+    // Not in the pass it was deferred in: the next one, which must come.
+    const int asked = h.transport.passes_asked;
+    h.broker->on_pass_end();
+    CHECK(sub.publishes().empty());
+    CHECK(h.transport.passes_asked == asked + 1);
+
+    const int passes = passes_until_reading(h, pub.id);
+    CHECK(passes >= 15);
+    CHECK(passes <= 40);
+    for (const Publish& p : sub.publishes()) got.push_back(p);
+    REQUIRE(got.size() == 220);
+    for (int i = 0; i < 220; ++i) CHECK(text(got[size_t(i)].payload) == std::to_string(i));
+    // Done: no more passes asked for.
+    const int done = h.transport.passes_asked;
+    h.broker->on_pass_end();
+    CHECK(h.transport.passes_asked == done);
+
+    // A PUBLISH served from the route cache costs no matching work.
+    pub.send_raw(new_topics(0, 200));
+    CHECK(sub.publishes().size() == 200);
+    CHECK(h.transport.reading[pub.id]);
+}
+
+TEST_CASE("deferred input is dropped with its connection, and waits while the intake is held") {
+    Config cfg = small_budget();
+    cfg.max_output_bytes = 1000;
+    Harness h(cfg);
+    TestClient sub(h, Version::V311);
+    sub.connect("sub");
+    sub.subscribe(kChain, 0);
+    TestClient pub(h, Version::V311);
+    pub.connect("pub");
+
+    pub.send_raw(new_topics(0, 100));
+    const size_t first = sub.publishes().size();
+    CHECK(first < 100);
+    pub.transport_gone();
+    h.broker->on_pass_end();
+    h.broker->on_pass_end();
+    CHECK(sub.publishes().empty());
+    CHECK_FALSE(h.broker->stats().connections == 0);   // sub still there
+
+    // A receiver over max_output_bytes holds everyone's intake: deferred
+    // input waits too, and no pass is asked for meanwhile.
+    TestClient pub2(h, Version::V311);
+    pub2.connect("pub2");
+    pub2.send_raw(new_topics(1000, 100));
+    const size_t before = sub.publishes().size();
+    CHECK(before < 100);
+    TestClient third(h, Version::V311);
+    third.connect("third");
+    h.transport.queued[sub.id] = 5000;
+    third.publish("p/1/2/3/4/5/6/7/8/third", "x");   // a forward to sub, over its output limit
+    REQUIRE_FALSE(h.transport.intake);
+    pub2.send_raw(new_topics(2000, 1));   // queues behind the deferred input
+    const int asked = h.transport.passes_asked;
+    h.broker->on_pass_end();
+    h.broker->on_pass_end();
+    CHECK(sub.publishes().empty());
+    CHECK(h.transport.passes_asked == asked);
+    h.transport.queued[sub.id] = 0;
+    h.broker->on_tick(10);
+    CHECK(h.transport.intake);
+    CHECK(passes_until_reading(h, pub2.id) < 40);
+    // All of pub2's (third's met sub over its limit: QoS 0, dropped).
+    std::vector<Publish> rest = sub.publishes();
+    REQUIRE(before + rest.size() == 101);
+    CHECK(rest.back().topic == "p/1/2/3/4/5/6/7/8/2000");
+}
+
+TEST_CASE("a configured bridge's input is never deferred") {
+    Config cfg = small_budget();
+    cfg.session_budgets.push_back({"$bridge/up", 0, true, false});
+    Harness h(cfg);
+    TestClient sub(h, Version::V311);
+    sub.connect("sub");
+    sub.subscribe(kChain, 0);
+    TestClient bridge(h, Version::V5);
+    Properties keep;
+    keep.session_expiry = 300;
+    bridge.connect("$bridge/up", false, 0, keep);
+    std::vector<uint8_t> wire;
+    for (int i = 0; i < 100; ++i) {
+        const std::string topic = "p/1/2/3/4/5/6/7/8/" + std::to_string(i);
+        Publish p;
+        p.topic = topic;
+        p.payload = bytes_of("x");
+        encode(p, Version::V5, wire);
+    }
+    bridge.send_raw(wire);
+    CHECK(sub.publishes().size() == 100);
+    CHECK(h.broker->stats().inputs_deferred == 0);
+}
