@@ -4,6 +4,7 @@
 
 #include "app/bridge_runner.hpp"
 #include "app/log.hpp"
+#include "broker/log_sink.hpp"
 
 namespace hato::app {
 
@@ -57,12 +58,12 @@ void ReactorTransport::expect_in_place(broker::ConnId id) {
 }
 
 void ReactorTransport::slow_consumer(broker::ConnId, std::string_view client_id, bool started, uint64_t dropped) {
-    const int n = int(std::min<size_t>(client_id.size(), 128));
+    const std::string shown = broker::shown_client_id(client_id);
     if (started)
-        log_warn("client '%.*s' is a slow consumer: its QoS 0 messages are dropped until it catches up", n,
-                 client_id.data());
+        log_warn("client '%s' is a slow consumer: its QoS 0 messages are dropped until it catches up",
+                 shown.c_str());
     else
-        log_info("client '%.*s' caught up or left: %llu QoS 0 messages dropped for it", n, client_id.data(),
+        log_info("client '%s' caught up or left: %llu QoS 0 messages dropped for it", shown.c_str(),
                  static_cast<unsigned long long>(dropped));
 }
 

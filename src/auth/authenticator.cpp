@@ -80,8 +80,8 @@ std::optional<AuthVerdict> PasswordAuthenticator::start(const broker::AuthReques
     const uint64_t now = now_ms_();
     const uint32_t in_flight = pending_from(p.address);
     bool first_refusal = false;
-    if (limiter_.blocked(p.address, now, first_refusal, in_flight)) {
-        if (limiter_.failures(p.address, now) < max_failed_per_minute_) return refuse_busy(p.address);
+    if (const LoginLimiter::Refusal r = limiter_.blocked(p.address, now, first_refusal, in_flight)) {
+        if (r == LoginLimiter::kRefusedWithPending) return refuse_busy(p.address);
         if (first_refusal && refusal_log_) refusal_log_(p.address, max_failed_per_minute_);
         return AuthVerdict{mqtt::rc::BadUserNameOrPassword, false};
     }

@@ -7,21 +7,21 @@ std::string_view host_of(std::string_view peer) {
     return colon == std::string_view::npos ? peer : peer.substr(0, colon);
 }
 
-bool LoginLimiter::blocked(std::string_view address, uint64_t now_ms, bool& first_refusal, uint32_t pending) {
+LoginLimiter::Refusal LoginLimiter::blocked(std::string_view address, uint64_t now_ms, bool& first_refusal,
+                                            uint32_t pending) {
     first_refusal = false;
-    if (max_failed_ == 0) return false;
+    if (max_failed_ == 0) return kNotRefused;
     auto it = windows_.find(std::string(address));
     if (it != windows_.end() && now_ms - it->second.start_ms >= kWindowMs) {
         windows_.erase(it);
         it = windows_.end();
     }
     const uint32_t failures = it == windows_.end() ? 0 : it->second.failures;
-    if (uint64_t(failures) + pending < max_failed_) return false;
-    if (failures >= max_failed_) {
-        first_refusal = !it->second.refusal_reported;
-        it->second.refusal_reported = true;
-    }
-    return true;
+    if (uint64_t(failures) + pending < max_failed_) return kNotRefused;
+    if (failures < max_failed_) return kRefusedWithPending;
+    first_refusal = !it->second.refusal_reported;
+    it->second.refusal_reported = true;
+    return kRefusedForFailures;
 }
 
 uint32_t LoginLimiter::failures(std::string_view address, uint64_t now_ms) const {

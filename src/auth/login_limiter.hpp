@@ -21,12 +21,15 @@ public:
 
     void set_limit(uint32_t max_failed_per_window) { max_failed_ = max_failed_per_window; }   // 0 = none
 
-    // True when `address` has used up its failures in the current window,
+    // Whether `address` has used up its failures in the current window,
     // counting its `pending` checks (not finished yet) as failures: else a
-    // burst queued faster than checks finish is never refused. `first_refusal`
-    // is set for the first refusal of the window by finished failures alone
-    // (log that one: the pending ones are counted when they finish).
-    bool blocked(std::string_view address, uint64_t now_ms, bool& first_refusal, uint32_t pending = 0);
+    // burst queued faster than checks finish is never refused. Refused by
+    // finished failures alone, or only with the pending ones (those may yet
+    // succeed: the client is told to come back, not that it is wrong).
+    // `first_refusal` is set for the first refusal of the window by finished
+    // failures (log that one: the pending ones are counted when they finish).
+    enum Refusal : uint8_t { kNotRefused = 0, kRefusedWithPending, kRefusedForFailures };
+    Refusal blocked(std::string_view address, uint64_t now_ms, bool& first_refusal, uint32_t pending = 0);
     void record_failure(std::string_view address, uint64_t now_ms);
     // Failures of `address` in the current window (0 once it is over).
     uint32_t failures(std::string_view address, uint64_t now_ms) const;

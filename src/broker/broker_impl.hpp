@@ -312,9 +312,6 @@ struct Broker::Impl {
     // (or past the hard bound).
     enum class Qos0Room { Send, DropHeld, DropSlow };
     Qos0Room qos0_room(const Connection& c, uint64_t queued) const;
-    // Whether every retained message at `qos` would now be dropped for `s`
-    // (no room in its output or queue): a SUBSCRIBE's retained work stops.
-    bool takes_no_retained(Session& s, uint8_t qos);
     // Whether every message deliver() would queue for `s` is now dropped (a
     // full queue, expired ones swept first; never with a drop_oldest budget).
     bool queue_closed(Session& s);
@@ -398,6 +395,8 @@ struct Broker::Impl {
                           bool& is_new, OpWrites& w);
     // True when `filter` would be a new subscription past max_subscriptions_per_client.
     bool at_subscription_limit(const Session& s, std::string_view filter) const;
+    // The retained messages `inner` matches, after a SUBSCRIBE's SUBACK; not
+    // matched at all when `s` has room for none of them (output and queue).
     void send_retained(Session& s, const std::string& inner, uint8_t granted_qos, uint32_t sub_id);
     // Puts a subscription in the session and the index (no persistence); true if new.
     bool index_subscription(Session& s, const std::string& filter, uint8_t options, uint32_t sub_id);

@@ -53,11 +53,8 @@ uint8_t Broker::Impl::connect_precheck(const Connect& p) const {
     const bool v5 = p.version == Version::V5;
     if (v5 && p.props.auth_method) return rc::BadAuthenticationMethod;
     if (!v5 && cfg.max_keep_alive != 0 && (p.keep_alive == 0 || p.keep_alive > cfg.max_keep_alive)) {
-        // The id is the client's text: shortened, control characters masked.
-        std::string shown(p.client_id.substr(0, 64));
-        std::replace_if(shown.begin(), shown.end(), [](char ch) { return uint8_t(ch) < 0x20 || ch == 0x7F; }, '?');
-        log_notice("refused MQTT 3.x client '%s': keep alive %u is outside 1..%u (max_keep_alive)", shown.c_str(),
-                   unsigned(p.keep_alive), unsigned(cfg.max_keep_alive));
+        log_notice("refused MQTT 3.x client '%s': keep alive %u is outside 1..%u (max_keep_alive)",
+                   shown_client_id(p.client_id).c_str(), unsigned(p.keep_alive), unsigned(cfg.max_keep_alive));
         return rc::ClientIdentifierNotValid;   // v3 return code 2, as Mosquitto answers
     }
     return rc::Success;

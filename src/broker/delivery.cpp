@@ -74,19 +74,6 @@ bool Broker::Impl::queue_closed(Session& s) {
     return queue_full(s, budget, 0);
 }
 
-bool Broker::Impl::takes_no_retained(Session& s, uint8_t qos) {
-    const Config::SessionBudget* budget = budget_of(s.client_id);
-    // A QoS 0 retained message goes out at QoS 0 whatever was granted, past
-    // the queue, unless a budget queues QoS 0 too.
-    if (!(budget && budget->queue_qos0)) {
-        const Connection* c = s.conn ? conn(s.conn) : nullptr;
-        const uint64_t queued = c && cfg.max_output_bytes != 0 ? transport.queued_bytes(c->id) : 0;
-        if (c && qos0_room(*c, queued) == Qos0Room::Send) return false;
-        if (qos == 0) return true;
-    }
-    return queue_closed(s);
-}
-
 void Broker::Impl::deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool retain,
                            std::vector<uint32_t> sub_ids, uint64_t share, OpWrites& w, IfUnstored if_unstored) {
     if (msg->expired(now_ms)) return;

@@ -1,6 +1,8 @@
 #include "broker/log_sink.hpp"
 
+#include <algorithm>
 #include <cstdarg>
+#include <cstdint>
 #include <cstdio>
 
 namespace hato::broker {
@@ -18,6 +20,12 @@ void log_notice(const char* fmt, ...) {
     std::vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
     sink(line);
+}
+
+std::string shown_client_id(std::string_view id) {
+    std::string shown(id.substr(0, 64));
+    std::replace_if(shown.begin(), shown.end(), [](char ch) { return uint8_t(ch) < 0x20 || ch == 0x7F; }, '?');
+    return shown;
 }
 
 }  // namespace hato::broker

@@ -2,6 +2,9 @@
 // wiring points this at its logger; unset (unit tests), lines are dropped.
 #pragma once
 
+#include <string>
+#include <string_view>
+
 namespace hato::broker {
 
 using LogFn = void (*)(const char* line);
@@ -11,5 +14,10 @@ void set_log_sink(LogFn fn);
 
 // printf-style; the line is formatted only when a sink is set.
 void log_notice(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+
+// A client id as log lines show it. It is the client's own text: shortened
+// to 64 bytes, control characters masked ('?'), so that it cannot forge or
+// break up lines of the log.
+std::string shown_client_id(std::string_view id);
 
 }  // namespace hato::broker

@@ -71,12 +71,9 @@ void Broker::Impl::note_deep_topic(std::string_view client_id) {
     if (deep_topic_logged && now_ms - deep_topic_logged_ms < 60000) return;
     deep_topic_logged = true;
     deep_topic_logged_ms = now_ms;
-    // The id is the client's text: shortened, control characters masked.
-    std::string shown(client_id.substr(0, 64));
-    std::replace_if(shown.begin(), shown.end(), [](char ch) { return uint8_t(ch) < 0x20 || ch == 0x7F; }, '?');
     log_notice("refused a PUBLISH from '%s': its topic has more than %u levels (max_topic_levels; "
                "counted in topics_refused_levels, logged at most once a minute)",
-               shown.c_str(), unsigned(cfg.max_topic_levels));
+               shown_client_id(client_id).c_str(), unsigned(cfg.max_topic_levels));
 }
 
 void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t> wire) {

@@ -126,20 +126,29 @@ void Broker::Impl::on_subscribe(Connection& c, const Subscribe& p) {
     // every one would be dropped (they stay retained): thousands of filters
     // that each match thousands of retained messages then cost the room the
     // client has, not filters x messages.
-    for (const RetainedWork& w : retained_work)
-        if (!takes_no_retained(*s, w.qos)) send_retained(*s, w.inner, w.qos, sub_id);
+    for (const RetainedWork& w : retained_work) send_retained(*s, w.inner, w.qos, sub_id);
 }
 
 void Broker::Impl::send_retained(Session& s, const std::string& inner, uint8_t granted_qos,
                                  uint32_t sub_id) {
+    const Config::SessionBudget* budget = budget_of(s.client_id);
+    const bool queues_qos0 = budget && budget->queue_qos0;
+    // Into a full queue (it stays full here), each would be dropped: counted
+    // as deliver() would, without its work per message.
+    const bool queue_shut = (granted_qos > 0 || queues_qos0) && queue_closed(s);
+    // A QoS 0 retained message goes out at QoS 0 whatever was granted, past
+    // the queue, unless a budget queues QoS 0 too.
+    bool qos0_sent = false;
+    if (!queues_qos0) {
+        const Connection* c = s.conn ? conn(s.conn) : nullptr;
+        const uint64_t queued = c && cfg.max_output_bytes != 0 ? transport.queued_bytes(c->id) : 0;
+        qos0_sent = c && qos0_room(*c, queued) == Qos0Room::Send;
+    }
+    // Every one would be dropped: not matched at all (they stay retained).
+    if (!qos0_sent && (queue_shut || (granted_qos == 0 && !queues_qos0))) return;
     std::vector<MsgPtr> found;
     retained.match(inner, now_ms, wall_ms(), found);
     OpWrites w;   // no ack waits for these: refusals are only counted
-    // Into a full queue (it stays full here), each would be dropped: counted
-    // as deliver() would, without its work per message.
-    const Config::SessionBudget* budget = budget_of(s.client_id);
-    const bool queues_qos0 = budget && budget->queue_qos0;
-    const bool queue_shut = (granted_qos > 0 || queues_qos0) && queue_closed(s);
     for (const MsgPtr& m : found) {
         if (queue_shut && (std::min(m->qos, granted_qos) > 0 || queues_qos0)) {
             if (m->expired(now_ms) || !may_read(s, m->topic())) continue;

@@ -16,6 +16,7 @@
 #include <tuple>
 
 #include "auth/authenticator.hpp"
+#include "auth_test_util.hpp"
 #include "auth/hash_pool.hpp"
 #include "auth/login_limiter.hpp"
 #include "mqtt/packet.hpp"
@@ -26,25 +27,9 @@ using auth::PasswordAuthenticator;
 using broker::AuthRequest;
 using broker::AuthVerdict;
 using Lane = HashPool::Lane;
+using namespace hato::auth::test;
 
 namespace {
-
-bool wait_readable(int fd, int timeout_ms) {
-    pollfd p{fd, POLLIN, 0};
-    return poll(&p, 1, timeout_ms) == 1;
-}
-
-std::span<const uint8_t> bytes(const char* s) {
-    return {reinterpret_cast<const uint8_t*>(s), std::strlen(s)};
-}
-
-std::shared_ptr<const auth::PasswordFile> file_with(const char* user, const char* password) {
-    auto pf = std::make_shared<auth::PasswordFile>();
-    std::vector<std::string> errors;
-    std::string line = std::string(user) + ":" + auth::hash_password(password, 100) + "\n";
-    REQUIRE(pf->parse(line, "mem", errors));
-    return pf;
-}
 
 // Holds the pool's worker until open() (or the end of the test).
 struct Gate {
@@ -86,13 +71,7 @@ struct Rig {
     // start() from `address`; the verdict at once, or nullopt (queued).
     std::optional<AuthVerdict> login(broker::ConnId c, const char* address, const char* password) {
         a.note_peer(c, std::string(address) + ":" + std::to_string(40000 + c));
-        AuthRequest r;
-        r.conn = c;
-        r.id = c;
-        r.username = "alice";
-        r.password = bytes(password);
-        r.client_id = "c";
-        return a.start(r);
+        return a.start(request(c, c, "alice", password));
     }
     void collect_until(size_t n) {
         auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "auth/authenticator.hpp"
+#include "auth_test_util.hpp"
 #include "auth/hash_pool.hpp"
 #include "auth/login_limiter.hpp"
 #include "auth/verified_cache.hpp"
@@ -23,13 +24,9 @@ using auth::PasswordAuthenticator;
 using auth::VerifiedCache;
 using broker::AuthRequest;
 using broker::AuthVerdict;
+using namespace hato::auth::test;
 
 namespace {
-
-bool wait_readable(int fd, int timeout_ms = 5000) {
-    pollfd p{fd, POLLIN, 0};
-    return poll(&p, 1, timeout_ms) == 1;
-}
 
 // Drains `pool` until `want` results arrived (or 5 s passed).
 std::vector<std::pair<uint64_t, bool>> drain_n(HashPool& pool, size_t want) {
@@ -42,34 +39,12 @@ std::vector<std::pair<uint64_t, bool>> drain_n(HashPool& pool, size_t want) {
     return got;
 }
 
-std::span<const uint8_t> bytes(const char* s) {
-    return {reinterpret_cast<const uint8_t*>(s), std::strlen(s)};
-}
-
-std::shared_ptr<const auth::PasswordFile> file_with(const char* user, const char* password) {
-    auto pf = std::make_shared<auth::PasswordFile>();
-    std::vector<std::string> errors;
-    std::string line = std::string(user) + ":" + auth::hash_password(password, 100) + "\n";
-    REQUIRE(pf->parse(line, "mem", errors));
-    return pf;
-}
-
 struct Verdicts {
     std::vector<std::tuple<broker::ConnId, uint64_t, AuthVerdict>> got;
     PasswordAuthenticator::ResultSink sink() {
         return [this](broker::ConnId c, uint64_t id, const AuthVerdict& v) { got.emplace_back(c, id, v); };
     }
 };
-
-AuthRequest request(broker::ConnId conn, uint64_t id, const char* user, const char* password) {
-    AuthRequest r;
-    r.conn = conn;
-    r.id = id;
-    r.username = user;
-    r.password = bytes(password);
-    r.client_id = "c";
-    return r;
-}
 
 // Collects until `n` verdicts arrived (or 5 s passed).
 void collect_n(PasswordAuthenticator& a, HashPool& pool, Verdicts& v, size_t n) {

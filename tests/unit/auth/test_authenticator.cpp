@@ -4,26 +4,12 @@
 #include <cstring>
 
 #include "auth/authenticator.hpp"
+#include "auth_test_util.hpp"
 #include "mqtt/packet.hpp"
 
 using namespace hato;
 using auth::PasswordAuthenticator;
-
-namespace {
-
-std::span<const uint8_t> bytes(const char* s) {
-    return {reinterpret_cast<const uint8_t*>(s), std::strlen(s)};
-}
-
-std::shared_ptr<const auth::PasswordFile> file_with(const char* user, const char* password) {
-    auto pf = std::make_shared<auth::PasswordFile>();
-    std::vector<std::string> errors;
-    std::string line = std::string(user) + ":" + auth::hash_password(password, 100) + "\n";
-    REQUIRE(pf->parse(line, "mem", errors));
-    return pf;
-}
-
-}  // namespace
+using namespace hato::auth::test;
 
 TEST_CASE("anonymous clients: allowed or refused per listener") {
     PasswordAuthenticator a;
