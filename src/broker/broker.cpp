@@ -176,7 +176,10 @@ void Broker::on_received_in_place(ConnId id, size_t n) {
 
 void Broker::on_close(ConnId id) {
     Connection* c = impl_->conn(id);
-    if (c) impl_->drop(*c, /*publish_will=*/true, /*close_transport=*/false);
+    // Input the match budget deferred was sent before the close: handled
+    // first, in its passes (resume_deferred_input ends the connection).
+    if (c && impl_->input_deferred(*c)) c->extras()->closed_after_input = true;
+    else if (c) impl_->drop(*c, /*publish_will=*/true, /*close_transport=*/false);
     impl_->bury();
 }
 
@@ -383,6 +386,9 @@ void Broker::Impl::process_input(Connection& c, std::span<const uint8_t> bytes) 
 }
 
 void Broker::Impl::frame_input(Connection& c, std::span<const uint8_t> bytes, uint64_t work_limit) {
+    // Its work for this pass is done: everything waits, a partial packet
+    // in the buffer included (the bytes follow it there).
+    if (match_work() >= work_limit && c.connected && !exempt_from_match_budget(c)) return defer_input(c, bytes);
     std::span<const uint8_t> in = bytes;
     c.last_rx_ms = now_ms;
     while (c.extras() && !c.extras()->inbuf.empty() && !in.empty()) {
@@ -442,6 +448,9 @@ bool Broker::Impl::complete_partial(Connection& c, std::span<const uint8_t> rest
 
 size_t Broker::Impl::in_place_rest(const Connection& c) const {
     if (c.dead || !c.connected || !c.extras() || auth_pending(c)) return 0;
+    // Its matching work for this pass is used up: the rest comes through
+    // on_data, which defers it.
+    if (cfg.match_work_per_pass != 0 && match_budget.left(c.id, cfg.match_work_per_pass) == 0) return 0;
     const ConnectionExtras& x = *c.extras();
     return x.inbuf_need == 0 || x.inbuf.empty() ? 0 : x.inbuf_need - x.inbuf.size();
 }
@@ -472,7 +481,12 @@ void Broker::Impl::received_in_place(Connection& c, size_t n) {
     stats.partial_bytes_in_place += n;
     if (n == 0) return;
     c.last_rx_ms = now_ms;
-    if (x.inbuf.size() == x.inbuf_need && !complete_partial(c, {})) return;
+    if (x.inbuf.size() == x.inbuf_need) {
+        const uint64_t before = match_work();
+        const bool open = complete_partial(c, {});
+        match_budget.charge(c.id, match_work() - before);
+        if (!open) return;
+    }
     if (!c.dead && c.extras() && c.extras()->empty()) c.close_extras();
 }
 

@@ -172,10 +172,13 @@ struct ConnectionExtras {
     // holds the rest of its input, unread, for a later pass, and the
     // transport stopped reading from it meanwhile.
     bool input_deferred = false;
+    // The transport closed while input was deferred: the connection ends
+    // once that input is handled (a DISCONNECT in it ends it without a will).
+    bool closed_after_input = false;
 
     bool empty() const {
         return inbuf.empty() && alias_in.empty() && alias_out.empty() && !identity && auth_request == 0 &&
-               !auth_verdict && !input_deferred;
+               !auth_verdict && !input_deferred && !closed_after_input;
     }
 };
 

@@ -30,13 +30,25 @@ void Broker::Impl::resume_deferred_input() {
     for (ConnId id : match_budget.take_due()) {
         Connection* c = conn(id);
         if (!c || c->dead || !input_deferred(*c)) continue;
+        // A receiver it fed went over its limit and stopped the intake:
+        // the others wait for a later pass, like the reactor's input.
+        if (pressure.intake_held()) {
+            match_budget.defer(id);
+            continue;
+        }
         InputBytes waiting;
         waiting.swap(c->extras()->inbuf);
         c->extras()->input_deferred = false;
         process_input(*c, waiting);
         if (c->dead) continue;
-        hint_in_place(*c);
-        if (!input_deferred(*c) && !c->reading_paused) transport.set_reading(id, true);
+        if (!input_deferred(*c)) {
+            if (c->extras() && c->extras()->closed_after_input) {
+                drop(*c, /*publish_will=*/true, /*close_transport=*/false);
+                continue;
+            }
+            hint_in_place(*c);
+            if (!c->reading_paused) transport.set_reading(id, true);
+        }
         if (pressure.over_limit(*c)) pressure.block(*c, now_ms, /*hold_intake=*/false);
     }
 }

@@ -59,12 +59,15 @@ TEST_CASE("input past a pass's matching work waits for later passes, in order, w
     std::vector<Publish> got = sub.publishes();
     CHECK(got.size() >= 5);
     CHECK(got.size() <= 12);   // about a budget's worth: 100 nodes, 11 a message
-    CHECK(h.transport.reading[pub.id] == false);
+    REQUIRE(h.transport.reading.count(pub.id) == 1);
+    CHECK_FALSE(h.transport.reading[pub.id]);
     CHECK(h.broker->stats().inputs_deferred == 1);
 
     // Another client in the same pass has a budget of its own.
-    other.send(Pingreq{});
-    other.take_one<Pingresp>();
+    other.publish("p/1/2/3/4/5/6/7/8/other", "o");
+    std::vector<Publish> others = sub.publishes();
+    REQUIRE(others.size() == 1);
+    CHECK(others[0].topic == "p/1/2/3/4/5/6/7/8/other");
 
     // What arrives before reading stopped queues behind the rest.
     pub.send_raw(new_topics(200, 20));
@@ -93,7 +96,44 @@ TEST_CASE("input past a pass's matching work waits for later passes, in order, w
     CHECK(h.transport.reading[pub.id]);
 }
 
-TEST_CASE("deferred input is dropped with its connection, and waits while the intake is held") {
+TEST_CASE("deferred input is handled after its connection closed: a DISCONNECT in it ends it without the will") {
+    Harness h(small_budget());
+    TestClient sub(h, Version::V311);
+    sub.connect("sub");
+    sub.subscribe(kChain, 0);
+    sub.subscribe("will/#", 0, 2);
+    for (const bool disconnects : {true, false}) {
+        CAPTURE(disconnects);
+        TestClient pub(h, Version::V311);
+        Connect c;
+        c.client_id = "pub";
+        c.will_flag = true;
+        c.will_topic = "will/pub";
+        c.will_payload = bytes_of("gone");
+        pub.connect_with(c);
+        const uint64_t connections = h.broker->stats().connections;
+
+        const int base = disconnects ? 0 : 1000;   // new to the route cache each time
+        std::vector<uint8_t> wire = new_topics(base, 100);
+        if (disconnects) encode(Disconnect{}, Version::V311, wire);
+        pub.send_raw(wire);
+        pub.transport_gone();   // the peer closed after sending it all
+        std::vector<Publish> got = sub.publishes();
+        CHECK(got.size() < 100);
+        CHECK(h.broker->stats().connections == connections);   // not ended yet
+        for (int i = 0; i < 40 && h.broker->stats().connections == connections; ++i) h.broker->on_pass_end();
+        CHECK(h.broker->stats().connections == connections - 1);
+        for (const Publish& p : sub.publishes()) got.push_back(p);
+        REQUIRE(got.size() == (disconnects ? 100u : 101u));
+        for (int i = 0; i < 100; ++i) CHECK(text(got[size_t(i)].payload) == std::to_string(base + i));
+        if (!disconnects) CHECK(got.back().topic == "will/pub");   // after everything it sent
+        const int asked = h.transport.passes_asked;
+        h.broker->on_pass_end();
+        CHECK(h.transport.passes_asked == asked);
+    }
+}
+
+TEST_CASE("deferred input waits while a receiver holds the intake") {
     Config cfg = small_budget();
     cfg.max_output_bytes = 1000;
     Harness h(cfg);
@@ -102,29 +142,17 @@ TEST_CASE("deferred input is dropped with its connection, and waits while the in
     sub.subscribe(kChain, 0);
     TestClient pub(h, Version::V311);
     pub.connect("pub");
-
-    pub.send_raw(new_topics(0, 100));
-    const size_t first = sub.publishes().size();
-    CHECK(first < 100);
-    pub.transport_gone();
-    h.broker->on_pass_end();
-    h.broker->on_pass_end();
-    CHECK(sub.publishes().empty());
-    CHECK_FALSE(h.broker->stats().connections == 0);   // sub still there
-
-    // A receiver over max_output_bytes holds everyone's intake: deferred
-    // input waits too, and no pass is asked for meanwhile.
-    TestClient pub2(h, Version::V311);
-    pub2.connect("pub2");
-    pub2.send_raw(new_topics(1000, 100));
+    pub.send_raw(new_topics(1000, 100));
     const size_t before = sub.publishes().size();
     CHECK(before < 100);
+    // A receiver over max_output_bytes holds everyone's intake: deferred
+    // input waits too, and no pass is asked for meanwhile.
     TestClient third(h, Version::V311);
     third.connect("third");
     h.transport.queued[sub.id] = 5000;
     third.publish("p/1/2/3/4/5/6/7/8/third", "x");   // a forward to sub, over its output limit
     REQUIRE_FALSE(h.transport.intake);
-    pub2.send_raw(new_topics(2000, 1));   // queues behind the deferred input
+    pub.send_raw(new_topics(2000, 1));   // queues behind the deferred input
     const int asked = h.transport.passes_asked;
     h.broker->on_pass_end();
     h.broker->on_pass_end();
@@ -133,11 +161,59 @@ TEST_CASE("deferred input is dropped with its connection, and waits while the in
     h.transport.queued[sub.id] = 0;
     h.broker->on_tick(10);
     CHECK(h.transport.intake);
-    CHECK(passes_until_reading(h, pub2.id) < 40);
-    // All of pub2's (third's met sub over its limit: QoS 0, dropped).
+    CHECK(passes_until_reading(h, pub.id) < 40);
+    // All of pub's (third's met sub over its limit: QoS 0, dropped).
     std::vector<Publish> rest = sub.publishes();
     REQUIRE(before + rest.size() == 101);
     CHECK(rest.back().topic == "p/1/2/3/4/5/6/7/8/2000");
+}
+
+TEST_CASE("a large packet received in place is charged; once the budget is used up it is deferred instead") {
+    Config cfg = small_budget();
+    cfg.max_packet_size = 1 << 20;
+    Harness h(cfg);
+    TestClient sub(h, Version::V311);
+    sub.connect("sub");
+    sub.subscribe(kChain, 0);
+    TestClient pub(h, Version::V311);
+    pub.connect("pub");
+    const std::string body(40 * 1024, 'b');
+    auto large = [&](int i) {
+        Publish p;
+        const std::string topic = "p/1/2/3/4/5/6/7/8/large" + std::to_string(i);
+        p.topic = topic;
+        p.payload = bytes_of(body);
+        std::vector<uint8_t> wire;
+        encode(p, Version::V311, wire);
+        return wire;
+    };
+    // Nine new topics (99 nodes), then the start of a large PUBLISH.
+    std::vector<uint8_t> wire = new_topics(0, 9);
+    const std::vector<uint8_t> first = large(0);
+    wire.insert(wire.end(), first.begin(), first.begin() + 4096);
+    pub.send_raw(wire);
+    CHECK(sub.publishes().size() == 9);
+    REQUIRE(h.broker->wants_in_place(pub.id));   // a node of budget left
+    std::span<uint8_t> target = h.broker->receive_target(pub.id, 1 << 20);
+    REQUIRE(target.size() == first.size() - 4096);
+    std::copy(first.begin() + 4096, first.end(), target.begin());
+    h.broker->on_received_in_place(pub.id, target.size());
+    CHECK(sub.publishes().size() == 1);
+    // Its match was charged: the next large PUBLISH is not received in
+    // place but waits, whole or in part, for the next pass.
+    const std::vector<uint8_t> second = large(1);
+    pub.send_raw(std::vector<uint8_t>(second.begin(), second.begin() + 4096));
+    CHECK_FALSE(h.broker->wants_in_place(pub.id));
+    CHECK(h.broker->stats().inputs_deferred == 1);
+    pub.send_raw(std::vector<uint8_t>(second.begin() + 4096, second.end()));   // already received
+    CHECK(sub.publishes().empty());
+    h.broker->on_pass_end();
+    h.broker->on_pass_end();
+    std::vector<Publish> got = sub.publishes();
+    REQUIRE(got.size() == 1);
+    CHECK(got[0].topic == "p/1/2/3/4/5/6/7/8/large1");
+    CHECK(got[0].payload.size() == body.size());
+    CHECK(h.transport.reading[pub.id]);
 }
 
 TEST_CASE("a configured bridge's input is never deferred") {
