@@ -127,14 +127,28 @@ PasswordAuthenticator::Pending PasswordAuthenticator::release(PendingMap::iterat
 // Not a failure: nothing was checked. A client retries later (v3.1.1 gets
 // code 3, server unavailable).
 AuthVerdict PasswordAuthenticator::refuse_busy(std::string_view address) {
-    if (busy_refused_++ == 0 && busy_log_) busy_log_(true, address, 0);
+    ++busy_refused_;
+    if (!busy_episode_) {
+        busy_episode_ = true;
+        const uint64_t now = now_ms_();
+        if (busy_log_ && (!busy_logged_ || now - busy_logged_ms_ >= kBusyLogIntervalMs)) {
+            busy_log_(true, address, 0);
+            busy_logged_ = busy_line_open_ = true;
+            busy_logged_ms_ = now;
+        }
+    }
     return AuthVerdict{mqtt::rc::ServerBusy, false};
 }
 
 // An episode of refusals ends when the queue is empty again: one line for
-// its start and one for its end, however long a flood keeps it full.
+// its start and one for its end, however long a flood keeps it full. A
+// flood that fills and drains the queue over and over is logged once a
+// minute: the episodes in between are counted into the next line's figure.
 void PasswordAuthenticator::end_busy_episode_if_drained() {
-    if (busy_refused_ == 0 || !pool_ || pool_->queued() != 0) return;
+    if (!busy_episode_ || !pool_ || pool_->queued() != 0) return;
+    busy_episode_ = false;
+    if (!busy_line_open_) return;
+    busy_line_open_ = false;
     if (busy_log_) busy_log_(false, {}, busy_refused_);
     busy_refused_ = 0;
 }

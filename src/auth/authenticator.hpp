@@ -42,7 +42,8 @@ public:
     using RefusalLog = std::function<void(std::string_view address, uint32_t limit)>;
     // The pool's queue is full: called once when it starts refusing (with the
     // first refused address) and once when the queue has drained (with how
-    // many were refused meanwhile), not per CONNECT.
+    // many were refused since the last such call), not per CONNECT; at most
+    // one such pair a minute.
     using BusyLog = std::function<void(bool begins, std::string_view address, uint64_t refused)>;
 
     PasswordAuthenticator();
@@ -126,7 +127,12 @@ private:
     // Checks in pending_ per address; an address leaves at 0 (bounded by the
     // queue bound plus the workers).
     std::unordered_map<std::string, uint32_t> pending_by_address_;
-    uint64_t busy_refused_ = 0;   // refused as server busy since the queue filled; 0: not full
+    static constexpr uint64_t kBusyLogIntervalMs = 60000;   // between logged busy episodes
+    bool busy_episode_ = false;     // refusing as server busy until the queue drains
+    bool busy_line_open_ = false;   // this episode's start was logged: its end is too
+    bool busy_logged_ = false;
+    uint64_t busy_logged_ms_ = 0;   // when an episode's start was last logged
+    uint64_t busy_refused_ = 0;     // refused as server busy since the last end line
 };
 
 }  // namespace hato::auth

@@ -181,6 +181,27 @@ TEST_CASE("authenticator: a full queue refuses with server busy, logged once per
     REQUIRE(r.got.size() == 4);
     CHECK(std::get<2>(r.got[3]).reason == mqtt::rc::Success);
     CHECK(r.busy.size() == 2);
+
+    // Another episode within the minute: refused alike, not logged; its
+    // refusals are counted into the next episode's line, a minute on.
+    auto episode = [&](broker::ConnId first, size_t collected) {
+        Gate gate;
+        gate.hold(r.pool);
+        for (broker::ConnId c = first; c < first + 3; ++c) CHECK_FALSE(r.login(c, "192.0.2.1", "wrong").has_value());
+        for (broker::ConnId c = first + 3; c < first + 5; ++c)
+            CHECK(reason(r.login(c, "192.0.2.1", "wrong")) == mqtt::rc::ServerBusy);
+        gate.open();
+        r.collect_until(collected);
+        REQUIRE(r.got.size() == collected);
+    };
+    r.now += 30000;
+    episode(10, 7);
+    CHECK(r.busy.size() == 2);
+    r.now += 30000;
+    episode(20, 10);
+    REQUIRE(r.busy.size() == 4);
+    CHECK(std::get<0>(r.busy[2]));
+    CHECK(r.busy[3] == std::make_tuple(false, std::string(), uint64_t(4)));
 }
 
 TEST_CASE("authenticator: a clean address is checked ahead of a flood that changes address") {
