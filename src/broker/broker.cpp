@@ -420,6 +420,7 @@ void Broker::Impl::frame_input(Connection& c, std::span<const uint8_t> bytes, ui
         }
         if (!process_packet(c, rest.first(hdr.total()), hdr)) return;
         if (auth_pending(c)) return hold_for_verdict(c, rest);
+        if (connect_waits(c)) return defer_input(c, rest);   // the CONNECT again, later
         pos += hdr.total();
     }
     if (!c.dead && c.extras() && c.extras()->empty()) c.close_extras();
@@ -437,9 +438,10 @@ bool Broker::Impl::complete_partial(Connection& c, std::span<const uint8_t> rest
     FixedHeader hdr;
     peek_header(packet, 0, hdr);   // checked when the buffer was sized
     if (!process_reassembled(c, packet, hdr)) return false;
-    if (auth_pending(c)) {
+    if (auth_pending(c) || connect_waits(c)) {
         c.extras()->inbuf.swap(packet);
-        hold_for_verdict(c, rest);
+        if (auth_pending(c)) hold_for_verdict(c, rest);
+        else defer_input(c, rest);
         return false;
     }
     keep_for_next_partial(c, packet, capacity, rest);

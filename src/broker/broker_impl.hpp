@@ -195,6 +195,7 @@ struct Broker::Impl {
     // match_budget.cpp: topic tree nodes all matching has stepped through so far.
     uint64_t match_work() const { return subs.nodes_visited() + retained.nodes_visited(); }
     bool input_deferred(const Connection& c) const { return c.extras() && c.extras()->input_deferred; }
+    bool connect_waits(const Connection& c) const { return c.extras() && c.extras()->connect_waits; }
     bool exempt_from_match_budget(const Connection& c) const;
     void defer_input(Connection& c, std::span<const uint8_t> rest);
     void resume_deferred_input();   // at a pass end: what earlier passes deferred

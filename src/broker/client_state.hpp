@@ -175,6 +175,9 @@ struct ConnectionExtras {
     // The transport closed while input was deferred: the connection ends
     // once that input is handled (a DISCONNECT in it ends it without a will).
     bool closed_after_input = false;
+    // Its CONNECT takes over a session whose connection is closed_after_input:
+    // the CONNECT and what follows wait (deferred) until that input is handled.
+    bool connect_waits = false;
 
     bool empty() const {
         return inbuf.empty() && alias_in.empty() && alias_out.empty() && !identity && auth_request == 0 &&

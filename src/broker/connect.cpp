@@ -179,6 +179,15 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
     std::string client_id;
     bool assigned = false;
     if (uint8_t why = choose_client_id(p, client_id, assigned)) return refuse(why);
+    // The session's last connection closed with input still deferred (a
+    // DISCONNECT may be in it, which decides its will): that goes first.
+    if (const Session* prior = sessions.find(client_id); prior && prior->conn != 0) {
+        const Connection* was = conn(prior->conn);
+        if (was && !was->dead && was->extras() && was->extras()->closed_after_input) {
+            c.open_extras().connect_waits = true;
+            return;
+        }
+    }
 
     AuthVerdict verdict;
     if (!authenticate(c, p, client_id, verdict)) return;   // pending: runs again with the answer

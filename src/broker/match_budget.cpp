@@ -17,6 +17,7 @@ void Broker::Impl::defer_input(Connection& c, std::span<const uint8_t> rest) {
     ConnectionExtras& x = c.open_extras();
     x.inbuf_need = 0;
     x.input_deferred = true;
+    x.connect_waits = false;
     x.inbuf.insert(x.inbuf.end(), rest.begin(), rest.end());
     match_budget.defer(c.id);
     ++stats.inputs_deferred;

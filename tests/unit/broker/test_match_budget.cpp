@@ -133,6 +133,48 @@ TEST_CASE("deferred input is handled after its connection closed: a DISCONNECT i
     }
 }
 
+TEST_CASE("a CONNECT taking over a session whose closed connection still has deferred input waits for that input") {
+    Harness h(small_budget());
+    TestClient sub(h, Version::V311);
+    sub.connect("sub");
+    sub.subscribe(kChain, 0);
+    sub.subscribe("will/#", 0, 2);
+    TestClient pub(h, Version::V311);
+    Connect c;
+    c.client_id = "pub";
+    c.clean_start = false;
+    c.will_flag = true;
+    c.will_topic = "will/pub";
+    c.will_payload = bytes_of("gone");
+    pub.connect_with(c);
+    pub.subscribe("mine", 0);
+    std::vector<uint8_t> wire = new_topics(0, 100);
+    encode(Disconnect{}, Version::V311, wire);
+    pub.send_raw(wire);
+    pub.transport_gone();
+    std::vector<Publish> got = sub.publishes();
+    CHECK(got.size() < 100);
+
+    // The device is back at once, under the same id.
+    TestClient again(h, Version::V311);
+    Connect back;
+    back.client_id = "pub";
+    back.clean_start = false;
+    again.send(back);
+    CHECK(again.take().empty());   // waits for what its last connection sent
+    for (int i = 0; i < 40 && h.transport.sent[again.id].empty(); ++i) h.broker->on_pass_end();
+    Connack ack = again.take_one<Connack>();
+    CHECK(ack.reason == rc::Success);
+    CHECK(ack.session_present);
+    for (const Publish& p : sub.publishes()) got.push_back(p);
+    REQUIRE(got.size() == 100);   // all of it, and no will: it had disconnected
+    for (int i = 0; i < 100; ++i) CHECK(text(got[size_t(i)].payload) == std::to_string(i));
+    CHECK(h.transport.reading[again.id]);
+    // The session and its subscription carry on.
+    sub.publish("mine", "still");
+    CHECK(again.publishes().size() == 1);
+}
+
 TEST_CASE("deferred input waits while a receiver holds the intake") {
     Config cfg = small_budget();
     cfg.max_output_bytes = 1000;
