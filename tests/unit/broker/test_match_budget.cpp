@@ -33,6 +33,17 @@ std::vector<uint8_t> new_topics(int first, int count) {
     return wire;
 }
 
+// A CONNECT for "pub" with a will to "will/pub".
+Connect pub_with_will(bool clean) {
+    Connect c;
+    c.client_id = "pub";
+    c.clean_start = clean;
+    c.will_flag = true;
+    c.will_topic = "will/pub";
+    c.will_payload = bytes_of("gone");
+    return c;
+}
+
 // Runs loop passes until `pub` is read from again; returns how many it took.
 int passes_until_reading(Harness& h, ConnId pub) {
     int passes = 0;
@@ -105,12 +116,7 @@ TEST_CASE("deferred input is handled after its connection closed: a DISCONNECT i
     for (const bool disconnects : {true, false}) {
         CAPTURE(disconnects);
         TestClient pub(h, Version::V311);
-        Connect c;
-        c.client_id = "pub";
-        c.will_flag = true;
-        c.will_topic = "will/pub";
-        c.will_payload = bytes_of("gone");
-        pub.connect_with(c);
+        pub.connect_with(pub_with_will(true));
         const uint64_t connections = h.broker->stats().connections;
 
         const int base = disconnects ? 0 : 1000;   // new to the route cache each time
@@ -140,13 +146,7 @@ TEST_CASE("a CONNECT taking over a session whose closed connection still has def
     sub.subscribe(kChain, 0);
     sub.subscribe("will/#", 0, 2);
     TestClient pub(h, Version::V311);
-    Connect c;
-    c.client_id = "pub";
-    c.clean_start = false;
-    c.will_flag = true;
-    c.will_topic = "will/pub";
-    c.will_payload = bytes_of("gone");
-    pub.connect_with(c);
+    pub.connect_with(pub_with_will(false));
     pub.subscribe("mine", 0);
     std::vector<uint8_t> wire = new_topics(0, 100);
     encode(Disconnect{}, Version::V311, wire);
