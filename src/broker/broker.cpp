@@ -36,10 +36,7 @@ void Broker::on_auth_result(ConnId id, uint64_t request, const AuthVerdict& verd
     if (c && request != 0 && c->extras() && c->extras()->auth_request == request) {
         c->extras()->auth_request = 0;
         c->extras()->auth_verdict = verdict;
-        InputBytes held;   // the CONNECT, then whatever came after it
-        held.swap(c->extras()->inbuf);
-        impl_->process_input(*c, held);
-        impl_->hint_in_place(*c);
+        impl_->replay_input(*c);   // the CONNECT, then whatever came after it
     }
     impl_->bury();
 }
@@ -388,7 +385,7 @@ void Broker::Impl::process_input(Connection& c, std::span<const uint8_t> bytes) 
 void Broker::Impl::frame_input(Connection& c, std::span<const uint8_t> bytes, uint64_t work_limit) {
     // Its work for this pass is done: everything waits, a partial packet
     // in the buffer included (the bytes follow it there).
-    if (match_work() >= work_limit && c.connected && !exempt_from_match_budget(c)) return defer_input(c, bytes);
+    if (out_of_match_work(c, work_limit)) return defer_input(c, bytes);
     std::span<const uint8_t> in = bytes;
     c.last_rx_ms = now_ms;
     while (c.extras() && !c.extras()->inbuf.empty() && !in.empty()) {
@@ -400,10 +397,7 @@ void Broker::Impl::frame_input(Connection& c, std::span<const uint8_t> bytes, ui
     size_t pos = 0;
     while (pos < in.size() && !c.dead) {
         Bytes rest = in.subspan(pos);
-        if (match_work() >= work_limit) {
-            if (!exempt_from_match_budget(c)) return defer_input(c, rest);
-            work_limit = ~uint64_t(0);
-        }
+        if (out_of_match_work(c, work_limit)) return defer_input(c, rest);
         FixedHeader hdr;
         DecodeResult r = peek_header(rest, input_limit(c), hdr);
         if (r.status == DecodeStatus::Error) {
@@ -490,6 +484,15 @@ void Broker::Impl::received_in_place(Connection& c, size_t n) {
         if (!open) return;
     }
     if (!c.dead && c.extras() && c.extras()->empty()) c.close_extras();
+}
+
+// What waits in the input buffer (held for a verdict, or deferred) is
+// handled as if it arrived now; what it leaves undone waits there again.
+void Broker::Impl::replay_input(Connection& c) {
+    InputBytes held;
+    held.swap(c.extras()->inbuf);
+    process_input(c, held);
+    if (!c.dead) hint_in_place(c);
 }
 
 // The CONNECT went to the authenticator: it and everything after it wait in

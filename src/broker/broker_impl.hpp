@@ -197,6 +197,9 @@ struct Broker::Impl {
     bool input_deferred(const Connection& c) const { return c.extras() && c.extras()->input_deferred; }
     bool connect_waits(const Connection& c) const { return c.extras() && c.extras()->connect_waits; }
     bool exempt_from_match_budget(const Connection& c) const;
+    // Past `work_limit` and not exempt; an exempt connection's limit is lifted.
+    bool out_of_match_work(const Connection& c, uint64_t& work_limit) const;
+    void replay_input(Connection& c);   // inbuf's waiting input, as if it arrived now
     void defer_input(Connection& c, std::span<const uint8_t> rest);
     void resume_deferred_input();   // at a pass end: what earlier passes deferred
     void handle_packet(Connection& c, mqtt::Packet& p);

@@ -13,6 +13,13 @@ bool Broker::Impl::exempt_from_match_budget(const Connection& c) const {
     return s && budget_of(s->client_id);
 }
 
+bool Broker::Impl::out_of_match_work(const Connection& c, uint64_t& work_limit) const {
+    if (match_work() < work_limit) return false;
+    if (c.connected && !exempt_from_match_budget(c)) return true;
+    work_limit = ~uint64_t(0);   // exempt: no need to ask again for this input
+    return false;
+}
+
 void Broker::Impl::defer_input(Connection& c, std::span<const uint8_t> rest) {
     ConnectionExtras& x = c.open_extras();
     x.inbuf_need = 0;
@@ -37,17 +44,14 @@ void Broker::Impl::resume_deferred_input() {
             match_budget.defer(id);
             continue;
         }
-        InputBytes waiting;
-        waiting.swap(c->extras()->inbuf);
         c->extras()->input_deferred = false;
-        process_input(*c, waiting);
+        replay_input(*c);
         if (c->dead) continue;
         if (!input_deferred(*c)) {
             if (c->extras() && c->extras()->closed_after_input) {
                 drop(*c, /*publish_will=*/true, /*close_transport=*/false);
                 continue;
             }
-            hint_in_place(*c);
             if (!c->reading_paused) transport.set_reading(id, true);
         }
         if (pressure.over_limit(*c)) pressure.block(*c, now_ms, /*hold_intake=*/false);

@@ -44,6 +44,13 @@ Connect pub_with_will(bool clean) {
     return c;
 }
 
+// The subscriber of these tests: every new-topic message and every will.
+void subscribe_chain_and_wills(TestClient& sub) {
+    sub.connect("sub");
+    sub.subscribe(kChain, 0);
+    sub.subscribe("will/#", 0, 2);
+}
+
 // Runs loop passes until `pub` is read from again; returns how many it took.
 int passes_until_reading(Harness& h, ConnId pub) {
     int passes = 0;
@@ -110,9 +117,7 @@ TEST_CASE("input past a pass's matching work waits for later passes, in order, w
 TEST_CASE("deferred input is handled after its connection closed: a DISCONNECT in it ends it without the will") {
     Harness h(small_budget());
     TestClient sub(h, Version::V311);
-    sub.connect("sub");
-    sub.subscribe(kChain, 0);
-    sub.subscribe("will/#", 0, 2);
+    subscribe_chain_and_wills(sub);
     for (const bool disconnects : {true, false}) {
         CAPTURE(disconnects);
         TestClient pub(h, Version::V311);
@@ -142,9 +147,7 @@ TEST_CASE("deferred input is handled after its connection closed: a DISCONNECT i
 TEST_CASE("a CONNECT taking over a session whose closed connection still has deferred input waits for that input") {
     Harness h(small_budget());
     TestClient sub(h, Version::V311);
-    sub.connect("sub");
-    sub.subscribe(kChain, 0);
-    sub.subscribe("will/#", 0, 2);
+    subscribe_chain_and_wills(sub);
     TestClient pub(h, Version::V311);
     pub.connect_with(pub_with_will(false));
     pub.subscribe("mine", 0);
