@@ -91,6 +91,10 @@ private:
     struct OutSlots {
         uint64_t enqueue = 0;
         uint64_t state = 0;
+        // The first record this message had: every record of it that may
+        // still be in the log (superseded states, what a compaction
+        // interrupted by a crash left behind) is at or after it.
+        uint64_t first = 0;
     };
     struct SessionSlots {
         uint64_t put = 0;
@@ -143,6 +147,18 @@ private:
     // to its topic inside `at` from now on.
     template <class R>
     uint64_t& hold(const R& r, const store::RecordView&, Touched&) { return *slot<true>(r); }
+    uint64_t& hold(const rec::OutEnqueue& r, const store::RecordView& rec, Touched&) {
+        return out_slots(r, rec.lsn).enqueue;
+    }
+    uint64_t& hold(const rec::OutStateSet& r, const store::RecordView& rec, Touched&) {
+        return out_slots(r, rec.lsn).state;
+    }
+    template <class R>
+    OutSlots& out_slots(const R& r, uint64_t lsn) {
+        OutSlots& o = *at<true>(at<true>(sessions_, r.client)->out, r.seq);
+        if (!o.first) o.first = lsn;   // records come in LSN order, replayed or new
+        return o;
+    }
     uint64_t& hold(const rec::RetainedSet& r, const store::RecordView& at, Touched& t);
 
     // Each removal: kills and forgets the slots of what it removes.
@@ -181,14 +197,17 @@ private:
         slot = 0;
     }
     void kill(OutSlots& o) {
+        killed_from_ = o.first;
         kill(o.enqueue);
         kill(o.state);
     }
     void kill(SessionSlots& s);
 
     store::Log& log_;
-    // The newest record the removal being applied killed.
+    // The newest record the removal being applied killed, and of an
+    // out_done the first record its message had.
     uint64_t killed_up_to_ = 0;
+    uint64_t killed_from_ = 0;
     TopicLsnTable retained_;
     StrMap<SessionSlots> sessions_;
 };
@@ -202,8 +221,11 @@ LsnSlots::Touched LsnSlots::apply(const R& r, const store::RecordView& at) {
         slot = at.lsn;
     } else {
         killed_up_to_ = 0;
+        killed_from_ = 0;
         drop(r, t);
-        log_.mark_removal(at.lsn, killed_up_to_);
+        // Only an out_done knows where all it cancels starts (OutSlots::
+        // first); the others are judged coarsely (Log::mark_removal).
+        log_.mark_removal(at.lsn, killed_up_to_, std::is_same_v<R, rec::OutDone> ? killed_from_ : 0);
     }
     return t;
 }

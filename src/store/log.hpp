@@ -161,8 +161,12 @@ public:
     // mark_dead() for a removal record the owner just wrote or replayed,
     // which cancels records up to LSN `cancels` (0: none a replay would
     // bring back). Compacting a newer segment copies a removal forward only
-    // while a record up to that LSN may still be in the log (DeadRecord).
-    virtual void mark_removal(uint64_t lsn, uint64_t cancels) = 0;
+    // while a record it cancels may still be in the log (DeadRecord). With
+    // `cancels_from` 0 that is judged coarsely: while any record up to
+    // `cancels` may be. Otherwise every record it cancels lies between
+    // `cancels_from` and `cancels`, and is marked dead: it is kept only
+    // while a dead record in that range is still in the log.
+    virtual void mark_removal(uint64_t lsn, uint64_t cancels, uint64_t cancels_from) = 0;
 
     // The body of the record appended last (by append, append_exempt or a
     // compaction copy), as a view into the log's mapping: no copy is needed

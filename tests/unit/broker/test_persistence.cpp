@@ -434,12 +434,13 @@ std::string lines_not_in(const std::string& a, const std::string& b) {
 }
 
 // One run of the test below, with its own small file system.
-void full_disk_workload(uint32_t seed) {
+// Returns how much of the drain's backlog is left.
+size_t full_disk_workload(uint32_t seed, bool restarts = true) {
     CAPTURE(seed);
     t::SmallFs fs("192k");
     if (!fs.mounted()) {
         MESSAGE("skipped: cannot mount a tmpfs here (needs CAP_SYS_ADMIN)");
-        return;
+        return 0;
     }
     // The store as a broker holds it; reopened as after kill -9 (what was
     // written stays: the page cache has it), wherever compaction was.
@@ -518,7 +519,7 @@ void full_disk_workload(uint32_t seed) {
             }
         }
         if (i % 10 == 0) tick();
-        if (crash_at() % 4000 == 0) {
+        if (crash_at() % 4000 == 0 && restarts) {
             compare("before a restart");
             s.reset();
             s = std::make_unique<Store>(fs.dir());
@@ -541,6 +542,7 @@ void full_disk_workload(uint32_t seed) {
     s.reset();
     s = std::make_unique<Store>(fs.dir());
     compare("after the last restart");
+    return d.out.size();
 }
 
 TEST_CASE("random workload on a disk that stays full: compacting newer segments keeps load() equal to the model") {
@@ -550,6 +552,14 @@ TEST_CASE("random workload on a disk that stays full: compacting newer segments 
     const uint32_t from = first ? uint32_t(std::atoi(first)) : 2027;
     const uint32_t n = count ? uint32_t(std::atoi(count)) : 4;
     for (uint32_t seed = from; seed < from + n; ++seed) full_disk_workload(seed);
+}
+
+TEST_CASE("random workload on a disk that stays full: seeds whose drain stalled while every out_done was kept as long as the oldest segment lived now finish") {
+    // Without restarts the drain stalled in about two seeds of three while
+    // an out_done was copied forward until the drain's backlog, in the
+    // oldest segments, was gone; now one stays only while a record of its
+    // message does (Log::mark_removal's `cancels_from`). These stalled before.
+    for (uint32_t seed : {5u, 7u, 8u}) CHECK(full_disk_workload(seed, false) == 0);
 }
 
 TEST_CASE("a full store refuses until compaction frees space") {
