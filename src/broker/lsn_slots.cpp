@@ -32,9 +32,28 @@ void LsnSlots::kill(SessionSlots& s) {
     for (auto& [id, lsn] : s.qos2_in) kill(lsn);
 }
 
+void LsnSlots::remember(OutSlots& o, uint64_t lsn) {
+    if (!lsn || o.older[0] == kUntracked) return;
+    for (uint64_t& older : o.older)
+        if (!older || !log_.may_hold(older)) {
+            older = lsn;
+            return;
+        }
+    o.older = {kUntracked, 0};
+}
+
+void LsnSlots::kill(OutSlots& o) {
+    killed_count_ = 0;
+    if (o.older[0] != kUntracked)
+        for (uint64_t lsn : {o.enqueue, o.state, o.older[0], o.older[1]})
+            if (lsn && log_.may_hold(lsn)) killed_[killed_count_++] = lsn;
+    kill_slots(o);
+}
+
 uint64_t* LsnSlots::live_slot(const store::RecordView& rec, TopicLsnTable::Entry*& retained) {
     uint64_t* found = nullptr;
     retained = nullptr;
+    live_out_ = nullptr;
     if (!unread_.empty() && unread_.count(rec.lsn)) {
         unread_slot_ = rec.lsn;
         return &unread_slot_;
@@ -47,6 +66,10 @@ uint64_t* LsnSlots::live_slot(const store::RecordView& rec, TopicLsnTable::Entry
             if constexpr (std::is_same_v<R, rec::RetainedSet>) {
                 retained = retained_.find(r.msg.topic);
                 found = retained ? &retained->lsn : nullptr;
+            } else if constexpr (std::is_same_v<R, rec::OutEnqueue> || std::is_same_v<R, rec::OutStateSet>) {
+                SessionSlots* s = at<false>(sessions_, r.client);
+                live_out_ = s ? at<false>(s->out, r.seq) : nullptr;
+                if (live_out_) found = std::is_same_v<R, rec::OutEnqueue> ? &live_out_->enqueue : &live_out_->state;
             } else {
                 found = slot<false>(r);
             }
@@ -54,6 +77,7 @@ uint64_t* LsnSlots::live_slot(const store::RecordView& rec, TopicLsnTable::Entry
     });
     if (found && *found == rec.lsn) return found;
     retained = nullptr;
+    live_out_ = nullptr;
     return nullptr;
 }
 

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <unordered_map>
@@ -74,8 +75,10 @@ public:
     // Kept as they are and live, so that going back to that version loses
     // nothing; what they hold is not served meanwhile.
     void keep_unread(uint64_t lsn) { unread_.insert(lsn); }
-    // Compaction copied one of them (or any record: then nothing happens).
+    // Compaction copied the record live_slot() was last asked about, or
+    // one of them: the copy holds its state from now on.
     void moved(uint64_t from, uint64_t to) {
+        if (live_out_) remember(*live_out_, from);
         if (!unread_.empty() && unread_.erase(from)) unread_.insert(to);
     }
     size_t unread_records() const { return unread_.size(); }
@@ -85,17 +88,23 @@ public:
     TopicLsnTable& retained() { return retained_; }
 
 private:
+    struct OutSlots;
+    OutSlots* live_out_ = nullptr;          // of live_slot's last answer, if a queued message's
     std::unordered_set<uint64_t> unread_;   // their LSNs
     uint64_t unread_slot_ = 0;              // live_slot's answer for one of them
 
     struct OutSlots {
         uint64_t enqueue = 0;
         uint64_t state = 0;
-        // The first record this message had: every record of it that may
-        // still be in the log (superseded states, what a compaction
-        // interrupted by a crash left behind) is at or after it.
-        uint64_t first = 0;
+        // Its records superseded, or copied by compaction, that may still be
+        // in the log (a compaction given up or cut short by a crash leaves
+        // its source): its out_done must outlive them too. kUntracked once
+        // more than fit: that out_done is then judged coarsely.
+        std::array<uint64_t, 2> older{};
     };
+    static constexpr uint64_t kUntracked = UINT64_MAX;
+    // Notes that `lsn`, a record of `o`, was superseded or copied.
+    void remember(OutSlots& o, uint64_t lsn);
     struct SessionSlots {
         uint64_t put = 0;
         StrMap<uint64_t> subs;                           // filter -> sub_put
@@ -147,17 +156,15 @@ private:
     // to its topic inside `at` from now on.
     template <class R>
     uint64_t& hold(const R& r, const store::RecordView&, Touched&) { return *slot<true>(r); }
-    uint64_t& hold(const rec::OutEnqueue& r, const store::RecordView& rec, Touched&) {
-        return out_slots(r, rec.lsn).enqueue;
-    }
-    uint64_t& hold(const rec::OutStateSet& r, const store::RecordView& rec, Touched&) {
-        return out_slots(r, rec.lsn).state;
-    }
-    template <class R>
-    OutSlots& out_slots(const R& r, uint64_t lsn) {
+    uint64_t& hold(const rec::OutEnqueue& r, const store::RecordView&, Touched&) {
         OutSlots& o = *at<true>(at<true>(sessions_, r.client)->out, r.seq);
-        if (!o.first) o.first = lsn;   // records come in LSN order, replayed or new
-        return o;
+        remember(o, o.enqueue);
+        return o.enqueue;
+    }
+    uint64_t& hold(const rec::OutStateSet& r, const store::RecordView&, Touched&) {
+        OutSlots& o = *at<true>(at<true>(sessions_, r.client)->out, r.seq);
+        remember(o, o.state);
+        return o.state;
     }
     uint64_t& hold(const rec::RetainedSet& r, const store::RecordView& at, Touched& t);
 
@@ -196,8 +203,8 @@ private:
         killed_up_to_ = std::max(killed_up_to_, slot);
         slot = 0;
     }
-    void kill(OutSlots& o) {
-        killed_from_ = o.first;
+    void kill(OutSlots& o);
+    void kill_slots(OutSlots& o) {
         kill(o.enqueue);
         kill(o.state);
     }
@@ -205,9 +212,11 @@ private:
 
     store::Log& log_;
     // The newest record the removal being applied killed, and of an
-    // out_done the first record its message had.
+    // out_done every record of its message that may still be in the log
+    // (none: not known, judged by killed_up_to_).
     uint64_t killed_up_to_ = 0;
-    uint64_t killed_from_ = 0;
+    std::array<uint64_t, store::Log::kMaxExactCancels> killed_{};
+    size_t killed_count_ = 0;
     TopicLsnTable retained_;
     StrMap<SessionSlots> sessions_;
 };
@@ -221,11 +230,12 @@ LsnSlots::Touched LsnSlots::apply(const R& r, const store::RecordView& at) {
         slot = at.lsn;
     } else {
         killed_up_to_ = 0;
-        killed_from_ = 0;
+        killed_count_ = 0;
         drop(r, t);
-        // Only an out_done knows where all it cancels starts (OutSlots::
-        // first); the others are judged coarsely (Log::mark_removal).
-        log_.mark_removal(at.lsn, killed_up_to_, std::is_same_v<R, rec::OutDone> ? killed_from_ : 0);
+        // Only an out_done knows every record it cancels (OutSlots::older);
+        // the others are judged coarsely (Log::mark_removal).
+        log_.mark_removal(at.lsn, killed_up_to_,
+                          std::span(killed_.data(), std::is_same_v<R, rec::OutDone> ? killed_count_ : 0));
     }
     return t;
 }

@@ -117,9 +117,10 @@ public:
     uint64_t record_count() const override { return total_records_; }
     bool wants_compaction() const override;
     void mark_dead(uint64_t lsn) override { mark(lsn, false, 0); }
-    void mark_removal(uint64_t lsn, uint64_t cancels, uint64_t cancels_from) override {
-        mark(lsn, true, cancels, cancels_from);
+    void mark_removal(uint64_t lsn, uint64_t cancels, std::span<const uint64_t> exactly) override {
+        mark(lsn, true, cancels, exactly);
     }
+    bool may_hold(uint64_t lsn) const override;
     uint64_t segment_count() const override { return segs_.size(); }
     uint64_t max_bytes() const override { return opt_.max_bytes; }
     uint64_t segment_bytes() const override { return opt_.segment_bytes; }
@@ -152,9 +153,7 @@ private:
     void note_misfit(const Segment& seg, const SegmentScan& scan, bool is_last, uint64_t prev_last_lsn);
     bool quarantine_foreign(const std::string& path, const char* why, std::string& err);
     bool try_delete_compacted();
-    void mark(uint64_t lsn, bool removal, uint64_t cancels, uint64_t cancels_from = 0);
-    // Whether a record between `from` and `to` still in the log is dead.
-    bool dead_in(uint64_t from, uint64_t to) const;
+    void mark(uint64_t lsn, bool removal, uint64_t cancels, std::span<const uint64_t> exactly = {});
     // Bytes compacting segs_[i] while it is not the oldest copies, at most:
     // its live records and the removals that may still cancel something.
     uint64_t newer_copy_bytes(size_t i) const;
@@ -637,7 +636,7 @@ bool SegmentLog::sync_now() {
     return ok;
 }
 
-void SegmentLog::mark(uint64_t lsn, bool removal, uint64_t cancels, uint64_t cancels_from) {
+void SegmentLog::mark(uint64_t lsn, bool removal, uint64_t cancels, std::span<const uint64_t> exactly) {
     // The segment holding `lsn`: the last one whose base is <= lsn.
     auto it = std::upper_bound(segs_.begin(), segs_.end(), lsn,
                                [](uint64_t l, const Segment& s) { return l < s.base_lsn; });
@@ -661,7 +660,12 @@ void SegmentLog::mark(uint64_t lsn, bool removal, uint64_t cancels, uint64_t can
             SegmentLiveness& l = seg.liveness;
             auto at = std::upper_bound(l.cancels.begin(), l.cancels.end(), lsn,
                                        [](uint64_t x, const SegmentLiveness::Cancel& c) { return x < c.lsn; });
-            l.cancels.insert(at, SegmentLiveness::Cancel{lsn, cancels, cancels_from, span});
+            SegmentLiveness::Cancel c{.lsn = lsn, .up_to = cancels, .span = span};
+            if (exactly.size() <= c.exactly.size()) {
+                std::copy(exactly.begin(), exactly.end(), c.exactly.begin());
+                c.exact_count = uint8_t(exactly.size());
+            }
+            l.cancels.insert(at, c);
             l.cancel_bytes += span;
             l.kept_gen = UINT64_MAX;
         }
@@ -738,23 +742,19 @@ bool SegmentLog::may_cancel(const Segment& seg, uint64_t lsn) const {
     // that killed nothing: 0). Of one marked while the spares were there,
     // it is not known.
     const SegmentLiveness::Cancel* c = seg.liveness.cancel_of(lsn);
-    if (!c || c->up_to < segs_.front().base_lsn) return !c;
-    // What it cancels is dead and in [from, up_to]: while a live record
-    // (the drain's backlog in the oldest segments) is all that range holds
-    // now, it cancels nothing.
-    return c->from == 0 || dead_in(c->from, c->up_to);
+    if (!c) return true;
+    if (c->exact_count == 0) return c->up_to >= segs_.front().base_lsn;
+    return std::any_of(c->exactly.begin(), c->exactly.begin() + c->exact_count,
+                       [&](uint64_t cancelled) { return may_hold(cancelled); });
 }
 
-bool SegmentLog::dead_in(uint64_t from, uint64_t to) const {
-    // The first segment that may hold `from`: the last whose base is <= from.
-    auto it = std::upper_bound(segs_.begin(), segs_.end(), from,
+static_assert(Log::kMaxExactCancels == std::tuple_size_v<decltype(SegmentLiveness::Cancel::exactly)>);
+
+bool SegmentLog::may_hold(uint64_t lsn) const {
+    // The last segment whose base is <= lsn.
+    auto it = std::upper_bound(segs_.begin(), segs_.end(), lsn,
                                [](uint64_t l, const Segment& s) { return l < s.base_lsn; });
-    if (it != segs_.begin()) --it;
-    for (; it != segs_.end() && it->base_lsn <= to; ++it) {
-        const uint64_t lo = std::max(from, it->base_lsn), hi = std::min(to, it->last_lsn);
-        if (lo <= hi && it->liveness.any_dead(it->base_lsn, lo, hi)) return true;
-    }
-    return false;
+    return it != segs_.begin() && lsn <= std::prev(it)->last_lsn;
 }
 
 bool SegmentLog::wants_compaction() const {
@@ -828,7 +828,8 @@ bool SegmentLog::scan_step(const std::function<bool(const RecordView&)>& live,
                         return false;
                     }
                     const SegmentLiveness::Cancel* c = old.liveness.cancel_of(rec.lsn);
-                    mark(new_lsn, true, c ? c->up_to : UINT64_MAX, c ? c->from : 0);
+                    if (c) mark(new_lsn, true, c->up_to, std::span(c->exactly.data(), c->exact_count));
+                    else mark(new_lsn, true, UINT64_MAX);
                     break;
                 }
                 case DeadRecord::Blocked: give_up_newer(); return false;

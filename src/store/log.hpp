@@ -162,11 +162,14 @@ public:
     // which cancels records up to LSN `cancels` (0: none a replay would
     // bring back). Compacting a newer segment copies a removal forward only
     // while a record it cancels may still be in the log (DeadRecord). With
-    // `cancels_from` 0 that is judged coarsely: while any record up to
-    // `cancels` may be. Otherwise every record it cancels lies between
-    // `cancels_from` and `cancels`, and is marked dead: it is kept only
-    // while a dead record in that range is still in the log.
-    virtual void mark_removal(uint64_t lsn, uint64_t cancels, uint64_t cancels_from) = 0;
+    // `exactly` empty that is judged coarsely: while any record up to
+    // `cancels` may be. Otherwise those (at most kMaxExactCancels) are all
+    // the records it cancels, and it is kept only while one of them may be.
+    static constexpr size_t kMaxExactCancels = 4;
+    virtual void mark_removal(uint64_t lsn, uint64_t cancels, std::span<const uint64_t> exactly) = 0;
+    // Whether the record `lsn` may still be in the log: a segment whose LSNs
+    // span it is (compaction deletes whole segments).
+    virtual bool may_hold(uint64_t lsn) const = 0;
 
     // The body of the record appended last (by append, append_exempt or a
     // compaction copy), as a view into the log's mapping: no copy is needed

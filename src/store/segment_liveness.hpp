@@ -5,6 +5,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <vector>
 
@@ -27,8 +28,9 @@ struct SegmentLiveness {
     struct Cancel {
         uint64_t lsn = 0;
         uint64_t up_to = 0;   // Log::mark_removal's `cancels`
-        uint64_t from = 0;    //   and `cancels_from`
         uint64_t span = 0;
+        std::array<uint64_t, 4> exactly{};   //   and `exactly`, `exact_count` of them
+        uint8_t exact_count = 0;
     };
     std::vector<Cancel> cancels;  // ascending lsn
     uint64_t cancel_bytes = 0;    // their spans
@@ -63,20 +65,6 @@ struct SegmentLiveness {
     bool is_dead(uint64_t base, uint64_t lsn) const {
         const uint64_t rel = lsn - base;
         return rel / 64 < dead_bits.size() && (dead_bits[rel / 64] >> (rel % 64) & 1);
-    }
-    // Whether a record between `from` and `to` (LSNs of this segment) is dead.
-    bool any_dead(uint64_t base, uint64_t from, uint64_t to) const {
-        for (uint64_t rel = from - base, end = to - base; rel <= end;) {
-            const uint64_t word = rel / 64;
-            if (word >= dead_bits.size()) return false;
-            // The bits of this word from rel on, up to end.
-            uint64_t bits = dead_bits[word] >> (rel % 64);
-            const uint64_t span = std::min<uint64_t>(64 - rel % 64, end - rel + 1);
-            if (span < 64) bits &= (uint64_t(1) << span) - 1;
-            if (bits) return true;
-            rel += span;
-        }
-        return false;
     }
     void set_dead(uint64_t base, uint64_t lsn) {
         const uint64_t rel = lsn - base;
