@@ -79,6 +79,7 @@ public:
     // one of them: the copy holds its state from now on.
     void moved(uint64_t from, uint64_t to) {
         if (live_out_) remember(*live_out_, from);
+        live_out_ = nullptr;
         if (!unread_.empty() && unread_.erase(from)) unread_.insert(to);
     }
     size_t unread_records() const { return unread_.size(); }

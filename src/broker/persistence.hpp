@@ -173,6 +173,10 @@ struct RecoveredSession {
     std::vector<RecoveredSub> subs;
     std::vector<RecoveredOut> out;     // sorted by seq
     std::vector<InboundQos2> qos2_in;  // sorted by packet id
+    // Past every seq a record of its queue still in the log names, those of
+    // messages dropped at the hand-over included: a seq is never used again
+    // while a record of it may still be replayed.
+    uint64_t next_seq = 1;
 };
 
 // Receives retained messages one by one during load(), so a million of them

@@ -69,6 +69,7 @@ void Broker::Impl::recover() {
         if (rs.owner_source == OwnerSource::Password || rs.owner_source == OwnerSource::Certificate)
             s.username = std::make_unique<std::string>(std::move(rs.username));
         for (const RecoveredSub& sub : rs.subs) index_subscription(s, sub.filter, sub.options, sub.sub_id);
+        s.next_seq = std::max(s.next_seq, rs.next_seq);
         for (RecoveredOut& ro : rs.out) {
             const bool started = ro.state != OutState::Queued;
             s.next_seq = std::max(s.next_seq, ro.seq + 1);

@@ -27,7 +27,9 @@ void SessionReplay::restore(rec::SubRemove& r) {
 }
 
 void SessionReplay::restore(rec::OutEnqueue& r) {
-    Out& o = find_or_emplace(sessions_, r.client).out[r.seq];
+    Session& s = find_or_emplace(sessions_, r.client);
+    s.last_seq = std::max(s.last_seq, r.seq);
+    Out& o = s.out[r.seq];
     o.out.seq = r.seq;
     o.has_msg = true;
     o.out.msg = r.msg.owned();
@@ -35,14 +37,19 @@ void SessionReplay::restore(rec::OutEnqueue& r) {
 }
 
 void SessionReplay::restore(rec::OutStateSet& r) {
-    Out& o = find_or_emplace(sessions_, r.client).out[r.seq];
+    Session& s = find_or_emplace(sessions_, r.client);
+    s.last_seq = std::max(s.last_seq, r.seq);
+    Out& o = s.out[r.seq];
     o.out.seq = r.seq;
     o.out.state = static_cast<OutState>(r.state);
     o.out.packet_id = r.packet_id;
 }
 
 void SessionReplay::restore(rec::OutDone& r) {
-    if (Session* s = find(r.client)) s->out.erase(r.seq);
+    if (Session* s = find(r.client)) {
+        s->out.erase(r.seq);
+        s->last_seq = std::max(s->last_seq, r.seq);
+    }
 }
 
 void SessionReplay::restore(rec::Qos2InRemove& r) {
@@ -67,6 +74,7 @@ void SessionReplay::hand_over(std::vector<RecoveredSession>& out, LsnSlots& slot
         s.offline_since_wall_ms = rs.offline_since;
         s.owner_source = rs.owner_source;
         s.username = std::move(rs.username);
+        s.next_seq = rs.last_seq + 1;
         for (auto& [filter, sub] : rs.subs) s.subs.push_back(std::move(sub));
         for (auto& [seq, o] : rs.out) s.out.push_back(std::move(o.out));
         std::sort(s.out.begin(), s.out.end(),

@@ -49,6 +49,7 @@ private:
         StrMap<RecoveredSub> subs;
         std::unordered_map<uint64_t, Out> out;
         std::unordered_map<uint16_t, uint64_t> qos2_in;   // packet id -> digest
+        uint64_t last_seq = 0;   // the highest any out_* record named
     };
     Session* find(std::string_view client) {
         auto it = sessions_.find(client);

@@ -137,9 +137,11 @@ private:
     // What the compaction under way has still to copy, while it fits in the
     // active segment, so that it finishes however full the disk is (on a
     // full disk one starts only when it fits: oldest_compactable,
-    // newer_to_compact). Otherwise what compacting the oldest segment
-    // copies, at most half a segment: a segment compaction is asked to
-    // empty is mostly at least half dead. 0 with a single segment.
+    // newer_to_compact); for a newer segment, where it fits, also what
+    // starting it over after a crash would copy again. Otherwise what
+    // compacting the oldest segment copies, at most half a segment: a
+    // segment compaction is asked to empty is mostly at least half dead.
+    // 0 with a single segment.
     uint64_t room_for_compaction() const;
     uint64_t oldest_live_bytes() const {
         return segs_.front().end - segs_.front().liveness.dead_bytes;
@@ -212,7 +214,13 @@ private:
     size_t compact_idx_ = 0;
     uint64_t compact_off_ = 0;
     uint64_t delete_after_lsn_ = 0;
-    uint64_t newer_left_ = 0;   // a newer segment's compaction: bytes it may still copy
+    // A newer segment's compaction: bytes it may still copy, of them the
+    // removals', and what it would copy if a crash made it start again (the
+    // removals copied so far stay in the old segment, to be copied again).
+    uint64_t newer_left_ = 0;
+    uint64_t newer_removals_left_ = 0;
+    uint64_t newer_redo_ = 0;
+    uint64_t probe_removals_ = 0;   // of probe_need_
     // Changes whenever a segment is deleted or a compaction starts or stops:
     // what may_cancel() answers, and the room, may have changed.
     uint64_t layout_gen_ = 0;
@@ -545,8 +553,15 @@ bool SegmentLog::refusing() {
 uint64_t SegmentLog::room_for_compaction() const {
     if (segs_.size() < 2) return 0;
     if (compacting_ && !scan_done_ && !probing_) {
-        const uint64_t left = compact_idx_ == 0 ? oldest_live_bytes() : newer_left_;
-        if (left <= room_in_active()) return left;
+        if (compact_idx_ == 0) {
+            if (oldest_live_bytes() <= room_in_active()) return oldest_live_bytes();
+        } else {
+            // Room for the rest and, where it fits, for starting over after a
+            // crash at any point from here: the redo grows by each removal
+            // copied while the room shrinks by it.
+            if (newer_redo_ + newer_removals_left_ <= room_in_active()) return newer_redo_ + newer_removals_left_;
+            if (newer_left_ <= room_in_active()) return newer_left_;
+        }
     }
     return std::min(oldest_live_bytes(), opt_.segment_bytes / 2);
 }
@@ -773,7 +788,7 @@ bool SegmentLog::compact_step(const std::function<bool(const RecordView&)>& live
         compact_idx_ = newer_to_compact(bool(dead));
         probing_ = compact_idx_ != 0;
         probe_need_ = 0;
-        newer_left_ = 0;
+        newer_left_ = newer_redo_ = newer_removals_left_ = probe_removals_ = 0;
         if (!probing_) ++layout_gen_;
         compact_off_ = 0;
     }
@@ -816,6 +831,7 @@ bool SegmentLog::scan_step(const std::function<bool(const RecordView&)>& live,
                     return compacting_;
                 }
                 moved(rec.lsn, new_lsn);
+                newer_redo_ -= std::min(newer_redo_, span);
             }
             // Either way this one is garbage now: the copy (if any) holds it.
             set_dead(old, rec.lsn, span);
@@ -823,6 +839,7 @@ bool SegmentLog::scan_step(const std::function<bool(const RecordView&)>& live,
             switch (dead(rec)) {
                 case DeadRecord::Drop: break;
                 case DeadRecord::CopyForward: {
+                    newer_removals_left_ -= std::min(newer_removals_left_, span);
                     if (!copy(rec, new_lsn)) {
                         give_up_newer();
                         return false;
@@ -856,7 +873,10 @@ bool SegmentLog::probe_step(size_t budget, uint64_t min_bytes,
         } else if (may_cancel(seg, rec.lsn)) {
             const DeadRecord d = dead(rec);
             blocked = d == DeadRecord::Blocked;
-            if (d == DeadRecord::CopyForward) probe_need_ += span;
+            if (d == DeadRecord::CopyForward) {
+                probe_need_ += span;
+                probe_removals_ += span;
+            }
         }
         compact_off_ += span;
         scanned += span;
@@ -868,7 +888,8 @@ bool SegmentLog::probe_step(size_t budget, uint64_t min_bytes,
         set_aside(l);
         return false;
     }
-    newer_left_ = probe_need_;
+    newer_left_ = newer_redo_ = probe_need_;
+    newer_removals_left_ = probe_removals_;
     ++layout_gen_;   // records are copied from here on
     return true;
 }

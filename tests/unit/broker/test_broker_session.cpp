@@ -296,6 +296,25 @@ TEST_CASE("recover rebuilds retained, sessions, subscriptions and queues") {
     CHECK(std::get<Publish>(ret[0]).retain);
 }
 
+// The store says where the session's seqs go on (past records it dropped at
+// recovery): a new message never takes a seq an old record still names.
+TEST_CASE("recovery: a session's queue goes on from the store's next seq") {
+    Harness h;
+    RecoveredSession rs;
+    rs.client_id = "dev";
+    rs.expiry_s = 3600;
+    rs.subs.push_back({"cmd/#", 1, 0});
+    rs.next_seq = 9;
+    h.persist.to_load.sessions.push_back(rs);
+    h.broker->recover();
+    TestClient p(h, Version::V311);
+    p.connect("p");
+    p.publish("cmd/a", "1", 1);
+    p.take();
+    CHECK(h.persist.count("out_enqueue dev 9 cmd/a") == 1);
+    CHECK(h.persist.count("out_enqueue dev 1 ") == 0);
+}
+
 // After a restart too: what the store held in flight goes out again within
 // the window (a v5 client's Receive Maximum, or max_inflight for any
 // client), under its stored packet ids, ahead of the queue.

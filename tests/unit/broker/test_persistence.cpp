@@ -315,6 +315,38 @@ TEST_CASE("session_remove drops the session with its subs, queue and qos2 ids") 
     CHECK(p.live_records() == 3);
 }
 
+// A state record whose message is gone is dropped at the hand-over; its seq
+// must not come back for a new message, or that state (an earlier packet
+// id, a PUBREL already sent) would be replayed onto it after the next restart.
+TEST_CASE("a session's next seq is past every seq its records in the log name, dropped ones included") {
+    TempDir d;
+    {
+        auto log = open_log(d.path());
+        LogPersistence p(*log, store::SyncMode::Always);
+        p.session_put("c", 60, 0);
+        p.out_enqueue("c", 3, msg("a", 1));
+        p.out_state("c", 7, OutState::Pubrel, 12);   // its message is gone
+        p.session_put("d", 60, 0);
+        p.out_enqueue("d", 4, msg("a", 1));
+        p.out_done("d", 4);
+        p.session_put("e", 60, 0);
+        log->sync_now();
+    }
+    auto log = open_log(d.path());
+    LogPersistence p(*log, store::SyncMode::Always);
+    RecoveredState st;
+    p.load(st);
+    std::map<std::string, const RecoveredSession*> by_id;
+    for (const RecoveredSession& s : st.sessions) by_id[s.client_id] = &s;
+    REQUIRE(by_id.size() == 3);
+    REQUIRE(by_id["c"]->out.size() == 1);
+    CHECK(by_id["c"]->out[0].seq == 3);
+    CHECK(by_id["c"]->next_seq == 8);
+    CHECK(by_id["d"]->out.empty());
+    CHECK(by_id["d"]->next_seq == 5);
+    CHECK(by_id["e"]->next_seq == 1);
+}
+
 // A newer hato's records (a type this version does not know, a body that
 // does not decode) survive a run of this version, compaction included: a
 // downgrade and the way back lose nothing.
