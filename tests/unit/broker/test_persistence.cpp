@@ -559,9 +559,10 @@ size_t full_disk_workload(uint32_t seed, bool restarts = true) {
             compare("after a restart");
         }
     }
-    // Whether the drain finishes is not asserted here: amid this mix it
-    // still stalls in about one seed in ten, once kept removals fill the
-    // newer segments (docs/durability.md, "A drain that writes more than it
+    // Whether the drain finishes is not asserted here: amid this mix, with
+    // restarts, it still stalls in about one seed in a hundred, where a
+    // restart cuts a newer segment's compaction without the room to start
+    // it over (docs/durability.md, "A drain that writes more than it
     // frees"); the drain alone finishes (test_persistence_refusals.cpp,
     // test_disk_full_qos2_drain.py).
     MESSAGE(d.out.size() << " of the backlog left; " << s->log->segment_count() << " segments, "
@@ -592,7 +593,7 @@ TEST_CASE("random workload on a disk that stays full: seeds whose drain stalled 
     // Without restarts the drain stalled in about two seeds of three while
     // an out_done was copied forward until the drain's backlog, in the
     // oldest segments, was gone; now one stays only while a record of its
-    // message does (Log::mark_removal's `cancels_from`). These stalled before.
+    // message may (Log::mark_removal's `exactly`). These stalled before.
     for (uint32_t seed : {5u, 7u, 8u}) CHECK(full_disk_workload(seed, false) == 0);
 }
 
