@@ -64,8 +64,8 @@ public:
     // older segments may still hold what it cancelled; and blocks when the
     // key holds newer state that does not supersede all it cancelled: a
     // session's removal (the session's other records), an out_done (the
-    // key's state record; a session's seqs start again at 1 after a
-    // restart with an empty queue). Dead puts go.
+    // key's state record: a session removed and created again numbers its
+    // queue from 1 again). Dead puts go.
     store::DeadRecord dead_record(const store::RecordView& rec);
 
     uint64_t live_records() const;

@@ -552,18 +552,17 @@ bool SegmentLog::refusing() {
 
 uint64_t SegmentLog::room_for_compaction() const {
     if (segs_.size() < 2) return 0;
-    if (compacting_ && !scan_done_ && !probing_) {
-        if (compact_idx_ == 0) {
-            if (oldest_live_bytes() <= room_in_active()) return oldest_live_bytes();
-        } else {
-            // Room for the rest and, where it fits, for starting over after a
-            // crash at any point from here: the redo grows by each removal
-            // copied while the room shrinks by it.
-            if (newer_redo_ + newer_removals_left_ <= room_in_active()) return newer_redo_ + newer_removals_left_;
-            if (newer_left_ <= room_in_active()) return newer_left_;
-        }
-    }
-    return std::min(oldest_live_bytes(), opt_.segment_bytes / 2);
+    const uint64_t room = room_in_active();
+    const uint64_t otherwise = std::min(oldest_live_bytes(), opt_.segment_bytes / 2);
+    if (!compacting_ || probing_) return otherwise;
+    if (compact_idx_ == 0) return !scan_done_ && oldest_live_bytes() <= room ? oldest_live_bytes() : otherwise;
+    // A newer segment: room for the rest and, where it fits, for starting
+    // over after a crash at any point until the old segment is deleted (the
+    // redo grows by each removal copied while the room shrinks by it).
+    const uint64_t redo = newer_redo_ + newer_removals_left_;
+    if (scan_done_) return std::max(redo <= room ? redo : 0, otherwise);
+    if (redo <= room) return redo;
+    return newer_left_ <= room ? newer_left_ : otherwise;
 }
 
 AppendError SegmentLog::append_impl(uint8_t type, std::span<const uint8_t> body, uint64_t& lsn,

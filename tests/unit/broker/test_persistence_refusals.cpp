@@ -392,7 +392,9 @@ std::string segment_of(const std::string& dir, uint64_t lsn) {
 
 }  // namespace
 
-// A session's seqs start again at 1 after a restart with its queue empty, so
+// A session's seqs can start again at 1 (removed and created again; or a
+// log an earlier version wrote, whose recovery did not go past the seqs of
+// the state records it dropped: RecoveredSession::next_seq), so
 // an out_done's key can hold a new message while the old message's state
 // record is still in the log: compacting the out_done's segment must not
 // drop it (the old state would come back on the new message).
@@ -425,7 +427,7 @@ TEST_CASE("disk full: a newer segment's out_done whose seq holds a new message i
         p.load(st);
         REQUIRE(st.sessions.size() == 1);
         REQUIRE(st.sessions[0].out.empty());
-        REQUIRE(p.out_enqueue("c", 1, msg(10, 9)).ok());   // the broker's next seq is 1 again
+        REQUIRE(p.out_enqueue("c", 1, msg(10, 9)).ok());   // seq 1 again
         log->sync_now();
         fill_the_rest(fs.dir());
         for (int i = 0; i < 3000; ++i) {
