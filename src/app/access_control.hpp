@@ -46,6 +46,7 @@ public:
         if (hash_pool_) authenticator_.note_peer(id, peer);
     }
     void forget_peer(broker::ConnId id) { authenticator_.forget_peer(id); }
+    void on_tick() { authenticator_.on_tick(); }
 
 private:
     bool open_listener_password_files(const config::AppConfig& cfg);

@@ -137,6 +137,7 @@ public:
         if (c_.bridges) c_.bridges->on_tick(now_ms);
         c_.transports->on_tick(now_ms);
         c_.notifier.watchdog_tick(now_ms);
+        c_.access->on_tick();
         if (c_.durable) c_.durable->on_tick(now_ms);
         if (c_.log_persistence && !shutdown_.stopping())
             c_.log_persistence->maintenance(kCompactionBudget, kIdleCompactionBytes);

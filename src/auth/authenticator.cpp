@@ -153,6 +153,13 @@ void PasswordAuthenticator::end_busy_episode_if_drained() {
     busy_refused_ = 0;
 }
 
+void PasswordAuthenticator::on_tick() {
+    if (busy_episode_ || busy_refused_ == 0 || !busy_log_) return;
+    if (now_ms_() - busy_logged_ms_ < kBusyLogIntervalMs) return;
+    busy_log_(false, {}, busy_refused_);
+    busy_refused_ = 0;
+}
+
 AuthVerdict PasswordAuthenticator::conclude(const Pending& p, bool ok) {
     if (!ok) {
         limiter_.record_failure(p.address, now_ms_());

@@ -72,6 +72,10 @@ public:
 
     // The pool's eventfd is readable: hands finished verdicts to the sink.
     void collect();
+    // Once a second: refusals of busy episodes not logged (within a minute
+    // of a logged one) are logged once that minute is over, even if no
+    // episode follows to carry them.
+    void on_tick();
 
     // Success (user_verified when a password or certificate proved the
     // name), BadUserNameOrPassword (unknown user, wrong password, or the

@@ -202,6 +202,20 @@ TEST_CASE("authenticator: a full queue refuses with server busy, logged once per
     REQUIRE(r.busy.size() == 4);
     CHECK(std::get<0>(r.busy[2]));
     CHECK(r.busy[3] == std::make_tuple(false, std::string(), uint64_t(4)));
+
+    // An episode within the minute, then no more: its count is logged by
+    // the tick once the minute is over.
+    r.now += 10000;
+    episode(30, 13);
+    r.a.on_tick();
+    CHECK(r.busy.size() == 4);
+    r.now += 50000;
+    r.a.on_tick();
+    REQUIRE(r.busy.size() == 5);
+    CHECK(r.busy[4] == std::make_tuple(false, std::string(), uint64_t(2)));
+    r.now += 60000;
+    r.a.on_tick();
+    CHECK(r.busy.size() == 5);
 }
 
 TEST_CASE("authenticator: a clean address is checked ahead of a flood that changes address") {
