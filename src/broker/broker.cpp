@@ -175,8 +175,13 @@ void Broker::on_close(ConnId id) {
     Connection* c = impl_->conn(id);
     // Input the match budget deferred was sent before the close: handled
     // first, in its passes (resume_deferred_input ends the connection).
-    if (c && impl_->input_deferred(*c)) c->extras()->closed_after_input = true;
-    else if (c) impl_->drop(*c, /*publish_will=*/true, /*close_transport=*/false);
+    if (c && impl_->input_deferred(*c)) {
+        // Its socket is gone: no longer counted against max_connections.
+        if (impl_->counted(*c) && impl_->stats.connections > 0) --impl_->stats.connections;
+        c->extras()->closed_after_input = true;
+    } else if (c) {
+        impl_->drop(*c, /*publish_will=*/true, /*close_transport=*/false);
+    }
     impl_->bury();
 }
 

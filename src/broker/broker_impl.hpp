@@ -196,6 +196,11 @@ struct Broker::Impl {
     uint64_t match_work() const { return subs.nodes_visited() + retained.nodes_visited(); }
     bool input_deferred(const Connection& c) const { return c.extras() && c.extras()->input_deferred; }
     bool connect_waits(const Connection& c) const { return c.extras() && c.extras()->connect_waits; }
+    // In stats.connections (and so max_connections): connected, with its
+    // socket still open (one closed with input deferred is not).
+    bool counted(const Connection& c) const {
+        return c.connected && !(c.extras() && c.extras()->closed_after_input);
+    }
     bool exempt_from_match_budget(const Connection& c) const;
     // Past `work_limit` and not exempt; an exempt connection's limit is lifted.
     bool out_of_match_work(const Connection& c, uint64_t& work_limit) const;

@@ -271,7 +271,7 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
     s->acl_cache.reset();   // answers for the previous user name do not carry over
     s->listener = c.listener;   // and for the previous listener (its own ACL)
     s->expiry_s = expiry;
-    ++stats.connections;
+    if (counted(c)) ++stats.connections;
     ++stats.connects;
     stats.connections_max = std::max(stats.connections_max, stats.connections);
 
@@ -343,7 +343,7 @@ void Broker::Impl::drop(Connection& c, bool publish_will_now, bool close_transpo
     pressure.end(c, client_id_of(c));
 
     Session* s = session(c.slot);
-    if (c.connected && stats.connections > 0) --stats.connections;
+    if (counted(c) && stats.connections > 0) --stats.connections;
     if (s && s->conn == c.id) {
         s->conn = 0;
         redistribute_shared(*s);
