@@ -179,7 +179,7 @@ std::string render_prometheus(const StatusData& d) {
     for (const ListenerStatus& l : d.listeners)
         e.sample("hato_accepted_connections_total", "listener=\"" + label_escape(l.name) + "\"", num(l.accepted));
     e.single("hato_connections_total", "counter", "MQTT connections accepted (successful CONNACK).",
-             num(s.connections));
+             num(s.connects));
     e.single("hato_messages_received_total", "counter", "PUBLISH messages received from clients.",
              num(s.messages_in));
     e.single("hato_messages_sent_total", "counter", "PUBLISH messages sent to clients.", num(s.messages_out));
@@ -376,7 +376,7 @@ std::string render_status_json(const StatusData& d) {
         j += "{\"name\":" + json_string(l.name) + ",\"connected\":" + num(l.connected) +
              ",\"accepted\":" + num(l.accepted) + "}";
     }
-    j += "],\"connections_total\":" + num(s.connections);
+    j += "],\"connections_total\":" + num(s.connects);
     j += ",\"messages\":{\"received_total\":" + num(s.messages_in) + ",\"sent_total\":" + num(s.messages_out) +
          ",\"received_per_second\":" + num(d.messages_in_per_s) + ",\"sent_per_second\":" + num(d.messages_out_per_s) +
          "}";
@@ -507,7 +507,7 @@ std::string render_status_html(const StatusData& d) {
              num(l.accepted) + "</td></tr>";
     h += "</table></div><div class=card><h2>Messages</h2><table>" + row("received /s", fixed(d.messages_in_per_s, 1)) +
          row("sent /s", fixed(d.messages_out_per_s, 1)) + row("received", num(s.messages_in)) +
-         row("sent", num(s.messages_out)) + row("MQTT connections", num(s.connections)) + "</table></div>";
+         row("sent", num(s.messages_out)) + row("MQTT connections accepted", num(s.connects)) + "</table></div>";
     h += "<div class=card><h2>Store</h2><table>";
     if (d.storage_enabled) {
         h += row("used", bytes(d.store_bytes)) + row("limit", d.store_max_bytes ? bytes(d.store_max_bytes) : "none");

@@ -18,6 +18,7 @@ StatusData sample() {
     d.backend = "epoll";
     d.uptime_s = 12.5;
     d.stats.connections = 7;
+    d.stats.connects = 25;
     d.stats.messages_in = 40;
     d.stats.messages_out = 80;
     d.stats.store_refusals = 3;
@@ -89,6 +90,8 @@ TEST_CASE("metrics: the exposition has HELP/TYPE, _total counters, escaped label
     std::string t = render_prometheus(d);
     CHECK(t.find("# TYPE hato_messages_received_total counter\nhato_messages_received_total 40\n") != std::string::npos);
     CHECK(t.find("hato_connected_clients{listener=\"127.0.0.1:1883\"} 4\n") != std::string::npos);
+    // A counter: every CONNACK that accepted, not the clients connected now.
+    CHECK(t.find("hato_connections_total 25\n") != std::string::npos);
     CHECK(t.find("hato_accepted_connections_total{listener=\"127.0.0.1:1883\"} 9\n") != std::string::npos);
     CHECK(t.find("hato_connected_clients{listener=\"0.0.0.0:\\\"x\\\"\"} 1\n") != std::string::npos);
     CHECK(t.find("hato_store_refusals_total{reason=\"max_bytes\"} 2\n") != std::string::npos);
@@ -147,6 +150,7 @@ TEST_CASE("metrics: status JSON and page carry the same numbers, escaped") {
     d.listeners[1].name = "<b>&";
     std::string j = render_status_json(d);
     CHECK(j.find("\"connected\":5,") != std::string::npos);
+    CHECK(j.find("\"connections_total\":25,") != std::string::npos);
     CHECK(j.find("\"fill\":0.6,") != std::string::npos);
     CHECK(j.find("\"sync_latency_seconds\":null") != std::string::npos);
     std::string h = render_status_html(d);
