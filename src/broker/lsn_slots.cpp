@@ -67,8 +67,7 @@ uint64_t* LsnSlots::live_slot(const store::RecordView& rec, TopicLsnTable::Entry
                 retained = retained_.find(r.msg.topic);
                 found = retained ? &retained->lsn : nullptr;
             } else if constexpr (std::is_same_v<R, rec::OutEnqueue> || std::is_same_v<R, rec::OutStateSet>) {
-                SessionSlots* s = at<false>(sessions_, r.client);
-                live_out_ = s ? at<false>(s->out, r.seq) : nullptr;
+                live_out_ = out_slots<false>(r);
                 if (live_out_) found = std::is_same_v<R, rec::OutEnqueue> ? &live_out_->enqueue : &live_out_->state;
             } else {
                 found = slot<false>(r);

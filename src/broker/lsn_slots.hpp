@@ -136,16 +136,20 @@ private:
         SessionSlots* s = at<kCreate>(sessions_, r.client);
         return s ? at<kCreate>(s->subs, r.filter) : nullptr;
     }
+    // A queued message's slots (its out_enqueue and out_state).
+    template <bool kCreate, class R>
+    OutSlots* out_slots(const R& r) {
+        SessionSlots* s = at<kCreate>(sessions_, r.client);
+        return s ? at<kCreate>(s->out, r.seq) : nullptr;
+    }
     template <bool kCreate>
     uint64_t* slot(const rec::OutEnqueue& r) {
-        SessionSlots* s = at<kCreate>(sessions_, r.client);
-        OutSlots* o = s ? at<kCreate>(s->out, r.seq) : nullptr;
+        OutSlots* o = out_slots<kCreate>(r);
         return o ? &o->enqueue : nullptr;
     }
     template <bool kCreate>
     uint64_t* slot(const rec::OutStateSet& r) {
-        SessionSlots* s = at<kCreate>(sessions_, r.client);
-        OutSlots* o = s ? at<kCreate>(s->out, r.seq) : nullptr;
+        OutSlots* o = out_slots<kCreate>(r);
         return o ? &o->state : nullptr;
     }
     template <bool kCreate>
@@ -158,12 +162,12 @@ private:
     template <class R>
     uint64_t& hold(const R& r, const store::RecordView&, Touched&) { return *slot<true>(r); }
     uint64_t& hold(const rec::OutEnqueue& r, const store::RecordView&, Touched&) {
-        OutSlots& o = *at<true>(at<true>(sessions_, r.client)->out, r.seq);
+        OutSlots& o = *out_slots<true>(r);
         remember(o, o.enqueue);
         return o.enqueue;
     }
     uint64_t& hold(const rec::OutStateSet& r, const store::RecordView&, Touched&) {
-        OutSlots& o = *at<true>(at<true>(sessions_, r.client)->out, r.seq);
+        OutSlots& o = *out_slots<true>(r);
         remember(o, o.state);
         return o.state;
     }

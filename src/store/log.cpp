@@ -156,6 +156,15 @@ private:
     bool quarantine_foreign(const std::string& path, const char* why, std::string& err);
     bool try_delete_compacted();
     void mark(uint64_t lsn, bool removal, uint64_t cancels, std::span<const uint64_t> exactly = {});
+    // The segment whose LSNs span `lsn` (the last one whose base is <= lsn,
+    // if `lsn` is not past its end); null once that is compacted away.
+    template <class Segments>
+    static auto segment_spanning(Segments& segs, uint64_t lsn) -> decltype(&segs.front()) {
+        auto it = std::upper_bound(segs.begin(), segs.end(), lsn,
+                                   [](uint64_t l, const Segment& s) { return l < s.base_lsn; });
+        if (it == segs.begin() || lsn > std::prev(it)->last_lsn) return nullptr;
+        return &*std::prev(it);
+    }
     // Bytes compacting segs_[i] while it is not the oldest copies, at most:
     // its live records and the removals that may still cancel something.
     uint64_t newer_copy_bytes(size_t i) const;
@@ -651,13 +660,10 @@ bool SegmentLog::sync_now() {
 }
 
 void SegmentLog::mark(uint64_t lsn, bool removal, uint64_t cancels, std::span<const uint64_t> exactly) {
-    // The segment holding `lsn`: the last one whose base is <= lsn.
-    auto it = std::upper_bound(segs_.begin(), segs_.end(), lsn,
-                               [](uint64_t l, const Segment& s) { return l < s.base_lsn; });
-    if (it == segs_.begin()) return;  // already compacted away
-    --it;
-    Segment& seg = *it;
-    if (lsn > seg.last_lsn || seg.liveness.is_dead(seg.base_lsn, lsn)) return;
+    Segment* spanning = segment_spanning(segs_, lsn);
+    if (!spanning) return;  // already compacted away
+    Segment& seg = *spanning;
+    if (seg.liveness.is_dead(seg.base_lsn, lsn)) return;
     // Its size: walk the headers from the nearest index entry.
     for (uint64_t off = seg.liveness.search_from(seg.base_lsn, lsn); off < seg.end;) {
         const RecordView rec = read_record(seg.map + off);
@@ -764,12 +770,7 @@ bool SegmentLog::may_cancel(const Segment& seg, uint64_t lsn) const {
 
 static_assert(Log::kMaxExactCancels == std::tuple_size_v<decltype(SegmentLiveness::Cancel::exactly)>);
 
-bool SegmentLog::may_hold(uint64_t lsn) const {
-    // The last segment whose base is <= lsn.
-    auto it = std::upper_bound(segs_.begin(), segs_.end(), lsn,
-                               [](uint64_t l, const Segment& s) { return l < s.base_lsn; });
-    return it != segs_.begin() && lsn <= std::prev(it)->last_lsn;
-}
+bool SegmentLog::may_hold(uint64_t lsn) const { return segment_spanning(segs_, lsn) != nullptr; }
 
 bool SegmentLog::wants_compaction() const {
     return compacting_ || oldest_compactable() || newer_to_compact() != 0;
