@@ -282,9 +282,11 @@ struct Broker::Impl {
     void on_publish(Connection& c, mqtt::Publish& p, std::span<const uint8_t> wire = {});
     // Whether a client (its CONNECT's bridge bit, its id) may publish, or
     // leave a will, to `topic`: $SYS only bridges (the local sessions of
-    // hato's own have client ids under Config::kBridgeClientIdPrefix), and a
-    // client its own connection state; $bridge/ only hato's bridges.
-    bool may_publish_reserved(bool bridge_bit, std::string_view client_id, std::string_view topic) const;
+    // hato's own have client ids under Config::kBridgeClientIdPrefix; else
+    // `proven_bridge`: the bridge bit from a user a password or certificate
+    // proved), and a client its own connection state; $bridge/ only hato's
+    // bridges.
+    bool may_publish_reserved(bool proven_bridge, std::string_view client_id, std::string_view topic) const;
     void seed_shared_publish(const MsgPtr& m, mqtt::Version v, std::span<const uint8_t> wire);
     void on_ack(Connection& c, const mqtt::Ack& a);   // PUBACK, PUBREC, PUBREL, PUBCOMP
     void on_pubrel(Connection& c, const mqtt::Ack& a);

@@ -206,7 +206,7 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
     if (c.extras() && c.extras()->identity) username = std::make_unique<std::string>(*c.extras()->identity);
     else if (p.username && verdict.user_verified) username = std::make_unique<std::string>(*p.username);
     // A will to a topic this client may not write is dropped (never published).
-    if (will && !may_publish_reserved(p.bridge, client_id, will->msg->topic())) will.reset();
+    if (will && !may_publish_reserved(p.bridge && username, client_id, will->msg->topic())) will.reset();
     if (will && authz &&
         !authz->can_publish(ClientInfo{username ? std::optional<std::string_view>(*username) : std::nullopt,
                                        client_id, nullptr, c.listener},

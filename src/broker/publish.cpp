@@ -44,21 +44,23 @@ MsgPtr Broker::Impl::make_message(std::string_view topic, std::span<const uint8_
 // $SYS is the broker's (MQTT 4.7.2: a server SHOULD keep clients from
 // using such topics to exchange messages): a client that wrote there could
 // fake the broker's figures and the bridges' state for everyone who
-// monitors them. Bridges may (the bridge bit a Mosquitto-style bridge sets,
-// hato's own bridges' local sessions), and a client may write its own
-// connection state, $SYS/broker/connection/<its client id>/state, which is
-// where a bridge without the bit (v5) puts its notifications; not where
-// hato's bridge of that name reports its own state.
+// monitors them. Bridges may: hato's own bridges' local sessions, and a
+// Mosquitto-style bridge, which sets the bridge bit; but any client can set
+// that bit, so it counts only for a client whose user name a password or a
+// certificate proved (an ACL can still deny such a user $SYS). A client may
+// write its own connection state, $SYS/broker/connection/<its client
+// id>/state, which is where a bridge without the bit (v5) puts its
+// notifications; not where hato's bridge of that name reports its own state.
 //
 // "$bridge/..." holds hato's bridges' own state (what each one subscribed
 // upstream): theirs alone, with or without an ACL. The same rules hold for
 // a will (checked at CONNECT).
-bool Broker::Impl::may_publish_reserved(bool bridge_bit, std::string_view client_id, std::string_view topic) const {
+bool Broker::Impl::may_publish_reserved(bool proven_bridge, std::string_view client_id, std::string_view topic) const {
     const bool sys = topic == "$SYS" || topic.starts_with("$SYS/");
     if (!sys && !topic.starts_with(Config::kBridgeClientIdPrefix)) return true;
     if (client_id.starts_with(Config::kBridgeClientIdPrefix)) return true;
     if (!sys) return false;
-    if (bridge_bit) return true;
+    if (proven_bridge) return true;
     constexpr std::string_view head = "$SYS/broker/connection/", tail = "/state";
     const bool own_state = topic.size() == head.size() + client_id.size() + tail.size() && topic.starts_with(head) &&
                            topic.ends_with(tail) && topic.substr(head.size(), client_id.size()) == client_id;
@@ -185,7 +187,8 @@ void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t
     bool reserved = false;
     if (topic.starts_with('$')) {
         const Session* owner = s ? s : session(c.slot);
-        reserved = !may_publish_reserved(c.bridge, owner ? std::string_view(owner->client_id) : "", topic);
+        reserved = !may_publish_reserved(c.bridge && owner && owner->username, owner ? std::string_view(owner->client_id) : "",
+                                         topic);
     }
     if (reserved || (authz && !authz->can_publish(client_info(*s), topic))) {
         // Not delivered. v5 says why; v3 has no way to, so it is acknowledged

@@ -251,7 +251,8 @@ TEST_CASE("publish_internal: a $SYS topic a client stored is cleared from the st
     TestClient pub(h, Version::V311);
     Connect c;
     c.client_id = "pub";
-    c.bridge = true;   // as an older version let any client do
+    c.username = "gw";   // proven: the harness's authenticator verifies every name
+    c.bridge = true;     // a Mosquitto-style bridge, which older versions stored
     pub.connect_with(c);
     pub.publish("$SYS/broker/version", "fake", 0, true);
     CHECK(h.persist.count("retained_set $SYS/broker/version") == 1);
@@ -327,15 +328,25 @@ TEST_CASE("fill_gauges: traffic, clients maximum and expired sessions") {
 // bridge's connection state for everyone who monitors them.
 TEST_CASE("$SYS and $bridge/: clients may not publish there, bridges may") {
     Harness h;
-    TestClient mon(h, Version::V5), v5(h, Version::V5), v3(h, Version::V311), peer(h, Version::V311);
+    TestClient mon(h, Version::V5), v5(h, Version::V5), v3(h, Version::V311), peer(h, Version::V311),
+        anonymous_peer(h, Version::V311);
     mon.connect("mon");
     mon.subscribe("$SYS/#", 1);
     v5.connect("v5");
     v3.connect("v3");
     Connect c;
     c.client_id = "gw-site";
-    c.bridge = true;   // a Mosquitto-style bridge's notifications
+    c.username = "gw";   // the harness's authenticator verifies every name
+    c.bridge = true;     // a Mosquitto-style bridge's notifications
     peer.connect_with(c);
+    // Any client can set the bridge bit: without a proven user name it
+    // counts for nothing (this one logs in with no user name).
+    c.client_id = "anon-site";
+    c.username.reset();
+    anonymous_peer.connect_with(c);
+    anonymous_peer.publish("$SYS/broker/clients/connected", "0", 1, true);
+    REQUIRE(anonymous_peer.take().size() == 1);   // v3.1.1: acknowledged, dropped
+    CHECK(h.persist.count("retained_set $SYS/broker/clients/connected") == 0);
 
     v5.publish("$SYS/broker/connection/site/state", "1", 1, true);
     auto acks = v5.take();
