@@ -29,9 +29,9 @@ std::string printable(const std::string& s) {
 
 void WsLayer::configure(std::vector<WsListener> listeners, uint64_t handshake_timeout_ms, uint64_t max_message,
                         uint64_t max_output) {
-    listeners_ = std::move(listeners);
-    any_ = false;
-    for (const WsListener& l : listeners_) any_ |= l.enabled;
+    listeners_.clear();
+    for (WsListener& l : listeners)
+        listeners_.push_back(l.enabled ? std::make_shared<const WsListener>(std::move(l)) : nullptr);
     handshake_timeout_ms_ = handshake_timeout_ms;
     max_message_ = max_message;
     max_output_ = max_output;
@@ -39,10 +39,10 @@ void WsLayer::configure(std::vector<WsListener> listeners, uint64_t handshake_ti
 
 void WsLayer::on_open(net::ConnId id, int listener_index, const std::string& peer) {
     if (listener_index < 0 || size_t(listener_index) >= listeners_.size()) return;
-    const WsListener& l = listeners_[size_t(listener_index)];
-    if (!l.enabled) return;
+    const std::shared_ptr<const WsListener>& l = listeners_[size_t(listener_index)];
+    if (!l) return;
     Conn c(max_message_);
-    c.listener = &l;
+    c.listener = l;
     c.peer = peer;
     c.deadline_ms = reactor_.now_ms() + handshake_timeout_ms_;
     conns_.emplace(id, std::move(c));
@@ -142,7 +142,7 @@ void WsLayer::finish(net::ConnId id, Conn& c) {
 }
 
 void WsLayer::on_tick(uint64_t now_ms) {
-    if (!any_) return;
+    if (conns_.empty()) return;
     std::vector<net::ConnId> expired;
     for (auto& [id, c] : conns_)
         if (!c.closing && !c.upgraded && now_ms >= c.deadline_ms) expired.push_back(id);

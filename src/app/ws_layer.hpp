@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <span>
 #include <string>
 #include <unordered_map>
@@ -38,7 +39,9 @@ public:
                    uint64_t max_output);
 
     void on_open(net::ConnId id, int listener_index, const std::string& peer);
-    bool owns(net::ConnId id) const { return any_ && conns_.count(id) != 0; }
+    // Only connections opened on a WebSocket listener: they stay WebSocket
+    // until they close, whatever a reload does to their listener.
+    bool owns(net::ConnId id) const { return !conns_.empty() && conns_.count(id) != 0; }
 
     // Bytes from below in; the MQTT bytes they carry appended to `mqtt`.
     // False: the connection is closing (handshake refused, close frame or a
@@ -59,7 +62,9 @@ private:
         bool closing = false;
         std::string request;  // the upgrade request so far
         net::ws::FrameReader frames;
-        const WsListener* listener = nullptr;
+        // Its listener's rules when it connected: a reload replaces the
+        // table, and an upgrade still pending keeps the rules it began with.
+        std::shared_ptr<const WsListener> listener;
         std::string peer;
         uint64_t deadline_ms = 0;
         explicit Conn(uint64_t max_message) : frames(max_message) {}
@@ -77,8 +82,7 @@ private:
     net::Reactor& reactor_;
     SendFn send_;
     CloseFn close_;
-    std::vector<WsListener> listeners_;
-    bool any_ = false;
+    std::vector<std::shared_ptr<const WsListener>> listeners_;   // null: not a WebSocket listener
     uint64_t handshake_timeout_ms_ = 10000;
     uint64_t max_message_ = 0;
     uint64_t max_output_ = 0;   // [limits] max_output_bytes: above it, pings get no pong

@@ -111,6 +111,47 @@ TEST_CASE("a WebSocket connection: the upgrade is answered, frames carry the MQT
     CHECK(r.sent[2] == "x");
 }
 
+// A reload (SIGHUP) configures the layer again. Connections made before it
+// keep the rules they were accepted under, and stay WebSocket until they
+// close, even when no WebSocket listener is left. (The pending upgrade held a
+// pointer into the replaced table: ASan saw a use after free.)
+TEST_CASE("a reload keeps a pending upgrade's rules and an upgraded connection's framing") {
+    FakeReactor r;
+    TransportStack stack(r);
+    stack.configure_ws(two_listeners());
+    stack.on_open(2, 1, "127.0.0.1:5001");   // upgraded before the reload
+    stack.on_open(3, 1, "127.0.0.1:5002");   // upgrade still pending at the reload
+    std::span<const uint8_t> in = bytes(kUpgrade);
+    std::optional<std::string> identity;
+    CHECK_FALSE(stack.unwrap(2, in, identity));
+    const std::string head = kUpgrade.substr(0, 40), rest = kUpgrade.substr(40);
+    in = bytes(head);
+    CHECK_FALSE(stack.unwrap(3, in, identity));
+    CHECK(r.sent[3].empty());
+
+    config::AppConfig plain = two_listeners();   // the same port, now plain MQTT
+    plain.listeners[1].protocol = config::ListenerProtocol::Mqtt;
+    stack.configure_ws(plain);
+
+    in = bytes(rest);
+    CHECK_FALSE(stack.unwrap(3, in, identity));
+    CHECK(r.sent[3].rfind("HTTP/1.1 101", 0) == 0);   // under the rules it began with
+    const std::string frame("\x82\x82\x00\x00\x00\x00\xc0\x00", 8);
+    for (net::ConnId id : {net::ConnId(2), net::ConnId(3)}) {
+        CAPTURE(id);
+        in = bytes(frame);
+        REQUIRE(stack.unwrap(id, in, identity));
+        CHECK(std::string(in.begin(), in.end()) == std::string("\xc0\x00", 2));
+        r.sent[id].clear();
+        stack.transport().send(id, bytes(std::string("\xd0\x00", 2)));
+        CHECK(r.sent[id] == std::string("\x82\x02\xd0\x00", 4));
+    }
+    stack.on_open(4, 1, "127.0.0.1:5003");   // new connections follow the new table
+    in = bytes(std::string("\xc0\x00", 2));
+    REQUIRE(stack.unwrap(4, in, identity));
+    CHECK(in.size() == 2);
+}
+
 TEST_CASE("the bridges' local connections never reach the reactor") {
     FakeReactor r;
     TransportStack stack(r);
