@@ -18,10 +18,10 @@ std::string result_json(const std::string& error) {
 
 }  // namespace
 
-ModbusRunner::ModbusRunner(const std::vector<config::ModbusDevice>& cfgs, net::Reactor& reactor)
-    : reactor_(reactor) {
+ModbusRunner::ModbusRunner(std::vector<config::ModbusDevice> cfgs, net::Reactor& reactor)
+    : reactor_(reactor), cfgs_(std::move(cfgs)) {
     std::vector<ModbusIo::DeviceSpec> specs;
-    for (const config::ModbusDevice& c : cfgs) {
+    for (const config::ModbusDevice& c : cfgs_) {
         Device d;
         d.cfg = &c;
         std::vector<modbus::PlanPoint> pts;

@@ -25,7 +25,10 @@ namespace hato::app {
 
 class ModbusRunner final : public broker::PublishObserver {
 public:
-    ModbusRunner(const std::vector<config::ModbusDevice>& cfgs, net::Reactor& reactor);
+    // Keeps its own copy of the devices: a reload replaces the server's
+    // configuration (the devices are restart-only), while the I/O thread
+    // and the points keep reading theirs.
+    ModbusRunner(std::vector<config::ModbusDevice> cfgs, net::Reactor& reactor);
     ~ModbusRunner() override;
 
     // Starts the I/O thread and takes writes from the broker.
@@ -68,6 +71,7 @@ private:
 
     net::Reactor& reactor_;
     broker::Broker* broker_ = nullptr;
+    const std::vector<config::ModbusDevice> cfgs_;   // what devices_ and io_ point into
     std::vector<Device> devices_;
     std::unique_ptr<ModbusIo> io_;
     // "<point topic>/set" -> (device, point)

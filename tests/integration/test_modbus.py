@@ -7,6 +7,7 @@
 import json
 import os
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -511,3 +512,31 @@ def test_write_flood_is_bounded_and_polls_go_on(env):
         if int(got[sys_topic]) == len(refused):
             break
     assert int(got[sys_topic]) == len(refused)
+
+
+def test_polls_and_writes_go_on_after_a_reload(env):
+    # [[modbus]] is restart-only, but a SIGHUP replaces the rest of the
+    # configuration: the device thread and the points must not read the one
+    # that was replaced (they did: a use after free at every reload).
+    points = ['name = "sp"\nkind = "holding"\naddress = 3\nwritable = true']
+    b, sim = env(device("rl", points, interval=100))
+    c = Client(b, "t-rl")
+    c.subscribe("plant/rl/#", 1)
+    collect(c, ["plant/rl/sp"])
+    for n in range(3):
+        before = b.log().count("reload done")
+        b.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while b.log().count("reload done") == before and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert b.log().count("reload done") > before, b.log()[-2000:]
+        sim.set("h", 3, 40 + n)
+        seen = []
+        deadline = time.monotonic() + 10
+        while 40 + n not in seen and time.monotonic() < deadline:
+            seen += [value(m.payload.decode()) for m in drain(c, 0.1) if m.topic == "plant/rl/sp"]
+        assert 40 + n in seen, seen
+        c.publish("plant/rl/sp/set", str(100 + n), qos=1)
+        got = collect(c, ["plant/rl/sp/set/result"])
+        assert json.loads(got["plant/rl/sp/set/result"]) == {"ok": True}
+        assert sim.get("h", 3) == [100 + n]
