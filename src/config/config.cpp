@@ -4,6 +4,8 @@
 // `hato --check-config` shows every problem in file order.
 #include "config/config.hpp"
 
+#include <cmath>
+
 #include <toml++/toml.h>
 
 #include "broker/persistence.hpp"
@@ -592,8 +594,18 @@ void read_modbus_points(Errors& errors, const toml::node& n, const std::string& 
                        "a \"string\" needs count (its registers)");
         if (p.format.type != Type::String && count)
             errors.add(count->source(), r.path("count"), "only for type = \"string\"");
-        if (scale && p.format.scale == 0.0) errors.add(scale->source(), r.path("scale"), "must not be 0");
-        if (deadband && p.deadband < 0) errors.add(deadband->source(), r.path("deadband"), "must not be negative");
+        if (scale && !std::isfinite(p.format.scale))
+            errors.add(scale->source(), r.path("scale"), "must be a finite number");
+        else if (scale && p.format.scale == 0.0) errors.add(scale->source(), r.path("scale"), "must not be 0");
+        if (!std::isfinite(p.format.offset))
+            errors.add(r.lookup("offset")->source(), r.path("offset"), "must be a finite number");
+        if (deadband && !(p.deadband >= 0))   // NaN too
+            errors.add(deadband->source(), r.path("deadband"), "must not be negative");
+        // One write (function 16) carries at most 123 registers.
+        if (p.writable && p.format.type == Type::String && p.format.count > modbus::kMaxWriteRegisters)
+            errors.add(count->source(), r.path("count"),
+                       "a writable \"string\" has at most " + std::to_string(modbus::kMaxWriteRegisters) +
+                           " registers (one Modbus write)");
         if (p.writable && (p.kind == Kind::Input || p.kind == Kind::Discrete))
             errors.add(writable->source(), r.path("writable"),
                        std::string("a") + (p.kind == Kind::Input ? "n input register" : " discrete input") +

@@ -434,12 +434,23 @@ std::string json_payload(const Value& v, uint64_t ts_ms, bool good) {
 bool changed(const Value& last, const Value& next, double deadband) {
     if (last.tag != next.tag) return true;
     const auto a = last.number(), b = next.number();
-    if (a && b && deadband > 0) return std::fabs(*a - *b) > deadband;
+    // NaN is no distance from anything: to or from a number it is a change
+    // (a wire break often reads as NaN), NaN to NaN is not.
+    if (a && b && deadband > 0) {
+        if (std::isnan(*a) || std::isnan(*b)) return std::isnan(*a) != std::isnan(*b);
+        return std::fabs(*a - *b) > deadband;
+    }
     return !(last == next);
 }
 
 bool encode_write(std::string_view payload, Kind k, const Format& f, std::vector<uint16_t>& regs, uint8_t& bit,
                   std::string& err) {
+    // An empty payload is how a retained message is cleared, not a value:
+    // for a string it would have blanked the registers.
+    if (trim(payload).empty()) {
+        err = "empty payload";
+        return false;
+    }
     Input in;
     if (!parse_input(payload, in, err)) return false;
     regs.clear();
@@ -456,7 +467,9 @@ bool encode_write(std::string_view payload, Kind k, const Format& f, std::vector
         return true;
     }
     if (f.type == Type::String) {
-        if (in.tag != Input::Tag::Text) {
+        // A bare 1234 or true is the text it spells (a batch number).
+        if (in.tag == Input::Tag::Bool) in.token = in.b ? "true" : "false";
+        else if (in.tag != Input::Tag::Text && in.tag != Input::Tag::Number) {
             err = "expected a string";
             return false;
         }
@@ -493,7 +506,14 @@ bool encode_write(std::string_view payload, Kind k, const Format& f, std::vector
         uint64_t ui = 0;
         bool exact = false;
         if (!scaled(f)) {
-            exact = is_signed ? std::from_chars(s, e, si).ptr == e : std::from_chars(s, e, ui).ptr == e;
+            const std::from_chars_result r = is_signed ? std::from_chars(s, e, si) : std::from_chars(s, e, ui);
+            // All digits, but more than 64 bits hold: out of range whatever
+            // the type (the value was left 0, and written as 0).
+            if (r.ptr == e && r.ec == std::errc::result_out_of_range) {
+                err = "value out of range for " + std::string(is_signed ? "i" : "u") + std::to_string(bits);
+                return false;
+            }
+            exact = r.ptr == e && r.ec == std::errc();
         }
         if (!exact) {
             double x = 0;

@@ -137,3 +137,38 @@ address = 0
     CHECK(has(errors, "modbus[2].serial: required for transport = \"rtu\""));
     CHECK(has(errors, "modbus[2].point[0].kind: \"register\" is not one of holding | input | coil | discrete"));
 }
+
+TEST_CASE("numbers a point cannot use, and a string too long to write at once") {
+    config::AppConfig c;
+    auto errors = load(R"([[modbus]]
+name = "x"
+transport = "tcp"
+host = "h"
+[[modbus.point]]
+name = "a"
+kind = "holding"
+address = 0
+scale = inf
+offset = nan
+deadband = nan
+[[modbus.point]]
+name = "s"
+kind = "holding"
+address = 10
+type = "string"
+count = 124
+writable = true
+[[modbus.point]]
+name = "r"
+kind = "holding"
+address = 200
+type = "string"
+count = 125
+)",
+                       c);
+    CHECK(has(errors, "modbus[0].point[0].scale: must be a finite number"));
+    CHECK(has(errors, "modbus[0].point[0].offset: must be a finite number"));
+    CHECK(has(errors, "modbus[0].point[0].deadband: must not be negative"));
+    CHECK(has(errors, "t.toml:17:9: modbus[0].point[1].count: a writable \"string\" has at most 123 registers"));
+    CHECK_FALSE(has(errors, "modbus[0].point[2]"));   // read-only: 125 registers is one read
+}

@@ -81,6 +81,15 @@ TEST_CASE("strings") {
     std::string err;
     CHECK_FALSE(encode_write("\"123456789\"", Kind::Holding, f, regs, bit, err));
     CHECK(err == "string longer than 8 bytes");
+    // A bare number or boolean is the text it spells; an explicit "" blanks
+    // the string, an empty payload (clearing a retained /set) writes nothing.
+    CHECK(write("1234", f) == Regs{0x3132, 0x3334, 0, 0});
+    CHECK(write("true", f) == Regs{0x7472, 0x7565, 0, 0});
+    CHECK(write("\"\"", f) == Regs{0, 0, 0, 0});
+    for (std::string_view empty : {"", "  \n"}) {
+        CHECK_FALSE(encode_write(empty, Kind::Holding, f, regs, bit, err));
+        CHECK(err == "empty payload");
+    }
 }
 
 TEST_CASE("writes round-trip through every type and order") {
@@ -110,6 +119,17 @@ TEST_CASE("writes that do not fit are refused with a reason") {
     CHECK_FALSE(encode_write("{\"other\": 1}", Kind::Holding, fmt(Type::U16), regs, bit, err));
     CHECK_FALSE(encode_write("{\"value\": abc}", Kind::Holding, fmt(Type::U16), regs, bit, err));
     CHECK_FALSE(encode_write("2", Kind::Coil, fmt(Type::Bool), regs, bit, err));
+    // More digits than 64 bits hold: refused, not written as 0.
+    for (Type t : {Type::U16, Type::I16, Type::U64, Type::I64}) {
+        CAPTURE(int(t));
+        err.clear();
+        CHECK_FALSE(encode_write("99999999999999999999", Kind::Holding, fmt(t), regs, bit, err));
+        CHECK(err.starts_with("value out of range for "));
+    }
+    CHECK_FALSE(encode_write("-9223372036854775809", Kind::Holding, fmt(Type::I64), regs, bit, err));
+    CHECK(err == "value out of range for i64");
+    CHECK_FALSE(encode_write("{\"value\": 18446744073709551616}", Kind::Holding, fmt(Type::U64), regs, bit, err));
+    CHECK(err == "value out of range for u64");
 }
 
 TEST_CASE("float writes must be finite and fit the register type") {
@@ -194,6 +214,14 @@ TEST_CASE("payloads and deadband") {
     CHECK(changed(a, b, 0));
     CHECK_FALSE(changed(a, a, 0));
     CHECK(changed(Value{}, a, 0.5));
+    // With a deadband, NaN to a number and back is a change; NaN to NaN not.
+    Format f32 = fmt(Type::F32);
+    const uint32_t nan_bits = 0x7FC00000u, one = std::bit_cast<uint32_t>(1.0f);
+    Value nan = decode_registers(Regs{uint16_t(nan_bits >> 16), uint16_t(nan_bits)}, f32),
+          num = decode_registers(Regs{uint16_t(one >> 16), uint16_t(one)}, f32);
+    CHECK(changed(nan, num, 0.5));
+    CHECK(changed(num, nan, 0.5));
+    CHECK_FALSE(changed(nan, nan, 0.5));
 }
 
 TEST_CASE("names") {
