@@ -24,7 +24,7 @@ bool any_listener_password_file(const config::AppConfig& cfg) {
 
 void report_reload_errors(std::vector<std::string>& errors, const char* what, const std::string& path) {
     for (const std::string& e : errors) log_error("reload: %s", e.c_str());
-    log_error("reload of %s %s failed: keeping the previous one", what, path.c_str());
+    log_error("reload of %s%s%s failed: keeping the previous one", what, path.empty() ? "" : " ", path.c_str());
     errors.clear();
 }
 
@@ -153,6 +153,7 @@ void AccessControl::reload(const config::AppConfig& cfg) {
     std::vector<bool> anonymous(cfg.listeners.size());
     for (size_t i = 0; i < cfg.listeners.size(); ++i) anonymous[i] = config::anonymous_allowed(cfg, i);
     authenticator_.set_anonymous_allowed(std::move(anonymous));
+    authenticator_.set_max_failed_per_minute(cfg.auth.max_failed_per_minute);
     if ((auth_files_.passwords || any_listener_password_file(cfg)) && !hash_pool_) open_hash_pool(cfg);
 }
 
@@ -189,21 +190,24 @@ void AccessControl::reload_auth_files(const config::AppConfig& cfg, std::vector<
 // The listeners' own password and acl files, and their TLS contexts.
 void AccessControl::reload_listener_files(const config::AppConfig& cfg, std::vector<std::string>& errors) {
     std::vector<std::shared_ptr<const auth::PasswordFile>> files;
-    if (load_listener_password_files(cfg, files, errors)) {
+    listener_passwords_loaded_ = load_listener_password_files(cfg, files, errors);
+    if (listener_passwords_loaded_) {
         authenticator_.set_listener_password_files(std::move(files));
         if (any_listener_password_file(cfg)) log_info("reloaded the listeners' password files");
     } else {
         report_reload_errors(errors, "listener password files", "");
     }
     std::vector<std::shared_ptr<const auth::Acl>> acls;
-    if (load_listener_acl_files(cfg, acls, errors)) {
+    listener_acls_loaded_ = load_listener_acl_files(cfg, acls, errors);
+    if (listener_acls_loaded_) {
         authorizer_.set_listener_acls(std::move(acls));   // memos refill lazily
         if (any_listener_acl_file(cfg)) log_info("reloaded the listeners' acl files");
     } else {
         report_reload_errors(errors, "listener acl files", "");
     }
     std::vector<std::shared_ptr<net::TlsContext>> contexts;
-    if (load_tls_contexts(cfg, contexts, errors)) {
+    tls_loaded_ = load_tls_contexts(cfg, contexts, errors);
+    if (tls_loaded_) {
         const bool any = std::any_of(contexts.begin(), contexts.end(), [](const auto& c) { return c != nullptr; });
         tls_.set_contexts(std::move(contexts));
         if (any) log_info("reloaded TLS certificates (new connections use them)");

@@ -48,6 +48,16 @@ public:
     void forget_peer(broker::ConnId id) { authenticator_.forget_peer(id); }
     void on_tick() { authenticator_.on_tick(); }
 
+    // Whether the last reload loaded everything listener `l` names of its
+    // own (certificate, password file, ACL file). One that failed keeps the
+    // previous lists, which have no entry for a listener the reload added:
+    // opened anyway, it would take plain connections where TLS was asked
+    // for, and allow what its ACL file would deny.
+    bool ready_to_open(const config::Listener& l) const {
+        return (!l.tls.enabled || tls_loaded_) && (l.password_file.empty() || listener_passwords_loaded_) &&
+               (l.acl_file.empty() || listener_acls_loaded_);
+    }
+
 private:
     bool open_listener_password_files(const config::AppConfig& cfg);
     bool open_listener_acl_files(const config::AppConfig& cfg);
@@ -58,6 +68,7 @@ private:
 
     net::Reactor& reactor_;
     TlsLayer& tls_;
+    bool tls_loaded_ = true, listener_passwords_loaded_ = true, listener_acls_loaded_ = true;   // ready_to_open
     VerdictFn verdicts_;
     AuthFiles auth_files_;
     std::unique_ptr<auth::HashPool> hash_pool_;   // null without a password file

@@ -16,11 +16,14 @@ void warn_restart_only(const std::vector<std::string>& kept) {
     log_warn("reload: %s changed, which needs a restart: keeping the running value", list.c_str());
 }
 
-// The new listener table: kept slots take their new settings, removed ones
-// are emptied (no files, no TLS), new ones appended. Returns the added slots.
+// The new listener table: kept slots take their new settings, new ones are
+// appended, and every other slot is emptied (no files, no TLS): the removed
+// ones, and any that never opened (a listener a reload added that failed to
+// bind), whose files would otherwise be loaded again at every reload.
+// Returns the added slots.
 std::vector<size_t> build_table(const std::vector<config::Listener>& running, const ListenerPlan& plan,
                                 std::vector<config::Listener>& next) {
-    std::vector<config::Listener> table = running;
+    std::vector<config::Listener> table(running.size());
     std::vector<size_t> added;
     for (size_t n = 0; n < next.size(); ++n) {
         if (plan.slot_of_new[n] >= 0) {
@@ -30,7 +33,6 @@ std::vector<size_t> build_table(const std::vector<config::Listener>& running, co
             table.push_back(next[n]);
         }
     }
-    for (size_t i : plan.removed) table[i] = config::Listener{};
     next = std::move(table);
     return added;
 }

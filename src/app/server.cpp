@@ -233,8 +233,14 @@ private:
     }
 
     void open_added_listener(size_t i) override {
-        if (!open_listener(cfg_, c_, i)) return;   // logged; the slot stays closed
         const config::Listener& l = cfg_.listeners[i];
+        if (!c_.access->ready_to_open(l)) {
+            log_error("listener %s:%u not opened: its certificate, password file or ACL file did not load "
+                      "(see above); fix it and reload",
+                      l.address.c_str(), unsigned(l.port));
+            return;
+        }
+        if (!open_listener(cfg_, c_, i)) return;   // logged; the slot stays closed
         if (config::anonymous_allowed(cfg_, i) && !config::is_loopback_address(l.address))
             log_warn("anonymous access is open on %s:%u, which is not a loopback address "
                      "(set [auth] allow_anonymous = false and a password_file)",

@@ -304,3 +304,41 @@ def test_bridge_ids_and_topics_are_the_bridges_even_before_one_is_configured(bro
     watch.expect_none(0.5)
     for x in (other, watch):
         x.close()
+
+
+def test_a_tls_listener_added_after_one_that_failed_to_open_is_tls(broker_factory, tmp_path):
+    # A listener a reload added and that could not bind kept its settings in
+    # the table, and its files were loaded again at every reload. With its
+    # certificate gone, the next reload's certificates failed to load, and a
+    # TLS listener added by that reload opened without TLS: plain MQTT,
+    # passwords in the clear.
+    from security_util import connack_code, make_certs, tls_kwargs
+    import shutil
+    certs = make_certs(str(tmp_path / "certs"))
+    old = tmp_path / "old"
+    os.makedirs(old)
+    for f in ("server.crt", "server.key"):
+        shutil.copy(os.path.join(certs, f), old / f)
+
+    def tls_listener(port, directory):
+        return (listener(port) + f'tls = {{ cert = "{directory}/server.crt", key = "{directory}/server.key" }}\n\n')
+
+    b = broker_factory()
+    busy = socket.socket()
+    busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    taken = busy.getsockname()[1]
+    try:
+        reload(b, tls_listener(taken, old))
+        assert f"127.0.0.1:{taken}" in b.log()   # the bind failure, logged
+    finally:
+        busy.close()
+    shutil.rmtree(old)
+    port = _free_port()
+    reload(b, tls_listener(port, certs))
+    assert "reload of TLS certificates failed" not in b.log().split("reload requested")[-1], b.log()[-2000:]
+    wait_for(lambda: not refused(port), f"port {port} open")
+    # Plain MQTT gets no CONNACK; TLS with the test CA does.
+    assert connack_code(Endpoint(port)) is None
+    assert connack_code(Endpoint(port), certs=certs) == 0

@@ -58,6 +58,26 @@ TEST_CASE("removed listeners close, then the config, security, new listeners, br
     CHECK(r.adopted.listeners[2].port == 1885);
 }
 
+// A listener a reload added that failed to open keeps no settings at the
+// next reload: its certificate and files were loaded at every reload after,
+// and one of them gone made every listener's reload fail.
+TEST_CASE("a slot that never opened is emptied at the next reload") {
+    config::AppConfig running;
+    running.listeners = {listener(1883), listener(8883)};
+    running.listeners[1].tls.enabled = true;
+    running.listeners[1].tls.cert = "/etc/hato/gone.crt";
+    config::AppConfig next = running;
+    next.listeners = {listener(1883), listener(8884)};
+    Recorder r;
+    apply_reload(running, {true, false}, next, r);   // slot 1 failed to bind
+    CHECK(r.steps == std::vector<std::string>{"adopt", "security", "open 2", "bridges"});   // nothing to close
+    REQUIRE(r.adopted.listeners.size() == 3);
+    CHECK(r.adopted.listeners[0].port == 1883);
+    CHECK_FALSE(r.adopted.listeners[1].tls.enabled);
+    CHECK(r.adopted.listeners[1].tls.cert.empty());
+    CHECK(r.adopted.listeners[2].port == 8884);
+}
+
 TEST_CASE("[sys] and [metrics] restart only when their settings changed, after the listeners") {
     config::AppConfig running;
     running.listeners = {listener(1883)};
