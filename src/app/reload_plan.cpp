@@ -1,5 +1,7 @@
 #include "app/reload_plan.hpp"
 
+#include "broker/persistence.hpp"
+
 namespace hato::app {
 
 std::vector<std::string> keep_restart_only(const config::AppConfig& running, config::AppConfig& next) {
@@ -12,14 +14,20 @@ std::vector<std::string> keep_restart_only(const config::AppConfig& running, con
     keep("[broker] event_backend", next.event_backend, running.event_backend);
     keep("[storage] enabled", next.storage_enabled, running.storage_enabled);
     keep("[storage] dir", next.storage.dir, running.storage.dir);
-    keep("[storage] segment_bytes", next.storage.segment_bytes, running.storage.segment_bytes);
-    keep("[storage] max_bytes", next.storage.max_bytes, running.storage.max_bytes);
+    keep("[storage] segment_size_mb", next.storage.segment_bytes, running.storage.segment_bytes);
+    keep("[storage] max_bytes_mb", next.storage.max_bytes, running.storage.max_bytes);
     keep("[storage] sync", next.storage.sync, running.storage.sync);
     keep("[storage] sync_interval_ms", next.sync_interval_ms, running.sync_interval_ms);
     keep("[storage] sync_window_us", next.sync_window_us, running.sync_window_us);
     keep("[storage] sync_batch_bytes", next.sync_batch_bytes, running.sync_batch_bytes);
     keep("[[modbus]]", next.modbus, running.modbus);   // the device thread is built once
     keep("[auth] hash_workers", next.auth.hash_workers, running.auth.hash_workers);
+    // The file was checked against its own segment size, which a restart
+    // would bring: a message the broker accepts must fit the running one.
+    if (next.storage_enabled &&
+        uint64_t(next.broker.max_packet_size) + broker::kMaxRecordOverhead > next.storage.segment_bytes)
+        keep("[limits] max_packet_size (larger than the running segment_size_mb holds)",
+             next.broker.max_packet_size, running.broker.max_packet_size);
     return names;
 }
 

@@ -37,6 +37,26 @@ TEST_CASE("restart-only keys keep their running value and are named") {
     CHECK(next.sys_interval_s == 3);
 }
 
+// The file is checked against its own segment_size_mb; the running one
+// stays until a restart, and a max_packet_size only the new one holds would
+// let a message in that the store refuses.
+TEST_CASE("a max_packet_size larger than the running segments hold is kept too") {
+    config::AppConfig running = config::defaults();
+    running.broker.max_packet_size = 1 << 20;
+    config::AppConfig next = running;
+    next.storage.segment_bytes = running.storage.segment_bytes * 2;
+    next.broker.max_packet_size = uint32_t(running.storage.segment_bytes + (1 << 20));
+    std::vector<std::string> names = app::keep_restart_only(running, next);
+    CHECK(names == std::vector<std::string>{
+                       "[storage] segment_size_mb",
+                       "[limits] max_packet_size (larger than the running segment_size_mb holds)"});
+    CHECK(next.broker.max_packet_size == 1u << 20);
+    next = running;   // one that fits is taken
+    next.broker.max_packet_size = 2 << 20;
+    CHECK(app::keep_restart_only(running, next).empty());
+    CHECK(next.broker.max_packet_size == 2u << 20);
+}
+
 #include "app/listener_limits.hpp"
 
 TEST_CASE("a reload keeps the open counts of listeners that keep a limit") {
