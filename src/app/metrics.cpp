@@ -608,10 +608,12 @@ void MetricsServer::on_data(net::ConnId id, std::span<const uint8_t> data) {
         return;
     }
     const char* text = "text/plain; charset=utf-8";
-    if (p.status == net::http::ParseStatus::Error)
-        return answer(id, c, net::http::response(p.error_code, text, p.error + "\n"));
-
+    // A HEAD gets no body, also in an error answer (once its request line
+    // was read).
     const bool head = req.method == "HEAD";
+    if (p.status == net::http::ParseStatus::Error)
+        return answer(id, c, net::http::response(p.error_code, text, p.error + "\n", head));
+
     std::string_view path = req.path();
     if (path == "/metrics") {
         return answer(id, c,

@@ -186,6 +186,11 @@ TEST_CASE("metrics: one request per connection; routes, errors, timeout, connect
     CHECK(r.sent[2].find("Content-Length: 3\r\n") != std::string::npos);
     CHECK(r.sent[2].substr(r.sent[2].size() - 4) == "\r\n\r\n");
 
+    REQUIRE(m.on_open(7));   // RFC 9110 9.3.2: no body for HEAD, an error answer included
+    m.on_data(7, bytes("HEAD /metrics HTTP/1.1\r\n\r\n"));
+    CHECK(r.sent[7].rfind("HTTP/1.1 400 ", 0) == 0);
+    CHECK(r.sent[7].substr(r.sent[7].size() - 4) == "\r\n\r\n");
+
     REQUIRE(m.on_open(3));
     m.on_data(3, bytes("DELETE / HTTP/1.1\r\n"));
     CHECK(r.sent[3].rfind("HTTP/1.1 405 ", 0) == 0);
@@ -200,7 +205,7 @@ TEST_CASE("metrics: one request per connection; routes, errors, timeout, connect
     m.on_tick(r.now + 500, {});
     CHECK(r.sent[5].rfind("HTTP/1.1 408 ", 0) == 0);
 
-    for (net::ConnId id = 1; id <= 5; ++id) m.on_close(id);
+    for (net::ConnId id = 1; id <= 7; ++id) m.on_close(id);
     for (net::ConnId id = 100; id < 100 + MetricsServer::kMaxConnections; ++id) {
         r.now += 1;
         REQUIRE(m.on_open(id));
