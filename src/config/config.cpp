@@ -4,6 +4,8 @@
 // `hato --check-config` shows every problem in file order.
 #include "config/config.hpp"
 
+#include <arpa/inet.h>
+
 #include <cmath>
 
 #include <toml++/toml.h>
@@ -204,6 +206,22 @@ void read_broker(Errors& errors, const toml::table& t, AppConfig& c) {
 
 // tls = { cert, key, ca, require_client_cert, identity_as_username,
 // min_version }: an inline table or a [listener.tls] sub-table alike.
+// What the reactor binds: an IPv4 or IPv6 literal (IPv6 may be in
+// brackets), or empty for 0.0.0.0. A host name is not resolved.
+bool is_ip_literal(const std::string& address) {
+    std::string host = address;
+    if (host.empty()) return true;
+    if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    in6_addr buf{};
+    return inet_pton(AF_INET, host.c_str(), &buf) == 1 || inet_pton(AF_INET6, host.c_str(), &buf) == 1;
+}
+
+// Two sockets on one port of these addresses could not both be bound.
+bool addresses_overlap(const std::string& a, const std::string& b) {
+    auto wildcard = [](const std::string& x) { return x.empty() || x == "0.0.0.0" || x == "::" || x == "[::]"; };
+    return a == b || wildcard(a) || wildcard(b);
+}
+
 void read_listener_tls(Errors& errors, const toml::node& n, const std::string& where, ListenerTls& tls) {
     if (!n.is_table()) {
         errors.add(n.source(), where, "expected table, got " + type_name(n));
@@ -287,6 +305,17 @@ void read_listeners(Errors& errors, const toml::node& n, AppConfig& c) {
         r.string("password_file", l.password_file, false);
         r.string("acl_file", l.acl_file, false);
         r.reject_unknown();
+        if (const toml::node* a = t.get("address"); a && !is_ip_literal(l.address))
+            errors.add(a->source(), r.path("address"),
+                       "\"" + l.address + "\" is not an IP address (a listener binds one: 127.0.0.1, 0.0.0.0, ::1, ::)");
+        for (size_t j = 0; j < c.listeners.size(); ++j)
+            if (l.port != 0 && c.listeners[j].port == l.port && addresses_overlap(c.listeners[j].address, l.address)) {
+                const toml::node* port = t.get("port");
+                errors.add(port ? port->source() : t.source(), r.path("port"),
+                           "listener[" + std::to_string(j) + "] already listens on port " + std::to_string(l.port) +
+                               " of an address that overlaps this one");
+                break;
+            }
         c.listeners.push_back(std::move(l));
     }
 }
@@ -387,13 +416,14 @@ void read_metrics(Errors& errors, const toml::table& t, AppConfig& c) {
     r.string("address", c.metrics.address, false);
     r.integer("port", 0, 65535, c.metrics.port);  // 0: no metrics endpoint
     r.reject_unknown();
+    if (const toml::node* a = t.get("address"); a && !is_ip_literal(c.metrics.address))
+        errors.add(a->source(), "metrics.address", "\"" + c.metrics.address + "\" is not an IP address");
     // The same port as an MQTT listener on an overlapping address could not be bound.
-    auto wildcard = [](const std::string& a) { return a == "0.0.0.0" || a == "::"; };
     const toml::node* port = t.get("port");
     for (size_t i = 0; port && c.metrics.port != 0 && i < c.listeners.size(); ++i) {
         const Listener& l = c.listeners[i];
         if (l.port != c.metrics.port) continue;
-        if (l.address != c.metrics.address && !wildcard(l.address) && !wildcard(c.metrics.address)) continue;
+        if (!addresses_overlap(l.address, c.metrics.address)) continue;
         errors.add(port->source(), "metrics.port",
                    std::to_string(l.port) + " is also the port of listener[" + std::to_string(i) + "] (" + l.address + ")");
     }

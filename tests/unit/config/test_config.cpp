@@ -279,8 +279,8 @@ TEST_CASE("[auth] keys and the anonymous default per listener") {
     std::vector<std::string> errors;
     const char* listeners =
         "[[listener]]\naddress = \"127.0.0.1\"\n"
-        "[[listener]]\naddress = \"0.0.0.0\"\n"
-        "[[listener]]\naddress = \"::1\"\n";
+        "[[listener]]\naddress = \"0.0.0.0\"\nport = 1884\n"
+        "[[listener]]\naddress = \"::1\"\nport = 1885\n";
     REQUIRE(config::load_string(listeners, "t.toml", c, errors));
     CHECK_FALSE(c.auth.allow_anonymous.has_value());
     CHECK(config::anonymous_allowed(c, 0));
@@ -301,4 +301,27 @@ TEST_CASE("[auth] keys and the anonymous default per listener") {
     REQUIRE(errors.size() == 2);
     CHECK(errors[0].find("t.toml:2:19: auth.allow_anonymous: expected boolean") != std::string::npos);
     CHECK(errors[1].find("auth.passwords: unknown key") != std::string::npos);
+}
+
+// The reactor binds an address, not a name; and a second listener on a port
+// an earlier one holds could not be bound. Both failed only at start (or at a
+// reload), without a line number.
+TEST_CASE("listener and metrics addresses are IP addresses; no two listeners on one port") {
+    AppConfig c = config::defaults();
+    std::vector<std::string> errors;
+    CHECK_FALSE(config::load_string("[[listener]]\naddress = \"localhost\"\n"
+                                    "[[listener]]\naddress = \"[::1]\"\nport = 1884\n"
+                                    "[[listener]]\naddress = \"0.0.0.0\"\nport = 1884\n"
+                                    "[[listener]]\naddress = \"10.0.0.1\"\nport = 1885\n"
+                                    "[[listener]]\naddress = \"10.0.0.2\"\nport = 1885\n"
+                                    "[[listener]]\nport = 0\n[[listener]]\nport = 0\n"
+                                    "[metrics]\naddress = \"gw.local\"\nport = 9100\n",
+                                    "t.toml", c, errors));
+    std::string all;
+    for (const std::string& e : errors) all += e + "\n";
+    INFO(all);
+    CHECK(errors.size() == 3);
+    CHECK(all.find("t.toml:2:11: listener[0].address: \"localhost\" is not an IP address") != std::string::npos);
+    CHECK(all.find("t.toml:8:8: listener[2].port: listener[1] already listens on port 1884") != std::string::npos);
+    CHECK(all.find("metrics.address: \"gw.local\" is not an IP address") != std::string::npos);
 }

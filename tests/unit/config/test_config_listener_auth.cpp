@@ -16,9 +16,11 @@ address = "127.0.0.1"
 allow_anonymous = false
 [[listener]]
 address = "0.0.0.0"
+port = 1884
 allow_anonymous = true
 [[listener]]
 address = "0.0.0.0"
+port = 1885
 )", c);
     REQUIRE(errors.empty());
     CHECK(c.listeners[0].allow_anonymous == false);
