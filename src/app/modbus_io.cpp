@@ -122,9 +122,19 @@ int open_tcp(const config::ModbusDevice& c, bool& done, std::string& why) {
 
 }  // namespace
 
+// A serial port and the RTU devices on it. One request is on the wire at a
+// time, whoever sends it: the answers of two units would collide, and two
+// readers of one port would steal each other's bytes.
+struct ModbusIo::Line {
+    std::string path;
+    int fd = -1;
+    Device* holder = nullptr;      // the device whose request is on the wire
+    uint64_t quiet_until_us = 0;   // silence after the last frame (3.5 characters)
+};
+
 struct ModbusIo::Device {
-    Device(const config::ModbusDevice& c, std::vector<modbus::Request> r, size_t i, uint64_t seed)
-        : cfg(c), reads(std::move(r)), index(i), tcp(c.transport == "tcp"),
+    Device(const config::ModbusDevice& c, std::vector<modbus::Request> r, size_t i, uint64_t seed, Line* l)
+        : cfg(c), reads(std::move(r)), index(i), tcp(c.transport == "tcp"), line(l),
           backoff(std::min<uint64_t>({1000, c.poll_interval_ms, c.reconnect_max_ms}), c.reconnect_max_ms, seed) {
         interval_us = uint64_t(c.poll_interval_ms) * 1000;
         timeout_us = uint64_t(c.timeout_ms) * 1000;
@@ -137,6 +147,7 @@ struct ModbusIo::Device {
     std::vector<modbus::Request> reads;
     size_t index;
     bool tcp;
+    Line* line;                     // rtu: its port (the fd below stays -1)
     bridge::Backoff backoff;
     ModbusDeviceStats stats;
     uint64_t interval_us = 0, timeout_us = 0, quiet_us = 0;
@@ -157,7 +168,6 @@ struct ModbusIo::Device {
     uint64_t cur_token = 0;
     uint16_t transaction = 0;
     uint64_t sent_us = 0;
-    uint64_t quiet_until_us = 0;
     std::vector<uint8_t> tx;
     size_t tx_off = 0;
     std::vector<uint8_t> rx;
@@ -165,14 +175,26 @@ struct ModbusIo::Device {
 
     std::deque<WriteJob> writes;
     size_t writes_in_row = 0;       // since the last poll read: polls are not starved
-    size_t readback = kNone;
+    std::deque<size_t> readbacks;   // reads to do again after successful writes, each once
     bool poll_on_connect = true;    // first connect, or after a fault
 };
 
 ModbusIo::ModbusIo(std::vector<DeviceSpec> devices) {
     uint64_t seed = uint64_t(getpid()) * 0x9E3779B97F4A7C15ull ^ mono_us();
-    for (size_t i = 0; i < devices.size(); ++i)
-        devices_.push_back(std::make_unique<Device>(*devices[i].cfg, std::move(devices[i].reads), i, seed++));
+    for (size_t i = 0; i < devices.size(); ++i) {
+        const config::ModbusDevice& c = *devices[i].cfg;
+        Line* line = nullptr;
+        if (c.transport != "tcp") {
+            for (auto& l : lines_)
+                if (l->path == c.serial) line = l.get();
+            if (!line) {
+                lines_.push_back(std::make_unique<Line>());
+                line = lines_.back().get();
+                line->path = c.serial;
+            }
+        }
+        devices_.push_back(std::make_unique<Device>(c, std::move(devices[i].reads), i, seed++, line));
+    }
 }
 
 ModbusIo::~ModbusIo() {
@@ -185,6 +207,8 @@ ModbusIo::~ModbusIo() {
     }
     for (auto& d : devices_)
         if (d->fd >= 0) ::close(d->fd);
+    for (auto& l : lines_)
+        if (l->fd >= 0) ::close(l->fd);
     if (event_fd_ >= 0) ::close(event_fd_);
     if (wake_fd_ >= 0) ::close(wake_fd_);
 }
@@ -242,7 +266,9 @@ class Driver {
 public:
     Driver(ModbusIo::Device& d, std::function<void(ModbusEvent)> post) : d_(d), post_(std::move(post)) {}
 
-    void fail(const std::string& why, uint64_t now);
+    // `link_broken`: the socket or port itself failed (else a unit on a
+    // shared line was silent or answered wrong, and the line stays open).
+    void fail(const std::string& why, uint64_t now, bool link_broken = true);
     void connected(uint64_t now);
     void reopen_quietly(uint64_t now);
     void open(uint64_t now);
@@ -254,6 +280,8 @@ private:
     void send(ModbusIo::Device::What what, const modbus::Request& req, uint64_t now);
     void complete(uint64_t now);
     bool flush_tx(uint64_t now);
+    int fd() const { return d_.line ? d_.line->fd : d_.fd; }
+    void release_line(uint64_t now);
 
     ModbusIo::Device& d_;
     std::function<void(ModbusEvent)> post_;
@@ -263,8 +291,13 @@ private:
 
 void ModbusIo::run() {
     std::vector<pollfd> pfds;
-    std::vector<Device*> owners;
+    struct Owner {
+        Device* device = nullptr;   // a tcp device
+        Line* line = nullptr;       // else a serial line: its holder's
+    };
+    std::vector<Owner> owners;
     std::vector<Driver> drivers;
+    size_t first = 0;   // the devices are served in turn from here: one line, no favourite
     for (auto& d : devices_) drivers.emplace_back(*d, [this](ModbusEvent e) { post(std::move(e)); });
     const uint64_t start = mono_us();
     for (auto& d : devices_) {
@@ -281,17 +314,25 @@ void ModbusIo::run() {
         }
         uint64_t now = mono_us();
         uint64_t wake = now + 1000000;
-        for (Driver& dr : drivers) dr.service(now, wake);
+        for (size_t k = 0; k < drivers.size(); ++k) drivers[(first + k) % drivers.size()].service(now, wake);
+        if (!drivers.empty()) first = (first + 1) % drivers.size();
         pfds.clear();
         owners.clear();
         pfds.push_back({wake_fd_, POLLIN, 0});
-        owners.push_back(nullptr);
+        owners.push_back({});
         for (auto& d : devices_) {
-            if (d->fd < 0) continue;
+            if (d->line || d->fd < 0) continue;
             short ev = POLLIN;
             if (d->state == Device::State::Connecting || d->tx_off < d->tx.size()) ev |= POLLOUT;
             pfds.push_back({d->fd, ev, 0});
-            owners.push_back(d.get());
+            owners.push_back({d.get(), nullptr});
+        }
+        for (auto& l : lines_) {
+            if (l->fd < 0) continue;
+            short ev = POLLIN;
+            if (l->holder && l->holder->tx_off < l->holder->tx.size()) ev |= POLLOUT;
+            pfds.push_back({l->fd, ev, 0});
+            owners.push_back({nullptr, l.get()});
         }
         now = mono_us();
         const int timeout = wake > now ? int(std::min<uint64_t>((wake - now + 999) / 1000, 1000)) : 0;
@@ -302,8 +343,25 @@ void ModbusIo::run() {
             }
         }
         now = mono_us();
-        for (size_t i = 1; i < pfds.size(); ++i)
-            if (pfds[i].revents) drivers[owners[i]->index].on_ready(pfds[i].revents, now);
+        for (size_t i = 1; i < pfds.size(); ++i) {
+            if (!pfds[i].revents) continue;
+            if (owners[i].device) {
+                drivers[owners[i].device->index].on_ready(pfds[i].revents, now);
+            } else if (Line* l = owners[i].line; l->holder) {
+                drivers[l->holder->index].on_ready(pfds[i].revents, now);
+            } else {
+                // Nothing asked on the line: noise, or the port went away
+                // (closed here; its devices notice at their next turn).
+                uint8_t noise[256];
+                ssize_t n;
+                while ((n = ::read(l->fd, noise, sizeof noise)) > 0) {
+                }
+                if ((n < 0 && errno != EAGAIN && errno != EINTR) || (pfds[i].revents & (POLLHUP | POLLERR))) {
+                    ::close(l->fd);
+                    l->fd = -1;
+                }
+            }
+        }
     }
 }
 
@@ -319,7 +377,13 @@ void Driver::refuse_writes(const std::string& why) {
     }
 }
 
-void Driver::fail(const std::string& why, uint64_t now) {
+void Driver::release_line(uint64_t now) {
+    if (!d_.line || d_.line->holder != &d_) return;
+    d_.line->holder = nullptr;
+    d_.line->quiet_until_us = now + d_.quiet_us;
+}
+
+void Driver::fail(const std::string& why, uint64_t now, bool link_broken) {
     ++d_.stats.errors;
     if (d_.busy && d_.what == ModbusIo::Device::What::Write) {
         ModbusEvent e;
@@ -330,12 +394,18 @@ void Driver::fail(const std::string& why, uint64_t now) {
         post_(std::move(e));
     }
     refuse_writes("device offline: " + why);
+    release_line(now);
     if (d_.fd >= 0) ::close(d_.fd);
     d_.fd = -1;
+    if (d_.line && link_broken && d_.line->fd >= 0) {
+        // The other devices on it find it closed at their next turn.
+        ::close(d_.line->fd);
+        d_.line->fd = -1;
+    }
     d_.state = ModbusIo::Device::State::Down;
     d_.busy = false;
     d_.cycle_next = kNone;
-    d_.readback = kNone;
+    d_.readbacks.clear();
     d_.tx.clear();
     d_.tx_off = 0;
     d_.rx.clear();
@@ -377,8 +447,10 @@ void Driver::open(uint64_t now) {
         d_.deadline_us = now + std::max<uint64_t>(d_.timeout_us, 1000000);
         return;
     }
-    d_.fd = open_serial(d_.cfg, why);
-    if (d_.fd < 0) return fail(why, now);
+    if (d_.line->fd < 0) {
+        d_.line->fd = open_serial(d_.cfg, why);
+        if (d_.line->fd < 0) return fail(why, now);
+    }
     connected(now);
 }
 
@@ -401,21 +473,27 @@ void Driver::service(uint64_t now, uint64_t& wake) {
         wake = std::min(wake, d_.deadline_us);
         return;
     case State::Ready:
+        if (d_.line && d_.line->fd < 0) return fail(d_.line->path + ": the line was closed", now, false);
         break;
     }
     if (d_.busy) {
         if (now >= d_.deadline_us)
-            return fail("no answer within " + std::to_string(d_.cfg.timeout_ms) + " ms", now);
+            return fail("no answer within " + std::to_string(d_.cfg.timeout_ms) + " ms", now, !d_.line);
         wake = std::min(wake, d_.deadline_us);
         return;
     }
-    if (!d_.tcp && now < d_.quiet_until_us) {
-        wake = std::min(wake, d_.quiet_until_us);
-        return;
+    if (d_.line) {
+        // Another unit's request is on the line: its answer (or timeout)
+        // ends the loop's wait, and every device is served again.
+        if (d_.line->holder) return;
+        if (now < d_.line->quiet_until_us) {
+            wake = std::min(wake, d_.line->quiet_until_us);
+            return;
+        }
     }
     modbus::DeviceTurn turn;
     turn.write_queued = !d_.writes.empty();
-    turn.readback_due = d_.readback != kNone;
+    turn.readback_due = !d_.readbacks.empty();
     turn.poll_due = d_.cycle_next != kNone || now >= d_.next_poll_us;
     turn.writes_in_row = d_.writes_in_row;
     switch (modbus::next_request(turn)) {
@@ -428,8 +506,8 @@ void Driver::service(uint64_t now, uint64_t& wake) {
         return send(What::Write, req, now);
     }
     case modbus::NextRequest::Readback:
-        d_.cur_read = d_.readback;
-        d_.readback = kNone;
+        d_.cur_read = d_.readbacks.front();
+        d_.readbacks.pop_front();
         return send(What::Readback, d_.reads[d_.cur_read], now);
     case modbus::NextRequest::Wait:
         wake = std::min(wake, d_.next_poll_us);
@@ -461,8 +539,9 @@ void Driver::send(ModbusIo::Device::What what, const modbus::Request& req, uint6
     if (d_.tcp) {
         modbus::encode_tcp(req, ++d_.transaction, d_.cfg.unit_id, d_.tx);
     } else {
-        tcflush(d_.fd, TCIFLUSH);   // a late answer to an earlier request
+        tcflush(fd(), TCIFLUSH);   // a late answer to an earlier request
         modbus::encode_rtu(req, d_.cfg.unit_id, d_.tx);
+        d_.line->holder = &d_;
     }
     d_.busy = true;
     d_.sent_us = now;
@@ -472,7 +551,7 @@ void Driver::send(ModbusIo::Device::What what, const modbus::Request& req, uint6
 
 bool Driver::flush_tx(uint64_t now) {
     while (d_.tx_off < d_.tx.size()) {
-        ssize_t n = ::write(d_.fd, d_.tx.data() + d_.tx_off, d_.tx.size() - d_.tx_off);
+        ssize_t n = ::write(fd(), d_.tx.data() + d_.tx_off, d_.tx.size() - d_.tx_off);
         if (n > 0) {
             d_.tx_off += size_t(n);
             continue;
@@ -501,7 +580,7 @@ void Driver::on_ready(short revents, uint64_t now) {
     if (!(revents & (POLLIN | POLLHUP | POLLERR))) return;
     uint8_t buf[4096];
     for (;;) {
-        ssize_t n = ::read(d_.fd, buf, sizeof buf);
+        ssize_t n = ::read(fd(), buf, sizeof buf);
         if (n > 0) {
             d_.rx.insert(d_.rx.end(), buf, buf + n);
             if (size_t(n) < sizeof buf) break;
@@ -525,7 +604,7 @@ void Driver::on_ready(short revents, uint64_t now) {
         modbus::Decoded r = d_.tcp ? modbus::decode_tcp(d_.rx, d_.cur, d_.resp)
                                    : modbus::decode_rtu(d_.rx, d_.cur, d_.cfg.unit_id, d_.resp);
         if (r.status == modbus::Status::Incomplete) return;
-        if (r.status == modbus::Status::Error) return fail("bad answer: " + r.error, now);
+        if (r.status == modbus::Status::Error) return fail("bad answer: " + r.error, now, !d_.line);
         d_.rx.erase(d_.rx.begin(), d_.rx.begin() + ptrdiff_t(r.used));
         if (d_.tcp && d_.resp.transaction != d_.transaction) continue;   // a late answer to an earlier request
         return complete(now);
@@ -539,7 +618,7 @@ void Driver::complete(uint64_t now) {
     ++d_.stats.requests;
     d_.stats.latency_us_sum += lat;
     if (lat > d_.stats.latency_us_max) d_.stats.latency_us_max = lat;
-    d_.quiet_until_us = now + d_.quiet_us;
+    release_line(now);
     d_.backoff.reset();
     const bool exception = d_.resp.exception != 0;
     if (exception) ++d_.stats.errors;
@@ -572,7 +651,8 @@ void Driver::complete(uint64_t now) {
         e.type = ModbusEvent::Type::WriteDone;
         e.token = d_.cur_token;
         if (exception) e.error = modbus::exception_text(d_.resp.exception);
-        else d_.readback = d_.cur_read;
+        else if (std::find(d_.readbacks.begin(), d_.readbacks.end(), d_.cur_read) == d_.readbacks.end())
+            d_.readbacks.push_back(d_.cur_read);   // a second write's must not cancel the first's
         post_(std::move(e));
         return;
     case What::Readback:

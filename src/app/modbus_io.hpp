@@ -1,10 +1,13 @@
 // Device I/O for the [[modbus]] devices: ONE helper thread for all of them,
 // with non-blocking sockets and serial ports and one poll() over them, so a
 // slow or dead device never blocks the reactor. At most one request is in
-// flight per device; polls start on a fixed schedule (skipped and counted
-// when a device is slower than its interval); errors close the link and
-// reconnect with capped backoff. Results go to the reactor as events on an
-// eventfd (like auth/hash_pool); writes from MQTT come in the same way.
+// flight per device, and per serial line: RTU devices on one port (several
+// unit ids on an RS-485 line) share it and take turns. Polls start on a
+// fixed schedule (skipped and counted when a device is slower than its
+// interval); errors close the link and reconnect with capped backoff (a
+// silent unit leaves its line open for the others). Results go to the
+// reactor as events on an eventfd (like auth/hash_pool); writes from MQTT
+// come in the same way.
 #pragma once
 
 #include <atomic>
@@ -75,11 +78,13 @@ public:
     const ModbusDeviceStats& stats(size_t device) const;
 
     struct Device;
+    struct Line;
 
 private:
     void run();
     void post(ModbusEvent ev);
 
+    std::vector<std::unique_ptr<Line>> lines_;   // serial ports, each shared by its RTU devices
     std::vector<std::unique_ptr<Device>> devices_;
     std::thread thread_;
     int event_fd_ = -1;   // thread -> reactor

@@ -717,6 +717,22 @@ void read_modbus(Errors& errors, const toml::node& n, AppConfig& c) {
         if (tcp && d.host.empty()) errors.add(t.source(), r.path("host"), "required for transport = \"tcp\"");
         if (!tcp && d.serial.empty()) errors.add(t.source(), r.path("serial"), "required for transport = \"rtu\"");
         if (!tcp && d.unit_id > 247) errors.add(t.source(), r.path("unit_id"), "RTU unit ids are 0..247");
+        // Devices on one RS-485 line share its port (one request on the line
+        // at a time): one speed and framing, and a unit id each.
+        for (const ModbusDevice& o : c.modbus) {
+            if (tcp || o.transport != "rtu" || o.serial != d.serial) continue;
+            if (o.baud != d.baud || o.parity != d.parity || o.data_bits != d.data_bits || o.stop_bits != d.stop_bits)
+                errors.add(t.source(), r.path("serial"),
+                           "device \"" + o.name + "\" uses " + d.serial +
+                               " with another baud, parity, data_bits or stop_bits: devices on one line share them");
+            else if (o.unit_id == d.unit_id)
+                errors.add(t.source(), r.path("unit_id"),
+                           "device \"" + o.name + "\" on " + d.serial + " has unit_id " +
+                               std::to_string(d.unit_id) + " too");
+            else
+                continue;
+            break;   // one line per device is enough
+        }
         if (!points) errors.add(t.source(), r.path("point"), "at least one [[modbus.point]] is required");
         if (d.topic_prefix.empty()) d.topic_prefix = "modbus/" + d.name;
         if (d.status_topic.empty()) d.status_topic = d.topic_prefix + "/$status";

@@ -6,6 +6,8 @@ stdout):
   counts                               JSON {"<fc>": requests}   (reads and writes)
   reset                                ok   (counts to zero)
   delay <ms>                           ok   (every answer that much later)
+set and get act on unit 1, or on unit 2 when prefixed "@2 " (an RS-485
+line with two devices; any other unit id gets no answer).
 Usage: modbus_sim.py tcp <port> | rtu <device>"""
 
 import asyncio
@@ -46,14 +48,18 @@ def block():
     return ModbusSequentialDataBlock(0, [0] * SIZE)
 
 
-store = Counting(di=block(), co=block(), hr=block(), ir=block(), zero_mode=True)
-context = ModbusServerContext(slaves={1: store}, single=False)
+units = {u: Counting(di=block(), co=block(), hr=block(), ir=block(), zero_mode=True) for u in (1, 2)}
+context = ModbusServerContext(slaves=units, single=False)
 FC = {"c": 1, "d": 2, "h": 3, "i": 4}
 
 
 def commands():
     for line in sys.stdin:
         words = line.split()
+        store = units[1]
+        if words and words[0].startswith("@"):
+            store = units[int(words[0][1:])]
+            words = words[1:]
         if not words:
             continue
         if words[0] == "set":

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "config/config.hpp"
@@ -171,4 +172,25 @@ count = 125
     CHECK(has(errors, "modbus[0].point[0].deadband: must not be negative"));
     CHECK(has(errors, "t.toml:17:9: modbus[0].point[1].count: a writable \"string\" has at most 123 registers"));
     CHECK_FALSE(has(errors, "modbus[0].point[2]"));   // read-only: 125 registers is one read
+}
+
+// Units on one RS-485 line share its port: its speed and framing are one,
+// and each unit id is one device.
+TEST_CASE("devices on one serial line agree on its settings and differ in unit id") {
+    std::string toml;
+    for (auto [name, baud, unit] : {std::tuple{"a", 19200, 1}, {"b", 19200, 2}, {"c", 9600, 3}, {"d", 19200, 2}}) {
+        toml += std::string("[[modbus]]\nname = \"") + name + "\"\ntransport = \"rtu\"\nserial = \"/dev/ttyUSB0\"\n" +
+                "baud = " + std::to_string(baud) + "\nunit_id = " + std::to_string(unit) +
+                "\n[[modbus.point]]\nname = \"p\"\nkind = \"holding\"\naddress = 0\n";
+    }
+    toml += "[[modbus]]\nname = \"e\"\ntransport = \"rtu\"\nserial = \"/dev/ttyUSB1\"\nbaud = 9600\nunit_id = 1\n"
+            "[[modbus.point]]\nname = \"p\"\nkind = \"holding\"\naddress = 0\n";
+    config::AppConfig c;
+    auto errors = load(toml, c);
+    std::string all;
+    for (const std::string& e : errors) all += e + "\n";
+    INFO(all);
+    CHECK(errors.size() == 2);   // c: its baud differs (named once); d: unit 2 is b's
+    CHECK(has(errors, "modbus[2].serial: device \"a\" uses /dev/ttyUSB0 with another baud"));
+    CHECK(has(errors, "modbus[3].unit_id: device \"b\" on /dev/ttyUSB0 has unit_id 2 too"));
 }
