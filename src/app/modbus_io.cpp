@@ -459,7 +459,9 @@ void Driver::service(uint64_t now, uint64_t& wake) {
     using What = ModbusIo::Device::What;
     switch (d_.state) {
     case State::Down:
-        refuse_writes("device offline");
+        // Reconnecting after the device closed an idle connection is not
+        // being offline: writes wait for it (a failed connect refuses them).
+        if (d_.poll_on_connect) refuse_writes("device offline");
         if (now >= d_.next_connect_us) open(now);
         else wake = std::min(wake, d_.next_connect_us);
         if (d_.state != State::Ready) {
