@@ -42,6 +42,11 @@ std::optional<uint64_t> Admission::note_refusal(uint64_t now_ms) {
     return n;
 }
 
+void Admission::set_listener_limits(std::vector<uint32_t> max_by_listener) {
+    limits_.configure(std::move(max_by_listener));
+    for (const auto& [id, slot] : listener_of_) limits_.opened(id, slot);
+}
+
 std::vector<net::ConnId> Admission::connections_on(int listener_index) const {
     std::vector<net::ConnId> ids;
     for (const auto& [id, slot] : listener_of_)

@@ -41,8 +41,11 @@ public:
 
     uint64_t open() const { return open_; }
     std::vector<net::ConnId> connections_on(int listener_index) const;
-    // [[listener]] max_connections, configured at start and on reload.
-    ListenerLimits& limits() { return limits_; }
+    // [[listener]] max_connections, at start and on reload: each limited
+    // listener counts the connections it has now, also one that had no
+    // limit before (it is full at once if it has as many as its new one).
+    void set_listener_limits(std::vector<uint32_t> max_by_listener);
+    const ListenerLimits& limits() const { return limits_; }
 
 private:
     std::unordered_set<net::ConnId> refused_;

@@ -17,14 +17,7 @@ public:
     void configure(std::vector<uint32_t> max_by_listener) {
         max_ = std::move(max_by_listener);
         open_.assign(max_.size(), 0);
-    }
-    // A reload: new limits, the counts of listeners that keep one stay
-    // (a listener that had none starts counting at 0).
-    void reconfigure(std::vector<uint32_t> max_by_listener) {
-        open_.resize(max_by_listener.size(), 0);
-        for (size_t i = 0; i < max_by_listener.size(); ++i)
-            if (i >= max_.size() || max_[i] == 0) open_[i] = 0;
-        max_ = std::move(max_by_listener);
+        listener_of_.clear();
     }
     // Listener `index` has as many connections as it may.
     bool full(int index) const {
@@ -38,8 +31,7 @@ public:
     void closed(net::ConnId id) {
         auto it = listener_of_.find(id);
         if (it == listener_of_.end()) return;
-        // A reload may have restarted this listener's count since it opened.
-        if (open_[size_t(it->second)] > 0) --open_[size_t(it->second)];
+        --open_[size_t(it->second)];
         listener_of_.erase(it);
     }
     uint32_t open(int index) const { return limited(index) ? open_[size_t(index)] : 0; }

@@ -225,7 +225,7 @@ private:
         c_.listeners->resize(cfg_.listeners.size());
         std::vector<uint32_t> limits;
         for (size_t i = 0; i < cfg_.listeners.size(); ++i) limits.push_back(cfg_.listeners[i].max_connections);
-        admission_.limits().reconfigure(std::move(limits));
+        admission_.set_listener_limits(std::move(limits));
         metrics_.grow(cfg_.listeners.size());
         set_log_level(cfg_.log_level);
         c_.broker->reconfigure(cfg_.broker);
@@ -283,7 +283,7 @@ private:
     bool open_listeners() {
         std::vector<uint32_t> limits;
         for (const config::Listener& l : cfg_.listeners) limits.push_back(l.max_connections);
-        admission_.limits().configure(std::move(limits));
+        admission_.set_listener_limits(std::move(limits));
         for (size_t i = 0; i < cfg_.listeners.size(); ++i)
             if (!open_listener(cfg_, c_, i)) return false;
         return true;

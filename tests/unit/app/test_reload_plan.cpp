@@ -56,26 +56,3 @@ TEST_CASE("a max_packet_size larger than the running segments hold is kept too")
     CHECK(app::keep_restart_only(running, next).empty());
     CHECK(next.broker.max_packet_size == 2u << 20);
 }
-
-#include "app/listener_limits.hpp"
-
-TEST_CASE("a reload keeps the open counts of listeners that keep a limit") {
-    app::ListenerLimits limits;
-    limits.configure({2, 0});
-    limits.opened(1, 0);
-    limits.opened(2, 0);
-    CHECK(limits.full(0));
-    limits.reconfigure({3, 1, 1});   // a third listener added
-    CHECK(limits.open(0) == 2);
-    CHECK_FALSE(limits.full(0));
-    limits.opened(3, 2);
-    CHECK(limits.full(2));
-    // Off and on again: the count restarts, and closes of older connections
-    // do not take it below zero.
-    limits.reconfigure({0, 1, 1});
-    limits.reconfigure({5, 1, 1});
-    CHECK(limits.open(0) == 0);
-    limits.closed(1);
-    limits.closed(2);
-    CHECK(limits.open(0) == 0);
-}
