@@ -123,6 +123,11 @@ bool open_bridges(const config::AppConfig& cfg, Components& c) {
     std::string err;
     if (!c.bridges->start(*c.broker, err)) {
         log_error("%s", err.c_str());
+        // Not kept half-started (a reload that adds the first bridges): it
+        // failed before touching the broker, and the next reload starts
+        // the bridges afresh.
+        c.transports->transport().bridges = {};
+        c.bridges.reset();
         return false;
     }
     return true;
