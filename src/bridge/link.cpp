@@ -200,9 +200,12 @@ bool Link::handle_upstream(const Packet& p, std::span<const uint8_t> raw) {
             // What the local broker takes (it would refuse a QoS 2 PUBLISH
             // over its Maximum QoS, and the upstream resend it for ever).
             t.qos = std::min(r.qos, local_max_qos_);
-            // A rule that also sends out must not get its own messages back.
-            t.no_local = r.out();
-            t.retain_as_published = r.out();
+            // The bridge's own messages (sent by any out rule) never come
+            // back; and a retained update upstream stays retained here, or
+            // the local copy would keep the first value it came with (a
+            // host's STATE went offline upstream, online here for ever).
+            t.no_local = true;
+            t.retain_as_published = true;
             // A persistent upstream session keeps the subscription: its
             // retained messages came when it was new, and again on every
             // reconnect they would look like fresh commands here. v3.1.1

@@ -479,6 +479,11 @@ TEST_CASE("in rules: Retain Handling 1 with a persistent v5 upstream session, 0 
         const auto& sub = std::get<mqtt::Subscribe>(ps[0]);
         REQUIRE(sub.topics.size() == 1);
         CHECK(sub.topics[0].retain_handling == (clean ? 0 : 1));
+        // An in-only rule too: the upstream keeps the retain flag of a live
+        // update (the local retained copy follows it) and never sends back
+        // what the bridge published.
+        CHECK(sub.topics[0].retain_as_published);
+        CHECK(sub.topics[0].no_local);
     }
 }
 
