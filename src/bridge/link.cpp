@@ -336,7 +336,8 @@ void Link::deliver_in(const mqtt::Publish& pub) {
     // Not ours (an upstream session's leftover subscription): accepted and
     // dropped, so the upstream does not resend it for ever.
     if (!topic) return complete_here(pub, /*to_upstream=*/false);
-    if (!mqtt::valid_topic_name(*topic)) return drop_unmappable(pub, *topic, /*to_upstream=*/false);
+    if (!mqtt::valid_topic_name(*topic) || reserved_here(*topic))
+        return drop_unmappable(pub, *topic, /*to_upstream=*/false);
     // A new flow under this id: a drop of an earlier one is over.
     std::erase(dropped_in_qos2_, pub.packet_id);
     mqtt::Publish local = pub;
@@ -380,12 +381,20 @@ void Link::complete_here(const mqtt::Publish& pub, bool to_upstream) {
     else send_upstream(done);
 }
 
+// The local broker's own topics: $SYS (its figures, the bridges' state) and
+// $bridge/ (its bridges' own records). The bridge's session may write there,
+// so an upstream topic that a rule's prefixes map there (cloud/$SYS/... with
+// remote_prefix "cloud/") would let anyone upstream fake them.
+bool Link::reserved_here(std::string_view topic) {
+    return topic == "$SYS" || topic.starts_with("$SYS/") || topic.starts_with("$bridge/");
+}
+
 void Link::drop_unmappable(const mqtt::Publish& pub, const std::string& mapped, bool to_upstream) {
     ++(to_upstream ? unmappable_out_ : unmappable_in_);
     if (!unmappable_logged_) {
         unmappable_logged_ = true;
         out_.log(1, "bridge " + cfg_.name + ": a message on '" + std::string(pub.topic) + "' maps to '" + mapped +
-                        "', not a valid topic " + (to_upstream ? "upstream" : "here") +
+                        "', not a valid topic " + (to_upstream ? "upstream" : "here (or one of its own)") +
                         ": dropped (check the rule's prefixes; this connection's further ones are only counted)");
     }
     complete_here(pub, to_upstream);

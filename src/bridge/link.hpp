@@ -180,6 +180,7 @@ private:
     // for it, too large, a topic the rule cannot map): PUBACK, or PUBREC
     // with the PUBREL answered here later. `to_upstream`: where it was going.
     void complete_here(const mqtt::Publish& pub, bool to_upstream);
+    static bool reserved_here(std::string_view topic);
     void drop_unmappable(const mqtt::Publish& pub, const std::string& mapped, bool to_upstream);
     // A message larger than the receiving side takes would close that
     // connection on every resend, and nothing behind it would ever cross:

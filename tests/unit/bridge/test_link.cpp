@@ -1188,3 +1188,32 @@ TEST_CASE("a refused upstream subscription is logged with its v5 reason, or v3.1
         CHECK(logged == 1);
     }
 }
+
+// "cmd/#" matches "cmd/$SYS/..." ($ only reserves a first level), and with
+// remote_prefix "cmd/" it would be written here as "$SYS/...", which the
+// bridge's session may write: anyone upstream could fake this broker's
+// figures, a bridge's state or its remembered filters.
+TEST_CASE("an inbound topic that maps to this broker's $SYS or $bridge/ is dropped") {
+    Fake f;
+    std::vector<std::vector<uint8_t>> store;
+    LinkConfig cfg = config(Version::V311);
+    cfg.topics[1] = {"cmd/#", Direction::In, 2, "", "cmd/"};
+    Link link(cfg, f);
+    connect(link, f, Version::V311, store);
+    uint16_t id = 5;
+    for (const char* topic : {"cmd/$SYS/broker/connection/site/state", "cmd/$SYS", "cmd/$bridge/site/upstream_filters"}) {
+        CAPTURE(topic);
+        CHECK(link.on_upstream_data(enc(Packet{message(topic, 1, id, {'1'})}, Version::V311), id));
+        CHECK(f.local.empty());
+        auto ups = take(f.up, Version::V311, store);
+        REQUIRE(ups.size() == 1);   // acknowledged upstream: not resent for ever
+        CHECK(ack_of(ups[0]).packet_id == id);
+        ++id;
+    }
+    CHECK(link.unmappable_in() == 3);
+    // Other $ topics (an AWS shadow, say) still cross.
+    CHECK(link.on_upstream_data(enc(Packet{message("cmd/$aws/things/x", 1, id, {'1'})}, Version::V311), id));
+    auto ls = take(f.local, Version::V5, store);
+    REQUIRE(ls.size() == 1);
+    CHECK(std::get<mqtt::Publish>(ls[0]).topic == "$aws/things/x");
+}
