@@ -12,6 +12,7 @@
 
 #include "broker/persistence.hpp"
 #include "modbus/codec.hpp"
+#include "mqtt/codec.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -483,7 +484,17 @@ void read_bridge_topics(Errors& errors, const toml::node& n, const std::string& 
         r.string("local_prefix", topic.local_prefix, true);
         r.string("remote_prefix", topic.remote_prefix, true);
         r.reject_unknown();
+        std::string_view group, inner;
+        bool shared_ok = true;
         if (topic.pattern.empty()) errors.add(t.source(), r.path("pattern"), "required");
+        else if (mqtt::parse_shared(topic.pattern, group, inner, shared_ok))
+            // No message matches it by name (an inbound one would be dropped
+            // as not the rule's), and a local shared subscription cannot
+            // have No Local (the bridge's session would be refused for ever).
+            errors.add(t.source(), r.path("pattern"),
+                       "\"" + topic.pattern + "\": a shared subscription cannot be a bridge rule");
+        else if (!mqtt::valid_topic_filter(topic.pattern))
+            errors.add(t.source(), r.path("pattern"), "\"" + topic.pattern + "\" is not a valid topic filter");
         // Prefixes are glued to topics as they are: a wildcard in one would
         // make every rewritten topic invalid.
         for (const std::string* p : {&topic.local_prefix, &topic.remote_prefix})

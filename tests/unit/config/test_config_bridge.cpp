@@ -83,7 +83,16 @@ reconnect_max_ms = 100
 pattern = "x/#"
 direction = "both"
 local_prefix = "l/"
+
+[[bridge.topic]]
+pattern = "$share/g/plant/#"
+
+[[bridge.topic]]
+pattern = "plant/#/x"
+direction = "in"
 )", c, errors));
+    CHECK(has(errors, "bridge[0].topic[1].pattern: \"$share/g/plant/#\": a shared subscription cannot be a bridge rule"));
+    CHECK(has(errors, "bridge[0].topic[2].pattern: \"plant/#/x\" is not a valid topic filter"));
     CHECK(has(errors, "bridge[0].name"));
     CHECK(has(errors, "bridge[0].tls.key: cert and key go together"));
     CHECK(has(errors, "bridge[0].tls.sni: unknown key"));
