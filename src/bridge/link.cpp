@@ -171,6 +171,14 @@ bool Link::on_upstream_data(std::span<const uint8_t> bytes, uint64_t now_ms) {
 }
 
 bool Link::handle_upstream(const Packet& p, std::span<const uint8_t> raw) {
+    if (const auto* pub = std::get_if<mqtt::Publish>(&p); pub && pub->props.topic_alias) {
+        // Our CONNECT allows no topic aliases (no Topic Alias Maximum): one
+        // is a protocol error (MQTT 5 3.3.2.3.4), not a message on "".
+        if (cfg_.version == Version::V5)
+            send_upstream(Packet{mqtt::Disconnect{mqtt::rc::TopicAliasInvalid, {}}});
+        fail("upstream sent a topic alias, which this bridge does not allow (protocol error)");
+        return false;
+    }
     if (const auto* ack = std::get_if<mqtt::Connack>(&p)) {
         if (state_ != State::UpConnecting) return true;
         if (ack->reason != mqtt::rc::Success) {

@@ -1217,3 +1217,22 @@ TEST_CASE("an inbound topic that maps to this broker's $SYS or $bridge/ is dropp
     REQUIRE(ls.size() == 1);
     CHECK(std::get<mqtt::Publish>(ls[0]).topic == "$aws/things/x");
 }
+
+// The bridge's CONNECT sets no Topic Alias Maximum: an upstream that sends
+// an alias anyway breaks the protocol. Taken as a message on the empty
+// topic, it was dropped (or published under the bare local prefix).
+TEST_CASE("an upstream topic alias the bridge never allowed closes the connection with 0x94") {
+    Fake f;
+    std::vector<std::vector<uint8_t>> store;
+    Link link(config(Version::V5), f);
+    connect(link, f, Version::V5, store);
+    mqtt::Publish p = message("", 1, 7, {'x'});
+    p.props.topic_alias = 1;
+    CHECK_FALSE(link.on_upstream_data(enc(Packet{p}, Version::V5), 5));
+    auto ups = take(f.up, Version::V5, store);
+    REQUIRE(ups.size() == 1);
+    CHECK(std::get<mqtt::Disconnect>(ups[0]).reason == mqtt::rc::TopicAliasInvalid);
+    CHECK(f.up_closes == 1);
+    for (const Packet& lp : take(f.local, Version::V5, store))   // only the state going to 0
+        if (const auto* lpub = std::get_if<mqtt::Publish>(&lp)) CHECK(lpub->topic.starts_with("$SYS/"));
+}
