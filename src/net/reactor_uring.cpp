@@ -246,7 +246,11 @@ void UringReactor::close_listener(int listener_index) {
     if (l.fd < 0 || l.closing) return;
     l.closing = true;
     // The pending accept holds the socket open; its final CQE closes the fd.
+    // It stops listening now, though: a reload that moves the listener to
+    // another address on the same port binds that at once (SO_REUSEADDR
+    // yields a port only to a socket that no longer listens).
     if (accept_armed_[i]) {
+        ::shutdown(l.fd, SHUT_RDWR);
         cancel(make_tag(kAccept, 0, i));
     } else {
         ::close(l.fd);

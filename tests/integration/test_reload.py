@@ -342,3 +342,16 @@ def test_a_tls_listener_added_after_one_that_failed_to_open_is_tls(broker_factor
     # Plain MQTT gets no CONNACK; TLS with the test CA does.
     assert connack_code(Endpoint(port)) is None
     assert connack_code(Endpoint(port), certs=certs) == 0
+
+
+def test_a_listener_moved_to_another_address_on_its_port_opens_there(broker_factory):
+    # The old socket (io_uring: held open by its pending accept until the
+    # cancel completes) still listened when the new one was bound: "Address
+    # already in use", and the broker was left without that listener.
+    b = broker_factory()
+    port = _free_port()
+    reload(b, f'[[listener]]\naddress = "0.0.0.0"\nport = {port}\nallow_anonymous = true\n\n')
+    Client(Endpoint(port), client_id="before").close()
+    reload(b, listener(port))
+    assert f"listening on 127.0.0.1:{port}" in b.log(), b.log()[-2000:]
+    Client(Endpoint(port), client_id="after").close()
