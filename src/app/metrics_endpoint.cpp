@@ -16,7 +16,6 @@ bool MetricsEndpoint::open() {
                   err.c_str());
         return false;
     }
-    if (!counts_) counts_ = std::make_unique<ListenerCounts>(cfg_.listeners.size());
     if (!server_)
         server_ = std::make_unique<MetricsServer>(*c_.reactor, cfg_.broker.connect_timeout_ms,
                                                    [this] { return status(); });
@@ -64,7 +63,7 @@ StatusData MetricsEndpoint::status() {
         const config::Listener& l = cfg_.listeners[i];
         if (!c_.listeners->is_open(i)) continue;
         d.listeners.push_back({l.address + ":" + std::to_string(c_.listeners->bound_port(i)),
-                               counts_->connected(i), counts_->accepted(i)});
+                               counts_.connected(i), counts_.accepted(i)});
     }
     d.listeners_open = !shutdown_.stopping();
     d.storage_enabled = c_.log != nullptr;

@@ -19,8 +19,10 @@ namespace hato::app {
 class MetricsEndpoint {
 public:
     // `cfg` is the running configuration (a reload replaces it in place).
+    // Connections are counted per listener from the start, with [metrics]
+    // off too: a reload that turns it on shows the ones already there.
     MetricsEndpoint(const config::AppConfig& cfg, Components& c, const Shutdown& shutdown)
-        : cfg_(cfg), c_(c), shutdown_(shutdown) {}
+        : cfg_(cfg), c_(c), shutdown_(shutdown), counts_(cfg.listeners.size()) {}
 
     // Listens where cfg says (port 0: off); false (logged) when it cannot.
     bool open();
@@ -39,15 +41,9 @@ public:
     void on_tick(uint64_t now_ms);
 
     // Client connections per listener slot.
-    void opened(net::ConnId id, int slot) {
-        if (counts_) counts_->opened(id, slot);
-    }
-    void closed(net::ConnId id) {
-        if (counts_) counts_->closed(id);
-    }
-    void grow(size_t slots) {
-        if (counts_) counts_->grow(slots);
-    }
+    void opened(net::ConnId id, int slot) { counts_.opened(id, slot); }
+    void closed(net::ConnId id) { counts_.closed(id); }
+    void grow(size_t slots) { counts_.grow(slots); }
 
     // Loop-pass time: from the first event a pass hands over to its end
     // (the wait for events is not part of it). Only timed with [metrics] on.
@@ -63,7 +59,7 @@ private:
     Components& c_;
     const Shutdown& shutdown_;
     std::unique_ptr<MetricsServer> server_;   // null until first on
-    std::unique_ptr<ListenerCounts> counts_;
+    ListenerCounts counts_;
     int listener_ = -1;
     uint64_t started_ms_ = 0;
     uint64_t pass_started_us_ = 0;
