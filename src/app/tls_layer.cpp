@@ -47,7 +47,7 @@ bool TlsLayer::on_ciphertext(net::ConnId id, std::span<const uint8_t> data, std:
         else
             log_failure(s.peer, s.conn->error());
         fail(id, s);
-        return false;
+        return !plain.empty();
     }
     return true;
 }
@@ -83,7 +83,10 @@ void TlsLayer::flush(net::ConnId id, Session& s) {
     std::vector<uint8_t>& out = s.conn->output();
     if (out.empty()) return;
     reactor_.send(id, out);
-    out.clear();
+    // One large message must not leave its size behind in every TLS
+    // connection it went to (a 1 MiB retained message, thousands of them).
+    if (out.capacity() > kKeptOutput) std::vector<uint8_t>().swap(out);
+    else out.clear();
 }
 
 void TlsLayer::fail(net::ConnId id, Session& s) {

@@ -31,9 +31,14 @@ public:
     void on_open(net::ConnId id, int listener_index, const std::string& peer);
     bool owns(net::ConnId id) const { return any_tls_ && sessions_.count(id) != 0; }
 
-    // Ciphertext in; decrypted bytes appended to `plain`. False: the session
-    // failed (handshake or record error) and the connection is being closed.
+    // Ciphertext in; decrypted bytes appended to `plain`. False: nothing
+    // for the broker, and the session failed (handshake or record error, or
+    // the peer's close_notify) and the connection is being closed. A session
+    // that ends after records that decrypted (PUBLISH, DISCONNECT, then
+    // close_notify in one read) returns true with them: closing, but the
+    // broker still gets what the peer sent before (a DISCONNECT: no will).
     bool on_ciphertext(net::ConnId id, std::span<const uint8_t> data, std::vector<uint8_t>& plain);
+    static constexpr size_t kKeptOutput = 64 * 1024;   // a connection's ciphertext buffer kept between sends
     // Plaintext from the broker out (encrypted, queued on the reactor).
     void send(net::ConnId id, std::span<const uint8_t> plain);
     // close_notify, then the reactor's flushing close.

@@ -9,6 +9,8 @@
 #include <wolfssl/wolfcrypt/sha512.h>
 
 #include <cstring>
+#include <map>
+#include <utility>
 
 namespace hato::auth {
 
@@ -138,20 +140,25 @@ bool PasswordFile::parse(std::string_view text, const std::string& name, std::ve
     }
     if (errors.size() != before) return false;
     users_ = std::move(users);
+    std::map<std::pair<PasswordEntry::Kind, uint32_t>, size_t> costs;
+    for (const auto& [name, e] : users_) ++costs[{e.kind, e.iterations}];
+    dummy_ = PasswordEntry{};
+    dummy_.iterations = kDefaultIterations;
+    size_t most = 0;
+    for (const auto& [cost, n] : costs)
+        if (n >= most) {   // ties: the dearer (the map is in ascending order)
+            most = n;
+            dummy_.kind = cost.first;
+            dummy_.iterations = cost.second;
+        }
+    dummy_.salt.assign(12, 0x5a);
+    dummy_.hash.assign(64, 0);
     return true;
 }
 
 bool PasswordFile::verify(std::string_view user, std::string_view password) const {
-    // A fixed dummy entry for unknown users keeps the work (and time) alike.
-    static const PasswordEntry dummy = [] {
-        PasswordEntry e;
-        e.iterations = kDefaultIterations;
-        e.salt.assign(12, 0x5a);
-        e.hash.assign(64, 0);
-        return e;
-    }();
     auto it = users_.find(std::string(user));
-    const PasswordEntry& e = it == users_.end() ? dummy : it->second;
+    const PasswordEntry& e = it == users_.end() ? dummy_ : it->second;
     uint8_t got[64];
     if (!derive(e, password, got)) return false;
     bool same = e.hash.size() == 64 && equal_constant_time(got, e.hash.data(), 64);

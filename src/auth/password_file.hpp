@@ -12,6 +12,8 @@
 
 namespace hato::auth {
 
+constexpr uint32_t kDefaultIterations = 101000;
+
 struct PasswordEntry {
     enum class Kind : uint8_t { Sha512, Pbkdf2Sha512 } kind = Kind::Pbkdf2Sha512;
     uint32_t iterations = 0;
@@ -27,14 +29,19 @@ public:
     bool parse(std::string_view text, const std::string& name, std::vector<std::string>& errors);
 
     // Constant-time comparison of the derived hash; an unknown user costs the
-    // same work as a known one, so timing does not tell which part was wrong.
+    // same work as a known one, so timing does not tell which part was wrong:
+    // the dummy checked for it has the hash kind and iteration count most of
+    // the file's users have (mosquitto_passwd writes 101 rounds, hato-passwd
+    // 101 000: a fixed dummy told a migrated file's names apart).
     bool verify(std::string_view user, std::string_view password) const;
 
     bool has_user(std::string_view user) const { return users_.count(std::string(user)) != 0; }
+    const PasswordEntry& unknown_user_entry() const { return dummy_; }   // tests
     size_t size() const { return users_.size(); }
 
 private:
     std::unordered_map<std::string, PasswordEntry> users_;
+    PasswordEntry dummy_{PasswordEntry::Kind::Pbkdf2Sha512, kDefaultIterations, {}, {}};   // an unknown user's
 };
 
 // `$7$iterations$salt$hash` for `password` with a fresh random salt.
@@ -45,7 +52,5 @@ bool parse_hash(std::string_view text, PasswordEntry& out);
 
 std::string base64_encode(const uint8_t* data, size_t len);
 bool base64_decode(std::string_view text, std::vector<uint8_t>& out);
-
-constexpr uint32_t kDefaultIterations = 101000;
 
 }  // namespace hato::auth

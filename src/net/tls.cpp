@@ -277,7 +277,8 @@ TlsConn::Status TlsConn::fail(int ret) {
 TlsConn::Status TlsConn::on_ciphertext(std::span<const uint8_t> in, std::vector<uint8_t>& plain) {
     if (failed_) return Status::Failed;
     if (in_pos_ == in_.size()) {
-        in_.clear();
+        if (in_.capacity() > kKeptInput) std::vector<uint8_t>().swap(in_);   // one large read, not kept
+        else in_.clear();
         in_pos_ = 0;
     }
     in_.insert(in_.end(), in.begin(), in.end());

@@ -105,6 +105,7 @@ private:
     std::shared_ptr<TlsContext> ctx_;
     WOLFSSL* ssl_ = nullptr;
     std::vector<uint8_t> in_;           // ciphertext not yet consumed by wolfSSL
+    static constexpr size_t kKeptInput = 64 * 1024;   // in_ kept between reads, at most
     size_t in_pos_ = 0;
     std::vector<uint8_t> out_;          // ciphertext to send
     std::vector<uint8_t> pending_plain_;  // written before the handshake finished

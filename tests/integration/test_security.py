@@ -83,6 +83,29 @@ def round_trip(pub, sub, topic, payload=b"x", qos=1):
 
 # -- TLS ---------------------------------------------------------------------
 
+@pytest.mark.skipif(not shutil.which("openssl"), reason="openssl not installed")
+def test_a_tls12_session_of_another_listener_does_not_skip_the_client_certificate(sec_broker, certs, tmp_path):
+    # wolfSSL keeps one session cache for the process: a TLS 1.2 session
+    # made on a listener that asks for no certificate must not resume on one
+    # with require_client_cert, without a certificate (a guard: it does not).
+    plain_tls = {"cert": os.path.join(certs, "server.crt"), "key": os.path.join(certs, "server.key")}
+    b = sec_broker([{"tls": plain_tls}, {"tls": mutual_tls(certs)}])
+    sess = str(tmp_path / "session.pem")
+
+    def s_client(ep, *extra):
+        return subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{ep.port}", "-tls1_2",
+                               "-CAfile", os.path.join(certs, "ca.crt"), *extra],
+                              input="", capture_output=True, text=True, timeout=20).stdout
+
+    first = s_client(b.endpoint(0), "-sess_out", sess)
+    assert "New, TLSv1.2" in first, first
+    assert os.path.exists(sess)
+    again = s_client(b.endpoint(1), "-sess_in", sess)
+    assert "Reused" not in again, again
+    # The same session on its own listener still resumes: only the check is new.
+    assert "Reused" in s_client(b.endpoint(0), "-sess_in", sess)
+
+
 def test_tls_round_trip_with_mosquitto_clients(sec_broker, certs):
     b = sec_broker([{"tls": server_tls(certs)}])
     ep = b.endpoint(0)

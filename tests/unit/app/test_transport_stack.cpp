@@ -246,4 +246,17 @@ TEST_CASE("a TLS connection's bytes never go in place or leave from the message 
     CHECK(wire.find("payload") == std::string::npos);   // encrypted before it reached the reactor
     REQUIRE(client.on_ciphertext(bytes(wire), from_server) == net::TlsConn::Status::Ok);
     CHECK(std::string(from_server.begin(), from_server.end()) == "payload");
+
+    // The client's last records and its close_notify in one read (a PUBLISH
+    // and a DISCONNECT, then SSL_shutdown): the broker still gets the bytes
+    // (dropped, the DISCONNECT was lost and the will published).
+    REQUIRE(client.write(bytes("last words")) == net::TlsConn::Status::Ok);
+    client.shutdown();
+    std::vector<uint8_t> tail;
+    tail.swap(client.output());
+    std::span<const uint8_t> in(tail);
+    std::optional<std::string> identity;
+    REQUIRE(stack.unwrap(3, in, identity));
+    CHECK(std::string(in.begin(), in.end()) == "last words");
+    CHECK(r.closed.count(3) == 1);   // and the connection closes
 }

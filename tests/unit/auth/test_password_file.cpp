@@ -23,6 +23,26 @@ TEST_CASE("password file written by mosquitto_passwd is accepted") {
     CHECK_FALSE(pf.verify("carol", "secret"));
 }
 
+// A wrong password for a real user must take as long as any password for a
+// name that does not exist: the dummy an unknown name is checked against
+// costs what most of the file's entries cost (a mosquitto_passwd file's 101
+// rounds were 1 000 times cheaper than the fixed 101 000 of the dummy).
+TEST_CASE("an unknown user is checked at the cost most of the file's users have") {
+    PasswordFile pf;
+    std::vector<std::string> errors;
+    REQUIRE(pf.parse(kMosquittoFile, "pw", errors));
+    CHECK(pf.unknown_user_entry().kind == PasswordEntry::Kind::Pbkdf2Sha512);
+    CHECK(pf.unknown_user_entry().iterations == 101);
+    REQUIRE(pf.parse("a:" + hash_password("x", 2000) + "\nb:" + hash_password("y", 2000) + "\nc:" +
+                         hash_password("z", 3000) + "\n",
+                     "mem", errors));
+    CHECK(pf.unknown_user_entry().iterations == 2000);
+    REQUIRE(pf.parse("old:$6$c2FsdHNhbHQ=$mAmPaElro8MJT/+2ohnmww5w7khtVXJFkXDAy8XDcxOPwcPLePW0CbNMVMRYxOE881ntDBHHfBHceDyzpq562g==\n",
+                     "pw", errors));
+    CHECK(pf.unknown_user_entry().kind == PasswordEntry::Kind::Sha512);
+    CHECK_FALSE(pf.verify("nobody", "pw"));
+}
+
 TEST_CASE("our hashes are $7$ and verify") {
     std::string h = hash_password("hunter2", 1000);
     CHECK(h.rfind("$7$1000$", 0) == 0);
