@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include "mqtt/codec.hpp"
+
 namespace hato::auth {
 
 namespace {
@@ -129,6 +131,13 @@ bool Acl::parse(std::string_view text, const std::string& name, std::vector<std:
             rule.access = kReadWrite;
         }
         if (rest.empty()) { errors.push_back(where + std::string(keyword) + " needs a topic"); continue; }
+        // A malformed filter would match more than it says: "plant/#/status"
+        // matched all of plant/#, "#/x" everything (Mosquitto refuses both).
+        if (!mqtt::valid_topic_filter(rest)) {
+            errors.push_back(where + "'" + std::string(rest) +
+                             "' is not a valid topic filter (+ and # stand alone in a level, # only last)");
+            continue;
+        }
         rule.topic = std::string(rest);
         (keyword == "pattern" ? fresh.patterns_ : *current).push_back(std::move(rule));
     }

@@ -274,7 +274,7 @@ struct Broker::Impl {
     void on_will_delay_timer(Slot s, uint64_t gen);
     Session& create_session(const std::string& client_id) { return sessions.create(client_id); }
     void remove_session(Session& s);
-    void publish_will(const Will& w);
+    void publish_will(Session& owner, const Will& w);
     std::string random_client_id();
 
     // --- publish.cpp

@@ -354,7 +354,7 @@ void Broker::Impl::drop(Connection& c, bool publish_will_now, bool close_transpo
                 timers.push({now_ms + uint64_t(s->delayed_will->delay_s) * 1000, s->generation, s->slot,
                              TimerKind::WillDelay});
             } else {
-                publish_will(*c.will);
+                publish_will(*s, *c.will);
             }
         }
         if (s->expiry_s == 0) {
@@ -418,14 +418,14 @@ void Broker::Impl::on_will_delay_timer(Slot slot, uint64_t gen) {
     if (!s || s->generation != gen || s->conn != 0 || !s->delayed_will) return;
     Will w = std::move(*s->delayed_will);
     s->delayed_will.reset();
-    publish_will(w);
+    publish_will(*s, w);
 }
 
 void Broker::Impl::remove_session(Session& s) {
     if (s.delayed_will) {
         Will w = std::move(*s.delayed_will);
         s.delayed_will.reset();
-        publish_will(w);
+        publish_will(s, w);
     }
     redistribute_shared(s);
     for (auto& [filter, rec] : s.subs) unindex_subscription(s, rec);
@@ -433,7 +433,10 @@ void Broker::Impl::remove_session(Session& s) {
     sessions.erase(s);   // `s` is gone from here on
 }
 
-void Broker::Impl::publish_will(const Will& w) {
+void Broker::Impl::publish_will(Session& owner, const Will& w) {
+    // Checked at CONNECT too; a reload since may have taken the right away
+    // (a will can wait out its delay, or a long connection).
+    if (authz && !authz->can_publish(client_info(owner), w.msg->topic())) return;
     MsgPtr msg = w.msg;
     if (w.expiry_s) {
         // Its lifetime starts now: the same message with the deadline set.

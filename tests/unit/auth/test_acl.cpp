@@ -92,4 +92,13 @@ TEST_CASE("acl: syntax errors name file and line, old rules kept") {
     CHECK(errors[0].rfind("acl2:2: ", 0) == 0);
     CHECK(errors[1].rfind("acl2:3: ", 0) == 0);
     CHECK(acl.allowed("alice", "c", "plant/x", kRead));
+    // A malformed filter is refused, not read as a wider grant.
+    errors.clear();
+    CHECK_FALSE(acl.parse("topic read plant/#/status\nuser bob\ntopic readwrite #/x\npattern write a/b+/%c\n"
+                          "pattern read sensors/%u/#\n",
+                          "acl3", errors));
+    REQUIRE(errors.size() == 3);
+    CHECK(errors[0] == "acl3:1: 'plant/#/status' is not a valid topic filter (+ and # stand alone in a level, # only last)");
+    CHECK(errors[1].rfind("acl3:3: ", 0) == 0);
+    CHECK(errors[2].rfind("acl3:4: ", 0) == 0);
 }

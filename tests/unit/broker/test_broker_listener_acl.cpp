@@ -12,8 +12,10 @@ namespace {
 // as "kind listener topic".
 struct ListenerAuthorizer final : Authorizer {
     std::vector<std::string> asked;
+    bool revoked = false;   // a reload took every right to publish away
     bool judge(const char* kind, const ClientInfo& c, std::string_view topic) {
         asked.push_back(std::string(kind) + " " + std::to_string(c.listener_index) + " " + std::string(topic));
+        if (revoked && std::string_view(kind) == "pub") return false;
         return c.listener_index != 1 || topic.substr(0, 4) == "plc/";
     }
     bool can_publish(const ClientInfo& c, std::string_view t) override { return judge("pub", c, t); }
@@ -62,4 +64,29 @@ TEST_CASE("a will is judged by the listener its client connected through") {
     CHECK(watch.publishes().empty());   // the will was dropped: listener 1 may not write lan/
     CHECK(authz.asked.front() == "sub 0 #");
     CHECK(authz.asked[1] == "pub 1 lan/will");
+}
+
+// Checked at CONNECT, and again when published: a reload may have taken the
+// right away while the will waited (its delay, or a long connection).
+TEST_CASE("a will is checked again when it is published") {
+    Harness h;
+    ListenerAuthorizer authz;
+    h.broker->set_authorizer(&authz);
+    TestClient watch(h, Version::V5, 0);
+    watch.connect("watch");
+    watch.subscribe("#", 0);
+    for (bool revoke : {false, true}) {
+        CAPTURE(revoke);
+        authz.revoked = false;
+        TestClient plc(h, Version::V311, 1);
+        Connect c;
+        c.client_id = "plc";
+        c.will_flag = true;
+        c.will_topic = "plc/will";
+        c.will_payload = Bytes(reinterpret_cast<const uint8_t*>("w"), 1);
+        plc.connect_with(c);
+        authz.revoked = revoke;
+        plc.transport_gone();
+        CHECK(watch.publishes().size() == (revoke ? 0u : 1u));
+    }
 }
