@@ -1226,7 +1226,8 @@ TEST_CASE("an upstream topic alias the bridge never allowed closes the connectio
     std::vector<std::vector<uint8_t>> store;
     Link link(config(Version::V5), f);
     connect(link, f, Version::V5, store);
-    mqtt::Publish p = message("", 1, 7, {'x'});
+    const std::vector<uint8_t> payload{'x'};   // the Publish views it
+    mqtt::Publish p = message("", 1, 7, payload);
     p.props.topic_alias = 1;
     CHECK_FALSE(link.on_upstream_data(enc(Packet{p}, Version::V5), 5));
     auto ups = take(f.up, Version::V5, store);
