@@ -363,7 +363,10 @@ def test_slow_device_overruns_are_counted(env):
     assert got["$SYS/broker/hato/modbus/slow/online"] == "1"
 
 
-def test_rtu_over_a_pseudo_terminal(env, tmp_path):
+@pytest.fixture
+def pty_pair(tmp_path):
+    """Two linked pseudo-terminals (socat), an RS-485 line in a test:
+    (the simulated PLC's end, the gateway's end)."""
     if not shutil.which("socat"):
         pytest.skip("socat not installed")
     a, z = str(tmp_path / "plc"), str(tmp_path / "gw")
@@ -373,8 +376,16 @@ def test_rtu_over_a_pseudo_terminal(env, tmp_path):
         deadline = time.monotonic() + 5
         while not (os.path.exists(a) and os.path.exists(z)) and time.monotonic() < deadline:
             time.sleep(0.05)
-        # Parity "N": pyserial (the simulator's side) cannot set parity on a pty.
-        rtu = f"""
+        yield a, z
+    finally:
+        socat.kill()
+        socat.wait(5)
+
+
+def test_rtu_over_a_pseudo_terminal(env, pty_pair):
+    a, z = pty_pair
+    # Parity "N": pyserial (the simulator's side) cannot set parity on a pty.
+    rtu = f"""
 [[modbus]]
 name = "rtu1"
 transport = "rtu"
@@ -400,23 +411,20 @@ name = "alarm"
 kind = "discrete"
 address = 1
 """
-        b, sim = env(rtu, sim=Sim("rtu", a), start_broker=False)
-        sim.set("h", 3, 1, 2)
-        sim.set("d", 1, 1)
-        b.start()
-        c = Client(b, "t-rtu")
-        c.subscribe("plant/rtu1/#", 1)
-        got = collect(c, ["plant/rtu1/count", "plant/rtu1/alarm", "plant/rtu1/$status"])
-        assert value(got["plant/rtu1/count"]) == 65538
-        assert value(got["plant/rtu1/alarm"]) is True
-        assert got["plant/rtu1/$status"] == "online"
-        c.publish("plant/rtu1/count/set", "70000", qos=1)
-        got = collect(c, ["plant/rtu1/count/set/result"])
-        assert json.loads(got["plant/rtu1/count/set/result"]) == {"ok": True}
-        assert sim.get("h", 3, 2) == [1, 70000 - 65536]
-    finally:
-        socat.kill()
-        socat.wait(5)
+    b, sim = env(rtu, sim=Sim("rtu", a), start_broker=False)
+    sim.set("h", 3, 1, 2)
+    sim.set("d", 1, 1)
+    b.start()
+    c = Client(b, "t-rtu")
+    c.subscribe("plant/rtu1/#", 1)
+    got = collect(c, ["plant/rtu1/count", "plant/rtu1/alarm", "plant/rtu1/$status"])
+    assert value(got["plant/rtu1/count"]) == 65538
+    assert value(got["plant/rtu1/alarm"]) is True
+    assert got["plant/rtu1/$status"] == "online"
+    c.publish("plant/rtu1/count/set", "70000", qos=1)
+    got = collect(c, ["plant/rtu1/count/set/result"])
+    assert json.loads(got["plant/rtu1/count/set/result"]) == {"ok": True}
+    assert sim.get("h", 3, 2) == [1, 70000 - 65536]
 
 
 def test_retained_value_survives_kill9(env):
@@ -542,23 +550,15 @@ def test_polls_and_writes_go_on_after_a_reload(env):
         assert sim.get("h", 3) == [100 + n]
 
 
-def test_units_on_one_rtu_line_take_turns(env, tmp_path):
+def test_units_on_one_rtu_line_take_turns(env, pty_pair):
     # Meters on one RS-485 line: one [[modbus]] device per unit id, all on
     # the same port. Each opened the port itself and sent when it liked: the
     # answers collided and each reader stole the other's bytes. A unit that
     # never answers (3) goes offline alone; the others stay good.
-    if not shutil.which("socat"):
-        pytest.skip("socat not installed")
-    a, z = str(tmp_path / "plc"), str(tmp_path / "gw")
-    socat = subprocess.Popen(["socat", f"pty,raw,echo=0,link={a}", f"pty,raw,echo=0,link={z}"],
-                             stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 5
-        while not (os.path.exists(a) and os.path.exists(z)) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        rtu = ""
-        for unit in (1, 2, 3):
-            rtu += f"""
+    a, z = pty_pair
+    rtu = ""
+    for unit in (1, 2, 3):
+        rtu += f"""
 [[modbus]]
 name = "m{unit}"
 transport = "rtu"
@@ -578,35 +578,32 @@ address = 0
 type = "u32"
 writable = true
 """
-        b, sim = env(rtu, sim=Sim("rtu", a), start_broker=False)
-        sim.set("h", 0, 0, 111, unit=1)
-        sim.set("h", 0, 0, 222, unit=2)
-        b.start()
-        c = Client(b, "t-line")
-        c.subscribe("plant/#", 1)
-        got = collect(c, ["plant/m1/kwh", "plant/m2/kwh", "plant/m1/$status", "plant/m2/$status",
-                          "plant/m3/$status"])
-        assert value(got["plant/m1/kwh"]) == 111
-        assert value(got["plant/m2/kwh"]) == 222
-        assert got["plant/m3/$status"].startswith("offline: ")
-        for n in range(5):   # values keep coming, each from its own unit
-            sim.set("h", 0, 0, 1000 + n, unit=1)
-            sim.set("h", 0, 0, 2000 + n, unit=2)
-            seen = {"plant/m1/kwh": [], "plant/m2/kwh": []}
-            deadline = time.monotonic() + 5
-            while (1000 + n not in seen["plant/m1/kwh"] or 2000 + n not in seen["plant/m2/kwh"]) and \
-                    time.monotonic() < deadline:
-                for m in drain(c, 0.1):
-                    if m.topic in seen:
-                        seen[m.topic].append(value(m.payload.decode()))
-            assert 1000 + n in seen["plant/m1/kwh"] and 2000 + n in seen["plant/m2/kwh"], seen
-            assert all(v < 2000 for v in seen["plant/m1/kwh"]) and all(v >= 2000 for v in seen["plant/m2/kwh"])
-        c.publish("plant/m2/kwh/set", "70000", qos=1)
-        got = collect(c, ["plant/m2/kwh/set/result"])
-        assert json.loads(got["plant/m2/kwh/set/result"]) == {"ok": True}
-        assert sim.get("h", 0, 2, unit=2) == [1, 70000 - 65536]
-        assert sim.get("h", 0, 2, unit=1) == [0, 1004]
-        assert b.log().count("modbus m1: offline") == 0 and b.log().count("modbus m2: offline") == 0, b.log()
-    finally:
-        socat.kill()
-        socat.wait(5)
+    b, sim = env(rtu, sim=Sim("rtu", a), start_broker=False)
+    sim.set("h", 0, 0, 111, unit=1)
+    sim.set("h", 0, 0, 222, unit=2)
+    b.start()
+    c = Client(b, "t-line")
+    c.subscribe("plant/#", 1)
+    got = collect(c, ["plant/m1/kwh", "plant/m2/kwh", "plant/m1/$status", "plant/m2/$status",
+                      "plant/m3/$status"])
+    assert value(got["plant/m1/kwh"]) == 111
+    assert value(got["plant/m2/kwh"]) == 222
+    assert got["plant/m3/$status"].startswith("offline: ")
+    for n in range(5):   # values keep coming, each from its own unit
+        sim.set("h", 0, 0, 1000 + n, unit=1)
+        sim.set("h", 0, 0, 2000 + n, unit=2)
+        seen = {"plant/m1/kwh": [], "plant/m2/kwh": []}
+        deadline = time.monotonic() + 5
+        while (1000 + n not in seen["plant/m1/kwh"] or 2000 + n not in seen["plant/m2/kwh"]) and \
+                time.monotonic() < deadline:
+            for m in drain(c, 0.1):
+                if m.topic in seen:
+                    seen[m.topic].append(value(m.payload.decode()))
+        assert 1000 + n in seen["plant/m1/kwh"] and 2000 + n in seen["plant/m2/kwh"], seen
+        assert all(v < 2000 for v in seen["plant/m1/kwh"]) and all(v >= 2000 for v in seen["plant/m2/kwh"])
+    c.publish("plant/m2/kwh/set", "70000", qos=1)
+    got = collect(c, ["plant/m2/kwh/set/result"])
+    assert json.loads(got["plant/m2/kwh/set/result"]) == {"ok": True}
+    assert sim.get("h", 0, 2, unit=2) == [1, 70000 - 65536]
+    assert sim.get("h", 0, 2, unit=1) == [0, 1004]
+    assert b.log().count("modbus m1: offline") == 0 and b.log().count("modbus m2: offline") == 0, b.log()
