@@ -501,6 +501,10 @@ bool encode_write(std::string_view payload, Kind k, const Format& f, std::vector
     } else {
         const bool is_signed = f.type == Type::I16 || f.type == Type::I32 || f.type == Type::I64;
         const unsigned bits = 16u * words_of(f.type);
+        auto out_of_range = [&] {
+            err = "value out of range for " + std::string(is_signed ? "i" : "u") + std::to_string(bits);
+            return false;
+        };
         // Integers keep their 64 bits when nothing scales them.
         int64_t si = 0;
         uint64_t ui = 0;
@@ -509,10 +513,7 @@ bool encode_write(std::string_view payload, Kind k, const Format& f, std::vector
             const std::from_chars_result r = is_signed ? std::from_chars(s, e, si) : std::from_chars(s, e, ui);
             // All digits, but more than 64 bits hold: out of range whatever
             // the type (the value was left 0, and written as 0).
-            if (r.ptr == e && r.ec == std::errc::result_out_of_range) {
-                err = "value out of range for " + std::string(is_signed ? "i" : "u") + std::to_string(bits);
-                return false;
-            }
+            if (r.ptr == e && r.ec == std::errc::result_out_of_range) return out_of_range();
             exact = r.ptr == e && r.ec == std::errc();
         }
         if (!exact) {
@@ -521,25 +522,16 @@ bool encode_write(std::string_view payload, Kind k, const Format& f, std::vector
             x = std::nearbyint((x - f.offset) / f.scale);
             const double lo = is_signed ? -std::ldexp(1.0, int(bits) - 1) : 0.0;
             const double hi = is_signed ? std::ldexp(1.0, int(bits) - 1) : std::ldexp(1.0, int(bits));
-            if (!(x >= lo && x < hi)) {
-                err = "value out of range for " + std::string(is_signed ? "i" : "u") + std::to_string(bits);
-                return false;
-            }
+            if (!(x >= lo && x < hi)) return out_of_range();
             if (is_signed) si = int64_t(x);
             else ui = bits == 64 && x >= 9.2e18 ? uint64_t(x) : uint64_t(int64_t(x));
         }
         if (is_signed) {
-            if (bits < 64 && (si < -(int64_t(1) << (bits - 1)) || si >= (int64_t(1) << (bits - 1)))) {
-                err = "value out of range for i" + std::to_string(bits);
-                return false;
-            }
+            if (bits < 64 && (si < -(int64_t(1) << (bits - 1)) || si >= (int64_t(1) << (bits - 1)))) return out_of_range();
             raw = uint64_t(si);
             if (bits < 64) raw &= (uint64_t(1) << bits) - 1;
         } else {
-            if (bits < 64 && ui >= (uint64_t(1) << bits)) {
-                err = "value out of range for u" + std::to_string(bits);
-                return false;
-            }
+            if (bits < 64 && ui >= (uint64_t(1) << bits)) return out_of_range();
             raw = ui;
         }
     }
