@@ -1,7 +1,5 @@
 #include "app/reload_plan.hpp"
 
-#include "broker/persistence.hpp"
-
 namespace hato::app {
 
 std::vector<std::string> keep_restart_only(const config::AppConfig& running, config::AppConfig& next) {
@@ -24,8 +22,7 @@ std::vector<std::string> keep_restart_only(const config::AppConfig& running, con
     keep("[auth] hash_workers", next.auth.hash_workers, running.auth.hash_workers);
     // The file was checked against its own segment size, which a restart
     // would bring: a message the broker accepts must fit the running one.
-    if (next.storage_enabled &&
-        uint64_t(next.broker.max_packet_size) + broker::kMaxRecordOverhead > next.storage.segment_bytes)
+    if (!config::packets_fit_segments(next))
         keep("[limits] max_packet_size (larger than the running segment_size_mb holds)",
              next.broker.max_packet_size, running.broker.max_packet_size);
     return names;

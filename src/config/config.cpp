@@ -442,13 +442,10 @@ void read_sparkplug(Errors& errors, const toml::table& t, broker::Config& b) {
     r.reject_unknown();
 }
 
-// A queued message is stored as one record: its packet plus the record's own
-// fields. One larger than a segment could never be stored, so a message the
-// broker accepts must always fit.
+// packets_fit_segments, with the keys to change named.
 void check_record_fits(Errors& errors, const toml::table& root, const AppConfig& c) {
-    if (!c.storage_enabled) return;
+    if (packets_fit_segments(c)) return;
     const uint64_t need = uint64_t(c.broker.max_packet_size) + broker::kMaxRecordOverhead;
-    if (need <= c.storage.segment_bytes) return;
     const toml::node* seg = root.at_path("storage.segment_size_mb").node();
     const toml::node* pkt = root.at_path("limits.max_packet_size").node();
     auto at = [](const toml::node* n) {
@@ -775,6 +772,11 @@ void read_root(Errors& errors, const toml::table& root, AppConfig& c) {
 }
 
 }  // namespace
+
+bool packets_fit_segments(const AppConfig& c) {
+    return !c.storage_enabled ||
+           uint64_t(c.broker.max_packet_size) + broker::kMaxRecordOverhead <= c.storage.segment_bytes;
+}
 
 bool is_loopback_address(const std::string& address) {
     // 127.0.0.0/8 written as a dotted quad, the IPv6 loopback, or the name.

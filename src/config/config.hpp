@@ -168,6 +168,10 @@ struct AppConfig {
 
 // True for 127.0.0.0/8, ::1 and "localhost".
 bool is_loopback_address(const std::string& address);
+// A queued message is stored as one record: its packet plus the record's own
+// fields. One larger than a segment could never be stored, so a message the
+// broker accepts must always fit: whether `max_packet_size` does.
+bool packets_fit_segments(const AppConfig& c);
 // Whether clients without credentials may connect on listener `index`:
 // the listener's allow_anonymous, else [auth]'s, else loopback only.
 bool anonymous_allowed(const AppConfig& cfg, size_t index);
