@@ -167,6 +167,14 @@ void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t
     }
     if (p.qos > 0 && v5 && c.inbound_pending >= granted_receive_max)
         return protocol_error(c, rc::ReceiveMaximumExceeded);
+    // QoS 2 ids waiting PUBREL outlive the connection, and Receive Maximum
+    // counts only one v5 connection's: a v3.x client, or a v5 one that
+    // reconnects, could hold the whole id space (65 535 stored flows) per
+    // session. The session's queue bound bounds them too (bridges: their
+    // byte budget, which they honour).
+    if (p.qos == 2 && s->flows && s->flows->qos2_in.size() >= std::max<uint32_t>(cfg.max_queued_messages, granted_receive_max) &&
+        !budget_of(s->client_id))
+        return protocol_error(c, rc::ReceiveMaximumExceeded);
     // A deeper topic would cost the trees and every match: refused, with the
     // reason where the client can hear it (v5: the ack, or at QoS 0 the
     // DISCONNECT). A v3.x client has no refusal code, and disconnected it

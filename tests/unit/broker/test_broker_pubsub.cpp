@@ -638,6 +638,54 @@ TEST_CASE("QoS 2: ids held from an earlier connection count against Receive Maxi
     CHECK(dev.closed());
 }
 
+// Held QoS 2 ids outlive connections: without a per-session bound a v3.x
+// client (no Receive Maximum) or a v5 one that reconnects could store the
+// whole id space. The session's queue bound caps them.
+TEST_CASE("QoS 2: ids waiting PUBREL are bounded per session, for v3.x and across v5 reconnects") {
+    Config cfg;
+    cfg.receive_maximum = 2;
+    cfg.max_queued_messages = 3;
+    Harness h(cfg);
+    Properties keep;
+    keep.session_expiry = 300;
+
+    TestClient old(h, Version::V311);
+    CHECK_FALSE(old.connect("v3", false).session_present);
+    for (uint16_t id = 1; id <= 3; ++id) {
+        send_qos2(old, "m", id, false);
+        CHECK(old.take_one<Ack>().type == PacketType::Pubrec);
+    }
+    old.ack(PacketType::Pubrel, 1);   // a finished flow frees its place
+    CHECK(old.take_one<Ack>().type == PacketType::Pubcomp);
+    send_qos2(old, "m", 4, false);
+    CHECK(old.take_one<Ack>().type == PacketType::Pubrec);
+    CHECK_FALSE(old.closed());
+    send_qos2(old, "m", 2, true);     // a resend of a held one: still fine
+    CHECK(old.take_one<Ack>().type == PacketType::Pubrec);
+    send_qos2(old, "m", 5, false);    // a fourth held id
+    CHECK(old.closed());
+
+    for (int round = 0; round < 2; ++round) {
+        TestClient dev(h, Version::V5);
+        dev.connect("dev", false, 0, keep);
+        if (round == 0) {
+            for (uint16_t id = 1; id <= 2; ++id) {   // within this connection's Receive Maximum
+                send_qos2(dev, "m", id, false);
+                CHECK(dev.take_one<Ack>().type == PacketType::Pubrec);
+            }
+            CHECK_FALSE(dev.closed());
+            dev.transport_gone();
+            continue;
+        }
+        send_qos2(dev, "m", 10, false);   // the third held id: fits
+        CHECK(dev.take_one<Ack>().type == PacketType::Pubrec);
+        send_qos2(dev, "m", 11, false);   // the fourth, on a fresh quota: over the session's bound
+        auto d = dev.take_one<Disconnect>();
+        CHECK(d.reason == rc::ReceiveMaximumExceeded);
+        CHECK(dev.closed());
+    }
+}
+
 // A power cut after a SUBACK whose record was not durable would bring the
 // session back (session present) without the subscription: the client
 // would not subscribe again and miss what follows. So the SUBACK waits for
