@@ -223,7 +223,6 @@ void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t
 
     // Admitted: stored whole from here (Persistence::admit_whole).
     const AdmittedWrites admitted(persist, p.qos > 0);
-    if (observer) observer->on_client_publish(topic, p.payload);
     stats.publish_bytes_in += p.payload.size();
     const MsgPtr m = make_message(topic, p.payload, p.qos, p.retain, v5 ? &p.props : nullptr);
     if (!wire.empty()) seed_shared_publish(m, c.version, wire);
@@ -238,13 +237,19 @@ void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t
         const std::string cert = sparkplug::certificate_topic(topic);
         if (!cert.empty()) route(make_message(cert, p.payload, p.qos, true, v5 ? &p.props : nullptr), kNoSlot, w);
     }
-    if (p.qos == 0) return;
+    if (p.qos == 0) {
+        if (observer) observer->on_client_publish(topic, p.payload);
+        return;
+    }
 
     if (p.qos == 2 && !w.refused() && s->persisted) written(persist.qos2_in_put(s->client_id, p.packet_id, digest), w);
     // A message that can never be stored: 0x95 is no PUBACK/PUBREC reason
     // code, so it is the DISCONNECT's (v5 3.14.2.1), and no ack.
     if (w.refusal == AppendStatus::TooLarge) return protocol_error(c, rc::PacketTooLarge);
     if (w.refused()) return refuse(rc::QuotaExceeded);
+    // Told only once the store took it: a refused QoS 1/2 message comes
+    // again, and a Modbus write it asks for must not happen twice.
+    if (observer) observer->on_client_publish(topic, p.payload);
 
     ++c.inbound_pending;
     if (p.qos == 1) {

@@ -73,3 +73,30 @@ TEST_CASE("PublishObserver sees what clients publish, after the ACL") {
     op.publish("plant/a/set", "7", 0);
     CHECK(seen.got.size() == 1);
 }
+
+// A QoS 1/2 PUBLISH the store refused is sent again by its client: an
+// observer told of both would write a Modbus register twice.
+TEST_CASE("PublishObserver is told of a QoS 1/2 PUBLISH only once the store took it") {
+    Harness h;
+    Seen seen;
+    h.broker->set_publish_observer(&seen);
+    TestClient keeper(h, Version::V311);
+    keeper.connect("keeper", /*clean=*/false);
+    keeper.subscribe("plant/#", 1);
+    keeper.transport_gone();   // its copy is an out_enqueue the store may refuse
+    TestClient op(h, Version::V5);
+    op.connect("op");
+
+    h.persist.refuse = {"out_enqueue"};
+    op.publish("plant/a/set", "5", 1);
+    CHECK(op.take_one<Ack>().reason == rc::QuotaExceeded);
+    CHECK(seen.got.empty());
+    h.persist.refuse.clear();
+    op.publish("plant/a/set", "5", 1);   // the client's resend
+    CHECK(op.take_one<Ack>().reason == rc::Success);
+    REQUIRE(seen.got.size() == 1);
+    CHECK(seen.got[0].second == "5");
+    op.publish("plant/a/set", "6", 0);   // QoS 0: nothing to refuse
+    CHECK(seen.got.size() == 2);
+    h.broker->set_publish_observer(nullptr);
+}
