@@ -520,6 +520,10 @@ bool encode_write(std::string_view payload, Kind k, const Format& f, std::vector
             double x = 0;
             std::from_chars(s, e, x);
             x = std::nearbyint((x - f.offset) / f.scale);
+            if (!std::isfinite(x)) {   // "nan", "inf": not a value too large
+                err = "value is not a finite number";
+                return false;
+            }
             const double lo = is_signed ? -std::ldexp(1.0, int(bits) - 1) : 0.0;
             const double hi = is_signed ? std::ldexp(1.0, int(bits) - 1) : std::ldexp(1.0, int(bits));
             if (!(x >= lo && x < hi)) return out_of_range();

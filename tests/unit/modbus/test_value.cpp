@@ -132,11 +132,11 @@ TEST_CASE("writes that do not fit are refused with a reason") {
     CHECK(err == "value out of range for u64");
 }
 
-TEST_CASE("float writes must be finite and fit the register type") {
+TEST_CASE("writes must be finite and fit the register type") {
     Regs regs;
     uint8_t bit = 0;
     std::string err;
-    for (Type t : {Type::F32, Type::F64})
+    for (Type t : {Type::F32, Type::F64, Type::I16, Type::U32, Type::I64})
         for (const char* p : {"inf", "-inf", "nan", "{\"value\": NaN}", "{\"value\": -Infinity}"}) {
             CAPTURE(p);
             err.clear();
