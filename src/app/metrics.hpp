@@ -160,6 +160,8 @@ public:
     // False when kMaxConnections are open and answered: the caller closes it.
     bool on_open(net::ConnId id);
     bool owns(net::ConnId id) const { return conns_.count(id) != 0; }
+    // For connections opened from now on.
+    void set_request_timeout(uint64_t ms) { timeout_ms_ = ms; }
     void on_data(net::ConnId id, std::span<const uint8_t> data);
     // True when `id` was one of ours.
     bool on_close(net::ConnId id) { return conns_.erase(id) != 0; }

@@ -43,7 +43,11 @@ public:
     // Client connections per listener slot.
     void opened(net::ConnId id, int slot) { counts_.opened(id, slot); }
     void closed(net::ConnId id) { counts_.closed(id); }
-    void grow(size_t slots) { counts_.grow(slots); }
+    // After a reload: counts for listeners it added, its request timeout.
+    void adopt_config() {
+        counts_.grow(cfg_.listeners.size());
+        if (server_) server_->set_request_timeout(cfg_.broker.connect_timeout_ms);
+    }
 
     // Loop-pass time: from the first event a pass hands over to its end
     // (the wait for events is not part of it). Only timed with [metrics] on.

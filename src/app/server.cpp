@@ -226,7 +226,7 @@ private:
         std::vector<uint32_t> limits;
         for (size_t i = 0; i < cfg_.listeners.size(); ++i) limits.push_back(cfg_.listeners[i].max_connections);
         admission_.set_listener_limits(std::move(limits));
-        metrics_.grow(cfg_.listeners.size());
+        metrics_.adopt_config();
         set_log_level(cfg_.log_level);
         c_.broker->reconfigure(cfg_.broker);
         c_.reactor->set_max_lingering(cfg_.broker.max_connections);

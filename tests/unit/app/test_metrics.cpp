@@ -204,6 +204,12 @@ TEST_CASE("metrics: one request per connection; routes, errors, timeout, connect
     CHECK(r.sent.count(5) == 0);
     m.on_tick(r.now + 500, {});
     CHECK(r.sent[5].rfind("HTTP/1.1 408 ", 0) == 0);
+    m.set_request_timeout(2000);   // a reload's connect_timeout_ms, for connections from now on
+    REQUIRE(m.on_open(6));
+    m.on_tick(r.now + 1999, {});
+    CHECK(r.sent.count(6) == 0);
+    m.on_tick(r.now + 2000, {});
+    CHECK(r.sent[6].rfind("HTTP/1.1 408 ", 0) == 0);
 
     for (net::ConnId id = 1; id <= 7; ++id) m.on_close(id);
     for (net::ConnId id = 100; id < 100 + MetricsServer::kMaxConnections; ++id) {
