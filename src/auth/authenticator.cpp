@@ -100,15 +100,34 @@ std::optional<AuthVerdict> PasswordAuthenticator::start(const broker::AuthReques
     // failed this minute or already waits for a check goes behind it (see
     // the header for why this holds against a flood that changes address).
     const bool clean = in_flight == 0 && limiter_.failures(p.address, now) == 0;
+    p.listener_index = req.listener_index;
+    p.user = std::string(user);
+    p.password = std::string(pw);
+    p.file = passwords;
+    return submit(std::move(p), clean ? HashPool::Lane::First : HashPool::Lane::Second);
+}
+
+std::optional<AuthVerdict> PasswordAuthenticator::submit(Pending p, HashPool::Lane lane) {
     // verify() costs the same for an unknown user as for a wrong password.
-    uint64_t ticket = pool_->submit(
-        [file = passwords, u = std::string(user), w = std::string(pw)] { return file->verify(u, w); },
-        clean ? HashPool::Lane::First : HashPool::Lane::Second);
+    const uint64_t ticket =
+        pool_->submit([file = p.file, u = p.user, w = p.password] { return file->verify(u, w); }, lane);
     if (ticket == 0) return refuse_busy(p.address);
     ticket_by_conn_[p.conn] = ticket;
     ++pending_by_address_[p.address];
     pending_.emplace(ticket, std::move(p));
     return std::nullopt;
+}
+
+std::optional<AuthVerdict> PasswordAuthenticator::recheck(Pending p) {
+    const std::shared_ptr<const PasswordFile>& passwords = passwords_for(p.listener_index);
+    if (!passwords)   // no file any more: a user name alone, as in start()
+        return anonymous_allowed(p.listener_index) ? AuthVerdict{mqtt::rc::Success, false}
+                                                   : AuthVerdict{mqtt::rc::NotAuthorized, false};
+    p.file = passwords;
+    p.cache_key = cache_.key(p.user, p.password);
+    if (passwords != passwords_) p.cache_key += "@" + std::to_string(p.listener_index);
+    p.cache_generation = cache_.generation();
+    return submit(std::move(p), HashPool::Lane::First);   // it passed once: not a suspect
 }
 
 uint32_t PasswordAuthenticator::pending_from(std::string_view address) const {
@@ -193,8 +212,16 @@ void PasswordAuthenticator::collect() {
         if (it == pending_.end()) return;
         Pending p = release(it);
         if (p.wanted) ticket_by_conn_.erase(p.conn);
-        AuthVerdict v = conclude(p, ok);
-        if (p.wanted && sink_) sink_(p.conn, p.request, v);   // may re-enter start()/cancel()
+        std::optional<AuthVerdict> v;
+        if (ok && p.wanted && p.file != passwords_for(p.listener_index)) {
+            const broker::ConnId conn = p.conn;
+            const uint64_t request = p.request;
+            v = recheck(std::move(p));
+            if (v && sink_) sink_(conn, request, *v);
+            return;
+        }
+        v = conclude(p, ok);
+        if (p.wanted && sink_) sink_(p.conn, p.request, *v);   // may re-enter start()/cancel()
     });
     end_busy_episode_if_drained();
 }

@@ -102,6 +102,11 @@ private:
         std::string address;
         std::string cache_key;
         uint64_t cache_generation = 0;
+        // What is checked, and against which file: a reload that replaces
+        // the file while the hash runs has the check done again (recheck).
+        int listener_index = -1;
+        std::string user, password;
+        std::shared_ptr<const PasswordFile> file;
     };
 
     bool anonymous_allowed(int listener_index) const;
@@ -109,6 +114,12 @@ private:
     using PendingMap = std::unordered_map<uint64_t, Pending>;   // by pool ticket
     // Records the outcome (cache or failure count) and returns the verdict.
     broker::AuthVerdict conclude(const Pending& p, bool ok);
+    // Queues p's hash against p.file; nullopt, or busy when the queue is full.
+    std::optional<broker::AuthVerdict> submit(Pending p, HashPool::Lane lane);
+    // A success against a file a reload has since replaced: checked again
+    // against the listener's file now, so a user removed or a password
+    // changed there does not get in on the old one.
+    std::optional<broker::AuthVerdict> recheck(Pending p);
     // The only way out of pending_: keeps pending_by_address_ in step.
     Pending release(PendingMap::iterator it);
     broker::AuthVerdict refuse_busy(std::string_view address);

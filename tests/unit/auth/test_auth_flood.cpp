@@ -261,8 +261,9 @@ TEST_CASE("authenticator: cancelled, dropped and reloaded checks leave no pendin
     CHECK_FALSE(r.login(21, "192.0.2.5", "wrong").has_value());
     r.a.cancel(21, 999);
     CHECK(r.a.pending_from("192.0.2.5") == 1);
-    // A reload while checks wait: they finish against the file they started
-    // with, and are counted out when they do.
+    // A reload while checks wait: one that passes against the file it
+    // started with is checked again against the new one; all are counted
+    // out when they finish.
     CHECK_FALSE(r.login(22, "192.0.2.5", "secret").has_value());
     r.a.set_password_file(file_with("alice", "changed"));
     CHECK(r.a.pending_from("192.0.2.5") == 2);
@@ -274,8 +275,8 @@ TEST_CASE("authenticator: cancelled, dropped and reloaded checks leave no pendin
     REQUIRE(r.got.size() == 2);
     CHECK(r.a.pending() == 0);
     CHECK(r.a.pending_from("192.0.2.5") == 0);
-    CHECK(std::get<2>(r.got[1]).reason == mqtt::rc::Success);   // checked against the old file
-    // One failure so far (the cancelled ones cost no hash, counted nothing).
+    CHECK(std::get<2>(r.got[1]).reason == mqtt::rc::BadUserNameOrPassword);   // checked again: "secret" is gone
+    // Two failures so far (the cancelled ones cost no hash, counted nothing).
     CHECK_FALSE(r.login(24, "192.0.2.5", "changed").has_value());
     r.collect_until(3);
     REQUIRE(r.got.size() == 3);

@@ -189,6 +189,39 @@ TEST_CASE("authenticator on a pool: the verdict comes later, then from the cache
     CHECK(std::get<2>(v.got[3]).reason == mqtt::rc::BadUserNameOrPassword);
 }
 
+// A reload that removes a user or changes a password while that user's
+// check is queued or running: the check is done again against the new file.
+TEST_CASE("authenticator: a check that passed against a file a reload replaced is checked again") {
+    HashPool pool(1);
+    Verdicts v;
+    PasswordAuthenticator a;
+    a.set_anonymous_allowed({false});
+    a.set_password_file(file_with("alice", "secret"));
+    a.set_pool(&pool, v.sink());
+
+    CHECK_FALSE(a.start(request(1, 11, "alice", "secret")).has_value());
+    a.set_password_file(file_with("alice", "changed"));   // the reload, before the verdict is collected
+    collect_n(a, pool, v, 1);
+    REQUIRE(v.got.size() == 1);
+    CHECK(std::get<2>(v.got[0]).reason == mqtt::rc::BadUserNameOrPassword);
+    CHECK(a.pending() == 0);
+    CHECK(a.cached() == 0);
+
+    CHECK_FALSE(a.start(request(2, 12, "alice", "changed")).has_value());
+    a.set_password_file(file_with("alice", "changed"));   // the same password: accepted after the second check
+    collect_n(a, pool, v, 2);
+    REQUIRE(v.got.size() == 2);
+    CHECK(std::get<2>(v.got[1]).reason == mqtt::rc::Success);
+    CHECK(a.cached() == 1);
+
+    a.set_password_file(file_with("bob", "pw"));
+    CHECK_FALSE(a.start(request(3, 13, "bob", "pw")).has_value());
+    a.set_password_file(nullptr);   // no file any more: a user name alone, and anonymous is refused here
+    collect_n(a, pool, v, 3);
+    REQUIRE(v.got.size() == 3);
+    CHECK(std::get<2>(v.got[2]).reason == mqtt::rc::NotAuthorized);
+}
+
 TEST_CASE("authenticator: over the failure limit an address is refused without hashing, logged once") {
     HashPool pool(1);
     Verdicts v;
