@@ -59,7 +59,7 @@ void DurableAcks::on_tick(uint64_t now_ms) {
 }
 
 void DurableAcks::start_sync() {
-    if (commit_.in_flight() || io_.last_lsn() <= io_.durable_lsn()) return;
+    if (lost_ || commit_.in_flight() || io_.last_lsn() <= io_.durable_lsn()) return;
     store::Log::SyncBatch batch = io_.begin_sync();
     commit_.started(batch.lsn, io_.appended_bytes());
     started_us_ = io_.now_us();
@@ -82,10 +82,13 @@ void DurableAcks::finish_sync() {
     const uint64_t lsn = commit_.syncing_lsn();
     latency_.observe_us(io_.now_us() - started_us_);
     io_.end_sync(lsn, sync_ok_);
-    // A failure is retried on the next pass (logged once, above).
     const GroupCommit::Outcome done = commit_.finished(sync_ok_);
-    if (!sync_ok_) return;
-    if (done.recovered) log_info("store sync works again");
+    // Not tried again: no later sync could prove this one's records durable
+    // (store::Log::end_sync). The wiring stops the broker (lost()).
+    if (!sync_ok_) {
+        lost_ = true;
+        return;
+    }
     // Held PUBACK/PUBREC waiting for this batch (sync = always; with
     // interval, whatever persistence still reports as pending) go out.
     if (done.durable_lsn) {

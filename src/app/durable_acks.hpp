@@ -61,6 +61,9 @@ public:
 
     bool in_flight() const { return commit_.in_flight(); }
     bool failing() const { return commit_.failing(); }
+    // A sync failed: nothing written since can be acknowledged in this
+    // process any more; only a restart (recovery from the disk) goes on.
+    bool lost() const { return lost_; }
 
 private:
     void start_sync();
@@ -74,6 +77,7 @@ private:
     Histogram& latency_;   // start_sync to finish_sync, for /metrics and $SYS
     Hooks hooks_;
     bool sync_ok_ = true;
+    bool lost_ = false;
     size_t pending_fds_ = 0;
     uint64_t started_us_ = 0;
     uint64_t last_interval_sync_ms_ = 0;

@@ -42,7 +42,7 @@ public:
                metrics_.open();
     }
 
-    void run() {
+    int run() {
         // Readiness: listeners are open and the store is recovered.
         c_.notifier.send("READY=1");
         log_info("ready");
@@ -53,6 +53,7 @@ public:
                  unsigned_ll(s.messages_in), unsigned_ll(s.messages_out),
                  unsigned_ll(s.qos0_dropped), unsigned_ll(s.queued_dropped), unsigned_ll(s.store_refusals),
                  unsigned_ll(s.partial_bytes_in_place));
+        return exit_code_;
     }
 
     // net::Handler
@@ -139,6 +140,14 @@ public:
         c_.notifier.watchdog_tick(now_ms);
         c_.access->on_tick();
         if (c_.durable) c_.durable->on_tick(now_ms);
+        if (c_.durable && c_.durable->lost() && !shutdown_.stopping()) {
+            log_error("store: a sync failed; no later sync can prove that what it covered reached the disk, so "
+                      "nothing written since is acknowledged. Stopping, so that a restart recovers from what the "
+                      "disk holds (the packaged service restarts on failure); clients resend what was not "
+                      "acknowledged");
+            exit_code_ = 1;
+            shutdown_.request("store sync failed", now_ms);
+        }
         if (c_.log_persistence && !shutdown_.stopping())
             c_.log_persistence->maintenance(kCompactionBudget, kIdleCompactionBytes);
         report_store_refusals(now_ms);   // what the last second suppressed
@@ -332,6 +341,7 @@ private:
     ConfigLoader loader_;
     Components c_;   // the parts, built by startup.cpp
     SignalFd signals_;
+    int exit_code_ = 0;   // run_server's: 1 after a store sync failed
 
     Admission admission_;   // limits, open and refused connections
     StoreRefusalReport store_refusals_;
@@ -348,8 +358,7 @@ private:
 int run_server(const config::AppConfig& cfg, ConfigLoader loader) {
     Server server(cfg, std::move(loader));
     if (!server.start()) return 1;
-    server.run();
-    return 0;
+    return server.run();
 }
 
 }  // namespace hato::app

@@ -155,6 +155,7 @@ private:
     void note_misfit(const Segment& seg, const SegmentScan& scan, bool is_last, uint64_t prev_last_lsn);
     bool quarantine_foreign(const std::string& path, const char* why, std::string& err);
     bool try_delete_compacted();
+    bool sync_copies();   // sync = off: fdatasync every written segment but the compacted one
     void mark(uint64_t lsn, bool removal, uint64_t cancels, std::span<const uint64_t> exactly = {});
     // The segment whose LSNs span `lsn` (the last one whose base is <= lsn,
     // if `lsn` is not past its end); null once that is compacted away.
@@ -213,7 +214,9 @@ private:
     std::vector<std::string> errors_;  // damage found by recover(), for the error log
     Segment spares_[kSpares];        // fd < 0: none (used up, or no room for it)
     uint64_t full_until_ms_ = 0;     // the disk was full; do not ask again before
-    bool io_failed_ = false;         // the last sync failed
+    // A sync failed. For good in this process (end_sync says why): nothing
+    // is durable after it, so plain appends are refused from then on.
+    bool io_failed_ = false;
 
     // Compaction of segs_[compact_idx_] (the oldest, but for newer_to_compact):
     // scan position, and once scanned, the LSN that must be durable before
@@ -223,6 +226,7 @@ private:
     size_t compact_idx_ = 0;
     uint64_t compact_off_ = 0;
     uint64_t delete_after_lsn_ = 0;
+    bool compacted_unlinked_ = false;   // its unlink succeeded, the directory's sync not yet
     // A newer segment's compaction: bytes it may still copy, of them the
     // removals', and what it would copy if a crash made it start again (the
     // removals copied so far stay in the old segment, to be copied again).
@@ -626,21 +630,22 @@ Log::SyncBatch SegmentLog::begin_sync() {
             seg.dirty = false;
         }
     sync_in_flight_ = !b.fds.empty();
-    if (b.fds.empty()) durable_lsn_ = std::max(durable_lsn_, b.lsn);
+    if (b.fds.empty() && !io_failed_) durable_lsn_ = std::max(durable_lsn_, b.lsn);
     return b;
 }
 
 void SegmentLog::end_sync(uint64_t lsn, bool ok) {
     sync_in_flight_ = false;
-    if (!ok) {
-        // Which pages failed is unknown: sync everything again next time, and
-        // never claim durability we did not get. Until a sync succeeds again
-        // (read-only file system, EIO), plain appends are refused.
-        for (Segment& seg : segs_) seg.dirty = true;
+    if (!ok || io_failed_) {
+        // After a failed writeback Linux marks the pages clean and reports
+        // the error once: a later sync "succeeds" without writing them, and
+        // a page evicted since reads back the old disk blocks. So no later
+        // sync proves anything written since the last good one: durable_lsn
+        // stays, no compacted segment is deleted, plain appends are refused.
+        // Only a restart (recovery from what the disk holds) goes on.
         io_failed_ = true;
         return;
     }
-    io_failed_ = false;
     durable_lsn_ = std::max(durable_lsn_, lsn);
     try_delete_compacted();
 }
@@ -656,7 +661,7 @@ bool SegmentLog::sync_now() {
     bool ok = true;
     for (int fd : b.fds) ok = fdatasync(fd) == 0 && ok;
     end_sync(b.lsn, ok);
-    return ok;
+    return ok && !io_failed_;
 }
 
 void SegmentLog::mark(uint64_t lsn, bool removal, uint64_t cancels, std::span<const uint64_t> exactly) {
@@ -901,6 +906,19 @@ void SegmentLog::give_up_newer() {
     set_aside(segs_[compact_idx_].liveness);
 }
 
+bool SegmentLog::sync_copies() {
+    for (size_t i = 0; i < segs_.size(); ++i) {
+        Segment& seg = segs_[i];
+        if (i == compact_idx_ || !seg.dirty) continue;
+        if (fdatasync(seg.fd) != 0) {
+            io_failed_ = true;   // as a failed group sync (end_sync)
+            return false;
+        }
+        seg.dirty = false;
+    }
+    return true;
+}
+
 // Not probed again before something changes (newer_to_compact).
 void SegmentLog::set_aside(SegmentLiveness& l) {
     l.probe_gen = layout_gen_;
@@ -910,11 +928,22 @@ void SegmentLog::set_aside(SegmentLiveness& l) {
 }
 
 // Removes the compacted segment once every copy made from it is durable.
+// Until its unlink and the directory's sync both succeeded it stays counted
+// as there: a removal that cancels one of its records must not be dropped
+// (may_cancel), or a restart would bring that record back. A failure is
+// tried again later (compact_step, the next sync's end).
 bool SegmentLog::try_delete_compacted() {
-    if (!compacting_ || !scan_done_ || sync_in_flight_ || durable_lsn() < delete_after_lsn_) return false;
+    if (!compacting_ || !scan_done_ || sync_in_flight_ || io_failed_ || durable_lsn() < delete_after_lsn_)
+        return false;
+    // sync = off syncs nothing else, and the copies are the only other home
+    // of what the segment holds (old retained messages, sessions): they go
+    // to disk before it goes. Blocking, but once per compacted segment.
+    if (opt_.sync == SyncMode::Off && !sync_copies()) return false;
     Segment& old = segs_[compact_idx_];
-    ::unlink(old.path.c_str());
-    fsync_dir(opt_.dir);
+    if (!compacted_unlinked_ && ::unlink(old.path.c_str()) != 0 && errno != ENOENT) return false;
+    compacted_unlinked_ = true;
+    if (!fsync_dir(opt_.dir)) return false;
+    compacted_unlinked_ = false;
     bytes_used_ -= old.end;
     total_records_ -= old.records;
     total_dead_ -= old.dead;

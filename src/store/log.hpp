@@ -84,6 +84,8 @@ public:
         uint64_t lsn = 0;
     };
     virtual SyncBatch begin_sync() = 0;
+    // A failure is for good: durable_lsn() never moves again in this
+    // process, and plain appends are refused (see SegmentLog::end_sync).
     virtual void end_sync(uint64_t lsn, bool ok) = 0;
     // Blocking convenience for tests and shutdown.
     virtual bool sync_now() = 0;

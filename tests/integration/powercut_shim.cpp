@@ -6,8 +6,12 @@
 // carries segment creations and removals over. Once $HATO_SNAPDIR/FREEZE
 // exists nothing more is copied: the power went at that instant, and the
 // test puts the snapshot's segments back in place of the data folder's.
+// Once $HATO_SNAPDIR/EIO exists, the next fdatasync of a *.seg file fails
+// with EIO and copies nothing (that writeback was lost), and the file goes:
+// Linux reports a failed writeback once, and the next sync succeeds.
 #include <dirent.h>
 #include <dlfcn.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
@@ -94,9 +98,30 @@ static void record(int fd) {
     copy_file(path, q);
 }
 
+static bool is_segment(int fd) {
+    char link[64], path[PATH_MAX];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, path, sizeof path - 1);
+    if (n <= 0) return false;
+    path[n] = 0;
+    return ends_with(path, ".seg");
+}
+
+// The failure the test asked for, once.
+static bool fail_once(int fd) {
+    const char* snap = getenv("HATO_SNAPDIR");
+    char eio[PATH_MAX];
+    if (!snap || !fits(snprintf(eio, sizeof eio, "%s/EIO", snap), sizeof eio)) return false;
+    if (access(eio, F_OK) != 0 || !is_segment(fd)) return false;
+    unlink(eio);
+    errno = EIO;
+    return true;
+}
+
 extern "C" int fdatasync(int fd) {
     static int (*real)(int);
     if (!real) real = reinterpret_cast<int (*)(int)>(dlsym(RTLD_NEXT, "fdatasync"));
+    if (fail_once(fd)) return -1;
     int r = real(fd);
     if (r == 0) record(fd);
     return r;
