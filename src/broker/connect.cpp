@@ -451,7 +451,8 @@ void Broker::Impl::publish_will(Session& owner, const Will& w) {
         msg = Message::make(in);
     }
     OpWrites writes;   // nobody acknowledges a will: refusals are only counted
-    route(msg, kNoSlot, writes);
+    // Its client published it: its own No Local subscriptions skip it (MQTT-3.8.3-3).
+    route(msg, owner.slot, writes);
 }
 
 }  // namespace hato::broker

@@ -315,14 +315,13 @@ void Broker::Impl::store_retained(const MsgPtr& msg, OpWrites& w) {
         retained.clear(msg->topic());
         return;
     }
+    // Stored first, a clear as a new message: one the store refuses does not
+    // change the retained message that a restart would bring back. Once
+    // stored, the record is what the table holds, where the store can serve it.
     if (msg->payload().empty()) {
-        retained.clear(msg->topic());
-        written(persist.retained_clear(msg->topic()), w);
+        if (written(persist.retained_clear(msg->topic()), w)) retained.clear(msg->topic());
         return;
     }
-    // Stored first: one the store refuses does not replace the retained
-    // message that a restart would bring back. Once stored, the record is
-    // what the table holds, where the store can serve it.
     if (!written(persist.retained_set(to_stored(*msg, msg->qos, true)), w)) return;
     retained.put_written(msg);
 }

@@ -197,6 +197,25 @@ TEST_CASE("will: abnormal close publishes, clean disconnect does not, 0x04 does"
     CHECK(got[0].topic == "will/c");
 }
 
+// MQTT-3.8.3-3: a will is its client's message; its own No Local
+// subscription (kept in its session) does not get it back.
+TEST_CASE("will: not delivered to its own client's No Local subscription") {
+    Harness h;
+    TestClient w(h, Version::V5);
+    w.connect("w");
+    w.subscribe("will/#", 1);
+    TestClient a(h, Version::V5);
+    a.connect_with(with_will("a", "will/a", 0, false, 300));
+    a.subscribe("will/#", 1, 1, 0, 0, /*no_local=*/true);
+    a.transport_gone();
+    REQUIRE(w.publishes().size() == 1);
+    TestClient back(h, Version::V5);
+    Properties keep;
+    keep.session_expiry = 300;
+    CHECK(back.connect("a", false, 0, keep).session_present);
+    CHECK(back.extra().empty());
+}
+
 // MQTT-3.1.2-10, MQTT-3.14.4-3: only DISCONNECT 0x00 discards the will; one
 // with any other reason is not a normal disconnection (3.1.2.5), so the will
 // goes, under its Will Delay Interval, as with 0x04.

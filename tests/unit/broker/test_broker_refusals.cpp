@@ -231,3 +231,19 @@ TEST_CASE("a refused retained message does not replace the stored one") {
     REQUIRE(got.size() == 1);
     CHECK(text(std::get<Publish>(got[0]).payload) == "old");
 }
+
+TEST_CASE("a refused retained clear does not clear the stored one") {
+    Harness h;
+    TestClient p(h, Version::V5);
+    p.connect("p");
+    p.publish("r", "old", 0, true);
+    h.persist.refuse = {"retained_clear"};
+    p.publish("r", "", 0, true);   // QoS 0: no refusal to hear, and memory must still match the store
+    h.persist.refuse.clear();
+    TestClient s(h, Version::V5);
+    s.connect("s");
+    s.subscribe("r", 1);
+    auto got = s.extra();
+    REQUIRE(got.size() == 1);
+    CHECK(text(std::get<Publish>(got[0]).payload) == "old");
+}
