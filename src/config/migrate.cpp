@@ -449,6 +449,28 @@ private:
             for (size_t i = 0; i < kv.size(); ++i) out_ << (i ? ", " : "") << kv[i];
             out_ << " }\n";
         }
+        // A limit per listener in both; Mosquitto's -1 (none) is hato's 0
+        // (only [limits] max_connections).
+        if (li.max_connections.set()) {
+            from(li.max_connections, "max_connections");
+            auto v = to_int(li.max_connections.value);
+            out_ << "max_connections = " << (v && *v > 0 ? std::min<int64_t>(*v, 4294967295) : 0) << "\n";
+        }
+        if (per_listener_) {
+            const Auth a = auth_of(li);
+            if (a.allow_anonymous.set()) {
+                from(a.allow_anonymous, "allow_anonymous");
+                out_ << "allow_anonymous = " << (a.allow_anonymous.value == "true" ? "true" : "false") << "\n";
+            }
+            if (a.password_file.set()) {
+                from(a.password_file, "password_file");
+                out_ << "password_file = " << quote(a.password_file.value) << "\n";
+            }
+            if (a.acl_file.set()) {
+                from(a.acl_file, "acl_file");
+                out_ << "acl_file = " << quote(a.acl_file.value) << "\n";
+            }
+        }
         for (const Note& n : li.notes) comment(n);
     }
 
@@ -579,10 +601,16 @@ private:
             (k == "bridge_certfile" ? t.has_cert : t.has_key) = true;
             t.fields.push_back((k == "bridge_certfile" ? "cert = " : "key = ") + quote(v));
         } else if (k == "bridge_insecure") {
-            src();
+            // Mosquitto's skips only the host name check; hato's insecure
+            // would skip the chain too, and let anyone on the path pose as the
+            // upstream. The chain stays checked: the name to check is the
+            // operator's to give (tls.server_name).
             if (v == "true") {
-                body << "# hato's insecure also skips the check of the certificate chain, not only of the name\n";
-                t.fields.push_back("insecure = true");
+                bridge_unmapped(body, n, "Mosquitto skips only the host name check; hato checks the chain and the "
+                                         "name, so set tls.server_name to the name in the upstream's certificate "
+                                         "(tls.insecure would skip the chain check too)");
+            } else {
+                src();
             }
         } else if (k == "bridge_tls_version") {
             if (v != "tlsv1.2") {
@@ -675,12 +703,15 @@ private:
                 src();
                 body << "protocol = " << quote(v == "mqttv50" ? "mqttv5" : "mqttv311") << "\n";
             } else if (k == "notifications") {
-                if (v == "false") {
-                    body << "# " << n.where << ": " << n.line << ": hato publishes no bridge notifications\n";
+                // Both publish the retained state (and a will) on the upstream's
+                // $SYS/broker/connection/<client id>/state; some upstreams (AWS
+                // IoT) refuse it, hence the `false` that must carry over.
+                if (v != "true" && v != "false") {
+                    bridge_unmapped(body, n, "notifications is true or false");
                     continue;
                 }
-                bridge_unmapped(body, n, "hato publishes no bridge state notifications; the bridge's state is "
-                                         "in the log and in /metrics");
+                src();
+                body << "notifications = " << v << "\n";
             } else if (k == "topic") {
                 emit_bridge_topic(topics, body, n, v);
             } else {
@@ -778,10 +809,24 @@ private:
 
     void emit_limits(const std::vector<Listener*>& served) {
         out_ << "\n[limits]\n";
-        if (auto s = per_listener_value(served, &Listener::max_connections, "max_connections", "limits")) {
-            from(*s, "max_connections");
-            auto v = to_int(s->value);
-            out_ << "max_connections = " << (v && *v > 0 ? std::min<int64_t>(*v, 4294967295) : int64_t{4294967295}) << "\n";
+        // Mosquitto has no limit over all listeners. hato's: the listeners'
+        // sum when each sets one, none when one has none (-1), else its own
+        // default.
+        int64_t total = 0;
+        bool all_set = !served.empty(), unlimited = false;
+        for (Listener* li : served) {
+            if (!li->max_connections.set()) {
+                all_set = false;
+                continue;
+            }
+            auto v = to_int(li->max_connections.value);
+            if (v && *v > 0) total = std::min<int64_t>(total + *v, 4294967295);
+            else unlimited = true;
+        }
+        if (unlimited || all_set) {
+            out_ << "# the listeners' max_connections (" << (unlimited ? "one has no limit" : "their sum")
+                 << "): Mosquitto has no limit over all of them\n";
+            out_ << "max_connections = " << (unlimited ? int64_t{4294967295} : total) << "\n";
         }
         comments("limits");
         int64_t packet = 0;
@@ -917,45 +962,17 @@ private:
 
     void emit_auth(const std::vector<Listener*>& all, const std::vector<Listener*>& served, bool local_only) {
         out_ << "\n[auth]\n";
-        if (per_listener_) out_ << "# per_listener_settings true: each listener had its own authentication\n";
-        Auth auth = per_listener_ && !served.empty() ? auth_of(*served[0])
-                    : per_listener_ && !all.empty() ? auth_of(*all[0])
-                    : auth_of(default_);
-        bool differ = false;
-        for (size_t i = 1; i < served.size(); ++i) differ |= !(auth_of(*served[i]) == auth);
-        if (differ) {
-            // hato has one [auth] for all listeners: take the strictest of
-            // them (fail closed), so no listener lets in more than before.
-            bool all_open = true;
-            Auth strict;
-            for (Listener* li : served) {
-                Auth a = auth_of(*li);
-                if (a.allow_anonymous.value != "true") {
-                    all_open = false;
-                    if (a.allow_anonymous.set() && !strict.allow_anonymous.set()) strict.allow_anonymous = a.allow_anonymous;
-                }
-                if (a.password_file.set() && !strict.password_file.set()) strict.password_file = a.password_file;
-                if (a.acl_file.set() && !strict.acl_file.set()) strict.acl_file = a.acl_file;
-            }
-            if (all_open) strict.allow_anonymous = auth.allow_anonymous;
-            auth = strict;
-            for (Listener* li : served) {
-                Auth a = auth_of(*li);
-                if (a == auth) continue;
-                for (auto [s, key] : {std::pair{&a.allow_anonymous, "allow_anonymous"},
-                                      {&a.password_file, "password_file"}, {&a.acl_file, "acl_file"}}) {
-                    const Setting& applied = key == std::string("allow_anonymous") ? auth.allow_anonymous
-                                             : key == std::string("password_file") ? auth.password_file
-                                                                                     : auth.acl_file;
-                    if (s->value == applied.value) continue;
-                    Line l{s->set() ? s->where : li->where, key, s->set() ? s->value : "(not set)", true};
-                    unmapped("auth", l,
-                             "listener " + li->port.value + " had its own; hato has one [auth] for every "
-                             "listener, so the strictest listener's settings apply to all (clients of this "
-                             "listener may now be refused)");
-                }
-            }
+        if (per_listener_ && !served.empty()) {
+            // Written on each [[listener]] (emit_listener), as hato has them
+            // per listener too; what none sets falls back to this table.
+            out_ << "# per_listener_settings true: each [[listener]] above carries its own allow_anonymous,\n"
+                    "# password_file and acl_file; one that sets no allow_anonymous refuses anonymous\n"
+                    "# clients, as Mosquitto 2.x does\n";
+            comments("auth");
+            out_ << "allow_anonymous = false\n";
+            return;
         }
+        Auth auth = per_listener_ && !all.empty() ? auth_of(*all[0]) : auth_of(default_);
         comments("auth");
         if (auth.allow_anonymous.set()) {
             from(auth.allow_anonymous, "allow_anonymous");

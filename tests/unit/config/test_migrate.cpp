@@ -133,11 +133,13 @@ TEST_CASE("migrate: Raspberry Pi tutorial, TLS + passwords + ACL") {
     // autosave is explained, not counted as unmapped
     CHECK(has(r.toml, "autosave_interval 900: not needed: hato's append log is durable per acknowledgement"));
     CHECK(unmapped_at(r, "mosquitto.conf:6").empty());
-    // max_connections on one of two listeners has no global equivalent
-    CHECK(has(unmapped_at(r, "mosquitto.conf:28"), "max_connections"));
+    // max_connections belongs to its listener in both; the other listener
+    // has none, so hato's overall default stays
+    CHECK(cfg.listeners[1].max_connections == 200);
+    CHECK(cfg.listeners[0].max_connections == 0);
     CHECK(cfg.broker.max_connections == config::defaults().broker.max_connections);
     CHECK(has(unmapped_at(r, "mosquitto.conf:7"), "log_dest"));
-    CHECK(r.unmapped.size() == 2);
+    CHECK(r.unmapped.size() == 1);
 }
 
 TEST_CASE("migrate: a bridge over TLS to a cloud broker becomes [[bridge]] with tls") {
@@ -166,10 +168,10 @@ TEST_CASE("migrate: a bridge over TLS to a cloud broker becomes [[bridge]] with 
     REQUIRE(b.topics.size() == 2);
     CHECK(b.topics[0] == config::BridgeTopic{"sensors/#", "out", 1, "", "site17/"});
     CHECK(b.topics[1] == config::BridgeTopic{"site17/gateway/commands/#", "in", 1, "gateway/", "site17/gateway/"});
-    // what is left: the password (kept out of hato.toml) and notifications true
+    CHECK(b.notifications);
+    // what is left: the password (kept out of hato.toml)
     CHECK(has(unmapped_at(r, "mosquitto.conf:19"), "password"));
-    CHECK(has(unmapped_at(r, "mosquitto.conf:23"), "notifications"));
-    CHECK(r.unmapped.size() == 2);
+    CHECK(r.unmapped.size() == 1);
     CHECK(has(r.toml, "mosquitto.conf:19: remote_password ***"));
     CHECK_FALSE(has(r.toml, "s3cret"));
 }
@@ -179,16 +181,18 @@ TEST_CASE("migrate: bridge TLS lines without a one-to-one equivalent") {
         return migrate("listener 1883 127.0.0.1\nallow_anonymous true\n"
                        "connection up\naddress 10.0.0.1:8883\n" + tls_lines + "topic a/# out 1\n");
     };
-    SUBCASE("insecure true and a CA directory: TLS on, system CAs, the directory NOT MAPPED") {
+    SUBCASE("insecure true and a CA directory: TLS on, system CAs, the chain still checked; both NOT MAPPED") {
         MigrateResult r = bridge("bridge_capath /etc/ssl/certs\nbridge_insecure true\nbridge_tls_version tlsv1.2\n");
         config::AppConfig cfg = load(r);
         REQUIRE(cfg.bridges.size() == 1);
         CHECK(cfg.bridges[0].tls.enabled);
         CHECK(cfg.bridges[0].tls.ca.empty());
-        CHECK(cfg.bridges[0].tls.insecure);
+        // Mosquitto's skips only the name check: hato's insecure would skip the chain too
+        CHECK_FALSE(cfg.bridges[0].tls.insecure);
         CHECK(has(unmapped_at(r, "mosquitto.conf:5"), "one CA bundle file"));
+        CHECK(has(unmapped_at(r, "mosquitto.conf:6"), "tls.server_name"));
         CHECK(has(r.toml, "mosquitto.conf:7: bridge_tls_version tlsv1.2: hato's bridges negotiate TLS 1.2 or 1.3"));
-        CHECK(r.unmapped.size() == 1);
+        CHECK(r.unmapped.size() == 2);
     }
     SUBCASE("bridge_insecure false is the default; tlsv1.3, alpn and ciphers are NOT MAPPED") {
         MigrateResult r = bridge("bridge_cafile /ca.pem\nbridge_insecure false\nbridge_tls_version tlsv1.3\n"
@@ -216,7 +220,7 @@ TEST_CASE("migrate: bridge TLS lines without a one-to-one equivalent") {
         config::AppConfig cfg = load(r);
         REQUIRE(cfg.bridges.size() == 1);
         CHECK_FALSE(cfg.bridges[0].tls.enabled);
-        CHECK(has(unmapped_at(r, "mosquitto.conf:3"), "without bridge_cafile"));
+        CHECK(has(unmapped_at(r, "mosquitto.conf:5"), "tls.server_name"));
     }
     SUBCASE("TLS-PSK: the block stays a comment") {
         MigrateResult r = bridge("bridge_identity gw\nbridge_psk 0123abcd\n");
@@ -245,19 +249,25 @@ TEST_CASE("migrate: WebSockets + TLS") {
     CHECK(cfg.auth.allow_anonymous == false);
 }
 
-TEST_CASE("migrate: per_listener_settings true, listeners that differ fail closed") {
+TEST_CASE("migrate: per_listener_settings true: each listener keeps its own authentication") {
     MigrateResult r = migrate_corpus("per-listener");
     config::AppConfig cfg = load(r);
     REQUIRE(cfg.listeners.size() == 2);
     CHECK(cfg.listeners[0].address == "10.0.0.1");
     CHECK(cfg.listeners[1].address == "192.168.1.10");
     CHECK(cfg.listeners[1].port == 1884);
-    // the stricter listener's settings apply to both
+    // each listener keeps its own, as hato has them per listener too
+    CHECK(cfg.listeners[0].allow_anonymous == std::optional<bool>(true));
+    CHECK(cfg.listeners[0].password_file.empty());
+    CHECK(cfg.listeners[1].allow_anonymous == std::optional<bool>(false));
+    CHECK(cfg.listeners[1].password_file == "/etc/mosquitto/passwd");
+    CHECK(cfg.listeners[1].acl_file == "/etc/mosquitto/acl");
+    CHECK(cfg.listeners[1].max_connections == 50);
+    // what no listener sets: Mosquitto 2.x's default, and no shared files
     CHECK(cfg.auth.allow_anonymous == false);
-    CHECK(cfg.auth.password_file == "/etc/mosquitto/passwd");
-    CHECK(cfg.auth.acl_file == "/etc/mosquitto/acl");
-    CHECK(has(unmapped_at(r, "mosquitto.conf:6"), "allow_anonymous"));
-    CHECK(has(unmapped_at(r, "mosquitto.conf:12"), "max_connections"));
+    CHECK(cfg.auth.password_file.empty());
+    CHECK(cfg.auth.acl_file.empty());
+    CHECK(r.unmapped.empty());
 }
 
 TEST_CASE("migrate: per_listener_settings true with listeners that agree maps exactly") {
@@ -269,7 +279,9 @@ TEST_CASE("migrate: per_listener_settings true with listeners that agree maps ex
         "password_file /p\n");
     config::AppConfig cfg = load(r);
     CHECK(r.unmapped.empty());
-    CHECK(cfg.auth.password_file == "/p");
+    REQUIRE(cfg.listeners.size() == 2);
+    CHECK(cfg.listeners[0].password_file == "/p");
+    CHECK(cfg.listeners[1].password_file == "/p");
     CHECK(cfg.auth.allow_anonymous == false);  // Mosquitto 2.x default
 }
 
@@ -420,7 +432,7 @@ TEST_CASE("migrate: a plain bridge becomes [[bridge]] with its topic rules") {
     CHECK(b.reconnect_min_ms == 5000);
     CHECK(b.reconnect_max_ms == 60000);
     CHECK(b.protocol == "mqttv5");
-    CHECK(has(unmapped_at(r, "mosquitto.conf:16"), "notifications"));
+    CHECK(b.notifications);
     REQUIRE(b.topics.size() == 4);
     // out: the local topic is matched; in: the remote one (prefixes included)
     CHECK(b.topics[0] == config::BridgeTopic{"sensors/#", "out", 1, "", "site17/"});
@@ -428,5 +440,16 @@ TEST_CASE("migrate: a plain bridge becomes [[bridge]] with its topic rules") {
     // both with two different prefixes: one rule each way
     CHECK(b.topics[2] == config::BridgeTopic{"local/sync/#", "out", 1, "local/", "remote/"});
     CHECK(b.topics[3] == config::BridgeTopic{"remote/sync/#", "in", 1, "local/", "remote/"});
-    CHECK(r.unmapped.size() == 2);
+    CHECK(r.unmapped.size() == 1);
+}
+
+TEST_CASE("migrate: notifications carries over both ways (an upstream such as AWS IoT needs false)") {
+    for (const char* v : {"false", "true"}) {
+        MigrateResult r = migrate(std::string("listener 1883 127.0.0.1\nallow_anonymous true\nconnection up\n"
+                                              "address 10.0.0.1\nnotifications ") + v + "\ntopic a/# out 1\n");
+        config::AppConfig cfg = load(r);
+        REQUIRE(cfg.bridges.size() == 1);
+        CHECK(cfg.bridges[0].notifications == (std::string(v) == "true"));
+        CHECK(r.unmapped.empty());
+    }
 }
