@@ -384,7 +384,7 @@ struct Broker::Impl {
     }
     // Unblocks what drained below half the limit; drops clients blocked too long.
     void check_blocked();
-    void redistribute_shared(Session& s);
+    void redistribute_shared(Session& s, bool ending = false);
     void finish_out(Session& s, uint64_t seq);
     size_t window(const Connection& c) const;   // the in-flight window towards this client
     // Whether one more message may go into flight towards `c` now, or what stops it.

@@ -427,7 +427,7 @@ void Broker::Impl::remove_session(Session& s) {
         s.delayed_will.reset();
         publish_will(s, w);
     }
-    redistribute_shared(s);
+    redistribute_shared(s, /*ending=*/true);
     for (auto& [filter, rec] : s.subs) unindex_subscription(s, rec);
     if (s.persisted) written(persist.session_remove(s.client_id));
     sessions.erase(s);   // `s` is gone from here on

@@ -599,24 +599,28 @@ void Broker::Impl::check_blocked() {
 // not QoS 2 ones it was sent) to another online member of the same group
 // that may read them and has room to queue them (if there is one; else they
 // stay: a member's full queue would drop them, and they would be gone from
-// both sessions).
-void Broker::Impl::redistribute_shared(Session& s) {
+// both sessions). When its session `ending`, nothing stays to come back to:
+// an offline member's session with room takes them then, as route() would.
+void Broker::Impl::redistribute_shared(Session& s, bool ending) {
     // What each receiving member is given here, counted as queued (a
     // conservative bound: some go straight into its in-flight window).
     std::unordered_map<const Session*, std::pair<size_t, uint64_t>> given;
     auto taker = [&](const OutItem& item) -> Session* {
         const std::set<Slot>* members = shared.members(item.share_key);
         if (!members) return nullptr;
-        for (Slot who : *members) {
-            Session* o = session(who);
-            if (!o || o == &s || o->conn == 0 || !may_read(*o, item.msg->topic())) continue;
-            // The receiver's subscription identifier, not the leaving member's.
-            const uint64_t item_bytes = shared_item_bytes(*item.msg);
-            auto& [count, bytes] = given[o];
-            if (queue_full(*o, budget_of(o->client_id), item_bytes, count, bytes)) continue;
-            ++count;
-            bytes += item_bytes;
-            return o;
+        for (const bool online : {true, false}) {
+            if (!online && !ending) break;
+            for (Slot who : *members) {
+                Session* o = session(who);
+                if (!o || o == &s || (o->conn != 0) != online || !may_read(*o, item.msg->topic())) continue;
+                // The receiver's subscription identifier, not the leaving member's.
+                const uint64_t item_bytes = shared_item_bytes(*item.msg);
+                auto& [count, bytes] = given[o];
+                if (queue_full(*o, budget_of(o->client_id), item_bytes, count, bytes)) continue;
+                ++count;
+                bytes += item_bytes;
+                return o;
+            }
         }
         return nullptr;
     };

@@ -459,3 +459,28 @@ TEST_CASE("rights: a QoS 2 message a shared member has started to receive is not
         else CHECK(std::get<Publish>(resent[0]).dup);
     }
 }
+
+// A member's session that ends takes nothing with it: an offline member's
+// session with room gets what it held (MQTT 5.0 4.8.2; acknowledged to the
+// publisher, so never dropped while a member can take it).
+TEST_CASE("rights: a shared member whose session ends hands its messages to an offline member's session") {
+    Harness h;
+    Properties persistent;
+    persistent.session_expiry = 3600;
+    TestClient b(h, Version::V5), p(h, Version::V5), a(h, Version::V5);
+    b.connect("b", true, 0, persistent);
+    b.subscribe("$share/g/job", 1);
+    b.transport_gone();   // offline, its session kept
+    a.connect("a");       // its session ends with its connection
+    a.subscribe("$share/g/job", 1);
+    p.connect("p");
+    p.publish("job", "q1", 1);
+    p.take();
+    REQUIRE(a.publishes().size() == 1);   // the online member; never acknowledged
+    a.transport_gone();
+    TestClient back(h, Version::V5);
+    CHECK(back.connect("b", false, 0, persistent).session_present);
+    auto got = back.extra();
+    REQUIRE(got.size() == 1);
+    CHECK(text(std::get<Publish>(got[0]).payload) == "q1");
+}
