@@ -52,6 +52,7 @@ std::string Broker::Impl::random_client_id() {
 uint8_t Broker::Impl::connect_precheck(const Connect& p) const {
     const bool v5 = p.version == Version::V5;
     if (v5 && p.props.auth_method) return rc::BadAuthenticationMethod;
+    if (v5 && p.props.auth_data) return rc::ProtocolError;   // data without a method (3.1.2.11.10)
     if (!v5 && cfg.max_keep_alive != 0 && (p.keep_alive == 0 || p.keep_alive > cfg.max_keep_alive)) {
         log_notice("refused MQTT 3.x client '%s': keep alive %u is outside 1..%u (max_keep_alive)",
                    shown_client_id(p.client_id).c_str(), unsigned(p.keep_alive), unsigned(cfg.max_keep_alive));

@@ -76,6 +76,13 @@ void Broker::Impl::on_subscribe(Connection& c, const Subscribe& p) {
     OpWrites w;   // the SUBACK waits for them: a session that comes back has its subscriptions
     Suback ack;
     ack.packet_id = p.packet_id;
+    // A Protocol Error for the whole packet (3.8.3.1): found before any
+    // filter of it is applied.
+    for (const SubscribeTopic& t : p.topics) {
+        std::string_view group, inner;
+        bool ok = true;
+        if (t.no_local && parse_shared(t.filter, group, inner, ok) && ok) return protocol_error(c, rc::ProtocolError);
+    }
     for (const SubscribeTopic& t : p.topics) {
         std::string_view group, inner = t.filter;
         bool ok = true;
@@ -88,8 +95,6 @@ void Broker::Impl::on_subscribe(Connection& c, const Subscribe& p) {
             reason = rc::TopicFilterInvalid;   // 0x80 in v3.1.1
         } else if (shared && !cfg.shared_subscriptions) {
             reason = rc::SharedSubscriptionsNotSupported;
-        } else if (shared && t.no_local) {
-            return protocol_error(c, rc::ProtocolError);   // 3.8.3.1
         } else if (sub_id && !cfg.subscription_identifiers) {
             reason = rc::SubscriptionIdentifiersNotSupported;
         } else if (!cfg.wildcard_subscriptions && has_wildcard(inner)) {
@@ -171,7 +176,11 @@ void Broker::Impl::on_unsubscribe(Connection& c, const Unsubscribe& p) {
     for (std::string_view f : p.filters) {
         auto it = s->subs.find(std::string(f));
         if (it == s->subs.end()) {
-            ack.reasons.push_back(rc::NoSubscriptionExisted);
+            std::string_view group, inner = f;
+            bool ok = true;
+            parse_shared(f, group, inner, ok);
+            // v5 tells an invalid filter from one not subscribed; v3.x acks both
+            ack.reasons.push_back(ok && valid_topic_filter(inner) ? rc::NoSubscriptionExisted : rc::TopicFilterInvalid);
             continue;
         }
         unindex_subscription(*s, it->second);

@@ -226,13 +226,14 @@ Fail decode_reason_only(Reader& r, props::Where where, bool (*valid)(uint8_t), T
 }
 
 // Required fixed-header flag bits per packet type (2.1.3); PUBLISH is free.
-// MQTT 3.1 gave PUBREL a DUP flag, set when it is re-sent after a reconnect.
+// MQTT 3.1 gave PUBREL, SUBSCRIBE and UNSUBSCRIBE a DUP flag, set when one
+// is re-sent after a reconnect.
 bool flags_ok(PacketType type, uint8_t flags, Version version) {
     switch (type) {
     case PacketType::Publish: return true;
-    case PacketType::Pubrel: return flags == 0x02 || (version == Version::V31 && flags == 0x0A);
+    case PacketType::Pubrel:
     case PacketType::Subscribe:
-    case PacketType::Unsubscribe: return flags == 0x02;
+    case PacketType::Unsubscribe: return flags == 0x02 || (version == Version::V31 && flags == 0x0A);
     default: return flags == 0;
     }
 }

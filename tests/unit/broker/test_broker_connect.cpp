@@ -87,6 +87,12 @@ TEST_CASE("authentication method is refused, authenticator is consulted") {
     p.auth_method = "SCRAM-SHA-1";
     CHECK(a.connect("a", true, 0, p).reason == rc::BadAuthenticationMethod);
     CHECK(a.closed());
+    TestClient d(h, Version::V5);
+    Properties data_only;   // Authentication Data without a method: 3.1.2.11.10
+    static const uint8_t blob[] = {1, 2};
+    data_only.auth_data = Bytes(blob, 2);
+    CHECK(d.connect("d", true, 0, data_only).reason == rc::ProtocolError);
+    CHECK(d.closed());
 
     struct DenyBob final : Authenticator {
         std::optional<AuthVerdict> start(const AuthRequest& req) override {

@@ -502,3 +502,34 @@ TEST_CASE("a full offline queue makes room by dropping expired messages first") 
     REQUIRE(got.size() == 1);
     CHECK(text(std::get<Publish>(got[0]).payload) == "fresh");
 }
+
+// 3.8.3.1: No Local on a shared subscription is a Protocol Error for the
+// whole SUBSCRIBE: no filter of it is applied, not even one before it.
+TEST_CASE("a SUBSCRIBE with No Local on a shared filter applies none of its filters") {
+    Harness h;
+    TestClient c(h, Version::V5);
+    c.connect("c", false);
+    h.persist.calls.clear();
+    Subscribe s;
+    s.packet_id = 1;
+    s.topics.push_back({"x", 1, false, false, 0});
+    s.topics.push_back({"$share/g/t", 1, true, false, 0});
+    c.send(s);
+    CHECK(c.take_one<Disconnect>().reason == rc::ProtocolError);
+    CHECK(c.closed());
+    CHECK(h.persist.count("sub_put") == 0);
+}
+
+TEST_CASE("UNSUBSCRIBE: an invalid filter is 0x8F, a valid one not subscribed 0x11") {
+    Harness h;
+    TestClient c(h, Version::V5);
+    c.connect("c");
+    c.subscribe("a/b", 1);
+    Unsubscribe u;
+    u.packet_id = 2;
+    u.filters = {"a/b", "a/#/b", "", "x/+", "$share/g/a/#/b"};
+    c.send(u);
+    CHECK(c.take_one<Unsuback>().reasons ==
+          std::vector<uint8_t>{rc::Success, rc::TopicFilterInvalid, rc::TopicFilterInvalid, rc::NoSubscriptionExisted,
+                               rc::TopicFilterInvalid});
+}
