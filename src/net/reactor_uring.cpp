@@ -10,6 +10,7 @@
 #include <sys/resource.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <array>
@@ -35,6 +36,19 @@ bool ops_in_flight(const Conn& c) { return c.recv_armed || c.send_busy || c.poll
 
 constexpr unsigned kRingEntries = 1024;
 constexpr size_t kMaxCqesPerPass = 4096;
+
+// Before Linux 6.13 a file taken out of the fixed-file table is released
+// only once every request issued before its removal, on any file, has
+// completed, oldest first. A multishot recv on an idle connection lives as
+// long as that connection, so it would keep every socket closed after it
+// allocated in the kernel (towards ENFILE on a gateway whose sensors stay
+// connected while other clients come and go). Those kernels get plain fds.
+bool fixed_files_released_promptly() {
+    utsname u{};
+    unsigned major = 0, minor = 0;
+    if (uname(&u) != 0 || std::sscanf(u.release, "%u.%u", &major, &minor) != 2) return false;
+    return major > 6 || (major == 6 && minor >= 13);
+}
 
 struct Watch {
     int fd;
@@ -117,7 +131,8 @@ private:
 
     // Sockets in the ring's fixed-file table (index = connection slot), so
     // a send or recv does not look the fd up and take a file reference each
-    // time. 0 = no table (kernel before 5.19): plain fds.
+    // time. 0 = no table (kernel before 5.19, or before 6.13: see
+    // fixed_files_released_promptly): plain fds.
     void use_fixed_file(io_uring_sqe* sqe, const Conn& c, uint32_t slot) const {
         if (!c.fixed_file) return;
         sqe->fd = int(slot);
@@ -157,7 +172,8 @@ bool UringReactor::init(std::string& why) {
     // beyond it simply uses its plain fd.
     rlimit rl{};
     const rlim_t want = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? std::min<rlim_t>(rl.rlim_cur, 65536) : 1024;
-    if (io_uring_register_files_sparse(&ring_, unsigned(want)) == 0) fixed_files_ = unsigned(want);
+    if (fixed_files_released_promptly() && io_uring_register_files_sparse(&ring_, unsigned(want)) == 0)
+        fixed_files_ = unsigned(want);
     return true;
 }
 
