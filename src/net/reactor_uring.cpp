@@ -286,10 +286,9 @@ ConnId UringReactor::adopt(int fd) {
 }
 
 void UringReactor::on_accept(Handler& h, uint32_t index, int res, bool more) {
-    Listener& l = listeners_[index];
     if (!more) accept_armed_[index] = false;
     if (res >= 0) {
-        if (l.closing) {
+        if (listeners_[index].closing) {
             ::close(res);
         } else {
             set_nodelay(res);
@@ -300,7 +299,10 @@ void UringReactor::on_accept(Handler& h, uint32_t index, int res, bool more) {
             arm_recv(slot);
             h.on_open(id, int(index), peer_address(res));
         }
-    } else if (res == -EMFILE || res == -ENFILE || res == -ENOBUFS || res == -ENOMEM) {
+    }
+    // After on_open: a handler that opened a listener may have moved them.
+    Listener& l = listeners_[index];
+    if (res == -EMFILE || res == -ENFILE || res == -ENOBUFS || res == -ENOMEM) {
         // Back off until the next tick instead of spinning on a full fd table.
         l.paused = true;
         if (more) cancel(make_tag(kAccept, 0, index));
@@ -342,6 +344,10 @@ void UringReactor::on_recv(Handler& h, uint32_t slot, uint32_t gen, int res, uin
     } else if (res < 0 && res != -ENOBUFS && res != -ECANCELED) {
         schedule_reap(slot, -res);
     } else if (!c->recv_armed && !c->recv_paused && !c->recv_held) {
+        // A closing connection's input is discarded, and while intake is
+        // stopped the ring may stay empty: a recv re-armed then fails with
+        // ENOBUFS at once, every pass (a spin). Its close deadline reaps it.
+        if (res == -ENOBUFS && c->state != ConnState::Open) return;
         // Multishot ended (ENOBUFS: ring ran dry, buffers are back now;
         // ECANCELED: reading was paused and resumed since, or is to go on in place).
         resume_recv(slot);
@@ -707,9 +713,23 @@ void UringReactor::run(Handler& h) {
         // put anyone over it: its connections' budget stamps (a line of their
         // own) are not touched.
         const bool budgeted = input >= kInputBudgetPerPass;
+        // A completion held because intake stopped counts its connection
+        // over budget for the pass: a handler may restart intake before the
+        // connection's next completion in this batch, which must wait too
+        // (its bytes keep their order).
+        bool intake_held = false;
         for (const auto& c : batch) {
-            if (intake_stopped_for(c) || (budgeted && over_budget(c))) held_.push_back(c);
-            else process_cqe(h, c.tag, c.res, c.flags);
+            if (intake_stopped_for(c)) {
+                Conn& conn = conns_.at(tag_index(c.tag));
+                conn.input_pass = pass_;
+                conn.input_bytes = uint32_t(kInputBudgetPerPass);
+                intake_held = true;
+                held_.push_back(c);
+            } else if ((budgeted || intake_held) && over_budget(c)) {
+                held_.push_back(c);
+            } else {
+                process_cqe(h, c.tag, c.res, c.flags);
+            }
         }
         update_held_recvs();
         read_in_place(h);
