@@ -140,13 +140,15 @@ public:
         c_.notifier.watchdog_tick(now_ms);
         c_.access->on_tick();
         if (c_.durable) c_.durable->on_tick(now_ms);
-        if (c_.durable && c_.durable->lost() && !shutdown_.stopping()) {
+        // Any sync mode: the data's sync (durable_acks), or one compaction
+        // runs itself (the directory's; with sync = off, the copies').
+        if (c_.log && c_.log->io_failed() && exit_code_ == 0) {
             log_error("store: a sync failed; no later sync can prove that what it covered reached the disk, so "
                       "nothing written since is acknowledged. Stopping, so that a restart recovers from what the "
                       "disk holds (the packaged service restarts on failure); clients resend what was not "
                       "acknowledged");
             exit_code_ = 1;
-            shutdown_.request("store sync failed", now_ms);
+            if (!shutdown_.stopping()) shutdown_.request("store sync failed", now_ms);
         }
         if (c_.log_persistence && !shutdown_.stopping())
             c_.log_persistence->maintenance(kCompactionBudget, kIdleCompactionBytes);
@@ -326,10 +328,12 @@ private:
     }
     void finish() override {
         if (c_.log) {
-            if (c_.log->sync_now())
+            if (c_.log->sync_now()) {
                 log_info("store synced up to lsn %llu", unsigned_ll(c_.log->durable_lsn()));
-            else
+            } else {
                 log_error("final store sync failed");
+                exit_code_ = 1;
+            }
         }
         c_.reactor->stop();
     }

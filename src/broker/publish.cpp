@@ -171,10 +171,20 @@ void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t
     // counts only one v5 connection's: a v3.x client, or a v5 one that
     // reconnects, could hold the whole id space (65 535 stored flows) per
     // session. The session's queue bound bounds them too (bridges: their
-    // byte budget, which they honour).
+    // byte budget, which they honour). At the bound, an id an earlier
+    // connection left and this one has not sent again makes room: a client
+    // that lost its state leaves such ids at every crash, abandoned (were
+    // its PUBLISH sent again, it would count as new). Only ids this
+    // connection holds at once past the bound (v3.x) close it.
     if (p.qos == 2 && s->flows && s->flows->qos2_in.size() >= std::max<uint32_t>(cfg.max_queued_messages, granted_receive_max) &&
-        !budget_of(s->client_id))
-        return protocol_error(c, rc::ReceiveMaximumExceeded);
+        !budget_of(s->client_id)) {
+        SessionFlows& f = *s->flows;
+        auto left = std::find_if(f.qos2_in.begin(), f.qos2_in.end(), [&](const auto& e) {
+            return !e.second.counted && !f.pubcomp_waiting_for(e.first);
+        });
+        if (left == f.qos2_in.end()) return protocol_error(c, rc::ReceiveMaximumExceeded);
+        if (!release_inbound(*s, c, left->first, /*answer=*/false)) return refuse(rc::QuotaExceeded);
+    }
     // A deeper topic would cost the trees and every match: refused, with the
     // reason where the client can hear it (v5: the ack, or at QoS 0 the
     // DISCONNECT). A v3.x client has no refusal code, and disconnected it

@@ -128,6 +128,7 @@ private:
     std::vector<Completion> held_;
     std::vector<uint32_t> held_slots_;   // slots with recv_held set
     std::vector<uint32_t> held_prev_;    // update_held_recvs' scratch
+    std::vector<ConnId> rearm_at_tick_;  // closing connections whose recv ran out of buffers
 
     // Sockets in the ring's fixed-file table (index = connection slot), so
     // a send or recv does not look the fd up and take a file reference each
@@ -345,9 +346,13 @@ void UringReactor::on_recv(Handler& h, uint32_t slot, uint32_t gen, int res, uin
         schedule_reap(slot, -res);
     } else if (!c->recv_armed && !c->recv_paused && !c->recv_held) {
         // A closing connection's input is discarded, and while intake is
-        // stopped the ring may stay empty: a recv re-armed then fails with
-        // ENOBUFS at once, every pass (a spin). Its close deadline reaps it.
-        if (res == -ENOBUFS && c->state != ConnState::Open) return;
+        // stopped the ring may stay empty: a recv re-armed at once would fail
+        // with ENOBUFS at once, every pass (a spin). It reads again at the
+        // next tick (a peer that waits to write must not hold its flush).
+        if (res == -ENOBUFS && c->state != ConnState::Open) {
+            rearm_at_tick_.push_back(id);
+            return;
+        }
         // Multishot ended (ENOBUFS: ring ran dry, buffers are back now;
         // ECANCELED: reading was paused and resumed since, or is to go on in place).
         resume_recv(slot);
@@ -737,6 +742,12 @@ void UringReactor::run(Handler& h) {
         reap(h);
         if (run_tick_if_due(h)) {
             for (auto& l : listeners_) l.paused = false;  // retry accept after EMFILE
+            for (ConnId id : std::exchange(rearm_at_tick_, {})) {
+                Conn* c = conns_.find(id);
+                if (c && (c->state == ConnState::Draining || c->state == ConnState::Lingering) && !c->recv_armed &&
+                    !c->recv_paused && !c->recv_held)
+                    resume_recv(ConnTable::slot_of(id));
+            }
             reap(h);
             discard_idle_buffers();
         }

@@ -125,6 +125,7 @@ public:
     uint64_t max_bytes() const override { return opt_.max_bytes; }
     uint64_t segment_bytes() const override { return opt_.segment_bytes; }
     bool out_of_space() override { return !io_failed_ && refusing(); }
+    bool io_failed() const override { return io_failed_; }
     std::span<const uint8_t> last_body() const override { return last_body_; }
 
 private:
@@ -942,7 +943,13 @@ bool SegmentLog::try_delete_compacted() {
     Segment& old = segs_[compact_idx_];
     if (!compacted_unlinked_ && ::unlink(old.path.c_str()) != 0 && errno != ENOENT) return false;
     compacted_unlinked_ = true;
-    if (!fsync_dir(opt_.dir)) return false;
+    // A directory that could not be opened is tried again; a failed fsync
+    // of it is final, as a failed data sync (end_sync): a later one would
+    // prove nothing about the unlink.
+    if (const int status = fsync_dir_status(opt_.dir)) {
+        if (status > 0) io_failed_ = true;
+        return false;
+    }
     compacted_unlinked_ = false;
     bytes_used_ -= old.end;
     total_records_ -= old.records;

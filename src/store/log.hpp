@@ -150,11 +150,14 @@ public:
 
     // True while plain appends would be refused: max_bytes reached, the disk
     // full (re-tried at most every 100 ms, and at once when compaction frees
-    // a segment), or the last sync failed (read-only file system, EIO).
+    // a segment), or a sync failed (read-only file system, EIO).
     virtual bool refusing() = 0;
     // refusing() for lack of space (max_bytes reached or the disk full), not
     // because a sync failed: dropping data frees room.
     virtual bool out_of_space() = 0;
+    // A sync failed (of the data or of the directory): for good, see
+    // end_sync. Only a restart goes on; the wiring stops the broker.
+    virtual bool io_failed() const = 0;
 
     // The owner tells the log that the record `lsn` is no longer live;
     // wants_compaction() weighs these by size. Marking twice, or an LSN no

@@ -159,12 +159,14 @@ bool zero_segment_tail(Segment& seg, uint64_t from) {
     return fdatasync(seg.fd) == 0;
 }
 
-bool fsync_dir(const std::string& dir) {
+bool fsync_dir(const std::string& dir) { return fsync_dir_status(dir) == 0; }
+
+int fsync_dir_status(const std::string& dir) {
     const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return false;
-    const bool ok = fsync(fd) == 0;
+    if (fd < 0) return -errno;
+    const int status = fsync(fd) == 0 ? 0 : errno;
     ::close(fd);
-    return ok;
+    return status;
 }
 
 }  // namespace hato::store

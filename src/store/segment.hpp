@@ -66,5 +66,8 @@ bool zero_segment_tail(Segment& seg, uint64_t from);
 
 // fsync of a directory, after creating or removing a file in it.
 bool fsync_dir(const std::string& dir);
+// The same, telling why: 0, or -errno of the open (nothing was synced: try
+// again) or +errno of the fsync (what it covered is in doubt for good).
+int fsync_dir_status(const std::string& dir);
 
 }  // namespace hato::store

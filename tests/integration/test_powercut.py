@@ -334,3 +334,36 @@ def test_sync_off_compaction_keeps_an_old_retained_message_through_a_power_cut(b
         s.expect(SUBACK)
         _, _, _, payload = parse_publish(s.expect(PUBLISH))
         assert payload == b"K"
+
+
+# With sync = "off" the only syncs are compaction's (and the shutdown's): one
+# that fails is as final as a group sync's, and stops the broker too.
+def test_sync_off_a_failed_sync_of_compaction_copies_stops_the_broker(backend, tmp_path, broker_factory):
+    if backend != "epoll":
+        pytest.skip("io_uring syncs with IORING_OP_FSYNC, which the shim does not see")
+    if not SHIM or not os.path.exists(SHIM):
+        pytest.skip("powercut_shim.so not built (HATO_POWERCUT_SHIM)")
+    with PowerCut(tmp_path) as pc:
+        b = broker_factory({"storage": {"sync": "off", "segment_size_mb": 1}, "limits": {"max_packet_size": 262144}})
+        if sanitized(b):
+            pytest.skip("a sanitizer's runtime must be loaded first: no LD_PRELOAD")
+        p = RawClient(b)
+        p.connect("pub")
+        open(os.path.join(pc.snap, "EIO"), "w").close()
+        big = b"x" * 60000
+        deadline = time.monotonic() + 30
+        i = 0
+        try:
+            while b.proc.poll() is None:
+                assert time.monotonic() < deadline, "the broker kept running after the failed sync"
+                p.send(publish("churn", big, qos=1, pid=1 + i % 1000, retain=True))
+                p.expect(PUBACK)
+                i += 1
+                if i % 20 == 0:
+                    time.sleep(0.2)
+        except (EOFError, ConnectionError, AssertionError) as e:
+            if isinstance(e, AssertionError) and "kept running" in str(e):
+                raise
+        assert b.proc.wait(15) == 1
+        assert "store: a sync failed" in b.log()
+        b.proc = None
