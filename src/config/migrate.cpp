@@ -391,10 +391,6 @@ private:
 
     struct Auth {
         Setting allow_anonymous, password_file, acl_file;
-        bool operator==(const Auth& o) const {
-            return allow_anonymous.value == o.allow_anonymous.value && allow_anonymous.set() == o.allow_anonymous.set() &&
-                   password_file.value == o.password_file.value && acl_file.value == o.acl_file.value;
-        }
     };
 
     Auth auth_of(const Listener& li) {
@@ -458,20 +454,26 @@ private:
         }
         if (per_listener_) {
             const Auth a = auth_of(li);
-            if (a.allow_anonymous.set()) {
-                from(a.allow_anonymous, "allow_anonymous");
-                out_ << "allow_anonymous = " << (a.allow_anonymous.value == "true" ? "true" : "false") << "\n";
-            }
-            if (a.password_file.set()) {
-                from(a.password_file, "password_file");
-                out_ << "password_file = " << quote(a.password_file.value) << "\n";
-            }
-            if (a.acl_file.set()) {
-                from(a.acl_file, "acl_file");
-                out_ << "acl_file = " << quote(a.acl_file.value) << "\n";
-            }
+            if (a.allow_anonymous.set()) emit_allow_anonymous(a.allow_anonymous);
+            emit_auth_files(a);
         }
         for (const Note& n : li.notes) comment(n);
+    }
+
+    // The same keys in [auth] and in a [[listener]].
+    void emit_allow_anonymous(const Setting& s) {
+        from(s, "allow_anonymous");
+        out_ << "allow_anonymous = " << (s.value == "true" ? "true" : "false") << "\n";
+    }
+    void emit_auth_files(const Auth& a) {
+        if (a.password_file.set()) {
+            from(a.password_file, "password_file");
+            out_ << "password_file = " << quote(a.password_file.value) << "\n";
+        }
+        if (a.acl_file.set()) {
+            from(a.acl_file, "acl_file");
+            out_ << "acl_file = " << quote(a.acl_file.value) << "\n";
+        }
     }
 
     // Notes about a listener's TLS lines that do not map one to one.
@@ -975,21 +977,13 @@ private:
         Auth auth = per_listener_ && !all.empty() ? auth_of(*all[0]) : auth_of(default_);
         comments("auth");
         if (auth.allow_anonymous.set()) {
-            from(auth.allow_anonymous, "allow_anonymous");
-            out_ << "allow_anonymous = " << (auth.allow_anonymous.value == "true" ? "true" : "false") << "\n";
+            emit_allow_anonymous(auth.allow_anonymous);
         } else if (!local_only) {
             out_ << "# no allow_anonymous: Mosquitto 2.x refuses clients without a user name\n"
                     "# (1.6 let them in; write true here to keep that)\n"
                     "allow_anonymous = false\n";
         }
-        if (auth.password_file.set()) {
-            from(auth.password_file, "password_file");
-            out_ << "password_file = " << quote(auth.password_file.value) << "\n";
-        }
-        if (auth.acl_file.set()) {
-            from(auth.acl_file, "acl_file");
-            out_ << "acl_file = " << quote(auth.acl_file.value) << "\n";
-        }
+        emit_auth_files(auth);
     }
 
     void emit_other() {

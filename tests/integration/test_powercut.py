@@ -294,76 +294,71 @@ def test_no_acknowledgement_follows_a_failed_sync_the_broker_stops_to_recover(po
     assert got.count(b"A") == 1
 
 
+@pytest.fixture
+def sync_off(backend, tmp_path, broker_factory):
+    """A broker with sync = "off" under the shim, and small segments, so that
+    a little churn compacts the first one."""
+    if backend != "epoll":
+        pytest.skip("io_uring syncs with IORING_OP_FSYNC, which the shim does not see")
+    if not SHIM or not os.path.exists(SHIM):
+        pytest.skip("powercut_shim.so not built (HATO_POWERCUT_SHIM)")
+    with PowerCut(tmp_path) as pc:
+        b = broker_factory({"storage": {"sync": "off", "segment_size_mb": 1}, "limits": {"max_packet_size": 262144}})
+        if sanitized(b):
+            pytest.skip("a sanitizer's runtime must be loaded first: no LD_PRELOAD")
+        yield pc, b
+
+
+def _churn(p, until, deadline_s=30):
+    """Overwrites the retained message on "churn" (each kills the one before)
+    until `until()`; compaction runs on the broker's ticks."""
+    big = b"x" * 60000
+    deadline = time.monotonic() + deadline_s
+    i = 0
+    while not until():
+        assert time.monotonic() < deadline, "churned for %ss" % deadline_s
+        p.send(publish("churn", big, qos=1, pid=1 + i % 1000, retain=True))
+        p.expect(PUBACK)
+        i += 1
+        if i % 20 == 0:
+            time.sleep(0.2)
+
+
 # sync = "off" syncs nothing but at shutdown, yet compaction deletes old
 # segments: the live records' copies must reach the disk before the segment
 # that held them goes, or a power cut loses a retained message stored hours
 # ago (not only the last writes). The shim carries the deletion over at the
 # directory's sync, the copies only at a sync of their segment.
-def test_sync_off_compaction_keeps_an_old_retained_message_through_a_power_cut(backend, tmp_path, broker_factory):
-    if backend != "epoll":
-        pytest.skip("io_uring syncs with IORING_OP_FSYNC, which the shim does not see")
-    if not SHIM or not os.path.exists(SHIM):
-        pytest.skip("powercut_shim.so not built (HATO_POWERCUT_SHIM)")
-    with PowerCut(tmp_path) as pc:
-        b = broker_factory({"storage": {"sync": "off", "segment_size_mb": 1}, "limits": {"max_packet_size": 262144}})
-        if sanitized(b):
-            pytest.skip("a sanitizer's runtime must be loaded first: no LD_PRELOAD")
-        p = RawClient(b)
-        p.connect("pub")
-        p.send(publish("keep", b"K", qos=1, pid=1, retain=True))
-        p.expect(PUBACK)
-        first = set(glob.glob(os.path.join(b.data_dir, "*.seg")))
-        assert first
-        big = b"x" * 60000
-        deadline = time.monotonic() + 30
-        i = 0
-        # Each overwrite of "churn" kills the one before: the first segment
-        # soon holds one live record ("keep") and is compacted.
-        while first & set(glob.glob(os.path.join(b.data_dir, "*.seg"))):
-            assert time.monotonic() < deadline, "the first segment was never compacted"
-            p.send(publish("churn", big, qos=1, pid=2 + i % 1000, retain=True))
-            p.expect(PUBACK)
-            i += 1
-            if i % 20 == 0:
-                time.sleep(0.2)   # compaction runs on the broker's ticks
-        pc.cut(b)
-        b.start()
-        s = RawClient(b)
-        s.connect("sub")
-        s.send(subscribe(1, "keep", 1))
-        s.expect(SUBACK)
-        _, _, _, payload = parse_publish(s.expect(PUBLISH))
-        assert payload == b"K"
+def test_sync_off_compaction_keeps_an_old_retained_message_through_a_power_cut(sync_off):
+    pc, b = sync_off
+    p = RawClient(b)
+    p.connect("pub")
+    p.send(publish("keep", b"K", qos=1, pid=1001, retain=True))
+    p.expect(PUBACK)
+    first = set(glob.glob(os.path.join(b.data_dir, "*.seg")))
+    assert first
+    _churn(p, lambda: not first & set(glob.glob(os.path.join(b.data_dir, "*.seg"))))
+    pc.cut(b)
+    b.start()
+    s = RawClient(b)
+    s.connect("sub")
+    s.send(subscribe(1, "keep", 1))
+    s.expect(SUBACK)
+    _, _, _, payload = parse_publish(s.expect(PUBLISH))
+    assert payload == b"K"
 
 
 # With sync = "off" the only syncs are compaction's (and the shutdown's): one
 # that fails is as final as a group sync's, and stops the broker too.
-def test_sync_off_a_failed_sync_of_compaction_copies_stops_the_broker(backend, tmp_path, broker_factory):
-    if backend != "epoll":
-        pytest.skip("io_uring syncs with IORING_OP_FSYNC, which the shim does not see")
-    if not SHIM or not os.path.exists(SHIM):
-        pytest.skip("powercut_shim.so not built (HATO_POWERCUT_SHIM)")
-    with PowerCut(tmp_path) as pc:
-        b = broker_factory({"storage": {"sync": "off", "segment_size_mb": 1}, "limits": {"max_packet_size": 262144}})
-        if sanitized(b):
-            pytest.skip("a sanitizer's runtime must be loaded first: no LD_PRELOAD")
-        p = RawClient(b)
-        p.connect("pub")
-        open(os.path.join(pc.snap, "EIO"), "w").close()
-        big = b"x" * 60000
-        deadline = time.monotonic() + 30
-        i = 0
-        try:
-            while b.proc.poll() is None:
-                assert time.monotonic() < deadline, "the broker kept running after the failed sync"
-                p.send(publish("churn", big, qos=1, pid=1 + i % 1000, retain=True))
-                p.expect(PUBACK)
-                i += 1
-                if i % 20 == 0:
-                    time.sleep(0.2)
-        except (EOFError, ConnectionError, AssertionError) as e:
-            if isinstance(e, AssertionError) and "kept running" in str(e):
-                raise
-        assert b.proc.wait(15) == 1
-        assert "store: a sync failed" in b.log()
-        b.proc = None
+def test_sync_off_a_failed_sync_of_compaction_copies_stops_the_broker(sync_off):
+    pc, b = sync_off
+    p = RawClient(b)
+    p.connect("pub")
+    open(os.path.join(pc.snap, "EIO"), "w").close()
+    try:
+        _churn(p, lambda: b.proc.poll() is not None)
+    except (EOFError, ConnectionError):
+        pass   # closed by the stopping broker
+    assert b.proc.wait(15) == 1
+    assert "store: a sync failed" in b.log()
+    b.proc = None
