@@ -84,7 +84,7 @@ void DurableAcks::finish_sync() {
     io_.end_sync(lsn, sync_ok_);
     const GroupCommit::Outcome done = commit_.finished(sync_ok_);
     // Not tried again: no later sync could prove this one's records durable
-    // (store::Log::end_sync). The wiring stops the broker (lost()).
+    // (store::Log::end_sync). The wiring stops the broker (Log::io_failed).
     if (!sync_ok_) {
         lost_ = true;
         return;

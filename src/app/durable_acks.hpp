@@ -61,8 +61,8 @@ public:
 
     bool in_flight() const { return commit_.in_flight(); }
     bool failing() const { return commit_.failing(); }
-    // A sync failed: nothing written since can be acknowledged in this
-    // process any more; only a restart (recovery from the disk) goes on.
+    // A sync failed: no more syncs are started (the log says the same to
+    // the wiring, Log::io_failed, and only a restart goes on).
     bool lost() const { return lost_; }
 
 private:

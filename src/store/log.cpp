@@ -931,8 +931,9 @@ void SegmentLog::set_aside(SegmentLiveness& l) {
 // Removes the compacted segment once every copy made from it is durable.
 // Until its unlink and the directory's sync both succeeded it stays counted
 // as there: a removal that cancels one of its records must not be dropped
-// (may_cancel), or a restart would bring that record back. A failure is
-// tried again later (compact_step, the next sync's end).
+// (may_cancel), or a restart would bring that record back. A failed unlink,
+// or a directory that could not be opened, is tried again later
+// (compact_step, the next sync's end); a failed sync is final (io_failed_).
 bool SegmentLog::try_delete_compacted() {
     if (!compacting_ || !scan_done_ || sync_in_flight_ || io_failed_ || durable_lsn() < delete_after_lsn_)
         return false;
