@@ -60,8 +60,7 @@ std::optional<AuthVerdict> PasswordAuthenticator::start(const broker::AuthReques
     // Mosquitto does): no credentials at all, so the anonymous rules apply.
     const std::shared_ptr<const PasswordFile>& passwords = passwords_for(req.listener_index);
     if (!req.username || !passwords) {
-        return anonymous_allowed(req.listener_index) ? AuthVerdict{mqtt::rc::Success, false}
-                                                     : AuthVerdict{mqtt::rc::NotAuthorized, false};
+        return anonymous_verdict(req.listener_index);
     }
 
     Pending p;
@@ -89,9 +88,7 @@ std::optional<AuthVerdict> PasswordAuthenticator::start(const broker::AuthReques
     std::string_view user = *req.username;
     std::string_view pw;
     if (req.password) pw = std::string_view(reinterpret_cast<const char*>(req.password->data()), req.password->size());
-    p.cache_key = cache_.key(user, pw);
-    // A pair accepted by one listener's own file proves nothing on another.
-    if (passwords != passwords_) p.cache_key += "@" + std::to_string(req.listener_index);
+    p.cache_key = cache_key(user, pw, passwords, req.listener_index);
     if (cache_.contains(p.cache_key)) return AuthVerdict{mqtt::rc::Success, true};
     p.cache_generation = cache_.generation();
 
@@ -118,14 +115,25 @@ std::optional<AuthVerdict> PasswordAuthenticator::submit(Pending p, HashPool::La
     return std::nullopt;
 }
 
+AuthVerdict PasswordAuthenticator::anonymous_verdict(int listener_index) const {
+    return anonymous_allowed(listener_index) ? AuthVerdict{mqtt::rc::Success, false}
+                                             : AuthVerdict{mqtt::rc::NotAuthorized, false};
+}
+
+std::string PasswordAuthenticator::cache_key(std::string_view user, std::string_view password,
+                                             const std::shared_ptr<const PasswordFile>& file,
+                                             int listener_index) const {
+    std::string key = cache_.key(user, password);
+    // A pair accepted by one listener's own file proves nothing on another.
+    if (file != passwords_) key += "@" + std::to_string(listener_index);
+    return key;
+}
+
 std::optional<AuthVerdict> PasswordAuthenticator::recheck(Pending p) {
     const std::shared_ptr<const PasswordFile>& passwords = passwords_for(p.listener_index);
-    if (!passwords)   // no file any more: a user name alone, as in start()
-        return anonymous_allowed(p.listener_index) ? AuthVerdict{mqtt::rc::Success, false}
-                                                   : AuthVerdict{mqtt::rc::NotAuthorized, false};
+    if (!passwords) return anonymous_verdict(p.listener_index);   // no file any more, as in start()
     p.file = passwords;
-    p.cache_key = cache_.key(p.user, p.password);
-    if (passwords != passwords_) p.cache_key += "@" + std::to_string(p.listener_index);
+    p.cache_key = cache_key(p.user, p.password, passwords, p.listener_index);
     p.cache_generation = cache_.generation();
     return submit(std::move(p), HashPool::Lane::First);   // it passed once: not a suspect
 }
@@ -212,16 +220,14 @@ void PasswordAuthenticator::collect() {
         if (it == pending_.end()) return;
         Pending p = release(it);
         if (p.wanted) ticket_by_conn_.erase(p.conn);
-        std::optional<AuthVerdict> v;
         if (ok && p.wanted && p.file != passwords_for(p.listener_index)) {
             const broker::ConnId conn = p.conn;
             const uint64_t request = p.request;
-            v = recheck(std::move(p));
-            if (v && sink_) sink_(conn, request, *v);
+            if (const std::optional<AuthVerdict> v = recheck(std::move(p)); v && sink_) sink_(conn, request, *v);
             return;
         }
-        v = conclude(p, ok);
-        if (p.wanted && sink_) sink_(p.conn, p.request, *v);   // may re-enter start()/cancel()
+        const AuthVerdict v = conclude(p, ok);
+        if (p.wanted && sink_) sink_(p.conn, p.request, v);   // may re-enter start()/cancel()
     });
     end_busy_episode_if_drained();
 }

@@ -110,6 +110,11 @@ private:
     };
 
     bool anonymous_allowed(int listener_index) const;
+    // A user name with no password file to check it against: the anonymous rule.
+    broker::AuthVerdict anonymous_verdict(int listener_index) const;
+    // The verified cache's key for a pair checked against `file`.
+    std::string cache_key(std::string_view user, std::string_view password,
+                          const std::shared_ptr<const PasswordFile>& file, int listener_index) const;
     const std::shared_ptr<const PasswordFile>& passwords_for(int listener_index) const;
     using PendingMap = std::unordered_map<uint64_t, Pending>;   // by pool ticket
     // Records the outcome (cache or failure count) and returns the verdict.
