@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <linux/sockios.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -160,6 +161,16 @@ void drain_input(int fd) {
         ssize_t n = recv(fd, scratch, sizeof scratch, MSG_DONTWAIT);
         if (n <= 0) break;
     }
+}
+
+bool unsent_in_kernel(int fd) {
+    int unsent = 0;   // bytes sent but not acknowledged by the peer, or not sent
+    return ioctl(fd, SIOCOUTQ, &unsent) == 0 && unsent > 0;
+}
+
+void reset_on_close(int fd) {
+    const linger abort{1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &abort, sizeof abort);
 }
 
 // ---- connection table ----
@@ -446,6 +457,9 @@ void ReactorBase::expire_lingering(uint64_t now, bool over_limit_only) {
         }
         if (lingering_live_ <= max_lingering_ && (over_limit_only || now < e.deadline_ms)) break;
         lingering_.pop_front();
+        // Output the peer has not taken yet would stay with the kernel after
+        // close (see the flush timeout in run_tick_if_due).
+        if (unsent_in_kernel(c.fd)) reset_on_close(c.fd);
         schedule_reap(e.slot, 0);
     }
 }
@@ -476,7 +490,14 @@ bool ReactorBase::run_tick_if_due(Handler& h) {
         if (c.gen != e.gen || c.state != ConnState::Draining) return true;   // closed since
         const bool flushed = !c.holds_output_memory();
         if (!flushed && now < e.deadline_ms) return false;
-        if (!flushed) c.linger = false;   // the peer does not read: nothing to wait for
+        if (!flushed) {
+            // The peer does not read: nothing to wait for, and a plain close
+            // would leave the unsent bytes to the kernel for minutes (an
+            // orphan probing a zero window) while the peer never learns it
+            // was dropped. A reset frees both at once.
+            c.linger = false;
+            reset_on_close(c.fd);
+        }
         schedule_reap(e.slot, 0);
         return true;
     });

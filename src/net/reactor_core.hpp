@@ -36,6 +36,10 @@ void set_nonblocking(int fd, bool on);
 // before close() so unread input does not turn our FIN into an RST that
 // could destroy replies the peer has not read yet.
 void drain_input(int fd);
+// close() then sends RST and drops unsent output (SO_LINGER 0).
+void reset_on_close(int fd);
+// The socket still holds output its peer has not acknowledged.
+bool unsent_in_kernel(int fd);
 // Where the next bytes of `id` go in place (Handler::receive_target), at
 // most `limit` and no more than the socket holds now (the handler reserves
 // memory for them: it follows bytes that arrived, not sizes announced);
