@@ -89,6 +89,8 @@ void Link::prime() {
 void Link::on_upstream_open(uint64_t now_ms) {
     now_ms_ = now_ms;
     last_up_recv_ms_ = now_ms;
+    last_up_ping_ms_ = 0;
+    up_keep_alive_ = cfg_.keep_alive;
     up_opened_ms_ = now_ms;
     state_ = State::UpConnecting;
     up_in_.clear();
@@ -190,6 +192,7 @@ bool Link::handle_upstream(const Packet& p, std::span<const uint8_t> raw) {
                            mqtt::reason_name(ack->reason));
             return false;
         }
+        if (ack->props.server_keep_alive) up_keep_alive_ = *ack->props.server_keep_alive;
         if (ack->props.receive_maximum) up_receive_max_ = *ack->props.receive_maximum;
         up_max_qos_ = ack->props.maximum_qos.value_or(2);
         up_retain_ = ack->props.retain_available.value_or(1) != 0;
@@ -782,13 +785,21 @@ void Link::on_tick(uint64_t now_ms) {
                                            : "no SUBACK from the upstream within 30 s");
         return;
     }
-    if (state_ == State::Down || cfg_.keep_alive == 0) return;
-    const uint64_t ka = uint64_t(cfg_.keep_alive) * 1000;
+    if (state_ == State::Down || up_keep_alive_ == 0) return;
+    const uint64_t ka = uint64_t(up_keep_alive_) * 1000;
     if (now_ms - last_up_recv_ms_ > ka * 3 / 2) {
         fail("upstream keep alive timeout");
         return;
     }
-    if (state_ != State::UpConnecting && now_ms - last_up_send_ms_ >= ka) send_upstream(Packet{mqtt::Pingreq{}});
+    if (state_ == State::UpConnecting) return;
+    // A link that only sends (QoS 0 out) hears nothing back: a PINGREQ once
+    // per silent keep_alive asks for the PINGRESP that proves it alive.
+    const bool quiet_out = now_ms - last_up_send_ms_ >= ka;
+    const bool quiet_in = now_ms - last_up_recv_ms_ >= ka && last_up_ping_ms_ <= last_up_recv_ms_;
+    if (quiet_out || quiet_in) {
+        send_upstream(Packet{mqtt::Pingreq{}});
+        last_up_ping_ms_ = now_ms;
+    }
 }
 
 }  // namespace hato::bridge

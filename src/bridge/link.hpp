@@ -218,6 +218,9 @@ private:
     uint16_t up_receive_max_ = 65535;
     uint64_t last_up_send_ms_ = 0;
     uint64_t last_up_recv_ms_ = 0;
+    uint64_t last_up_ping_ms_ = 0;
+    // keep_alive, or the upstream's Server Keep Alive (MQTT-3.2.2-21), seconds.
+    uint16_t up_keep_alive_ = 0;
     uint64_t up_opened_ms_ = 0;   // on_upstream_open: kSetupTimeoutMs runs from here
     uint16_t local_keep_alive_ = 0;   // imposed by the local broker (server_keep_alive), seconds
     uint64_t last_local_send_ms_ = 0;

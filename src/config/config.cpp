@@ -498,12 +498,15 @@ void read_bridge_topics(Errors& errors, const toml::node& n, const std::string& 
             if (p->find_first_of("+#") != std::string::npos)
                 errors.add(t.source(), r.path(p == &topic.local_prefix ? "local_prefix" : "remote_prefix"),
                            "must not contain + or #");
-        // "both" with different prefixes would carry a message back over the
-        // bridge under another name, for ever: refused.
-        if (topic.direction == "both" && topic.local_prefix != topic.remote_prefix &&
-            (topic.local_prefix.empty() || topic.remote_prefix.empty()))
+        // One pattern is the local filter out and the upstream filter in: with
+        // different prefixes it cannot name both sides (out "plant/#" to
+        // "site/plant/#" would subscribe upstream to "plant/#" and publish
+        // "plant/plant/..." here), and with one of them empty it would carry
+        // a message back over the bridge under another name, for ever.
+        if (topic.direction == "both" && topic.local_prefix != topic.remote_prefix)
             errors.add(t.source(), r.path("direction"),
-                       "\"both\" with only one of local_prefix / remote_prefix set would loop messages");
+                       "\"both\" needs local_prefix = remote_prefix; with different prefixes use an \"out\" "
+                       "rule and an \"in\" rule, each with its own pattern");
         b.topics.push_back(std::move(topic));
     }
 }

@@ -540,6 +540,68 @@ TEST_CASE("keep alive: PINGREQ when idle, closed when the upstream is silent") {
     CHECK(link.state() == Link::State::Down);
 }
 
+TEST_CASE("keep alive: a link that only sends out asks for a PINGRESP, and stays up while it comes") {
+    Fake f;
+    std::vector<std::vector<uint8_t>> store;
+    LinkConfig cfg = config(Version::V311);
+    cfg.try_private = false;
+    cfg.topics = {{"plant/#", Direction::Out, 0, "", ""}};
+    Link link(cfg, f);
+    link.on_upstream_open(0);
+    link.on_upstream_data(enc(Packet{mqtt::Connack{}}, Version::V311), 0);
+    auto ls = take(f.local, Version::V5, store);   // CONNECT
+    link.on_local_data(enc(Packet{mqtt::Connack{}}, Version::V5));
+    ls = take(f.local, Version::V5, store);
+    mqtt::Suback lsa;
+    lsa.packet_id = std::get<mqtt::Subscribe>(ls.back()).packet_id;
+    lsa.reasons = {0};
+    link.on_local_data(enc(Packet{lsa}, Version::V5));
+    REQUIRE(link.ready());
+    take(f.up, Version::V311, store);
+    mqtt::Publish telemetry;
+    telemetry.topic = "plant/t";
+    telemetry.payload = mqtt::Bytes(reinterpret_cast<const uint8_t*>("21"), 2);
+    int pings = 0;
+    // QoS 0 out every 500 ms: the upstream never has anything to answer but
+    // the PINGREQs; keep_alive is 10 s.
+    for (uint64_t t = 500; t <= 40000; t += 500) {
+        link.on_tick(t);
+        link.on_local_data(enc(Packet{telemetry}, Version::V5));
+        for (const Packet& p : take(f.up, Version::V311, store)) {
+            if (!std::holds_alternative<mqtt::Pingreq>(p)) continue;
+            ++pings;
+            link.on_upstream_data(enc(Packet{mqtt::Pingresp{}}, Version::V311), t);
+        }
+    }
+    CHECK(link.ready());
+    CHECK(f.up_closes == 0);
+    CHECK(pings >= 3);
+    CHECK(pings <= 5);
+    // The upstream stops answering: closed 1.5 keep_alive after it last spoke.
+    for (uint64_t t = 40500; t <= 60000 && link.ready(); t += 500) {
+        link.on_tick(t);
+        link.on_local_data(enc(Packet{telemetry}, Version::V5));
+    }
+    CHECK(f.up_closes == 1);
+}
+
+TEST_CASE("keep alive: the upstream's Server Keep Alive replaces ours") {
+    Fake f;
+    std::vector<std::vector<uint8_t>> store;
+    Link link(config(Version::V5), f);
+    mqtt::Connack up_ack;
+    up_ack.props.server_keep_alive = 2;
+    connect(link, f, Version::V5, store, up_ack);
+    link.on_tick(1500);
+    CHECK(f.up.empty());
+    link.on_tick(2100);
+    auto ups = take(f.up, Version::V5, store);
+    REQUIRE(ups.size() == 1);
+    CHECK(std::holds_alternative<mqtt::Pingreq>(ups[0]));
+    link.on_tick(3500);
+    CHECK(f.up_closes == 1);
+}
+
 TEST_CASE("priming creates the local session and closes it") {
     Fake f;
     std::vector<std::vector<uint8_t>> store;
