@@ -554,6 +554,12 @@ void BridgeRunner::local_send(uint64_t id, std::span<const uint8_t> bytes) {
         }
 }
 
+size_t BridgeRunner::local_queued(uint64_t id) const {
+    for (const auto& e : entries_)
+        if (e->local == id) return e->local_out.size() + (e->up ? reactor_.queued_bytes(e->up) : 0);
+    return 0;
+}
+
 void BridgeRunner::local_close(uint64_t id) {
     for (auto& e : entries_)
         if (e->local == id) e->local_close_requested = true;

@@ -50,6 +50,9 @@ public:
     // inside one of its calls.
     void local_send(uint64_t id, std::span<const uint8_t> bytes);
     void local_close(uint64_t id);
+    // Bytes for `id`'s upstream not yet sent: what the link still holds from
+    // the broker and what waits on the upstream socket.
+    size_t local_queued(uint64_t id) const;
 
     // net::Handler for the upstream connections.
     bool owns_upstream(net::ConnId id) const;

@@ -590,16 +590,22 @@ void MetricsServer::on_data(net::ConnId id, std::span<const uint8_t> data) {
     Conn& c = it->second;
     std::span<const uint8_t> in = data;
     if (!c.buf.empty()) {
+        const size_t before = c.buf.size();
         c.buf.insert(c.buf.end(), data.begin(), data.end());
         in = c.buf;
-        // Parsed again only when a line ends (the head may be whole, or a
-        // bad line is answered at once), a byte no head may hold arrives,
-        // or the head is too long: a request dribbled in byte by byte is
-        // not parsed again from the start for every byte.
-        const bool news = std::any_of(data.begin(), data.end(), [](uint8_t b) {
-            return b == '\n' || (b < 0x20 && b != '\r' && b != '\t') || b == 0x7f;
+        // Parsed again only when the request line ends (a bad one is answered
+        // at once), once the blank line may be there, when a byte no head may
+        // hold arrives, or when the head is too long: a request dribbled in a
+        // byte or a short header line at a time is not parsed again from the
+        // start for each piece (quadratic work on the loop).
+        const bool bad_byte = std::any_of(data.begin(), data.end(), [](uint8_t b) {
+            return (b < 0x20 && b != '\r' && b != '\t' && b != '\n') || b == 0x7f;
         });
-        if (!news && c.buf.size() <= net::http::kMaxHeadBytes) return;
+        const std::string_view text(reinterpret_cast<const char*>(c.buf.data()), c.buf.size());
+        const bool line_one_ends = text.find('\n') >= before && text.find('\n') != std::string_view::npos;
+        if (!bad_byte && !line_one_ends && !net::http::head_may_end(text, before) &&
+            c.buf.size() <= net::http::kMaxHeadBytes)
+            return;
     }
     net::http::Request req;
     net::http::ParseResult p = net::http::parse_request(in, req);

@@ -19,7 +19,6 @@ bool MetricsEndpoint::open() {
     if (!server_)
         server_ = std::make_unique<MetricsServer>(*c_.reactor, cfg_.broker.connect_timeout_ms,
                                                    [this] { return status(); });
-    if (started_ms_ == 0) started_ms_ = c_.reactor->now_ms();
     log_info("metrics on http://%s:%u/metrics", cfg_.metrics.address.c_str(),
              unsigned(c_.reactor->bound_port(listener_)));
     return true;
@@ -54,7 +53,8 @@ StatusData MetricsEndpoint::status() {
     StatusData d;
     d.version = HATO_VERSION;
     d.backend = c_.reactor->name();
-    d.uptime_s = double(c_.reactor->now_ms() - started_ms_) / 1000.0;
+    // From the broker's start, also when a reload turned [metrics] on later.
+    d.uptime_s = double(c_.reactor->now_ms() - c_.sys_started_ms) / 1000.0;
     d.stats = c_.broker->stats();
     const broker::Broker::Counts counts = c_.broker->counts();
     d.route_cache_topics = counts.route_cache_topics;

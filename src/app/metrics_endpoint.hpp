@@ -65,7 +65,6 @@ private:
     std::unique_ptr<MetricsServer> server_;   // null until first on
     ListenerCounts counts_;
     int listener_ = -1;
-    uint64_t started_ms_ = 0;
     uint64_t pass_started_us_ = 0;
     Histogram loop_pass_{{0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                           0.05, 0.1, 0.25}};

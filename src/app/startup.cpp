@@ -119,7 +119,8 @@ bool open_bridges(const config::AppConfig& cfg, Components& c) {
     c.bridges = std::make_unique<BridgeRunner>(cfg.bridges, *c.reactor);
     c.transports->transport().bridges = {
         [&c](net::ConnId id, std::span<const uint8_t> bytes) { c.bridges->local_send(id, bytes); },
-        [&c](net::ConnId id) { c.bridges->local_close(id); }};
+        [&c](net::ConnId id) { c.bridges->local_close(id); },
+        [&c](net::ConnId id) { return c.bridges->local_queued(id); }};
     std::string err;
     if (!c.bridges->start(*c.broker, err)) {
         log_error("%s", err.c_str());

@@ -45,7 +45,8 @@ void ReactorTransport::close_below_ws(broker::ConnId id) {
 }
 
 size_t ReactorTransport::queued_bytes(broker::ConnId id) const {
-    return BridgeRunner::is_local_id(id) ? 0 : reactor_.queued_bytes(id);
+    if (BridgeRunner::is_local_id(id)) return bridges.queued ? bridges.queued(id) : 0;
+    return reactor_.queued_bytes(id);
 }
 
 void ReactorTransport::set_reading(broker::ConnId id, bool on) {

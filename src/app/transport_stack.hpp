@@ -45,6 +45,9 @@ public:
     struct LocalRoutes {
         std::function<void(broker::ConnId, std::span<const uint8_t>)> send;
         std::function<void(broker::ConnId)> close;
+        // Output the bridge has not yet got onto its upstream socket: a slow
+        // WAN holds the broker's sends to the bridge like a slow client's.
+        std::function<size_t(broker::ConnId)> queued;
     };
     LocalRoutes bridges;
 

@@ -727,7 +727,11 @@ void read_modbus(Errors& errors, const toml::node& n, AppConfig& c) {
                 errors.add(t.source(), r.path("name"), "\"" + d.name + "\" is already used by another device");
         if (tcp && d.host.empty()) errors.add(t.source(), r.path("host"), "required for transport = \"tcp\"");
         if (!tcp && d.serial.empty()) errors.add(t.source(), r.path("serial"), "required for transport = \"rtu\"");
-        if (!tcp && d.unit_id > 247) errors.add(t.source(), r.path("unit_id"), "RTU unit ids are 0..247");
+        // 0 is the broadcast address on a serial line: nothing ever answers it.
+        if (!tcp && (d.unit_id == 0 || d.unit_id > 247))
+            errors.add(t.source(), r.path("unit_id"), "RTU unit ids are 1..247 (0 is broadcast, never answered)");
+        if (!tcp && d.data_bits != 8)
+            errors.add(t.source(), r.path("data_bits"), "Modbus RTU frames have 8 data bits (7 is Modbus ASCII)");
         // Devices on one RS-485 line share its port (one request on the line
         // at a time): one speed and framing, and a unit id each.
         for (const ModbusDevice& o : c.modbus) {
@@ -751,6 +755,21 @@ void read_modbus(Errors& errors, const toml::node& n, AppConfig& c) {
             const std::string& v = std::string_view(key) == "topic_prefix" ? d.topic_prefix : d.status_topic;
             if (v.find_first_of("+#") != std::string::npos)
                 errors.add(t.source(), r.path(key), "must not contain + or #");
+        }
+        // Two devices on one topic would mix their values, and a /set meant
+        // for one would write the other's register.
+        for (const ModbusDevice& o : c.modbus) {
+            const ModbusPoint* clash = nullptr;
+            for (const ModbusPoint& p : d.points)
+                for (const ModbusPoint& q : o.points)
+                    if (!clash && d.topic_prefix + "/" + p.name == o.topic_prefix + "/" + q.name) clash = &p;
+            if (clash)
+                errors.add(t.source(), r.path("topic_prefix"),
+                           "point topic \"" + d.topic_prefix + "/" + clash->name + "\" is device \"" + o.name +
+                               "\"'s too: give each device its own topic_prefix");
+            if (!d.status_topic.empty() && d.status_topic == o.status_topic)
+                errors.add(t.source(), r.path("status_topic"),
+                           "\"" + d.status_topic + "\" is device \"" + o.name + "\"'s too");
         }
         c.modbus.push_back(std::move(d));
     }

@@ -17,7 +17,8 @@ import pytest
 
 from conftest import TARGET, Broker, _can_connect, _free_port
 from raw_mqtt import PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, SUBACK, RawClient, parse_publish, publish, pubrel, subscribe
-from bridge_util import Gateway, Upstream, closed_port, pub_qos1, receive, sub, upstream_goes_away, wait_for, wait_upstream_subscriptions
+from build_info import sanitized
+from bridge_util import Gateway, Upstream, bridge_toml, closed_port, pub_qos1, receive, sub, upstream_goes_away, wait_for, wait_upstream_subscriptions
 from bridge_util import pair  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.skipif(TARGET == "mosquitto", reason="hato's [[bridge]] configuration")
@@ -517,3 +518,70 @@ def test_a_reload_lowering_maximum_qos_and_turning_retain_off_keeps_the_bridge_f
     receive(state, 1)   # "1", retained from before the reload
     up.stop()
     assert receive(state, 1) == [("$SYS/broker/connection/site/state", b"0")]
+
+
+def _upstream_that_stops_reading(port):
+    """Accepts one bridge session, answers its CONNECT and then never reads
+    again: a WAN link that has stalled with the TCP connection still open.
+    Returns (listening socket, list that receives the accepted socket)."""
+    import socket, threading
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)   # inherited: a small window
+    ls.bind(("127.0.0.1", port))
+    ls.listen(1)
+    taken = []
+
+    def serve():
+        s, _ = ls.accept()
+        taken.append(s)
+        s.recv(4096)                      # CONNECT
+        s.sendall(bytes([0x20, 2, 0, 0]))  # CONNACK, then silence
+
+    threading.Thread(target=serve, daemon=True).start()
+    return ls, taken
+
+
+def test_a_stalled_upstream_holds_the_bridge_like_a_slow_client_memory_stays_bounded(backend, tmp_path):
+    # QoS 0 for the bridge went onto the upstream socket's queue without any
+    # bound: a stalled WAN link grew the gateway's memory with every message.
+    # Now the bridge's output counts like a client's (max_output_bytes), and
+    # past slow_consumer_ms its QoS 0 is dropped and counted.
+    port = _free_port()
+    ls, taken = _upstream_that_stops_reading(port)
+    os.makedirs(tmp_path / "gw")
+    gw = Gateway(backend, str(tmp_path / "gw"), port, "mqttv311", "try_private = false\nnotifications = false",
+                 {"limits": {"max_output_bytes": 1024 * 1024}})
+    gw.bridge = bridge_toml(port, "gw-test", 'protocol = "mqttv311"\nkeep_alive = 60\ntry_private = false\n'
+                            'notifications = false', in_rule=False)
+    try:
+        gw.start()
+        wait_for(lambda: "bridge site: connected" in gw.log(), "the bridge to connect", 10)
+        time.sleep(0.3)
+        with open(f"/proc/{gw.proc.pid}/status") as f:
+            before = next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
+        c = RawClient(gw)
+        c.connect("telemetry")
+        payload = b"x" * 16384
+        packet = publish("plant/line1/vib", payload)
+        sent, deadline = 0, time.monotonic() + 15
+        while sent < 64 * 1024 * 1024 and time.monotonic() < deadline:
+            c.sock.sendall(packet * 16)
+            sent += 16 * len(packet)
+        # The publisher was never blocked for good: it is not the slow one.
+        assert sent >= 64 * 1024 * 1024, sent
+        c.send(bytes([0xC0, 0]))   # PINGREQ: everything before it was taken in
+        c.expect(13)   # PINGRESP
+        with open(f"/proc/{gw.proc.pid}/status") as f:
+            after = next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
+        grown_mb = (after - before) / 1024
+        # Before: about the 64 MiB sent. Now: max_output_bytes and one
+        # pass's worth of input, with room for allocator slack.
+        assert grown_mb < (48 if sanitized(gw) else 24), grown_mb
+        wait_for(lambda: "'$bridge/site' is a slow consumer" in gw.log(), "the slow-consumer report", 5)
+        c.close()
+    finally:
+        gw.stop()
+        for s in taken:
+            s.close()
+        ls.close()

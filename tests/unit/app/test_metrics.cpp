@@ -194,6 +194,17 @@ TEST_CASE("metrics: one request per connection; routes, errors, timeout, connect
     REQUIRE(m.on_open(3));
     m.on_data(3, bytes("DELETE / HTTP/1.1\r\n"));
     CHECK(r.sent[3].rfind("HTTP/1.1 405 ", 0) == 0);
+    REQUIRE(m.on_open(8));   // a head sent a short header line at a time: answered at its blank line
+    m.on_data(8, bytes("GET /healthz HTTP/1.1\r\n"));
+    for (int i = 0; i < 300; ++i) m.on_data(8, bytes(i == 0 ? "Host: x\r\n" : "a:\r\n"));
+    CHECK(r.sent.count(8) == 0);
+    m.on_data(8, bytes("\r\n"));
+    CHECK(r.sent[8].rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
+    REQUIRE(m.on_open(9));   // a bad request line in a later piece: answered at once
+    m.on_data(9, bytes("G"));
+    m.on_data(9, bytes("ET / HTTP/2.0\r\nHo"));
+    CHECK(r.sent[9].rfind("HTTP/1.1 505 ", 0) == 0);
+
     REQUIRE(m.on_open(4));
     m.on_data(4, bytes("GET /x HTTP/1.1\r\nHost: x\r\n\r\n"));
     CHECK(r.sent[4].rfind("HTTP/1.1 404 ", 0) == 0);
@@ -211,7 +222,7 @@ TEST_CASE("metrics: one request per connection; routes, errors, timeout, connect
     m.on_tick(r.now + 2000, {});
     CHECK(r.sent[6].rfind("HTTP/1.1 408 ", 0) == 0);
 
-    for (net::ConnId id = 1; id <= 7; ++id) m.on_close(id);
+    for (net::ConnId id = 1; id <= 9; ++id) m.on_close(id);
     for (net::ConnId id = 100; id < 100 + MetricsServer::kMaxConnections; ++id) {
         r.now += 1;
         REQUIRE(m.on_open(id));

@@ -194,3 +194,21 @@ TEST_CASE("devices on one serial line agree on its settings and differ in unit i
     CHECK(has(errors, "modbus[2].serial: device \"a\" uses /dev/ttyUSB0 with another baud"));
     CHECK(has(errors, "modbus[3].unit_id: device \"b\" on /dev/ttyUSB0 has unit_id 2 too"));
 }
+
+TEST_CASE("two devices may not share a point or status topic; RTU needs a unit 1..247 and 8 data bits") {
+    const std::string point = "[[modbus.point]]\nname = \"sp\"\nkind = \"holding\"\naddress = 0\nwritable = true\n";
+    std::string toml = "[[modbus]]\nname = \"press1\"\nhost = \"10.0.0.5\"\ntopic_prefix = \"plant/press\"\n" + point +
+                       "[[modbus]]\nname = \"press2\"\nhost = \"10.0.0.6\"\ntopic_prefix = \"plant/press\"\n" + point +
+                       "[[modbus]]\nname = \"m\"\ntransport = \"rtu\"\nserial = \"/dev/ttyUSB0\"\nunit_id = 0\n"
+                       "data_bits = 7\n" + point;
+    config::AppConfig c;
+    auto errors = load(toml, c);
+    std::string all;
+    for (const std::string& e : errors) all += e + "\n";
+    INFO(all);
+    CHECK(has(errors, "modbus[1].topic_prefix: point topic \"plant/press/sp\" is device \"press1\"'s too"));
+    CHECK(has(errors, "modbus[1].status_topic: \"plant/press/$status\" is device \"press1\"'s too"));
+    CHECK(has(errors, "modbus[2].unit_id: RTU unit ids are 1..247"));
+    CHECK(has(errors, "modbus[2].data_bits: Modbus RTU frames have 8 data bits"));
+    CHECK(errors.size() == 4);
+}
