@@ -171,7 +171,7 @@ void ModbusRunner::on_fault(Device& d, const ModbusEvent& e) {
     }
 }
 
-void ModbusRunner::on_client_publish(std::string_view topic, std::span<const uint8_t> payload) {
+void ModbusRunner::on_client_publish(std::string_view topic, std::span<const uint8_t> payload, bool bridged_retained) {
     if (stopping_ || set_topics_.empty()) return;
     auto it = set_topics_.find(std::string(topic));
     if (it == set_topics_.end()) return;
@@ -180,6 +180,13 @@ void ModbusRunner::on_client_publish(std::string_view topic, std::span<const uin
     Point& p = d.points[pi];
     const config::ModbusPoint& c = *p.cfg;
     const std::string result_topic = p.topic + "/set/result";
+    // An upstream sends its retained copy again at every (re)subscription:
+    // written, it would put an old setpoint back after each WAN outage.
+    if (bridged_retained) {
+        answers_.emplace_back(result_topic, result_json("retained /set from a bridge not written (an upstream "
+                                                        "replays its retained copy): publish /set unretained"));
+        return;
+    }
     std::vector<uint16_t> regs;
     uint8_t bit = 0;
     std::string err;

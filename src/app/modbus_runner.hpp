@@ -37,7 +37,7 @@ public:
     void flush();
     void stop();
 
-    void on_client_publish(std::string_view topic, std::span<const uint8_t> payload) override;
+    void on_client_publish(std::string_view topic, std::span<const uint8_t> payload, bool bridged_retained) override;
 
     std::vector<ModbusStatus> status() const;
     // $SYS/broker/hato/modbus/<device>/...: the status() counters, like the

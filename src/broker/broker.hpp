@@ -112,7 +112,11 @@ struct SysGauges;   // sys_topics.hpp
 class PublishObserver {
 public:
     virtual ~PublishObserver() = default;
-    virtual void on_client_publish(std::string_view topic, std::span<const uint8_t> payload) = 0;
+    // `bridged_retained`: a retained message that came over a bridge (hato's
+    // own, or a client with the bridge bit): most likely the upstream's
+    // stored copy, replayed on a (re)subscription, not a fresh command.
+    virtual void on_client_publish(std::string_view topic, std::span<const uint8_t> payload,
+                                   bool bridged_retained) = 0;
 };
 
 class Broker {

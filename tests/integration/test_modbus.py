@@ -313,6 +313,33 @@ def test_write_through_set_with_acl(env, tmp_path):
     assert counts.get(16, 0) == 1 and counts.get(6, 0) == 0   # i32: 16 (0x10); "ro": nothing
 
 
+def test_a_retained_set_over_a_bridge_is_not_written(env):
+    # An upstream sends its retained copy of a /set again at every
+    # (re)subscription of the bridge: written, it would put an old setpoint
+    # back after each WAN outage. Unretained, the same bridge's /set is.
+    from raw_mqtt import PUBACK, RawClient, publish
+    points = ['name = "setpoint"\nkind = "holding"\naddress = 5\nwritable = true']
+    b, sim = env(device("line", points, interval=2000))
+    op = Client(b, "t-op")
+    op.subscribe("plant/line/#", 1)
+    collect(op, ["plant/line/setpoint"])
+    bridge = RawClient(b)
+    bridge.connect("upstream-bridge", version=0x84)   # v3.1.1 with the bridge bit
+    bridge.send(publish("plant/line/setpoint/set", b"77", qos=1, pid=1, retain=True))
+    bridge.expect(PUBACK)
+    got = collect(op, ["plant/line/setpoint/set/result"])
+    result = json.loads(got["plant/line/setpoint/set/result"])
+    assert result["ok"] is False and "retained /set from a bridge not written" in result["error"], result
+    assert sim.get("h", 5) == [0]
+    drain(op, 0.2)
+    bridge.send(publish("plant/line/setpoint/set", b"78", qos=1, pid=2))
+    bridge.expect(PUBACK)
+    got = collect(op, ["plant/line/setpoint/set/result"])
+    assert json.loads(got["plant/line/setpoint/set/result"]) == {"ok": True}
+    assert sim.get("h", 5) == [78]
+    bridge.close()
+
+
 def test_device_lost_and_back(env):
     points = ['name = "a"\nkind = "holding"\naddress = 0', 'name = "b"\nkind = "holding"\naddress = 40']
     b, sim = env(device("gone", points, interval=100))

@@ -18,7 +18,9 @@ void publish_stored(Broker& b, std::string_view topic, std::string_view value, u
 
 struct Seen final : PublishObserver {
     std::vector<std::pair<std::string, std::string>> got;
-    void on_client_publish(std::string_view topic, std::span<const uint8_t> payload) override {
+    std::vector<bool> bridged_retained;
+    void on_client_publish(std::string_view topic, std::span<const uint8_t> payload, bool bridged_ret) override {
+        bridged_retained.push_back(bridged_ret);
         got.emplace_back(std::string(topic), std::string(reinterpret_cast<const char*>(payload.data()), payload.size()));
     }
 };
@@ -98,5 +100,26 @@ TEST_CASE("PublishObserver is told of a QoS 1/2 PUBLISH only once the store took
     CHECK(seen.got[0].second == "5");
     op.publish("plant/a/set", "6", 0);   // QoS 0: nothing to refuse
     CHECK(seen.got.size() == 2);
+    h.broker->set_publish_observer(nullptr);
+}
+
+// An upstream replays its retained /set at every (re)subscription of a
+// bridge: the observer (the Modbus runner) must be able to tell.
+TEST_CASE("PublishObserver is told when a retained message came over a bridge") {
+    Harness h;
+    Seen seen;
+    h.broker->set_publish_observer(&seen);
+    TestClient op(h, Version::V311), bridge(h, Version::V311);
+    op.connect("op");
+    Connect c;
+    c.client_id = "site-bridge";
+    c.bridge = true;   // Mosquitto's bridge bit
+    bridge.connect_with(c);
+    op.publish("plant/a/set", "1", 0, /*retain=*/true);
+    bridge.publish("plant/a/set", "2", 0, /*retain=*/false);
+    bridge.publish("plant/a/set", "3", 0, /*retain=*/true);
+    bridge.publish("plant/a/set", "4", 1, /*retain=*/true);
+    CHECK(seen.got.size() == 4);
+    CHECK(seen.bridged_retained == std::vector<bool>{false, false, true, true});
     h.broker->set_publish_observer(nullptr);
 }
