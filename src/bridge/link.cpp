@@ -296,6 +296,15 @@ bool Link::handle_upstream(const Packet& p, std::span<const uint8_t> raw) {
         // PUBACK/PUBREC/PUBCOMP answer our outbound messages, PUBREL an
         // inbound QoS 2 one: each goes to the local session as is.
         if (answer_dropped_pubrel(*ack, /*from_upstream=*/true)) return true;
+        if ((ack->type == PacketType::Puback || ack->type == PacketType::Pubrec) &&
+            ack->reason == mqtt::rc::QuotaExceeded) {
+            // A limit for now (a cloud broker's rate or quota), not a verdict
+            // on the message, which was acknowledged here: it stays in the
+            // local session and goes again after the reconnect's backoff.
+            fail("upstream refused a bridged message for now: reason " + hex(ack->reason) +
+                 "; it is kept and sent again after reconnecting");
+            return false;
+        }
         if (ack->type == PacketType::Puback || ack->type == PacketType::Pubrec) {
             note_answered_out(ack->packet_id);
             if (ack->reason >= 0x80) note_refused(*ack);

@@ -368,6 +368,24 @@ TEST_CASE("an upstream refusal completes the local flow, is counted and logged o
     CHECK(logged == 1);
 }
 
+TEST_CASE("an upstream's quota exceeded (0x97) keeps the message: no local ack, the link reconnects") {
+    Fake f;
+    std::vector<std::vector<uint8_t>> store;
+    Link link(config(Version::V5), f);
+    connect(link, f, Version::V5, store);
+    const std::vector<uint8_t> payload = {'1'};
+    link.on_local_data(enc(Packet{message("plant/x", 1, 21, payload)}, Version::V5));
+    take(f.up, Version::V5, store);
+    CHECK_FALSE(link.on_upstream_data(enc(Packet{mqtt::Ack{mqtt::PacketType::Puback, 21, 0x97, {}}}, Version::V5), 5));
+    // No PUBACK reaches the local session: its message stays in flight there
+    // and is resent on the next connection.
+    for (const Packet& p : take(f.local, Version::V5, store)) CHECK_FALSE(std::holds_alternative<mqtt::Ack>(p));
+    CHECK(f.up_closes == 1);
+    CHECK(f.local_closes == 1);
+    CHECK_FALSE(link.ready());
+    CHECK(link.refused_out() == 0);
+}
+
 TEST_CASE("a local refusal closes the upstream instead of acknowledging") {
     Fake f;
     std::vector<std::vector<uint8_t>> store;
