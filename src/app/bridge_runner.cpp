@@ -692,6 +692,13 @@ void warn_about_rules(const config::Bridge& b, const broker::Config& local, std:
                                ", more than [mqtt] maximum_qos = " + std::to_string(local.maximum_qos) +
                                ": its messages cross at QoS " + std::to_string(local.maximum_qos) +
                                (local.maximum_qos == 0 ? " (acknowledged upstream before they are durable here)" : ""));
+        // One pattern is the local filter out and the upstream filter in:
+        // with two prefixes it names only one side (a warning, not an error:
+        // configurations that loaded before still load).
+        if (in && out && t.local_prefix != t.remote_prefix && !t.local_prefix.empty() && !t.remote_prefix.empty())
+            warnings.push_back(where + "rule '" + t.pattern + "' is \"both\" with two different prefixes: its in "
+                               "direction subscribes upstream to '" + t.pattern + "' (not under '" + t.remote_prefix +
+                               "'); use an \"out\" rule and an \"in\" rule, each with the pattern of its own side");
         // Without No Local (v5) or the bridge bit the upstream sends each
         // message this rule publishes there back, and it is published here again.
         if (in && out && b.protocol != "mqttv5" && !b.try_private)

@@ -602,7 +602,9 @@ void MetricsServer::on_data(net::ConnId id, std::span<const uint8_t> data) {
             return (b < 0x20 && b != '\r' && b != '\t' && b != '\n') || b == 0x7f;
         });
         const std::string_view text(reinterpret_cast<const char*>(c.buf.data()), c.buf.size());
-        const bool line_one_ends = text.find('\n') >= before && text.find('\n') != std::string_view::npos;
+        const bool line_one_ends =
+            !c.line_one_ended && std::find(data.begin(), data.end(), uint8_t('\n')) != data.end();
+        c.line_one_ended = c.line_one_ended || line_one_ends;
         if (!bad_byte && !line_one_ends && !net::http::head_may_end(text, before) &&
             c.buf.size() <= net::http::kMaxHeadBytes)
             return;
@@ -610,7 +612,10 @@ void MetricsServer::on_data(net::ConnId id, std::span<const uint8_t> data) {
     net::http::Request req;
     net::http::ParseResult p = net::http::parse_request(in, req);
     if (p.status == net::http::ParseStatus::Incomplete) {
-        if (c.buf.empty()) c.buf.assign(data.begin(), data.end());
+        if (c.buf.empty()) {
+            c.buf.assign(data.begin(), data.end());
+            c.line_one_ended = std::find(data.begin(), data.end(), uint8_t('\n')) != data.end();
+        }
         return;
     }
     const char* text = "text/plain; charset=utf-8";

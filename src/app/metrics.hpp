@@ -183,6 +183,7 @@ private:
         std::vector<uint8_t> buf;
         uint64_t deadline_ms = 0;
         bool answered = false;
+        bool line_one_ended = false;   // a newline has arrived: the request line was parsed
     };
     void answer(net::ConnId id, Conn& c, const std::string& bytes);
 

@@ -172,6 +172,9 @@ struct ModbusIo::Device {
     size_t tx_off = 0;
     std::vector<uint8_t> rx;
     modbus::Response resp;
+    // rtu: why the last frame heard while waiting was not this answer (a
+    // late answer of another unit, line noise): kept for the timeout's report.
+    std::string discarded;
 
     std::deque<WriteJob> writes;
     size_t writes_in_row = 0;       // since the last poll read: polls are not starved
@@ -479,8 +482,14 @@ void Driver::service(uint64_t now, uint64_t& wake) {
         break;
     }
     if (d_.busy) {
-        if (now >= d_.deadline_us)
-            return fail("no answer within " + std::to_string(d_.cfg.timeout_ms) + " ms", now, !d_.line);
+        if (now >= d_.deadline_us) {
+            const std::string heard = d_.discarded.empty() ? "" : " (heard instead: " + d_.discarded + ")";
+            fail("no answer within " + std::to_string(d_.cfg.timeout_ms) + " ms" + heard, now, !d_.line);
+            // Its answer may still come: the line stays silent as long again,
+            // so it lands in nobody's wait instead of the next unit's.
+            if (d_.line) d_.line->quiet_until_us = std::max(d_.line->quiet_until_us, now + d_.timeout_us);
+            return;
+        }
         wake = std::min(wake, d_.deadline_us);
         return;
     }
@@ -538,6 +547,7 @@ void Driver::send(ModbusIo::Device::What what, const modbus::Request& req, uint6
     d_.tx.clear();
     d_.tx_off = 0;
     d_.rx.clear();
+    d_.discarded.clear();
     if (d_.tcp) {
         modbus::encode_tcp(req, ++d_.transaction, d_.cfg.unit_id, d_.tx);
     } else {
@@ -606,7 +616,15 @@ void Driver::on_ready(short revents, uint64_t now) {
         modbus::Decoded r = d_.tcp ? modbus::decode_tcp(d_.rx, d_.cur, d_.resp)
                                    : modbus::decode_rtu(d_.rx, d_.cur, d_.cfg.unit_id, d_.resp);
         if (r.status == modbus::Status::Incomplete) return;
-        if (r.status == modbus::Status::Error) return fail("bad answer: " + r.error, now, !d_.line);
+        if (r.status == modbus::Status::Error) {
+            if (!d_.line) return fail("bad answer: " + r.error, now, true);
+            // On a shared line a frame that is not this unit's answer (another
+            // unit's late one, or noise) says nothing about this unit: it is
+            // dropped, and the answer may still follow within the timeout.
+            d_.discarded = r.error;
+            d_.rx.clear();
+            return;
+        }
         d_.rx.erase(d_.rx.begin(), d_.rx.begin() + ptrdiff_t(r.used));
         if (d_.tcp && d_.resp.transaction != d_.transaction) continue;   // a late answer to an earlier request
         return complete(now);

@@ -92,7 +92,7 @@ void TransportStack::configure_ws(const config::AppConfig& cfg) {
         ws[i].rules.allowed_origins = l.allowed_origins;
         ws[i].trusted_proxies = l.trusted_proxies;
     }
-    ws_.configure(std::move(ws), cfg.broker.connect_timeout_ms, cfg.broker.max_packet_size, cfg.broker.max_output_bytes);
+    ws_.configure(std::move(ws), cfg.broker.connect_timeout_ms, cfg.broker.max_output_bytes);
 }
 
 void TransportStack::on_open(net::ConnId id, int listener_index, const std::string& peer) {

@@ -70,8 +70,7 @@ public:
     ReactorTransport& transport() { return transport_; }
 
     // protocol = "websockets" listeners (at start and on reload): the upgrade
-    // must complete within connect_timeout_ms, frames and messages within
-    // max_packet_size.
+    // must complete within connect_timeout_ms.
     void configure_ws(const config::AppConfig& cfg);
 
     void on_open(net::ConnId id, int listener_index, const std::string& peer);

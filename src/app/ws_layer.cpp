@@ -27,13 +27,11 @@ std::string printable(const std::string& s) {
 
 }  // namespace
 
-void WsLayer::configure(std::vector<WsListener> listeners, uint64_t handshake_timeout_ms, uint64_t max_message,
-                        uint64_t max_output) {
+void WsLayer::configure(std::vector<WsListener> listeners, uint64_t handshake_timeout_ms, uint64_t max_output) {
     listeners_.clear();
     for (WsListener& l : listeners)
         listeners_.push_back(l.enabled ? std::make_shared<const WsListener>(std::move(l)) : nullptr);
     handshake_timeout_ms_ = handshake_timeout_ms;
-    max_message_ = max_message;
     max_output_ = max_output;
 }
 
@@ -41,7 +39,7 @@ void WsLayer::on_open(net::ConnId id, int listener_index, const std::string& pee
     if (listener_index < 0 || size_t(listener_index) >= listeners_.size()) return;
     const std::shared_ptr<const WsListener>& l = listeners_[size_t(listener_index)];
     if (!l) return;
-    Conn c(max_message_);
+    Conn c;
     c.listener = l;
     c.peer = peer;
     c.deadline_ms = reactor_.now_ms() + handshake_timeout_ms_;

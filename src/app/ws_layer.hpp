@@ -34,9 +34,8 @@ public:
     WsLayer(net::Reactor& reactor, SendFn send, CloseFn close) : reactor_(reactor), send_(send), close_(close) {}
 
     // Index = listener index. `handshake_timeout_ms`: the upgrade must be
-    // complete this long after accept; `max_message`: max_packet_size.
-    void configure(std::vector<WsListener> listeners, uint64_t handshake_timeout_ms, uint64_t max_message,
-                   uint64_t max_output);
+    // complete this long after accept; `max_output`: max_output_bytes.
+    void configure(std::vector<WsListener> listeners, uint64_t handshake_timeout_ms, uint64_t max_output);
 
     void on_open(net::ConnId id, int listener_index, const std::string& peer);
     // Only connections opened on a WebSocket listener: they stay WebSocket
@@ -67,7 +66,6 @@ private:
         std::shared_ptr<const WsListener> listener;
         std::string peer;
         uint64_t deadline_ms = 0;
-        explicit Conn(uint64_t max_message) : frames(max_message) {}
     };
 
     bool on_request(net::ConnId id, Conn& c, std::span<const uint8_t> data, std::vector<uint8_t>& mqtt);
@@ -84,7 +82,6 @@ private:
     CloseFn close_;
     std::vector<std::shared_ptr<const WsListener>> listeners_;   // null: not a WebSocket listener
     uint64_t handshake_timeout_ms_ = 10000;
-    uint64_t max_message_ = 0;
     uint64_t max_output_ = 0;   // [limits] max_output_bytes: above it, pings get no pong
     static constexpr uint64_t kPongBacklog = 1 << 20;   // the same without max_output_bytes
     std::unordered_map<net::ConnId, Conn> conns_;

@@ -192,7 +192,11 @@ bool Link::handle_upstream(const Packet& p, std::span<const uint8_t> raw) {
                            mqtt::reason_name(ack->reason));
             return false;
         }
-        if (ack->props.server_keep_alive) up_keep_alive_ = *ack->props.server_keep_alive;
+        // The upstream's Server Keep Alive binds us (MQTT-3.2.2-21); a
+        // PINGREQ is allowed at any time, so ours stays when it is shorter,
+        // and 0 from the upstream does not stop us watching the link.
+        if (const uint16_t ska = ack->props.server_keep_alive.value_or(0); ska != 0)
+            up_keep_alive_ = cfg_.keep_alive == 0 ? ska : std::min(cfg_.keep_alive, ska);
         if (ack->props.receive_maximum) up_receive_max_ = *ack->props.receive_maximum;
         up_max_qos_ = ack->props.maximum_qos.value_or(2);
         up_retain_ = ack->props.retain_available.value_or(1) != 0;
@@ -301,9 +305,17 @@ bool Link::handle_upstream(const Packet& p, std::span<const uint8_t> raw) {
             // A limit for now (a cloud broker's rate or quota), not a verdict
             // on the message, which was acknowledged here: it stays in the
             // local session and goes again after the reconnect's backoff.
-            fail("upstream refused a bridged message for now: reason " + hex(ack->reason) +
-                 "; it is kept and sent again after reconnecting");
-            return false;
+            // The same message refused kQuotaRetries times in a row holds up
+            // everything behind it for good: then it ends as MQTT has it.
+            quota_refusals_ = ack->packet_id == quota_refused_id_ ? quota_refusals_ + 1 : 1;
+            quota_refused_id_ = ack->packet_id;
+            if (quota_refusals_ < kQuotaRetries) {
+                fail("upstream refused a bridged message for now: reason " + hex(ack->reason) +
+                     "; it is kept and sent again after reconnecting (" + std::to_string(quota_refusals_) + " of " +
+                     std::to_string(kQuotaRetries) + " tries)");
+                return false;
+            }
+            quota_refusals_ = 0;
         }
         if (ack->type == PacketType::Puback || ack->type == PacketType::Pubrec) {
             note_answered_out(ack->packet_id);

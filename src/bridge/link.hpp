@@ -219,7 +219,11 @@ private:
     uint64_t last_up_send_ms_ = 0;
     uint64_t last_up_recv_ms_ = 0;
     uint64_t last_up_ping_ms_ = 0;
-    // keep_alive, or the upstream's Server Keep Alive (MQTT-3.2.2-21), seconds.
+    // Consecutive 0x97 refusals of one outbound message (by packet id).
+    static constexpr uint8_t kQuotaRetries = 5;
+    uint16_t quota_refused_id_ = 0;
+    uint8_t quota_refusals_ = 0;
+    // keep_alive, or the upstream's Server Keep Alive if shorter, seconds.
     uint16_t up_keep_alive_ = 0;
     uint64_t up_opened_ms_ = 0;   // on_upstream_open: kSetupTimeoutMs runs from here
     uint16_t local_keep_alive_ = 0;   // imposed by the local broker (server_keep_alive), seconds

@@ -9,7 +9,7 @@ void BackPressure::block(Connection& c, uint64_t now_ms, bool hold_intake) {
         c.episode_dropped = 0;
         blocked_.insert(c.id);
     }
-    if (hold_intake && cfg_.slow_consumer_ms != 0 && !c.holds_intake && !c.slow_consumer) {
+    if (hold_intake && cfg_.slow_consumer_ms != 0 && !c.holds_intake && !c.slow_consumer && !c.own_bridge) {
         c.holds_intake = true;
         c.held_since_ms = now_ms;
         if (intake_holders_++ == 0) transport_.set_intake(false);

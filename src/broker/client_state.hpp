@@ -223,6 +223,9 @@ struct Connection {
     bool slow_consumer : 1 = false;      // held it longer: its QoS 0 is dropped until it drained
     bool has_extras : 1 = false;         // extras_ is set: every packet asks, so the answer is on this line
     bool output_held : 1 = false;        // all output waits behind a held CONNACK/SUBACK (HeldAcks::hold_output)
+    // One of hato's own bridges' local sessions: its output waits for a WAN
+    // link, so it never holds everyone's intake and is never closed as slow.
+    bool own_bridge : 1 = false;
     // What its CONNACK allowed ([mqtt] maximum_qos, retain_available when it
     // connected): a reload that lowers them refuses nothing it was promised.
     uint8_t granted_qos : 2 = 2;

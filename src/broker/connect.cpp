@@ -240,6 +240,7 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
     // after every CONNACK, and must be subscribed before the gateway's
     // publishers are (what they publish then goes into its queue).
     const bool hold_connack = !budget_of(client_id);
+    c.own_bridge = !hold_connack;
     const uint64_t written_before = persist.latest_ticket();
     bool session_present = false;
     Session* s = &attach_session(client_id, p.clean_start || other_users_session, session_present);

@@ -576,6 +576,13 @@ void Broker::Impl::check_blocked() {
             // What waits for the store (held answers) is not the client's
             // doing: only a transport queue it does not read makes it slow.
             if (pressure.drained(transport.queued_bytes(c->id))) continue;
+            // A bridge waits for its WAN, whatever its speed: its QoS 0 is
+            // dropped at once (no one's intake waits for a WAN), its QoS 1/2
+            // waits in its session, and its link's keep-alive judges the link.
+            if (c->own_bridge) {
+                if (!c->slow_consumer && cfg.slow_consumer_ms != 0) pressure.make_slow_consumer(*c, client_id_of(*c));
+                continue;
+            }
             if (pressure.held_too_long(*c, now_ms)) pressure.make_slow_consumer(*c, client_id_of(*c));
             if (cfg.slow_client_timeout_ms != 0 && now_ms - c->blocked_since_ms > cfg.slow_client_timeout_ms) {
                 ++stats.slow_clients_closed;

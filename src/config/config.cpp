@@ -498,15 +498,13 @@ void read_bridge_topics(Errors& errors, const toml::node& n, const std::string& 
             if (p->find_first_of("+#") != std::string::npos)
                 errors.add(t.source(), r.path(p == &topic.local_prefix ? "local_prefix" : "remote_prefix"),
                            "must not contain + or #");
-        // One pattern is the local filter out and the upstream filter in: with
-        // different prefixes it cannot name both sides (out "plant/#" to
-        // "site/plant/#" would subscribe upstream to "plant/#" and publish
-        // "plant/plant/..." here), and with one of them empty it would carry
-        // a message back over the bridge under another name, for ever.
-        if (topic.direction == "both" && topic.local_prefix != topic.remote_prefix)
+        // "both" with one prefix empty would carry a message back over the
+        // bridge under another name, for ever: refused. (Two different
+        // prefixes: a warning, see warn_about_rules.)
+        if (topic.direction == "both" && topic.local_prefix != topic.remote_prefix &&
+            (topic.local_prefix.empty() || topic.remote_prefix.empty()))
             errors.add(t.source(), r.path("direction"),
-                       "\"both\" needs local_prefix = remote_prefix; with different prefixes use an \"out\" "
-                       "rule and an \"in\" rule, each with its own pattern");
+                       "\"both\" with only one of local_prefix / remote_prefix set would loop messages");
         b.topics.push_back(std::move(topic));
     }
 }
@@ -672,6 +670,18 @@ void read_modbus_points(Errors& errors, const toml::node& n, const std::string& 
     }
 }
 
+// Every topic a device publishes or takes writes on.
+std::vector<std::string> modbus_topics(const ModbusDevice& d) {
+    std::vector<std::string> out{d.status_topic};
+    for (const ModbusPoint& p : d.points) {
+        const std::string topic = d.topic_prefix + "/" + p.name;
+        out.push_back(topic);
+        out.push_back(topic + "/set");
+        out.push_back(topic + "/set/result");
+    }
+    return out;
+}
+
 void read_modbus(Errors& errors, const toml::node& n, AppConfig& c) {
     const toml::array* arr = n.as_array();
     if (!arr || !arr->is_array_of_tables()) {
@@ -758,18 +768,15 @@ void read_modbus(Errors& errors, const toml::node& n, AppConfig& c) {
         }
         // Two devices on one topic would mix their values, and a /set meant
         // for one would write the other's register.
+        const std::vector<std::string> mine = modbus_topics(d);
         for (const ModbusDevice& o : c.modbus) {
-            const ModbusPoint* clash = nullptr;
-            for (const ModbusPoint& p : d.points)
-                for (const ModbusPoint& q : o.points)
-                    if (!clash && d.topic_prefix + "/" + p.name == o.topic_prefix + "/" + q.name) clash = &p;
-            if (clash)
-                errors.add(t.source(), r.path("topic_prefix"),
-                           "point topic \"" + d.topic_prefix + "/" + clash->name + "\" is device \"" + o.name +
-                               "\"'s too: give each device its own topic_prefix");
-            if (!d.status_topic.empty() && d.status_topic == o.status_topic)
-                errors.add(t.source(), r.path("status_topic"),
-                           "\"" + d.status_topic + "\" is device \"" + o.name + "\"'s too");
+            const std::vector<std::string> theirs = modbus_topics(o);
+            const auto clash = std::find_first_of(mine.begin(), mine.end(), theirs.begin(), theirs.end());
+            if (clash == mine.end()) continue;
+            errors.add(t.source(), r.path(*clash == d.status_topic ? "status_topic" : "topic_prefix"),
+                       "topic \"" + *clash + "\" is device \"" + o.name + "\"'s too: give each device its own "
+                       "topic_prefix and status_topic");
+            break;
         }
         c.modbus.push_back(std::move(d));
     }

@@ -457,9 +457,10 @@ void ReactorBase::expire_lingering(uint64_t now, bool over_limit_only) {
         }
         if (lingering_live_ <= max_lingering_ && (over_limit_only || now < e.deadline_ms)) break;
         lingering_.pop_front();
-        // Output the peer has not taken yet would stay with the kernel after
-        // close (see the flush timeout in run_tick_if_due).
-        if (unsent_in_kernel(c.fd)) reset_on_close(c.fd);
+        // Output the peer has not taken in all this time would stay with the
+        // kernel after close (see the flush timeout in run_tick_if_due). Not
+        // when cut short by the limit: bytes in flight there are just young.
+        if (now >= e.deadline_ms && unsent_in_kernel(c.fd)) reset_on_close(c.fd);
         schedule_reap(e.slot, 0);
     }
 }
@@ -491,12 +492,12 @@ bool ReactorBase::run_tick_if_due(Handler& h) {
         const bool flushed = !c.holds_output_memory();
         if (!flushed && now < e.deadline_ms) return false;
         if (!flushed) {
-            // The peer does not read: nothing to wait for, and a plain close
-            // would leave the unsent bytes to the kernel for minutes (an
-            // orphan probing a zero window) while the peer never learns it
-            // was dropped. A reset frees both at once.
-            c.linger = false;
-            reset_on_close(c.fd);
+            c.linger = false;   // the peer does not read: nothing to wait for
+            // Bytes it never took would stay with the kernel for minutes
+            // after a plain close (an orphan probing a zero window) while the
+            // peer never learns it was dropped: a reset frees both at once.
+            // (Buffers still held, but all written, are no such bytes.)
+            if (!c.output_empty()) reset_on_close(c.fd);
         }
         schedule_reap(e.slot, 0);
         return true;

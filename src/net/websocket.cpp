@@ -256,13 +256,7 @@ FrameReader::Status FrameReader::start_frame(std::vector<uint8_t>& reply) {
     mask_pos_ = 0;
     in_payload_ = true;
     control_.clear();
-    if (op_ == Opcode::Binary || op_ == Opcode::Continuation) {
-        if (len > max_message_ || message_bytes_ + len > max_message_)
-            return fail(close_code::kTooBig, "message larger than max_packet_size", reply);
-        message_bytes_ += len;
-        in_message_ = !fin_;
-        if (fin_) message_bytes_ = 0;
-    }
+    if (op_ == Opcode::Binary || op_ == Opcode::Continuation) in_message_ = !fin_;
     return Status::Open;
 }
 

@@ -83,9 +83,11 @@ public:
         Failed,      // a protocol error; the close frame with its code is in `reply`
     };
 
-    // `max_message`: largest frame payload and message (sum of fragments)
-    // accepted; beyond it the stream fails with 1009.
-    explicit FrameReader(uint64_t max_message) : max_message_(max_message) {}
+    // No bound on a frame's or message's size: payload is unmasked straight
+    // into the MQTT stream, never held, and a frame may carry several MQTT
+    // packets or part of one (MQTT-6.0.0-2); the MQTT decoder bounds each
+    // packet by max_packet_size.
+    FrameReader() = default;
 
     // Consumes all of `in` while Open. Once not Open, later calls do nothing
     // and return the same status.
@@ -105,7 +107,6 @@ private:
     Status start_frame(std::vector<uint8_t>& reply);
     Status end_control(std::vector<uint8_t>& reply);
 
-    uint64_t max_message_;
     bool answer_pings_ = true;
     Status status_ = Status::Open;
     uint16_t close_code_ = 0;
@@ -123,7 +124,6 @@ private:
     std::vector<uint8_t> control_;  // a control frame's payload (<= 125 bytes)
 
     bool in_message_ = false;  // a fragmented binary message is open
-    uint64_t message_bytes_ = 0;
 };
 
 }  // namespace hato::net::ws

@@ -6,8 +6,9 @@ stdout):
   counts                               JSON {"<fc>": requests}   (reads and writes)
   reset                                ok   (counts to zero)
   delay <ms>                           ok   (every answer that much later)
-set and get act on unit 1, or on unit 2 when prefixed "@2 " (an RS-485
-line with two devices; any other unit id gets no answer).
+set, get and delay act on unit 1, or on unit 2 when prefixed "@2 " (an
+RS-485 line with two devices; any other unit id gets no answer); delay
+without a prefix acts on both.
 Usage: modbus_sim.py tcp <port> | rtu <device>"""
 
 import asyncio
@@ -23,15 +24,16 @@ from pymodbus.transaction import ModbusRtuFramer
 
 SIZE = 2000
 counts = {}
-delay = [0.0]
 lock = threading.Lock()
 
 
 class Counting(ModbusSlaveContext):
+    delay = 0.0   # seconds this unit takes to answer
+
     def getValues(self, fc_as_hex, address, count=1):
         with lock:
             counts[str(fc_as_hex)] = counts.get(str(fc_as_hex), 0) + 1
-            d = delay[0]
+            d = self.delay
         if d:
             time.sleep(d)
         with lock:
@@ -56,9 +58,10 @@ FC = {"c": 1, "d": 2, "h": 3, "i": 4}
 def commands():
     for line in sys.stdin:
         words = line.split()
-        store = units[1]
+        store, chosen = units[1], list(units.values())
         if words and words[0].startswith("@"):
             store = units[int(words[0][1:])]
+            chosen = [store]
             words = words[1:]
         if not words:
             continue
@@ -79,7 +82,8 @@ def commands():
                 counts.clear()
             out = "ok"
         elif words[0] == "delay":
-            delay[0] = int(words[1]) / 1000.0
+            for u in chosen:
+                u.delay = int(words[1]) / 1000.0
             out = "ok"
         else:
             out = "?"

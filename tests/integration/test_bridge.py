@@ -432,6 +432,13 @@ def test_check_config_warns_of_a_both_rule_over_v311_without_try_private(tmp_pat
                            timeout=10)
         assert r.returncode == 0, r.stderr
         assert ("each arrives here twice" in r.stdout + r.stderr) == warned, (extra, r.stdout, r.stderr)
+    # One pattern with two prefixes names only one side: it still loads (it
+    # did before), with a warning that says how to write it.
+    conf.write_text(rule.format("try_private = true") + 'local_prefix = "plant/"\nremote_prefix = "site/plant/"\n')
+    r = subprocess.run([_find_hato(), "--check-config", "--config", str(conf)], capture_output=True, text=True,
+                       timeout=10)
+    assert r.returncode == 0, r.stderr
+    assert "is \"both\" with two different prefixes" in r.stdout + r.stderr, (r.stdout, r.stderr)
 
 
 def _reload(gw, bridge, n):

@@ -634,3 +634,41 @@ writable = true
     assert sim.get("h", 0, 2, unit=2) == [1, 70000 - 65536]
     assert sim.get("h", 0, 2, unit=1) == [0, 1004]
     assert b.log().count("modbus m1: offline") == 0 and b.log().count("modbus m2: offline") == 0, b.log()
+
+
+def test_a_unit_that_answers_late_does_not_take_the_next_unit_offline(env, pty_pair):
+    # Unit 1 answers after its timeout. Its late answer used to land in
+    # unit 2's wait (a well-formed frame from the wrong unit, or a checksum
+    # error when the lengths differ), and unit 2 went offline with it.
+    a, z = pty_pair
+    rtu = ""
+    for unit in (1, 2):
+        rtu += f"""
+[[modbus]]
+name = "m{unit}"
+transport = "rtu"
+serial = "{z}"
+baud = 19200
+unit_id = {unit}
+poll_interval_ms = 100
+timeout_ms = 200
+reconnect_max_ms = 300
+topic_prefix = "plant/m{unit}"
+
+[[modbus.point]]
+name = "kwh"
+kind = "holding"
+address = 0
+type = "u32"
+"""
+    b, sim = env(rtu, sim=Sim("rtu", a), start_broker=False)
+    sim.set("h", 0, 0, 222, unit=2)
+    assert sim.cmd("@1 delay 300") == "ok"
+    b.start()
+    c = Client(b, "t-late")
+    c.subscribe("plant/#", 1)
+    got = collect(c, ["plant/m2/kwh", "plant/m1/$status"])
+    assert value(got["plant/m2/kwh"]) == 222
+    time.sleep(3)   # unit 1 is tried again several times (reconnect_max_ms)
+    assert b.log().count("modbus m1: offline") >= 1, b.log()
+    assert b.log().count("modbus m2: offline") == 0, b.log()

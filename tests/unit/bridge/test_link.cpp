@@ -384,6 +384,22 @@ TEST_CASE("an upstream's quota exceeded (0x97) keeps the message: no local ack, 
     CHECK(f.local_closes == 1);
     CHECK_FALSE(link.ready());
     CHECK(link.refused_out() == 0);
+    // Refused again at every try: the fifth ends its flow, as MQTT has it,
+    // so it does not hold up the messages behind it for ever.
+    for (int attempt = 2; attempt <= 5; ++attempt) {
+        f.up.clear();
+        f.local.clear();
+        f.local_opens = 0;
+        connect(link, f, Version::V5, store);
+        link.on_local_data(enc(Packet{message("plant/x", 1, 21, payload)}, Version::V5));   // the resend
+        take(f.up, Version::V5, store);
+        const bool kept = !link.on_upstream_data(enc(Packet{mqtt::Ack{mqtt::PacketType::Puback, 21, 0x97, {}}}, Version::V5), 5);
+        CHECK(kept == (attempt < 5));
+    }
+    auto ls = take(f.local, Version::V5, store);
+    REQUIRE(ls.size() == 1);
+    CHECK(ack_of(ls[0]).reason == 0x97);
+    CHECK(link.refused_out() == 1);
 }
 
 TEST_CASE("a local refusal closes the upstream instead of acknowledging") {
@@ -618,6 +634,23 @@ TEST_CASE("keep alive: the upstream's Server Keep Alive replaces ours") {
     CHECK(std::holds_alternative<mqtt::Pingreq>(ups[0]));
     link.on_tick(3500);
     CHECK(f.up_closes == 1);
+}
+
+TEST_CASE("keep alive: a longer or zero Server Keep Alive leaves ours watching the link") {
+    for (uint16_t ska : {uint16_t(0), uint16_t(1200)}) {
+        Fake f;
+        std::vector<std::vector<uint8_t>> store;
+        Link link(config(Version::V5), f);   // keep_alive 10 s
+        mqtt::Connack up_ack;
+        up_ack.props.server_keep_alive = ska;
+        connect(link, f, Version::V5, store, up_ack);
+        link.on_tick(10500);
+        auto ups = take(f.up, Version::V5, store);
+        REQUIRE(ups.size() == 1);
+        CHECK(std::holds_alternative<mqtt::Pingreq>(ups[0]));
+        link.on_tick(16000);
+        CHECK(f.up_closes == 1);
+    }
 }
 
 TEST_CASE("priming creates the local session and closes it") {

@@ -144,3 +144,39 @@ TEST_CASE("answers held for a slow store stop reading a client, but neither keep
     CHECK(h.broker->stats().packets_out - packets_before == 101);
     CHECK(h.transport.reading[c.id] == true);
 }
+
+// A bridge's output waits for its WAN link: a slow uplink must neither stop
+// every publisher's input nor get the bridge's session closed as a slow
+// client (its QoS 1/2 waits in the session; the link's keep-alive judges the
+// link).
+TEST_CASE("a bridge's session over the limit drops its QoS 0 at once, holds no one's intake, is never closed as slow") {
+    Config cfg;
+    cfg.max_output_bytes = 1000;
+    cfg.slow_consumer_ms = 500;
+    cfg.slow_client_timeout_ms = 1000;
+    cfg.session_budgets.push_back({"$bridge/site", 0, true, false});
+    Harness h(cfg);
+    TestClient bridge(h, Version::V5), pub(h, Version::V311);
+    bridge.connect("$bridge/site", /*clean=*/false);
+    bridge.subscribe("t", 1);
+    pub.connect("pub");
+    h.transport.queued[bridge.id] = 1500;   // the upstream socket is backed up
+    pub.publish("t", "one");
+    CHECK(h.transport.intake == true);
+    h.broker->on_pass_end();
+    REQUIRE(h.transport.slow.size() == 1);   // logged once, as a slow consumer
+    for (int i = 0; i < 5; ++i) pub.publish("t", "more");
+    CHECK(h.broker->stats().qos0_dropped == 5);
+    pub.publish("t", "kept", 1);             // QoS 1 waits in its session
+    h.broker->on_tick(5000);
+    h.broker->on_tick(10000);
+    CHECK(h.transport.closed.count(bridge.id) == 0);
+    CHECK(h.broker->stats().slow_clients_closed == 0);
+    CHECK(h.transport.intake == true);
+    h.transport.queued[bridge.id] = 0;       // the link caught up
+    h.broker->on_pass_end();
+    bool kept = false;
+    for (const auto& p : bridge.take())
+        if (const auto* m = std::get_if<Publish>(&p)) kept = kept || (m->topic == "t" && m->qos == 1);
+    CHECK(kept);
+}

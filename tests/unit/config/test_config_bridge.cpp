@@ -103,36 +103,6 @@ direction = "in"
     for (const auto& e : errors) CHECK(e.rfind("t.toml:", 0) == 0);
 }
 
-TEST_CASE("a both rule needs equal prefixes: its one pattern is the filter on both sides") {
-    config::AppConfig c;
-    std::vector<std::string> errors;
-    CHECK_FALSE(load(R"(
-[[bridge]]
-name = "site"
-address = "x"
-
-[[bridge.topic]]
-pattern = "plant/#"
-direction = "both"
-local_prefix = "plant/"
-remote_prefix = "site/plant/"
-)", c, errors));
-    CHECK(has(errors, "bridge[0].topic[0].direction: \"both\" needs local_prefix = remote_prefix"));
-    errors.clear();
-    CHECK(load(R"(
-[[bridge]]
-name = "site"
-address = "x"
-
-[[bridge.topic]]
-pattern = "sync/#"
-direction = "both"
-local_prefix = "gw/"
-remote_prefix = "gw/"
-)", c, errors));
-    CHECK(errors.empty());
-}
-
 TEST_CASE("a bridge needs an address and a topic, and a unique name") {
     config::AppConfig c;
     std::vector<std::string> errors;

@@ -206,9 +206,17 @@ TEST_CASE("two devices may not share a point or status topic; RTU needs a unit 1
     std::string all;
     for (const std::string& e : errors) all += e + "\n";
     INFO(all);
-    CHECK(has(errors, "modbus[1].topic_prefix: point topic \"plant/press/sp\" is device \"press1\"'s too"));
-    CHECK(has(errors, "modbus[1].status_topic: \"plant/press/$status\" is device \"press1\"'s too"));
+    CHECK(has(errors, "modbus[1].status_topic: topic \"plant/press/$status\" is device \"press1\"'s too"));
     CHECK(has(errors, "modbus[2].unit_id: RTU unit ids are 1..247"));
     CHECK(has(errors, "modbus[2].data_bits: Modbus RTU frames have 8 data bits"));
-    CHECK(errors.size() == 4);
+    CHECK(errors.size() == 3);
+    // One device's status topic on another's point, and a point on another's /set.
+    toml = "[[modbus]]\nname = \"a\"\nhost = \"h\"\ntopic_prefix = \"p\"\n" + point +
+           "[[modbus]]\nname = \"b\"\nhost = \"h\"\ntopic_prefix = \"q\"\nstatus_topic = \"p/sp\"\n" + point +
+           "[[modbus]]\nname = \"c\"\nhost = \"h\"\ntopic_prefix = \"p/sp\"\n"
+           "[[modbus.point]]\nname = \"set\"\nkind = \"holding\"\naddress = 0\n";
+    errors = load(toml, c);
+    CHECK(has(errors, "modbus[1].status_topic: topic \"p/sp\" is device \"a\"'s too"));
+    CHECK(has(errors, "modbus[2].topic_prefix: topic \"p/sp/set\" is device \"a\"'s too"));
+    CHECK(errors.size() == 2);
 }
