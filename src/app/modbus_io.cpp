@@ -319,6 +319,11 @@ void ModbusIo::run() {
         uint64_t wake = now + 1000000;
         for (size_t k = 0; k < drivers.size(); ++k) drivers[(first + k) % drivers.size()].service(now, wake);
         if (!drivers.empty()) first = (first + 1) % drivers.size();
+        // A request sent just now has its deadline too: without it the wait
+        // below ran up to a second, and a unit answering after timeout_ms but
+        // within it was never timed out (and held its RS-485 line meanwhile).
+        for (const auto& d : devices_)
+            if (d->busy || d->state == Device::State::Connecting) wake = std::min(wake, d->deadline_us);
         pfds.clear();
         owners.clear();
         pfds.push_back({wake_fd_, POLLIN, 0});

@@ -637,9 +637,11 @@ writable = true
 
 
 def test_a_unit_that_answers_late_does_not_take_the_next_unit_offline(env, pty_pair):
-    # Unit 1 answers after its timeout. Its late answer used to land in
-    # unit 2's wait (a well-formed frame from the wrong unit, or a checksum
-    # error when the lengths differ), and unit 2 went offline with it.
+    # Unit 1 answers after its timeout_ms (300 ms against 200). The device
+    # thread's wait did not include a request's deadline, so a unit that
+    # answered within a second was never timed out: polled back to back, it
+    # held the line, and unit 2 never got a turn. Now unit 1 goes offline and
+    # unit 2 keeps its values; its late answers land in nobody's wait.
     a, z = pty_pair
     rtu = ""
     for unit in (1, 2):
