@@ -492,7 +492,11 @@ void Driver::service(uint64_t now, uint64_t& wake) {
             fail("no answer within " + std::to_string(d_.cfg.timeout_ms) + " ms" + heard, now, !d_.line);
             // Its answer may still come: the line stays silent as long again,
             // so it lands in nobody's wait instead of the next unit's.
-            if (d_.line) d_.line->quiet_until_us = std::max(d_.line->quiet_until_us, now + d_.timeout_us);
+            if (d_.line) {
+                d_.line->quiet_until_us = std::max(d_.line->quiet_until_us, now + d_.timeout_us);
+                wake = std::min(wake, d_.line->quiet_until_us);   // the other units' turn
+            }
+            wake = std::min(wake, d_.next_connect_us);
             return;
         }
         wake = std::min(wake, d_.deadline_us);
@@ -625,10 +629,11 @@ void Driver::on_ready(short revents, uint64_t now) {
             if (!d_.line) return fail("bad answer: " + r.error, now, true);
             // On a shared line a frame that is not this unit's answer (another
             // unit's late one, or noise) says nothing about this unit: it is
-            // dropped, and the answer may still follow within the timeout.
+            // dropped a byte at a time, and the answer may follow (or be
+            // behind it already) within the timeout.
             d_.discarded = r.error;
-            d_.rx.clear();
-            return;
+            d_.rx.erase(d_.rx.begin());
+            continue;
         }
         d_.rx.erase(d_.rx.begin(), d_.rx.begin() + ptrdiff_t(r.used));
         if (d_.tcp && d_.resp.transaction != d_.transaction) continue;   // a late answer to an earlier request

@@ -58,8 +58,22 @@ void ReactorTransport::expect_in_place(broker::ConnId id) {
     if (plain_tcp(id)) reactor_.expect_in_place(id);
 }
 
-void ReactorTransport::slow_consumer(broker::ConnId, std::string_view client_id, bool started, uint64_t dropped) {
+void ReactorTransport::slow_consumer(broker::ConnId id, std::string_view client_id, bool started, uint64_t dropped) {
     const std::string shown = broker::shown_client_id(client_id);
+    if (BridgeRunner::is_local_id(id)) {
+        // A bridge on a WAN slower than its traffic starts and ends an
+        // episode at every fill of its output: a line a minute at most (the
+        // log is on flash), with what was dropped since the last one.
+        bridge_qos0_dropped_ += dropped;
+        const uint64_t now = reactor_.now_ms();
+        if (!started || (bridge_reported_ms_ != 0 && now - bridge_reported_ms_ < 60000)) return;
+        bridge_reported_ms_ = now;
+        log_warn("'%s': the upstream link is slower than what is bridged: its QoS 0 messages are dropped while "
+                 "the link catches up (%llu dropped in earlier episodes since the last report)",
+                 shown.c_str(), static_cast<unsigned long long>(bridge_qos0_dropped_));
+        bridge_qos0_dropped_ = 0;
+        return;
+    }
     if (started)
         log_warn("client '%s' is a slow consumer: its QoS 0 messages are dropped until it catches up",
                  shown.c_str());

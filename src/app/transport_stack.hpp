@@ -58,6 +58,8 @@ private:
     net::Reactor& reactor_;
     TlsLayer& tls_;
     WsLayer& ws_;
+    uint64_t bridge_reported_ms_ = 0;    // the last bridge slow-consumer line (one a minute)
+    uint64_t bridge_qos0_dropped_ = 0;   // in bridge episodes since that line
 };
 
 class TransportStack {

@@ -318,6 +318,7 @@ bool Link::handle_upstream(const Packet& p, std::span<const uint8_t> raw) {
             quota_refusals_ = 0;
         }
         if (ack->type == PacketType::Puback || ack->type == PacketType::Pubrec) {
+            if (ack->packet_id == quota_refused_id_ && ack->reason < 0x80) quota_refusals_ = 0;   // taken at last
             note_answered_out(ack->packet_id);
             if (ack->reason >= 0x80) note_refused(*ack);
         }

@@ -457,10 +457,10 @@ void ReactorBase::expire_lingering(uint64_t now, bool over_limit_only) {
         }
         if (lingering_live_ <= max_lingering_ && (over_limit_only || now < e.deadline_ms)) break;
         lingering_.pop_front();
-        // Output the peer has not taken in all this time would stay with the
-        // kernel after close (see the flush timeout in run_tick_if_due). Not
-        // when cut short by the limit: bytes in flight there are just young.
-        if (now >= e.deadline_ms && unsent_in_kernel(c.fd)) reset_on_close(c.fd);
+        // Output the peer has not taken would stay with the kernel after close
+        // (see the flush timeout in run_tick_if_due). Cut short by the limit
+        // (a flood of closes), even young bytes in flight are given up.
+        if (unsent_in_kernel(c.fd)) reset_on_close(c.fd);
         schedule_reap(e.slot, 0);
     }
 }
@@ -496,8 +496,7 @@ bool ReactorBase::run_tick_if_due(Handler& h) {
             // Bytes it never took would stay with the kernel for minutes
             // after a plain close (an orphan probing a zero window) while the
             // peer never learns it was dropped: a reset frees both at once.
-            // (Buffers still held, but all written, are no such bytes.)
-            if (!c.output_empty()) reset_on_close(c.fd);
+            if (!c.output_empty() || unsent_in_kernel(c.fd)) reset_on_close(c.fd);
         }
         schedule_reap(e.slot, 0);
         return true;

@@ -402,6 +402,27 @@ TEST_CASE("an upstream's quota exceeded (0x97) keeps the message: no local ack, 
     CHECK(link.refused_out() == 1);
 }
 
+TEST_CASE("0x97: refusals count in a row; a message taken at last starts the count again") {
+    Fake f;
+    std::vector<std::vector<uint8_t>> store;
+    Link link(config(Version::V5), f);
+    const std::vector<uint8_t> payload = {'1'};
+    auto attempt = [&](uint8_t reason) {
+        f.up.clear();
+        f.local.clear();
+        f.local_opens = 0;
+        connect(link, f, Version::V5, store);
+        link.on_local_data(enc(Packet{message("plant/x", 1, 31, payload)}, Version::V5));
+        take(f.up, Version::V5, store);
+        return link.on_upstream_data(enc(Packet{mqtt::Ack{mqtt::PacketType::Puback, 31, reason, {}}}, Version::V5), 5);
+    };
+    for (int i = 0; i < 4; ++i) CHECK_FALSE(attempt(0x97));   // kept
+    CHECK(attempt(0x00));                                      // taken
+    // Id 31 again, for a later message: its first refusal keeps it too.
+    CHECK_FALSE(attempt(0x97));
+    CHECK(link.refused_out() == 0);
+}
+
 TEST_CASE("a local refusal closes the upstream instead of acknowledging") {
     Fake f;
     std::vector<std::vector<uint8_t>> store;
