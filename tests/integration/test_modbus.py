@@ -577,25 +577,22 @@ def test_polls_and_writes_go_on_after_a_reload(env):
         assert sim.get("h", 3) == [100 + n]
 
 
-def test_units_on_one_rtu_line_take_turns(env, pty_pair):
-    # Meters on one RS-485 line: one [[modbus]] device per unit id, all on
-    # the same port. Each opened the port itself and sent when it liked: the
-    # answers collided and each reader stole the other's bytes. A unit that
-    # never answers (3) goes offline alone; the others stay good.
-    a, z = pty_pair
-    rtu = ""
-    for unit in (1, 2, 3):
-        rtu += f"""
+def rtu_line(serial, units, timeout_ms, reconnect_max_ms, writable=False):
+    """One [[modbus]] device per unit id on one RS-485 line, each with a u32
+    point "kwh" at address 0, polled every 100 ms."""
+    out = ""
+    for unit in units:
+        out += f"""
 [[modbus]]
 name = "m{unit}"
 transport = "rtu"
-serial = "{z}"
+serial = "{serial}"
 baud = 19200
 parity = "N"
 unit_id = {unit}
 poll_interval_ms = 100
-timeout_ms = 300
-reconnect_max_ms = 1000
+timeout_ms = {timeout_ms}
+reconnect_max_ms = {reconnect_max_ms}
 topic_prefix = "plant/m{unit}"
 
 [[modbus.point]]
@@ -603,8 +600,18 @@ name = "kwh"
 kind = "holding"
 address = 0
 type = "u32"
-writable = true
+writable = {"true" if writable else "false"}
 """
+    return out
+
+
+def test_units_on_one_rtu_line_take_turns(env, pty_pair):
+    # Meters on one RS-485 line: one [[modbus]] device per unit id, all on
+    # the same port. Each opened the port itself and sent when it liked: the
+    # answers collided and each reader stole the other's bytes. A unit that
+    # never answers (3) goes offline alone; the others stay good.
+    a, z = pty_pair
+    rtu = rtu_line(z, (1, 2, 3), timeout_ms=300, reconnect_max_ms=1000, writable=True)
     b, sim = env(rtu, sim=Sim("rtu", a), start_broker=False)
     sim.set("h", 0, 0, 111, unit=1)
     sim.set("h", 0, 0, 222, unit=2)
@@ -643,26 +650,7 @@ def test_a_unit_that_answers_late_does_not_take_the_next_unit_offline(env, pty_p
     # held the line, and unit 2 never got a turn. Now unit 1 goes offline and
     # unit 2 keeps its values; its late answers land in nobody's wait.
     a, z = pty_pair
-    rtu = ""
-    for unit in (1, 2):
-        rtu += f"""
-[[modbus]]
-name = "m{unit}"
-transport = "rtu"
-serial = "{z}"
-baud = 19200
-unit_id = {unit}
-poll_interval_ms = 100
-timeout_ms = 200
-reconnect_max_ms = 300
-topic_prefix = "plant/m{unit}"
-
-[[modbus.point]]
-name = "kwh"
-kind = "holding"
-address = 0
-type = "u32"
-"""
+    rtu = rtu_line(z, (1, 2), timeout_ms=200, reconnect_max_ms=300)
     b, sim = env(rtu, sim=Sim("rtu", a), start_broker=False)
     sim.set("h", 0, 0, 222, unit=2)
     assert sim.cmd("@1 delay 300") == "ok"

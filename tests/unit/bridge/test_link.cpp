@@ -640,36 +640,28 @@ TEST_CASE("keep alive: a link that only sends out asks for a PINGRESP, and stays
     CHECK(f.up_closes == 1);
 }
 
-TEST_CASE("keep alive: the upstream's Server Keep Alive replaces ours") {
-    Fake f;
-    std::vector<std::vector<uint8_t>> store;
-    Link link(config(Version::V5), f);
-    mqtt::Connack up_ack;
-    up_ack.props.server_keep_alive = 2;
-    connect(link, f, Version::V5, store, up_ack);
-    link.on_tick(1500);
-    CHECK(f.up.empty());
-    link.on_tick(2100);
-    auto ups = take(f.up, Version::V5, store);
-    REQUIRE(ups.size() == 1);
-    CHECK(std::holds_alternative<mqtt::Pingreq>(ups[0]));
-    link.on_tick(3500);
-    CHECK(f.up_closes == 1);
-}
-
-TEST_CASE("keep alive: a longer or zero Server Keep Alive leaves ours watching the link") {
-    for (uint16_t ska : {uint16_t(0), uint16_t(1200)}) {
+// Ours is 10 s: a shorter Server Keep Alive replaces it (MQTT-3.2.2-21); a
+// longer one or 0 leaves ours watching the link (a PINGREQ is allowed any time).
+TEST_CASE("keep alive: the upstream's Server Keep Alive when shorter than ours") {
+    struct Case {
+        uint16_t ska;
+        uint64_t quiet_ms, ping_ms, closed_ms;
+    };
+    for (const Case k : {Case{2, 1500, 2100, 3500}, Case{0, 9500, 10500, 16000}, Case{1200, 9500, 10500, 16000}}) {
         Fake f;
         std::vector<std::vector<uint8_t>> store;
-        Link link(config(Version::V5), f);   // keep_alive 10 s
+        Link link(config(Version::V5), f);
         mqtt::Connack up_ack;
-        up_ack.props.server_keep_alive = ska;
+        up_ack.props.server_keep_alive = k.ska;
         connect(link, f, Version::V5, store, up_ack);
-        link.on_tick(10500);
+        take(f.up, Version::V5, store);
+        link.on_tick(k.quiet_ms);
+        CHECK(f.up.empty());
+        link.on_tick(k.ping_ms);
         auto ups = take(f.up, Version::V5, store);
         REQUIRE(ups.size() == 1);
         CHECK(std::holds_alternative<mqtt::Pingreq>(ups[0]));
-        link.on_tick(16000);
+        link.on_tick(k.closed_ms);
         CHECK(f.up_closes == 1);
     }
 }
