@@ -583,8 +583,11 @@ def test_a_stalled_upstream_holds_the_bridge_like_a_slow_client_memory_stays_bou
             after = next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
         grown_mb = (after - before) / 1024
         # Before: about the 64 MiB sent. Now: max_output_bytes and one
-        # pass's worth of input, with room for allocator slack.
-        assert grown_mb < (48 if sanitized(gw) else 24), grown_mb
+        # pass's worth of input, with room for allocator slack. Not under
+        # AddressSanitizer: its quarantine keeps freed blocks resident, so RSS
+        # grows with what passed through, not with what is held.
+        if not sanitized(gw):
+            assert grown_mb < 24, grown_mb
         wait_for(lambda: "'$bridge/site': the upstream link is slower" in gw.log(), "the slow-link report", 5)
         assert gw.log().count("the upstream link is slower") == 1, gw.log()   # once a minute at most
         c.close()
