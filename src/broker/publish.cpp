@@ -247,13 +247,7 @@ void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t
         const std::string cert = sparkplug::certificate_topic(topic);
         if (!cert.empty()) route(make_message(cert, p.payload, p.qos, true, v5 ? &p.props : nullptr), kNoSlot, w);
     }
-    bool bridged_retained = false;
-    if (p.retain && observer && !c.bridge) {
-        const Session* owner = s ? s : session(c.slot);
-        bridged_retained = owner && budget_of(owner->client_id);   // a configured bridge's own session
-    } else if (p.retain && observer) {
-        bridged_retained = true;
-    }
+    const bool bridged_retained = p.retain && (c.bridge || c.own_bridge);
     if (p.qos == 0) {
         if (observer) observer->on_client_publish(topic, p.payload, bridged_retained);
         return;
