@@ -201,6 +201,13 @@ struct BridgeRunner::Entry final : bridge::LinkOutput {
         broker->publish_stored(bridge::Link::upstream_filters_topic(cfg.name),
                                {reinterpret_cast<const uint8_t*>(text.data()), text.size()}, 1, true);
     }
+    void upstream_session_new(std::span<const uint16_t> answered_here) override {
+        const size_t n = broker->resend_released_qos2(bridge::Link::local_client_id(cfg.name), answered_here);
+        if (n != 0)
+            log_warn("bridge %s: the upstream has no session for us: %zu QoS 2 message(s) it had not completed "
+                     "are sent again (a duplicate there is possible, a loss is not)",
+                     cfg.name.c_str(), n);
+    }
     void log(int level, const std::string& text) override {
         if (level == 0) log_info("%s", text.c_str());
         else log_warn("%s", text.c_str());

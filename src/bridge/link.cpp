@@ -206,6 +206,7 @@ bool Link::handle_upstream(const Packet& p, std::span<const uint8_t> raw) {
         if (!ack->session_present) {
             dropped_in_qos2_.clear();
             ids_released_.reset();   // ids the old session left open here are stale now
+            out_.upstream_session_new(dropped_out_qos2_);
         }
         std::vector<mqtt::SubscribeTopic> in;
         for (const TopicRule& r : cfg_.topics) {

@@ -66,6 +66,13 @@ public:
     // an upstream what a session holds), and the update of that memory.
     virtual std::vector<std::string> upstream_filters() { return {}; }
     virtual void remember_upstream_filters(const std::vector<std::string>& /*filters*/) {}
+    // The upstream's CONNACK says it has no session for us (new, expired,
+    // or lost in a restart): it forgot the outbound QoS 2 messages whose
+    // PUBREL it had not answered, so the local session must send their
+    // PUBLISH again, not the PUBREL, or an upstream that delivers at PUBREL
+    // never delivers them. Called before the local CONNECT; `answered_here`:
+    // the ids whose PUBREL the link answers itself (they crossed at QoS 1).
+    virtual void upstream_session_new(std::span<const uint16_t> /*answered_here*/) {}
 };
 
 class Link {

@@ -97,6 +97,26 @@ size_t Broker::remove_session_subscriptions(std::string_view client_id) {
     return removed;
 }
 
+size_t Broker::resend_released_qos2(std::string_view client_id, std::span<const uint16_t> answered_here) {
+    Session* s = impl_->sessions.find(client_id);
+    if (!s || s->conn || !s->flows) return 0;
+    size_t reverted = 0;
+    s->flows->inflight.for_each([&](OutItem& item) {
+        if (item.state != OutState::Pubrel) return;
+        if (std::find(answered_here.begin(), answered_here.end(), item.packet_id) != answered_here.end()) return;
+        // Reverted in memory even if the record is refused (a full disk):
+        // the PUBLISH then goes on this run, and a restart resends PUBREL.
+        item.state_ticket = 0;
+        if (s->persisted) {
+            const Append r = impl_->persist.out_state(s->client_id, item.seq, OutState::Inflight, item.packet_id);
+            if (impl_->written(r)) item.state_ticket = r.ticket;
+        }
+        item.state = OutState::Inflight;
+        ++reverted;
+    });
+    return reverted;
+}
+
 std::string Broker::retained_payload(std::string_view topic) const {
     std::vector<MsgPtr> found;
     impl_->retained.match(topic, impl_->now_ms, impl_->wall_ms(), found);

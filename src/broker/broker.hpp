@@ -189,6 +189,15 @@ public:
     // session of a bridge no longer configured: nothing connects to
     // unsubscribe it, and a CONNECT would give it an expiry. Returns how many.
     size_t remove_session_subscriptions(std::string_view client_id);
+    // For the local session of a bridge whose upstream started a new
+    // session: the upstream forgot the QoS 2 messages whose PUBREL it had
+    // not answered, and one that delivers at PUBREL (Mosquitto) never
+    // delivered them. Those in flight here past PUBREC go back to awaiting
+    // PUBREC, durably, so the next connection sends their PUBLISH again
+    // (at worst a duplicate upstream, never a loss), except `answered_here`:
+    // the ids the bridge completed itself (sent upstream at QoS 1, and
+    // acknowledged there). Only while the session is offline. Returns how many.
+    size_t resend_released_qos2(std::string_view client_id, std::span<const uint16_t> answered_here);
     // The payload of the message retained on `topic` (no wildcards); empty
     // if there is none.
     std::string retained_payload(std::string_view topic) const;

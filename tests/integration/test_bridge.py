@@ -596,3 +596,73 @@ def test_a_stalled_upstream_holds_the_bridge_like_a_slow_client_memory_stays_bou
         for s in taken:
             s.close()
         ls.close()
+
+
+def _accept_upstream_session(ls, conns, session_present):
+    """Accepts the bridge's next connection on `ls` and answers its CONNECT
+    (v3.1.1) with or without a session; returns it as a RawClient."""
+    s, _ = ls.accept()
+    conns.append(s)
+    peer = RawClient.__new__(RawClient)
+    peer.sock, peer.buf = s, b""
+    peer.expect(1)   # CONNECT
+    peer.send(bytes([0x20, 2, 1 if session_present else 0, 0]))
+    return peer
+
+
+def test_an_outbound_qos2_message_past_pubrec_is_published_again_to_an_upstream_that_lost_its_session(backend, tmp_path):
+    # An upstream that delivers QoS 2 at PUBREL (Mosquitto does) and comes
+    # back without the bridge's session (restarted without persistence, or
+    # the session expired) has forgotten a message whose PUBREL it had not
+    # answered. The bridge sent the PUBREL again, the upstream answered
+    # PUBCOMP, and the message was lost. Now the PUBLISH goes again.
+    import socket
+    port = _free_port()
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(("127.0.0.1", port))
+    ls.listen(2)
+    ls.settimeout(15)
+    os.makedirs(tmp_path / "gw")
+    gw = Gateway(backend, str(tmp_path / "gw"), port)
+    gw.bridge = bridge_toml(port, "gw-test", 'protocol = "mqttv311"\nkeep_alive = 60\ntry_private = false\n'
+                            'notifications = false', in_rule=False).replace("qos = 1", "qos = 2", 1)
+    conns = []
+    try:
+        gw.start()
+        up = _accept_upstream_session(ls, conns, False)
+        c = RawClient(gw)
+        c.connect("p")
+        c.send(publish("plant/x", b"m1", qos=2, pid=1))
+        c.expect(PUBREC)
+        c.send(pubrel(1))
+        c.expect(PUBCOMP)
+        p = up.expect(PUBLISH, 10)
+        assert (p.flags >> 1) & 3 == 2
+        topic, pid, _, payload = parse_publish(p)
+        assert (topic, payload) == ("site/gw/plant/x", b"m1")
+        up.send(bytes([0x50, 2]) + struct.pack("!H", pid))   # PUBREC
+        assert up.expect(PUBREL, 10).body == struct.pack("!H", pid)
+        up.close()   # lost before its PUBCOMP, and the session with it
+
+        up = _accept_upstream_session(ls, conns, False)
+        p = up.expect(PUBLISH, 10)   # not the PUBREL
+        assert p.flags & 0x08, "sent again: DUP"
+        assert parse_publish(p)[3] == b"m1"
+        pid = parse_publish(p)[1]
+        up.send(bytes([0x50, 2]) + struct.pack("!H", pid))
+        up.expect(PUBREL, 10)
+        up.send(bytes([0x70, 2]) + struct.pack("!H", pid))   # PUBCOMP: the flow ends
+        assert "1 QoS 2 message(s) it had not completed are sent again" in gw.log()
+        up.close()   # the PUBCOMP is read before the close
+
+        # Completed: a connection with the session kept gets nothing again.
+        up = _accept_upstream_session(ls, conns, True)
+        with pytest.raises(TimeoutError):
+            up.read(1.0)
+        c.close()
+    finally:
+        gw.stop()
+        for s in conns:
+            s.close()
+        ls.close()

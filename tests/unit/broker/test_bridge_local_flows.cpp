@@ -42,8 +42,12 @@ struct Wire final : bridge::LinkOutput {
         h.broker->on_close(id);
     }
     void log(int, const std::string&) override {}
+    void upstream_session_new(std::span<const uint16_t> answered_here) override {
+        h.broker->resend_released_qos2(bridge::Link::local_client_id("site"), answered_here);
+    }
     // Broker output -> link, until quiet.
     void pump() {
+        h.broker->on_durable();   // releases what waited for its records (QoS 2 PUBLISH, PUBREL)
         for (int i = 0; i < 20 && local; ++i) {
             auto it = h.transport.sent.find(local);
             if (it == h.transport.sent.end() || it->second.empty()) return;
@@ -76,8 +80,9 @@ mqtt::Publish msg(uint16_t id, const std::vector<uint8_t>& body, bool dup = fals
     return p;
 }
 
-// Upstream CONNECT .. ready; the SUBSCRIBE's SUBACK granted.
-void up_connect(bridge::Link& link, Wire& w, bool session_present, uint64_t now) {
+// Upstream CONNECT .. ready; the SUBSCRIBE's SUBACK granted. Returns what
+// went upstream once ready (the local session's resends).
+std::vector<Packet> up_connect(bridge::Link& link, Wire& w, bool session_present, uint64_t now) {
     link.on_upstream_open(now);
     w.take_up();
     mqtt::Connack ca;
@@ -91,7 +96,7 @@ void up_connect(bridge::Link& link, Wire& w, bool session_present, uint64_t now)
     link.on_upstream_data(enc(Packet{sa}), now);
     w.pump();
     REQUIRE(link.ready());
-    w.take_up();   // state "1"
+    return w.take_up();
 }
 
 // Bridge "site": cmd/# in at QoS 2 over v5, no keep-alive or notifications.
@@ -208,4 +213,99 @@ TEST_CASE("bridge, after a restart: the upstream's resend under an id the local 
     CHECK(acks_of(w.take_up()) == std::vector<std::pair<PacketType, uint16_t>>{{PacketType::Pubcomp, 7}});
     CHECK(h.persist.count("qos2_in_remove $bridge/site 7") == 2);   // the stale flow's, the new one's
     CHECK(sub.publishes().empty());
+}
+
+// The upstream forgot its session (restarted without persistence, or a clean
+// start) while an outbound QoS 2 message was past PUBREC: an upstream that
+// delivers at PUBREL (Mosquitto) never delivered it, and answers the resent
+// PUBREL with PUBCOMP 0x92. The local session sends the PUBLISH again
+// instead; with the upstream's session kept, the PUBREL as before.
+TEST_CASE("bridge: an outbound QoS 2 message past PUBREC is published again when the upstream has no session") {
+    for (const bool upstream_kept : {false, true}) {
+        CAPTURE(upstream_kept);
+        Harness h;
+        Wire w(h);
+        bridge::LinkConfig cfg = site_config();
+        cfg.topics.push_back({"plant/#", bridge::Direction::Out, 2, "", ""});
+        bridge::Link link(cfg, w);
+        w.link = &link;
+        TestClient pub(h, Version::V5);
+        pub.connect("p");
+        up_connect(link, w, false, 1);
+
+        pub.publish("plant/t", "v", 2);
+        pub.take();   // PUBREC
+        w.pump();
+        auto ps = w.take_up();
+        REQUIRE(ps.size() == 1);
+        const uint16_t id = std::get<mqtt::Publish>(ps[0]).packet_id;
+        link.on_upstream_data(enc(Packet{mqtt::Ack{PacketType::Pubrec, id, 0, {}}}), 2);
+        w.pump();
+        CHECK(acks_of(w.take_up()) == std::vector<std::pair<PacketType, uint16_t>>{{PacketType::Pubrel, id}});
+        CHECK(h.persist.count("out_state $bridge/site 1 2 ") == 1);
+        link.on_upstream_closed();   // before the PUBCOMP
+
+        ps = up_connect(link, w, upstream_kept, 3);
+        REQUIRE(ps.size() == 1);
+        if (upstream_kept) {
+            CHECK(acks_of(ps) == std::vector<std::pair<PacketType, uint16_t>>{{PacketType::Pubrel, id}});
+            link.on_upstream_data(enc(Packet{mqtt::Ack{PacketType::Pubcomp, id, 0, {}}}), 4);
+        } else {
+            const auto& again = std::get<mqtt::Publish>(ps[0]);
+            CHECK(again.packet_id == id);
+            CHECK(again.qos == 2);
+            CHECK(text(again.payload) == "v");
+            // Durably back to awaiting PUBREC: a restart now resends the PUBLISH too.
+            CHECK(h.persist.count("out_state $bridge/site 1 1 ") == 2);   // sent, then reverted
+            link.on_upstream_data(enc(Packet{mqtt::Ack{PacketType::Pubrec, id, 0, {}}}), 4);
+            w.pump();
+            CHECK(acks_of(w.take_up()) == std::vector<std::pair<PacketType, uint16_t>>{{PacketType::Pubrel, id}});
+            link.on_upstream_data(enc(Packet{mqtt::Ack{PacketType::Pubcomp, id, 0, {}}}), 5);
+        }
+        w.pump();
+        CHECK(h.broker->session_queue("$bridge/site").messages == 0);
+        CHECK(h.persist.count("out_done $bridge/site 1") == 1);
+    }
+}
+
+// A QoS 2 message the upstream took at QoS 1 (its Maximum QoS) was
+// acknowledged there: the link answers the local PUBREL itself, and a new
+// upstream session does not send it again.
+TEST_CASE("bridge: a QoS 2 message that crossed at QoS 1 is not published again when the upstream has no session") {
+    Harness h;
+    Wire w(h);
+    bridge::LinkConfig cfg = site_config();
+    cfg.topics.push_back({"plant/#", bridge::Direction::Out, 2, "", ""});
+    bridge::Link link(cfg, w);
+    w.link = &link;
+    TestClient pub(h, Version::V5);
+    pub.connect("p");
+    link.on_upstream_open(1);
+    w.take_up();
+    mqtt::Connack ca;
+    ca.props.maximum_qos = 1;
+    link.on_upstream_data(enc(Packet{ca}), 1);
+    auto ps = w.take_up();
+    mqtt::Suback sa;
+    sa.packet_id = std::get<mqtt::Subscribe>(ps[0]).packet_id;
+    sa.reasons = {1};
+    link.on_upstream_data(enc(Packet{sa}), 1);
+    w.pump();
+    REQUIRE(link.ready());
+    w.take_up();
+
+    pub.publish("plant/t", "v", 2);
+    w.pump();
+    ps = w.take_up();
+    REQUIRE(ps.size() == 1);
+    const auto& sent = std::get<mqtt::Publish>(ps[0]);
+    CHECK(sent.qos == 1);
+    const uint16_t id = sent.packet_id;
+    // The upstream's PUBACK, then the connection is lost before the local
+    // PUBREL's answer reaches the session.
+    link.on_upstream_data(enc(Packet{mqtt::Ack{PacketType::Puback, id, 0, {}}}), 2);
+    w.local_close();
+    link.on_upstream_closed();
+    CHECK(up_connect(link, w, false, 3).empty());   // no PUBLISH again, and the PUBREL is answered here
+    CHECK(h.broker->session_queue("$bridge/site").messages == 0);
 }
