@@ -152,6 +152,21 @@ std::shared_ptr<TlsContext> TlsContext::create(const TlsSettings& s, std::string
     if (s.require_client_cert) mode = WOLFSSL_VERIFY_PEER | WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT;
     else if (!s.ca.empty()) mode = WOLFSSL_VERIFY_PEER;  // verify a certificate if one is offered
     wolfSSL_CTX_set_verify(c->ctx_, mode, mode == WOLFSSL_VERIFY_NONE ? nullptr : TlsConn::verify_peer_names);
+    // wolfSSL keeps one session cache for the whole process: a TLS 1.2
+    // session made on one listener could be resumed on another, whose `ca`
+    // never checked its certificate (none, or another CA's taken as the
+    // identity), and across a reload that replaced the CA. Each context
+    // gets its own session id context, and one that verifies clients keeps
+    // no sessions by id and issues no TLS 1.2 tickets (TLS 1.3 tickets are
+    // sealed with this context's own key).
+    static uint64_t contexts_made = 0;
+    const uint64_t sid_context = ++contexts_made;
+    wolfSSL_CTX_set_session_id_context(c->ctx_, reinterpret_cast<const unsigned char*>(&sid_context),
+                                       sizeof sid_context);
+    if (!s.ca.empty()) {
+        wolfSSL_CTX_set_session_cache_mode(c->ctx_, WOLFSSL_SESS_CACHE_OFF);
+        wolfSSL_CTX_NoTicketTLSv12(c->ctx_);
+    }
     wolfSSL_CTX_SetIORecv(c->ctx_, nullptr);
     wolfSSL_CTX_SetIOSend(c->ctx_, nullptr);
     return c;

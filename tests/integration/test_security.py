@@ -84,17 +84,24 @@ def round_trip(pub, sub, topic, payload=b"x", qos=1):
 # -- TLS ---------------------------------------------------------------------
 
 @pytest.mark.skipif(not shutil.which("openssl"), reason="openssl not installed")
-def test_a_tls12_session_of_another_listener_does_not_skip_the_client_certificate(sec_broker, certs, tmp_path):
+@pytest.mark.parametrize("resumed_by", ["ticket", "session_id"])
+def test_a_tls12_session_of_another_listener_does_not_skip_the_client_certificate(sec_broker, certs, tmp_path, resumed_by):
     # wolfSSL keeps one session cache for the process: a TLS 1.2 session
-    # made on a listener that asks for no certificate must not resume on one
-    # with require_client_cert, without a certificate (a guard: it does not).
+    # made on one listener resumed on another skips that listener's check
+    # of the client certificate. Resumed by session id (no ticket), a client
+    # with no certificate got past require_client_cert, and one with a
+    # certificate from a CA only the other listener trusts came in with
+    # that certificate's CN as its identity.
     plain_tls = {"cert": os.path.join(certs, "server.crt"), "key": os.path.join(certs, "server.key")}
-    b = sec_broker([{"tls": plain_tls}, {"tls": mutual_tls(certs)}])
+    rogue_trusted = mutual_tls(certs, ca=os.path.join(certs, "rogue-ca.crt"))
+    b = sec_broker([{"tls": plain_tls}, {"tls": mutual_tls(certs, identity_as_username=True)},
+                    {"tls": rogue_trusted}])
     sess = str(tmp_path / "session.pem")
+    no_ticket = ["-no_ticket"] if resumed_by == "session_id" else []
 
     def s_client(ep, *extra):
         return subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{ep.port}", "-tls1_2",
-                               "-CAfile", os.path.join(certs, "ca.crt"), *extra],
+                               "-CAfile", os.path.join(certs, "ca.crt"), *no_ticket, *extra],
                               input="", capture_output=True, text=True, timeout=20).stdout
 
     first = s_client(b.endpoint(0), "-sess_out", sess)
@@ -104,6 +111,16 @@ def test_a_tls12_session_of_another_listener_does_not_skip_the_client_certificat
     assert "Reused" not in again, again
     # The same session on its own listener still resumes: only the check is new.
     assert "Reused" in s_client(b.endpoint(0), "-sess_in", sess)
+
+    # A certificate the rogue CA signed, verified on the listener that trusts
+    # that CA, is not taken on the one that trusts only the test CA.
+    rogue = ["-cert", os.path.join(certs, "rogue.crt"), "-key", os.path.join(certs, "rogue.key")]
+    first = s_client(b.endpoint(2), "-sess_out", sess, *rogue)
+    assert "New, TLSv1.2" in first, first
+    again = s_client(b.endpoint(1), "-sess_in", sess, *rogue)
+    assert "Reused" not in again, again
+    with pytest.raises(Exception):
+        client(b.endpoint(1), certs, cert="rogue")
 
 
 def test_tls_round_trip_with_mosquitto_clients(sec_broker, certs):
