@@ -124,11 +124,18 @@ bool Acl::parse(std::string_view text, const std::string& name, std::vector<std:
         else if (first == "write") acc = kWrite;
         else if (first == "readwrite") acc = kReadWrite;
         else if (first == "deny") acc = kDeny;
-        if (acc != 0xFF && sp2 != std::string_view::npos) {
+        if (sp2 == std::string_view::npos) {
+            rule.access = kReadWrite;   // the topic alone
+        } else if (acc != 0xFF) {
             rule.access = acc;
             rest = trim(rest.substr(sp2));
         } else {
-            rule.access = kReadWrite;
+            // As Mosquitto: "topic denny secret/#" taken as a topic named
+            // "denny secret/#" with readwrite would turn a mistyped deny
+            // into nothing, silently.
+            errors.push_back(where + "unknown access '" + std::string(first) +
+                             "' (expected read, write, readwrite or deny before the topic)");
+            continue;
         }
         if (rest.empty()) { errors.push_back(where + std::string(keyword) + " needs a topic"); continue; }
         // A malformed filter would match more than it says: "plant/#/status"

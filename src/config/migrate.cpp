@@ -65,6 +65,17 @@ const std::set<std::string> kBridgeKeys = {
 
 const std::set<std::string> kSecretKeys = {"remote_password", "local_password", "password", "bridge_psk"};
 
+// Mosquitto's yes/no options: it reads "true" or "1", "false" or "0", and
+// refuses to start on anything else (conf__parse_bool).
+const std::set<std::string> kBooleanKeys = {
+    "allow_anonymous", "allow_duplicate_messages", "allow_zero_length_clientid", "autosave_on_changes",
+    "bridge_attempt_unsubscribe", "bridge_insecure", "bridge_outgoing_retain", "bridge_require_ocsp",
+    "check_retain_source", "cleansession", "connection_messages", "local_cleansession", "log_timestamp",
+    "notifications", "notifications_local_only", "per_listener_settings", "persistence", "queue_qos0_messages",
+    "require_certificate", "retain_available", "round_robin", "set_tcp_nodelay", "try_private",
+    "upgrade_outgoing_qos", "use_identity_as_username", "use_subject_as_username", "use_username_as_clientid",
+};
+
 // Listener options hato has no equivalent for, with the reason.
 const std::map<std::string, std::string> kListenerUnmapped = {
     {"bind_interface", "hato binds to an address, not an interface; give the interface's address"},
@@ -198,6 +209,15 @@ private:
             l.key = t.substr(0, sp);
             l.value = sp == std::string::npos ? "" : trim(t.substr(sp));
             l.in_main = main_file;
+            if (kBooleanKeys.count(l.key)) {
+                // One spelling from here on: the rest compares with "true"/"false".
+                if (l.value == "1") l.value = "true";
+                else if (l.value == "0") l.value = "false";
+                if (l.value != "true" && l.value != "false") {
+                    unmapped("other", l, "not true, false, 1 or 0: Mosquitto refuses to start on it");
+                    continue;
+                }
+            }
             if (l.key == "include_dir") {
                 include(l, main_file);
                 continue;

@@ -101,4 +101,11 @@ TEST_CASE("acl: syntax errors name file and line, old rules kept") {
     CHECK(errors[0] == "acl3:1: 'plant/#/status' is not a valid topic filter (+ and # stand alone in a level, # only last)");
     CHECK(errors[1].rfind("acl3:3: ", 0) == 0);
     CHECK(errors[2].rfind("acl3:4: ", 0) == 0);
+    // A mistyped access word is an error (as in Mosquitto), not part of a
+    // topic granted readwrite: the deny it was meant to be would be lost.
+    errors.clear();
+    CHECK_FALSE(acl.parse("topic readwrite #\ntopic denny secret/#\npattern rad a/%c\ntopic plant/#\n", "acl4", errors));
+    REQUIRE(errors.size() == 2);
+    CHECK(errors[0] == "acl4:2: unknown access 'denny' (expected read, write, readwrite or deny before the topic)");
+    CHECK(errors[1].rfind("acl4:3: unknown access 'rad'", 0) == 0);
 }

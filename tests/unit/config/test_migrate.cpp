@@ -453,3 +453,33 @@ TEST_CASE("migrate: notifications carries over both ways (an upstream such as AW
         CHECK(r.unmapped.empty());
     }
 }
+
+// Mosquitto reads 1 and 0 as true and false: read as anything but true,
+// `require_certificate 1` was dropped and the listener took clients with no
+// certificate, and `per_listener_settings 1` merged the listeners' ACLs.
+TEST_CASE("migrate: Mosquitto's 1 and 0 are true and false; another word is not mapped") {
+    MigrateResult r = migrate(
+        "per_listener_settings 1\n"
+        "persistence 0\n"
+        "listener 1883 127.0.0.1\n"
+        "allow_anonymous 1\n"
+        "listener 8883\n"
+        "certfile /etc/c.crt\n"
+        "keyfile /etc/c.key\n"
+        "cafile /etc/ca.crt\n"
+        "require_certificate 1\n"
+        "use_identity_as_username 1\n"
+        "allow_anonymous 0\n"
+        "acl_file /etc/strict.acl\n"
+        "retain_available yes\n");
+    config::AppConfig cfg = load(r);
+    REQUIRE(cfg.listeners.size() == 2);
+    CHECK(cfg.listeners[1].tls.require_client_cert);
+    CHECK(cfg.listeners[1].tls.identity_as_username);
+    CHECK_FALSE(cfg.storage_enabled);
+    // Per listener: the strict ACL is the TLS listener's alone.
+    CHECK(cfg.listeners[1].acl_file == "/etc/strict.acl");
+    CHECK(cfg.auth.acl_file.empty());
+    CHECK(has(unmapped_at(r, "mosquitto.conf:13"), "not true, false, 1 or 0"));
+    CHECK(r.unmapped.size() == 1);
+}
