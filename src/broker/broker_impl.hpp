@@ -294,12 +294,16 @@ struct Broker::Impl {
     // `memo`: the publishing connection's RouteMemo, if a client published it.
     size_t route(const MsgPtr& msg, Slot publisher, OpWrites& w, RouteMemo* memo = nullptr);
     void store_retained(const MsgPtr& msg, OpWrites& w);
-    // Sets expiry_ms / expiry_wall_ms from a Message Expiry Interval (capped by config).
+    // Sets expiry_ms / expiry_wall_ms from a Message Expiry Interval, or
+    // none, bounded by [mqtt] max_message_expiry (which applies to messages
+    // that ask for none too).
     void apply_expiry(Message::Init& m, std::optional<uint32_t> interval_s);
-    // A message from an incoming PUBLISH or a will; `v5_props` (v5 only) gives
-    // the forwarded properties and the expiry.
+    // A message from an incoming PUBLISH, a will, or the broker itself;
+    // `v5_props` (v5 only) gives the forwarded properties. `client_sent`:
+    // its lifetime starts now (apply_expiry); a will's starts when it is
+    // published (publish_will), the broker's own never ends.
     MsgPtr make_message(std::string_view topic, std::span<const uint8_t> payload, uint8_t qos, bool retain,
-                        const mqtt::Properties* v5_props);
+                        const mqtt::Properties* v5_props, bool client_sent);
     std::vector<uint8_t> forwarded_scratch;   // make_message's encoding buffer, reused
     // The reassembled PUBLISH being handled, whose payload a message may
     // keep in place (process_reassembled); null otherwise.

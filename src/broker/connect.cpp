@@ -96,7 +96,7 @@ uint8_t Broker::Impl::make_will(const Connect& p, std::unique_ptr<Will>& out) {
         props = p.will_props;
         props.message_expiry.reset();
     }
-    MsgPtr m = make_message(p.will_topic, p.will_payload, p.will_qos, p.will_retain, v5 ? &props : nullptr);
+    MsgPtr m = make_message(p.will_topic, p.will_payload, p.will_qos, p.will_retain, v5 ? &props : nullptr, false);
     out = std::make_unique<Will>(Will{std::move(m), v5 ? p.will_props.will_delay.value_or(0) : 0,
                                       v5 ? p.will_props.message_expiry : std::nullopt});
     return rc::Success;
@@ -440,7 +440,7 @@ void Broker::Impl::publish_will(Session& owner, const Will& w) {
     // (a will can wait out its delay, or a long connection).
     if (authz && !authz->can_publish(client_info(owner), w.msg->topic())) return;
     MsgPtr msg = w.msg;
-    if (w.expiry_s) {
+    if (w.expiry_s || cfg.max_message_expiry != 0) {
         // Its lifetime starts now: the same message with the deadline set.
         const Message& m = *w.msg;
         Message::Init in;

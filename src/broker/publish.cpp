@@ -11,15 +11,16 @@ namespace hato::broker {
 using namespace hato::mqtt;
 
 void Broker::Impl::apply_expiry(Message::Init& m, std::optional<uint32_t> interval_s) {
+    if (cfg.max_message_expiry != 0 && (!interval_s || *interval_s > cfg.max_message_expiry))
+        interval_s = cfg.max_message_expiry;
     if (!interval_s) return;
-    uint64_t secs = *interval_s;
-    if (cfg.max_message_expiry != 0 && secs > cfg.max_message_expiry) secs = cfg.max_message_expiry;
+    const uint64_t secs = *interval_s;
     m.expiry_ms = std::max<uint64_t>(now_ms + secs * 1000, 1);   // 0 would mean "never"
     m.expiry_wall_ms = wall_ms() + secs * 1000;
 }
 
 MsgPtr Broker::Impl::make_message(std::string_view topic, std::span<const uint8_t> payload, uint8_t qos,
-                                  bool retain, const mqtt::Properties* v5_props) {
+                                  bool retain, const mqtt::Properties* v5_props, bool client_sent) {
     Message::Init in;
     in.topic = topic;
     in.payload = payload;
@@ -29,8 +30,8 @@ MsgPtr Broker::Impl::make_message(std::string_view topic, std::span<const uint8_
         forwarded_scratch.clear();
         encode_forwarded_properties(*v5_props, forwarded_scratch);
         in.forwarded = forwarded_scratch;
-        apply_expiry(in, v5_props->message_expiry);
     }
+    if (client_sent) apply_expiry(in, v5_props ? v5_props->message_expiry : std::nullopt);
     // Shared only when the buffer is about the payload's size: a queued or
     // retained message must not hold much more memory than its bytes.
     if (receiving && payload.size() >= kSharedPayloadMin && receiving->holds(payload) &&
@@ -234,7 +235,7 @@ void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t
     // Admitted: stored whole from here (Persistence::admit_whole).
     const AdmittedWrites admitted(persist, p.qos > 0);
     stats.publish_bytes_in += p.payload.size();
-    const MsgPtr m = make_message(topic, p.payload, p.qos, p.retain, v5 ? &p.props : nullptr);
+    const MsgPtr m = make_message(topic, p.payload, p.qos, p.retain, v5 ? &p.props : nullptr, true);
     if (!wire.empty()) seed_shared_publish(m, c.version, wire);
     OpWrites w;   // what this PUBLISH wrote: its ack waits for them
     size_t receivers = route(m, c.slot, w, &c.route_memo);
@@ -245,7 +246,7 @@ void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t
         // server publishes it, so No Local does not hide it from the edge
         // node. An empty payload is no birth and leaves the certificate.
         const std::string cert = sparkplug::certificate_topic(topic);
-        if (!cert.empty()) route(make_message(cert, p.payload, p.qos, true, v5 ? &p.props : nullptr), kNoSlot, w);
+        if (!cert.empty()) route(make_message(cert, p.payload, p.qos, true, v5 ? &p.props : nullptr, true), kNoSlot, w);
     }
     const bool bridged_retained = p.retain && (c.bridge || c.own_bridge);
     if (p.qos == 0) {

@@ -385,6 +385,63 @@ TEST_CASE("message expiry: forwarded remaining, never delivered once expired") {
     CHECK(later.extra().empty());  // retained message expired
 }
 
+// conf/hato.toml: "messages asking for more, or for none, expire after
+// this". Those asking for none (v3.x, or v5 without the property) had no
+// bound at all.
+TEST_CASE("max_message_expiry bounds messages that ask for more, or for none, v3.x and wills too") {
+    Config cfg;
+    cfg.max_message_expiry = 5;
+    Harness h(cfg);
+    TestClient v3(h, Version::V311), v5(h, Version::V5), live(h, Version::V5);
+    live.connect("live");
+    live.subscribe("e/#", 1);
+    v3.connect("v3");
+    v5.connect("v5");
+    v3.publish("e/v3", "a", 1, true);
+    Properties more;
+    more.message_expiry = 60;
+    v5.publish("e/more", "b", 1, true, 0, more);
+    v5.publish("e/none", "c", 1, true);
+    Properties less;
+    less.message_expiry = 3;
+    v5.publish("e/less", "d", 1, true, 0, less);
+    auto got = live.publishes();
+    REQUIRE(got.size() == 4);
+    // Told to a v5 receiver as the bound the broker imposes.
+    CHECK(got[0].props.message_expiry == 5);
+    CHECK(got[1].props.message_expiry == 5);
+    CHECK(got[2].props.message_expiry == 5);
+    CHECK(got[3].props.message_expiry == 3);
+    // A will without an expiry is bounded from its publication.
+    Connect wc;
+    wc.client_id = "w";
+    wc.will_flag = true;
+    wc.will_topic = "e/will";
+    wc.will_payload = Bytes(reinterpret_cast<const uint8_t*>("gone"), 4);
+    wc.will_qos = 1;
+    wc.will_retain = true;
+    TestClient w(h, Version::V5);
+    w.connect_with(wc);
+    h.broker->on_tick(2000);
+    w.transport_gone();
+    TestClient seen(h, Version::V5);
+    seen.connect("seen");
+    seen.subscribe("e/#", 1);
+    CHECK(seen.extra().size() == 5);   // 3 s left, e/less 1 s, the will 5 s
+    h.broker->on_tick(6500);
+    TestClient late(h, Version::V5);
+    late.connect("late");
+    late.subscribe("e/#", 1);
+    auto left = late.extra();
+    REQUIRE(left.size() == 1);
+    CHECK(std::get<Publish>(left[0]).topic == "e/will");
+    h.broker->on_tick(7500);
+    TestClient later(h, Version::V5);
+    later.connect("later");
+    later.subscribe("e/#", 1);
+    CHECK(later.extra().empty());
+}
+
 TEST_CASE("request/response properties are forwarded unchanged") {
     Harness h;
     TestClient s(h, Version::V5), p(h, Version::V5);
