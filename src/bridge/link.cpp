@@ -19,6 +19,7 @@ namespace {
 constexpr Version kLocalVersion = Version::V5;
 constexpr uint32_t kLocalMaxPacket = 0;   // the broker's own limit applies
 constexpr size_t kMaxHeld = 100000;       // upstream packets waiting for ready
+constexpr size_t kMaxHeldBytes = 64u << 20;   // and their bytes (each up to the local packet limit)
 
 bool has(const std::vector<uint16_t>& ids, uint16_t id) { return std::find(ids.begin(), ids.end(), id) != ids.end(); }
 
@@ -96,6 +97,8 @@ void Link::on_upstream_open(uint64_t now_ms) {
     up_in_.clear();
     local_in_.clear();
     held_.clear();
+    held_bytes_ = 0;
+    skip_left_ = 0;
     up_receive_max_ = 65535;
     up_max_packet_ = cfg_.max_packet_size;
     local_max_packet_ = 0;
@@ -125,6 +128,10 @@ void Link::on_upstream_open(uint64_t now_ms) {
     // Inbound messages beyond the local broker's window wait here: this
     // bounds how many a v5 upstream sends before the first is answered.
     if (cfg_.version == Version::V5) c.props.receive_maximum = cfg_.inflight;
+    // A v5 upstream then drops what the local broker would refuse anyway
+    // (MQTT-3.1.2-25) instead of sending it over the WAN.
+    up_told_limit_ = cfg_.version == Version::V5 ? local_limit_seen_ : 0;
+    if (up_told_limit_ != 0) c.props.maximum_packet_size = up_told_limit_;
     static constexpr uint8_t kDown[] = {'0'};
     const std::string will_topic = upstream_state_topic();
     if (cfg_.notifications) {
@@ -141,13 +148,25 @@ void Link::on_upstream_open(uint64_t now_ms) {
     last_up_send_ms_ = now_ms;
 }
 
-bool Link::drain(std::vector<uint8_t>& buf, Version v,
+bool Link::drain(std::vector<uint8_t>& buf, Version v, uint32_t limit,
                  const std::function<bool(const Packet&, std::span<const uint8_t>)>& fn) {
     size_t off = 0;
     bool ok = true;
     while (ok && off < buf.size() && state_ != State::Down) {
         Packet p;
         std::span<const uint8_t> rest(buf.data() + off, buf.size() - off);
+        if (limit != 0) {
+            mqtt::FixedHeader hdr;
+            const mqtt::DecodeResult h = mqtt::peek_header(rest, limit, hdr);
+            if (h.status == mqtt::DecodeStatus::Incomplete) break;
+            if (h.status == mqtt::DecodeStatus::Error && h.reason == mqtt::rc::PacketTooLarge) {
+                const size_t used = skip_too_large(rest, hdr);
+                if (used == SIZE_MAX) return false;
+                if (used == 0) break;
+                off += used;
+                continue;
+            }
+        }
         mqtt::DecodeResult r = mqtt::decode(rest, v, kLocalMaxPacket, p);
         if (r.status == mqtt::DecodeStatus::Incomplete) break;
         if (r.status == mqtt::DecodeStatus::Error) {
@@ -166,10 +185,64 @@ bool Link::on_upstream_data(std::span<const uint8_t> bytes, uint64_t now_ms) {
     if (state_ == State::Down) return false;
     now_ms_ = now_ms;
     last_up_recv_ms_ = now_ms;
+    if (skip_left_ != 0) {
+        const size_t n = size_t(std::min<uint64_t>(skip_left_, bytes.size()));
+        skip_left_ -= n;
+        bytes = bytes.subspan(n);
+        if (skip_left_ != 0) return true;
+        finish_skipped();
+        if (state_ == State::Down) return false;
+    }
     up_in_.insert(up_in_.end(), bytes.begin(), bytes.end());
-    return drain(up_in_, cfg_.version, [this](const Packet& p, std::span<const uint8_t> raw) {
+    return drain(up_in_, cfg_.version, local_limit_seen_, [this](const Packet& p, std::span<const uint8_t> raw) {
         return handle_upstream(p, raw);
     });
+}
+
+size_t Link::skip_too_large(std::span<const uint8_t> rest, const mqtt::FixedHeader& hdr) {
+    const std::string what = "upstream sent a packet of " + std::to_string(hdr.total()) +
+                             " bytes, more than the local broker takes (" + std::to_string(local_limit_seen_) + ")";
+    if (up_told_limit_ != 0 && hdr.total() > up_told_limit_) {
+        send_upstream(Packet{mqtt::Disconnect{mqtt::rc::PacketTooLarge, {}}});
+        fail(what + ", over the Maximum Packet Size it was told (protocol error)");
+        return SIZE_MAX;
+    }
+    if (hdr.type() != PacketType::Publish) {
+        fail(what);
+        return SIZE_MAX;
+    }
+    const uint8_t qos = (hdr.first_byte >> 1) & 3;
+    const size_t at = hdr.header_len;
+    if (rest.size() < at + 2) return 0;
+    const size_t topic_len = size_t(rest[at]) << 8 | rest[at + 1];
+    const size_t need = at + 2 + topic_len + (qos > 0 ? 2 : 0);
+    if (need > hdr.total() || qos == 3) {
+        fail("malformed packet: a PUBLISH too short for its topic");
+        return SIZE_MAX;
+    }
+    if (rest.size() < need) return 0;
+    skipped_.topic.assign(reinterpret_cast<const char*>(rest.data() + at + 2), topic_len);
+    skipped_.qos = qos;
+    skipped_.packet_id = qos > 0 ? uint16_t(rest[need - 2] << 8 | rest[need - 1]) : 0;
+    skipped_.bytes = hdr.total();
+    const size_t used = std::min(rest.size(), hdr.total());
+    skip_left_ = hdr.total() - used;
+    if (skip_left_ == 0) finish_skipped();
+    return state_ == State::Down ? SIZE_MAX : used;
+}
+
+void Link::finish_skipped() {
+    mqtt::Publish pub;
+    pub.topic = skipped_.topic;
+    pub.qos = skipped_.qos;
+    pub.packet_id = skipped_.packet_id;
+    drop_too_large(pub, skipped_.bytes, local_limit_seen_, /*to_upstream=*/false);
+}
+
+bool Link::room_to_wait(size_t bytes) const {
+    const size_t count = held_.size() + waiting_in_.size();
+    const size_t held = held_bytes_ + waiting_in_bytes_;
+    return count < kMaxHeld && (count == 0 || held + bytes <= kMaxHeldBytes);
 }
 
 bool Link::handle_upstream(const Packet& p, std::span<const uint8_t> raw) {
@@ -269,11 +342,12 @@ bool Link::handle_upstream(const Packet& p, std::span<const uint8_t> raw) {
         }
     }
     if (state_ != State::Ready) {
-        if (held_.size() >= kMaxHeld) {
+        if (!room_to_wait(raw.size())) {
             fail("too many upstream packets before the local session was ready");
             return false;
         }
         held_.emplace_back(raw.begin(), raw.end());
+        held_bytes_ += raw.size();
         return true;
     }
     if (const auto* pub = std::get_if<mqtt::Publish>(&p)) {
@@ -344,11 +418,12 @@ void Link::forward_in(const mqtt::Publish& pub, std::span<const uint8_t> raw) {
     }
     const bool full = pub.qos > 0 && local_inflight_in_.size() >= local_receive_max_;
     if (!full && waiting_in_.empty()) return deliver_in(pub);
-    if (waiting_in_.size() >= kMaxHeld) {
+    if (!room_to_wait(raw.size())) {
         fail("too many upstream messages waiting for the local broker");
         return;
     }
     waiting_in_.push_back({pub.qos > 0 ? pub.packet_id : uint16_t(0), pub.qos, {raw.begin(), raw.end()}});
+    waiting_in_bytes_ += raw.size();
     if (pub.qos > 0) waiting_ids_.set(pub.packet_id);
 }
 
@@ -359,6 +434,7 @@ void Link::deliver_waiting_in() {
         Packet p;
         mqtt::decode(front.raw, cfg_.version, kLocalMaxPacket, p);   // decoded once already
         const std::vector<uint8_t> raw = std::move(front.raw);   // p points into these bytes
+        waiting_in_bytes_ -= raw.size();
         if (front.qos > 0) waiting_ids_.reset(front.packet_id);
         waiting_in_.pop_front();
         deliver_in(std::get<mqtt::Publish>(p));
@@ -504,7 +580,7 @@ void Link::start_local() {
 void Link::on_local_data(std::span<const uint8_t> bytes) {
     if (state_ < State::LocalConnecting) return;
     local_in_.insert(local_in_.end(), bytes.begin(), bytes.end());
-    drain(local_in_, kLocalVersion, [this](const Packet& p, std::span<const uint8_t>) { return handle_local(p); });
+    drain(local_in_, kLocalVersion, kLocalMaxPacket, [this](const Packet& p, std::span<const uint8_t>) { return handle_local(p); });
 }
 
 bool Link::handle_local(const Packet& p) {
@@ -516,6 +592,7 @@ bool Link::handle_local(const Packet& p) {
         }
         local_keep_alive_ = ack->props.server_keep_alive.value_or(0);
         local_max_packet_ = ack->props.maximum_packet_size.value_or(0);
+        local_limit_seen_ = local_max_packet_;
         local_receive_max_ = std::max<uint16_t>(1, ack->props.receive_maximum.value_or(65535));
         local_max_qos_ = ack->props.maximum_qos.value_or(2);
         local_retain_ = ack->props.retain_available.value_or(1) != 0;
@@ -753,6 +830,7 @@ void Link::become_ready() {
     out_.log(0, "bridge " + cfg_.name + ": connected");
     std::vector<std::vector<uint8_t>> held = std::move(held_);
     held_.clear();
+    held_bytes_ = 0;
     for (const auto& raw : held) {
         if (state_ != State::Ready) break;
         Packet p;
@@ -773,6 +851,8 @@ void Link::on_upstream_closed() {
 void Link::forget_connection() {
     state_ = State::Down;
     held_.clear();
+    held_bytes_ = 0;
+    skip_left_ = 0;
     clear_waiting_in();   // unanswered upstream: resent on the next connection
     local_inflight_in_.clear();
     releasing_.clear();
@@ -792,6 +872,8 @@ void Link::on_local_closed() {
     out_.log(1, "bridge " + cfg_.name + ": local session closed, disconnecting upstream");
     state_ = State::Down;
     held_.clear();
+    held_bytes_ = 0;
+    skip_left_ = 0;
     up_in_.clear();
     local_in_.clear();
     out_.upstream_close();

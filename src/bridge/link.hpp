@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "bridge/topic_map.hpp"
+#include "mqtt/codec.hpp"
 #include "mqtt/packet.hpp"
 
 namespace hato::bridge {
@@ -205,7 +206,18 @@ private:
     void note_upstream_close();
     void note_answered_out(uint16_t packet_id);
     // Splits `buf` into packets; calls fn for each. False on a decode error.
-    bool drain(std::vector<uint8_t>& buf, mqtt::Version v, const std::function<bool(const mqtt::Packet&, std::span<const uint8_t>)>& fn);
+    // `limit` (0: none): a larger packet is never buffered whole (skip_too_large).
+    bool drain(std::vector<uint8_t>& buf, mqtt::Version v, uint32_t limit,
+               const std::function<bool(const mqtt::Packet&, std::span<const uint8_t>)>& fn);
+    // An upstream packet over what the local broker takes (`rest` starts
+    // with it): over what a v5 upstream was told, a protocol error; else
+    // (v3.1.1 cannot be told) a PUBLISH is read up to its packet id, the
+    // rest skipped as it arrives, and then completed as too large. Returns the bytes of `rest` used, 0 when more are needed, or
+    // SIZE_MAX when the link failed.
+    size_t skip_too_large(std::span<const uint8_t> rest, const mqtt::FixedHeader& hdr);
+    void finish_skipped();
+    // What upstream packets waiting here (held_, waiting_in_) may hold in all.
+    bool room_to_wait(size_t bytes) const;
 
     LinkConfig cfg_;
     LinkOutput& out_;
@@ -215,6 +227,21 @@ private:
     std::vector<uint8_t> up_in_;
     std::vector<uint8_t> local_in_;
     std::vector<std::vector<uint8_t>> held_;   // upstream packets received before ready
+    size_t held_bytes_ = 0;
+    size_t waiting_in_bytes_ = 0;
+    // The largest packet the local broker takes, from its last CONNACK (0:
+    // no limit, or not known yet): upstream packets are bounded by it, and
+    // a v5 upstream is told it as our Maximum Packet Size.
+    uint32_t local_limit_seen_ = 0;
+    uint32_t up_told_limit_ = 0;   // the Maximum Packet Size this connection's CONNECT gave (v5)
+    // The v3.1.1 PUBLISH over that limit being skipped: bytes still to come.
+    uint64_t skip_left_ = 0;
+    struct Skipped {
+        std::string topic;
+        uint8_t qos = 0;
+        uint16_t packet_id = 0;
+        size_t bytes = 0;
+    } skipped_;
     // While an upstream UNSUBSCRIBE of stale filters is unanswered: what to
     // remember once its UNSUBACK comes (until then the stale ones count too).
     std::optional<std::vector<std::string>> remember_after_unsuback_;
@@ -267,6 +294,7 @@ private:
     void clear_waiting_in() {
         waiting_in_.clear();
         waiting_ids_.reset();
+        waiting_in_bytes_ = 0;
     }
     // QoS 2 messages that cross at QoS 1 (the receiving side's Maximum
     // QoS): its PUBACK becomes a PUBREC towards the sender.

@@ -1363,3 +1363,77 @@ TEST_CASE("an upstream topic alias the bridge never allowed closes the connectio
     for (const Packet& lp : take(f.local, Version::V5, store))   // only the state going to 0
         if (const auto* lpub = std::get_if<mqtt::Publish>(&lp)) CHECK(lpub->topic.starts_with("$SYS/"));
 }
+
+// An upstream message over what the local broker takes was buffered whole
+// before it was dropped: a 200 MB file on a command topic took 200 MB of a
+// gateway's memory. A v5 upstream is now told the limit; over what it was
+// told is a protocol error. A v3.1.1 one cannot be told: its PUBLISH is
+// skipped as it arrives and completed as too large.
+TEST_CASE("upstream packets over the local limit: a v5 upstream is told it, a v3.1.1 one's are skipped unbuffered") {
+    const std::vector<uint8_t> big(5000, 'x'), small = {'o', 'k'};
+    mqtt::Connack local_ack;
+    local_ack.props.maximum_packet_size = 1024;
+    SUBCASE("v5") {
+        Fake f;
+        std::vector<std::vector<uint8_t>> store;
+        Link link(config(Version::V5), f);
+        connect(link, f, Version::V5, store, {}, local_ack);
+        link.on_upstream_closed();
+        f = Fake{};
+        link.on_upstream_open(10);
+        auto ps = take(f.up, Version::V5, store);
+        REQUIRE(ps.size() == 1);
+        CHECK(std::get<mqtt::Connect>(ps[0]).props.maximum_packet_size == 1024u);
+        link.on_upstream_data(enc(Packet{mqtt::Connack{}}, Version::V5), 11);
+        take(f.up, Version::V5, store);   // SUBSCRIBE
+        CHECK_FALSE(link.on_upstream_data(enc(Packet{message("cmd/fw", 1, 5, big)}, Version::V5), 12));
+        ps = take(f.up, Version::V5, store);
+        REQUIRE(ps.size() == 1);
+        CHECK(std::get<mqtt::Disconnect>(ps[0]).reason == mqtt::rc::PacketTooLarge);
+        CHECK(f.up_closes == 1);
+    }
+    SUBCASE("v3.1.1, in pieces, with a message behind it") {
+        Fake f;
+        std::vector<std::vector<uint8_t>> store;
+        Link link(config(Version::V311), f);
+        connect(link, f, Version::V311, store, {}, local_ack);
+        std::vector<uint8_t> bytes = enc(Packet{message("cmd/fw", 1, 5, big)}, Version::V311);
+        const std::vector<uint8_t> next = enc(Packet{message("cmd/valve", 1, 6, small)}, Version::V311);
+        bytes.insert(bytes.end(), next.begin(), next.end());
+        for (size_t at = 0; at < bytes.size(); at += 700) {
+            const size_t n = std::min<size_t>(700, bytes.size() - at);
+            CHECK(link.on_upstream_data(std::span<const uint8_t>(bytes).subspan(at, n), 12));
+        }
+        auto ups = take(f.up, Version::V311, store);
+        REQUIRE(ups.size() == 1);
+        CHECK(ack_of(ups[0]).type == mqtt::PacketType::Puback);
+        CHECK(ack_of(ups[0]).packet_id == 5);
+        auto ls = take(f.local, Version::V5, store);
+        REQUIRE(ls.size() == 1);
+        CHECK(std::get<mqtt::Publish>(ls[0]).topic == "remote/cmd/valve");
+        CHECK(link.too_large_in() == 1);
+        CHECK(f.up_closes == 0);
+        CHECK(std::any_of(f.logs.begin(), f.logs.end(), [](const std::string& l) {
+            return l.find("'cmd/fw' is 5") != std::string::npos;
+        }));
+    }
+}
+
+// What waits for the local broker was bounded in packets only (100 000 of
+// up to the local packet limit each): in bytes too now.
+TEST_CASE("upstream messages waiting for the local broker are bounded in bytes") {
+    Fake f;
+    std::vector<std::vector<uint8_t>> store;
+    Link link(config(Version::V311), f);
+    mqtt::Connack local_ack;
+    local_ack.props.receive_maximum = 1;
+    connect(link, f, Version::V311, store, {}, local_ack);
+    const std::vector<uint8_t> mib(1 << 20, 'x');
+    CHECK(link.on_upstream_data(enc(Packet{message("cmd/x", 1, 1, mib)}, Version::V311), 5));   // in flight
+    int waited = 0;
+    for (uint16_t id = 2; id < 100 && link.state() != Link::State::Down; ++id, ++waited)
+        link.on_upstream_data(enc(Packet{message("cmd/x", 1, id, mib)}, Version::V311), 5);
+    CHECK(waited > 60);
+    CHECK(waited < 70);
+    CHECK(f.up_closes == 1);
+}
