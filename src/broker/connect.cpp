@@ -229,6 +229,12 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
     // connection, so that adds a session too.
     const bool adds_session = expiry > 0 && (!old || old->expiry_s == 0);
     if (adds_session && at_session_limit(client_id)) return refuse(rc::QuotaExceeded);
+    // A stored session this CONNECT discards (a clean start, another user's)
+    // or resumes with expiry 0 leaves the store before the CONNACK: told it
+    // is gone, the client must not find it back after a restart, queue and
+    // all. A full store refuses even removals once its reserve is used.
+    const bool unstores = old && old->persisted && (p.clean_start || other_users_session || expiry == 0);
+    if (unstores && !written(persist.session_remove(client_id))) return refuse(rc::QuotaExceeded);
     const OwnerSource owner_source = !username ? OwnerSource::Anonymous
                                      : (c.extras() && c.extras()->identity) ? OwnerSource::Certificate
                                                                        : OwnerSource::Password;
@@ -280,8 +286,8 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
     if (expiry > 0) {
         s->persisted = true;
     } else if (s->persisted) {
-        // Resumed with expiry 0: the state lives only as long as this connection.
-        written(persist.session_remove(client_id));
+        // Resumed with expiry 0: the state lives only as long as this
+        // connection (its removal was stored above).
         s->persisted = false;
     }
 

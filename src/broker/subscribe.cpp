@@ -183,11 +183,20 @@ void Broker::Impl::on_unsubscribe(Connection& c, const Unsubscribe& p) {
             ack.reasons.push_back(ok && valid_topic_filter(inner) ? rc::NoSubscriptionExisted : rc::TopicFilterInvalid);
             continue;
         }
+        // Removed only once its removal is stored: told it is gone, the
+        // client must not get it back after a restart (a full store
+        // refuses even removals once its reserve is used).
+        if (s->persisted && !written(persist.sub_remove(s->client_id, f), w)) {
+            ack.reasons.push_back(rc::UnspecifiedError);
+            continue;
+        }
         unindex_subscription(*s, it->second);
-        if (s->persisted) written(persist.sub_remove(s->client_id, f), w);
         s->subs.erase(it);
         ack.reasons.push_back(rc::Success);
     }
+    // A v3.x UNSUBACK cannot say one failed: no answer, the connection ends
+    // and the client unsubscribes again once it is back.
+    if (w.refused() && c.version != Version::V5) return protocol_error(c, rc::UnspecifiedError);
     send_packet(c, ack, w.ticket);
 }
 

@@ -247,3 +247,75 @@ TEST_CASE("a refused retained clear does not clear the stored one") {
     REQUIRE(got.size() == 1);
     CHECK(text(std::get<Publish>(got[0]).payload) == "old");
 }
+
+// The UNSUBACK said Success with the removal refused: after a restart the
+// subscription the client was told is gone came back.
+TEST_CASE("refused UNSUBSCRIBE: v5 0x80 for that filter and kept; v3 disconnected, kept") {
+    for (Version v : {Version::V5, Version::V311}) {
+        CAPTURE(int(v));
+        Harness h;
+        TestClient s(h, v);
+        s.connect("s", false, 0, v == Version::V5 ? persistent() : Properties{});
+        s.subscribe("a", 0, 1);
+        s.subscribe("b", 0, 2);
+        h.persist.refuse = {"sub_remove s b"};
+        Unsubscribe u;
+        u.packet_id = 7;
+        u.filters = {"a", "b"};
+        s.send(u);
+        if (v == Version::V5) {
+            auto ack = s.take_one<Unsuback>();
+            REQUIRE(ack.reasons.size() == 2);
+            CHECK(ack.reasons[0] == rc::Success);
+            CHECK(ack.reasons[1] == rc::UnspecifiedError);
+        } else {
+            CHECK(s.take().empty());
+            CHECK(s.closed());
+        }
+        CHECK(h.persist.count("sub_remove s a") == 1);
+        h.persist.refuse.clear();
+        TestClient again(h, v);
+        again.connect("s", false, 0, v == Version::V5 ? persistent() : Properties{});
+        TestClient p(h, Version::V311);
+        p.connect("p");
+        p.publish("a", "unsubscribed", 0);
+        p.publish("b", "still subscribed", 0);
+        auto got = again.publishes();
+        REQUIRE(got.size() == 1);
+        CHECK(text(got[0].payload) == "still subscribed");
+    }
+}
+
+// A clean start said session_present 0 with the old session's removal
+// refused: after a restart the discarded session came back with its queue.
+TEST_CASE("refused removal of a discarded or unstored session: CONNACK 0x97 (v5) / 0x03 (v3), the session stays") {
+    for (Version v : {Version::V5, Version::V311}) {
+        CAPTURE(int(v));
+        Harness h;
+        TestClient old(h, v);
+        old.connect("s", false, 0, v == Version::V5 ? persistent() : Properties{});
+        old.subscribe("t", 1);
+        old.transport_gone();
+        TestClient p(h, Version::V311);
+        p.connect("p");
+        p.publish("t", "queued", 1);
+
+        h.persist.refuse = {"session_remove s"};
+        TestClient fresh(h, v);
+        Connack c = fresh.connect("s", true);
+        CHECK(c.reason == (v == Version::V5 ? rc::QuotaExceeded : rc::ServerUnavailable));
+        CHECK(fresh.closed());
+        if (v == Version::V5) {   // resumed with expiry 0: the session would stop being stored
+            TestClient brief(h, v);
+            CHECK(brief.connect("s", false).reason == rc::QuotaExceeded);
+        }
+
+        h.persist.refuse.clear();
+        TestClient back(h, v);
+        c = back.connect("s", false, 0, v == Version::V5 ? persistent() : Properties{});
+        CHECK(c.session_present);
+        auto queued = back.extra();
+        REQUIRE(queued.size() == 1);
+        CHECK(text(std::get<Publish>(queued[0]).payload) == "queued");
+    }
+}
