@@ -233,8 +233,12 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
     // or resumes with expiry 0 leaves the store before the CONNACK: told it
     // is gone, the client must not find it back after a restart, queue and
     // all. A full store refuses even removals once its reserve is used.
+    const uint64_t written_before = persist.latest_ticket();   // the CONNACK waits for what follows
     const bool unstores = old && old->persisted && (p.clean_start || other_users_session || expiry == 0);
-    if (unstores && !written(persist.session_remove(client_id))) return refuse(rc::QuotaExceeded);
+    if (unstores) {
+        if (!written(persist.session_remove(client_id))) return refuse(rc::QuotaExceeded);
+        sessions.find(client_id)->persisted = false;   // written once: nothing more of it is stored
+    }
     const OwnerSource owner_source = !username ? OwnerSource::Anonymous
                                      : (c.extras() && c.extras()->identity) ? OwnerSource::Certificate
                                                                        : OwnerSource::Password;
@@ -247,7 +251,6 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
     // publishers are (what they publish then goes into its queue).
     const bool hold_connack = !budget_of(client_id);
     c.own_bridge = !hold_connack;
-    const uint64_t written_before = persist.latest_ticket();
     bool session_present = false;
     Session* s = &attach_session(client_id, p.clean_start || other_users_session, session_present);
     // Stored before the client is told it exists. An update of a session
@@ -285,10 +288,6 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
 
     if (expiry > 0) {
         s->persisted = true;
-    } else if (s->persisted) {
-        // Resumed with expiry 0: the state lives only as long as this
-        // connection (its removal was stored above).
-        s->persisted = false;
     }
 
     Connack ack;
