@@ -102,7 +102,7 @@ RetainedIndex::Handle* RetainedIndex::handle(std::string_view topic) {
 }
 
 void RetainedIndex::match(std::string_view filter,
-                          const std::function<void(std::string_view topic, Handle h)>& fn) const {
+                          const std::function<bool(std::string_view topic, Handle h)>& fn) const {
     const Impl& im = *impl_;
     const TopicTree& tree = im.tree;
     im.filter_levels.clear();
@@ -124,18 +124,18 @@ void RetainedIndex::match(std::string_view filter,
         const uint32_t p = tree.payload(f.node);
 
         if (f.filter_level == kWholeSubtree) {
-            if (p != kNoId) fn(im.path, im.handles[p]);
+            if (p != kNoId && !fn(im.path, im.handles[p])) return;
             im.push_children(f.node, kWholeSubtree, len);
             continue;
         }
         if (f.filter_level == level_count) {
-            if (p != kNoId) fn(im.path, im.handles[p]);
+            if (p != kNoId && !fn(im.path, im.handles[p])) return;
             continue;
         }
         std::string_view lvl = im.filter_levels[f.filter_level];
         if (lvl == "#") {
             // "x/#" matches x itself and everything below it.
-            if (p != kNoId) fn(im.path, im.handles[p]);
+            if (p != kNoId && !fn(im.path, im.handles[p])) return;
             im.push_children(f.node, kWholeSubtree, len);
         } else if (lvl == "+") {
             im.push_children(f.node, f.filter_level + 1, len);

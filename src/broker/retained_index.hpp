@@ -32,9 +32,10 @@ public:
     Handle* handle(std::string_view topic);
 
     // Calls fn(topic, handle) for every retained topic matched by `filter` (a
-    // valid filter; leading wildcards do not match $-topics).
+    // valid filter; leading wildcards do not match $-topics), until fn
+    // returns false.
     void match(std::string_view filter,
-               const std::function<void(std::string_view topic, Handle h)>& fn) const;
+               const std::function<bool(std::string_view topic, Handle h)>& fn) const;
 
     // Room for about `topics` more topics (recovery of a large retained set).
     void reserve(size_t topics);

@@ -75,14 +75,21 @@ bool RetainedStore::contains(std::string_view topic) const {
 
 void RetainedStore::match(std::string_view filter, uint64_t now_ms, uint64_t wall_now_ms,
                           std::vector<MsgPtr>& out) const {
+    visit(filter, now_ms, wall_now_ms, [&](const MsgPtr& m) {
+        out.push_back(m);
+        return true;
+    });
+}
+
+void RetainedStore::visit(std::string_view filter, uint64_t now_ms, uint64_t wall_now_ms,
+                          const std::function<bool(const MsgPtr&)>& fn) const {
     index_.match(filter, [&](std::string_view, Handle h) {
         if (is_ref(h)) {
-            if (MsgPtr m = from_stored(persist_.retained_at(ref_of(h)), now_ms, wall_now_ms))
-                out.push_back(std::move(m));
-            return;
+            const MsgPtr m = from_stored(persist_.retained_at(ref_of(h)), now_ms, wall_now_ms);
+            return !m || fn(m);
         }
         const MsgPtr& m = heap_[h >> 1];
-        if (m && !m->expired(now_ms)) out.push_back(m);
+        return !m || m->expired(now_ms) || fn(m);
     });
 }
 

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string_view>
 #include <vector>
 
@@ -48,6 +49,11 @@ public:
     // ones decoded into Messages, with expiry derived from the wall clock).
     void match(std::string_view filter, uint64_t now_ms, uint64_t wall_now_ms,
                std::vector<MsgPtr>& out) const;
+    // The same, one at a time, until fn returns false: a stored message is
+    // decoded (its payload copied) only when its turn comes, so what is
+    // held at once is what fn keeps.
+    void visit(std::string_view filter, uint64_t now_ms, uint64_t wall_now_ms,
+               const std::function<bool(const MsgPtr&)>& fn) const;
 
     // The persistence copied a stored record; `ref` names the copy.
     void moved(const void* ref);

@@ -138,33 +138,40 @@ void Broker::Impl::send_retained(Session& s, const std::string& inner, uint8_t g
                                  uint32_t sub_id) {
     const Config::SessionBudget* budget = budget_of(s.client_id);
     const bool queues_qos0 = budget && budget->queue_qos0;
-    // Into a full queue (it stays full here), each would be dropped: counted
-    // as deliver() would, without its work per message.
-    const bool queue_shut = (granted_qos > 0 || queues_qos0) && queue_closed(s);
-    // A QoS 0 retained message goes out at QoS 0 whatever was granted, past
-    // the queue, unless a budget queues QoS 0 too.
-    bool qos0_sent = false;
-    if (!queues_qos0) {
-        const Connection* c = s.conn ? conn(s.conn) : nullptr;
-        const uint64_t queued = c && cfg.max_output_bytes != 0 ? transport.queued_bytes(c->id) : 0;
-        qos0_sent = c && qos0_room(*c, queued) == Qos0Room::Send;
-    }
-    // Every one would be dropped: not matched at all (they stay retained).
-    if (!qos0_sent && (queue_shut || (granted_qos == 0 && !queues_qos0))) return;
-    std::vector<MsgPtr> found;
-    retained.match(inner, now_ms, wall_ms(), found);
+    // Whether the next one could go anywhere: once every one would be
+    // dropped, matching stops (the rest stay retained). Checked before
+    // each, so that thousands of filters that each match thousands of
+    // retained messages cost the room the client has, not filters x
+    // messages, and a stored message is decoded (its payload copied to the
+    // heap) only to be sent: one SUBSCRIBE to big/# never holds all of them.
+    bool queue_shut = false;
+    auto room_left = [&] {
+        // Into a full queue (it stays full here), each would be dropped.
+        queue_shut = (granted_qos > 0 || queues_qos0) && queue_closed(s);
+        // A QoS 0 retained message goes out at QoS 0 whatever was granted,
+        // past the queue, unless a budget queues QoS 0 too.
+        bool qos0_sent = false;
+        if (!queues_qos0) {
+            const Connection* c = s.conn ? conn(s.conn) : nullptr;
+            const uint64_t queued = c && cfg.max_output_bytes != 0 ? transport.queued_bytes(c->id) : 0;
+            qos0_sent = c && qos0_room(*c, queued) == Qos0Room::Send;
+        }
+        return qos0_sent || !(queue_shut || (granted_qos == 0 && !queues_qos0));
+    };
+    if (!room_left()) return;
     OpWrites w;   // no ack waits for these: refusals are only counted
-    for (const MsgPtr& m : found) {
+    retained.visit(inner, now_ms, wall_ms(), [&](const MsgPtr& m) {
         if (queue_shut && (std::min(m->qos, granted_qos) > 0 || queues_qos0)) {
-            if (m->expired(now_ms) || !may_read(s, m->topic())) continue;
+            if (m->expired(now_ms) || !may_read(s, m->topic())) return true;
             ++stats.queued_dropped;
             if (budget) ++stats.budget_dropped;
-            continue;
+            return true;
         }
         std::vector<uint32_t> ids;
         if (sub_id) ids.push_back(sub_id);
         deliver(s, m, std::min(m->qos, granted_qos), /*retain=*/true, std::move(ids), 0, w);
-    }
+        return room_left();
+    });
 }
 
 void Broker::Impl::on_unsubscribe(Connection& c, const Unsubscribe& p) {

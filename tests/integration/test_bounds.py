@@ -203,3 +203,43 @@ def test_disconnect_reason_survives_unread_input(broker_factory):
     assert types[-1] == (raw_mqtt.DISCONNECT, b"\x93"), types
     assert not errors, errors
     c.close()
+
+
+def _hwm_kb(broker):
+    with open(f"/proc/{broker.proc.pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def test_a_subscribe_to_many_large_retained_messages_holds_only_what_the_client_has_room_for(broker_factory, no_quarantine):
+    # A SUBSCRIBE decoded every retained message it matched from the log
+    # into one list on the heap before sending any: 48 MiB of retained
+    # firmware images became 48 MiB of broker memory at once (a 400 MiB set,
+    # a gateway's whole RAM), for a client with room for one.
+    b = broker_factory({"limits": {"max_output_bytes": 256 * 1024}})
+    pub = RawClient(b)
+    pub.connect("fw")
+    blob = b"f" * (256 * 1024)
+    for i in range(192):
+        pub.send(raw_mqtt.publish(f"fw/{i}", blob, qos=1, pid=i + 1, retain=True))
+        pub.expect(raw_mqtt.PUBACK)
+    time.sleep(0.3)
+    before = _hwm_kb(b)
+    c = RawClient(b)
+    c.connect("never-reads", version=5)
+    c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    c.send(raw_mqtt.subscribe(1, "fw/#", qos=0, version=5))
+    # Everyone else is served meanwhile.
+    pub.send(bytes([0xC0, 0]))
+    pub.expect(raw_mqtt.PINGRESP)
+    time.sleep(0.5)
+    grown_kb = _hwm_kb(b) - before
+    print(f"peak RSS grew {grown_kb} KB for a SUBSCRIBE matching 48 MiB of retained messages")
+    bound_kb = 16 * 1024
+    if sanitized(b):
+        bound_kb *= 2   # redzones and shadow memory
+    assert grown_kb < bound_kb, grown_kb
+    c.close()
+    pub.close()

@@ -38,6 +38,7 @@ Hits match_all(const RetainedIndex& idx, std::string_view filter) {
     Hits hits;
     idx.match(filter, [&](std::string_view topic, RetainedIndex::Handle h) {
         hits.emplace_back(std::string(topic), h);
+        return true;
     });
     std::sort(hits.begin(), hits.end());
     return hits;
