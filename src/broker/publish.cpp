@@ -378,6 +378,7 @@ size_t Broker::Impl::route(const MsgPtr& msg, Slot publisher, OpWrites& w, Route
     // full queue while the others idle. A group where nobody may read it
     // does not count as a receiver.
     for (auto& [key, members] : found.shared) {
+        shared_work += kSharedGroupWork + members.size();
         std::sort(members.begin(), members.end(),
                   [](const auto& a, const auto& b) { return a.who < b.who; });
         uint32_t& turn = shared.turn(key);

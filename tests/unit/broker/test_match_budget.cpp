@@ -303,3 +303,33 @@ TEST_CASE("a configured bridge's input is never deferred") {
     CHECK(sub.publishes().size() == 100);
     CHECK(h.broker->stats().inputs_deferred == 0);
 }
+
+// One client in many shared groups on one topic turns each PUBLISH into a
+// delivery per group, all from the route cache: that work is charged too,
+// so the publisher's input waits for later passes instead of holding the
+// loop for seconds.
+TEST_CASE("deliveries through many shared groups are charged to the publisher's matching work") {
+    Config cfg;
+    cfg.match_work_per_pass = 20000;
+    Harness h(cfg);
+    TestClient sub(h, Version::V5);
+    sub.connect("sub");
+    for (int g = 0; g < 500; ++g) sub.subscribe("$share/g" + std::to_string(g) + "/t", 0, uint16_t(g + 1));
+    TestClient pub(h, Version::V311);
+    pub.connect("pub");
+    std::vector<uint8_t> wire;
+    for (int i = 0; i < 20; ++i) {
+        Publish p;
+        p.topic = "t";
+        p.payload = bytes_of("x");
+        encode(p, Version::V311, wire);
+    }
+    pub.send_raw(wire);
+    // About 17 work a group: 20 000 takes a little over two messages.
+    const size_t first = sub.publishes().size();
+    CHECK(first >= 500);
+    CHECK(first <= 3 * 500);
+    CHECK(h.broker->stats().inputs_deferred >= 1);
+    CHECK(passes_until_reading(h, pub.id) >= 5);
+    CHECK(first + sub.publishes().size() == 20 * 500);   // nothing lost, only later
+}
