@@ -61,8 +61,16 @@ bool short_file_is_zero(const Segment& seg) {
 int store_verify(const std::string& dir, std::ostream& out, RecordInspector* owner) {
     uint64_t total_records = 0, prev_last = 0, segments = 0;
     bool bad = false;
+    bool empty_before = false;   // the segment before this one is an empty file
     const int rc = for_each_segment(dir, out, [&](const Segment& seg) {
         ++segments;
+        if (empty_before) {
+            // Only the newest segment can be empty after a crash.
+            out << "  EMPTY though later segments exist: the records it held are LOST (moved to quarantine at "
+                   "next start)\n";
+            bad = true;
+            empty_before = false;
+        }
         out << segment_file_name(seg.base_lsn) << ": ";
         if (seg.size < kHeaderBytes) {
             if (!short_file_is_zero(seg)) {
@@ -70,8 +78,9 @@ int store_verify(const std::string& dir, std::ostream& out, RecordInspector* own
                 bad = true;
                 return true;
             }
-            out << "empty file (" << seg.size << " bytes), removed at next start\n";
-            return false;
+            out << "empty file (" << seg.size << " bytes)\n";
+            empty_before = true;
+            return bad;
         }
         const SegmentScan s = scan_segment(seg.map, seg.size, seg.base_lsn, [&](const RecordView& rec, uint64_t) {
             if (owner) owner->observe(rec);
@@ -109,6 +118,7 @@ int store_verify(const std::string& dir, std::ostream& out, RecordInspector* own
                 << " offset " << r.offset << " length " << r.length << "\n";
         return bad;
     });
+    if (empty_before) out << "  the last segment: removed at next start\n";
     const bool owner_bad = owner && owner->summarize(out, false);
     bad |= owner_bad;
     out << segments << " segment(s), " << total_records << " record(s): " << (bad ? "CORRUPTION FOUND" : "ok")

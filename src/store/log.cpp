@@ -276,10 +276,18 @@ bool SegmentLog::recover(std::string& err) {
         if (seg.size < kHeaderBytes) {
             const bool empty = file_is_zero(seg.fd);
             seg.close();
-            if (empty) {
+            if (empty && base == bases.back()) {
                 // A crash between creating a segment and reserving its space.
                 ::unlink(path.c_str());
                 sum << "removed empty segment " << path << "; ";
+            } else if (empty) {
+                // Only the newest can be caught between create and reserve:
+                // an earlier one emptied (cut to nothing, zeroed) lost records.
+                std::string moved;
+                if (!quarantine_move(opt_.dir, path, moved, err)) return false;
+                errors_.push_back(path + " is empty (" + std::to_string(seg.size) +
+                                  " bytes) though later segments exist: the records it held are lost "
+                                  "(cut short or zeroed outside hato); moved to " + moved);
             } else if (!quarantine_foreign(path, "too short to hold a record", err)) {
                 return false;
             }

@@ -533,6 +533,26 @@ TEST_CASE("overlapping segments and a sealed segment cut short are reported") {
         REQUIRE(errors.size() == 1);
         CHECK(errors[0].find("not whole pages: it was cut short") != std::string::npos);
     }
+    SUBCASE("a sealed segment emptied") {
+        // Only the newest segment can be empty after a crash (created, not
+        // yet reserved): an earlier one was removed without a word.
+        fs::resize_file(segs[1], 0);
+        std::ostringstream out;
+        CHECK(store_verify(d.path(), out) == 1);
+        CHECK(out.str().find("EMPTY though later segments exist: the records it held are LOST") != std::string::npos);
+        auto log = open_log(d.path());
+        const auto& errors = log->recovery_errors();
+        REQUIRE(errors.size() == 1);
+        CHECK(errors[0].find(segs[1] + " is empty (0 bytes) though later segments exist") != std::string::npos);
+        CHECK(quarantine_files(d.path()).size() == 1);
+    }
+    SUBCASE("the last segment emptied: removed, no error") {
+        fs::resize_file(segs.back(), 0);
+        std::ostringstream out;
+        CHECK(store_verify(d.path(), out) == 0);
+        auto log = open_log(d.path());
+        CHECK(log->recovery_errors().empty());
+    }
     SUBCASE("the last segment cut short: a torn tail, no error") {
         fs::resize_file(segs.back(), kSegBytes - 8);
         auto log = open_log(d.path());
