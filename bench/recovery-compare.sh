@@ -157,6 +157,8 @@ cat > "$work/hato.toml" <<TOML
 [[listener]]
 address = "127.0.0.1"
 port = $hato_port
+[limits]
+max_retained_messages = 0
 [storage]
 dir = "$work/hato-data"
 sync = "always"

@@ -201,6 +201,9 @@ std::string render_prometheus(const StatusData& d) {
     e.single("hato_sessions_refused_limit_total", "counter",
              "CONNECTs refused because they would add a persistent session past max_sessions.",
              num(s.sessions_refused_limit));
+    e.single("hato_retained_refused_limit_total", "counter",
+             "Retained messages to a new topic not retained because max_retained_messages topics were held.",
+             num(s.retained_refused_limit));
     e.single("hato_topics_refused_levels_total", "counter",
              "PUBLISH topics, subscription filters and will topics refused for having more than max_topic_levels levels.",
              num(s.topics_refused_levels));

@@ -73,6 +73,7 @@ struct Stats {
     uint64_t slow_clients_closed = 0;   // over max_output_bytes longer than slow_client_timeout_ms
     uint64_t subscriptions_refused_limit = 0;   // filters refused: max_subscriptions_per_client reached
     uint64_t sessions_refused_limit = 0;        // CONNECTs refused: max_sessions reached
+    uint64_t retained_refused_limit = 0;        // retained messages to new topics not retained: max_retained_messages
     uint64_t topics_refused_levels = 0;         // topics, filters, wills refused: over max_topic_levels
     uint64_t inputs_deferred = 0;   // a connection's input left for a later pass: its matching work ran out
     // Input reassembly: bytes copied into partial-packet buffers (appends

@@ -302,6 +302,10 @@ struct Broker::Impl {
     // `memo`: the publishing connection's RouteMemo, if a client published it.
     size_t route(const MsgPtr& msg, Slot publisher, OpWrites& w, RouteMemo* memo = nullptr);
     void store_retained(const MsgPtr& msg, OpWrites& w);
+    // Whether a retained message to `topic` would add one past
+    // max_retained_messages (counted, logged once each time the limit is reached).
+    bool retained_at_limit(std::string_view topic);
+    bool retained_limit_noted = false;
     // Sets expiry_ms / expiry_wall_ms from a Message Expiry Interval, or
     // none, bounded by [mqtt] max_message_expiry (which applies to messages
     // that ask for none too).

@@ -39,6 +39,12 @@ struct Config {
     // nothing else bounds sessions nobody ends. Clean sessions are bounded
     // by max_connections; configured bridges' sessions are exempt. 0 = none.
     uint32_t max_sessions = 10000;
+    // Retained topics held. A retained message to a new topic past it is
+    // not retained: refused (0x97) to a v5 QoS 1/2 publisher, delivered
+    // without being retained otherwise. Replacing or clearing one is always
+    // allowed. A device that puts a counter or a time stamp in its retained
+    // topic would otherwise fill memory and the store. 0 = none.
+    uint32_t max_retained_messages = 100000;
     // Topic tree nodes one connection's input may step through per loop
     // pass (match_budget.hpp): about 2 ms of matching on a gateway's core.
     // Past it the rest of its input waits for the next pass. Not in the

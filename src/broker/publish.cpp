@@ -226,6 +226,14 @@ void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t
         }
         return;
     }
+    // A new retained topic past [limits] max_retained_messages: a v5 QoS
+    // 1/2 publisher is told (0x97); others (v3.x cannot be told, and would
+    // resend for ever if disconnected; QoS 0; a bridge, which would
+    // reconnect for ever) have it delivered, not retained.
+    if (p.retain && !p.payload.empty() && retained_at_limit(topic)) {
+        if (v5 && p.qos > 0 && !c.own_bridge) return refuse(rc::QuotaExceeded);
+        p.retain = false;
+    }
     if (p.qos > 0 && persist.full()) {
         ++stats.store_refusals;
         ++stats.store_refused_full;
@@ -313,6 +321,21 @@ bool Broker::Impl::release_inbound(Session& s, Connection& c, uint16_t packet_id
     s.flows->qos2_in.erase(it);
     if (!answer) return true;
     acks.send(c, PacketType::Pubcomp, packet_id, rc::Success, w.ticket, false);
+    return true;
+}
+
+bool Broker::Impl::retained_at_limit(std::string_view topic) {
+    const bool full = cfg.max_retained_messages != 0 && retained.size() >= cfg.max_retained_messages;
+    if (!full) {
+        retained_limit_noted = false;
+        return false;
+    }
+    if (retained.contains(topic)) return false;   // a replacement adds nothing
+    ++stats.retained_refused_limit;
+    if (!retained_limit_noted)
+        log_notice("not retaining messages to new topics: %zu retained, max_retained_messages is %u",
+                   retained.size(), unsigned(cfg.max_retained_messages));
+    retained_limit_noted = true;
     return true;
 }
 

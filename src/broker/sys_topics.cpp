@@ -116,6 +116,7 @@ std::vector<SysMessage> sys_topics(const SysGauges& g, const LoadAverages& load)
     put("hato/clients/slow_closed", num(st.slow_clients_closed));
     put("hato/subscriptions/refused_limit", num(st.subscriptions_refused_limit));
     put("hato/sessions/refused_limit", num(st.sessions_refused_limit));
+    put("hato/retained/refused_limit", num(st.retained_refused_limit));
     put("hato/topics/refused_levels", num(st.topics_refused_levels));
     put("hato/inputs/deferred", num(st.inputs_deferred));
     put("hato/route_cache/topics", num(g.route_cache_topics));

@@ -339,6 +339,7 @@ void read_limits(Errors& errors, const toml::table& t, broker::Config& b) {
     r.integer("max_topic_levels", 1, 1024, b.max_topic_levels);
     r.integer("max_client_id_length", 23, 65535, b.max_client_id_length);   // 23: what MQTT requires
     r.integer("max_sessions", 0, u32, b.max_sessions);
+    r.integer("max_retained_messages", 0, u32, b.max_retained_messages);
     r.reject_unknown();
 }
 

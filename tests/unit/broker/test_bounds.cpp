@@ -714,3 +714,49 @@ TEST_CASE("retained messages a SUBSCRIBE would queue into a full queue are count
     CHECK(text(std::get<Publish>(more[0]).payload) == "q0");
     CHECK(h.broker->stats().queued_dropped == 2 + 5);
 }
+
+// A device that puts a time stamp in its retained topic filled memory and
+// the store with one retained message per publish, without bound.
+TEST_CASE("max_retained_messages: a new retained topic past it is refused (v5 QoS 1/2) or not retained; replacing and clearing stay allowed") {
+    Config cfg;
+    cfg.max_retained_messages = 3;
+    Harness h(cfg);
+    TestClient live(h, Version::V5);
+    live.connect("live");
+    live.subscribe("r/#", 1, 1, 0, 0, false, /*rap=*/true);
+    TestClient v5(h, Version::V5), v3(h, Version::V311);
+    v5.connect("v5");
+    v3.connect("v3");
+    for (int i = 0; i < 3; ++i) v5.publish("r/" + std::to_string(i), "v", 1, true);
+    v5.take();
+    CHECK(live.publishes().size() == 3);
+
+    v5.publish("r/new5", "x", 1, true, 7);
+    auto acks = v5.take_all<Ack>();
+    REQUIRE(acks.size() == 1);
+    CHECK(acks[0].reason == rc::QuotaExceeded);
+    CHECK(live.take().empty());   // refused: not delivered either
+    v3.publish("r/new3", "y", 1, true);
+    CHECK(v3.take_all<Ack>().at(0).reason == rc::Success);
+    auto got = live.publishes();
+    REQUIRE(got.size() == 1);
+    CHECK(got[0].topic == "r/new3");
+    CHECK_FALSE(got[0].retain);   // delivered, not retained
+    v5.publish("r/new0", "z", 0, true);
+    REQUIRE(live.publishes().size() == 1);
+    CHECK(h.broker->stats().retained_refused_limit == 3);
+
+    v5.publish("r/1", "replaced", 1, true);   // a replacement adds nothing
+    CHECK(v5.take_all<Ack>().at(0).reason == rc::Success);
+    v5.publish("r/2", "", 1, true);           // a clear makes room
+    v5.publish("r/new5", "x", 1, true);
+    for (const Ack& a : v5.take_all<Ack>()) CHECK(a.reason == rc::Success);
+    live.take();
+    TestClient late(h, Version::V5);
+    late.connect("late");
+    late.subscribe("r/#", 1);
+    std::vector<std::string> retained;
+    for (const Packet& p : late.extra()) retained.push_back(std::string(std::get<Publish>(p).topic));
+    std::sort(retained.begin(), retained.end());
+    CHECK(retained == std::vector<std::string>{"r/0", "r/1", "r/new5"});
+}

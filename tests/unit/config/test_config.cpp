@@ -35,6 +35,7 @@ void check_equal(const AppConfig& a, const AppConfig& b) {
     CHECK(x.max_topic_levels == y.max_topic_levels);
     CHECK(x.max_client_id_length == y.max_client_id_length);
     CHECK(x.max_sessions == y.max_sessions);
+    CHECK(x.max_retained_messages == y.max_retained_messages);
     CHECK(x.max_connect_packet_size == y.max_connect_packet_size);
     CHECK(x.connect_timeout_ms == y.connect_timeout_ms);
     CHECK(x.server_keep_alive == y.server_keep_alive);
@@ -107,6 +108,7 @@ max_subscriptions_per_client = 0
 max_topic_levels = 8
 max_client_id_length = 100
 max_sessions = 0
+max_retained_messages = 7
 [mqtt]
 maximum_qos = 1
 retain_available = false
@@ -136,6 +138,7 @@ level = "debug"
     CHECK(c.broker.max_topic_levels == 8);
     CHECK(c.broker.max_client_id_length == 100);
     CHECK(c.broker.max_sessions == 0);
+    CHECK(c.broker.max_retained_messages == 7);
     CHECK(c.broker.maximum_qos == 1);
     CHECK_FALSE(c.broker.retain_available);
     CHECK(c.broker.response_information == "resp/");
