@@ -99,6 +99,7 @@ void Link::on_upstream_open(uint64_t now_ms) {
     held_.clear();
     held_bytes_ = 0;
     skip_left_ = 0;
+    skipped_in_.clear();
     up_receive_max_ = 65535;
     up_max_packet_ = cfg_.max_packet_size;
     local_max_packet_ = 0;
@@ -130,7 +131,7 @@ void Link::on_upstream_open(uint64_t now_ms) {
     if (cfg_.version == Version::V5) c.props.receive_maximum = cfg_.inflight;
     // A v5 upstream then drops what the local broker would refuse anyway
     // (MQTT-3.1.2-25) instead of sending it over the WAN.
-    up_told_limit_ = cfg_.version == Version::V5 ? local_limit_seen_ : 0;
+    up_told_limit_ = cfg_.version == Version::V5 ? upstream_limit() : 0;
     if (up_told_limit_ != 0) c.props.maximum_packet_size = up_told_limit_;
     static constexpr uint8_t kDown[] = {'0'};
     const std::string will_topic = upstream_state_topic();
@@ -194,9 +195,18 @@ bool Link::on_upstream_data(std::span<const uint8_t> bytes, uint64_t now_ms) {
         if (state_ == State::Down) return false;
     }
     up_in_.insert(up_in_.end(), bytes.begin(), bytes.end());
-    return drain(up_in_, cfg_.version, local_limit_seen_, [this](const Packet& p, std::span<const uint8_t> raw) {
+    return drain(up_in_, cfg_.version, upstream_limit(), [this](const Packet& p, std::span<const uint8_t> raw) {
         return handle_upstream(p, raw);
     });
+}
+
+uint32_t Link::upstream_limit() const {
+    if (local_limit_seen_ == 0) return 0;
+    size_t slack = 0;
+    for (const TopicRule& r : cfg_.topics)
+        if (r.in() && r.remote_prefix.size() > r.local_prefix.size())
+            slack = std::max(slack, r.remote_prefix.size() - r.local_prefix.size());
+    return uint32_t(std::min<uint64_t>(uint64_t(local_limit_seen_) + slack, UINT32_MAX));
 }
 
 size_t Link::skip_too_large(std::span<const uint8_t> rest, const mqtt::FixedHeader& hdr) {
@@ -236,7 +246,11 @@ void Link::finish_skipped() {
     pub.topic = skipped_.topic;
     pub.qos = skipped_.qos;
     pub.packet_id = skipped_.packet_id;
-    drop_too_large(pub, skipped_.bytes, local_limit_seen_, /*to_upstream=*/false);
+    if (pub.qos == 0) return drop_too_large(pub, skipped_.bytes, local_limit_seen_, /*to_upstream=*/false);
+    skipped_in_[pub.packet_id] = skipped_.bytes;
+    std::vector<uint8_t> stand_in;
+    mqtt::encode(Packet{pub}, cfg_.version, stand_in);
+    handle_upstream(Packet{pub}, stand_in);
 }
 
 bool Link::room_to_wait(size_t bytes) const {
@@ -442,6 +456,13 @@ void Link::deliver_waiting_in() {
 }
 
 void Link::deliver_in(const mqtt::Publish& pub) {
+    if (pub.qos > 0 && !skipped_in_.empty()) {
+        if (auto it = skipped_in_.find(pub.packet_id); it != skipped_in_.end()) {
+            const size_t bytes = it->second;
+            skipped_in_.erase(it);
+            return drop_too_large(pub, bytes, local_limit_seen_, /*to_upstream=*/false);
+        }
+    }
     std::optional<std::string> topic = local_topic(cfg_.topics, pub.topic);
     // Not ours (an upstream session's leftover subscription): accepted and
     // dropped, so the upstream does not resend it for ever.
@@ -853,6 +874,7 @@ void Link::forget_connection() {
     held_.clear();
     held_bytes_ = 0;
     skip_left_ = 0;
+    skipped_in_.clear();
     clear_waiting_in();   // unanswered upstream: resent on the next connection
     local_inflight_in_.clear();
     releasing_.clear();
@@ -874,6 +896,7 @@ void Link::on_local_closed() {
     held_.clear();
     held_bytes_ = 0;
     skip_left_ = 0;
+    skipped_in_.clear();
     up_in_.clear();
     local_in_.clear();
     out_.upstream_close();

@@ -21,6 +21,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "bridge/topic_map.hpp"
@@ -127,6 +128,8 @@ public:
     // local_prefix): the other side would close the connection on it.
     uint64_t unmappable_out() const { return unmappable_out_; }
     uint64_t unmappable_in() const { return unmappable_in_; }
+    // Upstream bytes buffered, waiting for the rest of a packet (tests).
+    size_t upstream_buffered() const { return up_in_.size(); }
     // Outbound messages the upstream refused (v5 PUBACK / PUBREC reason code
     // 0x80 or above): the flow ends with that answer, so they are not resent.
     uint64_t refused_out() const { return refused_out_; }
@@ -234,8 +237,15 @@ private:
     // a v5 upstream is told it as our Maximum Packet Size.
     uint32_t local_limit_seen_ = 0;
     uint32_t up_told_limit_ = 0;   // the Maximum Packet Size this connection's CONNECT gave (v5)
+    // The limit upstream packets are held to: the local one, plus what the
+    // in rules' prefixes take off a topic (what fits here after remapping).
+    uint32_t upstream_limit() const;
     // The v3.1.1 PUBLISH over that limit being skipped: bytes still to come.
     uint64_t skip_left_ = 0;
+    // Skipped QoS 1/2 messages (packet id -> bytes): each goes on as an
+    // empty stand-in, so that it is answered in its turn behind those
+    // received before it (MQTT-4.6.0-2), and deliver_in drops it there.
+    std::unordered_map<uint16_t, size_t> skipped_in_;
     struct Skipped {
         std::string topic;
         uint8_t qos = 0;

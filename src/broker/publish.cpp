@@ -243,7 +243,10 @@ void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t
     // Admitted: stored whole from here (Persistence::admit_whole).
     const AdmittedWrites admitted(persist, p.qos > 0);
     stats.publish_bytes_in += p.payload.size();
-    const MsgPtr m = make_message(topic, p.payload, p.qos, p.retain, v5 ? &p.props : nullptr, true);
+    // $SYS comes only from bridges (may_publish_reserved): their connection
+    // state, which max_message_expiry would clear while the link is up.
+    const bool client_sent = !topic.starts_with("$SYS/");
+    const MsgPtr m = make_message(topic, p.payload, p.qos, p.retain, v5 ? &p.props : nullptr, client_sent);
     if (!wire.empty()) seed_shared_publish(m, c.version, wire);
     OpWrites w;   // what this PUBLISH wrote: its ack waits for them
     size_t receivers = route(m, c.slot, w, &c.route_memo);
@@ -254,7 +257,8 @@ void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t
         // server publishes it, so No Local does not hide it from the edge
         // node. An empty payload is no birth and leaves the certificate.
         const std::string cert = sparkplug::certificate_topic(topic);
-        if (!cert.empty()) route(make_message(cert, p.payload, p.qos, true, v5 ? &p.props : nullptr, true), kNoSlot, w);
+        if (!cert.empty()) route(make_message(cert, p.payload, p.qos, true, v5 ? &p.props : nullptr,
+                                                 /*its own expiry only=*/v5 && p.props.message_expiry.has_value()), kNoSlot, w);
     }
     const bool bridged_retained = p.retain && (c.bridge || c.own_bridge);
     if (p.qos == 0) {

@@ -1403,6 +1403,7 @@ TEST_CASE("upstream packets over the local limit: a v5 upstream is told it, a v3
         for (size_t at = 0; at < bytes.size(); at += 700) {
             const size_t n = std::min<size_t>(700, bytes.size() - at);
             CHECK(link.on_upstream_data(std::span<const uint8_t>(bytes).subspan(at, n), 12));
+            CHECK(link.upstream_buffered() < 1024);   // never held whole
         }
         auto ups = take(f.up, Version::V311, store);
         REQUIRE(ups.size() == 1);
@@ -1436,4 +1437,34 @@ TEST_CASE("upstream messages waiting for the local broker are bounded in bytes")
     CHECK(waited > 60);
     CHECK(waited < 70);
     CHECK(f.up_closes == 1);
+}
+
+// A skipped message is answered in its turn: behind those received before
+// it that wait for the local broker's Receive Maximum (MQTT-4.6.0-2).
+TEST_CASE("a skipped oversized message is acknowledged upstream in the order it came") {
+    Fake f;
+    std::vector<std::vector<uint8_t>> store;
+    Link link(config(Version::V311), f);
+    mqtt::Connack local_ack;
+    local_ack.props.maximum_packet_size = 1024;
+    local_ack.props.receive_maximum = 1;
+    connect(link, f, Version::V311, store, {}, local_ack);
+    const std::vector<uint8_t> big(5000, 'x'), small = {'o', 'k'};
+    CHECK(link.on_upstream_data(enc(Packet{message("cmd/a", 1, 1, small)}, Version::V311), 5));
+    CHECK(link.on_upstream_data(enc(Packet{message("cmd/b", 1, 2, small)}, Version::V311), 5));   // waits
+    CHECK(link.on_upstream_data(enc(Packet{message("cmd/fw", 1, 3, big)}, Version::V311), 5));    // skipped
+    CHECK(f.up.empty());   // nothing answered yet: 1 is in flight locally, 2 and 3 behind it
+    auto order = [&] {
+        std::vector<uint16_t> ids;
+        for (const Packet& p : take(f.up, Version::V311, store)) ids.push_back(ack_of(p).packet_id);
+        return ids;
+    };
+    link.on_local_data(enc(Packet{mqtt::Ack{mqtt::PacketType::Puback, 1, 0, {}}}, Version::V5));
+    CHECK(order() == std::vector<uint16_t>{1});
+    link.on_local_data(enc(Packet{mqtt::Ack{mqtt::PacketType::Puback, 2, 0, {}}}, Version::V5));
+    CHECK(order() == std::vector<uint16_t>{2, 3});
+    CHECK(link.too_large_in() == 1);
+    auto ls = take(f.local, Version::V5, store);
+    REQUIRE(ls.size() == 2);   // 1 and 2 only
+    CHECK(std::get<mqtt::Publish>(ls[1]).topic == "remote/cmd/b");
 }

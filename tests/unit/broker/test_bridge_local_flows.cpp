@@ -309,3 +309,19 @@ TEST_CASE("bridge: a QoS 2 message that crossed at QoS 1 is not published again 
     CHECK(up_connect(link, w, false, 3).empty());   // no PUBLISH again, and the PUBREL is answered here
     CHECK(h.broker->session_queue("$bridge/site").messages == 0);
 }
+
+// The bridge's own state is the broker's, not a client's message: with
+// max_message_expiry it expired while the link was up.
+TEST_CASE("bridge: the connection state topic outlives max_message_expiry while the link is up") {
+    Config c;
+    c.max_message_expiry = 5;
+    Harness h(c);
+    Wire w(h);
+    bridge::Link link(site_config(), w);
+    w.link = &link;
+    up_connect(link, w, false, 1);
+    CHECK(h.broker->retained_payload("$SYS/broker/connection/site/state") == "1");
+    h.broker->on_tick(10000);
+    CHECK(link.ready());
+    CHECK(h.broker->retained_payload("$SYS/broker/connection/site/state") == "1");
+}
