@@ -329,7 +329,9 @@ bool Broker::Impl::release_inbound(Session& s, Connection& c, uint16_t packet_id
 }
 
 bool Broker::Impl::retained_at_limit(std::string_view topic) {
-    const bool full = cfg.max_retained_messages != 0 && retained.size() >= cfg.max_retained_messages;
+    // The broker's own ($SYS, held in memory) do not count against clients.
+    const size_t held = retained.size() - std::min(retained.size(), memory_retained_topics.size());
+    const bool full = cfg.max_retained_messages != 0 && held >= cfg.max_retained_messages;
     if (!full) {
         retained_limit_noted = false;
         return false;
@@ -337,8 +339,8 @@ bool Broker::Impl::retained_at_limit(std::string_view topic) {
     if (retained.contains(topic)) return false;   // a replacement adds nothing
     ++stats.retained_refused_limit;
     if (!retained_limit_noted)
-        log_notice("not retaining messages to new topics: %zu retained, max_retained_messages is %u",
-                   retained.size(), unsigned(cfg.max_retained_messages));
+        log_notice("not retaining messages to new topics: %zu retained, max_retained_messages is %u", held,
+                   unsigned(cfg.max_retained_messages));
     retained_limit_noted = true;
     return true;
 }
