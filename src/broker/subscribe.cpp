@@ -202,8 +202,8 @@ void Broker::Impl::on_unsubscribe(Connection& c, const Unsubscribe& p) {
         ack.reasons.push_back(rc::Success);
     }
     // A v3.x UNSUBACK cannot say one failed: no answer, the connection ends
-    // and the client unsubscribes again once it is back.
-    if (w.refused() && c.version != Version::V5) return protocol_error(c, rc::UnspecifiedError);
+    // and the client unsubscribes again once it is back. Not its fault: no will.
+    if (w.refused() && c.version != Version::V5) return drop(c, /*publish_will=*/false, /*close_transport=*/true);
     send_packet(c, ack, w.ticket);
 }
 
