@@ -4,6 +4,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -65,6 +66,9 @@ public:
     explicit SegmentLog(const Options& opt) : opt_(opt) {
         // Page multiple, so records (8-aligned) never straddle the end.
         opt_.segment_bytes = std::max(kMinSegmentBytes, (opt_.segment_bytes + 4095) & ~uint64_t(4095));
+    }
+    ~SegmentLog() override {
+        if (lock_fd_ >= 0) ::close(lock_fd_);
     }
 
     bool recover(std::string& err);
@@ -201,6 +205,7 @@ private:
     bool disk_known_full() const { return full_until_ms_ != 0 && mono_ms() < full_until_ms_; }
 
     Options opt_;
+    int lock_fd_ = -1;   // flock(LOCK_EX) on DIR/lock for the log's lifetime
     std::deque<Segment> segs_;  // oldest first; the back one takes appends
     uint64_t next_lsn_ = 1;
     uint64_t durable_lsn_ = 0;
@@ -246,6 +251,21 @@ private:
 
 bool SegmentLog::recover(std::string& err) {
     if (!make_dirs(opt_.dir, err)) return false;
+    // One writer per store: a second hato started on the same directory (by
+    // hand beside the service, or the README's command on a gateway that
+    // runs the package) would cut the live segment's "tail" and replace the
+    // spares before failing to bind its port, losing acknowledged records.
+    lock_fd_ = ::open((opt_.dir + "/lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (lock_fd_ < 0) {
+        err = opt_.dir + "/lock: " + std::strerror(errno);
+        return false;
+    }
+    if (flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+        err = errno == EWOULDBLOCK ? "the store " + opt_.dir + " is in use by another hato (its lock is held): "
+                                     "two brokers on one store would destroy each other's records"
+                                   : opt_.dir + "/lock: flock: " + std::strerror(errno);
+        return false;
+    }
     DIR* d = opendir(opt_.dir.c_str());
     if (!d) {
         err = opt_.dir + ": opendir: " + std::strerror(errno);

@@ -54,3 +54,40 @@ def test_many_connections(clients, raw):
         c.send(raw_mqtt.publish("many/t", b"hello", qos=1, pid=1))
         c.expect(raw_mqtt.PUBACK)
     assert len(sub.expect_list(4)) == 4
+
+
+def test_a_second_hato_on_a_live_store_refuses_to_start_and_loses_nothing(broker_factory, raw):
+    # Started beside the service (the README's command on a gateway that
+    # runs the package), a second hato cut the live segment's tail before
+    # it failed to bind the port: acknowledged messages were lost.
+    import os
+    import subprocess
+    from conftest import TARGET, _find_hato
+    if TARGET == "mosquitto":
+        import pytest
+        pytest.skip("hato's store")
+    b = broker_factory()
+    sub = raw(b)
+    sub.connect("keeper", clean=False)
+    sub.send(raw_mqtt.subscribe(1, "keep/#", 1))
+    sub.expect(raw_mqtt.SUBACK)
+    sub.close()
+    pub = raw(b)
+    pub.connect("writer")
+    for i in range(200):
+        pub.send(raw_mqtt.publish("keep/x", str(i).encode(), qos=1, pid=i + 1))
+        pub.expect(raw_mqtt.PUBACK)
+    conf = os.path.join(b.workdir, "broker.conf")
+    second = subprocess.run([_find_hato(), "-c", conf], capture_output=True, text=True, timeout=20)
+    assert second.returncode != 0
+    assert "is in use by another hato" in second.stdout + second.stderr, second.stdout + second.stderr
+    b.stop()
+    b.start()
+    back = raw(b)
+    back.connect("keeper", clean=False)
+    got = []
+    for _ in range(200):
+        _, pid, _, payload = raw_mqtt.parse_publish(back.expect(raw_mqtt.PUBLISH))
+        got.append(payload)
+        back.send(raw_mqtt.packet(raw_mqtt.PUBACK, 0, pid.to_bytes(2, "big")))
+    assert got == [str(i).encode() for i in range(200)]

@@ -434,3 +434,24 @@ TEST_CASE("compaction waits for the copies to be durable before deleting") {
     for (const auto& r : recs) b.insert(r.body);
     CHECK(a == b);
 }
+
+// A second hato started on a live store (by hand beside the service) cut
+// the live segment's tail and replaced the spares before it failed to bind
+// its port: acknowledged records lost. One writer per store now.
+TEST_CASE("a store in use by another log is refused, and free again once that one is gone") {
+    TempDir d;
+    Options o;
+    o.dir = d.path();
+    std::string err;
+    auto first = Log::open(o, err);
+    REQUIRE_MESSAGE(first, err);
+    uint64_t lsn = 0;
+    REQUIRE(first->append(1, body_of(1, 100), lsn) == AppendError::None);
+    first->sync_now();
+    CHECK_FALSE(Log::open(o, err));
+    CHECK(err.find("is in use by another hato") != std::string::npos);
+    first.reset();
+    auto again = Log::open(o, err);
+    REQUIRE_MESSAGE(again, err);
+    CHECK(all_records(*again).size() == 1);
+}
