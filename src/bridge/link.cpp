@@ -430,13 +430,18 @@ void Link::forward_in(const mqtt::Publish& pub, std::span<const uint8_t> raw) {
         // answer to it, so it is not published a second time.
         if (has(local_inflight_in_, pub.packet_id) || waiting_ids_.test(pub.packet_id)) return;
     }
-    const bool full = pub.qos > 0 && local_inflight_in_.size() >= local_receive_max_;
+    // A skipped message's stand-in is answered here, at once: only once
+    // every message before it was answered, or its answer would overtake
+    // theirs (MQTT-4.6.0-2).
+    const bool stand_in = pub.qos > 0 && pub.payload.empty() && skipped_in_.count(pub.packet_id) != 0;
+    const bool full = pub.qos > 0 && (local_inflight_in_.size() >= local_receive_max_ ||
+                                      (stand_in && !local_inflight_in_.empty()));
     if (!full && waiting_in_.empty()) return deliver_in(pub);
     if (!room_to_wait(raw.size())) {
         fail("too many upstream messages waiting for the local broker");
         return;
     }
-    waiting_in_.push_back({pub.qos > 0 ? pub.packet_id : uint16_t(0), pub.qos, {raw.begin(), raw.end()}});
+    waiting_in_.push_back({pub.qos > 0 ? pub.packet_id : uint16_t(0), pub.qos, stand_in, {raw.begin(), raw.end()}});
     waiting_in_bytes_ += raw.size();
     if (pub.qos > 0) waiting_ids_.set(pub.packet_id);
 }
@@ -445,6 +450,7 @@ void Link::deliver_waiting_in() {
     while (!waiting_in_.empty() && state_ == State::Ready) {
         WaitingIn& front = waiting_in_.front();
         if (front.qos > 0 && local_inflight_in_.size() >= local_receive_max_) return;
+        if (front.stand_in && !local_inflight_in_.empty()) return;
         Packet p;
         mqtt::decode(front.raw, cfg_.version, kLocalMaxPacket, p);   // decoded once already
         const std::vector<uint8_t> raw = std::move(front.raw);   // p points into these bytes

@@ -295,6 +295,7 @@ private:
     struct WaitingIn {
         uint16_t packet_id = 0;   // 0: QoS 0
         uint8_t qos = 0;
+        bool stand_in = false;   // for a skipped message: waits until all before it are answered
         std::vector<uint8_t> raw;
     };
     std::deque<WaitingIn> waiting_in_;   // upstream PUBLISHes waiting for a slot

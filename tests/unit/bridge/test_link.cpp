@@ -333,6 +333,9 @@ TEST_CASE("an upstream message larger than the local broker takes is dropped and
 
     // A dropped QoS 2 message whose PUBREL never came (the upstream lost its
     // session): a new flow under its id is the local broker's to finish.
+    // (Its PUBREC follows the answer to the one before it.)
+    link.on_local_data(enc(Packet{mqtt::Ack{mqtt::PacketType::Puback, 6, 0, {}}}, Version::V5));
+    take(f.up, Version::V5, store);   // PUBACK 6
     link.on_upstream_data(enc(Packet{message("cmd/fw", 2, 21, big)}, Version::V5), 7);
     take(f.up, Version::V5, store);   // PUBREC
     link.on_upstream_data(enc(Packet{message("cmd/valve", 2, 21, small)}, Version::V5), 8);
@@ -1467,4 +1470,24 @@ TEST_CASE("a skipped oversized message is acknowledged upstream in the order it 
     auto ls = take(f.local, Version::V5, store);
     REQUIRE(ls.size() == 2);   // 1 and 2 only
     CHECK(std::get<mqtt::Publish>(ls[1]).topic == "remote/cmd/b");
+}
+
+// The same with room in the local window: the stand-in still waits for the
+// answers to what came before it.
+TEST_CASE("a skipped oversized message is not answered ahead of one in flight locally") {
+    Fake f;
+    std::vector<std::vector<uint8_t>> store;
+    Link link(config(Version::V311), f);
+    mqtt::Connack local_ack;
+    local_ack.props.maximum_packet_size = 1024;
+    local_ack.props.receive_maximum = 10;
+    connect(link, f, Version::V311, store, {}, local_ack);
+    const std::vector<uint8_t> big(5000, 'x'), small = {'o', 'k'};
+    CHECK(link.on_upstream_data(enc(Packet{message("cmd/a", 1, 1, small)}, Version::V311), 5));
+    CHECK(link.on_upstream_data(enc(Packet{message("cmd/fw", 1, 2, big)}, Version::V311), 5));
+    CHECK(f.up.empty());
+    link.on_local_data(enc(Packet{mqtt::Ack{mqtt::PacketType::Puback, 1, 0, {}}}, Version::V5));
+    std::vector<uint16_t> ids;
+    for (const Packet& p : take(f.up, Version::V311, store)) ids.push_back(ack_of(p).packet_id);
+    CHECK(ids == std::vector<uint16_t>{1, 2});
 }
