@@ -306,16 +306,19 @@ struct Broker::Impl {
     // max_retained_messages (counted, logged once each time the limit is reached).
     bool retained_at_limit(std::string_view topic);
     bool retained_limit_noted = false;
-    // Sets expiry_ms / expiry_wall_ms from a Message Expiry Interval, or
-    // none, bounded by [mqtt] max_message_expiry (which applies to messages
-    // that ask for none too).
-    void apply_expiry(Message::Init& m, std::optional<uint32_t> interval_s);
+    uint64_t retained_swept_ms = 0;   // expired retained messages last cleared (at the limit, once a second at most)
+    // How long a message lives from now: Bounded, its Message Expiry
+    // Interval (or none) bounded by [mqtt] max_message_expiry, which applies
+    // to messages that ask for none too (a client's); Own, the interval it
+    // asked for only (the broker's own state that a bridge or a Sparkplug
+    // birth brings); Later, none yet (a will: from its publication).
+    enum class Lifetime : uint8_t { Bounded, Own, Later };
+    // Sets expiry_ms / expiry_wall_ms from a Message Expiry Interval.
+    void apply_expiry(Message::Init& m, std::optional<uint32_t> interval_s, Lifetime lifetime = Lifetime::Bounded);
     // A message from an incoming PUBLISH, a will, or the broker itself;
-    // `v5_props` (v5 only) gives the forwarded properties. `client_sent`:
-    // its lifetime starts now (apply_expiry); a will's starts when it is
-    // published (publish_will), the broker's own never ends.
+    // `v5_props` (v5 only) gives the forwarded properties and the interval.
     MsgPtr make_message(std::string_view topic, std::span<const uint8_t> payload, uint8_t qos, bool retain,
-                        const mqtt::Properties* v5_props, bool client_sent);
+                        const mqtt::Properties* v5_props, Lifetime lifetime);
     std::vector<uint8_t> forwarded_scratch;   // make_message's encoding buffer, reused
     // The reassembled PUBLISH being handled, whose payload a message may
     // keep in place (process_reassembled); null otherwise.

@@ -96,7 +96,7 @@ uint8_t Broker::Impl::make_will(const Connect& p, std::unique_ptr<Will>& out) {
         props = p.will_props;
         props.message_expiry.reset();
     }
-    MsgPtr m = make_message(p.will_topic, p.will_payload, p.will_qos, p.will_retain, v5 ? &props : nullptr, false);
+    MsgPtr m = make_message(p.will_topic, p.will_payload, p.will_qos, p.will_retain, v5 ? &props : nullptr, Lifetime::Later);
     out = std::make_unique<Will>(Will{std::move(m), v5 ? p.will_props.will_delay.value_or(0) : 0,
                                       v5 ? p.will_props.message_expiry : std::nullopt});
     return rc::Success;
@@ -445,7 +445,10 @@ void Broker::Impl::publish_will(Session& owner, const Will& w) {
     // (a will can wait out its delay, or a long connection).
     if (authz && !authz->can_publish(client_info(owner), w.msg->topic())) return;
     MsgPtr msg = w.msg;
-    if (w.expiry_s || cfg.max_message_expiry != 0) {
+    // Past max_retained_messages a will to a new topic goes out unretained,
+    // as a client's PUBLISH would.
+    const bool unretained = w.msg->retain && !w.msg->payload().empty() && retained_at_limit(w.msg->topic());
+    if (w.expiry_s || cfg.max_message_expiry != 0 || unretained) {
         // Its lifetime starts now: the same message with the deadline set.
         const Message& m = *w.msg;
         Message::Init in;
@@ -453,7 +456,7 @@ void Broker::Impl::publish_will(Session& owner, const Will& w) {
         in.payload = m.payload();
         in.forwarded = m.forwarded();
         in.qos = m.qos;
-        in.retain = m.retain;
+        in.retain = m.retain && !unretained;
         apply_expiry(in, w.expiry_s);
         msg = Message::make(in);
     }

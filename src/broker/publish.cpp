@@ -10,8 +10,10 @@ namespace hato::broker {
 
 using namespace hato::mqtt;
 
-void Broker::Impl::apply_expiry(Message::Init& m, std::optional<uint32_t> interval_s) {
-    if (cfg.max_message_expiry != 0 && (!interval_s || *interval_s > cfg.max_message_expiry))
+void Broker::Impl::apply_expiry(Message::Init& m, std::optional<uint32_t> interval_s, Lifetime lifetime) {
+    if (lifetime == Lifetime::Later) return;
+    if (lifetime == Lifetime::Bounded && cfg.max_message_expiry != 0 &&
+        (!interval_s || *interval_s > cfg.max_message_expiry))
         interval_s = cfg.max_message_expiry;
     if (!interval_s) return;
     const uint64_t secs = *interval_s;
@@ -20,7 +22,7 @@ void Broker::Impl::apply_expiry(Message::Init& m, std::optional<uint32_t> interv
 }
 
 MsgPtr Broker::Impl::make_message(std::string_view topic, std::span<const uint8_t> payload, uint8_t qos,
-                                  bool retain, const mqtt::Properties* v5_props, bool client_sent) {
+                                  bool retain, const mqtt::Properties* v5_props, Lifetime lifetime) {
     Message::Init in;
     in.topic = topic;
     in.payload = payload;
@@ -31,7 +33,7 @@ MsgPtr Broker::Impl::make_message(std::string_view topic, std::span<const uint8_
         encode_forwarded_properties(*v5_props, forwarded_scratch);
         in.forwarded = forwarded_scratch;
     }
-    if (client_sent) apply_expiry(in, v5_props ? v5_props->message_expiry : std::nullopt);
+    apply_expiry(in, v5_props ? v5_props->message_expiry : std::nullopt, lifetime);
     // Shared only when the buffer is about the payload's size: a queued or
     // retained message must not hold much more memory than its bytes.
     if (receiving && payload.size() >= kSharedPayloadMin && receiving->holds(payload) &&
@@ -243,10 +245,11 @@ void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t
     // Admitted: stored whole from here (Persistence::admit_whole).
     const AdmittedWrites admitted(persist, p.qos > 0);
     stats.publish_bytes_in += p.payload.size();
-    // $SYS comes only from bridges (may_publish_reserved): their connection
-    // state, which max_message_expiry would clear while the link is up.
-    const bool client_sent = !topic.starts_with("$SYS/");
-    const MsgPtr m = make_message(topic, p.payload, p.qos, p.retain, v5 ? &p.props : nullptr, client_sent);
+    // $SYS is the broker's (may_publish_reserved lets in only a client's or a
+    // bridge's connection state): max_message_expiry would clear a bridge's
+    // while its link is up. What the publisher asked for still applies.
+    const Lifetime lifetime = topic.starts_with("$SYS/") ? Lifetime::Own : Lifetime::Bounded;
+    const MsgPtr m = make_message(topic, p.payload, p.qos, p.retain, v5 ? &p.props : nullptr, lifetime);
     if (!wire.empty()) seed_shared_publish(m, c.version, wire);
     OpWrites w;   // what this PUBLISH wrote: its ack waits for them
     size_t receivers = route(m, c.slot, w, &c.route_memo);
@@ -257,8 +260,7 @@ void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t
         // server publishes it, so No Local does not hide it from the edge
         // node. An empty payload is no birth and leaves the certificate.
         const std::string cert = sparkplug::certificate_topic(topic);
-        if (!cert.empty()) route(make_message(cert, p.payload, p.qos, true, v5 ? &p.props : nullptr,
-                                                 /*its own expiry only=*/v5 && p.props.message_expiry.has_value()), kNoSlot, w);
+        if (!cert.empty()) route(make_message(cert, p.payload, p.qos, true, v5 ? &p.props : nullptr, Lifetime::Own), kNoSlot, w);
     }
     const bool bridged_retained = p.retain && (c.bridge || c.own_bridge);
     if (p.qos == 0) {
@@ -329,17 +331,25 @@ bool Broker::Impl::release_inbound(Session& s, Connection& c, uint16_t packet_id
 }
 
 bool Broker::Impl::retained_at_limit(std::string_view topic) {
+    if (cfg.max_retained_messages == 0 || topic.starts_with("$SYS/")) return false;   // $SYS: the broker's own
     // The broker's own ($SYS, held in memory) do not count against clients.
-    const size_t held = retained.size() - std::min(retained.size(), memory_retained_topics.size());
-    const bool full = cfg.max_retained_messages != 0 && held >= cfg.max_retained_messages;
-    if (!full) {
+    auto held = [&] { return retained.size() - std::min(retained.size(), memory_retained_topics.size()); };
+    if (held() >= cfg.max_retained_messages && now_ms >= retained_swept_ms + 1000) {
+        // Expired ones are only skipped when matched: cleared here, so that
+        // max_message_expiry frees their places (once a second at most).
+        retained_swept_ms = now_ms;
+        OpWrites w;   // removals: nobody waits for them
+        for (const std::string& t : retained.expired_topics(now_ms, wall_ms()))
+            if (written(persist.retained_clear(t), w)) retained.clear(t);
+    }
+    if (held() < cfg.max_retained_messages) {
         retained_limit_noted = false;
         return false;
     }
     if (retained.contains(topic)) return false;   // a replacement adds nothing
     ++stats.retained_refused_limit;
     if (!retained_limit_noted)
-        log_notice("not retaining messages to new topics: %zu retained, max_retained_messages is %u", held,
+        log_notice("not retaining messages to new topics: %zu retained, max_retained_messages is %u", held(),
                    unsigned(cfg.max_retained_messages));
     retained_limit_noted = true;
     return true;

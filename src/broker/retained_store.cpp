@@ -93,6 +93,21 @@ void RetainedStore::visit(std::string_view filter, uint64_t now_ms, uint64_t wal
     });
 }
 
+std::vector<std::string> RetainedStore::expired_topics(uint64_t now_ms, uint64_t wall_now_ms) const {
+    std::vector<std::string> out;
+    auto note = [&](std::string_view topic, Handle h) {
+        if (is_ref(h)) {
+            const uint64_t at = persist_.retained_at(ref_of(h)).expiry_wall_ms;
+            if (at != 0 && at <= wall_now_ms) out.emplace_back(topic);
+        } else if (const MsgPtr& m = heap_[h >> 1]; m && m->expired(now_ms)) {
+            out.emplace_back(topic);
+        }
+        return true;
+    };
+    index_.match("#", note);
+    return out;
+}
+
 void RetainedStore::moved(const void* ref) {
     const StoredMessageView m = persist_.retained_at(ref);
     Handle* h = index_.handle(m.topic);

@@ -55,6 +55,10 @@ public:
     void visit(std::string_view filter, uint64_t now_ms, uint64_t wall_now_ms,
                const std::function<bool(const MsgPtr&)>& fn) const;
 
+    // The topics whose message expired (nothing else removes them while the
+    // broker runs: they are only skipped when matched).
+    std::vector<std::string> expired_topics(uint64_t now_ms, uint64_t wall_now_ms) const;
+
     // The persistence copied a stored record; `ref` names the copy.
     void moved(const void* ref);
 

@@ -33,7 +33,7 @@ void Broker::fill_gauges(SysGauges& g) const {
 
 void Broker::publish_internal(std::string_view topic, std::span<const uint8_t> payload, bool retain) {
     Impl& m = *impl_;
-    MsgPtr msg = m.make_message(topic, payload, /*qos=*/0, retain, nullptr, false);
+    MsgPtr msg = m.make_message(topic, payload, /*qos=*/0, retain, nullptr, Impl::Lifetime::Later);
     // Not a message any client sent: publish/messages/received stays as it was.
     const uint64_t received = m.stats.messages_in;
     m.retain_in_memory = true;
@@ -46,7 +46,7 @@ void Broker::publish_internal(std::string_view topic, std::span<const uint8_t> p
 
 void Broker::publish_stored(std::string_view topic, std::span<const uint8_t> payload, uint8_t qos, bool retain) {
     Impl& m = *impl_;
-    MsgPtr msg = m.make_message(topic, payload, std::min<uint8_t>(qos, m.cfg.maximum_qos), retain, nullptr, false);
+    MsgPtr msg = m.make_message(topic, payload, std::min<uint8_t>(qos, m.cfg.maximum_qos), retain, nullptr, Impl::Lifetime::Later);
     const uint64_t received = m.stats.messages_in;
     OpWrites w;
     m.route(msg, kNoSlot, w);

@@ -763,3 +763,48 @@ TEST_CASE("max_retained_messages: a new retained topic past it is refused (v5 Qo
     std::sort(retained.begin(), retained.end());
     CHECK(retained == std::vector<std::string>{"r/0", "r/1", "r/new5"});
 }
+
+// From a review of max_retained_messages: expired messages held places
+// until a restart (nothing removes them while running), a retained will
+// went past the limit, and a connection's own state topic ($SYS, the
+// broker's) was counted and then not retained.
+TEST_CASE("max_retained_messages: expired ones free their places, wills keep to it, $SYS state topics are exempt") {
+    Config cfg;
+    cfg.max_retained_messages = 2;
+    cfg.max_message_expiry = 5;
+    Harness h(cfg);
+    TestClient pub(h, Version::V5);
+    pub.connect("pub");
+    pub.publish("r/0", "a", 1, true);
+    pub.publish("r/1", "b", 1, true);
+    pub.take();
+    h.broker->on_tick(6000);   // both expired
+    pub.publish("r/2", "c", 1, true);
+    pub.publish("r/3", "d", 1, true);
+    for (const Ack& a : pub.take_all<Ack>()) CHECK(a.reason != rc::QuotaExceeded);
+    CHECK(h.broker->stats().retained_refused_limit == 0);
+
+    Connect wc;
+    wc.client_id = "w";
+    wc.will_flag = true;
+    wc.will_topic = "r/will";
+    wc.will_payload = Bytes(reinterpret_cast<const uint8_t*>("gone"), 4);
+    wc.will_retain = true;
+    TestClient w(h, Version::V5);
+    w.connect_with(wc);
+    w.transport_gone();
+    CHECK(h.broker->retained_payload("r/will").empty());
+    CHECK(h.broker->stats().retained_refused_limit == 1);
+
+    // A client's own connection state is $SYS: not counted, retained, and
+    // with the expiry it asked for (not the bound, which is clients').
+    TestClient dev(h, Version::V5);
+    dev.connect("dev");
+    Properties two;
+    two.message_expiry = 2;
+    dev.publish("$SYS/broker/connection/dev/state", "1", 1, true, 0, two);
+    CHECK(dev.take_all<Ack>().at(0).reason == rc::NoMatchingSubscribers);   // stored, nobody subscribed
+    CHECK(h.broker->retained_payload("$SYS/broker/connection/dev/state") == "1");
+    h.broker->on_tick(9000);
+    CHECK(h.broker->retained_payload("$SYS/broker/connection/dev/state").empty());
+}
