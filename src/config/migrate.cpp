@@ -926,9 +926,13 @@ private:
             out_ << "enabled = true\n";
             out_ << "# hato does not read mosquitto.db: retained messages and sessions start empty\n";
             if (loc.set()) {
+                // The packaged service may write only /var/lib/hato
+                // (ProtectSystem=strict): a dir elsewhere would stop it.
                 from(loc, "persistence_location");
-                out_ << "# hato writes its own log files here (the directory must be writable by hato)\n";
-                out_ << "dir = " << quote(loc.value) << "\n";
+                out_ << "# hato keeps its own log (not mosquitto.db) in its default dir, /var/lib/hato, the one\n"
+                        "# directory the packaged service may write. Elsewhere: set dir and allow it in the unit\n"
+                        "# (systemctl edit hato: [Service] ReadWritePaths=DIR)\n";
+                out_ << "# dir = " << quote(loc.value) << "\n";
             } else {
                 out_ << "# no persistence_location: Mosquitto saves in its working directory; hato uses\n"
                         "# its default dir\n";
