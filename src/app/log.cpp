@@ -1,9 +1,12 @@
 #include "app/log.hpp"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cstdarg>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
-#include <unistd.h>
 
 namespace hato::app {
 
@@ -21,6 +24,31 @@ const char* level_word(config::LogLevel level) {
     return "?    ";
 }
 
+// Under systemd stderr is a stream into the journal ($JOURNAL_STREAM names
+// it): a "<N>" prefix gives each line its syslog priority, so that
+// `journalctl -p err` and alerting on priority see errors (the level word
+// alone left every line at "info").
+bool stderr_is_journal() {
+    static const bool is = [] {
+        const char* stream = std::getenv("JOURNAL_STREAM");
+        unsigned long long dev = 0, ino = 0;
+        if (!stream || std::sscanf(stream, "%llu:%llu", &dev, &ino) != 2) return false;
+        struct stat st {};
+        return fstat(STDERR_FILENO, &st) == 0 && st.st_dev == dev && st.st_ino == ino;
+    }();
+    return is;
+}
+
+int syslog_priority(config::LogLevel level) {
+    switch (level) {
+        case config::LogLevel::Error: return 3;
+        case config::LogLevel::Warn: return 4;
+        case config::LogLevel::Info: return 6;
+        case config::LogLevel::Debug: return 7;
+    }
+    return 6;
+}
+
 void vlog(config::LogLevel level, const char* fmt, va_list args) {
     if (!log_enabled(level)) return;
     timespec now{};
@@ -31,7 +59,8 @@ void vlog(config::LogLevel level, const char* fmt, va_list args) {
     // Built in one buffer and written with one write(2), so lines from a
     // crash handler or a child never interleave mid-line.
     char line[2048];
-    int n = static_cast<int>(strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%S", &utc));
+    int n = stderr_is_journal() ? snprintf(line, sizeof line, "<%d>", syslog_priority(level)) : 0;
+    n += static_cast<int>(strftime(line + n, sizeof line - n, "%Y-%m-%dT%H:%M:%S", &utc));
     n += snprintf(line + n, sizeof line - n, ".%03ldZ %s ", now.tv_nsec / 1000000, level_word(level));
     int body = vsnprintf(line + n, sizeof line - n, fmt, args);
     if (body < 0) body = 0;

@@ -91,3 +91,36 @@ def test_a_second_hato_on_a_live_store_refuses_to_start_and_loses_nothing(broker
         got.append(payload)
         back.send(raw_mqtt.packet(raw_mqtt.PUBACK, 0, pid.to_bytes(2, "big")))
     assert got == [str(i).encode() for i in range(200)]
+
+
+def test_under_systemd_each_log_line_carries_its_journal_priority(tmp_path):
+    # journald took every line at "info": `journalctl -p err` showed nothing,
+    # not even "store: a sync failed ... Stopping".
+    import os
+    import subprocess
+    import time
+    from conftest import TARGET, _find_hato
+    if TARGET == "mosquitto":
+        import pytest
+        pytest.skip("hato's log")
+    conf = tmp_path / "h.toml"
+    conf.write_text('[[listener]]\naddress = "127.0.0.1"\nport = 0\n[storage]\nenabled = false\n'
+                    '[[listener]]\naddress = "192.0.2.1"\nport = 1883\n')   # not this machine's: an error line
+    r, w = os.pipe()
+    st = os.fstat(w)
+    env = dict(os.environ, JOURNAL_STREAM=f"{st.st_dev}:{st.st_ino}")
+    p = subprocess.Popen([_find_hato(), "--config", str(conf)], stdout=w, stderr=w, env=env)
+    os.close(w)
+    try:
+        p.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+    out = b""
+    while chunk := os.read(r, 65536):
+        out += chunk
+    os.close(r)
+    lines = out.decode().splitlines()
+    assert lines and all(l[:3] in ("<3>", "<4>", "<6>", "<7>") for l in lines), lines
+    assert any(l.startswith("<6>") and " info " in l for l in lines), lines
+    assert any(l.startswith("<3>") and " error " in l for l in lines), lines
