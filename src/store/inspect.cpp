@@ -121,8 +121,9 @@ int store_verify(const std::string& dir, std::ostream& out, RecordInspector* own
     if (empty_before) out << "  the last segment: removed at next start\n";
     const bool owner_bad = owner && owner->summarize(out, false);
     bad |= owner_bad;
-    out << segments << " segment(s), " << total_records << " record(s): " << (bad ? "CORRUPTION FOUND" : "ok")
-        << "\n";
+    // A store that could not be read is not "ok" (a script may grep for it).
+    out << segments << " segment(s), " << total_records << " record(s): "
+        << (rc == 2 ? "NOT READ" : bad ? "CORRUPTION FOUND" : "ok") << "\n";
     return rc == 0 && owner_bad ? 1 : rc;
 }
 
