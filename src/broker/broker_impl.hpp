@@ -254,6 +254,8 @@ struct Broker::Impl {
     void note_deep_topic(std::string_view client_id);
     bool deep_topic_logged = false;
     uint64_t deep_topic_logged_ms = 0;
+    mutable bool keep_alive_refusal_logged = false;   // connect_precheck (const) logs once a minute
+    mutable uint64_t keep_alive_refusal_logged_ms = 0;
     bool session_limit_noted = false;   // the refusal is logged once per time the limit is reached
     uint8_t make_will(const mqtt::Connect& p, std::unique_ptr<Will>& out);
     uint32_t granted_expiry(std::string_view client_id, uint32_t asked) const;
