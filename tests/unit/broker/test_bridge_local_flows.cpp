@@ -123,6 +123,22 @@ struct SiteRig {
     }
 };
 
+// A publisher "p", and the bridge "site" with plant/# out at QoS 2 too.
+struct OutRig {
+    TestClient pub;
+    Wire w;
+    bridge::Link link;
+    static bridge::LinkConfig config() {
+        bridge::LinkConfig cfg = site_config();
+        cfg.topics.push_back({"plant/#", bridge::Direction::Out, 2, "", ""});
+        return cfg;
+    }
+    explicit OutRig(Harness& h) : pub(h, Version::V5), w(h), link(config(), w) {
+        pub.connect("p");
+        w.link = &link;
+    }
+};
+
 std::vector<std::pair<PacketType, uint16_t>> acks_of(const std::vector<Packet>& ps) {
     std::vector<std::pair<PacketType, uint16_t>> out;
     for (const Packet& p : ps)
@@ -224,13 +240,8 @@ TEST_CASE("bridge: an outbound QoS 2 message past PUBREC is published again when
     for (const bool upstream_kept : {false, true}) {
         CAPTURE(upstream_kept);
         Harness h;
-        Wire w(h);
-        bridge::LinkConfig cfg = site_config();
-        cfg.topics.push_back({"plant/#", bridge::Direction::Out, 2, "", ""});
-        bridge::Link link(cfg, w);
-        w.link = &link;
-        TestClient pub(h, Version::V5);
-        pub.connect("p");
+        OutRig rig(h);
+        auto& [pub, w, link] = rig;
         up_connect(link, w, false, 1);
 
         pub.publish("plant/t", "v", 2);
@@ -273,13 +284,8 @@ TEST_CASE("bridge: an outbound QoS 2 message past PUBREC is published again when
 // upstream session does not send it again.
 TEST_CASE("bridge: a QoS 2 message that crossed at QoS 1 is not published again when the upstream has no session") {
     Harness h;
-    Wire w(h);
-    bridge::LinkConfig cfg = site_config();
-    cfg.topics.push_back({"plant/#", bridge::Direction::Out, 2, "", ""});
-    bridge::Link link(cfg, w);
-    w.link = &link;
-    TestClient pub(h, Version::V5);
-    pub.connect("p");
+    OutRig rig(h);
+    auto& [pub, w, link] = rig;
     link.on_upstream_open(1);
     w.take_up();
     mqtt::Connack ca;
