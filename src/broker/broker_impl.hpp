@@ -308,7 +308,8 @@ struct Broker::Impl {
     // max_retained_messages (counted, logged once each time the limit is reached).
     bool retained_at_limit(std::string_view topic);
     bool retained_limit_noted = false;
-    uint64_t retained_swept_ms = 0;   // expired retained messages last cleared (at the limit, once a second at most)
+    uint64_t retained_swept_ms = 0;   // expired retained messages last cleared (retained_at_limit)
+    static constexpr uint64_t kRetainedSweepMs = 10000;
     // How long a message lives from now: Bounded, its Message Expiry
     // Interval (or none) bounded by [mqtt] max_message_expiry, which applies
     // to messages that ask for none too (a client's); Own, the interval it

@@ -464,7 +464,8 @@ void Broker::Impl::publish_will(Session& owner, const Will& w) {
         in.forwarded = m.forwarded();
         in.qos = m.qos;
         in.retain = m.retain && !unretained;
-        apply_expiry(in, w.expiry_s);
+        // A $SYS will (a bridge's "0" state) is the broker's: its own expiry only.
+        apply_expiry(in, w.expiry_s, m.topic().starts_with("$SYS/") ? Lifetime::Own : Lifetime::Bounded);
         msg = Message::make(in);
     }
     OpWrites writes;   // nobody acknowledges a will: refusals are only counted

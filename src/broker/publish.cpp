@@ -331,22 +331,28 @@ bool Broker::Impl::release_inbound(Session& s, Connection& c, uint16_t packet_id
 }
 
 bool Broker::Impl::retained_at_limit(std::string_view topic) {
-    if (cfg.max_retained_messages == 0 || topic.starts_with("$SYS/")) return false;   // $SYS: the broker's own
-    // The broker's own ($SYS, held in memory) do not count against clients.
-    auto held = [&] { return retained.size() - std::min(retained.size(), memory_retained_topics.size()); };
-    if (held() >= cfg.max_retained_messages && now_ms >= retained_swept_ms + 1000) {
+    // '$' topics ($SYS connection state, $bridge records, Sparkplug
+    // certificates) are the broker's and its bridges': neither counted nor refused.
+    if (cfg.max_retained_messages == 0 || topic.starts_with('$')) return false;
+    auto held = [&] { return retained.size() - retained.dollar_count(); };
+    if (held() < cfg.max_retained_messages || retained.contains(topic)) {   // a replacement adds nothing
+        if (held() < cfg.max_retained_messages) retained_limit_noted = false;
+        return false;
+    }
+    if (now_ms >= retained_swept_ms + kRetainedSweepMs || retained_swept_ms == 0) {
         // Expired ones are only skipped when matched: cleared here, so that
-        // max_message_expiry frees their places (once a second at most).
+        // max_message_expiry frees their places. A walk of every retained
+        // topic: at most once every kRetainedSweepMs, and only for a new
+        // topic at the limit.
         retained_swept_ms = now_ms;
         OpWrites w;   // removals: nobody waits for them
         for (const std::string& t : retained.expired_topics(now_ms, wall_ms()))
             if (written(persist.retained_clear(t), w)) retained.clear(t);
+        if (held() < cfg.max_retained_messages) {
+            retained_limit_noted = false;
+            return false;
+        }
     }
-    if (held() < cfg.max_retained_messages) {
-        retained_limit_noted = false;
-        return false;
-    }
-    if (retained.contains(topic)) return false;   // a replacement adds nothing
     ++stats.retained_refused_limit;
     if (!retained_limit_noted)
         log_notice("not retaining messages to new topics: %zu retained, max_retained_messages is %u", held(),

@@ -67,6 +67,9 @@ public:
     void prefetch(std::string_view topic) const { index_.prefetch(topic); }
 
     size_t size() const { return index_.size(); }
+    // Topics under a '$' root ($SYS, $bridge, $sparkplug): the broker's and
+    // its bridges', which max_retained_messages does not count.
+    size_t dollar_count() const { return dollar_; }
     uint64_t nodes_visited() const { return index_.nodes_visited(); }   // the work of match()
     size_t stored_count() const { return stored_; }   // held as references
     uint64_t bytes() const { return bytes_; }          // topics, payloads, properties
@@ -86,6 +89,7 @@ private:
     std::vector<MsgPtr> heap_;
     std::vector<uint64_t> free_;   // free heap_ slots
     size_t stored_ = 0;
+    size_t dollar_ = 0;   // topics under a '$' root
     uint64_t bytes_ = 0;
 };
 

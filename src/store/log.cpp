@@ -255,7 +255,9 @@ bool SegmentLog::recover(std::string& err) {
     // hand beside the service, or the README's command on a gateway that
     // runs the package) would cut the live segment's "tail" and replace the
     // spares before failing to bind its port, losing acknowledged records.
-    lock_fd_ = ::open((opt_.dir + "/lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    // Read-only and 0644: one made by root running hato by hand must not
+    // keep the service's user out (flock needs no write access).
+    lock_fd_ = ::open((opt_.dir + "/lock").c_str(), O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
     if (lock_fd_ < 0) {
         err = opt_.dir + "/lock: " + std::strerror(errno);
         return false;
