@@ -96,10 +96,7 @@ void Link::on_upstream_open(uint64_t now_ms) {
     state_ = State::UpConnecting;
     up_in_.clear();
     local_in_.clear();
-    held_.clear();
-    held_bytes_ = 0;
-    skip_left_ = 0;
-    skipped_in_.clear();
+    clear_held();
     up_receive_max_ = 65535;
     up_max_packet_ = cfg_.max_packet_size;
     local_max_packet_ = 0;
@@ -857,7 +854,7 @@ void Link::become_ready() {
     out_.log(0, "bridge " + cfg_.name + ": connected");
     std::vector<std::vector<uint8_t>> held = std::move(held_);
     held_.clear();
-    held_bytes_ = 0;
+    held_bytes_ = 0;   // the skip state stays: a PUBLISH may be half skipped
     for (const auto& raw : held) {
         if (state_ != State::Ready) break;
         Packet p;
@@ -877,10 +874,7 @@ void Link::on_upstream_closed() {
 
 void Link::forget_connection() {
     state_ = State::Down;
-    held_.clear();
-    held_bytes_ = 0;
-    skip_left_ = 0;
-    skipped_in_.clear();
+    clear_held();
     clear_waiting_in();   // unanswered upstream: resent on the next connection
     local_inflight_in_.clear();
     releasing_.clear();
@@ -899,10 +893,7 @@ void Link::on_local_closed() {
     last_error_ = "local session closed";
     out_.log(1, "bridge " + cfg_.name + ": local session closed, disconnecting upstream");
     state_ = State::Down;
-    held_.clear();
-    held_bytes_ = 0;
-    skip_left_ = 0;
-    skipped_in_.clear();
+    clear_held();
     up_in_.clear();
     local_in_.clear();
     out_.upstream_close();

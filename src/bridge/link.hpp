@@ -302,6 +302,14 @@ private:
     // The packet ids in waiting_in_: a resend is found without a walk of a
     // queue a v3.1.1 upstream (no Receive Maximum) can make long.
     std::bitset<65536> waiting_ids_;
+    // What this connection held of the upstream's packets before ready, and
+    // of an oversized PUBLISH being skipped.
+    void clear_held() {
+        held_.clear();
+        held_bytes_ = 0;
+        skip_left_ = 0;
+        skipped_in_.clear();
+    }
     void clear_waiting_in() {
         waiting_in_.clear();
         waiting_ids_.reset();

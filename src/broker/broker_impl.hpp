@@ -252,10 +252,20 @@ struct Broker::Impl {
     uint8_t choose_client_id(const mqtt::Connect& p, std::string& client_id, bool& assigned);
     bool at_session_limit(std::string_view client_id);
     void note_deep_topic(std::string_view client_id);
-    bool deep_topic_logged = false;
-    uint64_t deep_topic_logged_ms = 0;
-    mutable bool keep_alive_refusal_logged = false;   // connect_precheck (const) logs once a minute
-    mutable uint64_t keep_alive_refusal_logged_ms = 0;
+    // A log line a client can cause at will is written at most once a
+    // minute (the log lives on flash).
+    struct OncePerMinute {
+        bool logged = false;
+        uint64_t at_ms = 0;
+        bool due(uint64_t now_ms) {
+            if (logged && now_ms - at_ms < 60000) return false;
+            logged = true;
+            at_ms = now_ms;
+            return true;
+        }
+    };
+    OncePerMinute deep_topic_log;
+    mutable OncePerMinute keep_alive_refusal_log;   // connect_precheck is const
     bool session_limit_noted = false;   // the refusal is logged once per time the limit is reached
     uint8_t make_will(const mqtt::Connect& p, std::unique_ptr<Will>& out);
     uint32_t granted_expiry(std::string_view client_id, uint32_t asked) const;

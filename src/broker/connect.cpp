@@ -56,13 +56,10 @@ uint8_t Broker::Impl::connect_precheck(const Connect& p) const {
     if (!v5 && cfg.max_keep_alive != 0 && (p.keep_alive == 0 || p.keep_alive > cfg.max_keep_alive)) {
         // A device that reconnects in a loop would write a line to flash each
         // time: at most one a minute.
-        if (!keep_alive_refusal_logged || now_ms - keep_alive_refusal_logged_ms >= 60000) {
-            keep_alive_refusal_logged = true;
-            keep_alive_refusal_logged_ms = now_ms;
+        if (keep_alive_refusal_log.due(now_ms))
             log_notice("refused MQTT 3.x client '%s': keep alive %u is outside 1..%u (max_keep_alive; "
                        "logged at most once a minute)",
                        shown_client_id(p.client_id).c_str(), unsigned(p.keep_alive), unsigned(cfg.max_keep_alive));
-        }
         return rc::ClientIdentifierNotValid;   // v3 return code 2, as Mosquitto answers
     }
     return rc::Success;

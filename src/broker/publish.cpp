@@ -73,9 +73,7 @@ bool Broker::Impl::may_publish_reserved(bool proven_bridge, std::string_view cli
 // At most one line a minute: a client that keeps sending them must not
 // fill the log.
 void Broker::Impl::note_deep_topic(std::string_view client_id) {
-    if (deep_topic_logged && now_ms - deep_topic_logged_ms < 60000) return;
-    deep_topic_logged = true;
-    deep_topic_logged_ms = now_ms;
+    if (!deep_topic_log.due(now_ms)) return;
     log_notice("refused a PUBLISH from '%s': its topic has more than %u levels (max_topic_levels; "
                "counted in topics_refused_levels, logged at most once a minute)",
                shown_client_id(client_id).c_str(), unsigned(cfg.max_topic_levels));
