@@ -247,7 +247,11 @@ void Broker::shutdown() {
         if (!c) continue;
         if (c->connected && c->version == Version::V5)
             impl_->send_disconnect(*c, rc::ServerShuttingDown);
-        // Sessions stay persisted; a shutdown is not the client's fault, so no will.
+        // Sessions stay persisted, and so do wills: the connection ended
+        // without the client's DISCONNECT, but now nobody would get them.
+        // They are published at the next start (recover_wills), where a
+        // client that reconnects within its will delay cancels its will.
+        c->will.reset();
         impl_->drop(*c, /*publish_will=*/false, /*close_transport=*/true);
     }
     impl_->bury();
@@ -343,7 +347,6 @@ void Broker::Impl::packet_too_large_for_client(Connection& c, const Packet& p) {
         return;
     }
     const bool connack = std::holds_alternative<Connack>(p);
-    if (connack) c.will.reset();
     drop(c, /*publish_will=*/!connack, /*close_transport=*/true);
 }
 

@@ -295,6 +295,11 @@ struct Broker::Impl {
     Session& create_session(const std::string& client_id) { return sessions.create(client_id); }
     void remove_session(Session& s);
     void publish_will(Session& owner, const Will& w);
+    void store_will(const Session& s, Will& w);
+    // The will of `s`'s client is over: published (when `publish`),
+    // discarded or cancelled; out of the store from then on.
+    void end_will(Session& s, Will& w, bool publish);
+    void recover_wills(RecoveredState& state, uint64_t wall);
     std::string random_client_id();
 
     // --- publish.cpp

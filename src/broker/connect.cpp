@@ -148,7 +148,10 @@ Session& Broker::Impl::attach_session(const std::string& client_id, bool fresh, 
     }
     session_present = s != nullptr;
     if (!s) return create_session(client_id);
-    s->delayed_will.reset();   // reconnect within the will delay cancels it
+    if (s->delayed_will) {   // reconnect within the will delay cancels it
+        end_will(*s, *s->delayed_will, /*publish=*/false);
+        s->delayed_will.reset();
+    }
     return *s;
 }
 
@@ -286,6 +289,7 @@ void Broker::Impl::on_connect(Connection& c, Connect& p) {
     s->acl_cache.reset();   // answers for the previous user name do not carry over
     s->listener = c.listener;   // and for the previous listener (its own ACL)
     s->expiry_s = expiry;
+    if (c.will) store_will(*s, *c.will);   // under the owner just set
     if (counted(c)) ++stats.connections;
     ++stats.connects;
     stats.connections_max = std::max(stats.connections_max, stats.connections);
@@ -341,7 +345,6 @@ void Broker::Impl::on_disconnect(Connection& c, const Disconnect& p) {
     // asks for it, and any error code counts as closing without a normal
     // DISCONNECT (3.1.2.5).
     const bool with_will = c.version == Version::V5 && p.reason != rc::NormalDisconnection;
-    if (!with_will) c.will.reset();
     drop(c, with_will, true);
 }
 
@@ -358,15 +361,13 @@ void Broker::Impl::drop(Connection& c, bool publish_will_now, bool close_transpo
     if (s && s->conn == c.id) {
         s->conn = 0;
         redistribute_shared(*s);
-        if (publish_will_now && c.will) {
-            if (c.will->delay_s > 0 && s->expiry_s > 0) {
-                // Published at the earlier of will delay and session end.
-                s->delayed_will = std::move(c.will);
-                timers.push({now_ms + uint64_t(s->delayed_will->delay_s) * 1000, s->generation, s->slot,
-                             TimerKind::WillDelay});
-            } else {
-                publish_will(*s, *c.will);
-            }
+        if (c.will && publish_will_now && c.will->delay_s > 0 && s->expiry_s > 0) {
+            // Published at the earlier of will delay and session end.
+            s->delayed_will = std::move(c.will);
+            timers.push({now_ms + uint64_t(s->delayed_will->delay_s) * 1000, s->generation, s->slot,
+                         TimerKind::WillDelay});
+        } else if (c.will) {
+            end_will(*s, *c.will, publish_will_now);
         }
         if (s->expiry_s == 0) {
             remove_session(*s);
@@ -429,14 +430,14 @@ void Broker::Impl::on_will_delay_timer(Slot slot, uint64_t gen) {
     if (!s || s->generation != gen || s->conn != 0 || !s->delayed_will) return;
     Will w = std::move(*s->delayed_will);
     s->delayed_will.reset();
-    publish_will(*s, w);
+    end_will(*s, w, /*publish=*/true);
 }
 
 void Broker::Impl::remove_session(Session& s) {
     if (s.delayed_will) {
         Will w = std::move(*s.delayed_will);
         s.delayed_will.reset();
-        publish_will(s, w);
+        end_will(s, w, /*publish=*/true);
     }
     redistribute_shared(s, /*ending=*/true);
     for (auto& [filter, rec] : s.subs) unindex_subscription(s, rec);
@@ -468,6 +469,63 @@ void Broker::Impl::publish_will(Session& owner, const Will& w) {
     OpWrites writes;   // nobody acknowledges a will: refusals are only counted
     // Its client published it: its own No Local subscriptions skip it (MQTT-3.8.3-3).
     route(msg, owner.slot, writes);
+}
+
+// Stored while it may still be published, so that a crash or power cut
+// (which ends the connection) does not lose it: recover_wills publishes it.
+// Not acknowledged to anyone, so nothing waits for its sync, and a full
+// store leaves it in memory only.
+void Broker::Impl::store_will(const Session& s, Will& w) {
+    const Message& m = *w.msg;
+    w.stored = written(persist.will_put(s.client_id, to_stored(m, m.qos, m.retain), w.delay_s, w.expiry_s, owner_of(s)));
+}
+
+void Broker::Impl::end_will(Session& s, Will& w, bool publish) {
+    // Published first: a crash in between publishes it again at the next
+    // start (a duplicate will), never not at all.
+    if (publish) publish_will(s, w);
+    if (!w.stored) return;
+    w.stored = false;
+    written(persist.will_remove(s.client_id));
+}
+
+// The wills of clients connected when the broker stopped (their connections
+// ended with it, without a DISCONNECT) and of sessions still waiting out a
+// will delay: due as for a connection lost now. A session recovered with
+// time left waits out what is left of the delay (from when its connection
+// ended, if the broker saw that, else from now); a reconnect cancels it.
+void Broker::Impl::recover_wills(RecoveredState& state, uint64_t wall) {
+    if (state.wills.empty()) return;
+    StrMap<uint64_t> offline_since;   // of the recovered sessions
+    for (const RecoveredSession& rs : state.sessions) find_or_emplace(offline_since, rs.client_id) = rs.offline_since_wall_ms;
+    for (RecoveredWill& rw : state.wills) {
+        MsgPtr m = from_stored(rw.msg, now_ms, wall);
+        if (!m) continue;   // stored without expiry: never
+        Will w{std::move(m), rw.delay_s, rw.expiry_s, /*stored=*/true};
+        Session* s = sessions.find(rw.client_id);
+        if (s && s->conn == 0 && s->expiry_s > 0 && w.delay_s > 0) {
+            const auto since = offline_since.find(rw.client_id);
+            const uint64_t ended = since == offline_since.end() ? 0 : since->second;
+            const uint64_t offline_for = ended && wall > ended ? wall - ended : 0;
+            const uint64_t delay_ms = uint64_t(w.delay_s) * 1000;
+            s->delayed_will = std::make_unique<Will>(std::move(w));
+            timers.push({now_ms + (offline_for < delay_ms ? delay_ms - offline_for : 0), s->generation, s->slot,
+                         TimerKind::WillDelay});
+            continue;
+        }
+        if (s) {
+            end_will(*s, w, /*publish=*/true);
+            continue;
+        }
+        // Its client had a clean session: it stands in, with the rights of
+        // the will's owner, for the publication.
+        Session& owner = create_session(rw.client_id);
+        owner.owner_source = rw.owner_source;
+        if (rw.owner_source == OwnerSource::Password || rw.owner_source == OwnerSource::Certificate)
+            owner.username = std::make_unique<std::string>(std::move(rw.username));
+        end_will(owner, w, /*publish=*/true);
+        sessions.erase(owner);
+    }
 }
 
 }  // namespace hato::broker

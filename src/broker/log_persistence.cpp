@@ -110,6 +110,23 @@ Append LogPersistence::qos2_in_remove(std::string_view client_id, uint16_t packe
     return write(rec::Qos2InRemove{.client = client_id, .packet_id = packet_id});
 }
 
+Append LogPersistence::will_put(std::string_view client_id, const StoredMessageView& m, uint32_t delay_s,
+                                std::optional<uint32_t> expiry_s, const SessionOwner& owner) {
+    rec::WillPut r;
+    r.client = client_id;
+    r.delay_s = delay_s;
+    r.has_expiry = expiry_s.has_value();
+    r.expiry_s = expiry_s.value_or(0);
+    r.owner_source = static_cast<uint8_t>(owner.source);
+    r.username = owner.username;
+    r.msg = m;
+    return write(r);
+}
+
+Append LogPersistence::will_remove(std::string_view client_id) {
+    return write(rec::WillRemove{.client = client_id});
+}
+
 bool LogPersistence::full() const { return log_.refusing(); }
 
 bool LogPersistence::needs_room(uint64_t& bytes) const {
@@ -181,6 +198,20 @@ struct LogPersistence::Replay {
         retained_live[*t.cleared_aux] = 0;
         retained[*t.cleared_aux] = {};
         ++retained_cleared;
+    }
+    // Apart from the sessions: a clean session's client has a will too.
+    StrMap<RecoveredWill> wills;
+    void restore(rec::WillPut& r, const store::RecordView&, const LsnSlots::Touched&) {
+        RecoveredWill& w = find_or_emplace(wills, r.client);
+        w.client_id.assign(r.client);
+        w.msg = r.msg.owned();
+        w.delay_s = r.delay_s;
+        w.expiry_s = r.has_expiry ? std::optional<uint32_t>(r.expiry_s) : std::nullopt;
+        w.owner_source = r.owner();
+        w.username.assign(r.username);
+    }
+    void restore(rec::WillRemove& r, const store::RecordView&, const LsnSlots::Touched&) {
+        if (auto it = wills.find(r.client); it != wills.end()) wills.erase(it);
     }
     template <class R>
     void restore(R& r, const store::RecordView&, const LsnSlots::Touched&) {
@@ -264,6 +295,8 @@ void LogPersistence::load(RecoveredState& out) {
 
     hand_over_retained(st, out);
     st.sessions.hand_over(out.sessions, slots_);
+    out.wills.clear();
+    for (auto& [client, w] : st.wills) out.wills.push_back(std::move(w));
     // Everything is read; what is served later is faulted in when it is.
     store::release_resident_pages(log_);
 }

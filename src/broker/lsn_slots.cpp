@@ -96,7 +96,8 @@ store::DeadRecord LsnSlots::dead_record(const store::RecordView& rec) {
 }
 
 uint64_t LsnSlots::live_records() const {
-    uint64_t n = retained_.size() + unread_.size();  // every entry holds a live retained_set
+    // every entry holds a live retained_set, and every will one will_put
+    uint64_t n = retained_.size() + unread_.size() + wills_.size();
     for (const auto& [id, s] : sessions_) {
         n += (s.put != 0) + s.subs.size() + s.qos2_in.size();
         for (const auto& [seq, o] : s.out) n += (o.enqueue != 0) + (o.state != 0);

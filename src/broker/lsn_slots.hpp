@@ -157,6 +157,8 @@ private:
         SessionSlots* s = at<kCreate>(sessions_, r.client);
         return s ? at<kCreate>(s->qos2_in, r.packet_id) : nullptr;
     }
+    template <bool kCreate>
+    uint64_t* slot(const rec::WillPut& r) { return at<kCreate>(wills_, r.client); }
     // The slot a put takes, created if new. A retained topic's entry refers
     // to its topic inside `at` from now on.
     template <class R>
@@ -179,6 +181,12 @@ private:
     void drop(const rec::SubRemove& r, Touched&) { erase_in(r.client, &SessionSlots::subs, r.filter); }
     void drop(const rec::OutDone& r, Touched&) { erase_in(r.client, &SessionSlots::out, r.seq); }
     void drop(const rec::Qos2InRemove& r, Touched&) { erase_in(r.client, &SessionSlots::qos2_in, r.packet_id); }
+    void drop(const rec::WillRemove& r, Touched&) {
+        if (auto it = wills_.find(r.client); it != wills_.end()) {
+            kill(it->second);
+            wills_.erase(it);
+        }
+    }
 
     // Whether a removal's key holds state now (dead_record).
     bool holds(const rec::RetainedClear& r) { return retained_.find(r.topic) != nullptr; }
@@ -186,6 +194,7 @@ private:
     bool holds(const rec::SubRemove& r) { return has_in(r.client, &SessionSlots::subs, r.filter); }
     bool holds(const rec::OutDone& r) { return has_in(r.client, &SessionSlots::out, r.seq); }
     bool holds(const rec::Qos2InRemove& r) { return has_in(r.client, &SessionSlots::qos2_in, r.packet_id); }
+    bool holds(const rec::WillRemove& r) { return wills_.find(r.client) != wills_.end(); }
 
     template <class Map, class K>
     bool has_in(std::string_view client, Map SessionSlots::*member, const K& key) {
@@ -224,6 +233,7 @@ private:
     size_t killed_count_ = 0;
     TopicLsnTable retained_;
     StrMap<SessionSlots> sessions_;
+    StrMap<uint64_t> wills_;   // client -> will_put: apart from its session (a clean one has none)
 };
 
 template <class R>

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <functional>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -198,12 +199,24 @@ public:
     }
 };
 
+// A will the broker held when it stopped (will_put with no will_remove
+// after it): its client's connection is gone, so it is due.
+struct RecoveredWill {
+    std::string client_id;
+    StoredMessage msg;                 // no expiry: that runs from publication
+    uint32_t delay_s = 0;
+    std::optional<uint32_t> expiry_s;  // its Message Expiry Interval
+    OwnerSource owner_source = OwnerSource::Unknown;
+    std::string username;              // Password and Certificate owners only
+};
+
 struct RecoveredState {
     // With a sink, load() hands retained messages to it; without one, it
     // collects them in `retained`.
     RetainedSink* retained_sink = nullptr;
     std::vector<StoredMessage> retained;
     std::vector<RecoveredSession> sessions;
+    std::vector<RecoveredWill> wills;
 };
 
 class Persistence {
@@ -253,6 +266,13 @@ public:
     // in the receivers' queues) / PUBREL received.
     virtual Append qos2_in_put(std::string_view client_id, uint16_t packet_id, uint64_t digest) = 0;
     virtual Append qos2_in_remove(std::string_view client_id, uint16_t packet_id) = 0;
+
+    // A client's will while it is connected or waits out its delay (one per
+    // client: a put replaces the last); removed once published, discarded
+    // or cancelled.
+    virtual Append will_put(std::string_view client_id, const StoredMessageView& m, uint32_t delay_s,
+                            std::optional<uint32_t> expiry_s, const SessionOwner& owner) = 0;
+    virtual Append will_remove(std::string_view client_id) = 0;
 
     // True when the store refuses new QoS 1/2 messages (max_bytes reached,
     // disk full, I/O error): the publisher gets quota exceeded. It turns
@@ -307,6 +327,11 @@ public:
     Append out_done(std::string_view, uint64_t) override { return Append::stored(0); }
     Append qos2_in_put(std::string_view, uint16_t, uint64_t) override { return Append::stored(0); }
     Append qos2_in_remove(std::string_view, uint16_t) override { return Append::stored(0); }
+    Append will_put(std::string_view, const StoredMessageView&, uint32_t, std::optional<uint32_t>,
+                    const SessionOwner&) override {
+        return Append::stored(0);
+    }
+    Append will_remove(std::string_view) override { return Append::stored(0); }
     bool full() const override { return false; }
     uint64_t durable_ticket() const override { return 0; }
     uint64_t latest_ticket() const override { return 0; }

@@ -62,14 +62,17 @@ void RetainedClear::describe(std::ostream& os) const { os << " topic=\"" << topi
 
 // ---- session_put / session_remove -------------------------------------------
 
+namespace {
 // A source this version does not know (written by a newer one) is judged by
 // the user name alone, never as Unknown: Unknown would let any client claim
 // the session and skip the ACL check of its queue.
-OwnerSource SessionPut::owner() const {
-    if (owner_source <= static_cast<uint8_t>(OwnerSource::Certificate))
-        return static_cast<OwnerSource>(owner_source);
+OwnerSource owner_of(uint8_t source, std::string_view username) {
+    if (source <= static_cast<uint8_t>(OwnerSource::Certificate)) return static_cast<OwnerSource>(source);
     return username.empty() ? OwnerSource::Anonymous : OwnerSource::Password;
 }
+}  // namespace
+
+OwnerSource SessionPut::owner() const { return owner_of(owner_source, username); }
 
 void SessionPut::encode(BodyWriter& w) const {
     w.str(client);
@@ -274,5 +277,45 @@ void Qos2InRemove::describe(std::ostream& os) const {
     describe_client(client, os);
     os << " packet_id=" << packet_id;
 }
+
+// ---- will_put / will_remove -------------------------------------------------
+
+OwnerSource WillPut::owner() const { return owner_of(owner_source, username); }
+
+void WillPut::encode(BodyWriter& w) const {
+    w.str(client);
+    w.u32(delay_s);
+    w.u8(has_expiry ? 1 : 0);
+    w.u32(expiry_s);
+    w.u8(owner_source);
+    w.str(username);
+    write_message(w, msg);
+}
+
+void WillPut::read_key(BodyReader& r) { client = r.str(); }
+
+void WillPut::read_rest(BodyReader& r) {
+    delay_s = r.u32();
+    has_expiry = r.u8() != 0;
+    expiry_s = r.u32();
+    owner_source = r.u8();
+    username = r.str();
+    msg.topic = r.str();
+    read_message_after_topic(r, msg);
+    skip_rest(r);
+}
+
+void WillPut::describe(std::ostream& os) const {
+    describe_client(client, os);
+    os << " delay_s=" << delay_s;
+    if (has_expiry) os << " expiry_s=" << expiry_s;
+    os << " owner_source=" << int(owner_source);
+    os << " username=\"" << username << "\"";
+    describe_message(msg, os);
+}
+
+void WillRemove::encode(BodyWriter& w) const { w.str(client); }
+void WillRemove::read_key(BodyReader& r) { client = r.str(); }
+void WillRemove::describe(std::ostream& os) const { describe_client(client, os); }
 
 }  // namespace hato::broker::rec

@@ -209,6 +209,43 @@ struct Qos2InRemove {
     void describe(std::ostream& os) const;
 };
 
+// A connected client's will, or one waiting out its delay: published at the
+// next start if the broker stops first (a crash, a power cut, a restart),
+// as the connection is gone then. Keyed by client, apart from its session:
+// a clean session's client has a will too.
+struct WillPut {
+    static constexpr StateRecord kType = StateRecord::WillPut;
+    static constexpr const char* kName = "will_put";
+    static constexpr Effect kEffect = Effect::Put;
+    static constexpr Reserve kReserve = Reserve::No;
+    std::string_view client;
+    uint32_t delay_s = 0;
+    bool has_expiry = false;
+    uint32_t expiry_s = 0;       // its Message Expiry Interval, from publication
+    uint8_t owner_source = 0;    // whose rights it is published under, as SessionPut
+    std::string_view username;
+    StoredMessageView msg;       // no expiry_wall_ms: it has not been published
+
+    OwnerSource owner() const;
+    void encode(BodyWriter& w) const;
+    void read_key(BodyReader& r);
+    void read_rest(BodyReader& r);
+    void describe(std::ostream& os) const;
+};
+
+struct WillRemove {
+    static constexpr StateRecord kType = StateRecord::WillRemove;
+    static constexpr const char* kName = "will_remove";
+    static constexpr Effect kEffect = Effect::Remove;
+    static constexpr Reserve kReserve = Reserve::Yes;
+    std::string_view client;   // published, discarded or cancelled
+
+    void encode(BodyWriter& w) const;
+    void read_key(BodyReader& r);
+    void read_rest(BodyReader&) {}
+    void describe(std::ostream& os) const;
+};
+
 // Decodes the rest of `r` once its key is read; false if the record is
 // malformed (then nothing of it may change state).
 template <class R>
@@ -242,6 +279,8 @@ bool visit(uint8_t type, Fn&& fn) {
         case StateRecord::OutDone: { OutDone r; fn(r); return true; }
         case StateRecord::Qos2InPut: { Qos2InPut r; fn(r); return true; }
         case StateRecord::Qos2InRemove: { Qos2InRemove r; fn(r); return true; }
+        case StateRecord::WillPut: { WillPut r; fn(r); return true; }
+        case StateRecord::WillRemove: { WillRemove r; fn(r); return true; }
     }
     return false;
 }

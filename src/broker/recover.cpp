@@ -1,5 +1,6 @@
 // Rebuilds retained messages and offline sessions (subscriptions, queued and
-// in-flight messages, inbound QoS 2 state) from Persistence at start.
+// in-flight messages, inbound QoS 2 state) from Persistence at start, and
+// publishes the wills of the connections that ended with the broker.
 #include <algorithm>
 #include <string>
 #include <vector>
@@ -115,6 +116,7 @@ void Broker::Impl::recover() {
         if (rs.offline_since_wall_ms == 0) written(persist.session_put(s.client_id, s.expiry_s, wall, owner_of(s)));
         timers.push({now_ms + (lifetime - offline_for), s.generation, s.slot, TimerKind::SessionExpiry});
     }
+    recover_wills(state, wall);
 }
 
 }  // namespace hato::broker

@@ -49,6 +49,11 @@ public:
     broker::Append out_done(std::string_view, uint64_t) override { return broker::Append::stored(++last); }
     broker::Append qos2_in_put(std::string_view, uint16_t, uint64_t) override { return broker::Append::stored(++last); }
     broker::Append qos2_in_remove(std::string_view, uint16_t) override { return broker::Append::stored(++last); }
+    broker::Append will_put(std::string_view, const broker::StoredMessageView&, uint32_t, std::optional<uint32_t>,
+                            const broker::SessionOwner&) override {
+        return broker::Append::stored(++last);
+    }
+    broker::Append will_remove(std::string_view) override { return broker::Append::stored(++last); }
     bool full() const override { return is_full; }
     uint64_t durable_ticket() const override { return durable; }
     uint64_t latest_ticket() const override { return last; }

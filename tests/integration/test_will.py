@@ -103,3 +103,78 @@ def test_keep_alive_pings_keep_connection(raw):
         time.sleep(0.6)
         conn.send(raw_mqtt.packet(raw_mqtt.PINGREQ, 0, b""))
         conn.expect(raw_mqtt.PINGRESP)
+
+
+def _retained_under(broker, filt, wait=1.5):
+    """{topic: payload} of the retained messages a new subscriber to filt gets."""
+    c = raw_mqtt.RawClient(broker)
+    c.connect(f"will-reader-{time.monotonic_ns()}")
+    c.send(raw_mqtt.subscribe(1, filt, qos=0))
+    c.expect(raw_mqtt.SUBACK)
+    got = {}
+    while True:
+        try:
+            p = c.read(timeout=wait)
+        except TimeoutError:
+            break
+        topic, _, _, body = raw_mqtt.parse_publish(p)
+        got[topic] = bytes(body)
+    c.close()
+    return got
+
+
+# The connections of clients connected when the broker crashed ended with it,
+# without a DISCONNECT: their wills are stored while they are connected and
+# published at the next start. A client whose will has a delay, and that
+# comes back within it, cancels it; one that disconnected normally left none.
+def test_wills_of_clients_connected_at_a_crash_are_published_at_the_next_start(broker_factory, raw):
+    b = broker_factory({"storage": {"enabled": True, "sync": "always"}})
+    v311 = raw(b)
+    v311.connect("will-crash-v311", version=4,
+                 will={"topic": "crash/v311", "payload": b"offline", "qos": 1, "retain": True})
+    v5 = raw(b)
+    v5.connect("will-crash-v5", version=5,
+               will={"topic": "crash/v5", "payload": b"offline", "qos": 1, "retain": True})
+    back = raw(b)
+    back.connect("will-crash-back", version=5, clean=False, props=[(raw_mqtt.SESSION_EXPIRY, 300)],
+                 will={"topic": "crash/back", "payload": b"offline", "qos": 1, "retain": True},
+                 will_props=[(0x18, 3)])
+    away = raw(b)
+    away.connect("will-crash-away", version=5, clean=False, props=[(raw_mqtt.SESSION_EXPIRY, 300)],
+                 will={"topic": "crash/away", "payload": b"offline", "qos": 1, "retain": True},
+                 will_props=[(0x18, 2)])
+    polite = raw(b)
+    polite.connect("will-crash-polite", version=4,
+                   will={"topic": "crash/polite", "payload": b"offline", "qos": 1, "retain": True})
+    polite.send(raw_mqtt.disconnect())
+    polite.wait_closed()
+    # A PUBACK waits for everything written before it to be synced.
+    fence = raw(b)
+    fence.connect("will-crash-fence")
+    fence.send(raw_mqtt.publish("crash-fence", b"x", qos=1, pid=1))
+    fence.expect(raw_mqtt.PUBACK)
+    b.kill()
+    b.start()
+
+    again = raw(b)
+    again.connect("will-crash-back", version=5, clean=False, props=[(raw_mqtt.SESSION_EXPIRY, 300)])
+    got = _retained_under(b, "crash/#")
+    assert got == {"crash/v311": b"offline", "crash/v5": b"offline"}, got
+    time.sleep(3.5)   # past both delays: "away" did not come back, "back" did
+    got = _retained_under(b, "crash/#")
+    assert got == {"crash/v311": b"offline", "crash/v5": b"offline", "crash/away": b"offline"}, got
+
+    # Published once: a second restart finds no will left to publish.
+    b.stop()
+    b.start()
+    reader = raw(b)
+    reader.connect("will-crash-reader", version=4)
+    reader.send(raw_mqtt.subscribe(1, "crash/#", qos=1))
+    reader.expect(raw_mqtt.SUBACK)
+    retained = []
+    while True:
+        try:
+            retained.append(reader.read(timeout=1.0))
+        except TimeoutError:
+            break
+    assert len(retained) == 3, retained

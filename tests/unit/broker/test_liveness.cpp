@@ -63,6 +63,9 @@ std::string canonical(const RecoveredState& st) {
         for (const InboundQos2& in : s.qos2_in)
             lines.push_back("q " + s.client_id + " " + std::to_string(in.packet_id) + " " + std::to_string(in.digest));
     }
+    for (const auto& w : st.wills)
+        lines.push_back("W " + w.client_id + " " + w.msg.topic + " " + std::to_string(w.msg.payload.size()) + " " +
+                        std::to_string(w.delay_s));
     std::sort(lines.begin(), lines.end());
     std::string out;
     for (const auto& l : lines) out += l + "\n";
@@ -85,9 +88,11 @@ struct Model {
     };
     std::map<std::string, StoredMessage> retained;
     std::map<std::string, Session> sessions;
+    std::map<std::string, RecoveredWill> wills;   // apart from sessions
 
     std::string text() const {
         RecoveredState st;
+        for (const auto& [id, w] : wills) st.wills.push_back(w);
         for (const auto& [t, m] : retained) st.retained.push_back(m);
         for (const auto& [id, s] : sessions) {
             RecoveredSession r;
@@ -110,7 +115,7 @@ struct Model {
     // Records that hold state: one per piece of it (a delivery with a state
     // update holds two).
     uint64_t live_records() const {
-        uint64_t n = retained.size();
+        uint64_t n = retained.size() + wills.size();
         for (const auto& [id, s] : sessions) {
             n += 1 + s.subs.size() + s.qos2.size();
             for (const auto& [seq, o] : s.out) n += 1 + o.has_state;
@@ -189,6 +194,19 @@ struct Workload {
             const uint16_t pid = static_cast<uint16_t>(1 + rng() % 10);
             (void)p.qos2_in_remove(id, pid);
             s->qos2.erase(pid);
+            return;
+        }
+        if (op < 37) {   // a will, for a client with a session or (once it is removed) without
+            RecoveredWill& w = m.wills[id];
+            w.client_id = id;
+            w.msg = msg("w/" + id, payload(), static_cast<uint8_t>(rng()));
+            w.delay_s = rng() % 3;
+            (void)p.will_put(id, w.msg, w.delay_s, std::nullopt, {});
+            return;
+        }
+        if (op < 39) {
+            (void)p.will_remove(id);
+            m.wills.erase(id);
             return;
         }
         if (op < 60) {
@@ -291,6 +309,7 @@ TEST_CASE("random workload: accounting equals a fresh replay, and the disk bound
     // Drop everything: the log shrinks back to almost nothing on ticks alone.
     for (const auto& [t, r] : m.retained) (void)p.retained_clear(t);
     for (const auto& [id, s] : m.sessions) (void)p.session_remove(id);
+    for (const auto& [id, w] : m.wills) (void)p.will_remove(id);
     m = Model{};
     for (int i = 0; i < 1000 && log->wants_compaction(); ++i) {
         p.maintenance(256, 1 << 20);

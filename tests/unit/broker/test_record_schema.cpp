@@ -50,7 +50,7 @@ TEST_CASE("every record type has one descriptor, named and typed as the log stor
         known += has;
         CHECK((std::string(state_record_name(uint8_t(t))) != "?") == has);
     }
-    CHECK(known == 11);
+    CHECK(known == 13);
 }
 
 TEST_CASE("encodings round-trip through decode") {
@@ -228,11 +228,21 @@ TEST_CASE("a record changes the live set the same way when written and when repl
         CHECK(p.session_put("gone", 60, 0).ok());
         CHECK(p.sub_put("gone", "x", 0, 0).ok());
         CHECK(p.session_remove("gone").ok());
+        // Wills are kept apart from sessions: "gone"'s survives its session.
+        StoredMessage will;
+        will.topic = "status/gone";
+        will.payload = {'0'};
+        will.qos = 1;
+        will.retain = true;
+        CHECK(p.will_put("gone", will, 30, 120u, SessionOwner{OwnerSource::Password, "alice"}).ok());
+        CHECK(p.will_put("c", will, 0, std::nullopt, {}).ok());
+        CHECK(p.will_put("c", will, 0, std::nullopt, {}).ok());   // replaces the first
+        CHECK(p.will_remove("c").ok());
         live_written = p.live_records();
         CHECK(log->sync_now());
     }
-    // r/1, session c, sub a/#, out 1 (enqueue + state), qos2 3
-    CHECK(live_written == 6);
+    // r/1, session c, sub a/#, out 1 (enqueue + state), qos2 3, gone's will
+    CHECK(live_written == 7);
     auto log = open_log(d.path());
     LogPersistence p(*log, store::SyncMode::Always);
     RecoveredState st;
@@ -247,6 +257,17 @@ TEST_CASE("a record changes the live set the same way when written and when repl
     CHECK(st.sessions[0].out[0].state == OutState::Inflight);
     CHECK(st.sessions[0].out[0].packet_id == 7);
     CHECK(st.sessions[0].qos2_in == std::vector<InboundQos2>{{3, 0xABCD}});
+    REQUIRE(st.wills.size() == 1);
+    const RecoveredWill& w = st.wills[0];
+    CHECK(w.client_id == "gone");
+    CHECK(w.msg.topic == "status/gone");
+    CHECK(w.msg.payload == std::vector<uint8_t>{'0'});
+    CHECK(w.msg.qos == 1);
+    CHECK(w.msg.retain);
+    CHECK(w.delay_s == 30);
+    CHECK(w.expiry_s == std::optional<uint32_t>(120));
+    CHECK(w.owner_source == OwnerSource::Password);
+    CHECK(w.username == "alice");
 }
 
 TEST_CASE("a refused Append has no ticket to read") {
