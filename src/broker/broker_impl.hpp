@@ -321,7 +321,9 @@ struct Broker::Impl {
     void store_retained(const MsgPtr& msg, OpWrites& w);
     // Whether a retained message to `topic` would add one past
     // max_retained_messages (counted, logged once each time the limit is reached).
-    bool retained_at_limit(std::string_view topic);
+    // `own_bridge_state`: one of hato's bridges' $SYS topics (its
+    // connection state), which is never refused (it is counted).
+    bool retained_at_limit(std::string_view topic, bool own_bridge_state = false);
     bool retained_limit_noted = false;
     uint64_t retained_swept_ms = 0;   // expired retained messages last cleared (retained_at_limit)
     static constexpr uint64_t kRetainedSweepMs = 10000;

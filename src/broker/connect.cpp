@@ -452,7 +452,10 @@ void Broker::Impl::publish_will(Session& owner, const Will& w) {
     MsgPtr msg = w.msg;
     // Past max_retained_messages a will to a new topic goes out unretained,
     // as a client's PUBLISH would.
-    const bool unretained = w.msg->retain && !w.msg->payload().empty() && retained_at_limit(w.msg->topic());
+    const bool own_bridge_state =
+        owner.client_id.starts_with(Config::kBridgeClientIdPrefix) && w.msg->topic().starts_with("$SYS/");
+    const bool unretained =
+        w.msg->retain && !w.msg->payload().empty() && retained_at_limit(w.msg->topic(), own_bridge_state);
     if (w.expiry_s || cfg.max_message_expiry != 0 || unretained) {
         // Its lifetime starts now: the same message with the deadline set.
         const Message& m = *w.msg;

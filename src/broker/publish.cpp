@@ -230,7 +230,7 @@ void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t
     // 1/2 publisher is told (0x97); others (v3.x cannot be told, and would
     // resend for ever if disconnected; QoS 0; a bridge, which would
     // reconnect for ever) have it delivered, not retained.
-    if (p.retain && !p.payload.empty() && retained_at_limit(topic)) {
+    if (p.retain && !p.payload.empty() && retained_at_limit(topic, c.own_bridge && topic.starts_with("$SYS/"))) {
         if (v5 && p.qos > 0 && !c.own_bridge) return refuse(rc::QuotaExceeded);
         p.retain = false;
     }
@@ -328,11 +328,9 @@ bool Broker::Impl::release_inbound(Session& s, Connection& c, uint16_t packet_id
     return true;
 }
 
-bool Broker::Impl::retained_at_limit(std::string_view topic) {
-    // '$' topics ($SYS connection state, $bridge records, Sparkplug
-    // certificates) are the broker's and its bridges': neither counted nor refused.
-    if (cfg.max_retained_messages == 0 || topic.starts_with('$')) return false;
-    auto held = [&] { return retained.size() - retained.dollar_count(); };
+bool Broker::Impl::retained_at_limit(std::string_view topic, bool own_bridge_state) {
+    if (cfg.max_retained_messages == 0 || RetainedStore::uncounted(topic) || own_bridge_state) return false;
+    auto held = [&] { return retained.size() - retained.uncounted_count(); };
     if (held() < cfg.max_retained_messages || retained.contains(topic)) {   // a replacement adds nothing
         if (held() < cfg.max_retained_messages) retained_limit_noted = false;
         return false;

@@ -19,7 +19,7 @@ RetainedStore::~RetainedStore() { persist_.on_retained_moved({}); }
 void RetainedStore::set(std::string_view topic, Handle h) {
     Handle old = 0;
     if (index_.set(topic, h, old)) drop(old);
-    else if (topic.starts_with('$')) ++dollar_;
+    else if (uncounted(topic)) ++uncounted_;
 }
 
 void RetainedStore::drop(Handle h) {
@@ -65,7 +65,7 @@ void RetainedStore::put_written(const MsgPtr& msg) {
 bool RetainedStore::clear(std::string_view topic) {
     Handle old = 0;
     if (!index_.clear(topic, old)) return false;
-    if (topic.starts_with('$')) --dollar_;
+    if (uncounted(topic)) --uncounted_;
     drop(old);
     return true;
 }

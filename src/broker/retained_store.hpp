@@ -67,9 +67,15 @@ public:
     void prefetch(std::string_view topic) const { index_.prefetch(topic); }
 
     size_t size() const { return index_.size(); }
-    // Topics under a '$' root ($SYS, $bridge, $sparkplug): the broker's and
-    // its bridges', which max_retained_messages does not count.
-    size_t dollar_count() const { return dollar_; }
+    // Topics only the broker and its bridges write: $SYS (but a client's
+    // connection state, which any client may write for its own id) and the
+    // bridges' $bridge records. max_retained_messages does not count them;
+    // any other '$' root ($aws, $sparkplug, ...) is a topic like any other.
+    static bool uncounted(std::string_view topic) {
+        return (topic.starts_with("$SYS/") && !topic.starts_with("$SYS/broker/connection/")) ||
+               topic.starts_with("$bridge/");
+    }
+    size_t uncounted_count() const { return uncounted_; }
     uint64_t nodes_visited() const { return index_.nodes_visited(); }   // the work of match()
     size_t stored_count() const { return stored_; }   // held as references
     uint64_t bytes() const { return bytes_; }          // topics, payloads, properties
@@ -89,7 +95,7 @@ private:
     std::vector<MsgPtr> heap_;
     std::vector<uint64_t> free_;   // free heap_ slots
     size_t stored_ = 0;
-    size_t dollar_ = 0;   // topics under a '$' root
+    size_t uncounted_ = 0;   // topics uncounted() holds
     uint64_t bytes_ = 0;
 };
 

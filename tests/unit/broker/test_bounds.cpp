@@ -768,7 +768,7 @@ TEST_CASE("max_retained_messages: a new retained topic past it is refused (v5 Qo
 // until a restart (nothing removes them while running), a retained will
 // went past the limit, and a connection's own state topic ($SYS, the
 // broker's) was counted and then not retained.
-TEST_CASE("max_retained_messages: expired ones free their places, wills keep to it, $SYS state topics are exempt") {
+TEST_CASE("max_retained_messages: expired ones free their places, wills keep to it, only what the broker writes is exempt") {
     Config cfg;
     cfg.max_retained_messages = 2;
     cfg.max_message_expiry = 5;
@@ -796,12 +796,24 @@ TEST_CASE("max_retained_messages: expired ones free their places, wills keep to 
     CHECK(h.broker->retained_payload("r/will").empty());
     CHECK(h.broker->stats().retained_refused_limit == 1);
 
-    // A client's own connection state is $SYS: not counted, retained, and
-    // with the expiry it asked for (not the bound, which is clients').
+    // Only what the broker writes is exempt. Any client may write its own
+    // connection state (a new one for each client id it takes) and any '$'
+    // root other than $SYS and $bridge: counted, and refused at the limit
+    // like any topic.
     TestClient dev(h, Version::V5);
     dev.connect("dev");
     Properties two;
     two.message_expiry = 2;
+    for (const char* t : {"$SYS/broker/connection/dev/state", "$x/1", "$aws/things/1"}) {
+        CAPTURE(t);
+        dev.publish(t, "1", 1, true, 0, two);
+        CHECK(dev.take_all<Ack>().at(0).reason == rc::QuotaExceeded);
+        CHECK(h.broker->retained_payload(t).empty());
+    }
+    // With room, the state topic is retained with the expiry it asked for
+    // (not the bound, which is clients': $SYS is the broker's).
+    pub.publish("r/2", "", 1, true);
+    pub.take();
     dev.publish("$SYS/broker/connection/dev/state", "1", 1, true, 0, two);
     CHECK(dev.take_all<Ack>().at(0).reason == rc::NoMatchingSubscribers);   // stored, nobody subscribed
     CHECK(h.broker->retained_payload("$SYS/broker/connection/dev/state") == "1");
