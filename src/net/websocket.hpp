@@ -64,7 +64,6 @@ constexpr uint16_t kProtocolError = 1002;
 constexpr uint16_t kUnsupportedData = 1003;
 constexpr uint16_t kNoStatus = 1005;   // never sent: "the close frame had no code"
 constexpr uint16_t kInvalidPayload = 1007;
-constexpr uint16_t kTooBig = 1009;
 }  // namespace close_code
 
 // A server frame (never masked), FIN set, appended to `out`.

@@ -11,6 +11,8 @@ import time
 
 import pytest
 
+import raw_mqtt
+
 from conftest import TARGET, _find_hato
 from paho_client import V311, V5, WAIT
 from security_util import (SecBroker, client, connack_code, make_certs, mosquitto, mosquitto_passwd,
@@ -504,3 +506,23 @@ def test_reload_acl_keeps_clients(acl_broker):
     _expect_only(bob, "feeds/3")
     for c in (alice, bob):
         c.close()
+
+
+# A peer's close_notify, even in the middle of a packet, is answered with
+# the broker's (RFC 8446 6.1; wolfSSL sends it as it reads the peer's): a
+# client that checks for truncation (Python's unwrap) sees a clean end.
+@pytest.mark.parametrize("version", ["TLSv1_2", "TLSv1_3"])
+def test_a_close_notify_from_the_client_is_answered(sec_broker, certs, version):
+    import ssl
+    b = sec_broker([{"tls": server_tls(certs)}])
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(os.path.join(certs, "ca.crt"))
+    ctx.check_hostname = False
+    ctx.minimum_version = ctx.maximum_version = getattr(ssl.TLSVersion, version)
+    raw_sock = socket.create_connection(("127.0.0.1", b.ports[0]), timeout=WAIT)
+    tls = ctx.wrap_socket(raw_sock)
+    tls.sendall(raw_mqtt.connect("close-notify", version=4))
+    assert tls.recv(4)[0] == 0x20   # CONNACK
+    tls.sendall(raw_mqtt.publish("t", b"x" * 40, qos=1, pid=1)[:20])   # part of a packet
+    tls.unwrap()   # raises if the broker closes without its close_notify
+    raw_sock.close()
