@@ -113,6 +113,16 @@ public:
                c_.transports->plain(id);
     }
 
+    // An MQTT client that half-closes after its last packets is sent the
+    // answers to them (the broker closes once they are out); the metrics
+    // endpoint's and the bridges' own connections close at once.
+    bool on_peer_eof(net::ConnId id) override {
+        if (admission_.is_refused(id) || metrics_.owns(id) || (c_.bridges && c_.bridges->owns_upstream(id)))
+            return false;
+        c_.broker->on_peer_eof(id);
+        return true;
+    }
+
     void on_close(net::ConnId id, int error) override {
         if (admission_.forget_refused(id)) return;
         if (metrics_.on_close(id)) return shutdown_.poll(c_.reactor->now_ms());

@@ -205,6 +205,21 @@ void Broker::on_close(ConnId id) {
     impl_->bury();
 }
 
+void Broker::on_peer_eof(ConnId id) {
+    Connection* c = impl_->conn(id);
+    if (!c) {
+        impl_->transport.close(id);
+        return;
+    }
+    if (impl_->input_deferred(*c)) {
+        if (impl_->counted(*c) && impl_->stats.connections > 0) --impl_->stats.connections;
+        c->extras()->closed_after_input = true;   // closed (the transport too) once that input is handled
+    } else {
+        impl_->drop(*c, /*publish_will=*/true, /*close_transport=*/true);
+    }
+    impl_->bury();
+}
+
 void Broker::on_tick(uint64_t now_ms) {
     if (!impl_->ticked) {
         impl_->ticked = true;

@@ -141,7 +141,11 @@ public:
     std::span<uint8_t> receive_target(ConnId id, size_t limit);
     void on_received_in_place(ConnId id, size_t n);
     static constexpr size_t kInPlaceMin = 16 * 1024;
-    void on_close(ConnId id);                  // transport gone (any reason)
+    void on_close(ConnId id);
+    // The client closed its sending side: as on_close (its will goes), but
+    // the transport is still writable and is closed once the answers to
+    // what it sent are out (held ones wait for the store, as for any close).
+    void on_peer_eof(ConnId id);                  // transport gone (any reason)
     void on_tick(uint64_t now_ms);             // keep alive, expiry, will delay
     void on_pass_end();                        // group commit point
     // Called by the wiring when a sync completed: held PUBACK/PUBREC whose

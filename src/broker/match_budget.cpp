@@ -49,7 +49,9 @@ void Broker::Impl::resume_deferred_input() {
         if (c->dead) continue;
         if (!input_deferred(*c)) {
             if (c->extras() && c->extras()->closed_after_input) {
-                drop(*c, /*publish_will=*/true, /*close_transport=*/false);
+                // The transport may still be open (only the peer's EOF
+                // came): closed once what is held for it is out.
+                drop(*c, /*publish_will=*/true, /*close_transport=*/true);
                 continue;
             }
             if (!c->reading_paused) transport.set_reading(id, true);

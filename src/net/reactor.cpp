@@ -313,6 +313,17 @@ void ReactorBase::schedule_reap(uint32_t slot, int error) {
     reap_.push_back(slot);
 }
 
+void ReactorBase::peer_closed(Handler& h, uint32_t slot) {
+    Conn& c = conns_.at(slot);
+    if (c.state != ConnState::Open || c.peer_eof) return schedule_reap(slot, 0);
+    // Set before the handler runs: it may close at once.
+    c.peer_eof = true;
+    c.recv_paused = true;
+    reading_changed(slot);
+    peer_eof_.push_back({slot, c.gen, monotonic_ms() + kPeerEofMs});
+    if (!h.on_peer_eof(conns_.id_of(slot))) schedule_reap(slot, 0);
+}
+
 Conn* ReactorBase::begin_close(ConnId id, bool flush) {
     Conn* c = conns_.find(id);
     if (!c || c->state == ConnState::Closing || c->state == ConnState::Lingering) return nullptr;
@@ -412,7 +423,7 @@ void ReactorBase::keep_spare_output(std::vector<uint8_t>& buf) {
 
 void ReactorBase::set_reading(ConnId id, bool on) {
     Conn* c = conns_.find(id);
-    if (!c || c->state != ConnState::Open || c->recv_paused == !on) return;
+    if (!c || c->state != ConnState::Open || c->recv_paused == !on || c->peer_eof) return;
     c->recv_paused = !on;
     reading_changed(ConnTable::slot_of(id));
 }
@@ -498,6 +509,13 @@ bool ReactorBase::run_tick_if_due(Handler& h) {
             // peer never learns it was dropped: a reset frees both at once.
             if (!c.output_empty() || unsent_in_kernel(c.fd)) reset_on_close(c.fd);
         }
+        schedule_reap(e.slot, 0);
+        return true;
+    });
+    std::erase_if(peer_eof_, [&](const LingerEntry& e) {
+        const Conn& c = conns_.at(e.slot);
+        if (c.gen != e.gen || c.state != ConnState::Open) return true;   // closed since
+        if (now < e.deadline_ms) return false;
         schedule_reap(e.slot, 0);
         return true;
     });

@@ -54,6 +54,14 @@ public:
     virtual bool wants_in_place(ConnId) { return false; }
     virtual std::span<uint8_t> receive_target(ConnId, size_t /*limit*/) { return {}; }
     virtual void on_received_in_place(ConnId, size_t /*n*/) {}
+    // The peer closed its sending side (EOF, no error) while the connection
+    // was open. Return true to keep it for output: reading stops, and the
+    // handler calls close(id, true) once its answers to what came before
+    // the EOF are out (a client that half-closes after its last packet
+    // still gets them); on_close follows that close as usual. false (the
+    // default): closed now, on_close follows. A connection kept and never
+    // closed is closed after kPeerEofMs.
+    virtual bool on_peer_eof(ConnId) { return false; }
     // The connection is gone: peer closed, error, or after close(). `error`
     // is 0 for an orderly close (EOF or our own close), else an errno.
     // No call for `id` follows.

@@ -77,6 +77,10 @@ enum class ConnState : uint8_t { Free, Open, Draining, Lingering, Closing };
 inline constexpr uint64_t kFlushTimeoutMs = 2000;
 // How long a gracefully closed connection waits for the peer's EOF.
 inline constexpr uint64_t kLingerMs = 2000;
+// How long a connection kept after the peer's EOF (Handler::on_peer_eof)
+// waits for the handler's close: past the broker's hold of answers waiting
+// for the store (5 s) and a flush.
+inline constexpr uint64_t kPeerEofMs = 10000;
 
 // Output buffer capacity a busy connection keeps from pass to pass. Past it
 // the buffer is freed once it was handed over, so a single big burst's
@@ -146,6 +150,7 @@ struct alignas(64) Conn {
     bool poll_armed : 1 = false;     // io_uring: waiting for input to read in place
     bool in_place_hint : 1 = false;  // expect_in_place: ask wants_in_place before receiving
     bool has_kept : 1 = false;       // `kept` is set (read here, not on the second line, per message)
+    bool peer_eof : 1 = false;       // the peer's EOF came and the handler kept it for output (on_peer_eof)
     // Output. `pending` collects send() calls; `inflight` is what the kernel
     // is being handed (its memory must stay put while an io_uring send is in
     // flight, so appends never go there). A buffer is below 4 GiB
@@ -253,8 +258,11 @@ protected:
     void start_lingering(Handler& h, uint32_t slot);
     // True if the reap of `slot` should start lingering instead of closing.
     bool should_linger(const Conn& c) const {
-        return c.linger && !c.handler_closed && c.close_error == 0;
+        return c.linger && !c.handler_closed && c.close_error == 0 && !c.peer_eof;   // its EOF came already
     }
+    // EOF (no error) from the peer of `slot`: closed, unless the handler
+    // keeps it for its answers (Handler::on_peer_eof).
+    void peer_closed(Handler& h, uint32_t slot);
     struct LingerEntry {
         uint32_t slot;
         uint32_t gen;
@@ -264,6 +272,7 @@ protected:
     // these, not at every slot (a walk over the whole table each tick would
     // evict the per-message state of thousands of connections from the cache).
     std::vector<LingerEntry> draining_;
+    std::vector<LingerEntry> peer_eof_;   // kept after the peer's EOF: closed at the deadline if still open
     std::deque<LingerEntry> lingering_;   // oldest first; entries of since-closed slots are skipped
     size_t lingering_live_ = 0;
     size_t max_lingering_ = 10000;

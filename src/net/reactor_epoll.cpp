@@ -184,7 +184,7 @@ void EpollReactor::read_from(Handler& h, uint32_t slot) {
             }
         }
         if (n == 0) {
-            schedule_reap(slot, 0);
+            peer_closed(h, slot);
         } else if (errno == EINTR) {
             continue;
         } else if (errno != EAGAIN && errno != EWOULDBLOCK) {

@@ -341,7 +341,7 @@ void UringReactor::on_recv(Handler& h, uint32_t slot, uint32_t gen, int res, uin
     }
     if (res == -ENOBUFS) bufs_.grow();   // the ring ran dry: the load wants more buffers
     if (res == 0) {
-        schedule_reap(slot, 0);
+        peer_closed(h, slot);
     } else if (res < 0 && res != -ENOBUFS && res != -ECANCELED) {
         schedule_reap(slot, -res);
     } else if (!c->recv_armed && !c->recv_paused && !c->recv_held) {
@@ -430,7 +430,7 @@ void UringReactor::read_in_place(Handler& h, uint32_t slot) {
             continue;
         }
         if (conns_.at(slot).state == ConnState::Free) return;
-        if (n == 0) schedule_reap(slot, 0);
+        if (n == 0) peer_closed(h, slot);
         else if (err == EAGAIN || err == EWOULDBLOCK) {
             Conn& w = conns_.at(slot);
             io_uring_sqe* sqe = get_sqe();

@@ -1,6 +1,7 @@
 # One bad client cannot hurt the others: malformed packets and oversized
 # packets close that connection only.
 
+import socket
 import struct
 
 import pytest
@@ -102,3 +103,49 @@ def test_oversize_announced_length_refused_before_body(broker_factory, raw):
     conn.connect("big-header")
     conn.send(b"\x30" + raw_mqtt.varint(100 * 1024 * 1024) + struct.pack("!H", 3) + b"a/b")
     conn.wait_closed(timeout=5)
+
+
+def _answers_after_half_close(broker, data):
+    """Sends data, shuts down the write side, reads until the broker closes."""
+    s = socket.create_connection((broker.host, broker.port), timeout=10)
+    s.sendall(data)
+    s.shutdown(socket.SHUT_WR)
+    got = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        got += chunk
+    s.close()
+    return got
+
+
+# A client that half-closes after its last packet (shutdown(SHUT_WR), as a
+# script piping into a socket does) still gets the answers to what it sent,
+# the PUBACK that waits for the store's sync included; then the broker
+# closes, and the will goes as for any connection lost without DISCONNECT.
+def test_a_client_that_half_closes_gets_its_answers(broker_factory, raw):
+    b = broker_factory({"storage": {"enabled": True, "sync": "always"}})
+    watcher = raw(b)
+    watcher.connect("half-watch")
+    watcher.send(raw_mqtt.subscribe(1, "half/#", qos=1))
+    watcher.expect(raw_mqtt.SUBACK)
+    connack = b"\x20\x02\x00\x00"
+    for i in range(20):
+        got = _answers_after_half_close(b, raw_mqtt.connect(f"half-p{i}") + b"\xc0\x00")
+        assert got == connack + b"\xd0\x00", (i, got)
+        got = _answers_after_half_close(b, raw_mqtt.connect(f"half-s{i}") + raw_mqtt.subscribe(1, "x/y", 1))
+        assert got == connack + b"\x90\x03\x00\x01\x01", (i, got)
+        got = _answers_after_half_close(b, raw_mqtt.connect(f"half-q{i}") +
+                                        raw_mqtt.publish("half/q", b"m%d" % i, qos=1, pid=7))
+        assert got == connack + b"\x40\x02\x00\x07", (i, got)
+        p = watcher.read()
+        assert raw_mqtt.parse_publish(p)[3] == b"m%d" % i
+        watcher.send(raw_mqtt.packet(raw_mqtt.PUBACK, 0, raw_mqtt.parse_publish(p)[1].to_bytes(2, "big")))
+    conn = raw(b)
+    conn.send(raw_mqtt.connect("half-will", will={"topic": "half/will", "payload": b"gone", "qos": 1}))
+    conn.expect(raw_mqtt.CONNACK)
+    conn.sock.shutdown(socket.SHUT_WR)
+    assert conn.wait_closed() == []
+    p = watcher.read()
+    assert raw_mqtt.parse_publish(p)[0] == "half/will"

@@ -56,6 +56,7 @@ struct TestHandler : hato::net::Handler {
     std::atomic<int> passes{0};
     std::function<void(ConnId, std::span<const uint8_t>)> data_hook;  // replaces echo
     std::function<void(ConnId)> close_hook;
+    std::function<bool(ConnId)> peer_eof_hook;   // on_peer_eof's answer (default false)
     std::function<void()> tick_hook;
     // Receiving in place (Handler::receive_target), when set.
     std::function<bool(ConnId)> wants_in_place_hook;
@@ -80,6 +81,7 @@ struct TestHandler : hato::net::Handler {
         else
             reactor->send(id, data);
     }
+    bool on_peer_eof(ConnId id) override { return peer_eof_hook && peer_eof_hook(id); }
     void on_close(ConnId id, int error) override {
         {
             std::lock_guard lock(mu);

@@ -160,6 +160,46 @@ TEST_CASE("close by server with flush delivers queued data before EOF") {
     }
 }
 
+// A client that half-closes after its request still gets the answer, even
+// one sent after its EOF came (a broker's PUBACK waits for the store).
+TEST_CASE("a connection kept after the peer's EOF still sends, and closes when the handler says") {
+    for (Backend b : backends()) {
+        CAPTURE(std::string(backend_name(b)));
+        Harness hs(b);
+        hs.reactor->set_tick_interval(10);
+        std::atomic<ConnId> kept{0};
+        std::atomic<int> data_after_eof{0};
+        hs.handler.data_hook = [&](ConnId id, std::span<const uint8_t>) {
+            if (kept.load() == id) ++data_after_eof;
+        };
+        hs.handler.peer_eof_hook = [&](ConnId id) {
+            kept = id;
+            return true;
+        };
+        int eof_ticks = 0;
+        hs.handler.tick_hook = [&] {
+            const ConnId id = kept.load();
+            if (id == 0 || ++eof_ticks != 3) return;   // answered a few passes later
+            hs.reactor->send(id, pattern(70000, 3));
+            hs.reactor->close(id, true);
+        };
+        hs.start();
+        int fd = connect_to(hs.port);
+        REQUIRE(send_all(fd, "ask"));
+        REQUIRE(::shutdown(fd, SHUT_WR) == 0);
+        bool clean = false;
+        auto got = recv_until_eof(fd, clean);
+        CHECK(clean);
+        CHECK(got == pattern(70000, 3));
+        ::close(fd);
+        REQUIRE(wait_until([&] { return hs.handler.closed_count() == 1; }));
+        CHECK(data_after_eof.load() == 0);
+        std::lock_guard lock(hs.handler.mu);
+        CHECK(hs.handler.close_calls.begin()->second == 1);
+        CHECK(hs.handler.close_error.begin()->second == 0);
+    }
+}
+
 TEST_CASE("hard close by server drops output and closes now") {
     for (Backend b : backends()) {
         CAPTURE(std::string(backend_name(b)));
