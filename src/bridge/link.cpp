@@ -427,18 +427,19 @@ void Link::forward_in(const mqtt::Publish& pub, std::span<const uint8_t> raw) {
         // answer to it, so it is not published a second time.
         if (has(local_inflight_in_, pub.packet_id) || waiting_ids_.test(pub.packet_id)) return;
     }
-    // A skipped message's stand-in is answered here, at once: only once
-    // every message before it was answered, or its answer would overtake
-    // theirs (MQTT-4.6.0-2).
-    const bool stand_in = pub.qos > 0 && pub.payload.empty() && skipped_in_.count(pub.packet_id) != 0;
+    // A message answered here (a skipped one's stand-in, one not ours or
+    // that cannot be published here) is answered at once: only once every
+    // message before it was answered, or its answer would overtake theirs
+    // (MQTT-4.6.0-2).
+    const bool here = pub.qos > 0 && (!local_inflight_in_.empty() || !waiting_in_.empty()) && answered_here(pub);
     const bool full = pub.qos > 0 && (local_inflight_in_.size() >= local_receive_max_ ||
-                                      (stand_in && !local_inflight_in_.empty()));
+                                      (here && !local_inflight_in_.empty()));
     if (!full && waiting_in_.empty()) return deliver_in(pub);
     if (!room_to_wait(raw.size())) {
         fail("too many upstream messages waiting for the local broker");
         return;
     }
-    waiting_in_.push_back({pub.qos > 0 ? pub.packet_id : uint16_t(0), pub.qos, stand_in, {raw.begin(), raw.end()}});
+    waiting_in_.push_back({pub.qos > 0 ? pub.packet_id : uint16_t(0), pub.qos, here, {raw.begin(), raw.end()}});
     waiting_in_bytes_ += raw.size();
     if (pub.qos > 0) waiting_ids_.set(pub.packet_id);
 }
@@ -447,7 +448,7 @@ void Link::deliver_waiting_in() {
     while (!waiting_in_.empty() && state_ == State::Ready) {
         WaitingIn& front = waiting_in_.front();
         if (front.qos > 0 && local_inflight_in_.size() >= local_receive_max_) return;
-        if (front.stand_in && !local_inflight_in_.empty()) return;
+        if (front.answered_here && !local_inflight_in_.empty()) return;
         Packet p;
         mqtt::decode(front.raw, cfg_.version, kLocalMaxPacket, p);   // decoded once already
         const std::vector<uint8_t> raw = std::move(front.raw);   // p points into these bytes
@@ -474,15 +475,7 @@ void Link::deliver_in(const mqtt::Publish& pub) {
         return drop_unmappable(pub, *topic, /*to_upstream=*/false);
     // A new flow under this id: a drop of an earlier one is over.
     std::erase(dropped_in_qos2_, pub.packet_id);
-    mqtt::Publish local = pub;
-    local.topic = *topic;
-    local.props.topic_alias.reset();
-    local.props.subscription_ids.clear();
-    local.retain = pub.retain && local_retain_;
-    local.qos = std::min(pub.qos, local_max_qos_);
-    if (local.qos == 0) local.dup = false;   // an upstream resend, taken down to QoS 0: DUP there is malformed
-    scratch_.clear();
-    mqtt::encode(Packet{local}, kLocalVersion, scratch_);
+    const mqtt::Publish local = encode_local(pub, *topic);
     if (local_max_packet_ != 0 && scratch_.size() > local_max_packet_)
         return drop_too_large(pub, scratch_.size(), local_max_packet_, /*to_upstream=*/false);
     if (local.qos == 2 && !pub.dup && !ids_released_.test(pub.packet_id)) {
@@ -501,6 +494,30 @@ void Link::deliver_in(const mqtt::Publish& pub) {
     if (local.qos > 0) add(local_inflight_in_, pub.packet_id);
     if (pub.qos == 2 && local.qos == 1) add(downgraded_in_, pub.packet_id);
     if (pub.qos > 0 && local.qos == 0) complete_here(pub, /*to_upstream=*/false);   // [mqtt] maximum_qos = 0
+}
+
+mqtt::Publish Link::encode_local(const mqtt::Publish& pub, const std::string& topic) {
+    mqtt::Publish local = pub;
+    local.topic = topic;
+    local.props.topic_alias.reset();
+    local.props.subscription_ids.clear();
+    local.retain = pub.retain && local_retain_;
+    local.qos = std::min(pub.qos, local_max_qos_);
+    if (local.qos == 0) local.dup = false;   // an upstream resend, taken down to QoS 0: DUP there is malformed
+    scratch_.clear();
+    mqtt::encode(Packet{local}, kLocalVersion, scratch_);
+    return local;
+}
+
+// The checks deliver_in makes before it publishes, in its order.
+bool Link::answered_here(const mqtt::Publish& pub) {
+    if (pub.qos == 0) return false;
+    if (skipped_in_.count(pub.packet_id)) return true;
+    const std::optional<std::string> topic = local_topic(cfg_.topics, pub.topic);
+    if (!topic || !mqtt::valid_topic_name(*topic) || reserved_here(*topic)) return true;
+    if (local_max_packet_ == 0) return false;
+    (void)encode_local(pub, *topic);
+    return scratch_.size() > local_max_packet_;
 }
 
 void Link::complete_here(const mqtt::Publish& pub, bool to_upstream) {

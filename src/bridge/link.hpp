@@ -185,6 +185,11 @@ private:
     // broker's Receive Maximum is reached: it would close the connection.
     void forward_in(const mqtt::Publish& pub, std::span<const uint8_t> raw);
     void deliver_in(const mqtt::Publish& pub);
+    // Whether deliver_in answers `pub` itself (dropped: skipped, not ours,
+    // unmappable, too large here) instead of passing it to the local broker.
+    bool answered_here(const mqtt::Publish& pub);
+    // `pub` as the local broker gets it, under `topic`, into scratch_.
+    mqtt::Publish encode_local(const mqtt::Publish& pub, const std::string& topic);
     void deliver_waiting_in();   // after a local answer freed a slot
     void forward_out(const mqtt::Publish& pub);
     // Completes towards its sender a message that does not cross (no rule
@@ -295,7 +300,7 @@ private:
     struct WaitingIn {
         uint16_t packet_id = 0;   // 0: QoS 0
         uint8_t qos = 0;
-        bool stand_in = false;   // for a skipped message: waits until all before it are answered
+        bool answered_here = false;   // not by the local broker: waits until all before it are answered
         std::vector<uint8_t> raw;
     };
     std::deque<WaitingIn> waiting_in_;   // upstream PUBLISHes waiting for a slot

@@ -1491,3 +1491,29 @@ TEST_CASE("a skipped oversized message is not answered ahead of one in flight lo
     for (const Packet& p : take(f.up, Version::V311, store)) ids.push_back(ack_of(p).packet_id);
     CHECK(ids == std::vector<uint16_t>{1, 2});
 }
+
+// Every message the link answers itself waits like a stand-in: one not
+// ours (no rule maps it) and one too large once its topic is mapped were
+// acknowledged upstream ahead of a message still in flight locally.
+TEST_CASE("messages dropped here are not answered ahead of one in flight locally") {
+    Fake f;
+    std::vector<std::vector<uint8_t>> store;
+    Link link(config(Version::V311), f);
+    mqtt::Connack local_ack;
+    local_ack.props.maximum_packet_size = 1024;
+    local_ack.props.receive_maximum = 10;
+    connect(link, f, Version::V311, store, {}, local_ack);
+    const std::vector<uint8_t> small = {'o', 'k'}, near(1012, 'n');
+    CHECK(link.on_upstream_data(enc(Packet{message("cmd/a", 1, 1, small)}, Version::V311), 5));
+    CHECK(link.on_upstream_data(enc(Packet{message("elsewhere/x", 1, 2, small)}, Version::V311), 5));   // not ours
+    const std::vector<uint8_t> fits_up = enc(Packet{message("cmd/c", 1, 3, near)}, Version::V311);
+    REQUIRE(fits_up.size() <= 1024);   // not skipped: too large only with the local prefix
+    CHECK(link.on_upstream_data(fits_up, 5));
+    CHECK(f.up.empty());
+    link.on_local_data(enc(Packet{mqtt::Ack{mqtt::PacketType::Puback, 1, 0, {}}}, Version::V5));
+    std::vector<uint16_t> ids;
+    for (const Packet& p : take(f.up, Version::V311, store)) ids.push_back(ack_of(p).packet_id);
+    CHECK(ids == std::vector<uint16_t>{1, 2, 3});
+    CHECK(link.too_large_in() == 1);
+    CHECK(take(f.local, Version::V5, store).size() == 1);   // cmd/a only
+}
