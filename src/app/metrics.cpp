@@ -205,7 +205,8 @@ std::string render_prometheus(const StatusData& d) {
              "Retained messages to a new topic not retained because max_retained_messages topics were held.",
              num(s.retained_refused_limit));
     e.single("hato_topics_refused_levels_total", "counter",
-             "PUBLISH topics, subscription filters and will topics refused for having more than max_topic_levels levels.",
+             "PUBLISH topics, subscription filters and will topics refused for having more than max_topic_levels "
+             "levels or max_topic_length bytes.",
              num(s.topics_refused_levels));
     e.single("hato_inputs_deferred_total", "counter",
              "Times a connection's input waited for a later loop pass because its matching work for the pass ran out.",

@@ -324,6 +324,13 @@ struct Broker::Impl {
     // `own_bridge_state`: one of hato's bridges' $SYS topics (its
     // connection state), which is never refused (it is counted).
     bool retained_at_limit(std::string_view topic, bool own_bridge_state = false);
+    // Within max_topic_levels and max_topic_length; counted when not.
+    // `length`: the bytes counted (a shared filter's, with its prefix).
+    bool topic_within_limits(std::string_view topic, size_t length) {
+        if (length <= cfg.max_topic_length && mqtt::within_levels(topic, cfg.max_topic_levels)) return true;
+        ++stats.topics_refused_levels;
+        return false;
+    }
     bool retained_limit_noted = false;
     uint64_t retained_swept_ms = 0;   // expired retained messages last cleared (retained_at_limit)
     static constexpr uint64_t kRetainedSweepMs = 10000;

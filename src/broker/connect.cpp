@@ -86,10 +86,7 @@ uint8_t Broker::Impl::choose_client_id(const Connect& p, std::string& client_id,
 uint8_t Broker::Impl::make_will(const Connect& p, std::unique_ptr<Will>& out) {
     if (!p.will_flag) return rc::Success;
     if (!valid_topic_name(p.will_topic)) return rc::TopicNameInvalid;
-    if (!within_levels(p.will_topic, cfg.max_topic_levels)) {
-        ++stats.topics_refused_levels;
-        return rc::TopicNameInvalid;
-    }
+    if (!topic_within_limits(p.will_topic, p.will_topic.size())) return rc::TopicNameInvalid;
     if (p.will_qos > cfg.maximum_qos) return rc::QoSNotSupported;
     if (p.will_retain && !cfg.retain_available) return rc::RetainNotSupported;
     const bool v5 = p.version == Version::V5;

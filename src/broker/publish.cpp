@@ -74,9 +74,9 @@ bool Broker::Impl::may_publish_reserved(bool proven_bridge, std::string_view cli
 // fill the log.
 void Broker::Impl::note_deep_topic(std::string_view client_id) {
     if (!deep_topic_log.due(now_ms)) return;
-    log_notice("refused a PUBLISH from '%s': its topic has more than %u levels (max_topic_levels; "
-               "counted in topics_refused_levels, logged at most once a minute)",
-               shown_client_id(client_id).c_str(), unsigned(cfg.max_topic_levels));
+    log_notice("refused a PUBLISH from '%s': its topic has more than %u levels or %u bytes (max_topic_levels, "
+               "max_topic_length; counted in topics_refused_levels, logged at most once a minute)",
+               shown_client_id(client_id).c_str(), unsigned(cfg.max_topic_levels), unsigned(cfg.max_topic_length));
 }
 
 void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t> wire) {
@@ -186,13 +186,12 @@ void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t
         if (left == f.qos2_in.end()) return protocol_error(c, rc::ReceiveMaximumExceeded);
         if (!release_inbound(*s, c, left->first, /*answer=*/false)) return refuse(rc::QuotaExceeded);
     }
-    // A deeper topic would cost the trees and every match: refused, with the
+    // A deeper (or longer) topic would cost the trees and every match: refused, with the
     // reason where the client can hear it (v5: the ack, or at QoS 0 the
     // DISCONNECT). A v3.x client has no refusal code, and disconnected it
     // would resend the same message for ever; a configured bridge would
     // reconnect for ever: like a topic the ACL denies, acknowledged and dropped.
-    if (!within_levels(topic, cfg.max_topic_levels)) {
-        ++stats.topics_refused_levels;
+    if (!topic_within_limits(topic, topic.size())) {
         const Session* owner = s ? s : session(c.slot);
         note_deep_topic(owner ? std::string_view(owner->client_id) : "");
         if (v5 && p.qos == 0 && !(owner && budget_of(owner->client_id)))

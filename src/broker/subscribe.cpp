@@ -90,8 +90,7 @@ void Broker::Impl::on_subscribe(Connection& c, const Subscribe& p) {
         uint8_t reason;
         if (!ok || !valid_topic_filter(inner)) {
             reason = rc::TopicFilterInvalid;
-        } else if (!within_levels(inner, cfg.max_topic_levels)) {
-            ++stats.topics_refused_levels;
+        } else if (!topic_within_limits(inner, t.filter.size())) {   // levels: the filter's, $share/group aside
             reason = rc::TopicFilterInvalid;   // 0x80 in v3.1.1
         } else if (shared && !cfg.shared_subscriptions) {
             reason = rc::SharedSubscriptionsNotSupported;

@@ -337,6 +337,7 @@ void read_limits(Errors& errors, const toml::table& t, broker::Config& b) {
     r.integer("max_subscriptions_per_client", 0, u32, b.max_subscriptions_per_client);
     // Deeper than 1024 the tree's path hashes and a match's probes stop being cheap.
     r.integer("max_topic_levels", 1, 1024, b.max_topic_levels);
+    r.integer("max_topic_length", 1, 65535, b.max_topic_length);
     r.integer("max_client_id_length", 23, 65535, b.max_client_id_length);   // 23: what MQTT requires
     r.integer("max_sessions", 0, u32, b.max_sessions);
     r.integer("max_retained_messages", 0, u32, b.max_retained_messages);

@@ -158,7 +158,10 @@ def test_certificates_survive_sigkill(broker_factory, clients):
     assert got == {CERT_NBIRTH: (payload("NBIRTH", 7), True),
                    CERT_DBIRTH: (payload("DBIRTH", 0), True),
                    f"$sparkplug/certificates/spBv1.0/{GROUP}/NBIRTH/E2": (b"e2-birth", True)}
-    assert read_retained(clients, broker, "spBv1.0/#", 1, "reader2") == {STATE: (b'{"online":true}', True)}
+    # The host application was connected when the broker died: its
+    # connection ended without a DISCONNECT, so its will (STATE offline)
+    # is published at the restart, as Sparkplug hosts and edge nodes expect.
+    assert read_retained(clients, broker, "spBv1.0/#", 1, "reader2") == {STATE: (b'{"online":false}', True)}
     # Still aware after the restart: a new birth replaces the recovered certificate.
     clients("edge-again", broker=broker).publish(NBIRTH, payload("NBIRTH", 8), 1)
     got = read_retained(clients, broker, CERT_NBIRTH, 1, "reader3")

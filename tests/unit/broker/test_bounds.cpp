@@ -563,6 +563,36 @@ TEST_CASE("max_topic_levels refuses deeper topics, filters and wills, by version
     CHECK(h.broker->stats().topics_refused_levels == 3 + 3 + 2 + 1);   // filters, v5 and v3 PUBLISHes, will
 }
 
+// Long names cost memory the way deep ones cost matching: a filter is kept
+// about three times, and MQTT allows 65 535 bytes.
+TEST_CASE("max_topic_length refuses longer topics, filters and wills, like max_topic_levels") {
+    Config cfg;
+    cfg.max_topic_length = 12;
+    Harness h(cfg);
+    TestClient sub(h, Version::V5);
+    sub.connect("sub");
+    CHECK(sub.subscribe("long/exactly", 1, 1).reasons == std::vector<uint8_t>{1});   // 12 bytes
+    CHECK(sub.subscribe("long/exactlyX", 1, 2).reasons == std::vector<uint8_t>{rc::TopicFilterInvalid});
+    CHECK(sub.subscribe("$share/g/l/#", 1, 3).reasons == std::vector<uint8_t>{1});   // the prefix counts
+    CHECK(sub.subscribe("$share/g/lo/#", 1, 4).reasons == std::vector<uint8_t>{rc::TopicFilterInvalid});
+    TestClient pub(h, Version::V5);
+    pub.connect("pub");
+    pub.publish("long/exactly", "ok", 1, false, 7);
+    CHECK(pub.take_one<Ack>().reason == rc::Success);
+    pub.publish("long/exactly/", "too long", 1, false, 8);
+    CHECK(pub.take_one<Ack>().reason == rc::TopicNameInvalid);
+    auto got = sub.publishes();
+    REQUIRE(got.size() == 1);
+    CHECK(text(got[0].payload) == "ok");
+    TestClient w(h, Version::V5);
+    Connect c;
+    c.client_id = "w";
+    c.will_flag = true;
+    c.will_topic = "long/will/topic";
+    CHECK(w.connect_with(c).reason == rc::TopicNameInvalid);
+    CHECK(h.broker->stats().topics_refused_levels == 2 + 1 + 1);   // filters, PUBLISH, will
+}
+
 TEST_CASE("a configured bridge's deep QoS 0 message is dropped, not answered with a DISCONNECT it would reconnect on") {
     Config cfg;
     cfg.max_topic_levels = 4;

@@ -33,6 +33,7 @@ void check_equal(const AppConfig& a, const AppConfig& b) {
     CHECK(x.slow_consumer_ms == y.slow_consumer_ms);
     CHECK(x.max_subscriptions_per_client == y.max_subscriptions_per_client);
     CHECK(x.max_topic_levels == y.max_topic_levels);
+    CHECK(x.max_topic_length == y.max_topic_length);
     CHECK(x.max_client_id_length == y.max_client_id_length);
     CHECK(x.max_sessions == y.max_sessions);
     CHECK(x.max_retained_messages == y.max_retained_messages);
@@ -106,6 +107,7 @@ max_connections = 5
 max_queued_bytes = 4096
 max_subscriptions_per_client = 0
 max_topic_levels = 8
+max_topic_length = 300
 max_client_id_length = 100
 max_sessions = 0
 max_retained_messages = 7
@@ -136,6 +138,7 @@ level = "debug"
     CHECK(c.broker.max_queued_bytes == 4096);
     CHECK(c.broker.max_subscriptions_per_client == 0);
     CHECK(c.broker.max_topic_levels == 8);
+    CHECK(c.broker.max_topic_length == 300);
     CHECK(c.broker.max_client_id_length == 100);
     CHECK(c.broker.max_sessions == 0);
     CHECK(c.broker.max_retained_messages == 7);
