@@ -415,6 +415,15 @@ bool BridgeRunner::reconfigure(const std::vector<config::Bridge>& cfgs, std::str
 void BridgeRunner::reload_passwords() {
     std::string err;
     if (!load_passwords(err)) log_error("%s (the previous password stays in use)", err.c_str());
+    // A reload is often the fix for why a bridge is down (a password, a
+    // certificate): it tries again now, not after a backoff that a long
+    // refusal has grown to reconnect_max_ms.
+    for (auto& e : entries_) {
+        if (e->retired || e->up || e->connecting || e->next_attempt_ms <= reactor_.now_ms()) continue;
+        e->backoff.reset();
+        e->next_attempt_ms = reactor_.now_ms();
+        log_info("bridge %s: reloaded, connecting again now", e->cfg.name.c_str());
+    }
 }
 
 bool BridgeRunner::start(broker::Broker& broker, std::string& err) {

@@ -29,7 +29,8 @@ public:
 
     // Reads the password files and starts connecting. False with `err` set.
     bool start(broker::Broker& broker, std::string& err);
-    // SIGHUP: the password files again; the next connection uses them.
+    // SIGHUP: the password files again; the next connection uses them, and
+    // a bridge waiting to reconnect tries at once (the reload may be its fix).
     void reload_passwords();
     // SIGHUP with a new configuration: bridges no longer listed, or listed
     // differently, are stopped (upstream closed, local session detached; its

@@ -336,6 +336,37 @@ def test_bridge_logs_in_with_password_file(backend, tmp_path):
         up.stop()
 
 
+# A reload is often the fix for why a bridge is down: the bridge tries
+# again at once, not after the backoff its refusals have grown.
+def test_a_reload_that_fixes_the_password_reconnects_at_once(backend, tmp_path):
+    port = _free_port()
+    os.makedirs(tmp_path / "up")
+    os.makedirs(tmp_path / "gw")
+    passwd = tmp_path / "up" / "passwd"
+    subprocess.run(["mosquitto_passwd", "-c", "-b", str(passwd), "gw-17", "s3cret"], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    secret = tmp_path / "gw" / "site.secret"
+    secret.write_text("wrong\n")
+    up = Upstream(backend, str(tmp_path / "up"), port,
+                  {"auth": {"password_file": str(passwd), "allow_anonymous": False}})
+    gw = Gateway(backend, str(tmp_path / "gw"), port, "mqttv5",
+                 f'try_private = false\nusername = "gw-17"\npassword_file = "{secret}"')
+    gw.bridge = gw.bridge.replace("reconnect_min_ms = 100\nreconnect_max_ms = 400",
+                                  "reconnect_min_ms = 60000\nreconnect_max_ms = 120000")
+    try:
+        up.start()
+        gw.start()
+        wait_for(lambda: "upstream refused the connection: reason 0x86" in gw.log(), what="refusal logged")
+        secret.write_text("s3cret\n")
+        t0 = time.monotonic()
+        gw.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: gw.connected_count() >= 1, what="bridge connected after the reload", timeout=20)
+        assert time.monotonic() - t0 < 20   # the backoff alone would have waited 60 s or more
+    finally:
+        gw.stop()
+        up.stop()
+
+
 def test_check_config_reports_bridge_problems(tmp_path):
     from conftest import _find_hato
     conf = tmp_path / "c.toml"
