@@ -108,6 +108,7 @@ void Link::on_upstream_open(uint64_t now_ms) {
     up_max_qos_ = 2;
     up_retain_ = true;
     unmappable_logged_ = false;
+    unrouted_logged_ = false;
     local_inflight_in_.clear();
     clear_waiting_in();
     downgraded_in_.clear();
@@ -470,7 +471,7 @@ void Link::deliver_in(const mqtt::Publish& pub) {
     std::optional<std::string> topic = local_topic(cfg_.topics, pub.topic);
     // Not ours (an upstream session's leftover subscription): accepted and
     // dropped, so the upstream does not resend it for ever.
-    if (!topic) return complete_here(pub, /*to_upstream=*/false);
+    if (!topic) return drop_unrouted(pub, /*to_upstream=*/false);
     if (!mqtt::valid_topic_name(*topic) || reserved_here(*topic))
         return drop_unmappable(pub, *topic, /*to_upstream=*/false);
     // A new flow under this id: a drop of an earlier one is over.
@@ -547,6 +548,18 @@ void Link::drop_unmappable(const mqtt::Publish& pub, const std::string& mapped, 
         out_.log(1, "bridge " + cfg_.name + ": a message on '" + std::string(pub.topic) + "' maps to '" + mapped +
                         "', not a valid topic " + (to_upstream ? "upstream" : "here (or one of its own)") +
                         ": dropped (check the rule's prefixes; this connection's further ones are only counted)");
+    }
+    complete_here(pub, to_upstream);
+}
+
+void Link::drop_unrouted(const mqtt::Publish& pub, bool to_upstream) {
+    ++(to_upstream ? unmappable_out_ : unmappable_in_);
+    if (!unrouted_logged_) {
+        unrouted_logged_ = true;
+        out_.log(1, "bridge " + cfg_.name + ": a message on '" + std::string(pub.topic) + "' matches no " +
+                        (to_upstream ? "out" : "in") +
+                        " rule (one removed from the configuration while its messages waited?): dropped "
+                        "(this connection's further ones are only counted, as unmappable)");
     }
     complete_here(pub, to_upstream);
 }
@@ -706,9 +719,9 @@ bool Link::handle_local(const Packet& p) {
 
 void Link::forward_out(const mqtt::Publish& pub) {
     std::optional<std::string> topic = remote_topic(cfg_.topics, pub.topic);
-    // A leftover subscription of the local session (a rule removed from the
-    // configuration): completed and dropped.
-    if (!topic) return complete_here(pub, /*to_upstream=*/true);
+    // A leftover subscription of the local session, or a message queued
+    // under a rule since removed from the configuration: completed and dropped.
+    if (!topic) return drop_unrouted(pub, /*to_upstream=*/true);
     if (!mqtt::valid_topic_name(*topic)) return drop_unmappable(pub, *topic, /*to_upstream=*/true);
     std::erase(dropped_out_qos2_, pub.packet_id);   // as in deliver_in
     mqtt::Publish up = pub;

@@ -198,6 +198,10 @@ private:
     void complete_here(const mqtt::Publish& pub, bool to_upstream);
     static bool reserved_here(std::string_view topic);
     void drop_unmappable(const mqtt::Publish& pub, const std::string& mapped, bool to_upstream);
+    // A message no rule maps any more (a rule removed while its messages
+    // were queued, or a leftover subscription upstream): dropped, counted
+    // with the unmappable ones and logged once a connection.
+    void drop_unrouted(const mqtt::Publish& pub, bool to_upstream);
     // A message larger than the receiving side takes would close that
     // connection on every resend, and nothing behind it would ever cross:
     // it is dropped (counted, logged once per connection) and completed
@@ -332,6 +336,7 @@ private:
     std::vector<uint16_t> downgraded_out_;
     bool too_large_logged_ = false;   // this connection's first drop was logged
     bool unmappable_logged_ = false;
+    bool unrouted_logged_ = false;
     uint64_t refused_out_ = 0;
     bool refused_logged_ = false;     // this connection's first refusal was logged
     uint64_t refused_in_ = 0;

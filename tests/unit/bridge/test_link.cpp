@@ -1517,3 +1517,25 @@ TEST_CASE("messages dropped here are not answered ahead of one in flight locally
     CHECK(link.too_large_in() == 1);
     CHECK(take(f.local, Version::V5, store).size() == 1);   // cmd/a only
 }
+
+// A message queued under an out rule a reload removed reaches the link with
+// a topic no rule maps: completed (its publisher was acknowledged long ago),
+// but no longer silently.
+TEST_CASE("a queued message no rule maps any more is dropped, counted and logged once a connection") {
+    Fake f;
+    std::vector<std::vector<uint8_t>> store;
+    Link link(config(Version::V5), f);
+    connect(link, f, Version::V5, store);
+    const std::vector<uint8_t> small = {'x'};
+    link.on_local_data(enc(Packet{message("old/rule/a", 1, 3, small)}, Version::V5));
+    link.on_local_data(enc(Packet{message("old/rule/b", 1, 4, small)}, Version::V5));
+    auto ls = take(f.local, Version::V5, store);
+    REQUIRE(ls.size() == 2);
+    CHECK(ack_of(ls[0]).packet_id == 3);
+    CHECK(ack_of(ls[1]).packet_id == 4);
+    CHECK(f.up.empty());
+    CHECK(link.unmappable_out() == 2);
+    const auto logged = std::count_if(f.logs.begin(), f.logs.end(),
+                                      [](const std::string& l) { return l.find("matches no out rule") != std::string::npos; });
+    CHECK(logged == 1);
+}
