@@ -116,6 +116,7 @@ struct BridgeRunner::Entry final : bridge::LinkOutput {
     uint64_t ready_since_ms = 0;        // when it did (kStableLinkMs)
     bool retired = false;               // removed by a reload; erased once its threads and sockets are gone
     uint64_t next_attempt_ms = 0;
+    uint64_t reload_attempt_ms = 0;   // a reload last brought an attempt forward (reload_passwords)
 
     // The connect in progress on a helper thread.
     std::thread worker;
@@ -417,11 +418,15 @@ void BridgeRunner::reload_passwords() {
     if (!load_passwords(err)) log_error("%s (the previous password stays in use)", err.c_str());
     // A reload is often the fix for why a bridge is down (a password, a
     // certificate): it tries again now, not after a backoff that a long
-    // refusal has grown to reconnect_max_ms.
+    // refusal has grown to reconnect_max_ms. The backoff keeps its count
+    // (if that was not the fix, the next wait is as long as before), and
+    // a storm of reloads brings an attempt forward once per reconnect_min_ms.
+    const uint64_t now = reactor_.now_ms();
     for (auto& e : entries_) {
-        if (e->retired || e->up || e->connecting || e->next_attempt_ms <= reactor_.now_ms()) continue;
-        e->backoff.reset();
-        e->next_attempt_ms = reactor_.now_ms();
+        if (e->retired || e->up || e->connecting || e->next_attempt_ms <= now) continue;
+        if (e->reload_attempt_ms != 0 && now - e->reload_attempt_ms < e->cfg.reconnect_min_ms) continue;
+        e->reload_attempt_ms = now;
+        e->next_attempt_ms = now;
         log_info("bridge %s: reloaded, connecting again now", e->cfg.name.c_str());
     }
 }

@@ -476,7 +476,9 @@ void Link::deliver_in(const mqtt::Publish& pub) {
         return drop_unmappable(pub, *topic, /*to_upstream=*/false);
     // A new flow under this id: a drop of an earlier one is over.
     std::erase(dropped_in_qos2_, pub.packet_id);
-    const mqtt::Publish local = encode_local(pub, *topic);
+    const mqtt::Publish local = local_form(pub, *topic);
+    scratch_.clear();
+    mqtt::encode(Packet{local}, kLocalVersion, scratch_);
     if (local_max_packet_ != 0 && scratch_.size() > local_max_packet_)
         return drop_too_large(pub, scratch_.size(), local_max_packet_, /*to_upstream=*/false);
     if (local.qos == 2 && !pub.dup && !ids_released_.test(pub.packet_id)) {
@@ -497,7 +499,7 @@ void Link::deliver_in(const mqtt::Publish& pub) {
     if (pub.qos > 0 && local.qos == 0) complete_here(pub, /*to_upstream=*/false);   // [mqtt] maximum_qos = 0
 }
 
-mqtt::Publish Link::encode_local(const mqtt::Publish& pub, const std::string& topic) {
+mqtt::Publish Link::local_form(const mqtt::Publish& pub, const std::string& topic) const {
     mqtt::Publish local = pub;
     local.topic = topic;
     local.props.topic_alias.reset();
@@ -505,8 +507,6 @@ mqtt::Publish Link::encode_local(const mqtt::Publish& pub, const std::string& to
     local.retain = pub.retain && local_retain_;
     local.qos = std::min(pub.qos, local_max_qos_);
     if (local.qos == 0) local.dup = false;   // an upstream resend, taken down to QoS 0: DUP there is malformed
-    scratch_.clear();
-    mqtt::encode(Packet{local}, kLocalVersion, scratch_);
     return local;
 }
 
@@ -516,9 +516,7 @@ bool Link::answered_here(const mqtt::Publish& pub) {
     if (skipped_in_.count(pub.packet_id)) return true;
     const std::optional<std::string> topic = local_topic(cfg_.topics, pub.topic);
     if (!topic || !mqtt::valid_topic_name(*topic) || reserved_here(*topic)) return true;
-    if (local_max_packet_ == 0) return false;
-    (void)encode_local(pub, *topic);
-    return scratch_.size() > local_max_packet_;
+    return local_max_packet_ != 0 && mqtt::encoded_size(Packet{local_form(pub, *topic)}, kLocalVersion) > local_max_packet_;
 }
 
 void Link::complete_here(const mqtt::Publish& pub, bool to_upstream) {

@@ -188,8 +188,8 @@ private:
     // Whether deliver_in answers `pub` itself (dropped: skipped, not ours,
     // unmappable, too large here) instead of passing it to the local broker.
     bool answered_here(const mqtt::Publish& pub);
-    // `pub` as the local broker gets it, under `topic`, into scratch_.
-    mqtt::Publish encode_local(const mqtt::Publish& pub, const std::string& topic);
+    // `pub` as the local broker gets it, under `topic`.
+    mqtt::Publish local_form(const mqtt::Publish& pub, const std::string& topic) const;
     void deliver_waiting_in();   // after a local answer freed a slot
     void forward_out(const mqtt::Publish& pub);
     // Completes towards its sender a message that does not cross (no rule

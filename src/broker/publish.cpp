@@ -100,7 +100,9 @@ void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t
         uint16_t alias = *p.props.topic_alias;
         if (alias == 0 || alias > granted_alias_max) return protocol_error(c, rc::TopicAliasInvalid);
         if (!topic.empty()) {
-            c.open_extras().alias_in[alias] = std::string(topic);
+            // A topic past max_topic_length is refused below: not kept
+            // for the connection's life either.
+            if (topic.size() <= cfg.max_topic_length) c.open_extras().alias_in[alias] = std::string(topic);
         } else {
             if (!c.extras()) return protocol_error(c, rc::ProtocolError);
             auto it = c.extras()->alias_in.find(alias);
@@ -191,7 +193,10 @@ void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t
     // DISCONNECT). A v3.x client has no refusal code, and disconnected it
     // would resend the same message for ever; a configured bridge would
     // reconnect for ever: like a topic the ACL denies, acknowledged and dropped.
-    if (!topic_within_limits(topic, topic.size())) {
+    // Clearing a retained topic that is held is always allowed: one kept
+    // from before a lower limit could not be removed otherwise.
+    const bool clears_retained = p.retain && p.payload.empty() && retained.contains(topic);
+    if (!clears_retained && !topic_within_limits(topic, topic.size())) {
         const Session* owner = s ? s : session(c.slot);
         note_deep_topic(owner ? std::string_view(owner->client_id) : "");
         if (v5 && p.qos == 0 && !(owner && budget_of(owner->client_id)))
@@ -256,8 +261,11 @@ void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t
         // any retained message: a refusal refuses this PUBLISH below). The
         // server publishes it, so No Local does not hide it from the edge
         // node. An empty payload is no birth and leaves the certificate.
+        // A new node's certificate past max_retained_messages is not kept
+        // (counted and logged there): births would otherwise grow it
+        // without bound. The birth itself is delivered.
         const std::string cert = sparkplug::certificate_topic(topic);
-        if (!cert.empty()) route(make_message(cert, p.payload, p.qos, true, v5 ? &p.props : nullptr, Lifetime::Own), kNoSlot, w);
+        if (!cert.empty() && !retained_at_limit(cert)) route(make_message(cert, p.payload, p.qos, true, v5 ? &p.props : nullptr, Lifetime::Own), kNoSlot, w);
     }
     const bool bridged_retained = p.retain && (c.bridge || c.own_bridge);
     if (p.qos == 0) {

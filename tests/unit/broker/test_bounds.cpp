@@ -852,3 +852,34 @@ TEST_CASE("max_retained_messages: expired ones free their places, wills keep to 
     h.broker->on_tick(9000);
     CHECK(h.broker->retained_payload("$SYS/broker/connection/dev/state").empty());
 }
+
+// From a review of max_topic_length: a retained topic kept from before a
+// lower limit could not be cleared (the clear was refused as too long),
+// and a refused topic set as a v5 alias stayed with the connection.
+TEST_CASE("max_topic_length: a held retained topic can still be cleared; a refused topic is no alias") {
+    Harness h;
+    const std::string long_topic = "r/" + std::string(200, 'x');
+    TestClient pub(h, Version::V5);
+    pub.connect("pub");
+    pub.publish(long_topic, "old", 1, true, 1);
+    CHECK(pub.take_one<Ack>().reason == rc::NoMatchingSubscribers);
+    Config lower = h.cfg;
+    lower.max_topic_length = 100;
+    h.broker->reconfigure(lower);
+    pub.publish(long_topic, "new", 1, true, 2);
+    CHECK(pub.take_one<Ack>().reason == rc::TopicNameInvalid);
+    CHECK(h.broker->retained_payload(long_topic) == "old");
+    pub.publish(long_topic, "", 1, true, 3);   // a clear of what is held
+    CHECK(pub.take_one<Ack>().reason != rc::TopicNameInvalid);
+    CHECK(h.broker->retained_payload(long_topic).empty());
+
+    Properties alias;
+    alias.topic_alias = 1;
+    pub.publish(long_topic, "x", 1, false, 4, alias);
+    CHECK(pub.take_one<Ack>().reason == rc::TopicNameInvalid);
+    Publish by_alias;
+    by_alias.props.topic_alias = 1;
+    by_alias.payload = Bytes(reinterpret_cast<const uint8_t*>("y"), 1);
+    pub.send(by_alias);
+    CHECK(pub.take_one<Disconnect>().reason == rc::ProtocolError);   // never set
+}

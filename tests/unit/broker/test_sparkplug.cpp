@@ -183,3 +183,26 @@ TEST_CASE("aware: a v5 birth sent by topic alias gets its certificate too") {
     CHECK(retained_on(h, "$sparkplug/certificates/#") ==
           std::vector<std::string>{"$sparkplug/certificates/spBv1.0/G1/NBIRTH/E1=two"});
 }
+
+// Certificates are retained topics the clients choose (one per node or
+// device): counted by max_retained_messages, and past it a new node's
+// certificate is not kept, or births would grow it without bound.
+TEST_CASE("aware: a new node's certificate past max_retained_messages is not kept; its birth is delivered") {
+    Config cfg = aware();
+    cfg.max_retained_messages = 2;
+    Harness h(cfg);
+    TestClient watcher(h, Version::V5);
+    watcher.connect("watcher");
+    watcher.subscribe("spBv1.0/#", 0);
+    TestClient edge(h, Version::V5);
+    edge.connect("edge");
+    for (int i = 0; i < 4; ++i) edge.publish("spBv1.0/G1/NBIRTH/E" + std::to_string(i), "b", 1, false, uint16_t(i + 1));
+    for (const Ack& a : edge.take_all<Ack>()) CHECK(a.reason == rc::Success);
+    CHECK(watcher.publishes().size() == 4);
+    CHECK(retained_on(h, "$sparkplug/certificates/#").size() == 2);
+    CHECK(h.broker->stats().retained_refused_limit == 2);
+    // A rebirth of a node whose certificate is kept replaces it.
+    edge.publish("spBv1.0/G1/NBIRTH/E0", "again", 0);
+    CHECK(retained_on(h, "$sparkplug/certificates/spBv1.0/G1/NBIRTH/E0") ==
+          std::vector<std::string>{"$sparkplug/certificates/spBv1.0/G1/NBIRTH/E0=again"});
+}
