@@ -77,8 +77,8 @@ struct TimedPersistence final : broker::Persistence {
     }
     broker::Append qos2_in_remove(std::string_view c, uint16_t id) override { return p.qos2_in_remove(c, id); }
     broker::Append will_put(std::string_view c, const broker::StoredMessageView& m, uint32_t delay_s,
-                            std::optional<uint32_t> expiry_s, const broker::SessionOwner& o) override {
-        return p.will_put(c, m, delay_s, expiry_s, o);
+                            std::optional<uint32_t> expiry_s, const broker::SessionOwner& o, int listener) override {
+        return p.will_put(c, m, delay_s, expiry_s, o, listener);
     }
     broker::Append will_remove(std::string_view c) override { return p.will_remove(c); }
     bool full() const override { return p.full(); }

@@ -37,6 +37,10 @@ void Broker::on_auth_result(ConnId id, uint64_t request, const AuthVerdict& verd
         c->extras()->auth_request = 0;
         c->extras()->auth_verdict = verdict;
         impl_->replay_input(*c);   // the CONNECT, then whatever came after it
+        // The peer's EOF came while the check ran: it ends now that its
+        // input is answered (unless some of it was deferred again).
+        if (!c->dead && c->extras() && c->extras()->closed_after_input && !impl_->input_deferred(*c))
+            impl_->drop(*c, /*publish_will=*/true, /*close_transport=*/true);
     }
     impl_->bury();
 }
@@ -211,7 +215,9 @@ void Broker::on_peer_eof(ConnId id) {
         impl_->transport.close(id);
         return;
     }
-    if (impl_->input_deferred(*c)) {
+    // Input still to be handled (deferred by the match budget, or behind a
+    // CONNECT waiting for its password check) is answered first.
+    if (impl_->input_deferred(*c) || impl_->auth_pending(*c)) {
         if (impl_->counted(*c) && impl_->stats.connections > 0) --impl_->stats.connections;
         c->extras()->closed_after_input = true;   // closed (the transport too) once that input is handled
     } else {

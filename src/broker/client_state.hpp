@@ -173,8 +173,9 @@ struct ConnectionExtras {
     // holds the rest of its input, unread, for a later pass, and the
     // transport stopped reading from it meanwhile.
     bool input_deferred = false;
-    // The transport closed while input was deferred: the connection ends
-    // once that input is handled (a DISCONNECT in it ends it without a will).
+    // The transport closed (or the peer's EOF came) while input was deferred
+    // or a CONNECT waited for its password check: the connection ends once
+    // that input is handled (a DISCONNECT in it ends it without a will).
     bool closed_after_input = false;
     // Its CONNECT takes over a session whose connection is closed_after_input:
     // the CONNECT and what follows wait (deferred) until that input is handled.

@@ -477,7 +477,8 @@ void Broker::Impl::publish_will(Session& owner, const Will& w) {
 // store leaves it in memory only.
 void Broker::Impl::store_will(const Session& s, Will& w) {
     const Message& m = *w.msg;
-    w.stored = written(persist.will_put(s.client_id, to_stored(m, m.qos, m.retain), w.delay_s, w.expiry_s, owner_of(s)));
+    w.stored = written(
+        persist.will_put(s.client_id, to_stored(m, m.qos, m.retain), w.delay_s, w.expiry_s, owner_of(s), s.listener));
 }
 
 void Broker::Impl::end_will(Session& s, Will& w, bool publish) {
@@ -503,6 +504,9 @@ void Broker::Impl::recover_wills(RecoveredState& state, uint64_t wall) {
         if (!m) continue;   // stored without expiry: never
         Will w{std::move(m), rw.delay_s, rw.expiry_s, /*stored=*/true};
         Session* s = sessions.find(rw.client_id);
+        // Judged by its listener's ACL, as it would have been live (a
+        // recovered session knows no listener until its client connects).
+        if (s && s->conn == 0) s->listener = rw.listener;
         if (s && s->conn == 0 && s->expiry_s > 0 && w.delay_s > 0) {
             const auto since = offline_since.find(rw.client_id);
             const uint64_t ended = since == offline_since.end() ? 0 : since->second;
@@ -520,6 +524,7 @@ void Broker::Impl::recover_wills(RecoveredState& state, uint64_t wall) {
         // Its client had a clean session: it stands in, with the rights of
         // the will's owner, for the publication.
         Session& owner = create_session(rw.client_id);
+        owner.listener = rw.listener;
         owner.owner_source = rw.owner_source;
         if (rw.owner_source == OwnerSource::Password || rw.owner_source == OwnerSource::Certificate)
             owner.username = std::make_unique<std::string>(std::move(rw.username));

@@ -111,7 +111,7 @@ Append LogPersistence::qos2_in_remove(std::string_view client_id, uint16_t packe
 }
 
 Append LogPersistence::will_put(std::string_view client_id, const StoredMessageView& m, uint32_t delay_s,
-                                std::optional<uint32_t> expiry_s, const SessionOwner& owner) {
+                                std::optional<uint32_t> expiry_s, const SessionOwner& owner, int listener) {
     rec::WillPut r;
     r.client = client_id;
     r.delay_s = delay_s;
@@ -119,6 +119,7 @@ Append LogPersistence::will_put(std::string_view client_id, const StoredMessageV
     r.expiry_s = expiry_s.value_or(0);
     r.owner_source = static_cast<uint8_t>(owner.source);
     r.username = owner.username;
+    r.listener = listener;
     r.msg = m;
     return write(r);
 }
@@ -209,6 +210,7 @@ struct LogPersistence::Replay {
         w.expiry_s = r.has_expiry ? std::optional<uint32_t>(r.expiry_s) : std::nullopt;
         w.owner_source = r.owner();
         w.username.assign(r.username);
+        w.listener = r.listener;
     }
     void restore(rec::WillRemove& r, const store::RecordView&, const LsnSlots::Touched&) {
         if (auto it = wills.find(r.client); it != wills.end()) wills.erase(it);

@@ -44,7 +44,7 @@ public:
     Append qos2_in_put(std::string_view client_id, uint16_t packet_id, uint64_t digest) override;
     Append qos2_in_remove(std::string_view client_id, uint16_t packet_id) override;
     Append will_put(std::string_view client_id, const StoredMessageView& m, uint32_t delay_s,
-                    std::optional<uint32_t> expiry_s, const SessionOwner& owner) override;
+                    std::optional<uint32_t> expiry_s, const SessionOwner& owner, int listener) override;
     Append will_remove(std::string_view client_id) override;
 
     // The log refuses plain appends (store::Log::refusing).

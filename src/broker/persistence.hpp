@@ -208,6 +208,7 @@ struct RecoveredWill {
     std::optional<uint32_t> expiry_s;  // its Message Expiry Interval
     OwnerSource owner_source = OwnerSource::Unknown;
     std::string username;              // Password and Certificate owners only
+    int listener = -1;                 // its client's (per-listener ACL); -1: none known
 };
 
 struct RecoveredState {
@@ -270,8 +271,9 @@ public:
     // A client's will while it is connected or waits out its delay (one per
     // client: a put replaces the last); removed once published, discarded
     // or cancelled.
+    // `listener`: its client's, whose ACL judges it (-1: none known).
     virtual Append will_put(std::string_view client_id, const StoredMessageView& m, uint32_t delay_s,
-                            std::optional<uint32_t> expiry_s, const SessionOwner& owner) = 0;
+                            std::optional<uint32_t> expiry_s, const SessionOwner& owner, int listener) = 0;
     virtual Append will_remove(std::string_view client_id) = 0;
 
     // True when the store refuses new QoS 1/2 messages (max_bytes reached,
@@ -328,7 +330,7 @@ public:
     Append qos2_in_put(std::string_view, uint16_t, uint64_t) override { return Append::stored(0); }
     Append qos2_in_remove(std::string_view, uint16_t) override { return Append::stored(0); }
     Append will_put(std::string_view, const StoredMessageView&, uint32_t, std::optional<uint32_t>,
-                    const SessionOwner&) override {
+                    const SessionOwner&, int) override {
         return Append::stored(0);
     }
     Append will_remove(std::string_view) override { return Append::stored(0); }

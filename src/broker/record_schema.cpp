@@ -289,6 +289,7 @@ void WillPut::encode(BodyWriter& w) const {
     w.u32(expiry_s);
     w.u8(owner_source);
     w.str(username);
+    w.u32(static_cast<uint32_t>(listener));
     write_message(w, msg);
 }
 
@@ -300,6 +301,7 @@ void WillPut::read_rest(BodyReader& r) {
     expiry_s = r.u32();
     owner_source = r.u8();
     username = r.str();
+    listener = static_cast<int32_t>(r.u32());
     msg.topic = r.str();
     read_message_after_topic(r, msg);
     skip_rest(r);
@@ -311,6 +313,7 @@ void WillPut::describe(std::ostream& os) const {
     if (has_expiry) os << " expiry_s=" << expiry_s;
     os << " owner_source=" << int(owner_source);
     os << " username=\"" << username << "\"";
+    os << " listener=" << listener;
     describe_message(msg, os);
 }
 

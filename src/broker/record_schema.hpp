@@ -224,6 +224,7 @@ struct WillPut {
     uint32_t expiry_s = 0;       // its Message Expiry Interval, from publication
     uint8_t owner_source = 0;    // whose rights it is published under, as SessionPut
     std::string_view username;
+    int32_t listener = -1;       // its client's listener (a per-listener ACL); -1: none known
     StoredMessageView msg;       // no expiry_wall_ms: it has not been published
 
     OwnerSource owner() const;

@@ -26,7 +26,7 @@ enum class StateRecord : uint8_t {
     OutDone = 9,       // client, seq u64
     Qos2InPut = 10,    // client, packet_id u16 [, digest extension]
     Qos2InRemove = 11, // client, packet_id u16
-    WillPut = 12,      // client, delay_s u32, has_expiry u8, expiry_s u32, owner_source u8, username, message
+    WillPut = 12,      // client, delay_s u32, has_expiry u8, expiry_s u32, owner_source u8, username, listener i32, message
     WillRemove = 13,   // client
 };
 // A message: topic, payload (bytes), forwarded_props (bytes), qos u8,

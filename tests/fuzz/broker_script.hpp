@@ -50,7 +50,7 @@ public:
     broker::Append qos2_in_put(std::string_view, uint16_t, uint64_t) override { return broker::Append::stored(++last); }
     broker::Append qos2_in_remove(std::string_view, uint16_t) override { return broker::Append::stored(++last); }
     broker::Append will_put(std::string_view, const broker::StoredMessageView&, uint32_t, std::optional<uint32_t>,
-                            const broker::SessionOwner&) override {
+                            const broker::SessionOwner&, int) override {
         return broker::Append::stored(++last);
     }
     broker::Append will_remove(std::string_view) override { return broker::Append::stored(++last); }

@@ -135,6 +135,36 @@ TEST_CASE("a connection that closes while its check runs: cancelled, the verdict
     CHECK(h.broker->stats().connections == 0);
 }
 
+// A client that half-closes right after its CONNECT and PUBLISH (a script
+// piping into a socket) while its password is checked: answered once the
+// verdict comes, then closed (a review found the check cancelled and the
+// CONNECT and PUBLISH dropped).
+TEST_CASE("the peer's EOF while its check runs: the verdict still comes, the input is answered, then it closes") {
+    Harness h;
+    DeferredAuth auth;
+    h.broker->set_authenticator(&auth);
+    TestClient a(h, Version::V311);
+    std::vector<uint8_t> bytes = encoded(connect_packet("a"));
+    Publish p;
+    p.topic = "t";
+    p.qos = 1;
+    p.packet_id = 5;
+    std::vector<uint8_t> pub = encoded(p);
+    bytes.insert(bytes.end(), pub.begin(), pub.end());
+    a.send_raw(bytes);
+    REQUIRE(auth.asked.size() == 1);
+    h.broker->on_peer_eof(a.id);
+    CHECK(auth.cancelled.empty());
+    CHECK_FALSE(a.closed());
+    h.broker->on_auth_result(a.id, auth.asked[0].id, AuthVerdict{rc::Success, false});
+    std::vector<Packet> got = a.take();
+    REQUIRE(got.size() == 2);
+    CHECK(std::get<Connack>(got[0]).reason == rc::Success);
+    CHECK(std::get<Ack>(got[1]).packet_id == 5);
+    CHECK(a.closed());
+    CHECK(h.broker->stats().connections == 0);
+}
+
 TEST_CASE("the CONNECT deadline still applies while the check runs") {
     Config cfg;
     cfg.connect_timeout_ms = 1000;

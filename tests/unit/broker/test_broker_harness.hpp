@@ -120,10 +120,10 @@ struct FakePersistence final : Persistence {
         return rec("qos2_in_remove " + s(c) + " " + std::to_string(id));
     }
     Append will_put(std::string_view c, const StoredMessageView& m, uint32_t delay_s, std::optional<uint32_t> expiry_s,
-                    const SessionOwner& o) override {
+                    const SessionOwner& o, int listener) override {
         return rec("will_put " + s(c) + " " + s(m.topic) + " delay=" + std::to_string(delay_s) +
                    (expiry_s ? " expiry=" + std::to_string(*expiry_s) : std::string()) +
-                   " owner=" + std::to_string(int(o.source)) + ":" + s(o.username));
+                   " owner=" + std::to_string(int(o.source)) + ":" + s(o.username) + " listener=" + std::to_string(listener));
     }
     Append will_remove(std::string_view c) override { return rec("will_remove " + s(c)); }
     bool full() const override { return is_full; }

@@ -66,6 +66,24 @@ TEST_CASE("a will is judged by the listener its client connected through") {
     CHECK(authz.asked[1] == "pub 1 lan/will");
 }
 
+// A will stored when the broker stopped keeps its client's listener: at
+// the next start it is judged by that listener's rules, not the global ones.
+TEST_CASE("a will recovered at start is judged by the listener its client connected through") {
+    Harness h;
+    ListenerAuthorizer authz;
+    h.broker->set_authorizer(&authz);
+    RecoveredWill w;
+    w.client_id = "plc";
+    w.msg.topic = "lan/will";
+    w.msg.payload = {'w'};
+    w.owner_source = OwnerSource::Anonymous;
+    w.listener = 1;
+    h.persist.to_load.wills.push_back(w);
+    h.broker->recover();
+    REQUIRE(authz.asked.size() == 1);
+    CHECK(authz.asked[0] == "pub 1 lan/will");
+}
+
 // Checked at CONNECT, and again when published: a reload may have taken the
 // right away while the will waited (its delay, or a long connection).
 TEST_CASE("a will is checked again when it is published") {

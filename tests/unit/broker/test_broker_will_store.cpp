@@ -53,7 +53,7 @@ TEST_CASE("a will is stored while its client is connected and removed when it is
     // Discarded by a normal DISCONNECT.
     TestClient a(h, Version::V5);
     a.connect_with(with_will("a", "will/a"));
-    CHECK(h.persist.count("will_put a will/a delay=0 owner=1:") == 1);   // anonymous
+    CHECK(h.persist.count("will_put a will/a delay=0 owner=1: listener=0") == 1);   // anonymous
     a.disconnect();
     CHECK(h.persist.count("will_remove a") == 1);
     CHECK(w.publishes().empty());

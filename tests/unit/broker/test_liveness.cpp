@@ -201,7 +201,7 @@ struct Workload {
             w.client_id = id;
             w.msg = msg("w/" + id, payload(), static_cast<uint8_t>(rng()));
             w.delay_s = rng() % 3;
-            (void)p.will_put(id, w.msg, w.delay_s, std::nullopt, {});
+            (void)p.will_put(id, w.msg, w.delay_s, std::nullopt, {}, -1);
             return;
         }
         if (op < 39) {

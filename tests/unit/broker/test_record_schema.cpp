@@ -234,9 +234,9 @@ TEST_CASE("a record changes the live set the same way when written and when repl
         will.payload = {'0'};
         will.qos = 1;
         will.retain = true;
-        CHECK(p.will_put("gone", will, 30, 120u, SessionOwner{OwnerSource::Password, "alice"}).ok());
-        CHECK(p.will_put("c", will, 0, std::nullopt, {}).ok());
-        CHECK(p.will_put("c", will, 0, std::nullopt, {}).ok());   // replaces the first
+        CHECK(p.will_put("gone", will, 30, 120u, SessionOwner{OwnerSource::Password, "alice"}, 2).ok());
+        CHECK(p.will_put("c", will, 0, std::nullopt, {}, -1).ok());
+        CHECK(p.will_put("c", will, 0, std::nullopt, {}, -1).ok());   // replaces the first
         CHECK(p.will_remove("c").ok());
         live_written = p.live_records();
         CHECK(log->sync_now());
@@ -268,6 +268,7 @@ TEST_CASE("a record changes the live set the same way when written and when repl
     CHECK(w.expiry_s == std::optional<uint32_t>(120));
     CHECK(w.owner_source == OwnerSource::Password);
     CHECK(w.username == "alice");
+    CHECK(w.listener == 2);
 }
 
 TEST_CASE("a refused Append has no ticket to read") {
