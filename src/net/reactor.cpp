@@ -315,6 +315,15 @@ void ReactorBase::schedule_reap(uint32_t slot, int error) {
 
 void ReactorBase::peer_closed(Handler& h, uint32_t slot) {
     Conn& c = conns_.at(slot);
+    if (c.state == ConnState::Draining && !c.peer_eof) {
+        // Closed already, its last output leaving (a refused CONNACK, an
+        // HTTP answer to the request that came with the EOF): it drains
+        // as asked, bounded by the flush timeout, without reading.
+        c.peer_eof = true;
+        c.recv_paused = true;
+        reading_changed(slot);
+        return;
+    }
     if (c.state != ConnState::Open || c.peer_eof) return schedule_reap(slot, 0);
     // Set before the handler runs: it may close at once.
     c.peer_eof = true;

@@ -200,6 +200,32 @@ TEST_CASE("a connection kept after the peer's EOF still sends, and closes when t
     }
 }
 
+// The request and the peer's EOF in one pass, the answer sent with a
+// flushed close (a refused CONNACK, an HTTP reply): the EOF must not cut the
+// drain short.
+TEST_CASE("a flushed close still delivers its output when the peer's EOF follows the request") {
+    for (Backend b : backends()) {
+        CAPTURE(std::string(backend_name(b)));
+        Harness hs(b);
+        const auto reply = pattern(2 * 1024 * 1024, 5);
+        hs.handler.data_hook = [&](ConnId id, std::span<const uint8_t>) {
+            hs.reactor->send(id, reply);
+            hs.reactor->close(id, true);
+        };
+        hs.start();
+        for (int i = 0; i < 20; ++i) {
+            int fd = connect_to(hs.port);
+            REQUIRE(send_all(fd, "GET"));
+            REQUIRE(::shutdown(fd, SHUT_WR) == 0);
+            bool clean = false;
+            auto got = recv_until_eof(fd, clean);
+            CHECK(got == reply);
+            ::close(fd);
+        }
+        CHECK(wait_until([&] { return hs.handler.closed_count() == 20; }));
+    }
+}
+
 TEST_CASE("hard close by server drops output and closes now") {
     for (Backend b : backends()) {
         CAPTURE(std::string(backend_name(b)));
