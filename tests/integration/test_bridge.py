@@ -305,7 +305,9 @@ def test_bridge_qos2_exactly_once_across_kill(pair):
     assert got == payloads   # each once, in order
 
 
-def test_bridge_logs_in_with_password_file(backend, tmp_path):
+def _password_pair(backend, tmp_path, secret_text):
+    """An upstream hato that takes gw-17 with password s3cret, and a gateway
+    whose bridge logs in as gw-17 with `secret_text` in its password file."""
     port = _free_port()
     os.makedirs(tmp_path / "up")
     os.makedirs(tmp_path / "gw")
@@ -313,11 +315,16 @@ def test_bridge_logs_in_with_password_file(backend, tmp_path):
     subprocess.run(["mosquitto_passwd", "-c", "-b", str(passwd), "gw-17", "s3cret"], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     secret = tmp_path / "gw" / "site.secret"
-    secret.write_text("s3cret\n")
+    secret.write_text(secret_text)
     up = Upstream(backend, str(tmp_path / "up"), port,
                   {"auth": {"password_file": str(passwd), "allow_anonymous": False}})
     gw = Gateway(backend, str(tmp_path / "gw"), port, "mqttv5",
                  f'try_private = false\nusername = "gw-17"\npassword_file = "{secret}"')
+    return up, gw, secret
+
+
+def test_bridge_logs_in_with_password_file(backend, tmp_path):
+    up, gw, secret = _password_pair(backend, tmp_path, "s3cret\n")
     try:
         up.start()
         gw.start()
@@ -339,18 +346,7 @@ def test_bridge_logs_in_with_password_file(backend, tmp_path):
 # A reload is often the fix for why a bridge is down: the bridge tries
 # again at once, not after the backoff its refusals have grown.
 def test_a_reload_that_fixes_the_password_reconnects_at_once(backend, tmp_path):
-    port = _free_port()
-    os.makedirs(tmp_path / "up")
-    os.makedirs(tmp_path / "gw")
-    passwd = tmp_path / "up" / "passwd"
-    subprocess.run(["mosquitto_passwd", "-c", "-b", str(passwd), "gw-17", "s3cret"], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    secret = tmp_path / "gw" / "site.secret"
-    secret.write_text("wrong\n")
-    up = Upstream(backend, str(tmp_path / "up"), port,
-                  {"auth": {"password_file": str(passwd), "allow_anonymous": False}})
-    gw = Gateway(backend, str(tmp_path / "gw"), port, "mqttv5",
-                 f'try_private = false\nusername = "gw-17"\npassword_file = "{secret}"')
+    up, gw, secret = _password_pair(backend, tmp_path, "wrong\n")
     gw.bridge = gw.bridge.replace("reconnect_min_ms = 100\nreconnect_max_ms = 400",
                                   "reconnect_min_ms = 60000\nreconnect_max_ms = 120000")
     try:

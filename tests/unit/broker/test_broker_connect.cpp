@@ -156,23 +156,6 @@ TEST_CASE("server keep alive overrides the client's") {
     CHECK(a.closed());
 }
 
-namespace {
-
-Connect with_will(const char* id, const char* topic, uint32_t delay = 0, bool clean = true,
-                  uint32_t expiry = 0) {
-    Connect c;
-    c.client_id = id;
-    c.clean_start = clean;
-    c.will_flag = true;
-    c.will_topic = topic;
-    c.will_qos = 1;
-    c.will_payload = Bytes(reinterpret_cast<const uint8_t*>("bye"), 3);
-    if (delay) c.will_props.will_delay = delay;
-    if (expiry) c.props.session_expiry = expiry;
-    return c;
-}
-
-}  // namespace
 
 TEST_CASE("will: abnormal close publishes, clean disconnect does not, 0x04 does") {
     Harness h;

@@ -162,6 +162,21 @@ inline std::vector<Packet> decode_all(std::span<const uint8_t> in, Version v) {
     return out;
 }
 
+// A v5 CONNECT with a QoS 1 will ("bye" on `topic`).
+inline Connect with_will(const char* id, const char* topic, uint32_t delay = 0, bool clean = true,
+                         uint32_t expiry = 0) {
+    Connect c;
+    c.client_id = id;
+    c.clean_start = clean;
+    c.will_flag = true;
+    c.will_topic = topic;
+    c.will_qos = 1;
+    c.will_payload = Bytes(reinterpret_cast<const uint8_t*>("bye"), 3);
+    if (delay) c.will_props.will_delay = delay;
+    if (expiry) c.props.session_expiry = expiry;
+    return c;
+}
+
 class TestClient {
 public:
     TestClient(Harness& h, Version v, int listener = 0) : h_(h), v_(v), id(h.next_id++) {

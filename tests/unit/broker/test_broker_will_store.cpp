@@ -9,17 +9,10 @@ using namespace hato::broker::test;
 
 namespace {
 
-Connect with_will(const char* id, const char* topic, uint32_t delay = 0, uint32_t expiry = 0) {
-    Connect c;
-    c.client_id = id;
-    c.clean_start = true;
-    c.will_flag = true;
-    c.will_topic = topic;
-    c.will_qos = 1;
+// A retained will, as a device's status topic has.
+Connect retained_will(const char* id, const char* topic, uint32_t delay = 0, uint32_t expiry = 0) {
+    Connect c = with_will(id, topic, delay, true, expiry);
     c.will_retain = true;
-    c.will_payload = Bytes(reinterpret_cast<const uint8_t*>("offline"), 7);
-    if (delay) c.will_props.will_delay = delay;
-    if (expiry) c.props.session_expiry = expiry;
     return c;
 }
 
@@ -52,7 +45,7 @@ TEST_CASE("a will is stored while its client is connected and removed when it is
 
     // Discarded by a normal DISCONNECT.
     TestClient a(h, Version::V5);
-    a.connect_with(with_will("a", "will/a"));
+    a.connect_with(retained_will("a", "will/a"));
     CHECK(h.persist.count("will_put a will/a delay=0 owner=1: listener=0") == 1);   // anonymous
     a.disconnect();
     CHECK(h.persist.count("will_remove a") == 1);
@@ -62,7 +55,7 @@ TEST_CASE("a will is stored while its client is connected and removed when it is
     // the publication wrote (a crash in between publishes it twice, never
     // not at all).
     TestClient b(h, Version::V5);
-    b.connect_with(with_will("b", "will/b"));
+    b.connect_with(retained_will("b", "will/b"));
     b.transport_gone();
     REQUIRE(w.publishes().size() == 1);
     CHECK(first_call(h.persist, "retained_set will/b") < first_call(h.persist, "will_remove b"));
@@ -70,7 +63,7 @@ TEST_CASE("a will is stored while its client is connected and removed when it is
 
     // Waiting out its delay: still stored; a reconnect cancels it.
     TestClient c(h, Version::V5);
-    c.connect_with(with_will("c", "will/c", 10, 100));
+    c.connect_with(retained_will("c", "will/c", 10, 100));
     c.transport_gone();
     CHECK(h.persist.count("will_remove c") == 0);
     TestClient c2(h, Version::V5);
@@ -84,7 +77,7 @@ TEST_CASE("a will is stored while its client is connected and removed when it is
 
     // Published once its delay elapses.
     TestClient d(h, Version::V5);
-    d.connect_with(with_will("d", "will/d", 10, 100));
+    d.connect_with(retained_will("d", "will/d", 10, 100));
     d.transport_gone();
     h.broker->on_tick(31000);
     CHECK(w.publishes().size() == 1);
@@ -92,9 +85,9 @@ TEST_CASE("a will is stored while its client is connected and removed when it is
 
     // A takeover publishes the old connection's will, and stores the new one's after.
     TestClient e(h, Version::V5);
-    e.connect_with(with_will("e", "will/e"));
+    e.connect_with(retained_will("e", "will/e"));
     TestClient e2(h, Version::V5);
-    e2.connect_with(with_will("e", "will/e2"));
+    e2.connect_with(retained_will("e", "will/e2"));
     CHECK(w.publishes().size() == 1);
     const size_t removed = first_call(h.persist, "will_remove e");
     CHECK(removed < h.persist.calls.size());
@@ -104,7 +97,7 @@ TEST_CASE("a will is stored while its client is connected and removed when it is
     // (A will whose store write is refused stays in memory only.)
     h.persist.refuse = {"will_put f"};
     TestClient f(h, Version::V5);
-    CHECK(f.connect_with(with_will("f", "will/f")).reason == rc::Success);
+    CHECK(f.connect_with(retained_will("f", "will/f")).reason == rc::Success);
     f.disconnect();
     CHECK(h.persist.count("will_remove f") == 0);
 }
@@ -112,7 +105,7 @@ TEST_CASE("a will is stored while its client is connected and removed when it is
 TEST_CASE("a shutdown leaves connected clients' wills stored, for the next start") {
     Harness h;
     TestClient a(h, Version::V311);
-    Connect c = with_will("a", "will/a");
+    Connect c = retained_will("a", "will/a");
     a.connect_with(c);
     REQUIRE(h.persist.count("will_put a") == 1);
     h.broker->shutdown();
