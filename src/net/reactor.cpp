@@ -324,6 +324,14 @@ void ReactorBase::peer_closed(Handler& h, uint32_t slot) {
         reading_changed(slot);
         return;
     }
+    if (c.state == ConnState::Lingering && !c.peer_eof && unsent_in_kernel(c.fd)) {
+        // What the peer has not taken is reset at the lingering deadline,
+        // not left to the kernel after a close now.
+        c.peer_eof = true;
+        c.recv_paused = true;
+        reading_changed(slot);
+        return;
+    }
     if (c.state != ConnState::Open || c.peer_eof) return schedule_reap(slot, 0);
     // Set before the handler runs: it may close at once.
     c.peer_eof = true;
@@ -453,10 +461,13 @@ void ReactorBase::expect_in_place(ConnId id) {
 void ReactorBase::start_lingering(Handler& h, uint32_t slot) {
     Conn& c = conns_.at(slot);
     // Our FIN follows the output already sent; the peer may still be sending.
-    shutdown(c.fd, SHUT_WR);
+    // Not after the peer's EOF: both sides shut is a hang-up (epoll reports
+    // it and the connection would be reaped at once), and the wait is for
+    // the kernel's output to leave, reset at the deadline if it did not.
+    if (!c.peer_eof) shutdown(c.fd, SHUT_WR);
     c.state = ConnState::Lingering;
     c.handler_closed = true;
-    c.recv_paused = false;
+    c.recv_paused = c.peer_eof;   // nothing more comes after the peer's EOF
     if (!c.send_busy) release_output(c);   // nothing more is sent
     ++lingering_live_;
     const uint64_t now = monotonic_ms();

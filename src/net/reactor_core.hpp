@@ -257,8 +257,11 @@ protected:
     // keeps receiving (and discarding) until EOF, error or the deadline.
     void start_lingering(Handler& h, uint32_t slot);
     // True if the reap of `slot` should start lingering instead of closing.
+    // After the peer's EOF only while the kernel still holds output for it:
+    // closed then, the socket would linger in the kernel, unaccounted, as
+    // long as a peer that does not read stays alive (reset at the deadline).
     bool should_linger(const Conn& c) const {
-        return c.linger && !c.handler_closed && c.close_error == 0 && !c.peer_eof;   // its EOF came already
+        return c.linger && !c.handler_closed && c.close_error == 0 && (!c.peer_eof || unsent_in_kernel(c.fd));
     }
     // EOF (no error) from the peer of `slot`: closed, unless the handler
     // keeps it for its answers (Handler::on_peer_eof).
