@@ -539,6 +539,14 @@ bool ReactorBase::run_tick_if_due(Handler& h) {
         schedule_reap(e.slot, 0);
         return true;
     });
+    // Lingering after the peer's EOF waits for the kernel's output to
+    // leave (no FIN of the peer's to wait for): closed once it has, so a
+    // peer that reads gets our EOF within a tick, not at the deadline.
+    for (const LingerEntry& e : lingering_) {
+        const Conn& c = conns_.at(e.slot);
+        if (c.gen == e.gen && c.state == ConnState::Lingering && c.peer_eof && !unsent_in_kernel(c.fd))
+            schedule_reap(e.slot, 0);
+    }
     expire_lingering(now, false);
     h.on_tick(now);
     return true;

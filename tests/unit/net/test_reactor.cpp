@@ -207,6 +207,7 @@ TEST_CASE("a flushed close still delivers its output when the peer's EOF follows
     for (Backend b : backends()) {
         CAPTURE(std::string(backend_name(b)));
         Harness hs(b);
+        hs.reactor->set_tick_interval(10);
         const auto reply = pattern(2 * 1024 * 1024, 5);
         hs.handler.data_hook = [&](ConnId id, std::span<const uint8_t>) {
             hs.reactor->send(id, reply);
@@ -217,9 +218,14 @@ TEST_CASE("a flushed close still delivers its output when the peer's EOF follows
             int fd = connect_to(hs.port);
             REQUIRE(send_all(fd, "GET"));
             REQUIRE(::shutdown(fd, SHUT_WR) == 0);
+            const auto asked = std::chrono::steady_clock::now();
             bool clean = false;
             auto got = recv_until_eof(fd, clean);
             CHECK(got == reply);
+            CHECK(clean);
+            // Our EOF follows once the output has left, not at the lingering
+            // deadline (2 s): the peer read everything.
+            CHECK(std::chrono::steady_clock::now() - asked < std::chrono::milliseconds(1500));
             ::close(fd);
         }
         CHECK(wait_until([&] { return hs.handler.closed_count() == 20; }));
@@ -256,7 +262,7 @@ TEST_CASE("output a half-closed peer never reads is reset, not left to the kerne
         REQUIRE(send_all(fd, "x"));
         REQUIRE(::shutdown(fd, SHUT_WR) == 0);
         REQUIRE(wait_until([&] { return hs.handler.closed_count() == 1; }));
-        std::this_thread::sleep_for(std::chrono::milliseconds(3000));   // past kLingerMs
+        std::this_thread::sleep_for(std::chrono::milliseconds(2300));   // past kLingerMs
         bool clean = true;
         auto got = recv_until_eof(fd, clean);
         CHECK_FALSE(clean);   // reset
