@@ -62,6 +62,11 @@ public:
     // default): closed now, on_close follows. A connection kept and never
     // closed is closed after kPeerEofMs.
     virtual bool on_peer_eof(ConnId) { return false; }
+    // accept() on listener `listener_index` failed for want of descriptors
+    // or memory (`error`: EMFILE, ENFILE, ENOBUFS, ENOMEM): that listener
+    // stops accepting until the next tick, new connections wait in its
+    // backlog. Called once per pause.
+    virtual void on_accept_paused(int /*listener_index*/, int /*error*/) {}
     // The connection is gone: peer closed, error, or after close(). `error`
     // is 0 for an orderly close (EOF or our own close), else an errno.
     // No call for `id` follows.

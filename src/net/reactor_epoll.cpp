@@ -132,6 +132,7 @@ void EpollReactor::accept_from(Handler& h, uint32_t index) {
                 // level-triggered epoll would spin; stop listening until the tick.
                 l.paused = true;
                 set_events(l.fd, 0, make_tag(kListener, 0, index));
+                h.on_accept_paused(int(index), errno);
             }
             return;
         }

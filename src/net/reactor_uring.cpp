@@ -305,8 +305,9 @@ void UringReactor::on_accept(Handler& h, uint32_t index, int res, bool more) {
     Listener& l = listeners_[index];
     if (res == -EMFILE || res == -ENFILE || res == -ENOBUFS || res == -ENOMEM) {
         // Back off until the next tick instead of spinning on a full fd table.
-        l.paused = true;
         if (more) cancel(make_tag(kAccept, 0, index));
+        if (!l.paused) h.on_accept_paused(int(index), -res);   // once, though a multishot accept fails again
+        l.paused = true;
     }
     if (l.closing && !accept_armed_[index] && l.fd >= 0) {
         ::close(l.fd);

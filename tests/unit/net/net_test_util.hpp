@@ -54,6 +54,8 @@ struct TestHandler : hato::net::Handler {
     std::map<ConnId, int> close_error;
     std::atomic<int> ticks{0};
     std::atomic<int> passes{0};
+    std::atomic<int> accept_pauses{0};
+    std::atomic<int> accept_pause_error{0};
     std::function<void(ConnId, std::span<const uint8_t>)> data_hook;  // replaces echo
     std::function<void(ConnId)> close_hook;
     std::function<bool(ConnId)> peer_eof_hook;   // on_peer_eof's answer (default false)
@@ -82,6 +84,10 @@ struct TestHandler : hato::net::Handler {
             reactor->send(id, data);
     }
     bool on_peer_eof(ConnId id) override { return peer_eof_hook && peer_eof_hook(id); }
+    void on_accept_paused(int, int error) override {
+        ++accept_pauses;
+        accept_pause_error = error;
+    }
     void on_close(ConnId id, int error) override {
         {
             std::lock_guard lock(mu);

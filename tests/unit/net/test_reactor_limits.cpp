@@ -108,6 +108,11 @@ TEST_CASE("EMFILE on accept backs off instead of spinning") {
             int passes = hs.handler.passes - passes_before;
             CHECK(hs.handler.open_count() == 0);
             CHECK(passes < 100);  // a spinning loop makes thousands
+            // The handler hears of it (the broker logs why clients wait),
+            // once per pause rather than once per failed accept.
+            CHECK(hs.handler.accept_pause_error == EMFILE);
+            CHECK(hs.handler.accept_pauses >= 1);
+            CHECK(hs.handler.accept_pauses <= 5);   // one per tick at most (100 ms)
             // With descriptors free again, the next tick resumes accepting.
             for (int fd : filler) ::close(fd);
             CHECK(wait_until([&] { return hs.handler.open_count() == 3; }));
