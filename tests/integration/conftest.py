@@ -46,7 +46,53 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "hato_only(reason): needs a hato-only interface (storage, SIGKILL recovery)")
 
 
+def _shard():
+    """HATO_SHARD=k/n: this run takes the k-th of n shares of the suite, so
+    CI can run shares side by side (the tests mostly wait)."""
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", os.environ.get("HATO_SHARD", ""))
+    if not m:
+        return None
+    k, n = int(m.group(1)), int(m.group(2))
+    if not 1 <= k <= n:
+        raise pytest.UsageError(f"HATO_SHARD={k}/{n}: k must be 1..n")
+    return k - 1, n
+
+
+def _shares_fixtures(module):
+    """Whether the module defines a fixture that outlives a test (a RabbitMQ
+    node, certificates): its tests stay in one share, set up once."""
+    for value in vars(module).values():
+        marker = getattr(value, "_pytestfixturefunction", None)
+        if marker is not None and marker.scope != "function":
+            return True
+    return False
+
+
+def _keep_shard(config, items):
+    shard = _shard()
+    if shard is None:
+        return
+    k, n = shard
+    groups = {}   # in collection order
+    for item in items:
+        key = item.module.__name__ if _shares_fixtures(item.module) else item.nodeid
+        groups.setdefault(key, []).append(item)
+    # Largest first, each to the least loaded share: the whole modules
+    # spread out, then single tests even the counts, neighbours in a file
+    # (alike in cost) landing in turn on each share.
+    load, share_of = [0] * n, {}
+    for key in sorted(groups, key=lambda g: -len(groups[g])):
+        share = min(range(n), key=lambda i: load[i])
+        share_of[key] = share
+        load[share] += len(groups[key])
+    keep = [item for key, group in groups.items() if share_of[key] == k for item in group]
+    drop = [item for key, group in groups.items() if share_of[key] != k for item in group]
+    items[:] = keep
+    config.hook.pytest_deselected(items=drop)
+
+
 def pytest_collection_modifyitems(config, items):
+    _keep_shard(config, items)
     if TARGET != "mosquitto":
         return
     for item in items:
