@@ -195,34 +195,24 @@ void Broker::on_received_in_place(ConnId id, size_t n) {
     impl_->bury();
 }
 
-void Broker::on_close(ConnId id) {
-    Connection* c = impl_->conn(id);
-    // Input the match budget deferred was sent before the close: handled
-    // first, in its passes (resume_deferred_input ends the connection).
-    if (c && impl_->input_deferred(*c)) {
-        // Its socket is gone: no longer counted against max_connections.
-        if (impl_->counted(*c) && impl_->stats.connections > 0) --impl_->stats.connections;
-        c->extras()->closed_after_input = true;
-    } else if (c) {
-        impl_->drop(*c, /*publish_will=*/true, /*close_transport=*/false);
+void Broker::Impl::input_ended(Connection& c, bool socket_open) {
+    if (input_deferred(c) || (socket_open && auth_pending(c))) {
+        // No longer counted against max_connections: its input is over.
+        if (counted(c) && stats.connections > 0) --stats.connections;
+        c.extras()->closed_after_input = true;   // closed (the transport too) once that input is handled
+    } else {
+        drop(c, /*publish_will=*/true, /*close_transport=*/socket_open);
     }
+}
+
+void Broker::on_close(ConnId id) {
+    if (Connection* c = impl_->conn(id)) impl_->input_ended(*c, /*socket_open=*/false);
     impl_->bury();
 }
 
 void Broker::on_peer_eof(ConnId id) {
-    Connection* c = impl_->conn(id);
-    if (!c) {
-        impl_->transport.close(id);
-        return;
-    }
-    // Input still to be handled (deferred by the match budget, or behind a
-    // CONNECT waiting for its password check) is answered first.
-    if (impl_->input_deferred(*c) || impl_->auth_pending(*c)) {
-        if (impl_->counted(*c) && impl_->stats.connections > 0) --impl_->stats.connections;
-        c->extras()->closed_after_input = true;   // closed (the transport too) once that input is handled
-    } else {
-        impl_->drop(*c, /*publish_will=*/true, /*close_transport=*/true);
-    }
+    if (Connection* c = impl_->conn(id)) impl_->input_ended(*c, /*socket_open=*/true);
+    else impl_->transport.close(id);
     impl_->bury();
 }
 

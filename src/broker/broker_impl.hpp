@@ -203,6 +203,12 @@ struct Broker::Impl {
     static constexpr uint64_t kSharedGroupWork = 16;
     uint64_t shared_work = 0;
     bool input_deferred(const Connection& c) const { return c.extras() && c.extras()->input_deferred; }
+    // The client's input ended: by its EOF (socket_open: its answers can
+    // still leave) or with its socket. What it sent before and is still to
+    // be handled (deferred by the match budget; with the socket open, also
+    // behind a password check) is handled first, the connection closed
+    // after; else it is dropped now, as a lost connection (its will goes).
+    void input_ended(Connection& c, bool socket_open);
     bool connect_waits(const Connection& c) const { return c.extras() && c.extras()->connect_waits; }
     // In stats.connections (and so max_connections): connected, with its
     // socket still open (one closed with input deferred is not).

@@ -505,9 +505,10 @@ void Broker::Impl::recover_wills(RecoveredState& state, uint64_t wall) {
         Will w{std::move(m), rw.delay_s, rw.expiry_s, /*stored=*/true};
         Session* s = sessions.find(rw.client_id);
         // Judged by its listener's ACL, as it would have been live (a
-        // recovered session knows no listener until its client connects).
-        if (s && s->conn == 0) s->listener = rw.listener;
-        if (s && s->conn == 0 && s->expiry_s > 0 && w.delay_s > 0) {
+        // recovered session knows no listener until its client connects; at
+        // recovery none is connected).
+        if (s) s->listener = rw.listener;
+        if (s && s->expiry_s > 0 && w.delay_s > 0) {
             const auto since = offline_since.find(rw.client_id);
             const uint64_t ended = since == offline_since.end() ? 0 : since->second;
             const uint64_t offline_for = ended && wall > ended ? wall - ended : 0;

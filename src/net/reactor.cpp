@@ -315,28 +315,21 @@ void ReactorBase::schedule_reap(uint32_t slot, int error) {
 
 void ReactorBase::peer_closed(Handler& h, uint32_t slot) {
     Conn& c = conns_.at(slot);
-    if (c.state == ConnState::Draining && !c.peer_eof) {
-        // Closed already, its last output leaving (a refused CONNACK, an
-        // HTTP answer to the request that came with the EOF): it drains
-        // as asked, bounded by the flush timeout, without reading.
+    // Nothing more comes: set before the handler runs, as it may close at once.
+    auto stop_reading = [&] {
         c.peer_eof = true;
         c.recv_paused = true;
         reading_changed(slot);
-        return;
-    }
-    if (c.state == ConnState::Lingering && !c.peer_eof && unsent_in_kernel(c.fd)) {
-        // What the peer has not taken is reset at the lingering deadline,
-        // not left to the kernel after a close now.
-        c.peer_eof = true;
-        c.recv_paused = true;
-        reading_changed(slot);
-        return;
-    }
+    };
+    // Closed already, its last output leaving (a refused CONNACK, an HTTP
+    // answer to the request that came with the EOF): it drains as asked,
+    // bounded by the flush timeout.
+    if (c.state == ConnState::Draining && !c.peer_eof) return stop_reading();
+    // What the peer has not taken is reset at the lingering deadline, not
+    // left to the kernel after a close now.
+    if (c.state == ConnState::Lingering && !c.peer_eof && unsent_in_kernel(c.fd)) return stop_reading();
     if (c.state != ConnState::Open || c.peer_eof) return schedule_reap(slot, 0);
-    // Set before the handler runs: it may close at once.
-    c.peer_eof = true;
-    c.recv_paused = true;
-    reading_changed(slot);
+    stop_reading();
     peer_eof_.push_back({slot, c.gen, monotonic_ms() + kPeerEofMs});
     if (!h.on_peer_eof(conns_.id_of(slot))) schedule_reap(slot, 0);
 }
