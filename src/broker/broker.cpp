@@ -253,6 +253,16 @@ void Broker::shutdown() {
     std::vector<ConnId> ids;
     ids.reserve(impl_->conns.size());
     for (auto& [id, c] : impl_->conns) ids.push_back(id);
+    // First, while every subscriber is still connected: a will the store
+    // refused (full) would be lost with the process, so it is published now
+    // unless there is room to store it this time.
+    for (ConnId id : ids) {
+        Connection* c = impl_->conn(id);
+        Session* s = c ? impl_->session(c->slot) : nullptr;
+        if (c && c->will && s && s->conn == id && !impl_->will_kept_for_restart(*s, *c->will)) c->will.reset();
+    }
+    for (auto& s : impl_->sessions)
+        if (s && s->delayed_will && !impl_->will_kept_for_restart(*s, *s->delayed_will)) s->delayed_will.reset();
     for (ConnId id : ids) {
         Connection* c = impl_->conn(id);
         if (!c) continue;
@@ -272,7 +282,9 @@ void Broker::shut_down_connection(ConnId id) {
     Connection* c = impl_->conn(id);
     if (!c) return;
     if (c->connected && c->version == Version::V5) impl_->send_disconnect(*c, rc::ServerShuttingDown);
-    impl_->drop(*c, /*publish_will=*/false, /*close_transport=*/true);
+    // Ended by the server, not by its DISCONNECT, while the broker runs on:
+    // its will goes as for a lost connection (after its delay).
+    impl_->drop(*c, /*publish_will=*/true, /*close_transport=*/true);
     impl_->bury();
 }
 

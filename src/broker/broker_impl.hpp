@@ -305,6 +305,9 @@ struct Broker::Impl {
     // The will of `s`'s client is over: published (when `publish`),
     // discarded or cancelled; out of the store from then on.
     void end_will(Session& s, Will& w, bool publish);
+    // At a shutdown: true if `w` is in the store for the next start (stored
+    // now if an earlier write was refused); else it was published now.
+    bool will_kept_for_restart(Session& s, Will& w);
     void recover_wills(RecoveredState& state, uint64_t wall);
     std::string random_client_id();
 

@@ -490,6 +490,13 @@ void Broker::Impl::end_will(Session& s, Will& w, bool publish) {
     written(persist.will_remove(s.client_id));
 }
 
+bool Broker::Impl::will_kept_for_restart(Session& s, Will& w) {
+    if (!w.stored) store_will(s, w);
+    if (w.stored) return true;
+    end_will(s, w, /*publish=*/true);
+    return false;
+}
+
 // The wills of clients connected when the broker stopped (their connections
 // ended with it, without a DISCONNECT) and of sessions still waiting out a
 // will delay: due as for a connection lost now. A session recovered with

@@ -112,6 +112,59 @@ TEST_CASE("a shutdown leaves connected clients' wills stored, for the next start
     CHECK(h.persist.count("will_remove a") == 0);
 }
 
+// A will the store refused (a full disk) is only in memory: a shutdown
+// stores it if there is room by then, else publishes it while subscribers
+// are still connected, rather than lose it with the process.
+TEST_CASE("a shutdown publishes a will the store refused, or stores it if it now can") {
+    Harness h;
+    TestClient w(h, Version::V5);
+    w.connect("w");
+    w.subscribe("will/#", 1);
+    h.persist.refuse = {"will_put a", "will_put b", "will_put c"};
+    TestClient a(h, Version::V311);
+    a.connect_with(retained_will("a", "will/a"));
+    TestClient b(h, Version::V5);
+    b.connect_with(retained_will("b", "will/b", 30, 100));
+    b.transport_gone();   // waits out its delay, in memory only
+    TestClient c(h, Version::V5);
+    c.connect_with(retained_will("c", "will/c"));
+    REQUIRE(h.persist.count("refused will_put") == 3);
+    REQUIRE(w.publishes().empty());
+    h.persist.refuse = {"will_put a", "will_put b"};   // room for c's now
+    h.broker->shutdown();
+    std::vector<std::string> topics;
+    for (const auto& p : w.take())   // then DISCONNECT, as the server shuts down
+        if (const auto* pub = std::get_if<Publish>(&p)) topics.emplace_back(pub->topic);
+    std::sort(topics.begin(), topics.end());
+    CHECK(topics == std::vector<std::string>{"will/a", "will/b"});
+    CHECK(h.persist.count("will_put c") == 1);   // kept for the next start
+    CHECK(h.persist.count("will_remove c") == 0);
+}
+
+// A listener a reload removed ends its connections while the broker runs on:
+// their wills go as for lost connections, not discarded.
+TEST_CASE("a connection shut down by the server publishes its will") {
+    Harness h;
+    TestClient w(h, Version::V5);
+    w.connect("w");
+    w.subscribe("will/#", 1);
+    TestClient a(h, Version::V5);
+    a.connect_with(retained_will("a", "will/a"));
+    TestClient d(h, Version::V5);
+    d.connect_with(retained_will("d", "will/d", 10, 100));
+    h.broker->shut_down_connection(a.id);
+    h.broker->shut_down_connection(d.id);
+    auto now = w.publishes();
+    REQUIRE(now.size() == 1);
+    CHECK(now[0].topic == "will/a");
+    CHECK(h.persist.count("will_remove a") == 1);
+    CHECK(h.persist.count("will_remove d") == 0);   // waiting out its delay
+    h.broker->on_tick(11000);
+    auto later = w.publishes();
+    REQUIRE(later.size() == 1);
+    CHECK(later[0].topic == "will/d");
+}
+
 TEST_CASE("wills recovered at start are published, or wait out what is left of their delay") {
     Harness h;
     // A clean session's client: published at once, under its owner's rights.
