@@ -722,7 +722,18 @@ bool Broker::Impl::process_packet(Connection& c, std::span<const uint8_t> packet
             drop(c, false, true);
             return false;
         }
-        protocol_error(c, r.status == DecodeStatus::Incomplete ? rc::MalformedPacket : r.reason);
+        const uint8_t reason = r.status == DecodeStatus::Incomplete ? rc::MalformedPacket : r.reason;
+        const Connect* connect = std::get_if<Connect>(&p);
+        if (!c.connected && connect && connect->version == Version::V5 &&
+            (reason == rc::MalformedPacket || reason == rc::ProtocolError)) {
+            // A v5 client is told what was wrong with its CONNECT (MQTT 5
+            // 4.13.1 allows it): a device's log shows why it cannot connect.
+            c.version = Version::V5;
+            send_packet(c, Connack{false, reason, {}});
+            drop(c, false, true);
+            return false;
+        }
+        protocol_error(c, reason);
         return false;
     }
     handle_packet(c, p);

@@ -590,3 +590,41 @@ TEST_CASE("UNSUBSCRIBE: an invalid filter is 0x8F, a valid one not subscribed 0x
           std::vector<uint8_t>{rc::Success, rc::TopicFilterInvalid, rc::TopicFilterInvalid, rc::NoSubscriptionExisted,
                                rc::TopicFilterInvalid});
 }
+
+// A v5 CONNECT that is malformed or breaks the protocol is answered with a
+// CONNACK carrying the reason before the close (MQTT 5 4.13.1 allows it), so
+// the device's log says why; a v3.x one has no code for it and is closed.
+TEST_CASE("a bad v5 CONNECT is answered with CONNACK 0x81 or 0x82 before the close") {
+    Harness h;
+    const std::vector<uint8_t> head = {0x00, 0x04, 'M', 'Q', 'T', 'T', 0x05, 0x02, 0x00, 0x3C};
+    auto connect_with_props = [&](std::vector<uint8_t> props) {
+        std::vector<uint8_t> body = head;
+        body.push_back(uint8_t(props.size()));
+        body.insert(body.end(), props.begin(), props.end());
+        body.insert(body.end(), {0x00, 0x01, 'a'});
+        std::vector<uint8_t> packet = {0x10, uint8_t(body.size())};
+        packet.insert(packet.end(), body.begin(), body.end());
+        return packet;
+    };
+    struct Case {
+        const char* what;
+        std::vector<uint8_t> props;
+        uint8_t reason;
+    };
+    const Case cases[] = {
+        {"Receive Maximum 0", {0x21, 0x00, 0x00}, rc::ProtocolError},
+        {"Session Expiry Interval twice", {0x11, 0, 0, 0, 1, 0x11, 0, 0, 0, 2}, rc::ProtocolError},
+        {"a user property that is not UTF-8", {0x26, 0x00, 0x01, 'k', 0x00, 0x01, 0xFF}, rc::MalformedPacket},
+    };
+    for (const Case& k : cases) {
+        CAPTURE(k.what);
+        TestClient c(h, Version::V5);
+        c.send_raw(connect_with_props(k.props));
+        CHECK(c.take_one<Connack>().reason == k.reason);
+        CHECK(h.transport.closed.contains(c.id));
+    }
+    TestClient old(h, Version::V311);   // reserved flag set
+    old.send_raw({0x10, 0x0D, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0x03, 0x00, 0x3C, 0x00, 0x01, 'a'});
+    CHECK(old.take().empty());
+    CHECK(h.transport.closed.contains(old.id));
+}
