@@ -325,9 +325,12 @@ void ReactorBase::peer_closed(Handler& h, uint32_t slot) {
     // answer to the request that came with the EOF): it drains as asked,
     // bounded by the flush timeout.
     if (c.state == ConnState::Draining && !c.peer_eof) return stop_reading();
-    // What the peer has not taken is reset at the lingering deadline, not
-    // left to the kernel after a close now.
-    if (c.state == ConnState::Lingering && !c.peer_eof && unsent_in_kernel(c.fd)) return stop_reading();
+    // What the peer has not taken leaves before the close, or is reset at
+    // the lingering deadline: not left to the kernel after a close now.
+    if (c.state == ConnState::Lingering && !c.peer_eof && unsent_in_kernel(c.fd)) {
+        lingering_after_eof_.push_back({slot, c.gen, 0});
+        return stop_reading();
+    }
     if (c.state != ConnState::Open || c.peer_eof) return schedule_reap(slot, 0);
     stop_reading();
     peer_eof_.push_back({slot, c.gen, monotonic_ms() + kPeerEofMs});
@@ -465,6 +468,7 @@ void ReactorBase::start_lingering(Handler& h, uint32_t slot) {
     ++lingering_live_;
     const uint64_t now = monotonic_ms();
     lingering_.push_back({slot, c.gen, now + kLingerMs});
+    if (c.peer_eof) lingering_after_eof_.push_back({slot, c.gen, 0});   // its deadline is lingering_'s
     reading_changed(slot);
     const ConnId id = conns_.id_of(slot);
     expire_lingering(now, true);   // over max_lingering_: the oldest goes now
@@ -535,11 +539,13 @@ bool ReactorBase::run_tick_if_due(Handler& h) {
     // Lingering after the peer's EOF waits for the kernel's output to
     // leave (no FIN of the peer's to wait for): closed once it has, so a
     // peer that reads gets our EOF within a tick, not at the deadline.
-    for (const LingerEntry& e : lingering_) {
+    std::erase_if(lingering_after_eof_, [&](const LingerEntry& e) {
         const Conn& c = conns_.at(e.slot);
-        if (c.gen == e.gen && c.state == ConnState::Lingering && c.peer_eof && !unsent_in_kernel(c.fd))
-            schedule_reap(e.slot, 0);
-    }
+        if (c.gen != e.gen || c.state != ConnState::Lingering) return true;   // closed since
+        if (unsent_in_kernel(c.fd)) return false;   // the deadline's reset is expire_lingering's
+        schedule_reap(e.slot, 0);
+        return true;
+    });
     expire_lingering(now, false);
     h.on_tick(now);
     return true;

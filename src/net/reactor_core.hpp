@@ -277,6 +277,9 @@ protected:
     std::vector<LingerEntry> draining_;
     std::vector<LingerEntry> peer_eof_;   // kept after the peer's EOF: closed at the deadline if still open
     std::deque<LingerEntry> lingering_;   // oldest first; entries of since-closed slots are skipped
+    // Those of them lingering after the peer's EOF: the tick closes each once
+    // the kernel's output has left (a short list, not a walk of lingering_).
+    std::vector<LingerEntry> lingering_after_eof_;
     size_t lingering_live_ = 0;
     size_t max_lingering_ = 10000;
     void expire_lingering(uint64_t now, bool over_limit_only);

@@ -252,6 +252,13 @@ void EpollReactor::write_conn(uint32_t slot) {
 
 void EpollReactor::reading_changed(uint32_t slot) {
     Conn& c = conns_.at(slot);
+    if (c.state == ConnState::Lingering && c.peer_eof) {
+        // Nothing more to read or write: only the tick's look at the kernel's
+        // output is left. Our SHUT_WR and the peer's EOF are a hang-up, which
+        // epoll reports whatever the mask, every pass: out of the set.
+        epoll_ctl(epfd_, EPOLL_CTL_DEL, c.fd, nullptr);
+        return;
+    }
     set_events(c.fd, conn_events(c), make_tag(kConn, c.gen, slot));
 }
 

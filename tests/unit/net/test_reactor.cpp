@@ -235,39 +235,58 @@ TEST_CASE("a flushed close still delivers its output when the peer's EOF follows
 // A peer that half-closes and never reads: what the kernel still holds
 // for it when the handler closes is reset at the lingering deadline, not
 // left to an orphaned socket that probes a zero window as long as the peer
-// lives (a review found megabytes a connection held that way).
+// lives (a review found megabytes a connection held that way). The same
+// when its EOF comes while we linger (on epoll, a hang-up then).
 TEST_CASE("output a half-closed peer never reads is reset, not left to the kernel") {
     for (Backend b : backends()) {
         CAPTURE(std::string(backend_name(b)));
         Harness hs(b);
         hs.reactor->set_tick_interval(10);
         const auto reply = pattern(512 * 1024, 9);
+        // Connection one's EOF comes first; connection two's request is
+        // answered and closed before its EOF.
         hs.handler.peer_eof_hook = [&](ConnId id) {
             hs.reactor->send(id, reply);
             hs.reactor->close(id, true);
             return true;
         };
+        hs.handler.data_hook = [&](ConnId id, std::span<const uint8_t> data) {
+            if (data.size() == 1 && data[0] == 'y') {
+                hs.reactor->send(id, reply);
+                hs.reactor->close(id, true);
+            }
+        };
         hs.start();
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        REQUIRE(fd >= 0);
-        const int small = 4096;
-        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
-        timeval tv{10, 0};
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-        sockaddr_in a{};
-        a.sin_family = AF_INET;
-        a.sin_port = htons(hs.port);
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-        REQUIRE(send_all(fd, "x"));
-        REQUIRE(::shutdown(fd, SHUT_WR) == 0);
+        auto open_small = [&] {
+            int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            REQUIRE(fd >= 0);
+            const int small = 4096;
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+            timeval tv{10, 0};
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+            sockaddr_in a{};
+            a.sin_family = AF_INET;
+            a.sin_port = htons(hs.port);
+            a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+            REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+            return fd;
+        };
+        const int one = open_small();
+        REQUIRE(send_all(one, "x"));
+        REQUIRE(::shutdown(one, SHUT_WR) == 0);
         REQUIRE(wait_until([&] { return hs.handler.closed_count() == 1; }));
-        std::this_thread::sleep_for(std::chrono::milliseconds(2300));   // past kLingerMs
-        bool clean = true;
-        auto got = recv_until_eof(fd, clean);
-        CHECK_FALSE(clean);   // reset
-        CHECK(got.size() < reply.size());
-        ::close(fd);
+        const int two = open_small();
+        REQUIRE(send_all(two, "y"));
+        REQUIRE(wait_until([&] { return hs.handler.closed_count() == 2; }));   // lingering
+        REQUIRE(::shutdown(two, SHUT_WR) == 0);
+        std::this_thread::sleep_for(std::chrono::milliseconds(3000));   // past kLingerMs
+        for (int fd : {one, two}) {
+            bool clean = true;
+            auto got = recv_until_eof(fd, clean);
+            CHECK_FALSE(clean);   // reset
+            CHECK(got.size() < reply.size());
+            ::close(fd);
+        }
     }
 }
 
