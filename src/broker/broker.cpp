@@ -255,7 +255,10 @@ void Broker::shutdown() {
     for (auto& [id, c] : impl_->conns) ids.push_back(id);
     // First, while every subscriber is still connected: a will the store
     // refused (full) would be lost with the process, so it is published now
-    // unless there is room to store it this time.
+    // unless there is room to store it this time. Even one whose delay has
+    // not run out, its session to be recovered: a client back within the
+    // delay then finds its will out early (its next birth message corrects
+    // that), where a lost will would never tell anyone it went.
     for (ConnId id : ids) {
         Connection* c = impl_->conn(id);
         Session* s = c ? impl_->session(c->slot) : nullptr;
@@ -283,7 +286,10 @@ void Broker::shut_down_connection(ConnId id) {
     if (!c) return;
     if (c->connected && c->version == Version::V5) impl_->send_disconnect(*c, rc::ServerShuttingDown);
     // Ended by the server, not by its DISCONNECT, while the broker runs on:
-    // its will goes as for a lost connection (after its delay).
+    // its will goes as for a lost connection, but now, without its delay:
+    // the removed listener's ACL judges it only while the reload has not
+    // replaced it (a will waiting out its delay would be judged by another).
+    if (c->will) c->will->delay_s = 0;
     impl_->drop(*c, /*publish_will=*/true, /*close_transport=*/true);
     impl_->bury();
 }

@@ -155,8 +155,8 @@ public:
     // Graceful shutdown: v5 clients get DISCONNECT 0x8B, all are closed.
     void shutdown();
     // The same for one connection (its listener was removed by a reload):
-    // DISCONNECT 0x8B for a v5 client, its will published (after its
-    // delay), the session stays.
+    // DISCONNECT 0x8B for a v5 client, its will published now (under its
+    // listener's ACL, before the reload replaces it), the session stays.
     void shut_down_connection(ConnId id);
     // A reload: limits and features apply from now on; what a client was
     // granted at CONNECT (keep alive, receive maximum) stays as granted.

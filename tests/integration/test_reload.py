@@ -14,6 +14,8 @@ import pytest
 
 from conftest import TARGET, _free_port
 from bridge_util import bridge_toml, wait_for, wait_upstream_subscriptions
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho_client import V311, V5, Client
 
 pytestmark = pytest.mark.skipif(TARGET == "mosquitto", reason="hato's configuration reload")
@@ -359,3 +361,29 @@ def test_a_listener_moved_to_another_address_on_its_port_opens_there(broker_fact
     reload(b, listener(port))
     assert f"listening on 127.0.0.1:{port}" in b.log(), b.log()[-2000:]
     Client(Endpoint(port), client_id="after").close()
+
+
+def test_a_listener_removed_by_reload_publishes_its_clients_wills_under_its_acl(broker_factory, tmp_path):
+    # The removed listener's ACL allows what the global one does not: its
+    # client's will (with a delay) still goes out, judged by that ACL.
+    glob = tmp_path / "acl-global"
+    glob.write_text("topic readwrite lan/#\ntopic read plc/#\n")
+    plc = tmp_path / "acl-plc"
+    plc.write_text("topic readwrite plc/#\n")
+    b = broker_factory({"auth": {"acl_file": str(glob), "allow_anonymous": True}})
+    port2 = _free_port()
+    reload(b, listener(port2) + f'acl_file = "{plc}"\n')
+    watch = Client(b, client_id="watch", version=V5)
+    watch.subscribe("plc/#", qos=1)
+    props = Properties(PacketTypes.WILLMESSAGE)
+    props.WillDelayInterval = 5
+    dev = Client(Endpoint(port2), client_id="dev", version=V5, session_expiry=60,
+                 will={"topic": "plc/dead", "payload": b"gone", "qos": 1, "properties": props})
+    dev.publish("plc/live", b"x", qos=1)
+    assert watch.expect().topic == "plc/live"
+    reload(b)
+    dev.wait_disconnect()
+    m = watch.expect()
+    assert (m.topic, m.payload) == ("plc/dead", b"gone")
+    for c in (watch, dev):
+        c.close()
