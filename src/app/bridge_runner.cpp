@@ -117,6 +117,7 @@ struct BridgeRunner::Entry final : bridge::LinkOutput {
     bool retired = false;               // removed by a reload; erased once its threads and sockets are gone
     uint64_t next_attempt_ms = 0;
     uint64_t reload_attempt_ms = 0;   // a reload last brought an attempt forward (reload_passwords)
+    uint64_t dropped_reported = 0;    // its backlog's drops (QueueInfo::dropped) as last logged
 
     // The connect in progress on a helper thread.
     std::thread worker;
@@ -624,13 +625,24 @@ void BridgeRunner::on_tick(uint64_t now_ms) {
     const uint64_t dropped = broker_->stats().budget_dropped;
     const uint64_t room = broker_->stats().room_dropped;
     if ((dropped != dropped_reported_ || room != room_reported_) && now_ms - dropped_log_ms_ >= 10000) {
+        // Which bridges lost them: with several, the one whose data it was.
+        std::string by_bridge;
+        for (auto& e : entries_) {
+            const uint64_t d = broker_->session_queue(bridge::Link::local_client_id(e->cfg.name)).dropped;
+            if (d == e->dropped_reported) continue;
+            by_bridge += (by_bridge.empty() ? "" : ", ") + e->cfg.name + " " + std::to_string(d - e->dropped_reported);
+            e->dropped_reported = d;
+        }
+        if (by_bridge.empty()) by_bridge = "bridges no longer configured";
         if (dropped != dropped_reported_)
-            log_warn("bridge queues at max_queued_bytes: %llu message(s) dropped (when_full) since the last report",
-                     static_cast<unsigned long long>(dropped - dropped_reported_));
+            log_warn("bridge queues at max_queued_bytes: %llu message(s) dropped (when_full) since the last report "
+                     "(by bridge, with any dropped for a full store: %s)",
+                     static_cast<unsigned long long>(dropped - dropped_reported_),
+                     by_bridge.c_str());
         if (room != room_reported_)
             log_warn("store full: the oldest %llu bridge message(s) dropped to make room (when_full = "
-                     "\"drop_oldest\") since the last report",
-                     static_cast<unsigned long long>(room - room_reported_));
+                     "\"drop_oldest\") since the last report (by bridge: %s)",
+                     static_cast<unsigned long long>(room - room_reported_), by_bridge.c_str());
         dropped_reported_ = dropped;
         room_reported_ = room;
         dropped_log_ms_ = now_ms;
@@ -661,6 +673,7 @@ std::vector<BridgeStatus> BridgeRunner::status() const {
             b.backlog_messages = q.messages;
             b.backlog_bytes = q.bytes;
             b.oldest_age_s = double(q.oldest_age_ms) / 1000.0;
+            b.backlog_dropped = q.dropped;
         }
         b.forwarded_out = e->link.forwarded_out();
         b.forwarded_in = e->link.forwarded_in();

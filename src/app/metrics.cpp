@@ -252,6 +252,11 @@ std::string render_prometheus(const StatusData& d) {
                  "Age of the oldest backlog message (0 when empty), by bridge.");
         for (const BridgeStatus& b : d.bridges)
             e.sample("hato_bridge_backlog_oldest_age_seconds", label(b), num(b.oldest_age_s));
+        e.family("hato_bridge_backlog_dropped_total", "counter",
+                 "Messages dropped from the backlog since start: max_queued_bytes reached (when_full), or the store "
+                 "full (drop_oldest), by bridge.");
+        for (const BridgeStatus& b : d.bridges)
+            e.sample("hato_bridge_backlog_dropped_total", label(b), num(b.backlog_dropped));
         // A counter family with a sample per direction for each bridge.
         auto per_direction = [&](const char* name, const char* help, uint64_t BridgeStatus::*out,
                                  uint64_t BridgeStatus::*in) {
@@ -405,7 +410,7 @@ std::string render_status_json(const StatusData& d) {
         j += (i ? "," : "");
         j += "{\"name\":" + json_string(b.name) + ",\"connected\":" + (b.connected ? "true" : "false") +
              ",\"backlog_messages\":" + num(b.backlog_messages) + ",\"backlog_bytes\":" + num(b.backlog_bytes) +
-             ",\"oldest_age_seconds\":" + num(b.oldest_age_s) + ",\"forwarded_out\":" + num(b.forwarded_out) +
+             ",\"oldest_age_seconds\":" + num(b.oldest_age_s) + ",\"backlog_dropped\":" + num(b.backlog_dropped) + ",\"forwarded_out\":" + num(b.forwarded_out) +
              ",\"forwarded_in\":" + num(b.forwarded_in) + ",\"too_large_dropped_out\":" + num(b.too_large_out) +
              ",\"too_large_dropped_in\":" + num(b.too_large_in) +
              ",\"unmappable_dropped_out\":" + num(b.unmappable_out) +

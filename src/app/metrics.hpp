@@ -78,6 +78,7 @@ struct BridgeStatus {
     uint64_t backlog_messages = 0;  // queued + in flight upstream
     uint64_t backlog_bytes = 0;
     double oldest_age_s = 0;        // age of the oldest backlog message; 0 when empty
+    uint64_t backlog_dropped = 0;   // dropped from the backlog: max_queued_bytes (when_full) or a full store (this run)
     uint64_t forwarded_out = 0;     // messages sent upstream (this run)
     uint64_t forwarded_in = 0;      // messages received from upstream (this run)
     uint64_t too_large_out = 0;     // dropped: larger than the upstream takes (this run)

@@ -49,6 +49,7 @@ const Stats& Broker::stats() const { return impl_->stats; }
 
 Broker::QueueInfo Broker::session_queue(std::string_view client_id) const {
     QueueInfo q;
+    if (auto d = impl_->backlog_dropped.find(client_id); d != impl_->backlog_dropped.end()) q.dropped = d->second;
     const Session* found = impl_->sessions.find(client_id);
     if (!found) return q;
     const Session& s = *found;

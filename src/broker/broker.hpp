@@ -184,6 +184,9 @@ public:
         // How long its oldest message has waited, by the broker's own clock
         // (on_tick's time less the first tick's): 0 when empty.
         uint64_t oldest_age_ms = 0;
+        // Messages dropped from it (this run): a bridge's max_queued_bytes
+        // full (when_full), or the store full (drop_oldest's make room).
+        uint64_t dropped = 0;
     };
     QueueInfo session_queue(std::string_view client_id) const;
     // The filters a session is subscribed to, as subscribed (empty if no such session).

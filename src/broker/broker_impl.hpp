@@ -249,6 +249,10 @@ struct Broker::Impl {
         return nullptr;
     }
     bool count_refusal(AppendStatus why);   // returns false
+    // A message dropped from `client_id`'s queue (its limit, a bridge's
+    // budget when_full, or make_room: for_room): counted, and per bridge backlog.
+    void count_queue_drop(std::string_view client_id, const Config::SessionBudget* budget, bool for_room = false);
+    std::map<std::string, uint64_t, std::less<>> backlog_dropped;   // budgeted sessions only: QueueInfo::dropped
     uint64_t wall_ms() const;
 
     // --- connect.cpp

@@ -114,12 +114,11 @@ void Broker::Impl::deliver(Session& s, const MsgPtr& msg, uint8_t qos, bool reta
         // The oldest queued (not in flight) give way, in order.
         while (full()) {
             drop_oldest_queued(s, w);
-            ++stats.budget_dropped;
+            count_queue_drop(s.client_id, budget);
         }
     }
     if (full()) {
-        if (budget) ++stats.budget_dropped;
-        ++stats.queued_dropped;   // the newest is dropped: what is queued keeps its order
+        count_queue_drop(s.client_id, budget);   // the newest is dropped: what is queued keeps its order
         s.release_flows_if_empty(flows_pool);
         return;
     }
@@ -183,10 +182,20 @@ void Broker::Impl::make_room() {
         while (freed < want && !s->flows->queue.empty()) {
             freed += drop_oldest_queued(*s, w);
             ++stats.room_dropped;
+            count_queue_drop(s->client_id, budget_of(s->client_id), /*for_room=*/true);
         }
         s->release_flows_if_empty(flows_pool);
         if (freed >= want) break;
     }
+}
+
+void Broker::Impl::count_queue_drop(std::string_view client_id, const Config::SessionBudget* budget, bool for_room) {
+    ++stats.queued_dropped;
+    if (!budget) return;
+    if (!for_room) ++stats.budget_dropped;
+    auto it = backlog_dropped.find(client_id);
+    if (it == backlog_dropped.end()) it = backlog_dropped.emplace(std::string(client_id), 0).first;
+    ++it->second;
 }
 
 uint64_t Broker::Impl::drop_oldest_queued(Session& s, OpWrites& w) {

@@ -162,8 +162,7 @@ void Broker::Impl::send_retained(Session& s, const std::string& inner, uint8_t g
     retained.visit(inner, now_ms, wall_ms(), [&](const MsgPtr& m) {
         if (queue_shut && (std::min(m->qos, granted_qos) > 0 || queues_qos0)) {
             if (m->expired(now_ms) || !may_read(s, m->topic())) return true;
-            ++stats.queued_dropped;
-            if (budget) ++stats.budget_dropped;
+            count_queue_drop(s.client_id, budget);
             return true;
         }
         std::vector<uint32_t> ids;

@@ -18,6 +18,7 @@ import pytest
 from conftest import TARGET, Broker, _can_connect, _free_port
 from raw_mqtt import PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, SUBACK, RawClient, parse_publish, publish, pubrel, subscribe
 from build_info import sanitized
+from metrics_util import find_metrics_port, metric, metrics_settings
 from bridge_util import Gateway, Upstream, bridge_toml, closed_port, pub_qos1, receive, sub, upstream_goes_away, wait_for, wait_upstream_subscriptions
 from bridge_util import pair  # noqa: F401  (fixture)
 
@@ -77,8 +78,10 @@ def receive_until_quiet(client, quiet=1.5, timeout=20.0):
 
 @pytest.mark.parametrize("when_full", ["drop_oldest", "drop_new"])
 def test_bridge_queue_budget(pair, when_full):
-    up, gw = pair(extra=f'try_private = false\nmax_queued_bytes = 6000\nwhen_full = "{when_full}"')
+    up, gw = pair(extra=f'try_private = false\nmax_queued_bytes = 6000\nwhen_full = "{when_full}"',
+                  gw_settings={"metrics": metrics_settings()})
     upstream_goes_away(up, gw)
+    find_metrics_port(gw)
     n = 20
     payloads = [f"{i:03d}".encode() + b"x" * 1000 for i in range(n)]
     pub_qos1(gw, "plant/big", payloads)   # local publishers are never refused
@@ -90,6 +93,9 @@ def test_bridge_queue_budget(pair, when_full):
     s.connect("up-sub", clean=False)
     got = receive_until_quiet(s)
     assert 2 <= len(got) < n
+    # Every drop counted, with either policy, by bridge and in the total.
+    assert metric(gw, 'hato_bridge_backlog_dropped_total{bridge="site"}') == n + 1 - len(got)
+    assert metric(gw, "hato_queued_dropped_total") == n + 1 - len(got)
     if when_full == "drop_oldest":
         assert got[-1] == b"live" and got[:-1] == payloads[n - len(got) + 1:]
     else:
@@ -98,6 +104,7 @@ def test_bridge_queue_budget(pair, when_full):
             got = got[:-1]
         assert got == payloads[:len(got)]
     wait_for(lambda: "dropped (when_full)" in gw.log(), what="the drop report")
+    assert re.search(r"dropped \(when_full\) since the last report \(by bridge[^)]*: site \d+\)", gw.log()), gw.log()
 
 
 @pytest.mark.skipif(not os.access("/usr/sbin/mosquitto", os.X_OK), reason="mosquitto not installed")

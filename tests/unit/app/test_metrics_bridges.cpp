@@ -24,6 +24,7 @@ TEST_CASE("metrics: each bridge's state and backlog, labelled by bridge") {
     b.backlog_messages = 12;
     b.backlog_bytes = 3400;
     b.oldest_age_s = 7.5;
+    b.backlog_dropped = 9;
     b.forwarded_out = 100;
     b.forwarded_in = 3;
     b.too_large_out = 2;
@@ -38,6 +39,8 @@ TEST_CASE("metrics: each bridge's state and backlog, labelled by bridge") {
     CHECK(has(m, "hato_bridge_backlog_messages{bridge=\"si\\\"te\"} 12\n"));
     CHECK(has(m, "hato_bridge_backlog_bytes{bridge=\"si\\\"te\"} 3400\n"));
     CHECK(has(m, "hato_bridge_backlog_oldest_age_seconds{bridge=\"si\\\"te\"} 7.5\n"));
+    CHECK(has(m, "# TYPE hato_bridge_backlog_dropped_total counter\n"));
+    CHECK(has(m, "hato_bridge_backlog_dropped_total{bridge=\"si\\\"te\"} 9\n"));
     CHECK(has(m, "# TYPE hato_bridge_forwarded_messages_total counter\n"));
     CHECK(has(m, "hato_bridge_forwarded_messages_total{bridge=\"si\\\"te\",direction=\"out\"} 100\n"));
     CHECK(has(m, "hato_bridge_forwarded_messages_total{bridge=\"si\\\"te\",direction=\"in\"} 3\n"));
@@ -52,7 +55,7 @@ TEST_CASE("metrics: each bridge's state and backlog, labelled by bridge") {
     CHECK(has(m, "hato_bridge_upstream_closes_on_same_message{bridge=\"si\\\"te\"} 3\n"));
     const std::string j = render_status_json(d);
     CHECK(has(j, "\"bridges\":[{\"name\":\"si\\\"te\",\"connected\":false,\"backlog_messages\":12,"
-                 "\"backlog_bytes\":3400,\"oldest_age_seconds\":7.5,\"forwarded_out\":100,\"forwarded_in\":3,"
+                 "\"backlog_bytes\":3400,\"oldest_age_seconds\":7.5,\"backlog_dropped\":9,\"forwarded_out\":100,\"forwarded_in\":3,"
                  "\"too_large_dropped_out\":2,\"too_large_dropped_in\":0,\"unmappable_dropped_out\":0,"
                  "\"unmappable_dropped_in\":5,\"refused\":4,\"refused_locally\":6,"
                  "\"closes_on_same_message\":3}]"));
