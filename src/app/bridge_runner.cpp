@@ -740,6 +740,21 @@ void warn_about_rules(const config::Bridge& b, const broker::Config& local, std:
                                "the upstream echoes every message it sends, and each arrives here twice (use "
                                "separate in and out rules with different topics or prefixes, or protocol = \"mqttv5\")");
     }
+    // The same echo through an out rule and a separate in rule that
+    // subscribes upstream to what the out rule sends.
+    if (b.protocol != "mqttv5" && !b.try_private) {
+        for (const config::BridgeTopic& o : b.topics) {
+            if (direction_of(o.direction) != bridge::Direction::Out) continue;
+            const std::string sent =
+                bridge::remote_filter({o.pattern, bridge::Direction::Out, 0, o.local_prefix, o.remote_prefix});
+            for (const config::BridgeTopic& i : b.topics)
+                if (direction_of(i.direction) == bridge::Direction::In && bridge::filters_overlap(sent, i.pattern))
+                    warnings.push_back(where + "out rule '" + o.pattern + "' sends upstream to '" + sent +
+                                       "', which in rule '" + i.pattern + "' subscribes to: over v3.1.1 with "
+                                       "try_private = false the upstream echoes those messages, and each arrives "
+                                       "here again (use topics or prefixes that do not meet, or protocol = \"mqttv5\")");
+        }
+    }
     if (!local.retain_available)
         warnings.push_back(where + "[mqtt] retain_available = false: upstream retained messages arrive here without "
                            "the retain flag, and $SYS/broker/connection/" + b.name + "/state is not retained");

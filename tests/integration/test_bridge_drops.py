@@ -188,6 +188,14 @@ def test_a_local_broker_without_retain_or_qos_2_still_bridges_both_ways(pair):
         f.write(gw._hato_config())
     check = subprocess.run([_find_hato(), "--check-config", "-c", conf], capture_output=True, text=True, timeout=30)
     assert "more than [mqtt] maximum_qos = 1" in check.stderr and "retain_available = false" in check.stderr
+    assert "echoes those messages" not in check.stderr   # plant/# out, cmd/# in: they do not meet
+    # An in rule that subscribes upstream to what the out rule sends, over
+    # v3.1.1 without the bridge bit: every message would come back.
+    with open(conf, "w") as f:
+        f.write(gw._hato_config().replace('pattern = "cmd/#"', 'pattern = "site/#"'))
+    check = subprocess.run([_find_hato(), "--check-config", "-c", conf], capture_output=True, text=True, timeout=30)
+    assert ("out rule 'plant/#' sends upstream to 'site/plant/#', which in rule 'site/#' subscribes to"
+            in check.stderr), check.stderr
     up.start()
     gw.start()
     wait_for(lambda: gw.connected_count() >= 1, what="bridge connected")
