@@ -788,6 +788,17 @@ bool check_bridge_files(const config::AppConfig& cfg, std::vector<std::string>& 
         warnings.push_back("the bridges' max_queued_bytes add up to " + std::to_string(budgets) +
                            " bytes, more than [storage] max_bytes (" + std::to_string(cfg.storage.max_bytes) +
                            "): the store fills before the bridge budgets do");
+    // A backlog is held in memory as well as in the store (each message
+    // with its bookkeeping: about twice its bytes at 1 KiB, more for small
+    // ones): budgets that need more than the machine has end a long outage
+    // with the broker out of memory, not at its budget.
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    const uint64_t ram = pages > 0 && page > 0 ? uint64_t(pages) * uint64_t(page) : 0;
+    if (ram != 0 && budgets / 2 > ram / 4)
+        warnings.push_back("the bridges' max_queued_bytes add up to " + std::to_string(budgets) +
+                           " bytes; a backlog is held in memory too, at about twice its bytes, and this machine "
+                           "has " + std::to_string(ram) + " bytes of RAM: a long outage could run it out of memory "
+                           "before the budgets fill (lower max_queued_bytes)");
     return ok;
 }
 

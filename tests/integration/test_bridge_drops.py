@@ -196,6 +196,12 @@ def test_a_local_broker_without_retain_or_qos_2_still_bridges_both_ways(pair):
     check = subprocess.run([_find_hato(), "--check-config", "-c", conf], capture_output=True, text=True, timeout=30)
     assert ("out rule 'plant/#' sends upstream to 'site/plant/#', which in rule 'site/#' subscribes to"
             in check.stderr), check.stderr
+    assert "held in memory too" not in check.stderr
+    # A budget this machine's RAM could not hold.
+    with open(conf, "w") as f:
+        f.write(gw._hato_config().replace("try_private = false\n", "try_private = false\nmax_queued_bytes = 100000000000000\n", 1))
+    check = subprocess.run([_find_hato(), "--check-config", "-c", conf], capture_output=True, text=True, timeout=30)
+    assert "a backlog is held in memory too" in check.stderr, check.stderr
     up.start()
     gw.start()
     wait_for(lambda: gw.connected_count() >= 1, what="bridge connected")
