@@ -117,7 +117,6 @@ struct BridgeRunner::Entry final : bridge::LinkOutput {
     bool retired = false;               // removed by a reload; erased once its threads and sockets are gone
     uint64_t next_attempt_ms = 0;
     uint64_t reload_attempt_ms = 0;   // a reload last brought an attempt forward (reload_passwords)
-    uint64_t dropped_reported = 0;    // its backlog's drops (QueueInfo::dropped) as last logged
 
     // The connect in progress on a helper thread.
     std::thread worker;
@@ -625,24 +624,32 @@ void BridgeRunner::on_tick(uint64_t now_ms) {
     const uint64_t dropped = broker_->stats().budget_dropped;
     const uint64_t room = broker_->stats().room_dropped;
     if ((dropped != dropped_reported_ || room != room_reported_) && now_ms - dropped_log_ms_ >= 10000) {
-        // Which bridges lost them: with several, the one whose data it was.
+        // Which bridges lost them (both causes): with several, the one whose
+        // data it was. Counted by name, as a bridge's count outlives a reload
+        // that replaces its entry.
         std::string by_bridge;
+        uint64_t named = 0;
         for (auto& e : entries_) {
+            if (e->retired) continue;
             const uint64_t d = broker_->session_queue(bridge::Link::local_client_id(e->cfg.name)).dropped;
-            if (d == e->dropped_reported) continue;
-            by_bridge += (by_bridge.empty() ? "" : ", ") + e->cfg.name + " " + std::to_string(d - e->dropped_reported);
-            e->dropped_reported = d;
+            uint64_t& last = bridge_dropped_reported_[e->cfg.name];
+            if (d <= last) continue;
+            by_bridge += (by_bridge.empty() ? "" : ", ") + e->cfg.name + " " + std::to_string(d - last);
+            named += d - last;
+            last = d;
         }
-        if (by_bridge.empty()) by_bridge = "bridges no longer configured";
+        const uint64_t total = (dropped - dropped_reported_) + (room - room_reported_);
+        if (total > named)
+            by_bridge += (by_bridge.empty() ? "" : ", ") + std::string("bridges no longer configured ") +
+                         std::to_string(total - named);
         if (dropped != dropped_reported_)
-            log_warn("bridge queues at max_queued_bytes: %llu message(s) dropped (when_full) since the last report "
-                     "(by bridge, with any dropped for a full store: %s)",
-                     static_cast<unsigned long long>(dropped - dropped_reported_),
-                     by_bridge.c_str());
+            log_warn("bridge queues at max_queued_bytes: %llu message(s) dropped (when_full) since the last report",
+                     static_cast<unsigned long long>(dropped - dropped_reported_));
         if (room != room_reported_)
             log_warn("store full: the oldest %llu bridge message(s) dropped to make room (when_full = "
-                     "\"drop_oldest\") since the last report (by bridge: %s)",
-                     static_cast<unsigned long long>(room - room_reported_), by_bridge.c_str());
+                     "\"drop_oldest\") since the last report",
+                     static_cast<unsigned long long>(room - room_reported_));
+        log_warn("bridge messages dropped since the last report, by bridge: %s", by_bridge.c_str());
         dropped_reported_ = dropped;
         room_reported_ = room;
         dropped_log_ms_ = now_ms;
@@ -794,7 +801,10 @@ bool check_bridge_files(const config::AppConfig& cfg, std::vector<std::string>& 
     // with the broker out of memory, not at its budget.
     const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
     const uint64_t ram = pages > 0 && page > 0 ? uint64_t(pages) * uint64_t(page) : 0;
-    if (ram != 0 && budgets / 2 > ram / 4)
+    // (The store's own bound stops them first when it is lower.)
+    const bool store_bound = cfg.storage_enabled && cfg.storage.max_bytes != 0;
+    const uint64_t held = store_bound ? std::min<uint64_t>(budgets, cfg.storage.max_bytes) : budgets;
+    if (ram != 0 && held / 2 > ram / 4)
         warnings.push_back("the bridges' max_queued_bytes add up to " + std::to_string(budgets) +
                            " bytes; a backlog is held in memory too, at about twice its bytes, and this machine "
                            "has " + std::to_string(ram) + " bytes of RAM: a long outage could run it out of memory "

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -106,6 +107,7 @@ private:
     uint64_t dropped_reported_ = 0;   // Stats::budget_dropped as last logged
     uint64_t room_reported_ = 0;      // Stats::room_dropped as last logged
     uint64_t dropped_log_ms_ = 0;
+    std::map<std::string, uint64_t> bridge_dropped_reported_;   // QueueInfo::dropped as last logged, by bridge name
 };
 
 // --check-config: unreadable password files are errors; budgets that add

@@ -28,6 +28,9 @@ std::optional<std::string> local_topic(const std::vector<TopicRule>& rules, std:
 }
 
 bool filters_overlap(std::string_view a, std::string_view b) {
+    // A wildcard first level never matches a topic starting with '$' ($SYS, $aws).
+    auto wild = [](std::string_view f) { return f.starts_with('+') || f.starts_with('#'); };
+    if ((a.starts_with('$') && wild(b)) || (b.starts_with('$') && wild(a))) return false;
     for (;;) {
         const size_t ea = a.find('/'), eb = b.find('/');
         const std::string_view la = a.substr(0, ea), lb = b.substr(0, eb);

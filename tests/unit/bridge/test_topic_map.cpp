@@ -32,6 +32,9 @@ TEST_CASE("filters overlap when some topic matches both") {
     CHECK_FALSE(filters_overlap("a/+", "a/b/c"));
     CHECK_FALSE(filters_overlap("a/b", "a/b/c"));
     CHECK_FALSE(filters_overlap("a/+/c", "a/b/d"));
+    CHECK_FALSE(filters_overlap("#", "$SYS/x"));   // no wildcard first level matches a '$' topic
+    CHECK_FALSE(filters_overlap("+/x", "$SYS/x"));
+    CHECK(filters_overlap("$SYS/#", "$SYS/+/x"));
 }
 
 TEST_CASE("an out rule's upstream filter is its pattern rewritten as its topics are") {
