@@ -68,7 +68,17 @@ restore_native() {
   fi
 }
 
+# The compiler cache, when installed (.ci/install-deps.sh installs it), for
+# the cross compiler as well: through its wrappers on PATH. Its directory is
+# fixed here, as debhelper gives the build its own HOME.
+use_ccache() {
+  command -v update-ccache-symlinks >/dev/null || return 0
+  update-ccache-symlinks
+  export PATH=/usr/lib/ccache:$PATH CCACHE_DIR=${CCACHE_DIR:-$HOME/.cache/ccache}
+}
+
 if [ "$arch" = "$native" ]; then
+  use_ccache
   (cd "$src" && apt-get build-dep -y -q ./) || die "cannot install the build dependencies"
   (cd "$src" && dpkg-buildpackage -us -uc -b) || die "dpkg-buildpackage failed"
 else
@@ -79,6 +89,7 @@ else
   trap restore_native EXIT
   apt_install crossbuild-essential-arm64 qemu-user-static pkgconf:arm64
   (cd "$src" && apt-get build-dep -y -q -a arm64 ./) || die "cannot install the arm64 build dependencies"
+  use_ccache
   # The project's own cross file, so the package build proves it too.
   (cd "$src" && DH_MESON_CROSS_FILE="$src/packaging/cross/aarch64-linux-gnu.txt" \
      dpkg-buildpackage -us -uc -b -aarm64) || die "dpkg-buildpackage -aarm64 failed"

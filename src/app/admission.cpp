@@ -32,15 +32,7 @@ void Admission::closed(net::ConnId id) {
     listener_of_.erase(id);
 }
 
-std::optional<uint64_t> Admission::note_refusal(uint64_t now_ms) {
-    ++refused_since_report_;
-    if (refusal_reported_ && now_ms - last_report_ms_ < 1000) return std::nullopt;
-    refusal_reported_ = true;
-    last_report_ms_ = now_ms;
-    const uint64_t n = refused_since_report_;
-    refused_since_report_ = 0;
-    return n;
-}
+std::optional<uint64_t> Admission::note_refusal(uint64_t now_ms) { return refusals_.note(now_ms); }
 
 void Admission::set_listener_limits(std::vector<uint32_t> max_by_listener) {
     limits_.configure(std::move(max_by_listener));

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "app/listener_limits.hpp"
+#include "app/report_throttle.hpp"
 #include "net/reactor.hpp"
 
 namespace hato::app {
@@ -52,9 +53,7 @@ private:
     std::unordered_map<net::ConnId, int> listener_of_;   // admitted connections -> slot
     uint64_t open_ = 0;
     ListenerLimits limits_;
-    bool refusal_reported_ = false;
-    uint64_t last_report_ms_ = 0;
-    uint64_t refused_since_report_ = 0;
+    ReportThrottle refusals_{1000};
 };
 
 }  // namespace hato::app

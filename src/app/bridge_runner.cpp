@@ -755,7 +755,7 @@ void warn_about_rules(const config::Bridge& b, const broker::Config& local, std:
             const std::string sent =
                 bridge::remote_filter({o.pattern, bridge::Direction::Out, 0, o.local_prefix, o.remote_prefix});
             for (const config::BridgeTopic& i : b.topics)
-                if (direction_of(i.direction) == bridge::Direction::In && bridge::filters_overlap(sent, i.pattern))
+                if (direction_of(i.direction) == bridge::Direction::In && mqtt::filters_overlap(sent, i.pattern))
                     warnings.push_back(where + "out rule '" + o.pattern + "' sends upstream to '" + sent +
                                        "', which in rule '" + i.pattern + "' subscribes to: over v3.1.1 with "
                                        "try_private = false the upstream echoes those messages, and each arrives "

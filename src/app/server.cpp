@@ -12,6 +12,7 @@
 #include "app/log.hpp"
 #include "app/metrics_endpoint.hpp"
 #include "app/reload.hpp"
+#include "app/report_throttle.hpp"
 #include "app/shutdown.hpp"
 #include "app/signals.hpp"
 #include "app/store_refusal_report.hpp"
@@ -126,19 +127,15 @@ public:
     // Out of descriptors: connections wait in the backlog, unanswered, which
     // looks like a hung broker from the client's side; say why, once a minute.
     void on_accept_paused(int reactor_listener, int error) override {
-        const uint64_t now = c_.reactor->now_ms();
-        ++accept_pauses_since_report_;
-        if (accept_pause_reported_ && now - accept_pause_report_ms_ < 60000) return;
+        const std::optional<uint64_t> pauses = accept_pauses_.note(c_.reactor->now_ms());
+        if (!pauses) return;
         const int slot = c_.listeners->slot_of(reactor_listener);
         const std::string where = slot >= 0 ? cfg_.listeners[size_t(slot)].address + ":" +
                                                    std::to_string(c_.listeners->bound_port(size_t(slot)))
                                             : "the metrics listener";
         log_warn("cannot accept on %s: %s; new connections wait until descriptors free up "
                  "(raise LimitNOFILE/ulimit -n or lower [limits] max_connections; %llu pauses since the last report)",
-                 where.c_str(), std::strerror(error), unsigned_ll(accept_pauses_since_report_));
-        accept_pause_reported_ = true;
-        accept_pause_report_ms_ = now;
-        accept_pauses_since_report_ = 0;
+                 where.c_str(), std::strerror(error), unsigned_ll(*pauses));
     }
 
     void on_close(net::ConnId id, int error) override {
@@ -376,9 +373,7 @@ private:
     int exit_code_ = 0;   // run_server's: 1 after a store sync failed
 
     Admission admission_;   // limits, open and refused connections
-    bool accept_pause_reported_ = false;   // on_accept_paused: its log's rate
-    uint64_t accept_pause_report_ms_ = 0;
-    uint64_t accept_pauses_since_report_ = 0;
+    ReportThrottle accept_pauses_{60000};   // on_accept_paused: a line a minute
     StoreRefusalReport store_refusals_;
     Shutdown shutdown_{*this, kShutdownGraceMs};
 

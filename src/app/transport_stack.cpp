@@ -64,14 +64,12 @@ void ReactorTransport::slow_consumer(broker::ConnId id, std::string_view client_
         // A bridge on a WAN slower than its traffic starts and ends an
         // episode at every fill of its output: a line a minute at most (the
         // log is on flash), with what was dropped since the last one.
-        bridge_qos0_dropped_ += dropped;
-        const uint64_t now = reactor_.now_ms();
-        if (!started || (bridge_reported_ms_ != 0 && now - bridge_reported_ms_ < 60000)) return;
-        bridge_reported_ms_ = now;
+        bridge_slow_.add(dropped);
+        const std::optional<uint64_t> earlier = started ? bridge_slow_.due(reactor_.now_ms()) : std::nullopt;
+        if (!earlier) return;
         log_warn("'%s': the upstream link is slower than what is bridged: its QoS 0 messages are dropped while "
                  "the link catches up (%llu dropped in earlier episodes since the last report)",
-                 shown.c_str(), static_cast<unsigned long long>(bridge_qos0_dropped_));
-        bridge_qos0_dropped_ = 0;
+                 shown.c_str(), static_cast<unsigned long long>(*earlier));
         return;
     }
     if (started)

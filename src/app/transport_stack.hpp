@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "app/report_throttle.hpp"
 #include "app/tls_layer.hpp"
 #include "app/ws_layer.hpp"
 #include "broker/broker.hpp"
@@ -58,8 +59,7 @@ private:
     net::Reactor& reactor_;
     TlsLayer& tls_;
     WsLayer& ws_;
-    uint64_t bridge_reported_ms_ = 0;    // the last bridge slow-consumer line (one a minute)
-    uint64_t bridge_qos0_dropped_ = 0;   // in bridge episodes since that line
+    ReportThrottle bridge_slow_{60000};   // bridge slow-consumer lines, with their QoS 0 drops
 };
 
 class TransportStack {

@@ -51,31 +51,6 @@ bool substitute(std::string_view pattern, std::optional<std::string_view> user, 
 
 }  // namespace
 
-bool filter_matches_topic(std::string_view filter, std::string_view topic) {
-    auto f = levels(filter), t = levels(topic);
-    if (!topic.empty() && topic[0] == '$' && !f.empty() && (f[0] == "+" || f[0] == "#")) return false;
-    size_t i = 0;
-    for (; i < f.size(); ++i) {
-        if (f[i] == "#") return true;
-        if (i >= t.size()) return false;
-        if (f[i] != "+" && f[i] != t[i]) return false;
-    }
-    return i == t.size();
-}
-
-bool filters_overlap(std::string_view a, std::string_view b) {
-    auto x = levels(a), y = levels(b);
-    size_t n = std::min(x.size(), y.size());
-    for (size_t i = 0; i < n; ++i) {
-        if (x[i] == "#" || y[i] == "#") return true;
-        if (x[i] != "+" && y[i] != "+" && x[i] != y[i]) return false;
-    }
-    if (x.size() == y.size()) return true;
-    // "a/#" also matches "a": a longer filter ending in # right after the shorter one.
-    const auto& longer = x.size() > y.size() ? x : y;
-    return longer.size() == n + 1 && longer[n] == "#";
-}
-
 bool filter_covers(std::string_view outer, std::string_view inner) {
     auto o = levels(outer), in = levels(inner);
     for (size_t i = 0; i < o.size(); ++i) {
@@ -171,7 +146,7 @@ bool Acl::allowed(std::optional<std::string_view> user, std::string_view client_
                   Access want) const {
     bool granted = false, denied = false;
     for_each_rule(user, client_id, [&](uint8_t access, std::string_view filter) {
-        if (!filter_matches_topic(filter, topic)) return;
+        if (!mqtt::topic_matches(filter, topic)) return;
         if (access == kDeny) denied = true;
         else if (access & want) granted = true;
     });
@@ -184,7 +159,7 @@ bool Acl::subscribe_allowed(std::optional<std::string_view> user, std::string_vi
     for_each_rule(user, client_id, [&](uint8_t access, std::string_view rule) {
         if (access == kDeny) {
             if (filter_covers(rule, filter)) denied = true;
-        } else if ((access & kRead) && filters_overlap(rule, filter)) {
+        } else if ((access & kRead) && mqtt::filters_overlap(rule, filter)) {
             granted = true;
         }
     });

@@ -53,9 +53,8 @@ private:
     std::vector<AclRule> patterns_;
 };
 
-// Filter relations used by the ACL (and useful elsewhere).
-bool filters_overlap(std::string_view a, std::string_view b);     // some topic matches both
-bool filter_covers(std::string_view outer, std::string_view inner); // every topic of inner matches outer
-bool filter_matches_topic(std::string_view filter, std::string_view topic);
+// Every topic of `inner` matches `outer` (a deny rule then refuses the
+// subscription; '$' topics are not set apart here, so a deny errs wide).
+bool filter_covers(std::string_view outer, std::string_view inner);
 
 }  // namespace hato::auth

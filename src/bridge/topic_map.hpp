@@ -29,9 +29,6 @@ std::optional<std::string> remote_topic(const std::vector<TopicRule>& rules, std
 // rule whose pattern matches (remote_prefix removed, local_prefix prepended).
 std::optional<std::string> local_topic(const std::vector<TopicRule>& rules, std::string_view remote);
 
-// Whether some topic matches both filters (a configuration check: which
-// messages one rule sends that another subscribes to).
-bool filters_overlap(std::string_view a, std::string_view b);
 // The upstream filter of what an out rule sends: its pattern rewritten as
 // its topics are.
 std::string remote_filter(const TopicRule& out_rule);

@@ -181,7 +181,6 @@ void Broker::Impl::make_room() {
     for (Session* s : backlogs) {
         while (freed < want && !s->flows->queue.empty()) {
             freed += drop_oldest_queued(*s, w);
-            ++stats.room_dropped;
             count_queue_drop(s->client_id, budget_of(s->client_id), /*for_room=*/true);
         }
         s->release_flows_if_empty(flows_pool);
@@ -192,7 +191,7 @@ void Broker::Impl::make_room() {
 void Broker::Impl::count_queue_drop(std::string_view client_id, const Config::SessionBudget* budget, bool for_room) {
     ++stats.queued_dropped;
     if (!budget) return;
-    if (!for_room) ++stats.budget_dropped;
+    ++(for_room ? stats.room_dropped : stats.budget_dropped);
     auto it = backlog_dropped.find(client_id);
     if (it == backlog_dropped.end()) it = backlog_dropped.emplace(std::string(client_id), 0).first;
     ++it->second;

@@ -120,6 +120,9 @@ bool valid_topic_filter(std::string_view filter); // + whole level, # last level
 bool within_levels(std::string_view name, uint32_t max_levels);
 // Does `topic` match `filter`? Leading wildcards do not match `$`-topics.
 bool topic_matches(std::string_view filter, std::string_view topic);
+// Could one topic match both filters? ("a/#" and "a", "+/b" and "a/+"; not
+// "#" and "$SYS/x": a wildcard first level never matches a '$' topic.)
+bool filters_overlap(std::string_view a, std::string_view b);
 
 // `$share/{group}/{filter}`: splits a shared subscription. Returns false if
 // `filter` is not shared; sets ok=false if it is shared but malformed.

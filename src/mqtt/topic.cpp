@@ -102,6 +102,23 @@ bool topic_matches(std::string_view filter, std::string_view topic) {
     }
 }
 
+bool filters_overlap(std::string_view a, std::string_view b) {
+    // A wildcard first level never matches a topic starting with '$' ($SYS, $aws).
+    auto wild = [](std::string_view f) { return f.starts_with('+') || f.starts_with('#'); };
+    if ((a.starts_with('$') && wild(b)) || (b.starts_with('$') && wild(a))) return false;
+    for (;;) {
+        const size_t ea = a.find('/'), eb = b.find('/');
+        const std::string_view la = a.substr(0, ea), lb = b.substr(0, eb);
+        if (la == "#" || lb == "#") return true;
+        if (la != lb && la != "+" && lb != "+") return false;
+        const bool last_a = ea == std::string_view::npos, last_b = eb == std::string_view::npos;
+        // "x/#" also matches "x" itself.
+        if (last_a || last_b) return last_a == last_b || (last_a ? b.substr(eb + 1) == "#" : a.substr(ea + 1) == "#");
+        a.remove_prefix(ea + 1);
+        b.remove_prefix(eb + 1);
+    }
+}
+
 bool parse_shared(std::string_view filter, std::string_view& group, std::string_view& inner,
                   bool& ok) {
     constexpr std::string_view prefix = "$share/";

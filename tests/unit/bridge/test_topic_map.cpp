@@ -22,21 +22,6 @@ TEST_CASE("in rules strip the remote prefix and prepend the local one") {
     CHECK_FALSE(local_topic(rules, "other"));
 }
 
-TEST_CASE("filters overlap when some topic matches both") {
-    CHECK(filters_overlap("plant/#", "plant/#"));
-    CHECK(filters_overlap("site/plant/#", "site/#"));
-    CHECK(filters_overlap("a/+/c", "a/b/+"));
-    CHECK(filters_overlap("a/#", "a"));   // '#' matches its parent level too
-    CHECK(filters_overlap("#", "x/y"));
-    CHECK_FALSE(filters_overlap("plant/#", "cmd/#"));
-    CHECK_FALSE(filters_overlap("a/+", "a/b/c"));
-    CHECK_FALSE(filters_overlap("a/b", "a/b/c"));
-    CHECK_FALSE(filters_overlap("a/+/c", "a/b/d"));
-    CHECK_FALSE(filters_overlap("#", "$SYS/x"));   // no wildcard first level matches a '$' topic
-    CHECK_FALSE(filters_overlap("+/x", "$SYS/x"));
-    CHECK(filters_overlap("$SYS/#", "$SYS/+/x"));
-}
-
 TEST_CASE("an out rule's upstream filter is its pattern rewritten as its topics are") {
     CHECK(remote_filter({"plant/#", Direction::Out, 1, "", "site/gw/"}) == "site/gw/plant/#");
     CHECK(remote_filter({"local/plant/#", Direction::Out, 1, "local/", "site/"}) == "site/plant/#");

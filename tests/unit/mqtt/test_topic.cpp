@@ -176,5 +176,21 @@ TEST_CASE("parse_shared") {
     }
 }
 
+TEST_CASE("filters overlap when some topic matches both") {
+    CHECK(filters_overlap("plant/#", "plant/#"));
+    CHECK(filters_overlap("site/plant/#", "site/#"));
+    CHECK(filters_overlap("a/+/c", "a/b/+"));
+    CHECK(filters_overlap("a/#", "a"));   // '#' matches its parent level too
+    CHECK(filters_overlap("#", "x/y"));
+    CHECK(filters_overlap("+/b", "a/+"));
+    CHECK_FALSE(filters_overlap("plant/#", "cmd/#"));
+    CHECK_FALSE(filters_overlap("a/+", "a/b/c"));
+    CHECK_FALSE(filters_overlap("a/b", "a/b/c"));
+    CHECK_FALSE(filters_overlap("a/+/c", "a/b/d"));
+    CHECK_FALSE(filters_overlap("#", "$SYS/x"));   // no wildcard first level matches a '$' topic
+    CHECK_FALSE(filters_overlap("+/x", "$SYS/x"));
+    CHECK(filters_overlap("$SYS/#", "$SYS/+/x"));
+}
+
 }  // namespace
 }  // namespace hato::mqtt::test
