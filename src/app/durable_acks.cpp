@@ -59,10 +59,15 @@ void DurableAcks::on_tick(uint64_t now_ms) {
 }
 
 void DurableAcks::start_sync() {
-    if (lost_ || commit_.in_flight() || io_.last_lsn() <= io_.durable_lsn()) return;
+    if (lost_ || commit_.in_flight()) return;
+    // Records the log already holds durable but the commit counts as pending
+    // (those recovered at start, or made durable by a sync of the log's own)
+    // are settled by an empty batch: left pending, their window would expire
+    // at every pass, and the loop spin without ever sleeping.
+    if (io_.last_lsn() <= io_.durable_lsn() && !commit_.pending()) return;
     store::Log::SyncBatch batch = io_.begin_sync();
     commit_.started(batch.lsn, io_.appended_bytes());
-    started_us_ = io_.now_us();
+    started_us_ = batch.fds.empty() ? 0 : io_.now_us();   // an empty batch is no sync to time
     sync_ok_ = true;
     pending_fds_ = batch.fds.size();
     if (batch.fds.empty()) return finish_sync();
@@ -80,7 +85,7 @@ void DurableAcks::fd_synced(int result) {
 
 void DurableAcks::finish_sync() {
     const uint64_t lsn = commit_.syncing_lsn();
-    latency_.observe_us(io_.now_us() - started_us_);
+    if (started_us_ != 0) latency_.observe_us(io_.now_us() - started_us_);
     io_.end_sync(lsn, sync_ok_);
     const GroupCommit::Outcome done = commit_.finished(sync_ok_);
     // Not tried again: no later sync could prove this one's records durable

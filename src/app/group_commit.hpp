@@ -61,9 +61,10 @@ public:
     uint64_t durable_lsn() const { return durable_lsn_; }
     // Bytes appended and not covered by a started sync.
     uint64_t pending_bytes() const { return appended_bytes_ - covered_bytes_; }
+    // Records noted that no started sync covers.
+    bool pending() const { return appended_lsn_ > covered_lsn_; }
 
 private:
-    bool pending() const { return appended_lsn_ > covered_lsn_; }
 
     GroupCommitPolicy policy_;
     uint64_t appended_lsn_ = 0;

@@ -150,6 +150,27 @@ TEST_CASE("a window holds the sync back until it expires, and asks the loop to w
     CHECK(f.io.events == std::vector<std::string>{"begin 1"});
 }
 
+TEST_CASE("records already durable at start (recovered) settle without a sync: the loop does not spin") {
+    Fixture f;
+    f.io.last = f.io.durable = 5;   // what recovery found on disk
+    f.io.bytes = 500;
+    f.io.fds_per_sync = 0;          // the log has no dirty file to sync
+    DurableAcks acks = f.make(SyncMode::Always, GroupCommitPolicy{1000, 0});
+    f.io.now = 100;
+    acks.on_pass_end();
+    CHECK(f.io.wake == 1100);
+    f.io.now = 1100;
+    acks.on_pass_end();             // the window expired: an empty batch settles them
+    CHECK(f.io.wake == 0);          // no deadline in the past for the loop to spin on
+    CHECK(!acks.in_flight());
+    f.io.events.clear();
+    f.io.now = 5000;
+    acks.on_pass_end();             // and nothing more is done until something is appended
+    CHECK(f.io.events.empty());
+    CHECK(f.io.wake == 0);
+    CHECK(f.latency.count() == 0);  // an empty batch is not a sync
+}
+
 TEST_CASE("sync = interval: ticks start syncs; pass ends release what persistence reports durable") {
     Fixture f;
     DurableAcks acks = f.make(SyncMode::Interval, {}, 500);
