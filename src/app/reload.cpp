@@ -37,14 +37,35 @@ std::vector<size_t> build_table(const std::vector<config::Listener>& running, co
     return added;
 }
 
+// Whether every listener the reload adds can bind. One on a port an open
+// listener holds is not tried: that socket is ours, closed first (a
+// listener moved to another address on its port).
+bool added_listeners_bind(const config::AppConfig& running, const std::vector<bool>& open_slots,
+                          const std::vector<config::Listener>& next, const ListenerPlan& plan, ReloadSteps& steps) {
+    bool ok = true;
+    for (size_t n = 0; n < next.size(); ++n) {
+        const config::Listener& l = next[n];
+        if (plan.slot_of_new[n] >= 0 || l.port == 0) continue;
+        bool ours = false;
+        for (size_t i = 0; i < running.listeners.size(); ++i)
+            ours = ours || (i < open_slots.size() && open_slots[i] && running.listeners[i].port == l.port);
+        std::string err;
+        if (ours || steps.can_listen(l, err)) continue;
+        log_error("reload: new listener %s:%u cannot open: %s", l.address.c_str(), unsigned(l.port), err.c_str());
+        ok = false;
+    }
+    return ok;
+}
+
 }  // namespace
 
-void apply_reload(const config::AppConfig& running, const std::vector<bool>& open_slots, config::AppConfig next,
+bool apply_reload(const config::AppConfig& running, const std::vector<bool>& open_slots, config::AppConfig next,
                   ReloadSteps& steps) {
-    warn_restart_only(keep_restart_only(running, next));
     const config::MetricsConfig old_metrics = running.metrics;
     const uint32_t old_sys = running.sys_interval_s;
     const ListenerPlan plan = plan_listeners(running.listeners, open_slots, next.listeners);
+    if (!added_listeners_bind(running, open_slots, next.listeners, plan, steps)) return false;
+    warn_restart_only(keep_restart_only(running, next));
     // Closed while `running` still describes them (the log names them).
     for (size_t i : plan.removed) steps.close_listener(i);
     const std::vector<size_t> added = build_table(running.listeners, plan, next.listeners);
@@ -57,6 +78,7 @@ void apply_reload(const config::AppConfig& running, const std::vector<bool>& ope
     if (sys_changed) steps.restart_sys();
     if (metrics_moved) steps.reopen_metrics(old_metrics);
     steps.reload_bridges();
+    return true;
 }
 
 }  // namespace hato::app

@@ -1,4 +1,7 @@
 // A SIGHUP reload with a valid configuration, applied in this order:
+//   0. every new listener must be able to bind, else nothing changes (a
+//      listener moved to a busy port would otherwise close the old one and
+//      leave the gateway unreachable);
 //   1. restart-only keys keep their running values (named in a warning);
 //   2. listeners the new list drops stop accepting, their clients get
 //      DISCONNECT; kept ones take their new settings in their slot;
@@ -11,6 +14,7 @@
 #pragma once
 
 #include <cstddef>
+#include <string>
 #include <vector>
 
 #include "config/config.hpp"
@@ -20,6 +24,8 @@ namespace hato::app {
 class ReloadSteps {
 public:
     virtual ~ReloadSteps() = default;
+    // A trial bind of a listener the reload adds (false: `err` says why).
+    virtual bool can_listen(const config::Listener& l, std::string& err) = 0;
     virtual void close_listener(size_t slot) = 0;
     virtual void adopt(config::AppConfig next) = 0;
     virtual void reload_security() = 0;
@@ -31,7 +37,8 @@ public:
 
 // `running` is read before adopt() replaces it (it may be the same object
 // adopt() assigns); `open_slots` says which of its listeners are open.
-void apply_reload(const config::AppConfig& running, const std::vector<bool>& open_slots, config::AppConfig next,
+// False when a new listener cannot bind: logged, nothing applied.
+bool apply_reload(const config::AppConfig& running, const std::vector<bool>& open_slots, config::AppConfig next,
                   ReloadSteps& steps);
 
 }  // namespace hato::app

@@ -251,7 +251,10 @@ private:
             log_error("reload refused: the configuration has errors; keeping the previous one in force");
             return;
         }
-        apply_reload(cfg_, c_.listeners->open_slots(), std::move(next), *this);
+        if (!apply_reload(cfg_, c_.listeners->open_slots(), std::move(next), *this)) {
+            log_error("reload refused: a new listener cannot open; keeping the previous configuration in force");
+            return;
+        }
         log_info("reload done: %zu listener(s), %zu bridge(s)", c_.listeners->open_count(), cfg_.bridges.size());
     }
 
@@ -266,6 +269,10 @@ private:
         set_log_level(cfg_.log_level);
         c_.broker->reconfigure(cfg_.broker);
         c_.reactor->set_max_lingering(cfg_.broker.max_connections);
+    }
+
+    bool can_listen(const config::Listener& l, std::string& err) override {
+        return net::can_listen(l.address, l.port, err);
     }
 
     void open_added_listener(size_t i) override {

@@ -102,6 +102,14 @@ int open_listen_socket(const std::string& address, uint16_t port, uint16_t& boun
     return fd;
 }
 
+bool can_listen(const std::string& address, uint16_t port, std::string& err) {
+    uint16_t bound = 0;
+    const int fd = open_listen_socket(address, port, bound, err);
+    if (fd < 0) return false;
+    ::close(fd);
+    return true;
+}
+
 std::string peer_address(int fd) {
     sockaddr_storage ss{};
     socklen_t len = sizeof ss;

@@ -78,6 +78,10 @@ public:
     virtual void on_pass_end() = 0;
 };
 
+// Could a listener bind `address`:`port` now? A trial bind, closed at once:
+// a reload checks its new listeners before it closes any old one.
+bool can_listen(const std::string& address, uint16_t port, std::string& err);
+
 class Reactor {
 public:
     virtual ~Reactor() = default;

@@ -387,3 +387,18 @@ def test_a_listener_removed_by_reload_publishes_its_clients_wills_under_its_acl(
     assert (m.topic, m.payload) == ("plc/dead", b"gone")
     for c in (watch, dev):
         c.close()
+
+
+def test_a_listener_moved_to_a_busy_port_refuses_the_reload_and_keeps_the_old_one(broker_factory):
+    # The old listener was closed before the new one failed to bind: the
+    # gateway was left with no listener until the next reload.
+    b = broker_factory()
+    port = _free_port()
+    reload(b, listener(port))
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen(1)
+        busy = squatter.getsockname()[1]
+        reload(b, listener(busy), expect="reload refused")
+        assert f"new listener 127.0.0.1:{busy} cannot open" in b.log(), b.log()[-2000:]
+        Client(Endpoint(port), client_id="still-there").close()

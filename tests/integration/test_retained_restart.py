@@ -75,3 +75,27 @@ def test_large_retained_set_served_after_compaction_and_restarts(broker_factory)
     b.kill()
     b.start()
     assert read_all(b) == want
+
+
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_an_idle_broker_restarted_on_stored_state_sleeps(broker_factory):
+    # The group commit counted the recovered records as awaiting a sync the
+    # log never needed: its window expired at every pass and the loop spun
+    # a core for as long as the broker ran idle.
+    b = broker_factory({"storage": {"enabled": True, "sync": "always"}})
+    c = RawClient(b)
+    c.connect("keeps-state", clean=False)
+    c.send(publish("idle/t", b"kept", qos=1, pid=1, retain=True))
+    c.expect(PUBACK)
+    c.close()
+    b.restart()
+    time.sleep(0.5)
+    before = cpu_seconds(b.proc.pid)
+    time.sleep(2.0)
+    used = cpu_seconds(b.proc.pid) - before
+    assert used < 0.5, "an idle broker used %.2f s of CPU in 2 s" % used

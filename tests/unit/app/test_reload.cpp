@@ -3,6 +3,8 @@
 // new listener opens, [sys]/[metrics] restart only when changed.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+
 #include <string>
 #include <vector>
 
@@ -16,6 +18,12 @@ namespace {
 struct Recorder final : app::ReloadSteps {
     std::vector<std::string> steps;
     config::AppConfig adopted;
+    std::vector<uint16_t> busy_ports;   // can_listen fails on these
+    bool can_listen(const config::Listener& l, std::string& err) override {
+        steps.push_back("try " + std::to_string(l.port));
+        err = "Address already in use";
+        return std::find(busy_ports.begin(), busy_ports.end(), l.port) == busy_ports.end();
+    }
     void close_listener(size_t slot) override { steps.push_back("close " + std::to_string(slot)); }
     void adopt(config::AppConfig next) override {
         steps.push_back("adopt");
@@ -48,7 +56,7 @@ TEST_CASE("removed listeners close, then the config, security, new listeners, br
     next.listeners[0].max_connections = 7;
     Recorder r;
     apply_reload(running, {true, true}, next, r);
-    CHECK(r.steps == std::vector<std::string>{"close 0", "adopt", "security", "open 2", "bridges"});
+    CHECK(r.steps == std::vector<std::string>{"try 1885", "close 0", "adopt", "security", "open 2", "bridges"});
     // The table keeps slot indices: slot 0 emptied, 1884 kept in slot 1 with its new settings.
     REQUIRE(r.adopted.listeners.size() == 3);
     CHECK(r.adopted.listeners[0].port == config::Listener{}.port);   // emptied: no files, no TLS
@@ -56,6 +64,31 @@ TEST_CASE("removed listeners close, then the config, security, new listeners, br
     CHECK(r.adopted.listeners[1].port == 1884);
     CHECK(r.adopted.listeners[1].max_connections == 7);
     CHECK(r.adopted.listeners[2].port == 1885);
+}
+
+// A listener moved to a busy port closed the old one, then failed to bind:
+// the gateway was left with no listener until the next reload.
+TEST_CASE("a new listener that cannot bind refuses the whole reload: nothing closed or adopted") {
+    config::AppConfig running;
+    running.listeners = {listener(1883), listener(2883)};
+    config::AppConfig next = running;
+    next.listeners = {listener(1883), listener(2884)};
+    Recorder r;
+    r.busy_ports = {2884};
+    CHECK_FALSE(apply_reload(running, {true, true}, next, r));
+    CHECK(r.steps == std::vector<std::string>{"try 2884"});
+}
+
+TEST_CASE("a listener moved to another address on its own port is not tried: the old socket is ours") {
+    config::AppConfig running;
+    running.listeners = {listener(1883)};
+    running.listeners[0].address = "0.0.0.0";
+    config::AppConfig next = running;
+    next.listeners = {listener(1883)};
+    Recorder r;
+    r.busy_ports = {1883};
+    CHECK(apply_reload(running, {true}, next, r));
+    CHECK(r.steps == std::vector<std::string>{"close 0", "adopt", "security", "open 1", "bridges"});
 }
 
 // A listener a reload added that failed to open keeps no settings at the
@@ -70,7 +103,8 @@ TEST_CASE("a slot that never opened is emptied at the next reload") {
     next.listeners = {listener(1883), listener(8884)};
     Recorder r;
     apply_reload(running, {true, false}, next, r);   // slot 1 failed to bind
-    CHECK(r.steps == std::vector<std::string>{"adopt", "security", "open 2", "bridges"});   // nothing to close
+    CHECK(r.steps ==
+          std::vector<std::string>{"try 8884", "adopt", "security", "open 2", "bridges"});   // nothing to close
     REQUIRE(r.adopted.listeners.size() == 3);
     CHECK(r.adopted.listeners[0].port == 1883);
     CHECK_FALSE(r.adopted.listeners[1].tls.enabled);
