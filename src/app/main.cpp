@@ -9,9 +9,9 @@
 #include <vector>
 
 #include "app/bridge_runner.hpp"
+#include "app/config_check.hpp"
 #include "app/log.hpp"
 #include "app/migrate_command.hpp"
-#include "app/security.hpp"
 #include "app/server.hpp"
 #include "broker/state_inspector.hpp"
 #include "config/config.hpp"
@@ -150,17 +150,13 @@ int main(int argc, char** argv) {
     if (!opt.data_dir.empty()) cfg.storage.dir = opt.data_dir;
 
     if (opt.check_config) {
-        // The files the configuration names are read too (password file,
-        // ACL file, certificates), so their errors show up here first.
-        std::vector<std::string> errors;
-        if (!app::check_security_files(cfg, errors)) {
-            for (const auto& e : errors) std::fprintf(stderr, "%s\n", e.c_str());
-            return 1;
-        }
-        std::vector<std::string> warnings;
-        bool bridges_ok = app::check_bridge_files(cfg, errors, warnings);
+        // The files the configuration names are read too (password and ACL
+        // files, certificates, the bridges' files), so their errors show up
+        // here first.
+        std::vector<std::string> errors, warnings;
+        bool ok = app::check_config_files(cfg, errors, warnings);
         for (const auto& w : warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
-        if (!bridges_ok) {
+        if (!ok) {
             for (const auto& e : errors) std::fprintf(stderr, "%s\n", e.c_str());
             return 1;
         }
@@ -186,8 +182,7 @@ int main(int argc, char** argv) {
         if (opt.port >= 0) out.listeners.at(0).port = static_cast<uint16_t>(opt.port);
         if (!opt.data_dir.empty()) out.storage.dir = opt.data_dir;
         std::vector<std::string> warnings;
-        bool ok = app::check_security_files(out, errors);
-        ok = app::check_bridge_files(out, errors, warnings) && ok;
+        bool ok = app::check_config_files(out, errors, warnings);
         for (const auto& w : warnings) app::log_warn("reload: %s", w.c_str());
         return ok;
     };

@@ -5,7 +5,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "app/security.hpp"
+#include "app/config_check.hpp"
 #include "config/config.hpp"
 #include "config/migrate.hpp"
 
@@ -104,9 +104,10 @@ int migrate_command(const std::vector<std::string>& args) {
 
     // The same checks as --check-config, on the text just written.
     config::AppConfig cfg = config::defaults();
-    std::vector<std::string> errors;
+    std::vector<std::string> errors, warnings;
     const std::string name = out_path.empty() ? "<stdout>" : out_path;
-    bool ok = config::load_string(result.toml, name, cfg, errors) && app::check_security_files(cfg, errors);
+    bool ok = config::load_string(result.toml, name, cfg, errors) && app::check_config_files(cfg, errors, warnings);
+    for (const std::string& w : warnings) std::fprintf(stderr, "hato migrate: warning: %s\n", w.c_str());
     if (!ok) {
         std::fprintf(stderr, "hato migrate: the converted configuration does not pass --check-config:\n");
         for (const std::string& e : errors) std::fprintf(stderr, "  %s\n", e.c_str());

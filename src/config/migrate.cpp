@@ -1,6 +1,7 @@
 #include "config/migrate.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <cstdint>
 #include <cstdlib>
 #include <map>
@@ -65,8 +66,9 @@ const std::set<std::string> kBridgeKeys = {
 
 const std::set<std::string> kSecretKeys = {"remote_password", "local_password", "password", "bridge_psk"};
 
-// Mosquitto's yes/no options: it reads "true" or "1", "false" or "0", and
-// refuses to start on anything else (conf__parse_bool).
+// Mosquitto's yes/no options: it reads "true" or "1", "false" or "0" from
+// the value's first word, and refuses to start on anything else
+// (conf__parse_bool).
 const std::set<std::string> kBooleanKeys = {
     "allow_anonymous", "allow_duplicate_messages", "allow_zero_length_clientid", "autosave_on_changes",
     "bridge_attempt_unsubscribe", "bridge_insecure", "bridge_outgoing_retain", "bridge_require_ocsp",
@@ -74,6 +76,14 @@ const std::set<std::string> kBooleanKeys = {
     "notifications", "notifications_local_only", "per_listener_settings", "persistence", "queue_qos0_messages",
     "require_certificate", "retain_available", "round_robin", "set_tcp_nodelay", "try_private",
     "upgrade_outgoing_qos", "use_identity_as_username", "use_subject_as_username", "use_username_as_clientid",
+};
+
+// Mosquitto's integer options that the translator maps: it reads the value's
+// first word with atoi (conf__parse_int), so "1 # only one" is 1.
+const std::set<std::string> kIntegerKeys = {
+    "port", "max_connections", "max_qos", "max_topic_alias", "max_inflight_messages", "max_queued_messages",
+    "max_queued_bytes", "max_packet_size", "message_size_limit", "max_keepalive", "sys_interval",
+    "keepalive_interval",
 };
 
 // Listener options hato has no equivalent for, with the reason.
@@ -157,12 +167,28 @@ bool ends_with(const std::string& s, const std::string& tail) {
     return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
 }
 
+std::string first_word(const std::string& s) {
+    return s.substr(0, s.find_first_of(" \t"));
+}
+
 std::optional<int64_t> to_int(const std::string& s) {
     if (s.empty()) return std::nullopt;
     char* end = nullptr;
     long long v = std::strtoll(s.c_str(), &end, 10);
     if (*end != '\0') return std::nullopt;
     return v;
+}
+
+// Mosquitto's order for an include_dir's files (scmp_p): character by
+// character, case-insensitively first, then by the character itself, so
+// B.conf is read after a.conf.
+bool mosquitto_before(const std::string& a, const std::string& b) {
+    auto upper = [](char c) { return std::toupper(static_cast<unsigned char>(c)); };
+    for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
+        if (upper(a[i]) != upper(b[i])) return upper(a[i]) < upper(b[i]);
+        if (a[i] != b[i]) return a[i] < b[i];
+    }
+    return a.size() < b.size();
 }
 
 class Migrator {
@@ -209,21 +235,37 @@ private:
             l.key = t.substr(0, sp);
             l.value = sp == std::string::npos ? "" : trim(t.substr(sp));
             l.in_main = main_file;
-            if (kBooleanKeys.count(l.key)) {
-                // One spelling from here on: the rest compares with "true"/"false".
-                if (l.value == "1") l.value = "true";
-                else if (l.value == "0") l.value = "false";
-                if (l.value != "true" && l.value != "false") {
-                    unmapped("other", l, "not true, false, 1 or 0: Mosquitto refuses to start on it");
-                    continue;
-                }
-            }
+            if (!read_value(l)) continue;
             if (l.key == "include_dir") {
                 include(l, main_file);
                 continue;
             }
             lines_.push_back(std::move(l));
         }
+    }
+
+    // A yes/no or integer option's value as Mosquitto reads it: its first
+    // word, the rest (such as "# a comment") ignored. false: NOT MAPPED.
+    bool read_value(Line& l) {
+        if (kBooleanKeys.count(l.key)) {
+            l.value = first_word(l.value);
+            // One spelling from here on: the rest compares with "true"/"false".
+            if (l.value == "1") l.value = "true";
+            else if (l.value == "0") l.value = "false";
+            if (l.value != "true" && l.value != "false") {
+                unmapped("other", l, "not true, false, 1 or 0: Mosquitto refuses to start on it");
+                return false;
+            }
+        } else if (kIntegerKeys.count(l.key)) {
+            l.value = first_word(l.value);
+            if (!to_int(l.value)) {
+                unmapped("other", l, l.value.empty() ? "no value: Mosquitto refuses to start on it"
+                                                     : "not an integer (Mosquitto reads the digits it starts with, "
+                                                       "0 without any); not converted");
+                return false;
+            }
+        }
+        return true;
     }
 
     void include(const Line& l, bool main_file) {
@@ -238,8 +280,8 @@ private:
         }
         std::vector<std::string> confs;
         for (const std::string& f : *names)
-            if (ends_with(f, ".conf")) confs.push_back(f);
-        std::sort(confs.begin(), confs.end());
+            if (f.size() > 5 && ends_with(f, ".conf")) confs.push_back(f);  // Mosquitto skips a bare ".conf"
+        std::sort(confs.begin(), confs.end(), mosquitto_before);
         std::string dir = l.value;
         while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
         for (const std::string& f : confs) {
@@ -283,7 +325,7 @@ private:
             std::string port, bind;
             v >> port >> bind;
             li.port = {port, l.where};
-            if (!bind.empty()) li.bind = {bind, l.where};
+            if (!bind.empty() && bind[0] != '#') li.bind = {bind, l.where};  // Mosquitto 2.x: "#..." is a comment
             listeners_.push_back(std::move(li));
             return;
         }
@@ -391,16 +433,28 @@ private:
     }
     void from(const Setting& s, const std::string& key) { out_ << "# " << s.where << ": " << key << " " << s.value << "\n"; }
 
+    // An option of kIntegerKeys: read_value() let only integers through
+    // (value() throws rather than guess one for a key missing there).
+    static int64_t integer(const Setting& s) { return to_int(s.value).value(); }
+
+    // The listener's port as written in decimal ("01883" is 1883), or none
+    // when it is not a port number.
+    static std::optional<int64_t> port_of(const Listener& li) {
+        auto port = to_int(li.port.set() ? li.port.value : "1883");
+        if (!port || *port < 0 || *port > 65535) return std::nullopt;
+        return port;
+    }
+
     // A listener hato can serve, or why not (recorded as unmapped).
     bool servable(Listener& li) {
-        if (auto port = to_int(li.port.set() ? li.port.value : "1883"); !port || *port < 0 || *port > 65535) {
+        if (!port_of(li)) {
             const std::string where = li.port.set() ? li.port.where : li.where;
             li.notes.insert(li.notes.begin(), {where, (li.is_default ? "port " : "listener ") + li.port.value,
                                                "not a port number (0..65535); not converted", true});
             result_.unmapped.push_back(where + ": " + (li.is_default ? "port" : "listener") + ": not a port number");
             return false;
         }
-        if (li.port.set() && li.port.value == "0" && li.bind.set()) {
+        if (port_of(li) == 0 && li.bind.set()) {
             li.notes.insert(li.notes.begin(), {li.where, "listener 0 " + li.bind.value,
                                                "hato has no Unix socket listeners; not converted", true});
             result_.unmapped.push_back(li.where + ": listener: hato has no Unix socket listeners");
@@ -438,7 +492,7 @@ private:
             address = "0.0.0.0";
         }
         out_ << "address = " << quote(address) << "\n";
-        out_ << "port = " << (li.port.set() ? li.port.value : "1883") << "\n";
+        out_ << "port = " << port_of(li).value() << "\n";
         if (li.protocol.value == "websockets") {
             from(li.protocol, "protocol");
             out_ << "protocol = \"websockets\"\n"
@@ -469,8 +523,8 @@ private:
         // (only [limits] max_connections).
         if (li.max_connections.set()) {
             from(li.max_connections, "max_connections");
-            auto v = to_int(li.max_connections.value);
-            out_ << "max_connections = " << (v && *v > 0 ? std::min<int64_t>(*v, 4294967295) : 0) << "\n";
+            const int64_t v = integer(li.max_connections);
+            out_ << "max_connections = " << (v > 0 ? std::min<int64_t>(v, 4294967295) : 0) << "\n";
         }
         if (per_listener_) {
             const Auth a = auth_of(li);
@@ -570,8 +624,8 @@ private:
         if (!s.set()) return;
         out_ << "\n[sys]\n";
         from(s, "sys_interval");
-        auto v = to_int(s.value);
-        out_ << "interval = " << (v && *v > 0 ? std::min<int64_t>(*v, 86400) : 0) << "\n";
+        const int64_t v = integer(s);
+        out_ << "interval = " << (v > 0 ? std::min<int64_t>(v, 86400) : 0) << "\n";
     }
 
     // Mosquitto's "connection" blocks as [[bridge]] tables. One that uses
@@ -670,14 +724,19 @@ private:
                     bridge_unmapped(body, n, "hato connects a bridge to one address");
                     continue;
                 }
-                have_address = true;
                 std::string host = first, port = "1883";
                 if (size_t c = first.rfind(':'); c != std::string::npos && first.find(':') == c) {
                     host = first.substr(0, c);
                     port = first.substr(c + 1);
                 }
+                auto number = to_int(port);  // written in decimal: TOML has no "01883"
+                if (!number || *number < 1 || *number > 65535) {
+                    bridge_unmapped(body, n, "the port is not a number (1..65535)");
+                    continue;
+                }
+                have_address = true;
                 src();
-                body << "address = " << quote(host) << "\nport = " << port << "\n";
+                body << "address = " << quote(host) << "\nport = " << *number << "\n";
                 if (words >> more) bridge_unmapped(body, n, "hato connects a bridge to one address; the others are not used");
             } else if (k == "remote_clientid" || k == "clientid") {
                 src();
@@ -742,7 +801,7 @@ private:
         }
         out_ << "\n# " << b.where << ": connection " << b.name << "\n[[bridge]]\nname = " << quote(name) << "\n";
         if (!have_address) {
-            connection_unmapped(b, "no address line");
+            connection_unmapped(b, "no address hato can use");
             out_ << "address = \"\"\n";
         }
         out_ << body.str();
@@ -841,8 +900,9 @@ private:
                 all_set = false;
                 continue;
             }
-            auto v = to_int(li->max_connections.value);
-            if (v && *v > 0) total = std::min<int64_t>(total + *v, 4294967295);
+            // Mosquitto's -1 (its default), and any value below 1, is no limit
+            const int64_t v = integer(li->max_connections);
+            if (v > 0) total = std::min<int64_t>(total + v, 4294967295);
             else unlimited = true;
         }
         if (unlimited || all_set) {
@@ -855,15 +915,15 @@ private:
         if (global_["max_packet_size"].set()) {
             const Setting& s = global_["max_packet_size"];
             from(s, "max_packet_size");
-            auto v = to_int(s.value);
-            packet = v && *v > 0 ? std::min(*v, kMaxPacket) : 0;  // 0: Mosquitto's "no limit", its default
+            const int64_t v = integer(s);
+            packet = v > 0 ? std::min(v, kMaxPacket) : 0;  // 0: Mosquitto's "no limit", its default
         } else if (global_["message_size_limit"].set()) {
             const Setting& s = global_["message_size_limit"];
             from(s, "message_size_limit");
             out_ << "# Mosquitto limits the payload, hato the whole packet: this lets a payload of\n"
                     "# message_size_limit bytes through with any topic (and the packet's fields)\n";
-            auto v = to_int(s.value);
-            packet = v && *v > 0 ? std::min<int64_t>(*v + 65535 + 2 + 2 + 5 + 4096, kMaxPacket) : 0;
+            const int64_t v = integer(s);
+            packet = v > 0 ? std::min<int64_t>(v + 65535 + 2 + 2 + 5 + 4096, kMaxPacket) : 0;
         }
         if (packet > 0) {
             out_ << "max_packet_size = " << packet << "\n";
@@ -875,20 +935,20 @@ private:
         if (global_["max_inflight_messages"].set()) {
             const Setting& s = global_["max_inflight_messages"];
             from(s, "max_inflight_messages");
-            auto v = to_int(s.value);
-            out_ << "max_inflight = " << (v && *v > 0 ? std::min<int64_t>(*v, 65535) : 65535) << "\n";
+            const int64_t v = integer(s);
+            out_ << "max_inflight = " << (v > 0 ? std::min<int64_t>(v, 65535) : 65535) << "\n";
         }
         if (global_["max_queued_messages"].set()) {
             const Setting& s = global_["max_queued_messages"];
             from(s, "max_queued_messages");
-            auto v = to_int(s.value);
-            out_ << "max_queued_messages = " << (v && *v > 0 ? std::min<int64_t>(*v, 4294967295) : int64_t{4294967295}) << "\n";
+            const int64_t v = integer(s);
+            out_ << "max_queued_messages = " << (v > 0 ? std::min<int64_t>(v, 4294967295) : int64_t{4294967295}) << "\n";
         }
         if (global_["max_queued_bytes"].set()) {
             const Setting& s = global_["max_queued_bytes"];
             from(s, "max_queued_bytes");
-            auto v = to_int(s.value);
-            out_ << "max_queued_bytes = " << (v && *v > 0 ? *v : 0) << "\n";
+            const int64_t v = integer(s);
+            out_ << "max_queued_bytes = " << (v > 0 ? v : 0) << "\n";
         }
     }
 
@@ -897,8 +957,7 @@ private:
         if (global_["max_keepalive"].set()) {
             const Setting& s = global_["max_keepalive"];
             from(s, "max_keepalive");
-            auto v = to_int(s.value);
-            out_ << "max_keep_alive = " << (v ? std::clamp<int64_t>(*v, 0, 65535) : 65535) << "\n";
+            out_ << "max_keep_alive = " << std::clamp<int64_t>(integer(s), 0, 65535) << "\n";
         }
         if (global_["retain_available"].set()) {
             from(global_["retain_available"], "retain_available");
@@ -906,13 +965,11 @@ private:
         }
         if (auto s = per_listener_value(served, &Listener::max_qos, "max_qos", "mqtt")) {
             from(*s, "max_qos");
-            auto v = to_int(s->value);
-            out_ << "maximum_qos = " << (v ? std::clamp<int64_t>(*v, 0, 2) : 2) << "\n";
+            out_ << "maximum_qos = " << std::clamp<int64_t>(integer(*s), 0, 2) << "\n";
         }
         if (auto s = per_listener_value(served, &Listener::max_topic_alias, "max_topic_alias", "mqtt")) {
             from(*s, "max_topic_alias");
-            auto v = to_int(s->value);
-            out_ << "topic_alias_maximum = " << (v ? std::clamp<int64_t>(*v, 0, 65535) : 10) << "\n";
+            out_ << "topic_alias_maximum = " << std::clamp<int64_t>(integer(*s), 0, 65535) << "\n";
         }
         comments("mqtt");
     }

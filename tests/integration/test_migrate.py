@@ -127,6 +127,21 @@ def test_check_errors_and_usage(tmp):
     assert hato("migrate", os.path.join(tmp, "missing.conf")).returncode == 1
 
 
+def test_check_reads_the_bridge_files_like_check_config(tmp):
+    """The check after conversion is --check-config's: a bridge's CA file
+    that cannot be read fails it (it once said "passes" all the same)."""
+    conf = os.path.join(tmp, "bridge.conf")
+    with open(conf, "w") as f:
+        f.write("listener 1883 127.0.0.1\nallow_anonymous true\nconnection up\n"
+                "address 127.0.0.1:1884\nbridge_cafile /nonexistent/ca.pem\ntopic # out 1\n")
+    out = os.path.join(tmp, "out.toml")
+    r = hato("migrate", conf, "-o", out)
+    assert r.returncode == 1, r.stderr
+    assert "does not pass --check-config" in r.stderr and "/nonexistent/ca.pem" in r.stderr
+    assert "passes --check-config" not in r.stderr.replace("does not pass --check-config", "")
+    assert hato("--check-config", "--config", out).returncode == 1
+
+
 # ---- the same clients against Mosquitto and against hato ---------------------
 
 def _connect(port, user=None, password=None, client_id="", tls_certs=None):

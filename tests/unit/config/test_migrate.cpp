@@ -485,3 +485,79 @@ TEST_CASE("migrate: Mosquitto's 1 and 0 are true and false; another word is not 
     CHECK(has(unmapped_at(r, "mosquitto.conf:13"), "not true, false, 1 or 0"));
     CHECK(r.unmapped.size() == 1);
 }
+
+// Mosquitto sorts an include_dir's files character by character,
+// case-insensitively first, then by the character itself (a.conf before
+// B.conf; Ac.conf before ab.conf). In plain byte order B.conf came first, and
+// the a.conf read after it opened anonymous access that Mosquitto closes.
+TEST_CASE("migrate: include_dir files are read in Mosquitto's order") {
+    Files files = {{"/inc/a.conf", "allow_anonymous true\n"}, {"/inc/B.conf", "allow_anonymous false\n"}};
+    MigrateResult r = migrate("listener 1883\ninclude_dir /inc\n", files);
+    REQUIRE(load(r).auth.allow_anonymous.has_value());
+    CHECK_FALSE(*load(r).auth.allow_anonymous);
+
+    Files per_char = {{"/inc/ab.conf", "max_queued_messages 2\n"}, {"/inc/Ac.conf", "max_queued_messages 3\n"}};
+    CHECK(load(migrate("include_dir /inc\n", per_char)).broker.max_queued_messages == 2);
+    Files bare = {{"/inc/.conf", "frobnicate 1\n"}, {"/inc/x.conf", "persistence false\n"}};
+    CHECK(migrate("include_dir /inc\n", bare).unmapped.empty());   // Mosquitto skips a bare ".conf"
+}
+
+// Mosquitto reads a yes/no or integer option's first word (strtok, then
+// atoi) and ignores the rest: `max_connections 1 # only one` is 1. Read as a
+// whole it did not parse, and the limit of 1 became none at all.
+TEST_CASE("migrate: yes/no and integer options take the first word, as Mosquitto does") {
+    MigrateResult r = migrate(
+        "listener 1883\n"
+        "max_connections 1 # only one\n"
+        "allow_anonymous true # lab only\n"
+        "max_queued_messages 5 messages\n"
+        "connection up\n"
+        "address 10.0.0.1:8883\n"
+        "cleansession true # a fresh session\n"
+        "keepalive_interval 30 s\n"
+        "topic # out 1\n");
+    config::AppConfig cfg = load(r);
+    CHECK(r.unmapped.empty());
+    REQUIRE(cfg.listeners.size() == 1);
+    CHECK(cfg.listeners[0].max_connections == 1);
+    CHECK(cfg.broker.max_connections == 1);
+    CHECK(cfg.auth.allow_anonymous == true);
+    CHECK(cfg.broker.max_queued_messages == 5);
+    REQUIRE(cfg.bridges.size() == 1);
+    CHECK(cfg.bridges[0].clean_start);
+    CHECK(cfg.bridges[0].keep_alive == 30);
+}
+
+// What is still no integer is NOT MAPPED, with that reason: it once became
+// "max_connections = 0" on the listener and no limit in [limits].
+TEST_CASE("migrate: an integer option that is no integer is NOT MAPPED, never unlimited") {
+    MigrateResult r = migrate(
+        "listener 1883\n"
+        "max_connections one\n"
+        "max_inflight_messages lots\n"
+        "max_keepalive\n");
+    config::AppConfig cfg = load(r);
+    CHECK(cfg.listeners[0].max_connections == 0);   // none given
+    CHECK(cfg.broker.max_connections == config::defaults().broker.max_connections);
+    CHECK(cfg.broker.max_inflight == config::defaults().broker.max_inflight);
+    CHECK(has(unmapped_at(r, "mosquitto.conf:2"), "not an integer"));
+    CHECK(has(unmapped_at(r, "mosquitto.conf:3"), "not an integer"));
+    CHECK(has(unmapped_at(r, "mosquitto.conf:4"), "no value"));
+    CHECK(r.unmapped.size() == 3);
+}
+
+// TOML has no leading zeroes: "port = 01883" made the whole file unreadable.
+TEST_CASE("migrate: ports are written as numbers, and a listener's \"#...\" is no bind address") {
+    MigrateResult r = migrate(
+        "listener 01883 # the usual port\n"
+        "connection up\n"
+        "address 10.0.0.1:08883\n"
+        "topic # out 1\n");
+    config::AppConfig cfg = load(r);
+    REQUIRE(cfg.listeners.size() == 1);
+    CHECK(cfg.listeners[0].port == 1883);
+    CHECK(cfg.listeners[0].address == "0.0.0.0");
+    REQUIRE(cfg.bridges.size() == 1);
+    CHECK(cfg.bridges[0].port == 8883);
+    CHECK(r.unmapped.empty());
+}
