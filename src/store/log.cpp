@@ -32,6 +32,9 @@ constexpr uint64_t kDiskFullRetryMs = 100;
 // named as earlier versions named their one.
 constexpr const char* kSpareNames[] = {"reserve.spare", "reserve.spare2"};
 constexpr size_t kSpares = std::size(kSpareNames);
+// No log reaches this LSN (2^62: a million records a second for 146 000
+// years); a segment named past it is no segment of ours.
+constexpr uint64_t kLsnLimit = uint64_t(1) << 62;
 
 uint64_t mono_ms() {
     timespec ts{};
@@ -293,6 +296,11 @@ bool SegmentLog::recover(std::string& err) {
     std::vector<Found> found;
     for (const uint64_t base : bases) {
         const std::string path = opt_.dir + "/" + segment_file_name(base);
+        // Taken as the log's next LSN, such a name would wrap it.
+        if (base >= kLsnLimit) {
+            if (!quarantine_foreign(path, "its name is no LSN a log reaches", err)) return false;
+            continue;
+        }
         Segment seg;
         if (!open_segment(seg, path, base, true, err)) return false;
         if (seg.size < kHeaderBytes) {
@@ -322,6 +330,26 @@ bool SegmentLog::recover(std::string& err) {
             continue;
         }
         found.push_back(Found{std::move(seg), scan});
+    }
+    // A segment with no record is the newest, caught by a crash before its
+    // first record, and begins where the log goes on. One named anywhere else
+    // (a stray file of zeros) is no part of this log: its name must not move
+    // the LSNs. Set aside, not deleted: it is not known to be ours.
+    uint64_t last_seen = 0;
+    for (auto it = found.begin(); it != found.end();) {
+        if (it->scan.records != 0) {
+            last_seen = it->scan.last_lsn;
+        } else if (last_seen != 0 && it->seg.base_lsn != last_seen + 1) {
+            const std::string path = it->seg.path;
+            it->seg.close();
+            std::string moved;
+            if (!quarantine_move(opt_.dir, path, moved, err)) return false;
+            sum << "set aside " << path << ": it holds no record and the log goes on at lsn " << last_seen + 1
+                << ", not at its name; moved to " << moved << "; ";
+            it = found.erase(it);
+            continue;
+        }
+        ++it;
     }
     uint64_t prev_last_lsn = 0;
     for (size_t i = 0; i < found.size(); ++i) {
@@ -401,7 +429,13 @@ bool SegmentLog::recover(std::string& err) {
         const std::string path = spare_path(i);
         struct stat st{};
         if (::stat(path.c_str(), &st) != 0) continue;
-        spare.fd = uint64_t(st.st_size) == opt_.segment_bytes ? ::open(path.c_str(), O_RDWR | O_CLOEXEC) : -1;
+        const bool right_size = uint64_t(st.st_size) == opt_.segment_bytes;
+        spare.fd = right_size ? ::open(path.c_str(), O_RDWR | O_CLOEXEC) : -1;
+        if (right_size && spare.fd < 0) {
+            // Not a bad spare: this process cannot open files (EMFILE, EACCES).
+            err = path + ": open: " + std::strerror(errno);
+            return false;
+        }
         if (spare.fd >= 0 && allocate_holes(spare.fd, opt_.segment_bytes) != 0) {
             ::close(spare.fd);
             spare.fd = -1;
@@ -433,7 +467,14 @@ bool SegmentLog::recover(std::string& err) {
 // a sealed segment is zeroed, as the last segment's torn tail is.
 bool SegmentLog::repair_damaged(Segment& seg, const SegmentScan& scan, bool bad_tail, std::string& err) {
     std::string copy;
-    if (!quarantine_copy(opt_.dir, seg.path, seg.fd, copy, err)) {
+    bool copied = quarantine_copy(opt_.dir, seg.path, seg.fd, copy, err);
+    if (!copied) {
+        // On a full disk, the reserve gives way (it is made again once there
+        // is room): a start that fails here fails at every restart.
+        for (size_t i = 0; i < kSpares; ++i) ::unlink(spare_path(i).c_str());
+        copied = quarantine_copy(opt_.dir, seg.path, seg.fd, copy, err);
+    }
+    if (!copied) {
         err = "damaged segment " + seg.path + " left as it is, its copy to quarantine failed: " + err;
         return false;
     }

@@ -329,6 +329,62 @@ TEST_CASE("a file named like a segment that is not one is moved to quarantine un
     }
 }
 
+// A stray file of zeros named like a segment far ahead of the log was taken
+// as its newest segment: its name set the next LSN, which then wrapped (an
+// abort, then LSNs used twice and acknowledged records lost).
+TEST_CASE("a file of zeros named like a segment does not move the LSNs") {
+    TempDir d;
+    std::vector<Rec> written;
+    {
+        auto log = open_log(d.path(), 16384);
+        written = fill(*log, 30);
+        log->sync_now();
+    }
+    const std::vector<uint8_t> zeros(4096, 0);
+    t::write_file(d.sub(segment_file_name(0xfffffffffffffff0)), zeros);   // past any LSN
+    t::write_file(d.sub(segment_file_name(5000)), zeros);                 // not where the log goes on
+    {
+        auto log = open_log(d.path(), 16384);
+        CHECK(all_records(*log) == written);
+        CHECK(log->recovery_summary().find("set aside") != std::string::npos);
+        uint64_t lsn = 0;
+        REQUIRE(log->append(1, body_of(1, 10), lsn) == AppendError::None);
+        CHECK(lsn == 31);
+        log->sync_now();
+    }
+    CHECK(quarantine_files(d.path()).size() == 2);
+    auto log = open_log(d.path(), 16384);
+    CHECK(all_records(*log).size() == 31);
+}
+
+// A damaged segment is copied to quarantine before it is repaired; on a full
+// disk that copy failed and so did every start after (a restart loop).
+TEST_CASE("on a full disk the reserve gives way to the quarantine copy of a damaged segment") {
+    t::SmallFs fs("2m");
+    if (!fs.mounted()) {
+        MESSAGE("skipped: cannot mount a tmpfs here (needs CAP_SYS_ADMIN)");
+        return;
+    }
+    constexpr uint64_t kSeg = 256 * 1024;
+    std::vector<Rec> written;
+    {
+        auto log = open_log(fs.dir(), kSeg);
+        written = fill(*log, 12);
+        REQUIRE(log->sync_now());
+    }
+    const std::string file = fs.dir() + "/" + segment_file_name(1);
+    auto image = t::read_file(file);
+    const auto offs = offsets_of(written);
+    image[offs[2] + 20] ^= 0x01;   // damage with valid records after it
+    t::write_file(file, image);
+    t::fill_the_rest(fs.dir());
+    std::vector<Rec> expect = written;
+    expect.erase(expect.begin() + 2);
+    auto log = open_log(fs.dir(), kSeg);
+    CHECK(all_records(*log) == expect);
+    CHECK(quarantine_files(fs.dir()).size() == 1);
+}
+
 TEST_CASE("a torn tail is still cut, without quarantine") {
     TempDir d;
     std::vector<Rec> written;
