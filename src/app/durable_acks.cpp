@@ -67,7 +67,8 @@ void DurableAcks::start_sync() {
     if (io_.last_lsn() <= io_.durable_lsn() && !commit_.pending()) return;
     store::Log::SyncBatch batch = io_.begin_sync();
     commit_.started(batch.lsn, io_.appended_bytes());
-    started_us_ = batch.fds.empty() ? 0 : io_.now_us();   // an empty batch is no sync to time
+    started_us_ = io_.now_us();
+    timed_ = !batch.fds.empty();   // an empty batch is no sync to time
     sync_ok_ = true;
     pending_fds_ = batch.fds.size();
     if (batch.fds.empty()) return finish_sync();
@@ -85,7 +86,7 @@ void DurableAcks::fd_synced(int result) {
 
 void DurableAcks::finish_sync() {
     const uint64_t lsn = commit_.syncing_lsn();
-    if (started_us_ != 0) latency_.observe_us(io_.now_us() - started_us_);
+    if (timed_) latency_.observe_us(io_.now_us() - started_us_);
     io_.end_sync(lsn, sync_ok_);
     const GroupCommit::Outcome done = commit_.finished(sync_ok_);
     // Not tried again: no later sync could prove this one's records durable

@@ -80,6 +80,7 @@ private:
     bool lost_ = false;
     size_t pending_fds_ = 0;
     uint64_t started_us_ = 0;
+    bool timed_ = false;        // the sync in flight has files to sync (is timed)
     uint64_t last_interval_sync_ms_ = 0;
     uint64_t last_released_ = 0;   // LSN or ticket last released
 };

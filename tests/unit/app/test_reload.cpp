@@ -127,7 +127,7 @@ TEST_CASE("[sys] and [metrics] restart only when their settings changed, after t
     Recorder changed;
     apply_reload(running, {true}, next, changed);
     CHECK(changed.steps ==
-          std::vector<std::string>{"adopt", "security", "open 1", "sys", "metrics from 9100", "bridges"});
+          std::vector<std::string>{"try 1890", "adopt", "security", "open 1", "sys", "metrics from 9100", "bridges"});
 }
 
 TEST_CASE("restart-only keys keep their running values in what is adopted") {
