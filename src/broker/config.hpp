@@ -15,7 +15,7 @@ struct Config {
     uint32_t max_packet_size = 1048576;
     uint16_t max_inflight = 32;            // our outbound window per client (and v5 Receive Maximum we announce)
     uint32_t max_queued_messages = 1000;   // per offline/slow session
-    uint64_t max_queued_bytes = 0;         // 0 = no byte limit
+    uint64_t max_queued_bytes = 16u << 20; // 0 = no byte limit (conf/hato.toml says why not)
     uint64_t max_output_bytes = 1u << 20;  // per-connection output limit; beyond it QoS 0 is dropped
     uint64_t connect_timeout_ms = 10000;   // a connection must send CONNECT within this time
     uint32_t max_connect_packet_size = 65536;  // largest packet accepted before CONNECT completes
