@@ -199,8 +199,8 @@ struct BridgeRunner::Entry final : bridge::LinkOutput {
         std::string text;
         for (const std::string& f : filters) text += f + '\n';
         // An empty retained payload removes the message: nothing is remembered.
-        broker->publish_stored(bridge::Link::upstream_filters_topic(cfg.name),
-                               {reinterpret_cast<const uint8_t*>(text.data()), text.size()}, 1, true);
+        broker->keep_retained(bridge::Link::upstream_filters_topic(cfg.name),
+                              {reinterpret_cast<const uint8_t*>(text.data()), text.size()});
     }
     void upstream_session_new(std::span<const uint16_t> answered_here) override {
         const size_t n = broker->resend_released_qos2(bridge::Link::local_client_id(cfg.name), answered_here);

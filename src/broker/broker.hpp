@@ -225,7 +225,12 @@ public:
     // Routes a message like a PUBLISH from no client, stored like a
     // client's: a retained one is written to the store, copies queued for
     // persistent sessions at QoS 1/2 are durable. ACLs apply to receivers.
+    // With [mqtt] retain_available = false it is not retained, as a client's.
     void publish_stored(std::string_view topic, std::span<const uint8_t> payload, uint8_t qos, bool retain);
+    // The same at QoS 1, retained whatever retain_available says: state a
+    // part of hato keeps for itself and reads back with retained_payload()
+    // (a bridge's upstream filters), not a publication.
+    void keep_retained(std::string_view topic, std::span<const uint8_t> payload);
     // Not owned; must outlive the broker. nullptr: none.
     void set_publish_observer(PublishObserver* observer);
 
@@ -245,6 +250,7 @@ public:
     void on_auth_result(ConnId id, uint64_t request, const AuthVerdict& verdict);
 
 private:
+    void route_stored(std::string_view topic, std::span<const uint8_t> payload, uint8_t qos, bool retain);
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };

@@ -1,5 +1,6 @@
 // The broker's side of $SYS: its counters and table sizes (fill_gauges) and
-// the messages the broker publishes itself (publish_internal, publish_stored).
+// the messages the broker publishes itself (publish_internal, publish_stored,
+// keep_retained).
 #include "broker/broker_impl.hpp"
 #include "broker/sys_topics.hpp"
 
@@ -45,6 +46,16 @@ void Broker::publish_internal(std::string_view topic, std::span<const uint8_t> p
 }
 
 void Broker::publish_stored(std::string_view topic, std::span<const uint8_t> payload, uint8_t qos, bool retain) {
+    // Held to [mqtt] retain_available like a client's PUBLISH: the message
+    // goes on, not retained.
+    route_stored(topic, payload, qos, retain && impl_->cfg.retain_available);
+}
+
+void Broker::keep_retained(std::string_view topic, std::span<const uint8_t> payload) {
+    route_stored(topic, payload, 1, true);
+}
+
+void Broker::route_stored(std::string_view topic, std::span<const uint8_t> payload, uint8_t qos, bool retain) {
     Impl& m = *impl_;
     MsgPtr msg = m.make_message(topic, payload, std::min<uint8_t>(qos, m.cfg.maximum_qos), retain, nullptr, Impl::Lifetime::Later);
     const uint64_t received = m.stats.messages_in;

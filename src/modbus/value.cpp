@@ -67,6 +67,19 @@ Value number(double x, bool single = false) {
     return v;
 }
 
+// raw × scale + offset, to 15 significant digits: a scale such as 0.1 has
+// no exact binary value, and 3 × 0.1 is 0.30000000000000004. 15 digits are
+// what a double always holds, so the noise goes and the value stays.
+Value scaled_number(double raw, const Format& f) {
+    const double x = raw * f.scale + f.offset;
+    if (!std::isfinite(x)) return number(x);
+    char buf[64];
+    const std::to_chars_result r = std::to_chars(buf, buf + sizeof buf, x, std::chars_format::general, 15);
+    double rounded = x;
+    std::from_chars(buf, r.ptr, rounded);
+    return number(rounded);
+}
+
 std::string format_double(double x, bool as_float) {
     char buf[64];
     std::to_chars_result r = as_float ? std::to_chars(buf, buf + sizeof buf, float(x))
@@ -89,6 +102,50 @@ struct Input {
     std::string token;   // the number's text, or the text
 };
 
+void append_utf8(std::string& out, uint32_t cp) {
+    if (cp < 0x80) {
+        out.push_back(char(cp));
+    } else if (cp < 0x800) {
+        out.push_back(char(0xC0 | cp >> 6));
+        out.push_back(char(0x80 | (cp & 0x3F)));
+    } else if (cp < 0x10000) {
+        out.push_back(char(0xE0 | cp >> 12));
+        out.push_back(char(0x80 | (cp >> 6 & 0x3F)));
+        out.push_back(char(0x80 | (cp & 0x3F)));
+    } else {
+        out.push_back(char(0xF0 | cp >> 18));
+        out.push_back(char(0x80 | (cp >> 12 & 0x3F)));
+        out.push_back(char(0x80 | (cp >> 6 & 0x3F)));
+        out.push_back(char(0x80 | (cp & 0x3F)));
+    }
+}
+
+// The 4 hex digits of a \u escape at s[i] (just past the 'u'); `i` set to
+// its last digit.
+bool read_hex4(std::string_view s, size_t& i, uint32_t& cp) {
+    if (i + 4 > s.size()) return false;
+    auto r = std::from_chars(s.data() + i, s.data() + i + 4, cp, 16);
+    if (r.ptr != s.data() + i + 4) return false;
+    i += 3;
+    return true;
+}
+
+// The code point of a \u escape at s[i] (just past the 'u'), `i` set to
+// its last character. Characters past U+FFFF are a surrogate pair of two
+// escapes; one without its other half is no character and is refused.
+bool read_unicode_escape(std::string_view s, size_t& i, uint32_t& cp) {
+    if (!read_hex4(s, i, cp)) return false;
+    if (cp >= 0xDC00 && cp <= 0xDFFF) return false;
+    if (cp < 0xD800 || cp > 0xDBFF) return true;
+    uint32_t low = 0;
+    size_t j = i + 3;
+    if (!(i + 2 < s.size() && s[i + 1] == '\\' && s[i + 2] == 'u') || !read_hex4(s, j, low)) return false;
+    if (low < 0xDC00 || low > 0xDFFF) return false;
+    cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
+    i = j;
+    return true;
+}
+
 // A JSON string starting at s[0] == '"'; `end` set past it.
 bool parse_json_string(std::string_view s, size_t& end, std::string& out) {
     out.clear();
@@ -110,21 +167,10 @@ bool parse_json_string(std::string_view s, size_t& end, std::string& out) {
         case 'b': out.push_back('\b'); break;
         case 'f': out.push_back('\f'); break;
         case 'u': {
-            if (i + 4 >= s.size()) return false;
-            unsigned cp = 0;
-            auto r = std::from_chars(s.data() + i + 1, s.data() + i + 5, cp, 16);
-            if (r.ptr != s.data() + i + 5) return false;
-            i += 4;
-            if (cp < 0x80) {
-                out.push_back(char(cp));
-            } else if (cp < 0x800) {
-                out.push_back(char(0xC0 | cp >> 6));
-                out.push_back(char(0x80 | (cp & 0x3F)));
-            } else {
-                out.push_back(char(0xE0 | cp >> 12));
-                out.push_back(char(0x80 | (cp >> 6 & 0x3F)));
-                out.push_back(char(0x80 | (cp & 0x3F)));
-            }
+            uint32_t cp = 0;
+            ++i;
+            if (!read_unicode_escape(s, i, cp)) return false;
+            append_utf8(out, cp);
             break;
         }
         default: out.push_back(s[i]);
@@ -274,6 +320,38 @@ bool fits_float_type(double x, Type t, std::string& err) {
     return true;
 }
 
+// Length of the valid UTF-8 sequence starting at s[i], 0 if none: no
+// overlong form, no surrogate, nothing past U+10FFFF (RFC 3629).
+size_t utf8_sequence(std::string_view s, size_t i) {
+    const unsigned char c = s[i];
+    size_t n = 0;
+    unsigned char lo = 0x80, hi = 0xBF;   // the range of the second byte
+    if (c >= 0xC2 && c <= 0xDF) n = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3;
+        if (c == 0xE0) lo = 0xA0;        // overlong
+        else if (c == 0xED) hi = 0x9F;   // surrogates
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4;
+        if (c == 0xF0) lo = 0x90;        // overlong
+        else if (c == 0xF4) hi = 0x8F;   // past U+10FFFF
+    } else {
+        return 0;
+    }
+    if (i + n > s.size()) return 0;
+    for (size_t k = 1; k < n; ++k) {
+        const unsigned char b = s[i + k];
+        if (b < (k == 1 ? lo : 0x80) || b > (k == 1 ? hi : 0xBF)) return 0;
+    }
+    return n;
+}
+
+void append_escape(std::string& out, unsigned char c) {
+    char buf[8];
+    snprintf(buf, sizeof buf, "\\u%04x", c);
+    out += buf;
+}
+
 }  // namespace
 
 std::optional<Kind> kind_from(std::string_view s) {
@@ -364,7 +442,7 @@ Value decode_registers(std::span<const uint16_t> regs, const Format& f) {
     case Type::U16:
     case Type::U32:
     case Type::U64:
-        if (scaled(f)) return number(double(raw) * f.scale + f.offset);
+        if (scaled(f)) return scaled_number(double(raw), f);
         v.tag = Value::Tag::UInt;
         v.u = raw;
         return v;
@@ -372,19 +450,19 @@ Value decode_registers(std::span<const uint16_t> regs, const Format& f) {
     case Type::I32:
     case Type::I64: {
         const int64_t x = sign_extend(raw, 16u * words_of(f.type));
-        if (scaled(f)) return number(double(x) * f.scale + f.offset);
+        if (scaled(f)) return scaled_number(double(x), f);
         v.tag = Value::Tag::Int;
         v.i = x;
         return v;
     }
     case Type::F32: {
         const float x = std::bit_cast<float>(uint32_t(raw));
-        if (scaled(f)) return number(double(x) * f.scale + f.offset);
+        if (scaled(f)) return scaled_number(double(x), f);
         return number(double(x), single);
     }
     case Type::F64: {
         const double x = std::bit_cast<double>(raw);
-        return number(scaled(f) ? x * f.scale + f.offset : x);
+        return scaled(f) ? scaled_number(x, f) : number(x);
     }
     default: return v;
     }
@@ -410,17 +488,32 @@ std::string to_json(const Value& v) {
     if (v.tag == Value::Tag::Float && !std::isfinite(v.f)) return "null";
     if (v.tag != Value::Tag::Text) return to_text(v);
     std::string out = "\"";
-    for (unsigned char c : v.text) {
+    const std::string_view s = v.text;
+    for (size_t i = 0; i < s.size();) {
+        const unsigned char c = s[i];
+        if (c >= 0x80) {
+            // A device's bytes need not be UTF-8 (Latin-1 is common), and
+            // JSON must be: a byte that starts no valid sequence is escaped
+            // as the code point of its value, which is its Latin-1 letter.
+            const size_t n = utf8_sequence(s, i);
+            if (n == 0) {
+                append_escape(out, c);
+                ++i;
+            } else {
+                out += s.substr(i, n);
+                i += n;
+            }
+            continue;
+        }
         if (c == '"' || c == '\\') {
             out.push_back('\\');
             out.push_back(char(c));
         } else if (c < 0x20) {
-            char buf[8];
-            snprintf(buf, sizeof buf, "\\u%04x", c);
-            out += buf;
+            append_escape(out, c);
         } else {
             out.push_back(char(c));
         }
+        ++i;
     }
     out.push_back('"');
     return out;

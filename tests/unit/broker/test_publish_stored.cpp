@@ -123,3 +123,32 @@ TEST_CASE("PublishObserver is told when a retained message came over a bridge") 
     CHECK(seen.bridged_retained == std::vector<bool>{false, false, true, true});
     h.broker->set_publish_observer(nullptr);
 }
+
+// A Modbus point with retain = true under [mqtt] retain_available = false:
+// its value goes on like a client's, not retained. The bridge's own state
+// (keep_retained) is no publication and is kept.
+TEST_CASE("publish_stored heeds retain_available = false; keep_retained does not") {
+    Config cfg;
+    cfg.retain_available = false;
+    Harness h(cfg);
+    TestClient live(h, Version::V5);
+    live.connect("live");
+    live.subscribe("plant/#", 1, 1, 0, 0, false, /*rap=*/true);   // would show a retain flag
+
+    publish_stored(*h.broker, "plant/press1/temp", "{\"value\": 1}", 1, true);
+    auto got = live.publishes();
+    REQUIRE(got.size() == 1);
+    CHECK_FALSE(got[0].retain);
+    CHECK(h.persist.count("retained_set plant/press1/temp") == 0);
+    CHECK(h.broker->retained_payload("plant/press1/temp").empty());
+    TestClient late(h, Version::V311);
+    late.connect("late");
+    late.subscribe("plant/#", 1);
+    CHECK(late.extra().empty());
+
+    const std::string state = "up/#\n";
+    h.broker->keep_retained("$bridge/site/upstream_filters",
+                            {reinterpret_cast<const uint8_t*>(state.data()), state.size()});
+    CHECK(h.persist.count("retained_set $bridge/site/upstream_filters") == 1);
+    CHECK(h.broker->retained_payload("$bridge/site/upstream_filters") == state);
+}

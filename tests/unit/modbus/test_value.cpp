@@ -65,6 +65,33 @@ TEST_CASE("scale and offset") {
     CHECK(write("{\"value\": -40}", f) == Regs{0});
 }
 
+// 0.1 has no exact binary value: 3 × 0.1 is 0.30000000000000004 as a
+// double. A scaled value is cut to the 15 digits a double always holds.
+TEST_CASE("scaled values carry no binary-float noise") {
+    Format f = fmt(Type::U16);
+    f.scale = 0.1;
+    CHECK(text({3}, f) == "0.3");
+    CHECK(to_json(decode_registers(Regs{1234}, f)) == "123.4");
+    CHECK(text(write("0.3", f), f) == "0.3");
+    CHECK(decode_registers(Regs{3}, f) == decode_registers(Regs{3}, f));
+    CHECK(decode_registers(Regs{3}, f).f == 0.3);   // what change detection compares
+    CHECK_FALSE(changed(decode_registers(Regs{3}, f), decode_registers(Regs{3}, f), 0));
+    Format i32 = fmt(Type::I32);
+    i32.scale = 0.01;
+    i32.offset = -40;
+    CHECK(text({0x0000, 0x3039}, i32) == "83.45");   // 12345 × 0.01 - 40
+    Format f64 = fmt(Type::F64);
+    f64.scale = 0.1;
+    const uint64_t d = std::bit_cast<uint64_t>(7.0);
+    CHECK(text({uint16_t(d >> 48), uint16_t(d >> 32), uint16_t(d >> 16), uint16_t(d)}, f64) == "0.7");
+    // Unscaled values keep every digit: 64-bit integers past 2^53, doubles.
+    CHECK(text({0x0020, 0x0000, 0x0000, 0x0001}, fmt(Type::U64)) == "9007199254740993");
+    CHECK(text({0xFFDF, 0xFFFF, 0xFFFF, 0xFFFF}, fmt(Type::I64)) == "-9007199254740993");
+    const uint64_t third = std::bit_cast<uint64_t>(0.1 + 0.2);
+    CHECK(text({uint16_t(third >> 48), uint16_t(third >> 32), uint16_t(third >> 16), uint16_t(third)},
+               fmt(Type::F64)) == "0.30000000000000004");
+}
+
 TEST_CASE("strings") {
     Format f = fmt(Type::String);
     f.count = 4;
@@ -89,6 +116,42 @@ TEST_CASE("strings") {
     for (std::string_view empty : {"", "  \n"}) {
         CHECK_FALSE(encode_write(empty, Kind::Holding, f, regs, bit, err));
         CHECK(err == "empty payload");
+    }
+}
+
+// JSON is UTF-8; a device's string need not be (Latin-1 is common).
+TEST_CASE("string JSON is valid UTF-8: invalid bytes escaped as their code point") {
+    Format f = fmt(Type::String);
+    f.count = 4;
+    auto json = [&](const Regs& r) { return to_json(decode_registers(r, f)); };
+    CHECK(json({0x4142, 0xFF00}) == "\"AB\\u00ff\"");
+    CHECK(json({0xC3A9, 0x4300}) == "\"\xC3\xA9" "C\"");   // é passes
+    CHECK(json({0xE282, 0xAC00}) == "\"\xE2\x82\xAC\"");   // €
+    CHECK(json({0xF09F, 0x9880, 0}) == "\"\xF0\x9F\x98\x80\"");   // U+1F600
+    CHECK(json({0xE9C3, 0}) == "\"\\u00e9\\u00c3\"");   // Latin-1 "éÃ"
+    CHECK(json({0xC0AF, 0}) == "\"\\u00c0\\u00af\"");   // overlong '/'
+    CHECK(json({0xEDA0, 0x8041}) == "\"\\u00ed\\u00a0\\u0080A\"");   // a surrogate
+    CHECK(json({0xF490, 0x8080, 0}) == "\"\\u00f4\\u0090\\u0080\\u0080\"");   // past U+10FFFF
+    CHECK(json({0xE282, 0x4100}) == "\"\\u00e2\\u0082A\"");   // cut short
+    // The raw payload is the device's bytes as they are.
+    CHECK(text({0x4142, 0xFF00}, f) == "AB\xFF");
+}
+
+TEST_CASE("written strings: \\u escapes, surrogate pairs as one character") {
+    Format f = fmt(Type::String);
+    f.count = 4;
+    CHECK(write("\"\\u00e9\"", f) == Regs{0xC3A9, 0, 0, 0});
+    CHECK(write("\"\\u20AC\"", f) == Regs{0xE282, 0xAC00, 0, 0});
+    CHECK(write("{\"value\": \"\\ud83d\\ude00\"}", f) == Regs{0xF09F, 0x9880, 0, 0});
+    Regs regs;
+    uint8_t bit = 0;
+    std::string err;
+    for (const char* p : {"\"\\ud83d\"", "\"\\ude00\"", "\"\\ud83dx\"", "\"\\ud83d\\u0041\"",
+                          "\"\\ud83d\\ud83d\"", "\"\\ud83d\\ude0\"", "\"\\u12\""}) {
+        CAPTURE(p);
+        err.clear();
+        CHECK_FALSE(encode_write(p, Kind::Holding, f, regs, bit, err));
+        CHECK(err == "malformed JSON string");
     }
 }
 
