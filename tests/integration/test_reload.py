@@ -317,7 +317,8 @@ def test_a_tls_listener_added_after_one_that_failed_to_open_is_tls(broker_factor
     # the table, and its files were loaded again at every reload. With its
     # certificate gone, the next reload's certificates failed to load, and a
     # TLS listener added by that reload opened without TLS: plain MQTT,
-    # passwords in the clear.
+    # passwords in the clear. (Such a reload is now refused whole: nothing
+    # of it may stay behind either.)
     from security_util import connack_code, make_certs, tls_kwargs
     import shutil
     certs = make_certs(str(tmp_path / "certs"))
@@ -336,7 +337,7 @@ def test_a_tls_listener_added_after_one_that_failed_to_open_is_tls(broker_factor
     busy.listen(1)
     taken = busy.getsockname()[1]
     try:
-        reload(b, tls_listener(taken, old))
+        reload(b, tls_listener(taken, old), expect="reload refused")
         assert f"127.0.0.1:{taken}" in b.log()   # the bind failure, logged
     finally:
         busy.close()
