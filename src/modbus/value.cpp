@@ -67,18 +67,20 @@ Value number(double x, bool single = false) {
     return v;
 }
 
-// raw × scale + offset, to 15 significant digits: a scale such as 0.1 has
-// no exact binary value, and 3 × 0.1 is 0.30000000000000004. 15 digits are
-// what a double always holds, so the noise goes and the value stays.
-Value scaled_number(double raw, const Format& f) {
-    const double x = raw * f.scale + f.offset;
-    if (!std::isfinite(x)) return number(x);
+// A scale such as 0.1 has no exact binary value, and 3 × 0.1 is
+// 0.30000000000000004. 15 significant digits are what a double always
+// holds: cut to them, the noise goes and the value stays.
+double to_15_digits(double x) {
+    if (!std::isfinite(x)) return x;
     char buf[64];
     const std::to_chars_result r = std::to_chars(buf, buf + sizeof buf, x, std::chars_format::general, 15);
     double rounded = x;
     std::from_chars(buf, r.ptr, rounded);
-    return number(rounded);
+    return rounded;
 }
+
+// raw × scale + offset, as published.
+Value scaled_number(double raw, const Format& f) { return number(to_15_digits(raw * f.scale + f.offset)); }
 
 std::string format_double(double x, bool as_float) {
     char buf[64];
@@ -612,7 +614,10 @@ bool encode_write(std::string_view payload, Kind k, const Format& f, std::vector
         if (!exact) {
             double x = 0;
             std::from_chars(s, e, x);
-            x = std::nearbyint((x - f.offset) / f.scale);
+            // The inverse of scaled_number, cut to 15 digits the same way
+            // (0.35 / 0.1 is 3.4999999999999996), then halves away from
+            // zero, as a person rounds: 0.35 at scale 0.1 writes 4.
+            x = std::round(to_15_digits((x - f.offset) / f.scale));
             if (!std::isfinite(x)) {   // "nan", "inf": not a value too large
                 err = "value is not a finite number";
                 return false;

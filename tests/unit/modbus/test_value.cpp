@@ -63,6 +63,14 @@ TEST_CASE("scale and offset") {
     CHECK(text({625}, f) == "22.5");
     CHECK(write("22.5", f) == Regs{625});
     CHECK(write("{\"value\": -40}", f) == Regs{0});
+    // Halves go away from zero, also where the division leaves binary
+    // noise below the half (0.35 / 0.1 is 3.4999999999999996).
+    Format tenth = fmt(Type::I16);
+    tenth.scale = 0.1;
+    CHECK(write("0.35", tenth) == Regs{4});
+    CHECK(write("0.25", tenth) == Regs{3});
+    CHECK(write("-0.25", tenth) == Regs{uint16_t(-3)});
+    CHECK(write("2.5", fmt(Type::I16)) == Regs{3});
 }
 
 // 0.1 has no exact binary value: 3 × 0.1 is 0.30000000000000004 as a
