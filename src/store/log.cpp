@@ -339,7 +339,8 @@ bool SegmentLog::recover(std::string& err) {
     for (auto it = found.begin(); it != found.end();) {
         if (it->scan.records != 0) {
             last_seen = it->scan.last_lsn;
-        } else if (last_seen != 0 && it->seg.base_lsn != last_seen + 1) {
+        } else if (last_seen != 0 && it->seg.base_lsn != last_seen + 1 && !it->scan.corrupt &&
+                   it->scan.skipped.empty()) {   // damage, not emptiness: reported as such below
             const std::string path = it->seg.path;
             it->seg.close();
             std::string moved;

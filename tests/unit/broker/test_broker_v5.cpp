@@ -221,6 +221,31 @@ TEST_CASE("subscription identifiers count in max_queued_bytes: overlapping subsc
     CHECK(q.messages <= cfg.max_queued_bytes / 64);
 }
 
+// A message larger than max_queued_bytes reached no subscriber, online or
+// not, with the publisher acknowledged: an empty queue takes one.
+TEST_CASE("a message larger than max_queued_bytes still reaches a subscriber with an empty queue") {
+    Config cfg;
+    cfg.max_queued_bytes = 1000;
+    Harness h(cfg);
+    TestClient online(h, Version::V5), offline(h, Version::V5), p(h, Version::V5);
+    online.connect("online");
+    online.subscribe("big/#", 1, 1);
+    Properties keep;
+    keep.session_expiry = 300;
+    offline.connect("offline", false, 0, keep);
+    offline.subscribe("big/#", 1, 1);
+    offline.disconnect();
+    p.connect("p");
+    const std::string big(5000, 'x');
+    p.publish("big/1", big, 1);
+    const auto got = online.publishes();
+    REQUIRE(got.size() == 1);
+    CHECK(got[0].payload.size() == big.size());
+    CHECK(h.broker->session_queue("offline").messages == 1);
+    p.publish("big/2", big, 1);   // the queue holds one already: over the limit
+    CHECK(h.broker->session_queue("offline").messages == 1);
+}
+
 TEST_CASE("an outbound alias is used only where the packet still fits the client's Maximum Packet Size") {
     Harness h;
     TestClient s(h, Version::V5), p(h, Version::V5);
