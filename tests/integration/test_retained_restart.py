@@ -8,6 +8,7 @@ import struct
 import threading
 import time
 
+from build_info import sanitized
 from raw_mqtt import (CONNACK, PUBACK, PUBLISH, SUBACK, RawClient, parse_publish,
                       publish, subscribe)
 
@@ -153,7 +154,8 @@ def test_a_queued_backlog_is_recovered_without_twice_its_ram(broker_factory):
     sampler = PeakAnonRss(b)
     b.start()
     peak = sampler.stop_mb()
-    assert peak < 1.5 * n, "peak heap %.0f MB recovering %d MB queued" % (peak, n)
+    # ASan's allocator holds freed memory back: the release run asserts it.
+    assert peak < 1.5 * n or sanitized(b), "peak heap %.0f MB recovering %d MB queued" % (peak, n)
     sub = RawClient(b, timeout=30)
     sub.connect("backlog", clean=False)
     got = 0
