@@ -172,8 +172,8 @@ struct ModbusIo::Device {
     size_t tx_off = 0;
     std::vector<uint8_t> rx;
     modbus::Response resp;
-    // rtu: why the last frame heard while waiting was not this answer (a
-    // late answer of another unit, line noise): kept for the timeout's report.
+    // Why the last frame heard while waiting was not this answer (a late
+    // answer, another unit's, line noise): kept for the timeout's report.
     std::string discarded;
 
     std::deque<WriteJob> writes;
@@ -622,9 +622,16 @@ void Driver::on_ready(short revents, uint64_t now) {
         return;
     }
     for (;;) {
-        modbus::Decoded r = d_.tcp ? modbus::decode_tcp(d_.rx, d_.cur, d_.resp)
+        modbus::Decoded r = d_.tcp ? modbus::decode_tcp(d_.rx, d_.cur, d_.transaction, d_.cfg.unit_id, d_.resp)
                                    : modbus::decode_rtu(d_.rx, d_.cur, d_.cfg.unit_id, d_.resp);
         if (r.status == modbus::Status::Incomplete) return;
+        if (r.status == modbus::Status::Skipped) {
+            // Kept for the timeout's report: a device answering with the wrong
+            // transaction or unit is not silent.
+            d_.discarded = r.error;
+            d_.rx.erase(d_.rx.begin(), d_.rx.begin() + ptrdiff_t(r.used));
+            continue;
+        }
         if (r.status == modbus::Status::Error) {
             if (!d_.line) return fail("bad answer: " + r.error, now, true);
             // On a shared line a frame that is not this unit's answer (another
@@ -636,7 +643,6 @@ void Driver::on_ready(short revents, uint64_t now) {
             continue;
         }
         d_.rx.erase(d_.rx.begin(), d_.rx.begin() + ptrdiff_t(r.used));
-        if (d_.tcp && d_.resp.transaction != d_.transaction) continue;   // a late answer to an earlier request
         return complete(now);
     }
 }

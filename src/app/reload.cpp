@@ -1,5 +1,7 @@
 #include "app/reload.hpp"
 
+#include <algorithm>
+#include <ranges>
 #include <string>
 
 #include "app/log.hpp"
@@ -37,23 +39,30 @@ std::vector<size_t> build_table(const std::vector<config::Listener>& running, co
     return added;
 }
 
-// Whether every listener the reload adds can bind. One on a port an open
-// listener holds is not tried: that socket is ours, closed first (a
-// listener moved to another address on its port).
-bool added_listeners_bind(const config::AppConfig& running, const std::vector<bool>& open_slots,
-                          const std::vector<config::Listener>& next, const ListenerPlan& plan, ReloadSteps& steps) {
-    bool ok = true;
-    for (size_t n = 0; n < next.size(); ++n) {
-        const config::Listener& l = next[n];
-        if (plan.slot_of_new[n] >= 0 || l.port == 0) continue;
-        bool ours = false;
-        for (size_t i = 0; i < running.listeners.size(); ++i)
-            ours = ours || (i < open_slots.size() && open_slots[i] && running.listeners[i].port == l.port);
+// Whether every listener the reload adds, and the metrics endpoint if it
+// moves, can bind. A port one of our open sockets holds is not tried: that
+// socket is closed first (moved to another address on its port).
+bool added_ports_bind(const config::AppConfig& running, const std::vector<bool>& open_slots,
+                      const config::AppConfig& next, const ListenerPlan& plan, ReloadSteps& steps) {
+    const size_t open = std::min(open_slots.size(), running.listeners.size());
+    const bool metrics_moved =
+        next.metrics.address != running.metrics.address || next.metrics.port != running.metrics.port;
+    auto ours = [&](uint16_t port) {
+        if (metrics_moved && running.metrics.port == port) return true;
+        return std::ranges::any_of(std::views::iota(size_t{0}, open), [&](size_t i) {
+            return open_slots[i] && running.listeners[i].port == port;
+        });
+    };
+    auto binds = [&](const char* what, const std::string& address, uint16_t port) {
         std::string err;
-        if (ours || steps.can_listen(l, err)) continue;
-        log_error("reload: new listener %s:%u cannot open: %s", l.address.c_str(), unsigned(l.port), err.c_str());
-        ok = false;
-    }
+        if (port == 0 || ours(port) || steps.can_listen(address, port, err)) return true;
+        log_error("reload: new %s %s:%u cannot open: %s", what, address.c_str(), unsigned(port), err.c_str());
+        return false;
+    };
+    bool ok = true;
+    for (size_t n = 0; n < next.listeners.size(); ++n)
+        if (plan.slot_of_new[n] < 0) ok = binds("listener", next.listeners[n].address, next.listeners[n].port) && ok;
+    if (metrics_moved) ok = binds("metrics endpoint", next.metrics.address, next.metrics.port) && ok;
     return ok;
 }
 
@@ -64,7 +73,7 @@ bool apply_reload(const config::AppConfig& running, const std::vector<bool>& ope
     const config::MetricsConfig old_metrics = running.metrics;
     const uint32_t old_sys = running.sys_interval_s;
     const ListenerPlan plan = plan_listeners(running.listeners, open_slots, next.listeners);
-    if (!added_listeners_bind(running, open_slots, next.listeners, plan, steps)) return false;
+    if (!added_ports_bind(running, open_slots, next, plan, steps)) return false;
     warn_restart_only(keep_restart_only(running, next));
     // Closed while `running` still describes them (the log names them).
     for (size_t i : plan.removed) steps.close_listener(i);

@@ -24,8 +24,8 @@ namespace hato::app {
 class ReloadSteps {
 public:
     virtual ~ReloadSteps() = default;
-    // A trial bind of a listener the reload adds (false: `err` says why).
-    virtual bool can_listen(const config::Listener& l, std::string& err) = 0;
+    // A trial bind of a listener or metrics port the reload adds (false: `err` says why).
+    virtual bool can_listen(const std::string& address, uint16_t port, std::string& err) = 0;
     virtual void close_listener(size_t slot) = 0;
     virtual void adopt(config::AppConfig next) = 0;
     virtual void reload_security() = 0;

@@ -271,8 +271,8 @@ private:
         c_.reactor->set_max_lingering(cfg_.broker.max_connections);
     }
 
-    bool can_listen(const config::Listener& l, std::string& err) override {
-        return net::can_listen(l.address, l.port, err);
+    bool can_listen(const std::string& address, uint16_t port, std::string& err) override {
+        return net::can_listen(address, port, err);
     }
 
     void open_added_listener(size_t i) override {

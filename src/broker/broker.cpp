@@ -445,7 +445,6 @@ void Broker::Impl::frame_input(Connection& c, std::span<const uint8_t> bytes, ui
     // in the buffer included (the bytes follow it there).
     if (out_of_match_work(c, work_limit)) return defer_input(c, bytes);
     std::span<const uint8_t> in = bytes;
-    c.last_rx_ms = now_ms;
     while (c.extras() && !c.extras()->inbuf.empty() && !in.empty()) {
         bool ready = false, ok = true;
         in = in.subspan(fill_partial(c, in, ready, ok));
@@ -534,7 +533,6 @@ void Broker::Impl::received_in_place(Connection& c, size_t n) {
     in_place = {};
     stats.partial_bytes_in_place += n;
     if (n == 0) return;
-    c.last_rx_ms = now_ms;
     if (x.inbuf.size() == x.inbuf_need) {
         const uint64_t before = match_work();
         const bool open = complete_partial(c, {});
@@ -694,6 +692,9 @@ bool Broker::Impl::process_packet(Connection& c, std::span<const uint8_t> packet
         return false;
     }
     ++stats.packets_in;
+    // Keep alive counts whole control packets (MQTT 5 3.1.2.10): a client trickling
+    // the bytes of one large packet does not hold its buffer for ever.
+    c.last_rx_ms = now_ms;
     // Most of the traffic is PUBLISH and its acks: decoded into a reused
     // packet, without the Packet variant (building either zeroes a few
     // hundred bytes of properties, which costs more than decoding a small

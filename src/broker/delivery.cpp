@@ -47,11 +47,11 @@ bool Broker::Impl::queue_full(const Session& s, const Config::SessionBudget* bud
                               size_t more_queued, uint64_t more_bytes) const {
     const size_t queued = (s.flows ? s.flows->queue.size() : 0) + more_queued;
     const uint64_t queued_bytes = (s.flows ? s.flows->queue_bytes : 0) + more_bytes;
-    if (budget) return budget->max_bytes != 0 && queued > 0 && queued_bytes + item_bytes > budget->max_bytes;
-    // An empty queue takes one message of any size, as a budget does: a
-    // message larger than the byte limit would otherwise reach no one.
-    return (cfg.max_queued_messages != 0 && queued >= cfg.max_queued_messages) ||
-           (cfg.max_queued_bytes != 0 && queued > 0 && queued_bytes + item_bytes > cfg.max_queued_bytes);
+    if (!budget && cfg.max_queued_messages != 0 && queued >= cfg.max_queued_messages) return true;
+    // An empty queue takes one message of any size: a message larger than
+    // the byte limit would otherwise reach no one.
+    const uint64_t max_bytes = budget ? budget->max_bytes : cfg.max_queued_bytes;
+    return max_bytes != 0 && queued > 0 && queued_bytes + item_bytes > max_bytes;
 }
 
 Broker::Impl::Qos0Room Broker::Impl::qos0_room(const Connection& c, uint64_t queued) const {

@@ -183,7 +183,8 @@ uint16_t crc16(std::span<const uint8_t> bytes) {
     return crc;
 }
 
-Decoded decode_tcp(std::span<const uint8_t> in, const Request& req, Response& out) {
+Decoded decode_tcp(std::span<const uint8_t> in, const Request& req, uint16_t transaction, uint8_t unit,
+                   Response& out) {
     Decoded d;
     if (in.size() < 7) return d;
     const uint16_t protocol = get16(in, 2);
@@ -197,6 +198,15 @@ Decoded decode_tcp(std::span<const uint8_t> in, const Request& req, Response& ou
     out.transaction = get16(in, 0);
     out.unit = in[6];
     const size_t used = 6 + size_t(len);
+    if (out.transaction != transaction || out.unit != unit) {
+        d.status = Status::Skipped;
+        d.used = used;
+        d.error = out.transaction != transaction
+                      ? "an answer to transaction " + std::to_string(out.transaction) + ", not " +
+                            std::to_string(transaction)
+                      : "an answer from unit " + std::to_string(out.unit) + ", not " + std::to_string(unit);
+        return d;
+    }
     Decoded p = decode_pdu(in.subspan(7, len - 1), req, out);
     p.used = used;
     return p;

@@ -59,18 +59,21 @@ struct Response {
     std::vector<uint8_t> bits;        // 01, 02: `count` of them, 0 or 1
 };
 
-enum class Status : uint8_t { Consumed, Incomplete, Error };
+// Skipped: a whole frame that is not the answer awaited (TCP: another
+// transaction's, a late answer after a timeout, or another unit's).
+enum class Status : uint8_t { Consumed, Incomplete, Error, Skipped };
 
 struct Decoded {
     Status status = Status::Incomplete;
-    size_t used = 0;                  // Consumed: bytes of the frame
-    std::string error;                // Error: why
+    size_t used = 0;                  // Consumed, Skipped: bytes of the frame
+    std::string error;                // Error: why; Skipped: what the frame was
 };
 
-// Decodes the answer to `req` from the front of `in`. TCP: the caller
-// compares Response::transaction with the request's (a stale answer after a
-// timeout is Consumed with another transaction).
-Decoded decode_tcp(std::span<const uint8_t> in, const Request& req, Response& out);
+// Decodes the answer to `req` from the front of `in`. TCP: an answer must
+// carry the request's transaction and unit (the server echoes both); one
+// that does not is Skipped, its PDU not read.
+Decoded decode_tcp(std::span<const uint8_t> in, const Request& req, uint16_t transaction, uint8_t unit,
+                   Response& out);
 Decoded decode_rtu(std::span<const uint8_t> in, const Request& req, uint8_t unit, Response& out);
 
 // "illegal data address (02)" and the like.

@@ -69,14 +69,17 @@ Value number(double x, bool single = false) {
 
 // A scale such as 0.1 has no exact binary value, and 3 × 0.1 is
 // 0.30000000000000004. 15 significant digits are what a double always
-// holds: cut to them, the noise goes and the value stays.
+// holds: cut to them, the noise goes and the value stays. Only noise: a
+// value that needs a 16th digit (a scaled 64-bit counter past 10^15) is
+// further from its 15-digit form than one multiply and add can stray.
 double to_15_digits(double x) {
     if (!std::isfinite(x)) return x;
     char buf[64];
     const std::to_chars_result r = std::to_chars(buf, buf + sizeof buf, x, std::chars_format::general, 15);
     double rounded = x;
     std::from_chars(buf, r.ptr, rounded);
-    return rounded;
+    const double ulp = std::nextafter(std::fabs(x), INFINITY) - std::fabs(x);
+    return std::fabs(rounded - x) <= 4 * ulp ? rounded : x;
 }
 
 // raw × scale + offset, as published.

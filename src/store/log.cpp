@@ -469,7 +469,7 @@ bool SegmentLog::recover(std::string& err) {
 bool SegmentLog::repair_damaged(Segment& seg, const SegmentScan& scan, bool bad_tail, std::string& err) {
     std::string copy;
     bool copied = quarantine_copy(opt_.dir, seg.path, seg.fd, copy, err);
-    if (!copied) {
+    if (!copied && (errno == ENOSPC || errno == EDQUOT)) {
         // On a full disk, the reserve gives way (it is made again once there
         // is room): a start that fails here fails at every restart.
         for (size_t i = 0; i < kSpares; ++i) ::unlink(spare_path(i).c_str());

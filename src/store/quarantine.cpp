@@ -22,8 +22,9 @@ bool quarantine_dir(const std::string& dir, std::string& qdir, std::string& err)
             err = dir + ": fsync: " + std::strerror(errno);
             return false;
         }
-    } else if (errno != EEXIST) {
-        err = qdir + ": mkdir: " + std::strerror(errno);
+    } else if (const int failed = errno; failed != EEXIST) {
+        err = qdir + ": mkdir: " + std::strerror(failed);
+        errno = failed;
         return false;
     }
     return true;
@@ -60,17 +61,21 @@ bool quarantine_copy(const std::string& dir, const std::string& path, int fd, st
     copy = fresh_name(qdir, path);
     const int out = ::open(copy.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
     if (out < 0) {
-        err = copy + ": open: " + std::strerror(errno);
+        const int failed = errno;
+        err = copy + ": open: " + std::strerror(failed);
+        errno = failed;
         return false;
     }
     std::vector<uint8_t> buf(64 * 1024);
     off_t at = 0;
     bool ok = true;
+    int failed = 0;   // the failing call's errno, for the caller
     for (;;) {
         const ssize_t n = pread(fd, buf.data(), buf.size(), at);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) {
-            err = path + ": read: " + std::strerror(errno);
+            failed = errno;
+            err = path + ": read: " + std::strerror(failed);
             ok = false;
             break;
         }
@@ -80,7 +85,8 @@ bool quarantine_copy(const std::string& dir, const std::string& path, int fd, st
                 const ssize_t w = pwrite(out, buf.data() + done, static_cast<size_t>(n - done), at + done);
                 if (w < 0 && errno == EINTR) continue;
                 if (w <= 0) {
-                    err = copy + ": write: " + std::strerror(errno);
+                    failed = w < 0 ? errno : ENOSPC;
+                    err = copy + ": write: " + std::strerror(failed);
                     ok = false;
                     break;
                 }
@@ -91,19 +97,25 @@ bool quarantine_copy(const std::string& dir, const std::string& path, int fd, st
         at += n;
     }
     if (ok && ftruncate(out, at) != 0) {  // trailing zeros as a hole
-        err = copy + ": ftruncate: " + std::strerror(errno);
+        failed = errno;
+        err = copy + ": ftruncate: " + std::strerror(failed);
         ok = false;
     }
     if (ok && fsync(out) != 0) {
-        err = copy + ": fsync: " + std::strerror(errno);
+        failed = errno;
+        err = copy + ": fsync: " + std::strerror(failed);
         ok = false;
     }
     ::close(out);
     if (ok && !fsync_dir(qdir)) {
-        err = qdir + ": fsync: " + std::strerror(errno);
+        failed = errno;
+        err = qdir + ": fsync: " + std::strerror(failed);
         ok = false;
     }
-    if (!ok) ::unlink(copy.c_str());
+    if (!ok) {
+        ::unlink(copy.c_str());
+        errno = failed;
+    }
     return ok;
 }
 

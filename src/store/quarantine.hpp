@@ -12,6 +12,7 @@ namespace hato::store {
 // Copies the file open as `fd` (named `path`) into DIR/quarantine/ and makes
 // the copy durable (file and directory). Runs of zeros stay holes, so a
 // mostly preallocated segment costs little space. Sets `copy` to its path.
+// On failure errno holds the failing call's error (ENOSPC: no room).
 bool quarantine_copy(const std::string& dir, const std::string& path, int fd, std::string& copy,
                      std::string& err);
 

@@ -315,6 +315,65 @@ def test_slowloris_connect_subscribe_publish(broker_factory):
     sc.check_freed("slowloris")
 
 
+TRICKLERS = 40
+TRICKLE_KEEPALIVE_S = 2
+
+
+def test_large_publishes_trickled_are_closed_at_the_keep_alive(broker_factory):
+    """Keep alive counts whole packets: clients that send most of a large
+    PUBLISH and then a byte now and then (each holding a partial packet's
+    buffer) are closed 1.5x their keep alive after their last whole packet,
+    their buffers freed; a client that sends whole packets stays."""
+    sc = Scenario(broker_factory)
+    head = raw_mqtt.publish("trickle/t", b"x" * (MAX_PACKET - 64))
+    socks = []
+    for i in range(TRICKLERS):
+        s = socket.create_connection((sc.b.host, sc.b.port), timeout=10)
+        s.sendall(connect_packet(f"trickle-{i}", keepalive=TRICKLE_KEEPALIVE_S))
+        assert read_one_packet(s).type == raw_mqtt.CONNACK
+        s.sendall(head[:len(head) // 2])
+        socks.append(s)
+    alive = socket.create_connection((sc.b.host, sc.b.port), timeout=10)
+    alive.sendall(connect_packet("whole-packets", keepalive=TRICKLE_KEEPALIVE_S))
+    assert read_one_packet(alive).type == raw_mqtt.CONNACK
+    sc.sample()
+    closed_at = {}
+    start = time.monotonic()
+    k = len(head) // 2
+    while len(closed_at) < TRICKLERS and time.monotonic() - start < 4 * TRICKLE_KEEPALIVE_S:
+        for i, s in enumerate(socks):
+            if i in closed_at:
+                continue
+            try:
+                s.send(head[k:k + 1])
+                s.setblocking(False)
+                if s.recv(1) == b"":
+                    closed_at[i] = time.monotonic() - start
+            except BlockingIOError:
+                pass
+            except OSError:
+                closed_at[i] = time.monotonic() - start
+            finally:
+                s.setblocking(True)
+        k += 1
+        alive.sendall(raw_mqtt.packet(raw_mqtt.PINGREQ, 0, b""))
+        assert read_one_packet(alive).type == raw_mqtt.PINGRESP
+        sc.sample()
+        time.sleep(0.25)
+    assert len(closed_at) == TRICKLERS, f"still open after {4 * TRICKLE_KEEPALIVE_S} s: {TRICKLERS - len(closed_at)}"
+    # Due 1.5x the keep alive after the CONNECT; the broker checks on its tick.
+    assert max(closed_at.values()) < 1.5 * TRICKLE_KEEPALIVE_S + 2.0, closed_at
+    print(f"tricklers closed after {min(closed_at.values()):.1f}-{max(closed_at.values()):.1f} s")
+    sc.check_during(f"{TRICKLERS} trickled large PUBLISHes",
+                    sc.base + TRICKLERS * (MAX_PACKET + PER_CONN) + SLACK)
+    for s in socks:
+        s.close()
+    alive.sendall(raw_mqtt.packet(raw_mqtt.PINGREQ, 0, b""))
+    assert read_one_packet(alive).type == raw_mqtt.PINGRESP
+    alive.close()
+    sc.check_freed("trickled large PUBLISHes")
+
+
 NEVER_READ_S = 6.0
 
 

@@ -19,10 +19,10 @@ struct Recorder final : app::ReloadSteps {
     std::vector<std::string> steps;
     config::AppConfig adopted;
     std::vector<uint16_t> busy_ports;   // can_listen fails on these
-    bool can_listen(const config::Listener& l, std::string& err) override {
-        steps.push_back("try " + std::to_string(l.port));
+    bool can_listen(const std::string&, uint16_t port, std::string& err) override {
+        steps.push_back("try " + std::to_string(port));
         err = "Address already in use";
-        return std::find(busy_ports.begin(), busy_ports.end(), l.port) == busy_ports.end();
+        return std::find(busy_ports.begin(), busy_ports.end(), port) == busy_ports.end();
     }
     void close_listener(size_t slot) override { steps.push_back("close " + std::to_string(slot)); }
     void adopt(config::AppConfig next) override {
@@ -127,7 +127,29 @@ TEST_CASE("[sys] and [metrics] restart only when their settings changed, after t
     Recorder changed;
     apply_reload(running, {true}, next, changed);
     CHECK(changed.steps ==
-          std::vector<std::string>{"try 1890", "adopt", "security", "open 1", "sys", "metrics from 9100", "bridges"});
+          std::vector<std::string>{"try 1890", "try 9200", "adopt", "security", "open 1", "sys", "metrics from 9100",
+                                   "bridges"});
+}
+
+// The metrics endpoint closed its old socket, then failed to bind the new
+// port: monitoring was gone until the next reload.
+TEST_CASE("metrics moved to a port that cannot bind refuses the whole reload") {
+    config::AppConfig running;
+    running.listeners = {listener(1883)};
+    running.metrics.port = 9100;
+    config::AppConfig next = running;
+    next.metrics.port = 9200;
+    Recorder r;
+    r.busy_ports = {9200};
+    CHECK_FALSE(apply_reload(running, {true}, next, r));
+    CHECK(r.steps == std::vector<std::string>{"try 9200"});
+
+    next.metrics = running.metrics;   // to another address on its own port: ours, not tried
+    next.metrics.address = "0.0.0.0";
+    Recorder moved;
+    moved.busy_ports = {9100};
+    CHECK(apply_reload(running, {true}, next, moved));
+    CHECK(moved.steps == std::vector<std::string>{"adopt", "security", "metrics from 9100", "bridges"});
 }
 
 TEST_CASE("restart-only keys keep their running values in what is adopted") {

@@ -145,6 +145,34 @@ TEST_CASE("keep alive timeout closes after 1.5x and publishes the will") {
     CHECK(text(wills[0].payload) == "gone");
 }
 
+TEST_CASE("keep alive counts whole packets: one trickled in pieces does not keep the connection") {
+    Harness h;
+    TestClient a(h, Version::V5);
+    Connect c;
+    c.client_id = "a";
+    c.keep_alive = 10;
+    a.connect_with(c);
+    // A PUBLISH announcing 1000 bytes, sent a few bytes at a time: its
+    // buffer would otherwise be held for as long as the client likes.
+    a.send_raw({0x30, 0xE8, 0x07, 0x00, 0x01, 'x'});
+    for (uint64_t t = 1000; t < 15000; t += 1000) {
+        h.broker->on_tick(t);
+        a.send_raw({'y', 'y'});
+    }
+    h.broker->on_tick(15000);
+    CHECK(a.closed());
+    CHECK(a.take_one<Disconnect>().reason == rc::KeepAliveTimeout);
+
+    TestClient b(h, Version::V5);   // a whole packet within the period keeps it open
+    c.client_id = "b";
+    b.connect_with(c);
+    h.broker->on_tick(24000);
+    b.send(Pingreq{});
+    b.take_one<Pingresp>();
+    h.broker->on_tick(30000);
+    CHECK_FALSE(b.closed());
+}
+
 TEST_CASE("server keep alive overrides the client's") {
     Config cfg;
     cfg.server_keep_alive = 5;

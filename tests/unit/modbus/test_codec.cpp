@@ -86,8 +86,9 @@ TEST_CASE("TCP response: incomplete, consumed, stale transaction, exception") {
     const Request req = read(fn::ReadHoldingRegisters, 0x6B, 3);
     Bytes in{0x12, 0x34, 0, 0, 0, 9, 17, 0x03, 0x06, 0x02, 0x2B, 0x00, 0x00, 0x00, 0x64, 0xEE};
     Response r;
-    for (size_t n = 0; n < 15; ++n) CHECK(decode_tcp({in.data(), n}, req, r).status == Status::Incomplete);
-    Decoded d = decode_tcp(in, req, r);
+    for (size_t n = 0; n < 15; ++n)
+        CHECK(decode_tcp({in.data(), n}, req, 0x1234, 17, r).status == Status::Incomplete);
+    Decoded d = decode_tcp(in, req, 0x1234, 17, r);
     CHECK(d.status == Status::Consumed);
     CHECK(d.used == 15);
     CHECK(r.transaction == 0x1234);
@@ -95,17 +96,35 @@ TEST_CASE("TCP response: incomplete, consumed, stale transaction, exception") {
     CHECK(r.registers == std::vector<uint16_t>{0x022B, 0, 0x64});
 
     Bytes ex{0, 1, 0, 0, 0, 3, 1, 0x83, 0x02};
-    d = decode_tcp(ex, req, r);
+    d = decode_tcp(ex, req, 1, 1, r);
     CHECK(d.status == Status::Consumed);
     CHECK(r.exception == 2);
     CHECK(exception_text(2) == "Modbus exception 02 (illegal data address)");
 
     Bytes bad{0, 1, 0, 7, 0, 3, 1, 0x83, 0x02};
-    CHECK(decode_tcp(bad, req, r).status == Status::Error);
+    CHECK(decode_tcp(bad, req, 1, 1, r).status == Status::Error);
     Bytes short_read{0, 1, 0, 0, 0, 5, 1, 0x03, 0x02, 0, 1};   // one register for three
-    CHECK(decode_tcp(short_read, req, r).status == Status::Error);
+    CHECK(decode_tcp(short_read, req, 1, 1, r).status == Status::Error);
     Bytes other_fn{0, 1, 0, 0, 0, 5, 1, 0x04, 0x02, 0, 1};
-    CHECK(decode_tcp(other_fn, req, r).status == Status::Error);
+    CHECK(decode_tcp(other_fn, req, 1, 1, r).status == Status::Error);
+}
+
+// A device answering with another transaction or unit was taken for a
+// silent one (the timeout's report said "no answer"); a late answer to an
+// earlier request of another function broke the connection as malformed.
+TEST_CASE("TCP response of another transaction or unit: skipped whole, and said which") {
+    const Request req = read(fn::ReadHoldingRegisters, 0x6B, 3);
+    Response r;
+    Bytes late_other_fn{0, 6, 0, 0, 0, 5, 1, 0x04, 0x02, 0, 1};   // transaction 6, a read of one input register
+    Decoded d = decode_tcp(late_other_fn, req, 7, 1, r);
+    CHECK(d.status == Status::Skipped);
+    CHECK(d.used == late_other_fn.size());
+    CHECK(d.error == "an answer to transaction 6, not 7");
+    Bytes other_unit{0, 7, 0, 0, 0, 3, 9, 0x83, 0x02};
+    d = decode_tcp(other_unit, req, 7, 1, r);
+    CHECK(d.status == Status::Skipped);
+    CHECK(d.error == "an answer from unit 9, not 1");
+    CHECK(decode_tcp({other_unit.data(), 8}, req, 7, 1, r).status == Status::Incomplete);
 }
 
 TEST_CASE("RTU response: bits, CRC, unit, exception, write echo") {
@@ -168,8 +187,8 @@ TEST_CASE("arbitrary bytes: never more consumed than given, errors say why") {
         for (auto& b : in) b = uint8_t(next());
         if (!in.empty() && (i & 1)) in[0] = 1;   // RTU: the right unit now and then
         for (const Request& req : reqs) {
-            Decoded t = decode_tcp(in, req, r);
-            if (t.status == Status::Consumed) CHECK(t.used <= in.size());
+            Decoded t = decode_tcp(in, req, 1, 1, r);
+            if (t.status == Status::Consumed || t.status == Status::Skipped) CHECK(t.used <= in.size());
             if (t.status == Status::Error) CHECK(!t.error.empty());
             Decoded u = decode_rtu(in, req, 1, r);
             if (u.status == Status::Consumed) {

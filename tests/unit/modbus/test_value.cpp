@@ -88,6 +88,10 @@ TEST_CASE("scaled values carry no binary-float noise") {
     i32.scale = 0.01;
     i32.offset = -40;
     CHECK(text({0x0000, 0x3039}, i32) == "83.45");   // 12345 × 0.01 - 40
+    // A 16th digit that is the value's own stays: 1234567890123456 × 0.001.
+    Format u64 = fmt(Type::U64);
+    u64.scale = 0.001;
+    CHECK(text({0x0004, 0x62D5, 0x3C8A, 0xBAC0}, u64) == "1234567890123.456");
     Format f64 = fmt(Type::F64);
     f64.scale = 0.1;
     const uint64_t d = std::bit_cast<uint64_t>(7.0);

@@ -385,6 +385,31 @@ TEST_CASE("on a full disk the reserve gives way to the quarantine copy of a dama
     CHECK(quarantine_files(fs.dir()).size() == 1);
 }
 
+// The reserve gives way only to a copy that failed for want of room:
+// deleted for any failure, a gateway lost its reserve to an unrelated one.
+TEST_CASE("a quarantine copy that fails for another reason than room leaves the reserve") {
+    TempDir d;
+    std::vector<Rec> written;
+    {
+        auto log = open_log(d.path());
+        written = fill(*log, 12);
+        REQUIRE(log->sync_now());
+    }
+    const std::string file = t::segment_files(d.path()).at(0);
+    auto image = t::read_file(file);
+    image[offsets_of(written)[2] + 20] ^= 0x01;
+    t::write_file(file, image);
+    t::write_file(d.sub("quarantine"), {'x'});   // a file where the directory goes: ENOTDIR
+    Options o;
+    o.dir = d.path();
+    o.segment_bytes = kSegBytes;
+    std::string err;
+    CHECK_FALSE(Log::open(o, err));
+    CHECK(err.find("quarantine") != std::string::npos);
+    CHECK(fs::exists(d.sub("reserve.spare")));
+    CHECK(fs::exists(d.sub("reserve.spare2")));
+}
+
 TEST_CASE("a torn tail is still cut, without quarantine") {
     TempDir d;
     std::vector<Rec> written;
