@@ -291,8 +291,14 @@ private:
     }
 
     void restart_sys() override {
-        c_.sys.reset();
-        open_sys(cfg_, c_);
+        if (c_.sys && cfg_.sys_interval_s != 0) {
+            c_.sys->set_interval(cfg_.sys_interval_s);
+        } else {
+            c_.sys.reset();
+            open_sys(cfg_, c_);
+            // Off: its last figures must not stay retained, as if current.
+            if (!c_.sys) c_.broker->forget_internal_retained("$SYS/");
+        }
         log_info("[sys] interval now %u s%s", unsigned(cfg_.sys_interval_s),
                  cfg_.sys_interval_s == 0 ? " ($SYS off)" : "");
     }

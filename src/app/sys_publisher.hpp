@@ -26,6 +26,8 @@ public:
 
     // Publishes on the first call, then once `interval` passed since the last.
     void on_tick(uint64_t now_ms, broker::Broker& broker);
+    // A reload's new interval (not 0); the load averages go on.
+    void set_interval(uint32_t interval_s) { interval_ms_ = uint64_t(interval_s) * 1000; }
     // Topics of other parts (the bridges), added to each publication.
     void set_extra(std::function<void(uint64_t now_ms, std::vector<broker::SysMessage>&)> extra) {
         extra_ = std::move(extra);

@@ -287,10 +287,19 @@ void Broker::shut_down_connection(ConnId id) {
     if (!c) return;
     if (c->connected && c->version == Version::V5) impl_->send_disconnect(*c, rc::ServerShuttingDown);
     // Ended by the server, not by its DISCONNECT, while the broker runs on:
-    // its will goes as for a lost connection, but now, without its delay:
-    // the removed listener's ACL judges it only while the reload has not
-    // replaced it (a will waiting out its delay would be judged by another).
-    if (c->will) c->will->delay_s = 0;
+    // its will goes as for a lost connection, after its delay (a reconnect
+    // within it still cancels it, MQTT-3.1.3-9). The removed listener's ACL
+    // judges it now, while the reload has not replaced it: a will waiting
+    // out its delay would otherwise be judged by another listener's.
+    Session* s = impl_->session(c->slot);
+    if (c->will && s) {
+        if (impl_->authz && !impl_->authz->can_publish(impl_->client_info(*s), c->will->msg->topic())) {
+            impl_->end_will(*s, *c->will, /*publish=*/false);
+            c->will.reset();
+        } else {
+            c->will->judged = true;
+        }
+    }
     impl_->drop(*c, /*publish_will=*/true, /*close_transport=*/true);
     impl_->bury();
 }

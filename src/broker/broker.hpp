@@ -222,6 +222,9 @@ public:
     // message in memory only: it is never written to the store, so state
     // the broker regenerates ($SYS) costs no disk writes.
     void publish_internal(std::string_view topic, std::span<const uint8_t> payload, bool retain);
+    // Drops the retained messages publish_internal kept under `prefix`
+    // ($SYS turned off: a later subscriber must not read stale figures).
+    void forget_internal_retained(std::string_view prefix);
     // Routes a message like a PUBLISH from no client, stored like a
     // client's: a retained one is written to the store, copies queued for
     // persistent sessions at QoS 1/2 are durable. ACLs apply to receivers.

@@ -330,6 +330,7 @@ struct Broker::Impl {
     void on_pubrel(Connection& c, const mqtt::Ack& a);
     // Routes a message to every matching subscriber; returns the number of receivers.
     // `memo`: the publishing connection's RouteMemo, if a client published it.
+    // Counts nothing received: the callers of a client's message do.
     size_t route(const MsgPtr& msg, Slot publisher, OpWrites& w, RouteMemo* memo = nullptr);
     void store_retained(const MsgPtr& msg, OpWrites& w);
     // Whether a retained message to `topic` would add one past

@@ -40,6 +40,9 @@ struct Will {
     uint32_t delay_s = 0;
     std::optional<uint32_t> expiry_s;   // the will's Message Expiry Interval (v5 3.1.3.2.4)
     bool stored = false;   // a will_put holds it: its end writes a will_remove (Broker::Impl::end_will)
+    // Allowed by its listener's ACL when a reload removed that listener: no
+    // other ACL judges it when its delay ends.
+    bool judged = false;
 };
 
 // A session's QoS 1/2 state. Created by the first queued message (or inbound

@@ -445,7 +445,7 @@ void Broker::Impl::remove_session(Session& s) {
 void Broker::Impl::publish_will(Session& owner, const Will& w) {
     // Checked at CONNECT too; a reload since may have taken the right away
     // (a will can wait out its delay, or a long connection).
-    if (authz && !authz->can_publish(client_info(owner), w.msg->topic())) return;
+    if (!w.judged && authz && !authz->can_publish(client_info(owner), w.msg->topic())) return;
     MsgPtr msg = w.msg;
     // Past max_retained_messages a will to a new topic goes out unretained,
     // as a client's PUBLISH would.
@@ -467,7 +467,9 @@ void Broker::Impl::publish_will(Session& owner, const Will& w) {
         msg = Message::make(in);
     }
     OpWrites writes;   // nobody acknowledges a will: refusals are only counted
-    // Its client published it: its own No Local subscriptions skip it (MQTT-3.8.3-3).
+    // Its client published it: counted as received, and its own No Local
+    // subscriptions skip it (MQTT-3.8.3-3).
+    ++stats.messages_in;
     route(msg, owner.slot, writes);
 }
 

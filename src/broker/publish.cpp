@@ -254,6 +254,7 @@ void Broker::Impl::on_publish(Connection& c, Publish& p, std::span<const uint8_t
     const MsgPtr m = make_message(topic, p.payload, p.qos, p.retain, v5 ? &p.props : nullptr, lifetime);
     if (!wire.empty()) seed_shared_publish(m, c.version, wire);
     OpWrites w;   // what this PUBLISH wrote: its ack waits for them
+    ++stats.messages_in;   // a client's message (the broker's own, and certificates, are not)
     size_t receivers = route(m, c.slot, w, &c.route_memo);
     shared_publish.wire = {};   // the input buffer: not valid after this PUBLISH
     if (cfg.sparkplug_aware && !p.payload.empty()) {
@@ -387,7 +388,6 @@ void Broker::Impl::store_retained(const MsgPtr& msg, OpWrites& w) {
 }
 
 size_t Broker::Impl::route(const MsgPtr& msg, Slot publisher, OpWrites& w, RouteMemo* memo) {
-    ++stats.messages_in;
     if (msg->retain) store_retained(msg, w);
 
     // The matches come from the route cache (route_cache.hpp), which keeps

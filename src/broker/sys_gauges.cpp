@@ -35,14 +35,23 @@ void Broker::fill_gauges(SysGauges& g) const {
 void Broker::publish_internal(std::string_view topic, std::span<const uint8_t> payload, bool retain) {
     Impl& m = *impl_;
     MsgPtr msg = m.make_message(topic, payload, /*qos=*/0, retain, nullptr, Impl::Lifetime::Later);
-    // Not a message any client sent: publish/messages/received stays as it was.
-    const uint64_t received = m.stats.messages_in;
     m.retain_in_memory = true;
     OpWrites w;
     m.route(msg, kNoSlot, w);
     m.retain_in_memory = false;
-    m.stats.messages_in = received;
     m.bury();
+}
+
+void Broker::forget_internal_retained(std::string_view prefix) {
+    Impl& m = *impl_;
+    for (auto it = m.memory_retained_topics.begin(); it != m.memory_retained_topics.end();) {
+        if (!it->starts_with(prefix)) {
+            ++it;
+            continue;
+        }
+        m.retained.clear(*it);
+        it = m.memory_retained_topics.erase(it);
+    }
 }
 
 void Broker::publish_stored(std::string_view topic, std::span<const uint8_t> payload, uint8_t qos, bool retain) {
@@ -58,10 +67,8 @@ void Broker::keep_retained(std::string_view topic, std::span<const uint8_t> payl
 void Broker::route_stored(std::string_view topic, std::span<const uint8_t> payload, uint8_t qos, bool retain) {
     Impl& m = *impl_;
     MsgPtr msg = m.make_message(topic, payload, std::min<uint8_t>(qos, m.cfg.maximum_qos), retain, nullptr, Impl::Lifetime::Later);
-    const uint64_t received = m.stats.messages_in;
     OpWrites w;
     m.route(msg, kNoSlot, w);
-    m.stats.messages_in = received;
     m.bury();
 }
 

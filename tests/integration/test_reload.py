@@ -119,6 +119,11 @@ def test_sys_interval_and_metrics_follow_the_file(broker_factory):
     mon.expect_none(1.5)
     mon.publish("still/here", b"x", qos=1)
     mon.close()
+    # Off means off: a new subscriber reads no stale figure retained from before.
+    late = Client(b, client_id="late")
+    late.subscribe("$SYS/#", 0)
+    late.expect_none(0.5)
+    late.close()
 
 
 def bridge(port, remote_prefix=""):

@@ -215,6 +215,28 @@ TEST_CASE("publish_internal: retained in memory, never written to the store") {
     CHECK(h.persist.calls.empty());   // clean sessions: nothing stored for them either
 }
 
+// A reload that turned $SYS off left the last figures retained: a new
+// dashboard read "3 clients connected" for ever.
+TEST_CASE("forget_internal_retained: the broker's own retained topics under a prefix go, others stay") {
+    Harness h;
+    publish_sys(*h.broker, "$SYS/broker/clients/connected", "3");
+    publish_sys(*h.broker, "plc/line1/status", "online");   // as the Modbus runner publishes
+    TestClient c(h, Version::V311);
+    c.connect("c");
+    h.broker->forget_internal_retained("$SYS/");
+    c.subscribe("$SYS/#", 0);
+    CHECK(c.extra().empty());
+    c.subscribe("plc/#", 0);
+    auto extra = c.extra();
+    REQUIRE(extra.size() == 1);
+    CHECK(text(std::get<Publish>(extra[0]).payload) == "online");
+    publish_sys(*h.broker, "$SYS/broker/clients/connected", "4");   // on again
+    TestClient late(h, Version::V311);
+    late.connect("late");
+    late.subscribe("$SYS/#", 0);
+    REQUIRE(late.extra().size() == 1);
+}
+
 TEST_CASE("publish_internal: not matched by # or +, not counted as received, not a client's retained") {
     Harness h;
     TestClient all(h, Version::V311);
