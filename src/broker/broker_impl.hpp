@@ -430,6 +430,15 @@ struct Broker::Impl {
     // The bytes queued for the client; 0: too large for it, not sent.
     // `held` set: the packet's bytes go there instead of to the transport.
     size_t send_publish(Connection& c, const OutItem& item, bool dup, std::vector<uint8_t>* held = nullptr);
+    mqtt::PublishParts publish_parts(const Connection& c, const Message& m, uint8_t qos,
+                                     std::span<const uint32_t> sub_ids) const;
+    // Whether `m` sent to `c` fits the Maximum Packet Size `c` announced
+    // (one that does not is skipped there, MQTT-3.1.2-25).
+    bool fits_client(const Connection& c, const Message& m, uint8_t qos, std::span<const uint32_t> sub_ids) const;
+    // A shared group's member `s` could take `m` now: offline, or online with
+    // a Maximum Packet Size it fits. One that could not would skip it, lost to
+    // the whole group.
+    bool member_can_take(const Session& s, const Message& m, uint8_t qos, uint32_t sub_id);
     // The PUBLISH through `acks`: sent once `ticket` is durable and what was
     // held for `c` before it is out. A QoS 2 PUBLISH to a persistent session
     // waits for item.state_ticket, since the receiver holds its packet id

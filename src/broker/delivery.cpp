@@ -308,22 +308,34 @@ size_t Broker::Impl::send_publish_held(Connection& c, const OutItem& item, bool 
     return n;
 }
 
+// The PUBLISH of `m` to `c`, without alias, retain, dup or packet id.
+PublishParts Broker::Impl::publish_parts(const Connection& c, const Message& m, uint8_t qos,
+                                         std::span<const uint32_t> sub_ids) const {
+    PublishParts pp;
+    pp.qos = qos;
+    pp.topic = m.topic();
+    if (c.version == Version::V5) {
+        if (m.expiry_ms) pp.message_expiry = std::max<uint32_t>(m.remaining_s(now_ms), 1);
+        pp.sub_ids = sub_ids;
+        pp.forwarded = m.forwarded();
+    }
+    pp.payload = m.payload();
+    return pp;
+}
+
+bool Broker::Impl::fits_client(const Connection& c, const Message& m, uint8_t qos,
+                               std::span<const uint32_t> sub_ids) const {
+    return c.client_max_packet == 0 || publish_size(publish_parts(c, m, qos, sub_ids), c.version) <= c.client_max_packet;
+}
+
 size_t Broker::Impl::send_publish(Connection& c, const OutItem& item, bool dup, std::vector<uint8_t>* held) {
     if (!held && c.output_held) return send_publish_held(c, item, dup, 0);   // behind a held CONNACK/SUBACK
     const Message& m = *item.msg;
     const bool v5 = c.version == Version::V5;
-    PublishParts pp;
-    pp.qos = item.qos;
+    PublishParts pp = publish_parts(c, m, item.qos, item.sub_ids);
     pp.retain = item.retain;
     pp.dup = dup;
-    pp.topic = m.topic();
     pp.packet_id = item.qos ? item.packet_id : 0;
-    if (v5) {
-        if (m.expiry_ms) pp.message_expiry = std::max<uint32_t>(m.remaining_s(now_ms), 1);
-        pp.sub_ids = item.sub_ids;
-        pp.forwarded = m.forwarded();
-    }
-    pp.payload = m.payload();
     // Checked with the full topic and no alias first: a message that does not
     // fit that way is not sent, and no alias is assigned for it.
     if (c.client_max_packet != 0 && publish_size(pp, c.version) > c.client_max_packet) return 0;
@@ -612,6 +624,13 @@ void Broker::Impl::check_blocked() {
     }
 }
 
+bool Broker::Impl::member_can_take(const Session& s, const Message& m, uint8_t qos, uint32_t sub_id) {
+    const Connection* c = s.conn ? conn(s.conn) : nullptr;
+    if (!c) return true;
+    const uint32_t ids[1] = {sub_id};
+    return fits_client(*c, m, qos, sub_id ? std::span<const uint32_t>(ids) : std::span<const uint32_t>());
+}
+
 // A member leaving its shared group hands its unacknowledged messages (but
 // not QoS 2 ones it was sent) to another online member of the same group
 // that may read them and has room to queue them (if there is one; else they
@@ -630,6 +649,11 @@ void Broker::Impl::redistribute_shared(Session& s, bool ending) {
             for (Slot who : *members) {
                 Session* o = session(who);
                 if (!o || o == &s || (o->conn != 0) != online || !may_read(*o, item.msg->topic())) continue;
+                auto sub = o->subs.find(std::string(shared.filter_of(item.share_key)));
+                if (sub == o->subs.end() ||
+                    !member_can_take(*o, *item.msg, std::min<uint8_t>(item.msg->qos, sub->second.options & 0x03),
+                                     sub->second.sub_id))
+                    continue;
                 // The receiver's subscription identifier, not the leaving member's.
                 const uint64_t item_bytes = shared_item_bytes(*item.msg);
                 auto& [count, bytes] = given[o];

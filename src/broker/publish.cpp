@@ -432,16 +432,21 @@ size_t Broker::Impl::route(const MsgPtr& msg, Slot publisher, OpWrites& w, Route
         uint32_t& turn = shared.turn(key);
         constexpr size_t kNone = ~size_t(0);
         size_t pick = kNone;
-        int pick_rank = 4;   // 0 online with room, 1 offline with room, 2 online, 3 offline
+        // 0 online with room, 1 offline with room, 2 online, 3 offline, 4
+        // online with a Maximum Packet Size the message does not fit (it
+        // would skip it: taken only where every member would).
+        int pick_rank = 5;
         for (size_t i = 0; i < members.size() && pick_rank > 0; ++i) {
             size_t idx = (turn + i) % members.size();
             Session* s = session(members[idx].who);
             if (!s || !may_read(*s, msg->topic())) continue;
+            const uint8_t qos = std::min<uint8_t>(msg->qos, members[idx].options & 0x03);
             // QoS 0 is not queued for an offline member: no room there.
-            const bool queued = std::min<uint8_t>(msg->qos, members[idx].options & 0x03) > 0;
-            const bool room = queued ? !queue_full(*s, budget_of(s->client_id), shared_item_bytes(*msg))
-                                     : s->conn != 0;
-            const int rank = (room ? 0 : 2) + (s->conn != 0 ? 0 : 1);
+            const bool room = qos > 0 ? !queue_full(*s, budget_of(s->client_id), shared_item_bytes(*msg))
+                                      : s->conn != 0;
+            const int rank = !member_can_take(*s, *msg, qos, members[idx].sub_id)
+                                 ? 4
+                                 : (room ? 0 : 2) + (s->conn != 0 ? 0 : 1);
             if (rank < pick_rank) {
                 pick = idx;
                 pick_rank = rank;

@@ -348,6 +348,43 @@ TEST_CASE("shared subscription: a member that stopped acknowledging does not mak
     CHECK(done == 40 - 2 - 3);   // the rest went to the worker
 }
 
+// A member's Maximum Packet Size is its own (MQTT-3.1.2-25): a message too
+// large for it goes to a member that can take it. Picked in turn, the small
+// member skipped its share, acknowledged to the publisher and lost.
+TEST_CASE("shared subscription: a message too large for one member goes to another") {
+    Harness h;
+    TestClient small(h, Version::V5), big(h, Version::V5), p(h, Version::V5);
+    Properties tiny;
+    tiny.maximum_packet_size = 64;
+    small.connect("small", true, 0, tiny);
+    big.connect("big");
+    p.connect("p");
+    small.subscribe("$share/g/job", 1);
+    big.subscribe("$share/g/job", 1);
+    for (int i = 0; i < 10; ++i) {
+        p.publish("job", std::string(500, char('a' + i)), 1, false, uint16_t(i + 1));
+        CHECK(p.take_one<Ack>().reason == rc::Success);
+    }
+    CHECK(small.publishes().empty());
+    auto got = big.publishes();
+    CHECK(got.size() == 10);
+    for (const Publish& m : got) big.ack(PacketType::Puback, m.packet_id);
+    for (int i = 0; i < 4; ++i) p.publish("job", "fits", 0);   // small ones still take turns
+    CHECK(small.publishes().size() == 2);
+    CHECK(big.publishes().size() == 2);
+
+    // One leaving with a message unacknowledged hands it on only to a member that can take it.
+    p.publish("job", std::string(500, 'z'), 1, false, 20);
+    p.take();
+    REQUIRE(big.publishes().size() == 1);
+    TestClient other(h, Version::V5);
+    other.connect("other");
+    other.subscribe("$share/g/job", 1);
+    big.transport_gone();
+    CHECK(small.publishes().empty());
+    CHECK(other.publishes().size() == 1);
+}
+
 TEST_CASE("shared subscription: a leaving member keeps what no other member has room for") {
     Config cfg;
     cfg.max_inflight = 2;
