@@ -10,9 +10,14 @@ void BackPressure::block(Connection& c, uint64_t now_ms, bool hold_intake) {
         blocked_.insert(c.id);
     }
     if (hold_intake && cfg_.slow_consumer_ms != 0 && !c.holds_intake && !c.slow_consumer && !c.own_bridge) {
-        c.holds_intake = true;
-        c.held_since_ms = now_ms;
-        if (intake_holders_++ == 0) transport_.set_intake(false);
+        if (now_ms < c.intake_hold_ms) {
+            c.slow_consumer = true;   // reported when it first fell behind
+            c.slow_again = true;
+        } else {
+            c.holds_intake = true;
+            c.intake_hold_ms = now_ms;
+            if (intake_holders_++ == 0) transport_.set_intake(false);
+        }
     }
     if (!c.reading_paused) {
         c.reading_paused = true;
@@ -32,14 +37,18 @@ void BackPressure::release_intake(Connection& c) {
     if (intake_holders_ > 0 && --intake_holders_ == 0) transport_.set_intake(true);
 }
 
-void BackPressure::end(Connection& c, std::string_view client_id) {
+void BackPressure::end(Connection& c, std::string_view client_id, uint64_t now_ms) {
     if (!c.output_blocked) return;
     const bool was_slow = c.slow_consumer;
     release_intake(c);
     c.slow_consumer = false;
     c.output_blocked = false;
     blocked_.erase(c.id);
-    if (was_slow) transport_.slow_consumer(c.id, client_id, false, c.episode_dropped);
+    if (was_slow) {
+        c.intake_hold_ms = now_ms + kCoolDownFactor * cfg_.slow_consumer_ms;
+        if (!c.slow_again) transport_.slow_consumer(c.id, client_id, false, c.episode_dropped);
+    }
+    c.slow_again = false;
     c.episode_dropped = 0;
 }
 

@@ -6,7 +6,11 @@
 // where dropping would. One switch for everyone rather than per publisher:
 // which publishers feed a receiver is known only per message, and a stop
 // costs nothing per message. After slow_consumer_ms it is a slow consumer:
-// its QoS 0 is dropped and the others run at full speed.
+// its QoS 0 is dropped and the others run at full speed. One that was a
+// slow consumer lately (kCoolDownFactor x slow_consumer_ms since it caught
+// up) is slow again at once: a client that falls behind over and over (an
+// HMI on flaky Wi-Fi) would otherwise hold everyone's intake again at each
+// fall, the bound per episode being none over time.
 #pragma once
 
 #include <cstdint>
@@ -22,6 +26,8 @@ namespace hato::broker {
 
 class BackPressure {
 public:
+    static constexpr uint64_t kCoolDownFactor = 10;
+
     BackPressure(const Config& cfg, Transport& t) : cfg_(cfg), transport_(t) {}
 
     // Its output: what the transport queued and what HeldAcks holds for it.
@@ -37,11 +43,11 @@ public:
     void block(Connection& c, uint64_t now_ms, bool hold_intake);
     // Held the intake for slow_consumer_ms: a slow consumer from here on.
     bool held_too_long(const Connection& c, uint64_t now_ms) const {
-        return c.holds_intake && now_ms - c.held_since_ms >= cfg_.slow_consumer_ms;
+        return c.holds_intake && now_ms - c.intake_hold_ms >= cfg_.slow_consumer_ms;
     }
     void make_slow_consumer(Connection& c, std::string_view client_id);
     // Ends c's back-pressure episode (drained, or gone); `client_id` names it in the report.
-    void end(Connection& c, std::string_view client_id);
+    void end(Connection& c, std::string_view client_id, uint64_t now_ms);
 
     bool any() const { return !blocked_.empty(); }
     bool intake_held() const { return intake_holders_ != 0; }   // everyone's input stopped

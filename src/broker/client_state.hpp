@@ -226,6 +226,7 @@ struct Connection {
     // Blocked, and the broker's intake is stopped for it (at most slow_consumer_ms).
     bool holds_intake : 1 = false;
     bool slow_consumer : 1 = false;      // held it longer: its QoS 0 is dropped until it drained
+    bool slow_again : 1 = false;         // slow at once, in its cool-down: its episodes are not reported again
     bool has_extras : 1 = false;         // extras_ is set: every packet asks, so the answer is on this line
     bool output_held : 1 = false;        // all output waits behind a held CONNACK/SUBACK (HeldAcks::hold_output)
     // One of hato's own bridges' local sessions: its output waits for a WAN
@@ -245,7 +246,9 @@ struct Connection {
     uint16_t keep_alive_s = 0;
     uint32_t held_bytes = 0;         // its packets held by HeldAcks (and their bookkeeping): part of its output
     uint64_t blocked_since_ms = 0;   // when output_blocked was set (slow_client_timeout_ms)
-    uint64_t held_since_ms = 0;      // when holds_intake was set
+    // While holds_intake: when it began. Otherwise, after it was a slow
+    // consumer: it does not hold the intake again before this (BackPressure).
+    uint64_t intake_hold_ms = 0;
     uint64_t episode_dropped = 0;    // QoS 0 dropped for it since it was last blocked
 
     ConnectionExtras* extras() const { return has_extras ? extras_.get() : nullptr; }

@@ -351,7 +351,7 @@ void Broker::Impl::drop(Connection& c, bool publish_will_now, bool close_transpo
     if (auth_pending(c)) auth->cancel(c.id, c.extras()->auth_request);
     if (c.extras()) c.extras()->inbuf = {};
     if (close_transport && !acks.close_when_sent(c, now_ms + kHeldCloseWaitMs)) transport.close(c.id);
-    pressure.end(c, client_id_of(c));
+    pressure.end(c, client_id_of(c), now_ms);
 
     Session* s = session(c.slot);
     if (counted(c) && stats.connections > 0) --stats.connections;

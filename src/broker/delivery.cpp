@@ -612,7 +612,7 @@ void Broker::Impl::check_blocked() {
             }
             continue;
         }
-        pressure.end(*c, client_id_of(*c));
+        pressure.end(*c, client_id_of(*c), now_ms);
         if (c->reading_paused) {
             c->reading_paused = false;
             if (!input_deferred(*c)) transport.set_reading(id, true);   // else resume_deferred_input does

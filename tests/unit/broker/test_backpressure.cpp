@@ -70,6 +70,46 @@ TEST_CASE("after slow_consumer_ms a receiver alone drops, intake resumes for eve
     CHECK(fast.publishes().size() == 1);
 }
 
+// A client falling behind over and over (stops reading 0.6 s, drains 0.1 s)
+// held everyone's intake for slow_consumer_ms at each fall, and logged two
+// lines each time: its cool-down makes it slow at once, quietly.
+TEST_CASE("a receiver that was a slow consumer lately does not hold the intake again until its cool-down ends") {
+    Config cfg;
+    cfg.max_output_bytes = 1000;
+    cfg.slow_consumer_ms = 500;
+    cfg.slow_client_timeout_ms = 60000;
+    Harness h(cfg);
+    TestClient slow(h, Version::V311), fast(h, Version::V311), pub(h, Version::V311);
+    slow.connect("slow");
+    slow.subscribe("t", 0);
+    fast.connect("fast");
+    fast.subscribe("t", 0);
+    pub.connect("pub");
+    h.transport.queued[slow.id] = 1500;
+    pub.publish("t", "one");
+    CHECK(h.transport.intake == false);
+    h.broker->on_tick(600);
+    CHECK(h.transport.intake == true);
+    h.transport.queued[slow.id] = 0;
+    h.broker->on_pass_end();   // caught up at 600: cool-down to 600 + 10 x 500
+    REQUIRE(h.transport.slow.size() == 2);
+    for (uint64_t t = 1000; t < 5600; t += 700) {
+        h.broker->on_tick(t);
+        h.transport.queued[slow.id] = 1500;   // behind again
+        pub.publish("t", "more");
+        CHECK(h.transport.intake == true);    // nobody waits for it
+        h.transport.queued[slow.id] = 0;
+        h.broker->on_pass_end();
+    }
+    CHECK(h.transport.slow.size() == 2);      // nothing more logged
+    CHECK(fast.publishes().size() == 8);
+    // Its last fall was at 5200: free to hold the intake again after 10200.
+    h.broker->on_tick(10300);
+    h.transport.queued[slow.id] = 1500;
+    pub.publish("t", "fresh episode");
+    CHECK(h.transport.intake == false);
+}
+
 TEST_CASE("a receiver that goes away releases the intake it held") {
     Config cfg;
     cfg.max_output_bytes = 1000;
