@@ -284,7 +284,7 @@ BridgeRunner::Entry& BridgeRunner::add_entry(const config::Bridge& c) {
     lc.clean_start = c.clean_start;
     lc.session_expiry = c.session_expiry;
     lc.try_private = c.try_private;
-    lc.inflight = c.inflight;
+    lc.inflight = c.inflight != 0 ? c.inflight : lc.version == mqtt::Version::V5 ? 100 : 20;
     lc.max_packet_size = c.max_packet_size;
     lc.notifications = c.notifications;
     for (const config::BridgeTopic& t : c.topics)

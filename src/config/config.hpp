@@ -100,7 +100,11 @@ struct Bridge {
     uint32_t reconnect_min_ms = 1000;
     uint32_t reconnect_max_ms = 120000;
     bool try_private = true;
-    uint16_t inflight = 100;
+    // 0: 100 on mqttv5 (capped by the upstream's Receive Maximum), 20 on
+    // mqttv311, which has no way to say its limit: Mosquitto's default
+    // max_inflight_messages, past which it drops QoS 2 messages with a
+    // refusal a 3.1.1 PUBREC cannot carry (the bridge took them as received).
+    uint16_t inflight = 0;
     uint32_t max_packet_size = 0;        // largest packet the upstream takes; 0 = what a v5 upstream says
     uint64_t max_queued_bytes = 1073741824;
     std::string when_full = "drop_oldest";   // "drop_oldest" | "drop_new"
