@@ -117,11 +117,15 @@ bool AccessControl::open_hash_pool(const config::AppConfig& cfg) {
         log_warn("refusing logins from %.*s for the rest of the minute: %u failed in it (max_failed_per_minute)",
                  int(address.size()), address.data(), unsigned(limit));
     });
-    authenticator_.set_busy_log([this](bool begins, std::string_view address, uint64_t refused) {
-        if (begins)
+    authenticator_.set_busy_log([this](bool begins, std::string_view address, uint64_t refused, bool queue_full) {
+        if (begins && queue_full)
             log_warn("password checks: the queue is full (%zu waiting): refusing logins with server busy until "
                      "it drains (first from %.*s; hash_workers)",
                      hash_pool_->max_queued(), int(address.size()), address.data());
+        else if (begins)
+            log_warn("password checks: refusing logins from %.*s with server busy: its checks already waiting "
+                     "reach its failure limit (max_failed_per_minute); other addresses are served",
+                     int(address.size()), address.data());
         else
             log_info("password checks: the queue has drained; %llu logins were refused with server busy",
                      static_cast<unsigned long long>(refused));

@@ -80,7 +80,7 @@ std::optional<AuthVerdict> PasswordAuthenticator::start(const broker::AuthReques
     const uint32_t in_flight = pending_from(p.address);
     bool first_refusal = false;
     if (const LoginLimiter::Refusal r = limiter_.blocked(p.address, now, first_refusal, in_flight)) {
-        if (r == LoginLimiter::kRefusedWithPending) return refuse_busy(p.address);
+        if (r == LoginLimiter::kRefusedWithPending) return refuse_busy(p.address, /*queue_full=*/false);
         if (first_refusal && refusal_log_) refusal_log_(p.address, max_failed_per_minute_);
         return AuthVerdict{mqtt::rc::BadUserNameOrPassword, false};
     }
@@ -108,7 +108,7 @@ std::optional<AuthVerdict> PasswordAuthenticator::submit(Pending p, HashPool::La
     // verify() costs the same for an unknown user as for a wrong password.
     const uint64_t ticket =
         pool_->submit([file = p.file, u = p.user, w = p.password] { return file->verify(u, w); }, lane);
-    if (ticket == 0) return refuse_busy(p.address);
+    if (ticket == 0) return refuse_busy(p.address, /*queue_full=*/true);
     ticket_by_conn_[p.conn] = ticket;
     ++pending_by_address_[p.address];
     pending_.emplace(ticket, std::move(p));
@@ -153,13 +153,13 @@ PasswordAuthenticator::Pending PasswordAuthenticator::release(PendingMap::iterat
 
 // Not a failure: nothing was checked. A client retries later (v3.1.1 gets
 // code 3, server unavailable).
-AuthVerdict PasswordAuthenticator::refuse_busy(std::string_view address) {
+AuthVerdict PasswordAuthenticator::refuse_busy(std::string_view address, bool queue_full) {
     ++busy_refused_;
     if (!busy_episode_) {
         busy_episode_ = true;
         const uint64_t now = now_ms_();
         if (busy_log_ && (!busy_logged_ || now - busy_logged_ms_ >= kBusyLogIntervalMs)) {
-            busy_log_(true, address, 0);
+            busy_log_(true, address, 0, queue_full);
             busy_logged_ = busy_line_open_ = true;
             busy_logged_ms_ = now;
         }
@@ -176,14 +176,14 @@ void PasswordAuthenticator::end_busy_episode_if_drained() {
     busy_episode_ = false;
     if (!busy_line_open_) return;
     busy_line_open_ = false;
-    if (busy_log_) busy_log_(false, {}, busy_refused_);
+    if (busy_log_) busy_log_(false, {}, busy_refused_, false);
     busy_refused_ = 0;
 }
 
 void PasswordAuthenticator::on_tick() {
     if (busy_episode_ || busy_refused_ == 0 || !busy_log_) return;
     if (now_ms_() - busy_logged_ms_ < kBusyLogIntervalMs) return;
-    busy_log_(false, {}, busy_refused_);
+    busy_log_(false, {}, busy_refused_, false);
     busy_refused_ = 0;
 }
 

@@ -40,11 +40,12 @@ public:
     using ResultSink = std::function<void(broker::ConnId, uint64_t request, const broker::AuthVerdict&)>;
     // Called once per address and window when its failure limit starts refusing.
     using RefusalLog = std::function<void(std::string_view address, uint32_t limit)>;
-    // The pool's queue is full: called once when it starts refusing (with the
-    // first refused address) and once when the queue has drained (with how
-    // many were refused since the last such call), not per CONNECT; at most
-    // one such pair a minute.
-    using BusyLog = std::function<void(bool begins, std::string_view address, uint64_t refused)>;
+    // Logins refused with server busy: called once when refusals start (with
+    // the first refused address, and `queue_full`: the pool's queue, else
+    // that address's own checks waiting at its failure limit) and once when
+    // the queue has drained (with how many were refused since the last such
+    // call), not per CONNECT; at most one such pair a minute.
+    using BusyLog = std::function<void(bool begins, std::string_view address, uint64_t refused, bool queue_full)>;
 
     PasswordAuthenticator();
 
@@ -127,7 +128,7 @@ private:
     std::optional<broker::AuthVerdict> recheck(Pending p);
     // The only way out of pending_: keeps pending_by_address_ in step.
     Pending release(PendingMap::iterator it);
-    broker::AuthVerdict refuse_busy(std::string_view address);
+    broker::AuthVerdict refuse_busy(std::string_view address, bool queue_full);
     void end_busy_episode_if_drained();
 
     std::vector<bool> anonymous_;

@@ -57,6 +57,7 @@ struct Rig {
     uint64_t now = 1000;
     std::vector<std::string> refusals;
     std::vector<std::tuple<bool, std::string, uint64_t>> busy;
+    std::vector<bool> busy_queue_full;   // per episode start: the queue, or one address's own checks
 
     explicit Rig(size_t max_queued, uint32_t limit) : pool(1, max_queued) {
         a.set_anonymous_allowed({false});
@@ -65,7 +66,10 @@ struct Rig {
         a.set_max_failed_per_minute(limit);
         a.set_clock([this] { return now; });
         a.set_refusal_log([this](std::string_view addr, uint32_t) { refusals.emplace_back(addr); });
-        a.set_busy_log([this](bool begins, std::string_view addr, uint64_t n) { busy.emplace_back(begins, addr, n); });
+        a.set_busy_log([this](bool begins, std::string_view addr, uint64_t n, bool queue_full) {
+            busy.emplace_back(begins, addr, n);
+            if (begins) busy_queue_full.push_back(queue_full);
+        });
         gate.hold(pool);
     }
     // start() from `address`; the verdict at once, or nullopt (queued).
@@ -149,6 +153,8 @@ TEST_CASE("authenticator: checks still pending count against the failure limit")
     CHECK(reason(r.login(4, "192.0.2.7", "wrong")) == mqtt::rc::ServerBusy);
     CHECK(reason(r.login(5, "192.0.2.7", "secret")) == mqtt::rc::ServerBusy);
     CHECK(r.refusals.empty());
+    // Logged as that address's doing, not as a full queue (it holds 3 of 16).
+    CHECK(r.busy_queue_full == std::vector<bool>{false});
     CHECK_FALSE(r.login(6, "192.0.2.8", "secret").has_value());   // another address is served
     r.gate.open();
     r.collect_until(4);
@@ -170,6 +176,7 @@ TEST_CASE("authenticator: a full queue refuses with server busy, logged once per
     CHECK(r.a.pending_from("192.0.2.1") == 3);   // a busy refusal is neither pending nor a failure
     REQUIRE(r.busy.size() == 1);
     CHECK(r.busy[0] == std::make_tuple(true, std::string("192.0.2.1"), uint64_t(0)));
+    CHECK(r.busy_queue_full == std::vector<bool>{true});
     r.gate.open();
     r.collect_until(3);
     REQUIRE(r.got.size() == 3);
