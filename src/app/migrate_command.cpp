@@ -5,6 +5,8 @@
 #include <fstream>
 #include <sstream>
 
+#include <unistd.h>
+
 #include "app/config_check.hpp"
 #include "config/config.hpp"
 #include "config/migrate.hpp"
@@ -81,6 +83,8 @@ int migrate_command(const std::vector<std::string>& args) {
     input.text = *text;
     input.list_dir = list_dir;
     input.read_file = read_text;
+    char host[256] = {};
+    if (gethostname(host, sizeof host - 1) == 0) input.hostname = host;
     config::MigrateResult result = config::migrate_mosquitto(input);
 
     if (out_path.empty()) {

@@ -83,7 +83,7 @@ const std::set<std::string> kBooleanKeys = {
 const std::set<std::string> kIntegerKeys = {
     "port", "max_connections", "max_qos", "max_topic_alias", "max_inflight_messages", "max_queued_messages",
     "max_queued_bytes", "max_packet_size", "message_size_limit", "max_keepalive", "sys_interval",
-    "keepalive_interval",
+    "keepalive_interval", "bridge_max_packet_size", "bridge_receive_maximum", "bridge_session_expiry_interval",
 };
 
 // Listener options hato has no equivalent for, with the reason.
@@ -212,6 +212,7 @@ private:
     bool per_listener_ = false;
     Listener default_;
     std::vector<Listener> listeners_;
+    std::vector<Line> before_listeners_;  // per-listener auth lines above any listener
     std::vector<Bridge> bridges_;
     std::map<std::string, Setting> global_;
     std::vector<Setting> log_dests_;
@@ -354,6 +355,7 @@ private:
                 return;
             }
             Listener& li = current();
+            if (li.is_default) before_listeners_.push_back(l);
             assign(k == "allow_anonymous" ? li.allow_anonymous : k == "password_file" ? li.password_file : li.acl_file, l);
             return;
         }
@@ -597,6 +599,16 @@ private:
             served.push_back(li);
         }
         const bool local_only = all.empty();
+        // No default listener takes them (port / bind_address ...) while
+        // listeners exist: they would vanish.
+        if (!default_.used && !local_only)
+            for (const Line& l : before_listeners_)
+                unmapped("auth", l, std::string("per_listener_settings true and no listener above it: ") +
+                                        (l.key == "password_file"
+                                             ? "Mosquitto opens a default listener on port 1883 for it"
+                                             : "Mosquitto 2.0 ignores it (other versions open a default "
+                                               "listener on port 1883 for it)") +
+                                        "; not converted: set it after the listener it is for");
         if (local_only)
             out_ << "\n# No listener: like Mosquitto 2.x without one, hato listens on 127.0.0.1:1883\n"
                     "# (its built-in default listener) and lets anonymous clients in there.\n";
@@ -707,7 +719,7 @@ private:
         std::ostringstream body, topics;
         std::string name = b.name;
         std::replace_if(name.begin(), name.end(), [](char c) { return c == '/' || c == '+' || c == '#'; }, '_');
-        bool have_address = false;
+        bool have_address = false, have_client_id = false;
         BridgeTlsLines tls;
         for (size_t i = 0; i < b.raw.size(); ++i) {
             const auto& [k, v] = b.raw[i];
@@ -739,6 +751,7 @@ private:
                 body << "address = " << quote(host) << "\nport = " << *number << "\n";
                 if (words >> more) bridge_unmapped(body, n, "hato connects a bridge to one address; the others are not used");
             } else if (k == "remote_clientid" || k == "clientid") {
+                have_client_id = true;
                 src();
                 body << "client_id = " << quote(v) << "\n";
             } else if (k == "remote_username" || k == "username") {
@@ -793,12 +806,16 @@ private:
                 }
                 src();
                 body << "notifications = " << v << "\n";
+            } else if (k == "bridge_max_packet_size" || k == "bridge_receive_maximum" ||
+                       k == "bridge_session_expiry_interval") {
+                bridge_number(body, n, k, *to_int(v));
             } else if (k == "topic") {
                 emit_bridge_topic(topics, body, n, v);
             } else {
                 bridge_unmapped(body, n, "no hato equivalent for this bridge option");
             }
         }
+        if (!have_client_id) default_client_id(b, body);
         out_ << "\n# " << b.where << ": connection " << b.name << "\n[[bridge]]\nname = " << quote(name) << "\n";
         if (!have_address) {
             connection_unmapped(b, "no address hato can use");
@@ -807,6 +824,39 @@ private:
         out_ << body.str();
         emit_bridge_tls(b, tls);
         out_ << topics.str();
+    }
+
+    // Mosquitto reads these with atoi: a C int.
+    void bridge_number(std::ostringstream& body, const Note& n, const std::string& k, int64_t v) {
+        constexpr int64_t kIntMax = 2147483647;
+        if (k == "bridge_max_packet_size") {
+            if (v > kIntMax) return bridge_unmapped(body, n, "above 2147483647, more than Mosquitto reads; not converted");
+            body << "# " << n.where << ": " << n.line << (v < 0 ? ": below 0 is 0 (no limit) in Mosquitto" : "") << "\n";
+            body << "max_packet_size = " << std::max<int64_t>(v, 0) << "\n";
+        } else if (k == "bridge_receive_maximum") {
+            if (v < 1 || v > 65535) return bridge_unmapped(body, n, "not 1..65535: Mosquitto refuses it");
+            body << "# " << n.where << ": " << n.line << ": hato's inflight bounds the messages sent upstream too\n";
+            body << "inflight = " << v << "\n";
+        } else {
+            if (v < 0 || v > kIntMax)
+                return bridge_unmapped(body, n, "not 0..2147483647: Mosquitto refuses it or reads another number");
+            body << "# " << n.where << ": " << n.line << "\n";
+            body << "session_expiry = " << v << "\n";
+        }
+    }
+
+    // Mosquitto's default remote client id; hato's own default differs, and
+    // the upstream's session, its ACLs (%c) and the state topic follow the id.
+    void default_client_id(const Bridge& b, std::ostringstream& body) {
+        if (in_.hostname.empty()) {
+            body << "# NOT MAPPED " << b.where << ": connection " << b.name << ": no remote_clientid, and this "
+                 << "machine's name (Mosquitto's default <hostname>." << b.name << ") is unknown: set client_id\n";
+            result_.unmapped.push_back(b.where + ": connection: no remote_clientid and no host name (" + b.name + ")");
+            return;
+        }
+        body << "# no remote_clientid: Mosquitto's default <hostname>.<connection name>, computed on this\n"
+                "# machine; edit it if this file is deployed on another one\n";
+        body << "client_id = " << quote(in_.hostname + "." + b.name) << "\n";
     }
 
     // hato wants a client certificate and its key together: one alone is
@@ -840,16 +890,22 @@ private:
     // "topic PATTERN [DIRECTION [QOS [LOCAL [REMOTE]]]]". hato matches a
     // rule's pattern against the local topic (out) or the remote one (in),
     // prefixes included; a "both" rule with two different prefixes becomes
-    // an out and an in rule.
+    // an out and an in rule. An empty pattern ("") maps the prefix itself:
+    // it is then the whole topic on each side.
     void emit_bridge_topic(std::ostringstream& os, std::ostringstream& body, const Note& n, const std::string& v) {
         std::vector<std::string> w;
         std::istringstream words(v);
         for (std::string t; words >> t;) w.push_back(t == "\"\"" ? "" : t);
         std::string pattern = w.size() > 0 ? w[0] : "", dir = w.size() > 1 ? w[1] : "out",
                     qos = w.size() > 2 ? w[2] : "0", local = w.size() > 3 ? w[3] : "", remote = w.size() > 4 ? w[4] : "";
-        if (pattern.empty() || (dir != "out" && dir != "in" && dir != "both") || (qos != "0" && qos != "1" && qos != "2")) {
-            bridge_unmapped(body, n, pattern.empty() ? "an empty pattern (the prefix is the topic) has no hato equivalent"
-                                                     : "not a topic line hato understands");
+        // Mosquitto reads the direction in any letter case
+        std::transform(dir.begin(), dir.end(), dir.begin(), [](unsigned char c) { return std::tolower(c); });
+        if (pattern.empty() && (local.empty() || remote.empty())) {
+            bridge_unmapped(body, n, "an empty pattern without both prefixes: Mosquitto refuses it");
+            return;
+        }
+        if ((dir != "out" && dir != "in" && dir != "both") || (qos != "0" && qos != "1" && qos != "2")) {
+            bridge_unmapped(body, n, "not a topic line hato understands");
             return;
         }
         auto rule = [&](const std::string& d, const std::string& p) {

@@ -18,6 +18,9 @@ struct MigrateInput {
     std::function<std::optional<std::vector<std::string>>(const std::string& dir)> list_dir;
     // The contents of file `path` (dir + "/" + name), or nullopt.
     std::function<std::optional<std::string>(const std::string& path)> read_file;
+    // This machine's name: a bridge without remote_clientid gets Mosquitto's
+    // default, "<hostname>.<connection name>". Empty: unknown.
+    std::string hostname;
 };
 
 struct MigrateResult {

@@ -5,6 +5,7 @@
 
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import threading
@@ -15,6 +16,7 @@ import pytest
 
 from conftest import HATO_BIN, MOSQUITTO_BIN, TARGET, _can_connect, _free_port
 from security_util import make_certs, mosquitto_passwd, tls_kwargs
+from bridge_util import Gateway, Upstream, pub_qos1, receive, sub, wait_for
 
 pytestmark = pytest.mark.hato_only("hato migrate is a hato command")
 
@@ -140,6 +142,45 @@ def test_check_reads_the_bridge_files_like_check_config(tmp):
     assert "does not pass --check-config" in r.stderr and "/nonexistent/ca.pem" in r.stderr
     assert "passes --check-config" not in r.stderr.replace("does not pass --check-config", "")
     assert hato("--check-config", "--config", out).returncode == 1
+
+
+def test_converted_bridge_maps_the_same_topics_under_mosquittos_client_id(tmp, backend):
+    """An empty pattern maps the prefix itself, out and in (the direction in
+    any letter case, as Mosquitto reads it); without remote_clientid the
+    upstream sees Mosquitto's default id, <hostname>.<connection name>."""
+    port = _free_port()
+    conf = os.path.join(tmp, "mosquitto.conf")
+    with open(conf, "w") as f:
+        f.write(f"listener 1883 127.0.0.1\nallow_anonymous true\nconnection site\naddress 127.0.0.1:{port}\n"
+                "try_private false\nrestart_timeout 1\n"
+                'topic "" OUT 1 single/local single/remote\ntopic "" In 1 single/in single/rin\n')
+    out = os.path.join(tmp, "hato.toml")
+    r = hato("migrate", conf, "-o", out, "--strict")
+    assert r.returncode == 0, r.stderr
+    with open(out) as f:
+        text = f.read()
+    for d in ("up", "gw"):
+        os.makedirs(os.path.join(tmp, d))
+    up = Upstream(backend, os.path.join(tmp, "up"), port)
+    gw = Gateway(backend, os.path.join(tmp, "gw"), port)
+    gw.bridge = "\n" + text[text.index("[[bridge]]"):]
+    try:
+        up.start()
+        state = f"$SYS/broker/connection/{socket.gethostname()}.site/state"
+        watcher = sub(up, "watch", state)
+        gw.start()
+        wait_for(lambda: gw.connected_count() >= 1, what="bridge connected")
+        assert receive(watcher, 1, 10) == [(state, b"1")]
+        on_up = sub(up, "s-up", "single/#")
+        pub_qos1(gw, "single/local", [b"out"])
+        assert receive(on_up, 1, 10) == [("single/remote", b"out")]
+        on_gw = sub(gw, "s-gw", "single/#")
+        pub_qos1(up, "single/rin", [b"in"])
+        assert receive(on_gw, 1, 10) == [("single/in", b"in")]
+    finally:
+        gw.stop()
+        up.stop()
+        up.release()
 
 
 # ---- the same clients against Mosquitto and against hato ---------------------

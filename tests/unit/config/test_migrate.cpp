@@ -51,6 +51,7 @@ MigrateResult migrate(const std::string& text, const Files& files = {}) {
         if (it == files.end()) return std::nullopt;
         return it->second;
     };
+    in.hostname = "gw-host";
     return config::migrate_mosquitto(in);
 }
 
@@ -560,4 +561,109 @@ TEST_CASE("migrate: ports are written as numbers, and a listener's \"#...\" is n
     REQUIRE(cfg.bridges.size() == 1);
     CHECK(cfg.bridges[0].port == 8883);
     CHECK(r.unmapped.empty());
+}
+
+// Mosquitto 2.1's bridge limits have hato equivalents of the same meaning.
+TEST_CASE("migrate: bridge_max_packet_size, bridge_receive_maximum, bridge_session_expiry_interval") {
+    auto bridge = [](const std::string& lines) {
+        return migrate("listener 1883 127.0.0.1\nallow_anonymous true\nconnection up\naddress 10.0.0.1\n" + lines +
+                       "topic a/# out 1\n");
+    };
+    MigrateResult r = bridge("bridge_max_packet_size 131072\nbridge_receive_maximum 20\n"
+                             "bridge_session_expiry_interval 3600\n");
+    config::AppConfig cfg = load(r);
+    CHECK(r.unmapped.empty());
+    REQUIRE(cfg.bridges.size() == 1);
+    CHECK(cfg.bridges[0].max_packet_size == 131072);
+    CHECK(cfg.bridges[0].inflight == 20);
+    CHECK(cfg.bridges[0].session_expiry == 3600);
+    // below 0 is Mosquitto's 0, no limit
+    CHECK(load(bridge("bridge_max_packet_size -5\n")).bridges[0].max_packet_size == 0);
+    // what Mosquitto refuses (or cannot read as an int) is not converted
+    MigrateResult bad = bridge("bridge_receive_maximum 0\nbridge_receive_maximum 70000\n"
+                               "bridge_session_expiry_interval -1\nbridge_max_packet_size 4294967296\n");
+    cfg = load(bad);
+    CHECK(cfg.bridges[0].inflight == config::Bridge{}.inflight);
+    CHECK(cfg.bridges[0].session_expiry == config::Bridge{}.session_expiry);
+    CHECK(cfg.bridges[0].max_packet_size == 0);
+    CHECK(has(unmapped_at(bad, "mosquitto.conf:5"), "1..65535"));
+    CHECK(has(unmapped_at(bad, "mosquitto.conf:6"), "1..65535"));
+    CHECK(has(unmapped_at(bad, "mosquitto.conf:7"), "0..2147483647"));
+    CHECK(has(unmapped_at(bad, "mosquitto.conf:8"), "2147483647"));
+    CHECK(bad.unmapped.size() == 4);
+}
+
+// hato's own default id differs from Mosquitto's: the upstream would see a
+// new client (its persistent session, ACLs on %c and the state topic lost).
+TEST_CASE("migrate: a bridge without remote_clientid keeps Mosquitto's default <hostname>.<name>") {
+    const std::string conf = "listener 1883 127.0.0.1\nallow_anonymous true\nconnection cloud\naddress 10.0.0.1\n"
+                             "topic a/# out 1\n";
+    MigrateResult r = migrate(conf);
+    config::AppConfig cfg = load(r);
+    CHECK(r.unmapped.empty());
+    REQUIRE(cfg.bridges.size() == 1);
+    CHECK(cfg.bridges[0].client_id == "gw-host.cloud");
+    CHECK(has(r.toml, "computed on this\n# machine; edit it if this file is deployed on another one"));
+    // given: kept, no comment
+    MigrateResult given = migrate(conf + "remote_clientid gw-17\n");
+    CHECK(load(given).bridges[0].client_id == "gw-17");
+    CHECK_FALSE(has(given.toml, "computed on this"));
+    // the host name unknown: said, not guessed
+    MigrateInput in;
+    in.name = "mosquitto.conf";
+    in.text = conf;
+    MigrateResult unknown = config::migrate_mosquitto(in);
+    CHECK(load(unknown).bridges[0].client_id.empty());
+    CHECK(has(unmapped_at(unknown, "mosquitto.conf:3"), "no remote_clientid"));
+}
+
+// Mosquitto: an empty pattern makes the local prefix the whole local topic
+// and the remote prefix the whole remote one; the direction is read in any
+// letter case.
+TEST_CASE("migrate: an empty topic pattern with both prefixes, and the direction in any case") {
+    MigrateResult r = migrate(
+        "listener 1883 127.0.0.1\nallow_anonymous true\nconnection up\naddress 10.0.0.1\n"
+        "topic \"\" out 1 single/local single/remote\n"
+        "topic \"\" In 2 single/in single/rin\n"
+        "topic \"\" BOTH 0 b/l b/r\n"
+        "topic x/# OUT 1\n"
+        "topic \"\" out 1 \"\" r/\n");
+    config::AppConfig cfg = load(r);
+    REQUIRE(cfg.bridges.size() == 1);
+    const auto& t = cfg.bridges[0].topics;
+    REQUIRE(t.size() == 5);
+    CHECK(t[0] == config::BridgeTopic{"single/local", "out", 1, "single/local", "single/remote"});
+    CHECK(t[1] == config::BridgeTopic{"single/rin", "in", 2, "single/in", "single/rin"});
+    CHECK(t[2] == config::BridgeTopic{"b/l", "out", 0, "b/l", "b/r"});
+    CHECK(t[3] == config::BridgeTopic{"b/r", "in", 0, "b/l", "b/r"});
+    CHECK(t[4] == config::BridgeTopic{"x/#", "out", 1, "", ""});
+    // Mosquitto refuses an empty pattern without both prefixes
+    CHECK(has(unmapped_at(r, "mosquitto.conf:9"), "without both prefixes"));
+    CHECK(r.unmapped.size() == 1);
+}
+
+// With per_listener_settings true an authentication line above every
+// listener belongs to no converted listener: said, not dropped.
+TEST_CASE("migrate: per_listener_settings true: auth lines above the listeners are NOT MAPPED") {
+    MigrateResult r = migrate(
+        "per_listener_settings true\n"
+        "allow_anonymous true\n"
+        "acl_file /a\n"
+        "password_file /p\n"
+        "listener 1883 127.0.0.1\n");
+    config::AppConfig cfg = load(r);
+    REQUIRE(cfg.listeners.size() == 1);
+    CHECK_FALSE(cfg.listeners[0].allow_anonymous.has_value());
+    CHECK(has(unmapped_at(r, "mosquitto.conf:2"), "Mosquitto 2.0 ignores it"));
+    CHECK(has(unmapped_at(r, "mosquitto.conf:3"), "Mosquitto 2.0 ignores it"));
+    CHECK(has(unmapped_at(r, "mosquitto.conf:4"), "default listener on port 1883"));
+    CHECK(has(r.toml, "# NOT MAPPED mosquitto.conf:2: allow_anonymous true: per_listener_settings true"));
+    CHECK(r.unmapped.size() == 3);
+    // A default listener (port) takes them, as in Mosquitto.
+    MigrateResult dflt = migrate("per_listener_settings true\nallow_anonymous true\nport 1884\n"
+                                 "listener 1883 127.0.0.1\n");
+    config::AppConfig d = load(dflt);
+    CHECK(dflt.unmapped.empty());
+    REQUIRE(d.listeners.size() == 2);
+    CHECK(d.listeners[0].allow_anonymous == std::optional<bool>(true));
 }
