@@ -50,7 +50,13 @@ public:
     // The log refuses plain appends (store::Log::refusing).
     bool full() const override;
     bool needs_room(uint64_t& bytes) const override;
-    void admit_whole(bool on) override { admitted_ = on; }
+    // Also one group in the log (store::Log::begin_group): a process that
+    // stops while they are written leaves none of them.
+    void admit_whole(bool on) override {
+        admitted_ = on;
+        if (on) log_.begin_group();
+        else log_.end_group();
+    }
     uint64_t durable_ticket() const override;
     uint64_t latest_ticket() const override { return log_.last_lsn(); }
 

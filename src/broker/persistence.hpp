@@ -288,7 +288,9 @@ public:
     // belong to one message the store admitted (full() was false), which is
     // stored whole. A part stored would reach some receivers of a message
     // whose publisher is told it was refused, and a QoS 2 publisher that
-    // sends it again would give them a duplicate. See AdmittedWrites.
+    // sends it again would give them a duplicate. See AdmittedWrites. Whole
+    // across a crash too: the writes are one group in the store, dropped
+    // together if the process stops before the last is written.
     virtual void admit_whole(bool on) { (void)on; }
 
     virtual uint64_t durable_ticket() const = 0;

@@ -28,7 +28,7 @@ bool all_zero(const uint8_t* p, size_t n) {
 
 }  // namespace
 
-void write_record(uint8_t* dst, uint64_t lsn, uint8_t type, std::span<const uint8_t> body) {
+void write_record(uint8_t* dst, uint64_t lsn, uint8_t type, std::span<const uint8_t> body, bool group_open) {
     uint8_t header[kHeaderBytes] = {};
     const uint32_t magic = kRecordMagic;
     const uint32_t len = static_cast<uint32_t>(body.size());
@@ -39,6 +39,7 @@ void write_record(uint8_t* dst, uint64_t lsn, uint8_t type, std::span<const uint
     uint32_t crc = crc32c(0, header, 20);
     crc = crc32c(crc, body.data(), body.size());
     std::memcpy(header + 20, &crc, 4);
+    header[kGroupByte] = group_open ? 1 : 0;
     // Body first, header last: a torn write is caught by the checksum either
     // way, but this keeps a half-written record looking like "no record" more
     // often when the header page is the one lost.
@@ -60,8 +61,11 @@ const char* check_frame(const uint8_t* p, uint64_t room, uint64_t& len) {
     if (load32(p) != kRecordMagic) return "bad magic";
     len = load32(p + 4);
     if (len > room - kHeaderBytes) return "length past end of segment";
-    if (p[17] || p[18] || p[19]) return "nonzero reserved bytes";
-    uint32_t crc = crc32c(0, p, 20);
+    if (p[kGroupByte] > 1 || p[18] || p[19]) return "nonzero reserved bytes";
+    uint8_t head[20];
+    std::memcpy(head, p, sizeof head);
+    head[kGroupByte] = 0;
+    uint32_t crc = crc32c(0, head, sizeof head);
     crc = crc32c(crc, p + kHeaderBytes, len);
     if (crc != load32(p + 20)) return "checksum mismatch";
     return nullptr;
@@ -158,6 +162,12 @@ SegmentScan scan_segment(const uint8_t* data, uint64_t size, uint64_t base_lsn,
             continue;
         }
         const RecordView rec = read_record(p);
+        if (!group_open(p)) {
+            s.open_group_records = 0;
+        } else if (s.open_group_records++ == 0) {
+            s.open_group_at = off;
+            s.closed_before_open_group = s.records != 0;
+        }
         if (s.records == 0) s.first_lsn = rec.lsn;
         s.last_lsn = rec.lsn;
         ++s.records;

@@ -5,13 +5,19 @@
 //   4    4     body length
 //   8    8     LSN
 //   16   1     type
-//   17   3     zero
-//   20   4     CRC32C over bytes 0..20 and the body
+//   17   1     1 while the record's group is open (Log::begin_group), else 0
+//   18   2     zero
+//   20   4     CRC32C over bytes 0..20 (byte 17 taken as 0) and the body
 //   24   n     body, then zero padding to a multiple of 8
 //
 // A header of 24 zero bytes marks the end of a segment (preallocated space
 // reads as zeros), unless a valid record follows further on (see
 // scan_segment). Everything is little-endian.
+//
+// Byte 17 is outside the checksum so that closing a group is one byte
+// written per record; once closed a record reads as it always did (a
+// binary from before groups reads it too). A group still open when the
+// process died is dropped by recovery whole.
 //
 // A filler frame (LSN 0, type 0, zero body) covers a damaged range that an
 // earlier recovery skipped, once the damaged bytes were copied to
@@ -42,7 +48,11 @@ constexpr uint64_t record_span(uint64_t body_len) {
 }
 
 // Writes header, body and padding at `dst` (record_span(body.size()) bytes).
-void write_record(uint8_t* dst, uint64_t lsn, uint8_t type, std::span<const uint8_t> body);
+void write_record(uint8_t* dst, uint64_t lsn, uint8_t type, std::span<const uint8_t> body,
+                  bool group_open = false);
+constexpr size_t kGroupByte = 17;
+inline bool group_open(const uint8_t* record) { return record[kGroupByte] != 0; }
+inline void close_group(uint8_t* record) { record[kGroupByte] = 0; }
 
 constexpr uint8_t kFillerType = 0;
 // Overwrites [dst, dst + span) (span a multiple of 8, at least a header)
@@ -73,6 +83,12 @@ struct SegmentScan {
     std::string skip_reason;     // what the first skipped range started with
     uint64_t kept_after_skip = 0;  // valid records after the first skipped range
     std::vector<ByteRange> fillers;  // ranges an earlier recovery skipped
+    // The valid records at the end of the segment whose group is still open
+    // (a process stopped while writing them): from `open_group_at`, a count
+    // of them (0: none), and whether a closed record comes before them here.
+    uint64_t open_group_at = 0;
+    uint64_t open_group_records = 0;
+    bool closed_before_open_group = false;
 };
 
 // Walks the records of a segment whose first record must carry `base_lsn`

@@ -99,6 +99,14 @@ public:
     AppendError append_exempt(uint8_t type, std::span<const uint8_t> body, uint64_t& lsn) override {
         return append_impl(type, body, lsn, Draw::Reserve);
     }
+    void begin_group() override { group_open_ = true; }
+    void end_group() override {
+        // In the mapping still (a group is written within one event, and no
+        // segment of it can be deleted meanwhile).
+        for (uint8_t* record : group_) close_group(record);
+        group_.clear();
+        group_open_ = false;
+    }
 
     bool refusing() override;
 
@@ -219,6 +227,8 @@ private:
     uint64_t total_dead_bytes_ = 0;
     bool sync_in_flight_ = false;
     std::span<const uint8_t> last_body_;  // of the record appended last
+    bool group_open_ = false;
+    std::vector<uint8_t*> group_;   // the open group's records, in the mappings
     std::string summary_;
     std::vector<std::string> errors_;  // damage found by recover(), for the error log
     Segment spares_[kSpares];        // fd < 0: none (used up, or no room for it)
@@ -352,6 +362,28 @@ bool SegmentLog::recover(std::string& err) {
         }
         ++it;
     }
+    // A group still open at the end of the log (Log::begin_group): the
+    // process stopped while writing it, before anything of it could be
+    // acknowledged. Dropped whole, newest segment first (it may have begun in
+    // the one before): zeroed in the newest, where appends go on, and
+    // covered by a filler in a sealed one.
+    uint64_t group_dropped = 0;
+    for (size_t i = found.size(); i-- > 0;) {
+        Found& f = found[i];
+        if (f.scan.records == 0) continue;
+        if (f.scan.open_group_records == 0) break;
+        group_dropped += f.scan.open_group_records;
+        const bool whole = !f.scan.closed_before_open_group;
+        uint8_t* from = f.seg.map + f.scan.open_group_at;
+        const uint64_t bytes = f.scan.end - f.scan.open_group_at;
+        if (i + 1 == found.size()) std::memset(from, 0, bytes);
+        else write_filler(from, bytes);
+        f.scan = scan_segment(f.seg.map, f.seg.size, f.seg.base_lsn);
+        if (!whole) break;
+    }
+    if (group_dropped)
+        sum << "dropped " << group_dropped << " record(s) of a group left open at the end of the log (the process "
+            << "stopped while writing them: nothing of it was acknowledged); ";
     uint64_t prev_last_lsn = 0;
     for (size_t i = 0; i < found.size(); ++i) {
         Segment& seg = found[i].seg;
@@ -677,7 +709,9 @@ AppendError SegmentLog::append_impl(uint8_t type, std::span<const uint8_t> body,
     }
     Segment& seg = segs_.back();
     lsn = next_lsn_++;
-    write_record(seg.map + seg.end, lsn, type, body);
+    const bool grouped = group_open_ && draw != Draw::Copy;
+    write_record(seg.map + seg.end, lsn, type, body, grouped);
+    if (grouped) group_.push_back(seg.map + seg.end);
     seg.liveness.note_record(seg.base_lsn, lsn, seg.end);
     last_body_ = read_record(seg.map + seg.end).body;
     seg.end += span;

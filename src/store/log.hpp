@@ -70,6 +70,16 @@ public:
     // Appends a record; sets `lsn`. Not durable until synced.
     virtual AppendError append(uint8_t type, std::span<const uint8_t> body, uint64_t& lsn) = 0;
 
+    // The records appended (append, append_exempt) from begin_group() to
+    // end_group() are one: should the process stop before end_group(), the
+    // next recovery drops them all. For the records of one PUBLISH (its
+    // copies queued for each session, then its QoS 2 id): kept in part,
+    // a resend the id does not recognise would be taken as new, and some
+    // sessions would get the message twice. Not nested; no compaction copy
+    // belongs to a group.
+    virtual void begin_group() = 0;
+    virtual void end_group() = 0;
+
     virtual uint64_t last_lsn() const = 0;     // highest appended
     // Bytes appended since open (records with their framing, compaction
     // copies included); only grows. Group commit's batch size.
