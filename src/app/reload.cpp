@@ -83,9 +83,10 @@ bool apply_reload(const config::AppConfig& running, const std::vector<bool>& ope
 
     steps.adopt(std::move(next));
     steps.reload_security();
+    // The metrics endpoint first: a new listener may take the port it leaves.
+    if (metrics_moved) steps.reopen_metrics(old_metrics);
     for (size_t i : added) steps.open_added_listener(i);
     if (sys_changed) steps.restart_sys();
-    if (metrics_moved) steps.reopen_metrics(old_metrics);
     steps.reload_bridges();
     return true;
 }

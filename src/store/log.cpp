@@ -364,26 +364,42 @@ bool SegmentLog::recover(std::string& err) {
     }
     // A group still open at the end of the log (Log::begin_group): the
     // process stopped while writing it, before anything of it could be
-    // acknowledged. Dropped whole, newest segment first (it may have begun in
-    // the one before): zeroed in the newest, where appends go on, and
-    // covered by a filler in a sealed one.
+    // acknowledged. Dropped whole: the segments after the one it began in
+    // hold nothing else and go; in that one, the newest now, it is zeroed
+    // (appends go on there), or the file goes too if nothing came before.
     uint64_t group_dropped = 0;
+    size_t group_from = found.size();
     for (size_t i = found.size(); i-- > 0;) {
-        Found& f = found[i];
-        if (f.scan.records == 0) continue;
-        if (f.scan.open_group_records == 0) break;
-        group_dropped += f.scan.open_group_records;
-        const bool whole = !f.scan.closed_before_open_group;
-        uint8_t* from = f.seg.map + f.scan.open_group_at;
-        const uint64_t bytes = f.scan.end - f.scan.open_group_at;
-        if (i + 1 == found.size()) std::memset(from, 0, bytes);
-        else write_filler(from, bytes);
-        f.scan = scan_segment(f.seg.map, f.seg.size, f.seg.base_lsn);
-        if (!whole) break;
+        const SegmentScan& scan = found[i].scan;
+        if (scan.records == 0) continue;
+        if (scan.open_group_records == 0) break;
+        group_dropped += scan.open_group_records;
+        group_from = i;
+        if (scan.closed_before_open_group) break;
     }
-    if (group_dropped)
+    if (group_dropped) {
+        const bool keep_first = found[group_from].scan.closed_before_open_group;
+        while (found.size() > group_from + (keep_first ? 1 : 0)) {
+            const std::string path = found.back().seg.path;
+            found.back().seg.close();
+            found.pop_back();
+            if (::unlink(path.c_str()) != 0) {
+                err = path + ": unlink: " + std::strerror(errno);
+                return false;
+            }
+        }
+        if (keep_first) {
+            Found& f = found.back();
+            std::memset(f.seg.map + f.scan.open_group_at, 0, f.scan.end - f.scan.open_group_at);
+            f.scan = scan_segment(f.seg.map, f.seg.size, f.seg.base_lsn);
+        }
+        if (!fsync_dir(opt_.dir)) {
+            err = opt_.dir + ": fsync: " + std::strerror(errno);
+            return false;
+        }
         sum << "dropped " << group_dropped << " record(s) of a group left open at the end of the log (the process "
             << "stopped while writing them: nothing of it was acknowledged); ";
+    }
     uint64_t prev_last_lsn = 0;
     for (size_t i = 0; i < found.size(); ++i) {
         Segment& seg = found[i].seg;

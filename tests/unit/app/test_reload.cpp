@@ -112,7 +112,7 @@ TEST_CASE("a slot that never opened is emptied at the next reload") {
     CHECK(r.adopted.listeners[2].port == 8884);
 }
 
-TEST_CASE("[sys] and [metrics] restart only when their settings changed, after the listeners") {
+TEST_CASE("[sys] and [metrics] restart only when their settings changed; the metrics endpoint moves before new listeners open") {
     config::AppConfig running;
     running.listeners = {listener(1883)};
     running.metrics.port = 9100;
@@ -127,8 +127,17 @@ TEST_CASE("[sys] and [metrics] restart only when their settings changed, after t
     Recorder changed;
     apply_reload(running, {true}, next, changed);
     CHECK(changed.steps ==
-          std::vector<std::string>{"try 1890", "try 9200", "adopt", "security", "open 1", "sys", "metrics from 9100",
+          std::vector<std::string>{"try 1890", "try 9200", "adopt", "security", "metrics from 9100", "open 1", "sys",
                                    "bridges"});
+    // A new listener on the port the metrics endpoint leaves opens after it closed.
+    config::AppConfig swap = running;
+    swap.metrics.port = 9200;
+    swap.listeners.push_back(listener(9100));
+    Recorder swapped;
+    swapped.busy_ports = {9100};   // held by the running endpoint
+    CHECK(apply_reload(running, {true}, swap, swapped));
+    CHECK(swapped.steps == std::vector<std::string>{"try 9200", "adopt", "security", "metrics from 9100", "open 1",
+                                                    "bridges"});
 }
 
 // The metrics endpoint closed its old socket, then failed to bind the new

@@ -4,6 +4,7 @@
 // records always did.
 #include <doctest/doctest.h>
 
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -87,22 +88,41 @@ TEST_CASE("a closed group is kept, and its records carry no mark an older hato w
     CHECK(lsns(*open_log(d.path())) == std::vector<uint64_t>{1, 2, 3, 4});
 }
 
-TEST_CASE("a group left open across a new segment is dropped in both; the sealed one's part becomes a filler") {
+TEST_CASE("a group left open across new segments: they go, the one it began in is cut, nothing is set aside") {
     TempDir d;
     std::vector<uint64_t> kept;
     {
         auto log = open_log(d.path());
         for (int i = 0; i < 20; ++i) kept.push_back(add(*log, 1000));   // most of the first segment
         log->begin_group();
-        for (int i = 0; i < 20; ++i) add(*log, 1000);   // on into the second
-        REQUIRE(log->segment_count() == 2);
+        for (int i = 0; i < 60; ++i) add(*log, 1000);   // on through two more
+        REQUIRE(log->segment_count() == 3);
     }
     {
         auto log = open_log(d.path());
         CHECK(lsns(*log) == kept);
         CHECK(log->recovery_errors().empty());   // not damage
-        kept.push_back(add(*log, 10));
-        CHECK(kept.back() > 20);
+        CHECK(log->segment_count() == 1);
+        CHECK(add(*log, 10) == 21);   // the log goes on where the kept records end
+        kept.push_back(21);
     }
-    CHECK(lsns(*open_log(d.path())) == kept);
+    auto log = open_log(d.path());
+    CHECK(lsns(*log) == kept);
+    CHECK(log->recovery_summary().find("set aside") == std::string::npos);
+    CHECK_FALSE(std::filesystem::exists(d.path() + "/quarantine"));
+}
+
+TEST_CASE("a group left open from the start of the log leaves an empty log") {
+    TempDir d;
+    {
+        auto log = open_log(d.path());
+        log->begin_group();
+        for (int i = 0; i < 40; ++i) add(*log, 1000);
+    }
+    {
+        auto log = open_log(d.path());
+        CHECK(lsns(*log).empty());
+        CHECK(add(*log, 10) == 1);
+    }
+    CHECK(lsns(*open_log(d.path())) == std::vector<uint64_t>{1});
 }
