@@ -6,6 +6,7 @@
 # upstream is back. The upstream is a second hato on a fixed free port (so it
 # can be restarted where the gateway expects it).
 
+import contextlib
 import os
 import re
 import signal
@@ -107,8 +108,11 @@ def test_bridge_queue_budget(pair, when_full):
     assert re.search(r"bridge messages dropped since the last report, by bridge: site \d+\n", gw.log()), gw.log()
 
 
-@pytest.mark.skipif(not os.access("/usr/sbin/mosquitto", os.X_OK), reason="mosquitto not installed")
-def test_bridge_to_mosquitto_with_bridge_bit(backend, tmp_path):
+@contextlib.contextmanager
+def _mosquitto_upstream(backend, tmp_path):
+    """A Mosquitto with its defaults on a free port (as a Broker to connect
+    clients to), and a gateway bridging to it over 3.1.1 with the bridge bit,
+    started once Mosquitto listens; both stopped after."""
     port = _free_port()
     conf = tmp_path / "mosquitto.conf"
     conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
@@ -120,15 +124,21 @@ def test_bridge_to_mosquitto_with_bridge_bit(backend, tmp_path):
         up = Broker(backend, str(tmp_path), {})
         up.port = port
         wait_for(lambda: _can_connect("127.0.0.1", port), what="mosquitto listening")
+        yield up, gw
+    finally:
+        gw.stop()
+        mosq.terminate()
+        mosq.wait(10)
+
+
+@pytest.mark.skipif(not os.access("/usr/sbin/mosquitto", os.X_OK), reason="mosquitto not installed")
+def test_bridge_to_mosquitto_with_bridge_bit(backend, tmp_path):
+    with _mosquitto_upstream(backend, tmp_path) as (up, gw):
         gw.start()
         wait_for(lambda: gw.connected_count() >= 1, what="bridge connected")
         s = sub(up, "up-sub", "site/gw/#")
         pub_qos1(gw, "plant/m", [b"1", b"2", b"3"])
         assert [p for _, p in receive(s, 3)] == [b"1", b"2", b"3"]
-    finally:
-        gw.stop()
-        mosq.terminate()
-        mosq.wait(10)
 
 
 @pytest.mark.skipif(not os.access("/usr/sbin/mosquitto", os.X_OK), reason="mosquitto not installed")
@@ -137,19 +147,9 @@ def test_a_qos2_burst_over_mqtt311_reaches_a_default_mosquitto_whole(backend, tm
     # in flight from a client; past that it answers PUBREC 0x97 and drops
     # the message, which over 3.1.1 reads as a plain PUBREC. With a window
     # of 100 the bridge completed and lost about a third of a burst.
-    port = _free_port()
-    conf = tmp_path / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-    mosq = subprocess.Popen(["/usr/sbin/mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    os.makedirs(tmp_path / "gw")
-    gw = Gateway(backend, str(tmp_path / "gw"), port, "mqttv311", "try_private = true")
-    gw.bridge = gw.bridge.replace("qos = 1\nremote_prefix", "qos = 2\nremote_prefix", 1)
     n = 300
-    try:
-        up = Broker(backend, str(tmp_path), {})
-        up.port = port
-        wait_for(lambda: _can_connect("127.0.0.1", port), what="mosquitto listening")
+    with _mosquitto_upstream(backend, tmp_path) as (up, gw):
+        gw.bridge = gw.bridge.replace("qos = 1\nremote_prefix", "qos = 2\nremote_prefix", 1)
         gw.start()
         wait_for(lambda: gw.connected_count() >= 1, what="bridge connected")
         s = sub(up, "up-sub", "site/gw/#")
@@ -165,10 +165,6 @@ def test_a_qos2_burst_over_mqtt311_reaches_a_default_mosquitto_whole(backend, tm
                 completed += 1
         got = receive(s, n, timeout=30.0)
         assert sorted(int(payload) for _, payload in got) == list(range(n))
-    finally:
-        gw.stop()
-        mosq.terminate()
-        mosq.wait(10)
 
 
 def test_bridge_connection_state_topic(pair):
