@@ -432,9 +432,9 @@ struct Broker::Impl {
     size_t send_publish(Connection& c, const OutItem& item, bool dup, std::vector<uint8_t>* held = nullptr);
     mqtt::PublishParts publish_parts(const Connection& c, const Message& m, uint8_t qos,
                                      std::span<const uint32_t> sub_ids) const;
-    // Whether `m` sent to `c` fits the Maximum Packet Size `c` announced
-    // (one that does not is skipped there, MQTT-3.1.2-25).
-    bool fits_client(const Connection& c, const Message& m, uint8_t qos, std::span<const uint32_t> sub_ids) const;
+    // Whether `pp` fits the Maximum Packet Size `c` announced (one that
+    // does not is skipped there, MQTT-3.1.2-24/25).
+    bool fits_client(const Connection& c, const mqtt::PublishParts& pp) const;
     // A shared group's member `s` could take `m` now: offline, or online with
     // a Maximum Packet Size it fits. One that could not would skip it, lost to
     // the whole group.

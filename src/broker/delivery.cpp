@@ -323,9 +323,8 @@ PublishParts Broker::Impl::publish_parts(const Connection& c, const Message& m, 
     return pp;
 }
 
-bool Broker::Impl::fits_client(const Connection& c, const Message& m, uint8_t qos,
-                               std::span<const uint32_t> sub_ids) const {
-    return c.client_max_packet == 0 || publish_size(publish_parts(c, m, qos, sub_ids), c.version) <= c.client_max_packet;
+bool Broker::Impl::fits_client(const Connection& c, const PublishParts& pp) const {
+    return c.client_max_packet == 0 || publish_size(pp, c.version) <= c.client_max_packet;
 }
 
 size_t Broker::Impl::send_publish(Connection& c, const OutItem& item, bool dup, std::vector<uint8_t>* held) {
@@ -338,7 +337,7 @@ size_t Broker::Impl::send_publish(Connection& c, const OutItem& item, bool dup, 
     pp.packet_id = item.qos ? item.packet_id : 0;
     // Checked with the full topic and no alias first: a message that does not
     // fit that way is not sent, and no alias is assigned for it.
-    if (c.client_max_packet != 0 && publish_size(pp, c.version) > c.client_max_packet) return 0;
+    if (!fits_client(c, pp)) return 0;
     // A held packet carries its topic: packets sent meanwhile may not use an
     // alias it would be the first to set.
     const size_t alias_limit = held ? 0 : std::min<size_t>(c.client_alias_max, cfg.max_outbound_topic_aliases);
@@ -355,8 +354,7 @@ size_t Broker::Impl::send_publish(Connection& c, const OutItem& item, bool dup, 
         // The alias property adds 3 bytes (more than a short topic saves, and
         // all of them on first use): it is used only where the packet still
         // fits the client's Maximum Packet Size (MQTT-3.1.2-24).
-        if (aliased.topic_alias &&
-            (c.client_max_packet == 0 || publish_size(aliased, c.version) <= c.client_max_packet)) {
+        if (aliased.topic_alias && fits_client(c, aliased)) {
             if (it == alias_out.end()) alias_out.emplace(m.topic(), *aliased.topic_alias);
             pp = aliased;
         }
@@ -628,7 +626,7 @@ bool Broker::Impl::member_can_take(const Session& s, const Message& m, uint8_t q
     const Connection* c = s.conn ? conn(s.conn) : nullptr;
     if (!c) return true;
     const uint32_t ids[1] = {sub_id};
-    return fits_client(*c, m, qos, sub_id ? std::span<const uint32_t>(ids) : std::span<const uint32_t>());
+    return fits_client(*c, publish_parts(*c, m, qos, sub_id ? std::span<const uint32_t>(ids) : std::span<const uint32_t>()));
 }
 
 // A member leaving its shared group hands its unacknowledged messages (but
